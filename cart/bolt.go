@@ -1,0 +1,179 @@
+package cart
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var _ Store = (*BoltStore)(nil)
+
+// Bucket names of the embedded store.
+var (
+	bucketStreams = []byte("streams")
+	bucketAudit   = []byte("audit") // key: stream id + "/" + RFC3339Nano time + "/" + entry id
+)
+
+// BoltStore is the embedded durable Store on a bbolt file. Every acknowledged write is
+// fsynced before the call returns, so nothing acknowledged is lost on kill -9.
+type BoltStore struct {
+	db *bolt.DB
+}
+
+// OpenBolt opens (creating if needed) the bbolt database file at path.
+func OpenBolt(path string) (*BoltStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketStreams, bucketAudit} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	return &BoltStore{db: db}, nil
+}
+
+// Close closes the database file.
+func (s *BoltStore) Close() error { return s.db.Close() }
+
+// Ping reports whether the database is open.
+func (s *BoltStore) Ping(ctx context.Context) error {
+	return s.db.View(func(*bolt.Tx) error { return nil })
+}
+
+func getJSON(b *bolt.Bucket, key string, v any) error {
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), raw)
+}
+
+// CreateStream stores a new stream.
+func (s *BoltStore) CreateStream(ctx context.Context, st Stream) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStreams)
+		if b.Get([]byte(st.ID)) != nil {
+			return fmt.Errorf("stream %s: %w", st.ID, ErrConflict)
+		}
+		return putJSON(b, st.ID, st)
+	})
+}
+
+// GetStream returns one stream.
+func (s *BoltStore) GetStream(ctx context.Context, id string) (Stream, error) {
+	var st Stream
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketStreams), id, &st)
+	})
+	return st, err
+}
+
+// ListStreams returns the streams that are not ended, oldest first.
+func (s *BoltStore) ListStreams(ctx context.Context) ([]Stream, error) {
+	out := []Stream{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStreams).ForEach(func(_, v []byte) error {
+			var st Stream
+			if err := json.Unmarshal(v, &st); err != nil {
+				return err
+			}
+			if st.Status != StreamEnded {
+				out = append(out, st)
+			}
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, err
+}
+
+// SetStreamLive marks the stream live or idle.
+func (s *BoltStore) SetStreamLive(ctx context.Context, id string, live bool, now time.Time) (Stream, error) {
+	var st Stream
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStreams)
+		if err := getJSON(b, id, &st); err != nil {
+			return err
+		}
+		if st.Status == StreamEnded {
+			return fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
+		}
+		st.Status = StreamIdle
+		if live {
+			st.Status = StreamLive
+			if st.StartedAt == nil {
+				t := now.UTC()
+				st.StartedAt = &t
+			}
+		}
+		return putJSON(b, id, st)
+	})
+	return st, err
+}
+
+// EndStream ends the stream.
+func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
+	var st Stream
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStreams)
+		if err := getJSON(b, id, &st); err != nil {
+			return err
+		}
+		if st.Status == StreamEnded {
+			return nil
+		}
+		st.Status = StreamEnded
+		t := now.UTC()
+		st.EndedAt = &t
+		return putJSON(b, id, st)
+	})
+	return st, []Sale{}, err
+}
+
+// AppendAudit records an audit entry.
+func (s *BoltStore) AppendAudit(ctx context.Context, e AuditEntry) error {
+	key := e.StreamID + "/" + e.At.UTC().Format("2006-01-02T15:04:05.000000000Z") + "/" + e.ID
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketAudit), key, e)
+	})
+}
+
+// ListAudit returns the stream's audit entries, oldest first.
+func (s *BoltStore) ListAudit(ctx context.Context, streamID string) ([]AuditEntry, error) {
+	out := []AuditEntry{}
+	prefix := []byte(streamID + "/")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAudit).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var e AuditEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,17 @@
+package cart
+
+import "errors"
+
+// Sentinel errors of the commerce domain. Stores and the service wrap them with %w and
+// a human message; the HTTP edge maps them to the API's error codes with errors.Is.
+var (
+	ErrBadRequest    = errors.New("bad request")       // bad_request (400)
+	ErrNotFound      = errors.New("not found")         // not_found (404)
+	ErrForbidden     = errors.New("forbidden")         // forbidden (403)
+	ErrConflict      = errors.New("conflict")          // conflict (409)
+	ErrSoldOut       = errors.New("sold out")          // sold_out (409)
+	ErrLimitExceeded = errors.New("limit exceeded")    // limit_exceeded (409)
+	ErrSaleNotActive = errors.New("sale not active")   // sale_not_active (409)
+	ErrHoldExpired   = errors.New("hold expired")      // hold_expired (409)
+	ErrUnavailable   = errors.New("store unavailable") // unavailable (503)
+)
