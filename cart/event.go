@@ -52,8 +52,12 @@ type SaleData struct {
 	Sale Sale `json:"sale"`
 }
 
-// StockData is the payload of a stock event: the sale's free units after a change.
+// StockData is the payload of a stock event: the free units after a change of a sale
+// (SaleID set, Remaining = the sale's remaining) or of a product's own stock (SaleID
+// empty, Remaining = the product's stock). Coalesce per SaleID, or per ProductID when
+// SaleID is empty.
 type StockData struct {
-	SaleID    string `json:"sale_id"`
+	SaleID    string `json:"sale_id,omitempty"`
+	ProductID string `json:"product_id"`
 	Remaining int    `json:"remaining"`
 }
