@@ -32,7 +32,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketStreams, bucketAudit} {
+		for _, b := range append([][]byte{bucketStreams, bucketAudit}, commerceBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -43,6 +43,8 @@ func OpenBolt(path string) (*BoltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
+	// Group commit: concurrent writers wait at most this long to share one fsync.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	return &BoltStore{db: db}, nil
 }
 
@@ -133,23 +135,27 @@ func (s *BoltStore) SetStreamLive(ctx context.Context, id string, live bool, now
 	return st, err
 }
 
-// EndStream ends the stream.
+// EndStream ends the stream and its scheduled and active sales.
 func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
-	var st Stream
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketStreams)
-		if err := getJSON(b, id, &st); err != nil {
+	var (
+		st    Stream
+		sales []Sale
+	)
+	err := s.update(func(t *boltTx) error {
+		sales = []Sale{}
+		var err error
+		if st, err = t.stream(id); err != nil || st.Status == StreamEnded {
 			return err
 		}
-		if st.Status == StreamEnded {
-			return nil
-		}
 		st.Status = StreamEnded
-		t := now.UTC()
-		st.EndedAt = &t
-		return putJSON(b, id, st)
+		end := now.UTC()
+		st.EndedAt = &end
+		if sales, err = t.endStreamSales(id, now); err != nil {
+			return err
+		}
+		return putJSON(t.b(bucketStreams), id, st)
 	})
-	return st, []Sale{}, err
+	return st, sales, err
 }
 
 // AppendAudit records an audit entry.

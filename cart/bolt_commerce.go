@@ -1,67 +1,1047 @@
 package cart
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
-var errNotImplemented = errors.New("not implemented yet")
+// Buckets of the commerce state. Index keys join ids with "\x00"; "seq" is the index
+// bucket's NextSequence as 16 hex digits, so cursors list things oldest first.
+var (
+	bucketProducts       = []byte("products")        // product id → Product
+	bucketStreamProducts = []byte("stream_products") // stream id, seq → product id
+	bucketPins           = []byte("pins")            // stream id → []product id (pin order)
+	bucketSales          = []byte("sales")           // sale id → Sale
+	bucketStreamSales    = []byte("stream_sales")    // stream id, seq → sale id
+	bucketLiveSales      = []byte("live_sales")      // sale id → "" (scheduled or active)
+	bucketHolds          = []byte("holds")           // hold id → boltHold (in a cart)
+	bucketUserHolds      = []byte("user_holds")      // user id, seq → hold id
+	bucketHoldExpiry     = []byte("hold_expiry")     // expiry nanos (8 bytes BE), hold id → "" (units still held)
+	bucketUserSale       = []byte("user_sale")       // sale id, user id → units held + bought
+	bucketOrders         = []byte("orders")          // order id → Order
+	bucketUserOrders     = []byte("user_orders")     // user id, seq → order id
+	bucketStreamOrders   = []byte("stream_orders")   // stream id, seq → order id
+	bucketIdem           = []byte("idem")            // user id, key → boltIdem
+	bucketIdemExpiry     = []byte("idem_expiry")     // created nanos (8 bytes BE), user id, key → ""
+)
 
+var commerceBuckets = [][]byte{
+	bucketProducts, bucketStreamProducts, bucketPins, bucketSales, bucketStreamSales,
+	bucketLiveSales, bucketHolds, bucketUserHolds, bucketHoldExpiry, bucketUserSale,
+	bucketOrders, bucketUserOrders, bucketStreamOrders, bucketIdem, bucketIdemExpiry,
+}
+
+// boltHold is a hold as stored: Released means its units are back (expired, still in
+// the cart until the next checkout or removal).
+type boltHold struct {
+	Hold
+	User     string `json:"user"`
+	Released bool   `json:"released"`
+	CartKey  string `json:"cart_key"`
+}
+
+func (h boltHold) expired(now time.Time) bool { return h.Released || !now.Before(h.ExpiresAt) }
+
+// boltIdem remembers one idempotency key.
+type boltIdem struct {
+	Fingerprint string    `json:"fp"`
+	OrderID     string    `json:"order_id"`
+	At          time.Time `json:"at"`
+}
+
+func join(parts ...string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func timeKey(t time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	return append(k, id...)
+}
+
+func keyTime(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))) }
+
+// appendIndex adds value under prefix + "\x00" + next sequence and returns the key.
+func appendIndex(b *bolt.Bucket, prefix, value string) (string, error) {
+	seq, err := b.NextSequence()
+	if err != nil {
+		return "", err
+	}
+	key := join(prefix, fmt.Sprintf("%016x", seq))
+	return key, b.Put([]byte(key), []byte(value))
+}
+
+// indexValues lists the values under prefix + "\x00", in key order.
+func indexValues(b *bolt.Bucket, prefix string) []string {
+	out := []string{}
+	p := []byte(prefix + "\x00")
+	c := b.Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		out = append(out, string(v))
+	}
+	return out
+}
+
+// isDomain tells business-rule errors (the call's answer) from failures of the store.
+func isDomain(err error) bool {
+	for _, e := range []error{ErrBadRequest, ErrNotFound, ErrForbidden, ErrConflict,
+		ErrSoldOut, ErrLimitExceeded, ErrSaleNotActive, ErrHoldExpired} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// update runs fn in a group-committed write transaction (bbolt Batch: one fsync for
+// many concurrent callers). Batch may run fn more than once, so fn must set its
+// results from scratch each time. A business-rule error from fn does not fail the
+// batch (that would re-run every other caller): the transaction commits whatever fn
+// wrote (fn checks before it writes, except where the API wants the write, as
+// Checkout clearing expired holds) and the error is returned to this caller only.
+func (s *BoltStore) update(fn func(t *boltTx) error) error {
+	var answer error
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		answer = nil
+		t := newBoltTx(tx)
+		err := fn(t)
+		if err != nil && !isDomain(err) {
+			return err
+		}
+		answer = err
+		return t.flush()
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: %w: %v", ErrUnavailable, err)
+	}
+	return answer
+}
+
+func (s *BoltStore) view(fn func(t *boltTx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(newBoltTx(tx)) })
+}
+
+// boltTx caches the products and sales a transaction loads; the ones marked dirty are
+// written once by flush and reported as Changes, in the order they were first marked.
+type boltTx struct {
+	tx       *bolt.Tx
+	products map[string]*Product
+	sales    map[string]*Sale
+	dirty    []string // "p"+id or "s"+id
+}
+
+func newBoltTx(tx *bolt.Tx) *boltTx {
+	return &boltTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}}
+}
+
+func (t *boltTx) b(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }
+
+func (t *boltTx) product(id string) (*Product, error) {
+	if p, ok := t.products[id]; ok {
+		return p, nil
+	}
+	var p Product
+	if err := getJSON(t.b(bucketProducts), id, &p); err != nil {
+		return nil, fmt.Errorf("product %s: %w", id, err)
+	}
+	t.products[id] = &p
+	return &p, nil
+}
+
+func (t *boltTx) sale(id string) (*Sale, error) {
+	if s, ok := t.sales[id]; ok {
+		return s, nil
+	}
+	var s Sale
+	if err := getJSON(t.b(bucketSales), id, &s); err != nil {
+		return nil, fmt.Errorf("sale %s: %w", id, err)
+	}
+	t.sales[id] = &s
+	return &s, nil
+}
+
+func (t *boltTx) touchProduct(p *Product) {
+	t.products[p.ID] = p
+	if !slices.Contains(t.dirty, "p"+p.ID) {
+		t.dirty = append(t.dirty, "p"+p.ID)
+	}
+}
+
+func (t *boltTx) touchSale(s *Sale) {
+	t.sales[s.ID] = s
+	if !slices.Contains(t.dirty, "s"+s.ID) {
+		t.dirty = append(t.dirty, "s"+s.ID)
+	}
+}
+
+func (t *boltTx) flush() error {
+	for _, d := range t.dirty {
+		var err error
+		if d[0] == 'p' {
+			err = putJSON(t.b(bucketProducts), d[1:], t.products[d[1:]])
+		} else {
+			err = putJSON(t.b(bucketSales), d[1:], t.sales[d[1:]])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// changes reports the dirty products and sales as they are now.
+func (t *boltTx) changes() Changes {
+	var ch Changes
+	for _, d := range t.dirty {
+		if d[0] == 'p' {
+			ch.Products = append(ch.Products, *t.products[d[1:]])
+		} else {
+			ch.Sales = append(ch.Sales, *t.sales[d[1:]])
+		}
+	}
+	return ch
+}
+
+func (t *boltTx) stream(id string) (Stream, error) {
+	var st Stream
+	if err := getJSON(t.b(bucketStreams), id, &st); err != nil {
+		return st, fmt.Errorf("stream %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// ---- products and pins ----
+
+// CreateProduct stores a new product.
 func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, error) {
-	return Product{}, errNotImplemented
+	p.Held, p.Sold = 0, 0
+	err := s.update(func(t *boltTx) error {
+		st, err := t.stream(p.StreamID)
+		if err != nil {
+			return err
+		}
+		if st.Status == StreamEnded {
+			return fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
+		}
+		if t.b(bucketProducts).Get([]byte(p.ID)) != nil {
+			return fmt.Errorf("product %s exists: %w", p.ID, ErrConflict)
+		}
+		if ids := indexValues(t.b(bucketStreamProducts), p.StreamID); len(ids) > 0 {
+			first, err := t.product(ids[0])
+			if err != nil {
+				return err
+			}
+			if first.Currency != p.Currency {
+				return fmt.Errorf("the stream's products are priced in %s: %w", first.Currency, ErrConflict)
+			}
+		}
+		if _, err := appendIndex(t.b(bucketStreamProducts), p.StreamID, p.ID); err != nil {
+			return err
+		}
+		cp := p
+		t.touchProduct(&cp)
+		return nil
+	})
+	return p, err
 }
+
+// GetProduct returns one product.
 func (s *BoltStore) GetProduct(ctx context.Context, id string) (Product, error) {
-	return Product{}, errNotImplemented
+	var p Product
+	err := s.view(func(t *boltTx) error {
+		pp, err := t.product(id)
+		if err == nil {
+			p = *pp
+		}
+		return err
+	})
+	return p, err
 }
+
+// ListProducts returns the stream's products, oldest first.
 func (s *BoltStore) ListProducts(ctx context.Context, streamID string) ([]Product, error) {
-	return nil, errNotImplemented
+	out := []Product{}
+	err := s.view(func(t *boltTx) error {
+		for _, id := range indexValues(t.b(bucketStreamProducts), streamID) {
+			p, err := t.product(id)
+			if err != nil {
+				return err
+			}
+			out = append(out, *p)
+		}
+		return nil
+	})
+	return out, err
 }
+
+func (t *boltTx) pins(streamID string) ([]string, error) {
+	ids := []string{}
+	raw := t.b(bucketPins).Get([]byte(streamID))
+	if raw == nil {
+		return ids, nil
+	}
+	return ids, json.Unmarshal(raw, &ids)
+}
+
+func (t *boltTx) pinnedProducts(ids []string) ([]Product, error) {
+	out := make([]Product, 0, len(ids))
+	for _, id := range ids {
+		p, err := t.product(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *p)
+	}
+	return out, nil
+}
+
+// SetProductHidden hides or unhides a product; hiding also unpins it.
 func (s *BoltStore) SetProductHidden(ctx context.Context, id string, hidden bool) (Product, bool, bool, error) {
-	return Product{}, false, false, errNotImplemented
+	var (
+		out               Product
+		changed, unpinned bool
+	)
+	err := s.update(func(t *boltTx) error {
+		changed, unpinned = false, false
+		p, err := t.product(id)
+		if err != nil {
+			return err
+		}
+		out = *p
+		if p.Hidden == hidden {
+			return nil
+		}
+		changed = true
+		p.Hidden = hidden
+		t.touchProduct(p)
+		out = *p
+		if !hidden {
+			return nil
+		}
+		ids, err := t.pins(p.StreamID)
+		if err != nil {
+			return err
+		}
+		if i := slices.Index(ids, id); i >= 0 {
+			unpinned = true
+			return putJSON(t.b(bucketPins), p.StreamID, slices.Delete(ids, i, i+1))
+		}
+		return nil
+	})
+	return out, changed, unpinned, err
 }
+
+// PinProduct appends a product to the stream's pins.
 func (s *BoltStore) PinProduct(ctx context.Context, streamID, productID string, maxPins int) ([]Product, bool, error) {
-	return nil, false, errNotImplemented
+	var (
+		out     []Product
+		changed bool
+	)
+	err := s.update(func(t *boltTx) error {
+		changed = false
+		p, err := t.product(productID)
+		if err != nil {
+			return err
+		}
+		if p.StreamID != streamID {
+			return fmt.Errorf("product %s: %w", productID, ErrNotFound)
+		}
+		ids, err := t.pins(streamID)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(ids, productID) {
+			st, err := t.stream(streamID)
+			if err != nil {
+				return err
+			}
+			switch {
+			case p.Hidden:
+				return fmt.Errorf("product %s is hidden: %w", productID, ErrConflict)
+			case st.Status == StreamEnded:
+				return fmt.Errorf("stream %s has ended: %w", streamID, ErrConflict)
+			case len(ids) >= maxPins:
+				return fmt.Errorf("at most %d products can be pinned: %w", maxPins, ErrConflict)
+			}
+			ids = append(ids, productID)
+			changed = true
+			if err := putJSON(t.b(bucketPins), streamID, ids); err != nil {
+				return err
+			}
+		}
+		out, err = t.pinnedProducts(ids)
+		return err
+	})
+	return out, changed, err
 }
+
+// UnpinProduct removes a product from the stream's pins.
 func (s *BoltStore) UnpinProduct(ctx context.Context, streamID, productID string) ([]Product, bool, error) {
-	return nil, false, errNotImplemented
+	var (
+		out     []Product
+		changed bool
+	)
+	err := s.update(func(t *boltTx) error {
+		changed = false
+		p, err := t.product(productID)
+		if err != nil {
+			return err
+		}
+		if p.StreamID != streamID {
+			return fmt.Errorf("product %s: %w", productID, ErrNotFound)
+		}
+		ids, err := t.pins(streamID)
+		if err != nil {
+			return err
+		}
+		if i := slices.Index(ids, productID); i >= 0 {
+			ids = slices.Delete(ids, i, i+1)
+			changed = true
+			if err := putJSON(t.b(bucketPins), streamID, ids); err != nil {
+				return err
+			}
+		}
+		out, err = t.pinnedProducts(ids)
+		return err
+	})
+	return out, changed, err
 }
+
+// ListPinned returns the stream's pinned products in pin order.
 func (s *BoltStore) ListPinned(ctx context.Context, streamID string) ([]Product, error) {
-	return nil, errNotImplemented
+	var out []Product
+	err := s.view(func(t *boltTx) error {
+		ids, err := t.pins(streamID)
+		if err != nil {
+			return err
+		}
+		out, err = t.pinnedProducts(ids)
+		return err
+	})
+	return out, err
 }
+
+// ---- sales ----
+
+// CreateSale stores a new sale and takes its units out of the product's stock.
 func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (Sale, Product, error) {
-	return Sale{}, Product{}, errNotImplemented
+	sale.Remaining, sale.Held, sale.Sold, sale.Returned = sale.Quantity, 0, 0, 0
+	sale.Status = SaleActive
+	if sale.StartsAt.After(now) {
+		sale.Status = SaleScheduled
+	}
+	var prod Product
+	err := s.update(func(t *boltTx) error {
+		p, err := t.product(sale.ProductID)
+		if err != nil {
+			return err
+		}
+		if p.StreamID != sale.StreamID || p.Hidden {
+			return fmt.Errorf("product %s: %w", sale.ProductID, ErrNotFound)
+		}
+		st, err := t.stream(sale.StreamID)
+		if err != nil {
+			return err
+		}
+		if st.Status == StreamEnded {
+			return fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
+		}
+		if t.b(bucketSales).Get([]byte(sale.ID)) != nil {
+			return fmt.Errorf("sale %s exists: %w", sale.ID, ErrConflict)
+		}
+		if p.Stock < sale.Quantity {
+			return fmt.Errorf("product has %d units in stock, the sale wants %d: %w", p.Stock, sale.Quantity, ErrConflict)
+		}
+		p.Stock -= sale.Quantity
+		t.touchProduct(p)
+		cp := sale
+		t.touchSale(&cp)
+		prod = *p
+		if _, err := appendIndex(t.b(bucketStreamSales), sale.StreamID, sale.ID); err != nil {
+			return err
+		}
+		return t.b(bucketLiveSales).Put([]byte(sale.ID), nil)
+	})
+	return sale, prod, err
 }
+
+// GetSale returns one sale.
 func (s *BoltStore) GetSale(ctx context.Context, id string) (Sale, error) {
-	return Sale{}, errNotImplemented
+	var out Sale
+	err := s.view(func(t *boltTx) error {
+		sp, err := t.sale(id)
+		if err == nil {
+			out = *sp
+		}
+		return err
+	})
+	return out, err
 }
+
+// ListSales returns the stream's sales, oldest first.
 func (s *BoltStore) ListSales(ctx context.Context, streamID string) ([]Sale, error) {
-	return nil, errNotImplemented
+	out := []Sale{}
+	err := s.view(func(t *boltTx) error {
+		for _, id := range indexValues(t.b(bucketStreamSales), streamID) {
+			sp, err := t.sale(id)
+			if err != nil {
+				return err
+			}
+			out = append(out, *sp)
+		}
+		return nil
+	})
+	return out, err
 }
+
+// endSale ends a scheduled or active sale: its remaining units go back to the product.
+func (t *boltTx) endSale(sale *Sale, now time.Time) (Product, error) {
+	p, err := t.product(sale.ProductID)
+	if err != nil {
+		return Product{}, err
+	}
+	if sale.Status == SaleEnded {
+		return *p, nil
+	}
+	p.Stock += sale.Remaining
+	sale.Returned += sale.Remaining
+	sale.Remaining = 0
+	sale.Status = SaleEnded
+	if now.Before(sale.EndsAt) {
+		sale.EndsAt = now.UTC()
+	}
+	t.touchSale(sale)
+	t.touchProduct(p)
+	return *p, t.b(bucketLiveSales).Delete([]byte(sale.ID))
+}
+
+// StopSale ends a scheduled or active sale now.
 func (s *BoltStore) StopSale(ctx context.Context, id string, now time.Time) (Sale, Product, bool, error) {
-	return Sale{}, Product{}, false, errNotImplemented
+	var (
+		out     Sale
+		prod    Product
+		changed bool
+	)
+	err := s.update(func(t *boltTx) error {
+		sp, err := t.sale(id)
+		if err != nil {
+			return err
+		}
+		changed = sp.Status != SaleEnded
+		prod, err = t.endSale(sp, now)
+		out = *sp
+		return err
+	})
+	return out, prod, changed, err
 }
+
+// saleStep says how time moves a sale on: "" (not at all), SaleActive or SaleEnded.
+func saleStep(sale Sale, now time.Time) string {
+	switch {
+	case sale.Status == SaleEnded:
+		return ""
+	case !now.Before(sale.EndsAt):
+		return SaleEnded
+	case sale.Status == SaleScheduled && !now.Before(sale.StartsAt):
+		return SaleActive
+	}
+	return ""
+}
+
+// AdvanceSales moves sales along by time.
 func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpdate, error) {
-	return nil, errNotImplemented
+	due := false
+	err := s.view(func(t *boltTx) error {
+		return t.b(bucketLiveSales).ForEach(func(k, _ []byte) error {
+			sp, err := t.sale(string(k))
+			if err != nil {
+				return err
+			}
+			due = due || saleStep(*sp, now) != ""
+			return nil
+		})
+	})
+	if err != nil || !due {
+		return []SaleUpdate{}, err
+	}
+	var out []SaleUpdate
+	err = s.update(func(t *boltTx) error {
+		out = []SaleUpdate{}
+		var ids []string
+		t.b(bucketLiveSales).ForEach(func(k, _ []byte) error { ids = append(ids, string(k)); return nil })
+		for _, id := range ids {
+			sp, err := t.sale(id)
+			if err != nil {
+				return err
+			}
+			var p Product
+			switch saleStep(*sp, now) {
+			case SaleActive:
+				sp.Status = SaleActive
+				t.touchSale(sp)
+				pp, err := t.product(sp.ProductID)
+				if err != nil {
+					return err
+				}
+				p = *pp
+			case SaleEnded:
+				if p, err = t.endSale(sp, sp.EndsAt); err != nil {
+					return err
+				}
+			default:
+				continue
+			}
+			out = append(out, SaleUpdate{Sale: *sp, Product: p})
+		}
+		return nil
+	})
+	return out, err
 }
+
+// endStreamSales ends every scheduled or active sale of the stream.
+func (t *boltTx) endStreamSales(streamID string, now time.Time) ([]Sale, error) {
+	out := []Sale{}
+	for _, id := range indexValues(t.b(bucketStreamSales), streamID) {
+		sp, err := t.sale(id)
+		if err != nil {
+			return nil, err
+		}
+		if sp.Status == SaleEnded {
+			continue
+		}
+		if _, err := t.endSale(sp, now); err != nil {
+			return nil, err
+		}
+		out = append(out, *sp)
+	}
+	return out, nil
+}
+
+// ---- holds ----
+
+func (t *boltTx) hold(id string) (*boltHold, error) {
+	var h boltHold
+	if err := getJSON(t.b(bucketHolds), id, &h); err != nil {
+		return nil, fmt.Errorf("hold %s: %w", id, err)
+	}
+	return &h, nil
+}
+
+func (t *boltTx) userSaleAdd(saleID, userID string, delta int) (int, error) {
+	b := t.b(bucketUserSale)
+	key := []byte(join(saleID, userID))
+	n, _ := strconv.Atoi(string(b.Get(key)))
+	n += delta
+	if delta == 0 {
+		return n, nil
+	}
+	if n <= 0 {
+		return 0, b.Delete(key)
+	}
+	return n, b.Put(key, []byte(strconv.Itoa(n)))
+}
+
+// HoldUnits takes units out of a product's stock or a sale's remaining for one user.
 func (s *BoltStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Time) (Hold, Changes, error) {
-	return Hold{}, Changes{}, errNotImplemented
+	var (
+		out Hold
+		ch  Changes
+	)
+	err := s.update(func(t *boltTx) error {
+		h, err := t.holdUnits(req, now)
+		out, ch = h, t.changes()
+		return err
+	})
+	return out, ch, err
 }
+
+func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
+	h := Hold{ID: req.ID, UserID: req.UserID, ProductID: req.ProductID, SaleID: req.SaleID,
+		Quantity: req.Quantity, ExpiresAt: req.ExpiresAt.UTC()}
+	var sale *Sale
+	if req.SaleID != "" {
+		var err error
+		if sale, err = t.sale(req.SaleID); err != nil {
+			return Hold{}, err
+		}
+		h.ProductID = sale.ProductID
+	}
+	p, err := t.product(h.ProductID)
+	if err != nil {
+		return Hold{}, err
+	}
+	if p.Hidden {
+		return Hold{}, fmt.Errorf("product %s: %w", p.ID, ErrNotFound)
+	}
+	h.StreamID, h.Currency, h.UnitPriceCents = p.StreamID, p.Currency, p.PriceCents
+	if t.b(bucketHolds).Get([]byte(h.ID)) != nil {
+		return Hold{}, fmt.Errorf("hold %s exists: %w", h.ID, ErrConflict)
+	}
+	if sale != nil {
+		if sale.Status == SaleEnded || now.Before(sale.StartsAt) || !now.Before(sale.EndsAt) {
+			return Hold{}, fmt.Errorf("sale %s is not active: %w", sale.ID, ErrSaleNotActive)
+		}
+		had, _ := t.userSaleAdd(sale.ID, req.UserID, 0)
+		if had+req.Quantity > sale.PerUserLimit {
+			return Hold{}, fmt.Errorf("the sale allows %d units per buyer, you have %d: %w", sale.PerUserLimit, had, ErrLimitExceeded)
+		}
+		if sale.Remaining < req.Quantity {
+			return Hold{}, fmt.Errorf("%d units left: %w", sale.Remaining, ErrSoldOut)
+		}
+		if _, err := t.userSaleAdd(sale.ID, req.UserID, req.Quantity); err != nil {
+			return Hold{}, err
+		}
+		sale.Remaining -= req.Quantity
+		sale.Held += req.Quantity
+		t.touchSale(sale)
+		h.UnitPriceCents = sale.PriceCents
+	} else {
+		if p.Stock < req.Quantity {
+			return Hold{}, fmt.Errorf("%d units left: %w", p.Stock, ErrSoldOut)
+		}
+		p.Stock -= req.Quantity
+		p.Held += req.Quantity
+		t.touchProduct(p)
+	}
+	rec := boltHold{Hold: h, User: req.UserID}
+	if rec.CartKey, err = appendIndex(t.b(bucketUserHolds), req.UserID, h.ID); err != nil {
+		return Hold{}, err
+	}
+	if err := t.b(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
+		return Hold{}, err
+	}
+	return h, putJSON(t.b(bucketHolds), h.ID, rec)
+}
+
+// releaseHold gives a live hold's units back (to the sale, or to the product if the
+// sale has ended) and marks it released; it stays in the cart.
+func (t *boltTx) releaseHold(h *boltHold) error {
+	if h.Released {
+		return nil
+	}
+	if h.SaleID != "" {
+		sale, err := t.sale(h.SaleID)
+		if err != nil {
+			return err
+		}
+		sale.Held -= h.Quantity
+		if sale.Status == SaleEnded {
+			p, err := t.product(sale.ProductID)
+			if err != nil {
+				return err
+			}
+			sale.Returned += h.Quantity
+			p.Stock += h.Quantity
+			t.touchProduct(p)
+		} else {
+			sale.Remaining += h.Quantity
+		}
+		t.touchSale(sale)
+		if _, err := t.userSaleAdd(h.SaleID, h.User, -h.Quantity); err != nil {
+			return err
+		}
+	} else {
+		p, err := t.product(h.ProductID)
+		if err != nil {
+			return err
+		}
+		p.Held -= h.Quantity
+		p.Stock += h.Quantity
+		t.touchProduct(p)
+	}
+	h.Released = true
+	if err := t.b(bucketHoldExpiry).Delete(timeKey(h.ExpiresAt, h.ID)); err != nil {
+		return err
+	}
+	return putJSON(t.b(bucketHolds), h.ID, h)
+}
+
+// dropHold removes a hold from the cart (its units must already be released or sold).
+func (t *boltTx) dropHold(h *boltHold) error {
+	if err := t.b(bucketUserHolds).Delete([]byte(h.CartKey)); err != nil {
+		return err
+	}
+	if err := t.b(bucketHoldExpiry).Delete(timeKey(h.ExpiresAt, h.ID)); err != nil {
+		return err
+	}
+	return t.b(bucketHolds).Delete([]byte(h.ID))
+}
+
+// ListHolds returns the user's holds in the cart, oldest first.
 func (s *BoltStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
-	return nil, errNotImplemented
+	out := []Hold{}
+	err := s.view(func(t *boltTx) error {
+		for _, id := range indexValues(t.b(bucketUserHolds), userID) {
+			h, err := t.hold(id)
+			if err != nil {
+				return err
+			}
+			h.Hold.UserID = h.User
+			h.Expired = h.expired(now)
+			out = append(out, h.Hold)
+		}
+		return nil
+	})
+	return out, err
 }
+
+// RemoveHold removes the user's hold; a live hold's units go back at once.
 func (s *BoltStore) RemoveHold(ctx context.Context, userID, holdID string, now time.Time) (Changes, error) {
-	return Changes{}, errNotImplemented
+	var ch Changes
+	err := s.update(func(t *boltTx) error {
+		ch = Changes{}
+		h, err := t.hold(holdID)
+		if err != nil {
+			return err
+		}
+		if h.User != userID {
+			return fmt.Errorf("hold %s: %w", holdID, ErrNotFound)
+		}
+		if err := t.releaseHold(h); err != nil {
+			return err
+		}
+		ch = t.changes()
+		return t.dropHold(h)
+	})
+	return ch, err
 }
+
+// ReleaseExpiredHolds returns the units of expired holds, at most max of them.
 func (s *BoltStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max int) (int, Changes, error) {
-	return 0, Changes{}, errNotImplemented
+	due := false
+	err := s.view(func(t *boltTx) error {
+		k, _ := t.b(bucketHoldExpiry).Cursor().First()
+		due = k != nil && !keyTime(k).After(now)
+		k, _ = t.b(bucketIdemExpiry).Cursor().First()
+		due = due || (k != nil && !keyTime(k).After(now.Add(-IdempotencyTTL)))
+		return nil
+	})
+	if err != nil || !due {
+		return 0, Changes{}, err
+	}
+	var (
+		n  int
+		ch Changes
+	)
+	err = s.update(func(t *boltTx) error {
+		n, ch = 0, Changes{}
+		var ids []string
+		c := t.b(bucketHoldExpiry).Cursor()
+		for k, _ := c.First(); k != nil && !keyTime(k).After(now) && len(ids) < max; k, _ = c.Next() {
+			ids = append(ids, string(k[8:]))
+		}
+		for _, id := range ids {
+			h, err := t.hold(id)
+			if err != nil {
+				return err
+			}
+			if err := t.releaseHold(h); err != nil {
+				return err
+			}
+			n++
+		}
+		if err := t.forgetIdempotencyKeys(now, max); err != nil {
+			return err
+		}
+		ch = t.changes()
+		return nil
+	})
+	return n, ch, err
 }
+
+func (t *boltTx) forgetIdempotencyKeys(now time.Time, max int) error {
+	var keys [][]byte
+	c := t.b(bucketIdemExpiry).Cursor()
+	for k, _ := c.First(); k != nil && !keyTime(k).After(now.Add(-IdempotencyTTL)) && len(keys) < max; k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := t.b(bucketIdem).Delete(k[8:]); err != nil {
+			return err
+		}
+		if err := t.b(bucketIdemExpiry).Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- checkout and orders ----
+
+// Checkout places an order from the user's holds.
 func (s *BoltStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
-	return CheckoutResult{}, errNotImplemented
+	var res CheckoutResult
+	err := s.update(func(t *boltTx) error {
+		res = CheckoutResult{}
+		var err error
+		res.Order, res.Created, err = t.checkout(req, now)
+		res.Changes = t.changes()
+		return err
+	})
+	return res, err
 }
+
+func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, error) {
+	idemKey := join(req.UserID, req.IdempotencyKey)
+	var seen boltIdem
+	if err := getJSON(t.b(bucketIdem), idemKey, &seen); err == nil && now.Sub(seen.At) < IdempotencyTTL {
+		if seen.Fingerprint != req.Fingerprint {
+			return Order{}, false, fmt.Errorf("this Idempotency-Key was used with another body: %w", ErrConflict)
+		}
+		var o Order
+		if err := getJSON(t.b(bucketOrders), seen.OrderID, &o); err != nil {
+			return Order{}, false, err
+		}
+		return o, false, nil
+	} else if err == nil {
+		if err := t.b(bucketIdemExpiry).Delete(timeKey(seen.At, idemKey)); err != nil {
+			return Order{}, false, err
+		}
+	}
+	live, expired, err := t.checkoutHolds(req, now)
+	if err != nil {
+		return Order{}, false, err
+	}
+	o := Order{ID: req.OrderID, UserID: req.UserID, StreamID: live[0].StreamID,
+		Currency: live[0].Currency, Status: "placed", CreatedAt: now.UTC(),
+		Items: []OrderItem{}, ExpiredHoldIDs: expired}
+	for _, h := range live {
+		o.Items = append(o.Items, OrderItem{ProductID: h.ProductID, SaleID: h.SaleID,
+			Quantity: h.Quantity, UnitPriceCents: h.UnitPriceCents})
+		o.TotalCents += int64(h.Quantity) * h.UnitPriceCents
+		if err := t.sellHold(h); err != nil {
+			return Order{}, false, err
+		}
+	}
+	if err := putJSON(t.b(bucketOrders), o.ID, o); err != nil {
+		return Order{}, false, err
+	}
+	if _, err := appendIndex(t.b(bucketUserOrders), o.UserID, o.ID); err != nil {
+		return Order{}, false, err
+	}
+	if _, err := appendIndex(t.b(bucketStreamOrders), o.StreamID, o.ID); err != nil {
+		return Order{}, false, err
+	}
+	if err := putJSON(t.b(bucketIdem), idemKey, boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()}); err != nil {
+		return Order{}, false, err
+	}
+	return o, true, t.b(bucketIdemExpiry).Put(timeKey(now, idemKey), nil)
+}
+
+// checkoutHolds picks the holds a checkout orders, clearing the expired ones it sees.
+// Expired holds are cleared (committed) even when it returns an error.
+func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold, []string, error) {
+	var seen []*boltHold
+	if req.HoldIDs != nil {
+		for _, id := range req.HoldIDs {
+			if slices.ContainsFunc(seen, func(h *boltHold) bool { return h.ID == id }) {
+				continue
+			}
+			h, err := t.hold(id)
+			if err != nil || h.User != req.UserID || (req.StreamID != "" && h.StreamID != req.StreamID) {
+				return nil, nil, fmt.Errorf("hold %s: %w", id, ErrNotFound)
+			}
+			seen = append(seen, h)
+		}
+	} else {
+		for _, id := range indexValues(t.b(bucketUserHolds), req.UserID) {
+			h, err := t.hold(id)
+			if err != nil {
+				return nil, nil, err
+			}
+			if req.StreamID == "" || h.StreamID == req.StreamID {
+				seen = append(seen, h)
+			}
+		}
+	}
+	live, expired := []*boltHold{}, []string{}
+	streams := map[string]bool{}
+	for _, h := range seen {
+		if !h.expired(now) {
+			live = append(live, h)
+			streams[h.StreamID] = true
+			continue
+		}
+		expired = append(expired, h.ID)
+		if err := t.releaseHold(h); err != nil {
+			return nil, nil, err
+		}
+		if err := t.dropHold(h); err != nil {
+			return nil, nil, err
+		}
+	}
+	switch {
+	case req.HoldIDs != nil && len(expired) > 0:
+		return nil, nil, fmt.Errorf("holds %v have expired: %w", expired, ErrHoldExpired)
+	case len(live) == 0 && len(expired) > 0:
+		return nil, nil, fmt.Errorf("every hold in the cart has expired: %w", ErrHoldExpired)
+	case len(live) == 0:
+		return nil, nil, fmt.Errorf("the cart is empty: %w", ErrConflict)
+	case len(streams) > 1:
+		return nil, nil, fmt.Errorf("the cart holds items of several streams; say which stream_id: %w", ErrConflict)
+	}
+	return live, expired, nil
+}
+
+// sellHold moves a live hold's units from held to sold and removes it from the cart.
+func (t *boltTx) sellHold(h *boltHold) error {
+	if h.SaleID != "" {
+		sale, err := t.sale(h.SaleID)
+		if err != nil {
+			return err
+		}
+		sale.Held -= h.Quantity
+		sale.Sold += h.Quantity
+		t.touchSale(sale)
+	} else {
+		p, err := t.product(h.ProductID)
+		if err != nil {
+			return err
+		}
+		p.Held -= h.Quantity
+		p.Sold += h.Quantity
+		t.touchProduct(p)
+	}
+	return t.dropHold(h)
+}
+
+func (s *BoltStore) listOrders(index []byte, prefix string) ([]Order, error) {
+	out := []Order{}
+	err := s.view(func(t *boltTx) error {
+		for _, id := range indexValues(t.b(index), prefix) {
+			var o Order
+			if err := getJSON(t.b(bucketOrders), id, &o); err != nil {
+				return err
+			}
+			out = append(out, o)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListOrders returns the user's orders, oldest first.
 func (s *BoltStore) ListOrders(ctx context.Context, userID string) ([]Order, error) {
-	return nil, errNotImplemented
+	return s.listOrders(bucketUserOrders, userID)
 }
+
+// ListStreamOrders returns the stream's orders, oldest first.
 func (s *BoltStore) ListStreamOrders(ctx context.Context, streamID string) ([]Order, error) {
-	return nil, errNotImplemented
+	return s.listOrders(bucketStreamOrders, streamID)
 }

@@ -1,0 +1,746 @@
+package cart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// runStoreSuite is the one conformance suite every Store implementation passes.
+// open returns a fresh, empty-enough store (tests use fresh ids, so a shared backing
+// server is fine) and registers its own cleanup. After every subtest the invariants
+// are checked on every stream the subtest touched.
+func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, e *env)
+	}{
+		{"ProductsAndPins", testProductsAndPins},
+		{"SaleLifecycle", testSaleLifecycle},
+		{"EndStreamEndsSales", testEndStreamEndsSales},
+		{"HoldPrecedence", testHoldPrecedence},
+		{"Storm", testStorm},
+		{"PerUserLimitConcurrent", testPerUserLimitConcurrent},
+		{"ExpiryReturnsUnits", testExpiryReturnsUnits},
+		{"ExpiredAfterSaleEndIsReturned", testExpiredAfterSaleEnd},
+		{"CheckoutExpiredHold", testCheckoutExpiredHold},
+		{"CheckoutCart", testCheckoutCart},
+		{"CheckoutRacingExpiry", testCheckoutRacingExpiry},
+		{"IdempotencyConcurrent", testIdempotencyConcurrent},
+		{"RemoveHold", testRemoveHold},
+		{"NoPartialState", testNoPartialState},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &env{st: open(t), ctx: context.Background(), now: time.Date(2026, 11, 24, 4, 0, 0, 0, time.UTC), putIn: map[string]int{}}
+			tc.fn(t, e)
+			e.checkInvariants(t)
+		})
+	}
+}
+
+// env is one subtest's store and what it created, for the invariant check.
+type env struct {
+	st      Store
+	ctx     context.Context
+	now     time.Time
+	mu      sync.Mutex
+	streams []string
+	putIn   map[string]int // product id → stock it was created with
+}
+
+func (e *env) stream(t *testing.T) string {
+	t.Helper()
+	id := uuid.NewString()
+	if err := e.st.CreateStream(e.ctx, Stream{ID: id, Title: "t", CreatorID: "creator", Status: StreamIdle, CreatedAt: e.now}); err != nil {
+		t.Fatalf("CreateStream: %v", err)
+	}
+	e.mu.Lock()
+	e.streams = append(e.streams, id)
+	e.mu.Unlock()
+	return id
+}
+
+func (e *env) product(t *testing.T, streamID string, stock int) Product {
+	t.Helper()
+	p, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: streamID, SKU: "sku", Title: "thing", PriceCents: 1000, Currency: "EUR", Stock: stock})
+	if err != nil {
+		t.Fatalf("CreateProduct: %v", err)
+	}
+	e.mu.Lock()
+	e.putIn[p.ID] = stock
+	e.mu.Unlock()
+	return p
+}
+
+// sale creates an active sale of quantity units (limit per user) lasting an hour.
+func (e *env) sale(t *testing.T, streamID string, quantity, limit int) Sale {
+	t.Helper()
+	p := e.product(t, streamID, quantity)
+	s, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: streamID, ProductID: p.ID, PriceCents: 500,
+		Quantity: quantity, PerUserLimit: limit, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+	if err != nil {
+		t.Fatalf("CreateSale: %v", err)
+	}
+	return s
+}
+
+func (e *env) hold(user, productID, saleID string, qty int, ttl time.Duration) (Hold, error) {
+	h, _, err := e.st.HoldUnits(e.ctx, HoldRequest{ID: uuid.NewString(), UserID: user, ProductID: productID, SaleID: saleID, Quantity: qty, ExpiresAt: e.now.Add(ttl)}, e.now)
+	return h, err
+}
+
+func (e *env) checkout(user, key string, holdIDs []string, at time.Time) (CheckoutResult, error) {
+	return e.st.Checkout(e.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: user, HoldIDs: holdIDs, IdempotencyKey: key, Fingerprint: fmt.Sprint(holdIDs)}, at)
+}
+
+func (e *env) getSale(t *testing.T, id string) Sale {
+	t.Helper()
+	s, err := e.st.GetSale(e.ctx, id)
+	if err != nil {
+		t.Fatalf("GetSale: %v", err)
+	}
+	return s
+}
+
+func (e *env) getProduct(t *testing.T, id string) Product {
+	t.Helper()
+	p, err := e.st.GetProduct(e.ctx, id)
+	if err != nil {
+		t.Fatalf("GetProduct: %v", err)
+	}
+	return p
+}
+
+// checkInvariants: per sale quantity = remaining + held + sold + returned; per product
+// units put in = stock + held + sold + Σ (sale quantity − returned); nothing negative.
+func (e *env) checkInvariants(t *testing.T) {
+	t.Helper()
+	for _, sid := range e.streams {
+		checkStreamInvariants(t, e.st, sid, e.putIn)
+	}
+}
+
+func checkStreamInvariants(t *testing.T, st Store, streamID string, putIn map[string]int) {
+	t.Helper()
+	ctx := context.Background()
+	products, err := st.ListProducts(ctx, streamID)
+	if err != nil {
+		t.Fatalf("ListProducts: %v", err)
+	}
+	sales, err := st.ListSales(ctx, streamID)
+	if err != nil {
+		t.Fatalf("ListSales: %v", err)
+	}
+	inSales := map[string]int{}
+	for _, s := range sales {
+		if got := s.Remaining + s.Held + s.Sold + s.Returned; got != s.Quantity {
+			t.Errorf("sale %s: remaining %d + held %d + sold %d + returned %d = %d, want quantity %d", s.ID, s.Remaining, s.Held, s.Sold, s.Returned, got, s.Quantity)
+		}
+		if s.Remaining < 0 || s.Held < 0 || s.Sold < 0 || s.Returned < 0 {
+			t.Errorf("sale %s has a negative count: %+v", s.ID, s)
+		}
+		if s.Status == SaleEnded && s.Remaining != 0 {
+			t.Errorf("ended sale %s: remaining %d, want 0", s.ID, s.Remaining)
+		}
+		inSales[s.ProductID] += s.Quantity - s.Returned
+	}
+	for _, p := range products {
+		want, ok := putIn[p.ID]
+		if !ok {
+			continue
+		}
+		if got := p.Stock + p.Held + p.Sold + inSales[p.ID]; got != want {
+			t.Errorf("product %s: stock %d + held %d + sold %d + in sales %d = %d, want %d put in", p.ID, p.Stock, p.Held, p.Sold, inSales[p.ID], got, want)
+		}
+		if p.Stock < 0 || p.Held < 0 || p.Sold < 0 {
+			t.Errorf("product %s has a negative count: %+v", p.ID, p)
+		}
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func testProductsAndPins(t *testing.T, e *env) {
+	sid, other := e.stream(t), e.stream(t)
+	a, b, c := e.product(t, sid, 5), e.product(t, sid, 5), e.product(t, sid, 5)
+	foreign := e.product(t, other, 1)
+	_, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "USD", Stock: 1})
+	wantErr(t, "CreateProduct in another currency", err, ErrConflict)
+	_, err = e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: uuid.NewString(), Currency: "EUR"})
+	wantErr(t, "CreateProduct on an unknown stream", err, ErrNotFound)
+
+	list, err := e.st.ListProducts(e.ctx, sid)
+	wantErr(t, "ListProducts", err, nil)
+	if len(list) != 3 || list[0].ID != a.ID || list[2].ID != c.ID {
+		t.Fatalf("ListProducts: got %d products, want a, b, c in order", len(list))
+	}
+	for _, id := range []string{b.ID, a.ID} {
+		_, changed, err := e.st.PinProduct(e.ctx, sid, id, 2)
+		wantErr(t, "PinProduct", err, nil)
+		if !changed {
+			t.Fatalf("PinProduct: got changed false, want true")
+		}
+	}
+	pinned, changed, err := e.st.PinProduct(e.ctx, sid, a.ID, 2)
+	if err != nil || changed || len(pinned) != 2 || pinned[0].ID != b.ID || pinned[1].ID != a.ID {
+		t.Fatalf("PinProduct again: got %v changed=%v err=%v, want [b a] unchanged", ids(pinned), changed, err)
+	}
+	_, _, err = e.st.PinProduct(e.ctx, sid, c.ID, 2)
+	wantErr(t, "PinProduct over max", err, ErrConflict)
+	_, _, err = e.st.PinProduct(e.ctx, sid, foreign.ID, 5)
+	wantErr(t, "PinProduct of another stream", err, ErrNotFound)
+	_, _, err = e.st.PinProduct(e.ctx, sid, uuid.NewString(), 5)
+	wantErr(t, "PinProduct unknown", err, ErrNotFound)
+
+	p, changed, unpinned, err := e.st.SetProductHidden(e.ctx, b.ID, true)
+	if err != nil || !changed || !unpinned || !p.Hidden {
+		t.Fatalf("hide pinned: got changed=%v unpinned=%v hidden=%v err=%v, want all true", changed, unpinned, p.Hidden, err)
+	}
+	_, changed, _, _ = e.st.SetProductHidden(e.ctx, b.ID, true)
+	if changed {
+		t.Fatalf("hide again: got changed true, want false")
+	}
+	_, _, err = e.st.PinProduct(e.ctx, sid, b.ID, 5)
+	wantErr(t, "pin hidden", err, ErrConflict)
+	_, err = e.hold("u", b.ID, "", 1, time.Minute)
+	wantErr(t, "hold hidden", err, ErrNotFound)
+	p, changed, unpinned, err = e.st.SetProductHidden(e.ctx, b.ID, false)
+	if err != nil || !changed || unpinned || p.Hidden {
+		t.Fatalf("unhide: got changed=%v unpinned=%v hidden=%v err=%v", changed, unpinned, p.Hidden, err)
+	}
+	pinned, err = e.st.ListPinned(e.ctx, sid)
+	if err != nil || len(pinned) != 1 || pinned[0].ID != a.ID {
+		t.Fatalf("ListPinned: got %v %v, want [a] (unhiding does not pin again)", ids(pinned), err)
+	}
+	pinned, changed, err = e.st.UnpinProduct(e.ctx, sid, a.ID)
+	if err != nil || !changed || len(pinned) != 0 {
+		t.Fatalf("UnpinProduct: got %v changed=%v err=%v", ids(pinned), changed, err)
+	}
+	_, changed, err = e.st.UnpinProduct(e.ctx, sid, a.ID)
+	if err != nil || changed {
+		t.Fatalf("UnpinProduct again: got changed=%v err=%v, want false nil", changed, err)
+	}
+	if pinned, _ = e.st.ListPinned(e.ctx, uuid.NewString()); pinned == nil || len(pinned) != 0 {
+		t.Fatalf("ListPinned of unknown stream: got %v, want empty non-nil", pinned)
+	}
+}
+
+func ids(ps []Product) []string {
+	out := []string{}
+	for _, p := range ps {
+		out = append(out, p.ID[:4])
+	}
+	return out
+}
+
+func testSaleLifecycle(t *testing.T, e *env) {
+	sid := e.stream(t)
+	p := e.product(t, sid, 10)
+	_, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 11, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
+	wantErr(t, "CreateSale over stock", err, ErrConflict)
+	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: e.stream(t), ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
+	wantErr(t, "CreateSale of another stream's product", err, ErrNotFound)
+
+	s, prod, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, PriceCents: 1, Quantity: 6, PerUserLimit: 3,
+		StartsAt: e.now.Add(time.Minute), EndsAt: e.now.Add(2 * time.Minute)}, e.now)
+	if err != nil || s.Status != SaleScheduled || s.Remaining != 6 || prod.Stock != 4 {
+		t.Fatalf("CreateSale: got status %q remaining %d stock %d err %v, want scheduled 6 4", s.Status, s.Remaining, prod.Stock, err)
+	}
+	_, err = e.hold("u", "", s.ID, 1, time.Minute)
+	wantErr(t, "hold scheduled", err, ErrSaleNotActive)
+
+	ups, err := e.st.AdvanceSales(e.ctx, e.now.Add(30*time.Second))
+	if err != nil || len(ups) != 0 {
+		t.Fatalf("AdvanceSales early: got %d updates %v, want 0", len(ups), err)
+	}
+	ups, err = e.st.AdvanceSales(e.ctx, e.now.Add(time.Minute))
+	if err != nil || len(ups) != 1 || ups[0].Sale.Status != SaleActive {
+		t.Fatalf("AdvanceSales at start: got %+v %v, want one active", ups, err)
+	}
+	e.now = e.now.Add(time.Minute)
+	if _, err := e.hold("u", "", s.ID, 2, time.Hour); err != nil {
+		t.Fatalf("hold active: %v", err)
+	}
+	ups, err = e.st.AdvanceSales(e.ctx, e.now.Add(time.Minute))
+	if err != nil || len(ups) != 1 || ups[0].Sale.Status != SaleEnded || ups[0].Sale.Returned != 4 || ups[0].Product.Stock != 8 {
+		t.Fatalf("AdvanceSales at end: got %+v %v, want ended, returned 4, stock 8", ups, err)
+	}
+	if ups, _ = e.st.AdvanceSales(e.ctx, e.now.Add(time.Hour)); len(ups) != 0 {
+		t.Fatalf("AdvanceSales again: got %d updates, want 0", len(ups))
+	}
+	_, err = e.hold("v", "", s.ID, 1, time.Minute)
+	wantErr(t, "hold ended", err, ErrSaleNotActive)
+	// The hold made during the sale is still valid at the sale price.
+	res, err := e.checkout("u", "k1", nil, e.now.Add(90*time.Second))
+	if err != nil || res.Order.TotalCents != 2 || res.Order.Items[0].SaleID != s.ID {
+		t.Fatalf("checkout after sale end: got %+v %v, want 2 cents of the sale", res.Order, err)
+	}
+
+	s2 := e.sale(t, sid, 5, 1)
+	stopped, prod, changed, err := e.st.StopSale(e.ctx, s2.ID, e.now)
+	if err != nil || !changed || stopped.Status != SaleEnded || stopped.Returned != 5 || stopped.Remaining != 0 || prod.Stock != 5 {
+		t.Fatalf("StopSale: got %+v stock %d changed=%v %v", stopped, prod.Stock, changed, err)
+	}
+	again, _, changed, err := e.st.StopSale(e.ctx, s2.ID, e.now.Add(time.Second))
+	if err != nil || changed || again != stopped {
+		t.Fatalf("StopSale again: got changed=%v %v, want unchanged", changed, err)
+	}
+	sch, _, _ := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 3, PerUserLimit: 1, StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now)
+	if stopped, _, _, err = e.st.StopSale(e.ctx, sch.ID, e.now); err != nil || stopped.Status != SaleEnded || stopped.Returned != 3 {
+		t.Fatalf("StopSale scheduled: got %+v %v", stopped, err)
+	}
+	_, _, _, err = e.st.StopSale(e.ctx, uuid.NewString(), e.now)
+	wantErr(t, "StopSale unknown", err, ErrNotFound)
+	if list, _ := e.st.ListSales(e.ctx, sid); len(list) != 3 || list[0].ID != s.ID {
+		t.Fatalf("ListSales: got %d, want 3 oldest first", len(list))
+	}
+}
+
+func testEndStreamEndsSales(t *testing.T, e *env) {
+	sid := e.stream(t)
+	s := e.sale(t, sid, 10, 5)
+	if _, err := e.hold("u", "", s.ID, 3, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	st, sales, err := e.st.EndStream(e.ctx, sid, e.now)
+	if err != nil || st.Status != StreamEnded || len(sales) != 1 || sales[0].Status != SaleEnded || sales[0].Returned != 7 {
+		t.Fatalf("EndStream: got %s %+v %v, want ended with one sale returned 7", st.Status, sales, err)
+	}
+	if _, sales, _ = e.st.EndStream(e.ctx, sid, e.now); len(sales) != 0 {
+		t.Fatalf("EndStream again: got %d sales, want 0", len(sales))
+	}
+	if p := e.getProduct(t, s.ProductID); p.Stock != 7 {
+		t.Fatalf("product stock after end: got %d, want 7", p.Stock)
+	}
+	_, err = e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR"})
+	wantErr(t, "CreateProduct on ended stream", err, ErrConflict)
+	// The hold expires after the end: its units go back to the product as returned.
+	if n, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100); err != nil || n != 1 {
+		t.Fatalf("ReleaseExpiredHolds: got %d %v, want 1", n, err)
+	}
+	if s := e.getSale(t, s.ID); s.Returned != 10 || s.Held != 0 {
+		t.Fatalf("sale after expiry: got returned %d held %d, want 10 0", s.Returned, s.Held)
+	}
+}
+
+func testHoldPrecedence(t *testing.T, e *env) {
+	sid := e.stream(t)
+	p := e.product(t, sid, 2)
+	s := e.sale(t, sid, 3, 2)
+	hidden := e.sale(t, sid, 3, 2)
+	e.st.SetProductHidden(e.ctx, hidden.ProductID, true)
+	sched, _, _ := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now)
+	if _, err := e.hold("full", "", s.ID, 2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name            string
+		user, pid, said string
+		qty             int
+		want            error
+	}{
+		{"unknown product", "u", uuid.NewString(), "", 1, ErrNotFound},
+		{"unknown sale", "u", "", uuid.NewString(), 1, ErrNotFound},
+		{"hidden product's sale", "u", "", hidden.ID, 9, ErrNotFound},
+		{"hidden product", "u", hidden.ProductID, "", 1, ErrNotFound},
+		{"scheduled beats limit", "u", "", sched.ID, 5, ErrSaleNotActive},
+		{"limit beats sold out", "full", "", s.ID, 1, ErrLimitExceeded},
+		{"limit with quantity", "u", "", s.ID, 3, ErrLimitExceeded},
+		{"sold out", "u", "", s.ID, 2, ErrSoldOut},
+		{"product sold out", "u", p.ID, "", 2, ErrSoldOut},
+		{"sale ok", "u", "", s.ID, 1, nil},
+		{"product ok", "u", p.ID, "", 1, nil},
+	} {
+		h, err := e.hold(tc.user, tc.pid, tc.said, tc.qty, time.Minute)
+		if tc.want == nil && err == nil && (h.StreamID != sid || h.Currency != "EUR" || h.ExpiresAt != e.now.Add(time.Minute)) {
+			t.Errorf("%s: got hold %+v", tc.name, h)
+		}
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: got error %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if s := e.getSale(t, s.ID); s.Remaining != 0 || s.Held != 3 {
+		t.Fatalf("sale: got remaining %d held %d, want 0 3", s.Remaining, s.Held)
+	}
+	if p := e.getProduct(t, p.ID); p.Stock != 0 || p.Held != 1 {
+		t.Fatalf("product: got stock %d held %d, want 0 1", p.Stock, p.Held)
+	}
+}
+
+// testStorm: 2,000 distinct buyers hold 1 unit of a 100-unit sale at once, 20 times.
+func testStorm(t *testing.T, e *env) {
+	rounds, buyers, units := 20, 2000, 100
+	if testing.Short() {
+		rounds = 3
+	}
+	for r := 0; r < rounds; r++ {
+		sid := e.stream(t)
+		s := e.sale(t, sid, units, 1)
+		var (
+			wg             sync.WaitGroup
+			ok, sold, errs atomic.Int64
+			mu             sync.Mutex
+			winners        []string
+		)
+		for i := 0; i < buyers; i++ {
+			wg.Add(1)
+			go func(user string) {
+				defer wg.Done()
+				_, err := e.hold(user, "", s.ID, 1, time.Minute)
+				switch {
+				case err == nil:
+					ok.Add(1)
+					mu.Lock()
+					winners = append(winners, user)
+					mu.Unlock()
+				case errors.Is(err, ErrSoldOut):
+					sold.Add(1)
+				default:
+					errs.Add(1)
+					t.Errorf("hold: %v", err)
+				}
+			}(fmt.Sprintf("buyer-%d-%d", r, i))
+		}
+		wg.Wait()
+		if ok.Load() != int64(units) || sold.Load() != int64(buyers-units) {
+			t.Fatalf("round %d: got %d holds and %d sold_out, want %d and %d", r, ok.Load(), sold.Load(), units, buyers-units)
+		}
+		var orders atomic.Int64
+		for _, u := range winners {
+			wg.Add(1)
+			go func(user string) {
+				defer wg.Done()
+				if res, err := e.checkout(user, "k", nil, e.now.Add(time.Second)); err != nil || !res.Created {
+					t.Errorf("checkout %s: got %v created=%v", user, err, res.Created)
+					return
+				}
+				orders.Add(1)
+			}(u)
+		}
+		wg.Wait()
+		got := e.getSale(t, s.ID)
+		if orders.Load() != int64(units) || got.Sold != units || got.Remaining != 0 || got.Held != 0 {
+			t.Fatalf("round %d: got %d orders, sale %+v, want %d sold, 0 free", r, orders.Load(), got, units)
+		}
+		if list, _ := e.st.ListStreamOrders(e.ctx, sid); len(list) != units {
+			t.Fatalf("round %d: ListStreamOrders got %d, want %d", r, len(list), units)
+		}
+	}
+}
+
+func testPerUserLimitConcurrent(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 100, 2)
+	var wg sync.WaitGroup
+	var ok, limited atomic.Int64
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.hold("greedy", "", s.ID, 1, time.Minute)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrLimitExceeded):
+				limited.Add(1)
+			default:
+				t.Errorf("hold: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 2 || limited.Load() != 48 {
+		t.Fatalf("got %d holds and %d limit_exceeded, want 2 and 48", ok.Load(), limited.Load())
+	}
+	// Bought units count too: after checkout the user still cannot hold more.
+	if _, err := e.checkout("greedy", "k", nil, e.now); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.hold("greedy", "", s.ID, 1, time.Minute)
+	wantErr(t, "hold after buying the limit", err, ErrLimitExceeded)
+	if got := e.getSale(t, s.ID); got.Sold != 2 || got.Remaining != 98 {
+		t.Fatalf("sale: got sold %d remaining %d, want 2 98", got.Sold, got.Remaining)
+	}
+}
+
+func testExpiryReturnsUnits(t *testing.T, e *env) {
+	sid := e.stream(t)
+	s := e.sale(t, sid, 10, 5)
+	p := e.product(t, sid, 4)
+	h1, _ := e.hold("u", "", s.ID, 3, time.Minute)
+	h2, _ := e.hold("u", p.ID, "", 2, 10*time.Minute)
+	if n, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(59*time.Second), 100); err != nil || n != 0 {
+		t.Fatalf("sweep before expiry: got %d %v, want 0", n, err)
+	}
+	n, ch, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100)
+	if err != nil || n != 1 || len(ch.Sales) != 1 || ch.Sales[0].Remaining != 10 {
+		t.Fatalf("sweep at expiry: got %d %+v %v, want 1 released, remaining 10", n, ch, err)
+	}
+	if n, _, _ := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100); n != 0 {
+		t.Fatalf("sweep again: got %d, want 0 (idempotent)", n)
+	}
+	// The limit counts only live and bought units: 5 free again.
+	if _, err := e.hold("u", "", s.ID, 5, time.Hour); err != nil {
+		t.Fatalf("hold after expiry: %v", err)
+	}
+	holds, err := e.st.ListHolds(e.ctx, "u", e.now.Add(time.Minute))
+	if err != nil || len(holds) != 3 || holds[0].ID != h1.ID || !holds[0].Expired || holds[1].ID != h2.ID || holds[1].Expired || holds[2].Expired {
+		t.Fatalf("ListHolds: got %+v %v, want h1 expired, h2 and the new one live", holds, err)
+	}
+	// A hold past its time is listed expired even before the sweeper reaches it.
+	holds, _ = e.st.ListHolds(e.ctx, "u", e.now.Add(11*time.Minute))
+	if !holds[1].Expired {
+		t.Fatalf("ListHolds after h2's expiry: got expired false, want true")
+	}
+	n, ch, _ = e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(11*time.Minute), 100)
+	if n != 1 || len(ch.Products) != 1 || ch.Products[0].Stock != 4 || ch.Products[0].Held != 0 {
+		t.Fatalf("sweep product hold: got %d %+v, want stock 4 held 0", n, ch)
+	}
+	if holds, _ := e.st.ListHolds(e.ctx, "nobody", e.now); holds == nil || len(holds) != 0 {
+		t.Fatalf("ListHolds of nobody: got %v, want empty non-nil", holds)
+	}
+}
+
+func testExpiredAfterSaleEnd(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 10, 5)
+	e.hold("u", "", s.ID, 4, time.Minute)
+	if _, _, _, err := e.st.StopSale(e.ctx, s.ID, e.now); err != nil {
+		t.Fatal(err)
+	}
+	e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100)
+	got := e.getSale(t, s.ID)
+	if got.Returned != 10 || got.Remaining != 0 || got.Held != 0 {
+		t.Fatalf("got %+v, want returned 10", got)
+	}
+	if p := e.getProduct(t, s.ProductID); p.Stock != 10 {
+		t.Fatalf("product stock: got %d, want 10", p.Stock)
+	}
+}
+
+func testCheckoutExpiredHold(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 10, 5)
+	h1, _ := e.hold("u", "", s.ID, 1, time.Minute)
+	h2, _ := e.hold("u", "", s.ID, 1, time.Hour)
+	_, err := e.checkout("u", "k", []string{h1.ID, h2.ID}, e.now.Add(time.Minute))
+	wantErr(t, "checkout expired hold_ids", err, ErrHoldExpired)
+	if orders, _ := e.st.ListOrders(e.ctx, "u"); len(orders) != 0 {
+		t.Fatalf("orders: got %d, want 0", len(orders))
+	}
+	got := e.getSale(t, s.ID)
+	if got.Sold != 0 || got.Held != 1 || got.Remaining != 9 {
+		t.Fatalf("sale: got %+v, want held 1 remaining 9 sold 0", got)
+	}
+	holds, _ := e.st.ListHolds(e.ctx, "u", e.now.Add(time.Minute))
+	if len(holds) != 1 || holds[0].ID != h2.ID {
+		t.Fatalf("cart: got %d holds, want only h2 (expired cleared)", len(holds))
+	}
+	_, err = e.checkout("u", "k2", []string{h1.ID}, e.now.Add(time.Minute))
+	wantErr(t, "checkout of a cleared hold", err, ErrNotFound)
+	res, err := e.checkout("u", "k3", []string{h2.ID}, e.now.Add(time.Minute))
+	if err != nil || len(res.Order.Items) != 1 || len(res.Order.ExpiredHoldIDs) != 0 {
+		t.Fatalf("checkout h2: got %+v %v", res.Order, err)
+	}
+	_, err = e.checkout("u", "k4", []string{h2.ID}, e.now.Add(time.Minute))
+	wantErr(t, "checkout of an ordered hold", err, ErrNotFound)
+	h3, _ := e.hold("v", "", s.ID, 1, time.Hour)
+	_, err = e.checkout("u", "k5", []string{h3.ID}, e.now)
+	wantErr(t, "checkout of another user's hold", err, ErrNotFound)
+}
+
+func testCheckoutCart(t *testing.T, e *env) {
+	sa, sb := e.stream(t), e.stream(t)
+	pa, pb := e.product(t, sa, 10), e.product(t, sb, 10)
+	_, err := e.checkout("u", "k0", nil, e.now)
+	wantErr(t, "empty cart", err, ErrConflict)
+	ex, _ := e.hold("u", pa.ID, "", 1, time.Second)
+	_, err = e.checkout("u", "k1", nil, e.now.Add(time.Second))
+	wantErr(t, "only expired", err, ErrHoldExpired)
+	if p := e.getProduct(t, pa.ID); p.Stock != 10 || p.Held != 0 {
+		t.Fatalf("stock after expired checkout: got %d held %d, want 10 0", p.Stock, p.Held)
+	}
+	ex, _ = e.hold("u", pa.ID, "", 1, time.Second)
+	a1, _ := e.hold("u", pa.ID, "", 2, time.Hour)
+	b1, _ := e.hold("u", pb.ID, "", 3, time.Hour)
+	_, err = e.checkout("u", "k2", nil, e.now.Add(time.Second))
+	wantErr(t, "several streams", err, ErrConflict)
+	res, err := e.st.Checkout(e.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", StreamID: sa, IdempotencyKey: "k3", Fingerprint: "f"}, e.now.Add(time.Second))
+	if err != nil || !res.Created || res.Order.StreamID != sa || len(res.Order.Items) != 1 || res.Order.Items[0].Quantity != 2 ||
+		res.Order.TotalCents != 2000 || res.Order.Currency != "EUR" || res.Order.Status != "placed" {
+		t.Fatalf("checkout stream a: got %+v %v", res.Order, err)
+	}
+	_ = ex
+	// ex was cleared by the attempt before (k2), which saw it expired.
+	if len(res.Order.ExpiredHoldIDs) != 0 {
+		t.Fatalf("expired_hold_ids: got %v, want none (already cleared)", res.Order.ExpiredHoldIDs)
+	}
+	ex2, _ := e.hold("u", pb.ID, "", 1, time.Second)
+	res, err = e.checkout("u", "k4", nil, e.now.Add(time.Second))
+	if err != nil || len(res.Order.ExpiredHoldIDs) != 1 || res.Order.ExpiredHoldIDs[0] != ex2.ID || res.Order.Items[0].ProductID != pb.ID {
+		t.Fatalf("checkout with an expired hold: got %+v %v, want expired [%s]", res.Order, err, ex2.ID)
+	}
+	_ = a1
+	_ = b1
+	if p := e.getProduct(t, pb.ID); p.Sold != 3 || p.Held != 0 || p.Stock != 7 {
+		t.Fatalf("product b: got %+v, want sold 3 stock 7", p)
+	}
+	if o, _ := e.st.ListOrders(e.ctx, "u"); len(o) != 2 || o[0].StreamID != sa {
+		t.Fatalf("ListOrders: got %d, want 2 oldest first", len(o))
+	}
+	if o, _ := e.st.ListStreamOrders(e.ctx, sb); len(o) != 1 {
+		t.Fatalf("ListStreamOrders: got %d, want 1", len(o))
+	}
+	if o, _ := e.st.ListOrders(e.ctx, "nobody"); o == nil || len(o) != 0 {
+		t.Fatalf("ListOrders nobody: got %v, want empty non-nil", o)
+	}
+}
+
+// testCheckoutRacingExpiry: a checkout and the sweeper race for the same hold; exactly
+// one wins: an order and no returned units, or returned units and hold_expired.
+func testCheckoutRacingExpiry(t *testing.T, e *env) {
+	sid := e.stream(t)
+	s := e.sale(t, sid, 200, 1)
+	for i := 0; i < 100; i++ {
+		user := fmt.Sprint("racer-", i)
+		h, err := e.hold(user, "", s.ID, 1, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var coErr error
+		var released int
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, coErr = e.checkout(user, "k", []string{h.ID}, e.now.Add(time.Minute-time.Millisecond))
+		}()
+		go func() {
+			defer wg.Done()
+			released, _, _ = e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 10)
+		}()
+		wg.Wait()
+		orders, _ := e.st.ListOrders(e.ctx, user)
+		switch {
+		case coErr == nil && len(orders) == 1 && released == 0:
+		case errors.Is(coErr, ErrHoldExpired) && len(orders) == 0 && released == 1:
+		default:
+			t.Fatalf("race %d: got checkout %v, %d orders, %d released; want exactly one winner", i, coErr, len(orders), released)
+		}
+	}
+	got := e.getSale(t, s.ID)
+	orders, _ := e.st.ListStreamOrders(e.ctx, sid)
+	if got.Sold != len(orders) || got.Held != 0 || got.Remaining != 200-len(orders) {
+		t.Fatalf("sale: got %+v with %d orders", got, len(orders))
+	}
+}
+
+func testIdempotencyConcurrent(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 10, 5)
+	e.hold("u", "", s.ID, 2, time.Hour)
+	var wg sync.WaitGroup
+	results := make([]CheckoutResult, 20)
+	errs := make([]error, 20)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = e.checkout("u", "same-key", nil, e.now)
+		}()
+	}
+	wg.Wait()
+	created, orderID := 0, ""
+	for i, r := range results {
+		if errs[i] != nil {
+			if !errors.Is(errs[i], ErrConflict) {
+				t.Fatalf("call %d: got %v, want nil or conflict", i, errs[i])
+			}
+			continue
+		}
+		if r.Created {
+			created++
+		}
+		if orderID == "" {
+			orderID = r.Order.ID
+		}
+		if r.Order.ID != orderID {
+			t.Fatalf("call %d: got order %s, want %s", i, r.Order.ID, orderID)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("got %d created orders, want 1", created)
+	}
+	if o, _ := e.st.ListOrders(e.ctx, "u"); len(o) != 1 {
+		t.Fatalf("orders: got %d, want 1", len(o))
+	}
+	// The same key and body again, even after the cart changed: the same order.
+	e.hold("u", "", s.ID, 1, time.Hour)
+	res, err := e.checkout("u", "same-key", nil, e.now.Add(time.Hour))
+	if err != nil || res.Created || res.Order.ID != orderID {
+		t.Fatalf("replay: got %s created=%v %v, want %s", res.Order.ID, res.Created, err, orderID)
+	}
+	_, err = e.checkout("u", "same-key", []string{"other"}, e.now)
+	wantErr(t, "same key, other body", err, ErrConflict)
+	// Another user's identical key is another key.
+	_, err = e.checkout("v", "same-key", nil, e.now)
+	wantErr(t, "other user's same key (empty cart)", err, ErrConflict)
+	// After 24 h the key is forgotten.
+	e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(IdempotencyTTL+2*time.Hour), 100)
+	h, _ := e.hold("u", "", s.ID, 1, 48*time.Hour)
+	res, err = e.checkout("u", "same-key", nil, e.now.Add(IdempotencyTTL+time.Hour))
+	if err != nil || !res.Created || res.Order.ID == orderID || res.Order.Items[0].Quantity != 1 {
+		t.Fatalf("after 24 h: got %+v created=%v %v, want a new order", res.Order, res.Created, err)
+	}
+	_ = h
+}
+
+func testRemoveHold(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 10, 5)
+	h, _ := e.hold("u", "", s.ID, 3, time.Minute)
+	_, err := e.st.RemoveHold(e.ctx, "v", h.ID, e.now)
+	wantErr(t, "remove another user's hold", err, ErrNotFound)
+	ch, err := e.st.RemoveHold(e.ctx, "u", h.ID, e.now)
+	if err != nil || len(ch.Sales) != 1 || ch.Sales[0].Remaining != 10 {
+		t.Fatalf("RemoveHold: got %+v %v, want remaining 10", ch, err)
+	}
+	_, err = e.st.RemoveHold(e.ctx, "u", h.ID, e.now)
+	wantErr(t, "remove twice", err, ErrNotFound)
+	// An expired (released) hold is removed without giving units twice.
+	h2, _ := e.hold("u", "", s.ID, 2, time.Minute)
+	e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 10)
+	if _, err := e.st.RemoveHold(e.ctx, "u", h2.ID, e.now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.getSale(t, s.ID); got.Remaining != 10 {
+		t.Fatalf("remaining: got %d, want 10", got.Remaining)
+	}
+	if holds, _ := e.st.ListHolds(e.ctx, "u", e.now); len(holds) != 0 {
+		t.Fatalf("cart: got %d holds, want 0", len(holds))
+	}
+}
+
+func testNoPartialState(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 10, 5)
+	h, _ := e.hold("u", "", s.ID, 2, time.Hour)
+	_, err := e.checkout("u", "k", []string{h.ID, uuid.NewString()}, e.now)
+	wantErr(t, "checkout with one unknown hold", err, ErrNotFound)
+	if got := e.getSale(t, s.ID); got.Held != 2 || got.Sold != 0 {
+		t.Fatalf("sale after failed checkout: got %+v, want held 2 sold 0", got)
+	}
+	if holds, _ := e.st.ListHolds(e.ctx, "u", e.now); len(holds) != 1 {
+		t.Fatalf("cart: got %d, want 1", len(holds))
+	}
+	// The failed attempt did not consume the key.
+	if res, err := e.checkout("u", "k", []string{h.ID}, e.now); err != nil || !res.Created {
+		t.Fatalf("checkout: got %v", err)
+	}
+}
