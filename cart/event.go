@@ -61,3 +61,13 @@ type StockData struct {
 	ProductID string `json:"product_id"`
 	Remaining int    `json:"remaining"`
 }
+
+// EventStream is a stream status change; Data is StreamData.
+const EventStream = "stream"
+
+// StreamData is the payload of a stream event. Stream is the HTTP view of the stream;
+// Ended tells the live hub to close the stream's connections after delivering it.
+type StreamData struct {
+	Stream any  `json:"stream"`
+	Ended  bool `json:"-"`
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of the server. Defaults come from defaultConfig, then the YAML
+// file (strict: unknown keys are errors), then the environment, which wins; validate
+// checks it once before anything is built.
+type Config struct {
+	Addr      string `yaml:"addr"`
+	PublicURL string `yaml:"public_url"`
+	DataDir   string `yaml:"data_dir"`
+	NodeID    string `yaml:"node_id"`
+	Store     string `yaml:"store"` // embedded | redis
+
+	Redis struct {
+		URL    string `yaml:"url"`
+		Prefix string `yaml:"prefix"`
+	} `yaml:"redis"`
+
+	Auth struct {
+		Secret string `yaml:"secret"`
+	} `yaml:"auth"`
+
+	Cart struct {
+		HoldTTL     time.Duration `yaml:"hold_ttl"`
+		SaleHoldTTL time.Duration `yaml:"sale_hold_ttl"`
+		MaxPins     int           `yaml:"max_pins"`
+	} `yaml:"cart"`
+
+	Media struct {
+		UDPPort    int      `yaml:"udp_port"`
+		PublicIP   string   `yaml:"public_ip"`
+		Baseline   bool     `yaml:"baseline"` // plain pion fan-out, for comparison
+		ICEServers []string `yaml:"ice_servers"`
+	} `yaml:"media"`
+
+	Live struct {
+		ChatPerSecond  float64  `yaml:"chat_per_second"`
+		ChatBurst      int      `yaml:"chat_burst"`
+		AllowedOrigins []string `yaml:"allowed_origins"` // websocket Origin check; empty = any
+	} `yaml:"live"`
+
+	HTTP struct {
+		CORSOrigins     []string      `yaml:"cors_origins"`
+		ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	} `yaml:"http"`
+
+	RateLimits struct {
+		PerIPPerSecond        float64 `yaml:"per_ip_per_second"` // 0 = off
+		PerIPBurst            int     `yaml:"per_ip_burst"`
+		HoldsPerUserPerSecond float64 `yaml:"holds_per_user_per_second"`
+		CheckoutsPerUserPerS  float64 `yaml:"checkouts_per_user_per_second"`
+	} `yaml:"rate_limits"`
+
+	GuestTokens bool `yaml:"guest_tokens"`
+
+	Log struct {
+		Level  string `yaml:"level"`  // debug | info | warn | error
+		Format string `yaml:"format"` // text | json
+	} `yaml:"log"`
+}
+
+func defaultConfig() Config {
+	var c Config
+	c.Addr = "127.0.0.1:8080"
+	c.DataDir = "./data"
+	c.Store = "embedded"
+	c.Redis.URL = "redis://127.0.0.1:6379/0"
+	c.Redis.Prefix = "livecart"
+	c.Cart.HoldTTL = 10 * time.Minute
+	c.Cart.SaleHoldTTL = 2 * time.Minute
+	c.Cart.MaxPins = 5
+	c.Media.UDPPort = 8443
+	c.Live.ChatPerSecond = 1
+	c.Live.ChatBurst = 5
+	c.HTTP.ShutdownTimeout = 10 * time.Second
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	return c
+}
+
+// loadConfig builds the Config from defaults, the optional YAML file and env.
+func loadConfig(path string, getenv func(string) string) (Config, error) {
+	c := defaultConfig()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func applyEnv(c *Config, getenv func(string) string) error {
+	str := map[string]*string{
+		"LIVECART_ADDR":        &c.Addr,
+		"LIVECART_PUBLIC_URL":  &c.PublicURL,
+		"LIVECART_AUTH_SECRET": &c.Auth.Secret,
+		"LIVECART_DATA_DIR":    &c.DataDir,
+		"LIVECART_STORE":       &c.Store,
+		"LIVECART_REDIS_URL":   &c.Redis.URL,
+		"LIVECART_PUBLIC_IP":   &c.Media.PublicIP,
+		"LIVECART_NODE_ID":     &c.NodeID,
+	}
+	for k, p := range str {
+		if v := getenv(k); v != "" {
+			*p = v
+		}
+	}
+	dur := map[string]*time.Duration{
+		"LIVECART_HOLD_TTL":      &c.Cart.HoldTTL,
+		"LIVECART_SALE_HOLD_TTL": &c.Cart.SaleHoldTTL,
+	}
+	for k, p := range dur {
+		if v := getenv(k); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a Go duration (e.g. 10m)", k, v)
+			}
+			*p = d
+		}
+	}
+	if v := getenv("LIVECART_UDP_PORT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("LIVECART_UDP_PORT: %q is not a port number", v)
+		}
+		c.Media.UDPPort = n
+	}
+	return nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: want host:port", c.Addr))
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public_url %q: want http(s)://host[:port]", c.PublicURL))
+		}
+	}
+	switch c.Store {
+	case "embedded":
+		if c.DataDir == "" {
+			errs = append(errs, errors.New("data_dir must be set for the embedded store"))
+		}
+	case "redis":
+		if u, err := url.Parse(c.Redis.URL); err != nil || u.Scheme != "redis" {
+			errs = append(errs, fmt.Errorf("redis url %q: want redis://host:port/db", c.Redis.URL))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store %q: want embedded or redis", c.Store))
+	}
+	if c.Auth.Secret != "" && len(c.Auth.Secret) < 16 {
+		errs = append(errs, errors.New("auth secret must be at least 16 characters"))
+	}
+	if c.Cart.HoldTTL < time.Second || c.Cart.SaleHoldTTL < time.Second {
+		errs = append(errs, errors.New("cart hold_ttl and sale_hold_ttl must be at least 1s"))
+	}
+	if c.Cart.MaxPins < 1 || c.Cart.MaxPins > 50 {
+		errs = append(errs, fmt.Errorf("cart max_pins %d: want 1..50", c.Cart.MaxPins))
+	}
+	if c.Media.UDPPort < 1 || c.Media.UDPPort > 65535 {
+		errs = append(errs, fmt.Errorf("media udp_port %d: want 1..65535", c.Media.UDPPort))
+	}
+	if c.Media.PublicIP != "" && net.ParseIP(c.Media.PublicIP) == nil {
+		errs = append(errs, fmt.Errorf("media public_ip %q is not an IP address", c.Media.PublicIP))
+	}
+	if c.Live.ChatPerSecond <= 0 || c.Live.ChatBurst < 1 {
+		errs = append(errs, errors.New("live chat_per_second must be > 0 and chat_burst ≥ 1"))
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("http shutdown_timeout must be positive"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := loadConfig("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.Store != "embedded" || c.Media.UDPPort != 8443 ||
+		c.Cart.HoldTTL != 10*time.Minute || c.Cart.SaleHoldTTL != 2*time.Minute {
+		t.Fatalf("got %+v, want the documented defaults", c)
+	}
+}
+
+func TestConfigUnknownKeyRejected(t *testing.T) {
+	_, err := loadConfig(writeFile(t, "addr: 127.0.0.1:9000\ncart:\n  hold_tll: 5m\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "hold_tll") {
+		t.Fatalf("got %v, want an error naming the unknown key hold_tll", err)
+	}
+}
+
+func TestConfigEnvOverridesFile(t *testing.T) {
+	p := writeFile(t, "addr: 127.0.0.1:9000\nstore: embedded\ncart:\n  hold_ttl: 5m\nmedia:\n  udp_port: 9443\n")
+	c, err := loadConfig(p, env(map[string]string{
+		"LIVECART_ADDR": "127.0.0.1:9100", "LIVECART_HOLD_TTL": "30s", "LIVECART_UDP_PORT": "9555",
+		"LIVECART_STORE": "redis", "LIVECART_REDIS_URL": "redis://127.0.0.1:6379/3", "LIVECART_PUBLIC_IP": "127.0.0.1",
+		"LIVECART_NODE_ID": "n1", "LIVECART_SALE_HOLD_TTL": "90s", "LIVECART_DATA_DIR": "/tmp/x",
+		"LIVECART_PUBLIC_URL": "https://live.example", "LIVECART_AUTH_SECRET": "0123456789abcdef0123",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{}
+	want.Addr, want.Store, want.NodeID, want.DataDir, want.PublicURL = "127.0.0.1:9100", "redis", "n1", "/tmp/x", "https://live.example"
+	if c.Addr != want.Addr || c.Store != want.Store || c.NodeID != want.NodeID || c.DataDir != want.DataDir || c.PublicURL != want.PublicURL {
+		t.Fatalf("got %+v, want env values", c)
+	}
+	if c.Cart.HoldTTL != 30*time.Second || c.Cart.SaleHoldTTL != 90*time.Second || c.Media.UDPPort != 9555 ||
+		c.Redis.URL != "redis://127.0.0.1:6379/3" || c.Media.PublicIP != "127.0.0.1" || c.Auth.Secret != "0123456789abcdef0123" {
+		t.Fatalf("got %+v, want env values", c)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		file string
+		want string
+	}{
+		{"bad addr", map[string]string{"LIVECART_ADDR": "nope"}, "", "addr"},
+		{"bad store", map[string]string{"LIVECART_STORE": "postgres"}, "", "store"},
+		{"bad duration", map[string]string{"LIVECART_HOLD_TTL": "ten minutes"}, "", "LIVECART_HOLD_TTL"},
+		{"bad port", map[string]string{"LIVECART_UDP_PORT": "70000"}, "", "udp_port"},
+		{"bad ip", map[string]string{"LIVECART_PUBLIC_IP": "example.com"}, "", "public_ip"},
+		{"short secret", map[string]string{"LIVECART_AUTH_SECRET": "short"}, "", "secret"},
+		{"bad public url", map[string]string{"LIVECART_PUBLIC_URL": "ftp://x"}, "", "public_url"},
+		{"bad yaml type", nil, "cart:\n  max_pins: many\n", "line 2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.file != "" {
+				path = writeFile(t, c.file)
+			}
+			_, err := loadConfig(path, env(c.env))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestExampleConfigsLoad(t *testing.T) {
+	for _, name := range []string{"livecart.yaml", "node-a.yaml", "node-b.yaml"} {
+		if _, err := loadConfig(filepath.Join("..", "..", "configs", name), env(nil)); err != nil {
+			t.Errorf("configs/%s: %v", name, err)
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// Main is the running server: every part wired by hand, started by Run, released by Close.
+type Main struct {
+	cfg     Config
+	log     *slog.Logger
+	out     io.Writer
+	auth    *auth.Authenticator
+	store   cart.Store
+	web     *web.Server
+	httpSrv *http.Server
+	ln      net.Listener
+
+	printLinks bool
+	closers    []func() error // run in reverse order by Close
+}
+
+// NewMain builds every part from cfg. Nothing listens until Run.
+func NewMain(ctx context.Context, cfg Config, out io.Writer) (*Main, error) {
+	m := &Main{cfg: cfg, out: out, log: newLogger(cfg, out)}
+	if cfg.NodeID == "" {
+		host, _ := os.Hostname()
+		m.cfg.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if err := m.build(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func newLogger(cfg Config, out io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+func (m *Main) build(ctx context.Context) error {
+	secret, fromDataDir, err := loadSecret(m.cfg, true)
+	if err != nil {
+		return err
+	}
+	m.printLinks = fromDataDir
+	m.auth = auth.New(secret, nil)
+
+	if m.store, err = m.openStore(ctx); err != nil {
+		return err
+	}
+	m.closers = append(m.closers, m.store.Close)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	deps := web.Deps{
+		Store:    m.store,
+		Auth:     m.auth,
+		Logger:   m.log,
+		Registry: reg,
+		Options: web.Options{
+			PublicURL:   m.cfg.PublicURL,
+			CORSOrigins: m.cfg.HTTP.CORSOrigins,
+			GuestTokens: m.cfg.GuestTokens,
+		},
+	}
+	m.web = web.New(deps)
+	m.httpSrv = &http.Server{
+		Handler:           m.web.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
+	switch m.cfg.Store {
+	case "embedded":
+		if err := os.MkdirAll(m.cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		return cart.OpenBolt(filepath.Join(m.cfg.DataDir, "livecart.db"))
+	default:
+		return nil, fmt.Errorf("store %q is not available in this build", m.cfg.Store)
+	}
+}
+
+// Run listens and serves until ctx is cancelled, then drains gracefully.
+func (m *Main) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", m.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	m.ln = ln
+	m.log.Info("livecart listening", "addr", ln.Addr().String(), "store", m.cfg.Store,
+		"node", m.cfg.NodeID, "udp_port", m.cfg.Media.UDPPort)
+	if m.printLinks {
+		if err := m.printBanner(ctx); err != nil {
+			m.log.Warn("banner", "err", err)
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- m.httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	m.log.Info("shutting down", "timeout", m.cfg.HTTP.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), m.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := m.httpSrv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Addr is the HTTP listen address once Run has started.
+func (m *Main) Addr() string {
+	if m.ln == nil {
+		return ""
+	}
+	return m.ln.Addr().String()
+}
+
+// Close releases every part, last built first.
+func (m *Main) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// printBanner prints ready-to-open links with tokens for a demo stream, creating one
+// when no stream is open yet.
+func (m *Main) printBanner(ctx context.Context) error {
+	streams, err := m.store.ListStreams(ctx)
+	if err != nil {
+		return err
+	}
+	var st cart.Stream
+	if len(streams) > 0 {
+		st = streams[0]
+	} else {
+		st = cart.Stream{ID: uuid.NewString(), Title: "My first live sale", CreatorID: "creator-1",
+			Status: cart.StreamIdle, StreamKey: "sk_" + uuid.NewString(), CreatedAt: time.Now().UTC()}
+		if err := m.store.CreateStream(ctx, st); err != nil {
+			return err
+		}
+	}
+	mint := func(user, name string, role auth.Role) string {
+		t, _ := m.auth.Mint(auth.Identity{UserID: user, Name: name, Role: role}, 24*time.Hour)
+		return t
+	}
+	base := m.cfg.PublicURL
+	if base == "" {
+		base = "http://" + m.Addr()
+	}
+	fmt.Fprintf(m.out, "\nlivecart is ready. Open (tokens valid 24 h):\n")
+	fmt.Fprintf(m.out, "  studio   %s/studio/%s?token=%s\n", base, st.ID, mint(st.CreatorID, "Creator", auth.RoleCreator))
+	fmt.Fprintf(m.out, "  watch    %s/watch/%s?token=%s\n", base, st.ID, mint("viewer-"+uuid.NewString()[:8], "Viewer", auth.RoleViewer))
+	fmt.Fprintf(m.out, "  moderate %s/moderate/%s?token=%s\n", base, st.ID, mint("moderator-1", "Moderator", auth.RoleModerator))
+	fmt.Fprintf(m.out, "  OBS      WHIP URL %s/whip/%s  bearer token (stream key) %s\n\n", base, st.ID, st.StreamKey)
+	return nil
+}

@@ -1,0 +1,60 @@
+package auth
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestMintVerifyRoundTrip(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	tok, err := a.Mint(Identity{UserID: "u1", Name: "Una", Role: RoleCreator}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != (Identity{UserID: "u1", Name: "Una", Role: RoleCreator}) {
+		t.Fatalf("got %+v, want u1/Una/creator", id)
+	}
+}
+
+func TestVerifyRejects(t *testing.T) {
+	now := time.Now()
+	a := New([]byte("secret-0123456789"), func() time.Time { return now })
+	sign := func(method jwt.SigningMethod, key any, c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(method, c).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	exp := now.Add(time.Hour).Unix()
+	cases := map[string]string{
+		"garbage":        "abc",
+		"foreign secret": sign(jwt.SigningMethodHS256, []byte("other"), jwt.MapClaims{"sub": "u", "role": "viewer", "exp": exp}),
+		"HS512":          sign(jwt.SigningMethodHS512, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u", "role": "viewer", "exp": exp}),
+		"alg none":       sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "u", "role": "viewer", "exp": exp}),
+		"no exp":         sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u", "role": "viewer"}),
+		"expired":        sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u", "role": "viewer", "exp": now.Add(-time.Minute).Unix()}),
+		"bad role":       sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u", "role": "king", "exp": exp}),
+		"no sub":         sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"role": "viewer", "exp": exp}),
+		"long sub":       sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": strings.Repeat("x", 129), "role": "viewer", "exp": exp}),
+	}
+	for name, tok := range cases {
+		if _, err := a.Verify(tok); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: got %v, want ErrInvalidToken", name, err)
+		}
+	}
+}
+
+func TestKeyEqual(t *testing.T) {
+	if !KeyEqual("sk_abc", "sk_abc") || KeyEqual("sk_abd", "sk_abc") || KeyEqual("", "") {
+		t.Fatal("KeyEqual: got wrong answer")
+	}
+}

@@ -1,0 +1,158 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// MaxJSONBody bounds JSON request bodies (API.md: 64 KiB).
+const MaxJSONBody = 64 << 10
+
+type ctxKey int
+
+const (
+	identityKey ctxKey = iota
+	bearerKey
+)
+
+// identity returns who made the request; the zero Identity is anonymous.
+func identity(r *http.Request) auth.Identity {
+	id, _ := r.Context().Value(identityKey).(auth.Identity)
+	return id
+}
+
+// bearer returns the raw bearer token the request presented, if any.
+func bearer(r *http.Request) string {
+	t, _ := r.Context().Value(bearerKey).(string)
+	return t
+}
+
+// requireUser returns the caller's identity, or a 401 error when anonymous.
+func requireUser(r *http.Request) (auth.Identity, error) {
+	id := identity(r)
+	if id.Anonymous() {
+		return id, apiError(http.StatusUnauthorized, "unauthorized", "sign in required")
+	}
+	return id, nil
+}
+
+// writeJSON writes v as JSON with the status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail writes err as an API error. 5xx are logged; unavailable carries Retry-After.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	ae := toAPIError(err)
+	switch {
+	case ae.Status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+		s.log.Warn("unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+	case ae.Status >= 500:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	case ae.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "":
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, ae.Status, map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
+}
+
+// decodeJSON strictly decodes a JSON request body into v: 415 unless the content type
+// is JSON, 413 over MaxJSONBody, 400 for malformed JSON, unknown fields or trailing data.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBody(w, r, v, false)
+}
+
+// decodeJSONOrEmpty is decodeJSON, but an empty body means {}.
+func decodeJSONOrEmpty(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBody(w, r, v, true)
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
+	body := http.MaxBytesReader(w, r.Body, MaxJSONBody)
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxJSONBody))
+		}
+		return apiError(http.StatusBadRequest, "bad_request", "cannot read body")
+	}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return apiError(http.StatusBadRequest, "bad_request", "request body required")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		}
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: "+err.Error())
+	}
+	if dec.More() {
+		return apiError(http.StatusBadRequest, "bad_request", "trailing data after JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return apiError(http.StatusBadRequest, "bad_request", "trailing data after JSON object")
+	}
+	return nil
+}
+
+// pathID returns the named path value if it is a UUID, else a 404 error: an id that is
+// not a UUID names nothing.
+func pathID(r *http.Request, name string) (string, error) {
+	v := r.PathValue(name)
+	if !isUUID(v) {
+		return "", apiError(http.StatusNotFound, "not_found", name+" names nothing")
+	}
+	return v, nil
+}
+
+// isUUID reports whether s is a UUID in its canonical text form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+// loadStream returns the stream or a 404.
+func (s *Server) loadStream(ctx context.Context, sid string) (cart.Stream, error) {
+	st, err := s.deps.Store.GetStream(ctx, sid)
+	if errors.Is(err, cart.ErrNotFound) {
+		return st, apiError(http.StatusNotFound, "not_found", "no such stream")
+	}
+	return st, err
+}
+
+// canManage: the stream's owner or an admin.
+func canManage(id auth.Identity, st cart.Stream) bool {
+	return id.Role == auth.RoleAdmin || (id.Role == auth.RoleCreator && id.UserID == st.CreatorID)
+}
+
+// canModerate: the stream's owner, any moderator, or an admin.
+func canModerate(id auth.Identity, st cart.Stream) bool {
+	return canManage(id, st) || id.Role == auth.RoleModerator
+}
+
+// errForbidden is the 403 for a wrong role or foreign stream.
+func errForbidden(msg string) error { return apiError(http.StatusForbidden, "forbidden", msg) }

@@ -1,0 +1,273 @@
+// Package web is livecart's HTTP edge: the JSON API, WHIP/WHEP, the websocket live
+// channel and the pages. It checks identity and roles, validates input, and calls the
+// cart, stream and live rooms through small interfaces.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// Options are the HTTP edge's settings.
+type Options struct {
+	// PublicURL, when set, makes the URLs in Stream absolute (e.g. https://live.example).
+	PublicURL string
+	// CORSOrigins lists allowed origins; empty or "*" allows any.
+	CORSOrigins []string
+	// GuestTokens lets a visitor pick a display name and get a viewer token.
+	GuestTokens bool
+}
+
+// Media is what the HTTP edge needs of the media relay.
+type Media interface {
+	// EndStream closes the publisher and every viewer of the stream.
+	EndStream(streamID string)
+}
+
+// Presence counts a stream's open websocket connections on all nodes.
+type Presence interface {
+	Viewers(ctx context.Context, streamID string) int
+}
+
+// Deps are the Server's collaborators, wired by hand in cmd/livecart.
+type Deps struct {
+	Store    cart.Store
+	Auth     *auth.Authenticator
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Registry *prometheus.Registry
+	Options  Options
+
+	// Events receives every change viewers must see (the live hub). Optional.
+	Events cart.Emitter
+	// Media is the WebRTC relay. Optional.
+	Media Media
+	// Presence counts viewers. Optional.
+	Presence Presence
+	// ReadyChecks are run by /readyz besides Store.Ping.
+	ReadyChecks []func(context.Context) error
+}
+
+// Server is the HTTP edge.
+type Server struct {
+	deps    Deps
+	log     *slog.Logger
+	handler http.Handler
+	mux     *http.ServeMux
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New builds the Server and its routes.
+func New(deps Deps) *Server {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{deps: deps, log: deps.Logger}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "livecart_http_requests_total", Help: "HTTP requests by route and status.",
+	}, []string{"route", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "livecart_http_request_seconds", Help: "HTTP request latency by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route"})
+	deps.Registry.MustRegister(s.requests, s.latency)
+
+	s.mux = http.NewServeMux()
+	s.routes(s.mux)
+	s.handler = s.recoverer(s.instrument(s.cors(s.authenticate(s.mux))))
+	return s
+}
+
+// Handler returns the root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/noop", s.noop)
+	mux.HandleFunc("/api/", s.notFound)
+	s.streamRoutes(mux)
+	s.mediaRoutes(mux)
+	s.commerceRoutes(mux)
+	s.liveRoutes(mux)
+	s.pageRoutes(mux)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint"))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := append([]func(context.Context) error{s.deps.Store.Ping}, s.deps.ReadyChecks...)
+	for _, check := range checks {
+		if err := check(ctx); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// noop authenticates and answers 204: the ceiling of HTTP + auth for load tests.
+func (s *Server) noop(w http.ResponseWriter, r *http.Request) {
+	if _, err := requireUser(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// emit hands an event to the live channel, if one is wired.
+func (s *Server) emit(ctx context.Context, ev cart.Event) {
+	if s.deps.Events != nil {
+		s.deps.Events.Emit(ctx, ev)
+	}
+}
+
+// authenticate puts the caller's identity in the context. A presented but invalid token
+// is answered 401, except on WHIP where the bearer may be a stream key.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := ""
+		if h := r.Header.Get("Authorization"); h != "" {
+			t, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok {
+				s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "Authorization must be Bearer"))
+				return
+			}
+			token = strings.TrimSpace(t)
+		} else if strings.HasPrefix(r.URL.Path, "/ws/") {
+			token = r.URL.Query().Get("token")
+		}
+		if token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx := context.WithValue(r.Context(), bearerKey, token)
+		id, err := s.deps.Auth.Verify(token)
+		if err != nil && !strings.HasPrefix(r.URL.Path, "/whip/") {
+			s.fail(w, r, err)
+			return
+		}
+		if err == nil {
+			ctx = context.WithValue(ctx, identityKey, id)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// cors answers preflights and sets the CORS headers for allowed origins. WHIP/WHEP
+// OPTIONS go to their handlers, which add the ICE server Link headers.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && s.originAllowed(origin) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Retry-After")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, If-Match")
+				h.Set("Access-Control-Max-Age", "600")
+				if !strings.HasPrefix(r.URL.Path, "/whip/") && !strings.HasPrefix(r.URL.Path, "/whep/") {
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	list := s.deps.Options.CORSOrigins
+	if len(list) == 0 {
+		return true
+	}
+	for _, o := range list {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// statusWriter records the status for metrics. It passes Hijack and Flush through
+// (websockets, streaming).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/ws/") {
+			// Websocket upgrades need the raw writer (Hijacker); they are measured by the hub.
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		_, route := s.mux.Handler(r)
+		if route == "" {
+			route = "unmatched"
+		}
+		s.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
+				s.fail(w, r, apiError(http.StatusInternalServerError, "internal", "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,202 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/livecart/livecart/web/auth"
+)
+
+func TestCreateAndGetStream(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.createStream("alice")
+	if st.Status != "idle" || st.CreatorID != "alice" || st.StreamKey == "" {
+		t.Fatalf("got %+v, want idle stream of alice with a key", st)
+	}
+	if st.WHIPURL != "/whip/"+st.ID || st.WHEPURL != "/whep/"+st.ID || st.WSURL != "/ws/"+st.ID {
+		t.Fatalf("got urls %q %q %q, want paths", st.WHIPURL, st.WHEPURL, st.WSURL)
+	}
+	if st.StartedAt != nil || st.EndedAt != nil {
+		t.Fatalf("got started_at %v ended_at %v, want null", st.StartedAt, st.EndedAt)
+	}
+
+	// stream_key: only for the owner and admins.
+	for _, c := range []struct {
+		name, token string
+		wantKey     bool
+	}{
+		{"anonymous", "", false},
+		{"viewer", e.token(auth.RoleViewer, "bob"), false},
+		{"other creator", e.token(auth.RoleCreator, "carol"), false},
+		{"moderator", e.token(auth.RoleModerator, "mia"), false},
+		{"owner", e.token(auth.RoleCreator, "alice"), true},
+		{"admin", e.token(auth.RoleAdmin, "root"), true},
+	} {
+		resp, raw := e.do("GET", "/api/streams/"+st.ID, c.token, nil)
+		var got map[string]any
+		e.expect(resp, raw, http.StatusOK, "", &got)
+		_, hasKey := got["stream_key"]
+		if hasKey != c.wantKey {
+			t.Errorf("%s: got stream_key present=%v, want %v", c.name, hasKey, c.wantKey)
+		}
+		if got["started_at"] != nil {
+			t.Errorf("%s: got started_at %v, want null", c.name, got["started_at"])
+		}
+	}
+
+	resp, raw := e.do("GET", "/api/streams", "", nil)
+	var list []StreamView
+	e.expect(resp, raw, http.StatusOK, "", &list)
+	if len(list) != 1 || list[0].ID != st.ID {
+		t.Fatalf("got list %+v, want the one stream", list)
+	}
+}
+
+func TestPublicURLMakesAbsoluteURLs(t *testing.T) {
+	e := newTestEnv(t, func(d *Deps) { d.Options.PublicURL = "https://live.example.com/" })
+	st := e.createStream("alice")
+	if st.WHIPURL != "https://live.example.com/whip/"+st.ID || st.WSURL != "wss://live.example.com/ws/"+st.ID {
+		t.Fatalf("got %q and %q, want absolute URLs", st.WHIPURL, st.WSURL)
+	}
+}
+
+func TestStreamErrors(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.createStream("alice")
+	creator := e.token(auth.RoleCreator, "alice")
+	expired, _ := e.auth.Mint(auth.Identity{UserID: "x", Role: auth.RoleCreator}, 1)
+	foreign, _ := auth.New([]byte("another-secret-0123456789"), nil).Mint(auth.Identity{UserID: "alice", Role: auth.RoleCreator}, 3600e9)
+	cases := []struct {
+		name, method, path, token string
+		body                      any
+		status                    int
+		code                      string
+	}{
+		{"anonymous create", "POST", "/api/streams", "", map[string]string{"title": "x"}, 401, "unauthorized"},
+		{"malformed token", "POST", "/api/streams", "not-a-jwt", map[string]string{"title": "x"}, 401, "unauthorized"},
+		{"expired token", "GET", "/api/streams", expired, nil, 401, "unauthorized"},
+		{"foreign-signed token", "GET", "/api/streams", foreign, nil, 401, "unauthorized"},
+		{"viewer create", "POST", "/api/streams", e.token(auth.RoleViewer, "bob"), map[string]string{"title": "x"}, 403, "forbidden"},
+		{"moderator create", "POST", "/api/streams", e.token(auth.RoleModerator, "mia"), map[string]string{"title": "x"}, 403, "forbidden"},
+		{"empty title", "POST", "/api/streams", creator, map[string]string{"title": "  "}, 400, "bad_request"},
+		{"long title", "POST", "/api/streams", creator, map[string]string{"title": strings.Repeat("é", 201)}, 400, "bad_request"},
+		{"unknown field", "POST", "/api/streams", creator, `{"title":"x","color":"red"}`, 400, "bad_request"},
+		{"not json", "POST", "/api/streams", creator, `{"title":`, 400, "bad_request"},
+		{"trailing data", "POST", "/api/streams", creator, `{"title":"x"} {}`, 400, "bad_request"},
+		{"huge body", "POST", "/api/streams", creator, `{"title":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "payload_too_large"},
+		{"not a uuid", "GET", "/api/streams/nope", "", nil, 404, "not_found"},
+		{"unknown stream", "GET", "/api/streams/7b0e4f4e-1c1a-4c39-9b5c-6d1c1c1c1c1c", "", nil, 404, "not_found"},
+		{"end unknown before role", "POST", "/api/streams/7b0e4f4e-1c1a-4c39-9b5c-6d1c1c1c1c1c/end", e.token(auth.RoleViewer, "bob"), nil, 404, "not_found"},
+		{"viewer end", "POST", "/api/streams/" + st.ID + "/end", e.token(auth.RoleViewer, "bob"), nil, 403, "forbidden"},
+		{"other creator end", "POST", "/api/streams/" + st.ID + "/end", e.token(auth.RoleCreator, "carol"), nil, 403, "forbidden"},
+		{"anonymous end", "POST", "/api/streams/" + st.ID + "/end", "", nil, 401, "unauthorized"},
+		{"viewer audit", "GET", "/api/streams/" + st.ID + "/audit", e.token(auth.RoleViewer, "bob"), nil, 403, "forbidden"},
+		{"unknown api path", "GET", "/api/nothing", "", nil, 404, "not_found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, raw := e.do(c.method, c.path, c.token, c.body)
+			e.expect(resp, raw, c.status, c.code, nil)
+		})
+	}
+}
+
+func TestWrongContentType(t *testing.T) {
+	e := newTestEnv(t)
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/streams", strings.NewReader(`{"title":"x"}`))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer "+e.token(auth.RoleCreator, "alice"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("got %d, want 415", resp.StatusCode)
+	}
+}
+
+func TestEndStream(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.createStream("alice")
+	mod := e.token(auth.RoleModerator, "mia")
+	var ended StreamView
+	resp, raw := e.do("POST", "/api/streams/"+st.ID+"/end", mod, nil)
+	e.expect(resp, raw, http.StatusOK, "", &ended)
+	if ended.Status != "ended" || ended.EndedAt == nil {
+		t.Fatalf("got %+v, want ended with ended_at", ended)
+	}
+	// Ending again is 200 and unchanged.
+	var again StreamView
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/end", e.token(auth.RoleCreator, "alice"), nil)
+	e.expect(resp, raw, http.StatusOK, "", &again)
+	if !again.EndedAt.Equal(*ended.EndedAt) {
+		t.Fatalf("got ended_at %v, want unchanged %v", again.EndedAt, ended.EndedAt)
+	}
+	// Ended streams are not listed but can still be read.
+	resp, raw = e.do("GET", "/api/streams", "", nil)
+	var list []StreamView
+	e.expect(resp, raw, http.StatusOK, "", &list)
+	if len(list) != 0 {
+		t.Fatalf("got %d listed, want 0", len(list))
+	}
+	resp, raw = e.do("GET", "/api/streams/"+st.ID, "", nil)
+	e.expect(resp, raw, http.StatusOK, "", nil)
+	// The end is audited once.
+	var audit []map[string]any
+	resp, raw = e.do("GET", "/api/streams/"+st.ID+"/audit", mod, nil)
+	e.expect(resp, raw, http.StatusOK, "", &audit)
+	if len(audit) != 1 || audit[0]["action"] != "stream_end" || audit[0]["actor_id"] != "mia" || audit[0]["target"] != st.ID {
+		t.Fatalf("got audit %v, want one stream_end by mia", audit)
+	}
+}
+
+func TestCORSPreflight(t *testing.T) {
+	e := newTestEnv(t)
+	req, _ := http.NewRequest("OPTIONS", e.srv.URL+"/api/cart/items", nil)
+	req.Header.Set("Origin", "https://shop.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("got %d, want 204", resp.StatusCode)
+	}
+	allow := resp.Header.Get("Access-Control-Allow-Headers")
+	for _, h := range []string{"Authorization", "Content-Type", "Idempotency-Key", "If-Match"} {
+		if !strings.Contains(allow, h) {
+			t.Errorf("Allow-Headers %q lacks %s", allow, h)
+		}
+	}
+	expose := resp.Header.Get("Access-Control-Expose-Headers")
+	for _, h := range []string{"Location", "ETag", "Link"} {
+		if !strings.Contains(expose, h) {
+			t.Errorf("Expose-Headers %q lacks %s", expose, h)
+		}
+	}
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, raw := e.do("GET", p, "", nil)
+		e.expect(resp, raw, http.StatusOK, "", nil)
+	}
+	e.do("GET", "/api/streams", "", nil)
+	resp, raw := e.do("GET", "/metrics", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), `livecart_http_requests_total{code="200",route="GET /api/streams"}`) {
+		t.Fatalf("metrics lack the request counter: %s", raw)
+	}
+	// A closed store makes /readyz 503.
+	e.store.Close()
+	resp, raw = e.do("GET", "/readyz", "", nil)
+	var body map[string]string
+	_ = json.Unmarshal(raw, &body)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("got %d %v, want 503 with Retry-After", resp.StatusCode, body)
+	}
+}
