@@ -1,0 +1,139 @@
+package live
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryBus is the single-node Bus: seq, history and mutes in process.
+type MemoryBus struct {
+	now     func() time.Time
+	history int
+
+	mu      sync.Mutex              // guards streams and mutes
+	streams map[string]*memStream   // by stream id
+	mutes   map[[2]string]time.Time // (stream, user) → until
+}
+
+var _ Bus = (*MemoryBus)(nil)
+
+type memStream struct {
+	mu      sync.Mutex // guards everything below; held while delivering, so order holds
+	seq     int64
+	hist    []Record // oldest first, at most 2×history
+	subs    map[int]func(Record)
+	nextSub int
+}
+
+// NewMemoryBus returns a MemoryBus keeping at least history events per stream
+// (HistorySize when ≤ 0). now may be nil (time.Now).
+func NewMemoryBus(now func() time.Time, history int) *MemoryBus {
+	if now == nil {
+		now = time.Now
+	}
+	if history <= 0 {
+		history = HistorySize
+	}
+	return &MemoryBus{now: now, history: history, streams: map[string]*memStream{}, mutes: map[[2]string]time.Time{}}
+}
+
+func (b *MemoryBus) stream(sid string) *memStream {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.streams[sid]
+	if s == nil {
+		s = &memStream{subs: map[int]func(Record){}}
+		b.streams[sid] = s
+	}
+	return s
+}
+
+// Publish implements Bus.
+func (b *MemoryBus) Publish(_ context.Context, sid, typ string, body []byte) (Record, error) {
+	s := b.stream(sid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	rec := Record{Seq: s.seq, Frame: buildFrame(typ, s.seq, body)}
+	s.hist = append(s.hist, rec)
+	if len(s.hist) >= 2*b.history {
+		s.hist = append([]Record(nil), s.hist[len(s.hist)-b.history:]...)
+	}
+	for _, fn := range s.subs {
+		fn(rec)
+	}
+	return rec, nil
+}
+
+// Subscribe implements Bus.
+func (b *MemoryBus) Subscribe(_ context.Context, sid string, fn func(Record)) (int64, func(), error) {
+	s := b.stream(sid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	cancel := func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
+	}
+	return s.seq, cancel, nil
+}
+
+// Since implements Bus.
+func (b *MemoryBus) Since(_ context.Context, sid string, after, through int64) ([]Record, bool, error) {
+	s := b.stream(sid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if through > s.seq || after < 0 {
+		return nil, false, nil
+	}
+	if after >= through {
+		return []Record{}, true, nil
+	}
+	if len(s.hist) == 0 || s.hist[0].Seq > after+1 {
+		return nil, false, nil
+	}
+	first := s.hist[0].Seq
+	out := make([]Record, 0, through-after)
+	out = append(out, s.hist[after+1-first:through+1-first]...)
+	return out, true, nil
+}
+
+// Mute implements Bus.
+func (b *MemoryBus) Mute(_ context.Context, sid, userID string, until time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	for k, u := range b.mutes { // expired mutes go away here, so the map stays small
+		if !u.After(now) {
+			delete(b.mutes, k)
+		}
+	}
+	b.mutes[[2]string{sid, userID}] = until
+	return nil
+}
+
+// Unmute implements Bus.
+func (b *MemoryBus) Unmute(_ context.Context, sid, userID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.mutes, [2]string{sid, userID})
+	return nil
+}
+
+// MutedUntil implements Bus.
+func (b *MemoryBus) MutedUntil(_ context.Context, sid, userID string) (time.Time, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	u, ok := b.mutes[[2]string{sid, userID}]
+	if !ok || !u.After(b.now()) {
+		return time.Time{}, false, nil
+	}
+	return u, true, nil
+}
+
+// Close implements Bus.
+func (b *MemoryBus) Close() error { return nil }

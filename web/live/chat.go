@@ -1,0 +1,95 @@
+package live
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+)
+
+// MaxChatRunes bounds a chat message (Unicode code points).
+const MaxChatRunes = 500
+
+// clientMessage is what a client may send.
+type clientMessage struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// readLoop reads client frames until the connection fails or closes.
+func (c *conn) readLoop(ctx context.Context) {
+	c.ws.SetReadLimit(MaxClientFrame)
+	wait := 2 * c.hub.cfg.PingInterval
+	c.ws.SetReadDeadline(time.Now().Add(wait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(wait)) })
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return // a frame over the limit has been answered with 1009 by the library
+		}
+		c.ws.SetReadDeadline(time.Now().Add(wait))
+		if typ != websocket.TextMessage {
+			c.sendError("bad_request", "binary frames are not accepted")
+			continue
+		}
+		c.handleMessage(ctx, data)
+	}
+}
+
+func (c *conn) handleMessage(ctx context.Context, data []byte) {
+	var m clientMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&m); err != nil || dec.More() {
+		c.sendError("bad_request", "a frame must be one JSON object")
+		return
+	}
+	switch m.Type {
+	case "chat":
+		c.chat(ctx, m.Text)
+	case "ping":
+		c.send(EventPong, nil)
+	default:
+		c.sendError("bad_request", fmt.Sprintf("unknown message type %q", m.Type))
+	}
+}
+
+// chat checks and publishes a chat message: signed in, well formed, not muted, not
+// too fast — in that order.
+func (c *conn) chat(ctx context.Context, text string) {
+	if c.who.Anonymous() {
+		c.sendError("unauthorized", "sign in to chat")
+		return
+	}
+	if strings.TrimSpace(text) == "" {
+		c.sendError("bad_request", "text must not be empty")
+		return
+	}
+	if n := utf8.RuneCountInString(text); n > MaxChatRunes {
+		c.sendError("bad_request", fmt.Sprintf("text has %d characters; at most %d", n, MaxChatRunes))
+		return
+	}
+	h := c.hub
+	until, muted, err := h.cfg.Bus.MutedUntil(ctx, c.sid, c.who.UserID)
+	if err != nil {
+		c.sendError("unavailable", "chat is unavailable; try again")
+		return
+	}
+	if muted {
+		c.sendError("muted", "you are muted until "+until.UTC().Format(time.RFC3339))
+		return
+	}
+	if !h.allowChat(c.who.UserID) {
+		c.sendError("rate_limited", "too many messages; slow down")
+		return
+	}
+	msg := ChatData{ID: uuid.NewString(), UserID: c.who.UserID, Name: c.who.Name, Text: text}
+	if _, err := h.publish(ctx, c.sid, EventChat, msg); err != nil {
+		c.sendError("unavailable", "chat is unavailable; try again")
+	}
+}

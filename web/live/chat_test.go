@@ -1,0 +1,190 @@
+package live
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/cart"
+)
+
+func TestChatRules(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	ts := newTestServer(t, Config{Now: clk.Now, ViewersInterval: time.Hour})
+	alice := ts.dial(t, sid, "user=alice&name=Alice")
+	alice.next(t)
+	watcher := ts.dial(t, sid, "")
+	watcher.next(t)
+
+	tests := []struct {
+		name     string
+		from     *client
+		frame    any
+		wantType string
+		wantCode string
+	}{
+		{"anonymous", watcher, map[string]string{"type": "chat", "text": "hi"}, "error", "unauthorized"},
+		{"empty", alice, map[string]string{"type": "chat", "text": "  "}, "error", "bad_request"},
+		{"too long", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 501)}, "error", "bad_request"},
+		{"unknown type", alice, map[string]string{"type": "dance"}, "error", "bad_request"},
+		{"not json", alice, "garbage", "error", "bad_request"},
+		{"ping", watcher, map[string]string{"type": "ping"}, "pong", ""},
+		{"longest", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 500)}, "chat", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if s, ok := tc.frame.(string); ok {
+				tc.from.ws.WriteMessage(websocket.TextMessage, []byte(s))
+			} else {
+				tc.from.send(t, tc.frame)
+			}
+			m := tc.from.next(t)
+			if m.Type != tc.wantType || m.Code != tc.wantCode {
+				t.Fatalf("got %s %q, want %s %q", m.Type, m.Code, tc.wantType, tc.wantCode)
+			}
+			if tc.wantType != "chat" && m.Seq != 0 {
+				t.Errorf("%s carries seq %d, want none", m.Type, m.Seq)
+			}
+		})
+	}
+	if m := watcher.nextOf(t, "chat"); len([]rune(m.Text)) != 500 {
+		t.Errorf("watcher got a chat of %d characters, want 500", len([]rune(m.Text)))
+	}
+	alice.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3})
+	if m := alice.next(t); m.Code != "bad_request" {
+		t.Errorf("binary frame: got %s %q, want error bad_request", m.Type, m.Code)
+	}
+}
+
+func TestChatRateLimit(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	ts := newTestServer(t, Config{Now: clk.Now, ViewersInterval: time.Hour})
+	bob := ts.dial(t, sid, "user=bob")
+	bob.next(t)
+	for i := range 5 {
+		bob.send(t, map[string]string{"type": "chat", "text": "hi"})
+		if m := bob.next(t); m.Type != "chat" {
+			t.Fatalf("message %d: got %s %q, want chat", i+1, m.Type, m.Code)
+		}
+	}
+	bob.send(t, map[string]string{"type": "chat", "text": "hi"})
+	if m := bob.next(t); m.Code != "rate_limited" {
+		t.Fatalf("6th message: got %s %q, want error rate_limited", m.Type, m.Code)
+	}
+	// The limit is per user, not per connection.
+	bob2 := ts.dial(t, sid, "user=bob")
+	bob2.next(t)
+	bob2.send(t, map[string]string{"type": "chat", "text": "hi"})
+	if m := bob2.next(t); m.Code != "rate_limited" {
+		t.Fatalf("second connection: got %s %q, want error rate_limited", m.Type, m.Code)
+	}
+	clk.Add(time.Second)
+	bob.send(t, map[string]string{"type": "chat", "text": "again"})
+	if m := bob.nextOf(t, "chat"); m.Text != "again" {
+		t.Fatalf("after 1s: got %q, want again", m.Text)
+	}
+}
+
+func TestMuteAndExpiry(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	ts := newTestServer(t, Config{Now: clk.Now, ViewersInterval: time.Hour})
+	carol := ts.dial(t, sid, "user=carol")
+	carol.next(t)
+	watcher := ts.dial(t, sid, "")
+	watcher.next(t)
+	ctx := context.Background()
+	if err := ts.hub.Mute(ctx, sid, "carol", clk.Now().Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	carol.send(t, map[string]string{"type": "chat", "text": "secret"})
+	if m := carol.next(t); m.Code != "muted" {
+		t.Fatalf("muted: got %s %q, want error muted", m.Type, m.Code)
+	}
+	clk.Add(11 * time.Second)
+	carol.send(t, map[string]string{"type": "chat", "text": "back"})
+	if m := carol.next(t); m.Type != "chat" || m.Text != "back" {
+		t.Fatalf("after expiry: got %s %q, want chat back", m.Type, m.Code)
+	}
+	if m := watcher.next(t); m.Type != "chat" || m.Text != "back" {
+		t.Fatalf("watcher: got %s %q, want chat back (never the muted text)", m.Type, m.Text)
+	}
+	ts.hub.Mute(ctx, sid, "carol", clk.Now().Add(time.Hour))
+	ts.hub.Unmute(ctx, sid, "carol")
+	carol.send(t, map[string]string{"type": "chat", "text": "free"})
+	if m := carol.next(t); m.Type != "chat" {
+		t.Fatalf("after unmute: got %s %q, want chat", m.Type, m.Code)
+	}
+}
+
+func TestOversizedFrameCloses1009(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	c := ts.dial(t, sid, "user=dave")
+	c.next(t)
+	c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"chat","text":"`+strings.Repeat("a", MaxClientFrame)+`"}`))
+	if code := c.waitClosed(t); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close code: got %d, want 1009", code)
+	}
+}
+
+func TestStockCoalesced(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	c := ts.dial(t, sid, "")
+	c.next(t)
+	const saleID = "s1"
+	start := time.Now()
+	for i := 1000; i >= 0; i-- { // 1,001 updates over about 0.5 s
+		ts.hub.Emit(context.Background(), cart.Event{StreamID: sid, Type: cart.EventStock, Data: cart.StockData{SaleID: saleID, Remaining: i}})
+		if i%2 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var got []msg
+	for {
+		m := c.next(t)
+		got = append(got, m)
+		if m.Remain == 0 {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	if max := int(elapsed/(100*time.Millisecond)) + 2; len(got) > max {
+		t.Errorf("got %d stock events in %v, want at most %d", len(got), elapsed, max)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Remain >= got[i-1].Remain {
+			t.Errorf("stock went from %d to %d: not newest first", got[i-1].Remain, got[i].Remain)
+		}
+		if d := got[i].at.Sub(got[i-1].at); d < 80*time.Millisecond {
+			t.Errorf("two stock events %v apart, want ≥ 100ms", d)
+		}
+	}
+}
+
+func TestViewersAnnounced(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: 200 * time.Millisecond})
+	a := ts.dial(t, sid, "")
+	if m := a.next(t); m.Viewers != 1 {
+		t.Fatalf("snapshot viewers: got %d, want 1", m.Viewers)
+	}
+	b := ts.dial(t, sid, "")
+	if m := b.next(t); m.Viewers != 2 {
+		t.Fatalf("snapshot viewers: got %d, want 2", m.Viewers)
+	}
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case m := <-a.msgs:
+			if m.Type == EventViewers && m.Count == 2 {
+				if got := ts.hub.Viewers(context.Background(), sid); got != 2 {
+					t.Fatalf("Viewers: got %d, want 2", got)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no viewers event with count 2")
+		}
+	}
+}

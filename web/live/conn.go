@@ -1,0 +1,311 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// MaxClientFrame is the largest frame a client may send; a larger one closes with 1009.
+const MaxClientFrame = 4 << 10
+
+// maxQueueFrames bounds a connection's queue by count as well as by bytes.
+const maxQueueFrames = 8192
+
+// ServeOptions describe the connecting viewer.
+type ServeOptions struct {
+	Who   auth.Identity // zero: anonymous (may listen, not chat)
+	Ended bool          // the stream has ended: send the snapshot (or history), then close
+}
+
+// conn is one websocket viewer. The reader runs in the handler goroutine; the writer
+// owns all data writes. Hub goroutines only append to the queue, never wait.
+type conn struct {
+	hub  *Hub
+	sid  string
+	who  auth.Identity
+	ws   *websocket.Conn
+	bc   *batchConn
+	wake chan struct{} // capacity 1: the queue has something or the conn is closing
+	done chan struct{} // closed when the reader stops
+
+	mu          sync.Mutex // guards the fields below
+	queue       []*frame
+	spare       []*frame // the writer's previous batch, reused
+	queuedBytes int
+	closeCode   int // once set, nothing more is queued
+	closeReason string
+	closeNow    bool // close without sending the queue (slow client, shutdown)
+}
+
+// ServeWS upgrades the request and serves sid's events until the connection ends.
+// The web layer has already checked that the stream exists and who is asking.
+func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt ServeOptions) {
+	since, hasSince, err := parseSince(r)
+	if err != nil {
+		http.Error(w, `{"error":{"code":"bad_request","message":"since must be a non-negative integer"}}`, http.StatusBadRequest)
+		return
+	}
+	hw := &hijackWriter{ResponseWriter: w, hj: http.NewResponseController(w)}
+	ws, err := h.upgrader.Upgrade(hw, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := &conn{hub: h, sid: sid, who: opt.Who, ws: ws, bc: hw.bc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	h.conns.Add(1)
+	defer h.conns.Done()
+	defer ws.Close()
+
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	rm, err := h.acquireRoom(ctx, sid)
+	if err != nil {
+		h.cfg.Logger.Warn("live: join", "stream", sid, "err", err)
+		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
+		return
+	}
+	defer h.releaseRoom(rm)
+	if err := c.start(ctx, rm, since, hasSince, opt.Ended); err != nil {
+		rm.remove(c)
+		h.setPresence(rm)
+		h.cfg.Logger.Warn("live: start", "stream", sid, "err", err)
+		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
+		return
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	c.readLoop(ctx)
+	close(c.done)
+	<-writerDone
+	rm.remove(c)
+	h.setPresence(rm)
+}
+
+func parseSince(r *http.Request) (int64, bool, error) {
+	s := r.URL.Query().Get("since")
+	if s == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, errors.New("bad since")
+	}
+	return n, true, nil
+}
+
+func (h *Hub) setPresence(rm *room) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := h.cfg.Presence.SetLocal(ctx, rm.sid, rm.count()); err != nil {
+		h.cfg.Logger.Warn("live: presence", "stream", rm.sid, "err", err)
+	}
+}
+
+// start registers c in the room and queues its first frames: the missed events when
+// since can be served from history, else a snapshot.
+func (c *conn) start(ctx context.Context, rm *room, since int64, hasSince, ended bool) error {
+	last, roomEnded := rm.add(c)
+	c.hub.setPresence(rm)
+	var first []*frame
+	if hasSince && since <= last {
+		recs, ok, err := c.hub.cfg.Bus.Since(ctx, c.sid, since, last)
+		if err != nil {
+			return err
+		}
+		if ok {
+			now := c.hub.cfg.Now()
+			for _, rec := range recs {
+				first = append(first, newFrame(rec.Seq, rec.Frame, now))
+			}
+		}
+	}
+	if first == nil && !(hasSince && since == last) {
+		f, err := c.snapshotFrame(ctx, last)
+		if err != nil {
+			return err
+		}
+		first = []*frame{f}
+	}
+	c.mu.Lock()
+	c.queue = append(first, c.queue...)
+	for _, f := range first {
+		c.queuedBytes += f.size
+	}
+	c.mu.Unlock()
+	if ended || roomEnded {
+		c.closeAfterQueue(websocket.CloseNormalClosure, "stream ended")
+	}
+	c.signal()
+	return nil
+}
+
+func (c *conn) snapshotFrame(ctx context.Context, seq int64) (*frame, error) {
+	snap, err := c.hub.cfg.Snapshots.Snapshot(ctx, c.sid)
+	if err != nil {
+		return nil, err
+	}
+	snap.Viewers = c.hub.Viewers(ctx, c.sid)
+	if snap.Pinned == nil {
+		snap.Pinned = []cart.Product{}
+	}
+	if snap.Sales == nil {
+		snap.Sales = []cart.Sale{}
+	}
+	now := c.hub.cfg.Now()
+	body, err := encodeBody(now, snap)
+	if err != nil {
+		return nil, err
+	}
+	return newFrame(seq, buildFrame(EventSnapshot, seq, body), now), nil
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue adds a frame, or drops the connection when it is too far behind. It never
+// blocks: it runs in the hub's delivery path.
+func (c *conn) enqueue(f *frame) {
+	c.mu.Lock()
+	if c.closeCode != 0 {
+		c.mu.Unlock()
+		return
+	}
+	cfg := &c.hub.cfg
+	if c.queuedBytes+f.size > cfg.MaxQueueBytes || len(c.queue) >= maxQueueFrames ||
+		(len(c.queue) > 0 && f.at.Sub(c.queue[0].at) > cfg.MaxBehind) {
+		c.mu.Unlock()
+		c.drop(websocket.ClosePolicyViolation, "too slow")
+		return
+	}
+	c.queue = append(c.queue, f)
+	c.queuedBytes += f.size
+	c.mu.Unlock()
+	c.signal()
+}
+
+// send queues a frame for this client only (error, pong); it does not count as behind.
+func (c *conn) send(typ string, data any) {
+	body, err := encodeBody(c.hub.cfg.Now(), data)
+	if err != nil {
+		return
+	}
+	c.enqueue(newFrame(0, buildUnsequenced(typ, body), c.hub.cfg.Now()))
+}
+
+func (c *conn) sendError(code, msg string) {
+	c.send(EventError, ErrorData{Code: code, Message: msg})
+}
+
+// closeAfterQueue closes the connection normally once what is queued has been sent.
+func (c *conn) closeAfterQueue(code int, reason string) {
+	c.mu.Lock()
+	if c.closeCode == 0 {
+		c.closeCode, c.closeReason = code, reason
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// drop closes the connection at once, dropping what is queued, and interrupts a write
+// in progress.
+func (c *conn) drop(code int, reason string) {
+	c.mu.Lock()
+	if c.closeNow {
+		c.mu.Unlock()
+		return
+	}
+	c.closeCode, c.closeReason, c.closeNow = code, reason, true
+	c.queue, c.queuedBytes = nil, 0
+	c.mu.Unlock()
+	c.bc.SetWriteDeadline(time.Now()) // a blocked write fails now
+	c.signal()
+}
+
+// writeLoop sends queued frames, batched, and pings, until the connection closes.
+func (c *conn) writeLoop() {
+	ping := time.NewTicker(c.hub.cfg.PingInterval)
+	defer ping.Stop()
+	defer c.bc.Close() // ends the reader too
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
+				return
+			}
+			continue
+		case <-c.wake:
+		}
+		c.mu.Lock()
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.queuedBytes = 0
+		code, reason, now := c.closeCode, c.closeReason, c.closeNow
+		c.mu.Unlock()
+		if now {
+			c.writeCloseDirect(code, reason)
+			return
+		}
+		if err := c.writeBatch(batch); err != nil {
+			return
+		}
+		clear(batch)
+		c.mu.Lock()
+		c.spare = batch[:0]
+		c.mu.Unlock()
+		if code != 0 {
+			c.writeCloseDirect(code, reason)
+			c.awaitCloseReply()
+			return
+		}
+	}
+}
+
+func (c *conn) writeBatch(batch []*frame) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	c.ws.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+	if len(batch) == 1 {
+		return c.ws.WritePreparedMessage(batch[0].pm)
+	}
+	c.bc.cork()
+	for _, f := range batch {
+		if err := c.ws.WritePreparedMessage(f.pm); err != nil {
+			c.bc.flush()
+			return err
+		}
+	}
+	return c.bc.flush()
+}
+
+// writeCloseDirect sends a close frame with a short deadline.
+func (c *conn) writeCloseDirect(code int, reason string) {
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+}
+
+// awaitCloseReply gives the client a moment to answer the close before the TCP close.
+func (c *conn) awaitCloseReply() {
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-t.C:
+	}
+}

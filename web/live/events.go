@@ -1,0 +1,100 @@
+package live
+
+import (
+	"context"
+	"time"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// Event types the live channel adds to the commerce ones in package cart.
+const (
+	EventSnapshot   = "snapshot"    // Snapshot
+	EventChat       = "chat"        // ChatData
+	EventChatDelete = "chat_delete" // ChatDeleteData
+	EventMute       = "mute"        // MuteData
+	EventViewers    = "viewers"     // ViewersData
+	EventStream     = "stream"      // {"stream": {..., "status"}}; "ended" closes the stream's connections
+	EventMedia      = "media"       // MediaState
+	EventAnnounce   = "announce"    // AnnounceData
+	EventError      = "error"       // ErrorData, to one client, no seq
+	EventPong       = "pong"        // no fields, no seq
+)
+
+// ChatData is the payload of a chat event.
+type ChatData struct {
+	ID     string `json:"id"`
+	UserID string `json:"user_id"`
+	Name   string `json:"name"`
+	Text   string `json:"text"`
+}
+
+// ChatDeleteData is the payload of a chat_delete event.
+type ChatDeleteData struct {
+	ID string `json:"id"`
+}
+
+// MuteData is the payload of a mute event.
+type MuteData struct {
+	UserID string    `json:"user_id"`
+	Until  time.Time `json:"until"`
+}
+
+// ViewersData is the payload of a viewers event.
+type ViewersData struct {
+	Count int `json:"count"`
+}
+
+// AnnounceData is the payload of an announce event (a text from the stream's staff;
+// the load generator uses it to measure delivery).
+type AnnounceData struct {
+	Text string `json:"text"`
+}
+
+// ErrorData is the payload of an error event.
+type ErrorData struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Emit publishes a domain event to the stream's viewers on every node. Stock events
+// (per sale) and stock-only product changes (per product) are coalesced to at most one
+// per CoalesceInterval, newest value first, the last value always sent. Emit waits for
+// the bus (a Redis round trip at most), never for viewers.
+func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
+	e := h.emitter(ev.StreamID)
+	if e == nil {
+		return
+	}
+	e.emit(ctx, ev)
+}
+
+// publish encodes and publishes one event now.
+func (h *Hub) publish(ctx context.Context, sid, typ string, data any) (Record, error) {
+	body, err := encodeBody(h.cfg.Now(), data)
+	if err != nil {
+		h.cfg.Logger.Error("live: encode event", "stream", sid, "type", typ, "err", err)
+		return Record{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	rec, err := h.cfg.Bus.Publish(ctx, sid, typ, body)
+	if err != nil {
+		h.cfg.Logger.Error("live: publish event", "stream", sid, "type", typ, "err", err)
+	}
+	return rec, err
+}
+
+func (h *Hub) emitter(sid string) *emitter {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	e := h.emitters[sid]
+	if e == nil {
+		e = &emitter{hub: h, sid: sid, pending: map[string]*pendingEvent{}, lastSent: map[string]time.Time{}, products: map[string]cart.Product{}}
+		h.emitters[sid] = e
+	}
+	return e
+}

@@ -1,0 +1,310 @@
+// Package live is livecart's live channel: the websocket hub that fans a stream's
+// events out to its viewers (snapshot first, then every event with the stream's seq),
+// resume from a bounded history, chat with mutes and rate limits, and viewer counts.
+// Events travel through a Bus (in memory for one node, Redis for several) that assigns
+// each stream's seq; viewer counts through a Presence. The package knows nothing of
+// cart stores: the web layer supplies snapshots through SnapshotSource.
+package live
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// Snapshot is the state a viewer starts from: the first frame of a connection.
+type Snapshot struct {
+	Stream  any            `json:"stream"`
+	Pinned  []cart.Product `json:"pinned"`
+	Sales   []cart.Sale    `json:"sales"`
+	Viewers int            `json:"viewers"`
+	Media   MediaState     `json:"media"`
+}
+
+// MediaState is whether the stream's audio and video are muted for viewers.
+type MediaState struct {
+	AudioMuted bool `json:"audio_muted"`
+	VideoMuted bool `json:"video_muted"`
+}
+
+// SnapshotSource reads a stream's current state (the web layer implements it). The hub
+// fills Viewers itself.
+type SnapshotSource interface {
+	Snapshot(ctx context.Context, sid string) (Snapshot, error)
+}
+
+// SnapshotFunc adapts a function to SnapshotSource.
+type SnapshotFunc func(ctx context.Context, sid string) (Snapshot, error)
+
+// Snapshot calls f.
+func (f SnapshotFunc) Snapshot(ctx context.Context, sid string) (Snapshot, error) { return f(ctx, sid) }
+
+// Config configures a Hub. Bus, Presence and Snapshots are required; zero durations
+// and limits take the defaults named beside them.
+type Config struct {
+	Bus       Bus
+	Presence  Presence
+	Snapshots SnapshotSource
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// CheckOrigin decides whether a browser's Origin may connect; nil allows any.
+	CheckOrigin func(r *http.Request) bool
+
+	ChatRate         rate.Limit    // chat messages a second per user (1)
+	ChatBurst        int           // (5)
+	MaxQueueBytes    int           // a client this far behind is dropped (1 MiB)
+	MaxBehind        time.Duration // or this long behind (10 s)
+	WriteTimeout     time.Duration // per batch of frames (10 s)
+	PingInterval     time.Duration // websocket pings (30 s); a client silent for 2× is dropped
+	CoalesceInterval time.Duration // stock events per sale/product at most once per (100 ms)
+	ViewersInterval  time.Duration // viewers events at most once per (1 s)
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ChatRate == 0 {
+		c.ChatRate = 1
+	}
+	if c.ChatBurst == 0 {
+		c.ChatBurst = 5
+	}
+	if c.MaxQueueBytes == 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.MaxBehind == 0 {
+		c.MaxBehind = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.CoalesceInterval == 0 {
+		c.CoalesceInterval = 100 * time.Millisecond
+	}
+	if c.ViewersInterval == 0 {
+		c.ViewersInterval = time.Second
+	}
+}
+
+// Hub serves /ws/{sid} connections and implements cart.Emitter.
+type Hub struct {
+	cfg      Config
+	upgrader websocket.Upgrader
+	stop     chan struct{}
+	loopDone chan struct{}
+	conns    sync.WaitGroup // one per open connection
+
+	mu       sync.Mutex               // guards the maps and closed
+	rooms    map[string]*room         // streams with connections on this node
+	emitters map[string]*emitter      // streams with recent emits
+	limiters map[string]*rate.Limiter // chat limiters by user id
+	closed   bool
+}
+
+var _ cart.Emitter = (*Hub)(nil)
+
+// ErrClosed is returned when the hub has been closed.
+var ErrClosed = errors.New("live: hub closed")
+
+// NewHub returns a running Hub; Close stops it.
+func NewHub(cfg Config) *Hub {
+	cfg.setDefaults()
+	h := &Hub{
+		cfg:      cfg,
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		rooms:    map[string]*room{},
+		emitters: map[string]*emitter{},
+		limiters: map[string]*rate.Limiter{},
+	}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		WriteBufferPool:  &sync.Pool{},
+		CheckOrigin:      h.checkOrigin,
+	}
+	go h.tickLoop()
+	return h
+}
+
+func (h *Hub) checkOrigin(r *http.Request) bool {
+	if h.cfg.CheckOrigin == nil {
+		return true
+	}
+	return h.cfg.CheckOrigin(r)
+}
+
+// OriginChecker allows requests without Origin and those whose Origin is listed
+// ("*" allows any).
+func OriginChecker(allowed []string) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		o := r.Header.Get("Origin")
+		if o == "" {
+			return true
+		}
+		for _, a := range allowed {
+			if a == "*" || a == o {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Viewers returns the open connections to sid on all nodes.
+func (h *Hub) Viewers(ctx context.Context, sid string) int {
+	n, err := h.cfg.Presence.Count(ctx, sid)
+	if err != nil {
+		h.cfg.Logger.Warn("live: presence count", "stream", sid, "err", err)
+		return h.localCount(sid)
+	}
+	return n
+}
+
+func (h *Hub) localCount(sid string) int {
+	h.mu.Lock()
+	r := h.rooms[sid]
+	h.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	return r.count()
+}
+
+// Mute keeps userID from chatting on sid until the given time (all nodes).
+func (h *Hub) Mute(ctx context.Context, sid, userID string, until time.Time) error {
+	return h.cfg.Bus.Mute(ctx, sid, userID, until)
+}
+
+// Unmute lifts a mute.
+func (h *Hub) Unmute(ctx context.Context, sid, userID string) error {
+	return h.cfg.Bus.Unmute(ctx, sid, userID)
+}
+
+// Close drops every connection (1001), waits for their goroutines and stops the hub.
+// The Bus and Presence stay open: their owner closes them.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	rooms := make([]*room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	emitters := h.emitters
+	h.emitters = map[string]*emitter{}
+	h.mu.Unlock()
+	close(h.stop)
+	<-h.loopDone
+	for _, e := range emitters {
+		e.stopTimers()
+	}
+	for _, r := range rooms {
+		r.closeAll(websocket.CloseGoingAway, "server shutting down", true)
+	}
+	h.conns.Wait()
+	return nil
+}
+
+// tickLoop announces viewer counts and refreshes presence until Close.
+func (h *Hub) tickLoop() {
+	defer close(h.loopDone)
+	t := time.NewTicker(h.cfg.ViewersInterval / 4)
+	defer t.Stop()
+	refresh := time.NewTicker(10 * time.Second)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.announceViewers()
+		case <-refresh.C:
+			h.refreshPresence()
+			h.forgetIdle()
+		}
+	}
+}
+
+func (h *Hub) roomList() []*room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
+func (h *Hub) announceViewers() {
+	for _, r := range h.roomList() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n, err := h.cfg.Presence.Count(ctx, r.sid)
+		if err == nil {
+			var ok bool
+			ok, err = h.cfg.Presence.Announce(ctx, r.sid, n, h.cfg.ViewersInterval)
+			if ok {
+				h.publish(ctx, r.sid, EventViewers, ViewersData{Count: n})
+			}
+		}
+		cancel()
+		if err != nil {
+			h.cfg.Logger.Warn("live: viewers", "stream", r.sid, "err", err)
+		}
+	}
+}
+
+func (h *Hub) refreshPresence() {
+	for _, r := range h.roomList() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := h.cfg.Presence.SetLocal(ctx, r.sid, r.count()); err != nil {
+			h.cfg.Logger.Warn("live: presence refresh", "stream", r.sid, "err", err)
+		}
+		cancel()
+	}
+}
+
+// forgetIdle drops chat limiters that are full again and emitters with nothing pending.
+func (h *Hub) forgetIdle() {
+	now := h.cfg.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, l := range h.limiters {
+		if l.TokensAt(now) >= float64(h.cfg.ChatBurst) {
+			delete(h.limiters, id)
+		}
+	}
+	for sid, e := range h.emitters {
+		if e.idle(now, h.cfg.CoalesceInterval) {
+			delete(h.emitters, sid)
+		}
+	}
+}
+
+func (h *Hub) allowChat(userID string) bool {
+	h.mu.Lock()
+	l := h.limiters[userID]
+	if l == nil {
+		l = rate.NewLimiter(h.cfg.ChatRate, h.cfg.ChatBurst)
+		h.limiters[userID] = l
+	}
+	h.mu.Unlock()
+	return l.AllowN(h.cfg.Now(), 1)
+}

@@ -1,0 +1,358 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testServer is a hub behind an httptest server: /ws/{sid}?user=U&name=N signs in as
+// U (a stand-in for the web layer's token check), ?ended=1 marks the stream ended.
+type testServer struct {
+	hub *Hub
+	srv *httptest.Server
+	url string
+}
+
+func newTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	if cfg.Bus == nil {
+		cfg.Bus = NewMemoryBus(cfg.Now, 0)
+	}
+	if cfg.Presence == nil {
+		cfg.Presence = NewMemoryPresence(cfg.Now)
+	}
+	if cfg.Snapshots == nil {
+		cfg.Snapshots = SnapshotFunc(func(_ context.Context, sid string) (Snapshot, error) {
+			return Snapshot{Stream: map[string]string{"id": sid, "status": "live"}}, nil
+		})
+	}
+	h := NewHub(cfg)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws/{sid}", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		opt := ServeOptions{Ended: q.Get("ended") == "1"}
+		if u := q.Get("user"); u != "" {
+			opt.Who = auth.Identity{UserID: u, Name: q.Get("name"), Role: auth.RoleViewer}
+		}
+		h.ServeWS(w, r, r.PathValue("sid"), opt)
+	})
+	srv := httptest.NewServer(mux)
+	ts := &testServer{hub: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	t.Cleanup(func() {
+		h.Close()
+		srv.Close()
+	})
+	return ts
+}
+
+// msg is a frame as a client sees it.
+type msg struct {
+	Type    string          `json:"type"`
+	Seq     int64           `json:"seq"`
+	TS      string          `json:"ts"`
+	Code    string          `json:"code"`
+	Text    string          `json:"text"`
+	Count   int             `json:"count"`
+	Viewers int             `json:"viewers"`
+	SaleID  string          `json:"sale_id"`
+	Remain  int             `json:"remaining"`
+	Stream  json.RawMessage `json:"stream"`
+	at      time.Time
+}
+
+type client struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	msgs chan msg
+	// closeCode is set when the reader ends: the close code, or -1.
+	closed    chan struct{}
+	closeCode int
+}
+
+func (ts *testServer) dial(t *testing.T, sid, query string) *client {
+	t.Helper()
+	u := ts.url + "/ws/" + sid
+	if query != "" {
+		u += "?" + query
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	c := &client{t: t, ws: ws, msgs: make(chan msg, 10000), closed: make(chan struct{}), closeCode: -1}
+	go c.read()
+	t.Cleanup(func() { ws.Close() })
+	return c
+}
+
+func (c *client) read() {
+	defer close(c.closed)
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errorAs(err, &ce) {
+				c.closeCode = ce.Code
+			}
+			return
+		}
+		var m msg
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.t.Errorf("frame %q: %v", data, err)
+			return
+		}
+		if m.TS == "" {
+			c.t.Errorf("frame without ts: %s", data)
+		}
+		m.at = time.Now()
+		c.msgs <- m
+	}
+}
+
+func (c *client) next(t *testing.T) msg {
+	t.Helper()
+	select {
+	case m := <-c.msgs:
+		return m
+	case <-c.closed:
+		select {
+		case m := <-c.msgs:
+			return m
+		default:
+		}
+		t.Fatalf("connection closed (code %d) while waiting for a frame", c.closeCode)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no frame within 5s")
+	}
+	return msg{}
+}
+
+// nextOf skips frames of other types (viewers, …).
+func (c *client) nextOf(t *testing.T, typ string) msg {
+	t.Helper()
+	for {
+		m := c.next(t)
+		if m.Type == typ {
+			return m
+		}
+	}
+}
+
+func (c *client) send(t *testing.T, v any) {
+	t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+}
+
+func (c *client) waitClosed(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-c.closed:
+		return c.closeCode
+	case <-time.After(5 * time.Second):
+		t.Fatalf("connection not closed within 5s")
+	}
+	return 0
+}
+
+func announce(h *Hub, sid string, text string) {
+	h.Emit(context.Background(), cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: text}})
+}
+
+const sid = "7f1f6a2e-3b7c-4b8e-9d7e-2a3c1e5b6d70"
+
+func TestFanOutEveryClientEveryEventInOrder(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	announce(ts.hub, sid, "before") // seq 1: in every snapshot
+	const clients, events = 200, 100
+	cs := make([]*client, clients)
+	for i := range cs {
+		cs[i] = ts.dial(t, sid, "")
+		if m := cs[i].next(t); m.Type != "snapshot" || m.Seq != 1 {
+			t.Fatalf("client %d first frame: got %s seq %d, want snapshot seq 1", i, m.Type, m.Seq)
+		}
+	}
+	for i := range events {
+		announce(ts.hub, sid, fmt.Sprint(i))
+	}
+	for i, c := range cs {
+		for want := int64(2); want <= events+1; want++ {
+			m := c.next(t)
+			if m.Type != EventAnnounce || m.Seq != want {
+				t.Fatalf("client %d: got %s seq %d, want announce seq %d", i, m.Type, m.Seq, want)
+			}
+		}
+		select {
+		case m := <-c.msgs:
+			t.Fatalf("client %d: extra frame %s seq %d", i, m.Type, m.Seq)
+		default:
+		}
+	}
+}
+
+func TestResume(t *testing.T) {
+	ts := newTestServer(t, Config{Bus: NewMemoryBus(nil, 20), ViewersInterval: time.Hour})
+	c := ts.dial(t, sid, "")
+	c.next(t) // snapshot seq 0
+	announce(ts.hub, sid, "a")
+	if m := c.next(t); m.Seq != 1 {
+		t.Fatalf("got seq %d, want 1", m.Seq)
+	}
+	c.ws.Close()
+	c.waitClosed(t)
+	for _, s := range []string{"b", "c", "d"} {
+		announce(ts.hub, sid, s)
+	}
+
+	r := ts.dial(t, sid, "since=1")
+	for want := int64(2); want <= 4; want++ {
+		m := r.next(t)
+		if m.Type != EventAnnounce || m.Seq != want {
+			t.Fatalf("resume: got %s seq %d, want announce seq %d", m.Type, m.Seq, want)
+		}
+	}
+	announce(ts.hub, sid, "e")
+	if m := r.next(t); m.Seq != 5 {
+		t.Fatalf("after resume: got %s seq %d, want seq 5", m.Type, m.Seq)
+	}
+
+	up := ts.dial(t, sid, "since=5")
+	announce(ts.hub, sid, "f")
+	if m := up.next(t); m.Type != EventAnnounce || m.Seq != 6 {
+		t.Fatalf("since=last: got %s seq %d, want announce seq 6", m.Type, m.Seq)
+	}
+
+	for range 40 {
+		announce(ts.hub, sid, "x")
+	}
+	for _, tc := range []struct{ query string }{{"since=1"}, {"since=999"}} {
+		c := ts.dial(t, sid, tc.query)
+		if m := c.next(t); m.Type != EventSnapshot || m.Seq != 46 {
+			t.Errorf("%s: got %s seq %d, want snapshot seq 46", tc.query, m.Type, m.Seq)
+		}
+	}
+}
+
+func TestEndedStreamCloses(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	c := ts.dial(t, sid, "")
+	c.next(t)
+	ts.hub.Emit(context.Background(), cart.Event{StreamID: sid, Type: EventStream,
+		Data: map[string]any{"stream": map[string]string{"id": sid, "status": "ended"}}})
+	if m := c.next(t); m.Type != EventStream || m.Seq != 1 {
+		t.Fatalf("got %s seq %d, want stream seq 1", m.Type, m.Seq)
+	}
+	if code := c.waitClosed(t); code != websocket.CloseNormalClosure {
+		t.Fatalf("close code: got %d, want 1000", code)
+	}
+	late := ts.dial(t, sid, "ended=1")
+	if m := late.next(t); m.Type != EventSnapshot || m.Seq != 1 {
+		t.Fatalf("ended: got %s seq %d, want snapshot seq 1", m.Type, m.Seq)
+	}
+	if code := late.waitClosed(t); code != websocket.CloseNormalClosure {
+		t.Fatalf("ended: close code got %d, want 1000", code)
+	}
+}
+
+func TestSlowClientDroppedOthersUnaffected(t *testing.T) {
+	base := runtime.NumGoroutine()
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	slow, _, err := websocket.DefaultDialer.Dial(ts.url+"/ws/"+sid, nil) // never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := make([]*client, 20)
+	for i := range fast {
+		fast[i] = ts.dial(t, sid, "")
+		fast[i].next(t)
+	}
+	text := strings.Repeat("x", 8<<10)
+	var lat []time.Duration
+	dropped := false
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		sent := time.Now()
+		announce(ts.hub, sid, text)
+		for _, c := range fast {
+			m := c.nextOf(t, EventAnnounce)
+			if m.Seq != int64(i+1) {
+				t.Fatalf("fast client: got seq %d, want %d", m.Seq, i+1)
+			}
+			lat = append(lat, m.at.Sub(sent))
+		}
+		if ts.hub.localCount(sid) == len(fast) {
+			dropped = true
+			break
+		}
+	}
+	if !dropped {
+		t.Fatalf("slow client still connected after 20s")
+	}
+	if p := percentile(lat, 0.99); p > 250*time.Millisecond {
+		t.Errorf("fast clients' p99 latency %v, want < 250ms", p)
+	}
+	t.Logf("events until drop: %d, fast p50 %v p99 %v", len(lat)/len(fast), percentile(lat, 0.5), percentile(lat, 0.99))
+
+	for _, c := range fast {
+		c.ws.Close()
+	}
+	slow.Close()
+	ts.hub.Close()
+	ts.srv.Close()
+	waitGoroutines(t, base)
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	slicesSort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+func waitGoroutines(t *testing.T, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if runtime.NumGoroutine() <= base+2 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	t.Fatalf("goroutines: got %d, want ≤ %d\n%s", runtime.NumGoroutine(), base+2, buf[:n])
+}

@@ -1,0 +1,170 @@
+package live
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"sync"
+)
+
+// frame is one encoded event, shared by every connection that sends it.
+type frame struct {
+	seq  int64 // 0 for frames sent to one client
+	pm   *websocket.PreparedMessage
+	size int
+	at   time.Time // when this node got it
+}
+
+func newFrame(seq int64, data []byte, at time.Time) *frame {
+	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, data) // only fails on compression
+	return &frame{seq: seq, pm: pm, size: len(data), at: at}
+}
+
+// room is one stream's connections on this node, fed by the bus subscription.
+type room struct {
+	hub   *Hub
+	sid   string
+	ready chan struct{} // closed once subscribed (or failed: err set)
+	err   error
+	refs  int    // connections holding the room; guarded by hub.mu
+	stop  func() // cancels the bus subscription
+
+	mu    sync.Mutex // guards below
+	conns map[*conn]struct{}
+	last  int64 // seq of the last event delivered here; -1 before the first
+	ended bool  // a stream event said "ended"
+}
+
+// acquireRoom returns sid's room, subscribing to the bus when it is new.
+func (h *Hub) acquireRoom(ctx context.Context, sid string) (*room, error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	r := h.rooms[sid]
+	if r != nil {
+		r.refs++
+		h.mu.Unlock()
+		<-r.ready
+		if r.err != nil {
+			h.releaseRoom(r)
+			return nil, r.err
+		}
+		return r, nil
+	}
+	r = &room{hub: h, sid: sid, ready: make(chan struct{}), refs: 1, conns: map[*conn]struct{}{}, last: -1}
+	h.rooms[sid] = r
+	h.mu.Unlock()
+
+	last, stop, err := h.cfg.Bus.Subscribe(ctx, sid, r.deliver)
+	if err != nil {
+		r.err = err
+		h.mu.Lock()
+		if h.rooms[sid] == r {
+			delete(h.rooms, sid)
+		}
+		h.mu.Unlock()
+		close(r.ready)
+		return nil, err
+	}
+	r.stop = stop
+	r.mu.Lock()
+	if r.last < 0 { // the first delivered record is last+1, so a set value is newer
+		r.last = last
+	}
+	r.mu.Unlock()
+	close(r.ready)
+	return r, nil
+}
+
+// releaseRoom drops a reference; the last one unsubscribes.
+func (h *Hub) releaseRoom(r *room) {
+	h.mu.Lock()
+	r.refs--
+	drop := r.refs == 0
+	if drop && h.rooms[r.sid] == r {
+		delete(h.rooms, r.sid)
+	}
+	h.mu.Unlock()
+	if drop && r.stop != nil {
+		r.stop()
+	}
+}
+
+// deliver receives the bus's records in seq order and queues them on every connection.
+func (r *room) deliver(rec Record) {
+	now := r.hub.cfg.Now()
+	if rec.Lost {
+		r.mu.Lock()
+		r.last = rec.Seq - 1
+		r.mu.Unlock()
+		r.closeAll(websocket.CloseTryAgainLater, "events lost; reconnect", true)
+		return
+	}
+	f := newFrame(rec.Seq, rec.Frame, now)
+	ended := isStreamEnded(rec.Frame)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = rec.Seq
+	if ended {
+		r.ended = true
+	}
+	for c := range r.conns {
+		c.enqueue(f)
+		if ended {
+			c.closeAfterQueue(websocket.CloseNormalClosure, "stream ended")
+		}
+	}
+}
+
+// isStreamEnded reports whether a frame is a stream event with status ended.
+func isStreamEnded(frame []byte) bool {
+	if !bytes.HasPrefix(frame, []byte(`{"type":"stream"`)) {
+		return false
+	}
+	var v struct {
+		Stream struct {
+			Status string `json:"status"`
+		} `json:"stream"`
+	}
+	return json.Unmarshal(frame, &v) == nil && v.Stream.Status == "ended"
+}
+
+// add registers c and returns the seq of the last event already delivered here: c
+// gets every later one.
+func (r *room) add(c *conn) (last int64, ended bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.conns[c] = struct{}{}
+	return r.last, r.ended
+}
+
+func (r *room) remove(c *conn) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.conns, c)
+	return len(r.conns)
+}
+
+func (r *room) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
+}
+
+// closeAll closes every connection of the room (at once, or after their queues).
+func (r *room) closeAll(code int, reason string, now bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		if now {
+			c.drop(code, reason)
+		} else {
+			c.closeAfterQueue(code, reason)
+		}
+	}
+}
