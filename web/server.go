@@ -26,6 +26,8 @@ type Options struct {
 	CORSOrigins []string
 	// GuestTokens lets a visitor pick a display name and get a viewer token.
 	GuestTokens bool
+	// RateLimits are off unless set.
+	RateLimits RateLimits
 }
 
 // Media is what the HTTP edge needs of the media relay.
@@ -65,6 +67,10 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 
+	perIP            *limiterSet
+	holdsPerUser     *limiterSet // use with s.allowUser in the hold handler
+	checkoutsPerUser *limiterSet // use with s.allowUser in the checkout handler
+
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -81,6 +87,10 @@ func New(deps Deps) *Server {
 		deps.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{deps: deps, log: deps.Logger}
+	rl := deps.Options.RateLimits
+	s.perIP = newLimiterSet(rl.PerIPPerSecond, rl.PerIPBurst)
+	s.holdsPerUser = newLimiterSet(rl.HoldsPerUserPerSecond, 0)
+	s.checkoutsPerUser = newLimiterSet(rl.CheckoutsPerUserPerSecond, 0)
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "livecart_http_requests_total", Help: "HTTP requests by route and status.",
 	}, []string{"route", "code"})
@@ -92,7 +102,7 @@ func New(deps Deps) *Server {
 
 	s.mux = http.NewServeMux()
 	s.routes(s.mux)
-	s.handler = s.recoverer(s.instrument(s.cors(s.authenticate(s.mux))))
+	s.handler = s.recoverer(s.instrument(s.cors(s.limitIP(s.authenticate(s.mux)))))
 	return s
 }
 

@@ -58,10 +58,10 @@ type Config struct {
 	} `yaml:"http"`
 
 	RateLimits struct {
-		PerIPPerSecond        float64 `yaml:"per_ip_per_second"` // 0 = off
-		PerIPBurst            int     `yaml:"per_ip_burst"`
-		HoldsPerUserPerSecond float64 `yaml:"holds_per_user_per_second"`
-		CheckoutsPerUserPerS  float64 `yaml:"checkouts_per_user_per_second"`
+		PerIPPerSecond            float64 `yaml:"per_ip_per_second"` // 0 = off
+		PerIPBurst                int     `yaml:"per_ip_burst"`
+		HoldsPerUserPerSecond     float64 `yaml:"holds_per_user_per_second"`
+		CheckoutsPerUserPerSecond float64 `yaml:"checkouts_per_user_per_second"`
 	} `yaml:"rate_limits"`
 
 	GuestTokens bool `yaml:"guest_tokens"`

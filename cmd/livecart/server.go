@@ -85,6 +85,12 @@ func (m *Main) build(ctx context.Context) error {
 			PublicURL:   m.cfg.PublicURL,
 			CORSOrigins: m.cfg.HTTP.CORSOrigins,
 			GuestTokens: m.cfg.GuestTokens,
+			RateLimits: web.RateLimits{
+				PerIPPerSecond:            m.cfg.RateLimits.PerIPPerSecond,
+				PerIPBurst:                m.cfg.RateLimits.PerIPBurst,
+				HoldsPerUserPerSecond:     m.cfg.RateLimits.HoldsPerUserPerSecond,
+				CheckoutsPerUserPerSecond: m.cfg.RateLimits.CheckoutsPerUserPerSecond,
+			},
 		},
 	}
 	m.web = web.New(deps)
