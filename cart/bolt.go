@@ -16,7 +16,7 @@ var _ Store = (*BoltStore)(nil)
 // Bucket names of the embedded store.
 var (
 	bucketStreams = []byte("streams")
-	bucketAudit   = []byte("audit") // key: stream id + "/" + RFC3339Nano time + "/" + entry id
+	bucketAudit   = []byte("audit") // key: stream id + "/" + RFC3339Nano time + "/" + seq
 )
 
 // BoltStore is the embedded durable Store on a bbolt file. Every acknowledged write is
@@ -158,11 +158,16 @@ func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (St
 	return st, sales, err
 }
 
-// AppendAudit records an audit entry.
+// AppendAudit records an audit entry. Keys sort by time, then by arrival.
 func (s *BoltStore) AppendAudit(ctx context.Context, e AuditEntry) error {
-	key := e.StreamID + "/" + e.At.UTC().Format("2006-01-02T15:04:05.000000000Z") + "/" + e.ID
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketAudit), key, e)
+	return s.update(func(t *boltTx) error {
+		b := t.b(bucketAudit)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		key := fmt.Sprintf("%s/%s/%016x", e.StreamID, e.At.UTC().Format("2006-01-02T15:04:05.000000000Z"), seq)
+		return putJSON(b, key, e)
 	})
 }
 

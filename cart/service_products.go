@@ -1,0 +1,135 @@
+package cart
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
+
+// NewProduct is the body of POST /api/streams/{sid}/products.
+type NewProduct struct {
+	SKU         string `json:"sku"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	PriceCents  *int64 `json:"price_cents"`
+	Currency    string `json:"currency"`
+	ImageURL    string `json:"image_url"`
+	Stock       *int   `json:"stock"`
+}
+
+// Validate checks shapes and ranges (ErrBadRequest).
+func (in NewProduct) Validate() error {
+	for _, f := range []struct {
+		name, v  string
+		required bool
+		max      int
+	}{{"sku", in.SKU, true, 64}, {"title", in.Title, true, 200}, {"description", in.Description, false, 5000}, {"image_url", in.ImageURL, false, 2048}} {
+		if err := checkText(f.name, f.v, f.required, f.max); err != nil {
+			return err
+		}
+	}
+	switch {
+	case in.PriceCents == nil:
+		return badRequest("price_cents is required")
+	case *in.PriceCents < 0:
+		return badRequest("price_cents must be ≥ 0")
+	case *in.PriceCents > 1e12:
+		return badRequest("price_cents is too large")
+	case !currencyRE.MatchString(in.Currency):
+		return badRequest("currency must be three capital letters (ISO 4217)")
+	case in.Stock == nil:
+		return badRequest("stock is required")
+	case *in.Stock < 0 || *in.Stock > 1_000_000:
+		return badRequest("stock must be 0..1000000")
+	}
+	return nil
+}
+
+// CreateProduct validates and stores a product of the stream.
+func (s *Service) CreateProduct(ctx context.Context, a Actor, streamID string, in NewProduct) (Product, error) {
+	if err := in.Validate(); err != nil {
+		return Product{}, err
+	}
+	p, err := s.store.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
+		Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock})
+	if err != nil {
+		return Product{}, err
+	}
+	s.audit(ctx, a, streamID, "product_create", p.ID, map[string]any{"sku": p.SKU, "price_cents": p.PriceCents, "stock": p.Stock})
+	s.emit(ctx, streamID, EventProduct, ProductData{Product: p})
+	return p, nil
+}
+
+// GetProduct returns a product (ErrNotFound for a malformed id).
+func (s *Service) GetProduct(ctx context.Context, id string) (Product, error) {
+	if err := checkID("product", id); err != nil {
+		return Product{}, err
+	}
+	return s.store.GetProduct(ctx, id)
+}
+
+// ListProducts lists the stream's products; hidden ones only when withHidden.
+func (s *Service) ListProducts(ctx context.Context, streamID string, withHidden bool) ([]Product, error) {
+	all, err := s.store.ListProducts(ctx, streamID)
+	if err != nil || withHidden {
+		return all, err
+	}
+	out := []Product{}
+	for _, p := range all {
+		if !p.Hidden {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// SetHidden hides or unhides a product: emits product, then unpin if it was pinned.
+func (s *Service) SetHidden(ctx context.Context, a Actor, productID string, hidden bool) (Product, error) {
+	p, changed, unpinned, err := s.store.SetProductHidden(ctx, productID, hidden)
+	if err != nil || !changed {
+		return p, err
+	}
+	action := "unhide"
+	if hidden {
+		action = "hide"
+	}
+	s.audit(ctx, a, p.StreamID, action, p.ID, map[string]any{"unpinned": unpinned})
+	s.emit(ctx, p.StreamID, EventProduct, ProductData{Product: p})
+	if unpinned {
+		s.emit(ctx, p.StreamID, EventUnpin, UnpinData{ProductID: p.ID})
+	}
+	return p, nil
+}
+
+// Pin pins a product of the stream (ErrConflict if hidden or too many pinned).
+func (s *Service) Pin(ctx context.Context, a Actor, streamID, productID string) ([]Product, error) {
+	if err := checkID("product", productID); err != nil {
+		return nil, err
+	}
+	pinned, changed, err := s.store.PinProduct(ctx, streamID, productID, s.cfg.MaxPins)
+	if err != nil || !changed {
+		return pinned, err
+	}
+	s.audit(ctx, a, streamID, "pin", productID, nil)
+	s.emit(ctx, streamID, EventPin, PinData{Product: pinned[len(pinned)-1]})
+	return pinned, nil
+}
+
+// Unpin unpins a product of the stream.
+func (s *Service) Unpin(ctx context.Context, a Actor, streamID, productID string) ([]Product, error) {
+	if err := checkID("product", productID); err != nil {
+		return nil, err
+	}
+	pinned, changed, err := s.store.UnpinProduct(ctx, streamID, productID)
+	if err != nil || !changed {
+		return pinned, err
+	}
+	s.audit(ctx, a, streamID, "unpin", productID, nil)
+	s.emit(ctx, streamID, EventUnpin, UnpinData{ProductID: productID})
+	return pinned, nil
+}
+
+// ListPinned returns the stream's pinned products in pin order.
+func (s *Service) ListPinned(ctx context.Context, streamID string) ([]Product, error) {
+	return s.store.ListPinned(ctx, streamID)
+}

@@ -1,0 +1,211 @@
+package cart
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// recorder is an Emitter that keeps the events it got.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Emit(_ context.Context, ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *recorder) types() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var t []string
+	for _, e := range r.events {
+		t = append(t, e.Type)
+	}
+	r.events = nil
+	return strings.Join(t, ",")
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
+
+func newTestService(t *testing.T) (*Service, *recorder, *clock, string) {
+	st := openTestBolt(t)
+	rec := &recorder{}
+	clk := &clock{t: time.Date(2026, 11, 24, 4, 0, 0, 0, time.UTC)}
+	svc := NewService(st, rec, ServiceConfig{MaxPins: 2}, clk.Now, nil)
+	sid := uuid.NewString()
+	if err := st.CreateStream(context.Background(), Stream{ID: sid, CreatorID: "c", Status: StreamLive, CreatedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return svc, rec, clk, sid
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestServiceValidation(t *testing.T) {
+	svc, _, _, sid := newTestService(t)
+	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
+	good := NewProduct{SKU: "s", Title: "t", PriceCents: ptr[int64](100), Currency: "EUR", Stock: ptr(10)}
+	p, err := svc.CreateProduct(ctx, a, sid, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func() error
+		want error
+	}{
+		{"negative price", func() error { in := good; in.PriceCents = ptr[int64](-1); _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"missing price", func() error { in := good; in.PriceCents = nil; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"lower-case currency", func() error { in := good; in.Currency = "eur"; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"stock too big", func() error { in := good; in.Stock = ptr(1_000_001); _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"negative stock", func() error { in := good; in.Stock = ptr(-1); _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"no title", func() error { in := good; in.Title = " "; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"other currency", func() error { in := good; in.Currency = "USD"; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrConflict},
+		{"sale quantity 0", func() error {
+			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](1), Quantity: ptr(0), DurationS: ptr[int64](60)})
+			return err
+		}, ErrBadRequest},
+		{"sale limit over quantity", func() error {
+			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](1), Quantity: ptr(2), PerUserLimit: ptr(3), DurationS: ptr[int64](60)})
+			return err
+		}, ErrBadRequest},
+		{"sale duration 0", func() error {
+			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](1), Quantity: ptr(2), DurationS: ptr[int64](0)})
+			return err
+		}, ErrBadRequest},
+		{"sale product not a uuid", func() error {
+			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: "x", PriceCents: ptr[int64](1), Quantity: ptr(2), DurationS: ptr[int64](60)})
+			return err
+		}, ErrNotFound},
+		{"sale over stock", func() error {
+			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](1), Quantity: ptr(11), DurationS: ptr[int64](60)})
+			return err
+		}, ErrConflict},
+		{"hold quantity 0", func() error { _, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(0)}); return err }, ErrBadRequest},
+		{"hold quantity 101", func() error { _, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(101)}); return err }, ErrBadRequest},
+		{"hold both ids", func() error {
+			_, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, SaleID: p.ID, Quantity: ptr(1)})
+			return err
+		}, ErrBadRequest},
+		{"hold bad id", func() error { _, err := svc.AddToCart(ctx, "u", NewItem{SaleID: "nope", Quantity: ptr(1)}); return err }, ErrNotFound},
+		{"checkout without key", func() error { _, _, err := svc.Checkout(ctx, "u", "", CheckoutInput{}); return err }, ErrBadRequest},
+		{"checkout long key", func() error { _, _, err := svc.Checkout(ctx, "u", strings.Repeat("k", 256), CheckoutInput{}); return err }, ErrBadRequest},
+		{"checkout bad hold id", func() error { _, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{HoldIDs: []string{"x"}}); return err }, ErrNotFound},
+		{"checkout empty cart", func() error { _, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{}); return err }, ErrConflict},
+	} {
+		if err := tc.fn(); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if got, _ := svc.GetProduct(ctx, p.ID); got.Stock != 10 || got.Held != 0 {
+		t.Fatalf("product after bad input: got stock %d held %d, want 10 0", got.Stock, got.Held)
+	}
+	if list, _ := svc.ListProducts(ctx, sid, true); len(list) != 1 {
+		t.Fatalf("products after bad input: got %d, want 1", len(list))
+	}
+}
+
+func TestServiceEventsAndAudit(t *testing.T) {
+	svc, rec, clk, sid := newTestService(t)
+	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
+	p, _ := svc.CreateProduct(ctx, a, sid, NewProduct{SKU: "s", Title: "t", PriceCents: ptr[int64](100), Currency: "EUR", Stock: ptr(10)})
+	if got := rec.types(); got != "product" {
+		t.Fatalf("create product: got events %q, want product", got)
+	}
+	svc.Pin(ctx, a, sid, p.ID)
+	svc.Pin(ctx, a, sid, p.ID) // already pinned: nothing
+	if got := rec.types(); got != "pin" {
+		t.Fatalf("pin: got events %q, want pin", got)
+	}
+	svc.SetHidden(ctx, Actor{ID: "m", Role: "moderator"}, p.ID, true)
+	if got := rec.types(); got != "product,unpin" {
+		t.Fatalf("hide pinned: got events %q, want product,unpin", got)
+	}
+	if list, _ := svc.ListProducts(ctx, sid, false); len(list) != 0 {
+		t.Fatalf("public list with hidden: got %d, want 0", len(list))
+	}
+	svc.SetHidden(ctx, a, p.ID, false)
+	sale, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](50), Quantity: ptr(4), DurationS: ptr[int64](600), StartsInS: ptr[int64](10)})
+	if err != nil || sale.Status != SaleScheduled || sale.PerUserLimit != 1 {
+		t.Fatalf("CreateSale: got %+v %v", sale, err)
+	}
+	if got := rec.types(); got != "product,sale,product" {
+		t.Fatalf("unhide + sale: got events %q", got)
+	}
+	clk.Advance(10 * time.Second)
+	svc.Sweep(ctx)
+	if got := rec.types(); got != "sale" {
+		t.Fatalf("sale start: got events %q, want sale", got)
+	}
+	h, err := svc.AddToCart(ctx, "u", NewItem{SaleID: sale.ID, Quantity: ptr(1)})
+	if err != nil || !h.ExpiresAt.Equal(clk.Now().Add(2*time.Minute)) || h.UnitPriceCents != 50 {
+		t.Fatalf("AddToCart: got %+v %v, want 2m sale hold at 50", h, err)
+	}
+	rec.mu.Lock()
+	ev := rec.events[0]
+	rec.mu.Unlock()
+	if sd, ok := ev.Data.(StockData); !ok || ev.Type != EventStock || sd.SaleID != sale.ID || sd.Remaining != 3 {
+		t.Fatalf("hold event: got %+v, want stock remaining 3", ev)
+	}
+	rec.types()
+	clk.Advance(2 * time.Minute)
+	c, err := svc.Cart(ctx, "u")
+	if err != nil || len(c.Items) != 1 || !c.Items[0].Expired || c.TotalCents != 0 {
+		t.Fatalf("Cart after expiry: got %+v %v", c, err)
+	}
+	if got, _ := svc.GetSale(ctx, sale.ID); got.Remaining != 4 {
+		t.Fatalf("units back when the cart says expired: got remaining %d, want 4", got.Remaining)
+	}
+	if got := rec.types(); got != "stock" {
+		t.Fatalf("expiry: got events %q, want stock", got)
+	}
+	if _, err := svc.StopSale(ctx, a, sale.ID); err != nil {
+		t.Fatal(err)
+	}
+	svc.StopSale(ctx, a, sale.ID)
+	if got := rec.types(); got != "sale,stock,product" {
+		t.Fatalf("stop: got events %q", got)
+	}
+	entries, _ := svc.Store().ListAudit(ctx, sid)
+	var actions []string
+	for _, e := range entries {
+		actions = append(actions, e.Action)
+	}
+	if got, want := strings.Join(actions, ","), "product_create,pin,hide,unhide,sale_create,sale_stop"; got != want {
+		t.Fatalf("audit: got %s, want %s", got, want)
+	}
+}
+
+func TestServiceCheckoutIdempotent(t *testing.T) {
+	svc, _, _, sid := newTestService(t)
+	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
+	p, _ := svc.CreateProduct(ctx, a, sid, NewProduct{SKU: "s", Title: "t", PriceCents: ptr[int64](100), Currency: "EUR", Stock: ptr(10)})
+	h, _ := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(3)})
+	o, created, err := svc.Checkout(ctx, "u", "key", CheckoutInput{})
+	if err != nil || !created || o.TotalCents != 300 || o.ExpiredHoldIDs == nil {
+		t.Fatalf("Checkout: got %+v created=%v %v", o, created, err)
+	}
+	o2, created, err := svc.Checkout(ctx, "u", "key", CheckoutInput{})
+	if err != nil || created || o2.ID != o.ID {
+		t.Fatalf("replay: got %s created=%v %v, want %s false", o2.ID, created, err, o.ID)
+	}
+	_, _, err = svc.Checkout(ctx, "u", "key", CheckoutInput{HoldIDs: []string{h.ID}})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("same key, other body: got %v, want conflict", err)
+	}
+}
