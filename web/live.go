@@ -1,5 +1,188 @@
 package web
 
-import "net/http"
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
 
-func (s *Server) liveRoutes(mux *http.ServeMux) {}
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
+	"github.com/livecart/livecart/web/live"
+)
+
+// Live is what the HTTP edge needs of the live channel (live.Hub implements it).
+type Live interface {
+	ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt live.ServeOptions)
+	Mute(ctx context.Context, sid, userID string, until time.Time) error
+	Unmute(ctx context.Context, sid, userID string) error
+}
+
+// Mute durations (API.md: 10 s – 24 h, both inclusive).
+const (
+	minMuteSeconds = 10
+	maxMuteSeconds = 24 * 60 * 60
+)
+
+func (s *Server) liveRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /ws/{sid}", s.serveLive)
+	mux.HandleFunc("POST /api/streams/{sid}/mutes", s.muteUser)
+	mux.HandleFunc("DELETE /api/streams/{sid}/mutes/{user_id}", s.unmuteUser)
+	mux.HandleFunc("DELETE /api/streams/{sid}/chat/{message_id}", s.deleteChat)
+	mux.HandleFunc("POST /api/streams/{sid}/announce", s.announce)
+}
+
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Live == nil {
+		s.fail(w, r, apiError(http.StatusServiceUnavailable, "unavailable", "live channel not configured"))
+		return
+	}
+	sid, err := pathID(r, "sid")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.loadStream(r.Context(), sid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.deps.Live.ServeWS(w, r, sid, live.ServeOptions{
+		Who:       identity(r),
+		Ended:     st.Status == cart.StreamEnded,
+		Snapshots: live.SnapshotFunc(s.liveSnapshot),
+	})
+}
+
+// liveSnapshot is the state a new viewer starts from.
+func (s *Server) liveSnapshot(ctx context.Context, sid string) (live.Snapshot, error) {
+	st, err := s.deps.Store.GetStream(ctx, sid)
+	if err != nil {
+		return live.Snapshot{}, err
+	}
+	pinned, err := s.deps.Store.ListPinned(ctx, sid)
+	if err != nil {
+		return live.Snapshot{}, err
+	}
+	sales, err := s.deps.Store.ListSales(ctx, sid)
+	if err != nil {
+		return live.Snapshot{}, err
+	}
+	snap := live.Snapshot{Stream: s.streamView(ctx, st, auth.Identity{}), Pinned: pinned, Sales: sales}
+	if m, ok := s.deps.Media.(interface {
+		Mute(streamID string) (audioMuted, videoMuted bool)
+	}); ok {
+		snap.Media.AudioMuted, snap.Media.VideoMuted = m.Mute(sid)
+	}
+	return snap, nil
+}
+
+// liveAction runs the check order for a moderation endpoint: 401, 404, 403.
+func (s *Server) liveAction(r *http.Request) (auth.Identity, cart.Stream, error) {
+	id, st, err := s.authorizeStream(r, canModerate)
+	if err == nil && s.deps.Live == nil {
+		err = apiError(http.StatusServiceUnavailable, "unavailable", "live channel not configured")
+	}
+	return id, st, err
+}
+
+func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.liveAction(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req struct {
+		UserID    string `json:"user_id"`
+		DurationS int64  `json:"duration_s"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.UserID == "" || len(req.UserID) > auth.MaxUserIDLen {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("user_id must be 1..%d characters", auth.MaxUserIDLen)))
+		return
+	}
+	if req.DurationS < minMuteSeconds || req.DurationS > maxMuteSeconds {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("duration_s must be %d..%d", minMuteSeconds, maxMuteSeconds)))
+		return
+	}
+	until := s.deps.Now().UTC().Add(time.Duration(req.DurationS) * time.Second).Truncate(time.Millisecond)
+	if err := s.deps.Live.Mute(r.Context(), st.ID, req.UserID, until); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: mute: %v", cart.ErrUnavailable, err))
+		return
+	}
+	data := live.MuteData{UserID: req.UserID, Until: until}
+	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data})
+	s.audit(r, id, st.ID, "mute", req.UserID, map[string]any{"duration_s": req.DurationS, "until": until})
+	writeJSON(w, http.StatusCreated, data)
+}
+
+func (s *Server) unmuteUser(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.liveAction(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	user := r.PathValue("user_id")
+	if err := s.deps.Live.Unmute(r.Context(), st.ID, user); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: unmute: %v", cart.ErrUnavailable, err))
+		return
+	}
+	s.audit(r, id, st.ID, "unmute", user, nil)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) deleteChat(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sid, err := pathID(r, "sid")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.loadStream(r.Context(), sid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	msgID, err := pathID(r, "message_id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !canModerate(id, st) {
+		s.fail(w, r, errForbidden("only the owner, moderators and admins delete chat"))
+		return
+	}
+	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}})
+	s.audit(r, id, st.ID, "chat_delete", msgID, nil)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// announce sends a text to every viewer as an `announce` event (owner, moderator,
+// admin). The load generator uses it to time deliveries.
+func (s *Server) announce(w http.ResponseWriter, r *http.Request) {
+	_, st, err := s.liveAction(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req live.AnnounceData
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if strings.TrimSpace(req.Text) == "" || utf8.RuneCountInString(req.Text) > live.MaxChatRunes {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("text must be 1..%d characters", live.MaxChatRunes)))
+		return
+	}
+	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventAnnounce, Data: req})
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -54,6 +54,8 @@ type Deps struct {
 	Events cart.Emitter
 	// Media is the WebRTC relay. Optional.
 	Media Media
+	// Live serves the websocket live channel and keeps mutes (the live hub). Optional.
+	Live Live
 	// Presence counts viewers. Optional.
 	Presence Presence
 	// ReadyChecks are run by /readyz besides Store.Ping.

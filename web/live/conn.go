@@ -24,18 +24,21 @@ const maxQueueFrames = 8192
 type ServeOptions struct {
 	Who   auth.Identity // zero: anonymous (may listen, not chat)
 	Ended bool          // the stream has ended: send the snapshot (or history), then close
+	// Snapshots reads the stream's state for this connection; nil: the hub's Config.Snapshots.
+	Snapshots SnapshotSource
 }
 
 // conn is one websocket viewer. The reader runs in the handler goroutine; the writer
 // owns all data writes. Hub goroutines only append to the queue, never wait.
 type conn struct {
-	hub  *Hub
-	sid  string
-	who  auth.Identity
-	ws   *websocket.Conn
-	bc   *batchConn
-	wake chan struct{} // capacity 1: the queue has something or the conn is closing
-	done chan struct{} // closed when the reader stops
+	hub   *Hub
+	sid   string
+	who   auth.Identity
+	snaps SnapshotSource
+	ws    *websocket.Conn
+	bc    *batchConn
+	wake  chan struct{} // capacity 1: the queue has something or the conn is closing
+	done  chan struct{} // closed when the reader stops
 
 	mu          sync.Mutex // guards the fields below
 	queue       []*frame
@@ -59,7 +62,11 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 	if err != nil {
 		return // the upgrader has answered
 	}
-	c := &conn{hub: h, sid: sid, who: opt.Who, ws: ws, bc: hw.bc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	snaps := opt.Snapshots
+	if snaps == nil {
+		snaps = h.cfg.Snapshots
+	}
+	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, ws: ws, bc: hw.bc, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	h.conns.Add(1)
 	defer h.conns.Done()
 	defer ws.Close()
@@ -151,7 +158,7 @@ func (c *conn) start(ctx context.Context, rm *room, since int64, hasSince, ended
 }
 
 func (c *conn) snapshotFrame(ctx context.Context, seq int64) (*frame, error) {
-	snap, err := c.hub.cfg.Snapshots.Snapshot(ctx, c.sid)
+	snap, err := c.snaps.Snapshot(ctx, c.sid)
 	if err != nil {
 		return nil, err
 	}

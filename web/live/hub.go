@@ -47,7 +47,8 @@ type SnapshotFunc func(ctx context.Context, sid string) (Snapshot, error)
 // Snapshot calls f.
 func (f SnapshotFunc) Snapshot(ctx context.Context, sid string) (Snapshot, error) { return f(ctx, sid) }
 
-// Config configures a Hub. Bus, Presence and Snapshots are required; zero durations
+// Config configures a Hub. Bus and Presence are required; Snapshots is used when
+// ServeOptions has none; zero durations
 // and limits take the defaults named beside them.
 type Config struct {
 	Bus       Bus

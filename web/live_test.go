@@ -1,0 +1,223 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/web/auth"
+	"github.com/livecart/livecart/web/live"
+)
+
+func newLiveEnv(t *testing.T) *testEnv {
+	t.Helper()
+	return newTestEnv(t, func(d *Deps) {
+		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil), ViewersInterval: time.Hour})
+		t.Cleanup(func() { hub.Close() })
+		d.Live, d.Events, d.Presence = hub, hub, hub
+	})
+}
+
+// wsFrame is a live frame as a client sees it.
+type wsFrame struct {
+	Type    string          `json:"type"`
+	Seq     int64           `json:"seq"`
+	Code    string          `json:"code"`
+	ID      string          `json:"id"`
+	UserID  string          `json:"user_id"`
+	Text    string          `json:"text"`
+	Until   string          `json:"until"`
+	Viewers int             `json:"viewers"`
+	Stream  json.RawMessage `json:"stream"`
+	Pinned  json.RawMessage `json:"pinned"`
+	Sales   json.RawMessage `json:"sales"`
+}
+
+func (e *testEnv) dialWS(sid, token string) *websocket.Conn {
+	e.t.Helper()
+	u := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws/" + sid
+	if token != "" {
+		u += "?token=" + token
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		e.t.Fatalf("dial: %v", err)
+	}
+	e.t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+func readFrame(t *testing.T, ws *websocket.Conn) wsFrame {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var f wsFrame
+	if err := ws.ReadJSON(&f); err != nil {
+		t.Fatalf("read frame: %v", err)
+	}
+	return f
+}
+
+// readType skips frames of other types (viewers).
+func readType(t *testing.T, ws *websocket.Conn, typ string) wsFrame {
+	t.Helper()
+	for {
+		if f := readFrame(t, ws); f.Type == typ {
+			return f
+		}
+	}
+}
+
+func TestLiveConnectChecks(t *testing.T) {
+	e := newLiveEnv(t)
+	st := e.createStream("creator-1")
+	for _, tc := range []struct {
+		name, path string
+		status     int
+	}{
+		{"unknown stream", "/ws/" + uuid.NewString(), http.StatusNotFound},
+		{"not a uuid", "/ws/nope", http.StatusNotFound},
+		{"bad token", "/ws/" + st.ID + "?token=garbage", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, raw := e.do("GET", tc.path, "", nil)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("got %d, want %d (%s)", resp.StatusCode, tc.status, raw)
+			}
+		})
+	}
+	ws := e.dialWS(st.ID, "")
+	f := readFrame(t, ws)
+	if f.Type != "snapshot" || f.Seq != 0 || f.Viewers != 1 || string(f.Pinned) != "[]" || string(f.Sales) != "[]" {
+		t.Fatalf("got %+v, want snapshot seq 0, 1 viewer, empty pinned and sales", f)
+	}
+	var sv StreamView
+	if err := json.Unmarshal(f.Stream, &sv); err != nil || sv.ID != st.ID || sv.StreamKey != "" || sv.Viewers != 1 {
+		t.Fatalf("snapshot stream: got %s, want the public view of %s with 1 viewer", f.Stream, st.ID)
+	}
+}
+
+func TestLiveModerationCheckOrder(t *testing.T) {
+	e := newLiveEnv(t)
+	st := e.createStream("creator-1")
+	mod := e.token(auth.RoleModerator, "mod-1")
+	viewer := e.token(auth.RoleViewer, "viewer-1")
+	other := e.token(auth.RoleCreator, "creator-2")
+	owner := e.token(auth.RoleCreator, "creator-1")
+	mutes := "/api/streams/" + st.ID + "/mutes"
+	chat := "/api/streams/" + st.ID + "/chat/"
+	tests := []struct {
+		name, method, path, token string
+		body                      any
+		status                    int
+		code                      string
+	}{
+		{"mute anonymous", "POST", mutes, "", map[string]any{"user_id": "u", "duration_s": 60}, 401, "unauthorized"},
+		{"mute unknown stream", "POST", "/api/streams/" + uuid.NewString() + "/mutes", mod, map[string]any{"user_id": "u", "duration_s": 60}, 404, "not_found"},
+		{"mute by viewer", "POST", mutes, viewer, map[string]any{"user_id": "u", "duration_s": 60}, 403, "forbidden"},
+		{"mute by another creator", "POST", mutes, other, map[string]any{"user_id": "u", "duration_s": 60}, 403, "forbidden"},
+		{"mute too short", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 9}, 400, "bad_request"},
+		{"mute too long", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 86401}, 400, "bad_request"},
+		{"mute no user", "POST", mutes, mod, map[string]any{"duration_s": 60}, 400, "bad_request"},
+		{"mute unknown field", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 60, "x": 1}, 400, "bad_request"},
+		{"mute shortest", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 10}, 201, ""},
+		{"mute longest by owner", "POST", mutes, owner, map[string]any{"user_id": "u", "duration_s": 86400}, 201, ""},
+		{"unmute anonymous", "DELETE", mutes + "/u", "", nil, 401, "unauthorized"},
+		{"unmute by viewer", "DELETE", mutes + "/u", viewer, nil, 403, "forbidden"},
+		{"unmute", "DELETE", mutes + "/u", mod, nil, 204, ""},
+		{"unmute not muted", "DELETE", mutes + "/nobody", mod, nil, 204, ""},
+		{"delete anonymous", "DELETE", chat + uuid.NewString(), "", nil, 401, "unauthorized"},
+		{"delete not a uuid", "DELETE", chat + "nope", viewer, nil, 404, "not_found"},
+		{"delete by viewer", "DELETE", chat + uuid.NewString(), viewer, nil, 403, "forbidden"},
+		{"delete", "DELETE", chat + uuid.NewString(), mod, nil, 204, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, raw := e.do(tc.method, tc.path, tc.token, tc.body)
+			e.expect(resp, raw, tc.status, tc.code, nil)
+		})
+	}
+	var audit []struct{ Action, Target, ActorID string }
+	resp, raw := e.do("GET", "/api/streams/"+st.ID+"/audit", mod, nil)
+	e.expect(resp, raw, 200, "", &audit)
+	var actions []string
+	for _, a := range audit {
+		actions = append(actions, a.Action)
+	}
+	if got, want := strings.Join(actions, ","), "mute,mute,unmute,unmute,chat_delete"; got != want {
+		t.Fatalf("audit actions: got %s, want %s", got, want)
+	}
+}
+
+func TestLiveChatMuteDelete(t *testing.T) {
+	e := newLiveEnv(t)
+	st := e.createStream("creator-1")
+	mod := e.token(auth.RoleModerator, "mod-1")
+	alice := e.dialWS(st.ID, e.token(auth.RoleViewer, "alice"))
+	readFrame(t, alice)
+	watcher := e.dialWS(st.ID, "")
+	readFrame(t, watcher)
+
+	alice.WriteJSON(map[string]string{"type": "chat", "text": "hello"})
+	msg := readType(t, watcher, "chat")
+	if msg.UserID != "alice" || msg.Text != "hello" || uuid.Validate(msg.ID) != nil {
+		t.Fatalf("chat: got %+v, want alice's hello with a uuid", msg)
+	}
+	watcher.WriteJSON(map[string]string{"type": "chat", "text": "me too"})
+	if f := readType(t, watcher, "error"); f.Code != "unauthorized" {
+		t.Fatalf("anonymous chat: got %q, want unauthorized", f.Code)
+	}
+
+	resp, raw := e.do("DELETE", "/api/streams/"+st.ID+"/chat/"+msg.ID, mod, nil)
+	e.expect(resp, raw, 204, "", nil)
+	if f := readType(t, watcher, "chat_delete"); f.ID != msg.ID {
+		t.Fatalf("chat_delete: got id %q, want %q", f.ID, msg.ID)
+	}
+
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/mutes", mod, map[string]any{"user_id": "alice", "duration_s": 60})
+	var muted struct {
+		UserID string    `json:"user_id"`
+		Until  time.Time `json:"until"`
+	}
+	e.expect(resp, raw, 201, "", &muted)
+	if muted.UserID != "alice" || time.Until(muted.Until) < 50*time.Second {
+		t.Fatalf("mute: got %+v, want alice for 60s", muted)
+	}
+	if f := readType(t, watcher, "mute"); f.UserID != "alice" || f.Until == "" {
+		t.Fatalf("mute event: got %+v", f)
+	}
+	alice.WriteJSON(map[string]string{"type": "chat", "text": "secret"})
+	if f := readType(t, alice, "error"); f.Code != "muted" {
+		t.Fatalf("muted chat: got %q, want muted", f.Code)
+	}
+	resp, raw = e.do("DELETE", "/api/streams/"+st.ID+"/mutes/alice", mod, nil)
+	e.expect(resp, raw, 204, "", nil)
+	alice.WriteJSON(map[string]string{"type": "chat", "text": "back"})
+	if f := readType(t, watcher, "chat"); f.Text != "back" {
+		t.Fatalf("after unmute the watcher got %q, want back (never the muted text)", f.Text)
+	}
+
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/announce", mod, map[string]string{"text": "flash sale soon"})
+	e.expect(resp, raw, 204, "", nil)
+	if f := readType(t, watcher, "announce"); f.Text != "flash sale soon" {
+		t.Fatalf("announce: got %q", f.Text)
+	}
+
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/end", mod, nil)
+	e.expect(resp, raw, 200, "", nil)
+	readType(t, watcher, "stream")
+	watcher.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := watcher.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+				t.Fatalf("after end: got %v, want close 1000", err)
+			}
+			break
+		}
+	}
+}
