@@ -1,0 +1,133 @@
+// Chat panel shared by the watch, studio and moderation pages. Messages arrive as
+// `chat` events and leave on `chat_delete`; sending goes over the live channel.
+import { h, setText, timeOfDay } from './util.js';
+
+const maxMessages = 200;
+
+export const muteChoices = [
+  [10, '10 seconds'], [60, '1 minute'], [300, '5 minutes'], [600, '10 minutes'],
+  [3600, '1 hour'], [86400, '24 hours'],
+];
+
+export class Chat {
+  // opts: { send(text) → bool, me: () => claims|null, moderate?: {mute(userId, seconds), remove(id)},
+  //         signIn?: Node shown instead of the form when signed out }
+  constructor(root, opts) {
+    this.root = root;
+    this.opts = opts;
+    this.messages = new Map();
+    this.mutedUntil = 0;
+    this.build();
+    this.refreshForm();
+  }
+
+  build() {
+    this.list = h('ol', { role: 'log', 'aria-live': 'polite', 'aria-label': 'Chat messages', tabindex: '0' });
+    this.empty = h('p', { class: 'empty', text: 'No messages yet.' });
+    this.noticeEl = h('p', { class: 'notice', role: 'status' });
+    this.input = h('input', { id: this.root.id + '-text', name: 'text', maxlength: '500', autocomplete: 'off', placeholder: 'Say something…' });
+    this.sendBtn = h('button', { type: 'submit', text: 'Send' });
+    this.form = h('form', { class: 'row', onsubmit: (e) => this.submit(e) },
+      h('label', { class: 'sr-only', for: this.input.id, text: 'Chat message' }), this.input, this.sendBtn);
+    const header = [h('h2', { text: 'Chat' })];
+    if (this.opts.moderate) {
+      this.muteFor = h('select', { id: this.root.id + '-mute-for' },
+        muteChoices.map(([s, label]) => h('option', { value: String(s), text: label })));
+      this.muteFor.value = '300';
+      header.push(h('div', { class: 'row' },
+        h('label', { for: this.muteFor.id, text: 'Mute for' }), this.muteFor));
+    }
+    this.signInSlot = h('div');
+    this.root.replaceChildren(...header, this.list, this.empty, this.noticeEl, this.form, this.signInSlot);
+  }
+
+  // refreshForm shows the form to signed-in users and the sign-in prompt otherwise.
+  refreshForm() {
+    const me = this.opts.me();
+    this.form.hidden = !me;
+    this.signInSlot.hidden = !!me;
+    if (!me && this.opts.signIn) this.signInSlot.replaceChildren(this.opts.signIn);
+  }
+
+  submit(e) {
+    e.preventDefault();
+    const text = this.input.value.trim();
+    if (!text) return;
+    if (this.mutedUntil > Date.now()) {
+      this.notice(`You are muted until ${new Date(this.mutedUntil).toLocaleTimeString()}.`);
+      return;
+    }
+    if (!this.opts.send(text)) {
+      this.notice('Not connected — your message was not sent. Reconnecting…');
+      return;
+    }
+    this.input.value = '';
+    this.notice('');
+  }
+
+  notice(text) { setText(this.noticeEl, text); }
+
+  add(ev) {
+    if (this.messages.has(ev.id)) return;
+    const me = this.opts.me();
+    const li = h('li', { dataset: { id: ev.id, user: ev.user_id } },
+      h('span', { class: 'name', text: ev.name || ev.user_id }),
+      h('span', { class: 'text', text: ev.text }),
+      h('span', { class: 'sr-only', text: ` at ${timeOfDay(ev.ts)}` }));
+    if (this.opts.moderate) {
+      const mod = this.opts.moderate;
+      const label = ev.name || ev.user_id;
+      li.append(h('span', { class: 'tools' },
+        h('button', {
+          class: 'small', type: 'button', text: 'Mute', 'aria-label': `Mute ${label}`,
+          onclick: () => mod.mute(ev.user_id, Number(this.muteFor.value)),
+        }),
+        h('button', {
+          class: 'small danger', type: 'button', text: 'Delete', 'aria-label': `Delete message from ${label}`,
+          onclick: () => mod.remove(ev.id),
+        })));
+    }
+    if (me && me.sub === ev.user_id) li.classList.add('mine');
+    const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 30;
+    this.list.append(li);
+    this.messages.set(ev.id, li);
+    while (this.messages.size > maxMessages) {
+      const [id, el] = this.messages.entries().next().value;
+      el.remove();
+      this.messages.delete(id);
+    }
+    this.empty.hidden = true;
+    if (atBottom) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  remove(id) {
+    const li = this.messages.get(id);
+    if (!li) return;
+    li.remove();
+    this.messages.delete(id);
+    this.empty.hidden = this.messages.size > 0;
+  }
+
+  // muted applies a `mute` event: to this user it explains, to others nothing.
+  muted(ev) {
+    const me = this.opts.me();
+    if (!me || me.sub !== ev.user_id) return;
+    this.mutedUntil = Date.parse(ev.until) || 0;
+    if (this.mutedUntil > Date.now()) {
+      this.notice(`A moderator muted you until ${new Date(this.mutedUntil).toLocaleTimeString()}.`);
+    } else {
+      this.notice('');
+    }
+  }
+
+  // error shows an `error` event meant for this client.
+  error(ev) {
+    const words = {
+      unauthorized: 'Sign in to chat.',
+      muted: 'You are muted for now.',
+      rate_limited: 'Slow down — one message a second.',
+      bad_request: ev.message || 'That message could not be sent.',
+    };
+    this.notice(words[ev.code] || ev.message || ev.code);
+  }
+}

@@ -1,0 +1,157 @@
+// LiveChannel keeps one websocket to /ws/{sid}: it reconnects with backoff, resumes
+// from the last seq it applied (?since=), notices gaps and stalls, and hands each
+// event to the page's handler for its type.
+
+export class LiveChannel {
+  // handlers: { [type]: fn(event) }, plus onStatus(status, detail) where status is
+  // 'connecting' | 'open' | 'reconnecting' | 'ended'.
+  constructor(sid, token, handlers) {
+    this.sid = sid;
+    this.token = token || '';
+    this.handlers = handlers;
+    this.seq = 0;
+    this.ws = null;
+    this.attempt = 0;
+    this.ended = false;
+    this.closed = false;
+    this.lastFrame = 0;
+    this.timer = null;
+    this.keepalive = null;
+  }
+
+  start() {
+    this.closed = false;
+    this.connect();
+    this.keepalive = setInterval(() => this.checkAlive(), 5000);
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && !this.isOpen()) this.reconnectNow();
+    });
+    window.addEventListener('online', () => this.reconnectNow());
+  }
+
+  stop() {
+    this.closed = true;
+    clearInterval(this.keepalive);
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000);
+  }
+
+  setToken(token) {
+    this.token = token || '';
+    this.reconnectNow();
+  }
+
+  isOpen() { return this.ws && this.ws.readyState === WebSocket.OPEN; }
+
+  url() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const q = new URLSearchParams();
+    if (this.token) q.set('token', this.token);
+    if (this.seq > 0) q.set('since', String(this.seq));
+    const qs = q.toString();
+    return `${proto}//${location.host}/ws/${encodeURIComponent(this.sid)}${qs ? '?' + qs : ''}`;
+  }
+
+  status(s, detail) {
+    if (this.handlers.onStatus) this.handlers.onStatus(s, detail);
+  }
+
+  connect() {
+    if (this.closed || this.ended) return;
+    this.status(this.attempt === 0 && this.seq === 0 ? 'connecting' : 'reconnecting');
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.gotFrame = false;
+    ws.onopen = () => {
+      this.lastFrame = Date.now();
+    };
+    ws.onmessage = (m) => {
+      if (this.ws !== ws) return;
+      this.lastFrame = Date.now();
+      let ev;
+      try { ev = JSON.parse(m.data); } catch { return; }
+      this.receive(ev);
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.closed || this.ended) return;
+      this.scheduleReconnect(e.code);
+    };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  receive(ev) {
+    if (typeof ev.seq === 'number' && ev.type !== 'snapshot') {
+      if (ev.seq <= this.seq) return; // already applied (resume overlap)
+      if (this.seq > 0 && ev.seq !== this.seq + 1) {
+        // A gap: resume from what we have; the server replays or snapshots.
+        this.reconnectNow();
+        return;
+      }
+    }
+    if (ev.type === 'snapshot' || typeof ev.seq === 'number') {
+      this.seq = typeof ev.seq === 'number' ? ev.seq : this.seq;
+    }
+    if (!this.gotFrame) {
+      this.gotFrame = true;
+      this.attempt = 0;
+      this.status('open');
+    }
+    const fn = this.handlers[ev.type];
+    if (fn) {
+      try { fn(ev); } catch (err) { console.error('event', ev.type, err); }
+    }
+    const streamEnded = (ev.type === 'stream' || ev.type === 'snapshot') && ev.stream && ev.stream.status === 'ended';
+    if (streamEnded) {
+      this.ended = true;
+      this.status('ended');
+    }
+  }
+
+  scheduleReconnect(code) {
+    clearTimeout(this.timer);
+    this.attempt++;
+    // 0.25 s, 0.5 s, 1 s, 2 s … capped at 8 s, with jitter so a crowd does not stampede.
+    const base = Math.min(8000, 250 * 2 ** Math.min(this.attempt - 1, 5));
+    const delay = base / 2 + Math.random() * base / 2;
+    this.status('reconnecting', { code, delay });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  reconnectNow() {
+    if (this.closed || this.ended) return;
+    clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      try { ws.close(4000); } catch { /* already closed */ }
+    }
+    this.attempt++;
+    this.status('reconnecting');
+    this.connect();
+  }
+
+  // checkAlive pings an idle connection and replaces one that stopped answering.
+  checkAlive() {
+    if (!this.isOpen()) return;
+    const idle = Date.now() - this.lastFrame;
+    if (idle > 35000) {
+      this.reconnectNow();
+    } else if (idle > 15000) {
+      this.send({ type: 'ping' });
+    }
+  }
+
+  send(obj) {
+    if (!this.isOpen()) return false;
+    this.ws.send(JSON.stringify(obj));
+    return true;
+  }
+}

@@ -1,0 +1,195 @@
+// The moderation console: chat with mute and delete, pinned products with unpin and
+// hide, media mute per kind, stop sale, end stream, and the audit log kept live.
+import { Api } from './api.js';
+import { bindHeader, gate, moderatingChat, renderSales, tickSales } from './consoleui.js';
+import { LiveChannel } from './live.js';
+import { StreamModel } from './model.js';
+import { Session } from './session.js';
+import { $, h, money, setText, sidFromPath, throttle, timeOfDay } from './util.js';
+
+const sid = sidFromPath();
+const session = new Session();
+const api = new Api(session.token);
+const model = new StreamModel(sid, api);
+let live = null;
+const out = $('#controls-out');
+
+function say(text, kind = '') {
+  out.className = `outcome ${kind}`;
+  out.textContent = text;
+}
+
+// ---- pins and products ----
+
+async function unpin(p, btn) {
+  btn.disabled = true;
+  try {
+    const res = await api.del(`/api/streams/${sid}/pins/${p.id}`);
+    model.pinned = res.pinned.map((x) => x.id);
+    model.emit('pins');
+    say(`Unpinned ${p.title}.`, 'ok');
+  } catch (err) {
+    btn.disabled = false;
+    say(`Could not unpin: ${err.message}`, 'bad');
+  }
+}
+
+async function setHidden(p, hidden, btn) {
+  btn.disabled = true;
+  try {
+    const np = await api.patch(`/api/products/${p.id}`, { hidden });
+    model.products.set(np.id, np);
+    if (hidden) model.pinned = model.pinned.filter((id) => id !== np.id);
+    model.emit('products');
+    model.emit('pins');
+    say(`${hidden ? 'Hid' : 'Showed'} ${p.title}.`, 'ok');
+  } catch (err) {
+    btn.disabled = false;
+    say(`Could not change: ${err.message}`, 'bad');
+  }
+}
+
+function renderPins() {
+  const list = model.pinned.map((id) => model.products.get(id)).filter(Boolean);
+  $('#pins').replaceChildren(...list.map((p) => {
+    const un = h('button', { class: 'small', type: 'button', text: 'Unpin', 'aria-label': `Unpin ${p.title}`, onclick: () => unpin(p, un) });
+    const hide = h('button', { class: 'small danger', type: 'button', text: 'Hide', 'aria-label': `Hide ${p.title}`, onclick: () => setHidden(p, true, hide) });
+    return h('li', { class: 'card', dataset: { id: p.id } },
+      p.image_url ? h('img', { src: p.image_url, alt: '' }) : h('div', { class: 'noimg', 'aria-hidden': 'true' }),
+      h('div', {},
+        h('div', { class: 'title', text: p.title }),
+        h('div', { class: 'note', text: `${money(p.price_cents, p.currency)} · ${p.stock} in stock` }),
+        h('div', { class: 'row' }, un, hide)));
+  }));
+  $('#pins-empty').hidden = list.length > 0;
+}
+
+function renderProducts() {
+  const list = [...model.products.values()];
+  $('#products').replaceChildren(...list.map((p) => {
+    const btn = h('button', {
+      class: `small ${p.hidden ? '' : 'danger'}`, type: 'button', text: p.hidden ? 'Show' : 'Hide',
+      'aria-label': `${p.hidden ? 'Show' : 'Hide'} ${p.title}`,
+      onclick: () => setHidden(p, !p.hidden, btn),
+    });
+    return h('tr', { dataset: { id: p.id } },
+      h('td', { text: p.title }),
+      h('td', { class: 'num', text: String(p.stock) }),
+      h('td', {}, p.hidden ? h('span', { class: 'badge warn', text: 'hidden' }) : null, ' ', btn));
+  }));
+}
+
+// ---- sales, media, end ----
+
+async function stopSale(s, btn) {
+  if (btn) btn.disabled = true;
+  try {
+    const sale = await api.post(`/api/sales/${s.id}/stop`, {});
+    model.sales.set(sale.id, sale);
+    model.emit('sales');
+    say('Sale stopped.', 'ok');
+  } catch (err) {
+    if (btn) btn.disabled = false;
+    say(`Could not stop the sale: ${err.message}`, 'bad');
+  }
+}
+
+function renderMedia() {
+  const a = $('#mute-audio');
+  const v = $('#mute-video');
+  a.textContent = model.media.audio_muted ? 'Unmute audio' : 'Mute audio';
+  a.setAttribute('aria-pressed', String(model.media.audio_muted));
+  v.textContent = model.media.video_muted ? 'Show video' : 'Hide video';
+  v.setAttribute('aria-pressed', String(model.media.video_muted));
+}
+
+async function toggleMedia(kind) {
+  const key = `${kind}_muted`;
+  try {
+    model.media = await api.post(`/api/streams/${sid}/media`, { [key]: !model.media[key] });
+    model.emit('media');
+  } catch (err) {
+    say(`Could not change ${kind}: ${err.message}`, 'bad');
+  }
+}
+
+let endArmed = null;
+async function endStream() {
+  const btn = $('#end');
+  if (!endArmed) {
+    btn.textContent = 'Click again to end the stream for everyone';
+    endArmed = setTimeout(() => { endArmed = null; btn.textContent = 'End stream'; }, 5000);
+    return;
+  }
+  clearTimeout(endArmed);
+  endArmed = null;
+  btn.textContent = 'End stream';
+  try {
+    model.stream = await api.post(`/api/streams/${sid}/end`, {});
+    model.emit('stream');
+    say('Stream ended.', 'ok');
+  } catch (err) {
+    say(`Could not end: ${err.message}`, 'bad');
+  }
+}
+
+// ---- audit ----
+
+function describeDetails(d) {
+  if (!d || typeof d !== 'object') return '';
+  return Object.entries(d).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ');
+}
+
+async function loadAudit() {
+  try {
+    const list = await api.get(`/api/streams/${sid}/audit`);
+    list.reverse();
+    $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
+      h('td', { text: timeOfDay(e.at) }),
+      h('td', { text: `${e.actor_id} (${e.actor_role})` }),
+      h('td', {}, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
+      h('td', {}, h('code', { text: String(e.target || '').slice(0, 8) })))));
+    $('#audit-empty').hidden = list.length > 0;
+  } catch (err) {
+    setText($('#audit-empty'), `Could not load the audit log: ${err.message}`);
+    $('#audit-empty').hidden = false;
+  }
+}
+
+// ---- start ----
+
+async function main() {
+  if (!sid) return gate('No stream given in the address.');
+  if (!session.me()) return gate('Open this console from your moderator link (it carries your sign-in).');
+  if (!['moderator', 'admin', 'creator'].includes(session.role())) return gate('This link does not allow moderation.');
+  bindHeader(model, session);
+  $('#watch-link').href = `/watch/${sid}`;
+  model.on('pins', renderPins);
+  model.on('products', () => { renderPins(); renderProducts(); });
+  model.on('sales', () => renderSales(model, $('#sales'), $('#sales-empty'), stopSale));
+  model.on('media', renderMedia);
+  model.on('viewers', () => setText($('#viewers'), `${model.viewers} watching`));
+  const refreshAudit = throttle(loadAudit, 500);
+  // Chat, viewer counts and stock moves are not audited: skip the reload for those.
+  model.on('event', (m) => { if (!['chat', 'viewers', 'stock'].includes(m.lastType)) refreshAudit(); });
+  $('#mute-audio').addEventListener('click', () => toggleMedia('audio'));
+  $('#mute-video').addEventListener('click', () => toggleMedia('video'));
+  $('#end').addEventListener('click', endStream);
+  try {
+    await model.load();
+  } catch (err) {
+    return gate(err.status === 404 ? 'Stream not found.' : `Could not load the stream: ${err.message}`);
+  }
+  const chat = moderatingChat($('#chat'), { session, api, sid, live: () => live });
+  live = new LiveChannel(sid, session.token, model.handlers({
+    chat: (ev) => chat.add(ev),
+    chat_delete: (ev) => chat.remove(ev.id),
+    mute: (ev) => { chat.muted(ev); },
+    error: (ev) => chat.error(ev),
+  }));
+  live.start();
+  loadAudit();
+  setInterval(() => tickSales(model, $('#sales')), 500);
+}
+
+main();

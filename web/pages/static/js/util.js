@@ -1,0 +1,182 @@
+// Small helpers shared by every page: DOM building without innerHTML, money and time
+// formatting, the page's token, and a clock corrected by the server's event times.
+
+// h builds an element. attrs: plain attributes, plus `on*` functions as listeners,
+// `class`, `text` (textContent) and `dataset`. Children may be nodes, strings or null.
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') {
+      el.addEventListener(k.slice(2).toLowerCase(), v);
+    } else if (k === 'text') {
+      el.textContent = v;
+    } else if (k === 'dataset') {
+      Object.assign(el.dataset, v);
+    } else if (v === true) {
+      el.setAttribute(k, '');
+    } else {
+      el.setAttribute(k, String(v));
+    }
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+// sidFromPath returns the stream id of /watch/{sid}, /studio/{sid} or /moderate/{sid}.
+export function sidFromPath() {
+  const parts = location.pathname.split('/').filter(Boolean);
+  return parts.length >= 2 ? decodeURIComponent(parts[1]) : '';
+}
+
+// money formats minor units in a currency; falls back to "12.34 XYZ" for unknown codes.
+export function money(cents, currency) {
+  const c = (currency || 'USD').toUpperCase();
+  try {
+    const f = new Intl.NumberFormat(undefined, { style: 'currency', currency: c });
+    const digits = f.resolvedOptions().maximumFractionDigits;
+    return f.format(Number(cents) / 10 ** digits);
+  } catch {
+    return `${(Number(cents) / 100).toFixed(2)} ${c}`;
+  }
+}
+
+// parseMoney turns "12.50" into 1250 minor units (two decimals assumed).
+export function parseMoney(text) {
+  const s = String(text).trim().replace(',', '.');
+  if (!/^\d+(\.\d{0,2})?$/.test(s)) return NaN;
+  const [whole, frac = ''] = s.split('.');
+  return Number(whole) * 100 + Number((frac + '00').slice(0, 2));
+}
+
+// duration formats milliseconds as m:ss or h:mm:ss.
+export function duration(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const hh = Math.floor(total / 3600);
+  const mm = Math.floor((total % 3600) / 60);
+  const ss = String(total % 60).padStart(2, '0');
+  return hh > 0 ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+}
+
+export function shortId(id) {
+  return String(id || '').replace(/-/g, '').slice(0, 8).toUpperCase();
+}
+
+export function timeOfDay(ts) {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString();
+}
+
+// Clock tracks the offset between the server's clock (from event `ts`) and ours, so
+// countdowns agree with the server even when the device clock is off.
+export class Clock {
+  constructor() { this.offset = 0; this.samples = 0; }
+  observe(ts) {
+    const t = Date.parse(ts);
+    if (Number.isNaN(t)) return;
+    const off = t - Date.now();
+    // Network delay only makes the server look behind; keep the largest offset seen
+    // recently, moving slowly so one late frame does not jump countdowns.
+    if (this.samples === 0 || off > this.offset) this.offset = off;
+    else this.offset = this.offset * 0.9 + off * 0.1;
+    this.samples++;
+  }
+  now() { return Date.now() + this.offset; }
+  until(ts) { return Date.parse(ts) - this.now(); }
+}
+
+const tokenKey = 'livecart.token';
+
+// takeToken moves ?token= from the address bar into sessionStorage and returns the
+// token to use (the new one, else the stored one, else '').
+export function takeToken() {
+  const url = new URL(location.href);
+  const fromURL = url.searchParams.get('token');
+  if (fromURL) {
+    try { sessionStorage.setItem(tokenKey, fromURL); } catch { /* storage off */ }
+    url.searchParams.delete('token');
+    history.replaceState(null, '', url.pathname + url.search + url.hash);
+    return fromURL;
+  }
+  try { return sessionStorage.getItem(tokenKey) || ''; } catch { return ''; }
+}
+
+export function storeToken(token) {
+  try { sessionStorage.setItem(tokenKey, token); } catch { /* storage off */ }
+}
+
+export function forgetToken() {
+  try { sessionStorage.removeItem(tokenKey); } catch { /* storage off */ }
+}
+
+// claims decodes (does not verify) a JWT's payload for display: {sub, name, role, exp}.
+export function claims(token) {
+  if (!token) return null;
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = atob(part + '='.repeat((4 - (part.length % 4)) % 4));
+    const bytes = Uint8Array.from(json, (ch) => ch.charCodeAt(0));
+    const c = JSON.parse(new TextDecoder().decode(bytes));
+    if (c.exp && c.exp * 1000 < Date.now()) return null;
+    return c;
+  } catch {
+    return null;
+  }
+}
+
+// throttle runs fn at most once per ms; calls in between collapse into one trailing
+// call with the newest arguments.
+export function throttle(fn, ms) {
+  let timer = null;
+  let last = 0;
+  let pending = null;
+  return (...args) => {
+    pending = args;
+    if (timer) return;
+    const wait = last + ms - Date.now();
+    const run = () => { timer = null; last = Date.now(); const a = pending; pending = null; fn(...a); };
+    if (wait <= 0) run();
+    else timer = setTimeout(run, wait);
+  };
+}
+
+// setText updates an element's text only when it changed (keeps aria-live quiet).
+export function setText(el, text) {
+  if (el && el.textContent !== String(text)) el.textContent = String(text);
+}
+
+export function metaContent(name) {
+  const m = document.querySelector(`meta[name="${name}"]`);
+  return m ? m.getAttribute('content') : '';
+}
+
+export function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map((v) => v.toString(16).padStart(2, '0')).join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+// copyText copies to the clipboard, falling back to a selected hidden field.
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const ta = h('textarea', { class: 'sr-only', readonly: true });
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    let ok = false;
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+    return ok;
+  }
+}

@@ -1,0 +1,539 @@
+// The viewer's page: WHEP video, pinned products, flash sales with one-tap Buy now,
+// cart with hold timers, chat and the viewer count, all kept current by the live
+// channel and marked stale while it reconnects.
+import { Api, describeBuyError } from './api.js';
+import { Chat } from './chat.js';
+import { LiveChannel } from './live.js';
+import { WhepPlayer } from './media.js';
+import { Session, signInPrompt } from './session.js';
+import { $, Clock, duration, h, money, setText, shortId, sidFromPath, throttle } from './util.js';
+
+const sid = sidFromPath();
+const session = new Session();
+const api = new Api(session.token);
+const clock = new Clock();
+
+const state = {
+  stream: null,
+  products: new Map(), // id → Product
+  pinned: [], // product ids, in pin order
+  sales: new Map(), // id → Sale
+  viewers: 0,
+  media: { audio_muted: false, video_muted: false },
+  player: 'connecting',
+  cart: [],
+};
+
+const ui = {
+  title: $('#title'),
+  status: $('#status'),
+  viewers: $('#viewers'),
+  who: $('#who'),
+  conn: $('#conn'),
+  main: $('#main'),
+  player: $('#player'),
+  video: $('#video'),
+  overlay: $('#overlay'),
+  unmute: $('#unmute'),
+  salesPanel: $('#sales-panel'),
+  sales: $('#sales'),
+  pinned: $('#pinned'),
+  pinnedEmpty: $('#pinned-empty'),
+  announce: $('#announce'),
+  cartBody: $('#cart-body'),
+};
+
+// ---- stream header and player overlay ----
+
+function renderStream() {
+  const st = state.stream;
+  if (!st) return;
+  setText(ui.title, st.title);
+  document.title = `${st.title} · livecart`;
+  const label = { live: 'LIVE', idle: 'Starting soon', ended: 'Ended' }[st.status] || st.status;
+  setText(ui.status, label);
+  ui.status.className = `badge ${st.status === 'live' ? 'live' : st.status === 'ended' ? 'ended' : ''}`;
+  player.setExpectVideo(st.status === 'live' && !state.media.video_muted);
+  renderOverlay();
+}
+
+function renderViewers() {
+  setText(ui.viewers, `${state.viewers} watching`);
+}
+
+function overlayText() {
+  const st = state.stream;
+  if (st && st.status === 'ended') return 'This stream has ended. Thanks for watching!';
+  if (state.media.video_muted) return 'The video is paused for a moment.';
+  if (state.player === 'playing') return '';
+  if (state.player === 'blocked') return 'Tap to play';
+  if (st && st.status === 'idle') return 'The host will be live soon — stay here, the video starts by itself.';
+  if (state.player === 'retrying') return 'Reconnecting video…';
+  return 'Connecting…';
+}
+
+function renderOverlay() {
+  const text = overlayText();
+  ui.overlay.hidden = text === '';
+  setText(ui.overlay, text);
+  ui.unmute.hidden = !(state.player === 'playing' && ui.video.muted && !state.media.audio_muted);
+}
+
+const player = new WhepPlayer(ui.video, `/whep/${encodeURIComponent(sid)}`, {
+  onState: (s) => {
+    state.player = s;
+    renderOverlay();
+  },
+});
+
+ui.unmute.addEventListener('click', () => {
+  ui.video.muted = false;
+  ui.video.play().catch(() => {});
+  renderOverlay();
+});
+ui.overlay.addEventListener('click', () => {
+  if (state.player === 'blocked') ui.video.play().then(() => { state.player = 'playing'; renderOverlay(); }).catch(() => {});
+});
+ui.video.addEventListener('loadedmetadata', () => {
+  ui.player.classList.toggle('landscape', ui.video.videoWidth > ui.video.videoHeight);
+});
+ui.video.addEventListener('resize', () => {
+  ui.player.classList.toggle('landscape', ui.video.videoWidth > ui.video.videoHeight);
+});
+
+// ---- products and pins ----
+
+function productImage(p) {
+  if (p.image_url) return h('img', { src: p.image_url, alt: '', loading: 'lazy' });
+  return h('div', { class: 'noimg', 'aria-hidden': 'true' });
+}
+
+function productCard(p) {
+  const out = h('p', { class: 'outcome', role: 'status', 'aria-live': 'assertive' });
+  const soldOut = p.stock <= 0;
+  const stock = soldOut ? 'Sold out' : p.stock <= 5 ? `Only ${p.stock} left` : `${p.stock} in stock`;
+  const buy = h('button', {
+    class: 'primary', type: 'button', text: soldOut ? 'Sold out' : 'Buy now', disabled: soldOut,
+    'aria-label': `Buy ${p.title} now for ${money(p.price_cents, p.currency)}`,
+    onclick: () => buyNow(buy, out, { productId: p.id }),
+  });
+  const add = h('button', {
+    type: 'button', text: 'Add to cart', disabled: soldOut,
+    onclick: () => addToCart(add, out, p),
+  });
+  return h('article', { class: 'card product', dataset: { id: p.id }, 'aria-label': p.title },
+    productImage(p),
+    h('div', {},
+      h('div', { class: 'title', text: p.title }),
+      p.description ? h('div', { class: 'note', text: p.description }) : null,
+      h('div', { class: 'price', text: money(p.price_cents, p.currency) }),
+      h('div', { class: `stock ${soldOut ? 'out' : p.stock <= 5 ? 'low' : ''}`, text: stock }),
+      h('div', { class: 'buy row' }, buy, add),
+      out));
+}
+
+function renderPinned() {
+  const want = state.pinned.filter((id) => state.products.has(id));
+  // Keep cards whose product did not change so focus and outcomes survive.
+  const existing = new Map([...ui.pinned.children].map((el) => [el.dataset.id, el]));
+  const nodes = want.map((id) => {
+    const p = state.products.get(id);
+    const key = JSON.stringify(p);
+    const old = existing.get(id);
+    if (old && old.dataset.key === key) return old;
+    const card = productCard(p);
+    card.dataset.key = key;
+    return card;
+  });
+  ui.pinned.replaceChildren(...nodes);
+  ui.pinnedEmpty.hidden = nodes.length > 0;
+}
+
+// ---- flash sales ----
+
+const saleCards = new Map(); // sale id → {el, parts}
+const endedShownMs = 15000;
+
+function saleCard(sale) {
+  const parts = {
+    price: h('span', { class: 'price' }),
+    was: h('span', { class: 'was' }),
+    title: h('div', { class: 'title' }),
+    countdown: h('span', { class: 'countdown' }),
+    when: h('span', { class: 'note' }),
+    bar: h('span'),
+    stock: h('div', { class: 'stock' }),
+    cap: h('div', { class: 'note' }),
+    buy: h('button', { class: 'primary', type: 'button', text: 'Buy now' }),
+    out: h('p', { class: 'outcome', role: 'status', 'aria-live': 'assertive' }),
+    img: h('div', { class: 'noimg', 'aria-hidden': 'true' }),
+  };
+  parts.buy.addEventListener('click', () => {
+    const s = state.sales.get(sale.id);
+    buyNow(parts.buy, parts.out, { saleId: sale.id, perUserLimit: s && s.per_user_limit });
+  });
+  const el = h('article', { class: 'card sale', dataset: { id: sale.id }, 'aria-label': 'Flash sale' },
+    parts.img,
+    h('div', {},
+      parts.title,
+      h('div', {}, parts.price, parts.was),
+      h('div', {}, parts.when, ' ', parts.countdown),
+      h('div', { class: 'stockbar', 'aria-hidden': 'true' }, parts.bar),
+      parts.stock, parts.cap,
+      h('div', { class: 'buy' }, parts.buy),
+      parts.out));
+  return { el, parts, lastLevel: '' };
+}
+
+function saleLevel(sale) {
+  if (sale.status === 'ended') return 'ended';
+  if (sale.status === 'scheduled') return 'scheduled';
+  if (sale.remaining <= 0) return 'out';
+  if (sale.remaining <= Math.max(5, Math.ceil(sale.quantity * 0.1))) return 'low';
+  return 'ok';
+}
+
+function updateSaleCard(entry, sale) {
+  const { parts, el } = entry;
+  const p = state.products.get(sale.product_id);
+  setText(parts.title, p ? p.title : 'Flash sale');
+  const cur = p ? p.currency : '';
+  setText(parts.price, money(sale.price_cents, cur));
+  setText(parts.was, p && p.price_cents > sale.price_cents ? money(p.price_cents, cur) : '');
+  if (p && p.image_url && parts.img.tagName !== 'IMG') {
+    const img = productImage(p);
+    parts.img.replaceWith(img);
+    parts.img = img;
+  }
+  const level = saleLevel(sale);
+  const pct = sale.quantity > 0 ? Math.round((100 * sale.remaining) / sale.quantity) : 0;
+  parts.bar.style.setProperty('--pct', `${pct}%`);
+  const words = {
+    ended: sale.sold >= sale.quantity ? 'Sold out — sale over' : 'Sale over',
+    scheduled: `${sale.quantity} units at this price`,
+    out: 'Sold out',
+    low: `Only ${sale.remaining} left!`,
+    ok: `${sale.remaining} of ${sale.quantity} left`,
+  };
+  setText(parts.stock, words[level]);
+  parts.stock.className = `stock ${level === 'out' || level === 'ended' ? 'out' : level === 'low' ? 'low' : ''}`;
+  setText(parts.cap, sale.per_user_limit ? `Limit ${sale.per_user_limit} per person` : '');
+  parts.buy.disabled = level !== 'ok' && level !== 'low';
+  if (!parts.buy.dataset.busy) {
+    setText(parts.buy, level === 'out' ? 'Sold out' : level === 'ended' ? 'Sale over' : level === 'scheduled' ? 'Starts soon' : 'Buy now');
+  }
+  el.dataset.remaining = String(sale.remaining);
+  el.dataset.status = sale.status;
+  el.classList.toggle('soldout', level === 'out');
+  if (entry.lastLevel !== level && (level === 'low' || level === 'out')) {
+    setText(ui.announce, `${p ? p.title : 'Flash sale'}: ${words[level]}`);
+  }
+  entry.lastLevel = level;
+  tickSale(entry, sale);
+}
+
+function tickSale(entry, sale) {
+  const { parts } = entry;
+  if (sale.status === 'scheduled') {
+    setText(parts.when, 'Starts in');
+    setText(parts.countdown, duration(clock.until(sale.starts_at)));
+  } else if (sale.status === 'active') {
+    setText(parts.when, 'Ends in');
+    setText(parts.countdown, duration(clock.until(sale.ends_at)));
+  } else {
+    setText(parts.when, '');
+    setText(parts.countdown, '');
+  }
+}
+
+function visibleSales() {
+  const now = clock.now();
+  return [...state.sales.values()].filter((s) => s.status !== 'ended' || now - Date.parse(s.ends_at) < endedShownMs)
+    .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
+}
+
+function renderSales() {
+  const list = visibleSales();
+  for (const [id, entry] of saleCards) {
+    if (!list.some((s) => s.id === id)) {
+      entry.el.remove();
+      saleCards.delete(id);
+    }
+  }
+  for (const sale of list) {
+    let entry = saleCards.get(sale.id);
+    if (!entry) {
+      entry = saleCard(sale);
+      saleCards.set(sale.id, entry);
+    }
+    updateSaleCard(entry, sale);
+  }
+  const order = list.map((s) => saleCards.get(s.id).el);
+  if (order.some((el, i) => ui.sales.children[i] !== el)) ui.sales.replaceChildren(...order);
+  ui.salesPanel.hidden = list.length === 0;
+  if (list.some((s) => !state.products.has(s.product_id))) refreshProducts();
+}
+
+const refreshProducts = throttle(async () => {
+  try {
+    for (const p of await api.products(sid)) state.products.set(p.id, p);
+    renderPinned();
+    renderSales();
+  } catch { /* next event retries */ }
+}, 2000);
+
+// ---- buying ----
+
+function requireSignIn(out) {
+  if (session.me()) return false;
+  out.className = 'outcome warn';
+  out.replaceChildren(signInPrompt(session, api, 'buy'));
+  return true;
+}
+
+async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
+  if (requireSignIn(out)) return;
+  btn.disabled = true;
+  btn.dataset.busy = '1';
+  const label = btn.textContent;
+  btn.textContent = 'Buying…';
+  out.className = 'outcome';
+  out.textContent = '';
+  try {
+    const { order } = await api.buy({ saleId, productId });
+    out.className = 'outcome ok';
+    out.textContent = `Done! Order #${shortId(order.id)} — ${money(order.total_cents, order.currency)}.`;
+    out.dataset.order = order.id;
+  } catch (err) {
+    out.className = `outcome ${err.code === 'sold_out' || err.code === 'hold_expired' ? 'bad' : 'warn'}`;
+    out.textContent = describeBuyError(err, perUserLimit);
+    out.dataset.code = err.code;
+  } finally {
+    delete btn.dataset.busy;
+    btn.textContent = label;
+    btn.disabled = false;
+    renderSales();
+    loadCart();
+  }
+}
+
+async function addToCart(btn, out, p) {
+  if (requireSignIn(out)) return;
+  btn.disabled = true;
+  try {
+    await api.post('/api/cart/items', { product_id: p.id, quantity: 1 });
+    out.className = 'outcome ok';
+    out.textContent = 'Added — it is held for you for a few minutes.';
+  } catch (err) {
+    out.className = 'outcome warn';
+    out.textContent = describeBuyError(err);
+  } finally {
+    btn.disabled = false;
+    loadCart();
+  }
+}
+
+// ---- cart ----
+
+const cartOut = h('p', { class: 'outcome', role: 'status', 'aria-live': 'polite' });
+
+async function loadCart() {
+  if (!session.me()) {
+    ui.cartBody.replaceChildren(signInPrompt(session, api, 'buy'));
+    return;
+  }
+  try {
+    const cart = await api.get('/api/cart');
+    state.cart = cart.items.filter((it) => it.stream_id === sid);
+    renderCart();
+  } catch (err) {
+    if (err.status === 401) ui.cartBody.replaceChildren(signInPrompt(session, api, 'buy'));
+  }
+}
+
+function holdTitle(it) {
+  const p = state.products.get(it.product_id);
+  return (p ? p.title : 'Item') + (it.sale_id ? ' (flash sale)' : '');
+}
+
+function renderCart() {
+  const items = state.cart;
+  if (items.length === 0) {
+    ui.cartBody.replaceChildren(h('p', { class: 'empty', text: 'Your cart is empty.' }), cartOut);
+    return;
+  }
+  const live = items.filter((it) => !it.expired && clock.until(it.expires_at) > 0);
+  const total = live.reduce((n, it) => n + it.unit_price_cents * it.quantity, 0);
+  const currency = items[0].currency;
+  const rows = items.map((it) => h('li', { dataset: { id: it.id } },
+    h('span', {}, `${it.quantity} × ${holdTitle(it)} `, h('b', { text: money(it.unit_price_cents, it.currency) })),
+    h('span', { class: 'timer', dataset: { expires: it.expires_at }, 'aria-label': 'Held for' }),
+    h('button', {
+      class: 'small', type: 'button', text: 'Remove', 'aria-label': `Remove ${holdTitle(it)}`,
+      onclick: async () => {
+        try { await api.del(`/api/cart/items/${it.id}`); } catch { /* listed again below */ }
+        loadCart();
+      },
+    })));
+  const checkout = h('button', {
+    class: 'primary', type: 'button', text: `Check out ${money(total, currency)}`, disabled: live.length === 0,
+    onclick: () => checkoutCart(checkout),
+  });
+  ui.cartBody.replaceChildren(h('ul', {}, rows), h('div', { class: 'actions' }, checkout), cartOut);
+  tickCart();
+}
+
+async function checkoutCart(btn) {
+  btn.disabled = true;
+  try {
+    const order = await api.post('/api/checkout', { stream_id: sid }, { 'Idempotency-Key': crypto.randomUUID() });
+    cartOut.className = 'outcome ok';
+    const dropped = order.expired_hold_ids.length ? ` (${order.expired_hold_ids.length} expired item(s) left out)` : '';
+    cartOut.textContent = `Done! Order #${shortId(order.id)} — ${money(order.total_cents, order.currency)}${dropped}.`;
+  } catch (err) {
+    cartOut.className = 'outcome bad';
+    cartOut.textContent = err.code === 'conflict' ? 'Your cart is empty.' : describeBuyError(err);
+  } finally {
+    loadCart();
+  }
+}
+
+function tickCart() {
+  for (const el of ui.cartBody.querySelectorAll('.timer')) {
+    const left = clock.until(el.dataset.expires);
+    if (left > 0) {
+      setText(el, `held ${duration(left)}`);
+      el.classList.remove('expired');
+    } else {
+      setText(el, 'expired');
+      el.classList.add('expired');
+    }
+  }
+}
+
+// ---- live channel ----
+
+const chat = new Chat($('#chat'), {
+  me: () => session.me(),
+  send: (text) => live.send({ type: 'chat', text }),
+  signIn: null,
+});
+
+function setSignInPrompts() {
+  chat.opts.signIn = signInPrompt(session, api, 'chat');
+  chat.refreshForm();
+  setText(ui.who, session.label());
+}
+
+const handlers = {
+  onStatus(s) {
+    ui.conn.hidden = s !== 'reconnecting';
+    ui.main.classList.toggle('stale', s === 'reconnecting');
+  },
+  snapshot(ev) {
+    state.stream = ev.stream;
+    for (const p of ev.pinned) state.products.set(p.id, p);
+    state.pinned = ev.pinned.map((p) => p.id);
+    state.sales = new Map(ev.sales.map((s) => [s.id, s]));
+    state.viewers = ev.viewers;
+    state.media = ev.media || state.media;
+    renderStream();
+    renderViewers();
+    renderPinned();
+    renderSales();
+  },
+  pin(ev) {
+    state.products.set(ev.product.id, ev.product);
+    if (!state.pinned.includes(ev.product.id)) state.pinned.push(ev.product.id);
+    renderPinned();
+  },
+  unpin(ev) {
+    state.pinned = state.pinned.filter((id) => id !== ev.product_id);
+    renderPinned();
+  },
+  product(ev) {
+    state.products.set(ev.product.id, ev.product);
+    if (ev.product.hidden) state.pinned = state.pinned.filter((id) => id !== ev.product.id);
+    renderPinned();
+    renderSales();
+  },
+  sale(ev) {
+    state.sales.set(ev.sale.id, ev.sale);
+    renderSales();
+  },
+  stock(ev) {
+    const s = state.sales.get(ev.sale_id);
+    if (!s) return;
+    s.remaining = ev.remaining;
+    const entry = saleCards.get(s.id);
+    if (entry) updateSaleCard(entry, s);
+  },
+  chat: (ev) => chat.add(ev),
+  chat_delete: (ev) => chat.remove(ev.id),
+  mute: (ev) => chat.muted(ev),
+  viewers(ev) {
+    state.viewers = ev.count;
+    renderViewers();
+  },
+  media(ev) {
+    state.media = { audio_muted: ev.audio_muted, video_muted: ev.video_muted };
+    renderStream();
+  },
+  stream(ev) {
+    state.stream = ev.stream;
+    renderStream();
+    if (ev.stream.status === 'ended') player.stop('ended');
+  },
+  error: (ev) => chat.error(ev),
+};
+
+// Every frame carries the server's time; countdowns follow it.
+const live = new LiveChannel(sid, session.token, new Proxy(handlers, {
+  get(target, prop) {
+    const fn = target[prop];
+    if (typeof fn !== 'function' || prop === 'onStatus') return fn;
+    return (ev) => { clock.observe(ev.ts); fn(ev); };
+  },
+}));
+
+session.onChange(() => {
+  api.setToken(session.token);
+  live.setToken(session.token);
+  setSignInPrompts();
+  loadCart();
+});
+
+setInterval(() => {
+  for (const sale of state.sales.values()) {
+    const entry = saleCards.get(sale.id);
+    if (entry) tickSale(entry, sale);
+  }
+  tickCart();
+}, 250);
+setInterval(renderSales, 5000); // drop ended sales after a while
+setInterval(loadCart, 30000);
+
+async function main() {
+  if (!sid) {
+    setText(ui.title, 'No stream given');
+    return;
+  }
+  setSignInPrompts();
+  player.start();
+  live.start();
+  try {
+    state.stream = await api.stream(sid);
+    renderStream();
+  } catch (err) {
+    if (err.status === 404) {
+      setText(ui.title, 'Stream not found');
+      player.stop('ended');
+      live.stop();
+      return;
+    }
+  }
+  refreshProducts();
+  loadCart();
+}
+
+main();
