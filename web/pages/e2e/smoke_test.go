@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/livecart/livecart/web/pages"
+)
+
+// TestPagesLoadUnderCSP loads every page with no API behind it: the scripts must load
+// as modules under the CSP and fail gracefully (no exception, no CSP violation).
+func TestPagesLoadUnderCSP(t *testing.T) {
+	site, err := pages.New(pages.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", site.Page(pages.PageIndex))
+	mux.Handle("GET /watch/{sid}", site.Page(pages.PageWatch))
+	mux.Handle("GET /studio/{sid}", site.Page(pages.PageStudio))
+	mux.Handle("GET /moderate/{sid}", site.Page(pages.PageModerate))
+	mux.Handle("GET /static/", site.Static())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	const sid = "0b4f3c9e-6a1d-4c1e-9c55-3f0d2f6b7a11"
+	b := NewBrowser(t)
+	tests := []struct {
+		path  string
+		ready string // JS expression true once the page has settled
+	}{
+		{"/", `document.querySelector('#state').textContent.includes('Could not load')`},
+		{"/watch/" + sid, `document.querySelector('#title').textContent === 'Stream not found'`},
+		{"/studio/" + sid, `!document.querySelector('#gate').hidden`},
+		{"/moderate/" + sid, `!document.querySelector('#gate').hidden`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			tab := b.NewTab(t, 0, 0)
+			tab.Navigate(srv.URL + tt.path)
+			tab.WaitFor("page settled", tt.ready, 5*time.Second)
+			time.Sleep(100 * time.Millisecond)
+			if issues := tab.Issues(); len(issues) > 0 {
+				t.Errorf("got page issues %q, want none", issues)
+			}
+		})
+	}
+}
