@@ -69,13 +69,38 @@ func TestServiceValidation(t *testing.T) {
 		fn   func() error
 		want error
 	}{
-		{"negative price", func() error { in := good; in.PriceCents = ptr[int64](-1); _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
-		{"missing price", func() error { in := good; in.PriceCents = nil; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
-		{"lower-case currency", func() error { in := good; in.Currency = "eur"; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
-		{"stock too big", func() error { in := good; in.Stock = ptr(1_000_001); _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
+		{"negative price", func() error {
+			in := good
+			in.PriceCents = ptr[int64](-1)
+			_, err := svc.CreateProduct(ctx, a, sid, in)
+			return err
+		}, ErrBadRequest},
+		{"missing price", func() error {
+			in := good
+			in.PriceCents = nil
+			_, err := svc.CreateProduct(ctx, a, sid, in)
+			return err
+		}, ErrBadRequest},
+		{"lower-case currency", func() error {
+			in := good
+			in.Currency = "eur"
+			_, err := svc.CreateProduct(ctx, a, sid, in)
+			return err
+		}, ErrBadRequest},
+		{"stock too big", func() error {
+			in := good
+			in.Stock = ptr(1_000_001)
+			_, err := svc.CreateProduct(ctx, a, sid, in)
+			return err
+		}, ErrBadRequest},
 		{"negative stock", func() error { in := good; in.Stock = ptr(-1); _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
 		{"no title", func() error { in := good; in.Title = " "; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrBadRequest},
-		{"other currency", func() error { in := good; in.Currency = "USD"; _, err := svc.CreateProduct(ctx, a, sid, in); return err }, ErrConflict},
+		{"other currency", func() error {
+			in := good
+			in.Currency = "USD"
+			_, err := svc.CreateProduct(ctx, a, sid, in)
+			return err
+		}, ErrConflict},
 		{"sale quantity 0", func() error {
 			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](1), Quantity: ptr(0), DurationS: ptr[int64](60)})
 			return err
@@ -96,16 +121,28 @@ func TestServiceValidation(t *testing.T) {
 			_, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](1), Quantity: ptr(11), DurationS: ptr[int64](60)})
 			return err
 		}, ErrConflict},
-		{"hold quantity 0", func() error { _, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(0)}); return err }, ErrBadRequest},
-		{"hold quantity 101", func() error { _, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(101)}); return err }, ErrBadRequest},
+		{"hold quantity 0", func() error {
+			_, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(0)})
+			return err
+		}, ErrBadRequest},
+		{"hold quantity 101", func() error {
+			_, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(101)})
+			return err
+		}, ErrBadRequest},
 		{"hold both ids", func() error {
 			_, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, SaleID: p.ID, Quantity: ptr(1)})
 			return err
 		}, ErrBadRequest},
 		{"hold bad id", func() error { _, err := svc.AddToCart(ctx, "u", NewItem{SaleID: "nope", Quantity: ptr(1)}); return err }, ErrNotFound},
 		{"checkout without key", func() error { _, _, err := svc.Checkout(ctx, "u", "", CheckoutInput{}); return err }, ErrBadRequest},
-		{"checkout long key", func() error { _, _, err := svc.Checkout(ctx, "u", strings.Repeat("k", 256), CheckoutInput{}); return err }, ErrBadRequest},
-		{"checkout bad hold id", func() error { _, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{HoldIDs: []string{"x"}}); return err }, ErrNotFound},
+		{"checkout long key", func() error {
+			_, _, err := svc.Checkout(ctx, "u", strings.Repeat("k", 256), CheckoutInput{})
+			return err
+		}, ErrBadRequest},
+		{"checkout bad hold id", func() error {
+			_, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{HoldIDs: []string{"x"}})
+			return err
+		}, ErrNotFound},
 		{"checkout empty cart", func() error { _, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{}); return err }, ErrConflict},
 	} {
 		if err := tc.fn(); !errors.Is(err, tc.want) {
