@@ -140,6 +140,9 @@ func (s *Service) Checkout(ctx context.Context, userID, key string, in CheckoutI
 	if err != nil {
 		return Order{}, false, err
 	}
+	if res.Order.ExpiredHoldIDs == nil {
+		res.Order.ExpiredHoldIDs = []string{}
+	}
 	return res.Order, res.Created, nil
 }
 

@@ -1,5 +1,387 @@
 package web
 
-import "net/http"
+import (
+	"net/http"
 
-func (s *Server) commerceRoutes(mux *http.ServeMux) {}
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// commerceRoutes: products, pins, flash sales, cart, checkout and orders (API.md).
+func (s *Server) commerceRoutes(mux *http.ServeMux) {
+	if s.deps.Commerce == nil {
+		s.deps.Commerce = cart.NewService(s.deps.Store, s.deps.Events, cart.ServiceConfig{}, s.deps.Now, s.log)
+	}
+	mux.HandleFunc("POST /api/streams/{sid}/products", s.createProduct)
+	mux.HandleFunc("GET /api/streams/{sid}/products", s.listProducts)
+	mux.HandleFunc("GET /api/products/{pid}", s.getProduct)
+	mux.HandleFunc("PATCH /api/products/{pid}", s.patchProduct)
+	mux.HandleFunc("GET /api/streams/{sid}/pins", s.listPins)
+	mux.HandleFunc("POST /api/streams/{sid}/pins", s.pinProduct)
+	mux.HandleFunc("DELETE /api/streams/{sid}/pins/{pid}", s.unpinProduct)
+	mux.HandleFunc("POST /api/streams/{sid}/sales", s.createSale)
+	mux.HandleFunc("GET /api/streams/{sid}/sales", s.listSales)
+	mux.HandleFunc("GET /api/sales/{id}", s.getSale)
+	mux.HandleFunc("POST /api/sales/{id}/stop", s.stopSale)
+	mux.HandleFunc("POST /api/cart/items", s.addToCart)
+	mux.HandleFunc("GET /api/cart", s.getCart)
+	mux.HandleFunc("DELETE /api/cart/items/{id}", s.removeFromCart)
+	mux.HandleFunc("POST /api/checkout", s.checkout)
+	mux.HandleFunc("GET /api/orders", s.listOrders)
+	mux.HandleFunc("GET /api/streams/{sid}/orders", s.listStreamOrders)
+}
+
+func actor(id auth.Identity) cart.Actor { return cart.Actor{ID: id.UserID, Role: string(id.Role)} }
+
+// pinnedBody is the answer of the pin endpoints.
+type pinnedBody struct {
+	Pinned []cart.Product `json:"pinned"`
+}
+
+func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.authorizeStream(r, canManage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var in cart.NewProduct
+	if err := decodeJSON(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, err := s.deps.Commerce.CreateProduct(r.Context(), actor(id), st.ID, in)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, p)
+}
+
+// publicStream loads the stream named by the path for a read anyone may do.
+func (s *Server) publicStream(r *http.Request) (cart.Stream, error) {
+	sid, err := pathID(r, "sid")
+	if err != nil {
+		return cart.Stream{}, err
+	}
+	return s.loadStream(r.Context(), sid)
+}
+
+func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
+	st, err := s.publicStream(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.deps.Commerce.ListProducts(r.Context(), st.ID, canModerate(identity(r), st))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// loadProduct returns the product named by the path and its stream; a hidden product is
+// not_found for those who may not see it.
+func (s *Server) loadProduct(r *http.Request) (cart.Product, cart.Stream, error) {
+	pid, err := pathID(r, "pid")
+	if err != nil {
+		return cart.Product{}, cart.Stream{}, err
+	}
+	p, err := s.deps.Commerce.GetProduct(r.Context(), pid)
+	if err != nil {
+		return p, cart.Stream{}, err
+	}
+	st, err := s.loadStream(r.Context(), p.StreamID)
+	if err == nil && p.Hidden && !canModerate(identity(r), st) {
+		err = apiError(http.StatusNotFound, "not_found", "no such product")
+	}
+	return p, st, err
+}
+
+func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) {
+	p, _, err := s.loadProduct(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) patchProduct(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, st, err := s.loadProduct(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !canModerate(id, st) {
+		s.fail(w, r, errForbidden("only the stream's owner, moderators and admins may change products"))
+		return
+	}
+	var in struct {
+		Hidden *bool `json:"hidden"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if in.Hidden == nil {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "hidden (true or false) is required"))
+		return
+	}
+	if p, err = s.deps.Commerce.SetHidden(r.Context(), actor(id), p.ID, *in.Hidden); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) listPins(w http.ResponseWriter, r *http.Request) {
+	st, err := s.publicStream(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pinned, err := s.deps.Commerce.ListPinned(r.Context(), st.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pinnedBody{Pinned: pinned})
+}
+
+func (s *Server) pinProduct(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.authorizeStream(r, canManage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var in struct {
+		ProductID string `json:"product_id"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if in.ProductID == "" {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "product_id is required"))
+		return
+	}
+	pinned, err := s.deps.Commerce.Pin(r.Context(), actor(id), st.ID, in.ProductID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pinnedBody{Pinned: pinned})
+}
+
+func (s *Server) unpinProduct(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.authorizeStream(r, canModerate)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pid, err := pathID(r, "pid")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pinned, err := s.deps.Commerce.Unpin(r.Context(), actor(id), st.ID, pid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pinnedBody{Pinned: pinned})
+}
+
+func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.authorizeStream(r, canManage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var in cart.NewSale
+	if err := decodeJSON(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sale, err := s.deps.Commerce.CreateSale(r.Context(), actor(id), st.ID, in)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sale)
+}
+
+func (s *Server) listSales(w http.ResponseWriter, r *http.Request) {
+	st, err := s.publicStream(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.deps.Commerce.ListSales(r.Context(), st.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// loadSale returns the sale named by the path and its stream.
+func (s *Server) loadSale(r *http.Request) (cart.Sale, cart.Stream, error) {
+	said, err := pathID(r, "id")
+	if err != nil {
+		return cart.Sale{}, cart.Stream{}, err
+	}
+	sale, err := s.deps.Commerce.GetSale(r.Context(), said)
+	if err != nil {
+		return sale, cart.Stream{}, err
+	}
+	st, err := s.loadStream(r.Context(), sale.StreamID)
+	return sale, st, err
+}
+
+func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {
+	sale, _, err := s.loadSale(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sale)
+}
+
+func (s *Server) stopSale(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sale, st, err := s.loadSale(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !canModerate(id, st) {
+		s.fail(w, r, errForbidden("only the stream's owner, moderators and admins may stop a sale"))
+		return
+	}
+	if sale, err = s.deps.Commerce.StopSale(r.Context(), actor(id), sale.ID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sale)
+}
+
+func (s *Server) addToCart(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var in cart.NewItem
+	if err := decodeJSON(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.allowUser(w, s.holdsPerUser, id.UserID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h, err := s.deps.Commerce.AddToCart(r.Context(), id.UserID, in)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, h)
+}
+
+func (s *Server) getCart(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	c, err := s.deps.Commerce.Cart(r.Context(), id.UserID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) removeFromCart(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hid, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.deps.Commerce.RemoveFromCart(r.Context(), id.UserID, hid); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var in cart.CheckoutInput
+	if err := decodeJSONOrEmpty(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.allowUser(w, s.checkoutsPerUser, id.UserID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	o, created, err := s.deps.Commerce.Checkout(r.Context(), id.UserID, r.Header.Get("Idempotency-Key"), in)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, o)
+}
+
+func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.deps.Commerce.ListOrders(r.Context(), id.UserID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) listStreamOrders(w http.ResponseWriter, r *http.Request) {
+	_, st, err := s.authorizeStream(r, canManage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.deps.Commerce.ListStreamOrders(r.Context(), st.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}

@@ -50,6 +50,10 @@ type Deps struct {
 	Registry *prometheus.Registry
 	Options  Options
 
+	// Commerce is the products, sales, cart and checkout service. Optional: when nil,
+	// one is built on Store and Events with the default TTLs (and nothing sweeps
+	// expired holds in the background except reads of the cart).
+	Commerce *cart.Service
 	// Events receives every change viewers must see (the live hub). Optional.
 	Events cart.Emitter
 	// Media is the WebRTC relay. Optional.
