@@ -23,14 +23,16 @@ import (
 
 // Main is the running server: every part wired by hand, started by Run, released by Close.
 type Main struct {
-	cfg     Config
-	log     *slog.Logger
-	out     io.Writer
-	auth    *auth.Authenticator
-	store   cart.Store
-	web     *web.Server
-	httpSrv *http.Server
-	ln      net.Listener
+	cfg   Config
+	log   *slog.Logger
+	out   io.Writer
+	auth  *auth.Authenticator
+	store cart.Store
+	// commerce runs the sale clock and the expired-hold sweeper (Run).
+	commerce *cart.Service
+	web      *web.Server
+	httpSrv  *http.Server
+	ln       net.Listener
 
 	printLinks bool
 	closers    []func() error // run in reverse order by Close
@@ -93,6 +95,11 @@ func (m *Main) build(ctx context.Context) error {
 			},
 		},
 	}
+	// After deps.Events is set: the commerce service emits through it.
+	m.commerce = cart.NewService(m.store, deps.Events, cart.ServiceConfig{
+		HoldTTL: m.cfg.Cart.HoldTTL, SaleHoldTTL: m.cfg.Cart.SaleHoldTTL, MaxPins: m.cfg.Cart.MaxPins,
+	}, time.Now, m.log)
+	deps.Commerce = m.commerce
 	m.web = web.New(deps)
 	m.httpSrv = &http.Server{
 		Handler:           m.web.Handler(),
@@ -129,6 +136,10 @@ func (m *Main) Run(ctx context.Context) error {
 			m.log.Warn("banner", "err", err)
 		}
 	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); m.commerce.Run(sweepCtx) }()
+	defer func() { stopSweep(); <-sweepDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- m.httpSrv.Serve(ln) }()
 	select {
