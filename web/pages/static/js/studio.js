@@ -333,6 +333,10 @@ async function main() {
   model.on('pins', renderProducts);
   model.on('sales', () => renderSales(model, $('#sales'), $('#sales-empty'), stopSale));
   for (const w of ['products', 'sales', 'viewers']) model.on(w, renderFigures);
+  // The camera warms up while the stream loads.
+  const camera = openCamera().catch((err) => {
+    say(cam.state, `Camera unavailable: ${err.message}. You can still stream from OBS.`, 'warn');
+  });
   try {
     await model.load();
   } catch (err) {
@@ -351,11 +355,7 @@ async function main() {
   live.start();
   setInterval(() => tickSales(model, $('#sales')), 500);
   setInterval(() => { model.loadProducts(); model.loadSales(); }, 10000);
-  try {
-    await openCamera();
-  } catch (err) {
-    say(cam.state, `Camera unavailable: ${err.message}. You can still stream from OBS.`, 'warn');
-  }
+  await camera;
 }
 
 main();

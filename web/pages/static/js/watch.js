@@ -40,6 +40,7 @@ const ui = {
   pinned: $('#pinned'),
   pinnedEmpty: $('#pinned-empty'),
   announce: $('#announce'),
+  announcement: $('#announcement'),
   cartBody: $('#cart-body'),
 };
 
@@ -485,6 +486,10 @@ const handlers = {
     if (ev.stream.status === 'ended') player.stop('ended');
   },
   error: (ev) => chat.error(ev),
+  announce(ev) {
+    setText(ui.announcement, ev.text);
+    ui.announcement.hidden = !ev.text;
+  },
 };
 
 // Every frame carries the server's time; countdowns follow it.
