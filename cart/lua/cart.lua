@@ -1,0 +1,20 @@
+-- cart (read only): ARGV = user id, idempotency key hash or "", now_us. Answers the
+-- record of the key in this stream ("" if none or older than 24 h) followed by the
+-- user's holds here, oldest first, each as a flat field/value array.
+local out = {''}
+if ARGV[2] ~= '' then
+  local rec = redis.call('GET', key('idem', ARGV[2]))
+  if rec then
+    local at = string.match(rec, '^[^|]*|([^|]*)|')
+    if num(ARGV[3]) - num(at) < 86400000000 then
+      out[1] = rec
+    end
+  end
+end
+for _, id in ipairs(redis.call('LRANGE', key('uh', ARGV[1]), 0, -1)) do
+  local a = redis.call('HGETALL', key('h', id))
+  if #a > 0 then
+    out[#out + 1] = a
+  end
+end
+return out

@@ -1,0 +1,62 @@
+-- hold: ARGV = hold id, user id, product id, sale id, quantity, expires_at (RFC 3339),
+-- expires_us, now_us. Exactly one of product id and sale id is set. Takes the units
+-- out of the product's stock or the sale's remaining and records the hold.
+local hid, uid, pid, said = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local q = num(ARGV[5])
+local now = num(ARGV[8])
+local old = hgetall(key('h', hid))
+if old then
+  if old.user_id == uid then
+    return reply({hold = old}) -- the same call again (a retry): nothing more to do
+  end
+  return fail('conflict', 'hold exists')
+end
+local s
+if said ~= '' then
+  s = hgetall(key('s', said))
+  if not s then
+    return fail('not_found', 'sale not found')
+  end
+  pid = s.product_id
+end
+local pk = key('p', pid)
+local p = hgetall(pk)
+if not p or p.hidden == '1' then
+  return fail('not_found', 'product not found')
+end
+local price = p.price_cents
+if s then
+  if not sale_active(s, now) then
+    return fail('sale_not_active', 'the sale is not active')
+  end
+  local uk = key('su', said)
+  local used = num(redis.call('HGET', uk, uid))
+  if used + q > num(s.per_user_limit) then
+    return fail('limit_exceeded', 'at most ' .. s.per_user_limit .. ' units of this sale per buyer')
+  end
+  if num(s.remaining) < q then
+    return fail('sold_out', 'sold out')
+  end
+  local sk = key('s', said)
+  redis.call('HINCRBY', sk, 'remaining', -q)
+  redis.call('HINCRBY', sk, 'held', q)
+  redis.call('HINCRBY', uk, uid, q)
+  touch_sale(said)
+  price = s.price_cents
+else
+  if num(p.stock) < q then
+    return fail('sold_out', 'sold out')
+  end
+  redis.call('HINCRBY', pk, 'stock', -q)
+  redis.call('HINCRBY', pk, 'held', q)
+  touch_product(pid)
+end
+local h = {
+  id = hid, user_id = uid, stream_id = p.stream_id, product_id = pid, sale_id = said,
+  quantity = ARGV[5], unit_price_cents = price, currency = p.currency,
+  expires_at = ARGV[6], exp_us = ARGV[7], created_us = ARGV[8], state = 'live',
+}
+hset(key('h', hid), h)
+redis.call('ZADD', key('exp'), ARGV[7], hid)
+redis.call('RPUSH', key('uh', uid), hid)
+return reply({hold = h})

@@ -1,0 +1,127 @@
+-- lib.lua is prepended to every script. KEYS[1] is the stream's key base
+-- "<prefix>{<stream_id>}:": every key a script touches starts with it, so one call
+-- stays on one Redis Cluster slot. Scripts check everything before they write (Redis
+-- does not roll back a script that fails half way) and answer with one JSON object:
+-- {e = error code, m = message} on a business error, plus the products and sales the
+-- call touched, as they are after the change. Numbers above 1e14 (times in µs) are
+-- only ever passed in as strings and stored as given.
+local B = KEYS[1]
+
+local function key(...)
+  return B .. table.concat({...}, ':')
+end
+
+local function num(x)
+  return tonumber(x) or 0
+end
+
+local function hgetall(k)
+  local a = redis.call('HGETALL', k)
+  if #a == 0 then
+    return nil
+  end
+  local t = {}
+  for i = 1, #a, 2 do
+    t[a[i]] = a[i + 1]
+  end
+  return t
+end
+
+local function hset(k, t)
+  local a = {}
+  for f, v in pairs(t) do
+    a[#a + 1] = f
+    a[#a + 1] = v
+  end
+  redis.call('HSET', k, unpack(a))
+end
+
+local touched = {products = {}, sales = {}}
+local function touch_product(id) touched.products[id] = true end
+local function touch_sale(id) touched.sales[id] = true end
+
+local function reply(r)
+  r = r or {}
+  r.products = {}
+  for id in pairs(touched.products) do
+    r.products[id] = hgetall(key('p', id))
+  end
+  r.sales = {}
+  for id in pairs(touched.sales) do
+    r.sales[id] = hgetall(key('s', id))
+  end
+  return cjson.encode(r)
+end
+
+local function fail(code, msg)
+  return reply({e = code, m = msg})
+end
+
+-- A sale takes holds while it is not ended and now is inside StartsAt..EndsAt.
+local function sale_active(s, now)
+  return s.status ~= 'ended' and num(s.starts_us) <= now and now < num(s.ends_us)
+end
+
+-- end_sale ends a scheduled or active sale: its remaining units go back to the
+-- product's stock and count as returned. False if it had ended already.
+local function end_sale(id)
+  local sk = key('s', id)
+  local s = hgetall(sk)
+  if s == nil or s.status == 'ended' then
+    return false
+  end
+  local rem = num(s.remaining)
+  redis.call('HSET', sk, 'status', 'ended', 'remaining', '0')
+  redis.call('HINCRBY', sk, 'returned', rem)
+  redis.call('HINCRBY', key('p', s.product_id), 'stock', rem)
+  touch_sale(id)
+  touch_product(s.product_id)
+  return true
+end
+
+-- release_hold gives a live hold's units back (to the sale, or to the product when
+-- the sale has ended) and marks it expired; it stays in the cart. False if the hold
+-- was not live.
+local function release_hold(h)
+  if h.state ~= 'live' then
+    return false
+  end
+  local q = num(h.quantity)
+  if h.sale_id ~= '' then
+    local sk = key('s', h.sale_id)
+    local uk = key('su', h.sale_id)
+    redis.call('HINCRBY', sk, 'held', -q)
+    if redis.call('HINCRBY', uk, h.user_id, -q) <= 0 then
+      redis.call('HDEL', uk, h.user_id)
+    end
+    if redis.call('HGET', sk, 'status') == 'ended' then
+      redis.call('HINCRBY', sk, 'returned', q)
+      redis.call('HINCRBY', key('p', h.product_id), 'stock', q)
+      touch_product(h.product_id)
+    else
+      redis.call('HINCRBY', sk, 'remaining', q)
+    end
+    touch_sale(h.sale_id)
+  else
+    local pk = key('p', h.product_id)
+    redis.call('HINCRBY', pk, 'held', -q)
+    redis.call('HINCRBY', pk, 'stock', q)
+    touch_product(h.product_id)
+  end
+  redis.call('HSET', key('h', h.id), 'state', 'expired')
+  redis.call('ZREM', key('exp'), h.id)
+  h.state = 'expired'
+  return true
+end
+
+-- drop_hold takes a hold out of the cart (after release_hold or ordering).
+local function drop_hold(h)
+  redis.call('DEL', key('h', h.id))
+  redis.call('LREM', key('uh', h.user_id), 0, h.id)
+  redis.call('ZREM', key('exp'), h.id)
+end
+
+-- due: a hold whose units must go back at now (live, ExpiresAt <= now).
+local function due(h, now)
+  return h.state == 'live' and num(h.exp_us) <= now
+end

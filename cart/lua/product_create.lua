@@ -1,0 +1,25 @@
+-- product_create: ARGV = field, value, ... of the new product (stock included).
+local p = {}
+for i = 1, #ARGV, 2 do
+  p[ARGV[i]] = ARGV[i + 1]
+end
+local st = hgetall(key('stream'))
+if not st then
+  return fail('not_found', 'stream not found')
+end
+if st.status == 'ended' then
+  return fail('conflict', 'stream has ended')
+end
+if redis.call('EXISTS', key('p', p.id)) == 1 then
+  return fail('conflict', 'product exists')
+end
+if (st.currency or '') ~= '' and st.currency ~= p.currency then
+  return fail('conflict', 'the stream sells in ' .. st.currency)
+end
+redis.call('HSET', key('stream'), 'currency', p.currency)
+p.held = '0'
+p.sold = '0'
+p.hidden = '0'
+hset(key('p', p.id), p)
+redis.call('RPUSH', key('products'), p.id)
+return reply({product = p})

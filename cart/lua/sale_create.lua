@@ -1,0 +1,36 @@
+-- sale_create: ARGV = now_us, then field, value, ... of the new sale (id, product_id,
+-- quantity, starts_us, ends_us, ...). The quantity leaves the product's stock.
+local now = num(ARGV[1])
+local s = {}
+for i = 2, #ARGV, 2 do
+  s[ARGV[i]] = ARGV[i + 1]
+end
+local q = num(s.quantity)
+local pk = key('p', s.product_id)
+local p = hgetall(pk)
+if not p or p.hidden == '1' then
+  return fail('not_found', 'product not found')
+end
+local st = hgetall(key('stream'))
+if not st or st.status == 'ended' then
+  return fail('conflict', 'stream has ended')
+end
+if redis.call('EXISTS', key('s', s.id)) == 1 then
+  return fail('conflict', 'sale exists')
+end
+if num(p.stock) < q then
+  return fail('conflict', 'the product has only ' .. p.stock .. ' units in stock')
+end
+redis.call('HINCRBY', pk, 'stock', -q)
+s.status = 'active'
+if num(s.starts_us) > now then
+  s.status = 'scheduled'
+end
+s.remaining = s.quantity
+s.held = '0'
+s.sold = '0'
+s.returned = '0'
+hset(key('s', s.id), s)
+redis.call('RPUSH', key('sales'), s.id)
+touch_product(s.product_id)
+return reply({sale = s})

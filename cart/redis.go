@@ -1,0 +1,398 @@
+package cart
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var _ Store = (*RedisStore)(nil)
+
+// Key layout. P is the key prefix (RedisOptions.Prefix). A stream's keys share the
+// hash tag {sid}, so each Lua script touches one Redis Cluster slot:
+//
+//	P{sid}:stream          hash   the stream (+ currency of its products)
+//	P{sid}:audit           list   audit entries (JSON)
+//	P{sid}:products        list   product ids, oldest first
+//	P{sid}:p:<pid>         hash   product (stock, held, sold, hidden, ...)
+//	P{sid}:pins            list   pinned product ids in pin order
+//	P{sid}:sales           list   sale ids, oldest first
+//	P{sid}:s:<said>        hash   sale (remaining, held, sold, returned, status, ...)
+//	P{sid}:su:<said>       hash   user id → units of the sale held + bought
+//	P{sid}:h:<hid>         hash   hold (state live|expired; deleted when ordered/removed)
+//	P{sid}:exp             zset   live hold id → expiry (µs)
+//	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
+//	P{sid}:o:<oid>         hash   order
+//	P{sid}:orders          list   the stream's order ids
+//	P{sid}:uo:<uid>        list   the user's order ids in this stream
+//	P{sid}:idem:<hash>     string order id|fingerprint of an idempotency key (24 h)
+//
+// Global keys, each written by a single command outside the scripts, are only
+// indexes; each is written before the script it points to runs, so a crash in between
+// leaves a harmless stale entry, never a lost one:
+//
+//	Pstreams               zset   open stream ids → created (µs)
+//	Ppidx:<pid>, Psidx:<said>  string  stream id of a product / sale
+//	Pu:<uid>:holds         set    stream ids where the user has had holds
+//	Pu:<uid>:orders        set    stream ids where the user has orders
+//	Pholddue               zset   "sid hid" → expiry (µs): the sweep of any node
+//	Psaledue               zset   "sid said" → next status change (µs)
+//	Pidem:<hash>           string pending|… or done|… of an idempotency key
+const defaultRedisPrefix = "livecart:"
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+// RedisOptions tunes OpenRedis. The zero value is fine.
+type RedisOptions struct {
+	// Prefix starts every key (default "livecart:"), so several deployments and tests
+	// share one Redis. It must not contain '{' or '}'.
+	Prefix string
+	// PoolSize is the number of connections (default 64).
+	PoolSize int
+}
+
+// RedisStore is the Store on Redis (github.com/redis/go-redis/v9). Every change of
+// stock is one Lua script; any node may sweep expired holds and advance sales.
+type RedisStore struct {
+	rdb     *redis.Client
+	prefix  string
+	scripts map[string]*redis.Script
+
+	mu       sync.RWMutex
+	streamOf map[string]string // guarded by mu: product/sale id → stream id (never changes)
+}
+
+// OpenRedis connects to the Redis at url (redis://host:port/db) and checks that it
+// answers (ErrUnavailable otherwise).
+func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url %q: %w", url, err)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = defaultRedisPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("redis prefix %q must not contain braces", opts.Prefix)
+	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = 64
+	}
+	// One attempt per call: a script is never sent twice, and an outage answers
+	// ErrUnavailable at once instead of after retries. The pool dials again by itself.
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	o.DialTimeout = time.Second
+	o.ReadTimeout = 3 * time.Second
+	o.WriteTimeout = 3 * time.Second
+	o.PoolSize = opts.PoolSize
+	o.DisableIdentity = true
+	scripts, err := loadScripts()
+	if err != nil {
+		return nil, err
+	}
+	s := &RedisStore{
+		rdb:      redis.NewClient(o),
+		prefix:   opts.Prefix,
+		scripts:  scripts,
+		streamOf: map[string]string{},
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.rdb.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadScripts prepends lib.lua to every other script of lua/.
+func loadScripts() (map[string]*redis.Script, error) {
+	lib, err := luaFiles.ReadFile("lua/lib.lua")
+	if err != nil {
+		return nil, err
+	}
+	entries, err := luaFiles.ReadDir("lua")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*redis.Script{}
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".lua")
+		if name == "lib" {
+			continue
+		}
+		src, err := luaFiles.ReadFile("lua/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out[name] = redis.NewScript(string(lib) + "\n" + string(src))
+	}
+	return out, nil
+}
+
+// Close closes the connections.
+func (s *RedisStore) Close() error { return s.rdb.Close() }
+
+// Ping reports whether Redis answers.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	return unavailable(s.rdb.Ping(ctx).Err())
+}
+
+// unavailable wraps a Redis or network error with ErrUnavailable (nil stays nil).
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("redis: %w: %w", err, ErrUnavailable)
+}
+
+// base is the key prefix of one stream's keys (its hash tag).
+func (s *RedisStore) base(streamID string) string {
+	return s.prefix + "{" + streamID + "}:"
+}
+
+// scriptReply is what the write scripts answer (lua/lib.lua, reply()).
+type scriptReply struct {
+	Err      string                       `json:"e"`
+	Msg      string                       `json:"m"`
+	Products map[string]map[string]string `json:"products"`
+	Sales    map[string]map[string]string `json:"sales"`
+	Stream   map[string]string            `json:"stream"`
+	Product  map[string]string            `json:"product"`
+	Sale     map[string]string            `json:"sale"`
+	Hold     map[string]string            `json:"hold"`
+	Order    map[string]string            `json:"order"`
+	Pinned   map[string]map[string]string `json:"pinned"`
+	Pins     string                       `json:"pins"`
+	Ended    string                       `json:"ended"`
+	Cleared  string                       `json:"cleared"`
+	Changed  bool                         `json:"changed"`
+	Unpinned bool                         `json:"unpinned"`
+	Created  bool                         `json:"created"`
+	N        int                          `json:"n"`
+	Advanced map[string]struct {
+		Changed bool   `json:"changed"`
+		Next    string `json:"next"`
+	} `json:"advanced"`
+}
+
+// businessErrors maps the scripts' error codes to the sentinels.
+var businessErrors = map[string]error{
+	"not_found":       ErrNotFound,
+	"conflict":        ErrConflict,
+	"sold_out":        ErrSoldOut,
+	"limit_exceeded":  ErrLimitExceeded,
+	"sale_not_active": ErrSaleNotActive,
+	"hold_expired":    ErrHoldExpired,
+}
+
+// run runs a write script on one stream's keys. A business error comes back as the
+// matching sentinel together with the reply (its touched products and sales are
+// valid); any failure to talk to Redis is ErrUnavailable.
+func (s *RedisStore) run(ctx context.Context, name, streamID string, args ...any) (scriptReply, error) {
+	raw, err := s.scripts[name].Run(ctx, s.rdb, []string{s.base(streamID)}, args...).Text()
+	if err != nil {
+		return scriptReply{}, scriptError(name, err)
+	}
+	return decodeReply(name, raw)
+}
+
+func decodeReply(name, raw string) (scriptReply, error) {
+	var r scriptReply
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return r, fmt.Errorf("redis script %s: bad reply: %w", name, err)
+	}
+	if r.Err != "" {
+		sentinel, ok := businessErrors[r.Err]
+		if !ok {
+			return r, fmt.Errorf("redis script %s: unknown error %q: %s", name, r.Err, r.Msg)
+		}
+		return r, fmt.Errorf("%s: %w", r.Msg, sentinel)
+	}
+	return r, nil
+}
+
+// scriptError classifies an error of a script call: a bug in a script is a plain
+// error; anything else (connection refused, timeout, LOADING, ...) is ErrUnavailable.
+func scriptError(name string, err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "user_script") || strings.Contains(msg, "Error running script") {
+		return fmt.Errorf("redis script %s: %w", name, err)
+	}
+	return unavailable(err)
+}
+
+// rows converts a script's array of flat field/value arrays into maps.
+func rows(v any) []map[string]string {
+	list, _ := v.([]any)
+	out := make([]map[string]string, 0, len(list))
+	for _, item := range list {
+		flat, ok := item.([]any)
+		if !ok {
+			continue
+		}
+		m := make(map[string]string, len(flat)/2)
+		for i := 0; i+1 < len(flat); i += 2 {
+			k, _ := flat[i].(string)
+			v, _ := flat[i+1].(string)
+			m[k] = v
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// list runs the read-only list script: the hashes of kind named by the stream's list.
+func (s *RedisStore) list(ctx context.Context, streamID, listName, kind string) ([]map[string]string, error) {
+	v, err := s.scripts["list"].Run(ctx, s.rdb, []string{s.base(streamID)}, listName, kind).Result()
+	if err != nil {
+		return nil, scriptError("list", err)
+	}
+	return rows(v), nil
+}
+
+// remember caches the stream of a product or sale id (it never changes).
+func (s *RedisStore) remember(id, streamID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.streamOf) > 100_000 {
+		clear(s.streamOf)
+	}
+	s.streamOf[id] = streamID
+}
+
+// streamOfID finds the stream of a product ("pidx") or sale ("sidx") id.
+func (s *RedisStore) streamOfID(ctx context.Context, index, id string) (string, error) {
+	s.mu.RLock()
+	sid, ok := s.streamOf[id]
+	s.mu.RUnlock()
+	if ok {
+		return sid, nil
+	}
+	sid, err := s.rdb.Get(ctx, s.prefix+index+":"+id).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", unavailable(err)
+	}
+	s.remember(id, sid)
+	return sid, nil
+}
+
+// ---- streams and audit ----
+
+// CreateStream stores a new stream.
+func (s *RedisStore) CreateStream(ctx context.Context, st Stream) error {
+	// Listed first: a crash before the script leaves an id that lists nothing.
+	z := redis.Z{Score: float64(st.CreatedAt.UnixMicro()), Member: st.ID}
+	if err := s.rdb.ZAddNX(ctx, s.prefix+"streams", z).Err(); err != nil {
+		return unavailable(err)
+	}
+	args := []any{
+		"id", st.ID, "title", st.Title, "creator_id", st.CreatorID, "status", string(st.Status),
+		"stream_key", st.StreamKey, "created_at", formatTime(st.CreatedAt),
+		"started_at", formatTimePtr(st.StartedAt), "ended_at", formatTimePtr(st.EndedAt),
+	}
+	_, err := s.run(ctx, "stream_create", st.ID, args...)
+	return err
+}
+
+// GetStream returns one stream.
+func (s *RedisStore) GetStream(ctx context.Context, id string) (Stream, error) {
+	m, err := s.rdb.HGetAll(ctx, s.base(id)+"stream").Result()
+	if err != nil {
+		return Stream{}, unavailable(err)
+	}
+	if len(m) == 0 {
+		return Stream{}, fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	}
+	return streamFromHash(m), nil
+}
+
+// ListStreams returns the streams that are not ended, oldest first.
+func (s *RedisStore) ListStreams(ctx context.Context) ([]Stream, error) {
+	ids, err := s.rdb.ZRange(ctx, s.prefix+"streams", 0, -1).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.base(id)+"stream")
+	}
+	if len(ids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, unavailable(err)
+		}
+	}
+	out := []Stream{}
+	for _, c := range cmds {
+		if m := c.Val(); len(m) > 0 && m["status"] != string(StreamEnded) {
+			out = append(out, streamFromHash(m))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// SetStreamLive marks the stream live or idle.
+func (s *RedisStore) SetStreamLive(ctx context.Context, id string, live bool, now time.Time) (Stream, error) {
+	r, err := s.run(ctx, "stream_live", id, flag(live), formatTime(now))
+	if err != nil {
+		return Stream{}, err
+	}
+	return streamFromHash(r.Stream), nil
+}
+
+// EndStream ends the stream and its scheduled and active sales.
+func (s *RedisStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
+	r, err := s.run(ctx, "stream_end", id, formatTime(now))
+	if err != nil {
+		return Stream{}, nil, err
+	}
+	sales := []Sale{}
+	for _, said := range splitList(r.Ended, ",") {
+		sales = append(sales, saleFromHash(r.Sales[said]))
+	}
+	// The stream is no longer listed; if this fails, ListStreams filters it anyway.
+	if err := s.rdb.ZRem(ctx, s.prefix+"streams", id).Err(); err != nil {
+		return Stream{}, nil, unavailable(err)
+	}
+	return streamFromHash(r.Stream), sales, nil
+}
+
+// AppendAudit records an audit entry.
+func (s *RedisStore) AppendAudit(ctx context.Context, e AuditEntry) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return unavailable(s.rdb.RPush(ctx, s.base(e.StreamID)+"audit", raw).Err())
+}
+
+// ListAudit returns the stream's audit entries, oldest first.
+func (s *RedisStore) ListAudit(ctx context.Context, streamID string) ([]AuditEntry, error) {
+	raws, err := s.rdb.LRange(ctx, s.base(streamID)+"audit", 0, -1).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]AuditEntry, 0, len(raws))
+	for _, raw := range raws {
+		var e AuditEntry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("audit entry: %w", err)
+		}
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out, nil
+}

@@ -1,0 +1,505 @@
+package cart
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Holds, the expiry sweep, checkout and orders of the Redis store.
+
+// evalInPipe queues a script by its SHA in a pipeline (the script cache is filled by
+// Run on first use; after a Redis restart the caller falls back to Run on NOSCRIPT).
+func (s *RedisStore) evalInPipe(ctx context.Context, pipe redis.Pipeliner, name, streamID string, args ...any) *redis.Cmd {
+	return pipe.EvalSha(ctx, s.scripts[name].Hash(), []string{s.base(streamID)}, args...)
+}
+
+func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// HoldUnits takes units of a product or a sale and records the hold.
+func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Time) (Hold, Changes, error) {
+	var sid string
+	var err error
+	if req.SaleID != "" {
+		sid, err = s.streamOfID(ctx, "sidx", req.SaleID)
+	} else {
+		sid, err = s.streamOfID(ctx, "pidx", req.ProductID)
+	}
+	if err != nil {
+		return Hold{}, Changes{}, err
+	}
+	member := dueMember(sid, req.ID)
+	args := []any{
+		req.ID, req.UserID, req.ProductID, req.SaleID, req.Quantity,
+		formatTime(req.ExpiresAt), micros(req.ExpiresAt), micros(now),
+	}
+	// One round trip: the user's cart and the sweep learn of the stream before the
+	// script runs, so no crash can leave a hold that no cart lists or no sweep finds.
+	pipe := s.rdb.Pipeline()
+	pipe.SAdd(ctx, s.prefix+"u:"+req.UserID+":holds", sid)
+	pipe.ZAdd(ctx, s.prefix+"holddue", redis.Z{Score: float64(req.ExpiresAt.UnixMicro()), Member: member})
+	cmd := s.evalInPipe(ctx, pipe, "hold", sid, args...)
+	_, err = pipe.Exec(ctx)
+	var r scriptReply
+	switch {
+	case isNoScript(cmd.Err()):
+		r, err = s.run(ctx, "hold", sid, args...)
+	case err != nil:
+		return Hold{}, Changes{}, unavailable(err)
+	default:
+		r, err = decodeReply("hold", cmd.Val().(string))
+	}
+	if err != nil {
+		if !errors.Is(err, ErrUnavailable) {
+			s.rdb.ZRem(ctx, s.prefix+"holddue", member) // nothing to sweep
+		}
+		return Hold{}, changesOf(r), err
+	}
+	return holdFromHash(r.Hold, now), changesOf(r), nil
+}
+
+// cartOf is one stream's part of a user's cart.
+type cartOf struct {
+	streamID string
+	idem     string // the idempotency key's record in this stream, if asked for
+	holds    []map[string]string
+}
+
+// carts reads the user's holds in every stream where the user has had any (and the
+// record of idemHash there, if set).
+func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, now time.Time) ([]cartOf, error) {
+	sids, err := s.rdb.SMembers(ctx, s.prefix+"u:"+userID+":holds").Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	sort.Strings(sids)
+	if len(sids) == 0 {
+		return nil, nil
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(sids))
+		for i, sid := range sids {
+			cmds[i] = s.evalInPipe(ctx, pipe, "cart", sid, userID, idemHash, micros(now))
+		}
+		_, err := pipe.Exec(ctx)
+		if err != nil && attempt == 0 && isNoScript(err) {
+			if err := s.scripts["cart"].Load(ctx, s.rdb).Err(); err != nil {
+				return nil, unavailable(err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, scriptError("cart", err)
+		}
+		out := make([]cartOf, len(sids))
+		for i, c := range cmds {
+			list, _ := c.Val().([]any)
+			out[i].streamID = sids[i]
+			if len(list) > 0 {
+				out[i].idem, _ = list[0].(string)
+				out[i].holds = rows(list[1:])
+			}
+		}
+		return out, nil
+	}
+}
+
+// ListHolds returns the user's holds, oldest first.
+func (s *RedisStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
+	cs, err := s.carts(ctx, userID, "", now)
+	if err != nil {
+		return nil, err
+	}
+	type entry struct {
+		created int64
+		hold    Hold
+	}
+	var all []entry
+	for _, c := range cs {
+		for _, m := range c.holds {
+			all = append(all, entry{atoi64(m["created_us"]), holdFromHash(m, now)})
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].created < all[j].created })
+	out := make([]Hold, len(all))
+	for i, e := range all {
+		out[i] = e.hold
+	}
+	return out, nil
+}
+
+// RemoveHold removes the user's hold; a live hold's units go back at once.
+func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now time.Time) (Changes, error) {
+	sid, err := s.streamOfHold(ctx, userID, holdID)
+	if err != nil {
+		return Changes{}, err
+	}
+	r, err := s.run(ctx, "hold_remove", sid, userID, holdID)
+	return changesOf(r), err
+}
+
+// streamOfHold finds the stream of one of the user's holds.
+func (s *RedisStore) streamOfHold(ctx context.Context, userID, holdID string) (string, error) {
+	sids, err := s.rdb.SMembers(ctx, s.prefix+"u:"+userID+":holds").Result()
+	if err != nil {
+		return "", unavailable(err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(sids))
+	for i, sid := range sids {
+		cmds[i] = pipe.Exists(ctx, s.base(sid)+"h:"+holdID)
+	}
+	if len(sids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return "", unavailable(err)
+		}
+	}
+	for i, c := range cmds {
+		if c.Val() == 1 {
+			return sids[i], nil
+		}
+	}
+	return "", fmt.Errorf("hold %s: %w", holdID, ErrNotFound)
+}
+
+// defaultReleaseBatch bounds a sweep when the caller gives no max.
+const defaultReleaseBatch = 1000
+
+// ReleaseExpiredHolds returns the units of due holds. The global holddue set says
+// which streams have holds that may be due; each stream's script releases them (a
+// hold once) and the entries are dropped after. Idempotency keys expire by TTL.
+func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max int) (int, Changes, error) {
+	if max <= 0 {
+		max = defaultReleaseBatch
+	}
+	dueKey := s.prefix + "holddue"
+	members, err := s.rdb.ZRangeByScore(ctx, dueKey, &redis.ZRangeBy{
+		Min: "-inf", Max: micros(now), Count: int64(max),
+	}).Result()
+	if err != nil {
+		return 0, Changes{}, unavailable(err)
+	}
+	released, ch := 0, Changes{}
+	for _, g := range groupByStream(members) {
+		if released >= max {
+			break
+		}
+		budget := max - released
+		args := append([]any{micros(now), budget}, g.args()...)
+		r, err := s.run(ctx, "release", g.streamID, args...)
+		if err != nil {
+			sortChanges(&ch)
+			return released, ch, err
+		}
+		released += r.N
+		c := changesOf(r)
+		ch.Products = append(ch.Products, c.Products...)
+		ch.Sales = append(ch.Sales, c.Sales...)
+		if r.N < budget { // every listed hold was looked at: forget them
+			gone := make([]any, len(g.ids))
+			for i, id := range g.ids {
+				gone[i] = dueMember(g.streamID, id)
+			}
+			if err := s.rdb.ZRem(ctx, dueKey, gone...).Err(); err != nil {
+				return released, ch, unavailable(err)
+			}
+		}
+	}
+	sortChanges(&ch)
+	return released, ch, nil
+}
+
+// idempotency key states (global key Pidem:<hash>)
+const (
+	idemPendingTTL = 15 * time.Second // covers one checkout; a crashed one frees the key
+	idemWait       = 2 * time.Second  // how long a concurrent same-key call waits
+)
+
+// idemHash scopes a key to its user.
+func idemHash(userID, key string) string {
+	h := sha256.Sum256([]byte(userID + "\x00" + key))
+	return hex.EncodeToString(h[:])
+}
+
+// Checkout places an order from the user's holds. The global key marks a checkout in
+// progress (so concurrent calls with one key place one order) and then remembers the
+// order; the stream's own record, written by the script with the order, makes a retry
+// after a crash in between return the same order. Keys older than 24 h (by now) are
+// forgotten; Redis drops them by TTL.
+func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
+	ih := idemHash(req.UserID, req.IdempotencyKey)
+	token, done, err := s.claimIdem(ctx, ih, req.Fingerprint, now)
+	if err != nil || done != nil {
+		if done != nil {
+			return *done, nil
+		}
+		return CheckoutResult{}, err
+	}
+	res, err := s.checkout(ctx, req, ih, now)
+	gk := s.prefix + "idem:" + ih
+	switch {
+	case err == nil:
+		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
+		if err := s.rdb.Set(ctx, gk, v, IdempotencyTTL).Err(); err != nil {
+			return CheckoutResult{}, unavailable(err)
+		}
+	case !errors.Is(err, ErrUnavailable):
+		// Nothing was ordered: the key is free for another attempt.
+		s.scripts["unclaim"].Run(ctx, s.rdb, []string{gk}, token)
+	}
+	return res, err
+}
+
+// claimIdem takes the global idempotency key for this call (answering its token), or
+// answers the order an earlier call with the key placed, or ErrConflict.
+func (s *RedisStore) claimIdem(ctx context.Context, ih, fingerprint string, now time.Time) (string, *CheckoutResult, error) {
+	gk := s.prefix + "idem:" + ih
+	token := randomToken()
+	deadline := time.Now().Add(idemWait)
+	for {
+		v, err := s.scripts["claim"].Run(ctx, s.rdb, []string{gk}, token, fingerprint, micros(now), idemPendingTTL.Milliseconds()).Text()
+		if err != nil {
+			return "", nil, scriptError("claim", err)
+		}
+		if v == "claimed" {
+			return token, nil, nil
+		}
+		if strings.HasPrefix(v, "done|") {
+			f := strings.SplitN(v, "|", 5)
+			if len(f) == 5 && f[4] == fingerprint {
+				o, err := s.getOrder(ctx, f[1], f[2])
+				if err != nil {
+					return "", nil, err
+				}
+				return "", &CheckoutResult{Order: o}, nil
+			}
+			return "", nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
+		}
+		if f := strings.SplitN(v, "|", 3); len(f) != 3 || f[2] != fingerprint {
+			return "", nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
+		}
+		if time.Now().After(deadline) {
+			return "", nil, fmt.Errorf("a checkout with this idempotency key is in progress: %w", ErrConflict)
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil, unavailable(ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func randomToken() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *RedisStore) getOrder(ctx context.Context, streamID, orderID string) (Order, error) {
+	m, err := s.rdb.HGetAll(ctx, s.base(streamID)+"o:"+orderID).Result()
+	if err != nil {
+		return Order{}, unavailable(err)
+	}
+	if len(m) == 0 {
+		return Order{}, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
+	}
+	return orderFromHash(m), nil
+}
+
+// checkout picks the stream the request orders from and runs its checkout script.
+func (s *RedisStore) checkout(ctx context.Context, req CheckoutRequest, ih string, now time.Time) (CheckoutResult, error) {
+	if req.StreamID != "" {
+		return s.checkoutStream(ctx, req, ih, req.StreamID, "", now)
+	}
+	cs, err := s.carts(ctx, req.UserID, ih, now)
+	if err != nil {
+		return CheckoutResult{}, err
+	}
+	for _, c := range cs {
+		if c.idem != "" { // an earlier attempt with this key ordered here
+			return s.checkoutStream(ctx, req, ih, c.streamID, "", now)
+		}
+	}
+	if req.HoldIDs != nil {
+		return s.checkoutIDs(ctx, req, ih, cs, now)
+	}
+	return s.checkoutCart(ctx, req, ih, cs, now)
+}
+
+// checkoutCart orders the user's whole cart: it must have live holds of exactly one
+// stream. The expired holds of the other streams are cleared too.
+func (s *RedisStore) checkoutCart(ctx context.Context, req CheckoutRequest, ih string, cs []cartOf, now time.Time) (CheckoutResult, error) {
+	var live, stale []string
+	for _, c := range cs {
+		hasLive, hasExpired := false, false
+		for _, m := range c.holds {
+			if holdFromHash(m, now).Expired {
+				hasExpired = true
+			} else {
+				hasLive = true
+			}
+		}
+		if hasLive {
+			live = append(live, c.streamID)
+		}
+		if hasExpired {
+			stale = append(stale, c.streamID)
+		}
+	}
+	target := ""
+	if len(live) == 1 {
+		target = live[0]
+	}
+	res := CheckoutResult{}
+	var cleared []string
+	for _, sid := range stale {
+		if sid == target {
+			continue // its own checkout clears them
+		}
+		ids, ch, err := s.clearExpired(ctx, req, ih, sid, nil, now)
+		res.Changes = mergeChanges(res.Changes, ch)
+		if err != nil {
+			return res, err
+		}
+		cleared = append(cleared, ids...)
+	}
+	switch {
+	case len(live) > 1:
+		return res, fmt.Errorf("the cart holds items of several streams; name one: %w", ErrConflict)
+	case len(live) == 0 && len(cleared) > 0:
+		return res, fmt.Errorf("every hold in the cart has expired: %w", ErrHoldExpired)
+	case len(live) == 0:
+		return res, fmt.Errorf("the cart is empty: %w", ErrConflict)
+	}
+	r, err := s.checkoutStream(ctx, req, ih, target, strings.Join(cleared, ","), now)
+	r.Changes = mergeChanges(res.Changes, r.Changes)
+	return r, err
+}
+
+// checkoutIDs orders exactly the listed holds, which must be of one stream.
+func (s *RedisStore) checkoutIDs(ctx context.Context, req CheckoutRequest, ih string, cs []cartOf, now time.Time) (CheckoutResult, error) {
+	where := map[string]string{}
+	for _, c := range cs {
+		for _, m := range c.holds {
+			where[m["id"]] = c.streamID
+		}
+	}
+	byStream := map[string][]string{}
+	var streams []string
+	for _, id := range req.HoldIDs {
+		sid, ok := where[id]
+		if !ok {
+			return CheckoutResult{}, fmt.Errorf("hold %s: %w", id, ErrNotFound)
+		}
+		if _, seen := byStream[sid]; !seen {
+			streams = append(streams, sid)
+		}
+		byStream[sid] = append(byStream[sid], id)
+	}
+	if len(streams) <= 1 {
+		sid := req.StreamID
+		if len(streams) == 1 {
+			sid = streams[0]
+		}
+		if sid == "" {
+			return CheckoutResult{}, fmt.Errorf("the cart is empty: %w", ErrConflict)
+		}
+		return s.checkoutStream(ctx, req, ih, sid, "", now)
+	}
+	res, expired := CheckoutResult{}, false
+	for _, sid := range streams {
+		ids, ch, err := s.clearExpired(ctx, req, ih, sid, byStream[sid], now)
+		res.Changes = mergeChanges(res.Changes, ch)
+		if err != nil {
+			return res, err
+		}
+		expired = expired || len(ids) > 0
+	}
+	if expired {
+		return res, fmt.Errorf("some holds have expired: %w", ErrHoldExpired)
+	}
+	return res, fmt.Errorf("the holds are of several streams: %w", ErrConflict)
+}
+
+func mergeChanges(a, b Changes) Changes {
+	a.Products = append(a.Products, b.Products...)
+	a.Sales = append(a.Sales, b.Sales...)
+	sortChanges(&a)
+	return a
+}
+
+// checkoutArgs are the checkout script's arguments.
+func checkoutArgs(req CheckoutRequest, ih, mode, otherExpired string, ids []string, now time.Time) []any {
+	args := []any{req.UserID, ih, req.Fingerprint, req.OrderID, micros(now), formatTime(now), mode, otherExpired}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return args
+}
+
+// clearExpired clears the user's expired holds (of ids, or all) in one stream.
+func (s *RedisStore) clearExpired(ctx context.Context, req CheckoutRequest, ih, sid string, ids []string, now time.Time) ([]string, Changes, error) {
+	r, err := s.run(ctx, "checkout", sid, checkoutArgs(req, ih, "clear", "", ids, now)...)
+	return splitList(r.Cleared, ","), changesOf(r), err
+}
+
+// checkoutStream runs the checkout script on one stream.
+func (s *RedisStore) checkoutStream(ctx context.Context, req CheckoutRequest, ih, sid, otherExpired string, now time.Time) (CheckoutResult, error) {
+	if err := s.rdb.SAdd(ctx, s.prefix+"u:"+req.UserID+":orders", sid).Err(); err != nil {
+		return CheckoutResult{}, unavailable(err)
+	}
+	mode := "all"
+	if req.HoldIDs != nil {
+		mode = "ids"
+	}
+	r, err := s.run(ctx, "checkout", sid, checkoutArgs(req, ih, mode, otherExpired, req.HoldIDs, now)...)
+	res := CheckoutResult{Changes: changesOf(r)}
+	if err != nil {
+		return res, err
+	}
+	res.Order, res.Created = orderFromHash(r.Order), r.Created
+	return res, nil
+}
+
+// ListOrders returns the user's orders, oldest first.
+func (s *RedisStore) ListOrders(ctx context.Context, userID string) ([]Order, error) {
+	sids, err := s.rdb.SMembers(ctx, s.prefix+"u:"+userID+":orders").Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	sort.Strings(sids)
+	out := []Order{}
+	for _, sid := range sids {
+		ms, err := s.list(ctx, sid, "uo:"+userID, "o")
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			out = append(out, orderFromHash(m))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// ListStreamOrders returns the stream's orders, oldest first.
+func (s *RedisStore) ListStreamOrders(ctx context.Context, streamID string) ([]Order, error) {
+	ms, err := s.list(ctx, streamID, "orders", "o")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Order, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, orderFromHash(m))
+	}
+	return out, nil
+}

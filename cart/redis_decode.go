@@ -1,0 +1,187 @@
+package cart
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The Redis store keeps every record as a hash of strings; these turn them into the
+// domain types. Times are stored as RFC 3339 strings (exact) and, where scripts
+// compare them, also as µs since the epoch.
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func formatTimePtr(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return formatTime(*t)
+}
+
+func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func parseTimePtr(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	t := parseTime(s)
+	return &t
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// splitList splits a joined list; "" is the empty list.
+func splitList(s, sep string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, sep)
+}
+
+func streamFromHash(m map[string]string) Stream {
+	return Stream{
+		ID:        m["id"],
+		Title:     m["title"],
+		CreatorID: m["creator_id"],
+		Status:    StreamStatus(m["status"]),
+		StreamKey: m["stream_key"],
+		CreatedAt: parseTime(m["created_at"]),
+		StartedAt: parseTimePtr(m["started_at"]),
+		EndedAt:   parseTimePtr(m["ended_at"]),
+	}
+}
+
+func productHash(p Product) []any {
+	return []any{
+		"id", p.ID, "stream_id", p.StreamID, "sku", p.SKU, "title", p.Title,
+		"description", p.Description, "price_cents", strconv.FormatInt(p.PriceCents, 10),
+		"currency", p.Currency, "image_url", p.ImageURL, "stock", strconv.Itoa(p.Stock),
+	}
+}
+
+func productFromHash(m map[string]string) Product {
+	return Product{
+		ID:          m["id"],
+		StreamID:    m["stream_id"],
+		SKU:         m["sku"],
+		Title:       m["title"],
+		Description: m["description"],
+		PriceCents:  atoi64(m["price_cents"]),
+		Currency:    m["currency"],
+		ImageURL:    m["image_url"],
+		Stock:       atoi(m["stock"]),
+		Held:        atoi(m["held"]),
+		Sold:        atoi(m["sold"]),
+		Hidden:      m["hidden"] == "1",
+	}
+}
+
+func saleHash(s Sale) []any {
+	return []any{
+		"id", s.ID, "stream_id", s.StreamID, "product_id", s.ProductID,
+		"price_cents", strconv.FormatInt(s.PriceCents, 10), "quantity", strconv.Itoa(s.Quantity),
+		"per_user_limit", strconv.Itoa(s.PerUserLimit),
+		"starts_at", formatTime(s.StartsAt), "ends_at", formatTime(s.EndsAt),
+		"starts_us", micros(s.StartsAt), "ends_us", micros(s.EndsAt),
+	}
+}
+
+func saleFromHash(m map[string]string) Sale {
+	return Sale{
+		ID:           m["id"],
+		StreamID:     m["stream_id"],
+		ProductID:    m["product_id"],
+		PriceCents:   atoi64(m["price_cents"]),
+		Quantity:     atoi(m["quantity"]),
+		Remaining:    atoi(m["remaining"]),
+		Held:         atoi(m["held"]),
+		Sold:         atoi(m["sold"]),
+		Returned:     atoi(m["returned"]),
+		PerUserLimit: atoi(m["per_user_limit"]),
+		StartsAt:     parseTime(m["starts_at"]),
+		EndsAt:       parseTime(m["ends_at"]),
+		Status:       m["status"],
+	}
+}
+
+// holdFromHash decodes a hold; it is expired when released or due at now.
+func holdFromHash(m map[string]string, now time.Time) Hold {
+	return Hold{
+		ID:             m["id"],
+		UserID:         m["user_id"],
+		StreamID:       m["stream_id"],
+		ProductID:      m["product_id"],
+		SaleID:         m["sale_id"],
+		Quantity:       atoi(m["quantity"]),
+		UnitPriceCents: atoi64(m["unit_price_cents"]),
+		Currency:       m["currency"],
+		ExpiresAt:      parseTime(m["expires_at"]),
+		Expired:        m["state"] != "live" || atoi64(m["exp_us"]) <= now.UnixMicro(),
+	}
+}
+
+// orderFromHash decodes an order; items are "product,sale,quantity,price;…".
+func orderFromHash(m map[string]string) Order {
+	o := Order{
+		ID:             m["id"],
+		UserID:         m["user_id"],
+		StreamID:       m["stream_id"],
+		Items:          []OrderItem{},
+		TotalCents:     atoi64(m["total_cents"]),
+		Currency:       m["currency"],
+		Status:         m["status"],
+		CreatedAt:      parseTime(m["created_at"]),
+		ExpiredHoldIDs: []string{},
+	}
+	for _, item := range splitList(m["items"], ";") {
+		f := strings.Split(item, ",")
+		if len(f) != 4 {
+			continue
+		}
+		o.Items = append(o.Items, OrderItem{
+			ProductID: f[0], SaleID: f[1], Quantity: atoi(f[2]), UnitPriceCents: atoi64(f[3]),
+		})
+	}
+	o.ExpiredHoldIDs = append(o.ExpiredHoldIDs, splitList(m["expired"], ",")...)
+	return o
+}
+
+// changesOf lists the products and sales a script touched, in a stable order.
+func changesOf(r scriptReply) Changes {
+	ch := Changes{}
+	for _, m := range r.Products {
+		ch.Products = append(ch.Products, productFromHash(m))
+	}
+	for _, m := range r.Sales {
+		ch.Sales = append(ch.Sales, saleFromHash(m))
+	}
+	sortChanges(&ch)
+	return ch
+}
+
+func sortChanges(ch *Changes) {
+	slices.SortFunc(ch.Products, func(a, b Product) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(ch.Sales, func(a, b Sale) int { return strings.Compare(a.ID, b.ID) })
+}
