@@ -53,8 +53,8 @@ var luaFiles embed.FS
 
 // RedisOptions tunes OpenRedis. The zero value is fine.
 type RedisOptions struct {
-	// Prefix starts every key (default "livecart:"), so several deployments and tests
-	// share one Redis. It must not contain '{' or '}'.
+	// Prefix starts every key (default "livecart:"; a ':' is added if missing), so
+	// several deployments and tests share one Redis. It must not contain '{' or '}'.
 	Prefix string
 	// PoolSize is the number of connections (default 64).
 	PoolSize int
@@ -80,6 +80,9 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = defaultRedisPrefix
+	}
+	if !strings.HasSuffix(opts.Prefix, ":") {
+		opts.Prefix += ":"
 	}
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("redis prefix %q must not contain braces", opts.Prefix)

@@ -117,6 +117,8 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 			return nil, err
 		}
 		return cart.OpenBolt(filepath.Join(m.cfg.DataDir, "livecart.db"))
+	case "redis":
+		return cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix})
 	default:
 		return nil, fmt.Errorf("store %q is not available in this build", m.cfg.Store)
 	}
