@@ -220,8 +220,8 @@ func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max
 
 // idempotency key states (global key Pidem:<hash>)
 const (
-	idemPendingTTL = 15 * time.Second // covers one checkout; a crashed one frees the key
-	idemWait       = 2 * time.Second  // how long a concurrent same-key call waits
+	idemPendingTTL = 5 * time.Second // covers one checkout; a crashed one frees the key
+	idemWait       = 2 * time.Second // how long a concurrent same-key call waits
 )
 
 // idemHash scopes a key to its user.

@@ -1,0 +1,237 @@
+package cart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// redisServer is a private redis-server on a loopback port, with an AOF fsynced on
+// every write so that what it acknowledged survives a kill -9.
+type redisServer struct {
+	t    *testing.T
+	dir  string
+	port int
+	cmd  *exec.Cmd
+}
+
+func startRedisServer(t *testing.T) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server not installed: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := &redisServer{t: t, dir: t.TempDir(), port: port}
+	r.start()
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+// start runs redis-server and waits until it answers (its AOF loaded).
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port), MaxRetries: -1})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server on port %d did not answer", r.port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL and reaps the process (no-op if it is not running).
+func (r *redisServer) kill() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+	r.cmd = nil
+}
+
+// restartAfter kills redis-server once ready is closed, checks that the store answers
+// ErrUnavailable while it is down, and starts it again on the same port and AOF.
+func (r *redisServer) restartAfter(st Store, ready <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	<-ready
+	r.kill()
+	ctx := context.Background()
+	if err := st.Ping(ctx); !errors.Is(err, ErrUnavailable) {
+		r.t.Errorf("Ping while redis is down: got %v, want ErrUnavailable", err)
+	}
+	if _, err := st.GetSale(ctx, uuid.NewString()); !errors.Is(err, ErrUnavailable) {
+		r.t.Errorf("GetSale while redis is down: got %v, want ErrUnavailable", err)
+	}
+	time.Sleep(300 * time.Millisecond) // the storm keeps knocking meanwhile
+	r.start()
+}
+
+// TestRedisRestartMidStorm kills redis-server (SIGKILL) in the middle of a hold storm
+// and again in the middle of the checkouts. Buyers retry what was not acknowledged
+// (the same hold id, the same idempotency key), as a client retries a 503. After:
+// no oversell, every acknowledged hold and order is there, each buyer has exactly one
+// order, and the invariants hold.
+func TestRedisRestartMidStorm(t *testing.T) {
+	srv := startRedisServer(t)
+	st := openTestRedis(t, srv.url())
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	const units, buyers = 300, 1000
+	sale := e.sale(t, e.stream(t), units, 1)
+
+	// Phase 1: holds.
+	var (
+		mu          sync.Mutex
+		winners     = map[string]Hold{} // user → acknowledged hold
+		soldOut     atomic.Int64
+		unavailable atomic.Int64
+		acked       atomic.Int64
+	)
+	ready, restarted := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	go srv.restartAfter(st, ready, restarted)
+	retry := func(err error) bool {
+		if errors.Is(err, ErrUnavailable) {
+			unavailable.Add(1)
+			time.Sleep(20 * time.Millisecond)
+			return true
+		}
+		return false
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < buyers; i++ {
+		wg.Add(1)
+		go func(user string) {
+			defer wg.Done()
+			req := HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sale.ID, Quantity: 1, ExpiresAt: e.now.Add(time.Hour)}
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+				h, _, err := st.HoldUnits(e.ctx, req, e.now)
+				switch {
+				case err == nil:
+					mu.Lock()
+					winners[user] = h
+					mu.Unlock()
+					if acked.Add(1) == units/3 {
+						once.Do(func() { close(ready) })
+					}
+					return
+				case errors.Is(err, ErrSoldOut):
+					soldOut.Add(1)
+					return
+				case retry(err):
+				default:
+					t.Errorf("hold %s: %v", user, err)
+					return
+				}
+			}
+			t.Errorf("hold %s: no answer in 30 s", user)
+		}(fmt.Sprintf("buyer-%d", i))
+	}
+	wg.Wait()
+	once.Do(func() { close(ready) })
+	<-restarted
+	if len(winners) != units || soldOut.Load() != buyers-units {
+		t.Fatalf("holds: got %d acknowledged and %d sold_out, want %d and %d", len(winners), soldOut.Load(), units, buyers-units)
+	}
+	if unavailable.Load() == 0 {
+		t.Errorf("holds: got no ErrUnavailable while redis was down, want some")
+	}
+	got := e.getSale(t, sale.ID)
+	if got.Held != units || got.Remaining != 0 {
+		t.Fatalf("sale after the hold storm: got held %d remaining %d, want %d 0", got.Held, got.Remaining, units)
+	}
+	for user, h := range winners {
+		holds, err := st.ListHolds(e.ctx, user, e.now)
+		if err != nil || len(holds) != 1 || holds[0].ID != h.ID {
+			t.Fatalf("cart of %s: got %+v %v, want its acknowledged hold %s", user, holds, err, h.ID)
+		}
+	}
+	t.Logf("holds: %d acknowledged, %d sold out, %d unavailable answers retried", len(winners), soldOut.Load(), unavailable.Load())
+
+	// Phase 2: every winner checks out; redis dies again half way.
+	unavailable.Store(0)
+	acked.Store(0)
+	ready, restarted, once = make(chan struct{}), make(chan struct{}), sync.Once{}
+	go srv.restartAfter(st, ready, restarted)
+	orders := map[string]Order{}
+	for user := range winners {
+		wg.Add(1)
+		go func(user string) {
+			defer wg.Done()
+			req := CheckoutRequest{OrderID: uuid.NewString(), UserID: user, IdempotencyKey: "key-" + user, Fingerprint: "{}"}
+			for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+				res, err := st.Checkout(e.ctx, req, e.now.Add(time.Second))
+				switch {
+				case err == nil:
+					mu.Lock()
+					orders[user] = res.Order
+					mu.Unlock()
+					if acked.Add(1) == units/3 {
+						once.Do(func() { close(ready) })
+					}
+					return
+				case errors.Is(err, ErrConflict): // the same key still in progress
+					time.Sleep(50 * time.Millisecond)
+				case retry(err):
+				default:
+					t.Errorf("checkout %s: %v", user, err)
+					return
+				}
+			}
+			t.Errorf("checkout %s: no order in 60 s", user)
+		}(user)
+	}
+	wg.Wait()
+	once.Do(func() { close(ready) })
+	<-restarted
+	if unavailable.Load() == 0 {
+		t.Errorf("checkouts: got no ErrUnavailable while redis was down, want some")
+	}
+	list, err := st.ListStreamOrders(e.ctx, sale.StreamID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]bool{}
+	perUser := map[string]int{}
+	for _, o := range list {
+		byID[o.ID] = true
+		perUser[o.UserID]++
+	}
+	for user, o := range orders {
+		if !byID[o.ID] {
+			t.Errorf("acknowledged order %s of %s is lost", o.ID, user)
+		}
+		if perUser[user] != 1 {
+			t.Errorf("%s: got %d orders, want exactly 1", user, perUser[user])
+		}
+	}
+	got = e.getSale(t, sale.ID)
+	if len(orders) != units || len(list) != units || got.Sold != units || got.Held != 0 || got.Remaining != 0 {
+		t.Fatalf("after the checkouts: got %d acknowledged, %d stored orders, sale %+v; want %d sold", len(orders), len(list), got, units)
+	}
+	e.checkInvariants(t)
+	t.Logf("checkouts: %d orders, %d unavailable answers retried", len(orders), unavailable.Load())
+}
