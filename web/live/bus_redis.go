@@ -1,0 +1,346 @@
+package live
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed lua/publish.lua
+var publishLua string
+
+var publishScript = redis.NewScript(publishLua)
+
+// RedisBus is the Bus of several nodes. A stream's seq counter and history (a Redis
+// stream, trimmed to about HistorySize entries) are written by one Lua script that
+// also publishes the frame; keys carry the {stream_id} hash tag. Each node holds one
+// pub/sub connection, subscribed to the streams it has viewers of, and fills any gap
+// in the seq numbers (a dropped and re-established subscription) from the history.
+type RedisBus struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	now     func() time.Time
+	log     *slog.Logger
+	history int
+	ps      *redis.PubSub
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	cmdMu sync.Mutex // serialises (un)subscribe decisions with their commands
+
+	mu   sync.Mutex           // guards subs and each sub's fields; held while delivering
+	subs map[string]*redisSub // by stream id
+}
+
+var _ Bus = (*RedisBus)(nil)
+
+type redisSub struct {
+	last    int64         // last seq delivered; -1 until the subscription is confirmed
+	initial int64         // last at confirmation: new subscribers get every later record
+	ready   chan struct{} // closed at confirmation
+	stale   bool          // a gap could not be filled yet: retry
+	fns     map[int]func(Record)
+	next    int
+}
+
+// NewRedisBus starts a RedisBus on rdb with keys under prefix. now and log may be nil.
+func NewRedisBus(rdb redis.UniversalClient, prefix string, now func() time.Time, log *slog.Logger) *RedisBus {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &RedisBus{
+		rdb: rdb, prefix: prefix, now: now, log: log, history: HistorySize,
+		ps: rdb.Subscribe(ctx), stop: cancel, done: make(chan struct{}), subs: map[string]*redisSub{},
+	}
+	go b.receiveLoop(ctx)
+	return b
+}
+
+func (b *RedisBus) key(sid, name string) string { return b.prefix + ":live:{" + sid + "}:" + name }
+
+func (b *RedisBus) channel(sid string) string { return b.key(sid, "events") }
+
+// streamOf returns the stream id inside a channel name's hash tag.
+func streamOf(channel string) string {
+	i := strings.LastIndexByte(channel, '{')
+	j := strings.LastIndexByte(channel, '}')
+	if i < 0 || j < i {
+		return ""
+	}
+	return channel[i+1 : j]
+}
+
+// Publish implements Bus.
+func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
+	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(sid, "seq"), b.key(sid, "history")},
+		quoteType(typ), body, b.history, b.channel(sid)).Slice()
+	if err != nil {
+		return Record{}, fmt.Errorf("live: publish: %w", err)
+	}
+	seq, _ := res[0].(int64)
+	frame, _ := res[1].(string)
+	return Record{Seq: seq, Frame: []byte(frame)}, nil
+}
+
+// Subscribe implements Bus.
+func (b *RedisBus) Subscribe(ctx context.Context, sid string, fn func(Record)) (int64, func(), error) {
+	b.cmdMu.Lock()
+	b.mu.Lock()
+	s := b.subs[sid]
+	isNew := s == nil
+	if isNew {
+		s = &redisSub{last: -1, ready: make(chan struct{}), fns: map[int]func(Record){}}
+		b.subs[sid] = s
+	}
+	id := s.next
+	s.next++
+	s.fns[id] = fn
+	ready, last := s.last >= 0, s.last
+	b.mu.Unlock()
+	cancel := func() { b.unsubscribe(sid, s, id) }
+	if isNew {
+		if err := b.ps.Subscribe(ctx, b.channel(sid)); err != nil {
+			b.cmdMu.Unlock()
+			cancel()
+			return 0, nil, fmt.Errorf("live: subscribe: %w", err)
+		}
+	}
+	b.cmdMu.Unlock()
+	if ready {
+		return last, cancel, nil
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return s.initial, cancel, nil
+	case <-ctx.Done():
+		cancel()
+		return 0, nil, ctx.Err()
+	case <-t.C:
+		cancel()
+		return 0, nil, errors.New("live: subscribe: no confirmation from redis")
+	}
+}
+
+func (b *RedisBus) unsubscribe(sid string, s *redisSub, id int) {
+	b.cmdMu.Lock()
+	defer b.cmdMu.Unlock()
+	b.mu.Lock()
+	delete(s.fns, id)
+	empty := len(s.fns) == 0 && b.subs[sid] == s
+	if empty {
+		delete(b.subs, sid)
+	}
+	b.mu.Unlock()
+	if empty {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := b.ps.Unsubscribe(ctx, b.channel(sid)); err != nil {
+			b.log.Warn("live: unsubscribe", "stream", sid, "err", err)
+		}
+	}
+}
+
+// receiveLoop reads the pub/sub connection until Close. go-redis reconnects and
+// resubscribes after an error; each confirmation triggers a catch-up from history.
+func (b *RedisBus) receiveLoop(ctx context.Context) {
+	defer close(b.done)
+	for {
+		msg, err := b.ps.ReceiveTimeout(ctx, 2*time.Second)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				b.retryStale(ctx)
+				_ = b.ps.Ping(ctx) // a dead connection fails here and is replaced
+				continue
+			}
+			b.log.Warn("live: redis subscription lost; resubscribing", "err", err)
+			b.markAllStale()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				b.catchUp(ctx, streamOf(m.Channel))
+			}
+		case *redis.Message:
+			b.onMessage(ctx, streamOf(m.Channel), m.Payload)
+		}
+	}
+}
+
+func (b *RedisBus) markAllStale() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.subs {
+		s.stale = true
+	}
+}
+
+func (b *RedisBus) retryStale(ctx context.Context) {
+	b.mu.Lock()
+	var sids []string
+	for sid, s := range b.subs {
+		if s.stale || s.last < 0 {
+			sids = append(sids, sid)
+		}
+	}
+	b.mu.Unlock()
+	for _, sid := range sids {
+		b.catchUp(ctx, sid)
+	}
+}
+
+// catchUp initialises a new subscription, or delivers what history holds beyond the
+// last delivered seq (after a resubscription).
+func (b *RedisBus) catchUp(ctx context.Context, sid string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.subs[sid]
+	if s == nil {
+		return
+	}
+	if s.last < 0 {
+		n, err := b.rdb.Get(ctx, b.key(sid, "seq")).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			b.log.Warn("live: read seq", "stream", sid, "err", err)
+			return // retried on the next tick
+		}
+		s.last, s.initial = n, n
+		close(s.ready)
+		return
+	}
+	b.fill(ctx, sid, s, "+")
+}
+
+// fill delivers the history records after s.last up to through ("+": all). Called
+// with b.mu held.
+func (b *RedisBus) fill(ctx context.Context, sid string, s *redisSub, through string) bool {
+	entries, err := b.rdb.XRange(ctx, b.key(sid, "history"), strconv.FormatInt(s.last+1, 10), through).Result()
+	if err != nil {
+		b.log.Warn("live: read history", "stream", sid, "err", err)
+		s.stale = true
+		return false
+	}
+	for _, e := range entries {
+		seq, err := strconv.ParseInt(strings.TrimSuffix(e.ID, "-0"), 10, 64)
+		frame, _ := e.Values["f"].(string)
+		if err != nil || seq <= s.last {
+			continue
+		}
+		if seq > s.last+1 { // trimmed away during the outage: viewers must resync
+			b.deliver(s, Record{Seq: seq, Lost: true})
+		}
+		b.deliver(s, Record{Seq: seq, Frame: []byte(frame)})
+	}
+	s.stale = false
+	return true
+}
+
+func (b *RedisBus) deliver(s *redisSub, rec Record) {
+	if !rec.Lost {
+		s.last = rec.Seq
+	}
+	for _, fn := range s.fns {
+		fn(rec)
+	}
+}
+
+func (b *RedisBus) onMessage(ctx context.Context, sid, payload string) {
+	var head frameHead
+	if err := json.Unmarshal([]byte(payload), &head); err != nil || head.Seq <= 0 {
+		b.log.Warn("live: bad frame on channel", "stream", sid, "err", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.subs[sid]
+	if s == nil || s.last < 0 || head.Seq <= s.last {
+		return // not ours yet, or already delivered from history
+	}
+	if head.Seq > s.last+1 || s.stale {
+		// A gap: fill it from history (which holds this record too).
+		b.fill(ctx, sid, s, strconv.FormatInt(head.Seq, 10))
+		return
+	}
+	b.deliver(s, Record{Seq: head.Seq, Frame: []byte(payload)})
+}
+
+// Since implements Bus.
+func (b *RedisBus) Since(ctx context.Context, sid string, after, through int64) ([]Record, bool, error) {
+	if after >= through {
+		return []Record{}, true, nil
+	}
+	entries, err := b.rdb.XRange(ctx, b.key(sid, "history"), strconv.FormatInt(after+1, 10), strconv.FormatInt(through, 10)).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("live: history: %w", err)
+	}
+	if int64(len(entries)) != through-after {
+		return nil, false, nil
+	}
+	out := make([]Record, 0, len(entries))
+	for i, e := range entries {
+		frame, _ := e.Values["f"].(string)
+		out = append(out, Record{Seq: after + 1 + int64(i), Frame: []byte(frame)})
+	}
+	return out, true, nil
+}
+
+// Mute implements Bus.
+func (b *RedisBus) Mute(ctx context.Context, sid, userID string, until time.Time) error {
+	ttl := until.Sub(b.now())
+	if ttl <= 0 {
+		return b.Unmute(ctx, sid, userID)
+	}
+	return b.rdb.Set(ctx, b.key(sid, "mute:"+userID), until.UnixMilli(), ttl).Err()
+}
+
+// Unmute implements Bus.
+func (b *RedisBus) Unmute(ctx context.Context, sid, userID string) error {
+	return b.rdb.Del(ctx, b.key(sid, "mute:"+userID)).Err()
+}
+
+// MutedUntil implements Bus.
+func (b *RedisBus) MutedUntil(ctx context.Context, sid, userID string) (time.Time, bool, error) {
+	ms, err := b.rdb.Get(ctx, b.key(sid, "mute:"+userID)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	until := time.UnixMilli(ms).UTC()
+	return until, until.After(b.now()), nil
+}
+
+// Close implements Bus. It does not close the Redis client.
+func (b *RedisBus) Close() error {
+	b.stop()
+	err := b.ps.Close()
+	<-b.done
+	return err
+}
