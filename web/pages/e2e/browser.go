@@ -89,6 +89,7 @@ func NewBrowser(t testing.TB) *Browser {
 // violations.
 type Tab struct {
 	Ctx    context.Context
+	Close  func() // closes the tab (also done when the test ends)
 	t      testing.TB
 	mu     sync.Mutex
 	issues []string // guarded by mu
@@ -101,7 +102,7 @@ func (b *Browser) NewTab(t testing.TB, width, height int64) *Tab {
 	tab := &Tab{t: t}
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(tab.listen))
 	t.Cleanup(cancel)
-	tab.Ctx = ctx
+	tab.Ctx, tab.Close = ctx, cancel
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("new tab: %v", err)
 	}

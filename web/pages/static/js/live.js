@@ -67,9 +67,12 @@ export class LiveChannel {
       return;
     }
     this.ws = ws;
-    this.gotFrame = false;
     ws.onopen = () => {
+      if (this.ws !== ws) return;
       this.lastFrame = Date.now();
+      // A resume with nothing missed sends no frame: being open is enough.
+      this.attempt = 0;
+      this.status('open');
     };
     ws.onmessage = (m) => {
       if (this.ws !== ws) return;
@@ -98,11 +101,6 @@ export class LiveChannel {
     }
     if (ev.type === 'snapshot' || typeof ev.seq === 'number') {
       this.seq = typeof ev.seq === 'number' ? ev.seq : this.seq;
-    }
-    if (!this.gotFrame) {
-      this.gotFrame = true;
-      this.attempt = 0;
-      this.status('open');
     }
     const fn = this.handlers[ev.type];
     if (fn) {

@@ -137,7 +137,11 @@ async function endStream() {
 
 function describeDetails(d) {
   if (!d || typeof d !== 'object') return '';
-  return Object.entries(d).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ');
+  const short = (v) => {
+    const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    return text.length > 24 ? `${text.slice(0, 23)}…` : text;
+  };
+  return Object.entries(d).map(([k, v]) => `${k}=${short(v)}`).join(' ');
 }
 
 async function loadAudit() {

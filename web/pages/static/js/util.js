@@ -35,15 +35,21 @@ export function sidFromPath() {
 }
 
 // money formats minor units in a currency; falls back to "12.34 XYZ" for unknown codes.
+// Formatters are cached: building one costs milliseconds (the first, far more).
+const moneyFormats = new Map();
 export function money(cents, currency) {
   const c = (currency || 'USD').toUpperCase();
-  try {
-    const f = new Intl.NumberFormat(undefined, { style: 'currency', currency: c });
-    const digits = f.resolvedOptions().maximumFractionDigits;
-    return f.format(Number(cents) / 10 ** digits);
-  } catch {
-    return `${(Number(cents) / 100).toFixed(2)} ${c}`;
+  let f = moneyFormats.get(c);
+  if (f === undefined) {
+    try {
+      f = new Intl.NumberFormat(undefined, { style: 'currency', currency: c });
+    } catch {
+      f = null;
+    }
+    moneyFormats.set(c, f);
   }
+  if (!f) return `${(Number(cents) / 100).toFixed(2)} ${c}`;
+  return f.format(Number(cents) / 10 ** f.resolvedOptions().maximumFractionDigits);
 }
 
 // parseMoney turns "12.50" into 1250 minor units (two decimals assumed).

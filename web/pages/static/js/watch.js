@@ -524,6 +524,7 @@ async function main() {
     return;
   }
   setSignInPrompts();
+  money(0, 'USD'); // warm up Intl so the first card renders at once
   player.start();
   live.start();
   try {
