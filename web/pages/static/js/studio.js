@@ -329,6 +329,13 @@ async function main() {
   bindProductForm();
   bindSaleForm();
   $('#watch-link').href = `/watch/${sid}`;
+  model.on('stream', () => {
+    if (model.stream.status !== 'ended') return;
+    cam.wantLive = false;
+    cam.golive.disabled = true;
+    endBtn.disabled = true;
+    say(cam.state, 'This stream has ended.', '');
+  });
   model.on('products', renderProducts);
   model.on('pins', renderProducts);
   model.on('sales', () => renderSales(model, $('#sales'), $('#sales-empty'), stopSale));
