@@ -95,6 +95,11 @@ func (m *Main) build(ctx context.Context) error {
 			},
 		},
 	}
+	hub, err := m.buildLive(ctx)
+	if err != nil {
+		return err
+	}
+	deps.Events, deps.Live, deps.Presence = hub, hub, hub
 	// After deps.Events is set: the commerce service emits through it.
 	m.commerce = cart.NewService(m.store, deps.Events, cart.ServiceConfig{
 		HoldTTL: m.cfg.Cart.HoldTTL, SaleHoldTTL: m.cfg.Cart.SaleHoldTTL, MaxPins: m.cfg.Cart.MaxPins,

@@ -55,7 +55,7 @@ func (e *emitter) publishNow(ctx context.Context, ev cart.Event) {
 	case cart.SaleData:
 		// A held-back stock value must not contradict the sale published before it.
 		if p := e.pending["stock:"+d.Sale.ID]; p != nil {
-			p.ev.Data = cart.StockData{SaleID: d.Sale.ID, Remaining: d.Sale.Remaining}
+			p.ev.Data = cart.StockData{SaleID: d.Sale.ID, ProductID: d.Sale.ProductID, Remaining: d.Sale.Remaining}
 		}
 	case cart.ProductData:
 		// This event carries the newest product: a held-back one is superseded.
@@ -72,6 +72,9 @@ func (e *emitter) publishNow(ctx context.Context, ev cart.Event) {
 func (e *emitter) coalesceKey(ev cart.Event) string {
 	switch d := ev.Data.(type) {
 	case cart.StockData:
+		if d.SaleID == "" {
+			return "stock:product:" + d.ProductID
+		}
 		return "stock:" + d.SaleID
 	case cart.ProductData:
 		old, ok := e.products[d.Product.ID]

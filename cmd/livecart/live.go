@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/livecart/livecart/web/live"
+)
+
+// buildLive builds the live channel: in process on the embedded store, through Redis
+// (events, history, mutes, presence) when several nodes share one.
+func (m *Main) buildLive(ctx context.Context) (*live.Hub, error) {
+	var (
+		bus      live.Bus
+		presence live.Presence
+	)
+	switch m.cfg.Store {
+	case "redis":
+		opt, err := redis.ParseURL(m.cfg.Redis.URL)
+		if err != nil {
+			return nil, fmt.Errorf("live: redis url: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		m.closers = append(m.closers, rdb.Close)
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return nil, fmt.Errorf("live: redis: %w", err)
+		}
+		rb := live.NewRedisBus(rdb, m.cfg.Redis.Prefix, nil, m.log)
+		m.closers = append(m.closers, rb.Close)
+		bus, presence = rb, live.NewRedisPresence(rdb, m.cfg.Redis.Prefix, m.cfg.NodeID, nil)
+	default:
+		bus, presence = live.NewMemoryBus(nil, 0), live.NewMemoryPresence(nil)
+	}
+	cfg := live.Config{
+		Bus:       bus,
+		Presence:  presence,
+		Logger:    m.log,
+		ChatRate:  rate.Limit(m.cfg.Live.ChatPerSecond),
+		ChatBurst: m.cfg.Live.ChatBurst,
+	}
+	if len(m.cfg.Live.AllowedOrigins) > 0 {
+		cfg.CheckOrigin = live.OriginChecker(m.cfg.Live.AllowedOrigins)
+	}
+	hub := live.NewHub(cfg)
+	m.closers = append(m.closers, hub.Close) // closed first: drops the websockets (1001)
+	return hub, nil
+}
