@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,11 +24,16 @@ var (
 // fsynced before the call returns, so nothing acknowledged is lost on kill -9.
 type BoltStore struct {
 	db *bolt.DB
+	// Group commit (bolt_group.go): writes are queued to one writer goroutine.
+	writes     chan *groupCall
+	quit       chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
 }
 
 // OpenBolt opens (creating if needed) the bbolt database file at path.
 func OpenBolt(path string) (*BoltStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -43,13 +49,17 @@ func OpenBolt(path string) (*BoltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	// Group commit: concurrent writers wait at most this long to share one fsync.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	return &BoltStore{db: db}, nil
+	s := &BoltStore{db: db, writes: make(chan *groupCall), quit: make(chan struct{}), writerDone: make(chan struct{})}
+	go s.writeLoop()
+	return s, nil
 }
 
-// Close closes the database file.
-func (s *BoltStore) Close() error { return s.db.Close() }
+// Close stops the writer (calls after it fail with ErrUnavailable) and closes the file.
+func (s *BoltStore) Close() error {
+	s.closeOnce.Do(func() { close(s.quit) })
+	<-s.writerDone
+	return s.db.Close()
+}
 
 // Ping reports whether the database is open.
 func (s *BoltStore) Ping(ctx context.Context) error {

@@ -109,15 +109,16 @@ func isDomain(err error) bool {
 	return false
 }
 
-// update runs fn in a group-committed write transaction (bbolt Batch: one fsync for
-// many concurrent callers). Batch may run fn more than once, so fn must set its
+// update runs fn in a group-committed write transaction (one fsync for every caller
+// that queued while the previous commit was on disk; see bolt_group.go). fn may run
+// more than once (a group is re-run when another member fails), so it must set its
 // results from scratch each time. A business-rule error from fn does not fail the
-// batch (that would re-run every other caller): the transaction commits whatever fn
-// wrote (fn checks before it writes, except where the API wants the write, as
-// Checkout clearing expired holds) and the error is returned to this caller only.
+// group: the transaction commits whatever fn wrote (fn checks before it writes, except
+// where the API wants the write, as Checkout clearing expired holds) and the error is
+// returned to this caller only.
 func (s *BoltStore) update(fn func(t *boltTx) error) error {
 	var answer error
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.group(func(tx *bolt.Tx) error {
 		answer = nil
 		t := newBoltTx(tx)
 		err := fn(t)

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // NewItem is the body of POST /api/cart/items: exactly one of ProductID and SaleID.
@@ -49,7 +47,7 @@ func (s *Service) AddToCart(ctx context.Context, userID string, in NewItem) (Hol
 	if in.SaleID != "" {
 		ttl = s.cfg.SaleHoldTTL
 	}
-	h, ch, err := s.store.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: userID, ProductID: in.ProductID,
+	h, ch, err := s.store.HoldUnits(ctx, HoldRequest{ID: newID(), UserID: userID, ProductID: in.ProductID,
 		SaleID: in.SaleID, Quantity: *in.Quantity, ExpiresAt: now.Add(ttl)}, now)
 	if err != nil {
 		return Hold{}, err
@@ -134,7 +132,7 @@ func (s *Service) Checkout(ctx context.Context, userID, key string, in CheckoutI
 	if err := in.Validate(key); err != nil {
 		return Order{}, false, err
 	}
-	res, err := s.store.Checkout(ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: userID, StreamID: in.StreamID,
+	res, err := s.store.Checkout(ctx, CheckoutRequest{OrderID: newID(), UserID: userID, StreamID: in.StreamID,
 		HoldIDs: in.HoldIDs, IdempotencyKey: key, Fingerprint: in.fingerprint()}, s.now().UTC())
 	s.emitStock(ctx, res.Changes)
 	if err != nil {

@@ -2,8 +2,6 @@ package cart
 
 import (
 	"context"
-
-	"github.com/google/uuid"
 )
 
 // NewProduct is the body of POST /api/streams/{sid}/products.
@@ -50,7 +48,7 @@ func (s *Service) CreateProduct(ctx context.Context, a Actor, streamID string, i
 	if err := in.Validate(); err != nil {
 		return Product{}, err
 	}
-	p, err := s.store.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
+	p, err := s.store.CreateProduct(ctx, Product{ID: newID(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
 		Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock})
 	if err != nil {
 		return Product{}, err

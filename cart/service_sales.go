@@ -3,8 +3,6 @@ package cart
 import (
 	"context"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // NewSale is the body of POST /api/streams/{sid}/sales.
@@ -62,7 +60,7 @@ func (s *Service) CreateSale(ctx context.Context, a Actor, streamID string, in N
 	if in.StartsInS != nil {
 		starts = now.Add(time.Duration(*in.StartsInS) * time.Second)
 	}
-	sale, p, err := s.store.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: streamID, ProductID: in.ProductID,
+	sale, p, err := s.store.CreateSale(ctx, Sale{ID: newID(), StreamID: streamID, ProductID: in.ProductID,
 		PriceCents: *in.PriceCents, Quantity: *in.Quantity, PerUserLimit: limit, StartsAt: starts,
 		EndsAt: starts.Add(time.Duration(*in.DurationS) * time.Second)}, now)
 	if err != nil {

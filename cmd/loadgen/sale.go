@@ -1,5 +1,371 @@
 package main
 
-import "errors"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
-func runSale(args []string) error { return errors.New("sale mode is not built yet") }
+	"github.com/livecart/livecart/web/auth"
+)
+
+// saleConfig are the flags of `loadgen sale`.
+type saleConfig struct {
+	targets  []target
+	secret   string
+	buyers   []int
+	quantity int // units in the sale; 0 = as many as buyers (every hold is a write)
+	runs     int
+	timeout  time.Duration
+	ramp     time.Duration // buyers start spread evenly over this window (0 = all at once)
+}
+
+type target struct{ name, url string }
+
+type targetList []target
+
+func (l *targetList) String() string { return fmt.Sprint(*l) }
+func (l *targetList) Set(v string) error {
+	name, url, ok := strings.Cut(v, "=")
+	if !ok {
+		name, url = v, v
+	}
+	*l = append(*l, target{name, strings.TrimRight(url, "/")})
+	return nil
+}
+
+// runSale: N concurrent buyers, each with its own token, hold one unit of a flash sale
+// and check out, against each target server; then the same number of requests against
+// GET /api/noop (HTTP + auth ceiling). Prints holds/s, checkouts/s, p50/p99 and the
+// oversell check, the median of -runs runs.
+func runSale(args []string) error {
+	cfg, err := parseSaleFlags(args)
+	if err != nil {
+		return err
+	}
+	a := auth.New([]byte(cfg.secret), nil)
+	fmt.Printf("loadgen sale: %d run(s) each (median), buyers %v, ramp %v, date %s\n", cfg.runs, cfg.buyers, cfg.ramp, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("%-10s %7s %-8s %8s %10s %9s %9s %9s %9s %s\n", "target", "buyers", "op", "ops/s", "ok/s", "p50_ms", "p99_ms", "ok", "fail", "oversell")
+	for _, n := range cfg.buyers {
+		for _, t := range cfg.targets {
+			if err := benchTarget(cfg, a, t, n); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func parseSaleFlags(args []string) (saleConfig, error) {
+	fs := flag.NewFlagSet("sale", flag.ContinueOnError)
+	var (
+		cfg     saleConfig
+		targets targetList
+		buyers  string
+	)
+	fs.Var(&targets, "target", "name=URL of a running server (repeatable), e.g. embedded=http://127.0.0.1:8080")
+	fs.StringVar(&cfg.secret, "secret", os.Getenv("LIVECART_AUTH_SECRET"), "the servers' auth secret (mints the tokens)")
+	fs.StringVar(&buyers, "buyers", "1000,5000", "comma-separated numbers of concurrent buyers")
+	fs.IntVar(&cfg.quantity, "quantity", 0, "units in the sale (0 = one per buyer)")
+	fs.IntVar(&cfg.runs, "runs", 3, "runs per target and buyer count (the median is reported)")
+	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "bound on one run")
+	fs.DurationVar(&cfg.ramp, "ramp", 0, "spread the buyers' start evenly over this window (0 = all at once)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if len(targets) == 0 {
+		targets = targetList{{"server", "http://127.0.0.1:8080"}}
+	}
+	cfg.targets = targets
+	if cfg.secret == "" {
+		return cfg, errors.New("-secret (or LIVECART_AUTH_SECRET) is required to mint tokens")
+	}
+	for _, f := range strings.Split(buyers, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err != nil || n < 1 || n > 20000 {
+			return cfg, fmt.Errorf("-buyers %q: want numbers 1..20000", buyers)
+		}
+		cfg.buyers = append(cfg.buyers, n)
+	}
+	if cfg.runs < 1 {
+		cfg.runs = 1
+	}
+	return cfg, nil
+}
+
+// opStats summarises one kind of request of one run.
+type opStats struct {
+	perSec, okPerSec float64
+	p50, p99         time.Duration
+	ok, fail         int
+}
+
+type runResult struct {
+	hold, checkout, noop opStats
+	sale                 opStats // holds and checkouts together (two requests per buyer, like noop)
+	oversell             int     // sold beyond quantity (must be 0)
+	invariantBroken      bool
+}
+
+func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: n + 10, MaxIdleConnsPerHost: n + 10, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}
+	defer client.CloseIdleConnections()
+	tokens := make([]string, n)
+	for i := range tokens {
+		tok, err := a.Mint(auth.Identity{UserID: fmt.Sprintf("buyer-%d-%d", time.Now().UnixNano(), i), Name: "buyer", Role: auth.RoleViewer}, time.Hour)
+		if err != nil {
+			return err
+		}
+		tokens[i] = tok
+	}
+	var results []runResult
+	for r := 0; r < cfg.runs; r++ {
+		res, err := oneRun(cfg, a, client, t.url, tokens, n)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	med := func(pick func(runResult) opStats) opStats {
+		sort := func(f func(opStats) float64) float64 {
+			v := []float64{}
+			for _, r := range results {
+				v = append(v, f(pick(r)))
+			}
+			slices.Sort(v)
+			return v[len(v)/2]
+		}
+		return opStats{
+			perSec: sort(func(o opStats) float64 { return o.perSec }), okPerSec: sort(func(o opStats) float64 { return o.okPerSec }),
+			p50: time.Duration(sort(func(o opStats) float64 { return float64(o.p50) })), p99: time.Duration(sort(func(o opStats) float64 { return float64(o.p99) })),
+			ok: int(sort(func(o opStats) float64 { return float64(o.ok) })), fail: int(sort(func(o opStats) float64 { return float64(o.fail) })),
+		}
+	}
+	oversell, broken := 0, false
+	for _, r := range results {
+		oversell += r.oversell
+		broken = broken || r.invariantBroken
+	}
+	check := fmt.Sprintf("%d", oversell)
+	if broken {
+		check += " INVARIANT BROKEN"
+	}
+	for _, row := range []struct {
+		op string
+		s  opStats
+	}{{"noop", med(func(r runResult) opStats { return r.noop })}, {"hold", med(func(r runResult) opStats { return r.hold })}, {"checkout", med(func(r runResult) opStats { return r.checkout })},
+		{"sale", med(func(r runResult) opStats { return r.sale })}} {
+		over := ""
+		if row.op != "noop" {
+			over = check
+		}
+		fmt.Printf("%-10s %7d %-8s %8.0f %10.0f %9.1f %9.1f %9d %9d %s\n", t.name, n, row.op, row.s.perSec, row.s.okPerSec,
+			ms(row.s.p50), ms(row.s.p99), row.s.ok, row.s.fail, over)
+	}
+	if oversell > 0 || broken {
+		return fmt.Errorf("oversell %d, invariant broken %v", oversell, broken)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// oneRun creates a stream, a product and a sale, runs the noop phase and then the sale
+// phase with every buyer at once, and checks the sale's numbers afterwards.
+func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base string, tokens []string, n int) (runResult, error) {
+	var res runResult
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	quantity := cfg.quantity
+	if quantity <= 0 {
+		quantity = n
+	}
+	creator, err := a.Mint(auth.Identity{UserID: "loadgen-creator", Name: "loadgen", Role: auth.RoleCreator}, time.Hour)
+	if err != nil {
+		return res, err
+	}
+	saleID, err := setupSale(ctx, client, base, creator, quantity)
+	if err != nil {
+		return res, err
+	}
+	// Warm-up (not measured): every buyer opens its connection.
+	phase(ctx, tokens, 0, func(tok string, rec func(time.Duration, bool)) {
+		code, _, err := call(ctx, client, "GET", base+"/api/noop", tok, "", nil)
+		rec(0, err == nil && code == http.StatusNoContent)
+	})
+	// Noop: two authenticated requests per buyer, like hold + checkout.
+	res.noop = phase(ctx, tokens, cfg.ramp, func(tok string, rec func(time.Duration, bool)) {
+		for i := 0; i < 2; i++ {
+			start := time.Now()
+			code, _, err := call(ctx, client, "GET", base+"/api/noop", tok, "", nil)
+			rec(time.Since(start), err == nil && code == http.StatusNoContent)
+		}
+	})
+	var holdLat, coLat latencies
+	body := fmt.Sprintf(`{"sale_id":%q,"quantity":1}`, saleID)
+	keyPrefix := fmt.Sprint("loadgen-", time.Now().UnixNano(), "-") // fresh keys per run
+	start := time.Now()
+	var holdEnd, coEnd atomic.Int64
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i, tok := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			if cfg.ramp > 0 {
+				time.Sleep(cfg.ramp * time.Duration(i) / time.Duration(len(tokens)))
+			}
+			t0 := time.Now()
+			code, _, err := call(ctx, client, "POST", base+"/api/cart/items", tok, body, nil)
+			holdLat.add(time.Since(t0), err == nil && code == http.StatusCreated)
+			holdEnd.Store(max(holdEnd.Load(), int64(time.Since(start))))
+			if err != nil || code != http.StatusCreated {
+				return
+			}
+			t1 := time.Now()
+			code, _, err = call(ctx, client, "POST", base+"/api/checkout", tok, "", map[string]string{"Idempotency-Key": fmt.Sprint(keyPrefix, i)})
+			coLat.add(time.Since(t1), err == nil && code == http.StatusCreated)
+			coEnd.Store(max(coEnd.Load(), int64(time.Since(start))))
+		}()
+	}
+	start = time.Now()
+	close(gate)
+	wg.Wait()
+	wall := time.Since(start)
+	both := latencies{d: append(slices.Clone(holdLat.d), coLat.d...), ok: holdLat.ok + coLat.ok, fail: holdLat.fail + coLat.fail}
+	res.sale = both.stats(wall)
+	res.hold = holdLat.stats(time.Duration(holdEnd.Load()))
+	res.checkout = coLat.stats(time.Duration(coEnd.Load()))
+	var sale struct{ Quantity, Remaining, Held, Sold, Returned int }
+	if _, raw, err := call(ctx, client, "GET", base+"/api/sales/"+saleID, "", "", nil); err != nil || json.Unmarshal(raw, &sale) != nil {
+		return res, fmt.Errorf("read sale back: %v %s", err, raw)
+	}
+	res.oversell = max(0, sale.Sold-quantity)
+	res.invariantBroken = sale.Remaining+sale.Held+sale.Sold+sale.Returned != sale.Quantity || sale.Sold != res.checkout.ok
+	return res, nil
+}
+
+func setupSale(ctx context.Context, client *http.Client, base, creator string, quantity int) (string, error) {
+	var st, p, s struct{ ID string }
+	steps := []struct {
+		path string
+		body func() string
+		out  any
+	}{
+		{"/api/streams", func() string { return `{"title":"loadgen sale"}` }, &st},
+		{"", func() string {
+			return fmt.Sprintf(`{"sku":"LG","title":"loadgen","price_cents":100,"currency":"EUR","stock":%d}`, quantity)
+		}, &p},
+		{"", func() string {
+			return fmt.Sprintf(`{"product_id":%q,"price_cents":50,"quantity":%d,"per_user_limit":1,"duration_s":3600}`, p.ID, quantity)
+		}, &s},
+	}
+	for i, step := range steps {
+		path := step.path
+		switch i {
+		case 1:
+			path = "/api/streams/" + st.ID + "/products"
+		case 2:
+			path = "/api/streams/" + st.ID + "/sales"
+		}
+		code, raw, err := call(ctx, client, "POST", base+path, creator, step.body(), nil)
+		if err != nil || code != http.StatusCreated {
+			return "", fmt.Errorf("setup POST %s: %d %v %s", path, code, err, raw)
+		}
+		if err := json.Unmarshal(raw, step.out); err != nil {
+			return "", err
+		}
+	}
+	return s.ID, nil
+}
+
+// phase runs fn for every token at once and summarises what fn recorded.
+func phase(ctx context.Context, tokens []string, ramp time.Duration, fn func(tok string, rec func(time.Duration, bool))) opStats {
+	var lat latencies
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i, tok := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			if ramp > 0 {
+				time.Sleep(ramp * time.Duration(i) / time.Duration(len(tokens)))
+			}
+			fn(tok, lat.add)
+		}()
+	}
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	return lat.stats(time.Since(start))
+}
+
+func call(ctx context.Context, client *http.Client, method, url, token, body string, hdr map[string]string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewBufferString(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, err
+}
+
+// latencies collects request durations; safe for concurrent use.
+type latencies struct {
+	mu   sync.Mutex // guards d, ok, fail
+	d    []time.Duration
+	ok   int
+	fail int
+}
+
+func (l *latencies) add(d time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.d = append(l.d, d)
+	if ok {
+		l.ok++
+	} else {
+		l.fail++
+	}
+}
+
+func (l *latencies) stats(wall time.Duration) opStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := opStats{ok: l.ok, fail: l.fail}
+	if len(l.d) == 0 || wall <= 0 {
+		return s
+	}
+	slices.Sort(l.d)
+	s.p50 = l.d[len(l.d)/2]
+	s.p99 = l.d[min(len(l.d)-1, len(l.d)*99/100)]
+	s.perSec = float64(len(l.d)) / wall.Seconds()
+	s.okPerSec = float64(l.ok) / wall.Seconds()
+	return s
+}

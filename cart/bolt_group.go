@@ -1,0 +1,85 @@
+package cart
+
+import (
+	"errors"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Group commit for the embedded store. bbolt's own Batch closes a batch on a timer, so
+// under a storm batches queue one behind another on the write lock, each paying its
+// own fsync for a few callers. Here one writer goroutine takes every call that is
+// waiting whenever it is free, runs them in one transaction and commits once: the
+// group is exactly what arrived during the previous commit, a lone call commits at once
+// (no timer), and no call is acknowledged before its fsync.
+
+// maxGroup bounds one transaction (its dirty pages stay in memory until commit).
+const maxGroup = 2000
+
+var errClosed = errors.New("store closed")
+
+type groupCall struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// group runs fn in the next group transaction and returns once it is durable (nil) or
+// failed.
+func (s *BoltStore) group(fn func(*bolt.Tx) error) error {
+	c := &groupCall{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- c:
+	case <-s.quit:
+		return errClosed
+	}
+	return <-c.done
+}
+
+// writeLoop is the one writer goroutine; it ends when the store is closed.
+func (s *BoltStore) writeLoop() {
+	defer close(s.writerDone)
+	batch := make([]*groupCall, 0, 64)
+	for {
+		select {
+		case c := <-s.writes:
+			batch = append(batch[:0], c)
+		case <-s.quit:
+			return
+		}
+	drain: // the writes channel is unbuffered: every sender waiting now joins the group
+		for len(batch) < maxGroup {
+			select {
+			case c := <-s.writes:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(batch)
+	}
+}
+
+// commitGroup runs the calls in one transaction. If one call fails, the transaction is
+// rolled back, that call gets its error and the others run again without it.
+func (s *BoltStore) commitGroup(batch []*groupCall) {
+	for len(batch) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, c := range batch {
+				if err := c.fn(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, c := range batch {
+				c.done <- err // nil, or the commit's own failure for everyone
+			}
+			return
+		}
+		batch[failed].done <- err
+		batch = append(batch[:failed:failed], batch[failed+1:]...)
+	}
+}
