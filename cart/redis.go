@@ -33,7 +33,7 @@ var _ Store = (*RedisStore)(nil)
 //	P{sid}:o:<oid>         hash   order
 //	P{sid}:orders          list   the stream's order ids
 //	P{sid}:uo:<uid>        list   the user's order ids in this stream
-//	P{sid}:idem:<hash>     string order id|fingerprint of an idempotency key (24 h)
+//	P{sid}:idem:<hash>     string order id|at|fingerprint of an idempotency key (24 h)
 //
 // Global keys, each written by a single command outside the scripts, are only
 // indexes; each is written before the script it points to runs, so a crash in between
@@ -41,11 +41,14 @@ var _ Store = (*RedisStore)(nil)
 //
 //	Pstreams               zset   open stream ids → created (µs)
 //	Ppidx:<pid>, Psidx:<said>  string  stream id of a product / sale
-//	Pu:<uid>:holds         set    stream ids where the user has had holds
-//	Pu:<uid>:orders        set    stream ids where the user has orders
 //	Pholddue               zset   "sid hid" → expiry (µs): the sweep of any node
 //	Psaledue               zset   "sid said" → next status change (µs)
-//	Pidem:<hash>           string pending|… or done|… of an idempotency key
+//
+// A user's global keys share the hash tag {u:<uid>}:
+//
+//	P{u:<uid>}:holds       set    stream ids where the user has had holds
+//	P{u:<uid>}:orders      set    stream ids where the user has orders
+//	P{u:<uid>}:idem:<hash> string pending|token|fp or done|sid|oid|at|fp of a key
 const defaultRedisPrefix = "livecart:"
 
 //go:embed lua/*.lua
@@ -160,6 +163,12 @@ func unavailable(err error) error {
 // base is the key prefix of one stream's keys (its hash tag).
 func (s *RedisStore) base(streamID string) string {
 	return s.prefix + "{" + streamID + "}:"
+}
+
+// userBase is the key prefix of one user's global keys (one slot per user; a '}' in
+// the user id only shortens the tag, the same way for all of that user's keys).
+func (s *RedisStore) userBase(userID string) string {
+	return s.prefix + "{u:" + userID + "}:"
 }
 
 // scriptReply is what the write scripts answer (lua/lib.lua, reply()).

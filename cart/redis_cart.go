@@ -44,7 +44,7 @@ func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Ti
 	// One round trip: the user's cart and the sweep learn of the stream before the
 	// script runs, so no crash can leave a hold that no cart lists or no sweep finds.
 	pipe := s.rdb.Pipeline()
-	pipe.SAdd(ctx, s.prefix+"u:"+req.UserID+":holds", sid)
+	pipe.SAdd(ctx, s.userBase(req.UserID)+"holds", sid)
 	pipe.ZAdd(ctx, s.prefix+"holddue", redis.Z{Score: float64(req.ExpiresAt.UnixMicro()), Member: member})
 	cmd := s.evalInPipe(ctx, pipe, "hold", sid, args...)
 	_, err = pipe.Exec(ctx)
@@ -53,7 +53,7 @@ func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Ti
 	case isNoScript(cmd.Err()):
 		r, err = s.run(ctx, "hold", sid, args...)
 	case err != nil:
-		return Hold{}, Changes{}, unavailable(err)
+		return Hold{}, Changes{}, scriptError("hold", err)
 	default:
 		r, err = decodeReply("hold", cmd.Val().(string))
 	}
@@ -73,14 +73,19 @@ type cartOf struct {
 	holds    []map[string]string
 }
 
-// carts reads the user's holds in every stream where the user has had any (and the
-// record of idemHash there, if set).
-func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, now time.Time) ([]cartOf, error) {
-	sids, err := s.rdb.SMembers(ctx, s.prefix+"u:"+userID+":holds").Result()
+// cartStreams lists the streams where the user has had holds.
+func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, error) {
+	sids, err := s.rdb.SMembers(ctx, s.userBase(userID)+"holds").Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	sort.Strings(sids)
+	return sids, nil
+}
+
+// carts reads the user's holds in the streams sids (and the record of idemHash
+// there, if set).
+func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []string, now time.Time) ([]cartOf, error) {
 	if len(sids) == 0 {
 		return nil, nil
 	}
@@ -115,7 +120,11 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, now tim
 
 // ListHolds returns the user's holds, oldest first.
 func (s *RedisStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
-	cs, err := s.carts(ctx, userID, "", now)
+	sids, err := s.cartStreams(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.carts(ctx, userID, "", sids, now)
 	if err != nil {
 		return nil, err
 	}
@@ -149,9 +158,9 @@ func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now 
 
 // streamOfHold finds the stream of one of the user's holds.
 func (s *RedisStore) streamOfHold(ctx context.Context, userID, holdID string) (string, error) {
-	sids, err := s.rdb.SMembers(ctx, s.prefix+"u:"+userID+":holds").Result()
+	sids, err := s.cartStreams(ctx, userID)
 	if err != nil {
-		return "", unavailable(err)
+		return "", err
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(sids))
@@ -218,81 +227,84 @@ func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max
 	return released, ch, nil
 }
 
-// idempotency key states (global key Pidem:<hash>)
+// idempotency key states (the user's key P{u:<uid>}:idem:<hash>)
 const (
 	idemPendingTTL = 5 * time.Second // covers one checkout; a crashed one frees the key
 	idemWait       = 2 * time.Second // how long a concurrent same-key call waits
 )
 
-// idemHash scopes a key to its user.
+// idemHash names an idempotency key of a user.
 func idemHash(userID, key string) string {
 	h := sha256.Sum256([]byte(userID + "\x00" + key))
 	return hex.EncodeToString(h[:])
 }
 
-// Checkout places an order from the user's holds. The global key marks a checkout in
+// Checkout places an order from the user's holds. The user's key marks a checkout in
 // progress (so concurrent calls with one key place one order) and then remembers the
 // order; the stream's own record, written by the script with the order, makes a retry
 // after a crash in between return the same order. Keys older than 24 h (by now) are
 // forgotten; Redis drops them by TTL.
 func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
 	ih := idemHash(req.UserID, req.IdempotencyKey)
-	token, done, err := s.claimIdem(ctx, ih, req.Fingerprint, now)
+	token, sids, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, now)
 	if err != nil || done != nil {
 		if done != nil {
 			return *done, nil
 		}
 		return CheckoutResult{}, err
 	}
-	res, err := s.checkout(ctx, req, ih, now)
-	gk := s.prefix + "idem:" + ih
+	res, err := s.checkout(ctx, req, ih, sids, now)
+	ub := s.userBase(req.UserID)
 	switch {
 	case err == nil:
 		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
-		if err := s.rdb.Set(ctx, gk, v, IdempotencyTTL).Err(); err != nil {
+		if err := s.rdb.Set(ctx, ub+"idem:"+ih, v, IdempotencyTTL).Err(); err != nil {
 			return CheckoutResult{}, unavailable(err)
 		}
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
-		s.scripts["unclaim"].Run(ctx, s.rdb, []string{gk}, token)
+		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, ih, token)
 	}
 	return res, err
 }
 
-// claimIdem takes the global idempotency key for this call (answering its token), or
-// answers the order an earlier call with the key placed, or ErrConflict.
-func (s *RedisStore) claimIdem(ctx context.Context, ih, fingerprint string, now time.Time) (string, *CheckoutResult, error) {
-	gk := s.prefix + "idem:" + ih
+// claimIdem takes the user's idempotency key for this call (answering its token and
+// the streams of the user's cart), or answers the order an earlier call with the key
+// placed, or ErrConflict.
+func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint string, now time.Time) (string, []string, *CheckoutResult, error) {
 	token := randomToken()
 	deadline := time.Now().Add(idemWait)
 	for {
-		v, err := s.scripts["claim"].Run(ctx, s.rdb, []string{gk}, token, fingerprint, micros(now), idemPendingTTL.Milliseconds()).Text()
-		if err != nil {
-			return "", nil, scriptError("claim", err)
+		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds()}
+		raw, err := s.scripts["claim"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...).StringSlice()
+		if err != nil || len(raw) == 0 {
+			return "", nil, nil, scriptError("claim", err)
 		}
+		v, sids := raw[0], raw[1:]
 		if v == "claimed" {
-			return token, nil, nil
+			sort.Strings(sids)
+			return token, sids, nil, nil
 		}
 		if strings.HasPrefix(v, "done|") {
 			f := strings.SplitN(v, "|", 5)
 			if len(f) == 5 && f[4] == fingerprint {
 				o, err := s.getOrder(ctx, f[1], f[2])
 				if err != nil {
-					return "", nil, err
+					return "", nil, nil, err
 				}
-				return "", &CheckoutResult{Order: o}, nil
+				return "", nil, &CheckoutResult{Order: o}, nil
 			}
-			return "", nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
+			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
 		}
 		if f := strings.SplitN(v, "|", 3); len(f) != 3 || f[2] != fingerprint {
-			return "", nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
+			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
 		}
 		if time.Now().After(deadline) {
-			return "", nil, fmt.Errorf("a checkout with this idempotency key is in progress: %w", ErrConflict)
+			return "", nil, nil, fmt.Errorf("a checkout with this idempotency key is in progress: %w", ErrConflict)
 		}
 		select {
 		case <-ctx.Done():
-			return "", nil, unavailable(ctx.Err())
+			return "", nil, nil, unavailable(ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -316,11 +328,11 @@ func (s *RedisStore) getOrder(ctx context.Context, streamID, orderID string) (Or
 }
 
 // checkout picks the stream the request orders from and runs its checkout script.
-func (s *RedisStore) checkout(ctx context.Context, req CheckoutRequest, ih string, now time.Time) (CheckoutResult, error) {
+func (s *RedisStore) checkout(ctx context.Context, req CheckoutRequest, ih string, sids []string, now time.Time) (CheckoutResult, error) {
 	if req.StreamID != "" {
 		return s.checkoutStream(ctx, req, ih, req.StreamID, "", now)
 	}
-	cs, err := s.carts(ctx, req.UserID, ih, now)
+	cs, err := s.carts(ctx, req.UserID, ih, sids, now)
 	if err != nil {
 		return CheckoutResult{}, err
 	}
@@ -454,14 +466,25 @@ func (s *RedisStore) clearExpired(ctx context.Context, req CheckoutRequest, ih, 
 
 // checkoutStream runs the checkout script on one stream.
 func (s *RedisStore) checkoutStream(ctx context.Context, req CheckoutRequest, ih, sid, otherExpired string, now time.Time) (CheckoutResult, error) {
-	if err := s.rdb.SAdd(ctx, s.prefix+"u:"+req.UserID+":orders", sid).Err(); err != nil {
-		return CheckoutResult{}, unavailable(err)
-	}
 	mode := "all"
 	if req.HoldIDs != nil {
 		mode = "ids"
 	}
-	r, err := s.run(ctx, "checkout", sid, checkoutArgs(req, ih, mode, otherExpired, req.HoldIDs, now)...)
+	args := checkoutArgs(req, ih, mode, otherExpired, req.HoldIDs, now)
+	// One round trip: the user's order index learns of the stream before the script.
+	pipe := s.rdb.Pipeline()
+	pipe.SAdd(ctx, s.userBase(req.UserID)+"orders", sid)
+	cmd := s.evalInPipe(ctx, pipe, "checkout", sid, args...)
+	_, err := pipe.Exec(ctx)
+	var r scriptReply
+	switch {
+	case isNoScript(cmd.Err()):
+		r, err = s.run(ctx, "checkout", sid, args...)
+	case err != nil:
+		return CheckoutResult{}, scriptError("checkout", err)
+	default:
+		r, err = decodeReply("checkout", cmd.Val().(string))
+	}
 	res := CheckoutResult{Changes: changesOf(r)}
 	if err != nil {
 		return res, err
@@ -472,7 +495,7 @@ func (s *RedisStore) checkoutStream(ctx context.Context, req CheckoutRequest, ih
 
 // ListOrders returns the user's orders, oldest first.
 func (s *RedisStore) ListOrders(ctx context.Context, userID string) ([]Order, error) {
-	sids, err := s.rdb.SMembers(ctx, s.prefix+"u:"+userID+":orders").Result()
+	sids, err := s.rdb.SMembers(ctx, s.userBase(userID)+"orders").Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}

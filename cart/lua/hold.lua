@@ -4,23 +4,36 @@
 local hid, uid, pid, said = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local q = num(ARGV[5])
 local now = num(ARGV[8])
-local old = hgetall(key('h', hid))
-if old then
+if redis.call('EXISTS', key('h', hid)) == 1 then
+  local old = hgetall(key('h', hid))
   if old.user_id == uid then
     return reply({hold = old}) -- the same call again (a retry): nothing more to do
   end
   return fail('conflict', 'hold exists')
 end
+-- hmget reads only the fields a hold needs (cheaper than whole hashes).
+local function hmget(k, ...)
+  local names = {...}
+  local vals = redis.call('HMGET', k, unpack(names))
+  if not vals[1] then
+    return nil
+  end
+  local t = {}
+  for i, f in ipairs(names) do
+    t[f] = vals[i]
+  end
+  return t
+end
 local s
 if said ~= '' then
-  s = hgetall(key('s', said))
+  s = hmget(key('s', said), 'product_id', 'status', 'starts_us', 'ends_us', 'per_user_limit', 'remaining', 'price_cents')
   if not s then
     return fail('not_found', 'sale not found')
   end
   pid = s.product_id
 end
 local pk = key('p', pid)
-local p = hgetall(pk)
+local p = hmget(pk, 'stream_id', 'hidden', 'stock', 'price_cents', 'currency')
 if not p or p.hidden == '1' then
   return fail('not_found', 'product not found')
 end

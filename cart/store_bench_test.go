@@ -1,0 +1,93 @@
+package cart
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Benchmarks of the stock-changing hot path on both stores, run in parallel like a
+// storm: go test ./cart/ -run '^$' -bench 'Hold|Checkout' -cpu 2,8,32
+var benchStores = []struct {
+	name string
+	open func(b *testing.B) Store
+}{
+	{"bolt", func(b *testing.B) Store {
+		st, err := OpenBolt(b.TempDir() + "/bench.db")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		return st
+	}},
+	{"redis", func(b *testing.B) Store { return openTestRedis(b, testRedisURL) }},
+}
+
+// benchSale creates a stream with an active sale big enough for any run.
+func benchSale(b *testing.B, st Store, now time.Time) Sale {
+	ctx := context.Background()
+	sid := uuid.NewString()
+	if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamLive, CreatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: 1_000_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, PriceCents: 50,
+		Quantity: 1_000_000, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkHold: distinct buyers each hold one unit of one sale.
+func BenchmarkHold(b *testing.B) {
+	for _, bs := range benchStores {
+		b.Run(bs.name, func(b *testing.B) {
+			st, now := bs.open(b), time.Now().UTC()
+			sale := benchSale(b, st, now)
+			var n atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := HoldRequest{ID: uuid.NewString(), UserID: fmt.Sprint("u", n.Add(1)), SaleID: sale.ID, Quantity: 1, ExpiresAt: now.Add(time.Minute)}
+					if _, _, err := st.HoldUnits(context.Background(), req, now); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHoldCheckout: distinct buyers each hold one unit and check it out.
+func BenchmarkHoldCheckout(b *testing.B) {
+	for _, bs := range benchStores {
+		b.Run(bs.name, func(b *testing.B) {
+			st, now := bs.open(b), time.Now().UTC()
+			sale := benchSale(b, st, now)
+			var n atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					user := fmt.Sprint("u", n.Add(1))
+					req := HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sale.ID, Quantity: 1, ExpiresAt: now.Add(time.Minute)}
+					if _, _, err := st.HoldUnits(ctx, req, now); err != nil {
+						b.Fatal(err)
+					}
+					co := CheckoutRequest{OrderID: uuid.NewString(), UserID: user, IdempotencyKey: "k", Fingerprint: "{}"}
+					if _, err := st.Checkout(ctx, co, now); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
