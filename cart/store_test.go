@@ -585,7 +585,7 @@ func testCheckoutCart(t *testing.T, e *env) {
 		t.Fatalf("expired_hold_ids: got %v, want none (already cleared)", res.Order.ExpiredHoldIDs)
 	}
 	ex2, _ := e.hold("u", pb.ID, "", 1, time.Second)
-	res, err = e.checkout("u", "k4", nil, e.now.Add(time.Second))
+	res, err = e.checkout("u", "k4", nil, e.now.Add(2*time.Second))
 	if err != nil || len(res.Order.ExpiredHoldIDs) != 1 || res.Order.ExpiredHoldIDs[0] != ex2.ID || res.Order.Items[0].ProductID != pb.ID {
 		t.Fatalf("checkout with an expired hold: got %+v %v, want expired [%s]", res.Order, err, ex2.ID)
 	}
