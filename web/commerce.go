@@ -3,6 +3,8 @@ package web
 import (
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
 )
@@ -12,6 +14,11 @@ func (s *Server) commerceRoutes(mux *http.ServeMux) {
 	if s.deps.Commerce == nil {
 		s.deps.Commerce = cart.NewService(s.deps.Store, s.deps.Events, cart.ServiceConfig{}, s.deps.Now, s.log)
 	}
+	s.commerce = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "livecart_commerce_total",
+		Help: "Holds and checkouts by outcome (created, replayed, or the API error code).",
+	}, []string{"op", "outcome"})
+	s.deps.Registry.MustRegister(s.commerce)
 	mux.HandleFunc("POST /api/streams/{sid}/products", s.createProduct)
 	mux.HandleFunc("GET /api/streams/{sid}/products", s.listProducts)
 	mux.HandleFunc("GET /api/products/{pid}", s.getProduct)
@@ -29,6 +36,14 @@ func (s *Server) commerceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/checkout", s.checkout)
 	mux.HandleFunc("GET /api/orders", s.listOrders)
 	mux.HandleFunc("GET /api/streams/{sid}/orders", s.listStreamOrders)
+}
+
+// countOutcome records the outcome of a hold or checkout for /metrics.
+func (s *Server) countOutcome(op, outcome string, err error) {
+	if err != nil {
+		outcome = toAPIError(err).Code
+	}
+	s.commerce.WithLabelValues(op, outcome).Inc()
 }
 
 func actor(id auth.Identity) cart.Actor { return cart.Actor{ID: id.UserID, Role: string(id.Role)} }
@@ -292,6 +307,7 @@ func (s *Server) addToCart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, err := s.deps.Commerce.AddToCart(r.Context(), id.UserID, in)
+	s.countOutcome("hold", "created", err)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -348,12 +364,16 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 	}
 	o, created, err := s.deps.Commerce.Checkout(r.Context(), id.UserID, r.Header.Get("Idempotency-Key"), in)
 	if err != nil {
+		s.countOutcome("checkout", "", err)
 		s.fail(w, r, err)
 		return
 	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+		s.countOutcome("checkout", "created", nil)
+	} else {
+		s.countOutcome("checkout", "replayed", nil)
 	}
 	writeJSON(w, status, o)
 }

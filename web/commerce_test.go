@@ -155,6 +155,13 @@ func TestCommerceFlow(t *testing.T) {
 	if got, want := strings.Join(actions, ","), "product_create,sale_create,pin,sale_stop,hide"; got != want {
 		t.Fatalf("audit: got %s, want %s", got, want)
 	}
+	resp, raw = e.do("GET", "/metrics", "", nil)
+	for _, want := range []string{`livecart_commerce_total{op="hold",outcome="limit_exceeded"} 1`,
+		`livecart_commerce_total{op="checkout",outcome="replayed"} 1`, `livecart_commerce_total{op="hold",outcome="created"} 2`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("metrics: missing %s", want)
+		}
+	}
 }
 
 func TestCommerceBadInput(t *testing.T) {

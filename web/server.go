@@ -79,6 +79,8 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// commerce counts hold and checkout outcomes by API code (commerce.go).
+	commerce *prometheus.CounterVec
 }
 
 // New builds the Server and its routes.
