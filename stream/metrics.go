@@ -1,0 +1,47 @@
+package stream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	reg        prometheus.Registerer
+	publishers prometheus.Gauge
+	viewers    prometheus.Gauge
+	forwarded  prometheus.Counter
+	dropped    prometheus.Counter
+	pli        prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		reg: reg,
+		publishers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livecart_media_publishers", Help: "Open WHIP sessions."}),
+		viewers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livecart_media_viewers", Help: "Open WHEP sessions."}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_packets_forwarded_total", Help: "RTP packets written to viewers."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_packets_dropped_total", Help: "RTP packets dropped because a viewer's queue was full."}),
+		pli: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_pli_total", Help: "Keyframe requests sent to publishers."}),
+	}
+	if reg != nil {
+		for _, c := range m.collectors() {
+			_ = reg.Register(c)
+		}
+	}
+	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli}
+}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+}

@@ -1,0 +1,160 @@
+package stream
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/webrtc/v3"
+)
+
+// publisher is a stream's WHIP session.
+type publisher struct {
+	id        string
+	pc        *webrtc.PeerConnection
+	videoSSRC atomic.Uint32
+	closeOnce sync.Once
+}
+
+func (p *publisher) close() {
+	p.closeOnce.Do(func() { _ = p.pc.Close() })
+}
+
+// publish negotiates the stream's single publisher.
+func (rm *room) publish(ctx context.Context, offer string, _ []webrtc.RTPCodecType) (string, string, error) {
+	rm.mu.Lock()
+	switch {
+	case rm.ended:
+		rm.mu.Unlock()
+		return "", "", ErrEnded
+	case rm.pub != nil || rm.publishing:
+		rm.mu.Unlock()
+		return "", "", ErrPublisherExists
+	}
+	rm.publishing = true
+	rm.mu.Unlock()
+
+	p, answer, err := rm.newPublisher(ctx, offer)
+
+	rm.mu.Lock()
+	rm.publishing = false
+	if err == nil && rm.ended {
+		err = ErrEnded
+	}
+	if err != nil {
+		rm.mu.Unlock()
+		if p != nil {
+			p.close()
+		}
+		return "", "", err
+	}
+	rm.pub = p
+	rm.pubPtr.Store(p)
+	rm.mu.Unlock()
+	rm.relay.metrics.publishers.Inc()
+	return answer, p.id, nil
+}
+
+func (rm *room) newPublisher(ctx context.Context, offer string) (*publisher, string, error) {
+	pc, err := rm.relay.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", err
+	}
+	p := &publisher{id: newResourceID(), pc: pc}
+	pc.OnTrack(func(t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) { rm.readTrack(p, t, recv) })
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+			rm.removePublisher(p)
+		}
+	})
+	answer, err := negotiate(ctx, pc, offer)
+	if err != nil {
+		return p, "", err
+	}
+	return p, answer, nil
+}
+
+// removePublisher closes the publisher and, unless the stream was ended, reports the
+// stream as no longer live.
+func (rm *room) removePublisher(p *publisher) {
+	rm.mu.Lock()
+	if rm.pub != p {
+		rm.mu.Unlock()
+		p.close()
+		return
+	}
+	rm.pub = nil
+	rm.pubPtr.Store(nil)
+	ended := rm.ended
+	rm.mu.Unlock()
+	p.close()
+	rm.relay.metrics.publishers.Dec()
+	if !ended && rm.relay.opts.OnPublisher != nil {
+		rm.relay.opts.OnPublisher(rm.id, false)
+	}
+	rm.relay.dropRoomIfIdle(rm)
+}
+
+// readTrack runs on pion's OnTrack goroutine for the life of the track: it reads each
+// packet once and hands it to the viewers.
+func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	kind := t.Kind()
+	if kind != kindAudio && kind != kindVideo {
+		return
+	}
+	go drainRTCP(recv)
+	c := t.Codec()
+	codec := &codecInfo{mime: strings.ToLower(c.MimeType), fmtp: c.SDPFmtpLine, clock: c.ClockRate}
+	if codec.clock == 0 {
+		codec.clock = 90000
+	}
+	rm.gen[kind].Add(1)
+	if kind == kindVideo {
+		p.videoSSRC.Store(uint32(t.SSRC()))
+		rm.waitKeyframeAll()
+		rm.requestKeyframe()
+	}
+	baseline := rm.baseline[kind]
+	var g *gop
+	if kind == kindVideo {
+		g = &gop{}
+	}
+	for {
+		pkt, _, err := t.ReadRTP()
+		if err != nil {
+			return
+		}
+		if len(pkt.Payload) == 0 {
+			continue
+		}
+		if rm.muted(kind) {
+			if g != nil {
+				g.invalidate()
+			}
+			continue
+		}
+		if baseline != nil {
+			_ = baseline.WriteRTP(pkt)
+			continue
+		}
+		pk := &packet{kind: kind, hdr: pkt.Header, payload: pkt.Payload, codec: codec, gen: rm.gen[kind].Load()}
+		if kind == kindVideo {
+			pk.keyStart = isKeyframeStart(codec.mime, pkt.Payload)
+		}
+		rm.fanout(pk, g)
+		if g != nil {
+			g.add(pk)
+		}
+	}
+}
+
+// drainRTCP reads a receiver's RTCP so interceptors see sender reports.
+func drainRTCP(recv *webrtc.RTPReceiver) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := recv.Read(buf); err != nil {
+			return
+		}
+	}
+}

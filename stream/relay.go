@@ -1,0 +1,381 @@
+// Package stream is livecart's WebRTC media relay: one publisher per stream (WHIP
+// ingest) fanned out to many viewers (WHEP playback). It knows pion and nothing of
+// HTTP; the web package calls it through a small interface.
+//
+// Fan-out runs in parallel: the publisher's reader goroutine only hands each packet to
+// every viewer's bounded queue, and each viewer's own writer goroutine rewrites
+// sequence numbers and timestamps, encrypts and writes. A viewer whose queue is full
+// drops video until the next keyframe instead of delaying anyone.
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v2"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/webrtc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Sentinel errors; the web layer maps them to HTTP statuses.
+var (
+	ErrPublisherExists = errors.New("stream already has a publisher")
+	ErrBadOffer        = errors.New("malformed or unusable SDP offer")
+	ErrNotFound        = errors.New("media session not found")
+	ErrNotSupported    = errors.New("not supported (ICE restart)")
+	ErrClosed          = errors.New("relay closed")
+	ErrEnded           = errors.New("stream ended")
+)
+
+// Role tells which side of a stream a session is on.
+type Role int
+
+// Session roles.
+const (
+	RolePublisher Role = iota + 1
+	RoleViewer
+)
+
+// Options configure a Relay.
+type Options struct {
+	// UDPPort is the single UDP port all WebRTC traffic uses (0 picks a free port).
+	UDPPort int
+	// ListenIP is the address the UDP port binds (default 0.0.0.0).
+	ListenIP string
+	// PublicIP is put in ICE host candidates instead of the local address (optional).
+	PublicIP string
+	Logger   *slog.Logger
+	// Baseline fans out the plain pion way (one shared TrackLocalStaticRTP per track,
+	// written serially to every viewer) for comparison in benchmarks.
+	Baseline bool
+	// OnPublisher is called when a stream gains (live=true) or loses its publisher.
+	// It is not called for streams ended with EndStream.
+	OnPublisher func(streamID string, live bool)
+	// Registerer receives the relay's metrics (optional).
+	Registerer prometheus.Registerer
+	// QueueLen is each viewer's packet queue length (default 512).
+	QueueLen int
+	// NACKBuffer is the number of packets kept per outgoing track for retransmission
+	// (a power of two; default 256).
+	NACKBuffer uint16
+	// DisconnectedTimeout and FailedTimeout are the ICE timeouts (default 5 s and 10 s):
+	// a lost publisher is detected after their sum.
+	DisconnectedTimeout time.Duration
+	FailedTimeout       time.Duration
+}
+
+// Relay owns the WebRTC API, the UDP port and every stream's room.
+type Relay struct {
+	opts    Options
+	log     *slog.Logger
+	api     *webrtc.API
+	udp     net.PacketConn
+	mux     ice.UDPMux
+	metrics *metrics
+
+	mu     sync.Mutex
+	rooms  map[string]*room // guarded by mu
+	closed bool             // guarded by mu
+}
+
+// New builds the WebRTC API once and opens the UDP port.
+func New(opts Options) (*Relay, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = 512
+	}
+	if opts.NACKBuffer == 0 {
+		opts.NACKBuffer = 256
+	}
+	if opts.DisconnectedTimeout <= 0 {
+		opts.DisconnectedTimeout = 5 * time.Second
+	}
+	if opts.FailedTimeout <= 0 {
+		opts.FailedTimeout = 10 * time.Second
+	}
+	listen := opts.ListenIP
+	if listen == "" {
+		listen = "0.0.0.0"
+	}
+	ip := net.ParseIP(listen)
+	if ip == nil {
+		return nil, fmt.Errorf("stream: listen ip %q is not an IP address", listen)
+	}
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: opts.UDPPort})
+	if err != nil {
+		return nil, fmt.Errorf("stream: listen udp: %w", err)
+	}
+	r := &Relay{opts: opts, log: opts.Logger, udp: udp, rooms: map[string]*room{}}
+	r.mux = webrtc.NewICEUDPMux(nil, udp)
+	if r.api, err = r.buildAPI(); err != nil {
+		_ = r.mux.Close()
+		return nil, err
+	}
+	r.metrics = newMetrics(opts.Registerer)
+	return r, nil
+}
+
+// UDPAddr is the address of the media port.
+func (r *Relay) UDPAddr() net.Addr { return r.udp.LocalAddr() }
+
+func (r *Relay) buildAPI() (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	if r.opts.Baseline {
+		// Plain pion defaults: 1024-packet NACK copy per outgoing track, reports, TWCC.
+		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+			return nil, err
+		}
+	} else if err := configureInterceptors(me, reg, r.opts.NACKBuffer); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(r.mux)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetICETimeouts(r.opts.DisconnectedTimeout, r.opts.FailedTimeout, 2*time.Second)
+	se.SetIncludeLoopbackCandidate(true)
+	if r.opts.PublicIP != "" && r.opts.PublicIP != r.opts.ListenIP {
+		if net.ParseIP(r.opts.PublicIP) == nil {
+			return nil, fmt.Errorf("stream: public ip %q is not an IP address", r.opts.PublicIP)
+		}
+		se.SetNAT1To1IPs([]string{r.opts.PublicIP}, webrtc.ICECandidateTypeHost)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
+		webrtc.WithSettingEngine(se)), nil
+}
+
+// configureInterceptors sets NACK (both ways) and RTCP reports with a small
+// retransmission buffer that keeps references instead of copies: the relay never
+// reuses a packet's buffers, so every viewer's history shares the publisher's bytes.
+func configureInterceptors(me *webrtc.MediaEngine, reg *interceptor.Registry, size uint16) error {
+	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorSize(512))
+	if err != nil {
+		return err
+	}
+	resp, err := nack.NewResponderInterceptor(nack.ResponderSize(size), nack.DisableCopy())
+	if err != nil {
+		return err
+	}
+	reg.Add(resp)
+	reg.Add(gen)
+	return webrtc.ConfigureRTCPReports(reg)
+}
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+}
+
+func registerCodecs(me *webrtc.MediaEngine) error {
+	type c struct {
+		mime, fmtp string
+		pt         webrtc.PayloadType
+	}
+	video := []c{
+		{webrtc.MimeTypeVP8, "", 96},
+		{webrtc.MimeTypeVP9, "profile-id=0", 98},
+		{webrtc.MimeTypeVP9, "profile-id=2", 100},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 108},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 127},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", 123},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f", 106},
+	}
+	for _, v := range video {
+		err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: v.mime, ClockRate: 90000,
+				SDPFmtpLine: v.fmtp, RTCPFeedback: videoFeedback},
+			PayloadType: v.pt,
+		}, webrtc.RTPCodecTypeVideo)
+		if err != nil {
+			return err
+		}
+	}
+	return me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000,
+			Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType: 111,
+	}, webrtc.RTPCodecTypeAudio)
+}
+
+// room returns the stream's room, creating it.
+func (r *Relay) room(streamID string) (*room, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	rm := r.rooms[streamID]
+	if rm == nil {
+		rm = newRoom(r, streamID)
+		r.rooms[streamID] = rm
+	}
+	return rm, nil
+}
+
+// existingRoom returns the stream's room or nil.
+func (r *Relay) existingRoom(streamID string) *room {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rooms[streamID]
+}
+
+// dropRoomIfIdle forgets a room that has no peers and default mute state.
+func (r *Relay) dropRoomIfIdle(rm *room) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rooms[rm.id] == rm && rm.idle() {
+		delete(r.rooms, rm.id)
+		rm.stopTimers()
+	}
+}
+
+// Publish answers a WHIP offer: the stream's single publisher.
+func (r *Relay) Publish(ctx context.Context, streamID, offer string) (answer, resourceID string, err error) {
+	kinds, err := offerKinds(offer)
+	if err != nil {
+		return "", "", err
+	}
+	rm, err := r.room(streamID)
+	if err != nil {
+		return "", "", err
+	}
+	answer, resourceID, err = rm.publish(ctx, offer, kinds)
+	if err != nil {
+		r.dropRoomIfIdle(rm)
+		return "", "", err
+	}
+	if r.opts.OnPublisher != nil {
+		r.opts.OnPublisher(streamID, true)
+	}
+	return answer, resourceID, nil
+}
+
+// Subscribe answers a WHEP offer. It works before the publisher arrives.
+func (r *Relay) Subscribe(ctx context.Context, streamID, offer string) (answer, resourceID string, err error) {
+	kinds, err := offerKinds(offer)
+	if err != nil {
+		return "", "", err
+	}
+	rm, err := r.room(streamID)
+	if err != nil {
+		return "", "", err
+	}
+	answer, resourceID, err = rm.subscribe(ctx, offer, kinds)
+	if err != nil {
+		r.dropRoomIfIdle(rm)
+		return "", "", err
+	}
+	return answer, resourceID, nil
+}
+
+// Delete ends one session of the given role.
+func (r *Relay) Delete(streamID, resourceID string, role Role) error {
+	rm := r.existingRoom(streamID)
+	if rm == nil {
+		return ErrNotFound
+	}
+	return rm.deleteSession(resourceID, role)
+}
+
+// Patch applies a trickle-ICE SDP fragment (RFC 8840) to one session. An ICE restart
+// (new ufrag) is not supported: ErrNotSupported.
+func (r *Relay) Patch(streamID, resourceID string, role Role, frag string) error {
+	rm := r.existingRoom(streamID)
+	if rm == nil {
+		return ErrNotFound
+	}
+	pc := rm.sessionPC(resourceID, role)
+	if pc == nil {
+		return ErrNotFound
+	}
+	return applyTrickle(pc, frag)
+}
+
+// Exists tells whether a session of the role is open.
+func (r *Relay) Exists(streamID, resourceID string, role Role) bool {
+	rm := r.existingRoom(streamID)
+	return rm != nil && rm.sessionPC(resourceID, role) != nil
+}
+
+// SetMute changes the mute state of the kinds given (nil leaves a kind as it is) and
+// returns the state after the change.
+func (r *Relay) SetMute(streamID string, audio, video *bool) (audioMuted, videoMuted bool) {
+	rm, err := r.room(streamID)
+	if err != nil {
+		return false, false
+	}
+	a, v := rm.setMute(audio, video)
+	r.dropRoomIfIdle(rm)
+	return a, v
+}
+
+// Mute returns the stream's mute state.
+func (r *Relay) Mute(streamID string) (audioMuted, videoMuted bool) {
+	rm := r.existingRoom(streamID)
+	if rm == nil {
+		return false, false
+	}
+	return rm.audioMuted.Load(), rm.videoMuted.Load()
+}
+
+// Live tells whether the stream has a publisher.
+func (r *Relay) Live(streamID string) bool {
+	rm := r.existingRoom(streamID)
+	return rm != nil && rm.hasPublisher()
+}
+
+// Viewers counts the stream's WHEP sessions.
+func (r *Relay) Viewers(streamID string) int {
+	rm := r.existingRoom(streamID)
+	if rm == nil {
+		return 0
+	}
+	return len(*rm.viewerList.Load())
+}
+
+// EndStream closes every peer of the stream and frees its room. OnPublisher is not
+// called.
+func (r *Relay) EndStream(streamID string) {
+	r.mu.Lock()
+	rm := r.rooms[streamID]
+	delete(r.rooms, streamID)
+	r.mu.Unlock()
+	if rm != nil {
+		rm.end()
+	}
+}
+
+// Close ends every stream and closes the UDP port.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	rooms := r.rooms
+	r.rooms = map[string]*room{}
+	r.mu.Unlock()
+	for _, rm := range rooms {
+		rm.end()
+	}
+	r.metrics.unregister()
+	return r.mux.Close()
+}
+
+func newResourceID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

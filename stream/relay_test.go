@@ -1,0 +1,491 @@
+package stream
+
+import (
+	"context"
+
+	"errors"
+	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livecart/livecart/stream/rtctest"
+	"github.com/pion/webrtc/v3"
+)
+
+// liveLog records OnPublisher calls.
+type liveLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *liveLog) on(sid string, live bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, fmt.Sprintf("%s:%v", sid, live))
+}
+
+func (l *liveLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...)
+}
+
+func newTestRelay(t *testing.T, opts Options) (*Relay, *liveLog) {
+	t.Helper()
+	log := &liveLog{}
+	opts.ListenIP = "127.0.0.1"
+	opts.OnPublisher = log.on
+	r, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r, log
+}
+
+var clientAPI = sync.OnceValues(rtctest.NewAPI)
+
+func api(t *testing.T) *webrtc.API {
+	t.Helper()
+	a, err := clientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// light keeps -race runs on two cores cheap: 300 kb/s at 15 fps, keyframes only on
+// request.
+var light = rtctest.PublisherOptions{Bitrate: 300_000, FPS: 15, KeyInterval: -1}
+
+// startPublisher connects a publisher and sends until the test ends or stop is called.
+func startPublisher(t *testing.T, r *Relay, sid string) (p *rtctest.Publisher, rid string, stop func()) {
+	t.Helper()
+	p, err := rtctest.NewPublisher(api(t), light)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = p.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+		ans, id, err := r.Publish(ctx, sid, offer)
+		rid = id
+		return ans, err
+	})
+	if err != nil {
+		_ = p.Close()
+		t.Fatalf("publish: %v", err)
+	}
+	runCtx, runCancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(runCtx); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			runCancel()
+			<-done
+			_ = p.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return p, rid, stop
+}
+
+func startViewer(t *testing.T, r *Relay, sid string) (*rtctest.Viewer, string) {
+	t.Helper()
+	v, err := rtctest.NewViewer(api(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var rid string
+	err = v.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+		ans, id, err := r.Subscribe(ctx, sid, offer)
+		rid = id
+		return ans, err
+	})
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return v, rid
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// receiving waits until the viewer has at least n more packets of each kind.
+func receiving(t *testing.T, v *rtctest.Viewer, n int, what string) rtctest.ViewerStats {
+	t.Helper()
+	base := v.Stats()
+	var s rtctest.ViewerStats
+	waitFor(t, 10*time.Second, what, func() bool {
+		s = v.Stats()
+		return s.Audio.Packets >= base.Audio.Packets+n && s.Video.Packets >= base.Video.Packets+n
+	})
+	return s
+}
+
+func TestFanOutReachesEveryViewer(t *testing.T) {
+	for _, n := range []int{1, 10, 50} {
+		t.Run(fmt.Sprintf("%d viewers", n), func(t *testing.T) {
+			r, _ := newTestRelay(t, Options{})
+			startPublisher(t, r, "s1")
+			viewers := make([]*rtctest.Viewer, n)
+			rids := make([]string, n)
+			t.Cleanup(func() {
+				for _, v := range viewers {
+					if v != nil {
+						_ = v.Close()
+					}
+				}
+			})
+			// Join in waves of 10 so that 50 DTLS handshakes at once do not starve
+			// two cores (especially under -race).
+			for lo := 0; lo < n; lo += 10 {
+				var wg sync.WaitGroup
+				errs := make(chan error, 10)
+				for i := lo; i < min(lo+10, n); i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						v, err := rtctest.NewViewer(api(t), false)
+						if err != nil {
+							errs <- err
+							return
+						}
+						viewers[i] = v
+						ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+						defer cancel()
+						errs <- v.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+							ans, rid, err := r.Subscribe(ctx, "s1", offer)
+							rids[i] = rid
+							return ans, err
+						})
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("viewer connect: %v", err)
+					}
+				}
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				var slow []string
+				for i, v := range viewers {
+					if s := v.Stats(); s.Audio.Packets < 10 || s.Video.Packets < 10 {
+						rm := r.existingRoom("s1")
+						rm.mu.Lock()
+						sv := rm.viewers[rids[i]]
+						rm.mu.Unlock()
+						vt := sv.tracks[kindVideo]
+						slow = append(slow, fmt.Sprintf("%d(a%d v%d %s; server sent a%d v%d active %v wait %v bound %v queue %d)",
+							i, s.Audio.Packets, s.Video.Packets, v.PC.ConnectionState(),
+							sv.sent[kindAudio].Load(), sv.sent[kindVideo].Load(), vt.active.Load(), vt.waitKey.Load(), vt.binding.Load() != nil, len(sv.q)))
+					}
+				}
+				if len(slow) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("viewers not receiving: %v", slow)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			for i, v := range viewers {
+				s := v.Stats()
+				if s.Video.Keyframes == 0 {
+					t.Errorf("viewer %d: got no keyframe", i)
+				}
+				if d := s.FirstKeyframeAt.Sub(s.ConnectedAt); d > timeScale*time.Second {
+					t.Errorf("viewer %d: first keyframe %v after connecting, want <= %ds", i, d, timeScale)
+				}
+			}
+			t.Logf("pli %v dropped %v", testutilValue(r.metrics.pli), testutilValue(r.metrics.dropped))
+			if got := r.Viewers("s1"); got != n {
+				t.Errorf("Viewers() = %d, want %d", got, n)
+			}
+		})
+	}
+}
+
+func TestSecondPublisherIsRejected(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	startPublisher(t, r, "s1")
+	p2, err := rtctest.NewPublisher(api(t), light)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	offer, err := p2.PC.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p2.PC.SetLocalDescription(offer)
+	_, _, err = r.Publish(context.Background(), "s1", offer.SDP)
+	if !errors.Is(err, ErrPublisherExists) {
+		t.Fatalf("second Publish: got %v, want ErrPublisherExists", err)
+	}
+}
+
+func TestBadOffer(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	noMedia := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	for _, offer := range []string{"", "garbage", noMedia} {
+		if _, _, err := r.Publish(context.Background(), "s1", offer); !errors.Is(err, ErrBadOffer) {
+			t.Errorf("Publish(%q): got %v, want ErrBadOffer", offer, err)
+		}
+		if _, _, err := r.Subscribe(context.Background(), "s1", offer); !errors.Is(err, ErrBadOffer) {
+			t.Errorf("Subscribe(%q): got %v, want ErrBadOffer", offer, err)
+		}
+	}
+	if rm := r.existingRoom("s1"); rm != nil {
+		t.Errorf("room left behind after bad offers")
+	}
+}
+
+func TestDeleteEndsSessions(t *testing.T) {
+	r, log := newTestRelay(t, Options{})
+	_, prid, _ := startPublisher(t, r, "s1")
+	v, vrid := startViewer(t, r, "s1")
+	receiving(t, v, 5, "media")
+
+	if err := r.Delete("s1", prid, RoleViewer); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete(publisher id as viewer): got %v, want ErrNotFound", err)
+	}
+	if err := r.Delete("s1", vrid, RoleViewer); err != nil {
+		t.Fatalf("Delete viewer: %v", err)
+	}
+	if got := r.Viewers("s1"); got != 0 {
+		t.Errorf("Viewers after delete = %d, want 0", got)
+	}
+	if err := r.Delete("s1", vrid, RoleViewer); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Delete: got %v, want ErrNotFound", err)
+	}
+	if err := r.Delete("s1", prid, RolePublisher); err != nil {
+		t.Fatalf("Delete publisher: %v", err)
+	}
+	if r.Live("s1") {
+		t.Errorf("Live after publisher delete = true, want false")
+	}
+	waitFor(t, 2*time.Second, "OnPublisher false", func() bool { return len(log.get()) == 2 })
+	if got, want := fmt.Sprint(log.get()), "[s1:true s1:false]"; got != want {
+		t.Errorf("OnPublisher calls = %s, want %s", got, want)
+	}
+	if r.existingRoom("s1") != nil {
+		t.Errorf("room kept after everyone left")
+	}
+}
+
+func TestViewerBeforePublisherAndAcrossReconnect(t *testing.T) {
+	r, log := newTestRelay(t, Options{})
+	v, _ := startViewer(t, r, "s1")
+
+	_, rid1, stop1 := startPublisher(t, r, "s1")
+	receiving(t, v, 20, "media from first publisher")
+	stop1()
+	_ = r.Delete("s1", rid1, RolePublisher)
+
+	startPublisher(t, r, "s1")
+	s := receiving(t, v, 30, "media from second publisher")
+	if s.Video.Discontinuities != 0 || s.Audio.Discontinuities != 0 {
+		t.Errorf("got %d video and %d audio sequence discontinuities across reconnect, want 0",
+			s.Video.Discontinuities, s.Audio.Discontinuities)
+	}
+	if s.Video.TimestampJumpsBack != 0 || s.Audio.TimestampJumpsBack != 0 {
+		t.Errorf("got timestamps jumping back (video %d, audio %d), want none",
+			s.Video.TimestampJumpsBack, s.Audio.TimestampJumpsBack)
+	}
+	if s.Video.Keyframes < 2 {
+		t.Errorf("got %d keyframes, want one per publisher", s.Video.Keyframes)
+	}
+	if got, want := fmt.Sprint(log.get()), "[s1:true s1:false s1:true]"; got != want {
+		t.Errorf("OnPublisher calls = %s, want %s", got, want)
+	}
+}
+
+func TestMutePerKind(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	startPublisher(t, r, "s1")
+	v, _ := startViewer(t, r, "s1")
+	receiving(t, v, 10, "media")
+
+	yes, no := true, false
+	for _, kind := range []string{"video", "audio"} {
+		var a, vid *bool
+		if kind == "video" {
+			vid = &yes
+		} else {
+			a = &yes
+		}
+		am, vm := r.SetMute("s1", a, vid)
+		if am != (kind == "audio") || vm != (kind == "video") {
+			t.Fatalf("SetMute %s: got audio %v video %v", kind, am, vm)
+		}
+		time.Sleep(100 * time.Millisecond) // packets already on the wire
+		before := v.Stats()
+		time.Sleep(400 * time.Millisecond)
+		after := v.Stats()
+		mutedGot := after.Video.Packets - before.Video.Packets
+		otherGot := after.Audio.Packets - before.Audio.Packets
+		if kind == "audio" {
+			mutedGot, otherGot = otherGot, mutedGot
+		}
+		if mutedGot != 0 {
+			t.Errorf("%s muted: got %d packets, want 0", kind, mutedGot)
+		}
+		if otherGot == 0 {
+			t.Errorf("%s muted: the other kind stopped too", kind)
+		}
+		if kind == "video" {
+			r.SetMute("s1", nil, &no)
+		} else {
+			r.SetMute("s1", &no, nil)
+		}
+		s := receiving(t, v, 10, kind+" after unmute")
+		if kind == "video" && s.Video.Keyframes <= before.Video.Keyframes {
+			t.Errorf("video unmute: got no new keyframe")
+		}
+		if s.Video.Discontinuities != 0 || s.Audio.Discontinuities != 0 {
+			t.Errorf("%s unmute: got %d video, %d audio sequence gaps, want 0",
+				kind, s.Video.Discontinuities, s.Audio.Discontinuities)
+		}
+	}
+	if am, vm := r.Mute("s1"); am || vm {
+		t.Errorf("Mute() = %v, %v, want false, false", am, vm)
+	}
+}
+
+func TestEndStreamClosesEverything(t *testing.T) {
+	r, log := newTestRelay(t, Options{})
+	startPublisher(t, r, "s1")
+	v, vrid := startViewer(t, r, "s1")
+	receiving(t, v, 5, "media")
+	r.EndStream("s1")
+	if r.Live("s1") || r.Viewers("s1") != 0 {
+		t.Errorf("after EndStream: live %v viewers %d, want false 0", r.Live("s1"), r.Viewers("s1"))
+	}
+	if err := r.Delete("s1", vrid, RoleViewer); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete after EndStream: got %v, want ErrNotFound", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got, want := fmt.Sprint(log.get()), "[s1:true]"; got != want {
+		t.Errorf("OnPublisher calls = %s, want %s (no idle after end)", got, want)
+	}
+}
+
+func TestBaselineFanOut(t *testing.T) {
+	r, _ := newTestRelay(t, Options{Baseline: true})
+	startPublisher(t, r, "s1")
+	for i := 0; i < 3; i++ {
+		v, _ := startViewer(t, r, "s1")
+		receiving(t, v, 10, fmt.Sprintf("baseline viewer %d", i))
+	}
+}
+
+func TestPatchTrickle(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	v, rid := startViewer(t, r, "s1")
+	ufrag := sdpAttr(v.PC.LocalDescription().SDP, "ice-ufrag")
+	frag := "a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n"
+	if err := r.Patch("s1", rid, RoleViewer, frag); err != nil {
+		t.Errorf("trickle Patch: got %v, want nil", err)
+	}
+	restart := "a=ice-ufrag:other\r\na=ice-pwd:x\r\n"
+	if err := r.Patch("s1", rid, RoleViewer, restart); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("restart Patch: got %v, want ErrNotSupported", err)
+	}
+	if err := r.Patch("s1", "nope", RoleViewer, frag); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Patch unknown: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	api(t)
+	runtime.GC()
+	base := runtime.NumGoroutine()
+	func() {
+		_, _, stop := startPublisher(t, r, "s1")
+		var vs []*rtctest.Viewer
+		for i := 0; i < 5; i++ {
+			v, _ := startViewer(t, r, "s1")
+			vs = append(vs, v)
+		}
+		for _, v := range vs {
+			receiving(t, v, 5, "media")
+		}
+		stop()
+		for _, v := range vs {
+			_ = v.Close()
+		}
+		r.EndStream("s1")
+	}()
+	var n int
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n = runtime.NumGoroutine()
+		if n <= base || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n > base {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: got %d, want <= %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestKeyframeDetection(t *testing.T) {
+	tests := []struct {
+		name    string
+		mime    string
+		payload []byte
+		want    bool
+	}{
+		{"vp8 key, plain descriptor", webrtc.MimeTypeVP8, []byte{0x10, 0x30, 0, 0}, true},
+		{"vp8 inter", webrtc.MimeTypeVP8, []byte{0x10, 0x31, 0, 0}, false},
+		{"vp8 key, 15-bit picture id", webrtc.MimeTypeVP8, []byte{0x90, 0x80, 0x81, 0x02, 0x30}, true},
+		{"vp8 key, picture id + tl0 + tid", webrtc.MimeTypeVP8, []byte{0x90, 0xe0, 0x05, 0x01, 0x20, 0x30}, true},
+		{"vp8 continuation", webrtc.MimeTypeVP8, []byte{0x80, 0x80, 0x05, 0x30}, false},
+		{"vp8 truncated", webrtc.MimeTypeVP8, []byte{0x90}, false},
+		{"vp9 key start", webrtc.MimeTypeVP9, []byte{0x88}, true},
+		{"vp9 inter", webrtc.MimeTypeVP9, []byte{0xc8}, false},
+		{"h264 idr", webrtc.MimeTypeH264, []byte{0x65}, true},
+		{"h264 sps", webrtc.MimeTypeH264, []byte{0x67}, true},
+		{"h264 stap-a with sps", webrtc.MimeTypeH264, []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68}, true},
+		{"h264 fu-a idr start", webrtc.MimeTypeH264, []byte{0x7c, 0x85}, true},
+		{"h264 fu-a idr middle", webrtc.MimeTypeH264, []byte{0x7c, 0x05}, false},
+		{"h264 p slice", webrtc.MimeTypeH264, []byte{0x41}, false},
+		{"opus", webrtc.MimeTypeOpus, []byte{0x10, 0x30}, false},
+	}
+	for _, tt := range tests {
+		if got := isKeyframeStart(tt.mime, tt.payload); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func testutilValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,133 @@
+// Package rtctest holds real pion peers for tests and the load generator: a publisher
+// that sends synthetic VP8 and Opus (valid VP8 payload descriptors and frame tags,
+// keyframes on request, random bytes inside) and viewers that count what they get.
+// Every packet's last 16 bytes carry the send time and a sequence number, so a relay
+// that keeps payloads intact can be measured end to end.
+package rtctest
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v2"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v3"
+)
+
+// StampLen is the size of the trailer every generated payload ends with.
+const StampLen = 16
+
+const stampMagic = 0x4c435254 // "LCRT"
+
+// NewAPI returns a client WebRTC API with pion's default codecs and interceptors
+// (NACK, reports, TWCC), restricted to loopback UDP.
+func NewAPI() (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
+		webrtc.WithSettingEngine(se)), nil
+}
+
+// Signal sends an offer to the server and returns its answer.
+type Signal func(ctx context.Context, offer string) (answer string, err error)
+
+// connect runs offer/answer on pc with all candidates gathered first (no trickle).
+func connect(ctx context.Context, pc *webrtc.PeerConnection, signal Signal) error {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	answer, err := signal(ctx, pc.LocalDescription().SDP)
+	if err != nil {
+		return err
+	}
+	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+}
+
+// waitConnected waits until pc is connected.
+func waitConnected(ctx context.Context, pc *webrtc.PeerConnection, up <-chan struct{}) error {
+	select {
+	case <-up:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("peer not connected (state %s): %w", pc.ConnectionState(), ctx.Err())
+	}
+}
+
+// PutStamp writes the trailer (send time, sequence) into the last StampLen bytes.
+func PutStamp(payload []byte, sent time.Time, seq uint32) {
+	t := payload[len(payload)-StampLen:]
+	binary.BigEndian.PutUint64(t[0:], uint64(sent.UnixNano()))
+	binary.BigEndian.PutUint32(t[8:], seq)
+	binary.BigEndian.PutUint32(t[12:], stampMagic)
+}
+
+// ReadStamp reads the trailer; false if the payload carries none.
+func ReadStamp(payload []byte) (sent time.Time, seq uint32, ok bool) {
+	if len(payload) < StampLen {
+		return time.Time{}, 0, false
+	}
+	t := payload[len(payload)-StampLen:]
+	if binary.BigEndian.Uint32(t[12:]) != stampMagic {
+		return time.Time{}, 0, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(t[0:]))), binary.BigEndian.Uint32(t[8:]), true
+}
+
+// ErrNoTrack means the answer accepted no track of a kind the peer needs.
+var ErrNoTrack = errors.New("rtctest: no track negotiated")
+
+// IsVP8Keyframe tells whether a VP8 RTP payload starts a keyframe.
+func IsVP8Keyframe(p []byte) bool {
+	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
+		return false
+	}
+	i := 1
+	if p[0]&0x80 != 0 {
+		if len(p) <= i {
+			return false
+		}
+		x := p[i]
+		i++
+		if x&0x80 != 0 {
+			if len(p) <= i {
+				return false
+			}
+			if p[i]&0x80 != 0 {
+				i++
+			}
+			i++
+		}
+		if x&0x40 != 0 {
+			i++
+		}
+		if x&0x30 != 0 {
+			i++
+		}
+	}
+	return len(p) > i && p[i]&0x01 == 0
+}

@@ -1,0 +1,170 @@
+package rtctest
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v3"
+)
+
+// KindStats counts the packets of one kind a viewer received.
+type KindStats struct {
+	Packets int
+	// Expected is the span of sequence numbers seen (unwrapped): Packets short of it
+	// were lost.
+	Expected int
+	// Discontinuities counts packets whose sequence number is not the previous + 1.
+	Discontinuities int
+	Keyframes       int
+	// LastTimestamp is the RTP timestamp of the newest packet.
+	LastTimestamp uint32
+	// TimestampJumpsBack counts packets whose timestamp went back by more than 1 s.
+	TimestampJumpsBack int
+}
+
+// ViewerStats is a snapshot of a viewer's counters.
+type ViewerStats struct {
+	Audio, Video    KindStats
+	ConnectedAt     time.Time
+	FirstKeyframeAt time.Time
+	// LatencyMicros holds publisher-send → viewer-receive times of stamped packets.
+	LatencyMicros []int32
+}
+
+type kindState struct {
+	KindStats
+	started  bool
+	firstExt int64
+	lastExt  int64
+	maxExt   int64
+}
+
+// Viewer is a WHEP-style receive-only peer that records what arrives.
+type Viewer struct {
+	PC   *webrtc.PeerConnection
+	up   chan struct{}
+	keep bool // keep latency samples
+
+	mu          sync.Mutex
+	audio       kindState                      // guarded by mu
+	video       kindState                      // guarded by mu
+	connectedAt time.Time                      // guarded by mu
+	firstKeyAt  time.Time                      // guarded by mu
+	latencies   []int32                        // guarded by mu
+	onPacket    func(kind webrtc.RTPCodecType) // optional hook, called outside mu
+	closed      atomic.Bool
+}
+
+// NewViewer creates a receive-only peer for audio and video. keepLatency records every
+// stamped packet's latency.
+func NewViewer(api *webrtc.API, keepLatency bool) (*Viewer, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	v := &Viewer{PC: pc, up: make(chan struct{}), keep: keepLatency}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	var once atomic.Bool
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected && !once.Swap(true) {
+			v.mu.Lock()
+			v.connectedAt = time.Now()
+			v.mu.Unlock()
+			close(v.up)
+		}
+	})
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(t) })
+	return v, nil
+}
+
+// Connect signals and waits for the connection.
+func (v *Viewer) Connect(ctx context.Context, signal Signal) error {
+	if err := connect(ctx, v.PC, signal); err != nil {
+		return err
+	}
+	return waitConnected(ctx, v.PC, v.up)
+}
+
+// Close closes the peer connection.
+func (v *Viewer) Close() error {
+	v.closed.Store(true)
+	return v.PC.Close()
+}
+
+func (v *Viewer) read(t *webrtc.TrackRemote) {
+	kind := t.Kind()
+	for {
+		pkt, _, err := t.ReadRTP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		v.mu.Lock()
+		ks := &v.audio
+		if kind == webrtc.RTPCodecTypeVideo {
+			ks = &v.video
+		}
+		ks.add(pkt.SequenceNumber, pkt.Timestamp)
+		if kind == webrtc.RTPCodecTypeVideo && IsVP8Keyframe(pkt.Payload) {
+			ks.Keyframes++
+			if v.firstKeyAt.IsZero() {
+				v.firstKeyAt = now
+			}
+		}
+		if sent, _, ok := ReadStamp(pkt.Payload); ok && v.keep {
+			v.latencies = append(v.latencies, int32(now.Sub(sent).Microseconds()))
+		}
+		hook := v.onPacket
+		v.mu.Unlock()
+		if hook != nil {
+			hook(kind)
+		}
+	}
+}
+
+func (k *kindState) add(seq uint16, ts uint32) {
+	if !k.started {
+		k.started = true
+		k.firstExt, k.lastExt, k.maxExt = int64(seq), int64(seq), int64(seq)
+		k.Packets, k.Expected, k.LastTimestamp = 1, 1, ts
+		return
+	}
+	ext := k.lastExt + int64(int16(seq-uint16(k.lastExt)))
+	if ext != k.lastExt+1 {
+		k.Discontinuities++
+	}
+	if d := int32(ts - k.LastTimestamp); d < -90000 {
+		k.TimestampJumpsBack++
+	}
+	k.LastTimestamp = ts
+	k.lastExt = ext
+	k.Packets++
+	if ext > k.maxExt {
+		k.maxExt = ext
+	}
+	k.Expected = int(k.maxExt - k.firstExt + 1)
+}
+
+// Stats returns a snapshot; latency samples are handed over and cleared.
+func (v *Viewer) Stats() ViewerStats {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := ViewerStats{Audio: v.audio.KindStats, Video: v.video.KindStats,
+		ConnectedAt: v.connectedAt, FirstKeyframeAt: v.firstKeyAt, LatencyMicros: v.latencies}
+	v.latencies = nil
+	return s
+}
+
+// OnPacket sets a hook called for every packet received.
+func (v *Viewer) OnPacket(f func(kind webrtc.RTPCodecType)) {
+	v.mu.Lock()
+	v.onPacket = f
+	v.mu.Unlock()
+}

@@ -1,0 +1,79 @@
+package stream
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v3"
+)
+
+// offerKinds parses an offer and lists the media kinds it carries (audio, video).
+// An offer that does not parse or has neither kind is ErrBadOffer.
+func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadOffer, err)
+	}
+	var kinds []webrtc.RTPCodecType
+	seen := map[webrtc.RTPCodecType]bool{}
+	for _, m := range sd.MediaDescriptions {
+		k := webrtc.NewRTPCodecType(m.MediaName.Media)
+		if k == 0 || seen[k] {
+			continue
+		}
+		seen[k] = true
+		kinds = append(kinds, k)
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
+	}
+	return kinds, nil
+}
+
+// applyTrickle adds the candidates of an RFC 8840 SDP fragment. A fragment whose
+// ice-ufrag differs from the session's asks for an ICE restart: ErrNotSupported.
+func applyTrickle(pc *webrtc.PeerConnection, frag string) error {
+	remote := pc.RemoteDescription()
+	if remote == nil {
+		return ErrNotFound
+	}
+	current := sdpAttr(remote.SDP, "ice-ufrag")
+	mid := ""
+	var cands []webrtc.ICECandidateInit
+	for _, line := range strings.Split(frag, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "a=ice-ufrag:"):
+			if u := strings.TrimPrefix(line, "a=ice-ufrag:"); current != "" && u != current {
+				return ErrNotSupported
+			}
+		case strings.HasPrefix(line, "a=mid:"):
+			mid = strings.TrimPrefix(line, "a=mid:")
+		case strings.HasPrefix(line, "a=candidate:"):
+			m := mid
+			cands = append(cands, webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a="), SDPMid: &m})
+		case line == "", strings.HasPrefix(line, "a="), strings.HasPrefix(line, "m="):
+		default:
+			return fmt.Errorf("%w: unexpected line in sdpfrag", ErrBadOffer)
+		}
+	}
+	for _, c := range cands {
+		if err := pc.AddICECandidate(c); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadOffer, err)
+		}
+	}
+	return nil
+}
+
+// sdpAttr returns the first value of attribute name in an SDP text.
+func sdpAttr(text, name string) string {
+	prefix := "a=" + name + ":"
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, prefix) {
+			return strings.TrimPrefix(line, prefix)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,332 @@
+package stream
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v3"
+)
+
+// entry is one queued packet for one viewer.
+type entry struct {
+	p      *packet
+	rebase bool // first packet after a gap the relay made: keep the output continuous
+}
+
+// viewer is one WHEP session with its own queue and writer goroutine.
+type viewer struct {
+	id        string
+	room      *room
+	pc        *webrtc.PeerConnection
+	tracks    [3]*viewerTrack // by kind; nil when not negotiated (or Baseline)
+	q         chan entry
+	done      chan struct{}
+	closed    atomic.Bool
+	connected atomic.Bool
+	sent      [3]atomic.Int64 // packets written, by kind
+}
+
+// subscribe negotiates a viewer. It is in the room (inactive) from the start, so the
+// fan-out sees it as soon as its connection is up.
+func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPCodecType) (string, string, error) {
+	pc, err := rm.relay.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return "", "", err
+	}
+	v := &viewer{id: newResourceID(), room: rm, pc: pc, done: make(chan struct{})}
+	if !rm.relay.opts.Baseline {
+		v.q = make(chan entry, rm.relay.opts.QueueLen)
+	}
+	var senders []*webrtc.RTPSender
+	for _, k := range kinds {
+		var track webrtc.TrackLocal
+		if b := rm.baseline[k]; b != nil {
+			track = b
+		} else {
+			v.tracks[k] = &viewerTrack{v: v, kind: k}
+			track = v.tracks[k]
+		}
+		tr, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = pc.Close()
+			return "", "", err
+		}
+		senders = append(senders, tr.Sender())
+	}
+	pc.OnConnectionStateChange(v.onState)
+	if err := rm.addViewer(v); err != nil {
+		_ = pc.Close()
+		return "", "", err
+	}
+	for _, s := range senders {
+		go v.readRTCP(s)
+	}
+	if v.q != nil {
+		go v.writeLoop()
+	}
+	answer, err := negotiate(ctx, pc, offer)
+	if err != nil {
+		v.close()
+		return "", "", err
+	}
+	return answer, v.id, nil
+}
+
+func (v *viewer) onState(s webrtc.PeerConnectionState) {
+	switch s {
+	case webrtc.PeerConnectionStateConnected:
+		v.connected.Store(true)
+		for _, t := range v.tracks {
+			if t != nil {
+				t.tryActivate()
+			}
+		}
+		if v.room.relay.opts.Baseline {
+			v.room.requestKeyframe()
+		}
+	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+		v.close()
+	}
+}
+
+// close ends the session; safe to call more than once and from any goroutine.
+func (v *viewer) close() {
+	if v.closed.Swap(true) {
+		return
+	}
+	close(v.done)
+	v.room.removeViewer(v)
+	_ = v.pc.Close()
+}
+
+// readRTCP forwards viewers' keyframe requests upward (throttled by the room); NACKs
+// are answered by the interceptor while this loop keeps the reader moving.
+func (v *viewer) readRTCP(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				v.room.requestKeyframe()
+			}
+		}
+	}
+}
+
+func (v *viewer) writeLoop() {
+	var sent int
+	defer func() { v.room.relay.metrics.forwarded.Add(float64(sent)) }()
+	for {
+		select {
+		case e := <-v.q:
+			if v.write(e) {
+				sent++
+			}
+			if sent >= 256 {
+				v.room.relay.metrics.forwarded.Add(float64(sent))
+				sent = 0
+			}
+		case <-v.done:
+			return
+		}
+	}
+}
+
+// write rewrites one packet for this viewer and sends it; false if dropped.
+func (v *viewer) write(e entry) bool {
+	p := e.p
+	t := v.tracks[p.kind]
+	if v.room.muted(p.kind) {
+		return false
+	}
+	b := t.binding.Load()
+	if b == nil {
+		return false
+	}
+	pt, ok := t.payloadType(b, p.codec)
+	if !ok {
+		return false
+	}
+	seq, ts := t.rewrite(e, time.Now())
+	// The NACK responder keeps this header by reference: a fresh one per packet.
+	h := &rtp.Header{
+		Version:        2,
+		Marker:         p.hdr.Marker,
+		PayloadType:    pt,
+		SequenceNumber: seq,
+		Timestamp:      ts,
+		SSRC:           b.ssrc,
+		CSRC:           p.hdr.CSRC,
+	}
+	if _, err := b.ws.WriteRTP(h, p.payload); err != nil {
+		return false
+	}
+	v.sent[p.kind].Add(1)
+	return true
+}
+
+// viewerTrack is a TrackLocal bound to one viewer's sender. Its fan-out flags are set
+// by the publisher's reader; its rewrite state belongs to the viewer's writer.
+type viewerTrack struct {
+	v    *viewer
+	kind webrtc.RTPCodecType
+
+	binding atomic.Pointer[binding]
+	active  atomic.Bool // connected and bound: the fan-out may queue packets
+	waitKey atomic.Bool // video: drop until the next keyframe starts
+
+	// Owned by the writer goroutine.
+	started  bool
+	lastGen  uint64
+	seqOff   uint16
+	tsOff    uint32
+	lastSeq  uint16
+	lastTS   uint32
+	lastAt   time.Time
+	ptCodec  *codecInfo
+	ptBind   *binding
+	ptValue  uint8
+	ptExists bool
+}
+
+type binding struct {
+	ssrc   uint32
+	ws     webrtc.TrackLocalWriter
+	codecs []webrtc.RTPCodecParameters
+}
+
+var _ webrtc.TrackLocal = (*viewerTrack)(nil)
+
+// Bind is called by pion once the viewer's transports are up.
+func (t *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	var codecs []webrtc.RTPCodecParameters
+	for _, c := range ctx.CodecParameters() {
+		if !strings.EqualFold(c.MimeType, "video/rtx") {
+			codecs = append(codecs, c)
+		}
+	}
+	if len(codecs) == 0 {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	t.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), ws: ctx.WriteStream(), codecs: codecs})
+	t.tryActivate()
+	return codecs[0], nil
+}
+
+// Unbind stops the fan-out to this track.
+func (t *viewerTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.active.Store(false)
+	t.binding.Store(nil)
+	return nil
+}
+
+func (t *viewerTrack) ID() string                { return t.kind.String() }
+func (t *viewerTrack) RID() string               { return "" }
+func (t *viewerTrack) StreamID() string          { return "livecart" }
+func (t *viewerTrack) Kind() webrtc.RTPCodecType { return t.kind }
+
+// tryActivate starts the flow once both the connection and the binding are up; video
+// waits for a keyframe (the fan-out serves a cached one or requests one).
+func (t *viewerTrack) tryActivate() {
+	if !t.v.connected.Load() || t.binding.Load() == nil || t.v.closed.Load() {
+		return
+	}
+	if t.kind == kindVideo {
+		t.waitKey.Store(true)
+	}
+	t.active.Store(true)
+}
+
+// enqueueGroup queues a cached group of pictures and then pk; on a full queue the
+// viewer goes back to waiting for a keyframe.
+func (v *viewer) enqueueGroup(group []*packet, pk *packet) bool {
+	t := v.tracks[kindVideo]
+	t.waitKey.Store(false)
+	for i, p := range group {
+		select {
+		case v.q <- entry{p: p, rebase: i == 0}:
+		default:
+			t.waitKey.Store(true)
+			return false
+		}
+	}
+	select {
+	case v.q <- entry{p: pk}:
+		return true
+	default:
+		t.waitKey.Store(true)
+		return false
+	}
+}
+
+// payloadType maps the publisher's codec to the payload type this viewer negotiated
+// for it; false if the viewer cannot receive that codec.
+func (t *viewerTrack) payloadType(b *binding, c *codecInfo) (uint8, bool) {
+	if t.ptCodec == c && t.ptBind == b {
+		return t.ptValue, t.ptExists
+	}
+	t.ptCodec, t.ptBind, t.ptExists = c, b, false
+	for pass := 0; pass < 2 && !t.ptExists; pass++ {
+		for _, bc := range b.codecs {
+			if !strings.EqualFold(bc.MimeType, c.mime) {
+				continue
+			}
+			if pass == 0 && bc.SDPFmtpLine != c.fmtp {
+				continue
+			}
+			if pass == 1 && c.mime == strings.ToLower(webrtc.MimeTypeH264) &&
+				fmtpParam(bc.SDPFmtpLine, "packetization-mode") != fmtpParam(c.fmtp, "packetization-mode") {
+				continue
+			}
+			t.ptValue, t.ptExists = uint8(bc.PayloadType), true
+			break
+		}
+	}
+	return t.ptValue, t.ptExists
+}
+
+// rewrite maps the source's sequence number and timestamp into this viewer's
+// continuous output: a new source or a relay-made gap rebases the offsets so the
+// decoder sees the next number and a timestamp advanced by the wall time since.
+func (t *viewerTrack) rewrite(e entry, now time.Time) (uint16, uint32) {
+	p := e.p
+	switch {
+	case !t.started:
+		t.started = true
+		t.lastGen = p.gen
+		t.seqOff, t.tsOff = 0, 0
+		t.lastSeq = p.hdr.SequenceNumber - 1
+		t.lastTS = p.hdr.Timestamp
+	case e.rebase || p.gen != t.lastGen:
+		t.lastGen = p.gen
+		ticks := uint32(now.Sub(t.lastAt).Seconds() * float64(p.codec.clock))
+		if ticks == 0 {
+			ticks = 1
+		}
+		t.seqOff = t.lastSeq + 1 - p.hdr.SequenceNumber
+		t.tsOff = t.lastTS + ticks - p.hdr.Timestamp
+	}
+	seq := p.hdr.SequenceNumber + t.seqOff
+	ts := p.hdr.Timestamp + t.tsOff
+	if int16(seq-t.lastSeq) > 0 {
+		t.lastSeq, t.lastTS, t.lastAt = seq, ts, now
+	}
+	return seq, ts
+}
+
+func fmtpParam(fmtp, key string) string {
+	for _, kv := range strings.Split(fmtp, ";") {
+		k, val, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, key) {
+			return val
+		}
+	}
+	return ""
+}
