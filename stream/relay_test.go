@@ -5,6 +5,7 @@ import (
 
 	"errors"
 	"fmt"
+	"os"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"runtime"
@@ -205,6 +206,8 @@ func TestFanOutReachesEveryViewer(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
+					buf := make([]byte, 8<<20)
+					_ = os.WriteFile(os.TempDir()+"/stream-stacks.txt", buf[:runtime.Stack(buf, true)], 0o644)
 					t.Fatalf("viewers not receiving: %v", slow)
 				}
 				time.Sleep(50 * time.Millisecond)
