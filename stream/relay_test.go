@@ -5,9 +5,9 @@ import (
 
 	"errors"
 	"fmt"
-	"os"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
