@@ -167,7 +167,9 @@ export class WhepPlayer {
       return;
     }
     this.playing = false;
-    if (!this.expectVideo || this.pc.connectionState === 'connecting' || this.pc.connectionState === 'new') return;
+    // A background tab may not decode: only a visible page judges a stall.
+    if (!this.expectVideo || document.hidden) return;
+    if (this.pc.connectionState === 'connecting' || this.pc.connectionState === 'new') return;
     this.stalledFor++;
     if (this.stalledFor >= 8) {
       this.stalledFor = 0;
