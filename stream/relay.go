@@ -360,16 +360,25 @@ func (r *Relay) EndStream(streamID string) {
 	}
 }
 
-// Close ends every stream and closes the UDP port.
+// Close ends every session and closes the UDP port. Streams that had a publisher are
+// reported idle (OnPublisher false): they may go live again after a restart.
 func (r *Relay) Close() error {
 	r.mu.Lock()
 	r.closed = true
-	rooms := r.rooms
-	r.rooms = map[string]*room{}
+	rooms := make([]*room, 0, len(r.rooms))
+	for _, rm := range r.rooms {
+		rooms = append(rooms, rm)
+	}
 	r.mu.Unlock()
 	for _, rm := range rooms {
+		if p := rm.pubPtr.Load(); p != nil {
+			rm.removePublisher(p)
+		}
 		rm.end()
 	}
+	r.mu.Lock()
+	r.rooms = map[string]*room{}
+	r.mu.Unlock()
 	r.metrics.unregister()
 	return r.mux.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/stream"
 	"github.com/livecart/livecart/web/auth"
 )
 
@@ -45,6 +46,12 @@ var errorMappings = []errorMapping{
 	{cart.ErrConflict, http.StatusConflict, "conflict"},
 	{cart.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
+	{stream.ErrPublisherExists, http.StatusConflict, "conflict"},
+	{stream.ErrEnded, http.StatusConflict, "conflict"},
+	{stream.ErrBadOffer, http.StatusBadRequest, "bad_request"},
+	{stream.ErrNotFound, http.StatusNotFound, "not_found"},
+	{stream.ErrNotSupported, http.StatusUnprocessableEntity, "unprocessable"},
+	{stream.ErrClosed, http.StatusServiceUnavailable, "unavailable"},
 }
 
 // toAPIError classifies err; unknown errors become 500 internal.

@@ -1,5 +1,274 @@
 package web
 
-import "net/http"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
 
-func (s *Server) mediaRoutes(mux *http.ServeMux) {}
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/stream"
+	"github.com/livecart/livecart/web/auth"
+	"github.com/livecart/livecart/web/live"
+)
+
+// MaxSDPBody bounds WHIP/WHEP offers and PATCH fragments (API.md: 64 KiB).
+const MaxSDPBody = 64 << 10
+
+// WHIP/WHEP content types (RFC 9725, RFC 8840).
+const (
+	contentTypeSDP     = "application/sdp"
+	contentTypeSDPFrag = "application/trickle-ice-sdpfrag"
+)
+
+var _ Media = (*stream.Relay)(nil)
+
+// mediaKind is one side of the media API: WHIP ingest or WHEP playback.
+type mediaKind struct {
+	prefix string // "/whip/" or "/whep/"
+	role   stream.Role
+}
+
+var (
+	whip = mediaKind{"/whip/", stream.RolePublisher}
+	whep = mediaKind{"/whep/", stream.RoleViewer}
+)
+
+func (s *Server) mediaRoutes(mux *http.ServeMux) {
+	for _, k := range []mediaKind{whip, whep} {
+		mux.HandleFunc("POST "+k.prefix+"{sid}", s.mediaOffer(k))
+		mux.HandleFunc("OPTIONS "+k.prefix+"{sid}", s.mediaOptions(k, false))
+		mux.HandleFunc("DELETE "+k.prefix+"{sid}/{rid}", s.mediaDelete(k))
+		mux.HandleFunc("PATCH "+k.prefix+"{sid}/{rid}", s.mediaPatch(k))
+		mux.HandleFunc("OPTIONS "+k.prefix+"{sid}/{rid}", s.mediaOptions(k, true))
+	}
+	mux.HandleFunc("POST /api/streams/{sid}/media", s.setMediaMute)
+}
+
+// OnPublisher is the relay's publisher callback: the stream goes live when its
+// publisher arrives and idle when it leaves.
+func (s *Server) OnPublisher(streamID string, live bool) {
+	s.setStreamLive(context.Background(), streamID, live)
+}
+
+// media returns the relay or a 503 when none is wired.
+func (s *Server) media() (Media, error) {
+	if s.deps.Media == nil {
+		return nil, apiError(http.StatusServiceUnavailable, "unavailable", "media relay not configured")
+	}
+	return s.deps.Media, nil
+}
+
+// mediaOffer answers POST /whip/{sid} and POST /whep/{sid}: 201, Location, ETag and
+// the SDP answer.
+func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.mediaStream(r, k)
+		if err == nil {
+			err = s.checkMediaAccess(r, k, st)
+		}
+		var offer string
+		if err == nil {
+			offer, err = readSDP(w, r, contentTypeSDP)
+		}
+		if err == nil && st.Status == cart.StreamEnded {
+			err = apiError(http.StatusConflict, "conflict", "stream has ended")
+		}
+		var m Media
+		if err == nil {
+			m, err = s.media()
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var answer, rid string
+		if k.role == stream.RolePublisher {
+			answer, rid, err = m.Publish(r.Context(), st.ID, offer)
+		} else {
+			answer, rid, err = m.Subscribe(r.Context(), st.ID, offer)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Location", k.prefix+st.ID+"/"+rid)
+		h.Set("ETag", etag(rid))
+		h.Set("Content-Type", contentTypeSDP)
+		h.Set("Accept-Patch", contentTypeSDPFrag)
+		s.iceServerLinks(h)
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, answer)
+	}
+}
+
+// mediaDelete ends a session: 200. WHIP needs the owner's token or the stream key;
+// a WHEP resource id is unguessable and needs no bearer.
+func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.mediaStream(r, k)
+		if err == nil {
+			err = s.checkMediaAccess(r, k, st)
+		}
+		var m Media
+		if err == nil {
+			m, err = s.media()
+		}
+		if err == nil {
+			err = m.Delete(st.ID, r.PathValue("rid"), k.role)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// mediaPatch applies trickle ICE candidates (204); an ICE restart is not supported
+// (422, RFC 9725 §4.3.2).
+func (s *Server) mediaPatch(k mediaKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.mediaStream(r, k)
+		if err == nil {
+			err = s.checkMediaAccess(r, k, st)
+		}
+		var m Media
+		if err == nil {
+			m, err = s.media()
+		}
+		rid := r.PathValue("rid")
+		if err == nil && !m.Exists(st.ID, rid, k.role) {
+			err = apiError(http.StatusNotFound, "not_found", "no such media session")
+		}
+		var frag string
+		if err == nil {
+			frag, err = readSDP(w, r, contentTypeSDPFrag)
+		}
+		if err == nil {
+			if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag(rid) {
+				err = apiError(http.StatusPreconditionFailed, "precondition_failed", "If-Match does not match the session's ETag")
+			}
+		}
+		if err == nil {
+			err = m.Patch(st.ID, rid, k.role, frag)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.Header().Set("ETag", etag(rid))
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// mediaOptions tells what the endpoint accepts, with the ICE servers as Link headers.
+// CORS headers come from the cors middleware.
+func (s *Server) mediaOptions(k mediaKind, resource bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		if resource {
+			h.Set("Allow", "PATCH, DELETE, OPTIONS")
+			h.Set("Accept-Patch", contentTypeSDPFrag)
+		} else {
+			h.Set("Allow", "POST, OPTIONS")
+			h.Set("Accept-Post", contentTypeSDP)
+		}
+		s.iceServerLinks(h)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// MediaState is the body of POST /api/streams/{sid}/media and its answer.
+type mediaMuteRequest struct {
+	AudioMuted *bool `json:"audio_muted"`
+	VideoMuted *bool `json:"video_muted"`
+}
+
+func (s *Server) setMediaMute(w http.ResponseWriter, r *http.Request) {
+	id, st, err := s.authorizeStream(r, canModerate)
+	var req mediaMuteRequest
+	if err == nil {
+		err = decodeJSONOrEmpty(w, r, &req)
+	}
+	var m Media
+	if err == nil {
+		m, err = s.media()
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var state live.MediaState
+	state.AudioMuted, state.VideoMuted = m.SetMute(st.ID, req.AudioMuted, req.VideoMuted)
+	s.audit(r, id, st.ID, "media", st.ID, map[string]any{
+		"audio_muted": state.AudioMuted, "video_muted": state.VideoMuted})
+	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMedia, Data: state})
+	writeJSON(w, http.StatusOK, state)
+}
+
+// mediaStream runs the first checks of every media request: WHIP needs a bearer (401),
+// then the stream must exist (404).
+func (s *Server) mediaStream(r *http.Request, k mediaKind) (cart.Stream, error) {
+	if k.role == stream.RolePublisher && bearer(r) == "" {
+		return cart.Stream{}, apiError(http.StatusUnauthorized, "unauthorized", "WHIP needs the owner's token or the stream key as bearer")
+	}
+	sid, err := pathID(r, "sid")
+	if err != nil {
+		return cart.Stream{}, err
+	}
+	return s.loadStream(r.Context(), sid)
+}
+
+// checkMediaAccess: WHEP is open to anyone. WHIP takes the stream key or a token of the
+// stream's owner (or an admin): a valid token of someone else → 403, anything else →
+// 401.
+func (s *Server) checkMediaAccess(r *http.Request, k mediaKind, st cart.Stream) error {
+	if k.role != stream.RolePublisher {
+		return nil
+	}
+	if auth.KeyEqual(bearer(r), st.StreamKey) {
+		return nil
+	}
+	id := identity(r)
+	switch {
+	case id.Anonymous():
+		return apiError(http.StatusUnauthorized, "unauthorized", "bearer is neither a valid token nor the stream key")
+	case !canManage(id, st):
+		return errForbidden("only the stream's owner may publish")
+	}
+	return nil
+}
+
+// readSDP reads a size-limited body of the wanted content type.
+func readSDP(w http.ResponseWriter, r *http.Request, want string) (string, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != want {
+		return "", apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+want)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSDPBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return "", apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxSDPBody))
+		}
+		return "", apiError(http.StatusBadRequest, "bad_request", "cannot read body")
+	}
+	if strings.TrimSpace(string(raw)) == "" {
+		return "", apiError(http.StatusBadRequest, "bad_request", "empty body")
+	}
+	return string(raw), nil
+}
+
+// iceServerLinks adds one Link header per configured ICE server (RFC 9725 §4.4).
+func (s *Server) iceServerLinks(h http.Header) {
+	for _, u := range s.deps.Options.ICEServers {
+		h.Add("Link", "<"+u+`>; rel="ice-server"`)
+	}
+}
+
+func etag(rid string) string { return `"` + rid + `"` }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/stream"
 	"github.com/livecart/livecart/web/auth"
 )
 
@@ -28,12 +29,26 @@ type Options struct {
 	GuestTokens bool
 	// RateLimits are off unless set.
 	RateLimits RateLimits
+	// ICEServers are announced to WHIP/WHEP clients as Link rel="ice-server" headers
+	// (e.g. stun:stun.example.net:3478).
+	ICEServers []string
 }
 
-// Media is what the HTTP edge needs of the media relay.
+// Media is what the HTTP edge needs of the media relay (stream.Relay).
 type Media interface {
 	// EndStream closes the publisher and every viewer of the stream.
 	EndStream(streamID string)
+	// Publish and Subscribe answer a WHIP or WHEP offer; the resource id names the
+	// session in its Location.
+	Publish(ctx context.Context, streamID, offer string) (answer, resourceID string, err error)
+	Subscribe(ctx context.Context, streamID, offer string) (answer, resourceID string, err error)
+	// Delete ends a session, Patch applies trickle ICE; Exists tells if it is open.
+	Delete(streamID, resourceID string, role stream.Role) error
+	Patch(streamID, resourceID string, role stream.Role, frag string) error
+	Exists(streamID, resourceID string, role stream.Role) bool
+	// SetMute changes the kinds given (nil = unchanged) and returns the new state.
+	SetMute(streamID string, audio, video *bool) (audioMuted, videoMuted bool)
+	Mute(streamID string) (audioMuted, videoMuted bool)
 }
 
 // Presence counts a stream's open websocket connections on all nodes.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/stream"
 	"github.com/livecart/livecart/web"
 	"github.com/livecart/livecart/web/auth"
 )
@@ -105,7 +107,20 @@ func (m *Main) build(ctx context.Context) error {
 		HoldTTL: m.cfg.Cart.HoldTTL, SaleHoldTTL: m.cfg.Cart.SaleHoldTTL, MaxPins: m.cfg.Cart.MaxPins,
 	}, time.Now, m.log)
 	deps.Commerce = m.commerce
+	// The relay reports publishers to the web server, which is built after it.
+	var srv atomic.Pointer[web.Server]
+	relay, err := m.buildMedia(reg, func(sid string, live bool) {
+		if s := srv.Load(); s != nil {
+			s.OnPublisher(sid, live)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	deps.Media = relay
+	deps.Options.ICEServers = m.cfg.Media.ICEServers
 	m.web = web.New(deps)
+	srv.Store(m.web)
 	m.httpSrv = &http.Server{
 		Handler:           m.web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -113,6 +128,24 @@ func (m *Main) build(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	return nil
+}
+
+// buildMedia opens the WebRTC relay on the configured UDP port. It listens on the HTTP
+// listen host; ICE candidates carry public_ip when set.
+func (m *Main) buildMedia(reg prometheus.Registerer, onPublisher func(string, bool)) (*stream.Relay, error) {
+	host, _, _ := net.SplitHostPort(m.cfg.Addr)
+	if ip := net.ParseIP(host); ip == nil {
+		host = "" // a name or empty: every interface
+	}
+	relay, err := stream.New(stream.Options{
+		UDPPort: m.cfg.Media.UDPPort, ListenIP: host, PublicIP: m.cfg.Media.PublicIP,
+		Logger: m.log, Baseline: m.cfg.Media.Baseline, OnPublisher: onPublisher, Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	m.closers = append(m.closers, relay.Close)
+	return relay, nil
 }
 
 func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
