@@ -1,5 +1,468 @@
 package main
 
-import "errors"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
-func runWS(args []string) error { return errors.New("ws mode is not built yet") }
+	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/web/auth"
+)
+
+// wsConfig are the flags of ws mode.
+type wsConfig struct {
+	server    string
+	secret    string
+	viewers   int
+	rate      float64
+	duration  time.Duration
+	unpins    int
+	serverPID int
+	dialConc  int
+	timeout   time.Duration
+}
+
+// runWS connects N viewers to one stream and publishes `announce` events open loop
+// (each carrying its send time), then has a moderator unpin a pinned product a few
+// times, and reports delivery latency, gaps, duplicates, and the server's CPU per
+// delivery and memory per connection (from /proc of -server-pid).
+func runWS(args []string) error {
+	var c wsConfig
+	fs := flag.NewFlagSet("ws", flag.ContinueOnError)
+	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&c.secret, "secret", os.Getenv("LIVECART_AUTH_SECRET"), "the server's auth secret (mints tokens; default $LIVECART_AUTH_SECRET)")
+	fs.IntVar(&c.viewers, "viewers", 1000, "websocket viewers")
+	fs.Float64Var(&c.rate, "rate", 10, "announce events a second (open loop)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "publishing time")
+	fs.IntVar(&c.unpins, "unpins", 5, "moderator unpins to time after the announce phase")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "server process id, for CPU and RSS from /proc (0: not measured)")
+	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
+	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.secret == "" {
+		return errors.New("-secret (or LIVECART_AUTH_SECRET) is required to mint tokens")
+	}
+	raiseFileLimit()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	return newWSRun(c).run(ctx)
+}
+
+// raiseFileLimit lifts the soft limit on open files to the hard one.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+type wsRun struct {
+	cfg    wsConfig
+	a      *auth.Authenticator
+	http   *http.Client
+	sid    string
+	owner  string // tokens
+	mod    string
+	events int // announce events planned
+
+	lastViewer []atomic.Int64 // per announce k: latest delivery latency (ns)
+	received   []atomic.Int32 // per announce k: viewers that got it
+	unpinAt    atomic.Int64   // unix ns of the unpin in flight
+}
+
+func newWSRun(c wsConfig) *wsRun {
+	r := &wsRun{cfg: c, a: auth.New([]byte(c.secret), nil), http: &http.Client{Timeout: 10 * time.Second}}
+	r.events = int(c.rate * c.duration.Seconds())
+	r.lastViewer = make([]atomic.Int64, r.events)
+	r.received = make([]atomic.Int32, r.events)
+	return r
+}
+
+func (r *wsRun) token(role auth.Role, user string) string {
+	t, err := r.a.Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// api sends a JSON request and decodes a 2xx answer into out.
+func (r *wsRun) api(ctx context.Context, method, path, token string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.cfg.server+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// wsViewer is one connection's record of what it got.
+type wsViewer struct {
+	conn     *websocket.Conn
+	last     int64
+	gaps     int64
+	dups     int64
+	lat      []uint32 // announce latencies, µs
+	unpinLat []uint32 // unpin latencies, µs
+	closed   error
+}
+
+func (r *wsRun) run(ctx context.Context) error {
+	r.owner = r.token(auth.RoleCreator, "loadgen-creator")
+	r.mod = r.token(auth.RoleModerator, "loadgen-moderator")
+	var st struct{ ID string }
+	if err := r.api(ctx, "POST", "/api/streams", r.owner, map[string]string{"title": "loadgen ws"}, &st); err != nil {
+		return err
+	}
+	r.sid = st.ID
+	var prod struct{ ID string }
+	if err := r.api(ctx, "POST", "/api/streams/"+r.sid+"/products", r.owner, map[string]any{
+		"sku": "LG-1", "title": "loadgen product", "price_cents": 100, "currency": "EUR", "stock": 10}, &prod); err != nil {
+		return err
+	}
+
+	rssBefore := procRSS(r.cfg.serverPID)
+	start := time.Now()
+	viewers, err := r.connect(ctx)
+	defer func() {
+		for _, v := range viewers {
+			v.conn.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	connectTime := time.Since(start)
+	time.Sleep(2 * time.Second) // let viewer counts settle
+	rssAfter := procRSS(r.cfg.serverPID)
+
+	var wg sync.WaitGroup
+	for _, v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.read(v)
+		}()
+	}
+
+	cpu0, t0 := procCPU(r.cfg.serverPID), time.Now()
+	sent := r.publish(ctx)
+	r.waitDelivered(ctx, sent, 5*time.Second)
+	cpu1, t1 := procCPU(r.cfg.serverPID), time.Now()
+
+	r.unpinRounds(ctx, prod.ID)
+
+	for _, v := range viewers {
+		v.conn.Close()
+	}
+	wg.Wait()
+
+	r.report(viewers, sent, connectTime, rssBefore, rssAfter, cpu1-cpu0, t1.Sub(t0))
+	return nil
+}
+
+// connect opens the viewers, dialConc at a time, each reading its snapshot.
+func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
+	u := "ws" + strings.TrimPrefix(r.cfg.server, "http") + "/ws/" + r.sid
+	viewers := make([]*wsViewer, r.cfg.viewers)
+	sem := make(chan struct{}, r.cfg.dialConc)
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	d := websocket.Dialer{HandshakeTimeout: 20 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
+	for i := range viewers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, _, err := d.DialContext(ctx, u, nil)
+			if err == nil {
+				var snap struct {
+					Type string
+					Seq  int64
+				}
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				if err = c.ReadJSON(&snap); err == nil && snap.Type != "snapshot" {
+					err = fmt.Errorf("first frame %q, want snapshot", snap.Type)
+				}
+				c.SetReadDeadline(time.Time{})
+				viewers[i] = &wsViewer{conn: c, last: snap.Seq}
+			}
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("viewer %d: %w", i, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	out := viewers[:0]
+	for _, v := range viewers {
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	return out, firstErr
+}
+
+// read consumes one viewer's frames until its connection closes.
+func (r *wsRun) read(v *wsViewer) {
+	var buf bytes.Buffer
+	for {
+		_, rd, err := v.conn.NextReader()
+		if err != nil {
+			v.closed = err
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(rd); err != nil {
+			v.closed = err
+			return
+		}
+		now := time.Now().UnixNano()
+		b := buf.Bytes()
+		seq := intAfter(b, []byte(`"seq":`))
+		if seq > 0 {
+			switch {
+			case seq <= v.last:
+				v.dups++
+			case seq > v.last+1:
+				v.gaps += seq - v.last - 1
+			}
+			if seq > v.last {
+				v.last = seq
+			}
+		}
+		switch {
+		case bytes.HasPrefix(b, []byte(`{"type":"announce"`)):
+			sentAt := intAfter(b, []byte(`"text":"t=`))
+			k := int(intAfter(b, []byte(`;k=`)))
+			lat := now - sentAt
+			v.lat = append(v.lat, uint32(lat/1000))
+			if k >= 0 && k < len(r.lastViewer) {
+				r.received[k].Add(1)
+				for {
+					old := r.lastViewer[k].Load()
+					if lat <= old || r.lastViewer[k].CompareAndSwap(old, lat) {
+						break
+					}
+				}
+			}
+		case bytes.HasPrefix(b, []byte(`{"type":"unpin"`)):
+			if at := r.unpinAt.Load(); at > 0 {
+				v.unpinLat = append(v.unpinLat, uint32((now-at)/1000))
+			}
+		}
+	}
+}
+
+// intAfter parses the decimal number after the first occurrence of key (-1 if none).
+func intAfter(b, key []byte) int64 {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return -1
+	}
+	b = b[i+len(key):]
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseInt(string(b[:j]), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// publish sends the announce events on a fixed schedule, each request in its own
+// goroutine so that a slow server cannot slow the schedule.
+func (r *wsRun) publish(ctx context.Context) int {
+	interval := time.Duration(float64(time.Second) / r.cfg.rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for k := range r.events {
+		due := start.Add(time.Duration(k) * interval)
+		time.Sleep(time.Until(due))
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			text := fmt.Sprintf("t=%d;k=%d", time.Now().UnixNano(), k)
+			if err := r.api(ctx, "POST", "/api/streams/"+r.sid+"/announce", r.mod, map[string]string{"text": text}, nil); err != nil {
+				if failed.Add(1) == 1 {
+					fmt.Fprintln(os.Stderr, "announce:", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return r.events - int(failed.Load())
+}
+
+// waitDelivered waits until every viewer has the last event, or the grace period ends.
+func (r *wsRun) waitDelivered(ctx context.Context, sent int, grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if r.events == 0 || int(r.received[r.events-1].Load()) >= r.cfg.viewers {
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// unpinRounds pins the product (owner), then has the moderator unpin it, timing the
+// unpin's arrival at every viewer.
+func (r *wsRun) unpinRounds(ctx context.Context, pid string) {
+	for range r.cfg.unpins {
+		if err := r.api(ctx, "POST", "/api/streams/"+r.sid+"/pins", r.owner, map[string]string{"product_id": pid}, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "pin:", err)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+		at := time.Now()
+		r.unpinAt.Store(at.UnixNano())
+		if err := r.api(ctx, "DELETE", "/api/streams/"+r.sid+"/pins/"+pid, r.mod, nil, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "unpin:", err)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss0, rss1 int64, cpu, window time.Duration) {
+	var lat, unpin []uint32
+	var gaps, dups int64
+	closed := 0
+	for _, v := range viewers {
+		lat = append(lat, v.lat...)
+		unpin = append(unpin, v.unpinLat...)
+		gaps += v.gaps
+		dups += v.dups
+		if v.closed != nil && !websocket.IsCloseError(v.closed, websocket.CloseNormalClosure) && !strings.Contains(v.closed.Error(), "use of closed") {
+			closed++
+		}
+	}
+	var last []uint32
+	missing := 0
+	for k := range sent {
+		last = append(last, uint32(r.lastViewer[k].Load()/1000))
+		missing += len(viewers) - int(r.received[k].Load())
+	}
+	var unpinLast []uint32 // per round: the last viewer's latency
+	for i := range r.cfg.unpins {
+		var m uint32
+		for _, v := range viewers {
+			if i < len(v.unpinLat) {
+				m = max(m, v.unpinLat[i])
+			}
+		}
+		unpinLast = append(unpinLast, m)
+	}
+	deliveries := len(lat)
+	fmt.Printf("ws: %d viewers connected in %v; %d announce events at %.0f/s for %v\n", len(viewers), connect.Round(time.Millisecond), sent, r.cfg.rate, r.cfg.duration)
+	fmt.Printf("  deliveries %d (expected %d, missing %d), gaps %d, duplicates %d, viewers dropped %d\n", deliveries, sent*len(viewers), missing, gaps, dups, closed)
+	fmt.Printf("  latency publish→receive: %s\n", pct(lat))
+	fmt.Printf("  time until the last viewer has event k: %s\n", pct(last))
+	fmt.Printf("  unpin by moderator → receive (%d rounds, %d deliveries): %s\n", r.cfg.unpins, len(unpin), pct(unpin))
+	fmt.Printf("  unpin → last viewer, per round: %s\n", pct(unpinLast))
+	if r.cfg.serverPID > 0 {
+		if deliveries > 0 {
+			fmt.Printf("  server CPU %.2fs over %v = %.2f µs per delivery (%.0f%% of one core)\n", cpu.Seconds(), window.Round(time.Millisecond),
+				float64(cpu.Microseconds())/float64(deliveries), 100*cpu.Seconds()/window.Seconds())
+		}
+		fmt.Printf("  server RSS %d MiB → %d MiB = %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(len(viewers), 1)))
+	}
+}
+
+// pct renders p50/p99/max of microsecond samples.
+func pct(us []uint32) string {
+	if len(us) == 0 {
+		return "no samples"
+	}
+	slices.Sort(us)
+	at := func(p float64) time.Duration {
+		return time.Duration(us[int(float64(len(us)-1)*p)]) * time.Microsecond
+	}
+	return fmt.Sprintf("p50 %v  p99 %v  max %v", at(0.5).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), at(1).Round(10*time.Microsecond))
+}
+
+// procCPU returns the user+system CPU time of pid (0 when not measured).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// procRSS returns the resident memory of pid in bytes.
+func procRSS(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

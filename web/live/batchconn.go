@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // batchConn lets the writer goroutine gather several frames and send them with one
@@ -13,9 +14,27 @@ import (
 // inside another frame.
 type batchConn struct {
 	net.Conn
-	mu     sync.Mutex // guards buf and corked, and is held across writes to Conn
-	corked bool
-	buf    []byte
+	mu       sync.Mutex // guards buf, corked and deadline, and is held across writes to Conn
+	corked   bool
+	buf      []byte
+	deadline time.Time // the write deadline last set on Conn
+}
+
+// SetWriteDeadline passes a new deadline on; the library sets the same one before
+// every frame, and each change costs a timer update.
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.Equal(b.deadline) {
+		return nil
+	}
+	b.deadline = t
+	return b.Conn.SetWriteDeadline(t)
+}
+
+// interrupt makes a write in progress (which holds mu) fail at once.
+func (b *batchConn) interrupt() {
+	b.Conn.SetWriteDeadline(time.Unix(1, 0))
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

@@ -31,14 +31,15 @@ type ServeOptions struct {
 // conn is one websocket viewer. The reader runs in the handler goroutine; the writer
 // owns all data writes. Hub goroutines only append to the queue, never wait.
 type conn struct {
-	hub   *Hub
-	sid   string
-	who   auth.Identity
-	snaps SnapshotSource
-	ws    *websocket.Conn
-	bc    *batchConn
-	wake  chan struct{} // capacity 1: the queue has something or the conn is closing
-	done  chan struct{} // closed when the reader stops
+	hub      *Hub
+	sid      string
+	who      auth.Identity
+	snaps    SnapshotSource
+	ws       *websocket.Conn
+	bc       *batchConn
+	deadline time.Time     // the write deadline set last; only the writer touches it
+	wake     chan struct{} // capacity 1: the queue has something or the conn is closing
+	done     chan struct{} // closed when the reader stops
 
 	mu          sync.Mutex // guards the fields below
 	queue       []*frame
@@ -47,6 +48,8 @@ type conn struct {
 	closeCode   int // once set, nothing more is queued
 	closeReason string
 	closeNow    bool // close without sending the queue (slow client, shutdown)
+	readerGone  bool // the reader has stopped: the writer stops too
+	pingDue     bool // the hub's ping tick asks for a ping
 }
 
 // ServeWS upgrades the request and serves sid's events until the connection ends.
@@ -68,23 +71,22 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 	}
 	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, ws: ws, bc: hw.bc, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	h.conns.Add(1)
-	defer h.conns.Done()
-	defer ws.Close()
-
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
+	// The connection's context is not the request's: the handler returns once the
+	// reader and writer run, so that its grown stack and the request are freed.
+	ctx, cancel := context.WithCancel(context.Background())
 	rm, err := h.acquireRoom(ctx, sid)
 	if err != nil {
 		h.cfg.Logger.Warn("live: join", "stream", sid, "err", err)
 		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
+		ws.Close()
+		cancel()
+		h.conns.Done()
 		return
 	}
-	defer h.releaseRoom(rm)
 	if err := c.start(ctx, rm, since, hasSince, opt.Ended); err != nil {
-		rm.remove(c)
-		h.setPresence(rm)
 		h.cfg.Logger.Warn("live: start", "stream", sid, "err", err)
 		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
+		c.finish(rm, cancel)
 		return
 	}
 	writerDone := make(chan struct{})
@@ -92,11 +94,26 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		defer close(writerDone)
 		c.writeLoop()
 	}()
-	c.readLoop(ctx)
-	close(c.done)
-	<-writerDone
+	go func() {
+		c.readLoop(ctx)
+		close(c.done)
+		c.mu.Lock()
+		c.readerGone = true
+		c.mu.Unlock()
+		c.signal()
+		<-writerDone
+		c.finish(rm, cancel)
+	}()
+}
+
+// finish releases what a connection held once its goroutines have ended.
+func (c *conn) finish(rm *room, cancel context.CancelFunc) {
+	c.ws.Close()
 	rm.remove(c)
-	h.setPresence(rm)
+	c.hub.setPresence(rm)
+	c.hub.releaseRoom(rm)
+	cancel()
+	c.hub.conns.Done()
 }
 
 func parseSince(r *http.Request) (int64, bool, error) {
@@ -177,6 +194,14 @@ func (c *conn) snapshotFrame(ctx context.Context, seq int64) (*frame, error) {
 	return newFrame(seq, buildFrame(EventSnapshot, seq, body), now), nil
 }
 
+// requestPing asks the writer to send a ping.
+func (c *conn) requestPing() {
+	c.mu.Lock()
+	c.pingDue = true
+	c.mu.Unlock()
+	c.signal()
+}
+
 func (c *conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
@@ -239,35 +264,35 @@ func (c *conn) drop(code int, reason string) {
 	c.closeCode, c.closeReason, c.closeNow = code, reason, true
 	c.queue, c.queuedBytes = nil, 0
 	c.mu.Unlock()
-	c.bc.SetWriteDeadline(time.Now()) // a blocked write fails now
+	c.bc.interrupt() // a blocked write fails now
 	c.signal()
 }
 
 // writeLoop sends queued frames, batched, and pings, until the connection closes.
+// It waits on one channel only: everything else (reader gone, ping due) is a flag.
 func (c *conn) writeLoop() {
-	ping := time.NewTicker(c.hub.cfg.PingInterval)
-	defer ping.Stop()
 	defer c.bc.Close() // ends the reader too
 	for {
-		select {
-		case <-c.done:
-			return
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
-				return
-			}
-			continue
-		case <-c.wake:
-		}
+		<-c.wake
 		c.mu.Lock()
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
 		c.queuedBytes = 0
 		code, reason, now := c.closeCode, c.closeReason, c.closeNow
+		stopped, ping := c.readerGone, c.pingDue
+		c.pingDue = false
 		c.mu.Unlock()
+		if stopped {
+			return
+		}
 		if now {
 			c.writeCloseDirect(code, reason)
 			return
+		}
+		if ping {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
+				return
+			}
 		}
 		if err := c.writeBatch(batch); err != nil {
 			return
@@ -288,7 +313,11 @@ func (c *conn) writeBatch(batch []*frame) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	c.ws.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+	// Refreshing the deadline costs a timer update: do it when a second has passed.
+	if now := time.Now(); c.deadline.Sub(now) < c.hub.cfg.WriteTimeout-time.Second {
+		c.deadline = now.Add(c.hub.cfg.WriteTimeout)
+		c.ws.SetWriteDeadline(c.deadline)
+	}
 	if len(batch) == 1 {
 		return c.ws.WritePreparedMessage(batch[0].pm)
 	}

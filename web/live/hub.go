@@ -135,8 +135,11 @@ func NewHub(cfg Config) *Hub {
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		WriteBufferPool:  &sync.Pool{},
-		CheckOrigin:      h.checkOrigin,
+		// Small own read buffer (client frames are small) and pooled write buffers (events
+		// go out as prepared frames): the server's 4 KiB buffers are let go at upgrade.
+		ReadBufferSize:  1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     h.checkOrigin,
 	}
 	go h.tickLoop()
 	return h
@@ -231,10 +234,16 @@ func (h *Hub) tickLoop() {
 	defer t.Stop()
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
+	ping := time.NewTicker(h.cfg.PingInterval)
+	defer ping.Stop()
 	for {
 		select {
 		case <-h.stop:
 			return
+		case <-ping.C:
+			for _, r := range h.roomList() {
+				r.pingAll()
+			}
 		case <-t.C:
 			h.announceViewers()
 		case <-refresh.C:

@@ -382,3 +382,30 @@ func waitGoroutines(t *testing.T, base int) {
 	n := runtime.Stack(buf, true)
 	t.Fatalf("goroutines: got %d, want ≤ %d\n%s", runtime.NumGoroutine(), base+2, buf[:n])
 }
+
+func TestPingsAndSilentClientDropped(t *testing.T) {
+	ts := newTestServer(t, Config{PingInterval: 100 * time.Millisecond, ViewersInterval: time.Hour})
+	// c reads, so its library answers the pings: its pongs alone keep it connected.
+	c := ts.dial(t, sid, "")
+	c.next(t)
+	silent, _, err := websocket.DefaultDialer.Dial(ts.url+"/ws/"+sid, nil) // never reads: never pongs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for ts.hub.localCount(sid) != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for ts.hub.localCount(sid) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("silent client still connected: %d connections, want 1", ts.hub.localCount(sid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // five ping intervals
+	announce(ts.hub, sid, "still here")
+	if m := c.nextOf(t, EventAnnounce); m.Text != "still here" {
+		t.Fatalf("the answering client: got %q", m.Text)
+	}
+}

@@ -168,3 +168,12 @@ func (r *room) closeAll(code int, reason string, now bool) {
 		}
 	}
 }
+
+// pingAll asks every connection's writer for a ping (one hub ticker, not one per conn).
+func (r *room) pingAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.requestPing()
+	}
+}
