@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,9 @@ type Main struct {
 	commerce *cart.Service
 	web      *web.Server
 	httpSrv  *http.Server
-	ln       net.Listener
+
+	mu sync.Mutex
+	ln net.Listener // guarded by mu; set once Run listens
 
 	printLinks bool
 	closers    []func() error // run in reverse order by Close
@@ -168,7 +171,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
 	m.ln = ln
+	m.mu.Unlock()
 	m.log.Info("livecart listening", "addr", ln.Addr().String(), "store", m.cfg.Store,
 		"node", m.cfg.NodeID, "udp_port", m.cfg.Media.UDPPort)
 	if m.printLinks {
@@ -201,6 +206,8 @@ func (m *Main) Run(ctx context.Context) error {
 
 // Addr is the HTTP listen address once Run has started.
 func (m *Main) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.ln == nil {
 		return ""
 	}
