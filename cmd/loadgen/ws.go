@@ -25,15 +25,15 @@ import (
 
 // wsConfig are the flags of ws mode.
 type wsConfig struct {
-	server    string
-	secret    string
-	viewers   int
-	rate      float64
-	duration  time.Duration
-	unpins    int
-	serverPID int
-	dialConc  int
-	timeout   time.Duration
+	server     string
+	secret     string
+	viewers    int
+	rate       float64
+	duration   time.Duration
+	unpins     int
+	serverPIDs []int
+	dialConc   int
+	timeout    time.Duration
 }
 
 // runWS connects N viewers to one stream and publishes `announce` events open loop
@@ -43,17 +43,22 @@ type wsConfig struct {
 func runWS(args []string) error {
 	var c wsConfig
 	fs := flag.NewFlagSet("ws", flag.ContinueOnError)
-	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "server base URL; several, comma-separated: viewers spread over them, events published through the first")
 	fs.StringVar(&c.secret, "secret", os.Getenv("LIVECART_AUTH_SECRET"), "the server's auth secret (mints tokens; default $LIVECART_AUTH_SECRET)")
 	fs.IntVar(&c.viewers, "viewers", 1000, "websocket viewers")
 	fs.Float64Var(&c.rate, "rate", 10, "announce events a second (open loop)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "publishing time")
 	fs.IntVar(&c.unpins, "unpins", 5, "moderator unpins to time after the announce phase")
-	fs.IntVar(&c.serverPID, "server-pid", 0, "server process id, for CPU and RSS from /proc (0: not measured)")
+	pids := fs.String("server-pid", "", "server process ids (comma-separated), for CPU and RSS from /proc (empty: not measured)")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for _, p := range strings.Split(*pids, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
+			c.serverPIDs = append(c.serverPIDs, n)
+		}
 	}
 	if c.secret == "" {
 		return errors.New("-secret (or LIVECART_AUTH_SECRET) is required to mint tokens")
@@ -95,6 +100,9 @@ func newWSRun(c wsConfig) *wsRun {
 	return r
 }
 
+// apiBase is the server that takes the API calls (the first of -server).
+func (r *wsRun) apiBase() string { return strings.Split(r.cfg.server, ",")[0] }
+
 func (r *wsRun) token(role auth.Role, user string) string {
 	t, err := r.a.Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)
 	if err != nil {
@@ -110,7 +118,7 @@ func (r *wsRun) api(ctx context.Context, method, path, token string, body, out a
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, r.cfg.server+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, r.apiBase()+path, rd)
 	if err != nil {
 		return err
 	}
@@ -158,7 +166,7 @@ func (r *wsRun) run(ctx context.Context) error {
 		return err
 	}
 
-	rssBefore := procRSS(r.cfg.serverPID)
+	rssBefore := procRSS(r.cfg.serverPIDs)
 	start := time.Now()
 	viewers, err := r.connect(ctx)
 	defer func() {
@@ -171,7 +179,7 @@ func (r *wsRun) run(ctx context.Context) error {
 	}
 	connectTime := time.Since(start)
 	time.Sleep(2 * time.Second) // let viewer counts settle
-	rssAfter := procRSS(r.cfg.serverPID)
+	rssAfter := procRSS(r.cfg.serverPIDs)
 
 	var wg sync.WaitGroup
 	for _, v := range viewers {
@@ -182,10 +190,10 @@ func (r *wsRun) run(ctx context.Context) error {
 		}()
 	}
 
-	cpu0, t0 := procCPU(r.cfg.serverPID), time.Now()
+	cpu0, t0 := procCPU(r.cfg.serverPIDs), time.Now()
 	sent := r.publish(ctx)
 	r.waitDelivered(ctx, sent, 5*time.Second)
-	cpu1, t1 := procCPU(r.cfg.serverPID), time.Now()
+	cpu1, t1 := procCPU(r.cfg.serverPIDs), time.Now()
 
 	r.unpinRounds(ctx, prod.ID)
 
@@ -200,7 +208,7 @@ func (r *wsRun) run(ctx context.Context) error {
 
 // connect opens the viewers, dialConc at a time, each reading its snapshot.
 func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
-	u := "ws" + strings.TrimPrefix(r.cfg.server, "http") + "/ws/" + r.sid
+	servers := strings.Split(r.cfg.server, ",")
 	viewers := make([]*wsViewer, r.cfg.viewers)
 	sem := make(chan struct{}, r.cfg.dialConc)
 	var wg sync.WaitGroup
@@ -213,6 +221,7 @@ func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			u := "ws" + strings.TrimPrefix(servers[i%len(servers)], "http") + "/ws/" + r.sid
 			c, _, err := d.DialContext(ctx, u, nil)
 			if err == nil {
 				var snap struct {
@@ -409,7 +418,7 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 	fmt.Printf("  time until the last viewer has event k: %s\n", pct(last))
 	fmt.Printf("  unpin by moderator → receive (%d rounds, %d deliveries): %s\n", r.cfg.unpins, len(unpin), pct(unpin))
 	fmt.Printf("  unpin → last viewer, per round: %s\n", pct(unpinLast))
-	if r.cfg.serverPID > 0 {
+	if len(r.cfg.serverPIDs) > 0 {
 		if deliveries > 0 {
 			fmt.Printf("  server CPU %.2fs over %v = %.2f µs per delivery (%.0f%% of one core)\n", cpu.Seconds(), window.Round(time.Millisecond),
 				float64(cpu.Microseconds())/float64(deliveries), 100*cpu.Seconds()/window.Seconds())
@@ -430,11 +439,16 @@ func pct(us []uint32) string {
 	return fmt.Sprintf("p50 %v  p99 %v  max %v", at(0.5).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), at(1).Round(10*time.Microsecond))
 }
 
-// procCPU returns the user+system CPU time of pid (0 when not measured).
-func procCPU(pid int) time.Duration {
-	if pid == 0 {
-		return 0
+// procCPU returns the user+system CPU time of the processes.
+func procCPU(pids []int) time.Duration {
+	var sum time.Duration
+	for _, p := range pids {
+		sum += procCPU1(p)
 	}
+	return sum
+}
+
+func procCPU1(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -449,11 +463,16 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
-// procRSS returns the resident memory of pid in bytes.
-func procRSS(pid int) int64 {
-	if pid == 0 {
-		return 0
+// procRSS returns the resident memory of the processes in bytes.
+func procRSS(pids []int) int64 {
+	var sum int64
+	for _, p := range pids {
+		sum += procRSS1(p)
 	}
+	return sum
+}
+
+func procRSS1(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
