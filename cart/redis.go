@@ -97,7 +97,7 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	// ErrUnavailable at once instead of after retries. The pool dials again by itself.
 	o.MaxRetries = -1
 	o.DialerRetries = 1
-	o.DialTimeout = time.Second
+	o.DialTimeout = 3 * time.Second // refused (Redis down) fails at once; this is for a loaded machine
 	o.ReadTimeout = 3 * time.Second
 	o.WriteTimeout = 3 * time.Second
 	o.PoolSize = opts.PoolSize
@@ -186,6 +186,7 @@ type scriptReply struct {
 	Pins     string                       `json:"pins"`
 	Ended    string                       `json:"ended"`
 	Cleared  string                       `json:"cleared"`
+	Dropped  string                       `json:"dropped"`
 	Changed  bool                         `json:"changed"`
 	Unpinned bool                         `json:"unpinned"`
 	Created  bool                         `json:"created"`

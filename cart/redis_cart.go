@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +40,7 @@ func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Ti
 	member := dueMember(sid, req.ID)
 	args := []any{
 		req.ID, req.UserID, req.ProductID, req.SaleID, req.Quantity,
-		formatTime(req.ExpiresAt), micros(req.ExpiresAt), micros(now),
+		formatTime(req.ExpiresAt), micros(req.ExpiresAt), micros(now), seq(),
 	}
 	// One round trip: the user's cart and the sweep learn of the stream before the
 	// script runs, so no crash can leave a hold that no cart lists or no sweep finds.
@@ -118,6 +119,20 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 	}
 }
 
+// seq orders records made at the same (injected) now: the node's clock in ns.
+func seq() string { return strconv.FormatInt(time.Now().UnixNano(), 10) }
+
+// sortByCreation orders holds or orders of several streams oldest first.
+func sortByCreation(ms []map[string]string) {
+	sort.SliceStable(ms, func(i, j int) bool {
+		a, b := atoi64(ms[i]["created_us"]), atoi64(ms[j]["created_us"])
+		if a != b {
+			return a < b
+		}
+		return atoi64(ms[i]["seq"]) < atoi64(ms[j]["seq"])
+	})
+}
+
 // ListHolds returns the user's holds, oldest first.
 func (s *RedisStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
 	sids, err := s.cartStreams(ctx, userID)
@@ -128,20 +143,14 @@ func (s *RedisStore) ListHolds(ctx context.Context, userID string, now time.Time
 	if err != nil {
 		return nil, err
 	}
-	type entry struct {
-		created int64
-		hold    Hold
-	}
-	var all []entry
+	var all []map[string]string
 	for _, c := range cs {
-		for _, m := range c.holds {
-			all = append(all, entry{atoi64(m["created_us"]), holdFromHash(m, now)})
-		}
+		all = append(all, c.holds...)
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].created < all[j].created })
+	sortByCreation(all)
 	out := make([]Hold, len(all))
-	for i, e := range all {
-		out[i] = e.hold
+	for i, m := range all {
+		out[i] = holdFromHash(m, now)
 	}
 	return out, nil
 }
@@ -153,6 +162,9 @@ func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now 
 		return Changes{}, err
 	}
 	r, err := s.run(ctx, "hold_remove", sid, userID, holdID)
+	if err == nil {
+		s.forgetDue(ctx, sid, []string{holdID}) // best effort: a stale entry is harmless
+	}
 	return changesOf(r), err
 }
 
@@ -185,17 +197,37 @@ const defaultReleaseBatch = 1000
 
 // ReleaseExpiredHolds returns the units of due holds. The global holddue set says
 // which streams have holds that may be due; each stream's script releases them (a
-// hold once) and the entries are dropped after. Idempotency keys expire by TTL.
+// hold once) and the entries are dropped after. Batches go on until max holds are
+// released or nothing due is left, so stale entries (ordered holds) cannot hide a due
+// hold from one call. Idempotency keys expire by TTL.
 func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max int) (int, Changes, error) {
 	if max <= 0 {
 		max = defaultReleaseBatch
 	}
+	released, ch := 0, Changes{}
+	for released < max {
+		n, c, more, err := s.releaseBatch(ctx, now, max-released)
+		released += n
+		ch.Products = append(ch.Products, c.Products...)
+		ch.Sales = append(ch.Sales, c.Sales...)
+		if err != nil || !more {
+			sortChanges(&ch)
+			return released, ch, err
+		}
+	}
+	sortChanges(&ch)
+	return released, ch, nil
+}
+
+// releaseBatch releases up to max due holds among the first max due entries of
+// holddue; more says whether due entries may be left.
+func (s *RedisStore) releaseBatch(ctx context.Context, now time.Time, max int) (int, Changes, bool, error) {
 	dueKey := s.prefix + "holddue"
 	members, err := s.rdb.ZRangeByScore(ctx, dueKey, &redis.ZRangeBy{
 		Min: "-inf", Max: micros(now), Count: int64(max),
 	}).Result()
 	if err != nil {
-		return 0, Changes{}, unavailable(err)
+		return 0, Changes{}, false, unavailable(err)
 	}
 	released, ch := 0, Changes{}
 	for _, g := range groupByStream(members) {
@@ -206,25 +238,29 @@ func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max
 		args := append([]any{micros(now), budget}, g.args()...)
 		r, err := s.run(ctx, "release", g.streamID, args...)
 		if err != nil {
-			sortChanges(&ch)
-			return released, ch, err
+			return released, ch, false, err
 		}
 		released += r.N
-		c := changesOf(r)
-		ch.Products = append(ch.Products, c.Products...)
-		ch.Sales = append(ch.Sales, c.Sales...)
+		ch = mergeChanges(ch, changesOf(r))
 		if r.N < budget { // every listed hold was looked at: forget them
-			gone := make([]any, len(g.ids))
-			for i, id := range g.ids {
-				gone[i] = dueMember(g.streamID, id)
-			}
-			if err := s.rdb.ZRem(ctx, dueKey, gone...).Err(); err != nil {
-				return released, ch, unavailable(err)
+			if err := s.forgetDue(ctx, g.streamID, g.ids); err != nil {
+				return released, ch, false, err
 			}
 		}
 	}
-	sortChanges(&ch)
-	return released, ch, nil
+	return released, ch, len(members) == max, nil
+}
+
+// forgetDue drops holds (released, ordered or removed) from the global sweep set.
+func (s *RedisStore) forgetDue(ctx context.Context, streamID string, holdIDs []string) error {
+	if len(holdIDs) == 0 {
+		return nil
+	}
+	members := make([]any, len(holdIDs))
+	for i, id := range holdIDs {
+		members[i] = dueMember(streamID, id)
+	}
+	return unavailable(s.rdb.ZRem(ctx, s.prefix+"holddue", members...).Err())
 }
 
 // idempotency key states (the user's key P{u:<uid>}:idem:<hash>)
@@ -253,12 +289,18 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 		}
 		return CheckoutResult{}, err
 	}
-	res, err := s.checkout(ctx, req, ih, sids, now)
+	c := &checkoutCall{req: req, ih: ih, now: now}
+	res, err := s.checkout(ctx, c, sids)
 	ub := s.userBase(req.UserID)
 	switch {
 	case err == nil:
 		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
-		if err := s.rdb.Set(ctx, ub+"idem:"+ih, v, IdempotencyTTL).Err(); err != nil {
+		pipe := s.rdb.Pipeline()
+		pipe.Set(ctx, ub+"idem:"+ih, v, IdempotencyTTL)
+		if len(c.dropped) > 0 { // holds out of the cart need no sweep
+			pipe.ZRem(ctx, s.prefix+"holddue", c.dropped...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
 			return CheckoutResult{}, unavailable(err)
 		}
 	case !errors.Is(err, ErrUnavailable):
@@ -327,44 +369,52 @@ func (s *RedisStore) getOrder(ctx context.Context, streamID, orderID string) (Or
 	return orderFromHash(m), nil
 }
 
+// checkoutCall is one Checkout on its way through the scripts.
+type checkoutCall struct {
+	req     CheckoutRequest
+	ih      string // the idempotency key's hash
+	now     time.Time
+	dropped []any // holddue members of holds that left the cart (no sweep needed)
+}
+
 // checkout picks the stream the request orders from and runs its checkout script.
-func (s *RedisStore) checkout(ctx context.Context, req CheckoutRequest, ih string, sids []string, now time.Time) (CheckoutResult, error) {
-	if req.StreamID != "" {
-		return s.checkoutStream(ctx, req, ih, req.StreamID, "", now)
+func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, sids []string) (CheckoutResult, error) {
+	if c.req.StreamID != "" {
+		return s.checkoutStream(ctx, c, c.req.StreamID, "")
 	}
-	cs, err := s.carts(ctx, req.UserID, ih, sids, now)
+	cs, err := s.carts(ctx, c.req.UserID, c.ih, sids, c.now)
 	if err != nil {
 		return CheckoutResult{}, err
 	}
-	for _, c := range cs {
-		if c.idem != "" { // an earlier attempt with this key ordered here
-			return s.checkoutStream(ctx, req, ih, c.streamID, "", now)
+	for _, cart := range cs {
+		if cart.idem != "" { // an earlier attempt with this key ordered here
+			return s.checkoutStream(ctx, c, cart.streamID, "")
 		}
 	}
-	if req.HoldIDs != nil {
-		return s.checkoutIDs(ctx, req, ih, cs, now)
+	if c.req.HoldIDs != nil {
+		return s.checkoutIDs(ctx, c, cs)
 	}
-	return s.checkoutCart(ctx, req, ih, cs, now)
+	return s.checkoutCart(ctx, c, cs)
 }
 
 // checkoutCart orders the user's whole cart: it must have live holds of exactly one
 // stream. The expired holds of the other streams are cleared too.
-func (s *RedisStore) checkoutCart(ctx context.Context, req CheckoutRequest, ih string, cs []cartOf, now time.Time) (CheckoutResult, error) {
+func (s *RedisStore) checkoutCart(ctx context.Context, c *checkoutCall, cs []cartOf) (CheckoutResult, error) {
 	var live, stale []string
-	for _, c := range cs {
+	for _, cart := range cs {
 		hasLive, hasExpired := false, false
-		for _, m := range c.holds {
-			if holdFromHash(m, now).Expired {
+		for _, m := range cart.holds {
+			if holdFromHash(m, c.now).Expired {
 				hasExpired = true
 			} else {
 				hasLive = true
 			}
 		}
 		if hasLive {
-			live = append(live, c.streamID)
+			live = append(live, cart.streamID)
 		}
 		if hasExpired {
-			stale = append(stale, c.streamID)
+			stale = append(stale, cart.streamID)
 		}
 	}
 	target := ""
@@ -377,7 +427,7 @@ func (s *RedisStore) checkoutCart(ctx context.Context, req CheckoutRequest, ih s
 		if sid == target {
 			continue // its own checkout clears them
 		}
-		ids, ch, err := s.clearExpired(ctx, req, ih, sid, nil, now)
+		ids, ch, err := s.clearExpired(ctx, c, sid, nil)
 		res.Changes = mergeChanges(res.Changes, ch)
 		if err != nil {
 			return res, err
@@ -392,22 +442,22 @@ func (s *RedisStore) checkoutCart(ctx context.Context, req CheckoutRequest, ih s
 	case len(live) == 0:
 		return res, fmt.Errorf("the cart is empty: %w", ErrConflict)
 	}
-	r, err := s.checkoutStream(ctx, req, ih, target, strings.Join(cleared, ","), now)
+	r, err := s.checkoutStream(ctx, c, target, strings.Join(cleared, ","))
 	r.Changes = mergeChanges(res.Changes, r.Changes)
 	return r, err
 }
 
 // checkoutIDs orders exactly the listed holds, which must be of one stream.
-func (s *RedisStore) checkoutIDs(ctx context.Context, req CheckoutRequest, ih string, cs []cartOf, now time.Time) (CheckoutResult, error) {
+func (s *RedisStore) checkoutIDs(ctx context.Context, c *checkoutCall, cs []cartOf) (CheckoutResult, error) {
 	where := map[string]string{}
-	for _, c := range cs {
-		for _, m := range c.holds {
-			where[m["id"]] = c.streamID
+	for _, cart := range cs {
+		for _, m := range cart.holds {
+			where[m["id"]] = cart.streamID
 		}
 	}
 	byStream := map[string][]string{}
 	var streams []string
-	for _, id := range req.HoldIDs {
+	for _, id := range c.req.HoldIDs {
 		sid, ok := where[id]
 		if !ok {
 			return CheckoutResult{}, fmt.Errorf("hold %s: %w", id, ErrNotFound)
@@ -417,19 +467,15 @@ func (s *RedisStore) checkoutIDs(ctx context.Context, req CheckoutRequest, ih st
 		}
 		byStream[sid] = append(byStream[sid], id)
 	}
-	if len(streams) <= 1 {
-		sid := req.StreamID
-		if len(streams) == 1 {
-			sid = streams[0]
-		}
-		if sid == "" {
-			return CheckoutResult{}, fmt.Errorf("the cart is empty: %w", ErrConflict)
-		}
-		return s.checkoutStream(ctx, req, ih, sid, "", now)
+	switch len(streams) {
+	case 0:
+		return CheckoutResult{}, fmt.Errorf("the cart is empty: %w", ErrConflict)
+	case 1:
+		return s.checkoutStream(ctx, c, streams[0], "")
 	}
 	res, expired := CheckoutResult{}, false
 	for _, sid := range streams {
-		ids, ch, err := s.clearExpired(ctx, req, ih, sid, byStream[sid], now)
+		ids, ch, err := s.clearExpired(ctx, c, sid, byStream[sid])
 		res.Changes = mergeChanges(res.Changes, ch)
 		if err != nil {
 			return res, err
@@ -449,31 +495,40 @@ func mergeChanges(a, b Changes) Changes {
 	return a
 }
 
-// checkoutArgs are the checkout script's arguments.
-func checkoutArgs(req CheckoutRequest, ih, mode, otherExpired string, ids []string, now time.Time) []any {
-	args := []any{req.UserID, ih, req.Fingerprint, req.OrderID, micros(now), formatTime(now), mode, otherExpired}
+// args are the checkout script's arguments.
+func (c *checkoutCall) args(mode, otherExpired string, ids []string) []any {
+	r := c.req
+	args := []any{r.UserID, c.ih, r.Fingerprint, r.OrderID, micros(c.now), formatTime(c.now), mode, otherExpired, seq()}
 	for _, id := range ids {
 		args = append(args, id)
 	}
 	return args
 }
 
+// noteDropped records the holds a script took out of a stream's cart.
+func (c *checkoutCall) noteDropped(streamID string, r scriptReply) {
+	for _, id := range splitList(r.Dropped, ",") {
+		c.dropped = append(c.dropped, dueMember(streamID, id))
+	}
+}
+
 // clearExpired clears the user's expired holds (of ids, or all) in one stream.
-func (s *RedisStore) clearExpired(ctx context.Context, req CheckoutRequest, ih, sid string, ids []string, now time.Time) ([]string, Changes, error) {
-	r, err := s.run(ctx, "checkout", sid, checkoutArgs(req, ih, "clear", "", ids, now)...)
+func (s *RedisStore) clearExpired(ctx context.Context, c *checkoutCall, sid string, ids []string) ([]string, Changes, error) {
+	r, err := s.run(ctx, "checkout", sid, c.args("clear", "", ids)...)
+	c.noteDropped(sid, r)
 	return splitList(r.Cleared, ","), changesOf(r), err
 }
 
 // checkoutStream runs the checkout script on one stream.
-func (s *RedisStore) checkoutStream(ctx context.Context, req CheckoutRequest, ih, sid, otherExpired string, now time.Time) (CheckoutResult, error) {
+func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, otherExpired string) (CheckoutResult, error) {
 	mode := "all"
-	if req.HoldIDs != nil {
+	if c.req.HoldIDs != nil {
 		mode = "ids"
 	}
-	args := checkoutArgs(req, ih, mode, otherExpired, req.HoldIDs, now)
+	args := c.args(mode, otherExpired, c.req.HoldIDs)
 	// One round trip: the user's order index learns of the stream before the script.
 	pipe := s.rdb.Pipeline()
-	pipe.SAdd(ctx, s.userBase(req.UserID)+"orders", sid)
+	pipe.SAdd(ctx, s.userBase(c.req.UserID)+"orders", sid)
 	cmd := s.evalInPipe(ctx, pipe, "checkout", sid, args...)
 	_, err := pipe.Exec(ctx)
 	var r scriptReply
@@ -485,6 +540,7 @@ func (s *RedisStore) checkoutStream(ctx context.Context, req CheckoutRequest, ih
 	default:
 		r, err = decodeReply("checkout", cmd.Val().(string))
 	}
+	c.noteDropped(sid, r)
 	res := CheckoutResult{Changes: changesOf(r)}
 	if err != nil {
 		return res, err
@@ -500,17 +556,19 @@ func (s *RedisStore) ListOrders(ctx context.Context, userID string) ([]Order, er
 		return nil, unavailable(err)
 	}
 	sort.Strings(sids)
-	out := []Order{}
+	var all []map[string]string
 	for _, sid := range sids {
 		ms, err := s.list(ctx, sid, "uo:"+userID, "o")
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range ms {
-			out = append(out, orderFromHash(m))
-		}
+		all = append(all, ms...)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	sortByCreation(all)
+	out := make([]Order, len(all))
+	for i, m := range all {
+		out[i] = orderFromHash(m)
+	}
 	return out, nil
 }
 

@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +60,78 @@ func deleteKeys(t testing.TB, rdb *redis.Client, prefix string) {
 
 func TestRedisStore(t *testing.T) {
 	runStoreSuite(t, func(t *testing.T) Store { return openTestRedis(t, testRedisURL) })
+}
+
+// TestRedisSweepByAnyNode: a hold made through one node is released by another after
+// the first is gone, and stale sweep entries (left by crashed calls) do not hide it.
+func TestRedisSweepByAnyNode(t *testing.T) {
+	b := openTestRedis(t, testRedisURL) // the node that sweeps
+	a, err := OpenRedis(context.Background(), testRedisURL, RedisOptions{Prefix: b.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: a, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sale := e.sale(t, e.stream(t), 5, 5)
+	if _, err := e.hold("u", "", sale.ID, 2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // the node that made the hold dies
+	stale := make([]redis.Z, 50)
+	for i := range stale {
+		stale[i] = redis.Z{Score: 1, Member: dueMember(sale.StreamID, fmt.Sprint("gone-", i))}
+	}
+	if err := b.rdb.ZAdd(e.ctx, b.prefix+"holddue", stale...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, ch, err := b.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 10)
+	if err != nil || n != 1 || len(ch.Sales) != 1 || ch.Sales[0].Remaining != 5 {
+		t.Fatalf("sweep by the other node: got %d %+v %v, want 1 released, remaining 5", n, ch, err)
+	}
+	if left, _ := b.rdb.ZCard(e.ctx, b.prefix+"holddue").Result(); left != 0 {
+		t.Fatalf("sweep set: got %d entries left, want 0", left)
+	}
+	e.st = b
+	e.checkInvariants(t)
+}
+
+// TestRedisKeysShareSlots: every key of a stream carries the stream's hash tag, every
+// key of a user the user's, and the rest are the few global indexes.
+func TestRedisKeysShareSlots(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 5, 5)
+	if _, err := e.hold("u", "", sale.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.checkout("u", "k", nil, e.now); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.rdb.Keys(e.ctx, st.prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	global := map[string]bool{"streams": true, "holddue": true, "saledue": true, "pidx:" + sale.ProductID: true, "sidx:" + sale.ID: true}
+	for _, k := range keys {
+		rest := strings.TrimPrefix(k, st.prefix)
+		switch {
+		case strings.HasPrefix(rest, "{"+sid+"}:"), strings.HasPrefix(rest, "{u:u}:"), global[rest]:
+		default:
+			t.Errorf("key %q: got no stream or user hash tag, want one", k)
+		}
+	}
+}
+
+// TestRedisDown: a Redis that does not answer is ErrUnavailable.
+func TestRedisDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = OpenRedis(context.Background(), "redis://"+addr+"/0", RedisOptions{})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("OpenRedis on a closed port: got %v, want ErrUnavailable", err)
+	}
 }

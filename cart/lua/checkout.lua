@@ -1,5 +1,6 @@
 -- checkout: ARGV = user id, idempotency key hash, fingerprint, order id, now_us,
--- now (RFC 3339), mode, expired hold ids cleared elsewhere (joined by ","), hold id...
+-- now (RFC 3339), mode, expired hold ids cleared elsewhere (joined by ","), seq (the
+-- node's clock, orders orders placed at one now), hold id...
 -- mode "ids" orders exactly the listed holds, "all" the user's whole cart in this
 -- stream, "clear" only clears (the listed holds, or the whole cart when none are
 -- listed). Every attempt clears the expired holds it saw. The key's record here
@@ -35,8 +36,8 @@ local function add(id)
     holds[#holds + 1] = h
   end
 end
-if mode == 'ids' or (mode == 'clear' and #ARGV >= 9) then
-  for i = 9, #ARGV do
+if mode == 'ids' or (mode == 'clear' and #ARGV >= 10) then
+  for i = 10, #ARGV do
     add(ARGV[i])
   end
 else
@@ -59,7 +60,7 @@ for _, h in ipairs(holds) do
   end
 end
 if mode == 'clear' then
-  return reply({cleared = table.concat(expired_ids, ',')})
+  return reply({cleared = table.concat(expired_ids, ','), dropped = table.concat(expired_ids, ',')})
 end
 if #live == 0 or (mode == 'ids' and #expired_ids > 0) then
   if #expired_ids > 0 then
@@ -69,6 +70,7 @@ if #live == 0 or (mode == 'ids' and #expired_ids > 0) then
 end
 
 local total, items, currency = 0, {}, ''
+local dropped = {unpack(expired_ids)}
 for _, h in ipairs(live) do
   local q = num(h.quantity)
   if h.sale_id ~= '' then
@@ -86,6 +88,7 @@ for _, h in ipairs(live) do
   currency = h.currency
   items[#items + 1] = table.concat({h.product_id, h.sale_id, h.quantity, h.unit_price_cents}, ',')
   drop_hold(h)
+  dropped[#dropped + 1] = h.id
 end
 local expired = table.concat(expired_ids, ',')
 if ARGV[8] ~= '' then
@@ -94,10 +97,10 @@ end
 local o = {
   id = oid, user_id = uid, stream_id = live[1].stream_id, items = table.concat(items, ';'),
   total_cents = string.format('%.0f', total), currency = currency, status = 'placed',
-  created_at = ARGV[6], created_us = ARGV[5], expired = expired,
+  created_at = ARGV[6], created_us = ARGV[5], seq = ARGV[9], expired = expired,
 }
 hset(key('o', oid), o)
 redis.call('RPUSH', key('orders'), oid)
 redis.call('RPUSH', key('uo', uid), oid)
 redis.call('SET', ik, oid .. '|' .. ARGV[5] .. '|' .. fp, 'PX', 86400000)
-return reply({order = o, created = true})
+return reply({order = o, created = true, dropped = table.concat(dropped, ',')})

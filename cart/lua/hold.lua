@@ -1,5 +1,5 @@
 -- hold: ARGV = hold id, user id, product id, sale id, quantity, expires_at (RFC 3339),
--- expires_us, now_us. Exactly one of product id and sale id is set. Takes the units
+-- expires_us, now_us, seq (the node's clock, orders holds made at one now). Exactly one of product id and sale id is set. Takes the units
 -- out of the product's stock or the sale's remaining and records the hold.
 local hid, uid, pid, said = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local q = num(ARGV[5])
@@ -67,7 +67,7 @@ end
 local h = {
   id = hid, user_id = uid, stream_id = p.stream_id, product_id = pid, sale_id = said,
   quantity = ARGV[5], unit_price_cents = price, currency = p.currency,
-  expires_at = ARGV[6], exp_us = ARGV[7], created_us = ARGV[8], state = 'live',
+  expires_at = ARGV[6], exp_us = ARGV[7], created_us = ARGV[8], seq = ARGV[9], state = 'live',
 }
 hset(key('h', hid), h)
 redis.call('ZADD', key('exp'), ARGV[7], hid)
