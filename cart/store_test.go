@@ -35,6 +35,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"RemoveHold", testRemoveHold},
 		{"NoPartialState", testNoPartialState},
+		{"EdgeCases", testEdgeCases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -742,5 +743,44 @@ func testNoPartialState(t *testing.T, e *env) {
 	// The failed attempt did not consume the key.
 	if res, err := e.checkout("u", "k", []string{h.ID}, e.now); err != nil || !res.Created {
 		t.Fatalf("checkout: got %v", err)
+	}
+}
+
+func testEdgeCases(t *testing.T, e *env) {
+	sa, sb := e.stream(t), e.stream(t)
+	pa, pb := e.product(t, sa, 5), e.product(t, sb, 5)
+	ha, _ := e.hold("u", pa.ID, "", 1, time.Hour)
+	hb, _ := e.hold("u", pb.ID, "", 1, time.Hour)
+	_, err := e.checkout("u", "k1", []string{ha.ID, hb.ID}, e.now)
+	wantErr(t, "hold_ids of several streams", err, ErrConflict)
+	_, err = e.st.Checkout(e.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", StreamID: sa, HoldIDs: []string{hb.ID}, IdempotencyKey: "k2", Fingerprint: "x"}, e.now)
+	wantErr(t, "hold_ids of another stream than stream_id", err, ErrNotFound)
+	res, err := e.checkout("u", "k3", []string{ha.ID, ha.ID}, e.now)
+	if err != nil || len(res.Order.Items) != 1 || res.Order.Items[0].Quantity != 1 {
+		t.Fatalf("checkout with a repeated hold id: got %+v %v, want one item", res.Order, err)
+	}
+	_, err = e.st.RemoveHold(e.ctx, "u", ha.ID, e.now)
+	wantErr(t, "remove an ordered hold", err, ErrNotFound)
+	holds, _ := e.st.ListHolds(e.ctx, "u", e.now)
+	if len(holds) != 1 || holds[0].ID != hb.ID {
+		t.Fatalf("cart after checkout: got %d holds, want only hb", len(holds))
+	}
+
+	// A sale whose whole window passed before anyone advanced it ends with every unit back.
+	late, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sa, ProductID: pa.ID, PriceCents: 1, Quantity: 2, PerUserLimit: 1,
+		StartsAt: e.now.Add(time.Minute), EndsAt: e.now.Add(2 * time.Minute)}, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups, err := e.st.AdvanceSales(e.ctx, e.now.Add(time.Hour))
+	if err != nil || len(ups) != 1 || ups[0].Sale.ID != late.ID || ups[0].Sale.Status != SaleEnded || ups[0].Sale.Returned != 2 {
+		t.Fatalf("AdvanceSales past the window: got %+v %v, want the sale ended with 2 returned", ups, err)
+	}
+	// At exactly ends_at a sale is over, even before AdvanceSales runs.
+	s := e.sale(t, sb, 3, 3)
+	_, _, err = e.st.HoldUnits(e.ctx, HoldRequest{ID: uuid.NewString(), UserID: "v", SaleID: s.ID, Quantity: 1, ExpiresAt: e.now.Add(2 * time.Hour)}, s.EndsAt)
+	wantErr(t, "hold at ends_at", err, ErrSaleNotActive)
+	if got := e.getSale(t, s.ID); got.Remaining != 3 {
+		t.Fatalf("remaining after refused hold: got %d, want 3", got.Remaining)
 	}
 }
