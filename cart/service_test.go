@@ -246,3 +246,46 @@ func TestServiceCheckoutIdempotent(t *testing.T) {
 		t.Fatalf("same key, other body: got %v, want conflict", err)
 	}
 }
+
+// TestServiceRun: the background loop starts and ends sales by the clock, releases
+// expired holds, and returns when its context ends.
+func TestServiceRun(t *testing.T) {
+	st := openTestBolt(t)
+	rec := &recorder{}
+	clk := &clock{t: time.Date(2026, 11, 24, 4, 0, 0, 0, time.UTC)}
+	svc := NewService(st, rec, ServiceConfig{SweepInterval: 5 * time.Millisecond}, clk.Now, nil)
+	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
+	sid := uuid.NewString()
+	st.CreateStream(ctx, Stream{ID: sid, CreatorID: "c", Status: StreamLive, CreatedAt: clk.Now()})
+	p, _ := svc.CreateProduct(ctx, a, sid, NewProduct{SKU: "s", Title: "t", PriceCents: ptr[int64](100), Currency: "EUR", Stock: ptr(10)})
+	sale, _ := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](50), Quantity: ptr(4), DurationS: ptr[int64](60), StartsInS: ptr[int64](5)})
+	rec.types()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- svc.Run(runCtx) }()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	clk.Advance(5 * time.Second)
+	waitFor("sale start", func() bool { s, _ := st.GetSale(ctx, sale.ID); return s.Status == SaleActive })
+	svc.AddToCart(ctx, "u", NewItem{SaleID: sale.ID, Quantity: ptr(1)})
+	clk.Advance(2 * time.Minute)
+	waitFor("sale end and hold release", func() bool {
+		s, _ := st.GetSale(ctx, sale.ID)
+		return s.Status == SaleEnded && s.Held == 0 && s.Returned == 4
+	})
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if got := rec.types(); !strings.HasPrefix(got, "sale,stock") || !strings.Contains(got, "sale,stock,product") {
+		t.Fatalf("events: got %q, want sale start, hold stock, then sale end with stock and product", got)
+	}
+}
