@@ -1,5 +1,394 @@
 package main
 
-import "errors"
+// Media mode: one WHIP publisher sending a synthetic 720p30 VP8 stream (~2 Mb/s) plus
+// Opus, and N WHEP viewers, each a real pion PeerConnection (ICE, DTLS, SRTP, NACK,
+// receiver reports). Every payload carries its send time, so relay latency is
+// measured end to end on one host clock.
 
-func runMedia(args []string) error { return errors.New("media mode is not built yet") }
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v3"
+
+	"github.com/livecart/livecart/stream/rtctest"
+)
+
+type mediaConfig struct {
+	url, stream, token string
+	viewers            []int
+	duration, warmup   time.Duration
+	serverPID          int
+	bitrate, fps       int
+	joinParallel       int
+}
+
+func parseMediaFlags(args []string) (mediaConfig, error) {
+	fs := flag.NewFlagSet("media", flag.ContinueOnError)
+	var c mediaConfig
+	var viewers string
+	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&c.stream, "stream", "", "stream id (empty: create one with -token, a creator token)")
+	fs.StringVar(&c.token, "token", "", "WHIP bearer: the stream key or the owner's token (a creator token when -stream is empty)")
+	fs.StringVar(&viewers, "viewers", "50", "viewer counts to run one after another, e.g. 50,100,200")
+	fs.DurationVar(&c.duration, "duration", 15*time.Second, "measured time per viewer count")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "time after the last viewer joined before measuring")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "pid of the server, for its CPU and RSS (0: not reported)")
+	fs.IntVar(&c.bitrate, "bitrate", 2_000_000, "video bits per second")
+	fs.IntVar(&c.fps, "fps", 30, "video frames per second")
+	fs.IntVar(&c.joinParallel, "join-parallel", 16, "viewers connecting at once")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	for _, f := range strings.Split(viewers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 2000 {
+			return c, fmt.Errorf("-viewers: %q is not a count in 1..2000", f)
+		}
+		c.viewers = append(c.viewers, n)
+	}
+	if c.token == "" {
+		return c, errors.New("-token is required (stream key or token)")
+	}
+	if c.duration <= 0 || c.duration > 10*time.Minute {
+		return c, errors.New("-duration must be in (0, 10m]")
+	}
+	c.url = strings.TrimRight(c.url, "/")
+	return c, nil
+}
+
+func runMedia(args []string) error {
+	cfg, err := parseMediaFlags(args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(),
+		time.Duration(len(cfg.viewers))*(cfg.duration+cfg.warmup+2*time.Minute))
+	defer cancel()
+	client := &http.Client{Timeout: 30 * time.Second}
+	if cfg.stream == "" {
+		if cfg.stream, cfg.token, err = createMediaStream(ctx, client, cfg); err != nil {
+			return err
+		}
+	}
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		return err
+	}
+	pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{Bitrate: cfg.bitrate, FPS: cfg.fps})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	var pubLoc string
+	err = pub.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+		ans, loc, err := postSDP(ctx, client, cfg.url+"/whip/"+cfg.stream, cfg.token, offer)
+		pubLoc = loc
+		return ans, err
+	})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	defer deleteSession(client, cfg.url+pubLoc, cfg.token)
+	pubCtx, stopPub := context.WithCancel(ctx)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); pub.Run(pubCtx) }()
+	defer func() { stopPub(); <-pubDone }()
+
+	fmt.Printf("loadgen media: %s stream %s, %d kb/s VP8 %d fps + Opus, %v measured after %v warm-up, nproc %d\n",
+		cfg.url, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, numCPU())
+	fmt.Printf("%6s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s\n",
+		"N", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
+		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
+	for _, n := range cfg.viewers {
+		r, err := mediaRound(ctx, api, client, cfg, n)
+		if err != nil {
+			return err
+		}
+		fmt.Println(r)
+	}
+	return nil
+}
+
+// mediaResult is one row of the report.
+type mediaResult struct {
+	n, failed                    int
+	srvCPU, genCPU               float64 // % of one core
+	srvRSS, rssPerViewer         float64 // MiB
+	pktsPerSec                   float64
+	lossPct, worstPct            float64
+	latP50, latP99, kfP50, kfP99 time.Duration
+}
+
+func (r mediaResult) String() string {
+	return fmt.Sprintf("%6d %8.1f %8.1fM %9.2fM %9.1f %10.0f %8.3f %8.3f %7.1fms %7.1fms %8.0fms %8.0fms %5d",
+		r.n, r.srvCPU, r.srvRSS, r.rssPerViewer, r.genCPU, r.pktsPerSec, r.lossPct, r.worstPct,
+		msf(r.latP50), msf(r.latP99), msf(r.kfP50), msf(r.kfP99), r.failed)
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// mediaRound joins n viewers, measures, and makes them leave.
+func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, n int) (mediaResult, error) {
+	res := mediaResult{n: n}
+	rssBefore := procRSS(cfg.serverPID)
+	viewers, locs, failed := joinViewers(ctx, api, client, cfg, n)
+	res.failed = failed
+	defer func() {
+		var wg sync.WaitGroup
+		for i, v := range viewers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				deleteSession(client, cfg.url+locs[i], "")
+				_ = v.Close()
+			}()
+		}
+		wg.Wait()
+		time.Sleep(2 * time.Second) // let the server settle before the next round
+	}()
+	if len(viewers) == 0 {
+		return res, errors.New("no viewer connected")
+	}
+	sleepCtx(ctx, cfg.warmup)
+
+	start := make([]rtctest.ViewerStats, len(viewers))
+	for i, v := range viewers {
+		start[i] = v.Stats() // also drops warm-up latency samples
+	}
+	srv0, gen0, t0 := procCPU(cfg.serverPID), procCPU(os.Getpid()), time.Now()
+	sleepCtx(ctx, cfg.duration)
+	srv1, gen1, wall := procCPU(cfg.serverPID), procCPU(os.Getpid()), time.Since(t0)
+	res.srvRSS = procRSS(cfg.serverPID)
+	if cfg.serverPID > 0 {
+		res.rssPerViewer = (res.srvRSS - rssBefore) / float64(len(viewers))
+	}
+	res.srvCPU = 100 * (srv1 - srv0) / wall.Seconds()
+	res.genCPU = 100 * (gen1 - gen0) / wall.Seconds()
+
+	var lat []int32
+	var kf []time.Duration
+	var got, expected int
+	for i, v := range viewers {
+		s := v.Stats()
+		lat = append(lat, s.LatencyMicros...)
+		g := (s.Audio.Packets - start[i].Audio.Packets) + (s.Video.Packets - start[i].Video.Packets)
+		e := (s.Audio.Expected - start[i].Audio.Expected) + (s.Video.Expected - start[i].Video.Expected)
+		got, expected = got+g, expected+e
+		if e > 0 {
+			res.worstPct = max(res.worstPct, 100*float64(max(e-g, 0))/float64(e))
+		} else {
+			res.worstPct = 100
+		}
+		if !s.FirstKeyframeAt.IsZero() {
+			kf = append(kf, s.FirstKeyframeAt.Sub(s.ConnectedAt))
+		}
+	}
+	res.pktsPerSec = float64(got) / wall.Seconds()
+	if expected > 0 {
+		res.lossPct = 100 * float64(max(expected-got, 0)) / float64(expected)
+	}
+	slices.Sort(lat)
+	res.latP50 = time.Duration(percentile(lat, 0.50)) * time.Microsecond
+	res.latP99 = time.Duration(percentile(lat, 0.99)) * time.Microsecond
+	slices.Sort(kf)
+	res.kfP50, res.kfP99 = percentile(kf, 0.50), percentile(kf, 0.99)
+	return res, nil
+}
+
+func percentile[T any](sorted []T, q float64) T {
+	var zero T
+	if len(sorted) == 0 {
+		return zero
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+// joinViewers connects n viewers, joinParallel at a time.
+func joinViewers(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, n int) ([]*rtctest.Viewer, []string, int) {
+	var mu sync.Mutex
+	var viewers []*rtctest.Viewer
+	var locs []string
+	failed := 0
+	sem := make(chan struct{}, cfg.joinParallel)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			v, loc, err := joinViewer(ctx, api, client, cfg)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				if failed <= 3 {
+					fmt.Fprintln(os.Stderr, "viewer:", err)
+				}
+				return
+			}
+			viewers, locs = append(viewers, v), append(locs, loc)
+		}()
+	}
+	wg.Wait()
+	return viewers, locs, failed
+}
+
+func joinViewer(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig) (*rtctest.Viewer, string, error) {
+	v, err := rtctest.NewViewer(api, true)
+	if err != nil {
+		return nil, "", err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var loc string
+	err = v.Connect(cctx, func(ctx context.Context, offer string) (string, error) {
+		ans, l, err := postSDP(ctx, client, cfg.url+"/whep/"+cfg.stream, "", offer)
+		loc = l
+		return ans, err
+	})
+	if err != nil {
+		_ = v.Close()
+		if loc != "" {
+			deleteSession(client, cfg.url+loc, "")
+		}
+		return nil, "", err
+	}
+	return v, loc, nil
+}
+
+// postSDP sends an offer; it returns the answer and the session's Location.
+func postSDP(ctx context.Context, client *http.Client, url, token, offer string) (string, string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(offer))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		return "", "", fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return string(body), resp.Header.Get("Location"), nil
+}
+
+func deleteSession(client *http.Client, url, token string) {
+	req, err := http.NewRequest("DELETE", url, nil)
+	if err != nil {
+		return
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// createMediaStream creates a stream with a creator token and returns its id and key.
+func createMediaStream(ctx context.Context, client *http.Client, cfg mediaConfig) (string, string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", cfg.url+"/api/streams", strings.NewReader(`{"title":"loadgen media"}`))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+cfg.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		ID        string `json:"id"`
+		StreamKey string `json:"stream_key"`
+	}
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		return "", "", fmt.Errorf("create stream: %d %s", resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return "", "", err
+	}
+	return st.ID, st.StreamKey, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// procCPU returns the user+system CPU seconds of pid from /proc (0 if unknown).
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may contain spaces) start at ") ".
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// procRSS returns the resident set of pid in MiB (0 if unknown).
+func procRSS(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
+
+func numCPU() int {
+	raw, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(raw), "processor\t:")
+}
