@@ -107,7 +107,7 @@ func runMedia(args []string) error {
 	defer func() { stopPub(); <-pubDone }()
 
 	fmt.Printf("loadgen media: %s stream %s, %d kb/s VP8 %d fps + Opus, %v measured after %v warm-up, nproc %d\n",
-		cfg.url, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, numCPU())
+		cfg.url, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, mediaNumCPU())
 	fmt.Printf("%6s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s\n",
 		"N", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
 		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
@@ -134,15 +134,15 @@ type mediaResult struct {
 func (r mediaResult) String() string {
 	return fmt.Sprintf("%6d %8.1f %8.1fM %9.2fM %9.1f %10.0f %8.3f %8.3f %7.1fms %7.1fms %8.0fms %8.0fms %5d",
 		r.n, r.srvCPU, r.srvRSS, r.rssPerViewer, r.genCPU, r.pktsPerSec, r.lossPct, r.worstPct,
-		msf(r.latP50), msf(r.latP99), msf(r.kfP50), msf(r.kfP99), r.failed)
+		mediaMs(r.latP50), mediaMs(r.latP99), mediaMs(r.kfP50), mediaMs(r.kfP99), r.failed)
 }
 
-func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func mediaMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // mediaRound joins n viewers, measures, and makes them leave.
 func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, n int) (mediaResult, error) {
 	res := mediaResult{n: n}
-	rssBefore := procRSS(cfg.serverPID)
+	rssBefore := mediaProcRSS(cfg.serverPID)
 	viewers, locs, failed := joinViewers(ctx, api, client, cfg, n)
 	res.failed = failed
 	defer func() {
@@ -161,16 +161,16 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 	if len(viewers) == 0 {
 		return res, errors.New("no viewer connected")
 	}
-	sleepCtx(ctx, cfg.warmup)
+	mediaSleep(ctx, cfg.warmup)
 
 	start := make([]rtctest.ViewerStats, len(viewers))
 	for i, v := range viewers {
 		start[i] = v.Stats() // also drops warm-up latency samples
 	}
-	srv0, gen0, t0 := procCPU(cfg.serverPID), procCPU(os.Getpid()), time.Now()
-	sleepCtx(ctx, cfg.duration)
-	srv1, gen1, wall := procCPU(cfg.serverPID), procCPU(os.Getpid()), time.Since(t0)
-	res.srvRSS = procRSS(cfg.serverPID)
+	srv0, gen0, t0 := mediaProcCPU(cfg.serverPID), mediaProcCPU(os.Getpid()), time.Now()
+	mediaSleep(ctx, cfg.duration)
+	srv1, gen1, wall := mediaProcCPU(cfg.serverPID), mediaProcCPU(os.Getpid()), time.Since(t0)
+	res.srvRSS = mediaProcRSS(cfg.serverPID)
 	if cfg.serverPID > 0 {
 		res.rssPerViewer = (res.srvRSS - rssBefore) / float64(len(viewers))
 	}
@@ -200,14 +200,14 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 		res.lossPct = 100 * float64(max(expected-got, 0)) / float64(expected)
 	}
 	slices.Sort(lat)
-	res.latP50 = time.Duration(percentile(lat, 0.50)) * time.Microsecond
-	res.latP99 = time.Duration(percentile(lat, 0.99)) * time.Microsecond
+	res.latP50 = time.Duration(mediaPercentile(lat, 0.50)) * time.Microsecond
+	res.latP99 = time.Duration(mediaPercentile(lat, 0.99)) * time.Microsecond
 	slices.Sort(kf)
-	res.kfP50, res.kfP99 = percentile(kf, 0.50), percentile(kf, 0.99)
+	res.kfP50, res.kfP99 = mediaPercentile(kf, 0.50), mediaPercentile(kf, 0.99)
 	return res, nil
 }
 
-func percentile[T any](sorted []T, q float64) T {
+func mediaPercentile[T any](sorted []T, q float64) T {
 	var zero T
 	if len(sorted) == 0 {
 		return zero
@@ -331,7 +331,7 @@ func createMediaStream(ctx context.Context, client *http.Client, cfg mediaConfig
 	return st.ID, st.StreamKey, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+func mediaSleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -340,8 +340,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// procCPU returns the user+system CPU seconds of pid from /proc (0 if unknown).
-func procCPU(pid int) float64 {
+// mediaProcCPU returns the user+system CPU seconds of pid from /proc (0 if unknown).
+func mediaProcCPU(pid int) float64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -364,8 +364,8 @@ func procCPU(pid int) float64 {
 	return (ut + st) / 100 // USER_HZ is 100 on Linux
 }
 
-// procRSS returns the resident set of pid in MiB (0 if unknown).
-func procRSS(pid int) float64 {
+// mediaProcRSS returns the resident set of pid in MiB (0 if unknown).
+func mediaProcRSS(pid int) float64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -385,7 +385,7 @@ func procRSS(pid int) float64 {
 	return 0
 }
 
-func numCPU() int {
+func mediaNumCPU() int {
 	raw, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return 0
