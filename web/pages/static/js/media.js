@@ -26,10 +26,16 @@ export class HttpError extends Error {
   }
 }
 
-// exchange POSTs the local offer and applies the answer; returns the resource URL.
+// exchange makes the local offer, POSTs it and applies the answer; returns the
+// resource URL.
 async function exchange(pc, url, token) {
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIce(pc, iceWaitMs);
+  return post(pc, url, token);
+}
+
+// post sends the (gathered) local offer and applies the answer.
+async function post(pc, url, token) {
   const headers = { 'Content-Type': 'application/sdp' };
   if (token) headers.Authorization = `Bearer ${token}`;
   const res = await fetch(url, { method: 'POST', headers, body: pc.localDescription.sdp });
@@ -178,8 +184,10 @@ export class WhepPlayer {
   }
 }
 
-// WhipPublisher sends a local MediaStream to /whip/{sid}. publish() resolves once the
-// server answered; onState reports 'connecting', 'live', 'failed', 'stopped'.
+// WhipPublisher sends a local MediaStream to /whip/{sid}. prepare() builds the
+// connection and gathers ICE ahead of time, so that publish() — the Go live click — only
+// has to POST the offer. onState reports 'connecting', 'live', 'disconnected', 'failed',
+// 'stopped'.
 export class WhipPublisher {
   constructor(url, token, { onState } = {}) {
     this.url = url;
@@ -188,9 +196,11 @@ export class WhipPublisher {
     this.pc = null;
     this.resource = '';
     this.senders = {};
+    this.prepared = null; // promise of a gathered offer
   }
 
-  async publish(stream) {
+  prepare(stream) {
+    if (this.prepared) return this.prepared;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     this.pc = pc;
     for (const track of stream.getTracks()) {
@@ -204,9 +214,19 @@ export class WhipPublisher {
       if (s === 'failed') this.onState('failed');
       if (s === 'disconnected') this.onState('disconnected');
     };
+    this.prepared = (async () => {
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitForIce(pc, iceWaitMs);
+    })();
+    return this.prepared;
+  }
+
+  async publish(stream) {
+    await this.prepare(stream);
+    const pc = this.pc;
     this.onState('connecting');
     try {
-      this.resource = await exchange(pc, this.url, this.token);
+      this.resource = await post(pc, this.url, this.token);
     } catch (err) {
       pc.close();
       this.pc = null;
@@ -219,6 +239,14 @@ export class WhipPublisher {
   async replaceTrack(track) {
     const sender = this.senders[track.kind];
     if (sender) await sender.replaceTrack(track);
+  }
+
+  // discard drops a prepared connection that was never published.
+  discard() {
+    if (this.pc && !this.resource) {
+      this.pc.close();
+      this.pc = null;
+    }
   }
 
   stop() {

@@ -112,6 +112,15 @@ export class StreamModel {
         this.refreshProducts(); // ended sales give units back to the product
       },
       stock: (ev) => {
+        if (!ev.sale_id) {
+          const p = this.products.get(ev.product_id);
+          if (p) {
+            p.stock = ev.remaining;
+            this.emit('products');
+          }
+          this.refreshProducts(); // held and sold
+          return;
+        }
         const s = this.sales.get(ev.sale_id);
         if (s) {
           s.remaining = ev.remaining;

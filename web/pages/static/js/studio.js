@@ -27,6 +27,7 @@ const cam = {
   publisher: null,
   wantLive: false,
   retryTimer: null,
+  next: null, // a prepared WhipPublisher, ready for the next Go live
 };
 
 function say(el, text, kind = '') {
@@ -47,7 +48,18 @@ async function openCamera() {
     for (const t of next.getTracks()) await cam.publisher.replaceTrack(t);
   }
   if (old) old.getTracks().forEach((t) => t.stop());
+  if (!cam.publisher) prepareNext();
   await listDevices();
+}
+
+// prepareNext readies the next broadcast (connection built, ICE gathered) so that the
+// Go live click only has to send the offer.
+function prepareNext() {
+  if (cam.next) cam.next.discard();
+  cam.next = null;
+  if (!cam.stream || (model.stream && model.stream.status === 'ended')) return;
+  cam.next = new WhipPublisher(`/whip/${encodeURIComponent(sid)}`, session.token, { onState: publisherState });
+  cam.next.prepare(cam.stream).catch(() => { cam.next = null; });
 }
 
 async function listDevices() {
@@ -85,6 +97,7 @@ function scheduleRepublish(ms) {
     if (pc && pc.connectionState === 'connected') return;
     await cam.publisher.stop();
     cam.publisher = null;
+    prepareNext();
     goLive();
   }, ms);
 }
@@ -96,7 +109,8 @@ async function goLive() {
   }
   cam.wantLive = true;
   cam.golive.disabled = true;
-  const pub = new WhipPublisher(`/whip/${encodeURIComponent(sid)}`, session.token, { onState: publisherState });
+  const pub = cam.next || new WhipPublisher(`/whip/${encodeURIComponent(sid)}`, session.token, { onState: publisherState });
+  cam.next = null;
   try {
     cam.publisher = await pub.publish(cam.stream);
     cam.golive.hidden = true;
@@ -109,6 +123,7 @@ async function goLive() {
       403: 'This token may not publish this stream.',
     };
     say(cam.state, words[err.status] || `Could not go live: ${err.message}`, 'bad');
+    prepareNext();
   } finally {
     cam.golive.disabled = false;
   }
@@ -124,6 +139,7 @@ async function stopLive() {
   cam.stop.disabled = false;
   cam.stop.hidden = true;
   cam.golive.hidden = false;
+  prepareNext();
 }
 
 cam.golive.addEventListener('click', goLive);

@@ -463,6 +463,14 @@ const handlers = {
     renderSales();
   },
   stock(ev) {
+    if (!ev.sale_id) {
+      // The product's own stock (units at its regular price).
+      const p = state.products.get(ev.product_id);
+      if (!p) return;
+      state.products.set(p.id, { ...p, stock: ev.remaining });
+      renderPinned();
+      return;
+    }
     const s = state.sales.get(ev.sale_id);
     if (!s) return;
     s.remaining = ev.remaining;
