@@ -132,9 +132,13 @@ func (s *Service) Checkout(ctx context.Context, userID, key string, in CheckoutI
 	if err := in.Validate(key); err != nil {
 		return Order{}, false, err
 	}
+	now := s.now().UTC()
 	res, err := s.store.Checkout(ctx, CheckoutRequest{OrderID: newID(), UserID: userID, StreamID: in.StreamID,
-		HoldIDs: in.HoldIDs, IdempotencyKey: key, Fingerprint: in.fingerprint()}, s.now().UTC())
+		HoldIDs: in.HoldIDs, IdempotencyKey: key, Fingerprint: in.fingerprint()}, now)
 	s.emitStock(ctx, res.Changes)
+	if !errors.Is(err, ErrUnavailable) {
+		s.clearExpired(ctx, userID, now)
+	}
 	if err != nil {
 		return Order{}, false, err
 	}
@@ -142,6 +146,25 @@ func (s *Service) Checkout(ctx context.Context, userID, key string, in CheckoutI
 		res.Order.ExpiredHoldIDs = []string{}
 	}
 	return res.Order, res.Created, nil
+}
+
+// clearExpired removes the expired holds a checkout left in the cart (those outside its
+// hold_ids or stream): API.md lists an expired hold only until the next checkout. The
+// store's Checkout already cleared the ones it saw; a hold ordered or removed meanwhile
+// is simply not found.
+func (s *Service) clearExpired(ctx context.Context, userID string, now time.Time) {
+	holds, err := s.store.ListHolds(ctx, userID, now)
+	if err != nil {
+		return
+	}
+	for _, h := range holds {
+		if !h.Expired {
+			continue
+		}
+		if ch, err := s.store.RemoveHold(ctx, userID, h.ID, now); err == nil {
+			s.emitStock(ctx, ch)
+		}
+	}
 }
 
 // ListOrders returns the user's orders, oldest first.

@@ -289,3 +289,26 @@ func TestServiceRun(t *testing.T) {
 		t.Fatalf("events: got %q, want sale start, hold stock, then sale end with stock and product", got)
 	}
 }
+
+// TestServiceCheckoutClearsExpired: after any checkout the cart lists no expired hold,
+// also one outside the checkout's hold_ids or stream.
+func TestServiceCheckoutClearsExpired(t *testing.T) {
+	svc, _, clk, sid := newTestService(t)
+	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
+	p, _ := svc.CreateProduct(ctx, a, sid, NewProduct{SKU: "s", Title: "t", PriceCents: ptr[int64](100), Currency: "EUR", Stock: ptr(10)})
+	sale, _ := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](50), Quantity: ptr(4), DurationS: ptr[int64](3600)})
+	svc.AddToCart(ctx, "u", NewItem{SaleID: sale.ID, Quantity: ptr(1)}) // 2m: expires first
+	live, _ := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(1)})
+	clk.Advance(3 * time.Minute)
+	o, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{HoldIDs: []string{live.ID}})
+	if err != nil || len(o.Items) != 1 {
+		t.Fatalf("checkout: got %+v %v", o, err)
+	}
+	c, _ := svc.Cart(ctx, "u")
+	if len(c.Items) != 0 {
+		t.Fatalf("cart after checkout: got %+v, want empty (expired hold cleared)", c.Items)
+	}
+	if got, _ := svc.GetSale(ctx, sale.ID); got.Remaining != 4 || got.Held != 0 {
+		t.Fatalf("sale: got remaining %d held %d, want 4 0", got.Remaining, got.Held)
+	}
+}
