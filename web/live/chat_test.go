@@ -157,8 +157,10 @@ func TestStockCoalesced(t *testing.T) {
 		if got[i].Remain >= got[i-1].Remain {
 			t.Errorf("stock went from %d to %d: not newest first", got[i-1].Remain, got[i].Remain)
 		}
-		if d := got[i].at.Sub(got[i-1].at); d < 80*time.Millisecond {
-			t.Errorf("two stock events %v apart, want ≥ 100ms", d)
+		t0, _ := time.Parse(time.RFC3339Nano, got[i-1].TS)
+		t1, _ := time.Parse(time.RFC3339Nano, got[i].TS)
+		if d := t1.Sub(t0); d < 90*time.Millisecond {
+			t.Errorf("two stock events published %v apart, want ≥ 100ms", d)
 		}
 	}
 }

@@ -313,22 +313,11 @@ func (c *conn) writeBatch(batch []*frame) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	// Refreshing the deadline costs a timer update: do it when a second has passed.
+	// Moving the deadline costs a timer update: do it when a second has passed.
 	if now := time.Now(); c.deadline.Sub(now) < c.hub.cfg.WriteTimeout-time.Second {
 		c.deadline = now.Add(c.hub.cfg.WriteTimeout)
-		c.ws.SetWriteDeadline(c.deadline)
 	}
-	if len(batch) == 1 {
-		return c.ws.WritePreparedMessage(batch[0].pm)
-	}
-	c.bc.cork()
-	for _, f := range batch {
-		if err := c.ws.WritePreparedMessage(f.pm); err != nil {
-			c.bc.flush()
-			return err
-		}
-	}
-	return c.bc.flush()
+	return c.bc.writeFrames(batch, c.deadline)
 }
 
 // writeCloseDirect sends a close frame with a short deadline.

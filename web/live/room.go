@@ -12,15 +12,14 @@ import (
 
 // frame is one encoded event, shared by every connection that sends it.
 type frame struct {
-	seq  int64 // 0 for frames sent to one client
-	pm   *websocket.PreparedMessage
+	seq  int64  // 0 for frames sent to one client
+	wire []byte // the whole websocket frame
 	size int
 	at   time.Time // when this node got it
 }
 
 func newFrame(seq int64, data []byte, at time.Time) *frame {
-	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, data) // only fails on compression
-	return &frame{seq: seq, pm: pm, size: len(data), at: at}
+	return &frame{seq: seq, wire: wireFrame(data), size: len(data), at: at}
 }
 
 // room is one stream's connections on this node, fed by the bus subscription.
