@@ -72,6 +72,8 @@ type RedisStore struct {
 
 	mu       sync.RWMutex
 	streamOf map[string]string // guarded by mu: product/sale id → stream id (never changes)
+
+	background sync.WaitGroup // finishCheckout writes; Close waits for them
 }
 
 // OpenRedis connects to the Redis at url (redis://host:port/db) and checks that it
@@ -144,8 +146,11 @@ func loadScripts() (map[string]*redis.Script, error) {
 	return out, nil
 }
 
-// Close closes the connections.
-func (s *RedisStore) Close() error { return s.rdb.Close() }
+// Close waits for the writes in flight, then closes the connections.
+func (s *RedisStore) Close() error {
+	s.background.Wait()
+	return s.rdb.Close()
+}
 
 // Ping reports whether Redis answers.
 func (s *RedisStore) Ping(ctx context.Context) error {

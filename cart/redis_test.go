@@ -32,6 +32,7 @@ func openTestRedis(t testing.TB, url string) *RedisStore {
 		t.Fatalf("OpenRedis %s: %v (is redis-server running?)", url, err)
 	}
 	t.Cleanup(func() {
+		st.background.Wait() // nothing lands after the clean-up
 		deleteKeys(t, st.rdb, prefix)
 		st.Close()
 	})
