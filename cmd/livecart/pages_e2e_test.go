@@ -264,6 +264,7 @@ func TestPagesEndToEnd(t *testing.T) {
 	f.w1 = f.open(t, "watch", f.viewer1, 1280, 860)
 	f.w1.WaitFor("watch page connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
 	f.studio = f.open(t, "studio", f.creator, 1440, 1000)
+	f.studio.WaitFor("OBS settings", fmt.Sprintf(`document.querySelector('#whip-url').value.endsWith('/whip/' + %s) && document.querySelector('#stream-key').value.length > 8`, e2e.JSON(f.sid)), 5*time.Second)
 	f.mod = f.open(t, "moderate", f.moderator, 1440, 1000)
 	f.w2 = f.openAt(t, "http://"+proxy.addr(), "watch", f.viewer2, 412, 915)
 
@@ -327,6 +328,7 @@ func TestPagesEndToEnd(t *testing.T) {
 
 	if shots != "" {
 		f.mod.WaitFor("audit entries", `document.querySelectorAll('#audit tr').length >= 3`, 5*time.Second)
+		e2e.MustEval[bool](f.studio, `!(document.querySelector('#add-product-box').open = false)`)
 		f.w1.Screenshot(filepath.Join(shots, "screenshot-watch.png"))
 		f.w2.Screenshot(filepath.Join(shots, "screenshot-watch-phone.png"))
 		f.studio.Screenshot(filepath.Join(shots, "screenshot-studio.png"))

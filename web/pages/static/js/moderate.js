@@ -55,7 +55,7 @@ function renderPins() {
     const un = h('button', { class: 'small', type: 'button', text: 'Unpin', 'aria-label': `Unpin ${p.title}`, onclick: () => unpin(p, un) });
     const hide = h('button', { class: 'small danger', type: 'button', text: 'Hide', 'aria-label': `Hide ${p.title}`, onclick: () => setHidden(p, true, hide) });
     return h('li', { class: 'card', dataset: { id: p.id } },
-      p.image_url ? h('img', { src: p.image_url, alt: '' }) : h('div', { class: 'noimg', 'aria-hidden': 'true' }),
+      p.image_url ? h('img', { src: p.image_url, alt: '' }) : h('div', { class: 'noimg', 'aria-hidden': 'true', text: p.title.charAt(0).toUpperCase() }),
       h('div', {},
         h('div', { class: 'title', text: p.title }),
         h('div', { class: 'note', text: `${money(p.price_cents, p.currency)} · ${p.stock} in stock` }),
@@ -149,8 +149,8 @@ async function loadAudit() {
     const list = await api.get(`/api/streams/${sid}/audit`);
     list.reverse();
     $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
-      h('td', { text: timeOfDay(e.at) }),
-      h('td', { text: `${e.actor_id} (${e.actor_role})` }),
+      h('td', { class: 'when', text: timeOfDay(e.at) }),
+      h('td', {}, e.actor_id, h('div', { class: 'note', text: e.actor_role })),
       h('td', {}, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
       h('td', {}, h('code', { text: String(e.target || '').slice(0, 8) })))));
     $('#audit-empty').hidden = list.length > 0;

@@ -142,6 +142,9 @@ async function stopLive() {
   prepareNext();
 }
 
+cam.video.addEventListener('resize', () => {
+  cam.video.parentElement.classList.toggle('landscape', cam.video.videoWidth > cam.video.videoHeight);
+});
 cam.golive.addEventListener('click', goLive);
 cam.stop.addEventListener('click', stopLive);
 cam.camera.addEventListener('change', () => openCamera().catch((e) => say(cam.state, e.message, 'bad')));
@@ -176,7 +179,8 @@ function bindObs() {
   model.on('stream', () => {
     const st = model.stream;
     url.value = new URL(st.whip_url || `/whip/${sid}`, location.href).href;
-    key.value = st.stream_key || '';
+    // Live events carry the public view of the stream: keep the key from the owner's read.
+    if (st.stream_key) key.value = st.stream_key;
   });
   $('#copy-url').addEventListener('click', async () => setText(out, (await copyText(url.value)) ? 'WHIP URL copied.' : 'Copy failed — select and copy by hand.'));
   $('#copy-key').addEventListener('click', async () => setText(out, (await copyText(key.value)) ? 'Stream key copied.' : 'Copy failed — select and copy by hand.'));

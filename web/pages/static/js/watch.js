@@ -106,7 +106,7 @@ ui.video.addEventListener('resize', () => {
 
 function productImage(p) {
   if (p.image_url) return h('img', { src: p.image_url, alt: '', loading: 'lazy' });
-  return h('div', { class: 'noimg', 'aria-hidden': 'true' });
+  return h('div', { class: 'noimg', 'aria-hidden': 'true', text: (p.title || '?').trim().charAt(0).toUpperCase() });
 }
 
 function productCard(p) {
@@ -205,6 +205,8 @@ function updateSaleCard(entry, sale) {
     const img = productImage(p);
     parts.img.replaceWith(img);
     parts.img = img;
+  } else if (p && parts.img.tagName !== 'IMG') {
+    setText(parts.img, (p.title || '?').trim().charAt(0).toUpperCase());
   }
   const level = saleLevel(sale);
   const pct = sale.quantity > 0 ? Math.round((100 * sale.remaining) / sale.quantity) : 0;
