@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -81,6 +82,8 @@ type Relay struct {
 	udp     net.PacketConn
 	mux     ice.UDPMux
 	metrics *metrics
+	// writeSlots bounds the viewer writers running at once (two per CPU).
+	writeSlots chan struct{}
 
 	mu     sync.Mutex
 	rooms  map[string]*room // guarded by mu
@@ -116,7 +119,8 @@ func New(opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream: listen udp: %w", err)
 	}
-	r := &Relay{opts: opts, log: opts.Logger, udp: udp, rooms: map[string]*room{}}
+	r := &Relay{opts: opts, log: opts.Logger, udp: udp, rooms: map[string]*room{},
+		writeSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	r.mux = webrtc.NewICEUDPMux(nil, udp)
 	if r.api, err = r.buildAPI(); err != nil {
 		_ = r.mux.Close()

@@ -120,21 +120,50 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender) {
 	}
 }
 
+// writeBatch bounds the packets a writer sends per turn on a write slot.
+const writeBatch = 32
+
+// writeLoop is the viewer's writer. It takes one of the relay's write slots (one per
+// CPU) for each batch: when the CPUs are short, writers wait parked (their bounded
+// queues fill and drop video until a keyframe) instead of crowding out the
+// publisher's ingest goroutines, which pion buffers without bound.
 func (v *viewer) writeLoop() {
+	slots := v.room.relay.writeSlots
 	var sent int
 	defer func() { v.room.relay.metrics.forwarded.Add(float64(sent)) }()
 	for {
+		var e entry
 		select {
-		case e := <-v.q:
+		case e = <-v.q:
+		case <-v.done:
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-v.done:
+			return
+		}
+		for n := 0; ; n++ {
 			if v.write(e) {
 				sent++
 			}
-			if sent >= 256 {
-				v.room.relay.metrics.forwarded.Add(float64(sent))
-				sent = 0
+			if n+1 >= writeBatch {
+				break
 			}
-		case <-v.done:
-			return
+			var ok bool
+			select {
+			case e = <-v.q:
+				ok = true
+			default:
+			}
+			if !ok {
+				break
+			}
+		}
+		<-slots
+		if sent >= 256 {
+			v.room.relay.metrics.forwarded.Add(float64(sent))
+			sent = 0
 		}
 	}
 }
