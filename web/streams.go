@@ -152,7 +152,8 @@ func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.streamView(r.Context(), st, id))
 		return
 	}
-	ended, sales, err := s.deps.Store.EndStream(r.Context(), st.ID, s.deps.Now())
+	// The service ends the sales too and emits their sale and product events.
+	ended, err := s.deps.Commerce.EndStream(r.Context(), st.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -160,10 +161,7 @@ func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 	if s.deps.Media != nil {
 		s.deps.Media.EndStream(st.ID)
 	}
-	s.audit(r, id, st.ID, "stream_end", st.ID, map[string]any{"sales_ended": len(sales)})
-	for _, sale := range sales {
-		s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: cart.EventSale, Data: cart.SaleData{Sale: sale}})
-	}
+	s.audit(r, id, st.ID, "stream_end", st.ID, nil)
 	view := s.streamView(r.Context(), ended, id)
 	public := view
 	public.StreamKey = ""

@@ -22,7 +22,7 @@ const clusterSecret = "cluster-test-secret-0123456789"
 
 // startNode runs a real Main on the shared Redis with the given key prefix and returns
 // its base URL.
-func startNode(t *testing.T, name, prefix string, udpPort int) string {
+func startNode(t *testing.T, name, prefix string) string {
 	t.Helper()
 	cfg := defaultConfig()
 	cfg.Addr = "127.0.0.1:0"
@@ -32,7 +32,7 @@ func startNode(t *testing.T, name, prefix string, udpPort int) string {
 	cfg.Auth.Secret = clusterSecret
 	cfg.NodeID = name
 	cfg.DataDir = t.TempDir()
-	cfg.Media.UDPPort = udpPort
+	cfg.Media.UDPPort = freeUDPPort(t)
 	cfg.Log.Level = "warn"
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -158,8 +158,8 @@ func next(t *testing.T, c *websocket.Conn, typ string) frame {
 func TestTwoNodesOneService(t *testing.T) {
 	prefix := fmt.Sprintf("lc-cluster-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	a := startNode(t, "node-a", prefix, 18601)
-	b := startNode(t, "node-b", prefix, 18602)
+	a := startNode(t, "node-a", prefix)
+	b := startNode(t, "node-b", prefix)
 
 	mint := func(role auth.Role, user string) string {
 		tok, err := auth.New([]byte(clusterSecret), nil).Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,7 +27,7 @@ func TestServeAndSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LIVECART_ADDR=127.0.0.1:0", "LIVECART_UDP_PORT=18443", "LIVECART_AUTH_SECRET=")
+	cmd.Env = append(os.Environ(), "LIVECART_ADDR=127.0.0.1:0", "LIVECART_UDP_PORT="+strconv.Itoa(freeUDPPort(t)), "LIVECART_AUTH_SECRET=")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {

@@ -57,7 +57,7 @@ func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
 	cfg.Addr, cfg.Store, cfg.Auth.Secret = "127.0.0.1:0", "redis", clusterSecret
 	cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	cfg.Redis.Prefix = "outage"
-	cfg.DataDir, cfg.Media.UDPPort, cfg.Log.Level = t.TempDir(), 18611, "error"
+	cfg.DataDir, cfg.Media.UDPPort, cfg.Log.Level = t.TempDir(), freeUDPPort(t), "error"
 	ctx, cancel := context.WithCancel(context.Background())
 	m, err := NewMain(ctx, cfg, io.Discard)
 	if err != nil {
