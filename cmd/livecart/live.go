@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
@@ -12,7 +13,7 @@ import (
 
 // buildLive builds the live channel: in process on the embedded store, through Redis
 // (events, history, mutes, presence) when several nodes share one.
-func (m *Main) buildLive(ctx context.Context) (*live.Hub, error) {
+func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.Hub, error) {
 	var (
 		bus      live.Bus
 		presence live.Presence
@@ -38,6 +39,7 @@ func (m *Main) buildLive(ctx context.Context) (*live.Hub, error) {
 		Bus:       bus,
 		Presence:  presence,
 		Logger:    m.log,
+		Metrics:   reg,
 		ChatRate:  rate.Limit(m.cfg.Live.ChatPerSecond),
 		ChatBurst: m.cfg.Live.ChatBurst,
 	}

@@ -100,7 +100,7 @@ func (m *Main) build(ctx context.Context) error {
 			},
 		},
 	}
-	hub, err := m.buildLive(ctx)
+	hub, err := m.buildLive(ctx, reg)
 	if err != nil {
 		return err
 	}

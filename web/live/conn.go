@@ -89,6 +89,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		c.finish(rm, cancel)
 		return
 	}
+	h.metrics.connections.Inc()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -102,6 +103,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		c.mu.Unlock()
 		c.signal()
 		<-writerDone
+		h.metrics.connections.Dec()
 		c.finish(rm, cancel)
 	}()
 }
@@ -264,6 +266,7 @@ func (c *conn) drop(code int, reason string) {
 	c.closeCode, c.closeReason, c.closeNow = code, reason, true
 	c.queue, c.queuedBytes = nil, 0
 	c.mu.Unlock()
+	c.hub.metrics.dropped.WithLabelValues(strconv.Itoa(code)).Inc()
 	c.bc.interrupt() // a blocked write fails now
 	c.signal()
 }

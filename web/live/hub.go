@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/livecart/livecart/cart"
@@ -56,6 +57,8 @@ type Config struct {
 	Snapshots SnapshotSource
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// Metrics, when set, receives the hub's connection and delivery counters.
+	Metrics prometheus.Registerer
 	// CheckOrigin decides whether a browser's Origin may connect; nil allows any.
 	CheckOrigin func(r *http.Request) bool
 
@@ -105,6 +108,7 @@ func (c *Config) setDefaults() {
 // Hub serves /ws/{sid} connections and implements cart.Emitter.
 type Hub struct {
 	cfg      Config
+	metrics  *metrics
 	upgrader websocket.Upgrader
 	stop     chan struct{}
 	loopDone chan struct{}
@@ -127,6 +131,7 @@ func NewHub(cfg Config) *Hub {
 	cfg.setDefaults()
 	h := &Hub{
 		cfg:      cfg,
+		metrics:  newMetrics(cfg.Metrics),
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 		rooms:    map[string]*room{},

@@ -108,6 +108,8 @@ func (r *room) deliver(rec Record) {
 	ended := isStreamEnded(rec.Frame)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.hub.metrics.events.Inc()
+	r.hub.metrics.deliveries.Add(float64(len(r.conns)))
 	r.last = rec.Seq
 	if ended {
 		r.ended = true

@@ -1,0 +1,28 @@
+package live
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the hub's counters on /metrics (a no-op registry when none is given).
+type metrics struct {
+	connections prometheus.Gauge
+	events      prometheus.Counter
+	deliveries  prometheus.Counter
+	dropped     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livecart_live_connections", Help: "Open websocket connections on this node."}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_live_events_total", Help: "Stream events received from the bus on this node."}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_live_deliveries_total", Help: "Event frames queued to connections on this node."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livecart_live_dropped_total", Help: "Connections closed by the server, by close code."}, []string{"code"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped)
+	}
+	return m
+}
