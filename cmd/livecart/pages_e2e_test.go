@@ -367,6 +367,42 @@ func TestPagesEndToEnd(t *testing.T) {
 		t.Errorf("got websocket requests %q, want the last one to resume with since=<seq>", ws)
 	}
 
+	// Cart with a hold timer: add the product, see the timer, check out.
+	markWhen(t, f.w1, "cardBack", pinned)
+	clickAt(t, f.studio, fmt.Sprintf(`#products tr[data-id=%s] button[aria-pressed]`, e2e.JSON(pid)))
+	waitMark(t, f.w1, "cardBack", 3*time.Second)
+	clickAt(t, f.w1, fmt.Sprintf(`#pinned .card[data-id=%s] .buy button:nth-child(2)`, e2e.JSON(pid)))
+	f.w1.WaitFor("hold timer in the cart", `/held [0-9]+:[0-5][0-9]/.test(document.querySelector('#cart-body .timer').textContent)`, 5*time.Second)
+	clickAt(t, f.w1, "#cart-body .actions button")
+	f.w1.WaitFor("cart checked out", `/Done! Order #[0-9A-F]{8}/.test(document.querySelector('#cart-body .outcome').textContent) && !document.querySelector('#cart-body .timer')`, 5*time.Second)
+	f.studio.WaitFor("product sale in the figures", `document.querySelector('#f-sold').textContent === '3'`, 5*time.Second)
+
+	// Moderation of chat: delete a line, mute its author.
+	f.mod.WaitFor("chat line to moderate", `document.querySelector('#chat li[data-user="viewer-1"]')`, 3*time.Second)
+	clickAt(t, f.mod, `#chat li[data-user="viewer-1"] button.danger`)
+	f.w1.WaitFor("deleted line gone", `![...document.querySelectorAll('#chat li')].some((li) => li.textContent.includes('Love these!'))`, 3*time.Second)
+	f.w1.SetValue("#chat-text", "one more")
+	clickAt(t, f.w1, "#chat form.row button[type=submit]")
+	f.mod.WaitFor("second line", `document.querySelector('#chat li[data-user="viewer-1"]')`, 3*time.Second)
+	e2e.MustEval[bool](f.mod, `(document.querySelector('#chat-mute-for').value = '10') !== ''`)
+	clickAt(t, f.mod, `#chat li[data-user="viewer-1"] button:not(.danger)`)
+	f.w1.WaitFor("muted notice", `document.querySelector('#chat .notice').textContent.includes('muted you until')`, 3*time.Second)
+
+	// Media mute per kind: viewers see the video paused, then back.
+	clickAt(t, f.mod, "#mute-video")
+	f.w1.WaitFor("video paused notice", `!document.querySelector('#overlay').hidden && document.querySelector('#overlay').textContent.includes('paused')`, 3*time.Second)
+	f.mod.WaitFor("mute button pressed", `document.querySelector('#mute-video').getAttribute('aria-pressed') === 'true'`, 3*time.Second)
+	clickAt(t, f.mod, "#mute-video")
+	f.w1.WaitFor("video back", `document.querySelector('#overlay').hidden`, 10*time.Second)
+	f.w1.WaitFor("moving video again", videoMoving, 10*time.Second)
+
+	// The moderator ends the stream (two clicks): every page says so.
+	clickAt(t, f.mod, "#end")
+	clickAt(t, f.mod, "#end")
+	f.w1.WaitFor("ended on the watch page", `document.querySelector('#status').textContent === 'Ended' && document.querySelector('#overlay').textContent.includes('ended')`, 5*time.Second)
+	f.studio.WaitFor("ended in the studio", `document.querySelector('#status').textContent === 'Ended' && document.querySelector('#golive').disabled`, 5*time.Second)
+	f.mod.WaitFor("stream_end in the audit log", `document.querySelector('#audit tr[data-action="stream_end"]')`, 5*time.Second)
+
 	for name, tab := range tabs {
 		if issues := tab.Issues(); len(issues) > 0 {
 			t.Errorf("%s page logged errors: %q", name, issues)
