@@ -207,6 +207,24 @@ func waitMark(t *testing.T, tab *e2e.Tab, name string, timeout time.Duration) fl
 	return e2e.MustEval[float64](tab, fmt.Sprintf("window[%s]", e2e.JSON(name)))
 }
 
+// a11yProblems lists visible form controls without an accessible name and duplicate ids.
+const a11yProblems = `(() => {
+	const out = [];
+	for (const el of document.querySelectorAll('input, select, textarea, button')) {
+		if (el.offsetParent === null || el.type === 'hidden') continue;
+		const named = el.tagName === 'BUTTON'
+			? (el.textContent.trim() !== '' || el.hasAttribute('aria-label'))
+			: ((el.labels && el.labels.length > 0) || el.hasAttribute('aria-label'));
+		if (!named) out.push('unnamed ' + el.outerHTML.slice(0, 80));
+	}
+	const seen = new Set();
+	for (const el of document.querySelectorAll('[id]')) {
+		if (seen.has(el.id)) out.push('duplicate id ' + el.id);
+		seen.add(el.id);
+	}
+	return out;
+})()`
+
 const videoMoving = `(async () => {
 	const v = document.querySelector('#video');
 	if (!v || v.videoWidth === 0) return false;
@@ -325,6 +343,14 @@ func TestPagesEndToEnd(t *testing.T) {
 	f.w1.SetValue("#chat-text", "Love these!")
 	clickAt(t, f.w1, "#chat form button[type=submit]")
 	f.mod.WaitFor("chat on the moderation page", `[...document.querySelectorAll('#chat li')].some((li) => li.textContent.includes('Love these!'))`, 3*time.Second)
+
+	// Every visible control has a name (label, text or aria-label) and ids are unique.
+	for _, name := range sortedKeys(tabs) {
+		bad := e2e.MustEval[[]string](tabs[name], a11yProblems)
+		if len(bad) > 0 {
+			t.Errorf("%s page: got accessibility problems %q, want none", name, bad)
+		}
+	}
 
 	if shots != "" {
 		f.mod.WaitFor("audit entries", `document.querySelectorAll('#audit tr').length >= 3`, 5*time.Second)

@@ -37,6 +37,8 @@ export function guestEnabled() {
   return metaContent('livecart-guest') === 'on';
 }
 
+const promptCount = {};
+
 // signInPrompt explains how to sign in; with guest tokens on it offers a name form.
 // Each call makes a new node (one per place it is shown).
 export function signInPrompt(session, api, what) {
@@ -44,7 +46,11 @@ export function signInPrompt(session, api, what) {
     return h('p', { class: 'note' },
       `Sign in to ${what}: open this page from the link your shop gave you.`);
   }
-  const id = `guest-${what.replace(/\W+/g, '-')}`;
+  // The first prompt for a purpose gets a plain id (guest-chat, guest-buy), later ones a
+  // numbered one: ids stay unique when several prompts are on the page.
+  promptCount[what] = (promptCount[what] || 0) + 1;
+  const base = `guest-${what.replace(/\W+/g, '-')}`;
+  const id = promptCount[what] === 1 ? base : `${base}-${promptCount[what]}`;
   const input = h('input', { id, name: 'name', maxlength: '40', required: true, autocomplete: 'nickname' });
   const out = h('p', { class: 'outcome bad', role: 'status' });
   const form = h('form', {
