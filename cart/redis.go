@@ -59,7 +59,7 @@ type RedisOptions struct {
 	// Prefix starts every key (default "livecart:"; a ':' is added if missing), so
 	// several deployments and tests share one Redis. It must not contain '{' or '}'.
 	Prefix string
-	// PoolSize is the number of connections (default 64).
+	// PoolSize is the number of connections (default 128).
 	PoolSize int
 }
 
@@ -93,7 +93,7 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 		return nil, fmt.Errorf("redis prefix %q must not contain braces", opts.Prefix)
 	}
 	if opts.PoolSize <= 0 {
-		opts.PoolSize = 64
+		opts.PoolSize = 128
 	}
 	// One attempt per call: a script is never sent twice, and an outage answers
 	// ErrUnavailable at once instead of after retries. The pool dials again by itself.
@@ -103,6 +103,9 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	o.ReadTimeout = 3 * time.Second
 	o.WriteTimeout = 3 * time.Second
 	o.PoolSize = opts.PoolSize
+	// A storm queues for a connection rather than failing: a call waits up to 10 s
+	// (then ErrUnavailable) when every connection is busy.
+	o.PoolTimeout = 10 * time.Second
 	o.DisableIdentity = true
 	scripts, err := loadScripts()
 	if err != nil {

@@ -59,9 +59,8 @@ func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Ti
 		r, err = decodeReply("hold", cmd.Val().(string))
 	}
 	if err != nil {
-		if !errors.Is(err, ErrUnavailable) {
-			s.rdb.ZRem(ctx, s.prefix+"holddue", member) // nothing to sweep
-		}
+		// The sweep entry of a hold that was refused stays: the sweeper drops it in a
+		// batch when it is due, cheaper than a round trip per sold_out in a storm.
 		return Hold{}, changesOf(r), err
 	}
 	return holdFromHash(r.Hold, now), changesOf(r), nil
