@@ -296,6 +296,12 @@ func TestPagesEndToEnd(t *testing.T) {
 	f.w2.WaitFor("moving video on the phone page", videoMoving, 15*time.Second)
 	f.w1.WaitFor("LIVE badge", `document.querySelector('#status').textContent === 'LIVE'`, 5*time.Second)
 
+	// The front page lists the stream as live.
+	home := f.browser.NewTab(t, 1024, 700)
+	home.Navigate(f.srv.base + "/")
+	home.WaitFor("live stream on the front page", fmt.Sprintf(`document.querySelector('#streams li[data-id=%s] .badge.live')`, e2e.JSON(f.sid)), 10*time.Second)
+	home.Close()
+
 	// Pin: the card is on the watch page within 1 s.
 	pid := f.addProduct(t, "Aurora runner", "AUR-42", "129.00", 20)
 	pinned := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(pid))

@@ -315,12 +315,13 @@ function bindSaleForm() {
       duration_s: Number(f.get('duration_s')),
     };
     if (f.get('per_user_limit')) body.per_user_limit = Number(f.get('per_user_limit'));
+    if (f.get('starts_in_s')) body.starts_in_s = Number(f.get('starts_in_s'));
     try {
       const sale = await api.post(`/api/streams/${sid}/sales`, body);
       model.sales.set(sale.id, sale);
       model.emit('sales');
       model.refreshProducts();
-      say(out, `Sale started: ${sale.quantity} units.`, 'ok');
+      say(out, sale.status === 'scheduled' ? `Sale scheduled: ${sale.quantity} units.` : `Sale started: ${sale.quantity} units.`, 'ok');
     } catch (err) {
       const words = { conflict: 'Not enough stock for that many units.', not_found: 'That product is hidden or gone.' };
       say(out, words[err.code] || `Could not start: ${err.message}`, 'bad');
