@@ -163,19 +163,17 @@ func (r *Relay) buildAPI() (*webrtc.API, error) {
 		webrtc.WithSettingEngine(se)), nil
 }
 
-// configureInterceptors sets NACK (both ways) and RTCP reports with a small
-// retransmission buffer that keeps references instead of copies: the relay never
-// reuses a packet's buffers, so every viewer's history shares the publisher's bytes.
+// configureInterceptors sets NACK both ways (a generator toward the publisher, the
+// relay's own bounded responder toward viewers) and RTCP reports.
 func configureInterceptors(me *webrtc.MediaEngine, reg *interceptor.Registry, size uint16) error {
 	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorSize(512))
 	if err != nil {
 		return err
 	}
-	resp, err := nack.NewResponderInterceptor(nack.ResponderSize(size), nack.DisableCopy())
-	if err != nil {
-		return err
+	if size == 0 || size&(size-1) != 0 {
+		return fmt.Errorf("stream: NACK buffer %d is not a power of two", size)
 	}
-	reg.Add(resp)
+	reg.Add(nackResponderFactory{size: size})
 	reg.Add(gen)
 	return webrtc.ConfigureRTCPReports(reg)
 }

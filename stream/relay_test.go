@@ -492,3 +492,20 @@ func testutilValue(c prometheus.Counter) float64 {
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+func TestPublisherLossMakesStreamIdle(t *testing.T) {
+	r, log := newTestRelay(t, Options{DisconnectedTimeout: time.Second, FailedTimeout: time.Second})
+	v, _ := startViewer(t, r, "s1")
+	_, _, stop := startPublisher(t, r, "s1")
+	receiving(t, v, 5, "media")
+	stop() // the publisher goes away without DELETE
+	waitFor(t, 10*time.Second, "publisher reported gone", func() bool { return len(log.get()) == 2 })
+	if got, want := fmt.Sprint(log.get()), "[s1:true s1:false]"; got != want {
+		t.Errorf("OnPublisher calls = %s, want %s", got, want)
+	}
+	if r.Live("s1") {
+		t.Errorf("Live after publisher loss = true, want false")
+	}
+	startPublisher(t, r, "s1") // and may come back
+	receiving(t, v, 5, "media after the publisher came back")
+}
