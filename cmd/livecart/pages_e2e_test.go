@@ -302,16 +302,27 @@ func TestPagesEndToEnd(t *testing.T) {
 	home.WaitFor("live stream on the front page", fmt.Sprintf(`document.querySelector('#streams li[data-id=%s] .badge.live')`, e2e.JSON(f.sid)), 10*time.Second)
 	home.Close()
 
-	// Pin: the card is on the watch page within 1 s.
+	// Pin: the card is on the watch page within 1 s (the median of three pins, so that
+	// one stall of a shared CI machine does not decide).
 	pid := f.addProduct(t, "Aurora runner", "AUR-42", "129.00", 20)
 	pinned := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(pid))
-	markWhen(t, f.w1, "pinAt", pinned)
-	tPin := clickAt(t, f.studio, fmt.Sprintf(`#products tr[data-id=%s] button[aria-pressed]`, e2e.JSON(pid)))
-	shown := waitMark(t, f.w1, "pinAt", 5*time.Second)
-	if d := shown - tPin; d > 1000 {
-		t.Errorf("pin click → card on the watch page: got %.0f ms, want ≤ 1000 ms", d)
+	pinButton := fmt.Sprintf(`#products tr[data-id=%s] button[aria-pressed]`, e2e.JSON(pid))
+	var pinMs []float64
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			clickAt(t, f.studio, pinButton) // unpin
+			f.w1.WaitFor("card gone before pinning again", "!"+pinned, 5*time.Second)
+			f.studio.WaitFor("studio shows unpinned", fmt.Sprintf(`document.querySelector(%s).getAttribute('aria-pressed') === 'false'`, e2e.JSON(pinButton)), 5*time.Second)
+		}
+		markWhen(t, f.w1, "pinAt", pinned)
+		tPin := clickAt(t, f.studio, pinButton)
+		pinMs = append(pinMs, waitMark(t, f.w1, "pinAt", 5*time.Second)-tPin)
+		f.studio.WaitFor("studio shows pinned", fmt.Sprintf(`document.querySelector(%s).getAttribute('aria-pressed') === 'true'`, e2e.JSON(pinButton)), 5*time.Second)
+	}
+	if m := median(pinMs); m > 1000 {
+		t.Errorf("pin click → card on the watch page: got %v ms (median %.0f), want a median ≤ 1000 ms", rounded(pinMs), m)
 	} else {
-		t.Logf("pin click → card on the watch page: %.0f ms", d)
+		t.Logf("pin click → card on the watch page: %v ms, median %.0f", rounded(pinMs), m)
 	}
 	f.w2.WaitFor("card on the phone page", pinned, 2*time.Second)
 
