@@ -90,6 +90,7 @@ type wsRun struct {
 	lastViewer []atomic.Int64 // per announce k: latest delivery latency (ns)
 	received   []atomic.Int32 // per announce k: viewers that got it
 	unpinAt    atomic.Int64   // unix ns of the unpin in flight
+	selfCPU    time.Duration  // this process's CPU during the announce phase
 }
 
 func newWSRun(c wsConfig) *wsRun {
@@ -190,10 +191,11 @@ func (r *wsRun) run(ctx context.Context) error {
 		}()
 	}
 
-	cpu0, t0 := procCPU(r.cfg.serverPIDs), time.Now()
+	cpu0, self0, t0 := procCPU(r.cfg.serverPIDs), selfCPU(), time.Now()
 	sent := r.publish(ctx)
 	r.waitDelivered(ctx, sent, 5*time.Second)
-	cpu1, t1 := procCPU(r.cfg.serverPIDs), time.Now()
+	cpu1, self1, t1 := procCPU(r.cfg.serverPIDs), selfCPU(), time.Now()
+	r.selfCPU = self1 - self0
 
 	r.unpinRounds(ctx, prod.ID)
 
@@ -423,6 +425,7 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 			fmt.Printf("  server CPU %.2fs over %v = %.2f µs per delivery (%.0f%% of one core)\n", cpu.Seconds(), window.Round(time.Millisecond),
 				float64(cpu.Microseconds())/float64(deliveries), 100*cpu.Seconds()/window.Seconds())
 		}
+		fmt.Printf("  loadgen CPU %.2fs = %.2f µs per delivery\n", r.selfCPU.Seconds(), float64(r.selfCPU.Microseconds())/float64(max(deliveries, 1)))
 		fmt.Printf("  server RSS %d MiB → %d MiB = %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(len(viewers), 1)))
 	}
 }
@@ -437,6 +440,15 @@ func pct(us []uint32) string {
 		return time.Duration(us[int(float64(len(us)-1)*p)]) * time.Microsecond
 	}
 	return fmt.Sprintf("p50 %v  p99 %v  max %v", at(0.5).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), at(1).Round(10*time.Microsecond))
+}
+
+// selfCPU returns this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procCPU returns the user+system CPU time of the processes.
