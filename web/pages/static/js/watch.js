@@ -340,17 +340,26 @@ async function addToCart(btn, out, p) {
 
 const cartOut = h('p', { class: 'outcome', role: 'status', 'aria-live': 'polite' });
 
+// cartPrompt shows the sign-in prompt in the cart once (keeping what a visitor typed).
+function cartPrompt() {
+  if (!ui.cartBody.dataset.prompt) {
+    ui.cartBody.replaceChildren(signInPrompt(session, api, 'buy'));
+    ui.cartBody.dataset.prompt = '1';
+  }
+}
+
 async function loadCart() {
   if (!session.me()) {
-    ui.cartBody.replaceChildren(signInPrompt(session, api, 'buy'));
+    cartPrompt();
     return;
   }
+  delete ui.cartBody.dataset.prompt;
   try {
     const cart = await api.get('/api/cart');
     state.cart = cart.items.filter((it) => it.stream_id === sid);
     renderCart();
   } catch (err) {
-    if (err.status === 401) ui.cartBody.replaceChildren(signInPrompt(session, api, 'buy'));
+    if (err.status === 401) cartPrompt();
   }
 }
 
