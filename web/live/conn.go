@@ -142,6 +142,9 @@ func (h *Hub) setPresence(rm *room) {
 // since can be served from history, else a snapshot.
 func (c *conn) start(ctx context.Context, rm *room, since int64, hasSince, ended bool) error {
 	last, roomEnded := rm.add(c)
+	if c.hub.isClosed() { // Close may have listed the room's connections before this one
+		c.drop(websocket.CloseGoingAway, "server shutting down")
+	}
 	c.hub.setPresence(rm)
 	var first []*frame
 	if hasSince && since <= last {

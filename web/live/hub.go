@@ -232,6 +232,12 @@ func (h *Hub) Close() error {
 	return nil
 }
 
+func (h *Hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
 // tickLoop announces viewer counts and refreshes presence until Close.
 func (h *Hub) tickLoop() {
 	defer close(h.loopDone)
