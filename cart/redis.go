@@ -73,7 +73,11 @@ type RedisStore struct {
 	mu       sync.RWMutex
 	streamOf map[string]string // guarded by mu: product/sale id → stream id (never changes)
 
-	background sync.WaitGroup // finishCheckout writes; Close waits for them
+	qmu        sync.Mutex
+	holdQueues map[string]*holdQueue // guarded by qmu: streams with a hold batch at Redis
+
+	batch      *pipeBatcher   // checkout round trips shared by concurrent calls
+	background sync.WaitGroup // hold batches and pipeline batches; Close waits
 }
 
 // OpenRedis connects to the Redis at url (redis://host:port/db) and checks that it
@@ -116,7 +120,10 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 		prefix:   opts.Prefix,
 		scripts:  scripts,
 		streamOf: map[string]string{},
+
+		holdQueues: map[string]*holdQueue{},
 	}
+	s.batch = &pipeBatcher{rdb: s.rdb, wg: &s.background}
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()
 		return nil, err
@@ -199,6 +206,11 @@ type scriptReply struct {
 	Unpinned bool                         `json:"unpinned"`
 	Created  bool                         `json:"created"`
 	N        int                          `json:"n"`
+	Results  []struct {
+		Err  string            `json:"e"`
+		Msg  string            `json:"m"`
+		Hold map[string]string `json:"hold"`
+	} `json:"results"`
 	Advanced map[string]struct {
 		Changed bool   `json:"changed"`
 		Next    string `json:"next"`

@@ -19,13 +19,17 @@ import (
 
 // evalInPipe queues a script by its SHA in a pipeline (the script cache is filled by
 // Run on first use; after a Redis restart the caller falls back to Run on NOSCRIPT).
-func (s *RedisStore) evalInPipe(ctx context.Context, pipe redis.Pipeliner, name, streamID string, args ...any) *redis.Cmd {
-	return pipe.EvalSha(ctx, s.scripts[name].Hash(), []string{s.base(streamID)}, args...)
+func (s *RedisStore) evalInPipe(ctx context.Context, pipe redis.Pipeliner, name, key string, args ...any) *redis.Cmd {
+	return pipe.EvalSha(ctx, s.scripts[name].Hash(), []string{key}, args...)
 }
 
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
 
-// HoldUnits takes units of a product or a sale and records the hold.
+// HoldUnits takes units of a product or a sale and records the hold. Concurrent
+// calls on one stream are grouped: while one batch of the stream is at Redis, the
+// calls that arrive queue and go together in the next (one script call, one round
+// trip), as the embedded store groups its commits. Each hold is still checked and
+// recorded on its own, atomically.
 func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Time) (Hold, Changes, error) {
 	var sid string
 	var err error
@@ -37,33 +41,130 @@ func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Ti
 	if err != nil {
 		return Hold{}, Changes{}, err
 	}
-	member := dueMember(sid, req.ID)
-	args := []any{
-		req.ID, req.UserID, req.ProductID, req.SaleID, req.Quantity,
-		formatTime(req.ExpiresAt), micros(req.ExpiresAt), micros(now), seq(),
+	call := &holdCall{req: req, now: now, done: make(chan struct{})}
+	s.qmu.Lock()
+	q, busy := s.holdQueues[sid]
+	if !busy {
+		q = &holdQueue{}
+		s.holdQueues[sid] = q
 	}
-	// One round trip: the user's cart and the sweep learn of the stream before the
-	// script runs, so no crash can leave a hold that no cart lists or no sweep finds.
+	q.pending = append(q.pending, call)
+	s.qmu.Unlock()
+	if !busy {
+		s.background.Add(1)
+		go s.drainHolds(sid, q)
+	}
+	select {
+	case <-call.done:
+		return call.hold, call.ch, call.err
+	case <-ctx.Done():
+		return Hold{}, Changes{}, unavailable(ctx.Err())
+	}
+}
+
+// maxHoldBatch bounds the holds of one script call (a few ms of Redis time).
+const maxHoldBatch = 200
+
+// holdCall is one HoldUnits call waiting for its batch.
+type holdCall struct {
+	req  HoldRequest
+	now  time.Time
+	done chan struct{} // closed when hold, ch and err are set
+	hold Hold
+	ch   Changes
+	err  error
+}
+
+// holdQueue is one stream's calls waiting while a batch of the stream is at Redis.
+type holdQueue struct {
+	pending []*holdCall // guarded by RedisStore.qmu
+}
+
+// drainHolds sends the stream's queued calls, batch after batch, and ends (dropping
+// the queue) when none are left.
+func (s *RedisStore) drainHolds(sid string, q *holdQueue) {
+	defer s.background.Done()
+	for {
+		s.qmu.Lock()
+		batch := q.pending
+		if len(batch) > maxHoldBatch {
+			batch, q.pending = batch[:maxHoldBatch:maxHoldBatch], batch[maxHoldBatch:]
+		} else {
+			q.pending = nil
+		}
+		if len(batch) == 0 {
+			delete(s.holdQueues, sid)
+			s.qmu.Unlock()
+			return
+		}
+		s.qmu.Unlock()
+		s.holdBatch(sid, batch)
+	}
+}
+
+// holdBatch runs one script call for the calls and answers each. One round trip: the
+// users' carts and the sweep learn of the stream before the script runs, so no crash
+// can leave a hold that no cart lists or no sweep finds. (The sweep entry of a refused
+// hold stays; the sweeper drops it in a batch when it is due.)
+func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	args := make([]any, 0, 9*len(calls))
+	dues := make([]redis.Z, len(calls))
+	users := map[string]bool{}
 	pipe := s.rdb.Pipeline()
-	pipe.SAdd(ctx, s.userBase(req.UserID)+"holds", sid)
-	pipe.ZAdd(ctx, s.prefix+"holddue", redis.Z{Score: float64(req.ExpiresAt.UnixMicro()), Member: member})
-	cmd := s.evalInPipe(ctx, pipe, "hold", sid, args...)
-	_, err = pipe.Exec(ctx)
+	for i, c := range calls {
+		r := c.req
+		args = append(args, r.ID, r.UserID, r.ProductID, r.SaleID, r.Quantity,
+			formatTime(r.ExpiresAt), micros(r.ExpiresAt), micros(c.now), seq())
+		dues[i] = redis.Z{Score: float64(r.ExpiresAt.UnixMicro()), Member: dueMember(sid, r.ID)}
+		if !users[r.UserID] {
+			users[r.UserID] = true
+			pipe.SAdd(ctx, s.userBase(r.UserID)+"holds", sid)
+		}
+	}
+	pipe.ZAdd(ctx, s.prefix+"holddue", dues...)
+	cmd := s.evalInPipe(ctx, pipe, "hold", s.base(sid), args...)
+	_, err := pipe.Exec(ctx)
 	var r scriptReply
 	switch {
 	case isNoScript(cmd.Err()):
 		r, err = s.run(ctx, "hold", sid, args...)
 	case err != nil:
-		return Hold{}, Changes{}, scriptError("hold", err)
+		err = scriptError("hold", err)
 	default:
 		r, err = decodeReply("hold", cmd.Val().(string))
 	}
-	if err != nil {
-		// The sweep entry of a hold that was refused stays: the sweeper drops it in a
-		// batch when it is due, cheaper than a round trip per sold_out in a storm.
-		return Hold{}, changesOf(r), err
+	for i, c := range calls {
+		c.hold, c.ch, c.err = holdResult(r, i, err, c.now)
+		close(c.done)
 	}
-	return holdFromHash(r.Hold, now), changesOf(r), nil
+}
+
+// holdResult is the answer of the i-th hold of a batch: the hold and its sale or
+// product after the batch, or the hold's business error.
+func holdResult(r scriptReply, i int, err error, now time.Time) (Hold, Changes, error) {
+	switch {
+	case err != nil:
+		return Hold{}, Changes{}, err
+	case i >= len(r.Results):
+		return Hold{}, Changes{}, fmt.Errorf("redis script hold: %d results, want more than %d", len(r.Results), i)
+	}
+	res := r.Results[i]
+	if res.Err != "" {
+		sentinel, ok := businessErrors[res.Err]
+		if !ok {
+			return Hold{}, Changes{}, fmt.Errorf("redis script hold: unknown error %q: %s", res.Err, res.Msg)
+		}
+		return Hold{}, Changes{}, fmt.Errorf("%s: %w", res.Msg, sentinel)
+	}
+	h, ch := holdFromHash(res.Hold, now), Changes{}
+	if m, ok := r.Sales[h.SaleID]; ok && h.SaleID != "" {
+		ch.Sales = []Sale{saleFromHash(m)}
+	} else if m, ok := r.Products[h.ProductID]; ok && h.SaleID == "" {
+		ch.Products = []Product{productFromHash(m)}
+	}
+	return h, ch, nil
 }
 
 // cartOf is one stream's part of a user's cart.
@@ -93,7 +194,7 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(sids))
 		for i, sid := range sids {
-			cmds[i] = s.evalInPipe(ctx, pipe, "cart", sid, userID, idemHash, micros(now))
+			cmds[i] = s.evalInPipe(ctx, pipe, "cart", s.base(sid), userID, idemHash, micros(now))
 		}
 		_, err := pipe.Exec(ctx)
 		if err != nil && attempt == 0 && isNoScript(err) {
@@ -308,18 +409,12 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 // lands (Redis down), the pending mark expires and the order's stream, whose script
 // recorded the key with the order, answers the retry with the same order.
 func (s *RedisStore) finishCheckout(key, value string, dropped []any) {
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		pipe := s.rdb.Pipeline()
-		pipe.Set(ctx, key, value, IdempotencyTTL)
+	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
+		p.Set(ctx, key, value, IdempotencyTTL)
 		if len(dropped) > 0 { // holds out of the cart need no sweep
-			pipe.ZRem(ctx, s.prefix+"holddue", dropped...)
+			p.ZRem(ctx, s.prefix+"holddue", dropped...)
 		}
-		pipe.Exec(ctx)
-	}()
+	})
 }
 
 // claimIdem takes the user's idempotency key for this call (answering its token and
@@ -330,7 +425,17 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint stri
 	deadline := time.Now().Add(idemWait)
 	for {
 		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds()}
-		raw, err := s.scripts["claim"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...).StringSlice()
+		var cmd *redis.Cmd
+		done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
+			cmd = s.evalInPipe(bctx, p, "claim", s.userBase(userID), args...)
+		})
+		if err := wait(ctx, done); err != nil {
+			return "", nil, nil, err
+		}
+		if isNoScript(cmd.Err()) {
+			cmd = s.scripts["claim"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...)
+		}
+		raw, err := cmd.StringSlice()
 		if err != nil || len(raw) == 0 {
 			return "", nil, nil, scriptError("claim", err)
 		}
@@ -543,17 +648,23 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 		mode = "ids"
 	}
 	args := c.args(mode, otherExpired, c.req.HoldIDs)
-	// One round trip: the user's order index learns of the stream before the script.
-	pipe := s.rdb.Pipeline()
-	pipe.SAdd(ctx, s.userBase(c.req.UserID)+"orders", sid)
-	cmd := s.evalInPipe(ctx, pipe, "checkout", sid, args...)
-	_, err := pipe.Exec(ctx)
+	// One round trip (shared with concurrent checkouts): the user's order index learns
+	// of the stream before the script.
+	var cmd *redis.Cmd
+	done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
+		p.SAdd(bctx, s.userBase(c.req.UserID)+"orders", sid)
+		cmd = s.evalInPipe(bctx, p, "checkout", s.base(sid), args...)
+	})
+	if err := wait(ctx, done); err != nil {
+		return CheckoutResult{}, err
+	}
 	var r scriptReply
+	var err error
 	switch {
 	case isNoScript(cmd.Err()):
 		r, err = s.run(ctx, "checkout", sid, args...)
-	case err != nil:
-		return CheckoutResult{}, scriptError("checkout", err)
+	case cmd.Err() != nil:
+		return CheckoutResult{}, scriptError("checkout", cmd.Err())
 	default:
 		r, err = decodeReply("checkout", cmd.Val().(string))
 	}

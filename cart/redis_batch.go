@@ -1,0 +1,87 @@
+package cart
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// pipeBatcher sends the commands of concurrent calls together: while one pipeline is
+// at Redis, the calls that arrive queue and go in the next one, so a storm of
+// checkouts pays one round trip (and one wake-up of Redis) per batch, not per call.
+// Each call's commands stay in order and are answered on their own Cmds; Redis still
+// runs every script atomically on its own.
+type pipeBatcher struct {
+	rdb *redis.Client
+	wg  *sync.WaitGroup // the store's background work (Close waits)
+
+	mu      sync.Mutex
+	pending []*pipeCall // guarded by mu
+	busy    bool        // guarded by mu: a sender goroutine is running
+}
+
+// pipeCall is one call's commands, queued by add into the batch's pipeline.
+type pipeCall struct {
+	add  func(ctx context.Context, p redis.Pipeliner)
+	done chan struct{} // closed once the batch's answers are in the call's Cmds
+}
+
+// maxPipeBatch bounds the calls of one pipeline.
+const maxPipeBatch = 500
+
+// send queues a call; wait on the returned channel for its Cmds to be answered.
+func (b *pipeBatcher) send(add func(ctx context.Context, p redis.Pipeliner)) <-chan struct{} {
+	c := &pipeCall{add: add, done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, c)
+	start := !b.busy
+	b.busy = true
+	b.mu.Unlock()
+	if start {
+		b.wg.Add(1)
+		go b.drain()
+	}
+	return c.done
+}
+
+// drain sends batch after batch and ends when no call is left.
+func (b *pipeBatcher) drain() {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		batch := b.pending
+		if len(batch) > maxPipeBatch {
+			batch, b.pending = batch[:maxPipeBatch:maxPipeBatch], batch[maxPipeBatch:]
+		} else {
+			b.pending = nil
+		}
+		if len(batch) == 0 {
+			b.busy = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		pipe := b.rdb.Pipeline()
+		for _, c := range batch {
+			c.add(ctx, pipe)
+		}
+		pipe.Exec(ctx) // every Cmd carries its own answer or error
+		cancel()
+		for _, c := range batch {
+			close(c.done)
+		}
+	}
+}
+
+// wait waits for a batched call's answer, or for ctx.
+func wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return unavailable(ctx.Err())
+	}
+}
