@@ -184,6 +184,19 @@ export class WhepPlayer {
   }
 }
 
+// A new connection starts with a low bandwidth estimate (~300 kbit/s): an encoder fed
+// 720p then drops its first frames and scales down, which delays the first picture by
+// up to a second or more. So the broadcast starts at 360p (shorter side) and goes to
+// full resolution a few seconds later.
+const startShortSide = 360;
+const fullResolutionAfterMs = 3000;
+
+function startScale(track) {
+  const s = track.getSettings ? track.getSettings() : {};
+  const short = Math.min(s.width || 0, s.height || 0);
+  return short > startShortSide ? short / startShortSide : 1;
+}
+
 // WhipPublisher sends a local MediaStream to /whip/{sid}. prepare() builds the
 // connection and gathers ICE ahead of time, so that publish() — the Go live click — only
 // has to POST the offer. onState reports 'connecting', 'live', 'disconnected', 'failed',
@@ -204,13 +217,19 @@ export class WhipPublisher {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     this.pc = pc;
     for (const track of stream.getTracks()) {
-      const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      const init = { direction: 'sendonly', streams: [stream] };
+      const scale = track.kind === 'video' ? startScale(track) : 1;
+      if (scale > 1) init.sendEncodings = [{ scaleResolutionDownBy: scale }];
+      const tr = pc.addTransceiver(track, init);
       this.senders[track.kind] = tr.sender;
     }
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       const s = pc.connectionState;
-      if (s === 'connected') this.onState('live');
+      if (s === 'connected') {
+        this.onState('live');
+        setTimeout(() => this.fullResolution(), fullResolutionAfterMs);
+      }
       if (s === 'failed') this.onState('failed');
       if (s === 'disconnected') this.onState('disconnected');
     };
@@ -239,6 +258,16 @@ export class WhipPublisher {
   async replaceTrack(track) {
     const sender = this.senders[track.kind];
     if (sender) await sender.replaceTrack(track);
+  }
+
+  // fullResolution lifts the start-up downscale once the bandwidth estimate has grown.
+  async fullResolution() {
+    const sender = this.senders.video;
+    if (!sender || !this.pc) return;
+    const params = sender.getParameters();
+    if (!params.encodings || !params.encodings.length || (params.encodings[0].scaleResolutionDownBy || 1) === 1) return;
+    params.encodings[0].scaleResolutionDownBy = 1;
+    try { await sender.setParameters(params); } catch { /* keep the lower resolution */ }
   }
 
   // discard drops a prepared connection that was never published.
