@@ -420,6 +420,19 @@ func TestPagesEndToEnd(t *testing.T) {
 	f.w1.WaitFor("cart checked out", `/Done! Order #[0-9A-F]{8}/.test(document.querySelector('#cart-body .outcome').textContent) && !document.querySelector('#cart-body .timer')`, 5*time.Second)
 	f.studio.WaitFor("product sale in the figures", `document.querySelector('#f-sold').textContent === '3'`, 5*time.Second)
 
+	// The moderator hides the pinned product: it leaves the watch page; then shows it.
+	f.mod.WaitFor("pinned card on the moderation page", fmt.Sprintf(`document.querySelector('#pins li[data-id=%s]')`, e2e.JSON(pid)), 3*time.Second)
+	clickAt(t, f.mod, fmt.Sprintf(`#pins li[data-id=%s] button.danger`, e2e.JSON(pid)))
+	f.w1.WaitFor("hidden product gone from the watch page", "!"+pinned, 3*time.Second)
+	f.mod.WaitFor("hidden badge", fmt.Sprintf(`document.querySelector('#products tr[data-id=%s] .badge.warn')`, e2e.JSON(pid)), 3*time.Second)
+	clickAt(t, f.mod, fmt.Sprintf(`#products tr[data-id=%s] button`, e2e.JSON(pid)))
+	f.mod.WaitFor("shown again", fmt.Sprintf(`!document.querySelector('#products tr[data-id=%s] .badge.warn')`, e2e.JSON(pid)), 3*time.Second)
+
+	// The moderator stops the (sold-out) sale: every page shows it over.
+	clickAt(t, f.mod, "#sales tr button.danger")
+	f.studio.WaitFor("sale ended in the studio", `document.querySelector('#sales tr[data-status="ended"]')`, 3*time.Second)
+	f.w1.WaitFor("sale over on the watch page", saleCard+` && `+saleCard+`.dataset.status === 'ended' && `+saleCard+`.querySelector('.stock').textContent.includes('Sold out')`, 3*time.Second)
+
 	// Moderation of chat: delete a line, mute its author.
 	f.mod.WaitFor("chat line to moderate", `document.querySelector('#chat li[data-user="viewer-1"]')`, 3*time.Second)
 	clickAt(t, f.mod, `#chat li[data-user="viewer-1"] button.danger`)
