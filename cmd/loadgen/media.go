@@ -112,7 +112,7 @@ func runMedia(args []string) error {
 		"N", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
 		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
 	for _, n := range cfg.viewers {
-		r, err := mediaRound(ctx, api, client, cfg, n)
+		r, err := mediaRound(ctx, api, client, cfg, pub, n)
 		if err != nil {
 			return err
 		}
@@ -140,7 +140,7 @@ func (r mediaResult) String() string {
 func mediaMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // mediaRound joins n viewers, measures, and makes them leave.
-func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, n int) (mediaResult, error) {
+func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, pub *rtctest.Publisher, n int) (mediaResult, error) {
 	res := mediaResult{n: n}
 	rssBefore := mediaProcRSS(cfg.serverPID)
 	viewers, locs, failed := joinViewers(ctx, api, client, cfg, n)
@@ -168,8 +168,12 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 		start[i] = v.Stats() // also drops warm-up latency samples
 	}
 	srv0, gen0, t0 := mediaProcCPU(cfg.serverPID), mediaProcCPU(os.Getpid()), time.Now()
+	sent0 := pub.PacketsSent.Load()
 	mediaSleep(ctx, cfg.duration)
 	srv1, gen1, wall := mediaProcCPU(cfg.serverPID), mediaProcCPU(os.Getpid()), time.Since(t0)
+	// Loss counts against what the publisher sent: the relay rewrites sequence numbers
+	// to stay continuous, so packets it drops leave no gap a viewer could count.
+	sent := int(pub.PacketsSent.Load() - sent0)
 	res.srvRSS = mediaProcRSS(cfg.serverPID)
 	if cfg.serverPID > 0 {
 		res.rssPerViewer = (res.srvRSS - rssBefore) / float64(len(viewers))
@@ -184,7 +188,7 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 		s := v.Stats()
 		lat = append(lat, s.LatencyMicros...)
 		g := (s.Audio.Packets - start[i].Audio.Packets) + (s.Video.Packets - start[i].Video.Packets)
-		e := (s.Audio.Expected - start[i].Audio.Expected) + (s.Video.Expected - start[i].Video.Expected)
+		e := sent
 		got, expected = got+g, expected+e
 		if e > 0 {
 			res.worstPct = max(res.worstPct, 100*float64(max(e-g, 0))/float64(e))
