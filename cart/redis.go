@@ -46,7 +46,8 @@ var _ Store = (*RedisStore)(nil)
 //
 // A user's global keys share the hash tag {u:<uid>}:
 //
-//	P{u:<uid>}:holds       set    stream ids where the user has had holds
+//	P{u:<uid>}:holds       set    stream ids where the user has holds (pruned lazily)
+//	P{u:<uid>}:gen         hash   stream id → holds added there (guards the pruning)
 //	P{u:<uid>}:orders      set    stream ids where the user has orders
 //	P{u:<uid>}:idem:<hash> string pending|token|fp or done|sid|oid|at|fp of a key
 const defaultRedisPrefix = "livecart:"
@@ -127,6 +128,14 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()
 		return nil, err
+	}
+	// Load every script now, so calls queued in pipelines find them (after a Redis
+	// restart each caller falls back on NOSCRIPT).
+	for name, sc := range s.scripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			s.rdb.Close()
+			return nil, fmt.Errorf("load script %s: %w", name, unavailable(err))
+		}
 	}
 	return s, nil
 }

@@ -102,34 +102,50 @@ func (s *RedisStore) drainHolds(sid string, q *holdQueue) {
 	}
 }
 
-// holdBatch runs one script call for the calls and answers each. One round trip: the
-// users' carts and the sweep learn of the stream before the script runs, so no crash
-// can leave a hold that no cart lists or no sweep finds. (The sweep entry of a refused
-// hold stays; the sweeper drops it in a batch when it is due.)
+// holdBatch runs one script call for the calls and answers each, in one round trip:
+// the sweep learns of the holds before the script runs, so no crash can leave a hold
+// that no sweep finds (the sweep entry of a refused hold stays; the sweeper drops it
+// in a batch when it is due); the carts learn of the stream right after it (a crash
+// in between leaves an unacknowledged hold out of the cart until it expires).
 func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	args := make([]any, 0, 9*len(calls))
 	dues := make([]redis.Z, len(calls))
-	users := map[string]bool{}
-	pipe := s.rdb.Pipeline()
+	var users []string
+	seen := map[string]bool{}
 	for i, c := range calls {
 		r := c.req
 		args = append(args, r.ID, r.UserID, r.ProductID, r.SaleID, r.Quantity,
 			formatTime(r.ExpiresAt), micros(r.ExpiresAt), micros(c.now), seq())
 		dues[i] = redis.Z{Score: float64(r.ExpiresAt.UnixMicro()), Member: dueMember(sid, r.ID)}
-		if !users[r.UserID] {
-			users[r.UserID] = true
-			pipe.SAdd(ctx, s.userBase(r.UserID)+"holds", sid)
+		if !seen[r.UserID] {
+			seen[r.UserID] = true
+			users = append(users, r.UserID)
 		}
 	}
+	// The users' carts learn of the stream right after the script (and bump its
+	// generation, see lua/prune.lua), in the same round trip.
+	addToCarts := func(p redis.Pipeliner) {
+		for _, u := range users {
+			p.SAdd(ctx, s.userBase(u)+"holds", sid)
+			p.HIncrBy(ctx, s.userBase(u)+"gen", sid, 1)
+		}
+	}
+	pipe := s.rdb.Pipeline()
 	pipe.ZAdd(ctx, s.prefix+"holddue", dues...)
 	cmd := s.evalInPipe(ctx, pipe, "hold", s.base(sid), args...)
+	addToCarts(pipe)
 	_, err := pipe.Exec(ctx)
 	var r scriptReply
 	switch {
 	case isNoScript(cmd.Err()):
-		r, err = s.run(ctx, "hold", sid, args...)
+		if r, err = s.run(ctx, "hold", sid, args...); err == nil {
+			pipe := s.rdb.Pipeline()
+			addToCarts(pipe)
+			_, err = pipe.Exec(ctx)
+			err = unavailable(err)
+		}
 	case err != nil:
 		err = scriptError("hold", err)
 	default:
@@ -174,14 +190,43 @@ type cartOf struct {
 	holds    []map[string]string
 }
 
-// cartStreams lists the streams where the user has had holds.
-func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, error) {
-	sids, err := s.rdb.SMembers(ctx, s.userBase(userID)+"holds").Result()
-	if err != nil {
-		return nil, unavailable(err)
+// cartStreams lists the streams where the user has holds (or had, until pruned) and
+// their generations (see lua/prune.lua).
+func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, map[string]string, error) {
+	pipe := s.rdb.Pipeline()
+	members := pipe.SMembers(ctx, s.userBase(userID)+"holds")
+	gens := pipe.HGetAll(ctx, s.userBase(userID)+"gen")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, unavailable(err)
 	}
+	sids := members.Val()
 	sort.Strings(sids)
-	return sids, nil
+	return sids, gens.Val(), nil
+}
+
+// pruneCarts forgets, off the request's path, the streams where the user's cart was
+// read empty, so a buyer of many streams does not make every cart read visit all.
+func (s *RedisStore) pruneCarts(userID string, cs []cartOf, gens map[string]string) {
+	var args []any
+	for _, c := range cs {
+		if len(c.holds) == 0 && c.idem == "" {
+			gen := gens[c.streamID]
+			if gen == "" {
+				gen = "0"
+			}
+			args = append(args, c.streamID, gen)
+		}
+	}
+	if len(args) == 0 {
+		return
+	}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.scripts["prune"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...)
+	}()
 }
 
 // carts reads the user's holds in the streams sids (and the record of idemHash
@@ -235,7 +280,7 @@ func sortByCreation(ms []map[string]string) {
 
 // ListHolds returns the user's holds, oldest first.
 func (s *RedisStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
-	sids, err := s.cartStreams(ctx, userID)
+	sids, gens, err := s.cartStreams(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +288,7 @@ func (s *RedisStore) ListHolds(ctx context.Context, userID string, now time.Time
 	if err != nil {
 		return nil, err
 	}
+	s.pruneCarts(userID, cs, gens)
 	var all []map[string]string
 	for _, c := range cs {
 		all = append(all, c.holds...)
@@ -270,7 +316,7 @@ func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now 
 
 // streamOfHold finds the stream of one of the user's holds.
 func (s *RedisStore) streamOfHold(ctx context.Context, userID, holdID string) (string, error) {
-	sids, err := s.cartStreams(ctx, userID)
+	sids, _, err := s.cartStreams(ctx, userID)
 	if err != nil {
 		return "", err
 	}
@@ -382,7 +428,7 @@ func idemHash(userID, key string) string {
 // forgotten; Redis drops them by TTL.
 func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
 	ih := idemHash(req.UserID, req.IdempotencyKey)
-	token, sids, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, now)
+	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, now)
 	if err != nil || done != nil {
 		if done != nil {
 			return *done, nil
@@ -390,7 +436,7 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 		return CheckoutResult{}, err
 	}
 	c := &checkoutCall{req: req, ih: ih, now: now}
-	res, err := s.checkout(ctx, c, sids)
+	res, err := s.checkout(ctx, c, cart)
 	ub := s.userBase(req.UserID)
 	switch {
 	case err == nil:
@@ -420,7 +466,7 @@ func (s *RedisStore) finishCheckout(key, value string, dropped []any) {
 // claimIdem takes the user's idempotency key for this call (answering its token and
 // the streams of the user's cart), or answers the order an earlier call with the key
 // placed, or ErrConflict.
-func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint string, now time.Time) (string, []string, *CheckoutResult, error) {
+func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint string, now time.Time) (string, *userCart, *CheckoutResult, error) {
 	token := randomToken()
 	deadline := time.Now().Add(idemWait)
 	for {
@@ -439,10 +485,15 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint stri
 		if err != nil || len(raw) == 0 {
 			return "", nil, nil, scriptError("claim", err)
 		}
-		v, sids := raw[0], raw[1:]
+		v := raw[0]
 		if v == "claimed" {
-			sort.Strings(sids)
-			return token, sids, nil, nil
+			cart := &userCart{gens: map[string]string{}}
+			for i := 1; i+1 < len(raw); i += 2 {
+				cart.sids = append(cart.sids, raw[i])
+				cart.gens[raw[i]] = raw[i+1]
+			}
+			sort.Strings(cart.sids)
+			return token, cart, nil, nil
 		}
 		if strings.HasPrefix(v, "done|") {
 			f := strings.SplitN(v, "|", 5)
@@ -495,7 +546,14 @@ type checkoutCall struct {
 }
 
 // checkout picks the stream the request orders from and runs its checkout script.
-func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, sids []string) (CheckoutResult, error) {
+// userCart is the streams of a user's cart and their generations, as claim read them.
+type userCart struct {
+	sids []string
+	gens map[string]string
+}
+
+func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, cart *userCart) (CheckoutResult, error) {
+	sids := cart.sids
 	switch {
 	case c.req.StreamID != "":
 		return s.checkoutStream(ctx, c, c.req.StreamID, "")
@@ -508,6 +566,7 @@ func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, sids []strin
 	if err != nil {
 		return CheckoutResult{}, err
 	}
+	s.pruneCarts(c.req.UserID, cs, cart.gens)
 	for _, cart := range cs {
 		if cart.idem != "" { // an earlier attempt with this key ordered here
 			return s.checkoutStream(ctx, c, cart.streamID, "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"strconv"
@@ -126,6 +127,7 @@ func TestRedisRestartMidStorm(t *testing.T) {
 		wg.Add(1)
 		go func(user string) {
 			defer wg.Done()
+			time.Sleep(time.Duration(rand.IntN(600)) * time.Millisecond)
 			req := HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sale.ID, Quantity: 1, ExpiresAt: e.now.Add(time.Hour)}
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 				h, _, err := st.HoldUnits(e.ctx, req, e.now)
@@ -181,6 +183,9 @@ func TestRedisRestartMidStorm(t *testing.T) {
 		wg.Add(1)
 		go func(user string) {
 			defer wg.Done()
+			// Buyers arrive over 600 ms (grouped checkouts would otherwise all be
+			// answered before redis-server dies).
+			time.Sleep(time.Duration(rand.IntN(600)) * time.Millisecond)
 			req := CheckoutRequest{OrderID: uuid.NewString(), UserID: user, IdempotencyKey: "key-" + user, Fingerprint: "{}"}
 			for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 				res, err := st.Checkout(e.ctx, req, e.now.Add(time.Second))

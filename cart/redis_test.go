@@ -136,3 +136,37 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("OpenRedis on a closed port: got %v, want ErrUnavailable", err)
 	}
 }
+
+// TestRedisCartForgetsEmptyStreams: a stream where the user's cart became empty is
+// dropped from the user's index after a cart read, so later reads visit only the
+// streams with holds; a hold there again brings it back.
+func TestRedisCartForgetsEmptyStreams(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	a, b := e.sale(t, e.stream(t), 5, 5), e.sale(t, e.stream(t), 5, 5)
+	if _, err := e.hold("u", "", a.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.checkout("u", "k1", nil, e.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	holds, err := st.ListHolds(e.ctx, "u", e.now)
+	if err != nil || len(holds) != 1 {
+		t.Fatalf("ListHolds: got %d %v, want 1", len(holds), err)
+	}
+	st.background.Wait()
+	sids, _, _ := st.cartStreams(e.ctx, "u")
+	if len(sids) != 1 || sids[0] != b.StreamID {
+		t.Fatalf("cart streams: got %v, want only %s", sids, b.StreamID)
+	}
+	if _, err := e.hold("u", "", a.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if holds, _ := st.ListHolds(e.ctx, "u", e.now); len(holds) != 2 {
+		t.Fatalf("ListHolds after holding in the forgotten stream: got %d, want 2", len(holds))
+	}
+	e.checkInvariants(t)
+}
