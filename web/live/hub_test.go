@@ -409,3 +409,47 @@ func TestPingsAndSilentClientDropped(t *testing.T) {
 		t.Fatalf("the answering client: got %q", m.Text)
 	}
 }
+
+func TestJoinWhileEventsFlow(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				announce(ts.hub, sid, "tick")
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
+	}()
+	cs := make([]*client, 50)
+	for i := range cs {
+		cs[i] = ts.dial(t, sid, "")
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	<-done
+	for i, c := range cs {
+		first := c.next(t)
+		if first.Type != EventSnapshot {
+			t.Fatalf("client %d: first frame %s seq %d, want snapshot", i, first.Type, first.Seq)
+		}
+		last := first.Seq
+		for {
+			select {
+			case m := <-c.msgs:
+				if m.Seq != last+1 {
+					t.Fatalf("client %d: got seq %d after %d", i, m.Seq, last)
+				}
+				last = m.Seq
+				continue
+			case <-time.After(100 * time.Millisecond):
+			}
+			break
+		}
+	}
+}
