@@ -2,4 +2,4 @@
 
 package stream
 
-const timeScale = 1
+const raceEnabled = false

@@ -2,6 +2,7 @@
 
 package stream
 
-// The race detector slows pion's DTLS and SRTP several times on a shared two-core
-// machine; timing bounds stretch by this factor under -race.
-const timeScale = 3
+// raceEnabled: under -race on a shared two-core machine pion's DTLS and SRTP run
+// several times slower and the test process may get a fraction of a core, so the 1 s
+// keyframe bound is checked by the plain run only (every viewer must still get one).
+const raceEnabled = true
