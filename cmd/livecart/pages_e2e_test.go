@@ -443,6 +443,9 @@ func TestPagesEndToEnd(t *testing.T) {
 	e2e.MustEval[bool](f.mod, `(document.querySelector('#chat-mute-for').value = '10') !== ''`)
 	clickAt(t, f.mod, `#chat li[data-user="viewer-1"] button:not(.danger)`)
 	f.w1.WaitFor("muted notice", `document.querySelector('#chat .notice').textContent.includes('muted you until')`, 3*time.Second)
+	f.mod.WaitFor("muted list", `document.querySelector('#mutes li[data-user="viewer-1"]')`, 3*time.Second)
+	clickAt(t, f.mod, `#mutes li[data-user="viewer-1"] button`)
+	f.mod.WaitFor("unmuted", `!document.querySelector('#mutes li[data-user="viewer-1"]') && document.querySelector('#audit tr[data-action="unmute"]')`, 3*time.Second)
 
 	// Media mute per kind: viewers see the video paused, then back.
 	clickAt(t, f.mod, "#mute-video")

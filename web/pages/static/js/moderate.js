@@ -144,9 +144,39 @@ function describeDetails(d) {
   return Object.entries(d).map(([k, v]) => `${k}=${short(v)}`).join(' ');
 }
 
+// renderMutes lists who is muted now, from the audit log (the latest mute or unmute of
+// each user), so every moderator sees the same list.
+function renderMutes(entries) {
+  const until = new Map();
+  for (const e of entries) {
+    if (e.action === 'mute') until.set(e.target, Date.parse(e.details && e.details.until));
+    if (e.action === 'unmute') until.delete(e.target);
+  }
+  const now = model.clock.now();
+  const active = [...until].filter(([, t]) => t > now);
+  $('#mutes').replaceChildren(...active.map(([user, t]) => {
+    const btn = h('button', {
+      class: 'small', type: 'button', text: 'Unmute', 'aria-label': `Unmute ${user}`,
+      onclick: async () => {
+        btn.disabled = true;
+        try {
+          await api.del(`/api/streams/${sid}/mutes/${encodeURIComponent(user)}`);
+          say(`Unmuted ${user}.`, 'ok');
+        } catch (err) {
+          say(`Could not unmute: ${err.message}`, 'bad');
+        }
+        loadAudit();
+      },
+    });
+    return h('li', { dataset: { user } }, h('span', {}, h('b', { text: user }), ` until ${new Date(t).toLocaleTimeString()}`), btn);
+  }));
+  $('#mutes-empty').hidden = active.length > 0;
+}
+
 async function loadAudit() {
   try {
     const list = await api.get(`/api/streams/${sid}/audit`);
+    renderMutes(list);
     list.reverse();
     $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
       h('td', { class: 'when', text: timeOfDay(e.at) }),
