@@ -193,10 +193,16 @@ type cartOf struct {
 // cartStreams lists the streams where the user has holds (or had, until pruned) and
 // their generations (see lua/prune.lua).
 func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, map[string]string, error) {
-	pipe := s.rdb.Pipeline()
-	members := pipe.SMembers(ctx, s.userBase(userID)+"holds")
-	gens := pipe.HGetAll(ctx, s.userBase(userID)+"gen")
-	if _, err := pipe.Exec(ctx); err != nil {
+	var members *redis.StringSliceCmd
+	var gens *redis.MapStringStringCmd
+	done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
+		members = p.SMembers(bctx, s.userBase(userID)+"holds")
+		gens = p.HGetAll(bctx, s.userBase(userID)+"gen")
+	})
+	if err := wait(ctx, done); err != nil {
+		return nil, nil, err
+	}
+	if err := errors.Join(members.Err(), gens.Err()); err != nil {
 		return nil, nil, unavailable(err)
 	}
 	sids := members.Val()
@@ -235,33 +241,32 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 	if len(sids) == 0 {
 		return nil, nil
 	}
-	for attempt := 0; ; attempt++ {
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(sids))
+	cmds := make([]*redis.Cmd, len(sids))
+	args := []any{userID, idemHash, micros(now)}
+	done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
 		for i, sid := range sids {
-			cmds[i] = s.evalInPipe(ctx, pipe, "cart", s.base(sid), userID, idemHash, micros(now))
+			cmds[i] = s.evalInPipe(bctx, p, "cart", s.base(sid), args...)
 		}
-		_, err := pipe.Exec(ctx)
-		if err != nil && attempt == 0 && isNoScript(err) {
-			if err := s.scripts["cart"].Load(ctx, s.rdb).Err(); err != nil {
-				return nil, unavailable(err)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, scriptError("cart", err)
-		}
-		out := make([]cartOf, len(sids))
-		for i, c := range cmds {
-			list, _ := c.Val().([]any)
-			out[i].streamID = sids[i]
-			if len(list) > 0 {
-				out[i].idem, _ = list[0].(string)
-				out[i].holds = rows(list[1:])
-			}
-		}
-		return out, nil
+	})
+	if err := wait(ctx, done); err != nil {
+		return nil, err
 	}
+	out := make([]cartOf, len(sids))
+	for i, c := range cmds {
+		if isNoScript(c.Err()) { // Redis restarted: load it again
+			c = s.scripts["cart"].Run(ctx, s.rdb, []string{s.base(sids[i])}, args...)
+		}
+		if c.Err() != nil {
+			return nil, scriptError("cart", c.Err())
+		}
+		list, _ := c.Val().([]any)
+		out[i].streamID = sids[i]
+		if len(list) > 0 {
+			out[i].idem, _ = list[0].(string)
+			out[i].holds = rows(list[1:])
+		}
+	}
+	return out, nil
 }
 
 // seq orders records made at the same (injected) now: the node's clock in ns.
