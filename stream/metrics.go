@@ -9,6 +9,7 @@ type metrics struct {
 	forwarded  prometheus.Counter
 	dropped    prometheus.Counter
 	pli        prometheus.Counter
+	late       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,6 +25,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_packets_dropped_total", Help: "RTP packets dropped because a viewer's queue was full."}),
 		pli: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_pli_total", Help: "Keyframe requests sent to publishers."}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_packets_late_total", Help: "Publisher packets not forwarded because they arrived over 1 s late (ingest backlog)."}),
 	}
 	if reg != nil {
 		for _, c := range m.collectors() {
@@ -34,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli}
+	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli, m.late}
 }
 
 func (m *metrics) unregister() {

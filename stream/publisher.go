@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/webrtc/v3"
 )
@@ -120,6 +121,7 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 	if kind == kindVideo {
 		g = &gop{}
 	}
+	lag := lagTracker{clock: float64(codec.clock)}
 	for {
 		pkt, _, err := t.ReadRTP()
 		if err != nil {
@@ -127,6 +129,25 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 		}
 		if len(pkt.Payload) == 0 {
 			continue
+		}
+		now := time.Now()
+		var drop, resumed bool
+		if baseline == nil {
+			drop, resumed = lag.drop(now, pkt.Timestamp)
+		}
+		if drop {
+			rm.relay.metrics.late.Inc()
+			if g != nil {
+				g.invalidate()
+			}
+			continue
+		}
+		if resumed {
+			rm.gen[kind].Add(1) // viewers rebase: their output stays continuous
+			if kind == kindVideo {
+				rm.waitKeyframeAll()
+				rm.requestKeyframe()
+			}
 		}
 		if rm.muted(kind) {
 			if g != nil {
@@ -138,7 +159,7 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 			_ = baseline.WriteRTP(pkt)
 			continue
 		}
-		pk := &packet{kind: kind, hdr: pkt.Header, payload: pkt.Payload, codec: codec, gen: rm.gen[kind].Load()}
+		pk := &packet{kind: kind, hdr: pkt.Header, payload: pkt.Payload, codec: codec, gen: rm.gen[kind].Load(), at: now}
 		if kind == kindVideo {
 			pk.keyStart = isKeyframeStart(codec.mime, pkt.Payload)
 		}

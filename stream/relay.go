@@ -63,7 +63,7 @@ type Options struct {
 	OnPublisher func(streamID string, live bool)
 	// Registerer receives the relay's metrics (optional).
 	Registerer prometheus.Registerer
-	// QueueLen is each viewer's packet queue length (default 512).
+	// QueueLen is each viewer's packet queue length (default 256).
 	QueueLen int
 	// NACKBuffer is the number of packets kept per outgoing track for retransmission
 	// (a power of two; default 256).
@@ -96,7 +96,7 @@ func New(opts Options) (*Relay, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.QueueLen <= 0 {
-		opts.QueueLen = 512
+		opts.QueueLen = 256
 	}
 	if opts.NACKBuffer == 0 {
 		opts.NACKBuffer = 256

@@ -33,6 +33,7 @@ type packet struct {
 	payload  []byte
 	codec    *codecInfo
 	keyStart bool
+	at       time.Time // read from the publisher
 	// gen changes when the source changes (new publisher track, unmute): viewers then
 	// rebase their sequence numbers and timestamps so their output stays continuous.
 	gen uint64

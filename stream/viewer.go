@@ -120,6 +120,9 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender) {
 	}
 }
 
+// maxQueueDelay is the oldest a packet may be when its viewer's writer gets to it.
+const maxQueueDelay = 400 * time.Millisecond
+
 // writeBatch bounds the packets a writer sends per turn on a write slot.
 const writeBatch = 32
 
@@ -183,7 +186,16 @@ func (v *viewer) write(e entry) bool {
 	if !ok {
 		return false
 	}
-	seq, ts := t.rewrite(e, time.Now())
+	now := time.Now()
+	if now.Sub(p.at) > maxQueueDelay {
+		// This viewer's writer is behind: skip to fresh packets (video on a keyframe).
+		v.room.relay.metrics.dropped.Inc()
+		if p.kind == kindVideo && !t.waitKey.Swap(true) {
+			v.room.requestKeyframe()
+		}
+		return false
+	}
+	seq, ts := t.rewrite(e, now)
 	// The NACK responder keeps this header by reference: a fresh one per packet.
 	h := &rtp.Header{
 		Version:        2,
