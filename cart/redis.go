@@ -44,7 +44,10 @@ var _ Store = (*RedisStore)(nil)
 //	Pholddue               zset   "sid hid" → expiry (µs): the sweep of any node
 //	Psaledue               zset   "sid said" → next status change (µs)
 //
-// A user's global keys share the hash tag {u:<uid>}:
+// A user's global keys share the hash tag {u:<uid>}. The cart index is written right
+// after the hold script, in the same round trip, so that lua/prune.lua can forget a
+// stream safely; a crash in between leaves an unacknowledged hold out of the cart
+// until it expires (its units come back by the sweep):
 //
 //	P{u:<uid>}:holds       set    stream ids where the user has holds (pruned lazily)
 //	P{u:<uid>}:gen         hash   stream id → holds added there (guards the pruning)
