@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/stream"
@@ -159,6 +160,7 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 		}
 		return cart.OpenBolt(filepath.Join(m.cfg.DataDir, "livecart.db"))
 	case "redis":
+		redis.SetLogger(redisLogger{m.log})
 		return cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix})
 	default:
 		return nil, fmt.Errorf("store %q is not available in this build", m.cfg.Store)
