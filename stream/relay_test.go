@@ -222,8 +222,9 @@ func TestFanOutReachesEveryViewer(t *testing.T) {
 			}
 			for i, v := range viewers {
 				s := v.Stats()
-				if s.Video.Keyframes == 0 {
-					t.Errorf("viewer %d: got no keyframe", i)
+				if s.Video.Keyframes == 0 || !s.FirstVideoKeyframe {
+					t.Errorf("viewer %d: got %d keyframes, first video packet a keyframe: %v; want a keyframe first",
+						i, s.Video.Keyframes, s.FirstVideoKeyframe)
 				}
 				if d := s.FirstKeyframeAt.Sub(s.ConnectedAt); !raceEnabled && d > time.Second {
 					t.Errorf("viewer %d: first keyframe %v after connecting, want <= 1s", i, d)

@@ -241,7 +241,7 @@ func (rm *room) fanout(pk *packet, g *gop) {
 			rebase = true
 		}
 		select {
-		case v.q <- entry{p: pk, rebase: rebase}:
+		case v.q <- entry{p: pk, rebase: rebase, at: pk.at}:
 		default:
 			rm.relay.metrics.dropped.Inc()
 			if pk.kind == kindVideo {

@@ -14,7 +14,8 @@ import (
 // entry is one queued packet for one viewer.
 type entry struct {
 	p      *packet
-	rebase bool // first packet after a gap the relay made: keep the output continuous
+	rebase bool      // first packet after a gap the relay made: keep the output continuous
+	at     time.Time // queued (a replayed group of pictures is queued now, read earlier)
 }
 
 // viewer is one WHEP session with its own queue and writer goroutine.
@@ -187,11 +188,20 @@ func (v *viewer) write(e entry) bool {
 		return false
 	}
 	now := time.Now()
-	if now.Sub(p.at) > maxQueueDelay {
+	if p.kind == kindVideo && t.skipToKey {
+		if !p.keyStart || !e.rebase {
+			return false
+		}
+		t.skipToKey = false
+	}
+	if now.Sub(e.at) > maxQueueDelay {
 		// This viewer's writer is behind: skip to fresh packets (video on a keyframe).
 		v.room.relay.metrics.dropped.Inc()
-		if p.kind == kindVideo && !t.waitKey.Swap(true) {
-			v.room.requestKeyframe()
+		if p.kind == kindVideo {
+			t.skipToKey = true
+			if !t.waitKey.Swap(true) {
+				v.room.requestKeyframe()
+			}
 		}
 		return false
 	}
@@ -224,17 +234,18 @@ type viewerTrack struct {
 	waitKey atomic.Bool // video: drop until the next keyframe starts
 
 	// Owned by the writer goroutine.
-	started  bool
-	lastGen  uint64
-	seqOff   uint16
-	tsOff    uint32
-	lastSeq  uint16
-	lastTS   uint32
-	lastAt   time.Time
-	ptCodec  *codecInfo
-	ptBind   *binding
-	ptValue  uint8
-	ptExists bool
+	skipToKey bool // dropped stale video: write none until a keyframe the fan-out marked
+	started   bool
+	lastGen   uint64
+	seqOff    uint16
+	tsOff     uint32
+	lastSeq   uint16
+	lastTS    uint32
+	lastAt    time.Time
+	ptCodec   *codecInfo
+	ptBind    *binding
+	ptValue   uint8
+	ptExists  bool
 }
 
 type binding struct {
@@ -292,14 +303,14 @@ func (v *viewer) enqueueGroup(group []*packet, pk *packet) bool {
 	t.waitKey.Store(false)
 	for i, p := range group {
 		select {
-		case v.q <- entry{p: p, rebase: i == 0}:
+		case v.q <- entry{p: p, rebase: i == 0, at: pk.at}:
 		default:
 			t.waitKey.Store(true)
 			return false
 		}
 	}
 	select {
-	case v.q <- entry{p: pk}:
+	case v.q <- entry{p: pk, at: pk.at}:
 		return true
 	default:
 		t.waitKey.Store(true)

@@ -29,6 +29,8 @@ type ViewerStats struct {
 	Audio, Video    KindStats
 	ConnectedAt     time.Time
 	FirstKeyframeAt time.Time
+	// FirstVideoKeyframe: the first video packet started a keyframe (decodable at once).
+	FirstVideoKeyframe bool
 	// LatencyMicros holds publisher-send → viewer-receive times of stamped packets.
 	LatencyMicros []int32
 }
@@ -52,6 +54,7 @@ type Viewer struct {
 	video       kindState                      // guarded by mu
 	connectedAt time.Time                      // guarded by mu
 	firstKeyAt  time.Time                      // guarded by mu
+	firstVideoK bool                           // guarded by mu
 	latencies   []int32                        // guarded by mu
 	onPacket    func(kind webrtc.RTPCodecType) // optional hook, called outside mu
 	closed      atomic.Bool
@@ -112,6 +115,9 @@ func (v *Viewer) read(t *webrtc.TrackRemote) {
 			ks = &v.video
 		}
 		ks.add(pkt.SequenceNumber, pkt.Timestamp)
+		if kind == webrtc.RTPCodecTypeVideo && ks.Packets == 1 {
+			v.firstVideoK = IsVP8Keyframe(pkt.Payload)
+		}
 		if kind == webrtc.RTPCodecTypeVideo && IsVP8Keyframe(pkt.Payload) {
 			ks.Keyframes++
 			if v.firstKeyAt.IsZero() {
@@ -157,7 +163,8 @@ func (v *Viewer) Stats() ViewerStats {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	s := ViewerStats{Audio: v.audio.KindStats, Video: v.video.KindStats,
-		ConnectedAt: v.connectedAt, FirstKeyframeAt: v.firstKeyAt, LatencyMicros: v.latencies}
+		ConnectedAt: v.connectedAt, FirstKeyframeAt: v.firstKeyAt, LatencyMicros: v.latencies,
+		FirstVideoKeyframe: v.firstVideoK}
 	v.latencies = nil
 	return s
 }
