@@ -1,10 +1,13 @@
 package web
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/livecart/livecart/web/auth"
 )
 
 func TestLimiterSet(t *testing.T) {
@@ -53,4 +56,45 @@ func TestPerIPRateLimit(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("healthz got %d, want 200 (never limited)", resp.StatusCode)
 	}
+}
+
+func TestPerUserHoldAndCheckoutLimits(t *testing.T) {
+	e := newTestEnv(t, func(d *Deps) {
+		d.Options.RateLimits.HoldsPerUserPerSecond = 0.1
+		d.Options.RateLimits.CheckoutsPerUserPerSecond = 0.1
+	})
+	st := e.createStream("alice")
+	var p struct{ ID string }
+	resp, raw := e.do("POST", "/api/streams/"+st.ID+"/products", e.token(auth.RoleCreator, "alice"),
+		map[string]any{"sku": "S", "title": "T", "price_cents": 100, "currency": "USD", "stock": 10})
+	e.expect(resp, raw, http.StatusCreated, "", &p)
+	bob, carol := e.token(auth.RoleViewer, "bob"), e.token(auth.RoleViewer, "carol")
+	hold := map[string]any{"product_id": p.ID, "quantity": 1}
+	resp, raw = e.do("POST", "/api/cart/items", bob, hold)
+	e.expect(resp, raw, http.StatusCreated, "", nil)
+	resp, raw = e.do("POST", "/api/cart/items", bob, hold)
+	e.expect(resp, raw, http.StatusTooManyRequests, "rate_limited", nil)
+	if s, _ := strconv.Atoi(resp.Header.Get("Retry-After")); s < 1 {
+		t.Fatalf("got Retry-After %q, want ≥ 1", resp.Header.Get("Retry-After"))
+	}
+	// Another user is not limited by bob's holds.
+	resp, raw = e.do("POST", "/api/cart/items", carol, hold)
+	e.expect(resp, raw, http.StatusCreated, "", nil)
+	// Checkouts have their own bucket.
+	checkout := func(tok, key string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/api/checkout", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, raw = checkout(bob, "k1")
+	e.expect(resp, raw, http.StatusCreated, "", nil)
+	resp, raw = checkout(bob, "k2")
+	e.expect(resp, raw, http.StatusTooManyRequests, "rate_limited", nil)
 }
