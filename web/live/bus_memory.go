@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// endedHistory is how many events an ended stream keeps for resume.
+const endedHistory = 16
+
 // MemoryBus is the single-node Bus: seq, history and mutes in process.
 type MemoryBus struct {
 	now     func() time.Time
@@ -57,8 +60,14 @@ func (b *MemoryBus) Publish(_ context.Context, sid, typ string, body []byte) (Re
 	s.seq++
 	rec := Record{Seq: s.seq, Frame: buildFrame(typ, s.seq, body)}
 	s.hist = append(s.hist, rec)
-	if len(s.hist) >= 2*b.history {
-		s.hist = append([]Record(nil), s.hist[len(s.hist)-b.history:]...)
+	keep := b.history
+	if isStreamEnded(rec.Frame) {
+		// Nothing follows the end: keep only what a viewer that saw the last events
+		// needs to resume, so ended streams do not hold their history for ever.
+		keep = endedHistory
+	}
+	if len(s.hist) >= 2*b.history || len(s.hist) > keep && keep == endedHistory {
+		s.hist = append([]Record(nil), s.hist[len(s.hist)-keep:]...)
 	}
 	for _, fn := range s.subs {
 		fn(rec)
