@@ -72,15 +72,6 @@ func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, p)
 }
 
-// publicStream loads the stream named by the path for a read anyone may do.
-func (s *Server) publicStream(r *http.Request) (cart.Stream, error) {
-	sid, err := pathID(r, "sid")
-	if err != nil {
-		return cart.Stream{}, err
-	}
-	return s.loadStream(r.Context(), sid)
-}
-
 func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
 	st, err := s.publicStream(r)
 	if err != nil {

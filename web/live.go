@@ -39,17 +39,12 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apiError(http.StatusServiceUnavailable, "unavailable", "live channel not configured"))
 		return
 	}
-	sid, err := pathID(r, "sid")
+	st, err := s.publicStream(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	st, err := s.loadStream(r.Context(), sid)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.deps.Live.ServeWS(w, r, sid, live.ServeOptions{
+	s.deps.Live.ServeWS(w, r, st.ID, live.ServeOptions{
 		Who:       identity(r),
 		Ended:     st.Status == cart.StreamEnded,
 		Snapshots: live.SnapshotFunc(s.liveSnapshot),
@@ -142,12 +137,7 @@ func (s *Server) deleteChat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sid, err := pathID(r, "sid")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	st, err := s.loadStream(r.Context(), sid)
+	st, err := s.publicStream(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -217,11 +217,7 @@ func (s *Server) mediaStream(r *http.Request, k mediaKind) (cart.Stream, error) 
 	if k.role == stream.RolePublisher && bearer(r) == "" {
 		return cart.Stream{}, apiError(http.StatusUnauthorized, "unauthorized", "WHIP needs the owner's token or the stream key as bearer")
 	}
-	sid, err := pathID(r, "sid")
-	if err != nil {
-		return cart.Stream{}, err
-	}
-	return s.loadStream(r.Context(), sid)
+	return s.publicStream(r)
 }
 
 // checkMediaAccess: WHEP is open to anyone. WHIP takes the stream key or a token of the

@@ -129,12 +129,7 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getStream(w http.ResponseWriter, r *http.Request) {
-	sid, err := pathID(r, "sid")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	st, err := s.loadStream(r.Context(), sid)
+	st, err := s.publicStream(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -196,6 +191,16 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
+// publicStream loads the stream named by the path (404 if it does not exist):
+// the first check of a read anyone may do, and the shared step of authorizeStream.
+func (s *Server) publicStream(r *http.Request) (cart.Stream, error) {
+	sid, err := pathID(r, "sid")
+	if err != nil {
+		return cart.Stream{}, err
+	}
+	return s.loadStream(r.Context(), sid)
+}
+
 // authorizeStream runs the API's check order for an action on the stream named by the
 // path: 401 (signed in), 404 (stream exists), 403 (allowed).
 func (s *Server) authorizeStream(r *http.Request, allowed func(auth.Identity, cart.Stream) bool) (auth.Identity, cart.Stream, error) {
@@ -203,11 +208,7 @@ func (s *Server) authorizeStream(r *http.Request, allowed func(auth.Identity, ca
 	if err != nil {
 		return id, cart.Stream{}, err
 	}
-	sid, err := pathID(r, "sid")
-	if err != nil {
-		return id, cart.Stream{}, err
-	}
-	st, err := s.loadStream(r.Context(), sid)
+	st, err := s.publicStream(r)
 	if err != nil {
 		return id, st, err
 	}
