@@ -134,10 +134,8 @@ type mediaResult struct {
 func (r mediaResult) String() string {
 	return fmt.Sprintf("%6d %8.1f %8.1fM %9.2fM %9.1f %10.0f %8.3f %8.3f %7.1fms %7.1fms %8.0fms %8.0fms %5d",
 		r.n, r.srvCPU, r.srvRSS, r.rssPerViewer, r.genCPU, r.pktsPerSec, r.lossPct, r.worstPct,
-		mediaMs(r.latP50), mediaMs(r.latP99), mediaMs(r.kfP50), mediaMs(r.kfP99), r.failed)
+		ms(r.latP50), ms(r.latP99), ms(r.kfP50), ms(r.kfP99), r.failed)
 }
-
-func mediaMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // mediaRound joins n viewers, measures, and makes them leave.
 func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, pub *rtctest.Publisher, n int) (mediaResult, error) {
@@ -310,26 +308,18 @@ func deleteSession(client *http.Client, url, token string) {
 
 // createMediaStream creates a stream with a creator token and returns its id and key.
 func createMediaStream(ctx context.Context, client *http.Client, cfg mediaConfig) (string, string, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", cfg.url+"/api/streams", strings.NewReader(`{"title":"loadgen media"}`))
+	code, raw, err := call(ctx, client, "POST", cfg.url+"/api/streams", cfg.token, `{"title":"loadgen media"}`, nil)
 	if err != nil {
 		return "", "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+cfg.token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", "", err
+	if code != http.StatusCreated {
+		return "", "", fmt.Errorf("create stream: %d %s", code, raw)
 	}
-	defer resp.Body.Close()
 	var st struct {
 		ID        string `json:"id"`
 		StreamKey string `json:"stream_key"`
 	}
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		return "", "", fmt.Errorf("create stream: %d %s", resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.Unmarshal(raw, &st); err != nil {
 		return "", "", err
 	}
 	return st.ID, st.StreamKey, nil
@@ -344,50 +334,11 @@ func mediaSleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// mediaProcCPU returns the user+system CPU seconds of pid from /proc (0 if unknown).
-func mediaProcCPU(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which may contain spaces) start at ") ".
-	s := string(raw)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
-}
+// mediaProcCPU is pid's CPU time in seconds (0 if unknown).
+func mediaProcCPU(pid int) float64 { return cpuTime(pid).Seconds() }
 
-// mediaProcRSS returns the resident set of pid in MiB (0 if unknown).
-func mediaProcRSS(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseFloat(f[0], 64)
-				return kb / 1024
-			}
-		}
-	}
-	return 0
-}
+// mediaProcRSS is pid's resident set in MiB (0 if unknown).
+func mediaProcRSS(pid int) float64 { return float64(rssBytes(pid)) / (1 << 20) }
 
 func mediaNumCPU() int {
 	raw, err := os.ReadFile("/proc/cpuinfo")

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -123,7 +121,7 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 	defer client.CloseIdleConnections()
 	tokens := make([]string, n)
 	for i := range tokens {
-		tok, err := a.Mint(auth.Identity{UserID: fmt.Sprintf("buyer-%d-%d", time.Now().UnixNano(), i), Name: "buyer", Role: auth.RoleViewer}, time.Hour)
+		tok, err := mintToken(a, auth.RoleViewer, fmt.Sprintf("buyer-%d-%d", time.Now().UnixNano(), i), "buyer")
 		if err != nil {
 			return err
 		}
@@ -179,8 +177,6 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 	return nil
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
 // oneRun creates a stream, a product and a sale, runs the noop phase and then the sale
 // phase with every buyer at once, and checks the sale's numbers afterwards.
 func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base string, tokens []string, n int) (runResult, error) {
@@ -191,7 +187,7 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base str
 	if quantity <= 0 {
 		quantity = n
 	}
-	creator, err := a.Mint(auth.Identity{UserID: "loadgen-creator", Name: "loadgen", Role: auth.RoleCreator}, time.Hour)
+	creator, err := mintToken(a, auth.RoleCreator, "loadgen-creator", "loadgen")
 	if err != nil {
 		return res, err
 	}
@@ -311,29 +307,6 @@ func phase(ctx context.Context, tokens []string, ramp time.Duration, fn func(tok
 	close(gate)
 	wg.Wait()
 	return lat.stats(time.Since(start))
-}
-
-func call(ctx context.Context, client *http.Client, method, url, token, body string, hdr map[string]string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewBufferString(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
 }
 
 // latencies collects request durations; safe for concurrent use.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -105,7 +104,7 @@ func newWSRun(c wsConfig) *wsRun {
 func (r *wsRun) apiBase() string { return strings.Split(r.cfg.server, ",")[0] }
 
 func (r *wsRun) token(role auth.Role, user string) string {
-	t, err := r.a.Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)
+	t, err := mintToken(r.a, role, user, user)
 	if err != nil {
 		panic(err)
 	}
@@ -114,27 +113,16 @@ func (r *wsRun) token(role auth.Role, user string) string {
 
 // api sends a JSON request and decodes a 2xx answer into out.
 func (r *wsRun) api(ctx context.Context, method, path, token string, body, out any) error {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		b, _ = json.Marshal(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, r.apiBase()+path, rd)
+	code, raw, err := call(ctx, r.http, method, r.apiBase()+path, token, string(b), nil)
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	if code/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, code, raw)
 	}
 	if out != nil {
 		return json.Unmarshal(raw, out)
@@ -455,45 +443,16 @@ func selfCPU() time.Duration {
 func procCPU(pids []int) time.Duration {
 	var sum time.Duration
 	for _, p := range pids {
-		sum += procCPU1(p)
+		sum += cpuTime(p)
 	}
 	return sum
-}
-
-func procCPU1(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 // procRSS returns the resident memory of the processes in bytes.
 func procRSS(pids []int) int64 {
 	var sum int64
 	for _, p := range pids {
-		sum += procRSS1(p)
+		sum += rssBytes(p)
 	}
 	return sum
-}
-
-func procRSS1(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
