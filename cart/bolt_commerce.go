@@ -138,6 +138,37 @@ func (s *BoltStore) view(fn func(t *boltTx) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(newBoltTx(tx)) })
 }
 
+// viewOne reads one record in a read-only transaction; load is (*boltTx).product or
+// (*boltTx).sale, so products and sales are read the same way.
+func viewOne[T any](s *BoltStore, id string, load func(*boltTx, string) (*T, error)) (T, error) {
+	var out T
+	err := s.view(func(t *boltTx) error {
+		v, err := load(t, id)
+		if err == nil {
+			out = *v
+		}
+		return err
+	})
+	return out, err
+}
+
+// viewIndexed reads the records an index lists under prefix, in index order; an empty
+// list is [], not nil, so it encodes as a JSON array.
+func viewIndexed[T any](s *BoltStore, index []byte, prefix string, load func(*boltTx, string) (*T, error)) ([]T, error) {
+	out := []T{}
+	err := s.view(func(t *boltTx) error {
+		for _, id := range indexValues(t.b(index), prefix) {
+			v, err := load(t, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, *v)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // boltTx caches the products and sales a transaction loads; the ones marked dirty are
 // written once by flush and reported as Changes, in the order they were first marked.
 type boltTx struct {
@@ -264,31 +295,12 @@ func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, erro
 
 // GetProduct returns one product.
 func (s *BoltStore) GetProduct(ctx context.Context, id string) (Product, error) {
-	var p Product
-	err := s.view(func(t *boltTx) error {
-		pp, err := t.product(id)
-		if err == nil {
-			p = *pp
-		}
-		return err
-	})
-	return p, err
+	return viewOne(s, id, (*boltTx).product)
 }
 
 // ListProducts returns the stream's products, oldest first.
 func (s *BoltStore) ListProducts(ctx context.Context, streamID string) ([]Product, error) {
-	out := []Product{}
-	err := s.view(func(t *boltTx) error {
-		for _, id := range indexValues(t.b(bucketStreamProducts), streamID) {
-			p, err := t.product(id)
-			if err != nil {
-				return err
-			}
-			out = append(out, *p)
-		}
-		return nil
-	})
-	return out, err
+	return viewIndexed(s, bucketStreamProducts, streamID, (*boltTx).product)
 }
 
 func (t *boltTx) pins(streamID string) ([]string, error) {
@@ -484,31 +496,12 @@ func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (S
 
 // GetSale returns one sale.
 func (s *BoltStore) GetSale(ctx context.Context, id string) (Sale, error) {
-	var out Sale
-	err := s.view(func(t *boltTx) error {
-		sp, err := t.sale(id)
-		if err == nil {
-			out = *sp
-		}
-		return err
-	})
-	return out, err
+	return viewOne(s, id, (*boltTx).sale)
 }
 
 // ListSales returns the stream's sales, oldest first.
 func (s *BoltStore) ListSales(ctx context.Context, streamID string) ([]Sale, error) {
-	out := []Sale{}
-	err := s.view(func(t *boltTx) error {
-		for _, id := range indexValues(t.b(bucketStreamSales), streamID) {
-			sp, err := t.sale(id)
-			if err != nil {
-				return err
-			}
-			out = append(out, *sp)
-		}
-		return nil
-	})
-	return out, err
+	return viewIndexed(s, bucketStreamSales, streamID, (*boltTx).sale)
 }
 
 // endSale ends a scheduled or active sale: its remaining units go back to the product.
