@@ -248,17 +248,8 @@ func (r *Relay) dropRoomIfIdle(rm *room) {
 
 // Publish answers a WHIP offer: the stream's single publisher.
 func (r *Relay) Publish(ctx context.Context, streamID, offer string) (answer, resourceID string, err error) {
-	kinds, err := offerKinds(offer)
+	answer, resourceID, err = r.join(ctx, streamID, offer, (*room).publish)
 	if err != nil {
-		return "", "", err
-	}
-	rm, err := r.room(streamID)
-	if err != nil {
-		return "", "", err
-	}
-	answer, resourceID, err = rm.publish(ctx, offer, kinds)
-	if err != nil {
-		r.dropRoomIfIdle(rm)
 		return "", "", err
 	}
 	if r.opts.OnPublisher != nil {
@@ -269,6 +260,14 @@ func (r *Relay) Publish(ctx context.Context, streamID, offer string) (answer, re
 
 // Subscribe answers a WHEP offer. It works before the publisher arrives.
 func (r *Relay) Subscribe(ctx context.Context, streamID, offer string) (answer, resourceID string, err error) {
+	return r.join(ctx, streamID, offer, (*room).subscribe)
+}
+
+// join runs the steps WHIP and WHEP share: check the offer, find or make the room,
+// negotiate, and forget the room again if the negotiation left it empty.
+func (r *Relay) join(ctx context.Context, streamID, offer string,
+	negotiate func(rm *room, ctx context.Context, offer string, kinds []webrtc.RTPCodecType) (string, string, error),
+) (answer, resourceID string, err error) {
 	kinds, err := offerKinds(offer)
 	if err != nil {
 		return "", "", err
@@ -277,7 +276,7 @@ func (r *Relay) Subscribe(ctx context.Context, streamID, offer string) (answer, 
 	if err != nil {
 		return "", "", err
 	}
-	answer, resourceID, err = rm.subscribe(ctx, offer, kinds)
+	answer, resourceID, err = negotiate(rm, ctx, offer, kinds)
 	if err != nil {
 		r.dropRoomIfIdle(rm)
 		return "", "", err
