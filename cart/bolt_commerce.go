@@ -360,6 +360,23 @@ func (s *BoltStore) SetProductHidden(ctx context.Context, id string, hidden bool
 	return out, changed, unpinned, err
 }
 
+// productAndPins loads a product of the stream (not_found if it belongs to another)
+// and the stream's pinned ids: the first steps of pinning and unpinning.
+func (t *boltTx) productAndPins(streamID, productID string) (*Product, []string, error) {
+	p, err := t.product(productID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.StreamID != streamID {
+		return nil, nil, fmt.Errorf("product %s: %w", productID, ErrNotFound)
+	}
+	ids, err := t.pins(streamID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, ids, nil
+}
+
 // PinProduct appends a product to the stream's pins.
 func (s *BoltStore) PinProduct(ctx context.Context, streamID, productID string, maxPins int) ([]Product, bool, error) {
 	var (
@@ -368,14 +385,7 @@ func (s *BoltStore) PinProduct(ctx context.Context, streamID, productID string, 
 	)
 	err := s.update(func(t *boltTx) error {
 		changed = false
-		p, err := t.product(productID)
-		if err != nil {
-			return err
-		}
-		if p.StreamID != streamID {
-			return fmt.Errorf("product %s: %w", productID, ErrNotFound)
-		}
-		ids, err := t.pins(streamID)
+		p, ids, err := t.productAndPins(streamID, productID)
 		if err != nil {
 			return err
 		}
@@ -412,14 +422,7 @@ func (s *BoltStore) UnpinProduct(ctx context.Context, streamID, productID string
 	)
 	err := s.update(func(t *boltTx) error {
 		changed = false
-		p, err := t.product(productID)
-		if err != nil {
-			return err
-		}
-		if p.StreamID != streamID {
-			return fmt.Errorf("product %s: %w", productID, ErrNotFound)
-		}
-		ids, err := t.pins(streamID)
+		_, ids, err := t.productAndPins(streamID, productID)
 		if err != nil {
 			return err
 		}
