@@ -66,10 +66,7 @@ func (s *Server) media() (Media, error) {
 // the SDP answer.
 func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.mediaStream(r, k)
-		if err == nil {
-			err = s.checkMediaAccess(r, k, st)
-		}
+		st, err := s.authorizeMedia(r, k)
 		var offer string
 		if err == nil {
 			offer, err = readSDP(w, r, contentTypeSDP)
@@ -110,10 +107,7 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 // a WHEP resource id is unguessable and needs no bearer.
 func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.mediaStream(r, k)
-		if err == nil {
-			err = s.checkMediaAccess(r, k, st)
-		}
+		st, err := s.authorizeMedia(r, k)
 		var m Media
 		if err == nil {
 			m, err = s.media()
@@ -133,10 +127,7 @@ func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 // (422, RFC 9725 §4.3.2).
 func (s *Server) mediaPatch(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.mediaStream(r, k)
-		if err == nil {
-			err = s.checkMediaAccess(r, k, st)
-		}
+		st, err := s.authorizeMedia(r, k)
 		var m Media
 		if err == nil {
 			m, err = s.media()
@@ -211,8 +202,17 @@ func (s *Server) setMediaMute(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, state)
 }
 
-// mediaStream runs the first checks of every media request: WHIP needs a bearer (401),
-// then the stream must exist (404).
+// authorizeMedia runs the checks every media request starts with, in the API's order:
+// 401 (bearer), 404 (stream), then 401/403 (checkMediaAccess).
+func (s *Server) authorizeMedia(r *http.Request, k mediaKind) (cart.Stream, error) {
+	st, err := s.mediaStream(r, k)
+	if err == nil {
+		err = s.checkMediaAccess(r, k, st)
+	}
+	return st, err
+}
+
+// mediaStream: WHIP needs a bearer (401), then the stream must exist (404).
 func (s *Server) mediaStream(r *http.Request, k mediaKind) (cart.Stream, error) {
 	if k.role == stream.RolePublisher && bearer(r) == "" {
 		return cart.Stream{}, apiError(http.StatusUnauthorized, "unauthorized", "WHIP needs the owner's token or the stream key as bearer")
