@@ -20,6 +20,10 @@ var publishLua string
 
 var publishScript = redis.NewScript(publishLua)
 
+// EndedRetention is how long the Redis bus keeps an ended stream's seq and history, for
+// viewers resuming right after the end; then Redis forgets them.
+const EndedRetention = time.Hour
+
 // RedisBus is the Bus of several nodes. A stream's seq counter and history (a Redis
 // stream, trimmed to about HistorySize entries) are written by one Lua script that
 // also publishes the frame; keys carry the {stream_id} hash tag. Each node holds one
@@ -85,8 +89,12 @@ func streamOf(channel string) string {
 
 // Publish implements Bus.
 func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
+	var keepMs int64 // for ever
+	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {
+		keepMs = EndedRetention.Milliseconds()
+	}
 	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(sid, "seq"), b.key(sid, "history")},
-		quoteType(typ), body, b.history, b.channel(sid)).Slice()
+		quoteType(typ), body, b.history, b.channel(sid), keepMs).Slice()
 	if err != nil {
 		return Record{}, fmt.Errorf("live: publish: %w", err)
 	}

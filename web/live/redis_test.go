@@ -21,7 +21,7 @@ func testRedis(t *testing.T, name string) (*redis.Client, string) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ClientName: name})
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		rdb.Close()
-		t.Skipf("no redis at 127.0.0.1:6379: %v", err)
+		t.Fatalf("no redis at 127.0.0.1:6379 (CI starts one): %v", err)
 	}
 	t.Cleanup(func() { rdb.Close() })
 	return rdb, "livetest-" + uuid.NewString()[:8]
@@ -289,5 +289,29 @@ func TestTwoNodesOneRedis(t *testing.T) {
 	eve.send(t, map[string]string{"type": "chat", "text": "hi"})
 	if m := eve.nextOf(t, EventError); m.Code != "muted" {
 		t.Fatalf("mute across nodes: got %q, want muted", m.Code)
+	}
+}
+
+func TestRedisBusExpiresEndedStream(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest")
+	cleanupPrefix(t, rdb, prefix)
+	b := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	sid := uuid.NewString()
+	if _, err := b.Publish(ctx, sid, "announce", []byte(`"text":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.PTTL(ctx, b.key(sid, "history")).Val(); ttl != -1 {
+		t.Fatalf("got history TTL %v on a live stream, want none (-1)", ttl)
+	}
+	if _, err := b.Publish(ctx, sid, EventStream, []byte(`"stream":{"status":"ended"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"history", "seq"} {
+		ttl := rdb.PTTL(ctx, b.key(sid, k)).Val()
+		if ttl <= 0 || ttl > EndedRetention {
+			t.Fatalf("got %s TTL %v after the end, want (0, %v]", k, ttl, EndedRetention)
+		}
 	}
 }
