@@ -107,6 +107,21 @@ func call(t *testing.T, method, url, token string, body any, want int, out any) 
 	}
 }
 
+// postJSON posts body as JSON and returns the response for the caller to judge (call
+// fails the test on an unexpected status; some tests expect one of several).
+func postJSON(t *testing.T, url, token string, body any) *http.Response {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 type frame struct {
 	Type    string          `json:"type"`
 	Seq     int64           `json:"seq"`
@@ -226,14 +241,7 @@ func TestTwoNodesOneService(t *testing.T) {
 			node = b
 		}
 		buyer := mint(auth.RoleViewer, fmt.Sprintf("buyer-%d", i))
-		req, _ := json.Marshal(map[string]any{"sale_id": sale.ID, "quantity": 1})
-		r, _ := http.NewRequest("POST", node+"/api/cart/items", bytes.NewReader(req))
-		r.Header.Set("Authorization", "Bearer "+buyer)
-		r.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := postJSON(t, node+"/api/cart/items", buyer, map[string]any{"sale_id": sale.ID, "quantity": 1})
 		resp.Body.Close()
 		switch resp.StatusCode {
 		case 201:

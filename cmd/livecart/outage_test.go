@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -88,15 +87,7 @@ func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
 
 	kill()
 	hold := func() *http.Response {
-		raw, _ := json.Marshal(map[string]any{"product_id": p.ID, "quantity": 1})
-		req, _ := http.NewRequest("POST", base+"/api/cart/items", bytes.NewReader(raw))
-		req.Header.Set("Authorization", "Bearer "+buyer)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return postJSON(t, base+"/api/cart/items", buyer, map[string]any{"product_id": p.ID, "quantity": 1})
 	}
 	resp := hold()
 	var body struct{ Error struct{ Code string } }
