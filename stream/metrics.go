@@ -10,6 +10,11 @@ type metrics struct {
 	dropped    prometheus.Counter
 	pli        prometheus.Counter
 	late       prometheus.Counter
+	// UDP socket (parallel mode's batched sends).
+	sendDropped prometheus.Counter
+	sendErrors  prometheus.Counter
+	sendCalls   prometheus.Counter
+	sendMsgs    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,6 +32,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_pli_total", Help: "Keyframe requests sent to publishers."}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_late_total", Help: "Publisher packets not forwarded because they arrived over 1 s late (ingest backlog)."}),
+		sendDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_udp_send_dropped_total", Help: "Datagrams dropped because the UDP send queue was full."}),
+		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_udp_send_errors_total", Help: "Datagrams the kernel refused to send."}),
+		sendCalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_udp_sendmmsg_total", Help: "sendmmsg system calls made by the UDP send batcher."}),
+		sendMsgs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_udp_send_messages_total", Help: "Messages passed to sendmmsg (a GSO train of packets to one viewer is one message)."}),
 	}
 	if reg != nil {
 		for _, c := range m.collectors() {
@@ -37,7 +50,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli, m.late}
+	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli, m.late,
+		m.sendDropped, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 
 func (m *metrics) unregister() {
@@ -47,4 +61,8 @@ func (m *metrics) unregister() {
 	for _, c := range m.collectors() {
 		m.reg.Unregister(c)
 	}
+}
+
+func (m *metrics) sendStats() sendStats {
+	return sendStats{dropped: m.sendDropped, errors: m.sendErrors, calls: m.sendCalls, messages: m.sendMsgs}
 }

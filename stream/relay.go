@@ -121,12 +121,18 @@ func New(opts Options) (*Relay, error) {
 	}
 	r := &Relay{opts: opts, log: opts.Logger, udp: udp, rooms: map[string]*room{},
 		writeSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
-	r.mux = webrtc.NewICEUDPMux(nil, udp)
+	r.metrics = newMetrics(opts.Registerer)
+	var sock net.PacketConn = udp
+	if !opts.Baseline {
+		// Baseline keeps pion's plain per-packet sendto, for a fair comparison.
+		sock = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats())
+	}
+	r.mux = webrtc.NewICEUDPMux(nil, sock)
 	if r.api, err = r.buildAPI(); err != nil {
 		_ = r.mux.Close()
+		r.metrics.unregister()
 		return nil, err
 	}
-	r.metrics = newMetrics(opts.Registerer)
 	return r, nil
 }
 

@@ -1,0 +1,237 @@
+package stream
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func testSendStats() sendStats {
+	c := func(name string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name})
+	}
+	return sendStats{dropped: c("d"), errors: c("e"), calls: c("c"), messages: c("m")}
+}
+
+func listenLoopback(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadBuffer(8 << 20)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// datagram is what a receiver got: the sender's stream number, its sequence, its size.
+type datagram struct{ stream, seq, size int }
+
+// receive reads n datagrams (or until the deadline) from c.
+func receive(c *net.UDPConn, n int, out chan<- []datagram) {
+	var got []datagram
+	buf := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(got) < n {
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		got = append(got, datagram{int(buf[0]), int(binary.BigEndian.Uint32(buf[1:])), k})
+	}
+	out <- got
+}
+
+// sizeFor gives runs of equal sizes with a shorter packet now and then, as video
+// frames are, plus small audio-like packets: GSO trains and their ends both occur.
+func sizeFor(seq int) int {
+	switch {
+	case seq%11 == 10:
+		return 120
+	case seq%11 == 9:
+		return 700
+	default:
+		return 1128
+	}
+}
+
+func TestBatchConnDeliversInOrderPerDestination(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gso=%v", gso), func(t *testing.T) {
+			sock := listenLoopback(t)
+			if gso && !gsoSupported(sock) {
+				t.Skip("kernel without UDP_SEGMENT")
+			}
+			stats := testSendStats()
+			bc := newBatchConn(sock, gso, stats)
+			defer bc.Close()
+			const dests, perWriter = 4, 400
+			recv := make([]*net.UDPConn, dests)
+			results := make([]chan []datagram, dests)
+			for i := range recv {
+				recv[i] = listenLoopback(t)
+				results[i] = make(chan []datagram, 1)
+				go receive(recv[i], perWriter, results[i])
+			}
+			// One writer per destination (pion writes a connection from one place at a
+			// time), all at once, so the flusher sees their packets interleaved.
+			var wg sync.WaitGroup
+			for d := range dests {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]byte, 2048)
+					for seq := range perWriter {
+						p := buf[:sizeFor(seq)]
+						p[0] = byte(d)
+						binary.BigEndian.PutUint32(p[1:], uint32(seq))
+						if _, err := bc.WriteTo(p, recv[d].LocalAddr()); err != nil {
+							t.Errorf("WriteTo: %v", err)
+							return
+						}
+						if seq%50 == 49 {
+							time.Sleep(time.Millisecond) // let the receivers keep up
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for d := range dests {
+				got := <-results[d]
+				if len(got) != perWriter {
+					t.Fatalf("destination %d got %d datagrams, want %d", d, len(got), perWriter)
+				}
+				for i, g := range got {
+					want := datagram{d, i, sizeFor(i)}
+					if g != want {
+						t.Fatalf("destination %d datagram %d = %+v, want %+v", d, i, g, want)
+					}
+				}
+			}
+			sent := dests * perWriter
+			msgs := testutilValue(stats.messages)
+			t.Logf("%d datagrams in %v messages, %v sendmmsg calls", sent, msgs, testutilValue(stats.calls))
+			if !gso && msgs != float64(sent) {
+				t.Errorf("without GSO: %v messages, want %d", msgs, sent)
+			}
+			if d := testutilValue(stats.dropped) + testutilValue(stats.errors); d != 0 {
+				t.Errorf("dropped+errors = %v, want 0", d)
+			}
+		})
+	}
+}
+
+func TestBatchConnBoundsItsQueue(t *testing.T) {
+	sock := listenLoopback(t)
+	recv := listenLoopback(t)
+	stats := testSendStats()
+	const limit = 50
+	bc := makeBatchConn(sock, false, stats, limit) // no flusher yet: nothing drains
+	buf := make([]byte, 100)
+	for seq := range limit + 7 {
+		binary.BigEndian.PutUint32(buf[1:], uint32(seq))
+		if n, err := bc.WriteTo(buf, recv.LocalAddr()); n != len(buf) || err != nil {
+			t.Fatalf("WriteTo = %d, %v; want %d, nil (a full queue drops silently)", n, err, len(buf))
+		}
+	}
+	if got := testutilValue(stats.dropped); got != 7 {
+		t.Errorf("dropped = %v, want 7", got)
+	}
+	go bc.flushLoop()
+	out := make(chan []datagram, 1)
+	go receive(recv, limit, out)
+	got := <-out
+	if len(got) != limit {
+		t.Fatalf("got %d datagrams, want the %d queued", len(got), limit)
+	}
+	for i, g := range got {
+		if g.seq != i {
+			t.Fatalf("datagram %d has seq %d, want %d", i, g.seq, i)
+		}
+	}
+	_ = bc.Close()
+}
+
+func TestBatchConnCloseSendsQueuedAndStops(t *testing.T) {
+	sock := listenLoopback(t)
+	recv := listenLoopback(t)
+	bc := makeBatchConn(sock, false, testSendStats(), 100)
+	buf := make([]byte, 64)
+	for range 10 {
+		if _, err := bc.WriteTo(buf, recv.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go bc.flushLoop()
+	if err := bc.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-bc.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("flusher still running after Close")
+	}
+	out := make(chan []datagram, 1)
+	go receive(recv, 10, out)
+	if got := <-out; len(got) != 10 {
+		t.Errorf("got %d datagrams queued before Close, want 10", len(got))
+	}
+	if _, err := bc.WriteTo(buf, recv.LocalAddr()); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("WriteTo after Close: err = %v, want net.ErrClosed", err)
+	}
+	if err := bc.Close(); err == nil {
+		t.Errorf("second Close: err = nil, want the socket's already-closed error")
+	}
+}
+
+func TestBatchConnSendsGSOTrains(t *testing.T) {
+	sock := listenLoopback(t)
+	if !gsoSupported(sock) {
+		t.Skip("kernel without UDP_SEGMENT")
+	}
+	stats := testSendStats()
+	bc := makeBatchConn(sock, true, stats, 1000) // flusher started once all is queued
+	defer bc.Close()
+	const dests, per = 3, 40
+	recv := make([]*net.UDPConn, dests)
+	for d := range recv {
+		recv[d] = listenLoopback(t)
+	}
+	buf := make([]byte, 2048)
+	for seq := range per { // interleaved, as several viewers' writers are
+		for d := range dests {
+			p := buf[:sizeFor(seq)]
+			p[0] = byte(d)
+			binary.BigEndian.PutUint32(p[1:], uint32(seq))
+			if _, err := bc.WriteTo(p, recv[d].LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	go bc.flushLoop()
+	for d := range dests {
+		out := make(chan []datagram, 1)
+		go receive(recv[d], per, out)
+		got := <-out
+		if len(got) != per {
+			t.Fatalf("destination %d got %d datagrams, want %d", d, len(got), per)
+		}
+		for i, g := range got {
+			if want := (datagram{d, i, sizeFor(i)}); g != want {
+				t.Fatalf("destination %d datagram %d = %+v, want %+v", d, i, g, want)
+			}
+		}
+	}
+	// Per destination: nine 1128-byte packets ended by a 700-byte one make a train,
+	// the 120-byte packet after it goes alone; 40 packets make 3 such pairs and a
+	// last train of 7: 7 messages.
+	if got, want := testutilValue(stats.messages), float64(dests*7); got != want {
+		t.Errorf("messages = %v, want %v", got, want)
+	}
+}
