@@ -11,8 +11,8 @@ import (
 
 // nackResponder answers viewers' NACKs from a small per-track history. Unlike pion's
 // responder (a goroutine and a packet copy per NACK), it resends on the RTCP reader's
-// own goroutine, keeps references (the relay never reuses a header or payload it
-// wrote), skips packets it resent moments ago and caps the resends per NACK: under
+// own goroutine, keeps the header by value and the payload by reference (the relay
+// never reuses a payload it wrote), skips packets it resent moments ago and caps the resends per NACK: under
 // loss, retransmissions must not snowball into more load and more loss.
 type nackResponder struct {
 	interceptor.NoOp
@@ -35,7 +35,7 @@ func (f nackResponderFactory) NewInterceptor(string) (interceptor.Interceptor, e
 }
 
 type sentPacket struct {
-	hdr      *rtp.Header
+	hdr      rtp.Header
 	payload  []byte
 	resentAt time.Time
 }
@@ -55,7 +55,7 @@ func supportsNACK(info *interceptor.StreamInfo) bool {
 	return false
 }
 
-// BindLocalStream records every packet written (by reference).
+// BindLocalStream records every packet written (the payload by reference).
 func (n *nackResponder) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
 	if !supportsNACK(info) {
 		return writer
@@ -66,7 +66,7 @@ func (n *nackResponder) BindLocalStream(info *interceptor.StreamInfo, writer int
 	n.mu.Unlock()
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		s.mu.Lock()
-		s.pkts[h.SequenceNumber%n.size] = sentPacket{hdr: h, payload: payload}
+		s.pkts[h.SequenceNumber%n.size] = sentPacket{hdr: *h, payload: payload}
 		s.mu.Unlock()
 		return writer.Write(h, payload, a)
 	})
@@ -118,7 +118,7 @@ func (n *nackResponder) resend(nack *rtcp.TransportLayerNack) {
 		}
 		pair.Range(func(seq uint16) bool {
 			p := &s.pkts[seq%n.size]
-			if p.hdr == nil || p.hdr.SequenceNumber != seq || now.Sub(p.resentAt) < resendHoldoff {
+			if p.payload == nil || p.hdr.SequenceNumber != seq || now.Sub(p.resentAt) < resendHoldoff {
 				return true
 			}
 			p.resentAt = now
@@ -128,7 +128,7 @@ func (n *nackResponder) resend(nack *rtcp.TransportLayerNack) {
 	}
 	s.mu.Unlock()
 	for _, p := range todo {
-		if _, err := s.writer.Write(p.hdr, p.payload, interceptor.Attributes{}); err != nil {
+		if _, err := s.writer.Write(&p.hdr, p.payload, interceptor.Attributes{}); err != nil {
 			return
 		}
 	}

@@ -206,8 +206,8 @@ func (v *viewer) write(e entry) bool {
 		return false
 	}
 	seq, ts := t.rewrite(e, now)
-	// The NACK responder keeps this header by reference: a fresh one per packet.
-	h := &rtp.Header{
+	// Reused: the NACK responder keeps a copy, the rest of the chain reads it at once.
+	t.hdr = rtp.Header{
 		Version:        2,
 		Marker:         p.hdr.Marker,
 		PayloadType:    pt,
@@ -216,7 +216,7 @@ func (v *viewer) write(e entry) bool {
 		SSRC:           b.ssrc,
 		CSRC:           p.hdr.CSRC,
 	}
-	if _, err := b.ws.WriteRTP(h, p.payload); err != nil {
+	if _, err := b.ws.WriteRTP(&t.hdr, p.payload); err != nil {
 		return false
 	}
 	v.sent[p.kind].Add(1)
@@ -246,6 +246,7 @@ type viewerTrack struct {
 	ptBind    *binding
 	ptValue   uint8
 	ptExists  bool
+	hdr       rtp.Header // the header being written
 }
 
 type binding struct {
