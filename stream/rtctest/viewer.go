@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -101,30 +102,41 @@ func (v *Viewer) Close() error {
 	return v.PC.Close()
 }
 
+// read counts every packet of the track. It reads into one buffer and parses only the
+// header (no packet allocated per read): a load generator runs hundreds of these.
 func (v *Viewer) read(t *webrtc.TrackRemote) {
 	kind := t.Kind()
+	buf := make([]byte, 1500)
+	var h rtp.Header
 	for {
-		pkt, _, err := t.ReadRTP()
+		n, _, err := t.Read(buf)
 		if err != nil {
 			return
 		}
 		now := time.Now()
+		payload, ok := rtpPayload(&h, buf[:n])
+		if !ok {
+			continue
+		}
 		v.mu.Lock()
 		ks := &v.audio
 		if kind == webrtc.RTPCodecTypeVideo {
 			ks = &v.video
 		}
-		ks.add(pkt.SequenceNumber, pkt.Timestamp)
-		if kind == webrtc.RTPCodecTypeVideo && ks.Packets == 1 {
-			v.firstVideoK = IsVP8Keyframe(pkt.Payload)
-		}
-		if kind == webrtc.RTPCodecTypeVideo && IsVP8Keyframe(pkt.Payload) {
-			ks.Keyframes++
-			if v.firstKeyAt.IsZero() {
-				v.firstKeyAt = now
+		ks.add(h.SequenceNumber, h.Timestamp)
+		if kind == webrtc.RTPCodecTypeVideo {
+			key := IsVP8Keyframe(payload)
+			if ks.Packets == 1 {
+				v.firstVideoK = key
+			}
+			if key {
+				ks.Keyframes++
+				if v.firstKeyAt.IsZero() {
+					v.firstKeyAt = now
+				}
 			}
 		}
-		if sent, _, ok := ReadStamp(pkt.Payload); ok && v.keep {
+		if sent, _, ok := ReadStamp(payload); ok && v.keep {
 			v.latencies = append(v.latencies, int32(now.Sub(sent).Microseconds()))
 		}
 		hook := v.onPacket
@@ -133,6 +145,23 @@ func (v *Viewer) read(t *webrtc.TrackRemote) {
 			hook(kind)
 		}
 	}
+}
+
+// rtpPayload parses the header of an RTP packet into h and returns its payload
+// (padding removed); false if the packet is malformed.
+func rtpPayload(h *rtp.Header, b []byte) ([]byte, bool) {
+	hn, err := h.Unmarshal(b)
+	if err != nil || hn > len(b) {
+		return nil, false
+	}
+	end := len(b)
+	if h.Padding {
+		if end == hn || int(b[end-1]) > end-hn {
+			return nil, false
+		}
+		end -= int(b[end-1])
+	}
+	return b[hn:end], true
 }
 
 func (k *kindState) add(seq uint16, ts uint32) {
