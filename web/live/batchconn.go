@@ -3,10 +3,13 @@ package live
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 // wireFrame encodes data as one unmasked server-to-client websocket text frame
@@ -37,9 +40,98 @@ func wireFrame(data []byte) []byte {
 // prepared frames, goes through mu as one Write or writev, so frames never interleave.
 type batchConn struct {
 	net.Conn
-	mu       sync.Mutex // held across every write to Conn; guards deadline and bufs
-	deadline time.Time  // the write deadline last set on Conn
+	raw      syscall.RawConn // nil: no non-blocking sends, the writer goroutine sends all
+	mu       sync.Mutex      // held across every write to Conn; guards the fields below
+	deadline time.Time       // the write deadline last set on Conn
 	bufs     net.Buffers
+	// The non-blocking send's argument and results; send is built once so that a send
+	// allocates nothing.
+	sendBuf []byte
+	sent    int
+	sendErr error
+	send    func(fd uintptr)
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			b.raw = raw
+			b.send = b.sendNow
+		}
+	}
+	return b
+}
+
+// sendNow is one send(2) that never waits (the socket is non-blocking and
+// MSG_DONTWAIT says so again), so it is a raw syscall: the scheduler need not hand
+// the P to another thread meanwhile (that hand-over and sysmon's watching of syscalls
+// cost more than the send when the cores are busy). It runs in raw.Control, which keeps fd open meanwhile
+// and, unlike raw.Write, ignores the write deadline: the writer goroutine's deadlines
+// (and the HTTP server's, still set at the upgrade) are for writes that wait.
+func (b *batchConn) sendNow(fd uintptr) {
+	b.sent, b.sendErr = 0, nil
+	for len(b.sendBuf) > 0 {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b.sendBuf[0])), uintptr(len(b.sendBuf)),
+			syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+		case errno != 0:
+			b.sendErr = errno
+		default:
+			b.sent += int(n)
+			b.sendBuf = b.sendBuf[n:]
+			continue
+		}
+		break
+	}
+}
+
+// errNoRawConn is returned by tryWrite on a connection without a file descriptor.
+var errNoRawConn = errors.New("live: no raw connection")
+
+// tryWrite sends frames without waiting, as one send. The caller holds mu. rest is what
+// the socket did not take (nil when all went out); it stays valid after scratch is
+// reused. scratch joins several frames.
+func (b *batchConn) tryWrite(frames []*frame, scratch *[]byte) (rest []byte, err error) {
+	if b.raw == nil {
+		return nil, errNoRawConn
+	}
+	buf := frames[0].wire
+	if len(frames) > 1 {
+		j := (*scratch)[:0]
+		for _, f := range frames {
+			j = append(j, f.wire...)
+		}
+		*scratch, buf = j, j
+	}
+	b.sendBuf = buf
+	err = b.raw.Control(b.send)
+	b.sendBuf = nil
+	if err == nil {
+		err = b.sendErr
+	}
+	if err != nil || b.sent == len(buf) {
+		return nil, err
+	}
+	rest = buf[b.sent:]
+	if len(frames) > 1 {
+		rest = append([]byte(nil), rest...)
+	}
+	return rest, nil
+}
+
+// finishWrite sends, waiting up to deadline, what tryWrite left, then releases mu,
+// which the caller was handed still locked (see conn.flushFast).
+func (b *batchConn) finishWrite(rest []byte, deadline time.Time) error {
+	defer b.mu.Unlock()
+	if err := b.setDeadlineLocked(deadline); err != nil {
+		return err
+	}
+	_, err := b.Conn.Write(rest)
+	return err
 }
 
 func (b *batchConn) Write(p []byte) (int, error) {
@@ -102,6 +194,6 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.bc = &batchConn{Conn: c}
+	w.bc = newBatchConn(c)
 	return w.bc, rw, nil
 }

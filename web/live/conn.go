@@ -28,8 +28,10 @@ type ServeOptions struct {
 	Snapshots SnapshotSource
 }
 
-// conn is one websocket viewer. The reader runs in the handler goroutine; the writer
-// owns all data writes. Hub goroutines only append to the queue, never wait.
+// conn is one websocket viewer. The reader runs in its own goroutine. Data frames go
+// out from the connection's writer shard (one non-blocking send per event) or, while
+// the socket would block and when closing, from the connection's writer goroutine,
+// which also sends the pings. Hub goroutines only append to the queue, never wait.
 type conn struct {
 	hub      *Hub
 	sid      string
@@ -37,19 +39,28 @@ type conn struct {
 	snaps    SnapshotSource
 	ws       *websocket.Conn
 	bc       *batchConn
+	shard    *writerShard
 	deadline time.Time     // the write deadline set last; only the writer touches it
-	wake     chan struct{} // capacity 1: the queue has something or the conn is closing
+	wake     chan struct{} // capacity 1: the writer goroutine has something to do
 	done     chan struct{} // closed when the reader stops
 
 	mu          sync.Mutex // guards the fields below
 	queue       []*frame
-	spare       []*frame // the writer's previous batch, reused
+	spare       []*frame // a previous batch, reused
 	queuedBytes int
 	closeCode   int // once set, nothing more is queued
 	closeReason string
 	closeNow    bool // close without sending the queue (slow client, shutdown)
 	readerGone  bool // the reader has stopped: the writer stops too
 	pingDue     bool // the hub's ping tick asks for a ping
+	// inWriter: the writer goroutine owns data writes (from the start, until the
+	// snapshot is out; while the socket would block; once closing); else the shard does.
+	inWriter   bool
+	inShard    bool   // c is on its shard's pending list
+	shardBusy  bool   // the shard is sending: the writer goroutine waits for its signal
+	handoff    []byte // the rest of a send the shard began; bc.mu is held for it
+	failed     bool   // a send failed: the writer goroutine ends the connection
+	writerGone bool   // the writer goroutine has ended: nothing more is sent
 }
 
 // ServeWS upgrades the request and serves sid's events until the connection ends.
@@ -69,7 +80,8 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 	if snaps == nil {
 		snaps = h.cfg.Snapshots
 	}
-	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, ws: ws, bc: hw.bc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, ws: ws, bc: hw.bc, shard: h.writers.pick(),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), inWriter: true}
 	h.conns.Add(1)
 	// The connection's context is not the request's: the handler returns once the
 	// reader and writer run, so that its grown stack and the request are freed.
@@ -217,22 +229,87 @@ func (c *conn) signal() {
 // enqueue adds a frame, or drops the connection when it is too far behind. It never
 // blocks: it runs in the hub's delivery path.
 func (c *conn) enqueue(f *frame) {
+	if c.put(f) {
+		c.shard.add(c)
+	}
+}
+
+// put queues f and reports whether c must now go on its shard's pending list (the
+// caller puts it there); otherwise the writer goroutine has been told, or c is closing.
+func (c *conn) put(f *frame) (toShard bool) {
 	c.mu.Lock()
 	if c.closeCode != 0 {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	cfg := &c.hub.cfg
 	if c.queuedBytes+f.size > cfg.MaxQueueBytes || len(c.queue) >= maxQueueFrames ||
 		(len(c.queue) > 0 && f.at.Sub(c.queue[0].at) > cfg.MaxBehind) {
 		c.mu.Unlock()
 		c.drop(websocket.ClosePolicyViolation, "too slow")
-		return
+		return false
 	}
 	c.queue = append(c.queue, f)
 	c.queuedBytes += f.size
+	inWriter := c.inWriter
+	toShard = !inWriter && !c.inShard
+	if toShard {
+		c.inShard = true
+	}
 	c.mu.Unlock()
-	c.signal()
+	if inWriter {
+		c.signal()
+	}
+	return toShard
+}
+
+// flushFast is the shard's pass over c: send the whole queue with one non-blocking
+// send. What the socket does not take goes to the writer goroutine, with bc.mu still
+// held so that nothing (a pong from the reader, a ping) lands inside the frame.
+func (c *conn) flushFast(scratch *[]byte) {
+	c.mu.Lock()
+	c.inShard = false
+	if c.inWriter || c.closeCode != 0 || len(c.queue) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	// Someone else is writing (a pong, a ping, a blocked write): let the writer wait.
+	// Taking bc.mu under c.mu keeps the batches in queue order.
+	if !c.bc.mu.TryLock() {
+		c.inWriter = true
+		c.mu.Unlock()
+		c.signal()
+		return
+	}
+	batch := c.queue
+	c.queue, c.spare = c.spare[:0], nil
+	c.queuedBytes = 0
+	c.shardBusy = true
+	c.mu.Unlock()
+
+	rest, err := c.bc.tryWrite(batch, scratch)
+	clear(batch)
+	c.mu.Lock()
+	c.shardBusy = false
+	if c.spare == nil {
+		c.spare = batch[:0]
+	}
+	if err != nil || rest != nil {
+		c.inWriter = true
+		c.failed = err != nil
+	}
+	if rest != nil && !c.writerGone {
+		c.handoff = rest // bc.mu goes with it
+		c.hub.metrics.blocked.Inc()
+	} else {
+		c.bc.mu.Unlock()
+	}
+	// The writer may have been woken meanwhile and found the shard busy: wake it again.
+	wakeWriter := c.inWriter || c.pingDue || c.readerGone || c.closeCode != 0
+	c.mu.Unlock()
+	if wakeWriter {
+		c.signal()
+	}
 }
 
 // send queues a frame for this client only (error, pong); it does not count as behind.
@@ -274,21 +351,42 @@ func (c *conn) drop(code int, reason string) {
 	c.signal()
 }
 
-// writeLoop sends queued frames, batched, and pings, until the connection closes.
-// It waits on one channel only: everything else (reader gone, ping due) is a flag.
+// writeLoop sends what the shard cannot (see conn.inWriter), pings and the close,
+// until the connection closes. It waits on one channel only: everything else is a flag.
 func (c *conn) writeLoop() {
-	defer c.bc.Close() // ends the reader too
+	defer c.endWrites()
 	for {
 		<-c.wake
 		c.mu.Lock()
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.queuedBytes = 0
+		if c.shardBusy { // it signals when done; its send may end in a handoff
+			c.mu.Unlock()
+			continue
+		}
+		handoff, failed := c.handoff, c.failed
+		c.handoff = nil
 		code, reason, now := c.closeCode, c.closeReason, c.closeNow
 		stopped, ping := c.readerGone, c.pingDue
 		c.pingDue = false
+		var batch []*frame
+		// The writer takes bc.mu below only while it owns the writes, so that a shard
+		// send cannot start meanwhile and hand bc.mu over to this very goroutine.
+		if code != 0 || ping {
+			c.inWriter = true // for a close, for good: the close follows the queue
+		}
+		if c.inWriter {
+			batch = c.queue
+			c.queue, c.spare = c.spare[:0], nil
+			c.queuedBytes = 0
+		}
 		c.mu.Unlock()
-		if stopped {
+		if handoff != nil { // first: the shard handed over bc.mu with it
+			if failed || stopped || now {
+				c.bc.mu.Unlock()
+			} else if err := c.bc.finishWrite(handoff, c.nextDeadline()); err != nil {
+				return
+			}
+		}
+		if failed || stopped {
 			return
 		}
 		if now {
@@ -304,14 +402,42 @@ func (c *conn) writeLoop() {
 			return
 		}
 		clear(batch)
-		c.mu.Lock()
-		c.spare = batch[:0]
-		c.mu.Unlock()
 		if code != 0 {
 			c.writeCloseDirect(code, reason)
 			c.awaitCloseReply()
 			return
 		}
+		c.backToShard(batch)
+	}
+}
+
+// endWrites stops all sending (the shard's too) and closes the socket, which ends
+// the reader.
+func (c *conn) endWrites() {
+	c.mu.Lock()
+	c.inWriter, c.writerGone = true, true
+	handoff := c.handoff
+	c.handoff = nil
+	c.mu.Unlock()
+	if handoff != nil {
+		c.bc.mu.Unlock()
+	}
+	c.bc.Close()
+}
+
+// backToShard hands data writes back to the shard once the writer has caught up.
+func (c *conn) backToShard(batch []*frame) {
+	c.mu.Lock()
+	if c.spare == nil {
+		c.spare = batch[:0]
+	}
+	more := c.inWriter && (len(c.queue) > 0 || c.handoff != nil || c.closeCode != 0)
+	if c.inWriter && !more {
+		c.inWriter = false
+	}
+	c.mu.Unlock()
+	if more {
+		c.signal()
 	}
 }
 
@@ -319,11 +445,16 @@ func (c *conn) writeBatch(batch []*frame) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	// Moving the deadline costs a timer update: do it when a second has passed.
+	return c.bc.writeFrames(batch, c.nextDeadline())
+}
+
+// nextDeadline is the write deadline for the writer's next write. Moving the deadline
+// costs a timer update: it moves when a second has passed.
+func (c *conn) nextDeadline() time.Time {
 	if now := time.Now(); c.deadline.Sub(now) < c.hub.cfg.WriteTimeout-time.Second {
 		c.deadline = now.Add(c.hub.cfg.WriteTimeout)
 	}
-	return c.bc.writeFrames(batch, c.deadline)
+	return c.deadline
 }
 
 // writeCloseDirect sends a close frame with a short deadline.

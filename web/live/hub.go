@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -70,6 +71,9 @@ type Config struct {
 	PingInterval     time.Duration // websocket pings (30 s); a client silent for 2× is dropped
 	CoalesceInterval time.Duration // stock events per sale/product at most once per (100 ms)
 	ViewersInterval  time.Duration // viewers events at most once per (1 s)
+	// Writers is the number of writer shards that send events to the connections
+	// (GOMAXPROCS).
+	Writers int
 }
 
 func (c *Config) setDefaults() {
@@ -103,6 +107,9 @@ func (c *Config) setDefaults() {
 	if c.ViewersInterval == 0 {
 		c.ViewersInterval = time.Second
 	}
+	if c.Writers <= 0 {
+		c.Writers = runtime.GOMAXPROCS(0)
+	}
 }
 
 // Hub serves /ws/{sid} connections and implements cart.Emitter.
@@ -113,6 +120,7 @@ type Hub struct {
 	stop     chan struct{}
 	loopDone chan struct{}
 	conns    sync.WaitGroup // one per open connection
+	writers  *writerPool
 
 	mu       sync.Mutex               // guards the maps and closed
 	rooms    map[string]*room         // streams with connections on this node
@@ -132,6 +140,7 @@ func NewHub(cfg Config) *Hub {
 	h := &Hub{
 		cfg:      cfg,
 		metrics:  newMetrics(cfg.Metrics),
+		writers:  newWriterPool(cfg.Writers),
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 		rooms:    map[string]*room{},
@@ -229,6 +238,7 @@ func (h *Hub) Close() error {
 		r.closeAll(websocket.CloseGoingAway, "server shutting down", true)
 	}
 	h.conns.Wait()
+	h.writers.close()
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
@@ -219,9 +220,14 @@ func TestFanOutEveryClientEveryEventInOrder(t *testing.T) {
 			t.Fatalf("client %d first frame: got %s seq %d, want snapshot seq 1", i, m.Type, m.Seq)
 		}
 	}
+	stopPings := pingAllAlong(ts.hub, time.Millisecond)
 	for i := range events {
 		announce(ts.hub, sid, fmt.Sprint(i))
+		if i%10 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
+	stopPings()
 	for i, c := range cs {
 		for want := int64(2); want <= events+1; want++ {
 			m := c.next(t)
@@ -450,6 +456,162 @@ func TestJoinWhileEventsFlow(t *testing.T) {
 			case <-time.After(100 * time.Millisecond):
 			}
 			break
+		}
+	}
+}
+
+// pingAllAlong has every connection's writer send a ping at each interval, so that
+// pings interleave with the shards' sends, until the returned stop is called.
+func pingAllAlong(h *Hub, every time.Duration) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(every):
+				for _, r := range h.roomList() {
+					r.pingAll()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// TestPausedClientCatchesUpInOrder covers the writer shards' hand-over: a client that
+// stops reading fills its socket, so a shard's send stops mid-frame and the
+// connection's own writer finishes it and sends what queues meanwhile; once the client
+// reads again it gets every event once, in order, and the shard sends its later events.
+// The clients that read are not held up meanwhile.
+func TestPausedClientCatchesUpInOrder(t *testing.T) {
+	base := runtime.NumGoroutine()
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, Writers: 2})
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			// Small, so the socket fills soon; not smaller: a receive window far under
+			// loopback's MSS stalls the TCP stream itself (the old writer too).
+			c.(*net.TCPConn).SetReadBuffer(16384)
+		}
+		return c, err
+	}}
+	paused, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer paused.Close()
+	var snap msg
+	if err := paused.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
+		t.Fatalf("paused client's first frame: got %s (%v), want snapshot", snap.Type, err)
+	}
+	fast := make([]*client, 10)
+	for i := range fast {
+		fast[i] = ts.dial(t, sid, "")
+		fast[i].next(t)
+	}
+	text := strings.Repeat("y", 3000) // frames that do not fit the socket whole
+	const first, second = 150, 50     // 150 × 3 KB: well under the 1 MiB limit
+	stopPings := pingAllAlong(ts.hub, 20*time.Millisecond)
+	defer stopPings()
+	var lat []time.Duration
+	for i := range first {
+		sent := time.Now()
+		announce(ts.hub, sid, text)
+		for _, c := range fast {
+			if m := c.nextOf(t, EventAnnounce); m.Seq != int64(i+1) {
+				t.Fatalf("fast client: got seq %d, want %d", m.Seq, i+1)
+			}
+			lat = append(lat, time.Since(sent))
+		}
+	}
+	if p := percentile(lat, 0.99); p > time.Second {
+		t.Errorf("fast clients' p99 latency %v while one client paused, want < 1s", p)
+	}
+	var blocked dto.Metric
+	ts.hub.metrics.blocked.Write(&blocked)
+	if n := blocked.GetCounter().GetValue(); n < 1 {
+		t.Fatalf("blocked sends: got %v, want ≥ 1 (the paused client's socket never filled)", n)
+	}
+	readAnnounces := func(from, to int64) {
+		t.Helper()
+		paused.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for want := from; want <= to; {
+			var m msg
+			if err := paused.ReadJSON(&m); err != nil {
+				t.Fatalf("paused client, waiting for seq %d: %v", want, err)
+			}
+			if m.Type != EventAnnounce {
+				continue
+			}
+			if m.Seq != want || m.Text != text {
+				t.Fatalf("paused client: got seq %d (%d bytes of text), want seq %d", m.Seq, len(m.Text), want)
+			}
+			want++
+		}
+	}
+	readAnnounces(1, first)
+	c := onlyConn(t, ts.hub, paused)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		back := !c.inWriter
+		c.mu.Unlock()
+		if back {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the caught-up connection's writes never went back to its shard")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range second {
+		announce(ts.hub, sid, text)
+	}
+	readAnnounces(first+1, first+second)
+
+	for _, c := range fast {
+		c.ws.Close()
+	}
+	paused.Close()
+	ts.hub.Close()
+	ts.srv.Close()
+	waitGoroutines(t, base)
+}
+
+// onlyConn finds the hub's connection whose remote end is ws.
+func onlyConn(t *testing.T, h *Hub, ws *websocket.Conn) *conn {
+	t.Helper()
+	h.mu.Lock()
+	r := h.rooms[sid]
+	h.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		if c.bc.RemoteAddr().String() == ws.LocalAddr().String() {
+			return c
+		}
+	}
+	t.Fatalf("no connection from %s", ws.LocalAddr())
+	return nil
+}
+
+// TestShardSendsIgnoreOldDeadlines: the writer goroutine's deadline (set when it sent
+// the snapshot) has long passed when the shard sends later events; they still go out.
+func TestShardSendsIgnoreOldDeadlines(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, WriteTimeout: 200 * time.Millisecond})
+	c := ts.dial(t, sid, "")
+	c.next(t)
+	time.Sleep(500 * time.Millisecond)
+	for i := range 3 {
+		announce(ts.hub, sid, fmt.Sprint(i))
+		if m := c.nextOf(t, EventAnnounce); m.Seq != int64(i+1) {
+			t.Fatalf("got seq %d, want %d", m.Seq, i+1)
 		}
 	}
 }

@@ -8,6 +8,7 @@ type metrics struct {
 	events      prometheus.Counter
 	deliveries  prometheus.Counter
 	dropped     *prometheus.CounterVec
+	blocked     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -20,9 +21,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_live_deliveries_total", Help: "Event frames queued to connections on this node."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livecart_live_dropped_total", Help: "Connections closed by the server, by close code."}, []string{"code"}),
+		blocked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_live_blocked_sends_total", Help: "Sends a socket could not take at once, finished by the connection's own writer."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped)
+		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped, m.blocked)
 	}
 	return m
 }

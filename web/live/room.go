@@ -33,8 +33,9 @@ type room struct {
 
 	mu    sync.Mutex // guards below
 	conns map[*conn]struct{}
-	last  int64 // seq of the last event delivered here; -1 before the first
-	ended bool  // a stream event said "ended"
+	out   fanOut // the connections of the event being delivered, by writer shard
+	last  int64  // seq of the last event delivered here; -1 before the first
+	ended bool   // a stream event said "ended"
 }
 
 // acquireRoom returns sid's room, subscribing to the bus when it is new.
@@ -115,11 +116,14 @@ func (r *room) deliver(rec Record) {
 		r.ended = true
 	}
 	for c := range r.conns {
-		c.enqueue(f)
+		if c.put(f) {
+			r.out.add(c)
+		}
 		if ended {
 			c.closeAfterQueue(websocket.CloseNormalClosure, "stream ended")
 		}
 	}
+	r.out.flush()
 }
 
 // isStreamEnded reports whether a frame is a stream event with status ended.
