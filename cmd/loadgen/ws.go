@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type wsConfig struct {
 	serverPIDs []int
 	dialConc   int
 	timeout    time.Duration
+	reader     string // "epoll" or "gorilla"
 }
 
 // runWS connects N viewers to one stream and publishes `announce` events open loop
@@ -51,8 +53,12 @@ func runWS(args []string) error {
 	pids := fs.String("server-pid", "", "server process ids (comma-separated), for CPU and RSS from /proc (empty: not measured)")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
+	fs.StringVar(&c.reader, "reader", "epoll", "how viewers are read: epoll (raw sockets, one epoll loop per core) or gorilla (a goroutine per viewer)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if c.reader != "epoll" && c.reader != "gorilla" {
+		return fmt.Errorf("-reader %q: want epoll or gorilla", c.reader)
 	}
 	for _, p := range strings.Split(*pids, ",") {
 		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
@@ -132,7 +138,8 @@ func (r *wsRun) api(ctx context.Context, method, path, token string, body, out a
 
 // wsViewer is one connection's record of what it got.
 type wsViewer struct {
-	conn     *websocket.Conn
+	conn     *websocket.Conn // -reader gorilla
+	raw      *rawWS          // -reader epoll
 	last     int64
 	gaps     int64
 	dups     int64
@@ -158,11 +165,7 @@ func (r *wsRun) run(ctx context.Context) error {
 	rssBefore := procRSS(r.cfg.serverPIDs)
 	start := time.Now()
 	viewers, err := r.connect(ctx)
-	defer func() {
-		for _, v := range viewers {
-			v.conn.Close()
-		}
-	}()
+	defer closeViewers(viewers)
 	if err != nil {
 		return err
 	}
@@ -170,13 +173,9 @@ func (r *wsRun) run(ctx context.Context) error {
 	time.Sleep(2 * time.Second) // let viewer counts settle
 	rssAfter := procRSS(r.cfg.serverPIDs)
 
-	var wg sync.WaitGroup
-	for _, v := range viewers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.read(v)
-		}()
+	stopReading, err := r.startReading(viewers)
+	if err != nil {
+		return err
 	}
 
 	cpu0, self0, t0 := procCPU(r.cfg.serverPIDs), selfCPU(), time.Now()
@@ -186,11 +185,7 @@ func (r *wsRun) run(ctx context.Context) error {
 	r.selfCPU = self1 - self0
 
 	r.unpinRounds(ctx, prod.ID)
-
-	for _, v := range viewers {
-		v.conn.Close()
-	}
-	wg.Wait()
+	stopReading()
 
 	r.report(viewers, sent, connectTime, rssBefore, rssAfter, cpu1-cpu0, t1.Sub(t0))
 	return nil
@@ -204,7 +199,6 @@ func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
 	var wg sync.WaitGroup
 	var firstErr error
 	var mu sync.Mutex
-	d := websocket.Dialer{HandshakeTimeout: 20 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
 	for i := range viewers {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -212,18 +206,9 @@ func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			u := "ws" + strings.TrimPrefix(servers[i%len(servers)], "http") + "/ws/" + r.sid
-			c, _, err := d.DialContext(ctx, u, nil)
-			if err == nil {
-				var snap struct {
-					Type string
-					Seq  int64
-				}
-				c.SetReadDeadline(time.Now().Add(20 * time.Second))
-				if err = c.ReadJSON(&snap); err == nil && snap.Type != "snapshot" {
-					err = fmt.Errorf("first frame %q, want snapshot", snap.Type)
-				}
-				c.SetReadDeadline(time.Time{})
-				viewers[i] = &wsViewer{conn: c, last: snap.Seq}
+			v, err := r.dial(ctx, u)
+			if v != nil {
+				viewers[i] = v
 			}
 			if err != nil {
 				mu.Lock()
@@ -244,7 +229,80 @@ func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
 	return out, firstErr
 }
 
-// read consumes one viewer's frames until its connection closes.
+// dial opens one viewer and reads its first frame, which must be a snapshot.
+func (r *wsRun) dial(ctx context.Context, u string) (*wsViewer, error) {
+	var snap struct {
+		Type string
+		Seq  int64
+	}
+	if r.cfg.reader == "epoll" {
+		c, err := dialRaw(u, 20*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		v := &wsViewer{raw: c}
+		first, err := c.readFirst()
+		if err == nil {
+			err = json.Unmarshal(first, &snap)
+		}
+		if err == nil && snap.Type != "snapshot" {
+			err = fmt.Errorf("first frame %q, want snapshot", snap.Type)
+		}
+		v.last = snap.Seq
+		return v, err
+	}
+	d := websocket.Dialer{HandshakeTimeout: 20 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
+	c, _, err := d.DialContext(ctx, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if err = c.ReadJSON(&snap); err == nil && snap.Type != "snapshot" {
+		err = fmt.Errorf("first frame %q, want snapshot", snap.Type)
+	}
+	c.SetReadDeadline(time.Time{})
+	return &wsViewer{conn: c, last: snap.Seq}, err
+}
+
+func closeViewers(viewers []*wsViewer) {
+	for _, v := range viewers {
+		if v.conn != nil {
+			v.conn.Close()
+		}
+		if v.raw != nil {
+			v.raw.Close()
+		}
+	}
+}
+
+// startReading reads every viewer until the returned stop is called; stop closes
+// the viewers.
+func (r *wsRun) startReading(viewers []*wsViewer) (stop func(), err error) {
+	if r.cfg.reader == "epoll" {
+		e, err := startEpollReaders(viewers, runtime.GOMAXPROCS(0), r.record)
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			e.stop()
+			closeViewers(viewers)
+		}, nil
+	}
+	var wg sync.WaitGroup
+	for _, v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.read(v)
+		}()
+	}
+	return func() {
+		closeViewers(viewers)
+		wg.Wait()
+	}, nil
+}
+
+// read consumes one viewer's frames until its connection closes (-reader gorilla).
 func (r *wsRun) read(v *wsViewer) {
 	var buf bytes.Buffer
 	for {
@@ -258,39 +316,43 @@ func (r *wsRun) read(v *wsViewer) {
 			v.closed = err
 			return
 		}
-		now := time.Now().UnixNano()
-		b := buf.Bytes()
-		seq := intAfter(b, []byte(`"seq":`))
-		if seq > 0 {
-			switch {
-			case seq <= v.last:
-				v.dups++
-			case seq > v.last+1:
-				v.gaps += seq - v.last - 1
-			}
-			if seq > v.last {
-				v.last = seq
-			}
-		}
+		r.record(v, buf.Bytes(), time.Now().UnixNano())
+	}
+}
+
+// record checks one text frame a viewer got at now (unix ns): seq gaps and
+// duplicates, and the latency of announce and unpin events.
+func (r *wsRun) record(v *wsViewer, b []byte, now int64) {
+	seq := intAfter(b, []byte(`"seq":`))
+	if seq > 0 {
 		switch {
-		case bytes.HasPrefix(b, []byte(`{"type":"announce"`)):
-			sentAt := intAfter(b, []byte(`"text":"t=`))
-			k := int(intAfter(b, []byte(`;k=`)))
-			lat := now - sentAt
-			v.lat = append(v.lat, uint32(lat/1000))
-			if k >= 0 && k < len(r.lastViewer) {
-				r.received[k].Add(1)
-				for {
-					old := r.lastViewer[k].Load()
-					if lat <= old || r.lastViewer[k].CompareAndSwap(old, lat) {
-						break
-					}
+		case seq <= v.last:
+			v.dups++
+		case seq > v.last+1:
+			v.gaps += seq - v.last - 1
+		}
+		if seq > v.last {
+			v.last = seq
+		}
+	}
+	switch {
+	case bytes.HasPrefix(b, []byte(`{"type":"announce"`)):
+		sentAt := intAfter(b, []byte(`"text":"t=`))
+		k := int(intAfter(b, []byte(`;k=`)))
+		lat := now - sentAt
+		v.lat = append(v.lat, uint32(lat/1000))
+		if k >= 0 && k < len(r.lastViewer) {
+			r.received[k].Add(1)
+			for {
+				old := r.lastViewer[k].Load()
+				if lat <= old || r.lastViewer[k].CompareAndSwap(old, lat) {
+					break
 				}
 			}
-		case bytes.HasPrefix(b, []byte(`{"type":"unpin"`)):
-			if at := r.unpinAt.Load(); at > 0 {
-				v.unpinLat = append(v.unpinLat, uint32((now-at)/1000))
-			}
+		}
+	case bytes.HasPrefix(b, []byte(`{"type":"unpin"`)):
+		if at := r.unpinAt.Load(); at > 0 {
+			v.unpinLat = append(v.unpinLat, uint32((now-at)/1000))
 		}
 	}
 }
@@ -382,6 +444,9 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 		gaps += v.gaps
 		dups += v.dups
 		if v.closed != nil && !websocket.IsCloseError(v.closed, websocket.CloseNormalClosure) && !strings.Contains(v.closed.Error(), "use of closed") {
+			if closed == 0 {
+				fmt.Printf("  first viewer dropped: %v\n", v.closed)
+			}
 			closed++
 		}
 	}

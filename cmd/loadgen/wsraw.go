@@ -1,0 +1,374 @@
+package main
+
+// The ws mode's cheap reader: each viewer is a minimal websocket client on a raw
+// socket kept out of Go's netpoller, and a few epoll loops (one per core) read them
+// all, instead of a goroutine per viewer woken for every frame. The load generator
+// shares the cores with the server, so what it saves per delivery goes to the server.
+// Every frame is still parsed (lengths, opcodes, close codes; pings are answered) and
+// every text frame checked for seq and latency, as the gorilla reader does.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// rawWS is one client connection: a blocking handshake, then non-blocking reads.
+type rawWS struct {
+	fd  int
+	buf []byte // bytes read that do not make a whole frame yet
+}
+
+// dialRaw opens a websocket to u (ws://host:port/path) and returns it with what the
+// server sent after the handshake still in buf.
+func dialRaw(u string, timeout time.Duration) (*rawWS, error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := net.ResolveTCPAddr("tcp4", pu.Host)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	w := &rawWS{fd: fd}
+	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+	sa := &syscall.SockaddrInet4{Port: addr.Port}
+	copy(sa.Addr[:], addr.IP.To4())
+	if err := connect(fd, sa); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := w.handshake(pu); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// connect is a blocking connect(2) that survives the Go runtime's signals: after EINTR
+// the connection goes on, and connect reports EALREADY until it is made (EISCONN).
+func connect(fd int, sa syscall.Sockaddr) error {
+	err := syscall.Connect(fd, sa)
+	for err == syscall.EINTR || err == syscall.EALREADY {
+		if err == syscall.EALREADY {
+			time.Sleep(time.Millisecond)
+		}
+		err = syscall.Connect(fd, sa)
+	}
+	if err == syscall.EISCONN {
+		return nil
+	}
+	return err
+}
+
+// read is read(2), again after EINTR.
+func (w *rawWS) read(p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(w.fd, p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+func (w *rawWS) handshake(u *url.URL) error {
+	var k [16]byte
+	rand.Read(k[:])
+	key := base64.StdEncoding.EncodeToString(k[:])
+	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if err := w.writeAll([]byte(req)); err != nil {
+		return err
+	}
+	var resp []byte
+	chunk := make([]byte, 4096)
+	for {
+		n, err := w.read(chunk)
+		if err != nil {
+			return fmt.Errorf("handshake: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("handshake: %w", io.ErrUnexpectedEOF)
+		}
+		resp = append(resp, chunk[:n]...)
+		if i := bytes.Index(resp, []byte("\r\n\r\n")); i >= 0 {
+			w.buf = append(w.buf, resp[i+4:]...)
+			resp = resp[:i]
+			break
+		}
+		if len(resp) > 16<<10 {
+			return errors.New("handshake: response headers too long")
+		}
+	}
+	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101")) {
+		line, _, _ := bytes.Cut(resp, []byte("\r\n"))
+		return fmt.Errorf("handshake: %s", line)
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	accept := base64.StdEncoding.EncodeToString(sum[:])
+	for _, h := range strings.Split(string(resp), "\r\n")[1:] {
+		name, val, _ := strings.Cut(h, ":")
+		if strings.EqualFold(name, "Sec-WebSocket-Accept") && strings.TrimSpace(val) == accept {
+			return nil
+		}
+	}
+	return errors.New("handshake: bad Sec-WebSocket-Accept")
+}
+
+// readFirst reads, waiting, until one whole text frame has come and returns it; the
+// connection is non-blocking afterwards.
+func (w *rawWS) readFirst() ([]byte, error) {
+	chunk := make([]byte, 16<<10)
+	for {
+		op, payload, n, err := nextFrame(w.buf)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			if op != websocket.TextMessage {
+				return nil, fmt.Errorf("first frame: opcode %d, want text", op)
+			}
+			first := append([]byte(nil), payload...)
+			w.buf = append(w.buf[:0], w.buf[n:]...)
+			return first, syscall.SetNonblock(w.fd, true)
+		}
+		m, err := w.read(chunk)
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			return nil, io.ErrUnexpectedEOF
+		}
+		w.buf = append(w.buf, chunk[:m]...)
+	}
+}
+
+// nextFrame parses one unmasked server frame at the start of b: n is its length in b,
+// 0 when b does not hold it whole yet. Fragmented frames are refused: the server
+// sends every event as one frame.
+func nextFrame(b []byte) (op int, payload []byte, n int, err error) {
+	if len(b) < 2 {
+		return 0, nil, 0, nil
+	}
+	if b[0]&0x80 == 0 || b[0]&0x70 != 0 {
+		return 0, nil, 0, fmt.Errorf("frame: fragmented or reserved bits set (%#x)", b[0])
+	}
+	if b[1]&0x80 != 0 {
+		return 0, nil, 0, errors.New("frame: masked frame from the server")
+	}
+	op = int(b[0] & 0x0f)
+	size, head := uint64(b[1]&0x7f), 2
+	switch size {
+	case 126:
+		if len(b) < 4 {
+			return 0, nil, 0, nil
+		}
+		size, head = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return 0, nil, 0, nil
+		}
+		size, head = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if size > 64<<20 {
+		return 0, nil, 0, fmt.Errorf("frame: %d bytes", size)
+	}
+	end := head + int(size)
+	if len(b) < end {
+		return 0, nil, 0, nil
+	}
+	return op, b[head:end], end, nil
+}
+
+// frames handles the whole frames at the start of b: text ones go to text, pings are
+// answered, a close ends the connection (as a *websocket.CloseError). It returns how
+// many bytes it used.
+func (w *rawWS) frames(b []byte, text func([]byte)) (int, error) {
+	used := 0
+	for {
+		op, payload, n, err := nextFrame(b[used:])
+		if err != nil || n == 0 {
+			return used, err
+		}
+		used += n
+		switch op {
+		case websocket.TextMessage:
+			text(payload)
+		case websocket.PingMessage:
+			w.writeAll(clientFrame(websocket.PongMessage, payload))
+		case websocket.PongMessage:
+		case websocket.CloseMessage:
+			code := websocket.CloseNoStatusReceived
+			if len(payload) >= 2 {
+				code = int(binary.BigEndian.Uint16(payload))
+			}
+			w.writeAll(clientFrame(websocket.CloseMessage, payload[:min(len(payload), 2)]))
+			return used, &websocket.CloseError{Code: code, Text: string(payload[min(len(payload), 2):])}
+		default:
+			return used, fmt.Errorf("frame: opcode %d", op)
+		}
+	}
+}
+
+// clientFrame builds a masked client frame (control frames are small).
+func clientFrame(op int, payload []byte) []byte {
+	b := make([]byte, 0, 6+len(payload))
+	b = append(b, 0x80|byte(op), 0x80|byte(len(payload)))
+	var mask [4]byte
+	rand.Read(mask[:])
+	b = append(b, mask[:]...)
+	for i, c := range payload {
+		b = append(b, c^mask[i%4])
+	}
+	return b
+}
+
+// writeAll sends p (small control frames; the socket's buffer has room).
+func (w *rawWS) writeAll(p []byte) error {
+	for len(p) > 0 {
+		n, err := syscall.Write(w.fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// Close closes the socket (which also takes it out of any epoll set).
+func (w *rawWS) Close() error {
+	if w.fd < 0 {
+		return nil
+	}
+	err := syscall.Close(w.fd)
+	w.fd = -1
+	return err
+}
+
+// epollReaders reads viewers' raw connections, n loops each with its own epoll set,
+// until stop is called; each viewer is read by one loop only.
+type epollReaders struct {
+	quit  chan struct{}
+	wg    sync.WaitGroup
+	ended atomic.Int32 // viewers whose connection has ended
+}
+
+// startEpollReaders spreads viewers over n loops; onText gets every text frame with
+// the time its read returned. A viewer's end goes in its closed field (a
+// *websocket.CloseError, or io.ErrUnexpectedEOF for a socket closed without a close
+// frame); stop waits for the loops, after which closed may be read.
+func startEpollReaders(viewers []*wsViewer, n int, onText func(v *wsViewer, frame []byte, now int64)) (*epollReaders, error) {
+	e := &epollReaders{quit: make(chan struct{})}
+	for i := range n {
+		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			e.stop()
+			return nil, err
+		}
+		var mine []*wsViewer
+		for j := i; j < len(viewers); j += n {
+			v := viewers[j]
+			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(len(mine))}
+			if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, v.raw.fd, &ev); err != nil {
+				syscall.Close(epfd)
+				e.stop()
+				return nil, err
+			}
+			mine = append(mine, v)
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer syscall.Close(epfd)
+			e.loop(epfd, mine, onText)
+		}()
+	}
+	return e, nil
+}
+
+func (e *epollReaders) loop(epfd int, viewers []*wsViewer, onText func(*wsViewer, []byte, int64)) {
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 256<<10)
+	for {
+		select {
+		case <-e.quit:
+			return
+		default:
+		}
+		n, err := syscall.EpollWait(epfd, events, 50)
+		if err != nil && err != syscall.EINTR {
+			return
+		}
+		for _, ev := range events[:max(n, 0)] {
+			v := viewers[ev.Fd]
+			if err := v.raw.readOnce(&buf, func(frame []byte, now int64) { onText(v, frame, now) }); err != nil {
+				v.closed = err
+				syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, v.raw.fd, nil)
+				e.ended.Add(1)
+			}
+		}
+		if n < len(events) {
+			// Caught up: let frames gather for a moment instead of being woken for each
+			// one (a wake-up costs both ends more than the read; on loopback the
+			// server's send pays for it). It adds at most this much to the latencies.
+			time.Sleep(readerNap)
+		}
+	}
+}
+
+// readerNap is how long an epoll loop that has caught up waits before looking again.
+const readerNap = 500 * time.Microsecond
+
+// readOnce reads what the socket has (one read: the epoll set is level-triggered, so
+// more is reported again) and handles the whole frames.
+func (w *rawWS) readOnce(bufp *[]byte, text func(frame []byte, now int64)) error {
+	buf := *bufp
+	if len(w.buf) > len(buf)/2 {
+		buf = make([]byte, 2*len(w.buf))
+		*bufp = buf
+	}
+	have := copy(buf, w.buf)
+	n, err := w.read(buf[have:])
+	if err == syscall.EAGAIN {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return io.ErrUnexpectedEOF
+	}
+	now := time.Now().UnixNano()
+	used, err := w.frames(buf[:have+n], func(f []byte) { text(f, now) })
+	w.buf = append(w.buf[:0], buf[used:have+n]...)
+	return err
+}
+
+func (e *epollReaders) stop() {
+	close(e.quit)
+	e.wg.Wait()
+}
