@@ -21,10 +21,13 @@ import (
 // GSO, runs of equal-sized packets to one destination (the packets of a video frame)
 // go as one datagram train: the kernel builds one buffer and splits it late.
 const (
-	// sendQueueLen bounds the packets waiting for the flusher: a keyframe (30-odd
-	// packets) to 300 viewers fits, about 0.3 s of traffic at 200 viewers; more are
-	// dropped and counted.
-	sendQueueLen = 16384
+	// sendQueueLen bounds the packets waiting for the flusher (about 40 ms of traffic
+	// at 200 viewers). A writer finding it full waits, as it would on a full socket
+	// buffer: the viewers' own queues then fill and drop stale video up to the next
+	// keyframe. Dropping here instead lost arbitrary packets, keyframes included, and
+	// under CPU starvation the NACKs and PLIs that followed made it worse (32 % loss
+	// at 300 viewers in one run).
+	sendQueueLen = 2048
 	// mmsgBatch is the most messages per sendmmsg.
 	mmsgBatch = 64
 	// gsoMaxSegments and gsoMaxBytes bound one GSO train (the kernel allows 64 segments
@@ -49,15 +52,17 @@ type batchConn struct {
 	batch *ipv4.PacketConn
 	stats sendStats
 	wake  chan struct{} // 1-buffered: the queue is not empty
+	space *sync.Cond    // on mu: the flusher took the queue, or Close
 	stop  chan struct{} // closed by Close
 	done  chan struct{} // closed when the flusher returns
 	pool  sync.Pool
 
 	limit int // most packets queued
 
-	mu     sync.Mutex
-	queue  []outPacket // guarded by mu
-	closed bool        // guarded by mu
+	mu      sync.Mutex
+	queue   []outPacket // guarded by mu
+	waiting int         // guarded by mu: writers waiting for space
+	closed  bool        // guarded by mu
 
 	// Owned by the flusher.
 	gso   bool
@@ -70,7 +75,7 @@ type batchConn struct {
 
 // sendStats counts what the batcher does.
 type sendStats struct {
-	dropped  prometheus.Counter // datagrams dropped on a full queue
+	waits    prometheus.Counter // writes that waited for a full queue
 	errors   prometheus.Counter // datagrams the kernel refused
 	calls    prometheus.Counter // sendmmsg calls
 	messages prometheus.Counter // messages in them (a GSO train is one)
@@ -92,11 +97,12 @@ func makeBatchConn(c *net.UDPConn, gso bool, stats sendStats, limit int) *batchC
 		gso: gso, byDst: map[netip.AddrPort][]int{},
 		msgs: make([]ipv4.Message, 0, mmsgBatch), oob: make([]byte, mmsgBatch*gsoControlLen),
 	}
+	b.space = sync.NewCond(&b.mu)
 	b.pool.New = func() any { s := make([]byte, 0, 1500); return &s }
 	return b
 }
 
-// WriteTo queues a copy of p for addr; it never blocks on the socket.
+// WriteTo queues a copy of p for addr; it waits only while the queue is full.
 func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -106,16 +112,18 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	bp := c.pool.Get().(*[]byte)
 	*bp = append((*bp)[:0], p...)
 	c.mu.Lock()
+	if len(c.queue) >= c.limit && !c.closed {
+		c.stats.waits.Inc()
+		c.waiting++
+		for len(c.queue) >= c.limit && !c.closed {
+			c.space.Wait()
+		}
+		c.waiting--
+	}
 	if c.closed {
 		c.mu.Unlock()
 		c.pool.Put(bp)
 		return 0, net.ErrClosed
-	}
-	if len(c.queue) >= c.limit {
-		c.mu.Unlock()
-		c.pool.Put(bp)
-		c.stats.dropped.Inc()
-		return len(p), nil // a datagram lost on the way, as UDP allows
 	}
 	c.queue = append(c.queue, outPacket{buf: bp, dst: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), addr: ua})
 	c.mu.Unlock()
@@ -131,6 +139,7 @@ func (c *batchConn) Close() error {
 	c.mu.Lock()
 	was := c.closed
 	c.closed = true
+	c.space.Broadcast()
 	c.mu.Unlock()
 	if !was {
 		close(c.stop)
@@ -158,6 +167,9 @@ func (c *batchConn) flushLoop() {
 			c.mu.Lock()
 			q := c.queue
 			c.queue = spare[:0]
+			if c.waiting > 0 {
+				c.space.Broadcast()
+			}
 			c.mu.Unlock()
 			if len(q) == 0 {
 				spare = q

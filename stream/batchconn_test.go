@@ -16,7 +16,7 @@ func testSendStats() sendStats {
 	c := func(name string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name})
 	}
-	return sendStats{dropped: c("d"), errors: c("e"), calls: c("c"), messages: c("m")}
+	return sendStats{waits: c("w"), errors: c("e"), calls: c("c"), messages: c("m")}
 }
 
 func listenLoopback(t *testing.T) *net.UDPConn {
@@ -120,8 +120,8 @@ func TestBatchConnDeliversInOrderPerDestination(t *testing.T) {
 			if !gso && msgs != float64(sent) {
 				t.Errorf("without GSO: %v messages, want %d", msgs, sent)
 			}
-			if d := testutilValue(stats.dropped) + testutilValue(stats.errors); d != 0 {
-				t.Errorf("dropped+errors = %v, want 0", d)
+			if d := testutilValue(stats.errors); d != 0 {
+				t.Errorf("errors = %v, want 0", d)
 			}
 		})
 	}
@@ -131,24 +131,52 @@ func TestBatchConnBoundsItsQueue(t *testing.T) {
 	sock := listenLoopback(t)
 	recv := listenLoopback(t)
 	stats := testSendStats()
-	const limit = 50
+	const limit, extra = 50, 7
 	bc := makeBatchConn(sock, false, stats, limit) // no flusher yet: nothing drains
-	buf := make([]byte, 100)
-	for seq := range limit + 7 {
+	write := func(seq int) error {
+		buf := make([]byte, 100)
 		binary.BigEndian.PutUint32(buf[1:], uint32(seq))
-		if n, err := bc.WriteTo(buf, recv.LocalAddr()); n != len(buf) || err != nil {
-			t.Fatalf("WriteTo = %d, %v; want %d, nil (a full queue drops silently)", n, err, len(buf))
+		_, err := bc.WriteTo(buf, recv.LocalAddr())
+		return err
+	}
+	for seq := range limit {
+		if err := write(seq); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if got := testutilValue(stats.dropped); got != 7 {
-		t.Errorf("dropped = %v, want 7", got)
+	blocked := make(chan error, 1)
+	go func() { // one writer, so the order stays known
+		for seq := limit; seq < limit+extra; seq++ {
+			if err := write(seq); err != nil {
+				blocked <- err
+				return
+			}
+		}
+		blocked <- nil
+	}()
+	waitFor(t, 5*time.Second, "a writer waiting on the full queue", func() bool {
+		return testutilValue(stats.waits) == 1
+	})
+	select {
+	case err := <-blocked:
+		t.Fatalf("write past the bound returned (%v) before anything was sent", err)
+	default:
 	}
-	go bc.flushLoop()
+	bc.mu.Lock()
+	queued := len(bc.queue)
+	bc.mu.Unlock()
+	if queued != limit {
+		t.Errorf("queued = %d, want the bound %d", queued, limit)
+	}
 	out := make(chan []datagram, 1)
-	go receive(recv, limit, out)
+	go receive(recv, limit+extra, out)
+	go bc.flushLoop()
+	if err := <-blocked; err != nil {
+		t.Fatalf("blocked write: %v", err)
+	}
 	got := <-out
-	if len(got) != limit {
-		t.Fatalf("got %d datagrams, want the %d queued", len(got), limit)
+	if len(got) != limit+extra {
+		t.Fatalf("got %d datagrams, want %d", len(got), limit+extra)
 	}
 	for i, g := range got {
 		if g.seq != i {
@@ -156,6 +184,29 @@ func TestBatchConnBoundsItsQueue(t *testing.T) {
 		}
 	}
 	_ = bc.Close()
+}
+
+func TestBatchConnCloseReleasesWaitingWriters(t *testing.T) {
+	sock := listenLoopback(t)
+	recv := listenLoopback(t)
+	stats := testSendStats()
+	bc := makeBatchConn(sock, false, stats, 1) // no flusher: the second write waits
+	buf := make([]byte, 10)
+	if _, err := bc.WriteTo(buf, recv.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := bc.WriteTo(buf, recv.LocalAddr()); done <- err }()
+	waitFor(t, 5*time.Second, "the writer waiting", func() bool { return testutilValue(stats.waits) == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- bc.Close() }()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("waiting write after Close: err = %v, want net.ErrClosed", err)
+	}
+	go bc.flushLoop() // sees the stop at once; Close returns when it has ended
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }
 
 func TestBatchConnCloseSendsQueuedAndStops(t *testing.T) {

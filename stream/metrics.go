@@ -11,10 +11,10 @@ type metrics struct {
 	pli        prometheus.Counter
 	late       prometheus.Counter
 	// UDP socket (parallel mode's batched sends).
-	sendDropped prometheus.Counter
-	sendErrors  prometheus.Counter
-	sendCalls   prometheus.Counter
-	sendMsgs    prometheus.Counter
+	sendWaits  prometheus.Counter
+	sendErrors prometheus.Counter
+	sendCalls  prometheus.Counter
+	sendMsgs   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,8 +32,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_pli_total", Help: "Keyframe requests sent to publishers."}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_late_total", Help: "Publisher packets not forwarded because they arrived over 1 s late (ingest backlog)."}),
-		sendDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "livecart_media_udp_send_dropped_total", Help: "Datagrams dropped because the UDP send queue was full."}),
+		sendWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_udp_send_waits_total", Help: "Writes that waited because the UDP send queue was full."}),
 		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_udp_send_errors_total", Help: "Datagrams the kernel refused to send."}),
 		sendCalls: prometheus.NewCounter(prometheus.CounterOpts{
@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli, m.late,
-		m.sendDropped, m.sendErrors, m.sendCalls, m.sendMsgs}
+		m.sendWaits, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 
 func (m *metrics) unregister() {
@@ -64,5 +64,5 @@ func (m *metrics) unregister() {
 }
 
 func (m *metrics) sendStats() sendStats {
-	return sendStats{dropped: m.sendDropped, errors: m.sendErrors, calls: m.sendCalls, messages: m.sendMsgs}
+	return sendStats{waits: m.sendWaits, errors: m.sendErrors, calls: m.sendCalls, messages: m.sendMsgs}
 }
