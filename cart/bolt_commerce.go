@@ -176,6 +176,8 @@ type boltTx struct {
 	products map[string]*Product
 	sales    map[string]*Sale
 	dirty    []string // "p"+id or "s"+id
+	// cartCleared: a checkout cleared every expired hold of the user's cart.
+	cartCleared bool
 }
 
 func newBoltTx(tx *bolt.Tx) *boltTx {
@@ -888,7 +890,7 @@ func (s *BoltStore) Checkout(ctx context.Context, req CheckoutRequest, now time.
 		res = CheckoutResult{}
 		var err error
 		res.Order, res.Created, err = t.checkout(req, now)
-		res.Changes = t.changes()
+		res.Changes, res.CartCleared = t.changes(), t.cartCleared
 		return err
 	})
 	return res, err
@@ -983,6 +985,9 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 			return nil, nil, err
 		}
 	}
+	if err := t.clearOtherExpired(req, seen, now); err != nil {
+		return nil, nil, err
+	}
 	switch {
 	case req.HoldIDs != nil && len(expired) > 0:
 		return nil, nil, fmt.Errorf("holds %v have expired: %w", expired, ErrHoldExpired)
@@ -994,6 +999,34 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 		return nil, nil, fmt.Errorf("the cart holds items of several streams; say which stream_id: %w", ErrConflict)
 	}
 	return live, expired, nil
+}
+
+// clearOtherExpired clears the user's expired holds a checkout did not look at (outside
+// its hold_ids or stream), unlisted: API.md lists an expired hold only until the next
+// checkout. Then the whole cart is clear of expired holds (cartCleared).
+func (t *boltTx) clearOtherExpired(req CheckoutRequest, seen []*boltHold, now time.Time) error {
+	if req.HoldIDs != nil || req.StreamID != "" {
+		for _, id := range indexValues(t.b(bucketUserHolds), req.UserID) {
+			if slices.ContainsFunc(seen, func(h *boltHold) bool { return h.ID == id }) {
+				continue
+			}
+			h, err := t.hold(id)
+			if err != nil {
+				return err
+			}
+			if !h.expired(now) {
+				continue
+			}
+			if err := t.releaseHold(h); err != nil {
+				return err
+			}
+			if err := t.dropHold(h); err != nil {
+				return err
+			}
+		}
+	}
+	t.cartCleared = true
+	return nil
 }
 
 // sellHold moves a live hold's units from held to sold and removes it from the cart.

@@ -217,6 +217,7 @@ type scriptReply struct {
 	Changed  bool                         `json:"changed"`
 	Unpinned bool                         `json:"unpinned"`
 	Created  bool                         `json:"created"`
+	Swept    bool                         `json:"swept"`
 	N        int                          `json:"n"`
 	Results  []struct {
 		Err  string            `json:"e"`

@@ -561,7 +561,10 @@ func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, cart *userCa
 	sids := cart.sids
 	switch {
 	case c.req.StreamID != "":
-		return s.checkoutStream(ctx, c, c.req.StreamID, "")
+		res, err := s.checkoutStream(ctx, c, c.req.StreamID, "")
+		// The script swept its stream: the whole cart if the cart has no other.
+		res.CartCleared = res.CartCleared && len(sids) <= 1 && (len(sids) == 0 || sids[0] == c.req.StreamID)
+		return res, err
 	case len(sids) == 1:
 		// One stream in the cart (the usual case): its script decides everything,
 		// including a replay from the key's record there.
@@ -657,7 +660,9 @@ func (s *RedisStore) checkoutIDs(ctx context.Context, c *checkoutCall, cs []cart
 	case 0:
 		return CheckoutResult{}, fmt.Errorf("the cart is empty: %w", ErrConflict)
 	case 1:
-		return s.checkoutStream(ctx, c, streams[0], "")
+		res, err := s.checkoutStream(ctx, c, streams[0], "")
+		res.CartCleared = res.CartCleared && len(cs) == 1
+		return res, err
 	}
 	res, expired := CheckoutResult{}, false
 	for _, sid := range streams {
@@ -733,7 +738,7 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 		r, err = decodeReply("checkout", cmd.Val().(string))
 	}
 	c.noteDropped(sid, r)
-	res := CheckoutResult{Changes: changesOf(r)}
+	res := CheckoutResult{Changes: changesOf(r), CartCleared: r.Swept}
 	if err != nil {
 		return res, err
 	}

@@ -136,7 +136,7 @@ func (s *Service) Checkout(ctx context.Context, userID, key string, in CheckoutI
 	res, err := s.store.Checkout(ctx, CheckoutRequest{OrderID: newID(), UserID: userID, StreamID: in.StreamID,
 		HoldIDs: in.HoldIDs, IdempotencyKey: key, Fingerprint: in.fingerprint()}, now)
 	s.emitStock(ctx, res.Changes)
-	if !errors.Is(err, ErrUnavailable) {
+	if !res.CartCleared && !errors.Is(err, ErrUnavailable) {
 		s.clearExpired(ctx, userID, now)
 	}
 	if err != nil {
@@ -149,9 +149,9 @@ func (s *Service) Checkout(ctx context.Context, userID, key string, in CheckoutI
 }
 
 // clearExpired removes the expired holds a checkout left in the cart (those outside its
-// hold_ids or stream): API.md lists an expired hold only until the next checkout. The
-// store's Checkout already cleared the ones it saw; a hold ordered or removed meanwhile
-// is simply not found.
+// hold_ids or stream) when the store did not say it cleared them (CartCleared): API.md
+// lists an expired hold only until the next checkout. The store's Checkout already
+// cleared the ones it saw; a hold ordered or removed meanwhile is simply not found.
 func (s *Service) clearExpired(ctx context.Context, userID string, now time.Time) {
 	holds, err := s.store.ListHolds(ctx, userID, now)
 	if err != nil {

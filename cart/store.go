@@ -164,6 +164,10 @@ type CheckoutResult struct {
 	Order   Order
 	Created bool    // false when the idempotency key returned an earlier order
 	Changes Changes // units moved (ordered or released expired holds)
+	// CartCleared says the call also cleared every expired hold of the user's cart
+	// (outside its hold_ids and stream too), so the caller need not look again. A
+	// store may leave it false on any path; the Service then clears them itself.
+	CartCleared bool
 }
 
 // Changes are the products and sales a call touched, as they are after the change

@@ -31,6 +31,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"ExpiredAfterSaleEndIsReturned", testExpiredAfterSaleEnd},
 		{"CheckoutExpiredHold", testCheckoutExpiredHold},
 		{"CheckoutCart", testCheckoutCart},
+		{"CheckoutClearsWholeCart", testCheckoutClearsWholeCart},
 		{"CheckoutRacingExpiry", testCheckoutRacingExpiry},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"RemoveHold", testRemoveHold},
@@ -557,6 +558,44 @@ func testCheckoutExpiredHold(t *testing.T, e *env) {
 	h3, _ := e.hold("v", "", s.ID, 1, time.Hour)
 	_, err = e.checkout("u", "k5", []string{h3.ID}, e.now)
 	wantErr(t, "checkout of another user's hold", err, ErrNotFound)
+}
+
+// testCheckoutClearsWholeCart: a one-stream checkout with hold_ids also clears the
+// user's expired holds outside them (units back, out of the cart) and says so
+// (CartCleared), so the Service need not read the cart again; whenever a store says
+// CartCleared, no expired hold is left in the cart.
+func testCheckoutClearsWholeCart(t *testing.T, e *env) {
+	sa, sb := e.stream(t), e.stream(t)
+	pa, pb := e.product(t, sa, 10), e.product(t, sb, 10)
+	u := "clear-" + uuid.NewString()
+	ex, _ := e.hold(u, pa.ID, "", 2, time.Second)
+	live, _ := e.hold(u, pa.ID, "", 1, time.Hour)
+	at := e.now.Add(2 * time.Second)
+	res, err := e.checkout(u, "k1", []string{live.ID}, at)
+	if err != nil || !res.Created || len(res.Order.ExpiredHoldIDs) != 0 {
+		t.Fatalf("checkout of the live hold: got %+v %v, want an order listing no expired hold", res.Order, err)
+	}
+	if !res.CartCleared {
+		t.Fatalf("one-stream checkout: got CartCleared false, want true")
+	}
+	if holds, _ := e.st.ListHolds(e.ctx, u, at); len(holds) != 0 {
+		t.Fatalf("cart after checkout: got %+v, want empty (expired hold %s cleared)", holds, ex.ID)
+	}
+	if p := e.getProduct(t, pa.ID); p.Stock != 9 || p.Held != 0 || p.Sold != 1 {
+		t.Fatalf("product: got stock %d held %d sold %d, want 9 0 1", p.Stock, p.Held, p.Sold)
+	}
+	// Two streams: whatever the store answers, CartCleared must be true to its word.
+	e.hold(u, pa.ID, "", 1, time.Second)
+	lb, _ := e.hold(u, pb.ID, "", 1, time.Hour)
+	at = at.Add(2 * time.Second)
+	res, err = e.checkout(u, "k2", []string{lb.ID}, at)
+	if err != nil || len(res.Order.Items) != 1 {
+		t.Fatalf("checkout stream b: got %+v %v", res.Order, err)
+	}
+	holds, _ := e.st.ListHolds(e.ctx, u, at)
+	if res.CartCleared && len(holds) != 0 {
+		t.Fatalf("CartCleared true but the cart still lists %+v", holds)
+	}
 }
 
 func testCheckoutCart(t *testing.T, e *env) {
