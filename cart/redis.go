@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -80,12 +81,16 @@ type RedisStore struct {
 	qmu        sync.Mutex
 	holdQueues map[string]*holdQueue // guarded by qmu: streams with a hold batch at Redis
 
-	batch      *pipeBatcher   // checkout round trips shared by concurrent calls
-	background sync.WaitGroup // hold batches and pipeline batches; Close waits
+	batch         *pipeBatcher   // checkout round trips shared by concurrent calls
+	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
+	background    sync.WaitGroup // hold batches and pipeline batches; Close waits
 }
 
-// OpenRedis connects to the Redis at url (redis://host:port/db) and checks that it
-// answers (ErrUnavailable otherwise).
+// OpenRedis prepares a store on the Redis at url (redis://host:port/db). It does not
+// need Redis to answer yet: connections are dialled on use, every call answers
+// ErrUnavailable (and Ping too) while Redis is down, and the store serves by itself
+// once it is up. The scripts are loaded when Redis first answers (and again on
+// NOSCRIPT, after a Redis restart). Only a bad url or prefix is an error.
 func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
@@ -115,7 +120,7 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	// (then ErrUnavailable) when every connection is busy.
 	o.PoolTimeout = 10 * time.Second
 	o.DisableIdentity = true
-	scripts, err := loadScripts()
+	scripts, err := readScripts()
 	if err != nil {
 		return nil, err
 	}
@@ -128,23 +133,27 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 		holdQueues: map[string]*holdQueue{},
 	}
 	s.batch = &pipeBatcher{rdb: s.rdb, wg: &s.background}
-	if err := s.Ping(ctx); err != nil {
-		s.rdb.Close()
-		return nil, err
-	}
-	// Load every script now, so calls queued in pipelines find them (after a Redis
-	// restart each caller falls back on NOSCRIPT).
-	for name, sc := range s.scripts {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-			s.rdb.Close()
-			return nil, fmt.Errorf("load script %s: %w", name, unavailable(err))
-		}
-	}
+	s.loadScripts(ctx) // best effort: Redis may be down; Ping loads them once it is up
 	return s, nil
 }
 
-// loadScripts prepends lib.lua to every other script of lua/.
-func loadScripts() (map[string]*redis.Script, error) {
+// loadScripts loads every script into Redis's script cache, so calls queued in
+// pipelines (EVALSHA) find them; a call that finds one missing anyway (NOSCRIPT: Redis
+// was down or restarted) falls back on EVAL by itself.
+func (s *RedisStore) loadScripts(ctx context.Context) error {
+	pipe := s.rdb.Pipeline()
+	for _, sc := range s.scripts {
+		sc.Load(ctx, pipe)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable(err)
+	}
+	s.scriptsLoaded.Store(true)
+	return nil
+}
+
+// readScripts prepends lib.lua to every other script of lua/.
+func readScripts() (map[string]*redis.Script, error) {
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, err
@@ -174,9 +183,16 @@ func (s *RedisStore) Close() error {
 	return s.rdb.Close()
 }
 
-// Ping reports whether Redis answers.
+// Ping reports whether Redis answers; the first time it does after the store opened
+// without Redis, it loads the scripts.
 func (s *RedisStore) Ping(ctx context.Context) error {
-	return unavailable(s.rdb.Ping(ctx).Err())
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable(err)
+	}
+	if !s.scriptsLoaded.Load() {
+		return s.loadScripts(ctx)
+	}
+	return nil
 }
 
 // unavailable wraps a Redis or network error with ErrUnavailable (nil stays nil).

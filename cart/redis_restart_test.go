@@ -28,6 +28,15 @@ type redisServer struct {
 
 func startRedisServer(t *testing.T) *redisServer {
 	t.Helper()
+	r := newRedisServer(t)
+	r.start()
+	return r
+}
+
+// newRedisServer picks a free port and a directory for a private redis-server, and
+// kills it when the test ends; it does not start it.
+func newRedisServer(t *testing.T) *redisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not installed: %v", err)
 	}
@@ -38,7 +47,6 @@ func startRedisServer(t *testing.T) *redisServer {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	r := &redisServer{t: t, dir: t.TempDir(), port: port}
-	r.start()
 	t.Cleanup(r.kill)
 	return r
 }
@@ -239,4 +247,50 @@ func TestRedisRestartMidStorm(t *testing.T) {
 	}
 	e.checkInvariants(t)
 	t.Logf("checkouts: %d orders, %d unavailable answers retried", len(orders), unavailable.Load())
+}
+
+// TestRedisStoreOpensBeforeRedis: the store opens while its Redis is down, answers
+// ErrUnavailable (Ping and calls) until it is up, then serves by itself: the scripts
+// are loaded on first use (EVALSHA in pipelines falls back on NOSCRIPT), and a hold
+// and a checkout work without anyone reopening the store.
+func TestRedisStoreOpensBeforeRedis(t *testing.T) {
+	r := newRedisServer(t)
+	ctx := context.Background()
+	st, err := OpenRedis(ctx, r.url(), RedisOptions{Prefix: "late"})
+	if err != nil {
+		t.Fatalf("OpenRedis while Redis is down: got %v, want a store", err)
+	}
+	defer st.Close()
+	if err := st.Ping(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Ping while Redis is down: got %v, want ErrUnavailable", err)
+	}
+	if _, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: "u", ProductID: uuid.NewString(),
+		Quantity: 1, ExpiresAt: time.Now().Add(time.Hour)}, time.Now()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("HoldUnits while Redis is down: got %v, want ErrUnavailable", err)
+	}
+	r.start()
+	now := time.Now()
+	sid := uuid.NewString()
+	if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamIdle, CreatedAt: now}); err != nil {
+		t.Fatalf("CreateStream after Redis came up: %v", err)
+	}
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 3})
+	if err != nil {
+		t.Fatalf("CreateProduct: %v", err)
+	}
+	// No Ping before: the hold and the checkout go through pipelines (EVALSHA).
+	h, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: "u", ProductID: p.ID, Quantity: 2, ExpiresAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatalf("HoldUnits after Redis came up: %v", err)
+	}
+	res, err := st.Checkout(ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}, now)
+	if err != nil || len(res.Order.Items) != 1 || res.Order.Items[0].Quantity != h.Quantity {
+		t.Fatalf("Checkout after Redis came up: got %+v %v, want an order of the hold's %d units", res.Order, err, h.Quantity)
+	}
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("Ping after Redis came up: %v", err)
+	}
+	if got, _ := st.GetProduct(ctx, p.ID); got.Stock != 1 || got.Sold != 2 || got.Held != 0 {
+		t.Fatalf("product: got stock %d sold %d held %d, want 1 2 0", got.Stock, got.Sold, got.Held)
+	}
 }

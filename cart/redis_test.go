@@ -131,9 +131,16 @@ func TestRedisDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err = OpenRedis(context.Background(), "redis://"+addr+"/0", RedisOptions{})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("OpenRedis on a closed port: got %v, want ErrUnavailable", err)
+	st, err := OpenRedis(context.Background(), "redis://"+addr+"/0", RedisOptions{})
+	if err != nil {
+		t.Fatalf("OpenRedis on a closed port: got %v, want a store that waits for Redis", err)
+	}
+	defer st.Close()
+	if err := st.Ping(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Ping on a closed port: got %v, want ErrUnavailable", err)
+	}
+	if _, err := st.ListStreams(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("ListStreams on a closed port: got %v, want ErrUnavailable", err)
 	}
 }
 

@@ -27,7 +27,8 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 		rdb := redis.NewClient(opt)
 		m.closers = append(m.closers, rdb.Close)
 		if err := rdb.Ping(ctx).Err(); err != nil {
-			return nil, fmt.Errorf("live: redis: %w", err)
+			// The bus resubscribes by itself once Redis is up.
+			m.log.Warn("live: redis does not answer; live events wait for it", "err", err)
 		}
 		rb := live.NewRedisBus(rdb, m.cfg.Redis.Prefix, nil, m.log)
 		m.closers = append(m.closers, rb.Close)

@@ -161,7 +161,16 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 		return cart.OpenBolt(filepath.Join(m.cfg.DataDir, "livecart.db"))
 	case "redis":
 		redis.SetLogger(redisLogger{m.log})
-		return cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix})
+		st, err := cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix})
+		if err != nil {
+			return nil, err
+		}
+		// Start anyway when Redis is down: /readyz and the store's calls answer 503
+		// until it is up, and the store serves by itself from then on.
+		if err := st.Ping(ctx); err != nil {
+			m.log.Warn("redis does not answer; serving 503 until it does", "url", redactURL(m.cfg.Redis.URL), "err", err)
+		}
+		return st, nil
 	default:
 		return nil, fmt.Errorf("store %q is not available in this build", m.cfg.Store)
 	}
