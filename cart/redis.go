@@ -140,13 +140,13 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 // loadScripts loads every script into Redis's script cache, so calls queued in
 // pipelines (EVALSHA) find them; a call that finds one missing anyway (NOSCRIPT: Redis
 // was down or restarted) falls back on EVAL by itself.
+// (Not through a pipeline: Script.Load keeps the answer of SCRIPT LOAD as the
+// script's hash, and a queued command answers "" until the pipeline runs.)
 func (s *RedisStore) loadScripts(ctx context.Context) error {
-	pipe := s.rdb.Pipeline()
-	for _, sc := range s.scripts {
-		sc.Load(ctx, pipe)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return unavailable(err)
+	for name, sc := range s.scripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load script %s: %w", name, unavailable(err))
+		}
 	}
 	s.scriptsLoaded.Store(true)
 	return nil
@@ -234,6 +234,7 @@ type scriptReply struct {
 	Unpinned bool                         `json:"unpinned"`
 	Created  bool                         `json:"created"`
 	Swept    bool                         `json:"swept"`
+	Empty    bool                         `json:"empty"`
 	N        int                          `json:"n"`
 	Results  []struct {
 		Err  string            `json:"e"`

@@ -1,6 +1,7 @@
 package cart
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -446,7 +447,11 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	switch {
 	case err == nil:
 		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
-		s.finishCheckout(ub+"idem:"+ih, v, c.dropped)
+		var prune []any
+		if c.emptied != "" { // the stream leaves the cart's index unless a hold came since
+			prune = []any{c.emptied, cmp.Or(cart.gens[c.emptied], "0")}
+		}
+		s.finishCheckout(ub, ih, v, c.dropped, prune)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
 		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, ih, token)
@@ -459,11 +464,17 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 // it lands, a call with the same key finds "pending" and waits for it; if it never
 // lands (Redis down), the pending mark expires and the order's stream, whose script
 // recorded the key with the order, answers the retry with the same order.
-func (s *RedisStore) finishCheckout(key, value string, dropped []any) {
+// prune (stream id, generation) forgets a stream where the order emptied the user's
+// cart (lua/prune.lua), so the user's next checkout there or elsewhere takes the
+// one-stream path; if it is lost, the next cart read prunes.
+func (s *RedisStore) finishCheckout(userBase, ih, value string, dropped, prune []any) {
 	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-		p.Set(ctx, key, value, IdempotencyTTL)
+		p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
 		if len(dropped) > 0 { // holds out of the cart need no sweep
 			p.ZRem(ctx, s.prefix+"holddue", dropped...)
+		}
+		if len(prune) > 0 {
+			s.evalInPipe(ctx, p, "prune", userBase, prune...)
 		}
 	})
 }
@@ -547,7 +558,8 @@ type checkoutCall struct {
 	req     CheckoutRequest
 	ih      string // the idempotency key's hash
 	now     time.Time
-	dropped []any // holddue members of holds that left the cart (no sweep needed)
+	dropped []any  // holddue members of holds that left the cart (no sweep needed)
+	emptied string // the stream where the order left the user's cart empty
 }
 
 // checkout picks the stream the request orders from and runs its checkout script.
@@ -743,6 +755,9 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 		return res, err
 	}
 	res.Order, res.Created = orderFromHash(r.Order), r.Created
+	if r.Empty {
+		c.emptied = sid
+	}
 	return res, nil
 }
 

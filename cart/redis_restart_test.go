@@ -290,6 +290,12 @@ func TestRedisStoreOpensBeforeRedis(t *testing.T) {
 	if err := st.Ping(ctx); err != nil {
 		t.Fatalf("Ping after Redis came up: %v", err)
 	}
+	// Every script is in Redis's cache under the hash the pipelines send (EVALSHA).
+	for name, sc := range st.scripts {
+		if ok, err := st.rdb.ScriptExists(ctx, sc.Hash()).Result(); err != nil || len(ok) != 1 || !ok[0] {
+			t.Fatalf("script %s (hash %q) after Ping: exists %v %v, want loaded", name, sc.Hash(), ok, err)
+		}
+	}
 	if got, _ := st.GetProduct(ctx, p.ID); got.Stock != 1 || got.Sold != 2 || got.Held != 0 {
 		t.Fatalf("product: got stock %d sold %d held %d, want 1 2 0", got.Stock, got.Sold, got.Held)
 	}

@@ -177,3 +177,36 @@ func TestRedisCartForgetsEmptyStreams(t *testing.T) {
 	}
 	e.checkInvariants(t)
 }
+
+// TestRedisCheckoutForgetsEmptiedStream: an order that empties the user's cart in its
+// stream takes that stream out of the user's cart index (after the answer, off the
+// request's path), so the user's next checkout elsewhere is a one-stream checkout
+// again; a hold that came after the claim keeps the stream listed.
+func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	a, b := e.sale(t, e.stream(t), 5, 5), e.sale(t, e.stream(t), 5, 5)
+	if _, err := e.hold("u", "", a.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.checkout("u", "k1", nil, e.now); err != nil {
+		t.Fatal(err)
+	}
+	st.background.Wait()
+	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 0 {
+		t.Fatalf("cart streams after the order emptied the cart: got %v, want none", sids)
+	}
+	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 || sids[0] != b.StreamID {
+		t.Fatalf("cart streams after a hold in b: got %v, want only %s", sids, b.StreamID)
+	}
+	// A stale generation (a hold came after the claim) does not forget the stream.
+	st.finishCheckout(st.userBase("u"), "x", "done", nil, []any{b.StreamID, "0"})
+	st.background.Wait()
+	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 {
+		t.Fatalf("cart streams after a prune with a stale generation: got %v, want %s kept", sids, b.StreamID)
+	}
+	e.checkInvariants(t)
+}

@@ -120,4 +120,5 @@ hset(key('o', oid), o)
 redis.call('RPUSH', key('orders'), oid)
 redis.call('RPUSH', key('uo', uid), oid)
 redis.call('SET', ik, oid .. '|' .. ARGV[5] .. '|' .. fp, 'PX', 86400000)
-return reply({order = o, created = true, dropped = table.concat(dropped, ','), swept = true})
+return reply({order = o, created = true, dropped = table.concat(dropped, ','), swept = true,
+  empty = redis.call('LLEN', key('uh', uid)) == 0})
