@@ -1,12 +1,14 @@
 package cart
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -216,35 +218,78 @@ func (s *RedisStore) userBase(userID string) string {
 
 // scriptReply is what the write scripts answer (lua/lib.lua, reply()).
 type scriptReply struct {
-	Err      string                       `json:"e"`
-	Msg      string                       `json:"m"`
-	Products map[string]map[string]string `json:"products"`
-	Sales    map[string]map[string]string `json:"sales"`
-	Stream   map[string]string            `json:"stream"`
-	Product  map[string]string            `json:"product"`
-	Sale     map[string]string            `json:"sale"`
-	Hold     map[string]string            `json:"hold"`
-	Order    map[string]string            `json:"order"`
-	Pinned   map[string]map[string]string `json:"pinned"`
-	Pins     string                       `json:"pins"`
-	Ended    string                       `json:"ended"`
-	Cleared  string                       `json:"cleared"`
-	Dropped  string                       `json:"dropped"`
-	Changed  bool                         `json:"changed"`
-	Unpinned bool                         `json:"unpinned"`
-	Created  bool                         `json:"created"`
-	Swept    bool                         `json:"swept"`
-	Empty    bool                         `json:"empty"`
-	N        int                          `json:"n"`
+	Err      string               `json:"e"`
+	Msg      string               `json:"m"`
+	Products map[string]hashReply `json:"products"`
+	Sales    map[string]hashReply `json:"sales"`
+	Stream   hashReply            `json:"stream"`
+	Product  hashReply            `json:"product"`
+	Sale     hashReply            `json:"sale"`
+	Hold     hashReply            `json:"hold"`
+	Order    hashReply            `json:"order"`
+	Pinned   map[string]hashReply `json:"pinned"`
+	Pins     string               `json:"pins"`
+	Ended    string               `json:"ended"`
+	Cleared  string               `json:"cleared"`
+	Dropped  string               `json:"dropped"`
+	Changed  bool                 `json:"changed"`
+	Unpinned bool                 `json:"unpinned"`
+	Created  bool                 `json:"created"`
+	Swept    bool                 `json:"swept"`
+	Empty    bool                 `json:"empty"`
+	N        int                  `json:"n"`
 	Results  []struct {
-		Err  string            `json:"e"`
-		Msg  string            `json:"m"`
-		Hold map[string]string `json:"hold"`
+		Err  string    `json:"e"`
+		Msg  string    `json:"m"`
+		Hold hashReply `json:"hold"`
 	} `json:"results"`
 	Advanced map[string]struct {
 		Changed bool   `json:"changed"`
 		Next    string `json:"next"`
 	} `json:"advanced"`
+}
+
+// hashReply is a record in a script's reply: lua/lib.lua packs its fields and values
+// into one JSON string, each as <length>:<bytes> (decoding one string and slicing it
+// costs a fraction of decoding a JSON object into a map).
+type hashReply map[string]string
+
+func (h *hashReply) UnmarshalJSON(b []byte) error {
+	var packed string
+	if len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 {
+		packed = string(b[1 : len(b)-1])
+	} else if err := json.Unmarshal(b, &packed); err != nil {
+		return err
+	}
+	m, err := unpackHash(packed)
+	*h = m
+	return err
+}
+
+// unpackHash reads fields and values packed as <length>:<bytes> each.
+func unpackHash(s string) (map[string]string, error) {
+	m := make(map[string]string, 16)
+	for s != "" {
+		f, rest, err := unpackOne(s)
+		if err != nil {
+			return nil, err
+		}
+		v, rest, err := unpackOne(rest)
+		if err != nil {
+			return nil, err
+		}
+		m[f], s = v, rest
+	}
+	return m, nil
+}
+
+func unpackOne(s string) (string, string, error) {
+	i := strings.IndexByte(s, ':')
+	n, err := strconv.Atoi(s[:max(i, 0)])
+	if i < 0 || err != nil || n < 0 || len(s)-i-1 < n {
+		return "", "", fmt.Errorf("redis script reply: bad packed record near %.20q", s)
+	}
+	return s[i+1 : i+1+n], s[i+1+n:], nil
 }
 
 // businessErrors maps the scripts' error codes to the sentinels.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -209,4 +210,27 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatalf("cart streams after a prune with a stale generation: got %v, want %s kept", sids, b.StreamID)
 	}
 	e.checkInvariants(t)
+}
+
+// TestRedisReplyPacking: records in script replies are packed as <length>:<bytes>;
+// text with colons, digits, quotes, backslashes, slashes and multi-byte characters
+// comes back exactly, and a damaged record is an error, not a wrong value.
+func TestRedisReplyPacking(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	title, desc := `12:ab 3:"x" \ / é 💡`, "4:\n\t:5:"
+	p, err := st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "1:", Title: title,
+		Description: desc, PriceCents: 5, Currency: "EUR", Stock: 1})
+	if err != nil || p.Title != title || p.Description != desc || p.SKU != "1:" || p.Stock != 1 {
+		t.Fatalf("CreateProduct: got %q %q %q stock %d %v, want %q %q %q 1", p.Title, p.Description, p.SKU, p.Stock, err, title, desc, "1:")
+	}
+	for _, bad := range []string{"3:ab", "x:ab", "2:ab3:", "-1:"} {
+		if m, err := unpackHash(bad); err == nil {
+			t.Errorf("unpackHash(%q): got %v, want an error", bad, m)
+		}
+	}
+	if m, err := unpackHash("1:a0:"); err != nil || len(m) != 1 || m["a"] != "" {
+		t.Errorf(`unpackHash("1:a0:"): got %v %v, want a = ""`, m, err)
+	}
 }
