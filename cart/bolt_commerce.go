@@ -118,15 +118,14 @@ func isDomain(err error) bool {
 // returned to this caller only.
 func (s *BoltStore) update(fn func(t *boltTx) error) error {
 	var answer error
-	err := s.group(func(tx *bolt.Tx) error {
+	err := s.group(func(g *groupTx) error {
 		answer = nil
-		t := newBoltTx(tx)
-		err := fn(t)
+		err := fn(&boltTx{tx: g.tx, products: g.products, sales: g.sales, group: g})
 		if err != nil && !isDomain(err) {
 			return err
 		}
 		answer = err
-		return t.flush()
+		return nil // the group writes its products and sales once, at its end
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: %w: %v", ErrUnavailable, err)
@@ -170,11 +169,13 @@ func viewIndexed[T any](s *BoltStore, index []byte, prefix string, load func(*bo
 }
 
 // boltTx caches the products and sales a transaction loads; the ones marked dirty are
-// written once by flush and reported as Changes, in the order they were first marked.
+// reported as Changes, in the order they were first marked, and written once by the
+// group at its end (the cache is the group's, shared by its calls).
 type boltTx struct {
 	tx       *bolt.Tx
 	products map[string]*Product
 	sales    map[string]*Sale
+	group    *groupTx // nil outside a group transaction
 	dirty    []string // "p"+id or "s"+id
 	// cartCleared: a checkout cleared every expired hold of the user's cart.
 	cartCleared bool
@@ -212,31 +213,32 @@ func (t *boltTx) sale(id string) (*Sale, error) {
 
 func (t *boltTx) touchProduct(p *Product) {
 	t.products[p.ID] = p
-	if !slices.Contains(t.dirty, "p"+p.ID) {
-		t.dirty = append(t.dirty, "p"+p.ID)
-	}
+	t.markDirty("p" + p.ID)
 }
 
 func (t *boltTx) touchSale(s *Sale) {
 	t.sales[s.ID] = s
-	if !slices.Contains(t.dirty, "s"+s.ID) {
-		t.dirty = append(t.dirty, "s"+s.ID)
+	t.markDirty("s" + s.ID)
+}
+
+func (t *boltTx) markDirty(k string) {
+	if !slices.Contains(t.dirty, k) {
+		t.dirty = append(t.dirty, k)
+	}
+	if t.group != nil {
+		t.group.markDirty(k)
 	}
 }
 
-func (t *boltTx) flush() error {
-	for _, d := range t.dirty {
-		var err error
-		if d[0] == 'p' {
-			err = putJSON(t.b(bucketProducts), d[1:], t.products[d[1:]])
-		} else {
-			err = putJSON(t.b(bucketSales), d[1:], t.sales[d[1:]])
-		}
-		if err != nil {
-			return err
-		}
+// exists says whether a product ("p") or sale ("s") id is taken, also by an earlier
+// call of the group not yet written.
+func (t *boltTx) exists(kind byte, id string) bool {
+	if kind == 'p' {
+		_, ok := t.products[id]
+		return ok || t.b(bucketProducts).Get([]byte(id)) != nil
 	}
-	return nil
+	_, ok := t.sales[id]
+	return ok || t.b(bucketSales).Get([]byte(id)) != nil
 }
 
 // changes reports the dirty products and sales as they are now.
@@ -273,7 +275,7 @@ func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, erro
 		if st.Status == StreamEnded {
 			return fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
 		}
-		if t.b(bucketProducts).Get([]byte(p.ID)) != nil {
+		if t.exists('p', p.ID) {
 			return fmt.Errorf("product %s exists: %w", p.ID, ErrConflict)
 		}
 		if ids := indexValues(t.b(bucketStreamProducts), p.StreamID); len(ids) > 0 {
@@ -480,7 +482,7 @@ func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (S
 		if st.Status == StreamEnded {
 			return fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
 		}
-		if t.b(bucketSales).Get([]byte(sale.ID)) != nil {
+		if t.exists('s', sale.ID) {
 			return fmt.Errorf("sale %s exists: %w", sale.ID, ErrConflict)
 		}
 		if p.Stock < sale.Quantity {

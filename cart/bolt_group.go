@@ -19,13 +19,51 @@ const maxGroup = 2000
 var errClosed = errors.New("store closed")
 
 type groupCall struct {
-	fn   func(*bolt.Tx) error
+	fn   func(*groupTx) error
 	done chan error
+}
+
+// groupTx is one group's transaction. Its calls share the products and sales they
+// load: a storm on one sale decodes the sale once per group and writes it once, at
+// the end of the group, instead of once per call.
+type groupTx struct {
+	tx       *bolt.Tx
+	products map[string]*Product
+	sales    map[string]*Sale
+	dirty    []string // "p"+id or "s"+id, each once, in the order first touched
+	isDirty  map[string]bool
+}
+
+func newGroupTx(tx *bolt.Tx) *groupTx {
+	return &groupTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, isDirty: map[string]bool{}}
+}
+
+func (g *groupTx) markDirty(k string) {
+	if !g.isDirty[k] {
+		g.isDirty[k] = true
+		g.dirty = append(g.dirty, k)
+	}
+}
+
+// flush writes the group's changed products and sales.
+func (g *groupTx) flush() error {
+	for _, d := range g.dirty {
+		var err error
+		if d[0] == 'p' {
+			err = putJSON(g.tx.Bucket(bucketProducts), d[1:], g.products[d[1:]])
+		} else {
+			err = putJSON(g.tx.Bucket(bucketSales), d[1:], g.sales[d[1:]])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // group runs fn in the next group transaction and returns once it is durable (nil) or
 // failed.
-func (s *BoltStore) group(fn func(*bolt.Tx) error) error {
+func (s *BoltStore) group(fn func(*groupTx) error) error {
 	c := &groupCall{fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- c:
@@ -65,13 +103,14 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 	for len(batch) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			g := newGroupTx(tx)
 			for i, c := range batch {
-				if err := c.fn(tx); err != nil {
+				if err := c.fn(g); err != nil {
 					failed = i
 					return err
 				}
 			}
-			return nil
+			return g.flush()
 		})
 		if failed < 0 {
 			for _, c := range batch {

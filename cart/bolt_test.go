@@ -1,8 +1,15 @@
 package cart
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 )
 
 func openTestBolt(t *testing.T) Store {
@@ -15,3 +22,58 @@ func openTestBolt(t *testing.T) Store {
 }
 
 func TestBoltStore(t *testing.T) { runStoreSuite(t, openTestBolt) }
+
+// TestBoltGroupSharesCache: calls queued while the writer is busy run in one group
+// transaction and share its products; of 50 creations of one product id in one group
+// exactly one succeeds, and a hold storm in one group leaves the product's numbers
+// exact (each call sees the earlier calls' changes before the group writes them).
+func TestBoltGroupSharesCache(t *testing.T) {
+	st := openTestBolt(t).(*BoltStore)
+	ctx, now := context.Background(), time.Now().UTC()
+	sid := uuid.NewString()
+	if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamIdle, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	base, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the writer until every call below is queued behind it.
+	release := make(chan struct{})
+	writerBusy := make(chan struct{})
+	go st.group(func(*groupTx) error { close(writerBusy); <-release; return nil })
+	<-writerBusy
+	pid := uuid.NewString()
+	var created, held, soldOut atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := st.CreateProduct(ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1}); err == nil {
+				created.Add(1)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			_, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: "u", ProductID: base.ID, Quantity: 1, ExpiresAt: now.Add(time.Hour)}, now)
+			switch {
+			case err == nil:
+				held.Add(1)
+			case errors.Is(err, ErrSoldOut):
+				soldOut.Add(1)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // let the 100 calls queue on the writer
+	close(release)
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Fatalf("creations of one id that succeeded: got %d, want 1", created.Load())
+	}
+	p, _ := st.GetProduct(ctx, base.ID)
+	if held.Load() != 30 || soldOut.Load() != 20 || p.Stock != 0 || p.Held != 30 {
+		t.Fatalf("hold storm on 30 units: got %d held, %d sold out, stock %d held %d; want 30, 20, 0, 30",
+			held.Load(), soldOut.Load(), p.Stock, p.Held)
+	}
+}

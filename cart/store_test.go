@@ -32,6 +32,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"CheckoutExpiredHold", testCheckoutExpiredHold},
 		{"CheckoutCart", testCheckoutCart},
 		{"CheckoutClearsWholeCart", testCheckoutClearsWholeCart},
+		{"ConcurrentCreateSameID", testConcurrentCreateSameID},
 		{"CheckoutRacingExpiry", testCheckoutRacingExpiry},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"RemoveHold", testRemoveHold},
@@ -558,6 +559,45 @@ func testCheckoutExpiredHold(t *testing.T, e *env) {
 	h3, _ := e.hold("v", "", s.ID, 1, time.Hour)
 	_, err = e.checkout("u", "k5", []string{h3.ID}, e.now)
 	wantErr(t, "checkout of another user's hold", err, ErrNotFound)
+}
+
+// testConcurrentCreateSameID: of many concurrent creations of one product id (and one
+// sale id), exactly one succeeds, also when the calls share one group transaction.
+func testConcurrentCreateSameID(t *testing.T, e *env) {
+	sid := e.stream(t)
+	base := e.product(t, sid, 1000)
+	pid, said := uuid.NewString(), uuid.NewString()
+	var okP, okS atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.st.CreateProduct(e.ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 1})
+			if err == nil {
+				okP.Add(1)
+			} else if !errors.Is(err, ErrConflict) {
+				t.Errorf("CreateProduct: got %v, want nil or ErrConflict", err)
+			}
+			_, _, err = e.st.CreateSale(e.ctx, Sale{ID: said, StreamID: sid, ProductID: base.ID, PriceCents: 50, Quantity: 1,
+				PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+			if err == nil {
+				okS.Add(1)
+			} else if !errors.Is(err, ErrConflict) {
+				t.Errorf("CreateSale: got %v, want nil or ErrConflict", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if okP.Load() != 1 || okS.Load() != 1 {
+		t.Fatalf("creations that succeeded: got %d products and %d sales, want 1 and 1", okP.Load(), okS.Load())
+	}
+	e.mu.Lock()
+	e.putIn[pid] = 1
+	e.mu.Unlock()
+	if p := e.getProduct(t, base.ID); p.Stock != 999 {
+		t.Fatalf("base product stock: got %d, want 999 (one sale of 1)", p.Stock)
+	}
 }
 
 // testCheckoutClearsWholeCart: a one-stream checkout with hold_ids also clears the
