@@ -153,14 +153,16 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 		r, err = decodeReply("hold", cmd.Val().(string))
 	}
 	for i, c := range calls {
-		c.hold, c.ch, c.err = holdResult(r, i, err, c.now)
+		c.hold, c.ch, c.err = holdResult(r, i, err, sid, c.req, c.now)
 		close(c.done)
 	}
 }
 
 // holdResult is the answer of the i-th hold of a batch: the hold and its sale or
-// product after the batch, or the hold's business error.
-func holdResult(r scriptReply, i int, err error, now time.Time) (Hold, Changes, error) {
+// product after the batch, or the hold's business error. A new hold's answer carries
+// only what the request does not say (its product, price and currency); a retry's
+// carries the stored hold.
+func holdResult(r scriptReply, i int, err error, sid string, req HoldRequest, now time.Time) (Hold, Changes, error) {
 	switch {
 	case err != nil:
 		return Hold{}, Changes{}, err
@@ -175,7 +177,16 @@ func holdResult(r scriptReply, i int, err error, now time.Time) (Hold, Changes, 
 		}
 		return Hold{}, Changes{}, fmt.Errorf("%s: %w", res.Msg, sentinel)
 	}
-	h, ch := holdFromHash(res.Hold, now), Changes{}
+	m := res.Hold
+	if m == nil {
+		m = hashReply{}
+	}
+	if m["id"] == "" {
+		m["id"], m["user_id"], m["stream_id"], m["sale_id"] = req.ID, req.UserID, sid, req.SaleID
+		m["quantity"], m["expires_at"], m["exp_us"] = strconv.Itoa(req.Quantity), formatTime(req.ExpiresAt), micros(req.ExpiresAt)
+		m["state"] = "live"
+	}
+	h, ch := holdFromHash(m, now), Changes{}
 	if m, ok := r.Sales[h.SaleID]; ok && h.SaleID != "" {
 		ch.Sales = []Sale{saleFromHash(m)}
 	} else if m, ok := r.Products[h.ProductID]; ok && h.SaleID == "" {

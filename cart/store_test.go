@@ -33,6 +33,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"CheckoutCart", testCheckoutCart},
 		{"CheckoutClearsWholeCart", testCheckoutClearsWholeCart},
 		{"ConcurrentCreateSameID", testConcurrentCreateSameID},
+		{"HoldFields", testHoldFields},
 		{"CheckoutRacingExpiry", testCheckoutRacingExpiry},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"RemoveHold", testRemoveHold},
@@ -559,6 +560,35 @@ func testCheckoutExpiredHold(t *testing.T, e *env) {
 	h3, _ := e.hold("v", "", s.ID, 1, time.Hour)
 	_, err = e.checkout("u", "k5", []string{h3.ID}, e.now)
 	wantErr(t, "checkout of another user's hold", err, ErrNotFound)
+}
+
+// testHoldFields: HoldUnits answers the whole hold (a sale hold names the sale's
+// product and price), the same as the cart lists it.
+func testHoldFields(t *testing.T, e *env) {
+	sid := e.stream(t)
+	s := e.sale(t, sid, 5, 5)
+	u := "fields-" + uuid.NewString()
+	req := HoldRequest{ID: uuid.NewString(), UserID: u, SaleID: s.ID, Quantity: 2, ExpiresAt: e.now.Add(time.Minute).Truncate(time.Microsecond)}
+	h, ch, err := e.st.HoldUnits(e.ctx, req, e.now)
+	want := Hold{ID: req.ID, UserID: u, StreamID: sid, ProductID: s.ProductID, SaleID: s.ID, Quantity: 2,
+		UnitPriceCents: s.PriceCents, Currency: "EUR", ExpiresAt: req.ExpiresAt}
+	if err != nil || h != want {
+		t.Fatalf("HoldUnits: got %+v %v, want %+v", h, err, want)
+	}
+	if len(ch.Sales) != 1 || ch.Sales[0].Remaining != 3 || ch.Sales[0].Held != 2 {
+		t.Fatalf("changes: got %+v, want the sale with remaining 3 held 2", ch.Sales)
+	}
+	if holds, _ := e.st.ListHolds(e.ctx, u, e.now); len(holds) != 1 || holds[0] != want {
+		t.Fatalf("ListHolds: got %+v, want [%+v]", holds, want)
+	}
+	p := e.product(t, sid, 4)
+	req = HoldRequest{ID: uuid.NewString(), UserID: u, ProductID: p.ID, Quantity: 3, ExpiresAt: req.ExpiresAt}
+	h, _, err = e.st.HoldUnits(e.ctx, req, e.now)
+	want = Hold{ID: req.ID, UserID: u, StreamID: sid, ProductID: p.ID, Quantity: 3, UnitPriceCents: p.PriceCents,
+		Currency: "EUR", ExpiresAt: req.ExpiresAt}
+	if err != nil || h != want {
+		t.Fatalf("HoldUnits of a product: got %+v %v, want %+v", h, err, want)
+	}
 }
 
 // testConcurrentCreateSameID: of many concurrent creations of one product id (and one

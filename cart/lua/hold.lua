@@ -3,19 +3,46 @@
 -- at one now). Exactly one of product id and sale id is set. Each hold, in turn,
 -- takes its units out of the product's stock or the sale's remaining and is recorded,
 -- or is refused as a whole (every check comes before any write): concurrent holds of
--- one stream share one call. Answers results[i] = {hold = ...} or {e = code, m = ...}.
--- hmget reads only the fields a hold needs (cheaper than whole hashes).
+-- one stream share one call. Answers results[i] = {hold = ...} or {e = code, m = ...};
+-- a new hold answers only what the caller does not know (product_id,
+-- unit_price_cents, currency), a retry of an existing one the whole record.
+-- The batch reads each sale and product once and keeps their counters here; they are
+-- written once, after the last hold (the script is atomic, so no one sees between).
+local sales, products = {}, {}
+
 local function hmget(k, ...)
   local names = {...}
   local vals = redis.call('HMGET', k, unpack(names))
   if not vals[1] then
-    return nil
+    return false
   end
   local t = {}
   for i, f in ipairs(names) do
     t[f] = vals[i]
   end
   return t
+end
+
+local function sale_of(said)
+  if sales[said] == nil then
+    local s = hmget(key('s', said), 'product_id', 'status', 'starts_us', 'ends_us', 'per_user_limit', 'remaining', 'held', 'price_cents')
+    if s then
+      s.remaining, s.held = num(s.remaining), num(s.held)
+    end
+    sales[said] = s
+  end
+  return sales[said]
+end
+
+local function product_of(pid)
+  if products[pid] == nil then
+    local p = hmget(key('p', pid), 'stream_id', 'hidden', 'stock', 'held', 'price_cents', 'currency')
+    if p then
+      p.stock, p.held = num(p.stock), num(p.held)
+    end
+    products[pid] = p
+  end
+  return products[pid]
 end
 
 local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, seq)
@@ -29,14 +56,13 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   end
   local s
   if said ~= '' then
-    s = hmget(key('s', said), 'product_id', 'status', 'starts_us', 'ends_us', 'per_user_limit', 'remaining', 'price_cents')
+    s = sale_of(said)
     if not s then
       return {e = 'not_found', m = 'sale not found'}
     end
     pid = s.product_id
   end
-  local pk = key('p', pid)
-  local p = hmget(pk, 'stream_id', 'hidden', 'stock', 'price_cents', 'currency')
+  local p = product_of(pid)
   if not p or p.hidden == '1' then
     return {e = 'not_found', m = 'product not found'}
   end
@@ -50,21 +76,18 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     if used + q > num(s.per_user_limit) then
       return {e = 'limit_exceeded', m = 'at most ' .. s.per_user_limit .. ' units of this sale per buyer'}
     end
-    if num(s.remaining) < q then
+    if s.remaining < q then
       return {e = 'sold_out', m = 'sold out'}
     end
-    local sk = key('s', said)
-    redis.call('HINCRBY', sk, 'remaining', -q)
-    redis.call('HINCRBY', sk, 'held', q)
-    redis.call('HINCRBY', uk, uid, q)
+    s.remaining, s.held = s.remaining - q, s.held + q
+    redis.call('HINCRBY', uk, uid, qty)
     touch_sale(said)
     price = s.price_cents
   else
-    if num(p.stock) < q then
+    if p.stock < q then
       return {e = 'sold_out', m = 'sold out'}
     end
-    redis.call('HINCRBY', pk, 'stock', -q)
-    redis.call('HINCRBY', pk, 'held', q)
+    p.stock, p.held = p.stock - q, p.held + q
     touch_product(pid)
   end
   local h = {
@@ -75,11 +98,19 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   hset(key('h', hid), h)
   redis.call('ZADD', key('exp'), exp_us, hid)
   redis.call('RPUSH', key('uh', uid), hid)
-  return {hold = h}
+  return {hold = {product_id = pid, unit_price_cents = price, currency = p.currency}}
 end
 
 local results = {}
 for i = 1, #ARGV, 9 do
   results[#results + 1] = hold_one(unpack(ARGV, i, i + 8))
+end
+for id in pairs(touched.sales) do
+  local s = sales[id]
+  redis.call('HSET', key('s', id), 'remaining', string.format('%d', s.remaining), 'held', string.format('%d', s.held))
+end
+for id in pairs(touched.products) do
+  local p = products[id]
+  redis.call('HSET', key('p', id), 'stock', string.format('%d', p.stock), 'held', string.format('%d', p.held))
 end
 return reply({results = results})
