@@ -1,7 +1,7 @@
 package main
 
-// Media mode: one WHIP publisher sending a synthetic 720p30 VP8 stream (~2 Mb/s) plus
-// Opus, and N WHEP viewers, each a real pion PeerConnection (ICE, DTLS, SRTP, NACK,
+// Media mode: one WHIP publisher sending a synthetic 720p30 VP8 stream (~2 Mb/s, paced
+// like libwebrtc's sender unless -pace 0) plus Opus, and N WHEP viewers, each a real pion PeerConnection (ICE, DTLS, SRTP, NACK,
 // receiver reports). Every payload carries its send time, so relay latency is
 // measured end to end on one host clock.
 
@@ -33,6 +33,7 @@ type mediaConfig struct {
 	serverPID          int
 	bitrate, fps       int
 	joinParallel       int
+	pacing             []float64
 }
 
 func parseMediaFlags(args []string) (mediaConfig, error) {
@@ -49,8 +50,18 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 	fs.IntVar(&c.bitrate, "bitrate", 2_000_000, "video bits per second")
 	fs.IntVar(&c.fps, "fps", 30, "video frames per second")
 	fs.IntVar(&c.joinParallel, "join-parallel", 16, "viewers connecting at once")
+	var pacing string
+	fs.StringVar(&pacing, "pace", "2.5,0", "publisher pacing factors, each measured in turn with the same viewers: "+
+		"video packets leave at factor × bitrate every 5 ms, as libwebrtc's pacer (2.5); 0: each frame as one burst")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, f := range strings.Split(pacing, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v < 0 || v > 100 {
+			return c, fmt.Errorf("-pace: %q is not a factor in 0..100", f)
+		}
+		c.pacing = append(c.pacing, v)
 	}
 	for _, f := range strings.Split(viewers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -90,7 +101,7 @@ func runMedia(args []string) error {
 	if err != nil {
 		return err
 	}
-	pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{Bitrate: cfg.bitrate, FPS: cfg.fps})
+	pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{Bitrate: cfg.bitrate, FPS: cfg.fps, Pacing: cfg.pacing[0]})
 	if err != nil {
 		return err
 	}
@@ -112,15 +123,17 @@ func runMedia(args []string) error {
 
 	fmt.Printf("loadgen media: %s stream %s, %d kb/s VP8 %d fps + Opus, %v measured after %v warm-up, nproc %d\n",
 		cfg.url, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, mediaNumCPU())
-	fmt.Printf("%6s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s\n",
-		"N", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
+	fmt.Printf("%6s %5s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s\n",
+		"N", "pace", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
 		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
 	for _, n := range cfg.viewers {
-		r, err := mediaRound(ctx, api, client, cfg, pub, n)
+		rs, err := mediaRound(ctx, api, client, cfg, pub, n)
 		if err != nil {
 			return err
 		}
-		fmt.Println(r)
+		for _, r := range rs {
+			fmt.Println(r)
+		}
 	}
 	return nil
 }
@@ -128,6 +141,7 @@ func runMedia(args []string) error {
 // mediaResult is one row of the report.
 type mediaResult struct {
 	n, failed                    int
+	pacing                       float64
 	srvCPU, genCPU               float64 // % of one core
 	srvRSS, rssPerViewer         float64 // MiB
 	pktsPerSec                   float64
@@ -136,17 +150,16 @@ type mediaResult struct {
 }
 
 func (r mediaResult) String() string {
-	return fmt.Sprintf("%6d %8.1f %8.1fM %9.2fM %9.1f %10.0f %8.3f %8.3f %7.1fms %7.1fms %8.0fms %8.0fms %5d",
-		r.n, r.srvCPU, r.srvRSS, r.rssPerViewer, r.genCPU, r.pktsPerSec, r.lossPct, r.worstPct,
+	return fmt.Sprintf("%6d %5.1f %8.1f %8.1fM %9.2fM %9.1f %10.0f %8.3f %8.3f %7.1fms %7.1fms %8.0fms %8.0fms %5d",
+		r.n, r.pacing, r.srvCPU, r.srvRSS, r.rssPerViewer, r.genCPU, r.pktsPerSec, r.lossPct, r.worstPct,
 		ms(r.latP50), ms(r.latP99), ms(r.kfP50), ms(r.kfP99), r.failed)
 }
 
-// mediaRound joins n viewers, measures, and makes them leave.
-func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, pub *rtctest.Publisher, n int) (mediaResult, error) {
-	res := mediaResult{n: n}
+// mediaRound joins n viewers, measures at each pacing factor in turn, and makes them
+// leave.
+func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, pub *rtctest.Publisher, n int) ([]mediaResult, error) {
 	rssBefore := mediaProcRSS(cfg.serverPID)
 	viewers, locs, failed := joinViewers(ctx, api, client, cfg, n)
-	res.failed = failed
 	defer func() {
 		var wg sync.WaitGroup
 		for i, v := range viewers {
@@ -161,10 +174,26 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 		time.Sleep(2 * time.Second) // let the server settle before the next round
 	}()
 	if len(viewers) == 0 {
-		return res, errors.New("no viewer connected")
+		return nil, errors.New("no viewer connected")
 	}
-	mediaSleep(ctx, cfg.warmup)
+	var rs []mediaResult
+	for i, f := range cfg.pacing {
+		pub.SetPacing(f)
+		warmup := cfg.warmup
+		if i > 0 {
+			warmup = min(warmup, time.Second) // the viewers are up: only the pacing changed
+		}
+		mediaSleep(ctx, warmup)
+		r := measureMedia(ctx, cfg, pub, viewers, rssBefore)
+		r.n, r.failed, r.pacing = n, failed, f
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
 
+// measureMedia measures the server and the viewers for cfg.duration.
+func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, viewers []*rtctest.Viewer, rssBefore float64) mediaResult {
+	var res mediaResult
 	start := make([]rtctest.ViewerStats, len(viewers))
 	for i, v := range viewers {
 		start[i] = v.Stats() // also drops warm-up latency samples
@@ -210,7 +239,7 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 	res.latP99 = time.Duration(mediaPercentile(lat, 0.99)) * time.Microsecond
 	slices.Sort(kf)
 	res.kfP50, res.kfP99 = mediaPercentile(kf, 0.50), mediaPercentile(kf, 0.99)
-	return res, nil
+	return res
 }
 
 func mediaPercentile[T any](sorted []T, q float64) T {

@@ -2,6 +2,7 @@ package rtctest
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,14 @@ type PublisherOptions struct {
 	Height      int           // default 720
 	KeyInterval time.Duration // periodic keyframes (default 2 s; <0 only on request)
 	MTU         int           // RTP payload bytes per packet (default 1100)
+	// Pacing spreads video packets at Pacing × Bitrate, released every 5 ms, as
+	// libwebrtc's pacer does (factor 2.5); 0 sends each frame as one burst. SetPacing
+	// changes it while running.
+	Pacing float64
 }
+
+// pacerInterval is how often the pacer releases packets (libwebrtc's process interval).
+const pacerInterval = 5 * time.Millisecond
 
 // Publisher sends a synthetic 720p VP8 stream plus Opus 20 ms packets.
 type Publisher struct {
@@ -29,7 +37,12 @@ type Publisher struct {
 	audio    *webrtc.TrackLocalStaticRTP
 	up       chan struct{}
 	forceKey atomic.Bool
-	seq      uint32 // stamp sequence, owned by Run
+	pacing   atomic.Uint64 // math.Float64bits of the pacing factor
+	seq      uint32        // stamp sequence, owned by Run
+	pending  []*rtp.Packet // video packets the pacer holds, owned by Run
+	budget   int           // bytes the pacer may still send this interval, owned by Run
+	// budgetFactor is the pacing factor budget was counted for, owned by Run.
+	budgetFactor float64
 
 	// KeyframeRequests counts PLI/FIR received.
 	KeyframeRequests atomic.Int64
@@ -59,6 +72,7 @@ func NewPublisher(api *webrtc.API, opts PublisherOptions) (*Publisher, error) {
 		return nil, err
 	}
 	p := &Publisher{opts: opts, PC: pc, up: make(chan struct{})}
+	p.SetPacing(opts.Pacing)
 	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "pub")
 	p.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
 	for _, t := range []*webrtc.TrackLocalStaticRTP{p.video, p.audio} {
@@ -105,14 +119,22 @@ func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
 	}
 }
 
+// SetPacing sets the pacing factor (0: each video frame goes as one burst).
+func (p *Publisher) SetPacing(factor float64) { p.pacing.Store(math.Float64bits(max(factor, 0))) }
+
+// Pacing returns the pacing factor.
+func (p *Publisher) Pacing() float64 { return math.Float64frombits(p.pacing.Load()) }
+
 // Run sends media until ctx is done. Video frames go out every 1/FPS (a keyframe
 // first, then on request or every KeyInterval), audio every 20 ms.
 func (p *Publisher) Run(ctx context.Context) {
 	frameEvery := time.Second / time.Duration(p.opts.FPS)
 	vt := time.NewTicker(frameEvery)
 	at := time.NewTicker(20 * time.Millisecond)
+	pt := time.NewTicker(pacerInterval)
 	defer vt.Stop()
 	defer at.Stop()
+	defer pt.Stop()
 	var vts, ats uint32 = rand.Uint32(), rand.Uint32()
 	vseq, aseq := uint16(rand.Uint32()), uint16(rand.Uint32())
 	picID := uint16(rand.Uint32()) & 0x7fff
@@ -130,9 +152,12 @@ func (p *Publisher) Run(ctx context.Context) {
 				size = avgFrame * 4
 				lastKey = time.Now()
 			}
-			vseq = p.sendFrame(key, size, vts, vseq, picID)
+			vseq = p.queueFrame(key, size, vts, vseq, picID)
 			vts += uint32(90000 / p.opts.FPS)
 			picID = (picID + 1) & 0x7fff
+			p.sendPaced(false)
+		case <-pt.C:
+			p.sendPaced(true)
 		case <-at.C:
 			payload := make([]byte, 100)
 			fill(payload)
@@ -148,9 +173,9 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 }
 
-// sendFrame packetizes one VP8 frame of size bytes (RFC 7741) and returns the next
-// sequence number.
-func (p *Publisher) sendFrame(key bool, size int, ts uint32, seq uint16, picID uint16) uint16 {
+// queueFrame packetizes one VP8 frame of size bytes (RFC 7741) for the pacer and
+// returns the next sequence number.
+func (p *Publisher) queueFrame(key bool, size int, ts uint32, seq uint16, picID uint16) uint16 {
 	header := vp8FrameHeader(key, p.opts.Width, p.opts.Height)
 	body := make([]byte, size)
 	fill(body)
@@ -166,14 +191,41 @@ func (p *Publisher) sendFrame(key bool, size int, ts uint32, seq uint16, picID u
 		payload[2] = byte(picID & 0x7f) // M=0
 		copy(payload[3:], body[off:off+n])
 		off += n
-		p.seq++
-		PutStamp(payload, time.Now(), p.seq)
-		_ = p.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: off == len(body),
+		p.pending = append(p.pending, &rtp.Packet{Header: rtp.Header{Version: 2, Marker: off == len(body),
 			SequenceNumber: seq, Timestamp: ts}, Payload: payload})
-		p.PacketsSent.Add(1)
 		seq++
 	}
 	return seq
+}
+
+// sendPaced sends the video packets the pacer allows now (all of them when unpaced),
+// each stamped when sent. tick: an interval passed and its budget is added (as in
+// libwebrtc's interval budget, what an interval leaves unused is not carried over).
+func (p *Publisher) sendPaced(tick bool) {
+	factor := p.Pacing()
+	if factor != p.budgetFactor { // a pacing change starts a fresh budget
+		p.budgetFactor, p.budget = factor, 0
+	}
+	if tick && factor > 0 {
+		perTick := int(factor * float64(p.opts.Bitrate) / 8 * pacerInterval.Seconds())
+		p.budget = min(p.budget+perTick, perTick) // an overspent interval is paid back
+	}
+	sent := 0
+	for _, pk := range p.pending {
+		if factor > 0 {
+			if p.budget <= 0 {
+				break
+			}
+			p.budget -= len(pk.Payload) + 12
+		}
+		p.seq++
+		PutStamp(pk.Payload, time.Now(), p.seq)
+		_ = p.video.WriteRTP(pk)
+		p.PacketsSent.Add(1)
+		sent++
+	}
+	clear(p.pending[:sent])
+	p.pending = append(p.pending[:0], p.pending[sent:]...)
 }
 
 // vp8FrameHeader returns the start of a VP8 frame (RFC 6386 §9.1): a 3-byte frame
