@@ -28,10 +28,12 @@ type ServeOptions struct {
 	Snapshots SnapshotSource
 }
 
-// conn is one websocket viewer. The reader runs in its own goroutine. Data frames go
-// out from the connection's writer shard (one non-blocking send per event) or, while
-// the socket would block and when closing, from the connection's writer goroutine,
-// which also sends the pings. Hub goroutines only append to the queue, never wait.
+// conn is one websocket viewer. The reader runs in its own goroutine. Data frames and
+// pings go out from the connection's writer shard (one non-blocking send per event or
+// ping tick). Only while the socket would block, or to close, does the connection get
+// a writer goroutine of its own, started on demand and ended once caught up, so an
+// idle connection costs one goroutine (the reader). Hub goroutines only append to the
+// queue, never wait.
 type conn struct {
 	hub      *Hub
 	sid      string
@@ -41,7 +43,6 @@ type conn struct {
 	bc       *batchConn
 	shard    *writerShard
 	deadline time.Time     // the write deadline set last; only the writer touches it
-	wake     chan struct{} // capacity 1: the writer goroutine has something to do
 	done     chan struct{} // closed when the reader stops
 
 	mu          sync.Mutex // guards the fields below
@@ -53,6 +54,11 @@ type conn struct {
 	closeNow    bool // close without sending the queue (slow client, shutdown)
 	readerGone  bool // the reader has stopped: the writer stops too
 	pingDue     bool // the hub's ping tick asks for a ping
+	// writerOn: a writer goroutine runs (or, until start has queued the first frames,
+	// is reserved); kick: it has something to do. signal starts one when none runs.
+	writerOn   bool
+	kick       bool
+	writerExit chan struct{} // the reader waits on it for the writer to end; closed then
 	// inWriter: the writer goroutine owns data writes (from the start, until the
 	// snapshot is out; while the socket would block; once closing); else the shard does.
 	inWriter   bool
@@ -81,7 +87,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		snaps = h.cfg.Snapshots
 	}
 	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, ws: ws, bc: hw.bc, shard: h.writers.pick(),
-		wake: make(chan struct{}, 1), done: make(chan struct{}), inWriter: true}
+		done: make(chan struct{}), inWriter: true, writerOn: true, kick: true}
 	h.conns.Add(1)
 	// The connection's context is not the request's: the handler returns once the
 	// reader and writer run, so that its grown stack and the request are freed.
@@ -102,19 +108,12 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		return
 	}
 	h.metrics.connections.Inc()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
+	go c.writeLoop() // the reserved writer: it sends the first frames
 	go func() {
 		c.readLoop(ctx)
 		close(c.done)
-		c.mu.Lock()
-		c.readerGone = true
-		c.mu.Unlock()
-		c.signal()
-		<-writerDone
+		c.stopWriter()
+		c.endWrites()
 		h.metrics.connections.Dec()
 		c.finish(rm, cancel)
 	}()
@@ -211,18 +210,69 @@ func (c *conn) snapshotFrame(ctx context.Context, seq int64) (*frame, error) {
 	return newFrame(seq, buildFrame(EventSnapshot, seq, body), now), nil
 }
 
-// requestPing asks the writer to send a ping.
-func (c *conn) requestPing() {
+// requestPing asks for a ping: from the shard (the caller puts c on its pending list
+// when toShard), or from the writer goroutine while it owns the writes.
+func (c *conn) requestPing() (toShard bool) {
 	c.mu.Lock()
+	if c.closeCode != 0 {
+		c.mu.Unlock()
+		return false
+	}
 	c.pingDue = true
+	inWriter := c.inWriter
+	toShard = !inWriter && !c.inShard
+	if toShard {
+		c.inShard = true
+	}
 	c.mu.Unlock()
-	c.signal()
+	if inWriter {
+		c.signal()
+	}
+	return toShard
 }
 
+// signal tells the writer goroutine it has something to do, starting one if none runs.
+// Once the reader has stopped none is started: the reader ends the writes itself.
 func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.mu.Lock()
+	if c.writerOn {
+		c.kick = true
+		c.mu.Unlock()
+		return
+	}
+	if c.writerGone || c.readerGone {
+		c.mu.Unlock()
+		return
+	}
+	c.writerOn, c.kick = true, true
+	c.mu.Unlock()
+	go c.writeLoop()
+}
+
+// stopWriter tells the writer goroutine that the reader has stopped and waits for it
+// to end, if one runs.
+func (c *conn) stopWriter() {
+	c.mu.Lock()
+	c.readerGone = true
+	if !c.writerOn {
+		c.mu.Unlock()
+		return
+	}
+	c.kick = true
+	exited := make(chan struct{})
+	c.writerExit = exited
+	c.mu.Unlock()
+	<-exited
+}
+
+// writerEndedLocked marks the writer goroutine gone; c.mu is held, and it is the
+// goroutine's last step, taken in the same hold of c.mu as the decision to end so
+// that no signal in between is lost.
+func (c *conn) writerEndedLocked() {
+	c.writerOn, c.kick = false, false
+	if c.writerExit != nil {
+		close(c.writerExit)
+		c.writerExit = nil
 	}
 }
 
@@ -269,7 +319,7 @@ func (c *conn) put(f *frame) (toShard bool) {
 func (c *conn) flushFast(scratch *[]byte) {
 	c.mu.Lock()
 	c.inShard = false
-	if c.inWriter || c.closeCode != 0 || len(c.queue) == 0 {
+	if c.inWriter || c.closeCode != 0 || (len(c.queue) == 0 && !c.pingDue) {
 		c.mu.Unlock()
 		return
 	}
@@ -284,6 +334,10 @@ func (c *conn) flushFast(scratch *[]byte) {
 	batch := c.queue
 	c.queue, c.spare = c.spare[:0], nil
 	c.queuedBytes = 0
+	if c.pingDue { // after the data: a ping is a whole frame, never inside one
+		batch = append(batch, pingFrame)
+		c.pingDue = false
+	}
 	c.shardBusy = true
 	c.mu.Unlock()
 
@@ -351,64 +405,79 @@ func (c *conn) drop(code int, reason string) {
 	c.signal()
 }
 
-// writeLoop sends what the shard cannot (see conn.inWriter), pings and the close,
-// until the connection closes. It waits on one channel only: everything else is a flag.
+// writeLoop sends what the shard cannot (see conn.inWriter), pings while it owns the
+// writes, and the close. It returns when it has nothing left to do (signal starts it
+// again) or when the connection's writes end.
 func (c *conn) writeLoop() {
-	defer c.endWrites()
 	for {
-		<-c.wake
 		c.mu.Lock()
-		if c.shardBusy { // it signals when done; its send may end in a handoff
+		// Busy shard: it signals when done (its send may end in a handoff).
+		if !c.kick || c.shardBusy {
+			c.writerEndedLocked()
 			c.mu.Unlock()
-			continue
-		}
-		handoff, failed := c.handoff, c.failed
-		c.handoff = nil
-		code, reason, now := c.closeCode, c.closeReason, c.closeNow
-		stopped, ping := c.readerGone, c.pingDue
-		c.pingDue = false
-		var batch []*frame
-		// The writer takes bc.mu below only while it owns the writes, so that a shard
-		// send cannot start meanwhile and hand bc.mu over to this very goroutine.
-		if code != 0 || ping {
-			c.inWriter = true // for a close, for good: the close follows the queue
-		}
-		if c.inWriter {
-			batch = c.queue
-			c.queue, c.spare = c.spare[:0], nil
-			c.queuedBytes = 0
-		}
-		c.mu.Unlock()
-		if handoff != nil { // first: the shard handed over bc.mu with it
-			if failed || stopped || now {
-				c.bc.mu.Unlock()
-			} else if err := c.bc.finishWrite(handoff, c.nextDeadline()); err != nil {
-				return
-			}
-		}
-		if failed || stopped {
 			return
 		}
-		if now {
-			c.writeCloseDirect(code, reason)
+		c.kick = false
+		if !c.writeStep() {
+			c.endWrites()
+			c.mu.Lock()
+			c.writerEndedLocked()
+			c.mu.Unlock()
 			return
 		}
-		if ping {
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
-				return
-			}
-		}
-		if err := c.writeBatch(batch); err != nil {
-			return
-		}
-		clear(batch)
-		if code != 0 {
-			c.writeCloseDirect(code, reason)
-			c.awaitCloseReply()
-			return
-		}
-		c.backToShard(batch)
 	}
+}
+
+// writeStep does what the writer was kicked for; c.mu is held on entry and released.
+// It reports false when the connection's writes are over.
+func (c *conn) writeStep() bool {
+	handoff, failed := c.handoff, c.failed
+	c.handoff = nil
+	code, reason, now := c.closeCode, c.closeReason, c.closeNow
+	stopped, ping := c.readerGone, c.pingDue
+	c.pingDue = false
+	var batch []*frame
+	// The writer takes bc.mu below only while it owns the writes, so that a shard
+	// send cannot start meanwhile and hand bc.mu over to this very goroutine.
+	if code != 0 || ping {
+		c.inWriter = true // for a close, for good: the close follows the queue
+	}
+	if c.inWriter {
+		batch = c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.queuedBytes = 0
+	}
+	c.mu.Unlock()
+	if handoff != nil { // first: the shard handed over bc.mu with it
+		if failed || stopped || now {
+			c.bc.mu.Unlock()
+		} else if err := c.bc.finishWrite(handoff, c.nextDeadline()); err != nil {
+			return false
+		}
+	}
+	if failed || stopped {
+		return false
+	}
+	if now {
+		c.writeCloseDirect(code, reason)
+		return false
+	}
+	if ping {
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
+			return false
+		}
+	}
+	if err := c.writeBatch(batch); err != nil {
+		return false
+	}
+	clear(batch)
+	if code != 0 {
+		c.writeCloseDirect(code, reason)
+		c.awaitCloseReply()
+		return false
+	}
+	c.backToShard(batch)
+	return true
 }
 
 // endWrites stops all sending (the shard's too) and closes the socket, which ends

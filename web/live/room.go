@@ -22,6 +22,9 @@ func newFrame(seq int64, data []byte, at time.Time) *frame {
 	return &frame{seq: seq, wire: wireFrame(data), size: len(data), at: at}
 }
 
+// pingFrame is an empty websocket ping (FIN, opcode 9, no payload), sent by the shards.
+var pingFrame = &frame{wire: []byte{0x89, 0x00}}
+
 // room is one stream's connections on this node, fed by the bus subscription.
 type room struct {
 	hub   *Hub
@@ -174,11 +177,15 @@ func (r *room) closeAll(code int, reason string, now bool) {
 	}
 }
 
-// pingAll asks every connection's writer for a ping (one hub ticker, not one per conn).
+// pingAll has every connection pinged (one hub ticker, not one per conn): the shards
+// send the pings, one wake-up per shard, like an event.
 func (r *room) pingAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for c := range r.conns {
-		c.requestPing()
+		if c.requestPing() {
+			r.out.add(c)
+		}
 	}
+	r.out.flush()
 }
