@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -50,6 +51,9 @@ type Config struct {
 		ChatPerSecond  float64  `yaml:"chat_per_second"`
 		ChatBurst      int      `yaml:"chat_burst"`
 		AllowedOrigins []string `yaml:"allowed_origins"` // websocket Origin check; empty = any
+		// Writers is the number of writer shards that send the events to the websockets
+		// (default GOMAXPROCS: one per core the process may use).
+		Writers int `yaml:"writers"`
 	} `yaml:"live"`
 
 	HTTP struct {
@@ -72,6 +76,10 @@ type Config struct {
 	} `yaml:"log"`
 }
 
+// maxLiveWriters bounds live.writers: a shard per core is the point; far more only
+// adds idle goroutines and wake-ups.
+const maxLiveWriters = 1024
+
 func defaultConfig() Config {
 	var c Config
 	c.Addr = "127.0.0.1:8080"
@@ -85,6 +93,7 @@ func defaultConfig() Config {
 	c.Media.UDPPort = 8443
 	c.Live.ChatPerSecond = 1
 	c.Live.ChatBurst = 5
+	c.Live.Writers = runtime.GOMAXPROCS(0)
 	c.HTTP.ShutdownTimeout = 10 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
@@ -147,6 +156,13 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		}
 		c.Media.UDPPort = n
 	}
+	if v := getenv("LIVECART_LIVE_WRITERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("LIVECART_LIVE_WRITERS: %q is not a whole number", v)
+		}
+		c.Live.Writers = n
+	}
 	return nil
 }
 
@@ -190,6 +206,9 @@ func (c Config) validate() error {
 	}
 	if c.Live.ChatPerSecond <= 0 || c.Live.ChatBurst < 1 {
 		errs = append(errs, errors.New("live chat_per_second must be > 0 and chat_burst ≥ 1"))
+	}
+	if c.Live.Writers < 1 || c.Live.Writers > maxLiveWriters {
+		errs = append(errs, fmt.Errorf("live writers %d: want 1..%d", c.Live.Writers, maxLiveWriters))
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("http shutdown_timeout must be positive"))

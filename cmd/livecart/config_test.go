@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.Store != "embedded" || c.Media.UDPPort != 8443 ||
-		c.Cart.HoldTTL != 10*time.Minute || c.Cart.SaleHoldTTL != 2*time.Minute {
+		c.Cart.HoldTTL != 10*time.Minute || c.Cart.SaleHoldTTL != 2*time.Minute || c.Live.Writers != runtime.GOMAXPROCS(0) {
 		t.Fatalf("got %+v, want the documented defaults", c)
 	}
 }
@@ -44,6 +45,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		"LIVECART_STORE": "redis", "LIVECART_REDIS_URL": "redis://127.0.0.1:6379/3", "LIVECART_PUBLIC_IP": "127.0.0.1",
 		"LIVECART_NODE_ID": "n1", "LIVECART_SALE_HOLD_TTL": "90s", "LIVECART_DATA_DIR": "/tmp/x",
 		"LIVECART_PUBLIC_URL": "https://live.example", "LIVECART_AUTH_SECRET": "0123456789abcdef0123",
+		"LIVECART_LIVE_WRITERS": "3",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +56,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		t.Fatalf("got %+v, want env values", c)
 	}
 	if c.Cart.HoldTTL != 30*time.Second || c.Cart.SaleHoldTTL != 90*time.Second || c.Media.UDPPort != 9555 ||
-		c.Redis.URL != "redis://127.0.0.1:6379/3" || c.Media.PublicIP != "127.0.0.1" || c.Auth.Secret != "0123456789abcdef0123" {
+		c.Redis.URL != "redis://127.0.0.1:6379/3" || c.Media.PublicIP != "127.0.0.1" || c.Auth.Secret != "0123456789abcdef0123" || c.Live.Writers != 3 {
 		t.Fatalf("got %+v, want env values", c)
 	}
 }
@@ -74,6 +76,9 @@ func TestConfigValidation(t *testing.T) {
 		{"short secret", map[string]string{"LIVECART_AUTH_SECRET": "short"}, "", "secret"},
 		{"bad public url", map[string]string{"LIVECART_PUBLIC_URL": "ftp://x"}, "", "public_url"},
 		{"bad yaml type", nil, "cart:\n  max_pins: many\n", "line 2"},
+		{"writers not a number", map[string]string{"LIVECART_LIVE_WRITERS": "four"}, "", "LIVECART_LIVE_WRITERS"},
+		{"no writers", map[string]string{"LIVECART_LIVE_WRITERS": "0"}, "", "live writers 0"},
+		{"too many writers", nil, "live:\n  writers: 5000\n", "live writers 5000"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

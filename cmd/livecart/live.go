@@ -43,6 +43,7 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 		Metrics:   reg,
 		ChatRate:  rate.Limit(m.cfg.Live.ChatPerSecond),
 		ChatBurst: m.cfg.Live.ChatBurst,
+		Writers:   m.cfg.Live.Writers,
 	}
 	if len(m.cfg.Live.AllowedOrigins) > 0 {
 		cfg.CheckOrigin = live.OriginChecker(m.cfg.Live.AllowedOrigins)
