@@ -52,8 +52,10 @@ var _ Store = (*RedisStore)(nil)
 // stream safely; a crash in between leaves an unacknowledged hold out of the cart
 // until it expires (its units come back by the sweep):
 //
-//	P{u:<uid>}:holds       set    stream ids where the user has holds (pruned lazily)
-//	P{u:<uid>}:gen         hash   stream id → holds added there (guards the pruning)
+//	P{u:<uid>}:gen         hash   stream id → holds added there: the streams where the
+//	                              user has holds (pruned lazily; the generation guards
+//	                              the pruning)
+//	P{u:<uid>}:holds       set    older form of the same index, still read and pruned
 //	P{u:<uid>}:orders      set    stream ids where the user has orders
 //	P{u:<uid>}:idem:<hash> string pending|token|fp or done|sid|oid|at|fp of a key
 const defaultRedisPrefix = "livecart:"
@@ -80,8 +82,8 @@ type RedisStore struct {
 	mu       sync.RWMutex
 	streamOf map[string]string // guarded by mu: product/sale id → stream id (never changes)
 
-	qmu        sync.Mutex
-	holdQueues map[string]*holdQueue // guarded by qmu: streams with a hold batch at Redis
+	holds     *streamQueues[*holdCall]     // concurrent holds of a stream share a script call
+	checkouts *streamQueues[*checkoutItem] // and so do its checkouts
 
 	batch         *pipeBatcher   // checkout round trips shared by concurrent calls
 	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
@@ -131,10 +133,10 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 		prefix:   opts.Prefix,
 		scripts:  scripts,
 		streamOf: map[string]string{},
-
-		holdQueues: map[string]*holdQueue{},
 	}
 	s.batch = &pipeBatcher{rdb: s.rdb, wg: &s.background}
+	s.holds = newStreamQueues(maxHoldBatch, &s.background, s.holdBatch)
+	s.checkouts = newStreamQueues(maxCheckoutBatch, &s.background, s.checkoutBatch)
 	s.loadScripts(ctx) // best effort: Redis may be down; Ping loads them once it is up
 	return s, nil
 }
@@ -239,9 +241,17 @@ type scriptReply struct {
 	Empty    bool                 `json:"empty"`
 	N        int                  `json:"n"`
 	Results  []struct {
-		Err  string    `json:"e"`
-		Msg  string    `json:"m"`
-		Hold hashReply `json:"hold"`
+		Err      string    `json:"e"`
+		Msg      string    `json:"m"`
+		Hold     hashReply `json:"hold"`
+		Order    hashReply `json:"order"`
+		Cleared  string    `json:"cleared"`
+		Dropped  string    `json:"dropped"`
+		Created  bool      `json:"created"`
+		Swept    bool      `json:"swept"`
+		Empty    bool      `json:"empty"`
+		Products string    `json:"tp"` // ids of the products it touched
+		Sales    string    `json:"ts"` // and of the sales
 	} `json:"results"`
 	Advanced map[string]struct {
 		Changed bool   `json:"changed"`

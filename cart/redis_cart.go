@@ -43,18 +43,7 @@ func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Ti
 		return Hold{}, Changes{}, err
 	}
 	call := &holdCall{req: req, now: now, done: make(chan struct{})}
-	s.qmu.Lock()
-	q, busy := s.holdQueues[sid]
-	if !busy {
-		q = &holdQueue{}
-		s.holdQueues[sid] = q
-	}
-	q.pending = append(q.pending, call)
-	s.qmu.Unlock()
-	if !busy {
-		s.background.Add(1)
-		go s.drainHolds(sid, q)
-	}
+	s.holds.add(sid, call)
 	select {
 	case <-call.done:
 		return call.hold, call.ch, call.err
@@ -74,33 +63,6 @@ type holdCall struct {
 	hold Hold
 	ch   Changes
 	err  error
-}
-
-// holdQueue is one stream's calls waiting while a batch of the stream is at Redis.
-type holdQueue struct {
-	pending []*holdCall // guarded by RedisStore.qmu
-}
-
-// drainHolds sends the stream's queued calls, batch after batch, and ends (dropping
-// the queue) when none are left.
-func (s *RedisStore) drainHolds(sid string, q *holdQueue) {
-	defer s.background.Done()
-	for {
-		s.qmu.Lock()
-		batch := q.pending
-		if len(batch) > maxHoldBatch {
-			batch, q.pending = batch[:maxHoldBatch:maxHoldBatch], batch[maxHoldBatch:]
-		} else {
-			q.pending = nil
-		}
-		if len(batch) == 0 {
-			delete(s.holdQueues, sid)
-			s.qmu.Unlock()
-			return
-		}
-		s.qmu.Unlock()
-		s.holdBatch(sid, batch)
-	}
 }
 
 // holdBatch runs one script call for the calls and answers each, in one round trip:
@@ -129,7 +91,6 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	// generation, see lua/prune.lua), in the same round trip.
 	addToCarts := func(p redis.Pipeliner) {
 		for _, u := range users {
-			p.SAdd(ctx, s.userBase(u)+"holds", sid)
 			p.HIncrBy(ctx, s.userBase(u)+"gen", sid, 1)
 		}
 	}
@@ -217,9 +178,18 @@ func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, 
 	if err := errors.Join(members.Err(), gens.Err()); err != nil {
 		return nil, nil, unavailable(err)
 	}
-	sids := members.Val()
+	gen := gens.Val()
+	sids := make([]string, 0, len(gen))
+	for sid := range gen {
+		sids = append(sids, sid)
+	}
+	for _, sid := range members.Val() { // the index's older form
+		if _, ok := gen[sid]; !ok {
+			sids = append(sids, sid)
+		}
+	}
 	sort.Strings(sids)
-	return sids, gens.Val(), nil
+	return sids, gen, nil
 }
 
 // pruneCarts forgets, off the request's path, the streams where the user's cart was
@@ -445,14 +415,14 @@ func idemHash(userID, key string) string {
 // forgotten; Redis drops them by TTL.
 func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
 	ih := idemHash(req.UserID, req.IdempotencyKey)
-	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, now)
+	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now)
 	if err != nil || done != nil {
 		if done != nil {
 			return *done, nil
 		}
 		return CheckoutResult{}, err
 	}
-	c := &checkoutCall{req: req, ih: ih, now: now}
+	c := &checkoutCall{req: req, ih: ih, now: now, indexed: cart.indexed}
 	res, err := s.checkout(ctx, c, cart)
 	ub := s.userBase(req.UserID)
 	switch {
@@ -470,22 +440,20 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	return res, err
 }
 
-// finishCheckout remembers the placed order under its key and drops the ordered holds
-// from the sweep set, off the request's path (one round trip less per checkout). Until
-// it lands, a call with the same key finds "pending" and waits for it; if it never
-// lands (Redis down), the pending mark expires and the order's stream, whose script
-// recorded the key with the order, answers the retry with the same order.
-// prune (stream id, generation) forgets a stream where the order emptied the user's
-// cart (lua/prune.lua), so the user's next checkout there or elsewhere takes the
-// one-stream path; if it is lost, the next cart read prunes.
+// finishCheckout remembers the placed order under its key (lua/finish.lua) and drops
+// the ordered holds from the sweep set, off the request's path (one round trip less
+// per checkout). Until it lands, a call with the same key finds "pending" and waits
+// for it; if it never lands (Redis down), the pending mark expires and the order's
+// stream, whose script recorded the key with the order, answers the retry with the
+// same order. prune (stream id, generation) also forgets a stream where the order
+// emptied the user's cart (as lua/prune.lua does), so the user's next checkout there
+// or elsewhere takes the one-stream path; if it is lost, the next cart read prunes.
 func (s *RedisStore) finishCheckout(userBase, ih, value string, dropped, prune []any) {
+	args := append([]any{ih, value, IdempotencyTTL.Milliseconds()}, prune...)
 	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-		p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
+		s.evalInPipe(ctx, p, "finish", userBase, args...)
 		if len(dropped) > 0 { // holds out of the cart need no sweep
 			p.ZRem(ctx, s.prefix+"holddue", dropped...)
-		}
-		if len(prune) > 0 {
-			s.evalInPipe(ctx, p, "prune", userBase, prune...)
 		}
 	})
 }
@@ -493,11 +461,11 @@ func (s *RedisStore) finishCheckout(userBase, ih, value string, dropped, prune [
 // claimIdem takes the user's idempotency key for this call (answering its token and
 // the streams of the user's cart), or answers the order an earlier call with the key
 // placed, or ErrConflict.
-func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint string, now time.Time) (string, *userCart, *CheckoutResult, error) {
+func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time) (string, *userCart, *CheckoutResult, error) {
 	token := randomToken()
 	deadline := time.Now().Add(idemWait)
 	for {
-		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds()}
+		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds(), streamID}
 		var cmd *redis.Cmd
 		done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
 			cmd = s.evalInPipe(bctx, p, "claim", s.userBase(userID), args...)
@@ -509,13 +477,13 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint stri
 			cmd = s.scripts["claim"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...)
 		}
 		raw, err := cmd.StringSlice()
-		if err != nil || len(raw) == 0 {
-			return "", nil, nil, scriptError("claim", err)
+		if err != nil || len(raw) < 2 {
+			return "", nil, nil, scriptError("claim", cmp.Or(err, errors.New("short reply")))
 		}
 		v := raw[0]
 		if v == "claimed" {
-			cart := &userCart{gens: map[string]string{}}
-			for i := 1; i+1 < len(raw); i += 2 {
+			cart := &userCart{indexed: raw[1], gens: map[string]string{}}
+			for i := 2; i+1 < len(raw); i += 2 {
 				cart.sids = append(cart.sids, raw[i])
 				cart.gens[raw[i]] = raw[i+1]
 			}
@@ -571,13 +539,15 @@ type checkoutCall struct {
 	now     time.Time
 	dropped []any  // holddue members of holds that left the cart (no sweep needed)
 	emptied string // the stream where the order left the user's cart empty
+	indexed string // the stream the user's order index lists already (see claim.lua)
 }
 
 // checkout picks the stream the request orders from and runs its checkout script.
 // userCart is the streams of a user's cart and their generations, as claim read them.
 type userCart struct {
-	sids []string
-	gens map[string]string
+	sids    []string
+	gens    map[string]string
+	indexed string // the stream the claim listed in the user's order index
 }
 
 func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, cart *userCart) (CheckoutResult, error) {
@@ -728,7 +698,7 @@ func (c *checkoutCall) noteDropped(streamID string, r scriptReply) {
 
 // clearExpired clears the user's expired holds (of ids, or all) in one stream.
 func (s *RedisStore) clearExpired(ctx context.Context, c *checkoutCall, sid string, ids []string) ([]string, Changes, error) {
-	r, err := s.run(ctx, "checkout", sid, c.args("clear", "", ids)...)
+	r, err := s.checkoutScript(ctx, c, sid, false, c.args("clear", "", ids))
 	c.noteDropped(sid, r)
 	return splitList(r.Cleared, ","), changesOf(r), err
 }
@@ -739,27 +709,7 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 	if c.req.HoldIDs != nil {
 		mode = "ids"
 	}
-	args := c.args(mode, otherExpired, c.req.HoldIDs)
-	// One round trip (shared with concurrent checkouts): the user's order index learns
-	// of the stream before the script.
-	var cmd *redis.Cmd
-	done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
-		p.SAdd(bctx, s.userBase(c.req.UserID)+"orders", sid)
-		cmd = s.evalInPipe(bctx, p, "checkout", s.base(sid), args...)
-	})
-	if err := wait(ctx, done); err != nil {
-		return CheckoutResult{}, err
-	}
-	var r scriptReply
-	var err error
-	switch {
-	case isNoScript(cmd.Err()):
-		r, err = s.run(ctx, "checkout", sid, args...)
-	case cmd.Err() != nil:
-		return CheckoutResult{}, scriptError("checkout", cmd.Err())
-	default:
-		r, err = decodeReply("checkout", cmd.Val().(string))
-	}
+	r, err := s.checkoutScript(ctx, c, sid, c.indexed != sid, c.args(mode, otherExpired, c.req.HoldIDs))
 	c.noteDropped(sid, r)
 	res := CheckoutResult{Changes: changesOf(r), CartCleared: r.Swept}
 	if err != nil {
@@ -770,6 +720,103 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 		c.emptied = sid
 	}
 	return res, nil
+}
+
+// maxCheckoutBatch bounds the checkouts of one script call.
+const maxCheckoutBatch = 200
+
+// checkoutItem is one run of the checkout script waiting for its stream's batch.
+type checkoutItem struct {
+	userID string
+	index  bool  // list the stream in the user's order index first
+	args   []any // the script's arguments for this checkout
+	done   chan struct{}
+	r      scriptReply // set before done is closed, with err
+	err    error
+}
+
+// checkoutScript runs the checkout script for c on one stream (index: list the stream
+// in the user's order index first). Concurrent calls on one stream share a script
+// call (lua/checkout.lua takes a batch; each checkout is still checked and recorded
+// on its own, atomically) and its round trip.
+func (s *RedisStore) checkoutScript(ctx context.Context, c *checkoutCall, sid string, index bool, args []any) (scriptReply, error) {
+	it := &checkoutItem{userID: c.req.UserID, index: index, args: args, done: make(chan struct{})}
+	s.checkouts.add(sid, it)
+	select {
+	case <-it.done:
+		return it.r, it.err
+	case <-ctx.Done():
+		return scriptReply{}, unavailable(ctx.Err())
+	}
+}
+
+// checkoutBatch runs one checkout script call for the items and answers each, in one
+// round trip: the users' order indexes learn of the stream before the script (unless
+// their claim did), so a crash in between leaves a stale entry, never a lost order.
+func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var args []any
+	for _, it := range items {
+		args = append(args, len(it.args))
+		args = append(args, it.args...)
+	}
+	pipe := s.rdb.Pipeline()
+	for _, it := range items {
+		if it.index {
+			pipe.SAdd(ctx, s.userBase(it.userID)+"orders", sid)
+		}
+	}
+	cmd := s.evalInPipe(ctx, pipe, "checkout", s.base(sid), args...)
+	_, err := pipe.Exec(ctx)
+	var r scriptReply
+	switch {
+	case isNoScript(cmd.Err()):
+		r, err = s.run(ctx, "checkout", sid, args...)
+	case err != nil:
+		err = scriptError("checkout", err)
+	default:
+		r, err = decodeReply("checkout", cmd.Val().(string))
+	}
+	for i, it := range items {
+		it.r, it.err = checkoutResult(r, i, err)
+		close(it.done)
+	}
+}
+
+// checkoutResult is the reply of the i-th checkout of a batch, shaped as the reply of
+// a script call of its own: its business error, and only the products and sales it
+// touched (as they are after the batch).
+func checkoutResult(r scriptReply, i int, err error) (scriptReply, error) {
+	switch {
+	case err != nil:
+		return scriptReply{}, err
+	case i >= len(r.Results):
+		return scriptReply{}, fmt.Errorf("redis script checkout: %d results, want more than %d", len(r.Results), i)
+	}
+	res := r.Results[i]
+	out := scriptReply{Err: res.Err, Msg: res.Msg, Order: res.Order, Cleared: res.Cleared, Dropped: res.Dropped,
+		Created: res.Created, Swept: res.Swept, Empty: res.Empty}
+	if ids := splitList(res.Products, ","); len(ids) > 0 {
+		out.Products = make(map[string]hashReply, len(ids))
+		for _, id := range ids {
+			out.Products[id] = r.Products[id]
+		}
+	}
+	if ids := splitList(res.Sales, ","); len(ids) > 0 {
+		out.Sales = make(map[string]hashReply, len(ids))
+		for _, id := range ids {
+			out.Sales[id] = r.Sales[id]
+		}
+	}
+	if out.Err == "" {
+		return out, nil
+	}
+	sentinel, ok := businessErrors[out.Err]
+	if !ok {
+		return out, fmt.Errorf("redis script checkout: unknown error %q: %s", out.Err, out.Msg)
+	}
+	return out, fmt.Errorf("%s: %w", out.Msg, sentinel)
 }
 
 // ListOrders returns the user's orders, oldest first.

@@ -1,124 +1,207 @@
--- checkout: ARGV = user id, idempotency key hash, fingerprint, order id, now_us,
--- now (RFC 3339), mode, expired hold ids cleared elsewhere (joined by ","), seq (the
--- node's clock, orders orders placed at one now), hold id...
+-- checkout: a batch of checkouts of one stream, each checked and recorded in turn
+-- exactly as if it ran alone (concurrent checkouts of one stream share one call, as
+-- holds do). ARGV = for each checkout: the count of its arguments, then its arguments:
+-- user id, idempotency key hash, fingerprint, order id, now_us, now (RFC 3339), mode,
+-- expired hold ids cleared elsewhere (joined by ","), seq (the node's clock, orders
+-- orders placed at one now), hold id...
 -- mode "ids" orders exactly the listed holds, "all" the user's whole cart in this
 -- stream, "clear" only clears (the listed holds, or the whole cart when none are
 -- listed). Every attempt that gets past the key and the holds' existence clears
 -- every expired hold of the user here (answering swept). The key's record here
 -- (order id|at_us|fingerprint, 24 h) makes a retry after a lost answer return the
 -- same order.
-local uid, ih, fp, oid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, mode = num(ARGV[5]), ARGV[7]
+-- Answers results[i] = {order, created, dropped, swept, cleared, empty} or {e, m, ...},
+-- with tp and ts, the products and sales the i-th checkout touched (their values,
+-- after the whole batch, are in the reply's products and sales). The sold counters,
+-- the stream's order list and its expiry index are written once, after the batch.
 local day = 86400000000
-local ik = key('idem', ih)
-if mode ~= 'clear' then
-  local rec = redis.call('GET', ik)
-  if rec then
-    local roid, at, rfp = string.match(rec, '^([^|]*)|([^|]*)|(.*)$')
-    if now - num(at) < day then
-      if rfp ~= fp then
-        return fail('conflict', 'the idempotency key was used with another request')
-      end
-      return reply({order = hgetall(key('o', roid)), created = false})
+local deltas = {}  -- sale or product key → units moved from held to sold
+local ordered = {} -- the batch's new order ids, in order
+local unindexed = {} -- ordered hold ids, to leave the expiry index
+
+-- call_many runs cmd on the values vs after the arguments first (a key, or none), a
+-- thousand at a time (Lua's stack is bounded).
+local function call_many(cmd, first, vs)
+  for i = 1, #vs, 1000 do
+    if first then
+      redis.call(cmd, first, unpack(vs, i, math.min(i + 999, #vs)))
+    else
+      redis.call(cmd, unpack(vs, i, math.min(i + 999, #vs)))
     end
   end
 end
 
-local holds, missing, seen = {}, false, {}
-local function add(id)
-  if seen[id] then
-    return
-  end
-  seen[id] = true
-  local h = hgetall(key('h', id))
-  if not h or h.user_id ~= uid then
-    missing = true
-  else
-    holds[#holds + 1] = h
-  end
-end
-if mode == 'ids' or (mode == 'clear' and #ARGV >= 10) then
-  for i = 10, #ARGV do
-    add(ARGV[i])
-  end
-else
-  for _, id in ipairs(redis.call('LRANGE', key('uh', uid), 0, -1)) do
-    add(id)
-  end
-end
-if missing and mode == 'ids' then
-  return fail('not_found', 'hold not found')
-end
-
-local live, expired_ids = {}, {}
-for _, h in ipairs(holds) do
-  if h.state ~= 'live' or num(h.exp_us) <= now then
-    release_hold(h)
-    drop_hold(h)
-    expired_ids[#expired_ids + 1] = h.id
-  else
-    live[#live + 1] = h
-  end
-end
--- The user's other expired holds in this stream (outside the listed ones) leave the
--- cart too, unlisted: API.md lists an expired hold only until the next checkout. Then
--- the whole of the user's cart here is clear of expired holds (swept).
-local dropped = {unpack(expired_ids)}
-if mode == 'ids' or #ARGV >= 10 then
-  for _, id in ipairs(redis.call('LRANGE', key('uh', uid), 0, -1)) do
-    if not seen[id] then
-      local h = hgetall(key('h', id))
-      if h and (h.state ~= 'live' or num(h.exp_us) <= now) then
-        release_hold(h)
-        drop_hold(h)
-        dropped[#dropped + 1] = id
+local function checkout_one(a)
+  local uid, ih, fp, oid, now_us, now_at, mode, other, seq = unpack(a, 1, 9)
+  local now = num(now_us)
+  local ik = key('idem', ih)
+  if mode ~= 'clear' then
+    local rec = redis.call('GET', ik)
+    if rec then
+      local roid, at, rfp = string.match(rec, '^([^|]*)|([^|]*)|(.*)$')
+      if now - num(at) < day then
+        if rfp ~= fp then
+          return {e = 'conflict', m = 'the idempotency key was used with another request'}
+        end
+        return {order = hgetall(key('o', roid)), created = false}
       end
     end
   end
-end
-local swept = table.concat(dropped, ',')
-if mode == 'clear' then
-  return reply({cleared = table.concat(expired_ids, ','), dropped = swept, swept = true})
-end
-if #live == 0 or (mode == 'ids' and #expired_ids > 0) then
-  if #expired_ids > 0 then
-    return reply({e = 'hold_expired', m = 'hold expired: ' .. table.concat(expired_ids, ', '), dropped = swept, swept = true})
+
+  local cart = redis.call('LRANGE', key('uh', uid), 0, -1)
+  local listed = mode == 'ids' or #a >= 10
+  local holds, missing, seen = {}, false, {}
+  local function add(id)
+    if seen[id] then
+      return
+    end
+    seen[id] = true
+    local h = hgetall(key('h', id))
+    if not h or h.user_id ~= uid then
+      missing = true
+    else
+      holds[#holds + 1] = h
+    end
   end
-  return reply({e = 'conflict', m = 'the cart is empty', dropped = swept, swept = true})
+  if listed then
+    for i = 10, #a do
+      add(a[i])
+    end
+  else
+    for _, id in ipairs(cart) do
+      add(id)
+    end
+  end
+  if missing and mode == 'ids' then
+    return {e = 'not_found', m = 'hold not found'}
+  end
+
+  local live, expired_ids = {}, {}
+  for _, h in ipairs(holds) do
+    if h.state ~= 'live' or num(h.exp_us) <= now then
+      release_hold(h)
+      drop_hold(h)
+      expired_ids[#expired_ids + 1] = h.id
+    else
+      live[#live + 1] = h
+    end
+  end
+  -- The user's other expired holds in this stream (outside the listed ones) leave the
+  -- cart too, unlisted: API.md lists an expired hold only until the next checkout. Then
+  -- the whole of the user's cart here is clear of expired holds (swept).
+  local dropped = {unpack(expired_ids)}
+  if listed then
+    for _, id in ipairs(cart) do
+      if not seen[id] then
+        local h = hgetall(key('h', id))
+        if h and (h.state ~= 'live' or num(h.exp_us) <= now) then
+          release_hold(h)
+          drop_hold(h)
+          dropped[#dropped + 1] = id
+        end
+      end
+    end
+  end
+  if mode == 'clear' then
+    return {cleared = table.concat(expired_ids, ','), dropped = table.concat(dropped, ','), swept = true}
+  end
+  if #live == 0 or (mode == 'ids' and #expired_ids > 0) then
+    local swept = table.concat(dropped, ',')
+    if #expired_ids > 0 then
+      return {e = 'hold_expired', m = 'hold expired: ' .. table.concat(expired_ids, ', '), dropped = swept, swept = true}
+    end
+    return {e = 'conflict', m = 'the cart is empty', dropped = swept, swept = true}
+  end
+
+  local total, items, currency, gone = 0, {}, '', {}
+  for _, h in ipairs(live) do
+    local q = num(h.quantity)
+    local k
+    if h.sale_id ~= '' then
+      k = key('s', h.sale_id)
+      touch_sale(h.sale_id)
+    else
+      k = key('p', h.product_id)
+      touch_product(h.product_id)
+    end
+    deltas[k] = (deltas[k] or 0) + q
+    total = total + q * num(h.unit_price_cents)
+    currency = h.currency
+    items[#items + 1] = table.concat({h.product_id, h.sale_id, h.quantity, h.unit_price_cents}, ',')
+    gone[#gone + 1] = key('h', h.id)
+    unindexed[#unindexed + 1] = h.id
+    dropped[#dropped + 1] = h.id
+  end
+  call_many('DEL', nil, gone)
+  -- The cart here is empty when every hold it listed has left it (the usual case):
+  -- one DEL instead of an LREM per hold.
+  local left = {}
+  for _, id in ipairs(dropped) do
+    left[id] = true
+  end
+  local empty = true
+  for _, id in ipairs(cart) do
+    if not left[id] then
+      empty = false
+      break
+    end
+  end
+  if empty then
+    redis.call('DEL', key('uh', uid))
+  else
+    for _, h in ipairs(live) do
+      redis.call('LREM', key('uh', uid), 0, h.id)
+    end
+  end
+  local expired = table.concat(expired_ids, ',')
+  if other ~= '' then
+    expired = other .. (expired ~= '' and ',' or '') .. expired
+  end
+  local o = {
+    id = oid, user_id = uid, stream_id = live[1].stream_id, items = table.concat(items, ';'),
+    total_cents = string.format('%.0f', total), currency = currency, status = 'placed',
+    created_at = now_at, created_us = now_us, seq = seq, expired = expired,
+  }
+  hset(key('o', oid), o)
+  ordered[#ordered + 1] = oid
+  redis.call('RPUSH', key('uo', uid), oid)
+  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', 86400000)
+  return {order = o, created = true, dropped = table.concat(dropped, ','), swept = true, empty = empty}
 end
 
-local total, items, currency = 0, {}, ''
-for _, h in ipairs(live) do
-  local q = num(h.quantity)
-  if h.sale_id ~= '' then
-    local sk = key('s', h.sale_id)
-    redis.call('HINCRBY', sk, 'held', -q)
-    redis.call('HINCRBY', sk, 'sold', q)
-    touch_sale(h.sale_id)
-  else
-    local pk = key('p', h.product_id)
-    redis.call('HINCRBY', pk, 'held', -q)
-    redis.call('HINCRBY', pk, 'sold', q)
-    touch_product(h.product_id)
+local function ids_of(set)
+  local out = {}
+  for id in pairs(set) do
+    out[#out + 1] = id
   end
-  total = total + q * num(h.unit_price_cents)
-  currency = h.currency
-  items[#items + 1] = table.concat({h.product_id, h.sale_id, h.quantity, h.unit_price_cents}, ',')
-  drop_hold(h)
-  dropped[#dropped + 1] = h.id
+  return table.concat(out, ',')
 end
-local expired = table.concat(expired_ids, ',')
-if ARGV[8] ~= '' then
-  expired = ARGV[8] .. (expired ~= '' and ',' or '') .. expired
+
+local results, all_products, all_sales = {}, {}, {}
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  touched.products, touched.sales = {}, {}
+  local r = checkout_one({unpack(ARGV, i + 1, i + n)})
+  r.tp, r.ts = ids_of(touched.products), ids_of(touched.sales)
+  for id in pairs(touched.products) do
+    all_products[id] = true
+  end
+  for id in pairs(touched.sales) do
+    all_sales[id] = true
+  end
+  results[#results + 1] = r
+  i = i + n + 1
 end
-local o = {
-  id = oid, user_id = uid, stream_id = live[1].stream_id, items = table.concat(items, ';'),
-  total_cents = string.format('%.0f', total), currency = currency, status = 'placed',
-  created_at = ARGV[6], created_us = ARGV[5], seq = ARGV[9], expired = expired,
-}
-hset(key('o', oid), o)
-redis.call('RPUSH', key('orders'), oid)
-redis.call('RPUSH', key('uo', uid), oid)
-redis.call('SET', ik, oid .. '|' .. ARGV[5] .. '|' .. fp, 'PX', 86400000)
-return reply({order = o, created = true, dropped = table.concat(dropped, ','), swept = true,
-  empty = redis.call('LLEN', key('uh', uid)) == 0})
+touched.products, touched.sales = all_products, all_sales
+for k, q in pairs(deltas) do
+  redis.call('HINCRBY', k, 'held', -q)
+  redis.call('HINCRBY', k, 'sold', q)
+end
+if #ordered > 0 then
+  call_many('RPUSH', key('orders'), ordered)
+end
+if #unindexed > 0 then
+  call_many('ZREM', key('exp'), unindexed)
+end
+return reply({results = results})

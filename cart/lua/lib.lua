@@ -85,6 +85,7 @@ local function reply(r)
   if r.results then
     for _, res in ipairs(r.results) do
       res.hold = pack(res.hold)
+      res.order = pack(res.order)
     end
   end
   r.products = {}
