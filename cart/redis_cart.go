@@ -429,10 +429,12 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	case err == nil:
 		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
 		var prune []any
-		if c.emptied != "" { // the stream leaves the cart's index unless a hold came since
+		if c.emptied != "" && !(len(cart.sids) == 1 && cart.sids[0] == c.emptied) {
+			// The stream leaves the cart's index unless a hold came since. The index's
+			// only stream stays: the user's next checkout is a one-stream one anyway.
 			prune = []any{c.emptied, cmp.Or(cart.gens[c.emptied], "0")}
 		}
-		s.finishCheckout(ub, ih, v, c.dropped, prune)
+		s.finishCheckout(ub, ih, v, prune)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
 		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, ih, token)
@@ -440,21 +442,22 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	return res, err
 }
 
-// finishCheckout remembers the placed order under its key (lua/finish.lua) and drops
-// the ordered holds from the sweep set, off the request's path (one round trip less
-// per checkout). Until it lands, a call with the same key finds "pending" and waits
-// for it; if it never lands (Redis down), the pending mark expires and the order's
-// stream, whose script recorded the key with the order, answers the retry with the
-// same order. prune (stream id, generation) also forgets a stream where the order
-// emptied the user's cart (as lua/prune.lua does), so the user's next checkout there
-// or elsewhere takes the one-stream path; if it is lost, the next cart read prunes.
-func (s *RedisStore) finishCheckout(userBase, ih, value string, dropped, prune []any) {
-	args := append([]any{ih, value, IdempotencyTTL.Milliseconds()}, prune...)
+// finishCheckout remembers the placed order under its key, off the request's path
+// (one round trip less per checkout). Until it lands, a call with the same key finds
+// "pending" and waits for it; if it never lands (Redis down), the pending mark
+// expires and the order's stream, whose script recorded the key with the order,
+// answers the retry with the same order. prune (stream id, generation) also forgets
+// a stream where the order emptied the user's cart (lua/finish.lua, as prune.lua
+// does), so the user's next checkout elsewhere takes the one-stream path; if it is
+// lost, the next cart read prunes.
+func (s *RedisStore) finishCheckout(userBase, ih, value string, prune []any) {
 	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-		s.evalInPipe(ctx, p, "finish", userBase, args...)
-		if len(dropped) > 0 { // holds out of the cart need no sweep
-			p.ZRem(ctx, s.prefix+"holddue", dropped...)
+		if len(prune) == 0 {
+			p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
+			return
 		}
+		args := append([]any{ih, value, IdempotencyTTL.Milliseconds()}, prune...)
+		s.evalInPipe(ctx, p, "finish", userBase, args...)
 	})
 }
 
@@ -537,7 +540,6 @@ type checkoutCall struct {
 	req     CheckoutRequest
 	ih      string // the idempotency key's hash
 	now     time.Time
-	dropped []any  // holddue members of holds that left the cart (no sweep needed)
 	emptied string // the stream where the order left the user's cart empty
 	indexed string // the stream the user's order index lists already (see claim.lua)
 }
@@ -689,17 +691,9 @@ func (c *checkoutCall) args(mode, otherExpired string, ids []string) []any {
 	return args
 }
 
-// noteDropped records the holds a script took out of a stream's cart.
-func (c *checkoutCall) noteDropped(streamID string, r scriptReply) {
-	for _, id := range splitList(r.Dropped, ",") {
-		c.dropped = append(c.dropped, dueMember(streamID, id))
-	}
-}
-
 // clearExpired clears the user's expired holds (of ids, or all) in one stream.
 func (s *RedisStore) clearExpired(ctx context.Context, c *checkoutCall, sid string, ids []string) ([]string, Changes, error) {
 	r, err := s.checkoutScript(ctx, c, sid, false, c.args("clear", "", ids))
-	c.noteDropped(sid, r)
 	return splitList(r.Cleared, ","), changesOf(r), err
 }
 
@@ -710,7 +704,6 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 		mode = "ids"
 	}
 	r, err := s.checkoutScript(ctx, c, sid, c.indexed != sid, c.args(mode, otherExpired, c.req.HoldIDs))
-	c.noteDropped(sid, r)
 	res := CheckoutResult{Changes: changesOf(r), CartCleared: r.Swept}
 	if err != nil {
 		return res, err
@@ -778,9 +771,18 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	default:
 		r, err = decodeReply("checkout", cmd.Val().(string))
 	}
+	var dropped []any
 	for i, it := range items {
 		it.r, it.err = checkoutResult(r, i, err)
+		for _, id := range splitList(it.r.Dropped, ",") {
+			dropped = append(dropped, dueMember(sid, id))
+		}
 		close(it.done)
+	}
+	if len(dropped) > 0 { // holds out of the carts need no sweep: one write per batch
+		s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
+			p.ZRem(ctx, s.prefix+"holddue", dropped...)
+		})
 	}
 }
 

@@ -181,8 +181,9 @@ func TestRedisCartForgetsEmptyStreams(t *testing.T) {
 
 // TestRedisCheckoutForgetsEmptiedStream: an order that empties the user's cart in its
 // stream takes that stream out of the user's cart index (after the answer, off the
-// request's path), so the user's next checkout elsewhere is a one-stream checkout
-// again; a hold that came after the claim keeps the stream listed.
+// request's path) when the index lists others, so the user's next checkout is a
+// one-stream checkout again; the index's only stream stays (the next checkout is a
+// one-stream one anyway). A hold that came after the claim keeps the stream listed.
 func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
@@ -194,8 +195,18 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.background.Wait()
+	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 || sids[0] != a.StreamID {
+		t.Fatalf("cart streams after the order emptied the only one: got %v, want %s kept", sids, a.StreamID)
+	}
+	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.checkout("u", "k2", nil, e.now); err != nil {
+		t.Fatal(err)
+	}
+	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 0 {
-		t.Fatalf("cart streams after the order emptied the cart: got %v, want none", sids)
+		t.Fatalf("cart streams after the order in b emptied the cart: got %v, want none", sids)
 	}
 	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
 		t.Fatal(err)
@@ -204,7 +215,7 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatalf("cart streams after a hold in b: got %v, want only %s", sids, b.StreamID)
 	}
 	// A stale generation (a hold came after the claim) does not forget the stream.
-	st.finishCheckout(st.userBase("u"), "x", "done", nil, []any{b.StreamID, "0"})
+	st.finishCheckout(st.userBase("u"), "x", "done", []any{b.StreamID, "0"})
 	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 {
 		t.Fatalf("cart streams after a prune with a stale generation: got %v, want %s kept", sids, b.StreamID)
