@@ -75,23 +75,23 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	defer cancel()
 	args := make([]any, 0, 9*len(calls))
 	dues := make([]redis.Z, len(calls))
+	gens := map[string]string{} // user → the new generation of sid in the user's cart index
 	var users []string
-	seen := map[string]bool{}
 	for i, c := range calls {
 		r := c.req
 		args = append(args, r.ID, r.UserID, r.ProductID, r.SaleID, r.Quantity,
 			formatTime(r.ExpiresAt), micros(r.ExpiresAt), micros(c.now), seq())
 		dues[i] = redis.Z{Score: float64(r.ExpiresAt.UnixMicro()), Member: dueMember(sid, r.ID)}
-		if !seen[r.UserID] {
-			seen[r.UserID] = true
+		if _, ok := gens[r.UserID]; !ok {
+			gens[r.UserID] = r.ID // unique: a generation never comes back (see lua/claim.lua)
 			users = append(users, r.UserID)
 		}
 	}
-	// The users' carts learn of the stream right after the script (and bump its
-	// generation, see lua/prune.lua), in the same round trip.
+	// The users' carts learn of the stream right after the script, with a new
+	// generation (see lua/claim.lua), in the same round trip.
 	addToCarts := func(p redis.Pipeliner) {
 		for _, u := range users {
-			p.HIncrBy(ctx, s.userBase(u)+"gen", sid, 1)
+			p.HSet(ctx, s.userBase(u)+"gen", sid, gens[u])
 		}
 	}
 	pipe := s.rdb.Pipeline()
@@ -167,24 +167,27 @@ type cartOf struct {
 // their generations (see lua/prune.lua).
 func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, map[string]string, error) {
 	var members *redis.StringSliceCmd
-	var gens *redis.MapStringStringCmd
+	var gens, emptied *redis.MapStringStringCmd
 	done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
 		members = p.SMembers(bctx, s.userBase(userID)+"holds")
 		gens = p.HGetAll(bctx, s.userBase(userID)+"gen")
+		emptied = p.HGetAll(bctx, s.userBase(userID)+"emptied")
 	})
 	if err := wait(ctx, done); err != nil {
 		return nil, nil, err
 	}
-	if err := errors.Join(members.Err(), gens.Err()); err != nil {
+	if err := errors.Join(members.Err(), gens.Err(), emptied.Err()); err != nil {
 		return nil, nil, unavailable(err)
 	}
-	gen := gens.Val()
+	gen, gone := gens.Val(), emptied.Val()
 	sids := make([]string, 0, len(gen))
-	for sid := range gen {
-		sids = append(sids, sid)
+	for sid, g := range gen {
+		if e, ok := gone[sid]; !ok || e != g { // else an order emptied it since its last hold
+			sids = append(sids, sid)
+		}
 	}
 	for _, sid := range members.Val() { // the index's older form
-		if _, ok := gen[sid]; !ok {
+		if _, ok := gen[sid]; !ok && gone[sid] != "0" {
 			sids = append(sids, sid)
 		}
 	}
@@ -428,13 +431,11 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	switch {
 	case err == nil:
 		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
-		var prune []any
-		if c.emptied != "" && !(len(cart.sids) == 1 && cart.sids[0] == c.emptied) {
-			// The stream leaves the cart's index unless a hold came since. The index's
-			// only stream stays: the user's next checkout is a one-stream one anyway.
-			prune = []any{c.emptied, cmp.Or(cart.gens[c.emptied], "0")}
+		var emptied []string
+		if c.emptied != "" { // the stream leaves the cart's index unless a hold came since
+			emptied = []string{c.emptied, cmp.Or(cart.gens[c.emptied], "0")}
 		}
-		s.finishCheckout(ub, ih, v, prune)
+		s.finishCheckout(ub, ih, v, emptied)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
 		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, ih, token)
@@ -446,18 +447,16 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 // (one round trip less per checkout). Until it lands, a call with the same key finds
 // "pending" and waits for it; if it never lands (Redis down), the pending mark
 // expires and the order's stream, whose script recorded the key with the order,
-// answers the retry with the same order. prune (stream id, generation) also forgets
-// a stream where the order emptied the user's cart (lua/finish.lua, as prune.lua
-// does), so the user's next checkout elsewhere takes the one-stream path; if it is
-// lost, the next cart read prunes.
-func (s *RedisStore) finishCheckout(userBase, ih, value string, prune []any) {
+// answers the retry with the same order. emptied (stream id, generation) records
+// that the order emptied the user's cart in that stream, so the cart index forgets
+// it (see lua/claim.lua) and the user's next checkout elsewhere takes the one-stream
+// path; if it is lost, the next cart read prunes.
+func (s *RedisStore) finishCheckout(userBase, ih, value string, emptied []string) {
 	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-		if len(prune) == 0 {
-			p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
-			return
+		p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
+		if len(emptied) == 2 {
+			p.HSet(ctx, userBase+"emptied", emptied[0], emptied[1])
 		}
-		args := append([]any{ih, value, IdempotencyTTL.Milliseconds()}, prune...)
-		s.evalInPipe(ctx, p, "finish", userBase, args...)
 	})
 }
 

@@ -180,10 +180,9 @@ func TestRedisCartForgetsEmptyStreams(t *testing.T) {
 }
 
 // TestRedisCheckoutForgetsEmptiedStream: an order that empties the user's cart in its
-// stream takes that stream out of the user's cart index (after the answer, off the
-// request's path) when the index lists others, so the user's next checkout is a
-// one-stream checkout again; the index's only stream stays (the next checkout is a
-// one-stream one anyway). A hold that came after the claim keeps the stream listed.
+// stream takes that stream out of the user's cart index (recorded after the answer,
+// off the request's path), so the user's next checkout elsewhere is a one-stream
+// checkout again; a hold that came after the claim keeps the stream listed.
 func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
@@ -195,18 +194,8 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.background.Wait()
-	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 || sids[0] != a.StreamID {
-		t.Fatalf("cart streams after the order emptied the only one: got %v, want %s kept", sids, a.StreamID)
-	}
-	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.checkout("u", "k2", nil, e.now); err != nil {
-		t.Fatal(err)
-	}
-	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 0 {
-		t.Fatalf("cart streams after the order in b emptied the cart: got %v, want none", sids)
+		t.Fatalf("cart streams after the order emptied the cart: got %v, want none", sids)
 	}
 	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
 		t.Fatal(err)
@@ -214,13 +203,46 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 || sids[0] != b.StreamID {
 		t.Fatalf("cart streams after a hold in b: got %v, want only %s", sids, b.StreamID)
 	}
+	// The next claim forgets a for good and sees only b.
+	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "k2"), "f", "", e.now)
+	if err != nil || len(cart.sids) != 1 || cart.sids[0] != b.StreamID || cart.indexed != b.StreamID {
+		t.Fatalf("claim: got %+v %v, want only %s", cart, err, b.StreamID)
+	}
 	// A stale generation (a hold came after the claim) does not forget the stream.
-	st.finishCheckout(st.userBase("u"), "x", "done", []any{b.StreamID, "0"})
+	st.finishCheckout(st.userBase("u"), "x", "done", []string{b.StreamID, "0"})
 	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 {
-		t.Fatalf("cart streams after a prune with a stale generation: got %v, want %s kept", sids, b.StreamID)
+		t.Fatalf("cart streams after an emptied record with a stale generation: got %v, want %s kept", sids, b.StreamID)
 	}
 	e.checkInvariants(t)
+}
+
+// TestRedisEmptiedRecordAfterPrune: the record that an order emptied a stream can land
+// after a cart read pruned that stream; a later hold there gives the stream a new
+// generation, so the late record never hides it.
+func TestRedisEmptiedRecordAfterPrune(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	a := e.sale(t, e.stream(t), 5, 5)
+	if _, err := e.hold("u", "", a.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "k"), "f", "", e.now)
+	if err != nil || len(cart.sids) != 1 {
+		t.Fatalf("claim: got %+v %v, want one stream", cart, err)
+	}
+	old := cart.gens[a.StreamID]
+	st.rdb.HDel(e.ctx, st.userBase("u")+"gen", a.StreamID) // as a prune would
+	h, err := e.hold("u", "", a.ID, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.finishCheckout(st.userBase("u"), "x", "done", []string{a.StreamID, old}) // lands late
+	st.background.Wait()
+	holds, err := st.ListHolds(e.ctx, "u", e.now)
+	if err != nil || len(holds) != 2 {
+		t.Fatalf("ListHolds: got %d holds %v, want 2 (the new one %s too)", len(holds), err, h.ID)
+	}
 }
 
 // TestRedisReplyPacking: records in script replies are packed as <length>:<bytes>;

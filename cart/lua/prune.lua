@@ -1,8 +1,8 @@
 -- prune: KEYS[1] = the user's key base; ARGV = stream id, generation, ... Forgets
 -- streams whose part of the user's cart was seen empty, unless a hold was added there
--- since: every hold bumps the stream's generation after its script has run, so a
+-- since: every hold gives the stream a new generation after its script has run, so a
 -- stream is only forgotten if no hold came after the empty cart was read (a hold that
--- races re-adds the stream after this).
+-- races re-adds the stream after this). See claim.lua.
 for i = 1, #ARGV, 2 do
   local sid, gen = ARGV[i], ARGV[i + 1]
   if (redis.call('HGET', key('gen'), sid) or '0') == gen then
