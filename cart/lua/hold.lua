@@ -2,13 +2,14 @@
 -- expires_at (RFC 3339), expires_us, now_us, seq (the node's clock, orders holds made
 -- at one now). Exactly one of product id and sale id is set. Each hold, in turn,
 -- takes its units out of the product's stock or the sale's remaining and is recorded,
--- or is refused as a whole (every check comes before any write): concurrent holds of
+-- or is refused as a whole (nothing of it stays): concurrent holds of
 -- one stream share one call. Answers results[i] = {hold = ...} or {e = code, m = ...};
 -- a new hold answers only what the caller does not know (product_id,
 -- unit_price_cents, currency), a retry of an existing one the whole record.
 -- The batch reads each sale and product once and keeps their counters here; they are
 -- written once, after the last hold (the script is atomic, so no one sees between).
 local sales, products = {}, {}
+local expiries = {} -- score, hold id, ... of the new holds: one ZADD after the batch
 
 local function hmget(k, ...)
   local names = {...}
@@ -71,16 +72,27 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     if not sale_active(s, now) then
       return {e = 'sale_not_active', m = 'the sale is not active'}
     end
-    local uk = key('su', said)
-    local used = num(redis.call('HGET', uk, uid))
-    if used + q > num(s.per_user_limit) then
-      return {e = 'limit_exceeded', m = 'at most ' .. s.per_user_limit .. ' units of this sale per buyer'}
-    end
+    -- The user's units of the sale: read only when sold out (to tell limit_exceeded
+    -- from sold_out); else counted up at once and counted back if over the limit
+    -- (one command instead of two on the usual path; the script is atomic).
+    local uk, limit = key('su', said), num(s.per_user_limit)
+    local over = {e = 'limit_exceeded', m = 'at most ' .. s.per_user_limit .. ' units of this sale per buyer'}
     if s.remaining < q then
+      if num(redis.call('HGET', uk, uid)) + q > limit then
+        return over
+      end
       return {e = 'sold_out', m = 'sold out'}
     end
+    local used = redis.call('HINCRBY', uk, uid, qty)
+    if used > limit then
+      if used == q then
+        redis.call('HDEL', uk, uid)
+      else
+        redis.call('HINCRBY', uk, uid, -q)
+      end
+      return over
+    end
     s.remaining, s.held = s.remaining - q, s.held + q
-    redis.call('HINCRBY', uk, uid, qty)
     touch_sale(said)
     price = s.price_cents
   else
@@ -96,7 +108,8 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     expires_at = expires_at, exp_us = exp_us, created_us = now_us, seq = seq, state = 'live',
   }
   hset(key('h', hid), h)
-  redis.call('ZADD', key('exp'), exp_us, hid)
+  expiries[#expiries + 1] = exp_us
+  expiries[#expiries + 1] = hid
   redis.call('RPUSH', key('uh', uid), hid)
   return {hold = {product_id = pid, unit_price_cents = price, currency = p.currency}}
 end
@@ -108,6 +121,9 @@ end
 for id in pairs(touched.sales) do
   local s = sales[id]
   redis.call('HSET', key('s', id), 'remaining', string.format('%d', s.remaining), 'held', string.format('%d', s.held))
+end
+for i = 1, #expiries, 1000 do
+  redis.call('ZADD', key('exp'), unpack(expiries, i, math.min(i + 999, #expiries)))
 end
 for id in pairs(touched.products) do
   local p = products[id]
