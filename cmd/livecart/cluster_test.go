@@ -20,20 +20,10 @@ import (
 
 const clusterSecret = "cluster-test-secret-0123456789"
 
-// startNode runs a real Main on the shared Redis with the given key prefix and returns
-// its base URL.
-func startNode(t *testing.T, name, prefix string) string {
+// startMain runs a real Main with cfg until the test ends (the test fails if it does not
+// stop cleanly) and returns it once it listens.
+func startMain(t *testing.T, name string, cfg Config) *Main {
 	t.Helper()
-	cfg := defaultConfig()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.Store = "redis"
-	cfg.Redis.URL = "redis://127.0.0.1:6379/0"
-	cfg.Redis.Prefix = prefix
-	cfg.Auth.Secret = clusterSecret
-	cfg.NodeID = name
-	cfg.DataDir = t.TempDir()
-	cfg.Media.UDPPort = freeUDPPort(t)
-	cfg.Log.Level = "warn"
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -41,25 +31,91 @@ func startNode(t *testing.T, name, prefix string) string {
 	m, err := NewMain(ctx, cfg, io.Discard)
 	if err != nil {
 		cancel()
-		t.Fatalf("node %s: %v", name, err)
+		t.Fatalf("%s: NewMain: %v", name, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node %s run: %v", name, err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s run: %v", name, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("%s did not stop within 15 s", name)
 		}
 		m.Close()
 	})
-	for range 200 {
-		if a := m.Addr(); a != "" {
-			return "http://" + a
+	for range 1000 {
+		if m.Addr() != "" {
+			return m
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("node %s did not listen", name)
-	return ""
+	t.Fatalf("%s did not listen within 10 s", name)
+	return nil
+}
+
+// testConfig is the default config on loopback with a free HTTP and UDP port, its own
+// data dir and quiet logs.
+func testConfig(t *testing.T) Config {
+	cfg := defaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.Media.UDPPort = freeUDPPort(t)
+	cfg.Log.Level = "warn"
+	return cfg
+}
+
+// redisConfig is testConfig on the Redis at url with the given key prefix and the
+// cluster tests' secret.
+func redisConfig(t *testing.T, url, prefix string) Config {
+	cfg := testConfig(t)
+	cfg.Store, cfg.Redis.URL, cfg.Redis.Prefix = "redis", url, prefix
+	cfg.Auth.Secret = clusterSecret
+	return cfg
+}
+
+// startNode runs a real Main on the shared Redis with the given key prefix and returns
+// its base URL.
+func startNode(t *testing.T, name, prefix string) string {
+	t.Helper()
+	cfg := redisConfig(t, "redis://127.0.0.1:6379/0", prefix)
+	cfg.NodeID = name
+	return "http://" + startMain(t, "node "+name, cfg).Addr()
+}
+
+// mint signs a token for user (named user) with the cluster tests' secret.
+func mint(t *testing.T, role auth.Role, user string) string {
+	tok, err := auth.New([]byte(clusterSecret), nil).Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// wantUnavailable fails the test unless resp is 503 unavailable with Retry-After; it
+// closes the body.
+func wantUnavailable(t *testing.T, what string, resp *http.Response) {
+	t.Helper()
+	var body struct{ Error struct{ Code string } }
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || body.Error.Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("%s: got %d %q Retry-After %q, want 503 unavailable with Retry-After",
+			what, resp.StatusCode, body.Error.Code, resp.Header.Get("Retry-After"))
+	}
+}
+
+// readyz is the status of GET /readyz (0 when the request fails).
+func readyz(base string) int {
+	r, err := http.Get(base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	r.Body.Close()
+	return r.StatusCode
 }
 
 func cleanupPrefix(t *testing.T, prefix string) {
@@ -176,14 +232,7 @@ func TestTwoNodesOneService(t *testing.T) {
 	a := startNode(t, "node-a", prefix)
 	b := startNode(t, "node-b", prefix)
 
-	mint := func(role auth.Role, user string) string {
-		tok, err := auth.New([]byte(clusterSecret), nil).Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	creator := mint(auth.RoleCreator, "alice")
+	creator := mint(t, auth.RoleCreator, "alice")
 
 	var st struct{ ID string }
 	call(t, "POST", a+"/api/streams", creator, map[string]string{"title": "cluster"}, 201, &st)
@@ -194,7 +243,7 @@ func TestTwoNodesOneService(t *testing.T) {
 	}
 
 	wa := dialWS(t, a, st.ID, "")
-	wb := dialWS(t, b, st.ID, mint(auth.RoleViewer, "bob"))
+	wb := dialWS(t, b, st.ID, mint(t, auth.RoleViewer, "bob"))
 	snapA, snapB := next(t, wa, "snapshot"), next(t, wb, "snapshot")
 	if snapA.Seq != snapB.Seq {
 		t.Fatalf("snapshot seq: A %d, B %d, want equal", snapA.Seq, snapB.Seq)
@@ -240,7 +289,7 @@ func TestTwoNodesOneService(t *testing.T) {
 		if i%2 == 1 {
 			node = b
 		}
-		buyer := mint(auth.RoleViewer, fmt.Sprintf("buyer-%d", i))
+		buyer := mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i))
 		resp := postJSON(t, node+"/api/cart/items", buyer, map[string]any{"sale_id": sale.ID, "quantity": 1})
 		resp.Body.Close()
 		switch resp.StatusCode {

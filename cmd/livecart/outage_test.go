@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -64,31 +62,8 @@ func unstartedRedis(t *testing.T, port int) (start, kill func()) {
 func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
 	const port = 16391
 	start, kill := privateRedis(t, port)
-	cfg := defaultConfig()
-	cfg.Addr, cfg.Store, cfg.Auth.Secret = "127.0.0.1:0", "redis", clusterSecret
-	cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	cfg.Redis.Prefix = "outage"
-	cfg.DataDir, cfg.Media.UDPPort, cfg.Log.Level = t.TempDir(), freeUDPPort(t), "error"
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := NewMain(ctx, cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done; m.Close() }()
-	var base string
-	for base == "" {
-		if a := m.Addr(); a != "" {
-			base = "http://" + a
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	mint := func(role auth.Role, user string) string {
-		tok, _ := auth.New([]byte(clusterSecret), nil).Mint(auth.Identity{UserID: user, Role: role}, time.Hour)
-		return tok
-	}
-	creator, buyer := mint(auth.RoleCreator, "alice"), mint(auth.RoleViewer, "bob")
+	base := "http://" + startMain(t, "server", redisConfig(t, fmt.Sprintf("redis://127.0.0.1:%d/0", port), "outage")).Addr()
+	creator, buyer := mint(t, auth.RoleCreator, "alice"), mint(t, auth.RoleViewer, "bob")
 	var st, p struct{ ID string }
 	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "outage"}, 201, &st)
 	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
@@ -101,16 +76,9 @@ func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
 	hold := func() *http.Response {
 		return postJSON(t, base+"/api/cart/items", buyer, map[string]any{"product_id": p.ID, "quantity": 1})
 	}
-	resp := hold()
-	var body struct{ Error struct{ Code string } }
-	json.NewDecoder(resp.Body).Decode(&body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || body.Error.Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("hold while Redis is down: got %d %q Retry-After %q, want 503 unavailable with Retry-After",
-			resp.StatusCode, body.Error.Code, resp.Header.Get("Retry-After"))
-	}
-	if r, err := http.Get(base + "/readyz"); err != nil || r.StatusCode != 503 {
-		t.Fatalf("readyz while Redis is down: got %v %v, want 503", r.StatusCode, err)
+	wantUnavailable(t, "hold while Redis is down", hold())
+	if got := readyz(base); got != 503 {
+		t.Fatalf("readyz while Redis is down: got %d, want 503", got)
 	}
 
 	start()
@@ -126,8 +94,8 @@ func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if r, err := http.Get(base + "/readyz"); err != nil || r.StatusCode != 200 {
-		t.Fatalf("readyz after recovery: got %v %v, want 200", r.StatusCode, err)
+	if got := readyz(base); got != 200 {
+		t.Fatalf("readyz after recovery: got %d, want 200", got)
 	}
 	var orders []struct{ ID string }
 	call(t, "GET", base+"/api/orders", buyer, nil, 200, &orders)
@@ -152,54 +120,21 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	start, _ := unstartedRedis(t, port)
-	cfg := defaultConfig()
-	cfg.Addr, cfg.Store, cfg.Auth.Secret = "127.0.0.1:0", "redis", clusterSecret
-	cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	cfg.Redis.Prefix = "late"
-	cfg.DataDir, cfg.Media.UDPPort, cfg.Log.Level = t.TempDir(), freeUDPPort(t), "error"
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := NewMain(ctx, cfg, io.Discard)
+	base := "http://" + startMain(t, "server", redisConfig(t, fmt.Sprintf("redis://127.0.0.1:%d/0", port), "late")).Addr()
+	creator, buyer := mint(t, auth.RoleCreator, "alice"), mint(t, auth.RoleViewer, "bob")
+	r, err := http.Get(base + "/readyz")
 	if err != nil {
-		cancel()
-		t.Fatalf("NewMain while Redis is down: got %v, want it to start", err)
+		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done; m.Close() }()
-	var base string
-	for base == "" {
-		if a := m.Addr(); a != "" {
-			base = "http://" + a
-		}
-		time.Sleep(5 * time.Millisecond)
+	r.Body.Close()
+	if r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("readyz while Redis is down: got %d Retry-After %q, want 503 with Retry-After", r.StatusCode, r.Header.Get("Retry-After"))
 	}
-	mint := func(role auth.Role, user string) string {
-		tok, _ := auth.New([]byte(clusterSecret), nil).Mint(auth.Identity{UserID: user, Role: role}, time.Hour)
-		return tok
-	}
-	creator, buyer := mint(auth.RoleCreator, "alice"), mint(auth.RoleViewer, "bob")
-	if r, err := http.Get(base + "/readyz"); err != nil || r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
-		t.Fatalf("readyz while Redis is down: got %v %v, want 503 with Retry-After", r.StatusCode, err)
-	}
-	resp := postJSON(t, base+"/api/streams", creator, map[string]string{"title": "late"})
-	var body struct{ Error struct{ Code string } }
-	json.NewDecoder(resp.Body).Decode(&body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || body.Error.Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("create stream while Redis is down: got %d %q Retry-After %q, want 503 unavailable with Retry-After",
-			resp.StatusCode, body.Error.Code, resp.Header.Get("Retry-After"))
-	}
+	wantUnavailable(t, "create stream while Redis is down", postJSON(t, base+"/api/streams", creator, map[string]string{"title": "late"}))
 
 	start()
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r, err := http.Get(base + "/readyz")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				break
-			}
-		}
+	for readyz(base) != 200 {
 		if time.Now().After(deadline) {
 			t.Fatalf("readyz after Redis came up: still not 200 after 15 s")
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,37 +28,10 @@ type pagesServer struct {
 
 func startPagesServer(t *testing.T) *pagesServer {
 	t.Helper()
-	cfg := defaultConfig()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := testConfig(t)
 	cfg.Auth.Secret = "pages-e2e-secret-0123456789abcdef"
-	cfg.Media.UDPPort = freeUDPPort(t)
 	cfg.GuestTokens = true
-	cfg.Log.Level = "warn"
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := NewMain(ctx, cfg, io.Discard)
-	if err != nil {
-		cancel()
-		t.Fatalf("NewMain: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop within 15 s")
-		}
-		m.Close()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for m.Addr() == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("server did not listen within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	m := startMain(t, "pages server", cfg)
 	return &pagesServer{t: t, main: m, base: "http://" + m.Addr()}
 }
 
