@@ -449,9 +449,15 @@ func (c *conn) writeStep() bool {
 	}
 	c.mu.Unlock()
 	if handoff != nil { // first: the shard handed over bc.mu with it
-		if failed || stopped || now {
+		deadline := c.nextDeadline()
+		if now {
+			// Half a frame is out: a close may only follow the whole frame, so
+			// finish it in the close's own second, or end without a close frame.
+			deadline = time.Now().Add(time.Second)
+		}
+		if failed || stopped {
 			c.bc.mu.Unlock()
-		} else if err := c.bc.finishWrite(handoff, c.nextDeadline()); err != nil {
+		} else if err := c.bc.finishWrite(handoff, deadline); err != nil {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"fmt"
 	"net"
 	"runtime"
 	"strings"
@@ -126,4 +127,81 @@ func TestWriterGoroutineComesAndGoes(t *testing.T) {
 	ts.hub.Close()
 	ts.srv.Close()
 	waitGoroutines(t, base)
+}
+
+// TestDropWithHandoffPendingClosesAfterTheFrame: the shard's send stopped mid-frame and
+// handed the rest to the writer goroutine, and the connection is dropped (too slow, or
+// shutdown) before that goroutine runs. The close frame must follow the whole data
+// frame, never land inside it: the client then sees its close code (API: 1008/1013),
+// not a corrupt frame and an abnormal closure. The test plays the shard and starts the
+// writer itself, so that the drop falls in that window every time.
+func TestDropWithHandoffPendingClosesAfterTheFrame(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, Writers: 1})
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(16384)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var snap msg
+	if err := ws.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
+		t.Fatalf("first frame: got %s (%v), want snapshot", snap.Type, err)
+	}
+	c := onlyConn(t, ts.hub, ws)
+	waitWriter(t, c, false, "after the snapshot")
+
+	c.mu.Lock()
+	c.writerOn = true // as if a writer goroutine ran: signal only kicks it
+	c.mu.Unlock()
+	data := []byte(`{"type":"announce","text":"` + strings.Repeat("z", 600<<10) + `"}`)
+	if !c.put(newFrame(0, data, time.Now())) {
+		t.Fatal("put: the connection did not go to its shard")
+	}
+	var scratch []byte
+	c.flushFast(&scratch) // the socket takes part of the frame
+	c.mu.Lock()
+	handedOff := c.handoff != nil
+	c.mu.Unlock()
+	if !handedOff {
+		t.Fatal("the socket took a 600 KiB frame at once; no handoff to test")
+	}
+	c.drop(websocket.ClosePolicyViolation, "too slow")
+
+	type result struct {
+		n    int
+		code int
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		var r result
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		typ, p, err := ws.ReadMessage()
+		if err != nil || typ != websocket.TextMessage {
+			r.err = fmt.Errorf("data frame: type %d, %v", typ, err)
+		} else {
+			r.n = len(p)
+			_, _, err = ws.ReadMessage()
+			var ce *websocket.CloseError
+			if errorAs(err, &ce) {
+				r.code = ce.Code
+			}
+			r.err = err
+		}
+		got <- r
+	}()
+	c.writeLoop() // the writer goroutine, late
+	r := <-got
+	if r.n != len(data) {
+		t.Fatalf("data frame: got %d bytes (%v), want %d", r.n, r.err, len(data))
+	}
+	if r.code != websocket.ClosePolicyViolation {
+		t.Fatalf("close: got %v, want code %d", r.err, websocket.ClosePolicyViolation)
+	}
 }
