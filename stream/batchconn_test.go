@@ -286,3 +286,55 @@ func TestBatchConnSendsGSOTrains(t *testing.T) {
 		t.Errorf("messages = %v, want %v", got, want)
 	}
 }
+
+// TestBatchConnRefusedDestinationsDoNotStallOthers: datagrams the kernel refuses (an
+// IPv6 address on this IPv4 socket: EAFNOSUPPORT, as single messages and as GSO
+// trains) and datagrams to a closed port (ICMP port unreachable) are skipped and
+// counted; the viewers around them still get every datagram, in order, and the flusher
+// keeps running.
+func TestBatchConnRefusedDestinationsDoNotStallOthers(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gso=%v", gso), func(t *testing.T) {
+			sock := listenLoopback(t)
+			if gso && !gsoSupported(sock) {
+				t.Skip("kernel without UDP_SEGMENT")
+			}
+			stats := testSendStats()
+			bc := newBatchConn(sock, gso, stats)
+			defer bc.Close()
+			good := listenLoopback(t)
+			closedPort := listenLoopback(t)
+			closedAddr := closedPort.LocalAddr()
+			closedPort.Close()
+			refused := &net.UDPAddr{IP: net.IPv6loopback, Port: 9}
+			const per = 200
+			out := make(chan []datagram, 1)
+			go receive(good, per, out)
+			buf := make([]byte, 2048)
+			for seq := range per {
+				p := buf[:sizeFor(seq)]
+				binary.BigEndian.PutUint32(p[1:], uint32(seq))
+				for _, dst := range []net.Addr{refused, closedAddr, good.LocalAddr()} {
+					if _, err := bc.WriteTo(p, dst); err != nil {
+						t.Fatalf("WriteTo %v: %v", dst, err)
+					}
+				}
+				if seq%20 == 0 {
+					time.Sleep(time.Millisecond) // several flushes, each meeting all three
+				}
+			}
+			got := <-out
+			if len(got) != per {
+				t.Fatalf("got %d datagrams, want %d", len(got), per)
+			}
+			for i, g := range got {
+				if want := (datagram{0, i, sizeFor(i)}); g != want {
+					t.Fatalf("datagram %d = %+v, want %+v", i, g, want)
+				}
+			}
+			if got, want := testutilValue(stats.errors), float64(per); got != want {
+				t.Errorf("errors = %v, want %v (one per refused datagram)", got, want)
+			}
+		})
+	}
+}
