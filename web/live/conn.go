@@ -507,7 +507,9 @@ func (c *conn) backToShard(batch []*frame) {
 		c.spare = batch[:0]
 	}
 	more := c.inWriter && (len(c.queue) > 0 || c.handoff != nil || c.closeCode != 0)
-	if c.inWriter && !more {
+	// Without a file descriptor the shard cannot send (tryWrite fails): the writes
+	// stay with this goroutine's successors, started by signal.
+	if c.inWriter && !more && c.bc.raw != nil {
 		c.inWriter = false
 	}
 	c.mu.Unlock()

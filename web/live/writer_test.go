@@ -1,8 +1,11 @@
 package live
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -203,5 +206,41 @@ func TestDropWithHandoffPendingClosesAfterTheFrame(t *testing.T) {
 	}
 	if r.code != websocket.ClosePolicyViolation {
 		t.Fatalf("close: got %v, want code %d", r.err, websocket.ClosePolicyViolation)
+	}
+}
+
+// TestConnWithoutFileDescriptorIsServed: a hijacked connection that is not a
+// syscall.Conn (here TLS served by the process itself) cannot take the shards'
+// non-blocking sends; its writer goroutine sends everything instead, and the
+// connection lives on (it was closed at the first event after the snapshot).
+func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
+	h := NewHub(Config{ViewersInterval: time.Hour, PingInterval: 100 * time.Millisecond,
+		Bus: NewMemoryBus(nil, 0), Presence: NewMemoryPresence(nil),
+		Snapshots: SnapshotFunc(func(_ context.Context, sid string) (Snapshot, error) {
+			return Snapshot{Stream: map[string]string{"id": sid, "status": "live"}}, nil
+		})})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeWS(w, r, sid, ServeOptions{})
+	}))
+	srv.StartTLS()
+	defer srv.Close()
+	defer h.Close()
+	d := websocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	ws, _, err := d.Dial("wss"+strings.TrimPrefix(srv.URL, "https")+"/ws/"+sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	c := &client{t: t, ws: ws, msgs: make(chan msg, 100), closed: make(chan struct{}), closeCode: -1}
+	go c.read()
+	if m := c.next(t); m.Type != EventSnapshot {
+		t.Fatalf("first frame: got %s, want snapshot", m.Type)
+	}
+	time.Sleep(300 * time.Millisecond) // pings meanwhile
+	for i := range 3 {
+		announce(h, sid, fmt.Sprint(i))
+		if m := c.nextOf(t, EventAnnounce); m.Seq != int64(i+1) {
+			t.Fatalf("got seq %d, want %d", m.Seq, i+1)
+		}
 	}
 }
