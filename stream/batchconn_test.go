@@ -332,6 +332,9 @@ func TestBatchConnRefusedDestinationsDoNotStallOthers(t *testing.T) {
 					t.Fatalf("datagram %d = %+v, want %+v", i, g, want)
 				}
 			}
+			if err := bc.Close(); err != nil { // the flusher has ended: its counts are final
+				t.Fatalf("Close: %v", err)
+			}
 			if got, want := testutilValue(stats.errors), float64(per); got != want {
 				t.Errorf("errors = %v, want %v (one per refused datagram)", got, want)
 			}
