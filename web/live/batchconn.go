@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -40,10 +41,12 @@ func wireFrame(data []byte) []byte {
 // prepared frames, goes through mu as one Write or writev, so frames never interleave.
 type batchConn struct {
 	net.Conn
-	raw      syscall.RawConn // nil: no non-blocking sends, the writer goroutine sends all
-	mu       sync.Mutex      // held across every write to Conn; guards the fields below
-	deadline time.Time       // the write deadline last set on Conn
-	bufs     net.Buffers
+	raw syscall.RawConn // nil: no non-blocking sends, the writer goroutine sends all
+	// interrupted: the connection was dropped; no write may wait longer than a close.
+	interrupted atomic.Bool
+	mu          sync.Mutex // held across every write to Conn; guards the fields below
+	deadline    time.Time  // the write deadline last set on Conn
+	bufs        net.Buffers
 	// The non-blocking send's argument and results; send is built once so that a send
 	// allocates nothing.
 	sendBuf []byte
@@ -148,11 +151,26 @@ func (b *batchConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (b *batchConn) setDeadlineLocked(t time.Time) error {
+	if b.interrupted.Load() {
+		// interrupt set a past deadline behind the cache's back: a write that took
+		// its data before the drop must not wait a whole WriteTimeout over it.
+		if limit := time.Now().Add(closeWait); t.IsZero() || t.After(limit) {
+			t = limit
+		}
+		b.deadline = t
+		return b.Conn.SetWriteDeadline(t)
+	}
 	if t.Equal(b.deadline) {
 		return nil
 	}
 	b.deadline = t
-	return b.Conn.SetWriteDeadline(t)
+	if err := b.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	if b.interrupted.Load() { // interrupted meanwhile: its deadline may be gone
+		return b.setDeadlineLocked(t)
+	}
+	return nil
 }
 
 // writeFrames sends encoded frames with one write (writev for several).
@@ -177,8 +195,12 @@ func (b *batchConn) writeFrames(frames []*frame, deadline time.Time) error {
 	return err
 }
 
+// closeWait is how long a close frame (and, after a drop, any write) may wait.
+const closeWait = time.Second
+
 // interrupt makes a write in progress (which holds mu) fail at once.
 func (b *batchConn) interrupt() {
+	b.interrupted.Store(true)
 	b.Conn.SetWriteDeadline(time.Unix(1, 0))
 }
 

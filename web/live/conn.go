@@ -453,7 +453,7 @@ func (c *conn) writeStep() bool {
 		if now {
 			// Half a frame is out: a close may only follow the whole frame, so
 			// finish it in the close's own second, or end without a close frame.
-			deadline = time.Now().Add(time.Second)
+			deadline = time.Now().Add(closeWait)
 		}
 		if failed || stopped {
 			c.bc.mu.Unlock()
@@ -536,7 +536,7 @@ func (c *conn) nextDeadline() time.Time {
 
 // writeCloseDirect sends a close frame with a short deadline.
 func (c *conn) writeCloseDirect(code int, reason string) {
-	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWait))
 }
 
 // awaitCloseReply gives the client a moment to answer the close before the TCP close.

@@ -244,3 +244,58 @@ func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
 		}
 	}
 }
+
+// TestDropStopsAWriteAboutToStart: the writer goroutine has taken a batch and is about
+// to send it (here: waiting for bc.mu) when the connection is dropped. Its write must
+// not set a fresh deadline over the drop's interrupt and wait the whole WriteTimeout
+// on a client that does not read: the writes end within about the close's second.
+func TestDropStopsAWriteAboutToStart(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, WriteTimeout: 30 * time.Second, Writers: 1})
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(16384)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var snap msg
+	if err := ws.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
+		t.Fatalf("first frame: got %s (%v), want snapshot", snap.Type, err)
+	}
+	c := onlyConn(t, ts.hub, ws)
+	waitWriter(t, c, false, "after the snapshot")
+	time.Sleep(1100 * time.Millisecond) // the writer's next deadline is a new one
+
+	c.bc.mu.Lock() // someone else writing: the shard hands the batch to the writer
+	data := []byte(`{"type":"announce","text":"` + strings.Repeat("z", 600<<10) + `"}`)
+	if !c.put(newFrame(0, data, time.Now())) {
+		c.bc.mu.Unlock()
+		t.Fatal("put: the connection did not go to its shard")
+	}
+	var scratch []byte
+	c.flushFast(&scratch)
+	taken := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.inWriter && c.writerOn && len(c.queue) == 0
+	}
+	for deadline := time.Now().Add(5 * time.Second); !taken(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.bc.mu.Unlock()
+			t.Fatal("the writer goroutine did not take the batch")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // it waits for bc.mu now
+	c.drop(websocket.ClosePolicyViolation, "too slow")
+	dropped := time.Now()
+	c.bc.mu.Unlock()
+	waitWriter(t, c, false, "dropped")
+	if took := time.Since(dropped); took > 5*time.Second {
+		t.Fatalf("writes ended %v after the drop, want within a few seconds (WriteTimeout is 30s)", took)
+	}
+}
