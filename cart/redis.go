@@ -339,13 +339,30 @@ func decodeReply(name, raw string) (scriptReply, error) {
 }
 
 // scriptError classifies an error of a script call: a bug in a script is a plain
-// error; anything else (connection refused, timeout, LOADING, ...) is ErrUnavailable.
+// error; anything else (connection refused, timeout, LOADING, ...) is ErrUnavailable,
+// and so is a command of the script that Redis refused because it cannot take writes
+// now (its error keeps Redis's code in front of "script: ..., on @user_script").
 func scriptError(name string, err error) error {
 	msg := err.Error()
+	if refusedByRedis(msg) {
+		return unavailable(err)
+	}
 	if strings.Contains(msg, "user_script") || strings.Contains(msg, "Error running script") {
 		return fmt.Errorf("redis script %s: %w", name, err)
 	}
 	return unavailable(err)
+}
+
+// refusedByRedis says whether an error reply is Redis refusing work for a state of
+// its own (memory full, a read-only replica, a failed save, ...), not a bad command.
+func refusedByRedis(msg string) bool {
+	code, _, _ := strings.Cut(msg, " ")
+	switch code {
+	case "OOM", "READONLY", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS",
+		"CLUSTERDOWN", "TRYAGAIN":
+		return true
+	}
+	return false
 }
 
 // rows converts a script's array of flat field/value arrays into maps.
