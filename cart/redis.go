@@ -57,7 +57,7 @@ var _ Store = (*RedisStore)(nil)
 //	                              the pruning)
 //	P{u:<uid>}:holds       set    older form of the same index, still read and pruned
 //	P{u:<uid>}:orders      set    stream ids where the user has orders
-//	P{u:<uid>}:idem:<hash> string pending|token|fp or done|sid|oid|at|fp of a key
+//	P{u:<uid>}:idem:<hash> string pending|token|fp|until_ms or done|sid|oid|at|fp of a key
 const defaultRedisPrefix = "livecart:"
 
 //go:embed lua/*.lua

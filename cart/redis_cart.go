@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -401,7 +402,7 @@ func (s *RedisStore) forgetDue(ctx context.Context, streamID string, holdIDs []s
 
 // idempotency key states (the user's key P{u:<uid>}:idem:<hash>)
 const (
-	idemPendingTTL = 5 * time.Second // covers one checkout; a crashed one frees the key
+	idemPendingTTL = 5 * time.Second // covers one checkout; then the key may be taken over
 	idemWait       = 2 * time.Second // how long a concurrent same-key call waits
 )
 
@@ -446,8 +447,9 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 // finishCheckout remembers the placed order under its key, off the request's path
 // (one round trip less per checkout). Until it lands, a call with the same key finds
 // "pending" and waits for it; if it never lands (Redis down), the pending mark
-// expires and the order's stream, whose script recorded the key with the order,
-// answers the retry with the same order. emptied (stream id, generation) records
+// runs out of its time, the retry takes the key over ("reclaimed") and the order's
+// stream, whose script recorded the key with the order, answers it with the same
+// order, even if the stream has left the cart index since. emptied (stream id, generation) records
 // that the order emptied the user's cart in that stream, so the cart index forgets
 // it (see lua/claim.lua) and the user's next checkout elsewhere takes the one-stream
 // path; if it is lost, the next cart read prunes.
@@ -483,8 +485,8 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			return "", nil, nil, scriptError("claim", cmp.Or(err, errors.New("short reply")))
 		}
 		v := raw[0]
-		if v == "claimed" {
-			cart := &userCart{indexed: raw[1], gens: map[string]string{}}
+		if v == "claimed" || v == "reclaimed" {
+			cart := &userCart{indexed: raw[1], gens: map[string]string{}, reclaimed: v == "reclaimed"}
 			for i := 2; i+1 < len(raw); i += 2 {
 				cart.sids = append(cart.sids, raw[i])
 				cart.gens[raw[i]] = raw[i+1]
@@ -503,7 +505,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			}
 			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
 		}
-		if f := strings.SplitN(v, "|", 3); len(f) != 3 || f[2] != fingerprint {
+		if f := strings.SplitN(v, "|", 4); len(f) < 3 || f[2] != fingerprint { // pending|token|fp|until
 			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
 		}
 		if time.Now().After(deadline) {
@@ -549,10 +551,22 @@ type userCart struct {
 	sids    []string
 	gens    map[string]string
 	indexed string // the stream the claim listed in the user's order index
+	// reclaimed: the claim took over the key from an attempt that died or lost its
+	// answer, which may have placed its order (see lua/claim.lua)
+	reclaimed bool
 }
 
 func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, cart *userCart) (CheckoutResult, error) {
 	sids := cart.sids
+	if cart.reclaimed {
+		sid, err := s.keyRecordStream(ctx, c, sids)
+		if err != nil {
+			return CheckoutResult{}, err
+		}
+		if sid != "" { // the earlier attempt ordered there: its script answers
+			return s.checkoutStream(ctx, c, sid, "")
+		}
+	}
 	switch {
 	case c.req.StreamID != "":
 		res, err := s.checkoutStream(ctx, c, c.req.StreamID, "")
@@ -578,6 +592,28 @@ func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, cart *userCa
 		return s.checkoutIDs(ctx, c, cs)
 	}
 	return s.checkoutCart(ctx, c, cs)
+}
+
+// keyRecordStream finds the stream where an earlier attempt with the call's key placed
+// its order ("" if none): its stream may have left the cart index since (the cart was
+// read empty there), but the order index lists it before the order is placed.
+func (s *RedisStore) keyRecordStream(ctx context.Context, c *checkoutCall, cartSids []string) (string, error) {
+	ordered, err := s.rdb.SMembers(ctx, s.userBase(c.req.UserID)+"orders").Result()
+	if err != nil {
+		return "", unavailable(err)
+	}
+	sids := append(slices.Clone(cartSids), ordered...)
+	slices.Sort(sids)
+	cs, err := s.carts(ctx, c.req.UserID, c.ih, slices.Compact(sids), c.now)
+	if err != nil {
+		return "", err
+	}
+	for _, cart := range cs {
+		if cart.idem != "" {
+			return cart.streamID, nil
+		}
+	}
+	return "", nil
 }
 
 // checkoutCart orders the user's whole cart: it must have live holds of exactly one

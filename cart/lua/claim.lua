@@ -1,10 +1,13 @@
 -- claim: KEYS[1] = the user's key base "<prefix>{u:<user id>}:"; ARGV = key hash,
 -- token, fingerprint, now_us, pending ms, stream id or "". Takes the idempotency key
--- for one checkout ("pending|token|fp", expiring by itself if that checkout dies)
--- unless a checkout holds it or placed an order with it in the last 24 h
+-- for one checkout ("pending|token|fp|until_ms", by Redis's clock) unless
+-- a checkout holds it (until until_ms) or placed an order with it in the last 24 h
 -- ("done|sid|oid|at_us|fp"). Answers "claimed" or the key's value, then the stream
 -- the user's order index now lists for this checkout ("" if none), then the streams
--- of the user's cart, each followed by its generation.
+-- of the user's cart, each followed by its generation. A pending mark past its time
+-- is a checkout that died or lost its answer: it may have placed its order without
+-- the done mark, so its key is taken over with "reclaimed" (the caller looks for
+-- the key's record in the user's streams first). The mark stays 24 h for that.
 -- A claimed checkout of the given stream, or else of the cart's only stream, lists
 -- that stream in the user's order index here, before its order is placed (a claim
 -- that places no order leaves a harmless entry that lists nothing).
@@ -19,9 +22,17 @@ local ik = key('idem', ARGV[1])
 local out = {'claimed', ''}
 local v = redis.call('GET', ik)
 local at = v and string.match(v, '^done|[^|]*|[^|]*|([^|]*)|')
-local claimed = not (v and (not at or num(ARGV[4]) - num(at) < 86400000000))
+local till = v and string.match(v, '^pending|[^|]*|[^|]*|(%d+)$')
+local t = redis.call('TIME')
+local now_ms = num(t[1]) * 1000 + math.floor(num(t[2]) / 1000)
+local stale = till and num(till) <= now_ms
+local claimed = not v or stale or (at and num(ARGV[4]) - num(at) >= 86400000000)
 if claimed then
-  redis.call('SET', ik, 'pending|' .. ARGV[2] .. '|' .. ARGV[3], 'PX', ARGV[5])
+  local mark = 'pending|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. string.format('%d', now_ms + num(ARGV[5]))
+  redis.call('SET', ik, mark, 'PX', 86400000)
+  if stale then
+    out[1] = 'reclaimed'
+  end
 else
   out[1] = v
 end

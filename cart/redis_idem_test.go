@@ -1,0 +1,75 @@
+package cart
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRedisRetryAfterLostAnswerFindsOrder: a checkout whose order was placed but whose
+// answer and done mark were lost (the client went away, the node died, Redis blinked
+// as the mark was written) leaves only the stream's record of the key. A cart read in
+// between forgets the now empty stream; the retry with the same key and body must
+// still answer that order (200), not order the buyer's holds elsewhere a second time.
+func TestRedisRetryAfterLostAnswerFindsOrder(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	ctx := context.Background()
+	e := &env{st: st, ctx: ctx, now: time.Now().UTC(), putIn: map[string]int{}}
+	s1, s2 := e.stream(t), e.stream(t)
+	p1, p2 := e.product(t, s1, 5), e.product(t, s2, 5)
+	if _, err := e.hold("u", p1.ID, "", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first attempt: claimed and ordered, then nothing more (no done mark).
+	req := CheckoutRequest{OrderID: "order-1", UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}
+	ih := idemHash(req.UserID, req.IdempotencyKey)
+	_, cart, _, err := st.claimIdem(ctx, "u", ih, req.Fingerprint, "", e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.checkout(ctx, &checkoutCall{req: req, ih: ih, now: e.now, indexed: cart.indexed}, cart)
+	if err != nil || !first.Created {
+		t.Fatalf("first attempt: got %+v %v, want an order", first, err)
+	}
+	// Its pending mark runs out (as after idemPendingTTL).
+	expirePending(t, st, "u", ih)
+
+	// The buyer reads the cart (stream 1 is empty there now) and holds in stream 2.
+	if hs, err := st.ListHolds(ctx, "u", e.now); err != nil || len(hs) != 0 {
+		t.Fatalf("ListHolds: got %v %v, want none", hs, err)
+	}
+	st.background.Wait() // the cart index forgets stream 1
+	if _, err := e.hold("u", p2.ID, "", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
+	req.OrderID = "order-2"
+	again, err := st.Checkout(ctx, req, e.now.Add(time.Second))
+	if err != nil || again.Created || again.Order.ID != first.Order.ID {
+		t.Fatalf("retry with the same key and body: got order %q created %v err %v, want order %q again",
+			again.Order.ID, again.Created, err, first.Order.ID)
+	}
+	if got := e.getProduct(t, p2.ID); got.Sold != 0 || got.Held != 1 {
+		t.Errorf("stream 2's product: got sold %d held %d, want 0 1 (not ordered)", got.Sold, got.Held)
+	}
+	e.checkInvariants(t)
+}
+
+// expirePending runs a checkout's pending mark on the user's key out of its time,
+// as if the checkout had died idemPendingTTL ago.
+func expirePending(t *testing.T, st *RedisStore, userID, ih string) {
+	t.Helper()
+	ctx := context.Background()
+	k := st.userBase(userID) + "idem:" + ih
+	v, err := st.rdb.Get(ctx, k).Result()
+	f := strings.Split(v, "|")
+	if err != nil || len(f) != 4 || f[0] != "pending" {
+		t.Fatalf("pending mark: got %q %v, want pending|token|fp|until", v, err)
+	}
+	f[3] = "0"
+	if err := st.rdb.Set(ctx, k, strings.Join(f, "|"), IdempotencyTTL).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
