@@ -88,6 +88,10 @@ type RedisStore struct {
 	batch         *pipeBatcher   // checkout round trips shared by concurrent calls
 	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
 	background    sync.WaitGroup // hold batches and pipeline batches; Close waits
+
+	// afterHoldNoScript, if set (tests only), runs when a hold batch found its script
+	// missing, before it runs the script again.
+	afterHoldNoScript func()
 }
 
 // OpenRedis prepares a store on the Redis at url (redis://host:port/db). It does not

@@ -103,6 +103,14 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	var r scriptReply
 	switch {
 	case isNoScript(cmd.Err()):
+		if s.afterHoldNoScript != nil {
+			s.afterHoldNoScript()
+		}
+		// The pipeline wrote the generations before any hold: a checkout may have
+		// recorded one as emptied since, so the holds get new ones (still unique).
+		for u, g := range gens {
+			gens[u] = g + ".1"
+		}
 		if r, err = s.run(ctx, "hold", sid, args...); err == nil {
 			pipe := s.rdb.Pipeline()
 			addToCarts(pipe)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // TestRedisRetryAfterLostAnswerFindsOrder: a checkout whose order was placed but whose
@@ -72,4 +74,50 @@ func expirePending(t *testing.T, st *RedisStore, userID, ih string) {
 	if err := st.rdb.Set(ctx, k, strings.Join(f, "|"), IdempotencyTTL).Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRedisHoldAfterNoScriptStaysInCart: after a Redis restart a hold batch finds its
+// script missing, and the pipeline has written the users' cart generations already,
+// before any hold. A checkout that empties the user's cart in that stream just then
+// records that generation as emptied; the hold the batch makes next must still be in
+// the cart (the generation written after the script must be a new one).
+func TestRedisHoldAfterNoScriptStaysInCart(t *testing.T) {
+	srv := newRedisServerIn(t, 16380, 16389)
+	srv.start()
+	st := openTestRedis(t, srv.url())
+	ctx := context.Background()
+	e := &env{st: st, ctx: ctx, now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	p := e.product(t, sid, 5)
+	if _, err := e.hold("u", p.ID, "", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.rdb.ScriptFlush(ctx).Err(); err != nil { // as a restarted Redis
+		t.Fatal(err)
+	}
+	st.afterHoldNoScript = func() {
+		st.afterHoldNoScript = nil
+		res, err := st.Checkout(ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}, e.now)
+		if err != nil || len(res.Order.Items) != 1 {
+			t.Errorf("checkout of the first hold: got %+v %v, want an order", res.Order, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if v, _ := st.rdb.HGet(ctx, st.userBase("u")+"emptied", sid).Result(); v != "" {
+				break // the order's emptied record landed
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("no emptied record after the checkout")
+				break
+			}
+		}
+	}
+	h, err := e.hold("u", p.ID, "", 2, time.Hour)
+	if err != nil {
+		t.Fatalf("hold after the script was flushed: %v", err)
+	}
+	hs, err := st.ListHolds(ctx, "u", e.now)
+	if err != nil || len(hs) != 1 || hs[0].ID != h.ID {
+		t.Fatalf("cart after the hold: got %+v %v, want the hold %s", hs, err, h.ID)
+	}
+	e.checkInvariants(t)
 }
