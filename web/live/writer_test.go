@@ -37,7 +37,9 @@ func waitWriter(t *testing.T, c *conn, want bool, what string) {
 // that keep up (events and pings sent by the shards) hold one goroutine each, the
 // reader; a writer goroutine is not parked per connection.
 func TestIdleConnectionsHaveOnlyAReader(t *testing.T) {
-	ts := newTestServer(t, Config{ViewersInterval: time.Hour, PingInterval: 50 * time.Millisecond, Writers: 2})
+	// Pings every 250 ms: a client is dropped after 2 intervals without a pong, which a
+	// loaded CI machine (-race, other packages' tests) can take with shorter ones.
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, PingInterval: 250 * time.Millisecond, Writers: 2})
 	time.Sleep(50 * time.Millisecond) // the hub's own goroutines are up
 	base := runtime.NumGoroutine()
 	const n = 30
@@ -54,7 +56,7 @@ func TestIdleConnectionsHaveOnlyAReader(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // a few ping ticks, sent by the shards
+	time.Sleep(600 * time.Millisecond) // two ping ticks, sent by the shards
 	for _, c := range cs {
 		waitWriter(t, onlyConn(t, ts.hub, c.ws), false, "idle connection")
 	}
@@ -214,7 +216,7 @@ func TestDropWithHandoffPendingClosesAfterTheFrame(t *testing.T) {
 // non-blocking sends; its writer goroutine sends everything instead, and the
 // connection lives on (it was closed at the first event after the snapshot).
 func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
-	h := NewHub(Config{ViewersInterval: time.Hour, PingInterval: 100 * time.Millisecond,
+	h := NewHub(Config{ViewersInterval: time.Hour, PingInterval: 250 * time.Millisecond,
 		Bus: NewMemoryBus(nil, 0), Presence: NewMemoryPresence(nil),
 		Snapshots: SnapshotFunc(func(_ context.Context, sid string) (Snapshot, error) {
 			return Snapshot{Stream: map[string]string{"id": sid, "status": "live"}}, nil
@@ -236,7 +238,7 @@ func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
 	if m := c.next(t); m.Type != EventSnapshot {
 		t.Fatalf("first frame: got %s, want snapshot", m.Type)
 	}
-	time.Sleep(300 * time.Millisecond) // pings meanwhile
+	time.Sleep(600 * time.Millisecond) // two pings meanwhile
 	for i := range 3 {
 		announce(h, sid, fmt.Sprint(i))
 		if m := c.nextOf(t, EventAnnounce); m.Seq != int64(i+1) {
