@@ -141,11 +141,7 @@ func holdResult(r scriptReply, i int, err error, sid string, req HoldRequest, no
 	}
 	res := r.Results[i]
 	if res.Err != "" {
-		sentinel, ok := businessErrors[res.Err]
-		if !ok {
-			return Hold{}, Changes{}, fmt.Errorf("redis script hold: unknown error %q: %s", res.Err, res.Msg)
-		}
-		return Hold{}, Changes{}, fmt.Errorf("%s: %w", res.Msg, sentinel)
+		return Hold{}, Changes{}, batchItemError("hold", res.Err, res.Msg)
 	}
 	m := res.Hold
 	if m == nil {
@@ -857,11 +853,20 @@ func checkoutResult(r scriptReply, i int, err error) (scriptReply, error) {
 	if out.Err == "" {
 		return out, nil
 	}
-	sentinel, ok := businessErrors[out.Err]
-	if !ok {
-		return out, fmt.Errorf("redis script checkout: unknown error %q: %s", out.Err, out.Msg)
+	return out, batchItemError("checkout", out.Err, out.Msg)
+}
+
+// batchItemError is the error of one item of a batch script's reply: its business
+// error's sentinel, else a plain error (an internal error for that caller only), as
+// for an item that failed at runtime (item_failed, see run_item in lua/lib.lua).
+func batchItemError(script, code, msg string) error {
+	if sentinel, ok := businessErrors[code]; ok {
+		return fmt.Errorf("%s: %w", msg, sentinel)
 	}
-	return out, fmt.Errorf("%s: %w", out.Msg, sentinel)
+	if code == "item_failed" {
+		return fmt.Errorf("redis script %s: this item failed: %s", script, msg)
+	}
+	return fmt.Errorf("redis script %s: unknown error %q: %s", script, code, msg)
 }
 
 // ListOrders returns the user's orders, oldest first.

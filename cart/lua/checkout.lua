@@ -13,7 +13,8 @@
 -- Answers results[i] = {order, created, dropped, swept, cleared, empty} or {e, m, ...},
 -- with tp and ts, the products and sales the i-th checkout touched (their values,
 -- after the whole batch, are in the reply's products and sales). The sold counters,
--- the stream's order list and its expiry index are written once, after the batch.
+-- the stream's order list and its expiry index are written once, after the batch,
+-- also when a checkout fails at runtime (run_item in lib.lua).
 local day = 86400000000
 local deltas = {}  -- sale or product key → units moved from held to sold
 local ordered = {} -- the batch's new order ids, in order
@@ -113,7 +114,9 @@ local function checkout_one(a)
     return {e = 'conflict', m = 'the cart is empty', dropped = swept, swept = true}
   end
 
-  local total, items, currency, gone = 0, {}, '', {}
+  -- The held→sold deltas join the batch's only once the holds are gone (a runtime
+  -- error before, see run_item, leaves the holds and their counters as they were).
+  local total, items, currency, gone, moved = 0, {}, '', {}, {}
   for _, h in ipairs(live) do
     local q = num(h.quantity)
     local k
@@ -124,15 +127,20 @@ local function checkout_one(a)
       k = key('p', h.product_id)
       touch_product(h.product_id)
     end
-    deltas[k] = (deltas[k] or 0) + q
+    moved[k] = (moved[k] or 0) + q
     total = total + q * num(h.unit_price_cents)
     currency = h.currency
     items[#items + 1] = table.concat({h.product_id, h.sale_id, h.quantity, h.unit_price_cents}, ',')
     gone[#gone + 1] = key('h', h.id)
-    unindexed[#unindexed + 1] = h.id
     dropped[#dropped + 1] = h.id
   end
   call_many('DEL', nil, gone)
+  for k, q in pairs(moved) do
+    deltas[k] = (deltas[k] or 0) + q
+  end
+  for _, h in ipairs(live) do
+    unindexed[#unindexed + 1] = h.id
+  end
   -- The cart here is empty when every hold it listed has left it (the usual case):
   -- one DEL instead of an LREM per hold.
   local left = {}
@@ -182,7 +190,7 @@ local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   touched.products, touched.sales = {}, {}
-  local r = checkout_one({unpack(ARGV, i + 1, i + n)})
+  local r = run_item(checkout_one, {unpack(ARGV, i + 1, i + n)})
   r.tp, r.ts = ids_of(touched.products), ids_of(touched.sales)
   for id in pairs(touched.products) do
     all_products[id] = true

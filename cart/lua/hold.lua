@@ -7,7 +7,8 @@
 -- a new hold answers only what the caller does not know (product_id,
 -- unit_price_cents, currency), a retry of an existing one the whole record.
 -- The batch reads each sale and product once and keeps their counters here; they are
--- written once, after the last hold (the script is atomic, so no one sees between).
+-- written once, after the last hold (the script is atomic, so no one sees between),
+-- also when a hold fails at runtime (run_item in lib.lua).
 local sales, products = {}, {}
 local expiries = {} -- score, hold id, ... of the new holds: one ZADD after the batch
 
@@ -92,15 +93,9 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
       end
       return over
     end
-    s.remaining, s.held = s.remaining - q, s.held + q
-    touch_sale(said)
     price = s.price_cents
-  else
-    if p.stock < q then
-      return {e = 'sold_out', m = 'sold out'}
-    end
-    p.stock, p.held = p.stock - q, p.held + q
-    touch_product(pid)
+  elseif p.stock < q then
+    return {e = 'sold_out', m = 'sold out'}
   end
   local h = {
     id = hid, user_id = uid, stream_id = p.stream_id, product_id = pid, sale_id = said,
@@ -108,6 +103,15 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     expires_at = expires_at, exp_us = exp_us, created_us = now_us, seq = seq, state = 'live',
   }
   hset(key('h', hid), h)
+  -- The counters move once the hold is recorded, not before: a runtime error in this
+  -- hold (see run_item) leaves them in step with the holds that exist.
+  if s then
+    s.remaining, s.held = s.remaining - q, s.held + q
+    touch_sale(said)
+  else
+    p.stock, p.held = p.stock - q, p.held + q
+    touch_product(pid)
+  end
   expiries[#expiries + 1] = exp_us
   expiries[#expiries + 1] = hid
   redis.call('RPUSH', key('uh', uid), hid)
@@ -116,7 +120,7 @@ end
 
 local results = {}
 for i = 1, #ARGV, 9 do
-  results[#results + 1] = hold_one(unpack(ARGV, i, i + 8))
+  results[#results + 1] = run_item(hold_one, unpack(ARGV, i, i + 8))
 end
 for id in pairs(touched.sales) do
   local s = sales[id]

@@ -171,3 +171,27 @@ end
 local function due(h, now)
   return h.state == 'live' and num(h.exp_us) <= now
 end
+
+-- Redis refusing work for a state of its own (see refusedByRedis in redis.go): the
+-- whole call fails and the Go side answers ErrUnavailable.
+local refused = {OOM = true, READONLY = true, MISCONF = true, LOADING = true, BUSY = true,
+  MASTERDOWN = true, NOREPLICAS = true, CLUSTERDOWN = true, TRYAGAIN = true}
+
+-- run_item runs one item of a batch (f(...)) under pcall. Redis does not roll back a
+-- script that fails half way, so a runtime error in one item (a malformed argument, a
+-- record with a missing field, a key of the wrong type) must not abort the batch: the
+-- items before it are recorded and their counters are only written after the last
+-- item. The failed item answers {e = 'item_failed', m = the error} (a 500 for that
+-- caller only); each item keeps its counter changes in step with what it wrote, so the
+-- counters written after the batch match every record, the failed item's included.
+local function run_item(f, ...)
+  local ok, r = pcall(f, ...)
+  if ok then
+    return r
+  end
+  local msg = type(r) == 'table' and tostring(r.err) or tostring(r)
+  if refused[string.match(msg, '^%-?(%u+)')] then
+    error(r)
+  end
+  return {e = 'item_failed', m = msg}
+end
