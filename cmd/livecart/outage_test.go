@@ -24,6 +24,18 @@ func privateRedis(t *testing.T, port int) (start, kill func()) {
 	return start, kill
 }
 
+// freeTCPPort is a loopback port nothing listens on now (so that parallel test runs on
+// one machine do not share a private redis-server).
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // unstartedRedis is privateRedis without starting it: the test calls start.
 func unstartedRedis(t *testing.T, port int) (start, kill func()) {
 	t.Helper()
@@ -60,7 +72,7 @@ func unstartedRedis(t *testing.T, port int) (start, kill func()) {
 // gets 503 unavailable with Retry-After and /readyz is 503; when Redis is back the same
 // node serves again by itself and every acknowledged order is still there.
 func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
-	const port = 16391
+	port := freeTCPPort(t)
 	start, kill := privateRedis(t, port)
 	base := "http://" + startMain(t, "server", redisConfig(t, fmt.Sprintf("redis://127.0.0.1:%d/0", port), "outage")).Addr()
 	creator, buyer := mint(t, auth.RoleCreator, "alice"), mint(t, auth.RoleViewer, "bob")
@@ -113,12 +125,7 @@ func TestRedisOutageAnswersUnavailableAndRecovers(t *testing.T) {
 // answers /readyz and store calls with 503 unavailable (Retry-After) meanwhile, and
 // serves by itself once Redis is up, without a restart.
 func TestStartsWhileRedisIsDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freeTCPPort(t)
 	start, _ := unstartedRedis(t, port)
 	base := "http://" + startMain(t, "server", redisConfig(t, fmt.Sprintf("redis://127.0.0.1:%d/0", port), "late")).Addr()
 	creator, buyer := mint(t, auth.RoleCreator, "alice"), mint(t, auth.RoleViewer, "bob")
