@@ -17,7 +17,8 @@ var _ Store = (*BoltStore)(nil)
 // Bucket names of the embedded store.
 var (
 	bucketStreams = []byte("streams")
-	bucketAudit   = []byte("audit") // key: stream id + "/" + RFC3339Nano time + "/" + seq
+	bucketAudit   = []byte("audit")      // key: stream id + "/" + RFC3339Nano time + "/" + seq
+	bucketMute    = []byte("media_mute") // key: stream id; value: MediaMute as JSON
 )
 
 // BoltStore is the embedded durable Store on a bbolt file. Every acknowledged write is
@@ -38,7 +39,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{bucketStreams, bucketAudit}, commerceBuckets...) {
+		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute}, commerceBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -143,6 +144,50 @@ func (s *BoltStore) SetStreamLive(ctx context.Context, id string, live bool, now
 		return putJSON(b, id, st)
 	})
 	return st, err
+}
+
+// SetMediaMute changes the stream's media mute in one transaction.
+func (s *BoltStore) SetMediaMute(ctx context.Context, id string, audio, video *bool) (MediaMute, error) {
+	var m MediaMute
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if m, err = boltMediaMute(tx, id); err != nil {
+			return err
+		}
+		if audio != nil {
+			m.AudioMuted = *audio
+		}
+		if video != nil {
+			m.VideoMuted = *video
+		}
+		return putJSON(tx.Bucket(bucketMute), id, m)
+	})
+	return m, err
+}
+
+// MediaMute returns the stream's media mute.
+func (s *BoltStore) MediaMute(ctx context.Context, id string) (MediaMute, error) {
+	var m MediaMute
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		m, err = boltMediaMute(tx, id)
+		return err
+	})
+	return m, err
+}
+
+// boltMediaMute reads the mute of an existing stream (zero until first set).
+func boltMediaMute(tx *bolt.Tx, id string) (MediaMute, error) {
+	var m MediaMute
+	if tx.Bucket(bucketStreams).Get([]byte(id)) == nil {
+		return m, fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	}
+	if raw := tx.Bucket(bucketMute).Get([]byte(id)); raw != nil {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
 }
 
 // EndStream ends the stream and its scheduled and active sales.

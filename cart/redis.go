@@ -492,6 +492,40 @@ func (s *RedisStore) SetStreamLive(ctx context.Context, id string, live bool, no
 	return streamFromHash(r.Stream), nil
 }
 
+// SetMediaMute changes the stream's media mute: fields audio_muted and video_muted of
+// its stream hash, set by one script (check and partial update are atomic).
+func (s *RedisStore) SetMediaMute(ctx context.Context, id string, audio, video *bool) (MediaMute, error) {
+	r, err := s.run(ctx, "media_mute", id, optFlag(audio), optFlag(video))
+	if err != nil {
+		return MediaMute{}, err
+	}
+	return mediaMuteFromHash(r.Stream), nil
+}
+
+// MediaMute returns the stream's media mute.
+func (s *RedisStore) MediaMute(ctx context.Context, id string) (MediaMute, error) {
+	v, err := s.rdb.HMGet(ctx, s.base(id)+"stream", "id", "audio_muted", "video_muted").Result()
+	if err != nil {
+		return MediaMute{}, unavailable(err)
+	}
+	if v[0] == nil {
+		return MediaMute{}, fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	}
+	return MediaMute{AudioMuted: v[1] == "1", VideoMuted: v[2] == "1"}, nil
+}
+
+// optFlag encodes an optional bool for a script: "" leaves the value as it is.
+func optFlag(b *bool) string {
+	if b == nil {
+		return ""
+	}
+	return flag(*b)
+}
+
+func mediaMuteFromHash(m map[string]string) MediaMute {
+	return MediaMute{AudioMuted: m["audio_muted"] == "1", VideoMuted: m["video_muted"] == "1"}
+}
+
 // EndStream ends the stream and its scheduled and active sales.
 func (s *RedisStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
 	r, err := s.run(ctx, "stream_end", id, formatTime(now))

@@ -35,6 +35,13 @@ type Store interface {
 	// sales it ended (after the change). Ending an ended stream returns it unchanged and
 	// no sales. ErrNotFound if unknown.
 	EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error)
+	// SetMediaMute changes the stream's media mute for the kinds given (nil leaves a
+	// kind as it is) in one atomic step and returns the state after the change.
+	// ErrNotFound if the stream is unknown.
+	SetMediaMute(ctx context.Context, streamID string, audio, video *bool) (MediaMute, error)
+	// MediaMute returns the stream's media mute (both false until set). ErrNotFound if
+	// the stream is unknown.
+	MediaMute(ctx context.Context, streamID string) (MediaMute, error)
 
 	// CreateProduct stores a new product (p.ID set by the caller; Held, Sold = 0) and
 	// returns it. ErrNotFound if the stream is unknown; ErrConflict if the stream has

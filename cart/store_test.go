@@ -39,6 +39,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"RemoveHold", testRemoveHold},
 		{"NoPartialState", testNoPartialState},
 		{"EdgeCases", testEdgeCases},
+		{"MediaMute", testMediaMute},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -892,4 +893,39 @@ func testEdgeCases(t *testing.T, e *env) {
 	if got := e.getSale(t, s.ID); got.Remaining != 3 {
 		t.Fatalf("remaining after refused hold: got %d, want 3", got.Remaining)
 	}
+}
+
+func testMediaMute(t *testing.T, e *env) {
+	sid := e.stream(t)
+	yes, no := true, false
+	steps := []struct {
+		name         string
+		audio, video *bool
+		want         MediaMute
+	}{
+		{"nothing given", nil, nil, MediaMute{}},
+		{"mute video", nil, &yes, MediaMute{VideoMuted: true}},
+		{"mute audio, video unchanged", &yes, nil, MediaMute{AudioMuted: true, VideoMuted: true}},
+		{"unmute video", nil, &no, MediaMute{AudioMuted: true}},
+		{"both", &no, &yes, MediaMute{VideoMuted: true}},
+	}
+	for _, st := range steps {
+		got, err := e.st.SetMediaMute(e.ctx, sid, st.audio, st.video)
+		if err != nil || got != st.want {
+			t.Fatalf("SetMediaMute %s: got %+v %v, want %+v", st.name, got, err, st.want)
+		}
+		if got, err := e.st.MediaMute(e.ctx, sid); err != nil || got != st.want {
+			t.Fatalf("MediaMute after %s: got %+v %v, want %+v", st.name, got, err, st.want)
+		}
+	}
+	if got, err := e.st.GetStream(e.ctx, sid); err != nil || got.Status != StreamIdle || got.ID != sid {
+		t.Fatalf("GetStream after mutes: got %+v %v, want the stream unchanged", got, err)
+	}
+	if got, err := e.st.MediaMute(e.ctx, e.stream(t)); err != nil || got != (MediaMute{}) {
+		t.Fatalf("MediaMute of a fresh stream: got %+v %v, want both false", got, err)
+	}
+	_, err := e.st.SetMediaMute(e.ctx, uuid.NewString(), &yes, nil)
+	wantErr(t, "SetMediaMute of an unknown stream", err, ErrNotFound)
+	_, err = e.st.MediaMute(e.ctx, uuid.NewString())
+	wantErr(t, "MediaMute of an unknown stream", err, ErrNotFound)
 }

@@ -27,6 +27,14 @@ type Stream struct {
 	EndedAt   *time.Time   `json:"ended_at"`
 }
 
+// MediaMute is whether a stream's audio and video are muted for viewers. It is shared
+// state (any node may change it; the publisher's node applies it to the relay) and not
+// part of the public Stream.
+type MediaMute struct {
+	AudioMuted bool `json:"audio_muted"`
+	VideoMuted bool `json:"video_muted"`
+}
+
 // Product is an item a stream sells. Stock, Held and Sold count only units at the
 // product's own price; units inside sales are counted by the sales.
 type Product struct {
