@@ -65,12 +65,12 @@ func (s *Server) liveSnapshot(ctx context.Context, sid string) (live.Snapshot, e
 	if err != nil {
 		return live.Snapshot{}, err
 	}
-	snap := live.Snapshot{Stream: s.streamView(ctx, st, auth.Identity{}), Pinned: pinned, Sales: sales}
-	if m, ok := s.deps.Media.(interface {
-		Mute(streamID string) (audioMuted, videoMuted bool)
-	}); ok {
-		snap.Media.AudioMuted, snap.Media.VideoMuted = m.Mute(sid)
+	mute, err := s.deps.Store.MediaMute(ctx, sid)
+	if err != nil {
+		return live.Snapshot{}, err
 	}
+	snap := live.Snapshot{Stream: s.streamView(ctx, st, auth.Identity{}), Pinned: pinned, Sales: sales}
+	snap.Media = live.MediaState{AudioMuted: mute.AudioMuted, VideoMuted: mute.VideoMuted}
 	return snap, nil
 }
 

@@ -49,8 +49,14 @@ func (s *Server) mediaRoutes(mux *http.ServeMux) {
 }
 
 // OnPublisher is the relay's publisher callback: the stream goes live when its
-// publisher arrives and idle when it leaves.
+// publisher arrives and idle when it leaves. While its publisher is here, this node's
+// relay follows the stream's stored media mute, wherever it was set.
 func (s *Server) OnPublisher(streamID string, live bool) {
+	if live {
+		s.followMute(streamID)
+	} else {
+		s.unfollowMute(streamID)
+	}
 	s.setStreamLive(context.Background(), streamID, live)
 }
 
@@ -174,7 +180,7 @@ func (s *Server) mediaOptions(k mediaKind, resource bool) http.HandlerFunc {
 	}
 }
 
-// MediaState is the body of POST /api/streams/{sid}/media and its answer.
+// mediaMuteRequest is the body of POST /api/streams/{sid}/media and its answer.
 type mediaMuteRequest struct {
 	AudioMuted *bool `json:"audio_muted"`
 	VideoMuted *bool `json:"video_muted"`
@@ -194,8 +200,15 @@ func (s *Server) setMediaMute(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var state live.MediaState
-	state.AudioMuted, state.VideoMuted = m.SetMute(st.ID, req.AudioMuted, req.VideoMuted)
+	// The store holds the state for every node; the publisher's node follows it
+	// (mediafollow.go), this node applies it at once.
+	mm, err := s.deps.Store.SetMediaMute(r.Context(), st.ID, req.AudioMuted, req.VideoMuted)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	state := live.MediaState{AudioMuted: mm.AudioMuted, VideoMuted: mm.VideoMuted}
+	m.SetMute(st.ID, &state.AudioMuted, &state.VideoMuted)
 	s.audit(r, id, st.ID, "media", st.ID, map[string]any{
 		"audio_muted": state.AudioMuted, "video_muted": state.VideoMuted})
 	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMedia, Data: state})

@@ -49,6 +49,8 @@ type Media interface {
 	// SetMute changes the kinds given (nil = unchanged) and returns the new state.
 	SetMute(streamID string, audio, video *bool) (audioMuted, videoMuted bool)
 	Mute(streamID string) (audioMuted, videoMuted bool)
+	// Live tells whether the stream's publisher is on this node.
+	Live(streamID string) bool
 }
 
 // Presence counts a stream's open websocket connections on all nodes.
@@ -96,6 +98,8 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	// commerce counts hold and checkout outcomes by API code (commerce.go).
 	commerce *prometheus.CounterVec
+	// mute follows the stored media mute of streams published here (mediafollow.go).
+	mute muteFollowers
 }
 
 // New builds the Server and its routes.
