@@ -180,7 +180,7 @@ func (s *Server) mediaOptions(k mediaKind, resource bool) http.HandlerFunc {
 	}
 }
 
-// mediaMuteRequest is the body of POST /api/streams/{sid}/media and its answer.
+// mediaMuteRequest is the body of POST /api/streams/{sid}/media (nil = unchanged).
 type mediaMuteRequest struct {
 	AudioMuted *bool `json:"audio_muted"`
 	VideoMuted *bool `json:"video_muted"`
