@@ -115,6 +115,11 @@ func TestBatchConnDeliversInOrderPerDestination(t *testing.T) {
 				}
 			}
 			sent := dests * perWriter
+			// The flusher counts a batch after sendmmsg returns, which may be after the
+			// receivers have it all: read the counts once it has ended.
+			if err := bc.Close(); err != nil {
+				t.Fatal(err)
+			}
 			msgs := testutilValue(stats.messages)
 			t.Logf("%d datagrams in %v messages, %v sendmmsg calls", sent, msgs, testutilValue(stats.calls))
 			if !gso && msgs != float64(sent) {
@@ -278,6 +283,9 @@ func TestBatchConnSendsGSOTrains(t *testing.T) {
 				t.Fatalf("destination %d datagram %d = %+v, want %+v", d, i, g, want)
 			}
 		}
+	}
+	if err := bc.Close(); err != nil { // the flusher has ended: its counts are final
+		t.Fatal(err)
 	}
 	// Per destination: nine 1128-byte packets ended by a 700-byte one make a train,
 	// the 120-byte packet after it goes alone; 40 packets make 3 such pairs and a
