@@ -132,6 +132,38 @@ func (ts *testServer) dial(t *testing.T, sid, query string) *client {
 	return c
 }
 
+// dialNotReading opens a websocket to the stream with a receive buffer of rcvbuf bytes,
+// for a client that stops reading: a small buffer fills soon, so the server's queue, not
+// the kernel's, holds what the client does not read. Not under 16 KiB for a client that
+// reads again later: a receive window far under loopback's MSS stalls TCP itself.
+func (ts *testServer) dialNotReading(t *testing.T, rcvbuf int) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// dialPaused is dialNotReading after the connection's first frame, its snapshot.
+func (ts *testServer) dialPaused(t *testing.T, rcvbuf int) *websocket.Conn {
+	t.Helper()
+	ws := ts.dialNotReading(t, rcvbuf)
+	var snap msg
+	if err := ws.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
+		t.Fatalf("first frame: got %s (%v), want snapshot", snap.Type, err)
+	}
+	return ws
+}
+
 func (c *client) read() {
 	defer close(c.closed)
 	for {
@@ -312,17 +344,7 @@ func TestSlowClientDroppedOthersUnaffected(t *testing.T) {
 	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
 	// The slow client never reads, with a small receive buffer so that the server's
 	// queue, not the kernel's, soon holds what it does not read.
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}
-	slow, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	slow := ts.dialNotReading(t, 4096)
 	fast := make([]*client, 20)
 	for i := range fast {
 		fast[i] = ts.dial(t, sid, "")
@@ -492,24 +514,7 @@ func pingAllAlong(h *Hub, every time.Duration) (stop func()) {
 func TestPausedClientCatchesUpInOrder(t *testing.T) {
 	base := runtime.NumGoroutine()
 	ts := newTestServer(t, Config{ViewersInterval: time.Hour, Writers: 2})
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			// Small, so the socket fills soon; not smaller: a receive window far under
-			// loopback's MSS stalls the TCP stream itself (the old writer too).
-			c.(*net.TCPConn).SetReadBuffer(16384)
-		}
-		return c, err
-	}}
-	paused, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer paused.Close()
-	var snap msg
-	if err := paused.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
-		t.Fatalf("paused client's first frame: got %s (%v), want snapshot", snap.Type, err)
-	}
+	paused := ts.dialPaused(t, 16384)
 	fast := make([]*client, 10)
 	for i := range fast {
 		fast[i] = ts.dial(t, sid, "")

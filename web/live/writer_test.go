@@ -3,7 +3,6 @@ package live
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -74,22 +73,7 @@ func TestWriterGoroutineComesAndGoes(t *testing.T) {
 	base := runtime.NumGoroutine()
 	// Default ping interval: a paused client answers no pings and would be dropped.
 	ts := newTestServer(t, Config{ViewersInterval: time.Hour, Writers: 2})
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(16384)
-		}
-		return c, err
-	}}
-	paused, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer paused.Close()
-	var snap msg
-	if err := paused.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
-		t.Fatalf("first frame: got %s (%v), want snapshot", snap.Type, err)
-	}
+	paused := ts.dialPaused(t, 16384)
 	c := onlyConn(t, ts.hub, paused)
 	waitWriter(t, c, false, "after the snapshot")
 	text := strings.Repeat("z", 3000)
@@ -142,22 +126,7 @@ func TestWriterGoroutineComesAndGoes(t *testing.T) {
 // writer itself, so that the drop falls in that window every time.
 func TestDropWithHandoffPendingClosesAfterTheFrame(t *testing.T) {
 	ts := newTestServer(t, Config{ViewersInterval: time.Hour, Writers: 1})
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(16384)
-		}
-		return c, err
-	}}
-	ws, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	var snap msg
-	if err := ws.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
-		t.Fatalf("first frame: got %s (%v), want snapshot", snap.Type, err)
-	}
+	ws := ts.dialPaused(t, 16384)
 	c := onlyConn(t, ts.hub, ws)
 	waitWriter(t, c, false, "after the snapshot")
 
@@ -253,22 +222,7 @@ func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
 // on a client that does not read: the writes end within about the close's second.
 func TestDropStopsAWriteAboutToStart(t *testing.T) {
 	ts := newTestServer(t, Config{ViewersInterval: time.Hour, WriteTimeout: 30 * time.Second, Writers: 1})
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(16384)
-		}
-		return c, err
-	}}
-	ws, _, err := d.Dial(ts.url+"/ws/"+sid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	var snap msg
-	if err := ws.ReadJSON(&snap); err != nil || snap.Type != EventSnapshot {
-		t.Fatalf("first frame: got %s (%v), want snapshot", snap.Type, err)
-	}
+	ws := ts.dialPaused(t, 16384)
 	c := onlyConn(t, ts.hub, ws)
 	waitWriter(t, c, false, "after the snapshot")
 	time.Sleep(1100 * time.Millisecond) // the writer's next deadline is a new one
