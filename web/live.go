@@ -97,7 +97,7 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if req.UserID == "" || len(req.UserID) > auth.MaxUserIDLen {
+	if !auth.ValidUserID(req.UserID) {
 		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("user_id must be 1..%d characters", auth.MaxUserIDLen)))
 		return
 	}

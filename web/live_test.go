@@ -125,6 +125,8 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 		{"mute no user", "POST", mutes, mod, map[string]any{"duration_s": 60}, 400, "bad_request"},
 		{"mute unknown field", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 60, "x": 1}, 400, "bad_request"},
 		{"mute shortest", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 10}, 201, ""},
+		{"mute a user id of 128 characters", "POST", mutes, mod, map[string]any{"user_id": strings.Repeat("é", 128), "duration_s": 60}, 201, ""},
+		{"mute a user id of 129 characters", "POST", mutes, mod, map[string]any{"user_id": strings.Repeat("é", 129), "duration_s": 60}, 400, "bad_request"},
 		{"mute longest by owner", "POST", mutes, owner, map[string]any{"user_id": "u", "duration_s": 86400}, 201, ""},
 		{"unmute anonymous", "DELETE", mutes + "/u", "", nil, 401, "unauthorized"},
 		{"unmute by viewer", "DELETE", mutes + "/u", viewer, nil, 403, "forbidden"},
@@ -137,10 +139,12 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e.t = t
 			resp, raw := e.do(tc.method, tc.path, tc.token, tc.body)
 			e.expect(resp, raw, tc.status, tc.code, nil)
 		})
 	}
+	e.t = t
 	var audit []struct{ Action, Target, ActorID string }
 	resp, raw := e.do("GET", "/api/streams/"+st.ID+"/audit", mod, nil)
 	e.expect(resp, raw, 200, "", &audit)
@@ -148,7 +152,7 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 	for _, a := range audit {
 		actions = append(actions, a.Action)
 	}
-	if got, want := strings.Join(actions, ","), "mute,mute,unmute,unmute,chat_delete"; got != want {
+	if got, want := strings.Join(actions, ","), "mute,mute,mute,unmute,unmute,chat_delete"; got != want {
 		t.Fatalf("audit actions: got %s, want %s", got, want)
 	}
 }

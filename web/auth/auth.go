@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -60,8 +61,13 @@ type claims struct {
 	jwt.RegisteredClaims
 }
 
-// MaxUserIDLen bounds the sub claim.
+// MaxUserIDLen bounds the sub claim, in characters (Unicode code points).
 const MaxUserIDLen = 128
+
+// ValidUserID reports whether id is a user id: 1..MaxUserIDLen characters.
+func ValidUserID(id string) bool {
+	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen
+}
 
 // Authenticator verifies and mints tokens with one HS256 secret.
 type Authenticator struct {
@@ -93,7 +99,7 @@ func (a *Authenticator) Verify(token string) (Identity, error) {
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	if c.Subject == "" || len(c.Subject) > MaxUserIDLen {
+	if !ValidUserID(c.Subject) {
 		return Identity{}, fmt.Errorf("%w: sub must be 1..%d characters", ErrInvalidToken, MaxUserIDLen)
 	}
 	if !c.Role.Valid() {
@@ -104,7 +110,7 @@ func (a *Authenticator) Verify(token string) (Identity, error) {
 
 // Mint signs a token for id that expires after ttl.
 func (a *Authenticator) Mint(id Identity, ttl time.Duration) (string, error) {
-	if id.UserID == "" || len(id.UserID) > MaxUserIDLen {
+	if !ValidUserID(id.UserID) {
 		return "", fmt.Errorf("user id must be 1..%d characters", MaxUserIDLen)
 	}
 	if !id.Role.Valid() {

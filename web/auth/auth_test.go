@@ -24,6 +24,31 @@ func TestMintVerifyRoundTrip(t *testing.T) {
 	}
 }
 
+// TestUserIDCountsCharacters: a sub is any string up to 128 characters (code points),
+// however many bytes they take.
+func TestUserIDCountsCharacters(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	for _, tc := range []struct {
+		user string
+		ok   bool
+	}{
+		{strings.Repeat("é", 128), true},
+		{strings.Repeat("😀", 128), true},
+		{strings.Repeat("é", 129), false},
+	} {
+		tok, err := a.Mint(Identity{UserID: tc.user, Name: "n", Role: RoleViewer}, time.Minute)
+		if (err == nil) != tc.ok {
+			t.Fatalf("mint %d×%q: got %v, want ok=%v", len([]rune(tc.user)), []rune(tc.user)[0], err, tc.ok)
+		}
+		if !tc.ok {
+			continue
+		}
+		if id, err := a.Verify(tok); err != nil || id.UserID != tc.user {
+			t.Fatalf("verify %d×%q: got %+v %v", len([]rune(tc.user)), []rune(tc.user)[0], id, err)
+		}
+	}
+}
+
 func TestVerifyRejects(t *testing.T) {
 	now := time.Now()
 	a := New([]byte("secret-0123456789"), func() time.Time { return now })
@@ -45,6 +70,7 @@ func TestVerifyRejects(t *testing.T) {
 		"bad role":       sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u", "role": "king", "exp": exp}),
 		"no sub":         sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"role": "viewer", "exp": exp}),
 		"long sub":       sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": strings.Repeat("x", 129), "role": "viewer", "exp": exp}),
+		"long wide sub":  sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": strings.Repeat("é", 129), "role": "viewer", "exp": exp}),
 	}
 	for name, tok := range cases {
 		if _, err := a.Verify(tok); !errors.Is(err, ErrInvalidToken) {
