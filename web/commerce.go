@@ -185,8 +185,15 @@ func (s *Server) pinProduct(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, pinnedBody{Pinned: pinned})
 }
 
+// unpinProduct checks in the API's order: 401, 404 for the stream and for the product
+// (not a UUID, unknown, of another stream, or hidden from the caller), 403.
 func (s *Server) unpinProduct(w http.ResponseWriter, r *http.Request) {
-	id, st, err := s.authorizeStream(r, canModerate)
+	id, err := requireUser(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.publicStream(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -194,6 +201,18 @@ func (s *Server) unpinProduct(w http.ResponseWriter, r *http.Request) {
 	pid, err := pathID(r, "pid")
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	p, err := s.deps.Commerce.GetProduct(r.Context(), pid)
+	if err == nil && (p.StreamID != st.ID || (p.Hidden && !canModerate(id, st))) {
+		err = apiError(http.StatusNotFound, "not_found", "no such product in this stream")
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !canModerate(id, st) {
+		s.fail(w, r, errForbidden("only the stream's owner, moderators and admins may unpin"))
 		return
 	}
 	pinned, err := s.deps.Commerce.Unpin(r.Context(), actor(id), st.ID, pid)
