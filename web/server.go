@@ -193,8 +193,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := ""
 		if h := r.Header.Get("Authorization"); h != "" {
-			t, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok {
+			// The scheme is case-insensitive (RFC 9110 §11.1).
+			scheme, t, ok := strings.Cut(h, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") {
 				s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "Authorization must be Bearer"))
 				return
 			}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -198,5 +199,35 @@ func TestHealthReadyMetrics(t *testing.T) {
 	_ = json.Unmarshal(raw, &body)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("got %d %v, want 503 with Retry-After", resp.StatusCode, body)
+	}
+}
+
+// TestAuthorizationScheme: the scheme of Authorization is case-insensitive (RFC 9110
+// §11.1); any other scheme is 401.
+func TestAuthorizationScheme(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.token(auth.RoleCreator, "alice")
+	for _, tc := range []struct {
+		header string
+		status int
+	}{
+		{"Bearer " + tok, http.StatusCreated},
+		{"bearer " + tok, http.StatusCreated},
+		{"BEARER  " + tok, http.StatusCreated},
+		{"Basic YWxpY2U6eA==", http.StatusUnauthorized},
+		{"Bearer not-a-jwt", http.StatusUnauthorized},
+	} {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/api/streams", strings.NewReader(`{"title":"x"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", tc.header)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("Authorization %.12q…: got %d %s, want %d", tc.header, resp.StatusCode, raw, tc.status)
+		}
 	}
 }
