@@ -82,11 +82,17 @@ func TestLiveConnectChecks(t *testing.T) {
 		{"unknown stream", "/ws/" + uuid.NewString(), http.StatusNotFound},
 		{"not a uuid", "/ws/nope", http.StatusNotFound},
 		{"bad token", "/ws/" + st.ID + "?token=garbage", http.StatusUnauthorized},
+		{"since not a number", "/ws/" + st.ID + "?since=x", http.StatusBadRequest},
+		{"since negative", "/ws/" + st.ID + "?since=-1", http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, raw := e.do("GET", tc.path, "", nil)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("got %d, want %d (%s)", resp.StatusCode, tc.status, raw)
+			}
+			var body struct{ Error struct{ Code, Message string } }
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" || json.Unmarshal(raw, &body) != nil || body.Error.Code == "" {
+				t.Fatalf("got Content-Type %q body %s, want a JSON API error", ct, raw)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -74,7 +75,9 @@ type conn struct {
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt ServeOptions) {
 	since, hasSince, err := parseSince(r)
 	if err != nil {
-		http.Error(w, `{"error":{"code":"bad_request","message":"since must be a non-negative integer"}}`, http.StatusBadRequest)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":{"code":"bad_request","message":"since must be a non-negative integer"}}`+"\n")
 		return
 	}
 	hw := &hijackWriter{ResponseWriter: w, hj: http.NewResponseController(w)}
