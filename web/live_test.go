@@ -90,7 +90,9 @@ func TestLiveConnectChecks(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Fatalf("got %d, want %d (%s)", resp.StatusCode, tc.status, raw)
 			}
-			var body struct{ Error struct{ Code, Message string } }
+			var body struct {
+				Error struct{ Code, Message string }
+			}
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" || json.Unmarshal(raw, &body) != nil || body.Error.Code == "" {
 				t.Fatalf("got Content-Type %q body %s, want a JSON API error", ct, raw)
 			}
