@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // NewItem is the body of POST /api/cart/items: exactly one of ProductID and SaleID.
@@ -108,7 +109,7 @@ func (in CheckoutInput) Validate(key string) error {
 	switch {
 	case key == "":
 		return badRequest("the Idempotency-Key header is required")
-	case len(key) > 255:
+	case utf8.RuneCountInString(key) > 255:
 		return badRequest("the Idempotency-Key header is longer than 255 characters")
 	case in.HoldIDs != nil && len(in.HoldIDs) == 0:
 		return badRequest("hold_ids is empty; leave it out to order the whole cart")
