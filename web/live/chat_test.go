@@ -123,6 +123,19 @@ func TestOversizedFrameCloses1009(t *testing.T) {
 	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
 	c := ts.dial(t, sid, "user=dave")
 	c.next(t)
+	// A frame of exactly 4 KiB is read (here a ping padded with spaces) and the
+	// connection stays open; one byte more closes it.
+	ping := `{"type":"ping"}`
+	c.ws.WriteMessage(websocket.TextMessage, []byte(ping+strings.Repeat(" ", MaxClientFrame-len(ping))))
+	if m := c.next(t); m.Type != EventPong {
+		t.Fatalf("frame of %d bytes: got %s %q, want pong", MaxClientFrame, m.Type, m.Code)
+	}
+	c.ws.WriteMessage(websocket.TextMessage, []byte(ping+strings.Repeat(" ", MaxClientFrame+1-len(ping))))
+	if code := c.waitClosed(t); code != websocket.CloseMessageTooBig {
+		t.Fatalf("frame of %d bytes: close code got %d, want 1009", MaxClientFrame+1, code)
+	}
+	c = ts.dial(t, sid, "user=dave")
+	c.next(t)
 	c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"chat","text":"`+strings.Repeat("a", MaxClientFrame)+`"}`))
 	if code := c.waitClosed(t); code != websocket.CloseMessageTooBig {
 		t.Fatalf("close code: got %d, want 1009", code)
