@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livecart/livecart/web/auth"
 )
 
 // TestServeAndSIGTERM builds the real binary, starts it with no config on a temp data
@@ -35,6 +37,7 @@ func TestServeAndSIGTERM(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 
+	links := map[string]string{} // studio, watch, moderate → URL
 	var studio string
 	var addr string
 	lines := make(chan string, 100)
@@ -47,7 +50,7 @@ func TestServeAndSIGTERM(t *testing.T) {
 	}()
 	addrRe := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
 	deadline := time.After(30 * time.Second)
-	for studio == "" {
+	for len(links) < 3 {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -56,13 +59,14 @@ func TestServeAndSIGTERM(t *testing.T) {
 			if m := addrRe.FindStringSubmatch(l); m != nil {
 				addr = m[1]
 			}
-			if f := strings.Fields(l); len(f) == 2 && f[0] == "studio" {
-				studio = f[1]
+			if f := strings.Fields(l); len(f) == 2 && (f[0] == "studio" || f[0] == "watch" || f[0] == "moderate") {
+				links[f[0]] = f[1]
 			}
 		case <-deadline:
-			t.Fatal("no studio link within 30 s")
+			t.Fatalf("got links %v within 30 s, want studio, watch and moderate", links)
 		}
 	}
+	studio = links["studio"]
 	go func() {
 		for range lines {
 		}
@@ -95,6 +99,47 @@ func TestServeAndSIGTERM(t *testing.T) {
 	if len(list) != 1 || !strings.Contains(studio, list[0]["id"].(string)) {
 		t.Fatalf("got streams %v, want the banner's stream", list)
 	}
+	sid := list[0]["id"].(string)
+	// The links' tokens work: the studio's is the stream's owner (it sees the stream
+	// key), the moderator's reads the audit log, the viewer's may not.
+	token := func(link string) string {
+		_, tok, _ := strings.Cut(link, "?token=")
+		return tok
+	}
+	get := func(path, tok string) (int, map[string]any) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	for name, want := range map[string]string{"studio": "/studio/", "watch": "/watch/", "moderate": "/moderate/"} {
+		if !strings.HasPrefix(links[name], "http://"+addr+want+sid+"?token=") {
+			t.Fatalf("%s link: got %q, want http://%s%s%s?token=...", name, links[name], addr, want, sid)
+		}
+	}
+	if code, st := get("/api/streams/"+sid, token(studio)); code != 200 || st["stream_key"] == nil {
+		t.Fatalf("studio token: got %d %v, want the stream with its key", code, st)
+	}
+	if code, _ := get("/api/streams/"+sid+"/audit", token(links["moderate"])); code != 200 {
+		t.Fatalf("moderate token reading the audit: got %d, want 200", code)
+	}
+	if code, _ := get("/api/streams/"+sid+"/audit", token(links["watch"])); code != 403 {
+		t.Fatalf("watch token reading the audit: got %d, want 403 (a viewer)", code)
+	}
+	// livecart token mints with the secret the first start created in the data dir.
+	var minted bytes.Buffer
+	if err := runToken([]string{"--role", "creator", "--user", "creator-1"}, env(map[string]string{"LIVECART_DATA_DIR": filepath.Join(dir, "data")}), &minted); err != nil {
+		t.Fatal(err)
+	}
+	if code, st := get("/api/streams/"+sid, strings.TrimSpace(minted.String())); code != 200 || st["stream_key"] == nil {
+		t.Fatalf("token minted from the data dir's secret: got %d %v, want the owner's view", code, st)
+	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
@@ -117,6 +162,28 @@ func TestTokenSubcommand(t *testing.T) {
 	}
 	if n := strings.Count(strings.TrimSpace(out.String()), "."); n != 2 {
 		t.Fatalf("got %q, want a JWT", out.String())
+	}
+	a := auth.New([]byte("0123456789abcdef0123"), nil)
+	id, err := a.Verify(strings.TrimSpace(out.String()))
+	if err != nil || id != (auth.Identity{UserID: "mia", Name: "Mia", Role: auth.RoleModerator}) {
+		t.Fatalf("minted token: got %+v %v, want mia/Mia/moderator", id, err)
+	}
+	// --ttl sets exp: a token of 1ms is expired by the time it is checked.
+	out.Reset()
+	if err := runToken([]string{"--role", "creator", "--user", "carl", "--ttl", "1ms"}, e, &out); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // exp has whole seconds
+	if _, err := a.Verify(strings.TrimSpace(out.String())); err == nil {
+		t.Fatal("a token minted with --ttl 1ms still verifies after 1.1 s")
+	}
+	// --name defaults to the user id.
+	out.Reset()
+	if err := runToken([]string{"--role", "viewer", "--user", "vic"}, e, &out); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := a.Verify(strings.TrimSpace(out.String())); err != nil || id.Name != "vic" || id.Role != auth.RoleViewer {
+		t.Fatalf("default name: got %+v %v, want vic/vic/viewer", id, err)
 	}
 	if err := runToken([]string{"--role", "king", "--user", "x"}, e, io.Discard); err == nil {
 		t.Fatal("got no error for role king")
