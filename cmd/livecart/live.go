@@ -39,6 +39,7 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 	cfg := live.Config{
 		Bus:       bus,
 		Presence:  presence,
+		Stock:     m.store,
 		Logger:    m.log,
 		Metrics:   reg,
 		ChatRate:  rate.Limit(m.cfg.Live.ChatPerSecond),

@@ -18,6 +18,17 @@ type emitter struct {
 	pending  map[string]*pendingEvent // coalesce key → newest held-back event
 	lastSent map[string]time.Time     // coalesce key → when one was last published
 	products map[string]cart.Product  // last published product by id
+	gated    map[string]*gatedStock   // stock key → turns at the bus's StockGate
+}
+
+// gatedStock is a stock key coalesced across nodes (the bus is a StockGate): changes
+// here are counted at the gate and a turn publishes the store's value. Guarded by
+// emitter.mu.
+type gatedStock struct {
+	ev      cart.Event // the newest change here (ids; the value if the store cannot be read)
+	dirty   bool       // changes not yet counted at the gate
+	need    int64      // the version whose publication covers our counted changes; 0: none
+	running bool       // runGate is on it
 }
 
 type pendingEvent struct {
@@ -32,6 +43,10 @@ func (e *emitter) emit(ctx context.Context, ev cart.Event) {
 	key := e.coalesceKey(ev)
 	if key == "" {
 		e.publishNow(ctx, ev)
+		return
+	}
+	if e.hub.stockGate != nil && ev.Type == cart.EventStock {
+		e.gateStock(key, ev)
 		return
 	}
 	if p := e.pending[key]; p != nil {
@@ -113,7 +128,12 @@ func (e *emitter) idle(now time.Time, interval time.Duration) bool {
 			delete(e.lastSent, k)
 		}
 	}
-	return len(e.pending) == 0 && len(e.lastSent) == 0
+	for k, st := range e.gated {
+		if !st.running {
+			delete(e.gated, k)
+		}
+	}
+	return len(e.pending) == 0 && len(e.lastSent) == 0 && len(e.gated) == 0
 }
 
 func (e *emitter) stopTimers() {
@@ -122,5 +142,126 @@ func (e *emitter) stopTimers() {
 	for k, p := range e.pending {
 		p.timer.Stop()
 		delete(e.pending, k)
+	}
+}
+
+// gateStock notes a stock change of key; runGate gets it published across nodes.
+// Called with e.mu held.
+func (e *emitter) gateStock(key string, ev cart.Event) {
+	st := e.gated[key]
+	if st == nil {
+		st = &gatedStock{}
+		e.gated[key] = st
+	}
+	st.ev, st.dirty = ev, true
+	if st.running {
+		return
+	}
+	st.running = e.hub.goBackground(func() { e.runGate(key, st) })
+}
+
+// runGate takes turns at the stock gate until a value read after every change noted
+// here has been published (by this node or another), or the hub closes.
+func (e *emitter) runGate(key string, st *gatedStock) {
+	ctx := e.hub.backgroundCtx
+	interval := e.hub.cfg.CoalesceInterval
+	failing := false
+	for {
+		e.mu.Lock()
+		count, need := st.dirty, st.need
+		st.dirty = false
+		if !count && need == 0 {
+			st.running = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		wait, err := e.stockTurn(ctx, key, st, count, need, interval)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				e.hub.cfg.Logger.Warn("live: stock event; retrying", "stream", e.sid, "key", key, "err", err)
+			}
+			failing, wait = true, interval
+			if count {
+				e.mu.Lock()
+				st.dirty = true // not counted: count again
+				e.mu.Unlock()
+			}
+		} else {
+			failing = false
+		}
+		if wait > 0 && !sleepCtx(ctx, wait) {
+			return
+		}
+	}
+}
+
+// stockTurn asks the gate once and publishes when it is this node's turn. It returns
+// how long to wait before asking again.
+func (e *emitter) stockTurn(ctx context.Context, key string, st *gatedStock, count bool, need int64, interval time.Duration) (time.Duration, error) {
+	turn, err := e.hub.stockGate.StockTurn(ctx, e.sid, key, count, need, interval)
+	if err != nil {
+		return 0, err
+	}
+	e.mu.Lock()
+	st.need = turn.Need
+	ev := st.ev
+	e.mu.Unlock()
+	switch {
+	case turn.Covered:
+	case turn.Take:
+		// Read after our changes were counted: this value covers them, published or
+		// dropped as older than one already out.
+		if err := e.publishStock(ctx, key, ev, turn.Version, interval); err != nil {
+			return 0, err
+		}
+	default:
+		return turn.Wait, nil
+	}
+	e.mu.Lock()
+	if st.need == turn.Need {
+		st.need = 0
+	}
+	e.mu.Unlock()
+	return 0, nil
+}
+
+// publishStock publishes the store's current value of ev's sale or product as version
+// ver of key.
+func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, ver int64, interval time.Duration) error {
+	d, _ := ev.Data.(cart.StockData)
+	if d.SaleID != "" {
+		if sale, err := e.hub.cfg.Stock.GetSale(ctx, d.SaleID); err == nil {
+			d.Remaining = sale.Remaining
+		} else {
+			e.hub.cfg.Logger.Warn("live: read sale for stock event", "sale", d.SaleID, "err", err)
+		}
+	} else if p, err := e.hub.cfg.Stock.GetProduct(ctx, d.ProductID); err == nil {
+		d.Remaining = p.Stock
+	} else {
+		e.hub.cfg.Logger.Warn("live: read product for stock event", "product", d.ProductID, "err", err)
+	}
+	body, err := encodeBody(e.hub.cfg.Now(), d)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _, err = e.hub.stockGate.PublishStock(pctx, e.sid, key, ver, interval, cart.EventStock, body)
+	return err
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -58,6 +58,10 @@ type Config struct {
 	Snapshots SnapshotSource
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// Stock, when set and Bus is a StockGate (Redis), makes stock events coalesce
+	// across nodes, each carrying the value read from it when published; otherwise
+	// each node coalesces its own.
+	Stock StockReader
 	// Metrics, when set, receives the hub's connection and delivery counters.
 	Metrics prometheus.Registerer
 	// CheckOrigin decides whether a browser's Origin may connect; nil allows any.
@@ -121,6 +125,14 @@ type Hub struct {
 	loopDone chan struct{}
 	conns    sync.WaitGroup // one per open connection
 	writers  *writerPool
+	// stockGate is cfg.Bus when it coalesces stock across nodes (and cfg.Stock is set).
+	stockGate StockGate
+	// background runs the stock turns until Close cancels backgroundCtx.
+	background       sync.WaitGroup
+	backgroundCtx    context.Context
+	cancelBackground context.CancelFunc
+	backgroundMu     sync.Mutex // guards backgroundDone; orders background.Add before Wait
+	backgroundDone   bool
 
 	mu       sync.Mutex               // guards the maps and closed
 	rooms    map[string]*room         // streams with connections on this node
@@ -155,6 +167,10 @@ func NewHub(cfg Config) *Hub {
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     h.checkOrigin,
 	}
+	if g, ok := cfg.Bus.(StockGate); ok && cfg.Stock != nil {
+		h.stockGate = g
+	}
+	h.backgroundCtx, h.cancelBackground = context.WithCancel(context.Background())
 	go h.tickLoop()
 	return h
 }
@@ -234,12 +250,33 @@ func (h *Hub) Close() error {
 	for _, e := range emitters {
 		e.stopTimers()
 	}
+	h.backgroundMu.Lock()
+	h.backgroundDone = true
+	h.backgroundMu.Unlock()
+	h.cancelBackground()
+	h.background.Wait()
 	for _, r := range rooms {
 		r.closeAll(websocket.CloseGoingAway, "server shutting down", true)
 	}
 	h.conns.Wait()
 	h.writers.close()
 	return nil
+}
+
+// goBackground runs f in a goroutine that Close cancels (backgroundCtx) and waits for;
+// false when the hub is closing.
+func (h *Hub) goBackground(f func()) bool {
+	h.backgroundMu.Lock()
+	defer h.backgroundMu.Unlock()
+	if h.backgroundDone {
+		return false
+	}
+	h.background.Add(1)
+	go func() {
+		defer h.background.Done()
+		f()
+	}()
+	return true
 }
 
 func (h *Hub) isClosed() bool {

@@ -4,6 +4,19 @@
 -- ARGV[1] the event type as a JSON string, ARGV[2] the frame after seq (`"ts":..}`),
 -- ARGV[3] history length (approximate, never fewer), ARGV[4] channel,
 -- ARGV[5] ms to keep both keys from now on (the stream ended; 0 = for ever)
+-- A stock value (stock_gate.lua) also passes KEYS[3] its versions hash, KEYS[4] its
+-- gate, ARGV[6] its version, ARGV[7] the interval in ms, ARGV[8] ms to keep KEYS[3]:
+-- a value older than one already published is dropped (returns {0, ''}), and the gate
+-- is held for an interval from now, so publications stay an interval apart.
+if KEYS[3] then
+  local pub = tonumber(redis.call('HGET', KEYS[3], 'p') or '0')
+  if pub >= tonumber(ARGV[6]) then
+    return {0, ''}
+  end
+  redis.call('HSET', KEYS[3], 'p', ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[8])
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[7])
+end
 local seq = redis.call('INCR', KEYS[1])
 local frame = '{"type":' .. ARGV[1] .. ',"seq":' .. seq .. ',' .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/web/auth"
+)
+
+// stockSeen is one stock event of the watched sale as a viewer got it.
+type stockSeen struct {
+	TS        time.Time `json:"ts"`
+	Seq       int64     `json:"seq"`
+	SaleID    string    `json:"sale_id"`
+	Remaining int       `json:"remaining"`
+}
+
+// watchStock records every stock event of sale on c until c closes.
+func watchStock(c *websocket.Conn, sale string, mu *sync.Mutex, out *[]stockSeen) {
+	for {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, raw, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		var f struct {
+			Type string `json:"type"`
+			stockSeen
+		}
+		if json.Unmarshal(raw, &f) != nil || f.Type != "stock" || f.SaleID != sale {
+			continue
+		}
+		mu.Lock()
+		*out = append(*out, f.stockSeen)
+		mu.Unlock()
+	}
+}
+
+// TestStockCoalescedAcrossNodes: buyers hold units of one sale through two nodes at
+// once for about two seconds. Viewers on both nodes get at most 10 stock events of the
+// sale in any second (by the events' ts; the final one may be the 11th), in rising seq
+// with falling values, and the last one carries the sale's final remaining.
+func TestStockCoalescedAcrossNodes(t *testing.T) {
+	prefix := fmt.Sprintf("lc-stock-%s", uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	nodes := []string{startNode(t, "node-a", prefix), startNode(t, "node-b", prefix)}
+	creator := mint(t, auth.RoleCreator, "alice")
+
+	var st, p, sale struct{ ID string }
+	call(t, "POST", nodes[0]+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
+	call(t, "POST", nodes[0]+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 1000}, 201, &p)
+	call(t, "POST", nodes[0]+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
+		"product_id": p.ID, "price_cents": 4900, "quantity": 600, "duration_s": 120}, 201, &sale)
+
+	var mu sync.Mutex
+	seen := make([][]stockSeen, len(nodes))
+	var readers sync.WaitGroup
+	conns := make([]*websocket.Conn, len(nodes))
+	for i, n := range nodes {
+		conns[i] = dialWS(t, n, st.ID, "")
+		next(t, conns[i], "snapshot")
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			watchStock(conns[i], sale.ID, &mu, &seen[i])
+		}()
+	}
+
+	// 8 buyers per node, each holding one unit every 100 ms: 160 holds a second, 320
+	// in all, spread over both nodes.
+	const perNode, rounds = 8, 20
+	var buyers sync.WaitGroup
+	errs := make(chan error, 2*perNode*rounds)
+	for ni, n := range nodes {
+		for w := range perNode {
+			buyers.Add(1)
+			go func() {
+				defer buyers.Done()
+				tick := time.NewTicker(100 * time.Millisecond)
+				defer tick.Stop()
+				for r := range rounds {
+					<-tick.C
+					buyer := mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d-%d-%d", ni, w, r))
+					resp := postJSON(t, n+"/api/cart/items", buyer, map[string]any{"sale_id": sale.ID, "quantity": 1})
+					resp.Body.Close()
+					if resp.StatusCode != 201 {
+						errs <- fmt.Errorf("hold on node %d: got %d, want 201", ni, resp.StatusCode)
+					}
+				}
+			}()
+		}
+	}
+	buyers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var got struct{ Remaining int }
+	call(t, "GET", nodes[1]+"/api/sales/"+sale.ID, "", nil, 200, &got)
+	if want := 600 - 2*perNode*rounds; got.Remaining != want {
+		t.Fatalf("got remaining %d after the holds, want %d", got.Remaining, want)
+	}
+
+	// Wait for the final value on both nodes, then a little more for stragglers.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		done := true
+		for _, s := range seen {
+			done = done && len(s) > 0 && s[len(s)-1].Remaining == got.Remaining
+		}
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("viewers never saw the final remaining %d; last events: %v", got.Remaining, seen)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, c := range conns {
+		c.Close()
+	}
+	readers.Wait()
+
+	for i, s := range seen {
+		if len(s) < 5 {
+			t.Errorf("node %d: got %d stock events over ~2 s of holds, want several", i, len(s))
+		}
+		if last := s[len(s)-1]; last.Remaining != got.Remaining {
+			t.Errorf("node %d: last stock event says %d, want the final %d", i, last.Remaining, got.Remaining)
+		}
+		for k := 1; k < len(s); k++ {
+			if s[k].Seq <= s[k-1].Seq || s[k].Remaining > s[k-1].Remaining {
+				t.Errorf("node %d: stock event %d (seq %d, %d left) after seq %d, %d left: want rising seq, falling stock",
+					i, k, s[k].Seq, s[k].Remaining, s[k-1].Seq, s[k-1].Remaining)
+			}
+		}
+		// Any one-second window [ts_k, ts_k + 1 s) holds at most 10, the final event
+		// excepted.
+		for k := range s {
+			n := 0
+			for j := k; j < len(s) && s[j].TS.Sub(s[k].TS) < time.Second; j++ {
+				if j < len(s)-1 {
+					n++
+				}
+			}
+			if n > 10 {
+				t.Errorf("node %d: %d stock events within 1 s from %v, want at most 10", i, n, s[k].TS.Format("15:04:05.000"))
+				break
+			}
+		}
+	}
+	if len(seen[0]) != len(seen[1]) {
+		t.Errorf("viewer on A got %d stock events, on B %d: want the same events", len(seen[0]), len(seen[1]))
+	}
+}

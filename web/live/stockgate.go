@@ -1,0 +1,95 @@
+package live
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// StockGate limits a stock key's events (a sale's remaining, or a product's own stock)
+// across the nodes sharing a Bus: the RedisBus implements it. Each node counts its
+// changes, takes turns at a gate held for an interval, and the taker publishes the
+// value it reads from the store at that moment, so the newest change on any node is
+// always followed by an event carrying a value read after it.
+type StockGate interface {
+	// StockTurn counts new changes of key on this node (count) or asks again for the
+	// version need, and tries to take the gate.
+	StockTurn(ctx context.Context, sid, key string, count bool, need int64, interval time.Duration) (StockTurn, error)
+	// PublishStock publishes a stock event read under the gate as version ver; a value
+	// older than one already published is dropped (ok false). It holds the gate for
+	// an interval from the publication.
+	PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte) (rec Record, ok bool, err error)
+}
+
+// StockTurn is the answer of StockGate.StockTurn.
+type StockTurn struct {
+	Need    int64         // the version this node's changes need published
+	Covered bool          // a value read after them has been published: nothing to do
+	Take    bool          // the caller holds the gate: read the store, publish as Version
+	Version int64         // when Take
+	Wait    time.Duration // when neither: the gate is held this long
+}
+
+// StockReader reads the current free units that stock events carry (cart.Store
+// implements it).
+type StockReader interface {
+	GetSale(ctx context.Context, id string) (cart.Sale, error)
+	GetProduct(ctx context.Context, id string) (cart.Product, error)
+}
+
+//go:embed lua/stock_gate.lua
+var stockGateLua string
+
+var stockGateScript = redis.NewScript(stockGateLua)
+
+// stockKeep is how long Redis keeps a stock key's versions after its last change.
+const stockKeep = time.Hour
+
+var _ StockGate = (*RedisBus)(nil)
+
+// StockTurn implements StockGate.
+func (b *RedisBus) StockTurn(ctx context.Context, sid, key string, count bool, need int64, interval time.Duration) (StockTurn, error) {
+	c := "0"
+	if count {
+		c = "1"
+	}
+	res, err := stockGateScript.Run(ctx, b.rdb, []string{b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key)},
+		c, need, max(interval.Milliseconds(), 1), stockKeep.Milliseconds()).Int64Slice()
+	if err != nil {
+		return StockTurn{}, fmt.Errorf("live: stock gate: %w", err)
+	}
+	if len(res) != 3 {
+		return StockTurn{}, fmt.Errorf("live: stock gate: %d values, want 3", len(res))
+	}
+	t := StockTurn{Need: res[0]}
+	switch res[1] {
+	case 0:
+		t.Covered = true
+	case 1:
+		t.Take, t.Version = true, res[2]
+	default:
+		t.Wait = time.Duration(res[2]) * time.Millisecond
+	}
+	return t, nil
+}
+
+// PublishStock implements StockGate.
+func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte) (Record, bool, error) {
+	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key)}
+	res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), 0,
+		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds()).Slice()
+	if err != nil {
+		return Record{}, false, fmt.Errorf("live: publish stock: %w", err)
+	}
+	seq, _ := res[0].(int64)
+	frame, _ := res[1].(string)
+	if seq == 0 {
+		return Record{}, false, nil
+	}
+	return Record{Seq: seq, Frame: []byte(frame)}, true, nil
+}
