@@ -50,6 +50,9 @@ type conn struct {
 	queue       []*frame
 	spare       []*frame // a previous batch, reused
 	queuedBytes int
+	// sendingAt is when the oldest frame of the batch being written (by the shard or
+	// the writer goroutine) arrived; zero when none is under way.
+	sendingAt   time.Time
 	closeCode   int // once set, nothing more is queued
 	closeReason string
 	closeNow    bool // close without sending the queue (slow client, shutdown)
@@ -296,8 +299,7 @@ func (c *conn) put(f *frame) (toShard bool) {
 		return false
 	}
 	cfg := &c.hub.cfg
-	if c.queuedBytes+f.size > cfg.MaxQueueBytes || len(c.queue) >= maxQueueFrames ||
-		(len(c.queue) > 0 && f.at.Sub(c.queue[0].at) > cfg.MaxBehind) {
+	if c.queuedBytes+f.size > cfg.MaxQueueBytes || len(c.queue) >= maxQueueFrames || c.behindLocked(f.at) {
 		c.mu.Unlock()
 		c.drop(websocket.ClosePolicyViolation, "too slow")
 		return false
@@ -314,6 +316,48 @@ func (c *conn) put(f *frame) (toShard bool) {
 		c.signal()
 	}
 	return toShard
+}
+
+// behindLocked reports whether the oldest frame not yet sent is more than MaxBehind
+// older than now. c.mu is held.
+func (c *conn) behindLocked(now time.Time) bool {
+	since := c.sendingAt
+	if since.IsZero() && len(c.queue) > 0 {
+		since = c.queue[0].at
+	}
+	return !since.IsZero() && now.Sub(since) > c.hub.cfg.MaxBehind
+}
+
+// dropIfBehind drops c when it is more than MaxBehind behind: the hub's sweep finds
+// the clients that fell behind when no new event comes to show it.
+func (c *conn) dropIfBehind(now time.Time) {
+	c.mu.Lock()
+	behind := c.closeCode == 0 && c.behindLocked(now)
+	c.mu.Unlock()
+	if behind {
+		c.drop(websocket.ClosePolicyViolation, "too slow")
+	}
+}
+
+// oldestAt is when the oldest frame of batch arrived (zero for none, or pings only).
+func oldestAt(batch []*frame) time.Time {
+	for _, f := range batch {
+		if !f.at.IsZero() {
+			return f.at
+		}
+	}
+	return time.Time{}
+}
+
+// unsentAt is when the first frame of batch that sent bytes did not finish arrived.
+func unsentAt(batch []*frame, sent int) time.Time {
+	for i, f := range batch {
+		if sent < len(f.wire) {
+			return oldestAt(batch[i:])
+		}
+		sent -= len(f.wire)
+	}
+	return time.Time{}
 }
 
 // flushFast is the shard's pass over c: send the whole queue with one non-blocking
@@ -342,12 +386,22 @@ func (c *conn) flushFast(scratch *[]byte) {
 		c.pingDue = false
 	}
 	c.shardBusy = true
+	c.sendingAt = oldestAt(batch)
 	c.mu.Unlock()
 
 	rest, err := c.bc.tryWrite(batch, scratch)
+	var restAt time.Time
+	if rest != nil {
+		total := 0
+		for _, f := range batch {
+			total += len(f.wire)
+		}
+		restAt = unsentAt(batch, total-len(rest))
+	}
 	clear(batch)
 	c.mu.Lock()
 	c.shardBusy = false
+	c.sendingAt = restAt // the handed-over rest is still under way
 	if c.spare == nil {
 		c.spare = batch[:0]
 	}
@@ -450,6 +504,10 @@ func (c *conn) writeStep() bool {
 		c.queue, c.spare = c.spare[:0], nil
 		c.queuedBytes = 0
 	}
+	batchAt := oldestAt(batch)
+	if handoff == nil {
+		c.sendingAt = batchAt
+	} // else sendingAt is the handoff's, older
 	c.mu.Unlock()
 	if handoff != nil { // first: the shard handed over bc.mu with it
 		deadline := c.nextDeadline()
@@ -463,6 +521,9 @@ func (c *conn) writeStep() bool {
 		} else if err := c.bc.finishWrite(handoff, deadline); err != nil {
 			return false
 		}
+		c.mu.Lock()
+		c.sendingAt = batchAt
+		c.mu.Unlock()
 	}
 	if failed || stopped {
 		return false
@@ -506,6 +567,7 @@ func (c *conn) endWrites() {
 // backToShard hands data writes back to the shard once the writer has caught up.
 func (c *conn) backToShard(batch []*frame) {
 	c.mu.Lock()
+	c.sendingAt = time.Time{}
 	if c.spare == nil {
 		c.spare = batch[:0]
 	}

@@ -294,6 +294,10 @@ func (h *Hub) tickLoop() {
 	defer refresh.Stop()
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
+	// Clients that fell behind are dropped by the next event, or by this sweep when
+	// none comes: within a tenth of MaxBehind.
+	behind := time.NewTicker(max(h.cfg.MaxBehind/10, 10*time.Millisecond))
+	defer behind.Stop()
 	for {
 		select {
 		case <-h.stop:
@@ -304,6 +308,11 @@ func (h *Hub) tickLoop() {
 			}
 		case <-t.C:
 			h.announceViewers()
+		case <-behind.C:
+			now := h.cfg.Now()
+			for _, r := range h.roomList() {
+				r.dropBehind(now)
+			}
 		case <-refresh.C:
 			h.refreshPresence()
 			h.forgetIdle()

@@ -189,3 +189,12 @@ func (r *room) pingAll() {
 	}
 	r.out.flush()
 }
+
+// dropBehind drops the connections more than MaxBehind behind (see conn.dropIfBehind).
+func (r *room) dropBehind(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.dropIfBehind(now)
+	}
+}

@@ -255,3 +255,37 @@ func TestDropStopsAWriteAboutToStart(t *testing.T) {
 		t.Fatalf("writes ended %v after the drop, want within a few seconds (WriteTimeout is 30s)", took)
 	}
 }
+
+// TestBehindClientDroppedWithoutNewEvents: a client stops reading, its socket fills
+// and events stop coming. It is dropped (1008) once its oldest unsent event is
+// MaxBehind old, not only when a new event is queued, nor after the WriteTimeout.
+func TestBehindClientDroppedWithoutNewEvents(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, MaxBehind: time.Second, WriteTimeout: 30 * time.Second, Writers: 1})
+	slow := ts.dialPaused(t, 4096)
+	c := onlyConn(t, ts.hub, slow)
+	text := strings.Repeat("x", 4<<10)
+	// Well under MaxQueueBytes, in well under MaxBehind: more than the socket buffers
+	// hold, so the last ones wait at the server.
+	for range 40 {
+		announce(ts.hub, sid, text)
+	}
+	last := time.Now()
+	deadline := last.Add(10 * time.Second)
+	for ts.hub.localCount(sid) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("client %v behind still connected (MaxBehind 1s, WriteTimeout 30s)", time.Since(last))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(last)
+	c.mu.Lock()
+	code := c.closeCode
+	c.mu.Unlock()
+	if code != websocket.ClosePolicyViolation {
+		t.Errorf("got close code %d, want %d", code, websocket.ClosePolicyViolation)
+	}
+	if took < 900*time.Millisecond {
+		t.Errorf("dropped %v after the last event, want once 1s behind", took)
+	}
+	t.Logf("dropped %v after the last event", took)
+}
