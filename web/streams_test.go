@@ -231,3 +231,40 @@ func TestAuthorizationScheme(t *testing.T) {
 		}
 	}
 }
+
+// TestCORSConfiguredOrigins: with http.cors_origins set, only those origins get CORS
+// headers (preflight and actual requests, errors included); others get none.
+func TestCORSConfiguredOrigins(t *testing.T) {
+	e := newTestEnv(t, func(d *Deps) { d.Options.CORSOrigins = []string{"https://shop.example"} })
+	send := func(method, origin string) *http.Response {
+		req, _ := http.NewRequest(method, e.srv.URL+"/api/cart", nil)
+		req.Header.Set("Origin", origin)
+		if method == "OPTIONS" {
+			req.Header.Set("Access-Control-Request-Method", "GET")
+			req.Header.Set("Access-Control-Request-Headers", "authorization")
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := send("OPTIONS", "https://SHOP.example"); resp.StatusCode != http.StatusNoContent ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "https://SHOP.example" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight from the allowed origin: got %d %v", resp.StatusCode, resp.Header)
+	}
+	// The 401 of an anonymous GET /api/cart is readable by the allowed origin.
+	if resp := send("GET", "https://shop.example"); resp.StatusCode != http.StatusUnauthorized ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Retry-After") {
+		t.Errorf("GET from the allowed origin: got %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, m := range []string{"OPTIONS", "GET"} {
+		if resp := send(m, "https://evil.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" ||
+			resp.Header.Get("Access-Control-Allow-Headers") != "" {
+			t.Errorf("%s from another origin: got CORS headers %v", m, resp.Header)
+		}
+	}
+}
