@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -348,4 +349,52 @@ func TestCommerceStormHTTP(t *testing.T) {
 			t.Fatalf("sale: got %+v, want 50 sold", got)
 		}
 	}
+}
+
+// TestCommerceRangeBounds: every range of API.md accepts both of its bounds (the values
+// just outside are refused in TestCommerceBadInput).
+func TestCommerceRangeBounds(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.createStream("alice")
+	owner, bob := e.token(auth.RoleCreator, "alice"), e.token(auth.RoleViewer, "bob")
+	var zero, big cart.Product
+	resp, raw := e.do("POST", "/api/streams/"+st.ID+"/products", owner,
+		map[string]any{"sku": "Z", "title": "free, none", "price_cents": 0, "currency": "EUR", "stock": 0})
+	e.expect(resp, raw, http.StatusCreated, "", &zero)
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/products", owner,
+		map[string]any{"sku": "B", "title": "many", "price_cents": 1, "currency": "EUR", "stock": 1_000_000})
+	e.expect(resp, raw, http.StatusCreated, "", &big)
+	if zero.PriceCents != 0 || zero.Stock != 0 || big.Stock != 1_000_000 {
+		t.Fatalf("products: got %+v and %+v", zero, big)
+	}
+	var one, all cart.Sale
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/sales", owner,
+		map[string]any{"product_id": big.ID, "price_cents": 0, "quantity": 1, "per_user_limit": 1, "duration_s": 1})
+	e.expect(resp, raw, http.StatusCreated, "", &one)
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/sales", owner,
+		map[string]any{"product_id": big.ID, "price_cents": 0, "quantity": 500, "per_user_limit": 500, "duration_s": 600, "starts_in_s": 0})
+	e.expect(resp, raw, http.StatusCreated, "", &all)
+	if one.PerUserLimit != 1 || !one.EndsAt.Equal(one.StartsAt.Add(time.Second)) || all.PerUserLimit != 500 || all.Status != "active" {
+		t.Fatalf("sales: got %+v and %+v", one, all)
+	}
+	var h cart.Hold
+	resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"sale_id": all.ID, "quantity": 100})
+	e.expect(resp, raw, http.StatusCreated, "", &h)
+	resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"product_id": big.ID, "quantity": 100})
+	e.expect(resp, raw, http.StatusCreated, "", nil)
+	resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"product_id": big.ID, "quantity": 1})
+	e.expect(resp, raw, http.StatusCreated, "", nil)
+	if h.Quantity != 100 || h.UnitPriceCents != 0 {
+		t.Fatalf("hold: got %+v", h)
+	}
+	// A sale without per_user_limit allows 1 per buyer.
+	var def cart.Sale
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/sales", owner,
+		map[string]any{"product_id": big.ID, "price_cents": 5, "quantity": 3, "duration_s": 60})
+	e.expect(resp, raw, http.StatusCreated, "", &def)
+	if def.PerUserLimit != 1 {
+		t.Fatalf("default per_user_limit: got %d, want 1", def.PerUserLimit)
+	}
+	resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"sale_id": def.ID, "quantity": 2})
+	e.expect(resp, raw, http.StatusConflict, "limit_exceeded", nil)
 }
