@@ -248,6 +248,17 @@ func TestCommerceBadInput(t *testing.T) {
 		{"cart anonymous", "GET", "/api/cart", "", nil, 401, "unauthorized"},
 		{"orders anonymous", "GET", "/api/orders", "", nil, 401, "unauthorized"},
 		{"stream orders viewer", "GET", "/api/streams/" + sh.st.ID + "/orders", bob, nil, 403, "forbidden"},
+		{"stream orders moderator", "GET", "/api/streams/" + sh.st.ID + "/orders", mia, nil, 403, "forbidden"},
+		{"stream orders foreign creator", "GET", "/api/streams/" + sh.st.ID + "/orders", carol, nil, 403, "forbidden"},
+		{"stream orders anonymous", "GET", "/api/streams/" + sh.st.ID + "/orders", "", nil, 401, "unauthorized"},
+		{"stream orders unknown stream", "GET", "/api/streams/" + missing + "/orders", bob, nil, 404, "not_found"},
+		{"audit foreign creator", "GET", "/api/streams/" + sh.st.ID + "/audit", carol, nil, 403, "forbidden"},
+		{"hide by foreign creator", "PATCH", "/api/products/" + sh.product.ID, carol, map[string]bool{"hidden": true}, 403, "forbidden"},
+		{"hide unknown before role", "PATCH", "/api/products/" + missing, bob, map[string]bool{"hidden": true}, 404, "not_found"},
+		{"stop unknown sale before role", "POST", "/api/sales/" + missing + "/stop", bob, nil, 404, "not_found"},
+		{"sale unknown stream before role", "POST", "/api/streams/" + missing + "/sales", bob, sale(), 404, "not_found"},
+		{"hidden product read by viewer", "GET", "/api/products/" + other.product.ID, bob, nil, 404, "not_found"},
+		{"moderator holds 101", "POST", "/api/cart/items", mia, map[string]any{"product_id": sh.product.ID, "quantity": 101}, 400, "bad_request"},
 		{"products of unknown stream", "GET", "/api/streams/" + missing + "/products", "", nil, 404, "not_found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
