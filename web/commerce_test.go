@@ -409,3 +409,58 @@ func TestCommerceRangeBounds(t *testing.T) {
 	resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"sale_id": def.ID, "quantity": 2})
 	e.expect(resp, raw, http.StatusConflict, "limit_exceeded", nil)
 }
+
+// TestAdminMayDoEverything: an admin acts on a stream it did not create wherever the
+// owner may (API.md: admin = everything), and sees the stream key.
+func TestAdminMayDoEverything(t *testing.T) {
+	e := newLiveEnv(t)
+	sh := e.shop()
+	admin := e.token(auth.RoleAdmin, "root")
+	sid := sh.st.ID
+	var st StreamView
+	resp, raw := e.do("GET", "/api/streams/"+sid, admin, nil)
+	e.expect(resp, raw, http.StatusOK, "", &st)
+	if st.StreamKey == "" {
+		t.Fatal("admin: no stream_key in the stream")
+	}
+	var p cart.Product
+	resp, raw = e.do("POST", "/api/streams/"+sid+"/products", admin,
+		map[string]any{"sku": "ADM", "title": "by admin", "price_cents": 1, "currency": "EUR", "stock": 5})
+	e.expect(resp, raw, http.StatusCreated, "", &p)
+	var s cart.Sale
+	resp, raw = e.do("POST", "/api/streams/"+sid+"/sales", admin,
+		map[string]any{"product_id": p.ID, "price_cents": 1, "quantity": 2, "duration_s": 60})
+	e.expect(resp, raw, http.StatusCreated, "", &s)
+	for _, step := range []struct {
+		method, path string
+		body         any
+		status       int
+	}{
+		{"POST", "/api/streams/" + sid + "/pins", map[string]string{"product_id": p.ID}, 200},
+		{"DELETE", "/api/streams/" + sid + "/pins/" + p.ID, nil, 200},
+		{"PATCH", "/api/products/" + p.ID, map[string]bool{"hidden": true}, 200},
+		{"POST", "/api/sales/" + s.ID + "/stop", nil, 200},
+		{"POST", "/api/streams/" + sid + "/mutes", map[string]any{"user_id": "bob", "duration_s": 10}, 201},
+		{"DELETE", "/api/streams/" + sid + "/mutes/bob", nil, 204},
+		{"DELETE", "/api/streams/" + sid + "/chat/" + uuid.NewString(), nil, 204},
+		{"POST", "/api/cart/items", map[string]any{"product_id": sh.product.ID, "quantity": 1}, 201},
+		{"GET", "/api/streams/" + sid + "/orders", nil, 200},
+		{"GET", "/api/streams/" + sid + "/audit", nil, 200},
+		{"POST", "/api/streams/" + sid + "/end", nil, 200},
+	} {
+		resp, raw := e.do(step.method, step.path, admin, step.body)
+		e.expect(resp, raw, step.status, "", nil)
+	}
+	var audit []cart.AuditEntry
+	resp, raw = e.do("GET", "/api/streams/"+sid+"/audit", admin, nil)
+	e.expect(resp, raw, http.StatusOK, "", &audit)
+	var byAdmin []string
+	for _, a := range audit {
+		if a.ActorID == "root" && a.ActorRole == "admin" {
+			byAdmin = append(byAdmin, a.Action)
+		}
+	}
+	if got, want := strings.Join(byAdmin, ","), "product_create,sale_create,pin,unpin,hide,sale_stop,mute,unmute,chat_delete,stream_end"; got != want {
+		t.Fatalf("admin's audit entries: got %s, want %s", got, want)
+	}
+}
