@@ -113,11 +113,7 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 // a WHEP resource id is unguessable and needs no bearer.
 func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.authorizeMedia(r, k)
-		var m Media
-		if err == nil {
-			m, err = s.media()
-		}
+		st, m, err := s.authorizeSession(r, k)
 		if err == nil {
 			err = m.Delete(st.ID, r.PathValue("rid"), k.role)
 		}
@@ -133,15 +129,8 @@ func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 // (422, RFC 9725 §4.3.2).
 func (s *Server) mediaPatch(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.authorizeMedia(r, k)
-		var m Media
-		if err == nil {
-			m, err = s.media()
-		}
+		st, m, err := s.authorizeSession(r, k)
 		rid := r.PathValue("rid")
-		if err == nil && !m.Exists(st.ID, rid, k.role) {
-			err = apiError(http.StatusNotFound, "not_found", "no such media session")
-		}
 		var frag string
 		if err == nil {
 			frag, err = readSDP(w, r, contentTypeSDPFrag)
@@ -223,6 +212,26 @@ func (s *Server) authorizeMedia(r *http.Request, k mediaKind) (cart.Stream, erro
 		err = s.checkMediaAccess(r, k, st)
 	}
 	return st, err
+}
+
+// authorizeSession runs the checks of a request on a session (DELETE, PATCH) in the
+// API's order: 401 (bearer), 404 (stream, then session), 403 (checkMediaAccess).
+func (s *Server) authorizeSession(r *http.Request, k mediaKind) (cart.Stream, Media, error) {
+	st, err := s.mediaStream(r, k)
+	if err == nil && k.role == stream.RolePublisher && identity(r).Anonymous() && !auth.KeyEqual(bearer(r), st.StreamKey) {
+		err = apiError(http.StatusUnauthorized, "unauthorized", "bearer is neither a valid token nor the stream key")
+	}
+	var m Media
+	if err == nil {
+		m, err = s.media()
+	}
+	if err == nil && !m.Exists(st.ID, r.PathValue("rid"), k.role) {
+		err = apiError(http.StatusNotFound, "not_found", "no such media session")
+	}
+	if err == nil {
+		err = s.checkMediaAccess(r, k, st)
+	}
+	return st, m, err
 }
 
 // mediaStream: WHIP needs a bearer (401), then the stream must exist (404).

@@ -193,6 +193,19 @@ func TestWHIPSessionLifecycle(t *testing.T) {
 	}
 	resp, raw = e.sdpReq("DELETE", loc, key, "", "")
 	e.expect(resp, raw, http.StatusNotFound, "not_found", nil)
+	// The check order: 401 (no bearer, or neither a token nor the key), then 404 (the
+	// session), then 403 (a valid token of someone else).
+	bob := e.token(auth.RoleCreator, "bob")
+	for _, m := range []string{"DELETE", "PATCH"} {
+		resp, raw = e.sdpReq(m, loc, "", "application/trickle-ice-sdpfrag", "a=mid:0\r\n")
+		e.expect(resp, raw, http.StatusUnauthorized, "unauthorized", nil)
+		resp, raw = e.sdpReq(m, loc, "sk_wrong", "application/trickle-ice-sdpfrag", "a=mid:0\r\n")
+		e.expect(resp, raw, http.StatusUnauthorized, "unauthorized", nil)
+		resp, raw = e.sdpReq(m, loc, bob, "application/trickle-ice-sdpfrag", "a=mid:0\r\n")
+		e.expect(resp, raw, http.StatusNotFound, "not_found", nil)
+		resp, raw = e.sdpReq(m, "/whip/"+st.ID+"/nope", e.token(auth.RoleViewer, "vic"), "application/trickle-ice-sdpfrag", "a=mid:0\r\n")
+		e.expect(resp, raw, http.StatusNotFound, "not_found", nil)
+	}
 
 	// Live again with the owner's token.
 	resp, raw = e.sdpReq("POST", "/whip/"+st.ID, owner, "application/sdp; charset=utf-8", sdpOffer(t, true))
