@@ -191,6 +191,11 @@ func (s *Server) emit(ctx context.Context, ev cart.Event) {
 // is answered 401, except on WHIP where the bearer may be a stream key.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics": // need no token; a stale one is ignored
+			next.ServeHTTP(w, r)
+			return
+		}
 		token := ""
 		if h := r.Header.Get("Authorization"); h != "" {
 			// The scheme is case-insensitive (RFC 9110 §11.1).

@@ -187,6 +187,11 @@ func TestHealthReadyMetrics(t *testing.T) {
 		resp, raw := e.do("GET", p, "", nil)
 		e.expect(resp, raw, http.StatusOK, "", nil)
 	}
+	// They need no token: a probe that sends a stale one is not refused.
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, raw := e.do("GET", p, "expired-or-garbage", nil)
+		e.expect(resp, raw, http.StatusOK, "", nil)
+	}
 	e.do("GET", "/api/streams", "", nil)
 	resp, raw := e.do("GET", "/metrics", "", nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), `livecart_http_requests_total{code="200",route="GET /api/streams"}`) {
