@@ -39,7 +39,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute}, commerceBuckets...) {
+		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin}, commerceBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

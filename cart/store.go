@@ -42,6 +42,17 @@ type Store interface {
 	// MediaMute returns the stream's media mute (both false until set). ErrNotFound if
 	// the stream is unknown.
 	MediaMute(ctx context.Context, streamID string) (MediaMute, error)
+	// SetMediaOrigin records where the stream is published now, replacing any earlier
+	// origin. ErrNotFound if the stream is unknown, ErrConflict if it has ended.
+	SetMediaOrigin(ctx context.Context, streamID string, o MediaOrigin) error
+	// ClearMediaOrigin forgets the origin if it is still the one of this WHIP session
+	// (cleared = true); an origin another session has set since stays. ErrNotFound if
+	// the stream is unknown.
+	ClearMediaOrigin(ctx context.Context, streamID, session string) (cleared bool, err error)
+	// MediaOrigin returns where the stream is published (zero when nowhere).
+	// ErrNotFound if the stream is unknown; ErrConflict if it has ended (an ended
+	// stream is published nowhere, whatever was recorded).
+	MediaOrigin(ctx context.Context, streamID string) (MediaOrigin, error)
 
 	// CreateProduct stores a new product (p.ID set by the caller; Held, Sold = 0) and
 	// returns it. ErrNotFound if the stream is unknown; ErrConflict if the stream has

@@ -40,6 +40,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"NoPartialState", testNoPartialState},
 		{"EdgeCases", testEdgeCases},
 		{"MediaMute", testMediaMute},
+		{"MediaOrigin", testMediaOrigin},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -928,4 +929,57 @@ func testMediaMute(t *testing.T, e *env) {
 	wantErr(t, "SetMediaMute of an unknown stream", err, ErrNotFound)
 	_, err = e.st.MediaMute(e.ctx, uuid.NewString())
 	wantErr(t, "MediaMute of an unknown stream", err, ErrNotFound)
+}
+
+func testMediaOrigin(t *testing.T, e *env) {
+	sid := e.stream(t)
+	if got, err := e.st.MediaOrigin(e.ctx, sid); err != nil || got != (MediaOrigin{}) {
+		t.Fatalf("MediaOrigin of a fresh stream: got %+v %v, want zero", got, err)
+	}
+	a := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "s1"}
+	b := MediaOrigin{NodeID: "node-b", URL: "http://10.0.0.2:8080", Session: "s2"}
+	steps := []struct {
+		name    string
+		set     *MediaOrigin
+		clear   string
+		cleared bool
+		want    MediaOrigin
+	}{
+		{name: "set on A", set: &a, want: a},
+		{name: "moved to B", set: &b, want: b},
+		{name: "A's late clear", clear: "s1", want: b},
+		{name: "B's clear", clear: "s2", cleared: true, want: MediaOrigin{}},
+		{name: "clear again", clear: "s2", want: MediaOrigin{}},
+		{name: "back on A", set: &a, want: a},
+	}
+	for _, st := range steps {
+		if st.set != nil {
+			if err := e.st.SetMediaOrigin(e.ctx, sid, *st.set); err != nil {
+				t.Fatalf("SetMediaOrigin %s: %v", st.name, err)
+			}
+		} else if got, err := e.st.ClearMediaOrigin(e.ctx, sid, st.clear); err != nil || got != st.cleared {
+			t.Fatalf("ClearMediaOrigin %s: got %v %v, want %v", st.name, got, err, st.cleared)
+		}
+		if got, err := e.st.MediaOrigin(e.ctx, sid); err != nil || got != st.want {
+			t.Fatalf("MediaOrigin after %s: got %+v %v, want %+v", st.name, got, err, st.want)
+		}
+	}
+	if got, err := e.st.GetStream(e.ctx, sid); err != nil || got.Status != StreamIdle || got.ID != sid {
+		t.Fatalf("GetStream after origins: got %+v %v, want the stream unchanged", got, err)
+	}
+	if _, _, err := e.st.EndStream(e.ctx, sid, e.now); err != nil {
+		t.Fatalf("EndStream: %v", err)
+	}
+	_, err := e.st.MediaOrigin(e.ctx, sid)
+	wantErr(t, "MediaOrigin of an ended stream", err, ErrConflict)
+	wantErr(t, "SetMediaOrigin of an ended stream", e.st.SetMediaOrigin(e.ctx, sid, b), ErrConflict)
+	if cleared, err := e.st.ClearMediaOrigin(e.ctx, sid, "s1"); err != nil || !cleared {
+		t.Fatalf("ClearMediaOrigin of an ended stream by its session: got %v %v, want true", cleared, err)
+	}
+	unknown := uuid.NewString()
+	wantErr(t, "SetMediaOrigin of an unknown stream", e.st.SetMediaOrigin(e.ctx, unknown, a), ErrNotFound)
+	_, err = e.st.ClearMediaOrigin(e.ctx, unknown, "s1")
+	wantErr(t, "ClearMediaOrigin of an unknown stream", err, ErrNotFound)
+	_, err = e.st.MediaOrigin(e.ctx, unknown)
+	wantErr(t, "MediaOrigin of an unknown stream", err, ErrNotFound)
 }

@@ -35,6 +35,15 @@ type MediaMute struct {
 	VideoMuted bool `json:"video_muted"`
 }
 
+// MediaOrigin is where a stream's media is published: the node that holds its WHIP
+// session. Viewers on other nodes pull the media from there (WHEP to URL). Shared
+// state, not part of the public Stream; the zero value means published nowhere.
+type MediaOrigin struct {
+	NodeID  string `json:"node_id"`
+	URL     string `json:"url"`     // the node's internal base URL (cluster.advertise_url)
+	Session string `json:"session"` // the WHIP session's resource id on that node
+}
+
 // Product is an item a stream sells. Stock, Held and Sold count only units at the
 // product's own price; units inside sales are counted by the sales.
 type Product struct {

@@ -1,0 +1,76 @@
+package cart
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// bucketOrigin holds each stream's MediaOrigin as JSON (key: stream id; absent when
+// the stream is published nowhere).
+var bucketOrigin = []byte("media_origin")
+
+// SetMediaOrigin records where the stream is published.
+func (s *BoltStore) SetMediaOrigin(ctx context.Context, id string, o MediaOrigin) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if _, err := boltLiveStream(tx, id); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bucketOrigin), id, o)
+	})
+}
+
+// ClearMediaOrigin forgets the origin if it is still the session's.
+func (s *BoltStore) ClearMediaOrigin(ctx context.Context, id, session string) (bool, error) {
+	cleared := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketStreams).Get([]byte(id)) == nil {
+			return fmt.Errorf("stream %s: %w", id, ErrNotFound)
+		}
+		o, err := boltOrigin(tx, id)
+		if err != nil || o.Session != session {
+			return err
+		}
+		cleared = true
+		return tx.Bucket(bucketOrigin).Delete([]byte(id))
+	})
+	return cleared, err
+}
+
+// MediaOrigin returns where the stream is published.
+func (s *BoltStore) MediaOrigin(ctx context.Context, id string) (MediaOrigin, error) {
+	var o MediaOrigin
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := boltLiveStream(tx, id); err != nil {
+			return err
+		}
+		var err error
+		o, err = boltOrigin(tx, id)
+		return err
+	})
+	return o, err
+}
+
+// boltLiveStream reads a stream that must exist and not have ended.
+func boltLiveStream(tx *bolt.Tx, id string) (Stream, error) {
+	var st Stream
+	if err := getJSON(tx.Bucket(bucketStreams), id, &st); err != nil {
+		return st, err
+	}
+	if st.Status == StreamEnded {
+		return st, fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
+	}
+	return st, nil
+}
+
+func boltOrigin(tx *bolt.Tx, id string) (MediaOrigin, error) {
+	var o MediaOrigin
+	if raw := tx.Bucket(bucketOrigin).Get([]byte(id)); raw != nil {
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return o, fmt.Errorf("stream %s origin: %w", id, err)
+		}
+	}
+	return o, nil
+}
