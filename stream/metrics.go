@@ -6,6 +6,7 @@ type metrics struct {
 	reg        prometheus.Registerer
 	publishers prometheus.Gauge
 	viewers    prometheus.Gauge
+	upstreams  prometheus.Gauge
 	forwarded  prometheus.Counter
 	dropped    prometheus.Counter
 	pli        prometheus.Counter
@@ -24,6 +25,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_publishers", Help: "Open WHIP sessions."}),
 		viewers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "livecart_media_viewers", Help: "Open WHEP sessions."}),
+		upstreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livecart_media_upstreams", Help: "Open pulls of streams published on other nodes (cascade)."}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_forwarded_total", Help: "RTP packets written to viewers."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
@@ -50,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.forwarded, m.dropped, m.pli, m.late,
+	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.pli, m.late,
 		m.sendWaits, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 

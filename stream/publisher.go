@@ -13,6 +13,7 @@ import (
 // publisher is a stream's WHIP session.
 type publisher struct {
 	id        string
+	upstream  bool // pulled from the origin node, not a local WHIP session (cascade.go)
 	pc        *webrtc.PeerConnection
 	videoSSRC atomic.Uint32
 	closeOnce sync.Once
@@ -51,9 +52,13 @@ func (rm *room) publish(ctx context.Context, offer string, _ []webrtc.RTPCodecTy
 		return "", "", err
 	}
 	rm.pub = p
-	rm.pubPtr.Store(p)
+	rm.pubPtr.Store(p) // replaces an upstream, whose puller closes it
+	pl := rm.pull
 	rm.mu.Unlock()
 	rm.relay.metrics.publishers.Inc()
+	if pl != nil {
+		pl.poke()
+	}
 	return answer, p.id, nil
 }
 
@@ -94,6 +99,7 @@ func (rm *room) removePublisher(p *publisher) {
 	if !ended && rm.relay.opts.OnPublisher != nil {
 		rm.relay.opts.OnPublisher(rm.id, false)
 	}
+	rm.pokePull() // after the callback: the origin is updated by then
 	rm.relay.dropRoomIfIdle(rm)
 }
 
@@ -127,8 +133,8 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 		if err != nil {
 			return
 		}
-		if len(pkt.Payload) == 0 {
-			continue
+		if len(pkt.Payload) == 0 || rm.pubPtr.Load() != p {
+			continue // an upstream a local publisher replaced, until its puller closes it
 		}
 		now := time.Now()
 		var drop, resumed bool

@@ -72,6 +72,16 @@ type Options struct {
 	// a lost publisher is detected after their sum.
 	DisconnectedTimeout time.Duration
 	FailedTimeout       time.Duration
+	// Upstream, when set, lets a stream with viewers here and its publisher on another
+	// node be pulled from that node (cascade.go). Nil: media only where published.
+	Upstream Upstream
+	// OnUpstream is called when a stream starts (up=true) or stops being pulled.
+	OnUpstream func(streamID string, up bool)
+	// PullInterval is how often a pulling room asks Upstream for the origin (default
+	// 200 ms); UpstreamGrace how long an upstream outlives the last local viewer
+	// (default 2 s).
+	PullInterval  time.Duration
+	UpstreamGrace time.Duration
 }
 
 // Relay owns the WebRTC API, the UDP port and every stream's room.
@@ -84,6 +94,9 @@ type Relay struct {
 	metrics *metrics
 	// writeSlots bounds the viewer writers running at once (two per CPU).
 	writeSlots chan struct{}
+
+	// pullers counts the rooms' puller goroutines (Close waits for them).
+	pullers sync.WaitGroup
 
 	mu     sync.Mutex
 	rooms  map[string]*room // guarded by mu
@@ -106,6 +119,12 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.FailedTimeout <= 0 {
 		opts.FailedTimeout = 10 * time.Second
+	}
+	if opts.PullInterval <= 0 {
+		opts.PullInterval = defaultPullInterval
+	}
+	if opts.UpstreamGrace <= 0 {
+		opts.UpstreamGrace = defaultUpstreamGrace
 	}
 	listen := opts.ListenIP
 	if listen == "" {
@@ -340,10 +359,16 @@ func (r *Relay) Mute(streamID string) (audioMuted, videoMuted bool) {
 	return rm.audioMuted.Load(), rm.videoMuted.Load()
 }
 
-// Live tells whether the stream has a publisher.
+// Live tells whether the stream has a publisher on this node.
 func (r *Relay) Live(streamID string) bool {
 	rm := r.existingRoom(streamID)
 	return rm != nil && rm.hasPublisher()
+}
+
+// Pulling tells whether the stream's media comes from another node (an upstream).
+func (r *Relay) Pulling(streamID string) bool {
+	rm := r.existingRoom(streamID)
+	return rm != nil && rm.pulling()
 }
 
 // Viewers counts the stream's WHEP sessions.
@@ -378,11 +403,12 @@ func (r *Relay) Close() error {
 	}
 	r.mu.Unlock()
 	for _, rm := range rooms {
-		if p := rm.pubPtr.Load(); p != nil {
+		if p := rm.pubPtr.Load(); p != nil && !p.upstream {
 			rm.removePublisher(p)
 		}
 		rm.end()
 	}
+	r.pullers.Wait() // each closes its upstream
 	r.mu.Lock()
 	r.rooms = map[string]*room{}
 	r.mu.Unlock()

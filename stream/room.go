@@ -49,7 +49,10 @@ type room struct {
 	publishing bool               // guarded by mu: a Publish is negotiating
 	viewers    map[string]*viewer // guarded by mu
 	ended      bool               // guarded by mu
+	pull       *puller            // guarded by mu: follows the origin (cascade.go)
 
+	// pubPtr is the room's source: the local publisher or an upstream (cascade.go).
+	// Only its packets are forwarded and its PLIs sent.
 	pubPtr     atomic.Pointer[publisher]
 	viewerList atomic.Pointer[[]*viewer] // copy-on-write snapshot for the fan-out
 	audioMuted atomic.Bool
@@ -82,11 +85,15 @@ func newRoom(r *Relay, id string) *room {
 func (rm *room) idle() bool {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	return rm.pub == nil && !rm.publishing && len(rm.viewers) == 0 &&
+	return rm.pub == nil && !rm.publishing && len(rm.viewers) == 0 && rm.pull == nil &&
 		!rm.audioMuted.Load() && !rm.videoMuted.Load()
 }
 
-func (rm *room) hasPublisher() bool { return rm.pubPtr.Load() != nil }
+// hasPublisher: the stream's publisher is on this node (not an upstream).
+func (rm *room) hasPublisher() bool {
+	p := rm.pubPtr.Load()
+	return p != nil && !p.upstream
+}
 
 func (rm *room) muted(kind webrtc.RTPCodecType) bool {
 	if kind == kindAudio {
@@ -264,6 +271,7 @@ func (rm *room) addViewer(v *viewer) error {
 	rm.viewers[v.id] = v
 	rm.storeViewerListLocked()
 	rm.relay.metrics.viewers.Inc()
+	rm.startPullLocked()
 	return nil
 }
 
@@ -276,7 +284,11 @@ func (rm *room) removeViewer(v *viewer) {
 	delete(rm.viewers, v.id)
 	rm.storeViewerListLocked()
 	rm.relay.metrics.viewers.Dec()
+	pl := rm.pull
 	rm.mu.Unlock()
+	if pl != nil {
+		pl.poke()
+	}
 	rm.relay.dropRoomIfIdle(rm)
 }
 
@@ -323,7 +335,11 @@ func (rm *room) end() {
 	rm.pub = nil
 	rm.pubPtr.Store(nil)
 	viewers := *rm.viewerList.Load()
+	pl := rm.pull
 	rm.mu.Unlock()
+	if pl != nil {
+		pl.halt()
+	}
 	rm.stopTimers()
 	if p != nil {
 		p.close()

@@ -1,0 +1,295 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/livecart/livecart/stream/rtctest"
+)
+
+// directory is the shared state of a test cluster of relays: which relay publishes
+// each stream (what the web layer keeps in the store) and which streams ended. Each
+// relay sees it through a nodeView, its Upstream, which calls the origin relay's
+// Subscribe and Delete directly (the web layer does the same over HTTP).
+type directory struct {
+	mu     sync.Mutex
+	origin map[string]string // stream → relay name
+	ended  map[string]bool
+	relays map[string]*Relay
+	subs   map[string]int // open upstream sessions by origin
+}
+
+type nodeView struct {
+	d    *directory
+	self string
+}
+
+func (n nodeView) Origin(_ context.Context, sid string) (string, error) {
+	n.d.mu.Lock()
+	defer n.d.mu.Unlock()
+	if n.d.ended[sid] {
+		return "", ErrEnded
+	}
+	if o := n.d.origin[sid]; o != n.self {
+		return o, nil
+	}
+	return "", nil
+}
+
+func (n nodeView) Subscribe(ctx context.Context, origin, sid, offer string) (string, string, error) {
+	n.d.mu.Lock()
+	r := n.d.relays[origin]
+	n.d.mu.Unlock()
+	answer, rid, err := r.Subscribe(ctx, sid, offer)
+	if err != nil {
+		return "", "", err
+	}
+	n.d.mu.Lock()
+	n.d.subs[origin]++
+	n.d.mu.Unlock()
+	return answer, origin + "/" + sid + "/" + rid, nil
+}
+
+func (n nodeView) Unsubscribe(_ context.Context, session string) error {
+	parts := strings.Split(session, "/")
+	n.d.mu.Lock()
+	r := n.d.relays[parts[0]]
+	n.d.subs[parts[0]]--
+	n.d.mu.Unlock()
+	return r.Delete(parts[1], parts[2], RoleViewer)
+}
+
+func (d *directory) openSessions(origin string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.subs[origin]
+}
+
+// newCluster starts relays named a, b, ... that cascade through one directory; each
+// records itself as a stream's origin when its publisher arrives and forgets it when
+// the publisher leaves, as the web layer does.
+func newCluster(t *testing.T, names ...string) (*directory, map[string]*Relay) {
+	t.Helper()
+	d := &directory{origin: map[string]string{}, ended: map[string]bool{}, relays: map[string]*Relay{}, subs: map[string]int{}}
+	for _, name := range names {
+		r, err := New(Options{
+			ListenIP: "127.0.0.1", Upstream: nodeView{d: d, self: name},
+			PullInterval: 50 * time.Millisecond, UpstreamGrace: 300 * time.Millisecond,
+			OnPublisher: func(sid string, live bool) {
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				if live {
+					d.origin[sid] = name
+				} else if d.origin[sid] == name {
+					delete(d.origin, sid)
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		d.relays[name] = r
+	}
+	return d, d.relays
+}
+
+// firstKeyframe checks the viewer's video began with a keyframe (within 1 s of
+// connecting, outside -race).
+func firstKeyframe(t *testing.T, v *rtctest.Viewer, what string) {
+	t.Helper()
+	s := v.Stats()
+	if s.Video.Keyframes == 0 || !s.FirstVideoKeyframe {
+		t.Errorf("%s: got %d keyframes, first video packet a keyframe: %v; want a keyframe first",
+			what, s.Video.Keyframes, s.FirstVideoKeyframe)
+	}
+	if d := s.FirstKeyframeAt.Sub(s.ConnectedAt); !raceEnabled && d > time.Second {
+		t.Errorf("%s: first keyframe %v after connecting, want <= 1s", what, d)
+	}
+}
+
+func TestCascadeViewerOnOtherNode(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	startPublisher(t, r["a"], "s1")
+	v, _ := startViewer(t, r["b"], "s1")
+	receiving(t, v, 20, "media on b from a's publisher")
+	firstKeyframe(t, v, "viewer on b")
+	if !r["b"].Pulling("s1") || r["b"].Live("s1") {
+		t.Errorf("b: Pulling %v Live %v, want true false", r["b"].Pulling("s1"), r["b"].Live("s1"))
+	}
+	if got := d.openSessions("a"); got != 1 {
+		t.Errorf("upstream sessions on a: got %d, want 1", got)
+	}
+	// Viewers on b share the one upstream.
+	v2, _ := startViewer(t, r["b"], "s1")
+	receiving(t, v2, 20, "second viewer on b")
+	firstKeyframe(t, v2, "second viewer on b")
+	if got := d.openSessions("a"); got != 1 || r["a"].Viewers("s1") != 1 {
+		t.Errorf("after a second viewer on b: %d sessions, %d viewers on a, want 1 and 1", got, r["a"].Viewers("s1"))
+	}
+}
+
+func TestCascadeViewerBeforePublisher(t *testing.T) {
+	_, r := newCluster(t, "a", "b")
+	v, _ := startViewer(t, r["b"], "s1")
+	time.Sleep(200 * time.Millisecond) // a few polls find no origin
+	startPublisher(t, r["a"], "s1")
+	receiving(t, v, 20, "media on b once a publisher is on a")
+	firstKeyframe(t, v, "viewer on b")
+}
+
+// TestCascadePublisherMoves: the viewer is on a; the publisher leaves a and comes back
+// on b: a pulls from b and its viewer's output stays continuous. Then it comes back to
+// a, and a stops pulling.
+func TestCascadePublisherMoves(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	v, _ := startViewer(t, r["a"], "s1")
+	_, rid, stop := startPublisher(t, r["a"], "s1")
+	receiving(t, v, 20, "media from the publisher on a")
+	stop()
+	_ = r["a"].Delete("s1", rid, RolePublisher)
+
+	_, rid, stop = startPublisher(t, r["b"], "s1")
+	s := receiving(t, v, 30, "media on a from the publisher on b")
+	if !r["a"].Pulling("s1") {
+		t.Errorf("a: Pulling false, want true")
+	}
+	if s.Video.Discontinuities != 0 || s.Audio.Discontinuities != 0 {
+		t.Errorf("got %d video and %d audio sequence discontinuities across the move, want 0",
+			s.Video.Discontinuities, s.Audio.Discontinuities)
+	}
+	if s.Video.TimestampJumpsBack != 0 || s.Audio.TimestampJumpsBack != 0 {
+		t.Errorf("got timestamps jumping back (video %d, audio %d), want none", s.Video.TimestampJumpsBack, s.Audio.TimestampJumpsBack)
+	}
+	if s.Video.Keyframes < 2 {
+		t.Errorf("got %d keyframes, want one per publisher", s.Video.Keyframes)
+	}
+
+	stop()
+	_ = r["b"].Delete("s1", rid, RolePublisher)
+	startPublisher(t, r["a"], "s1")
+	s = receiving(t, v, 30, "media from the publisher back on a")
+	waitFor(t, slow(5*time.Second), "a stops pulling from b", func() bool {
+		return !r["a"].Pulling("s1") && d.openSessions("b") == 0 && r["b"].Viewers("s1") == 0
+	})
+	if s.Video.Discontinuities != 0 || s.Audio.Discontinuities != 0 {
+		t.Errorf("got %d video and %d audio sequence discontinuities after moving back, want 0",
+			s.Video.Discontinuities, s.Audio.Discontinuities)
+	}
+}
+
+// TestCascadeUpstreamClosesAfterLastViewer: the upstream outlives the last viewer by
+// the grace, then closes; the origin's session ends; no goroutine is left.
+func TestCascadeUpstreamClosesAfterLastViewer(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	api(t)
+	startPublisher(t, r["a"], "s1")
+	waitFor(t, slow(5*time.Second), "the publisher's tracks on a", func() bool {
+		rm := r["a"].existingRoom("s1")
+		return rm != nil && rm.gen[kindAudio].Load() > 0 && rm.gen[kindVideo].Load() > 0
+	})
+	time.Sleep(100 * time.Millisecond)
+	runtime.GC()
+	base := runtime.NumGoroutine()
+	func() {
+		v, rid := startViewer(t, r["b"], "s1")
+		receiving(t, v, 10, "media on b")
+		if err := r["b"].Delete("s1", rid, RoleViewer); err != nil {
+			t.Fatal(err)
+		}
+		_ = v.Close()
+		time.Sleep(100 * time.Millisecond)
+		if !r["b"].Pulling("s1") {
+			t.Errorf("b right after its last viewer left: Pulling false, want true (grace)")
+		}
+	}()
+	waitFor(t, slow(5*time.Second), "upstream closed", func() bool {
+		return !r["b"].Pulling("s1") && d.openSessions("a") == 0 && r["a"].Viewers("s1") == 0 &&
+			r["b"].existingRoom("s1") == nil
+	})
+	if got := gaugeValue(r["b"].metrics.upstreams); got != 0 {
+		t.Errorf("upstreams gauge: got %v, want 0", got)
+	}
+	var n int
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n = runtime.NumGoroutine()
+		if n <= base || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n > base {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: got %d, want <= %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestCascadeViewerReturnsWithinGrace: a viewer arriving within the grace reuses the
+// open upstream.
+func TestCascadeViewerReturnsWithinGrace(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	startPublisher(t, r["a"], "s1")
+	v, rid := startViewer(t, r["b"], "s1")
+	receiving(t, v, 10, "media on b")
+	_ = r["b"].Delete("s1", rid, RoleViewer)
+	v2, _ := startViewer(t, r["b"], "s1")
+	receiving(t, v2, 10, "media on b for the returning viewer")
+	d.mu.Lock()
+	subs := d.subs["a"]
+	d.mu.Unlock()
+	if subs != 1 {
+		t.Errorf("upstream sessions on a: got %d, want 1 (reused)", subs)
+	}
+}
+
+// TestCascadeStreamEnd: once the stream is ended, the pulling node ends its room: its
+// viewers and the upstream close.
+func TestCascadeStreamEnd(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	startPublisher(t, r["a"], "s1")
+	v, rid := startViewer(t, r["b"], "s1")
+	receiving(t, v, 10, "media on b")
+	d.mu.Lock()
+	d.ended["s1"] = true
+	d.mu.Unlock()
+	r["a"].EndStream("s1")
+	waitFor(t, slow(5*time.Second), "b's room ended", func() bool {
+		return r["b"].existingRoom("s1") == nil && !r["b"].Pulling("s1") && r["b"].Viewers("s1") == 0
+	})
+	if err := r["b"].Delete("s1", rid, RoleViewer); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete of b's viewer after the end: got %v, want ErrNotFound", err)
+	}
+	waitFor(t, slow(5*time.Second), "upstream gauge 0", func() bool { return gaugeValue(r["b"].metrics.upstreams) == 0 })
+}
+
+// TestCascadeLocalPublisherWins: a publisher arriving on the pulling node replaces the
+// upstream at once.
+func TestCascadeLocalPublisherWins(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	startPublisher(t, r["a"], "s1")
+	v, _ := startViewer(t, r["b"], "s1")
+	receiving(t, v, 10, "media on b from a")
+	startPublisher(t, r["b"], "s1")
+	waitFor(t, slow(5*time.Second), "b stops pulling", func() bool {
+		return r["b"].Live("s1") && !r["b"].Pulling("s1") && d.openSessions("a") == 0
+	})
+	s := receiving(t, v, 20, "media on b from its own publisher")
+	if s.Video.Discontinuities != 0 || s.Audio.Discontinuities != 0 {
+		t.Errorf("got %d video and %d audio discontinuities, want 0", s.Video.Discontinuities, s.Audio.Discontinuities)
+	}
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	_ = g.Write(&m)
+	return m.GetGauge().GetValue()
+}
