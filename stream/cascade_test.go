@@ -83,7 +83,7 @@ func newCluster(t *testing.T, names ...string) (*directory, map[string]*Relay) {
 		r, err := New(Options{
 			ListenIP: "127.0.0.1", Upstream: nodeView{d: d, self: name},
 			PullInterval: 50 * time.Millisecond, UpstreamGrace: 300 * time.Millisecond,
-			OnPublisher: func(sid string, live bool) {
+			OnPublisher: func(sid, _ string, live bool) {
 				d.mu.Lock()
 				defer d.mu.Unlock()
 				if live {

@@ -97,7 +97,7 @@ func (rm *room) removePublisher(p *publisher) {
 	p.close()
 	rm.relay.metrics.publishers.Dec()
 	if !ended && rm.relay.opts.OnPublisher != nil {
-		rm.relay.opts.OnPublisher(rm.id, false)
+		rm.relay.opts.OnPublisher(rm.id, p.id, false)
 	}
 	rm.pokePull() // after the callback: the origin is updated by then
 	rm.relay.dropRoomIfIdle(rm)

@@ -58,9 +58,10 @@ type Options struct {
 	// Baseline fans out the plain pion way (one shared TrackLocalStaticRTP per track,
 	// written serially to every viewer) for comparison in benchmarks.
 	Baseline bool
-	// OnPublisher is called when a stream gains (live=true) or loses its publisher.
-	// It is not called for streams ended with EndStream.
-	OnPublisher func(streamID string, live bool)
+	// OnPublisher is called when a stream gains (live=true) or loses its publisher;
+	// sessionID is the publisher's resource id. It is not called for streams ended
+	// with EndStream.
+	OnPublisher func(streamID, sessionID string, live bool)
 	// Registerer receives the relay's metrics (optional).
 	Registerer prometheus.Registerer
 	// QueueLen is each viewer's packet queue length (default 256).
@@ -278,7 +279,7 @@ func (r *Relay) Publish(ctx context.Context, streamID, offer string) (answer, re
 		return "", "", err
 	}
 	if r.opts.OnPublisher != nil {
-		r.opts.OnPublisher(streamID, true)
+		r.opts.OnPublisher(streamID, resourceID, true)
 	}
 	return answer, resourceID, nil
 }

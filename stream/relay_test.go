@@ -23,7 +23,7 @@ type liveLog struct {
 	events []string
 }
 
-func (l *liveLog) on(sid string, live bool) {
+func (l *liveLog) on(sid, _ string, live bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, fmt.Sprintf("%s:%v", sid, live))

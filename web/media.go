@@ -49,15 +49,51 @@ func (s *Server) mediaRoutes(mux *http.ServeMux) {
 }
 
 // OnPublisher is the relay's publisher callback: the stream goes live when its
-// publisher arrives and idle when it leaves. While its publisher is here, this node's
-// relay follows the stream's stored media mute, wherever it was set.
-func (s *Server) OnPublisher(streamID string, live bool) {
-	if live {
-		s.followMute(streamID)
-	} else {
-		s.unfollowMute(streamID)
+// publisher arrives, and this node is recorded as its origin so that viewers on other
+// nodes pull the media from here (cascade.go). When the publisher leaves, the origin
+// is cleared and the stream goes idle, unless the publisher has already come back
+// (here or on another node) with a new session. While its publisher is here, this
+// node's relay follows the stream's stored media mute, wherever it was set.
+func (s *Server) OnPublisher(streamID, session string, live bool) {
+	ctx := context.Background()
+	if !live {
+		if s.publisherMovedOn(ctx, streamID, session) {
+			return
+		}
+		s.setStreamLive(ctx, streamID, false)
+		return
 	}
-	s.setStreamLive(context.Background(), streamID, live)
+	s.followMute(streamID)
+	o := cart.MediaOrigin{NodeID: s.deps.Options.NodeID, Session: session}
+	if f := s.deps.Options.AdvertiseURL; f != nil {
+		o.URL = f()
+	}
+	if err := s.deps.Store.SetMediaOrigin(ctx, streamID, o); err != nil {
+		s.log.Warn("record media origin", "stream", streamID, "err", err)
+	}
+	s.setStreamLive(ctx, streamID, true)
+}
+
+// OnUpstream is the relay's upstream callback: while this node pulls the stream from
+// its origin, it follows the stored media mute too (the origin applies it as well).
+func (s *Server) OnUpstream(streamID string, up bool) {
+	if up {
+		s.followMute(streamID)
+	}
+}
+
+// publisherMovedOn clears the stream's origin if it is still the leaving session's and
+// tells whether another session has replaced it since (the stream then stays live).
+func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool {
+	cleared, err := s.deps.Store.ClearMediaOrigin(ctx, sid, session)
+	if err != nil || cleared {
+		if err != nil {
+			s.log.Warn("clear media origin", "stream", sid, "err", err)
+		}
+		return false
+	}
+	o, err := s.deps.Store.MediaOrigin(ctx, sid)
+	return err == nil && o.Session != ""
 }
 
 // media returns the relay or a 503 when none is wired.

@@ -26,9 +26,9 @@ import (
 func newMediaEnv(t *testing.T) *testEnv {
 	t.Helper()
 	var srv atomic.Pointer[Server]
-	relay, err := stream.New(stream.Options{ListenIP: "127.0.0.1", OnPublisher: func(sid string, live bool) {
+	relay, err := stream.New(stream.Options{ListenIP: "127.0.0.1", OnPublisher: func(sid, session string, live bool) {
 		if s := srv.Load(); s != nil {
-			s.OnPublisher(sid, live)
+			s.OnPublisher(sid, session, live)
 		}
 	}})
 	if err != nil {

@@ -2,16 +2,21 @@ package web
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/livecart/livecart/cart"
 )
 
-// muteFollowInterval is how often a node with a live publisher reads the stream's
-// media mute from the store: a mute set through any node reaches the relay that
-// forwards the media within this interval (and after a store outage, once it ends).
+// muteFollowInterval is how often a node that forwards a stream's media (its
+// publisher is here, or it pulls the stream from the publisher's node) reads the
+// stream's media mute from the store: a mute set through any node reaches every relay
+// that forwards the media within this interval (and after a store outage, once it
+// ends).
 const muteFollowInterval = 200 * time.Millisecond
 
-// muteFollowers keeps one follower per stream whose publisher is on this node.
+// muteFollowers keeps one follower per stream whose media this node forwards.
 type muteFollowers struct {
 	mu   sync.Mutex
 	stop map[string]chan struct{} // guarded by mu; stream id → closed to stop its follower
@@ -19,7 +24,7 @@ type muteFollowers struct {
 
 // followMute applies the stored mute to the relay now (a stream muted before its
 // publisher arrived stays muted: no media flows before the WHIP answer is sent) and
-// then keeps following the store until the publisher leaves.
+// then keeps following the store while this node forwards the stream's media.
 func (s *Server) followMute(sid string) {
 	m, err := s.media()
 	if err != nil {
@@ -39,18 +44,9 @@ func (s *Server) followMute(sid string) {
 	go s.followMuteLoop(m, sid, stop)
 }
 
-// unfollowMute stops the stream's follower (its publisher left).
-func (s *Server) unfollowMute(sid string) {
-	s.mute.mu.Lock()
-	defer s.mute.mu.Unlock()
-	if stop := s.mute.stop[sid]; stop != nil {
-		close(stop)
-		delete(s.mute.stop, sid)
-	}
-}
-
-// followMuteLoop polls the store while the stream has a publisher on this node. It
-// also ends by itself when the relay no longer has the publisher (stream ended).
+// followMuteLoop polls the store while the stream's media passes through this node
+// (publisher here, or pulled from its origin). An ended stream ends here too: a
+// stream ended through another node stops its publisher and viewers on this one.
 func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 	defer s.forgetFollower(sid, stop)
 	t := time.NewTicker(muteFollowInterval)
@@ -61,11 +57,23 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if !m.Live(sid) {
+		if !m.Live(sid) && !m.Pulling(sid) {
+			return
+		}
+		if s.endedElsewhere(sid) {
+			m.EndStream(sid)
 			return
 		}
 		s.applyStoredMute(m, sid)
 	}
+}
+
+// endedElsewhere tells whether the store says the stream has ended.
+func (s *Server) endedElsewhere(sid string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), muteFollowInterval)
+	defer cancel()
+	_, err := s.deps.Store.MediaOrigin(ctx, sid)
+	return errors.Is(err, cart.ErrConflict)
 }
 
 func (s *Server) forgetFollower(sid string, stop chan struct{}) {

@@ -32,6 +32,11 @@ type Options struct {
 	// ICEServers are announced to WHIP/WHEP clients as Link rel="ice-server" headers
 	// (e.g. stun:stun.example.net:3478).
 	ICEServers []string
+	// NodeID names this node; AdvertiseURL returns the base URL other nodes reach it
+	// at (cluster.advertise_url). Both are recorded as the origin of the streams
+	// published here, so that other nodes pull their media from here.
+	NodeID       string
+	AdvertiseURL func() string
 }
 
 // Media is what the HTTP edge needs of the media relay (stream.Relay).
@@ -51,6 +56,8 @@ type Media interface {
 	Mute(streamID string) (audioMuted, videoMuted bool)
 	// Live tells whether the stream's publisher is on this node.
 	Live(streamID string) bool
+	// Pulling tells whether this node pulls the stream from the node publishing it.
+	Pulling(streamID string) bool
 }
 
 // Presence counts a stream's open websocket connections on all nodes.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -29,6 +30,13 @@ type Config struct {
 		URL    string `yaml:"url"`
 		Prefix string `yaml:"prefix"`
 	} `yaml:"redis"`
+
+	Cluster struct {
+		// AdvertiseURL is the base URL other nodes reach this one at (they pull the
+		// media of streams published here with WHEP to it). Default: http:// and the
+		// listen address (the host name when it listens on every interface).
+		AdvertiseURL string `yaml:"advertise_url"`
+	} `yaml:"cluster"`
 
 	Auth struct {
 		Secret string `yaml:"secret"`
@@ -122,14 +130,15 @@ func loadConfig(path string, getenv func(string) string) (Config, error) {
 
 func applyEnv(c *Config, getenv func(string) string) error {
 	str := map[string]*string{
-		"LIVECART_ADDR":        &c.Addr,
-		"LIVECART_PUBLIC_URL":  &c.PublicURL,
-		"LIVECART_AUTH_SECRET": &c.Auth.Secret,
-		"LIVECART_DATA_DIR":    &c.DataDir,
-		"LIVECART_STORE":       &c.Store,
-		"LIVECART_REDIS_URL":   &c.Redis.URL,
-		"LIVECART_PUBLIC_IP":   &c.Media.PublicIP,
-		"LIVECART_NODE_ID":     &c.NodeID,
+		"LIVECART_ADDR":          &c.Addr,
+		"LIVECART_PUBLIC_URL":    &c.PublicURL,
+		"LIVECART_AUTH_SECRET":   &c.Auth.Secret,
+		"LIVECART_DATA_DIR":      &c.DataDir,
+		"LIVECART_STORE":         &c.Store,
+		"LIVECART_REDIS_URL":     &c.Redis.URL,
+		"LIVECART_PUBLIC_IP":     &c.Media.PublicIP,
+		"LIVECART_NODE_ID":       &c.NodeID,
+		"LIVECART_ADVERTISE_URL": &c.Cluster.AdvertiseURL,
 	}
 	for k, p := range str {
 		if v := getenv(k); v != "" {
@@ -175,6 +184,11 @@ func (c Config) validate() error {
 		u, err := url.Parse(c.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("public_url %q: want http(s)://host[:port]", c.PublicURL))
+		}
+	}
+	if c.Cluster.AdvertiseURL != "" {
+		if err := checkAdvertiseURL(c.Cluster.AdvertiseURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch c.Store {
@@ -224,4 +238,39 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// checkAdvertiseURL: http(s)://host[:port][/path], a host other nodes can dial (not
+// an unspecified address), no query or fragment.
+func checkAdvertiseURL(raw string) error {
+	u, err := url.Parse(raw)
+	bad := err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil
+	if !bad {
+		if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("cluster advertise_url %q: want http(s)://host[:port] that other nodes can reach", raw)
+	}
+	return nil
+}
+
+// advertiseURL is the configured cluster.advertise_url or, by default, http:// and
+// addr (the listen address), with the host name in place of an unspecified host.
+func advertiseURL(configured, addr string, hostname func() (string, error)) string {
+	if configured != "" {
+		return strings.TrimRight(configured, "/")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if h, err := hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

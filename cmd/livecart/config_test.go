@@ -45,7 +45,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		"LIVECART_STORE": "redis", "LIVECART_REDIS_URL": "redis://127.0.0.1:6379/3", "LIVECART_PUBLIC_IP": "127.0.0.1",
 		"LIVECART_NODE_ID": "n1", "LIVECART_SALE_HOLD_TTL": "90s", "LIVECART_DATA_DIR": "/tmp/x",
 		"LIVECART_PUBLIC_URL": "https://live.example", "LIVECART_AUTH_SECRET": "0123456789abcdef0123",
-		"LIVECART_LIVE_WRITERS": "3",
+		"LIVECART_LIVE_WRITERS": "3", "LIVECART_ADVERTISE_URL": "http://10.0.0.7:9100",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,8 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		t.Fatalf("got %+v, want env values", c)
 	}
 	if c.Cart.HoldTTL != 30*time.Second || c.Cart.SaleHoldTTL != 90*time.Second || c.Media.UDPPort != 9555 ||
-		c.Redis.URL != "redis://127.0.0.1:6379/3" || c.Media.PublicIP != "127.0.0.1" || c.Auth.Secret != "0123456789abcdef0123" || c.Live.Writers != 3 {
+		c.Redis.URL != "redis://127.0.0.1:6379/3" || c.Media.PublicIP != "127.0.0.1" || c.Auth.Secret != "0123456789abcdef0123" || c.Live.Writers != 3 ||
+		c.Cluster.AdvertiseURL != "http://10.0.0.7:9100" {
 		t.Fatalf("got %+v, want env values", c)
 	}
 }
@@ -79,6 +80,9 @@ func TestConfigValidation(t *testing.T) {
 		{"writers not a number", map[string]string{"LIVECART_LIVE_WRITERS": "four"}, "", "LIVECART_LIVE_WRITERS"},
 		{"no writers", map[string]string{"LIVECART_LIVE_WRITERS": "0"}, "", "live writers 0"},
 		{"too many writers", nil, "live:\n  writers: 5000\n", "live writers 5000"},
+		{"advertise url scheme", map[string]string{"LIVECART_ADVERTISE_URL": "10.0.0.7:8080"}, "", "advertise_url"},
+		{"advertise url unspecified host", nil, "cluster:\n  advertise_url: http://0.0.0.0:8080\n", "advertise_url"},
+		{"advertise url query", map[string]string{"LIVECART_ADVERTISE_URL": "http://a:1/?x=1"}, "", "advertise_url"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,6 +102,22 @@ func TestExampleConfigsLoad(t *testing.T) {
 	for _, name := range []string{"livecart.yaml", "node-a.yaml", "node-b.yaml"} {
 		if _, err := loadConfig(filepath.Join("..", "..", "configs", name), env(nil)); err != nil {
 			t.Errorf("configs/%s: %v", name, err)
+		}
+	}
+}
+
+func TestAdvertiseURL(t *testing.T) {
+	host := func() (string, error) { return "box7", nil }
+	cases := []struct{ configured, addr, want string }{
+		{"", "127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"", "[::1]:8080", "http://[::1]:8080"},
+		{"", "0.0.0.0:8081", "http://box7:8081"},
+		{"", ":8082", "http://box7:8082"},
+		{"https://node-a.internal:8443/", "0.0.0.0:8081", "https://node-a.internal:8443"},
+	}
+	for _, c := range cases {
+		if got := advertiseURL(c.configured, c.addr, host); got != c.want {
+			t.Errorf("advertiseURL(%q, %q): got %q, want %q", c.configured, c.addr, got, c.want)
 		}
 	}
 }

@@ -113,9 +113,13 @@ func (m *Main) build(ctx context.Context) error {
 	deps.Commerce = m.commerce
 	// The relay reports publishers to the web server, which is built after it.
 	var srv atomic.Pointer[web.Server]
-	relay, err := m.buildMedia(reg, func(sid string, live bool) {
+	relay, err := m.buildMedia(reg, func(sid, session string, live bool) {
 		if s := srv.Load(); s != nil {
-			s.OnPublisher(sid, live)
+			s.OnPublisher(sid, session, live)
+		}
+	}, func(sid string, up bool) {
+		if s := srv.Load(); s != nil {
+			s.OnUpstream(sid, up)
 		}
 	})
 	if err != nil {
@@ -123,6 +127,7 @@ func (m *Main) build(ctx context.Context) error {
 	}
 	deps.Media = relay
 	deps.Options.ICEServers = m.cfg.Media.ICEServers
+	deps.Options.NodeID, deps.Options.AdvertiseURL = m.cfg.NodeID, m.advertiseURL
 	m.web = web.New(deps)
 	srv.Store(m.web)
 	m.httpSrv = &http.Server{
@@ -136,15 +141,22 @@ func (m *Main) build(ctx context.Context) error {
 
 // buildMedia opens the WebRTC relay on the configured UDP port. It listens on the HTTP
 // listen host; ICE candidates carry public_ip when set.
-func (m *Main) buildMedia(reg prometheus.Registerer, onPublisher func(string, bool)) (*stream.Relay, error) {
+//
+// With the Redis store, nodes share streams: a stream published on another node is
+// pulled from there for the viewers here (the relay's cascade, via web.Cascade).
+func (m *Main) buildMedia(reg prometheus.Registerer, onPublisher func(string, string, bool), onUpstream func(string, bool)) (*stream.Relay, error) {
 	host, _, _ := net.SplitHostPort(m.cfg.Addr)
 	if ip := net.ParseIP(host); ip == nil {
 		host = "" // a name or empty: every interface
 	}
-	relay, err := stream.New(stream.Options{
+	opts := stream.Options{
 		UDPPort: m.cfg.Media.UDPPort, ListenIP: host, PublicIP: m.cfg.Media.PublicIP,
 		Logger: m.log, Baseline: m.cfg.Media.Baseline, OnPublisher: onPublisher, Registerer: reg,
-	})
+	}
+	if m.cfg.Store == "redis" {
+		opts.Upstream, opts.OnUpstream = web.NewCascade(m.store, m.cfg.NodeID), onUpstream
+	}
+	relay, err := stream.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
@@ -213,6 +225,16 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// advertiseURL is the base URL other nodes reach this one at (cluster.advertise_url,
+// by default the address it listens on).
+func (m *Main) advertiseURL() string {
+	addr := m.Addr()
+	if addr == "" {
+		addr = m.cfg.Addr
+	}
+	return advertiseURL(m.cfg.Cluster.AdvertiseURL, addr, os.Hostname)
 }
 
 // Addr is the HTTP listen address once Run has started.
