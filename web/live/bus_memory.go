@@ -6,13 +6,16 @@ import (
 	"time"
 )
 
-// endedHistory is how many events an ended stream keeps for resume.
+// endedHistory is how many events an ended stream keeps for resume once
+// EndedRetention has passed since its end (until then it keeps its whole history, as
+// the Redis bus does).
 const endedHistory = 16
 
 // MemoryBus is the single-node Bus: seq, history and mutes in process.
 type MemoryBus struct {
-	now     func() time.Time
-	history int
+	now       func() time.Time
+	history   int
+	endedKeep time.Duration // how long an ended stream keeps its whole history
 
 	mu      sync.Mutex              // guards streams and mutes
 	streams map[string]*memStream   // by stream id
@@ -25,6 +28,7 @@ type memStream struct {
 	mu      sync.Mutex // guards everything below; held while delivering, so order holds
 	seq     int64
 	hist    []Record // oldest first, at most 2×history
+	ended   bool     // the stream's end was published; its history is trimmed later
 	subs    map[int]func(Record)
 	nextSub int
 }
@@ -38,7 +42,8 @@ func NewMemoryBus(now func() time.Time, history int) *MemoryBus {
 	if history <= 0 {
 		history = HistorySize
 	}
-	return &MemoryBus{now: now, history: history, streams: map[string]*memStream{}, mutes: map[[2]string]time.Time{}}
+	return &MemoryBus{now: now, history: history, endedKeep: EndedRetention,
+		streams: map[string]*memStream{}, mutes: map[[2]string]time.Time{}}
 }
 
 func (b *MemoryBus) stream(sid string) *memStream {
@@ -60,19 +65,29 @@ func (b *MemoryBus) Publish(_ context.Context, sid, typ string, body []byte) (Re
 	s.seq++
 	rec := Record{Seq: s.seq, Frame: buildFrame(typ, s.seq, body)}
 	s.hist = append(s.hist, rec)
-	keep := b.history
-	if isStreamEnded(rec.Frame) {
-		// Nothing follows the end: keep only what a viewer that saw the last events
-		// needs to resume, so ended streams do not hold their history for ever.
-		keep = endedHistory
+	if len(s.hist) >= 2*b.history {
+		s.hist = append([]Record(nil), s.hist[len(s.hist)-b.history:]...)
 	}
-	if len(s.hist) >= 2*b.history || len(s.hist) > keep && keep == endedHistory {
-		s.hist = append([]Record(nil), s.hist[len(s.hist)-keep:]...)
+	if isStreamEnded(rec.Frame) && !s.ended {
+		// Nothing follows the end. Viewers cut off around it resume from the whole
+		// history for a while; then only the last events stay, so ended streams do
+		// not hold their history for ever.
+		s.ended = true
+		time.AfterFunc(b.endedKeep, s.trimEnded)
 	}
 	for _, fn := range s.subs {
 		fn(rec)
 	}
 	return rec, nil
+}
+
+// trimEnded keeps only the last endedHistory events of an ended stream.
+func (s *memStream) trimEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.hist) > endedHistory {
+		s.hist = append([]Record(nil), s.hist[len(s.hist)-endedHistory:]...)
+	}
 }
 
 // Subscribe implements Bus.

@@ -3,10 +3,12 @@ package live
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 func TestMemoryBusForgetsHistoryOfEndedStream(t *testing.T) {
 	b := NewMemoryBus(nil, 100)
+	b.endedKeep = 100 * time.Millisecond
 	ctx := context.Background()
 	for range 150 {
 		if _, err := b.Publish(ctx, "s1", "announce", []byte(`"text":"x"}`)); err != nil {
@@ -17,11 +19,20 @@ func TestMemoryBusForgetsHistoryOfEndedStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(b.stream("s1").hist); got != endedHistory {
-		t.Fatalf("got %d events kept after the end, want %d", got, endedHistory)
+	// Right after the end a viewer cut off 100 events before it still resumes.
+	recs, ok, err := b.Since(ctx, "s1", end.Seq-100, end.Seq)
+	if err != nil || !ok || len(recs) != 100 || recs[99].Seq != end.Seq {
+		t.Fatalf("right after the end: got %d records, %v %v, want the last 100 events", len(recs), ok, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.histLen("s1") != endedHistory {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d events kept after the retention, want %d", b.histLen("s1"), endedHistory)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// A viewer that saw the event before the end still resumes from history.
-	recs, ok, err := b.Since(ctx, "s1", end.Seq-1, end.Seq)
+	recs, ok, err = b.Since(ctx, "s1", end.Seq-1, end.Seq)
 	if err != nil || !ok || len(recs) != 1 || recs[0].Seq != end.Seq {
 		t.Fatalf("got %v %v %v, want the end event", recs, ok, err)
 	}
@@ -29,4 +40,11 @@ func TestMemoryBusForgetsHistoryOfEndedStream(t *testing.T) {
 	if _, ok, _ := b.Since(ctx, "s1", 10, end.Seq); ok {
 		t.Fatal("got history for since=10 after the end, want a snapshot")
 	}
+}
+
+func (b *MemoryBus) histLen(sid string) int {
+	s := b.stream(sid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.hist)
 }
