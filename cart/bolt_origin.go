@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -12,14 +13,40 @@ import (
 // the stream is published nowhere).
 var bucketOrigin = []byte("media_origin")
 
-// SetMediaOrigin records where the stream is published.
-func (s *BoltStore) SetMediaOrigin(ctx context.Context, id string, o MediaOrigin) error {
+// ClaimMediaOrigin records where the stream is published unless another session holds
+// a fresh claim.
+func (s *BoltStore) ClaimMediaOrigin(ctx context.Context, id string, o MediaOrigin, now time.Time, ttl time.Duration) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if _, err := boltLiveStream(tx, id); err != nil {
 			return err
 		}
+		cur, err := boltOrigin(tx, id)
+		if err != nil {
+			return err
+		}
+		if cur.Session != "" && cur.Session != o.Session && cur.Seen.After(now.Add(-ttl)) {
+			return fmt.Errorf("stream %s is published on node %s: %w", id, cur.NodeID, ErrConflict)
+		}
+		o.Seen = now.UTC()
 		return putJSON(tx.Bucket(bucketOrigin), id, o)
 	})
+}
+
+// RenewMediaOrigin refreshes the session's origin.
+func (s *BoltStore) RenewMediaOrigin(ctx context.Context, id, session string, now time.Time) (bool, error) {
+	renewed := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if _, err := boltLiveStream(tx, id); err != nil {
+			return err
+		}
+		o, err := boltOrigin(tx, id)
+		if err != nil || o.Session == "" || o.Session != session {
+			return err
+		}
+		renewed, o.Seen = true, now.UTC()
+		return putJSON(tx.Bucket(bucketOrigin), id, o)
+	})
+	return renewed, err
 }
 
 // ClearMediaOrigin forgets the origin if it is still the session's.

@@ -3,13 +3,26 @@ package cart
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"time"
 )
 
-// SetMediaOrigin records where the stream is published: fields origin_node,
-// origin_url and origin_session of its stream hash, set by one script.
-func (s *RedisStore) SetMediaOrigin(ctx context.Context, id string, o MediaOrigin) error {
-	_, err := s.run(ctx, "origin_set", id, o.NodeID, o.URL, o.Session)
+// ClaimMediaOrigin records where the stream is published: fields origin_node,
+// origin_url, origin_session and origin_seen (µs) of its stream hash, checked and set
+// by one script.
+func (s *RedisStore) ClaimMediaOrigin(ctx context.Context, id string, o MediaOrigin, now time.Time, ttl time.Duration) error {
+	_, err := s.run(ctx, "origin_set", id, o.NodeID, o.URL, o.Session,
+		strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(ttl.Microseconds(), 10))
 	return err
+}
+
+// RenewMediaOrigin refreshes origin_seen if the origin is still the session's.
+func (s *RedisStore) RenewMediaOrigin(ctx context.Context, id, session string, now time.Time) (bool, error) {
+	r, err := s.run(ctx, "origin_renew", id, session, strconv.FormatInt(now.UnixMicro(), 10))
+	if err != nil {
+		return false, err
+	}
+	return r.Changed, nil
 }
 
 // ClearMediaOrigin forgets the origin if it is still the session's (compare and
@@ -24,7 +37,7 @@ func (s *RedisStore) ClearMediaOrigin(ctx context.Context, id, session string) (
 
 // MediaOrigin returns where the stream is published (one read of its stream hash).
 func (s *RedisStore) MediaOrigin(ctx context.Context, id string) (MediaOrigin, error) {
-	v, err := s.rdb.HMGet(ctx, s.base(id)+"stream", "status", "origin_node", "origin_url", "origin_session").Result()
+	v, err := s.rdb.HMGet(ctx, s.base(id)+"stream", "status", "origin_node", "origin_url", "origin_session", "origin_seen").Result()
 	if err != nil {
 		return MediaOrigin{}, unavailable(err)
 	}
@@ -35,5 +48,9 @@ func (s *RedisStore) MediaOrigin(ctx context.Context, id string) (MediaOrigin, e
 	case string(StreamEnded):
 		return MediaOrigin{}, fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
 	}
-	return MediaOrigin{NodeID: str(v[1]), URL: str(v[2]), Session: str(v[3])}, nil
+	o := MediaOrigin{NodeID: str(v[1]), URL: str(v[2]), Session: str(v[3])}
+	if us, err := strconv.ParseInt(str(v[4]), 10, 64); err == nil {
+		o.Seen = time.UnixMicro(us).UTC()
+	}
+	return o, nil
 }

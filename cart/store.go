@@ -42,9 +42,15 @@ type Store interface {
 	// MediaMute returns the stream's media mute (both false until set). ErrNotFound if
 	// the stream is unknown.
 	MediaMute(ctx context.Context, streamID string) (MediaMute, error)
-	// SetMediaOrigin records where the stream is published now, replacing any earlier
-	// origin. ErrNotFound if the stream is unknown, ErrConflict if it has ended.
-	SetMediaOrigin(ctx context.Context, streamID string, o MediaOrigin) error
+	// ClaimMediaOrigin records o as where the stream is published, seen at now, unless
+	// another session's origin was seen after now − ttl (ErrConflict: a publisher is
+	// on another node). Claiming again with the same session renews the claim.
+	// ErrNotFound if the stream is unknown, ErrConflict if it has ended.
+	ClaimMediaOrigin(ctx context.Context, streamID string, o MediaOrigin, now time.Time, ttl time.Duration) error
+	// RenewMediaOrigin sets the origin's Seen to now if it is still the session's
+	// (renewed = true); it never records an origin that is not there. ErrNotFound if
+	// the stream is unknown, ErrConflict if it has ended.
+	RenewMediaOrigin(ctx context.Context, streamID, session string, now time.Time) (renewed bool, err error)
 	// ClearMediaOrigin forgets the origin if it is still the one of this WHIP session
 	// (cleared = true); an origin another session has set since stays. ErrNotFound if
 	// the stream is unknown.

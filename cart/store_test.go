@@ -936,31 +936,53 @@ func testMediaOrigin(t *testing.T, e *env) {
 	if got, err := e.st.MediaOrigin(e.ctx, sid); err != nil || got != (MediaOrigin{}) {
 		t.Fatalf("MediaOrigin of a fresh stream: got %+v %v, want zero", got, err)
 	}
+	const ttl = 5 * time.Second
+	t0 := e.now
 	a := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "s1"}
 	b := MediaOrigin{NodeID: "node-b", URL: "http://10.0.0.2:8080", Session: "s2"}
+	seen := func(o MediaOrigin, at time.Time) MediaOrigin { o.Seen = at.UTC(); return o }
 	steps := []struct {
 		name    string
-		set     *MediaOrigin
+		claim   *MediaOrigin
+		at      time.Time
+		err     error // of the claim
 		clear   string
 		cleared bool
+		renew   string
+		renewed bool
 		want    MediaOrigin
 	}{
-		{name: "set on A", set: &a, want: a},
-		{name: "moved to B", set: &b, want: b},
-		{name: "A's late clear", clear: "s1", want: b},
+		{name: "A claims", claim: &a, at: t0, want: seen(a, t0)},
+		{name: "B while A is fresh", claim: &b, at: t0.Add(ttl - time.Millisecond), err: ErrConflict, want: seen(a, t0)},
+		{name: "A claims again", claim: &a, at: t0.Add(time.Second), want: seen(a, t0.Add(time.Second))},
+		{name: "A renews", renew: "s1", at: t0.Add(4 * time.Second), renewed: true, want: seen(a, t0.Add(4*time.Second))},
+		{name: "B renews what it does not hold", renew: "s2", at: t0.Add(5 * time.Second), want: seen(a, t0.Add(4*time.Second))},
+		{name: "B once A is stale", claim: &b, at: t0.Add(9 * time.Second), want: seen(b, t0.Add(9*time.Second))},
+		{name: "A's claim after losing it", claim: &a, at: t0.Add(10 * time.Second), err: ErrConflict, want: seen(b, t0.Add(9*time.Second))},
+		{name: "A's renewal after losing it", renew: "s1", at: t0.Add(10 * time.Second), want: seen(b, t0.Add(9*time.Second))},
+		{name: "A's late clear", clear: "s1", want: seen(b, t0.Add(9*time.Second))},
 		{name: "B's clear", clear: "s2", cleared: true, want: MediaOrigin{}},
 		{name: "clear again", clear: "s2", want: MediaOrigin{}},
-		{name: "back on A", set: &a, want: a},
+		{name: "renew of a cleared origin", renew: "s2", at: t0.Add(10 * time.Second), want: MediaOrigin{}},
+		{name: "A right after B's clear", claim: &a, at: t0.Add(10 * time.Second), want: seen(a, t0.Add(10*time.Second))},
 	}
 	for _, st := range steps {
-		if st.set != nil {
-			if err := e.st.SetMediaOrigin(e.ctx, sid, *st.set); err != nil {
-				t.Fatalf("SetMediaOrigin %s: %v", st.name, err)
+		if st.claim != nil {
+			err := e.st.ClaimMediaOrigin(e.ctx, sid, *st.claim, st.at, ttl)
+			if st.err != nil {
+				wantErr(t, "ClaimMediaOrigin "+st.name, err, st.err)
+			} else if err != nil {
+				t.Fatalf("ClaimMediaOrigin %s: %v", st.name, err)
+			}
+		} else if st.renew != "" {
+			if got, err := e.st.RenewMediaOrigin(e.ctx, sid, st.renew, st.at); err != nil || got != st.renewed {
+				t.Fatalf("RenewMediaOrigin %s: got %v %v, want %v", st.name, got, err, st.renewed)
 			}
 		} else if got, err := e.st.ClearMediaOrigin(e.ctx, sid, st.clear); err != nil || got != st.cleared {
 			t.Fatalf("ClearMediaOrigin %s: got %v %v, want %v", st.name, got, err, st.cleared)
 		}
-		if got, err := e.st.MediaOrigin(e.ctx, sid); err != nil || got != st.want {
+		got, err := e.st.MediaOrigin(e.ctx, sid)
+		if err != nil || got.NodeID != st.want.NodeID || got.URL != st.want.URL || got.Session != st.want.Session || !got.Seen.Equal(st.want.Seen) {
 			t.Fatalf("MediaOrigin after %s: got %+v %v, want %+v", st.name, got, err, st.want)
 		}
 	}
@@ -972,14 +994,18 @@ func testMediaOrigin(t *testing.T, e *env) {
 	}
 	_, err := e.st.MediaOrigin(e.ctx, sid)
 	wantErr(t, "MediaOrigin of an ended stream", err, ErrConflict)
-	wantErr(t, "SetMediaOrigin of an ended stream", e.st.SetMediaOrigin(e.ctx, sid, b), ErrConflict)
+	wantErr(t, "ClaimMediaOrigin of an ended stream", e.st.ClaimMediaOrigin(e.ctx, sid, a, t0.Add(11*time.Second), ttl), ErrConflict)
+	_, err = e.st.RenewMediaOrigin(e.ctx, sid, "s1", t0.Add(11*time.Second))
+	wantErr(t, "RenewMediaOrigin of an ended stream", err, ErrConflict)
 	if cleared, err := e.st.ClearMediaOrigin(e.ctx, sid, "s1"); err != nil || !cleared {
 		t.Fatalf("ClearMediaOrigin of an ended stream by its session: got %v %v, want true", cleared, err)
 	}
 	unknown := uuid.NewString()
-	wantErr(t, "SetMediaOrigin of an unknown stream", e.st.SetMediaOrigin(e.ctx, unknown, a), ErrNotFound)
+	wantErr(t, "ClaimMediaOrigin of an unknown stream", e.st.ClaimMediaOrigin(e.ctx, unknown, a, t0, ttl), ErrNotFound)
 	_, err = e.st.ClearMediaOrigin(e.ctx, unknown, "s1")
 	wantErr(t, "ClearMediaOrigin of an unknown stream", err, ErrNotFound)
+	_, err = e.st.RenewMediaOrigin(e.ctx, unknown, "s1", t0)
+	wantErr(t, "RenewMediaOrigin of an unknown stream", err, ErrNotFound)
 	_, err = e.st.MediaOrigin(e.ctx, unknown)
 	wantErr(t, "MediaOrigin of an unknown stream", err, ErrNotFound)
 }

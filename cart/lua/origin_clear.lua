@@ -5,5 +5,5 @@ end
 if redis.call('HGET', key('stream'), 'origin_session') ~= ARGV[1] then
   return reply({changed = false})
 end
-redis.call('HDEL', key('stream'), 'origin_node', 'origin_url', 'origin_session')
+redis.call('HDEL', key('stream'), 'origin_node', 'origin_url', 'origin_session', 'origin_seen')
 return reply({changed = true})
