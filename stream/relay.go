@@ -366,6 +366,19 @@ func (r *Relay) Live(streamID string) bool {
 	return rm != nil && rm.hasPublisher()
 }
 
+// PublisherSession returns the resource id of the stream's publisher on this node, ""
+// when it has none here.
+func (r *Relay) PublisherSession(streamID string) string {
+	rm := r.existingRoom(streamID)
+	if rm == nil {
+		return ""
+	}
+	if p := rm.pubPtr.Load(); p != nil && !p.upstream {
+		return p.id
+	}
+	return ""
+}
+
 // Pulling tells whether the stream's media comes from another node (an upstream).
 func (r *Relay) Pulling(streamID string) bool {
 	rm := r.existingRoom(streamID)

@@ -93,3 +93,91 @@ func (c *Cascade) Unsubscribe(ctx context.Context, session string) error {
 	}
 	return nil
 }
+
+// originTTL is how long a node's claim to publish a stream holds without renewal. The
+// publisher's node renews it every muteFollowInterval; a node that is gone (crashed,
+// cut off) loses it after this, and a publisher may then go live on another node.
+const originTTL = 5 * time.Second
+
+// claimOrigin records this node as the stream's origin for the publisher's session.
+// False when another node's publisher holds a fresh claim (two WHIPs raced past
+// checkNoPublisherElsewhere) or the stream has ended: the new publisher is then
+// refused (closed) here.
+func (s *Server) claimOrigin(ctx context.Context, sid, session string) bool {
+	o := cart.MediaOrigin{NodeID: s.deps.Options.NodeID, Session: session}
+	if f := s.deps.Options.AdvertiseURL; f != nil {
+		o.URL = f()
+	}
+	err := s.deps.Store.ClaimMediaOrigin(ctx, sid, o, s.deps.Now(), originTTL)
+	switch {
+	case errors.Is(err, cart.ErrConflict):
+		s.log.Warn("publisher refused: the stream is published on another node or has ended", "stream", sid, "err", err)
+		if m, merr := s.media(); merr == nil {
+			_ = m.Delete(sid, session, stream.RolePublisher)
+		}
+		return false
+	case err != nil:
+		// Viewers on other nodes find the publisher once a renewal gets through.
+		s.log.Warn("record media origin", "stream", sid, "err", err)
+	}
+	return true
+}
+
+// renewOrigin keeps this node's claim on a stream whose publisher is here. A claim
+// that is gone is made again; one another node took (this node's went stale) means
+// that node's publisher is the stream's now, and the one here is closed. ended: the
+// stream has ended.
+func (s *Server) renewOrigin(ctx context.Context, m Media, sid, session string) (ended bool) {
+	renewed, err := s.deps.Store.RenewMediaOrigin(ctx, sid, session, s.deps.Now())
+	switch {
+	case errors.Is(err, cart.ErrConflict):
+		return true
+	case err != nil || renewed:
+		return false
+	}
+	o := cart.MediaOrigin{NodeID: s.deps.Options.NodeID, Session: session}
+	if f := s.deps.Options.AdvertiseURL; f != nil {
+		o.URL = f()
+	}
+	err = s.deps.Store.ClaimMediaOrigin(ctx, sid, o, s.deps.Now(), originTTL)
+	if errors.Is(err, cart.ErrConflict) && m.PublisherSession(sid) == session {
+		s.log.Warn("publisher closed: the stream went live on another node", "stream", sid)
+		_ = m.Delete(sid, session, stream.RolePublisher)
+	}
+	return false
+}
+
+// checkNoPublisherElsewhere: WHIP while another node's publisher holds a fresh claim
+// on the stream → 409 conflict, as for a second publisher on one node.
+func (s *Server) checkNoPublisherElsewhere(ctx context.Context, sid string) error {
+	o, err := s.deps.Store.MediaOrigin(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if o.Session != "" && o.NodeID != s.deps.Options.NodeID && o.Seen.After(s.deps.Now().Add(-originTTL)) {
+		return apiError(http.StatusConflict, "conflict", "stream already has a publisher")
+	}
+	return nil
+}
+
+// publisherMovedOn clears the stream's origin if it is still the leaving session's and
+// tells whether another session has replaced it since (the stream then stays live).
+func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool {
+	cleared, err := s.deps.Store.ClearMediaOrigin(ctx, sid, session)
+	if err != nil || cleared {
+		if err != nil {
+			s.log.Warn("clear media origin", "stream", sid, "err", err)
+		}
+		return false
+	}
+	o, err := s.deps.Store.MediaOrigin(ctx, sid)
+	return err == nil && o.Session != ""
+}
+
+// OnUpstream is the relay's upstream callback: while this node pulls the stream from
+// its origin, it follows the stored media mute too (the origin applies it as well).
+func (s *Server) OnUpstream(streamID string, up bool) {
+	if up {
+		s.followMute(streamID)
+	}
+}

@@ -63,37 +63,11 @@ func (s *Server) OnPublisher(streamID, session string, live bool) {
 		s.setStreamLive(ctx, streamID, false)
 		return
 	}
+	if !s.claimOrigin(ctx, streamID, session) {
+		return
+	}
 	s.followMute(streamID)
-	o := cart.MediaOrigin{NodeID: s.deps.Options.NodeID, Session: session}
-	if f := s.deps.Options.AdvertiseURL; f != nil {
-		o.URL = f()
-	}
-	if err := s.deps.Store.SetMediaOrigin(ctx, streamID, o); err != nil {
-		s.log.Warn("record media origin", "stream", streamID, "err", err)
-	}
 	s.setStreamLive(ctx, streamID, true)
-}
-
-// OnUpstream is the relay's upstream callback: while this node pulls the stream from
-// its origin, it follows the stored media mute too (the origin applies it as well).
-func (s *Server) OnUpstream(streamID string, up bool) {
-	if up {
-		s.followMute(streamID)
-	}
-}
-
-// publisherMovedOn clears the stream's origin if it is still the leaving session's and
-// tells whether another session has replaced it since (the stream then stays live).
-func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool {
-	cleared, err := s.deps.Store.ClearMediaOrigin(ctx, sid, session)
-	if err != nil || cleared {
-		if err != nil {
-			s.log.Warn("clear media origin", "stream", sid, "err", err)
-		}
-		return false
-	}
-	o, err := s.deps.Store.MediaOrigin(ctx, sid)
-	return err == nil && o.Session != ""
 }
 
 // media returns the relay or a 503 when none is wired.
@@ -115,6 +89,9 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 		}
 		if err == nil && st.Status == cart.StreamEnded {
 			err = apiError(http.StatusConflict, "conflict", "stream has ended")
+		}
+		if err == nil && k.role == stream.RolePublisher {
+			err = s.checkNoPublisherElsewhere(r.Context(), st.ID)
 		}
 		var m Media
 		if err == nil {

@@ -60,7 +60,7 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 		if !m.Live(sid) && !m.Pulling(sid) {
 			return
 		}
-		if s.endedElsewhere(sid) {
+		if s.followOrigin(m, sid) {
 			m.EndStream(sid)
 			return
 		}
@@ -68,10 +68,14 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 	}
 }
 
-// endedElsewhere tells whether the store says the stream has ended.
-func (s *Server) endedElsewhere(sid string) bool {
+// followOrigin renews this node's claim as the origin while the publisher is here
+// (cascade.go) and tells whether the stream has ended.
+func (s *Server) followOrigin(m Media, sid string) (ended bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), muteFollowInterval)
 	defer cancel()
+	if session := m.PublisherSession(sid); session != "" {
+		return s.renewOrigin(ctx, m, sid, session)
+	}
 	_, err := s.deps.Store.MediaOrigin(ctx, sid)
 	return errors.Is(err, cart.ErrConflict)
 }

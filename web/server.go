@@ -58,6 +58,9 @@ type Media interface {
 	Live(streamID string) bool
 	// Pulling tells whether this node pulls the stream from the node publishing it.
 	Pulling(streamID string) bool
+	// PublisherSession is the resource id of the stream's publisher on this node ("" if
+	// it has none here).
+	PublisherSession(streamID string) string
 }
 
 // Presence counts a stream's open websocket connections on all nodes.
