@@ -179,6 +179,10 @@ func (r *Relay) buildAPI() (*webrtc.API, error) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICETimeouts(r.opts.DisconnectedTimeout, r.opts.FailedTimeout, 2*time.Second)
 	se.SetIncludeLoopbackCandidate(true)
+	// The relay controls ICE only on its upstreams (cascade.go), which are offerers:
+	// the origin's checks reach them before its answer does, so the pair they nominate
+	// is often peer-reflexive, which pion would nominate only after a second.
+	se.SetPrflxAcceptanceMinWait(0)
 	if r.opts.PublicIP != "" && r.opts.PublicIP != r.opts.ListenIP {
 		if net.ParseIP(r.opts.PublicIP) == nil {
 			return nil, fmt.Errorf("stream: public ip %q is not an IP address", r.opts.PublicIP)
