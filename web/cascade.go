@@ -20,21 +20,26 @@ import (
 type Cascade struct {
 	store  cart.Store
 	nodeID string
+	now    func() time.Time
 	client *http.Client
 }
 
 var _ stream.Upstream = (*Cascade)(nil)
 
-// NewCascade returns the Upstream of node nodeID.
-func NewCascade(store cart.Store, nodeID string) *Cascade {
+// NewCascade returns the Upstream of node nodeID; now is the clock (nil: time.Now).
+func NewCascade(store cart.Store, nodeID string, now func() time.Time) *Cascade {
+	if now == nil {
+		now = time.Now
+	}
 	// No keep-alive: a node signals to another twice per upstream, and idle
 	// connections would outlive the upstreams.
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil}
-	return &Cascade{store: store, nodeID: nodeID, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+	return &Cascade{store: store, nodeID: nodeID, now: now, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 }
 
 // Origin returns the base URL of the node that publishes the stream, "" when none
-// other does; stream.ErrEnded once the stream has ended.
+// other does (an origin whose claim went stale is a node that is gone);
+// stream.ErrEnded once the stream has ended.
 func (c *Cascade) Origin(ctx context.Context, sid string) (string, error) {
 	o, err := c.store.MediaOrigin(ctx, sid)
 	switch {
@@ -42,7 +47,7 @@ func (c *Cascade) Origin(ctx context.Context, sid string) (string, error) {
 		return "", stream.ErrEnded
 	case err != nil:
 		return "", err
-	case o.NodeID == c.nodeID || o.URL == "":
+	case o.NodeID == c.nodeID || o.URL == "" || !o.Seen.After(c.now().Add(-originTTL)):
 		return "", nil
 	}
 	return o.URL, nil

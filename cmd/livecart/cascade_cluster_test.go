@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/stream/rtctest"
 )
 
@@ -331,4 +332,46 @@ func TestCascadeSecondPublisherOnOtherNode(t *testing.T) {
 	v, _ := c.watchAt(t, c.a)
 	c.publishAt(t, c.b)
 	waitStats(t, v, "viewer on A from the publisher now on B", gotMedia)
+}
+
+// TestCascadeClaimOfAGoneNode: a claim on the stream by a node that no longer renews it
+// (crashed) blocks WHIP elsewhere only while it is fresh (5 s); a stale one is
+// overridden, and viewers pull from the new publisher's node.
+func TestCascadeClaimOfAGoneNode(t *testing.T) {
+	c := newMuteCluster(t)
+	st, err := cart.OpenRedis(context.Background(), "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: c.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gone := cart.MediaOrigin{NodeID: "node-gone", URL: "http://127.0.0.1:9", Session: "dead"}
+	if err := st.ClaimMediaOrigin(context.Background(), c.sid, gone, time.Now(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := c.watchAt(t, c.a)
+	pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var s session
+	err = pub.Connect(ctx, signalAt(c.b, "/whip/"+c.sid, c.creator, &s))
+	if err == nil || !strings.Contains(err.Error(), "409") {
+		t.Fatalf("WHIP on B while the gone node's claim is fresh: got %v, want 409 conflict", err)
+	}
+	// The claim as it is 6 s later, never renewed.
+	if _, err := st.ClearMediaOrigin(context.Background(), c.sid, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ClaimMediaOrigin(context.Background(), c.sid, gone, time.Now().Add(-6*time.Second), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.publishAt(t, c.b)
+	waitStats(t, v, "viewer on A from the publisher on B", gotMedia)
+	o, err := st.MediaOrigin(context.Background(), c.sid)
+	if err != nil || o.NodeID != "node-b" || time.Since(o.Seen) > time.Second {
+		t.Errorf("origin after B's publisher arrived: got %+v %v, want node-b, seen within 1 s (renewed)", o, err)
+	}
 }

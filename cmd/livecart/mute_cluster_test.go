@@ -19,6 +19,7 @@ import (
 // muteCluster is two nodes on one Redis and a stream created on A.
 type muteCluster struct {
 	a, b, sid, creator, mod string
+	prefix                  string // the nodes' Redis key prefix
 	api                     *webrtc.API
 }
 
@@ -26,7 +27,7 @@ func newMuteCluster(t *testing.T) *muteCluster {
 	t.Helper()
 	prefix := fmt.Sprintf("lc-mute-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	c := &muteCluster{a: startNode(t, "node-a", prefix), b: startNode(t, "node-b", prefix),
+	c := &muteCluster{a: startNode(t, "node-a", prefix), b: startNode(t, "node-b", prefix), prefix: prefix,
 		creator: mint(t, auth.RoleCreator, "alice"), mod: mint(t, auth.RoleModerator, "mod")}
 	var st struct{ ID string }
 	call(t, "POST", c.a+"/api/streams", c.creator, map[string]string{"title": "mute"}, 201, &st)

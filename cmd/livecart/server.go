@@ -154,7 +154,7 @@ func (m *Main) buildMedia(reg prometheus.Registerer, onPublisher func(string, st
 		Logger: m.log, Baseline: m.cfg.Media.Baseline, OnPublisher: onPublisher, Registerer: reg,
 	}
 	if m.cfg.Store == "redis" {
-		opts.Upstream, opts.OnUpstream = web.NewCascade(m.store, m.cfg.NodeID), onUpstream
+		opts.Upstream, opts.OnUpstream = web.NewCascade(m.store, m.cfg.NodeID, nil), onUpstream
 	}
 	relay, err := stream.New(opts)
 	if err != nil {
