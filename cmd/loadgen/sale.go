@@ -26,6 +26,9 @@ type saleConfig struct {
 	runs     int
 	timeout  time.Duration
 	ramp     time.Duration // buyers start spread evenly over this window (0 = all at once)
+	// duration: each run repeats its noop and sale storms (alternating, a fresh sale
+	// each time) until each kind has run this long in all; 0 = one storm of each.
+	duration time.Duration
 }
 
 type target struct{ name, url string }
@@ -52,8 +55,8 @@ func runSale(args []string) error {
 		return err
 	}
 	a := auth.New([]byte(cfg.secret), nil)
-	fmt.Printf("loadgen sale: %d run(s) each (median), buyers %v, ramp %v, date %s\n", cfg.runs, cfg.buyers, cfg.ramp, time.Now().UTC().Format(time.RFC3339))
-	fmt.Printf("%-10s %7s %-8s %8s %10s %9s %9s %9s %9s %s\n", "target", "buyers", "op", "ops/s", "ok/s", "p50_ms", "p99_ms", "ok", "fail", "oversell")
+	fmt.Printf("loadgen sale: %d run(s) each (median), buyers %v, ramp %v, duration %v per phase, date %s\n", cfg.runs, cfg.buyers, cfg.ramp, cfg.duration, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("%-10s %7s %-8s %8s %10s %9s %9s %9s %9s %-8s %s\n", "target", "buyers", "op", "ops/s", "ok/s", "p50_ms", "p99_ms", "ok", "fail", "oversell", "runs_ops/s (storms)")
 	for _, n := range cfg.buyers {
 		for _, t := range cfg.targets {
 			if err := benchTarget(cfg, a, t, n); err != nil {
@@ -78,6 +81,7 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 	fs.IntVar(&cfg.runs, "runs", 3, "runs per target and buyer count (the median is reported)")
 	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "bound on one run")
 	fs.DurationVar(&cfg.ramp, "ramp", 0, "spread the buyers' start evenly over this window (0 = all at once)")
+	fs.DurationVar(&cfg.duration, "duration", 2*time.Second, "per run, repeat the noop and sale storms (alternating; a fresh sale each, checked after each) until each has run this long in all (0 = one storm each)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -111,8 +115,9 @@ type opStats struct {
 type runResult struct {
 	hold, checkout, noop opStats
 	sale                 opStats // holds and checkouts together (two requests per buyer, like noop)
-	oversell             int     // sold beyond quantity (must be 0)
+	oversell             int     // sold beyond quantity, summed over the run's sales (must be 0)
 	invariantBroken      bool
+	storms               int // sale storms in the run (as many noop storms, ±1)
 }
 
 func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
@@ -135,19 +140,24 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 		}
 		results = append(results, res)
 	}
+	// median of f over the runs, and every run's value in run order
+	median := func(f func(runResult) float64) (float64, []float64) {
+		var v []float64
+		for _, r := range results {
+			v = append(v, f(r))
+		}
+		sorted := slices.Sorted(slices.Values(v))
+		return sorted[len(sorted)/2], v
+	}
 	med := func(pick func(runResult) opStats) opStats {
-		sort := func(f func(opStats) float64) float64 {
-			v := []float64{}
-			for _, r := range results {
-				v = append(v, f(pick(r)))
-			}
-			slices.Sort(v)
-			return v[len(v)/2]
+		m := func(f func(opStats) float64) float64 {
+			x, _ := median(func(r runResult) float64 { return f(pick(r)) })
+			return x
 		}
 		return opStats{
-			perSec: sort(func(o opStats) float64 { return o.perSec }), okPerSec: sort(func(o opStats) float64 { return o.okPerSec }),
-			p50: time.Duration(sort(func(o opStats) float64 { return float64(o.p50) })), p99: time.Duration(sort(func(o opStats) float64 { return float64(o.p99) })),
-			ok: int(sort(func(o opStats) float64 { return float64(o.ok) })), fail: int(sort(func(o opStats) float64 { return float64(o.fail) })),
+			perSec: m(func(o opStats) float64 { return o.perSec }), okPerSec: m(func(o opStats) float64 { return o.okPerSec }),
+			p50: time.Duration(m(func(o opStats) float64 { return float64(o.p50) })), p99: time.Duration(m(func(o opStats) float64 { return float64(o.p99) })),
+			ok: int(m(func(o opStats) float64 { return float64(o.ok) })), fail: int(m(func(o opStats) float64 { return float64(o.fail) })),
 		}
 	}
 	oversell, broken := 0, false
@@ -159,26 +169,40 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 	if broken {
 		check += " INVARIANT BROKEN"
 	}
+	list := func(v []float64, format string) string {
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = fmt.Sprintf(format, x)
+		}
+		return strings.Join(parts, ",")
+	}
+	storms, _ := median(func(r runResult) float64 { return float64(r.storms) })
 	for _, row := range []struct {
-		op string
-		s  opStats
-	}{{"noop", med(func(r runResult) opStats { return r.noop })}, {"hold", med(func(r runResult) opStats { return r.hold })}, {"checkout", med(func(r runResult) opStats { return r.checkout })},
-		{"sale", med(func(r runResult) opStats { return r.sale })}} {
+		op   string
+		pick func(runResult) opStats
+	}{{"noop", func(r runResult) opStats { return r.noop }}, {"hold", func(r runResult) opStats { return r.hold }},
+		{"checkout", func(r runResult) opStats { return r.checkout }}, {"sale", func(r runResult) opStats { return r.sale }}} {
+		s := med(row.pick)
 		over := ""
 		if row.op != "noop" {
 			over = check
 		}
-		fmt.Printf("%-10s %7d %-8s %8.0f %10.0f %9.1f %9.1f %9d %9d %s\n", t.name, n, row.op, row.s.perSec, row.s.okPerSec,
-			ms(row.s.p50), ms(row.s.p99), row.s.ok, row.s.fail, over)
+		_, each := median(func(r runResult) float64 { return row.pick(r).perSec })
+		fmt.Printf("%-10s %7d %-8s %8.0f %10.0f %9.1f %9.1f %9d %9d %-8s %s (%.0f)\n", t.name, n, row.op, s.perSec, s.okPerSec,
+			ms(s.p50), ms(s.p99), s.ok, s.fail, over, list(each, "%.0f"), storms)
 	}
+	ratio, each := median(func(r runResult) float64 { return 100 * r.sale.perSec / max(r.noop.perSec, 1e-9) })
+	fmt.Printf("%-10s %7d %-8s %7.0f%% of noop, runs %s\n", t.name, n, "sale/noop", ratio, list(each, "%.0f%%"))
 	if oversell > 0 || broken {
 		return fmt.Errorf("oversell %d, invariant broken %v", oversell, broken)
 	}
 	return nil
 }
 
-// oneRun creates a stream, a product and a sale, runs the noop phase and then the sale
-// phase with every buyer at once, and checks the sale's numbers afterwards.
+// oneRun warms every buyer's connection up, then runs noop storms and sale storms in
+// turn (each sale storm on a fresh stream, product and sale, checked right after)
+// until each kind has run cfg.duration in all (one of each when 0). Throughput is
+// requests over the summed wall time of the storms of a kind; latencies are pooled.
 func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base string, tokens []string, n int) (runResult, error) {
 	var res runResult
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
@@ -191,26 +215,70 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base str
 	if err != nil {
 		return res, err
 	}
-	saleID, err := setupSale(ctx, client, base, creator, quantity)
-	if err != nil {
-		return res, err
-	}
 	// Warm-up (not measured): every buyer opens its connection.
 	phase(ctx, tokens, 0, func(tok string, rec func(time.Duration, bool)) {
 		code, _, err := call(ctx, client, "GET", base+"/api/noop", tok, "", nil)
 		rec(0, err == nil && code == http.StatusNoContent)
 	})
-	// Noop: two authenticated requests per buyer, like hold + checkout.
-	res.noop = phase(ctx, tokens, cfg.ramp, func(tok string, rec func(time.Duration, bool)) {
-		for i := 0; i < 2; i++ {
-			start := time.Now()
-			code, _, err := call(ctx, client, "GET", base+"/api/noop", tok, "", nil)
-			rec(time.Since(start), err == nil && code == http.StatusNoContent)
+	var noopLat, holdLat, coLat latencies
+	var noopWall, saleWall, holdWall, coWall time.Duration
+	for first := true; first || noopWall < cfg.duration || saleWall < cfg.duration; first = false {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("run took longer than -timeout %v: %w", cfg.timeout, ctx.Err())
 		}
-	})
-	var holdLat, coLat latencies
+		if first || noopWall < cfg.duration {
+			// Noop: two authenticated requests per buyer, like hold + checkout.
+			noopWall += phaseInto(ctx, &noopLat, tokens, cfg.ramp, func(tok string, rec func(time.Duration, bool)) {
+				for i := 0; i < 2; i++ {
+					start := time.Now()
+					code, _, err := call(ctx, client, "GET", base+"/api/noop", tok, "", nil)
+					rec(time.Since(start), err == nil && code == http.StatusNoContent)
+				}
+			})
+		}
+		if first || saleWall < cfg.duration {
+			st, err := saleStorm(ctx, cfg, client, base, creator, tokens, quantity, &holdLat, &coLat)
+			if err != nil {
+				return res, err
+			}
+			saleWall += st.wall
+			holdWall += st.holdWall
+			coWall += st.coWall
+			res.storms++
+			res.oversell += st.oversell
+			res.invariantBroken = res.invariantBroken || st.invariantBroken
+		}
+	}
+	res.noop = noopLat.stats(noopWall)
+	both := latencies{d: append(slices.Clone(holdLat.d), coLat.d...), ok: holdLat.ok + coLat.ok, fail: holdLat.fail + coLat.fail}
+	res.sale = both.stats(saleWall)
+	res.hold = holdLat.stats(holdWall)
+	res.checkout = coLat.stats(coWall)
+	return res, nil
+}
+
+// stormResult is one sale storm: its wall time (the last answer), the time until the
+// last hold and the last checkout answered, and the check of the sale read back.
+type stormResult struct {
+	wall, holdWall, coWall time.Duration
+	oversell               int
+	invariantBroken        bool
+}
+
+// saleStorm creates a stream, a product and a sale of quantity units, lets every
+// buyer hold one unit and check out (all at once, or spread over cfg.ramp), records
+// the latencies in holdLat and coLat and reads the sale back: oversell = sold beyond
+// quantity; the invariant is quantity = remaining + held + sold + returned and sold =
+// the storm's successful checkouts.
+func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, creator string, tokens []string, quantity int, holdLat, coLat *latencies) (stormResult, error) {
+	var res stormResult
+	saleID, err := setupSale(ctx, client, base, creator, quantity)
+	if err != nil {
+		return res, err
+	}
 	body := fmt.Sprintf(`{"sale_id":%q,"quantity":1}`, saleID)
-	keyPrefix := fmt.Sprint("loadgen-", time.Now().UnixNano(), "-") // fresh keys per run
+	keyPrefix := fmt.Sprint("loadgen-", time.Now().UnixNano(), "-") // fresh keys per storm
+	var checkedOut atomic.Int64
 	start := time.Now()
 	var holdEnd, coEnd atomic.Int64
 	var wg sync.WaitGroup
@@ -226,31 +294,42 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base str
 			t0 := time.Now()
 			code, _, err := call(ctx, client, "POST", base+"/api/cart/items", tok, body, nil)
 			holdLat.add(time.Since(t0), err == nil && code == http.StatusCreated)
-			holdEnd.Store(max(holdEnd.Load(), int64(time.Since(start))))
+			storeMax(&holdEnd, int64(time.Since(start)))
 			if err != nil || code != http.StatusCreated {
 				return
 			}
 			t1 := time.Now()
 			code, _, err = call(ctx, client, "POST", base+"/api/checkout", tok, "", map[string]string{"Idempotency-Key": fmt.Sprint(keyPrefix, i)})
-			coLat.add(time.Since(t1), err == nil && code == http.StatusCreated)
-			coEnd.Store(max(coEnd.Load(), int64(time.Since(start))))
+			ok := err == nil && code == http.StatusCreated
+			coLat.add(time.Since(t1), ok)
+			if ok {
+				checkedOut.Add(1)
+			}
+			storeMax(&coEnd, int64(time.Since(start)))
 		}()
 	}
 	start = time.Now()
 	close(gate)
 	wg.Wait()
-	wall := time.Since(start)
-	both := latencies{d: append(slices.Clone(holdLat.d), coLat.d...), ok: holdLat.ok + coLat.ok, fail: holdLat.fail + coLat.fail}
-	res.sale = both.stats(wall)
-	res.hold = holdLat.stats(time.Duration(holdEnd.Load()))
-	res.checkout = coLat.stats(time.Duration(coEnd.Load()))
+	res.wall = time.Since(start)
+	res.holdWall, res.coWall = time.Duration(holdEnd.Load()), time.Duration(coEnd.Load())
 	var sale struct{ Quantity, Remaining, Held, Sold, Returned int }
 	if _, raw, err := call(ctx, client, "GET", base+"/api/sales/"+saleID, "", "", nil); err != nil || json.Unmarshal(raw, &sale) != nil {
 		return res, fmt.Errorf("read sale back: %v %s", err, raw)
 	}
 	res.oversell = max(0, sale.Sold-quantity)
-	res.invariantBroken = sale.Remaining+sale.Held+sale.Sold+sale.Returned != sale.Quantity || sale.Sold != res.checkout.ok
+	res.invariantBroken = sale.Remaining+sale.Held+sale.Sold+sale.Returned != sale.Quantity || sale.Sold != int(checkedOut.Load())
 	return res, nil
+}
+
+// storeMax raises v to x if x is larger.
+func storeMax(v *atomic.Int64, x int64) {
+	for {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
 }
 
 func setupSale(ctx context.Context, client *http.Client, base, creator string, quantity int) (string, error) {
@@ -290,6 +369,13 @@ func setupSale(ctx context.Context, client *http.Client, base, creator string, q
 // phase runs fn for every token at once and summarises what fn recorded.
 func phase(ctx context.Context, tokens []string, ramp time.Duration, fn func(tok string, rec func(time.Duration, bool))) opStats {
 	var lat latencies
+	wall := phaseInto(ctx, &lat, tokens, ramp, fn)
+	return lat.stats(wall)
+}
+
+// phaseInto runs fn for every token at once (or spread over ramp), recording into lat,
+// and returns the wall time until the last fn returned.
+func phaseInto(ctx context.Context, lat *latencies, tokens []string, ramp time.Duration, fn func(tok string, rec func(time.Duration, bool))) time.Duration {
 	var wg sync.WaitGroup
 	gate := make(chan struct{})
 	for i, tok := range tokens {
@@ -306,7 +392,7 @@ func phase(ctx context.Context, tokens []string, ramp time.Duration, fn func(tok
 	start := time.Now()
 	close(gate)
 	wg.Wait()
-	return lat.stats(time.Since(start))
+	return time.Since(start)
 }
 
 // latencies collects request durations; safe for concurrent use.
