@@ -3,6 +3,9 @@ package cart
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,7 +27,50 @@ var benchStores = []struct {
 		b.Cleanup(func() { st.Close() })
 		return st
 	}},
-	{"redis", func(b *testing.B) Store { return openTestRedis(b, testRedisURL) }},
+	{"redis", func(b *testing.B) Store { return openTestRedis(b, benchRedisURL()) }},
+}
+
+// benchRedisURL is LIVECART_BENCH_REDIS_URL, else the tests' Redis. A private
+// redis-server makes the redis-µs/op and redis-cmds/op metrics exact.
+func benchRedisURL() string {
+	if u := os.Getenv("LIVECART_BENCH_REDIS_URL"); u != "" {
+		return u
+	}
+	return testRedisURL
+}
+
+// redisCost reports what the benchmark cost Redis per op: its CPU (INFO cpu, user +
+// sys) and the commands it ran (scripts' own commands included). Other clients of
+// the same Redis count too. Call it after the setup; it reports when b ends.
+func redisCost(b *testing.B, st Store) {
+	rs, ok := st.(*RedisStore)
+	if !ok {
+		return
+	}
+	read := func() (cpu float64, cmds int64) {
+		info, err := rs.rdb.Info(context.Background(), "cpu", "stats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch k {
+			case "used_cpu_user", "used_cpu_sys":
+				f, _ := strconv.ParseFloat(v, 64)
+				cpu += f
+			case "total_commands_processed":
+				cmds, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return cpu, cmds
+	}
+	cpu0, cmds0 := read()
+	b.Cleanup(func() {
+		rs.background.Wait()
+		cpu1, cmds1 := read()
+		b.ReportMetric((cpu1-cpu0)*1e6/float64(b.N), "redis-µs/op")
+		b.ReportMetric(float64(cmds1-cmds0-1)/float64(b.N), "redis-cmds/op") // -1: the INFO
+	})
 }
 
 // benchSale creates a stream with an active sale big enough for any run.
@@ -53,6 +99,7 @@ func BenchmarkHold(b *testing.B) {
 			st, now := bs.open(b), time.Now().UTC()
 			sale := benchSale(b, st, now)
 			var n atomic.Int64
+			redisCost(b, st)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -73,6 +120,7 @@ func BenchmarkHoldCheckout(b *testing.B) {
 			st, now := bs.open(b), time.Now().UTC()
 			sale := benchSale(b, st, now)
 			var n atomic.Int64
+			redisCost(b, st)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()

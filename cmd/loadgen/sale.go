@@ -29,6 +29,31 @@ type saleConfig struct {
 	// duration: each run repeats its noop and sale storms (alternating, a fresh sale
 	// each time) until each kind has run this long in all; 0 = one storm of each.
 	duration time.Duration
+	cpu      []cpuWatch // processes whose CPU time is read around each storm
+}
+
+// cpuWatch is a process to charge a target's storms to: -cpu target=pid or
+// -cpu target/label=pid (e.g. redis/redis-server=123).
+type cpuWatch struct {
+	target, label string
+	pid           int
+}
+
+type cpuList []cpuWatch
+
+func (l *cpuList) String() string { return fmt.Sprint(*l) }
+func (l *cpuList) Set(v string) error {
+	name, pid, ok := strings.Cut(v, "=")
+	w := cpuWatch{}
+	if _, err := fmt.Sscan(pid, &w.pid); !ok || err != nil || w.pid <= 0 {
+		return fmt.Errorf("-cpu %q: want target=pid or target/label=pid", v)
+	}
+	w.target, w.label, _ = strings.Cut(name, "/")
+	if w.label == "" {
+		w.label = "server"
+	}
+	*l = append(*l, w)
+	return nil
 }
 
 type target struct{ name, url string }
@@ -73,7 +98,9 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 		cfg     saleConfig
 		targets targetList
 		buyers  string
+		cpu     cpuList
 	)
+	fs.Var(&cpu, "cpu", "target=pid or target/label=pid (repeatable): report that process's CPU µs per request during the target's noop and sale storms (utime+stime from /proc)")
 	fs.Var(&targets, "target", "name=URL of a running server (repeatable), e.g. embedded=http://127.0.0.1:8080")
 	fs.StringVar(&cfg.secret, "secret", os.Getenv("LIVECART_AUTH_SECRET"), "the servers' auth secret (mints the tokens)")
 	fs.StringVar(&buyers, "buyers", "1000,5000", "comma-separated numbers of concurrent buyers")
@@ -89,6 +116,7 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 		targets = targetList{{"server", "http://127.0.0.1:8080"}}
 	}
 	cfg.targets = targets
+	cfg.cpu = cpu
 	if cfg.secret == "" {
 		return cfg, errors.New("-secret (or LIVECART_AUTH_SECRET) is required to mint tokens")
 	}
@@ -118,6 +146,9 @@ type runResult struct {
 	oversell             int     // sold beyond quantity, summed over the run's sales (must be 0)
 	invariantBroken      bool
 	storms               int // sale storms in the run (as many noop storms, ±1)
+	// cpuNoop, cpuSale: CPU µs per request of each watched process (by label) during
+	// the noop storms and during the sale storms
+	cpuNoop, cpuSale map[string]float64
 }
 
 func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
@@ -134,7 +165,7 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 	}
 	var results []runResult
 	for r := 0; r < cfg.runs; r++ {
-		res, err := oneRun(cfg, a, client, t.url, tokens, n)
+		res, err := oneRun(cfg, a, client, t, tokens, n)
 		if err != nil {
 			return err
 		}
@@ -193,6 +224,17 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 	}
 	ratio, each := median(func(r runResult) float64 { return 100 * r.sale.perSec / max(r.noop.perSec, 1e-9) })
 	fmt.Printf("%-10s %7d %-8s %7.0f%% of noop, runs %s\n", t.name, n, "sale/noop", ratio, list(each, "%.0f%%"))
+	var labels []string
+	for _, w := range cfg.cpu {
+		if w.target == t.name {
+			labels = append(labels, w.label)
+		}
+	}
+	for _, l := range labels {
+		noop, _ := median(func(r runResult) float64 { return r.cpuNoop[l] })
+		sale, each := median(func(r runResult) float64 { return r.cpuSale[l] })
+		fmt.Printf("%-10s %7d %-8s %s: noop %.1f, sale %.1f (runs %s)\n", t.name, n, "cpu_us/req", l, noop, sale, list(each, "%.1f"))
+	}
 	if oversell > 0 || broken {
 		return fmt.Errorf("oversell %d, invariant broken %v", oversell, broken)
 	}
@@ -203,8 +245,29 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 // turn (each sale storm on a fresh stream, product and sale, checked right after)
 // until each kind has run cfg.duration in all (one of each when 0). Throughput is
 // requests over the summed wall time of the storms of a kind; latencies are pooled.
-func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base string, tokens []string, n int) (runResult, error) {
-	var res runResult
+func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target, tokens []string, n int) (runResult, error) {
+	res := runResult{cpuNoop: map[string]float64{}, cpuSale: map[string]float64{}}
+	base := t.url
+	var watch []cpuWatch
+	for _, w := range cfg.cpu {
+		if w.target == t.name {
+			watch = append(watch, w)
+		}
+	}
+	// cpu reads every watched process's CPU time now.
+	cpu := func() []time.Duration {
+		out := make([]time.Duration, len(watch))
+		for i, w := range watch {
+			out[i] = cpuTime(w.pid)
+		}
+		return out
+	}
+	noopCPU, saleCPU := make([]time.Duration, len(watch)), make([]time.Duration, len(watch))
+	charge := func(to, before []time.Duration) {
+		for i, d := range cpu() {
+			to[i] += d - before[i]
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 	quantity := cfg.quantity
@@ -228,6 +291,7 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base str
 		}
 		if first || noopWall < cfg.duration {
 			// Noop: two authenticated requests per buyer, like hold + checkout.
+			before := cpu()
 			noopWall += phaseInto(ctx, &noopLat, tokens, cfg.ramp, func(tok string, rec func(time.Duration, bool)) {
 				for i := 0; i < 2; i++ {
 					start := time.Now()
@@ -235,9 +299,13 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base str
 					rec(time.Since(start), err == nil && code == http.StatusNoContent)
 				}
 			})
+			charge(noopCPU, before)
 		}
 		if first || saleWall < cfg.duration {
-			st, err := saleStorm(ctx, cfg, client, base, creator, tokens, quantity, &holdLat, &coLat)
+			st, err := saleStorm(ctx, cfg, client, base, creator, tokens, quantity, &holdLat, &coLat, func() func() {
+				before := cpu()
+				return func() { charge(saleCPU, before) }
+			})
 			if err != nil {
 				return res, err
 			}
@@ -254,6 +322,10 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, base str
 	res.sale = both.stats(saleWall)
 	res.hold = holdLat.stats(holdWall)
 	res.checkout = coLat.stats(coWall)
+	for i, w := range watch {
+		res.cpuNoop[w.label] = float64(noopCPU[i].Microseconds()) / float64(max(1, len(noopLat.d)))
+		res.cpuSale[w.label] = float64(saleCPU[i].Microseconds()) / float64(max(1, len(both.d)))
+	}
 	return res, nil
 }
 
@@ -270,7 +342,9 @@ type stormResult struct {
 // the latencies in holdLat and coLat and reads the sale back: oversell = sold beyond
 // quantity; the invariant is quantity = remaining + held + sold + returned and sold =
 // the storm's successful checkouts.
-func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, creator string, tokens []string, quantity int, holdLat, coLat *latencies) (stormResult, error) {
+// measure is called right before the storm's requests start and the function it
+// returns right after the last answer (the setup and the check are not measured).
+func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, creator string, tokens []string, quantity int, holdLat, coLat *latencies, measure func() func()) (stormResult, error) {
 	var res stormResult
 	saleID, err := setupSale(ctx, client, base, creator, quantity)
 	if err != nil {
@@ -308,10 +382,12 @@ func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, c
 			storeMax(&coEnd, int64(time.Since(start)))
 		}()
 	}
+	measured := measure()
 	start = time.Now()
 	close(gate)
 	wg.Wait()
 	res.wall = time.Since(start)
+	measured()
 	res.holdWall, res.coWall = time.Duration(holdEnd.Load()), time.Duration(coEnd.Load())
 	var sale struct{ Quantity, Remaining, Held, Sold, Returned int }
 	if _, raw, err := call(ctx, client, "GET", base+"/api/sales/"+saleID, "", "", nil); err != nil || json.Unmarshal(raw, &sale) != nil {
