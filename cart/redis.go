@@ -54,7 +54,9 @@ var _ Store = (*RedisStore)(nil)
 //
 //	P{u:<uid>}:gen         hash   stream id → holds added there: the streams where the
 //	                              user has holds (pruned lazily; the generation guards
-//	                              the pruning)
+//	                              the pruning); "~"+stream id → the generation an
+//	                              order emptied there (read and dropped by the next
+//	                              claim; was the hash P{u:<uid>}:emptied)
 //	P{u:<uid>}:holds       set    older form of the same index, still read and pruned
 //	P{u:<uid>}:orders      set    stream ids where the user has orders
 //	P{u:<uid>}:idem:<hash> string pending|token|fp|until_ms or done|sid|oid|at|fp of a key

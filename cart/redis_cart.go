@@ -172,19 +172,25 @@ type cartOf struct {
 // their generations (see lua/prune.lua).
 func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, map[string]string, error) {
 	var members *redis.StringSliceCmd
-	var gens, emptied *redis.MapStringStringCmd
+	var gens *redis.MapStringStringCmd
 	done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
 		members = p.SMembers(bctx, s.userBase(userID)+"holds")
 		gens = p.HGetAll(bctx, s.userBase(userID)+"gen")
-		emptied = p.HGetAll(bctx, s.userBase(userID)+"emptied")
 	})
 	if err := wait(ctx, done); err != nil {
 		return nil, nil, err
 	}
-	if err := errors.Join(members.Err(), gens.Err(), emptied.Err()); err != nil {
+	if err := errors.Join(members.Err(), gens.Err()); err != nil {
 		return nil, nil, unavailable(err)
 	}
-	gen, gone := gens.Val(), emptied.Val()
+	gen, gone := map[string]string{}, map[string]string{}
+	for f, g := range gens.Val() {
+		if sid, ok := strings.CutPrefix(f, "~"); ok {
+			gone[sid] = g // an order emptied the cart there (see lua/claim.lua)
+		} else {
+			gen[f] = g
+		}
+	}
 	sids := make([]string, 0, len(gen))
 	for sid, g := range gen {
 		if e, ok := gone[sid]; !ok || e != g { // else an order emptied it since its last hold
@@ -453,15 +459,16 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 // "pending" and waits for it; if it never lands (Redis down), the pending mark
 // runs out of its time, the retry takes the key over ("reclaimed") and the order's
 // stream, whose script recorded the key with the order, answers it with the same
-// order, even if the stream has left the cart index since. emptied (stream id, generation) records
-// that the order emptied the user's cart in that stream, so the cart index forgets
-// it (see lua/claim.lua) and the user's next checkout elsewhere takes the one-stream
-// path; if it is lost, the next cart read prunes.
+// order, even if the stream has left the cart index since. emptied (stream id,
+// generation) records that the order emptied the user's cart in that stream (field
+// "~"+stream id of the cart index), so the cart index forgets it (see lua/claim.lua)
+// and the user's next checkout elsewhere takes the one-stream path; if it is lost,
+// the next cart read prunes.
 func (s *RedisStore) finishCheckout(userBase, ih, value string, emptied []string) {
 	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
 		p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
 		if len(emptied) == 2 {
-			p.HSet(ctx, userBase+"emptied", emptied[0], emptied[1])
+			p.HSet(ctx, userBase+"gen", "~"+emptied[0], emptied[1])
 		}
 	})
 }

@@ -102,7 +102,7 @@ func TestRedisHoldAfterNoScriptStaysInCart(t *testing.T) {
 			t.Errorf("checkout of the first hold: got %+v %v, want an order", res.Order, err)
 		}
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			if v, _ := st.rdb.HGet(ctx, st.userBase("u")+"emptied", sid).Result(); v != "" {
+			if v, _ := st.rdb.HGet(ctx, st.userBase("u")+"gen", "~"+sid).Result(); v != "" {
 				break // the order's emptied record landed
 			}
 			if time.Now().After(deadline) {

@@ -15,9 +15,11 @@
 -- The cart index: gen (stream → generation, a new unique value each time holds are
 -- added there, written after their script) and its older form, the set holds (read
 -- with generation "0"). An order that empties the user's cart in a stream records
--- the generation its claim saw in emptied (a plain HSET after the answer); a stream
--- whose generation is still that one has had no hold since and is forgotten here.
--- A hold that raced the order changed the generation, so its stream stays.
+-- the generation its claim saw in the same hash, as field "~" .. stream id (a plain
+-- HSET after the answer); a stream whose generation is still that one has had no
+-- hold since and is forgotten here. A hold that raced the order changed the
+-- generation, so its stream stays. Every "~" record is used or stale once read: one
+-- HDEL drops them with the forgotten streams (stream ids never start with "~").
 local ik = key('idem', ARGV[1])
 local out = {'claimed', ''}
 local v = redis.call('GET', ik)
@@ -36,33 +38,37 @@ if claimed then
 else
   out[1] = v
 end
-local emptied = hgetall(key('emptied')) or {}
-local function forget(sid)
-  redis.call('HDEL', key('gen'), sid)
-  redis.call('SREM', key('holds'), sid)
+local gens, emptied, drop = redis.call('HGETALL', key('gen')), {}, {}
+for i = 1, #gens, 2 do
+  if string.byte(gens[i]) == 126 then -- '~': an order emptied the cart there
+    emptied[string.sub(gens[i], 2)] = gens[i + 1]
+    drop[#drop + 1] = gens[i]
+  end
 end
-local gens, seen = redis.call('HGETALL', key('gen')), {}
+local seen = {}
 for i = 1, #gens, 2 do
   local sid, gen = gens[i], gens[i + 1]
-  seen[sid] = true
-  if emptied[sid] == gen then
-    forget(sid)
-  else
-    out[#out + 1] = sid
-    out[#out + 1] = gen
+  if string.byte(sid) ~= 126 then
+    seen[sid] = true
+    if emptied[sid] == gen then
+      drop[#drop + 1] = sid
+    else
+      out[#out + 1] = sid
+      out[#out + 1] = gen
+    end
   end
 end
 for _, sid in ipairs(redis.call('SMEMBERS', key('holds'))) do
   if seen[sid] then
   elseif emptied[sid] == '0' then
-    forget(sid)
+    redis.call('SREM', key('holds'), sid)
   else
     out[#out + 1] = sid
     out[#out + 1] = '0'
   end
 end
-if next(emptied) then -- each record was used or is stale
-  redis.call('DEL', key('emptied'))
+if #drop > 0 then
+  redis.call('HDEL', key('gen'), unpack(drop))
 end
 local ix = ARGV[6]
 if ix == '' and #out == 4 then
