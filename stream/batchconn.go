@@ -19,7 +19,8 @@ import (
 // it; one flusher goroutine sends whatever queued while it was busy with one sendmmsg
 // (group commit: no timer, so an idle relay sends at once). Where the kernel has UDP
 // GSO, runs of equal-sized packets to one destination (the packets of a video frame)
-// go as one datagram train: the kernel builds one buffer and splits it late.
+// go as one datagram train: the kernel builds one buffer and splits it late. If the
+// kernel refuses GSO sends on this socket, the batcher falls back to plain sendmmsg.
 const (
 	// sendQueueLen bounds the packets waiting for the flusher (about 40 ms of traffic
 	// at 200 viewers). A writer finding it full waits, as it would on a full socket
@@ -256,33 +257,68 @@ func (c *batchConn) run(q []outPacket, idx []int) (int, int) {
 	return n, size
 }
 
-// write sends msgs with sendmmsg. A message the kernel refuses is counted and skipped;
-// a refused GSO train is sent packet by packet, and GSO is turned off for good when
-// the device cannot do it (EIO).
+// write sends msgs with sendmmsg. A message the kernel refuses is counted and skipped.
+// A refused GSO train is sent packet by packet; when the kernel refused it for being a
+// GSO train (EIO: the device cannot; EINVAL: e.g. a socket without UDP checksums or a
+// route MTU below the segment size) and the same packets then go out one by one, GSO is
+// turned off for good and the rest of the batch is sent as plain sendmmsg messages.
+// A train refused for its destination (the single packets fail too) leaves GSO on.
 func (c *batchConn) write(msgs []ipv4.Message) {
 	for len(msgs) > 0 {
 		n, err := c.batch.WriteBatch(msgs, 0)
 		c.stats.calls.Inc()
 		c.stats.messages.Add(float64(max(n, 0)))
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			m := msgs[0]
-			if len(m.OOB) > 0 {
-				if errors.Is(err, syscall.EIO) {
-					c.gso = false
-				}
-				for _, b := range m.Buffers {
-					if _, err := c.UDPConn.WriteTo(b, m.Addr); err != nil {
-						c.stats.errors.Inc()
-					}
-				}
-			} else {
-				c.stats.errors.Inc()
-			}
-			n = 1
+		if err == nil {
+			msgs = msgs[n:]
+			continue
 		}
-		msgs = msgs[n:]
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		m := msgs[0]
+		msgs = msgs[1:]
+		if len(m.OOB) == 0 {
+			c.stats.errors.Inc()
+			continue
+		}
+		if c.sendSingly(m) && gsoRefused(err) {
+			c.gso = false
+			msgs = withoutGSO(msgs)
+		}
 	}
+}
+
+// gsoRefused tells whether a failed GSO send may have failed for being GSO.
+func gsoRefused(err error) bool {
+	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL)
+}
+
+// sendSingly sends a refused train's packets one by one; true if the first went out.
+func (c *batchConn) sendSingly(m ipv4.Message) bool {
+	first := true
+	for i, b := range m.Buffers {
+		if _, err := c.UDPConn.WriteTo(b, m.Addr); err != nil {
+			c.stats.errors.Inc()
+			if i == 0 {
+				first = false
+			}
+		}
+	}
+	return first
+}
+
+// withoutGSO splits msgs' GSO trains into one message per packet (a new slice: msgs
+// may share its backing array with the flusher's batch).
+func withoutGSO(msgs []ipv4.Message) []ipv4.Message {
+	out := make([]ipv4.Message, 0, len(msgs))
+	for _, m := range msgs {
+		if len(m.OOB) == 0 {
+			out = append(out, m)
+			continue
+		}
+		for _, b := range m.Buffers {
+			out = append(out, ipv4.Message{Addr: m.Addr, Buffers: [][]byte{b}})
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
 )
 
 func testSendStats() sendStats {
@@ -347,5 +348,32 @@ func TestBatchConnRefusedDestinationsDoNotStallOthers(t *testing.T) {
 				t.Errorf("errors = %v, want %v (one per refused datagram)", got, want)
 			}
 		})
+	}
+}
+
+func TestWithoutGSOSplitsTrains(t *testing.T) {
+	a := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	b := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2}
+	p1, p2, p3, p4 := []byte{1}, []byte{2}, []byte{3}, []byte{4}
+	in := []ipv4.Message{
+		{Addr: a, Buffers: [][]byte{p1, p2}, OOB: []byte{0}},
+		{Addr: b, Buffers: [][]byte{p3}},
+		{Addr: a, Buffers: [][]byte{p4}, OOB: []byte{0}},
+	}
+	out := withoutGSO(in)
+	want := []struct {
+		addr net.Addr
+		b    byte
+	}{{a, 1}, {a, 2}, {b, 3}, {a, 4}}
+	if len(out) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(out), len(want))
+	}
+	for i, m := range out {
+		if m.Addr != want[i].addr || len(m.Buffers) != 1 || m.Buffers[0][0] != want[i].b || len(m.OOB) != 0 {
+			t.Errorf("message %d = %v %v oob %v, want %v [%d] without OOB", i, m.Addr, m.Buffers, m.OOB, want[i].addr, want[i].b)
+		}
+	}
+	if len(in[0].Buffers) != 2 || len(in[0].OOB) != 1 {
+		t.Error("the input batch was changed")
 	}
 }

@@ -1,0 +1,83 @@
+package stream
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestBatchConnFallsBackWhenGSORefused: on a socket without UDP checksums
+// (SO_NO_CHECK) the kernel answers every GSO send with EINVAL. The batcher sends the
+// refused train packet by packet, turns GSO off for good and sends the rest of the
+// batch and all later batches as plain messages: every datagram arrives, in order,
+// and none is counted as an error.
+func TestBatchConnFallsBackWhenGSORefused(t *testing.T) {
+	sock := listenLoopback(t)
+	if !gsoSupported(sock) {
+		t.Skip("kernel without UDP_SEGMENT")
+	}
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1)
+	}); err != nil || serr != nil {
+		t.Skipf("SO_NO_CHECK: %v %v", err, serr)
+	}
+	stats := testSendStats()
+	bc := makeBatchConn(sock, true, stats, 1000) // flusher started once all is queued
+	const dests, per = 3, 40
+	recv := make([]*net.UDPConn, dests)
+	for d := range recv {
+		recv[d] = listenLoopback(t)
+	}
+	buf := make([]byte, 2048)
+	write := func(from, to int) {
+		for seq := from; seq < to; seq++ {
+			for d := range dests {
+				p := buf[:sizeFor(seq)]
+				p[0] = byte(d)
+				binary.BigEndian.PutUint32(p[1:], uint32(seq))
+				if _, err := bc.WriteTo(p, recv[d].LocalAddr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	write(0, per/2) // one batch: the first train is refused, the rest of it goes plain
+	go bc.flushLoop()
+	outs := make([]chan []datagram, dests)
+	for d := range dests {
+		outs[d] = make(chan []datagram, 1)
+		go receive(recv[d], per, outs[d])
+	}
+	write(per/2, per) // later batches
+	for d := range dests {
+		got := <-outs[d]
+		if len(got) != per {
+			t.Fatalf("destination %d got %d datagrams, want %d", d, len(got), per)
+		}
+		for i, g := range got {
+			if want := (datagram{d, i, sizeFor(i)}); g != want {
+				t.Fatalf("destination %d datagram %d = %+v, want %+v", d, i, g, want)
+			}
+		}
+	}
+	if err := bc.Close(); err != nil { // the flusher has ended: its state is final
+		t.Fatal(err)
+	}
+	if bc.gso {
+		t.Error("GSO still on after the kernel refused it")
+	}
+	if got := testutilValue(stats.errors); got != 0 {
+		t.Errorf("errors = %v, want 0", got)
+	}
+	// The first train (10 packets) went by sendto; every other datagram is a message.
+	if got, want := testutilValue(stats.messages), float64(dests*per-10); got != want {
+		t.Errorf("messages = %v, want %v", got, want)
+	}
+}
