@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livecart/livecart/stream/rtctest"
+	"github.com/pion/dtls/v2"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -98,7 +99,12 @@ func startPublisher(t *testing.T, r *Relay, sid string) (p *rtctest.Publisher, r
 
 func startViewer(t *testing.T, r *Relay, sid string) (*rtctest.Viewer, string) {
 	t.Helper()
-	v, err := rtctest.NewViewer(api(t), false)
+	return startViewerWith(t, api(t), r, sid)
+}
+
+func startViewerWith(t *testing.T, a *webrtc.API, r *Relay, sid string) (*rtctest.Viewer, string) {
+	t.Helper()
+	v, err := rtctest.NewViewer(a, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,6 +415,28 @@ func TestBaselineFanOut(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		v, _ := startViewer(t, r, "s1")
 		receiving(t, v, 10, fmt.Sprintf("baseline viewer %d", i))
+	}
+}
+
+// TestSRTPProfiles: viewers offering only AES-128-GCM, only the AES-CM/HMAC-SHA1-80
+// fallback, or pion's default list (AES-256-GCM first) all get media.
+func TestSRTPProfiles(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	startPublisher(t, r, "s1")
+	for _, tc := range []struct {
+		name     string
+		profiles []dtls.SRTPProtectionProfile
+	}{
+		{"AES-128-GCM", []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM}},
+		{"SHA1-80", []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}},
+		{"pion default", nil},
+	} {
+		a, err := rtctest.NewAPIWithSRTP(tc.profiles...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := startViewerWith(t, a, r, "s1")
+		receiving(t, v, 10, tc.name+" viewer")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pion/dtls/v2"
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v3"
@@ -25,7 +26,11 @@ const stampMagic = 0x4c435254 // "LCRT"
 
 // NewAPI returns a client WebRTC API with pion's default codecs and interceptors
 // (NACK, reports, TWCC), restricted to loopback UDP.
-func NewAPI() (*webrtc.API, error) {
+func NewAPI() (*webrtc.API, error) { return NewAPIWithSRTP() }
+
+// NewAPIWithSRTP is NewAPI offering only the SRTP protection profiles given (none:
+// pion's default list).
+func NewAPIWithSRTP(srtp ...dtls.SRTPProtectionProfile) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
@@ -39,6 +44,9 @@ func NewAPI() (*webrtc.API, error) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if len(srtp) > 0 {
+		se.SetSRTPProtectionProfiles(srtp...)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(se)), nil
 }
