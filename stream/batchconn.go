@@ -126,11 +126,16 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.pool.Put(bp)
 		return 0, net.ErrClosed
 	}
+	first := len(c.queue) == 0
 	c.queue = append(c.queue, outPacket{buf: bp, dst: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), addr: ua})
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if first {
+		// Only the write that made the queue non-empty wakes the flusher: the flusher
+		// has not taken the queue since, and takes it again until it finds it empty.
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 	return len(p), nil
 }
