@@ -24,6 +24,7 @@ import (
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -206,7 +207,8 @@ func (r *Relay) buildAPI() (*webrtc.API, error) {
 var srtpProfiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80}
 
 // configureInterceptors sets NACK both ways (a generator toward the publisher, the
-// relay's own bounded responder toward viewers) and RTCP reports.
+// relay's own bounded responder toward viewers) and RTCP reports: receiver reports by
+// pion's interceptor, sender reports by the responder.
 func configureInterceptors(me *webrtc.MediaEngine, reg *interceptor.Registry, size uint16) error {
 	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorSize(512))
 	if err != nil {
@@ -215,9 +217,14 @@ func configureInterceptors(me *webrtc.MediaEngine, reg *interceptor.Registry, si
 	if size == 0 || size&(size-1) != 0 {
 		return fmt.Errorf("stream: NACK buffer %d is not a power of two", size)
 	}
-	reg.Add(nackResponderFactory{size: size})
+	recv, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return err
+	}
+	reg.Add(nackResponderFactory{size: size}) // also the sender reports
 	reg.Add(gen)
-	return webrtc.ConfigureRTCPReports(reg)
+	reg.Add(recv)
+	return nil
 }
 
 var videoFeedback = []webrtc.RTCPFeedback{

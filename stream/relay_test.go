@@ -15,6 +15,7 @@ import (
 
 	"github.com/livecart/livecart/stream/rtctest"
 	"github.com/pion/dtls/v2"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -437,6 +438,73 @@ func TestSRTPProfiles(t *testing.T) {
 		}
 		v, _ := startViewerWith(t, a, r, "s1")
 		receiving(t, v, 10, tc.name+" viewer")
+	}
+}
+
+// TestViewersGetSenderReports: a real pion viewer gets RTCP sender reports for both of
+// its tracks, with the SSRC it receives, packets counted and a current NTP time.
+func TestViewersGetSenderReports(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	startPublisher(t, r, "s1")
+	v, err := rtctest.NewViewer(api(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	type got struct {
+		kind webrtc.RTPCodecType
+		sr   *rtcp.SenderReport
+		ssrc uint32
+		at   time.Time
+	}
+	reports := make(chan got, 64)
+	v.PC.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
+		go func() {
+			for {
+				if _, _, err := tr.ReadRTP(); err != nil {
+					return
+				}
+			}
+		}()
+		for {
+			pkts, _, err := rc.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if sr, ok := p.(*rtcp.SenderReport); ok {
+					select {
+					case reports <- got{tr.Kind(), sr, uint32(tr.SSRC()), time.Now()}:
+					default:
+					}
+				}
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := v.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+		ans, _, err := r.Subscribe(ctx, "s1", offer)
+		return ans, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[webrtc.RTPCodecType]bool{}
+	deadline := time.After(slow(5 * time.Second))
+	for len(seen) < 2 {
+		select {
+		case g := <-reports:
+			if g.sr.SSRC != g.ssrc || g.sr.PacketCount == 0 || g.sr.OctetCount == 0 {
+				t.Fatalf("%v sender report %+v, want SSRC %d and packets counted", g.kind, g.sr, g.ssrc)
+			}
+			ntp := time.Unix(int64(g.sr.NTPTime>>32)-2208988800, 0)
+			if d := g.at.Sub(ntp); d < -2*time.Second || d > 2*time.Second {
+				t.Fatalf("%v sender report NTP time %v, received at %v", g.kind, ntp, g.at)
+			}
+			seen[g.kind] = true
+		case <-deadline:
+			t.Fatalf("sender reports for %v only", seen)
+		}
 	}
 }
 
