@@ -25,7 +25,6 @@ type viewer struct {
 	pc        *webrtc.PeerConnection
 	tracks    [3]*viewerTrack // by kind; nil when not negotiated (or Baseline)
 	q         chan entry
-	done      chan struct{}
 	closed    atomic.Bool
 	connected atomic.Bool
 	sent      [3]atomic.Int64 // packets written, by kind
@@ -38,7 +37,7 @@ func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPC
 	if err != nil {
 		return "", "", err
 	}
-	v := &viewer{id: newResourceID(), room: rm, pc: pc, done: make(chan struct{})}
+	v := &viewer{id: newResourceID(), room: rm, pc: pc}
 	if !rm.relay.opts.Baseline {
 		v.q = make(chan entry, rm.relay.opts.QueueLen)
 	}
@@ -99,7 +98,12 @@ func (v *viewer) close() {
 	if v.closed.Swap(true) {
 		return
 	}
-	close(v.done)
+	if v.q != nil {
+		select {
+		case v.q <- entry{}: // stops the writer; a full queue leaves it to v.closed
+		default:
+		}
+	}
 	v.room.removeViewer(v)
 	_ = v.pc.Close()
 }
@@ -136,17 +140,14 @@ func (v *viewer) writeLoop() {
 	var sent int
 	defer func() { v.room.relay.metrics.forwarded.Add(float64(sent)) }()
 	for {
-		var e entry
-		select {
-		case e = <-v.q:
-		case <-v.done:
+		// A plain receive (no select on a second channel: this runs once per wake-up of
+		// every viewer). close queues a stop entry, or, when the queue is full, leaves
+		// the stop to the closed check after the batch.
+		e := <-v.q
+		if e.p == nil || v.closed.Load() {
 			return
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-v.done:
-			return
-		}
+		slots <- struct{}{} // writers holding a slot release it within a batch
 		for n := 0; ; n++ {
 			if v.write(e) {
 				sent++
@@ -157,7 +158,7 @@ func (v *viewer) writeLoop() {
 			var ok bool
 			select {
 			case e = <-v.q:
-				ok = true
+				ok = e.p != nil
 			default:
 			}
 			if !ok {
@@ -165,6 +166,9 @@ func (v *viewer) writeLoop() {
 			}
 		}
 		<-slots
+		if v.closed.Load() {
+			return
+		}
 		if sent >= 256 {
 			v.room.relay.metrics.forwarded.Add(float64(sent))
 			sent = 0
