@@ -41,37 +41,47 @@ func wireFrame(data []byte) []byte {
 // prepared frames, goes through mu as one Write or writev, so frames never interleave.
 type batchConn struct {
 	net.Conn
-	raw syscall.RawConn // nil: no non-blocking sends, the writer goroutine sends all
+	// fd is the socket's descriptor for the non-blocking sends; -1: none, the writer
+	// goroutine sends all. It is used without the poller's reference count (an atomic
+	// on a cold cache line per send): the sends hold mu, and Close takes mu before it
+	// closes fd, so no send can reach a closed or reused descriptor.
+	fd int
 	// interrupted: the connection was dropped; no write may wait longer than a close.
 	interrupted atomic.Bool
 	mu          sync.Mutex // held across every write to Conn; guards the fields below
+	closed      bool       // Close has begun: no more non-blocking sends
 	deadline    time.Time  // the write deadline last set on Conn
 	bufs        net.Buffers
-	// The non-blocking send's argument and results; send is built once so that a send
-	// allocates nothing.
+	// The non-blocking send's argument and results.
 	sendBuf []byte
 	sent    int
 	sendErr error
-	send    func(fd uintptr)
 }
 
 func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c}
+	b := &batchConn{Conn: c, fd: -1}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			b.raw = raw
-			b.send = b.sendNow
+			raw.Control(func(fd uintptr) { b.fd = int(fd) })
 		}
 	}
 	return b
 }
 
+// Close closes the connection once no send is under way (see fd).
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return b.Conn.Close()
+}
+
 // sendNow is one send(2) that never waits (the socket is non-blocking and
 // MSG_DONTWAIT says so again), so it is a raw syscall: the scheduler need not hand
 // the P to another thread meanwhile (that hand-over and sysmon's watching of syscalls
-// cost more than the send when the cores are busy). It runs in raw.Control, which keeps fd open meanwhile
-// and, unlike raw.Write, ignores the write deadline: the writer goroutine's deadlines
-// (and the HTTP server's, still set at the upgrade) are for writes that wait.
+// cost more than the send when the cores are busy). Going around the poller, it
+// ignores the write deadline: the writer goroutine's deadlines (and the HTTP
+// server's, still set at the upgrade) are for writes that wait. The caller holds mu.
 func (b *batchConn) sendNow(fd uintptr) {
 	b.sent, b.sendErr = 0, nil
 	for len(b.sendBuf) > 0 {
@@ -99,8 +109,11 @@ var errNoRawConn = errors.New("live: no raw connection")
 // the socket did not take (nil when all went out); it stays valid after scratch is
 // reused. scratch joins several frames.
 func (b *batchConn) tryWrite(frames []*frame, scratch *[]byte) (rest []byte, err error) {
-	if b.raw == nil {
+	if b.fd < 0 {
 		return nil, errNoRawConn
+	}
+	if b.closed {
+		return nil, net.ErrClosed
 	}
 	buf := frames[0].wire
 	if len(frames) > 1 {
@@ -111,11 +124,9 @@ func (b *batchConn) tryWrite(frames []*frame, scratch *[]byte) (rest []byte, err
 		*scratch, buf = j, j
 	}
 	b.sendBuf = buf
-	err = b.raw.Control(b.send)
+	b.sendNow(uintptr(b.fd))
 	b.sendBuf = nil
-	if err == nil {
-		err = b.sendErr
-	}
+	err = b.sendErr
 	if err != nil || b.sent == len(buf) {
 		return nil, err
 	}

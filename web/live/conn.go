@@ -574,7 +574,7 @@ func (c *conn) backToShard(batch []*frame) {
 	more := c.inWriter && (len(c.queue) > 0 || c.handoff != nil || c.closeCode != 0)
 	// Without a file descriptor the shard cannot send (tryWrite fails): the writes
 	// stay with this goroutine's successors, started by signal.
-	if c.inWriter && !more && c.bc.raw != nil {
+	if c.inWriter && !more && c.bc.fd >= 0 {
 		c.inWriter = false
 	}
 	c.mu.Unlock()
