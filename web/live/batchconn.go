@@ -58,14 +58,14 @@ type batchConn struct {
 	sendErr error
 }
 
-func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c, fd: -1}
+// init sets b up on the hijacked connection c.
+func (b *batchConn) init(c net.Conn) {
+	b.Conn, b.fd = c, -1
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			raw.Control(func(fd uintptr) { b.fd = int(fd) })
 		}
 	}
-	return b
 }
 
 // Close closes the connection once no send is under way (see fd).
@@ -215,7 +215,7 @@ func (b *batchConn) interrupt() {
 	b.Conn.SetWriteDeadline(time.Unix(1, 0))
 }
 
-// hijackWriter hands the upgrader a batchConn instead of the raw connection.
+// hijackWriter hands the upgrader bc, set up on the raw connection, instead of it.
 type hijackWriter struct {
 	http.ResponseWriter
 	hj *http.ResponseController
@@ -227,6 +227,6 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.bc = newBatchConn(c)
+	w.bc.init(c)
 	return w.bc, rw, nil
 }
