@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/dtls/v2"
 	"github.com/pion/webrtc/v3"
 
 	"github.com/livecart/livecart/stream/rtctest"
@@ -34,6 +35,7 @@ type mediaConfig struct {
 	bitrate, fps       int
 	joinParallel       int
 	pacing             []float64
+	viewerSRTP         []dtls.SRTPProtectionProfile // nil: pion's default list
 }
 
 func parseMediaFlags(args []string) (mediaConfig, error) {
@@ -53,8 +55,18 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 	var pacing string
 	fs.StringVar(&pacing, "pace", "2.5,0", "publisher pacing factors, each measured in turn with the same viewers: "+
 		"video packets leave at factor × bitrate every 5 ms, as libwebrtc's pacer (2.5); 0: each frame as one burst")
+	var srtp string
+	fs.StringVar(&srtp, "viewer-srtp", "default", "SRTP profiles the viewers offer: default (pion's: AES-256-GCM, AES-128-GCM, "+
+		"AES-CM/HMAC-SHA1-80) or sha1 (AES-CM/HMAC-SHA1-80 only: what Chromium ends up with, as it prefers it to GCM)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	switch srtp {
+	case "default":
+	case "sha1":
+		c.viewerSRTP = []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+	default:
+		return c, fmt.Errorf("-viewer-srtp: %q is not default or sha1", srtp)
 	}
 	for _, f := range strings.Split(pacing, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -101,6 +113,12 @@ func runMedia(args []string) error {
 	if err != nil {
 		return err
 	}
+	viewerAPI := api
+	if cfg.viewerSRTP != nil {
+		if viewerAPI, err = rtctest.NewAPIWithSRTP(cfg.viewerSRTP...); err != nil {
+			return err
+		}
+	}
 	pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{Bitrate: cfg.bitrate, FPS: cfg.fps, Pacing: cfg.pacing[0]})
 	if err != nil {
 		return err
@@ -127,7 +145,7 @@ func runMedia(args []string) error {
 		"N", "pace", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
 		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
 	for _, n := range cfg.viewers {
-		rs, err := mediaRound(ctx, api, client, cfg, pub, n)
+		rs, err := mediaRound(ctx, viewerAPI, client, cfg, pub, n)
 		if err != nil {
 			return err
 		}
