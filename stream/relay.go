@@ -57,6 +57,11 @@ type Options struct {
 	// PublicIP is put in ICE host candidates instead of the local address (optional).
 	PublicIP string
 	Logger   *slog.Logger
+	// ViewerGCMOnly offers WHEP viewers AES-128-GCM SRTP only, without the
+	// AES-CM/HMAC-SHA1-80 fallback. Chromium and Safari (libwebrtc) choose SHA1-80
+	// whenever it is offered, and it costs the relay about 5 times more per packet in
+	// Go than AES-128-GCM; a viewer without AES-GCM cannot connect. Ignored in Baseline.
+	ViewerGCMOnly bool
 	// Baseline fans out the plain pion way (one shared TrackLocalStaticRTP per track,
 	// written serially to every viewer) for comparison in benchmarks.
 	Baseline bool
@@ -91,7 +96,8 @@ type Options struct {
 type Relay struct {
 	opts    Options
 	log     *slog.Logger
-	api     *webrtc.API
+	api     *webrtc.API // publishers, upstreams, and viewers unless ViewerGCMOnly
+	viewAPI *webrtc.API // viewers
 	udp     net.PacketConn
 	mux     ice.UDPMux
 	metrics *metrics
@@ -150,7 +156,12 @@ func New(opts Options) (*Relay, error) {
 		sock = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats())
 	}
 	r.mux = webrtc.NewICEUDPMux(nil, sock)
-	if r.api, err = r.buildAPI(); err != nil {
+	r.api, err = r.buildAPI(srtpProfiles)
+	r.viewAPI = r.api
+	if err == nil && opts.ViewerGCMOnly && !opts.Baseline {
+		r.viewAPI, err = r.buildAPI(gcmProfiles)
+	}
+	if err != nil {
 		_ = r.mux.Close()
 		r.metrics.unregister()
 		return nil, err
@@ -161,7 +172,9 @@ func New(opts Options) (*Relay, error) {
 // UDPAddr is the address of the media port.
 func (r *Relay) UDPAddr() net.Addr { return r.udp.LocalAddr() }
 
-func (r *Relay) buildAPI() (*webrtc.API, error) {
+// buildAPI builds a WebRTC API on the relay's UDP mux; srtp is the SRTP profile list
+// offered (parallel mode only: Baseline keeps pion's, AES-256-GCM first).
+func (r *Relay) buildAPI(srtp []dtls.SRTPProtectionProfile) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
 		return nil, err
@@ -177,8 +190,7 @@ func (r *Relay) buildAPI() (*webrtc.API, error) {
 	}
 	se := webrtc.SettingEngine{}
 	if !r.opts.Baseline {
-		// Baseline keeps pion's default list (AES-256-GCM first).
-		se.SetSRTPProtectionProfiles(srtpProfiles...)
+		se.SetSRTPProtectionProfiles(srtp...)
 	}
 	se.SetICEUDPMux(r.mux)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -202,9 +214,15 @@ func (r *Relay) buildAPI() (*webrtc.API, error) {
 // srtpProfiles are the SRTP protection profiles the relay offers, most wanted first.
 // AES-128-GCM costs the least per packet in Go (AES-NI and carry-less multiply, 10
 // rounds where AES-256 needs 14, no HMAC-SHA1); AES128_CM_HMAC_SHA1_80 is the fallback
-// every WebRTC peer has. AES-256-GCM is left out on purpose: browsers and OBS choose
-// by their own order when the relay is the DTLS client, and would pick it first.
+// every WebRTC peer has. AES-256-GCM is left out on purpose: when the relay is the DTLS
+// client (it answers), the peer chooses by its own order and libwebrtc would take 256
+// before 128. libwebrtc (Chromium, Safari) puts SHA1-80 before both GCMs, so browsers
+// end up on SHA1-80 unless Options.ViewerGCMOnly leaves it out for viewers.
 var srtpProfiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+
+// gcmProfiles are offered to viewers with Options.ViewerGCMOnly: AES-128-GCM alone, as
+// libwebrtc would take AES-256-GCM first if it were offered too.
+var gcmProfiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM}
 
 // configureInterceptors sets NACK both ways (a generator toward the publisher, the
 // relay's own bounded responder toward viewers) and RTCP reports: receiver reports by

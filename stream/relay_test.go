@@ -508,6 +508,46 @@ func TestViewersGetSenderReports(t *testing.T) {
 	}
 }
 
+// TestViewerGCMOnly: with ViewerGCMOnly a viewer offering AES-128-GCM gets media and
+// one offering only AES-CM/HMAC-SHA1-80 cannot connect; publishers keep the fallback.
+func TestViewerGCMOnly(t *testing.T) {
+	r, _ := newTestRelay(t, Options{ViewerGCMOnly: true})
+	startPublisher(t, r, "s1")
+	v, _ := startViewer(t, r, "s1")
+	receiving(t, v, 10, "default viewer")
+	sha1, err := rtctest.NewAPIWithSRTP(dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rtctest.NewPublisher(sha1, light)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+		ans, _, err := r.Publish(ctx, "s2", offer)
+		return ans, err
+	}); err != nil {
+		t.Fatalf("SHA1-80 publisher: %v", err)
+	}
+	sv, err := rtctest.NewViewer(sha1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sv.Close() })
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = sv.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+		ans, _, err := r.Subscribe(ctx, "s1", offer)
+		return ans, err
+	})
+	if err == nil {
+		t.Fatal("a viewer offering only SHA1-80 connected, want no common SRTP profile")
+	}
+}
+
 func TestPatchTrickle(t *testing.T) {
 	r, _ := newTestRelay(t, Options{})
 	v, rid := startViewer(t, r, "s1")

@@ -33,7 +33,7 @@ type viewer struct {
 // subscribe negotiates a viewer. It is in the room (inactive) from the start, so the
 // fan-out sees it as soon as its connection is up.
 func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPCodecType) (string, string, error) {
-	pc, err := rm.relay.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := rm.relay.viewAPI.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", "", err
 	}

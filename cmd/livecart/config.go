@@ -49,10 +49,13 @@ type Config struct {
 	} `yaml:"cart"`
 
 	Media struct {
-		UDPPort    int      `yaml:"udp_port"`
-		PublicIP   string   `yaml:"public_ip"`
-		Baseline   bool     `yaml:"baseline"` // plain pion fan-out, for comparison
-		ICEServers []string `yaml:"ice_servers"`
+		UDPPort  int    `yaml:"udp_port"`
+		PublicIP string `yaml:"public_ip"`
+		Baseline bool   `yaml:"baseline"` // plain pion fan-out, for comparison
+		// ViewerGCMOnly offers WHEP viewers AES-128-GCM SRTP only: browsers then use it
+		// instead of AES-CM/HMAC-SHA1-80, about 5 times dearer per packet for the relay.
+		ViewerGCMOnly bool     `yaml:"viewer_gcm_only"`
+		ICEServers    []string `yaml:"ice_servers"`
 	} `yaml:"media"`
 
 	Live struct {

@@ -31,6 +31,21 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestConfigViewerGCMOnly(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want bool
+	}{{"media:\n  udp_port: 9443\n", false}, {"media:\n  viewer_gcm_only: true\n", true}} {
+		c, err := loadConfig(writeFile(t, tc.yaml), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Media.ViewerGCMOnly != tc.want {
+			t.Errorf("%q: viewer_gcm_only = %v, want %v", tc.yaml, c.Media.ViewerGCMOnly, tc.want)
+		}
+	}
+}
+
 func TestConfigUnknownKeyRejected(t *testing.T) {
 	_, err := loadConfig(writeFile(t, "addr: 127.0.0.1:9000\ncart:\n  hold_tll: 5m\n"), env(nil))
 	if err == nil || !strings.Contains(err.Error(), "hold_tll") {
