@@ -164,3 +164,47 @@ func TestStockCoalescedAcrossNodes(t *testing.T) {
 		t.Errorf("viewer on A got %d stock events, on B %d: want the same events", len(seen[0]), len(seen[1]))
 	}
 }
+
+// TestStockFinalValueSurvivesNodeShutdown: node A sells the last units, its final
+// stock value still waiting for the gate's turn, and shuts down at once. The viewer on
+// node B still gets the final value.
+func TestStockFinalValueSurvivesNodeShutdown(t *testing.T) {
+	prefix := fmt.Sprintf("lc-stockend-%s", uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	cfgA := redisConfig(t, "redis://127.0.0.1:6379/0", prefix)
+	cfgA.NodeID = "node-a"
+	ma := startMain(t, "node node-a", cfgA)
+	a := "http://" + ma.Addr()
+	b := startNode(t, "node-b", prefix)
+	creator := mint(t, auth.RoleCreator, "alice")
+
+	var st, p, sale struct{ ID string }
+	call(t, "POST", a+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
+	call(t, "POST", a+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
+	call(t, "POST", a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
+		"product_id": p.ID, "price_cents": 4900, "quantity": 50, "duration_s": 120}, 201, &sale)
+	wb := dialWS(t, b, st.ID, "")
+	next(t, wb, "snapshot")
+
+	// Three holds in a row on A: the first takes the gate, the others wait for it.
+	for i := range 3 {
+		resp := postJSON(t, a+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1})
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("hold %d: got %d, want 201", i, resp.StatusCode)
+		}
+	}
+	ma.Close() // drops A's websockets and stops its hub now
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f := next(t, wb, "stock")
+		if f.SaleID == sale.ID && f.Remain != nil && *f.Remain == 47 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("viewer on B never saw the final remaining 47")
+		}
+	}
+}

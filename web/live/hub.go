@@ -253,8 +253,18 @@ func (h *Hub) Close() error {
 	h.backgroundMu.Lock()
 	h.backgroundDone = true
 	h.backgroundMu.Unlock()
+	// Stock values waiting for their turn are still published (viewers on other nodes
+	// must get the final value), for up to a second; then they are given up.
+	finished := make(chan struct{})
+	go func() { h.background.Wait(); close(finished) }()
+	t := time.NewTimer(time.Second)
+	select {
+	case <-finished:
+	case <-t.C:
+	}
+	t.Stop()
 	h.cancelBackground()
-	h.background.Wait()
+	<-finished
 	for _, r := range rooms {
 		r.closeAll(websocket.CloseGoingAway, "server shutting down", true)
 	}
