@@ -289,3 +289,75 @@ func TestBehindClientDroppedWithoutNewEvents(t *testing.T) {
 	}
 	t.Logf("dropped %v after the last event", took)
 }
+
+// TestChurnWhileEventsFlow: connections come and go while events flow, so closed
+// descriptors are reused at once by new connections. The shards send without the
+// poller's reference count (batchConn.fd): a send racing a close must never reach the
+// descriptor's next owner. Every newcomer's first frame is its snapshot and then
+// every event follows in order, and the connections that stay get every event once.
+// (A guard against regressions, not a proof: the race window is a few microseconds.)
+func TestChurnWhileEventsFlow(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	stay := make([]*client, 10)
+	for i := range stay {
+		stay[i] = ts.dial(t, sid, "")
+		stay[i].next(t)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				announce(ts.hub, sid, "tick")
+				time.Sleep(time.Millisecond) // ≤ 1,000 a second: the staying clients' buffers (10,000) hold them all
+			}
+		}
+	}()
+	for round := range 20 {
+		cs := make([]*client, 10)
+		for i := range cs {
+			cs[i] = ts.dial(t, sid, "")
+		}
+		for i, c := range cs {
+			first := c.next(t)
+			if first.Type != EventSnapshot {
+				t.Fatalf("round %d client %d: first frame %s seq %d, want snapshot", round, i, first.Type, first.Seq)
+			}
+			last := first.Seq
+			for range 3 {
+				m := c.next(t)
+				if m.Seq != last+1 {
+					t.Fatalf("round %d client %d: got %s seq %d after %d", round, i, m.Type, m.Seq, last)
+				}
+				last = m.Seq
+			}
+			c.ws.Close() // mid-stream: the server's sends to it race its close
+		}
+	}
+	close(stop)
+	<-done
+	for i, c := range stay {
+		last := int64(0)
+		for {
+			var m msg
+			select {
+			case m = <-c.msgs:
+			case <-time.After(200 * time.Millisecond):
+			}
+			if m.Type == "" {
+				break
+			}
+			if last != 0 && m.Seq != last+1 {
+				t.Fatalf("staying client %d: got seq %d after %d", i, m.Seq, last)
+			}
+			last = m.Seq
+		}
+		if last == 0 {
+			t.Fatalf("staying client %d got no events", i)
+		}
+	}
+}
