@@ -29,6 +29,7 @@ import (
 
 type mediaConfig struct {
 	url, stream, token string
+	viewURL            string // the node the viewers watch (default url)
 	viewers            []int
 	duration, warmup   time.Duration
 	serverPID          int
@@ -44,6 +45,7 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 	var viewers string
 	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "server base URL")
 	fs.StringVar(&c.stream, "stream", "", "stream id (empty: create one with -token, a creator token)")
+	fs.StringVar(&c.viewURL, "view-url", "", "base URL the viewers watch (default -url); another node of the same service measures media pulled across nodes")
 	fs.StringVar(&c.token, "token", "", "WHIP bearer: the stream key or the owner's token (a creator token when -stream is empty)")
 	fs.StringVar(&viewers, "viewers", "50", "viewer counts to run one after another, e.g. 50,100,200")
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "measured time per viewer count")
@@ -89,6 +91,10 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 		return c, errors.New("-duration must be in (0, 10m]")
 	}
 	c.url = strings.TrimRight(c.url, "/")
+	if c.viewURL == "" {
+		c.viewURL = c.url
+	}
+	c.viewURL = strings.TrimRight(c.viewURL, "/")
 	return c, nil
 }
 
@@ -139,8 +145,8 @@ func runMedia(args []string) error {
 	go func() { defer close(pubDone); pub.Run(pubCtx) }()
 	defer func() { stopPub(); <-pubDone }()
 
-	fmt.Printf("loadgen media: %s stream %s, %d kb/s VP8 %d fps + Opus, %v measured after %v warm-up, nproc %d\n",
-		cfg.url, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, mediaNumCPU())
+	fmt.Printf("loadgen media: publish %s, watch %s, stream %s, %d kb/s VP8 %d fps + Opus, %v measured after %v warm-up, nproc %d\n",
+		cfg.url, cfg.viewURL, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, mediaNumCPU())
 	fmt.Printf("%6s %5s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s\n",
 		"N", "pace", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
 		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
@@ -184,7 +190,7 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				deleteSession(client, cfg.url+locs[i], "")
+				deleteSession(client, cfg.viewURL+locs[i], "")
 				_ = v.Close()
 			}()
 		}
@@ -308,14 +314,14 @@ func joinViewer(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 	defer cancel()
 	var loc string
 	err = v.Connect(cctx, func(ctx context.Context, offer string) (string, error) {
-		ans, l, err := postSDP(ctx, client, cfg.url+"/whep/"+cfg.stream, "", offer)
+		ans, l, err := postSDP(ctx, client, cfg.viewURL+"/whep/"+cfg.stream, "", offer)
 		loc = l
 		return ans, err
 	})
 	if err != nil {
 		_ = v.Close()
 		if loc != "" {
-			deleteSession(client, cfg.url+loc, "")
+			deleteSession(client, cfg.viewURL+loc, "")
 		}
 		return nil, "", err
 	}
