@@ -100,9 +100,12 @@ func (c *Cascade) Unsubscribe(ctx context.Context, session string) error {
 }
 
 // originTTL is how long a node's claim to publish a stream holds without renewal. The
-// publisher's node renews it every muteFollowInterval; a node that is gone (crashed,
-// cut off) loses it after this, and a publisher may then go live on another node.
-const originTTL = 5 * time.Second
+// publisher's node renews it every originRenewInterval; a node that is gone (crashed,
+// cut off) loses it after originTTL, and a publisher may then go live on another node.
+const (
+	originTTL           = 5 * time.Second
+	originRenewInterval = time.Second
+)
 
 // claimOrigin records this node as the stream's origin for the publisher's session.
 // False when another node's publisher holds a fresh claim (two WHIPs raced past

@@ -51,6 +51,7 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 	defer s.forgetFollower(sid, stop)
 	t := time.NewTicker(muteFollowInterval)
 	defer t.Stop()
+	var renewed time.Time
 	for {
 		select {
 		case <-stop:
@@ -60,7 +61,11 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 		if !m.Live(sid) && !m.Pulling(sid) {
 			return
 		}
-		if s.followOrigin(m, sid) {
+		renew := time.Since(renewed) >= originRenewInterval
+		if renew {
+			renewed = time.Now()
+		}
+		if s.followOrigin(m, sid, renew) {
 			m.EndStream(sid)
 			return
 		}
@@ -68,12 +73,12 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 	}
 }
 
-// followOrigin renews this node's claim as the origin while the publisher is here
-// (cascade.go) and tells whether the stream has ended.
-func (s *Server) followOrigin(m Media, sid string) (ended bool) {
+// followOrigin renews this node's claim as the origin while the publisher is here,
+// if renew (cascade.go), and tells whether the stream has ended.
+func (s *Server) followOrigin(m Media, sid string, renew bool) (ended bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), muteFollowInterval)
 	defer cancel()
-	if session := m.PublisherSession(sid); session != "" {
+	if session := m.PublisherSession(sid); renew && session != "" {
 		return s.renewOrigin(ctx, m, sid, session)
 	}
 	_, err := s.deps.Store.MediaOrigin(ctx, sid)
