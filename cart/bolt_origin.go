@@ -13,8 +13,8 @@ import (
 // the stream is published nowhere).
 var bucketOrigin = []byte("media_origin")
 
-// ClaimMediaOrigin records where the stream is published unless another session holds
-// a fresh claim.
+// ClaimMediaOrigin records where the stream is published unless another node holds a
+// fresh claim.
 func (s *BoltStore) ClaimMediaOrigin(ctx context.Context, id string, o MediaOrigin, now time.Time, ttl time.Duration) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if _, err := boltLiveStream(tx, id); err != nil {
@@ -24,7 +24,7 @@ func (s *BoltStore) ClaimMediaOrigin(ctx context.Context, id string, o MediaOrig
 		if err != nil {
 			return err
 		}
-		if cur.Session != "" && cur.Session != o.Session && cur.Seen.After(now.Add(-ttl)) {
+		if cur.Session != "" && cur.NodeID != o.NodeID && cur.Seen.After(now.Add(-ttl)) {
 			return fmt.Errorf("stream %s is published on node %s: %w", id, cur.NodeID, ErrConflict)
 		}
 		o.Seen = now.UTC()

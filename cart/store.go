@@ -43,8 +43,9 @@ type Store interface {
 	// the stream is unknown.
 	MediaMute(ctx context.Context, streamID string) (MediaMute, error)
 	// ClaimMediaOrigin records o as where the stream is published, seen at now, unless
-	// another session's origin was seen after now − ttl (ErrConflict: a publisher is
-	// on another node). Claiming again with the same session renews the claim.
+	// another node's origin was seen after now − ttl (ErrConflict: a publisher is on
+	// another node). A new session of the same node replaces its claim at once (the
+	// node's relay keeps one publisher per stream).
 	// ErrNotFound if the stream is unknown, ErrConflict if it has ended.
 	ClaimMediaOrigin(ctx context.Context, streamID string, o MediaOrigin, now time.Time, ttl time.Duration) error
 	// RenewMediaOrigin sets the origin's Seen to now if it is still the session's

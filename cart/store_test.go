@@ -939,6 +939,7 @@ func testMediaOrigin(t *testing.T, e *env) {
 	const ttl = 5 * time.Second
 	t0 := e.now
 	a := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "s1"}
+	a2 := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "s3"}
 	b := MediaOrigin{NodeID: "node-b", URL: "http://10.0.0.2:8080", Session: "s2"}
 	seen := func(o MediaOrigin, at time.Time) MediaOrigin { o.Seen = at.UTC(); return o }
 	steps := []struct {
@@ -954,6 +955,8 @@ func testMediaOrigin(t *testing.T, e *env) {
 	}{
 		{name: "A claims", claim: &a, at: t0, want: seen(a, t0)},
 		{name: "B while A is fresh", claim: &b, at: t0.Add(ttl - time.Millisecond), err: ErrConflict, want: seen(a, t0)},
+		{name: "a new session on A", claim: &a2, at: t0.Add(time.Second / 2), want: seen(a2, t0.Add(time.Second/2))},
+		{name: "the first session's late clear", clear: "s1", want: seen(a2, t0.Add(time.Second/2))},
 		{name: "A claims again", claim: &a, at: t0.Add(time.Second), want: seen(a, t0.Add(time.Second))},
 		{name: "A renews", renew: "s1", at: t0.Add(4 * time.Second), renewed: true, want: seen(a, t0.Add(4*time.Second))},
 		{name: "B renews what it does not hold", renew: "s2", at: t0.Add(5 * time.Second), want: seen(a, t0.Add(4*time.Second))},

@@ -1,5 +1,5 @@
 -- origin_set: ARGV = node id, url, session, now (µs), ttl (µs). Records where the
--- stream is published, seen now, unless another session's origin was seen after
+-- stream is published, seen now, unless another node's origin was seen after
 -- now - ttl.
 local st = redis.call('HMGET', key('stream'), 'status', 'origin_session', 'origin_seen', 'origin_node')
 if not st[1] then
@@ -8,7 +8,7 @@ end
 if st[1] == 'ended' then
   return fail('conflict', 'stream has ended')
 end
-if st[2] and st[2] ~= '' and st[2] ~= ARGV[3] and num(st[3]) > num(ARGV[4]) - num(ARGV[5]) then
+if st[2] and st[2] ~= '' and st[4] ~= ARGV[1] and num(st[3]) > num(ARGV[4]) - num(ARGV[5]) then
   return fail('conflict', 'stream is published on node ' .. (st[4] or '?'))
 end
 redis.call('HSET', key('stream'), 'origin_node', ARGV[1], 'origin_url', ARGV[2], 'origin_session', ARGV[3],
