@@ -52,7 +52,10 @@ func (s *writerShard) run() {
 		list := s.pending
 		s.pending, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
-		for _, c := range list {
+		for i, c := range list {
+			if i+1 < len(list) {
+				list[i+1].prefetch()
+			}
 			c.flushFast(&s.scratch)
 		}
 		clear(list)
