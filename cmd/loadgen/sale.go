@@ -29,6 +29,7 @@ type saleConfig struct {
 	// duration: each run repeats its noop and sale storms (alternating, a fresh sale
 	// each time) until each kind has run this long in all; 0 = one storm of each.
 	duration time.Duration
+	storms   int        // with duration: at least this many storms of each kind per run
 	cpu      []cpuWatch // processes whose CPU time is read around each storm
 }
 
@@ -108,6 +109,7 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 	fs.IntVar(&cfg.runs, "runs", 3, "runs per target and buyer count (the median is reported)")
 	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "bound on one run")
 	fs.DurationVar(&cfg.ramp, "ramp", 0, "spread the buyers' start evenly over this window (0 = all at once)")
+	fs.IntVar(&cfg.storms, "storms", 3, "with -duration > 0: at least this many noop and sale storms per run")
 	fs.DurationVar(&cfg.duration, "duration", 2*time.Second, "per run, repeat the noop and sale storms (alternating; a fresh sale each, checked after each) until each has run this long in all (0 = one storm each)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -243,7 +245,8 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 
 // oneRun warms every buyer's connection up, then runs noop storms and sale storms in
 // turn (each sale storm on a fresh stream, product and sale, checked right after)
-// until each kind has run cfg.duration in all (one of each when 0). Throughput is
+// until each kind has run cfg.duration in all and at least cfg.storms times (one of
+// each when the duration is 0). Throughput is
 // requests over the summed wall time of the storms of a kind; latencies are pooled.
 func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target, tokens []string, n int) (runResult, error) {
 	res := runResult{cpuNoop: map[string]float64{}, cpuSale: map[string]float64{}}
@@ -285,11 +288,15 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target
 	})
 	var noopLat, holdLat, coLat latencies
 	var noopWall, saleWall, holdWall, coWall time.Duration
-	for first := true; first || noopWall < cfg.duration || saleWall < cfg.duration; first = false {
+	noopStorms := 0
+	moreNoop := func() bool { return noopWall < cfg.duration || (cfg.duration > 0 && noopStorms < cfg.storms) }
+	moreSale := func() bool { return saleWall < cfg.duration || (cfg.duration > 0 && res.storms < cfg.storms) }
+	for first := true; first || moreNoop() || moreSale(); first = false {
 		if ctx.Err() != nil {
 			return res, fmt.Errorf("run took longer than -timeout %v: %w", cfg.timeout, ctx.Err())
 		}
-		if first || noopWall < cfg.duration {
+		if first || moreNoop() {
+			noopStorms++
 			// Noop: two authenticated requests per buyer, like hold + checkout.
 			before := cpu()
 			noopWall += phaseInto(ctx, &noopLat, tokens, cfg.ramp, func(tok string, rec func(time.Duration, bool)) {
@@ -301,7 +308,7 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target
 			})
 			charge(noopCPU, before)
 		}
-		if first || saleWall < cfg.duration {
+		if first || moreSale() {
 			st, err := saleStorm(ctx, cfg, client, base, creator, tokens, quantity, &holdLat, &coLat, func() func() {
 				before := cpu()
 				return func() { charge(saleCPU, before) }
