@@ -7,8 +7,13 @@
 -- only ever passed in as strings and stored as given.
 local B = KEYS[1]
 
-local function key(...)
-  return B .. table.concat({...}, ':')
+-- key(kind) or key(kind, id): B .. kind [.. ':' .. id] (no table per call: scripts
+-- name a dozen keys per item of a batch)
+local function key(a, b)
+  if b then
+    return B .. a .. ':' .. b
+  end
+  return B .. a
 end
 
 local function num(x)
