@@ -29,7 +29,9 @@ local function sale_of(said)
   if sales[said] == nil then
     local s = hmget(key('s', said), 'product_id', 'status', 'starts_us', 'ends_us', 'per_user_limit', 'remaining', 'held', 'price_cents')
     if s then
+      -- numbers once per batch, not per hold (tonumber of a time in µs is a strtod)
       s.remaining, s.held = num(s.remaining), num(s.held)
+      s.starts_us, s.ends_us, s.limit = num(s.starts_us), num(s.ends_us), num(s.per_user_limit)
     end
     sales[said] = s
   end
@@ -47,8 +49,17 @@ local function product_of(pid)
   return products[pid]
 end
 
+local function over_limit(s)
+  return {e = 'limit_exceeded', m = 'at most ' .. s.per_user_limit .. ' units of this sale per buyer'}
+end
+
+local last_us, last_now -- the holds of a batch mostly share one now
+
 local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, seq)
-  local q, now = num(qty), num(now_us)
+  if now_us ~= last_us then
+    last_us, last_now = now_us, num(now_us)
+  end
+  local q, now = num(qty), last_now
   if redis.call('EXISTS', key('h', hid)) == 1 then
     local old = hgetall(key('h', hid))
     if old.user_id == uid then
@@ -76,11 +87,10 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     -- The user's units of the sale: read only when sold out (to tell limit_exceeded
     -- from sold_out); else counted up at once and counted back if over the limit
     -- (one command instead of two on the usual path; the script is atomic).
-    local uk, limit = key('su', said), num(s.per_user_limit)
-    local over = {e = 'limit_exceeded', m = 'at most ' .. s.per_user_limit .. ' units of this sale per buyer'}
+    local uk, limit = key('su', said), s.limit
     if s.remaining < q then
       if num(redis.call('HGET', uk, uid)) + q > limit then
-        return over
+        return over_limit(s)
       end
       return {e = 'sold_out', m = 'sold out'}
     end
@@ -91,7 +101,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
       else
         redis.call('HINCRBY', uk, uid, -q)
       end
-      return over
+      return over_limit(s)
     end
     price = s.price_cents
   elseif p.stock < q then
