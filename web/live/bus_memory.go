@@ -16,6 +16,8 @@ type MemoryBus struct {
 	now       func() time.Time
 	history   int
 	endedKeep time.Duration // how long an ended stream keeps its whole history
+	// afterFunc runs f after d (time.AfterFunc; tests run it when they choose).
+	afterFunc func(d time.Duration, f func())
 
 	mu      sync.Mutex              // guards streams and mutes
 	streams map[string]*memStream   // by stream id
@@ -43,7 +45,8 @@ func NewMemoryBus(now func() time.Time, history int) *MemoryBus {
 		history = HistorySize
 	}
 	return &MemoryBus{now: now, history: history, endedKeep: EndedRetention,
-		streams: map[string]*memStream{}, mutes: map[[2]string]time.Time{}}
+		afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) },
+		streams:   map[string]*memStream{}, mutes: map[[2]string]time.Time{}}
 }
 
 func (b *MemoryBus) stream(sid string) *memStream {
@@ -73,7 +76,7 @@ func (b *MemoryBus) Publish(_ context.Context, sid, typ string, body []byte) (Re
 		// history for a while; then only the last events stay, so ended streams do
 		// not hold their history for ever.
 		s.ended = true
-		time.AfterFunc(b.endedKeep, s.trimEnded)
+		b.afterFunc(b.endedKeep, s.trimEnded)
 	}
 	for _, fn := range s.subs {
 		fn(rec)

@@ -8,7 +8,13 @@ import (
 
 func TestMemoryBusForgetsHistoryOfEndedStream(t *testing.T) {
 	b := NewMemoryBus(nil, 100)
-	b.endedKeep = 100 * time.Millisecond
+	var trims []func()
+	b.afterFunc = func(d time.Duration, f func()) {
+		if d != EndedRetention {
+			t.Errorf("history trimmed %v after the end, want %v", d, EndedRetention)
+		}
+		trims = append(trims, f)
+	}
 	ctx := context.Background()
 	for range 150 {
 		if _, err := b.Publish(ctx, "s1", "announce", []byte(`"text":"x"}`)); err != nil {
@@ -24,12 +30,12 @@ func TestMemoryBusForgetsHistoryOfEndedStream(t *testing.T) {
 	if err != nil || !ok || len(recs) != 100 || recs[99].Seq != end.Seq {
 		t.Fatalf("right after the end: got %d records, %v %v, want the last 100 events", len(recs), ok, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.histLen("s1") != endedHistory {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d events kept after the retention, want %d", b.histLen("s1"), endedHistory)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if len(trims) != 1 {
+		t.Fatalf("got %d trims scheduled at the end, want 1", len(trims))
+	}
+	trims[0]() // the retention has passed
+	if got := b.histLen("s1"); got != endedHistory {
+		t.Fatalf("got %d events kept after the retention, want %d", got, endedHistory)
 	}
 	// A viewer that saw the event before the end still resumes from history.
 	recs, ok, err = b.Since(ctx, "s1", end.Seq-1, end.Seq)
