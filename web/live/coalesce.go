@@ -2,6 +2,8 @@ package live
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -233,16 +235,23 @@ func (e *emitter) stockTurn(ctx context.Context, key string, st *gatedStock, cou
 // ver of key.
 func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, ver int64, interval time.Duration) error {
 	d, _ := ev.Data.(cart.StockData)
+	var err error
 	if d.SaleID != "" {
-		if sale, err := e.hub.cfg.Stock.GetSale(ctx, d.SaleID); err == nil {
+		var sale cart.Sale
+		if sale, err = e.hub.cfg.Stock.GetSale(ctx, d.SaleID); err == nil {
 			d.Remaining = sale.Remaining
-		} else {
-			e.hub.cfg.Logger.Warn("live: read sale for stock event", "sale", d.SaleID, "err", err)
 		}
-	} else if p, err := e.hub.cfg.Stock.GetProduct(ctx, d.ProductID); err == nil {
-		d.Remaining = p.Stock
 	} else {
-		e.hub.cfg.Logger.Warn("live: read product for stock event", "product", d.ProductID, "err", err)
+		var p cart.Product
+		if p, err = e.hub.cfg.Stock.GetProduct(ctx, d.ProductID); err == nil {
+			d.Remaining = p.Stock
+		}
+	}
+	// The version covers every change counted so far, on every node: only a value
+	// read now may go out under it. ev's own value may be older than another node's
+	// counted change, which would then never be published; the turn is tried again.
+	if err != nil && !errors.Is(err, cart.ErrNotFound) {
+		return fmt.Errorf("live: read stock of %s: %w", key, err)
 	}
 	body, err := encodeBody(e.hub.cfg.Now(), d)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
 )
 
 // TestStockGateTurns: the Redis stock gate gives one node the turn per interval,
@@ -64,5 +66,94 @@ func TestStockGateTurns(t *testing.T) {
 	recs, ok, err := b.Since(ctx, sid, 0, 2)
 	if err != nil || !ok || len(recs) != 2 {
 		t.Fatalf("history: got %d records ok %v err %v, want the 2 published", len(recs), ok, err)
+	}
+}
+
+// TestStockTurnWithoutStoreReadPublishesNothing: node A's store cannot be read (its
+// Redis is down) when it takes the gate with node B's newer change already counted.
+// A value A did not read after that change must not cover it: viewers end with the
+// store's final value, every round.
+func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stockread")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store, err := cart.OpenRedis(ctx, "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: prefix + "-store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cleanupPrefix(t, rdb, prefix+"-store")
+	// Nothing listens on this port: every read of A's store fails at once.
+	down, err := cart.OpenRedis(ctx, "redis://127.0.0.1:19701/0", cart.RedisOptions{Prefix: prefix + "-store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { down.Close() })
+
+	const interval = 200 * time.Millisecond
+	node := func(name string, stock StockReader) *testServer {
+		bus := NewRedisBus(rdb, prefix, nil, nil)
+		t.Cleanup(func() { bus.Close() })
+		return newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, name, nil),
+			Stock: stock, CoalesceInterval: interval, ViewersInterval: time.Hour})
+	}
+	a, b := node("node-a", down), node("node-b", store)
+
+	now := time.Now()
+	sid, pid := uuid.NewString(), uuid.NewString()
+	if err := store.CreateStream(ctx, cart.Stream{ID: sid, Title: "t", CreatorID: "c", Status: cart.StreamIdle,
+		StreamKey: "sk_" + uuid.NewString(), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "P",
+		PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+
+	hold := func(sale string) int {
+		t.Helper()
+		_, ch, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: uuid.NewString(),
+			SaleID: sale, Quantity: 1, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch.Sales[0].Remaining
+	}
+	emit := func(h *Hub, sale string, remaining int) {
+		h.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock,
+			Data: cart.StockData{SaleID: sale, ProductID: pid, Remaining: remaining}})
+	}
+	for round := range 8 {
+		s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
+			PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// B publishes first (9 left): the gate is held for an interval. Meanwhile A
+		// sells one (its event says 8), then B another (7): both wait for the gate.
+		emit(b.hub, s.ID, hold(s.ID))
+		if m := viewer.nextOf(t, "stock"); m.SaleID != s.ID || m.Remain != 9 {
+			t.Fatalf("round %d: first stock event %+v, want sale %s with 9 left", round, m, s.ID)
+		}
+		emit(a.hub, s.ID, hold(s.ID))
+		emit(b.hub, s.ID, hold(s.ID))
+		last := -1
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+			select {
+			case m := <-viewer.msgs:
+				if m.Type == "stock" && m.SaleID == s.ID {
+					last = m.Remain
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+			if last == 7 {
+				break
+			}
+		}
+		if last != 7 {
+			t.Fatalf("round %d: the last stock event says %d left, want the store's final 7", round, last)
+		}
 	}
 }
