@@ -157,3 +157,47 @@ func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestStockGateTurnCoversNeedAfterLostCount: Redis lost the last counted change (a
+// restart that kept only what was written to disk a moment before) while a node still
+// needs it published. The turn that node takes must be published as a version that
+// covers it, not as the lost count's predecessor, which is dropped as already out.
+func TestStockGateTurnCoversNeedAfterLostCount(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stocklost")
+	cleanupPrefix(t, rdb, prefix)
+	b := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	sid, key := uuid.NewString(), "stock:"+uuid.NewString()
+	const interval = 200 * time.Millisecond
+
+	first, err := b.StockTurn(ctx, sid, key, true, 0, interval)
+	if err != nil || !first.Take {
+		t.Fatalf("first change: got %+v, %v, want the turn", first, err)
+	}
+	if _, ok, err := b.PublishStock(ctx, sid, key, first.Version, interval, "stock", []byte(`"ts":"x","remaining":9}`)); !ok || err != nil {
+		t.Fatalf("publish version %d: ok %v err %v", first.Version, ok, err)
+	}
+	second, err := b.StockTurn(ctx, sid, key, true, 0, interval)
+	if err != nil || second.Take || second.Need != 2 {
+		t.Fatalf("second change: got %+v, %v, want to wait with need 2", second, err)
+	}
+	// Redis comes back without the second count.
+	if err := rdb.HSet(ctx, b.key(sid, "stockver:"+key), "v", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(interval + 50*time.Millisecond)
+	turn, err := b.StockTurn(ctx, sid, key, false, second.Need, interval)
+	if err != nil || !turn.Take {
+		t.Fatalf("after the gate: got %+v, %v, want the turn", turn, err)
+	}
+	if turn.Version < second.Need {
+		t.Fatalf("turn as version %d, want at least the needed %d", turn.Version, second.Need)
+	}
+	if _, ok, err := b.PublishStock(ctx, sid, key, turn.Version, interval, "stock", []byte(`"ts":"x","remaining":8}`)); !ok || err != nil {
+		t.Fatalf("publish version %d: ok %v err %v, want published", turn.Version, ok, err)
+	}
+	if c, err := b.StockTurn(ctx, sid, key, false, second.Need, interval); err != nil || !c.Covered {
+		t.Fatalf("after the publication: got %+v, %v, want covered", c, err)
+	}
+}

@@ -17,7 +17,15 @@ if pub >= need then
   return {need, 0, 0}
 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
-  return {need, 1, tonumber(redis.call('HGET', KEYS[1], 'v') or '0')}
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+  if cur < need then
+    -- Counts were lost (Redis came back without its last writes, or KEYS[1] went):
+    -- the version must still cover this node's changes, or it would be dropped as
+    -- already published.
+    redis.call('HSET', KEYS[1], 'v', need)
+    cur = need
+  end
+  return {need, 1, cur}
 end
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl < 1 then ttl = 1 end
