@@ -82,7 +82,7 @@ func (e *emitter) publishNow(ctx context.Context, ev cart.Event) {
 		}
 		e.products[d.Product.ID] = d.Product
 	}
-	e.hub.publish(ctx, e.sid, ev.Type, ev.Data)
+	e.publishLocal(ctx, ev)
 }
 
 // coalesceKey names what ev updates when it may be coalesced, else "".
@@ -118,7 +118,7 @@ func (e *emitter) flush(key string) {
 	}
 	delete(e.pending, key)
 	e.lastSent[key] = e.hub.cfg.Now()
-	e.hub.publish(context.Background(), e.sid, p.ev.Type, p.ev.Data)
+	e.publishLocal(context.Background(), p.ev)
 }
 
 // idle reports whether nothing is held back or recently sent; it forgets old sends.
@@ -235,18 +235,7 @@ func (e *emitter) stockTurn(ctx context.Context, key string, st *gatedStock, cou
 // ver of key.
 func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, ver int64, interval time.Duration) error {
 	d, _ := ev.Data.(cart.StockData)
-	var err error
-	if d.SaleID != "" {
-		var sale cart.Sale
-		if sale, err = e.hub.cfg.Stock.GetSale(ctx, d.SaleID); err == nil {
-			d.Remaining = sale.Remaining
-		}
-	} else {
-		var p cart.Product
-		if p, err = e.hub.cfg.Stock.GetProduct(ctx, d.ProductID); err == nil {
-			d.Remaining = p.Stock
-		}
-	}
+	d, err := e.storeStock(ctx, d)
 	// The version covers every change counted so far, on every node: only a value
 	// read now may go out under it. ev's own value may be older than another node's
 	// counted change, which would then never be published; the turn is tried again.
@@ -261,6 +250,42 @@ func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, v
 	defer cancel()
 	_, _, err = e.hub.stockGate.PublishStock(pctx, e.sid, key, ver, interval, cart.EventStock, body)
 	return err
+}
+
+// storeStock returns d carrying the store's current free units of its sale or product.
+func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockData, error) {
+	if d.SaleID != "" {
+		sale, err := e.hub.cfg.Stock.GetSale(ctx, d.SaleID)
+		if err != nil {
+			return d, err
+		}
+		d.Remaining = sale.Remaining
+		return d, nil
+	}
+	p, err := e.hub.cfg.Stock.GetProduct(ctx, d.ProductID)
+	if err != nil {
+		return d, err
+	}
+	d.Remaining = p.Stock
+	return d, nil
+}
+
+// publishLocal publishes a stock event coalesced on this node (no StockGate) with the
+// store's value when the hub can read it (Config.Stock): the callers of changes that
+// committed together (the embedded store's group commit) emit in any order, so the
+// value emitted last need not be the newest. Other events are published as they are.
+func (e *emitter) publishLocal(ctx context.Context, ev cart.Event) {
+	if d, ok := ev.Data.(cart.StockData); ok && e.hub.cfg.Stock != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		fresh, err := e.storeStock(rctx, d)
+		cancel()
+		if err != nil {
+			e.hub.cfg.Logger.Warn("live: read stock for stock event", "stream", e.sid, "sale", d.SaleID, "product", d.ProductID, "err", err)
+		} else {
+			ev.Data = fresh
+		}
+	}
+	e.hub.publish(ctx, e.sid, ev.Type, ev.Data)
 }
 
 // sleepCtx waits d; false when ctx ended first.

@@ -1,0 +1,75 @@
+package live
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// TestStockFinalValueWhenEmitsCrossOneNode: on one node (memory bus, embedded store)
+// two holds commit together (the store's group commit: 9 left, then 8) and their
+// callers, woken in any order, emit 8 first and 9 second. Viewers end with the
+// store's final value, 8, not the value emitted last.
+func TestStockFinalValueWhenEmitsCrossOneNode(t *testing.T) {
+	ctx := context.Background()
+	store, err := cart.OpenBolt(filepath.Join(t.TempDir(), "livecart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ts := newTestServer(t, Config{Stock: store, ViewersInterval: time.Hour})
+
+	now := time.Now()
+	sid, pid := uuid.NewString(), uuid.NewString()
+	if err := store.CreateStream(ctx, cart.Stream{ID: sid, Title: "t", CreatorID: "c", Status: cart.StreamIdle,
+		StreamKey: "sk_" + uuid.NewString(), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "P",
+		PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	viewer := ts.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+	for round := range 2 {
+		s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
+			PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []int
+		for range 2 {
+			_, ch, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: uuid.NewString(),
+				SaleID: s.ID, Quantity: 1, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			left = append(left, ch.Sales[0].Remaining)
+		}
+		ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock,
+			Data: cart.StockData{SaleID: s.ID, ProductID: pid, Remaining: left[1]}})
+		if round == 1 { // the late caller comes after an interval: published at once
+			time.Sleep(150 * time.Millisecond)
+		}
+		ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock,
+			Data: cart.StockData{SaleID: s.ID, ProductID: pid, Remaining: left[0]}})
+		last := -1
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+			select {
+			case m := <-viewer.msgs:
+				if m.Type == "stock" && m.SaleID == s.ID {
+					last = m.Remain
+				}
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if last != 8 {
+			t.Fatalf("round %d: the last stock event says %d left, want the store's final 8", round, last)
+		}
+	}
+}
