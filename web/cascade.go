@@ -107,11 +107,21 @@ const (
 	originRenewInterval = time.Second
 )
 
+// clustered: other nodes share the store (Options.AdvertiseURL is set), so this node
+// keeps its claims as the origin of the streams published here. A single node (the
+// embedded store) keeps none: no store write per live stream every second, and no
+// claim of its previous process (crashed, with another pid in its default node id)
+// refuses its publisher.
+func (s *Server) clustered() bool { return s.deps.Options.AdvertiseURL != nil }
+
 // claimOrigin records this node as the stream's origin for the publisher's session.
 // False when another node's publisher holds a fresh claim (two WHIPs raced past
 // checkNoPublisherElsewhere) or the stream has ended: the new publisher is then
 // refused (closed) here.
 func (s *Server) claimOrigin(ctx context.Context, sid, session string) bool {
+	if !s.clustered() {
+		return true
+	}
 	o := cart.MediaOrigin{NodeID: s.deps.Options.NodeID, Session: session}
 	if f := s.deps.Options.AdvertiseURL; f != nil {
 		o.URL = f()
@@ -158,6 +168,9 @@ func (s *Server) renewOrigin(ctx context.Context, m Media, sid, session string) 
 // checkNoPublisherElsewhere: WHIP while another node's publisher holds a fresh claim
 // on the stream → 409 conflict, as for a second publisher on one node.
 func (s *Server) checkNoPublisherElsewhere(ctx context.Context, sid string) error {
+	if !s.clustered() {
+		return nil
+	}
 	o, err := s.deps.Store.MediaOrigin(ctx, sid)
 	if err != nil {
 		return err
@@ -171,6 +184,9 @@ func (s *Server) checkNoPublisherElsewhere(ctx context.Context, sid string) erro
 // publisherMovedOn clears the stream's origin if it is still the leaving session's and
 // tells whether another session has replaced it since (the stream then stays live).
 func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool {
+	if !s.clustered() {
+		return false // one node, one publisher: none has taken over
+	}
 	cleared, err := s.deps.Store.ClearMediaOrigin(ctx, sid, session)
 	if err != nil || cleared {
 		if err != nil {

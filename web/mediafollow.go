@@ -76,6 +76,9 @@ func (s *Server) followMuteLoop(m Media, sid string, stop chan struct{}) {
 // followOrigin renews this node's claim as the origin while the publisher is here,
 // if renew (cascade.go), and tells whether the stream has ended.
 func (s *Server) followOrigin(m Media, sid string, renew bool) (ended bool) {
+	if !s.clustered() {
+		return false // a stream ends through this node, which ends it in the relay
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), muteFollowInterval)
 	defer cancel()
 	if session := m.PublisherSession(sid); renew && session != "" {

@@ -34,7 +34,8 @@ type Options struct {
 	ICEServers []string
 	// NodeID names this node; AdvertiseURL returns the base URL other nodes reach it
 	// at (cluster.advertise_url). Both are recorded as the origin of the streams
-	// published here, so that other nodes pull their media from here.
+	// published here, so that other nodes pull their media from here. Nil on a
+	// single node (embedded store): no origin is recorded.
 	NodeID       string
 	AdvertiseURL func() string
 }

@@ -127,7 +127,9 @@ func (m *Main) build(ctx context.Context) error {
 	}
 	deps.Media = relay
 	deps.Options.ICEServers = m.cfg.Media.ICEServers
-	deps.Options.NodeID, deps.Options.AdvertiseURL = m.cfg.NodeID, m.advertiseURL
+	if m.cfg.Store == "redis" { // nodes share streams: each records the ones published on it
+		deps.Options.NodeID, deps.Options.AdvertiseURL = m.cfg.NodeID, m.advertiseURL
+	}
 	m.web = web.New(deps)
 	srv.Store(m.web)
 	m.httpSrv = &http.Server{
