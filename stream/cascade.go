@@ -21,7 +21,8 @@ import (
 type Upstream interface {
 	// Origin returns the address of the node that publishes the stream, or "" when no
 	// other node does (nobody publishes it, or this node does). ErrEnded when the
-	// stream has ended.
+	// stream has ended. ErrOriginStale, with the address, when that node has not
+	// renewed its claim lately: it may be gone, or only unable to reach the store.
 	Origin(ctx context.Context, streamID string) (string, error)
 	// Subscribe sends a WHEP offer for the stream to the origin and returns the answer
 	// and the session's address for Unsubscribe.
@@ -29,6 +30,11 @@ type Upstream interface {
 	// Unsubscribe ends a session Subscribe opened.
 	Unsubscribe(ctx context.Context, session string) error
 }
+
+// ErrOriginStale: the origin's node has not renewed its claim on the stream lately (it
+// crashed, or the shared store took no writes for a while). A new upstream is not
+// opened to it; one already connected to it is kept: its media shows the node is up.
+var ErrOriginStale = errors.New("stream origin not renewed lately")
 
 // Cascade defaults.
 const (
@@ -122,6 +128,11 @@ func (pl *puller) step() bool {
 	case errors.Is(err, ErrEnded):
 		go rm.relay.EndStream(rm.id) // end() stops this puller
 		return true
+	case errors.Is(err, ErrOriginStale):
+		if pl.up != nil && origin == pl.origin && pl.up.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			return true
+		}
+		origin = "" // a node that may be gone: pull from it no more
 	case err != nil:
 		return true // keep what we have; try again next round
 	case origin == pl.origin && pl.up != nil:

@@ -23,8 +23,10 @@ type directory struct {
 	mu     sync.Mutex
 	origin map[string]string // stream → relay name
 	ended  map[string]bool
+	stale  map[string]bool // streams whose origin's claim went stale
 	relays map[string]*Relay
 	subs   map[string]int // open upstream sessions by origin
+	opened map[string]int // upstream sessions ever opened by origin
 }
 
 type nodeView struct {
@@ -39,6 +41,9 @@ func (n nodeView) Origin(_ context.Context, sid string) (string, error) {
 		return "", ErrEnded
 	}
 	if o := n.d.origin[sid]; o != n.self {
+		if n.d.stale[sid] {
+			return o, ErrOriginStale
+		}
 		return o, nil
 	}
 	return "", nil
@@ -54,6 +59,7 @@ func (n nodeView) Subscribe(ctx context.Context, origin, sid, offer string) (str
 	}
 	n.d.mu.Lock()
 	n.d.subs[origin]++
+	n.d.opened[origin]++
 	n.d.mu.Unlock()
 	return answer, origin + "/" + sid + "/" + rid, nil
 }
@@ -78,7 +84,8 @@ func (d *directory) openSessions(origin string) int {
 // the publisher leaves, as the web layer does.
 func newCluster(t *testing.T, names ...string) (*directory, map[string]*Relay) {
 	t.Helper()
-	d := &directory{origin: map[string]string{}, ended: map[string]bool{}, relays: map[string]*Relay{}, subs: map[string]int{}}
+	d := &directory{origin: map[string]string{}, ended: map[string]bool{}, relays: map[string]*Relay{}, subs: map[string]int{},
+		stale: map[string]bool{}, opened: map[string]int{}}
 	for _, name := range names {
 		r, err := New(Options{
 			ListenIP: "127.0.0.1", Upstream: nodeView{d: d, self: name},
@@ -285,6 +292,39 @@ func TestCascadeLocalPublisherWins(t *testing.T) {
 	s := receiving(t, v, 20, "media on b from its own publisher")
 	if s.Video.Discontinuities != 0 || s.Audio.Discontinuities != 0 {
 		t.Errorf("got %d video and %d audio discontinuities, want 0", s.Video.Discontinuities, s.Audio.Discontinuities)
+	}
+}
+
+// TestCascadeStaleOrigin: an origin whose claim went stale gets no new upstream, but
+// one connected to it is kept (its media shows the node is up: the store only took no
+// renewals for a while).
+func TestCascadeStaleOrigin(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	setStale := func(stale bool) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.stale["s1"] = stale
+	}
+	opened := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.opened["a"]
+	}
+	startPublisher(t, r["a"], "s1")
+	setStale(true)
+	v, _ := startViewer(t, r["b"], "s1")
+	time.Sleep(300 * time.Millisecond) // a few polls
+	if r["b"].Pulling("s1") || opened() != 0 {
+		t.Fatalf("b with a stale origin: Pulling %v, %d sessions opened on a; want false, 0", r["b"].Pulling("s1"), opened())
+	}
+	setStale(false)
+	receiving(t, v, 20, "media on b once the origin is fresh")
+	setStale(true)
+	time.Sleep(300 * time.Millisecond)
+	receiving(t, v, 20, "media on b while the origin's claim is stale")
+	if !r["b"].Pulling("s1") || opened() != 1 || d.openSessions("a") != 1 {
+		t.Errorf("b with its upstream connected to a stale origin: Pulling %v, %d sessions opened, %d open on a; want true, 1, 1",
+			r["b"].Pulling("s1"), opened(), d.openSessions("a"))
 	}
 }
 

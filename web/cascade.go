@@ -38,8 +38,9 @@ func NewCascade(store cart.Store, nodeID string, now func() time.Time) *Cascade 
 }
 
 // Origin returns the base URL of the node that publishes the stream, "" when none
-// other does (an origin whose claim went stale is a node that is gone);
-// stream.ErrEnded once the stream has ended.
+// other does; stream.ErrEnded once the stream has ended. An origin whose claim went
+// stale (its node is gone, or could not write to the store for a while) comes with
+// stream.ErrOriginStale.
 func (c *Cascade) Origin(ctx context.Context, sid string) (string, error) {
 	o, err := c.store.MediaOrigin(ctx, sid)
 	switch {
@@ -47,8 +48,10 @@ func (c *Cascade) Origin(ctx context.Context, sid string) (string, error) {
 		return "", stream.ErrEnded
 	case err != nil:
 		return "", err
-	case o.NodeID == c.nodeID || o.URL == "" || !o.Seen.After(c.now().Add(-originTTL)):
+	case o.NodeID == c.nodeID || o.URL == "":
 		return "", nil
+	case !o.Seen.After(c.now().Add(-originTTL)):
+		return o.URL, stream.ErrOriginStale
 	}
 	return o.URL, nil
 }

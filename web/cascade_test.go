@@ -86,8 +86,8 @@ func TestCascadeAgainstOrigin(t *testing.T) {
 	if err := e.store.ClaimMediaOrigin(ctx, st.ID, other, time.Now().Add(-2*originTTL), originTTL); err != nil {
 		t.Fatal(err)
 	}
-	if o, err := far.Origin(ctx, st.ID); err != nil || o != "" {
-		t.Errorf("Origin with a stale claim: got %q %v, want none", o, err)
+	if o, err := far.Origin(ctx, st.ID); !errors.Is(err, stream.ErrOriginStale) || o != other.URL {
+		t.Errorf("Origin with a stale claim: got %q %v, want %q and stream.ErrOriginStale", o, err, other.URL)
 	}
 	resp, raw = e.sdpReq("POST", "/whip/"+st.ID, e.token(auth.RoleCreator, "alice"), "application/sdp", sdpOffer(t, true))
 	e.expect(resp, raw, http.StatusCreated, "", nil)

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/stream/rtctest"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// TestEmbeddedNodeKeepsNoOrigin: with the embedded store there is one node, and the
+// media origin claims of the cascade have no use. A claim left by the node's previous
+// process (crashed a moment ago; the default node id holds the pid) does not refuse
+// the publisher coming back, and a live publisher does not renew a claim every second
+// (each would be a write with an fsync).
+func TestEmbeddedNodeKeepsNoOrigin(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	st := cart.Stream{ID: uuid.NewString(), Title: "single", CreatorID: "alice", Status: cart.StreamIdle,
+		StreamKey: "sk_" + uuid.NewString(), CreatedAt: time.Now().UTC()}
+	left := cart.MediaOrigin{NodeID: "host-4242", URL: "http://127.0.0.1:9", Session: "before-the-crash"}
+	func() {
+		db, err := cart.OpenBolt(filepath.Join(cfg.DataDir, "livecart.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.CreateStream(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ClaimMediaOrigin(ctx, st.ID, left, time.Now(), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	m := startMain(t, "node", cfg)
+	base := "http://" + m.Addr()
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &muteCluster{a: base, sid: st.ID, creator: st.StreamKey, api: api}
+	c.publishAt(t, base) // fails on a 409
+	before, err := m.store.MediaOrigin(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	after, err := m.store.MediaOrigin(ctx, st.ID)
+	if err != nil || after.Session != left.Session || !after.Seen.Equal(before.Seen) {
+		t.Errorf("stored origin while publishing 1.5 s: got %+v %v, want the old claim %+v untouched (no claim, no renewals)",
+			after, err, before)
+	}
+}
+
+// outageCluster is two nodes on a private redis-server (on port) and a stream
+// published on A and watched on B, B pulling it from A.
+func outageCluster(t *testing.T, port int) (*muteCluster, *rtctest.Viewer) {
+	t.Helper()
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	node := func(name string) string {
+		cfg := redisConfig(t, url, "outage-cascade")
+		cfg.NodeID = name
+		return "http://" + startMain(t, name, cfg).Addr()
+	}
+	c := &muteCluster{a: node("node-a"), b: node("node-b"), creator: mint(t, auth.RoleCreator, "alice")}
+	var st struct{ ID string }
+	call(t, "POST", c.a+"/api/streams", c.creator, map[string]string{"title": "outage"}, 201, &st)
+	c.sid = st.ID
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.api = api
+	c.publishAt(t, c.a)
+	v, _ := c.watchAt(t, c.b)
+	waitStats(t, v, "media on B from A", gotMedia)
+	waitMetrics(t, c.b, map[string]float64{"livecart_media_upstreams": 1})
+	return c, v
+}
+
+// leastUpstreams samples B's upstreams every 50 ms while during runs (closing an
+// upstream and pulling again takes a second at least: the retry interval) and returns
+// the least value seen.
+func leastUpstreams(t *testing.T, base string, during func()) float64 {
+	t.Helper()
+	stop := make(chan struct{})
+	least := make(chan float64, 1)
+	go func() {
+		l := 1.0
+		for {
+			select {
+			case <-stop:
+				least <- l
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if got := metric(t, base, "livecart_media_upstreams"); got < l {
+				l = got
+			}
+		}
+	}()
+	during()
+	close(stop)
+	return <-least
+}
+
+// afterOutage: A still has its publisher and B's viewer still gets media.
+func afterOutage(t *testing.T, c *muteCluster, v *rtctest.Viewer) {
+	t.Helper()
+	if got := metric(t, c.a, "livecart_media_publishers"); got != 1 {
+		t.Errorf("publishers on A after the outage: got %v, want 1", got)
+	}
+	before := v.Stats()
+	waitStats(t, v, "media on B after the outage", func(s rtctest.ViewerStats) bool {
+		return s.Video.Packets > before.Video.Packets+20 && s.Audio.Packets > before.Audio.Packets+20
+	})
+}
+
+// TestCascadeThroughRedisOutage: Redis is down longer than a claim's lease (5 s) while
+// a stream is published on A and watched on B: A keeps its publisher, B its upstream.
+func TestCascadeThroughRedisOutage(t *testing.T) {
+	port := freeTCPPort(t)
+	start, kill := privateRedis(t, port)
+	c, v := outageCluster(t, port)
+	least := leastUpstreams(t, c.b, func() {
+		kill()
+		time.Sleep(6 * time.Second)
+		start()
+		time.Sleep(3 * time.Second)
+	})
+	if least != 1 {
+		t.Errorf("B's upstreams through the outage: went down to %v, want 1 all along", least)
+	}
+	afterOutage(t, c, v)
+}
+
+// TestCascadeThroughRedisWriteStall: Redis takes no writes for 6 s (as during a
+// failover: CLIENT PAUSE WRITE) while reads go on. A cannot renew its claim, which
+// looks stale to B after 5 s; A is not gone though (its media still flows), and B
+// keeps its working upstream instead of closing it and pulling again once A renews.
+func TestCascadeThroughRedisWriteStall(t *testing.T) {
+	port := freeTCPPort(t)
+	privateRedis(t, port)
+	c, v := outageCluster(t, port)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	defer rdb.Close()
+	least := leastUpstreams(t, c.b, func() {
+		if err := rdb.Do(context.Background(), "CLIENT", "PAUSE", "6000", "WRITE").Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(9 * time.Second)
+	})
+	if least != 1 {
+		t.Errorf("B's upstreams through the write stall: went down to %v, want 1 all along", least)
+	}
+	afterOutage(t, c, v)
+}
