@@ -104,6 +104,11 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 		var answer, rid string
 		if k.role == stream.RolePublisher {
 			answer, rid, err = m.Publish(r.Context(), st.ID, offer)
+			if err == nil && m.PublisherSession(st.ID) != rid {
+				// Closed at once by OnPublisher: it lost the claim on the stream to a
+				// publisher on another node (cascade.go).
+				err = apiError(http.StatusConflict, "conflict", "stream already has a publisher")
+			}
 		} else {
 			answer, rid, err = m.Subscribe(r.Context(), st.ID, offer)
 		}

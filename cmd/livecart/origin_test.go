@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,4 +163,51 @@ func TestCascadeThroughRedisWriteStall(t *testing.T) {
 		t.Errorf("B's upstreams through the write stall: went down to %v, want 1 all along", least)
 	}
 	afterOutage(t, c, v)
+}
+
+// TestCascadeRacingPublishers: WHIP for one stream on A and on B at the same time.
+// Both pass the check for a publisher elsewhere before either has claimed the stream;
+// the one that loses the claim is closed, and its WHIP answers 409 conflict, not 201
+// for a session that no longer exists. Exactly one publisher is live.
+func TestCascadeRacingPublishers(t *testing.T) {
+	c := newMuteCluster(t)
+	for round := range 6 {
+		var st struct{ ID string }
+		call(t, "POST", c.a+"/api/streams", c.creator, map[string]string{"title": "race"}, 201, &st)
+		c.sid = st.ID
+		errs := make(chan error, 2)
+		for _, base := range []string{c.a, c.b} {
+			pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				var s session
+				signal := signalAt(base, "/whip/"+st.ID, c.creator, &s)
+				var answered error // the WHIP's outcome, whatever the peer does next
+				errs <- errors.Join(pub.Connect(ctx, func(ctx context.Context, offer string) (string, error) {
+					answer, err := signal(ctx, offer)
+					answered = err
+					return answer, err
+				}), answered)
+			}()
+		}
+		created, connected := 0, 0
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				created++
+				connected++
+			case !strings.Contains(err.Error(), "409"):
+				created++ // 201, then a peer that never connects: closed on the server
+			}
+		}
+		if created != 1 || connected != 1 {
+			t.Fatalf("round %d: got %d WHIPs answered 201, %d publishers connected; want 1 and 1 (the other WHIP 409)",
+				round, created, connected)
+		}
+	}
 }
