@@ -185,7 +185,8 @@ func (s *Server) checkNoPublisherElsewhere(ctx context.Context, sid string) erro
 }
 
 // publisherMovedOn clears the stream's origin if it is still the leaving session's and
-// tells whether another session has replaced it since (the stream then stays live).
+// tells whether another session has replaced it since (the stream then stays live). A
+// stale claim replaced it but is nobody's publisher now (its node is gone).
 func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool {
 	if !s.clustered() {
 		return false // one node, one publisher: none has taken over
@@ -198,7 +199,7 @@ func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool
 		return false
 	}
 	o, err := s.deps.Store.MediaOrigin(ctx, sid)
-	return err == nil && o.Session != ""
+	return err == nil && o.Session != "" && o.Seen.After(s.deps.Now().Add(-originTTL))
 }
 
 // OnUpstream is the relay's upstream callback: while this node pulls the stream from

@@ -211,3 +211,52 @@ func TestCascadeRacingPublishers(t *testing.T) {
 		}
 	}
 }
+
+// TestPublisherLeavesUnderAStaleClaim: the publisher on A leaves while the stream's
+// claim is no longer A's but a stale one of a node that is gone (it took the stream
+// over, then crashed). Nobody publishes the stream any more: it goes idle.
+func TestPublisherLeavesUnderAStaleClaim(t *testing.T) {
+	c := newMuteCluster(t)
+	stop := c.publishAt(t, c.a)
+	st, err := cart.OpenRedis(context.Background(), "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: c.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	status := func() string {
+		var s struct{ Status string }
+		call(t, "GET", c.b+"/api/streams/"+c.sid, "", nil, 200, &s)
+		return s.Status
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for status() != "live" {
+		if time.Now().After(deadline) {
+			t.Fatal("stream not live within 5 s of its WHIP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	o, err := st.MediaOrigin(ctx, c.sid)
+	if err != nil || o.NodeID != "node-a" {
+		t.Fatalf("origin while A publishes: got %+v %v, want node-a", o, err)
+	}
+	if _, err := st.ClearMediaOrigin(ctx, c.sid, o.Session); err != nil {
+		t.Fatal(err)
+	}
+	gone := cart.MediaOrigin{NodeID: "node-gone", URL: "http://127.0.0.1:9", Session: "dead"}
+	if err := st.ClaimMediaOrigin(ctx, c.sid, gone, time.Now().Add(-6*time.Second), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		got := status()
+		if got == "idle" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status 3 s after the only publisher left: got %s, want idle", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
