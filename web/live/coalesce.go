@@ -138,12 +138,16 @@ func (e *emitter) idle(now time.Time, interval time.Duration) bool {
 	return len(e.pending) == 0 && len(e.lastSent) == 0 && len(e.gated) == 0
 }
 
-func (e *emitter) stopTimers() {
+// publishHeld publishes the events held back for their interval now and stops their
+// timers: the hub is closing, and viewers on other nodes must still get the newest
+// values. A timer that has fired meanwhile finds nothing left to publish.
+func (e *emitter) publishHeld() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, p := range e.pending {
 		p.timer.Stop()
 		delete(e.pending, k)
+		e.publishLocal(context.Background(), p.ev)
 	}
 }
 

@@ -73,3 +73,32 @@ func TestStockFinalValueWhenEmitsCrossOneNode(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldBackProductPublishedOnClose: node A holds back a product event (a stock-only
+// change right after another) when it shuts down. Its viewers are gone, but viewers on
+// node B must still get the product's final state.
+func TestHeldBackProductPublishedOnClose(t *testing.T) {
+	_, prefix := testRedis(t, "livetest")
+	a, rdb := redisNode(t, "livetest-pa-"+uuid.NewString()[:6], prefix)
+	b, _ := redisNode(t, "livetest-pb-"+uuid.NewString()[:6], prefix)
+	cleanupPrefix(t, rdb, prefix)
+	sid := uuid.NewString()
+	onB := b.dial(t, sid, "")
+	onB.nextOf(t, "snapshot")
+
+	p := cart.Product{ID: uuid.NewString(), StreamID: sid, SKU: "S", Title: "P", PriceCents: 100, Currency: "EUR"}
+	for _, stock := range []int{100, 90, 80} { // 80 comes within the interval: held back
+		p.Stock = stock
+		a.hub.Emit(context.Background(), cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p}})
+	}
+	a.hub.Close()
+	for {
+		m := onB.nextOf(t, cart.EventProduct)
+		if m.Product.ID == p.ID && m.Product.Stock == 80 {
+			return
+		}
+		if m.Product.Stock < 80 {
+			t.Fatalf("product event with stock %d, want 80 last", m.Product.Stock)
+		}
+	}
+}

@@ -248,7 +248,7 @@ func (h *Hub) Close() error {
 	close(h.stop)
 	<-h.loopDone
 	for _, e := range emitters {
-		e.stopTimers()
+		e.publishHeld()
 	}
 	h.backgroundMu.Lock()
 	h.backgroundDone = true

@@ -104,7 +104,11 @@ type msg struct {
 	SaleID  string          `json:"sale_id"`
 	Remain  int             `json:"remaining"`
 	Stream  json.RawMessage `json:"stream"`
-	at      time.Time
+	Product struct {
+		ID    string `json:"id"`
+		Stock int    `json:"stock"`
+	} `json:"product"`
+	at time.Time
 }
 
 type client struct {
