@@ -60,7 +60,7 @@ type Config struct {
 	Now       func() time.Time
 	// Stock, when set and Bus is a StockGate (Redis), makes stock events coalesce
 	// across nodes, each carrying the value read from it when published; otherwise
-	// each node coalesces its own.
+	// each node coalesces its own, also publishing the value read from Stock when set.
 	Stock StockReader
 	// Metrics, when set, receives the hub's connection and delivery counters.
 	Metrics prometheus.Registerer
