@@ -208,3 +208,50 @@ func TestStockFinalValueSurvivesNodeShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestStockFinalValueBeforeStreamEnd: a sale with units held ends with its stream
+// (ended through node A). Viewers on node B, whose connection closes after the stream
+// event, get the sale's final stock value (0) before it, every round.
+func TestStockFinalValueBeforeStreamEnd(t *testing.T) {
+	prefix := fmt.Sprintf("lc-stockfin-%s", uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	a, b := startNode(t, "node-a", prefix), startNode(t, "node-b", prefix)
+	creator := mint(t, auth.RoleCreator, "alice")
+	for round := range 4 {
+		var st, p, sale struct{ ID string }
+		call(t, "POST", a+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
+		call(t, "POST", a+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+			"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
+		call(t, "POST", a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
+			"product_id": p.ID, "price_cents": 4900, "quantity": 50, "duration_s": 120}, 201, &sale)
+		wb := dialWS(t, b, st.ID, "")
+		next(t, wb, "snapshot")
+		resp := postJSON(t, a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1})
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("hold: got %d, want 201", resp.StatusCode)
+		}
+		if f := next(t, wb, "stock"); f.Remain == nil || *f.Remain != 49 {
+			t.Fatalf("round %d: stock after the hold %+v, want 49", round, f)
+		}
+		call(t, "POST", a+"/api/streams/"+st.ID+"/end", creator, nil, 200, nil)
+		last := -1
+		wb.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, raw, err := wb.ReadMessage()
+			if err != nil {
+				break // closed after the stream event
+			}
+			var f frame
+			if err := json.Unmarshal(raw, &f); err != nil {
+				t.Fatal(err)
+			}
+			if f.Type == "stock" && f.SaleID == sale.ID && f.Remain != nil {
+				last = *f.Remain
+			}
+		}
+		if last != 0 {
+			t.Fatalf("round %d: last stock event before the close says %d left, want the final 0", round, last)
+		}
+	}
+}

@@ -21,6 +21,8 @@ type emitter struct {
 	lastSent map[string]time.Time     // coalesce key → when one was last published
 	products map[string]cart.Product  // last published product by id
 	gated    map[string]*gatedStock   // stock key → turns at the bus's StockGate
+	// endedSales are the sales whose ended sale event is out: their stock is final.
+	endedSales map[string]bool
 }
 
 // gatedStock is a stock key coalesced across nodes (the bus is a StockGate): changes
@@ -47,6 +49,10 @@ func (e *emitter) emit(ctx context.Context, ev cart.Event) {
 		e.publishNow(ctx, ev)
 		return
 	}
+	if d, ok := ev.Data.(cart.StockData); ok && d.SaleID != "" && e.endedSales[d.SaleID] {
+		e.publishFinalStock(ctx, key, ev)
+		return
+	}
 	if e.hub.stockGate != nil && ev.Type == cart.EventStock {
 		e.gateStock(key, ev)
 		return
@@ -70,6 +76,9 @@ func (e *emitter) emit(ctx context.Context, ev cart.Event) {
 func (e *emitter) publishNow(ctx context.Context, ev cart.Event) {
 	switch d := ev.Data.(type) {
 	case cart.SaleData:
+		if d.Sale.Status == cart.SaleEnded {
+			e.endedSales[d.Sale.ID] = true
+		}
 		// A held-back stock value must not contradict the sale published before it.
 		if p := e.pending["stock:"+d.Sale.ID]; p != nil {
 			p.ev.Data = cart.StockData{SaleID: d.Sale.ID, ProductID: d.Sale.ProductID, Remaining: d.Sale.Remaining}
@@ -254,6 +263,41 @@ func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, v
 	defer cancel()
 	_, _, err = e.hub.stockGate.PublishStock(pctx, e.sid, key, ver, interval, cart.EventStock, body)
 	return err
+}
+
+// publishFinalStock publishes an ended sale's stock (final: it never changes again) at
+// once, not after the coalesce interval or the gate's turn: the stream's end event,
+// which closes the viewers, may follow right after. This one event may come sooner
+// than the interval after the one before. On the gate it is published as a version
+// covering every change counted so far, so no value read before it can follow it.
+func (e *emitter) publishFinalStock(ctx context.Context, key string, ev cart.Event) {
+	if e.hub.stockGate == nil {
+		if p := e.pending[key]; p != nil {
+			p.timer.Stop()
+			delete(e.pending, key)
+		}
+		e.lastSent[key] = e.hub.cfg.Now()
+		e.publishLocal(ctx, ev)
+		return
+	}
+	interval := e.hub.cfg.CoalesceInterval
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	turn, err := e.hub.stockGate.StockTurn(ctx, e.sid, key, true, 0, interval)
+	if err == nil && !turn.Covered {
+		ver := turn.Need
+		if turn.Take {
+			ver = turn.Version
+		}
+		var body []byte
+		if body, err = encodeBody(e.hub.cfg.Now(), ev.Data); err == nil {
+			_, _, err = e.hub.stockGate.PublishStock(ctx, e.sid, key, ver, interval, ev.Type, body)
+		}
+	}
+	if err != nil {
+		e.hub.cfg.Logger.Warn("live: final stock event; left to the gate's turns", "stream", e.sid, "key", key, "err", err)
+		e.gateStock(key, ev)
+	}
 }
 
 // storeStock returns d carrying the store's current free units of its sale or product.

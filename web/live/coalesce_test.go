@@ -102,3 +102,40 @@ func TestHeldBackProductPublishedOnClose(t *testing.T) {
 		}
 	}
 }
+
+// TestEndedSaleStockBeforeStreamEnd: on one node a sale's stock changes twice within
+// the coalesce interval (the second held back), then the stream ends, ending the sale
+// (sale, stock 0, stream events in a row). Viewers get the final stock before the
+// stream event closes them.
+func TestEndedSaleStockBeforeStreamEnd(t *testing.T) {
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+	sid := uuid.NewString()
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+	ctx := context.Background()
+	sale := cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: uuid.NewString(), Quantity: 10, Status: cart.SaleActive}
+	stock := func(n int) {
+		ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock,
+			Data: cart.StockData{SaleID: sale.ID, ProductID: sale.ProductID, Remaining: n}})
+	}
+	stock(9)
+	stock(8) // held back for the interval
+	sale.Status, sale.Remaining = cart.SaleEnded, 0
+	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: sale}})
+	stock(0)
+	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: EventStream,
+		Data: map[string]any{"stream": map[string]string{"id": sid, "status": "ended"}}})
+	last := -1
+	for {
+		m := c.next(t)
+		if m.Type == "stock" {
+			last = m.Remain
+		}
+		if m.Type == EventStream {
+			break
+		}
+	}
+	if last != 0 {
+		t.Fatalf("last stock event before the stream's end says %d left, want the final 0", last)
+	}
+}

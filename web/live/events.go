@@ -93,7 +93,7 @@ func (h *Hub) emitter(sid string) *emitter {
 	}
 	e := h.emitters[sid]
 	if e == nil {
-		e = &emitter{hub: h, sid: sid, pending: map[string]*pendingEvent{}, lastSent: map[string]time.Time{}, products: map[string]cart.Product{}, gated: map[string]*gatedStock{}}
+		e = &emitter{hub: h, sid: sid, pending: map[string]*pendingEvent{}, lastSent: map[string]time.Time{}, products: map[string]cart.Product{}, gated: map[string]*gatedStock{}, endedSales: map[string]bool{}}
 		h.emitters[sid] = e
 	}
 	return e
