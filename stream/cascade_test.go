@@ -225,19 +225,7 @@ func TestCascadeUpstreamClosesAfterLastViewer(t *testing.T) {
 	if got := gaugeValue(r["b"].metrics.upstreams); got != 0 {
 		t.Errorf("upstreams gauge: got %v, want 0", got)
 	}
-	var n int
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n = runtime.NumGoroutine()
-		if n <= base || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if n > base {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutines: got %d, want <= %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
-	}
+	rtctest.WaitGoroutines(t, base, nil)
 }
 
 // TestCascadeViewerReturnsWithinGrace: a viewer arriving within the grace reuses the

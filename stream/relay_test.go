@@ -587,19 +587,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		r.EndStream("s1")
 	}()
-	var n int
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n = runtime.NumGoroutine()
-		if n <= base || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if n > base {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutines: got %d, want <= %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
-	}
+	rtctest.WaitGoroutines(t, base, nil)
 }
 
 func TestKeyframeDetection(t *testing.T) {

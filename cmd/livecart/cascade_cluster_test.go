@@ -23,7 +23,8 @@ import (
 // session is a WHIP or WHEP session opened over HTTP: its absolute Location.
 type session struct{ location string }
 
-// signalAt posts an SDP offer to url and keeps the session's Location.
+// signalAt posts an SDP offer to base+path and keeps the session's Location in s (when
+// not nil).
 func signalAt(base, path, token string, s *session) rtctest.Signal {
 	return func(ctx context.Context, offer string) (string, error) {
 		req, _ := http.NewRequestWithContext(ctx, "POST", base+path, strings.NewReader(offer))
@@ -38,9 +39,11 @@ func signalAt(base, path, token string, s *session) rtctest.Signal {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusCreated {
-			return "", fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, body)
+			return "", fmt.Errorf("POST %s: %d %s", base+path, resp.StatusCode, body)
 		}
-		s.location = base + resp.Header.Get("Location")
+		if s != nil {
+			s.location = base + resp.Header.Get("Location")
+		}
 		return string(body), nil
 	}
 }
@@ -267,20 +270,7 @@ func TestCascadeUpstreamClosesAfterLastViewer(t *testing.T) {
 	waitMetrics(t, c.b, map[string]float64{"livecart_media_upstreams": 0, "livecart_media_viewers": 0})
 	waitMetrics(t, c.a, map[string]float64{"livecart_media_viewers": 0, "livecart_media_publishers": 1})
 
-	var n int
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		http.DefaultClient.CloseIdleConnections()
-		n = runtime.NumGoroutine()
-		if n <= base || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if n > base {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutines: got %d, want <= %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
-	}
+	rtctest.WaitGoroutines(t, base, http.DefaultClient.CloseIdleConnections)
 }
 
 // TestCascadeStreamEnd: ending the stream (through either node) closes the publisher

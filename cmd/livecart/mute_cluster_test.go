@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -41,25 +38,7 @@ func newMuteCluster(t *testing.T) *muteCluster {
 }
 
 // sdpSignal posts an SDP offer to url and returns the answer.
-func sdpSignal(url, token string) rtctest.Signal {
-	return func(ctx context.Context, offer string) (string, error) {
-		req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(offer))
-		req.Header.Set("Content-Type", "application/sdp")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return "", fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, body)
-		}
-		return string(body), nil
-	}
-}
+func sdpSignal(url, token string) rtctest.Signal { return signalAt(url, "", token, nil) }
 
 // publish connects a publisher to base (keyframes only on request) and sends media
 // until the test ends.
