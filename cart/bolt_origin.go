@@ -66,8 +66,9 @@ func (s *BoltStore) ClearMediaOrigin(ctx context.Context, id, session string) (b
 	return cleared, err
 }
 
-// MediaOrigin returns where the stream is published.
-func (s *BoltStore) MediaOrigin(ctx context.Context, id string) (MediaOrigin, error) {
+// MediaOrigin returns where the stream is published (Seen as stamped: one node, one
+// clock; now is not needed).
+func (s *BoltStore) MediaOrigin(ctx context.Context, id string, now time.Time) (MediaOrigin, error) {
 	var o MediaOrigin
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if _, err := boltLiveStream(tx, id); err != nil {

@@ -47,19 +47,26 @@ type Store interface {
 	// another node). A new session of the same node replaces its claim at once (the
 	// node's relay keeps one publisher per stream).
 	// ErrNotFound if the stream is unknown, ErrConflict if it has ended.
+	// The Redis store (shared by nodes) ignores now and uses Redis's clock, for the
+	// stamp and the check, so the nodes' clocks need not agree; the embedded store
+	// (one node) uses now.
 	ClaimMediaOrigin(ctx context.Context, streamID string, o MediaOrigin, now time.Time, ttl time.Duration) error
 	// RenewMediaOrigin sets the origin's Seen to now if it is still the session's
 	// (renewed = true); it never records an origin that is not there. ErrNotFound if
-	// the stream is unknown, ErrConflict if it has ended.
+	// the stream is unknown, ErrConflict if it has ended. The Redis store ignores now
+	// (Redis's clock stamps the renewal).
 	RenewMediaOrigin(ctx context.Context, streamID, session string, now time.Time) (renewed bool, err error)
 	// ClearMediaOrigin forgets the origin if it is still the one of this WHIP session
 	// (cleared = true); an origin another session has set since stays. ErrNotFound if
 	// the stream is unknown.
 	ClearMediaOrigin(ctx context.Context, streamID, session string) (cleared bool, err error)
-	// MediaOrigin returns where the stream is published (zero when nowhere).
+	// MediaOrigin returns where the stream is published (zero when nowhere), its Seen
+	// on the caller's clock (now at the call): the Redis store gives now minus the
+	// claim's age by Redis's clock, so a caller judges freshness (Seen after now − ttl)
+	// whatever its clock's skew; the embedded store gives Seen as stamped.
 	// ErrNotFound if the stream is unknown; ErrConflict if it has ended (an ended
 	// stream is published nowhere, whatever was recorded).
-	MediaOrigin(ctx context.Context, streamID string) (MediaOrigin, error)
+	MediaOrigin(ctx context.Context, streamID string, now time.Time) (MediaOrigin, error)
 
 	// CreateProduct stores a new product (p.ID set by the caller; Held, Sold = 0) and
 	// returns it. ErrNotFound if the stream is unknown; ErrConflict if the stream has

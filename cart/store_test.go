@@ -933,60 +933,84 @@ func testMediaMute(t *testing.T, e *env) {
 
 func testMediaOrigin(t *testing.T, e *env) {
 	sid := e.stream(t)
-	if got, err := e.st.MediaOrigin(e.ctx, sid); err != nil || got != (MediaOrigin{}) {
+	if got, err := e.st.MediaOrigin(e.ctx, sid, time.Now()); err != nil || got != (MediaOrigin{}) {
 		t.Fatalf("MediaOrigin of a fresh stream: got %+v %v, want zero", got, err)
 	}
-	const ttl = 5 * time.Second
-	t0 := e.now
+	// On the real clock: the Redis store stamps and judges claims by Redis's clock
+	// (what now it is given does not count), the embedded store by now. A claim is
+	// judged against the ttl of the claim that meets it: long for a claim that must
+	// still be fresh, short (after a pause longer than it) for one that must be stale.
+	const fresh, stale = time.Minute, time.Millisecond
 	a := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "s1"}
 	a2 := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "s3"}
 	b := MediaOrigin{NodeID: "node-b", URL: "http://10.0.0.2:8080", Session: "s2"}
-	seen := func(o MediaOrigin, at time.Time) MediaOrigin { o.Seen = at.UTC(); return o }
 	steps := []struct {
 		name    string
 		claim   *MediaOrigin
-		at      time.Time
+		ttl     time.Duration
 		err     error // of the claim
 		clear   string
 		cleared bool
 		renew   string
 		renewed bool
 		want    MediaOrigin
+		seenAt  int // the step whose claim or renewal want was seen at
 	}{
-		{name: "A claims", claim: &a, at: t0, want: seen(a, t0)},
-		{name: "B while A is fresh", claim: &b, at: t0.Add(ttl - time.Millisecond), err: ErrConflict, want: seen(a, t0)},
-		{name: "a new session on A", claim: &a2, at: t0.Add(time.Second / 2), want: seen(a2, t0.Add(time.Second/2))},
-		{name: "the first session's late clear", clear: "s1", want: seen(a2, t0.Add(time.Second/2))},
-		{name: "A claims again", claim: &a, at: t0.Add(time.Second), want: seen(a, t0.Add(time.Second))},
-		{name: "A renews", renew: "s1", at: t0.Add(4 * time.Second), renewed: true, want: seen(a, t0.Add(4*time.Second))},
-		{name: "B renews what it does not hold", renew: "s2", at: t0.Add(5 * time.Second), want: seen(a, t0.Add(4*time.Second))},
-		{name: "B once A is stale", claim: &b, at: t0.Add(9 * time.Second), want: seen(b, t0.Add(9*time.Second))},
-		{name: "A's claim after losing it", claim: &a, at: t0.Add(10 * time.Second), err: ErrConflict, want: seen(b, t0.Add(9*time.Second))},
-		{name: "A's renewal after losing it", renew: "s1", at: t0.Add(10 * time.Second), want: seen(b, t0.Add(9*time.Second))},
-		{name: "A's late clear", clear: "s1", want: seen(b, t0.Add(9*time.Second))},
+		{name: "A claims", claim: &a, ttl: fresh, want: a, seenAt: 0},
+		{name: "B while A is fresh", claim: &b, ttl: fresh, err: ErrConflict, want: a, seenAt: 0},
+		{name: "a new session on A", claim: &a2, ttl: fresh, want: a2, seenAt: 2},
+		{name: "the first session's late clear", clear: "s1", want: a2, seenAt: 2},
+		{name: "A claims again", claim: &a, ttl: fresh, want: a, seenAt: 4},
+		{name: "A renews", renew: "s1", renewed: true, want: a, seenAt: 5},
+		{name: "B renews what it does not hold", renew: "s2", want: a, seenAt: 5},
+		{name: "B once A is stale", claim: &b, ttl: stale, want: b, seenAt: 7},
+		{name: "A's claim after losing it", claim: &a, ttl: fresh, err: ErrConflict, want: b, seenAt: 7},
+		{name: "A's renewal after losing it", renew: "s1", want: b, seenAt: 7},
+		{name: "A's late clear", clear: "s1", want: b, seenAt: 7},
 		{name: "B's clear", clear: "s2", cleared: true, want: MediaOrigin{}},
 		{name: "clear again", clear: "s2", want: MediaOrigin{}},
-		{name: "renew of a cleared origin", renew: "s2", at: t0.Add(10 * time.Second), want: MediaOrigin{}},
-		{name: "A right after B's clear", claim: &a, at: t0.Add(10 * time.Second), want: seen(a, t0.Add(10*time.Second))},
+		{name: "renew of a cleared origin", renew: "s2", want: MediaOrigin{}},
+		{name: "A right after B's clear", claim: &a, ttl: fresh, want: a, seenAt: 14},
 	}
-	for _, st := range steps {
+	// began[i], ended[i]: the real clock before and after step i's write.
+	began, ended := make([]time.Time, len(steps)), make([]time.Time, len(steps))
+	for i, st := range steps {
+		time.Sleep(5 * time.Millisecond) // > stale; steps' stamps apart
+		began[i] = time.Now()
 		if st.claim != nil {
-			err := e.st.ClaimMediaOrigin(e.ctx, sid, *st.claim, st.at, ttl)
+			err := e.st.ClaimMediaOrigin(e.ctx, sid, *st.claim, began[i], st.ttl)
 			if st.err != nil {
 				wantErr(t, "ClaimMediaOrigin "+st.name, err, st.err)
 			} else if err != nil {
 				t.Fatalf("ClaimMediaOrigin %s: %v", st.name, err)
 			}
 		} else if st.renew != "" {
-			if got, err := e.st.RenewMediaOrigin(e.ctx, sid, st.renew, st.at); err != nil || got != st.renewed {
+			if got, err := e.st.RenewMediaOrigin(e.ctx, sid, st.renew, began[i]); err != nil || got != st.renewed {
 				t.Fatalf("RenewMediaOrigin %s: got %v %v, want %v", st.name, got, err, st.renewed)
 			}
 		} else if got, err := e.st.ClearMediaOrigin(e.ctx, sid, st.clear); err != nil || got != st.cleared {
 			t.Fatalf("ClearMediaOrigin %s: got %v %v, want %v", st.name, got, err, st.cleared)
 		}
-		got, err := e.st.MediaOrigin(e.ctx, sid)
-		if err != nil || got.NodeID != st.want.NodeID || got.URL != st.want.URL || got.Session != st.want.Session || !got.Seen.Equal(st.want.Seen) {
+		ended[i] = time.Now()
+		readAt := time.Now()
+		got, err := e.st.MediaOrigin(e.ctx, sid, readAt)
+		readFor := time.Since(readAt)
+		if err != nil || got.NodeID != st.want.NodeID || got.URL != st.want.URL || got.Session != st.want.Session {
 			t.Fatalf("MediaOrigin after %s: got %+v %v, want %+v", st.name, got, err, st.want)
+		}
+		if st.want == (MediaOrigin{}) {
+			if !got.Seen.IsZero() {
+				t.Fatalf("MediaOrigin after %s: got seen %v, want zero", st.name, got.Seen)
+			}
+			continue
+		}
+		// Seen on the reader's clock is off the stamp by at most the read's own time
+		// (Redis reads its clock during it), and by µs rounding.
+		lo := began[st.seenAt].Add(-readFor - time.Millisecond)
+		hi := ended[st.seenAt].Add(time.Millisecond)
+		if got.Seen.Before(lo) || got.Seen.After(hi) {
+			t.Fatalf("MediaOrigin after %s: got seen %v, want the time of step %q (%v to %v)",
+				st.name, got.Seen, steps[st.seenAt].name, lo, hi)
 		}
 	}
 	if got, err := e.st.GetStream(e.ctx, sid); err != nil || got.Status != StreamIdle || got.ID != sid {
@@ -995,20 +1019,20 @@ func testMediaOrigin(t *testing.T, e *env) {
 	if _, _, err := e.st.EndStream(e.ctx, sid, e.now); err != nil {
 		t.Fatalf("EndStream: %v", err)
 	}
-	_, err := e.st.MediaOrigin(e.ctx, sid)
+	_, err := e.st.MediaOrigin(e.ctx, sid, time.Now())
 	wantErr(t, "MediaOrigin of an ended stream", err, ErrConflict)
-	wantErr(t, "ClaimMediaOrigin of an ended stream", e.st.ClaimMediaOrigin(e.ctx, sid, a, t0.Add(11*time.Second), ttl), ErrConflict)
-	_, err = e.st.RenewMediaOrigin(e.ctx, sid, "s1", t0.Add(11*time.Second))
+	wantErr(t, "ClaimMediaOrigin of an ended stream", e.st.ClaimMediaOrigin(e.ctx, sid, a, time.Now(), fresh), ErrConflict)
+	_, err = e.st.RenewMediaOrigin(e.ctx, sid, "s1", time.Now())
 	wantErr(t, "RenewMediaOrigin of an ended stream", err, ErrConflict)
 	if cleared, err := e.st.ClearMediaOrigin(e.ctx, sid, "s1"); err != nil || !cleared {
 		t.Fatalf("ClearMediaOrigin of an ended stream by its session: got %v %v, want true", cleared, err)
 	}
 	unknown := uuid.NewString()
-	wantErr(t, "ClaimMediaOrigin of an unknown stream", e.st.ClaimMediaOrigin(e.ctx, unknown, a, t0, ttl), ErrNotFound)
+	wantErr(t, "ClaimMediaOrigin of an unknown stream", e.st.ClaimMediaOrigin(e.ctx, unknown, a, time.Now(), fresh), ErrNotFound)
 	_, err = e.st.ClearMediaOrigin(e.ctx, unknown, "s1")
 	wantErr(t, "ClearMediaOrigin of an unknown stream", err, ErrNotFound)
-	_, err = e.st.RenewMediaOrigin(e.ctx, unknown, "s1", t0)
+	_, err = e.st.RenewMediaOrigin(e.ctx, unknown, "s1", time.Now())
 	wantErr(t, "RenewMediaOrigin of an unknown stream", err, ErrNotFound)
-	_, err = e.st.MediaOrigin(e.ctx, unknown)
+	_, err = e.st.MediaOrigin(e.ctx, unknown, time.Now())
 	wantErr(t, "MediaOrigin of an unknown stream", err, ErrNotFound)
 }

@@ -42,8 +42,9 @@ type MediaOrigin struct {
 	NodeID  string `json:"node_id"`
 	URL     string `json:"url"`     // the node's internal base URL (cluster.advertise_url)
 	Session string `json:"session"` // the WHIP session's resource id on that node
-	// Seen is when the origin node last claimed it: it renews the claim while its
-	// publisher is there, so an origin not seen for a while is a node that is gone.
+	// Seen is when the origin node last claimed it (on the reader's clock, see
+	// Store.MediaOrigin): it renews the claim while its publisher is there, so an
+	// origin not seen for a while is a node that is gone.
 	Seen time.Time `json:"seen"`
 }
 

@@ -42,7 +42,7 @@ func NewCascade(store cart.Store, nodeID string, now func() time.Time) *Cascade 
 // stale (its node is gone, or could not write to the store for a while) comes with
 // stream.ErrOriginStale.
 func (c *Cascade) Origin(ctx context.Context, sid string) (string, error) {
-	o, err := c.store.MediaOrigin(ctx, sid)
+	o, err := c.store.MediaOrigin(ctx, sid, c.now())
 	switch {
 	case errors.Is(err, cart.ErrConflict), errors.Is(err, cart.ErrNotFound):
 		return "", stream.ErrEnded
@@ -174,7 +174,7 @@ func (s *Server) checkNoPublisherElsewhere(ctx context.Context, sid string) erro
 	if !s.clustered() {
 		return nil
 	}
-	o, err := s.deps.Store.MediaOrigin(ctx, sid)
+	o, err := s.deps.Store.MediaOrigin(ctx, sid, s.deps.Now())
 	if err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool
 		}
 		return false
 	}
-	o, err := s.deps.Store.MediaOrigin(ctx, sid)
+	o, err := s.deps.Store.MediaOrigin(ctx, sid, s.deps.Now())
 	return err == nil && o.Session != "" && o.Seen.After(s.deps.Now().Add(-originTTL))
 }
 

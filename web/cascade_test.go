@@ -91,7 +91,7 @@ func TestCascadeAgainstOrigin(t *testing.T) {
 	}
 	resp, raw = e.sdpReq("POST", "/whip/"+st.ID, e.token(auth.RoleCreator, "alice"), "application/sdp", sdpOffer(t, true))
 	e.expect(resp, raw, http.StatusCreated, "", nil)
-	if o, err := e.store.MediaOrigin(ctx, st.ID); err != nil || o.NodeID != "origin" {
+	if o, err := e.store.MediaOrigin(ctx, st.ID, time.Now()); err != nil || o.NodeID != "origin" {
 		t.Errorf("origin after WHIP over a stale claim: got %+v %v, want this node", o, err)
 	}
 

@@ -84,7 +84,7 @@ func (s *Server) followOrigin(m Media, sid string, renew bool) (ended bool) {
 	if session := m.PublisherSession(sid); renew && session != "" {
 		return s.renewOrigin(ctx, m, sid, session)
 	}
-	_, err := s.deps.Store.MediaOrigin(ctx, sid)
+	_, err := s.deps.Store.MediaOrigin(ctx, sid, s.deps.Now())
 	return errors.Is(err, cart.ErrConflict)
 }
 

@@ -20,6 +20,13 @@ local function num(x)
   return tonumber(x) or 0
 end
 
+-- redis_now_us is Redis's clock (TIME) in µs, as a string (a number this large would
+-- be formatted with 14 digits). Scripts that judge a lease use it, not a node's clock.
+local function redis_now_us()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
+
 local function hgetall(k)
   local a = redis.call('HGETALL', k)
   if #a == 0 then

@@ -1,5 +1,5 @@
--- origin_renew: ARGV = session, now (µs). Refreshes origin_seen if the origin is still
--- this session's; never records one that is not there.
+-- origin_renew: ARGV = session. Sets origin_seen to now by Redis's clock (TIME) if the
+-- origin is still this session's; never records one that is not there.
 local st = redis.call('HMGET', key('stream'), 'status', 'origin_session')
 if not st[1] then
   return fail('not_found', 'stream not found')
@@ -10,5 +10,5 @@ end
 if not st[2] or st[2] == '' or st[2] ~= ARGV[1] then
   return reply({changed = false})
 end
-redis.call('HSET', key('stream'), 'origin_seen', ARGV[2])
+redis.call('HSET', key('stream'), 'origin_seen', redis_now_us())
 return reply({changed = true})

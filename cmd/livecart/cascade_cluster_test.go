@@ -355,12 +355,10 @@ func TestCascadeClaimOfAGoneNode(t *testing.T) {
 	if _, err := st.ClearMediaOrigin(context.Background(), c.sid, "dead"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.ClaimMediaOrigin(context.Background(), c.sid, gone, time.Now().Add(-6*time.Second), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	claimStale(t, st, c.prefix, c.sid, gone)
 	c.publishAt(t, c.b)
 	waitStats(t, v, "viewer on A from the publisher on B", gotMedia)
-	o, err := st.MediaOrigin(context.Background(), c.sid)
+	o, err := st.MediaOrigin(context.Background(), c.sid, time.Now())
 	if err != nil || o.NodeID != "node-b" || time.Since(o.Seen) > 2*time.Second {
 		t.Errorf("origin after B's publisher arrived: got %+v %v, want node-b, seen within 2 s (renewed every second)", o, err)
 	}

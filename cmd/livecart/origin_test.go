@@ -49,12 +49,12 @@ func TestEmbeddedNodeKeepsNoOrigin(t *testing.T) {
 	}
 	c := &muteCluster{a: base, sid: st.ID, creator: st.StreamKey, api: api}
 	c.publishAt(t, base) // fails on a 409
-	before, err := m.store.MediaOrigin(ctx, st.ID)
+	before, err := m.store.MediaOrigin(ctx, st.ID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	after, err := m.store.MediaOrigin(ctx, st.ID)
+	after, err := m.store.MediaOrigin(ctx, st.ID, time.Now())
 	if err != nil || after.Session != left.Session || !after.Seen.Equal(before.Seen) {
 		t.Errorf("stored origin while publishing 1.5 s: got %+v %v, want the old claim %+v untouched (no claim, no renewals)",
 			after, err, before)
@@ -236,7 +236,7 @@ func TestPublisherLeavesUnderAStaleClaim(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	o, err := st.MediaOrigin(ctx, c.sid)
+	o, err := st.MediaOrigin(ctx, c.sid, time.Now())
 	if err != nil || o.NodeID != "node-a" {
 		t.Fatalf("origin while A publishes: got %+v %v, want node-a", o, err)
 	}
@@ -244,9 +244,7 @@ func TestPublisherLeavesUnderAStaleClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone := cart.MediaOrigin{NodeID: "node-gone", URL: "http://127.0.0.1:9", Session: "dead"}
-	if err := st.ClaimMediaOrigin(ctx, c.sid, gone, time.Now().Add(-6*time.Second), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	claimStale(t, st, c.prefix, c.sid, gone)
 	stop()
 	deadline = time.Now().Add(3 * time.Second)
 	for {
@@ -258,5 +256,30 @@ func TestPublisherLeavesUnderAStaleClaim(t *testing.T) {
 			t.Fatalf("status 3 s after the only publisher left: got %s, want idle", got)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// claimStale records o as the stream's origin in the shared Redis (db 0, key prefix
+// prefix) as a node claimed it 6 s ago and never renewed it: the claim, then its
+// origin_seen put 6 s back on Redis's clock (the store stamps claims with Redis's
+// clock, whatever time the caller gives).
+func claimStale(t *testing.T, st *cart.RedisStore, prefix, sid string, o cart.MediaOrigin) {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.ClaimMediaOrigin(ctx, sid, o, time.Now(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := now.Add(-6 * time.Second).UnixMicro()
+	if !strings.HasSuffix(prefix, ":") {
+		prefix += ":" // as the store does
+	}
+	if err := rdb.HSet(ctx, prefix+"{"+sid+"}:stream", "origin_seen", fmt.Sprint(seen)).Err(); err != nil {
+		t.Fatal(err)
 	}
 }
