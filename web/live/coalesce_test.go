@@ -25,15 +25,7 @@ func TestStockFinalValueWhenEmitsCrossOneNode(t *testing.T) {
 	ts := newTestServer(t, Config{Stock: store, ViewersInterval: time.Hour})
 
 	now := time.Now()
-	sid, pid := uuid.NewString(), uuid.NewString()
-	if err := store.CreateStream(ctx, cart.Stream{ID: sid, Title: "t", CreatorID: "c", Status: cart.StreamIdle,
-		StreamKey: "sk_" + uuid.NewString(), CreatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "P",
-		PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
-		t.Fatal(err)
-	}
+	sid, pid := newStreamWithProduct(t, ctx, store)
 	viewer := ts.dial(t, sid, "")
 	viewer.nextOf(t, "snapshot")
 	for round := range 2 {
@@ -138,4 +130,19 @@ func TestEndedSaleStockBeforeStreamEnd(t *testing.T) {
 	if last != 0 {
 		t.Fatalf("last stock event before the stream's end says %d left, want the final 0", last)
 	}
+}
+
+// newStreamWithProduct creates an idle stream with one product of 1,000 units in store.
+func newStreamWithProduct(t *testing.T, ctx context.Context, store cart.Store) (sid, pid string) {
+	t.Helper()
+	sid, pid = uuid.NewString(), uuid.NewString()
+	if err := store.CreateStream(ctx, cart.Stream{ID: sid, Title: "t", CreatorID: "c", Status: cart.StreamIdle,
+		StreamKey: "sk_" + uuid.NewString(), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "P",
+		PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	return sid, pid
 }

@@ -100,15 +100,7 @@ func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
 	a, b := node("node-a", down), node("node-b", store)
 
 	now := time.Now()
-	sid, pid := uuid.NewString(), uuid.NewString()
-	if err := store.CreateStream(ctx, cart.Stream{ID: sid, Title: "t", CreatorID: "c", Status: cart.StreamIdle,
-		StreamKey: "sk_" + uuid.NewString(), CreatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "P",
-		PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
-		t.Fatal(err)
-	}
+	sid, pid := newStreamWithProduct(t, ctx, store)
 	viewer := b.dial(t, sid, "")
 	viewer.nextOf(t, "snapshot")
 
