@@ -173,9 +173,18 @@ function renderMutes(entries) {
   $('#mutes-empty').hidden = active.length > 0;
 }
 
+// auditAsked numbers the audit loads and auditShown is the newest one rendered: loads
+// overlap (events come faster than a load answers) and answers can arrive out of order,
+// so an older answer must not replace a newer one (a mute vanished from the list).
+let auditAsked = 0;
+let auditShown = 0;
+
 async function loadAudit() {
+  const n = ++auditAsked;
   try {
     const list = await api.get(`/api/streams/${sid}/audit`);
+    if (n < auditShown) return;
+    auditShown = n;
     renderMutes(list);
     list.reverse();
     $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
@@ -185,6 +194,7 @@ async function loadAudit() {
       h('td', {}, h('code', { text: String(e.target || '').slice(0, 8) })))));
     $('#audit-empty').hidden = list.length > 0;
   } catch (err) {
+    if (n < auditShown) return;
     setText($('#audit-empty'), `Could not load the audit log: ${err.message}`);
     $('#audit-empty').hidden = false;
   }
