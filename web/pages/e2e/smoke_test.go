@@ -48,3 +48,34 @@ func TestPagesLoadUnderCSP(t *testing.T) {
 		})
 	}
 }
+
+// TestNewestOnly: of two overlapping loads, the older one answering last is dropped (the
+// consoles' product, sale and audit lists once showed an older answer over a newer one).
+func TestNewestOnly(t *testing.T) {
+	site, err := pages.New(pages.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", site.Page(pages.PageIndex))
+	mux.Handle("GET /static/", site.Static())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	tab := NewBrowser(t).NewTab(t, 0, 0)
+	tab.Navigate(srv.URL + "/")
+	got := MustEval[string](tab, `import('/static/js/util.js').then(async ({ newestOnly }) => {
+		const later = (ms, v) => new Promise((resolve) => setTimeout(() => resolve(v), ms));
+		const load = newestOnly(later);
+		const older = load(80, 'older'), newer = load(10, 'newer');
+		const [a, b] = [await newer, await older];
+		const fail = newestOnly((ms) => later(ms).then(() => { throw new Error('boom'); }));
+		const third = await load(1, 'third');
+		let err = '';
+		try { await fail(1); } catch (e) { err = e.message; }
+		return [a, String(b), third, err].join(',');
+	})`)
+	if want := "newer,undefined,third,boom"; got != want {
+		t.Errorf("got %q, want %q (the newer answer, the older dropped, a later call answered, errors passed)", got, want)
+	}
+}

@@ -1,7 +1,7 @@
 // StreamModel: the state of one stream as the studio and moderation consoles see it,
 // loaded over HTTP and kept current by the live channel's events. Views subscribe to
 // named changes ('stream', 'products', 'pins', 'sales', 'viewers', 'media', 'conn').
-import { Clock, throttle } from './util.js';
+import { Clock, newestOnly, throttle } from './util.js';
 
 export class StreamModel {
   constructor(sid, api) {
@@ -19,6 +19,8 @@ export class StreamModel {
     // Stock events carry only `remaining`; held and sold come from a fresh read.
     this.refreshSales = throttle(() => this.loadSales(), 500);
     this.refreshProducts = throttle(() => this.loadProducts(), 500);
+    this.fetchProducts = newestOnly(() => this.api.products(this.sid));
+    this.fetchSales = newestOnly(() => this.api.sales(this.sid));
   }
 
   on(what, fn) {
@@ -39,7 +41,8 @@ export class StreamModel {
 
   async loadProducts() {
     try {
-      const list = await this.api.products(this.sid);
+      const list = await this.fetchProducts();
+      if (!list) return; // a newer load has answered
       this.products = new Map(list.map((p) => [p.id, p]));
       this.emit('products');
     } catch { /* the next event or poll retries */ }
@@ -47,7 +50,8 @@ export class StreamModel {
 
   async loadSales() {
     try {
-      const list = await this.api.sales(this.sid);
+      const list = await this.fetchSales();
+      if (!list) return; // a newer load has answered
       this.sales = new Map(list.map((s) => [s.id, s]));
       this.emit('sales');
     } catch { /* the next event or poll retries */ }

@@ -5,7 +5,7 @@ import { bindHeader, gate, moderatingChat, renderSales, tickSales } from './cons
 import { LiveChannel } from './live.js';
 import { StreamModel } from './model.js';
 import { Session } from './session.js';
-import { $, h, money, setText, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, h, money, newestOnly, setText, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -173,31 +173,26 @@ function renderMutes(entries) {
   $('#mutes-empty').hidden = active.length > 0;
 }
 
-// auditAsked numbers the audit loads and auditShown is the newest one rendered: loads
-// overlap (events come faster than a load answers) and answers can arrive out of order,
-// so an older answer must not replace a newer one (a mute vanished from the list).
-let auditAsked = 0;
-let auditShown = 0;
+const fetchAudit = newestOnly(() => api.get(`/api/streams/${sid}/audit`));
 
 async function loadAudit() {
-  const n = ++auditAsked;
+  let list;
   try {
-    const list = await api.get(`/api/streams/${sid}/audit`);
-    if (n < auditShown) return;
-    auditShown = n;
-    renderMutes(list);
-    list.reverse();
-    $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
-      h('td', { class: 'when', text: timeOfDay(e.at) }),
-      h('td', {}, e.actor_id, h('div', { class: 'note', text: e.actor_role })),
-      h('td', {}, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
-      h('td', {}, h('code', { text: String(e.target || '').slice(0, 8) })))));
-    $('#audit-empty').hidden = list.length > 0;
+    list = await fetchAudit();
   } catch (err) {
-    if (n < auditShown) return;
     setText($('#audit-empty'), `Could not load the audit log: ${err.message}`);
     $('#audit-empty').hidden = false;
+    return;
   }
+  if (!list) return; // a newer load has answered
+  renderMutes(list);
+  list.reverse();
+  $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
+    h('td', { class: 'when', text: timeOfDay(e.at) }),
+    h('td', {}, e.actor_id, h('div', { class: 'note', text: e.actor_role })),
+    h('td', {}, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
+    h('td', {}, h('code', { text: String(e.target || '').slice(0, 8) })))));
+  $('#audit-empty').hidden = list.length > 0;
 }
 
 // ---- start ----

@@ -151,6 +151,27 @@ export function throttle(fn, ms) {
   };
 }
 
+// newestOnly wraps an async load so that only the newest call's answer is kept: loads
+// overlap (events come faster than an answer) and answers can arrive out of order, so
+// an older answer must not replace a newer one. The wrapper resolves to the answer, or
+// to undefined when a newer call has already been answered; errors pass through.
+export function newestOnly(load) {
+  let asked = 0;
+  let answered = 0;
+  return async (...args) => {
+    const n = ++asked;
+    try {
+      const v = await load(...args);
+      if (n < answered) return undefined;
+      answered = n;
+      return v;
+    } catch (err) {
+      if (n < answered) return undefined;
+      throw err;
+    }
+  };
+}
+
 // setText updates an element's text only when it changed (keeps aria-live quiet).
 export function setText(el, text) {
   if (el && el.textContent !== String(text)) el.textContent = String(text);
