@@ -160,8 +160,32 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.pageRoutes(mux)
 }
 
+// notFound answers /api/ paths no route takes: 405 method_not_allowed with Allow when
+// the path has routes for other methods, else 404 not_found.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if allow := s.allowedMethods(r); len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.fail(w, r, apiError(http.StatusMethodNotAllowed, "method_not_allowed",
+			r.Method+" is not allowed here; allowed: "+strings.Join(allow, ", ")))
+		return
+	}
 	s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint"))
+}
+
+// allowedMethods lists the methods that have a route (other than the /api/ catch-all)
+// for r's path.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodPut} {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/api/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -95,12 +95,24 @@ func TestStreamErrors(t *testing.T) {
 		{"anonymous end", "POST", "/api/streams/" + st.ID + "/end", "", nil, 401, "unauthorized"},
 		{"viewer audit", "GET", "/api/streams/" + st.ID + "/audit", e.token(auth.RoleViewer, "bob"), nil, 403, "forbidden"},
 		{"unknown api path", "GET", "/api/nothing", "", nil, 404, "not_found"},
+		{"unknown api path, other method", "DELETE", "/api/nothing", "", nil, 404, "not_found"},
+		{"wrong method", "DELETE", "/api/streams", creator, nil, 405, "method_not_allowed"},
+		{"wrong method on a stream", "PUT", "/api/streams/" + st.ID, creator, nil, 405, "method_not_allowed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			resp, raw := e.do(c.method, c.path, c.token, c.body)
 			e.expect(resp, raw, c.status, c.code, nil)
 		})
+	}
+}
+
+func TestMethodNotAllowedNamesTheMethods(t *testing.T) {
+	e := newTestEnv(t)
+	resp, raw := e.do("PATCH", "/api/streams", e.token(auth.RoleCreator, "alice"), nil)
+	e.expect(resp, raw, 405, "method_not_allowed", nil)
+	if got, want := resp.Header.Get("Allow"), "GET, POST"; got != want {
+		t.Errorf("got Allow %q, want %q", got, want)
 	}
 }
 
