@@ -104,6 +104,21 @@ func (c *muteCluster) publishAt(t *testing.T, base string) (stop func()) {
 	return stop
 }
 
+// tryPublishAt connects a publisher to base's WHIP and returns the outcome (the
+// publisher is closed when the test ends).
+func (c *muteCluster) tryPublishAt(t *testing.T, base string) error {
+	t.Helper()
+	pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var s session
+	return pub.Connect(ctx, signalAt(base, "/whip/"+c.sid, c.creator, &s))
+}
+
 // watchAt connects a viewer to base and returns it with its session.
 func (c *muteCluster) watchAt(t *testing.T, base string) (*rtctest.Viewer, *session) {
 	t.Helper()
@@ -305,15 +320,7 @@ func TestCascadeSecondPublisherOnOtherNode(t *testing.T) {
 	c := newMuteCluster(t)
 	stop := c.publishAt(t, c.a)
 	waitMetrics(t, c.a, map[string]float64{"livecart_media_publishers": 1})
-	pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var s session
-	err = pub.Connect(ctx, signalAt(c.b, "/whip/"+c.sid, c.creator, &s))
+	err := c.tryPublishAt(t, c.b)
 	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), `"conflict"`) {
 		t.Fatalf("WHIP on B while A has the publisher: got %v, want 409 conflict", err)
 	}
@@ -339,15 +346,7 @@ func TestCascadeClaimOfAGoneNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, _ := c.watchAt(t, c.a)
-	pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var s session
-	err = pub.Connect(ctx, signalAt(c.b, "/whip/"+c.sid, c.creator, &s))
+	err = c.tryPublishAt(t, c.b)
 	if err == nil || !strings.Contains(err.Error(), "409") {
 		t.Fatalf("WHIP on B while the gone node's claim is fresh: got %v, want 409 conflict", err)
 	}

@@ -63,16 +63,7 @@ func (c *muteCluster) publish(t *testing.T, base string) {
 // watch connects a viewer to base.
 func (c *muteCluster) watch(t *testing.T, base string) *rtctest.Viewer {
 	t.Helper()
-	v, err := rtctest.NewViewer(c.api, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := v.Connect(ctx, sdpSignal(base+"/whep/"+c.sid, "")); err != nil {
-		t.Fatalf("watch: %v", err)
-	}
+	v, _ := c.watchAt(t, base)
 	return v
 }
 

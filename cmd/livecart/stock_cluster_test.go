@@ -52,12 +52,7 @@ func TestStockCoalescedAcrossNodes(t *testing.T) {
 	nodes := []string{startNode(t, "node-a", prefix), startNode(t, "node-b", prefix)}
 	creator := mint(t, auth.RoleCreator, "alice")
 
-	var st, p, sale struct{ ID string }
-	call(t, "POST", nodes[0]+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
-	call(t, "POST", nodes[0]+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 1000}, 201, &p)
-	call(t, "POST", nodes[0]+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
-		"product_id": p.ID, "price_cents": 4900, "quantity": 600, "duration_s": 120}, 201, &sale)
+	st, sale := newStockSale(t, nodes[0], creator, 1000, 600)
 
 	var mu sync.Mutex
 	seen := make([][]stockSeen, len(nodes))
@@ -178,12 +173,7 @@ func TestStockFinalValueSurvivesNodeShutdown(t *testing.T) {
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 
-	var st, p, sale struct{ ID string }
-	call(t, "POST", a+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
-	call(t, "POST", a+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
-	call(t, "POST", a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
-		"product_id": p.ID, "price_cents": 4900, "quantity": 50, "duration_s": 120}, 201, &sale)
+	st, sale := newStockSale(t, a, creator, 100, 50)
 	wb := dialWS(t, b, st.ID, "")
 	next(t, wb, "snapshot")
 
@@ -218,12 +208,7 @@ func TestStockFinalValueBeforeStreamEnd(t *testing.T) {
 	a, b := startNode(t, "node-a", prefix), startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	for round := range 4 {
-		var st, p, sale struct{ ID string }
-		call(t, "POST", a+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
-		call(t, "POST", a+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-			"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
-		call(t, "POST", a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
-			"product_id": p.ID, "price_cents": 4900, "quantity": 50, "duration_s": 120}, 201, &sale)
+		st, sale := newStockSale(t, a, creator, 100, 50)
 		wb := dialWS(t, b, st.ID, "")
 		next(t, wb, "snapshot")
 		resp := postJSON(t, a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1})
@@ -254,4 +239,17 @@ func TestStockFinalValueBeforeStreamEnd(t *testing.T) {
 			t.Fatalf("round %d: last stock event before the close says %d left, want the final 0", round, last)
 		}
 	}
+}
+
+// newStockSale creates through base a stream, a product with stock units and an active
+// two-minute sale of quantity of them.
+func newStockSale(t *testing.T, base, creator string, stock, quantity int) (st, sale struct{ ID string }) {
+	t.Helper()
+	var p struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": stock}, 201, &p)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
+		"product_id": p.ID, "price_cents": 4900, "quantity": quantity, "duration_s": 120}, 201, &sale)
+	return st, sale
 }
