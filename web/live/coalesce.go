@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,9 @@ type gatedStock struct {
 	dirty   bool       // changes not yet counted at the gate
 	need    int64      // the version whose publication covers our counted changes; 0: none
 	running bool       // runGate is on it
+	// rescue: the key is overdue (its changes were counted by a node that died):
+	// publish a value covering every change counted so far, on any node.
+	rescue bool
 }
 
 type pendingEvent struct {
@@ -175,6 +179,32 @@ func (e *emitter) gateStock(key string, ev cart.Event) {
 	st.running = e.hub.goBackground(func() { e.runGate(key, st) })
 }
 
+// rescueStock publishes key's value for the changes another node counted and did not
+// get published (it died): a value read now, through the gate's turns. Key is a
+// coalesce key of a stock event ("stock:<sale id>" or "stock:product:<product id>").
+func (e *emitter) rescueStock(key string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.gated[key]
+	if st == nil {
+		d := cart.StockData{}
+		if pid, ok := strings.CutPrefix(key, "stock:product:"); ok {
+			d.ProductID = pid
+		} else if sale, ok := strings.CutPrefix(key, "stock:"); ok {
+			d.SaleID = sale
+		} else {
+			return
+		}
+		st = &gatedStock{ev: cart.Event{StreamID: e.sid, Type: cart.EventStock, Data: d}}
+		e.gated[key] = st
+	}
+	st.rescue = true
+	if st.running {
+		return
+	}
+	st.running = e.hub.goBackground(func() { e.runGate(key, st) })
+}
+
 // runGate takes turns at the stock gate until a value read after every change noted
 // here has been published (by this node or another), or the hub closes.
 func (e *emitter) runGate(key string, st *gatedStock) {
@@ -185,6 +215,10 @@ func (e *emitter) runGate(key string, st *gatedStock) {
 		e.mu.Lock()
 		count, need := st.dirty, st.need
 		st.dirty = false
+		if !count && st.rescue {
+			need = -1 // whatever is counted now, on any node
+		}
+		st.rescue = false
 		if !count && need == 0 {
 			st.running = false
 			e.mu.Unlock()
@@ -200,11 +234,13 @@ func (e *emitter) runGate(key string, st *gatedStock) {
 				e.hub.cfg.Logger.Warn("live: stock event; retrying", "stream", e.sid, "key", key, "err", err)
 			}
 			failing, wait = true, interval
+			e.mu.Lock()
 			if count {
-				e.mu.Lock()
 				st.dirty = true // not counted: count again
-				e.mu.Unlock()
+			} else if need < 0 {
+				st.rescue = true
 			}
+			e.mu.Unlock()
 		} else {
 			failing = false
 		}
@@ -307,7 +343,7 @@ func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockD
 		if err != nil {
 			return d, err
 		}
-		d.Remaining = sale.Remaining
+		d.ProductID, d.Remaining = sale.ProductID, sale.Remaining
 		return d, nil
 	}
 	p, err := e.hub.cfg.Stock.GetProduct(ctx, d.ProductID)

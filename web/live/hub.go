@@ -118,13 +118,14 @@ func (c *Config) setDefaults() {
 
 // Hub serves /ws/{sid} connections and implements cart.Emitter.
 type Hub struct {
-	cfg      Config
-	metrics  *metrics
-	upgrader websocket.Upgrader
-	stop     chan struct{}
-	loopDone chan struct{}
-	conns    sync.WaitGroup // one per open connection
-	writers  *writerPool
+	cfg       Config
+	metrics   *metrics
+	upgrader  websocket.Upgrader
+	stop      chan struct{}
+	loopDone  chan struct{}
+	sweepDone chan struct{}  // closed when sweepOverdueStock returns
+	conns     sync.WaitGroup // one per open connection
+	writers   *writerPool
 	// stockGate is cfg.Bus when it coalesces stock across nodes (and cfg.Stock is set).
 	stockGate StockGate
 	// background runs the stock turns until Close cancels backgroundCtx.
@@ -150,14 +151,15 @@ var ErrClosed = errors.New("live: hub closed")
 func NewHub(cfg Config) *Hub {
 	cfg.setDefaults()
 	h := &Hub{
-		cfg:      cfg,
-		metrics:  newMetrics(cfg.Metrics),
-		writers:  newWriterPool(cfg.Writers),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		rooms:    map[string]*room{},
-		emitters: map[string]*emitter{},
-		limiters: map[string]*rate.Limiter{},
+		cfg:       cfg,
+		metrics:   newMetrics(cfg.Metrics),
+		writers:   newWriterPool(cfg.Writers),
+		stop:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		sweepDone: make(chan struct{}),
+		rooms:     map[string]*room{},
+		emitters:  map[string]*emitter{},
+		limiters:  map[string]*rate.Limiter{},
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -172,6 +174,7 @@ func NewHub(cfg Config) *Hub {
 	}
 	h.backgroundCtx, h.cancelBackground = context.WithCancel(context.Background())
 	go h.tickLoop()
+	go h.sweepOverdueStock()
 	return h
 }
 
@@ -247,6 +250,7 @@ func (h *Hub) Close() error {
 	h.mu.Unlock()
 	close(h.stop)
 	<-h.loopDone
+	<-h.sweepDone
 	for _, e := range emitters {
 		e.publishHeld()
 	}
@@ -326,6 +330,57 @@ func (h *Hub) tickLoop() {
 		case <-refresh.C:
 			h.refreshPresence()
 			h.forgetIdle()
+		}
+	}
+}
+
+// sweepOverdueStock publishes, for the streams with viewers on this node, the stock
+// values whose changes were counted at the gate by a node that then died before a
+// value read after them was out (StockGate.OverdueStock), until Close. Without it a
+// quiet sale's viewers would keep the older number until its next change.
+func (h *Hub) sweepOverdueStock() {
+	defer close(h.sweepDone)
+	if h.stockGate == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(StockRescueAfter / 2)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		for _, r := range h.roomList() {
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			keys, err := h.stockGate.OverdueStock(rctx, r.sid)
+			rcancel()
+			if err != nil {
+				if !failing && ctx.Err() == nil {
+					h.cfg.Logger.Warn("live: overdue stock", "stream", r.sid, "err", err)
+				}
+				failing = true
+				break
+			}
+			failing = false
+			if len(keys) == 0 {
+				continue
+			}
+			if e := h.emitter(r.sid); e != nil {
+				for _, k := range keys {
+					e.rescueStock(k)
+				}
+			}
 		}
 	}
 }

@@ -15,11 +15,18 @@ import (
 // across the nodes sharing a Bus: the RedisBus implements it. Each node counts its
 // changes, takes turns at a gate held for an interval, and the taker publishes the
 // value it reads from the store at that moment, so the newest change on any node is
-// always followed by an event carrying a value read after it.
+// always followed by an event carrying a value read after it. Should the node that
+// counted a change die before such a value is out, the key is overdue after
+// StockRescueAfter and another node with viewers of the stream publishes one.
 type StockGate interface {
 	// StockTurn counts new changes of key on this node (count) or asks again for the
-	// version need, and tries to take the gate.
+	// version need (-1: every change counted so far, on any node), and tries to take
+	// the gate.
 	StockTurn(ctx context.Context, sid, key string, count bool, need int64, interval time.Duration) (StockTurn, error)
+	// OverdueStock returns the stock keys of sid with changes counted and no value read
+	// after them published for StockRescueAfter; the caller publishes one (a turn
+	// with need -1). Each is put off by StockRescueAfter again, for one node at a time.
+	OverdueStock(ctx context.Context, sid string) ([]string, error)
 	// PublishStock publishes a stock event read under the gate as version ver; a value
 	// older than one already published is dropped (ok false). It holds the gate for
 	// an interval from the publication.
@@ -47,8 +54,21 @@ var stockGateLua string
 
 var stockGateScript = redis.NewScript(stockGateLua)
 
+//go:embed lua/stock_due.lua
+var stockDueLua string
+
+var stockDueScript = redis.NewScript(stockDueLua)
+
 // stockKeep is how long Redis keeps a stock key's versions after its last change.
 const stockKeep = time.Hour
+
+// StockRescueAfter is how long after a counted stock change with no value read after
+// it published the change is overdue: the node that counted it normally publishes
+// within a coalesce interval; past this it is taken to have died.
+const StockRescueAfter = time.Second
+
+// stockDueBatch is how many overdue keys of one stream one sweep takes over.
+const stockDueBatch = 64
 
 var _ StockGate = (*RedisBus)(nil)
 
@@ -58,8 +78,8 @@ func (b *RedisBus) StockTurn(ctx context.Context, sid, key string, count bool, n
 	if count {
 		c = "1"
 	}
-	res, err := stockGateScript.Run(ctx, b.rdb, []string{b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key)},
-		c, need, max(interval.Milliseconds(), 1), stockKeep.Milliseconds()).Int64Slice()
+	res, err := stockGateScript.Run(ctx, b.rdb, []string{b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")},
+		c, need, max(interval.Milliseconds(), 1), stockKeep.Milliseconds(), StockRescueAfter.Milliseconds(), key).Int64Slice()
 	if err != nil {
 		return StockTurn{}, fmt.Errorf("live: stock gate: %w", err)
 	}
@@ -80,9 +100,9 @@ func (b *RedisBus) StockTurn(ctx context.Context, sid, key string, count bool, n
 
 // PublishStock implements StockGate.
 func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte) (Record, bool, error) {
-	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key)}
+	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")}
 	res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), 0,
-		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds()).Slice()
+		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds(), key).Slice()
 	if err != nil {
 		return Record{}, false, fmt.Errorf("live: publish stock: %w", err)
 	}
@@ -92,4 +112,14 @@ func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64,
 		return Record{}, false, nil
 	}
 	return Record{Seq: seq, Frame: []byte(frame)}, true, nil
+}
+
+// OverdueStock implements StockGate.
+func (b *RedisBus) OverdueStock(ctx context.Context, sid string) ([]string, error) {
+	keys, err := stockDueScript.Run(ctx, b.rdb, []string{b.key(sid, "stockdue")},
+		StockRescueAfter.Milliseconds(), stockDueBatch).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("live: overdue stock: %w", err)
+	}
+	return keys, nil
 }

@@ -193,3 +193,65 @@ func TestStockGateTurnCoversNeedAfterLostCount(t *testing.T) {
 		t.Fatalf("after the publication: got %+v, %v, want covered", c, err)
 	}
 }
+
+// TestOverdueStockPublishedByAnotherNode: node A counts a sale's change at the gate,
+// takes the turn and dies before publishing (what its StockTurn left in Redis is all
+// that remains of it). Node B, with a viewer of the stream, publishes the store's value
+// within StockRescueAfter and a sweep, once, and the key is overdue no more.
+func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stockdue")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store, err := cart.OpenRedis(ctx, "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: prefix + "-store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cleanupPrefix(t, rdb, prefix+"-store")
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: store, ViewersInterval: time.Hour})
+
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	now := time.Now()
+	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
+		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+
+	// Node A: a hold, counted at the gate, the turn taken; then A is gone.
+	if _, _, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: "u", SaleID: s.ID,
+		Quantity: 3, ExpiresAt: now.Add(time.Hour)}, now); err != nil {
+		t.Fatal(err)
+	}
+	a := NewRedisBus(rdb, prefix, nil, nil)
+	key := "stock:" + s.ID
+	turn, err := a.StockTurn(ctx, sid, key, true, 0, 100*time.Millisecond)
+	a.Close()
+	if err != nil || !turn.Take {
+		t.Fatalf("node A's change: got %+v, %v, want the turn", turn, err)
+	}
+	died := time.Now()
+
+	m := viewer.nextOf(t, "stock")
+	if m.SaleID != s.ID || m.Remain != 7 {
+		t.Fatalf("stock event %+v, want sale %s with the store's 7 left", m, s.ID)
+	}
+	if took := m.at.Sub(died); took > StockRescueAfter+time.Second {
+		t.Fatalf("the value came %v after node A died, want within %v", took, StockRescueAfter+time.Second)
+	}
+	select {
+	case m := <-viewer.msgs:
+		if m.Type == "stock" {
+			t.Fatalf("a second stock event %+v, want the change published once", m)
+		}
+	case <-time.After(2 * StockRescueAfter):
+	}
+	if n, err := rdb.ZCard(ctx, bus.key(sid, "stockdue")).Result(); err != nil || n != 0 {
+		t.Fatalf("overdue keys after the rescue: got %d (%v), want 0", n, err)
+	}
+}
