@@ -177,6 +177,7 @@ func (s *Server) pinProduct(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "product_id is required"))
 		return
 	}
+	in.ProductID = canonicalID(in.ProductID)
 	pinned, err := s.deps.Commerce.Pin(r.Context(), actor(id), st.ID, in.ProductID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -234,6 +235,7 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	in.ProductID = canonicalID(in.ProductID)
 	sale, err := s.deps.Commerce.CreateSale(r.Context(), actor(id), st.ID, in)
 	if err != nil {
 		s.fail(w, r, err)
@@ -312,6 +314,7 @@ func (s *Server) addToCart(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	in.ProductID, in.SaleID = canonicalID(in.ProductID), canonicalID(in.SaleID)
 	if err := s.allowUser(w, s.holdsPerUser, id.UserID); err != nil {
 		s.fail(w, r, err)
 		return
@@ -367,6 +370,10 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 	if err := decodeJSONOrEmpty(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	in.StreamID = canonicalID(in.StreamID)
+	for i, h := range in.HoldIDs {
+		in.HoldIDs[i] = canonicalID(h)
 	}
 	if err := s.allowUser(w, s.checkoutsPerUser, id.UserID); err != nil {
 		s.fail(w, r, err)

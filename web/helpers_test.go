@@ -55,6 +55,12 @@ func (e *testEnv) token(role auth.Role, user string) string {
 // do sends a request; body may be nil, a string (sent as is) or a value (sent as JSON).
 func (e *testEnv) do(method, path, token string, body any) (*http.Response, []byte) {
 	e.t.Helper()
+	return e.doHeaders(method, path, token, body)
+}
+
+// doHeaders is do with extra headers (name, value, ...).
+func (e *testEnv) doHeaders(method, path, token string, body any, hdr ...string) (*http.Response, []byte) {
+	e.t.Helper()
 	var rd io.Reader
 	ct := ""
 	switch b := body.(type) {
@@ -77,6 +83,9 @@ func (e *testEnv) do(method, path, token string, body any) (*http.Response, []by
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {

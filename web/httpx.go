@@ -116,23 +116,33 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	return nil
 }
 
-// pathID returns the named path value if it is a UUID, else a 404 error: an id that is
-// not a UUID names nothing.
+// pathID returns the named path value in its canonical form if it is a UUID, else a
+// 404 error: an id that is not a UUID names nothing.
 func pathID(r *http.Request, name string) (string, error) {
 	v := r.PathValue(name)
 	if !isUUID(v) {
 		return "", apiError(http.StatusNotFound, "not_found", name+" names nothing")
 	}
-	return v, nil
+	return canonicalID(v), nil
 }
 
-// isUUID reports whether s is a UUID in its canonical text form.
+// isUUID reports whether s is a UUID in its 36-character text form (either case).
 func isUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}
 	_, err := uuid.Parse(s)
 	return err == nil
+}
+
+// canonicalID returns a UUID in the lowercase form ids are stored and answered in (an
+// uppercase spelling names the same UUID); anything else unchanged, for the service to
+// refuse.
+func canonicalID(s string) string {
+	if !isUUID(s) {
+		return s
+	}
+	return strings.ToLower(s)
 }
 
 // loadStream returns the stream or a 404.

@@ -23,7 +23,7 @@ import (
 
 // newMediaEnv is a test server with a real relay on a loopback UDP port, its publisher
 // callback wired as cmd/livecart does.
-func newMediaEnv(t *testing.T) *testEnv {
+func newMediaEnv(t *testing.T, tweak ...func(*Deps)) *testEnv {
 	t.Helper()
 	var srv atomic.Pointer[Server]
 	relay, err := stream.New(stream.Options{ListenIP: "127.0.0.1", OnPublisher: func(sid, session string, live bool) {
@@ -35,10 +35,10 @@ func newMediaEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = relay.Close() })
-	e := newTestEnv(t, func(d *Deps) {
+	e := newTestEnv(t, append([]func(*Deps){func(d *Deps) {
 		d.Media = relay
 		d.Options.ICEServers = []string{"stun:stun.example.net:3478"}
-	})
+	}}, tweak...)...)
 	srv.Store(e.web)
 	return e
 }
