@@ -206,6 +206,7 @@ func TestCommerceBadInput(t *testing.T) {
 		{"huge stock", "POST", products, owner, prod("stock", 1000001), 400, "bad_request"},
 		{"bad currency", "POST", products, owner, prod("currency", "euro"), 400, "bad_request"},
 		{"unknown field", "POST", products, owner, prod("color", "red"), 400, "bad_request"},
+		{"field name in another case", "POST", products, owner, `{"sku":"S","title":"T","Price_Cents":100,"currency":"EUR","stock":5}`, 400, "bad_request"},
 		{"not json", "POST", products, owner, "{", 400, "bad_request"},
 		{"other currency", "POST", products, owner, prod("currency", "USD"), 409, "conflict"},
 		{"too large", "POST", products, owner, prod("description", strings.Repeat("x", 70000)), 413, "payload_too_large"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/google/uuid"
@@ -113,7 +114,65 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	if _, err := dec.Token(); err != io.EOF {
 		return apiError(http.StatusBadRequest, "bad_request", "trailing data after JSON object")
 	}
+	return exactFieldNames(raw, v)
+}
+
+// exactFieldNames rejects the keys of a JSON object body that name a field of v only when
+// case is ignored: encoding/json takes "Title" for "title", but the API's field names are
+// exact (snake_case), so another spelling is an unknown field.
+func exactFieldNames(raw []byte, v any) error {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil // not an object (null): Decode has judged it
+	}
+	names := jsonFieldNames(t)
+	for k := range obj {
+		if !names[k] {
+			return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid JSON: unknown field %q", k))
+		}
+	}
 	return nil
+}
+
+// jsonFieldNames returns the JSON names of struct type t's fields, as encoding/json
+// names them (embedded structs without a tag lend theirs).
+func jsonFieldNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for n := range jsonFieldNames(ft) {
+					names[n] = true
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
 }
 
 // pathID returns the named path value in its canonical form if it is a UUID, else a

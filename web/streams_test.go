@@ -84,6 +84,7 @@ func TestStreamErrors(t *testing.T) {
 		{"empty title", "POST", "/api/streams", creator, map[string]string{"title": "  "}, 400, "bad_request"},
 		{"long title", "POST", "/api/streams", creator, map[string]string{"title": strings.Repeat("é", 201)}, 400, "bad_request"},
 		{"unknown field", "POST", "/api/streams", creator, `{"title":"x","color":"red"}`, 400, "bad_request"},
+		{"field name in another case", "POST", "/api/streams", creator, `{"Title":"x"}`, 400, "bad_request"},
 		{"not json", "POST", "/api/streams", creator, `{"title":`, 400, "bad_request"},
 		{"trailing data", "POST", "/api/streams", creator, `{"title":"x"} {}`, 400, "bad_request"},
 		{"huge body", "POST", "/api/streams", creator, `{"title":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "payload_too_large"},
