@@ -152,7 +152,11 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/noop", s.noop)
-	mux.HandleFunc("/api/", s.notFound)
+	// Catch-alls: a path of the API with no route for the method, or none at all, answers
+	// with an API error (405 with Allow, or 404) rather than net/http's plain text.
+	for _, prefix := range []string{"/api/", "/whip/", "/whep/", "/ws/", "/healthz", "/readyz", "/metrics"} {
+		mux.HandleFunc(prefix, s.notFound)
+	}
 	s.streamRoutes(mux)
 	s.mediaRoutes(mux)
 	s.commerceRoutes(mux)
@@ -160,8 +164,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.pageRoutes(mux)
 }
 
-// notFound answers /api/ paths no route takes: 405 method_not_allowed with Allow when
-// the path has routes for other methods, else 404 not_found.
+// notFound answers API paths (/api/, WHIP, WHEP, /ws/, health) no route takes: 405
+// method_not_allowed with Allow when the path has routes for other methods, else 404
+// not_found.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	if allow := s.allowedMethods(r); len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -172,16 +177,16 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint"))
 }
 
-// allowedMethods lists the methods that have a route (other than the /api/ catch-all)
-// for r's path.
+// allowedMethods lists the methods that have a route (other than the catch-alls, the
+// patterns without a method) for r's path.
 func (s *Server) allowedMethods(r *http.Request) []string {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodPut} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodPut, http.MethodOptions} {
 		if m == r.Method {
 			continue
 		}
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
-		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/api/" {
+		if _, pattern := s.mux.Handler(probe); strings.Contains(pattern, " ") {
 			allow = append(allow, m)
 		}
 	}

@@ -99,6 +99,14 @@ func TestStreamErrors(t *testing.T) {
 		{"unknown api path, other method", "DELETE", "/api/nothing", "", nil, 404, "not_found"},
 		{"wrong method", "DELETE", "/api/streams", creator, nil, 405, "method_not_allowed"},
 		{"wrong method on a stream", "PUT", "/api/streams/" + st.ID, creator, nil, 405, "method_not_allowed"},
+		{"wrong method on a WHIP endpoint", "GET", "/whip/" + st.ID, "", nil, 405, "method_not_allowed"},
+		{"wrong method on a WHEP session", "GET", "/whep/" + st.ID + "/abc", "", nil, 405, "method_not_allowed"},
+		{"wrong method on the live channel", "POST", "/ws/" + st.ID, "", nil, 405, "method_not_allowed"},
+		{"wrong method on healthz", "POST", "/healthz", "", nil, 405, "method_not_allowed"},
+		{"wrong method on readyz", "POST", "/readyz", "", nil, 405, "method_not_allowed"},
+		{"wrong method on metrics", "DELETE", "/metrics", "", nil, 405, "method_not_allowed"},
+		{"WHIP without a stream", "POST", "/whip/", creator, nil, 404, "not_found"},
+		{"WHEP without a stream", "GET", "/whep/", "", nil, 404, "not_found"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -114,6 +122,12 @@ func TestMethodNotAllowedNamesTheMethods(t *testing.T) {
 	e.expect(resp, raw, 405, "method_not_allowed", nil)
 	if got, want := resp.Header.Get("Allow"), "GET, POST"; got != want {
 		t.Errorf("got Allow %q, want %q", got, want)
+	}
+	st := e.createStream("alice")
+	resp, raw = e.do("GET", "/whip/"+st.ID, "", nil)
+	e.expect(resp, raw, 405, "method_not_allowed", nil)
+	if got, want := resp.Header.Get("Allow"), "POST, OPTIONS"; got != want {
+		t.Errorf("WHIP: got Allow %q, want %q", got, want)
 	}
 }
 
