@@ -203,8 +203,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := append([]func(context.Context) error{s.deps.Store.Ping}, s.deps.ReadyChecks...)
 	for _, check := range checks {
 		if err := check(ctx); err != nil {
+			// The API's error body (every non-2xx has one), with the status field kept.
 			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+				"status": "unavailable",
+				"error":  map[string]string{"code": "unavailable", "message": err.Error()},
+			})
 			return
 		}
 	}

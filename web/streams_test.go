@@ -224,13 +224,16 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), `livecart_http_requests_total{code="200",route="GET /api/streams"}`) {
 		t.Fatalf("metrics lack the request counter: %s", raw)
 	}
-	// A closed store makes /readyz 503.
+	// A closed store makes /readyz 503, with the API's error body.
 	e.store.Close()
 	resp, raw = e.do("GET", "/readyz", "", nil)
-	var body map[string]string
-	_ = json.Unmarshal(raw, &body)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("got %d %v, want 503 with Retry-After", resp.StatusCode, body)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("got no Retry-After on %d %s", resp.StatusCode, raw)
+	}
+	e.expect(resp, raw, http.StatusServiceUnavailable, "unavailable", nil)
+	var body struct{ Status string }
+	if err := json.Unmarshal(raw, &body); err != nil || body.Status != "unavailable" {
+		t.Fatalf("got body %s, want status unavailable", raw)
 	}
 }
 
