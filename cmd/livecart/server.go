@@ -191,6 +191,9 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 	}
 }
 
+// sweepStopWait bounds how long shutdown waits for the hold and sale sweep to stop.
+const sweepStopWait = 500 * time.Millisecond
+
 // Run listens and serves until ctx is cancelled, then drains gracefully.
 func (m *Main) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", m.cfg.Addr)
@@ -210,7 +213,16 @@ func (m *Main) Run(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); m.commerce.Run(sweepCtx) }()
-	defer func() { stopSweep(); <-sweepDone }()
+	defer func() {
+		stopSweep()
+		// A sweep stuck in a call to a Redis that does not answer is not waited for:
+		// Close closes the store's client next, which ends the call.
+		select {
+		case <-sweepDone:
+		case <-time.After(sweepStopWait):
+			m.log.Warn("shutting down: hold sweep still in a store call; not waiting")
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- m.httpSrv.Serve(ln) }()
 	select {

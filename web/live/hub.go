@@ -232,8 +232,19 @@ func (h *Hub) Unmute(ctx context.Context, sid, userID string) error {
 	return h.cfg.Bus.Unmute(ctx, sid, userID)
 }
 
-// Close drops every connection (1001), waits for their goroutines and stops the hub.
-// The Bus and Presence stay open: their owner closes them.
+// Bounds on what Close waits for: a hung Redis (frozen, or a network that drops
+// packets) must not hold up shutdown for its read timeouts and retries. What is left
+// behind ends when Redis answers or its client is closed (the owner does, next).
+const (
+	closeLoopWait  = 250 * time.Millisecond // the tick loop and the overdue sweep
+	closeStockWait = time.Second            // held-back and gated stock values still published
+	closeTurnWait  = 100 * time.Millisecond // stock turns after they are cancelled
+	closeConnWait  = 500 * time.Millisecond // connections' goroutines (presence, unsubscribe)
+)
+
+// Close drops every connection (1001), waits for their goroutines and stops the hub,
+// in about 2 s at most: goroutines stuck in calls to a Redis that does not answer are
+// not waited for. The Bus and Presence stay open: their owner closes them.
 func (h *Hub) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -249,32 +260,58 @@ func (h *Hub) Close() error {
 	h.emitters = map[string]*emitter{}
 	h.mu.Unlock()
 	close(h.stop)
-	<-h.loopDone
-	<-h.sweepDone
+	loopsBy := time.Now().Add(closeLoopWait)
+	for _, done := range []<-chan struct{}{h.loopDone, h.sweepDone} {
+		if !waitAtMost(done, time.Until(loopsBy)) {
+			h.cfg.Logger.Warn("live: close: tick loop or stock sweep stuck (redis?); not waiting")
+		}
+	}
+	// Held-back and gated stock values are still published (viewers on other nodes
+	// must get the final value), for up to closeStockWait; then they are given up.
 	for _, e := range emitters {
-		e.publishHeld()
+		h.goBackground(e.publishHeld)
 	}
 	h.backgroundMu.Lock()
 	h.backgroundDone = true
 	h.backgroundMu.Unlock()
-	// Stock values waiting for their turn are still published (viewers on other nodes
-	// must get the final value), for up to a second; then they are given up.
-	finished := make(chan struct{})
-	go func() { h.background.Wait(); close(finished) }()
-	t := time.NewTimer(time.Second)
-	select {
-	case <-finished:
-	case <-t.C:
+	finished := waitGroupDone(&h.background)
+	if !waitAtMost(finished, closeStockWait) {
+		h.cfg.Logger.Warn("live: close: stock values not published in time; given up")
 	}
-	t.Stop()
 	h.cancelBackground()
-	<-finished
+	waitAtMost(finished, closeTurnWait)
 	for _, r := range rooms {
 		r.closeAll(websocket.CloseGoingAway, "server shutting down", true)
 	}
-	h.conns.Wait()
+	if !waitAtMost(waitGroupDone(&h.conns), closeConnWait) {
+		h.cfg.Logger.Warn("live: close: connections still releasing (redis?); not waiting")
+	}
 	h.writers.close()
 	return nil
+}
+
+// waitGroupDone returns a channel closed once wg's count is zero.
+func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
+// waitAtMost waits for done for up to d; false when d passed first.
+func waitAtMost(done <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // goBackground runs f in a goroutine that Close cancels (backgroundCtx) and waits for;
@@ -385,6 +422,17 @@ func (h *Hub) sweepOverdueStock() {
 	}
 }
 
+// stopping reports whether Close has begun: loops over the rooms stop early (a call
+// stuck in a hung Redis may have outlasted Close's wait).
+func (h *Hub) stopping() bool {
+	select {
+	case <-h.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (h *Hub) roomList() []*room {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -397,6 +445,9 @@ func (h *Hub) roomList() []*room {
 
 func (h *Hub) announceViewers() {
 	for _, r := range h.roomList() {
+		if h.stopping() {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		n, err := h.cfg.Presence.Count(ctx, r.sid)
 		if err == nil {
@@ -415,6 +466,9 @@ func (h *Hub) announceViewers() {
 
 func (h *Hub) refreshPresence() {
 	for _, r := range h.roomList() {
+		if h.stopping() {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if err := h.cfg.Presence.SetLocal(ctx, r.sid, r.count()); err != nil {
 			h.cfg.Logger.Warn("live: presence refresh", "stream", r.sid, "err", err)

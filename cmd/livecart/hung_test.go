@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/livecart/livecart/web/auth"
+)
+
+// TestShutdownWithHungRedis: the node's Redis stops answering (frozen: connections stay
+// open, nothing comes back) while viewers are connected and a stock change waits for
+// the gate. SIGTERM's drain (Run returning, then Close) ends within a few seconds
+// instead of waiting out Redis's read timeouts and retries (it took 6.5 s here, and
+// the hub alone up to 21 s with more of its loops caught).
+func TestShutdownWithHungRedis(t *testing.T) {
+	port := freeTCPPort(t)
+	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", t.TempDir(), "--save", "", "--appendonly", "no")
+	if err := srv.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	t.Cleanup(func() {
+		srv.Process.Signal(syscall.SIGCONT)
+		srv.Process.Kill()
+		srv.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	probe := redis.NewClient(&redis.Options{Addr: addr})
+	for i := 0; probe.Ping(context.Background()).Err() != nil; i++ {
+		if i > 200 {
+			t.Fatal("private redis-server did not answer")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	probe.Close()
+
+	cfg := redisConfig(t, "redis://"+addr+"/0", "lc-hung-"+uuid.NewString()[:8])
+	cfg.NodeID = "node-a"
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := NewMain(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	for i := 0; m.Addr() == ""; i++ {
+		if i > 1000 {
+			t.Fatal("no listener within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	base := "http://" + m.Addr()
+	creator := mint(t, auth.RoleCreator, "alice")
+	st, sale := newStockSale(t, base, creator, 100, 50)
+	for range 3 {
+		ws := dialWS(t, base, st.ID, "")
+		next(t, ws, "snapshot")
+	}
+	for i := range 2 {
+		resp := postJSON(t, base+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1})
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("hold: got %d, want 201", resp.StatusCode)
+		}
+	}
+	srv.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(500 * time.Millisecond) // the hub's loops and the hold sweep are stuck in Redis calls now
+
+	start := time.Now()
+	cancel() // SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30 s of the shutdown")
+	}
+	ran := time.Since(start)
+	m.Close()
+	took := time.Since(start)
+	t.Logf("Run returned after %v, Close after %v in all", ran, took)
+	if took > 4*time.Second {
+		t.Fatalf("shutdown with Redis hung took %v (Run %v), want a few seconds at most", took, ran)
+	}
+}

@@ -1,0 +1,107 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// hangableRedis is a private redis-server on a free loopback port that the test can
+// freeze (SIGSTOP: connections stay open, nothing is answered) and thaw.
+type hangableRedis struct {
+	port int
+	cmd  *exec.Cmd
+}
+
+func startHangableRedis(t *testing.T) *hangableRedis {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := &hangableRedis{port: port}
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", t.TempDir(), "--save", "", "--appendonly", "no")
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	t.Cleanup(func() {
+		r.cmd.Process.Signal(syscall.SIGCONT)
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+	})
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer rdb.Close()
+	for i := 0; rdb.Ping(context.Background()).Err() != nil; i++ {
+		if i > 200 {
+			t.Fatal("private redis-server did not answer")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return r
+}
+
+func (r *hangableRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+func (r *hangableRedis) freeze()      { r.cmd.Process.Signal(syscall.SIGSTOP) }
+func (r *hangableRedis) thaw()        { r.cmd.Process.Signal(syscall.SIGCONT) }
+
+// TestHubCloseWithHungRedis: Redis stops answering (frozen, its connections open) while
+// a hub has viewers and stock changes waiting for the gate, one stuck in its turn.
+// Close returns within a short bound instead of waiting out Redis's read timeouts and
+// retries (it took 21 s).
+func TestHubCloseWithHungRedis(t *testing.T) {
+	r := startHangableRedis(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr()}) // default options, as the binary's
+	t.Cleanup(func() { rdb.Close() })
+	store, err := cart.OpenRedis(ctx, "redis://"+r.addr()+"/0", cart.RedisOptions{Prefix: "hung"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bus := NewRedisBus(rdb, "hung", nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, "hung", "node-a", nil), Stock: store,
+		ViewersInterval: 200 * time.Millisecond, CoalesceInterval: 500 * time.Millisecond})
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	now := time.Now()
+	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
+		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c := ts.dial(t, sid, "")
+		c.nextOf(t, "snapshot")
+	}
+	// A stock change published, another waiting for the gate, a product stock change
+	// held back.
+	for i := range 2 {
+		ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock, Data: cart.StockData{SaleID: s.ID, ProductID: pid, Remaining: 9 - i}})
+	}
+	time.Sleep(50 * time.Millisecond)
+	r.freeze()
+	defer r.thaw()
+	time.Sleep(300 * time.Millisecond) // the tick loop and the stock turn are stuck in Redis calls now
+	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock, Data: cart.StockData{SaleID: s.ID, ProductID: pid, Remaining: 7}})
+
+	start := time.Now()
+	ts.hub.Close()
+	took := time.Since(start)
+	t.Logf("Close took %v with Redis hung", took)
+	if took > 2500*time.Millisecond {
+		t.Fatalf("Close took %v with Redis hung, want about 2 s at most", took)
+	}
+}
