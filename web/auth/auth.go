@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -105,7 +106,11 @@ func (a *Authenticator) Verify(token string) (Identity, error) {
 	if !c.Role.Valid() {
 		return Identity{}, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
 	}
-	return Identity{UserID: c.Subject, Name: c.Name, Role: c.Role}, nil
+	name := c.Name
+	if strings.TrimSpace(name) == "" {
+		name = c.Subject // no display name: show the user id, as `livecart token` does
+	}
+	return Identity{UserID: c.Subject, Name: name, Role: c.Role}, nil
 }
 
 // Mint signs a token for id that expires after ttl.

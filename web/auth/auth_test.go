@@ -24,6 +24,25 @@ func TestMintVerifyRoundTrip(t *testing.T) {
 	}
 }
 
+// TestNameDefaultsToUserID: a token without a name claim (the host shop's backend need
+// not send one) is shown under its user id, as `livecart token` names it, not as "".
+func TestNameDefaultsToUserID(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "shop-user-7", "role": "viewer", "exp": time.Now().Add(time.Minute).Unix(),
+	}).SignedString([]byte("secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Name != "shop-user-7" {
+		t.Fatalf("got name %q, want the user id shop-user-7", id.Name)
+	}
+}
+
 // TestUserIDCountsCharacters: a sub is any string up to 128 characters (code points),
 // however many bytes they take.
 func TestUserIDCountsCharacters(t *testing.T) {
