@@ -43,6 +43,11 @@ func (c *conn) readLoop(ctx context.Context) {
 }
 
 func (c *conn) handleMessage(ctx context.Context, data []byte) {
+	if !utf8.Valid(data) {
+		// JSON decoding would turn the bad bytes into U+FFFD and chat the altered text.
+		c.sendError("bad_request", "a text frame must be valid UTF-8")
+		return
+	}
 	var m clientMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&m); err != nil || dec.More() {

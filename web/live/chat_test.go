@@ -31,6 +31,7 @@ func TestChatRules(t *testing.T) {
 		{"too long", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 501)}, "error", "bad_request"},
 		{"unknown type", alice, map[string]string{"type": "dance"}, "error", "bad_request"},
 		{"not json", alice, "garbage", "error", "bad_request"},
+		{"not utf-8", alice, "{\"type\":\"chat\",\"text\":\"bad \xff\xfe here\"}", "error", "bad_request"},
 		{"ping", watcher, map[string]string{"type": "ping"}, "pong", ""},
 		{"longest", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 500)}, "chat", ""},
 	}
