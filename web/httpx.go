@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -102,6 +103,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		}
+	}
+	if !utf8.Valid(raw) {
+		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes.
+		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.DisallowUnknownFields()

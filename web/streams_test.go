@@ -86,6 +86,7 @@ func TestStreamErrors(t *testing.T) {
 		{"unknown field", "POST", "/api/streams", creator, `{"title":"x","color":"red"}`, 400, "bad_request"},
 		{"field name in another case", "POST", "/api/streams", creator, `{"Title":"x"}`, 400, "bad_request"},
 		{"not json", "POST", "/api/streams", creator, `{"title":`, 400, "bad_request"},
+		{"not utf-8", "POST", "/api/streams", creator, "{\"title\":\"bad \xff here\"}", 400, "bad_request"},
 		{"trailing data", "POST", "/api/streams", creator, `{"title":"x"} {}`, 400, "bad_request"},
 		{"huge body", "POST", "/api/streams", creator, `{"title":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "payload_too_large"},
 		{"not a uuid", "GET", "/api/streams/nope", "", nil, 404, "not_found"},
