@@ -234,7 +234,11 @@ func offerUpstream(ctx context.Context, pc *webrtc.PeerConnection, u Upstream, o
 	}
 	err = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
 	if err != nil {
-		_ = u.Unsubscribe(ctx, session)
+		// On a context of its own: the signalling's may be nearly spent, and the
+		// origin's session would otherwise wait for its ICE timeouts.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstreamTimeout)
+		defer cancel()
+		_ = u.Unsubscribe(hctx, session)
 		return "", fmt.Errorf("upstream answer: %w", err)
 	}
 	return session, nil

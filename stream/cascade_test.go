@@ -27,6 +27,9 @@ type directory struct {
 	relays map[string]*Relay
 	subs   map[string]int // open upstream sessions by origin
 	opened map[string]int // upstream sessions ever opened by origin
+	// spoil is how many answers of each origin come back unreadable, once the
+	// signalling's context has run out (a slow origin, a garbled reply).
+	spoil map[string]int
 }
 
 type nodeView struct {
@@ -60,11 +63,23 @@ func (n nodeView) Subscribe(ctx context.Context, origin, sid, offer string) (str
 	n.d.mu.Lock()
 	n.d.subs[origin]++
 	n.d.opened[origin]++
+	spoil := n.d.spoil[origin] > 0
+	if spoil {
+		n.d.spoil[origin]--
+	}
 	n.d.mu.Unlock()
+	if spoil {
+		<-ctx.Done()
+		answer = "v=0\r\ngarbled"
+	}
 	return answer, origin + "/" + sid + "/" + rid, nil
 }
 
-func (n nodeView) Unsubscribe(_ context.Context, session string) error {
+// Unsubscribe ends the session unless ctx has ended, as a DELETE over HTTP would.
+func (n nodeView) Unsubscribe(ctx context.Context, session string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	parts := strings.Split(session, "/")
 	n.d.mu.Lock()
 	r := n.d.relays[parts[0]]
@@ -85,7 +100,7 @@ func (d *directory) openSessions(origin string) int {
 func newCluster(t *testing.T, names ...string) (*directory, map[string]*Relay) {
 	t.Helper()
 	d := &directory{origin: map[string]string{}, ended: map[string]bool{}, relays: map[string]*Relay{}, subs: map[string]int{},
-		stale: map[string]bool{}, opened: map[string]int{}}
+		stale: map[string]bool{}, opened: map[string]int{}, spoil: map[string]int{}}
 	for _, name := range names {
 		r, err := New(Options{
 			ListenIP: "127.0.0.1", Upstream: nodeView{d: d, self: name},
@@ -313,6 +328,27 @@ func TestCascadeStaleOrigin(t *testing.T) {
 	if !r["b"].Pulling("s1") || opened() != 1 || d.openSessions("a") != 1 {
 		t.Errorf("b with its upstream connected to a stale origin: Pulling %v, %d sessions opened, %d open on a; want true, 1, 1",
 			r["b"].Pulling("s1"), opened(), d.openSessions("a"))
+	}
+}
+
+// TestCascadeUnreadableAnswerEndsOriginSession: the origin made its session but the
+// answer b got was unreadable, and came when b's signalling context had run out. b
+// still ends that session on the origin (it used to DELETE on the spent context: the
+// session stayed until its ICE timeouts), and pulls on its next try.
+func TestCascadeUnreadableAnswerEndsOriginSession(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	d.mu.Lock()
+	d.spoil["a"] = 1
+	d.mu.Unlock()
+	startPublisher(t, r["a"], "s1")
+	v, _ := startViewer(t, r["b"], "s1")
+	receiving(t, v, 20, "media on b after a failed first pull")
+	d.mu.Lock()
+	opened := d.opened["a"]
+	d.mu.Unlock()
+	if opened != 2 || d.openSessions("a") != 1 || r["a"].Viewers("s1") != 1 {
+		t.Errorf("a after a failed pull and a good one: %d sessions opened, %d open, %d WHEP sessions; want 2, 1, 1",
+			opened, d.openSessions("a"), r["a"].Viewers("s1"))
 	}
 }
 

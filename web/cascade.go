@@ -70,19 +70,34 @@ func (c *Cascade) Subscribe(ctx context.Context, origin, sid, offer string) (str
 		return "", "", fmt.Errorf("cascade: POST %s: %w", endpoint, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxSDPBody))
-	if err != nil {
-		return "", "", fmt.Errorf("cascade: POST %s: %w", endpoint, err)
-	}
 	if resp.StatusCode != http.StatusCreated {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		return "", "", fmt.Errorf("cascade: POST %s: %s: %.200s", endpoint, resp.Status, body)
 	}
 	loc, err := resp.Location()
 	if err != nil {
 		return "", "", fmt.Errorf("cascade: POST %s: no Location: %w", endpoint, err)
 	}
+	// The origin has made the session: from here on a failure ends it there, or it
+	// would wait for its ICE timeouts (about 15 s) holding a viewer's place.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxSDPBody))
+	if err != nil {
+		c.hangUp(loc.String())
+		return "", "", fmt.Errorf("cascade: POST %s: %w", endpoint, err)
+	}
 	return string(body), loc.String(), nil
 }
+
+// hangUp ends a session whose signalling failed, on a context of its own: the
+// signalling's may be what ran out.
+func (c *Cascade) hangUp(session string) {
+	ctx, cancel := context.WithTimeout(context.Background(), hangUpTimeout)
+	defer cancel()
+	_ = c.Unsubscribe(ctx, session)
+}
+
+// hangUpTimeout bounds the DELETE of a session whose signalling failed.
+const hangUpTimeout = 2 * time.Second
 
 // Unsubscribe ends a session with DELETE on its URL (one already gone is fine).
 func (c *Cascade) Unsubscribe(ctx context.Context, session string) error {

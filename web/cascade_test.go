@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -101,4 +104,102 @@ func TestCascadeAgainstOrigin(t *testing.T) {
 	if _, err := far.Origin(ctx, st.ID); !errors.Is(err, stream.ErrEnded) {
 		t.Errorf("Origin of an ended stream: got %v, want stream.ErrEnded", err)
 	}
+}
+
+// TestCascadeFailedSignallingEndsOriginSession: a node pulling a stream signals with
+// the origin and the signalling fails after the origin made its session. The origin's
+// session count returns to its baseline at once, not after the session's ICE timeouts
+// (about 15 s): the puller DELETEs a session whose Location it got (the answer's body
+// was cut off on the way), and the origin drops one whose answer nobody waited for (the
+// puller's deadline ran out first).
+func TestCascadeFailedSignallingEndsOriginSession(t *testing.T) {
+	e := newMediaEnv(t)
+	relay := e.web.deps.Media.(*stream.Relay)
+	far := NewCascade(e.store, "far", nil)
+	const settle = 1500 * time.Millisecond // well under the ICE timeouts
+
+	// waitBaseline fails unless the origin is back to no WHEP session of sid within
+	// settle.
+	waitBaseline := func(t *testing.T, sid string) {
+		t.Helper()
+		deadline := time.Now().Add(settle)
+		for relay.Viewers(sid) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the origin still has %d WHEP sessions after %v, want 0", relay.Viewers(sid), settle)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	t.Run("answer cut off", func(t *testing.T) {
+		// A proxy in front of the origin passes the 201 and its Location on, then only
+		// half the answer before the connection breaks. DELETEs pass through.
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			req, _ := http.NewRequestWithContext(r.Context(), r.Method, e.srv.URL+r.URL.Path, r.Body)
+			req.Header = r.Header.Clone()
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if r.Method != http.MethodPost {
+				w.WriteHeader(resp.StatusCode)
+				w.Write(body)
+				return
+			}
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			fmt.Fprintf(buf, "HTTP/1.1 %s\r\nLocation: %s\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n",
+				resp.Status, resp.Header.Get("Location"), len(body))
+			buf.Write(body[:len(body)/2])
+			buf.Flush()
+		}))
+		defer proxy.Close()
+		st := e.createStream("alice")
+		_, _, err := far.Subscribe(context.Background(), proxy.URL, st.ID, sdpOffer(t, false))
+		if err == nil {
+			t.Fatal("Subscribe through a proxy that cuts the answer: got no error")
+		}
+		waitBaseline(t, st.ID)
+	})
+
+	t.Run("answer too late", func(t *testing.T) {
+		// The origin's answer to a WHEP offer leaves only once the client has gone (a
+		// slow origin); its session exists by then.
+		late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				w = lateWriter{ResponseWriter: w, ctx: r.Context()}
+			}
+			e.web.Handler().ServeHTTP(w, r)
+		}))
+		defer late.Close()
+		st := e.createStream("alice")
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if _, _, err := far.Subscribe(ctx, late.URL, st.ID, sdpOffer(t, false)); err == nil {
+			t.Fatal("Subscribe past its deadline: got no error")
+		}
+		waitBaseline(t, st.ID)
+	})
+}
+
+// lateWriter holds a response back until its request's context ends (the client gave
+// up), or 10 s.
+type lateWriter struct {
+	http.ResponseWriter
+	ctx context.Context
+}
+
+func (w lateWriter) WriteHeader(code int) {
+	select {
+	case <-w.ctx.Done():
+	case <-time.After(10 * time.Second):
+	}
+	w.ResponseWriter.WriteHeader(code)
 }

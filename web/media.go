@@ -124,6 +124,13 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 		s.iceServerLinks(h)
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, answer)
+		// The answer is complete only once the handler returns: a client gone by now
+		// (it gave up waiting: another node pulling with a deadline, a closed tab)
+		// never learns the session, which would wait for its ICE timeouts.
+		if r.Context().Err() != nil {
+			s.log.Debug("media session closed: the client left before the answer", "stream", st.ID, "session", rid)
+			_ = m.Delete(st.ID, rid, k.role)
+		}
 	}
 }
 
