@@ -31,6 +31,14 @@ func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
 	return kinds, nil
 }
 
+// CheckOffer reports whether offer is an SDP offer the relay can take (it parses and
+// has audio or video), as Publish and Subscribe judge it, else ErrBadOffer: the HTTP
+// edge judges the request's shape before the stream's state.
+func CheckOffer(offer string) error {
+	_, err := offerKinds(offer)
+	return err
+}
+
 // applyTrickle adds the candidates of an RFC 8840 SDP fragment. A fragment whose
 // ice-ufrag differs from the session's asks for an ICE restart: ErrNotSupported.
 func applyTrickle(pc *webrtc.PeerConnection, frag string) error {

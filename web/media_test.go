@@ -264,6 +264,11 @@ func TestMediaOnEndedStream(t *testing.T) {
 	e.expect(resp, raw, http.StatusConflict, "conflict", nil)
 	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", sdpOffer(t, false))
 	e.expect(resp, raw, http.StatusConflict, "conflict", nil)
+	// The request's shape is judged before the business rule (400 before 409).
+	resp, raw = e.sdpReq("POST", "/whip/"+st.ID, owner, "application/sdp", "garbage")
+	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
+	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", "v=0\r\n")
+	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
 	if got := e.streamStatus(st.ID); got != cart.StreamEnded {
 		t.Errorf("status: got %s, want ended", got)
 	}
