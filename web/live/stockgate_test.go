@@ -241,9 +241,12 @@ func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
 	if m.SaleID != s.ID || m.Remain != 7 {
 		t.Fatalf("stock event %+v, want sale %s with the store's 7 left", m, s.ID)
 	}
-	if took := m.at.Sub(died); took > StockRescueAfter+time.Second {
-		t.Fatalf("the value came %v after node A died, want within %v", took, StockRescueAfter+time.Second)
+	// Overdue after StockRescueAfter, found by a sweep (every StockRescueAfter/2):
+	// within 1.5 s, and some slack for a loaded machine.
+	if took := m.at.Sub(died); took > 2*StockRescueAfter+500*time.Millisecond {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 2*StockRescueAfter+500*time.Millisecond)
 	}
+	t.Logf("the value came %v after node A died", m.at.Sub(died))
 	select {
 	case m := <-viewer.msgs:
 		if m.Type == "stock" {
