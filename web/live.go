@@ -111,8 +111,10 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := live.MuteData{UserID: req.UserID, Until: until}
-	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data})
+	// Audited before the event, as every audited action: the moderation console
+	// reloads the audit log (its muted list) when the event comes.
 	s.audit(r, id, st.ID, "mute", req.UserID, map[string]any{"duration_s": req.DurationS, "until": until})
+	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data})
 	writeJSON(w, http.StatusCreated, data)
 }
 
@@ -151,8 +153,8 @@ func (s *Server) deleteChat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errForbidden("only the owner, moderators and admins delete chat"))
 		return
 	}
-	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}})
 	s.audit(r, id, st.ID, "chat_delete", msgID, nil)
+	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}})
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -1,15 +1,18 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
+	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
 	"github.com/livecart/livecart/web/live"
 )
@@ -231,5 +234,55 @@ func TestLiveChatMuteDelete(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// auditFirst is the live hub as the server's Events, noting for each moderation event
+// whether the store's audit log already held the action when the event went out.
+type auditFirst struct {
+	cart.Emitter
+	store  cart.Store
+	mu     sync.Mutex
+	missed []string // event types emitted before their audit entry
+}
+
+func (a *auditFirst) Emit(ctx context.Context, ev cart.Event) {
+	action := map[string]string{live.EventMute: "mute", live.EventChatDelete: "chat_delete"}[ev.Type]
+	if action != "" {
+		list, err := a.store.ListAudit(ctx, ev.StreamID)
+		found := false
+		for _, e := range list {
+			found = found || e.Action == action
+		}
+		if err != nil || !found {
+			a.mu.Lock()
+			a.missed = append(a.missed, ev.Type)
+			a.mu.Unlock()
+		}
+	}
+	a.Emitter.Emit(ctx, ev)
+}
+
+// TestLiveModerationAuditedBeforeEvent: a mute or a chat deletion is in the audit log
+// when its event reaches the viewers: the moderation console reloads the log on the
+// event, and found the mute missing from its muted list when the append came after.
+func TestLiveModerationAuditedBeforeEvent(t *testing.T) {
+	var af *auditFirst
+	e := newTestEnv(t, func(d *Deps) {
+		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil), ViewersInterval: time.Hour})
+		t.Cleanup(func() { hub.Close() })
+		af = &auditFirst{Emitter: hub, store: d.Store}
+		d.Live, d.Events, d.Presence = hub, af, hub
+	})
+	st := e.createStream("creator-1")
+	mod := e.token(auth.RoleModerator, "mod-1")
+	resp, raw := e.do("POST", "/api/streams/"+st.ID+"/mutes", mod, map[string]any{"user_id": "alice", "duration_s": 60})
+	e.expect(resp, raw, http.StatusCreated, "", nil)
+	resp, raw = e.do("DELETE", "/api/streams/"+st.ID+"/chat/"+uuid.NewString(), mod, nil)
+	e.expect(resp, raw, http.StatusNoContent, "", nil)
+	af.mu.Lock()
+	defer af.mu.Unlock()
+	if len(af.missed) > 0 {
+		t.Fatalf("events emitted before their audit entry: %v, want none", af.missed)
 	}
 }
