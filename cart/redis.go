@@ -246,19 +246,6 @@ type scriptReply struct {
 	Swept    bool                 `json:"swept"`
 	Empty    bool                 `json:"empty"`
 	N        int                  `json:"n"`
-	Results  []struct {
-		Err      string    `json:"e"`
-		Msg      string    `json:"m"`
-		Hold     hashReply `json:"hold"`
-		Order    hashReply `json:"order"`
-		Cleared  string    `json:"cleared"`
-		Dropped  string    `json:"dropped"`
-		Created  bool      `json:"created"`
-		Swept    bool      `json:"swept"`
-		Empty    bool      `json:"empty"`
-		Products string    `json:"tp"` // ids of the products it touched
-		Sales    string    `json:"ts"` // and of the sales
-	} `json:"results"`
 	Advanced map[string]struct {
 		Changed bool   `json:"changed"`
 		Next    string `json:"next"`
@@ -308,6 +295,55 @@ func unpackOne(s string) (string, string, error) {
 	return s[i+1 : i+1+n], s[i+1+n:], nil
 }
 
+// flatReply is what the batch scripts (hold, checkout) answer, without JSON (see
+// flat_reply in lua/lib.lua): the records of the sales and products the batch touched,
+// as they are after it, then width strings per item of the batch.
+type flatReply struct {
+	sales, products map[string]hashReply // by id
+	slots           []string
+	width           int
+}
+
+// item is the i-th item's slots (nil if the reply has fewer items).
+func (r flatReply) item(i int) []string {
+	if r.width == 0 || (i+1)*r.width > len(r.slots) {
+		return nil
+	}
+	return r.slots[i*r.width : (i+1)*r.width]
+}
+
+// decodeFlat reads a batch script's reply.
+func decodeFlat(name string, v any, width int) (flatReply, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) < 2 || (len(a)-2)%width != 0 {
+		return flatReply{}, fmt.Errorf("redis script %s: bad reply %T of %d", name, v, len(a))
+	}
+	r := flatReply{sales: records(a[0]), products: records(a[1]), slots: make([]string, len(a)-2), width: width}
+	for i, x := range a[2:] {
+		s, ok := x.(string)
+		if !ok {
+			return flatReply{}, fmt.Errorf("redis script %s: bad reply: slot %d is %T", name, i, x)
+		}
+		r.slots[i] = s
+	}
+	return r, nil
+}
+
+// records reads a list of flat field/value arrays into records by their "id".
+func records(v any) map[string]hashReply {
+	list, _ := v.([]any)
+	if len(list) == 0 {
+		return nil
+	}
+	out := make(map[string]hashReply, len(list))
+	for _, m := range rows(list) {
+		if id := m["id"]; id != "" {
+			out[id] = m
+		}
+	}
+	return out
+}
+
 // businessErrors maps the scripts' error codes to the sentinels.
 var businessErrors = map[string]error{
 	"not_found":       ErrNotFound,
@@ -327,6 +363,16 @@ func (s *RedisStore) run(ctx context.Context, name, streamID string, args ...any
 		return scriptReply{}, scriptError(name, err)
 	}
 	return decodeReply(name, raw)
+}
+
+// runFlat runs a batch script (hold, checkout) on one stream's keys by itself (see
+// decodeFlat).
+func (s *RedisStore) runFlat(ctx context.Context, name, streamID string, width int, args ...any) (flatReply, error) {
+	v, err := s.scripts[name].Run(ctx, s.rdb, []string{s.base(streamID)}, args...).Result()
+	if err != nil {
+		return flatReply{}, scriptError(name, err)
+	}
+	return decodeFlat(name, v, width)
 }
 
 func decodeReply(name, raw string) (scriptReply, error) {

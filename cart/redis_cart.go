@@ -100,7 +100,7 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	cmd := s.evalInPipe(ctx, pipe, "hold", s.base(sid), args...)
 	addToCarts(pipe)
 	_, err := pipe.Exec(ctx)
-	var r scriptReply
+	var r flatReply
 	switch {
 	case isNoScript(cmd.Err()):
 		if s.afterHoldNoScript != nil {
@@ -111,7 +111,7 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 		for u, g := range gens {
 			gens[u] = g + ".1"
 		}
-		if r, err = s.run(ctx, "hold", sid, args...); err == nil {
+		if r, err = s.runFlat(ctx, "hold", sid, holdWidth, args...); err == nil {
 			pipe := s.rdb.Pipeline()
 			addToCarts(pipe)
 			_, err = pipe.Exec(ctx)
@@ -120,7 +120,7 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	case err != nil:
 		err = scriptError("hold", err)
 	default:
-		r, err = decodeReply("hold", cmd.Val().(string))
+		r, err = decodeFlat("hold", cmd.Val(), holdWidth)
 	}
 	for i, c := range calls {
 		c.hold, c.ch, c.err = holdResult(r, i, err, sid, c.req, c.now)
@@ -132,34 +132,43 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 // product after the batch, or the hold's business error. A new hold's answer carries
 // only what the request does not say (its product, price and currency); a retry's
 // carries the stored hold.
-func holdResult(r scriptReply, i int, err error, sid string, req HoldRequest, now time.Time) (Hold, Changes, error) {
-	switch {
-	case err != nil:
+func holdResult(r flatReply, i int, err error, sid string, req HoldRequest, now time.Time) (Hold, Changes, error) {
+	if err != nil {
 		return Hold{}, Changes{}, err
-	case i >= len(r.Results):
-		return Hold{}, Changes{}, fmt.Errorf("redis script hold: %d results, want more than %d", len(r.Results), i)
 	}
-	res := r.Results[i]
-	if res.Err != "" {
-		return Hold{}, Changes{}, batchItemError("hold", res.Err, res.Msg)
+	res := r.item(i)
+	var h Hold
+	switch {
+	case res == nil:
+		return Hold{}, Changes{}, fmt.Errorf("redis script hold: %d results, want more than %d", len(r.slots)/holdWidth, i)
+	case res[0] == "e":
+		return Hold{}, Changes{}, batchItemError("hold", res[1], res[2])
+	case res[0] == "r": // a retry: the stored hold
+		m, err := unpackHash(res[1])
+		if err != nil {
+			return Hold{}, Changes{}, err
+		}
+		h = holdFromHash(m, now)
+	case res[0] == "n": // a new hold: the request, and what the script chose
+		h = Hold{
+			ID: req.ID, UserID: req.UserID, StreamID: sid, ProductID: res[1], SaleID: req.SaleID,
+			Quantity: req.Quantity, UnitPriceCents: atoi64(res[2]), Currency: res[3],
+			ExpiresAt: req.ExpiresAt.UTC().Round(0), Expired: req.ExpiresAt.UnixMicro() <= now.UnixMicro(),
+		}
+	default:
+		return Hold{}, Changes{}, fmt.Errorf("redis script hold: bad result %q", res[0])
 	}
-	m := res.Hold
-	if m == nil {
-		m = hashReply{}
-	}
-	if m["id"] == "" {
-		m["id"], m["user_id"], m["stream_id"], m["sale_id"] = req.ID, req.UserID, sid, req.SaleID
-		m["quantity"], m["expires_at"], m["exp_us"] = strconv.Itoa(req.Quantity), formatTime(req.ExpiresAt), micros(req.ExpiresAt)
-		m["state"] = "live"
-	}
-	h, ch := holdFromHash(m, now), Changes{}
-	if m, ok := r.Sales[h.SaleID]; ok && h.SaleID != "" {
+	ch := Changes{}
+	if m, ok := r.sales[h.SaleID]; ok && h.SaleID != "" {
 		ch.Sales = []Sale{saleFromHash(m)}
-	} else if m, ok := r.Products[h.ProductID]; ok && h.SaleID == "" {
+	} else if m, ok := r.products[h.ProductID]; ok && h.SaleID == "" {
 		ch.Products = []Product{productFromHash(m)}
 	}
 	return h, ch, nil
 }
+
+// holdWidth is the number of strings per hold in the hold script's reply.
+const holdWidth = 4
 
 // cartOf is one stream's part of a user's cart.
 type cartOf struct {
@@ -808,18 +817,18 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	}
 	cmd := s.evalInPipe(ctx, pipe, "checkout", s.base(sid), args...)
 	_, err := pipe.Exec(ctx)
-	var r scriptReply
+	var r flatReply
 	switch {
 	case isNoScript(cmd.Err()):
-		r, err = s.run(ctx, "checkout", sid, args...)
+		r, err = s.runFlat(ctx, "checkout", sid, checkoutWidth, args...)
 	case err != nil:
 		err = scriptError("checkout", err)
 	default:
-		r, err = decodeReply("checkout", cmd.Val().(string))
+		r, err = decodeFlat("checkout", cmd.Val(), checkoutWidth)
 	}
 	var dropped []any
 	for i, it := range items {
-		it.r, it.err = checkoutResult(r, i, err)
+		it.r, it.err = checkoutResult(r, i, err, sid, it.args)
 		for _, id := range splitList(it.r.Dropped, ",") {
 			dropped = append(dropped, dueMember(sid, id))
 		}
@@ -835,26 +844,42 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 // checkoutResult is the reply of the i-th checkout of a batch, shaped as the reply of
 // a script call of its own: its business error, and only the products and sales it
 // touched (as they are after the batch).
-func checkoutResult(r scriptReply, i int, err error) (scriptReply, error) {
-	switch {
-	case err != nil:
+func checkoutResult(r flatReply, i int, err error, sid string, args []any) (scriptReply, error) {
+	if err != nil {
 		return scriptReply{}, err
-	case i >= len(r.Results):
-		return scriptReply{}, fmt.Errorf("redis script checkout: %d results, want more than %d", len(r.Results), i)
 	}
-	res := r.Results[i]
-	out := scriptReply{Err: res.Err, Msg: res.Msg, Order: res.Order, Cleared: res.Cleared, Dropped: res.Dropped,
-		Created: res.Created, Swept: res.Swept, Empty: res.Empty}
-	if ids := splitList(res.Products, ","); len(ids) > 0 {
-		out.Products = make(map[string]hashReply, len(ids))
-		for _, id := range ids {
-			out.Products[id] = r.Products[id]
+	res := r.item(i)
+	if res == nil {
+		return scriptReply{}, fmt.Errorf("redis script checkout: %d results, want more than %d", len(r.slots)/checkoutWidth, i)
+	}
+	flags := res[2]
+	out := scriptReply{Err: res[0], Msg: res[1], Dropped: res[3], Cleared: res[4],
+		Created: strings.IndexByte(flags, 'c') >= 0, Swept: strings.IndexByte(flags, 's') >= 0,
+		Empty: strings.IndexByte(flags, 'e') >= 0}
+	switch {
+	case strings.IndexByte(flags, 'r') >= 0: // an earlier order, packed
+		m, err := unpackHash(res[7])
+		if err != nil {
+			return scriptReply{}, err
+		}
+		out.Order = m
+	case out.Created: // a new order: the script said what the request does not
+		arg := func(k int) string { s, _ := args[k].(string); return s }
+		out.Order = hashReply{
+			"id": arg(3), "user_id": arg(0), "stream_id": sid, "items": res[7], "total_cents": res[8],
+			"currency": res[9], "status": "placed", "created_at": arg(5), "expired": res[10],
 		}
 	}
-	if ids := splitList(res.Sales, ","); len(ids) > 0 {
+	if ids := splitList(res[5], ","); len(ids) > 0 {
+		out.Products = make(map[string]hashReply, len(ids))
+		for _, id := range ids {
+			out.Products[id] = r.products[id]
+		}
+	}
+	if ids := splitList(res[6], ","); len(ids) > 0 {
 		out.Sales = make(map[string]hashReply, len(ids))
 		for _, id := range ids {
-			out.Sales[id] = r.Sales[id]
+			out.Sales[id] = r.sales[id]
 		}
 	}
 	if out.Err == "" {
@@ -862,6 +887,9 @@ func checkoutResult(r scriptReply, i int, err error) (scriptReply, error) {
 	}
 	return out, batchItemError("checkout", out.Err, out.Msg)
 }
+
+// checkoutWidth is the number of strings per checkout in the checkout script's reply.
+const checkoutWidth = 11
 
 // batchItemError is the error of one item of a batch script's reply: its business
 // error's sentinel, else a plain error (an internal error for that caller only), as

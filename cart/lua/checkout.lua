@@ -10,11 +10,15 @@
 -- every expired hold of the user here (answering swept). The key's record here
 -- (order id|at_us|fingerprint, 24 h) makes a retry after a lost answer return the
 -- same order.
--- Answers results[i] = {order, created, dropped, swept, cleared, empty} or {e, m, ...},
--- with tp and ts, the products and sales the i-th checkout touched (their values,
--- after the whole batch, are in the reply's products and sales). The sold counters,
--- the stream's order list and its expiry index are written once, after the batch,
--- also when a checkout fails at runtime (run_item in lib.lua).
+-- Answers flat_reply (lib.lua) with 11 strings per checkout: error code ("" if
+-- none), message, flags (c: a new order, s: the user's cart here was swept of expired
+-- holds, e: the order emptied it, r: the order is an earlier one, packed), the dropped
+-- hold ids, the cleared ones, the ids of the products and of the sales it touched
+-- (their values, after the whole batch, are the reply's records), then the order: a
+-- new one's items, total_cents, currency and expired hold ids (the caller knows the
+-- rest), or an earlier one's packed record (pack in lib.lua), "", "", "".
+-- The sold counters, the stream's order list and its expiry index are written once,
+-- after the batch, also when a checkout fails at runtime (item_error in lib.lua).
 local day = 86400000000
 local deltas = {}  -- sale or product key → units moved from held to sold
 local ordered = {} -- the batch's new order ids, in order
@@ -44,7 +48,7 @@ local function checkout_one(a)
         if rfp ~= fp then
           return {e = 'conflict', m = 'the idempotency key was used with another request'}
         end
-        return {order = hgetall(key('o', roid)), created = false}
+        return {rec = pack(redis.call('HGETALL', key('o', roid)), true)}
       end
     end
   end
@@ -115,7 +119,7 @@ local function checkout_one(a)
   end
 
   -- The held→sold deltas join the batch's only once the holds are gone (a runtime
-  -- error before, see run_item, leaves the holds and their counters as they were).
+  -- error before, see item_error, leaves the holds and their counters as they were).
   local total, items, currency, gone, moved = 0, {}, '', {}, {}
   for _, h in ipairs(live) do
     local q = num(h.quantity)
@@ -165,16 +169,15 @@ local function checkout_one(a)
   if other ~= '' then
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
-  local o = {
-    id = oid, user_id = uid, stream_id = live[1].stream_id, items = table.concat(items, ';'),
-    total_cents = string.format('%.0f', total), currency = currency, status = 'placed',
-    created_at = now_at, created_us = now_us, seq = seq, expired = expired,
-  }
-  hset(key('o', oid), o)
+  local its, tc = table.concat(items, ';'), string.format('%.0f', total)
+  redis.call('HSET', key('o', oid), 'id', oid, 'user_id', uid, 'stream_id', live[1].stream_id,
+    'items', its, 'total_cents', tc, 'currency', currency, 'status', 'placed',
+    'created_at', now_at, 'created_us', now_us, 'seq', seq, 'expired', expired)
   ordered[#ordered + 1] = oid
   redis.call('RPUSH', key('uo', uid), oid)
   redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', 86400000)
-  return {order = o, created = true, dropped = table.concat(dropped, ','), swept = true, empty = empty}
+  return {items = its, total = tc, currency = currency, expired = expired, created = true,
+    dropped = table.concat(dropped, ','), swept = true, empty = empty}
 end
 
 local function ids_of(set)
@@ -185,20 +188,29 @@ local function ids_of(set)
   return table.concat(out, ',')
 end
 
-local results, all_products, all_sales = {}, {}, {}
+local out, all_products, all_sales = {'', ''}, {}, {} -- see flat_reply
 local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   touched.products, touched.sales = {}, {}
-  local r = run_item(checkout_one, {unpack(ARGV, i + 1, i + n)})
-  r.tp, r.ts = ids_of(touched.products), ids_of(touched.sales)
+  local ok, r = pcall(checkout_one, {unpack(ARGV, i + 1, i + n)})
+  if not ok then
+    r = {e = 'item_failed', m = item_error(r)}
+  end
   for id in pairs(touched.products) do
     all_products[id] = true
   end
   for id in pairs(touched.sales) do
     all_sales[id] = true
   end
-  results[#results + 1] = r
+  local flags, order = (r.created and 'c' or '') .. (r.swept and 's' or '') .. (r.empty and 'e' or ''), r.items
+  if r.rec then
+    flags, order = flags .. 'r', r.rec
+  end
+  local k = #out
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4] = r.e or '', r.m or '', flags, r.dropped or ''
+  out[k + 5], out[k + 6], out[k + 7] = r.cleared or '', ids_of(touched.products), ids_of(touched.sales)
+  out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order or '', r.total or '', r.currency or '', r.expired or ''
   i = i + n + 1
 end
 touched.products, touched.sales = all_products, all_sales
@@ -212,4 +224,4 @@ end
 if #unindexed > 0 then
   call_many('ZREM', key('exp'), unindexed)
 end
-return reply({results = results})
+return flat_reply(out)

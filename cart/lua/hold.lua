@@ -3,12 +3,13 @@
 -- at one now). Exactly one of product id and sale id is set. Each hold, in turn,
 -- takes its units out of the product's stock or the sale's remaining and is recorded,
 -- or is refused as a whole (nothing of it stays): concurrent holds of
--- one stream share one call. Answers results[i] = {hold = ...} or {e = code, m = ...};
--- a new hold answers only what the caller does not know (product_id,
--- unit_price_cents, currency), a retry of an existing one the whole record.
+-- one stream share one call. Answers flat_reply (lib.lua) with 4 strings per hold:
+-- "n", product id, unit_price_cents, currency for a new hold (only what the caller
+-- does not know); "r", the packed record (pack in lib.lua), "", "" for a retry of an
+-- existing one; "e", error code, message, "" for a refused or failed one.
 -- The batch reads each sale and product once and keeps their counters here; they are
 -- written once, after the last hold (the script is atomic, so no one sees between),
--- also when a hold fails at runtime (run_item in lib.lua).
+-- also when a hold fails at runtime (item_error in lib.lua).
 local sales, products = {}, {}
 local expiries = {} -- score, hold id, ... of the new holds: one ZADD after the batch
 
@@ -50,7 +51,7 @@ local function product_of(pid)
 end
 
 local function over_limit(s)
-  return {e = 'limit_exceeded', m = 'at most ' .. s.per_user_limit .. ' units of this sale per buyer'}
+  return 'e', 'limit_exceeded', 'at most ' .. s.per_user_limit .. ' units of this sale per buyer', ''
 end
 
 local last_us, last_now -- the holds of a batch mostly share one now
@@ -63,26 +64,26 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   if redis.call('EXISTS', key('h', hid)) == 1 then
     local old = hgetall(key('h', hid))
     if old.user_id == uid then
-      return {hold = old} -- the same call again (a retry): nothing more to do
+      return 'r', pack(old), '', '' -- the same call again (a retry): nothing more to do
     end
-    return {e = 'conflict', m = 'hold exists'}
+    return 'e', 'conflict', 'hold exists', ''
   end
   local s
   if said ~= '' then
     s = sale_of(said)
     if not s then
-      return {e = 'not_found', m = 'sale not found'}
+      return 'e', 'not_found', 'sale not found', ''
     end
     pid = s.product_id
   end
   local p = product_of(pid)
   if not p or p.hidden == '1' then
-    return {e = 'not_found', m = 'product not found'}
+    return 'e', 'not_found', 'product not found', ''
   end
   local price = p.price_cents
   if s then
     if not sale_active(s, now) then
-      return {e = 'sale_not_active', m = 'the sale is not active'}
+      return 'e', 'sale_not_active', 'the sale is not active', ''
     end
     -- The user's units of the sale: read only when sold out (to tell limit_exceeded
     -- from sold_out); else counted up at once and counted back if over the limit
@@ -92,7 +93,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
       if num(redis.call('HGET', uk, uid)) + q > limit then
         return over_limit(s)
       end
-      return {e = 'sold_out', m = 'sold out'}
+      return 'e', 'sold_out', 'sold out', ''
     end
     local used = redis.call('HINCRBY', uk, uid, qty)
     if used > limit then
@@ -105,16 +106,15 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     end
     price = s.price_cents
   elseif p.stock < q then
-    return {e = 'sold_out', m = 'sold out'}
+    return 'e', 'sold_out', 'sold out', ''
   end
-  local h = {
-    id = hid, user_id = uid, stream_id = p.stream_id, product_id = pid, sale_id = said,
-    quantity = qty, unit_price_cents = price, currency = p.currency,
-    expires_at = expires_at, exp_us = exp_us, created_us = now_us, seq = seq, state = 'live',
-  }
-  hset(key('h', hid), h)
+  local currency = p.currency
+  redis.call('HSET', key('h', hid), 'id', hid, 'user_id', uid, 'stream_id', p.stream_id,
+    'product_id', pid, 'sale_id', said, 'quantity', qty, 'unit_price_cents', price,
+    'currency', currency, 'expires_at', expires_at, 'exp_us', exp_us, 'created_us', now_us,
+    'seq', seq, 'state', 'live')
   -- The counters move once the hold is recorded, not before: a runtime error in this
-  -- hold (see run_item) leaves them in step with the holds that exist.
+  -- hold (see item_error) leaves them in step with the holds that exist.
   if s then
     s.remaining, s.held = s.remaining - q, s.held + q
     touch_sale(said)
@@ -125,12 +125,17 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   expiries[#expiries + 1] = exp_us
   expiries[#expiries + 1] = hid
   redis.call('RPUSH', key('uh', uid), hid)
-  return {hold = {product_id = pid, unit_price_cents = price, currency = p.currency}}
+  return 'n', pid, price, currency
 end
 
-local results = {}
+local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold
 for i = 1, #ARGV, 9 do
-  results[#results + 1] = run_item(hold_one, unpack(ARGV, i, i + 8))
+  local ok, a, b, c, d = pcall(hold_one, unpack(ARGV, i, i + 8))
+  if not ok then
+    a, b, c, d = 'e', 'item_failed', item_error(a), ''
+  end
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
 end
 for id in pairs(touched.sales) do
   local s = sales[id]
@@ -143,4 +148,4 @@ for id in pairs(touched.products) do
   local p = products[id]
   redis.call('HSET', key('p', id), 'stock', string.format('%d', p.stock), 'held', string.format('%d', p.held))
 end
-return reply({results = results})
+return flat_reply(out)

@@ -202,21 +202,35 @@ end
 local refused = {OOM = true, READONLY = true, MISCONF = true, LOADING = true, BUSY = true,
   MASTERDOWN = true, NOREPLICAS = true, CLUSTERDOWN = true, TRYAGAIN = true}
 
--- run_item runs one item of a batch (f(...)) under pcall. Redis does not roll back a
--- script that fails half way, so a runtime error in one item (a malformed argument, a
--- record with a missing field, a key of the wrong type) must not abort the batch: the
--- items before it are recorded and their counters are only written after the last
--- item. The failed item answers {e = 'item_failed', m = the error} (a 500 for that
--- caller only); each item keeps its counter changes in step with what it wrote, so the
--- counters written after the batch match every record, the failed item's included.
-local function run_item(f, ...)
-  local ok, r = pcall(f, ...)
-  if ok then
-    return r
-  end
+-- item_error is the answer of a batch item that failed at runtime (its pcall's
+-- error r). Redis does not roll back a script that fails half way, so a runtime error
+-- in one item (a malformed argument, a record with a missing field, a key of the wrong
+-- type) must not abort the batch: the items before it are recorded and their counters
+-- are only written after the last item. The failed item answers item_failed with the
+-- error as its message (a 500 for that caller only); each item keeps its counter
+-- changes in step with what it wrote, so the counters written after the batch match
+-- every record, the failed item's included. Redis refusing work (see refused) fails
+-- the whole call.
+local function item_error(r)
   local msg = type(r) == 'table' and tostring(r.err) or tostring(r)
   if refused[string.match(msg, '^%-?(%u+)')] then
     error(r)
   end
-  return {e = 'item_failed', m = msg}
+  return msg
+end
+
+-- flat_reply answers a batch script (hold, checkout) without JSON: an array of the
+-- touched sales' records, then the touched products' records (each the flat
+-- field/value array HGETALL answers), then out's strings (each item's fixed number
+-- of slots; see the script). Lua hands the table to Redis as it is: no encoding here.
+local function flat_reply(out)
+  local ss, ps = {}, {}
+  for id in pairs(touched.sales) do
+    ss[#ss + 1] = redis.call('HGETALL', key('s', id))
+  end
+  for id in pairs(touched.products) do
+    ps[#ps + 1] = redis.call('HGETALL', key('p', id))
+  end
+  out[1], out[2] = ss, ps
+  return out
 end
