@@ -36,8 +36,33 @@ local function call_many(cmd, first, vs)
   end
 end
 
-local function checkout_one(a)
-  local uid, ih, fp, oid, now_us, now_at, mode, other, seq = unpack(a, 1, 9)
+-- A hold as checkout needs it (nil if missing): the fields it reads, by HMGET (no
+-- table of every field).
+local function read_hold(id)
+  local v = redis.call('HMGET', key('h', id), 'user_id', 'state', 'exp_us', 'quantity', 'sale_id',
+    'product_id', 'unit_price_cents', 'currency', 'stream_id')
+  if not v[1] then
+    return nil
+  end
+  return {id = id, user_id = v[1], state = v[2], exp_us = v[3], quantity = v[4], sale_id = v[5],
+    product_id = v[6], unit_price_cents = v[7], currency = v[8], stream_id = v[9]}
+end
+
+-- due_at: the hold is expired or due at now (its units go back at checkout).
+local function due_at(h, now)
+  return h.state ~= 'live' or num(h.exp_us) <= now
+end
+
+-- failed answers a checkout's error (its 9 slots after the ids of what it touched).
+local function failed(code, msg, dropped, swept)
+  return code, msg, swept and 's' or '', dropped or '', '', '', '', '', ''
+end
+
+-- checkout_one runs the checkout whose n arguments start at ARGV[i]. It answers 9
+-- strings: error code, message, flags, dropped, cleared, then the order's 4 (see the
+-- top).
+local function checkout_one(i, n)
+  local uid, ih, fp, oid, now_us, now_at, mode, other, seq = unpack(ARGV, i, i + 8)
   local now = num(now_us)
   local ik = key('idem', ih)
   if mode ~= 'clear' then
@@ -46,44 +71,40 @@ local function checkout_one(a)
       local roid, at, rfp = string.match(rec, '^([^|]*)|([^|]*)|(.*)$')
       if now - num(at) < day then
         if rfp ~= fp then
-          return {e = 'conflict', m = 'the idempotency key was used with another request'}
+          return failed('conflict', 'the idempotency key was used with another request')
         end
-        return {rec = pack(redis.call('HGETALL', key('o', roid)), true)}
+        return '', '', 'r', '', '', pack(redis.call('HGETALL', key('o', roid)), true), '', '', ''
       end
     end
   end
 
-  local cart = redis.call('LRANGE', key('uh', uid), 0, -1)
-  local listed = mode == 'ids' or #a >= 10
+  local uk = key('uh', uid)
+  local cart = redis.call('LRANGE', uk, '0', '-1')
+  local listed = mode == 'ids' or n >= 10
   local holds, missing, seen = {}, false, {}
-  local function add(id)
-    if seen[id] then
-      return
-    end
-    seen[id] = true
-    local h = hgetall(key('h', id))
-    if not h or h.user_id ~= uid then
-      missing = true
-    else
-      holds[#holds + 1] = h
-    end
-  end
+  local from, to = cart, #cart
   if listed then
-    for i = 10, #a do
-      add(a[i])
-    end
-  else
-    for _, id in ipairs(cart) do
-      add(id)
+    from, to = {unpack(ARGV, i + 9, i + n - 1)}, n - 9
+  end
+  for k = 1, to do
+    local id = from[k]
+    if not seen[id] then
+      seen[id] = true
+      local h = read_hold(id)
+      if not h or h.user_id ~= uid then
+        missing = true
+      else
+        holds[#holds + 1] = h
+      end
     end
   end
   if missing and mode == 'ids' then
-    return {e = 'not_found', m = 'hold not found'}
+    return failed('not_found', 'hold not found')
   end
 
   local live, expired_ids = {}, {}
   for _, h in ipairs(holds) do
-    if h.state ~= 'live' or num(h.exp_us) <= now then
+    if due_at(h, now) then
       release_hold(h)
       drop_hold(h)
       expired_ids[#expired_ids + 1] = h.id
@@ -98,8 +119,8 @@ local function checkout_one(a)
   if listed then
     for _, id in ipairs(cart) do
       if not seen[id] then
-        local h = hgetall(key('h', id))
-        if h and (h.state ~= 'live' or num(h.exp_us) <= now) then
+        local h = read_hold(id)
+        if h and due_at(h, now) then
           release_hold(h)
           drop_hold(h)
           dropped[#dropped + 1] = id
@@ -108,14 +129,14 @@ local function checkout_one(a)
     end
   end
   if mode == 'clear' then
-    return {cleared = table.concat(expired_ids, ','), dropped = table.concat(dropped, ','), swept = true}
+    return '', '', 's', table.concat(dropped, ','), table.concat(expired_ids, ','), '', '', '', ''
   end
   if #live == 0 or (mode == 'ids' and #expired_ids > 0) then
     local swept = table.concat(dropped, ',')
     if #expired_ids > 0 then
-      return {e = 'hold_expired', m = 'hold expired: ' .. table.concat(expired_ids, ', '), dropped = swept, swept = true}
+      return failed('hold_expired', 'hold expired: ' .. table.concat(expired_ids, ', '), swept, true)
     end
-    return {e = 'conflict', m = 'the cart is empty', dropped = swept, swept = true}
+    return failed('conflict', 'the cart is empty', swept, true)
   end
 
   -- The held→sold deltas join the batch's only once the holds are gone (a runtime
@@ -134,19 +155,12 @@ local function checkout_one(a)
     moved[k] = (moved[k] or 0) + q
     total = total + q * num(h.unit_price_cents)
     currency = h.currency
-    items[#items + 1] = table.concat({h.product_id, h.sale_id, h.quantity, h.unit_price_cents}, ',')
+    items[#items + 1] = h.product_id .. ',' .. h.sale_id .. ',' .. h.quantity .. ',' .. h.unit_price_cents
     gone[#gone + 1] = key('h', h.id)
     dropped[#dropped + 1] = h.id
   end
-  call_many('DEL', nil, gone)
-  for k, q in pairs(moved) do
-    deltas[k] = (deltas[k] or 0) + q
-  end
-  for _, h in ipairs(live) do
-    unindexed[#unindexed + 1] = h.id
-  end
-  -- The cart here is empty when every hold it listed has left it (the usual case):
-  -- one DEL instead of an LREM per hold.
+  -- The cart here is empty when every hold it listed has left it (the usual case): it
+  -- goes in the same DEL as the holds instead of an LREM per hold.
   local left = {}
   for _, id in ipairs(dropped) do
     left[id] = true
@@ -159,28 +173,43 @@ local function checkout_one(a)
     end
   end
   if empty then
-    redis.call('DEL', key('uh', uid))
-  else
+    gone[#gone + 1] = uk
+  end
+  call_many('DEL', nil, gone)
+  for k, q in pairs(moved) do
+    deltas[k] = (deltas[k] or 0) + q
+  end
+  for _, h in ipairs(live) do
+    unindexed[#unindexed + 1] = h.id
+  end
+  if not empty then
     for _, h in ipairs(live) do
-      redis.call('LREM', key('uh', uid), 0, h.id)
+      redis.call('LREM', uk, '0', h.id)
     end
   end
   local expired = table.concat(expired_ids, ',')
   if other ~= '' then
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
-  local its, tc = table.concat(items, ';'), string.format('%.0f', total)
+  local its, tc = table.concat(items, ';'), string.format('%d', total)
   redis.call('HSET', key('o', oid), 'id', oid, 'user_id', uid, 'stream_id', live[1].stream_id,
     'items', its, 'total_cents', tc, 'currency', currency, 'status', 'placed',
     'created_at', now_at, 'created_us', now_us, 'seq', seq, 'expired', expired)
   ordered[#ordered + 1] = oid
   redis.call('RPUSH', key('uo', uid), oid)
-  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', 86400000)
-  return {items = its, total = tc, currency = currency, expired = expired, created = true,
-    dropped = table.concat(dropped, ','), swept = true, empty = empty}
+  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+  return '', '', empty and 'cse' or 'cs', table.concat(dropped, ','), '', its, tc, currency, expired
 end
 
+-- ids_of joins the ids of a set ("" if empty).
 local function ids_of(set)
+  local first = next(set)
+  if first == nil then
+    return ''
+  end
+  if next(set, first) == nil then
+    return first
+  end
   local out = {}
   for id in pairs(set) do
     out[#out + 1] = id
@@ -193,9 +222,9 @@ local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   touched.products, touched.sales = {}, {}
-  local ok, r = pcall(checkout_one, {unpack(ARGV, i + 1, i + n)})
+  local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
   if not ok then
-    r = {e = 'item_failed', m = item_error(r)}
+    e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
   end
   for id in pairs(touched.products) do
     all_products[id] = true
@@ -203,20 +232,16 @@ while i <= #ARGV do
   for id in pairs(touched.sales) do
     all_sales[id] = true
   end
-  local flags, order = (r.created and 'c' or '') .. (r.swept and 's' or '') .. (r.empty and 'e' or ''), r.items
-  if r.rec then
-    flags, order = flags .. 'r', r.rec
-  end
   local k = #out
-  out[k + 1], out[k + 2], out[k + 3], out[k + 4] = r.e or '', r.m or '', flags, r.dropped or ''
-  out[k + 5], out[k + 6], out[k + 7] = r.cleared or '', ids_of(touched.products), ids_of(touched.sales)
-  out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order or '', r.total or '', r.currency or '', r.expired or ''
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5] = e, m, flags, dropped, cleared
+  out[k + 6], out[k + 7] = ids_of(touched.products), ids_of(touched.sales)
+  out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
   i = i + n + 1
 end
 touched.products, touched.sales = all_products, all_sales
 for k, q in pairs(deltas) do
-  redis.call('HINCRBY', k, 'held', -q)
-  redis.call('HINCRBY', k, 'sold', q)
+  redis.call('HINCRBY', k, 'held', string.format('%d', -q))
+  redis.call('HINCRBY', k, 'sold', string.format('%d', q))
 end
 if #ordered > 0 then
   call_many('RPUSH', key('orders'), ordered)

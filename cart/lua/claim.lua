@@ -31,7 +31,7 @@ local stale = till and num(till) <= now_ms
 local claimed = not v or stale or (at and num(ARGV[4]) - num(at) >= 86400000000)
 if claimed then
   local mark = 'pending|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. string.format('%d', now_ms + num(ARGV[5]))
-  redis.call('SET', ik, mark, 'PX', 86400000)
+  redis.call('SET', ik, mark, 'PX', '86400000')
   if stale then
     out[1] = 'reclaimed'
   end

@@ -33,6 +33,7 @@ local function sale_of(said)
       -- numbers once per batch, not per hold (tonumber of a time in µs is a strtod)
       s.remaining, s.held = num(s.remaining), num(s.held)
       s.starts_us, s.ends_us, s.limit = num(s.starts_us), num(s.ends_us), num(s.per_user_limit)
+      s.uk = key('su', said)
     end
     sales[said] = s
   end
@@ -60,9 +61,9 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   if now_us ~= last_us then
     last_us, last_now = now_us, num(now_us)
   end
-  local q, now = num(qty), last_now
-  if redis.call('EXISTS', key('h', hid)) == 1 then
-    local old = hgetall(key('h', hid))
+  local q, now, hk = num(qty), last_now, key('h', hid)
+  if redis.call('EXISTS', hk) == 1 then
+    local old = hgetall(hk)
     if old.user_id == uid then
       return 'r', pack(old), '', '' -- the same call again (a retry): nothing more to do
     end
@@ -88,7 +89,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     -- The user's units of the sale: read only when sold out (to tell limit_exceeded
     -- from sold_out); else counted up at once and counted back if over the limit
     -- (one command instead of two on the usual path; the script is atomic).
-    local uk, limit = key('su', said), s.limit
+    local uk, limit = s.uk, s.limit
     if s.remaining < q then
       if num(redis.call('HGET', uk, uid)) + q > limit then
         return over_limit(s)
@@ -109,7 +110,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     return 'e', 'sold_out', 'sold out', ''
   end
   local currency = p.currency
-  redis.call('HSET', key('h', hid), 'id', hid, 'user_id', uid, 'stream_id', p.stream_id,
+  redis.call('HSET', hk, 'id', hid, 'user_id', uid, 'stream_id', p.stream_id,
     'product_id', pid, 'sale_id', said, 'quantity', qty, 'unit_price_cents', price,
     'currency', currency, 'expires_at', expires_at, 'exp_us', exp_us, 'created_us', now_us,
     'seq', seq, 'state', 'live')

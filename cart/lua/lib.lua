@@ -188,7 +188,7 @@ end
 -- drop_hold takes a hold out of the cart (after release_hold or ordering).
 local function drop_hold(h)
   redis.call('DEL', key('h', h.id))
-  redis.call('LREM', key('uh', h.user_id), 0, h.id)
+  redis.call('LREM', key('uh', h.user_id), '0', h.id)
   redis.call('ZREM', key('exp'), h.id)
 end
 
