@@ -30,7 +30,9 @@ var _ Store = (*RedisStore)(nil)
 //	P{sid}:sales           list   sale ids, oldest first
 //	P{sid}:s:<said>        hash   sale (remaining, held, sold, returned, status, ...)
 //	P{sid}:su:<said>       hash   user id → units of the sale held + bought
-//	P{sid}:h:<hid>         hash   hold (state live|expired; deleted when ordered/removed)
+//	P{sid}:h:<hid>         hash   hold (state "expired" once released, else live; deleted
+//	                              when ordered or removed; no id, stream_id or state
+//	                              "live" fields since 2026-12-02: the key says them)
 //	P{sid}:exp             zset   live hold id → expiry (µs)
 //	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
 //	P{sid}:o:<oid>         hash   order
@@ -162,11 +164,16 @@ func (s *RedisStore) loadScripts(ctx context.Context) error {
 	return nil
 }
 
-// readScripts prepends lib.lua to every other script of lua/.
+// readScripts prepends lib.lua to every other script of lua/, or only its core to a
+// script that asks for no more (first line "-- lib: core").
 func readScripts() (map[string]*redis.Script, error) {
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, err
+	}
+	core, _, ok := bytes.Cut(lib, []byte("\n-- end of the core\n"))
+	if !ok {
+		return nil, errors.New("lua/lib.lua: no end of the core")
 	}
 	entries, err := luaFiles.ReadDir("lua")
 	if err != nil {
@@ -182,7 +189,11 @@ func readScripts() (map[string]*redis.Script, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[name] = redis.NewScript(string(lib) + "\n" + string(src))
+		if bytes.HasPrefix(src, []byte("-- lib: core\n")) {
+			out[name] = redis.NewScript(string(core) + "\n" + string(src))
+		} else {
+			out[name] = redis.NewScript(string(lib) + "\n" + string(src))
+		}
 	}
 	return out, nil
 }

@@ -148,6 +148,7 @@ func holdResult(r flatReply, i int, err error, sid string, req HoldRequest, now 
 		if err != nil {
 			return Hold{}, Changes{}, err
 		}
+		m["id"], m["stream_id"] = req.ID, sid
 		h = holdFromHash(m, now)
 	case res[0] == "n": // a new hold: the request, and what the script chose
 		h = Hold{
@@ -269,6 +270,9 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 		if len(list) > 0 {
 			out[i].idem, _ = list[0].(string)
 			out[i].holds = rows(list[1:])
+			for _, m := range out[i].holds {
+				m["stream_id"] = sids[i]
+			}
 		}
 	}
 	return out, nil

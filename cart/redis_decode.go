@@ -126,7 +126,9 @@ func saleFromHash(m map[string]string) Sale {
 	}
 }
 
-// holdFromHash decodes a hold; it is expired when released or due at now.
+// holdFromHash decodes a hold; it is expired when released (state "expired") or due
+// at now. A hold's id and stream are its key's (see lua/hold.lua); the caller puts
+// them in m.
 func holdFromHash(m map[string]string, now time.Time) Hold {
 	return Hold{
 		ID:             m["id"],
@@ -138,7 +140,7 @@ func holdFromHash(m map[string]string, now time.Time) Hold {
 		UnitPriceCents: atoi64(m["unit_price_cents"]),
 		Currency:       m["currency"],
 		ExpiresAt:      parseTime(m["expires_at"]),
-		Expired:        m["state"] != "live" || atoi64(m["exp_us"]) <= now.UnixMicro(),
+		Expired:        m["state"] == "expired" || atoi64(m["exp_us"]) <= now.UnixMicro(),
 	}
 }
 

@@ -1,6 +1,8 @@
+-- lib: core
 -- cart (read only): ARGV = user id, idempotency key hash or "", now_us. Answers the
 -- record of the key in this stream ("" if none or older than 24 h) followed by the
--- user's holds here, oldest first, each as a flat field/value array.
+-- user's holds here, oldest first, each as a flat field/value array ending with its
+-- id (see hold_of in lib.lua).
 local out = {''}
 if ARGV[2] ~= '' then
   local rec = redis.call('GET', key('idem', ARGV[2]))
@@ -14,6 +16,8 @@ end
 for _, id in ipairs(redis.call('LRANGE', key('uh', ARGV[1]), 0, -1)) do
   local a = redis.call('HGETALL', key('h', id))
   if #a > 0 then
+    local n = #a
+    a[n + 1], a[n + 2] = 'id', id
     out[#out + 1] = a
   end
 end

@@ -20,6 +20,7 @@
 -- The sold counters, the stream's order list and its expiry index are written once,
 -- after the batch, also when a checkout fails at runtime (item_error in lib.lua).
 local day = 86400000000
+local sid = string.match(B, '{(.*)}:$') -- the stream's id (its keys' hash tag)
 local deltas = {}  -- sale or product key → units moved from held to sold
 local ordered = {} -- the batch's new order ids, in order
 local unindexed = {} -- ordered hold ids, to leave the expiry index
@@ -40,17 +41,17 @@ end
 -- table of every field).
 local function read_hold(id)
   local v = redis.call('HMGET', key('h', id), 'user_id', 'state', 'exp_us', 'quantity', 'sale_id',
-    'product_id', 'unit_price_cents', 'currency', 'stream_id')
+    'product_id', 'unit_price_cents', 'currency')
   if not v[1] then
     return nil
   end
   return {id = id, user_id = v[1], state = v[2], exp_us = v[3], quantity = v[4], sale_id = v[5],
-    product_id = v[6], unit_price_cents = v[7], currency = v[8], stream_id = v[9]}
+    product_id = v[6], unit_price_cents = v[7], currency = v[8]}
 end
 
 -- due_at: the hold is expired or due at now (its units go back at checkout).
 local function due_at(h, now)
-  return h.state ~= 'live' or num(h.exp_us) <= now
+  return h.state == 'expired' or num(h.exp_us) <= now
 end
 
 -- failed answers a checkout's error (its 9 slots after the ids of what it touched).
@@ -192,7 +193,7 @@ local function checkout_one(i, n)
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
   local its, tc = table.concat(items, ';'), string.format('%d', total)
-  redis.call('HSET', key('o', oid), 'id', oid, 'user_id', uid, 'stream_id', live[1].stream_id,
+  redis.call('HSET', key('o', oid), 'id', oid, 'user_id', uid, 'stream_id', sid,
     'items', its, 'total_cents', tc, 'currency', currency, 'status', 'placed',
     'created_at', now_at, 'created_us', now_us, 'seq', seq, 'expired', expired)
   ordered[#ordered + 1] = oid

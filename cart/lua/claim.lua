@@ -1,3 +1,4 @@
+-- lib: core
 -- claim: KEYS[1] = the user's key base "<prefix>{u:<user id>}:"; ARGV = key hash,
 -- token, fingerprint, now_us, pending ms, stream id or "". Takes the idempotency key
 -- for one checkout ("pending|token|fp|until_ms", by Redis's clock) unless

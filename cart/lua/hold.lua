@@ -110,10 +110,11 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     return 'e', 'sold_out', 'sold out', ''
   end
   local currency = p.currency
-  redis.call('HSET', hk, 'id', hid, 'user_id', uid, 'stream_id', p.stream_id,
-    'product_id', pid, 'sale_id', said, 'quantity', qty, 'unit_price_cents', price,
-    'currency', currency, 'expires_at', expires_at, 'exp_us', exp_us, 'created_us', now_us,
-    'seq', seq, 'state', 'live')
+  -- No id, stream_id or state: the key says the first two, and a hold is live until
+  -- released (state "expired", see hold_of in lib.lua).
+  redis.call('HSET', hk, 'user_id', uid, 'product_id', pid, 'sale_id', said, 'quantity', qty,
+    'unit_price_cents', price, 'currency', currency, 'expires_at', expires_at, 'exp_us', exp_us,
+    'created_us', now_us, 'seq', seq)
   -- The counters move once the hold is recorded, not before: a runtime error in this
   -- hold (see item_error) leaves them in step with the holds that exist.
   if s then

@@ -1,4 +1,6 @@
--- lib.lua is prepended to every script. KEYS[1] is the stream's key base
+-- lib.lua is prepended to every script (its core, up to the line "-- end of the
+-- core", to a script whose first line is "-- lib: core": defining the rest costs
+-- every call of a script some µs). KEYS[1] is the stream's key base
 -- "<prefix>{<stream_id>}:": every key a script touches starts with it, so one call
 -- stays on one Redis Cluster slot. Scripts check everything before they write (Redis
 -- does not roll back a script that fails half way) and answer with one JSON object:
@@ -19,6 +21,7 @@ end
 local function num(x)
   return tonumber(x) or 0
 end
+-- end of the core
 
 -- redis_now_us is Redis's clock (TIME) in µs, as a string (a number this large would
 -- be formatted with 14 digits). Scripts that judge a lease use it, not a node's clock.
@@ -37,6 +40,17 @@ local function hgetall(k)
     t[a[i]] = a[i + 1]
   end
   return t
+end
+
+-- hold_of reads hold id (nil if missing). A hold is live unless its state is
+-- "expired"; its id and stream are its key's (records written before 2026-12-02 also
+-- have fields id, stream_id and state "live").
+local function hold_of(id)
+  local h = hgetall(key('h', id))
+  if h then
+    h.id = id
+  end
+  return h
 end
 
 local function hset(k, t)
@@ -154,7 +168,7 @@ end
 -- the sale has ended) and marks it expired; it stays in the cart. False if the hold
 -- was not live.
 local function release_hold(h)
-  if h.state ~= 'live' then
+  if h.state == 'expired' then
     return false
   end
   local q = num(h.quantity)
@@ -194,7 +208,7 @@ end
 
 -- due: a hold whose units must go back at now (live, ExpiresAt <= now).
 local function due(h, now)
-  return h.state == 'live' and num(h.exp_us) <= now
+  return h.state ~= 'expired' and num(h.exp_us) <= now
 end
 
 -- Redis refusing work for a state of its own (see refusedByRedis in redis.go): the

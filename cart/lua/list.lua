@@ -1,3 +1,4 @@
+-- lib: core
 -- list (read only): ARGV = list name, item kind. Answers the hashes of the items the
 -- stream's list names, in list order, each as a flat field/value array.
 local out = {}

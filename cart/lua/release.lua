@@ -4,8 +4,8 @@
 local now, max = num(ARGV[1]), num(ARGV[2])
 local n = 0
 local function try(id)
-  local h = hgetall(key('h', id))
-  if not h or h.state ~= 'live' then
+  local h = hold_of(id)
+  if not h or h.state == 'expired' then
     redis.call('ZREM', key('exp'), id)
     return
   end
