@@ -30,12 +30,14 @@ var _ Store = (*RedisStore)(nil)
 //	P{sid}:sales           list   sale ids, oldest first
 //	P{sid}:s:<said>        hash   sale (remaining, held, sold, returned, status, ...)
 //	P{sid}:su:<said>       hash   user id → units of the sale held + bought
-//	P{sid}:h:<hid>         hash   hold (state "expired" once released, else live; deleted
-//	                              when ordered or removed; no id, stream_id or state
-//	                              "live" fields since 2026-12-02: the key says them)
+//	P{sid}:h:<hid>         hash   hold: d (its fields joined by "|", see lua/lib.lua),
+//	                              state "expired" once released (live until then);
+//	                              deleted when ordered or removed (before 2026-12-02: a
+//	                              field each, with id, stream_id, state "live")
 //	P{sid}:exp             zset   live hold id → expiry (µs)
 //	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
-//	P{sid}:o:<oid>         hash   order
+//	P{sid}:o:<oid>         hash   order: d (its fields joined by "|", see lua/checkout.lua;
+//	                              before 2026-12-02: a field each)
 //	P{sid}:orders          list   the stream's order ids
 //	P{sid}:uo:<uid>        list   the user's order ids in this stream
 //	P{sid}:idem:<hash>     string order id|at|fingerprint of an idempotency key (24 h)
@@ -454,7 +456,13 @@ func (s *RedisStore) list(ctx context.Context, streamID, listName, kind string) 
 	if err != nil {
 		return nil, scriptError("list", err)
 	}
-	return rows(v), nil
+	ms := rows(v)
+	if kind == "o" {
+		for _, m := range ms {
+			expandOrder(m) // before sorting by created_us
+		}
+	}
+	return ms, nil
 }
 
 // remember caches the stream of a product or sale id (it never changes).

@@ -271,6 +271,7 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 			out[i].idem, _ = list[0].(string)
 			out[i].holds = rows(list[1:])
 			for _, m := range out[i].holds {
+				expandHold(m)
 				m["stream_id"] = sids[i]
 			}
 		}

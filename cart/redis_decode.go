@@ -126,10 +126,46 @@ func saleFromHash(m map[string]string) Sale {
 	}
 }
 
+// expandHold turns a hold record's packed field d (see lua/lib.lua, hold_of) into its
+// fields; a record of the older form (a field each) stays as it is.
+func expandHold(m map[string]string) {
+	d, ok := m["d"]
+	if !ok {
+		return
+	}
+	delete(m, "d")
+	f := strings.SplitN(d, "|", 10)
+	if len(f) != 10 {
+		return
+	}
+	m["product_id"], m["sale_id"], m["quantity"], m["unit_price_cents"], m["currency"] = f[0], f[1], f[2], f[3], f[4]
+	m["expires_at"], m["exp_us"], m["created_us"], m["seq"], m["user_id"] = f[5], f[6], f[7], f[8], f[9]
+}
+
+// expandOrder turns an order record's packed field d (see lua/checkout.lua) into its
+// fields; a record of the older form (a field each) stays as it is.
+func expandOrder(m map[string]string) {
+	d, ok := m["d"]
+	if !ok {
+		return
+	}
+	delete(m, "d")
+	f := strings.SplitN(d, "|", 11)
+	if len(f) != 11 {
+		return
+	}
+	m["id"], m["stream_id"], m["total_cents"], m["currency"] = f[0], f[1], f[2], f[3]
+	if _, ok := m["status"]; !ok { // a later status change is a field of its own
+		m["status"] = f[4]
+	}
+	m["created_at"], m["created_us"], m["seq"], m["items"], m["expired"], m["user_id"] = f[5], f[6], f[7], f[8], f[9], f[10]
+}
+
 // holdFromHash decodes a hold; it is expired when released (state "expired") or due
 // at now. A hold's id and stream are its key's (see lua/hold.lua); the caller puts
 // them in m.
 func holdFromHash(m map[string]string, now time.Time) Hold {
+	expandHold(m)
 	return Hold{
 		ID:             m["id"],
 		UserID:         m["user_id"],
@@ -146,6 +182,7 @@ func holdFromHash(m map[string]string, now time.Time) Hold {
 
 // orderFromHash decodes an order; items are "product,sale,quantity,price;…".
 func orderFromHash(m map[string]string) Order {
+	expandOrder(m)
 	o := Order{
 		ID:             m["id"],
 		UserID:         m["user_id"],

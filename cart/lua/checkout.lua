@@ -37,16 +37,14 @@ local function call_many(cmd, first, vs)
   end
 end
 
--- A hold as checkout needs it (nil if missing): the fields it reads, by HMGET (no
--- table of every field).
+-- A hold (nil if missing): its two fields (see hold_of in lib.lua), else the older
+-- form's.
 local function read_hold(id)
-  local v = redis.call('HMGET', key('h', id), 'user_id', 'state', 'exp_us', 'quantity', 'sale_id',
-    'product_id', 'unit_price_cents', 'currency')
-  if not v[1] then
-    return nil
+  local v = redis.call('HMGET', key('h', id), 'd', 'state')
+  if v[1] then
+    return unpack_hold(id, v[1], v[2])
   end
-  return {id = id, user_id = v[1], state = v[2], exp_us = v[3], quantity = v[4], sale_id = v[5],
-    product_id = v[6], unit_price_cents = v[7], currency = v[8]}
+  return hold_of(id)
 end
 
 -- due_at: the hold is expired or due at now (its units go back at checkout).
@@ -193,9 +191,11 @@ local function checkout_one(i, n)
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
   local its, tc = table.concat(items, ';'), string.format('%d', total)
-  redis.call('HSET', key('o', oid), 'id', oid, 'user_id', uid, 'stream_id', sid,
-    'items', its, 'total_cents', tc, 'currency', currency, 'status', 'placed',
-    'created_at', now_at, 'created_us', now_us, 'seq', seq, 'expired', expired)
+  -- One field d: id|stream_id|total_cents|currency|status|created_at|created_us|seq|
+  -- items|expired|user_id (the user id last: it may hold a "|"); see expandOrder in
+  -- redis_decode.go. (Orders written before 2026-12-02 have a field each.)
+  redis.call('HSET', key('o', oid), 'd', oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
+    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid)
   ordered[#ordered + 1] = oid
   redis.call('RPUSH', key('uo', uid), oid)
   redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')

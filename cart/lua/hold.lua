@@ -63,7 +63,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   end
   local q, now, hk = num(qty), last_now, key('h', hid)
   if redis.call('EXISTS', hk) == 1 then
-    local old = hgetall(hk)
+    local old = hold_of(hid)
     if old.user_id == uid then
       return 'r', pack(old), '', '' -- the same call again (a retry): nothing more to do
     end
@@ -110,11 +110,8 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     return 'e', 'sold_out', 'sold out', ''
   end
   local currency = p.currency
-  -- No id, stream_id or state: the key says the first two, and a hold is live until
-  -- released (state "expired", see hold_of in lib.lua).
-  redis.call('HSET', hk, 'user_id', uid, 'product_id', pid, 'sale_id', said, 'quantity', qty,
-    'unit_price_cents', price, 'currency', currency, 'expires_at', expires_at, 'exp_us', exp_us,
-    'created_us', now_us, 'seq', seq)
+  -- One field (see hold_of in lib.lua).
+  redis.call('HSET', hk, 'd', hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid))
   -- The counters move once the hold is recorded, not before: a runtime error in this
   -- hold (see item_error) leaves them in step with the holds that exist.
   if s then

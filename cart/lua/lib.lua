@@ -42,11 +42,31 @@ local function hgetall(k)
   return t
 end
 
--- hold_of reads hold id (nil if missing). A hold is live unless its state is
--- "expired"; its id and stream are its key's (records written before 2026-12-02 also
--- have fields id, stream_id and state "live").
+-- A hold's record is the hash h:<id> of two fields: d, its fields joined by "|" in
+-- this order (the user id last: it may hold a "|"), and state "expired" once it is
+-- released (it is live until then). One field instead of a dozen: Redis's HSET costs
+-- per field. Its id and stream are its key's. Records written before 2026-12-02 have
+-- a field each (and id, stream_id, state "live"); they are read the same.
+local hold_pattern = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
+
+local function hold_record(pid, said, qty, price, currency, expires_at, exp_us, created_us, seq, uid)
+  return pid .. '|' .. said .. '|' .. qty .. '|' .. price .. '|' .. currency .. '|' .. expires_at ..
+    '|' .. exp_us .. '|' .. created_us .. '|' .. seq .. '|' .. uid
+end
+
+local function unpack_hold(id, d, state)
+  local pid, said, qty, price, cur, exp_at, exp_us, cre, seq, uid = string.match(d, hold_pattern)
+  return {id = id, user_id = uid, product_id = pid, sale_id = said, quantity = qty,
+    unit_price_cents = price, currency = cur, expires_at = exp_at, exp_us = exp_us,
+    created_us = cre, seq = seq, state = state}
+end
+
+-- hold_of reads hold id (nil if missing), either form.
 local function hold_of(id)
   local h = hgetall(key('h', id))
+  if h and h.d then
+    return unpack_hold(id, h.d, h.state)
+  end
   if h then
     h.id = id
   end
