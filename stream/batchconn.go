@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/ipv4"
@@ -17,10 +18,15 @@ import (
 // kernel's per-datagram path are most of the relay's CPU. batchConn is the socket
 // handed to pion's ICE mux: WriteTo copies the packet into a pooled buffer and queues
 // it; one flusher goroutine sends whatever queued while it was busy with one sendmmsg
-// (group commit: no timer, so an idle relay sends at once). Where the kernel has UDP
-// GSO, runs of equal-sized packets to one destination (the packets of a video frame)
-// go as one datagram train: the kernel builds one buffer and splits it late. If the
-// kernel refuses GSO sends on this socket, the batcher falls back to plain sendmmsg.
+// (group commit). With a gather time (Options.SendGather) the flusher, woken by the
+// first packet of a burst, first lets the queue grow for up to that time or to
+// gatherMax packets: a paced publisher's burst of a few packets, written to every
+// viewer by their writers one after another, then leaves in a few sendmmsg calls
+// instead of one per writer's turn (without it, an idle relay sends at once). Where
+// the kernel has UDP GSO, runs of equal-sized packets to one destination (the packets
+// of a video frame) go as one datagram train: the kernel builds one buffer and splits
+// it late. If the kernel refuses GSO sends on this socket, the batcher falls back to
+// plain sendmmsg.
 const (
 	// sendQueueLen bounds the packets waiting for the flusher (about 40 ms of traffic
 	// at 200 viewers). A writer finding it full waits, as it would on a full socket
@@ -36,6 +42,8 @@ const (
 	gsoMaxSegments = 64
 	gsoMaxBytes    = 60000
 	gsoMaxSegment  = 1400
+	// gatherMax is the queue length at which a gathering flusher stops waiting.
+	gatherMax = 512
 )
 
 // outPacket is one queued datagram.
@@ -53,12 +61,14 @@ type batchConn struct {
 	batch *ipv4.PacketConn
 	stats sendStats
 	wake  chan struct{} // 1-buffered: the queue is not empty
+	full  chan struct{} // 1-buffered: the queue reached gatherMax
 	space *sync.Cond    // on mu: the flusher took the queue, or Close
 	stop  chan struct{} // closed by Close
 	done  chan struct{} // closed when the flusher returns
 	pool  sync.Pool
 
-	limit int // most packets queued
+	limit  int           // most packets queued
+	gather time.Duration // how long the flusher lets a batch grow after a wake (0: not)
 
 	mu      sync.Mutex
 	queue   []outPacket // guarded by mu
@@ -84,8 +94,9 @@ type sendStats struct {
 
 // newBatchConn starts the flusher; Close stops it. gso: the kernel takes UDP_SEGMENT
 // (gsoSupported).
-func newBatchConn(c *net.UDPConn, gso bool, stats sendStats) *batchConn {
+func newBatchConn(c *net.UDPConn, gso bool, stats sendStats, gather time.Duration) *batchConn {
 	b := makeBatchConn(c, gso, stats, sendQueueLen)
+	b.gather = gather
 	go b.flushLoop()
 	return b
 }
@@ -94,7 +105,7 @@ func newBatchConn(c *net.UDPConn, gso bool, stats sendStats) *batchConn {
 func makeBatchConn(c *net.UDPConn, gso bool, stats sendStats, limit int) *batchConn {
 	b := &batchConn{
 		UDPConn: c, batch: ipv4.NewPacketConn(c), stats: stats, limit: limit,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		gso: gso, byDst: map[netip.AddrPort][]int{},
 		msgs: make([]ipv4.Message, 0, mmsgBatch), oob: make([]byte, mmsgBatch*gsoControlLen),
 	}
@@ -126,14 +137,20 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.pool.Put(bp)
 		return 0, net.ErrClosed
 	}
-	first := len(c.queue) == 0
 	c.queue = append(c.queue, outPacket{buf: bp, dst: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), addr: ua})
+	n := len(c.queue)
 	c.mu.Unlock()
-	if first {
+	switch {
+	case n == 1:
 		// Only the write that made the queue non-empty wakes the flusher: the flusher
 		// has not taken the queue since, and takes it again until it finds it empty.
 		select {
 		case c.wake <- struct{}{}:
+		default:
+		}
+	case n == gatherMax && c.gather > 0:
+		select {
+		case c.full <- struct{}{}:
 		default:
 		}
 	}
@@ -158,15 +175,27 @@ func (c *batchConn) Close() error {
 func (c *batchConn) flushLoop() {
 	defer close(c.done)
 	var spare []outPacket
+	var timer *time.Timer
+	if c.gather > 0 {
+		timer = time.NewTimer(time.Hour)
+		timer.Stop()
+	}
+	stop := func() {
+		c.mu.Lock()
+		q := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+		c.send(q)
+	}
 	for {
 		select {
 		case <-c.wake:
 		case <-c.stop:
-			c.mu.Lock()
-			q := c.queue
-			c.queue = nil
-			c.mu.Unlock()
-			c.send(q)
+			stop()
+			return
+		}
+		if timer != nil && !c.gatherWait(timer) {
+			stop()
 			return
 		}
 		for {
@@ -186,6 +215,32 @@ func (c *batchConn) flushLoop() {
 			spare = q
 		}
 	}
+}
+
+// gatherWait lets the queue grow for up to c.gather or to gatherMax packets, so a
+// burst that reaches the batcher over a few hundred microseconds (a paced publisher's
+// few packets, written to every viewer by their writers one after another) goes out
+// in fewer sendmmsg calls, each viewer's packets in longer GSO trains. False: Close.
+func (c *batchConn) gatherWait(timer *time.Timer) bool {
+	select {
+	case <-c.full: // stale: from a queue the flusher has taken since
+	default:
+	}
+	c.mu.Lock()
+	n := len(c.queue)
+	c.mu.Unlock()
+	if n >= gatherMax {
+		return true
+	}
+	timer.Reset(c.gather)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-c.full:
+	case <-c.stop:
+		return false
+	}
+	return true
 }
 
 // send writes q (then recycles its buffers), grouped per destination in order.

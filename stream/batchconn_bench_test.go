@@ -50,7 +50,7 @@ func BenchmarkBatchConn(b *testing.B) {
 			if gso && !gsoSupported(s) {
 				b.Skip("no UDP_SEGMENT")
 			}
-			bc := newBatchConn(s, gso, testSendStats())
+			bc := newBatchConn(s, gso, testSendStats(), 0)
 			frame(bc, b.N)
 			_ = bc.Close() // sends what is queued
 		})

@@ -70,7 +70,7 @@ func TestBatchConnDeliversInOrderPerDestination(t *testing.T) {
 				t.Skip("kernel without UDP_SEGMENT")
 			}
 			stats := testSendStats()
-			bc := newBatchConn(sock, gso, stats)
+			bc := newBatchConn(sock, gso, stats, 0)
 			defer bc.Close()
 			const dests, perWriter = 4, 400
 			recv := make([]*net.UDPConn, dests)
@@ -309,7 +309,7 @@ func TestBatchConnRefusedDestinationsDoNotStallOthers(t *testing.T) {
 				t.Skip("kernel without UDP_SEGMENT")
 			}
 			stats := testSendStats()
-			bc := newBatchConn(sock, gso, stats)
+			bc := newBatchConn(sock, gso, stats, 0)
 			defer bc.Close()
 			good := listenLoopback(t)
 			closedPort := listenLoopback(t)

@@ -90,7 +90,17 @@ type Options struct {
 	// (default 2 s).
 	PullInterval  time.Duration
 	UpstreamGrace time.Duration
+	// SendGather is how long the UDP send batcher lets a batch grow once a packet is
+	// queued (default 500 µs; negative: send at once), so the few packets a paced
+	// publisher sends at a time, written to every viewer, go out in a few sendmmsg calls
+	// with each viewer's packets in one GSO train. A batch of 512 datagrams goes at once.
+	SendGather time.Duration
 }
+
+// defaultSendGather is Options.SendGather's default: well under the relay's latency
+// budget, and about one scheduler tick (Go's timers wake an idle process with
+// millisecond granularity, so the wait is at most ~1 ms).
+const defaultSendGather = 500 * time.Microsecond
 
 // Relay owns the WebRTC API, the UDP port and every stream's room.
 type Relay struct {
@@ -135,6 +145,9 @@ func New(opts Options) (*Relay, error) {
 	if opts.UpstreamGrace <= 0 {
 		opts.UpstreamGrace = defaultUpstreamGrace
 	}
+	if opts.SendGather == 0 {
+		opts.SendGather = defaultSendGather
+	}
 	listen := opts.ListenIP
 	if listen == "" {
 		listen = "0.0.0.0"
@@ -153,7 +166,7 @@ func New(opts Options) (*Relay, error) {
 	var sock net.PacketConn = udp
 	if !opts.Baseline {
 		// Baseline keeps pion's plain per-packet sendto, for a fair comparison.
-		sock = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats())
+		sock = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats(), max(opts.SendGather, 0))
 	}
 	r.mux = webrtc.NewICEUDPMux(nil, sock)
 	r.api, err = r.buildAPI(srtpProfiles)
