@@ -37,6 +37,7 @@ type mediaConfig struct {
 	joinParallel       int
 	pacing             []float64
 	viewerSRTP         []dtls.SRTPProtectionProfile // nil: pion's default list
+	viewerGRO          bool
 }
 
 func parseMediaFlags(args []string) (mediaConfig, error) {
@@ -60,6 +61,8 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 	var srtp string
 	fs.StringVar(&srtp, "viewer-srtp", "default", "SRTP profiles the viewers offer: default (pion's: AES-256-GCM, AES-128-GCM, "+
 		"AES-CM/HMAC-SHA1-80) or sha1 (AES-CM/HMAC-SHA1-80 only: what Chromium ends up with, as it prefers it to GCM)")
+	fs.BoolVar(&c.viewerGRO, "viewer-gro", true, "viewers' sockets read the relay's UDP GSO trains whole (UDP_GRO, Linux): "+
+		"one recvmsg per train instead of per packet; every packet still goes through pion's ICE, SRTP and interceptors")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -120,8 +123,9 @@ func runMedia(args []string) error {
 		return err
 	}
 	viewerAPI := api
-	if cfg.viewerSRTP != nil {
-		if viewerAPI, err = rtctest.NewAPIWithSRTP(cfg.viewerSRTP...); err != nil {
+	if cfg.viewerSRTP != nil || cfg.viewerGRO {
+		viewerAPI, err = rtctest.NewAPIWithOptions(rtctest.APIOptions{SRTP: cfg.viewerSRTP, GRO: cfg.viewerGRO})
+		if err != nil {
 			return err
 		}
 	}
