@@ -2,7 +2,10 @@ package stream
 
 import (
 	"net"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkBatchConn sends frames of 8 equal 1,128-byte datagrams to 50 loopback
@@ -53,6 +56,75 @@ func BenchmarkBatchConn(b *testing.B) {
 			bc := newBatchConn(s, gso, testSendStats(), 0)
 			frame(bc, b.N)
 			_ = bc.Close() // sends what is queued
+		})
+	}
+}
+
+// BenchmarkBatchConnPaced models a paced publisher's fan-out: every 5 ms each of 200
+// writers (one per viewer) writes a burst of 3 equal 1,128-byte datagrams to its own
+// loopback receiver (not read: the kernel's delivery up to the full socket queue is
+// the sender's cost, as on loopback in the relay). It reports the process CPU time
+// (user + system) per datagram for the batcher without and with the send gather.
+func BenchmarkBatchConnPaced(b *testing.B) {
+	const viewers, burst = 200, 3
+	var dsts []net.Addr
+	for range viewers {
+		r, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = r.Close() })
+		dsts = append(dsts, r.LocalAddr())
+	}
+	for _, gather := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond} {
+		b.Run("gather="+gather.String(), func(b *testing.B) {
+			s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			stats := testSendStats()
+			bc := newBatchConn(s, gsoSupported(s), stats, gather)
+			defer bc.Close()
+			qs := make([]chan struct{}, viewers)
+			var wg sync.WaitGroup
+			for i := range qs {
+				qs[i] = make(chan struct{}, 16)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p := make([]byte, 1128)
+					for range qs[i] {
+						for range burst {
+							_, _ = bc.WriteTo(p, dsts[i])
+						}
+					}
+				}()
+			}
+			bursts := max(b.N/(viewers*burst), 1)
+			var ru0, ru1 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			b.ResetTimer()
+			tick := time.NewTicker(5 * time.Millisecond)
+			for range bursts {
+				<-tick.C
+				for _, q := range qs {
+					q <- struct{}{}
+				}
+			}
+			tick.Stop()
+			for _, q := range qs {
+				close(q)
+			}
+			wg.Wait()
+			_ = bc.Close()
+			b.StopTimer()
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime) - syscall.TimevalToNsec(ru0.Utime) +
+				syscall.TimevalToNsec(ru1.Stime) - syscall.TimevalToNsec(ru0.Stime))
+			n := float64(bursts * viewers * burst)
+			b.ReportMetric(float64(cpu.Nanoseconds())/1000/n, "cpu-µs/datagram")
+			b.ReportMetric(testutilValue(stats.messages)/max(testutilValue(stats.calls), 1), "msgs/call")
+			b.ReportMetric(n/max(testutilValue(stats.messages), 1), "datagrams/msg")
 		})
 	}
 }
