@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +78,28 @@ func TestNewestOnly(t *testing.T) {
 	})`)
 	if want := "newer,undefined,third,boom"; got != want {
 		t.Errorf("got %q, want %q (the newer answer, the older dropped, a later call answered, errors passed)", got, want)
+	}
+}
+
+// TestSidFromPathCanonical: a page opened at a stream id spelled in capitals (the API
+// takes it as the same UUID) works with the lowercase id the API answers with: the
+// watch page's cart compares its holds' stream_id with it, and showed an empty cart.
+func TestSidFromPathCanonical(t *testing.T) {
+	site, err := pages.New(pages.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /watch/{sid}", site.Page(pages.PageWatch))
+	mux.Handle("GET /static/", site.Static())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	const sid = "0b4f3c9e-6a1d-4c1e-9c55-3f0d2f6b7a11"
+	tab := NewBrowser(t).NewTab(t, 0, 0)
+	tab.Navigate(srv.URL + "/watch/" + strings.ToUpper(sid))
+	got := MustEval[string](tab, `import('/static/js/util.js').then(({ sidFromPath }) => sidFromPath())`)
+	if got != sid {
+		t.Errorf("sidFromPath on /watch/%s: got %q, want %q", strings.ToUpper(sid), got, sid)
 	}
 }

@@ -28,10 +28,12 @@ export function h(tag, attrs = {}, ...children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
-// sidFromPath returns the stream id of /watch/{sid}, /studio/{sid} or /moderate/{sid}.
+// sidFromPath returns the stream id of /watch/{sid}, /studio/{sid} or /moderate/{sid},
+// in lowercase as the API spells ids (it takes a UUID in capitals as the same id, and
+// the pages compare the id with those in its answers).
 export function sidFromPath() {
   const parts = location.pathname.split('/').filter(Boolean);
-  return parts.length >= 2 ? decodeURIComponent(parts[1]) : '';
+  return parts.length >= 2 ? decodeURIComponent(parts[1]).toLowerCase() : '';
 }
 
 // money formats minor units in a currency; falls back to "12.34 XYZ" for unknown codes.
