@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
 	"github.com/livecart/livecart/web/live"
@@ -20,11 +19,10 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 	)
 	switch m.cfg.Store {
 	case "redis":
-		opt, err := redis.ParseURL(m.cfg.Redis.URL)
+		rdb, err := live.NewRedisClient(m.cfg.Redis.URL)
 		if err != nil {
 			return nil, fmt.Errorf("live: redis url: %w", err)
 		}
-		rdb := redis.NewClient(opt)
 		m.closers = append(m.closers, rdb.Close)
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			// The bus resubscribes by itself once Redis is up.

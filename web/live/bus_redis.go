@@ -73,6 +73,24 @@ func NewRedisBus(rdb redis.UniversalClient, prefix string, now func() time.Time,
 	return b
 }
 
+// NewRedisClient is the client a node's live channel (bus, presence, stock gate) uses
+// on the Redis at url (redis://host:port/db). One attempt per command, as the cart
+// store's: go-redis by default sends a command again after a read timeout, and the
+// publish script run twice would give one event two seq numbers (viewers would see it
+// twice). A call whose reply is lost answers an error; what it did is in the history.
+func NewRedisClient(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opt.MaxRetries = -1
+	opt.DialTimeout = 3 * time.Second
+	opt.ReadTimeout = 3 * time.Second
+	opt.WriteTimeout = 3 * time.Second
+	opt.DisableIdentity = true
+	return redis.NewClient(opt), nil
+}
+
 func (b *RedisBus) key(sid, name string) string { return b.prefix + ":live:{" + sid + "}:" + name }
 
 func (b *RedisBus) channel(sid string) string { return b.key(sid, "events") }

@@ -105,3 +105,42 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 		t.Fatalf("Close took %v with Redis hung, want about 2 s at most", took)
 	}
 }
+
+// TestPublishRunsOnce: Redis freezes while an event is being published and thaws after
+// the client's read timeout. The publish script runs once: the event has one seq in
+// the history. (With go-redis's default retries the client sent the script again on a
+// new connection after the timeout, and both ran once Redis thawed: two seqs.)
+func TestPublishRunsOnce(t *testing.T) {
+	r := startHangableRedis(t)
+	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	bus := NewRedisBus(rdb, "once", nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	ctx := context.Background()
+	sid := uuid.NewString()
+	if _, err := bus.Publish(ctx, sid, "pin", []byte(`"ts":"x","n":1}`)); err != nil {
+		t.Fatal(err) // loads the script
+	}
+	r.freeze()
+	done := make(chan error, 1)
+	go func() {
+		pctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		defer cancel()
+		_, err := bus.Publish(pctx, sid, "pin", []byte(`"ts":"x","n":2}`))
+		done <- err
+	}()
+	time.Sleep(4 * time.Second) // past the 3 s read timeout and a retry's send
+	r.thaw()
+	<-done                  // an error (reply lost) or the retry's answer: either way, count the seqs
+	time.Sleep(time.Second) // the thawed server runs whatever it was sent
+	seq, err := rdb.Get(ctx, bus.key(sid, "seq")).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq != 2 {
+		t.Fatalf("the stream's seq is %d after two publications, want 2 (one ran twice)", seq)
+	}
+}
