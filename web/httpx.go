@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
+	"github.com/livecart/livecart/web/live"
 )
 
 // MaxJSONBody bounds JSON request bodies (API.md: 64 KiB).
@@ -104,9 +104,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		}
 	}
-	if !utf8.Valid(raw) {
-		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes.
-		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8")
+	if !live.ValidJSONText(raw) {
+		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes,
+		// or of a lone surrogate escape.
+		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
 	}
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.DisallowUnknownFields()

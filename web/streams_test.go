@@ -87,6 +87,8 @@ func TestStreamErrors(t *testing.T) {
 		{"field name in another case", "POST", "/api/streams", creator, `{"Title":"x"}`, 400, "bad_request"},
 		{"not json", "POST", "/api/streams", creator, `{"title":`, 400, "bad_request"},
 		{"not utf-8", "POST", "/api/streams", creator, "{\"title\":\"bad \xff here\"}", 400, "bad_request"},
+		{"lone surrogate escape", "POST", "/api/streams", creator, `{"title":"bad \ud800 here"}`, 400, "bad_request"},
+		{"lone low surrogate escape", "POST", "/api/streams", creator, `{"title":"bad \udc00\ud83d"}`, 400, "bad_request"},
 		{"trailing data", "POST", "/api/streams", creator, `{"title":"x"} {}`, 400, "bad_request"},
 		{"huge body", "POST", "/api/streams", creator, `{"title":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "payload_too_large"},
 		{"not a uuid", "GET", "/api/streams/nope", "", nil, 404, "not_found"},
@@ -114,6 +116,20 @@ func TestStreamErrors(t *testing.T) {
 			resp, raw := e.do(c.method, c.path, c.token, c.body)
 			e.expect(resp, raw, c.status, c.code, nil)
 		})
+	}
+}
+
+// TestStreamTitleEscapes: a surrogate pair escape is the character it names, and an
+// escaped backslash before "u" is text, not an escape: both are stored as sent.
+func TestStreamTitleEscapes(t *testing.T) {
+	e := newTestEnv(t)
+	var st struct {
+		Title string `json:"title"`
+	}
+	resp, raw := e.do("POST", "/api/streams", e.token(auth.RoleCreator, "alice"), `{"title":"\ud83d\ude00 \\ud800"}`)
+	e.expect(resp, raw, http.StatusCreated, "", &st)
+	if want := "\U0001F600 \\ud800"; st.Title != want {
+		t.Errorf("title: got %q, want %q", st.Title, want)
 	}
 }
 

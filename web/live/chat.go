@@ -43,9 +43,10 @@ func (c *conn) readLoop(ctx context.Context) {
 }
 
 func (c *conn) handleMessage(ctx context.Context, data []byte) {
-	if !utf8.Valid(data) {
-		// JSON decoding would turn the bad bytes into U+FFFD and chat the altered text.
-		c.sendError("bad_request", "a text frame must be valid UTF-8")
+	if !ValidJSONText(data) {
+		// JSON decoding would turn the bad bytes (or a lone surrogate escape) into
+		// U+FFFD and chat the altered text.
+		c.sendError("bad_request", "a text frame must be valid UTF-8 naming Unicode characters only")
 		return
 	}
 	var m clientMessage

@@ -32,7 +32,9 @@ func TestChatRules(t *testing.T) {
 		{"unknown type", alice, map[string]string{"type": "dance"}, "error", "bad_request"},
 		{"not json", alice, "garbage", "error", "bad_request"},
 		{"not utf-8", alice, "{\"type\":\"chat\",\"text\":\"bad \xff\xfe here\"}", "error", "bad_request"},
+		{"lone surrogate escape", alice, `{"type":"chat","text":"bad \ud83d here"}`, "error", "bad_request"},
 		{"ping", watcher, map[string]string{"type": "ping"}, "pong", ""},
+		{"surrogate pair escape", alice, `{"type":"chat","text":"\ud83d\ude00 \\ud800"}`, "chat", ""},
 		{"longest", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 500)}, "chat", ""},
 	}
 	for _, tc := range tests {
@@ -50,6 +52,9 @@ func TestChatRules(t *testing.T) {
 				t.Errorf("%s carries seq %d, want none", m.Type, m.Seq)
 			}
 		})
+	}
+	if m := watcher.nextOf(t, "chat"); m.Text != "\U0001F600 \\ud800" {
+		t.Errorf("watcher got a chat %q, want the pair's emoji and the escaped text as sent", m.Text)
 	}
 	if m := watcher.nextOf(t, "chat"); len([]rune(m.Text)) != 500 {
 		t.Errorf("watcher got a chat of %d characters, want 500", len([]rune(m.Text)))
