@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -105,20 +106,52 @@ func streamOf(channel string) string {
 	return channel[i+1 : j]
 }
 
-// Publish implements Bus.
+// Publish implements Bus. A call whose reply is lost (a timeout, a dropped connection)
+// is sent again with the same publication id until ctx ends: the script publishes an
+// id once, so the event gets one seq however often it is sent.
 func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
 	var keepMs int64 // for ever
 	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {
 		keepMs = EndedRetention.Milliseconds()
 	}
-	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(sid, "seq"), b.key(sid, "history")},
-		quoteType(typ), body, b.history, b.channel(sid), keepMs).Slice()
-	if err != nil {
-		return Record{}, fmt.Errorf("live: publish: %w", err)
+	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+uuid.NewString())}
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), keepMs).Slice()
+		if err == nil {
+			seq, _ := res[0].(int64)
+			frame, _ := res[1].(string)
+			if frame == "" {
+				frame = string(buildFrame(typ, seq, body)) // trimmed from the history since
+			}
+			return Record{Seq: seq, Frame: []byte(frame)}, nil
+		}
+		if attempt == publishAttempts || ctx.Err() != nil || !retryable(err) {
+			return Record{}, fmt.Errorf("live: publish: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return Record{}, fmt.Errorf("live: publish: %w", err)
+		case <-time.After(wait):
+		}
+		wait *= 2
 	}
-	seq, _ := res[0].(int64)
-	frame, _ := res[1].(string)
-	return Record{Seq: seq, Frame: []byte(frame)}, nil
+}
+
+// publishAttempts bounds how often Publish sends one event (about 1.5 s of waits).
+const publishAttempts = 5
+
+// retryable tells a failure that may pass (Redis unreachable, slow, restarting, a
+// connection lost) from an answer that will not change (a script error).
+func retryable(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "BUSY") ||
+			strings.HasPrefix(msg, "TRYAGAIN") || strings.HasPrefix(msg, "READONLY") ||
+			strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "CLUSTERDOWN")
+	}
+	return true
 }
 
 // Subscribe implements Bus.

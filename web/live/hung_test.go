@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,9 +108,10 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 }
 
 // TestPublishRunsOnce: Redis freezes while an event is being published and thaws after
-// the client's read timeout. The publish script runs once: the event has one seq in
-// the history. (With go-redis's default retries the client sent the script again on a
-// new connection after the timeout, and both ran once Redis thawed: two seqs.)
+// the client's read timeout. Publish sends the event again with its publication id and
+// answers it; the event has one seq. (With go-redis's own retries the script, sent again
+// on a new connection, ran twice once Redis thawed: seq 3 after two events; with no
+// retry at all the event's Publish failed although it had gone out.)
 func TestPublishRunsOnce(t *testing.T) {
 	r := startHangableRedis(t)
 	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
@@ -125,16 +127,23 @@ func TestPublishRunsOnce(t *testing.T) {
 		t.Fatal(err) // loads the script
 	}
 	r.freeze()
-	done := make(chan error, 1)
+	type result struct {
+		rec Record
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
 		pctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 		defer cancel()
-		_, err := bus.Publish(pctx, sid, "pin", []byte(`"ts":"x","n":2}`))
-		done <- err
+		rec, err := bus.Publish(pctx, sid, "pin", []byte(`"ts":"x","n":2}`))
+		done <- result{rec, err}
 	}()
-	time.Sleep(4 * time.Second) // past the 3 s read timeout and a retry's send
+	time.Sleep(4 * time.Second) // past the 3 s read timeout and a second send
 	r.thaw()
-	<-done                  // an error (reply lost) or the retry's answer: either way, count the seqs
+	res := <-done
+	if res.err != nil || res.rec.Seq != 2 || !strings.Contains(string(res.rec.Frame), `"n":2`) {
+		t.Fatalf("Publish: got seq %d frame %s err %v, want seq 2", res.rec.Seq, res.rec.Frame, res.err)
+	}
 	time.Sleep(time.Second) // the thawed server runs whatever it was sent
 	seq, err := rdb.Get(ctx, bus.key(sid, "seq")).Int64()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/livecart/livecart/cart"
@@ -100,7 +101,8 @@ func (b *RedisBus) StockTurn(ctx context.Context, sid, key string, count bool, n
 
 // PublishStock implements StockGate.
 func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte) (Record, bool, error) {
-	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")}
+	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+uuid.NewString()),
+		b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")}
 	res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), 0,
 		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds(), key).Slice()
 	if err != nil {
