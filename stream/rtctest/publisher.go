@@ -126,7 +126,8 @@ func (p *Publisher) SetPacing(factor float64) { p.pacing.Store(math.Float64bits(
 func (p *Publisher) Pacing() float64 { return math.Float64frombits(p.pacing.Load()) }
 
 // Run sends media until ctx is done. Video frames go out every 1/FPS (a keyframe
-// first, then on request or every KeyInterval), audio every 20 ms.
+// first, then on request or every KeyInterval), audio every 20 ms. RTP timestamps
+// follow the wall clock (mediaClock), not the count of frames sent.
 func (p *Publisher) Run(ctx context.Context) {
 	frameEvery := time.Second / time.Duration(p.opts.FPS)
 	vt := time.NewTicker(frameEvery)
@@ -135,7 +136,10 @@ func (p *Publisher) Run(ctx context.Context) {
 	defer vt.Stop()
 	defer at.Stop()
 	defer pt.Stop()
-	var vts, ats uint32 = rand.Uint32(), rand.Uint32()
+	var vts0, ats0 uint32 = rand.Uint32(), rand.Uint32()
+	start := time.Now()
+	vclock := mediaClock{start: start, every: frameEvery, n: -1}
+	aclock := mediaClock{start: start, every: 20 * time.Millisecond, n: -1}
 	vseq, aseq := uint16(rand.Uint32()), uint16(rand.Uint32())
 	picID := uint16(rand.Uint32()) & 0x7fff
 	lastKey := time.Time{}
@@ -152,8 +156,8 @@ func (p *Publisher) Run(ctx context.Context) {
 				size = avgFrame * 4
 				lastKey = time.Now()
 			}
+			vts := vts0 + uint32(vclock.next(time.Now()))*uint32(90000/p.opts.FPS)
 			vseq = p.queueFrame(key, size, vts, vseq, picID)
-			vts += uint32(90000 / p.opts.FPS)
 			picID = (picID + 1) & 0x7fff
 			p.sendPaced(false)
 		case <-pt.C:
@@ -163,14 +167,34 @@ func (p *Publisher) Run(ctx context.Context) {
 			fill(payload)
 			payload[0] = 0xfc // Opus TOC: CELT FB 20 ms, one frame
 			p.seq++
-			PutStamp(payload, time.Now(), p.seq)
+			now := time.Now()
+			PutStamp(payload, now, p.seq)
+			ats := ats0 + uint32(aclock.next(now))*960
 			_ = p.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: false,
 				SequenceNumber: aseq, Timestamp: ats}, Payload: payload})
 			p.PacketsSent.Add(1)
 			aseq++
-			ats += 960
 		}
 	}
+}
+
+// mediaClock numbers a track's frames by the wall clock since start, as a capture
+// clock does. A time.Ticker drops the ticks its reader is too busy to take: numbered
+// by frames sent, a publisher starved of CPU (a loaded machine, -race) would stamp
+// timestamps falling ever further behind real time, and a relay would take its
+// packets for an ingest backlog (stream/lag.go) and drop them. A dropped tick is a
+// gap in the timestamps instead, as a frame a capture pipeline drops.
+type mediaClock struct {
+	start time.Time
+	every time.Duration
+	n     int64 // the last frame's number (-1 before the first)
+}
+
+// next returns the number of the frame captured at now (one more than the last at
+// least).
+func (c *mediaClock) next(now time.Time) int64 {
+	c.n = max(c.n+1, int64(now.Sub(c.start)/c.every))
+	return c.n
 }
 
 // queueFrame packetizes one VP8 frame of size bytes (RFC 7741) for the pacer and
