@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,9 +115,16 @@ func leastUpstreams(t *testing.T, base string, during func()) float64 {
 	return <-least
 }
 
-// afterOutage: A still has its publisher and B's viewer still gets media.
+// afterOutage: A still has its publisher and B's viewer still gets media. On a
+// failure it logs both nodes' media metrics: whether B's upstream or A's publisher
+// went, or a relay dropped packets as late (stream/lag.go).
 func afterOutage(t *testing.T, c *muteCluster, v *rtctest.Viewer) {
 	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Logf("after the outage: A %s; B %s", mediaMetrics(c.a), mediaMetrics(c.b))
+		}
+	}()
 	if got := metric(t, c.a, "livecart_media_publishers"); got != 1 {
 		t.Errorf("publishers on A after the outage: got %v, want 1", got)
 	}
@@ -282,4 +291,23 @@ func claimStale(t *testing.T, st *cart.RedisStore, prefix, sid string, o cart.Me
 	if err := rdb.HSet(ctx, prefix+"{"+sid+"}:stream", "origin_seen", fmt.Sprint(seen)).Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mediaMetrics is base's livecart_media_* metrics on one line, for a failure's log
+// (it never fails the test itself).
+func mediaMetrics(base string) string {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if name, ok := strings.CutPrefix(sc.Text(), "livecart_media_"); ok {
+			out = append(out, name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
