@@ -10,13 +10,13 @@ import (
 
 // With the send gather, a paced publisher's packets written to several viewers leave in
 // few sendmmsg calls, and every viewer still gets its packets. Without it
-// (SendGather < 0) each call carries what one writer queued at a time: the metric
+// (SendGather 0, the default) each call carries what one writer queued at a time: the metric
 // comparison makes the test fail if the gather stops working.
 func TestSendGatherBatchesViewers(t *testing.T) {
 	perCall := map[bool]float64{}
 	for _, gather := range []bool{false, true} {
 		t.Run(fmt.Sprintf("gather=%v", gather), func(t *testing.T) {
-			opts := Options{SendGather: -1}
+			opts := Options{}
 			if gather {
 				opts.SendGather = 2 * time.Millisecond
 			}

@@ -90,17 +90,15 @@ type Options struct {
 	// (default 2 s).
 	PullInterval  time.Duration
 	UpstreamGrace time.Duration
-	// SendGather is how long the UDP send batcher lets a batch grow once a packet is
-	// queued (default 500 µs; negative: send at once), so the few packets a paced
-	// publisher sends at a time, written to every viewer, go out in a few sendmmsg calls
-	// with each viewer's packets in one GSO train. A batch of 512 datagrams goes at once.
+	// SendGather, when positive, is how long the UDP send batcher lets a batch grow
+	// once a packet is queued (Go's timers wake an idle process with ~1 ms granularity,
+	// so the wait may be up to ~1 ms) or until 512 datagrams are queued: a paced
+	// publisher's few packets, written to every viewer, then go out in a few sendmmsg
+	// calls instead of one per writer's turn. Zero (the default) sends at once: the
+	// gather cut the system calls 5-10× but did not measurably lower the relay's CPU
+	// (docs/BENCHMARKS.md, 2026-12-02), so it is off until shown to help.
 	SendGather time.Duration
 }
-
-// defaultSendGather is Options.SendGather's default: well under the relay's latency
-// budget, and about one scheduler tick (Go's timers wake an idle process with
-// millisecond granularity, so the wait is at most ~1 ms).
-const defaultSendGather = 500 * time.Microsecond
 
 // Relay owns the WebRTC API, the UDP port and every stream's room.
 type Relay struct {
@@ -144,9 +142,6 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.UpstreamGrace <= 0 {
 		opts.UpstreamGrace = defaultUpstreamGrace
-	}
-	if opts.SendGather == 0 {
-		opts.SendGather = defaultSendGather
 	}
 	listen := opts.ListenIP
 	if listen == "" {
