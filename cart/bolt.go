@@ -72,11 +72,11 @@ func getJSON(b *bolt.Bucket, key string, v any) error {
 	if raw == nil {
 		return ErrNotFound
 	}
-	return json.Unmarshal(raw, v)
+	return unmarshalRecord(raw, v)
 }
 
 func putJSON(b *bolt.Bucket, key string, v any) error {
-	raw, err := json.Marshal(v)
+	raw, err := marshalRecord(v)
 	if err != nil {
 		return err
 	}
