@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,16 +59,7 @@ type boltIdem struct {
 	At          time.Time `json:"at"`
 }
 
-func join(parts ...string) string {
-	var b bytes.Buffer
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte(0)
-		}
-		b.WriteString(p)
-	}
-	return b.String()
-}
+func join(parts ...string) string { return strings.Join(parts, "\x00") }
 
 func timeKey(t time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
@@ -83,8 +75,14 @@ func appendIndex(b *bolt.Bucket, prefix, value string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key := join(prefix, fmt.Sprintf("%016x", seq))
-	return key, b.Put([]byte(key), []byte(value))
+	const hex = "0123456789abcdef"
+	k := make([]byte, len(prefix)+17)
+	copy(k, prefix)
+	for i := len(k) - 1; i > len(prefix); i-- { // the sequence as 16 hex digits
+		k[i] = hex[seq&0xf]
+		seq >>= 4
+	}
+	return string(k), b.Put(k, []byte(value))
 }
 
 // indexValues lists the values under prefix + "\x00", in key order.
