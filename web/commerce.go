@@ -325,7 +325,7 @@ func (s *Server) addToCart(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, h)
+	writeAppended(w, http.StatusCreated, h.AppendJSON, h)
 }
 
 func (s *Server) getCart(w http.ResponseWriter, r *http.Request) {
@@ -392,7 +392,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.countOutcome("checkout", "replayed", nil)
 	}
-	writeJSON(w, status, o)
+	writeAppended(w, status, o.AppendJSON, o)
 }
 
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
