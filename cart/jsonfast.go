@@ -424,3 +424,43 @@ func (r *boltIdem) decodeFast(raw []byte) bool {
 		return false
 	})
 }
+
+// DecodeFastJSON decodes the compact body a client sends for a hold
+// ({"sale_id":"…","quantity":1}, keys in any order, no whitespace, plain ASCII
+// strings) as json.Decoder with DisallowUnknownFields would. It returns false, with in
+// unspecified, for any other input: the caller then decodes raw with encoding/json,
+// which gives its answer and error message.
+func (in *NewItem) DecodeFastJSON(raw []byte) bool {
+	return scanFlatObject(raw, func(key, val []byte) bool {
+		switch string(key) {
+		case "product_id":
+			return plainString(val, &in.ProductID)
+		case "sale_id":
+			return plainString(val, &in.SaleID)
+		case "quantity":
+			var n int64
+			if !fastInt(val, strconv.IntSize, &n) {
+				return false
+			}
+			q := int(n)
+			in.Quantity = &q
+			return true
+		}
+		return false
+	})
+}
+
+// plainString decodes a JSON string of printable ASCII without escapes.
+func plainString(val []byte, out *string) bool {
+	if len(val) < 2 || val[0] != '"' || val[len(val)-1] != '"' {
+		return false
+	}
+	body := val[1 : len(val)-1]
+	for _, c := range body {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '\\' || c == '"' {
+			return false
+		}
+	}
+	*out = string(body)
+	return true
+}

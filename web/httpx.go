@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,6 +99,13 @@ func decodeJSONOrEmpty(w http.ResponseWriter, r *http.Request, v any) error {
 	return decodeBody(w, r, v, true)
 }
 
+// fastDecoder is a request body that can decode its usual compact form by hand
+// (cart.NewItem); DecodeFastJSON returns false for anything else, which then goes
+// through encoding/json.
+type fastDecoder interface {
+	DecodeFastJSON(raw []byte) bool
+}
+
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
 	body := http.MaxBytesReader(w, r.Body, MaxJSONBody)
 	raw, err := io.ReadAll(body)
@@ -108,7 +116,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		}
 		return apiError(http.StatusBadRequest, "bad_request", "cannot read body")
 	}
-	if len(strings.TrimSpace(string(raw))) == 0 {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
 		if emptyOK {
 			return nil
 		}
@@ -125,7 +134,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		// or of a lone surrogate escape.
 		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	if fd, ok := v.(fastDecoder); ok {
+		if fd.DecodeFastJSON(trimmed) {
+			return nil
+		}
+		reflect.ValueOf(v).Elem().SetZero() // encoding/json starts from scratch
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: "+err.Error())

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,48 @@ func TestWriteAppendedMatchesWriteJSON(t *testing.T) {
 		writeAppended(got, c.status, c.app, c.v)
 		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
 			t.Errorf("%s: got %d %v %q, want %d %v %q", c.name, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
+	}
+}
+
+// plainNewItem is cart.NewItem without its hand-written decoder.
+type plainNewItem cart.NewItem
+
+// decodeJSON answers a hold's body with its hand-written fast path exactly as with
+// encoding/json alone: the same value, or the same error.
+func TestDecodeNewItemMatchesEncodingJSON(t *testing.T) {
+	sid := "0190f3a4-1b2c-7d3e-8f40-123456789abc"
+	bodies := []string{
+		`{"sale_id":"` + sid + `","quantity":1}`, `{"quantity":2,"product_id":"` + sid + `"}`, "  \n" + `{"sale_id":"x","quantity":100}` + "\n",
+		`{"sale_id":"x","product_id":"y","quantity":-5}`, `{"sale_id":"x"}`, `{}`, `{"quantity":1}`, `{"sale_id":"x","quantity":null}`,
+		`{"sale_id":"x","quantity":1,"quantity":null}`, `{"sale_id":"a","sale_id":null,"quantity":1}`, `{"Sale_ID":"x","QUANTITY":1}`,
+		`{"sale_id":"x","quantity":1.0}`, `{"sale_id":"x","quantity":01}`, `{"sale_id":"x","quantity":1e0}`, `{"sale_id":"x","quantity":"1"}`,
+		`{"sale_id":"x","quantity":99999999999999999999}`, `{"sale_id":"x","quantity":1,"extra":true}`, `{"sale_id": "x", "quantity": 1}`,
+		`{"sale_id":"\u0041","quantity":1}`, `{"sale_id":"é","quantity":1}`, `{"sale_id":"x","quantity":1}{}`, `{"sale_id":"x","quantity":1} x`,
+		`{"sale_id":"x","quantity":1}]`, `{"sale_id":"x",}`, `{"sale_id":"x"`, `[1]`, `null`, `"x"`, `{"sale_id":1,"quantity":1}`,
+		`{"sale_id":"x","quantity":true}`, `{"sale_id":"x","quantity":-0}`, `{"sale_id":"tab	x","quantity":1}`,
+	}
+	var in cart.NewItem
+	if !in.DecodeFastJSON([]byte(bodies[0])) || in.SaleID != sid || in.Quantity == nil || *in.Quantity != 1 {
+		t.Fatalf("the usual body does not take the fast path: %+v", in)
+	}
+	for _, body := range bodies {
+		decode := func(v any) error {
+			r := httptest.NewRequest(http.MethodPost, "/api/cart/items", strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			return decodeJSON(httptest.NewRecorder(), r, v)
+		}
+		var fast cart.NewItem
+		var plain plainNewItem
+		errFast, errPlain := decode(&fast), decode(&plain)
+		msg := func(err error) string {
+			if err == nil {
+				return ""
+			}
+			return strings.NewReplacer("web.plainNewItem", "cart.NewItem", "plainNewItem", "NewItem").Replace(err.Error())
+		}
+		if msg(errFast) != msg(errPlain) || !reflect.DeepEqual(fast, cart.NewItem(plain)) {
+			t.Errorf("%s: got %+v %v, want %+v %v", body, fast, errFast, plain, errPlain)
 		}
 	}
 }
