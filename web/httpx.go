@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -62,16 +63,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeJSON when appendJSON cannot encode it. For the bodies of every hold and
 // checkout, which encoding/json's reflection made a visible part of a sale's cost.
 func writeAppended(w http.ResponseWriter, status int, appendJSON func([]byte) ([]byte, bool), v any) {
-	var buf [512]byte
-	b, ok := appendJSON(buf[:0])
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	b, ok := appendJSON((*bp)[:0])
 	if !ok {
 		writeJSON(w, status, v)
 		return
 	}
+	b = append(b, '\n')
+	if cap(b) <= 4096 {
+		*bp = b // reused by the next answer (Write copies b)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
+
+// bodyBufs are writeAppended's buffers.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // fail writes err as an API error. 5xx are logged; unavailable carries Retry-After.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
