@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -92,18 +93,44 @@ type wsRun struct {
 	mod    string
 	events int // announce events planned
 
-	lastViewer []atomic.Int64 // per announce k: latest delivery latency (ns)
-	received   []atomic.Int32 // per announce k: viewers that got it
-	unpinAt    atomic.Int64   // unix ns of the unpin in flight
-	selfCPU    time.Duration  // this process's CPU during the announce phase
+	// tallies: one per epoll loop (the gorilla reader's goroutines share the first),
+	// so that the loops do not bounce each other's cache lines on every delivery.
+	tallies []*tally
+	unpinAt atomic.Int64  // unix ns of the unpin in flight
+	selfCPU time.Duration // this process's CPU during the announce phase
 }
 
 func newWSRun(c wsConfig) *wsRun {
 	r := &wsRun{cfg: c, a: auth.New([]byte(c.secret), nil), http: &http.Client{Timeout: 10 * time.Second}}
 	r.events = int(c.rate * c.duration.Seconds())
-	r.lastViewer = make([]atomic.Int64, r.events)
-	r.received = make([]atomic.Int32, r.events)
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		r.tallies = append(r.tallies, &tally{lastViewer: make([]atomic.Int64, r.events), received: make([]atomic.Int32, r.events)})
+	}
 	return r
+}
+
+// tally is what one reader recorded per announce event k.
+type tally struct {
+	lastViewer []atomic.Int64 // latest delivery latency (ns)
+	received   []atomic.Int32 // viewers that got it
+}
+
+// received is how many viewers have announce event k.
+func (r *wsRun) received(k int) int {
+	n := 0
+	for _, t := range r.tallies {
+		n += int(t.received[k].Load())
+	}
+	return n
+}
+
+// lastViewer is the latency of announce event k at the last viewer that got it (ns).
+func (r *wsRun) lastViewer(k int) int64 {
+	var m int64
+	for _, t := range r.tallies {
+		m = max(m, t.lastViewer[k].Load())
+	}
+	return m
 }
 
 // apiBase is the server that takes the API calls (the first of -server).
@@ -278,8 +305,13 @@ func closeViewers(viewers []*wsViewer) {
 // startReading reads every viewer until the returned stop is called; stop closes
 // the viewers.
 func (r *wsRun) startReading(viewers []*wsViewer) (stop func(), err error) {
+	for _, v := range viewers { // room for every announce: no growing while reading
+		v.lat = make([]uint32, 0, r.events+1)
+	}
 	if r.cfg.reader == "epoll" {
-		e, err := startEpollReaders(viewers, runtime.GOMAXPROCS(0), r.record)
+		e, err := startEpollReaders(viewers, len(r.tallies), func(loop int, v *wsViewer, frame []byte, now int64) {
+			r.record(r.tallies[loop], v, frame, now)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -316,45 +348,94 @@ func (r *wsRun) read(v *wsViewer) {
 			v.closed = err
 			return
 		}
-		r.record(v, buf.Bytes(), time.Now().UnixNano())
+		r.record(r.tallies[0], v, buf.Bytes(), time.Now().UnixNano())
 	}
 }
 
 // record checks one text frame a viewer got at now (unix ns): seq gaps and
-// duplicates, and the latency of announce and unpin events.
-func (r *wsRun) record(v *wsViewer, b []byte, now int64) {
-	seq := intAfter(b, []byte(`"seq":`))
-	if seq > 0 {
+// duplicates, and the latency of announce and unpin events; t is the reader's tally.
+func (r *wsRun) record(t *tally, v *wsViewer, b []byte, now int64) {
+	ev := parseEvent(b)
+	if ev.seq > 0 {
 		switch {
-		case seq <= v.last:
+		case ev.seq <= v.last:
 			v.dups++
-		case seq > v.last+1:
-			v.gaps += seq - v.last - 1
+		case ev.seq > v.last+1:
+			v.gaps += ev.seq - v.last - 1
 		}
-		if seq > v.last {
-			v.last = seq
+		if ev.seq > v.last {
+			v.last = ev.seq
 		}
 	}
-	switch {
-	case bytes.HasPrefix(b, []byte(`{"type":"announce"`)):
-		sentAt := intAfter(b, []byte(`"text":"t=`))
-		k := int(intAfter(b, []byte(`;k=`)))
-		lat := now - sentAt
+	switch ev.kind {
+	case evAnnounce:
+		lat := now - ev.sentAt
 		v.lat = append(v.lat, uint32(lat/1000))
-		if k >= 0 && k < len(r.lastViewer) {
-			r.received[k].Add(1)
+		if k := ev.k; k >= 0 && k < int64(len(t.received)) {
+			t.received[k].Add(1)
 			for {
-				old := r.lastViewer[k].Load()
-				if lat <= old || r.lastViewer[k].CompareAndSwap(old, lat) {
+				old := t.lastViewer[k].Load()
+				if lat <= old || t.lastViewer[k].CompareAndSwap(old, lat) {
 					break
 				}
 			}
 		}
-	case bytes.HasPrefix(b, []byte(`{"type":"unpin"`)):
+	case evUnpin:
 		if at := r.unpinAt.Load(); at > 0 {
 			v.unpinLat = append(v.unpinLat, uint32((now-at)/1000))
 		}
 	}
+}
+
+// Kinds of event record tells apart.
+const (
+	evOther = iota
+	evAnnounce
+	evUnpin
+)
+
+// event is what record reads from a frame.
+type event struct {
+	kind      int
+	seq       int64 // -1: none
+	sentAt, k int64 // announce: the send time (unix ns) and number in its text
+}
+
+var (
+	announceHead = []byte(`{"type":"announce","seq":`)
+	unpinHead    = []byte(`{"type":"unpin"`)
+	seqKey       = []byte(`"seq":`)
+	sentKey      = []byte(`"text":"t=`)
+	kKey         = []byte(`;k=`)
+)
+
+// parseEvent reads seq, and for announce events the send time and k, from a frame
+// as the server writes it: {"type":"…","seq":N,"ts":"…",fields…} (without seq for
+// unsequenced frames). The server's announce frames start with announceHead, so
+// their seq is read in place and the text searched for after it; other frames are
+// searched from the start. The text searched for is what publish sends.
+func parseEvent(b []byte) event {
+	ev := event{seq: -1, sentAt: -1, k: -1}
+	if bytes.HasPrefix(b, announceHead) {
+		ev.kind = evAnnounce
+		var n int
+		ev.seq, n = leadingInt(b[len(announceHead):])
+		rest := b[len(announceHead)+n:]
+		ev.sentAt = intAfter(rest, sentKey)
+		if i := bytes.Index(rest, kKey); i >= 0 {
+			ev.k, _ = leadingInt(rest[i+len(kKey):])
+		}
+		return ev
+	}
+	ev.seq = intAfter(b, seqKey)
+	switch {
+	case bytes.HasPrefix(b, announceHead[:len(`{"type":"announce"`)]): // no seq
+		ev.kind = evAnnounce
+		ev.sentAt, ev.k = intAfter(b, sentKey), intAfter(b, kKey)
+	case bytes.HasPrefix(b, unpinHead):
+		ev.kind = evUnpin
+	}
+	return ev
 }
 
 // intAfter parses the decimal number after the first occurrence of key (-1 if none).
@@ -363,16 +444,26 @@ func intAfter(b, key []byte) int64 {
 	if i < 0 {
 		return -1
 	}
-	b = b[i+len(key):]
-	j := 0
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		j++
-	}
-	n, err := strconv.ParseInt(string(b[:j]), 10, 64)
-	if err != nil {
-		return -1
-	}
+	n, _ := leadingInt(b[i+len(key):])
 	return n
+}
+
+// leadingInt parses the decimal digits at the start of b: the number and how many
+// bytes it took; -1 when there are none or it does not fit an int64.
+func leadingInt(b []byte) (int64, int) {
+	var n int64
+	j := 0
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		d := int64(b[j] - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return -1, j
+		}
+		n = n*10 + d
+	}
+	if j == 0 {
+		return -1, 0
+	}
+	return n, j
 }
 
 // publish sends the announce events on a fixed schedule, each request in its own
@@ -407,7 +498,7 @@ func (r *wsRun) publish(ctx context.Context) int {
 func (r *wsRun) waitDelivered(ctx context.Context, sent int, grace time.Duration) {
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if r.events == 0 || int(r.received[r.events-1].Load()) >= r.cfg.viewers {
+		if r.events == 0 || r.received(r.events-1) >= r.cfg.viewers {
 			time.Sleep(100 * time.Millisecond)
 			return
 		}
@@ -453,8 +544,8 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 	var last []uint32
 	missing := 0
 	for k := range sent {
-		last = append(last, uint32(r.lastViewer[k].Load()/1000))
-		missing += len(viewers) - int(r.received[k].Load())
+		last = append(last, uint32(r.lastViewer(k)/1000))
+		missing += len(viewers) - r.received(k)
 	}
 	var unpinLast []uint32 // per round: the last viewer's latency
 	for i := range r.cfg.unpins {

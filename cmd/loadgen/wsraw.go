@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -278,10 +279,11 @@ type epollReaders struct {
 }
 
 // startEpollReaders spreads viewers over n loops; onText gets every text frame with
-// the time its read returned. A viewer's end goes in its closed field (a
+// the time its read returned and the number of the loop that read it (0..n-1), so that
+// a loop can keep its own tallies. A viewer's end goes in its closed field (a
 // *websocket.CloseError, or io.ErrUnexpectedEOF for a socket closed without a close
 // frame); stop waits for the loops, after which closed may be read.
-func startEpollReaders(viewers []*wsViewer, n int, onText func(v *wsViewer, frame []byte, now int64)) (*epollReaders, error) {
+func startEpollReaders(viewers []*wsViewer, n int, onText func(loop int, v *wsViewer, frame []byte, now int64)) (*epollReaders, error) {
 	e := &epollReaders{quit: make(chan struct{})}
 	for i := range n {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -292,7 +294,10 @@ func startEpollReaders(viewers []*wsViewer, n int, onText func(v *wsViewer, fram
 		var mine []*wsViewer
 		for j := i; j < len(viewers); j += n {
 			v := viewers[j]
-			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(len(mine))}
+			// Edge-triggered: a ready socket is reported once per arrival, and readAll
+			// reads it until the kernel has no more (a level-triggered set polls each
+			// ready socket twice: once to report it, once more to find it drained).
+			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(len(mine))}
 			if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, v.raw.fd, &ev); err != nil {
 				syscall.Close(epfd)
 				e.stop()
@@ -300,32 +305,54 @@ func startEpollReaders(viewers []*wsViewer, n int, onText func(v *wsViewer, fram
 			}
 			mine = append(mine, v)
 		}
+		// Frames the viewer had read already (after readFirst) are announced by no
+		// edge: handle them now, before the loop starts.
+		buf := make([]byte, readBufSize)
+		for _, v := range mine {
+			if err := v.raw.buffered(func(f []byte, now int64) { onText(i, v, f, now) }); err != nil {
+				v.closed = err
+				syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, v.raw.fd, nil)
+				e.ended.Add(1)
+			}
+		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
 			defer syscall.Close(epfd)
-			e.loop(epfd, mine, onText)
+			e.loop(i, epfd, mine, buf, onText)
 		}()
 	}
 	return e, nil
 }
 
-func (e *epollReaders) loop(epfd int, viewers []*wsViewer, onText func(*wsViewer, []byte, int64)) {
-	events := make([]syscall.EpollEvent, 256)
-	buf := make([]byte, 256<<10)
+// epollET is EPOLLET as the uint32 of EpollEvent.Events (the syscall package's
+// constant is a negative int).
+const epollET = 1 << 31
+
+// readBufSize is each loop's read buffer: one recv takes all a socket has.
+const readBufSize = 256 << 10
+
+func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onText func(int, *wsViewer, []byte, int64)) {
+	events := make([]syscall.EpollEvent, 1024)
 	for {
 		select {
 		case <-e.quit:
 			return
 		default:
 		}
-		n, err := syscall.EpollWait(epfd, events, 50)
-		if err != nil && err != syscall.EINTR {
-			return
+		// Look without waiting first: a raw syscall, no hand-off of the P (most looks
+		// find sockets ready). Only an empty look waits, in a blocking syscall.
+		n := epollWaitNow(epfd, events)
+		if n == 0 {
+			var err error
+			n, err = syscall.EpollWait(epfd, events, 50)
+			if err != nil && err != syscall.EINTR {
+				return
+			}
 		}
 		for _, ev := range events[:max(n, 0)] {
 			v := viewers[ev.Fd]
-			if err := v.raw.readOnce(&buf, func(frame []byte, now int64) { onText(v, frame, now) }); err != nil {
+			if err := v.raw.readAll(&buf, func(frame []byte, now int64) { onText(id, v, frame, now) }); err != nil {
 				v.closed = err
 				syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, v.raw.fd, nil)
 				e.ended.Add(1)
@@ -340,31 +367,71 @@ func (e *epollReaders) loop(epfd int, viewers []*wsViewer, onText func(*wsViewer
 	}
 }
 
+// epollWaitNow is epoll_wait with a zero timeout as a raw syscall (it never blocks);
+// it returns 0 on any error.
+func epollWaitNow(epfd int, events []syscall.EpollEvent) int {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(n)
+}
+
 // readerNap is how long an epoll loop that has caught up waits before looking again.
 const readerNap = 500 * time.Microsecond
 
-// readOnce reads what the socket has (one read: the epoll set is level-triggered, so
-// more is reported again) and handles the whole frames.
-func (w *rawWS) readOnce(bufp *[]byte, text func(frame []byte, now int64)) error {
-	buf := *bufp
-	if len(w.buf) > len(buf)/2 {
-		buf = make([]byte, 2*len(w.buf))
-		*bufp = buf
+// recv is one non-blocking recv(2) as a raw syscall (it never blocks, so the P need
+// not be handed off; and recvfrom skips read(2)'s file-position and notify work).
+func (w *rawWS) recv(p []byte) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(w.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		default:
+			return 0, errno
+		}
 	}
-	have := copy(buf, w.buf)
-	n, err := w.read(buf[have:])
-	if err == syscall.EAGAIN {
-		return nil
+}
+
+// readAll reads the socket until the kernel has nothing more (the epoll set is
+// edge-triggered: the next arrival reports it again) and handles the whole frames of
+// each read; text gets each text frame with the time its read returned.
+func (w *rawWS) readAll(bufp *[]byte, text func(frame []byte, now int64)) error {
+	for {
+		buf := *bufp
+		if len(w.buf) > len(buf)/2 {
+			buf = make([]byte, 2*len(w.buf))
+			*bufp = buf
+		}
+		have := copy(buf, w.buf)
+		n, err := w.recv(buf[have:])
+		if err == syscall.EAGAIN {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		now := time.Now().UnixNano()
+		used, err := w.frames(buf[:have+n], func(f []byte) { text(f, now) })
+		w.buf = append(w.buf[:0], buf[used:have+n]...)
+		if err != nil || have+n < len(buf) {
+			// A short read took all the socket had: what comes later is a new edge.
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return io.ErrUnexpectedEOF
-	}
+}
+
+// buffered handles the whole frames already in w.buf.
+func (w *rawWS) buffered(text func(frame []byte, now int64)) error {
 	now := time.Now().UnixNano()
-	used, err := w.frames(buf[:have+n], func(f []byte) { text(f, now) })
-	w.buf = append(w.buf[:0], buf[used:have+n]...)
+	used, err := w.frames(w.buf, func(f []byte) { text(f, now) })
+	w.buf = append(w.buf[:0], w.buf[used:]...)
 	return err
 }
 

@@ -61,7 +61,7 @@ func TestRawClientReadsEveryFrame(t *testing.T) {
 	var mu sync.Mutex
 	var got []int
 	done := make(chan struct{})
-	e, err := startEpollReaders([]*wsViewer{v}, 1, func(_ *wsViewer, f []byte, _ int64) {
+	e, err := startEpollReaders([]*wsViewer{v}, 1, func(_ int, _ *wsViewer, f []byte, _ int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		if string(f) == "last" {

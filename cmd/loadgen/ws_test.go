@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"testing"
+)
+
+// TestParseEvent checks the in-place parse against a plain search of every field from
+// the start of the frame (the reader's checks must not get weaker for being cheaper).
+func TestParseEvent(t *testing.T) {
+	plain := func(b []byte, key string) int64 { // the old intAfter
+		i := bytes.Index(b, []byte(key))
+		if i < 0 {
+			return -1
+		}
+		b = b[i+len(key):]
+		j := 0
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		n, err := strconv.ParseInt(string(b[:j]), 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	frames := []string{
+		`{"type":"announce","seq":42,"ts":"2026-12-02T00:46:07.123456789Z","text":"t=1764636367123456789;k=17"}`,
+		`{"type":"announce","seq":1,"ts":"2026-12-02T00:46:07Z","text":"t=5;k=0"}`,
+		`{"type":"announce","seq":99999999999999999999,"ts":"x","text":"t=5;k=0"}`, // seq overflows
+		`{"type":"announce","seq":7,"ts":"x","text":"hello"}`,                       // not ours: no t=, no k
+		`{"type":"announce","ts":"x","text":"t=12;k=3"}`,                            // no seq
+		`{"type":"announce","seq":,"ts":"x","text":"t=12;k=3"}`,                     // empty seq
+		`{"type":"unpin","seq":77,"ts":"x","product_id":"p1"}`,
+		`{"type":"pin","seq":76,"ts":"x","product":{"id":"p1"}}`,
+		`{"type":"pong","ts":"x"}`,
+		`{"type":"chat","seq":5,"ts":"x","text":"\"seq\":9 t=1;k=2"}`,
+		`{"type":"snapshot","seq":0,"ts":"x"}`,
+		``,
+	}
+	for _, f := range frames {
+		b := []byte(f)
+		got := parseEvent(b)
+		want := event{seq: plain(b, `"seq":`), sentAt: -1, k: -1}
+		switch {
+		case bytes.HasPrefix(b, []byte(`{"type":"announce"`)):
+			want.kind, want.sentAt, want.k = evAnnounce, plain(b, `"text":"t=`), plain(b, `;k=`)
+		case bytes.HasPrefix(b, []byte(`{"type":"unpin"`)):
+			want.kind = evUnpin
+		}
+		if got != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", f, got, want)
+		}
+	}
+}
+
+// TestRecordCounts feeds record a run of frames: gaps, duplicates, latencies and the
+// per-event tallies.
+func TestRecordCounts(t *testing.T) {
+	r := newWSRun(wsConfig{rate: 10, duration: 1e9}) // 10 events
+	v := &wsViewer{last: 3}
+	ann := func(seq, k int, sent int64) []byte {
+		return fmt.Appendf(nil, `{"type":"announce","seq":%d,"ts":"x","text":"t=%d;k=%d"}`, seq, sent, k)
+	}
+	r.record(r.tallies[0], v, ann(4, 0, 1000), 3000)
+	r.record(r.tallies[0], v, ann(6, 1, 1000), 5000) // seq 5 missing
+	r.record(r.tallies[len(r.tallies)-1], v, ann(6, 1, 1000), 9000)
+	r.record(r.tallies[0], v, []byte(`{"type":"pong","ts":"x"}`), 9000)
+	if v.gaps != 1 || v.dups != 1 || v.last != 6 {
+		t.Fatalf("gaps %d dups %d last %d, want 1 1 6", v.gaps, v.dups, v.last)
+	}
+	if len(v.lat) != 3 || v.lat[0] != 2 || v.lat[1] != 4 || v.lat[2] != 8 {
+		t.Fatalf("latencies %v µs, want [2 4 8]", v.lat)
+	}
+	if r.received(0) != 1 || r.received(1) != 2 || r.lastViewer(1) != 8000 {
+		t.Fatalf("received %d, %d; last viewer of k=1 %d ns", r.received(0), r.received(1), r.lastViewer(1))
+	}
+}
