@@ -98,37 +98,61 @@ type wsRun struct {
 	tallies []*tally
 	unpinAt atomic.Int64  // unix ns of the unpin in flight
 	selfCPU time.Duration // this process's CPU during the announce phase
+	// -reader epoll, over the whole reading time: recv calls that returned data,
+	// epoll_wait calls, and those that waited.
+	recvs, looks, waits int64
 }
 
 func newWSRun(c wsConfig) *wsRun {
 	r := &wsRun{cfg: c, a: auth.New([]byte(c.secret), nil), http: &http.Client{Timeout: 10 * time.Second}}
 	r.events = int(c.rate * c.duration.Seconds())
-	for range max(runtime.GOMAXPROCS(0), 1) {
-		r.tallies = append(r.tallies, &tally{lastViewer: make([]atomic.Int64, r.events), received: make([]atomic.Int32, r.events)})
+	n := max(runtime.GOMAXPROCS(0), 1)
+	for range n {
+		r.tallies = append(r.tallies, &tally{lastViewer: make([]int64, r.events), received: make([]int32, r.events),
+			lat: make([]uint32, 0, c.viewers*r.events/n+c.viewers)})
 	}
 	return r
 }
 
-// tally is what one reader recorded per announce event k.
+// tally is what one reader recorded: each epoll loop has its own, which only it
+// writes while reading (no locked instruction per delivery, and its latencies are
+// appended in one place, not to 10,000 arrays); the gorilla reader's goroutines
+// share the first under its mu. Read the slices once reading has stopped.
 type tally struct {
-	lastViewer []atomic.Int64 // latest delivery latency (ns)
-	received   []atomic.Int32 // viewers that got it
+	mu         *sync.Mutex  // non-nil: shared by several readers
+	lat        []uint32     // announce latencies, µs
+	lastViewer []int64      // per announce k: latest delivery latency (ns)
+	received   []int32      // per announce k: viewers that got it
+	lastDone   atomic.Int32 // received of the last announce, for waitDelivered meanwhile
 }
 
-// received is how many viewers have announce event k.
+// announce counts the delivery of announce event k with latency lat (ns).
+func (t *tally) announce(k, lat int64) {
+	t.lat = append(t.lat, uint32(lat/1000))
+	if k >= 0 && k < int64(len(t.received)) {
+		t.received[k]++
+		t.lastViewer[k] = max(t.lastViewer[k], lat)
+		if int(k) == len(t.received)-1 {
+			t.lastDone.Store(t.received[k])
+		}
+	}
+}
+
+// received is how many viewers have announce event k (once reading has stopped).
 func (r *wsRun) received(k int) int {
 	n := 0
 	for _, t := range r.tallies {
-		n += int(t.received[k].Load())
+		n += int(t.received[k])
 	}
 	return n
 }
 
-// lastViewer is the latency of announce event k at the last viewer that got it (ns).
+// lastViewer is the latency of announce event k at the last viewer that got it (ns;
+// once reading has stopped).
 func (r *wsRun) lastViewer(k int) int64 {
 	var m int64
 	for _, t := range r.tallies {
-		m = max(m, t.lastViewer[k].Load())
+		m = max(m, t.lastViewer[k])
 	}
 	return m
 }
@@ -165,13 +189,15 @@ func (r *wsRun) api(ctx context.Context, method, path, token string, body, out a
 
 // wsViewer is one connection's record of what it got.
 type wsViewer struct {
-	conn     *websocket.Conn // -reader gorilla
-	raw      *rawWS          // -reader epoll
+	// rawMem is raw's memory, next to the fields record updates: an epoll loop's turn
+	// at a viewer then misses the cache once, not once per allocation.
+	rawMem   rawWS
+	raw      *rawWS // -reader epoll: &rawMem
 	last     int64
 	gaps     int64
 	dups     int64
-	lat      []uint32 // announce latencies, µs
-	unpinLat []uint32 // unpin latencies, µs
+	conn     *websocket.Conn // -reader gorilla
+	unpinLat []uint32        // unpin latencies, µs
 	closed   error
 }
 
@@ -267,7 +293,9 @@ func (r *wsRun) dial(ctx context.Context, u string) (*wsViewer, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := &wsViewer{raw: c}
+		v := &wsViewer{rawMem: *c}
+		v.raw = &v.rawMem
+		c = v.raw
 		first, err := c.readFirst()
 		if err == nil {
 			err = json.Unmarshal(first, &snap)
@@ -305,8 +333,8 @@ func closeViewers(viewers []*wsViewer) {
 // startReading reads every viewer until the returned stop is called; stop closes
 // the viewers.
 func (r *wsRun) startReading(viewers []*wsViewer) (stop func(), err error) {
-	for _, v := range viewers { // room for every announce: no growing while reading
-		v.lat = make([]uint32, 0, r.events+1)
+	if r.cfg.reader == "gorilla" {
+		r.tallies[0].mu = new(sync.Mutex)
 	}
 	if r.cfg.reader == "epoll" {
 		e, err := startEpollReaders(viewers, len(r.tallies), func(loop int, v *wsViewer, frame []byte, now int64) {
@@ -317,6 +345,9 @@ func (r *wsRun) startReading(viewers []*wsViewer) (stop func(), err error) {
 		}
 		return func() {
 			e.stop()
+			for i := range e.recvs {
+				r.recvs, r.looks, r.waits = r.recvs+e.recvs[i], r.looks+e.looks[i], r.waits+e.waits[i]
+			}
 			closeViewers(viewers)
 		}, nil
 	}
@@ -369,16 +400,12 @@ func (r *wsRun) record(t *tally, v *wsViewer, b []byte, now int64) {
 	}
 	switch ev.kind {
 	case evAnnounce:
-		lat := now - ev.sentAt
-		v.lat = append(v.lat, uint32(lat/1000))
-		if k := ev.k; k >= 0 && k < int64(len(t.received)) {
-			t.received[k].Add(1)
-			for {
-				old := t.lastViewer[k].Load()
-				if lat <= old || t.lastViewer[k].CompareAndSwap(old, lat) {
-					break
-				}
-			}
+		if t.mu != nil {
+			t.mu.Lock()
+			t.announce(ev.k, now-ev.sentAt)
+			t.mu.Unlock()
+		} else {
+			t.announce(ev.k, now-ev.sentAt)
 		}
 	case evUnpin:
 		if at := r.unpinAt.Load(); at > 0 {
@@ -498,7 +525,11 @@ func (r *wsRun) publish(ctx context.Context) int {
 func (r *wsRun) waitDelivered(ctx context.Context, sent int, grace time.Duration) {
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if r.events == 0 || r.received(r.events-1) >= r.cfg.viewers {
+		done := 0
+		for _, t := range r.tallies {
+			done += int(t.lastDone.Load())
+		}
+		if r.events == 0 || done >= r.cfg.viewers {
 			time.Sleep(100 * time.Millisecond)
 			return
 		}
@@ -529,8 +560,10 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 	var lat, unpin []uint32
 	var gaps, dups int64
 	closed := 0
+	for _, t := range r.tallies {
+		lat = append(lat, t.lat...)
+	}
 	for _, v := range viewers {
-		lat = append(lat, v.lat...)
 		unpin = append(unpin, v.unpinLat...)
 		gaps += v.gaps
 		dups += v.dups
@@ -570,6 +603,10 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 				float64(cpu.Microseconds())/float64(deliveries), 100*cpu.Seconds()/window.Seconds())
 		}
 		fmt.Printf("  loadgen CPU %.2fs = %.2f µs per delivery\n", r.selfCPU.Seconds(), float64(r.selfCPU.Microseconds())/float64(max(deliveries, 1)))
+		if r.recvs > 0 {
+			frames := deliveries + len(unpin) // and a few others (viewers, pongs)
+			fmt.Printf("  reader: %d recv calls (%.2f deliveries each), %d epoll_wait (%d waited)\n", r.recvs, float64(frames)/float64(r.recvs), r.looks, r.waits)
+		}
 		fmt.Printf("  server RSS %d MiB → %d MiB = %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(len(viewers), 1)))
 	}
 }

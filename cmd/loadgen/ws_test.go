@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -30,9 +31,9 @@ func TestParseEvent(t *testing.T) {
 		`{"type":"announce","seq":42,"ts":"2026-12-02T00:46:07.123456789Z","text":"t=1764636367123456789;k=17"}`,
 		`{"type":"announce","seq":1,"ts":"2026-12-02T00:46:07Z","text":"t=5;k=0"}`,
 		`{"type":"announce","seq":99999999999999999999,"ts":"x","text":"t=5;k=0"}`, // seq overflows
-		`{"type":"announce","seq":7,"ts":"x","text":"hello"}`,                       // not ours: no t=, no k
-		`{"type":"announce","ts":"x","text":"t=12;k=3"}`,                            // no seq
-		`{"type":"announce","seq":,"ts":"x","text":"t=12;k=3"}`,                     // empty seq
+		`{"type":"announce","seq":7,"ts":"x","text":"hello"}`,                      // not ours: no t=, no k
+		`{"type":"announce","ts":"x","text":"t=12;k=3"}`,                           // no seq
+		`{"type":"announce","seq":,"ts":"x","text":"t=12;k=3"}`,                    // empty seq
 		`{"type":"unpin","seq":77,"ts":"x","product_id":"p1"}`,
 		`{"type":"pin","seq":76,"ts":"x","product":{"id":"p1"}}`,
 		`{"type":"pong","ts":"x"}`,
@@ -71,10 +72,15 @@ func TestRecordCounts(t *testing.T) {
 	if v.gaps != 1 || v.dups != 1 || v.last != 6 {
 		t.Fatalf("gaps %d dups %d last %d, want 1 1 6", v.gaps, v.dups, v.last)
 	}
-	if len(v.lat) != 3 || v.lat[0] != 2 || v.lat[1] != 4 || v.lat[2] != 8 {
-		t.Fatalf("latencies %v µs, want [2 4 8]", v.lat)
+	var lat []uint32
+	for _, t := range r.tallies {
+		lat = append(lat, t.lat...)
 	}
-	if r.received(0) != 1 || r.received(1) != 2 || r.lastViewer(1) != 8000 {
+	slices.Sort(lat)
+	if len(lat) != 3 || lat[0] != 2 || lat[1] != 4 || lat[2] != 8 {
+		t.Fatalf("latencies %v µs, want [2 4 8]", lat)
+	}
+	if r.received(0) != 1 || r.received(1) != 2 || r.lastViewer(1) != 8000 || r.lastViewer(0) != 2000 {
 		t.Fatalf("received %d, %d; last viewer of k=1 %d ns", r.received(0), r.received(1), r.lastViewer(1))
 	}
 }

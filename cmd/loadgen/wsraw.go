@@ -276,6 +276,9 @@ type epollReaders struct {
 	quit  chan struct{}
 	wg    sync.WaitGroup
 	ended atomic.Int32 // viewers whose connection has ended
+	// Per loop, written when it ends: recv calls that returned data, and looks
+	// (epoll_wait calls; the waiting ones among them).
+	recvs, looks, waits []int64
 }
 
 // startEpollReaders spreads viewers over n loops; onText gets every text frame with
@@ -284,7 +287,7 @@ type epollReaders struct {
 // *websocket.CloseError, or io.ErrUnexpectedEOF for a socket closed without a close
 // frame); stop waits for the loops, after which closed may be read.
 func startEpollReaders(viewers []*wsViewer, n int, onText func(loop int, v *wsViewer, frame []byte, now int64)) (*epollReaders, error) {
-	e := &epollReaders{quit: make(chan struct{})}
+	e := &epollReaders{quit: make(chan struct{}), recvs: make([]int64, n), looks: make([]int64, n), waits: make([]int64, n)}
 	for i := range n {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
@@ -334,6 +337,8 @@ const readBufSize = 256 << 10
 
 func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onText func(int, *wsViewer, []byte, int64)) {
 	events := make([]syscall.EpollEvent, 1024)
+	var recvs, looks, waits int64
+	defer func() { e.recvs[id], e.looks[id], e.waits[id] = recvs, looks, waits }()
 	for {
 		select {
 		case <-e.quit:
@@ -343,7 +348,9 @@ func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onTex
 		// Look without waiting first: a raw syscall, no hand-off of the P (most looks
 		// find sockets ready). Only an empty look waits, in a blocking syscall.
 		n := epollWaitNow(epfd, events)
+		looks++
 		if n == 0 {
+			waits++
 			var err error
 			n, err = syscall.EpollWait(epfd, events, 50)
 			if err != nil && err != syscall.EINTR {
@@ -352,7 +359,7 @@ func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onTex
 		}
 		for _, ev := range events[:max(n, 0)] {
 			v := viewers[ev.Fd]
-			if err := v.raw.readAll(&buf, func(frame []byte, now int64) { onText(id, v, frame, now) }); err != nil {
+			if err := v.raw.readAll(&buf, &recvs, func(frame []byte, now int64) { onText(id, v, frame, now) }); err != nil {
 				v.closed = err
 				syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, v.raw.fd, nil)
 				e.ended.Add(1)
@@ -399,7 +406,8 @@ func (w *rawWS) recv(p []byte) (int, error) {
 // readAll reads the socket until the kernel has nothing more (the epoll set is
 // edge-triggered: the next arrival reports it again) and handles the whole frames of
 // each read; text gets each text frame with the time its read returned.
-func (w *rawWS) readAll(bufp *[]byte, text func(frame []byte, now int64)) error {
+// recvs counts the recv calls that returned data.
+func (w *rawWS) readAll(bufp *[]byte, recvs *int64, text func(frame []byte, now int64)) error {
 	for {
 		buf := *bufp
 		if len(w.buf) > len(buf)/2 {
@@ -417,6 +425,7 @@ func (w *rawWS) readAll(bufp *[]byte, text func(frame []byte, now int64)) error 
 		if n == 0 {
 			return io.ErrUnexpectedEOF
 		}
+		*recvs++
 		now := time.Now().UnixNano()
 		used, err := w.frames(buf[:have+n], func(f []byte) { text(f, now) })
 		w.buf = append(w.buf[:0], buf[used:have+n]...)
