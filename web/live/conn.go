@@ -69,12 +69,14 @@ type conn struct {
 	bcMem batchConn
 
 	hub      *Hub
+	shard    *writerShard // next to hub: deliver's prefetch (320 bytes) covers both
 	sid      string
 	who      auth.Identity
 	snaps    SnapshotSource
 	ws       *websocket.Conn
 	bc       *batchConn
-	shard    *writerShard
+	roomIdx  int           // index in room.conns, guarded by room.mu
+	inRoom   bool          // in room.conns, guarded by room.mu
 	deadline time.Time     // the write deadline set last; only the writer touches it
 	done     chan struct{} // closed when the reader stops
 }

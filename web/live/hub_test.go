@@ -603,7 +603,7 @@ func onlyConn(t *testing.T, h *Hub, ws *websocket.Conn) *conn {
 	h.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for c := range r.conns {
+	for _, c := range r.conns {
 		if c.bc.RemoteAddr().String() == ws.LocalAddr().String() {
 			return c
 		}

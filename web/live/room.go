@@ -34,8 +34,10 @@ type room struct {
 	refs  int    // connections holding the room; guarded by hub.mu
 	stop  func() // cancels the bus subscription
 
-	mu    sync.Mutex // guards below
-	conns map[*conn]struct{}
+	mu sync.Mutex // guards below
+	// conns are the room's connections in no order (each knows its index: roomIdx),
+	// a slice so that deliver can prefetch the next one while it queues on this one.
+	conns []*conn
 	out   fanOut // the connections of the event being delivered, by writer shard
 	last  int64  // seq of the last event delivered here; -1 before the first
 	ended bool   // a stream event said "ended"
@@ -59,7 +61,7 @@ func (h *Hub) acquireRoom(ctx context.Context, sid string) (*room, error) {
 		}
 		return r, nil
 	}
-	r = &room{hub: h, sid: sid, ready: make(chan struct{}), refs: 1, conns: map[*conn]struct{}{}, last: -1}
+	r = &room{hub: h, sid: sid, ready: make(chan struct{}), refs: 1, last: -1}
 	h.rooms[sid] = r
 	h.mu.Unlock()
 
@@ -118,7 +120,11 @@ func (r *room) deliver(rec Record) {
 	if ended {
 		r.ended = true
 	}
-	for c := range r.conns {
+	cs := r.conns
+	for i, c := range cs {
+		if i+1 < len(cs) {
+			cs[i+1].prefetch()
+		}
 		if c.put(f) {
 			r.out.add(c)
 		}
@@ -147,14 +153,24 @@ func isStreamEnded(frame []byte) bool {
 func (r *room) add(c *conn) (last int64, ended bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.conns[c] = struct{}{}
+	if !c.inRoom {
+		c.inRoom, c.roomIdx = true, len(r.conns)
+		r.conns = append(r.conns, c)
+	}
 	return r.last, r.ended
 }
 
 func (r *room) remove(c *conn) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.conns, c)
+	if c.inRoom {
+		last := len(r.conns) - 1
+		moved := r.conns[last]
+		r.conns[c.roomIdx], moved.roomIdx = moved, c.roomIdx
+		r.conns[last] = nil
+		r.conns = r.conns[:last]
+		c.inRoom = false
+	}
 	return len(r.conns)
 }
 
@@ -168,7 +184,7 @@ func (r *room) count() int {
 func (r *room) closeAll(code int, reason string, now bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for c := range r.conns {
+	for _, c := range r.conns {
 		if now {
 			c.drop(code, reason)
 		} else {
@@ -182,7 +198,7 @@ func (r *room) closeAll(code int, reason string, now bool) {
 func (r *room) pingAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for c := range r.conns {
+	for _, c := range r.conns {
 		if c.requestPing() {
 			r.out.add(c)
 		}
@@ -194,7 +210,7 @@ func (r *room) pingAll() {
 func (r *room) dropBehind(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for c := range r.conns {
+	for _, c := range r.conns {
 		c.dropIfBehind(now)
 	}
 }

@@ -361,3 +361,46 @@ func TestChurnWhileEventsFlow(t *testing.T) {
 		}
 	}
 }
+
+// TestRoomConnsAddRemove: the room's connection slice stays a set with correct indices
+// through joins and leaves in any order (a second remove is a no-op).
+func TestRoomConnsAddRemove(t *testing.T) {
+	r := &room{last: -1}
+	cs := make([]*conn, 6)
+	for i := range cs {
+		cs[i] = &conn{}
+		r.add(cs[i])
+	}
+	r.add(cs[2]) // twice: once in the room
+	check := func(want ...*conn) {
+		t.Helper()
+		if len(r.conns) != len(want) {
+			t.Fatalf("%d connections, want %d", len(r.conns), len(want))
+		}
+		for i, c := range r.conns {
+			if c.roomIdx != i || !c.inRoom {
+				t.Fatalf("connection at %d has index %d (in room %v)", i, c.roomIdx, c.inRoom)
+			}
+		}
+		for _, c := range want {
+			if !c.inRoom || r.conns[c.roomIdx] != c {
+				t.Fatalf("a connection is missing")
+			}
+		}
+	}
+	check(cs...)
+	if n := r.remove(cs[1]); n != 5 {
+		t.Fatalf("remove: %d left, want 5", n)
+	}
+	r.remove(cs[1])
+	r.remove(cs[5]) // the last one
+	r.remove(cs[0])
+	check(cs[2], cs[3], cs[4])
+	for _, c := range []*conn{cs[3], cs[2], cs[4]} {
+		r.remove(c)
+	}
+	check()
+	if cap(r.conns) > 0 && r.conns[:cap(r.conns)][0] != nil {
+		t.Fatal("a removed connection is still referenced")
+	}
+}

@@ -11,6 +11,7 @@ import (
 // block is handed, mid-frame if need be, to that connection's own writer goroutine, so
 // a slow client never delays the others; once its queue is empty it returns here.
 type writerShard struct {
+	idx     int           // in its pool
 	wake    chan struct{} // capacity 1: pending has connections, or stop
 	stop    chan struct{}
 	done    chan struct{}
@@ -21,8 +22,8 @@ type writerShard struct {
 	spare   []*conn
 }
 
-func newWriterShard() *writerShard {
-	return &writerShard{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newWriterShard(idx int) *writerShard {
+	return &writerShard{idx: idx, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // add queues connections for the next pass; they have frames to send.
@@ -81,7 +82,7 @@ type writerPool struct {
 func newWriterPool(n int) *writerPool {
 	p := &writerPool{shards: make([]*writerShard, n)}
 	for i := range p.shards {
-		p.shards[i] = newWriterShard()
+		p.shards[i] = newWriterShard(i)
 		go p.shards[i].run()
 	}
 	return p
@@ -100,20 +101,26 @@ func (p *writerPool) close() {
 // fanOut collects, during one delivery, the connections each shard must flush, so that
 // every shard is locked and woken once per event.
 type fanOut struct {
-	byShard map[*writerShard][]*conn
+	byShard [][]*conn // by writerShard.idx
+	shards  []*writerShard
 }
 
 func (f *fanOut) add(c *conn) {
-	if f.byShard == nil {
-		f.byShard = map[*writerShard][]*conn{}
+	s := c.shard
+	for s.idx >= len(f.byShard) {
+		f.byShard, f.shards = append(f.byShard, nil), append(f.shards, nil)
 	}
-	f.byShard[c.shard] = append(f.byShard[c.shard], c)
+	f.shards[s.idx] = s
+	f.byShard[s.idx] = append(f.byShard[s.idx], c)
 }
 
 func (f *fanOut) flush() {
-	for s, cs := range f.byShard {
-		s.add(cs...)
+	for i, cs := range f.byShard {
+		if len(cs) == 0 {
+			continue
+		}
+		f.shards[i].add(cs...)
 		clear(cs)
-		f.byShard[s] = cs[:0]
+		f.byShard[i] = cs[:0]
 	}
 }
