@@ -604,8 +604,8 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 		}
 		fmt.Printf("  loadgen CPU %.2fs = %.2f µs per delivery\n", r.selfCPU.Seconds(), float64(r.selfCPU.Microseconds())/float64(max(deliveries, 1)))
 		if r.recvs > 0 {
-			frames := deliveries + len(unpin) // and a few others (viewers, pongs)
-			fmt.Printf("  reader: %d recv calls (%.2f deliveries each), %d epoll_wait (%d waited)\n", r.recvs, float64(frames)/float64(r.recvs), r.looks, r.waits)
+			frames := deliveries + len(unpin) // not counting pins, viewers and pongs
+			fmt.Printf("  reader: %d recv calls (%.2f announce and unpin frames each), %d epoll_wait (%d waited)\n", r.recvs, float64(frames)/float64(r.recvs), r.looks, r.waits)
 		}
 		fmt.Printf("  server RSS %d MiB → %d MiB = %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(len(viewers), 1)))
 	}
