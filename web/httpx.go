@@ -144,7 +144,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
 	}
 	if fd, ok := v.(fastDecoder); ok {
-		if fd.DecodeFastJSON(trimmed) {
+		// Only JSON's own white space around the value: bytes.TrimSpace also takes \f, \v,
+		// U+0085, U+00A0..., which encoding/json rejects.
+		if fd.DecodeFastJSON(bytes.Trim(raw, " \t\r\n")) {
 			return nil
 		}
 		reflect.ValueOf(v).Elem().SetZero() // encoding/json starts from scratch

@@ -51,6 +51,9 @@ func TestDecodeNewItemMatchesEncodingJSON(t *testing.T) {
 		`{"sale_id":"\u0041","quantity":1}`, `{"sale_id":"é","quantity":1}`, `{"sale_id":"x","quantity":1}{}`, `{"sale_id":"x","quantity":1} x`,
 		`{"sale_id":"x","quantity":1}]`, `{"sale_id":"x",}`, `{"sale_id":"x"`, `[1]`, `null`, `"x"`, `{"sale_id":1,"quantity":1}`,
 		`{"sale_id":"x","quantity":true}`, `{"sale_id":"x","quantity":-0}`, `{"sale_id":"tab	x","quantity":1}`,
+		// Space that bytes.TrimSpace trims but JSON does not allow around a value.
+		"\f" + `{"sale_id":"x","quantity":1}`, `{"sale_id":"x","quantity":1}` + "\v", "\u00a0" + `{"sale_id":"x","quantity":1}`,
+		`{"sale_id":"x","quantity":1}` + "\u0085", `{"sale_id":"x","quantity":1}` + "\u2028", "\r\n\t " + `{"quantity":3}` + " \r\n",
 	}
 	var in cart.NewItem
 	if !in.DecodeFastJSON([]byte(bodies[0])) || in.SaleID != sid || in.Quantity == nil || *in.Quantity != 1 {
