@@ -176,14 +176,25 @@ func exactFieldNames(raw []byte, v any) error {
 	if t == nil || t.Kind() != reflect.Struct {
 		return nil
 	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) != nil {
+	// The keys in the body's order, so that the first wrong one is named (as encoding/json
+	// names the first unknown field), not one picked by a map's iteration order.
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil // not an object (null): Decode has judged it
 	}
 	names := jsonFieldNames(t)
-	for k := range obj {
+	for dec.More() {
+		tok, err := dec.Token()
+		k, ok := tok.(string)
+		if err != nil || !ok {
+			return nil
+		}
 		if !names[k] {
 			return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid JSON: unknown field %q", k))
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return nil
 		}
 	}
 	return nil
