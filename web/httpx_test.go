@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -78,4 +79,32 @@ func TestDecodeNewItemMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("%s: got %+v %v, want %+v %v", body, fast, errFast, plain, errPlain)
 		}
 	}
+}
+
+// FuzzDecodeNewItem: any hold body gets the same value or the same error with the
+// hand-written fast path as with encoding/json alone.
+func FuzzDecodeNewItem(f *testing.F) {
+	for _, s := range []string{`{"sale_id":"0190f3a4-1b2c-7d3e-8f40-123456789abc","quantity":1}`, `{"quantity":2,"product_id":"p"}`,
+		`{"sale_id":"x","quantity":-0}`, `{"Sale_ID":"x","quantity":1}`, "\f{}", `{"sale_id":"\u0041","quantity":1e0}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		decode := func(v any) error {
+			r := httptest.NewRequest(http.MethodPost, "/api/cart/items", bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			return decodeJSON(httptest.NewRecorder(), r, v)
+		}
+		var fast cart.NewItem
+		var plain plainNewItem
+		errFast, errPlain := decode(&fast), decode(&plain)
+		msg := func(err error) string {
+			if err == nil {
+				return ""
+			}
+			return strings.NewReplacer("web.plainNewItem", "cart.NewItem", "plainNewItem", "NewItem").Replace(err.Error())
+		}
+		if msg(errFast) != msg(errPlain) || !reflect.DeepEqual(fast, cart.NewItem(plain)) {
+			t.Fatalf("%q: got %+v %v, want %+v %v", body, fast, errFast, plain, errPlain)
+		}
+	})
 }
