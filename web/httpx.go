@@ -125,7 +125,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		}
 		return apiError(http.StatusBadRequest, "bad_request", "cannot read body")
 	}
-	trimmed := bytes.TrimSpace(raw)
+	// JSON's own white space only: bytes.TrimSpace also takes \f, \v, U+0085, U+00A0...,
+	// which encoding/json rejects.
+	trimmed := bytes.Trim(raw, " \t\r\n")
 	if len(trimmed) == 0 {
 		if emptyOK {
 			return nil
@@ -144,9 +146,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
 	}
 	if fd, ok := v.(fastDecoder); ok {
-		// Only JSON's own white space around the value: bytes.TrimSpace also takes \f, \v,
-		// U+0085, U+00A0..., which encoding/json rejects.
-		if fd.DecodeFastJSON(bytes.Trim(raw, " \t\r\n")) {
+		if fd.DecodeFastJSON(trimmed) {
 			return nil
 		}
 		reflect.ValueOf(v).Elem().SetZero() // encoding/json starts from scratch

@@ -108,3 +108,23 @@ func FuzzDecodeNewItem(f *testing.F) {
 		}
 	})
 }
+
+// Only JSON's white space makes a body empty (an empty checkout body means {}): \f, \v,
+// U+00A0 and the like are not JSON, as encoding/json says.
+func TestDecodeEmptyBodyIsJSONWhiteSpace(t *testing.T) {
+	for _, body := range []string{"", " ", "\r\n\t "} {
+		r := httptest.NewRequest(http.MethodPost, "/api/checkout", strings.NewReader(body))
+		var in cart.CheckoutInput
+		if err := decodeJSONOrEmpty(httptest.NewRecorder(), r, &in); err != nil {
+			t.Errorf("%q: %v, want empty", body, err)
+		}
+	}
+	for _, body := range []string{"\f", "\v", " \u00a0", "\u0085", "\u2028"} {
+		r := httptest.NewRequest(http.MethodPost, "/api/checkout", strings.NewReader(body))
+		var in cart.CheckoutInput
+		err := decodeJSONOrEmpty(httptest.NewRecorder(), r, &in)
+		if ae, ok := err.(*APIError); !ok || ae.Status != http.StatusBadRequest || !strings.HasPrefix(ae.Message, "invalid JSON") {
+			t.Errorf("%q: %v, want 400 invalid JSON", body, err)
+		}
+	}
+}
