@@ -85,3 +85,35 @@ func TestRedisOlderRecords(t *testing.T) {
 	}
 	e.checkInvariants(t)
 }
+
+// TestRedisPackedUserIDs: a user id with "|" (where the packed records join their
+// fields), empty parts and a newline is kept whole in a hold's and an order's record.
+func TestRedisPackedUserIDs(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC().Truncate(time.Second), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	for _, uid := range []string{"|", "||a||\n|", "u|1|2|3|4|5|6|7|8|9|10|11"} {
+		h, err := e.hold(uid, "", sale.ID, 1, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		holds, err := st.ListHolds(e.ctx, uid, e.now)
+		if err != nil || len(holds) != 1 || !reflect.DeepEqual(holds[0], h) || holds[0].UserID != uid {
+			t.Errorf("%q: ListHolds: got %+v %v, want %+v", uid, holds, err, h)
+		}
+		res, err := e.checkout(uid, "k", nil, e.now)
+		if err != nil || !res.Created || res.Order.UserID != uid || len(res.Order.Items) != 1 {
+			t.Fatalf("%q: checkout: got %+v %v", uid, res.Order, err)
+		}
+		list, err := st.ListOrders(e.ctx, uid)
+		if err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], res.Order) {
+			t.Errorf("%q: ListOrders: got %+v %v, want %+v", uid, list, err, res.Order)
+		}
+		again, err := e.checkout(uid, "k", nil, e.now.Add(time.Second))
+		if err != nil || again.Created || !reflect.DeepEqual(again.Order, res.Order) {
+			t.Errorf("%q: replay: got %+v %v, want %+v", uid, again.Order, err, res.Order)
+		}
+	}
+	e.checkInvariants(t)
+}
