@@ -24,16 +24,11 @@ func TestStockFinalValueWhenEmitsCrossOneNode(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	ts := newTestServer(t, Config{Stock: store, ViewersInterval: time.Hour})
 
-	now := time.Now()
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	viewer := ts.dial(t, sid, "")
 	viewer.nextOf(t, "snapshot")
 	for round := range 2 {
-		s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
-			PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := newActiveSale(t, ctx, store, sid, pid)
 		var left []int
 		for range 2 {
 			_, ch, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: uuid.NewString(),
@@ -145,4 +140,16 @@ func newStreamWithProduct(t *testing.T, ctx context.Context, store cart.Store) (
 		t.Fatal(err)
 	}
 	return sid, pid
+}
+
+// newActiveSale starts a one-hour sale of 10 units (10 per user, 50 cents) of pid in store.
+func newActiveSale(t *testing.T, ctx context.Context, store cart.Store, sid, pid string) cart.Sale {
+	t.Helper()
+	now := time.Now()
+	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
+		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -77,12 +77,7 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, "hung", "node-a", nil), Stock: store,
 		ViewersInterval: 200 * time.Millisecond, CoalesceInterval: 500 * time.Millisecond})
 	sid, pid := newStreamWithProduct(t, ctx, store)
-	now := time.Now()
-	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
-		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newActiveSale(t, ctx, store, sid, pid)
 	for range 3 {
 		c := ts.dial(t, sid, "")
 		c.nextOf(t, "snapshot")

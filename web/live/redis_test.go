@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/livecart/livecart/cart"
 )
 
 // testRedis connects to the shared Redis on loopback with a client name of its own;
@@ -314,4 +316,16 @@ func TestRedisBusExpiresEndedStream(t *testing.T) {
 			t.Fatalf("got %s TTL %v after the end, want (0, %v]", k, ttl, EndedRetention)
 		}
 	}
+}
+
+// openRedisStore opens a cart store on the test Redis under prefix, emptied at the end.
+func openRedisStore(t *testing.T, rdb *redis.Client, prefix string) *cart.RedisStore {
+	t.Helper()
+	store, err := cart.OpenRedis(context.Background(), "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cleanupPrefix(t, rdb, prefix)
+	return store
 }

@@ -77,12 +77,7 @@ func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
 	rdb, prefix := testRedis(t, "livetest-stockread")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
-	store, err := cart.OpenRedis(ctx, "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: prefix + "-store"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cleanupPrefix(t, rdb, prefix+"-store")
+	store := openRedisStore(t, rdb, prefix+"-store")
 	// Nothing listens on this port: every read of A's store fails at once.
 	down, err := cart.OpenRedis(ctx, "redis://127.0.0.1:19701/0", cart.RedisOptions{Prefix: prefix + "-store"})
 	if err != nil {
@@ -99,7 +94,6 @@ func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
 	}
 	a, b := node("node-a", down), node("node-b", store)
 
-	now := time.Now()
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	viewer := b.dial(t, sid, "")
 	viewer.nextOf(t, "snapshot")
@@ -118,11 +112,7 @@ func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
 			Data: cart.StockData{SaleID: sale, ProductID: pid, Remaining: remaining}})
 	}
 	for round := range 8 {
-		s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
-			PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := newActiveSale(t, ctx, store, sid, pid)
 		// B publishes first (9 left): the gate is held for an interval. Meanwhile A
 		// sells one (its event says 8), then B another (7): both wait for the gate.
 		emit(b.hub, s.ID, hold(s.ID))
@@ -202,24 +192,15 @@ func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
 	rdb, prefix := testRedis(t, "livetest-stockdue")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
-	store, err := cart.OpenRedis(ctx, "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: prefix + "-store"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cleanupPrefix(t, rdb, prefix+"-store")
+	store := openRedisStore(t, rdb, prefix+"-store")
 	bus := NewRedisBus(rdb, prefix, nil, nil)
 	t.Cleanup(func() { bus.Close() })
 	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
 		Stock: store, ViewersInterval: time.Hour})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
+	s := newActiveSale(t, ctx, store, sid, pid)
 	now := time.Now()
-	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
-		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
 	viewer := b.dial(t, sid, "")
 	viewer.nextOf(t, "snapshot")
 
