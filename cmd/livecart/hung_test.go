@@ -70,11 +70,7 @@ func TestShutdownWithHungRedis(t *testing.T) {
 		next(t, ws, "snapshot")
 	}
 	for i := range 2 {
-		resp := postJSON(t, base+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1})
-		resp.Body.Close()
-		if resp.StatusCode != 201 {
-			t.Fatalf("hold: got %d, want 201", resp.StatusCode)
-		}
+		call(t, "POST", base+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1}, 201, nil)
 	}
 	srv.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(500 * time.Millisecond) // the hub's loops and the hold sweep are stuck in Redis calls now

@@ -185,11 +185,7 @@ func TestStockFinalValueSurvivesNodeShutdown(t *testing.T) {
 
 	// Three holds in a row on A: the first takes the gate, the others wait for it.
 	for i := range 3 {
-		resp := postJSON(t, a+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1})
-		resp.Body.Close()
-		if resp.StatusCode != 201 {
-			t.Fatalf("hold %d: got %d, want 201", i, resp.StatusCode)
-		}
+		call(t, "POST", a+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1}, 201, nil)
 	}
 	ma.Close() // drops A's websockets and stops its hub now
 
@@ -217,11 +213,7 @@ func TestStockFinalValueBeforeStreamEnd(t *testing.T) {
 		st, sale := newStockSale(t, a, creator, 100, 50)
 		wb := dialWS(t, b, st.ID, "")
 		next(t, wb, "snapshot")
-		resp := postJSON(t, a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1})
-		resp.Body.Close()
-		if resp.StatusCode != 201 {
-			t.Fatalf("hold: got %d, want 201", resp.StatusCode)
-		}
+		call(t, "POST", a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1}, 201, nil)
 		if f := next(t, wb, "stock"); f.Remain == nil || *f.Remain != 49 {
 			t.Fatalf("round %d: stock after the hold %+v, want 49", round, f)
 		}
@@ -320,11 +312,7 @@ func TestStockValueAfterNodeKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	gateFree := time.Now().Add(gateHeld)
-	resp := postJSON(t, a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1})
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("hold on A: got %d, want 201", resp.StatusCode)
-	}
+	call(t, "POST", a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1}, 201, nil)
 	// A counts its change at the gate right after answering; kill it once it has.
 	for i := 0; ; i++ {
 		if v, _ := rdb.HGet(ctx, versions, "v").Int(); v == 1 {
