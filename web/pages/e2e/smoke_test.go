@@ -103,3 +103,31 @@ func TestSidFromPathCanonical(t *testing.T) {
 		t.Errorf("sidFromPath on /watch/%s: got %q, want %q", strings.ToUpper(sid), got, sid)
 	}
 }
+
+// TestShortIDs: ids shown in eight digits (order numbers, the audit log's targets) tell
+// apart ids made in the same millisecond: livecart's ids are UUIDv7, whose first digits
+// are the time, and the audit log showed three different targets as the same 01a234ba.
+func TestShortIDs(t *testing.T) {
+	site, err := pages.New(pages.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", site.Page(pages.PageIndex))
+	mux.Handle("GET /static/", site.Static())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	tab := NewBrowser(t).NewTab(t, 0, 0)
+	tab.Navigate(srv.URL + "/")
+	got := MustEval[string](tab, `import('/static/js/util.js').then(({ shortId, shortTarget }) => [
+		shortId('01a234ba-fd28-7948-845b-3fb8d383b862'),
+		shortId('01a234ba-fc7c-76cb-be63-a1ed1c263abc'),
+		shortTarget('01A234BA-FC7C-76CB-BE63-A1ED1C263ABC'),
+		shortTarget('viewer-9708c4fa'),
+		shortTarget('a-very-long-user-id-from-the-shop'),
+	].join(','))`)
+	if want := "D383B862,1C263ABC,1C263ABC,viewer-9708c4fa,a-very-long-use…"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -1,7 +1,7 @@
 // Pieces the studio and the moderation console share: the header, the connection
 // banner, the sales table, the moderating chat and the gate for the wrong token.
 import { Chat } from './chat.js';
-import { $, duration, h, money, setText } from './util.js';
+import { $, duration, h, money, setText, shortId } from './util.js';
 
 export function bindHeader(model, session) {
   const title = $('#title');
@@ -45,7 +45,7 @@ export function renderSales(model, tbody, empty, stop) {
   const cur = model.currency();
   tbody.replaceChildren(...list.map((s) => {
     const p = model.products.get(s.product_id);
-    const name = p ? p.title : s.product_id.slice(0, 8);
+    const name = p ? p.title : shortId(s.product_id);
     const btn = s.status === 'ended' ? null : h('button', {
       class: 'small danger', type: 'button', text: 'Stop', 'aria-label': `Stop sale of ${name}`,
       onclick: () => stop(s, btn),

@@ -5,7 +5,7 @@ import { bindHeader, gate, moderatingChat, renderSales, tickSales } from './cons
 import { LiveChannel } from './live.js';
 import { StreamModel } from './model.js';
 import { Session } from './session.js';
-import { $, h, money, newestOnly, setText, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, h, money, newestOnly, setText, shortTarget, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -189,9 +189,9 @@ async function loadAudit() {
   list.reverse();
   $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
     h('td', { class: 'when', text: timeOfDay(e.at) }),
-    h('td', {}, e.actor_id, h('div', { class: 'note', text: e.actor_role })),
-    h('td', {}, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
-    h('td', {}, h('code', { text: String(e.target || '').slice(0, 8) })))));
+    h('td', { class: 'who' }, e.actor_id, h('div', { class: 'note', text: e.actor_role })),
+    h('td', { class: 'what' }, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
+    h('td', { class: 'target' }, h('code', { text: shortTarget(e.target), title: String(e.target || '') })))));
   $('#audit-empty').hidden = list.length > 0;
 }
 

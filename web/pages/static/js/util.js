@@ -71,8 +71,20 @@ export function duration(ms) {
   return hh > 0 ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
 }
 
+// shortId names an id in eight hex digits: its last ones, because livecart's ids are
+// UUIDv7, whose first digits are a timestamp shared by ids made in the same moment.
 export function shortId(id) {
-  return String(id || '').replace(/-/g, '').slice(0, 8).toUpperCase();
+  return String(id || '').replace(/-/g, '').slice(-8).toUpperCase();
+}
+
+const uuidRE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// shortTarget is shortId for a UUID and the text itself (cut to 16 characters) for
+// anything else, such as a muted user's id.
+export function shortTarget(t) {
+  const s = String(t || '');
+  if (uuidRE.test(s)) return shortId(s);
+  return s.length > 16 ? `${s.slice(0, 15)}…` : s;
 }
 
 export function timeOfDay(ts) {
