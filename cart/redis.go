@@ -76,12 +76,20 @@ type RedisOptions struct {
 	Prefix string
 	// PoolSize is the number of connections (default 128).
 	PoolSize int
+	// PingTimeout bounds Ping (/readyz) on a Redis that does not answer (frozen, or a
+	// network that drops packets): Ping has its own two connections with this read,
+	// write and dial timeout instead of the 3 s of the store's calls (default 500 ms).
+	PingTimeout time.Duration
 }
+
+// DefaultPingTimeout is RedisOptions.PingTimeout's default.
+const DefaultPingTimeout = 500 * time.Millisecond
 
 // RedisStore is the Store on Redis (github.com/redis/go-redis/v9). Every change of
 // stock is one Lua script; any node may sweep expired holds and advance sales.
 type RedisStore struct {
 	rdb     *redis.Client
+	ping    *redis.Client // Ping's own connections, with short timeouts
 	prefix  string
 	scripts map[string]*redis.Script
 
@@ -134,12 +142,19 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	// (then ErrUnavailable) when every connection is busy.
 	o.PoolTimeout = 10 * time.Second
 	o.DisableIdentity = true
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = DefaultPingTimeout
+	}
+	po := *o
+	po.DialTimeout, po.ReadTimeout, po.WriteTimeout = opts.PingTimeout, opts.PingTimeout, opts.PingTimeout
+	po.PoolSize, po.PoolTimeout = 2, opts.PingTimeout
 	scripts, err := readScripts()
 	if err != nil {
 		return nil, err
 	}
 	s := &RedisStore{
 		rdb:      redis.NewClient(o),
+		ping:     redis.NewClient(&po),
 		prefix:   opts.Prefix,
 		scripts:  scripts,
 		streamOf: map[string]string{},
@@ -147,7 +162,7 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	s.batch = &pipeBatcher{rdb: s.rdb, wg: &s.background}
 	s.holds = newStreamQueues(maxHoldBatch, &s.background, s.holdBatch)
 	s.checkouts = newStreamQueues(maxCheckoutBatch, &s.background, s.checkoutBatch)
-	s.loadScripts(ctx) // best effort: Redis may be down; Ping loads them once it is up
+	s.loadScripts(ctx, s.rdb) // best effort: Redis may be down; Ping loads them once it is up
 	return s, nil
 }
 
@@ -156,9 +171,9 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 // was down or restarted) falls back on EVAL by itself.
 // (Not through a pipeline: Script.Load keeps the answer of SCRIPT LOAD as the
 // script's hash, and a queued command answers "" until the pipeline runs.)
-func (s *RedisStore) loadScripts(ctx context.Context) error {
+func (s *RedisStore) loadScripts(ctx context.Context, c *redis.Client) error {
 	for name, sc := range s.scripts {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+		if err := sc.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load script %s: %w", name, unavailable(err))
 		}
 	}
@@ -203,17 +218,17 @@ func readScripts() (map[string]*redis.Script, error) {
 // Close waits for the writes in flight, then closes the connections.
 func (s *RedisStore) Close() error {
 	s.background.Wait()
-	return s.rdb.Close()
+	return errors.Join(s.rdb.Close(), s.ping.Close())
 }
 
-// Ping reports whether Redis answers; the first time it does after the store opened
-// without Redis, it loads the scripts.
+// Ping reports whether Redis answers within RedisOptions.PingTimeout; the first time
+// it does after the store opened without Redis, it loads the scripts.
 func (s *RedisStore) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	if err := s.ping.Ping(ctx).Err(); err != nil {
 		return unavailable(err)
 	}
 	if !s.scriptsLoaded.Load() {
-		return s.loadScripts(ctx)
+		return s.loadScripts(ctx, s.ping)
 	}
 	return nil
 }

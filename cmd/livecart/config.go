@@ -29,6 +29,8 @@ type Config struct {
 	Redis struct {
 		URL    string `yaml:"url"`
 		Prefix string `yaml:"prefix"`
+		// PingTimeout bounds /readyz's ping of a Redis that does not answer (500ms).
+		PingTimeout time.Duration `yaml:"ping_timeout"`
 	} `yaml:"redis"`
 
 	Cluster struct {
@@ -98,6 +100,7 @@ func defaultConfig() Config {
 	c.Store = "embedded"
 	c.Redis.URL = "redis://127.0.0.1:6379/0"
 	c.Redis.Prefix = "livecart"
+	c.Redis.PingTimeout = 500 * time.Millisecond
 	c.Cart.HoldTTL = 10 * time.Minute
 	c.Cart.SaleHoldTTL = 2 * time.Minute
 	c.Cart.MaxPins = 5
@@ -149,8 +152,9 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		}
 	}
 	dur := map[string]*time.Duration{
-		"LIVECART_HOLD_TTL":      &c.Cart.HoldTTL,
-		"LIVECART_SALE_HOLD_TTL": &c.Cart.SaleHoldTTL,
+		"LIVECART_HOLD_TTL":           &c.Cart.HoldTTL,
+		"LIVECART_SALE_HOLD_TTL":      &c.Cart.SaleHoldTTL,
+		"LIVECART_REDIS_PING_TIMEOUT": &c.Redis.PingTimeout,
 	}
 	for k, p := range dur {
 		if v := getenv(k); v != "" {
@@ -202,6 +206,9 @@ func (c Config) validate() error {
 	case "redis":
 		if u, err := url.Parse(c.Redis.URL); err != nil || u.Scheme != "redis" {
 			errs = append(errs, fmt.Errorf("redis url %q: want redis://host:port/db", c.Redis.URL))
+		}
+		if c.Redis.PingTimeout < time.Millisecond || c.Redis.PingTimeout > 2*time.Second {
+			errs = append(errs, fmt.Errorf("redis ping_timeout %v: want 1ms..2s (/readyz waits 2 s at most)", c.Redis.PingTimeout))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("store %q: want embedded or redis", c.Store))

@@ -61,6 +61,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		"LIVECART_NODE_ID": "n1", "LIVECART_SALE_HOLD_TTL": "90s", "LIVECART_DATA_DIR": "/tmp/x",
 		"LIVECART_PUBLIC_URL": "https://live.example", "LIVECART_AUTH_SECRET": "0123456789abcdef0123",
 		"LIVECART_LIVE_WRITERS": "3", "LIVECART_ADVERTISE_URL": "http://10.0.0.7:9100",
+		"LIVECART_REDIS_PING_TIMEOUT": "250ms",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 	}
 	if c.Cart.HoldTTL != 30*time.Second || c.Cart.SaleHoldTTL != 90*time.Second || c.Media.UDPPort != 9555 ||
 		c.Redis.URL != "redis://127.0.0.1:6379/3" || c.Media.PublicIP != "127.0.0.1" || c.Auth.Secret != "0123456789abcdef0123" || c.Live.Writers != 3 ||
-		c.Cluster.AdvertiseURL != "http://10.0.0.7:9100" {
+		c.Cluster.AdvertiseURL != "http://10.0.0.7:9100" || c.Redis.PingTimeout != 250*time.Millisecond {
 		t.Fatalf("got %+v, want env values", c)
 	}
 }
@@ -97,6 +98,7 @@ func TestConfigValidation(t *testing.T) {
 		{"too many writers", nil, "live:\n  writers: 5000\n", "live writers 5000"},
 		{"advertise url scheme", map[string]string{"LIVECART_ADVERTISE_URL": "10.0.0.7:8080"}, "", "advertise_url"},
 		{"advertise url unspecified host", nil, "cluster:\n  advertise_url: http://0.0.0.0:8080\n", "advertise_url"},
+		{"ping timeout too long", map[string]string{"LIVECART_STORE": "redis", "LIVECART_REDIS_PING_TIMEOUT": "5s"}, "", "ping_timeout"},
 		{"advertise url query", map[string]string{"LIVECART_ADVERTISE_URL": "http://a:1/?x=1"}, "", "advertise_url"},
 	}
 	for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -16,12 +17,11 @@ import (
 	"github.com/livecart/livecart/web/auth"
 )
 
-// TestShutdownWithHungRedis: the node's Redis stops answering (frozen: connections stay
-// open, nothing comes back) while viewers are connected and a stock change waits for
-// the gate. SIGTERM's drain (Run returning, then Close) ends within a few seconds
-// instead of waiting out Redis's read timeouts and retries (it took 6.5 s here, and
-// the hub alone up to 21 s with more of its loops caught).
-func TestShutdownWithHungRedis(t *testing.T) {
+// freezableRedis runs a private redis-server without persistence on a free loopback
+// port (tests freeze it with SIGSTOP; the cleanup thaws and kills it) and returns it
+// with its address once it answers.
+func freezableRedis(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
 	port := freeTCPPort(t)
 	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--dir", t.TempDir(), "--save", "", "--appendonly", "no")
@@ -35,13 +35,23 @@ func TestShutdownWithHungRedis(t *testing.T) {
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	probe := redis.NewClient(&redis.Options{Addr: addr})
+	defer probe.Close()
 	for i := 0; probe.Ping(context.Background()).Err() != nil; i++ {
 		if i > 200 {
 			t.Fatal("private redis-server did not answer")
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	probe.Close()
+	return srv, addr
+}
+
+// TestShutdownWithHungRedis: the node's Redis stops answering (frozen: connections stay
+// open, nothing comes back) while viewers are connected and a stock change waits for
+// the gate. SIGTERM's drain (Run returning, then Close) ends within a few seconds
+// instead of waiting out Redis's read timeouts and retries (it took 6.5 s here, and
+// the hub alone up to 21 s with more of its loops caught).
+func TestShutdownWithHungRedis(t *testing.T) {
+	srv, addr := freezableRedis(t)
 
 	cfg := redisConfig(t, "redis://"+addr+"/0", "lc-hung-"+uuid.NewString()[:8])
 	cfg.NodeID = "node-a"
@@ -91,5 +101,49 @@ func TestShutdownWithHungRedis(t *testing.T) {
 	t.Logf("Run returned after %v, Close after %v in all", ran, took)
 	if took > 4*time.Second {
 		t.Fatalf("shutdown with Redis hung took %v (Run %v), want a few seconds at most", took, ran)
+	}
+}
+
+// TestReadyzWithHungRedis: while the node's Redis is frozen (connections open, nothing
+// answers), /readyz answers 503 within a second (the store's ping has its own short
+// timeout, not the 3 s read timeout of its calls), /healthz stays 200, and /readyz is
+// 200 again by itself once Redis answers.
+func TestReadyzWithHungRedis(t *testing.T) {
+	srv, addr := freezableRedis(t)
+	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+addr+"/0", "lc-ready-"+uuid.NewString()[:8])).Addr()
+	get := func(path string) (int, time.Duration) {
+		start := time.Now()
+		r, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		return r.StatusCode, time.Since(start)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz with Redis up: %d, want 200", code)
+	}
+	srv.Process.Signal(syscall.SIGSTOP)
+	for i := range 3 { // the first probe and later ones (a connection stuck from before)
+		code, took := get("/readyz")
+		if code != 503 || took > time.Second {
+			t.Fatalf("readyz %d with Redis frozen: %d after %v, want 503 within 1 s", i, code, took)
+		}
+		if code, took := get("/healthz"); code != 200 || took > time.Second {
+			t.Fatalf("healthz with Redis frozen: %d after %v, want 200 at once", code, took)
+		}
+	}
+	srv.Process.Signal(syscall.SIGCONT)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := get("/readyz")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz still %d 5 s after Redis was thawed, want 200", code)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -176,7 +176,7 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 		return cart.OpenBolt(filepath.Join(m.cfg.DataDir, "livecart.db"))
 	case "redis":
 		redis.SetLogger(redisLogger{m.log})
-		st, err := cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix})
+		st, err := cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix, PingTimeout: m.cfg.Redis.PingTimeout})
 		if err != nil {
 			return nil, err
 		}
