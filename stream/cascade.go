@@ -42,8 +42,8 @@ const (
 	defaultUpstreamGrace = 2 * time.Second
 	// pullRetry is the least time between two attempts to open an upstream.
 	pullRetry = time.Second
-	// upstreamTimeout bounds one signalling exchange (gathering, offer, answer).
-	upstreamTimeout = 5 * time.Second
+	// defaultUpstreamTimeout bounds one signalling exchange (Options.UpstreamTimeout).
+	defaultUpstreamTimeout = 5 * time.Second
 )
 
 // puller follows a room's origin while the room has viewers and no local publisher.
@@ -121,7 +121,7 @@ func (pl *puller) step() bool {
 	if pl.up != nil && !alive(pl.up.pc) {
 		pl.closeUpstream()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), upstreamTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), rm.relay.opts.UpstreamTimeout)
 	defer cancel()
 	origin, err := rm.relay.opts.Upstream.Origin(ctx, rm.id)
 	switch {
@@ -194,7 +194,7 @@ func (pl *puller) openUpstream(ctx context.Context, origin string) error {
 			pl.poke()
 		}
 	})
-	session, err := offerUpstream(ctx, pc, rm.relay.opts.Upstream, origin, rm.id)
+	session, err := rm.relay.offerUpstream(ctx, pc, origin, rm.id)
 	if err != nil {
 		up.close()
 		return err
@@ -214,7 +214,7 @@ func (pl *puller) openUpstream(ctx context.Context, origin string) error {
 }
 
 // offerUpstream runs offer/answer with every candidate in the offer (no trickle).
-func offerUpstream(ctx context.Context, pc *webrtc.PeerConnection, u Upstream, origin, sid string) (string, error) {
+func (r *Relay) offerUpstream(ctx context.Context, pc *webrtc.PeerConnection, origin, sid string) (string, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return "", err
@@ -228,20 +228,65 @@ func offerUpstream(ctx context.Context, pc *webrtc.PeerConnection, u Upstream, o
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	answer, session, err := u.Subscribe(ctx, origin, sid, pc.LocalDescription().SDP)
+	answer, session, err := r.subscribeUpstream(ctx, origin, sid, pc.LocalDescription().SDP)
 	if err != nil {
 		return "", err
 	}
 	err = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
 	if err != nil {
-		// On a context of its own: the signalling's may be nearly spent, and the
-		// origin's session would otherwise wait for its ICE timeouts.
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstreamTimeout)
-		defer cancel()
-		_ = u.Unsubscribe(hctx, session)
+		// The origin's session would otherwise wait for its ICE timeouts.
+		r.endUpstreamSession(session)
 		return "", fmt.Errorf("upstream answer: %w", err)
 	}
 	return session, nil
+}
+
+// subscribeUpstream sends the offer to the origin and returns its answer and session,
+// or ctx's error once ctx ends (the caller gives up). The exchange itself runs on for
+// up to UpstreamTimeout more: an answer that comes back after the caller gave up (the
+// origin made the session; the answer was slow on the way) has its session ended at
+// once, not left to the origin's ICE timeouts (about 15 s). Close waits for it.
+func (r *Relay) subscribeUpstream(ctx context.Context, origin, sid, offer string) (answer, session string, err error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(r.opts.UpstreamTimeout)
+	}
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(r.opts.UpstreamTimeout))
+	type reply struct {
+		answer, session string
+		err             error
+	}
+	got := make(chan reply) // unbuffered: the caller takes the reply, or the goroutine ends its session
+	r.pullers.Add(1)
+	go func() {
+		defer r.pullers.Done()
+		defer cancel()
+		a, s, err := r.opts.Upstream.Subscribe(sctx, origin, sid, offer)
+		select {
+		case got <- reply{a, s, err}:
+		case <-ctx.Done():
+			if err == nil {
+				r.log.Debug("cascade: answer came after the pull gave up; ending its session", "stream", sid, "origin", origin)
+				r.endUpstreamSession(s)
+			}
+		}
+	}()
+	select {
+	case rep := <-got:
+		return rep.answer, rep.session, rep.err
+	case <-ctx.Done():
+		return "", "", fmt.Errorf("upstream offer: %w", ctx.Err())
+	}
+}
+
+// endUpstreamSession ends a session on the origin, on a context of its own (the
+// signalling's may be spent).
+func (r *Relay) endUpstreamSession(session string) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.UpstreamTimeout)
+	defer cancel()
+	if err := r.opts.Upstream.Unsubscribe(ctx, session); err != nil {
+		r.log.Debug("cascade: end upstream session", "session", session, "err", err)
+	}
 }
 
 // closeUpstream stops pulling: the room forgets the source (its packets are dropped
@@ -263,13 +308,7 @@ func (pl *puller) closeUpstream() {
 	}
 }
 
-func (pl *puller) hangUp(session string) {
-	ctx, cancel := context.WithTimeout(context.Background(), upstreamTimeout)
-	defer cancel()
-	if err := pl.rm.relay.opts.Upstream.Unsubscribe(ctx, session); err != nil {
-		pl.rm.relay.log.Debug("cascade: end upstream session", "stream", pl.rm.id, "err", err)
-	}
-}
+func (pl *puller) hangUp(session string) { pl.rm.relay.endUpstreamSession(session) }
 
 // startPullLocked starts the room's puller if the relay cascades and none runs.
 // Called with rm.mu held.

@@ -30,6 +30,12 @@ type directory struct {
 	// spoil is how many answers of each origin come back unreadable, once the
 	// signalling's context has run out (a slow origin, a garbled reply).
 	spoil map[string]int
+	// late delays the next answer of an origin by this much after the origin made its
+	// session (a slow link); a caller whose context ends first gets its error and no
+	// answer, as over HTTP.
+	late map[string]time.Duration
+	// signalTimeout is the relays' UpstreamTimeout.
+	signalTimeout time.Duration
 }
 
 type nodeView struct {
@@ -67,9 +73,18 @@ func (n nodeView) Subscribe(ctx context.Context, origin, sid, offer string) (str
 	if spoil {
 		n.d.spoil[origin]--
 	}
+	late := n.d.late[origin]
+	delete(n.d.late, origin)
 	n.d.mu.Unlock()
-	if spoil {
-		<-ctx.Done()
+	if late > 0 {
+		select {
+		case <-time.After(late):
+		case <-ctx.Done():
+			return "", "", ctx.Err()
+		}
+	}
+	if spoil { // once the puller's signalling deadline has passed
+		time.Sleep(n.d.signalTimeout)
 		answer = "v=0\r\ngarbled"
 	}
 	return answer, origin + "/" + sid + "/" + rid, nil
@@ -99,12 +114,23 @@ func (d *directory) openSessions(origin string) int {
 // the publisher leaves, as the web layer does.
 func newCluster(t *testing.T, names ...string) (*directory, map[string]*Relay) {
 	t.Helper()
+	return newClusterWith(t, Options{}, names...)
+}
+
+// newClusterWith is newCluster with the relays' UpstreamTimeout taken from opts.
+func newClusterWith(t *testing.T, opts Options, names ...string) (*directory, map[string]*Relay) {
+	t.Helper()
 	d := &directory{origin: map[string]string{}, ended: map[string]bool{}, relays: map[string]*Relay{}, subs: map[string]int{},
-		stale: map[string]bool{}, opened: map[string]int{}, spoil: map[string]int{}}
+		stale: map[string]bool{}, opened: map[string]int{}, spoil: map[string]int{}, late: map[string]time.Duration{},
+		signalTimeout: opts.UpstreamTimeout}
+	if d.signalTimeout <= 0 {
+		d.signalTimeout = defaultUpstreamTimeout
+	}
 	for _, name := range names {
 		r, err := New(Options{
 			ListenIP: "127.0.0.1", Upstream: nodeView{d: d, self: name},
 			PullInterval: 50 * time.Millisecond, UpstreamGrace: 300 * time.Millisecond,
+			UpstreamTimeout: opts.UpstreamTimeout,
 			OnPublisher: func(sid, _ string, live bool) {
 				d.mu.Lock()
 				defer d.mu.Unlock()
@@ -350,6 +376,30 @@ func TestCascadeUnreadableAnswerEndsOriginSession(t *testing.T) {
 		t.Errorf("a after a failed pull and a good one: %d sessions opened, %d open, %d WHEP sessions; want 2, 1, 1",
 			opened, d.openSessions("a"), r["a"].Viewers("s1"))
 	}
+}
+
+// TestCascadeLateAnswerEndsOriginSession: the origin made b's session and answered,
+// but the answer came back after b's signalling deadline (a slow link), so b gave up
+// on it and pulls again a second later. b still ends that first session on the origin
+// once the answer arrives, instead of leaving it to its ICE timeouts (about 15 s): the
+// origin is down to the one session b pulls through within a couple of seconds.
+func TestCascadeLateAnswerEndsOriginSession(t *testing.T) {
+	d, r := newClusterWith(t, Options{UpstreamTimeout: slow(time.Second)}, "a", "b")
+	d.mu.Lock()
+	d.late["a"] = slow(1500 * time.Millisecond)
+	d.mu.Unlock()
+	startPublisher(t, r["a"], "s1")
+	v, _ := startViewer(t, r["b"], "s1")
+	receiving(t, v, 20, "media on b after a late first answer")
+	d.mu.Lock()
+	opened := d.opened["a"]
+	d.mu.Unlock()
+	if opened != 2 {
+		t.Fatalf("sessions opened on a: %d, want 2 (the late one and the one b pulls through)", opened)
+	}
+	waitFor(t, slow(2*time.Second), "a down to the one session b pulls through", func() bool {
+		return r["a"].Viewers("s1") == 1 && d.openSessions("a") == 1
+	})
 }
 
 func gaugeValue(g prometheus.Gauge) float64 {

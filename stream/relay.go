@@ -90,6 +90,10 @@ type Options struct {
 	// (default 2 s).
 	PullInterval  time.Duration
 	UpstreamGrace time.Duration
+	// UpstreamTimeout bounds one signalling exchange with the origin (gathering, offer,
+	// answer; default 5 s). An answer that comes back later is still awaited for as
+	// long again, in the background, and the session it names is ended at once.
+	UpstreamTimeout time.Duration
 	// SendGather, when positive, is how long the UDP send batcher lets a batch grow
 	// once a packet is queued (Go's timers wake an idle process with ~1 ms granularity,
 	// so the wait may be up to ~1 ms) or until 512 datagrams are queued: a paced
@@ -142,6 +146,9 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.UpstreamGrace <= 0 {
 		opts.UpstreamGrace = defaultUpstreamGrace
+	}
+	if opts.UpstreamTimeout <= 0 {
+		opts.UpstreamTimeout = defaultUpstreamTimeout
 	}
 	listen := opts.ListenIP
 	if listen == "" {
