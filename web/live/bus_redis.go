@@ -110,14 +110,25 @@ func streamOf(channel string) string {
 // is sent again with the same publication id until ctx ends: the script publishes an
 // id once, so the event gets one seq however often it is sent.
 func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
+	return b.PublishSeen(ctx, sid, typ, body, nil)
+}
+
+// PublishSeen is Publish for an event carrying stock values (seen): they are recorded
+// as delivered to the stream's viewers in the same atomic step (see StockGate.StaleStock).
+func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue) (Record, error) {
 	var keepMs int64 // for ever
 	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {
 		keepMs = EndedRetention.Milliseconds()
 	}
 	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+uuid.NewString())}
+	args := []any{quoteType(typ), body, b.history, b.channel(sid), keepMs, stockKeep.Milliseconds(), len(seen)}
+	if len(seen) > 0 {
+		keys = append(keys, b.key(sid, "stockseen"))
+		args = appendStockValues(args, seen)
+	}
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), keepMs).Slice()
+		res, err := publishScript.Run(ctx, b.rdb, keys, args...).Slice()
 		if err == nil {
 			seq, _ := res[0].(int64)
 			frame, _ := res[1].(string)

@@ -180,9 +180,12 @@ func (e *emitter) gateStock(key string, ev cart.Event) {
 }
 
 // rescueStock publishes key's value for the changes another node counted and did not
-// get published (it died): a value read now, through the gate's turns. Key is a
+// get published (it died): a value read now, through the gate's turns. With count, the
+// turn counts a change first (one nobody counted: its node died between the store's
+// commit and the gate, or it was a held-back event lost with its node), so that the
+// value read now goes out even though every counted change was published. Key is a
 // coalesce key of a stock event ("stock:<sale id>" or "stock:product:<product id>").
-func (e *emitter) rescueStock(key string) {
+func (e *emitter) rescueStock(key string, count bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.gated[key]
@@ -198,7 +201,11 @@ func (e *emitter) rescueStock(key string) {
 		st = &gatedStock{ev: cart.Event{StreamID: e.sid, Type: cart.EventStock, Data: d}}
 		e.gated[key] = st
 	}
-	st.rescue = true
+	if count {
+		st.dirty = true
+	} else {
+		st.rescue = true
+	}
 	if st.running {
 		return
 	}
@@ -297,7 +304,7 @@ func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, v
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, _, err = e.hub.stockGate.PublishStock(pctx, e.sid, key, ver, interval, cart.EventStock, body)
+	_, _, err = e.hub.stockGate.PublishStock(pctx, e.sid, key, ver, interval, cart.EventStock, body, d.Remaining)
 	return err
 }
 
@@ -326,8 +333,9 @@ func (e *emitter) publishFinalStock(ctx context.Context, key string, ev cart.Eve
 			ver = turn.Version
 		}
 		var body []byte
-		if body, err = encodeBody(e.hub.cfg.Now(), ev.Data); err == nil {
-			_, _, err = e.hub.stockGate.PublishStock(ctx, e.sid, key, ver, interval, ev.Type, body)
+		d, _ := ev.Data.(cart.StockData)
+		if body, err = encodeBody(e.hub.cfg.Now(), d); err == nil {
+			_, _, err = e.hub.stockGate.PublishStock(ctx, e.sid, key, ver, interval, ev.Type, body, d.Remaining)
 		}
 	}
 	if err != nil {

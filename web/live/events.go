@@ -69,6 +69,12 @@ func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
 	e.emit(ctx, ev)
 }
 
+// seenPublisher is a Bus that records the stock values an event carries as delivered
+// (the RedisBus).
+type seenPublisher interface {
+	PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue) (Record, error)
+}
+
 // publish encodes and publishes one event now.
 func (h *Hub) publish(ctx context.Context, sid, typ string, data any) (Record, error) {
 	body, err := encodeBody(h.cfg.Now(), data)
@@ -78,7 +84,14 @@ func (h *Hub) publish(ctx context.Context, sid, typ string, data any) (Record, e
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	rec, err := h.cfg.Bus.Publish(ctx, sid, typ, body)
+	var rec Record
+	if sp, ok := h.cfg.Bus.(seenPublisher); ok && h.stockGate != nil {
+		// Stock values are recorded as delivered with the event: StaleStock compares them
+		// with the store.
+		rec, err = sp.PublishSeen(ctx, sid, typ, body, stockValues(data))
+	} else {
+		rec, err = h.cfg.Bus.Publish(ctx, sid, typ, body)
+	}
 	if err != nil {
 		h.cfg.Logger.Error("live: publish event", "stream", sid, "type", typ, "err", err)
 	}

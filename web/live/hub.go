@@ -392,11 +392,14 @@ func (h *Hub) sweepOverdueStock() {
 	t := time.NewTicker(StockRescueAfter / 2)
 	defer t.Stop()
 	failing := false
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-h.stop:
 			return
 		case <-t.C:
+		}
+		if tick%2 == 0 {
+			h.rescueStaleStock(ctx)
 		}
 		for _, r := range h.roomList() {
 			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -415,11 +418,68 @@ func (h *Hub) sweepOverdueStock() {
 			}
 			if e := h.emitter(r.sid); e != nil {
 				for _, k := range keys {
-					e.rescueStock(k)
+					e.rescueStock(k, false)
 				}
 			}
 		}
 	}
+}
+
+// rescueStaleStock compares, for the streams with viewers on this node, the store's
+// stock values with the ones last delivered to the viewers (StockGate.StaleStock) and
+// publishes the store's value of each that differs and has not been published for
+// StockRescueAfter. This catches the changes no node counted at the gate (the node
+// that made one died between the store's commit and counting it) and the product
+// events held back by a node that died; the overdue sweep catches the counted ones.
+func (h *Hub) rescueStaleStock(ctx context.Context) {
+	for _, r := range h.roomList() {
+		if h.stopping() {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		keys, err := h.staleStock(rctx, r.sid)
+		cancel()
+		if errors.Is(err, cart.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				h.cfg.Logger.Debug("live: stale stock", "stream", r.sid, "err", err)
+			}
+			return // Redis or the store is down: the next sweep tries again
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		if e := h.emitter(r.sid); e != nil {
+			for _, k := range keys {
+				e.rescueStock(k, true)
+			}
+		}
+	}
+}
+
+// staleStock reads sid's stock values from the store (sales, and products not hidden:
+// a hidden one's stock is nobody's business) and returns the keys StaleStock finds.
+func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, error) {
+	sales, err := h.cfg.Stock.ListSales(ctx, sid)
+	if err != nil {
+		return nil, err
+	}
+	products, err := h.cfg.Stock.ListProducts(ctx, sid)
+	if err != nil {
+		return nil, err
+	}
+	cur := make([]StockValue, 0, len(sales)+len(products))
+	for _, s := range sales {
+		cur = append(cur, StockValue{"stock:" + s.ID, s.Remaining})
+	}
+	for _, p := range products {
+		if !p.Hidden {
+			cur = append(cur, StockValue{"stock:product:" + p.ID, p.Stock})
+		}
+	}
+	return h.stockGate.StaleStock(ctx, sid, cur)
 }
 
 // stopping reports whether Close has begun: loops over the rooms stop early (a call

@@ -94,17 +94,18 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 
 // msg is a frame as a client sees it.
 type msg struct {
-	Type    string          `json:"type"`
-	Seq     int64           `json:"seq"`
-	TS      string          `json:"ts"`
-	Code    string          `json:"code"`
-	Text    string          `json:"text"`
-	Count   int             `json:"count"`
-	Viewers int             `json:"viewers"`
-	SaleID  string          `json:"sale_id"`
-	Remain  int             `json:"remaining"`
-	Stream  json.RawMessage `json:"stream"`
-	Product struct {
+	Type      string          `json:"type"`
+	Seq       int64           `json:"seq"`
+	TS        string          `json:"ts"`
+	Code      string          `json:"code"`
+	Text      string          `json:"text"`
+	Count     int             `json:"count"`
+	Viewers   int             `json:"viewers"`
+	SaleID    string          `json:"sale_id"`
+	ProductID string          `json:"product_id"`
+	Remain    int             `json:"remaining"`
+	Stream    json.RawMessage `json:"stream"`
+	Product   struct {
 		ID    string `json:"id"`
 		Stock int    `json:"stock"`
 	} `json:"product"`

@@ -18,7 +18,9 @@ import (
 // value it reads from the store at that moment, so the newest change on any node is
 // always followed by an event carrying a value read after it. Should the node that
 // counted a change die before such a value is out, the key is overdue after
-// StockRescueAfter and another node with viewers of the stream publishes one.
+// StockRescueAfter and another node with viewers of the stream publishes one. Should
+// it die before counting it (right after the store's commit), or with a product event
+// held back, StaleStock finds the store's value differing from the one last delivered.
 type StockGate interface {
 	// StockTurn counts new changes of key on this node (count) or asks again for the
 	// version need (-1: every change counted so far, on any node), and tries to take
@@ -28,10 +30,51 @@ type StockGate interface {
 	// after them published for StockRescueAfter; the caller publishes one (a turn
 	// with need -1). Each is put off by StockRescueAfter again, for one node at a time.
 	OverdueStock(ctx context.Context, sid string) ([]string, error)
-	// PublishStock publishes a stock event read under the gate as version ver; a value
-	// older than one already published is dropped (ok false). It holds the gate for
-	// an interval from the publication.
-	PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte) (rec Record, ok bool, err error)
+	// PublishStock publishes a stock event read under the gate as version ver, whose
+	// value is value; a value older than one already published is dropped (ok false).
+	// It holds the gate for an interval from the publication.
+	PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte, value int) (rec Record, ok bool, err error)
+	// StaleStock compares the store's current values of sid's stock keys (current)
+	// with the values last delivered to sid's viewers (every event carrying one
+	// records it: stock, sale, product, pin) and returns the keys whose delivered value
+	// differs and has not been published for StockRescueAfter: a change whose node
+	// died before counting it at the gate, or a held-back event lost with its node.
+	// The caller publishes the store's value of each (a turn counting a change). Each
+	// is put off by StockRescueAfter again, for one node at a time.
+	StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, error)
+}
+
+// StockValue is a stock key's value: "stock:<sale id>" (a sale's remaining) or
+// "stock:product:<product id>" (a product's own stock).
+type StockValue struct {
+	Key   string
+	Value int
+}
+
+// stockValues returns the stock values an event carries, as its viewers will read
+// them (the pages take a sale's remaining and a product's stock from each).
+func stockValues(data any) []StockValue {
+	switch d := data.(type) {
+	case cart.StockData:
+		if d.SaleID == "" {
+			return []StockValue{{"stock:product:" + d.ProductID, d.Remaining}}
+		}
+		return []StockValue{{"stock:" + d.SaleID, d.Remaining}}
+	case cart.SaleData:
+		return []StockValue{{"stock:" + d.Sale.ID, d.Sale.Remaining}}
+	case cart.ProductData:
+		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
+	case cart.PinData:
+		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
+	}
+	return nil
+}
+
+func appendStockValues(args []any, vals []StockValue) []any {
+	for _, v := range vals {
+		args = append(args, v.Key, v.Value)
+	}
+	return args
 }
 
 // StockTurn is the answer of StockGate.StockTurn.
@@ -48,6 +91,9 @@ type StockTurn struct {
 type StockReader interface {
 	GetSale(ctx context.Context, id string) (cart.Sale, error)
 	GetProduct(ctx context.Context, id string) (cart.Product, error)
+	// ListSales and ListProducts read a stream's current values for StaleStock.
+	ListSales(ctx context.Context, streamID string) ([]cart.Sale, error)
+	ListProducts(ctx context.Context, streamID string) ([]cart.Product, error)
 }
 
 //go:embed lua/stock_gate.lua
@@ -60,7 +106,13 @@ var stockDueLua string
 
 var stockDueScript = redis.NewScript(stockDueLua)
 
-// stockKeep is how long Redis keeps a stock key's versions after its last change.
+//go:embed lua/stock_seen.lua
+var stockSeenLua string
+
+var stockSeenScript = redis.NewScript(stockSeenLua)
+
+// stockKeep is how long Redis keeps a stock key's versions after its last change, and
+// a stream's delivered stock values after the last publication or comparison.
 const stockKeep = time.Hour
 
 // StockRescueAfter is how long after a counted stock change with no value read after
@@ -100,10 +152,11 @@ func (b *RedisBus) StockTurn(ctx context.Context, sid, key string, count bool, n
 }
 
 // PublishStock implements StockGate.
-func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte) (Record, bool, error) {
+func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte, value int) (Record, bool, error) {
 	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+uuid.NewString()),
-		b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")}
+		b.key(sid, "stockseen"), b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")}
 	res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), 0,
+		stockKeep.Milliseconds(), 1, key, value,
 		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds(), key).Slice()
 	if err != nil {
 		return Record{}, false, fmt.Errorf("live: publish stock: %w", err)
@@ -122,6 +175,21 @@ func (b *RedisBus) OverdueStock(ctx context.Context, sid string) ([]string, erro
 		StockRescueAfter.Milliseconds(), stockDueBatch).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("live: overdue stock: %w", err)
+	}
+	return keys, nil
+}
+
+// StaleStock implements StockGate.
+func (b *RedisBus) StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, error) {
+	if len(current) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, 2+2*len(current))
+	args = append(args, StockRescueAfter.Milliseconds(), stockKeep.Milliseconds())
+	args = appendStockValues(args, current)
+	keys, err := stockSeenScript.Run(ctx, b.rdb, []string{b.key(sid, "stockseen")}, args...).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("live: stale stock: %w", err)
 	}
 	return keys, nil
 }

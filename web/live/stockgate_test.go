@@ -32,7 +32,7 @@ func TestStockGateTurns(t *testing.T) {
 	}
 	publish := func(ver int64, want bool) {
 		t.Helper()
-		_, ok, err := b.PublishStock(ctx, sid, key, ver, interval, "stock", []byte(`"ts":"x","remaining":1}`))
+		_, ok, err := b.PublishStock(ctx, sid, key, ver, interval, "stock", []byte(`"ts":"x","remaining":1}`), 1)
 		if err != nil || ok != want {
 			t.Fatalf("PublishStock(version %d): got ok %v err %v, want ok %v", ver, ok, err, want)
 		}
@@ -157,7 +157,7 @@ func TestStockGateTurnCoversNeedAfterLostCount(t *testing.T) {
 	if err != nil || !first.Take {
 		t.Fatalf("first change: got %+v, %v, want the turn", first, err)
 	}
-	if _, ok, err := b.PublishStock(ctx, sid, key, first.Version, interval, "stock", []byte(`"ts":"x","remaining":9}`)); !ok || err != nil {
+	if _, ok, err := b.PublishStock(ctx, sid, key, first.Version, interval, "stock", []byte(`"ts":"x","remaining":9}`), 9); !ok || err != nil {
 		t.Fatalf("publish version %d: ok %v err %v", first.Version, ok, err)
 	}
 	second, err := b.StockTurn(ctx, sid, key, true, 0, interval)
@@ -176,7 +176,7 @@ func TestStockGateTurnCoversNeedAfterLostCount(t *testing.T) {
 	if turn.Version < second.Need {
 		t.Fatalf("turn as version %d, want at least the needed %d", turn.Version, second.Need)
 	}
-	if _, ok, err := b.PublishStock(ctx, sid, key, turn.Version, interval, "stock", []byte(`"ts":"x","remaining":8}`)); !ok || err != nil {
+	if _, ok, err := b.PublishStock(ctx, sid, key, turn.Version, interval, "stock", []byte(`"ts":"x","remaining":8}`), 8); !ok || err != nil {
 		t.Fatalf("publish version %d: ok %v err %v, want published", turn.Version, ok, err)
 	}
 	if c, err := b.StockTurn(ctx, sid, key, false, second.Need, interval); err != nil || !c.Covered {
@@ -237,5 +237,109 @@ func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
 	}
 	if n, err := rdb.ZCard(ctx, bus.key(sid, "stockdue")).Result(); err != nil || n != 0 {
 		t.Fatalf("overdue keys after the rescue: got %d (%v), want 0", n, err)
+	}
+}
+
+// TestUncountedStockChangePublished: node A holds a unit of a quiet sale and dies
+// between the store's commit and counting the change at the stock gate (nothing of it
+// reached the gate or the bus). Node B, with a viewer of the stream, publishes the
+// store's value within about two seconds (it compares the store with the value last
+// delivered to the viewers), once.
+func TestUncountedStockChangePublished(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stockseen")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: store, ViewersInterval: time.Hour})
+
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+	s := newActiveSale(t, ctx, store, sid, pid)
+	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
+	if m := viewer.nextOf(t, "sale"); m.Type != "sale" {
+		t.Fatalf("got %+v, want the sale event", m)
+	}
+
+	// Node A: the hold committed; A died before its emit reached the gate.
+	now := time.Now()
+	if _, _, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: "u", SaleID: s.ID,
+		Quantity: 2, ExpiresAt: now.Add(time.Hour)}, now); err != nil {
+		t.Fatal(err)
+	}
+	died := time.Now()
+	m := viewer.nextOf(t, "stock")
+	if m.SaleID != s.ID || m.Remain != 8 {
+		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
+	}
+	// Compared every StockRescueAfter: within 2 s, and some slack for a loaded machine.
+	if took := m.at.Sub(died); took > 2*StockRescueAfter+time.Second {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 2*StockRescueAfter+time.Second)
+	}
+	t.Logf("the value came %v after node A died", m.at.Sub(died))
+	select {
+	case m := <-viewer.msgs:
+		if m.Type == "stock" {
+			t.Fatalf("a second stock event %+v, want the change published once", m)
+		}
+	case <-time.After(3 * StockRescueAfter):
+	}
+}
+
+// TestLostProductEventStockPublished: a product event carried a product's stock to the
+// viewers; then node A took units of it for a sale and died with its product event
+// held back (coalesced), so nobody published the new stock. Node B's viewer gets the
+// store's stock of the product (a stock event without sale_id) within about two
+// seconds. A hidden product's stock is not published.
+func TestLostProductEventStockPublished(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-prodseen")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: store, ViewersInterval: time.Hour})
+
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	hiddenID := uuid.NewString()
+	if _, err := store.CreateProduct(ctx, cart.Product{ID: hiddenID, StreamID: sid, SKU: "H", Title: "H",
+		PriceCents: 100, Currency: "EUR", Stock: 50}); err != nil {
+		t.Fatal(err)
+	}
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+	for _, id := range []string{pid, hiddenID} {
+		p, err := store.GetProduct(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p}})
+		viewer.nextOf(t, "product")
+	}
+	// Node A: sales of both products committed (50 → 40, then hidden; 1000 → 990);
+	// their product events were lost with A.
+	newActiveSale(t, ctx, store, sid, hiddenID)
+	if _, _, _, err := store.SetProductHidden(ctx, hiddenID, true); err != nil {
+		t.Fatal(err)
+	}
+	newActiveSale(t, ctx, store, sid, pid)
+	died := time.Now()
+	m := viewer.nextOf(t, "stock")
+	if m.SaleID != "" || m.ProductID != pid || m.Remain != 990 {
+		t.Fatalf("stock event %+v, want product %s's own stock 990", m, pid)
+	}
+	if took := m.at.Sub(died); took > 2*StockRescueAfter+time.Second {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 2*StockRescueAfter+time.Second)
+	}
+	select {
+	case m := <-viewer.msgs:
+		if m.Type == "stock" {
+			t.Fatalf("another stock event %+v, want none (the hidden product's stock is not published)", m)
+		}
+	case <-time.After(3 * StockRescueAfter):
 	}
 }

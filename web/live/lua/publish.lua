@@ -7,9 +7,13 @@
 -- A caller whose reply was lost sends the same id again: the script then answers the
 -- seq and frame it gave that id (the frame '' once trimmed from the history) instead
 -- of publishing the event a second time.
--- A stock value (stock_gate.lua) also passes KEYS[4] its versions hash, KEYS[5] its
--- gate, KEYS[6] the stream's overdue set, ARGV[6] its version, ARGV[7] the interval in
--- ms, ARGV[8] ms to keep KEYS[4], ARGV[9] the stock key: a value older than one already
+-- Stock values the event carries (a sale's remaining, a product's stock) are recorded
+-- as delivered, with Redis's time, in KEYS[4], the stream's hash of them (field: the
+-- stock key, value "<value>:<ms>"; stock_seen.lua compares them with the store):
+-- ARGV[6] ms to keep KEYS[4], ARGV[7] n, then n pairs of stock key and value.
+-- A stock value (stock_gate.lua) also passes KEYS[5] its versions hash, KEYS[6] its
+-- gate, KEYS[7] the stream's overdue set, and after the pairs its version, the
+-- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
 -- published is dropped (returns {0, ''}), and the gate is held for an interval from
 -- now, so publications stay an interval apart. A value covering every counted change
 -- is overdue no more.
@@ -21,17 +25,28 @@ if done then
   end
   return {tonumber(done), ''}
 end
-if KEYS[4] then
-  local pub = tonumber(redis.call('HGET', KEYS[4], 'p') or '0')
-  if pub >= tonumber(ARGV[6]) then
+local n = tonumber(ARGV[7] or '0')
+if KEYS[5] then
+  local a = 8 + 2 * n
+  local ver = tonumber(ARGV[a])
+  local pub = tonumber(redis.call('HGET', KEYS[5], 'p') or '0')
+  if pub >= ver then
     return {0, ''}
   end
-  redis.call('HSET', KEYS[4], 'p', ARGV[6])
-  redis.call('PEXPIRE', KEYS[4], ARGV[8])
-  redis.call('SET', KEYS[5], '1', 'PX', ARGV[7])
-  if tonumber(ARGV[6]) >= tonumber(redis.call('HGET', KEYS[4], 'v') or '0') then
-    redis.call('ZREM', KEYS[6], ARGV[9])
+  redis.call('HSET', KEYS[5], 'p', ARGV[a])
+  redis.call('PEXPIRE', KEYS[5], ARGV[a + 2])
+  redis.call('SET', KEYS[6], '1', 'PX', ARGV[a + 1])
+  if ver >= tonumber(redis.call('HGET', KEYS[5], 'v') or '0') then
+    redis.call('ZREM', KEYS[7], ARGV[a + 3])
   end
+end
+if n > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for i = 0, n - 1 do
+    redis.call('HSET', KEYS[4], ARGV[8 + 2 * i], ARGV[9 + 2 * i] .. ':' .. now)
+  end
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
 end
 local seq = redis.call('INCR', KEYS[1])
 local frame = '{"type":' .. ARGV[1] .. ',"seq":' .. seq .. ',' .. ARGV[2]
