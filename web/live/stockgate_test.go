@@ -275,9 +275,10 @@ func TestUncountedStockChangePublished(t *testing.T) {
 	if m.SaleID != s.ID || m.Remain != 8 {
 		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
 	}
-	// Compared every StockRescueAfter: within 2 s, and some slack for a loaded machine.
-	if took := m.at.Sub(died); took > 2*StockRescueAfter+time.Second {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 2*StockRescueAfter+time.Second)
+	// Compared every StockRescueAfter once not published for StockRescueAfter: within
+	// about 2 s, and slack for a loaded machine.
+	if took := m.at.Sub(died); took > 4*StockRescueAfter {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
 	}
 	t.Logf("the value came %v after node A died", m.at.Sub(died))
 	select {
@@ -332,8 +333,8 @@ func TestLostProductEventStockPublished(t *testing.T) {
 	if m.SaleID != "" || m.ProductID != pid || m.Remain != 990 {
 		t.Fatalf("stock event %+v, want product %s's own stock 990", m, pid)
 	}
-	if took := m.at.Sub(died); took > 2*StockRescueAfter+time.Second {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 2*StockRescueAfter+time.Second)
+	if took := m.at.Sub(died); took > 4*StockRescueAfter {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
 	}
 	select {
 	case m := <-viewer.msgs:
