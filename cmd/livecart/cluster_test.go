@@ -187,6 +187,10 @@ type frame struct {
 	Product json.RawMessage `json:"product"`
 	SaleID  string          `json:"sale_id"`
 	Remain  *int            `json:"remaining"`
+	Sale    struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	} `json:"sale"`
 }
 
 func dialWS(t *testing.T, base, sid, token string) *websocket.Conn {

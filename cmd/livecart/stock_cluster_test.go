@@ -440,3 +440,40 @@ func jsonRequest(url, token string, body any) *http.Request {
 	req.Header.Set("Content-Type", "application/json")
 	return req
 }
+
+// TestSaleEventOfDyingNodeRescued: node A stops a sale (committed in the store) and
+// loses Redis as it publishes the sale's ended event, and is killed. The viewer on node
+// B still gets the sale ended (the store's sale), about two seconds later.
+func TestSaleEventOfDyingNodeRescued(t *testing.T) {
+	prefix := fmt.Sprintf("lc-saledie-%s", uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	proxy := newFreezeProxy(t, "127.0.0.1:6379", func(cmd [][]byte) bool {
+		// A publication (publish.lua) of a sale event saying it ended.
+		_, args, ok := scriptCall(cmd)
+		return ok && len(args) > 1 && string(args[0]) == `"sale"` && bytes.Contains(args[1], []byte(`"status":"ended"`))
+	})
+	a, killA := startKillableNodeWith(t, "node-a", prefix, "LIVECART_REDIS_URL=redis://"+proxy.addr+"/0")
+	b := startNode(t, "node-b", prefix)
+	creator := mint(t, auth.RoleCreator, "alice")
+	st, sale := newStockSale(t, b, creator, 100, 50)
+	wb := dialWS(t, b, st.ID, "")
+	next(t, wb, "snapshot")
+
+	go func() { // cut off by the kill
+		if resp, err := http.DefaultClient.Do(jsonRequest(a+"/api/sales/"+sale.ID+"/stop", creator, nil)); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-proxy.frozen:
+	case <-time.After(5 * time.Second):
+		t.Fatal("node A never published the sale's end")
+	}
+	killA()
+	died := time.Now()
+	f := next(t, wb, "sale") // within 5 s
+	if f.Sale.ID != sale.ID || f.Sale.Status != "ended" {
+		t.Fatalf("sale event %+v, want sale %s ended", f.Sale, sale.ID)
+	}
+	t.Logf("the sale event came %v after node A died", time.Since(died))
+}

@@ -110,12 +110,15 @@ func streamOf(channel string) string {
 // is sent again with the same publication id until ctx ends: the script publishes an
 // id once, so the event gets one seq however often it is sent.
 func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
-	return b.PublishSeen(ctx, sid, typ, body, nil)
+	return b.PublishSeen(ctx, sid, typ, body, nil, false)
 }
 
-// PublishSeen is Publish for an event carrying stock values (seen): they are recorded
-// as delivered to the stream's viewers in the same atomic step (see StockGate.StaleStock).
-func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue) (Record, error) {
+// PublishSeen is Publish for an event carrying stock values or a sale's status (seen):
+// they are recorded as delivered to the stream's viewers in the same atomic step (see
+// StockGate.StaleStock). With onlyNewer, the event is dropped (Record{}, no error)
+// unless each sale status in seen is further on than the one recorded: a sale event
+// read from the store a while ago never undoes a newer one.
+func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error) {
 	var keepMs int64 // for ever
 	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {
 		keepMs = EndedRetention.Milliseconds()
@@ -125,6 +128,9 @@ func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte
 	if len(seen) > 0 {
 		keys = append(keys, b.key(sid, "stockseen"))
 		args = appendStockValues(args, seen)
+		if onlyNewer {
+			args = append(args, 1)
+		}
 	}
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -132,6 +138,9 @@ func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte
 		if err == nil {
 			seq, _ := res[0].(int64)
 			frame, _ := res[1].(string)
+			if seq == 0 {
+				return Record{}, nil // not newer (onlyNewer)
+			}
 			if frame == "" {
 				frame = string(buildFrame(typ, seq, body)) // trimmed from the history since
 			}

@@ -212,6 +212,38 @@ func (e *emitter) rescueStock(key string, count bool) {
 	st.running = e.hub.goBackground(func() { e.runGate(key, st) })
 }
 
+// rescueSale publishes the store's sale of saleID: a sale event (started, stopped,
+// ended) that the node which made the change never published (it died). It is
+// dropped if a sale event as far on went out meanwhile (PublishSeen onlyNewer).
+func (e *emitter) rescueSale(saleID string) {
+	e.hub.goBackground(func() {
+		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
+		defer cancel()
+		sale, err := e.hub.cfg.Stock.GetSale(ctx, saleID)
+		if err != nil {
+			e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
+			return
+		}
+		sp, ok := e.hub.cfg.Bus.(seenPublisher)
+		if !ok {
+			return
+		}
+		data := cart.SaleData{Sale: sale}
+		body, err := encodeBody(e.hub.cfg.Now(), data)
+		if err != nil {
+			return
+		}
+		e.mu.Lock() // in order with this node's own events of the stream
+		defer e.mu.Unlock()
+		if sale.Status == cart.SaleEnded {
+			e.endedSales[sale.ID] = true
+		}
+		if _, err := sp.PublishSeen(ctx, e.sid, cart.EventSale, body, stockValues(data), true); err != nil {
+			e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
+		}
+	})
+}
+
 // runGate takes turns at the stock gate until a value read after every change noted
 // here has been published (by this node or another), or the hub closes.
 func (e *emitter) runGate(key string, st *gatedStock) {

@@ -72,7 +72,7 @@ func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
 // seenPublisher is a Bus that records the stock values an event carries as delivered
 // (the RedisBus).
 type seenPublisher interface {
-	PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue) (Record, error)
+	PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error)
 }
 
 // publish encodes and publishes one event now.
@@ -88,7 +88,7 @@ func (h *Hub) publish(ctx context.Context, sid, typ string, data any) (Record, e
 	if sp, ok := h.cfg.Bus.(seenPublisher); ok && h.stockGate != nil {
 		// Stock values are recorded as delivered with the event: StaleStock compares them
 		// with the store.
-		rec, err = sp.PublishSeen(ctx, sid, typ, body, stockValues(data))
+		rec, err = sp.PublishSeen(ctx, sid, typ, body, stockValues(data), false)
 	} else {
 		rec, err = h.cfg.Bus.Publish(ctx, sid, typ, body)
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -453,14 +454,19 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 		}
 		if e := h.emitter(r.sid); e != nil {
 			for _, k := range keys {
-				e.rescueStock(k, true)
+				if id, ok := strings.CutPrefix(k, "sale:"); ok {
+					e.rescueSale(id)
+				} else {
+					e.rescueStock(k, true)
+				}
 			}
 		}
 	}
 }
 
 // staleStock reads sid's stock values from the store (sales, and products not hidden:
-// a hidden one's stock is nobody's business) and returns the keys StaleStock finds.
+// a hidden one's stock is nobody's business) and its sales' statuses, and returns the
+// keys StaleStock finds.
 func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, error) {
 	sales, err := h.cfg.Stock.ListSales(ctx, sid)
 	if err != nil {
@@ -472,7 +478,7 @@ func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, error) {
 	}
 	cur := make([]StockValue, 0, len(sales)+len(products))
 	for _, s := range sales {
-		cur = append(cur, StockValue{"stock:" + s.ID, s.Remaining})
+		cur = append(cur, StockValue{"stock:" + s.ID, s.Remaining}, StockValue{"sale:" + s.ID, saleRank(s.Status)})
 	}
 	for _, p := range products {
 		if !p.Hidden {

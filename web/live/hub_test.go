@@ -109,6 +109,10 @@ type msg struct {
 		ID    string `json:"id"`
 		Stock int    `json:"stock"`
 	} `json:"product"`
+	Sale struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	} `json:"sale"`
 	at time.Time
 }
 

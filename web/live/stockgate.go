@@ -45,7 +45,8 @@ type StockGate interface {
 }
 
 // StockValue is a stock key's value: "stock:<sale id>" (a sale's remaining) or
-// "stock:product:<product id>" (a product's own stock).
+// "stock:product:<product id>" (a product's own stock); or "sale:<sale id>" and the
+// sale's status (saleRank), compared the same way.
 type StockValue struct {
 	Key   string
 	Value int
@@ -61,13 +62,27 @@ func stockValues(data any) []StockValue {
 		}
 		return []StockValue{{"stock:" + d.SaleID, d.Remaining}}
 	case cart.SaleData:
-		return []StockValue{{"stock:" + d.Sale.ID, d.Sale.Remaining}}
+		return []StockValue{{"stock:" + d.Sale.ID, d.Sale.Remaining}, {"sale:" + d.Sale.ID, saleRank(d.Sale.Status)}}
 	case cart.ProductData:
 		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
 	case cart.PinData:
 		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
 	}
 	return nil
+}
+
+// saleRank orders a sale's statuses (they only move forward): scheduled 1, active 2,
+// ended 3.
+func saleRank(status string) int {
+	switch status {
+	case cart.SaleScheduled:
+		return 1
+	case cart.SaleActive:
+		return 2
+	case cart.SaleEnded:
+		return 3
+	}
+	return 0
 }
 
 func appendStockValues(args []any, vals []StockValue) []any {

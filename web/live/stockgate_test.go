@@ -344,3 +344,76 @@ func TestLostProductEventStockPublished(t *testing.T) {
 	case <-time.After(3 * StockRescueAfter):
 	}
 }
+
+// TestLostSaleEventRescued: a sale's viewers were told it is active; node A stopped it
+// in the store and died before publishing the sale event. Node B, with a viewer of the
+// stream, publishes the store's sale (ended, 0 remaining) within about two seconds,
+// once. A sale event read from the store before a newer one went out is dropped,
+// not published after it.
+func TestLostSaleEventRescued(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-saleseen")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: store, ViewersInterval: time.Hour})
+
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+	s := newActiveSale(t, ctx, store, sid, pid)
+	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
+	viewer.nextOf(t, "sale")
+
+	// Node A: the sale stopped in the store; its events were lost with A.
+	if _, _, changed, err := store.StopSale(ctx, s.ID, time.Now()); err != nil || !changed {
+		t.Fatalf("stop sale: changed %v, %v", changed, err)
+	}
+	died := time.Now()
+	m := viewer.nextOf(t, "sale")
+	if m.Sale.ID != s.ID || m.Sale.Status != cart.SaleEnded {
+		t.Fatalf("sale event %+v, want sale %s ended", m.Sale, s.ID)
+	}
+	if took := m.at.Sub(died); took > 4*StockRescueAfter {
+		t.Fatalf("the sale event came %v after node A died, want within %v", took, 4*StockRescueAfter)
+	}
+	t.Logf("the sale event came %v after node A died", m.at.Sub(died))
+	stock := -1
+	for deadline := time.After(3 * StockRescueAfter); ; {
+		select {
+		case m := <-viewer.msgs:
+			switch {
+			case m.Type == "sale":
+				t.Fatalf("a second sale event %+v, want one", m.Sale)
+			case m.Type == "stock" && m.SaleID == s.ID:
+				stock = m.Remain
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	if stock > 0 {
+		t.Fatalf("last stock event of the sale says %d, want 0 (or none: the sale event says 0)", stock)
+	}
+
+	// An older reading of the sale (active) after the ended one is out: dropped.
+	old := s // active, as read before the stop
+	body, err := encodeBody(time.Now(), cart.SaleData{Sale: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := bus.PublishSeen(ctx, sid, cart.EventSale, body, stockValues(cart.SaleData{Sale: old}), true)
+	if err != nil || rec.Seq != 0 {
+		t.Fatalf("publishing an older sale status: got seq %d, %v, want it dropped", rec.Seq, err)
+	}
+	select {
+	case m := <-viewer.msgs:
+		if m.Type == "sale" {
+			t.Fatalf("the older sale event reached the viewer: %+v", m.Sale)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+}
