@@ -74,7 +74,7 @@ func redisCost(b *testing.B, st Store) {
 }
 
 // benchSale creates a stream with an active sale big enough for any run.
-func benchSale(b *testing.B, st Store, now time.Time) Sale {
+func benchSale(b testing.TB, st Store, now time.Time) Sale {
 	ctx := context.Background()
 	sid := uuid.NewString()
 	if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamLive, CreatedAt: now}); err != nil {

@@ -1,11 +1,13 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -30,6 +32,26 @@ func newBenchServer(b *testing.B) *benchServer {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { store.Close() })
+	return newBenchServerOn(b, store)
+}
+
+// newBenchRedisServer is newBenchServer on the Redis store: LIVECART_BENCH_REDIS_URL
+// (a private redis-server makes its figures its own), else the tests' Redis, under a
+// key prefix of its own.
+func newBenchRedisServer(b *testing.B) *benchServer {
+	url := os.Getenv("LIVECART_BENCH_REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	store, err := cart.OpenRedis(context.Background(), url, cart.RedisOptions{Prefix: fmt.Sprintf("bench-%d:", time.Now().UnixNano())})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	return newBenchServerOn(b, store)
+}
+
+func newBenchServerOn(b *testing.B, store cart.Store) *benchServer {
 	bs := &benchServer{a: auth.New([]byte("bench-secret-0123456789"), nil)}
 	bs.h = New(Deps{Store: store, Auth: bs.a, Logger: slog.New(slog.DiscardHandler)}).Handler()
 	creator := bs.token(b, auth.RoleCreator, "creator")
@@ -79,7 +101,16 @@ func (bs *benchServer) serve(method, path, token, body, key string) (int, []byte
 // storm); BenchmarkNoopHandler: two GET /api/noop. Compare allocs/op and B/op (exact);
 // ns/op moves with the machine's load.
 func BenchmarkSaleHandler(b *testing.B) {
-	bs := newBenchServer(b)
+	benchSale(b, newBenchServer(b))
+}
+
+// BenchmarkSaleHandlerRedis is BenchmarkSaleHandler on the Redis store (hold and
+// checkout batches form as in a storm).
+func BenchmarkSaleHandlerRedis(b *testing.B) {
+	benchSale(b, newBenchRedisServer(b))
+}
+
+func benchSale(b *testing.B, bs *benchServer) {
 	tokens := make([]string, min(b.N, 200_000))
 	for i := range tokens {
 		tokens[i] = bs.token(b, auth.RoleViewer, fmt.Sprint("buyer-", i))

@@ -1,0 +1,106 @@
+package cart
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TestRedisPhaseInstructions splits what a buyer costs redis-server into the steps
+// of a sale (exact instruction counts, whatever else the machine does). It runs only
+// with LIVECART_CALLGRIND_PID, the pid of a redis-server under callgrind at
+// LIVECART_BENCH_REDIS_URL, and dumps callgrind's counts after each step (callgrind
+// zeroes them at each dump): 2,000 distinct buyers hold one unit each, then claim their
+// idempotency keys, then run the stream's checkout scripts, then write the "done"
+// marks; twice, the second time as returning buyers of a new sale.
+//
+//	valgrind --tool=callgrind --callgrind-out-file=/tmp/p.cg redis-server --port 19278 --save '' --appendonly no &
+//	LIVECART_CALLGRIND_PID=<valgrind's pid> LIVECART_BENCH_REDIS_URL=redis://127.0.0.1:19278/0 \
+//	  go test ./cart -run TestRedisPhaseInstructions -v
+//	for f in /tmp/p.cg.*; do grep -m1 Trigger $f; callgrind_annotate $f | grep TOTALS; done
+func TestRedisPhaseInstructions(t *testing.T) {
+	pid := os.Getenv("LIVECART_CALLGRIND_PID")
+	if pid == "" {
+		t.Skip("set LIVECART_CALLGRIND_PID (see the comment)")
+	}
+	st := openTestRedis(t, os.Getenv("LIVECART_BENCH_REDIS_URL"))
+	dump := func(label string) {
+		time.Sleep(200 * time.Millisecond)
+		out, err := exec.Command("callgrind_control", "-d", label, pid).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v", out, err)
+		}
+	}
+	const n = 2000
+	par := func(f func(i int)) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 256)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() { defer wg.Done(); defer func() { <-sem }(); f(i) }()
+		}
+		wg.Wait()
+	}
+	ctx := context.Background()
+	for round := 1; round <= 2; round++ {
+		now := time.Now().UTC()
+		sale := benchSale(t, st, now)
+		dump(fmt.Sprintf("r%d-setup", round))
+		par(func(i int) {
+			req := HoldRequest{ID: uuid.NewString(), UserID: fmt.Sprint("u", i), SaleID: sale.ID, Quantity: 1, ExpiresAt: now.Add(time.Minute)}
+			if _, _, err := st.HoldUnits(ctx, req, now); err != nil {
+				t.Error(err)
+			}
+		})
+		dump(fmt.Sprintf("r%d-holds", round))
+		type cl struct {
+			ih   string
+			cart *userCart
+		}
+		cls := make([]cl, n)
+		par(func(i int) {
+			u := fmt.Sprint("u", i)
+			ih := idemHash(u, fmt.Sprint("k", round))
+			_, cart, _, err := st.claimIdem(ctx, u, ih, "{}", "", now)
+			if err != nil {
+				t.Error(err)
+			}
+			cls[i] = cl{ih, cart}
+		})
+		dump(fmt.Sprintf("r%d-claims", round))
+		res := make([]CheckoutResult, n)
+		cs := make([]*checkoutCall, n)
+		par(func(i int) {
+			u := fmt.Sprint("u", i)
+			c := &checkoutCall{req: CheckoutRequest{OrderID: uuid.NewString(), UserID: u, IdempotencyKey: "k", Fingerprint: "{}"}, ih: cls[i].ih, now: now, indexed: cls[i].cart.indexed}
+			r, err := st.checkout(ctx, c, cls[i].cart)
+			if err != nil {
+				t.Error(err)
+			}
+			res[i], cs[i] = r, c
+		})
+		st.background.Wait()
+		dump(fmt.Sprintf("r%d-checkouts", round))
+		par(func(i int) {
+			u := fmt.Sprint("u", i)
+			v := "done|" + res[i].Order.StreamID + "|" + res[i].Order.ID + "|" + micros(now) + "|{}"
+			var emptied []string
+			if cs[i].emptied != "" {
+				emptied = []string{cs[i].emptied, cls[i].cart.gens[cs[i].emptied]}
+				if emptied[1] == "" {
+					emptied[1] = "0"
+				}
+			}
+			st.finishCheckout(st.userBase(u), cls[i].ih, v, emptied)
+		})
+		st.background.Wait()
+		dump(fmt.Sprintf("r%d-finish", round))
+	}
+}
