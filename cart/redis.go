@@ -278,6 +278,12 @@ type scriptReply struct {
 		Changed bool   `json:"changed"`
 		Next    string `json:"next"`
 	} `json:"advanced"`
+
+	// An item of a batch reply (checkoutResult) carries its changes and its new order
+	// decoded (from the batch's records, decoded once): changesOf and checkoutStream
+	// take them instead of Products, Sales and Order.
+	changes *Changes
+	order   *Order
 }
 
 // hashReply is a record in a script's reply: lua/lib.lua packs its fields and values
@@ -328,8 +334,12 @@ func unpackOne(s string) (string, string, error) {
 // as they are after it, then width strings per item of the batch.
 type flatReply struct {
 	sales, products map[string]hashReply // by id
-	slots           []string
-	width           int
+	// sale and product are sales and products decoded, once per batch: every item of
+	// a batch answers the same few records (a storm's 200 holds one sale)
+	sale    map[string]Sale
+	product map[string]Product
+	slots   []string
+	width   int
 }
 
 // item is the i-th item's slots (nil if the reply has fewer items).
@@ -347,6 +357,18 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 		return flatReply{}, fmt.Errorf("redis script %s: bad reply %T of %d", name, v, len(a))
 	}
 	r := flatReply{sales: records(a[0]), products: records(a[1]), slots: make([]string, len(a)-2), width: width}
+	if len(r.sales) > 0 {
+		r.sale = make(map[string]Sale, len(r.sales))
+		for id, m := range r.sales {
+			r.sale[id] = saleFromHash(m)
+		}
+	}
+	if len(r.products) > 0 {
+		r.product = make(map[string]Product, len(r.products))
+		for id, m := range r.products {
+			r.product[id] = productFromHash(m)
+		}
+	}
 	for i, x := range a[2:] {
 		s, ok := x.(string)
 		if !ok {

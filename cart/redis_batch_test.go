@@ -89,7 +89,7 @@ func TestRedisCheckoutBatch(t *testing.T) {
 			}
 			continue
 		}
-		o := orderFromHash(it.r.Order)
+		o := it.r.orderOf()
 		if len(o.Items) != 1 || o.Items[0].Quantity != c.want.units || o.UserID != c.user || it.r.Created != c.want.created {
 			t.Errorf("%s: got order %+v created %v, want %d unit(s) of %s, created %v", c.user, o, it.r.Created, c.want.units, c.user, c.want.created)
 		}

@@ -160,10 +160,10 @@ func holdResult(r flatReply, i int, err error, sid string, req HoldRequest, now 
 		return Hold{}, Changes{}, fmt.Errorf("redis script hold: bad result %q", res[0])
 	}
 	ch := Changes{}
-	if m, ok := r.sales[h.SaleID]; ok && h.SaleID != "" {
-		ch.Sales = []Sale{saleFromHash(m)}
-	} else if m, ok := r.products[h.ProductID]; ok && h.SaleID == "" {
-		ch.Products = []Product{productFromHash(m)}
+	if s, ok := r.sale[h.SaleID]; ok && h.SaleID != "" {
+		ch.Sales = []Sale{s}
+	} else if p, ok := r.product[h.ProductID]; ok && h.SaleID == "" {
+		ch.Products = []Product{p}
 	}
 	return h, ch, nil
 }
@@ -768,7 +768,7 @@ func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, o
 	if err != nil {
 		return res, err
 	}
-	res.Order, res.Created = orderFromHash(r.Order), r.Created
+	res.Order, res.Created = r.orderOf(), r.Created
 	if r.Empty {
 		c.emptied = sid
 	}
@@ -870,23 +870,26 @@ func checkoutResult(r flatReply, i int, err error, sid string, args []any) (scri
 		out.Order = m
 	case out.Created: // a new order: the script said what the request does not
 		arg := func(k int) string { s, _ := args[k].(string); return s }
-		out.Order = hashReply{
-			"id": arg(3), "user_id": arg(0), "stream_id": sid, "items": res[7], "total_cents": res[8],
-			"currency": res[9], "status": "placed", "created_at": arg(5), "expired": res[10],
+		out.order = &Order{
+			ID: arg(3), UserID: arg(0), StreamID: sid, Items: orderItems([]OrderItem{}, res[7]),
+			TotalCents: atoi64(res[8]), Currency: res[9], Status: "placed", CreatedAt: parseTime(arg(5)),
+			ExpiredHoldIDs: append([]string{}, splitList(res[10], ",")...),
 		}
 	}
-	if ids := splitList(res[5], ","); len(ids) > 0 {
-		out.Products = make(map[string]hashReply, len(ids))
-		for _, id := range ids {
-			out.Products[id] = r.products[id]
-		}
+	// The products and sales it touched, decoded once per batch (see flatReply).
+	ch := Changes{}
+	for ids := res[5]; ids != ""; {
+		var id string
+		id, ids, _ = strings.Cut(ids, ",")
+		ch.Products = append(ch.Products, r.product[id])
 	}
-	if ids := splitList(res[6], ","); len(ids) > 0 {
-		out.Sales = make(map[string]hashReply, len(ids))
-		for _, id := range ids {
-			out.Sales[id] = r.sales[id]
-		}
+	for ids := res[6]; ids != ""; {
+		var id string
+		id, ids, _ = strings.Cut(ids, ",")
+		ch.Sales = append(ch.Sales, r.sale[id])
 	}
+	sortChanges(&ch)
+	out.changes = &ch
 	if out.Err == "" {
 		return out, nil
 	}

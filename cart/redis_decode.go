@@ -194,21 +194,40 @@ func orderFromHash(m map[string]string) Order {
 		CreatedAt:      parseTime(m["created_at"]),
 		ExpiredHoldIDs: []string{},
 	}
-	for _, item := range splitList(m["items"], ";") {
-		f := strings.Split(item, ",")
-		if len(f) != 4 {
-			continue
-		}
-		o.Items = append(o.Items, OrderItem{
-			ProductID: f[0], SaleID: f[1], Quantity: atoi(f[2]), UnitPriceCents: atoi64(f[3]),
-		})
-	}
+	o.Items = orderItems(o.Items, m["items"])
 	o.ExpiredHoldIDs = append(o.ExpiredHoldIDs, splitList(m["expired"], ",")...)
 	return o
 }
 
+// orderOf is the order a script answered (a batch item's decoded one, else its record).
+func (r scriptReply) orderOf() Order {
+	if r.order != nil {
+		return *r.order
+	}
+	return orderFromHash(r.Order)
+}
+
+// orderItems appends the items of a record's "product,sale,quantity,price;…" to out.
+func orderItems(out []OrderItem, items string) []OrderItem {
+	for items != "" {
+		item, rest, _ := strings.Cut(items, ";")
+		items = rest
+		pid, r, ok1 := strings.Cut(item, ",")
+		said, r, ok2 := strings.Cut(r, ",")
+		qty, price, ok3 := strings.Cut(r, ",")
+		if !ok1 || !ok2 || !ok3 || strings.IndexByte(price, ',') >= 0 {
+			continue
+		}
+		out = append(out, OrderItem{ProductID: pid, SaleID: said, Quantity: atoi(qty), UnitPriceCents: atoi64(price)})
+	}
+	return out
+}
+
 // changesOf lists the products and sales a script touched, in a stable order.
 func changesOf(r scriptReply) Changes {
+	if r.changes != nil {
+		return *r.changes
+	}
 	ch := Changes{}
 	for _, m := range r.Products {
 		ch.Products = append(ch.Products, productFromHash(m))

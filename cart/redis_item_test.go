@@ -126,7 +126,7 @@ func TestRedisCheckoutBatchItemFails(t *testing.T) {
 			wantItemFailed(t, u, it.err)
 			continue
 		}
-		o := orderFromHash(it.r.Order)
+		o := it.r.orderOf()
 		if it.err != nil || !it.r.Created || o.UserID != u || len(o.Items) != 2 {
 			t.Errorf("checkout of %s: got order %+v created %v, error %v; want a new order of 2 items", u, o, it.r.Created, it.err)
 		}
