@@ -18,24 +18,39 @@ import (
 // decoders read the shape the encoders write and leave everything else to
 // json.Unmarshal, so they accept exactly what json.Unmarshal accepts.
 
-// appendJSONString appends s as json.Marshal encodes it.
+// appendJSONString appends s as json.Marshal encodes it: runs of bytes that need no
+// escaping are copied whole (one append per run, not per byte).
 func appendJSONString(b []byte, s string) []byte {
-	start := len(b)
+	start, rest := len(b), s
 	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for {
+		i := 0
+		for i < len(rest) && jsonPlain[rest[i]] {
+			i++
+		}
+		b = append(b, rest[:i]...)
 		switch {
-		case c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&':
-			b = append(b, c)
-		case c == 0:
+		case i == len(rest):
+			return append(b, '"')
+		case rest[i] == 0:
 			b = append(b, `\u0000`...)
+			rest = rest[i+1:]
 		default:
 			raw, _ := json.Marshal(s) // cannot fail for a string
 			return append(b[:start], raw...)
 		}
 	}
-	return append(b, '"')
 }
+
+// jsonPlain marks the bytes json.Marshal copies into a string as they are: printable
+// ASCII but for '"', '\\' and the HTML-escaped '<', '>', '&'.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'], t['<'], t['>'], t['&'] = false, false, false, false, false
+	return t
+}()
 
 // jsonTimeOK tells whether appendJSONTime can encode t (time.Time's MarshalJSON fails
 // outside years 0-9999; callers then use encoding/json, which reports it).
