@@ -115,9 +115,10 @@ func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (R
 
 // PublishSeen is Publish for an event carrying stock values or a sale's status (seen):
 // they are recorded as delivered to the stream's viewers in the same atomic step (see
-// StockGate.StaleStock). With onlyNewer, the event is dropped (Record{}, no error)
-// unless each sale status in seen is further on than the one recorded: a sale event
-// read from the store a while ago never undoes a newer one.
+// StockGate.StaleStock). An event carrying a sale status behind the recorded one is
+// dropped (Record{}, no error): a sale event read before a newer one went out (a late
+// start after the end) never undoes it. With onlyNewer, it is dropped unless each
+// sale status in seen is further on than the one recorded.
 func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error) {
 	var keepMs int64 // for ever
 	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {

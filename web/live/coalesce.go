@@ -82,6 +82,8 @@ func (e *emitter) publishNow(ctx context.Context, ev cart.Event) {
 	case cart.SaleData:
 		if d.Sale.Status == cart.SaleEnded {
 			e.endedSales[d.Sale.ID] = true
+		} else if e.endedSales[d.Sale.ID] {
+			return // read before the sale ended (a late start): it never goes back
 		}
 		// A held-back stock value must not contradict the sale published before it.
 		if p := e.pending["stock:"+d.Sale.ID]; p != nil {

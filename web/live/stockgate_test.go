@@ -417,3 +417,64 @@ func TestLostSaleEventRescued(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestLateSaleEventNeverUndoesEnd: a node read a sale as started (the sweep's commit)
+// and publishes that event late, after another node stopped the sale and published it
+// ended (both are the normal path, no node died). The viewers never see the sale go
+// back from ended to active: the late event is dropped. One node on the memory bus
+// (the sweep and a stop interleave on it) and two nodes on Redis.
+func TestLateSaleEventNeverUndoesEnd(t *testing.T) {
+	check := func(t *testing.T, pub, other *Hub, viewer *client, sid string) {
+		ctx := context.Background()
+		sale := cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: uuid.NewString(),
+			Quantity: 10, Remaining: 10, Status: cart.SaleScheduled}
+		pub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: sale}})
+		if m := viewer.nextOf(t, "sale"); m.Sale.Status != cart.SaleScheduled {
+			t.Fatalf("got %+v, want the scheduled sale", m.Sale)
+		}
+		started := sale
+		started.Status = cart.SaleActive
+		ended := sale
+		ended.Status, ended.Remaining = cart.SaleEnded, 0
+		other.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: ended}})
+		pub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: started}}) // late
+		announce(pub, sid, "fence")
+		var got []string
+		for {
+			m := viewer.next(t)
+			if m.Type == EventAnnounce {
+				break
+			}
+			if m.Type == "sale" {
+				got = append(got, m.Sale.Status)
+			}
+		}
+		if len(got) != 1 || got[0] != cart.SaleEnded {
+			t.Fatalf("sale events after the scheduled one: %v, want [ended] (never back to active)", got)
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		ts := newTestServer(t, Config{ViewersInterval: time.Hour})
+		sid := uuid.NewString()
+		viewer := ts.dial(t, sid, "")
+		viewer.nextOf(t, "snapshot")
+		check(t, ts.hub, ts.hub, viewer, sid)
+	})
+	t.Run("redis", func(t *testing.T) {
+		rdb, prefix := testRedis(t, "livetest-latesale")
+		cleanupPrefix(t, rdb, prefix)
+		ctx := context.Background()
+		store := openRedisStore(t, rdb, prefix+"-store")
+		node := func(name string) *testServer {
+			bus := NewRedisBus(rdb, prefix, nil, nil)
+			t.Cleanup(func() { bus.Close() })
+			return newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, name, nil),
+				Stock: store, ViewersInterval: time.Hour})
+		}
+		a, b := node("node-a"), node("node-b")
+		sid, _ := newStreamWithProduct(t, ctx, store)
+		viewer := b.dial(t, sid, "")
+		viewer.nextOf(t, "snapshot")
+		check(t, a.hub, b.hub, viewer, sid)
+	})
+}

@@ -12,8 +12,10 @@
 -- stock key, value "<value>:<ms>"; stock_seen.lua compares them with the store):
 -- ARGV[6] ms to keep KEYS[4], ARGV[7] n, then n pairs of stock key and value. A
 -- sale's status is recorded the same way (key "sale:<id>", value 1 scheduled, 2
--- active, 3 ended); with ARGV[8 + 2n] = 1 (not a stock value) the event is dropped
--- (returns {0, ''}) unless each sale status it carries is above the recorded one.
+-- active, 3 ended); an event carrying a sale status below the recorded one is dropped
+-- (returns {0, ''}): a late event never takes a sale back (ended to active). With
+-- ARGV[8 + 2n] = 1 (not a stock value) it is dropped unless each sale status it
+-- carries is above the recorded one.
 -- A stock value (stock_gate.lua) also passes KEYS[5] its versions hash, KEYS[6] its
 -- gate, KEYS[7] the stream's overdue set, and after the pairs its version, the
 -- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
@@ -43,13 +45,15 @@ if KEYS[5] then
     redis.call('ZREM', KEYS[7], ARGV[a + 3])
   end
 end
-if n > 0 and not KEYS[5] and ARGV[8 + 2 * n] == '1' then
+if n > 0 and not KEYS[5] then
+  local strict = ARGV[8 + 2 * n] == '1'
   for i = 0, n - 1 do
     local k = ARGV[8 + 2 * i]
     if string.sub(k, 1, 5) == 'sale:' then
       local rec = redis.call('HGET', KEYS[4], k)
       local seen = rec and tonumber(string.match(rec, '^(%d+):')) or 0
-      if seen >= tonumber(ARGV[9 + 2 * i]) then
+      local rank = tonumber(ARGV[9 + 2 * i])
+      if seen > rank or (strict and seen == rank) then
         return {0, ''}
       end
     end
