@@ -478,3 +478,63 @@ func TestLateSaleEventNeverUndoesEnd(t *testing.T) {
 		check(t, a.hub, b.hub, viewer, sid)
 	})
 }
+
+// TestStockReadBeforeSaleEndDropped: node C takes the stock gate's turn of an active
+// sale and reads 7 left; meanwhile the sale ends (by time or a stop) and its ended
+// event (0 left) goes out from another node; then C publishes its reading. The viewers
+// never see the ended sale's stock go back up (0, then 7): C's value is dropped, and
+// the final value still goes out.
+func TestStockReadBeforeSaleEndDropped(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stockend")
+	cleanupPrefix(t, rdb, prefix)
+	b := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	sid := uuid.NewString()
+	sale := cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: uuid.NewString(), Quantity: 10,
+		Remaining: 10, Status: cart.SaleActive}
+	key := "stock:" + sale.ID
+	const interval = 100 * time.Millisecond
+	publishSale := func(s cart.Sale) {
+		t.Helper()
+		data := cart.SaleData{Sale: s}
+		body, err := encodeBody(time.Now(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, err := b.PublishSeen(ctx, sid, cart.EventSale, body, stockValues(data), false); err != nil || rec.Seq == 0 {
+			t.Fatalf("sale event (%s): seq %d, %v", s.Status, rec.Seq, err)
+		}
+	}
+	publishSale(sale)
+
+	turn, err := b.StockTurn(ctx, sid, key, true, 0, interval)
+	if err != nil || !turn.Take {
+		t.Fatalf("node C's change: %+v, %v, want the turn", turn, err)
+	}
+	// C reads 7 left here; the sale ends and its event goes out first.
+	ended := sale
+	ended.Status, ended.Remaining = cart.SaleEnded, 0
+	publishSale(ended)
+	_, ok, err := b.PublishStock(ctx, sid, key, turn.Version, interval, cart.EventStock,
+		[]byte(`"ts":"x","sale_id":"`+sale.ID+`","remaining":7}`), 7)
+	if err != nil || ok {
+		t.Fatalf("C's reading from before the end: published %v (%v), want it dropped", ok, err)
+	}
+	// The ended sale's final value (publishFinalStock) still goes out.
+	final, err := b.StockTurn(ctx, sid, key, true, 0, interval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver := final.Need
+	if final.Take {
+		ver = final.Version
+	}
+	if _, ok, err := b.PublishStock(ctx, sid, key, ver, interval, cart.EventStock,
+		[]byte(`"ts":"x","sale_id":"`+sale.ID+`","remaining":0}`), 0); err != nil || !ok {
+		t.Fatalf("the final 0: published %v (%v), want it out", ok, err)
+	}
+	if n, err := rdb.ZCard(ctx, b.key(sid, "stockdue")).Result(); err != nil || n != 0 {
+		t.Fatalf("overdue keys: %d (%v), want none", n, err)
+	}
+}

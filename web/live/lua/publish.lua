@@ -20,8 +20,9 @@
 -- gate, KEYS[7] the stream's overdue set, and after the pairs its version, the
 -- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
 -- published is dropped (returns {0, ''}), and the gate is held for an interval from
--- now, so publications stay an interval apart. A value covering every counted change
--- is overdue no more.
+-- now, so publications stay an interval apart. A sale's value other than 0 once its
+-- ended event is out (read before the end) is dropped too. A value covering every
+-- counted change is overdue no more.
 local done = redis.call('GET', KEYS[3])
 if done then
   local e = redis.call('XRANGE', KEYS[2], done .. '-0', done .. '-0')
@@ -43,6 +44,15 @@ if KEYS[5] then
   redis.call('SET', KEYS[6], '1', 'PX', ARGV[a + 1])
   if ver >= tonumber(redis.call('HGET', KEYS[5], 'v') or '0') then
     redis.call('ZREM', KEYS[7], ARGV[a + 3])
+  end
+  -- An ended sale's stock is final (0, carried by its ended event): a value read
+  -- before the end is dropped, counted as published.
+  local k = ARGV[a + 3]
+  if string.sub(k, 1, 14) ~= 'stock:product:' and ARGV[9] ~= '0' then
+    local rec = redis.call('HGET', KEYS[4], 'sale:' .. string.sub(k, 7))
+    if rec and string.sub(rec, 1, 2) == '3:' then
+      return {0, ''}
+    end
   end
 end
 if n > 0 and not KEYS[5] then
