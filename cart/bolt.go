@@ -44,7 +44,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 				return err
 			}
 		}
-		return nil
+		return migrateLayout1(tx)
 	})
 	if err != nil {
 		db.Close()

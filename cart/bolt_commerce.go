@@ -17,6 +17,15 @@ import (
 
 // Buckets of the commerce state. Index keys join ids with "\x00"; "seq" is the index
 // bucket's NextSequence as 16 hex digits, so cursors list things oldest first.
+//
+// What a checkout writes per buyer, its order index entry and its idempotency key, is
+// in one bucket, users, under the buyer's prefix (userKey), so a checkout dirties one
+// user-keyed leaf page, not two. The hold's user-keyed entries stay in small hot
+// ranges instead: carts holds only live carts, user_sale keeps a sale's buyers
+// together. Holds and orders are keyed by their ids, which are time-ordered (UUIDv7,
+// newID), so new ones land at the right edge of their buckets (appendBuckets). Files of
+// the first layout (user_holds, user_orders, idem) are moved to this one on open
+// (bolt_migrate.go).
 var (
 	bucketProducts       = []byte("products")        // product id → Product
 	bucketStreamProducts = []byte("stream_products") // stream id, seq → product id
@@ -25,20 +34,39 @@ var (
 	bucketStreamSales    = []byte("stream_sales")    // stream id, seq → sale id
 	bucketLiveSales      = []byte("live_sales")      // sale id → "" (scheduled or active)
 	bucketHolds          = []byte("holds")           // hold id → boltHold (in a cart)
-	bucketUserHolds      = []byte("user_holds")      // user id, seq → hold id
 	bucketHoldExpiry     = []byte("hold_expiry")     // expiry nanos (8 bytes BE), hold id → "" (units still held)
+	bucketCarts          = []byte("carts")           // userKey(user, 'c', seq) → hold id
 	bucketUserSale       = []byte("user_sale")       // sale id, user id → units held + bought
 	bucketOrders         = []byte("orders")          // order id → Order
-	bucketUserOrders     = []byte("user_orders")     // user id, seq → order id
 	bucketStreamOrders   = []byte("stream_orders")   // stream id, seq → order id
-	bucketIdem           = []byte("idem")            // user id, key → boltIdem
-	bucketIdemExpiry     = []byte("idem_expiry")     // created nanos (8 bytes BE), user id, key → ""
+	bucketIdemExpiry     = []byte("idem_expiry")     // created nanos (8 bytes BE), userKey(user, 'i', key) → ""
+	bucketUsers          = []byte("users")           // userKey(user, 'o', seq) → order id; userKey(user, 'i', Idempotency-Key) → boltIdem
 )
+
+// Kinds of a user's entries (userKey).
+const (
+	kindCart  = 'c' // in carts
+	kindIdem  = 'i' // in users
+	kindOrder = 'o' // in users
+)
+
+// userKey is the key of one entry of the user in carts or users: the user id's length in
+// decimal, ':', the id, the kind and rest. The length makes the prefix unambiguous for
+// any user id (one may contain "\x00" or ':'), and the key stays valid UTF-8 for a
+// valid id (a hold record names its cart entry by this key in JSON).
+func userKey(user string, kind byte, rest string) []byte {
+	k := make([]byte, 0, 6+len(user)+len(rest)+17)
+	k = strconv.AppendInt(k, int64(len(user)), 10)
+	k = append(k, ':')
+	k = append(k, user...)
+	k = append(k, kind)
+	return append(k, rest...)
+}
 
 var commerceBuckets = [][]byte{
 	bucketProducts, bucketStreamProducts, bucketPins, bucketSales, bucketStreamSales,
-	bucketLiveSales, bucketHolds, bucketUserHolds, bucketHoldExpiry, bucketUserSale,
-	bucketOrders, bucketUserOrders, bucketStreamOrders, bucketIdem, bucketIdemExpiry,
+	bucketLiveSales, bucketHolds, bucketHoldExpiry, bucketCarts, bucketUserSale, bucketOrders,
+	bucketStreamOrders, bucketIdemExpiry, bucketUsers,
 }
 
 // boltHold is a hold as stored: Released means its units are back (expired, still in
@@ -71,29 +99,50 @@ func keyTime(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Ui
 
 // appendIndex adds value under prefix + "\x00" + next sequence and returns the key.
 func appendIndex(b *bolt.Bucket, prefix, value string) (string, error) {
+	return appendSeq(b, append([]byte(prefix), 0), value)
+}
+
+// appendSeq adds value under prefix + the bucket's next sequence (16 hex digits) and
+// returns the key. prefix's spare capacity is used.
+func appendSeq(b *bolt.Bucket, prefix []byte, value string) (string, error) {
 	seq, err := b.NextSequence()
 	if err != nil {
 		return "", err
 	}
+	k := appendSeqHex(prefix, seq)
+	return string(k), b.Put(k, []byte(value))
+}
+
+// appendSeqHex appends seq as 16 hex digits.
+func appendSeqHex(k []byte, seq uint64) []byte {
 	const hex = "0123456789abcdef"
-	k := make([]byte, len(prefix)+17)
-	copy(k, prefix)
-	for i := len(k) - 1; i > len(prefix); i-- { // the sequence as 16 hex digits
+	n := len(k)
+	k = append(k, "0000000000000000"...)
+	for i := len(k) - 1; i >= n; i-- {
 		k[i] = hex[seq&0xf]
 		seq >>= 4
 	}
-	return string(k), b.Put(k, []byte(value))
+	return k
 }
 
 // indexValues lists the values under prefix + "\x00", in key order.
 func indexValues(b *bolt.Bucket, prefix string) []string {
+	return prefixValues(b, []byte(prefix+"\x00"))
+}
+
+// prefixValues lists the values of the keys that start with p, in key order.
+func prefixValues(b *bolt.Bucket, p []byte) []string {
 	out := []string{}
-	p := []byte(prefix + "\x00")
 	c := b.Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
 		out = append(out, string(v))
 	}
 	return out
+}
+
+// cartIDs lists the ids of the holds in the user's cart, oldest first.
+func (t *boltTx) cartIDs(userID string) []string {
+	return prefixValues(t.b(bucketCarts), userKey(userID, kindCart, ""))
 }
 
 // isDomain tells business-rule errors (the call's answer) from failures of the store.
@@ -116,19 +165,24 @@ func isDomain(err error) bool {
 // returned to this caller only.
 func (s *BoltStore) update(fn func(t *boltTx) error) error {
 	var answer error
-	err := s.group(func(g *groupTx) error {
-		answer = nil
+	if err := s.group(groupFn(fn, &answer)); err != nil {
+		return fmt.Errorf("bolt: %w: %v", ErrUnavailable, err)
+	}
+	return answer
+}
+
+// groupFn makes fn a member of a group transaction: a business-rule error goes to
+// *answer and does not fail the group.
+func groupFn(fn func(t *boltTx) error, answer *error) func(*groupTx) error {
+	return func(g *groupTx) error {
+		*answer = nil
 		err := fn(&boltTx{tx: g.tx, products: g.products, sales: g.sales, group: g})
 		if err != nil && !isDomain(err) {
 			return err
 		}
-		answer = err
+		*answer = err
 		return nil // the group writes its products and sales once, at its end
-	})
-	if err != nil {
-		return fmt.Errorf("bolt: %w: %v", ErrUnavailable, err)
 	}
-	return answer
 }
 
 func (s *BoltStore) view(fn func(t *boltTx) error) error {
@@ -644,7 +698,7 @@ func (t *boltTx) hold(id string) (*boltHold, error) {
 
 func (t *boltTx) userSaleAdd(saleID, userID string, delta int) (int, error) {
 	b := t.b(bucketUserSale)
-	key := []byte(join(saleID, userID))
+	key := []byte(join(saleID, userID)) // a sale id is a UUID: no other pair makes this key
 	n, _ := strconv.Atoi(string(b.Get(key)))
 	n += delta
 	if delta == 0 {
@@ -719,7 +773,7 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		t.touchProduct(p)
 	}
 	rec := boltHold{Hold: h, User: req.UserID}
-	if rec.CartKey, err = appendIndex(t.b(bucketUserHolds), req.UserID, h.ID); err != nil {
+	if rec.CartKey, err = appendSeq(t.b(bucketCarts), userKey(req.UserID, kindCart, ""), h.ID); err != nil {
 		return Hold{}, err
 	}
 	if err := t.b(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
@@ -773,7 +827,7 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 
 // dropHold removes a hold from the cart (its units must already be released or sold).
 func (t *boltTx) dropHold(h *boltHold) error {
-	if err := t.b(bucketUserHolds).Delete([]byte(h.CartKey)); err != nil {
+	if err := t.b(bucketCarts).Delete([]byte(h.CartKey)); err != nil {
 		return err
 	}
 	if err := t.b(bucketHoldExpiry).Delete(timeKey(h.ExpiresAt, h.ID)); err != nil {
@@ -786,7 +840,7 @@ func (t *boltTx) dropHold(h *boltHold) error {
 func (s *BoltStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
 	out := []Hold{}
 	err := s.view(func(t *boltTx) error {
-		for _, id := range indexValues(t.b(bucketUserHolds), userID) {
+		for _, id := range t.cartIDs(userID) {
 			h, err := t.hold(id)
 			if err != nil {
 				return err
@@ -871,7 +925,7 @@ func (t *boltTx) forgetIdempotencyKeys(now time.Time, max int) error {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
-		if err := t.b(bucketIdem).Delete(k[8:]); err != nil {
+		if err := t.b(bucketUsers).Delete(k[8:]); err != nil {
 			return err
 		}
 		if err := t.b(bucketIdemExpiry).Delete(k); err != nil {
@@ -897,9 +951,9 @@ func (s *BoltStore) Checkout(ctx context.Context, req CheckoutRequest, now time.
 }
 
 func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, error) {
-	idemKey := join(req.UserID, req.IdempotencyKey)
+	idemKey := string(userKey(req.UserID, kindIdem, req.IdempotencyKey))
 	var seen boltIdem
-	if err := getJSON(t.b(bucketIdem), idemKey, &seen); err == nil && now.Sub(seen.At) < IdempotencyTTL {
+	if err := getJSON(t.b(bucketUsers), idemKey, &seen); err == nil && now.Sub(seen.At) < IdempotencyTTL {
 		if seen.Fingerprint != req.Fingerprint {
 			return Order{}, false, fmt.Errorf("this Idempotency-Key was used with another body: %w", ErrConflict)
 		}
@@ -931,13 +985,13 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 	if err := putJSON(t.b(bucketOrders), o.ID, o); err != nil {
 		return Order{}, false, err
 	}
-	if _, err := appendIndex(t.b(bucketUserOrders), o.UserID, o.ID); err != nil {
+	if _, err := appendSeq(t.b(bucketUsers), userKey(o.UserID, kindOrder, ""), o.ID); err != nil {
 		return Order{}, false, err
 	}
 	if _, err := appendIndex(t.b(bucketStreamOrders), o.StreamID, o.ID); err != nil {
 		return Order{}, false, err
 	}
-	if err := putJSON(t.b(bucketIdem), idemKey, boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()}); err != nil {
+	if err := putJSON(t.b(bucketUsers), idemKey, boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()}); err != nil {
 		return Order{}, false, err
 	}
 	return o, true, t.b(bucketIdemExpiry).Put(timeKey(now, idemKey), nil)
@@ -959,7 +1013,7 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 			seen = append(seen, h)
 		}
 	} else {
-		for _, id := range indexValues(t.b(bucketUserHolds), req.UserID) {
+		for _, id := range t.cartIDs(req.UserID) {
 			h, err := t.hold(id)
 			if err != nil {
 				return nil, nil, err
@@ -1006,7 +1060,7 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 // checkout. Then the whole cart is clear of expired holds (cartCleared).
 func (t *boltTx) clearOtherExpired(req CheckoutRequest, seen []*boltHold, now time.Time) error {
 	if req.HoldIDs != nil || req.StreamID != "" {
-		for _, id := range indexValues(t.b(bucketUserHolds), req.UserID) {
+		for _, id := range t.cartIDs(req.UserID) {
 			if slices.ContainsFunc(seen, func(h *boltHold) bool { return h.ID == id }) {
 				continue
 			}
@@ -1051,10 +1105,10 @@ func (t *boltTx) sellHold(h *boltHold) error {
 	return t.dropHold(h)
 }
 
-func (s *BoltStore) listOrders(index []byte, prefix string) ([]Order, error) {
+func (s *BoltStore) listOrders(index, prefix []byte) ([]Order, error) {
 	out := []Order{}
 	err := s.view(func(t *boltTx) error {
-		for _, id := range indexValues(t.b(index), prefix) {
+		for _, id := range prefixValues(t.b(index), prefix) {
 			var o Order
 			if err := getJSON(t.b(bucketOrders), id, &o); err != nil {
 				return err
@@ -1068,10 +1122,10 @@ func (s *BoltStore) listOrders(index []byte, prefix string) ([]Order, error) {
 
 // ListOrders returns the user's orders, oldest first.
 func (s *BoltStore) ListOrders(ctx context.Context, userID string) ([]Order, error) {
-	return s.listOrders(bucketUserOrders, userID)
+	return s.listOrders(bucketUsers, userKey(userID, kindOrder, ""))
 }
 
 // ListStreamOrders returns the stream's orders, oldest first.
 func (s *BoltStore) ListStreamOrders(ctx context.Context, streamID string) ([]Order, error) {
-	return s.listOrders(bucketStreamOrders, streamID)
+	return s.listOrders(bucketStreamOrders, []byte(streamID+"\x00"))
 }

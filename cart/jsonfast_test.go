@@ -210,7 +210,7 @@ func TestAppendIndexKey(t *testing.T) {
 	}
 	defer s.Close()
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketUserHolds)
+		b := tx.Bucket(bucketStreamOrders)
 		if err := b.SetSequence(0xfedcba987654320); err != nil {
 			return err
 		}

@@ -37,6 +37,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"CheckoutRacingExpiry", testCheckoutRacingExpiry},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"RemoveHold", testRemoveHold},
+		{"UserIDsSharingAPrefix", testUserIDsSharingAPrefix},
 		{"NoPartialState", testNoPartialState},
 		{"EdgeCases", testEdgeCases},
 		{"MediaMute", testMediaMute},
@@ -837,6 +838,42 @@ func testRemoveHold(t *testing.T, e *env) {
 	}
 	if holds, _ := e.st.ListHolds(e.ctx, "u", e.now); len(holds) != 0 {
 		t.Fatalf("cart: got %d holds, want 0", len(holds))
+	}
+}
+
+// testUserIDsSharingAPrefix: user ids may hold any character (a JWT sub), so "a" and
+// "a\x00b" are two buyers with two carts, order lists and per-sale counts.
+func testUserIDsSharingAPrefix(t *testing.T, e *env) {
+	s := e.sale(t, e.stream(t), 10, 1)
+	users := []string{"a", "a\x00b", "a\x00"}
+	held := map[string]string{}
+	for _, u := range users {
+		h, err := e.hold(u, "", s.ID, 1, time.Hour)
+		if err != nil {
+			t.Fatalf("%q holds: %v", u, err)
+		}
+		held[u] = h.ID
+	}
+	for _, u := range users {
+		hs, err := e.st.ListHolds(e.ctx, u, e.now)
+		if err != nil || len(hs) != 1 || hs[0].ID != held[u] {
+			t.Fatalf("%q's cart: %+v %v, want only %s", u, hs, err, held[u])
+		}
+	}
+	res, err := e.checkout("a", "k", nil, e.now)
+	if err != nil || len(res.Order.Items) != 1 {
+		t.Fatalf("\"a\" checks out: %+v %v, want an order of its one hold", res.Order, err)
+	}
+	for _, u := range users[1:] {
+		if hs, err := e.st.ListHolds(e.ctx, u, e.now); err != nil || len(hs) != 1 {
+			t.Fatalf("%q's cart after \"a\" checked out: %+v %v, want its hold", u, hs, err)
+		}
+		if os, err := e.st.ListOrders(e.ctx, u); err != nil || len(os) != 0 {
+			t.Fatalf("%q's orders: %+v %v, want none", u, os, err)
+		}
+	}
+	if os, err := e.st.ListOrders(e.ctx, "a"); err != nil || len(os) != 1 || os[0].ID != res.Order.ID {
+		t.Fatalf("\"a\"'s orders: %+v %v, want %s", os, err, res.Order.ID)
 	}
 }
 

@@ -1,0 +1,133 @@
+package cart
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The first layout of the embedded store (until 2026-12-02) kept a buyer's cart, order
+// index and idempotency keys in three buckets, each keyed by the user id joined with
+// "\x00" (so user "a"'s prefix also matched user "a\x00b"'s keys):
+var (
+	layout1UserHolds  = []byte("user_holds")  // user, "\x00", 16 hex seq → hold id
+	layout1UserOrders = []byte("user_orders") // user, "\x00", 16 hex seq → order id
+	layout1Idem       = []byte("idem")        // user, "\x00", Idempotency-Key → boltIdem
+)
+
+// migrateLayout1 moves a file of the first layout to this one, in the caller's
+// transaction (OpenBolt's, so it is all or nothing): every cart entry to bucketCarts,
+// every order index entry and idempotency key to bucketUsers, under its user's prefix
+// and with the same sequence numbers (carts and order lists keep their order); the hold
+// records name their new cart keys, idem_expiry is keyed by the new idempotency keys;
+// then the three old buckets are deleted. A file without them is left alone.
+//
+// Splitting an old key: a cart or order entry ends in "\x00" and 16 hex digits, so the
+// user is what comes before, even if it contains "\x00"; an idempotency key cannot
+// contain "\x00" (an HTTP header value), so the user is what comes before the last
+// one.
+func migrateLayout1(tx *bolt.Tx) error {
+	uh, uo, id := tx.Bucket(layout1UserHolds), tx.Bucket(layout1UserOrders), tx.Bucket(layout1Idem)
+	if uh == nil && uo == nil && id == nil {
+		return nil
+	}
+	carts, users := tx.Bucket(bucketCarts), tx.Bucket(bucketUsers)
+	type kv struct{ k, v []byte }
+	cartKeys := map[string]string{} // old cart key → new
+	idemKeys := map[string][]byte{} // old idempotency key → new
+	// seqIndex moves an index of user, "\x00", seq into to, kind and its sequence kept.
+	seqIndex := func(b, to *bolt.Bucket, kind byte, renamed map[string]string) error {
+		if b == nil {
+			return nil
+		}
+		if err := to.SetSequence(max(to.Sequence(), b.Sequence())); err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			n := len(k) - 17
+			if n < 0 || k[n] != 0 {
+				return fmt.Errorf("migrate (kind %c): key %q has no sequence", kind, k)
+			}
+			nk := userKey(string(k[:n]), kind, string(k[n+1:]))
+			if renamed != nil {
+				renamed[string(k)] = string(nk)
+			}
+			return to.Put(nk, bytes.Clone(v))
+		})
+	}
+	if err := seqIndex(uh, carts, kindCart, cartKeys); err != nil {
+		return err
+	}
+	if err := seqIndex(uo, users, kindOrder, nil); err != nil {
+		return err
+	}
+	if id != nil {
+		err := id.ForEach(func(k, v []byte) error {
+			i := bytes.LastIndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("migrate idem: key %q has no user", k)
+			}
+			nk := userKey(string(k[:i]), kindIdem, string(k[i+1:]))
+			idemKeys[string(k)] = nk
+			return users.Put(nk, bytes.Clone(v))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// idem_expiry: created time, then the idempotency key.
+	exp := tx.Bucket(bucketIdemExpiry)
+	var old [][]byte
+	if err := exp.ForEach(func(k, _ []byte) error { old = append(old, bytes.Clone(k)); return nil }); err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := exp.Delete(k); err != nil {
+			return err
+		}
+		nk, ok := idemKeys[string(k[8:])]
+		if !ok {
+			continue // its key is gone already: nothing to forget
+		}
+		if err := exp.Put(append(bytes.Clone(k[:8]), nk...), nil); err != nil {
+			return err
+		}
+	}
+	// Hold records name their cart entry.
+	holds := tx.Bucket(bucketHolds)
+	var recs []kv
+	err := holds.ForEach(func(k, v []byte) error {
+		var h boltHold
+		if err := unmarshalRecord(v, &h); err != nil {
+			return fmt.Errorf("migrate hold %s: %w", k, err)
+		}
+		nk, ok := cartKeys[h.CartKey]
+		if !ok && len(h.CartKey) >= 16 { // not in the index (never so): the key it would have
+			nk = string(userKey(h.User, kindCart, h.CartKey[len(h.CartKey)-16:]))
+		}
+		h.CartKey = nk
+		raw, err := marshalRecord(h)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, kv{bytes.Clone(k), raw})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := holds.Put(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	for _, name := range [][]byte{layout1UserHolds, layout1UserOrders, layout1Idem} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
