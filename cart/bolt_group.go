@@ -35,8 +35,19 @@ type groupTx struct {
 }
 
 func newGroupTx(tx *bolt.Tx) *groupTx {
+	for _, name := range appendBuckets {
+		tx.Bucket(name).FillPercent = appendFill
+	}
 	return &groupTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, isDirty: map[string]bool{}}
 }
+
+// appendBuckets are keyed by time (UUIDv7 ids, expiry times) or by a sequence after a
+// prefix, so inserts land at the right edge of the bucket or of the prefix's range: a
+// split there fills the left page to appendFill instead of bbolt's default half, so a
+// group writes fewer and fuller pages and the file stays smaller.
+var appendBuckets = [][]byte{bucketHolds, bucketOrders, bucketStreamOrders, bucketHoldExpiry, bucketIdemExpiry}
+
+const appendFill = 0.9
 
 func (g *groupTx) markDirty(k string) {
 	if !g.isDirty[k] {
