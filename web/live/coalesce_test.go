@@ -143,7 +143,7 @@ func newStreamWithProduct(t *testing.T, ctx context.Context, store cart.Store) (
 }
 
 // newActiveSale starts a one-hour sale of 10 units (10 per user, 50 cents) of pid in store.
-func newActiveSale(t *testing.T, ctx context.Context, store cart.Store, sid, pid string) cart.Sale {
+func newActiveSale(t testing.TB, ctx context.Context, store cart.Store, sid, pid string) cart.Sale {
 	t.Helper()
 	now := time.Now()
 	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,

@@ -18,7 +18,7 @@ import (
 
 // testRedis connects to the shared Redis on loopback with a client name of its own;
 // keys go under a random prefix that is deleted afterwards.
-func testRedis(t *testing.T, name string) (*redis.Client, string) {
+func testRedis(t testing.TB, name string) (*redis.Client, string) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ClientName: name})
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
@@ -29,7 +29,7 @@ func testRedis(t *testing.T, name string) (*redis.Client, string) {
 	return rdb, "livetest-" + uuid.NewString()[:8]
 }
 
-func cleanupPrefix(t *testing.T, rdb *redis.Client, prefix string) {
+func cleanupPrefix(t testing.TB, rdb *redis.Client, prefix string) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
@@ -319,7 +319,7 @@ func TestRedisBusExpiresEndedStream(t *testing.T) {
 }
 
 // openRedisStore opens a cart store on the test Redis under prefix, emptied at the end.
-func openRedisStore(t *testing.T, rdb *redis.Client, prefix string) *cart.RedisStore {
+func openRedisStore(t testing.TB, rdb *redis.Client, prefix string) *cart.RedisStore {
 	t.Helper()
 	store, err := cart.OpenRedis(context.Background(), "redis://127.0.0.1:6379/0", cart.RedisOptions{Prefix: prefix})
 	if err != nil {

@@ -1,0 +1,57 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// BenchmarkStaleStockCompare is one stream's once-a-second comparison of the store's
+// stock values with the delivered ones (Hub.staleStock: ListSales, ListProducts and
+// stock_seen.lua on the shared Redis), which every node does for every stream it has
+// viewers of. Nothing differs (the usual case).
+func BenchmarkStaleStockCompare(b *testing.B) {
+	for _, size := range []struct{ sales, products int }{{1, 1}, {5, 20}, {20, 100}} {
+		b.Run(fmt.Sprintf("sales=%d/products=%d", size.sales, size.products), func(b *testing.B) {
+			rdb, prefix := testRedis(b, "livebench-stale")
+			cleanupPrefix(b, rdb, prefix)
+			ctx := context.Background()
+			store := openRedisStore(b, rdb, prefix+"-store")
+			bus := NewRedisBus(rdb, prefix, nil, nil)
+			b.Cleanup(func() { bus.Close() })
+			h := NewHub(Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "bench", nil), Stock: store})
+			b.Cleanup(func() { h.Close() })
+			sid := uuid.NewString()
+			if err := store.CreateStream(ctx, cart.Stream{ID: sid, Title: "t", CreatorID: "c", Status: cart.StreamLive,
+				StreamKey: "sk_" + uuid.NewString(), CreatedAt: time.Now()}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range size.products {
+				pid := uuid.NewString()
+				if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "Product",
+					Description: "A product of the bench stream", PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
+					b.Fatal(err)
+				}
+				if i < size.sales {
+					newActiveSale(b, ctx, store, sid, pid)
+				}
+			}
+			if _, err := h.staleStock(ctx, sid); err != nil { // the baseline
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				keys, err := h.staleStock(ctx, sid)
+				if err != nil || len(keys) != 0 {
+					b.Fatalf("stale keys %v, %v; want none", keys, err)
+				}
+			}
+		})
+	}
+}
