@@ -9,6 +9,8 @@ type metrics struct {
 	upstreams  prometheus.Gauge
 	forwarded  prometheus.Counter
 	dropped    prometheus.Counter
+	resent     prometheus.Counter
+	batches    prometheus.Counter // viewers' writers' batches (wake-ups)
 	pli        prometheus.Counter
 	late       prometheus.Counter
 	// UDP socket (parallel mode's batched sends).
@@ -31,6 +33,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_packets_forwarded_total", Help: "RTP packets written to viewers."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_dropped_total", Help: "RTP packets dropped because a viewer's queue was full."}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_writer_batches_total", Help: "Batches written by viewers' writers, one per wake-up (packets forwarded / batches: packets per wake-up)."}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_packets_resent_total", Help: "RTP packets resent to viewers on their NACKs."}),
 		pli: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_pli_total", Help: "Keyframe requests sent to publishers."}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
@@ -53,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.pli, m.late,
+	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.resent, m.batches, m.pli, m.late,
 		m.sendWaits, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 

@@ -169,6 +169,7 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 		if kind == kindVideo {
 			pk.keyStart = isKeyframeStart(codec.mime, pkt.Payload)
 		}
+		rm.hist[kind].put(pk) // before the viewers can see it, so they can NACK it
 		rm.fanout(pk, g)
 		if g != nil {
 			g.add(pk)

@@ -73,8 +73,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// QueueLen is each viewer's packet queue length (default 256).
 	QueueLen int
-	// NACKBuffer is the number of packets kept per outgoing track for retransmission
-	// (a power of two; default 256).
+	// NACKBuffer is the number of a stream's newest packets kept per kind for
+	// retransmission to its viewers, shared by all of them (a power of two up to
+	// 16384; default 256).
 	NACKBuffer uint16
 	// DisconnectedTimeout and FailedTimeout are the ICE timeouts (default 5 s and 10 s):
 	// a lost publisher is detected after their sum.
@@ -118,6 +119,10 @@ type Relay struct {
 
 	// pullers counts the rooms' puller goroutines (Close waits for them).
 	pullers sync.WaitGroup
+	// The viewers' sender reports (nack.go); nil channels in Baseline.
+	stopReports chan struct{}
+	reportsDone chan struct{}
+	stopOnce    sync.Once
 
 	mu     sync.Mutex
 	rooms  map[string]*room // guarded by mu
@@ -134,6 +139,9 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.NACKBuffer == 0 {
 		opts.NACKBuffer = 256
+	}
+	if n := opts.NACKBuffer; n&(n-1) != 0 || n > maxSegmentSpan {
+		return nil, fmt.Errorf("stream: NACK buffer %d is not a power of two up to %d", n, maxSegmentSpan)
 	}
 	if opts.DisconnectedTimeout <= 0 {
 		opts.DisconnectedTimeout = 5 * time.Second
@@ -181,6 +189,10 @@ func New(opts Options) (*Relay, error) {
 		r.metrics.unregister()
 		return nil, err
 	}
+	if !opts.Baseline {
+		r.stopReports, r.reportsDone = make(chan struct{}), make(chan struct{})
+		go r.reportLoop()
+	}
 	return r, nil
 }
 
@@ -200,7 +212,7 @@ func (r *Relay) buildAPI(srtp []dtls.SRTPProtectionProfile) (*webrtc.API, error)
 		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
 			return nil, err
 		}
-	} else if err := configureInterceptors(me, reg, r.opts.NACKBuffer); err != nil {
+	} else if err := configureInterceptors(me, reg); err != nil {
 		return nil, err
 	}
 	se := webrtc.SettingEngine{}
@@ -239,22 +251,18 @@ var srtpProfiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls
 // libwebrtc would take AES-256-GCM first if it were offered too.
 var gcmProfiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM}
 
-// configureInterceptors sets NACK both ways (a generator toward the publisher, the
-// relay's own bounded responder toward viewers) and RTCP reports: receiver reports by
-// pion's interceptor, sender reports by the responder.
-func configureInterceptors(me *webrtc.MediaEngine, reg *interceptor.Registry, size uint16) error {
+// configureInterceptors sets pion's NACK generator and receiver reports toward
+// publishers. Nothing sits on the viewers' write path: the relay's writers answer
+// NACKs from the stream's shared history and send the sender reports (nack.go).
+func configureInterceptors(me *webrtc.MediaEngine, reg *interceptor.Registry) error {
 	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorSize(512))
 	if err != nil {
 		return err
-	}
-	if size == 0 || size&(size-1) != 0 {
-		return fmt.Errorf("stream: NACK buffer %d is not a power of two", size)
 	}
 	recv, err := report.NewReceiverInterceptor()
 	if err != nil {
 		return err
 	}
-	reg.Add(nackResponderFactory{size: size}) // also the sender reports
 	reg.Add(gen)
 	reg.Add(recv)
 	return nil
@@ -479,6 +487,10 @@ func (r *Relay) Close() error {
 		rm.end()
 	}
 	r.pullers.Wait() // each closes its upstream
+	if r.stopReports != nil {
+		r.stopOnce.Do(func() { close(r.stopReports) })
+		<-r.reportsDone
+	}
 	r.mu.Lock()
 	r.rooms = map[string]*room{}
 	r.mu.Unlock()

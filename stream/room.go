@@ -66,13 +66,18 @@ type room struct {
 	kfStopped bool        // guarded by kfMu
 
 	baseline [3]*webrtc.TrackLocalStaticRTP // Baseline mode only
+	// hist keeps each kind's newest packets for viewers' NACKs (nil in Baseline).
+	hist [3]*history
 }
 
 func newRoom(r *Relay, id string) *room {
 	rm := &room{id: id, relay: r, viewers: map[string]*viewer{}}
 	empty := []*viewer{}
 	rm.viewerList.Store(&empty)
-	if r.opts.Baseline {
+	if !r.opts.Baseline {
+		rm.hist[kindAudio] = newHistory(r.opts.NACKBuffer)
+		rm.hist[kindVideo] = newHistory(r.opts.NACKBuffer)
+	} else {
 		rm.baseline[kindVideo], _ = webrtc.NewTrackLocalStaticRTP(
 			webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "livecart")
 		rm.baseline[kindAudio], _ = webrtc.NewTrackLocalStaticRTP(

@@ -62,8 +62,8 @@ func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPC
 		_ = pc.Close()
 		return "", "", err
 	}
-	for _, s := range senders {
-		go v.readRTCP(s)
+	for i, s := range senders {
+		go v.readRTCP(s, v.tracks[kinds[i]])
 	}
 	if v.q != nil {
 		go v.writeLoop()
@@ -108,18 +108,22 @@ func (v *viewer) close() {
 	_ = v.pc.Close()
 }
 
-// readRTCP forwards viewers' keyframe requests upward (throttled by the room); NACKs
-// are answered by the interceptor while this loop keeps the reader moving.
-func (v *viewer) readRTCP(s *webrtc.RTPSender) {
+// readRTCP forwards the viewer's keyframe requests upward (throttled by the room) and
+// answers its NACKs for track t (nil in Baseline, where pion's interceptor does).
+func (v *viewer) readRTCP(s *webrtc.RTPSender, t *viewerTrack) {
 	for {
 		pkts, _, err := s.ReadRTCP()
 		if err != nil {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				v.room.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				if t != nil {
+					t.resend(p)
+				}
 			}
 		}
 	}
@@ -137,8 +141,11 @@ const writeBatch = 32
 // publisher's ingest goroutines, which pion buffers without bound.
 func (v *viewer) writeLoop() {
 	slots := v.room.relay.writeSlots
-	var sent int
-	defer func() { v.room.relay.metrics.forwarded.Add(float64(sent)) }()
+	var sent, batches int
+	defer func() {
+		v.room.relay.metrics.forwarded.Add(float64(sent))
+		v.room.relay.metrics.batches.Add(float64(batches))
+	}()
 	for {
 		// A plain receive (no select on a second channel: this runs once per wake-up of
 		// every viewer). close queues a stop entry, or, when the queue is full, leaves
@@ -147,6 +154,7 @@ func (v *viewer) writeLoop() {
 		if e.p == nil || v.closed.Load() {
 			return
 		}
+		batches++
 		slots <- struct{}{} // writers holding a slot release it within a batch
 		for n := 0; ; n++ {
 			if v.write(e) {
@@ -171,7 +179,8 @@ func (v *viewer) writeLoop() {
 		}
 		if sent >= 256 {
 			v.room.relay.metrics.forwarded.Add(float64(sent))
-			sent = 0
+			v.room.relay.metrics.batches.Add(float64(batches))
+			sent, batches = 0, 0
 		}
 	}
 }
@@ -209,8 +218,14 @@ func (v *viewer) write(e entry) bool {
 		}
 		return false
 	}
-	seq, ts := t.rewrite(e, now)
-	// Reused: the NACK responder keeps a copy, the rest of the chain reads it at once.
+	seq, ts, newest := t.rewrite(e, now)
+	seg := segment{seqOff: t.seqOff, tsOff: t.tsOff, gen: t.lastGen, ssrc: b.ssrc, pt: pt}
+	newSeg := !t.segOK || t.seg.differs(seg)
+	if newSeg {
+		t.seg, t.segOK = seg, true
+	}
+	t.log.logWrite(newSeg, seg, seq, ts, newest, len(p.payload), now)
+	// Reused: pion's write chain reads it at once; resends rebuild theirs.
 	t.hdr = rtp.Header{
 		Version:        2,
 		Marker:         p.hdr.Marker,
@@ -250,11 +265,18 @@ type viewerTrack struct {
 	ptBind    *binding
 	ptValue   uint8
 	ptExists  bool
+	seg       segment // the offsets of the packets being written
+	segOK     bool
 	hdr       rtp.Header // the header being written
+
+	// What was written, for NACKs and sender reports (its own lock).
+	log sendLog
 }
 
 type binding struct {
 	ssrc   uint32
+	clock  uint32 // the first codec's clock rate, for the sender reports
+	nack   bool   // the viewer takes NACK feedback for this track
 	ws     webrtc.TrackLocalWriter
 	codecs []webrtc.RTPCodecParameters
 }
@@ -272,7 +294,12 @@ func (t *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 	if len(codecs) == 0 {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
-	t.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), ws: ctx.WriteStream(), codecs: codecs})
+	nack := false
+	for _, fb := range codecs[0].RTCPFeedback {
+		nack = nack || (fb.Type == "nack" && fb.Parameter == "")
+	}
+	t.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), clock: codecs[0].ClockRate, nack: nack,
+		ws: ctx.WriteStream(), codecs: codecs})
 	t.tryActivate()
 	return codecs[0], nil
 }
@@ -352,7 +379,7 @@ func (t *viewerTrack) payloadType(b *binding, c *codecInfo) (uint8, bool) {
 // rewrite maps the source's sequence number and timestamp into this viewer's
 // continuous output: a new source or a relay-made gap rebases the offsets so the
 // decoder sees the next number and a timestamp advanced by the wall time since.
-func (t *viewerTrack) rewrite(e entry, now time.Time) (uint16, uint32) {
+func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, newest bool) {
 	p := e.p
 	switch {
 	case !t.started:
@@ -370,12 +397,13 @@ func (t *viewerTrack) rewrite(e entry, now time.Time) (uint16, uint32) {
 		t.seqOff = t.lastSeq + 1 - p.hdr.SequenceNumber
 		t.tsOff = t.lastTS + ticks - p.hdr.Timestamp
 	}
-	seq := p.hdr.SequenceNumber + t.seqOff
-	ts := p.hdr.Timestamp + t.tsOff
+	seq = p.hdr.SequenceNumber + t.seqOff
+	ts = p.hdr.Timestamp + t.tsOff
 	if int16(seq-t.lastSeq) > 0 {
 		t.lastSeq, t.lastTS, t.lastAt = seq, ts, now
+		newest = true
 	}
-	return seq, ts
+	return seq, ts, newest
 }
 
 func fmtpParam(fmtp, key string) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/dtls/v2"
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
+	"github.com/pion/transport/v2"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -43,6 +44,9 @@ type APIOptions struct {
 	// pion one by one, which saves a load generator's viewers a system call and a
 	// wake-up per packet. Everything above the socket is unchanged.
 	GRO bool
+	// Net, when set, is the network the peers' sockets come from (tests: one that
+	// loses packets). Not with GRO.
+	Net transport.Net
 }
 
 // NewAPIWithOptions is NewAPI configured by o.
@@ -63,6 +67,12 @@ func NewAPIWithOptions(o APIOptions) (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if len(srtp) > 0 {
 		se.SetSRTPProtectionProfiles(srtp...)
+	}
+	if o.Net != nil {
+		if o.GRO {
+			return nil, errors.New("rtctest: GRO and Net both set")
+		}
+		se.SetNet(o.Net)
 	}
 	if o.GRO {
 		n, err := newGRONet()
