@@ -325,16 +325,18 @@ func (e *emitter) stockTurn(ctx context.Context, key string, st *gatedStock, cou
 // ver of key.
 func (e *emitter) publishStock(ctx context.Context, key string, ev cart.Event, ver int64, interval time.Duration) error {
 	d, _ := ev.Data.(cart.StockData)
-	d, err := e.storeStock(ctx, d)
+	d, hidden, err := e.storeStock(ctx, d)
 	// The version covers every change counted so far, on every node: only a value
 	// read now may go out under it. ev's own value may be older than another node's
 	// counted change, which would then never be published; the turn is tried again.
 	if err != nil && !errors.Is(err, cart.ErrNotFound) {
 		return fmt.Errorf("live: read stock of %s: %w", key, err)
 	}
-	body, err := encodeBody(e.hub.cfg.Now(), d)
-	if err != nil {
-		return err
+	var body []byte // nil: a hidden product's, marked published and not sent
+	if !hidden {
+		if body, err = encodeBody(e.hub.cfg.Now(), d); err != nil {
+			return err
+		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -378,22 +380,23 @@ func (e *emitter) publishFinalStock(ctx context.Context, key string, ev cart.Eve
 	}
 }
 
-// storeStock returns d carrying the store's current free units of its sale or product.
-func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockData, error) {
+// storeStock returns d carrying the store's current free units of its sale or product,
+// and whether it is a hidden product's (not for viewers).
+func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockData, bool, error) {
 	if d.SaleID != "" {
 		sale, err := e.hub.cfg.Stock.GetSale(ctx, d.SaleID)
 		if err != nil {
-			return d, err
+			return d, false, err
 		}
 		d.ProductID, d.Remaining = sale.ProductID, sale.Remaining
-		return d, nil
+		return d, false, nil
 	}
 	p, err := e.hub.cfg.Stock.GetProduct(ctx, d.ProductID)
 	if err != nil {
-		return d, err
+		return d, false, err
 	}
 	d.Remaining = p.Stock
-	return d, nil
+	return d, p.Hidden, nil
 }
 
 // publishLocal publishes a stock event coalesced on this node (no StockGate) with the
@@ -403,8 +406,11 @@ func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockD
 func (e *emitter) publishLocal(ctx context.Context, ev cart.Event) {
 	if d, ok := ev.Data.(cart.StockData); ok && e.hub.cfg.Stock != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		fresh, err := e.storeStock(rctx, d)
+		fresh, hidden, err := e.storeStock(rctx, d)
 		cancel()
+		if hidden {
+			return // a hidden product's stock is nobody's business
+		}
 		if err != nil {
 			e.hub.cfg.Logger.Warn("live: read stock for stock event", "stream", e.sid, "sale", d.SaleID, "product", d.ProductID, "err", err)
 		} else {

@@ -32,7 +32,8 @@ type StockGate interface {
 	OverdueStock(ctx context.Context, sid string) ([]string, error)
 	// PublishStock publishes a stock event read under the gate as version ver, whose
 	// value is value; a value older than one already published is dropped (ok false).
-	// It holds the gate for an interval from the publication.
+	// It holds the gate for an interval from the publication. A nil body (a hidden
+	// product's stock) publishes nothing and marks the version published.
 	PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte, value int) (rec Record, ok bool, err error)
 	// StaleStock compares the store's current values of sid's stock keys (current)
 	// with the values last delivered to sid's viewers (every event carrying one
@@ -170,9 +171,13 @@ func (b *RedisBus) StockTurn(ctx context.Context, sid, key string, count bool, n
 func (b *RedisBus) PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte, value int) (Record, bool, error) {
 	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+uuid.NewString()),
 		b.key(sid, "stockseen"), b.key(sid, "stockver:"+key), b.key(sid, "stockgate:"+key), b.key(sid, "stockdue")}
+	markOnly := 0
+	if body == nil {
+		markOnly = 1
+	}
 	res, err := publishScript.Run(ctx, b.rdb, keys, quoteType(typ), body, b.history, b.channel(sid), 0,
 		stockKeep.Milliseconds(), 1, key, value,
-		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds(), key).Slice()
+		ver, max(interval.Milliseconds(), 1), stockKeep.Milliseconds(), key, markOnly).Slice()
 	if err != nil {
 		return Record{}, false, fmt.Errorf("live: publish stock: %w", err)
 	}

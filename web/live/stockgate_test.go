@@ -538,3 +538,68 @@ func TestStockReadBeforeSaleEndDropped(t *testing.T) {
 		t.Fatalf("overdue keys: %d (%v), want none", n, err)
 	}
 }
+
+// TestHiddenProductStockNotPublished: a product is hidden while a viewer's hold of its
+// units is open; the hold is removed (its units go back) and the stock event goes
+// through the gate. The viewers, told the product is hidden, get no stock event of it:
+// its stock is nobody's business until it is shown again (and the gate's version is
+// still covered, so no node takes it for overdue).
+func TestHiddenProductStockNotPublished(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-hiddenstock")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: store, ViewersInterval: time.Hour})
+
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	now := time.Now()
+	hold, _, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: "u", ProductID: pid,
+		Quantity: 5, ExpiresAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+	p, _, _, err := store.SetProductHidden(ctx, pid, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p}})
+	viewer.nextOf(t, "product")
+
+	ch, err := store.RemoveHold(ctx, "u", hold.ID, time.Now())
+	if err != nil || len(ch.Products) != 1 {
+		t.Fatalf("remove hold: %+v, %v", ch, err)
+	}
+	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock,
+		Data: cart.StockData{ProductID: pid, Remaining: ch.Products[0].Stock}})
+	// Once the gate's turn for it is over (published or not), a fence.
+	key := "stock:product:" + pid
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, _ := rdb.HGet(ctx, bus.key(sid, "stockver:"+key), "p").Int()
+		if p >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gate's turn for the hidden product's stock never ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	announce(b.hub, sid, "fence")
+	for {
+		m := viewer.next(t)
+		if m.Type == EventAnnounce {
+			break
+		}
+		if m.Type == "stock" {
+			t.Fatalf("stock event %+v of the hidden product reached the viewer", m)
+		}
+	}
+	if n, err := rdb.ZCard(ctx, bus.key(sid, "stockdue")).Result(); err != nil || n != 0 {
+		t.Fatalf("overdue keys: %d (%v), want none", n, err)
+	}
+}

@@ -21,7 +21,8 @@
 -- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
 -- published is dropped (returns {0, ''}), and the gate is held for an interval from
 -- now, so publications stay an interval apart. A sale's value other than 0 once its
--- ended event is out (read before the end) is dropped too. A value covering every
+-- ended event is out (read before the end) is dropped too; with 1 after the stock
+-- key (a hidden product's), it is only marked published. A value covering every
 -- counted change is overdue no more.
 local done = redis.call('GET', KEYS[3])
 if done then
@@ -53,6 +54,9 @@ if KEYS[5] then
     if rec and string.sub(rec, 1, 2) == '3:' then
       return {0, ''}
     end
+  end
+  if ARGV[a + 4] == '1' then
+    return {0, ''} -- marked published, not sent (a hidden product's stock)
   end
 end
 if n > 0 and not KEYS[5] then
