@@ -57,6 +57,19 @@ local function failed(code, msg, dropped, swept)
   return code, msg, swept and 's' or '', dropped or '', '', '', '', '', ''
 end
 
+-- place_order writes order oid, lists it for its user and remembers the idempotency key
+-- ik with the request's fingerprint fp for 24 h. One field d: id|stream_id|total_cents|
+-- currency|status|created_at|created_us|seq|items|expired|user_id (the user id last: it
+-- may hold a "|"); see expandOrder in redis_decode.go. (Orders written before
+-- 2026-12-02 have a field each.)
+local function place_order(oid, tc, currency, now_at, now_us, seq, its, expired, uid, ik, fp)
+  redis.call('HSET', key('o', oid), 'd', oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
+    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid)
+  ordered[#ordered + 1] = oid
+  redis.call('RPUSH', key('uo', uid), oid)
+  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+end
+
 -- order_one orders the cart's one live hold h, the usual checkout: what checkout_one
 -- does for a cart of one live hold, without its tables (each costs Redis an
 -- allocation and a resize per item of a batch). The cart leaves with the hold.
@@ -74,11 +87,7 @@ local function order_one(h, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
   redis.call('DEL', key('h', h.id), uk)
   deltas[k] = (deltas[k] or 0) + q
   unindexed[#unindexed + 1] = h.id
-  redis.call('HSET', key('o', oid), 'd', oid .. '|' .. sid .. '|' .. tc .. '|' .. h.currency .. '|placed|' ..
-    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. other .. '|' .. uid)
-  ordered[#ordered + 1] = oid
-  redis.call('RPUSH', key('uo', uid), oid)
-  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+  place_order(oid, tc, h.currency, now_at, now_us, seq, its, other, uid, ik, fp)
   return '', '', 'cse', h.id, '', its, tc, h.currency, other
 end
 
@@ -222,14 +231,7 @@ local function checkout_one(i, n)
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
   local its, tc = table.concat(items, ';'), string.format('%d', total)
-  -- One field d: id|stream_id|total_cents|currency|status|created_at|created_us|seq|
-  -- items|expired|user_id (the user id last: it may hold a "|"); see expandOrder in
-  -- redis_decode.go. (Orders written before 2026-12-02 have a field each.)
-  redis.call('HSET', key('o', oid), 'd', oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
-    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid)
-  ordered[#ordered + 1] = oid
-  redis.call('RPUSH', key('uo', uid), oid)
-  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+  place_order(oid, tc, currency, now_at, now_us, seq, its, expired, uid, ik, fp)
   return '', '', empty and 'cse' or 'cs', table.concat(dropped, ','), '', its, tc, currency, expired
 end
 
