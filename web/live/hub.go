@@ -426,7 +426,8 @@ func (h *Hub) sweepOverdueStock() {
 	}
 }
 
-// rescueStaleStock compares, for the streams with viewers on this node, the store's
+// rescueStaleStock compares, for the streams with viewers on this node whose turn it
+// takes this second (StockGate.StaleTurn: one node per stream a second), the store's
 // stock values with the ones last delivered to the viewers (StockGate.StaleStock) and
 // publishes the store's value of each that differs and has not been published for
 // StockRescueAfter. This catches the changes no node counted at the gate (the node
@@ -438,7 +439,11 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		keys, err := h.staleStock(rctx, r.sid)
+		turn, err := h.stockGate.StaleTurn(rctx, r.sid)
+		var keys []string
+		if err == nil && turn {
+			keys, err = h.staleStock(rctx, r.sid)
+		}
 		cancel()
 		if errors.Is(err, cart.ErrNotFound) {
 			continue

@@ -13,9 +13,29 @@ import (
 
 // BenchmarkStaleStockCompare is one stream's once-a-second comparison of the store's
 // stock values with the delivered ones (Hub.staleStock: ListSales, ListProducts and
-// stock_seen.lua on the shared Redis), which every node does for every stream it has
-// viewers of. Nothing differs (the usual case).
+// stock_seen.lua on the shared Redis), which one node with viewers of the stream does
+// each second. Nothing differs (the usual case). "turn=taken" is what each other node
+// with viewers of the stream pays that second instead: StaleTurn finding the turn
+// taken.
 func BenchmarkStaleStockCompare(b *testing.B) {
+	b.Run("turn=taken", func(b *testing.B) {
+		rdb, prefix := testRedis(b, "livebench-staleturn")
+		cleanupPrefix(b, rdb, prefix)
+		ctx := context.Background()
+		bus := NewRedisBus(rdb, prefix, nil, nil)
+		b.Cleanup(func() { bus.Close() })
+		sid := uuid.NewString()
+		if _, err := bus.StaleTurn(ctx, sid); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := bus.StaleTurn(ctx, sid); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, size := range []struct{ sales, products int }{{1, 1}, {5, 20}, {20, 100}} {
 		b.Run(fmt.Sprintf("sales=%d/products=%d", size.sales, size.products), func(b *testing.B) {
 			rdb, prefix := testRedis(b, "livebench-stale")

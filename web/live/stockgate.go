@@ -43,6 +43,11 @@ type StockGate interface {
 	// The caller publishes the store's value of each (a turn counting a change). Each
 	// is put off by StockRescueAfter again, for one node at a time.
 	StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, error)
+	// StaleTurn takes this second's turn at sid's StaleStock comparison: true for the
+	// first node to ask in a second (of Redis's clock), false for the others, which
+	// skip the comparison and its store reads. A node dying with the turn loses that
+	// second only.
+	StaleTurn(ctx context.Context, sid string) (bool, error)
 }
 
 // StockValue is a stock key's value: "stock:<sale id>" (a sale's remaining) or
@@ -126,6 +131,11 @@ var stockDueScript = redis.NewScript(stockDueLua)
 var stockSeenLua string
 
 var stockSeenScript = redis.NewScript(stockSeenLua)
+
+//go:embed lua/stale_turn.lua
+var staleTurnLua string
+
+var staleTurnScript = redis.NewScript(staleTurnLua)
 
 // stockKeep is how long Redis keeps a stock key's versions after its last change, and
 // a stream's delivered stock values after the last publication or comparison.
@@ -212,4 +222,13 @@ func (b *RedisBus) StaleStock(ctx context.Context, sid string, current []StockVa
 		return nil, fmt.Errorf("live: stale stock: %w", err)
 	}
 	return keys, nil
+}
+
+// StaleTurn implements StockGate.
+func (b *RedisBus) StaleTurn(ctx context.Context, sid string) (bool, error) {
+	n, err := staleTurnScript.Run(ctx, b.rdb, []string{b.key(sid, "staleturn")}, 2*time.Second.Milliseconds()).Int64()
+	if err != nil {
+		return false, fmt.Errorf("live: stale stock turn: %w", err)
+	}
+	return n == 1, nil
 }

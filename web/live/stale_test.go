@@ -1,0 +1,93 @@
+package live
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// countingStock is the real store, counting the stale-stock comparisons' reads.
+type countingStock struct {
+	StockReader
+	lists atomic.Int64
+}
+
+func (c *countingStock) ListSales(ctx context.Context, sid string) ([]cart.Sale, error) {
+	c.lists.Add(1)
+	return c.StockReader.ListSales(ctx, sid)
+}
+
+// lostHold commits a hold of 2 units of sale s in store without telling any node (the
+// node that made it died before its emit): the delivered value is now stale.
+func lostHold(t *testing.T, ctx context.Context, store cart.Store, s cart.Sale) time.Time {
+	t.Helper()
+	now := time.Now()
+	if _, _, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: "u", SaleID: s.ID,
+		Quantity: 2, ExpiresAt: now.Add(time.Hour)}, now); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+// TestStaleCompareOneNodePerSecond: two nodes with viewers of one stream compare its
+// store values with the delivered ones once a second between them, not each (the
+// store's reads counted on both); once node A is gone, node B does it every second
+// and still publishes a value a dying node left stale, within the usual two seconds.
+func TestStaleCompareOneNodePerSecond(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-staleturn")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	busA := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { busA.Close() })
+	busB := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { busB.Close() })
+	stockA, stockB := &countingStock{StockReader: store}, &countingStock{StockReader: store}
+	a := newTestServer(t, Config{Bus: busA, Presence: NewRedisPresence(rdb, prefix, "node-a", nil),
+		Stock: stockA, ViewersInterval: time.Hour})
+	b := newTestServer(t, Config{Bus: busB, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: stockB, ViewersInterval: time.Hour})
+
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	viewerA := a.dial(t, sid, "")
+	viewerA.nextOf(t, "snapshot")
+	viewerB := b.dial(t, sid, "")
+	viewerB.nextOf(t, "snapshot")
+	s := newActiveSale(t, ctx, store, sid, pid)
+	a.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
+	viewerA.nextOf(t, "sale")
+	viewerB.nextOf(t, "sale")
+
+	const window = 4 * time.Second
+	a0, b0 := stockA.lists.Load(), stockB.lists.Load()
+	time.Sleep(window)
+	na, nb := stockA.lists.Load()-a0, stockB.lists.Load()-b0
+	t.Logf("comparisons in %v: node A %d, node B %d", window, na, nb)
+	// A 4 s window spans at most 5 seconds of Redis's clock: one comparison each.
+	if na+nb > 5 || na+nb < 2 {
+		t.Fatalf("%d comparisons in %v on two nodes (A %d, B %d), want one a second between them (2..5)", na+nb, window, na, nb)
+	}
+
+	// Node A dies (whether it held this second's turn or not).
+	a.hub.Close()
+	b0 = stockB.lists.Load()
+	died := lostHold(t, ctx, store, s)
+	m := viewerB.nextOf(t, "stock")
+	if m.SaleID != s.ID || m.Remain != 8 {
+		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
+	}
+	if took := m.at.Sub(died); took > 4*StockRescueAfter {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
+	}
+	t.Logf("the value came %v after node A died", m.at.Sub(died))
+	b1 := stockB.lists.Load()
+	time.Sleep(window)
+	if n := stockB.lists.Load() - b1; n < 3 {
+		t.Fatalf("node B alone compared %d times in %v (%d before), want every second", n, window, b1-b0)
+	}
+}
