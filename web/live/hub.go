@@ -433,6 +433,9 @@ func (h *Hub) sweepOverdueStock() {
 // StockRescueAfter. This catches the changes no node counted at the gate (the node
 // that made one died between the store's commit and counting it) and the product
 // events held back by a node that died; the overdue sweep catches the counted ones.
+// A stream whose reads fail is logged and counted, and the pass goes on with the
+// others; it stops when the turn cannot be taken (the bus's Redis is down) or a read
+// timed out (the store hangs): the next sweep tries again.
 func (h *Hub) rescueStaleStock(ctx context.Context) {
 	for _, r := range h.roomList() {
 		if h.stopping() {
@@ -440,20 +443,39 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		turn, err := h.stockGate.StaleTurn(rctx, r.sid)
-		var keys []string
-		if err == nil && turn {
-			keys, err = h.staleStock(rctx, r.sid)
+		if err != nil || !turn {
+			cancel()
+			if err != nil {
+				h.metrics.staleChecks.WithLabelValues("failed").Inc()
+				if ctx.Err() == nil {
+					h.cfg.Logger.Debug("live: stale stock turn", "stream", r.sid, "err", err)
+				}
+				return
+			}
+			continue
 		}
+		keys, err := h.staleStock(rctx, r.sid)
 		cancel()
 		if errors.Is(err, cart.ErrNotFound) {
 			continue
 		}
 		if err != nil {
+			h.metrics.staleChecks.WithLabelValues("failed").Inc()
 			if ctx.Err() == nil {
-				h.cfg.Logger.Debug("live: stale stock", "stream", r.sid, "err", err)
+				lvl := slog.LevelDebug
+				if !r.staleFailing {
+					lvl = slog.LevelWarn
+				}
+				h.cfg.Logger.Log(ctx, lvl, "live: stale stock", "stream", r.sid, "err", err)
 			}
-			return // Redis or the store is down: the next sweep tries again
+			r.staleFailing = true
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // the store or Redis hangs: the others would wait as long
+			}
+			continue
 		}
+		r.staleFailing = false
+		h.metrics.staleChecks.WithLabelValues("compared").Inc()
 		if len(keys) == 0 {
 			continue
 		}

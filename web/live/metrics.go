@@ -9,6 +9,7 @@ type metrics struct {
 	deliveries  prometheus.Counter
 	dropped     *prometheus.CounterVec
 	blocked     prometheus.Counter
+	staleChecks *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,9 +24,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_live_dropped_total", Help: "Connections closed by the server, by close code."}, []string{"code"}),
 		blocked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_live_blocked_sends_total", Help: "Sends a socket could not take at once, finished by the connection's own writer."}),
+		staleChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livecart_live_stale_checks_total", Help: "Node-death comparisons of a stream's store values with the delivered ones made by this node, by result (compared, failed)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped, m.blocked)
+		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped, m.blocked, m.staleChecks)
 	}
 	return m
 }

@@ -33,6 +33,9 @@ type room struct {
 	err   error
 	refs  int    // connections holding the room; guarded by hub.mu
 	stop  func() // cancels the bus subscription
+	// staleFailing: the last stale-stock comparison of the stream failed (logged as a
+	// warning once a streak); only the sweep goroutine uses it.
+	staleFailing bool
 
 	mu sync.Mutex // guards below
 	// conns are the room's connections in no order (each knows its index: roomIdx),

@@ -2,6 +2,8 @@ package live
 
 import (
 	"context"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,5 +91,101 @@ func TestStaleCompareOneNodePerSecond(t *testing.T) {
 	time.Sleep(window)
 	if n := stockB.lists.Load() - b1; n < 3 {
 		t.Fatalf("node B alone compared %d times in %v (%d before), want every second", n, window, b1-b0)
+	}
+}
+
+// countingHandler counts the log records with one message.
+type countingHandler struct {
+	msg string
+	mu  sync.Mutex
+	n   int
+	ids map[string]bool
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != h.msg {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "stream" {
+			h.ids[a.Value.String()] = true
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *countingHandler) count() (records, streams int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n, len(h.ids)
+}
+
+// TestStaleCompareGoesOnPastFailingStream: of the streams a node has viewers of, eight
+// cannot be read from the store (their sale list is not a list); each second's
+// comparison still checks every stream: each failing one is logged every second, and
+// the good stream's value left stale by a dying node is published within about two
+// seconds. Before, the pass stopped at the first failing stream (one failure logged a
+// second, the good stream compared only when it came first).
+func TestStaleCompareGoesOnPastFailingStream(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stalefail")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	logs := &countingHandler{msg: "live: stale stock", ids: map[string]bool{}}
+	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
+		Stock: store, ViewersInterval: time.Hour, Logger: slog.New(logs)})
+
+	const bad = 8
+	for range bad {
+		sid, pid := newStreamWithProduct(t, ctx, store)
+		newActiveSale(t, ctx, store, sid, pid)
+		keys, err := rdb.Keys(ctx, "*{"+sid+"}:sales").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("the stream's sale list: %v, %v", keys, err)
+		}
+		if err := rdb.Del(ctx, keys[0]).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Set(ctx, keys[0], "not a list", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		b.dial(t, sid, "").nextOf(t, "snapshot")
+	}
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	viewer := b.dial(t, sid, "")
+	viewer.nextOf(t, "snapshot")
+	s := newActiveSale(t, ctx, store, sid, pid)
+	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
+	viewer.nextOf(t, "sale")
+
+	died := lostHold(t, ctx, store, s)
+	m := viewer.nextOf(t, "stock")
+	if m.SaleID != s.ID || m.Remain != 8 {
+		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
+	}
+	if took := m.at.Sub(died); took > 4*StockRescueAfter {
+		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
+	}
+	// Every second, every failing stream: 2 × 8 records within about 2 s.
+	deadline := time.Now().Add(4 * time.Second)
+	for {
+		n, streams := logs.count()
+		if n >= 2*bad && streams == bad {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failures of %d streams logged (%v after the hold), want each of the %d failing streams every second",
+				n, streams, time.Since(died).Round(time.Millisecond), bad)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
