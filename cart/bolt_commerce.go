@@ -963,6 +963,11 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 		}
 		return o, false, nil
 	} else if err == nil {
+		// A key past its TTL, not yet swept: forget it now (record and expiry entry),
+		// as the sweep would; a successful checkout writes it anew below.
+		if err := t.b(bucketUsers).Delete([]byte(idemKey)); err != nil {
+			return Order{}, false, err
+		}
 		if err := t.b(bucketIdemExpiry).Delete(timeKey(seen.At, idemKey)); err != nil {
 			return Order{}, false, err
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTestBolt(t *testing.T) Store {
@@ -75,5 +76,46 @@ func TestBoltGroupSharesCache(t *testing.T) {
 	if held.Load() != 30 || soldOut.Load() != 20 || p.Stock != 0 || p.Held != 30 {
 		t.Fatalf("hold storm on 30 units: got %d held, %d sold out, stock %d held %d; want 30, 20, 0, 30",
 			held.Load(), soldOut.Load(), p.Stock, p.Held)
+	}
+}
+
+// TestBoltStaleKeyReuseForgetsRecord: a checkout that reuses an idempotency key older
+// than IdempotencyTTL, not yet swept, and then fails (here: an empty cart) must not
+// leave the old key's record behind without its expiry entry: nothing would ever
+// forget it (it did: the expiry entry went, the record stayed).
+func TestBoltStaleKeyReuseForgetsRecord(t *testing.T) {
+	st := openTestBolt(t).(*BoltStore)
+	ctx, t0 := context.Background(), time.Now().UTC()
+	sid := uuid.NewString()
+	if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamIdle, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: "u", ProductID: p.ID, Quantity: 1, ExpiresAt: t0.Add(time.Hour)}, t0); err != nil {
+		t.Fatal(err)
+	}
+	req := CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}
+	if _, err := st.Checkout(ctx, req, t0); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(IdempotencyTTL + time.Hour)
+	req.OrderID = uuid.NewString()
+	if _, err := st.Checkout(ctx, req, later); !errors.Is(err, ErrConflict) {
+		t.Fatalf("checkout of an empty cart with a stale key: got %v, want ErrConflict", err)
+	}
+	if _, _, err := st.ReleaseExpiredHolds(ctx, later, 100); err != nil {
+		t.Fatal(err)
+	}
+	err = st.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketUsers).Get(userKey("u", kindIdem, "k")); v != nil {
+			t.Errorf("the stale key's record is still there after the sweep: %s", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
