@@ -21,7 +21,7 @@ var (
 // transaction (OpenBolt's, so it is all or nothing): every cart entry to bucketCarts,
 // every order index entry and idempotency key to bucketUsers, under its user's prefix
 // and with the same sequence numbers (carts and order lists keep their order); the hold
-// records name their new cart keys, idem_expiry is keyed by the new idempotency keys;
+// records name their new cart keys, idem_expiry is made from the idempotency records;
 // then the three old buckets are deleted. A file without them is left alone.
 //
 // Splitting an old key: a cart or order entry ends in "\x00" and 16 hex digits, so the
@@ -39,8 +39,8 @@ func migrateLayout1(tx *bolt.Tx) error {
 	// entries in one in-memory node until the commit, so each put out of order moves
 	// all the entries after it (a file of 100k orders took two minutes).
 	var cartKVs, userKVs []kv
+	var expKVs []kv                 // new idem_expiry entries
 	cartKeys := map[string]string{} // old cart key → new
-	idemKeys := map[string][]byte{} // old idempotency key → new
 	// seqIndex moves an index of user, "\x00", seq into to, kind and its sequence kept.
 	seqIndex := func(b, to *bolt.Bucket, kind byte, renamed map[string]string, out *[]kv) error {
 		if b == nil {
@@ -75,8 +75,12 @@ func migrateLayout1(tx *bolt.Tx) error {
 				return fmt.Errorf("migrate idem: key %q has no user", k)
 			}
 			nk := userKey(string(k[:i]), kindIdem, string(k[i+1:]))
-			idemKeys[string(k)] = nk
+			var rec boltIdem
+			if err := unmarshalRecord(v, &rec); err != nil {
+				return fmt.Errorf("migrate idem %q: %w", k, err)
+			}
 			userKVs = append(userKVs, kv{nk, bytes.Clone(v)})
+			expKVs = append(expKVs, kv{timeKey(rec.At, string(nk)), nil})
 			return nil
 		})
 		if err != nil {
@@ -98,18 +102,9 @@ func migrateLayout1(tx *bolt.Tx) error {
 	if err := putSorted(users, userKVs); err != nil {
 		return err
 	}
-	// idem_expiry: created time, then the idempotency key. Made anew (its new keys in
-	// key order, as above).
-	var expKVs []kv
-	err := tx.Bucket(bucketIdemExpiry).ForEach(func(k, _ []byte) error {
-		if nk, ok := idemKeys[string(k[8:])]; ok { // else its key is gone already: nothing to forget
-			expKVs = append(expKVs, kv{append(bytes.Clone(k[:8]), nk...), nil})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
+	// idem_expiry (created time, then the idempotency key) is made anew from the
+	// records' times, so a record whose entry was lost (a failed checkout reusing a
+	// stale key dropped only the entry, before 09edac4) is forgotten too.
 	if err := tx.DeleteBucket(bucketIdemExpiry); err != nil {
 		return err
 	}
