@@ -57,6 +57,17 @@ local function failed(code, msg, dropped, swept)
   return code, msg, swept and 's' or '', dropped or '', '', '', '', '', ''
 end
 
+-- counter_of names the record whose held/sold counters hold h's units (its sale's, or
+-- its product's when bought at the product's price) and marks it touched for the answer.
+local function counter_of(h)
+  if h.sale_id ~= '' then
+    touch_sale(h.sale_id)
+    return key('s', h.sale_id)
+  end
+  touch_product(h.product_id)
+  return key('p', h.product_id)
+end
+
 -- place_order writes order oid, lists it for its user and remembers the idempotency key
 -- ik with the request's fingerprint fp for 24 h. One field d: id|stream_id|total_cents|
 -- currency|status|created_at|created_us|seq|items|expired|user_id (the user id last: it
@@ -74,14 +85,7 @@ end
 -- does for a cart of one live hold, without its tables (each costs Redis an
 -- allocation and a resize per item of a batch). The cart leaves with the hold.
 local function order_one(h, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
-  local q, k = num(h.quantity)
-  if h.sale_id ~= '' then
-    k = key('s', h.sale_id)
-    touch_sale(h.sale_id)
-  else
-    k = key('p', h.product_id)
-    touch_product(h.product_id)
-  end
+  local q, k = num(h.quantity), counter_of(h)
   local its = h.product_id .. ',' .. h.sale_id .. ',' .. h.quantity .. ',' .. h.unit_price_cents
   local tc = string.format('%d', q * num(h.unit_price_cents))
   redis.call('DEL', key('h', h.id), uk)
@@ -182,15 +186,7 @@ local function checkout_one(i, n)
   -- error before, see item_error, leaves the holds and their counters as they were).
   local total, items, currency, gone, moved = 0, {}, '', {}, {}
   for _, h in ipairs(live) do
-    local q = num(h.quantity)
-    local k
-    if h.sale_id ~= '' then
-      k = key('s', h.sale_id)
-      touch_sale(h.sale_id)
-    else
-      k = key('p', h.product_id)
-      touch_product(h.product_id)
-    end
+    local q, k = num(h.quantity), counter_of(h)
     moved[k] = (moved[k] or 0) + q
     total = total + q * num(h.unit_price_cents)
     currency = h.currency
