@@ -10,9 +10,10 @@ import (
 	"github.com/livecart/livecart/web/pages"
 )
 
-// TestPagesLoadUnderCSP loads every page with no API behind it: the scripts must load
-// as modules under the CSP and fail gracefully (no exception, no CSP violation).
-func TestPagesLoadUnderCSP(t *testing.T) {
+// pagesServer serves the four pages and their static files with no API behind them
+// and answers the base URL.
+func pagesServer(t *testing.T) string {
+	t.Helper()
 	site, err := pages.New(pages.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +25,14 @@ func TestPagesLoadUnderCSP(t *testing.T) {
 	mux.Handle("GET /moderate/{sid}", site.Page(pages.PageModerate))
 	mux.Handle("GET /static/", site.Static())
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestPagesLoadUnderCSP loads every page with no API behind it: the scripts must load
+// as modules under the CSP and fail gracefully (no exception, no CSP violation).
+func TestPagesLoadUnderCSP(t *testing.T) {
+	base := pagesServer(t)
 
 	const sid = "0b4f3c9e-6a1d-4c1e-9c55-3f0d2f6b7a11"
 	b := NewBrowser(t)
@@ -40,7 +48,7 @@ func TestPagesLoadUnderCSP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
 			tab := b.NewTab(t, 0, 0)
-			tab.Navigate(srv.URL + tt.path)
+			tab.Navigate(base + tt.path)
 			tab.WaitFor("page settled", tt.ready, 5*time.Second)
 			time.Sleep(100 * time.Millisecond)
 			if issues := tab.Issues(); len(issues) > 0 {
@@ -53,18 +61,10 @@ func TestPagesLoadUnderCSP(t *testing.T) {
 // TestNewestOnly: of two overlapping loads, the older one answering last is dropped (the
 // consoles' product, sale and audit lists once showed an older answer over a newer one).
 func TestNewestOnly(t *testing.T) {
-	site, err := pages.New(pages.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", site.Page(pages.PageIndex))
-	mux.Handle("GET /static/", site.Static())
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	base := pagesServer(t)
 
 	tab := NewBrowser(t).NewTab(t, 0, 0)
-	tab.Navigate(srv.URL + "/")
+	tab.Navigate(base + "/")
 	got := MustEval[string](tab, `import('/static/js/util.js').then(async ({ newestOnly }) => {
 		const later = (ms, v) => new Promise((resolve) => setTimeout(() => resolve(v), ms));
 		const load = newestOnly(later);
@@ -85,19 +85,11 @@ func TestNewestOnly(t *testing.T) {
 // takes it as the same UUID) works with the lowercase id the API answers with: the
 // watch page's cart compares its holds' stream_id with it, and showed an empty cart.
 func TestSidFromPathCanonical(t *testing.T) {
-	site, err := pages.New(pages.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /watch/{sid}", site.Page(pages.PageWatch))
-	mux.Handle("GET /static/", site.Static())
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	base := pagesServer(t)
 
 	const sid = "0b4f3c9e-6a1d-4c1e-9c55-3f0d2f6b7a11"
 	tab := NewBrowser(t).NewTab(t, 0, 0)
-	tab.Navigate(srv.URL + "/watch/" + strings.ToUpper(sid))
+	tab.Navigate(base + "/watch/" + strings.ToUpper(sid))
 	got := MustEval[string](tab, `import('/static/js/util.js').then(({ sidFromPath }) => sidFromPath())`)
 	if got != sid {
 		t.Errorf("sidFromPath on /watch/%s: got %q, want %q", strings.ToUpper(sid), got, sid)
@@ -108,18 +100,10 @@ func TestSidFromPathCanonical(t *testing.T) {
 // apart ids made in the same millisecond: livecart's ids are UUIDv7, whose first digits
 // are the time, and the audit log showed three different targets as the same 01a234ba.
 func TestShortIDs(t *testing.T) {
-	site, err := pages.New(pages.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", site.Page(pages.PageIndex))
-	mux.Handle("GET /static/", site.Static())
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	base := pagesServer(t)
 
 	tab := NewBrowser(t).NewTab(t, 0, 0)
-	tab.Navigate(srv.URL + "/")
+	tab.Navigate(base + "/")
 	got := MustEval[string](tab, `import('/static/js/util.js').then(({ shortId, shortTarget }) => [
 		shortId('01a234ba-fd28-7948-845b-3fb8d383b862'),
 		shortId('01a234ba-fc7c-76cb-be63-a1ed1c263abc'),
