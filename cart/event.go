@@ -43,8 +43,11 @@ type UnpinData struct {
 }
 
 // ProductData is the payload of a product event (created, changed, hidden, stock).
+// Toggled marks the event of a hide or an unhide (SetHidden): the one event of a
+// hidden product its viewers get; the live hub drops the others while it is hidden.
 type ProductData struct {
 	Product Product `json:"product"`
+	Toggled bool    `json:"-"`
 }
 
 // SaleData is the payload of a sale event (created, started, stopped, ended).
