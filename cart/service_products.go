@@ -92,7 +92,7 @@ func (s *Service) SetHidden(ctx context.Context, a Actor, productID string, hidd
 		action = "hide"
 	}
 	s.audit(ctx, a, p.StreamID, action, p.ID, map[string]any{"unpinned": unpinned})
-	s.emit(ctx, p.StreamID, EventProduct, ProductData{Product: p})
+	s.emit(ctx, p.StreamID, EventProduct, ProductData{Product: p, Toggled: true})
 	if unpinned {
 		s.emit(ctx, p.StreamID, EventUnpin, UnpinData{ProductID: p.ID})
 	}

@@ -402,8 +402,19 @@ func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockD
 // publishLocal publishes a stock event coalesced on this node (no StockGate) with the
 // store's value when the hub can read it (Config.Stock): the callers of changes that
 // committed together (the embedded store's group commit) emit in any order, so the
-// value emitted last need not be the newest. Other events are published as they are.
+// value emitted last need not be the newest. A product or pin event of a hidden product
+// is dropped (hiddenNow). Other events are published as they are.
 func (e *emitter) publishLocal(ctx context.Context, ev cart.Event) {
+	switch d := ev.Data.(type) {
+	case cart.ProductData:
+		if e.hiddenNow(ctx, d.Product, d.Toggled) {
+			return
+		}
+	case cart.PinData:
+		if e.hiddenNow(ctx, d.Product, false) {
+			return
+		}
+	}
 	if d, ok := ev.Data.(cart.StockData); ok && e.hub.cfg.Stock != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		fresh, hidden, err := e.storeStock(rctx, d)
@@ -418,6 +429,30 @@ func (e *emitter) publishLocal(ctx context.Context, ev cart.Event) {
 		}
 	}
 	e.hub.publish(ctx, e.sid, ev.Type, ev.Data)
+}
+
+// hiddenNow reports whether an event carrying p must not reach the viewers: p is
+// hidden, in the event (a change of it while hidden: a sale's units coming back) or in
+// the store now (an event read before a hide that is out, its request racing the
+// hide), unless the event is the hide's own (toggled). The unhiding product event
+// carries the current state. A store that cannot be read lets the event go out.
+func (e *emitter) hiddenNow(ctx context.Context, p cart.Product, toggled bool) bool {
+	if p.Hidden {
+		return !toggled
+	}
+	if e.hub.cfg.Stock == nil {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	cur, err := e.hub.cfg.Stock.GetProduct(rctx, p.ID)
+	cancel()
+	if err != nil {
+		if !errors.Is(err, cart.ErrNotFound) {
+			e.hub.cfg.Logger.Warn("live: read product for its event", "stream", e.sid, "product", p.ID, "err", err)
+		}
+		return false
+	}
+	return cur.Hidden
 }
 
 // sleepCtx waits d; false when ctx ended first.

@@ -567,7 +567,7 @@ func TestHiddenProductStockNotPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p}})
+	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p, Toggled: true}})
 	viewer.nextOf(t, "product")
 
 	ch, err := store.RemoveHold(ctx, "u", hold.ID, time.Now())
