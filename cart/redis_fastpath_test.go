@@ -154,14 +154,6 @@ func TestRedisOrderOneMatchesGeneralPath(t *testing.T) {
 	hiddenP := e.product(t, sid, 5)
 	p2 := e.product(t, sid2, 5)
 	at := e.now.Add(2 * time.Second)
-	hold := func(user, pid, said string, qty int, ttl time.Duration) Hold {
-		t.Helper()
-		h, err := e.hold(user, pid, said, qty, ttl)
-		if err != nil {
-			t.Fatalf("hold of %s: %v", user, err)
-		}
-		return h
-	}
 	rpush := func(user, id string) {
 		t.Helper()
 		if err := fast.rdb.RPush(ctx, fast.base(sid)+"uh:"+user, id).Err(); err != nil {
@@ -169,47 +161,47 @@ func TestRedisOrderOneMatchesGeneralPath(t *testing.T) {
 		}
 	}
 
-	hold("one-sale", "", sale.ID, 2, time.Hour)
-	hold("one-product", p.ID, "", 3, time.Hour)
-	hold("one-other", p.ID, "", 1, time.Hour)
-	hold("one-ended", "", ended.ID, 2, time.Hour)
-	hold("one-hidden", hiddenP.ID, "", 2, time.Hour)
-	hold("two-streams", "", sale.ID, 1, time.Hour)
-	hold("two-streams", p2.ID, "", 1, time.Hour)
-	hold("one-due", "", sale.ID, 1, time.Second)
-	swept := hold("one-swept", "", sale.ID, 1, 500*time.Millisecond) // the first due
-	hold("due-live", "", sale.ID, 1, time.Second)
-	hold("due-live", p.ID, "", 2, time.Hour)
-	hold("two-live", "", sale.ID, 1, time.Hour)
-	hold("two-live", p.ID, "", 1, time.Hour)
-	ids := hold("ids", "", sale.ID, 1, time.Hour)
-	hold("ids-other", p.ID, "", 1, time.Hour)
-	victim := hold("victim", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "one-sale", "", sale.ID, 2, time.Hour)
+	e.mustHold(t, "one-product", p.ID, "", 3, time.Hour)
+	e.mustHold(t, "one-other", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "one-ended", "", ended.ID, 2, time.Hour)
+	e.mustHold(t, "one-hidden", hiddenP.ID, "", 2, time.Hour)
+	e.mustHold(t, "two-streams", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "two-streams", p2.ID, "", 1, time.Hour)
+	e.mustHold(t, "one-due", "", sale.ID, 1, time.Second)
+	swept := e.mustHold(t, "one-swept", "", sale.ID, 1, 500*time.Millisecond) // the first due
+	e.mustHold(t, "due-live", "", sale.ID, 1, time.Second)
+	e.mustHold(t, "due-live", p.ID, "", 2, time.Hour)
+	e.mustHold(t, "two-live", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "two-live", p.ID, "", 1, time.Hour)
+	ids := e.mustHold(t, "ids", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "ids-other", p.ID, "", 1, time.Hour)
+	victim := e.mustHold(t, "victim", p.ID, "", 1, time.Hour)
 	rpush("thief", victim.ID)
 	rpush("stale", uuid.NewString())
-	hold("clear", "", sale.ID, 1, time.Second)
-	hold("clear", p.ID, "", 1, time.Hour)
-	hold("twice", p.ID, "", 1, time.Hour)
-	hold("replay", p.ID, "", 1, time.Hour)
-	hold("replay-done", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "clear", "", sale.ID, 1, time.Second)
+	e.mustHold(t, "clear", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "twice", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "replay", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "replay-done", p.ID, "", 1, time.Hour)
 	if _, err := e.checkout("replay-done", "k", nil, e.now); err != nil {
 		t.Fatalf("first checkout of replay-done: %v", err)
 	}
-	hold("replay-done", p.ID, "", 1, time.Hour) // the cart changed since: the replay answers the first order
-	hold("key-conflict", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "replay-done", p.ID, "", 1, time.Hour) // the cart changed since: the replay answers the first order
+	e.mustHold(t, "key-conflict", p.ID, "", 1, time.Hour)
 	if _, err := e.checkout("key-conflict", "k", []string{uuid.NewString()}, e.now); err == nil {
 		t.Fatal("checkout of an unknown hold: want an error")
 	}
-	hold("key-conflict-2", p.ID, "", 1, time.Hour)
-	older := hold("older", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "key-conflict-2", p.ID, "", 1, time.Hour)
+	older := e.mustHold(t, "older", "", sale.ID, 1, time.Hour)
 	toOlderForm(t, fast, sid, fast.base(sid)+"h:"+older.ID, func(m map[string]string) {
 		expandHold(m)
 		m["id"] = older.ID
 	})
-	hold("u|1|2", p.ID, "", 1, time.Hour)
-	hold("fails", p.ID, "", 2, time.Hour)
-	hold("fails-general", p.ID, "", 1, time.Hour)
-	hold("fails-general", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "u|1|2", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "fails", p.ID, "", 2, time.Hour)
+	e.mustHold(t, "fails-general", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "fails-general", "", sale.ID, 1, time.Hour)
 
 	// One hold released by the sweep (state expired), the others due but still live.
 	if n, _, err := fast.ReleaseExpiredHolds(ctx, e.now.Add(600*time.Millisecond), 0); err != nil || n != 1 {
@@ -349,26 +341,18 @@ func TestRedisOrderOneMatchesGeneralPathCheckout(t *testing.T) {
 	sale := e.sale(t, sid, 20, 5)
 	p := e.product(t, sid, 20)
 	p2 := e.product(t, sid2, 20)
-	hold := func(user, pid, said string, qty int, ttl time.Duration) Hold {
-		t.Helper()
-		h, err := e.hold(user, pid, said, qty, ttl)
-		if err != nil {
-			t.Fatalf("hold of %s: %v", user, err)
-		}
-		return h
-	}
-	hold("a", "", sale.ID, 2, time.Hour) // and an expired hold in the other stream
-	hold("a", p2.ID, "", 1, time.Second)
-	hold("b", p.ID, "", 1, time.Hour)
-	hold("c", "", sale.ID, 1, time.Hour) // and a live hold in the other stream
-	hold("c", p2.ID, "", 1, time.Hour)
-	d := hold("d", "", sale.ID, 1, time.Hour)
-	hold("d", p2.ID, "", 1, time.Hour)
-	hold("e", "", sale.ID, 1, time.Hour)
-	hold("e", p2.ID, "", 1, time.Hour)
-	hold("f", p.ID, "", 1, time.Second)
-	hold("f", p2.ID, "", 1, time.Second)
-	hold("g", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "a", "", sale.ID, 2, time.Hour) // and an expired hold in the other stream
+	e.mustHold(t, "a", p2.ID, "", 1, time.Second)
+	e.mustHold(t, "b", p.ID, "", 1, time.Hour)
+	e.mustHold(t, "c", "", sale.ID, 1, time.Hour) // and a live hold in the other stream
+	e.mustHold(t, "c", p2.ID, "", 1, time.Hour)
+	d := e.mustHold(t, "d", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "d", p2.ID, "", 1, time.Hour)
+	e.mustHold(t, "e", "", sale.ID, 1, time.Hour)
+	e.mustHold(t, "e", p2.ID, "", 1, time.Hour)
+	e.mustHold(t, "f", p.ID, "", 1, time.Second)
+	e.mustHold(t, "f", p2.ID, "", 1, time.Second)
+	e.mustHold(t, "g", p.ID, "", 1, time.Hour)
 	fast.background.Wait()
 	copyKeys(t, ctx, fast, general)
 

@@ -103,6 +103,16 @@ func (e *env) hold(user, productID, saleID string, qty int, ttl time.Duration) (
 	return h, err
 }
 
+// mustHold is e.hold, failing t on an error.
+func (e *env) mustHold(t *testing.T, user, productID, saleID string, qty int, ttl time.Duration) Hold {
+	t.Helper()
+	h, err := e.hold(user, productID, saleID, qty, ttl)
+	if err != nil {
+		t.Fatalf("hold of %s: %v", user, err)
+	}
+	return h
+}
+
 func (e *env) checkout(user, key string, holdIDs []string, at time.Time) (CheckoutResult, error) {
 	return e.st.Checkout(e.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: user, HoldIDs: holdIDs, IdempotencyKey: key, Fingerprint: fmt.Sprint(holdIDs)}, at)
 }
