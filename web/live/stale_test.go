@@ -45,25 +45,13 @@ func TestStaleCompareOneNodePerSecond(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	busA := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { busA.Close() })
-	busB := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { busB.Close() })
 	stockA, stockB := &countingStock{StockReader: store}, &countingStock{StockReader: store}
-	a := newTestServer(t, Config{Bus: busA, Presence: NewRedisPresence(rdb, prefix, "node-a", nil),
-		Stock: stockA, ViewersInterval: time.Hour})
-	b := newTestServer(t, Config{Bus: busB, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: stockB, ViewersInterval: time.Hour})
+	a, _ := stockNode(t, rdb, prefix, "node-a", Config{Stock: stockA})
+	b, _ := stockNode(t, rdb, prefix, "node-b", Config{Stock: stockB})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
-	viewerA := a.dial(t, sid, "")
-	viewerA.nextOf(t, "snapshot")
-	viewerB := b.dial(t, sid, "")
-	viewerB.nextOf(t, "snapshot")
-	s := newActiveSale(t, ctx, store, sid, pid)
-	a.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
-	viewerA.nextOf(t, "sale")
-	viewerB.nextOf(t, "sale")
+	viewerA, viewerB := a.watch(t, sid), b.watch(t, sid)
+	s := showSale(t, ctx, store, a.hub, sid, pid, viewerA, viewerB)
 
 	const window = 4 * time.Second
 	a0, b0 := stockA.lists.Load(), stockB.lists.Load()
@@ -79,14 +67,7 @@ func TestStaleCompareOneNodePerSecond(t *testing.T) {
 	a.hub.Close()
 	b0 = stockB.lists.Load()
 	died := lostHold(t, ctx, store, s)
-	m := viewerB.nextOf(t, "stock")
-	if m.SaleID != s.ID || m.Remain != 8 {
-		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
-	}
-	if took := m.at.Sub(died); took > 4*StockRescueAfter {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
-	}
-	t.Logf("the value came %v after node A died", m.at.Sub(died))
+	viewerB.nextRescuedStock(t, s.ID, "", 8, died, 4*StockRescueAfter)
 	b1 := stockB.lists.Load()
 	time.Sleep(window)
 	if n := stockB.lists.Load() - b1; n < 3 {
@@ -138,11 +119,8 @@ func TestStaleCompareGoesOnPastFailingStream(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
 	logs := &countingHandler{msg: "live: stale stock", ids: map[string]bool{}}
-	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: store, ViewersInterval: time.Hour, Logger: slog.New(logs)})
+	b, _ := stockNode(t, rdb, prefix, "node-b", Config{Stock: store, Logger: slog.New(logs)})
 
 	const bad = 8
 	for range bad {
@@ -161,20 +139,11 @@ func TestStaleCompareGoesOnPastFailingStream(t *testing.T) {
 		b.dial(t, sid, "").nextOf(t, "snapshot")
 	}
 	sid, pid := newStreamWithProduct(t, ctx, store)
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
-	s := newActiveSale(t, ctx, store, sid, pid)
-	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
-	viewer.nextOf(t, "sale")
+	viewer := b.watch(t, sid)
+	s := showSale(t, ctx, store, b.hub, sid, pid, viewer)
 
 	died := lostHold(t, ctx, store, s)
-	m := viewer.nextOf(t, "stock")
-	if m.SaleID != s.ID || m.Remain != 8 {
-		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
-	}
-	if took := m.at.Sub(died); took > 4*StockRescueAfter {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
-	}
+	viewer.nextRescuedStock(t, s.ID, "", 8, died, 4*StockRescueAfter)
 	// Every second, every failing stream: 2 × 8 records within about 2 s.
 	deadline := time.Now().Add(4 * time.Second)
 	for {

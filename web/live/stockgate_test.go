@@ -6,9 +6,72 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/livecart/livecart/cart"
 )
+
+// stockNode is one node on the shared Redis under prefix: its own bus (closed at the
+// end), its presence as name, cfg's stock reader and the rest, and ViewersInterval an
+// hour (no viewers frames in between).
+func stockNode(t *testing.T, rdb *redis.Client, prefix, name string, cfg Config) (*testServer, *RedisBus) {
+	t.Helper()
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	cfg.Bus, cfg.Presence, cfg.ViewersInterval = bus, NewRedisPresence(rdb, prefix, name, nil), time.Hour
+	return newTestServer(t, cfg), bus
+}
+
+// watch is a viewer of stream sid on ts, past its snapshot.
+func (ts *testServer) watch(t *testing.T, sid string) *client {
+	t.Helper()
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+	return c
+}
+
+// showSale starts a sale of pid in store and emits its sale event through h; each
+// viewer has it.
+func showSale(t *testing.T, ctx context.Context, store cart.Store, h *Hub, sid, pid string, viewers ...*client) cart.Sale {
+	t.Helper()
+	s := newActiveSale(t, ctx, store, sid, pid)
+	h.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
+	for _, v := range viewers {
+		v.nextOf(t, "sale")
+	}
+	return s
+}
+
+// nextRescuedStock fails unless the viewer's next stock event carries the store's value
+// that node A's death left unpublished, remaining left of sale (or, with sale "", of
+// product's own stock), and came within limit after died; it logs how long it took.
+func (c *client) nextRescuedStock(t *testing.T, sale, product string, remaining int, died time.Time, limit time.Duration) {
+	t.Helper()
+	m := c.nextOf(t, "stock")
+	if sale != "" && (m.SaleID != sale || m.Remain != remaining) {
+		t.Fatalf("stock event %+v, want sale %s with the store's %d left", m, sale, remaining)
+	}
+	if sale == "" && (m.SaleID != "" || m.ProductID != product || m.Remain != remaining) {
+		t.Fatalf("stock event %+v, want product %s's own stock %d", m, product, remaining)
+	}
+	if took := m.at.Sub(died); took > limit {
+		t.Fatalf("the value came %v after node A died, want within %v", took, limit)
+	}
+	t.Logf("the value came %v after node A died", m.at.Sub(died))
+}
+
+// noStockWithin fails if the viewer's next frame, within d, is a stock event (which:
+// "a second", "another"; want: what the test wants instead).
+func (c *client) noStockWithin(t *testing.T, d time.Duration, which, want string) {
+	t.Helper()
+	select {
+	case m := <-c.msgs:
+		if m.Type == "stock" {
+			t.Fatalf("%s stock event %+v, want %s", which, m, want)
+		}
+	case <-time.After(d):
+	}
+}
 
 // TestStockGateTurns: the Redis stock gate gives one node the turn per interval,
 // counts changes as versions, drops a value older than one already published, and
@@ -86,17 +149,11 @@ func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
 	t.Cleanup(func() { down.Close() })
 
 	const interval = 200 * time.Millisecond
-	node := func(name string, stock StockReader) *testServer {
-		bus := NewRedisBus(rdb, prefix, nil, nil)
-		t.Cleanup(func() { bus.Close() })
-		return newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, name, nil),
-			Stock: stock, CoalesceInterval: interval, ViewersInterval: time.Hour})
-	}
-	a, b := node("node-a", down), node("node-b", store)
+	a, _ := stockNode(t, rdb, prefix, "node-a", Config{Stock: down, CoalesceInterval: interval})
+	b, _ := stockNode(t, rdb, prefix, "node-b", Config{Stock: store, CoalesceInterval: interval})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
+	viewer := b.watch(t, sid)
 
 	hold := func(sale string) int {
 		t.Helper()
@@ -193,16 +250,12 @@ func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: store, ViewersInterval: time.Hour})
+	b, bus := stockNode(t, rdb, prefix, "node-b", Config{Stock: store})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	s := newActiveSale(t, ctx, store, sid, pid)
 	now := time.Now()
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
+	viewer := b.watch(t, sid)
 
 	// Node A: a hold, counted at the gate, the turn taken; then A is gone.
 	if _, _, err := store.HoldUnits(ctx, cart.HoldRequest{ID: uuid.NewString(), UserID: "u", SaleID: s.ID,
@@ -218,23 +271,10 @@ func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
 	}
 	died := time.Now()
 
-	m := viewer.nextOf(t, "stock")
-	if m.SaleID != s.ID || m.Remain != 7 {
-		t.Fatalf("stock event %+v, want sale %s with the store's 7 left", m, s.ID)
-	}
 	// Overdue after StockRescueAfter, found by a sweep (every StockRescueAfter/2):
 	// within 1.5 s, and some slack for a loaded machine.
-	if took := m.at.Sub(died); took > 2*StockRescueAfter+500*time.Millisecond {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 2*StockRescueAfter+500*time.Millisecond)
-	}
-	t.Logf("the value came %v after node A died", m.at.Sub(died))
-	select {
-	case m := <-viewer.msgs:
-		if m.Type == "stock" {
-			t.Fatalf("a second stock event %+v, want the change published once", m)
-		}
-	case <-time.After(2 * StockRescueAfter):
-	}
+	viewer.nextRescuedStock(t, s.ID, "", 7, died, 2*StockRescueAfter+500*time.Millisecond)
+	viewer.noStockWithin(t, 2*StockRescueAfter, "a second", "the change published once")
 	if n, err := rdb.ZCard(ctx, bus.key(sid, "stockdue")).Result(); err != nil || n != 0 {
 		t.Fatalf("overdue keys after the rescue: got %d (%v), want 0", n, err)
 	}
@@ -250,19 +290,11 @@ func TestUncountedStockChangePublished(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: store, ViewersInterval: time.Hour})
+	b, _ := stockNode(t, rdb, prefix, "node-b", Config{Stock: store})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
-	s := newActiveSale(t, ctx, store, sid, pid)
-	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
-	if m := viewer.nextOf(t, "sale"); m.Type != "sale" {
-		t.Fatalf("got %+v, want the sale event", m)
-	}
+	viewer := b.watch(t, sid)
+	s := showSale(t, ctx, store, b.hub, sid, pid, viewer)
 
 	// Node A: the hold committed; A died before its emit reached the gate.
 	now := time.Now()
@@ -271,23 +303,10 @@ func TestUncountedStockChangePublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	died := time.Now()
-	m := viewer.nextOf(t, "stock")
-	if m.SaleID != s.ID || m.Remain != 8 {
-		t.Fatalf("stock event %+v, want sale %s with the store's 8 left", m, s.ID)
-	}
 	// Compared every StockRescueAfter once not published for StockRescueAfter: within
 	// about 2 s, and slack for a loaded machine.
-	if took := m.at.Sub(died); took > 4*StockRescueAfter {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
-	}
-	t.Logf("the value came %v after node A died", m.at.Sub(died))
-	select {
-	case m := <-viewer.msgs:
-		if m.Type == "stock" {
-			t.Fatalf("a second stock event %+v, want the change published once", m)
-		}
-	case <-time.After(3 * StockRescueAfter):
-	}
+	viewer.nextRescuedStock(t, s.ID, "", 8, died, 4*StockRescueAfter)
+	viewer.noStockWithin(t, 3*StockRescueAfter, "a second", "the change published once")
 }
 
 // TestLostProductEventStockPublished: a product event carried a product's stock to the
@@ -300,10 +319,7 @@ func TestLostProductEventStockPublished(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: store, ViewersInterval: time.Hour})
+	b, _ := stockNode(t, rdb, prefix, "node-b", Config{Stock: store})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	hiddenID := uuid.NewString()
@@ -311,8 +327,7 @@ func TestLostProductEventStockPublished(t *testing.T) {
 		PriceCents: 100, Currency: "EUR", Stock: 50}); err != nil {
 		t.Fatal(err)
 	}
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
+	viewer := b.watch(t, sid)
 	for _, id := range []string{pid, hiddenID} {
 		p, err := store.GetProduct(ctx, id)
 		if err != nil {
@@ -329,20 +344,8 @@ func TestLostProductEventStockPublished(t *testing.T) {
 	}
 	newActiveSale(t, ctx, store, sid, pid)
 	died := time.Now()
-	m := viewer.nextOf(t, "stock")
-	if m.SaleID != "" || m.ProductID != pid || m.Remain != 990 {
-		t.Fatalf("stock event %+v, want product %s's own stock 990", m, pid)
-	}
-	if took := m.at.Sub(died); took > 4*StockRescueAfter {
-		t.Fatalf("the value came %v after node A died, want within %v", took, 4*StockRescueAfter)
-	}
-	select {
-	case m := <-viewer.msgs:
-		if m.Type == "stock" {
-			t.Fatalf("another stock event %+v, want none (the hidden product's stock is not published)", m)
-		}
-	case <-time.After(3 * StockRescueAfter):
-	}
+	viewer.nextRescuedStock(t, "", pid, 990, died, 4*StockRescueAfter)
+	viewer.noStockWithin(t, 3*StockRescueAfter, "another", "none (the hidden product's stock is not published)")
 }
 
 // TestLostSaleEventRescued: a sale's viewers were told it is active; node A stopped it
@@ -355,17 +358,11 @@ func TestLostSaleEventRescued(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: store, ViewersInterval: time.Hour})
+	b, bus := stockNode(t, rdb, prefix, "node-b", Config{Stock: store})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
-	s := newActiveSale(t, ctx, store, sid, pid)
-	b.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
-	viewer.nextOf(t, "sale")
+	viewer := b.watch(t, sid)
+	s := showSale(t, ctx, store, b.hub, sid, pid, viewer)
 
 	// Node A: the sale stopped in the store; its events were lost with A.
 	if _, _, changed, err := store.StopSale(ctx, s.ID, time.Now()); err != nil || !changed {
@@ -465,16 +462,10 @@ func TestLateSaleEventNeverUndoesEnd(t *testing.T) {
 		cleanupPrefix(t, rdb, prefix)
 		ctx := context.Background()
 		store := openRedisStore(t, rdb, prefix+"-store")
-		node := func(name string) *testServer {
-			bus := NewRedisBus(rdb, prefix, nil, nil)
-			t.Cleanup(func() { bus.Close() })
-			return newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, name, nil),
-				Stock: store, ViewersInterval: time.Hour})
-		}
-		a, b := node("node-a"), node("node-b")
+		a, _ := stockNode(t, rdb, prefix, "node-a", Config{Stock: store})
+		b, _ := stockNode(t, rdb, prefix, "node-b", Config{Stock: store})
 		sid, _ := newStreamWithProduct(t, ctx, store)
-		viewer := b.dial(t, sid, "")
-		viewer.nextOf(t, "snapshot")
+		viewer := b.watch(t, sid)
 		check(t, a.hub, b.hub, viewer, sid)
 	})
 }
@@ -549,10 +540,7 @@ func TestHiddenProductStockNotPublished(t *testing.T) {
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
 	store := openRedisStore(t, rdb, prefix+"-store")
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	b := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-b", nil),
-		Stock: store, ViewersInterval: time.Hour})
+	b, bus := stockNode(t, rdb, prefix, "node-b", Config{Stock: store})
 
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	now := time.Now()
@@ -561,8 +549,7 @@ func TestHiddenProductStockNotPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	viewer := b.dial(t, sid, "")
-	viewer.nextOf(t, "snapshot")
+	viewer := b.watch(t, sid)
 	p, _, _, err := store.SetProductHidden(ctx, pid, true)
 	if err != nil {
 		t.Fatal(err)
