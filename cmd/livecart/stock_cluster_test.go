@@ -298,6 +298,26 @@ func startKillableNodeWith(t *testing.T, name, prefix string, env ...string) (ba
 	return base, kill
 }
 
+// startFreezableNode is startKillableNode reaching the shared Redis through a
+// freezeProxy that freezes at the first command freeze matches. killWhenFrozen waits
+// up to 5 s for that, failing with never if it does not come, then kills the node and
+// returns when.
+func startFreezableNode(t *testing.T, name, prefix string, freeze func(cmd [][]byte) bool) (base string, killWhenFrozen func(never string) time.Time) {
+	t.Helper()
+	proxy := newFreezeProxy(t, "127.0.0.1:6379", freeze)
+	base, kill := startKillableNodeWith(t, name, prefix, "LIVECART_REDIS_URL=redis://"+proxy.addr+"/0")
+	return base, func(never string) time.Time {
+		t.Helper()
+		select {
+		case <-proxy.frozen:
+		case <-time.After(5 * time.Second):
+			t.Fatal(never)
+		}
+		kill()
+		return time.Now()
+	}
+}
+
 // TestStockValueAfterNodeKilled: node A sells a unit of a quiet sale while the stock gate
 // is held (another node published a moment ago) and is killed before its turn comes.
 // The viewer on node B still gets the store's value soon after the gate frees, not at
@@ -355,12 +375,11 @@ func TestStockValueAfterNodeKilled(t *testing.T) {
 func TestStockChangeOfDyingNodePublished(t *testing.T) {
 	prefix := fmt.Sprintf("lc-stockdie-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	proxy := newFreezeProxy(t, "127.0.0.1:6379", func(cmd [][]byte) bool {
+	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, func(cmd [][]byte) bool {
 		// The gate's turn (stock_gate.lua): its first key is the versions hash.
 		keys, _, ok := scriptCall(cmd)
 		return ok && len(keys) > 0 && bytes.Contains(keys[0], []byte(":stockver:"))
 	})
-	a, killA := startKillableNodeWith(t, "node-a", prefix, "LIVECART_REDIS_URL=redis://"+proxy.addr+"/0")
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)
@@ -368,13 +387,7 @@ func TestStockChangeOfDyingNodePublished(t *testing.T) {
 	next(t, wb, "snapshot")
 
 	call(t, "POST", a+"/api/cart/items", mint(t, auth.RoleViewer, "buyer"), map[string]any{"sale_id": sale.ID, "quantity": 1}, 201, nil)
-	select {
-	case <-proxy.frozen:
-	case <-time.After(5 * time.Second):
-		t.Fatal("node A never went to count its change at the stock gate")
-	}
-	killA()
-	died := time.Now()
+	died := killAWhenFrozen("node A never went to count its change at the stock gate")
 	f := next(t, wb, "stock") // within 5 s
 	if f.SaleID != sale.ID || f.Remain == nil || *f.Remain != 49 {
 		t.Fatalf("stock event %+v, want sale %s with 49 left", f, sale.ID)
@@ -390,12 +403,11 @@ func TestStockChangeOfDyingNodePublished(t *testing.T) {
 func TestProductEventOfDyingNodeRescued(t *testing.T) {
 	prefix := fmt.Sprintf("lc-proddie-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	proxy := newFreezeProxy(t, "127.0.0.1:6379", func(cmd [][]byte) bool {
+	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, func(cmd [][]byte) bool {
 		// A publication (publish.lua) of a product event carrying stock 80.
 		_, args, ok := scriptCall(cmd)
 		return ok && len(args) > 1 && string(args[0]) == `"product"` && bytes.Contains(args[1], []byte(`"stock":80,`))
 	})
-	a, killA := startKillableNodeWith(t, "node-a", prefix, "LIVECART_REDIS_URL=redis://"+proxy.addr+"/0")
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	var st, p struct{ ID string }
@@ -407,18 +419,8 @@ func TestProductEventOfDyingNodeRescued(t *testing.T) {
 
 	sale := map[string]any{"product_id": p.ID, "price_cents": 4900, "quantity": 10, "duration_s": 120}
 	call(t, "POST", a+"/api/streams/"+st.ID+"/sales", creator, sale, 201, nil)
-	go func() { // answered, or cut off by the kill when A publishes at once
-		if resp, err := http.DefaultClient.Do(jsonRequest(a+"/api/streams/"+st.ID+"/sales", creator, sale)); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	select {
-	case <-proxy.frozen:
-	case <-time.After(5 * time.Second):
-		t.Fatal("node A never published the product event of the second sale")
-	}
-	killA()
-	died := time.Now()
+	postAside(a+"/api/streams/"+st.ID+"/sales", creator, sale) // answered, or cut off by the kill when A publishes at once
+	died := killAWhenFrozen("node A never published the product event of the second sale")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		f := next(t, wb, "stock")
@@ -432,13 +434,18 @@ func TestProductEventOfDyingNodeRescued(t *testing.T) {
 	t.Logf("the value came %v after node A died", time.Since(died))
 }
 
-// jsonRequest is a POST of body as JSON with a bearer token.
-func jsonRequest(url, token string, body any) *http.Request {
+// postAside POSTs body as JSON with a bearer token in the background; its answer, or
+// the error of a connection cut off, is not looked at.
+func postAside(url, token string, body any) {
 	raw, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(raw))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	return req
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
 }
 
 // TestSaleEventOfDyingNodeRescued: node A stops a sale (committed in the store) and
@@ -447,30 +454,19 @@ func jsonRequest(url, token string, body any) *http.Request {
 func TestSaleEventOfDyingNodeRescued(t *testing.T) {
 	prefix := fmt.Sprintf("lc-saledie-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	proxy := newFreezeProxy(t, "127.0.0.1:6379", func(cmd [][]byte) bool {
+	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, func(cmd [][]byte) bool {
 		// A publication (publish.lua) of a sale event saying it ended.
 		_, args, ok := scriptCall(cmd)
 		return ok && len(args) > 1 && string(args[0]) == `"sale"` && bytes.Contains(args[1], []byte(`"status":"ended"`))
 	})
-	a, killA := startKillableNodeWith(t, "node-a", prefix, "LIVECART_REDIS_URL=redis://"+proxy.addr+"/0")
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)
 	wb := dialWS(t, b, st.ID, "")
 	next(t, wb, "snapshot")
 
-	go func() { // cut off by the kill
-		if resp, err := http.DefaultClient.Do(jsonRequest(a+"/api/sales/"+sale.ID+"/stop", creator, nil)); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	select {
-	case <-proxy.frozen:
-	case <-time.After(5 * time.Second):
-		t.Fatal("node A never published the sale's end")
-	}
-	killA()
-	died := time.Now()
+	postAside(a+"/api/sales/"+sale.ID+"/stop", creator, nil) // cut off by the kill
+	died := killAWhenFrozen("node A never published the sale's end")
 	f := next(t, wb, "sale") // within 5 s
 	if f.Sale.ID != sale.ID || f.Sale.Status != "ended" {
 		t.Fatalf("sale event %+v, want sale %s ended", f.Sale, sale.ID)
