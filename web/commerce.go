@@ -379,6 +379,15 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if in.StreamID != "" {
+		// A stream_id that names no stream is 404 (API.md: an id in a body that names
+		// nothing), not the empty cart's 409 the store would answer.
+		if _, err := s.loadStream(r.Context(), in.StreamID); err != nil {
+			s.countOutcome("checkout", "", err)
+			s.fail(w, r, err)
+			return
+		}
+	}
 	o, created, err := s.deps.Commerce.Checkout(r.Context(), id.UserID, r.Header.Get("Idempotency-Key"), in)
 	if err != nil {
 		s.countOutcome("checkout", "", err)

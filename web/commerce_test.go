@@ -290,6 +290,8 @@ func TestCommerceBadInput(t *testing.T) {
 		{"unknown field", "k", `{"coupon":"x"}`, 400, "bad_request"},
 		{"hold not a uuid", "k", `{"hold_ids":["x"]}`, 404, "not_found"},
 		{"unknown hold", "k", `{"hold_ids":["` + missing + `"]}`, 404, "not_found"},
+		{"stream not a uuid", "k", `{"stream_id":"x"}`, 404, "not_found"},
+		{"unknown stream", "k", `{"stream_id":"` + missing + `"}`, 404, "not_found"},
 		{"empty cart", "k", "", 409, "conflict"},
 	} {
 		resp, raw := e.doKey("POST", "/api/checkout", bob, tc.key, tc.body)
