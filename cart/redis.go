@@ -137,6 +137,12 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	o.DialTimeout = 3 * time.Second // refused (Redis down) fails at once; this is for a loaded machine
 	o.ReadTimeout = 3 * time.Second
 	o.WriteTimeout = 3 * time.Second
+	// A call ends at its context's deadline when that comes sooner (an API request's
+	// redis.request_timeout), not only after the read timeout. A script whose reply is
+	// lost so may have run: the hold and checkout batches run on their own context
+	// (the caller only stops waiting), and a checkout that answered unavailable keeps
+	// its idempotency key pending, so a retry gets the order it placed, if any.
+	o.ContextTimeoutEnabled = true
 	o.PoolSize = opts.PoolSize
 	// A storm queues for a connection rather than failing: a call waits up to 10 s
 	// (then ErrUnavailable) when every connection is busy.

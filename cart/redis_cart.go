@@ -428,6 +428,9 @@ func (s *RedisStore) forgetDue(ctx context.Context, streamID string, holdIDs []s
 const (
 	idemPendingTTL = 5 * time.Second // covers one checkout; then the key may be taken over
 	idemWait       = 2 * time.Second // how long a concurrent same-key call waits
+	// idemAnswerMargin: a same-key call with a deadline stops waiting this long before
+	// it, to answer conflict in time.
+	idemAnswerMargin = 100 * time.Millisecond
 )
 
 // idemHash names an idempotency key of a user.
@@ -493,6 +496,11 @@ func (s *RedisStore) finishCheckout(userBase, ih, value string, emptied []string
 func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time) (string, *userCart, *CheckoutResult, error) {
 	token := randomToken()
 	deadline := time.Now().Add(idemWait)
+	// A caller with a deadline (an API request's bound) gets the answer for a key in
+	// progress (conflict) before it, rather than unavailable.
+	if d, ok := ctx.Deadline(); ok && d.Add(-idemAnswerMargin).Before(deadline) {
+		deadline = d.Add(-idemAnswerMargin)
+	}
 	for {
 		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds(), streamID}
 		var cmd *redis.Cmd
@@ -538,6 +546,9 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return "", nil, nil, fmt.Errorf("a checkout with this idempotency key is in progress: %w", ErrConflict)
+			}
 			return "", nil, nil, unavailable(ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}

@@ -2,6 +2,7 @@ package cart
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +121,28 @@ func TestRedisHoldAfterNoScriptStaysInCart(t *testing.T) {
 		t.Fatalf("cart after the hold: got %+v %v, want the hold %s", hs, err, h.ID)
 	}
 	e.checkInvariants(t)
+}
+
+// TestRedisSameKeyInProgressAnswersConflictBeforeDeadline: while a checkout with a key
+// is in progress, a second call with the same key and a deadline sooner than the wait
+// for the first (an API request's redis.request_timeout) answers conflict before its
+// deadline, as the contract says, not unavailable at it.
+func TestRedisSameKeyInProgressAnswersConflictBeforeDeadline(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	p := e.product(t, e.stream(t), 5)
+	if _, err := e.hold("u", p.ID, "", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ih := idemHash("u", "k")
+	if _, _, _, err := st.claimIdem(context.Background(), "u", ih, "f", "", e.now); err != nil {
+		t.Fatal(err) // the first call: claimed, still in progress
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := st.Checkout(ctx, CheckoutRequest{OrderID: "o", UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}, e.now)
+	if took := time.Since(start); !errors.Is(err, ErrConflict) || took > 500*time.Millisecond {
+		t.Fatalf("same key while in progress, 500 ms deadline: got %v after %v, want conflict before the deadline", err, took)
+	}
 }

@@ -38,6 +38,10 @@ type Options struct {
 	// single node (embedded store): no origin is recorded.
 	NodeID       string
 	AdvertiseURL func() string
+	// StoreTimeout, when set, bounds how long an /api/ request waits for the store
+	// (and the live channel): its context ends then, and a store call still waiting
+	// answers 503 unavailable. Zero: no bound beyond the store's own.
+	StoreTimeout time.Duration
 }
 
 // Media is what the HTTP edge needs of the media relay (stream.Relay).
@@ -140,7 +144,7 @@ func New(deps Deps) *Server {
 
 	s.mux = http.NewServeMux()
 	s.routes(s.mux)
-	s.handler = s.recoverer(s.instrument(s.cors(s.limitIP(s.authenticate(s.mux)))))
+	s.handler = s.recoverer(s.instrument(s.cors(s.limitIP(s.authenticate(s.boundStore(s.mux))))))
 	return s
 }
 
@@ -222,6 +226,25 @@ func (s *Server) noop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// boundStore gives /api/ requests a context that ends after Options.StoreTimeout: a
+// store (or live channel) that does not answer costs a request that long at most.
+// WHIP, WHEP and websockets are not bounded here: their sessions outlive the request.
+func (s *Server) boundStore(next http.Handler) http.Handler {
+	d := s.deps.Options.StoreTimeout
+	if d <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // emit hands an event to the live channel, if one is wired.

@@ -31,6 +31,9 @@ type Config struct {
 		Prefix string `yaml:"prefix"`
 		// PingTimeout bounds /readyz's ping of a Redis that does not answer (500ms).
 		PingTimeout time.Duration `yaml:"ping_timeout"`
+		// RequestTimeout bounds how long an API request waits for Redis (1s): then it
+		// answers 503 unavailable with Retry-After.
+		RequestTimeout time.Duration `yaml:"request_timeout"`
 	} `yaml:"redis"`
 
 	Cluster struct {
@@ -101,6 +104,7 @@ func defaultConfig() Config {
 	c.Redis.URL = "redis://127.0.0.1:6379/0"
 	c.Redis.Prefix = "livecart"
 	c.Redis.PingTimeout = 500 * time.Millisecond
+	c.Redis.RequestTimeout = time.Second
 	c.Cart.HoldTTL = 10 * time.Minute
 	c.Cart.SaleHoldTTL = 2 * time.Minute
 	c.Cart.MaxPins = 5
@@ -152,9 +156,10 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		}
 	}
 	dur := map[string]*time.Duration{
-		"LIVECART_HOLD_TTL":           &c.Cart.HoldTTL,
-		"LIVECART_SALE_HOLD_TTL":      &c.Cart.SaleHoldTTL,
-		"LIVECART_REDIS_PING_TIMEOUT": &c.Redis.PingTimeout,
+		"LIVECART_HOLD_TTL":              &c.Cart.HoldTTL,
+		"LIVECART_SALE_HOLD_TTL":         &c.Cart.SaleHoldTTL,
+		"LIVECART_REDIS_PING_TIMEOUT":    &c.Redis.PingTimeout,
+		"LIVECART_REDIS_REQUEST_TIMEOUT": &c.Redis.RequestTimeout,
 	}
 	for k, p := range dur {
 		if v := getenv(k); v != "" {
@@ -209,6 +214,9 @@ func (c Config) validate() error {
 		}
 		if c.Redis.PingTimeout < time.Millisecond || c.Redis.PingTimeout > 2*time.Second {
 			errs = append(errs, fmt.Errorf("redis ping_timeout %v: want 1ms..2s (/readyz waits 2 s at most)", c.Redis.PingTimeout))
+		}
+		if c.Redis.RequestTimeout < 10*time.Millisecond || c.Redis.RequestTimeout > time.Minute {
+			errs = append(errs, fmt.Errorf("redis request_timeout %v: want 10ms..1m", c.Redis.RequestTimeout))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("store %q: want embedded or redis", c.Store))

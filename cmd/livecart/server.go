@@ -129,6 +129,7 @@ func (m *Main) build(ctx context.Context) error {
 	deps.Options.ICEServers = m.cfg.Media.ICEServers
 	if m.cfg.Store == "redis" { // nodes share streams: each records the ones published on it
 		deps.Options.NodeID, deps.Options.AdvertiseURL = m.cfg.NodeID, m.advertiseURL
+		deps.Options.StoreTimeout = m.cfg.Redis.RequestTimeout
 	}
 	m.web = web.New(deps)
 	srv.Store(m.web)

@@ -88,6 +88,9 @@ func NewRedisClient(url string) (*redis.Client, error) {
 	opt.DialTimeout = 3 * time.Second
 	opt.ReadTimeout = 3 * time.Second
 	opt.WriteTimeout = 3 * time.Second
+	// Calls end at their context's deadline (a publish's 5 s in all, a request's
+	// bound), not after 3 s a try.
+	opt.ContextTimeoutEnabled = true
 	opt.DisableIdentity = true
 	return redis.NewClient(opt), nil
 }

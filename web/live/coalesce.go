@@ -24,6 +24,17 @@ type emitter struct {
 	gated    map[string]*gatedStock   // stock key → turns at the bus's StockGate
 	// endedSales are the sales whose ended sale event is out: their stock is final.
 	endedSales map[string]bool
+
+	qmu      sync.Mutex    // guards queue and draining; never taken while mu is held
+	queue    []queuedEvent // events waiting for mu, in the order they were emitted
+	draining bool          // drain is running
+}
+
+// queuedEvent is an event handed to the stream's drain (see Hub.Emit).
+type queuedEvent struct {
+	ctx  context.Context // without cancel: the caller may stop waiting, not the event
+	ev   cart.Event
+	done chan struct{} // closed once it was emitted
 }
 
 // gatedStock is a stock key coalesced across nodes (the bus is a StockGate): changes
@@ -47,6 +58,54 @@ type pendingEvent struct {
 func (e *emitter) emit(ctx context.Context, ev cart.Event) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.emitLocked(ctx, ev)
+}
+
+// enqueue hands ev to the stream's drain, which emits the stream's events one at a
+// time in the order they came, and returns a channel closed once ev is out; nil when
+// it was emitted here at once (a stock change for the gate: no store or bus call).
+func (e *emitter) enqueue(ctx context.Context, ev cart.Event) <-chan struct{} {
+	e.qmu.Lock()
+	if !e.draining && e.hub.stockGate != nil && ev.Type == cart.EventStock && e.mu.TryLock() {
+		if d, ok := ev.Data.(cart.StockData); ok && (d.SaleID == "" || !e.endedSales[d.SaleID]) {
+			e.qmu.Unlock()
+			e.emitLocked(ctx, ev)
+			e.mu.Unlock()
+			return nil
+		}
+		e.mu.Unlock()
+	}
+	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, done: make(chan struct{})}
+	e.queue = append(e.queue, q)
+	start := !e.draining
+	e.draining = true
+	e.qmu.Unlock()
+	if start && !e.hub.goBackground(e.drain) {
+		e.drain() // the hub is closing: no background left, emit here
+	}
+	return q.done
+}
+
+// drain emits the queued events in order and ends when none is left.
+func (e *emitter) drain() {
+	for {
+		e.qmu.Lock()
+		if len(e.queue) == 0 {
+			e.draining = false
+			e.qmu.Unlock()
+			return
+		}
+		q := e.queue[0]
+		e.queue[0] = queuedEvent{}
+		e.queue = e.queue[1:]
+		e.qmu.Unlock()
+		e.emit(q.ctx, q.ev)
+		close(q.done)
+	}
+}
+
+// emitLocked emits ev; called with e.mu held.
+func (e *emitter) emitLocked(ctx context.Context, ev cart.Event) {
 	now := e.hub.cfg.Now()
 	key := e.coalesceKey(ev)
 	if key == "" {
@@ -138,6 +197,12 @@ func (e *emitter) flush(key string) {
 
 // idle reports whether nothing is held back or recently sent; it forgets old sends.
 func (e *emitter) idle(now time.Time, interval time.Duration) bool {
+	e.qmu.Lock()
+	draining := e.draining
+	e.qmu.Unlock()
+	if draining {
+		return false
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, t := range e.lastSent {

@@ -60,13 +60,28 @@ type ErrorData struct {
 // Emit publishes a domain event to the stream's viewers on every node. Stock events
 // (per sale) and stock-only product changes (per product) are coalesced to at most one
 // per CoalesceInterval, newest value first, the last value always sent. Emit waits for
-// the bus (a Redis round trip at most), never for viewers.
+// the bus, never for viewers; on a bus that is not in process (Redis) it waits at most
+// until ctx ends: a slow or frozen Redis must not hold up the request that emits (its
+// change is in), nor the stream's next requests. The event is still published, in
+// order with the stream's others, once the bus answers (each call within its own
+// timeout).
 func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
 	e := h.emitter(ev.StreamID)
 	if e == nil {
 		return
 	}
-	e.emit(ctx, ev)
+	if _, inProcess := h.cfg.Bus.(*MemoryBus); inProcess {
+		e.emit(ctx, ev)
+		return
+	}
+	done := e.enqueue(ctx, ev)
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // seenPublisher is a Bus that records the stock values an event carries as delivered

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/web/auth"
+)
+
+// tripProxy forwards a node's commands to its Redis and calls trip, before forwarding
+// it, with the first command that match picks: the test freezes Redis right there
+// (SIGSTOP), so that command and all later ones wait for the thaw.
+type tripProxy struct {
+	addr    string
+	tripped chan struct{} // closed once trip ran
+}
+
+func newTripProxy(t *testing.T, target string, match func(cmd [][]byte) bool, trip func()) *tripProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tripProxy{addr: ln.Addr().String(), tripped: make(chan struct{})}
+	var once sync.Once
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			conns.Add(2)
+			go func() { // replies
+				defer conns.Done()
+				io.Copy(c, up)
+				c.Close()
+			}()
+			go func() { // commands
+				defer conns.Done()
+				defer up.Close()
+				rd := bufio.NewReader(c)
+				for {
+					raw, cmd, err := readCommand(rd)
+					if err != nil {
+						return
+					}
+					select {
+					case <-p.tripped:
+					default:
+						if match(cmd) {
+							once.Do(func() { trip(); close(p.tripped) })
+						}
+					}
+					if _, err := up.Write(raw); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// timedPost posts body (JSON) with the given headers and returns the status, the error
+// code, whether Retry-After was set, and how long the answer took.
+func timedRequest(t *testing.T, method, url, token string, body any, header map[string]string) (int, string, bool, time.Duration) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return 0, "", false, time.Since(start)
+	}
+	defer resp.Body.Close()
+	var e struct{ Error struct{ Code string } }
+	json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e.Error.Code, resp.Header.Get("Retry-After") != "", time.Since(start)
+}
+
+// frozenAnswerWithin bounds every answer while Redis is frozen: the store's request
+// timeout (redis.request_timeout, 1 s by default) and some slack for a loaded machine.
+const frozenAnswerWithin = 1500 * time.Millisecond
+
+// TestFrozenRedisAnswersQuicklyAndRecovers: Redis freezes (SIGSTOP) right when a pin
+// request publishes its live event, the stream's events being published one at a
+// time. Meanwhile every request answers within the bound: the pin 200 (its change is
+// in), store calls on that stream and on another 503 unavailable with Retry-After,
+// a checkout too. After the thaw the node serves again by itself, the checkout retried
+// with the same Idempotency-Key gets one order (never two), the order acknowledged
+// before is still there, and the viewer gets the pin event and the next one in order.
+// (Before: the pin request held the stream's emitter for the whole freeze and the
+// other requests waited out Redis's 3 s read timeout.)
+func TestFrozenRedisAnswersQuicklyAndRecovers(t *testing.T) {
+	srv, addr := freezableRedis(t)
+	var armed atomic.Pointer[string] // the stream whose next pin event freezes Redis
+	match := func(cmd [][]byte) bool {
+		keys, args, ok := scriptCall(cmd)
+		sid := armed.Load()
+		return ok && sid != nil && len(keys) > 0 && len(args) > 0 &&
+			bytes.Contains(keys[0], []byte(":live:{"+*sid+"}:seq")) && bytes.Equal(args[0], []byte(`"pin"`))
+	}
+	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-slow-"+uuid.NewString()[:8])).Addr()
+
+	creator := mint(t, auth.RoleCreator, "alice")
+	buyer, buyer2 := mint(t, auth.RoleViewer, "bob"), mint(t, auth.RoleViewer, "carol")
+	var stB, p1, p2, q struct{ ID string }
+	product := func(sid string, out any) {
+		call(t, "POST", base+"/api/streams/"+sid+"/products", creator, map[string]any{
+			"sku": "S", "title": "T", "price_cents": 100, "currency": "USD", "stock": 5}, 201, out)
+	}
+	var a struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &a)
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "B"}, 201, &stB)
+	product(a.ID, &p1)
+	product(a.ID, &p2)
+	product(stB.ID, &q)
+	call(t, "POST", base+"/api/cart/items", buyer, map[string]any{"product_id": p1.ID, "quantity": 1}, 201, nil)
+	var acked struct{ ID string }
+	call(t, "POST", base+"/api/checkout", buyer, map[string]any{}, 201, &acked)
+	call(t, "POST", base+"/api/cart/items", buyer2, map[string]any{"product_id": q.ID, "quantity": 1}, 201, nil)
+	ws := dialWS(t, base, a.ID, "")
+	snap := next(t, ws, "snapshot")
+	armed.Store(&a.ID)
+
+	var wg sync.WaitGroup
+	check := func(what string, wantStatus int, method, url, token string, body any, header map[string]string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, ecode, retry, took := timedRequest(t, method, url, token, body, header)
+			switch {
+			case took > frozenAnswerWithin:
+				t.Errorf("%s with Redis frozen: answered %d after %v, want within %v", what, code, took, frozenAnswerWithin)
+			case code != wantStatus:
+				t.Errorf("%s with Redis frozen: got %d %q, want %d", what, code, ecode, wantStatus)
+			case code == 503 && (ecode != "unavailable" || !retry):
+				t.Errorf("%s with Redis frozen: got 503 %q Retry-After %v, want unavailable with Retry-After", what, ecode, retry)
+			}
+		}()
+	}
+	key := uuid.NewString()
+	check("pin on A", 200, "POST", base+"/api/streams/"+a.ID+"/pins", creator, map[string]string{"product_id": p2.ID}, nil)
+	select {
+	case <-proxy.tripped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pin's event was not published within 5 s")
+	}
+	frozenAt := time.Now()
+	check("products of A", 503, "GET", base+"/api/streams/"+a.ID+"/products", "", nil, nil)
+	check("hold on A", 503, "POST", base+"/api/cart/items", buyer, map[string]any{"product_id": p1.ID, "quantity": 1}, nil)
+	check("products of B", 503, "GET", base+"/api/streams/"+stB.ID+"/products", "", nil, nil)
+	check("hold on B", 503, "POST", base+"/api/cart/items", buyer, map[string]any{"product_id": q.ID, "quantity": 1}, nil)
+	check("checkout on B", 503, "POST", base+"/api/checkout", buyer2, map[string]any{}, map[string]string{"Idempotency-Key": key})
+	wg.Wait()
+	time.Sleep(time.Until(frozenAt.Add(2500 * time.Millisecond)))
+	srv.Process.Signal(syscall.SIGCONT)
+
+	// The checkout again with its key: one order, whatever the frozen attempt did.
+	var order struct{ ID string }
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		req, _ := http.NewRequest("POST", base+"/api/checkout", bytes.NewReader([]byte("{}")))
+		req.Header.Set("Authorization", "Bearer "+buyer2)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&order)
+		resp.Body.Close()
+		if resp.StatusCode == 200 || resp.StatusCode == 201 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkout with the same key after the thaw: still %d after 15 s", resp.StatusCode)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var again struct{ ID string }
+	req, _ := http.NewRequest("POST", base+"/api/checkout", bytes.NewReader([]byte("{}")))
+	req.Header.Set("Authorization", "Bearer "+buyer2)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&again)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || again.ID != order.ID {
+		t.Fatalf("checkout replayed with its key: got %d %q, want 200 with %s", resp.StatusCode, again.ID, order.ID)
+	}
+	var orders []struct{ ID string }
+	call(t, "GET", base+"/api/orders", buyer2, nil, 200, &orders)
+	if len(orders) != 1 || orders[0].ID != order.ID {
+		t.Fatalf("buyer2's orders after the thaw: got %+v, want only %s", orders, order.ID)
+	}
+	call(t, "GET", base+"/api/orders", buyer, nil, 200, &orders)
+	if len(orders) != 1 || orders[0].ID != acked.ID {
+		t.Fatalf("buyer's orders after the thaw: got %+v, want the acknowledged %s", orders, acked.ID)
+	}
+	for _, sid := range []string{a.ID, stB.ID} {
+		var products []struct{ Stock, Held, Sold int }
+		call(t, "GET", base+"/api/streams/"+sid+"/products", "", nil, 200, &products)
+		for _, p := range products {
+			if p.Stock+p.Held+p.Sold != 5 || p.Sold > 1 {
+				t.Fatalf("stream %s after the thaw: product %+v, want stock+held+sold = 5, at most 1 sold", sid, p)
+			}
+		}
+	}
+
+	// The viewer gets the pin of the frozen request, then the unpin made after the thaw,
+	// every event one seq after the one before, from the snapshot on.
+	call(t, "DELETE", base+"/api/streams/"+a.ID+"/pins/"+p2.ID, creator, nil, 200, nil)
+	seq, pinned := snap.Seq, false
+	for done := false; !done; {
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, raw, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for the pin and unpin events (last seq %d, pin seen %v): %v", seq, pinned, err)
+		}
+		var f frame
+		json.Unmarshal(raw, &f)
+		if f.Seq != seq+1 {
+			t.Fatalf("%s event with seq %d after seq %d, want %d", f.Type, f.Seq, seq, seq+1)
+		}
+		seq = f.Seq
+		switch f.Type {
+		case "pin":
+			pinned = true
+		case "unpin":
+			if !pinned {
+				t.Fatal("unpin event before the pin event")
+			}
+			done = true
+		}
+	}
+	call(t, "POST", base+"/api/cart/items", buyer, map[string]any{"product_id": q.ID, "quantity": 1}, 201, nil)
+}
