@@ -232,7 +232,9 @@ func (b *RedisBus) unsubscribe(sid string, s *redisSub, id int) {
 	}
 	b.mu.Unlock()
 	if empty {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		// Bounded: the pub/sub's lock is held meanwhile. If it fails, the channel is
+		// still left out of the resubscription, and its messages are ignored here.
+		ctx, cancel := context.WithTimeout(context.Background(), lockedCallTimeout)
 		defer cancel()
 		if err := b.ps.Unsubscribe(ctx, b.channel(sid)); err != nil {
 			b.log.Warn("live: unsubscribe", "stream", sid, "err", err)
@@ -245,7 +247,11 @@ func (b *RedisBus) unsubscribe(sid string, s *redisSub, id int) {
 func (b *RedisBus) receiveLoop(ctx context.Context) {
 	defer close(b.done)
 	for {
-		msg, err := b.ps.ReceiveTimeout(ctx, 2*time.Second)
+		// The context bounds only the (re)connection, made with the pub/sub's lock
+		// held (every (un)subscription waits for it); the read waits its 2 s.
+		cctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
+		msg, err := b.ps.ReceiveTimeout(cctx, 2*time.Second)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
@@ -253,7 +259,11 @@ func (b *RedisBus) receiveLoop(ctx context.Context) {
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
 				b.retryStale(ctx)
-				_ = b.ps.Ping(ctx) // a dead connection fails here and is replaced
+				// A dead connection fails here and is replaced. Bounded: the pub/sub's
+				// lock is held meanwhile, and every (un)subscription waits for it.
+				pctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
+				_ = b.ps.Ping(pctx)
+				cancel()
 				continue
 			}
 			b.log.Warn("live: redis subscription lost; resubscribing", "err", err)
@@ -294,36 +304,49 @@ func (b *RedisBus) retryStale(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	for _, sid := range sids {
-		b.catchUp(ctx, sid)
+		if !b.catchUp(ctx, sid) {
+			return // Redis does not answer: the next tick tries again
+		}
 	}
 }
 
+// lockedCallTimeout bounds each Redis call the bus makes holding a lock that every
+// stream's delivery, subscription or unsubscription waits for (b.mu for history reads,
+// the pub/sub's own for its connection): a Redis that does not answer holds them up
+// this long at most, and the call is tried again later.
+const lockedCallTimeout = 500 * time.Millisecond
+
 // catchUp initialises a new subscription, or delivers what history holds beyond the
 // last delivered seq (after a resubscription).
-func (b *RedisBus) catchUp(ctx context.Context, sid string) {
+// It reports false when Redis did not answer.
+func (b *RedisBus) catchUp(ctx context.Context, sid string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.subs[sid]
 	if s == nil {
-		return
+		return true
 	}
 	if s.last < 0 {
-		n, err := b.rdb.Get(ctx, b.key(sid, "seq")).Int64()
+		rctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
+		n, err := b.rdb.Get(rctx, b.key(sid, "seq")).Int64()
+		cancel()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			b.log.Warn("live: read seq", "stream", sid, "err", err)
-			return // retried on the next tick
+			return false // retried on the next tick
 		}
 		s.last, s.initial = n, n
 		close(s.ready)
-		return
+		return true
 	}
-	b.fill(ctx, sid, s, "+")
+	return b.fill(ctx, sid, s, "+")
 }
 
 // fill delivers the history records after s.last up to through ("+": all). Called
 // with b.mu held.
 func (b *RedisBus) fill(ctx context.Context, sid string, s *redisSub, through string) bool {
-	entries, err := b.rdb.XRange(ctx, b.key(sid, "history"), strconv.FormatInt(s.last+1, 10), through).Result()
+	rctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
+	entries, err := b.rdb.XRange(rctx, b.key(sid, "history"), strconv.FormatInt(s.last+1, 10), through).Result()
+	cancel()
 	if err != nil {
 		b.log.Warn("live: read history", "stream", sid, "err", err)
 		s.stale = true

@@ -108,7 +108,11 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 	// The connection's context is not the request's: the handler returns once the
 	// reader and writer run, so that its grown stack and the request are freed.
 	ctx, cancel := context.WithCancel(context.Background())
-	rm, err := h.acquireRoom(ctx, sid)
+	// The join's calls (subscription, history, snapshot) end within JoinTimeout: a
+	// Redis that does not answer costs the client that long, then 1013.
+	jctx, jcancel := context.WithTimeout(ctx, h.cfg.JoinTimeout)
+	defer jcancel()
+	rm, err := h.acquireRoom(jctx, sid)
 	if err != nil {
 		h.cfg.Logger.Warn("live: join", "stream", sid, "err", err)
 		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
@@ -117,12 +121,13 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		h.conns.Done()
 		return
 	}
-	if err := c.start(ctx, rm, since, hasSince, opt.Ended); err != nil {
+	if err := c.start(jctx, rm, since, hasSince, opt.Ended); err != nil {
 		h.cfg.Logger.Warn("live: start", "stream", sid, "err", err)
 		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
 		c.finish(rm, cancel)
 		return
 	}
+	jcancel()
 	h.metrics.connections.Inc()
 	go c.writeLoop() // the reserved writer: it sends the first frames
 	go func() {

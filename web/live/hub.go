@@ -68,11 +68,15 @@ type Config struct {
 	// CheckOrigin decides whether a browser's Origin may connect; nil allows any.
 	CheckOrigin func(r *http.Request) bool
 
-	ChatRate         rate.Limit    // chat messages a second per user (1)
-	ChatBurst        int           // (5)
-	MaxQueueBytes    int           // a client this far behind is dropped (1 MiB)
-	MaxBehind        time.Duration // or this long behind (10 s)
-	WriteTimeout     time.Duration // per batch of frames (10 s)
+	ChatRate      rate.Limit    // chat messages a second per user (1)
+	ChatBurst     int           // (5)
+	MaxQueueBytes int           // a client this far behind is dropped (1 MiB)
+	MaxBehind     time.Duration // or this long behind (10 s)
+	WriteTimeout  time.Duration // per batch of frames (10 s)
+	// JoinTimeout bounds a connection's join (the bus subscription, the history or the
+	// snapshot read) on a bus or store that does not answer: the connection is then
+	// closed with 1013 (5 s).
+	JoinTimeout      time.Duration
 	PingInterval     time.Duration // websocket pings (30 s); a client silent for 2× is dropped
 	CoalesceInterval time.Duration // stock events per sale/product at most once per (100 ms)
 	ViewersInterval  time.Duration // viewers events at most once per (1 s)
@@ -102,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = 5 * time.Second
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = 30 * time.Second

@@ -148,3 +148,44 @@ func TestPublishRunsOnce(t *testing.T) {
 		t.Fatalf("the stream's seq is %d after two publications, want 2 (one ran twice)", seq)
 	}
 }
+
+// TestJoinWithHungRedisClosesInTime: a websocket joins while the bus's Redis is frozen.
+// The join gives up after JoinTimeout and closes the connection with 1013 (try again
+// later), instead of waiting for the subscription's confirmation (10 s) and the
+// snapshot's reads; once Redis answers, a new connection joins.
+func TestJoinWithHungRedisClosesInTime(t *testing.T) {
+	r := startHangableRedis(t)
+	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	bus := NewRedisBus(rdb, "join", nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	ts := newTestServer(t, Config{Bus: bus, JoinTimeout: time.Second})
+	sid := uuid.NewString()
+	r.freeze()
+	start := time.Now()
+	c := ts.dial(t, sid, "")
+	code := c.waitClosed(t)
+	if took := time.Since(start); code != 1013 || took > 2500*time.Millisecond {
+		t.Fatalf("join with Redis frozen: closed %d after %v, want 1013 within 2.5 s", code, took)
+	}
+	r.thaw()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := ts.dial(t, sid, "")
+		select {
+		case m := <-c.msgs:
+			if m.Type == "snapshot" {
+				return
+			}
+		case <-c.closed:
+		case <-time.After(5 * time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot within 10 s of the thaw")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
