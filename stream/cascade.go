@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -299,6 +300,7 @@ func (pl *puller) closeUpstream() {
 	rm := pl.rm
 	pl.up, pl.origin = nil, ""
 	rm.pubPtr.CompareAndSwap(up, nil)
+	sayGoodbye(up.pc)
 	up.close()
 	pl.hangUp(pl.session)
 	pl.session = ""
@@ -309,6 +311,25 @@ func (pl *puller) closeUpstream() {
 }
 
 func (pl *puller) hangUp(session string) { pl.rm.relay.endUpstreamSession(session) }
+
+// sayGoodbye tells the origin, on the media path, that this upstream is leaving: an
+// RTCP BYE naming the origin's media SSRCs, which reaches the origin's senders (see
+// viewer.readRTCP), so the origin ends the session at once even if the DELETE that
+// follows is lost. (A DTLS close_notify alone goes unnoticed by pion until the ICE
+// timeouts, about 15 s.)
+func sayGoodbye(pc *webrtc.PeerConnection) {
+	var ssrcs []uint32
+	for _, recv := range pc.GetReceivers() {
+		for _, t := range recv.Tracks() {
+			if t.SSRC() != 0 {
+				ssrcs = append(ssrcs, uint32(t.SSRC()))
+			}
+		}
+	}
+	if len(ssrcs) > 0 {
+		_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.Goodbye{Sources: ssrcs, Reason: "upstream closed"}})
+	}
+}
 
 // startPullLocked starts the room's puller if the relay cascades and none runs.
 // Called with rm.mu held.

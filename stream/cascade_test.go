@@ -36,6 +36,9 @@ type directory struct {
 	late map[string]time.Duration
 	// signalTimeout is the relays' UpstreamTimeout.
 	signalTimeout time.Duration
+	// loseDeletes makes Unsubscribe fail without ending the session (its DELETE lost
+	// on the way: the origin learns of the puller's leaving only from the media path).
+	loseDeletes bool
 }
 
 type nodeView struct {
@@ -97,6 +100,10 @@ func (n nodeView) Unsubscribe(ctx context.Context, session string) error {
 	}
 	parts := strings.Split(session, "/")
 	n.d.mu.Lock()
+	if n.d.loseDeletes {
+		n.d.mu.Unlock()
+		return errors.New("DELETE lost")
+	}
 	r := n.d.relays[parts[0]]
 	n.d.subs[parts[0]]--
 	n.d.mu.Unlock()
@@ -406,4 +413,31 @@ func gaugeValue(g prometheus.Gauge) float64 {
 	var m dto.Metric
 	_ = g.Write(&m)
 	return m.GetGauge().GetValue()
+}
+
+// TestCascadeOriginNoticesPullerLeaving: the pulling node's last viewer leaves, so it
+// closes its upstream peer (a DTLS close_notify goes to the origin), but its DELETE of
+// the origin's session is lost. The origin ends that session promptly anyway, not after
+// its ICE timeouts (5 s disconnected, then failed).
+func TestCascadeOriginNoticesPullerLeaving(t *testing.T) {
+	d, r := newCluster(t, "a", "b")
+	startPublisher(t, r["a"], "s1")
+	v, rid := startViewer(t, r["b"], "s1")
+	receiving(t, v, 10, "media on b")
+	if got := r["a"].Viewers("s1"); got != 1 {
+		t.Fatalf("viewers on a while b pulls: got %d, want 1", got)
+	}
+	d.mu.Lock()
+	d.loseDeletes = true
+	d.mu.Unlock()
+	if err := r["b"].Delete("s1", rid, RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.Close()
+	waitFor(t, slow(5*time.Second), "b closes its upstream", func() bool { return !r["b"].Pulling("s1") })
+	closed := time.Now()
+	waitFor(t, 20*time.Second, "a ends the puller's session", func() bool { return r["a"].Viewers("s1") == 0 })
+	if took := time.Since(closed); took > slow(2*time.Second) {
+		t.Fatalf("a ended the session of the puller that left %v after it closed, want within %v", took, slow(2*time.Second))
+	}
 }

@@ -124,6 +124,11 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender, t *viewerTrack) {
 				if t != nil {
 					t.resend(p)
 				}
+			case *rtcp.Goodbye:
+				// A puller (another node) leaving: its BYE names our SSRCs (see
+				// sayGoodbye). Not waiting for the ICE timeouts.
+				go v.close()
+				return
 			}
 		}
 	}
