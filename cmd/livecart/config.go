@@ -75,6 +75,9 @@ type Config struct {
 	HTTP struct {
 		CORSOrigins     []string      `yaml:"cors_origins"`
 		ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+		// ReadTimeout bounds reading a request, headers and body (30s): a client that
+		// stops sending half-way is cut off. Websockets set their own deadlines.
+		ReadTimeout time.Duration `yaml:"read_timeout"`
 	} `yaml:"http"`
 
 	RateLimits struct {
@@ -113,6 +116,7 @@ func defaultConfig() Config {
 	c.Live.ChatBurst = 5
 	c.Live.Writers = runtime.GOMAXPROCS(0)
 	c.HTTP.ShutdownTimeout = 10 * time.Second
+	c.HTTP.ReadTimeout = 30 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -160,6 +164,7 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		"LIVECART_SALE_HOLD_TTL":         &c.Cart.SaleHoldTTL,
 		"LIVECART_REDIS_PING_TIMEOUT":    &c.Redis.PingTimeout,
 		"LIVECART_REDIS_REQUEST_TIMEOUT": &c.Redis.RequestTimeout,
+		"LIVECART_HTTP_READ_TIMEOUT":     &c.HTTP.ReadTimeout,
 	}
 	for k, p := range dur {
 		if v := getenv(k); v != "" {
@@ -244,6 +249,9 @@ func (c Config) validate() error {
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("http shutdown_timeout must be positive"))
+	}
+	if c.HTTP.ReadTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("http read_timeout %v: want at least 100ms", c.HTTP.ReadTimeout))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

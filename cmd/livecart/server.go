@@ -136,8 +136,12 @@ func (m *Main) build(ctx context.Context) error {
 	m.httpSrv = &http.Server{
 		Handler:           m.web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		// The whole request, body too. (A handler still running then has its context
+		// cancelled by net/http's background read: API requests end within
+		// redis.request_timeout, WHIP and WHEP within a few seconds.)
+		ReadTimeout: m.cfg.HTTP.ReadTimeout,
+		IdleTimeout: 120 * time.Second,
+		ErrorLog:    slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	return nil
 }
