@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -87,6 +88,7 @@ func TestLiveConnectChecks(t *testing.T) {
 		{"bad token", "/ws/" + st.ID + "?token=garbage", http.StatusUnauthorized},
 		{"since not a number", "/ws/" + st.ID + "?since=x", http.StatusBadRequest},
 		{"since negative", "/ws/" + st.ID + "?since=-1", http.StatusBadRequest},
+		{"not a websocket request", "/ws/" + st.ID, http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, raw := e.do("GET", tc.path, "", nil)
@@ -109,6 +111,38 @@ func TestLiveConnectChecks(t *testing.T) {
 	var sv StreamView
 	if err := json.Unmarshal(f.Stream, &sv); err != nil || sv.ID != st.ID || sv.StreamKey != "" || sv.Viewers != 1 {
 		t.Fatalf("snapshot stream: got %s, want the public view of %s with 1 viewer", f.Stream, st.ID)
+	}
+}
+
+// TestLiveRefusedUpgradeIsAPIError: a refused upgrade (an Origin not allowed, a request
+// that is not a websocket handshake) answers in the API's JSON error shape, not the
+// websocket library's plain text.
+func TestLiveRefusedUpgradeIsAPIError(t *testing.T) {
+	e := newTestEnv(t, func(d *Deps) {
+		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil),
+			ViewersInterval: time.Hour, CheckOrigin: live.OriginChecker([]string{"https://shop.example"})})
+		t.Cleanup(func() { hub.Close() })
+		d.Live, d.Events, d.Presence = hub, hub, hub
+	})
+	st := e.createStream("creator-1")
+	u := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws/" + st.ID
+	ws, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Origin": {"https://shop.example"}})
+	if err != nil {
+		t.Fatalf("dial from an allowed origin: %v", err)
+	}
+	ws.Close()
+	_, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil {
+		t.Fatalf("dial from another origin: got err %v, want a refused handshake", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Content-Type") != "application/json" ||
+		json.Unmarshal(raw, &body) != nil || body.Error.Code != "forbidden" || body.Error.Message == "" {
+		t.Fatalf("dial from another origin: got %d %q %s, want 403 application/json forbidden", resp.StatusCode, resp.Header.Get("Content-Type"), raw)
 	}
 }
 

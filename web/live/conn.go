@@ -2,8 +2,8 @@ package live
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -81,14 +81,35 @@ type conn struct {
 	done     chan struct{} // closed when the reader stops
 }
 
+// refuseUpgrade answers a refused handshake (not a websocket request, an Origin not
+// allowed) in the API's error shape instead of the websocket library's plain text.
+func refuseUpgrade(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+	code := "bad_request"
+	switch {
+	case status == http.StatusForbidden:
+		code = "forbidden"
+	case status == http.StatusMethodNotAllowed:
+		code = "method_not_allowed"
+	case status >= 500:
+		code = "internal"
+	}
+	writeAPIError(w, status, code, reason.Error())
+}
+
+// writeAPIError writes {"error":{"code","message"}} with status.
+func writeAPIError(w http.ResponseWriter, status int, code, msg string) {
+	body, _ := json.Marshal(map[string]map[string]string{"error": {"code": code, "message": msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
 // ServeWS upgrades the request and serves sid's events until the connection ends.
 // The web layer has already checked that the stream exists and who is asking.
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt ServeOptions) {
 	since, hasSince, err := parseSince(r)
 	if err != nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = io.WriteString(w, `{"error":{"code":"bad_request","message":"since must be a non-negative integer"}}`+"\n")
+		writeAPIError(w, http.StatusBadRequest, "bad_request", "since must be a non-negative integer")
 		return
 	}
 	snaps := opt.Snapshots

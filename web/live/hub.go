@@ -176,6 +176,7 @@ func NewHub(cfg Config) *Hub {
 		ReadBufferSize:  1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     h.checkOrigin,
+		Error:           refuseUpgrade,
 	}
 	if g, ok := cfg.Bus.(StockGate); ok && cfg.Stock != nil {
 		h.stockGate = g
