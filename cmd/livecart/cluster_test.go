@@ -186,8 +186,10 @@ type frame struct {
 	Text    string          `json:"text"`
 	Product json.RawMessage `json:"product"`
 	SaleID  string          `json:"sale_id"`
-	Remain  *int            `json:"remaining"`
-	Sale    struct {
+	// ProductID is an unpin's (and a stock event's) product.
+	ProductID string `json:"product_id"`
+	Remain    *int   `json:"remaining"`
+	Sale      struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	} `json:"sale"`
