@@ -123,6 +123,18 @@ func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (R
 // start after the end) never undoes it. With onlyNewer, it is dropped unless each
 // sale status in seen is further on than the one recorded.
 func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error) {
+	return b.publishSeen(ctx, sid, typ, body, seen, onlyNewer, 0)
+}
+
+// PublishRescuedPin is PublishSeen for a pin or unpin event the node-death rescue
+// publishes (the store's state read after StaleStock returned its key with stamp): it
+// is dropped (Record{}, no error) if a pin or unpin of the product went out since the
+// comparison, whose state may be newer than the one read.
+func (b *RedisBus) PublishRescuedPin(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error) {
+	return b.publishSeen(ctx, sid, typ, body, seen, false, stamp)
+}
+
+func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool, stamp int64) (Record, error) {
 	var keepMs int64 // for ever
 	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {
 		keepMs = EndedRetention.Milliseconds()
@@ -132,7 +144,10 @@ func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte
 	if len(seen) > 0 {
 		keys = append(keys, b.key(sid, "stockseen"))
 		args = appendStockValues(args, seen)
-		if onlyNewer {
+		switch {
+		case stamp > 0:
+			args = append(args, 0, stamp)
+		case onlyNewer:
 			args = append(args, 1)
 		}
 	}
@@ -143,7 +158,7 @@ func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte
 			seq, _ := res[0].(int64)
 			frame, _ := res[1].(string)
 			if seq == 0 {
-				return Record{}, nil // not newer (onlyNewer)
+				return Record{}, nil // not newer (onlyNewer), or a pin since the stamp
 			}
 			if frame == "" {
 				frame = string(buildFrame(typ, seq, body)) // trimmed from the history since

@@ -311,6 +311,52 @@ func (e *emitter) rescueSale(saleID string) {
 	})
 }
 
+// rescuePins publishes, for each product of ids, the store's pin state: a pin (with
+// the product) when it is pinned, else an unpin; a pin or unpin event that the node
+// which made the change never published (it died). Each is dropped if a pin or unpin
+// of the product went out since the comparison that found it (stamp): that one may be
+// newer than the state read here. A hidden product's pin is never sent (hiddenNow).
+func (e *emitter) rescuePins(ids []string, stamp int64) {
+	e.hub.goBackground(func() {
+		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
+		defer cancel()
+		sp, ok := e.hub.cfg.Bus.(seenPublisher)
+		if !ok {
+			return
+		}
+		pinned, err := e.hub.cfg.Stock.ListPinned(ctx, e.sid)
+		if err != nil {
+			e.hub.cfg.Logger.Warn("live: rescue pins", "stream", e.sid, "err", err)
+			return
+		}
+		for _, id := range ids {
+			typ, data := cart.EventUnpin, any(cart.UnpinData{ProductID: id})
+			for _, p := range pinned {
+				if p.ID == id {
+					typ, data = cart.EventPin, cart.PinData{Product: p}
+				}
+			}
+			if d, ok := data.(cart.PinData); ok && e.hiddenNow(ctx, d.Product, false) {
+				continue
+			}
+			e.publishRescuedPin(ctx, sp, typ, data, stamp)
+		}
+	})
+}
+
+// publishRescuedPin publishes one rescued pin or unpin event (rescuePins).
+func (e *emitter) publishRescuedPin(ctx context.Context, sp seenPublisher, typ string, data any, stamp int64) {
+	body, err := encodeBody(e.hub.cfg.Now(), data)
+	if err != nil {
+		return
+	}
+	e.mu.Lock() // in order with this node's own events of the stream
+	defer e.mu.Unlock()
+	if _, err := sp.PublishRescuedPin(ctx, e.sid, typ, body, stockValues(data), stamp); err != nil {
+		e.hub.cfg.Logger.Warn("live: rescue pin event", "stream", e.sid, "type", typ, "err", err)
+	}
+}
+
 // runGate takes turns at the stock gate until a value read after every change noted
 // here has been published (by this node or another), or the hub closes.
 func (e *emitter) runGate(key string, st *gatedStock) {

@@ -88,6 +88,7 @@ func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
 // (the RedisBus).
 type seenPublisher interface {
 	PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error)
+	PublishRescuedPin(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error)
 }
 
 // publish encodes and publishes one event now.

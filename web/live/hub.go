@@ -462,7 +462,7 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			}
 			continue
 		}
-		keys, err := h.staleStock(rctx, r.sid)
+		keys, stamp, err := h.staleStock(rctx, r.sid)
 		cancel()
 		if errors.Is(err, cart.ErrNotFound) {
 			continue
@@ -488,30 +488,41 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			continue
 		}
 		if e := h.emitter(r.sid); e != nil {
+			var pins []string
 			for _, k := range keys {
 				if id, ok := strings.CutPrefix(k, "sale:"); ok {
 					e.rescueSale(id)
+				} else if id, ok := strings.CutPrefix(k, "pin:"); ok {
+					pins = append(pins, id)
 				} else {
 					e.rescueStock(k, true)
 				}
+			}
+			if len(pins) > 0 {
+				e.rescuePins(pins, stamp)
 			}
 		}
 	}
 }
 
 // staleStock reads sid's stock values from the store (sales, and products not hidden:
-// a hidden one's stock is nobody's business) and its sales' statuses, and returns the
-// keys StaleStock finds.
-func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, error) {
+// a hidden one's stock is nobody's business), its sales' statuses and which products
+// are pinned (hidden ones too: a hide unpins), and returns the keys StaleStock finds
+// and their stamp.
+func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, int64, error) {
 	sales, err := h.cfg.Stock.ListSales(ctx, sid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	products, err := h.cfg.Stock.ListProducts(ctx, sid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	cur := make([]StockValue, 0, len(sales)+len(products))
+	pinned, err := h.cfg.Stock.ListPinned(ctx, sid)
+	if err != nil {
+		return nil, 0, err
+	}
+	cur := make([]StockValue, 0, 2*len(sales)+2*len(products))
 	for _, s := range sales {
 		cur = append(cur, StockValue{"stock:" + s.ID, s.Remaining}, StockValue{"sale:" + s.ID, saleRank(s.Status)})
 	}
@@ -519,6 +530,14 @@ func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, error) {
 		if !p.Hidden {
 			cur = append(cur, StockValue{"stock:product:" + p.ID, p.Stock})
 		}
+		in := 0
+		for _, q := range pinned {
+			if q.ID == p.ID {
+				in = 1
+				break
+			}
+		}
+		cur = append(cur, StockValue{"pin:" + p.ID, in})
 	}
 	return h.stockGate.StaleStock(ctx, sid, cur)
 }

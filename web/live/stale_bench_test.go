@@ -12,9 +12,10 @@ import (
 )
 
 // BenchmarkStaleStockCompare is one stream's once-a-second comparison of the store's
-// stock values with the delivered ones (Hub.staleStock: ListSales, ListProducts and
-// stock_seen.lua on the shared Redis), which one node with viewers of the stream does
-// each second. Nothing differs (the usual case). "turn=taken" is what each other node
+// stock values, sale statuses and pins with the delivered ones (Hub.staleStock:
+// ListSales, ListProducts, ListPinned and stock_seen.lua on the shared Redis), which
+// one node with viewers of the stream does each second. The first product is pinned;
+// nothing differs (the usual case). "turn=taken" is what each other node
 // with viewers of the stream pays that second instead: StaleTurn finding the turn
 // taken.
 func BenchmarkStaleStockCompare(b *testing.B) {
@@ -60,14 +61,19 @@ func BenchmarkStaleStockCompare(b *testing.B) {
 				if i < size.sales {
 					newActiveSale(b, ctx, store, sid, pid)
 				}
+				if i == 0 {
+					if _, _, err := store.PinProduct(ctx, sid, pid, 10); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-			if _, err := h.staleStock(ctx, sid); err != nil { // the baseline
+			if _, _, err := h.staleStock(ctx, sid); err != nil { // the baseline
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				keys, err := h.staleStock(ctx, sid)
+				keys, _, err := h.staleStock(ctx, sid)
 				if err != nil || len(keys) != 0 {
 					b.Fatalf("stale keys %v, %v; want none", keys, err)
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,14 +36,18 @@ type StockGate interface {
 	// It holds the gate for an interval from the publication. A nil body (a hidden
 	// product's stock) publishes nothing and marks the version published.
 	PublishStock(ctx context.Context, sid, key string, ver int64, interval time.Duration, typ string, body []byte, value int) (rec Record, ok bool, err error)
-	// StaleStock compares the store's current values of sid's stock keys (current)
-	// with the values last delivered to sid's viewers (every event carrying one
-	// records it: stock, sale, product, pin) and returns the keys whose delivered value
-	// differs and has not been published for StockRescueAfter: a change whose node
-	// died before counting it at the gate, or a held-back event lost with its node.
-	// The caller publishes the store's value of each (a turn counting a change). Each
-	// is put off by StockRescueAfter again, for one node at a time.
-	StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, error)
+	// StaleStock compares the store's current values of sid's stock keys, sale
+	// statuses and pins (current) with the values last delivered to sid's viewers
+	// (every event carrying one records it: stock, sale, product, pin, unpin) and
+	// returns the keys whose delivered value differs and has not been published for
+	// StockRescueAfter: a change whose node died before counting it at the gate or
+	// publishing its event, or a held-back event lost with its node. A sale or pin
+	// with nothing delivered since the stream's first comparison counts as never
+	// delivered (a new sale's, or a pin's, event lost). The caller publishes the
+	// store's value of each (a stock turn counting a change, a sale event, a pin or
+	// unpin published with stamp: PublishRescuedPin). Each is put off by
+	// StockRescueAfter again, for one node at a time.
+	StaleStock(ctx context.Context, sid string, current []StockValue) (keys []string, stamp int64, err error)
 	// StaleTurn takes this second's turn at sid's StaleStock comparison: true for the
 	// first node to ask in a second (of Redis's clock), false for the others, which
 	// skip the comparison and its store reads. A node dying with the turn loses that
@@ -52,7 +57,8 @@ type StockGate interface {
 
 // StockValue is a stock key's value: "stock:<sale id>" (a sale's remaining) or
 // "stock:product:<product id>" (a product's own stock); or "sale:<sale id>" and the
-// sale's status (saleRank), compared the same way.
+// sale's status (saleRank), or "pin:<product id>" and 1 when pinned (0 not), compared
+// the same way.
 type StockValue struct {
 	Key   string
 	Value int
@@ -72,7 +78,9 @@ func stockValues(data any) []StockValue {
 	case cart.ProductData:
 		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
 	case cart.PinData:
-		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
+		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}, {"pin:" + d.Product.ID, 1}}
+	case cart.UnpinData:
+		return []StockValue{{"pin:" + d.ProductID, 0}}
 	}
 	return nil
 }
@@ -112,9 +120,11 @@ type StockTurn struct {
 type StockReader interface {
 	GetSale(ctx context.Context, id string) (cart.Sale, error)
 	GetProduct(ctx context.Context, id string) (cart.Product, error)
-	// ListSales and ListProducts read a stream's current values for StaleStock.
+	// ListSales, ListProducts and ListPinned read a stream's current values for
+	// StaleStock.
 	ListSales(ctx context.Context, streamID string) ([]cart.Sale, error)
 	ListProducts(ctx context.Context, streamID string) ([]cart.Product, error)
+	ListPinned(ctx context.Context, streamID string) ([]cart.Product, error)
 }
 
 //go:embed lua/stock_gate.lua
@@ -210,18 +220,25 @@ func (b *RedisBus) OverdueStock(ctx context.Context, sid string) ([]string, erro
 }
 
 // StaleStock implements StockGate.
-func (b *RedisBus) StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, error) {
+func (b *RedisBus) StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, int64, error) {
 	if len(current) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	args := make([]any, 0, 2+2*len(current))
 	args = append(args, StockRescueAfter.Milliseconds(), stockKeep.Milliseconds())
 	args = appendStockValues(args, current)
-	keys, err := stockSeenScript.Run(ctx, b.rdb, []string{b.key(sid, "stockseen")}, args...).StringSlice()
+	res, err := stockSeenScript.Run(ctx, b.rdb, []string{b.key(sid, "stockseen")}, args...).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("live: stale stock: %w", err)
+		return nil, 0, fmt.Errorf("live: stale stock: %w", err)
 	}
-	return keys, nil
+	if len(res) == 0 {
+		return nil, 0, nil
+	}
+	stamp, err := strconv.ParseInt(res[0], 10, 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("live: stale stock: stamp %q: %w", res[0], err)
+	}
+	return res[1:], stamp, nil
 }
 
 // StaleTurn implements StockGate.

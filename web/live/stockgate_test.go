@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -596,4 +597,84 @@ func TestHiddenProductStockNotPublished(t *testing.T) {
 		}
 	}
 	noOverdue(t, bus, sid, "")
+}
+
+// TestRescuedPinNeverUndoesNewer: the viewers were told a product is pinned and the
+// store says it is not (an unpin lost with its node): the comparison returns its pin
+// key. Should another node pin it again and publish that before the rescue publishes
+// the unpin it read, the rescued unpin is dropped, not published after the newer pin;
+// with nothing in between, it is published. A stream's first comparison takes the
+// store's pins and sales as delivered; after it, a pin or sale never delivered is
+// returned (its event was lost).
+func TestRescuedPinNeverUndoesNewer(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-pinseen")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	sid, pid, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	pin := cart.PinData{Product: cart.Product{ID: pid, StreamID: sid, Stock: 5}}
+	unpin := cart.UnpinData{ProductID: pid}
+	publish := func(typ string, data any, stamp int64) int64 {
+		t.Helper()
+		body, err := encodeBody(time.Now(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec Record
+		if stamp == 0 {
+			rec, err = bus.PublishSeen(ctx, sid, typ, body, stockValues(data), false)
+		} else {
+			rec, err = bus.PublishRescuedPin(ctx, sid, typ, body, stockValues(data), stamp)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Seq
+	}
+	stale := func(pinned, otherPinned, saleRank int) ([]string, int64) {
+		t.Helper()
+		keys, stamp, err := bus.StaleStock(ctx, sid, []StockValue{{"pin:" + pid, pinned}, {"pin:" + other, otherPinned}, {"sale:s1", saleRank}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys, stamp
+	}
+
+	// The first comparison: other pinned and a sale, never delivered here, are the
+	// baseline.
+	if keys, _ := stale(0, 1, 2); len(keys) != 0 {
+		t.Fatalf("first comparison: got stale keys %v, want none (the baseline)", keys)
+	}
+	if seq := publish(cart.EventPin, pin, 0); seq == 0 {
+		t.Fatal("the pin was not published")
+	}
+	time.Sleep(StockRescueAfter)
+	keys, stamp := stale(0, 1, 2) // the unpin lost
+	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) || stamp == 0 {
+		t.Fatalf("got stale keys %v (stamp %d), want %v", keys, stamp, want)
+	}
+	if seq := publish(cart.EventPin, pin, 0); seq == 0 { // pinned again on another node
+		t.Fatal("the newer pin was not published")
+	}
+	if seq := publish(cart.EventUnpin, unpin, stamp); seq != 0 {
+		t.Fatalf("the rescued unpin read before the newer pin got seq %d, want it dropped", seq)
+	}
+
+	time.Sleep(StockRescueAfter)
+	keys, stamp = stale(0, 1, 2) // unpinned again, its event lost again
+	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) {
+		t.Fatalf("got stale keys %v, want %v", keys, want)
+	}
+	if seq := publish(cart.EventUnpin, unpin, stamp); seq == 0 {
+		t.Fatal("the rescued unpin was dropped, want it published")
+	}
+	if keys, _ := stale(0, 1, 2); len(keys) != 0 {
+		t.Fatalf("after the rescue: got stale keys %v, want none", keys)
+	}
+	// A sale created after the baseline whose event was lost.
+	keys, _, err := bus.StaleStock(ctx, sid, []StockValue{{"sale:s2", 2}})
+	if want := []string{"sale:s2"}; err != nil || !slices.Equal(keys, want) {
+		t.Fatalf("a new sale never delivered: got stale keys %v, %v, want %v", keys, err, want)
+	}
 }

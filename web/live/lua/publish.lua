@@ -15,7 +15,11 @@
 -- active, 3 ended); an event carrying a sale status below the recorded one is dropped
 -- (returns {0, ''}): a late event never takes a sale back (ended to active). With
 -- ARGV[8 + 2n] = 1 (not a stock value) it is dropped unless each sale status it
--- carries is above the recorded one.
+-- carries is above the recorded one. Whether a product is pinned is recorded the
+-- same way (key "pin:<id>", 1 or 0); with ARGV[9 + 2n], a stamp stock_seen.lua
+-- returned, the event (a rescued pin or unpin) is dropped unless each pin key it
+-- carries still has the record stamped then: no pin or unpin went out since the
+-- comparison, none newer than the store's value the rescue read after it.
 -- A stock value (stock_gate.lua) also passes KEYS[5] its versions hash, KEYS[6] its
 -- gate, KEYS[7] the stream's overdue set, and after the pairs its version, the
 -- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
@@ -61,9 +65,15 @@ if KEYS[5] then
 end
 if n > 0 and not KEYS[5] then
   local strict = ARGV[8 + 2 * n] == '1'
+  local stamp = ARGV[9 + 2 * n]
   for i = 0, n - 1 do
     local k = ARGV[8 + 2 * i]
-    if string.sub(k, 1, 5) == 'sale:' then
+    if stamp and string.sub(k, 1, 4) == 'pin:' then
+      local rec = redis.call('HGET', KEYS[4], k)
+      if not rec or string.match(rec, ':(%d+)$') ~= stamp then
+        return {0, ''}
+      end
+    elseif string.sub(k, 1, 5) == 'sale:' then
       local rec = redis.call('HGET', KEYS[4], k)
       local seen = rec and tonumber(string.match(rec, '^(%d+):')) or 0
       local rank = tonumber(ARGV[9 + 2 * i])
