@@ -19,7 +19,8 @@
 -- same way (key "pin:<id>", 1 or 0); with ARGV[9 + 2n], a stamp stock_seen.lua
 -- returned, the event (a rescued pin or unpin) is dropped unless each pin key it
 -- carries still has the record stamped then: no pin or unpin went out since the
--- comparison, none newer than the store's value the rescue read after it.
+-- comparison, none newer than the store's value the rescue read after it (a pin
+-- key's record always gets a later time than the one it had, even within one ms).
 -- A stock value (stock_gate.lua) also passes KEYS[5] its versions hash, KEYS[6] its
 -- gate, KEYS[7] the stream's overdue set, and after the pairs its version, the
 -- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
@@ -87,7 +88,17 @@ if n > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   for i = 0, n - 1 do
-    redis.call('HSET', KEYS[4], ARGV[8 + 2 * i], ARGV[9 + 2 * i] .. ':' .. now)
+    local k, at = ARGV[8 + 2 * i], now
+    if string.sub(k, 1, 4) == 'pin:' then
+      -- Later than the record's time, a comparison's stamp within this ms included:
+      -- a rescue stamped then must see that this went out after.
+      local rec = redis.call('HGET', KEYS[4], k)
+      local last = rec and tonumber(string.match(rec, ':(%d+)$'))
+      if last and last >= at then
+        at = last + 1
+      end
+    end
+    redis.call('HSET', KEYS[4], k, ARGV[9 + 2 * i] .. ':' .. at)
   end
   redis.call('PEXPIRE', KEYS[4], ARGV[6])
 end
