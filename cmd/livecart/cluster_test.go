@@ -188,8 +188,10 @@ type frame struct {
 	SaleID  string          `json:"sale_id"`
 	// ProductID is an unpin's (and a stock event's) product.
 	ProductID string `json:"product_id"`
-	Remain    *int   `json:"remaining"`
-	Sale      struct {
+	// Stream is a stream event's stream.
+	Stream json.RawMessage `json:"stream"`
+	Remain *int            `json:"remaining"`
+	Sale   struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	} `json:"sale"`

@@ -235,3 +235,41 @@ func sendAside(method, url, token string, body any) {
 		}
 	}()
 }
+
+// TestStreamEndOfDyingNodeRescued: node A ends a stream with an active sale (the store
+// ends both) and dies before the sale's ended event is out (nor the stream's). The
+// viewer on node B gets the sale ended, then the stream ended, then a normal close.
+func TestStreamEndOfDyingNodeRescued(t *testing.T) {
+	prefix := fmt.Sprintf("lc-enddie-%s", uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("sale", `"status":"ended"`))
+	b := startNode(t, "node-b", prefix)
+	creator := mint(t, auth.RoleCreator, "alice")
+	st, sale := newStockSale(t, b, creator, 100, 50)
+	wb := dialWS(t, b, st.ID, "")
+	next(t, wb, "snapshot")
+	waitCompared(t, b)
+
+	sendAside("POST", a+"/api/streams/"+st.ID+"/end", creator, nil)
+	died := killAWhenFrozen("node A never published the sale's end")
+	f := nextOf(t, wb, died, pinRescueWithin, "viewer on B never got the sale ended", nil, "sale", "stream")
+	if f.Type != "sale" || f.Sale.ID != sale.ID || f.Sale.Status != "ended" {
+		t.Fatalf("got %s (sale %+v), want the sale %s ended first", f.Type, f.Sale, sale.ID)
+	}
+	f = nextOf(t, wb, died, pinRescueWithin, "viewer on B never got the stream ended", nil, "stream")
+	if !bytes.Contains(f.Stream, []byte(`"status":"ended"`)) {
+		t.Fatalf("stream event %s, want it ended", f.Stream)
+	}
+	t.Logf("the stream's end came %v after node A died", time.Since(died))
+	wb.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		_, _, err := wb.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+			t.Fatalf("after the stream event: %v, want a normal close (1000)", err)
+		}
+		break
+	}
+}
