@@ -286,27 +286,67 @@ func (e *emitter) rescueSale(saleID string) {
 	e.hub.goBackground(func() {
 		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
 		defer cancel()
-		sale, err := e.hub.cfg.Stock.GetSale(ctx, saleID)
-		if err != nil {
-			e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
-			return
+		e.publishRescuedSale(ctx, saleID)
+	})
+}
+
+// publishRescuedSale reads and publishes the store's sale of saleID (rescueSale).
+func (e *emitter) publishRescuedSale(ctx context.Context, saleID string) {
+	sale, err := e.hub.cfg.Stock.GetSale(ctx, saleID)
+	if err != nil {
+		e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
+		return
+	}
+	sp, ok := e.hub.cfg.Bus.(seenPublisher)
+	if !ok {
+		return
+	}
+	data := cart.SaleData{Sale: sale}
+	body, err := encodeBody(e.hub.cfg.Now(), data)
+	if err != nil {
+		return
+	}
+	e.mu.Lock() // in order with this node's own events of the stream
+	defer e.mu.Unlock()
+	if sale.Status == cart.SaleEnded {
+		e.endedSales[sale.ID] = true
+	}
+	if _, err := sp.PublishSeen(ctx, e.sid, cart.EventSale, body, stockValues(data), true); err != nil {
+		e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
+	}
+}
+
+// rescueStreamEnd publishes the stream's end that the node which ended it never
+// published (it died): first the sale events of sales (their ends, lost with it), then
+// the stream event with the stream as a viewer's snapshot shows it (r's connections'
+// SnapshotSource), which closes the viewers. It is dropped if the stream's end went
+// out meanwhile (PublishSeen onlyNewer).
+func (e *emitter) rescueStreamEnd(r *room, sales []string) {
+	e.hub.goBackground(func() {
+		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
+		defer cancel()
+		for _, id := range sales {
+			e.publishRescuedSale(ctx, id)
 		}
 		sp, ok := e.hub.cfg.Bus.(seenPublisher)
-		if !ok {
+		snaps := r.snapshots()
+		if !ok || snaps == nil {
 			return
 		}
-		data := cart.SaleData{Sale: sale}
-		body, err := encodeBody(e.hub.cfg.Now(), data)
+		snap, err := snaps.Snapshot(ctx, e.sid)
 		if err != nil {
+			e.hub.cfg.Logger.Warn("live: rescue stream end", "stream", e.sid, "err", err)
+			return
+		}
+		data := cart.StreamData{Stream: snap.Stream, Ended: true}
+		body, err := encodeBody(e.hub.cfg.Now(), data)
+		if err != nil || !isStreamEnded(buildFrame(EventStream, 0, body)) {
 			return
 		}
 		e.mu.Lock() // in order with this node's own events of the stream
 		defer e.mu.Unlock()
-		if sale.Status == cart.SaleEnded {
-			e.endedSales[sale.ID] = true
-		}
-		if _, err := sp.PublishSeen(ctx, e.sid, cart.EventSale, body, stockValues(data), true); err != nil {
-			e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
+		if _, err := sp.PublishSeen(ctx, e.sid, EventStream, body, stockValues(data), true); err != nil {
+			e.hub.cfg.Logger.Warn("live: rescue stream end", "stream", e.sid, "err", err)
 		}
 	})
 }

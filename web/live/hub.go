@@ -488,12 +488,15 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			continue
 		}
 		if e := h.emitter(r.sid); e != nil {
-			var pins []string
+			var pins, sales []string
+			ended := false
 			for _, k := range keys {
 				if id, ok := strings.CutPrefix(k, "sale:"); ok {
-					e.rescueSale(id)
+					sales = append(sales, id)
 				} else if id, ok := strings.CutPrefix(k, "pin:"); ok {
 					pins = append(pins, id)
+				} else if k == "stream" {
+					ended = true
 				} else {
 					e.rescueStock(k, true)
 				}
@@ -501,15 +504,26 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			if len(pins) > 0 {
 				e.rescuePins(pins, stamp)
 			}
+			if ended {
+				e.rescueStreamEnd(r, sales) // the sales' events first, then the end
+			} else {
+				for _, id := range sales {
+					e.rescueSale(id)
+				}
+			}
 		}
 	}
 }
 
 // staleStock reads sid's stock values from the store (sales, and products not hidden:
-// a hidden one's stock is nobody's business), its sales' statuses and which products
-// are pinned (hidden ones too: a hide unpins), and returns the keys StaleStock finds
-// and their stamp.
+// a hidden one's stock is nobody's business), its sales' statuses, which products are
+// pinned (hidden ones too: a hide unpins) and whether it has ended, and returns the
+// keys StaleStock finds and their stamp.
 func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, int64, error) {
+	st, err := h.cfg.Stock.GetStream(ctx, sid)
+	if err != nil {
+		return nil, 0, err
+	}
 	sales, err := h.cfg.Stock.ListSales(ctx, sid)
 	if err != nil {
 		return nil, 0, err
@@ -539,6 +553,11 @@ func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, int64, erro
 		}
 		cur = append(cur, StockValue{"pin:" + p.ID, in})
 	}
+	ended := 0
+	if st.Status == cart.StreamEnded {
+		ended = 1
+	}
+	cur = append(cur, StockValue{"stream", ended})
 	return h.stockGate.StaleStock(ctx, sid, cur)
 }
 

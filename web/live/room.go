@@ -151,6 +151,19 @@ func isStreamEnded(frame []byte) bool {
 	return json.Unmarshal(frame, &v) == nil && v.Stream.Status == "ended"
 }
 
+// snapshots returns the SnapshotSource of one of the room's connections (the hub's
+// Config.Snapshots when it has none).
+func (r *room) snapshots() SnapshotSource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		if c.snaps != nil {
+			return c.snaps
+		}
+	}
+	return r.hub.cfg.Snapshots
+}
+
 // add registers c and returns the seq of the last event already delivered here: c
 // gets every later one.
 func (r *room) add(c *conn) (last int64, ended bool) {

@@ -57,8 +57,8 @@ type StockGate interface {
 
 // StockValue is a stock key's value: "stock:<sale id>" (a sale's remaining) or
 // "stock:product:<product id>" (a product's own stock); or "sale:<sale id>" and the
-// sale's status (saleRank), or "pin:<product id>" and 1 when pinned (0 not), compared
-// the same way.
+// sale's status (saleRank), "pin:<product id>" and 1 when pinned (0 not), or "stream"
+// and 1 when the stream has ended (0 not), compared the same way.
 type StockValue struct {
 	Key   string
 	Value int
@@ -81,6 +81,10 @@ func stockValues(data any) []StockValue {
 		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}, {"pin:" + d.Product.ID, 1}}
 	case cart.UnpinData:
 		return []StockValue{{"pin:" + d.ProductID, 0}}
+	case cart.StreamData:
+		if d.Ended {
+			return []StockValue{{"stream", 1}}
+		}
 	}
 	return nil
 }
@@ -120,8 +124,9 @@ type StockTurn struct {
 type StockReader interface {
 	GetSale(ctx context.Context, id string) (cart.Sale, error)
 	GetProduct(ctx context.Context, id string) (cart.Product, error)
-	// ListSales, ListProducts and ListPinned read a stream's current values for
-	// StaleStock.
+	// GetStream, ListSales, ListProducts and ListPinned read a stream's current values
+	// for StaleStock.
+	GetStream(ctx context.Context, id string) (cart.Stream, error)
 	ListSales(ctx context.Context, streamID string) ([]cart.Sale, error)
 	ListProducts(ctx context.Context, streamID string) ([]cart.Product, error)
 	ListPinned(ctx context.Context, streamID string) ([]cart.Product, error)

@@ -12,7 +12,8 @@
 -- stock key, value "<value>:<ms>"; stock_seen.lua compares them with the store):
 -- ARGV[6] ms to keep KEYS[4], ARGV[7] n, then n pairs of stock key and value. A
 -- sale's status is recorded the same way (key "sale:<id>", value 1 scheduled, 2
--- active, 3 ended); an event carrying a sale status below the recorded one is dropped
+-- active, 3 ended), and a stream's end (key "stream", value 1) too; an event carrying
+-- a sale status (or the end) below the recorded one is dropped
 -- (returns {0, ''}): a late event never takes a sale back (ended to active). With
 -- ARGV[8 + 2n] = 1 (not a stock value) it is dropped unless each sale status it
 -- carries is above the recorded one. Whether a product is pinned is recorded the
@@ -74,7 +75,7 @@ if n > 0 and not KEYS[5] then
       if not rec or string.match(rec, ':(%d+)$') ~= stamp then
         return {0, ''}
       end
-    elseif string.sub(k, 1, 5) == 'sale:' then
+    elseif string.sub(k, 1, 5) == 'sale:' or k == 'stream' then
       local rec = redis.call('HGET', KEYS[4], k)
       local seen = rec and tonumber(string.match(rec, '^(%d+):')) or 0
       local rank = tonumber(ARGV[9 + 2 * i])
