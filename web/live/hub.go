@@ -438,8 +438,9 @@ func (h *Hub) sweepOverdueStock() {
 // takes this second (StockGate.StaleTurn: one node per stream a second), the store's
 // stock values with the ones last delivered to the viewers (StockGate.StaleStock) and
 // publishes the store's value of each that differs and has not been published for
-// StockRescueAfter. This catches the changes no node counted at the gate (the node
-// that made one died between the store's commit and counting it) and the product
+// StockRescueAfter; likewise sale events, pins and unpins, and the stream's end. This
+// catches the changes no node counted at the gate or published (the node that made
+// one died between the store's commit and counting or publishing it) and the product
 // events held back by a node that died; the overdue sweep catches the counted ones.
 // A stream whose reads fail is logged and counted, and the pass goes on with the
 // others; it stops when the turn cannot be taken (the bus's Redis is down) or a read
