@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -144,7 +145,7 @@ func New(deps Deps) *Server {
 
 	s.mux = http.NewServeMux()
 	s.routes(s.mux)
-	s.handler = s.recoverer(s.instrument(s.cors(s.limitIP(s.authenticate(s.boundStore(s.mux))))))
+	s.handler = s.recoverer(s.instrument(s.cors(s.limitIP(s.authenticate(s.boundStore(s.rejectUncleanPaths(s.mux)))))))
 	return s
 }
 
@@ -226,6 +227,51 @@ func (s *Server) noop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// rejectUncleanPaths answers an API path with an empty or dot segment
+// ("/api/streams//end") as an id that is not a UUID, 404 not_found (401 first for an
+// anonymous request that needs a token), where net/http's mux would redirect to the
+// cleaned path, another endpoint. "/api" and the like, without their slash, too.
+func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if !isAPIPath(p) || isCleanPath(p) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		anonymousMay := r.Method == http.MethodGet || r.Method == http.MethodHead ||
+			r.Method == http.MethodOptions || strings.HasPrefix(p, "/whep/")
+		if identity(r).Anonymous() && !anonymousMay {
+			s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "sign in required"))
+			return
+		}
+		s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint (an empty or dot path segment)"))
+	})
+}
+
+// isAPIPath: under /api/, /whip/, /whep/ or /ws/, or one of those without its slash.
+func isAPIPath(p string) bool {
+	for _, prefix := range []string{"/api", "/whip", "/whep", "/ws"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// isCleanPath: p has no empty, "." or ".." segment (a trailing slash is fine) and is not
+// a bare prefix that the mux would redirect to its subtree.
+func isCleanPath(p string) bool {
+	switch p {
+	case "/api", "/whip", "/whep", "/ws":
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // boundStore gives /api/ requests a context that ends after Options.StoreTimeout: a

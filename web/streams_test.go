@@ -133,6 +133,52 @@ func TestStreamTitleEscapes(t *testing.T) {
 	}
 }
 
+// TestEmptyPathSegmentIsNotFound: an API path with an empty id ("/api/streams//end") is
+// an id that is not a UUID: 404 not_found in the API's shape (401 first when anonymous
+// and the request needs a token), not net/http's redirect to the cleaned path, which
+// names another endpoint.
+func TestEmptyPathSegmentIsNotFound(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.createStream("alice")
+	viewer := e.token(auth.RoleViewer, "bob")
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, c := range []struct {
+		method, path, token string
+		status              int
+		code                string
+	}{
+		{"POST", "/api/streams//end", viewer, 404, "not_found"},
+		{"GET", "/api/streams//products", "", 404, "not_found"},
+		{"POST", "/api/sales//stop", viewer, 404, "not_found"},
+		{"DELETE", "/api/streams/" + st.ID + "/pins//", viewer, 404, "not_found"},
+		{"POST", "/whep//", "", 404, "not_found"},
+		{"GET", "/ws//", "", 404, "not_found"},
+		{"GET", "/api/streams/" + st.ID + "/./products", "", 404, "not_found"},
+		{"GET", "/api", "", 404, "not_found"},
+		{"POST", "/api/streams//end", "", 401, "unauthorized"},
+	} {
+		req, err := http.NewRequest(c.method, e.srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		if resp.StatusCode != c.status || json.Unmarshal(raw, &body) != nil || body.Error.Code != c.code {
+			t.Errorf("%s %s: got %d %s, want %d %s", c.method, c.path, resp.StatusCode, raw, c.status, c.code)
+		}
+	}
+}
+
 func TestMethodNotAllowedNamesTheMethods(t *testing.T) {
 	e := newTestEnv(t)
 	resp, raw := e.do("PATCH", "/api/streams", e.token(auth.RoleCreator, "alice"), nil)
