@@ -696,18 +696,36 @@ func (t *boltTx) hold(id string) (*boltHold, error) {
 	return &h, nil
 }
 
-func (t *boltTx) userSaleAdd(saleID, userID string, delta int) (int, error) {
-	b := t.b(bucketUserSale)
-	key := []byte(join(saleID, userID)) // a sale id is a UUID: no other pair makes this key
-	n, _ := strconv.Atoi(string(b.Get(key)))
-	n += delta
-	if delta == 0 {
-		return n, nil
+// userSaleKey is the key of the user's units held or bought in a sale (user_sale); a
+// sale id is a UUID, so no other pair makes this key.
+func userSaleKey(saleID, userID string) []byte {
+	k := make([]byte, 0, len(saleID)+1+len(userID))
+	k = append(k, saleID...)
+	k = append(k, 0)
+	return append(k, userID...)
+}
+
+// userSaleUnits reads the count under key (0 when there is none).
+func userSaleUnits(b *bolt.Bucket, key []byte) int {
+	v := b.Get(key)
+	if v == nil {
+		return 0
 	}
+	n, _ := strconv.Atoi(string(v))
+	return n
+}
+
+// putUserSaleUnits stores n units under key, or deletes the entry when n <= 0.
+func putUserSaleUnits(b *bolt.Bucket, key []byte, n int) error {
 	if n <= 0 {
-		return 0, b.Delete(key)
+		return b.Delete(key)
 	}
-	return n, b.Put(key, []byte(strconv.Itoa(n)))
+	return b.Put(key, strconv.AppendInt(nil, int64(n), 10))
+}
+
+func (t *boltTx) userSaleAdd(saleID, userID string, delta int) error {
+	b, key := t.b(bucketUserSale), userSaleKey(saleID, userID)
+	return putUserSaleUnits(b, key, userSaleUnits(b, key)+delta)
 }
 
 // HoldUnits takes units out of a product's stock or a sale's remaining for one user.
@@ -750,14 +768,15 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		if sale.Status == SaleEnded || now.Before(sale.StartsAt) || !now.Before(sale.EndsAt) {
 			return Hold{}, fmt.Errorf("sale %s is not active: %w", sale.ID, ErrSaleNotActive)
 		}
-		had, _ := t.userSaleAdd(sale.ID, req.UserID, 0)
+		us, usKey := t.b(bucketUserSale), userSaleKey(sale.ID, req.UserID)
+		had := userSaleUnits(us, usKey) // one lookup for the check and the add
 		if had+req.Quantity > sale.PerUserLimit {
 			return Hold{}, fmt.Errorf("the sale allows %d units per buyer, you have %d: %w", sale.PerUserLimit, had, ErrLimitExceeded)
 		}
 		if sale.Remaining < req.Quantity {
 			return Hold{}, fmt.Errorf("%d units left: %w", sale.Remaining, ErrSoldOut)
 		}
-		if _, err := t.userSaleAdd(sale.ID, req.UserID, req.Quantity); err != nil {
+		if err := putUserSaleUnits(us, usKey, had+req.Quantity); err != nil {
 			return Hold{}, err
 		}
 		sale.Remaining -= req.Quantity
@@ -806,7 +825,7 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 			sale.Remaining += h.Quantity
 		}
 		t.touchSale(sale)
-		if _, err := t.userSaleAdd(h.SaleID, h.User, -h.Quantity); err != nil {
+		if err := t.userSaleAdd(h.SaleID, h.User, -h.Quantity); err != nil {
 			return err
 		}
 	} else {
