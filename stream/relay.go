@@ -109,8 +109,8 @@ type Options struct {
 type Relay struct {
 	opts    Options
 	log     *slog.Logger
-	api     *webrtc.API // publishers, upstreams, and viewers unless ViewerGCMOnly
-	viewAPI *webrtc.API // viewers
+	api     *webrtc.API // publishers and upstreams (and viewers in Baseline)
+	viewAPI *webrtc.API // viewers: no interceptors (the relay answers NACKs, sends reports)
 	udp     net.PacketConn
 	mux     ice.UDPMux
 	metrics *metrics
@@ -179,10 +179,14 @@ func New(opts Options) (*Relay, error) {
 		sock = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats(), max(opts.SendGather, 0))
 	}
 	r.mux = webrtc.NewICEUDPMux(nil, sock)
-	r.api, err = r.buildAPI(srtpProfiles)
+	r.api, err = r.buildAPI(srtpProfiles, false)
 	r.viewAPI = r.api
-	if err == nil && opts.ViewerGCMOnly && !opts.Baseline {
-		r.viewAPI, err = r.buildAPI(gcmProfiles)
+	if err == nil && !opts.Baseline {
+		viewSRTP := srtpProfiles
+		if opts.ViewerGCMOnly {
+			viewSRTP = gcmProfiles
+		}
+		r.viewAPI, err = r.buildAPI(viewSRTP, true)
 	}
 	if err != nil {
 		_ = r.mux.Close()
@@ -200,8 +204,14 @@ func New(opts Options) (*Relay, error) {
 func (r *Relay) UDPAddr() net.Addr { return r.udp.LocalAddr() }
 
 // buildAPI builds a WebRTC API on the relay's UDP mux; srtp is the SRTP profile list
-// offered (parallel mode only: Baseline keeps pion's, AES-256-GCM first).
-func (r *Relay) buildAPI(srtp []dtls.SRTPProtectionProfile) (*webrtc.API, error) {
+// offered (parallel mode only: Baseline keeps pion's, AES-256-GCM first). viewers: the
+// API is for the parallel relay's viewers, which get no interceptor at all. pion runs
+// an interceptor's RTCP loop per PeerConnection even when it has nothing to do: the
+// publishers' NACK generator would tick every 100 ms and the receiver reports every
+// second on every viewer's connection (2,200 timer wake-ups a second at 200 viewers),
+// and the reports' RTCP reader would parse every RTCP packet a viewer sends a second
+// time. A viewer receives no media, so neither has anything to do there.
+func (r *Relay) buildAPI(srtp []dtls.SRTPProtectionProfile, viewers bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
 		return nil, err
@@ -212,8 +222,10 @@ func (r *Relay) buildAPI(srtp []dtls.SRTPProtectionProfile) (*webrtc.API, error)
 		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
 			return nil, err
 		}
-	} else if err := configureInterceptors(me, reg); err != nil {
-		return nil, err
+	} else if !viewers {
+		if err := configureInterceptors(me, reg); err != nil {
+			return nil, err
+		}
 	}
 	se := webrtc.SettingEngine{}
 	if !r.opts.Baseline {

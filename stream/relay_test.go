@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -641,4 +642,48 @@ func TestPublisherLossMakesStreamIdle(t *testing.T) {
 	}
 	startPublisher(t, r, "s1") // and may come back
 	receiving(t, v, 5, "media after the publisher came back")
+}
+
+// interceptorLoops counts the goroutines running the RTCP loop of pion's NACK
+// generator or receiver reports (one each per PeerConnection built with them).
+func interceptorLoops() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "GeneratorInterceptor).loop") || strings.Contains(g, "ReceiverInterceptor).loop") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestViewerConnectionsRunNoInterceptorLoops: the viewers' API has no interceptor, so a
+// viewer's PeerConnection starts none of the RTCP loops the publishers' API runs per
+// connection (a 100 ms and a 1 s ticker each). It failed before: the viewers shared the
+// publishers' API, two loops per viewer.
+func TestViewerConnectionsRunNoInterceptorLoops(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	count := func(a *webrtc.API) int {
+		before := interceptorLoops()
+		for i := 0; i < 3; i++ {
+			pc, err := a.NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+		}
+		var got int
+		waitFor(t, 2*time.Second, "loops started", func() bool {
+			got = interceptorLoops() - before
+			return got >= 6 || a == r.viewAPI
+		})
+		return got
+	}
+	if got := count(r.api); got != 6 {
+		t.Fatalf("publishers' API: got %d interceptor loops for 3 connections, want 6", got)
+	}
+	if got := count(r.viewAPI); got != 0 {
+		t.Fatalf("viewers' API: got %d interceptor loops for 3 connections, want 0", got)
+	}
 }
