@@ -56,6 +56,9 @@ type Service struct {
 	cfg    ServiceConfig
 	now    func() time.Time
 	log    *slog.Logger
+
+	// The sweep's failures while the store is down, logged once per 10 s.
+	advanceLog, releaseLog *OutageLog
 }
 
 // NewService returns a Service. events may be nil (no live channel); now nil means
@@ -70,7 +73,9 @@ func NewService(store Store, events Emitter, cfg ServiceConfig, now func() time.
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, events: events, cfg: cfg.withDefaults(), now: now, log: log}
+	return &Service{store: store, events: events, cfg: cfg.withDefaults(), now: now, log: log,
+		advanceLog: NewOutageLog(log, "advance sales", 0, nil),
+		releaseLog: NewOutageLog(log, "release expired holds", 0, nil)}
 }
 
 // Store returns the service's store.

@@ -196,8 +196,11 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) Sweep(ctx context.Context) {
 	now := s.now().UTC()
 	ups, err := s.store.AdvanceSales(ctx, now)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Warn("advance sales failed", "err", err)
+	switch {
+	case err == nil:
+		s.advanceLog.OK()
+	case !errors.Is(err, context.Canceled):
+		s.advanceLog.Fail(err)
 	}
 	for _, u := range ups {
 		if u.Sale.Status == SaleEnded {
@@ -209,9 +212,12 @@ func (s *Service) Sweep(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, ch, err := s.store.ReleaseExpiredHolds(ctx, now, s.cfg.SweepBatch)
 		if err != nil {
-			s.log.Warn("release expired holds failed", "err", err)
+			if !errors.Is(err, context.Canceled) {
+				s.releaseLog.Fail(err)
+			}
 			return
 		}
+		s.releaseLog.OK()
 		s.emitStock(ctx, ch)
 		if n < s.cfg.SweepBatch {
 			return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/livecart/livecart/cart"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -35,6 +36,7 @@ type RedisBus struct {
 	prefix  string
 	now     func() time.Time
 	log     *slog.Logger
+	lostLog *cart.OutageLog // the subscription's failures while Redis is down
 	history int
 	ps      *redis.PubSub
 	stop    context.CancelFunc
@@ -70,6 +72,7 @@ func NewRedisBus(rdb redis.UniversalClient, prefix string, now func() time.Time,
 		rdb: rdb, prefix: prefix, now: now, log: log, history: HistorySize,
 		ps: rdb.Subscribe(ctx), stop: cancel, done: make(chan struct{}), subs: map[string]*redisSub{},
 	}
+	b.lostLog = cart.NewOutageLog(log, "live: redis subscription", 0, nil)
 	go b.receiveLoop(ctx)
 	return b
 }
@@ -281,7 +284,7 @@ func (b *RedisBus) receiveLoop(ctx context.Context) {
 				cancel()
 				continue
 			}
-			b.log.Warn("live: redis subscription lost; resubscribing", "err", err)
+			b.lostLog.Fail(err)
 			b.markAllStale()
 			select {
 			case <-ctx.Done():
@@ -290,6 +293,7 @@ func (b *RedisBus) receiveLoop(ctx context.Context) {
 			}
 			continue
 		}
+		b.lostLog.OK()
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
