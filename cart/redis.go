@@ -50,6 +50,7 @@ var _ Store = (*RedisStore)(nil)
 //	Ppidx:<pid>, Psidx:<said>  string  stream id of a product / sale
 //	Pholddue               zset   "sid hid" → expiry (µs): the sweep of any node
 //	Psaledue               zset   "sid said" → next status change (µs)
+//	Pmigrated:cartsets     string "1" once no P{u:<uid>}:holds set is left (migrateCartSets)
 //
 // A user's global keys share the hash tag {u:<uid>}. The cart index is written right
 // after the hold script, in the same round trip, so that lua/prune.lua can forget a
@@ -61,7 +62,8 @@ var _ Store = (*RedisStore)(nil)
 //	                              the pruning); "~"+stream id → the generation an
 //	                              order emptied there (read and dropped by the next
 //	                              claim; was the hash P{u:<uid>}:emptied)
-//	P{u:<uid>}:holds       set    older form of the same index, still read and pruned
+//	P{u:<uid>}:holds       set    older form of the same index (written until 2026-12-01
+//	                              evening): moved into gen once, at open (migrateCartSets)
 //	P{u:<uid>}:orders      set    stream ids where the user has orders
 //	P{u:<uid>}:idem:<hash> string pending|token|fp|until_ms or done|sid|oid|at|fp of a key
 const defaultRedisPrefix = "livecart:"
@@ -101,6 +103,8 @@ type RedisStore struct {
 
 	batch         *pipeBatcher   // checkout round trips shared by concurrent calls
 	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
+	cartSetsGone  atomic.Bool    // no user's cart index has its older form left (migrateCartSets)
+	migrating     atomic.Bool    // migrateCartSets was started
 	background    sync.WaitGroup // hold batches and pipeline batches; Close waits
 
 	// afterHoldNoScript, if set (tests only), runs when a hold batch found its script
@@ -184,6 +188,52 @@ func (s *RedisStore) loadScripts(ctx context.Context, c *redis.Client) error {
 		}
 	}
 	s.scriptsLoaded.Store(true)
+	if !s.migrating.Swap(true) {
+		s.background.Add(1)
+		go func() {
+			defer s.background.Done()
+			if err := s.migrateCartSets(context.Background()); err != nil {
+				s.migrating.Store(false) // the next loadScripts (Ping) tries again
+			}
+		}()
+	}
+	return nil
+}
+
+// migrateCartSets moves every user's cart index of the older form (the set
+// P{u:<uid>}:holds) into its generation hash (lua/migrate_holds.lua), then marks the
+// store migrated, so claims stop reading the set (one command less per checkout).
+// It runs once, in the background, when Redis first answers; until it is done, claims
+// read the set as before. No version since 2026-12-01 evening writes the set, and
+// every node of a service runs the same version, so once done it stays done.
+func (s *RedisStore) migrateCartSets(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	marker := s.prefix + "migrated:cartsets"
+	if v, err := s.rdb.Get(ctx, marker).Result(); err == nil && v == "1" {
+		s.cartSetsGone.Store(true)
+		return nil
+	} else if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	iter := s.rdb.Scan(ctx, 0, s.prefix+"{u:*}:holds", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		base, ok := strings.CutSuffix(k, "holds")
+		if !ok || s.rdb.Type(ctx, k).Val() != "set" {
+			continue
+		}
+		if err := s.scripts["migrate_holds"].Run(ctx, s.rdb, []string{base}).Err(); err != nil {
+			return err
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if err := s.rdb.Set(ctx, marker, "1", 0).Err(); err != nil {
+		return err
+	}
+	s.cartSetsGone.Store(true)
 	return nil
 }
 

@@ -502,7 +502,11 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 		deadline = d.Add(-idemAnswerMargin)
 	}
 	for {
-		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds(), streamID}
+		old := "1" // the cart index's older form may be left (see migrateCartSets)
+		if s.cartSetsGone.Load() {
+			old = ""
+		}
+		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds(), streamID, old}
 		var cmd *redis.Cmd
 		done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
 			cmd = s.evalInPipe(bctx, p, "claim", s.userBase(userID), args...)

@@ -56,7 +56,7 @@ func copyKeys(t *testing.T, ctx context.Context, from, to *RedisStore) {
 		if ttl < 0 {
 			ttl = 0
 		}
-		if err := to.rdb.Restore(ctx, to.prefix+strings.TrimPrefix(k, from.prefix), ttl, dump).Err(); err != nil {
+		if err := to.rdb.RestoreReplace(ctx, to.prefix+strings.TrimPrefix(k, from.prefix), ttl, dump).Err(); err != nil {
 			t.Fatalf("RESTORE %s: %v", k, err)
 		}
 	}

@@ -1,7 +1,8 @@
 -- lib: core
 -- claim: KEYS[1] = the user's key base "<prefix>{u:<user id>}:"; ARGV = key hash,
--- token, fingerprint, now_us, pending ms, stream id or "". Takes the idempotency key
--- for one checkout ("pending|token|fp|until_ms", by Redis's clock) unless
+-- token, fingerprint, now_us, pending ms, stream id or "", "1" if the cart index's
+-- older form may still exist (until migrate_holds.lua ran for every user). Takes the
+-- idempotency key for one checkout ("pending|token|fp|until_ms", by Redis's clock) unless
 -- a checkout holds it (until until_ms) or placed an order with it in the last 24 h
 -- ("done|sid|oid|at_us|fp"). Answers "claimed" or the key's value, then the stream
 -- the user's order index now lists for this checkout ("" if none), then the streams
@@ -15,29 +16,34 @@
 --
 -- The cart index: gen (stream → generation, a new unique value each time holds are
 -- added there, written after their script) and its older form, the set holds (read
--- with generation "0"). An order that empties the user's cart in a stream records
--- the generation its claim saw in the same hash, as field "~" .. stream id (a plain
+-- with generation "0"; written before 2026-12-01 evening, moved into gen by
+-- migrate_holds.lua). An order that empties the user's cart in a stream records the
+-- generation its claim saw in the same hash, as field "~" .. stream id (a plain
 -- HSET after the answer); a stream whose generation is still that one has had no
 -- hold since and is forgotten here. A hold that raced the order changed the
 -- generation, so its stream stays. Every "~" record is used or stale once read: one
 -- HDEL drops them with the forgotten streams (stream ids never start with "~").
 local ik = key('idem', ARGV[1])
 local out = {'claimed', ''}
-local v = redis.call('GET', ik)
-local at = v and string.match(v, '^done|[^|]*|[^|]*|([^|]*)|')
-local till = v and string.match(v, '^pending|[^|]*|[^|]*|(%d+)$')
 local t = redis.call('TIME')
 local now_ms = num(t[1]) * 1000 + math.floor(num(t[2]) / 1000)
-local stale = till and num(till) <= now_ms
-local claimed = not v or stale or (at and num(ARGV[4]) - num(at) >= 86400000000)
-if claimed then
-  local mark = 'pending|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. string.format('%d', now_ms + num(ARGV[5]))
-  redis.call('SET', ik, mark, 'PX', '86400000')
-  if stale then
-    out[1] = 'reclaimed'
+local mark = 'pending|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. string.format('%d', now_ms + num(ARGV[5]))
+-- A new key (the usual case) is taken by this one command; a key in use is read.
+local claimed, stale, v = redis.call('SET', ik, mark, 'NX', 'PX', '86400000'), false, nil
+if not claimed then
+  v = redis.call('GET', ik)
+  local at = v and string.match(v, '^done|[^|]*|[^|]*|([^|]*)|')
+  local till = v and string.match(v, '^pending|[^|]*|[^|]*|(%d+)$')
+  stale = till and num(till) <= now_ms
+  claimed = not v or stale or (at and num(ARGV[4]) - num(at) >= 86400000000)
+  if claimed then
+    redis.call('SET', ik, mark, 'PX', '86400000')
   end
-else
+end
+if not claimed then
   out[1] = v
+elseif stale then
+  out[1] = 'reclaimed'
 end
 local gens, emptied, drop = redis.call('HGETALL', key('gen')), {}, {}
 for i = 1, #gens, 2 do
@@ -59,13 +65,15 @@ for i = 1, #gens, 2 do
     end
   end
 end
-for _, sid in ipairs(redis.call('SMEMBERS', key('holds'))) do
-  if seen[sid] then
-  elseif emptied[sid] == '0' then
-    redis.call('SREM', key('holds'), sid)
-  else
-    out[#out + 1] = sid
-    out[#out + 1] = '0'
+if ARGV[7] == '1' then -- the older form may still exist (see migrate_holds.lua)
+  for _, sid in ipairs(redis.call('SMEMBERS', key('holds'))) do
+    if seen[sid] then
+    elseif emptied[sid] == '0' then
+      redis.call('SREM', key('holds'), sid)
+    else
+      out[#out + 1] = sid
+      out[#out + 1] = '0'
+    end
   end
 end
 if #drop > 0 then

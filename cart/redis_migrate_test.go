@@ -1,0 +1,112 @@
+package cart
+
+import (
+	"context"
+	"maps"
+	"testing"
+	"time"
+)
+
+// TestRedisMigratesCartSets: a store opened on data with carts indexed in the older
+// form (the set P{u:<uid>}:holds, written until 2026-12-01 evening) moves them into
+// the generation hash once, marks the prefix migrated, and reads every cart as it
+// read it before: the claim lists the same streams, an emptied record of generation
+// "0" still forgets its stream, and a hold indexed only by the old set is ordered.
+func TestRedisMigratesCartSets(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	ctx := e.ctx
+	sale := e.sale(t, e.stream(t), 5, 5)
+	if _, err := e.hold("buyer", "", sale.ID, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// The older form, as the version before c4cc69c wrote it: buyer's hold indexed by
+	// the set alone; u1 in s1 by the set, in s2 by both (the hash wins); u2's only
+	// stream emptied by an order ("~s3" of generation "0").
+	ub := st.userBase
+	st.rdb.Del(ctx, ub("buyer")+"gen")
+	st.rdb.SAdd(ctx, ub("buyer")+"holds", sale.StreamID)
+	st.rdb.SAdd(ctx, ub("u1")+"holds", "s1", "s2")
+	st.rdb.HSet(ctx, ub("u1")+"gen", "s2", "g2")
+	st.rdb.SAdd(ctx, ub("u2")+"holds", "s3")
+	st.rdb.HSet(ctx, ub("u2")+"gen", "~s3", "0")
+	st.rdb.Del(ctx, st.prefix+"migrated:cartsets")
+	before := map[string]map[string]string{}
+	for _, u := range []string{"buyer", "u1", "u2"} {
+		sids, _, err := st.cartStreams(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[u] = map[string]string{}
+		for _, sid := range sids {
+			before[u][sid] = "listed"
+		}
+	}
+
+	// A new node opens the same prefix (every node restarted on the new version).
+	st2, err := OpenRedis(ctx, testRedisURL, RedisOptions{Prefix: st.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	st2.background.Wait()
+	if !st2.cartSetsGone.Load() {
+		t.Fatal("after open: cartSetsGone false, want the migration done")
+	}
+	if v := st2.rdb.Get(ctx, st.prefix+"migrated:cartsets").Val(); v != "1" {
+		t.Fatalf("marker: got %q, want \"1\"", v)
+	}
+	for _, u := range []string{"buyer", "u1", "u2"} {
+		if n := st2.rdb.Exists(ctx, ub(u)+"holds").Val(); n != 0 {
+			t.Errorf("%s: the old set is still there", u)
+		}
+		sids, _, err := st2.cartStreams(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := map[string]string{}
+		for _, sid := range sids {
+			after[sid] = "listed"
+		}
+		if !maps.Equal(after, before[u]) {
+			t.Errorf("%s: cart streams after the migration %v, want %v as before", u, after, before[u])
+		}
+	}
+	wantGen := map[string]map[string]string{
+		"u1": {"s1": "0", "s2": "g2"},
+		"u2": {"s3": "0", "~s3": "0"},
+	}
+	for u, want := range wantGen {
+		if got := st2.rdb.HGetAll(ctx, ub(u)+"gen").Val(); !maps.Equal(got, want) {
+			t.Errorf("%s gen: got %v, want %v", u, got, want)
+		}
+	}
+	// The claims (which no longer read the set) see what the set said.
+	_, c1, _, err := st2.claimIdem(ctx, "u1", idemHash("u1", "k"), "f", "", e.now)
+	if err != nil || !maps.Equal(c1.gens, map[string]string{"s1": "0", "s2": "g2"}) {
+		t.Errorf("u1 claim: got %+v %v, want s1 (0) and s2 (g2)", c1, err)
+	}
+	_, c2, _, err := st2.claimIdem(ctx, "u2", idemHash("u2", "k"), "f", "", e.now)
+	if err != nil || len(c2.sids) != 0 {
+		t.Errorf("u2 claim: got %+v %v, want no stream (emptied)", c2, err)
+	}
+	e.st = st2
+	res, err := e.checkout("buyer", "k", nil, e.now)
+	if err != nil || !res.Created || res.Order.StreamID != sale.StreamID {
+		t.Fatalf("checkout of the hold indexed by the old set: got %+v %v, want a new order", res, err)
+	}
+	e.checkInvariants(t)
+}
+
+// TestRedisClaimReadsCartSetsUntilMigrated: a store whose migration has not run (Redis
+// was down at open) still reads the older form in its claims.
+func TestRedisClaimReadsCartSetsUntilMigrated(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	ctx := context.Background()
+	st.cartSetsGone.Store(false)
+	st.rdb.SAdd(ctx, st.userBase("u")+"holds", "s1")
+	_, c, _, err := st.claimIdem(ctx, "u", idemHash("u", "k"), "f", "", time.Now())
+	if err != nil || !maps.Equal(c.gens, map[string]string{"s1": "0"}) {
+		t.Fatalf("claim before the migration: got %+v %v, want s1 (0)", c, err)
+	}
+}
