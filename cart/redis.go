@@ -188,16 +188,22 @@ func (s *RedisStore) loadScripts(ctx context.Context, c *redis.Client) error {
 		}
 	}
 	s.scriptsLoaded.Store(true)
-	if !s.migrating.Swap(true) {
-		s.background.Add(1)
-		go func() {
-			defer s.background.Done()
-			if err := s.migrateCartSets(context.Background()); err != nil {
-				s.migrating.Store(false) // the next loadScripts (Ping) tries again
-			}
-		}()
-	}
+	s.startMigration()
 	return nil
+}
+
+// startMigration runs migrateCartSets in the background unless it is done or running.
+func (s *RedisStore) startMigration() {
+	if s.cartSetsGone.Load() || s.migrating.Swap(true) {
+		return
+	}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		if err := s.migrateCartSets(context.Background()); err != nil {
+			s.migrating.Store(false) // the next Ping tries again
+		}
+	}()
 }
 
 // migrateCartSets moves every user's cart index of the older form (the set
@@ -216,7 +222,7 @@ func (s *RedisStore) migrateCartSets(ctx context.Context) error {
 	} else if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	iter := s.rdb.Scan(ctx, 0, s.prefix+"{u:*}:holds", 1000).Iterator()
+	iter := s.rdb.Scan(ctx, 0, globEscape(s.prefix)+"{u:*}:holds", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
 		base, ok := strings.CutSuffix(k, "holds")
@@ -235,6 +241,18 @@ func (s *RedisStore) migrateCartSets(ctx context.Context) error {
 	}
 	s.cartSetsGone.Store(true)
 	return nil
+}
+
+// globEscape quotes the characters special to Redis's MATCH patterns.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // readScripts prepends lib.lua to every other script of lua/, or only its core to a
@@ -286,6 +304,7 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	if !s.scriptsLoaded.Load() {
 		return s.loadScripts(ctx, s.ping)
 	}
+	s.startMigration()
 	return nil
 }
 

@@ -110,3 +110,9 @@ func TestRedisClaimReadsCartSetsUntilMigrated(t *testing.T) {
 		t.Fatalf("claim before the migration: got %+v %v, want s1 (0)", c, err)
 	}
 }
+
+func TestGlobEscape(t *testing.T) {
+	if got, want := globEscape(`lc*:a?[b]\`), `lc\*:a\?\[b\]\\`; got != want {
+		t.Fatalf("globEscape: got %q, want %q", got, want)
+	}
+}
