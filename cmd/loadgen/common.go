@@ -52,6 +52,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // cpuTime returns the user+system CPU time of pid from /proc (0 if unknown).
 func cpuTime(pid int) time.Duration {
+	if pid == -1 {
+		return idleTime()
+	}
 	if pid <= 0 {
 		return 0
 	}
@@ -92,4 +95,20 @@ func rssBytes(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// idleTime is the idle time of all cores together (idle + iowait of /proc/stat's cpu line).
+func idleTime() time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	idle, _ := strconv.ParseInt(f[4], 10, 64)
+	iow, _ := strconv.ParseInt(f[5], 10, 64)
+	return time.Duration(idle+iow) * time.Second / 100
 }

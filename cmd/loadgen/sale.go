@@ -46,7 +46,9 @@ func (l *cpuList) String() string { return fmt.Sprint(*l) }
 func (l *cpuList) Set(v string) error {
 	name, pid, ok := strings.Cut(v, "=")
 	w := cpuWatch{}
-	if _, err := fmt.Sscan(pid, &w.pid); !ok || err != nil || w.pid <= 0 {
+	if pid == "idle" {
+		w.pid = -1 // the machine's idle time (all cores), from /proc/stat
+	} else if _, err := fmt.Sscan(pid, &w.pid); !ok || err != nil || w.pid <= 0 {
 		return fmt.Errorf("-cpu %q: want target=pid or target/label=pid", v)
 	}
 	w.target, w.label, _ = strings.Cut(name, "/")
