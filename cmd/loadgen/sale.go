@@ -103,7 +103,7 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 		buyers  string
 		cpu     cpuList
 	)
-	fs.Var(&cpu, "cpu", "target=pid or target/label=pid (repeatable): report that process's CPU µs per request during the target's noop and sale storms (utime+stime from /proc)")
+	fs.Var(&cpu, "cpu", "target=pid or target/label=pid (repeatable): report that process's CPU µs per request during the target's noop and sale storms (utime+stime from /proc); target/label=idle: the machine's idle time (all cores) instead")
 	fs.Var(&targets, "target", "name=URL of a running server (repeatable), e.g. embedded=http://127.0.0.1:8080")
 	fs.StringVar(&cfg.secret, "secret", os.Getenv("LIVECART_AUTH_SECRET"), "the servers' auth secret (mints the tokens)")
 	fs.StringVar(&buyers, "buyers", "1000,5000", "comma-separated numbers of concurrent buyers")
