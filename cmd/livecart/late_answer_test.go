@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/web/auth"
+)
+
+// TestHideAnsweredLateStillTold: Redis stalls (SIGSTOP) right when a moderator's hide of
+// a pinned product reaches it, and runs the hide when it thaws, after the request's
+// redis.request_timeout: the request answers 503, but the hide went in. Its product and
+// unpin events must still reach the viewers and its audit line be written (a retry
+// finds the product hidden already and changes nothing, so nobody else tells them).
+// Before: neither event ever came and the audit had no hide.
+func TestHideAnsweredLateStillTold(t *testing.T) {
+	srv, addr := freezableRedis(t)
+	var armed atomic.Pointer[string] // the product whose hide script freezes Redis
+	match := func(cmd [][]byte) bool {
+		_, args, ok := scriptCall(cmd)
+		pid := armed.Load()
+		return ok && pid != nil && len(args) == 2 && bytes.Equal(args[0], []byte(*pid))
+	}
+	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-late-"+uuid.NewString()[:8])).Addr()
+
+	creator, mod := mint(t, auth.RoleCreator, "alice"), mint(t, auth.RoleModerator, "mo")
+	var st, p struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+		"sku": "S", "title": "T", "price_cents": 100, "currency": "USD", "stock": 5}, 201, &p)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/pins", creator, map[string]string{"product_id": p.ID}, 200, nil)
+	ws := dialWS(t, base, st.ID, "")
+	snap := next(t, ws, "snapshot")
+
+	armed.Store(&p.ID)
+	code, ecode, _, took := timedRequest(t, "PATCH", base+"/api/products/"+p.ID, mod, map[string]bool{"hidden": true}, nil)
+	select {
+	case <-proxy.tripped:
+	default:
+		t.Fatal("the hide never reached Redis")
+	}
+	if code != 503 || took > frozenAnswerWithin {
+		t.Fatalf("hide with Redis stalled: got %d %q after %v, want 503 within %v", code, ecode, took, frozenAnswerWithin)
+	}
+	time.Sleep(time.Second)
+	srv.Process.Signal(syscall.SIGCONT) // Redis runs the hide now
+
+	seq, gotProduct := snap.Seq, false
+	for done := false; !done; {
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, raw, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after the thaw, waiting for the hide's product and unpin events (last seq %d, product seen %v): %v", seq, gotProduct, err)
+		}
+		var f frame
+		json.Unmarshal(raw, &f)
+		if f.Type == "viewers" {
+			seq = f.Seq
+			continue
+		}
+		if f.Seq != seq+1 {
+			t.Fatalf("%s event with seq %d after seq %d, want %d", f.Type, f.Seq, seq, seq+1)
+		}
+		seq = f.Seq
+		switch f.Type {
+		case "product":
+			gotProduct = true
+		case "unpin":
+			if !gotProduct {
+				t.Fatal("unpin event before the hide's product event")
+			}
+			done = true
+		default:
+			t.Fatalf("got a %s event, want the hide's product and unpin", f.Type)
+		}
+	}
+	var audit []struct{ Action, Target string }
+	call(t, "GET", base+"/api/streams/"+st.ID+"/audit", creator, nil, 200, &audit)
+	hides := 0
+	for _, e := range audit {
+		if e.Action == "hide" && e.Target == p.ID {
+			hides++
+		}
+	}
+	if hides != 1 {
+		t.Fatalf("audit after the late hide: %d hide entries, want 1 (%+v)", hides, audit)
+	}
+}
