@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 
 	"github.com/livecart/livecart/web/auth"
 )
@@ -91,5 +92,69 @@ func TestHideAnsweredLateStillTold(t *testing.T) {
 	}
 	if hides != 1 {
 		t.Fatalf("audit after the late hide: %d hide entries, want 1 (%+v)", hides, audit)
+	}
+}
+
+// TestEndAnsweredLateStillTold: as TestHideAnsweredLateStillTold for ending a stream
+// with an active sale: the request answers 503, the end went in, and the viewers still
+// get the sale's ended event, the stream event and the normal close (a retry answers
+// the ended stream unchanged and tells nobody). Before: the viewer heard nothing and
+// stayed connected.
+func TestEndAnsweredLateStillTold(t *testing.T) {
+	srv, addr := freezableRedis(t)
+	var armed atomic.Pointer[string] // the stream whose end script freezes Redis
+	match := func(cmd [][]byte) bool {
+		keys, args, ok := scriptCall(cmd)
+		sid := armed.Load()
+		return ok && sid != nil && len(keys) == 1 && len(args) == 1 && bytes.HasSuffix(keys[0], []byte("{"+*sid+"}:"))
+	}
+	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-late-"+uuid.NewString()[:8])).Addr()
+
+	creator := mint(t, auth.RoleCreator, "alice")
+	var st, p, sale struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+		"sku": "S", "title": "T", "price_cents": 100, "currency": "USD", "stock": 5}, 201, &p)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
+		"product_id": p.ID, "price_cents": 50, "quantity": 2, "duration_s": 600}, 201, &sale)
+	ws := dialWS(t, base, st.ID, "")
+	next(t, ws, "snapshot")
+
+	armed.Store(&st.ID)
+	code, ecode, _, took := timedRequest(t, "POST", base+"/api/streams/"+st.ID+"/end", creator, nil, nil)
+	select {
+	case <-proxy.tripped:
+	default:
+		t.Fatal("the end never reached Redis")
+	}
+	if code != 503 || took > frozenAnswerWithin {
+		t.Fatalf("end with Redis stalled: got %d %q after %v, want 503 within %v", code, ecode, took, frozenAnswerWithin)
+	}
+	time.Sleep(time.Second)
+	srv.Process.Signal(syscall.SIGCONT) // Redis runs the end now
+
+	saleEnded := false
+	for {
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, raw, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after the thaw, waiting for the end's sale and stream events (sale ended seen %v): %v", saleEnded, err)
+		}
+		var f frame
+		json.Unmarshal(raw, &f)
+		if f.Type == "sale" && f.Sale.ID == sale.ID && f.Sale.Status == "ended" {
+			saleEnded = true
+		}
+		if f.Type == "stream" {
+			if !saleEnded {
+				t.Fatal("stream event before the sale's ended event")
+			}
+			break
+		}
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("after the stream event: %v, want a normal close", err)
 	}
 }
