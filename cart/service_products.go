@@ -48,14 +48,17 @@ func (s *Service) CreateProduct(ctx context.Context, a Actor, streamID string, i
 	if err := in.Validate(); err != nil {
 		return Product{}, err
 	}
-	p, err := s.store.CreateProduct(ctx, Product{ID: newID(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
-		Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock})
-	if err != nil {
-		return Product{}, err
-	}
-	s.audit(ctx, a, streamID, "product_create", p.ID, map[string]any{"sku": p.SKU, "price_cents": p.PriceCents, "stock": p.Stock})
-	s.emit(ctx, streamID, EventProduct, ProductData{Product: p})
-	return p, nil
+	return change(ctx, func(ctx context.Context) (Product, error) {
+		p, err := s.store.CreateProduct(ctx, Product{ID: newID(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
+			Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock})
+		if err != nil {
+			return Product{}, err
+		}
+		s.audit(ctx, a, streamID, "product_create", p.ID, map[string]any{"sku": p.SKU, "price_cents": p.PriceCents, "stock": p.Stock})
+		return p, nil
+	}, func(ctx context.Context, p Product) {
+		s.emit(ctx, streamID, EventProduct, ProductData{Product: p})
+	})
 }
 
 // GetProduct returns a product (ErrNotFound for a malformed id).
@@ -83,20 +86,31 @@ func (s *Service) ListProducts(ctx context.Context, streamID string, withHidden 
 
 // SetHidden hides or unhides a product: emits product, then unpin if it was pinned.
 func (s *Service) SetHidden(ctx context.Context, a Actor, productID string, hidden bool) (Product, error) {
-	p, changed, unpinned, err := s.store.SetProductHidden(ctx, productID, hidden)
-	if err != nil || !changed {
-		return p, err
+	type hide struct {
+		p                 Product
+		changed, unpinned bool
 	}
-	action := "unhide"
-	if hidden {
-		action = "hide"
-	}
-	s.audit(ctx, a, p.StreamID, action, p.ID, map[string]any{"unpinned": unpinned})
-	s.emit(ctx, p.StreamID, EventProduct, ProductData{Product: p, Toggled: true})
-	if unpinned {
-		s.emit(ctx, p.StreamID, EventUnpin, UnpinData{ProductID: p.ID})
-	}
-	return p, nil
+	h, err := change(ctx, func(ctx context.Context) (hide, error) {
+		p, changed, unpinned, err := s.store.SetProductHidden(ctx, productID, hidden)
+		if err != nil || !changed {
+			return hide{p: p}, err
+		}
+		action := "unhide"
+		if hidden {
+			action = "hide"
+		}
+		s.audit(ctx, a, p.StreamID, action, p.ID, map[string]any{"unpinned": unpinned})
+		return hide{p, true, unpinned}, nil
+	}, func(ctx context.Context, h hide) {
+		if !h.changed {
+			return
+		}
+		s.emit(ctx, h.p.StreamID, EventProduct, ProductData{Product: h.p, Toggled: true})
+		if h.unpinned {
+			s.emit(ctx, h.p.StreamID, EventUnpin, UnpinData{ProductID: h.p.ID})
+		}
+	})
+	return h.p, err
 }
 
 // Pin pins a product of the stream (ErrConflict if hidden or too many pinned).
@@ -104,13 +118,24 @@ func (s *Service) Pin(ctx context.Context, a Actor, streamID, productID string) 
 	if err := checkID("product", productID); err != nil {
 		return nil, err
 	}
-	pinned, changed, err := s.store.PinProduct(ctx, streamID, productID, s.cfg.MaxPins)
-	if err != nil || !changed {
-		return pinned, err
-	}
-	s.audit(ctx, a, streamID, "pin", productID, nil)
-	s.emit(ctx, streamID, EventPin, PinData{Product: pinned[len(pinned)-1]})
-	return pinned, nil
+	pins, err := change(ctx, func(ctx context.Context) (pinChange, error) {
+		pinned, changed, err := s.store.PinProduct(ctx, streamID, productID, s.cfg.MaxPins)
+		if err == nil && changed {
+			s.audit(ctx, a, streamID, "pin", productID, nil)
+		}
+		return pinChange{pinned, changed}, err
+	}, func(ctx context.Context, c pinChange) {
+		if c.changed {
+			s.emit(ctx, streamID, EventPin, PinData{Product: c.pinned[len(c.pinned)-1]})
+		}
+	})
+	return pins.pinned, err
+}
+
+// pinChange is what a pin or an unpin did.
+type pinChange struct {
+	pinned  []Product
+	changed bool
 }
 
 // Unpin unpins a product of the stream.
@@ -118,13 +143,18 @@ func (s *Service) Unpin(ctx context.Context, a Actor, streamID, productID string
 	if err := checkID("product", productID); err != nil {
 		return nil, err
 	}
-	pinned, changed, err := s.store.UnpinProduct(ctx, streamID, productID)
-	if err != nil || !changed {
-		return pinned, err
-	}
-	s.audit(ctx, a, streamID, "unpin", productID, nil)
-	s.emit(ctx, streamID, EventUnpin, UnpinData{ProductID: productID})
-	return pinned, nil
+	pins, err := change(ctx, func(ctx context.Context) (pinChange, error) {
+		pinned, changed, err := s.store.UnpinProduct(ctx, streamID, productID)
+		if err == nil && changed {
+			s.audit(ctx, a, streamID, "unpin", productID, nil)
+		}
+		return pinChange{pinned, changed}, err
+	}, func(ctx context.Context, c pinChange) {
+		if c.changed {
+			s.emit(ctx, streamID, EventUnpin, UnpinData{ProductID: productID})
+		}
+	})
+	return pins.pinned, err
 }
 
 // ListPinned returns the stream's pinned products in pin order.

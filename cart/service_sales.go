@@ -60,18 +60,32 @@ func (s *Service) CreateSale(ctx context.Context, a Actor, streamID string, in N
 	if in.StartsInS != nil {
 		starts = now.Add(time.Duration(*in.StartsInS) * time.Second)
 	}
-	sale, p, err := s.store.CreateSale(ctx, Sale{ID: newID(), StreamID: streamID, ProductID: in.ProductID,
-		PriceCents: *in.PriceCents, Quantity: *in.Quantity, PerUserLimit: limit, StartsAt: starts,
-		EndsAt: starts.Add(time.Duration(*in.DurationS) * time.Second)}, now)
+	c, err := change(ctx, func(ctx context.Context) (saleChange, error) {
+		sale, p, err := s.store.CreateSale(ctx, Sale{ID: newID(), StreamID: streamID, ProductID: in.ProductID,
+			PriceCents: *in.PriceCents, Quantity: *in.Quantity, PerUserLimit: limit, StartsAt: starts,
+			EndsAt: starts.Add(time.Duration(*in.DurationS) * time.Second)}, now)
+		if err != nil {
+			return saleChange{}, err
+		}
+		s.audit(ctx, a, streamID, "sale_create", sale.ID, map[string]any{"product_id": sale.ProductID,
+			"price_cents": sale.PriceCents, "quantity": sale.Quantity, "per_user_limit": sale.PerUserLimit,
+			"starts_at": sale.StartsAt, "ends_at": sale.EndsAt})
+		return saleChange{sale: sale, p: p, changed: true}, nil
+	}, func(ctx context.Context, c saleChange) {
+		s.emit(ctx, streamID, EventSale, SaleData{Sale: c.sale})
+		s.emit(ctx, streamID, EventProduct, ProductData{Product: c.p})
+	})
 	if err != nil {
 		return Sale{}, err
 	}
-	s.audit(ctx, a, streamID, "sale_create", sale.ID, map[string]any{"product_id": sale.ProductID,
-		"price_cents": sale.PriceCents, "quantity": sale.Quantity, "per_user_limit": sale.PerUserLimit,
-		"starts_at": sale.StartsAt, "ends_at": sale.EndsAt})
-	s.emit(ctx, streamID, EventSale, SaleData{Sale: sale})
-	s.emit(ctx, streamID, EventProduct, ProductData{Product: p})
-	return sale, nil
+	return c.sale, nil
+}
+
+// saleChange is what a sale's creation or stop did.
+type saleChange struct {
+	sale    Sale
+	p       Product
+	changed bool
 }
 
 // GetSale returns a sale (ErrNotFound for a malformed id).
@@ -92,13 +106,18 @@ func (s *Service) StopSale(ctx context.Context, a Actor, saleID string) (Sale, e
 	if err := checkID("sale", saleID); err != nil {
 		return Sale{}, err
 	}
-	sale, p, changed, err := s.store.StopSale(ctx, saleID, s.now().UTC())
-	if err != nil || !changed {
-		return sale, err
-	}
-	s.audit(ctx, a, sale.StreamID, "sale_stop", sale.ID, map[string]any{"returned": sale.Returned, "sold": sale.Sold})
-	s.emitSaleEnded(ctx, sale, p)
-	return sale, nil
+	c, err := change(ctx, func(ctx context.Context) (saleChange, error) {
+		sale, p, changed, err := s.store.StopSale(ctx, saleID, s.now().UTC())
+		if err == nil && changed {
+			s.audit(ctx, a, sale.StreamID, "sale_stop", sale.ID, map[string]any{"returned": sale.Returned, "sold": sale.Sold})
+		}
+		return saleChange{sale, p, changed}, err
+	}, func(ctx context.Context, c saleChange) {
+		if c.changed {
+			s.emitSaleEnded(ctx, c.sale, c.p)
+		}
+	})
+	return c.sale, err
 }
 
 func (s *Service) emitSaleEnded(ctx context.Context, sale Sale, p Product) {
@@ -107,20 +126,44 @@ func (s *Service) emitSaleEnded(ctx context.Context, sale Sale, p Product) {
 	s.emit(ctx, sale.StreamID, EventProduct, ProductData{Product: p})
 }
 
-// EndStream ends the stream in the store (with its scheduled and active sales) and
-// emits the sale (ended) and product events. The caller emits the "stream" event
-// after it (viewers get the sales first) and records the stream_end audit entry.
-func (s *Service) EndStream(ctx context.Context, streamID string) (Stream, error) {
-	st, sales, err := s.store.EndStream(ctx, streamID, s.now().UTC())
-	if err != nil {
-		return st, err
+// EndStream ends the stream in the store (with its scheduled and active sales), emits
+// the sale (ended) and product events, then calls told, with them out: the caller
+// emits the "stream" event (viewers get the sales first) and records the stream_end
+// audit entry there. As every change (see change), it goes on to the end when the
+// caller stops waiting, told included.
+func (s *Service) EndStream(ctx context.Context, streamID string, told func(context.Context, Stream)) (Stream, error) {
+	type ended struct {
+		st       Stream
+		sales    []Sale
+		products map[string]Product
 	}
-	for _, sale := range sales {
-		p, err := s.store.GetProduct(ctx, sale.ProductID)
+	e, err := change(ctx, func(ctx context.Context) (ended, error) {
+		st, sales, err := s.store.EndStream(ctx, streamID, s.now().UTC())
 		if err != nil {
-			return st, err
+			return ended{st: st}, err
 		}
-		s.emitSaleEnded(ctx, sale, p)
-	}
-	return st, nil
+		e := ended{st: st, sales: sales, products: map[string]Product{}}
+		for _, sale := range sales {
+			p, err := s.store.GetProduct(ctx, sale.ProductID)
+			if err != nil { // the end is in: its sale events go out without it
+				s.log.Warn("end stream: read product for its event", "stream", streamID, "product", sale.ProductID, "err", err)
+				continue
+			}
+			e.products[p.ID] = p
+		}
+		return e, nil
+	}, func(ctx context.Context, e ended) {
+		for _, sale := range e.sales {
+			if p, ok := e.products[sale.ProductID]; ok {
+				s.emitSaleEnded(ctx, sale, p)
+			} else {
+				s.emit(ctx, sale.StreamID, EventSale, SaleData{Sale: sale})
+				s.emit(ctx, sale.StreamID, EventStock, StockData{SaleID: sale.ID, ProductID: sale.ProductID, Remaining: sale.Remaining})
+			}
+		}
+		if told != nil {
+			told(ctx, e.st)
+		}
+	})
+	return e.st, err
 }

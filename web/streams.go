@@ -147,21 +147,24 @@ func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.streamView(r.Context(), st, id))
 		return
 	}
-	// The service ends the sales too and emits their sale and product events.
-	ended, err := s.deps.Commerce.EndStream(r.Context(), st.ID)
+	// The service ends the sales too and emits their sale and product events, then
+	// calls back (also when this request stopped waiting: the end is in).
+	var view StreamView
+	_, err = s.deps.Commerce.EndStream(r.Context(), st.ID, func(ctx context.Context, ended cart.Stream) {
+		if s.deps.Media != nil {
+			s.deps.Media.EndStream(st.ID)
+		}
+		s.auditCtx(ctx, id, st.ID, "stream_end", st.ID, nil)
+		view = s.streamView(ctx, ended, id)
+		public := view
+		public.StreamKey = ""
+		s.emit(ctx, cart.Event{StreamID: st.ID, Type: cart.EventStream, Data: cart.StreamData{Stream: public, Ended: true}})
+		s.log.Info("stream ended", "stream", st.ID, "by", id.UserID)
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if s.deps.Media != nil {
-		s.deps.Media.EndStream(st.ID)
-	}
-	s.audit(r, id, st.ID, "stream_end", st.ID, nil)
-	view := s.streamView(r.Context(), ended, id)
-	public := view
-	public.StreamKey = ""
-	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: cart.EventStream, Data: cart.StreamData{Stream: public, Ended: true}})
-	s.log.Info("stream ended", "stream", st.ID, "by", id.UserID)
 	writeJSON(w, http.StatusOK, view)
 }
 
@@ -221,6 +224,11 @@ func (s *Server) authorizeStream(r *http.Request, allowed func(auth.Identity, ca
 // audit records an action on a stream; a failure is logged, not returned, because the
 // action itself has already happened.
 func (s *Server) audit(r *http.Request, actor auth.Identity, sid, action, target string, details map[string]any) {
+	s.auditCtx(r.Context(), actor, sid, action, target, details)
+}
+
+// auditCtx is audit on ctx.
+func (s *Server) auditCtx(ctx context.Context, actor auth.Identity, sid, action, target string, details map[string]any) {
 	if details == nil {
 		details = map[string]any{}
 	}
@@ -228,7 +236,7 @@ func (s *Server) audit(r *http.Request, actor auth.Identity, sid, action, target
 		ID: uuid.NewString(), StreamID: sid, ActorID: actor.UserID, ActorRole: string(actor.Role),
 		Action: action, Target: target, Details: details, At: s.deps.Now().UTC(),
 	}
-	if err := s.deps.Store.AppendAudit(r.Context(), e); err != nil {
+	if err := s.deps.Store.AppendAudit(ctx, e); err != nil {
 		s.log.Error("audit append failed", "stream", sid, "action", action, "err", err)
 	}
 }
