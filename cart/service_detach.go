@@ -3,6 +3,8 @@ package cart
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"time"
 )
 
@@ -18,8 +20,10 @@ const detachedChangeTimeout = 10 * time.Second
 // told and audited. Cut with the caller, it went in untold, and a retry, finding
 // nothing left to change, told nobody either. tell runs on the caller's ctx when the
 // caller took the result (the hub waits for an event at most until ctx ends; the
-// event still goes out), else on do's context once do is done.
-func change[T any](ctx context.Context, do func(context.Context) (T, error), tell func(context.Context, T)) (T, error) {
+// event still goes out), else on do's context once do is done. A panic in do is the
+// caller's error (a 500, as the HTTP layer's recoverer would make it), logged with its
+// stack; one in tell after the caller left is logged.
+func change[T any](ctx context.Context, log *slog.Logger, do func(context.Context) (T, error), tell func(context.Context, T)) (T, error) {
 	if ctx.Done() == nil { // nothing can cut it
 		v, err := do(ctx)
 		if err == nil {
@@ -35,12 +39,26 @@ func change[T any](ctx context.Context, do func(context.Context) (T, error), tel
 	go func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedChangeTimeout)
 		defer cancel()
-		v, err := do(dctx)
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("change: panic", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		v, err := func() (v T, err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("cart: change panicked: %v\n%s", p, debug.Stack())
+				}
+			}()
+			return do(dctx)
+		}()
 		select {
 		case got <- result{v, err}:
 		case <-ctx.Done():
 			if err == nil {
 				tell(dctx, v)
+			} else {
+				log.Warn("change: failed after its caller left", "err", err)
 			}
 		}
 	}()

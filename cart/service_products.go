@@ -48,7 +48,7 @@ func (s *Service) CreateProduct(ctx context.Context, a Actor, streamID string, i
 	if err := in.Validate(); err != nil {
 		return Product{}, err
 	}
-	return change(ctx, func(ctx context.Context) (Product, error) {
+	return change(ctx, s.log, func(ctx context.Context) (Product, error) {
 		p, err := s.store.CreateProduct(ctx, Product{ID: newID(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
 			Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock})
 		if err != nil {
@@ -90,7 +90,7 @@ func (s *Service) SetHidden(ctx context.Context, a Actor, productID string, hidd
 		p                 Product
 		changed, unpinned bool
 	}
-	h, err := change(ctx, func(ctx context.Context) (hide, error) {
+	h, err := change(ctx, s.log, func(ctx context.Context) (hide, error) {
 		p, changed, unpinned, err := s.store.SetProductHidden(ctx, productID, hidden)
 		if err != nil || !changed {
 			return hide{p: p}, err
@@ -118,7 +118,7 @@ func (s *Service) Pin(ctx context.Context, a Actor, streamID, productID string) 
 	if err := checkID("product", productID); err != nil {
 		return nil, err
 	}
-	pins, err := change(ctx, func(ctx context.Context) (pinChange, error) {
+	pins, err := change(ctx, s.log, func(ctx context.Context) (pinChange, error) {
 		pinned, changed, err := s.store.PinProduct(ctx, streamID, productID, s.cfg.MaxPins)
 		if err == nil && changed {
 			s.audit(ctx, a, streamID, "pin", productID, nil)
@@ -143,7 +143,7 @@ func (s *Service) Unpin(ctx context.Context, a Actor, streamID, productID string
 	if err := checkID("product", productID); err != nil {
 		return nil, err
 	}
-	pins, err := change(ctx, func(ctx context.Context) (pinChange, error) {
+	pins, err := change(ctx, s.log, func(ctx context.Context) (pinChange, error) {
 		pinned, changed, err := s.store.UnpinProduct(ctx, streamID, productID)
 		if err == nil && changed {
 			s.audit(ctx, a, streamID, "unpin", productID, nil)

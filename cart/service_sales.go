@@ -60,7 +60,7 @@ func (s *Service) CreateSale(ctx context.Context, a Actor, streamID string, in N
 	if in.StartsInS != nil {
 		starts = now.Add(time.Duration(*in.StartsInS) * time.Second)
 	}
-	c, err := change(ctx, func(ctx context.Context) (saleChange, error) {
+	c, err := change(ctx, s.log, func(ctx context.Context) (saleChange, error) {
 		sale, p, err := s.store.CreateSale(ctx, Sale{ID: newID(), StreamID: streamID, ProductID: in.ProductID,
 			PriceCents: *in.PriceCents, Quantity: *in.Quantity, PerUserLimit: limit, StartsAt: starts,
 			EndsAt: starts.Add(time.Duration(*in.DurationS) * time.Second)}, now)
@@ -106,7 +106,7 @@ func (s *Service) StopSale(ctx context.Context, a Actor, saleID string) (Sale, e
 	if err := checkID("sale", saleID); err != nil {
 		return Sale{}, err
 	}
-	c, err := change(ctx, func(ctx context.Context) (saleChange, error) {
+	c, err := change(ctx, s.log, func(ctx context.Context) (saleChange, error) {
 		sale, p, changed, err := s.store.StopSale(ctx, saleID, s.now().UTC())
 		if err == nil && changed {
 			s.audit(ctx, a, sale.StreamID, "sale_stop", sale.ID, map[string]any{"returned": sale.Returned, "sold": sale.Sold})
@@ -137,7 +137,7 @@ func (s *Service) EndStream(ctx context.Context, streamID string, told func(cont
 		sales    []Sale
 		products map[string]Product
 	}
-	e, err := change(ctx, func(ctx context.Context) (ended, error) {
+	e, err := change(ctx, s.log, func(ctx context.Context) (ended, error) {
 		st, sales, err := s.store.EndStream(ctx, streamID, s.now().UTC())
 		if err != nil {
 			return ended{st: st}, err
