@@ -601,9 +601,11 @@ func TestHiddenProductStockNotPublished(t *testing.T) {
 
 // TestRescuedPinNeverUndoesNewer: the viewers were told a product is pinned and the
 // store says it is not (an unpin lost with its node): the comparison returns its pin
-// key. Should another node pin it again and publish that before the rescue publishes
-// the unpin it read, the rescued unpin is dropped, not published after the newer pin;
-// with nothing in between, it is published. A stream's first comparison takes the
+// key. Should the unpin come late and another node pin it again, both published
+// before the rescue publishes the unpin it read, the rescued unpin is dropped, not
+// published after the newer pin; with nothing in between, it is published. A pin of
+// a product whose pin is delivered is dropped (a repeat) and a rescue stamped before
+// it is dropped as after a pin. A stream's first comparison takes the
 // store's pins and sales as delivered; after it, a pin or sale never delivered is
 // returned (its event was lost).
 func TestRescuedPinNeverUndoesNewer(t *testing.T) {
@@ -654,11 +656,27 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) || stamp == 0 {
 		t.Fatalf("got stale keys %v (stamp %d), want %v", keys, stamp, want)
 	}
+	if seq := publish(cart.EventUnpin, unpin, 0); seq == 0 { // the unpin, late
+		t.Fatal("the late unpin was not published")
+	}
 	if seq := publish(cart.EventPin, pin, 0); seq == 0 { // pinned again on another node
 		t.Fatal("the newer pin was not published")
 	}
 	if seq := publish(cart.EventUnpin, unpin, stamp); seq != 0 {
 		t.Fatalf("the rescued unpin read before the newer pin got seq %d, want it dropped", seq)
+	}
+	// A pin of the pinned product (a rescue's, then the event on its way) is dropped,
+	// and counts as a pin that went out: a rescue stamped before it is dropped too.
+	time.Sleep(StockRescueAfter)
+	keys, stamp = stale(0, 1, 2)
+	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) {
+		t.Fatalf("got stale keys %v, want %v", keys, want)
+	}
+	if seq := publish(cart.EventPin, pin, 0); seq != 0 {
+		t.Fatalf("a pin of the pinned product got seq %d, want it dropped", seq)
+	}
+	if seq := publish(cart.EventUnpin, unpin, stamp); seq != 0 {
+		t.Fatalf("the rescued unpin stamped before the repeated pin got seq %d, want it dropped", seq)
 	}
 
 	time.Sleep(StockRescueAfter)

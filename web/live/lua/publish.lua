@@ -22,6 +22,10 @@
 -- carries still has the record stamped then: no pin or unpin went out since the
 -- comparison, none newer than the store's value the rescue read after it (a pin
 -- key's record always gets a later time than the one it had, even within one ms).
+-- An event carrying a pin state or sale status (or the end) already delivered (its
+-- record's time is not 0, the baseline's) is dropped: a rescue published it while
+-- the event was on its way (a slow node). A pin or unpin dropped so gets a later
+-- time all the same, as if it went out.
 -- A stock value (stock_gate.lua) also passes KEYS[5] its versions hash, KEYS[6] its
 -- gate, KEYS[7] the stream's overdue set, and after the pairs its version, the
 -- interval in ms, ms to keep KEYS[5], the stock key: a value older than one already
@@ -70,16 +74,26 @@ if n > 0 and not KEYS[5] then
   local stamp = ARGV[9 + 2 * n]
   for i = 0, n - 1 do
     local k = ARGV[8 + 2 * i]
-    if stamp and string.sub(k, 1, 4) == 'pin:' then
+    local pin = string.sub(k, 1, 4) == 'pin:'
+    if pin or string.sub(k, 1, 5) == 'sale:' or k == 'stream' then
       local rec = redis.call('HGET', KEYS[4], k)
-      if not rec or string.match(rec, ':(%d+)$') ~= stamp then
+      local seen, at = string.match(rec or '', '^(%d*):(%d+)$')
+      if pin and stamp and at ~= stamp then
         return {0, ''}
       end
-    elseif string.sub(k, 1, 5) == 'sale:' or k == 'stream' then
-      local rec = redis.call('HGET', KEYS[4], k)
-      local seen = rec and tonumber(string.match(rec, '^(%d+):')) or 0
+      -- A state delivered (at > 0: not a first comparison's baseline) is never sent
+      -- again: the rescue of an event still on its way, then the event, is one event.
+      local delivered = at ~= nil and at ~= '0'
+      seen = tonumber(seen) or 0
       local rank = tonumber(ARGV[9 + 2 * i])
-      if seen > rank or (strict and seen == rank) then
+      if pin and delivered and seen == rank then
+        -- Touched as if sent: a rescue stamped before must see that it was.
+        local t = redis.call('TIME')
+        local now = math.max(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(at) + 1)
+        redis.call('HSET', KEYS[4], k, seen .. ':' .. now)
+        return {0, ''}
+      end
+      if not pin and (seen > rank or (seen == rank and (strict or delivered))) then
         return {0, ''}
       end
     end
