@@ -2,9 +2,12 @@ package cart
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRedisMigratesCartSets: a store opened on data with carts indexed in the older
@@ -114,5 +117,51 @@ func TestRedisClaimReadsCartSetsUntilMigrated(t *testing.T) {
 func TestGlobEscape(t *testing.T) {
 	if got, want := globEscape(`lc*:a?[b]\`), `lc\*:a\?\[b\]\\`; got != want {
 		t.Fatalf("globEscape: got %q, want %q", got, want)
+	}
+}
+
+// TestRedisMigrationErrorLeavesNoMarker: a command of the migration that fails (here
+// TYPE, denied by an ACL on a private redis-server; in production a timeout or a
+// dropped connection) fails the migration: the prefix is not marked migrated while a
+// set is left unmoved, claims keep reading the set, and the next Ping tries again.
+func TestRedisMigrationErrorLeavesNoMarker(t *testing.T) {
+	srv := startRedisServer(t)
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.port)})
+	defer admin.Close()
+	const prefix = "lcmig:"
+	ub := prefix + "{u:u1}:"
+	if err := admin.SAdd(ctx, ub+"holds", "s1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "-type").Err(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenRedis(ctx, srv.url(), RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.background.Wait()
+	if v := admin.Get(ctx, prefix+"migrated:cartsets").Val(); v != "" {
+		t.Errorf("marker after a failed migration: got %q, want none (u1's set was not moved)", v)
+	}
+	_, c, _, err := st.claimIdem(ctx, "u1", idemHash("u1", "k"), "f", "", time.Now())
+	if err != nil || !maps.Equal(c.gens, map[string]string{"s1": "0"}) {
+		t.Errorf("claim after a failed migration: got %+v %v, want s1 (0)", c, err)
+	}
+
+	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "+type").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.background.Wait()
+	if v := admin.Get(ctx, prefix+"migrated:cartsets").Val(); v != "1" {
+		t.Errorf("marker after the retry: got %q, want \"1\"", v)
+	}
+	if got := admin.HGetAll(ctx, ub+"gen").Val(); got["s1"] != "0" {
+		t.Errorf("u1 gen after the retry: got %v, want s1 = 0", got)
 	}
 }
