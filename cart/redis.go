@@ -226,7 +226,16 @@ func (s *RedisStore) migrateCartSets(ctx context.Context) error {
 	for iter.Next(ctx) {
 		k := iter.Val()
 		base, ok := strings.CutSuffix(k, "holds")
-		if !ok || s.rdb.Type(ctx, k).Val() != "set" {
+		if !ok {
+			continue
+		}
+		// An error here must fail the migration: skipping the key would mark the
+		// prefix migrated with this set unmoved, and claims would stop reading it.
+		typ, err := s.rdb.Type(ctx, k).Result()
+		if err != nil {
+			return err
+		}
+		if typ != "set" {
 			continue
 		}
 		if err := s.scripts["migrate_holds"].Run(ctx, s.rdb, []string{base}).Err(); err != nil {
