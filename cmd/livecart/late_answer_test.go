@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -156,5 +157,56 @@ func TestEndAnsweredLateStillTold(t *testing.T) {
 	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 		t.Fatalf("after the stream event: %v, want a normal close", err)
+	}
+}
+
+// TestEndWithSlowEventsAudited: Redis stalls (SIGSTOP, 1.5 s) when the end of a stream
+// publishes its sale's ended event, after the end went in. The request answers 200 and
+// the stream_end audit entry is written all the same. Before: the events' wait used
+// up the request's redis.request_timeout, and the audit append, made after them on the
+// request's context, failed at once: no stream_end entry.
+func TestEndWithSlowEventsAudited(t *testing.T) {
+	srv, addr := freezableRedis(t)
+	var armed atomic.Pointer[string] // the stream whose next sale event freezes Redis
+	match := func(cmd [][]byte) bool {
+		keys, args, ok := scriptCall(cmd)
+		sid := armed.Load()
+		return ok && sid != nil && len(keys) > 0 && len(args) > 0 &&
+			bytes.Contains(keys[0], []byte(":live:{"+*sid+"}:seq")) && bytes.Equal(args[0], []byte(`"sale"`))
+	}
+	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-late-"+uuid.NewString()[:8])).Addr()
+
+	creator := mint(t, auth.RoleCreator, "alice")
+	var st, p struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
+		"sku": "S", "title": "T", "price_cents": 100, "currency": "USD", "stock": 5}, 201, &p)
+	call(t, "POST", base+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
+		"product_id": p.ID, "price_cents": 50, "quantity": 2, "duration_s": 600}, 201, nil)
+
+	armed.Store(&st.ID)
+	go func() {
+		select {
+		case <-proxy.tripped:
+			time.Sleep(1500 * time.Millisecond)
+		case <-time.After(10 * time.Second):
+		}
+		srv.Process.Signal(syscall.SIGCONT)
+	}()
+	code, ecode, _, took := timedRequest(t, "POST", base+"/api/streams/"+st.ID+"/end", creator, nil, nil)
+	if code != 200 || took > frozenAnswerWithin {
+		t.Fatalf("end with its events stalled: got %d %q after %v, want 200 within %v", code, ecode, took, frozenAnswerWithin)
+	}
+	var audit []struct{ Action string }
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		call(t, "GET", base+"/api/streams/"+st.ID+"/audit", creator, nil, 200, &audit)
+		if slices.ContainsFunc(audit, func(e struct{ Action string }) bool { return e.Action == "stream_end" }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit after the end: %+v, want a stream_end entry", audit)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
