@@ -126,12 +126,12 @@ func (s *Service) emitSaleEnded(ctx context.Context, sale Sale, p Product) {
 	s.emit(ctx, sale.StreamID, EventProduct, ProductData{Product: p})
 }
 
-// EndStream ends the stream in the store (with its scheduled and active sales), emits
-// the sale (ended) and product events, then calls told, with them out: the caller
-// emits the "stream" event (viewers get the sales first) and records the stream_end
-// audit entry there. As every change (see change), it goes on to the end when the
+// EndStream ends the stream in the store (with its scheduled and active sales),
+// records the stream_end audit entry, emits the sale (ended) and product events, then
+// calls told, with them out: the caller emits the "stream" event there (viewers get
+// the sales first). As every change (see change), it goes on to the end when the
 // caller stops waiting, told included.
-func (s *Service) EndStream(ctx context.Context, streamID string, told func(context.Context, Stream)) (Stream, error) {
+func (s *Service) EndStream(ctx context.Context, a Actor, streamID string, told func(context.Context, Stream)) (Stream, error) {
 	type ended struct {
 		st       Stream
 		sales    []Sale
@@ -142,6 +142,8 @@ func (s *Service) EndStream(ctx context.Context, streamID string, told func(cont
 		if err != nil {
 			return ended{st: st}, err
 		}
+		// Before the events: their wait may use up the caller's time.
+		s.audit(ctx, a, streamID, "stream_end", streamID, nil)
 		e := ended{st: st, sales: sales, products: map[string]Product{}}
 		for _, sale := range sales {
 			p, err := s.store.GetProduct(ctx, sale.ProductID)

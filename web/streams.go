@@ -150,11 +150,10 @@ func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 	// The service ends the sales too and emits their sale and product events, then
 	// calls back (also when this request stopped waiting: the end is in).
 	var view StreamView
-	_, err = s.deps.Commerce.EndStream(r.Context(), st.ID, func(ctx context.Context, ended cart.Stream) {
+	_, err = s.deps.Commerce.EndStream(r.Context(), actor(id), st.ID, func(ctx context.Context, ended cart.Stream) {
 		if s.deps.Media != nil {
 			s.deps.Media.EndStream(st.ID)
 		}
-		s.auditCtx(ctx, id, st.ID, "stream_end", st.ID, nil)
 		view = s.streamView(ctx, ended, id)
 		public := view
 		public.StreamKey = ""
@@ -224,11 +223,6 @@ func (s *Server) authorizeStream(r *http.Request, allowed func(auth.Identity, ca
 // audit records an action on a stream; a failure is logged, not returned, because the
 // action itself has already happened.
 func (s *Server) audit(r *http.Request, actor auth.Identity, sid, action, target string, details map[string]any) {
-	s.auditCtx(r.Context(), actor, sid, action, target, details)
-}
-
-// auditCtx is audit on ctx.
-func (s *Server) auditCtx(ctx context.Context, actor auth.Identity, sid, action, target string, details map[string]any) {
 	if details == nil {
 		details = map[string]any{}
 	}
@@ -236,7 +230,7 @@ func (s *Server) auditCtx(ctx context.Context, actor auth.Identity, sid, action,
 		ID: uuid.NewString(), StreamID: sid, ActorID: actor.UserID, ActorRole: string(actor.Role),
 		Action: action, Target: target, Details: details, At: s.deps.Now().UTC(),
 	}
-	if err := s.deps.Store.AppendAudit(ctx, e); err != nil {
+	if err := s.deps.Store.AppendAudit(r.Context(), e); err != nil {
 		s.log.Error("audit append failed", "stream", sid, "action", action, "err", err)
 	}
 }
