@@ -165,3 +165,48 @@ func TestRedisMigrationErrorLeavesNoMarker(t *testing.T) {
 		t.Errorf("u1 gen after the retry: got %v, want s1 = 0", got)
 	}
 }
+
+// TestRedisCloseStopsMigration: Close does not wait for the cart-set migration to go
+// through the whole keyspace (seconds on a large one, at the first start of the
+// version); the migration stops between two commands and the next store to open does
+// it again from the start (it is idempotent).
+func TestRedisCloseStopsMigration(t *testing.T) {
+	srv := startRedisServer(t)
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.port)})
+	defer admin.Close()
+	const prefix, users = "lcmig:", 5000
+	p := admin.Pipeline()
+	for i := range users {
+		p.SAdd(ctx, fmt.Sprintf("%s{u:u%d}:holds", prefix, i), "s1")
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenRedis(ctx, srv.url(), RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the migration is under way
+	start := time.Now()
+	st.Close()
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Close took %v, want it not to wait for the migration", d)
+	}
+	if left := admin.Exists(ctx, prefix+"{u:u0}:holds", fmt.Sprintf("%s{u:u%d}:holds", prefix, users-1)).Val(); left == 0 {
+		t.Skip("the migration finished within 50 ms: too fast to tell")
+	}
+	if v := admin.Get(ctx, prefix+"migrated:cartsets").Val(); v != "" {
+		t.Errorf("marker after a stopped migration: got %q, want none", v)
+	}
+
+	st2, err := OpenRedis(ctx, srv.url(), RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2.background.Wait()
+	st2.Close()
+	if n := admin.DBSize(ctx).Val(); n != users+1 { // one gen hash per user and the marker
+		t.Errorf("keys after the second migration: got %d, want %d", n, users+1)
+	}
+}
