@@ -105,6 +105,8 @@ type RedisStore struct {
 	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
 	cartSetsGone  atomic.Bool    // no user's cart index has its older form left (migrateCartSets)
 	migrating     atomic.Bool    // migrateCartSets was started
+	closing       chan struct{}  // closed by Close: a running migration stops
+	closeOnce     sync.Once      // closes closing
 	background    sync.WaitGroup // hold batches and pipeline batches; Close waits
 
 	// afterHoldNoScript, if set (tests only), runs when a hold batch found its script
@@ -168,6 +170,7 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 		prefix:   opts.Prefix,
 		scripts:  scripts,
 		streamOf: map[string]string{},
+		closing:  make(chan struct{}),
 	}
 	s.batch = &pipeBatcher{rdb: s.rdb, wg: &s.background}
 	s.holds = newStreamQueues(maxHoldBatch, &s.background, s.holdBatch)
@@ -200,7 +203,18 @@ func (s *RedisStore) startMigration() {
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
-		if err := s.migrateCartSets(context.Background()); err != nil {
+		// Close stops it between two commands (it may take seconds on a large
+		// keyspace); the next start does it again, from the start.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if err := s.migrateCartSets(ctx); err != nil {
 			s.migrating.Store(false) // the next Ping tries again
 		}
 	}()
@@ -298,8 +312,10 @@ func readScripts() (map[string]*redis.Script, error) {
 	return out, nil
 }
 
-// Close waits for the writes in flight, then closes the connections.
+// Close stops the cart-set migration if it runs, waits for the writes in flight, then
+// closes the connections.
 func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.background.Wait()
 	return errors.Join(s.rdb.Close(), s.ping.Close())
 }
