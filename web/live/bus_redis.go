@@ -265,10 +265,12 @@ func (b *RedisBus) unsubscribe(sid string, s *redisSub, id int) {
 func (b *RedisBus) receiveLoop(ctx context.Context) {
 	defer close(b.done)
 	for {
-		// The context bounds only the (re)connection, made with the pub/sub's lock
-		// held (every (un)subscription waits for it); the read waits its 2 s.
+		// The context bounds the (re)connection, made with the pub/sub's lock held
+		// (every (un)subscription waits for it), and with it the read (go-redis takes
+		// the shorter of the two): an idle node pings and retries stale streams every
+		// lockedCallTimeout.
 		cctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
-		msg, err := b.ps.ReceiveTimeout(cctx, 2*time.Second)
+		msg, err := b.ps.ReceiveTimeout(cctx, lockedCallTimeout)
 		cancel()
 		if ctx.Err() != nil {
 			return

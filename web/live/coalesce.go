@@ -14,8 +14,9 @@ import (
 // emitter publishes one stream's events in the order they were emitted, holding back
 // stock updates that come faster than the coalesce interval.
 type emitter struct {
-	hub *Hub
-	sid string
+	hub   *Hub
+	sid   string
+	users int // callers holding it (Hub.emitter until Hub.release); guarded by hub.mu
 
 	mu       sync.Mutex               // guards the maps; held while publishing, so order holds
 	pending  map[string]*pendingEvent // coalesce key → newest held-back event

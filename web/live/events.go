@@ -70,6 +70,7 @@ func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
 	if e == nil {
 		return
 	}
+	defer h.release(e)
 	if _, inProcess := h.cfg.Bus.(*MemoryBus); inProcess {
 		e.emit(ctx, ev)
 		return
@@ -114,6 +115,9 @@ func (h *Hub) publish(ctx context.Context, sid, typ string, data any) (Record, e
 	return rec, err
 }
 
+// emitter returns the stream's emitter (nil once the hub is closed), held for the
+// caller until release: forgetIdle never drops an emitter someone is about to use, so
+// a stream never has two emitters publishing at once.
 func (h *Hub) emitter(sid string) *emitter {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -125,5 +129,13 @@ func (h *Hub) emitter(sid string) *emitter {
 		e = &emitter{hub: h, sid: sid, pending: map[string]*pendingEvent{}, lastSent: map[string]time.Time{}, products: map[string]cart.Product{}, gated: map[string]*gatedStock{}, endedSales: map[string]bool{}}
 		h.emitters[sid] = e
 	}
+	e.users++
 	return e
+}
+
+// release ends a hold taken by emitter.
+func (h *Hub) release(e *emitter) {
+	h.mu.Lock()
+	e.users--
+	h.mu.Unlock()
 }

@@ -429,6 +429,7 @@ func (h *Hub) sweepOverdueStock() {
 				for _, k := range keys {
 					e.rescueStock(k, false)
 				}
+				h.release(e)
 			}
 		}
 	}
@@ -512,6 +513,7 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 					e.rescueSale(id)
 				}
 			}
+			h.release(e)
 		}
 	}
 }
@@ -628,7 +630,7 @@ func (h *Hub) forgetIdle() {
 		}
 	}
 	for sid, e := range h.emitters {
-		if e.idle(now, h.cfg.CoalesceInterval) {
+		if e.users == 0 && e.idle(now, h.cfg.CoalesceInterval) {
 			delete(h.emitters, sid)
 		}
 	}

@@ -631,3 +631,27 @@ func TestShardSendsIgnoreOldDeadlines(t *testing.T) {
 		}
 	}
 }
+
+// TestEmitterHeldIsNotForgotten: the idle sweep drops a stream's emitter only when no
+// caller holds it. Dropped between an Emit's lookup and its enqueue, the old emitter
+// went on publishing that event while the stream's next Emit made a second one, and
+// the two published at once (their order and coalescing state split).
+func TestEmitterHeldIsNotForgotten(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	h := ts.hub
+	sid := "9a1b7c2e-0000-4000-8000-000000000001"
+	e := h.emitter(sid) // an Emit between its lookup and its enqueue
+	h.forgetIdle()
+	if got := h.emitter(sid); got != e {
+		t.Fatal("the idle sweep dropped an emitter a caller held: the stream's next Emit got a second one")
+	}
+	h.release(e)
+	h.release(e)
+	h.forgetIdle()
+	h.mu.Lock()
+	_, kept := h.emitters[sid]
+	h.mu.Unlock()
+	if kept {
+		t.Fatal("an idle emitter nobody holds was kept")
+	}
+}
