@@ -11,24 +11,21 @@ import (
 	"testing"
 )
 
-// freezeProxy stands between one node and the shared Redis (the node's redis url
-// names it). It forwards every command until one that freeze picks: that command and
-// every later one, on every connection, never reach Redis, as if the node lost its
-// network to Redis right then (the replies of what went before still come back).
-type freezeProxy struct {
-	addr   string
-	frozen chan struct{} // closed once a command was held back
+// cmdProxy stands between one node and its Redis (the node's redis url names addr). It
+// reads each command the node sends and asks forward about it: a command forward says
+// false to never reaches Redis; the others do, and their replies come back.
+type cmdProxy struct {
+	addr string
 }
 
-// newFreezeProxy listens on a free loopback port and forwards to target.
-func newFreezeProxy(t *testing.T, target string, freeze func(cmd [][]byte) bool) *freezeProxy {
+// newCmdProxy listens on a free loopback port and forwards to target. forward is called
+// for every command, from one goroutine per connection.
+func newCmdProxy(t *testing.T, target string, forward func(cmd [][]byte) bool) *cmdProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &freezeProxy{addr: ln.Addr().String(), frozen: make(chan struct{})}
-	var once sync.Once
 	var conns sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -60,14 +57,8 @@ func newFreezeProxy(t *testing.T, target string, freeze func(cmd [][]byte) bool)
 					if err != nil {
 						return
 					}
-					select {
-					case <-p.frozen:
+					if !forward(cmd) {
 						continue // lost on the way
-					default:
-					}
-					if freeze(cmd) {
-						once.Do(func() { close(p.frozen) })
-						continue
 					}
 					if _, err := up.Write(raw); err != nil {
 						return
@@ -76,6 +67,59 @@ func newFreezeProxy(t *testing.T, target string, freeze func(cmd [][]byte) bool)
 			}()
 		}
 	}()
+	return &cmdProxy{addr: ln.Addr().String()}
+}
+
+// freezeProxy is a cmdProxy that forwards every command until one that freeze picks:
+// that command and every later one, on every connection, never reach Redis, as if the
+// node lost its network to Redis right then (the replies of what went before still
+// come back).
+type freezeProxy struct {
+	addr   string
+	frozen chan struct{} // closed once a command was held back
+}
+
+func newFreezeProxy(t *testing.T, target string, freeze func(cmd [][]byte) bool) *freezeProxy {
+	t.Helper()
+	p := &freezeProxy{frozen: make(chan struct{})}
+	var once sync.Once
+	p.addr = newCmdProxy(t, target, func(cmd [][]byte) bool {
+		select {
+		case <-p.frozen:
+			return false
+		default:
+		}
+		if freeze(cmd) {
+			once.Do(func() { close(p.frozen) })
+			return false
+		}
+		return true
+	}).addr
+	return p
+}
+
+// tripProxy is a cmdProxy that forwards every command and calls trip, before
+// forwarding it, with the first command that match picks: the test freezes Redis right
+// there (SIGSTOP), so that command and all later ones wait for the thaw.
+type tripProxy struct {
+	addr    string
+	tripped chan struct{} // closed once trip ran
+}
+
+func newTripProxy(t *testing.T, target string, match func(cmd [][]byte) bool, trip func()) *tripProxy {
+	t.Helper()
+	p := &tripProxy{tripped: make(chan struct{})}
+	var once sync.Once
+	p.addr = newCmdProxy(t, target, func(cmd [][]byte) bool {
+		select {
+		case <-p.tripped:
+		default:
+			if match(cmd) {
+				once.Do(func() { trip(); close(p.tripped) })
+			}
+		}
+		return true
+	}).addr
 	return p
 }
 

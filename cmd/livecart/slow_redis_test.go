@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -17,70 +16,6 @@ import (
 
 	"github.com/livecart/livecart/web/auth"
 )
-
-// tripProxy forwards a node's commands to its Redis and calls trip, before forwarding
-// it, with the first command that match picks: the test freezes Redis right there
-// (SIGSTOP), so that command and all later ones wait for the thaw.
-type tripProxy struct {
-	addr    string
-	tripped chan struct{} // closed once trip ran
-}
-
-func newTripProxy(t *testing.T, target string, match func(cmd [][]byte) bool, trip func()) *tripProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tripProxy{addr: ln.Addr().String(), tripped: make(chan struct{})}
-	var once sync.Once
-	var conns sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		conns.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			conns.Add(2)
-			go func() { // replies
-				defer conns.Done()
-				io.Copy(c, up)
-				c.Close()
-			}()
-			go func() { // commands
-				defer conns.Done()
-				defer up.Close()
-				rd := bufio.NewReader(c)
-				for {
-					raw, cmd, err := readCommand(rd)
-					if err != nil {
-						return
-					}
-					select {
-					case <-p.tripped:
-					default:
-						if match(cmd) {
-							once.Do(func() { trip(); close(p.tripped) })
-						}
-					}
-					if _, err := up.Write(raw); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return p
-}
 
 // timedPost posts body (JSON) with the given headers and returns the status, the error
 // code, whether Retry-After was set, and how long the answer took.
