@@ -95,15 +95,12 @@ func nextOf(t *testing.T, c *websocket.Conn, died time.Time, d time.Duration, ne
 // viewer to node b past its snapshot and the pin event.
 func pinnedStream(t *testing.T, base, b, creator string) (sid, pid string, wb *websocket.Conn) {
 	t.Helper()
-	var st, p struct{ ID string }
-	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "pins"}, 201, &st)
-	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
-	wb = dialWS(t, b, st.ID, "")
+	sid, pid = newStreamProduct(t, base, creator, "pins", 100)
+	wb = dialWS(t, b, sid, "")
 	next(t, wb, "snapshot")
-	call(t, "POST", base+"/api/streams/"+st.ID+"/pins", creator, map[string]string{"product_id": p.ID}, 200, nil)
+	call(t, "POST", base+"/api/streams/"+sid+"/pins", creator, map[string]string{"product_id": pid}, 200, nil)
 	next(t, wb, "pin")
-	return st.ID, p.ID, wb
+	return sid, pid, wb
 }
 
 // The node-death rescue of pins, hides and created sales: node A commits the change in
@@ -178,19 +175,16 @@ func TestPinOfDyingNodeRescued(t *testing.T) {
 	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("pin"))
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
-	var st, p struct{ ID string }
-	call(t, "POST", b+"/api/streams", creator, map[string]string{"title": "pins"}, 201, &st)
-	call(t, "POST", b+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
-	wb := dialWS(t, b, st.ID, "")
+	sid, pid := newStreamProduct(t, b, creator, "pins", 100)
+	wb := dialWS(t, b, sid, "")
 	next(t, wb, "snapshot")
 	waitCompared(t, b)
 
-	postAside(a+"/api/streams/"+st.ID+"/pins", creator, map[string]string{"product_id": p.ID})
+	postAside(a+"/api/streams/"+sid+"/pins", creator, map[string]string{"product_id": pid})
 	died := killAWhenFrozen("node A never published the pin")
 	f := nextOf(t, wb, died, pinRescueWithin, "viewer on B never got the pin", nil, "pin", "unpin")
-	if f.Type != "pin" || !bytes.Contains(f.Product, []byte(p.ID)) {
-		t.Fatalf("got %s %s, want the pin of %s", f.Type, f.Product, p.ID)
+	if f.Type != "pin" || !bytes.Contains(f.Product, []byte(pid)) {
+		t.Fatalf("got %s %s, want the pin of %s", f.Type, f.Product, pid)
 	}
 	t.Logf("the pin came %v after node A died", time.Since(died))
 }
@@ -203,15 +197,12 @@ func TestSaleCreatedOfDyingNodeRescued(t *testing.T) {
 	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("sale", `"status":"active"`))
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
-	var st, p struct{ ID string }
-	call(t, "POST", b+"/api/streams", creator, map[string]string{"title": "sales"}, 201, &st)
-	call(t, "POST", b+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
-	wb := dialWS(t, b, st.ID, "")
+	sid, pid := newStreamProduct(t, b, creator, "sales", 100)
+	wb := dialWS(t, b, sid, "")
 	next(t, wb, "snapshot")
 	waitCompared(t, b)
 
-	postAside(a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{"product_id": p.ID, "price_cents": 4900, "quantity": 10, "duration_s": 120})
+	postAside(a+"/api/streams/"+sid+"/sales", creator, map[string]any{"product_id": pid, "price_cents": 4900, "quantity": 10, "duration_s": 120})
 	died := killAWhenFrozen("node A never published the new sale")
 	f := nextOf(t, wb, died, pinRescueWithin, "viewer on B never got the new sale", nil, "sale")
 	if f.Sale.Status != "active" || f.Sale.ID == "" {

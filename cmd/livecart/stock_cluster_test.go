@@ -245,13 +245,22 @@ func TestStockFinalValueBeforeStreamEnd(t *testing.T) {
 // two-minute sale of quantity of them.
 func newStockSale(t *testing.T, base, creator string, stock, quantity int) (st, sale struct{ ID string }) {
 	t.Helper()
-	var p struct{ ID string }
-	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
+	sid, pid := newStreamProduct(t, base, creator, "stock", stock)
+	st.ID = sid
+	call(t, "POST", base+"/api/streams/"+sid+"/sales", creator, map[string]any{
+		"product_id": pid, "price_cents": 4900, "quantity": quantity, "duration_s": 120}, 201, &sale)
+	return st, sale
+}
+
+// newStreamProduct creates through base a stream with the given title and one product
+// (SKU-1, EUR 99.00) with stock units.
+func newStreamProduct(t *testing.T, base, creator, title string, stock int) (sid, pid string) {
+	t.Helper()
+	var st, p struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": title}, 201, &st)
 	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
 		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": stock}, 201, &p)
-	call(t, "POST", base+"/api/streams/"+st.ID+"/sales", creator, map[string]any{
-		"product_id": p.ID, "price_cents": 4900, "quantity": quantity, "duration_s": 120}, 201, &sale)
-	return st, sale
+	return st.ID, p.ID
 }
 
 // startKillableNode builds the binary and runs it as a node on the shared Redis with the
@@ -410,16 +419,13 @@ func TestProductEventOfDyingNodeRescued(t *testing.T) {
 	})
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
-	var st, p struct{ ID string }
-	call(t, "POST", a+"/api/streams", creator, map[string]string{"title": "stock"}, 201, &st)
-	call(t, "POST", a+"/api/streams/"+st.ID+"/products", creator, map[string]any{
-		"sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR", "stock": 100}, 201, &p)
-	wb := dialWS(t, b, st.ID, "")
+	sid, pid := newStreamProduct(t, a, creator, "stock", 100)
+	wb := dialWS(t, b, sid, "")
 	next(t, wb, "snapshot")
 
-	sale := map[string]any{"product_id": p.ID, "price_cents": 4900, "quantity": 10, "duration_s": 120}
-	call(t, "POST", a+"/api/streams/"+st.ID+"/sales", creator, sale, 201, nil)
-	postAside(a+"/api/streams/"+st.ID+"/sales", creator, sale) // answered, or cut off by the kill when A publishes at once
+	sale := map[string]any{"product_id": pid, "price_cents": 4900, "quantity": 10, "duration_s": 120}
+	call(t, "POST", a+"/api/streams/"+sid+"/sales", creator, sale, 201, nil)
+	postAside(a+"/api/streams/"+sid+"/sales", creator, sale) // answered, or cut off by the kill when A publishes at once
 	died := killAWhenFrozen("node A never published the product event of the second sale")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
