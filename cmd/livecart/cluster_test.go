@@ -130,8 +130,9 @@ func cleanupPrefix(t *testing.T, prefix string) {
 	})
 }
 
-func call(t *testing.T, method, url, token string, body any, want int, out any) {
-	t.Helper()
+// apiRequest builds a request to the API: body (nil: none) as JSON, token (empty:
+// none) as the bearer.
+func apiRequest(method, url, token string, body any) *http.Request {
 	var rd io.Reader
 	if body != nil {
 		raw, _ := json.Marshal(body)
@@ -144,6 +145,12 @@ func call(t *testing.T, method, url, token string, body any, want int, out any) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return req
+}
+
+func call(t *testing.T, method, url, token string, body any, want int, out any) {
+	t.Helper()
+	req := apiRequest(method, url, token, body)
 	if method == "POST" && strings.HasSuffix(url, "/checkout") {
 		req.Header.Set("Idempotency-Key", uuid.NewString())
 	}

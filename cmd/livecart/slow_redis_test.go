@@ -21,18 +21,7 @@ import (
 // code, whether Retry-After was set, and how long the answer took.
 func timedRequest(t *testing.T, method, url, token string, body any, header map[string]string) (int, string, bool, time.Duration) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, _ := http.NewRequest(method, url, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
+	req := apiRequest(method, url, token, body)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
