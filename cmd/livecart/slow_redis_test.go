@@ -37,6 +37,22 @@ func timedRequest(t *testing.T, method, url, token string, body any, header map[
 	return resp.StatusCode, e.Error.Code, resp.Header.Get("Retry-After") != "", time.Since(start)
 }
 
+// checkoutWithKey checks out token's cart through base with the given Idempotency-Key
+// and returns the status and the order's id.
+func checkoutWithKey(t *testing.T, base, token, key string) (int, string) {
+	t.Helper()
+	req := apiRequest("POST", base+"/api/checkout", token, map[string]any{})
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var order struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&order)
+	return resp.StatusCode, order.ID
+}
+
 // frozenAnswerWithin bounds every answer while Redis is frozen: the store's request
 // timeout (redis.request_timeout, 1 s by default) and some slack for a loaded machine.
 const frozenAnswerWithin = 1500 * time.Millisecond
@@ -117,45 +133,26 @@ func TestFrozenRedisAnswersQuicklyAndRecovers(t *testing.T) {
 	srv.Process.Signal(syscall.SIGCONT)
 
 	// The checkout again with its key: one order, whatever the frozen attempt did.
-	var order struct{ ID string }
+	var order string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		req, _ := http.NewRequest("POST", base+"/api/checkout", bytes.NewReader([]byte("{}")))
-		req.Header.Set("Authorization", "Bearer "+buyer2)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		json.NewDecoder(resp.Body).Decode(&order)
-		resp.Body.Close()
-		if resp.StatusCode == 200 || resp.StatusCode == 201 {
+		code, id := checkoutWithKey(t, base, buyer2, key)
+		if code == 200 || code == 201 {
+			order = id
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("checkout with the same key after the thaw: still %d after 15 s", resp.StatusCode)
+			t.Fatalf("checkout with the same key after the thaw: still %d after 15 s", code)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var again struct{ ID string }
-	req, _ := http.NewRequest("POST", base+"/api/checkout", bytes.NewReader([]byte("{}")))
-	req.Header.Set("Authorization", "Bearer "+buyer2)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.NewDecoder(resp.Body).Decode(&again)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || again.ID != order.ID {
-		t.Fatalf("checkout replayed with its key: got %d %q, want 200 with %s", resp.StatusCode, again.ID, order.ID)
+	if code, again := checkoutWithKey(t, base, buyer2, key); code != 200 || again != order {
+		t.Fatalf("checkout replayed with its key: got %d %q, want 200 with %s", code, again, order)
 	}
 	var orders []struct{ ID string }
 	call(t, "GET", base+"/api/orders", buyer2, nil, 200, &orders)
-	if len(orders) != 1 || orders[0].ID != order.ID {
-		t.Fatalf("buyer2's orders after the thaw: got %+v, want only %s", orders, order.ID)
+	if len(orders) != 1 || orders[0].ID != order {
+		t.Fatalf("buyer2's orders after the thaw: got %+v, want only %s", orders, order)
 	}
 	call(t, "GET", base+"/api/orders", buyer, nil, 200, &orders)
 	if len(orders) != 1 || orders[0].ID != acked.ID {
