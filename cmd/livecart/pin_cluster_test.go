@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,22 +33,10 @@ func publishing(typ string, parts ...string) func(cmd [][]byte) bool {
 }
 
 // staleChecks reads node base's count of node-death comparisons made
-// (livecart_live_stale_checks_total{result="compared"}).
+// (livecart_live_stale_checks_total{result="compared"}), 0 while it has none.
 func staleChecks(t *testing.T, base string) int {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), `livecart_live_stale_checks_total{result="compared"} `); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
+	return max(0, int(metric(t, base, `livecart_live_stale_checks_total{result="compared"}`)))
 }
 
 // waitCompared waits (up to 5 s) until node base has made a node-death comparison
