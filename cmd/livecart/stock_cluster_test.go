@@ -412,11 +412,8 @@ func TestStockChangeOfDyingNodePublished(t *testing.T) {
 func TestProductEventOfDyingNodeRescued(t *testing.T) {
 	prefix := fmt.Sprintf("lc-proddie-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, func(cmd [][]byte) bool {
-		// A publication (publish.lua) of a product event carrying stock 80.
-		_, args, ok := scriptCall(cmd)
-		return ok && len(args) > 1 && string(args[0]) == `"product"` && bytes.Contains(args[1], []byte(`"stock":80,`))
-	})
+	// A publication (publish.lua) of a product event carrying stock 80.
+	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("product", `"stock":80,`))
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid := newStreamProduct(t, a, creator, "stock", 100)
@@ -460,11 +457,8 @@ func postAside(url, token string, body any) {
 func TestSaleEventOfDyingNodeRescued(t *testing.T) {
 	prefix := fmt.Sprintf("lc-saledie-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, func(cmd [][]byte) bool {
-		// A publication (publish.lua) of a sale event saying it ended.
-		_, args, ok := scriptCall(cmd)
-		return ok && len(args) > 1 && string(args[0]) == `"sale"` && bytes.Contains(args[1], []byte(`"status":"ended"`))
-	})
+	// A publication (publish.lua) of a sale event saying it ended.
+	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("sale", `"status":"ended"`))
 	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)
