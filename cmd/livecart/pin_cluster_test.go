@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -166,7 +165,7 @@ func TestPinOfDyingNodeRescued(t *testing.T) {
 	next(t, wb, "snapshot")
 	waitCompared(t, b)
 
-	postAside(a+"/api/streams/"+sid+"/pins", creator, map[string]string{"product_id": pid})
+	sendAside("POST", a+"/api/streams/"+sid+"/pins", creator, map[string]string{"product_id": pid})
 	died := killAWhenFrozen("node A never published the pin")
 	f := nextOf(t, wb, died, pinRescueWithin, "viewer on B never got the pin", nil, "pin", "unpin")
 	if f.Type != "pin" || !bytes.Contains(f.Product, []byte(pid)) {
@@ -188,29 +187,13 @@ func TestSaleCreatedOfDyingNodeRescued(t *testing.T) {
 	next(t, wb, "snapshot")
 	waitCompared(t, b)
 
-	postAside(a+"/api/streams/"+sid+"/sales", creator, map[string]any{"product_id": pid, "price_cents": 4900, "quantity": 10, "duration_s": 120})
+	sendAside("POST", a+"/api/streams/"+sid+"/sales", creator, map[string]any{"product_id": pid, "price_cents": 4900, "quantity": 10, "duration_s": 120})
 	died := killAWhenFrozen("node A never published the new sale")
 	f := nextOf(t, wb, died, pinRescueWithin, "viewer on B never got the new sale", nil, "sale")
 	if f.Sale.Status != "active" || f.Sale.ID == "" {
 		t.Fatalf("sale event %+v, want the new sale active", f.Sale)
 	}
 	t.Logf("the sale came %v after node A died", time.Since(died))
-}
-
-// sendAside is postAside for another method (body nil: none).
-func sendAside(method, url, token string, body any) {
-	var raw []byte
-	if body != nil {
-		raw, _ = json.Marshal(body)
-	}
-	req, _ := http.NewRequest(method, url, bytes.NewReader(raw))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	go func() {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
 }
 
 // TestStreamEndOfDyingNodeRescued: node A ends a stream with an active sale (the store

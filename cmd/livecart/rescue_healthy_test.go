@@ -292,11 +292,11 @@ func TestSlowPublicationNotRepeated(t *testing.T) {
 
 			switch tc.name {
 			case "pin":
-				postAside(a+"/api/streams/"+st.ID+"/pins", creator, map[string]string{"product_id": p.ID})
+				sendAside("POST", a+"/api/streams/"+st.ID+"/pins", creator, map[string]string{"product_id": p.ID})
 			case "new sale":
-				postAside(a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{"product_id": p.ID, "price_cents": 4900, "quantity": 10, "duration_s": 120})
+				sendAside("POST", a+"/api/streams/"+st.ID+"/sales", creator, map[string]any{"product_id": p.ID, "price_cents": 4900, "quantity": 10, "duration_s": 120})
 			case "stream end":
-				postAside(a+"/api/streams/"+st.ID+"/end", creator, nil)
+				sendAside("POST", a+"/api/streams/"+st.ID+"/end", creator, nil)
 			}
 			time.Sleep(4 * time.Second) // the rescue, then A's own event
 			rec.mu.Lock()

@@ -422,7 +422,7 @@ func TestProductEventOfDyingNodeRescued(t *testing.T) {
 
 	sale := map[string]any{"product_id": pid, "price_cents": 4900, "quantity": 10, "duration_s": 120}
 	call(t, "POST", a+"/api/streams/"+sid+"/sales", creator, sale, 201, nil)
-	postAside(a+"/api/streams/"+sid+"/sales", creator, sale) // answered, or cut off by the kill when A publishes at once
+	sendAside("POST", a+"/api/streams/"+sid+"/sales", creator, sale) // answered, or cut off by the kill when A publishes at once
 	died := killAWhenFrozen("node A never published the product event of the second sale")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -437,11 +437,14 @@ func TestProductEventOfDyingNodeRescued(t *testing.T) {
 	t.Logf("the value came %v after node A died", time.Since(died))
 }
 
-// postAside POSTs body as JSON with a bearer token in the background; its answer, or
-// the error of a connection cut off, is not looked at.
-func postAside(url, token string, body any) {
-	raw, _ := json.Marshal(body)
-	req, _ := http.NewRequest("POST", url, bytes.NewReader(raw))
+// sendAside sends body as JSON (nil: none) with a bearer token in the background; its
+// answer, or the error of a connection cut off, is not looked at.
+func sendAside(method, url, token string, body any) {
+	var raw []byte
+	if body != nil {
+		raw, _ = json.Marshal(body)
+	}
+	req, _ := http.NewRequest(method, url, bytes.NewReader(raw))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	go func() {
@@ -465,7 +468,7 @@ func TestSaleEventOfDyingNodeRescued(t *testing.T) {
 	wb := dialWS(t, b, st.ID, "")
 	next(t, wb, "snapshot")
 
-	postAside(a+"/api/sales/"+sale.ID+"/stop", creator, nil) // cut off by the kill
+	sendAside("POST", a+"/api/sales/"+sale.ID+"/stop", creator, nil) // cut off by the kill
 	died := killAWhenFrozen("node A never published the sale's end")
 	f := next(t, wb, "sale") // within 5 s
 	if f.Sale.ID != sale.ID || f.Sale.Status != "ended" {
