@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
 	"github.com/livecart/livecart/web/auth"
@@ -98,10 +96,7 @@ const pinRescueWithin = 3500 * time.Millisecond
 // TestUnpinOfDyingNodeRescued: node A unpins a pinned product and dies before the
 // unpin event is out. The viewer on node B gets the unpin.
 func TestUnpinOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-unpindie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("unpin"))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-unpindie", publishing("unpin"))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid, wb := pinnedStream(t, b, b, creator)
 	waitCompared(t, b)
@@ -119,10 +114,7 @@ func TestUnpinOfDyingNodeRescued(t *testing.T) {
 // dies before its product event and unpin are out. The viewer on node B gets the
 // unpin, and nothing of the hidden product before or after it.
 func TestHideOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-hidedie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("product", `"hidden":true`))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-hidedie", publishing("product", `"hidden":true`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	_, pid, wb := pinnedStream(t, b, b, creator)
 	waitCompared(t, b)
@@ -155,10 +147,7 @@ func TestHideOfDyingNodeRescued(t *testing.T) {
 // TestPinOfDyingNodeRescued: node A pins a product and dies before the pin event is
 // out. The viewer on node B gets the pin.
 func TestPinOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-pindie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("pin"))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-pindie", publishing("pin"))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid := newStreamProduct(t, b, creator, "pins", 100)
 	wb := dialWS(t, b, sid, "")
@@ -177,10 +166,7 @@ func TestPinOfDyingNodeRescued(t *testing.T) {
 // TestSaleCreatedOfDyingNodeRescued: node A creates a sale and dies before the sale
 // event is out. The viewer on node B gets the sale (active).
 func TestSaleCreatedOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-newsaledie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("sale", `"status":"active"`))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-newsaledie", publishing("sale", `"status":"active"`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid := newStreamProduct(t, b, creator, "sales", 100)
 	wb := dialWS(t, b, sid, "")
@@ -200,10 +186,7 @@ func TestSaleCreatedOfDyingNodeRescued(t *testing.T) {
 // ends both) and dies before the sale's ended event is out (nor the stream's). The
 // viewer on node B gets the sale ended, then the stream ended, then a normal close.
 func TestStreamEndOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-enddie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("sale", `"status":"ended"`))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-enddie", publishing("sale", `"status":"ended"`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)
 	wb := dialWS(t, b, st.ID, "")

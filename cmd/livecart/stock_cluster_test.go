@@ -327,6 +327,17 @@ func startFreezableNode(t *testing.T, name, prefix string, freeze func(cmd [][]b
 	}
 }
 
+// startDyingPair starts, on the shared Redis under a fresh key prefix (name-<8 hex>),
+// node A behind a freezeProxy that freezes at freeze (startFreezableNode) and node B.
+func startDyingPair(t *testing.T, name string, freeze func(cmd [][]byte) bool) (a, b string, killAWhenFrozen func(never string) time.Time) {
+	t.Helper()
+	prefix := fmt.Sprintf("%s-%s", name, uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	a, killAWhenFrozen = startFreezableNode(t, "node-a", prefix, freeze)
+	b = startNode(t, "node-b", prefix)
+	return a, b, killAWhenFrozen
+}
+
 // TestStockValueAfterNodeKilled: node A sells a unit of a quiet sale while the stock gate
 // is held (another node published a moment ago) and is killed before its turn comes.
 // The viewer on node B still gets the store's value soon after the gate frees, not at
@@ -382,14 +393,11 @@ func TestStockValueAfterNodeKilled(t *testing.T) {
 // the viewer on node B still gets the store's value, about a second or two later
 // (node B compares the store with the value last delivered to the viewers).
 func TestStockChangeOfDyingNodePublished(t *testing.T) {
-	prefix := fmt.Sprintf("lc-stockdie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, func(cmd [][]byte) bool {
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-stockdie", func(cmd [][]byte) bool {
 		// The gate's turn (stock_gate.lua): its first key is the versions hash.
 		keys, _, ok := scriptCall(cmd)
 		return ok && len(keys) > 0 && bytes.Contains(keys[0], []byte(":stockver:"))
 	})
-	b := startNode(t, "node-b", prefix)
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)
 	wb := dialWS(t, b, st.ID, "")
@@ -410,11 +418,8 @@ func TestStockChangeOfDyingNodePublished(t *testing.T) {
 // and is killed. The viewer on node B still gets the product's stock, 80 (a stock event
 // without sale_id), about a second or two later.
 func TestProductEventOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-proddie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
 	// A publication (publish.lua) of a product event carrying stock 80.
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("product", `"stock":80,`))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-proddie", publishing("product", `"stock":80,`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid := newStreamProduct(t, a, creator, "stock", 100)
 	wb := dialWS(t, b, sid, "")
@@ -458,11 +463,8 @@ func sendAside(method, url, token string, body any) {
 // loses Redis as it publishes the sale's ended event, and is killed. The viewer on node
 // B still gets the sale ended (the store's sale), about two seconds later.
 func TestSaleEventOfDyingNodeRescued(t *testing.T) {
-	prefix := fmt.Sprintf("lc-saledie-%s", uuid.NewString()[:8])
-	cleanupPrefix(t, prefix)
 	// A publication (publish.lua) of a sale event saying it ended.
-	a, killAWhenFrozen := startFreezableNode(t, "node-a", prefix, publishing("sale", `"status":"ended"`))
-	b := startNode(t, "node-b", prefix)
+	a, b, killAWhenFrozen := startDyingPair(t, "lc-saledie", publishing("sale", `"status":"ended"`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)
 	wb := dialWS(t, b, st.ID, "")
