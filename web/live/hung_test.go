@@ -54,6 +54,21 @@ func startHangableRedis(t *testing.T) *hangableRedis {
 	return r
 }
 
+// startHangableBus starts a hangableRedis and a RedisBus (key prefix prefix) on it, with
+// a client made as the binary makes it (NewRedisClient).
+func startHangableBus(t *testing.T, prefix string) (*hangableRedis, *redis.Client, *RedisBus) {
+	t.Helper()
+	r := startHangableRedis(t)
+	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	return r, rdb, bus
+}
+
 func (r *hangableRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
 func (r *hangableRedis) freeze()      { r.cmd.Process.Signal(syscall.SIGSTOP) }
 func (r *hangableRedis) thaw()        { r.cmd.Process.Signal(syscall.SIGCONT) }
@@ -108,14 +123,7 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 // on a new connection, ran twice once Redis thawed: seq 3 after two events; with no
 // retry at all the event's Publish failed although it had gone out.)
 func TestPublishRunsOnce(t *testing.T) {
-	r := startHangableRedis(t)
-	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	bus := NewRedisBus(rdb, "once", nil, nil)
-	t.Cleanup(func() { bus.Close() })
+	r, rdb, bus := startHangableBus(t, "once")
 	ctx := context.Background()
 	sid := uuid.NewString()
 	if _, err := bus.Publish(ctx, sid, "pin", []byte(`"ts":"x","n":1}`)); err != nil {
@@ -154,14 +162,7 @@ func TestPublishRunsOnce(t *testing.T) {
 // later), instead of waiting for the subscription's confirmation (10 s) and the
 // snapshot's reads; once Redis answers, a new connection joins.
 func TestJoinWithHungRedisClosesInTime(t *testing.T) {
-	r := startHangableRedis(t)
-	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	bus := NewRedisBus(rdb, "join", nil, nil)
-	t.Cleanup(func() { bus.Close() })
+	r, _, bus := startHangableBus(t, "join")
 	ts := newTestServer(t, Config{Bus: bus, JoinTimeout: time.Second})
 	sid := uuid.NewString()
 	r.freeze()
