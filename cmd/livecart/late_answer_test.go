@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
 	"github.com/livecart/livecart/web/auth"
@@ -22,15 +20,12 @@ import (
 // finds the product hidden already and changes nothing, so nobody else tells them).
 // Before: neither event ever came and the audit had no hide.
 func TestHideAnsweredLateStillTold(t *testing.T) {
-	srv, addr := freezableRedis(t)
 	var armed atomic.Pointer[string] // the product whose hide script freezes Redis
-	match := func(cmd [][]byte) bool {
+	base, proxy, thaw := startStallingServer(t, "lc-late", func(cmd [][]byte) bool {
 		_, args, ok := scriptCall(cmd)
 		pid := armed.Load()
 		return ok && pid != nil && len(args) == 2 && bytes.Equal(args[0], []byte(*pid))
-	}
-	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
-	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-late-"+uuid.NewString()[:8])).Addr()
+	})
 
 	creator, mod := mint(t, auth.RoleCreator, "alice"), mint(t, auth.RoleModerator, "mo")
 	var st, p struct{ ID string }
@@ -52,7 +47,7 @@ func TestHideAnsweredLateStillTold(t *testing.T) {
 		t.Fatalf("hide with Redis stalled: got %d %q after %v, want 503 within %v", code, ecode, took, frozenAnswerWithin)
 	}
 	time.Sleep(time.Second)
-	srv.Process.Signal(syscall.SIGCONT) // Redis runs the hide now
+	thaw() // Redis runs the hide now
 
 	seq, gotProduct := snap.Seq, false
 	for done := false; !done; {
@@ -102,15 +97,12 @@ func TestHideAnsweredLateStillTold(t *testing.T) {
 // the ended stream unchanged and tells nobody). Before: the viewer heard nothing and
 // stayed connected.
 func TestEndAnsweredLateStillTold(t *testing.T) {
-	srv, addr := freezableRedis(t)
 	var armed atomic.Pointer[string] // the stream whose end script freezes Redis
-	match := func(cmd [][]byte) bool {
+	base, proxy, thaw := startStallingServer(t, "lc-late", func(cmd [][]byte) bool {
 		keys, args, ok := scriptCall(cmd)
 		sid := armed.Load()
 		return ok && sid != nil && len(keys) == 1 && len(args) == 1 && bytes.HasSuffix(keys[0], []byte("{"+*sid+"}:"))
-	}
-	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
-	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-late-"+uuid.NewString()[:8])).Addr()
+	})
 
 	creator := mint(t, auth.RoleCreator, "alice")
 	var st, p, sale struct{ ID string }
@@ -133,7 +125,7 @@ func TestEndAnsweredLateStillTold(t *testing.T) {
 		t.Fatalf("end with Redis stalled: got %d %q after %v, want 503 within %v", code, ecode, took, frozenAnswerWithin)
 	}
 	time.Sleep(time.Second)
-	srv.Process.Signal(syscall.SIGCONT) // Redis runs the end now
+	thaw() // Redis runs the end now
 
 	saleEnded := false
 	for {
@@ -166,16 +158,13 @@ func TestEndAnsweredLateStillTold(t *testing.T) {
 // up the request's redis.request_timeout, and the audit append, made after them on the
 // request's context, failed at once: no stream_end entry.
 func TestEndWithSlowEventsAudited(t *testing.T) {
-	srv, addr := freezableRedis(t)
 	var armed atomic.Pointer[string] // the stream whose next sale event freezes Redis
-	match := func(cmd [][]byte) bool {
+	base, proxy, thaw := startStallingServer(t, "lc-late", func(cmd [][]byte) bool {
 		keys, args, ok := scriptCall(cmd)
 		sid := armed.Load()
 		return ok && sid != nil && len(keys) > 0 && len(args) > 0 &&
 			bytes.Contains(keys[0], []byte(":live:{"+*sid+"}:seq")) && bytes.Equal(args[0], []byte(`"sale"`))
-	}
-	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
-	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-late-"+uuid.NewString()[:8])).Addr()
+	})
 
 	creator := mint(t, auth.RoleCreator, "alice")
 	var st, p struct{ ID string }
@@ -192,7 +181,7 @@ func TestEndWithSlowEventsAudited(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond)
 		case <-time.After(10 * time.Second):
 		}
-		srv.Process.Signal(syscall.SIGCONT)
+		thaw()
 	}()
 	code, ecode, _, took := timedRequest(t, "POST", base+"/api/streams/"+st.ID+"/end", creator, nil, nil)
 	if code != 200 || took > frozenAnswerWithin {

@@ -37,6 +37,17 @@ func timedRequest(t *testing.T, method, url, token string, body any, header map[
 	return resp.StatusCode, e.Error.Code, resp.Header.Get("Retry-After") != "", time.Since(start)
 }
 
+// startStallingServer starts a server on a private Redis (freezableRedis, key prefix
+// prefix-<8 hex>) reached through a tripProxy that stalls Redis (SIGSTOP) at the first
+// command match picks: that command and all later ones wait for thaw (SIGCONT).
+func startStallingServer(t *testing.T, prefix string, match func(cmd [][]byte) bool) (base string, proxy *tripProxy, thaw func()) {
+	t.Helper()
+	srv, addr := freezableRedis(t)
+	proxy = newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	base = "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", prefix+"-"+uuid.NewString()[:8])).Addr()
+	return base, proxy, func() { srv.Process.Signal(syscall.SIGCONT) }
+}
+
 // checkoutWithKey checks out token's cart through base with the given Idempotency-Key
 // and returns the status and the order's id.
 func checkoutWithKey(t *testing.T, base, token, key string) (int, string) {
@@ -67,16 +78,13 @@ const frozenAnswerWithin = 1500 * time.Millisecond
 // (Before: the pin request held the stream's emitter for the whole freeze and the
 // other requests waited out Redis's 3 s read timeout.)
 func TestFrozenRedisAnswersQuicklyAndRecovers(t *testing.T) {
-	srv, addr := freezableRedis(t)
 	var armed atomic.Pointer[string] // the stream whose next pin event freezes Redis
-	match := func(cmd [][]byte) bool {
+	base, proxy, thaw := startStallingServer(t, "lc-slow", func(cmd [][]byte) bool {
 		keys, args, ok := scriptCall(cmd)
 		sid := armed.Load()
 		return ok && sid != nil && len(keys) > 0 && len(args) > 0 &&
 			bytes.Contains(keys[0], []byte(":live:{"+*sid+"}:seq")) && bytes.Equal(args[0], []byte(`"pin"`))
-	}
-	proxy := newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
-	base := "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-slow-"+uuid.NewString()[:8])).Addr()
+	})
 
 	creator := mint(t, auth.RoleCreator, "alice")
 	buyer, buyer2 := mint(t, auth.RoleViewer, "bob"), mint(t, auth.RoleViewer, "carol")
@@ -130,7 +138,7 @@ func TestFrozenRedisAnswersQuicklyAndRecovers(t *testing.T) {
 	check("checkout on B", 503, "POST", base+"/api/checkout", buyer2, map[string]any{}, map[string]string{"Idempotency-Key": key})
 	wg.Wait()
 	time.Sleep(time.Until(frozenAt.Add(2500 * time.Millisecond)))
-	srv.Process.Signal(syscall.SIGCONT)
+	thaw()
 
 	// The checkout again with its key: one order, whatever the frozen attempt did.
 	var order string
