@@ -13,6 +13,24 @@ import (
 	"github.com/livecart/livecart/web/auth"
 )
 
+// answeredWhileStalled makes the request (what) that Redis stalls at: it must have
+// reached Redis and answered 503 within frozenAnswerWithin. A second later Redis thaws
+// and runs it.
+func answeredWhileStalled(t *testing.T, what string, proxy *tripProxy, thaw func(), method, url, token string, body any) {
+	t.Helper()
+	code, ecode, _, took := timedRequest(t, method, url, token, body, nil)
+	select {
+	case <-proxy.tripped:
+	default:
+		t.Fatalf("the %s never reached Redis", what)
+	}
+	if code != 503 || took > frozenAnswerWithin {
+		t.Fatalf("%s with Redis stalled: got %d %q after %v, want 503 within %v", what, code, ecode, took, frozenAnswerWithin)
+	}
+	time.Sleep(time.Second)
+	thaw()
+}
+
 // TestHideAnsweredLateStillTold: Redis stalls (SIGSTOP) right when a moderator's hide of
 // a pinned product reaches it, and runs the hide when it thaws, after the request's
 // redis.request_timeout: the request answers 503, but the hide went in. Its product and
@@ -37,17 +55,7 @@ func TestHideAnsweredLateStillTold(t *testing.T) {
 	snap := next(t, ws, "snapshot")
 
 	armed.Store(&p.ID)
-	code, ecode, _, took := timedRequest(t, "PATCH", base+"/api/products/"+p.ID, mod, map[string]bool{"hidden": true}, nil)
-	select {
-	case <-proxy.tripped:
-	default:
-		t.Fatal("the hide never reached Redis")
-	}
-	if code != 503 || took > frozenAnswerWithin {
-		t.Fatalf("hide with Redis stalled: got %d %q after %v, want 503 within %v", code, ecode, took, frozenAnswerWithin)
-	}
-	time.Sleep(time.Second)
-	thaw() // Redis runs the hide now
+	answeredWhileStalled(t, "hide", proxy, thaw, "PATCH", base+"/api/products/"+p.ID, mod, map[string]bool{"hidden": true})
 
 	seq, gotProduct := snap.Seq, false
 	for done := false; !done; {
@@ -115,17 +123,7 @@ func TestEndAnsweredLateStillTold(t *testing.T) {
 	next(t, ws, "snapshot")
 
 	armed.Store(&st.ID)
-	code, ecode, _, took := timedRequest(t, "POST", base+"/api/streams/"+st.ID+"/end", creator, nil, nil)
-	select {
-	case <-proxy.tripped:
-	default:
-		t.Fatal("the end never reached Redis")
-	}
-	if code != 503 || took > frozenAnswerWithin {
-		t.Fatalf("end with Redis stalled: got %d %q after %v, want 503 within %v", code, ecode, took, frozenAnswerWithin)
-	}
-	time.Sleep(time.Second)
-	thaw() // Redis runs the end now
+	answeredWhileStalled(t, "end", proxy, thaw, "POST", base+"/api/streams/"+st.ID+"/end", creator, nil)
 
 	saleEnded := false
 	for {
