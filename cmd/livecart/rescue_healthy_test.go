@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,58 +199,18 @@ func TestHealthyClusterRescuesNothing(t *testing.T) {
 	}
 }
 
-// newDelayProxy is a freezeProxy that holds the first command slow picks for d, and
+// newDelayProxy is a cmdProxy that holds the first command slow picks for d, and
 // the commands after it on that connection behind it, then forwards them: a node's
 // Redis call that takes d (a network hiccup, a pause), the node staying healthy.
 func newDelayProxy(t *testing.T, target string, d time.Duration, slow func(cmd [][]byte) bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var once sync.Once
-	var conns sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		conns.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			conns.Add(2)
-			go func() {
-				defer conns.Done()
-				io.Copy(c, up)
-				c.Close()
-			}()
-			go func() {
-				defer conns.Done()
-				defer up.Close()
-				rd := bufio.NewReader(c)
-				for {
-					raw, cmd, err := readCommand(rd)
-					if err != nil {
-						return
-					}
-					if slow(cmd) {
-						once.Do(func() { time.Sleep(d) })
-					}
-					if _, err := up.Write(raw); err != nil {
-						return
-					}
-				}
-			}()
+	return newCmdProxy(t, target, func(cmd [][]byte) bool {
+		if slow(cmd) {
+			once.Do(func() { time.Sleep(d) })
 		}
-	}()
-	return ln.Addr().String()
+		return true
+	}).addr
 }
 
 // TestSlowPublicationNotRepeated: node A commits a change and its publication takes
