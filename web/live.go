@@ -114,7 +114,10 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 	// Audited before the event, as every audited action: the moderation console
 	// reloads the audit log (its muted list) when the event comes.
 	s.audit(r, id, st.ID, "mute", req.UserID, map[string]any{"duration_s": req.DurationS, "until": until})
-	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data})
+	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data}); err != nil {
+		s.fail(w, r, err) // the mute holds; its event did not go out: sent again, it does
+		return
+	}
 	writeJSON(w, http.StatusCreated, data)
 }
 
@@ -154,7 +157,10 @@ func (s *Server) deleteChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, id, st.ID, "chat_delete", msgID, nil)
-	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}})
+	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -175,6 +181,9 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("text must be 1..%d characters", live.MaxChatRunes)))
 		return
 	}
-	s.emit(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventAnnounce, Data: req})
+	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventAnnounce, Data: req}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -320,3 +320,36 @@ func TestLiveModerationAuditedBeforeEvent(t *testing.T) {
 		t.Fatalf("events emitted before their audit entry: %v, want none", af.missed)
 	}
 }
+
+// backlogged is an Emitter whose stream queues are full (live.Hub.TryEmit refusing).
+type backlogged struct{ cart.Emitter }
+
+func (backlogged) TryEmit(context.Context, cart.Event) error { return live.ErrBacklog }
+
+// TestModerationEventRefusedAnswersUnavailable: an announce, a chat deletion or a mute
+// whose event the live channel refuses (its stream's events wait for Redis and their
+// queue is full) is answered 503 unavailable with Retry-After, not 204/201 with the
+// event gone (it was answered as done before).
+func TestModerationEventRefusedAnswersUnavailable(t *testing.T) {
+	e := newTestEnv(t, func(d *Deps) {
+		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil), ViewersInterval: time.Hour})
+		t.Cleanup(func() { hub.Close() })
+		d.Live, d.Events, d.Presence = hub, backlogged{hub}, hub
+	})
+	st := e.createStream("creator-1")
+	mod := e.token(auth.RoleModerator, "mod-1")
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/streams/" + st.ID + "/announce", map[string]string{"text": "hi"}},
+		{"DELETE", "/api/streams/" + st.ID + "/chat/" + uuid.NewString(), nil},
+		{"POST", "/api/streams/" + st.ID + "/mutes", map[string]any{"user_id": "alice", "duration_s": 60}},
+	} {
+		resp, raw := e.do(c.method, c.path, mod, c.body)
+		e.expect(resp, raw, http.StatusServiceUnavailable, "unavailable", nil)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s %s refused without Retry-After", c.method, c.path)
+		}
+	}
+}

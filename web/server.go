@@ -300,6 +300,23 @@ func (s *Server) emit(ctx context.Context, ev cart.Event) {
 	}
 }
 
+// tryEmitter is an Emitter that tells when it refused an event (live.Hub.TryEmit).
+type tryEmitter interface {
+	TryEmit(ctx context.Context, ev cart.Event) error
+}
+
+// emitChecked hands an event that is not the stream's state (announce, chat_delete,
+// mute: nothing re-derives it) to the live channel; an error (live.ErrBacklog, a
+// cart.ErrUnavailable: its events wait for Redis and their queue is full) means it was
+// not taken, and the request is answered unavailable.
+func (s *Server) emitChecked(ctx context.Context, ev cart.Event) error {
+	if te, ok := s.deps.Events.(tryEmitter); ok {
+		return te.TryEmit(ctx, ev)
+	}
+	s.emit(ctx, ev)
+	return nil
+}
+
 // authenticate puts the caller's identity in the context. A presented but invalid token
 // is answered 401, except on WHIP where the bearer may be a stream key.
 func (s *Server) authenticate(next http.Handler) http.Handler {

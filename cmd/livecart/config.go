@@ -70,6 +70,10 @@ type Config struct {
 		// Writers is the number of writer shards that send the events to the websockets
 		// (default GOMAXPROCS: one per core the process may use).
 		Writers int `yaml:"writers"`
+		// EmitQueueMax and EmitQueueBytes bound, per stream, the events waiting for a
+		// slow or down Redis to publish them (1024 events, 1 MiB; live.Config).
+		EmitQueueMax   int `yaml:"emit_queue_max"`
+		EmitQueueBytes int `yaml:"emit_queue_bytes"`
 	} `yaml:"live"`
 
 	HTTP struct {
@@ -115,6 +119,8 @@ func defaultConfig() Config {
 	c.Live.ChatPerSecond = 1
 	c.Live.ChatBurst = 5
 	c.Live.Writers = runtime.GOMAXPROCS(0)
+	c.Live.EmitQueueMax = 1024
+	c.Live.EmitQueueBytes = 1 << 20
 	c.HTTP.ShutdownTimeout = 10 * time.Second
 	c.HTTP.ReadTimeout = 30 * time.Second
 	c.Log.Level = "info"
@@ -246,6 +252,9 @@ func (c Config) validate() error {
 	}
 	if c.Live.Writers < 1 || c.Live.Writers > maxLiveWriters {
 		errs = append(errs, fmt.Errorf("live writers %d: want 1..%d", c.Live.Writers, maxLiveWriters))
+	}
+	if c.Live.EmitQueueMax < 1 || c.Live.EmitQueueMax > 1<<20 || c.Live.EmitQueueBytes < 1<<10 || c.Live.EmitQueueBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("live emit_queue_max %d, emit_queue_bytes %d: want 1..1048576 and 1 KiB..1 GiB", c.Live.EmitQueueMax, c.Live.EmitQueueBytes))
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("http shutdown_timeout must be positive"))

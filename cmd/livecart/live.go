@@ -43,6 +43,9 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 		ChatRate:  rate.Limit(m.cfg.Live.ChatPerSecond),
 		ChatBurst: m.cfg.Live.ChatBurst,
 		Writers:   m.cfg.Live.Writers,
+
+		EmitQueueMax:   m.cfg.Live.EmitQueueMax,
+		EmitQueueBytes: m.cfg.Live.EmitQueueBytes,
 	}
 	if len(m.cfg.Live.AllowedOrigins) > 0 {
 		cfg.CheckOrigin = live.OriginChecker(m.cfg.Live.AllowedOrigins)

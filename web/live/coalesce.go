@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,16 +27,18 @@ type emitter struct {
 	// endedSales are the sales whose ended sale event is out: their stock is final.
 	endedSales map[string]bool
 
-	qmu      sync.Mutex    // guards queue and draining; never taken while mu is held
-	queue    []queuedEvent // events waiting for mu, in the order they were emitted
-	draining bool          // drain is running
+	qmu        sync.Mutex    // guards queue, queueBytes and draining; never taken while mu is held
+	queue      []queuedEvent // events waiting for mu, in the order they were emitted
+	queueBytes int           // the queued events' sizes (eventSize)
+	draining   bool          // drain is running
 }
 
 // queuedEvent is an event handed to the stream's drain (see Hub.Emit).
 type queuedEvent struct {
 	ctx  context.Context // without cancel: the caller may stop waiting, not the event
 	ev   cart.Event
-	done chan struct{} // closed once it was emitted
+	size int           // eventSize(ev)
+	done chan struct{} // closed once it was emitted (or gave way, see overflow)
 }
 
 // gatedStock is a stock key coalesced across nodes (the bus is a StockGate): changes
@@ -64,27 +67,207 @@ func (e *emitter) emit(ctx context.Context, ev cart.Event) {
 
 // enqueue hands ev to the stream's drain, which emits the stream's events one at a
 // time in the order they came, and returns a channel closed once ev is out; nil when
-// it was emitted here at once (a stock change for the gate: no store or bus call).
-func (e *emitter) enqueue(ctx context.Context, ev cart.Event) <-chan struct{} {
+// it was emitted here at once (a stock change for the gate: no store or bus call) or
+// when the queue is full and ev gave way (overflow). ErrBacklog: the queue is full and
+// ev is not the stream's state (announce, chat_delete, mute): not queued.
+func (e *emitter) enqueue(ctx context.Context, ev cart.Event) (<-chan struct{}, error) {
 	e.qmu.Lock()
 	if !e.draining && e.hub.stockGate != nil && ev.Type == cart.EventStock && e.mu.TryLock() {
 		if d, ok := ev.Data.(cart.StockData); ok && (d.SaleID == "" || !e.endedSales[d.SaleID]) {
 			e.qmu.Unlock()
 			e.emitLocked(ctx, ev)
 			e.mu.Unlock()
-			return nil
+			return nil, nil
 		}
 		e.mu.Unlock()
 	}
-	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, done: make(chan struct{})}
-	e.queue = append(e.queue, q)
+	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, size: eventSize(ev)}
+	if len(e.queue) > 0 && (len(e.queue) >= e.hub.cfg.EmitQueueMax || e.queueBytes+q.size > e.hub.cfg.EmitQueueBytes) {
+		done, err := e.overflowLocked(q)
+		e.qmu.Unlock()
+		return done, err
+	}
+	q.done = make(chan struct{})
+	e.pushLocked(q)
 	start := !e.draining
 	e.draining = true
 	e.qmu.Unlock()
 	if start && !e.hub.goBackground(e.drain) {
 		e.drain() // the hub is closing: no background left, emit here
 	}
-	return q.done
+	return q.done, nil
+}
+
+// pushLocked appends q to the queue; called with qmu held.
+func (e *emitter) pushLocked(q queuedEvent) {
+	e.queue = append(e.queue, q)
+	e.queueBytes += q.size
+}
+
+// removeLocked takes the queued event i out; called with qmu held.
+func (e *emitter) removeLocked(i int) queuedEvent {
+	q := e.queue[i]
+	if i == 0 {
+		e.queue[0] = queuedEvent{}
+		e.queue = e.queue[1:]
+	} else {
+		copy(e.queue[i:], e.queue[i+1:])
+		e.queue[len(e.queue)-1] = queuedEvent{}
+		e.queue = e.queue[:len(e.queue)-1]
+	}
+	e.queueBytes -= q.size
+	return q
+}
+
+// overflowLocked places q when the queue is full (EmitQueueMax events or
+// EmitQueueBytes); called with qmu held, the queue not empty (one event is queued
+// whatever its size).
+// The queue only holds events not yet out, so what may give way is what can be had
+// again from the store:
+//   - a state event (stock, product, pin or unpin, sale, stream) supersedes the queued
+//     one of the same sale, product or stream (sameState): the newer replaces it, at
+//     the tail, and both callers wait for it. A sale or stream that ended stays ended,
+//     a hide's or unhide's product event stays one (mergeState).
+//   - else, with the node-death comparison on (the bus is a StockGate, Config.Stock
+//     set), a stock, sale, pin or unpin event, or a stream's end, is dropped: its value
+//     is in the store and not recorded as delivered, so the comparison publishes the
+//     store's value within about two seconds of the bus answering (rescueStaleStock).
+//     A product event or a stream's other change takes the place of the oldest queued
+//     event of those kinds.
+//   - a state event that finds nothing to take the place of is dropped, logged and
+//     counted (the viewers get it with their next snapshot).
+//   - any other event (announce, chat_delete, mute) is refused with ErrBacklog: its
+//     request is answered unavailable and may be sent again.
+func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
+	m := e.hub.metrics.emitOverflow
+	if !isState(q.ev) {
+		m.WithLabelValues("refused").Inc()
+		return nil, ErrBacklog
+	}
+	for i := len(e.queue) - 1; i >= 0; i-- {
+		if sameState(e.queue[i].ev, q.ev) {
+			old := e.removeLocked(i)
+			q.ev, q.done = mergeState(old.ev, q.ev), old.done
+			q.size = eventSize(q.ev)
+			e.pushLocked(q)
+			m.WithLabelValues("coalesced").Inc()
+			return q.done, nil
+		}
+	}
+	rescued := e.hub.stockGate != nil
+	if rescued && rescuable(q.ev) {
+		m.WithLabelValues("rescued").Inc()
+		return nil, nil
+	}
+	if rescued {
+		for i, old := range e.queue {
+			if rescuable(old.ev) {
+				close(e.removeLocked(i).done)
+				m.WithLabelValues("rescued").Inc()
+				q.done = make(chan struct{})
+				e.pushLocked(q)
+				return q.done, nil
+			}
+		}
+	}
+	m.WithLabelValues("lost").Inc()
+	e.hub.cfg.Logger.Error("live: emit queue full; event dropped (viewers get it with their next snapshot)",
+		"stream", e.sid, "type", q.ev.Type, "queued", len(e.queue), "bytes", e.queueBytes)
+	return nil, nil
+}
+
+// ErrBacklog: the stream's events wait for the bus (Redis slow or down) and its queue
+// is full; an event that is not the stream's state is refused.
+var ErrBacklog = fmt.Errorf("live: the stream's events wait for the bus: %w", cart.ErrUnavailable)
+
+// isState reports whether ev carries state the store holds (a later event of the
+// same sale, product or stream carries it whole).
+func isState(ev cart.Event) bool {
+	switch ev.Data.(type) {
+	case cart.StockData, cart.ProductData, cart.PinData, cart.UnpinData, cart.SaleData, cart.StreamData:
+		return true
+	}
+	return false
+}
+
+// rescuable reports whether the node-death comparison publishes ev's value from the
+// store when it was never delivered: a stock value, a sale's status, a pin state, a
+// stream's end.
+func rescuable(ev cart.Event) bool {
+	switch d := ev.Data.(type) {
+	case cart.StockData, cart.PinData, cart.UnpinData, cart.SaleData:
+		return true
+	case cart.StreamData:
+		return d.Ended
+	}
+	return false
+}
+
+// sameState reports whether a and b carry the same state: a stock value of one sale
+// (or product), one product, one product's pin, one sale, the stream.
+func sameState(a, b cart.Event) bool {
+	switch x := a.Data.(type) {
+	case cart.StockData:
+		y, ok := b.Data.(cart.StockData)
+		return ok && x.SaleID == y.SaleID && (x.SaleID != "" || x.ProductID == y.ProductID)
+	case cart.ProductData:
+		y, ok := b.Data.(cart.ProductData)
+		return ok && x.Product.ID == y.Product.ID
+	case cart.PinData:
+		id, ok := pinOf(b)
+		return ok && id == x.Product.ID
+	case cart.UnpinData:
+		id, ok := pinOf(b)
+		return ok && id == x.ProductID
+	case cart.SaleData:
+		y, ok := b.Data.(cart.SaleData)
+		return ok && x.Sale.ID == y.Sale.ID
+	case cart.StreamData:
+		_, ok := b.Data.(cart.StreamData)
+		return ok
+	}
+	return false
+}
+
+// pinOf is the product a pin or unpin event is of; false for other events.
+func pinOf(ev cart.Event) (string, bool) {
+	switch d := ev.Data.(type) {
+	case cart.PinData:
+		return d.Product.ID, true
+	case cart.UnpinData:
+		return d.ProductID, true
+	}
+	return "", false
+}
+
+// mergeState is the event that stands for old and newer (sameState): newer, except
+// that an ended sale or stream never goes back (a late start read before the end) and
+// a hide's or unhide's product event stays the toggle (the one event of a hidden
+// product its viewers get).
+func mergeState(old, newer cart.Event) cart.Event {
+	switch o := old.Data.(type) {
+	case cart.SaleData:
+		if n := newer.Data.(cart.SaleData); o.Sale.Status == cart.SaleEnded && n.Sale.Status != cart.SaleEnded {
+			return old
+		}
+	case cart.StreamData:
+		if n := newer.Data.(cart.StreamData); o.Ended && !n.Ended {
+			return old
+		}
+	case cart.ProductData:
+		if o.Toggled {
+			n := newer.Data.(cart.ProductData)
+			n.Toggled = true
+			newer.Data = n
+		}
+	}
+	return newer
+}
+
+// eventSize is what ev takes in the queue, about: its JSON and the queue's overhead.
+func eventSize(ev cart.Event) int {
+	b, _ := json.Marshal(ev.Data)
+	return 128 + len(ev.Type) + len(b)
 }
 
 // drain emits the queued events in order and ends when none is left.
@@ -96,9 +279,7 @@ func (e *emitter) drain() {
 			e.qmu.Unlock()
 			return
 		}
-		q := e.queue[0]
-		e.queue[0] = queuedEvent{}
-		e.queue = e.queue[1:]
+		q := e.removeLocked(0)
 		e.qmu.Unlock()
 		e.emit(q.ctx, q.ev)
 		close(q.done)

@@ -64,25 +64,38 @@ type ErrorData struct {
 // until ctx ends: a slow or frozen Redis must not hold up the request that emits (its
 // change is in), nor the stream's next requests. The event is still published, in
 // order with the stream's others, once the bus answers (each call within its own
-// timeout).
+// timeout). The events waiting for the bus are bounded per stream
+// (Config.EmitQueueMax, EmitQueueBytes); see TryEmit for what a full queue does.
 func (h *Hub) Emit(ctx context.Context, ev cart.Event) {
+	if err := h.TryEmit(ctx, ev); err != nil {
+		h.cfg.Logger.Warn("live: event refused", "stream", ev.StreamID, "type", ev.Type, "err", err)
+	}
+}
+
+// TryEmit is Emit, telling when the event was refused: ErrBacklog when the stream's
+// events wait for the bus, its queue is full and ev is not the stream's state (an
+// announce, chat_delete or mute: the caller answers its request unavailable). A state
+// event is never refused: it supersedes a queued one of the same key, or gives way to
+// the node-death comparison (see emitter.overflowLocked).
+func (h *Hub) TryEmit(ctx context.Context, ev cart.Event) error {
 	e := h.emitter(ev.StreamID)
 	if e == nil {
-		return
+		return nil
 	}
 	defer h.release(e)
 	if _, inProcess := h.cfg.Bus.(*MemoryBus); inProcess {
 		e.emit(ctx, ev)
-		return
+		return nil
 	}
-	done := e.enqueue(ctx, ev)
+	done, err := e.enqueue(ctx, ev)
 	if done == nil {
-		return
+		return err
 	}
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
+	return nil
 }
 
 // seenPublisher is a Bus that records the stock values an event carries as delivered

@@ -80,6 +80,12 @@ type Config struct {
 	PingInterval     time.Duration // websocket pings (30 s); a client silent for 2× is dropped
 	CoalesceInterval time.Duration // stock events per sale/product at most once per (100 ms)
 	ViewersInterval  time.Duration // viewers events at most once per (1 s)
+	// EmitQueueMax and EmitQueueBytes bound, per stream, the events waiting for a bus
+	// that is not in process (Redis slow or down) to publish them (1024 events, 1 MiB;
+	// an event counts its JSON and 128 bytes). Over either, state events coalesce and
+	// others are refused (TryEmit).
+	EmitQueueMax   int
+	EmitQueueBytes int
 	// Writers is the number of writer shards that send events to the connections
 	// (GOMAXPROCS).
 	Writers int
@@ -118,6 +124,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ViewersInterval == 0 {
 		c.ViewersInterval = time.Second
+	}
+	if c.EmitQueueMax <= 0 {
+		c.EmitQueueMax = 1024
+	}
+	if c.EmitQueueBytes <= 0 {
+		c.EmitQueueBytes = 1 << 20
 	}
 	if c.Writers <= 0 {
 		c.Writers = runtime.GOMAXPROCS(0)

@@ -10,6 +10,8 @@ type metrics struct {
 	dropped     *prometheus.CounterVec
 	blocked     prometheus.Counter
 	staleChecks *prometheus.CounterVec
+	// emitOverflow counts the events that found their stream's emit queue full.
+	emitOverflow *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +28,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_live_blocked_sends_total", Help: "Sends a socket could not take at once, finished by the connection's own writer."}),
 		staleChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livecart_live_stale_checks_total", Help: "Node-death comparisons of a stream's store values with the delivered ones made by this node, by result (compared, failed)."}, []string{"result"}),
+		emitOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livecart_live_emit_overflow_total", Help: "Events that found their stream's queue for the bus full, by what became of them (coalesced: superseded a queued one of the same key; rescued: left to the node-death comparison; refused: answered unavailable; lost: dropped, in the next snapshot)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped, m.blocked, m.staleChecks)
+		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped, m.blocked, m.staleChecks, m.emitOverflow)
 	}
 	return m
 }

@@ -1,0 +1,166 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// queued reports the stream's emit queue: events and bytes.
+func (h *Hub) queued(sid string) (int, int) {
+	e := h.emitter(sid)
+	defer h.release(e)
+	e.qmu.Lock()
+	defer e.qmu.Unlock()
+	return len(e.queue), e.queueBytes
+}
+
+// TestEmitQueueBoundedWhileRedisFrozen: the bus's Redis freezes while a busy stream's
+// changes keep coming (3 products changing 300 times, pins going on and off). The
+// stream's queue for the bus stays within EmitQueueMax and EmitQueueBytes (it held
+// every one of the 600 events before: 599 queued), a state event superseding the
+// queued one of its product; an announce over the bound is refused with ErrBacklog at
+// once. After the thaw the viewer gets each product's newest value and pin state.
+func TestEmitQueueBoundedWhileRedisFrozen(t *testing.T) {
+	r, _, bus := startHangableBus(t, "emitq-"+uuid.NewString()[:8])
+	const maxEvents, maxBytes = 8, 4 << 10
+	ts := newTestServer(t, Config{Bus: bus, EmitQueueMax: maxEvents, EmitQueueBytes: maxBytes})
+	sid := uuid.NewString()
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+	announce(ts.hub, sid, "before")
+	c.nextOf(t, "announce")
+
+	pids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	r.freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			r.thaw()
+		}
+	}()
+	emit := func(ev cart.Event) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		ts.hub.Emit(ctx, ev)
+	}
+	for i := range 300 {
+		pid := pids[i%len(pids)]
+		emit(cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: cart.Product{ID: pid, StreamID: sid, Title: fmt.Sprint("p ", i), Stock: i}}})
+		if i%2 == 0 {
+			emit(cart.Event{StreamID: sid, Type: cart.EventPin, Data: cart.PinData{Product: cart.Product{ID: pid, StreamID: sid, Stock: i}}})
+		} else {
+			emit(cart.Event{StreamID: sid, Type: cart.EventUnpin, Data: cart.UnpinData{ProductID: pid}})
+		}
+		if n, b := ts.hub.queued(sid); n > maxEvents || b > maxBytes+1024 {
+			t.Fatalf("after %d changes with Redis frozen the stream's queue holds %d events, %d bytes; want at most %d, about %d", i+1, n, b, maxEvents, maxBytes)
+		}
+	}
+	start := time.Now()
+	err := ts.hub.TryEmit(context.Background(), cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: "over"}})
+	if !errors.Is(err, ErrBacklog) || !errors.Is(err, cart.ErrUnavailable) || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("announce over a full queue: %v after %v, want ErrBacklog (unavailable) at once", err, time.Since(start))
+	}
+
+	thawed = true
+	r.thaw()
+	// The newest of each product: product 297/298/299 (stock i), pinned when i is even.
+	wantStock := map[string]int{pids[0]: 297, pids[1]: 298, pids[2]: 299}
+	wantPinned := map[string]bool{pids[0]: false, pids[1]: true, pids[2]: false}
+	gotStock, gotPinned := map[string]int{}, map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(gotStock) < 3 || len(gotPinned) < 3 || !sameMap(gotStock, wantStock) || !sameMap(gotPinned, wantPinned) {
+		select {
+		case m := <-c.msgs:
+			switch m.Type {
+			case "product":
+				gotStock[m.Product.ID] = m.Product.Stock
+			case "pin":
+				gotPinned[m.Product.ID] = true
+			case "unpin":
+				gotPinned[m.ProductID] = false
+			}
+		case <-deadline:
+			t.Fatalf("after the thaw: products %v pins %v, want %v and %v", gotStock, gotPinned, wantStock, wantPinned)
+		}
+	}
+	if n, _ := ts.hub.queued(sid); n != 0 {
+		t.Fatalf("%d events still queued after the thaw", n)
+	}
+}
+
+func sameMap[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestEmitQueueOverflowLeftToRescue: with the node-death comparison on (a stock gate
+// and a store), sale creations whose events find the frozen bus's queue full give way
+// (the queue stays within EmitQueueMax; it held all 12 before) and still reach the
+// viewer after the thaw: the comparison finds them never delivered and publishes the
+// store's sales.
+func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
+	prefix := "emitr-" + uuid.NewString()[:8]
+	r, rdb, bus := startHangableBus(t, prefix)
+	ctx := context.Background()
+	store, err := cart.OpenRedis(ctx, "redis://"+r.addr()+"/0", cart.RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	const maxEvents = 4
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-a", nil), Stock: store, EmitQueueMax: maxEvents})
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+	time.Sleep(2500 * time.Millisecond) // the stream's first comparison: its baseline
+
+	want := map[string]bool{}
+	var sales []cart.Sale
+	for range 12 {
+		s := newActiveSale(t, ctx, store, sid, pid)
+		sales = append(sales, s)
+		want[s.ID] = true
+	}
+	r.freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			r.thaw()
+		}
+	}()
+	for _, s := range sales {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		ts.hub.Emit(ectx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
+		cancel()
+		if n, _ := ts.hub.queued(sid); n > maxEvents {
+			t.Fatalf("the stream's queue holds %d events with Redis frozen, want at most %d", n, maxEvents)
+		}
+	}
+	thawed = true
+	r.thaw()
+	deadline := time.After(8 * time.Second)
+	for len(want) > 0 {
+		select {
+		case m := <-c.msgs:
+			if m.Type == "sale" {
+				delete(want, m.Sale.ID)
+			}
+		case <-deadline:
+			t.Fatalf("%d of 12 sales never reached the viewer after the thaw", len(want))
+		}
+	}
+}
