@@ -53,21 +53,45 @@ func (s *Server) mediaRoutes(mux *http.ServeMux) {
 // nodes pull the media from here (cascade.go). When the publisher leaves, the origin
 // is cleared and the stream goes idle, unless the publisher has already come back
 // (here or on another node) with a new session. While its publisher is here, this
-// node's relay follows the stream's stored media mute, wherever it was set.
+// node's relay follows the stream's stored media mute, wherever it was set. Each store
+// call waits Options.StoreTimeout at most (storeCtx): the callback runs inside the
+// WHIP request (or the DELETE that ends the session). A publisher whose stream cannot
+// be recorded live (the store does not answer) is refused: its WHIP answers 503
+// unavailable (refusedPublishers) and the publisher tries again, instead of sending
+// media to viewers told the stream is idle.
 func (s *Server) OnPublisher(streamID, session string, live bool) {
-	ctx := context.Background()
 	if !live {
-		if s.publisherMovedOn(ctx, streamID, session) {
+		if _, refused := s.refusedPublishers.Load(session); refused {
+			return // never recorded live; its origin claim runs out by itself (originTTL)
+		}
+		ctx, cancel := s.storeCtx(context.Background())
+		moved := s.publisherMovedOn(ctx, streamID, session)
+		cancel()
+		if moved {
 			return
 		}
-		s.setStreamLive(ctx, streamID, false)
+		ctx, cancel = s.storeCtx(context.Background())
+		defer cancel()
+		_ = s.setStreamLive(ctx, streamID, false)
 		return
 	}
-	if !s.claimOrigin(ctx, streamID, session) {
+	ctx, cancel := s.storeCtx(context.Background())
+	claimed := s.claimOrigin(ctx, streamID, session)
+	cancel()
+	if !claimed {
 		return
 	}
 	s.followMute(streamID)
-	s.setStreamLive(ctx, streamID, true)
+	ctx, cancel = s.storeCtx(context.Background())
+	defer cancel()
+	err := s.setStreamLive(ctx, streamID, true)
+	if err == nil || errors.Is(err, cart.ErrNotFound) || errors.Is(err, cart.ErrConflict) {
+		return
+	}
+	if m, merr := s.media(); merr == nil {
+		s.refusedPublishers.Store(session, fmt.Errorf("%w: record the stream live: %v", cart.ErrUnavailable, err))
+		_ = m.Delete(streamID, session, stream.RolePublisher)
+	}
 }
 
 // media returns the relay or a 503 when none is wired.
@@ -94,7 +118,9 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 			err = apiError(http.StatusConflict, "conflict", "stream has ended")
 		}
 		if err == nil && k.role == stream.RolePublisher {
-			err = s.checkNoPublisherElsewhere(r.Context(), st.ID)
+			ctx, cancel := s.storeCtx(r.Context())
+			err = s.checkNoPublisherElsewhere(ctx, st.ID)
+			cancel()
 		}
 		var m Media
 		if err == nil {
@@ -107,7 +133,12 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 		var answer, rid string
 		if k.role == stream.RolePublisher {
 			answer, rid, err = m.Publish(r.Context(), st.ID, offer)
-			if err == nil && m.PublisherSession(st.ID) != rid {
+			refused, wasRefused := s.refusedPublishers.LoadAndDelete(rid)
+			switch {
+			case err != nil:
+			case wasRefused:
+				err = refused.(error) // the store did not answer OnPublisher: 503
+			case m.PublisherSession(st.ID) != rid:
 				// Closed at once by OnPublisher: it lost the claim on the stream to a
 				// publisher on another node (cascade.go).
 				err = apiError(http.StatusConflict, "conflict", "stream already has a publisher")

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +117,9 @@ type Server struct {
 	commerce *prometheus.CounterVec
 	// mute follows the stored media mute of streams published here (mediafollow.go).
 	mute muteFollowers
+	// refusedPublishers: WHIP session id → the error OnPublisher refused it with (the
+	// store did not answer), taken by the WHIP request whose Publish called it.
+	refusedPublishers sync.Map
 }
 
 // New builds the Server and its routes.
@@ -276,7 +280,8 @@ func isCleanPath(p string) bool {
 
 // boundStore gives /api/ requests a context that ends after Options.StoreTimeout: a
 // store (or live channel) that does not answer costs a request that long at most.
-// WHIP, WHEP and websockets are not bounded here: their sessions outlive the request.
+// WHIP, WHEP and websockets are not bounded here: their sessions outlive the request;
+// their store calls are bounded one by one (storeCtx).
 func (s *Server) boundStore(next http.Handler) http.Handler {
 	d := s.deps.Options.StoreTimeout
 	if d <= 0 {
@@ -291,6 +296,18 @@ func (s *Server) boundStore(next http.Handler) http.Handler {
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// storeCtx bounds store calls made outside the /api/ routes' bound (boundStore): the
+// WHIP, WHEP and websocket requests' (their sessions outlive the request, so its
+// context is not bounded) and the relay's publisher callbacks'. A store that does not
+// answer costs Options.StoreTimeout at most, then the call fails with the context's
+// deadline (503 unavailable with Retry-After on a request).
+func (s *Server) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d := s.deps.Options.StoreTimeout; d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
 }
 
 // emit hands an event to the live channel, if one is wired.

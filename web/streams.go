@@ -169,14 +169,15 @@ func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 
 // setStreamLive records that the stream's publisher arrived (live) or left (idle) and
 // tells the viewers. Called by the media relay's publisher callback.
-func (s *Server) setStreamLive(ctx context.Context, sid string, live bool) {
+func (s *Server) setStreamLive(ctx context.Context, sid string, live bool) error {
 	st, err := s.deps.Store.SetStreamLive(ctx, sid, live, s.deps.Now())
 	if err != nil {
 		s.log.Warn("set stream live", "stream", sid, "live", live, "err", err)
-		return
+		return err
 	}
 	view := s.streamView(ctx, st, auth.Identity{})
 	s.emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStream, Data: cart.StreamData{Stream: view}})
+	return nil
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +201,9 @@ func (s *Server) publicStream(r *http.Request) (cart.Stream, error) {
 	if err != nil {
 		return cart.Stream{}, err
 	}
-	return s.loadStream(r.Context(), sid)
+	ctx, cancel := s.storeCtx(r.Context())
+	defer cancel()
+	return s.loadStream(ctx, sid)
 }
 
 // authorizeStream runs the API's check order for an action on the stream named by the
