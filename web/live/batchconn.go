@@ -40,22 +40,19 @@ func wireFrame(data []byte) []byte {
 // the library's (control frames, from the reader too) and the writer's batches of
 // prepared frames, goes through mu as one Write or writev, so frames never interleave.
 type batchConn struct {
-	net.Conn
+	// The fields the shard's send touches come first (see conn.bcMem): mu, closed, fd.
+	mu     sync.Mutex // held across every write to Conn; guards the fields below it
+	closed bool       // Close has begun: no more non-blocking sends
+	// interrupted: the connection was dropped; no write may wait longer than a close.
+	interrupted atomic.Bool
 	// fd is the socket's descriptor for the non-blocking sends; -1: none, the writer
 	// goroutine sends all. It is used without the poller's reference count (an atomic
 	// on a cold cache line per send): the sends hold mu, and Close takes mu before it
 	// closes fd, so no send can reach a closed or reused descriptor.
 	fd int
-	// interrupted: the connection was dropped; no write may wait longer than a close.
-	interrupted atomic.Bool
-	mu          sync.Mutex // held across every write to Conn; guards the fields below
-	closed      bool       // Close has begun: no more non-blocking sends
-	deadline    time.Time  // the write deadline last set on Conn
-	bufs        net.Buffers
-	// The non-blocking send's argument and results.
-	sendBuf []byte
-	sent    int
-	sendErr error
+	net.Conn
+	deadline time.Time // the write deadline last set on Conn
+	bufs     net.Buffers
 }
 
 // init sets b up on the hijacked connection c.
@@ -76,30 +73,28 @@ func (b *batchConn) Close() error {
 	return b.Conn.Close()
 }
 
-// sendNow is one send(2) that never waits (the socket is non-blocking and
-// MSG_DONTWAIT says so again), so it is a raw syscall: the scheduler need not hand
-// the P to another thread meanwhile (that hand-over and sysmon's watching of syscalls
-// cost more than the send when the cores are busy). Going around the poller, it
-// ignores the write deadline: the writer goroutine's deadlines (and the HTTP
-// server's, still set at the upgrade) are for writes that wait. The caller holds mu.
-func (b *batchConn) sendNow(fd uintptr) {
-	b.sent, b.sendErr = 0, nil
-	for len(b.sendBuf) > 0 {
-		n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b.sendBuf[0])), uintptr(len(b.sendBuf)),
+// sendNow is one send(2) of buf on fd that never waits (the socket is non-blocking
+// and MSG_DONTWAIT says so again), so it is a raw syscall: the scheduler need not
+// hand the P to another thread meanwhile (that hand-over and sysmon's watching of
+// syscalls cost more than the send when the cores are busy). Going around the poller,
+// it ignores the write deadline: the writer goroutine's deadlines (and the HTTP
+// server's, still set at the upgrade) are for writes that wait. The caller holds
+// b.mu. It returns how much went out, and the error other than EAGAIN, if any.
+func sendNow(fd int, buf []byte) (sent int, err syscall.Errno) {
+	for sent < len(buf) {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&buf[sent])), uintptr(len(buf)-sent),
 			syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
-		switch {
-		case errno == syscall.EINTR:
-			continue
-		case errno == syscall.EAGAIN:
-		case errno != 0:
-			b.sendErr = errno
+		switch errno {
+		case 0:
+			sent += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return sent, 0
 		default:
-			b.sent += int(n)
-			b.sendBuf = b.sendBuf[n:]
-			continue
+			return sent, errno
 		}
-		break
 	}
+	return sent, 0
 }
 
 // errNoRawConn is returned by tryWrite on a connection without a file descriptor.
@@ -123,14 +118,14 @@ func (b *batchConn) tryWrite(frames []*frame, scratch *[]byte) (rest []byte, err
 		}
 		*scratch, buf = j, j
 	}
-	b.sendBuf = buf
-	b.sendNow(uintptr(b.fd))
-	b.sendBuf = nil
-	err = b.sendErr
-	if err != nil || b.sent == len(buf) {
-		return nil, err
+	sent, errno := sendNow(b.fd, buf)
+	if errno != 0 {
+		return nil, errno
 	}
-	rest = buf[b.sent:]
+	if sent == len(buf) {
+		return nil, nil
+	}
+	rest = buf[sent:]
 	if len(frames) > 1 {
 		rest = append([]byte(nil), rest...)
 	}

@@ -37,39 +37,47 @@ type ServeOptions struct {
 // idle connection costs one goroutine (the reader). Hub goroutines only append to the
 // queue, never wait.
 type conn struct {
-	mu          sync.Mutex // guards the fields from here to bcMem (hot ones first: see bcMem)
+	// The fields put (deliver's queuing) and flushFast (the shard's send) touch for every
+	// event come first and end inside bcMem: its lock, closed flag and descriptor. With
+	// conn's size a multiple of 64 bytes that is also its size class (connSize), every
+	// conn starts a cache line, so they are three lines (hotBytes), which prefetch asks
+	// for. TestConnHotFieldsInThreeLines checks both.
+	mu          sync.Mutex // guards the fields from here to bcMem
 	queue       []*frame
 	spare       []*frame // a previous batch, reused
 	queuedBytes int
 	// sendingAt is when the oldest frame of the batch being written (by the shard or
 	// the writer goroutine) arrived; zero when none is under way.
-	sendingAt   time.Time
-	closeCode   int // once set, nothing more is queued
-	closeReason string
-	closeNow    bool // close without sending the queue (slow client, shutdown)
-	readerGone  bool // the reader has stopped: the writer stops too
-	pingDue     bool // the hub's ping tick asks for a ping
+	sendingAt  time.Time
+	closeCode  int          // once set, nothing more is queued
+	hub        *Hub         // put reads its config
+	shard      *writerShard // put hands c to it
+	closeNow   bool         // close without sending the queue (slow client, shutdown)
+	readerGone bool         // the reader has stopped: the writer stops too
+	pingDue    bool         // the hub's ping tick asks for a ping
 	// writerOn: a writer goroutine runs (or, until start has queued the first frames,
 	// is reserved); kick: it has something to do. signal starts one when none runs.
-	writerOn   bool
-	kick       bool
-	writerExit chan struct{} // the reader waits on it for the writer to end; closed then
+	writerOn bool
+	kick     bool
 	// inWriter: the writer goroutine owns data writes (from the start, until the
 	// snapshot is out; while the socket would block; once closing); else the shard does.
 	inWriter   bool
-	inShard    bool   // c is on its shard's pending list
-	shardBusy  bool   // the shard is sending: the writer goroutine waits for its signal
-	handoff    []byte // the rest of a send the shard began; bc.mu is held for it
-	failed     bool   // a send failed: the writer goroutine ends the connection
-	writerGone bool   // the writer goroutine has ended: nothing more is sent
+	inShard    bool // c is on its shard's pending list
+	shardBusy  bool // the shard is sending: the writer goroutine waits for its signal
+	failed     bool // a send failed: the writer goroutine ends the connection
+	writerGone bool // the writer goroutine has ended: nothing more is sent
 
 	// bcMem is bc's memory, right after mu and the fields it guards, so that the
-	// shard's pass over a connection finds both locks and the socket in adjacent cache
-	// lines of one allocation (they were two: a cache miss more per delivery).
+	// shard's pass over a connection finds both locks and the socket in the same cache
+	// lines of one allocation (they were two allocations: a cache miss more per
+	// delivery).
 	bcMem batchConn
 
-	hub      *Hub
-	shard    *writerShard // next to hub: deliver's prefetch (320 bytes) covers both
+	// Cold: guarded by mu too, but not touched per event.
+	closeReason string
+	writerExit  chan struct{} // the reader waits on it for the writer to end; closed then
+	handoff     []byte        // the rest of a send the shard began; bc.mu is held for it
+
 	sid      string
 	who      auth.Identity
 	snaps    SnapshotSource
@@ -79,6 +87,8 @@ type conn struct {
 	inRoom   bool          // in room.conns, guarded by room.mu
 	deadline time.Time     // the write deadline set last; only the writer touches it
 	done     chan struct{} // closed when the reader stops
+
+	_ [40]byte // to connSize
 }
 
 // refuseUpgrade answers a refused handshake (not a websocket request, an Origin not
@@ -398,14 +408,21 @@ func unsentAt(batch []*frame, sent int) time.Time {
 	return time.Time{}
 }
 
-// prefetch starts loading the cache lines flushFast touches (c's locks, queue fields
-// and socket: the first 320 bytes), so that they arrive while the shard sends to the
-// connection before c instead of stalling c's turn.
+// hotBytes is how much of a conn put and flushFast touch per event (its first three
+// cache lines); connSize is conn's size, a size class of whole cache lines.
+const (
+	hotBytes = 192
+	connSize = 448
+)
+
+// prefetch starts loading the cache lines put and flushFast touch (c's locks, queue
+// fields, hub and shard, socket: the first hotBytes), so that they arrive while the
+// caller works on the connection before c instead of stalling c's turn.
 func (c *conn) prefetch() {
 	p := unsafe.Pointer(c)
-	for off := uintptr(0); off < 320; off += 64 {
-		prefetch(unsafe.Add(p, off))
-	}
+	prefetch(p)
+	prefetch(unsafe.Add(p, 64))
+	prefetch(unsafe.Add(p, 128))
 }
 
 // flushFast is the shard's pass over c: send the whole queue with one non-blocking
