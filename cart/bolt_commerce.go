@@ -99,18 +99,19 @@ func keyTime(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Ui
 
 // appendIndex adds value under prefix + "\x00" + next sequence and returns the key.
 func appendIndex(b *bolt.Bucket, prefix, value string) (string, error) {
-	return appendSeq(b, append([]byte(prefix), 0), value)
+	k, err := appendSeq(b, append([]byte(prefix), 0), value)
+	return string(k), err
 }
 
 // appendSeq adds value under prefix + the bucket's next sequence (16 hex digits) and
 // returns the key. prefix's spare capacity is used.
-func appendSeq(b *bolt.Bucket, prefix []byte, value string) (string, error) {
+func appendSeq(b *bolt.Bucket, prefix []byte, value string) ([]byte, error) {
 	seq, err := b.NextSequence()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	k := appendSeqHex(prefix, seq)
-	return string(k), b.Put(k, []byte(value))
+	return k, b.Put(k, []byte(value))
 }
 
 // appendSeqHex appends seq as 16 hex digits.
@@ -176,7 +177,7 @@ func (s *BoltStore) update(fn func(t *boltTx) error) error {
 func groupFn(fn func(t *boltTx) error, answer *error) func(*groupTx) error {
 	return func(g *groupTx) error {
 		*answer = nil
-		err := fn(&boltTx{tx: g.tx, products: g.products, sales: g.sales, group: g})
+		err := fn(&boltTx{tx: g.tx, products: g.products, sales: g.sales, group: g, sc: &g.sc})
 		if err != nil && !isDomain(err) {
 			return err
 		}
@@ -228,23 +229,100 @@ type boltTx struct {
 	products map[string]*Product
 	sales    map[string]*Sale
 	group    *groupTx // nil outside a group transaction
-	dirty    []string // "p"+id or "s"+id
+	dirty    []dirtyKey
+	sc       *txScratch // the group's, or this transaction's
 	// cartCleared: a checkout cleared every expired hold of the user's cart.
 	cartCleared bool
 }
 
 func newBoltTx(tx *bolt.Tx) *boltTx {
-	return &boltTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}}
+	return &boltTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, sc: newTxScratch()}
 }
 
 func (t *boltTx) b(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }
+
+// dirtyKey names a changed product ('p') or sale ('s').
+type dirtyKey struct {
+	kind byte
+	id   string
+}
+
+// txScratch is what the calls of one transaction reuse. bbolt's Bucket.Get and Delete
+// make a new cursor each time, whose stack then allocates once per tree level; a kept
+// cursor's Seek reuses its stack. key holds a key made from a string for one call
+// (bbolt copies a key it stores and keeps none it only looks up).
+type txScratch struct {
+	cursors map[string]*bolt.Cursor
+	key     []byte
+}
+
+func newTxScratch() *txScratch { return &txScratch{cursors: map[string]*bolt.Cursor{}} }
+
+// cursor is the transaction's cursor on the bucket, for one Seek at a time: get and
+// del position it afresh each time, so writes in between do not matter. Loops over a
+// range make their own cursor.
+func (t *boltTx) cursor(name []byte) *bolt.Cursor {
+	c := t.sc.cursors[string(name)]
+	if c == nil {
+		c = t.b(name).Cursor()
+		t.sc.cursors[string(name)] = c
+	}
+	return c
+}
+
+// key returns s as a key valid until the next call of key.
+func (t *boltTx) key(s string) []byte {
+	t.sc.key = append(t.sc.key[:0], s...)
+	return t.sc.key
+}
+
+// get is name's Bucket.Get(k).
+func (t *boltTx) get(name, k []byte) []byte {
+	found, v := t.cursor(name).Seek(k)
+	if !bytes.Equal(found, k) {
+		return nil
+	}
+	return v
+}
+
+// del is name's Bucket.Delete(k).
+func (t *boltTx) del(name, k []byte) error {
+	c := t.cursor(name)
+	if found, _ := c.Seek(k); !bytes.Equal(found, k) {
+		return nil
+	}
+	return c.Delete()
+}
+
+// getRec decodes the record under key in bucket name (ErrNotFound when there is none).
+func (t *boltTx) getRec(name []byte, key string, v any) error {
+	return t.getRecAt(name, t.key(key), v)
+}
+
+// getRecAt is getRec with the key as bytes.
+func (t *boltTx) getRecAt(name, k []byte, v any) error {
+	raw := t.get(name, k)
+	if raw == nil {
+		return ErrNotFound
+	}
+	return unmarshalRecord(raw, v)
+}
+
+// putRec stores v's record under key in bucket name.
+func (t *boltTx) putRec(name []byte, key string, v any) error {
+	raw, err := marshalRecord(v)
+	if err != nil {
+		return err
+	}
+	return t.b(name).Put(t.key(key), raw)
+}
 
 func (t *boltTx) product(id string) (*Product, error) {
 	if p, ok := t.products[id]; ok {
 		return p, nil
 	}
 	var p Product
-	if err := getJSON(t.b(bucketProducts), id, &p); err != nil {
+	if err := t.getRec(bucketProducts, id, &p); err != nil {
 		return nil, fmt.Errorf("product %s: %w", id, err)
 	}
 	t.products[id] = &p
@@ -256,7 +334,7 @@ func (t *boltTx) sale(id string) (*Sale, error) {
 		return s, nil
 	}
 	var s Sale
-	if err := getJSON(t.b(bucketSales), id, &s); err != nil {
+	if err := t.getRec(bucketSales, id, &s); err != nil {
 		return nil, fmt.Errorf("sale %s: %w", id, err)
 	}
 	t.sales[id] = &s
@@ -265,15 +343,15 @@ func (t *boltTx) sale(id string) (*Sale, error) {
 
 func (t *boltTx) touchProduct(p *Product) {
 	t.products[p.ID] = p
-	t.markDirty("p" + p.ID)
+	t.markDirty(dirtyKey{'p', p.ID})
 }
 
 func (t *boltTx) touchSale(s *Sale) {
 	t.sales[s.ID] = s
-	t.markDirty("s" + s.ID)
+	t.markDirty(dirtyKey{'s', s.ID})
 }
 
-func (t *boltTx) markDirty(k string) {
+func (t *boltTx) markDirty(k dirtyKey) {
 	if !slices.Contains(t.dirty, k) {
 		t.dirty = append(t.dirty, k)
 	}
@@ -297,10 +375,10 @@ func (t *boltTx) exists(kind byte, id string) bool {
 func (t *boltTx) changes() Changes {
 	var ch Changes
 	for _, d := range t.dirty {
-		if d[0] == 'p' {
-			ch.Products = append(ch.Products, *t.products[d[1:]])
+		if d.kind == 'p' {
+			ch.Products = append(ch.Products, *t.products[d.id])
 		} else {
-			ch.Sales = append(ch.Sales, *t.sales[d[1:]])
+			ch.Sales = append(ch.Sales, *t.sales[d.id])
 		}
 	}
 	return ch
@@ -308,7 +386,7 @@ func (t *boltTx) changes() Changes {
 
 func (t *boltTx) stream(id string) (Stream, error) {
 	var st Stream
-	if err := getJSON(t.b(bucketStreams), id, &st); err != nil {
+	if err := t.getRec(bucketStreams, id, &st); err != nil {
 		return st, fmt.Errorf("stream %s: %w", id, err)
 	}
 	return st, nil
@@ -690,7 +768,7 @@ func (t *boltTx) endStreamSales(streamID string, now time.Time) ([]Sale, error) 
 
 func (t *boltTx) hold(id string) (*boltHold, error) {
 	var h boltHold
-	if err := getJSON(t.b(bucketHolds), id, &h); err != nil {
+	if err := t.getRec(bucketHolds, id, &h); err != nil {
 		return nil, fmt.Errorf("hold %s: %w", id, err)
 	}
 	return &h, nil
@@ -706,8 +784,8 @@ func userSaleKey(saleID, userID string) []byte {
 }
 
 // userSaleUnits reads the count under key (0 when there is none).
-func userSaleUnits(b *bolt.Bucket, key []byte) int {
-	v := b.Get(key)
+func (t *boltTx) userSaleUnits(key []byte) int {
+	v := t.get(bucketUserSale, key)
 	if v == nil {
 		return 0
 	}
@@ -716,16 +794,16 @@ func userSaleUnits(b *bolt.Bucket, key []byte) int {
 }
 
 // putUserSaleUnits stores n units under key, or deletes the entry when n <= 0.
-func putUserSaleUnits(b *bolt.Bucket, key []byte, n int) error {
+func (t *boltTx) putUserSaleUnits(key []byte, n int) error {
 	if n <= 0 {
-		return b.Delete(key)
+		return t.del(bucketUserSale, key)
 	}
-	return b.Put(key, strconv.AppendInt(nil, int64(n), 10))
+	return t.b(bucketUserSale).Put(key, strconv.AppendInt(nil, int64(n), 10))
 }
 
 func (t *boltTx) userSaleAdd(saleID, userID string, delta int) error {
-	b, key := t.b(bucketUserSale), userSaleKey(saleID, userID)
-	return putUserSaleUnits(b, key, userSaleUnits(b, key)+delta)
+	key := userSaleKey(saleID, userID)
+	return t.putUserSaleUnits(key, t.userSaleUnits(key)+delta)
 }
 
 // HoldUnits takes units out of a product's stock or a sale's remaining for one user.
@@ -761,22 +839,22 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		return Hold{}, fmt.Errorf("product %s: %w", p.ID, ErrNotFound)
 	}
 	h.StreamID, h.Currency, h.UnitPriceCents = p.StreamID, p.Currency, p.PriceCents
-	if t.b(bucketHolds).Get([]byte(h.ID)) != nil {
+	if t.get(bucketHolds, t.key(h.ID)) != nil {
 		return Hold{}, fmt.Errorf("hold %s exists: %w", h.ID, ErrConflict)
 	}
 	if sale != nil {
 		if sale.Status == SaleEnded || now.Before(sale.StartsAt) || !now.Before(sale.EndsAt) {
 			return Hold{}, fmt.Errorf("sale %s is not active: %w", sale.ID, ErrSaleNotActive)
 		}
-		us, usKey := t.b(bucketUserSale), userSaleKey(sale.ID, req.UserID)
-		had := userSaleUnits(us, usKey) // one lookup for the check and the add
+		usKey := userSaleKey(sale.ID, req.UserID)
+		had := t.userSaleUnits(usKey) // one lookup for the check and the add
 		if had+req.Quantity > sale.PerUserLimit {
 			return Hold{}, fmt.Errorf("the sale allows %d units per buyer, you have %d: %w", sale.PerUserLimit, had, ErrLimitExceeded)
 		}
 		if sale.Remaining < req.Quantity {
 			return Hold{}, fmt.Errorf("%d units left: %w", sale.Remaining, ErrSoldOut)
 		}
-		if err := putUserSaleUnits(us, usKey, had+req.Quantity); err != nil {
+		if err := t.putUserSaleUnits(usKey, had+req.Quantity); err != nil {
 			return Hold{}, err
 		}
 		sale.Remaining -= req.Quantity
@@ -792,13 +870,15 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		t.touchProduct(p)
 	}
 	rec := boltHold{Hold: h, User: req.UserID}
-	if rec.CartKey, err = appendSeq(t.b(bucketCarts), userKey(req.UserID, kindCart, ""), h.ID); err != nil {
+	cartKey, err := appendSeq(t.b(bucketCarts), userKey(req.UserID, kindCart, ""), h.ID)
+	if err != nil {
 		return Hold{}, err
 	}
+	rec.CartKey = string(cartKey)
 	if err := t.b(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
 		return Hold{}, err
 	}
-	return h, putJSON(t.b(bucketHolds), h.ID, rec)
+	return h, t.putRec(bucketHolds, h.ID, &rec)
 }
 
 // releaseHold gives a live hold's units back (to the sale, or to the product if the
@@ -838,21 +918,21 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 		t.touchProduct(p)
 	}
 	h.Released = true
-	if err := t.b(bucketHoldExpiry).Delete(timeKey(h.ExpiresAt, h.ID)); err != nil {
+	if err := t.del(bucketHoldExpiry, timeKey(h.ExpiresAt, h.ID)); err != nil {
 		return err
 	}
-	return putJSON(t.b(bucketHolds), h.ID, h)
+	return t.putRec(bucketHolds, h.ID, h)
 }
 
 // dropHold removes a hold from the cart (its units must already be released or sold).
 func (t *boltTx) dropHold(h *boltHold) error {
-	if err := t.b(bucketCarts).Delete([]byte(h.CartKey)); err != nil {
+	if err := t.del(bucketCarts, t.key(h.CartKey)); err != nil {
 		return err
 	}
-	if err := t.b(bucketHoldExpiry).Delete(timeKey(h.ExpiresAt, h.ID)); err != nil {
+	if err := t.del(bucketHoldExpiry, timeKey(h.ExpiresAt, h.ID)); err != nil {
 		return err
 	}
-	return t.b(bucketHolds).Delete([]byte(h.ID))
+	return t.del(bucketHolds, t.key(h.ID))
 }
 
 // ListHolds returns the user's holds in the cart, oldest first.
@@ -970,24 +1050,24 @@ func (s *BoltStore) Checkout(ctx context.Context, req CheckoutRequest, now time.
 }
 
 func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, error) {
-	idemKey := string(userKey(req.UserID, kindIdem, req.IdempotencyKey))
+	idemKey := userKey(req.UserID, kindIdem, req.IdempotencyKey)
 	var seen boltIdem
-	if err := getJSON(t.b(bucketUsers), idemKey, &seen); err == nil && now.Sub(seen.At) < IdempotencyTTL {
+	if err := t.getRecAt(bucketUsers, idemKey, &seen); err == nil && now.Sub(seen.At) < IdempotencyTTL {
 		if seen.Fingerprint != req.Fingerprint {
 			return Order{}, false, fmt.Errorf("this Idempotency-Key was used with another body: %w", ErrConflict)
 		}
 		var o Order
-		if err := getJSON(t.b(bucketOrders), seen.OrderID, &o); err != nil {
+		if err := t.getRec(bucketOrders, seen.OrderID, &o); err != nil {
 			return Order{}, false, err
 		}
 		return o, false, nil
 	} else if err == nil {
 		// A key past its TTL, not yet swept: forget it now (record and expiry entry),
 		// as the sweep would; a successful checkout writes it anew below.
-		if err := t.b(bucketUsers).Delete([]byte(idemKey)); err != nil {
+		if err := t.del(bucketUsers, idemKey); err != nil {
 			return Order{}, false, err
 		}
-		if err := t.b(bucketIdemExpiry).Delete(timeKey(seen.At, idemKey)); err != nil {
+		if err := t.del(bucketIdemExpiry, timeKey(seen.At, string(idemKey))); err != nil {
 			return Order{}, false, err
 		}
 	}
@@ -1006,7 +1086,7 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 			return Order{}, false, err
 		}
 	}
-	if err := putJSON(t.b(bucketOrders), o.ID, o); err != nil {
+	if err := t.putRec(bucketOrders, o.ID, o); err != nil {
 		return Order{}, false, err
 	}
 	if _, err := appendSeq(t.b(bucketUsers), userKey(o.UserID, kindOrder, ""), o.ID); err != nil {
@@ -1015,10 +1095,14 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 	if _, err := appendIndex(t.b(bucketStreamOrders), o.StreamID, o.ID); err != nil {
 		return Order{}, false, err
 	}
-	if err := putJSON(t.b(bucketUsers), idemKey, boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()}); err != nil {
+	idem, err := marshalRecord(boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()})
+	if err != nil {
 		return Order{}, false, err
 	}
-	return o, true, t.b(bucketIdemExpiry).Put(timeKey(now, idemKey), nil)
+	if err := t.b(bucketUsers).Put(idemKey, idem); err != nil {
+		return Order{}, false, err
+	}
+	return o, true, t.b(bucketIdemExpiry).Put(timeKey(now, string(idemKey)), nil)
 }
 
 // checkoutHolds picks the holds a checkout orders, clearing the expired ones it sees.

@@ -30,15 +30,17 @@ type groupTx struct {
 	tx       *bolt.Tx
 	products map[string]*Product
 	sales    map[string]*Sale
-	dirty    []string // "p"+id or "s"+id, each once, in the order first touched
-	isDirty  map[string]bool
+	dirty    []dirtyKey // each once, in the order first touched
+	isDirty  map[dirtyKey]bool
+	sc       txScratch
 }
 
 func newGroupTx(tx *bolt.Tx) *groupTx {
 	for _, name := range appendBuckets {
 		tx.Bucket(name).FillPercent = appendFill
 	}
-	return &groupTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, isDirty: map[string]bool{}}
+	return &groupTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, isDirty: map[dirtyKey]bool{},
+		sc: txScratch{cursors: map[string]*bolt.Cursor{}}}
 }
 
 // appendBuckets are keyed by time (UUIDv7 ids, expiry times) or by a sequence after a
@@ -49,7 +51,7 @@ var appendBuckets = [][]byte{bucketHolds, bucketOrders, bucketStreamOrders, buck
 
 const appendFill = 0.9
 
-func (g *groupTx) markDirty(k string) {
+func (g *groupTx) markDirty(k dirtyKey) {
 	if !g.isDirty[k] {
 		g.isDirty[k] = true
 		g.dirty = append(g.dirty, k)
@@ -60,10 +62,10 @@ func (g *groupTx) markDirty(k string) {
 func (g *groupTx) flush() error {
 	for _, d := range g.dirty {
 		var err error
-		if d[0] == 'p' {
-			err = putJSON(g.tx.Bucket(bucketProducts), d[1:], g.products[d[1:]])
+		if d.kind == 'p' {
+			err = putJSON(g.tx.Bucket(bucketProducts), d.id, g.products[d.id])
 		} else {
-			err = putJSON(g.tx.Bucket(bucketSales), d[1:], g.sales[d[1:]])
+			err = putJSON(g.tx.Bucket(bucketSales), d.id, g.sales[d.id])
 		}
 		if err != nil {
 			return err
