@@ -588,8 +588,13 @@ func rows(v any) []map[string]string {
 }
 
 // list runs the read-only list script: the hashes of kind named by the stream's list.
-func (s *RedisStore) list(ctx context.Context, streamID, listName, kind string) ([]map[string]string, error) {
-	v, err := s.scripts["list"].Run(ctx, s.rdb, []string{s.base(streamID)}, listName, kind).Result()
+func (s *RedisStore) list(ctx context.Context, streamID, listName, kind string, skip ...string) ([]map[string]string, error) {
+	args := make([]any, 0, 2+len(skip))
+	args = append(args, listName, kind)
+	for _, id := range skip {
+		args = append(args, id)
+	}
+	v, err := s.scripts["list"].Run(ctx, s.rdb, []string{s.base(streamID)}, args...).Result()
 	if err != nil {
 		return nil, scriptError("list", err)
 	}

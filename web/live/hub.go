@@ -476,7 +476,10 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			}
 			continue
 		}
-		keys, stamp, err := h.staleStock(rctx, r.sid)
+		if r.settledSales == nil {
+			r.settledSales = map[string]bool{}
+		}
+		keys, stamp, err := h.staleStock(rctx, r.sid, r.settledSales)
 		cancel()
 		if errors.Is(err, cart.ErrNotFound) {
 			continue
@@ -533,13 +536,26 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 // staleStock reads sid's stock values from the store (sales, and products not hidden:
 // a hidden one's stock is nobody's business), its sales' statuses, which products are
 // pinned (hidden ones too: a hide unpins) and whether it has ended, and returns the
-// keys StaleStock finds and their stamp.
-func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, int64, error) {
+// keys StaleStock finds and their stamp. The sales in settled (ended, their final
+// values found delivered) are not read (a store that can leave them out:
+// salesExceptReader); ended sales found settled are added to it. So a stream's
+// comparison reads its scheduled and active sales and those ended since its last
+// comparison, not every sale it ever had.
+func (h *Hub) staleStock(ctx context.Context, sid string, settled map[string]bool) ([]string, int64, error) {
 	st, err := h.cfg.Stock.GetStream(ctx, sid)
 	if err != nil {
 		return nil, 0, err
 	}
-	sales, err := h.cfg.Stock.ListSales(ctx, sid)
+	var sales []cart.Sale
+	if r, ok := h.cfg.Stock.(salesExceptReader); ok {
+		skip := make([]string, 0, len(settled))
+		for id := range settled {
+			skip = append(skip, id)
+		}
+		sales, err = r.ListSalesExcept(ctx, sid, skip)
+	} else {
+		sales, err = h.cfg.Stock.ListSales(ctx, sid)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -551,9 +567,18 @@ func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, int64, erro
 	if err != nil {
 		return nil, 0, err
 	}
-	cur := make([]StockValue, 0, 2*len(sales)+2*len(products))
+	cur := make([]StockValue, 0, 2*len(sales)+2*len(products)+1)
+	var final []StockValue
 	for _, s := range sales {
-		cur = append(cur, StockValue{"stock:" + s.ID, s.Remaining}, StockValue{"sale:" + s.ID, saleRank(s.Status)})
+		if settled[s.ID] {
+			continue
+		}
+		vals := []StockValue{{"stock:" + s.ID, s.Remaining}, {"sale:" + s.ID, saleRank(s.Status)}}
+		if s.Status == cart.SaleEnded {
+			final = append(final, vals...)
+		} else {
+			cur = append(cur, vals...)
+		}
 	}
 	for _, p := range products {
 		if !p.Hidden {
@@ -573,7 +598,32 @@ func (h *Hub) staleStock(ctx context.Context, sid string) ([]string, int64, erro
 		ended = 1
 	}
 	cur = append(cur, StockValue{"stream", ended})
-	return h.stockGate.StaleStock(ctx, sid, cur)
+	keys, done, stamp, err := h.stockGate.StaleStock(ctx, sid, cur, final)
+	if err != nil {
+		return nil, 0, err
+	}
+	// A sale is settled once both its final values are.
+	half := map[string]bool{}
+	for _, k := range done {
+		id, ok := strings.CutPrefix(k, "sale:")
+		if !ok {
+			id, ok = strings.CutPrefix(k, "stock:")
+		}
+		if !ok {
+			continue
+		}
+		if half[id] {
+			settled[id] = true
+		}
+		half[id] = true
+	}
+	return keys, stamp, nil
+}
+
+// salesExceptReader is a StockReader that reads a stream's sales but some
+// (cart.RedisStore).
+type salesExceptReader interface {
+	ListSalesExcept(ctx context.Context, streamID string, skip []string) ([]cart.Sale, error)
 }
 
 // stopping reports whether Close has begun: loops over the rooms stop early (a call

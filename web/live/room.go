@@ -36,6 +36,10 @@ type room struct {
 	// staleFailing: the last stale-stock comparison of the stream failed (logged as a
 	// warning once a streak); only the sweep goroutine uses it.
 	staleFailing bool
+	// settledSales are the stream's ended sales whose final remaining and status the
+	// comparison found delivered (StaleStock's settled): it reads them no more. Used by
+	// the sweep's goroutine only.
+	settledSales map[string]bool
 
 	mu sync.Mutex // guards below
 	// conns are the room's connections in no order (each knows its index: roomIdx),

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,8 +47,11 @@ type StockGate interface {
 	// delivered (a new sale's, or a pin's, event lost). The caller publishes the
 	// store's value of each (a stock turn counting a change, a sale event, a pin or
 	// unpin published with stamp: PublishRescuedPin). Each is put off by
-	// StockRescueAfter again, for one node at a time.
-	StaleStock(ctx context.Context, sid string, current []StockValue) (keys []string, stamp int64, err error)
+	// StockRescueAfter again, for one node at a time. final are compared the same
+	// way; they are values that never change again (an ended sale's remaining and
+	// status): settled names those whose delivered value is theirs, which the caller
+	// need not read and compare again.
+	StaleStock(ctx context.Context, sid string, current, final []StockValue) (keys, settled []string, stamp int64, err error)
 	// StaleTurn takes this second's turn at sid's StaleStock comparison: true for the
 	// first node to ask in a second (of Redis's clock), false for the others, which
 	// skip the comparison and its store reads. A node dying with the turn loses that
@@ -225,25 +229,34 @@ func (b *RedisBus) OverdueStock(ctx context.Context, sid string) ([]string, erro
 }
 
 // StaleStock implements StockGate.
-func (b *RedisBus) StaleStock(ctx context.Context, sid string, current []StockValue) ([]string, int64, error) {
-	if len(current) == 0 {
-		return nil, 0, nil
+func (b *RedisBus) StaleStock(ctx context.Context, sid string, current, final []StockValue) ([]string, []string, int64, error) {
+	if len(current)+len(final) == 0 {
+		return nil, nil, 0, nil
 	}
-	args := make([]any, 0, 2+2*len(current))
-	args = append(args, StockRescueAfter.Milliseconds(), stockKeep.Milliseconds())
+	args := make([]any, 0, 3+2*len(current)+2*len(final))
+	args = append(args, StockRescueAfter.Milliseconds(), stockKeep.Milliseconds(), len(final))
 	args = appendStockValues(args, current)
+	args = appendStockValues(args, final)
 	res, err := stockSeenScript.Run(ctx, b.rdb, []string{b.key(sid, "stockseen")}, args...).StringSlice()
 	if err != nil {
-		return nil, 0, fmt.Errorf("live: stale stock: %w", err)
+		return nil, nil, 0, fmt.Errorf("live: stale stock: %w", err)
 	}
 	if len(res) == 0 {
-		return nil, 0, nil
+		return nil, nil, 0, nil
 	}
 	stamp, err := strconv.ParseInt(res[0], 10, 64)
 	if err != nil {
-		return nil, 0, fmt.Errorf("live: stale stock: stamp %q: %w", res[0], err)
+		return nil, nil, 0, fmt.Errorf("live: stale stock: stamp %q: %w", res[0], err)
 	}
-	return res[1:], stamp, nil
+	var keys, settled []string
+	for _, k := range res[1:] {
+		if s, ok := strings.CutPrefix(k, "="); ok {
+			settled = append(settled, s)
+		} else {
+			keys = append(keys, k)
+		}
+	}
+	return keys, settled, stamp, nil
 }
 
 // StaleTurn implements StockGate.

@@ -636,7 +636,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 	}
 	stale := func(pinned, otherPinned, saleRank int) ([]string, int64) {
 		t.Helper()
-		keys, stamp, err := bus.StaleStock(ctx, sid, []StockValue{{"pin:" + pid, pinned}, {"pin:" + other, otherPinned}, {"sale:s1", saleRank}})
+		keys, _, stamp, err := bus.StaleStock(ctx, sid, []StockValue{{"pin:" + pid, pinned}, {"pin:" + other, otherPinned}, {"sale:s1", saleRank}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -691,7 +691,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 		t.Fatalf("after the rescue: got stale keys %v, want none", keys)
 	}
 	// A sale created after the baseline whose event was lost.
-	keys, _, err := bus.StaleStock(ctx, sid, []StockValue{{"sale:s2", 2}})
+	keys, _, _, err := bus.StaleStock(ctx, sid, []StockValue{{"sale:s2", 2}}, nil)
 	if want := []string{"sale:s2"}; err != nil || !slices.Equal(keys, want) {
 		t.Fatalf("a new sale never delivered: got stale keys %v, %v, want %v", keys, err, want)
 	}
