@@ -599,6 +599,12 @@ func TestHiddenProductStockNotPublished(t *testing.T) {
 	noOverdue(t, bus, sid, "")
 }
 
+// pinRecordWait is how long the test waits for a pin key's record to be
+// StockRescueAfter old: publish.lua stamps a pin key a millisecond or two ahead of
+// Redis's clock when records follow each other within one (later than the record's
+// time), so exactly StockRescueAfter fell short without the race detector's slowness.
+const pinRecordWait = StockRescueAfter + 20*time.Millisecond
+
 // TestRescuedPinNeverUndoesNewer: the viewers were told a product is pinned and the
 // store says it is not (an unpin lost with its node): the comparison returns its pin
 // key. Should the unpin come late and another node pin it again, both published
@@ -651,7 +657,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 	if seq := publish(cart.EventPin, pin, 0); seq == 0 {
 		t.Fatal("the pin was not published")
 	}
-	time.Sleep(StockRescueAfter)
+	time.Sleep(pinRecordWait)
 	keys, stamp := stale(0, 1, 2) // the unpin lost
 	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) || stamp == 0 {
 		t.Fatalf("got stale keys %v (stamp %d), want %v", keys, stamp, want)
@@ -667,7 +673,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 	}
 	// A pin of the pinned product (a rescue's, then the event on its way) is dropped,
 	// and counts as a pin that went out: a rescue stamped before it is dropped too.
-	time.Sleep(StockRescueAfter)
+	time.Sleep(pinRecordWait)
 	keys, stamp = stale(0, 1, 2)
 	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) {
 		t.Fatalf("got stale keys %v, want %v", keys, want)
@@ -679,7 +685,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 		t.Fatalf("the rescued unpin stamped before the repeated pin got seq %d, want it dropped", seq)
 	}
 
-	time.Sleep(StockRescueAfter)
+	time.Sleep(pinRecordWait)
 	keys, stamp = stale(0, 1, 2) // unpinned again, its event lost again
 	if want := []string{"pin:" + pid}; !slices.Equal(keys, want) {
 		t.Fatalf("got stale keys %v, want %v", keys, want)
