@@ -8,18 +8,20 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// pipeBatcher sends the commands of concurrent calls together: while one pipeline is
+// pipeBatcher sends the commands of concurrent calls together: while a pipeline is
 // at Redis, the calls that arrive queue and go in the next one, so a storm of
 // checkouts pays one round trip (and one wake-up of Redis) per batch, not per call.
-// Each call's commands stay in order and are answered on their own Cmds; Redis still
-// runs every script atomically on its own.
+// Up to batchesInFlight pipelines are at Redis at once (on their own connections),
+// so Redis has the next while the node reads one's replies. Each call's commands
+// stay in order and are answered on their own Cmds; Redis still runs every script
+// atomically on its own.
 type pipeBatcher struct {
 	rdb *redis.Client
 	wg  *sync.WaitGroup // the store's background work (Close waits)
 
 	mu      sync.Mutex
 	pending []*pipeCall // guarded by mu
-	busy    bool        // guarded by mu: a sender goroutine is running
+	senders int         // guarded by mu: sender goroutines running, at most batchesInFlight
 }
 
 // pipeCall is one call's commands, queued by add into the batch's pipeline.
@@ -36,8 +38,10 @@ func (b *pipeBatcher) send(add func(ctx context.Context, p redis.Pipeliner)) <-c
 	c := &pipeCall{add: add, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	start := !b.busy
-	b.busy = true
+	start := b.senders < batchesInFlight
+	if start {
+		b.senders++
+	}
 	b.mu.Unlock()
 	if start {
 		b.wg.Add(1)
@@ -58,7 +62,7 @@ func (b *pipeBatcher) drain() {
 			b.pending = nil
 		}
 		if len(batch) == 0 {
-			b.busy = false
+			b.senders--
 			b.mu.Unlock()
 			return
 		}

@@ -28,9 +28,10 @@ func (s *RedisStore) evalInPipe(ctx context.Context, pipe redis.Pipeliner, name,
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
 
 // HoldUnits takes units of a product or a sale and records the hold. Concurrent
-// calls on one stream are grouped: while one batch of the stream is at Redis, the
+// calls on one stream are grouped: while a batch of the stream is at Redis, the
 // calls that arrive queue and go together in the next (one script call, one round
-// trip), as the embedded store groups its commits. Each hold is still checked and
+// trip; up to batchesInFlight batches at Redis at once), as the embedded store groups
+// its commits. Each hold is still checked and
 // recorded on its own, atomically.
 func (s *RedisStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Time) (Hold, Changes, error) {
 	var sid string
