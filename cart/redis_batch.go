@@ -12,7 +12,8 @@ import (
 // at Redis, the calls that arrive queue and go in the next one, so a storm of
 // checkouts pays one round trip (and one wake-up of Redis) per batch, not per call.
 // Up to batchesInFlight pipelines are at Redis at once (on their own connections),
-// so Redis has the next while the node reads one's replies. Each call's commands
+// so Redis has the next while the node reads one's replies (a second once
+// secondBatchMin calls wait, see streamQueues). Each call's commands
 // stay in order and are answered on their own Cmds; Redis still runs every script
 // atomically on its own.
 type pipeBatcher struct {
@@ -38,7 +39,7 @@ func (b *pipeBatcher) send(add func(ctx context.Context, p redis.Pipeliner)) <-c
 	c := &pipeCall{add: add, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	start := b.senders < batchesInFlight
+	start := b.senders == 0 || (b.senders < batchesInFlight && len(b.pending) >= secondBatchMin)
 	if start {
 		b.senders++
 	}

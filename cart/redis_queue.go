@@ -7,9 +7,12 @@ import "sync"
 // one round trip), as the embedded store groups its commits. Up to inFlight batches
 // per stream are at Redis at once, so Redis has the next batch when it answers one
 // (with one, it waited while the node read a batch's replies, answered its callers
-// and built the next). Batches of one stream in flight at once are concurrent calls:
-// Redis runs each script atomically, in either order, as it does for the batches of
-// two nodes; streams do not wait for each other.
+// and built the next). A second batch goes only once secondBatchMin calls wait: under
+// a light load the calls keep sharing batches (every batch costs Redis and the node
+// a script call's frame and a round trip), and a storm fills one in microseconds.
+// Batches of one stream in flight at once are concurrent calls: Redis runs each
+// script atomically, in either order, as it does for the batches of two nodes;
+// streams do not wait for each other.
 type streamQueues[T any] struct {
 	max      int                         // calls per batch at most
 	inFlight int                         // batches of a stream at Redis at once, at most
@@ -30,6 +33,10 @@ type streamQueue[T any] struct {
 // store's shared pipeline may be at Redis at once.
 const batchesInFlight = 2
 
+// secondBatchMin is how many calls must wait before a second batch goes while one is
+// at Redis.
+const secondBatchMin = 8
+
 func newStreamQueues[T any](max int, wg *sync.WaitGroup, run func(string, []T)) *streamQueues[T] {
 	return &streamQueues[T]{max: max, inFlight: batchesInFlight, run: run, wg: wg, pending: map[string]*streamQueue[T]{}}
 }
@@ -43,7 +50,7 @@ func (q *streamQueues[T]) add(sid string, call T) {
 		q.pending[sid] = sq
 	}
 	sq.calls = append(sq.calls, call)
-	start := sq.draining < q.inFlight
+	start := sq.draining == 0 || (sq.draining < q.inFlight && len(sq.calls) >= secondBatchMin)
 	if start {
 		sq.draining++
 	}
