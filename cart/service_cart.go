@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -94,14 +93,25 @@ type CheckoutInput struct {
 	HoldIDs  []string `json:"hold_ids"`
 }
 
-// fingerprint identifies the body for the idempotency check.
+// fingerprint identifies the body for the idempotency check: the hex SHA-256 of the
+// stream id, then, when hold_ids is given, a zero byte and the ids joined by commas.
+// One allocation (the string) for the usual body; it runs on every checkout.
 func (in CheckoutInput) fingerprint() string {
-	h := sha256.New()
-	h.Write([]byte(in.StreamID))
+	var buf [128]byte
+	b := append(buf[:0], in.StreamID...)
 	if in.HoldIDs != nil {
-		h.Write([]byte("\x00" + strings.Join(in.HoldIDs, ",")))
+		b = append(b, 0)
+		for i, id := range in.HoldIDs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, id...)
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(b)
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // Validate checks the key (ErrBadRequest) and the ids (ErrNotFound when not UUIDs).
