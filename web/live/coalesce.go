@@ -26,6 +26,9 @@ type emitter struct {
 	gated    map[string]*gatedStock   // stock key → turns at the bus's StockGate
 	// endedSales are the sales whose ended sale event is out: their stock is final.
 	endedSales map[string]bool
+	// lastSaleKey is the coalesce key of the sale lastSaleID (coalesceKey's last;
+	// guarded by mu).
+	lastSaleID, lastSaleKey string
 
 	qmu        sync.Mutex    // guards queue, queueBytes and draining; never taken while mu is held
 	queue      []queuedEvent // events waiting for mu, in the order they were emitted
@@ -348,7 +351,11 @@ func (e *emitter) coalesceKey(ev cart.Event) string {
 		if d.SaleID == "" {
 			return "stock:product:" + d.ProductID
 		}
-		return "stock:" + d.SaleID
+		if d.SaleID != e.lastSaleID {
+			// Every hold and checkout of a sale names it: build its key once.
+			e.lastSaleID, e.lastSaleKey = d.SaleID, "stock:"+d.SaleID
+		}
+		return e.lastSaleKey
 	case cart.ProductData:
 		old, ok := e.products[d.Product.ID]
 		if !ok {
