@@ -58,28 +58,53 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeAppended writes the JSON that appendJSON appends (as writeJSON would write the
-// value: Content-Type, status, the object and a newline), or the value through
-// writeJSON when appendJSON cannot encode it. For the bodies of every hold and
-// checkout, which encoding/json's reflection made a visible part of a sale's cost.
-func writeAppended(w http.ResponseWriter, status int, appendJSON func([]byte) ([]byte, bool), v any) {
+// writeHold and writeOrder write a hold's or an order's JSON as writeJSON would write
+// the value (Content-Type, status, the object and a newline), encoded by hand
+// (AppendJSON) in a pooled buffer, or through writeJSON when AppendJSON cannot encode it.
+// For the bodies of every hold and checkout, which encoding/json's reflection made a
+// visible part of a sale's cost. They take the value by pointer and box it only for
+// writeJSON: a method value and an interface of the value cost two heap copies of it
+// per answer.
+func writeHold(w http.ResponseWriter, status int, h *cart.Hold) {
 	bp := bodyBufs.Get().(*[]byte)
 	defer bodyBufs.Put(bp)
-	b, ok := appendJSON((*bp)[:0])
+	b, ok := h.AppendJSON((*bp)[:0])
 	if !ok {
-		writeJSON(w, status, v)
+		writeJSON(w, status, *h)
 		return
 	}
+	writeAppended(w, status, bp, b)
+}
+
+// writeOrder: see writeHold.
+func writeOrder(w http.ResponseWriter, status int, o *cart.Order) {
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	b, ok := o.AppendJSON((*bp)[:0])
+	if !ok {
+		writeJSON(w, status, *o)
+		return
+	}
+	writeAppended(w, status, bp, b)
+}
+
+// writeAppended writes b, a JSON value appended to the pooled buffer *bp, and a newline
+// with the status, as writeJSON writes a value.
+func writeAppended(w http.ResponseWriter, status int, bp *[]byte, b []byte) {
 	b = append(b, '\n')
 	if cap(b) <= 4096 {
 		*bp = b // reused by the next answer (Write copies b)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 
-// bodyBufs are writeAppended's buffers.
+// jsonContentType is the Content-Type header's value that writeAppended sets (shared,
+// never changed: Header.Set would allocate it per answer).
+var jsonContentType = []string{"application/json"}
+
+// bodyBufs are the buffers of writeHold, writeOrder and readBody.
 var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // fail writes err as an API error. 5xx are logged; unavailable carries Retry-After.
@@ -116,34 +141,10 @@ type fastDecoder interface {
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
-	body := http.MaxBytesReader(w, r.Body, MaxJSONBody)
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxJSONBody))
-		}
-		return apiError(http.StatusBadRequest, "bad_request", "cannot read body")
-	}
-	// JSON's own white space only: bytes.TrimSpace also takes \f, \v, U+0085, U+00A0...,
-	// which encoding/json rejects.
-	trimmed := bytes.Trim(raw, " \t\r\n")
-	if len(trimmed) == 0 {
-		if emptyOK {
-			return nil
-		}
-		return apiError(http.StatusBadRequest, "bad_request", "request body required")
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
-		}
-	}
-	if !live.ValidJSONText(raw) {
-		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes,
-		// or of a lone surrogate escape.
-		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
+	bp, raw, trimmed, err := readBody(w, r, emptyOK)
+	defer putBody(bp)
+	if err != nil || len(trimmed) == 0 {
+		return err
 	}
 	if fd, ok := v.(fastDecoder); ok {
 		if fd.DecodeFastJSON(trimmed) {
@@ -151,6 +152,80 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 		}
 		reflect.ValueOf(v).Elem().SetZero() // encoding/json starts from scratch
 	}
+	return decodeRaw(raw, v)
+}
+
+// readBody reads a JSON request body and checks it as decodeJSON does before decoding:
+// 413 over MaxJSONBody, 400 when empty (unless emptyOK: then trimmed is empty and err
+// nil), 415 unless the content type is JSON, 400 when not UTF-8. trimmed is raw without
+// JSON's white space around it. Both are in the pooled buffer bp, which the caller
+// hands back with putBody once done with them (encoding/json and the fast decoders copy
+// what they keep).
+func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte, raw, trimmed []byte, err error) {
+	var body io.Reader = r.Body
+	if r.ContentLength < 0 || r.ContentLength > MaxJSONBody {
+		// A body of a known length within the bound cannot exceed it: net/http reads no
+		// more than Content-Length.
+		body = http.MaxBytesReader(w, r.Body, MaxJSONBody)
+	}
+	bp = bodyBufs.Get().(*[]byte)
+	raw, err = readAll(body, (*bp)[:0])
+	if cap(raw) <= 4096 {
+		*bp = raw[:0]
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bp, nil, nil, apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxJSONBody))
+		}
+		return bp, nil, nil, apiError(http.StatusBadRequest, "bad_request", "cannot read body")
+	}
+	// JSON's own white space only: bytes.TrimSpace also takes \f, \v, U+0085, U+00A0...,
+	// which encoding/json rejects.
+	trimmed = bytes.Trim(raw, " \t\r\n")
+	if len(trimmed) == 0 {
+		if emptyOK {
+			return bp, raw, nil, nil
+		}
+		return bp, nil, nil, apiError(http.StatusBadRequest, "bad_request", "request body required")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return bp, nil, nil, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		}
+	}
+	if !live.ValidJSONText(raw) {
+		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes,
+		// or of a lone surrogate escape.
+		return bp, nil, nil, apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
+	}
+	return bp, raw, trimmed, nil
+}
+
+// putBody hands a buffer of readBody back.
+func putBody(bp *[]byte) { bodyBufs.Put(bp) }
+
+// readAll is io.ReadAll appending to b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
+}
+
+// decodeRaw strictly decodes the JSON body raw (checked by readBody) into v through
+// encoding/json: 400 for malformed JSON, unknown fields or trailing data.
+func decodeRaw(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

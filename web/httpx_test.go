@@ -2,7 +2,10 @@ package web
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -11,28 +14,38 @@ import (
 	"time"
 
 	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/live"
 )
 
-// writeAppended answers exactly as writeJSON does: status, headers and body bytes.
+// writeHold and writeOrder answer exactly as writeJSON does: status, headers and body
+// bytes.
 func TestWriteAppendedMatchesWriteJSON(t *testing.T) {
 	at := time.Date(2026, 12, 2, 1, 2, 3, 456000000, time.UTC)
 	h := cart.Hold{ID: "0190f3a4-1b2c-7d3e-8f40-123456789abc", UserID: "u", StreamID: "s<&>", ProductID: "p",
 		SaleID: "sa", Quantity: 1, UnitPriceCents: 50, Currency: "EUR", ExpiresAt: at}
 	o := cart.Order{ID: "o", UserID: "u\x00\"", StreamID: "s", Items: []cart.OrderItem{{ProductID: "p", Quantity: 2, UnitPriceCents: 7}},
 		TotalCents: 14, Currency: "EUR", Status: "placed", CreatedAt: at, ExpiredHoldIDs: []string{}}
-	bad := cart.Hold{ExpiresAt: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)} // json.Marshal refuses it
+	bad := cart.Hold{ExpiresAt: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)}    // json.Marshal refuses it
+	badOrder := cart.Order{CreatedAt: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)} // and this
 	for _, c := range []struct {
 		name   string
 		status int
-		app    func([]byte) ([]byte, bool)
+		write  func(http.ResponseWriter, int)
 		v      any
-	}{{"hold", http.StatusCreated, h.AppendJSON, h}, {"order", http.StatusOK, o.AppendJSON, o},
-		{"order without items", http.StatusCreated, cart.Order{}.AppendJSON, cart.Order{}}, {"bad time", http.StatusCreated, bad.AppendJSON, bad}} {
-		want, got := httptest.NewRecorder(), httptest.NewRecorder()
-		writeJSON(want, c.status, c.v)
-		writeAppended(got, c.status, c.app, c.v)
-		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
-			t.Errorf("%s: got %d %v %q, want %d %v %q", c.name, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+	}{
+		{"hold", http.StatusCreated, func(w http.ResponseWriter, s int) { writeHold(w, s, &h) }, h},
+		{"order", http.StatusOK, func(w http.ResponseWriter, s int) { writeOrder(w, s, &o) }, o},
+		{"order without items", http.StatusCreated, func(w http.ResponseWriter, s int) { writeOrder(w, s, &cart.Order{}) }, cart.Order{}},
+		{"bad time", http.StatusCreated, func(w http.ResponseWriter, s int) { writeHold(w, s, &bad) }, bad},
+		{"bad order time", http.StatusCreated, func(w http.ResponseWriter, s int) { writeOrder(w, s, &badOrder) }, badOrder},
+	} {
+		for range 2 { // the second answer from a pooled buffer
+			want, got := httptest.NewRecorder(), httptest.NewRecorder()
+			writeJSON(want, c.status, c.v)
+			c.write(got, c.status)
+			if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+				t.Errorf("%s: got %d %v %q, want %d %v %q", c.name, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+			}
 		}
 	}
 }
@@ -68,18 +81,22 @@ func TestDecodeNewItemMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// fastDecodeDiffers decodes a hold body through decodeJSON with the hand-written fast
-// path and with encoding/json alone and says how the two differ ("" when they agree:
+// fastDecodeDiffers decodes a hold body through decodeNewItem (and decodeJSON) with the
+// hand-written fast path and with encoding/json alone and says how they differ ("" when they agree:
 // the same value, or the same error message).
 func fastDecodeDiffers(body []byte) string {
-	decode := func(v any) error {
+	req := func() *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/api/cart/items", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
-		return decodeJSON(httptest.NewRecorder(), r, v)
+		return r
 	}
-	var fast cart.NewItem
 	var plain plainNewItem
-	errFast, errPlain := decode(&fast), decode(&plain)
+	errPlain := decodeJSON(httptest.NewRecorder(), req(), &plain)
+	fast, errFast := decodeNewItem(httptest.NewRecorder(), req()) // the hold handler's
+	var viaDecodeJSON cart.NewItem
+	if err := decodeJSON(httptest.NewRecorder(), req(), &viaDecodeJSON); fmt.Sprint(err) != fmt.Sprint(errFast) || !reflect.DeepEqual(fast, viaDecodeJSON) {
+		return fmt.Sprintf("decodeNewItem %+v %v, decodeJSON %+v %v", fast, errFast, viaDecodeJSON, err)
+	}
 	msg := func(err error) string {
 		if err == nil {
 			return ""
@@ -124,4 +141,98 @@ func TestDecodeEmptyBodyIsJSONWhiteSpace(t *testing.T) {
 			t.Errorf("%q: %v, want 400 invalid JSON", body, err)
 		}
 	}
+}
+
+// referenceDecode is decodeBody as it was before readBody (io.ReadAll through
+// MaxBytesReader, mime.ParseMediaType of every Content-Type), without the fast path.
+func referenceDecode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxJSONBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxJSONBody))
+		}
+		return apiError(http.StatusBadRequest, "bad_request", "cannot read body")
+	}
+	if len(bytes.Trim(raw, " \t\r\n")) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return apiError(http.StatusBadRequest, "bad_request", "request body required")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		}
+	}
+	if !live.ValidJSONText(raw) {
+		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
+	}
+	return decodeRaw(raw, v)
+}
+
+// The hold and checkout handlers' readers (decodeNewItem, decodeCheckoutInput), and
+// decodeJSON and decodeJSONOrEmpty, answer every body, length and content type as the
+// reference does: the same value or the same error (413 over 64 KiB with or without a
+// Content-Length, 415, 400).
+func TestBodyReadersMatchDecodeJSON(t *testing.T) {
+	sid := "0190f3a4-1b2c-7d3e-8f40-123456789abc"
+	big := `{"sale_id":"` + strings.Repeat("x", MaxJSONBody) + `","quantity":1}`
+	exact := `{"stream_id":"` + strings.Repeat("y", MaxJSONBody-16) + `"}`
+	bodies := []string{"", " \n", `{"sale_id":"` + sid + `","quantity":1}`, `{"stream_id":"` + sid + `","hold_ids":["` + sid + `"]}`,
+		`{"hold_ids":[]}`, `{"Stream_ID":"x"}`, `{"stream_id":"x"} {}`, "\xff", `{"sale_id":"x","quantity":1,"zz":1}`, `null`,
+		big, exact, exact + " "}
+	types := []string{"", "application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json",
+		"text/plain", "application/json;;", "application/jsonx"}
+	for _, body := range bodies {
+		for _, ct := range types {
+			for _, chunked := range []bool{false, true} {
+				req := func() *http.Request {
+					r := httptest.NewRequest(http.MethodPost, "/api/checkout", strings.NewReader(body))
+					if ct != "" {
+						r.Header.Set("Content-Type", ct)
+					}
+					if chunked {
+						r.ContentLength = -1
+					}
+					return r
+				}
+				name := fmt.Sprintf("%.40q (%d bytes) %q chunked=%v", body, len(body), ct, chunked)
+				var item plainNewItem
+				err := referenceDecode(httptest.NewRecorder(), req(), &item, false)
+				want := fmt.Sprintf("%s %v", itemString(cart.NewItem(item)), strings.ReplaceAll(fmt.Sprint(err), "web.plainNewItem", "cart.NewItem"))
+				gotItem, gotErr := decodeNewItem(httptest.NewRecorder(), req())
+				if got := fmt.Sprintf("%s %v", itemString(gotItem), gotErr); got != want {
+					t.Errorf("hold %s: decodeNewItem %s, want %s", name, got, want)
+				}
+				var viaDecodeJSON cart.NewItem
+				gotErr = decodeJSON(httptest.NewRecorder(), req(), &viaDecodeJSON)
+				if got := fmt.Sprintf("%s %v", itemString(viaDecodeJSON), gotErr); got != want {
+					t.Errorf("hold %s: decodeJSON %s, want %s", name, got, want)
+				}
+				var co cart.CheckoutInput
+				err = referenceDecode(httptest.NewRecorder(), req(), &co, true)
+				want = fmt.Sprintf("%+v %v", co, err)
+				gotCo, gotErr := decodeCheckoutInput(httptest.NewRecorder(), req())
+				if got := fmt.Sprintf("%+v %v", gotCo, gotErr); got != want {
+					t.Errorf("checkout %s: decodeCheckoutInput %s, want %s", name, got, want)
+				}
+				var viaOrEmpty cart.CheckoutInput
+				gotErr = decodeJSONOrEmpty(httptest.NewRecorder(), req(), &viaOrEmpty)
+				if got := fmt.Sprintf("%+v %v", viaOrEmpty, gotErr); got != want {
+					t.Errorf("checkout %s: decodeJSONOrEmpty %s, want %s", name, got, want)
+				}
+			}
+		}
+	}
+}
+
+// itemString shows a NewItem with its quantity's value (not its address).
+func itemString(in cart.NewItem) string {
+	q := "nil"
+	if in.Quantity != nil {
+		q = fmt.Sprint(*in.Quantity)
+	}
+	return fmt.Sprintf("{%q %q %s}", in.ProductID, in.SaleID, q)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
+	"github.com/livecart/livecart/web/live"
 )
 
 // benchServer is a Server on a bbolt store in a temp dir with one active sale of
@@ -52,8 +53,22 @@ func newBenchRedisServer(b *testing.B) *benchServer {
 }
 
 func newBenchServerOn(b *testing.B, store cart.Store) *benchServer {
+	return newBenchServerWith(b, store, false)
+}
+
+// newBenchServerWith is newBenchServerOn, with withLive the live hub on an in-process
+// bus receiving the domain events, as the binary with the embedded store has it (every
+// hold and checkout emits the sale's stock).
+func newBenchServerWith(b *testing.B, store cart.Store, withLive bool) *benchServer {
 	bs := &benchServer{a: auth.New([]byte("bench-secret-0123456789"), nil)}
-	bs.h = New(Deps{Store: store, Auth: bs.a, Logger: slog.New(slog.DiscardHandler)}).Handler()
+	deps := Deps{Store: store, Auth: bs.a, Logger: slog.New(slog.DiscardHandler)}
+	if withLive {
+		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil),
+			Stock: store, ViewersInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+		b.Cleanup(func() { hub.Close() })
+		deps.Live, deps.Events, deps.Presence = hub, hub, hub
+	}
+	bs.h = New(deps).Handler()
 	creator := bs.token(b, auth.RoleCreator, "creator")
 	var st, p, s struct{ ID string }
 	for _, step := range []struct {
@@ -102,6 +117,17 @@ func (bs *benchServer) serve(method, path, token, body, key string) (int, []byte
 // ns/op moves with the machine's load.
 func BenchmarkSaleHandler(b *testing.B) {
 	benchSale(b, newBenchServer(b))
+}
+
+// BenchmarkSaleHandlerLive is BenchmarkSaleHandler with the live hub receiving the
+// stock events (no viewers connected).
+func BenchmarkSaleHandlerLive(b *testing.B) {
+	store, err := cart.OpenBolt(filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	benchSale(b, newBenchServerWith(b, store, true))
 }
 
 // BenchmarkSaleHandlerRedis is BenchmarkSaleHandler on the Redis store (hold and

@@ -115,6 +115,9 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	// commerce counts hold and checkout outcomes by API code (commerce.go).
 	commerce *prometheus.CounterVec
+	// holdCreated, checkoutCreated, checkoutReplayed: commerce's counters of the
+	// successful outcomes (countSuccess).
+	holdCreated, checkoutCreated, checkoutReplayed lazyCounter
 	// mute follows the stored media mute of streams published here (mediafollow.go).
 	mute muteFollowers
 	// refusedPublishers: WHIP session id → the error OnPublisher refused it with (the
