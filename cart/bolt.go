@@ -122,28 +122,60 @@ func (s *BoltStore) ListStreams(ctx context.Context) ([]Stream, error) {
 	return out, err
 }
 
-// SetStreamLive marks the stream live or idle.
-func (s *BoltStore) SetStreamLive(ctx context.Context, id string, live bool, now time.Time) (Stream, error) {
-	var st Stream
+// boltStreamPublisher is a stream's record with the sessions SetStreamLive keeps:
+// Publisher, whose arrival is recorded, and PublisherLeft, the last whose leave is.
+// Only SetStreamLive reads them; the other writes of the record (EndStream) drop them.
+type boltStreamPublisher struct {
+	Stream
+	Publisher     string `json:"publisher,omitempty"`
+	PublisherLeft string `json:"publisher_left,omitempty"`
+}
+
+// SetStreamLive records the publisher's arrival or leave (see Store).
+func (s *BoltStore) SetStreamLive(ctx context.Context, id, session string, live bool, now time.Time) (Stream, bool, error) {
+	var rec boltStreamPublisher
+	applied := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStreams)
-		if err := getJSON(b, id, &st); err != nil {
+		if err := getJSON(b, id, &rec); err != nil {
 			return err
 		}
-		if st.Status == StreamEnded {
-			return fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
-		}
-		st.Status = StreamIdle
-		if live {
-			st.Status = StreamLive
-			if st.StartedAt == nil {
-				t := now.UTC()
-				st.StartedAt = &t
+		if !live && session != "" {
+			o, err := boltOrigin(tx, id)
+			if err != nil {
+				return err
+			}
+			if o.Session == session {
+				if err := tx.Bucket(bucketOrigin).Delete([]byte(id)); err != nil {
+					return err
+				}
 			}
 		}
-		return putJSON(b, id, st)
+		if rec.Status == StreamEnded {
+			return fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
+		}
+		switch {
+		case live && session != "" && rec.PublisherLeft == session:
+			return nil // its leave is recorded: a late arrival
+		case live:
+			rec.Status, rec.Publisher = StreamLive, session
+			if rec.StartedAt == nil {
+				t := now.UTC()
+				rec.StartedAt = &t
+			}
+		case session != "":
+			rec.PublisherLeft = session
+			if rec.Publisher != "" && rec.Publisher != session {
+				return putJSON(b, id, rec) // another publisher came since
+			}
+			fallthrough
+		default:
+			rec.Status, rec.Publisher = StreamIdle, ""
+		}
+		applied = true
+		return putJSON(b, id, rec)
 	})
-	return st, err
+	return rec.Stream, applied, err
 }
 
 // SetMediaMute changes the stream's media mute in one transaction.

@@ -692,13 +692,14 @@ func (s *RedisStore) ListStreams(ctx context.Context) ([]Stream, error) {
 	return out, nil
 }
 
-// SetStreamLive marks the stream live or idle.
-func (s *RedisStore) SetStreamLive(ctx context.Context, id string, live bool, now time.Time) (Stream, error) {
-	r, err := s.run(ctx, "stream_live", id, flag(live), formatTime(now))
+// SetStreamLive records the publisher's arrival or leave (stream_live.lua: fields
+// publisher and publisher_left of the stream hash fence late writes).
+func (s *RedisStore) SetStreamLive(ctx context.Context, id, session string, live bool, now time.Time) (Stream, bool, error) {
+	r, err := s.run(ctx, "stream_live", id, flag(live), formatTime(now), session)
 	if err != nil {
-		return Stream{}, err
+		return Stream{}, false, err
 	}
-	return streamFromHash(r.Stream), nil
+	return streamFromHash(r.Stream), r.Changed, nil
 }
 
 // SetMediaMute changes the stream's media mute: fields audio_muted and video_muted of

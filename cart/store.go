@@ -27,9 +27,17 @@ type Store interface {
 	GetStream(ctx context.Context, id string) (Stream, error)
 	// ListStreams returns the streams that are not ended, oldest first.
 	ListStreams(ctx context.Context) ([]Stream, error)
-	// SetStreamLive marks the stream live (StartedAt set when it first goes live) or
-	// idle again. ErrNotFound if unknown, ErrConflict if it has ended.
-	SetStreamLive(ctx context.Context, id string, live bool, now time.Time) (Stream, error)
+	// SetStreamLive records that the publisher's WHIP session arrived (live: StartedAt
+	// set when the stream first goes live) or left (idle), so that the newest intent
+	// wins whatever order the writes land in (a retry, or a write that timed out and
+	// reached the store late): the store keeps the session whose arrival is recorded
+	// and the last one whose leave is. A leave of a session that is not the stream's
+	// publisher (another came since, on any node) writes nothing, nor does the arrival
+	// of a session whose leave is recorded; applied tells whether the status was
+	// written, and the stream is returned either way. A leave also forgets the media
+	// origin if it is still the session's. session "" is no session: its write
+	// applies. ErrNotFound if unknown, ErrConflict if it has ended (never revived).
+	SetStreamLive(ctx context.Context, id, session string, live bool, now time.Time) (st Stream, applied bool, err error)
 	// EndStream ends the stream (final) and ends its scheduled and active sales exactly
 	// as StopSale does (their remaining units go back to the product), returning the
 	// sales it ended (after the change). Ending an ended stream returns it unchanged and

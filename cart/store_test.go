@@ -42,6 +42,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"EdgeCases", testEdgeCases},
 		{"MediaMute", testMediaMute},
 		{"MediaOrigin", testMediaOrigin},
+		{"StreamLiveNewestIntentWins", testStreamLiveNewestIntentWins},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1082,4 +1083,82 @@ func testMediaOrigin(t *testing.T, e *env) {
 	wantErr(t, "RenewMediaOrigin of an unknown stream", err, ErrNotFound)
 	_, err = e.st.MediaOrigin(e.ctx, unknown, time.Now())
 	wantErr(t, "MediaOrigin of an unknown stream", err, ErrNotFound)
+}
+
+// testStreamLiveNewestIntentWins: the publisher's arrivals and leaves, by WHIP
+// session, are recorded so that the newest intent wins in whatever order the writes
+// land: a leave of a session that another replaced since writes nothing (the stream
+// stays live), a late arrival of a session whose leave is recorded writes nothing, a
+// leave forgets the media origin if it is still the session's, and an ended stream is
+// never revived.
+func testStreamLiveNewestIntentWins(t *testing.T, e *env) {
+	sid := e.stream(t)
+	steps := []struct {
+		name    string
+		session string
+		live    bool
+		applied bool
+		want    StreamStatus
+	}{
+		{"p1 arrives", "p1", true, true, StreamLive},
+		{"p2 arrives (p1's leave not yet recorded)", "p2", true, true, StreamLive},
+		{"p1's late leave", "p1", false, false, StreamLive},
+		{"p2 leaves", "p2", false, true, StreamIdle},
+		{"p2's late arrival", "p2", true, false, StreamIdle},
+		{"p2's leave again (a retry)", "p2", false, true, StreamIdle},
+		{"p3 arrives", "p3", true, true, StreamLive},
+		{"p3 leaves", "p3", false, true, StreamIdle},
+		{"no session arrives", "", true, true, StreamLive},
+		{"p4's leave (the publisher unknown)", "p4", false, true, StreamIdle},
+	}
+	for i, st := range steps {
+		got, applied, err := e.st.SetStreamLive(e.ctx, sid, st.session, st.live, e.now.Add(time.Duration(i)*time.Second))
+		if err != nil || applied != st.applied || got.Status != st.want || got.ID != sid {
+			t.Fatalf("SetStreamLive %s: got %s applied=%v %v, want %s applied=%v", st.name, got.Status, applied, err, st.want, st.applied)
+		}
+		if stored, err := e.st.GetStream(e.ctx, sid); err != nil || stored.Status != st.want {
+			t.Fatalf("GetStream after %s: got %s %v, want %s", st.name, stored.Status, err, st.want)
+		}
+		if got.StartedAt == nil || !got.StartedAt.Equal(e.now) {
+			t.Fatalf("StartedAt after %s: got %v, want the first arrival's %v", st.name, got.StartedAt, e.now)
+		}
+	}
+
+	// A leave forgets the origin if it is still the session's, not another's.
+	o := MediaOrigin{NodeID: "node-a", URL: "http://10.0.0.1:8080", Session: "p5"}
+	if err := e.st.ClaimMediaOrigin(e.ctx, sid, o, e.now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.SetStreamLive(e.ctx, sid, "p5", true, e.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, applied, err := e.st.SetStreamLive(e.ctx, sid, "p4", false, e.now); err != nil || applied {
+		t.Fatalf("p4's leave while p5 publishes: applied=%v %v, want not applied", applied, err)
+	}
+	if got, err := e.st.MediaOrigin(e.ctx, sid, e.now); err != nil || got.Session != "p5" {
+		t.Fatalf("origin after another session's leave: got %+v %v, want p5's", got, err)
+	}
+	if _, applied, err := e.st.SetStreamLive(e.ctx, sid, "p5", false, e.now); err != nil || !applied {
+		t.Fatalf("p5 leaves: applied=%v %v, want applied", applied, err)
+	}
+	if got, err := e.st.MediaOrigin(e.ctx, sid, e.now); err != nil || got.Session != "" {
+		t.Fatalf("origin after its session's leave: got %+v %v, want none", got, err)
+	}
+
+	// Ended is final: neither an arrival nor a leave changes it.
+	if _, _, err := e.st.SetStreamLive(e.ctx, sid, "p6", true, e.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.EndStream(e.ctx, sid, e.now); err != nil {
+		t.Fatal(err)
+	}
+	for _, live := range []bool{false, true} {
+		_, _, err := e.st.SetStreamLive(e.ctx, sid, "p7", live, e.now)
+		wantErr(t, fmt.Sprintf("SetStreamLive(%v) of an ended stream", live), err, ErrConflict)
+	}
+	if got, err := e.st.GetStream(e.ctx, sid); err != nil || got.Status != StreamEnded {
+		t.Fatalf("GetStream of the ended stream: got %s %v, want ended", got.Status, err)
+	}
+	_, _, err := e.st.SetStreamLive(e.ctx, uuid.NewString(), "p1", true, e.now)
+	wantErr(t, "SetStreamLive of an unknown stream", err, ErrNotFound)
 }

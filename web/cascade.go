@@ -199,24 +199,6 @@ func (s *Server) checkNoPublisherElsewhere(ctx context.Context, sid string) erro
 	return nil
 }
 
-// publisherMovedOn clears the stream's origin if it is still the leaving session's and
-// tells whether another session has replaced it since (the stream then stays live). A
-// stale claim replaced it but is nobody's publisher now (its node is gone).
-func (s *Server) publisherMovedOn(ctx context.Context, sid, session string) bool {
-	if !s.clustered() {
-		return false // one node, one publisher: none has taken over
-	}
-	cleared, err := s.deps.Store.ClearMediaOrigin(ctx, sid, session)
-	if err != nil || cleared {
-		if err != nil {
-			s.log.Warn("clear media origin", "stream", sid, "err", err)
-		}
-		return false
-	}
-	o, err := s.deps.Store.MediaOrigin(ctx, sid, s.deps.Now())
-	return err == nil && o.Session != "" && o.Seen.After(s.deps.Now().Add(-originTTL))
-}
-
 // OnUpstream is the relay's upstream callback: while this node pulls the stream from
 // its origin, it follows the stored media mute too (the origin applies it as well).
 func (s *Server) OnUpstream(streamID string, up bool) {

@@ -50,29 +50,24 @@ func (s *Server) mediaRoutes(mux *http.ServeMux) {
 
 // OnPublisher is the relay's publisher callback: the stream goes live when its
 // publisher arrives, and this node is recorded as its origin so that viewers on other
-// nodes pull the media from here (cascade.go). When the publisher leaves, the origin
-// is cleared and the stream goes idle, unless the publisher has already come back
-// (here or on another node) with a new session. While its publisher is here, this
-// node's relay follows the stream's stored media mute, wherever it was set. Each store
-// call waits Options.StoreTimeout at most (storeCtx): the callback runs inside the
-// WHIP request (or the DELETE that ends the session). A publisher whose stream cannot
-// be recorded live (the store does not answer) is refused: its WHIP answers 503
+// nodes pull the media from here (cascade.go). When the publisher leaves, the stream
+// goes idle and its origin is cleared, unless another publisher has already come
+// (here or on another node) with a new session: the store fences the status by
+// session (Store.SetStreamLive). While its publisher is here, this node's relay
+// follows the stream's stored media mute, wherever it was set. Each store call waits
+// Options.StoreTimeout at most (storeCtx): the callback runs inside the WHIP request
+// (or the DELETE that ends the session). A leave the store did not take is retried in
+// the background until it is in (publisherLeft). A publisher whose stream cannot be
+// recorded live (the store does not answer) is refused: its WHIP answers 503
 // unavailable (refusedPublishers) and the publisher tries again, instead of sending
-// media to viewers told the stream is idle.
+// media to viewers told the stream is idle; its leave is recorded as any other (its
+// arrival may yet reach the store late: the leave fences it).
 func (s *Server) OnPublisher(streamID, session string, live bool) {
 	if !live {
 		if _, refused := s.refusedPublishers.Load(session); refused {
-			return // never recorded live; its origin claim runs out by itself (originTTL)
+			return // its leave was recorded (or is pending) when it was refused
 		}
-		ctx, cancel := s.storeCtx(context.Background())
-		moved := s.publisherMovedOn(ctx, streamID, session)
-		cancel()
-		if moved {
-			return
-		}
-		ctx, cancel = s.storeCtx(context.Background())
-		defer cancel()
-		_ = s.setStreamLive(ctx, streamID, false)
+		s.publisherLeft(streamID, session)
 		return
 	}
 	ctx, cancel := s.storeCtx(context.Background())
@@ -83,14 +78,15 @@ func (s *Server) OnPublisher(streamID, session string, live bool) {
 	}
 	s.followMute(streamID)
 	ctx, cancel = s.storeCtx(context.Background())
-	defer cancel()
-	err := s.setStreamLive(ctx, streamID, true)
-	if err == nil || errors.Is(err, cart.ErrNotFound) || errors.Is(err, cart.ErrConflict) {
+	_, err := s.setStreamLive(ctx, streamID, session, true)
+	cancel()
+	if !retryable(err) {
 		return
 	}
 	if m, merr := s.media(); merr == nil {
 		s.refusedPublishers.Store(session, fmt.Errorf("%w: record the stream live: %v", cart.ErrUnavailable, err))
 		_ = m.Delete(streamID, session, stream.RolePublisher)
+		s.retryLeave(streamID, session) // the store just failed: the WHIP answers now
 	}
 }
 

@@ -123,6 +123,9 @@ type Server struct {
 	// refusedPublishers: WHIP session id → the error OnPublisher refused it with (the
 	// store did not answer), taken by the WHIP request whose Publish called it.
 	refusedPublishers sync.Map
+	// leaves are the publisher leaves the store did not take, retried in the
+	// background (streamstatus.go).
+	leaves pendingLeaves
 }
 
 // New builds the Server and its routes.

@@ -167,17 +167,22 @@ func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view)
 }
 
-// setStreamLive records that the stream's publisher arrived (live) or left (idle) and
-// tells the viewers. Called by the media relay's publisher callback.
-func (s *Server) setStreamLive(ctx context.Context, sid string, live bool) error {
-	st, err := s.deps.Store.SetStreamLive(ctx, sid, live, s.deps.Now())
+// setStreamLive records that the stream's publisher session arrived (live) or left
+// (idle) and, if that changed the stored status (applied: see Store.SetStreamLive),
+// tells the viewers. Called by the media relay's publisher callback and the retry of
+// leaves the store did not take (streamstatus.go).
+func (s *Server) setStreamLive(ctx context.Context, sid, session string, live bool) (applied bool, err error) {
+	st, applied, err := s.deps.Store.SetStreamLive(ctx, sid, session, live, s.deps.Now())
 	if err != nil {
-		s.log.Warn("set stream live", "stream", sid, "live", live, "err", err)
-		return err
+		s.log.Warn("set stream live", "stream", sid, "session", session, "live", live, "err", err)
+		return false, err
+	}
+	if !applied {
+		return false, nil
 	}
 	view := s.streamView(ctx, st, auth.Identity{})
 	s.emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStream, Data: cart.StreamData{Stream: view}})
-	return nil
+	return true, nil
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {

@@ -113,6 +113,14 @@ func (m *Main) build(ctx context.Context) error {
 	deps.Commerce = m.commerce
 	// The relay reports publishers to the web server, which is built after it.
 	var srv atomic.Pointer[web.Server]
+	// Closed after the relay (whose Close reports its publishers' leaves) and before
+	// the store: it stops the retries of leaves the store did not take.
+	m.closers = append(m.closers, func() error {
+		if s := srv.Load(); s != nil {
+			s.Close()
+		}
+		return nil
+	})
 	relay, err := m.buildMedia(reg, func(sid, session string, live bool) {
 		if s := srv.Load(); s != nil {
 			s.OnPublisher(sid, session, live)
