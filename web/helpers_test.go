@@ -37,6 +37,7 @@ func newTestEnv(t *testing.T, tweak ...func(*Deps)) *testEnv {
 		f(&deps)
 	}
 	s := New(deps)
+	t.Cleanup(s.Close) // no leave retried on the closed store (a relay closed after it)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, srv: srv, auth: a, store: store, web: s}
