@@ -105,8 +105,30 @@ func (r *redisServer) restartAfter(st Store, ready <-chan struct{}, done chan<- 
 // no oversell, every acknowledged hold and order is there, each buyer has exactly one
 // order, and the invariants hold.
 func TestRedisRestartMidStorm(t *testing.T) {
+	testRestartMidStorm(t, nil)
+}
+
+// TestRedisRestartMidStormOvertaken is TestRedisRestartMidStorm with every batch of
+// the stream that can be overtaken by a second one in flight overtaken (see
+// batchOverlap): two batches in flight through an outage answer every caller, and
+// the queues' counts of batches in flight come back to none (not stuck at one or
+// two, which would leave a stream with fewer, or more, batches at Redis after).
+func TestRedisRestartMidStormOvertaken(t *testing.T) {
+	holdsO, checkoutsO := &batchOverlap{wait: 5 * time.Millisecond}, &batchOverlap{wait: 30 * time.Millisecond}
+	testRestartMidStorm(t, func(st *RedisStore) {
+		st.holds.run = wrapOverlap(holdsO, st.holds.run)
+		st.checkouts.run = wrapOverlap(checkoutsO, st.checkouts.run)
+	})
+	holdsO.check(t, "holds")
+	checkoutsO.check(t, "checkouts")
+}
+
+func testRestartMidStorm(t *testing.T, setup func(st *RedisStore)) {
 	srv := startRedisServer(t)
 	st := openTestRedis(t, srv.url())
+	if setup != nil {
+		setup(st)
+	}
 	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
 	const units, buyers = 300, 1000
 	sale := e.sale(t, e.stream(t), units, 1)
@@ -247,6 +269,27 @@ func TestRedisRestartMidStorm(t *testing.T) {
 	}
 	e.checkInvariants(t)
 	t.Logf("checkouts: %d orders, %d unavailable answers retried", len(orders), unavailable.Load())
+	checkQueuesDrained(t, st)
+}
+
+// checkQueuesDrained: once the store's background work is done, no stream is queued
+// and no batch counted in flight (holds, checkouts, the shared pipeline).
+func checkQueuesDrained(t *testing.T, st *RedisStore) {
+	t.Helper()
+	st.background.Wait()
+	st.holds.mu.Lock()
+	holds := len(st.holds.pending)
+	st.holds.mu.Unlock()
+	st.checkouts.mu.Lock()
+	checkouts := len(st.checkouts.pending)
+	st.checkouts.mu.Unlock()
+	st.batch.mu.Lock()
+	senders, pending := st.batch.senders, len(st.batch.pending)
+	st.batch.mu.Unlock()
+	if holds != 0 || checkouts != 0 || senders != 0 || pending != 0 {
+		t.Errorf("after the storm: %d streams queued for holds, %d for checkouts, %d pipelines counted in flight with %d calls; want none",
+			holds, checkouts, senders, pending)
+	}
 }
 
 // TestRedisStoreOpensBeforeRedis: the store opens while its Redis is down, answers
