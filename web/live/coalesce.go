@@ -34,6 +34,10 @@ type emitter struct {
 	queue      []queuedEvent // events waiting for mu, in the order they were emitted
 	queueBytes int           // the queued events' sizes (eventSize)
 	draining   bool          // drain is running
+	// salesRescued: a sale event of the stream was left to the node-death comparison
+	// (overflowLocked); the stream's end, which closes the viewers, is left to it too,
+	// so that it follows the sale's (rescueStreamEnd publishes the sales' first).
+	salesRescued bool
 }
 
 // queuedEvent is an event handed to the stream's drain (see Hub.Emit).
@@ -83,6 +87,11 @@ func (e *emitter) enqueue(ctx context.Context, ev cart.Event) (<-chan struct{}, 
 			return nil, nil
 		}
 		e.mu.Unlock()
+	}
+	if e.salesRescued && isStreamEnd(ev) {
+		e.hub.metrics.emitOverflow.WithLabelValues("rescued").Inc()
+		e.qmu.Unlock()
+		return nil, nil
 	}
 	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, size: eventSize(ev)}
 	if len(e.queue) > 0 && (len(e.queue) >= e.hub.cfg.EmitQueueMax || e.queueBytes+q.size > e.hub.cfg.EmitQueueBytes) {
@@ -136,7 +145,8 @@ func (e *emitter) removeLocked(i int) queuedEvent {
 //     is in the store and not recorded as delivered, so the comparison publishes the
 //     store's value within about two seconds of the bus answering (rescueStaleStock).
 //     A product event or a stream's other change takes the place of the oldest queued
-//     event of those kinds.
+//     event of those kinds. After a sale's event, the stream's end goes the same way
+//     (rescuedLocked).
 //   - a state event that finds nothing to take the place of is dropped, logged and
 //     counted (the viewers get it with their next snapshot).
 //   - any other event (announce, chat_delete, mute) is refused with ErrBacklog: its
@@ -160,6 +170,7 @@ func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
 	rescued := e.hub.stockGate != nil
 	if rescued && rescuable(q.ev) {
 		m.WithLabelValues("rescued").Inc()
+		e.rescuedLocked(q.ev)
 		return nil, nil
 	}
 	if rescued {
@@ -167,6 +178,7 @@ func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
 			if rescuable(old.ev) {
 				close(e.removeLocked(i).done)
 				m.WithLabelValues("rescued").Inc()
+				e.rescuedLocked(old.ev)
 				q.done = make(chan struct{})
 				e.pushLocked(q)
 				return q.done, nil
@@ -177,6 +189,30 @@ func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
 	e.hub.cfg.Logger.Error("live: emit queue full; event dropped (viewers get it with their next snapshot)",
 		"stream", e.sid, "type", q.ev.Type, "queued", len(e.queue), "bytes", e.queueBytes)
 	return nil, nil
+}
+
+// rescuedLocked notes that ev was left to the node-death comparison; called with qmu
+// held. After a sale's event, the stream's end is left to it too (a queued one taken
+// out, a later one not queued: enqueue): the comparison publishes the sales' events
+// before the end that closes the viewers (rescueStreamEnd), which the queue would send
+// first (API.md: a stream's viewers get the sale (ended) events, then the stream's).
+func (e *emitter) rescuedLocked(ev cart.Event) {
+	if _, ok := ev.Data.(cart.SaleData); !ok {
+		return
+	}
+	e.salesRescued = true
+	for i := len(e.queue) - 1; i >= 0; i-- {
+		if isStreamEnd(e.queue[i].ev) {
+			close(e.removeLocked(i).done)
+			e.hub.metrics.emitOverflow.WithLabelValues("rescued").Inc()
+		}
+	}
+}
+
+// isStreamEnd reports whether ev is the stream's end.
+func isStreamEnd(ev cart.Event) bool {
+	d, ok := ev.Data.(cart.StreamData)
+	return ok && d.Ended
 }
 
 // ErrBacklog: the stream's events wait for the bus (Redis slow or down) and its queue

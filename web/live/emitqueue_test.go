@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,6 +162,91 @@ func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("%d of 12 sales never reached the viewer after the thaw", len(want))
+		}
+	}
+}
+
+// TestStreamEndNeverAheadOfRescuedSaleEnd: Redis freezes while a stream ends; its
+// queue for the bus is full, so the sale's end (nothing of the sale queued) is left to
+// the node-death comparison, and the stream's end finds a queued stream event to
+// supersede. The viewer still gets the sale's end before the stream's, which closes
+// it (API.md: the sale (ended) events, then the stream event): the stream's end is
+// left to the comparison too, which publishes the sales' ends first. (Before: the
+// stream's end went out with the queue after the thaw and the viewer was closed
+// without the sale's end.)
+func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
+	prefix := "emite-" + uuid.NewString()[:8]
+	r, rdb, bus := startHangableBus(t, prefix)
+	ctx := context.Background()
+	store, err := cart.OpenRedis(ctx, "redis://"+r.addr()+"/0", cart.RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	snaps := SnapshotFunc(func(ctx context.Context, sid string) (Snapshot, error) {
+		st, err := store.GetStream(ctx, sid)
+		return Snapshot{Stream: map[string]string{"id": sid, "status": string(st.Status)}}, err
+	})
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-a", nil), Stock: store,
+		Snapshots: snaps, EmitQueueMax: 2})
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+	sale := newActiveSale(t, ctx, store, sid, pid)
+	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: sale}})
+	c.nextOf(t, "sale")
+	time.Sleep(2500 * time.Millisecond) // the stream's first comparison: its baseline
+
+	st, ended, err := store.EndStream(ctx, sid, time.Now())
+	if err != nil || len(ended) != 1 {
+		t.Fatalf("end stream: %v, %d sales ended", err, len(ended))
+	}
+	r.freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			r.thaw()
+		}
+	}()
+	emit := func(ev cart.Event) {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		defer cancel()
+		ts.hub.Emit(ectx, ev)
+	}
+	live := map[string]string{"id": sid, "status": "live"}
+	product := cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: cart.Product{ID: pid, StreamID: sid, Title: "P"}}}
+	emit(product) // in flight, stuck in the frozen Redis
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		if n, _ := ts.hub.queued(sid); n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first event never left the queue")
+		}
+	}
+	emit(cart.Event{StreamID: sid, Type: cart.EventStream, Data: cart.StreamData{Stream: live}})
+	emit(product)
+	emit(cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: ended[0]}})
+	emit(cart.Event{StreamID: sid, Type: cart.EventStream, Data: cart.StreamData{Stream: map[string]string{"id": sid, "status": string(st.Status)}, Ended: true}})
+	thawed = true
+	r.thaw()
+
+	saleEnded := false
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-c.msgs:
+			switch {
+			case m.Type == "sale" && m.Sale.ID == sale.ID && m.Sale.Status == cart.SaleEnded:
+				saleEnded = true
+			case m.Type == "stream" && strings.Contains(string(m.Stream), `"status":"ended"`):
+				if !saleEnded {
+					t.Fatal("the stream's end reached the viewer before the sale's end")
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no stream end within 10 s of the thaw (sale ended: %v)", saleEnded)
 		}
 	}
 }
