@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
 	"github.com/livecart/livecart/stream/rtctest"
@@ -186,5 +188,97 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 			t.Fatalf("stream %q after the publisher came back, want live", got.Status)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRefusedPublisherLeavesNothingBehind: a WHIP publisher on node A is refused
+// because Redis froze while its arrival recorded the stream live
+// (TestPublisherRefusedWhenStreamCannotGoLive), and it does not come back. The writes
+// node A gave up on still run once Redis thaws (they waited in its socket): its claim
+// as the stream's origin and the stream live. The refused session is recorded as a
+// leave once Redis answers (retryLeaves; TestRefusedPublisherLeavesStreamIdle checks
+// the status): the stream is idle within a few seconds of the thaw and stays so, and
+// the claim is cleared with it, so a publisher on node B gets in at once instead of
+// 409 conflict (stream already has a publisher) until the claim runs out (originTTL).
+// (With b73351a alone: the stream stayed live, and node B's WHIP answered 409.)
+func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
+	var sid atomic.Pointer[string]
+	srv, addr := freezableRedis(t)
+	proxy := newTripProxy(t, addr, func(cmd [][]byte) bool {
+		keys, args, ok := scriptCall(cmd)
+		s := sid.Load()
+		return ok && s != nil && len(keys) == 1 && bytes.Contains(keys[0], []byte(*s)) &&
+			len(args) >= 2 && string(args[0]) == "1" && bytes.Contains(args[1], []byte("T"))
+	}, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	thaw := func() { srv.Process.Signal(syscall.SIGCONT) }
+	prefix := "lc-pubgone-" + uuid.NewString()[:8]
+	cfgA := redisConfig(t, "redis://"+proxy.addr+"/0", prefix)
+	cfgA.NodeID = "a"
+	baseA := "http://" + startMain(t, "node a", cfgA).Addr()
+	cfgB := redisConfig(t, "redis://"+addr+"/0", prefix)
+	cfgB.NodeID = "b"
+	baseB := "http://" + startMain(t, "node b", cfgB).Addr()
+
+	creator := mint(t, auth.RoleCreator, "alice")
+	var st struct{ ID string }
+	call(t, "POST", baseA+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := func(base string) error {
+		pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{KeyInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pub.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return pub.Connect(ctx, sdpSignal(base+"/whip/"+st.ID, creator))
+	}
+
+	sid.Store(&st.ID)
+	thawed := false
+	defer func() {
+		if !thawed {
+			thaw()
+		}
+	}()
+	if err := connect(baseA); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("WHIP while the stream cannot be recorded live: %v, want 503", err)
+	}
+	select {
+	case <-proxy.tripped:
+	default:
+		t.Fatal("the publisher's arrival did not reach the stream_live script")
+	}
+	thaw()
+	thawed = true
+
+	// The stream is idle within a few seconds of the thaw and stays so.
+	deadline := time.Now().Add(4 * time.Second)
+	var got struct{ Status string }
+	for idle := 0; idle < 5; time.Sleep(100 * time.Millisecond) {
+		call(t, "GET", baseB+"/api/streams/"+st.ID, creator, nil, 200, &got)
+		if got.Status == "idle" {
+			idle++
+		} else {
+			idle = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %q 4 s after the thaw with its publisher refused, want idle", got.Status)
+		}
+	}
+	if err := connect(baseB); err != nil {
+		t.Fatalf("a publisher on node B after the refused one on node A: %v, want it in", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		call(t, "GET", baseA+"/api/streams/"+st.ID, creator, nil, 200, &got)
+		if got.Status == "live" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %q with its publisher on node B, want live", got.Status)
+		}
 	}
 }
