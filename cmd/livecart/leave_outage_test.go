@@ -24,10 +24,26 @@ import (
 const leaveRecordedWithin = 6 * time.Second
 
 // isLeave: cmd is the stream_live script recording that sid's publisher left.
-func isLeave(cmd [][]byte, sid string) bool {
+func isLeave(cmd [][]byte, sid string) bool { return isStreamLiveCall(cmd, sid, "0") }
+
+// isArrival: cmd is the stream_live script recording sid live (its publisher arrived).
+func isArrival(cmd [][]byte, sid string) bool { return isStreamLiveCall(cmd, sid, "1") }
+
+// isStreamLiveCall: cmd is the stream_live script for sid with live ("1" an arrival,
+// "0" a leave) as its first argument.
+func isStreamLiveCall(cmd [][]byte, sid, live string) bool {
 	keys, args, ok := scriptCall(cmd)
 	return ok && len(keys) == 1 && bytes.Contains(keys[0], []byte(sid)) &&
-		len(args) >= 2 && string(args[0]) == "0" && bytes.Contains(args[1], []byte("T"))
+		len(args) >= 2 && string(args[0]) == live && bytes.Contains(args[1], []byte("T"))
+}
+
+// arrivalOf matches the stream_live script recording the stream in sid live, once sid
+// is set (nothing before).
+func arrivalOf(sid *atomic.Pointer[string]) func(cmd [][]byte) bool {
+	return func(cmd [][]byte) bool {
+		s := sid.Load()
+		return s != nil && isArrival(cmd, *s)
+	}
 }
 
 // publishSession connects a publisher to base's WHIP for sid, sends media until the
@@ -253,12 +269,7 @@ func TestStaleLeaveNeverUndoesReturnedPublisher(t *testing.T) {
 // arrival. Before, the late write left the stream live for ever with no publisher.
 func TestRefusedPublisherLeavesStreamIdle(t *testing.T) {
 	var sid atomic.Pointer[string]
-	base, proxy, thaw := startStallingServer(t, "lc-refusedidle", func(cmd [][]byte) bool {
-		keys, args, ok := scriptCall(cmd)
-		s := sid.Load()
-		return ok && s != nil && len(keys) == 1 && bytes.Contains(keys[0], []byte(*s)) &&
-			len(args) >= 2 && string(args[0]) == "1" && bytes.Contains(args[1], []byte("T"))
-	})
+	base, proxy, thaw := startStallingServer(t, "lc-refusedidle", arrivalOf(&sid))
 	creator := mint(t, auth.RoleCreator, "alice")
 	var st struct{ ID string }
 	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)

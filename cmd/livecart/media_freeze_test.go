@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -121,12 +120,7 @@ func TestMediaAndWebsocketBoundedOnFrozenRedis(t *testing.T) {
 // the stream is live.
 func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	var sid atomic.Pointer[string]
-	base, proxy, thaw := startStallingServer(t, "lc-pubfreeze", func(cmd [][]byte) bool {
-		keys, args, ok := scriptCall(cmd)
-		s := sid.Load()
-		return ok && s != nil && len(keys) == 1 && bytes.Contains(keys[0], []byte(*s)) &&
-			len(args) >= 2 && string(args[0]) == "1" && bytes.Contains(args[1], []byte("T"))
-	})
+	base, proxy, thaw := startStallingServer(t, "lc-pubfreeze", arrivalOf(&sid))
 	creator := mint(t, auth.RoleCreator, "alice")
 	var st struct{ ID string }
 	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
@@ -204,12 +198,7 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 	var sid atomic.Pointer[string]
 	srv, addr := freezableRedis(t)
-	proxy := newTripProxy(t, addr, func(cmd [][]byte) bool {
-		keys, args, ok := scriptCall(cmd)
-		s := sid.Load()
-		return ok && s != nil && len(keys) == 1 && bytes.Contains(keys[0], []byte(*s)) &&
-			len(args) >= 2 && string(args[0]) == "1" && bytes.Contains(args[1], []byte("T"))
-	}, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	proxy := newTripProxy(t, addr, arrivalOf(&sid), func() { srv.Process.Signal(syscall.SIGSTOP) })
 	thaw := func() { srv.Process.Signal(syscall.SIGCONT) }
 	prefix := "lc-pubgone-" + uuid.NewString()[:8]
 	cfgA := redisConfig(t, "redis://"+proxy.addr+"/0", prefix)
