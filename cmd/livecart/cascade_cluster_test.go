@@ -108,15 +108,8 @@ func (c *muteCluster) publishAt(t *testing.T, base string) (stop func()) {
 // publisher is closed when the test ends).
 func (c *muteCluster) tryPublishAt(t *testing.T, base string) error {
 	t.Helper()
-	pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pub.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var s session
-	return pub.Connect(ctx, signalAt(base, "/whip/"+c.sid, c.creator, &s))
+	_, err := tryPublish(t, c.api, base, c.sid, c.creator)
+	return err
 }
 
 // watchAt connects a viewer to base and returns it with its session.

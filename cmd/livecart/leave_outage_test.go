@@ -68,6 +68,20 @@ func publishSession(t *testing.T, api *webrtc.API, base, sid, token string) *ses
 	return &s
 }
 
+// tryPublish connects a new publisher (keyframes only on request) to base's WHIP for
+// sid and returns it with the outcome; the publisher is closed when the test ends.
+func tryPublish(t *testing.T, api *webrtc.API, base, sid, token string) (*rtctest.Publisher, error) {
+	t.Helper()
+	pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{KeyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return pub, pub.Connect(ctx, signalAt(base, "/whip/"+sid, token, nil))
+}
+
 // streamStatuses reads the viewer's frames in the background and passes on the status
 // of each stream event (a read deadline would break the connection).
 func streamStatuses(t *testing.T, c *websocket.Conn) <-chan string {
@@ -277,11 +291,6 @@ func TestRefusedPublisherLeavesStreamIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{KeyInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
 	sid.Store(&st.ID)
 	thawed := false
 	defer func() {
@@ -289,9 +298,7 @@ func TestRefusedPublisherLeavesStreamIdle(t *testing.T) {
 			thaw()
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err = pub.Connect(ctx, sdpSignal(base+"/whip/"+st.ID, creator))
-	cancel()
+	_, err = tryPublish(t, api, base, st.ID, creator)
 	select {
 	case <-proxy.tripped:
 	default:

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -128,16 +127,6 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	connect := func() (*rtctest.Publisher, error) {
-		pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{KeyInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pub.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return pub, pub.Connect(ctx, sdpSignal(base+"/whip/"+st.ID, creator))
-	}
 
 	sid.Store(&st.ID)
 	thawed := false
@@ -147,7 +136,7 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	_, err = connect()
+	_, err = tryPublish(t, api, base, st.ID, creator)
 	took := time.Since(start)
 	select {
 	case <-proxy.tripped:
@@ -162,7 +151,7 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	thawed = true
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		pub, err := connect()
+		pub, err := tryPublish(t, api, base, st.ID, creator)
 		if err == nil {
 			defer pub.Close()
 			break
@@ -215,16 +204,6 @@ func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	connect := func(base string) error {
-		pub, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{KeyInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pub.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return pub.Connect(ctx, sdpSignal(base+"/whip/"+st.ID, creator))
-	}
 
 	sid.Store(&st.ID)
 	thawed := false
@@ -233,7 +212,7 @@ func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 			thaw()
 		}
 	}()
-	if err := connect(baseA); err == nil || !strings.Contains(err.Error(), "503") {
+	if _, err := tryPublish(t, api, baseA, st.ID, creator); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("WHIP while the stream cannot be recorded live: %v, want 503", err)
 	}
 	select {
@@ -258,7 +237,7 @@ func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 			t.Fatalf("stream %q 4 s after the thaw with its publisher refused, want idle", got.Status)
 		}
 	}
-	if err := connect(baseB); err != nil {
+	if _, err := tryPublish(t, api, baseB, st.ID, creator); err != nil {
 		t.Fatalf("a publisher on node B after the refused one on node A: %v, want it in", err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
