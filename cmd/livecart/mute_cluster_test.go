@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -37,27 +36,11 @@ func newMuteCluster(t *testing.T) *muteCluster {
 	return c
 }
 
-// sdpSignal posts an SDP offer to url and returns the answer.
-func sdpSignal(url, token string) rtctest.Signal { return signalAt(url, "", token, nil) }
-
 // publish connects a publisher to base (keyframes only on request) and sends media
 // until the test ends.
 func (c *muteCluster) publish(t *testing.T, base string) {
 	t.Helper()
-	pub, err := rtctest.NewPublisher(c.api, rtctest.PublisherOptions{KeyInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := pub.Connect(ctx, sdpSignal(base+"/whip/"+c.sid, c.creator)); err != nil {
-		pub.Close()
-		t.Fatalf("publish: %v", err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); pub.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done; pub.Close() })
+	publishSession(t, c.api, base, c.sid, c.creator)
 }
 
 // watch connects a viewer to base.
