@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/livecart/livecart/cart"
 )
@@ -96,6 +97,19 @@ func TestEmitQueueBoundedWhileRedisFrozen(t *testing.T) {
 	}
 }
 
+// startHangableStore is startHangableBus with a Redis store (key prefix prefix too) on
+// the same hangableRedis, closed when the test ends.
+func startHangableStore(t *testing.T, prefix string) (*hangableRedis, *redis.Client, *RedisBus, *cart.RedisStore) {
+	t.Helper()
+	r, rdb, bus := startHangableBus(t, prefix)
+	store, err := cart.OpenRedis(context.Background(), "redis://"+r.addr()+"/0", cart.RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return r, rdb, bus, store
+}
+
 func sameMap[K comparable, V comparable](a, b map[K]V) bool {
 	if len(a) != len(b) {
 		return false
@@ -115,13 +129,8 @@ func sameMap[K comparable, V comparable](a, b map[K]V) bool {
 // store's sales.
 func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 	prefix := "emitr-" + uuid.NewString()[:8]
-	r, rdb, bus := startHangableBus(t, prefix)
+	r, rdb, bus, store := startHangableStore(t, prefix)
 	ctx := context.Background()
-	store, err := cart.OpenRedis(ctx, "redis://"+r.addr()+"/0", cart.RedisOptions{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	const maxEvents = 4
 	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-a", nil), Stock: store, EmitQueueMax: maxEvents})
 	sid, pid := newStreamWithProduct(t, ctx, store)
@@ -176,13 +185,8 @@ func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 // without the sale's end.)
 func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
 	prefix := "emite-" + uuid.NewString()[:8]
-	r, rdb, bus := startHangableBus(t, prefix)
+	r, rdb, bus, store := startHangableStore(t, prefix)
 	ctx := context.Background()
-	store, err := cart.OpenRedis(ctx, "redis://"+r.addr()+"/0", cart.RedisOptions{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	snaps := SnapshotFunc(func(ctx context.Context, sid string) (Snapshot, error) {
 		st, err := store.GetStream(ctx, sid)
 		return Snapshot{Stream: map[string]string{"id": sid, "status": string(st.Status)}}, err
