@@ -40,13 +40,7 @@ func TestEmitQueueBoundedWhileRedisFrozen(t *testing.T) {
 	c.nextOf(t, "announce")
 
 	pids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	r.freeze()
-	thawed := false
-	defer func() {
-		if !thawed {
-			r.thaw()
-		}
-	}()
+	thaw := r.freezeTillThaw(t)
 	emit := func(ev cart.Event) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
@@ -70,8 +64,7 @@ func TestEmitQueueBoundedWhileRedisFrozen(t *testing.T) {
 		t.Fatalf("announce over a full queue: %v after %v, want ErrBacklog (unavailable) at once", err, time.Since(start))
 	}
 
-	thawed = true
-	r.thaw()
+	thaw()
 	// The newest of each product: product 297/298/299 (stock i), pinned when i is even.
 	wantStock := map[string]int{pids[0]: 297, pids[1]: 298, pids[2]: 299}
 	wantPinned := map[string]bool{pids[0]: false, pids[1]: true, pids[2]: false}
@@ -145,13 +138,7 @@ func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 		sales = append(sales, s)
 		want[s.ID] = true
 	}
-	r.freeze()
-	thawed := false
-	defer func() {
-		if !thawed {
-			r.thaw()
-		}
-	}()
+	thaw := r.freezeTillThaw(t)
 	for _, s := range sales {
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 		ts.hub.Emit(ectx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: s}})
@@ -160,8 +147,7 @@ func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 			t.Fatalf("the stream's queue holds %d events with Redis frozen, want at most %d", n, maxEvents)
 		}
 	}
-	thawed = true
-	r.thaw()
+	thaw()
 	deadline := time.After(8 * time.Second)
 	for len(want) > 0 {
 		select {
@@ -205,13 +191,7 @@ func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
 	if err != nil || len(ended) != 1 {
 		t.Fatalf("end stream: %v, %d sales ended", err, len(ended))
 	}
-	r.freeze()
-	thawed := false
-	defer func() {
-		if !thawed {
-			r.thaw()
-		}
-	}()
+	thaw := r.freezeTillThaw(t)
 	emit := func(ev cart.Event) {
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 		defer cancel()
@@ -232,8 +212,7 @@ func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
 	emit(product)
 	emit(cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: ended[0]}})
 	emit(cart.Event{StreamID: sid, Type: cart.EventStream, Data: cart.StreamData{Stream: map[string]string{"id": sid, "status": string(st.Status)}, Ended: true}})
-	thawed = true
-	r.thaw()
+	thaw()
 
 	saleEnded := false
 	deadline := time.After(10 * time.Second)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,6 +73,16 @@ func startHangableBus(t *testing.T, prefix string) (*hangableRedis, *redis.Clien
 func (r *hangableRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
 func (r *hangableRedis) freeze()      { r.cmd.Process.Signal(syscall.SIGSTOP) }
 func (r *hangableRedis) thaw()        { r.cmd.Process.Signal(syscall.SIGCONT) }
+
+// freezeTillThaw freezes r and returns its thaw, which thaws r once; the test's end
+// thaws r if the test did not (it failed while r was frozen).
+func (r *hangableRedis) freezeTillThaw(t *testing.T) (thaw func()) {
+	r.freeze()
+	var once sync.Once
+	thaw = func() { once.Do(r.thaw) }
+	t.Cleanup(thaw)
+	return thaw
+}
 
 // TestHubCloseWithHungRedis: Redis stops answering (frozen, its connections open) while
 // a hub has viewers and stock changes waiting for the gate, one stuck in its turn.
