@@ -122,6 +122,39 @@ func streamStatus(t *testing.T, base, sid string) string {
 	return got.Status
 }
 
+// liveStream is a stream on a server (startLiveStream) with a publisher and a viewer.
+type liveStream struct {
+	m                  *Main
+	base, creator, sid string
+	events             <-chan string // the viewer's stream events' statuses
+	api                *webrtc.API
+	pub                *session
+}
+
+// startLiveStream starts a server on the Redis at redisAddr (key prefix prefix-<8 hex>)
+// and creates a stream with a viewer following its stream events and a publisher
+// sending media; the viewer is told live.
+func startLiveStream(t *testing.T, redisAddr, prefix string) *liveStream {
+	t.Helper()
+	m := startMain(t, "server", redisConfig(t, "redis://"+redisAddr+"/0", prefix+"-"+uuid.NewString()[:8]))
+	base := "http://" + m.Addr()
+	creator := mint(t, auth.RoleCreator, "alice")
+	var st struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
+	ws := dialWS(t, base, st.ID, "")
+	next(t, ws, "snapshot")
+	events := streamStatuses(t, ws)
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publishSession(t, api, base, st.ID, creator)
+	if got := nextStreamStatus(events, 5*time.Second); got != "live" {
+		t.Fatalf("viewer's stream event after the publisher arrived: %q, want live", got)
+	}
+	return &liveStream{m: m, base: base, creator: creator, sid: st.ID, events: events, api: api, pub: pub}
+}
+
 // TestPublisherLeaveRecordedAfterOutage: the node loses Redis (its commands no longer
 // reach it) right when its publisher's leave (WHIP DELETE) records the stream idle.
 // The DELETE answers, the leave stays pending on the node, and once Redis answers
@@ -146,24 +179,10 @@ func TestPublisherLeaveRecordedAfterOutage(t *testing.T) {
 		}
 		return true
 	})
-	m := startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-leave-"+uuid.NewString()[:8]))
-	base := "http://" + m.Addr()
-	creator := mint(t, auth.RoleCreator, "alice")
-	var st struct{ ID string }
-	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
-	ws := dialWS(t, base, st.ID, "")
-	next(t, ws, "snapshot")
-	events := streamStatuses(t, ws)
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := publishSession(t, api, base, st.ID, creator)
-	if got := nextStreamStatus(events, 5*time.Second); got != "live" {
-		t.Fatalf("viewer's stream event after the publisher arrived: %q, want live", got)
-	}
+	ls := startLiveStream(t, proxy.addr, "lc-leave")
+	m, base, creator, sid, events, pub := ls.m, ls.base, ls.creator, ls.sid, ls.events, ls.pub
 
-	armed.Store(&st.ID)
+	armed.Store(&sid)
 	pub.end(t, creator)
 	select {
 	case <-tripped:
@@ -177,7 +196,7 @@ func TestPublisherLeaveRecordedAfterOutage(t *testing.T) {
 
 	cut.Store(false)
 	back := time.Now()
-	for streamStatus(t, base, st.ID) != "idle" {
+	for streamStatus(t, base, sid) != "idle" {
 		if time.Since(back) > leaveRecordedWithin {
 			t.Fatalf("stream still live %v after Redis answers again, want idle within %v", time.Since(back), leaveRecordedWithin)
 		}
@@ -222,32 +241,18 @@ func TestStaleLeaveNeverUndoesReturnedPublisher(t *testing.T) {
 		}
 	}
 	t.Cleanup(let) // before the proxy's cleanup waits for its connections
-	m := startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", "lc-staleleave-"+uuid.NewString()[:8]))
-	base := "http://" + m.Addr()
-	creator := mint(t, auth.RoleCreator, "alice")
-	var st struct{ ID string }
-	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
-	ws := dialWS(t, base, st.ID, "")
-	next(t, ws, "snapshot")
-	events := streamStatuses(t, ws)
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := publishSession(t, api, base, st.ID, creator)
-	if got := nextStreamStatus(events, 5*time.Second); got != "live" {
-		t.Fatalf("viewer's stream event after the publisher arrived: %q, want live", got)
-	}
+	ls := startLiveStream(t, proxy.addr, "lc-staleleave")
+	m, base, creator, sid, events, api, first := ls.m, ls.base, ls.creator, ls.sid, ls.events, ls.api, ls.pub
 
-	armed.Store(&st.ID)
+	armed.Store(&sid)
 	first.end(t, creator)
 	select {
 	case <-held:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the publisher's leave did not reach the stream_live script")
 	}
-	second := publishSession(t, api, base, st.ID, creator)
-	if got := streamStatus(t, base, st.ID); got != "live" {
+	second := publishSession(t, api, base, sid, creator)
+	if got := streamStatus(t, base, sid); got != "live" {
 		t.Fatalf("stream after the publisher came back: %q, want live", got)
 	}
 	let()
@@ -258,7 +263,7 @@ func TestStaleLeaveNeverUndoesReturnedPublisher(t *testing.T) {
 			t.Fatal("viewer told idle by the first publisher's late leave while the second publishes")
 		}
 	}
-	if got := streamStatus(t, base, st.ID); got != "live" {
+	if got := streamStatus(t, base, sid); got != "live" {
 		t.Fatalf("stream after the first publisher's late leave: %q, want live (the second publishes)", got)
 	}
 	if n := m.web.PendingLeaves(); n != 0 {
@@ -267,7 +272,7 @@ func TestStaleLeaveNeverUndoesReturnedPublisher(t *testing.T) {
 
 	armed.Store(nil)
 	second.end(t, creator)
-	if got := streamStatus(t, base, st.ID); got != "idle" {
+	if got := streamStatus(t, base, sid); got != "idle" {
 		t.Fatalf("stream after the second publisher left: %q, want idle", got)
 	}
 	if got := nextStreamStatus(events, 5*time.Second); got != "idle" {
