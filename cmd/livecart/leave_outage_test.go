@@ -46,6 +46,24 @@ func arrivalOf(sid *atomic.Pointer[string]) func(cmd [][]byte) bool {
 	}
 }
 
+// armedStream creates a stream on base (creator alice's, whose token it returns with
+// the stream's id) and a pion API, and sets sid to the stream: arrivalOf(sid) matches
+// its arrival from then on. The thaw it returns calls thaw once (defer it in case the
+// test fails with Redis frozen).
+func armedStream(t *testing.T, base string, sid *atomic.Pointer[string], thaw func()) (creator, id string, api *webrtc.API, thawOnce func()) {
+	t.Helper()
+	creator = mint(t, auth.RoleCreator, "alice")
+	var st struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid.Store(&st.ID)
+	var once sync.Once
+	return creator, st.ID, api, func() { once.Do(thaw) }
+}
+
 // publishSession connects a publisher to base's WHIP for sid, sends media until the
 // test ends, and returns its session (for its DELETE).
 func publishSession(t *testing.T, api *webrtc.API, base, sid, token string) *session {
@@ -289,21 +307,9 @@ func TestStaleLeaveNeverUndoesReturnedPublisher(t *testing.T) {
 func TestRefusedPublisherLeavesStreamIdle(t *testing.T) {
 	var sid atomic.Pointer[string]
 	base, proxy, thaw := startStallingServer(t, "lc-refusedidle", arrivalOf(&sid))
-	creator := mint(t, auth.RoleCreator, "alice")
-	var st struct{ ID string }
-	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid.Store(&st.ID)
-	thawed := false
-	defer func() {
-		if !thawed {
-			thaw()
-		}
-	}()
-	_, err = tryPublish(t, api, base, st.ID, creator)
+	creator, id, api, thaw := armedStream(t, base, &sid, thaw)
+	defer thaw() // if the test fails with Redis frozen
+	_, err := tryPublish(t, api, base, id, creator)
 	select {
 	case <-proxy.tripped:
 	default:
@@ -314,9 +320,8 @@ func TestRefusedPublisherLeavesStreamIdle(t *testing.T) {
 	}
 
 	thaw()
-	thawed = true
 	back := time.Now()
-	for streamStatus(t, base, st.ID) != "idle" {
+	for streamStatus(t, base, id) != "idle" {
 		if time.Since(back) > leaveRecordedWithin {
 			t.Fatalf("stream live %v after the thaw with its publisher refused, want idle within %v", time.Since(back), leaveRecordedWithin)
 		}
@@ -324,7 +329,7 @@ func TestRefusedPublisherLeavesStreamIdle(t *testing.T) {
 	}
 	// Idle for good: the late arrival, if it has not run yet, changes nothing.
 	for end := time.Now().Add(leaveRetryWait); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if got := streamStatus(t, base, st.ID); got != "idle" {
+		if got := streamStatus(t, base, id); got != "idle" {
 			t.Fatalf("stream %q after it was recorded idle, with its publisher refused", got)
 		}
 	}

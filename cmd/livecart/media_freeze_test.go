@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
-	"github.com/livecart/livecart/stream/rtctest"
 	"github.com/livecart/livecart/web/auth"
 )
 
@@ -120,23 +119,10 @@ func TestMediaAndWebsocketBoundedOnFrozenRedis(t *testing.T) {
 func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	var sid atomic.Pointer[string]
 	base, proxy, thaw := startStallingServer(t, "lc-pubfreeze", arrivalOf(&sid))
-	creator := mint(t, auth.RoleCreator, "alice")
-	var st struct{ ID string }
-	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	sid.Store(&st.ID)
-	thawed := false
-	defer func() {
-		if !thawed {
-			thaw()
-		}
-	}()
+	creator, id, api, thaw := armedStream(t, base, &sid, thaw)
+	defer thaw() // if the test fails with Redis frozen
 	start := time.Now()
-	_, err = tryPublish(t, api, base, st.ID, creator)
+	_, err := tryPublish(t, api, base, id, creator)
 	took := time.Since(start)
 	select {
 	case <-proxy.tripped:
@@ -148,10 +134,9 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	}
 
 	thaw()
-	thawed = true
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		pub, err := tryPublish(t, api, base, st.ID, creator)
+		pub, err := tryPublish(t, api, base, id, creator)
 		if err == nil {
 			defer pub.Close()
 			break
@@ -163,7 +148,7 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	}
 	var got struct{ Status string }
 	for {
-		call(t, "GET", base+"/api/streams/"+st.ID, creator, nil, 200, &got)
+		call(t, "GET", base+"/api/streams/"+id, creator, nil, 200, &got)
 		if got.Status == "live" {
 			return
 		}
@@ -197,22 +182,9 @@ func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 	cfgB.NodeID = "b"
 	baseB := "http://" + startMain(t, "node b", cfgB).Addr()
 
-	creator := mint(t, auth.RoleCreator, "alice")
-	var st struct{ ID string }
-	call(t, "POST", baseA+"/api/streams", creator, map[string]string{"title": "A"}, 201, &st)
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	sid.Store(&st.ID)
-	thawed := false
-	defer func() {
-		if !thawed {
-			thaw()
-		}
-	}()
-	if _, err := tryPublish(t, api, baseA, st.ID, creator); err == nil || !strings.Contains(err.Error(), "503") {
+	creator, id, api, thaw := armedStream(t, baseA, &sid, thaw)
+	defer thaw() // if the test fails with Redis frozen
+	if _, err := tryPublish(t, api, baseA, id, creator); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("WHIP while the stream cannot be recorded live: %v, want 503", err)
 	}
 	select {
@@ -221,13 +193,12 @@ func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 		t.Fatal("the publisher's arrival did not reach the stream_live script")
 	}
 	thaw()
-	thawed = true
 
 	// The stream is idle within a few seconds of the thaw and stays so.
 	deadline := time.Now().Add(4 * time.Second)
 	var got struct{ Status string }
 	for idle := 0; idle < 5; time.Sleep(100 * time.Millisecond) {
-		call(t, "GET", baseB+"/api/streams/"+st.ID, creator, nil, 200, &got)
+		call(t, "GET", baseB+"/api/streams/"+id, creator, nil, 200, &got)
 		if got.Status == "idle" {
 			idle++
 		} else {
@@ -237,11 +208,11 @@ func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 			t.Fatalf("stream %q 4 s after the thaw with its publisher refused, want idle", got.Status)
 		}
 	}
-	if _, err := tryPublish(t, api, baseB, st.ID, creator); err != nil {
+	if _, err := tryPublish(t, api, baseB, id, creator); err != nil {
 		t.Fatalf("a publisher on node B after the refused one on node A: %v, want it in", err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		call(t, "GET", baseA+"/api/streams/"+st.ID, creator, nil, 200, &got)
+		call(t, "GET", baseA+"/api/streams/"+id, creator, nil, 200, &got)
 		if got.Status == "live" {
 			break
 		}
