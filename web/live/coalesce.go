@@ -304,9 +304,17 @@ func mergeState(old, newer cart.Event) cart.Event {
 }
 
 // eventSize is what ev takes in the queue, about: its JSON and the queue's overhead.
+// A stock event (every hold and checkout makes one) is sized from its fields, never
+// encoded here: its JSON is at most its ids (UUIDs: nothing to escape), the keys and
+// an int's 20 characters.
 func eventSize(ev cart.Event) int {
+	const overhead = 128
+	if d, ok := ev.Data.(cart.StockData); ok {
+		return overhead + len(ev.Type) + len(`{"sale_id":"","product_id":"","remaining":}`) +
+			len(d.SaleID) + len(d.ProductID) + 20
+	}
 	b, _ := json.Marshal(ev.Data)
-	return 128 + len(ev.Type) + len(b)
+	return overhead + len(ev.Type) + len(b)
 }
 
 // drain emits the queued events in order and ends when none is left.

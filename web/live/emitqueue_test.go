@@ -2,8 +2,10 @@ package live
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +232,29 @@ func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("no stream end within 10 s of the thaw (sale ended: %v)", saleEnded)
+		}
+	}
+}
+
+// TestStockEventSizeWithoutEncoding: a stock event's queue size is counted from its
+// fields (no encoding, no allocation on every hold and checkout) and never below what
+// its JSON takes.
+func TestStockEventSizeWithoutEncoding(t *testing.T) {
+	for _, d := range []cart.StockData{
+		{SaleID: uuid.NewString(), ProductID: uuid.NewString(), Remaining: 0},
+		{SaleID: uuid.NewString(), ProductID: uuid.NewString(), Remaining: math.MaxInt64},
+		{ProductID: uuid.NewString(), Remaining: math.MinInt64},
+	} {
+		ev := cart.Event{Type: cart.EventStock, Data: d}
+		b, err := json.Marshal(ev.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, min := eventSize(ev), 128+len(ev.Type)+len(b); got < min {
+			t.Errorf("eventSize(%+v) = %d, below its JSON's %d", d, got, min)
+		}
+		if a := testing.AllocsPerRun(100, func() { _ = eventSize(ev) }); a != 0 {
+			t.Errorf("eventSize of a stock event allocates %v times", a)
 		}
 	}
 }
