@@ -317,6 +317,19 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	}
 	pendingIs(0, "the second pipeline")
 	<-short // the first pipeline is answered: the retry's claim goes beside the mark's
+	// Its sender looks for more calls once more before it ends; wait for that, or it
+	// could take the retry's claim at once instead of leaving it to wait.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		senders := b.senders
+		b.mu.Unlock()
+		if senders == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d senders after the first pipeline, want 1", senders)
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	retry := make(chan CheckoutResult, 1)
