@@ -141,16 +141,21 @@ func (e *emitter) removeLocked(i int) queuedEvent {
 //     the tail, and both callers wait for it. A sale or stream that ended stays ended,
 //     a hide's or unhide's product event stays one (mergeState).
 //   - else, with the node-death comparison on (the bus is a StockGate, Config.Stock
-//     set), a stock, sale, pin or unpin event, or a stream's end, is dropped: its value
-//     is in the store and not recorded as delivered, so the comparison publishes the
-//     store's value within about two seconds of the bus answering (rescueStaleStock).
-//     A product event or a stream's other change takes the place of the oldest queued
-//     event of those kinds. After a sale's event, the stream's end goes the same way
-//     (rescuedLocked).
-//   - a state event that finds nothing to take the place of is dropped, logged and
-//     counted (the viewers get it with their next snapshot).
+//     set), a stock, sale, product, pin or unpin event, or a stream's end, is dropped:
+//     its value is in the store and not recorded as delivered, so the comparison
+//     publishes the store's value within about two seconds of the bus answering
+//     (rescueStaleStock; a product's fields are compared as "product:<id>",
+//     productValue). A stream's other change (live, idle) takes the place of the
+//     oldest queued event of those kinds. After a sale's event, the stream's end goes
+//     the same way (rescuedLocked).
+//   - a stream event that finds nothing to take the place of is queued over the bound:
+//     one at most, as each supersedes the one queued before.
+//   - without the comparison (no StockGate or no Config.Stock: never so in the
+//     binary, whose Redis bus always has its store), a state event that finds nothing
+//     to take the place of is dropped, logged and counted (the viewers get it with
+//     their next snapshot).
 //   - any other event (announce, chat_delete, mute) is refused with ErrBacklog: its
-//     request is answered unavailable and may be sent again.
+//     request is answered unavailable and may be sent again, nothing done (Reserve).
 func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
 	m := e.hub.metrics.emitOverflow
 	if !isState(q.ev) {
@@ -184,6 +189,13 @@ func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
 				return q.done, nil
 			}
 		}
+	}
+	if _, ok := q.ev.Data.(cart.StreamData); ok {
+		// None queued (sameState): over the bound by this one at most.
+		m.WithLabelValues("over").Inc()
+		q.done = make(chan struct{})
+		e.pushLocked(q)
+		return q.done, nil
 	}
 	m.WithLabelValues("lost").Inc()
 	e.hub.cfg.Logger.Error("live: emit queue full; event dropped (viewers get it with their next snapshot)",
@@ -230,11 +242,11 @@ func isState(ev cart.Event) bool {
 }
 
 // rescuable reports whether the node-death comparison publishes ev's value from the
-// store when it was never delivered: a stock value, a sale's status, a pin state, a
-// stream's end.
+// store when it was never delivered: a stock value, a sale's status, a product, a pin
+// state, a stream's end.
 func rescuable(ev cart.Event) bool {
 	switch d := ev.Data.(type) {
-	case cart.StockData, cart.PinData, cart.UnpinData, cart.SaleData:
+	case cart.StockData, cart.ProductData, cart.PinData, cart.UnpinData, cart.SaleData:
 		return true
 	case cart.StreamData:
 		return d.Ended
@@ -547,6 +559,40 @@ func (e *emitter) publishRescuedSale(ctx context.Context, saleID string) {
 	if _, err := sp.PublishSeen(ctx, e.sid, cart.EventSale, body, stockValues(data), true); err != nil {
 		e.hub.cfg.Logger.Warn("live: rescue sale event", "stream", e.sid, "sale", saleID, "err", err)
 	}
+}
+
+// rescueProducts publishes, for each product of ids, the store's product: a product
+// event (a creation, a hide or unhide, a change) that the node which made it never
+// published (it died), or that gave way in a full emit queue (overflowLocked). A
+// hidden product's is its hide's event (its viewers drop it). The store is read with
+// mu held, as publishLocal does: no event of the stream's own goes out between the
+// read and its publication.
+func (e *emitter) rescueProducts(ids []string) {
+	e.hub.goBackground(func() {
+		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
+		defer cancel()
+		for _, id := range ids {
+			if err := e.publishRescuedProduct(ctx, id); err != nil {
+				e.hub.cfg.Logger.Warn("live: rescue product event", "stream", e.sid, "product", id, "err", err)
+				return
+			}
+		}
+	})
+}
+
+// publishRescuedProduct reads and publishes the store's product id (rescueProducts).
+func (e *emitter) publishRescuedProduct(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := e.hub.cfg.Stock.GetProduct(ctx, id)
+	if errors.Is(err, cart.ErrNotFound) || (err == nil && p.StreamID != e.sid) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.publishNow(ctx, cart.Event{StreamID: e.sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p, Toggled: p.Hidden}})
+	return nil
 }
 
 // rescueStreamEnd publishes the stream's end that the node which ended it never

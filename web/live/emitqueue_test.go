@@ -258,3 +258,87 @@ func TestStockEventSizeWithoutEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestEmitQueueFullOfModerationLosesNoState: the bus's Redis freezes with a stream's
+// emit queue full of announces (one in flight, EmitQueueMax queued), so a product's
+// creation, another product's hide and the stream going idle find nothing of theirs
+// queued to supersede and no stock, sale or pin event to take the place of. They
+// still reach the viewer after the thaw: the products by the node-death comparison,
+// which compares a product's fields too ("product:<id>"), the stream's change queued
+// over the bound (one at most: stream events supersede each other). Before, all
+// three were dropped and only logged: the viewer never saw the new product, kept the
+// hidden one on screen and the stream live. The store is on a Redis of its own that
+// keeps answering (the changes are in).
+func TestEmitQueueFullOfModerationLosesNoState(t *testing.T) {
+	prefix := "emitm-" + uuid.NewString()[:8]
+	r, rdb, bus := startHangableBus(t, prefix)
+	ctx := context.Background()
+	store, err := cart.OpenRedis(ctx, "redis://"+startHangableRedis(t).addr()+"/0", cart.RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	const maxEvents = 2
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-a", nil), Stock: store, EmitQueueMax: maxEvents})
+	sid, hidden := newStreamWithProduct(t, ctx, store)
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+	time.Sleep(2500 * time.Millisecond) // the stream's first comparison: its baseline
+
+	thaw := r.freezeTillThaw(t)
+	emit := func(ev cart.Event) {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		defer cancel()
+		ts.hub.Emit(ectx, ev)
+	}
+	emit(cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: "in flight"}})
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		if n, _ := ts.hub.queued(sid); n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first event never left the queue")
+		}
+	}
+	for i := range maxEvents {
+		emit(cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: fmt.Sprint("queued ", i)}})
+	}
+	if err := ts.hub.TryEmit(ctx, cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: "over"}}); !errors.Is(err, ErrBacklog) {
+		t.Fatalf("announce over a full queue: %v, want ErrBacklog", err)
+	}
+
+	created, err := store.CreateProduct(ctx, cart.Product{ID: uuid.NewString(), StreamID: sid, SKU: "N", Title: "new one",
+		PriceCents: 200, Currency: "EUR", Stock: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hid, _, _, err := store.SetProductHidden(ctx, hidden, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emit(cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: created}})
+	emit(cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: hid, Toggled: true}})
+	emit(cart.Event{StreamID: sid, Type: cart.EventStream, Data: cart.StreamData{Stream: map[string]string{"id": sid, "status": "idle"}}})
+	if n, _ := ts.hub.queued(sid); n > maxEvents+1 {
+		t.Fatalf("the stream's queue holds %d events with Redis frozen, want at most %d", n, maxEvents+1)
+	}
+	thaw()
+
+	var gotCreated, gotHidden, gotIdle bool
+	deadline := time.After(10 * time.Second)
+	for !gotCreated || !gotHidden || !gotIdle {
+		select {
+		case m := <-c.msgs:
+			switch {
+			case m.Type == "product" && m.Product.ID == created.ID && m.Product.Title == "new one" && !m.Product.Hidden:
+				gotCreated = true
+			case m.Type == "product" && m.Product.ID == hidden && m.Product.Hidden:
+				gotHidden = true
+			case m.Type == "stream" && strings.Contains(string(m.Stream), `"status":"idle"`):
+				gotIdle = true
+			}
+		case <-deadline:
+			t.Fatalf("10 s after the thaw: new product seen %v, hide seen %v, stream idle seen %v; want all", gotCreated, gotHidden, gotIdle)
+		}
+	}
+}

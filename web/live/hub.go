@@ -451,7 +451,8 @@ func (h *Hub) sweepOverdueStock() {
 // takes this second (StockGate.StaleTurn: one node per stream a second), the store's
 // stock values with the ones last delivered to the viewers (StockGate.StaleStock) and
 // publishes the store's value of each that differs and has not been published for
-// StockRescueAfter; likewise sale events, pins and unpins, and the stream's end. This
+// StockRescueAfter; likewise sale and product events, pins and unpins, and the
+// stream's end. This
 // catches the changes no node counted at the gate or published (the node that made
 // one died between the store's commit and counting or publishing it) and the product
 // events held back by a node that died; the overdue sweep catches the counted ones.
@@ -505,11 +506,13 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 			continue
 		}
 		if e := h.emitter(r.sid); e != nil {
-			var pins, sales []string
+			var pins, sales, products []string
 			ended := false
 			for _, k := range keys {
 				if id, ok := strings.CutPrefix(k, "sale:"); ok {
 					sales = append(sales, id)
+				} else if id, ok := strings.CutPrefix(k, "product:"); ok {
+					products = append(products, id)
 				} else if id, ok := strings.CutPrefix(k, "pin:"); ok {
 					pins = append(pins, id)
 				} else if k == "stream" {
@@ -517,6 +520,9 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 				} else {
 					e.rescueStock(k, true)
 				}
+			}
+			if len(products) > 0 {
+				e.rescueProducts(products)
 			}
 			if len(pins) > 0 {
 				e.rescuePins(pins, stamp)
@@ -534,7 +540,8 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 }
 
 // staleStock reads sid's stock values from the store (sales, and products not hidden:
-// a hidden one's stock is nobody's business), its sales' statuses, which products are
+// a hidden one's stock is nobody's business), its sales' statuses, its products'
+// fields (productValue: a hidden one's is 0), which products are
 // pinned (hidden ones too: a hide unpins) and whether it has ended, and returns the
 // keys StaleStock finds and their stamp. The sales in settled (ended, their final
 // values found delivered) are not read (a store that can leave them out:
@@ -567,7 +574,7 @@ func (h *Hub) staleStock(ctx context.Context, sid string, settled map[string]boo
 	if err != nil {
 		return nil, 0, err
 	}
-	cur := make([]StockValue, 0, 2*len(sales)+2*len(products)+1)
+	cur := make([]StockValue, 0, 2*len(sales)+3*len(products)+1)
 	var final []StockValue
 	for _, s := range sales {
 		if settled[s.ID] {
@@ -584,6 +591,7 @@ func (h *Hub) staleStock(ctx context.Context, sid string, settled map[string]boo
 		if !p.Hidden {
 			cur = append(cur, StockValue{"stock:product:" + p.ID, p.Stock})
 		}
+		cur = append(cur, StockValue{"product:" + p.ID, productValue(p)})
 		in := 0
 		for _, q := range pinned {
 			if q.ID == p.ID {

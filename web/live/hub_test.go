@@ -106,8 +106,10 @@ type msg struct {
 	Remain    int             `json:"remaining"`
 	Stream    json.RawMessage `json:"stream"`
 	Product   struct {
-		ID    string `json:"id"`
-		Stock int    `json:"stock"`
+		ID     string `json:"id"`
+		Title  string `json:"title"`
+		Stock  int    `json:"stock"`
+		Hidden bool   `json:"hidden"`
 	} `json:"product"`
 	Sale struct {
 		ID     string `json:"id"`

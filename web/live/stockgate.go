@@ -61,8 +61,9 @@ type StockGate interface {
 
 // StockValue is a stock key's value: "stock:<sale id>" (a sale's remaining) or
 // "stock:product:<product id>" (a product's own stock); or "sale:<sale id>" and the
-// sale's status (saleRank), "pin:<product id>" and 1 when pinned (0 not), or "stream"
-// and 1 when the stream has ended (0 not), compared the same way.
+// sale's status (saleRank), "product:<product id>" and its productValue,
+// "pin:<product id>" and 1 when pinned (0 not), or "stream" and 1 when the stream has
+// ended (0 not), compared the same way.
 type StockValue struct {
 	Key   string
 	Value int
@@ -80,7 +81,7 @@ func stockValues(data any) []StockValue {
 	case cart.SaleData:
 		return []StockValue{{"stock:" + d.Sale.ID, d.Sale.Remaining}, {"sale:" + d.Sale.ID, saleRank(d.Sale.Status)}}
 	case cart.ProductData:
-		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}}
+		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}, {"product:" + d.Product.ID, productValue(d.Product)}}
 	case cart.PinData:
 		return []StockValue{{"stock:product:" + d.Product.ID, d.Product.Stock}, {"pin:" + d.Product.ID, 1}}
 	case cart.UnpinData:
@@ -91,6 +92,30 @@ func stockValues(data any) []StockValue {
 		}
 	}
 	return nil
+}
+
+// productValue is what a product event shows its viewers beyond the product's stock
+// (its own key): 0 for a hidden product, which the viewers only know to be hidden (the
+// same as a product never delivered), else a hash of its other fields, odd (never 0).
+// The comparison finds a product event lost (a creation, a hide or unhide, a change)
+// by it: "product:<id>". Held and sold are left out, as the stock: stock-only product
+// events are coalesced and their stock compared on its own.
+func productValue(p cart.Product) int {
+	if p.Hidden {
+		return 0
+	}
+	const prime = 1099511628211
+	h := uint64(14695981039346656037) // FNV-1a
+	for _, f := range [...]string{p.ID, p.SKU, p.Title, p.Description, p.Currency, p.ImageURL} {
+		for i := 0; i < len(f); i++ {
+			h = (h ^ uint64(f[i])) * prime
+		}
+		h = (h ^ 0xff) * prime // a separator no UTF-8 text has: fields never run together
+	}
+	for i := range 8 {
+		h = (h ^ uint64(byte(p.PriceCents>>(8*i)))) * prime
+	}
+	return int(h&(1<<52-1)) | 1 // exact in a Lua number too
 }
 
 // saleRank orders a sale's statuses (they only move forward): scheduled 1, active 2,

@@ -4,8 +4,9 @@
 -- before announcing it (between the store's commit and the gate, or its event), or a
 -- held-back event lost with its node. The caller publishes the store's value of each
 -- (stock through the gate); each returned key is put off by ARGV[1] ms, so that one
--- node at a time does. Keys: a stock key ("stock:..."), a sale's status ("sale:<id>")
--- or whether a product is pinned ("pin:<id>", 1 or 0).
+-- node at a time does. Keys: a stock key ("stock:..."), a sale's status ("sale:<id>"),
+-- a product's fields ("product:<id>", a hash; 0 when hidden, as never delivered) or
+-- whether a product is pinned ("pin:<id>", 1 or 0).
 -- The first comparison of the hash ("#since" not set: a new hash, or one Redis let
 -- expire) takes the store's values as its baseline. After it, a sale or pin key with
 -- nothing recorded was never delivered ("0": a new sale's or a pin's event was lost);
