@@ -106,18 +106,23 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	until := s.deps.Now().UTC().Add(time.Duration(req.DurationS) * time.Second).Truncate(time.Millisecond)
+	data := live.MuteData{UserID: req.UserID, Until: until}
+	// The event's place first: refused (the stream's events wait for Redis, their
+	// queue full), nothing is done, no audit entry; the retry mutes and audits once.
+	ev, err := s.reserveEmit(cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer ev.cancel() // the mute failed; after emit: nothing
 	if err := s.deps.Live.Mute(r.Context(), st.ID, req.UserID, until); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: mute: %v", cart.ErrUnavailable, err))
 		return
 	}
-	data := live.MuteData{UserID: req.UserID, Until: until}
 	// Audited before the event, as every audited action: the moderation console
 	// reloads the audit log (its muted list) when the event comes.
 	s.audit(r, id, st.ID, "mute", req.UserID, map[string]any{"duration_s": req.DurationS, "until": until})
-	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventMute, Data: data}); err != nil {
-		s.fail(w, r, err) // the mute holds; its event did not go out: sent again, it does
-		return
-	}
+	ev.emit(r.Context())
 	writeJSON(w, http.StatusCreated, data)
 }
 
@@ -156,11 +161,15 @@ func (s *Server) deleteChat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errForbidden("only the owner, moderators and admins delete chat"))
 		return
 	}
-	s.audit(r, id, st.ID, "chat_delete", msgID, nil)
-	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}}); err != nil {
+	// The event's place first (see muteUser): a refused deletion leaves no audit entry.
+	ev, err := s.reserveEmit(cart.Event{StreamID: st.ID, Type: live.EventChatDelete, Data: live.ChatDeleteData{ID: msgID}})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	defer ev.cancel() // after emit: nothing
+	s.audit(r, id, st.ID, "chat_delete", msgID, nil)
+	ev.emit(r.Context())
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -3,10 +3,16 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,35 +327,144 @@ func TestLiveModerationAuditedBeforeEvent(t *testing.T) {
 	}
 }
 
-// backlogged is an Emitter whose stream queues are full (live.Hub.TryEmit refusing).
-type backlogged struct{ cart.Emitter }
+// frozenRedisHub is a live hub whose bus is a private redis-server (on a free loopback
+// port) that the test can freeze (SIGSTOP: connections stay open, nothing is
+// answered) and thaw; the test's end thaws and kills it.
+type frozenRedisHub struct {
+	hub  *live.Hub
+	cmd  *exec.Cmd
+	once sync.Once
+}
 
-func (backlogged) TryEmit(context.Context, cart.Event) error { return live.ErrBacklog }
+func startFrozenRedisHub(t *testing.T, cfg live.Config) *frozenRedisHub {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	f := &frozenRedisHub{cmd: exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", t.TempDir(), "--save", "", "--appendonly", "no")}
+	if err := f.cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	t.Cleanup(func() {
+		f.cmd.Process.Signal(syscall.SIGCONT)
+		f.cmd.Process.Kill()
+		f.cmd.Wait()
+	})
+	rdb, err := live.NewRedisClient(fmt.Sprintf("redis://127.0.0.1:%d/0", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	for i := 0; rdb.Ping(context.Background()).Err() != nil; i++ {
+		if i > 200 {
+			t.Fatal("private redis-server did not answer")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	bus := live.NewRedisBus(rdb, "modq", nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	cfg.Bus, cfg.Presence, cfg.ViewersInterval = bus, live.NewRedisPresence(rdb, "modq", "node-a", nil), time.Hour
+	f.hub = live.NewHub(cfg)
+	t.Cleanup(func() { f.hub.Close() }) // before the bus and Redis (cleanups run last first)
+	return f
+}
 
-// TestModerationEventRefusedAnswersUnavailable: an announce, a chat deletion or a mute
-// whose event the live channel refuses (its stream's events wait for Redis and their
-// queue is full) is answered 503 unavailable with Retry-After, not 204/201 with the
-// event gone (it was answered as done before).
-func TestModerationEventRefusedAnswersUnavailable(t *testing.T) {
+func (f *frozenRedisHub) freeze(t *testing.T) {
+	f.cmd.Process.Signal(syscall.SIGSTOP)
+	t.Cleanup(f.thaw)
+}
+
+func (f *frozenRedisHub) thaw() { f.once.Do(func() { f.cmd.Process.Signal(syscall.SIGCONT) }) }
+
+// fillQueue emits announces to sid while its bus is frozen until the stream's queue
+// for the bus refuses one: it is full.
+func (f *frozenRedisHub) fillQueue(t *testing.T, sid string) {
+	t.Helper()
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		err := f.hub.TryEmit(ctx, cart.Event{StreamID: sid, Type: live.EventAnnounce, Data: live.AnnounceData{Text: fmt.Sprint("fill ", i)}})
+		cancel()
+		if errors.Is(err, live.ErrBacklog) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // the drain takes the first one: in flight
+	}
+	t.Fatal("the stream's queue for the frozen bus never filled")
+}
+
+// auditActions counts the stream's audit entries by action.
+func (e *testEnv) auditActions(sid, token string) map[string]int {
+	e.t.Helper()
+	var list []cart.AuditEntry
+	resp, raw := e.do("GET", "/api/streams/"+sid+"/audit", token, nil)
+	e.expect(resp, raw, http.StatusOK, "", &list)
+	n := map[string]int{}
+	for _, a := range list {
+		n[a.Action]++
+	}
+	return n
+}
+
+// TestModerationRefusedForBacklogLeavesNoAuditEntry: a stream's events wait for a
+// frozen Redis and their queue is full (live.emit_queue_max). An announce, a chat
+// deletion and a mute are answered 503 unavailable with Retry-After, and the refused
+// deletion and mute leave no audit entry (before: each refused try wrote one that
+// said it was done, so the client's retries made several); once Redis answers, the
+// retries are done and audited once each. The mutes are kept by a second, in-process
+// hub that keeps answering: Redis answering the mute while the stream's queue is
+// still full (a Redis slow for the events, not down).
+func TestModerationRefusedForBacklogLeavesNoAuditEntry(t *testing.T) {
+	f := startFrozenRedisHub(t, live.Config{EmitQueueMax: 1})
 	e := newTestEnv(t, func(d *Deps) {
-		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil), ViewersInterval: time.Hour})
-		t.Cleanup(func() { hub.Close() })
-		d.Live, d.Events, d.Presence = hub, backlogged{hub}, hub
+		mutes := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil), ViewersInterval: time.Hour})
+		t.Cleanup(func() { mutes.Close() })
+		d.Live, d.Events, d.Presence = mutes, f.hub, mutes
 	})
 	st := e.createStream("creator-1")
 	mod := e.token(auth.RoleModerator, "mod-1")
-	for _, c := range []struct {
+	msg := uuid.NewString()
+	type call struct {
 		method, path string
 		body         any
-	}{
-		{"POST", "/api/streams/" + st.ID + "/announce", map[string]string{"text": "hi"}},
-		{"DELETE", "/api/streams/" + st.ID + "/chat/" + uuid.NewString(), nil},
-		{"POST", "/api/streams/" + st.ID + "/mutes", map[string]any{"user_id": "alice", "duration_s": 60}},
-	} {
-		resp, raw := e.do(c.method, c.path, mod, c.body)
-		e.expect(resp, raw, http.StatusServiceUnavailable, "unavailable", nil)
-		if resp.Header.Get("Retry-After") == "" {
-			t.Fatalf("%s %s refused without Retry-After", c.method, c.path)
+		status       int
+	}
+	calls := []call{
+		{"POST", "/api/streams/" + st.ID + "/announce", map[string]string{"text": "hi"}, http.StatusNoContent},
+		{"DELETE", "/api/streams/" + st.ID + "/chat/" + msg, nil, http.StatusNoContent},
+		{"POST", "/api/streams/" + st.ID + "/mutes", map[string]any{"user_id": "alice", "duration_s": 60}, http.StatusCreated},
+	}
+	f.freeze(t)
+	f.fillQueue(t, st.ID)
+	for try := range 2 {
+		for _, c := range calls {
+			resp, raw := e.do(c.method, c.path, mod, c.body)
+			e.expect(resp, raw, http.StatusServiceUnavailable, "unavailable", nil)
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("%s %s refused without Retry-After", c.method, c.path)
+			}
 		}
+		if n := e.auditActions(st.ID, mod); n["chat_delete"] != 0 || n["mute"] != 0 {
+			t.Fatalf("after %d refused tries the audit log holds %d chat_delete and %d mute entries, want none", try+1, n["chat_delete"], n["mute"])
+		}
+	}
+	f.thaw()
+	for _, c := range calls {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, raw := e.do(c.method, c.path, mod, c.body)
+			if resp.StatusCode == c.status {
+				break
+			}
+			e.expect(resp, raw, http.StatusServiceUnavailable, "unavailable", nil)
+			if time.Now().After(deadline) {
+				t.Fatalf("%s %s still refused 10 s after Redis answers again", c.method, c.path)
+			}
+		}
+	}
+	if n := e.auditActions(st.ID, mod); n["chat_delete"] != 1 || n["mute"] != 1 {
+		t.Fatalf("after the thaw the audit log holds %d chat_delete and %d mute entries, want 1 each", n["chat_delete"], n["mute"])
 	}
 }

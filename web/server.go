@@ -19,6 +19,7 @@ import (
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/stream"
 	"github.com/livecart/livecart/web/auth"
+	"github.com/livecart/livecart/web/live"
 )
 
 // Options are the HTTP edge's settings.
@@ -328,16 +329,65 @@ type tryEmitter interface {
 	TryEmit(ctx context.Context, ev cart.Event) error
 }
 
-// emitChecked hands an event that is not the stream's state (announce, chat_delete,
-// mute: nothing re-derives it) to the live channel; an error (live.ErrBacklog, a
+// emitChecked hands an event that is not the stream's state and that no action
+// precedes (an announce) to the live channel; an error (live.ErrBacklog, a
 // cart.ErrUnavailable: its events wait for Redis and their queue is full) means it was
-// not taken, and the request is answered unavailable.
+// not taken, and the request is answered unavailable. (A mute or chat deletion takes
+// its place first: reserveEmit.)
 func (s *Server) emitChecked(ctx context.Context, ev cart.Event) error {
 	if te, ok := s.deps.Events.(tryEmitter); ok {
 		return te.TryEmit(ctx, ev)
 	}
 	s.emit(ctx, ev)
 	return nil
+}
+
+// emitReserver is an Emitter that takes a place for an event before the action that
+// makes it (live.Hub.Reserve).
+type emitReserver interface {
+	Reserve(ev cart.Event) (*live.Reservation, error)
+}
+
+// reservedEmit is an event whose place in the live channel is taken (reserveEmit).
+type reservedEmit struct {
+	s   *Server
+	ev  cart.Event
+	res *live.Reservation // nil: the Emitter takes every event (Server.emit)
+}
+
+// reserveEmit takes a place in the live channel for ev, an event that is not the
+// stream's state (a mute, a chat deletion: nothing re-derives them), before the action
+// that makes it is done. An error (live.ErrBacklog, a cart.ErrUnavailable: the
+// stream's events wait for Redis and their queue is full) refuses the action: answered
+// unavailable with nothing done, no audit entry written, so that its retry is done and
+// audited once. The caller then either emits (the action is done) or cancels (it
+// failed).
+func (s *Server) reserveEmit(ev cart.Event) (reservedEmit, error) {
+	r := reservedEmit{s: s, ev: ev}
+	if er, ok := s.deps.Events.(emitReserver); ok {
+		res, err := er.Reserve(ev)
+		if err != nil {
+			return r, err
+		}
+		r.res = res
+	}
+	return r, nil
+}
+
+// emit sends the reserved event: never refused.
+func (r reservedEmit) emit(ctx context.Context) {
+	if r.res != nil {
+		r.res.Emit(ctx)
+		return
+	}
+	r.s.emit(ctx, r.ev)
+}
+
+// cancel gives the place back (the action failed); after emit it does nothing.
+func (r reservedEmit) cancel() {
+	if r.res != nil {
+		r.res.Cancel()
+	}
 }
 
 // authenticate puts the caller's identity in the context. A presented but invalid token

@@ -30,10 +30,13 @@ type emitter struct {
 	// guarded by mu).
 	lastSaleID, lastSaleKey string
 
-	qmu        sync.Mutex    // guards queue, queueBytes and draining; never taken while mu is held
+	qmu        sync.Mutex    // guards queue, queueBytes, reserved and draining; never taken while mu is held
 	queue      []queuedEvent // events waiting for mu, in the order they were emitted
 	queueBytes int           // the queued events' sizes (eventSize)
-	draining   bool          // drain is running
+	// reserved, reservedBytes: places taken in the queue for events to come (Reserve),
+	// counted in its bounds as queued ones.
+	reserved, reservedBytes int
+	draining                bool // drain is running
 	// salesRescued: a sale event of the stream was left to the node-death comparison
 	// (overflowLocked); the stream's end, which closes the viewers, is left to it too,
 	// so that it follows the sale's (rescueStreamEnd publishes the sales' first).
@@ -94,11 +97,25 @@ func (e *emitter) enqueue(ctx context.Context, ev cart.Event) (<-chan struct{}, 
 		return nil, nil
 	}
 	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, size: eventSize(ev)}
-	if len(e.queue) > 0 && (len(e.queue) >= e.hub.cfg.EmitQueueMax || e.queueBytes+q.size > e.hub.cfg.EmitQueueBytes) {
+	if e.fullLocked(q.size) {
 		done, err := e.overflowLocked(q)
 		e.qmu.Unlock()
 		return done, err
 	}
+	return e.queueLocked(q), nil
+}
+
+// fullLocked reports whether an event of size finds the queue full: EmitQueueMax
+// events or EmitQueueBytes, the places reserved counted as queued; one event is
+// queued whatever its size. Called with qmu held.
+func (e *emitter) fullLocked(size int) bool {
+	n := len(e.queue) + e.reserved
+	return n > 0 && (n >= e.hub.cfg.EmitQueueMax || e.queueBytes+e.reservedBytes+size > e.hub.cfg.EmitQueueBytes)
+}
+
+// queueLocked queues q, starting the drain if it is not running, and returns the
+// channel closed once q is out; called with qmu held, which it unlocks.
+func (e *emitter) queueLocked(q queuedEvent) <-chan struct{} {
 	q.done = make(chan struct{})
 	e.pushLocked(q)
 	start := !e.draining
@@ -107,7 +124,38 @@ func (e *emitter) enqueue(ctx context.Context, ev cart.Event) (<-chan struct{}, 
 	if start && !e.hub.goBackground(e.drain) {
 		e.drain() // the hub is closing: no background left, emit here
 	}
-	return q.done, nil
+	return q.done
+}
+
+// reserve takes a place of size in the queue for an event to come (Hub.Reserve):
+// ErrBacklog when the queue is full, as enqueue refuses an event that is not the
+// stream's state.
+func (e *emitter) reserve(size int) error {
+	e.qmu.Lock()
+	defer e.qmu.Unlock()
+	if e.fullLocked(size) {
+		e.hub.metrics.emitOverflow.WithLabelValues("refused").Inc()
+		return ErrBacklog
+	}
+	e.reserved++
+	e.reservedBytes += size
+	return nil
+}
+
+// unreserve gives a place taken by reserve back.
+func (e *emitter) unreserve(size int) {
+	e.qmu.Lock()
+	e.reserved--
+	e.reservedBytes -= size
+	e.qmu.Unlock()
+}
+
+// enqueueReserved queues ev in the place reserve took for it (of size): never refused.
+func (e *emitter) enqueueReserved(ctx context.Context, ev cart.Event, size int) <-chan struct{} {
+	e.qmu.Lock()
+	e.reserved--
+	e.reservedBytes -= size
+	return e.queueLocked(queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, size: size})
 }
 
 // pushLocked appends q to the queue; called with qmu held.

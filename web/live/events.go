@@ -98,6 +98,75 @@ func (h *Hub) TryEmit(ctx context.Context, ev cart.Event) error {
 	return nil
 }
 
+// Reservation is a place taken in a stream's queue for the bus for one event that is
+// not the stream's state (an announce, chat_delete or mute), before the action that
+// makes it: the action is done only once the place is had, so that an action refused
+// for a full queue leaves nothing behind (no audit entry, no mute) and its retry is
+// done once. Emit sends the event (never refused); Cancel gives the place back when
+// the action failed. One of the two must be called, once; a Reservation is not for
+// concurrent use.
+type Reservation struct {
+	h      *Hub
+	e      *emitter // held (Hub.emitter) until Emit or Cancel; nil: nothing (hub closed, or done)
+	ev     cart.Event
+	size   int
+	queued bool // a place in the queue was taken (a bus not in process)
+}
+
+// Reserve takes a place for ev (not the stream's state) in its stream's queue for the
+// bus: ErrBacklog (a cart.ErrUnavailable) when the stream's events wait for the bus
+// and its queue is full, as TryEmit refuses ev then. The place counts in the queue's
+// bounds (Config.EmitQueueMax, EmitQueueBytes) until Emit or Cancel.
+func (h *Hub) Reserve(ev cart.Event) (*Reservation, error) {
+	e := h.emitter(ev.StreamID)
+	if e == nil {
+		return &Reservation{h: h}, nil // closed: Emit does nothing, as Emit would
+	}
+	r := &Reservation{h: h, e: e, ev: ev}
+	if _, inProcess := h.cfg.Bus.(*MemoryBus); inProcess {
+		return r, nil
+	}
+	r.size, r.queued = eventSize(ev), true
+	if err := e.reserve(r.size); err != nil {
+		h.release(e)
+		return nil, err
+	}
+	return r, nil
+}
+
+// Emit publishes the reserved event as Emit does (in order with the stream's others,
+// waiting for the bus until ctx ends), in its place: never refused.
+func (r *Reservation) Emit(ctx context.Context) {
+	e := r.e
+	if e == nil {
+		return
+	}
+	r.e = nil
+	defer r.h.release(e)
+	if !r.queued {
+		e.emit(ctx, r.ev)
+		return
+	}
+	done := e.enqueueReserved(ctx, r.ev, r.size)
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Cancel gives the place back without publishing; after Emit it does nothing.
+func (r *Reservation) Cancel() {
+	e := r.e
+	if e == nil {
+		return
+	}
+	r.e = nil
+	if r.queued {
+		e.unreserve(r.size)
+	}
+	r.h.release(e)
+}
+
 // seenPublisher is a Bus that records the stock values an event carries as delivered
 // (the RedisBus).
 type seenPublisher interface {
