@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/stream"
@@ -64,7 +66,7 @@ func (s *Server) mediaRoutes(mux *http.ServeMux) {
 // arrival may yet reach the store late: the leave fences it).
 func (s *Server) OnPublisher(streamID, session string, live bool) {
 	if !live {
-		if _, refused := s.refusedPublishers.Load(session); refused {
+		if s.refusedPublishers.has(session) {
 			return // its leave was recorded (or is pending) when it was refused
 		}
 		s.publisherLeft(streamID, session)
@@ -84,10 +86,72 @@ func (s *Server) OnPublisher(streamID, session string, live bool) {
 		return
 	}
 	if m, merr := s.media(); merr == nil {
-		s.refusedPublishers.Store(session, fmt.Errorf("%w: record the stream live: %v", cart.ErrUnavailable, err))
+		s.refusedPublishers.put(session, fmt.Errorf("%w: record the stream live: %v", cart.ErrUnavailable, err), s.deps.Now())
 		_ = m.Delete(streamID, session, stream.RolePublisher)
 		s.retryLeave(streamID, session) // the store just failed: the WHIP answers now
 	}
+}
+
+// refusals are the WHIP sessions OnPublisher refused (the store did not answer), each
+// with its error, kept for the WHIP request whose Publish called OnPublisher, which
+// takes it right after (mediaOffer), and for the session's leave, which it skips. One
+// never taken (a Publish not made by mediaOffer, or its request gone) is forgotten
+// refusalKeep after it was refused: the map never grows with refusals nobody takes.
+type refusals struct {
+	mu sync.Mutex
+	m  map[string]refusal // guarded by mu; session id → its refusal
+}
+
+// refusal is one refused WHIP session: its error and when it was refused.
+type refusal struct {
+	err error
+	at  time.Time
+}
+
+// refusalKeep is how long a refusal nobody took is kept: far longer than a WHIP
+// request's Publish (its store calls are bounded by Options.StoreTimeout).
+const refusalKeep = time.Minute
+
+// put records session's refusal at now and forgets the ones older than refusalKeep.
+func (r *refusals) put(session string, err error, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]refusal{}
+	}
+	for k, v := range r.m {
+		if now.Sub(v.at) > refusalKeep {
+			delete(r.m, k)
+		}
+	}
+	r.m[session] = refusal{err, now}
+}
+
+// has reports whether session was refused and not taken yet.
+func (r *refusals) has(session string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[session]
+	return ok
+}
+
+// take returns session's refusal (nil: none) and forgets it.
+func (r *refusals) take(session string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.m[session]
+	if !ok {
+		return nil
+	}
+	delete(r.m, session)
+	return v.err
+}
+
+// len is the number of refusals kept.
+func (r *refusals) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
 }
 
 // media returns the relay or a 503 when none is wired.
@@ -129,11 +193,11 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 		var answer, rid string
 		if k.role == stream.RolePublisher {
 			answer, rid, err = m.Publish(r.Context(), st.ID, offer)
-			refused, wasRefused := s.refusedPublishers.LoadAndDelete(rid)
+			refused := s.refusedPublishers.take(rid)
 			switch {
 			case err != nil:
-			case wasRefused:
-				err = refused.(error) // the store did not answer OnPublisher: 503
+			case refused != nil:
+				err = refused // the store did not answer OnPublisher: 503
 			case m.PublisherSession(st.ID) != rid:
 				// Closed at once by OnPublisher: it lost the claim on the stream to a
 				// publisher on another node (cascade.go).

@@ -10,7 +10,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,9 +120,8 @@ type Server struct {
 	holdCreated, checkoutCreated, checkoutReplayed lazyCounter
 	// mute follows the stored media mute of streams published here (mediafollow.go).
 	mute muteFollowers
-	// refusedPublishers: WHIP session id → the error OnPublisher refused it with (the
-	// store did not answer), taken by the WHIP request whose Publish called it.
-	refusedPublishers sync.Map
+	// refusedPublishers: the WHIP sessions OnPublisher refused (media.go).
+	refusedPublishers refusals
 	// leaves are the publisher leaves the store did not take, retried in the
 	// background (streamstatus.go).
 	leaves pendingLeaves
