@@ -49,7 +49,10 @@ func (p *MemoryPresence) SetLocal(_ context.Context, sid string, n int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n == 0 {
+		// No viewers here: nothing to announce to either (the hub announces the
+		// streams with connections). Its next viewer's count is announced anew.
 		delete(p.counts, sid)
+		delete(p.announced, sid)
 		return nil
 	}
 	p.counts[sid] = n
