@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -150,6 +151,11 @@ type runResult struct {
 	oversell             int     // sold beyond quantity, summed over the run's sales (must be 0)
 	invariantBroken      bool
 	storms               int // sale storms in the run (as many noop storms, ±1)
+	// failures counts the failed sale requests by what failed ("hold 503", "checkout
+	// error", ...); replayed and placed: the failed checkouts replayed after their storm
+	// with the same Idempotency-Key, and how many of those answered an order.
+	failures         map[string]int
+	replayed, placed int
 	// cpuNoop, cpuSale: CPU µs per request of each watched process (by label) during
 	// the noop storms and during the sale storms
 	cpuNoop, cpuSale map[string]float64
@@ -196,9 +202,15 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 		}
 	}
 	oversell, broken := 0, false
+	failures, replayed, placed := map[string]int{}, 0, 0
 	for _, r := range results {
 		oversell += r.oversell
 		broken = broken || r.invariantBroken
+		for k, v := range r.failures {
+			failures[k] += v
+		}
+		replayed += r.replayed
+		placed += r.placed
 	}
 	check := fmt.Sprintf("%d", oversell)
 	if broken {
@@ -226,6 +238,14 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 		fmt.Printf("%-10s %7d %-8s %8.0f %10.0f %9.1f %9.1f %9d %9d %-8s %s (%.0f)\n", t.name, n, row.op, s.perSec, s.okPerSec,
 			ms(s.p50), ms(s.p99), s.ok, s.fail, over, list(each, "%.0f"), storms)
 	}
+	if len(failures) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(failures)) {
+			parts = append(parts, fmt.Sprintf("%s ×%d", k, failures[k]))
+		}
+		fmt.Printf("%-10s %7d %-8s all runs: %s; failed checkouts replayed after their storm with the same key: %d, answered with an order: %d\n",
+			t.name, n, "failures", strings.Join(parts, ", "), replayed, placed)
+	}
 	ratio, each := median(func(r runResult) float64 { return 100 * r.sale.perSec / max(r.noop.perSec, 1e-9) })
 	fmt.Printf("%-10s %7d %-8s %7.0f%% of noop, runs %s\n", t.name, n, "sale/noop", ratio, list(each, "%.0f%%"))
 	var labels []string
@@ -251,7 +271,7 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 // each when the duration is 0). Throughput is
 // requests over the summed wall time of the storms of a kind; latencies are pooled.
 func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target, tokens []string, n int) (runResult, error) {
-	res := runResult{cpuNoop: map[string]float64{}, cpuSale: map[string]float64{}}
+	res := runResult{cpuNoop: map[string]float64{}, cpuSale: map[string]float64{}, failures: map[string]int{}}
 	base := t.url
 	var watch []cpuWatch
 	for _, w := range cfg.cpu {
@@ -324,6 +344,11 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target
 			res.storms++
 			res.oversell += st.oversell
 			res.invariantBroken = res.invariantBroken || st.invariantBroken
+			for k, v := range st.failures {
+				res.failures[k] += v
+			}
+			res.replayed += st.replayed
+			res.placed += st.placed
 		}
 	}
 	res.noop = noopLat.stats(noopWall)
@@ -344,13 +369,26 @@ type stormResult struct {
 	wall, holdWall, coWall time.Duration
 	oversell               int
 	invariantBroken        bool
+	failures               map[string]int // failed requests by what failed, e.g. "checkout 503"
+	replayed, placed       int            // failed checkouts replayed after the storm; answered an order
+}
+
+// failure names what failed for stormResult.failures: the status code, or "error".
+func failure(op string, code int, err error) string {
+	if err != nil {
+		return op + " error"
+	}
+	return fmt.Sprint(op, " ", code)
 }
 
 // saleStorm creates a stream, a product and a sale of quantity units, lets every
 // buyer hold one unit and check out (all at once, or spread over cfg.ramp), records
 // the latencies in holdLat and coLat and reads the sale back: oversell = sold beyond
 // quantity; the invariant is quantity = remaining + held + sold + returned and sold =
-// the storm's successful checkouts.
+// the storm's successful checkouts. A checkout that failed (503 unavailable, or no
+// answer) may have placed its order: after the measured storm it is replayed with the
+// same Idempotency-Key, as a buyer's client would, until it answers something other
+// than 503 (5 tries), and an order it answers counts as checked out.
 // measure is called right before the storm's requests start and the function it
 // returns right after the last answer (the setup and the check are not measured).
 func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, creator string, tokens []string, quantity int, holdLat, coLat *latencies, measure func() func()) (stormResult, error) {
@@ -362,6 +400,18 @@ func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, c
 	body := fmt.Sprintf(`{"sale_id":%q,"quantity":1}`, saleID)
 	keyPrefix := fmt.Sprint("loadgen-", time.Now().UnixNano(), "-") // fresh keys per storm
 	var checkedOut atomic.Int64
+	var failMu sync.Mutex // guards res.failures and retry
+	res.failures = map[string]int{}
+	type replay struct{ tok, key string }
+	var retry []replay
+	fail := func(what string, r *replay) {
+		failMu.Lock()
+		defer failMu.Unlock()
+		res.failures[what]++
+		if r != nil {
+			retry = append(retry, *r)
+		}
+	}
 	start := time.Now()
 	var holdEnd, coEnd atomic.Int64
 	var wg sync.WaitGroup
@@ -379,14 +429,22 @@ func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, c
 			holdLat.add(time.Since(t0), err == nil && code == http.StatusCreated)
 			storeMax(&holdEnd, int64(time.Since(start)))
 			if err != nil || code != http.StatusCreated {
+				if code != http.StatusConflict { // sold_out and limit_exceeded are answers
+					fail(failure("hold", code, err), nil)
+				}
 				return
 			}
 			t1 := time.Now()
-			code, _, err = call(ctx, client, "POST", base+"/api/checkout", tok, "", map[string]string{"Idempotency-Key": fmt.Sprint(keyPrefix, i)})
+			key := fmt.Sprint(keyPrefix, i)
+			code, _, err = call(ctx, client, "POST", base+"/api/checkout", tok, "", map[string]string{"Idempotency-Key": key})
 			ok := err == nil && code == http.StatusCreated
 			coLat.add(time.Since(t1), ok)
 			if ok {
 				checkedOut.Add(1)
+			} else if err != nil || code == http.StatusServiceUnavailable {
+				fail(failure("checkout", code, err), &replay{tok, key})
+			} else {
+				fail(failure("checkout", code, err), nil)
 			}
 			storeMax(&coEnd, int64(time.Since(start)))
 		}()
@@ -398,6 +456,29 @@ func saleStorm(ctx context.Context, cfg saleConfig, client *http.Client, base, c
 	res.wall = time.Since(start)
 	measured()
 	res.holdWall, res.coWall = time.Duration(holdEnd.Load()), time.Duration(coEnd.Load())
+	res.replayed = len(retry)
+	sem := make(chan struct{}, 64)
+	var placed atomic.Int64
+	for _, r := range retry {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for try := 0; try < 5 && ctx.Err() == nil; try++ {
+				code, _, err := call(ctx, client, "POST", base+"/api/checkout", r.tok, "", map[string]string{"Idempotency-Key": r.key})
+				if err == nil && code != http.StatusServiceUnavailable {
+					if code == http.StatusOK || code == http.StatusCreated {
+						placed.Add(1)
+					}
+					return
+				}
+				time.Sleep(time.Second) // the 503's Retry-After
+			}
+		}()
+	}
+	wg.Wait()
+	res.placed = int(placed.Load())
+	checkedOut.Add(placed.Load())
 	var sale struct{ Quantity, Remaining, Held, Sold, Returned int }
 	if _, raw, err := call(ctx, client, "GET", base+"/api/sales/"+saleID, "", "", nil); err != nil || json.Unmarshal(raw, &sale) != nil {
 		return res, fmt.Errorf("read sale back: %v %s", err, raw)
