@@ -69,10 +69,12 @@ func testConfig(t *testing.T) Config {
 }
 
 // redisConfig is testConfig on the Redis at url with the given key prefix and the
-// cluster tests' secret.
+// cluster tests' secret. Its request timeout is 1 s (the default is 3 s): the outage
+// tests bound their answers by it.
 func redisConfig(t *testing.T, url, prefix string) Config {
 	cfg := testConfig(t)
 	cfg.Store, cfg.Redis.URL, cfg.Redis.Prefix = "redis", url, prefix
+	cfg.Redis.RequestTimeout = time.Second
 	cfg.Auth.Secret = clusterSecret
 	return cfg
 }

@@ -26,7 +26,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.Store != "embedded" || c.Media.UDPPort != 8443 ||
-		c.Cart.HoldTTL != 10*time.Minute || c.Cart.SaleHoldTTL != 2*time.Minute || c.Live.Writers != runtime.GOMAXPROCS(0) {
+		c.Cart.HoldTTL != 10*time.Minute || c.Cart.SaleHoldTTL != 2*time.Minute || c.Live.Writers != runtime.GOMAXPROCS(0) ||
+		c.Redis.RequestTimeout != 3*time.Second || c.Redis.PingTimeout != 500*time.Millisecond {
 		t.Fatalf("got %+v, want the documented defaults", c)
 	}
 }

@@ -65,7 +65,7 @@ func checkoutWithKey(t *testing.T, base, token, key string) (int, string) {
 }
 
 // frozenAnswerWithin bounds every answer while Redis is frozen: the store's request
-// timeout (redis.request_timeout, 1 s by default) and some slack for a loaded machine.
+// timeout (redis.request_timeout, 1 s in redisConfig) and some slack for a loaded machine.
 const frozenAnswerWithin = 1500 * time.Millisecond
 
 // TestFrozenRedisAnswersQuicklyAndRecovers: Redis freezes (SIGSTOP) right when a pin
