@@ -94,6 +94,7 @@ type RedisStore struct {
 	ping    *redis.Client // Ping's own connections, with short timeouts
 	prefix  string
 	scripts map[string]*redis.Script
+	shas    map[string]*string // each script's SHA (see evalArgs)
 
 	mu       sync.RWMutex
 	streamOf map[string]string // guarded by mu: product/sale id → stream id (never changes)
@@ -169,8 +170,13 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 		ping:     redis.NewClient(&po),
 		prefix:   opts.Prefix,
 		scripts:  scripts,
+		shas:     map[string]*string{},
 		streamOf: map[string]string{},
 		closing:  make(chan struct{}),
+	}
+	for name, sc := range scripts {
+		h := sc.Hash()
+		s.shas[name] = &h
 	}
 	s.batch = &pipeBatcher{rdb: s.rdb, wg: &s.background}
 	s.holds = newStreamQueues(maxHoldBatch, &s.background, s.holdBatch)
@@ -350,6 +356,11 @@ func (s *RedisStore) base(streamID string) string {
 // the user id only shortens the tag, the same way for all of that user's keys).
 func (s *RedisStore) userBase(userID string) string {
 	return s.prefix + "{u:" + userID + "}:"
+}
+
+// userKey is userBase(userID) + name, made in one allocation.
+func (s *RedisStore) userKey(userID, name string) string {
+	return s.prefix + "{u:" + userID + "}:" + name
 }
 
 // scriptReply is what the write scripts answer (lua/lib.lua, reply()).

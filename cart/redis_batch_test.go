@@ -85,12 +85,12 @@ func TestRedisCheckoutBatch(t *testing.T) {
 		}
 		if c.want.err != nil {
 			// (the batch answers an item's touched records in changes, not Sales)
-			got, want := len(changesOf(it.r).Sales), 0
+			got, want := len(changesOf(&it.r).Sales), 0
 			if c.user == "expired" {
 				want = 1 // its hold went back to the sale
 			}
 			if got != want {
-				t.Errorf("%s: a failed checkout answers %d changed sales %+v, want %d", c.user, got, changesOf(it.r).Sales, want)
+				t.Errorf("%s: a failed checkout answers %d changed sales %+v, want %d", c.user, got, changesOf(&it.r).Sales, want)
 			}
 			continue
 		}
@@ -102,7 +102,7 @@ func TestRedisCheckoutBatch(t *testing.T) {
 			t.Errorf("%s: the same key placed orders %s and %s, want one", c.user, prev, o.ID)
 		}
 		orders[c.user] = o.ID
-		ch, wantSales := changesOf(it.r), 0
+		ch, wantSales := changesOf(&it.r), 0
 		if c.want.created {
 			wantSales = 1 // a replay changes nothing
 		}

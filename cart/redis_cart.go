@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +22,17 @@ import (
 // Run on first use; after a Redis restart the caller falls back to Run on NOSCRIPT).
 func (s *RedisStore) evalInPipe(ctx context.Context, pipe redis.Pipeliner, name, key string, args ...any) *redis.Cmd {
 	return pipe.EvalSha(ctx, s.scripts[name].Hash(), []string{key}, args...)
+}
+
+// evalArgs starts the arguments of an EVALSHA of script name on one key for
+// Pipeliner.Do, with room for n more: the hash and the key go by pointer, as the
+// callers' values do where they can (go-redis writes a *string, *int, *int64 or
+// *time.Time argument as its value; a string or number put in an interface costs an
+// allocation each, a dozen per buyer).
+func (s *RedisStore) evalArgs(name string, key *string, n int) []any {
+	a := make([]any, 4, 4+n)
+	a[0], a[1], a[2], a[3] = "evalsha", s.shas[name], 1, key
+	return a
 }
 
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
@@ -65,6 +75,11 @@ type holdCall struct {
 	hold Hold
 	ch   Changes
 	err  error
+	// What the batch's commands point to (see evalArgs): ExpiresAt in UTC (go-redis
+	// writes it as formatTime does), its µs, now's µs, seq, the sweep's member.
+	exp               time.Time
+	expUS, nowUS, seq int64
+	due               string
 }
 
 // holdBatch runs one script call for the calls and answers each, in one round trip:
@@ -75,30 +90,40 @@ type holdCall struct {
 func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	args := make([]any, 0, 9*len(calls))
-	dues := make([]redis.Z, len(calls))
-	gens := map[string]string{} // user → the new generation of sid in the user's cart index
-	var users []string
-	for i, c := range calls {
-		r := c.req
-		args = append(args, r.ID, r.UserID, r.ProductID, r.SaleID, r.Quantity,
-			formatTime(r.ExpiresAt), micros(r.ExpiresAt), micros(c.now), seq())
-		dues[i] = redis.Z{Score: float64(r.ExpiresAt.UnixMicro()), Member: dueMember(sid, r.ID)}
-		if _, ok := gens[r.UserID]; !ok {
-			gens[r.UserID] = r.ID // unique: a generation never comes back (see lua/claim.lua)
-			users = append(users, r.UserID)
+	base := s.base(sid)
+	args := s.evalArgs("hold", &base, 9*len(calls))
+	dues := make([]any, 2, 2+2*len(calls))
+	dues[0], dues[1] = "zadd", s.prefix+"holddue"
+	// Each user's first hold of the batch: its id is the stream's new generation in
+	// the user's cart index (unique: a generation never comes back, see lua/claim.lua).
+	first := make(map[string]bool, len(calls))
+	var users []*holdCall
+	for _, c := range calls {
+		r := &c.req
+		c.exp, c.expUS, c.nowUS, c.seq = r.ExpiresAt.UTC(), r.ExpiresAt.UnixMicro(), c.now.UnixMicro(), time.Now().UnixNano()
+		c.due = dueMember(sid, r.ID)
+		args = append(args, &r.ID, &r.UserID, &r.ProductID, &r.SaleID, &r.Quantity, &c.exp, &c.expUS, &c.nowUS, &c.seq)
+		dues = append(dues, &c.expUS, &c.due)
+		if !first[r.UserID] {
+			first[r.UserID] = true
+			users = append(users, c)
 		}
 	}
 	// The users' carts learn of the stream right after the script, with a new
 	// generation (see lua/claim.lua), in the same round trip.
+	keys := make([]string, len(users))
+	gens := make([]*string, len(users))
+	for i, c := range users {
+		keys[i], gens[i] = s.userKey(c.req.UserID, "gen"), &c.req.ID
+	}
 	addToCarts := func(p redis.Pipeliner) {
-		for _, u := range users {
-			p.HSet(ctx, s.userBase(u)+"gen", sid, gens[u])
+		for i := range users {
+			p.Do(ctx, "hset", &keys[i], &sid, gens[i])
 		}
 	}
 	pipe := s.rdb.Pipeline()
-	pipe.ZAdd(ctx, s.prefix+"holddue", dues...)
-	cmd := s.evalInPipe(ctx, pipe, "hold", s.base(sid), args...)
+	pipe.Do(ctx, dues...)
+	cmd := pipe.Do(ctx, args...)
 	addToCarts(pipe)
 	_, err := pipe.Exec(ctx)
 	var r flatReply
@@ -109,10 +134,11 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 		}
 		// The pipeline wrote the generations before any hold: a checkout may have
 		// recorded one as emptied since, so the holds get new ones (still unique).
-		for u, g := range gens {
-			gens[u] = g + ".1"
+		for i, c := range users {
+			g := c.req.ID + ".1"
+			gens[i] = &g
 		}
-		if r, err = s.runFlat(ctx, "hold", sid, holdWidth, args...); err == nil {
+		if r, err = s.runFlat(ctx, "hold", sid, holdWidth, args[4:]...); err == nil {
 			pipe := s.rdb.Pipeline()
 			addToCarts(pipe)
 			_, err = pipe.Exec(ctx)
@@ -123,7 +149,18 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	default:
 		r, err = decodeFlat("hold", cmd.Val(), holdWidth)
 	}
+	var last []string // the last new hold's answer (a new hold answering the same comes as "", "", "", "")
 	for i, c := range calls {
+		if res := r.item(i); res != nil {
+			switch res[0] {
+			case "n":
+				last = res
+			case "":
+				if last != nil {
+					copy(res, last)
+				}
+			}
+		}
 		c.hold, c.ch, c.err = holdResult(r, i, err, sid, c.req, c.now)
 		close(c.done)
 	}
@@ -280,9 +317,6 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 	return out, nil
 }
 
-// seq orders records made at the same (injected) now: the node's clock in ns.
-func seq() string { return strconv.FormatInt(time.Now().UnixNano(), 10) }
-
 // sortByCreation orders holds or orders of several streams oldest first.
 func sortByCreation(ms []map[string]string) {
 	sort.SliceStable(ms, func(i, j int) bool {
@@ -327,7 +361,7 @@ func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now 
 	if err == nil {
 		s.forgetDue(ctx, sid, []string{holdID}) // best effort: a stale entry is harmless
 	}
-	return changesOf(r), err
+	return changesOf(&r), err
 }
 
 // streamOfHold finds the stream of one of the user's holds.
@@ -403,7 +437,7 @@ func (s *RedisStore) releaseBatch(ctx context.Context, now time.Time, max int) (
 			return released, ch, false, err
 		}
 		released += r.N
-		ch = mergeChanges(ch, changesOf(r))
+		ch = mergeChanges(ch, changesOf(&r))
 		if r.N < budget { // every listed hold was looked at: forget them
 			if err := s.forgetDue(ctx, g.streamID, g.ids); err != nil {
 				return released, ch, false, err
@@ -455,21 +489,30 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 		return CheckoutResult{}, err
 	}
 	c := &checkoutCall{req: req, ih: ih, now: now, indexed: cart.indexed}
-	res, err := s.checkout(ctx, c, cart)
-	ub := s.userBase(req.UserID)
+	var res CheckoutResult
+	err = s.checkoutTo(ctx, c, cart, &res)
+	s.settle(ctx, c, cart, token, &res, err)
+	return res, err
+}
+
+// settle remembers the order under the call's key, or frees the key if nothing was
+// ordered. (Not inlined, as Checkout's frame is on the stack through the checkout.)
+//
+//go:noinline
+func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart, token string, res *CheckoutResult, err error) {
+	ub := s.userBase(c.req.UserID)
 	switch {
 	case err == nil:
-		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(now), req.Fingerprint}, "|")
+		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(c.now), c.req.Fingerprint}, "|")
 		var emptied []string
 		if c.emptied != "" { // the stream leaves the cart's index unless a hold came since
 			emptied = []string{c.emptied, cmp.Or(cart.gens[c.emptied], "0")}
 		}
-		s.finishCheckout(ub, ih, v, emptied)
+		s.finishCheckout(ub, c.ih, v, emptied)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
-		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, ih, token)
+		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, c.ih, token)
 	}
-	return res, err
 }
 
 // finishCheckout remembers the placed order under its key, off the request's path
@@ -483,13 +526,21 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 // and the user's next checkout elsewhere takes the one-stream path; if it is lost,
 // the next cart read prunes.
 func (s *RedisStore) finishCheckout(userBase, ih, value string, emptied []string) {
+	// What the commands point to (see evalArgs).
+	f := &struct{ key, value, gen, field, g string }{key: userBase + "idem:" + ih, value: value}
+	if len(emptied) == 2 {
+		f.gen, f.field, f.g = userBase+"gen", "~"+emptied[0], emptied[1]
+	}
 	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-		p.Set(ctx, userBase+"idem:"+ih, value, IdempotencyTTL)
-		if len(emptied) == 2 {
-			p.HSet(ctx, userBase+"gen", "~"+emptied[0], emptied[1])
+		p.Do(ctx, "set", &f.key, &f.value, "ex", &idemTTLSeconds)
+		if f.gen != "" {
+			p.Do(ctx, "hset", &f.gen, &f.field, &f.g)
 		}
 	})
 }
+
+// idemTTLSeconds is IdempotencyTTL in seconds, as the done mark's SET gives it.
+var idemTTLSeconds = int64(IdempotencyTTL / time.Second)
 
 // claimIdem takes the user's idempotency key for this call (answering its token and
 // the streams of the user's cart), or answers the order an earlier call with the key
@@ -502,21 +553,28 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	if d, ok := ctx.Deadline(); ok && d.Add(-idemAnswerMargin).Before(deadline) {
 		deadline = d.Add(-idemAnswerMargin)
 	}
+	// What the claim's arguments point to (see evalArgs).
+	ca := &struct {
+		key, ih, token, fp, sid, old string
+		nowUS, ttl                   int64
+	}{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
+		nowUS: now.UnixMicro(), ttl: idemPendingTTL.Milliseconds()}
 	for {
-		old := "1" // the cart index's older form may be left (see migrateCartSets)
+		ca.old = "1" // the cart index's older form may be left (see migrateCartSets)
 		if s.cartSetsGone.Load() {
-			old = ""
+			ca.old = ""
 		}
-		args := []any{ih, token, fingerprint, micros(now), idemPendingTTL.Milliseconds(), streamID, old}
+		args := s.evalArgs("claim", &ca.key, 7)
+		args = append(args, &ca.ih, &ca.token, &ca.fp, &ca.nowUS, &ca.ttl, &ca.sid, &ca.old)
 		var cmd *redis.Cmd
 		done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
-			cmd = s.evalInPipe(bctx, p, "claim", s.userBase(userID), args...)
+			cmd = p.Do(bctx, args...)
 		})
 		if err := wait(ctx, done); err != nil {
 			return "", nil, nil, err
 		}
 		if isNoScript(cmd.Err()) {
-			cmd = s.scripts["claim"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...)
+			cmd = s.scripts["claim"].Run(ctx, s.rdb, []string{ca.key}, args[4:]...)
 		}
 		raw, err := cmd.StringSlice()
 		if err != nil || len(raw) < 2 {
@@ -584,9 +642,12 @@ type checkoutCall struct {
 	now     time.Time
 	emptied string // the stream where the order left the user's cart empty
 	indexed string // the stream the user's order index lists already (see claim.lua)
+	// What a script call's arguments point to (see evalArgs), set by args: now in UTC
+	// (go-redis writes it as formatTime does) and in µs. One script call at a time.
+	nowUTC time.Time
+	nowUS  int64
 }
 
-// checkout picks the stream the request orders from and runs its checkout script.
 // userCart is the streams of a user's cart and their generations, as claim read them.
 type userCart struct {
 	sids    []string
@@ -597,7 +658,41 @@ type userCart struct {
 	reclaimed bool
 }
 
+// checkout picks the stream the request orders from and runs its checkout script.
 func (s *RedisStore) checkout(ctx context.Context, c *checkoutCall, cart *userCart) (CheckoutResult, error) {
+	var res CheckoutResult
+	err := s.checkoutTo(ctx, c, cart, &res)
+	return res, err
+}
+
+// checkoutTo is checkout answering in res. The usual checkouts' path passes one
+// result by pointer instead of returning copies: its frames are what a connection's
+// goroutine needs of stack, which the collector shrinks between requests, and a
+// checkout grew it again (runtime.newstack, copystack: ~3 % of a server's CPU).
+func (s *RedisStore) checkoutTo(ctx context.Context, c *checkoutCall, cart *userCart, res *CheckoutResult) error {
+	if !cart.reclaimed {
+		switch {
+		case c.req.StreamID != "":
+			err := s.checkoutInto(ctx, c, c.req.StreamID, "", res)
+			// The script swept its stream: the whole cart if the cart has no other.
+			res.CartCleared = res.CartCleared && len(cart.sids) <= 1 && (len(cart.sids) == 0 || cart.sids[0] == c.req.StreamID)
+			return err
+		case len(cart.sids) == 1:
+			// One stream in the cart (the usual case): its script decides everything,
+			// including a replay from the key's record there.
+			return s.checkoutInto(ctx, c, cart.sids[0], "", res)
+		}
+	}
+	var err error
+	*res, err = s.checkoutAny(ctx, c, cart)
+	return err
+}
+
+// checkoutAny is checkout of any cart (not inlined: the usual one keeps its frame
+// small, see checkoutScript).
+//
+//go:noinline
+func (s *RedisStore) checkoutAny(ctx context.Context, c *checkoutCall, cart *userCart) (CheckoutResult, error) {
 	sids := cart.sids
 	if cart.reclaimed {
 		sid, err := s.keyRecordStream(ctx, c, sids)
@@ -757,12 +852,30 @@ func mergeChanges(a, b Changes) Changes {
 	return a
 }
 
+// checkoutArgs are one checkout's arguments of the checkout script (lua/checkout.lua),
+// in a batch of the stream's checkouts.
+type checkoutArgs struct {
+	c    *checkoutCall
+	n    int // how many: 9 + the hold ids
+	ids  []string
+	seq  int64  // the node's clock when the arguments were made (seq in the script)
+	mode string // "all", "ids" or "clear" (see lua/checkout.lua)
+	// otherExpired: the expired hold ids cleared in other streams, joined by ","
+	otherExpired string
+}
+
 // args are the checkout script's arguments.
-func (c *checkoutCall) args(mode, otherExpired string, ids []string) []any {
-	r := c.req
-	args := []any{r.UserID, c.ih, r.Fingerprint, r.OrderID, micros(c.now), formatTime(c.now), mode, otherExpired, seq()}
-	for _, id := range ids {
-		args = append(args, id)
+func (c *checkoutCall) args(mode, otherExpired string, ids []string) checkoutArgs {
+	c.nowUTC, c.nowUS = c.now.UTC(), c.now.UnixMicro()
+	return checkoutArgs{c: c, n: 9 + len(ids), ids: ids, seq: time.Now().UnixNano(), mode: mode, otherExpired: otherExpired}
+}
+
+// appendTo appends the arguments, the values by pointer (see evalArgs).
+func (a *checkoutArgs) appendTo(args []any) []any {
+	c := a.c
+	args = append(args, &c.req.UserID, &c.ih, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &c.nowUTC, &a.mode, &a.otherExpired, &a.seq)
+	for i := range a.ids {
+		args = append(args, &a.ids[i])
 	}
 	return args
 }
@@ -775,20 +888,37 @@ func (s *RedisStore) clearExpired(ctx context.Context, c *checkoutCall, sid stri
 
 // checkoutStream runs the checkout script on one stream.
 func (s *RedisStore) checkoutStream(ctx context.Context, c *checkoutCall, sid, otherExpired string) (CheckoutResult, error) {
+	var res CheckoutResult
+	err := s.checkoutInto(ctx, c, sid, otherExpired, &res)
+	return res, err
+}
+
+// checkoutInto is checkoutStream answering in res (see checkoutTo).
+func (s *RedisStore) checkoutInto(ctx context.Context, c *checkoutCall, sid, otherExpired string, res *CheckoutResult) error {
 	mode := "all"
 	if c.req.HoldIDs != nil {
 		mode = "ids"
 	}
 	r, err := s.checkoutScript(ctx, c, sid, c.indexed != sid, c.args(mode, otherExpired, c.req.HoldIDs))
-	res := CheckoutResult{Changes: changesOf(r), CartCleared: r.Swept}
-	if err != nil {
-		return res, err
+	if r.changes != nil { // a batch item's (always, but for a call that stopped waiting)
+		res.Changes = *r.changes
+	} else {
+		res.Changes = changesOf(r)
 	}
-	res.Order, res.Created = r.orderOf(), r.Created
+	res.CartCleared = r.Swept
+	if err != nil {
+		return err
+	}
+	if r.order != nil {
+		res.Order = *r.order
+	} else {
+		res.Order = r.orderOf()
+	}
+	res.Created = r.Created
 	if r.Empty {
 		c.emptied = sid
 	}
-	return res, nil
+	return nil
 }
 
 // maxCheckoutBatch bounds the checkouts of one script call.
@@ -797,8 +927,8 @@ const maxCheckoutBatch = 200
 // checkoutItem is one run of the checkout script waiting for its stream's batch.
 type checkoutItem struct {
 	userID string
-	index  bool  // list the stream in the user's order index first
-	args   []any // the script's arguments for this checkout
+	index  bool         // list the stream in the user's order index first
+	args   checkoutArgs // the script's arguments for this checkout
 	done   chan struct{}
 	r      scriptReply // set before done is closed, with err
 	err    error
@@ -808,14 +938,18 @@ type checkoutItem struct {
 // in the user's order index first). Concurrent calls on one stream share a script
 // call (lua/checkout.lua takes a batch; each checkout is still checked and recorded
 // on its own, atomically) and its round trip.
-func (s *RedisStore) checkoutScript(ctx context.Context, c *checkoutCall, sid string, index bool, args []any) (scriptReply, error) {
+//
+// It answers a pointer to the item's reply (not a copy: the checkout path's frames
+// are what a connection's goroutine needs of stack, which the collector shrinks
+// between requests and a checkout grew again).
+func (s *RedisStore) checkoutScript(ctx context.Context, c *checkoutCall, sid string, index bool, args checkoutArgs) (*scriptReply, error) {
 	it := &checkoutItem{userID: c.req.UserID, index: index, args: args, done: make(chan struct{})}
 	s.checkouts.add(sid, it)
 	select {
 	case <-it.done:
-		return it.r, it.err
+		return &it.r, it.err
 	case <-ctx.Done():
-		return scriptReply{}, unavailable(ctx.Err())
+		return &scriptReply{}, unavailable(ctx.Err())
 	}
 }
 
@@ -825,10 +959,15 @@ func (s *RedisStore) checkoutScript(ctx context.Context, c *checkoutCall, sid st
 func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var args []any
+	n := 0
 	for _, it := range items {
-		args = append(args, len(it.args))
-		args = append(args, it.args...)
+		n += 1 + it.args.n
+	}
+	base := s.base(sid)
+	args := s.evalArgs("checkout", &base, n)
+	for _, it := range items {
+		args = append(args, it.args.n)
+		args = it.args.appendTo(args)
 	}
 	pipe := s.rdb.Pipeline()
 	for _, it := range items {
@@ -836,20 +975,28 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 			pipe.SAdd(ctx, s.userBase(it.userID)+"orders", sid)
 		}
 	}
-	cmd := s.evalInPipe(ctx, pipe, "checkout", s.base(sid), args...)
+	cmd := pipe.Do(ctx, args...)
 	_, err := pipe.Exec(ctx)
 	var r flatReply
 	switch {
 	case isNoScript(cmd.Err()):
-		r, err = s.runFlat(ctx, "checkout", sid, checkoutWidth, args...)
+		r, err = s.runFlat(ctx, "checkout", sid, checkoutWidth, args[4:]...)
 	case err != nil:
 		err = scriptError("checkout", err)
 	default:
 		r, err = decodeFlat("checkout", cmd.Val(), checkoutWidth)
 	}
 	var dropped []any
+	var prev []string // the previous item's slots (flags "=" stand for some of them)
 	for i, it := range items {
-		it.r, it.err = checkoutResult(r, i, err, sid, it.args)
+		if res := r.item(i); res != nil {
+			if res[2] == "=" && prev != nil {
+				res[2] = prev[2]
+				copy(res[5:], prev[5:])
+			}
+			prev = res
+		}
+		it.r, it.err = checkoutResult(r, i, err, sid, it.args.c)
 		for _, id := range splitList(it.r.Dropped, ",") {
 			dropped = append(dropped, dueMember(sid, id))
 		}
@@ -865,7 +1012,7 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 // checkoutResult is the reply of the i-th checkout of a batch, shaped as the reply of
 // a script call of its own: its business error, and only the products and sales it
 // touched (as they are after the batch).
-func checkoutResult(r flatReply, i int, err error, sid string, args []any) (scriptReply, error) {
+func checkoutResult(r flatReply, i int, err error, sid string, c *checkoutCall) (scriptReply, error) {
 	if err != nil {
 		return scriptReply{}, err
 	}
@@ -885,10 +1032,9 @@ func checkoutResult(r flatReply, i int, err error, sid string, args []any) (scri
 		}
 		out.Order = m
 	case out.Created: // a new order: the script said what the request does not
-		arg := func(k int) string { s, _ := args[k].(string); return s }
 		out.order = &Order{
-			ID: arg(3), UserID: arg(0), StreamID: sid, Items: orderItems([]OrderItem{}, res[7]),
-			TotalCents: atoi64(res[8]), Currency: res[9], Status: "placed", CreatedAt: parseTime(arg(5)),
+			ID: c.req.OrderID, UserID: c.req.UserID, StreamID: sid, Items: orderItems([]OrderItem{}, res[7]),
+			TotalCents: atoi64(res[8]), Currency: res[9], Status: "placed", CreatedAt: c.nowUTC.Round(0),
 			ExpiredHoldIDs: append([]string{}, splitList(res[10], ",")...),
 		}
 	}

@@ -200,7 +200,7 @@ func orderFromHash(m map[string]string) Order {
 }
 
 // orderOf is the order a script answered (a batch item's decoded one, else its record).
-func (r scriptReply) orderOf() Order {
+func (r *scriptReply) orderOf() Order {
 	if r.order != nil {
 		return *r.order
 	}
@@ -224,7 +224,7 @@ func orderItems(out []OrderItem, items string) []OrderItem {
 }
 
 // changesOf lists the products and sales a script touched, in a stable order.
-func changesOf(r scriptReply) Changes {
+func changesOf(r *scriptReply) Changes {
 	if r.changes != nil {
 		return *r.changes
 	}

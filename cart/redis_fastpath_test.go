@@ -108,7 +108,7 @@ func keyDump(t *testing.T, ctx context.Context, st *RedisStore) map[string]strin
 // itemAnswer is a batch item's answer as text: its error and every field the Go side
 // reads (values of the touched sales and products only if values).
 func itemAnswer(it *checkoutItem, values bool) string {
-	ch := changesOf(it.r)
+	ch := changesOf(&it.r)
 	var touched any = ch
 	if !values {
 		var ids []string
@@ -252,7 +252,7 @@ func TestRedisOrderOneMatchesGeneralPath(t *testing.T) {
 		{user: "fails", oid: failOrder},
 		{user: "fails-general", oid: failGeneralOrder},
 	}
-	seqs := seq()
+	seqs := time.Now().UnixNano()
 	batch := func(list []item) []*checkoutItem {
 		out := make([]*checkoutItem, len(list))
 		for i, c := range list {
@@ -263,7 +263,7 @@ func TestRedisOrderOneMatchesGeneralPath(t *testing.T) {
 			call := &checkoutCall{req: CheckoutRequest{OrderID: oid, UserID: c.user, HoldIDs: c.ids,
 				IdempotencyKey: key, Fingerprint: fmt.Sprint(c.ids)}, ih: idemHash(c.user, key), now: at}
 			args := call.args(mode, c.other, c.ids)
-			args[8] = seqs
+			args.seq = seqs
 			out[i] = &checkoutItem{userID: c.user, index: true, args: args, done: make(chan struct{})}
 		}
 		return out

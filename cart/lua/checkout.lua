@@ -16,7 +16,8 @@
 -- hold ids, the cleared ones, the ids of the products and of the sales it touched
 -- (their values, after the whole batch, are the reply's records), then the order: a
 -- new one's items, total_cents, currency and expired hold ids (the caller knows the
--- rest), or an earlier one's packed record (pack in lib.lua), "", "", "".
+-- rest), or an earlier one's packed record (pack in lib.lua), "", "", "". (Flags "="
+-- say slots 3 and 6 to 11 are the previous item's: see the batch loop below.)
 -- The sold counters, the stream's order list and its expiry index are written once,
 -- after the batch, also when a checkout fails at runtime (item_error in lib.lua).
 local day = 86400000000
@@ -81,18 +82,30 @@ local function place_order(oid, tc, currency, now_at, now_us, seq, its, expired,
   redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
 end
 
--- order_one orders the cart's one live hold h, the usual checkout: what checkout_one
--- does for a cart of one live hold, without its tables (each costs Redis an
--- allocation and a resize per item of a batch). The cart leaves with the hold.
-local function order_one(h, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
-  local q, k = num(h.quantity), counter_of(h)
-  local its = h.product_id .. ',' .. h.sale_id .. ',' .. h.quantity .. ',' .. h.unit_price_cents
-  local tc = string.format('%d', q * num(h.unit_price_cents))
-  redis.call('DEL', key('h', h.id), uk)
+-- one_pattern reads what order_one needs of a hold's field d (see hold_record in
+-- lib.lua): product id, sale id, quantity, unit price, currency, expires_us, user id.
+local one_pattern = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|(.*)$'
+
+-- order_one orders the cart's one live hold hid (its fields from one_pattern), the
+-- usual checkout: what checkout_one does for a cart of one live hold, without its
+-- tables (each costs Redis an allocation and a resize per item of a batch; the hold
+-- is not unpacked into one either). The cart leaves with the hold.
+local function order_one(hid, pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+  local q, k = num(qty)
+  if said ~= '' then -- the counters holding its units (see counter_of)
+    touch_sale(said)
+    k = key('s', said)
+  else
+    touch_product(pid)
+    k = key('p', pid)
+  end
+  local its = pid .. ',' .. said .. ',' .. qty .. ',' .. price
+  local tc = string.format('%d', q * num(price))
+  redis.call('DEL', key('h', hid), uk)
   deltas[k] = (deltas[k] or 0) + q
-  unindexed[#unindexed + 1] = h.id
-  place_order(oid, tc, h.currency, now_at, now_us, seq, its, other, uid, ik, fp)
-  return '', '', 'cse', h.id, '', its, tc, h.currency, other
+  unindexed[#unindexed + 1] = hid
+  place_order(oid, tc, currency, now_at, now_us, seq, its, other, uid, ik, fp)
+  return '', '', 'cse', hid, '', its, tc, currency, other
 end
 
 -- checkout_one runs the checkout whose n arguments start at ARGV[i]. It answers 9
@@ -119,9 +132,14 @@ local function checkout_one(i, n)
   local cart = redis.call('LRANGE', uk, '0', '-1')
   local listed = mode == 'ids' or n >= 10
   if not listed and mode == 'all' and #cart == 1 then
-    local h = read_hold(cart[1])
-    if h and h.user_id == uid and not due_at(h, now) then
-      return order_one(h, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+    -- A live hold of the current form (no state: "expired" once released) of the
+    -- user, not due: ordered here; anything else takes the general path below.
+    local v = redis.call('HMGET', key('h', cart[1]), 'd', 'state')
+    if v[1] and not v[2] then
+      local pid, said, qty, price, currency, exp_us, huid = string.match(v[1], one_pattern)
+      if huid == uid and num(exp_us) > now then
+        return order_one(cart[1], pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+      end
     end
   end
   local holds, missing, seen = {}, false, {}
@@ -248,6 +266,10 @@ local function ids_of(set)
 end
 
 local out, all_products, all_sales = {'', ''}, {}, {} -- see flat_reply
+-- A checkout that placed its order and answers the previous item's flags, touched
+-- records and order slots (a storm's checkouts of one sale: the same item, total and
+-- currency) answers flags "=" and "" in those six slots: the reply carries them once.
+local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
 local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
@@ -268,10 +290,16 @@ while i <= #ARGV do
   for id in pairs(touched.sales) do
     all_sales[id] = true
   end
-  local k = #out
-  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5] = e, m, flags, dropped, cleared
-  out[k + 6], out[k + 7] = ids_of(touched.products), ids_of(touched.sales)
-  out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
+  local k, products, sales = #out, ids_of(touched.products), ids_of(touched.sales)
+  out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
+  if e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and total == p9 and
+      currency == p10 and expired == p11 then
+    out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
+  else
+    out[k + 3], out[k + 6], out[k + 7] = flags, products, sales
+    out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
+  end
+  p3, p6, p7, p8, p9, p10, p11 = flags, products, sales, order, total, currency, expired
   i = i + n + 1
 end
 touched.products, touched.sales = all_products, all_sales

@@ -5,8 +5,14 @@
 -- or is refused as a whole (nothing of it stays): concurrent holds of
 -- one stream share one call. Answers flat_reply (lib.lua) with 4 strings per hold:
 -- "n", product id, unit_price_cents, currency for a new hold (only what the caller
--- does not know); "r", the packed record (pack in lib.lua), "", "" for a retry of an
--- existing one; "e", error code, message, "" for a refused or failed one.
+-- does not know), or "", "", "", "" for a new hold whose three are the last new
+-- hold's of the batch (a storm's holds of one sale all answer the same: the reply
+-- carries them once); "r", the packed record (pack in lib.lua), "", "" for a retry
+-- of an existing one; "e", error code, message, "" for a refused or failed one.
+-- A hold id already recorded answers "r" (the same user) or conflict, whatever the
+-- stock says: a refusal looks for the record first, and a hold that passed every
+-- check is written by HSETNX, which finds it (the counting undone) without an
+-- EXISTS per hold. (Hold ids are new UUIDs; nothing retries a hold today.)
 -- The batch reads each sale and product once and keeps their counters here; they are
 -- written once, after the last hold (the script is atomic, so no one sees between),
 -- also when a hold fails at runtime (item_error in lib.lua).
@@ -51,8 +57,30 @@ local function product_of(pid)
   return products[pid]
 end
 
-local function over_limit(s)
-  return 'e', 'limit_exceeded', 'at most ' .. s.per_user_limit .. ' units of this sale per buyer', ''
+-- recorded answers for a hold id that is already recorded: the stored hold to its
+-- user (a retry), conflict to anyone else; nothing if there is none.
+local function recorded(hid, uid)
+  local old = hold_of(hid)
+  if not old then
+    return nil
+  end
+  if old.user_id == uid then
+    return 'r', pack(old), '', '' -- the same call again (a retry): nothing more to do
+  end
+  return 'e', 'conflict', 'hold exists', ''
+end
+
+-- refuse answers a refused hold: its record if the id is recorded, else the error.
+local function refuse(hid, uid, code, msg)
+  local a, b, c, d = recorded(hid, uid)
+  if a then
+    return a, b, c, d
+  end
+  return 'e', code, msg, ''
+end
+
+local function over_limit(s, hid, uid)
+  return refuse(hid, uid, 'limit_exceeded', 'at most ' .. s.per_user_limit .. ' units of this sale per buyer')
 end
 
 local last_us, last_now -- the holds of a batch mostly share one now
@@ -62,56 +90,66 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     last_us, last_now = now_us, num(now_us)
   end
   local q, now, hk = num(qty), last_now, key('h', hid)
-  if redis.call('EXISTS', hk) == 1 then
-    local old = hold_of(hid)
-    if old.user_id == uid then
-      return 'r', pack(old), '', '' -- the same call again (a retry): nothing more to do
-    end
-    return 'e', 'conflict', 'hold exists', ''
-  end
   local s
   if said ~= '' then
     s = sale_of(said)
     if not s then
-      return 'e', 'not_found', 'sale not found', ''
+      return refuse(hid, uid, 'not_found', 'sale not found')
     end
     pid = s.product_id
   end
   local p = product_of(pid)
   if not p or p.hidden == '1' then
-    return 'e', 'not_found', 'product not found', ''
+    return refuse(hid, uid, 'not_found', 'product not found')
   end
   local price = p.price_cents
+  local uk, used
   if s then
     if not sale_active(s, now) then
-      return 'e', 'sale_not_active', 'the sale is not active', ''
+      return refuse(hid, uid, 'sale_not_active', 'the sale is not active')
     end
     -- The user's units of the sale: read only when sold out (to tell limit_exceeded
     -- from sold_out); else counted up at once and counted back if over the limit
     -- (one command instead of two on the usual path; the script is atomic).
-    local uk, limit = s.uk, s.limit
+    local limit = s.limit
+    uk = s.uk
     if s.remaining < q then
       if num(redis.call('HGET', uk, uid)) + q > limit then
-        return over_limit(s)
+        return over_limit(s, hid, uid)
       end
-      return 'e', 'sold_out', 'sold out', ''
+      return refuse(hid, uid, 'sold_out', 'sold out')
     end
-    local used = redis.call('HINCRBY', uk, uid, qty)
+    used = redis.call('HINCRBY', uk, uid, qty)
     if used > limit then
       if used == q then
         redis.call('HDEL', uk, uid)
       else
         redis.call('HINCRBY', uk, uid, -q)
       end
-      return over_limit(s)
+      return over_limit(s, hid, uid)
     end
     price = s.price_cents
   elseif p.stock < q then
-    return 'e', 'sold_out', 'sold out', ''
+    return refuse(hid, uid, 'sold_out', 'sold out')
   end
   local currency = p.currency
-  -- One field (see hold_of in lib.lua).
-  redis.call('HSET', hk, 'd', hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid))
+  -- One field (see hold_of in lib.lua); written only if the id is new. If not (or
+  -- if the key is not a hash: a runtime error), the user's count goes back as it
+  -- came, so nothing of this hold stays.
+  local set = redis.pcall('HSETNX', hk, 'd', hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid))
+  if set ~= 1 then
+    if s then
+      if used == q then
+        redis.call('HDEL', uk, uid)
+      else
+        redis.call('HINCRBY', uk, uid, -q)
+      end
+    end
+    if set == 0 then
+      return recorded(hid, uid)
+    end
+    error(set)
+  end
   -- The counters move once the hold is recorded, not before: a runtime error in this
   -- hold (see item_error) leaves them in step with the holds that exist.
   if s then
@@ -128,10 +166,17 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
 end
 
 local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold
+local lb, lc, ld -- the last new hold's answer
 for i = 1, #ARGV, 9 do
   local ok, a, b, c, d = pcall(hold_one, unpack(ARGV, i, i + 8))
   if not ok then
     a, b, c, d = 'e', 'item_failed', item_error(a), ''
+  elseif a == 'n' then
+    if b == lb and c == lc and d == ld then
+      a, b, c, d = '', '', '', ''
+    else
+      lb, lc, ld = b, c, d
+    end
   end
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d

@@ -1,0 +1,158 @@
+package cart
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TestRedisBatchRepliesOnce: in a batch, a new hold answering what the last new hold
+// answered (product, price, currency) comes as four empty slots, and a placed order
+// answering the previous item's flags, touched records and order slots comes as flags
+// "=" and six empty slots (lua/hold.lua, lua/checkout.lua); the Go side answers every
+// item as if each carried its own (holdBatch, checkoutBatch). Failed before: every
+// item carried all its slots.
+func TestRedisBatchRepliesOnce(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	p := e.product(t, sid, 10)
+	exp := e.now.Add(time.Hour)
+	users := []string{"a", "b", "c", "d", "e"}
+	var args []any
+	for i, u := range users {
+		said, pid := sale.ID, ""
+		if i == 3 { // a product hold between sale holds: the next sale hold answers in full
+			said, pid = "", p.ID
+		}
+		args = append(args, uuid.NewString(), u, pid, said, "1", formatTime(exp), micros(exp), micros(e.now), fmt.Sprint(i))
+	}
+	r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := []string{"n", sale.ProductID, "500", "EUR"}
+	want := [][]string{full, {"", "", "", ""}, {"", "", "", ""}, {"n", p.ID, "1000", "EUR"}, full}
+	for i := range users {
+		if got := r.item(i); !slices.Equal(got, want[i]) {
+			t.Errorf("hold %d answered %q, want %q", i, got, want[i])
+		}
+	}
+
+	var cargs []any
+	for _, u := range users[:3] {
+		cargs = append(cargs, "9", u, idemHash(u, "k"), "{}", uuid.NewString(), micros(e.now), formatTime(e.now), "all", "", "1")
+	}
+	r, err = st.runFlat(e.ctx, "checkout", sid, checkoutWidth, cargs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		got := r.item(i)
+		if got[0] != "" || got[3] == "" {
+			t.Fatalf("checkout %d answered %q, want an order", i, got)
+		}
+		wantFlags, rest := "cse", []string{"", sale.ID, sale.ProductID + "," + sale.ID + ",1,500", "500", "EUR", ""}
+		if i > 0 {
+			wantFlags, rest = "=", []string{"", "", "", "", "", ""}
+		}
+		if got[2] != wantFlags || !slices.Equal(got[5:], rest) {
+			t.Errorf("checkout %d answered %q, want flags %q and %q", i, got, wantFlags, rest)
+		}
+	}
+
+	// Through the batches: every item's own answer.
+	calls := make([]*holdCall, 3)
+	for i := range calls {
+		calls[i] = &holdCall{req: HoldRequest{ID: uuid.NewString(), UserID: fmt.Sprint("f", i), SaleID: sale.ID, Quantity: 1, ExpiresAt: exp}, now: e.now, done: make(chan struct{})}
+	}
+	st.holdBatch(sid, calls)
+	items := make([]*checkoutItem, 3)
+	for i, c := range calls {
+		if c.err != nil || c.hold.ProductID != sale.ProductID || c.hold.UnitPriceCents != 500 || c.hold.Currency != "EUR" {
+			t.Fatalf("hold %d: %+v %v", i, c.hold, c.err)
+		}
+		if len(c.ch.Sales) != 1 || c.ch.Sales[0].ID != sale.ID {
+			t.Fatalf("hold %d: changes %+v", i, c.ch)
+		}
+		call := &checkoutCall{req: CheckoutRequest{OrderID: uuid.NewString(), UserID: c.req.UserID, IdempotencyKey: "k", Fingerprint: "{}"},
+			ih: idemHash(c.req.UserID, "k"), now: e.now}
+		items[i] = &checkoutItem{userID: c.req.UserID, index: true, args: call.args("all", "", nil), done: make(chan struct{})}
+	}
+	st.checkoutBatch(sid, items)
+	st.background.Wait()
+	for i, it := range items {
+		o := it.r.orderOf()
+		if it.err != nil || !it.r.Created || o.UserID != calls[i].req.UserID || o.TotalCents != 500 || o.Currency != "EUR" ||
+			len(o.Items) != 1 || o.Items[0] != (OrderItem{ProductID: sale.ProductID, SaleID: sale.ID, Quantity: 1, UnitPriceCents: 500}) {
+			t.Errorf("checkout %d: %+v %v", i, o, it.err)
+		}
+		if !o.CreatedAt.Equal(e.now) || o.CreatedAt != parseTime(formatTime(e.now)) {
+			t.Errorf("checkout %d: created %v, want %v", i, o.CreatedAt, e.now)
+		}
+		ch := changesOf(&it.r)
+		if len(ch.Sales) != 1 || ch.Sales[0].ID != sale.ID || !it.r.Swept || !it.r.Empty {
+			t.Errorf("checkout %d: changes %+v, swept %v, empty %v", i, ch, it.r.Swept, it.r.Empty)
+		}
+		stored, err := st.getOrder(e.ctx, sid, o.ID)
+		if err != nil || fmt.Sprint(stored) != fmt.Sprint(o) {
+			t.Errorf("checkout %d: answered %+v, stored %+v (%v)", i, o, stored, err)
+		}
+	}
+}
+
+// TestRedisHoldIDTaken: a hold whose id is recorded answers the stored hold to its
+// user (a retry) and conflict to anyone else, whatever the stock says, and leaves the
+// counters as they were (lua/hold.lua writes a hold by HSETNX instead of an EXISTS
+// per hold, and counts the user's units back when the id is taken).
+func TestRedisHoldIDTaken(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 2, 2)
+	exp := e.now.Add(time.Hour)
+	hid := uuid.NewString()
+	hold := func(user string, qty int) []string {
+		t.Helper()
+		r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, hid, user, "", sale.ID, fmt.Sprint(qty), formatTime(exp), micros(exp), micros(e.now), "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.item(0)
+	}
+	if got := hold("a", 1); got[0] != "n" {
+		t.Fatalf("first hold answered %q", got)
+	}
+	counts := func() string {
+		s, err := st.GetSale(e.ctx, sale.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used, _ := st.rdb.HGetAll(e.ctx, st.base(sid)+"su:"+sale.ID).Result()
+		return fmt.Sprint(s.Remaining, s.Held, s.Sold, used)
+	}
+	before := counts()
+	for _, c := range []struct {
+		user string
+		qty  int
+		want string
+	}{{"a", 1, "r"}, {"a", 2, "r"}, {"a", 5, "r"}, {"b", 1, "e"}, {"b", 5, "e"}} {
+		got := hold(c.user, c.qty)
+		if got[0] != c.want || (c.want == "e" && got[1] != "conflict") {
+			t.Errorf("hold of %s (%d) with a taken id answered %q, want %s", c.user, c.qty, got, c.want)
+		}
+		if c.want == "r" {
+			m, err := unpackHash(got[1])
+			if err != nil || m["user_id"] != "a" || m["quantity"] != "1" {
+				t.Errorf("retry of %s answered the record %v (%v)", c.user, m, err)
+			}
+		}
+		if now := counts(); now != before {
+			t.Errorf("hold of %s (%d) with a taken id: counters %s, were %s", c.user, c.qty, now, before)
+		}
+	}
+}
