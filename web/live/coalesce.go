@@ -99,10 +99,33 @@ func (e *emitter) enqueue(ctx context.Context, ev cart.Event) (<-chan struct{}, 
 	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, size: eventSize(ev)}
 	if e.fullLocked(q.size) {
 		done, err := e.overflowLocked(q)
+		// The queue may have been empty, full of reserved places only: a stream
+		// change queued over them needs the drain started.
+		start := e.startDrainLocked()
 		e.qmu.Unlock()
+		if start {
+			e.runDrain()
+		}
 		return done, err
 	}
 	return e.queueLocked(q), nil
+}
+
+// startDrainLocked reports whether the caller must start the drain (runDrain): events
+// are queued and it is not running. Called with qmu held; it marks the drain running.
+func (e *emitter) startDrainLocked() bool {
+	if e.draining || len(e.queue) == 0 {
+		return false
+	}
+	e.draining = true
+	return true
+}
+
+// runDrain runs drain in the background, or here when the hub is closing.
+func (e *emitter) runDrain() {
+	if !e.hub.goBackground(e.drain) {
+		e.drain() // the hub is closing: no background left, emit here
+	}
 }
 
 // fullLocked reports whether an event of size finds the queue full: EmitQueueMax
@@ -118,11 +141,10 @@ func (e *emitter) fullLocked(size int) bool {
 func (e *emitter) queueLocked(q queuedEvent) <-chan struct{} {
 	q.done = make(chan struct{})
 	e.pushLocked(q)
-	start := !e.draining
-	e.draining = true
+	start := e.startDrainLocked()
 	e.qmu.Unlock()
-	if start && !e.hub.goBackground(e.drain) {
-		e.drain() // the hub is closing: no background left, emit here
+	if start {
+		e.runDrain()
 	}
 	return q.done
 }
@@ -180,8 +202,8 @@ func (e *emitter) removeLocked(i int) queuedEvent {
 }
 
 // overflowLocked places q when the queue is full (EmitQueueMax events or
-// EmitQueueBytes); called with qmu held, the queue not empty (one event is queued
-// whatever its size).
+// EmitQueueBytes, places reserved counted); called with qmu held. The queue may be
+// empty (all its places reserved): the caller starts the drain for an event queued.
 // The queue only holds events not yet out, so what may give way is what can be had
 // again from the store:
 //   - a state event (stock, product, pin or unpin, sale, stream) supersedes the queued
