@@ -594,11 +594,30 @@ func (e *emitter) rescueStock(key string, count bool) {
 	st.running = e.hub.goBackground(func() { e.runGate(key, st) })
 }
 
+// goHeld runs f in the background holding e (as Hub.emitter does) until f returns: a
+// rescue of the node-death comparison publishes in order with the stream's events
+// under e.mu, so the idle sweep must neither drop e meanwhile (the stream's next
+// events would go through a second emitter, at once with the rescue) nor wait for
+// e.mu with the hub's lock held (forgetIdle: every stream's emits would wait for the
+// rescue's store reads).
+func (e *emitter) goHeld(f func()) {
+	h := e.hub
+	h.mu.Lock()
+	e.users++
+	h.mu.Unlock()
+	if !h.goBackground(func() {
+		defer h.release(e)
+		f()
+	}) {
+		h.release(e)
+	}
+}
+
 // rescueSale publishes the store's sale of saleID: a sale event (started, stopped,
 // ended) that the node which made the change never published (it died). It is
 // dropped if a sale event as far on went out meanwhile (PublishSeen onlyNewer).
 func (e *emitter) rescueSale(saleID string) {
-	e.hub.goBackground(func() {
+	e.goHeld(func() {
 		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
 		defer cancel()
 		e.publishRescuedSale(ctx, saleID)
@@ -638,7 +657,7 @@ func (e *emitter) publishRescuedSale(ctx context.Context, saleID string) {
 // mu held, as publishLocal does: no event of the stream's own goes out between the
 // read and its publication.
 func (e *emitter) rescueProducts(ids []string) {
-	e.hub.goBackground(func() {
+	e.goHeld(func() {
 		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
 		defer cancel()
 		for _, id := range ids {
@@ -671,7 +690,7 @@ func (e *emitter) publishRescuedProduct(ctx context.Context, id string) error {
 // SnapshotSource), which closes the viewers. It is dropped if the stream's end went
 // out meanwhile (PublishSeen onlyNewer).
 func (e *emitter) rescueStreamEnd(r *room, sales []string) {
-	e.hub.goBackground(func() {
+	e.goHeld(func() {
 		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
 		defer cancel()
 		for _, id := range sales {
@@ -706,7 +725,7 @@ func (e *emitter) rescueStreamEnd(r *room, sales []string) {
 // of the product went out since the comparison that found it (stamp): that one may be
 // newer than the state read here. A hidden product's pin is never sent (hiddenNow).
 func (e *emitter) rescuePins(ids []string, stamp int64) {
-	e.hub.goBackground(func() {
+	e.goHeld(func() {
 		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
 		defer cancel()
 		sp, ok := e.hub.cfg.Bus.(seenPublisher)

@@ -1,0 +1,79 @@
+package live
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// blockingStock is a StockReader whose GetProduct waits for release once block is
+// set, telling entered when it starts waiting.
+type blockingStock struct {
+	StockReader
+	block   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingStock) GetProduct(ctx context.Context, id string) (cart.Product, error) {
+	if s.block.Load() {
+		select {
+		case s.entered <- struct{}{}:
+		default:
+		}
+		<-s.release
+	}
+	return s.StockReader.GetProduct(ctx, id)
+}
+
+// TestEmitterHeldWhileItsRescueRuns: a rescue of the node-death comparison (here a
+// product's, its store read hanging) holds its stream's emitter until it is done. The
+// idle sweep neither drops that emitter (the stream's next events would go through a
+// second one, publishing at once with the rescue, out of order with it) nor waits for
+// its lock with the hub's held. (Before: the sweep waited for the rescue's store read
+// holding the hub's lock, every stream's emits stalled behind it, then dropped the
+// emitter.)
+func TestEmitterHeldWhileItsRescueRuns(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-rescuehold")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	stock := &blockingStock{StockReader: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	h := newTestServer(t, Config{Bus: bus, Stock: stock}).hub
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(stock.release) }) }
+	t.Cleanup(release)
+	sid, pid := newStreamWithProduct(t, ctx, store)
+
+	e := h.emitter(sid)
+	stock.block.Store(true)
+	e.rescueProducts([]string{pid})
+	h.release(e)
+	select {
+	case <-stock.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the rescue never read the product")
+	}
+	swept := make(chan struct{})
+	go func() {
+		h.forgetIdle()
+		close(swept)
+	}()
+	select {
+	case <-swept:
+	case <-time.After(time.Second):
+		release()
+		t.Fatal("the idle sweep waited for a rescue's store read, holding the hub's lock")
+	}
+	got := h.emitter(sid)
+	h.release(got)
+	if got != e {
+		t.Fatal("the idle sweep dropped the emitter of a rescue under way: the stream got a second one")
+	}
+}
