@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		staleChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livecart_live_stale_checks_total", Help: "Node-death comparisons of a stream's store values with the delivered ones made by this node, by result (compared, failed)."}, []string{"result"}),
 		emitOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "livecart_live_emit_overflow_total", Help: "Events that found their stream's queue for the bus full, by what became of them (coalesced: superseded a queued one of the same key; rescued: left to the node-death comparison; refused: answered unavailable; lost: dropped, in the next snapshot)."}, []string{"result"}),
+			Name: "livecart_live_emit_overflow_total", Help: "Events that found their stream's queue for the bus full, by what became of them (coalesced: superseded a queued one of the same key; rescued: left to the node-death comparison; over: a stream change queued over the bound, nothing of its kind to supersede; refused: answered unavailable; lost: dropped, in the next snapshot, only without the comparison)."}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.events, m.deliveries, m.dropped, m.blocked, m.staleChecks, m.emitOverflow)
