@@ -392,9 +392,12 @@ type scriptReply struct {
 
 	// An item of a batch reply (checkoutResult) carries its changes and its new order
 	// decoded (from the batch's records, decoded once): changesOf and checkoutStream
-	// take them instead of Products, Sales and Order.
-	changes *Changes
-	order   *Order
+	// take them instead of Products, Sales and Order (if batched, resp. hasOrder;
+	// values, not pointers: one allocation less each per checkout).
+	batched  bool
+	hasOrder bool
+	changes  Changes
+	order    Order
 }
 
 // hashReply is a record in a script's reply: lua/lib.lua packs its fields and values

@@ -35,7 +35,9 @@ func (s *RedisStore) evalArgs(name string, key *string, n int) []any {
 	return a
 }
 
-func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+// isNoScript says whether err is Redis's NOSCRIPT (nil without a call:
+// redis.HasErrorPrefix allocates each time).
+func isNoScript(err error) bool { return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") }
 
 // HoldUnits takes units of a product or a sale and records the hold. Concurrent
 // calls on one stream are grouped: while a batch of the stream is at Redis, the
@@ -470,8 +472,11 @@ const (
 
 // idemHash names an idempotency key of a user.
 func idemHash(userID, key string) string {
-	h := sha256.Sum256([]byte(userID + "\x00" + key))
-	return hex.EncodeToString(h[:])
+	var buf [256]byte // on the stack for the usual ids and keys
+	h := sha256.Sum256(append(append(append(buf[:0], userID...), 0), key...))
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], h[:])
+	return string(out[:])
 }
 
 // Checkout places an order from the user's holds. The user's key marks a checkout in
@@ -900,8 +905,8 @@ func (s *RedisStore) checkoutInto(ctx context.Context, c *checkoutCall, sid, oth
 		mode = "ids"
 	}
 	r, err := s.checkoutScript(ctx, c, sid, c.indexed != sid, c.args(mode, otherExpired, c.req.HoldIDs))
-	if r.changes != nil { // a batch item's (always, but for a call that stopped waiting)
-		res.Changes = *r.changes
+	if r.batched { // a batch item's (always, but for a call that stopped waiting)
+		res.Changes = r.changes
 	} else {
 		res.Changes = changesOf(r)
 	}
@@ -909,8 +914,8 @@ func (s *RedisStore) checkoutInto(ctx context.Context, c *checkoutCall, sid, oth
 	if err != nil {
 		return err
 	}
-	if r.order != nil {
-		res.Order = *r.order
+	if r.hasOrder {
+		res.Order = r.order
 	} else {
 		res.Order = r.orderOf()
 	}
@@ -986,7 +991,7 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	default:
 		r, err = decodeFlat("checkout", cmd.Val(), checkoutWidth)
 	}
-	var dropped []any
+	var dropped []string
 	var prev []string // the previous item's slots (flags "=" stand for some of them)
 	for i, it := range items {
 		if res := r.item(i); res != nil {
@@ -997,14 +1002,21 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 			prev = res
 		}
 		it.r, it.err = checkoutResult(r, i, err, sid, it.args.c)
-		for _, id := range splitList(it.r.Dropped, ",") {
+		for ids := it.r.Dropped; ids != ""; {
+			var id string
+			id, ids, _ = strings.Cut(ids, ",")
 			dropped = append(dropped, dueMember(sid, id))
 		}
 		close(it.done)
 	}
 	if len(dropped) > 0 { // holds out of the carts need no sweep: one write per batch
+		zrem := make([]any, 2, 2+len(dropped))
+		zrem[0], zrem[1] = "zrem", s.prefix+"holddue"
+		for i := range dropped {
+			zrem = append(zrem, &dropped[i]) // see evalArgs
+		}
 		s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-			p.ZRem(ctx, s.prefix+"holddue", dropped...)
+			p.Do(ctx, zrem...)
 		})
 	}
 }
@@ -1032,7 +1044,8 @@ func checkoutResult(r flatReply, i int, err error, sid string, c *checkoutCall) 
 		}
 		out.Order = m
 	case out.Created: // a new order: the script said what the request does not
-		out.order = &Order{
+		out.hasOrder = true
+		out.order = Order{
 			ID: c.req.OrderID, UserID: c.req.UserID, StreamID: sid, Items: orderItems([]OrderItem{}, res[7]),
 			TotalCents: atoi64(res[8]), Currency: res[9], Status: "placed", CreatedAt: c.nowUTC.Round(0),
 			ExpiredHoldIDs: append([]string{}, splitList(res[10], ",")...),
@@ -1051,7 +1064,7 @@ func checkoutResult(r flatReply, i int, err error, sid string, c *checkoutCall) 
 		ch.Sales = append(ch.Sales, r.sale[id])
 	}
 	sortChanges(&ch)
-	out.changes = &ch
+	out.batched, out.changes = true, ch
 	if out.Err == "" {
 		return out, nil
 	}

@@ -201,8 +201,8 @@ func orderFromHash(m map[string]string) Order {
 
 // orderOf is the order a script answered (a batch item's decoded one, else its record).
 func (r *scriptReply) orderOf() Order {
-	if r.order != nil {
-		return *r.order
+	if r.hasOrder {
+		return r.order
 	}
 	return orderFromHash(r.Order)
 }
@@ -225,8 +225,8 @@ func orderItems(out []OrderItem, items string) []OrderItem {
 
 // changesOf lists the products and sales a script touched, in a stable order.
 func changesOf(r *scriptReply) Changes {
-	if r.changes != nil {
-		return *r.changes
+	if r.batched {
+		return r.changes
 	}
 	ch := Changes{}
 	for _, m := range r.Products {

@@ -1,8 +1,11 @@
 package cart
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +157,24 @@ func TestRedisHoldIDTaken(t *testing.T) {
 		if now := counts(); now != before {
 			t.Errorf("hold of %s (%d) with a taken id: counters %s, were %s", c.user, c.qty, now, before)
 		}
+	}
+}
+
+// TestRedisIdemHashUnchanged: idemHash, made in stack buffers, names a user's key as
+// the formula it replaced did (keys stored by earlier versions are found), with one
+// allocation for the usual ids and keys.
+func TestRedisIdemHashUnchanged(t *testing.T) {
+	old := func(userID, key string) string {
+		h := sha256.Sum256([]byte(userID + "\x00" + key))
+		return hex.EncodeToString(h[:])
+	}
+	long := strings.Repeat("x", 300)
+	for _, c := range [][2]string{{"", ""}, {"u", "k"}, {"buyer-1", "loadgen-1-2"}, {"a\x00b", "c"}, {long, "k"}, {"u", long}, {long, long}} {
+		if got, want := idemHash(c[0], c[1]), old(c[0], c[1]); got != want {
+			t.Errorf("idemHash(%q, %q) = %s, want %s", c[0], c[1], got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = idemHash("buyer-123", "loadgen-1764682345-17") }); n != 1 {
+		t.Errorf("idemHash: %v allocations, want 1", n)
 	}
 }
