@@ -41,6 +41,11 @@ type emitter struct {
 	// (overflowLocked); the stream's end, which closes the viewers, is left to it too,
 	// so that it follows the sale's (rescueStreamEnd publishes the sales' first).
 	salesRescued bool
+
+	rmu sync.Mutex // guards rescuing; never held while taking another lock
+	// rescuing: the products whose rescue (rescueProducts) is under way; a comparison
+	// finding one again meanwhile leaves it to that rescue, which reads the store later.
+	rescuing map[string]bool
 }
 
 // queuedEvent is an event handed to the stream's drain (see Hub.Emit).
@@ -599,8 +604,8 @@ func (e *emitter) rescueStock(key string, count bool) {
 // under e.mu, so the idle sweep must neither drop e meanwhile (the stream's next
 // events would go through a second emitter, at once with the rescue) nor wait for
 // e.mu with the hub's lock held (forgetIdle: every stream's emits would wait for the
-// rescue's store reads).
-func (e *emitter) goHeld(f func()) {
+// rescue's store reads). It reports whether f runs (false: the hub is closing).
+func (e *emitter) goHeld(f func()) bool {
 	h := e.hub
 	h.mu.Lock()
 	e.users++
@@ -610,7 +615,9 @@ func (e *emitter) goHeld(f func()) {
 		f()
 	}) {
 		h.release(e)
+		return false
 	}
+	return true
 }
 
 // rescueSale publishes the store's sale of saleID: a sale event (started, stopped,
@@ -655,9 +662,15 @@ func (e *emitter) publishRescuedSale(ctx context.Context, saleID string) {
 // published (it died), or that gave way in a full emit queue (overflowLocked). A
 // hidden product's is its hide's event (its viewers drop it). The store is read with
 // mu held, as publishLocal does: no event of the stream's own goes out between the
-// read and its publication.
+// read and its publication. A product whose rescue is still under way (a slow store,
+// many products) is left to it: it reads the store after this comparison.
 func (e *emitter) rescueProducts(ids []string) {
-	e.goHeld(func() {
+	ids = e.startRescues(ids)
+	if len(ids) == 0 {
+		return
+	}
+	if !e.goHeld(func() {
+		defer e.endRescues(ids)
 		ctx, cancel := context.WithTimeout(e.hub.backgroundCtx, 5*time.Second)
 		defer cancel()
 		for _, id := range ids {
@@ -666,7 +679,37 @@ func (e *emitter) rescueProducts(ids []string) {
 				return
 			}
 		}
-	})
+	}) {
+		e.endRescues(ids)
+	}
+}
+
+// startRescues marks the products of ids as being rescued and returns those that were
+// not already (rescueProducts).
+func (e *emitter) startRescues(ids []string) []string {
+	e.rmu.Lock()
+	defer e.rmu.Unlock()
+	if e.rescuing == nil {
+		e.rescuing = map[string]bool{}
+	}
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !e.rescuing[id] {
+			e.rescuing[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// endRescues unmarks the products of ids (startRescues): their rescue is over, done or
+// not (a later comparison finds those still differing).
+func (e *emitter) endRescues(ids []string) {
+	e.rmu.Lock()
+	defer e.rmu.Unlock()
+	for _, id := range ids {
+		delete(e.rescuing, id)
+	}
 }
 
 // publishRescuedProduct reads and publishes the store's product id (rescueProducts).

@@ -77,3 +77,53 @@ func TestEmitterHeldWhileItsRescueRuns(t *testing.T) {
 		t.Fatal("the idle sweep dropped the emitter of a rescue under way: the stream got a second one")
 	}
 }
+
+// TestProductRescueNotRepeatedWhileUnderWay: a product's rescue still under way (its
+// store read slow) when the next comparison finds the product differing again (a
+// second later; a stream of many products, or a slow store) is not started again: the
+// one under way reads the store after that comparison and covers it. (Before: each
+// comparison started its own, and the viewers got the product once for each.)
+func TestProductRescueNotRepeatedWhileUnderWay(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-rescueonce")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	stock := &blockingStock{StockReader: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	ts := newTestServer(t, Config{Bus: bus, Stock: stock})
+	h := ts.hub
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(stock.release) }) }
+	t.Cleanup(release)
+	sid, pid := newStreamWithProduct(t, ctx, store)
+	c := ts.dial(t, sid, "")
+	c.nextOf(t, "snapshot")
+
+	e := h.emitter(sid)
+	stock.block.Store(true)
+	e.rescueProducts([]string{pid})
+	select {
+	case <-stock.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the rescue never read the product")
+	}
+	e.rescueProducts([]string{pid}) // the next comparison's
+	h.release(e)
+	release()
+	got := 0
+	deadline := time.After(1500 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case m := <-c.msgs:
+			if m.Type == "product" && m.Product.ID == pid {
+				got++
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	if got != 1 {
+		t.Fatalf("the viewer got the rescued product %d times, want once", got)
+	}
+}
