@@ -465,14 +465,19 @@ func (e *emitter) publishNow(ctx context.Context, ev cart.Event) {
 			p.ev.Data = cart.StockData{SaleID: d.Sale.ID, ProductID: d.Sale.ProductID, Remaining: d.Sale.Remaining}
 		}
 	case cart.ProductData:
-		// This event carries the newest product: a held-back one is superseded.
-		if p := e.pending["product:"+d.Product.ID]; p != nil {
-			p.timer.Stop()
-			delete(e.pending, "product:"+d.Product.ID)
-		}
-		e.products[d.Product.ID] = d.Product
+		e.supersedeProduct(d.Product)
 	}
 	e.publishLocal(ctx, ev)
+}
+
+// supersedeProduct notes that p, the newest product, goes out: a held-back event of
+// it is superseded. Called with e.mu held.
+func (e *emitter) supersedeProduct(p cart.Product) {
+	if pe := e.pending["product:"+p.ID]; pe != nil {
+		pe.timer.Stop()
+		delete(e.pending, "product:"+p.ID)
+	}
+	e.products[p.ID] = p
 }
 
 // coalesceKey names what ev updates when it may be coalesced, else "".
@@ -723,7 +728,10 @@ func (e *emitter) publishRescuedProduct(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	e.publishNow(ctx, cart.Event{StreamID: e.sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p, Toggled: p.Hidden}})
+	// As publishNow, without publishLocal's second read of the product (hiddenNow): it
+	// was read just now, with mu held. A hidden one's is its hide's event.
+	e.supersedeProduct(p)
+	e.hub.publish(ctx, e.sid, cart.EventProduct, cart.ProductData{Product: p, Toggled: p.Hidden})
 	return nil
 }
 

@@ -14,12 +14,14 @@ import (
 // set, telling entered when it starts waiting.
 type blockingStock struct {
 	StockReader
+	reads   atomic.Int64 // GetProduct calls
 	block   atomic.Bool
 	entered chan struct{}
 	release chan struct{}
 }
 
 func (s *blockingStock) GetProduct(ctx context.Context, id string) (cart.Product, error) {
+	s.reads.Add(1)
 	if s.block.Load() {
 		select {
 		case s.entered <- struct{}{}:
@@ -125,5 +127,10 @@ func TestProductRescueNotRepeatedWhileUnderWay(t *testing.T) {
 	}
 	if got != 1 {
 		t.Fatalf("the viewer got the rescued product %d times, want once", got)
+	}
+	// One read of the product for its one rescue (it read it twice: publishLocal's
+	// hidden check read it again).
+	if n := stock.reads.Load(); n != 1 {
+		t.Fatalf("the product was read %d times for its rescue, want once", n)
 	}
 }
