@@ -30,27 +30,56 @@ type BoltStore struct {
 	quit       chan struct{}
 	writerDone chan struct{}
 	closeOnce  sync.Once
+	// Owned by the writer goroutine (commitGroup; OpenBolt before it starts), see
+	// bolt_index.go: idem maps each idempotency key (userKey(user, 'i', key)) to the
+	// time of its idem_expiry entry; unindexed counts the orders in order_log, which
+	// the writer indexes once there are indexBatch.
+	idem      map[string]int64
+	unindexed int
+	tuning    boltTuning
 }
 
+// boltTuning says when the writer indexes the order log (bolt_index.go).
+type boltTuning struct {
+	indexBatch int           // once it holds this many orders, in the group's transaction
+	indexIdle  time.Duration // after the writer has been idle this long
+}
+
+var defaultTuning = boltTuning{indexBatch: 4096, indexIdle: 200 * time.Millisecond}
+
 // OpenBolt opens (creating if needed) the bbolt database file at path.
-func OpenBolt(path string) (*BoltStore, error) {
+func OpenBolt(path string) (*BoltStore, error) { return openBolt(path, defaultTuning) }
+
+// openBolt is OpenBolt with the order log's tuning (tests change it).
+func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	s := &BoltStore{db: db, writes: make(chan *groupCall), quit: make(chan struct{}), writerDone: make(chan struct{}),
+		tuning: tuning}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin}, commerceBuckets...) {
+		layout2 := tx.Bucket(bucketOrderLog) == nil // or a new file
+		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog}, commerceBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return migrateLayout1(tx)
+		if err := migrateLayout1(tx); err != nil {
+			return err
+		}
+		if layout2 {
+			if err := migrateLayout2(tx); err != nil {
+				return err
+			}
+		}
+		s.idem, s.unindexed = loadIdemIndex(tx), countOrderLog(tx)
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	s := &BoltStore{db: db, writes: make(chan *groupCall), quit: make(chan struct{}), writerDone: make(chan struct{})}
 	go s.writeLoop()
 	return s, nil
 }

@@ -18,13 +18,13 @@ import (
 // Buckets of the commerce state. Index keys join ids with "\x00"; "seq" is the index
 // bucket's NextSequence as 16 hex digits, so cursors list things oldest first.
 //
-// What a checkout writes per buyer, its order index entry and its idempotency key, is
-// in one bucket, users, under the buyer's prefix (userKey), so a checkout dirties one
-// user-keyed leaf page, not two. The hold's user-keyed entries stay in small hot
-// ranges instead: carts holds only live carts, user_sale keeps a sale's buyers
-// together. Holds and orders are keyed by their ids, which are time-ordered (UUIDv7,
-// newID), so new ones land at the right edge of their buckets (appendBuckets). Files of
-// the first layout (user_holds, user_orders, idem) are moved to this one on open
+// A checkout writes no user-keyed entry: its idempotency record is the value of its
+// idem_expiry entry (time-keyed) and its order goes to order_log, from which the writer
+// fills users' order index in large batches (bolt_index.go). The hold's user-keyed
+// entries stay in small hot ranges: carts holds only live carts, user_sale keeps a
+// sale's buyers together. Holds and orders are keyed by their ids, which are
+// time-ordered (UUIDv7, newID), so new ones land at the right edge of their buckets
+// (appendBuckets). Files of the earlier layouts are moved to this one on open
 // (bolt_migrate.go).
 var (
 	bucketProducts       = []byte("products")        // product id → Product
@@ -39,14 +39,14 @@ var (
 	bucketUserSale       = []byte("user_sale")       // sale id, user id → units held + bought
 	bucketOrders         = []byte("orders")          // order id → Order
 	bucketStreamOrders   = []byte("stream_orders")   // stream id, seq → order id
-	bucketIdemExpiry     = []byte("idem_expiry")     // created nanos (8 bytes BE), userKey(user, 'i', key) → ""
-	bucketUsers          = []byte("users")           // userKey(user, 'o', seq) → order id; userKey(user, 'i', Idempotency-Key) → boltIdem
+	bucketIdemExpiry     = []byte("idem_expiry")     // created nanos (8 bytes BE), userKey(user, 'i', key) → boltIdem
+	bucketUsers          = []byte("users")           // userKey(user, 'o', order_log seq) → order id
 )
 
 // Kinds of a user's entries (userKey).
 const (
 	kindCart  = 'c' // in carts
-	kindIdem  = 'i' // in users
+	kindIdem  = 'i' // in idem_expiry, after the time
 	kindOrder = 'o' // in users
 )
 
@@ -1024,10 +1024,7 @@ func (t *boltTx) forgetIdempotencyKeys(now time.Time, max int) error {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
-		if err := t.b(bucketUsers).Delete(k[8:]); err != nil {
-			return err
-		}
-		if err := t.b(bucketIdemExpiry).Delete(k); err != nil {
+		if err := t.forgetIdem(k[8:], int64(binary.BigEndian.Uint64(k))); err != nil {
 			return err
 		}
 	}
@@ -1050,24 +1047,28 @@ func (s *BoltStore) Checkout(ctx context.Context, req CheckoutRequest, now time.
 }
 
 func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, error) {
+	if t.group == nil {
+		return Order{}, false, errNoGroup // the idempotency index is the group's
+	}
 	idemKey := userKey(req.UserID, kindIdem, req.IdempotencyKey)
-	var seen boltIdem
-	if err := t.getRecAt(bucketUsers, idemKey, &seen); err == nil && now.Sub(seen.At) < IdempotencyTTL {
-		if seen.Fingerprint != req.Fingerprint {
-			return Order{}, false, fmt.Errorf("this Idempotency-Key was used with another body: %w", ErrConflict)
-		}
-		var o Order
-		if err := t.getRec(bucketOrders, seen.OrderID, &o); err != nil {
+	if at, ok := t.group.idemAt(idemKey); ok {
+		seen, err := t.idemRecord(idemKey, at)
+		switch {
+		case err == nil && now.Sub(seen.At) < IdempotencyTTL:
+			if seen.Fingerprint != req.Fingerprint {
+				return Order{}, false, fmt.Errorf("this Idempotency-Key was used with another body: %w", ErrConflict)
+			}
+			var o Order
+			if err := t.getRec(bucketOrders, seen.OrderID, &o); err != nil {
+				return Order{}, false, err
+			}
+			return o, false, nil
+		case err != nil && !errors.Is(err, ErrNotFound):
 			return Order{}, false, err
 		}
-		return o, false, nil
-	} else if err == nil {
-		// A key past its TTL, not yet swept: forget it now (record and expiry entry),
-		// as the sweep would; a successful checkout writes it anew below.
-		if err := t.del(bucketUsers, idemKey); err != nil {
-			return Order{}, false, err
-		}
-		if err := t.del(bucketIdemExpiry, timeKey(seen.At, string(idemKey))); err != nil {
+		// A key past its TTL, not yet swept: forget it now, as the sweep would; a
+		// successful checkout writes it anew below.
+		if err := t.forgetIdem(idemKey, at); err != nil {
 			return Order{}, false, err
 		}
 	}
@@ -1089,20 +1090,13 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 	if err := t.putRec(bucketOrders, o.ID, o); err != nil {
 		return Order{}, false, err
 	}
-	if _, err := appendSeq(t.b(bucketUsers), userKey(o.UserID, kindOrder, ""), o.ID); err != nil {
+	if err := t.logOrder(o.ID, o.UserID); err != nil {
 		return Order{}, false, err
 	}
 	if _, err := appendIndex(t.b(bucketStreamOrders), o.StreamID, o.ID); err != nil {
 		return Order{}, false, err
 	}
-	idem, err := marshalRecord(boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()})
-	if err != nil {
-		return Order{}, false, err
-	}
-	if err := t.b(bucketUsers).Put(idemKey, idem); err != nil {
-		return Order{}, false, err
-	}
-	return o, true, t.b(bucketIdemExpiry).Put(timeKey(now, string(idemKey)), nil)
+	return o, true, t.putIdemRecord(idemKey, boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()})
 }
 
 // checkoutHolds picks the holds a checkout orders, clearing the expired ones it sees.
@@ -1213,10 +1207,15 @@ func (t *boltTx) sellHold(h *boltHold) error {
 	return t.dropHold(h)
 }
 
-func (s *BoltStore) listOrders(index, prefix []byte) ([]Order, error) {
+// listOrders reads the orders ids lists (ids(tx) in one read transaction).
+func (s *BoltStore) listOrders(ids func(tx *bolt.Tx) ([]string, error)) ([]Order, error) {
 	out := []Order{}
 	err := s.view(func(t *boltTx) error {
-		for _, id := range prefixValues(t.b(index), prefix) {
+		list, err := ids(t.tx)
+		if err != nil {
+			return err
+		}
+		for _, id := range list {
 			var o Order
 			if err := getJSON(t.b(bucketOrders), id, &o); err != nil {
 				return err
@@ -1228,12 +1227,18 @@ func (s *BoltStore) listOrders(index, prefix []byte) ([]Order, error) {
 	return out, err
 }
 
-// ListOrders returns the user's orders, oldest first.
+// ListOrders returns the user's orders, oldest first: those in users' order index,
+// then those still in order_log (newer: the log is indexed from its start).
 func (s *BoltStore) ListOrders(ctx context.Context, userID string) ([]Order, error) {
-	return s.listOrders(bucketUsers, userKey(userID, kindOrder, ""))
+	return s.listOrders(func(tx *bolt.Tx) ([]string, error) {
+		ids := prefixValues(tx.Bucket(bucketUsers), userKey(userID, kindOrder, ""))
+		return loggedOrderIDs(tx, userID, ids)
+	})
 }
 
 // ListStreamOrders returns the stream's orders, oldest first.
 func (s *BoltStore) ListStreamOrders(ctx context.Context, streamID string) ([]Order, error) {
-	return s.listOrders(bucketStreamOrders, []byte(streamID+"\x00"))
+	return s.listOrders(func(tx *bolt.Tx) ([]string, error) {
+		return prefixValues(tx.Bucket(bucketStreamOrders), []byte(streamID+"\x00")), nil
+	})
 }

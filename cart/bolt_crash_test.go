@@ -21,7 +21,10 @@ const crashEnv = "LIVECART_CRASH_CHILD_DB"
 
 // TestBoltCrash SIGKILLs a child process in the middle of a hold and checkout storm on
 // a bbolt file; on reopen every hold and order the child acknowledged is there and the
-// invariants hold.
+// invariants hold. The child indexes its order log every 300 orders, so the kill leaves
+// orders in users' index and (most often) some in the log, and on reopen the
+// idempotency index is rebuilt from idem_expiry: every acknowledged order's key replays
+// it. Then, the log indexed by the idle writer, every order is listed again.
 func TestBoltCrash(t *testing.T) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
@@ -86,14 +89,48 @@ func TestBoltCrash(t *testing.T) {
 			t.Errorf("acknowledged hold %s of %s: got %d holds, %d orders, want it in the cart or ordered", hid, user, len(hs), len(ords))
 		}
 	}
-	for user, oid := range orders {
-		ords, err := st.ListOrders(ctx, user)
-		if err != nil || len(ords) != 1 || ords[0].ID != oid {
-			t.Errorf("acknowledged order %s of %s: got %d orders %v", oid, user, len(ords), err)
+	checkOrders := func() {
+		t.Helper()
+		for user, oid := range orders {
+			ords, err := st.ListOrders(ctx, user)
+			if err != nil || len(ords) != 1 || ords[0].ID != oid {
+				t.Errorf("acknowledged order %s of %s: got %d orders %v", oid, user, len(ords), err)
+			}
 		}
 	}
+	checkOrders()
 	checkStreamInvariants(t, st, streamID, map[string]int{productID: putIn})
-	t.Logf("killed after %d acks: %d holds, %d orders acknowledged, all present", acks, len(holds), len(orders))
+	logged, indexed := (&indexFixture{t: t, st: st}).counts()
+	if indexed == 0 {
+		t.Errorf("after the kill: %d orders in the log, none indexed; want batches of 300 indexed", logged)
+	}
+	// Replays, concurrent (one group commit for many).
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	replayed := 0
+	for user, oid := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := st.Checkout(ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: user, IdempotencyKey: "k"}, time.Now())
+			if err != nil || res.Created || res.Order.ID != oid {
+				t.Errorf("%s replays its key: order %s created %v %v; want %s", user, res.Order.ID, res.Created, err, oid)
+			}
+			mu.Lock()
+			replayed++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if l, _ := (&indexFixture{t: t, st: st}).counts(); l == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d orders still in the log 10 s after reopening", l)
+		}
+	}
+	checkOrders()
+	t.Logf("killed after %d acks: %d holds, %d orders acknowledged, all present (%d in the log, %d indexed); %d replays", acks, len(holds), len(orders), logged, indexed, replayed)
 }
 
 // TestBoltCrashChild is the child of TestBoltCrash: it storms until it is killed,
@@ -103,7 +140,7 @@ func TestBoltCrashChild(t *testing.T) {
 	if path == "" {
 		t.Skip("only run as the child of TestBoltCrash")
 	}
-	st, err := OpenBolt(path)
+	st, err := openBolt(path, boltTuning{indexBatch: 300, indexIdle: defaultTuning.indexIdle})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package cart
 
 import (
 	"errors"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -33,21 +34,27 @@ type groupTx struct {
 	dirty    []dirtyKey // each once, in the order first touched
 	isDirty  map[dirtyKey]bool
 	sc       txScratch
+	// The idempotency index (bolt_index.go): the store's, read only, and this group's
+	// changes to it, applied once the group has committed.
+	base map[string]int64
+	idem map[string]idemRef
+	// Orders this group appended to order_log, and moved from it to users' index.
+	logged, indexed int
 }
 
-func newGroupTx(tx *bolt.Tx) *groupTx {
+func newGroupTx(tx *bolt.Tx, idem map[string]int64) *groupTx {
 	for _, name := range appendBuckets {
 		tx.Bucket(name).FillPercent = appendFill
 	}
 	return &groupTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, isDirty: map[dirtyKey]bool{},
-		sc: txScratch{cursors: map[string]*bolt.Cursor{}}}
+		sc: txScratch{cursors: map[string]*bolt.Cursor{}}, base: idem}
 }
 
 // appendBuckets are keyed by time (UUIDv7 ids, expiry times) or by a sequence after a
 // prefix, so inserts land at the right edge of the bucket or of the prefix's range: a
 // split there fills the left page to appendFill instead of bbolt's default half, so a
 // group writes fewer and fuller pages and the file stays smaller.
-var appendBuckets = [][]byte{bucketHolds, bucketOrders, bucketStreamOrders, bucketHoldExpiry, bucketIdemExpiry}
+var appendBuckets = [][]byte{bucketHolds, bucketOrders, bucketStreamOrders, bucketHoldExpiry, bucketIdemExpiry, bucketOrderLog}
 
 const appendFill = 0.9
 
@@ -86,14 +93,25 @@ func (s *BoltStore) group(fn func(*groupTx) error) error {
 	return <-c.done
 }
 
-// writeLoop is the one writer goroutine; it ends when the store is closed.
+// writeLoop is the one writer goroutine; it ends when the store is closed. Idle for
+// tuning.indexIdle with orders in order_log, it indexes them.
 func (s *BoltStore) writeLoop() {
 	defer close(s.writerDone)
 	batch := make([]*groupCall, 0, 64)
+	idle := time.NewTimer(s.tuning.indexIdle)
+	defer idle.Stop()
 	for {
+		var idleC <-chan time.Time
+		if s.unindexed > 0 {
+			idle.Reset(s.tuning.indexIdle)
+			idleC = idle.C
+		}
 		select {
 		case c := <-s.writes:
 			batch = append(batch[:0], c)
+		case <-idleC:
+			s.indexWhenIdle()
+			continue
 		case <-s.quit:
 			return
 		}
@@ -111,20 +129,35 @@ func (s *BoltStore) writeLoop() {
 }
 
 // commitGroup runs the calls in one transaction. If one call fails, the transaction is
-// rolled back, that call gets its error and the others run again without it.
+// rolled back, that call gets its error and the others run again without it. When the
+// order log holds indexBatch orders, the group's transaction also indexes them.
+// commitGroup runs on the writer goroutine only: it owns idem and unindexed.
 func (s *BoltStore) commitGroup(batch []*groupCall) {
 	for len(batch) > 0 {
 		failed := -1
+		var g *groupTx
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			g := newGroupTx(tx)
+			g = newGroupTx(tx, s.idem)
 			for i, c := range batch {
 				if err := c.fn(g); err != nil {
 					failed = i
 					return err
 				}
 			}
-			return g.flush()
+			if err := g.flush(); err != nil {
+				return err
+			}
+			if s.unindexed+g.logged >= s.tuning.indexBatch {
+				var err error
+				g.indexed, err = indexOrders(tx, maxIndexPass)
+				return err
+			}
+			return nil
 		})
+		if err == nil {
+			applyIdem(s.idem, g.idem)
+			s.unindexed = max(s.unindexed+g.logged-g.indexed, 0)
+		}
 		if failed < 0 {
 			for _, c := range batch {
 				c.done <- err // nil, or the commit's own failure for everyone

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,19 +235,17 @@ func checkLayoutFixture(t *testing.T, st Store) {
 	if _, _, err := st.ReleaseExpiredHolds(ctx, later, 100); err != nil {
 		t.Fatal(err)
 	}
-	if bs, ok := st.(*BoltStore); ok { // every key forgotten: none left in either bucket
+	if bs, ok := st.(*BoltStore); ok { // every key forgotten: none left on file or in memory
 		bs.db.View(func(tx *bolt.Tx) error {
 			n := tx.Bucket(bucketIdemExpiry).Stats().KeyN
 			tx.Bucket(bucketUsers).ForEach(func(k, _ []byte) error {
-				for _, u := range layoutUsers {
-					if bytes.HasPrefix(k, userKey(u, kindIdem, "")) {
-						n++
-					}
+				if kind, _ := userKeyKind(k); kind == kindIdem {
+					n++
 				}
 				return nil
 			})
-			if n != 0 {
-				t.Errorf("%d idempotency entries left after 25 h", n)
+			if n != 0 || len(bs.idem) != 0 {
+				t.Errorf("%d idempotency entries on file, %d in the index after 25 h; want none", n, len(bs.idem))
 			}
 			return nil
 		})
@@ -257,13 +256,12 @@ func checkLayoutFixture(t *testing.T, st Store) {
 	}
 }
 
-// TestBoltMigratesLayout1 opens a file of the first layout (user_holds, user_orders and
-// idem keyed by user id and "\x00", testdata/bolt-layout1.db.gz, written by main at dd8cc2e): the old buckets are gone and
-// the store answers exactly as a fresh store that went through the same calls, which
-// checkLayoutFixture checks and exercises on both; a second open changes nothing.
-func TestBoltMigratesLayout1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "layout1.db")
-	gz, err := os.ReadFile("testdata/bolt-layout1.db.gz")
+// openLayoutFixture unpacks testdata/name (gzip) into a temporary file and returns its
+// path.
+func openLayoutFixture(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "layout.db")
+	gz, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,33 +276,67 @@ func TestBoltMigratesLayout1(t *testing.T) {
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	buckets := func() []string {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		var names []string
-		db.View(func(tx *bolt.Tx) error {
-			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error { names = append(names, string(name)); return nil })
-		})
-		return names
-	}
-	old := []string{"idem", "user_holds", "user_orders"}
-	if names := buckets(); !slices.ContainsFunc(names, func(n string) bool { return slices.Contains(old, n) }) {
-		t.Fatalf("the fixture has no bucket of the old layout: %v", names)
-	}
-	st, err := OpenBolt(path)
+	return path
+}
+
+// layoutOf describes a file by what the layouts tell apart: its buckets, the kinds of
+// the entries in users (sorted), and how many idem_expiry entries have a value (a record).
+func layoutOf(t *testing.T, path string) (buckets []string, userKinds string, idemRecords int) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		tx.ForEach(func(name []byte, _ *bolt.Bucket) error { buckets = append(buckets, string(name)); return nil })
+		if b := tx.Bucket(bucketUsers); b != nil {
+			b.ForEach(func(k, _ []byte) error {
+				if kind, ok := userKeyKind(k); ok && !strings.ContainsRune(userKinds, rune(kind)) {
+					userKinds += string(rune(kind))
+				}
+				return nil
+			})
+			kinds := []byte(userKinds)
+			slices.Sort(kinds)
+			userKinds = string(kinds)
+		}
+		if b := tx.Bucket(bucketIdemExpiry); b != nil {
+			b.ForEach(func(_, v []byte) error {
+				var rec boltIdem
+				if len(v) > 0 && unmarshalRecord(v, &rec) == nil && rec.OrderID != "" {
+					idemRecords++
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return buckets, userKinds, idemRecords
+}
+
+// checkMigrated opens the fixture file at path twice (the second open has nothing to
+// move): it then has this layout (order_log, no idempotency records in users, the
+// fixture's three records in idem_expiry) and the store answers exactly as a fresh store
+// that went through the same calls, which checkLayoutFixture checks and exercises on
+// both.
+func checkMigrated(t *testing.T, path string) {
+	for range 2 {
+		st, err := OpenBolt(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		names, kinds, recs := layoutOf(t, path)
+		if !slices.Contains(names, "order_log") || !slices.Contains(names, "users") || !slices.Contains(names, "carts") ||
+			kinds != "o" || recs != 3 {
+			t.Fatalf("after opening: buckets %v, kinds in users %q, records in idem_expiry %d; want order_log, users, carts, kinds \"o\", 3 records",
+				names, kinds, recs)
+		}
 	}
-	if names := buckets(); slices.ContainsFunc(names, func(n string) bool { return slices.Contains(old, n) }) || !slices.Contains(names, "users") || !slices.Contains(names, "carts") {
-		t.Fatalf("after opening: buckets %v, want users, carts and none of %v", names, old)
-	}
-	st, err = OpenBolt(path) // a second open: nothing to move
+	st, err := OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,4 +347,30 @@ func TestBoltMigratesLayout1(t *testing.T) {
 		writeLayoutFixture(t, fresh)
 		checkLayoutFixture(t, fresh)
 	})
+}
+
+// TestBoltMigratesLayout1 opens a file of the first layout (user_holds, user_orders and
+// idem keyed by user id and "\x00", testdata/bolt-layout1.db.gz, written by main at
+// dd8cc2e): it is moved through the second layout to this one (checkMigrated).
+func TestBoltMigratesLayout1(t *testing.T) {
+	path := openLayoutFixture(t, "bolt-layout1.db.gz")
+	old := []string{"idem", "user_holds", "user_orders"}
+	if names, _, _ := layoutOf(t, path); !slices.ContainsFunc(names, func(n string) bool { return slices.Contains(old, n) }) {
+		t.Fatalf("the fixture has no bucket of the old layout: %v", names)
+	}
+	checkMigrated(t, path)
+	if names, _, _ := layoutOf(t, path); slices.ContainsFunc(names, func(n string) bool { return slices.Contains(old, n) }) {
+		t.Fatalf("after opening: buckets %v, want none of %v", names, old)
+	}
+}
+
+// TestBoltMigratesLayout2 opens a file of the second layout (idempotency records in
+// users, idem_expiry entries without values, no order_log; testdata/bolt-layout2.db.gz,
+// written by main at 61c863d with writeLayoutFixture): checkMigrated.
+func TestBoltMigratesLayout2(t *testing.T) {
+	path := openLayoutFixture(t, "bolt-layout2.db.gz")
+	if names, kinds, recs := layoutOf(t, path); slices.Contains(names, "order_log") || kinds != "io" || recs != 0 {
+		t.Fatalf("the fixture is not of the second layout: buckets %v, kinds in users %q, records in idem_expiry %d", names, kinds, recs)
+	}
+	checkMigrated(t, path)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,12 +18,13 @@ var (
 	layout1Idem       = []byte("idem")        // user, "\x00", Idempotency-Key → boltIdem
 )
 
-// migrateLayout1 moves a file of the first layout to this one, in the caller's
-// transaction (OpenBolt's, so it is all or nothing): every cart entry to bucketCarts,
-// every order index entry and idempotency key to bucketUsers, under its user's prefix
-// and with the same sequence numbers (carts and order lists keep their order); the hold
-// records name their new cart keys, idem_expiry is made from the idempotency records;
-// then the three old buckets are deleted. A file without them is left alone.
+// migrateLayout1 moves a file of the first layout to the second (which migrateLayout2
+// then moves on), in the caller's transaction (OpenBolt's, so it is all or nothing):
+// every cart entry to bucketCarts, every order index entry and idempotency key to
+// bucketUsers, under its user's prefix and with the same sequence numbers (carts and
+// order lists keep their order); the hold records name their new cart keys,
+// idem_expiry is made from the idempotency records; then the three old buckets are
+// deleted. A file without them is left alone.
 //
 // Splitting an old key: a cart or order entry ends in "\x00" and 16 hex digits, so the
 // user is what comes before, even if it contains "\x00"; an idempotency key cannot
@@ -151,4 +153,74 @@ func migrateLayout1(tx *bolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// migrateLayout2 moves a file of the second layout (until 2026-12-02, main at 61c863d:
+// idempotency records in users, under userKey(user, 'i', key), and idem_expiry entries
+// without a value) to this one, in OpenBolt's transaction: every record becomes the
+// value of its idem_expiry entry, made anew from the record's time (as migrateLayout1
+// did), and leaves users. The order index stays; order_log (new, empty) continues its
+// sequence, so the orders indexed from the log list after the older ones. OpenBolt calls
+// it when order_log did not exist (a new file too: nothing to move).
+func migrateLayout2(tx *bolt.Tx) error {
+	users := tx.Bucket(bucketUsers)
+	if err := tx.Bucket(bucketOrderLog).SetSequence(users.Sequence()); err != nil {
+		return err
+	}
+	type kv struct{ k, v []byte }
+	var (
+		gone [][]byte // the records' keys in users
+		exp  []kv     // the new idem_expiry entries
+	)
+	err := users.ForEach(func(k, v []byte) error {
+		kind, ok := userKeyKind(k)
+		if !ok {
+			return fmt.Errorf("migrate users: key %q is not a user's", k)
+		}
+		if kind != kindIdem {
+			return nil
+		}
+		var rec boltIdem
+		if err := unmarshalRecord(v, &rec); err != nil {
+			return fmt.Errorf("migrate idem %q: %w", k, err)
+		}
+		gone = append(gone, bytes.Clone(k))
+		exp = append(exp, kv{timeKey(rec.At, string(k)), bytes.Clone(v)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range gone {
+		if err := users.Delete(k); err != nil {
+			return err
+		}
+	}
+	if err := tx.DeleteBucket(bucketIdemExpiry); err != nil {
+		return err
+	}
+	b, err := tx.CreateBucket(bucketIdemExpiry)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(exp, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+	for _, e := range exp {
+		if err := b.Put(e.k, e.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// userKeyKind returns the kind of a userKey (the byte after the user id).
+func userKeyKind(k []byte) (byte, bool) {
+	i := bytes.IndexByte(k, ':')
+	if i <= 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(k[:i]))
+	if err != nil || n < 0 || i+1+n >= len(k) {
+		return 0, false
+	}
+	return k[i+1+n], true
 }

@@ -35,7 +35,9 @@ func BenchmarkBoltStormGroups(b *testing.B) {
 }
 
 func benchStormGroups(b *testing.B, buyers, group, warm int) {
-	st, err := OpenBolt(b.TempDir() + "/storm.db")
+	// The benchmark commits groups itself, beside the writer goroutine: that one must
+	// not index the order log when idle (the groups index it when it is full).
+	st, err := openBolt(b.TempDir()+"/storm.db", boltTuning{indexBatch: defaultTuning.indexBatch, indexIdle: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -171,4 +173,56 @@ func benchStormGroups(b *testing.B, buyers, group, warm int) {
 	b.ReportMetric(float64(pages)/float64(commits), "pages/commit")
 	b.ReportMetric(float64(bytes)/1024/float64(commits), "KB/commit")
 	b.ReportMetric(float64(pages)/float64(b.N), "pages/buyer")
+}
+
+// BenchmarkBoltListOrdersFullLog: a buyer's order listing when the order log is as full
+// as it gets before the writer indexes it (defaultTuning.indexBatch − 1 orders of
+// other buyers, the buyer's own one among them): ListOrders reads the whole log.
+//
+//	go test ./cart -run '^$' -bench BoltListOrdersFullLog
+func BenchmarkBoltListOrdersFullLog(b *testing.B) {
+	st, err := openBolt(b.TempDir()+"/list.db", boltTuning{indexBatch: defaultTuning.indexBatch, indexIdle: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	st.db.NoSync = true
+	ctx, now := context.Background(), time.Now().UTC()
+	sid := uuid.NewString()
+	if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamLive, CreatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	n := defaultTuning.indexBatch - 1
+	p, err := st.CreateProduct(ctx, Product{ID: newID(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: n})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for lo := 0; lo < n; lo += 500 {
+		err := st.update(func(t *boltTx) error {
+			for i := lo; i < min(lo+500, n); i++ {
+				user := fmt.Sprintf("buyer-%d-%d", 1764644742123456789, i)
+				if _, err := t.holdUnits(HoldRequest{ID: newID(), UserID: user, ProductID: p.ID, Quantity: 1, ExpiresAt: now.Add(time.Hour)}, now); err != nil {
+					return err
+				}
+				if _, _, err := t.checkout(CheckoutRequest{OrderID: newID(), UserID: user, IdempotencyKey: "k"}, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if logged, _ := (&indexFixture{t: b, st: st}).counts(); logged != n {
+		b.Fatalf("%d orders in the log, want %d", logged, n)
+	}
+	user := fmt.Sprintf("buyer-%d-%d", 1764644742123456789, n/2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if os, err := st.ListOrders(ctx, user); err != nil || len(os) != 1 {
+			b.Fatalf("ListOrders: %d orders, %v", len(os), err)
+		}
+	}
 }

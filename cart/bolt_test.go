@@ -1,6 +1,7 @@
 package cart
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -110,11 +111,17 @@ func TestBoltStaleKeyReuseForgetsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = st.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketUsers).Get(userKey("u", kindIdem, "k")); v != nil {
-			t.Errorf("the stale key's record is still there after the sweep: %s", v)
-		}
-		return nil
+		key := userKey("u", kindIdem, "k")
+		return tx.Bucket(bucketIdemExpiry).ForEach(func(k, v []byte) error {
+			if bytes.Equal(k[8:], key) {
+				t.Errorf("the stale key's record is still there after the sweep: %s", v)
+			}
+			return nil
+		})
 	})
+	if _, ok := st.idem[string(userKey("u", kindIdem, "k"))]; ok {
+		t.Errorf("the stale key is still in the index after the sweep")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

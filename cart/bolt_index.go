@@ -1,0 +1,226 @@
+package cart
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// A checkout writes no user-keyed page. Its two per-buyer entries used to go to users
+// under the buyer's prefix, a random leaf per checkout that each group commit split and
+// wrote (≈ 3/4 of a storm's page writes, docs/BENCHMARKS.md). Now:
+//
+//   - The idempotency record is the value of its idem_expiry entry, keyed by its time,
+//     so it is appended. The store keeps in memory which keys exist and when each was
+//     made (BoltStore.idem: the key of its idem_expiry entry), rebuilt on open from
+//     idem_expiry (at most 24 h of keys and what the sweep has not yet reached); the
+//     sweep deletes the entry and forgets the key.
+//   - The order is appended to order_log (a global sequence). The writer moves the log
+//     into users' order index (userKey(user, 'o', seq) → order id, the log's sequence
+//     kept, so a user's orders stay oldest first) in large batches, sorted by key: once
+//     the log holds indexBatch orders, in that group's transaction, and when the writer
+//     has been idle for indexIdle (boltTuning). Moving an entry deletes it from the log
+//     in the same transaction, so an order is always in exactly one of them, and
+//     ListOrders reads both: a buyer sees their order right after checkout.
+var bucketOrderLog = []byte("order_log") // seq (8 bytes BE) → uvarint len(order id), order id, user id
+
+// maxIndexPass bounds the orders one transaction indexes (defaultTuning: when).
+const maxIndexPass = 16384
+
+// idemRef is a group's change to the store's idempotency index: the key exists with
+// its idem_expiry entry at time at (ok), or is forgotten (!ok).
+type idemRef struct {
+	at int64
+	ok bool
+}
+
+// idemAt returns when the idempotency key was made (the time of its idem_expiry
+// entry), as this group sees it.
+func (g *groupTx) idemAt(k []byte) (int64, bool) {
+	if r, ok := g.idem[string(k)]; ok {
+		return r.at, r.ok
+	}
+	at, ok := g.base[string(k)]
+	return at, ok
+}
+
+// setIdem records a change of the index, applied to the store's once the group commits.
+func (g *groupTx) setIdem(k []byte, at int64, ok bool) {
+	if g.idem == nil {
+		g.idem = map[string]idemRef{}
+	}
+	g.idem[string(k)] = idemRef{at, ok}
+}
+
+// applyIdem applies a committed group's changes to the store's index.
+func applyIdem(base map[string]int64, changes map[string]idemRef) {
+	for k, r := range changes {
+		if r.ok {
+			base[k] = r.at
+		} else {
+			delete(base, k)
+		}
+	}
+}
+
+// timeKeyNanos is timeKey with the time as Unix nanoseconds and the id as bytes.
+func timeKeyNanos(at int64, id []byte) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at))
+	return append(k, id...)
+}
+
+// loadIdemIndex reads the idempotency index from idem_expiry.
+func loadIdemIndex(tx *bolt.Tx) map[string]int64 {
+	idem := map[string]int64{}
+	tx.Bucket(bucketIdemExpiry).ForEach(func(k, _ []byte) error {
+		if len(k) >= 8 {
+			idem[string(k[8:])] = int64(binary.BigEndian.Uint64(k))
+		}
+		return nil
+	})
+	return idem
+}
+
+// idemRecord returns the idempotency record of key made at at (from the index).
+func (t *boltTx) idemRecord(key []byte, at int64) (boltIdem, error) {
+	var rec boltIdem
+	err := t.getRecAt(bucketIdemExpiry, timeKeyNanos(at, key), &rec)
+	return rec, err
+}
+
+// putIdemRecord stores the idempotency record of key as the value of its idem_expiry
+// entry and adds the key to the index.
+func (t *boltTx) putIdemRecord(key []byte, rec boltIdem) error {
+	raw, err := marshalRecord(rec)
+	if err != nil {
+		return err
+	}
+	at := rec.At.UnixNano()
+	if err := t.b(bucketIdemExpiry).Put(timeKeyNanos(at, key), raw); err != nil {
+		return err
+	}
+	t.group.setIdem(key, at, true)
+	return nil
+}
+
+// forgetIdem deletes the idempotency record of key made at at and forgets the key.
+func (t *boltTx) forgetIdem(key []byte, at int64) error {
+	if err := t.del(bucketIdemExpiry, timeKeyNanos(at, key)); err != nil {
+		return err
+	}
+	if cur, ok := t.group.idemAt(key); ok && cur == at {
+		t.group.setIdem(key, 0, false)
+	}
+	return nil
+}
+
+// logOrder appends a new order to order_log.
+func (t *boltTx) logOrder(orderID, userID string) error {
+	b := t.b(bucketOrderLog)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	v := make([]byte, 0, binary.MaxVarintLen64+len(orderID)+len(userID))
+	v = binary.AppendUvarint(v, uint64(len(orderID)))
+	v = append(append(v, orderID...), userID...)
+	t.sc.key = binary.BigEndian.AppendUint64(t.sc.key[:0], seq)
+	if err := b.Put(t.sc.key, v); err != nil {
+		return err
+	}
+	t.group.logged++
+	return nil
+}
+
+// splitOrderLog splits a value of order_log into the order id and the user id.
+func splitOrderLog(v []byte) (orderID, userID []byte, err error) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || uint64(len(v)-w) < n {
+		return nil, nil, fmt.Errorf("order_log: bad entry %q", v)
+	}
+	return v[w : w+int(n)], v[w+int(n):], nil
+}
+
+// loggedOrderIDs appends the ids of the user's orders still in order_log, oldest first.
+func loggedOrderIDs(tx *bolt.Tx, userID string, ids []string) ([]string, error) {
+	c := tx.Bucket(bucketOrderLog).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		oid, uid, err := splitOrderLog(v)
+		if err != nil {
+			return nil, err
+		}
+		if string(uid) == userID {
+			ids = append(ids, string(oid))
+		}
+	}
+	return ids, nil
+}
+
+// indexOrders moves up to max orders from the start of order_log into users' order
+// index, in the caller's transaction, and returns how many it moved. The entries are
+// put in key order (bbolt keeps a bucket's new entries in one in-memory node per leaf
+// until the commit: puts in order append to it).
+func indexOrders(tx *bolt.Tx, max int) (int, error) {
+	log, users := tx.Bucket(bucketOrderLog), tx.Bucket(bucketUsers)
+	type kv struct{ k, v []byte }
+	var (
+		kvs  []kv
+		seqs [][]byte
+	)
+	c := log.Cursor()
+	for k, v := c.First(); k != nil && len(kvs) < max; k, v = c.Next() {
+		oid, uid, err := splitOrderLog(v)
+		if err != nil {
+			return 0, err
+		}
+		if len(k) != 8 {
+			return 0, fmt.Errorf("order_log: bad key %q", k)
+		}
+		ik := appendSeqHex(userKey(string(uid), kindOrder, ""), binary.BigEndian.Uint64(k))
+		kvs = append(kvs, kv{ik, bytes.Clone(oid)})
+		seqs = append(seqs, bytes.Clone(k))
+	}
+	slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+	for _, e := range kvs {
+		if err := users.Put(e.k, e.v); err != nil {
+			return 0, err
+		}
+	}
+	for _, k := range seqs {
+		if err := log.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(kvs), nil
+}
+
+// indexWhenIdle indexes the whole order log in transactions of its own (the writer,
+// idle for indexIdle).
+func (s *BoltStore) indexWhenIdle() {
+	for s.unindexed > 0 {
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			n, err = indexOrders(tx, maxIndexPass)
+			return err
+		})
+		switch {
+		case err != nil:
+			return // left in the log, where ListOrders reads it; the next idle time tries again
+		case n == 0:
+			s.unindexed = 0
+			return
+		}
+		s.unindexed = max(s.unindexed-n, 0)
+	}
+}
+
+// countOrderLog counts the orders of order_log (on open).
+func countOrderLog(tx *bolt.Tx) int { return tx.Bucket(bucketOrderLog).Stats().KeyN }
+
+var errNoGroup = errors.New("bolt: checkout outside a group transaction")
