@@ -37,6 +37,12 @@ type BoltStore struct {
 	idem      map[string]int64
 	unindexed int
 	tuning    boltTuning
+	// logged lists the orders of order_log by user, oldest first, so that a listing
+	// need not read the whole log. The writer changes it after each commit that
+	// appends or indexes orders; ListOrders begins its read transaction under the read
+	// lock, so every order listed here is in that transaction (bolt_index.go).
+	loggedMu sync.RWMutex
+	logged   map[string][]orderRef
 }
 
 // boltTuning says when the writer indexes the order log (bolt_index.go).
@@ -73,8 +79,10 @@ func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
 				return err
 			}
 		}
-		s.idem, s.unindexed = loadIdemIndex(tx), countOrderLog(tx)
-		return nil
+		s.idem = loadIdemIndex(tx)
+		var err error
+		s.logged, s.unindexed, err = loadOrderLog(tx)
+		return err
 	})
 	if err != nil {
 		db.Close()

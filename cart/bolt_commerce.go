@@ -1207,38 +1207,39 @@ func (t *boltTx) sellHold(h *boltHold) error {
 	return t.dropHold(h)
 }
 
-// listOrders reads the orders ids lists (ids(tx) in one read transaction).
-func (s *BoltStore) listOrders(ids func(tx *bolt.Tx) ([]string, error)) ([]Order, error) {
-	out := []Order{}
-	err := s.view(func(t *boltTx) error {
-		list, err := ids(t.tx)
-		if err != nil {
-			return err
+// loadOrders reads the orders of the ids, in order.
+func loadOrders(tx *bolt.Tx, ids []string) ([]Order, error) {
+	out := make([]Order, 0, len(ids))
+	for _, id := range ids {
+		var o Order
+		if err := getJSON(tx.Bucket(bucketOrders), id, &o); err != nil {
+			return nil, err
 		}
-		for _, id := range list {
-			var o Order
-			if err := getJSON(t.b(bucketOrders), id, &o); err != nil {
-				return err
-			}
-			out = append(out, o)
-		}
-		return nil
-	})
-	return out, err
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // ListOrders returns the user's orders, oldest first: those in users' order index,
 // then those still in order_log (newer: the log is indexed from its start).
 func (s *BoltStore) ListOrders(ctx context.Context, userID string) ([]Order, error) {
-	return s.listOrders(func(tx *bolt.Tx) ([]string, error) {
-		ids := prefixValues(tx.Bucket(bucketUsers), userKey(userID, kindOrder, ""))
-		return loggedOrderIDs(tx, userID, ids)
+	out := []Order{}
+	err := s.viewUserOrders(userID, func(tx *bolt.Tx, logged []string) error {
+		ids := append(prefixValues(tx.Bucket(bucketUsers), userKey(userID, kindOrder, "")), logged...)
+		var err error
+		out, err = loadOrders(tx, ids)
+		return err
 	})
+	return out, err
 }
 
 // ListStreamOrders returns the stream's orders, oldest first.
 func (s *BoltStore) ListStreamOrders(ctx context.Context, streamID string) ([]Order, error) {
-	return s.listOrders(func(tx *bolt.Tx) ([]string, error) {
-		return prefixValues(tx.Bucket(bucketStreamOrders), []byte(streamID+"\x00")), nil
+	out := []Order{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = loadOrders(tx, prefixValues(tx.Bucket(bucketStreamOrders), []byte(streamID+"\x00")))
+		return err
 	})
+	return out, err
 }

@@ -39,7 +39,8 @@ type groupTx struct {
 	base map[string]int64
 	idem map[string]idemRef
 	// Orders this group appended to order_log, and moved from it to users' index.
-	logged, indexed int
+	logged  []loggedOrder
+	indexed indexedOrders
 }
 
 func newGroupTx(tx *bolt.Tx, idem map[string]int64) *groupTx {
@@ -147,7 +148,7 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 			if err := g.flush(); err != nil {
 				return err
 			}
-			if s.unindexed+g.logged >= s.tuning.indexBatch {
+			if s.unindexed+len(g.logged) >= s.tuning.indexBatch {
 				var err error
 				g.indexed, err = indexOrders(tx, maxIndexPass)
 				return err
@@ -156,7 +157,7 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 		})
 		if err == nil {
 			applyIdem(s.idem, g.idem)
-			s.unindexed = max(s.unindexed+g.logged-g.indexed, 0)
+			s.applyLog(g.logged, g.indexed)
 		}
 		if failed < 0 {
 			for _, c := range batch {

@@ -25,7 +25,9 @@ import (
 //     the log holds indexBatch orders, in that group's transaction, and when the writer
 //     has been idle for indexIdle (boltTuning). Moving an entry deletes it from the log
 //     in the same transaction, so an order is always in exactly one of them, and
-//     ListOrders reads both: a buyer sees their order right after checkout.
+//     ListOrders reads both: a buyer sees their order right after checkout. The log's
+//     part it takes from a copy of the log by user the store keeps in memory
+//     (BoltStore.logged, rebuilt on open), not by reading the whole log.
 var bucketOrderLog = []byte("order_log") // seq (8 bytes BE) → uvarint len(order id), order id, user id
 
 // maxIndexPass bounds the orders one transaction indexes (defaultTuning: when).
@@ -133,8 +135,72 @@ func (t *boltTx) logOrder(orderID, userID string) error {
 	if err := b.Put(t.sc.key, v); err != nil {
 		return err
 	}
-	t.group.logged++
+	t.group.logged = append(t.group.logged, loggedOrder{userID, orderRef{seq, orderID}})
 	return nil
+}
+
+// orderRef is an order in order_log: its sequence and id.
+type orderRef struct {
+	seq uint64
+	id  string
+}
+
+// loggedOrder is an order a group appended to order_log.
+type loggedOrder struct {
+	user string
+	orderRef
+}
+
+// indexedOrders says which orders a transaction moved from order_log to users' index:
+// n of them, every one up to the sequence upTo, of these users.
+type indexedOrders struct {
+	n     int
+	upTo  uint64
+	users []string
+}
+
+// applyLog applies a committed transaction's changes of order_log to the store's
+// copy (logged) and count (unindexed): the orders added, then those indexed.
+func (s *BoltStore) applyLog(added []loggedOrder, indexed indexedOrders) {
+	if len(added) == 0 && indexed.n == 0 {
+		return
+	}
+	s.loggedMu.Lock()
+	defer s.loggedMu.Unlock()
+	for _, o := range added {
+		s.logged[o.user] = append(s.logged[o.user], o.orderRef)
+	}
+	for _, u := range indexed.users {
+		refs := s.logged[u]
+		i := 0
+		for i < len(refs) && refs[i].seq <= indexed.upTo {
+			i++
+		}
+		if i == len(refs) {
+			delete(s.logged, u)
+		} else {
+			s.logged[u] = refs[i:]
+		}
+	}
+	s.unindexed = max(s.unindexed+len(added)-indexed.n, 0)
+}
+
+// loadOrderLog reads the copy of order_log by user and counts its orders (on open).
+func loadOrderLog(tx *bolt.Tx) (map[string][]orderRef, int, error) {
+	logged, n := map[string][]orderRef{}, 0
+	err := tx.Bucket(bucketOrderLog).ForEach(func(k, v []byte) error {
+		oid, uid, err := splitOrderLog(v)
+		if err != nil {
+			return err
+		}
+		if len(k) != 8 {
+			return fmt.Errorf("order_log: bad key %q", k)
+		}
+		logged[string(uid)] = append(logged[string(uid)], orderRef{binary.BigEndian.Uint64(k), string(oid)})
+		n++
+		return nil
+	})
+	return logged, n, err
 }
 
 // splitOrderLog splits a value of order_log into the order id and the user id.
@@ -146,81 +212,94 @@ func splitOrderLog(v []byte) (orderID, userID []byte, err error) {
 	return v[w : w+int(n)], v[w+int(n):], nil
 }
 
-// loggedOrderIDs appends the ids of the user's orders still in order_log, oldest first.
-func loggedOrderIDs(tx *bolt.Tx, userID string, ids []string) ([]string, error) {
-	c := tx.Bucket(bucketOrderLog).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		oid, uid, err := splitOrderLog(v)
-		if err != nil {
-			return nil, err
-		}
-		if string(uid) == userID {
-			ids = append(ids, string(oid))
+// viewUserOrders runs fn in a read transaction with the user's orders of order_log in
+// it, oldest first (none indexed in the transaction). The copy is read and the
+// transaction begun under loggedMu's read lock: every order in the copy then committed
+// before the transaction began, and an order the writer has indexed but not yet
+// dropped from the copy is in the transaction's index, not in its log (the log is
+// indexed from its start, so those are the copy's orders before the log's first).
+func (s *BoltStore) viewUserOrders(userID string, fn func(tx *bolt.Tx, logged []string) error) error {
+	s.loggedMu.RLock()
+	tx, err := s.db.Begin(false)
+	refs := slices.Clone(s.logged[userID])
+	s.loggedMu.RUnlock()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	ids := []string{}
+	if first, _ := tx.Bucket(bucketOrderLog).Cursor().First(); len(first) == 8 {
+		from := binary.BigEndian.Uint64(first)
+		for _, r := range refs {
+			if r.seq >= from {
+				ids = append(ids, r.id)
+			}
 		}
 	}
-	return ids, nil
+	return fn(tx, ids)
 }
 
 // indexOrders moves up to max orders from the start of order_log into users' order
-// index, in the caller's transaction, and returns how many it moved. The entries are
-// put in key order (bbolt keeps a bucket's new entries in one in-memory node per leaf
-// until the commit: puts in order append to it).
-func indexOrders(tx *bolt.Tx, max int) (int, error) {
+// index, in the caller's transaction, and says which it moved. The entries are put in
+// key order (bbolt keeps a bucket's new entries in one in-memory node per leaf until
+// the commit: puts in order append to it).
+func indexOrders(tx *bolt.Tx, max int) (indexedOrders, error) {
 	log, users := tx.Bucket(bucketOrderLog), tx.Bucket(bucketUsers)
 	type kv struct{ k, v []byte }
 	var (
 		kvs  []kv
 		seqs [][]byte
+		out  indexedOrders
 	)
 	c := log.Cursor()
 	for k, v := c.First(); k != nil && len(kvs) < max; k, v = c.Next() {
 		oid, uid, err := splitOrderLog(v)
 		if err != nil {
-			return 0, err
+			return indexedOrders{}, err
 		}
 		if len(k) != 8 {
-			return 0, fmt.Errorf("order_log: bad key %q", k)
+			return indexedOrders{}, fmt.Errorf("order_log: bad key %q", k)
 		}
-		ik := appendSeqHex(userKey(string(uid), kindOrder, ""), binary.BigEndian.Uint64(k))
-		kvs = append(kvs, kv{ik, bytes.Clone(oid)})
+		user := string(uid)
+		out.upTo = binary.BigEndian.Uint64(k)
+		out.users = append(out.users, user)
+		kvs = append(kvs, kv{appendSeqHex(userKey(user, kindOrder, ""), out.upTo), bytes.Clone(oid)})
 		seqs = append(seqs, bytes.Clone(k))
 	}
 	slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	for _, e := range kvs {
 		if err := users.Put(e.k, e.v); err != nil {
-			return 0, err
+			return indexedOrders{}, err
 		}
 	}
 	for _, k := range seqs {
 		if err := log.Delete(k); err != nil {
-			return 0, err
+			return indexedOrders{}, err
 		}
 	}
-	return len(kvs), nil
+	out.n = len(kvs)
+	return out, nil
 }
 
 // indexWhenIdle indexes the whole order log in transactions of its own (the writer,
 // idle for indexIdle).
 func (s *BoltStore) indexWhenIdle() {
 	for s.unindexed > 0 {
-		n := 0
+		var done indexedOrders
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			var err error
-			n, err = indexOrders(tx, maxIndexPass)
+			done, err = indexOrders(tx, maxIndexPass)
 			return err
 		})
 		switch {
 		case err != nil:
 			return // left in the log, where ListOrders reads it; the next idle time tries again
-		case n == 0:
+		case done.n == 0:
 			s.unindexed = 0
 			return
 		}
-		s.unindexed = max(s.unindexed-n, 0)
+		s.applyLog(nil, done)
 	}
 }
-
-// countOrderLog counts the orders of order_log (on open).
-func countOrderLog(tx *bolt.Tx) int { return tx.Bucket(bucketOrderLog).Stats().KeyN }
 
 var errNoGroup = errors.New("bolt: checkout outside a group transaction")

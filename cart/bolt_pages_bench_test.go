@@ -176,8 +176,8 @@ func benchStormGroups(b *testing.B, buyers, group, warm int) {
 }
 
 // BenchmarkBoltListOrdersFullLog: a buyer's order listing when the order log is as full
-// as it gets before the writer indexes it (defaultTuning.indexBatch − 1 orders of
-// other buyers, the buyer's own one among them): ListOrders reads the whole log.
+// as it gets before the writer indexes it (defaultTuning.indexBatch − 1 orders, one of
+// them the buyer's).
 //
 //	go test ./cart -run '^$' -bench BoltListOrdersFullLog
 func BenchmarkBoltListOrdersFullLog(b *testing.B) {
