@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,4 +230,80 @@ func TestBoltIdemIndexRolledBack(t *testing.T) {
 		t.Fatalf("checkout with the key after the rollback: created %v %v, want a new order", res.Created, err)
 	}
 	f.orders("u", []string{res.Order.ID})
+}
+
+// TestBoltListOrdersWhileIndexing: buyers check out and list their orders at once
+// while the writer indexes the log every 7 orders and whenever idle for 1 ms; each
+// listing is exactly the buyer's acknowledged orders, oldest first: none missed
+// between the log and the index, none listed twice.
+func TestBoltListOrdersWhileIndexing(t *testing.T) {
+	f := newIndexFixture(t, boltTuning{indexBatch: 7, indexIdle: time.Millisecond})
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user, mine := fmt.Sprint("w", w), []string{}
+			for i := range 20 {
+				if _, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: newID(), UserID: user, ProductID: f.product, Quantity: 1, ExpiresAt: f.now.Add(time.Hour)}, f.now); err != nil {
+					t.Error(err)
+					return
+				}
+				res, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: newID(), UserID: user, IdempotencyKey: fmt.Sprint("k", i)}, f.now)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mine = append(mine, res.Order.ID)
+				for range 3 {
+					os, err := f.st.ListOrders(f.ctx, user)
+					got := []string{}
+					for _, o := range os {
+						got = append(got, o.ID)
+					}
+					if err != nil || !slices.Equal(got, mine) {
+						t.Errorf("%s's orders: got %v (%v), want %v", user, got, err, mine)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestBoltListOrdersIndexedNotYetDropped: between the commit that indexes orders and
+// the writer's update of its copy of the log, the copy still has them; a listing then
+// takes them from the index only (the copy's orders before the log's first entry, or
+// all of them when the log is empty), not twice.
+func TestBoltListOrdersIndexedNotYetDropped(t *testing.T) {
+	f := newIndexFixture(t, boltTuning{indexBatch: 1 << 20, indexIdle: time.Hour})
+	want := []string{f.buy("u", "k1").ID, f.buy("u", "k2").ID}
+	f.st.loggedMu.RLock()
+	stale := slices.Clone(f.st.logged["u"])
+	f.st.loggedMu.RUnlock()
+	err := f.st.group(func(g *groupTx) error { // the writer indexes the log
+		var err error
+		g.indexed, err = indexOrders(g.tx, maxIndexPass)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logged, indexed := f.counts(); logged != 0 || indexed != 2 {
+		t.Fatalf("after indexing: %d in the log, %d indexed; want 0, 2", logged, indexed)
+	}
+	setCopy := func(refs []orderRef) {
+		f.st.loggedMu.Lock()
+		f.st.logged["u"] = refs
+		f.st.loggedMu.Unlock()
+	}
+	setCopy(stale) // the log is empty
+	f.orders("u", want)
+	want = append(want, f.buy("u", "k3").ID)
+	f.st.loggedMu.RLock()
+	third := f.st.logged["u"]
+	f.st.loggedMu.RUnlock()
+	setCopy(append(slices.Clone(stale), third...)) // the log holds the third
+	f.orders("u", want)
 }
