@@ -164,52 +164,58 @@ func migrateLayout1(tx *bolt.Tx) error {
 // it when order_log did not exist (a new file too: nothing to move).
 func migrateLayout2(tx *bolt.Tx) error {
 	users := tx.Bucket(bucketUsers)
-	if err := tx.Bucket(bucketOrderLog).SetSequence(users.Sequence()); err != nil {
+	seq := users.Sequence()
+	if err := tx.Bucket(bucketOrderLog).SetSequence(seq); err != nil {
 		return err
 	}
 	type kv struct{ k, v []byte }
-	var (
-		gone [][]byte // the records' keys in users
-		exp  []kv     // the new idem_expiry entries
-	)
+	var keep, exp []kv // users' order index entries; the new idem_expiry entries
 	err := users.ForEach(func(k, v []byte) error {
 		kind, ok := userKeyKind(k)
-		if !ok {
+		switch {
+		case !ok:
 			return fmt.Errorf("migrate users: key %q is not a user's", k)
-		}
-		if kind != kindIdem {
+		case kind != kindIdem:
+			keep = append(keep, kv{bytes.Clone(k), bytes.Clone(v)})
 			return nil
 		}
 		var rec boltIdem
 		if err := unmarshalRecord(v, &rec); err != nil {
 			return fmt.Errorf("migrate idem %q: %w", k, err)
 		}
-		gone = append(gone, bytes.Clone(k))
 		exp = append(exp, kv{timeKey(rec.At, string(k)), bytes.Clone(v)})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, k := range gone {
-		if err := users.Delete(k); err != nil {
-			return err
+	// Both buckets are made anew, their entries put in key order: deleting the records
+	// one by one from users would be quadratic when users is still one in-memory node
+	// (a layout-1 file, moved to the second layout in this transaction).
+	putNew := func(name []byte, kvs []kv) (*bolt.Bucket, error) {
+		if err := tx.DeleteBucket(name); err != nil {
+			return nil, err
 		}
+		b, err := tx.CreateBucket(name)
+		if err != nil {
+			return nil, err
+		}
+		slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+		for _, e := range kvs {
+			if err := b.Put(e.k, e.v); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
 	}
-	if err := tx.DeleteBucket(bucketIdemExpiry); err != nil {
+	if users, err = putNew(bucketUsers, keep); err != nil {
 		return err
 	}
-	b, err := tx.CreateBucket(bucketIdemExpiry)
-	if err != nil {
+	if err := users.SetSequence(seq); err != nil {
 		return err
 	}
-	slices.SortFunc(exp, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
-	for _, e := range exp {
-		if err := b.Put(e.k, e.v); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = putNew(bucketIdemExpiry, exp)
+	return err
 }
 
 // userKeyKind returns the kind of a userKey (the byte after the user id).

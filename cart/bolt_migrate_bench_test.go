@@ -86,23 +86,52 @@ func BenchmarkBoltMigrateLayout1(b *testing.B) {
 			dir := b.TempDir()
 			tmpl := filepath.Join(dir, "layout1.db")
 			writeLayout1File(b, tmpl, n)
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				path := filepath.Join(dir, fmt.Sprintf("open-%d.db", i))
-				copyFile(b, tmpl, path)
-				b.StartTimer()
-				st, err := OpenBolt(path)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := st.Close(); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				os.Remove(path)
-				b.StartTimer()
-			}
+			benchOpens(b, dir, tmpl)
 		})
+	}
+}
+
+// BenchmarkBoltMigrateLayout2 is BenchmarkBoltMigrateLayout1 with a file of the second
+// layout (writeLayout1File's, moved by migrateLayout1 alone): OpenBolt moves every
+// idempotency record from users to idem_expiry.
+//
+//	go test ./cart -run '^$' -bench BoltMigrateLayout2 -benchtime 3x
+func BenchmarkBoltMigrateLayout2(b *testing.B) {
+	for _, n := range []int{10_000, 40_000} {
+		b.Run(fmt.Sprintf("buyers=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			tmpl := filepath.Join(dir, "layout2.db")
+			writeLayout1File(b, tmpl, n)
+			db, err := bolt.Open(tmpl, 0o600, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := db.Update(migrateLayout1); err != nil {
+				b.Fatal(err)
+			}
+			db.Close()
+			benchOpens(b, dir, tmpl)
+		})
+	}
+}
+
+// benchOpens times b.N opens (OpenBolt and Close) of copies of the file tmpl.
+func benchOpens(b *testing.B, dir, tmpl string) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		path := filepath.Join(dir, fmt.Sprintf("open-%d.db", i))
+		copyFile(b, tmpl, path)
+		b.StartTimer()
+		st, err := OpenBolt(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		os.Remove(path)
+		b.StartTimer()
 	}
 }
 
