@@ -43,6 +43,9 @@ type BoltStore struct {
 	// lock, so every order listed here is in that transaction (bolt_index.go).
 	loggedMu sync.RWMutex
 	logged   map[string][]orderRef
+	// commitFault (tests) is an error the writer reports after a commit that landed,
+	// as bbolt does when the fdatasync of the meta page it wrote fails.
+	commitFault func() error
 }
 
 // boltTuning says when the writer indexes the order log (bolt_index.go).

@@ -155,9 +155,15 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 			}
 			return nil
 		})
-		if err == nil {
+		if err == nil && s.commitFault != nil {
+			err = s.commitFault()
+		}
+		switch {
+		case err == nil:
 			applyIdem(s.idem, g.idem)
 			s.applyLog(g.logged, g.indexed)
+		case failed < 0:
+			s.resync() // the commit failed: its writes may be in the file all the same
 		}
 		if failed < 0 {
 			for _, c := range batch {

@@ -293,13 +293,43 @@ func (s *BoltStore) indexWhenIdle() {
 		})
 		switch {
 		case err != nil:
-			return // left in the log, where ListOrders reads it; the next idle time tries again
+			s.resync() // the commit may have landed all the same
+			return     // left in the log, where ListOrders reads it; the next idle time tries again
 		case done.n == 0:
 			s.unindexed = 0
 			return
 		}
 		s.applyLog(nil, done)
 	}
+}
+
+// resync reads the idempotency index and the copy of order_log anew from the file
+// (the writer, after a commit that failed). bbolt reports a failed fdatasync of the
+// meta page after writing it, and the transactions after it see that commit: its keys
+// and orders are in the file but were not applied to the in-memory copies, so a retry
+// with the same key would make a second order and the first would not be listed. If
+// the file cannot be read, the copies are left as they are.
+func (s *BoltStore) resync() {
+	var (
+		idem   map[string]int64
+		logged map[string][]orderRef
+		n      int
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		idem = loadIdemIndex(tx)
+		var err error
+		logged, n, err = loadOrderLog(tx)
+		return err
+	})
+	if err != nil {
+		return
+	}
+	// Swapped after the read transaction: loggedMu is not taken inside one (a listing
+	// holds its read lock while it begins its transaction).
+	s.idem = idem
+	s.loggedMu.Lock()
+	s.logged, s.unindexed = logged, n
+	s.loggedMu.Unlock()
 }
 
 var errNoGroup = errors.New("bolt: checkout outside a group transaction")
