@@ -31,10 +31,11 @@ type BoltStore struct {
 	writerDone chan struct{}
 	closeOnce  sync.Once
 	// Owned by the writer goroutine (commitGroup; OpenBolt before it starts), see
-	// bolt_index.go: idem maps each idempotency key (userKey(user, 'i', key)) to the
-	// time of its idem_expiry entry; unindexed counts the orders in order_log, which
-	// the writer indexes once there are indexBatch.
-	idem      map[string]int64
+	// bolt_index.go: idem maps each idempotency key (userKey(user, 'i', key), by its
+	// hash) to the time of its idem_expiry entry; unindexed counts the orders in
+	// order_log, which the writer indexes once there are indexBatch.
+	idem      map[idemSum]int64
+	hasher    idemHasher
 	unindexed int
 	tuning    boltTuning
 	// logged lists the orders of order_log by user, oldest first, so that a listing
@@ -66,7 +67,7 @@ func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &BoltStore{db: db, writes: make(chan *groupCall), quit: make(chan struct{}), writerDone: make(chan struct{}),
-		tuning: tuning}
+		tuning: tuning, hasher: newIdemHasher()}
 	err = db.Update(func(tx *bolt.Tx) error {
 		layout2 := tx.Bucket(bucketOrderLog) == nil // or a new file
 		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog}, commerceBuckets...) {
@@ -82,7 +83,7 @@ func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
 				return err
 			}
 		}
-		s.idem = loadIdemIndex(tx)
+		s.idem = loadIdemIndex(tx, s.hasher)
 		var err error
 		s.logged, s.unindexed, err = loadOrderLog(tx)
 		return err

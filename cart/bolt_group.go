@@ -36,19 +36,20 @@ type groupTx struct {
 	sc       txScratch
 	// The idempotency index (bolt_index.go): the store's, read only, and this group's
 	// changes to it, applied once the group has committed.
-	base map[string]int64
-	idem map[string]idemRef
+	base   map[idemSum]int64
+	idem   map[idemSum]idemRef
+	hasher idemHasher
 	// Orders this group appended to order_log, and moved from it to users' index.
 	logged  []loggedOrder
 	indexed indexedOrders
 }
 
-func newGroupTx(tx *bolt.Tx, idem map[string]int64) *groupTx {
+func newGroupTx(tx *bolt.Tx, idem map[idemSum]int64, h idemHasher) *groupTx {
 	for _, name := range appendBuckets {
 		tx.Bucket(name).FillPercent = appendFill
 	}
 	return &groupTx{tx: tx, products: map[string]*Product{}, sales: map[string]*Sale{}, isDirty: map[dirtyKey]bool{},
-		sc: txScratch{cursors: map[string]*bolt.Cursor{}}, base: idem}
+		sc: txScratch{cursors: map[string]*bolt.Cursor{}}, base: idem, hasher: h}
 }
 
 // appendBuckets are keyed by time (UUIDv7 ids, expiry times) or by a sequence after a
@@ -138,7 +139,7 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 		failed := -1
 		var g *groupTx
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			g = newGroupTx(tx, s.idem)
+			g = newGroupTx(tx, s.idem, s.hasher)
 			for i, c := range batch {
 				if err := c.fn(g); err != nil {
 					failed = i

@@ -119,7 +119,7 @@ func TestBoltStaleKeyReuseForgetsRecord(t *testing.T) {
 			return nil
 		})
 	})
-	if _, ok := st.idem[string(userKey("u", kindIdem, "k"))]; ok {
+	if _, ok := st.idem[st.hasher.sum(userKey("u", kindIdem, "k"))]; ok {
 		t.Errorf("the stale key is still in the index after the sweep")
 	}
 	if err != nil {
