@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/livecart/livecart/cart"
@@ -131,7 +132,7 @@ func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	c := ts.dial(t, sid, "")
 	c.nextOf(t, "snapshot")
-	time.Sleep(2500 * time.Millisecond) // the stream's first comparison: its baseline
+	waitComparison(t, ts.hub) // the stream's first comparison: its baseline
 
 	want := map[string]bool{}
 	var sales []cart.Sale
@@ -187,7 +188,7 @@ func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
 	sale := newActiveSale(t, ctx, store, sid, pid)
 	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventSale, Data: cart.SaleData{Sale: sale}})
 	c.nextOf(t, "sale")
-	time.Sleep(2500 * time.Millisecond) // the stream's first comparison: its baseline
+	waitComparison(t, ts.hub) // the stream's first comparison: its baseline
 
 	st, ended, err := store.EndStream(ctx, sid, time.Now())
 	if err != nil || len(ended) != 1 {
@@ -283,7 +284,7 @@ func TestEmitQueueFullOfModerationLosesNoState(t *testing.T) {
 	sid, hidden := newStreamWithProduct(t, ctx, store)
 	c := ts.dial(t, sid, "")
 	c.nextOf(t, "snapshot")
-	time.Sleep(2500 * time.Millisecond) // the stream's first comparison: its baseline
+	waitComparison(t, ts.hub) // the stream's first comparison: its baseline
 
 	thaw := r.freezeTillThaw(t)
 	emit := func(ev cart.Event) {
@@ -339,6 +340,26 @@ func TestEmitQueueFullOfModerationLosesNoState(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("10 s after the thaw: new product seen %v, hide seen %v, stream idle seen %v; want all", gotCreated, gotHidden, gotIdle)
+		}
+	}
+}
+
+// waitComparison waits until a whole node-death comparison has run since the call (the
+// hub's count of compared streams has grown by two: the one under way may have read
+// the store before the call), rather than a fixed time a loaded machine can overrun.
+func waitComparison(t *testing.T, h *Hub) {
+	t.Helper()
+	compared := func() float64 {
+		var m dto.Metric
+		if err := h.metrics.staleChecks.WithLabelValues("compared").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	want := compared() + 2
+	for deadline := time.Now().Add(15 * time.Second); compared() < want; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no whole comparison of the stream within 15 s (%v compared)", compared())
 		}
 	}
 }
