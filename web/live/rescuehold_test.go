@@ -40,18 +40,8 @@ func (s *blockingStock) GetProduct(ctx context.Context, id string) (cart.Product
 // holding the hub's lock, every stream's emits stalled behind it, then dropped the
 // emitter.)
 func TestEmitterHeldWhileItsRescueRuns(t *testing.T) {
-	rdb, prefix := testRedis(t, "livetest-rescuehold")
-	cleanupPrefix(t, rdb, prefix)
-	ctx := context.Background()
-	store := openRedisStore(t, rdb, prefix+"-store")
-	stock := &blockingStock{StockReader: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	h := newTestServer(t, Config{Bus: bus, Stock: stock}).hub
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(stock.release) }) }
-	t.Cleanup(release)
-	sid, pid := newStreamWithProduct(t, ctx, store)
+	ts, stock, release, sid, pid := blockedRescueServer(t, "livetest-rescuehold")
+	h := ts.hub
 
 	e := h.emitter(sid)
 	stock.block.Store(true)
@@ -86,19 +76,8 @@ func TestEmitterHeldWhileItsRescueRuns(t *testing.T) {
 // one under way reads the store after that comparison and covers it. (Before: each
 // comparison started its own, and the viewers got the product once for each.)
 func TestProductRescueNotRepeatedWhileUnderWay(t *testing.T) {
-	rdb, prefix := testRedis(t, "livetest-rescueonce")
-	cleanupPrefix(t, rdb, prefix)
-	ctx := context.Background()
-	store := openRedisStore(t, rdb, prefix+"-store")
-	stock := &blockingStock{StockReader: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
-	ts := newTestServer(t, Config{Bus: bus, Stock: stock})
+	ts, stock, release, sid, pid := blockedRescueServer(t, "livetest-rescueonce")
 	h := ts.hub
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(stock.release) }) }
-	t.Cleanup(release)
-	sid, pid := newStreamWithProduct(t, ctx, store)
 	c := ts.dial(t, sid, "")
 	c.nextOf(t, "snapshot")
 
@@ -133,4 +112,22 @@ func TestProductRescueNotRepeatedWhileUnderWay(t *testing.T) {
 	if n := stock.reads.Load(); n != 1 {
 		t.Fatalf("the product was read %d times for its rescue, want once", n)
 	}
+}
+
+// blockedRescueServer is a test server on a Redis bus whose store reads go through a
+// blockingStock, and a stream with a product; release (done once, and at the test's
+// end) lets blocked reads go on.
+func blockedRescueServer(t *testing.T, name string) (ts *testServer, stock *blockingStock, release func(), sid, pid string) {
+	rdb, prefix := testRedis(t, name)
+	cleanupPrefix(t, rdb, prefix)
+	store := openRedisStore(t, rdb, prefix+"-store")
+	stock = &blockingStock{StockReader: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	ts = newTestServer(t, Config{Bus: bus, Stock: stock})
+	var releaseOnce sync.Once
+	release = func() { releaseOnce.Do(func() { close(stock.release) }) }
+	t.Cleanup(release)
+	sid, pid = newStreamWithProduct(t, context.Background(), store)
+	return ts, stock, release, sid, pid
 }
