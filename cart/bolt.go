@@ -44,6 +44,12 @@ type BoltStore struct {
 	// lock, so every order listed here is in that transaction (bolt_index.go).
 	loggedMu sync.RWMutex
 	logged   map[string][]orderRef
+	// carts lists each user's holds, units counts each buyer's units held and bought
+	// in each live sale (bolt_holds.go). The writer owns both and changes them after
+	// each commit, carts under cartsMu (ListHolds reads it under the read lock).
+	cartsMu sync.RWMutex
+	carts   map[string][]cartEntry
+	units   map[string]map[string]int
 	// commitFault (tests) is an error the writer reports after a commit that landed,
 	// as bbolt does when the fdatasync of the meta page it wrote fails.
 	commitFault func() error
@@ -83,9 +89,16 @@ func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
 				return err
 			}
 		}
+		if err := migrateLayout3(tx); err != nil {
+			return err
+		}
 		s.idem = loadIdemIndex(tx, s.hasher)
 		var err error
-		s.logged, s.unindexed, err = loadOrderLog(tx)
+		if s.logged, s.unindexed, err = loadOrderLog(tx); err != nil {
+			return err
+		}
+		holds, err := loadHoldIndex(tx)
+		s.setHoldIndex(holds)
 		return err
 	})
 	if err != nil {

@@ -20,9 +20,9 @@ import (
 //
 // A checkout writes no user-keyed entry: its idempotency record is the value of its
 // idem_expiry entry (time-keyed) and its order goes to order_log, from which the writer
-// fills users' order index in large batches (bolt_index.go). The hold's user-keyed
-// entries stay in small hot ranges: carts holds only live carts, user_sale keeps a
-// sale's buyers together. Holds and orders are keyed by their ids, which are
+// fills users' order index in large batches (bolt_index.go). Nor does a hold: carts and
+// the per-user counts are in-memory indexes of the writer, rebuilt on open from holds
+// and the orders (bolt_holds.go). Holds and orders are keyed by their ids, which are
 // time-ordered (UUIDv7, newID), so new ones land at the right edge of their buckets
 // (appendBuckets). Files of the earlier layouts are moved to this one on open
 // (bolt_migrate.go).
@@ -35,8 +35,6 @@ var (
 	bucketLiveSales      = []byte("live_sales")      // sale id → "" (scheduled or active)
 	bucketHolds          = []byte("holds")           // hold id → boltHold (in a cart)
 	bucketHoldExpiry     = []byte("hold_expiry")     // expiry nanos (8 bytes BE), hold id → "" (units still held)
-	bucketCarts          = []byte("carts")           // userKey(user, 'c', seq) → hold id
-	bucketUserSale       = []byte("user_sale")       // sale id, user id → units held + bought
 	bucketOrders         = []byte("orders")          // order id → Order
 	bucketStreamOrders   = []byte("stream_orders")   // stream id, seq → order id
 	bucketIdemExpiry     = []byte("idem_expiry")     // created nanos (8 bytes BE), userKey(user, 'i', key) → boltIdem
@@ -45,7 +43,7 @@ var (
 
 // Kinds of a user's entries (userKey).
 const (
-	kindCart  = 'c' // in carts
+	kindCart  = 'c' // a hold's CartKey (the carts of the second layout)
 	kindIdem  = 'i' // in idem_expiry, after the time
 	kindOrder = 'o' // in users
 )
@@ -65,12 +63,13 @@ func userKey(user string, kind byte, rest string) []byte {
 
 var commerceBuckets = [][]byte{
 	bucketProducts, bucketStreamProducts, bucketPins, bucketSales, bucketStreamSales,
-	bucketLiveSales, bucketHolds, bucketHoldExpiry, bucketCarts, bucketUserSale, bucketOrders,
+	bucketLiveSales, bucketHolds, bucketHoldExpiry, bucketOrders,
 	bucketStreamOrders, bucketIdemExpiry, bucketUsers,
 }
 
 // boltHold is a hold as stored: Released means its units are back (expired, still in
-// the cart until the next checkout or removal).
+// the cart until the next checkout or removal). CartKey orders the user's cart
+// (bolt_holds.go).
 type boltHold struct {
 	Hold
 	User     string `json:"user"`
@@ -139,11 +138,6 @@ func prefixValues(b *bolt.Bucket, p []byte) []string {
 		out = append(out, string(v))
 	}
 	return out
-}
-
-// cartIDs lists the ids of the holds in the user's cart, oldest first.
-func (t *boltTx) cartIDs(userID string) []string {
-	return prefixValues(t.b(bucketCarts), userKey(userID, kindCart, ""))
 }
 
 // isDomain tells business-rule errors (the call's answer) from failures of the store.
@@ -659,6 +653,9 @@ func (t *boltTx) endSale(sale *Sale, now time.Time) (Product, error) {
 	}
 	t.touchSale(sale)
 	t.touchProduct(p)
+	if t.group != nil {
+		t.group.endSale(sale.ID)
+	}
 	return *p, t.b(bucketLiveSales).Delete([]byte(sale.ID))
 }
 
@@ -774,38 +771,6 @@ func (t *boltTx) hold(id string) (*boltHold, error) {
 	return &h, nil
 }
 
-// userSaleKey is the key of the user's units held or bought in a sale (user_sale); a
-// sale id is a UUID, so no other pair makes this key.
-func userSaleKey(saleID, userID string) []byte {
-	k := make([]byte, 0, len(saleID)+1+len(userID))
-	k = append(k, saleID...)
-	k = append(k, 0)
-	return append(k, userID...)
-}
-
-// userSaleUnits reads the count under key (0 when there is none).
-func (t *boltTx) userSaleUnits(key []byte) int {
-	v := t.get(bucketUserSale, key)
-	if v == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(string(v))
-	return n
-}
-
-// putUserSaleUnits stores n units under key, or deletes the entry when n <= 0.
-func (t *boltTx) putUserSaleUnits(key []byte, n int) error {
-	if n <= 0 {
-		return t.del(bucketUserSale, key)
-	}
-	return t.b(bucketUserSale).Put(key, strconv.AppendInt(nil, int64(n), 10))
-}
-
-func (t *boltTx) userSaleAdd(saleID, userID string, delta int) error {
-	key := userSaleKey(saleID, userID)
-	return t.putUserSaleUnits(key, t.userSaleUnits(key)+delta)
-}
-
 // HoldUnits takes units out of a product's stock or a sale's remaining for one user.
 func (s *BoltStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Time) (Hold, Changes, error) {
 	var (
@@ -821,6 +786,9 @@ func (s *BoltStore) HoldUnits(ctx context.Context, req HoldRequest, now time.Tim
 }
 
 func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
+	if t.group == nil {
+		return Hold{}, errNoGroup // the carts and units are the group's
+	}
 	h := Hold{ID: req.ID, UserID: req.UserID, ProductID: req.ProductID, SaleID: req.SaleID,
 		Quantity: req.Quantity, ExpiresAt: req.ExpiresAt.UTC()}
 	var sale *Sale
@@ -846,17 +814,14 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		if sale.Status == SaleEnded || now.Before(sale.StartsAt) || !now.Before(sale.EndsAt) {
 			return Hold{}, fmt.Errorf("sale %s is not active: %w", sale.ID, ErrSaleNotActive)
 		}
-		usKey := userSaleKey(sale.ID, req.UserID)
-		had := t.userSaleUnits(usKey) // one lookup for the check and the add
+		had := t.group.saleUnits(sale.ID, req.UserID)
 		if had+req.Quantity > sale.PerUserLimit {
 			return Hold{}, fmt.Errorf("the sale allows %d units per buyer, you have %d: %w", sale.PerUserLimit, had, ErrLimitExceeded)
 		}
 		if sale.Remaining < req.Quantity {
 			return Hold{}, fmt.Errorf("%d units left: %w", sale.Remaining, ErrSoldOut)
 		}
-		if err := t.putUserSaleUnits(usKey, had+req.Quantity); err != nil {
-			return Hold{}, err
-		}
+		t.group.addUnits(sale.ID, req.UserID, req.Quantity)
 		sale.Remaining -= req.Quantity
 		sale.Held += req.Quantity
 		t.touchSale(sale)
@@ -869,12 +834,12 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		p.Held += req.Quantity
 		t.touchProduct(p)
 	}
-	rec := boltHold{Hold: h, User: req.UserID}
-	cartKey, err := appendSeq(t.b(bucketCarts), userKey(req.UserID, kindCart, ""), h.ID)
+	seq, err := t.b(bucketHolds).NextSequence()
 	if err != nil {
 		return Hold{}, err
 	}
-	rec.CartKey = string(cartKey)
+	rec := boltHold{Hold: h, User: req.UserID, CartKey: string(appendSeqHex(userKey(req.UserID, kindCart, ""), seq))}
+	t.group.addCart(req.UserID, cartEntry{rec.CartKey, h.ID})
 	if err := t.b(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
 		return Hold{}, err
 	}
@@ -905,9 +870,7 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 			sale.Remaining += h.Quantity
 		}
 		t.touchSale(sale)
-		if err := t.userSaleAdd(h.SaleID, h.User, -h.Quantity); err != nil {
-			return err
-		}
+		t.group.addUnits(h.SaleID, h.User, -h.Quantity)
 	} else {
 		p, err := t.product(h.ProductID)
 		if err != nil {
@@ -926,9 +889,7 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 
 // dropHold removes a hold from the cart (its units must already be released or sold).
 func (t *boltTx) dropHold(h *boltHold) error {
-	if err := t.del(bucketCarts, t.key(h.CartKey)); err != nil {
-		return err
-	}
+	t.group.dropCart(h.User, h.ID)
 	if err := t.del(bucketHoldExpiry, timeKey(h.ExpiresAt, h.ID)); err != nil {
 		return err
 	}
@@ -938,9 +899,12 @@ func (t *boltTx) dropHold(h *boltHold) error {
 // ListHolds returns the user's holds in the cart, oldest first.
 func (s *BoltStore) ListHolds(ctx context.Context, userID string, now time.Time) ([]Hold, error) {
 	out := []Hold{}
-	err := s.view(func(t *boltTx) error {
-		for _, id := range t.cartIDs(userID) {
+	err := s.viewCart(userID, func(t *boltTx, ids []string) error {
+		for _, id := range ids {
 			h, err := t.hold(id)
+			if errors.Is(err, ErrNotFound) {
+				continue // taken out of the cart since the copy (viewCart)
+			}
 			if err != nil {
 				return err
 			}
@@ -1115,7 +1079,7 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 			seen = append(seen, h)
 		}
 	} else {
-		for _, id := range t.cartIDs(req.UserID) {
+		for _, id := range t.group.cartIDs(req.UserID) {
 			h, err := t.hold(id)
 			if err != nil {
 				return nil, nil, err
@@ -1162,7 +1126,7 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 // checkout. Then the whole cart is clear of expired holds (cartCleared).
 func (t *boltTx) clearOtherExpired(req CheckoutRequest, seen []*boltHold, now time.Time) error {
 	if req.HoldIDs != nil || req.StreamID != "" {
-		for _, id := range t.cartIDs(req.UserID) {
+		for _, id := range t.group.cartIDs(req.UserID) {
 			if slices.ContainsFunc(seen, func(h *boltHold) bool { return h.ID == id }) {
 				continue
 			}

@@ -42,6 +42,11 @@ type groupTx struct {
 	// Orders this group appended to order_log, and moved from it to users' index.
 	logged  []loggedOrder
 	indexed indexedOrders
+	// The carts and units of the live sales (bolt_holds.go): the store's, read only,
+	// and this group's changes to them, applied once the group has committed.
+	carts map[string][]cartEntry
+	units map[string]map[string]int
+	hc    holdChanges
 }
 
 func newGroupTx(tx *bolt.Tx, idem map[idemSum]int64, h idemHasher) *groupTx {
@@ -133,13 +138,14 @@ func (s *BoltStore) writeLoop() {
 // commitGroup runs the calls in one transaction. If one call fails, the transaction is
 // rolled back, that call gets its error and the others run again without it. When the
 // order log holds indexBatch orders, the group's transaction also indexes them.
-// commitGroup runs on the writer goroutine only: it owns idem and unindexed.
+// commitGroup runs on the writer goroutine only: it owns idem, unindexed, carts and units.
 func (s *BoltStore) commitGroup(batch []*groupCall) {
 	for len(batch) > 0 {
 		failed := -1
 		var g *groupTx
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			g = newGroupTx(tx, s.idem, s.hasher)
+			g.carts, g.units = s.carts, s.units
 			for i, c := range batch {
 				if err := c.fn(g); err != nil {
 					failed = i
@@ -163,6 +169,7 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 		case err == nil:
 			applyIdem(s.idem, g.idem)
 			s.applyLog(g.logged, g.indexed)
+			s.applyHolds(g.hc)
 		case failed < 0:
 			s.resync() // the commit failed: its writes may be in the file all the same
 		}

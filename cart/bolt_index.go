@@ -323,8 +323,8 @@ func (s *BoltStore) indexWhenIdle() {
 	}
 }
 
-// resync reads the idempotency index and the copy of order_log anew from the file
-// (the writer, after a commit that failed). bbolt reports a failed fdatasync of the
+// resync reads the idempotency index, the copy of order_log and the carts and units
+// (bolt_holds.go) anew from the file (the writer, after a commit that failed). bbolt reports a failed fdatasync of the
 // meta page after writing it, and the transactions after it see that commit: its keys
 // and orders are in the file but were not applied to the in-memory copies, so a retry
 // with the same key would make a second order and the first would not be listed. If
@@ -334,16 +334,21 @@ func (s *BoltStore) resync() {
 		idem   map[idemSum]int64
 		logged map[string][]orderRef
 		n      int
+		holds  holdIndex
 	)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		idem = loadIdemIndex(tx, s.hasher)
 		var err error
-		logged, n, err = loadOrderLog(tx)
+		if logged, n, err = loadOrderLog(tx); err != nil {
+			return err
+		}
+		holds, err = loadHoldIndex(tx)
 		return err
 	})
 	if err != nil {
 		return
 	}
+	s.setHoldIndex(holds)
 	// Swapped after the read transaction: loggedMu is not taken inside one (a listing
 	// holds its read lock while it begins its transaction).
 	s.idem = idem

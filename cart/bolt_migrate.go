@@ -35,7 +35,11 @@ func migrateLayout1(tx *bolt.Tx) error {
 	if uh == nil && uo == nil && id == nil {
 		return nil
 	}
-	carts, users := tx.Bucket(bucketCarts), tx.Bucket(bucketUsers)
+	users := tx.Bucket(bucketUsers)
+	carts, err := tx.CreateBucketIfNotExists(bucketCarts) // dropped by migrateLayout3
+	if err != nil {
+		return err
+	}
 	type kv struct{ k, v []byte }
 	// The entries for carts and users are put in key order: bbolt keeps a bucket's new
 	// entries in one in-memory node until the commit, so each put out of order moves
@@ -110,7 +114,8 @@ func migrateLayout1(tx *bolt.Tx) error {
 	if err := tx.DeleteBucket(bucketIdemExpiry); err != nil {
 		return err
 	}
-	exp, err := tx.CreateBucket(bucketIdemExpiry)
+	var exp *bolt.Bucket
+	exp, err = tx.CreateBucket(bucketIdemExpiry)
 	if err != nil {
 		return err
 	}
@@ -151,6 +156,35 @@ func migrateLayout1(tx *bolt.Tx) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// The second layout's user-keyed buckets of holds (until 2026-12-02, main at 70a2478):
+var (
+	bucketCarts    = []byte("carts")     // userKey(user, 'c', seq) → hold id
+	bucketUserSale = []byte("user_sale") // sale id, "\x00", user id → units held + bought
+)
+
+// migrateLayout3 moves a file with carts and user_sale (the layouts before the third)
+// to the third, in OpenBolt's transaction: both buckets are dropped, as the writer
+// keeps carts and per-user counts in memory, rebuilt on open from holds and the orders
+// (bolt_holds.go). A hold record already names its cart entry (CartKey, whose
+// sequence is the carts bucket's); the holds bucket's sequence, which numbers the new
+// holds' cart keys, continues it, so a cart keeps its order. A file without them is
+// left alone.
+func migrateLayout3(tx *bolt.Tx) error {
+	if carts := tx.Bucket(bucketCarts); carts != nil {
+		holds := tx.Bucket(bucketHolds)
+		if err := holds.SetSequence(max(holds.Sequence(), carts.Sequence())); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(bucketCarts); err != nil {
+			return err
+		}
+	}
+	if tx.Bucket(bucketUserSale) != nil {
+		return tx.DeleteBucket(bucketUserSale)
 	}
 	return nil
 }
