@@ -38,6 +38,12 @@ type holdChanges struct {
 
 type saleUser struct{ sale, user string }
 
+// any says whether the group changed the carts or units (a transaction that did must
+// have them applied if it is in the file, even when its commit reported an error).
+func (c holdChanges) any() bool {
+	return len(c.added) > 0 || len(c.dropped) > 0 || len(c.units) > 0 || len(c.ended) > 0
+}
+
 // cartIDs lists the ids of the holds in the user's cart, oldest first, as the group
 // has left it so far.
 func (g *groupTx) cartIDs(user string) []string {
@@ -83,6 +89,9 @@ func (g *groupTx) endSale(sale string) { g.hc.ended = append(g.hc.ended, sale) }
 
 // applyHolds applies a committed group's changes to the carts and units (the writer).
 func (s *BoltStore) applyHolds(c holdChanges) {
+	if !c.any() {
+		return
+	}
 	if len(c.added) > 0 || len(c.dropped) > 0 {
 		s.cartsMu.Lock()
 		for id, user := range c.dropped {
