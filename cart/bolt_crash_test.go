@@ -105,6 +105,26 @@ func TestBoltCrash(t *testing.T) {
 	}
 	checkOrders()
 	checkStreamInvariants(t, st, streamID, map[string]int{productID: putIn})
+	// The per-user counts (rebuilt on open from the holds and orders): every buyer
+	// with an acknowledged hold of the sale (limit 1; the child's buyers w-i with i%3
+	// != 0), held or ordered, is refused a second unit.
+	sales, err := st.ListSales(ctx, streamID)
+	if err != nil || len(sales) != 1 {
+		t.Fatalf("the stream's sales: %v %v", sales, err)
+	}
+	limited := 0
+	for user := range holds {
+		var w, i int
+		if _, err := fmt.Sscanf(user, "w%d-%d", &w, &i); err != nil || i%3 == 0 {
+			continue
+		}
+		_, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sales[0].ID, Quantity: 1,
+			ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+		if !errors.Is(err, ErrLimitExceeded) {
+			t.Errorf("%s, who held a unit of the sale (limit 1), holds another after the kill: %v, want limit_exceeded", user, err)
+		}
+		limited++
+	}
 	logged, indexed := (&indexFixture{t: t, st: st}).counts()
 	if indexed == 0 {
 		t.Errorf("after the kill: %d orders in the log, none indexed; want batches of 300 indexed", logged)
@@ -143,7 +163,8 @@ func TestBoltCrash(t *testing.T) {
 		}
 	}
 	checkOrders()
-	t.Logf("killed after %d acks: %d holds, %d orders acknowledged, all present (%d in the log, %d indexed); %d replays", acks, len(holds), len(orders), logged, indexed, replayed)
+	t.Logf("killed after %d acks: %d holds, %d orders acknowledged, all present (%d in the log, %d indexed); %d buyers at the sale's limit; %d replays",
+		acks, len(holds), len(orders), logged, indexed, limited, replayed)
 }
 
 // TestBoltCrashChild is the child of TestBoltCrash: it storms until it is killed,
