@@ -121,8 +121,24 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return c.UDPConn.WriteTo(p, addr)
 	}
 	ap := ua.AddrPort()
-	bp := c.pool.Get().(*[]byte)
+	bp := c.buffer()
 	*bp = append((*bp)[:0], p...)
+	if err := c.enqueue(bp, ua, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// buffer returns a pooled datagram buffer (capacity at least 1,500 bytes) for enqueue,
+// or for recycle if it is not sent.
+func (c *batchConn) buffer() *[]byte { return c.pool.Get().(*[]byte) }
+
+// recycle returns a buffer from buffer that was not queued.
+func (c *batchConn) recycle(bp *[]byte) { c.pool.Put(bp) }
+
+// enqueue queues the datagram in bp (from buffer; the batcher owns it now) for ua,
+// whose unmapped address is dst. It waits only while the queue is full.
+func (c *batchConn) enqueue(bp *[]byte, ua *net.UDPAddr, dst netip.AddrPort) error {
 	c.mu.Lock()
 	if len(c.queue) >= c.limit && !c.closed {
 		c.stats.waits.Inc()
@@ -135,9 +151,9 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if c.closed {
 		c.mu.Unlock()
 		c.pool.Put(bp)
-		return 0, net.ErrClosed
+		return net.ErrClosed
 	}
-	c.queue = append(c.queue, outPacket{buf: bp, dst: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), addr: ua})
+	c.queue = append(c.queue, outPacket{buf: bp, dst: dst, addr: ua})
 	n := len(c.queue)
 	c.mu.Unlock()
 	switch {
@@ -154,7 +170,7 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		default:
 		}
 	}
-	return len(p), nil
+	return nil
 }
 
 // Close stops the flusher after it sent what was queued, then closes the socket.

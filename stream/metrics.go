@@ -13,6 +13,7 @@ type metrics struct {
 	batches    prometheus.Counter // viewers' writers' batches (wake-ups)
 	pli        prometheus.Counter
 	late       prometheus.Counter
+	direct     prometheus.Counter // viewers keyed for the relay's own SRTP output
 	// UDP socket (parallel mode's batched sends).
 	sendWaits  prometheus.Counter
 	sendErrors prometheus.Counter
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_pli_total", Help: "Keyframe requests sent to publishers."}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_late_total", Help: "Publisher packets not forwarded because they arrived over 1 s late (ingest backlog)."}),
+		direct: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_viewers_direct_total", Help: "Viewers whose RTP the relay encrypted and sent itself, not through pion's write chain."}),
 		sendWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_udp_send_waits_total", Help: "Writes that waited because the UDP send queue was full."}),
 		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -59,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.resent, m.batches, m.pli, m.late,
+	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.resent, m.batches, m.pli, m.late, m.direct,
 		m.sendWaits, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 

@@ -112,6 +112,7 @@ type Relay struct {
 	api     *webrtc.API // publishers and upstreams (and viewers in Baseline)
 	viewAPI *webrtc.API // viewers: no interceptors (the relay answers NACKs, sends reports)
 	udp     net.PacketConn
+	out     *batchConn // the batched UDP socket (nil in Baseline)
 	mux     ice.UDPMux
 	metrics *metrics
 	// writeSlots bounds the viewer writers running at once (two per CPU).
@@ -176,7 +177,8 @@ func New(opts Options) (*Relay, error) {
 	var sock net.PacketConn = udp
 	if !opts.Baseline {
 		// Baseline keeps pion's plain per-packet sendto, for a fair comparison.
-		sock = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats(), max(opts.SendGather, 0))
+		r.out = newBatchConn(udp, gsoSupported(udp), r.metrics.sendStats(), max(opts.SendGather, 0))
+		sock = r.out
 	}
 	r.mux = webrtc.NewICEUDPMux(nil, sock)
 	r.api, err = r.buildAPI(srtpProfiles, false)

@@ -242,6 +242,9 @@ func TestFanOutReachesEveryViewer(t *testing.T) {
 			if got := r.Viewers("s1"); got != n {
 				t.Errorf("Viewers() = %d, want %d", got, n)
 			}
+			if got := testutilValue(r.metrics.direct); int(got) != n {
+				t.Errorf("%v viewers keyed for the relay's own SRTP output, want %d", got, n)
+			}
 		})
 	}
 }
@@ -437,8 +440,33 @@ func TestSRTPProfiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, _ := startViewerWith(t, a, r, "s1")
+		v, rid := startViewerWith(t, a, r, "s1")
 		receiving(t, v, 10, tc.name+" viewer")
+		if !writesDirect(r, "s1", rid) {
+			t.Errorf("%s viewer: written through pion's chain, not the relay's own SRTP output", tc.name)
+		}
+	}
+}
+
+// writesDirect tells whether the viewer's packets go out through the relay's own SRTP
+// output (direct.go).
+func writesDirect(r *Relay, sid, rid string) bool {
+	rm := r.existingRoom(sid)
+	if rm == nil {
+		return false
+	}
+	rm.mu.Lock()
+	v := rm.viewers[rid]
+	rm.mu.Unlock()
+	return v != nil && v.direct() != nil && !v.noDirect.Load()
+}
+
+// TestDirectConnField: this pion keeps a DTLSTransport's DTLS connection where
+// directConn looks for it. If an upgrade moves it, viewers fall back to pion's write
+// chain (correct, but about a third dearer): this test says so.
+func TestDirectConnField(t *testing.T) {
+	if dtlsConnField == nil {
+		t.Fatal("webrtc.DTLSTransport has no field conn of type *dtls.Conn: viewers' direct SRTP output is off")
 	}
 }
 

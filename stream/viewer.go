@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,13 @@ type viewer struct {
 	closed    atomic.Bool
 	connected atomic.Bool
 	sent      [3]atomic.Int64 // packets written, by kind
+
+	// The relay's own SRTP output (direct.go), keyed on the first write.
+	transport  *webrtc.DTLSTransport
+	remote     atomic.Pointer[remoteAddr] // the selected candidate pair's remote end
+	noDirect   atomic.Bool                // the pair is not on the relay's UDP socket
+	directOnce sync.Once
+	dout       *directOut // set by directOnce; nil: pion's write chain
 }
 
 // subscribe negotiates a viewer. It is in the room (inactive) from the start, so the
@@ -56,6 +64,10 @@ func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPC
 			return "", "", err
 		}
 		senders = append(senders, tr.Sender())
+	}
+	if len(senders) > 0 && v.q != nil {
+		v.transport = senders[0].Transport()
+		v.transport.ICETransport().OnSelectedCandidatePairChange(v.setRemote)
 	}
 	pc.OnConnectionStateChange(v.onState)
 	if err := rm.addViewer(v); err != nil {
@@ -240,7 +252,7 @@ func (v *viewer) write(e entry) bool {
 		SSRC:           b.ssrc,
 		CSRC:           p.hdr.CSRC,
 	}
-	if _, err := b.ws.WriteRTP(&t.hdr, p.payload); err != nil {
+	if err := v.writeRTP(b, &t.hdr, p.payload); err != nil {
 		return false
 	}
 	v.sent[p.kind].Add(1)
