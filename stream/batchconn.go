@@ -59,6 +59,7 @@ type outPacket struct {
 type batchConn struct {
 	*net.UDPConn
 	batch *ipv4.PacketConn
+	raw   *rawSender // sendmmsg as a raw system call (Linux); nil: batch.WriteBatch
 	stats sendStats
 	wake  chan struct{} // 1-buffered: the queue is not empty
 	full  chan struct{} // 1-buffered: the queue reached gatherMax
@@ -104,7 +105,7 @@ func newBatchConn(c *net.UDPConn, gso bool, stats sendStats, gather time.Duratio
 // makeBatchConn builds the conn without its flusher.
 func makeBatchConn(c *net.UDPConn, gso bool, stats sendStats, limit int) *batchConn {
 	b := &batchConn{
-		UDPConn: c, batch: ipv4.NewPacketConn(c), stats: stats, limit: limit,
+		UDPConn: c, batch: ipv4.NewPacketConn(c), raw: newRawSender(c), stats: stats, limit: limit,
 		wake: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		gso: gso, byDst: map[netip.AddrPort][]int{},
 		msgs: make([]ipv4.Message, 0, mmsgBatch), oob: make([]byte, mmsgBatch*gsoControlLen),
@@ -341,7 +342,7 @@ func (c *batchConn) run(q []outPacket, idx []int) (int, int) {
 // A train refused for its destination (the single packets fail too) leaves GSO on.
 func (c *batchConn) write(msgs []ipv4.Message) {
 	for len(msgs) > 0 {
-		n, err := c.batch.WriteBatch(msgs, 0)
+		n, err := c.sendmmsg(msgs)
 		c.stats.calls.Inc()
 		c.stats.messages.Add(float64(max(n, 0)))
 		if err == nil {
@@ -362,6 +363,19 @@ func (c *batchConn) write(msgs []ipv4.Message) {
 			msgs = withoutGSO(msgs)
 		}
 	}
+}
+
+// sendmmsg sends msgs (or a first part) in one system call: the number sent, or the
+// error for msgs[0].
+func (c *batchConn) sendmmsg(msgs []ipv4.Message) (int, error) {
+	if c.raw != nil {
+		n, err := c.raw.send(msgs)
+		if err != errNoSockaddr {
+			return n, err
+		}
+		msgs = msgs[:1] // e.g. a link-local IPv6 zone: x/net resolves it
+	}
+	return c.batch.WriteBatch(msgs, 0)
 }
 
 // gsoRefused tells whether a failed GSO send may have failed for being GSO.

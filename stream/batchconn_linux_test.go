@@ -81,3 +81,59 @@ func TestBatchConnFallsBackWhenGSORefused(t *testing.T) {
 		t.Errorf("messages = %v, want %v", got, want)
 	}
 }
+
+// TestBatchConnRawSendBothFamilies: the raw sendmmsg (rawSender) sends from an IPv4
+// socket and from a dual-stack IPv6 one (what the relay gets for 0.0.0.0 where IPv6
+// exists: IPv4 destinations as mapped addresses), GSO trains and single packets, every
+// datagram arriving in order.
+func TestBatchConnRawSendBothFamilies(t *testing.T) {
+	for _, tc := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp", "0.0.0.0:0"}} {
+		la, err := net.ResolveUDPAddr(tc.network, tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock, err := net.ListenUDP(tc.network, la)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc := newBatchConn(sock, gsoSupported(sock), testSendStats(), 0)
+		if bc.raw == nil {
+			t.Fatalf("%s: no raw sender", tc.network)
+		}
+		t.Logf("%s %s: AF_INET6 socket %v", tc.network, tc.addr, bc.raw.v6)
+		const dests, per = 2, 30
+		outs := make([]chan []datagram, dests)
+		recv := make([]*net.UDPConn, dests)
+		for d := range dests {
+			recv[d] = listenLoopback(t)
+			outs[d] = make(chan []datagram, 1)
+			go receive(recv[d], per, outs[d])
+		}
+		buf := make([]byte, 2048)
+		for seq := range per {
+			for d := range dests {
+				p := buf[:sizeFor(seq)]
+				p[0] = byte(d)
+				binary.BigEndian.PutUint32(p[1:], uint32(seq))
+				if _, err := bc.WriteTo(p, recv[d].LocalAddr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for d := range dests {
+			got := <-outs[d]
+			if len(got) != per {
+				t.Fatalf("%s: destination %d got %d datagrams, want %d", tc.network, d, len(got), per)
+			}
+			for i, g := range got {
+				if want := (datagram{d, i, sizeFor(i)}); g != want {
+					t.Fatalf("%s: destination %d datagram %d = %+v, want %+v", tc.network, d, i, g, want)
+				}
+			}
+		}
+		_ = bc.Close()
+		if got := testutilValue(bc.stats.errors); got != 0 {
+			t.Errorf("%s: %v send errors", tc.network, got)
+		}
+	}
+}
