@@ -112,9 +112,12 @@ func streamOf(channel string) string {
 	return channel[i+1 : j]
 }
 
-// Publish implements Bus. A call whose reply is lost (a timeout, a dropped connection)
-// is sent again with the same publication id until ctx ends: the script publishes an
-// id once, so the event gets one seq however often it is sent.
+// Publish implements Bus. A call that fails for a cause that may pass (Redis
+// unreachable or not answering, a reply lost) is sent again with the same publication
+// id until ctx ends, each try bounded by PublishTryTimeout: the script publishes an id
+// once, so the event gets one seq however often it is sent. The id is remembered for a
+// minute after the event went out: a try that reached Redis and ran later (a freeze)
+// is found by the tries after it.
 func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
 	return b.PublishSeen(ctx, sid, typ, body, nil, false)
 }
@@ -154,9 +157,11 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 			args = append(args, 1)
 		}
 	}
-	wait := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		res, err := publishScript.Run(ctx, b.rdb, keys, args...).Slice()
+	wait, tries := publishFirstWait, 0
+	for {
+		tctx, cancel := context.WithTimeout(ctx, PublishTryTimeout)
+		res, err := publishScript.Run(tctx, b.rdb, keys, args...).Slice()
+		cancel()
 		if err == nil {
 			seq, _ := res[0].(int64)
 			frame, _ := res[1].(string)
@@ -166,26 +171,43 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 			if frame == "" {
 				frame = string(buildFrame(typ, seq, body)) // trimmed from the history since
 			}
+			if tries > 0 {
+				b.log.Info("live: publish: out after tries that failed", "stream", sid, "type", typ, "seq", seq, "failed", tries)
+			}
 			return Record{Seq: seq, Frame: []byte(frame)}, nil
 		}
-		if attempt == publishAttempts || ctx.Err() != nil || !retryable(err) {
+		if ctx.Err() != nil || !retryable(err) {
 			return Record{}, fmt.Errorf("live: publish: %w", err)
+		}
+		if tries++; tries == 1 {
+			b.log.Warn("live: publish: redis did not answer; sending again with the same id", "stream", sid, "type", typ, "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return Record{}, fmt.Errorf("live: publish: %w", err)
 		case <-time.After(wait):
 		}
-		wait *= 2
+		wait = min(2*wait, publishMaxWait)
 	}
 }
 
-// publishAttempts bounds how often Publish sends one event (0.75 s of waits in all: 50, 100, 200, 400 ms).
-const publishAttempts = 5
+// PublishTryTimeout bounds each try of a publication (a Redis that does not answer:
+// the try is given up and the publication sent again with its id).
+const PublishTryTimeout = 5 * time.Second
+
+// The waits between a publication's tries: 50 ms, doubling up to 1 s.
+const (
+	publishFirstWait = 50 * time.Millisecond
+	publishMaxWait   = time.Second
+)
 
 // retryable tells a failure that may pass (Redis unreachable, slow, restarting, a
-// connection lost) from an answer that will not change (a script error).
+// connection lost) from an answer that will not change (a script error) or a client
+// closed.
 func retryable(err error) bool {
+	if errors.Is(err, redis.ErrClosed) {
+		return false
+	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()

@@ -525,10 +525,12 @@ func (e *emitter) idle(now time.Time, interval time.Duration) bool {
 	e.qmu.Lock()
 	draining := e.draining
 	e.qmu.Unlock()
-	if draining {
+	if draining || !e.mu.TryLock() {
+		// Busy: a publication (held-back values going out, a rescue) holds mu, maybe
+		// for as long as Redis does not answer; forgetIdle, which holds the hub's lock,
+		// must not wait for it (every stream's emits would).
 		return false
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, t := range e.lastSent {
 		if now.Sub(t) > interval {
@@ -973,7 +975,9 @@ func (e *emitter) storeStock(ctx context.Context, d cart.StockData) (cart.StockD
 // store's value when the hub can read it (Config.Stock): the callers of changes that
 // committed together (the embedded store's group commit) emit in any order, so the
 // value emitted last need not be the newest. A product or pin event of a hidden product
-// is dropped (hiddenNow). Other events are published as they are.
+// is dropped (hiddenNow). Other events are published as they are. The event is tried
+// until it is out (publishEmitted): e.mu is held meanwhile, so the stream's later
+// events wait in its emit queue, in order.
 func (e *emitter) publishLocal(ctx context.Context, ev cart.Event) {
 	switch d := ev.Data.(type) {
 	case cart.ProductData:
@@ -998,7 +1002,7 @@ func (e *emitter) publishLocal(ctx context.Context, ev cart.Event) {
 			ev.Data = fresh
 		}
 	}
-	e.hub.publish(ctx, e.sid, ev.Type, ev.Data)
+	e.hub.publishEmitted(e.sid, ev.Type, ev.Data)
 }
 
 // hiddenNow reports whether an event carrying p must not reach the viewers: p is

@@ -174,15 +174,39 @@ type seenPublisher interface {
 	PublishRescuedPin(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error)
 }
 
-// publish encodes and publishes one event now.
+// publish encodes and publishes one event now, trying for 5 s at most (an event
+// whose sender waits, or that a later one carries anew: a chat message, a viewer
+// count, a rescue). An error is logged and returned.
 func (h *Hub) publish(ctx context.Context, sid, typ string, data any) (Record, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTryTimeout)
+	defer cancel()
+	return h.publishUntil(ctx, sid, typ, data)
+}
+
+// publishEmitted publishes an emitted event (Emit): one a request was answered for,
+// so it is tried until it is out (the bus sends it again with its id, each try
+// bounded, until Redis answers) while the hub runs; the caller holds its stream's
+// emitter, so the stream's later events wait behind it, in order, in the emit queue.
+// Once Close has given up on the events still waiting (backgroundCtx), each is tried
+// for 5 s at most: what does not go out then is lost with the node (logged), the
+// stream's state rescued by the other nodes' comparison.
+func (h *Hub) publishEmitted(sid, typ string, data any) {
+	ctx := h.backgroundCtx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), PublishTryTimeout)
+		defer cancel()
+	}
+	h.publishUntil(ctx, sid, typ, data)
+}
+
+// publishUntil encodes and publishes one event, the bus trying until ctx ends.
+func (h *Hub) publishUntil(ctx context.Context, sid, typ string, data any) (Record, error) {
 	body, err := encodeBody(h.cfg.Now(), data)
 	if err != nil {
 		h.cfg.Logger.Error("live: encode event", "stream", sid, "type", typ, "err", err)
 		return Record{}, err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	var rec Record
 	if sp, ok := h.cfg.Bus.(seenPublisher); ok && h.stockGate != nil {
 		// Stock values are recorded as delivered with the event: StaleStock compares them
