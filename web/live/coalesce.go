@@ -211,8 +211,8 @@ func (e *emitter) removeLocked(i int) queuedEvent {
 // empty (all its places reserved): the caller starts the drain for an event queued.
 // The queue only holds events not yet out, so what may give way is what can be had
 // again from the store:
-//   - a state event (stock, product, pin or unpin, sale, stream) supersedes the queued
-//     one of the same sale, product or stream (sameState): the newer replaces it, at
+//   - a state event (stock, product, pin or unpin, sale, stream, media) supersedes the
+//     queued one of the same sale, product or stream (sameState): the newer replaces it, at
 //     the tail, and both callers wait for it. A sale or stream that ended stays ended,
 //     a hide's or unhide's product event stays one (mergeState).
 //   - else, with the node-death comparison on (the bus is a StockGate, Config.Stock
@@ -220,11 +220,11 @@ func (e *emitter) removeLocked(i int) queuedEvent {
 //     its value is in the store and not recorded as delivered, so the comparison
 //     publishes the store's value within about two seconds of the bus answering
 //     (rescueStaleStock; a product's fields are compared as "product:<id>",
-//     productValue). A stream's other change (live, idle) takes the place of the
-//     oldest queued event of those kinds. After a sale's event, the stream's end goes
+//     productValue). A stream's other change (live, idle) or media mute takes the
+//     place of the oldest queued event of those kinds. After a sale's event, the stream's end goes
 //     the same way (rescuedLocked).
-//   - a stream event that finds nothing to take the place of is queued over the bound:
-//     one at most, as each supersedes the one queued before.
+//   - a stream or media event that finds nothing to take the place of is queued over
+//     the bound: one of each at most, as each supersedes the one queued before.
 //   - without the comparison (no StockGate or no Config.Stock: never so in the
 //     binary, whose Redis bus always has its store), a state event that finds nothing
 //     to take the place of is dropped, logged and counted (the viewers get it with
@@ -265,8 +265,8 @@ func (e *emitter) overflowLocked(q queuedEvent) (<-chan struct{}, error) {
 			}
 		}
 	}
-	if _, ok := q.ev.Data.(cart.StreamData); ok {
-		// None queued (sameState): over the bound by this one at most.
+	if overBound(q.ev) {
+		// None of its kind queued (sameState): over the bound by this one at most.
 		m.WithLabelValues("over").Inc()
 		q.done = make(chan struct{})
 		e.pushLocked(q)
@@ -307,10 +307,22 @@ func isStreamEnd(ev cart.Event) bool {
 var ErrBacklog = fmt.Errorf("live: the stream's events wait for the bus: %w", cart.ErrUnavailable)
 
 // isState reports whether ev carries state the store holds (a later event of the
-// same sale, product or stream carries it whole).
+// same sale, product or stream carries it whole): the stream's media mute too.
 func isState(ev cart.Event) bool {
 	switch ev.Data.(type) {
-	case cart.StockData, cart.ProductData, cart.PinData, cart.UnpinData, cart.SaleData, cart.StreamData:
+	case cart.StockData, cart.ProductData, cart.PinData, cart.UnpinData, cart.SaleData, cart.StreamData, MediaState:
+		return true
+	}
+	return false
+}
+
+// overBound reports whether ev, finding the queue full with nothing to take the
+// place of, is queued over the bound (overflowLocked): a stream's change (live, idle)
+// or its media mute, which the node-death comparison does not publish. Each
+// supersedes the one of its kind queued before, so there is one of each at most.
+func overBound(ev cart.Event) bool {
+	switch ev.Data.(type) {
+	case cart.StreamData, MediaState:
 		return true
 	}
 	return false
@@ -330,7 +342,7 @@ func rescuable(ev cart.Event) bool {
 }
 
 // sameState reports whether a and b carry the same state: a stock value of one sale
-// (or product), one product, one product's pin, one sale, the stream.
+// (or product), one product, one product's pin, one sale, the stream, its media mute.
 func sameState(a, b cart.Event) bool {
 	switch x := a.Data.(type) {
 	case cart.StockData:
@@ -350,6 +362,9 @@ func sameState(a, b cart.Event) bool {
 		return ok && x.Sale.ID == y.Sale.ID
 	case cart.StreamData:
 		_, ok := b.Data.(cart.StreamData)
+		return ok
+	case MediaState:
+		_, ok := b.Data.(MediaState)
 		return ok
 	}
 	return false

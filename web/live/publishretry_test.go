@@ -265,3 +265,49 @@ func TestModerationEventsOutAfterRedisFreeze(t *testing.T) {
 	announceDone(t, a.hub, sid)
 	expectInOrder(t, c, 2, want, 20*time.Second)
 }
+
+// TestMediaMuteOverFullQueueGoesOut: Redis freezes with the stream's queue for it full
+// of announces when a moderator mutes the video (done and answered: the store holds
+// it). The media event is queued over the bound (a second one supersedes it) and
+// reaches the viewer after the thaw, after the announces. (Before: it was refused as
+// an announce is, and Emit only logged it: the viewers never learned of the mute.)
+func TestMediaMuteOverFullQueueGoesOut(t *testing.T) {
+	r, rdb, bus := startHangableBus(t, "mediaq-"+uuid.NewString()[:8])
+	const maxEvents = 2
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, "mediaq", "node-a", nil), EmitQueueMax: maxEvents, ViewersInterval: time.Hour})
+	sid := uuid.NewString()
+	c := ts.watch(t, sid)
+	thaw := r.freezeTillThaw(t)
+	var want []cart.Event
+	for i := range maxEvents + 1 {
+		ev := cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: fmt.Sprint("queued ", i)}}
+		emitAsModerator(t, ts.hub, ev, 5*time.Millisecond)
+		want = append(want, ev)
+		for deadline := time.Now().Add(2 * time.Second); i == 0; time.Sleep(time.Millisecond) {
+			if n, _ := ts.hub.queued(sid); n == 0 {
+				break // the first left the queue: it is being published
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the first event never left the queue")
+			}
+		}
+	}
+	if err := ts.hub.TryEmit(context.Background(), cart.Event{StreamID: sid, Type: EventAnnounce, Data: AnnounceData{Text: "over"}}); !errors.Is(err, ErrBacklog) {
+		t.Fatalf("announce over a full queue: %v, want ErrBacklog", err)
+	}
+	for _, audio := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		err := ts.hub.TryEmit(ctx, cart.Event{StreamID: sid, Type: EventMedia, Data: MediaState{AudioMuted: audio, VideoMuted: true}})
+		cancel()
+		if err != nil {
+			t.Fatalf("media mute over a full queue: %v, want it queued", err)
+		}
+	}
+	if n, _ := ts.hub.queued(sid); n > maxEvents+1 {
+		t.Fatalf("the queue holds %d events, want at most %d (one media event over the bound)", n, maxEvents+1)
+	}
+	thaw()
+	announceDone(t, ts.hub, sid)
+	want = append(want, cart.Event{Type: EventMedia})
+	expectInOrder(t, c, 1, want, 15*time.Second)
+}
