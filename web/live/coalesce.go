@@ -102,10 +102,9 @@ func (e *emitter) enqueue(ctx context.Context, ev cart.Event) (<-chan struct{}, 
 		return nil, nil
 	}
 	q := queuedEvent{ctx: context.WithoutCancel(ctx), ev: ev, size: eventSize(ev)}
-	if e.fullLocked(q.size) {
+	if e.fullLocked(q.size, isState(ev)) {
 		done, err := e.overflowLocked(q)
-		// The queue may have been empty, full of reserved places only: a stream
-		// change queued over them needs the drain started.
+		// An event queued over the bound needs the drain if none runs.
 		start := e.startDrainLocked()
 		e.qmu.Unlock()
 		if start {
@@ -134,11 +133,18 @@ func (e *emitter) runDrain() {
 }
 
 // fullLocked reports whether an event of size finds the queue full: EmitQueueMax
-// events or EmitQueueBytes, the places reserved counted as queued; one event is
-// queued whatever its size. Called with qmu held.
-func (e *emitter) fullLocked(size int) bool {
-	n := len(e.queue) + e.reserved
-	return n > 0 && (n >= e.hub.cfg.EmitQueueMax || e.queueBytes+e.reservedBytes+size > e.hub.cfg.EmitQueueBytes)
+// events or EmitQueueBytes; one event is queued whatever its size. Called with qmu
+// held. The places reserved count as queued, except for a state event (state): the
+// moderation actions under way (as many as EmitQueueMax, each waiting for its
+// store) must not send the stream's state the slow way (the node-death comparison,
+// about two seconds late) while its events go out at once. So the queue holds at most
+// twice its bounds: its state events, and the events of the places reserved.
+func (e *emitter) fullLocked(size int, state bool) bool {
+	n, bytes := len(e.queue), e.queueBytes+size
+	if !state {
+		n, bytes = n+e.reserved, bytes+e.reservedBytes
+	}
+	return n > 0 && (n >= e.hub.cfg.EmitQueueMax || bytes > e.hub.cfg.EmitQueueBytes)
 }
 
 // queueLocked queues q, starting the drain if it is not running, and returns the
@@ -160,7 +166,7 @@ func (e *emitter) queueLocked(q queuedEvent) <-chan struct{} {
 func (e *emitter) reserve(size int) error {
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
-	if e.fullLocked(size) {
+	if e.fullLocked(size, false) {
 		e.hub.metrics.emitOverflow.WithLabelValues("refused").Inc()
 		return ErrBacklog
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/livecart/livecart/cart"
@@ -266,6 +267,17 @@ func TestModerationEventsOutAfterRedisFreeze(t *testing.T) {
 	expectInOrder(t, c, 2, want, 20*time.Second)
 }
 
+// overflowCount is the hub's count of events that found their stream's queue full,
+// by result.
+func overflowCount(t *testing.T, h *Hub, result string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.metrics.emitOverflow.WithLabelValues(result).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
 // TestMediaMuteOverFullQueueGoesOut: Redis freezes with the stream's queue for it full
 // of announces when a moderator mutes the video (done and answered: the store holds
 // it). The media event is queued over the bound (a second one supersedes it) and
@@ -310,4 +322,52 @@ func TestMediaMuteOverFullQueueGoesOut(t *testing.T) {
 	announceDone(t, ts.hub, sid)
 	want = append(want, cart.Event{Type: EventMedia})
 	expectInOrder(t, c, 1, want, 15*time.Second)
+}
+
+// TestStateEventBesideReservedPlacesGoesOutAtOnce: every place in a stream's queue is
+// reserved by moderation actions under way, Redis answering. A product created then
+// goes out at once, not left to the node-death comparison (about two seconds late):
+// the places reserved count against events that are not the stream's state only.
+func TestStateEventBesideReservedPlacesGoesOutAtOnce(t *testing.T) {
+	prefix := "resv-" + uuid.NewString()[:8]
+	_, rdb, bus, store := startHangableStore(t, prefix)
+	ctx := context.Background()
+	const maxEvents = 2
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-a", nil), Stock: store,
+		EmitQueueMax: maxEvents, ViewersInterval: time.Hour})
+	sid, _ := newStreamWithProduct(t, ctx, store)
+	c := ts.watch(t, sid)
+	waitComparison(t, ts.hub) // the stream's first comparison: its baseline
+
+	var places []*Reservation
+	for range maxEvents {
+		r, err := ts.hub.Reserve(cart.Event{StreamID: sid, Type: EventMute, Data: MuteData{UserID: "u", Until: time.Now()}})
+		if err != nil {
+			t.Fatalf("reserve in an empty queue: %v", err)
+		}
+		places = append(places, r)
+	}
+	defer func() {
+		for _, r := range places {
+			r.Cancel()
+		}
+	}()
+	if _, err := ts.hub.Reserve(cart.Event{StreamID: sid, Type: EventMute, Data: MuteData{UserID: "v", Until: time.Now()}}); !errors.Is(err, ErrBacklog) {
+		t.Fatalf("reserve over the bound: %v, want ErrBacklog", err)
+	}
+	rescued := overflowCount(t, ts.hub, "rescued")
+	p, err := store.CreateProduct(ctx, cart.Product{ID: uuid.NewString(), StreamID: sid, SKU: "N", Title: "new one",
+		PriceCents: 200, Currency: "EUR", Stock: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p}})
+	m := c.nextOf(t, "product")
+	if took := time.Since(start); m.Product.ID != p.ID || took > 500*time.Millisecond {
+		t.Fatalf("product event %s after %v, want %s within 0.5 s", m.Product.ID, took, p.ID)
+	}
+	if got := overflowCount(t, ts.hub, "rescued"); got != rescued {
+		t.Fatalf("%v events left to the comparison, want none", got-rescued)
+	}
 }
