@@ -12,10 +12,11 @@ import (
 )
 
 // TestStreamChangeOverReservedPlacesGoesOut: a stream's queue for the bus is empty
-// and every place in it reserved (EmitQueueMax mutes whose actions are under way), so
-// the stream going idle is queued over the bound. The reservations are then cancelled
-// (their mutes failed): the change still reaches the viewer, though no event of the
-// stream follows it. (Before: it was queued with no drain running and stayed there
+// and every place in it reserved (EmitQueueMax mutes whose actions are under way);
+// the stream goes idle (queued: the places reserved count against moderation events
+// only; it was queued over the bound). The reservations are then cancelled (their
+// mutes failed): the change still reaches the viewer, though no event of the stream
+// follows it. (Before 535eab3: it was queued with no drain running and stayed there
 // until the stream's next event.)
 func TestStreamChangeOverReservedPlacesGoesOut(t *testing.T) {
 	rdb, prefix := testRedis(t, "livetest-reserve")
