@@ -132,11 +132,11 @@ func (b *RedisBus) PublishSeen(ctx context.Context, sid, typ string, body []byte
 	return b.publishSeen(ctx, sid, typ, body, seen, onlyNewer, 0)
 }
 
-// PublishRescuedPin is PublishSeen for a pin or unpin event the node-death rescue
-// publishes (the store's state read after StaleStock returned its key with stamp): it
-// is dropped (Record{}, no error) if a pin or unpin of the product went out since the
-// comparison, whose state may be newer than the one read.
-func (b *RedisBus) PublishRescuedPin(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error) {
+// PublishRescued is PublishSeen for a pin, unpin or product event the node-death
+// rescue publishes (the store's state read after StaleStock returned its key with
+// stamp): it is dropped (Record{}, no error) if a pin or unpin (a product event) of the
+// product went out since the comparison, whose state may be newer than the one read.
+func (b *RedisBus) PublishRescued(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error) {
 	return b.publishSeen(ctx, sid, typ, body, seen, false, stamp)
 }
 

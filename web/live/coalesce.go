@@ -43,9 +43,10 @@ type emitter struct {
 	salesRescued bool
 
 	rmu sync.Mutex // guards rescuing; never held while taking another lock
-	// rescuing: the products whose rescue (rescueProducts) is under way; a comparison
-	// finding one again meanwhile leaves it to that rescue, which reads the store later.
-	rescuing map[string]bool
+	// rescuing: the products whose rescue (rescueProducts) is under way, each with the
+	// stamp of the last comparison that found it; a comparison finding one again
+	// meanwhile leaves it to that rescue, which takes the stamp when it reads the store.
+	rescuing map[string]int64
 }
 
 // queuedEvent is an event handed to the stream's drain (see Hub.Emit).
@@ -690,10 +691,15 @@ func (e *emitter) publishRescuedSale(ctx context.Context, saleID string) {
 // published (it died), or that gave way in a full emit queue (overflowLocked). A
 // hidden product's is its hide's event (its viewers drop it). The store is read with
 // mu held, as publishLocal does: no event of the stream's own goes out between the
-// read and its publication. A product whose rescue is still under way (a slow store,
-// many products) is left to it: it reads the store after this comparison.
-func (e *emitter) rescueProducts(ids []string) {
-	ids = e.startRescues(ids)
+// read and its publication; another node's may: the rescue is published with the
+// stamp of the comparison (StaleStock) that found it, and dropped if an event of the
+// product went out since (PublishRescued): it may be newer than the product read. A
+// product whose rescue is still under way (a slow store, many products) is left to
+// it: it reads the store, and takes the stamp, after this comparison (a read under
+// way meanwhile keeps the stamp it took: its publication is dropped, and a later
+// comparison finds the product again). Stamp 0: published unchecked.
+func (e *emitter) rescueProducts(ids []string, stamp int64) {
+	ids = e.startRescues(ids, stamp)
 	if len(ids) == 0 {
 		return
 	}
@@ -712,22 +718,29 @@ func (e *emitter) rescueProducts(ids []string) {
 	}
 }
 
-// startRescues marks the products of ids as being rescued and returns those that were
-// not already (rescueProducts).
-func (e *emitter) startRescues(ids []string) []string {
+// startRescues marks the products of ids as being rescued with stamp and returns
+// those that were not already (rescueProducts); those that were get the stamp.
+func (e *emitter) startRescues(ids []string, stamp int64) []string {
 	e.rmu.Lock()
 	defer e.rmu.Unlock()
 	if e.rescuing == nil {
-		e.rescuing = map[string]bool{}
+		e.rescuing = map[string]int64{}
 	}
 	out := ids[:0:0]
 	for _, id := range ids {
-		if !e.rescuing[id] {
-			e.rescuing[id] = true
+		if _, ok := e.rescuing[id]; !ok {
 			out = append(out, id)
 		}
+		e.rescuing[id] = stamp
 	}
 	return out
+}
+
+// rescueStamp is the stamp of the last comparison that found product id (startRescues).
+func (e *emitter) rescueStamp(id string) int64 {
+	e.rmu.Lock()
+	defer e.rmu.Unlock()
+	return e.rescuing[id]
 }
 
 // endRescues unmarks the products of ids (startRescues): their rescue is over, done or
@@ -744,6 +757,7 @@ func (e *emitter) endRescues(ids []string) {
 func (e *emitter) publishRescuedProduct(ctx context.Context, id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	stamp := e.rescueStamp(id) // before the read: a comparison after it re-stamps
 	p, err := e.hub.cfg.Stock.GetProduct(ctx, id)
 	if errors.Is(err, cart.ErrNotFound) || (err == nil && p.StreamID != e.sid) {
 		return nil
@@ -754,7 +768,19 @@ func (e *emitter) publishRescuedProduct(ctx context.Context, id string) error {
 	// As publishNow, without publishLocal's second read of the product (hiddenNow): it
 	// was read just now, with mu held. A hidden one's is its hide's event.
 	e.supersedeProduct(p)
-	e.hub.publish(ctx, e.sid, cart.EventProduct, cart.ProductData{Product: p, Toggled: p.Hidden})
+	data := cart.ProductData{Product: p, Toggled: p.Hidden}
+	sp, ok := e.hub.cfg.Bus.(seenPublisher)
+	if stamp == 0 || !ok {
+		e.hub.publish(ctx, e.sid, cart.EventProduct, data)
+		return nil
+	}
+	body, err := encodeBody(e.hub.cfg.Now(), data)
+	if err != nil {
+		return nil
+	}
+	if _, err := sp.PublishRescued(ctx, e.sid, cart.EventProduct, body, stockValues(data), stamp); err != nil {
+		e.hub.cfg.Logger.Warn("live: rescue product event", "stream", e.sid, "product", id, "err", err)
+	}
 	return nil
 }
 
@@ -834,7 +860,7 @@ func (e *emitter) publishRescuedPin(ctx context.Context, sp seenPublisher, typ s
 	}
 	e.mu.Lock() // in order with this node's own events of the stream
 	defer e.mu.Unlock()
-	if _, err := sp.PublishRescuedPin(ctx, e.sid, typ, body, stockValues(data), stamp); err != nil {
+	if _, err := sp.PublishRescued(ctx, e.sid, typ, body, stockValues(data), stamp); err != nil {
 		e.hub.cfg.Logger.Warn("live: rescue pin event", "stream", e.sid, "type", typ, "err", err)
 	}
 }

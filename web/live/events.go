@@ -171,7 +171,7 @@ func (r *Reservation) Cancel() {
 // (the RedisBus).
 type seenPublisher interface {
 	PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error)
-	PublishRescuedPin(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error)
+	PublishRescued(ctx context.Context, sid, typ string, body []byte, seen []StockValue, stamp int64) (Record, error)
 }
 
 // publish encodes and publishes one event now, trying for 5 s at most (an event

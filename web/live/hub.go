@@ -522,7 +522,7 @@ func (h *Hub) rescueStaleStock(ctx context.Context) {
 				}
 			}
 			if len(products) > 0 {
-				e.rescueProducts(products)
+				e.rescueProducts(products, stamp)
 			}
 			if len(pins) > 0 {
 				e.rescuePins(pins, stamp)

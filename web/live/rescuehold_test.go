@@ -45,7 +45,7 @@ func TestEmitterHeldWhileItsRescueRuns(t *testing.T) {
 
 	e := h.emitter(sid)
 	stock.block.Store(true)
-	e.rescueProducts([]string{pid})
+	e.rescueProducts([]string{pid}, 0)
 	h.release(e)
 	select {
 	case <-stock.entered:
@@ -83,13 +83,13 @@ func TestProductRescueNotRepeatedWhileUnderWay(t *testing.T) {
 
 	e := h.emitter(sid)
 	stock.block.Store(true)
-	e.rescueProducts([]string{pid})
+	e.rescueProducts([]string{pid}, 0)
 	select {
 	case <-stock.entered:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the rescue never read the product")
 	}
-	e.rescueProducts([]string{pid}) // the next comparison's
+	e.rescueProducts([]string{pid}, 0) // the next comparison's
 	h.release(e)
 	release()
 	got := 0

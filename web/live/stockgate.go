@@ -46,7 +46,7 @@ type StockGate interface {
 	// with nothing delivered since the stream's first comparison counts as never
 	// delivered (a new sale's, or a pin's, event lost). The caller publishes the
 	// store's value of each (a stock turn counting a change, a sale event, a pin or
-	// unpin published with stamp: PublishRescuedPin). Each is put off by
+	// unpin, or a product, published with stamp: PublishRescued). Each is put off by
 	// StockRescueAfter again, for one node at a time. final are compared the same
 	// way; they are values that never change again (an ended sale's remaining and
 	// status): settled names those whose delivered value is theirs, which the caller

@@ -633,7 +633,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 		if stamp == 0 {
 			rec, err = bus.PublishSeen(ctx, sid, typ, body, stockValues(data), false)
 		} else {
-			rec, err = bus.PublishRescuedPin(ctx, sid, typ, body, stockValues(data), stamp)
+			rec, err = bus.PublishRescued(ctx, sid, typ, body, stockValues(data), stamp)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -700,5 +700,83 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 	keys, _, _, err := bus.StaleStock(ctx, sid, []StockValue{{"sale:s2", 2}}, nil)
 	if want := []string{"sale:s2"}; err != nil || !slices.Equal(keys, want) {
 		t.Fatalf("a new sale never delivered: got stale keys %v, %v, want %v", keys, err, want)
+	}
+}
+
+// TestRescuedProductNeverUndoesNewer: the store's product differs from the one the
+// viewers were told of (its event lost with its node): the comparison returns its
+// product key. Should another node publish a newer product event (a hide, a change)
+// before the rescue publishes the product it read, the rescued one is dropped, not
+// published after the newer; with nothing in between, it is published. (Before: the
+// rescue went out after the newer event, a hidden product shown again until the next
+// comparison.)
+func TestRescuedProductNeverUndoesNewer(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-productseen")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	sid, pid := uuid.NewString(), uuid.NewString()
+	version := func(title string, hidden bool) cart.ProductData {
+		return cart.ProductData{Product: cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: title, PriceCents: 100, Currency: "EUR", Stock: 5, Hidden: hidden}, Toggled: hidden}
+	}
+	publish := func(data cart.ProductData, stamp int64) int64 {
+		t.Helper()
+		body, err := encodeBody(time.Now(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec Record
+		if stamp == 0 {
+			rec, err = bus.PublishSeen(ctx, sid, cart.EventProduct, body, stockValues(data), false)
+		} else {
+			rec, err = bus.PublishRescued(ctx, sid, cart.EventProduct, body, stockValues(data), stamp)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Seq
+	}
+	stale := func(store cart.ProductData) ([]string, int64) {
+		t.Helper()
+		keys, _, stamp, err := bus.StaleStock(ctx, sid, []StockValue{{"product:" + pid, productValue(store.Product)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys, stamp
+	}
+
+	v1, v2, hidden, v4 := version("one", false), version("two", false), version("two", true), version("four", false)
+	if keys, _ := stale(v1); len(keys) != 0 { // the baseline
+		t.Fatalf("first comparison: got stale keys %v, want none (the baseline)", keys)
+	}
+	if seq := publish(v1, 0); seq == 0 {
+		t.Fatal("the product was not published")
+	}
+	time.Sleep(pinRecordWait)
+	keys, stamp := stale(v2) // v2's event lost
+	if want := []string{"product:" + pid}; !slices.Equal(keys, want) || stamp == 0 {
+		t.Fatalf("got stale keys %v (stamp %d), want %v", keys, stamp, want)
+	}
+	if seq := publish(hidden, 0); seq == 0 { // hidden on another node meanwhile
+		t.Fatal("the hide was not published")
+	}
+	if seq := publish(v2, stamp); seq != 0 {
+		t.Fatalf("the rescued product read before the hide got seq %d, want it dropped", seq)
+	}
+	if keys, _ := stale(hidden); len(keys) != 0 {
+		t.Fatalf("after the hide: got stale keys %v, want none", keys)
+	}
+
+	time.Sleep(pinRecordWait)
+	keys, stamp = stale(v4) // unhidden and changed, its event lost
+	if want := []string{"product:" + pid}; !slices.Equal(keys, want) {
+		t.Fatalf("got stale keys %v, want %v", keys, want)
+	}
+	if seq := publish(v4, stamp); seq == 0 {
+		t.Fatal("the rescued product was dropped with nothing in between, want it published")
+	}
+	if keys, _ := stale(v4); len(keys) != 0 {
+		t.Fatalf("after the rescue: got stale keys %v, want none", keys)
 	}
 }

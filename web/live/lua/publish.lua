@@ -18,10 +18,11 @@
 -- ARGV[8 + 2n] = 1 (not a stock value) it is dropped unless each sale status it
 -- carries is above the recorded one. Whether a product is pinned is recorded the
 -- same way (key "pin:<id>", 1 or 0); with ARGV[9 + 2n], a stamp stock_seen.lua
--- returned, the event (a rescued pin or unpin) is dropped unless each pin key it
--- carries still has the record stamped then: no pin or unpin went out since the
--- comparison, none newer than the store's value the rescue read after it (a pin
--- key's record always gets a later time than the one it had, even within one ms).
+-- returned, the event (a rescued pin or unpin, or product) is dropped unless each pin
+-- (or product) key it carries still has the record stamped then: no pin or unpin (no
+-- product event) went out since the comparison, none newer than the store's value the
+-- rescue read after it (a pin or product key's record always gets a later time than
+-- the one it had, even within one ms).
 -- An event carrying a pin state or sale status (or the end) already delivered (its
 -- record's time is not 0, the baseline's) is dropped: a rescue published it while
 -- the event was on its way (a slow node). A pin or unpin dropped so gets a later
@@ -75,6 +76,14 @@ if n > 0 and not KEYS[5] then
   for i = 0, n - 1 do
     local k = ARGV[8 + 2 * i]
     local pin = string.sub(k, 1, 4) == 'pin:'
+    if stamp and string.sub(k, 1, 8) == 'product:' then
+      -- A rescued product: dropped if a product event of it went out since the
+      -- comparison (it may be newer than the store's product the rescue read).
+      local rec = redis.call('HGET', KEYS[4], k)
+      if string.match(rec or '', ':(%d+)$') ~= stamp then
+        return {0, ''}
+      end
+    end
     if pin or string.sub(k, 1, 5) == 'sale:' or k == 'stream' then
       local rec = redis.call('HGET', KEYS[4], k)
       local seen, at = string.match(rec or '', '^(%d*):(%d+)$')
@@ -104,7 +113,7 @@ if n > 0 then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   for i = 0, n - 1 do
     local k, at = ARGV[8 + 2 * i], now
-    if string.sub(k, 1, 4) == 'pin:' then
+    if string.sub(k, 1, 4) == 'pin:' or string.sub(k, 1, 8) == 'product:' then
       -- Later than the record's time, a comparison's stamp within this ms included:
       -- a rescue stamped then must see that this went out after.
       local rec = redis.call('HGET', KEYS[4], k)
