@@ -51,8 +51,10 @@ type BoltStore struct {
 	carts   map[string][]cartEntry
 	units   map[string]map[string]int
 	// commitFault (tests) is an error the writer reports after a commit that landed,
-	// as bbolt does when the fdatasync of the meta page it wrote fails.
-	commitFault func() error
+	// as bbolt does when the fdatasync of the meta page it wrote fails;
+	// commitFaultBefore one its transaction returns before committing (nothing lands,
+	// as when bbolt cannot write the transaction's pages).
+	commitFault, commitFaultBefore func() error
 }
 
 // boltTuning says when the writer indexes the order log (bolt_index.go).
@@ -76,7 +78,7 @@ func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
 		tuning: tuning, hasher: newIdemHasher()}
 	err = db.Update(func(tx *bolt.Tx) error {
 		layout2 := tx.Bucket(bucketOrderLog) == nil // or a new file
-		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog}, commerceBuckets...) {
+		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog, bucketWriter}, commerceBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -143,7 +143,7 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 	for len(batch) > 0 {
 		failed := -1
 		var g *groupTx
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		landed, err := s.writerUpdate(func(tx *bolt.Tx) error {
 			g = newGroupTx(tx, s.idem, s.hasher)
 			g.carts, g.units = s.carts, s.units
 			for i, c := range batch {
@@ -162,16 +162,10 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 			}
 			return nil
 		})
-		if err == nil && s.commitFault != nil {
-			err = s.commitFault()
-		}
-		switch {
-		case err == nil:
+		if landed {
 			applyIdem(s.idem, g.idem)
 			s.applyLog(g.logged, g.indexed)
 			s.applyHolds(g.hc)
-		case failed < 0:
-			s.resync() // the commit failed: its writes may be in the file all the same
 		}
 		if failed < 0 {
 			for _, c := range batch {
@@ -182,4 +176,54 @@ func (s *BoltStore) commitGroup(batch []*groupCall) {
 		batch[failed].done <- err
 		batch = append(batch[:failed:failed], batch[failed+1:]...)
 	}
+}
+
+// After a commit that failed, the writer must know whether it is in the file all the
+// same: bbolt reports a failed fdatasync of the meta page after writing it, and the
+// transactions after it see that commit (its page is in the file's cache; a
+// NoFreelistSync rollback even rebuilds the freelist from that meta). Its changes must
+// then be in the in-memory indexes (idempotency keys, order_log's copy, carts and
+// units), or a retry with the same key makes a second order and the first is not
+// listed. Rereading them all from the file took about a second with 2 million keys
+// (docs/BENCHMARKS.md), every call waiting; instead each writer transaction counts
+// itself in the sequence of bucketWriter, which only the writer sets, and one read
+// after the failure says whether the count landed. bucketWriter holds no entries, so
+// it stays inline in the root bucket's page, which every write transaction rewrites:
+// the count costs no page.
+var bucketWriter = []byte("writer") // no entries; its sequence counts the writer's transactions
+
+// writerUpdate runs fn in a write transaction of the writer. landed says whether the
+// transaction is in the file: it committed, or its commit failed after its meta page
+// landed.
+func (s *BoltStore) writerUpdate(fn func(*bolt.Tx) error) (landed bool, err error) {
+	var mark uint64
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketWriter)
+		mark = b.Sequence() + 1
+		if err := b.SetSequence(mark); err != nil {
+			return err
+		}
+		if s.commitFaultBefore != nil {
+			return s.commitFaultBefore()
+		}
+		return nil
+	})
+	if err == nil && s.commitFault != nil {
+		err = s.commitFault()
+	}
+	return err == nil || mark != 0 && s.markLanded(mark), err
+}
+
+// markLanded reports whether the writer's transaction counted as mark is in the file
+// (false if the file cannot be read: the store is closed).
+func (s *BoltStore) markLanded(mark uint64) bool {
+	var seq uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		seq = tx.Bucket(bucketWriter).Sequence()
+		return nil
+	})
+	return seq >= mark
 }

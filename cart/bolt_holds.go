@@ -19,8 +19,8 @@ import (
 //   - a buyer's units in a scheduled or active sale are the units of the buyer's
 //     unreleased holds of the sale plus those of the buyer's orders' items of it.
 //
-// Both are rebuilt on open (and by resync) from holds, live_sales and the orders of
-// the live sales' streams; the writer changes them per group (groupTx) and applies
+// Both are rebuilt on open from holds, live_sales and the orders of the live sales'
+// streams; the writer changes them per group (groupTx) and applies
 // the changes only once the group has committed, as the idempotency index. The units
 // of a sale are dropped from memory when it ends (no hold is taken after that).
 
@@ -137,9 +137,9 @@ type holdIndex struct {
 	units map[string]map[string]int
 }
 
-// loadHoldIndex reads the carts and the units of the live sales from the file (on open
-// and by resync): every hold record, and the orders of the streams that have a live
-// sale (stream_orders; an order's items name their sales).
+// loadHoldIndex reads the carts and the units of the live sales from the file (on
+// open): every hold record, and the orders of the streams that have a live sale
+// (stream_orders; an order's items name their sales).
 func loadHoldIndex(tx *bolt.Tx) (holdIndex, error) {
 	ix := holdIndex{carts: map[string][]cartEntry{}, units: map[string]map[string]int{}}
 	live := map[string]bool{}

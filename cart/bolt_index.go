@@ -306,55 +306,22 @@ func indexOrders(tx *bolt.Tx, max int) (indexedOrders, error) {
 func (s *BoltStore) indexWhenIdle() {
 	for s.unindexed > 0 {
 		var done indexedOrders
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		landed, err := s.writerUpdate(func(tx *bolt.Tx) error {
 			var err error
 			done, err = indexOrders(tx, maxIndexPass)
 			return err
 		})
+		if landed {
+			s.applyLog(nil, done)
+		}
 		switch {
 		case err != nil:
-			s.resync() // the commit may have landed all the same
-			return     // left in the log, where ListOrders reads it; the next idle time tries again
+			return // left in the log, where ListOrders reads it; the next idle time tries again
 		case done.n == 0:
 			s.unindexed = 0
 			return
 		}
-		s.applyLog(nil, done)
 	}
-}
-
-// resync reads the idempotency index, the copy of order_log and the carts and units
-// (bolt_holds.go) anew from the file (the writer, after a commit that failed). bbolt reports a failed fdatasync of the
-// meta page after writing it, and the transactions after it see that commit: its keys
-// and orders are in the file but were not applied to the in-memory copies, so a retry
-// with the same key would make a second order and the first would not be listed. If
-// the file cannot be read, the copies are left as they are.
-func (s *BoltStore) resync() {
-	var (
-		idem   map[idemSum]int64
-		logged map[string][]orderRef
-		n      int
-		holds  holdIndex
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		idem = loadIdemIndex(tx, s.hasher)
-		var err error
-		if logged, n, err = loadOrderLog(tx); err != nil {
-			return err
-		}
-		holds, err = loadHoldIndex(tx)
-		return err
-	})
-	if err != nil {
-		return
-	}
-	s.setHoldIndex(holds)
-	// Swapped after the read transaction: loggedMu is not taken inside one (a listing
-	// holds its read lock while it begins its transaction).
-	s.idem = idem
-	s.loggedMu.Lock()
-	s.logged, s.unindexed = logged, n
-	s.loggedMu.Unlock()
 }
 
 var errNoGroup = errors.New("bolt: checkout outside a group transaction")
