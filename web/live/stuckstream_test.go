@@ -1,0 +1,86 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/livecart/livecart/cart"
+)
+
+// stuckBus is a Bus whose publications of one stream never get an answer (that
+// stream's Redis node down, say) until their context ends; the others go to Bus.
+type stuckBus struct {
+	Bus
+	stuck   string
+	waiting atomic.Int32 // publications of the stuck stream under way
+}
+
+func (b *stuckBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
+	if sid != b.stuck {
+		return b.Bus.Publish(ctx, sid, typ, body)
+	}
+	b.waiting.Add(1)
+	defer b.waiting.Add(-1)
+	<-ctx.Done()
+	return Record{}, errors.New("stuck: no answer")
+}
+
+// TestStuckStreamStallsNoOther: one stream's publication is tried for as long as its
+// bus does not answer. Meanwhile another stream's events go out at once, viewers of
+// both streams join (snapshot), the idle sweep runs, and Close returns promptly; the
+// stuck stream's publications end soon after (the one waiting in the queue is tried
+// for PublishTryTimeout once Close has given up).
+func TestStuckStreamStallsNoOther(t *testing.T) {
+	stuck, other := uuid.NewString(), uuid.NewString()
+	bus := &stuckBus{Bus: NewMemoryBus(nil, 0), stuck: stuck}
+	ts := newTestServer(t, Config{Bus: bus, EmitQueueMax: 4, ViewersInterval: time.Hour})
+	ts.watch(t, stuck)
+	co := ts.watch(t, other)
+	base := runtime.NumGoroutine()
+	for i := range 2 { // one tried, one waiting in the queue
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		ts.hub.Emit(ctx, cart.Event{StreamID: stuck, Type: EventAnnounce, Data: AnnounceData{Text: "stuck"}})
+		cancel()
+		if i == 0 {
+			for deadline := time.Now().Add(2 * time.Second); bus.waiting.Load() == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the stuck stream's publication never began")
+				}
+			}
+		}
+	}
+	for i := range 5 {
+		start := time.Now()
+		ts.hub.Emit(context.Background(), cart.Event{StreamID: other, Type: EventAnnounce, Data: AnnounceData{Text: "other"}})
+		co.nextOf(t, "announce")
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("other stream's event %d after %v", i, took)
+		}
+	}
+	done := make(chan struct{})
+	go func() { ts.hub.forgetIdle(); close(done) }()
+	if !waitAtMost(done, time.Second) {
+		t.Fatal("forgetIdle waits for the stuck stream's publication")
+	}
+	ts.watch(t, stuck)
+	ts.watch(t, other)
+	t.Logf("goroutines %d -> %d", base, runtime.NumGoroutine())
+	start := time.Now()
+	ts.hub.Close()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Close took %v during the stuck publication", took)
+	}
+	t.Logf("Close took %v", time.Since(start))
+	for deadline := time.Now().Add(20 * time.Second); bus.waiting.Load() > 0 || runtime.NumGoroutine() > base; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after Close: %d publications of the stuck stream under way, %d goroutines (before: %d)", bus.waiting.Load(), runtime.NumGoroutine(), base)
+		}
+	}
+	t.Logf("all publications ended %v after Close", time.Since(start))
+}
