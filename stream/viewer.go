@@ -235,7 +235,10 @@ func (v *viewer) write(e entry) bool {
 		}
 		return false
 	}
-	seq, ts, newest := t.rewrite(e, now)
+	seq, ts, newest, ok := t.rewrite(e, now)
+	if !ok {
+		return false
+	}
 	seg := segment{seqOff: t.seqOff, tsOff: t.tsOff, gen: t.lastGen, ssrc: b.ssrc, pt: pt}
 	newSeg := !t.segOK || t.seg.differs(seg)
 	if newSeg {
@@ -275,6 +278,7 @@ type viewerTrack struct {
 	lastGen   uint64
 	seqOff    uint16
 	tsOff     uint32
+	runStart  uint16 // the first output sequence number written with these offsets
 	lastSeq   uint16
 	lastTS    uint32
 	lastAt    time.Time
@@ -396,7 +400,11 @@ func (t *viewerTrack) payloadType(b *binding, c *codecInfo) (uint8, bool) {
 // rewrite maps the source's sequence number and timestamp into this viewer's
 // continuous output: a new source or a relay-made gap rebases the offsets so the
 // decoder sees the next number and a timestamp advanced by the wall time since.
-func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, newest bool) {
+// ok is false for a packet that would land before the run the offsets began with
+// (late, from before the packet that rebased them): that number was written already,
+// for another packet, and it is the SRTP packet index: a second payload under it
+// would reuse the keystream (AES-CM) or the nonce (GCM).
+func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, newest, ok bool) {
 	p := e.p
 	switch {
 	case !t.started:
@@ -405,6 +413,7 @@ func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, ne
 		t.seqOff, t.tsOff = 0, 0
 		t.lastSeq = p.hdr.SequenceNumber - 1
 		t.lastTS = p.hdr.Timestamp
+		t.runStart = p.hdr.SequenceNumber
 	case e.rebase || p.gen != t.lastGen:
 		t.lastGen = p.gen
 		ticks := uint32(now.Sub(t.lastAt).Seconds() * float64(p.codec.clock))
@@ -413,14 +422,18 @@ func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, ne
 		}
 		t.seqOff = t.lastSeq + 1 - p.hdr.SequenceNumber
 		t.tsOff = t.lastTS + ticks - p.hdr.Timestamp
+		t.runStart = t.lastSeq + 1
 	}
 	seq = p.hdr.SequenceNumber + t.seqOff
 	ts = p.hdr.Timestamp + t.tsOff
-	if int16(seq-t.lastSeq) > 0 {
-		t.lastSeq, t.lastTS, t.lastAt = seq, ts, now
-		newest = true
+	if int16(seq-t.lastSeq) <= 0 {
+		return seq, ts, false, int16(seq-t.runStart) >= 0
 	}
-	return seq, ts, newest
+	t.lastSeq, t.lastTS, t.lastAt = seq, ts, now
+	if seq-t.runStart > maxSegmentSpan {
+		t.runStart = seq - maxSegmentSpan // a long run: keep the distances inside int16
+	}
+	return seq, ts, true, true
 }
 
 func fmtpParam(fmtp, key string) string {
