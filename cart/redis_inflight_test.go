@@ -77,7 +77,9 @@ func (o *batchOverlap) check(t *testing.T, what string) {
 func TestRedisOvertakenBatchesKeepGuarantees(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	ctx := context.Background()
-	holdsO, checkoutsO := &batchOverlap{wait: 30 * time.Millisecond}, &batchOverlap{wait: 30 * time.Millisecond}
+	// The wait is long enough for a second batch to be sent and answered on a machine
+	// busy with the race detector and other packages' tests (30 ms was not, in CI).
+	holdsO, checkoutsO := &batchOverlap{wait: 300 * time.Millisecond}, &batchOverlap{wait: 300 * time.Millisecond}
 	st.holds.run = wrapOverlap(holdsO, st.holds.run)
 	st.checkouts.run = wrapOverlap(checkoutsO, st.checkouts.run)
 
