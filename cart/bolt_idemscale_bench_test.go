@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,20 +76,6 @@ func idemBenchFile(b *testing.B, n int) string {
 	return path
 }
 
-// dropFileCache asks the kernel to drop the file's cached pages (a cold open, as after
-// a reboot; a process killed and restarted finds them cached).
-func dropFileCache(b *testing.B, path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	const fadvDontNeed = 4
-	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontNeed, 0, 0); e != 0 {
-		b.Fatal(e)
-	}
-}
-
 func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.GC()
@@ -150,13 +135,6 @@ func BenchmarkBoltOpenDayOfKeys(b *testing.B) {
 			})
 		}
 	}
-}
-
-// maxRSS returns the process's peak resident set (bytes).
-func maxRSS() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss * 1024
 }
 
 // BenchmarkBoltCommitFailStall: the writer's stall after a commit that reports an

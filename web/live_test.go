@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -338,6 +337,9 @@ type frozenRedisHub struct {
 
 func startFrozenRedisHub(t *testing.T, cfg live.Config) *frozenRedisHub {
 	t.Helper()
+	if sigStop == nil {
+		t.Skip("freezing a process needs SIGSTOP")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +352,7 @@ func startFrozenRedisHub(t *testing.T, cfg live.Config) *frozenRedisHub {
 		t.Fatalf("redis-server: %v", err)
 	}
 	t.Cleanup(func() {
-		f.cmd.Process.Signal(syscall.SIGCONT)
+		f.cmd.Process.Signal(sigCont)
 		f.cmd.Process.Kill()
 		f.cmd.Wait()
 	})
@@ -374,11 +376,11 @@ func startFrozenRedisHub(t *testing.T, cfg live.Config) *frozenRedisHub {
 }
 
 func (f *frozenRedisHub) freeze(t *testing.T) {
-	f.cmd.Process.Signal(syscall.SIGSTOP)
+	f.cmd.Process.Signal(sigStop)
 	t.Cleanup(f.thaw)
 }
 
-func (f *frozenRedisHub) thaw() { f.once.Do(func() { f.cmd.Process.Signal(syscall.SIGCONT) }) }
+func (f *frozenRedisHub) thaw() { f.once.Do(func() { f.cmd.Process.Signal(sigCont) }) }
 
 // fillQueue emits announces to sid while its bus is frozen until the stream's queue
 // for the bus refuses one: it is full.

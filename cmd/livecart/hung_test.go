@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,9 @@ import (
 // with its address once it answers.
 func freezableRedis(t *testing.T) (*exec.Cmd, string) {
 	t.Helper()
+	if sigStop == nil {
+		t.Skip("freezing a process needs SIGSTOP")
+	}
 	port := freeTCPPort(t)
 	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--dir", t.TempDir(), "--save", "", "--appendonly", "no")
@@ -29,7 +31,7 @@ func freezableRedis(t *testing.T) (*exec.Cmd, string) {
 		t.Fatalf("redis-server: %v", err)
 	}
 	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGCONT)
+		srv.Process.Signal(sigCont)
 		srv.Process.Kill()
 		srv.Wait()
 	})
@@ -82,7 +84,7 @@ func TestShutdownWithHungRedis(t *testing.T) {
 	for i := range 2 {
 		call(t, "POST", base+"/api/cart/items", mint(t, auth.RoleViewer, fmt.Sprintf("buyer-%d", i)), map[string]any{"sale_id": sale.ID, "quantity": 1}, 201, nil)
 	}
-	srv.Process.Signal(syscall.SIGSTOP)
+	srv.Process.Signal(sigStop)
 	time.Sleep(500 * time.Millisecond) // the hub's loops and the hold sweep are stuck in Redis calls now
 
 	start := time.Now()
@@ -124,7 +126,7 @@ func TestReadyzWithHungRedis(t *testing.T) {
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("readyz with Redis up: %d, want 200", code)
 	}
-	srv.Process.Signal(syscall.SIGSTOP)
+	srv.Process.Signal(sigStop)
 	for i := range 3 { // the first probe and later ones (a connection stuck from before)
 		code, took := get("/readyz")
 		if code != 503 || took > time.Second {
@@ -134,7 +136,7 @@ func TestReadyzWithHungRedis(t *testing.T) {
 			t.Fatalf("healthz with Redis frozen: %d after %v, want 200 at once", code, took)
 		}
 	}
-	srv.Process.Signal(syscall.SIGCONT)
+	srv.Process.Signal(sigCont)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		code, _ := get("/readyz")

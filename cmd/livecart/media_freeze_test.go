@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,8 +171,8 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 func TestRefusedPublisherLeavesNothingBehind(t *testing.T) {
 	var sid atomic.Pointer[string]
 	srv, addr := freezableRedis(t)
-	proxy := newTripProxy(t, addr, arrivalOf(&sid), func() { srv.Process.Signal(syscall.SIGSTOP) })
-	thaw := func() { srv.Process.Signal(syscall.SIGCONT) }
+	proxy := newTripProxy(t, addr, arrivalOf(&sid), func() { srv.Process.Signal(sigStop) })
+	thaw := func() { srv.Process.Signal(sigCont) }
 	prefix := "lc-pubgone-" + uuid.NewString()[:8]
 	cfgA := redisConfig(t, "redis://"+proxy.addr+"/0", prefix)
 	cfgA.NodeID = "a"

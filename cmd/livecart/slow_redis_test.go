@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,9 +42,9 @@ func timedRequest(t *testing.T, method, url, token string, body any, header map[
 func startStallingServer(t *testing.T, prefix string, match func(cmd [][]byte) bool) (base string, proxy *tripProxy, thaw func()) {
 	t.Helper()
 	srv, addr := freezableRedis(t)
-	proxy = newTripProxy(t, addr, match, func() { srv.Process.Signal(syscall.SIGSTOP) })
+	proxy = newTripProxy(t, addr, match, func() { srv.Process.Signal(sigStop) })
 	base = "http://" + startMain(t, "server", redisConfig(t, "redis://"+proxy.addr+"/0", prefix+"-"+uuid.NewString()[:8])).Addr()
-	return base, proxy, func() { srv.Process.Signal(syscall.SIGCONT) }
+	return base, proxy, func() { srv.Process.Signal(sigCont) }
 }
 
 // checkoutWithKey checks out token's cart through base with the given Idempotency-Key

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -54,12 +53,12 @@ func runWS(args []string) error {
 	pids := fs.String("server-pid", "", "server process ids (comma-separated), for CPU and RSS from /proc (empty: not measured)")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
-	fs.StringVar(&c.reader, "reader", "epoll", "how viewers are read: epoll (raw sockets, one epoll loop per core) or gorilla (a goroutine per viewer)")
+	fs.StringVar(&c.reader, "reader", defaultReader, "how viewers are read: epoll (raw sockets, one epoll loop per core; Linux) or gorilla (a goroutine per viewer)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if c.reader != "epoll" && c.reader != "gorilla" {
-		return fmt.Errorf("-reader %q: want epoll or gorilla", c.reader)
+	if c.reader != "epoll" && c.reader != "gorilla" || c.reader == "epoll" && defaultReader != "epoll" {
+		return fmt.Errorf("-reader %q: want epoll (Linux only) or gorilla", c.reader)
 	}
 	for _, p := range strings.Split(*pids, ",") {
 		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
@@ -73,15 +72,6 @@ func runWS(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	return newWSRun(c).run(ctx)
-}
-
-// raiseFileLimit lifts the soft limit on open files to the hard one.
-func raiseFileLimit() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
 }
 
 type wsRun struct {
@@ -621,15 +611,6 @@ func pct(us []uint32) string {
 		return time.Duration(us[int(float64(len(us)-1)*p)]) * time.Microsecond
 	}
 	return fmt.Sprintf("p50 %v  p99 %v  max %v", at(0.5).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), at(1).Round(10*time.Microsecond))
-}
-
-// selfCPU returns this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procCPU returns the user+system CPU time of the processes.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The ws mode's cheap reader: each viewer is a minimal websocket client on a raw
@@ -27,6 +29,9 @@ import (
 
 	"github.com/gorilla/websocket"
 )
+
+// defaultReader is the ws mode's -reader: this one.
+const defaultReader = "epoll"
 
 // rawWS is one client connection: a blocking handshake, then non-blocking reads.
 type rawWS struct {
@@ -374,10 +379,11 @@ func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onTex
 	}
 }
 
-// epollWaitNow is epoll_wait with a zero timeout as a raw syscall (it never blocks);
-// it returns 0 on any error.
+// epollWaitNow is epoll_wait with a zero timeout as a raw syscall (it never blocks),
+// made as epoll_pwait with no signal mask, which every Linux architecture has (arm64
+// has no epoll_wait); it returns 0 on any error.
 func epollWaitNow(epfd int, events []syscall.EpollEvent) int {
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if errno != 0 {
 		return 0
 	}

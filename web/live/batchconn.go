@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // wireFrame encodes data as one unmasked server-to-client websocket text frame
@@ -58,6 +57,9 @@ type batchConn struct {
 // init sets b up on the hijacked connection c.
 func (b *batchConn) init(c net.Conn) {
 	b.Conn, b.fd = c, -1
+	if !rawSends {
+		return
+	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			raw.Control(func(fd uintptr) { b.fd = int(fd) })
@@ -71,30 +73,6 @@ func (b *batchConn) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	return b.Conn.Close()
-}
-
-// sendNow is one send(2) of buf on fd that never waits (the socket is non-blocking
-// and MSG_DONTWAIT says so again), so it is a raw syscall: the scheduler need not
-// hand the P to another thread meanwhile (that hand-over and sysmon's watching of
-// syscalls cost more than the send when the cores are busy). Going around the poller,
-// it ignores the write deadline: the writer goroutine's deadlines (and the HTTP
-// server's, still set at the upgrade) are for writes that wait. The caller holds
-// b.mu. It returns how much went out, and the error other than EAGAIN, if any.
-func sendNow(fd int, buf []byte) (sent int, err syscall.Errno) {
-	for sent < len(buf) {
-		n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&buf[sent])), uintptr(len(buf)-sent),
-			syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
-		switch errno {
-		case 0:
-			sent += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return sent, 0
-		default:
-			return sent, errno
-		}
-	}
-	return sent, 0
 }
 
 // errNoRawConn is returned by tryWrite on a connection without a file descriptor.

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +26,9 @@ type hangableRedis struct {
 
 func startHangableRedis(t *testing.T) *hangableRedis {
 	t.Helper()
+	if sigStop == nil {
+		t.Skip("freezing a process needs SIGSTOP")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +42,7 @@ func startHangableRedis(t *testing.T) *hangableRedis {
 		t.Fatalf("redis-server: %v", err)
 	}
 	t.Cleanup(func() {
-		r.cmd.Process.Signal(syscall.SIGCONT)
+		r.cmd.Process.Signal(sigCont)
 		r.cmd.Process.Kill()
 		r.cmd.Wait()
 	})
@@ -71,8 +73,8 @@ func startHangableBus(t *testing.T, prefix string) (*hangableRedis, *redis.Clien
 }
 
 func (r *hangableRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
-func (r *hangableRedis) freeze()      { r.cmd.Process.Signal(syscall.SIGSTOP) }
-func (r *hangableRedis) thaw()        { r.cmd.Process.Signal(syscall.SIGCONT) }
+func (r *hangableRedis) freeze()      { r.cmd.Process.Signal(sigStop) }
+func (r *hangableRedis) thaw()        { r.cmd.Process.Signal(sigCont) }
 
 // freezeTillThaw freezes r and returns its thaw, which thaws r once; the test's end
 // thaws r if the test did not (it failed while r was frozen).

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package live
+
+import "os"
+
+// No SIGSTOP here: startHangableRedis skips its tests.
+var sigStop, sigCont os.Signal

@@ -1,0 +1,11 @@
+//go:build unix
+
+package web
+
+import (
+	"os"
+	"syscall"
+)
+
+// The signals that freeze and thaw a test's private redis-server.
+var sigStop, sigCont os.Signal = syscall.SIGSTOP, syscall.SIGCONT
