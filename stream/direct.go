@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"reflect"
@@ -28,8 +29,8 @@ import (
 //
 // pion v3 does not export a DTLSTransport's DTLS connection (the keying material
 // exporter); directConn reads the unexported field by name and type, and when that
-// fails (another pion version), or the pair is not on the relay's UDP socket, the
-// viewer keeps pion's write chain.
+// fails (another pion version), or the pair is not one the relay can write to when
+// the viewer's first packet goes out, the viewer keeps pion's write chain.
 
 // directOut is one viewer's own SRTP output.
 type directOut struct {
@@ -39,7 +40,7 @@ type directOut struct {
 	out *batchConn
 }
 
-// remoteAddr is the selected pair's remote end.
+// remoteAddr is the selected pair's remote end (ua nil: one the relay cannot write to).
 type remoteAddr struct {
 	ua *net.UDPAddr
 	ap netip.AddrPort
@@ -132,29 +133,47 @@ func (v *viewer) setupDirect() *directOut {
 		if err != nil || pair == nil {
 			return nil
 		}
-		v.setRemote(pair)
+		v.adoptPair(pair)
 	}
-	if v.remote.Load() == nil {
+	if !v.remote.Load().usable() {
 		return nil
 	}
 	return &directOut{ctx: ctx, out: out}
 }
 
-// setRemote follows the selected candidate pair; a pair not on the relay's UDP socket
-// (or a remote that is not an IP address) stops direct writes.
+// setRemote follows the selected candidate pair: pion's pair change handler, which
+// its ICE agent calls for each change, in order, from one goroutine.
 func (v *viewer) setRemote(pair *webrtc.ICECandidatePair) {
-	var ra *remoteAddr
-	if pair != nil && pair.Local != nil && pair.Remote != nil &&
-		pair.Local.Protocol == webrtc.ICEProtocolUDP && pair.Remote.Protocol == webrtc.ICEProtocolUDP {
-		if ip, err := netip.ParseAddr(pair.Remote.Address); err == nil {
-			ua := &net.UDPAddr{IP: ip.AsSlice(), Port: int(pair.Remote.Port), Zone: ip.Zone()}
-			ra = &remoteAddr{ua: ua, ap: netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port)}
-		}
+	v.remote.Store(pairRemote(pair))
+}
+
+// adoptPair takes pair, read from the ICE transport, as the remote end unless the pair
+// change handler has set one meanwhile. The handler may deliver a change between that
+// read and this store: what it set is that change (or a later one), newer than pair,
+// and stays.
+func (v *viewer) adoptPair(pair *webrtc.ICECandidatePair) {
+	v.remote.CompareAndSwap(nil, pairRemote(pair))
+}
+
+// unusableRemote is the remote end of a selected pair the relay cannot write to.
+var unusableRemote = &remoteAddr{}
+
+// usable tells whether a is a remote end the relay can write to (nil: none known yet).
+func (a *remoteAddr) usable() bool { return a != nil && a.ua != nil }
+
+// pairRemote is pair's remote end when the relay can write to it from its UDP socket
+// (a UDP pair whose remote is an IP address), else unusableRemote.
+func pairRemote(pair *webrtc.ICECandidatePair) *remoteAddr {
+	if pair == nil || pair.Local == nil || pair.Remote == nil ||
+		pair.Local.Protocol != webrtc.ICEProtocolUDP || pair.Remote.Protocol != webrtc.ICEProtocolUDP {
+		return unusableRemote
 	}
-	if ra == nil {
-		v.noDirect.Store(true)
+	ip, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil {
+		return unusableRemote
 	}
-	v.remote.Store(ra)
+	ua := &net.UDPAddr{IP: ip.AsSlice(), Port: int(pair.Remote.Port), Zone: ip.Zone()}
+	return &remoteAddr{ua: ua, ap: netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port)}
 }
 
 // direct returns the viewer's own output, keying it on first use; nil: pion's chain.
@@ -170,16 +189,30 @@ func (v *viewer) direct() *directOut {
 	return v.dout
 }
 
+// errNoRemote: a viewer on the relay's own SRTP output whose selected pair is not one
+// the relay can write to (its packets are dropped until the pair changes again).
+var errNoRemote = errors.New("stream: the selected candidate pair is not on the relay's UDP socket")
+
 // writeRTP sends one packet of track b: the viewer's own SRTP output when it has one,
-// else pion's write chain.
+// else pion's write chain. Which one is decided at the viewer's first packet, for
+// good. A viewer on its own output never goes to pion's chain: pion's SRTP context for
+// the SSRC has the same keys but its own rollover count, which starts at 0, so once
+// the output has wrapped its sequence numbers (it starts at the publisher's, anywhere
+// in 0-65535), pion would encrypt packet indices the relay has used already (the same
+// keystream, or GCM nonce, for two payloads). While its pair is not one the relay can
+// write to, its packets are dropped and counted.
 func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte) error {
-	if d := v.direct(); d != nil && !v.noDirect.Load() {
-		if ra := v.remote.Load(); ra != nil {
-			return d.write(ra, h, payload)
-		}
+	d := v.direct()
+	if d == nil {
+		_, err := b.ws.WriteRTP(h, payload)
+		return err
 	}
-	_, err := b.ws.WriteRTP(h, payload)
-	return err
+	ra := v.remote.Load()
+	if !ra.usable() {
+		v.room.relay.metrics.directDropped.Inc()
+		return errNoRemote
+	}
+	return d.write(ra, h, payload)
 }
 
 // write encrypts header and payload into a batcher buffer and queues it for ra.

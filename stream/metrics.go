@@ -14,6 +14,8 @@ type metrics struct {
 	pli        prometheus.Counter
 	late       prometheus.Counter
 	direct     prometheus.Counter // viewers keyed for the relay's own SRTP output
+	// packets of such viewers dropped while their pair was not one the relay can write to
+	directDropped prometheus.Counter
 	// UDP socket (parallel mode's batched sends).
 	sendWaits  prometheus.Counter
 	sendErrors prometheus.Counter
@@ -44,6 +46,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_packets_late_total", Help: "Publisher packets not forwarded because they arrived over 1 s late (ingest backlog)."}),
 		direct: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_viewers_direct_total", Help: "Viewers whose RTP the relay encrypted and sent itself, not through pion's write chain."}),
+		directDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_direct_packets_dropped_total", Help: "RTP packets of viewers on the relay's own SRTP output dropped because their selected candidate pair was not one the relay could write to (such viewers never go back to pion's write chain)."}),
 		sendWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_udp_send_waits_total", Help: "Writes that waited because the UDP send queue was full."}),
 		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -62,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.resent, m.batches, m.pli, m.late, m.direct,
+	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.resent, m.batches, m.pli, m.late, m.direct, m.directDropped,
 		m.sendWaits, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 

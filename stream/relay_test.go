@@ -458,7 +458,7 @@ func writesDirect(r *Relay, sid, rid string) bool {
 	rm.mu.Lock()
 	v := rm.viewers[rid]
 	rm.mu.Unlock()
-	return v != nil && v.direct() != nil && !v.noDirect.Load()
+	return v != nil && v.direct() != nil && v.remote.Load().usable()
 }
 
 // TestDirectConnField: this pion keeps a DTLSTransport's DTLS connection where

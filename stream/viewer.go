@@ -32,8 +32,7 @@ type viewer struct {
 
 	// The relay's own SRTP output (direct.go), keyed on the first write.
 	transport  *webrtc.DTLSTransport
-	remote     atomic.Pointer[remoteAddr] // the selected candidate pair's remote end
-	noDirect   atomic.Bool                // the pair is not on the relay's UDP socket
+	remote     atomic.Pointer[remoteAddr] // the selected candidate pair's remote end (nil: not known yet)
 	directOnce sync.Once
 	dout       *directOut // set by directOnce; nil: pion's write chain
 }
