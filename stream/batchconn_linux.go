@@ -54,8 +54,10 @@ func gsoControl(b []byte, size int) []byte {
 // sleep; a full socket buffer answers EAGAIN, and then the flusher waits in the
 // poller as before.
 type rawSender struct {
-	rc    syscall.RawConn
-	v6    bool // an AF_INET6 socket (IPv4 destinations as mapped addresses)
+	rc syscall.RawConn
+	v6 bool // an AF_INET6 socket (IPv4 destinations as mapped addresses)
+	// sys makes the system call: sendmmsgRaw (a test interposes on it).
+	sys   func(fd uintptr, hdrs []mmsghdr) (int, syscall.Errno)
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
@@ -78,7 +80,7 @@ func newRawSender(c *net.UDPConn) *rawSender {
 	if err := rc.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil || serr != nil {
 		return nil
 	}
-	s := &rawSender{rc: rc}
+	s := &rawSender{rc: rc, sys: sendmmsgRaw}
 	switch sa.(type) {
 	case *unix.SockaddrInet4:
 	case *unix.SockaddrInet6:
@@ -141,12 +143,20 @@ func (s *rawSender) send(msgs []ipv4.Message) (int, error) {
 	var n int
 	var errno syscall.Errno
 	err := s.rc.Write(func(fd uintptr) bool {
-		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(msgs)), 0, 0, 0)
-		if e == unix.EAGAIN {
-			return false // wait in the poller until the socket takes more
+		for {
+			r, e := s.sys(fd, s.hdrs[:len(msgs)])
+			switch e {
+			case unix.EINTR:
+				// A signal came before anything was sent: again, at once. (Not back to
+				// the poller: the socket is writable, it would wait for an edge that
+				// may never come.)
+				continue
+			case unix.EAGAIN:
+				return false // wait in the poller until the socket takes more
+			}
+			n, errno = r, e
+			return true
 		}
-		n, errno = int(r), e
-		return true
 	})
 	clear(s.iovs[:k]) // no references to the batch's buffers kept
 	if err != nil {
@@ -156,6 +166,12 @@ func (s *rawSender) send(msgs []ipv4.Message) (int, error) {
 		return 0, os.NewSyscallError("sendmmsg", errno)
 	}
 	return n, nil
+}
+
+// sendmmsgRaw is sendmmsg(2) of hdrs on fd as a raw system call.
+func sendmmsgRaw(fd uintptr, hdrs []mmsghdr) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
+	return int(r), e
 }
 
 // sockaddr fills sa with ap for the socket's family; its length, 0 if it cannot.

@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/binary"
 	"net"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -135,5 +136,75 @@ func TestBatchConnRawSendBothFamilies(t *testing.T) {
 		if got := testutilValue(bc.stats.errors); got != 0 {
 			t.Errorf("%s: %v send errors", tc.network, got)
 		}
+	}
+}
+
+// TestBatchConnRawSendRetriesEINTR: a sendmmsg interrupted by a signal before it sent
+// anything (EINTR; the Go runtime's own handlers restart system calls, another one's
+// may not) is made again at once: every datagram arrives, in order, none is counted
+// as an error, and the socket is not given back to the poller (which would wait for a
+// writability edge that a writable socket never gives: the sends would hang).
+func TestBatchConnRawSendRetriesEINTR(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		sock := listenLoopback(t)
+		if gso && !gsoSupported(sock) {
+			t.Log("kernel without UDP_SEGMENT")
+			continue
+		}
+		stats := testSendStats()
+		bc := makeBatchConn(sock, gso, stats, 1000)
+		if bc.raw == nil {
+			t.Fatal("no raw sender")
+		}
+		var calls, interrupted int // the flusher's only
+		bc.raw.sys = func(fd uintptr, hdrs []mmsghdr) (int, syscall.Errno) {
+			calls++
+			if calls%3 != 0 { // two interruptions before each call that goes through
+				interrupted++
+				return 0, unix.EINTR
+			}
+			return sendmmsgRaw(fd, hdrs)
+		}
+		go bc.flushLoop()
+		const dests, per = 3, 40
+		recv := make([]*net.UDPConn, dests)
+		outs := make([]chan []datagram, dests)
+		for d := range dests {
+			recv[d] = listenLoopback(t)
+			outs[d] = make(chan []datagram, 1)
+			go receive(recv[d], per, outs[d])
+		}
+		buf := make([]byte, 2048)
+		for seq := range per {
+			for d := range dests {
+				p := buf[:sizeFor(seq)]
+				p[0] = byte(d)
+				binary.BigEndian.PutUint32(p[1:], uint32(seq))
+				if _, err := bc.WriteTo(p, recv[d].LocalAddr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for d := range dests {
+			got := <-outs[d]
+			if len(got) != per {
+				t.Fatalf("gso=%v: destination %d got %d datagrams, want %d", gso, d, len(got), per)
+			}
+			for i, g := range got {
+				if want := (datagram{d, i, sizeFor(i)}); g != want {
+					t.Fatalf("gso=%v: destination %d datagram %d = %+v, want %+v", gso, d, i, g, want)
+				}
+			}
+		}
+		if err := bc.Close(); err != nil { // the flusher has ended
+			t.Fatal(err)
+		}
+		if got := testutilValue(stats.errors); got != 0 {
+			t.Errorf("gso=%v: errors = %v, want 0", gso, got)
+		}
+		if interrupted == 0 {
+			t.Errorf("gso=%v: no call interrupted, want some", gso)
+		}
+		t.Logf("gso=%v: %d system calls, %d interrupted", gso, calls, interrupted)
 	}
 }

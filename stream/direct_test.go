@@ -52,7 +52,7 @@ func TestDirectViewerNeverFallsBack(t *testing.T) {
 	}
 
 	sv.setRemote(udpPair("viewer.local", 9)) // a remote that is not an IP address
-	time.Sleep(slow(200 * time.Millisecond))  // what was queued before goes out
+	time.Sleep(slow(200 * time.Millisecond)) // what was queued before goes out
 	before, sentBefore := v.Stats(), sv.sent[kindAudio].Load()+sv.sent[kindVideo].Load()
 	dropped0 := testutilValue(r.metrics.directDropped)
 	time.Sleep(slow(600 * time.Millisecond)) // 15 fps video and 50 pps audio go on
