@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,11 @@ import (
 var publishLua string
 
 var publishScript = redis.NewScript(publishLua)
+
+//go:embed lua/publish_find.lua
+var publishFindLua string
+
+var publishFindScript = redis.NewScript(publishFindLua)
 
 // EndedRetention is how long the Redis bus keeps an ended stream's seq and history, for
 // viewers resuming right after the end; then Redis forgets them.
@@ -95,7 +101,34 @@ func NewRedisClient(url string) (*redis.Client, error) {
 	// bound), not after 3 s a try.
 	opt.ContextTimeoutEnabled = true
 	opt.DisableIdentity = true
+	if opt.TLSConfig == nil {
+		opt.Dialer = abortingDialer(opt.DialTimeout)
+	}
 	return redis.NewClient(opt), nil
+}
+
+// abortingDialer dials connections that are aborted when closed (SO_LINGER 0: a reset,
+// what the kernel has not yet delivered is dropped). go-redis closes a connection
+// whose call failed (a try of a publication that timed out); closed the usual way, the
+// kernel would go on sending the try's bytes to a Redis it cannot reach, for up to
+// ~100 s (tcp_orphan_retries), and the try could run after a later try of the same
+// publication had run and its record (60 s) had gone: the event out twice, with two
+// seqs. Aborted, a try reaches Redis before it is given up or never.
+func abortingDialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			if err := tc.SetLinger(0); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
 }
 
 func (b *RedisBus) key(sid, name string) string { return b.prefix + ":live:{" + sid + "}:" + name }
@@ -117,7 +150,11 @@ func streamOf(channel string) string {
 // id until ctx ends, each try bounded by PublishTryTimeout: the script publishes an id
 // once, so the event gets one seq however often it is sent. The id is remembered for a
 // minute after the event went out: a try that reached Redis and ran later (a freeze)
-// is found by the tries after it.
+// is found by the tries after it. It is also in the event's history entry, where each
+// retry looks it up first (publish_find.lua): a try that ran but whose answer was lost,
+// followed by more than a minute without Redis, is found there as long as the history
+// holds it. A try given up is reset on its connection (abortingDialer): it reaches
+// Redis before the next try is sent, or never.
 func (b *RedisBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
 	return b.PublishSeen(ctx, sid, typ, body, nil, false)
 }
@@ -145,7 +182,8 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 	if typ == EventStream && isStreamEnded(buildFrame(typ, 0, body)) {
 		keepMs = EndedRetention.Milliseconds()
 	}
-	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+uuid.NewString())}
+	id := uuid.NewString()
+	keys := []string{b.key(sid, "seq"), b.key(sid, "history"), b.key(sid, "pub:"+id)}
 	args := []any{quoteType(typ), body, b.history, b.channel(sid), keepMs, stockKeep.Milliseconds(), len(seen)}
 	if len(seen) > 0 {
 		keys = append(keys, b.key(sid, "stockseen"))
@@ -160,7 +198,20 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 	wait, tries := publishFirstWait, 0
 	for {
 		tctx, cancel := context.WithTimeout(ctx, PublishTryTimeout)
-		res, err := publishScript.Run(tctx, b.rdb, keys, args...).Slice()
+		var res []any
+		var err error
+		if tries > 0 {
+			// A try whose reply was lost may have run long ago (its record gone).
+			res, err = publishFindScript.Run(tctx, b.rdb, []string{keys[2], keys[1]}, id).Slice()
+			if err == nil {
+				if seq, _ := res[0].(int64); seq == 0 {
+					res, err = nil, nil
+				}
+			}
+		}
+		if res == nil && err == nil {
+			res, err = publishScript.Run(tctx, b.rdb, keys, args...).Slice()
+		}
 		cancel()
 		if err == nil {
 			seq, _ := res[0].(int64)

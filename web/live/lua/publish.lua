@@ -6,7 +6,9 @@
 -- ARGV[5] ms to keep both keys from now on (the stream ended; 0 = for ever)
 -- A caller whose reply was lost sends the same id again: the script then answers the
 -- seq and frame it gave that id (the frame '' once trimmed from the history) instead
--- of publishing the event a second time.
+-- of publishing the event a second time. The id is also kept in the event's history
+-- entry (field p): a retry first looks it up there (publish_find.lua), for a try that
+-- ran more than the record's 60 s before.
 -- Stock values the event carries (a sale's remaining, a product's stock) are recorded
 -- as delivered, with Redis's time, in KEYS[4], the stream's hash of them (field: the
 -- stock key, value "<value>:<ms>"; stock_seen.lua compares them with the store):
@@ -128,7 +130,7 @@ if n > 0 then
 end
 local seq = redis.call('INCR', KEYS[1])
 local frame = '{"type":' .. ARGV[1] .. ',"seq":' .. seq .. ',' .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame, 'p', string.match(KEYS[3], 'pub:(.*)$'))
 redis.call('PUBLISH', ARGV[4], frame)
 redis.call('SET', KEYS[3], seq, 'PX', 60000)
 if tonumber(ARGV[5]) > 0 then
