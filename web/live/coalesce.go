@@ -42,11 +42,15 @@ type emitter struct {
 	// so that it follows the sale's (rescueStreamEnd publishes the sales' first).
 	salesRescued bool
 
-	rmu sync.Mutex // guards rescuing; never held while taking another lock
+	rmu sync.Mutex // guards rescuing and stockWaiting; never held while taking another lock
 	// rescuing: the products whose rescue (rescueProducts) is under way, each with the
 	// stamp of the last comparison that found it; a comparison finding one again
 	// meanwhile leaves it to that rescue, which takes the stamp when it reads the store.
 	rescuing map[string]int64
+	// stockWaiting holds the stock keys whose rescue waits in the background for mu
+	// (rescueStock), with its count: one goroutine a key however often the sweep
+	// finds it meanwhile.
+	stockWaiting map[string]bool
 }
 
 // queuedEvent is an event handed to the stream's drain (see Hub.Emit).
@@ -601,9 +605,44 @@ func (e *emitter) gateStock(key string, ev cart.Event) {
 // commit and the gate, or it was a held-back event lost with its node), so that the
 // value read now goes out even though every counted change was published. Key is a
 // coalesce key of a stock event ("stock:<sale id>" or "stock:product:<product id>").
+//
+// The sweep (every stream's rescues, one goroutine) calls it: when mu is held (an event
+// of the stream tried for as long as Redis does not answer it) the rescue waits for
+// it in the background instead.
 func (e *emitter) rescueStock(key string, count bool) {
-	e.mu.Lock()
+	if !e.mu.TryLock() {
+		e.rmu.Lock()
+		c, waiting := e.stockWaiting[key]
+		if e.stockWaiting == nil {
+			e.stockWaiting = map[string]bool{}
+		}
+		e.stockWaiting[key] = c || count
+		e.rmu.Unlock()
+		if waiting {
+			return
+		}
+		take := func() bool {
+			e.rmu.Lock()
+			defer e.rmu.Unlock()
+			c := e.stockWaiting[key]
+			delete(e.stockWaiting, key)
+			return c
+		}
+		if !e.goHeld(func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.rescueStockLocked(key, take())
+		}) {
+			take() // the hub is closing
+		}
+		return
+	}
 	defer e.mu.Unlock()
+	e.rescueStockLocked(key, count)
+}
+
+// rescueStockLocked is rescueStock with mu held.
+func (e *emitter) rescueStockLocked(key string, count bool) {
 	st := e.gated[key]
 	if st == nil {
 		d := cart.StockData{}

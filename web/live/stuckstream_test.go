@@ -84,3 +84,60 @@ func TestStuckStreamStallsNoOther(t *testing.T) {
 	}
 	t.Logf("all publications ended %v after Close", time.Since(start))
 }
+
+// stuckSeenBus is a RedisBus whose publications of one stream (once stuck is set)
+// never get an answer until their context ends; its other calls (the stock gate, the
+// comparison) answer.
+type stuckSeenBus struct {
+	*RedisBus
+	stuck   atomic.Value // string: the stream
+	waiting atomic.Int32
+}
+
+func (b *stuckSeenBus) PublishSeen(ctx context.Context, sid, typ string, body []byte, seen []StockValue, onlyNewer bool) (Record, error) {
+	if s, _ := b.stuck.Load().(string); s == sid {
+		b.waiting.Add(1)
+		defer b.waiting.Add(-1)
+		<-ctx.Done()
+		return Record{}, errors.New("stuck: no answer")
+	}
+	return b.RedisBus.PublishSeen(ctx, sid, typ, body, seen, onlyNewer)
+}
+
+// TestStuckStreamStallsNoRescue: a stream's event is tried for as long as its
+// publication gets no answer, its emitter held meanwhile, while the comparison finds a
+// stock value of that stream a dying node left stale. The comparison and the overdue
+// sweep (one goroutine for every stream) go on: another stream's stale value, left by
+// the same death a few seconds later, still reaches its viewer within the usual
+// bound. (Before: the sweep waited for the stuck emitter, here until Close; with
+// Redis back, ~6 s at most.)
+func TestStuckStreamStallsNoRescue(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest-stuckrescue")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	store := openRedisStore(t, rdb, prefix+"-store")
+	bus := &stuckSeenBus{RedisBus: NewRedisBus(rdb, prefix, nil, nil)}
+	t.Cleanup(func() { bus.RedisBus.Close() })
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, prefix, "node-a", nil), Stock: store, ViewersInterval: time.Hour})
+
+	stuck, pidStuck := newStreamWithProduct(t, ctx, store)
+	other, pidOther := newStreamWithProduct(t, ctx, store)
+	vs, vo := ts.watch(t, stuck), ts.watch(t, other)
+	saleStuck := showSale(t, ctx, store, ts.hub, stuck, pidStuck, vs)
+	saleOther := showSale(t, ctx, store, ts.hub, other, pidOther, vo)
+	waitComparison(t, ts.hub)
+
+	bus.stuck.Store(stuck)
+	actx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	ts.hub.Emit(actx, cart.Event{StreamID: stuck, Type: EventAnnounce, Data: AnnounceData{Text: "stuck"}})
+	cancel()
+	for deadline := time.Now().Add(2 * time.Second); bus.waiting.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck stream's publication never began")
+		}
+	}
+	lostHold(t, ctx, store, saleStuck)
+	time.Sleep(4 * StockRescueAfter) // the comparison finds it (the emitter is held)
+	died := lostHold(t, ctx, store, saleOther)
+	vo.nextRescuedStock(t, saleOther.ID, "", 8, died, 4*StockRescueAfter)
+}
