@@ -371,3 +371,24 @@ func TestStateEventBesideReservedPlacesGoesOutAtOnce(t *testing.T) {
 		t.Fatalf("%v events left to the comparison, want none", got-rescued)
 	}
 }
+
+// TestMediaEventsWithRoomAllGoOut: with room in the stream's queue, a media event does
+// not take the place of one still queued (that is only once the queue is full,
+// TestMediaMuteOverFullQueueGoesOut): two mutes made while Redis is frozen both reach
+// the viewer after the thaw, in order (docs/API.md's "what not lost means").
+func TestMediaEventsWithRoomAllGoOut(t *testing.T) {
+	r, rdb, bus := startHangableBus(t, "mediaroom-"+uuid.NewString()[:8])
+	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, "mediaroom", "node-a", nil), EmitQueueMax: 16, ViewersInterval: time.Hour})
+	sid := uuid.NewString()
+	c := ts.watch(t, sid)
+	thaw := r.freezeTillThaw(t)
+	var want []cart.Event
+	for _, audio := range []bool{true, false} {
+		ev := cart.Event{StreamID: sid, Type: EventMedia, Data: MediaState{AudioMuted: audio, VideoMuted: true}}
+		emitAsModerator(t, ts.hub, ev, 5*time.Millisecond)
+		want = append(want, ev)
+	}
+	thaw()
+	announceDone(t, ts.hub, sid)
+	expectInOrder(t, c, 1, want, 15*time.Second)
+}
