@@ -65,52 +65,6 @@ type boltTuning struct {
 
 var defaultTuning = boltTuning{indexBatch: 4096, indexIdle: 200 * time.Millisecond}
 
-// OpenBolt opens (creating if needed) the bbolt database file at path.
-func OpenBolt(path string) (*BoltStore, error) { return openBolt(path, defaultTuning) }
-
-// openBolt is OpenBolt with the order log's tuning (tests change it).
-func openBolt(path string, tuning boltTuning) (*BoltStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	s := &BoltStore{db: db, writes: make(chan *groupCall), quit: make(chan struct{}), writerDone: make(chan struct{}),
-		tuning: tuning, hasher: newIdemHasher()}
-	err = db.Update(func(tx *bolt.Tx) error {
-		layout2 := tx.Bucket(bucketOrderLog) == nil // or a new file
-		for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog, bucketWriter}, commerceBuckets...) {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		if err := migrateLayout1(tx); err != nil {
-			return err
-		}
-		if layout2 {
-			if err := migrateLayout2(tx); err != nil {
-				return err
-			}
-		}
-		if err := migrateLayout3(tx); err != nil {
-			return err
-		}
-		s.idem = loadIdemIndex(tx, s.hasher)
-		var err error
-		if s.logged, s.unindexed, err = loadOrderLog(tx); err != nil {
-			return err
-		}
-		holds, err := loadHoldIndex(tx)
-		s.setHoldIndex(holds)
-		return err
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("init %s: %w", path, err)
-	}
-	go s.writeLoop()
-	return s, nil
-}
-
 // Close stops the writer (calls after it fail with ErrUnavailable) and closes the file.
 func (s *BoltStore) Close() error {
 	s.closeOnce.Do(func() { close(s.quit) })

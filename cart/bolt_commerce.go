@@ -32,7 +32,7 @@ var (
 	bucketPins           = []byte("pins")            // stream id → []product id (pin order)
 	bucketSales          = []byte("sales")           // sale id → Sale
 	bucketStreamSales    = []byte("stream_sales")    // stream id, seq → sale id
-	bucketLiveSales      = []byte("live_sales")      // sale id → "" (scheduled or active)
+	bucketLiveSales      = []byte("live_sales")      // sale id → liveSaleFrom (scheduled or active)
 	bucketHolds          = []byte("holds")           // hold id → boltHold (in a cart)
 	bucketHoldExpiry     = []byte("hold_expiry")     // expiry nanos (8 bytes BE), hold id → "" (units still held)
 	bucketOrders         = []byte("orders")          // order id → Order
@@ -620,7 +620,9 @@ func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (S
 		if _, err := appendIndex(t.b(bucketStreamSales), sale.StreamID, sale.ID); err != nil {
 			return err
 		}
-		return t.b(bucketLiveSales).Put([]byte(sale.ID), nil)
+		// An order of the sale comes after it in its stream's list: open reads the
+		// stream's orders from here (rebuildHoldIndex).
+		return t.b(bucketLiveSales).Put([]byte(sale.ID), liveSaleFrom(t.b(bucketStreamOrders).Sequence()+1))
 	})
 	return sale, prod, err
 }

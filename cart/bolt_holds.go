@@ -1,7 +1,10 @@
 package cart
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -20,7 +23,7 @@ import (
 //     unreleased holds of the sale plus those of the buyer's orders' items of it.
 //
 // Both are rebuilt on open from holds, live_sales and the orders of the live sales'
-// streams; the writer changes them per group (groupTx) and applies
+// streams made since the oldest of them was (rebuildHoldIndex); the writer changes them per group (groupTx) and applies
 // the changes only once the group has committed, as the idempotency index. The units
 // of a sale are dropped from memory when it ends (no hold is taken after that).
 
@@ -131,33 +134,55 @@ func (s *BoltStore) applyHolds(c holdChanges) {
 	}
 }
 
-// holdIndex is the carts and units as read from the file.
+// holdIndex is the carts and units as read from the file; and, for repairHoldExpiry,
+// the holds that could not be read and the sales of the unreleased holds.
 type holdIndex struct {
-	carts map[string][]cartEntry
-	units map[string]map[string]int
+	carts      map[string][]cartEntry
+	units      map[string]map[string]int
+	unreadable map[string]error
+	holdSales  map[string]bool
 }
 
-// loadHoldIndex reads the carts and the units of the live sales from the file (on
-// open): every hold record, and the orders of the streams that have a live sale
-// (stream_orders; an order's items name their sales).
+// loadHoldIndex is rebuildHoldIndex logging nothing (tests compare it with the writer's).
 func loadHoldIndex(tx *bolt.Tx) (holdIndex, error) {
-	ix := holdIndex{carts: map[string][]cartEntry{}, units: map[string]map[string]int{}}
-	live := map[string]bool{}
-	streams := map[string]bool{}
-	err := tx.Bucket(bucketLiveSales).ForEach(func(k, _ []byte) error {
+	return rebuildHoldIndex(tx, slog.New(slog.DiscardHandler))
+}
+
+// rebuildHoldIndex reads the carts and the units of the live sales from the file (on
+// open): every hold record, and the orders of the streams that have a live sale from
+// the first one that can be of a live sale (stream_orders from the live_sales value,
+// liveSaleFrom; an order's items name their sales). Open time then follows the holds
+// and the live sales' orders, not the streams' history.
+//
+// What cannot be read is logged and left out (repairOnOpen took out what would stop
+// the sweeps): a hold record (in no cart: its buyer is unknown; its units, if of a
+// live sale, are not in its buyer's count); an order of a live sale's stream, whose
+// buyer (found in order_log or users' index) is counted at the limit of each of the
+// stream's live sales, so that the limit is never let through.
+func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
+	ix := holdIndex{carts: map[string][]cartEntry{}, units: map[string]map[string]int{}, unreadable: map[string]error{}, holdSales: map[string]bool{}}
+	live := map[string]*Sale{}
+	from := map[string]uint64{} // stream → the first stream_orders sequence to read
+	err := tx.Bucket(bucketLiveSales).ForEach(func(k, v []byte) error {
 		var sale Sale
 		if err := getJSON(tx.Bucket(bucketSales), string(k), &sale); err != nil {
-			return fmt.Errorf("live sale %s: %w", k, err)
+			return fmt.Errorf("live sale %s: %w", k, err) // not on open: repairOnOpen took those out
 		}
-		live[sale.ID] = true
-		streams[sale.StreamID] = true
+		live[sale.ID] = &sale
+		f := uint64(0) // a file before the value was kept (a read-only transaction: a test)
+		if len(v) == 8 {
+			f = binary.BigEndian.Uint64(v)
+		}
+		if cur, ok := from[sale.StreamID]; !ok || f < cur {
+			from[sale.StreamID] = f
+		}
 		return nil
 	})
 	if err != nil {
 		return ix, err
 	}
 	add := func(sale, user string, n int) {
-		if !live[sale] {
+		if live[sale] == nil {
 			return
 		}
 		users := ix.units[sale]
@@ -167,33 +192,56 @@ func loadHoldIndex(tx *bolt.Tx) (holdIndex, error) {
 		}
 		users[user] += n
 	}
-	err = tx.Bucket(bucketHolds).ForEach(func(k, v []byte) error {
+	tx.Bucket(bucketHolds).ForEach(func(k, v []byte) error {
 		var h boltHold
 		if err := unmarshalRecord(v, &h); err != nil {
-			return fmt.Errorf("hold %s: %w", k, err)
+			log.Error("embedded store: a hold record cannot be read: it is in no cart, and its units (if of a live sale) are not in its buyer's count of the per-user limit; restore it from a backup or remove it",
+				"hold", string(k), "err", err)
+			ix.unreadable[string(k)] = err
+			return nil
 		}
 		ix.carts[h.User] = append(ix.carts[h.User], cartEntry{h.CartKey, h.ID})
 		if h.SaleID != "" && !h.Released {
 			add(h.SaleID, h.User, h.Quantity)
+			ix.holdSales[h.SaleID] = true
 		}
 		return nil
 	})
-	if err != nil {
-		return ix, err
-	}
 	for _, cart := range ix.carts {
 		slices.SortFunc(cart, func(a, b cartEntry) int { return strings.Compare(a.key, b.key) })
 	}
-	for st := range streams {
-		for _, id := range indexValues(tx.Bucket(bucketStreamOrders), st) {
+	atLimit := map[string]map[string]bool{} // stream → buyers of an unreadable order
+	for st, f := range from {
+		prefix := []byte(st + "\x00")
+		c := tx.Bucket(bucketStreamOrders).Cursor()
+		for k, id := c.Seek(appendSeqHex(bytes.Clone(prefix), f)); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
 			var o Order
-			if err := getJSON(tx.Bucket(bucketOrders), id, &o); err != nil {
-				return ix, fmt.Errorf("order %s: %w", id, err)
+			if err := getJSON(tx.Bucket(bucketOrders), string(id), &o); err != nil {
+				user, ok := orderBuyer(tx, string(id))
+				if !ok {
+					log.Error("embedded store: an order of a stream with a live sale cannot be read, nor its buyer found: the per-user limit of the stream's live sales does not count it; restore it from a backup",
+						"order", string(id), "stream", st, "err", err)
+					continue
+				}
+				log.Error("embedded store: an order of a stream with a live sale cannot be read: its buyer is counted at the per-user limit of each of the stream's live sales",
+					"order", string(id), "stream", st, "buyer", user, "err", err)
+				if atLimit[st] == nil {
+					atLimit[st] = map[string]bool{}
+				}
+				atLimit[st][user] = true
+				continue
 			}
 			for _, it := range o.Items {
 				if it.SaleID != "" {
 					add(it.SaleID, o.UserID, it.Quantity)
 				}
+			}
+		}
+	}
+	for _, sale := range live {
+		for user := range atLimit[sale.StreamID] {
+			if n := ix.units[sale.ID][user]; n < sale.PerUserLimit {
+				add(sale.ID, user, sale.PerUserLimit-n)
 			}
 		}
 	}

@@ -96,16 +96,20 @@ func timeKeyNanos(at int64, id []byte) []byte {
 	return append(k, id...)
 }
 
-// loadIdemIndex reads the idempotency index from idem_expiry.
-func loadIdemIndex(tx *bolt.Tx, h idemHasher) map[idemSum]int64 {
+// loadIdemIndex reads the idempotency index from idem_expiry, and the keys too short
+// to hold a time (none but in a damaged file; open removes them).
+func loadIdemIndex(tx *bolt.Tx, h idemHasher) (map[idemSum]int64, [][]byte) {
 	idem := map[idemSum]int64{}
+	var short [][]byte
 	tx.Bucket(bucketIdemExpiry).ForEach(func(k, _ []byte) error {
 		if len(k) >= 8 {
 			idem[h.sum(k[8:])] = int64(binary.BigEndian.Uint64(k))
+		} else {
+			short = append(short, bytes.Clone(k))
 		}
 		return nil
 	})
-	return idem
+	return idem, short
 }
 
 // idemRecord returns the idempotency record of key made at at (from the index).

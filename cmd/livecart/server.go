@@ -186,7 +186,7 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 		if err := os.MkdirAll(m.cfg.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		return cart.OpenBolt(filepath.Join(m.cfg.DataDir, "livecart.db"))
+		return cart.OpenBoltLog(filepath.Join(m.cfg.DataDir, "livecart.db"), m.log)
 	case "redis":
 		redis.SetLogger(redisLogger{m.log})
 		st, err := cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix, PingTimeout: m.cfg.Redis.PingTimeout})

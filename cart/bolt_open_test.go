@@ -1,0 +1,306 @@
+package cart
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// logRecords collects slog records (message and attributes as "k=v").
+type logRecords struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecords) WithGroup(string) slog.Handler            { return l }
+func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.Key + "=" + a.Value.String())
+		return true
+	})
+	l.mu.Lock()
+	l.recs = append(l.recs, b.String())
+	l.mu.Unlock()
+	return nil
+}
+
+// has says how many records contain every one of parts.
+func (l *logRecords) has(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+next:
+	for _, r := range l.recs {
+		for _, p := range parts {
+			if !strings.Contains(r, p) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// TestBoltOpenRepairs: a file with damaged and dangling entries (crafted with bbolt
+// after the store wrote it) opens; each entry is logged at error level by name; what
+// would stop the sweeps is taken out (they run without error afterwards); the
+// per-user limit still holds (a buyer whose order cannot be read is counted at the
+// limit); the invariants of the intact stream hold; a reopen logs only what is still
+// unreadable, and removes nothing more.
+func TestBoltOpenRepairs(t *testing.T) {
+	ctx, now := context.Background(), time.Now().UTC()
+	path := filepath.Join(t.TempDir(), "damaged.db")
+	st, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func() (string, string) {
+		sid := uuid.NewString()
+		if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamLive, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sid, p.ID
+	}
+	sid, pid := mk()
+	sid2, pid2 := mk()
+	sale := func(sid, pid string) string {
+		s, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid, PriceCents: 1,
+			Quantity: 100, PerUserLimit: 2, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ID
+	}
+	saleA, saleB := sale(sid, pid), sale(sid2, pid2)
+	hold := func(user, sale, product string) string {
+		id := uuid.NewString()
+		if _, _, err := st.HoldUnits(ctx, HoldRequest{ID: id, UserID: user, SaleID: sale, ProductID: product, Quantity: 1, ExpiresAt: now.Add(time.Minute)}, now); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	buy := func(user string) string {
+		hold(user, saleA, "")
+		res, err := st.Checkout(ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: user, IdempotencyKey: "k"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Order.ID
+	}
+	aliceHold := hold("alice", saleA, "")
+	buy("bob")
+	carolOrder := buy("carol")
+	daveHold := hold("dave", "", pid)
+	frankHold := hold("frank", saleB, "")
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ghost := uuid.NewString()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, e := range []struct {
+			b    []byte
+			k, v string
+		}{
+			{bucketLiveSales, ghost, ""},                                     // a live sale without a record
+			{bucketSales, saleB, "{"},                                        // a live sale's record unreadable (frank's hold is of it)
+			{bucketHolds, daveHold, "{not json"},                             // a hold record unreadable
+			{bucketOrders, carolOrder, "garbage"},                            // an order of the live sale's stream unreadable
+			{bucketOrderLog, "\x00\x00\x00\x00\x00\x0f\x42\x3f", "\xff\xff"}, // an order_log entry that does not split
+			{bucketOrderLog, "abc", "\x01xu"},                                // an order_log key that is no sequence
+			{bucketHoldExpiry, "x", ""},                                      // expiry keys without a time
+			{bucketIdemExpiry, "y", ""},
+			{bucketHoldExpiry, string(timeKey(now, "no-such-hold")), ""}, // an expiry entry without its hold
+		} {
+			if err := tx.Bucket(e.b).Put([]byte(e.k), []byte(e.v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &logRecords{}
+	st, err = OpenBoltLog(path, slog.New(logs))
+	if err != nil {
+		t.Fatalf("open of the damaged file: %v, want it open", err)
+	}
+	for _, want := range [][]string{
+		{"ERROR", "removed a live sale", "sale=" + ghost},
+		{"ERROR", "removed a live sale", "sale=" + saleB},
+		{"ERROR", "hold sweep no longer releases it", "hold=" + frankHold, "its sale " + saleB},
+		{"ERROR", "hold sweep no longer releases it", "hold=" + daveHold},
+		{"ERROR", "hold sweep no longer releases it", "hold=no-such-hold"},
+		{"ERROR", "hold record cannot be read", "hold=" + daveHold},
+		{"ERROR", "order of a stream with a live sale cannot be read", "order=" + carolOrder, "buyer=carol"},
+		{"ERROR", "unreadable order_log entry", "key=00000000000f423f"},
+		{"ERROR", "unreadable order_log entry", "key=616263"},
+		{"ERROR", "expiry entry without its time", "bucket=hold_expiry"},
+		{"ERROR", "expiry entry without its time", "bucket=idem_expiry"},
+	} {
+		if logs.has(want...) != 1 {
+			t.Errorf("open logged no (or several) %q; records:\n%s", want, strings.Join(logs.recs, "\n"))
+		}
+	}
+	// The per-user limit (2): carol's unreadable order counts as the limit, bob's as 1.
+	limit := func(user string, want error) {
+		t.Helper()
+		_, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: saleA, Quantity: 1, ExpiresAt: now.Add(time.Minute)}, now)
+		if !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("%s holds a unit of the sale after the open: %v, want %v", user, err, want)
+		}
+	}
+	limit("carol", ErrLimitExceeded)
+	limit("bob", nil)
+	limit("bob", ErrLimitExceeded)
+	limit("alice", nil)
+	limit("alice", ErrLimitExceeded)
+	if hs, err := st.ListHolds(ctx, "alice", now); err != nil || len(hs) != 2 || hs[0].ID != aliceHold {
+		t.Errorf("alice's cart after the open: %v %v, want her hold first of two", hs, err)
+	}
+	// The sweeps run through (each stopped on one of the removed entries before).
+	n, _, err := st.ReleaseExpiredHolds(ctx, now.Add(time.Hour), 100)
+	if err != nil || n != 3 {
+		t.Errorf("ReleaseExpiredHolds after the open: %d released, %v; want alice's two and bob's one", n, err)
+	}
+	ups, err := st.AdvanceSales(ctx, now.Add(2*time.Hour))
+	if err != nil || len(ups) != 1 || ups[0].Sale.ID != saleA {
+		t.Errorf("AdvanceSales after the open: %v, %v; want sale A ended", ups, err)
+	}
+	checkStreamInvariants(t, st, sid, map[string]int{pid: 1000})
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs = &logRecords{}
+	if st, err = OpenBoltLog(path, slog.New(logs)); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if logs.has("removed") != 0 || logs.has("ERROR", "hold record cannot be read", "hold="+daveHold) != 1 || len(logs.recs) != 1 {
+		t.Errorf("the reopen logged %q; want dave's unreadable hold only (the ended sale's stream is no longer read)", logs.recs)
+	}
+}
+
+// TestBoltOpenFailsClearly: a file open cannot use is refused with what is wrong and
+// what to do: another process holds it, it is no database, or an earlier layout's
+// entry cannot be moved (and then the file is left as it was).
+func TestBoltOpenFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "held.db")
+	st, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenBolt(path)
+	st.Close()
+	if err == nil || !strings.Contains(err.Error(), "another process holds the file's lock") || !strings.Contains(err.Error(), path) {
+		t.Errorf("open of a file another open holds: %v, want it named and why", err)
+	}
+
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, bytes.Repeat([]byte("livecart"), 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBolt(junk); err == nil || !strings.Contains(err.Error(), "not a livecart database") || !strings.Contains(err.Error(), "backup") {
+		t.Errorf("open of a file that is no database: %v, want it said, and what to do", err)
+	}
+
+	old := filepath.Join(dir, "layout1.db")
+	db, err := bolt.Open(old, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		b, _ := tx.CreateBucket(layout1UserHolds)
+		return b.Put([]byte("no sequence"), []byte("h"))
+	})
+	db.Close()
+	_, err = OpenBolt(old)
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), `"no sequence"`) {
+		t.Errorf("open of a layout-1 file with an entry the move cannot read: %v, want the entry named and the file left alone", err)
+	}
+	db, err = bolt.Open(old, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(layout1UserHolds) == nil || tx.Bucket(bucketOrderLog) != nil {
+			t.Errorf("the failed move changed the file")
+		}
+		return nil
+	})
+}
+
+// TestBoltLiveSaleFromMigrated: a live_sales entry of a file written before its value
+// was kept (empty) gets the sequence of the sale's first order in its stream, so the
+// next open reads the stream from there; the counts are the same either way.
+func TestBoltLiveSaleFromMigrated(t *testing.T) {
+	f := newHoldFixture(t)
+	f.buy("early", "k") // a product order, before the sale's first
+	if _, err := f.hold("u", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k"}, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.hold("u", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	var seqOfOrder uint64
+	f.st.db.View(func(tx *bolt.Tx) error {
+		want = bytes.Clone(tx.Bucket(bucketLiveSales).Get([]byte(f.sale)))
+		tx.Bucket(bucketStreamOrders).ForEach(func(k, v []byte) error {
+			if string(v) == res.Order.ID {
+				seqOfOrder, _ = indexSeq(k)
+			}
+			return nil
+		})
+		return nil
+	})
+	if len(want) != 8 || binary.BigEndian.Uint64(want) > seqOfOrder {
+		t.Fatalf("live_sales value %x after CreateSale, want a sequence at most the sale's order's %d", want, seqOfOrder)
+	}
+	before := writerHoldIndex(t, f.st)
+	f.st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLiveSales).Put([]byte(f.sale), nil) })
+	f.reopen(defaultTuning)
+	var got []byte
+	f.st.db.View(func(tx *bolt.Tx) error {
+		got = bytes.Clone(tx.Bucket(bucketLiveSales).Get([]byte(f.sale)))
+		return nil
+	})
+	if len(got) != 8 || binary.BigEndian.Uint64(got) != seqOfOrder {
+		t.Errorf("the migrated live_sales value: %x, want the sale's first order's sequence %d", got, seqOfOrder)
+	}
+	if after := writerHoldIndex(t, f.st); after.units[f.sale]["u"] != 2 || before.units[f.sale]["u"] != 2 {
+		t.Errorf("u's units of the sale: %v before, %v after the migration, want 2 (one held, one ordered)", before.units[f.sale], after.units[f.sale])
+	}
+	checkHoldIndexMatchesFile(t, f.st, "after the migration")
+}
