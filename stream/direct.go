@@ -200,7 +200,10 @@ var errNoRemote = errors.New("stream: the selected candidate pair is not on the 
 // the output has wrapped its sequence numbers (it starts at the publisher's, anywhere
 // in 0-65535), pion would encrypt packet indices the relay has used already (the same
 // keystream, or GCM nonce, for two payloads). While its pair is not one the relay can
-// write to, its packets are dropped and counted.
+// write to, its packets are dropped and counted, encrypted all the same: srtp infers
+// the rollover count from the last packet it encrypted (within 2^15), so a context
+// that missed the numbers the output moved on by meanwhile would, once they were
+// 2^15 or more, encrypt the next packets with a rollover count the output has used.
 func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte) error {
 	d := v.direct()
 	if d == nil {
@@ -210,6 +213,9 @@ func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte) error {
 	ra := v.remote.Load()
 	if !ra.usable() {
 		v.room.relay.metrics.directDropped.Inc()
+		if bp, err := d.seal(h, payload); err == nil {
+			d.out.recycle(bp)
+		}
 		return errNoRemote
 	}
 	return d.write(ra, h, payload)
@@ -217,6 +223,15 @@ func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte) error {
 
 // write encrypts header and payload into a batcher buffer and queues it for ra.
 func (d *directOut) write(ra *remoteAddr, h *rtp.Header, payload []byte) error {
+	bp, err := d.seal(h, payload)
+	if err != nil {
+		return err
+	}
+	return d.out.enqueue(bp, ra.ua, ra.ap)
+}
+
+// seal encrypts header and payload into a batcher buffer (for enqueue or recycle).
+func (d *directOut) seal(h *rtp.Header, payload []byte) (*[]byte, error) {
 	bp := d.out.buffer()
 	n := h.MarshalSize()
 	size := n + len(payload)
@@ -227,7 +242,7 @@ func (d *directOut) write(ra *remoteAddr, h *rtp.Header, payload []byte) error {
 	buf = buf[:size]
 	if _, err := h.MarshalTo(buf); err != nil {
 		d.out.recycle(bp)
-		return err
+		return nil, err
 	}
 	copy(buf[n:], payload)
 	d.mu.Lock()
@@ -237,10 +252,10 @@ func (d *directOut) write(ra *remoteAddr, h *rtp.Header, payload []byte) error {
 	d.mu.Unlock()
 	if err != nil {
 		d.out.recycle(bp)
-		return err
+		return nil, err
 	}
 	*bp = enc
-	return d.out.enqueue(bp, ra.ua, ra.ap)
+	return bp, nil
 }
 
 // srtpTrailer is room for the SRTP auth tag (16 bytes for GCM, 10 for SHA1-80).

@@ -1,10 +1,13 @@
 package stream
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v2"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -144,5 +147,87 @@ func TestDirectRemoteIsViewersAddress(t *testing.T) {
 	want := netip.AddrPortFrom(ip.Unmap(), pair.Local.Port)
 	if got := sv.remote.Load(); !got.usable() || got.ap != want {
 		t.Errorf("relay writes the viewer to %v, want %v (the viewer's selected local candidate)", got.ap, want)
+	}
+}
+
+// TestDroppedPacketsKeepTheRolloverCount: packets a direct viewer's writer numbered
+// but dropped (its pair not writable) still advance the SRTP context's packet index.
+// srtp infers the rollover count from the last packet it encrypted, within 2^15: a
+// context that saw none of the dropped packets, after 35,536 of them (seq 40001 on
+// through the wrap to 10000), would encrypt seq 10001 with rollover count 0, an index
+// the output used before it wrapped (a second payload under one keystream / GCM
+// nonce), instead of 1.
+func TestDroppedPacketsKeepTheRolloverCount(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key, salt := make([]byte, 16), make([]byte, 12)
+	for i := range key {
+		key[i] = byte(i + 1)
+	}
+	prof := srtp.ProtectionProfileAeadAes128Gcm
+	ctx, err := srtp.CreateContext(key, salt, prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &viewer{room: &room{relay: r}}
+	v.directOnce.Do(func() { v.dout = &directOut{ctx: ctx, out: r.out} })
+	writable := pairRemote(udpPair("127.0.0.1", uint16(conn.LocalAddr().(*net.UDPAddr).Port)))
+	const ssrc = 0x1234
+	send := func(seq uint16) error {
+		h := &rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 90, SSRC: ssrc}
+		return v.writeRTP(nil, h, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	}
+	// decrypts reads the next datagram and tells whether it decrypts under rollover
+	// count roc.
+	decrypts := func(wantSeq uint16, roc uint32) bool {
+		t.Helper()
+		buf := make([]byte, 1500)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("seq %d not received: %v", wantSeq, err)
+		}
+		rx, err := srtp.CreateContext(key, salt, prof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rx.SetROC(ssrc, roc)
+		var h rtp.Header
+		if _, err := rx.DecryptRTP(nil, buf[:n], &h); err != nil {
+			return false
+		}
+		if h.SequenceNumber != wantSeq {
+			t.Fatalf("received seq %d, want %d", h.SequenceNumber, wantSeq)
+		}
+		return true
+	}
+
+	v.remote.Store(writable)
+	if err := send(40000); err != nil {
+		t.Fatal(err)
+	}
+	if !decrypts(40000, 0) {
+		t.Fatal("seq 40000 does not decrypt with rollover count 0")
+	}
+	v.remote.Store(unusableRemote)
+	dropped0 := testutilValue(r.metrics.directDropped)
+	for seq := uint16(40001); seq != 10001; seq++ {
+		if err := send(seq); err != errNoRemote {
+			t.Fatalf("seq %d: %v, want errNoRemote", seq, err)
+		}
+	}
+	if d := testutilValue(r.metrics.directDropped) - dropped0; d != 35536 {
+		t.Errorf("%v packets counted as dropped, want 35536", d)
+	}
+	v.remote.Store(writable)
+	if err := send(10001); err != nil {
+		t.Fatal(err)
+	}
+	if !decrypts(10001, 1) {
+		t.Error("seq 10001 after the wrap was not encrypted with rollover count 1 (its index was used before the wrap)")
 	}
 }
