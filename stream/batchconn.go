@@ -53,13 +53,14 @@ type outPacket struct {
 	addr net.Addr
 }
 
-// batchConn wraps the relay's UDP socket. Reads, LocalAddr and deadlines go straight
-// to the socket; writes are queued for the flusher. Per destination the order of
-// writes is kept.
+// batchConn wraps the relay's UDP socket. Reads (on Linux a raw recvfrom: rawReader),
+// LocalAddr and deadlines go straight to the socket; writes are queued for the
+// flusher. Per destination the order of writes is kept.
 type batchConn struct {
 	*net.UDPConn
 	batch *ipv4.PacketConn
 	raw   *rawSender // sendmmsg as a raw system call (Linux); nil: batch.WriteBatch
+	rd    *rawReader // recvfrom as a raw system call (Linux); nil: the socket's ReadFrom
 	stats sendStats
 	wake  chan struct{} // 1-buffered: the queue is not empty
 	full  chan struct{} // 1-buffered: the queue reached gatherMax
@@ -105,7 +106,7 @@ func newBatchConn(c *net.UDPConn, gso bool, stats sendStats, gather time.Duratio
 // makeBatchConn builds the conn without its flusher.
 func makeBatchConn(c *net.UDPConn, gso bool, stats sendStats, limit int) *batchConn {
 	b := &batchConn{
-		UDPConn: c, batch: ipv4.NewPacketConn(c), raw: newRawSender(c), stats: stats, limit: limit,
+		UDPConn: c, batch: ipv4.NewPacketConn(c), raw: newRawSender(c), rd: newRawReader(c), stats: stats, limit: limit,
 		wake: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		gso: gso, byDst: map[netip.AddrPort][]int{},
 		msgs: make([]ipv4.Message, 0, mmsgBatch), oob: make([]byte, mmsgBatch*gsoControlLen),

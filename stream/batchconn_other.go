@@ -23,3 +23,8 @@ func newRawSender(*net.UDPConn) *rawSender { return nil }
 func (*rawSender) send([]ipv4.Message) (int, error) { panic("unreachable") }
 
 var errNoSockaddr error
+
+// rawReader exists on Linux only; elsewhere the socket's own ReadFrom reads.
+type rawReader struct{}
+
+func newRawReader(*net.UDPConn) *rawReader { return nil }
