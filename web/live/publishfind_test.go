@@ -80,6 +80,18 @@ func (p *deafProxy) setDeaf(deaf bool) {
 // and the event is in the history once. (Before: the retry published it again, seq 2,
 // a second copy for the viewers.)
 func TestPublishRunLongAgoIsFoundByItsRetry(t *testing.T) {
+	publishRunLongAgo(t, "find-"+uuid.NewString()[:8])
+}
+
+// TestPublishRunLongAgoIsFoundUnderAnyPrefix: the same with a key prefix that holds
+// "pub:" itself (a node's configured prefix): the history entry keeps the publication's
+// id, not a piece of the key, and the retry finds it. (Before: the entry kept
+// "x:live:{sid}:pub:<id>", the retry found nothing and published the event again.)
+func TestPublishRunLongAgoIsFoundUnderAnyPrefix(t *testing.T) {
+	publishRunLongAgo(t, "pub:find-"+uuid.NewString()[:8])
+}
+
+func publishRunLongAgo(t *testing.T, prefix string) {
 	r := startHangableRedis(t)
 	p := newDeafProxy(t, r.addr())
 	rdb, err := NewRedisClient("redis://" + p.ln.Addr().String() + "/0")
@@ -89,7 +101,6 @@ func TestPublishRunLongAgoIsFoundByItsRetry(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	direct := redis.NewClient(&redis.Options{Addr: r.addr()})
 	t.Cleanup(func() { direct.Close() })
-	prefix := "find-" + uuid.NewString()[:8]
 	bus := NewRedisBus(rdb, prefix, nil, nil)
 	t.Cleanup(func() { bus.Close() })
 	ctx := context.Background()

@@ -130,7 +130,8 @@ if n > 0 then
 end
 local seq = redis.call('INCR', KEYS[1])
 local frame = '{"type":' .. ARGV[1] .. ',"seq":' .. seq .. ',' .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame, 'p', string.match(KEYS[3], 'pub:(.*)$'))
+-- The id is the key's last part (a uuid: no ':'), whatever the prefix holds.
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame, 'p', string.match(KEYS[3], ':pub:([^:]+)$'))
 redis.call('PUBLISH', ARGV[4], frame)
 redis.call('SET', KEYS[3], seq, 'PX', 60000)
 if tonumber(ARGV[5]) > 0 then
