@@ -115,7 +115,11 @@ func NewRedisClient(url string) (*redis.Client, error) {
 // publication had run and its record (60 s) had gone: the event out twice, with two
 // seqs. Aborted, a try reaches Redis before it is given up or never.
 func abortingDialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+	// Keep-alive as go-redis's own dialer: an idle connection to a peer gone without a
+	// reset is dropped after ~45 s, not taken for a try that then waits its 5 s.
+	d := &net.Dialer{Timeout: timeout, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3,
+	}}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
