@@ -110,16 +110,24 @@ func (rm *room) muted(kind webrtc.RTPCodecType) bool {
 // setMute applies a mute change. Unmuting video makes every viewer wait for a
 // keyframe, which is requested at once.
 func (rm *room) setMute(audio, video *bool) (bool, bool) {
+	// On unmute the generation moves on before the flag clears: the reader loads the
+	// flag, then the generation, so a packet it lets through after the mute always
+	// carries the new generation and every viewer rebases its numbering on it (a packet
+	// with the old one could land on sequence numbers, and SRTP indices, already used).
 	if audio != nil {
-		if was := rm.audioMuted.Swap(*audio); was && !*audio {
+		if !*audio && rm.audioMuted.Load() {
 			rm.gen[kindAudio].Add(1)
 		}
+		rm.audioMuted.Store(*audio)
 	}
 	if video != nil {
-		if was := rm.videoMuted.Swap(*video); was && !*video {
+		if !*video && rm.videoMuted.Load() {
 			rm.gen[kindVideo].Add(1)
 			rm.waitKeyframeAll()
+			rm.videoMuted.Store(false)
 			rm.requestKeyframe()
+		} else {
+			rm.videoMuted.Store(*video)
 		}
 	}
 	return rm.audioMuted.Load(), rm.videoMuted.Load()
