@@ -701,7 +701,7 @@ func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpda
 		return t.b(bucketLiveSales).ForEach(func(k, _ []byte) error {
 			sp, err := t.sale(string(k))
 			if err != nil {
-				return err
+				return nil // a record that cannot be read (logged on open): skipped
 			}
 			due = due || saleStep(*sp, now) != ""
 			return nil
@@ -718,7 +718,7 @@ func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpda
 		for _, id := range ids {
 			sp, err := t.sale(id)
 			if err != nil {
-				return err
+				continue // a record that cannot be read (logged on open): skipped
 			}
 			var p Product
 			switch saleStep(*sp, now) {

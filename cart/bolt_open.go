@@ -205,10 +205,12 @@ func migrate(tx *bolt.Tx, layout2 bool) error {
 //   - an order_log entry that does not split into an order id and a user (the writer
 //     indexes the log from its start: every transaction that indexes would fail on it).
 //     The order's record stays in orders and its stream's list; its buyer's own list
-//     no longer names it;
-//   - a live_sales entry whose sale record is missing or unreadable (the sale sweep
-//     reads every live sale). Nothing can be held in such a sale (a hold reads the
-//     record), and its remaining units are not returned to the product.
+//     no longer names it.
+//
+// It only logs a live_sales entry whose sale record is missing or unreadable: the
+// entry stays (the sale sweep and rebuildHoldIndex skip it), so that the sale is live
+// again once its record is restored. Nothing can be held in it meanwhile (a hold reads
+// the record), and its remaining units are not returned to the product.
 //
 // repairHoldExpiry does the same for hold_expiry once the holds are read.
 func repairOnOpen(tx *bolt.Tx, log *slog.Logger) error {
@@ -228,10 +230,14 @@ func repairOnOpen(tx *bolt.Tx, log *slog.Logger) error {
 		}
 		return nil
 	})
+	// A live sale whose record cannot be read stays in live_sales (the sale sweep and
+	// the rebuild skip it): taken out, a record restored from a backup (or written by a
+	// newer version) would be a sale the sweep never ends and whose buyers' units the
+	// per-user limit no longer counts.
 	tx.Bucket(bucketLiveSales).ForEach(func(k, _ []byte) error {
 		var sale Sale
 		if err := getJSON(tx.Bucket(bucketSales), string(k), &sale); err != nil {
-			drop(bucketLiveSales, k, "removed a live sale whose record cannot be read: nothing can be held in it, its remaining units are not returned to its product; restore its record from a backup",
+			log.Error("embedded store: a live sale's record cannot be read: the sale sweep skips it (it is not ended, its remaining units are not returned to its product) and nothing can be held in it; restore its record from a backup",
 				"sale", string(k), "err", err)
 		}
 		return nil
@@ -272,7 +278,7 @@ func migrateLiveSalesFrom(tx *bolt.Tx) error {
 	for _, id := range old {
 		var sale Sale
 		if err := getJSON(tx.Bucket(bucketSales), string(id), &sale); err != nil {
-			return fmt.Errorf("live sale %s: %w", id, err) // repairOnOpen took those out
+			continue // logged by repairOnOpen; given its value on the open that reads it
 		}
 		from := so.Sequence() + 1
 		prefix := []byte(sale.StreamID + "\x00")

@@ -151,8 +151,8 @@ func TestBoltOpenRepairs(t *testing.T) {
 		t.Fatalf("open of the damaged file: %v, want it open", err)
 	}
 	for _, want := range [][]string{
-		{"ERROR", "removed a live sale", "sale=" + ghost},
-		{"ERROR", "removed a live sale", "sale=" + saleB},
+		{"ERROR", "live sale's record cannot be read", "sale=" + ghost},
+		{"ERROR", "live sale's record cannot be read", "sale=" + saleB},
 		{"ERROR", "hold sweep no longer releases it", "hold=" + frankHold, "its sale " + saleB},
 		{"ERROR", "hold sweep no longer releases it", "hold=" + daveHold},
 		{"ERROR", "hold sweep no longer releases it", "hold=no-such-hold"},
@@ -201,8 +201,10 @@ func TestBoltOpenRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if logs.has("removed") != 0 || logs.has("ERROR", "hold record cannot be read", "hold="+daveHold) != 1 || len(logs.recs) != 1 {
-		t.Errorf("the reopen logged %q; want dave's unreadable hold only (the ended sale's stream is no longer read)", logs.recs)
+	if logs.has("removed") != 0 || logs.has("ERROR", "hold record cannot be read", "hold="+daveHold) != 1 ||
+		logs.has("ERROR", "live sale's record cannot be read", "sale="+ghost) != 1 ||
+		logs.has("ERROR", "live sale's record cannot be read", "sale="+saleB) != 1 || len(logs.recs) != 3 {
+		t.Errorf("the reopen logged %q; want dave's unreadable hold and the two live sales without a readable record only (the ended sale's stream is no longer read)", logs.recs)
 	}
 }
 
@@ -303,4 +305,49 @@ func TestBoltLiveSaleFromMigrated(t *testing.T) {
 		t.Errorf("u's units of the sale: %v before, %v after the migration, want 2 (one held, one ordered)", before.units[f.sale], after.units[f.sale])
 	}
 	checkHoldIndexMatchesFile(t, f.st, "after the migration")
+}
+
+// TestBoltOpenKeepsUnreadableLiveSale: open leaves a live sale whose record cannot be
+// read in live_sales (the sale sweep and the rebuild skip it), so that once its record
+// is restored from a backup, as open's log asks, the sale is live again: the sweep
+// ends it (its remaining units go back to the product) and the per-user limit counts
+// its buyers' orders. Taking the entry out lost both for good: the restored sale was
+// never ended, and a buyer at the limit could buy again.
+func TestBoltOpenKeepsUnreadableLiveSale(t *testing.T) {
+	f := newHoldFixture(t)
+	if _, err := f.hold("u", 3, time.Hour); err != nil { // the limit is 3
+		t.Fatal(err)
+	}
+	if _, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k"}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	var rec []byte
+	put := func(v []byte) {
+		t.Helper()
+		if err := f.st.db.Update(func(tx *bolt.Tx) error {
+			rec = bytes.Clone(tx.Bucket(bucketSales).Get([]byte(f.sale)))
+			return tx.Bucket(bucketSales).Put([]byte(f.sale), v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put([]byte("{")) // damaged
+	good := rec
+	f.reopen(defaultTuning)
+	if _, err := f.st.AdvanceSales(f.ctx, f.now.Add(2*time.Hour)); err != nil {
+		t.Errorf("AdvanceSales with a live sale whose record cannot be read: %v, want it to go on", err)
+	}
+	if _, err := f.hold("v", 1, time.Hour); err == nil {
+		t.Errorf("a hold of the sale whose record cannot be read went through")
+	}
+	put(good) // restored from a backup
+	f.reopen(defaultTuning)
+	if _, err := f.hold("u", 1, time.Hour); !errors.Is(err, ErrLimitExceeded) {
+		t.Errorf("u (3 bought, limit 3) holds 1 more unit of the restored sale: %v, want limit_exceeded", err)
+	}
+	ups, err := f.st.AdvanceSales(f.ctx, f.now.Add(2*time.Hour))
+	if err != nil || len(ups) != 1 || ups[0].Sale.ID != f.sale || ups[0].Sale.Status != SaleEnded {
+		t.Errorf("AdvanceSales past the restored sale's end: %v, %v; want it ended", ups, err)
+	}
+	checkHoldIndexMatchesFile(t, f.st, "after the restore")
 }
