@@ -703,7 +703,10 @@ func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpda
 			if err != nil {
 				return nil // a record that cannot be read (logged on open): skipped
 			}
-			due = due || saleStep(*sp, now) != ""
+			if saleStep(*sp, now) != "" {
+				_, err := t.product(sp.ProductID)
+				due = due || err == nil // a product record that cannot be read: skipped
+			}
 			return nil
 		})
 	})
@@ -719,6 +722,12 @@ func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpda
 			sp, err := t.sale(id)
 			if err != nil {
 				continue // a record that cannot be read (logged on open): skipped
+			}
+			if saleStep(*sp, now) == "" {
+				continue
+			}
+			if _, err := t.product(sp.ProductID); err != nil {
+				continue // its product's record cannot be read: skipped, as the sale's
 			}
 			var p Product
 			switch saleStep(*sp, now) {

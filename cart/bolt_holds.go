@@ -136,10 +136,11 @@ func (s *BoltStore) applyHolds(c holdChanges) {
 // holdIndex is the carts and units as read from the file; and, for repairHoldExpiry,
 // the holds that could not be read and the sales of the unreleased holds.
 type holdIndex struct {
-	carts      map[string][]cartEntry
-	units      map[string]map[string]int
-	unreadable map[string]error
-	holdSales  map[string]bool
+	carts        map[string][]cartEntry
+	units        map[string]map[string]int
+	unreadable   map[string]error
+	holdSales    map[string]bool
+	holdProducts map[string]bool // of the unreleased holds of no sale
 }
 
 // loadHoldIndex is rebuildHoldIndex logging nothing (tests compare it with the writer's).
@@ -159,7 +160,7 @@ func loadHoldIndex(tx *bolt.Tx) (holdIndex, error) {
 // buyer (found in order_log or users' index) is counted at the limit of each of the
 // stream's live sales, so that the limit is never let through.
 func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
-	ix := holdIndex{carts: map[string][]cartEntry{}, units: map[string]map[string]int{}, unreadable: map[string]error{}, holdSales: map[string]bool{}}
+	ix := holdIndex{carts: map[string][]cartEntry{}, units: map[string]map[string]int{}, unreadable: map[string]error{}, holdSales: map[string]bool{}, holdProducts: map[string]bool{}}
 	live := map[string]*Sale{}
 	from := map[string]uint64{} // stream → the first stream_orders sequence to read
 	err := tx.Bucket(bucketLiveSales).ForEach(func(k, v []byte) error {
@@ -203,6 +204,9 @@ func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
 		if h.SaleID != "" && !h.Released {
 			add(h.SaleID, h.User, h.Quantity)
 			ix.holdSales[h.SaleID] = true
+		}
+		if h.SaleID == "" && !h.Released {
+			ix.holdProducts[h.ProductID] = true
 		}
 		return nil
 	})

@@ -138,16 +138,29 @@ func (s *BoltStore) load(tx *bolt.Tx, path string, log *slog.Logger) (err error)
 // sweep would stop on for good (it releases in expiry order: one it cannot release
 // stops it), logging each at error level: a key shorter than its time (the sweep reads
 // the time from its first 8 bytes), one whose hold record is missing or unreadable,
-// or whose hold names a sale whose record is missing or unreadable. Such a hold's
+// or whose hold names a sale whose record is missing or unreadable, or an ended sale or
+// (a hold of no sale) a product whose product record is (the release returns the units
+// to the product). Such a hold's
 // units stay held. ix is what rebuildHoldIndex read of the holds: the entries are
 // checked against it, a hold is decoded again only if a sale of the holds is damaged.
 func repairHoldExpiry(tx *bolt.Tx, log *slog.Logger, ix holdIndex) error {
 	exp := tx.Bucket(bucketHoldExpiry)
-	badSales := map[string]error{}
+	badSales, badProducts := map[string]error{}, map[string]error{}
 	for id := range ix.holdSales {
 		var sale Sale
 		if err := getJSON(tx.Bucket(bucketSales), id, &sale); err != nil {
 			badSales[id] = err
+		} else if sale.Status == SaleEnded { // a release returns the units to the product
+			var p Product
+			if err := getJSON(tx.Bucket(bucketProducts), sale.ProductID, &p); err != nil {
+				badSales[id] = fmt.Errorf("its sale's product %s: %w", sale.ProductID, err)
+			}
+		}
+	}
+	for id := range ix.holdProducts {
+		var p Product
+		if err := getJSON(tx.Bucket(bucketProducts), id, &p); err != nil {
+			badProducts[id] = err
 		}
 	}
 	var dels [][]byte
@@ -163,10 +176,12 @@ func repairHoldExpiry(tx *bolt.Tx, log *slog.Logger, ix holdIndex) error {
 			err = ix.unreadable[string(k[8:])]
 		case !keyAt(hc, k[8:]):
 			err = ErrNotFound
-		case len(badSales) > 0:
+		case len(badSales) > 0 || len(badProducts) > 0:
 			var h boltHold
-			if err = getJSON(tx.Bucket(bucketHolds), string(k[8:]), &h); err == nil && badSales[h.SaleID] != nil {
+			if err = getJSON(tx.Bucket(bucketHolds), string(k[8:]), &h); err == nil && h.SaleID != "" && badSales[h.SaleID] != nil {
 				err = fmt.Errorf("its sale %s: %w", h.SaleID, badSales[h.SaleID])
+			} else if err == nil && h.SaleID == "" && badProducts[h.ProductID] != nil {
+				err = fmt.Errorf("its product %s: %w", h.ProductID, badProducts[h.ProductID])
 			}
 		}
 		if err != nil {

@@ -351,3 +351,73 @@ func TestBoltOpenKeepsUnreadableLiveSale(t *testing.T) {
 	}
 	checkHoldIndexMatchesFile(t, f.st, "after the restore")
 }
+
+// TestBoltOpenUnreadableProduct: a product record that cannot be read stops neither
+// sweep. The hold sweep would fail for good on a hold of the product (its units go back
+// to it) and the sale sweep on the product's live sale once it is due (its remaining
+// units go back to it): open logs and takes out such a hold's expiry entry (its units
+// stay held, as for a hold whose sale cannot be read), and the sale sweep skips the sale.
+// The other holds and sales go on.
+func TestBoltOpenUnreadableProduct(t *testing.T) {
+	f := newHoldFixture(t) // f.sale is of f.product
+	p, err := f.st.GetProduct(f.ctx, f.product)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: p.StreamID, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: p.StreamID, ProductID: p2.ID, PriceCents: 1,
+		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(30 * time.Minute)}, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := func(user, sale, product string, ttl time.Duration) string {
+		t.Helper()
+		id := uuid.NewString()
+		if _, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: id, UserID: user, SaleID: sale, ProductID: product, Quantity: 1, ExpiresAt: f.now.Add(ttl)}, f.now); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	erin := hold("erin", "", f.product, time.Minute)                               // a hold of the product itself
+	gus := hold("gus", s2.ID, "", 2*time.Minute)                                   // a hold of s2, of p2
+	ok := hold("ok", f.sale, "", 3*time.Minute)                                    // a hold of the live sale of the product
+	if _, err := f.st.AdvanceSales(f.ctx, f.now.Add(40*time.Minute)); err != nil { // s2 ended, gus's hold still held
+		t.Fatal(err)
+	}
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range []string{f.product, p2.ID} {
+			if err := tx.Bucket(bucketProducts).Put([]byte(id), []byte("{")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logRecords{}
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
+		t.Fatal(err)
+	}
+	defer f.st.Close()
+	for _, want := range [][]string{
+		{"ERROR", "hold sweep no longer releases it", "hold=" + erin, "its product " + f.product},
+		{"ERROR", "hold sweep no longer releases it", "hold=" + gus, "its sale's product " + p2.ID},
+	} {
+		if logs.has(want...) != 1 {
+			t.Errorf("open logged no (or several) %q; records:\n%s", want, strings.Join(logs.recs, "\n"))
+		}
+	}
+	n, _, err := f.st.ReleaseExpiredHolds(f.ctx, f.now.Add(time.Hour), 100)
+	if err != nil || n != 1 {
+		t.Errorf("ReleaseExpiredHolds after the open: %d released, %v; want ok's hold (%s)", n, err, ok)
+	}
+	if _, err := f.st.AdvanceSales(f.ctx, f.now.Add(2*time.Hour)); err != nil {
+		t.Errorf("AdvanceSales past the end of a sale whose product cannot be read: %v, want it to go on", err)
+	}
+}
