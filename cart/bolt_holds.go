@@ -141,6 +141,7 @@ type holdIndex struct {
 	unreadable   map[string]error
 	holdSales    map[string]bool
 	holdProducts map[string]bool // of the unreleased holds of no sale
+	noExpiry     []boltHold      // unreleased holds without their hold_expiry entry
 }
 
 // loadHoldIndex is rebuildHoldIndex logging nothing (tests compare it with the writer's).
@@ -192,6 +193,7 @@ func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
 		}
 		users[user] += n
 	}
+	ec, ek := tx.Bucket(bucketHoldExpiry).Cursor(), []byte(nil)
 	tx.Bucket(bucketHolds).ForEach(func(k, v []byte) error {
 		var h boltHold
 		if err := unmarshalRecord(v, &h); err != nil {
@@ -207,6 +209,12 @@ func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
 		}
 		if h.SaleID == "" && !h.Released {
 			ix.holdProducts[h.ProductID] = true
+		}
+		if !h.Released { // an earlier open took its expiry entry out (restoreHoldExpiry)
+			ek = append(binary.BigEndian.AppendUint64(ek[:0], uint64(h.ExpiresAt.UnixNano())), h.ID...)
+			if !keyAt(ec, ek) {
+				ix.noExpiry = append(ix.noExpiry, h)
+			}
 		}
 		return nil
 	})

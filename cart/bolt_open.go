@@ -130,6 +130,9 @@ func (s *BoltStore) load(tx *bolt.Tx, path string, log *slog.Logger) (err error)
 	if err := repairHoldExpiry(tx, log, holds); err != nil {
 		return fmt.Errorf("embedded store %s: repairing: %w", path, err)
 	}
+	if err := restoreHoldExpiry(tx, log, holds.noExpiry); err != nil {
+		return fmt.Errorf("embedded store %s: repairing: %w", path, err)
+	}
 	s.setHoldIndex(holds)
 	return nil
 }
@@ -393,4 +396,30 @@ func userOfKey(k []byte) (string, bool) {
 		return "", false
 	}
 	return string(k[i+1 : i+1+n]), true
+}
+
+// restoreHoldExpiry puts back, in open's transaction, the hold_expiry entry of each
+// unreleased hold that has none (an earlier open took it out: the hold, its sale or its
+// product could not be read) once the sweep can release it again (the records it reads
+// were restored), logging each at error level. A file no open repaired has none such:
+// a hold's entry goes only when it is released (Released) or its record is deleted.
+func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, holds []boltHold) error {
+	for _, h := range holds {
+		var sale Sale
+		var p Product
+		switch {
+		case h.SaleID != "" && getJSON(tx.Bucket(bucketSales), h.SaleID, &sale) != nil:
+			continue
+		case h.SaleID != "" && sale.Status == SaleEnded && getJSON(tx.Bucket(bucketProducts), sale.ProductID, &p) != nil:
+			continue
+		case h.SaleID == "" && getJSON(tx.Bucket(bucketProducts), h.ProductID, &p) != nil:
+			continue
+		}
+		log.Error("embedded store: put back a hold's expiry entry (an earlier start took it out, its records can be read again): the hold sweep releases it again",
+			"hold", h.ID)
+		if err := tx.Bucket(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }

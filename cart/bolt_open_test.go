@@ -321,6 +321,20 @@ func TestBoltOpenKeepsUnreadableLiveSale(t *testing.T) {
 	if _, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k"}, f.now); err != nil {
 		t.Fatal(err)
 	}
+	w, err := f.hold("w", 1, time.Minute) // its expiry entry goes with the sale's record
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logRecords{} // an open of the intact file logs nothing (no entry put back)
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
+		t.Fatal(err)
+	}
+	if len(logs.recs) != 0 {
+		t.Errorf("an open of the intact file logged %q", logs.recs)
+	}
 	var rec []byte
 	put := func(v []byte) {
 		t.Helper()
@@ -342,6 +356,9 @@ func TestBoltOpenKeepsUnreadableLiveSale(t *testing.T) {
 	}
 	put(good) // restored from a backup
 	f.reopen(defaultTuning)
+	if n, _, err := f.st.ReleaseExpiredHolds(f.ctx, f.now.Add(10*time.Minute), 100); err != nil || n != 1 {
+		t.Errorf("ReleaseExpiredHolds after the restore: %d, %v; want w's hold %s released (its expiry entry put back)", n, err, w)
+	}
 	if _, err := f.hold("u", 1, time.Hour); !errors.Is(err, ErrLimitExceeded) {
 		t.Errorf("u (3 bought, limit 3) holds 1 more unit of the restored sale: %v, want limit_exceeded", err)
 	}
