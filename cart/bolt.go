@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -55,6 +56,8 @@ type BoltStore struct {
 	// commitFaultBefore one its transaction returns before committing (nothing lands,
 	// as when bbolt cannot write the transaction's pages).
 	commitFault, commitFaultBefore func() error
+	// log is open's logger (with the file): EndStream logs a sale it skips.
+	log *slog.Logger
 }
 
 // boltTuning says when the writer indexes the order log (bolt_index.go).
@@ -232,14 +235,18 @@ func boltMediaMute(tx *bolt.Tx, id string) (MediaMute, error) {
 	return m, nil
 }
 
-// EndStream ends the stream and its scheduled and active sales.
+// EndStream ends the stream and its scheduled and active sales. A sale whose record
+// cannot be read is skipped and logged at error level, as the sale sweep skips it
+// (open logs it too): it stays in live_sales, so that once its record is restored it
+// is live again and can be ended.
 func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
 	var (
-		st    Stream
-		sales []Sale
+		st      Stream
+		sales   []Sale
+		skipped map[string]error
 	)
 	err := s.update(func(t *boltTx) error {
-		sales = []Sale{}
+		sales, skipped = []Sale{}, nil // the group may run this again
 		var err error
 		if st, err = t.stream(id); err != nil || st.Status == StreamEnded {
 			return err
@@ -247,11 +254,17 @@ func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (St
 		st.Status = StreamEnded
 		end := now.UTC()
 		st.EndedAt = &end
-		if sales, err = t.endStreamSales(id, now); err != nil {
+		if sales, skipped, err = t.endStreamSales(id, now); err != nil {
 			return err
 		}
 		return putJSON(t.b(bucketStreams), id, st)
 	})
+	if err == nil {
+		for sale, serr := range skipped {
+			s.log.Error("embedded store: a sale's record cannot be read: ending its stream skipped it (a live sale stays live, its remaining units are not returned to its product, until its record is restored); restore its record from a backup",
+				"stream", id, "sale", sale, "err", serr)
+		}
+	}
 	return st, sales, err
 }
 

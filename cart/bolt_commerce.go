@@ -753,23 +753,29 @@ func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpda
 	return out, err
 }
 
-// endStreamSales ends every scheduled or active sale of the stream.
-func (t *boltTx) endStreamSales(streamID string, now time.Time) ([]Sale, error) {
-	out := []Sale{}
+// endStreamSales ends every scheduled or active sale of the stream. It skips a sale
+// whose record cannot be read (as AdvanceSales does; its live_sales entry stays) and
+// returns it in skipped, with the error, for the caller to log.
+func (t *boltTx) endStreamSales(streamID string, now time.Time) (out []Sale, skipped map[string]error, err error) {
+	out = []Sale{}
 	for _, id := range indexValues(t.b(bucketStreamSales), streamID) {
 		sp, err := t.sale(id)
 		if err != nil {
-			return nil, err
+			if skipped == nil {
+				skipped = map[string]error{}
+			}
+			skipped[id] = err
+			continue
 		}
 		if sp.Status == SaleEnded {
 			continue
 		}
 		if _, err := t.endSale(sp, now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, *sp)
 	}
-	return out, nil
+	return out, skipped, nil
 }
 
 // ---- holds ----

@@ -60,7 +60,7 @@ func openBoltLog(path string, tuning boltTuning, log *slog.Logger) (*BoltStore, 
 		return nil, openFileError(path, err)
 	}
 	s := &BoltStore{db: db, writes: make(chan *groupCall), quit: make(chan struct{}), writerDone: make(chan struct{}),
-		tuning: tuning, hasher: newIdemHasher()}
+		tuning: tuning, hasher: newIdemHasher(), log: log}
 	if err := db.Update(func(tx *bolt.Tx) error { return s.load(tx, path, log) }); err != nil {
 		db.Close()
 		return nil, err

@@ -438,3 +438,126 @@ func TestBoltOpenUnreadableProduct(t *testing.T) {
 		t.Errorf("AdvanceSales past the end of a sale whose product cannot be read: %v, want it to go on", err)
 	}
 }
+
+// TestBoltEndStreamUnreadableSale: ending a stream one of whose sales has a record that
+// cannot be read (open keeps it in live_sales) ends the stream and its other sales (their
+// remaining units back to their products), logs the skipped sale at error level, and
+// leaves it as it is: once its record is restored and the file reopened, it is still
+// live and can be ended. Before, EndStream failed on it, so the stream could not be
+// ended at all.
+func TestBoltEndStreamUnreadableSale(t *testing.T) {
+	f := newHoldFixture(t) // f.sale (100 units, live) is of f.product (1000 put in)
+	p, err := f.st.GetProduct(f.ctx, f.product)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := p.StreamID
+	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p2.ID, PriceCents: 1,
+		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := func(user, sale string) {
+		t.Helper()
+		if _, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sale, Quantity: 1, ExpiresAt: f.now.Add(time.Hour)}, f.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold("u", f.sale)
+	hold("u", s2.ID)
+	if _, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k"}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	hold("v", s2.ID) // still held when the stream ends
+	putIn := map[string]int{f.product: 1000, p2.ID: 10}
+	var good []byte
+	put := func(v []byte) {
+		t.Helper()
+		if err := f.st.db.Update(func(tx *bolt.Tx) error {
+			if good == nil {
+				good = bytes.Clone(tx.Bucket(bucketSales).Get([]byte(f.sale)))
+			}
+			return tx.Bucket(bucketSales).Put([]byte(f.sale), v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := func() bool {
+		t.Helper()
+		in := false
+		if err := f.st.db.View(func(tx *bolt.Tx) error {
+			in = tx.Bucket(bucketLiveSales).Get([]byte(f.sale)) != nil
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	put([]byte("{")) // damaged
+	logs := &logRecords{}
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
+		t.Fatal(err)
+	}
+	st := f.st
+	t.Cleanup(func() { st.Close() })
+	logs.mu.Lock()
+	logs.recs = nil // open's own records
+	logs.mu.Unlock()
+
+	stream, ended, err := f.st.EndStream(f.ctx, sid, f.now)
+	if err != nil {
+		t.Fatalf("EndStream with a sale whose record cannot be read: %v, want the stream ended", err)
+	}
+	if stream.Status != StreamEnded || len(ended) != 1 || ended[0].ID != s2.ID || ended[0].Status != SaleEnded {
+		t.Errorf("EndStream: %+v, %+v; want the stream and s2 (only) ended", stream, ended)
+	}
+	if got, err := f.st.GetStream(f.ctx, sid); err != nil || got.Status != StreamEnded {
+		t.Errorf("the stream after EndStream: %+v, %v; want ended", got, err)
+	}
+	if logs.has("ERROR", "embedded store:", "cannot be read", "sale="+f.sale) != 1 {
+		t.Errorf("EndStream logged %q; want one error naming sale %s", logs.recs, f.sale)
+	}
+	gs, err := f.st.GetSale(f.ctx, s2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gp, err := f.st.GetProduct(f.ctx, p2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs.Status != SaleEnded || gs.Remaining != 0 || gs.Held != 1 || gs.Sold != 1 || gs.Returned != 3 ||
+		gs.Remaining+gs.Held+gs.Sold+gs.Returned != gs.Quantity {
+		t.Errorf("s2 after EndStream: %+v; want ended, 1 held, 1 sold, 3 returned", gs)
+	}
+	if gp.Stock != 8 || gp.Stock+gp.Held+gp.Sold+gs.Quantity-gs.Returned != putIn[p2.ID] {
+		t.Errorf("p2 after EndStream: %+v; want stock 8 (5 - 5 in the sale + 3 returned), %d put in", gp, putIn[p2.ID])
+	}
+	if !live() {
+		t.Errorf("the unreadable sale %s left live_sales: a restored record would never be ended", f.sale)
+	}
+	if _, _, err := f.st.EndStream(f.ctx, sid, f.now); err != nil {
+		t.Errorf("EndStream again: %v, want unchanged", err)
+	}
+
+	put(good) // restored from a backup
+	f.reopen(defaultTuning)
+	if !live() {
+		t.Fatalf("the restored sale %s is not live after the reopen", f.sale)
+	}
+	s, prod, changed, err := f.st.StopSale(f.ctx, f.sale, f.now.Add(time.Minute))
+	if err != nil || !changed || s.Status != SaleEnded || s.Remaining != 0 || s.Returned != 99 || prod.Stock != 900+99 {
+		t.Errorf("StopSale of the restored sale: %+v, %+v, %v, %v; want it ended, 99 returned, the product's stock 999", s, prod, changed, err)
+	}
+	if live() {
+		t.Errorf("the restored sale %s is still in live_sales after StopSale", f.sale)
+	}
+	checkStreamInvariants(t, f.st, sid, putIn)
+	checkHoldIndexMatchesFile(t, f.st, "after the restored sale ended")
+}
