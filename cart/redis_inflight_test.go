@@ -311,7 +311,10 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	pendingIs(0, "the first pipeline")
 	// The next pipeline: a longer block, then the done mark behind it (8 calls wait:
 	// it goes as the second at once).
-	held := block("0.7")
+	// 1.2 s: long enough that a test goroutine starved by a loaded CI machine still sees
+	// the first pipeline's sender end before this one is answered (0.7 s was not), and
+	// short enough that the retry's 2 s wait for the done mark behind it still holds.
+	held := block("1.2")
 	v := fmt.Sprintf("done|%s|%s|%d|%s", first.Order.StreamID, first.Order.ID, e.now.UnixMicro(), req.Fingerprint)
 	st.finishCheckout(st.userBase("u"), ih, v, nil)
 	for range secondBatchMin - 2 {
