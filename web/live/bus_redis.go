@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -101,9 +102,7 @@ func NewRedisClient(url string) (*redis.Client, error) {
 	// bound), not after 3 s a try.
 	opt.ContextTimeoutEnabled = true
 	opt.DisableIdentity = true
-	if opt.TLSConfig == nil {
-		opt.Dialer = abortingDialer(opt.DialTimeout)
-	}
+	opt.Dialer = abortingDialer(opt.DialTimeout, opt.TLSConfig)
 	return redis.NewClient(opt), nil
 }
 
@@ -113,8 +112,10 @@ func NewRedisClient(url string) (*redis.Client, error) {
 // kernel would go on sending the try's bytes to a Redis it cannot reach, for up to
 // ~100 s (tcp_orphan_retries), and the try could run after a later try of the same
 // publication had run and its record (60 s) had gone: the event out twice, with two
-// seqs. Aborted, a try reaches Redis before it is given up or never.
-func abortingDialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// seqs. Aborted, a try reaches Redis before it is given up or never. With tlsConf
+// (a rediss:// URL) TLS runs over such a connection, as go-redis's own dialer would
+// run it over its plain one.
+func abortingDialer(timeout time.Duration, tlsConf *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	// Keep-alive as go-redis's own dialer: an idle connection to a peer gone without a
 	// reset is dropped after ~45 s, not taken for a try that then waits its 5 s.
 	d := &net.Dialer{Timeout: timeout, KeepAliveConfig: net.KeepAliveConfig{
@@ -131,8 +132,32 @@ func abortingDialer(timeout time.Duration) func(ctx context.Context, network, ad
 				return nil, err
 			}
 		}
-		return c, nil
+		if tlsConf == nil {
+			return c, nil
+		}
+		return tlsClient(ctx, c, tlsConf, addr, timeout)
 	}
+}
+
+// tlsClient runs a TLS client handshake over c within timeout (c is closed if it
+// fails). An empty ServerName is taken from addr, as tls.Dial does.
+func tlsClient(ctx context.Context, c net.Conn, conf *tls.Config, addr string, timeout time.Duration) (net.Conn, error) {
+	if conf.ServerName == "" && !conf.InsecureSkipVerify {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		conf = conf.Clone()
+		conf.ServerName = host
+	}
+	tc := tls.Client(c, conf)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 func (b *RedisBus) key(sid, name string) string { return b.prefix + ":live:{" + sid + "}:" + name }

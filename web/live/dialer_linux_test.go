@@ -19,7 +19,7 @@ func TestRedisClientFindsADeadPeerAsGoRedisDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := abortingDialer(time.Second)(context.Background(), "tcp", ln.Addr().String())
+	c, err := abortingDialer(time.Second, nil)(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
