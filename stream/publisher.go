@@ -128,6 +128,8 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 		g = &gop{}
 	}
 	lag := lagTracker{clock: float64(codec.clock)}
+	var ext int64
+	var lastSeq uint16
 	for {
 		pkt, _, err := t.ReadRTP()
 		if err != nil {
@@ -136,6 +138,8 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 		if len(pkt.Payload) == 0 || rm.pubPtr.Load() != p {
 			continue // an upstream a local publisher replaced, until its puller closes it
 		}
+		ext += int64(int16(pkt.SequenceNumber - lastSeq))
+		lastSeq = pkt.SequenceNumber
 		now := time.Now()
 		var drop, resumed bool
 		if baseline == nil {
@@ -165,7 +169,7 @@ func (rm *room) readTrack(p *publisher, t *webrtc.TrackRemote, recv *webrtc.RTPR
 			_ = baseline.WriteRTP(pkt)
 			continue
 		}
-		pk := &packet{kind: kind, hdr: pkt.Header, payload: pkt.Payload, codec: codec, gen: rm.gen[kind].Load(), at: now}
+		pk := &packet{kind: kind, hdr: pkt.Header, payload: pkt.Payload, codec: codec, gen: rm.gen[kind].Load(), ext: ext, at: now}
 		if kind == kindVideo {
 			pk.keyStart = isKeyframeStart(codec.mime, pkt.Payload)
 		}

@@ -37,6 +37,10 @@ type packet struct {
 	// gen changes when the source changes (new publisher track, unmute): viewers then
 	// rebase their sequence numbers and timestamps so their output stays continuous.
 	gen uint64
+	// ext is the sequence number extended past its wraps by the track's reader, which
+	// sees every packet, those dropped for a viewer too: how far a viewer's next packet
+	// is from its last, however many it missed.
+	ext int64
 }
 
 // room is one stream: at most one publisher and any number of viewers.

@@ -279,6 +279,7 @@ type viewerTrack struct {
 	tsOff     uint32
 	runStart  uint16 // the first output sequence number written with these offsets
 	lastSeq   uint16
+	lastExt   int64 // the newest packet's packet.ext
 	lastTS    uint32
 	lastAt    time.Time
 	ptCodec   *codecInfo
@@ -398,7 +399,11 @@ func (t *viewerTrack) payloadType(b *binding, c *codecInfo) (uint8, bool) {
 
 // rewrite maps the source's sequence number and timestamp into this viewer's
 // continuous output: a new source or a relay-made gap rebases the offsets so the
-// decoder sees the next number and a timestamp advanced by the wall time since.
+// decoder sees the next number and a timestamp advanced by the wall time since. So
+// does a packet more than maxSkip after the last one written (audio a slow viewer
+// missed for minutes): its number, a jump of 2^15 or more, would read as a step back
+// (a late packet, dropped, and every one after it; or written on an SRTP index
+// already used).
 // ok is false for a packet that would land before the run the offsets began with
 // (late, from before the packet that rebased them): that number was written already,
 // for another packet, and it is the SRTP packet index: a second payload under it
@@ -413,7 +418,7 @@ func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, ne
 		t.lastSeq = p.hdr.SequenceNumber - 1
 		t.lastTS = p.hdr.Timestamp
 		t.runStart = p.hdr.SequenceNumber
-	case e.rebase || p.gen != t.lastGen:
+	case e.rebase || p.gen != t.lastGen || p.ext-t.lastExt > maxSkip:
 		t.lastGen = p.gen
 		ticks := uint32(now.Sub(t.lastAt).Seconds() * float64(p.codec.clock))
 		if ticks == 0 {
@@ -428,12 +433,17 @@ func (t *viewerTrack) rewrite(e entry, now time.Time) (seq uint16, ts uint32, ne
 	if int16(seq-t.lastSeq) <= 0 {
 		return seq, ts, false, int16(seq-t.runStart) >= 0
 	}
-	t.lastSeq, t.lastTS, t.lastAt = seq, ts, now
+	t.lastSeq, t.lastTS, t.lastAt, t.lastExt = seq, ts, now, p.ext
 	if seq-t.runStart > maxSegmentSpan {
 		t.runStart = seq - maxSegmentSpan // a long run: keep the distances inside int16
 	}
 	return seq, ts, true, true
 }
+
+// maxSkip is the longest gap a viewer's output keeps (packets the source sent that
+// the viewer missed: ~80 s of audio); a longer one is closed up, well before 2^15,
+// beyond which SRTP (its rollover count inferred from the distance) cannot follow.
+const maxSkip = 1 << 12
 
 func fmtpParam(fmtp, key string) string {
 	for _, kv := range strings.Split(fmtp, ";") {
