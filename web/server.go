@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -113,6 +114,9 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// routeMetric: the series of requests and latency in use (routeMetrics).
+	routeMu     sync.RWMutex
+	routeMetric map[routeStatus]*routeMetric
 	// commerce counts hold and checkout outcomes by API code (commerce.go).
 	commerce *prometheus.CounterVec
 	// holdCreated, checkoutCreated, checkoutReplayed: commerce's counters of the
@@ -138,7 +142,7 @@ func New(deps Deps) *Server {
 	if deps.Registry == nil {
 		deps.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{deps: deps, log: deps.Logger}
+	s := &Server{deps: deps, log: deps.Logger, routeMetric: map[routeStatus]*routeMetric{}}
 	rl := deps.Options.RateLimits
 	s.perIP = newLimiterSet(rl.PerIPPerSecond, rl.PerIPBurst)
 	s.holdsPerUser = newLimiterSet(rl.HoldsPerUserPerSecond, 0)
@@ -247,6 +251,9 @@ func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
 		p := r.URL.Path
 		if !isAPIPath(p) || isCleanPath(p) {
 			next.ServeHTTP(w, r)
+			if sw, ok := w.(*statusWriter); ok {
+				sw.route = r.Pattern // the mux's match, for instrument
+			}
 			return
 		}
 		anonymousMay := r.Method == http.MethodGet || r.Method == http.MethodHead ||
@@ -468,6 +475,9 @@ func (s *Server) originAllowed(origin string) bool {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	// route is the pattern the mux served the request with (rejectUncleanPaths sets
+	// it), "" when the mux did not serve it.
+	route string
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -492,13 +502,53 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		_, route := s.mux.Handler(r)
+		route := sw.route
+		if route == "" {
+			// Answered before the mux (401, 429, a preflight, an unclean path): the
+			// route it would have taken, as before.
+			_, route = s.mux.Handler(r)
+		}
 		if route == "" {
 			route = "unmatched"
 		}
-		s.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
-		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		m := s.routeMetrics(route, sw.status)
+		m.requests.Inc()
+		m.latency.Observe(time.Since(start).Seconds())
 	})
+}
+
+// routeStatus names a series of Server.requests.
+type routeStatus struct {
+	route  string
+	status int
+}
+
+// routeMetric is a route's request counter for one status and its latency observer.
+type routeMetric struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// routeMetrics returns the counter and observer of route and status, looked up in the
+// vectors once (each lookup there hashes the label values, and the status is
+// formatted): every request counts. Routes and statuses are few (the mux's patterns).
+func (s *Server) routeMetrics(route string, status int) *routeMetric {
+	k := routeStatus{route, status}
+	s.routeMu.RLock()
+	m := s.routeMetric[k]
+	s.routeMu.RUnlock()
+	if m != nil {
+		return m
+	}
+	m = &routeMetric{requests: s.requests.WithLabelValues(route, strconv.Itoa(status)), latency: s.latency.WithLabelValues(route)}
+	s.routeMu.Lock()
+	if old := s.routeMetric[k]; old != nil {
+		m = old
+	} else {
+		s.routeMetric[k] = m
+	}
+	s.routeMu.Unlock()
+	return m
 }
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
