@@ -3,10 +3,12 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -75,7 +77,25 @@ type Authenticator struct {
 	secret []byte
 	parser *jwt.Parser
 	now    func() time.Time
+
+	// verified remembers the tokens that verified, by their SHA-256, with what
+	// verifying them found: every request presents its bearer, and a buyer's hold,
+	// checkout and cart reads present the same one. Only the time checks (exp, nbf)
+	// depend on when; a remembered token is checked against them again at each use.
+	// At most maxVerified entries: a full map is emptied (and refilled by use).
+	vmu      sync.RWMutex
+	verified map[[sha256.Size]byte]*verifiedToken
 }
+
+// verifiedToken is what Verify found in a token: the identity and its time bounds.
+type verifiedToken struct {
+	id       Identity
+	exp, nbf time.Time
+	hasNbf   bool
+}
+
+// maxVerified bounds Authenticator.verified (about 150 bytes an entry).
+const maxVerified = 16384
 
 // New returns an Authenticator for secret. now may be nil (time.Now).
 func New(secret []byte, now func() time.Time) *Authenticator {
@@ -83,8 +103,9 @@ func New(secret []byte, now func() time.Time) *Authenticator {
 		now = time.Now
 	}
 	return &Authenticator{
-		secret: secret,
-		now:    now,
+		secret:   secret,
+		now:      now,
+		verified: map[[sha256.Size]byte]*verifiedToken{},
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithExpirationRequired(),
@@ -93,24 +114,69 @@ func New(secret []byte, now func() time.Time) *Authenticator {
 	}
 }
 
-// Verify parses a token and returns its identity, or ErrInvalidToken (wrapped).
+// Verify parses a token and returns its identity, or ErrInvalidToken (wrapped). A token
+// that verified before is answered from memory while it is within its time bounds
+// (exp, and nbf if it has one): the same answer as parsing it again, without the JSON
+// decoding and the HMAC (most of an authenticated request's own cost); outside them,
+// or unknown, it is parsed and checked in full.
 func (a *Authenticator) Verify(token string) (Identity, error) {
+	key := tokenKey(token)
+	a.vmu.RLock()
+	v := a.verified[key]
+	a.vmu.RUnlock()
+	if v != nil {
+		now := a.now()
+		// As the parser's validator checks them (no leeway): exp in the future, nbf
+		// (if any) not.
+		if now.Before(v.exp) && (!v.hasNbf || !now.Before(v.nbf)) {
+			return v.id, nil
+		}
+	}
+	id, c, err := a.verify(token)
+	if err != nil || c.ExpiresAt == nil {
+		return id, err
+	}
+	v = &verifiedToken{id: id, exp: c.ExpiresAt.Time}
+	if c.NotBefore != nil {
+		v.nbf, v.hasNbf = c.NotBefore.Time, true
+	}
+	a.vmu.Lock()
+	if len(a.verified) >= maxVerified {
+		clear(a.verified)
+	}
+	a.verified[key] = v
+	a.vmu.Unlock()
+	return id, nil
+}
+
+// tokenKey is the key of a token in Authenticator.verified: its SHA-256, through a
+// stack copy for the usual sizes ([]byte(token) would allocate one beyond 32 bytes).
+func tokenKey(token string) [sha256.Size]byte {
+	var buf [1024]byte
+	if len(token) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], token)])
+	}
+	return sha256.Sum256([]byte(token))
+}
+
+// verify parses and checks a token in full (Verify without the memory).
+func (a *Authenticator) verify(token string) (Identity, claims, error) {
 	var c claims
 	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return Identity{}, c, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if !ValidUserID(c.Subject) {
-		return Identity{}, fmt.Errorf("%w: sub must be 1..%d characters", ErrInvalidToken, MaxUserIDLen)
+		return Identity{}, c, fmt.Errorf("%w: sub must be 1..%d characters", ErrInvalidToken, MaxUserIDLen)
 	}
 	if !c.Role.Valid() {
-		return Identity{}, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
+		return Identity{}, c, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
 	}
 	name := c.Name
 	if strings.TrimSpace(name) == "" {
 		name = c.Subject // no display name: show the user id, as `livecart token` does
 	}
-	return Identity{UserID: c.Subject, Name: name, Role: c.Role}, nil
+	return Identity{UserID: c.Subject, Name: name, Role: c.Role}, c, nil
 }
 
 // Mint signs a token for id that expires after ttl.

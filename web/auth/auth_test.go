@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,90 @@ func TestVerifyRejects(t *testing.T) {
 func TestKeyEqual(t *testing.T) {
 	if !KeyEqual("sk_abc", "sk_abc") || KeyEqual("sk_abd", "sk_abc") || KeyEqual("", "") {
 		t.Fatal("KeyEqual: got wrong answer")
+	}
+}
+
+// TestVerifyRemembersWithinTimeBounds: a token that verified is answered again without
+// parsing (no allocation), the same identity, and only while its exp is in the future
+// and its nbf (if any) is not; outside them it is refused as the parser refuses it, and
+// a token differing by one byte from a remembered one is still checked in full.
+func TestVerifyRemembersWithinTimeBounds(t *testing.T) {
+	secret := []byte("secret-0123456789")
+	now := time.Unix(1_800_000_000, 0)
+	a := New(secret, func() time.Time { return now })
+	sign := func(c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tok := sign(jwt.MapClaims{"sub": "u1", "name": " ", "role": "moderator", "exp": now.Add(time.Minute).Unix()})
+	want := Identity{UserID: "u1", Name: "u1", Role: RoleModerator}
+	for i := 0; i < 2; i++ {
+		if id, err := a.Verify(tok); err != nil || id != want {
+			t.Fatalf("verify #%d: got %+v %v, want %+v", i+1, id, err, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = a.Verify(tok) }); n != 0 {
+		t.Errorf("a remembered token: %.1f allocations per Verify, want 0", n)
+	}
+	// One byte of the signature changed: not the remembered token.
+	bad := []byte(tok)
+	bad[len(bad)-2] ^= 1
+	if _, err := a.Verify(string(bad)); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("tampered signature: got %v, want ErrInvalidToken", err)
+	}
+	// exp: valid strictly before it, as the parser has it.
+	now = now.Add(time.Minute - time.Nanosecond)
+	if _, err := a.Verify(tok); err != nil {
+		t.Errorf("1 ns before exp: got %v, want valid", err)
+	}
+	now = now.Add(time.Nanosecond)
+	if _, err := a.Verify(tok); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("at exp: got %v, want ErrInvalidToken (expired)", err)
+	}
+
+	// nbf: refused before it (and not remembered then), valid from it on.
+	now = time.Unix(1_800_000_000, 0)
+	early := sign(jwt.MapClaims{"sub": "u2", "role": "viewer", "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(time.Second).Unix()})
+	if _, err := a.Verify(early); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("before nbf: got %v, want ErrInvalidToken", err)
+	}
+	now = now.Add(time.Second)
+	if id, err := a.Verify(early); err != nil || id.UserID != "u2" {
+		t.Errorf("at nbf: got %+v %v, want u2", id, err)
+	}
+	now = now.Add(-time.Nanosecond) // a clock stepped back: the remembered token is refused again
+	if _, err := a.Verify(early); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("remembered, clock before nbf again: got %v, want ErrInvalidToken", err)
+	}
+}
+
+// TestVerifyMemoryBounded: the remembered tokens never exceed maxVerified, and every
+// token still verifies once the memory was emptied.
+func TestVerifyMemoryBounded(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	var first string
+	for i := 0; i < maxVerified+10; i++ {
+		tok, err := a.Mint(Identity{UserID: fmt.Sprint("u", i), Role: RoleViewer}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = tok
+		}
+		if _, err := a.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+		a.vmu.RLock()
+		n := len(a.verified)
+		a.vmu.RUnlock()
+		if n > maxVerified {
+			t.Fatalf("%d tokens remembered, want at most %d", n, maxVerified)
+		}
+	}
+	if id, err := a.Verify(first); err != nil || id.UserID != "u0" {
+		t.Fatalf("first token after the memory was emptied: got %+v %v", id, err)
 	}
 }
