@@ -9,7 +9,7 @@ import (
 
 // TestNewIDIsV7: newID makes version 7 UUIDs of the RFC's variant in their canonical
 // text, time-ordered (each id's text sorts after the one before, also within one
-// millisecond), their time the clock's. (TestNewIDAllocations: one allocation each.)
+// millisecond), their time the clock's.
 func TestNewIDIsV7(t *testing.T) {
 	prev := ""
 	before := time.Now().UnixMilli()

@@ -2,12 +2,10 @@ package cart
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -147,42 +145,5 @@ func (s *Service) audit(ctx context.Context, a Actor, streamID, action, target s
 }
 
 // newID returns a new UUID. Version 7 (time-ordered) keeps the store's inserts of holds
-// and orders near the end of their B-tree instead of scattered over it. As uuid.NewV7
-// makes them (48 bits of Unix milliseconds, 12 bits of the millisecond's fraction that
-// only grow in this process, 62 random bits from crypto/rand), built on the stack:
-// uuid.NewV7 reads its random bytes through an io.Reader into a heap copy, one more
-// allocation per hold and per order.
-func newID() string {
-	var u uuid.UUID
-	if _, err := rand.Read(u[:]); err != nil {
-		panic(err) // as uuid.Must; crypto/rand does not fail on Linux
-	}
-	milli, seq := v7Time()
-	u[0], u[1], u[2], u[3], u[4], u[5] = byte(milli>>40), byte(milli>>32), byte(milli>>24), byte(milli>>16), byte(milli>>8), byte(milli)
-	u[6] = 0x70 | (0x0f & byte(seq>>8)) // version 7
-	u[7] = byte(seq)
-	u[8] = (u[8] & 0x3f) | 0x80 // variant 10 (RFC 9562)
-	return u.String()
-}
-
-var (
-	v7Mu   sync.Mutex
-	lastV7 int64 // the last v7Time: milliseconds << 12 + sequence
-)
-
-// v7Time returns the time in Unix milliseconds and the millisecond's fraction in
-// 1/4096ths (nanoseconds >> 8), together larger than at any earlier call (uuid's
-// getV7Time).
-func v7Time() (milli, seq int64) {
-	nano := time.Now().UnixNano()
-	milli = nano / 1e6
-	seq = (nano - milli*1e6) >> 8
-	now := milli<<12 + seq
-	v7Mu.Lock()
-	if now <= lastV7 {
-		now = lastV7 + 1
-	}
-	lastV7 = now
-	v7Mu.Unlock()
-	return now >> 12, now & 0xfff
-}
+// and orders near the end of their B-tree instead of scattered over it.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
