@@ -53,7 +53,14 @@ type RedisBus struct {
 
 	mu   sync.Mutex           // guards subs and each sub's fields; held while delivering
 	subs map[string]*redisSub // by stream id
+
+	seenMu sync.Mutex
+	seen   map[string]int64 // guarded by seenMu: the newest seq a publication here got, by stream
 }
+
+// maxSeen bounds RedisBus.seen (then it starts again empty: a retry without a bound
+// only reads more of the history).
+const maxSeen = 10_000
 
 var _ Bus = (*RedisBus)(nil)
 
@@ -78,6 +85,7 @@ func NewRedisBus(rdb redis.UniversalClient, prefix string, now func() time.Time,
 	b := &RedisBus{
 		rdb: rdb, prefix: prefix, now: now, log: log, history: HistorySize,
 		ps: rdb.Subscribe(ctx), stop: cancel, done: make(chan struct{}), subs: map[string]*redisSub{},
+		seen: map[string]int64{},
 	}
 	b.lostLog = cart.NewOutageLog(log, "live: redis subscription", 0, nil)
 	go b.receiveLoop(ctx)
@@ -224,6 +232,7 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 			args = append(args, 1)
 		}
 	}
+	after := b.seenSeq(sid) // before the first try: its event, if it ran, is later
 	wait, tries := publishFirstWait, 0
 	for {
 		tctx, cancel := context.WithTimeout(ctx, PublishTryTimeout)
@@ -231,7 +240,7 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 		var err error
 		if tries > 0 {
 			// A try whose reply was lost may have run long ago (its record gone).
-			res, err = publishFindScript.Run(tctx, b.rdb, []string{keys[2], keys[1]}, id).Slice()
+			res, err = publishFindScript.Run(tctx, b.rdb, []string{keys[2], keys[1], keys[0]}, id, after).Slice()
 			if err == nil {
 				if seq, _ := res[0].(int64); seq == 0 {
 					res, err = nil, nil
@@ -248,6 +257,7 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 			if seq == 0 {
 				return Record{}, nil // not newer (onlyNewer), or a pin since the stamp
 			}
+			b.noteSeq(sid, seq, keepMs > 0)
 			if frame == "" {
 				frame = string(buildFrame(typ, seq, body)) // trimmed from the history since
 			}
@@ -268,6 +278,30 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, publishMaxWait)
+	}
+}
+
+// seenSeq is the newest seq a publication of this node got for the stream (0: none):
+// the stream had reached it before now.
+func (b *RedisBus) seenSeq(sid string) int64 {
+	b.seenMu.Lock()
+	defer b.seenMu.Unlock()
+	return b.seen[sid]
+}
+
+// noteSeq records seq, a publication's, for seenSeq; ended forgets the stream.
+func (b *RedisBus) noteSeq(sid string, seq int64, ended bool) {
+	b.seenMu.Lock()
+	defer b.seenMu.Unlock()
+	switch last, ok := b.seen[sid]; {
+	case ended:
+		delete(b.seen, sid)
+	case seq <= last:
+	case !ok && len(b.seen) >= maxSeen:
+		clear(b.seen)
+		fallthrough
+	default:
+		b.seen[sid] = seq
 	}
 }
 

@@ -3,7 +3,12 @@
 -- after it may reach Redis only much later (the node cut from Redis for minutes),
 -- after publish.lua's record of the id (60 s) is gone. The id is then found in the
 -- event's history entry (field p), as long as the history holds it.
--- KEYS[1] the publication's id key, KEYS[2] history stream; ARGV[1] the id
+-- Only entries after ARGV[2] are read (the retry's node knew the stream had reached that
+-- seq before the first try was sent: the event, if a try ran, came later), unless the
+-- counter KEYS[3] is below it (Redis lost the stream's keys: read them all). Without a
+-- bound, a retry read the whole history (~1,000 entries, ~4 ms of Redis's time).
+-- KEYS[1] the publication's id key, KEYS[2] history stream, KEYS[3] seq counter;
+-- ARGV[1] the id, ARGV[2] a seq the stream had reached before the first try (0: none)
 -- Returns {seq, frame} ({seq, ''} when only the record is left), or {0, ''}.
 local done = redis.call('GET', KEYS[1])
 if done then
@@ -13,7 +18,12 @@ if done then
   end
   return {tonumber(done), ''}
 end
-local all = redis.call('XREVRANGE', KEYS[2], '+', '-')
+local from = '-'
+local after = tonumber(ARGV[2] or '0')
+if after > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= after then
+  from = (after + 1) .. '-0'
+end
+local all = redis.call('XREVRANGE', KEYS[2], '+', from)
 for _, e in ipairs(all) do
   local f = e[2]
   for i = 1, #f - 1, 2 do

@@ -1,0 +1,121 @@
+package live
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// monitor streams what Redis runs (MONITOR; a script's commands too) into lines.
+func monitor(t *testing.T, addr string) <-chan string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1024)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // the test reads what it needs; never block Redis's output
+			}
+		}
+	}()
+	return lines
+}
+
+// TestPublishRetryReadsOnlyLaterHistory: a retry looks its publication up only in the
+// history entries after the newest seq this node had got for the stream before the
+// first try (the event, if that try ran, came later), not in the whole history (~1,000
+// entries, ~4 ms of Redis's time a retry): its XREVRANGE starts after seq 1. The
+// publication is still found (seq 2, once). (Before: XREVRANGE + -.)
+func TestPublishRetryReadsOnlyLaterHistory(t *testing.T) {
+	r := startHangableRedis(t)
+	p := newDeafProxy(t, r.addr())
+	rdb, err := NewRedisClient("redis://" + p.ln.Addr().String() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	direct := redis.NewClient(&redis.Options{Addr: r.addr()})
+	t.Cleanup(func() { direct.Close() })
+	bus := NewRedisBus(rdb, "bound-"+uuid.NewString()[:8], nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	ctx := context.Background()
+	sid := uuid.NewString()
+	body := []byte(`"text":"once","ts":"2026-12-03T08:00:00Z"}`)
+
+	if rec, err := bus.Publish(ctx, sid, EventAnnounce, body); err != nil || rec.Seq != 1 {
+		t.Fatalf("first event: seq %d, %v; want 1", rec.Seq, err)
+	}
+	lines := monitor(t, r.addr())
+	p.setDeaf(true)
+	type result struct {
+		rec Record
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rec, err := bus.Publish(ctx, sid, EventAnnounce, body)
+		done <- result{rec, err}
+	}()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, _ := direct.Get(ctx, bus.key(sid, "seq")).Int64(); n == 2 {
+			break // the first try ran; its reply is dropped
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first try never ran")
+		}
+	}
+	recs, err := direct.Keys(ctx, bus.key(sid, "pub:*")).Result()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("publication records %v (%v), want two", recs, err)
+	}
+	if err := direct.Del(ctx, recs...).Err(); err != nil { // as after 60 s
+		t.Fatal(err)
+	}
+	p.setDeaf(false)
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(PublishTryTimeout + 5*time.Second):
+		t.Fatal("the publication never ended")
+	}
+	if res.err != nil || res.rec.Seq != 2 {
+		t.Fatalf("publish: seq %d, %v; want seq 2", res.rec.Seq, res.err)
+	}
+	if n, _ := direct.XLen(ctx, bus.key(sid, "history")).Result(); n != 2 {
+		t.Fatalf("history holds %d events, want 2", n)
+	}
+	var reads []string
+	for deadline := time.After(2 * time.Second); len(reads) == 0; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("monitor ended")
+			}
+			if i := strings.Index(l, `"XREVRANGE"`); i >= 0 {
+				reads = append(reads, l[i:])
+			}
+		case <-deadline:
+			t.Fatal("no XREVRANGE seen: the retry did not look the publication up")
+		}
+	}
+	want := `"XREVRANGE" "` + bus.key(sid, "history") + `" "+" "2-0"`
+	if reads[0] != want {
+		t.Errorf("the retry read %s, want %s (the entries after seq 1 only)", reads[0], want)
+	}
+}
