@@ -77,13 +77,28 @@ type batchConn struct {
 	waiting int         // guarded by mu: writers waiting for space
 	closed  bool        // guarded by mu
 
-	// Owned by the flusher.
+	gso bool    // the kernel takes UDP_SEGMENT (as the senders start)
+	fl  *sender // the flusher's
+}
+
+// sender sends batches of datagrams on a batchConn's socket: the flusher's, and one of
+// each viewers' writer that sends its own (sendBatch). Its state is its goroutine's.
+type sender struct {
+	c     *batchConn
+	raw   *rawSender // nil: x/net's WriteBatch
 	gso   bool
 	msgs  []ipv4.Message
 	bufs  [][]byte // backs the messages' Buffers
 	oob   []byte   // backs the messages' GSO control data
 	order []netip.AddrPort
 	byDst map[netip.AddrPort][]int
+}
+
+// newSender returns a sender of its own for one goroutine (raw: c.raw for the flusher,
+// else a raw sender of its own).
+func (c *batchConn) newSender(raw *rawSender) *sender {
+	return &sender{c: c, raw: raw, gso: c.gso, byDst: map[netip.AddrPort][]int{},
+		msgs: make([]ipv4.Message, 0, mmsgBatch), oob: make([]byte, mmsgBatch*gsoControlLen)}
 }
 
 // sendStats counts what the batcher does.
@@ -108,9 +123,9 @@ func makeBatchConn(c *net.UDPConn, gso bool, stats sendStats, limit int) *batchC
 	b := &batchConn{
 		UDPConn: c, batch: ipv4.NewPacketConn(c), raw: newRawSender(c), rd: newRawReader(c), stats: stats, limit: limit,
 		wake: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		gso: gso, byDst: map[netip.AddrPort][]int{},
-		msgs: make([]ipv4.Message, 0, mmsgBatch), oob: make([]byte, mmsgBatch*gsoControlLen),
+		gso: gso,
 	}
+	b.fl = b.newSender(b.raw)
 	b.space = sync.NewCond(&b.mu)
 	b.pool.New = func() any { s := make([]byte, 0, 1500); return &s }
 	return b
@@ -203,7 +218,7 @@ func (c *batchConn) flushLoop() {
 		q := c.queue
 		c.queue = nil
 		c.mu.Unlock()
-		c.send(q)
+		c.fl.send(q)
 	}
 	for {
 		select {
@@ -228,7 +243,7 @@ func (c *batchConn) flushLoop() {
 				spare = q
 				break
 			}
-			c.send(q)
+			c.fl.send(q)
 			clear(q) // drop the references to pooled buffers and addresses
 			spare = q
 		}
@@ -262,63 +277,63 @@ func (c *batchConn) gatherWait(timer *time.Timer) bool {
 }
 
 // send writes q (then recycles its buffers), grouped per destination in order.
-func (c *batchConn) send(q []outPacket) {
-	c.group(q)
-	c.bufs = slices.Grow(c.bufs[:0], len(q))
-	for _, dst := range c.order {
-		idx := c.byDst[dst]
+func (s *sender) send(q []outPacket) {
+	s.group(q)
+	s.bufs = slices.Grow(s.bufs[:0], len(q))
+	for _, dst := range s.order {
+		idx := s.byDst[dst]
 		for len(idx) > 0 {
-			n, size := c.run(q, idx)
-			start := len(c.bufs)
+			n, size := s.run(q, idx)
+			start := len(s.bufs)
 			for _, i := range idx[:n] {
-				c.bufs = append(c.bufs, *q[i].buf)
+				s.bufs = append(s.bufs, *q[i].buf)
 			}
-			m := ipv4.Message{Addr: q[idx[0]].addr, Buffers: c.bufs[start:len(c.bufs):len(c.bufs)]}
+			m := ipv4.Message{Addr: q[idx[0]].addr, Buffers: s.bufs[start:len(s.bufs):len(s.bufs)]}
 			if n > 1 {
-				k := len(c.msgs) * gsoControlLen
-				m.OOB = gsoControl(c.oob[k:k+gsoControlLen], size)
+				k := len(s.msgs) * gsoControlLen
+				m.OOB = gsoControl(s.oob[k:k+gsoControlLen], size)
 			}
-			c.msgs = append(c.msgs, m)
+			s.msgs = append(s.msgs, m)
 			idx = idx[n:]
-			if len(c.msgs) == mmsgBatch {
-				c.write(c.msgs)
-				c.msgs = c.msgs[:0]
+			if len(s.msgs) == mmsgBatch {
+				s.write(s.msgs)
+				s.msgs = s.msgs[:0]
 			}
 		}
 	}
-	c.write(c.msgs)
-	clear(c.msgs[:cap(c.msgs)])
-	c.msgs = c.msgs[:0]
-	clear(c.bufs)
+	s.write(s.msgs)
+	clear(s.msgs[:cap(s.msgs)])
+	s.msgs = s.msgs[:0]
+	clear(s.bufs)
 	for _, p := range q {
-		c.pool.Put(p.buf)
+		s.c.pool.Put(p.buf)
 	}
 }
 
 // group lists q's destinations in order of first appearance, each with the indexes of
 // its packets in order.
-func (c *batchConn) group(q []outPacket) {
-	for _, dst := range c.order {
-		c.byDst[dst] = c.byDst[dst][:0]
+func (s *sender) group(q []outPacket) {
+	for _, dst := range s.order {
+		s.byDst[dst] = s.byDst[dst][:0]
 	}
-	if len(c.byDst) > 4*len(c.order)+64 {
-		clear(c.byDst) // forget departed viewers now and then
+	if len(s.byDst) > 4*len(s.order)+64 {
+		clear(s.byDst) // forget departed viewers now and then
 	}
-	c.order = c.order[:0]
+	s.order = s.order[:0]
 	for i, p := range q {
-		idx, seen := c.byDst[p.dst]
+		idx, seen := s.byDst[p.dst]
 		if !seen || len(idx) == 0 {
-			c.order = append(c.order, p.dst)
+			s.order = append(s.order, p.dst)
 		}
-		c.byDst[p.dst] = append(idx, i)
+		s.byDst[p.dst] = append(idx, i)
 	}
 }
 
 // run returns how many of the packets idx names go in one message, and their segment
 // size: with GSO, a run of equal sizes, the last one possibly shorter.
-func (c *batchConn) run(q []outPacket, idx []int) (int, int) {
+func (s *sender) run(q []outPacket, idx []int) (int, int) {
 	size := len(*q[idx[0]].buf)
-	if !c.gso || size > gsoMaxSegment {
+	if !s.gso || size > gsoMaxSegment {
 		return 1, size
 	}
 	n, total := 1, size
@@ -341,11 +356,11 @@ func (c *batchConn) run(q []outPacket, idx []int) (int, int) {
 // route MTU below the segment size) and the same packets then go out one by one, GSO is
 // turned off for good and the rest of the batch is sent as plain sendmmsg messages.
 // A train refused for its destination (the single packets fail too) leaves GSO on.
-func (c *batchConn) write(msgs []ipv4.Message) {
+func (s *sender) write(msgs []ipv4.Message) {
 	for len(msgs) > 0 {
-		n, err := c.sendmmsg(msgs)
-		c.stats.calls.Inc()
-		c.stats.messages.Add(float64(max(n, 0)))
+		n, err := s.sendmmsg(msgs)
+		s.c.stats.calls.Inc()
+		s.c.stats.messages.Add(float64(max(n, 0)))
 		if err == nil {
 			msgs = msgs[n:]
 			continue
@@ -356,11 +371,11 @@ func (c *batchConn) write(msgs []ipv4.Message) {
 		m := msgs[0]
 		msgs = msgs[1:]
 		if len(m.OOB) == 0 {
-			c.stats.errors.Inc()
+			s.c.stats.errors.Inc()
 			continue
 		}
-		if c.sendSingly(m) && gsoRefused(err) {
-			c.gso = false
+		if s.sendSingly(m) && gsoRefused(err) {
+			s.gso = false
 			msgs = withoutGSO(msgs)
 		}
 	}
@@ -368,15 +383,15 @@ func (c *batchConn) write(msgs []ipv4.Message) {
 
 // sendmmsg sends msgs (or a first part) in one system call: the number sent, or the
 // error for msgs[0].
-func (c *batchConn) sendmmsg(msgs []ipv4.Message) (int, error) {
-	if c.raw != nil {
-		n, err := c.raw.send(msgs)
+func (s *sender) sendmmsg(msgs []ipv4.Message) (int, error) {
+	if s.raw != nil {
+		n, err := s.raw.send(msgs)
 		if err != errNoSockaddr {
 			return n, err
 		}
 		msgs = msgs[:1] // e.g. a link-local IPv6 zone: x/net resolves it
 	}
-	return c.batch.WriteBatch(msgs, 0)
+	return s.c.batch.WriteBatch(msgs, 0)
 }
 
 // gsoRefused tells whether a failed GSO send may have failed for being GSO.
@@ -385,11 +400,11 @@ func gsoRefused(err error) bool {
 }
 
 // sendSingly sends a refused train's packets one by one; true if the first went out.
-func (c *batchConn) sendSingly(m ipv4.Message) bool {
+func (s *sender) sendSingly(m ipv4.Message) bool {
 	first := true
 	for i, b := range m.Buffers {
-		if _, err := c.UDPConn.WriteTo(b, m.Addr); err != nil {
-			c.stats.errors.Inc()
+		if _, err := s.c.UDPConn.WriteTo(b, m.Addr); err != nil {
+			s.c.stats.errors.Inc()
 			if i == 0 {
 				first = false
 			}

@@ -71,7 +71,7 @@ func TestBatchConnFallsBackWhenGSORefused(t *testing.T) {
 	if err := bc.Close(); err != nil { // the flusher has ended: its state is final
 		t.Fatal(err)
 	}
-	if bc.gso {
+	if bc.fl.gso {
 		t.Error("GSO still on after the kernel refused it")
 	}
 	if got := testutilValue(stats.errors); got != 0 {

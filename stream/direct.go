@@ -204,7 +204,10 @@ var errNoRemote = errors.New("stream: the selected candidate pair is not on the 
 // the rollover count from the last packet it encrypted (within 2^15), so a context
 // that missed the numbers the output moved on by meanwhile would, once they were
 // 2^15 or more, encrypt the next packets with a rollover count the output has used.
-func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte) error {
+//
+// sb, when not nil, is the calling writer's own batch (writers.go): the packet goes
+// out with the writer's next sendmmsg instead of through the batcher's flusher.
+func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte, sb *sendBatch) error {
 	d := v.direct()
 	if d == nil {
 		_, err := b.ws.WriteRTP(h, payload)
@@ -218,14 +221,18 @@ func (v *viewer) writeRTP(b *binding, h *rtp.Header, payload []byte) error {
 		}
 		return errNoRemote
 	}
-	return d.write(ra, h, payload)
+	return d.write(ra, h, payload, sb)
 }
 
-// write encrypts header and payload into a batcher buffer and queues it for ra.
-func (d *directOut) write(ra *remoteAddr, h *rtp.Header, payload []byte) error {
+// write encrypts header and payload into a batcher buffer and queues it for ra: on
+// sb, else on the batcher.
+func (d *directOut) write(ra *remoteAddr, h *rtp.Header, payload []byte, sb *sendBatch) error {
 	bp, err := d.seal(h, payload)
 	if err != nil {
 		return err
+	}
+	if sb != nil {
+		return sb.add(bp, ra.ua, ra.ap)
 	}
 	return d.out.enqueue(bp, ra.ua, ra.ap)
 }

@@ -179,7 +179,7 @@ func TestDroppedPacketsKeepTheRolloverCount(t *testing.T) {
 	const ssrc = 0x1234
 	send := func(seq uint16) error {
 		h := &rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 90, SSRC: ssrc}
-		return v.writeRTP(nil, h, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+		return v.writeRTP(nil, h, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil)
 	}
 	// decrypts reads the next datagram and tells whether it decrypts under rollover
 	// count roc.

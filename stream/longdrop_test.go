@@ -123,9 +123,11 @@ func longAudioDrop(t *testing.T, run, dropped int) {
 		}
 	}
 
-	for range cap(r.writeSlots) { // every writer waits for a slot: the viewer's stalls
-		r.writeSlots <- struct{}{}
+	d := sv.direct()
+	if d == nil {
+		t.Fatal("viewer not on the relay's own SRTP output")
 	}
+	d.mu.Lock() // the viewer's writer stalls at its next packet, on its output's lock
 	time.Sleep(100 * time.Millisecond)
 	before := audio()
 	start := time.Now()
@@ -133,9 +135,7 @@ func longAudioDrop(t *testing.T, run, dropped int) {
 		pub.send(t)
 	}
 	time.Sleep(maxQueueDelay) // what the viewer's queue holds is stale by now
-	for range cap(r.writeSlots) {
-		<-r.writeSlots
-	}
+	d.mu.Unlock()
 	t.Logf("%d packets sent in %v; the viewer got %d of them", dropped, time.Since(start), audio()-before)
 	sent0 := sv.sent[kindAudio].Load()
 	defer func() {

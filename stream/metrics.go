@@ -10,7 +10,7 @@ type metrics struct {
 	forwarded  prometheus.Counter
 	dropped    prometheus.Counter
 	resent     prometheus.Counter
-	batches    prometheus.Counter // viewers' writers' batches (wake-ups)
+	batches    prometheus.Counter // viewers' writers' passes over their viewers
 	pli        prometheus.Counter
 	late       prometheus.Counter
 	direct     prometheus.Counter // viewers keyed for the relay's own SRTP output
@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_dropped_total", Help: "RTP packets dropped because a viewer's queue was full."}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "livecart_media_writer_batches_total", Help: "Batches written by viewers' writers, one per wake-up (packets forwarded / batches: packets per wake-up)."}),
+			Name: "livecart_media_writer_batches_total", Help: "Passes of the viewers' writers over their viewers (packets forwarded / batches: packets per pass)."}),
 		resent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_resent_total", Help: "RTP packets resent to viewers on their NACKs."}),
 		pli: prometheus.NewCounter(prometheus.CounterOpts{

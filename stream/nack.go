@@ -228,7 +228,7 @@ func (t *viewerTrack) resend(nack *rtcp.TransportLayerNack) {
 	var buf [maxResendPerNACK]resentPacket
 	todo := t.log.resendPackets(nack, hist, time.Now(), buf[:0])
 	for i := range todo {
-		if err := t.v.writeRTP(b, &todo[i].hdr, todo[i].payload); err != nil {
+		if err := t.v.writeRTP(b, &todo[i].hdr, todo[i].payload, nil); err != nil {
 			return
 		}
 		t.v.room.relay.metrics.resent.Inc()

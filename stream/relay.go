@@ -3,9 +3,10 @@
 // HTTP; the web package calls it through a small interface.
 //
 // Fan-out runs in parallel: the publisher's reader goroutine only hands each packet to
-// every viewer's bounded queue, and each viewer's own writer goroutine rewrites
-// sequence numbers and timestamps, encrypts and writes. A viewer whose queue is full
-// drops video until the next keyframe instead of delaying anyone.
+// every viewer's bounded queue, and a few writer goroutines (one per CPU, each serving
+// its share of the viewers, writers.go) rewrite sequence numbers and timestamps,
+// encrypt and write. A viewer whose queue is full drops video until the next keyframe
+// instead of delaying anyone.
 package stream
 
 import (
@@ -16,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
@@ -101,7 +101,9 @@ type Options struct {
 	// publisher's few packets, written to every viewer, then go out in a few sendmmsg
 	// calls instead of one per writer's turn. Zero (the default) sends at once: the
 	// gather cut the system calls 5-10× but did not measurably lower the relay's CPU
-	// (docs/BENCHMARKS.md, 2026-12-02), so it is off until shown to help.
+	// (docs/BENCHMARKS.md, 2026-12-02), so it is off until shown to help. Without it
+	// the viewers' writers send their own datagrams, each one sendmmsg per pass over
+	// its viewers (writers.go); with it they queue them on the batcher.
 	SendGather time.Duration
 }
 
@@ -115,8 +117,8 @@ type Relay struct {
 	out     *batchConn // the batched UDP socket (nil in Baseline)
 	mux     ice.UDPMux
 	metrics *metrics
-	// writeSlots bounds the viewer writers running at once (two per CPU).
-	writeSlots chan struct{}
+	// writers write the viewers' packets (nil in Baseline).
+	writers *writerPool
 
 	// pullers counts the rooms' puller goroutines (Close waits for them).
 	pullers sync.WaitGroup
@@ -171,8 +173,7 @@ func New(opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream: listen udp: %w", err)
 	}
-	r := &Relay{opts: opts, log: opts.Logger, udp: udp, rooms: map[string]*room{},
-		writeSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	r := &Relay{opts: opts, log: opts.Logger, udp: udp, rooms: map[string]*room{}}
 	r.metrics = newMetrics(opts.Registerer)
 	var sock net.PacketConn = udp
 	if !opts.Baseline {
@@ -196,6 +197,13 @@ func New(opts Options) (*Relay, error) {
 		return nil, err
 	}
 	if !opts.Baseline {
+		// The viewers' writers send their own batches, unless the batcher is to gather
+		// them (SendGather).
+		own := r.out
+		if opts.SendGather > 0 {
+			own = nil
+		}
+		r.writers = newWriterPool(r.metrics, own)
 		r.stopReports, r.reportsDone = make(chan struct{}), make(chan struct{})
 		go r.reportLoop()
 	}
@@ -502,7 +510,10 @@ func (r *Relay) Close() error {
 	}
 	r.pullers.Wait() // each closes its upstream
 	if r.stopReports != nil {
-		r.stopOnce.Do(func() { close(r.stopReports) })
+		r.stopOnce.Do(func() {
+			close(r.stopReports)
+			r.writers.stop()
+		})
 		<-r.reportsDone
 	}
 	r.mu.Lock()

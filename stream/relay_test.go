@@ -715,3 +715,38 @@ func TestViewerConnectionsRunNoInterceptorLoops(t *testing.T) {
 		t.Fatalf("viewers' API: got %d interceptor loops for 3 connections, want 0", got)
 	}
 }
+
+// writerGoroutines counts the goroutines writing viewers' packets: the writer pool's,
+// or (before it) one per viewer.
+func writerGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "stream.(*writer).run") || strings.Contains(g, "stream.(*viewer).writeLoop") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestViewersShareTheWriters: the viewers' packets are written by a pool of one writer
+// per CPU, not by a goroutine per viewer, and every viewer still gets its media. It
+// failed before: one writer goroutine per viewer (12 here).
+func TestViewersShareTheWriters(t *testing.T) {
+	r, _ := newTestRelay(t, Options{})
+	startPublisher(t, r, "s1")
+	const n = 12
+	var vs []*rtctest.Viewer
+	for i := 0; i < n; i++ {
+		v, _ := startViewer(t, r, "s1")
+		vs = append(vs, v)
+	}
+	for i, v := range vs {
+		receiving(t, v, 10, fmt.Sprintf("media on viewer %d", i))
+	}
+	want := min(runtime.GOMAXPROCS(0), maxWriters)
+	if got := writerGoroutines(); got != want {
+		t.Errorf("writer goroutines with %d viewers: got %d, want %d (one per CPU)", n, got, want)
+	}
+}

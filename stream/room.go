@@ -242,6 +242,7 @@ func (g *gop) invalidate() { g.pkts, g.valid = nil, false }
 // pictures is cached and fits its queue, with that group now.
 func (rm *room) fanout(pk *packet, g *gop) {
 	needKey := false
+	var woken uint64 // the writers of the viewers that got packets
 	for _, v := range *rm.viewerList.Load() {
 		t := v.tracks[pk.kind]
 		if t == nil || !t.active.Load() {
@@ -256,6 +257,7 @@ func (rm *room) fanout(pk *packet, g *gop) {
 					needKey = true
 					rm.relay.metrics.dropped.Inc()
 				}
+				woken |= 1 << v.w.idx
 				continue
 			default:
 				needKey = true
@@ -266,6 +268,7 @@ func (rm *room) fanout(pk *packet, g *gop) {
 		}
 		select {
 		case v.q <- entry{p: pk, rebase: rebase, at: pk.at}:
+			woken |= 1 << v.w.idx
 		default:
 			rm.relay.metrics.dropped.Inc()
 			if pk.kind == kindVideo {
@@ -274,6 +277,7 @@ func (rm *room) fanout(pk *packet, g *gop) {
 			}
 		}
 	}
+	rm.relay.writers.wakeWriters(woken)
 	if needKey {
 		rm.requestKeyframe()
 	}

@@ -19,13 +19,14 @@ type entry struct {
 	at     time.Time // queued (a replayed group of pictures is queued now, read earlier)
 }
 
-// viewer is one WHEP session with its own queue and writer goroutine.
+// viewer is one WHEP session with its own queue, written by one of the relay's writers.
 type viewer struct {
 	id        string
 	room      *room
 	pc        *webrtc.PeerConnection
 	tracks    [3]*viewerTrack // by kind; nil when not negotiated (or Baseline)
-	q         chan entry
+	q         chan entry      // drained by the viewer's writer w (writers.go)
+	w         *writer
 	closed    atomic.Bool
 	connected atomic.Bool
 	sent      [3]atomic.Int64 // packets written, by kind
@@ -69,15 +70,18 @@ func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPC
 		v.transport.ICETransport().OnSelectedCandidatePairChange(v.setRemote)
 	}
 	pc.OnConnectionStateChange(v.onState)
+	if v.q != nil {
+		rm.relay.writers.add(v)
+	}
 	if err := rm.addViewer(v); err != nil {
+		if v.w != nil {
+			v.w.remove(v)
+		}
 		_ = pc.Close()
 		return "", "", err
 	}
 	for i, s := range senders {
 		go v.readRTCP(s, v.tracks[kinds[i]])
-	}
-	if v.q != nil {
-		go v.writeLoop()
 	}
 	answer, err := negotiate(ctx, pc, offer)
 	if err != nil {
@@ -109,11 +113,8 @@ func (v *viewer) close() {
 	if v.closed.Swap(true) {
 		return
 	}
-	if v.q != nil {
-		select {
-		case v.q <- entry{}: // stops the writer; a full queue leaves it to v.closed
-		default:
-		}
+	if v.w != nil {
+		v.w.remove(v)
 	}
 	v.room.removeViewer(v)
 	_ = v.pc.Close()
@@ -148,61 +149,13 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender, t *viewerTrack) {
 // maxQueueDelay is the oldest a packet may be when its viewer's writer gets to it.
 const maxQueueDelay = 400 * time.Millisecond
 
-// writeBatch bounds the packets a writer sends per turn on a write slot.
+// writeBatch bounds the packets a writer sends for one viewer before it turns to its
+// next viewer.
 const writeBatch = 32
 
-// writeLoop is the viewer's writer. It takes one of the relay's write slots (one per
-// CPU) for each batch: when the CPUs are short, writers wait parked (their bounded
-// queues fill and drop video until a keyframe) instead of crowding out the
-// publisher's ingest goroutines, which pion buffers without bound.
-func (v *viewer) writeLoop() {
-	slots := v.room.relay.writeSlots
-	var sent, batches int
-	defer func() {
-		v.room.relay.metrics.forwarded.Add(float64(sent))
-		v.room.relay.metrics.batches.Add(float64(batches))
-	}()
-	for {
-		// A plain receive (no select on a second channel: this runs once per wake-up of
-		// every viewer). close queues a stop entry, or, when the queue is full, leaves
-		// the stop to the closed check after the batch.
-		e := <-v.q
-		if e.p == nil || v.closed.Load() {
-			return
-		}
-		batches++
-		slots <- struct{}{} // writers holding a slot release it within a batch
-		for n := 0; ; n++ {
-			if v.write(e) {
-				sent++
-			}
-			if n+1 >= writeBatch {
-				break
-			}
-			var ok bool
-			select {
-			case e = <-v.q:
-				ok = e.p != nil
-			default:
-			}
-			if !ok {
-				break
-			}
-		}
-		<-slots
-		if v.closed.Load() {
-			return
-		}
-		if sent >= 256 {
-			v.room.relay.metrics.forwarded.Add(float64(sent))
-			v.room.relay.metrics.batches.Add(float64(batches))
-			sent, batches = 0, 0
-		}
-	}
-}
-
-// write rewrites one packet for this viewer and sends it; false if dropped.
-func (v *viewer) write(e entry) bool {
+// write rewrites one packet for this viewer and sends it, on sb (its writer's own
+// batch) if not nil; false if dropped.
+func (v *viewer) write(e entry, sb *sendBatch) bool {
 	p := e.p
 	t := v.tracks[p.kind]
 	if v.room.muted(p.kind) {
@@ -254,7 +207,7 @@ func (v *viewer) write(e entry) bool {
 		SSRC:           b.ssrc,
 		CSRC:           p.hdr.CSRC,
 	}
-	if err := v.writeRTP(b, &t.hdr, p.payload); err != nil {
+	if err := v.writeRTP(b, &t.hdr, p.payload, sb); err != nil {
 		return false
 	}
 	v.sent[p.kind].Add(1)
@@ -271,7 +224,7 @@ type viewerTrack struct {
 	active  atomic.Bool // connected and bound: the fan-out may queue packets
 	waitKey atomic.Bool // video: drop until the next keyframe starts
 
-	// Owned by the writer goroutine.
+	// Owned by the viewer's writer (its goroutine).
 	skipToKey bool // dropped stale video: write none until a keyframe the fan-out marked
 	started   bool
 	lastGen   uint64

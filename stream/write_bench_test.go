@@ -79,7 +79,7 @@ func BenchmarkViewerWrite(b *testing.B) {
 			Marker: i%3 == 2}, payload: payload, codec: codec, gen: 1, at: now}
 		rm.hist[kindVideo].put(pk)
 		for _, v := range vs {
-			v.write(entry{p: pk, rebase: i == 0, at: now})
+			v.write(entry{p: pk, rebase: i == 0, at: now}, nil)
 		}
 	}
 	b.StopTimer()
