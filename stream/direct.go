@@ -34,10 +34,26 @@ import (
 
 // directOut is one viewer's own SRTP output.
 type directOut struct {
-	mu  sync.Mutex // the context's rollover state: the writer and NACK resends
+	mu  sync.Mutex // the rollover state: the writer and NACK resends
 	ctx *srtp.Context
+	gcm *gcmSealer // the AES-GCM profiles (srtpgcm.go); nil: ctx encrypts
 	hdr rtp.Header // EncryptRTP's parse of the header (under mu)
 	out *batchConn
+}
+
+// newDirectOut keys a viewer's output with the local master key and salt.
+func newDirectOut(key, salt []byte, prof srtp.ProtectionProfile, out *batchConn) (*directOut, error) {
+	ctx, err := srtp.CreateContext(key, salt, prof)
+	if err != nil {
+		return nil, err
+	}
+	d := &directOut{ctx: ctx, out: out}
+	if prof == srtp.ProtectionProfileAeadAes128Gcm || prof == srtp.ProtectionProfileAeadAes256Gcm {
+		if d.gcm, err = newGCMSealer(key, salt); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }
 
 // remoteAddr is the selected pair's remote end (ua nil: one the relay cannot write to).
@@ -124,7 +140,7 @@ func (v *viewer) setupDirect() *directOut {
 	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
 		return nil
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, prof)
+	d, err := newDirectOut(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, prof, out)
 	if err != nil {
 		return nil
 	}
@@ -138,7 +154,7 @@ func (v *viewer) setupDirect() *directOut {
 	if !v.remote.Load().usable() {
 		return nil
 	}
-	return &directOut{ctx: ctx, out: out}
+	return d
 }
 
 // setRemote follows the selected candidate pair: pion's pair change handler, which
@@ -250,6 +266,17 @@ func (d *directOut) seal(h *rtp.Header, payload []byte) (*[]byte, error) {
 	if _, err := h.MarshalTo(buf); err != nil {
 		d.out.recycle(bp)
 		return nil, err
+	}
+	if d.gcm != nil {
+		d.mu.Lock()
+		enc, err := d.gcm.seal(buf[:n], h, payload)
+		d.mu.Unlock()
+		if err != nil {
+			d.out.recycle(bp)
+			return nil, err
+		}
+		*bp = enc
+		return bp, nil
 	}
 	copy(buf[n:], payload)
 	d.mu.Lock()

@@ -169,12 +169,15 @@ func TestDroppedPacketsKeepTheRolloverCount(t *testing.T) {
 		key[i] = byte(i + 1)
 	}
 	prof := srtp.ProtectionProfileAeadAes128Gcm
-	ctx, err := srtp.CreateContext(key, salt, prof)
+	d, err := newDirectOut(key, salt, prof, r.out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d.gcm == nil {
+		t.Fatal("an AES-GCM output without the relay's own sealer")
+	}
 	v := &viewer{room: &room{relay: r}}
-	v.directOnce.Do(func() { v.dout = &directOut{ctx: ctx, out: r.out} })
+	v.directOnce.Do(func() { v.dout = d })
 	writable := pairRemote(udpPair("127.0.0.1", uint16(conn.LocalAddr().(*net.UDPAddr).Port)))
 	const ssrc = 0x1234
 	send := func(seq uint16) error {
