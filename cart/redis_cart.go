@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -508,12 +509,13 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 	ub := s.userBase(c.req.UserID)
 	switch {
 	case err == nil:
-		v := strings.Join([]string{"done", res.Order.StreamID, res.Order.ID, micros(c.now), c.req.Fingerprint}, "|")
-		var emptied []string
+		var at [20]byte
+		v := "done|" + res.Order.StreamID + "|" + res.Order.ID + "|" + string(strconv.AppendInt(at[:0], c.now.UnixMicro(), 10)) + "|" + c.req.Fingerprint
+		gen := ""
 		if c.emptied != "" { // the stream leaves the cart's index unless a hold came since
-			emptied = []string{c.emptied, cmp.Or(cart.gens[c.emptied], "0")}
+			gen = cmp.Or(cart.gens[c.emptied], "0")
 		}
-		s.finishCheckout(ub, c.ih, v, emptied)
+		s.finishCheckout(ub, c.ih, v, c.emptied, gen)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
 		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, c.ih, token)
@@ -525,23 +527,36 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 // "pending" and waits for it; if it never lands (Redis down), the pending mark
 // runs out of its time, the retry takes the key over ("reclaimed") and the order's
 // stream, whose script recorded the key with the order, answers it with the same
-// order, even if the stream has left the cart index since. emptied (stream id,
-// generation) records that the order emptied the user's cart in that stream (field
-// "~"+stream id of the cart index), so the cart index forgets it (see lua/claim.lua)
-// and the user's next checkout elsewhere takes the one-stream path; if it is lost,
-// the next cart read prunes.
-func (s *RedisStore) finishCheckout(userBase, ih, value string, emptied []string) {
-	// What the commands point to (see evalArgs).
-	f := &struct{ key, value, gen, field, g string }{key: userBase + "idem:" + ih, value: value}
-	if len(emptied) == 2 {
-		f.gen, f.field, f.g = userBase+"gen", "~"+emptied[0], emptied[1]
+// order, even if the stream has left the cart index since. A stream emptied (with
+// the generation gen its claim read) records that the order emptied the user's cart
+// there (field "~"+stream id of the cart index), so the cart index forgets it (see
+// lua/claim.lua) and the user's next checkout elsewhere takes the one-stream path; if
+// it is lost, the next cart read prunes.
+func (s *RedisStore) finishCheckout(userBase, ih, value, emptied, gen string) {
+	f := &doneMark{key: userBase + "idem:" + ih, value: value}
+	f.pipeCall.add = f // nobody waits (done nil)
+	f.set = [...]any{"set", &f.key, &f.value, "ex", &idemTTLSeconds}
+	if emptied != "" {
+		f.gen, f.field, f.g = userBase+"gen", "~"+emptied, gen
+		f.hset = [...]any{"hset", &f.gen, &f.field, &f.g}
 	}
-	s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-		p.Do(ctx, "set", &f.key, &f.value, "ex", &idemTTLSeconds)
-		if f.gen != "" {
-			p.Do(ctx, "hset", &f.gen, &f.field, &f.g)
-		}
-	})
+	s.batch.queue(&f.pipeCall)
+}
+
+// doneMark is the done mark's call in the shared pipeline (its own pipeAdder) and
+// what its commands point to (see evalArgs).
+type doneMark struct {
+	pipeCall
+	set                       [5]any
+	hset                      [4]any
+	key, value, gen, field, g string
+}
+
+func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
+	p.Do(ctx, f.set[:]...)
+	if f.gen != "" {
+		p.Do(ctx, f.hset[:]...)
+	}
 }
 
 // idemTTLSeconds is IdempotencyTTL in seconds, as the done mark's SET gives it.
@@ -558,41 +573,30 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	if d, ok := ctx.Deadline(); ok && d.Add(-idemAnswerMargin).Before(deadline) {
 		deadline = d.Add(-idemAnswerMargin)
 	}
-	// What the claim's arguments point to (see evalArgs).
-	ca := &struct {
-		key, ih, token, fp, sid, old string
-		nowUS, ttl                   int64
-	}{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
+	// The call in the shared pipeline, and what its arguments point to (see evalArgs).
+	ca := &claimCall{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
 		nowUS: now.UnixMicro(), ttl: idemPendingTTL.Milliseconds()}
+	ca.pipeCall.add = ca
 	for {
 		ca.old = "1" // the cart index's older form may be left (see migrateCartSets)
 		if s.cartSetsGone.Load() {
 			ca.old = ""
 		}
-		args := s.evalArgs("claim", &ca.key, 7)
-		args = append(args, &ca.ih, &ca.token, &ca.fp, &ca.nowUS, &ca.ttl, &ca.sid, &ca.old)
-		var cmd *redis.Cmd
-		done := s.batch.send(func(bctx context.Context, p redis.Pipeliner) {
-			cmd = p.Do(bctx, args...)
-		})
-		if err := wait(ctx, done); err != nil {
+		ca.args = [...]any{"evalsha", s.shas["claim"], 1, &ca.key, &ca.ih, &ca.token, &ca.fp, &ca.nowUS, &ca.ttl, &ca.sid, &ca.old}
+		ca.done = make(chan struct{})
+		s.batch.queue(&ca.pipeCall)
+		if err := wait(ctx, ca.done); err != nil {
 			return "", nil, nil, err
 		}
+		cmd := ca.cmd
 		if isNoScript(cmd.Err()) {
-			cmd = s.scripts["claim"].Run(ctx, s.rdb, []string{ca.key}, args[4:]...)
+			cmd = s.scripts["claim"].Run(ctx, s.rdb, []string{ca.key}, ca.args[4:]...)
 		}
-		raw, err := cmd.StringSlice()
-		if err != nil || len(raw) < 2 {
-			return "", nil, nil, scriptError("claim", cmp.Or(err, errors.New("short reply")))
+		v, cart, err := claimReply(cmd, streamID)
+		if err != nil {
+			return "", nil, nil, err
 		}
-		v := raw[0]
-		if v == "claimed" || v == "reclaimed" {
-			cart := &userCart{indexed: raw[1], gens: map[string]string{}, reclaimed: v == "reclaimed"}
-			for i := 2; i+1 < len(raw); i += 2 {
-				cart.sids = append(cart.sids, raw[i])
-				cart.gens[raw[i]] = raw[i+1]
-			}
-			sort.Strings(cart.sids)
+		if cart != nil {
 			return token, cart, nil, nil
 		}
 		if strings.HasPrefix(v, "done|") {
@@ -621,6 +625,51 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// claimCall is a claim's call in the shared pipeline (its own pipeAdder) and what its
+// arguments point to (see evalArgs).
+type claimCall struct {
+	pipeCall
+	args                         [11]any
+	cmd                          *redis.Cmd
+	key, ih, token, fp, sid, old string
+	nowUS, ttl                   int64
+}
+
+func (c *claimCall) addTo(ctx context.Context, p redis.Pipeliner) { c.cmd = p.Do(ctx, c.args[:]...) }
+
+// claimReply reads claim.lua's answer: "claimed" or "reclaimed" and the user's cart
+// (then listed in the user's order index: the given stream, else the cart's only one,
+// as the script did), or the key's value.
+func claimReply(cmd *redis.Cmd, streamID string) (string, *userCart, error) {
+	raw, err := cmd.Slice()
+	v, ok := "", len(raw) > 0
+	if ok {
+		v, ok = raw[0].(string)
+	}
+	if err != nil || !ok {
+		return "", nil, scriptError("claim", cmp.Or(err, errors.New("bad reply")))
+	}
+	if v != "claimed" && v != "reclaimed" {
+		return v, nil, nil
+	}
+	cart := &userCart{gens: make(map[string]string, len(raw)/2), reclaimed: v == "reclaimed"}
+	if n := (len(raw) - 1) / 2; n > 0 {
+		cart.sids = make([]string, 0, n)
+	}
+	for i := 1; i+1 < len(raw); i += 2 {
+		sid, _ := raw[i].(string)
+		gen, _ := raw[i+1].(string)
+		cart.sids = append(cart.sids, sid)
+		cart.gens[sid] = gen
+	}
+	sort.Strings(cart.sids)
+	cart.indexed = streamID
+	if streamID == "" && len(cart.sids) == 1 {
+		cart.indexed = cart.sids[0]
+	}
+	return v, cart, nil
 }
 
 func randomToken() string {

@@ -316,7 +316,7 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	// short enough that the retry's 2 s wait for the done mark behind it still holds.
 	held := block("1.2")
 	v := fmt.Sprintf("done|%s|%s|%d|%s", first.Order.StreamID, first.Order.ID, e.now.UnixMicro(), req.Fingerprint)
-	st.finishCheckout(st.userBase("u"), ih, v, nil)
+	st.finishCheckout(st.userBase("u"), ih, v, "", "")
 	for range secondBatchMin - 2 {
 		b.send(func(ctx context.Context, p redis.Pipeliner) { p.Ping(ctx) })
 	}

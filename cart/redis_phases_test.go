@@ -1,6 +1,7 @@
 package cart
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -91,14 +92,11 @@ func TestRedisPhaseInstructions(t *testing.T) {
 		par(func(i int) {
 			u := fmt.Sprint("u", i)
 			v := "done|" + res[i].Order.StreamID + "|" + res[i].Order.ID + "|" + micros(now) + "|{}"
-			var emptied []string
+			gen := ""
 			if cs[i].emptied != "" {
-				emptied = []string{cs[i].emptied, cls[i].cart.gens[cs[i].emptied]}
-				if emptied[1] == "" {
-					emptied[1] = "0"
-				}
+				gen = cmp.Or(cls[i].cart.gens[cs[i].emptied], "0")
 			}
-			st.finishCheckout(st.userBase(u), cls[i].ih, v, emptied)
+			st.finishCheckout(st.userBase(u), cls[i].ih, v, cs[i].emptied, gen)
 		})
 		st.background.Wait()
 		dump(fmt.Sprintf("r%d-finish", round))

@@ -211,7 +211,7 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatalf("claim: got %+v %v, want only %s", cart, err, b.StreamID)
 	}
 	// A stale generation (a hold came after the claim) does not forget the stream.
-	st.finishCheckout(st.userBase("u"), "x", "done", []string{b.StreamID, "0"})
+	st.finishCheckout(st.userBase("u"), "x", "done", b.StreamID, "0")
 	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 {
 		t.Fatalf("cart streams after an emptied record with a stale generation: got %v, want %s kept", sids, b.StreamID)
@@ -239,7 +239,7 @@ func TestRedisEmptiedRecordAfterPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.finishCheckout(st.userBase("u"), "x", "done", []string{a.StreamID, old}) // lands late
+	st.finishCheckout(st.userBase("u"), "x", "done", a.StreamID, old) // lands late
 	st.background.Wait()
 	holds, err := st.ListHolds(e.ctx, "u", e.now)
 	if err != nil || len(holds) != 2 {

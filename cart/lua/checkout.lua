@@ -69,17 +69,28 @@ local function counter_of(h)
   return key('p', h.product_id)
 end
 
+-- taken is the key record the current checkout wrote at its start (SET NX: the usual
+-- new key is taken by the command that reads it); place_order keeps it, and the batch
+-- loop deletes it after a checkout that placed no order, so it stays only with its
+-- order, as if written at the end.
+local taken
+
 -- place_order writes order oid, lists it for its user and remembers the idempotency key
--- ik with the request's fingerprint fp for 24 h. One field d: id|stream_id|total_cents|
--- currency|status|created_at|created_us|seq|items|expired|user_id (the user id last: it
--- may hold a "|"); see expandOrder in redis_decode.go. (Orders written before
+-- ik with the request's fingerprint fp for 24 h (unless taken holds it already). One
+-- field d: id|stream_id|total_cents|currency|status|created_at|created_us|seq|items|
+-- expired|user_id (the user id last: it may hold a "|"); see expandOrder in
+-- redis_decode.go. (Orders written before
 -- 2026-12-02 have a field each.)
 local function place_order(oid, tc, currency, now_at, now_us, seq, its, expired, uid, ik, fp)
   redis.call('HSET', key('o', oid), 'd', oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
     now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid)
   ordered[#ordered + 1] = oid
   redis.call('RPUSH', key('uo', uid), oid)
-  redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+  if taken == ik then -- written by the checkout's SET NX already: it stays
+    taken = nil
+  else
+    redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+  end
 end
 
 -- one_pattern reads what order_one needs of a hold's field d (see hold_record in
@@ -116,7 +127,14 @@ local function checkout_one(i, n)
   local now = num(now_us)
   local ik = key('idem', ih)
   if mode ~= 'clear' then
-    local rec = redis.call('GET', ik)
+    -- A new key (the usual case) is written here, by the command that finds it new
+    -- (see taken); a key in use is read.
+    local rec = nil
+    if redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'NX', 'PX', '86400000') then
+      taken = ik
+    else
+      rec = redis.call('GET', ik)
+    end
     if rec then
       local roid, at, rfp = string.match(rec, '^([^|]*)|([^|]*)|(.*)$')
       if now - num(at) < day then
@@ -283,6 +301,10 @@ while i <= #ARGV do
   local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
   if not ok then
     e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
+  end
+  if taken then -- the checkout took its key but placed no order: the key is left as it was
+    redis.pcall('DEL', taken)
+    taken = nil
   end
   for id in pairs(touched.products) do
     all_products[id] = true

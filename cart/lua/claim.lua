@@ -4,12 +4,13 @@
 -- older form may still exist (until migrate_holds.lua ran for every user). Takes the
 -- idempotency key for one checkout ("pending|token|fp|until_ms", by Redis's clock) unless
 -- a checkout holds it (until until_ms) or placed an order with it in the last 24 h
--- ("done|sid|oid|at_us|fp"). Answers "claimed" or the key's value, then the stream
--- the user's order index now lists for this checkout ("" if none), then the streams
--- of the user's cart, each followed by its generation. A pending mark past its time
--- is a checkout that died or lost its answer: it may have placed its order without
--- the done mark, so its key is taken over with "reclaimed" (the caller looks for
--- the key's record in the user's streams first). The mark stays 24 h for that.
+-- ("done|sid|oid|at_us|fp"). Answers "claimed" or the key's value, then the streams
+-- of the user's cart, each followed by its generation (the caller knows which stream
+-- the user's order index now lists for a claimed checkout: see below). A pending mark
+-- past its time is a checkout that died or lost its answer: it may have placed its
+-- order without the done mark, so its key is taken over with "reclaimed" (the caller
+-- looks for the key's record in the user's streams first). The mark stays 24 h for
+-- that.
 -- A claimed checkout of the given stream, or else of the cart's only stream, lists
 -- that stream in the user's order index here, before its order is placed (a claim
 -- that places no order leaves a harmless entry that lists nothing).
@@ -24,7 +25,7 @@
 -- generation, so its stream stays. Every "~" record is used or stale once read: one
 -- HDEL drops them with the forgotten streams (stream ids never start with "~").
 local ik = key('idem', ARGV[1])
-local out = {'claimed', ''}
+local out = {'claimed', nil, nil} -- room for one stream (no rehash when it comes)
 local t = redis.call('TIME')
 local now_ms = num(t[1]) * 1000 + math.floor(num(t[2]) / 1000)
 local mark = 'pending|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. string.format('%d', now_ms + num(ARGV[5]))
@@ -45,19 +46,26 @@ if not claimed then
 elseif stale then
   out[1] = 'reclaimed'
 end
-local gens, emptied, drop = redis.call('HGETALL', key('gen')), {}, {}
+-- (The tables emptied, drop and seen are made only when needed: a new buyer's index
+-- has one field and no "~" record, and every table costs Redis an allocation.)
+local gens, emptied, drop = redis.call('HGETALL', key('gen')), nil, nil
 for i = 1, #gens, 2 do
   if string.byte(gens[i]) == 126 then -- '~': an order emptied the cart there
+    if not emptied then
+      emptied, drop = {}, {}
+    end
     emptied[string.sub(gens[i], 2)] = gens[i + 1]
     drop[#drop + 1] = gens[i]
   end
 end
-local seen = {}
+local seen = ARGV[7] == '1' and {} or nil -- the older form may still exist (see migrate_holds.lua)
 for i = 1, #gens, 2 do
   local sid, gen = gens[i], gens[i + 1]
   if string.byte(sid) ~= 126 then
-    seen[sid] = true
-    if emptied[sid] == gen then
+    if seen then
+      seen[sid] = true
+    end
+    if emptied and emptied[sid] == gen then
       drop[#drop + 1] = sid
     else
       out[#out + 1] = sid
@@ -65,7 +73,8 @@ for i = 1, #gens, 2 do
     end
   end
 end
-if ARGV[7] == '1' then -- the older form may still exist (see migrate_holds.lua)
+if seen then
+  emptied = emptied or {}
   for _, sid in ipairs(redis.call('SMEMBERS', key('holds'))) do
     if seen[sid] then
     elseif emptied[sid] == '0' then
@@ -76,15 +85,14 @@ if ARGV[7] == '1' then -- the older form may still exist (see migrate_holds.lua)
     end
   end
 end
-if #drop > 0 then
+if drop then
   redis.call('HDEL', key('gen'), unpack(drop))
 end
 local ix = ARGV[6]
-if ix == '' and #out == 4 then
-  ix = out[3]
+if ix == '' and #out == 3 then
+  ix = out[2]
 end
 if claimed and ix ~= '' then
   redis.call('SADD', key('orders'), ix)
-  out[2] = ix
 end
 return out
