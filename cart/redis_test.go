@@ -269,3 +269,33 @@ func TestRedisReplyPacking(t *testing.T) {
 		t.Errorf(`unpackHash("1:a0:"): got %v %v, want a = ""`, m, err)
 	}
 }
+
+// TestRedisCheckoutKeyRecordOnlyWithOrder: the checkout script takes a new key's
+// record in the stream by the SET NX that finds it new, before it knows whether an
+// order comes of it: a checkout that places none (its holds expired) leaves no record
+// there, so the key's next checkout orders; one that places its order keeps it.
+func TestRedisCheckoutKeyRecordOnlyWithOrder(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sale := e.sale(t, e.stream(t), 5, 5)
+	record := st.base(sale.StreamID) + "idem:" + idemHash("u", "k")
+	e.mustHold(t, "u", "", sale.ID, 1, time.Minute)
+	if _, err := e.checkout("u", "k", nil, e.now.Add(2*time.Minute)); !errors.Is(err, ErrHoldExpired) {
+		t.Fatalf("checkout of an expired hold: got %v, want ErrHoldExpired", err)
+	}
+	if n := st.rdb.Exists(e.ctx, record).Val(); n != 0 {
+		t.Fatalf("the key's record after a checkout that placed no order: %d, want none", n)
+	}
+	e.mustHold(t, "u", "", sale.ID, 1, time.Minute)
+	res, err := e.checkout("u", "k", nil, e.now)
+	if err != nil || !res.Created {
+		t.Fatalf("checkout with the key again: got %+v %v, want a new order", res, err)
+	}
+	if v := st.rdb.Get(e.ctx, record).Val(); !strings.HasPrefix(v, res.Order.ID+"|") {
+		t.Fatalf("the key's record after the order: %q, want %s|…", v, res.Order.ID)
+	}
+	if ttl := st.rdb.PTTL(e.ctx, record).Val(); ttl < 23*time.Hour {
+		t.Fatalf("the key's record's TTL: %v, want 24 h", ttl)
+	}
+	e.checkInvariants(t)
+}
