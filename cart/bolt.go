@@ -235,10 +235,10 @@ func boltMediaMute(tx *bolt.Tx, id string) (MediaMute, error) {
 	return m, nil
 }
 
-// EndStream ends the stream and its scheduled and active sales. A sale whose record
-// cannot be read is skipped and logged at error level, as the sale sweep skips it
-// (open logs it too): it stays in live_sales, so that once its record is restored it
-// is live again and can be ended.
+// EndStream ends the stream and its scheduled and active sales. A sale whose record,
+// or whose product's record, cannot be read is skipped and logged at error level, as
+// the sale sweep skips it (open logs it too): it stays in live_sales, so that once the
+// record is restored it is live again and can be ended.
 func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
 	var (
 		st      Stream
@@ -261,7 +261,7 @@ func (s *BoltStore) EndStream(ctx context.Context, id string, now time.Time) (St
 	})
 	if err == nil {
 		for sale, serr := range skipped {
-			s.log.Error("embedded store: a sale's record cannot be read: ending its stream skipped it (a live sale stays live, its remaining units are not returned to its product, until its record is restored); restore its record from a backup",
+			s.log.Error("embedded store: a sale's record, or its product's, cannot be read: ending its stream skipped it (a live sale stays live, its remaining units are not returned to its product, until the record is restored); restore it from a backup",
 				"stream", id, "sale", sale, "err", serr)
 		}
 	}

@@ -754,20 +754,28 @@ func (s *BoltStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpda
 }
 
 // endStreamSales ends every scheduled or active sale of the stream. It skips a sale
-// whose record cannot be read (as AdvanceSales does; its live_sales entry stays) and
-// returns it in skipped, with the error, for the caller to log.
+// whose record, or whose product's record (its remaining units go back there), cannot
+// be read (as AdvanceSales does; its live_sales entry stays) and returns it in
+// skipped, with the error, for the caller to log.
 func (t *boltTx) endStreamSales(streamID string, now time.Time) (out []Sale, skipped map[string]error, err error) {
 	out = []Sale{}
+	skip := func(id string, err error) {
+		if skipped == nil {
+			skipped = map[string]error{}
+		}
+		skipped[id] = err
+	}
 	for _, id := range indexValues(t.b(bucketStreamSales), streamID) {
 		sp, err := t.sale(id)
 		if err != nil {
-			if skipped == nil {
-				skipped = map[string]error{}
-			}
-			skipped[id] = err
+			skip(id, err)
 			continue
 		}
 		if sp.Status == SaleEnded {
+			continue
+		}
+		if _, err := t.product(sp.ProductID); err != nil {
+			skip(id, fmt.Errorf("its %w", err)) // "its product ID: ..."
 			continue
 		}
 		if _, err := t.endSale(sp, now); err != nil {

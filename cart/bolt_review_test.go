@@ -1,0 +1,83 @@
+package cart
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestBoltEndStreamUnreadableProduct: ending a stream one of whose live sales has a
+// product whose record cannot be read (the sale's record can) ends the stream and its
+// other sales, logs the skipped sale at error level with its product, and leaves it
+// live: once the product's record is restored it can be ended, its remaining units back
+// to the product. Before, EndStream failed on it (endSale returns the remaining units
+// to the product), so the stream could not be ended at all.
+func TestBoltEndStreamUnreadableProduct(t *testing.T) {
+	f := newHoldFixture(t) // f.sale (100 units, live) is of f.product (1000 put in)
+	p, err := f.st.GetProduct(f.ctx, f.product)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := p.StreamID
+	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p2.ID, PriceCents: 1,
+		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sale := range []string{f.sale, s2.ID} {
+		if _, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: uuid.NewString(), UserID: "u", SaleID: sale, Quantity: 1, ExpiresAt: f.now.Add(time.Hour)}, f.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var good []byte
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		good = bytes.Clone(tx.Bucket(bucketProducts).Get([]byte(p2.ID)))
+		return tx.Bucket(bucketProducts).Put([]byte(p2.ID), []byte("{"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logRecords{}
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
+		t.Fatal(err)
+	}
+	st := f.st
+	t.Cleanup(func() { st.Close() })
+
+	stream, ended, err := f.st.EndStream(f.ctx, sid, f.now)
+	if err != nil {
+		t.Fatalf("EndStream with a sale whose product's record cannot be read: %v, want the stream ended", err)
+	}
+	if stream.Status != StreamEnded || len(ended) != 1 || ended[0].ID != f.sale {
+		t.Errorf("EndStream: %+v, %+v; want the stream and f.sale (only) ended", stream, ended)
+	}
+	if logs.has("ERROR", "embedded store:", "cannot be read", "sale="+s2.ID, "its product "+p2.ID) != 1 {
+		t.Errorf("EndStream logged %q; want one error naming sale %s and its product", logs.recs, s2.ID)
+	}
+	if gs, err := f.st.GetSale(f.ctx, s2.ID); err != nil || gs.Status != SaleActive {
+		t.Errorf("s2 after EndStream: %+v, %v; want it left active", gs, err)
+	}
+	if err := f.st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketProducts).Put([]byte(p2.ID), good) }); err != nil {
+		t.Fatal(err)
+	}
+	f.reopen(defaultTuning)
+	s, prod, changed, err := f.st.StopSale(f.ctx, s2.ID, f.now.Add(time.Minute))
+	if err != nil || !changed || s.Returned != 4 || prod.Stock != 5+4 {
+		t.Errorf("StopSale of s2 once its product is restored: %+v, %+v, %v, %v; want it ended, 4 returned, stock 9", s, prod, changed, err)
+	}
+	checkStreamInvariants(t, f.st, sid, map[string]int{f.product: 1000, p2.ID: 10})
+	checkHoldIndexMatchesFile(t, f.st, "after the restore")
+}
+
+var _ = context.Background
