@@ -215,44 +215,26 @@ func migrate(tx *bolt.Tx, layout2 bool) error {
 	return migrateLayout3(tx)
 }
 
-// repairOnOpen takes out, in open's transaction, the entries that would stop a sweep or
-// the writer for good, logging each at error level:
-//
-//   - a hold_expiry key shorter than its time (the sweep reads the time from the key's
-//     first 8 bytes; load removes such idem_expiry keys as it reads them);
-//   - an order_log entry that does not split into an order id and a user (the writer
-//     indexes the log from its start: every transaction that indexes would fail on it).
-//     The order's record stays in orders and its stream's list; its buyer's own list
-//     no longer names it.
+// repairOnOpen moves, in open's transaction, the order_log entries that would stop the
+// writer for good (every transaction that indexes the log from its start would fail on
+// one), logging each at error level: repairOrderLog keeps each, never deletes it.
 //
 // It only logs a live_sales entry whose sale record is missing or unreadable: the
 // entry stays (the sale sweep and rebuildHoldIndex skip it), so that the sale is live
 // again once its record is restored. Nothing can be held in it meanwhile (a hold reads
 // the record), and its remaining units are not returned to the product.
 //
-// repairHoldExpiry does the same for hold_expiry once the holds are read.
+// repairHoldExpiry takes out the hold_expiry entries the hold sweep would stop on, once
+// the holds are read.
 func repairOnOpen(tx *bolt.Tx, log *slog.Logger) error {
-	type del struct {
-		bucket []byte
-		key    []byte
+	if err := repairOrderLog(tx, log); err != nil {
+		return err
 	}
-	var dels []del
-	drop := func(b, k []byte, msg string, args ...any) {
-		log.Error("embedded store: "+msg, args...)
-		dels = append(dels, del{b, bytes.Clone(k)})
-	}
-	tx.Bucket(bucketOrderLog).ForEach(func(k, v []byte) error {
-		if _, _, err := splitOrderLog(v); err != nil || len(k) != 8 {
-			drop(bucketOrderLog, k, "removed an unreadable order_log entry: its order (in orders and its stream's list) is no longer listed in its buyer's GET /api/orders",
-				"key", fmt.Sprintf("%x", k), "value", fmt.Sprintf("%q", v))
-		}
-		return nil
-	})
 	// A live sale whose record cannot be read stays in live_sales (the sale sweep and
 	// the rebuild skip it): taken out, a record restored from a backup (or written by a
 	// newer version) would be a sale the sweep never ends and whose buyers' units the
 	// per-user limit no longer counts.
-	tx.Bucket(bucketLiveSales).ForEach(func(k, _ []byte) error {
+	return tx.Bucket(bucketLiveSales).ForEach(func(k, _ []byte) error {
 		var sale Sale
 		if err := getJSON(tx.Bucket(bucketSales), string(k), &sale); err != nil {
 			log.Error("embedded store: a live sale's record cannot be read: the sale sweep skips it (it is not ended, its remaining units are not returned to its product) and nothing can be held in it; restore its record from a backup",
@@ -260,12 +242,84 @@ func repairOnOpen(tx *bolt.Tx, log *slog.Logger) error {
 		}
 		return nil
 	})
-	for _, d := range dels {
-		if err := tx.Bucket(d.bucket).Delete(d.key); err != nil {
+}
+
+// bucketOrderLogUnreadable keeps the order_log entries open could not read, as they
+// were: key the bucket's sequence (8 bytes BE), value uvarint len(key), the entry's
+// key, its value. Made only when open meets one.
+var bucketOrderLogUnreadable = []byte("order_log_unreadable")
+
+// repairOrderLog moves, in open's transaction, each order_log entry the writer's
+// indexing would fail on, logging each at error level; none is deleted, since the
+// entry may be the only place that names an acknowledged order's buyer:
+//
+//   - one whose key is no sequence but whose value names an order of that buyer (its
+//     record says so) is put back at the log's end under a new sequence: its buyer's
+//     GET /api/orders lists it again (last);
+//   - any other (a value of an unknown format, or naming no such order of the buyer)
+//     is kept as it was in order_log_unreadable: its order stays in orders and its
+//     stream's list, but not in its buyer's list, until someone restores the entry.
+func repairOrderLog(tx *bolt.Tx, log *slog.Logger) error {
+	type entry struct{ k, v []byte }
+	var bad []entry
+	ol := tx.Bucket(bucketOrderLog)
+	ol.ForEach(func(k, v []byte) error {
+		if _, _, err := splitOrderLog(v); err != nil || len(k) != 8 {
+			bad = append(bad, entry{bytes.Clone(k), bytes.Clone(v)})
+		}
+		return nil
+	})
+	for _, e := range bad {
+		if err := ol.Delete(e.k); err != nil {
+			return err
+		}
+		if oid, uid, ok := orderLogOfBuyer(tx, e.v); ok {
+			seq, err := ol.NextSequence()
+			if err != nil {
+				return err
+			}
+			log.Error("embedded store: an order_log entry's key is no sequence: put back at the log's end (its buyer's GET /api/orders lists the order last)",
+				"key", fmt.Sprintf("%x", e.k), "order", oid, "buyer", uid)
+			if err := ol.Put(binary.BigEndian.AppendUint64(nil, seq), e.v); err != nil {
+				return err
+			}
+			continue
+		}
+		kept, err := tx.CreateBucketIfNotExists(bucketOrderLogUnreadable)
+		if err != nil {
+			return err
+		}
+		seq, err := kept.NextSequence()
+		if err != nil {
+			return err
+		}
+		log.Error("embedded store: an order_log entry cannot be read: kept as it is in bucket order_log_unreadable; its order (in orders and its stream's list) is not listed in its buyer's GET /api/orders until the entry is restored",
+			"key", fmt.Sprintf("%x", e.k), "value", fmt.Sprintf("%q", e.v))
+		v := binary.AppendUvarint(nil, uint64(len(e.k)))
+		if err := kept.Put(binary.BigEndian.AppendUint64(nil, seq), append(append(v, e.k...), e.v...)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// orderLogOfBuyer says whether an order_log value names an order whose record can be
+// read and is of the buyer it names, and not yet in the buyer's order index.
+func orderLogOfBuyer(tx *bolt.Tx, v []byte) (orderID, userID string, ok bool) {
+	oid, uid, err := splitOrderLog(v)
+	if err != nil {
+		return "", "", false
+	}
+	var o Order
+	if getJSON(tx.Bucket(bucketOrders), string(oid), &o) != nil || o.UserID != string(uid) {
+		return "", "", false
+	}
+	for _, id := range prefixValues(tx.Bucket(bucketUsers), userKey(o.UserID, kindOrder, "")) {
+		if id == o.ID {
+			return "", "", false
+		}
+	}
+	return o.ID, o.UserID, true
 }
 
 // keyAt says whether the cursor's bucket has the key k.

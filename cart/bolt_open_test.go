@@ -158,8 +158,8 @@ func TestBoltOpenRepairs(t *testing.T) {
 		{"ERROR", "hold sweep no longer releases it", "hold=no-such-hold"},
 		{"ERROR", "hold record cannot be read", "hold=" + daveHold},
 		{"ERROR", "order of a stream with a live sale cannot be read", "order=" + carolOrder, "buyer=carol"},
-		{"ERROR", "unreadable order_log entry", "key=00000000000f423f"},
-		{"ERROR", "unreadable order_log entry", "key=616263"},
+		{"ERROR", "order_log entry cannot be read", "kept as it is in bucket order_log_unreadable", "key=00000000000f423f"},
+		{"ERROR", "order_log entry cannot be read", "kept as it is in bucket order_log_unreadable", "key=616263"},
 		{"ERROR", "expiry entry without its time", "bucket=hold_expiry"},
 		{"ERROR", "expiry entry without its time", "bucket=idem_expiry"},
 	} {

@@ -80,4 +80,92 @@ func TestBoltEndStreamUnreadableProduct(t *testing.T) {
 	checkHoldIndexMatchesFile(t, f.st, "after the restore")
 }
 
+// fileHas says whether any value in the store's file holds v.
+func fileHas(t *testing.T, st *BoltStore, v []byte) bool {
+	t.Helper()
+	found := false
+	if err := st.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(_, val []byte) error {
+				found = found || bytes.Contains(val, v)
+				return nil
+			})
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// TestBoltOpenKeepsUnreadableOrderLog: open no longer deletes an order_log entry it
+// cannot read. One of an unknown format (its value does not split into an order and a
+// buyer) is moved, as it is, out of the log (where it would stop the indexing) into
+// order_log_unreadable and logged; one whose key is no sequence but whose value names
+// an order of that buyer is put back at the log's end, so the buyer's GET /api/orders
+// still lists it. Before, open deleted both: the bytes of the first were gone, and the
+// second's acknowledged order was missing from its buyer's list.
+func TestBoltOpenKeepsUnreadableOrderLog(t *testing.T) {
+	noIdle := boltTuning{indexBatch: defaultTuning.indexBatch, indexIdle: time.Hour}
+	f := newIndexFixture(t, noIdle)
+	alice, bob := f.buy("alice", "k"), f.buy("bob", "k")
+	unknown := []byte("\xff\xffv9:some later format")
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		log := tx.Bucket(bucketOrderLog)
+		var bobKey, bobVal []byte
+		log.ForEach(func(k, v []byte) error {
+			if oid, _, err := splitOrderLog(v); err == nil && string(oid) == bob.ID {
+				bobKey, bobVal = bytes.Clone(k), bytes.Clone(v)
+			}
+			return nil
+		})
+		if bobKey == nil {
+			t.Fatal("bob's order is not in order_log")
+		}
+		if err := log.Delete(bobKey); err != nil {
+			return err
+		}
+		if err := log.Put([]byte("abc"), bobVal); err != nil { // a key that is no sequence
+			return err
+		}
+		return log.Put([]byte("\x00\x00\x00\x00\x00\x0f\x42\x3f"), unknown)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logRecords{}
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openBoltLog(f.path, noIdle, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st = st
+	t.Cleanup(func() { st.Close() })
+	if !fileHas(t, f.st, unknown) {
+		t.Errorf("the order_log entry of an unknown format is gone from the file after the open; want it kept")
+	}
+	if logs.has("ERROR", "order_log entry", "order_log_unreadable", "key=00000000000f423f") != 1 {
+		t.Errorf("open logged %q; want the entry of an unknown format named, and where it is kept", logs.recs)
+	}
+	if logs.has("ERROR", "order_log entry", "order="+bob.ID, "buyer=bob") != 1 {
+		t.Errorf("open logged %q; want bob's entry with a bad key named", logs.recs)
+	}
+	f.orders("alice", []string{alice.ID})
+	f.orders("bob", []string{bob.ID})
+	// Indexing the log (the writer, idle) goes through, and lists each order once.
+	f.reopen(boltTuning{indexBatch: defaultTuning.indexBatch, indexIdle: time.Millisecond})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if l, _ := f.counts(); l == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d entries still in order_log 10 s after the reopen", l)
+		}
+	}
+	f.orders("alice", []string{alice.ID})
+	f.orders("bob", []string{bob.ID})
+	if !fileHas(t, f.st, unknown) {
+		t.Errorf("the order_log entry of an unknown format is gone after a second open")
+	}
+}
+
 var _ = context.Background
