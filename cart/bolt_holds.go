@@ -3,6 +3,7 @@ package cart
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"strings"
@@ -156,8 +157,8 @@ func loadHoldIndex(tx *bolt.Tx) (holdIndex, error) {
 // and the live sales' orders, not the streams' history.
 //
 // What cannot be read is logged and left out (repairOnOpen took out what would stop
-// the sweeps): a hold record (in no cart: its buyer is unknown; its units, if of a
-// live sale, are not in its buyer's count); an order of a live sale's stream, whose
+// the sweeps): a hold record (in no cart; what can be read of its buyer, sale and
+// quantity is counted, countUnreadableHold); an order of a live sale's stream, whose
 // buyer (found in order_log or users' index) is counted at the limit of each of the
 // stream's live sales, so that the limit is never let through.
 func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
@@ -193,13 +194,13 @@ func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
 		}
 		users[user] += n
 	}
+	atLimit := map[string]map[string]bool{} // sale → buyers at its limit; stream → (orders, below)
 	ec, ek := tx.Bucket(bucketHoldExpiry).Cursor(), []byte(nil)
 	tx.Bucket(bucketHolds).ForEach(func(k, v []byte) error {
 		var h boltHold
 		if err := unmarshalRecord(v, &h); err != nil {
-			log.Error("embedded store: a hold record cannot be read: it is in no cart, and its units (if of a live sale) are not in its buyer's count of the per-user limit; restore it from a backup or remove it",
-				"hold", string(k), "err", err)
 			ix.unreadable[string(k)] = err
+			countUnreadableHold(log, string(k), v, err, live, add, atLimit)
 			return nil
 		}
 		ix.carts[h.User] = append(ix.carts[h.User], cartEntry{h.CartKey, h.ID})
@@ -221,7 +222,6 @@ func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
 	for _, cart := range ix.carts {
 		slices.SortFunc(cart, func(a, b cartEntry) int { return strings.Compare(a.key, b.key) })
 	}
-	atLimit := map[string]map[string]bool{} // stream → buyers of an unreadable order
 	for st, f := range from {
 		prefix := []byte(st + "\x00")
 		c := tx.Bucket(bucketStreamOrders).Cursor()
@@ -250,13 +250,71 @@ func rebuildHoldIndex(tx *bolt.Tx, log *slog.Logger) (holdIndex, error) {
 		}
 	}
 	for _, sale := range live {
-		for user := range atLimit[sale.StreamID] {
-			if n := ix.units[sale.ID][user]; n < sale.PerUserLimit {
-				add(sale.ID, user, sale.PerUserLimit-n)
+		for _, users := range [2]map[string]bool{atLimit[sale.StreamID], atLimit[sale.ID]} {
+			for user := range users {
+				if n := ix.units[sale.ID][user]; n < sale.PerUserLimit {
+					add(sale.ID, user, sale.PerUserLimit-n)
+				}
 			}
 		}
 	}
 	return ix, nil
+}
+
+// countUnreadableHold logs a hold record that cannot be read (it is in no cart) and
+// counts what can still be read of it toward its buyer's per-user limit: a record of
+// an unknown format (a field of another type, say) mostly still names its buyer and
+// sale. An unreleased hold (or one whose released flag cannot be read) of a live sale
+// adds its quantity, or, if that cannot be read, puts its buyer at the sale's limit
+// (atLimit[sale]). Of a record naming no buyer, nothing can be counted: the log says so.
+func countUnreadableHold(log *slog.Logger, id string, raw []byte, err error, live map[string]*Sale,
+	add func(sale, user string, n int), atLimit map[string]map[string]bool) {
+	user, sale, q, released, ok := salvageHold(raw)
+	switch {
+	case !ok:
+		log.Error("embedded store: a hold record cannot be read: it is in no cart, and its buyer is unknown, so its units (if of a live sale) are not in anyone's count of the per-user limit; restore it from a backup or remove it",
+			"hold", id, "err", err)
+	case released || sale == "" || live[sale] == nil:
+		log.Error("embedded store: a hold record cannot be read: it is in no cart (it holds no units of a live sale); restore it from a backup or remove it",
+			"hold", id, "buyer", user, "err", err)
+	case q > 0:
+		log.Error("embedded store: a hold record cannot be read: it is in no cart; its units are counted in its buyer's per-user limit of its sale; restore it from a backup or remove it",
+			"hold", id, "buyer", user, "sale", sale, "units", q, "err", err)
+		add(sale, user, q)
+	default:
+		log.Error("embedded store: a hold record cannot be read: it is in no cart; its quantity cannot be read, so its buyer is counted at the limit of its sale; restore it from a backup or remove it",
+			"hold", id, "buyer", user, "sale", sale, "err", err)
+		if atLimit[sale] == nil {
+			atLimit[sale] = map[string]bool{}
+		}
+		atLimit[sale][user] = true
+	}
+}
+
+// salvageHold reads, field by field, what it can of a hold record that does not decode
+// as a whole: its buyer (user, or the user of its cart_key), its sale (none if the
+// field is absent), its quantity (0 if unreadable) and whether it is released (false
+// if unreadable). ok is false when the buyer or the sale cannot be read.
+func salvageHold(raw []byte) (user, sale string, q int, released, ok bool) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return "", "", 0, false, false
+	}
+	if json.Unmarshal(fields["user"], &user) != nil || user == "" {
+		var ck string
+		if json.Unmarshal(fields["cart_key"], &ck) != nil {
+			return "", "", 0, false, false
+		}
+		if user, ok = userOfKey([]byte(ck)); !ok || user == "" {
+			return "", "", 0, false, false
+		}
+	}
+	if s, in := fields["sale_id"]; in && json.Unmarshal(s, &sale) != nil {
+		return "", "", 0, false, false
+	}
+	json.Unmarshal(fields["quantity"], &q)
+	json.Unmarshal(fields["released"], &released)
+	return user, sale, q, released, true
 }
 
 // setHoldIndex makes ix the store's carts and units (the writer, or OpenBolt).

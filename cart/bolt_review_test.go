@@ -2,8 +2,9 @@ package cart
 
 import (
 	"bytes"
-	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,4 +169,78 @@ func TestBoltOpenKeepsUnreadableOrderLog(t *testing.T) {
 	}
 }
 
-var _ = context.Background
+// TestBoltOpenUnreadableHoldCountsBuyer: a hold record open cannot read (of an unknown
+// format: a field of another type) but whose buyer and sale can still be read from it
+// counts toward its buyer's per-user limit: its quantity if that can be read, else the
+// limit. Before, such a hold was in no one's count, so its buyer could hold the limit
+// again on top of it (alice, limit 3, held 3 and then 1 more). A record of which
+// nothing can be read is logged as before (its buyer is unknown).
+func TestBoltOpenUnreadableHoldCountsBuyer(t *testing.T) {
+	f := newHoldFixture(t) // f.sale: limit 3
+	alice, err := f.hold("alice", 3, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := f.hold("bob", 2, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carl, err := f.hold("carl", 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHolds)
+		for id, change := range map[string][2]string{
+			alice: {`"quantity":3`, `"quantity":"3"`},                   // its quantity unreadable
+			bob:   {`"expires_at":"`, `"expires_at":{"later":1},"x":"`}, // its time unreadable
+			carl:  {`{`, `not json {`},                                  // nothing readable
+		} {
+			v := b.Get([]byte(id))
+			if !bytes.Contains(v, []byte(change[0])) {
+				t.Fatalf("hold record %s has no %s", v, change[0])
+			}
+			if err := b.Put([]byte(id), bytes.Replace(v, []byte(change[0]), []byte(change[1]), 1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logRecords{}
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenBoltLog(f.path, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st = st
+	t.Cleanup(func() { st.Close() })
+	for _, c := range []struct {
+		user string
+		q    int
+		want error
+	}{
+		{"alice", 1, ErrLimitExceeded}, // 3 held (its quantity unknown: counted at the limit)
+		{"bob", 2, ErrLimitExceeded},   // 2 held
+		{"bob", 1, nil},
+		{"carl", 3, nil}, // unknown buyer: not counted (logged)
+		{"dora", 3, nil},
+	} {
+		if _, err := f.hold(c.user, c.q, time.Hour); !errors.Is(err, c.want) && !(c.want == nil && err == nil) {
+			t.Errorf("%s holds %d after the open: %v, want %v", c.user, c.q, err, c.want)
+		}
+	}
+	for _, want := range [][]string{
+		{"ERROR", "hold record cannot be read", "hold=" + alice, "buyer=alice", "counted at the limit"},
+		{"ERROR", "hold record cannot be read", "hold=" + bob, "buyer=bob", "units=2"},
+		{"ERROR", "hold record cannot be read", "hold=" + carl, "buyer is unknown"},
+	} {
+		if logs.has(want...) != 1 {
+			t.Errorf("open logged no (or several) %q; records:\n%s", want, strings.Join(logs.recs, "\n"))
+		}
+	}
+	checkHoldIndexMatchesFile(t, f.st, "after the open")
+}
