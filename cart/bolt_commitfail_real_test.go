@@ -3,12 +3,9 @@
 package cart
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -42,41 +39,23 @@ func TestBoltBboltCommitFails(t *testing.T) {
 		t.Skip("child")
 	}
 	path := filepath.Join(t.TempDir(), "fsize.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBoltFileSizeChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), fileSizeEnv+"="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
+	cmd, sc := stormChild(t, "TestBoltFileSizeChild", fileSizeEnv, path, 60*time.Second)
 	var (
-		streamID, productID      string
-		putIn                    int
-		holds                    = map[string]string{} // user → acknowledged hold
-		orders                   = map[string]string{} // user → acknowledged order
+		acks                     = newStormAcks()
 		failedHolds, failedOrder []string
 		efbig, grow, done        int
 		after                    int // acknowledgements after the limit was lifted
 		restored                 bool
 		lines                    []string
 	)
-	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
 		f := strings.Fields(line)
 		switch {
-		case len(f) == 4 && f[0] == "SETUP":
-			streamID, productID = f[1], f[2]
-			fmt.Sscan(f[3], &putIn)
-		case len(f) == 3 && f[0] == "HOLD":
-			holds[f[1]] = f[2]
-		case len(f) == 3 && f[0] == "ORDER":
-			orders[f[1]] = f[2]
+		case acks.read(f):
+			if restored && f[0] != "SETUP" {
+				after++
+			}
 		case len(f) >= 3 && f[0] == "FAILHOLD":
 			failedHolds = append(failedHolds, f[2])
 		case len(f) >= 3 && f[0] == "FAILORDER":
@@ -93,9 +72,6 @@ func TestBoltBboltCommitFails(t *testing.T) {
 			if strings.Contains(line, "file resize error") { // db.grow; else tx.write
 				grow++
 			}
-		}
-		if restored && (f[0] == "HOLD" || f[0] == "ORDER") {
-			after++
 		}
 	}
 	if err := cmd.Wait(); err != nil || done != 1 {
@@ -125,43 +101,10 @@ func TestBoltBboltCommitFails(t *testing.T) {
 		}
 		return nil
 	})
-	ctx := context.Background()
-	for user, hid := range holds {
-		hs, err := st.ListHolds(ctx, user, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ords, _ := st.ListOrders(ctx, user)
-		if !(len(hs) == 1 && hs[0].ID == hid) && len(ords) != 1 {
-			t.Errorf("acknowledged hold %s of %s: %d holds, %d orders after the reopen; want it in the cart or ordered", hid, user, len(hs), len(ords))
-		}
-	}
-	for user, oid := range orders {
-		ords, err := st.ListOrders(ctx, user)
-		if err != nil || len(ords) != 1 || ords[0].ID != oid {
-			t.Errorf("acknowledged order %s of %s: %d orders %v after the reopen", oid, user, len(ords), err)
-		}
-	}
-	checkStreamInvariants(t, st, streamID, map[string]int{productID: putIn})
 	checkHoldIndexMatchesFile(t, st, "after the reopen")
-	sales, err := st.ListSales(ctx, streamID)
-	if err != nil || len(sales) != 1 {
-		t.Fatalf("sales: %v %v", sales, err)
-	}
-	limited := 0
-	for user := range holds {
-		var w, i int
-		if _, err := fmt.Sscanf(user, "w%d-%d", &w, &i); err != nil || i%3 == 0 {
-			continue
-		}
-		_, _, err := st.HoldUnits(ctx, HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sales[0].ID, Quantity: 1, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
-		if !errors.Is(err, ErrLimitExceeded) {
-			t.Errorf("%s, who holds or bought a unit of the sale (limit 1), holds another after the reopen: %v", user, err)
-		}
-		limited++
-	}
+	limited := acks.check(t, st, "after the reopen")
 	t.Logf("%d holds and %d checkouts failed in bbolt (%d EFBIG: %d growing the file, %d writing pages), %d acknowledged after the limit was lifted; %d holds, %d orders acknowledged, all there; %d buyers at the limit",
-		len(failedHolds), len(failedOrder), efbig, grow, efbig-grow, after, len(holds), len(orders), limited)
+		len(failedHolds), len(failedOrder), efbig, grow, efbig-grow, after, len(acks.holds), len(acks.orders), limited)
 }
 
 // TestBoltFileSizeChild is the child of TestBoltBboltCommitFails.
@@ -171,31 +114,8 @@ func TestBoltFileSizeChild(t *testing.T) {
 		t.Skip("only run as the child of TestBoltBboltCommitFails")
 	}
 	signal.Ignore(syscall.SIGXFSZ) // a write past the limit fails with EFBIG instead
-	st, err := openBolt(path, boltTuning{indexBatch: 300, indexIdle: defaultTuning.indexIdle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, now := context.Background(), time.Now()
-	var mu sync.Mutex
-	say := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(os.Stdout, format+"\n", args...)
-	}
-	sid := uuid.NewString()
-	if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamIdle, CreatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR", PriceCents: 100, Stock: 1_000_000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sale, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, PriceCents: 50,
-		Quantity: 500_000, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	say("SETUP %s %s %d", sid, p.ID, 1_000_000)
+	st, sale, say := stormStore(t, path)
+	ctx := context.Background()
 	var acks, fails, growFails atomic.Int64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -204,11 +124,7 @@ func TestBoltFileSizeChild(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
-				user := fmt.Sprintf("w%d-%d", w, i)
-				req := HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sale.ID, Quantity: 1, ExpiresAt: now.Add(time.Hour)}
-				if i%3 == 0 {
-					req.SaleID, req.ProductID = "", p.ID
-				}
+				user, req := stormHold(w, i, sale)
 				h, _, err := st.HoldUnits(ctx, req, time.Now())
 				if err != nil {
 					if !errors.Is(err, ErrUnavailable) {
@@ -297,7 +213,7 @@ func TestBoltFileSizeChild(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	checkHoldIndexMatchesFile(t, st, "after the failed commits")
-	checkStreamInvariants(t, st, sid, map[string]int{p.ID: 1_000_000})
+	checkStreamInvariants(t, st, sale.StreamID, map[string]int{sale.ProductID: 1_000_000})
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -53,6 +54,22 @@ func (f *indexFixture) reopen(tuning boltTuning) {
 	}
 	f.st = st
 	f.t.Cleanup(func() { st.Close() })
+}
+
+// reopenLogged is reopen, the store logging to the records it returns.
+func (f *indexFixture) reopenLogged(tuning boltTuning) *logRecords {
+	f.t.Helper()
+	if err := f.st.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	logs := &logRecords{}
+	st, err := openBoltLog(f.path, tuning, slog.New(logs))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.st = st
+	f.t.Cleanup(func() { st.Close() })
+	return logs
 }
 
 // buy holds one unit for user and checks out with key; it returns the order.

@@ -57,13 +57,7 @@ func writeLayout1File(tb testing.TB, path string, n int) {
 				if h.CartKey, err = appendIndex(tx.Bucket(layout1UserHolds), user, hid); err != nil {
 					return err
 				}
-				if raw, err = marshalRecord(h); err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketHolds).Put([]byte(hid), raw); err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, hid), nil); err != nil {
+				if err := putHoldRecord(tx, h); err != nil {
 					return err
 				}
 			}

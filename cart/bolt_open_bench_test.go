@@ -122,14 +122,7 @@ func writeHistoryFile(b *testing.B, path string, hist, live int) {
 				}
 				h := boltHold{Hold: Hold{ID: hid, UserID: user, StreamID: "s", ProductID: "p", SaleID: sale.ID, Quantity: 1, Currency: "EUR",
 					ExpiresAt: at.Add(time.Hour)}, User: user, CartKey: string(appendSeqHex(userKey(user, kindCart, ""), seq))}
-				raw, err := marshalRecord(h)
-				if err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketHolds).Put([]byte(hid), raw); err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, hid), nil); err != nil {
+				if err := putHoldRecord(tx, h); err != nil {
 					return err
 				}
 			}

@@ -325,13 +325,7 @@ func TestBoltOpenKeepsUnreadableLiveSale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logRecords{} // an open of the intact file logs nothing (no entry put back)
-	if err := f.st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
-		t.Fatal(err)
-	}
+	logs := f.reopenLogged(defaultTuning) // an open of the intact file logs nothing (no entry put back)
 	if len(logs.recs) != 0 {
 		t.Errorf("an open of the intact file logged %q", logs.recs)
 	}
@@ -377,19 +371,8 @@ func TestBoltOpenKeepsUnreadableLiveSale(t *testing.T) {
 // The other holds and sales go on.
 func TestBoltOpenUnreadableProduct(t *testing.T) {
 	f := newHoldFixture(t) // f.sale is of f.product
-	p, err := f.st.GetProduct(f.ctx, f.product)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: p.StreamID, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: p.StreamID, ProductID: p2.ID, PriceCents: 1,
-		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(30 * time.Minute)}, f.now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p2, s2 := f.secondSale(30 * time.Minute)
+	var err error
 	hold := func(user, sale, product string, ttl time.Duration) string {
 		t.Helper()
 		id := uuid.NewString()
@@ -414,14 +397,7 @@ func TestBoltOpenUnreadableProduct(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logRecords{}
-	if err := f.st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
-		t.Fatal(err)
-	}
-	defer f.st.Close()
+	logs := f.reopenLogged(defaultTuning)
 	for _, want := range [][]string{
 		{"ERROR", "hold sweep no longer releases it", "hold=" + erin, "its product " + f.product},
 		{"ERROR", "hold sweep no longer releases it", "hold=" + gus, "its sale's product " + p2.ID},
@@ -447,20 +423,8 @@ func TestBoltOpenUnreadableProduct(t *testing.T) {
 // ended at all.
 func TestBoltEndStreamUnreadableSale(t *testing.T) {
 	f := newHoldFixture(t) // f.sale (100 units, live) is of f.product (1000 put in)
-	p, err := f.st.GetProduct(f.ctx, f.product)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid := p.StreamID
-	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p2.ID, PriceCents: 1,
-		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sid, p2, s2 := f.secondSale(time.Hour)
+	var err error
 	hold := func(user, sale string) {
 		t.Helper()
 		if _, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: uuid.NewString(), UserID: user, SaleID: sale, Quantity: 1, ExpiresAt: f.now.Add(time.Hour)}, f.now); err != nil {
@@ -498,15 +462,7 @@ func TestBoltEndStreamUnreadableSale(t *testing.T) {
 		return in
 	}
 	put([]byte("{")) // damaged
-	logs := &logRecords{}
-	if err := f.st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
-		t.Fatal(err)
-	}
-	st := f.st
-	t.Cleanup(func() { st.Close() })
+	logs := f.reopenLogged(defaultTuning)
 	logs.mu.Lock()
 	logs.recs = nil // open's own records
 	logs.mu.Unlock()

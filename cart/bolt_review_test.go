@@ -3,7 +3,6 @@ package cart
 import (
 	"bytes"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -20,20 +19,8 @@ import (
 // to the product), so the stream could not be ended at all.
 func TestBoltEndStreamUnreadableProduct(t *testing.T) {
 	f := newHoldFixture(t) // f.sale (100 units, live) is of f.product (1000 put in)
-	p, err := f.st.GetProduct(f.ctx, f.product)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid := p.StreamID
-	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p2.ID, PriceCents: 1,
-		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sid, p2, s2 := f.secondSale(time.Hour)
+	var err error
 	for _, sale := range []string{f.sale, s2.ID} {
 		if _, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: uuid.NewString(), UserID: "u", SaleID: sale, Quantity: 1, ExpiresAt: f.now.Add(time.Hour)}, f.now); err != nil {
 			t.Fatal(err)
@@ -46,15 +33,7 @@ func TestBoltEndStreamUnreadableProduct(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logRecords{}
-	if err := f.st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if f.st, err = OpenBoltLog(f.path, slog.New(logs)); err != nil {
-		t.Fatal(err)
-	}
-	st := f.st
-	t.Cleanup(func() { st.Close() })
+	logs := f.reopenLogged(defaultTuning)
 
 	stream, ended, err := f.st.EndStream(f.ctx, sid, f.now)
 	if err != nil {
@@ -79,6 +58,26 @@ func TestBoltEndStreamUnreadableProduct(t *testing.T) {
 	}
 	checkStreamInvariants(t, f.st, sid, map[string]int{f.product: 1000, p2.ID: 10})
 	checkHoldIndexMatchesFile(t, f.st, "after the restore")
+}
+
+// secondSale adds to the fixture's stream a product p2 of 10 units and an active sale
+// s2 of 5 of them (limit 3) ending endsIn from now; it returns the stream's id, p2, s2.
+func (f *holdFixture) secondSale(endsIn time.Duration) (string, Product, Sale) {
+	f.t.Helper()
+	p, err := f.st.GetProduct(f.ctx, f.product)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: p.StreamID, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: p.StreamID, ProductID: p2.ID, PriceCents: 1,
+		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(endsIn)}, f.now)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p.StreamID, p2, s2
 }
 
 // fileHas says whether any value in the store's file holds v.
@@ -132,16 +131,7 @@ func TestBoltOpenKeepsUnreadableOrderLog(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logRecords{}
-	if err := f.st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	st, err := openBoltLog(f.path, noIdle, slog.New(logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.st = st
-	t.Cleanup(func() { st.Close() })
+	logs := f.reopenLogged(noIdle)
 	if !fileHas(t, f.st, unknown) {
 		t.Errorf("the order_log entry of an unknown format is gone from the file after the open; want it kept")
 	}
@@ -208,16 +198,7 @@ func TestBoltOpenUnreadableHoldCountsBuyer(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logRecords{}
-	if err := f.st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenBoltLog(f.path, slog.New(logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.st = st
-	t.Cleanup(func() { st.Close() })
+	logs := f.reopenLogged(defaultTuning)
 	for _, c := range []struct {
 		user string
 		q    int
