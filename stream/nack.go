@@ -124,8 +124,11 @@ func (l *sendLog) logWrite(newSeg bool, seg segment, seq uint16, ts uint32, newe
 
 // segmentLocked returns the segment that output sequence number seq was written in;
 // false if seq is newer than anything written or older than the segments remembered.
+// Nothing more than maxSegmentSpan before the newest is: a long run forgets its start
+// (logWrite), and the run before it would map such a number to another packet (an
+// SRTP index used again for other bytes). No history holds a packet that old anyway.
 func (l *sendLog) segmentLocked(seq uint16) (segment, bool) {
-	if l.nsegs == 0 || int16(seq-l.lastOut) > 0 {
+	if l.nsegs == 0 || int16(seq-l.lastOut) > 0 || l.lastOut-seq > maxSegmentSpan {
 		return segment{}, false
 	}
 	back := int16(l.lastOut - seq) // how far before the newest

@@ -269,3 +269,46 @@ func TestViewerNACKIsAnswered(t *testing.T) {
 		t.Errorf("resent counter %v, want ≥ %d", got, ln.maxDrops)
 	}
 }
+
+// TestSendLogNeverResendsAnotherPacketOnANumber: a NACK for an output sequence number
+// written in a long run (longer than maxSegmentSpan, its start forgotten) is never
+// answered through the run before it: the earlier run's offsets map the number to
+// another packet of the same source, which would be encrypted on an SRTP index (GCM
+// nonce) already used for the packet written there. Here the earlier run is source
+// 0..99 as 0..99, then a gap of ~47,000 packets closed up (dc05cd3): source 47537.. as
+// 100..20099. Output 2000 carried source 49437 (long gone from the history); the first
+// run's offsets map it to source 2000, the newest packet (after the wrap). It failed
+// before: 2000 was resent with source 2000's payload.
+func TestSendLogNeverResendsAnotherPacketOnANumber(t *testing.T) {
+	hist := newHistory(256)
+	var l sendLog
+	var cur segment
+	now := time.Now()
+	written := map[uint16]uint16{} // output sequence number → source's
+	put := func(seg segment, src uint16) {
+		p := &packet{hdr: rtp.Header{SequenceNumber: src}, payload: binary.BigEndian.AppendUint16(nil, src), gen: 1}
+		hist.put(p)
+		written[writeTo(&l, &cur, seg, p, now)] = src
+	}
+	a := segment{gen: 1, ssrc: 7, pt: 96}
+	for src := uint16(0); src < 100; src++ {
+		put(a, src)
+	}
+	jump := uint16(47537)
+	b := segment{seqOff: 100 - jump, gen: 1, ssrc: 7, pt: 96} // closed up: jump is written as 100
+	for i := 0; i < 20000; i++ {
+		put(b, jump+uint16(i))
+	}
+	for _, seq := range []uint16{2000, 2001, 1990, 3000, 20099 - maxSegmentSpan - 1} {
+		for _, r := range l.resendPackets(nackFor(seq), hist, now, nil) {
+			if src := binary.BigEndian.Uint16(r.payload); src != written[r.hdr.SequenceNumber] {
+				t.Errorf("NACK %d: resent source %d on output %d, where source %d was written",
+					seq, src, r.hdr.SequenceNumber, written[r.hdr.SequenceNumber])
+			}
+		}
+	}
+	// The newest packets are still resent.
+	if s := seqsOf(l.resendPackets(nackFor(20097), hist, now, nil)); len(s) != 1 || s[0] != 20097 {
+		t.Errorf("resent %v, want [20097]", s)
+	}
+}
