@@ -111,40 +111,9 @@ func publishRunLongAgo(t *testing.T, prefix string) {
 	if _, err := bus.Publish(ctx, uuid.NewString(), EventAnnounce, body); err != nil {
 		t.Fatal(err)
 	}
-	p.setDeaf(true)
-	type result struct {
-		rec Record
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rec, err := bus.Publish(ctx, sid, EventAnnounce, body)
-		done <- result{rec, err}
-	}()
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if n, _ := direct.Get(ctx, bus.key(sid, "seq")).Int64(); n == 1 {
-			break // the first try ran; its reply is dropped
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first try never ran")
-		}
-	}
-	recs, err := direct.Keys(ctx, bus.key(sid, "pub:*")).Result()
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("publication records %v (%v), want one", recs, err)
-	}
-	if err := direct.Del(ctx, recs[0]).Err(); err != nil { // as after 60 s
-		t.Fatal(err)
-	}
-	p.setDeaf(false)
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(PublishTryTimeout + 5*time.Second):
-		t.Fatal("the publication never ended")
-	}
-	if res.err != nil || res.rec.Seq != 1 {
-		t.Fatalf("publish: seq %d, %v; want seq 1", res.rec.Seq, res.err)
+	rec, err := publishAfterLostReply(t, bus, direct, p, sid, body, 1, 1)
+	if err != nil || rec.Seq != 1 {
+		t.Fatalf("publish: seq %d, %v; want seq 1", rec.Seq, err)
 	}
 	if n, _ := direct.Get(ctx, bus.key(sid, "seq")).Int64(); n != 1 {
 		t.Fatalf("stream seq %d after the retry, want 1 (the event published again)", n)
@@ -152,8 +121,8 @@ func publishRunLongAgo(t *testing.T, prefix string) {
 	if n, _ := direct.XLen(ctx, bus.key(sid, "history")).Result(); n != 1 {
 		t.Fatalf("history holds %d events, want 1", n)
 	}
-	if want := string(buildFrame(EventAnnounce, 1, body)); string(res.rec.Frame) != want {
-		t.Fatalf("frame %s, want %s", res.rec.Frame, want)
+	if want := string(buildFrame(EventAnnounce, 1, body)); string(rec.Frame) != want {
+		t.Fatalf("frame %s, want %s", rec.Frame, want)
 	}
 }
 
@@ -187,4 +156,46 @@ func TestRedisClientAbortsOnClose(t *testing.T) {
 	if _, err := s.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("read after the client closed: %v, want a connection reset", err)
 	}
+}
+
+// publishAfterLostReply publishes body on sid with the proxy p deaf, so the first try runs
+// in Redis but its reply is dropped; once the stream's seq is wantSeq it deletes the
+// publication records (as 60 s later: want wantRecords of them), lets the replies through
+// again and returns what the publication, retried, ends with.
+func publishAfterLostReply(t *testing.T, bus *RedisBus, direct *redis.Client, p *deafProxy, sid string, body []byte, wantSeq int64, wantRecords int) (Record, error) {
+	t.Helper()
+	ctx := context.Background()
+	p.setDeaf(true)
+	type result struct {
+		rec Record
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rec, err := bus.Publish(ctx, sid, EventAnnounce, body)
+		done <- result{rec, err}
+	}()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, _ := direct.Get(ctx, bus.key(sid, "seq")).Int64(); n == wantSeq {
+			break // the first try ran; its reply is dropped
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first try never ran")
+		}
+	}
+	recs, err := direct.Keys(ctx, bus.key(sid, "pub:*")).Result()
+	if err != nil || len(recs) != wantRecords {
+		t.Fatalf("publication records %v (%v), want %d", recs, err, wantRecords)
+	}
+	if err := direct.Del(ctx, recs...).Err(); err != nil { // as after 60 s
+		t.Fatal(err)
+	}
+	p.setDeaf(false)
+	select {
+	case res := <-done:
+		return res.rec, res.err
+	case <-time.After(PublishTryTimeout + 5*time.Second):
+		t.Fatal("the publication never ended")
+	}
+	return Record{}, nil
 }

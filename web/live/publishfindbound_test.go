@@ -62,40 +62,9 @@ func TestPublishRetryReadsOnlyLaterHistory(t *testing.T) {
 		t.Fatalf("first event: seq %d, %v; want 1", rec.Seq, err)
 	}
 	lines := monitor(t, r.addr())
-	p.setDeaf(true)
-	type result struct {
-		rec Record
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rec, err := bus.Publish(ctx, sid, EventAnnounce, body)
-		done <- result{rec, err}
-	}()
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if n, _ := direct.Get(ctx, bus.key(sid, "seq")).Int64(); n == 2 {
-			break // the first try ran; its reply is dropped
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first try never ran")
-		}
-	}
-	recs, err := direct.Keys(ctx, bus.key(sid, "pub:*")).Result()
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("publication records %v (%v), want two", recs, err)
-	}
-	if err := direct.Del(ctx, recs...).Err(); err != nil { // as after 60 s
-		t.Fatal(err)
-	}
-	p.setDeaf(false)
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(PublishTryTimeout + 5*time.Second):
-		t.Fatal("the publication never ended")
-	}
-	if res.err != nil || res.rec.Seq != 2 {
-		t.Fatalf("publish: seq %d, %v; want seq 2", res.rec.Seq, res.err)
+	rec, err := publishAfterLostReply(t, bus, direct, p, sid, body, 2, 2)
+	if err != nil || rec.Seq != 2 {
+		t.Fatalf("publish: seq %d, %v; want seq 2", rec.Seq, err)
 	}
 	if n, _ := direct.XLen(ctx, bus.key(sid, "history")).Result(); n != 2 {
 		t.Fatalf("history holds %d events, want 2", n)
