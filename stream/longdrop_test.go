@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecart/livecart/stream/rtctest"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
 )
@@ -43,22 +44,12 @@ func startAudioPublisher(t *testing.T, r *Relay, sid string) *audioPublisher {
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	answer, _, err := r.Publish(ctx, sid, pc.LocalDescription().SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := rtctest.Connect(ctx, pc, func(ctx context.Context, offer string) (string, error) {
+		answer, _, err := r.Publish(ctx, sid, offer)
+		return answer, err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	select {

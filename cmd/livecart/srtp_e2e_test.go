@@ -178,22 +178,9 @@ func publishVP8(t *testing.T, base, sid, token string, frames [][]byte) {
 			once.Do(func() { close(connected) })
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	answer, err := signalAt(base, "/whip/"+sid, token, nil)(ctx, pc.LocalDescription().SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := rtctest.Connect(ctx, pc, signalAt(base, "/whip/"+sid, token, nil)); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -94,7 +94,7 @@ func NewPublisher(api *webrtc.API, opts PublisherOptions) (*Publisher, error) {
 
 // Connect signals and waits for the connection.
 func (p *Publisher) Connect(ctx context.Context, signal Signal) error {
-	if err := connect(ctx, p.PC, signal); err != nil {
+	if err := Connect(ctx, p.PC, signal); err != nil {
 		return err
 	}
 	return waitConnected(ctx, p.PC, p.up)

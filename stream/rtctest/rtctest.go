@@ -88,8 +88,9 @@ func NewAPIWithOptions(o APIOptions) (*webrtc.API, error) {
 // Signal sends an offer to the server and returns its answer.
 type Signal func(ctx context.Context, offer string) (answer string, err error)
 
-// connect runs offer/answer on pc with all candidates gathered first (no trickle).
-func connect(ctx context.Context, pc *webrtc.PeerConnection, signal Signal) error {
+// Connect runs offer/answer on pc with all candidates gathered first (no trickle): the
+// offer goes to signal, its answer becomes pc's remote description.
+func Connect(ctx context.Context, pc *webrtc.PeerConnection, signal Signal) error {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return err

@@ -90,7 +90,7 @@ func NewViewer(api *webrtc.API, keepLatency bool) (*Viewer, error) {
 
 // Connect signals and waits for the connection.
 func (v *Viewer) Connect(ctx context.Context, signal Signal) error {
-	if err := connect(ctx, v.PC, signal); err != nil {
+	if err := Connect(ctx, v.PC, signal); err != nil {
 		return err
 	}
 	return waitConnected(ctx, v.PC, v.up)
