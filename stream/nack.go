@@ -278,6 +278,7 @@ func (r *Relay) reportLoop() {
 			for _, rm := range rooms {
 				for _, v := range *rm.viewerList.Load() {
 					v.sendReports(now)
+					v.checkReach(now)
 				}
 			}
 			clear(rooms)

@@ -81,6 +81,12 @@ type Options struct {
 	// a lost publisher is detected after their sum.
 	DisconnectedTimeout time.Duration
 	FailedTimeout       time.Duration
+	// ViewerReportTimeout: a viewer that has sent receiver reports and whose reports
+	// show none of the packets written to it over this long ago received (its path
+	// from the relay gone while its own packets still arrive, which ICE does not
+	// notice) is closed ~2 s later (liveness.go; default 10 s, negative: never).
+	// Ignored in Baseline.
+	ViewerReportTimeout time.Duration
 	// Upstream, when set, lets a stream with viewers here and its publisher on another
 	// node be pulled from that node (cascade.go). Nil: media only where published.
 	Upstream Upstream
@@ -151,6 +157,9 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.FailedTimeout <= 0 {
 		opts.FailedTimeout = 10 * time.Second
+	}
+	if opts.ViewerReportTimeout == 0 {
+		opts.ViewerReportTimeout = defaultViewerReportTimeout
 	}
 	if opts.PullInterval <= 0 {
 		opts.PullInterval = defaultPullInterval

@@ -36,6 +36,10 @@ type viewer struct {
 	remote     atomic.Pointer[remoteAddr] // the selected candidate pair's remote end (nil: not known yet)
 	directOnce sync.Once
 	dout       *directOut // set by directOnce; nil: pion's write chain
+
+	// Liveness from the viewer's receiver reports (liveness.go).
+	progressAt   atomic.Int64 // unix ns: a report last advanced on any track
+	overdueTicks int          // the report loop's: ticks in a row found overdue
 }
 
 // subscribe negotiates a viewer. It is in the room (inactive) from the start, so the
@@ -135,6 +139,10 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender, t *viewerTrack) {
 			case *rtcp.TransportLayerNack:
 				if t != nil {
 					t.resend(p)
+				}
+			case *rtcp.ReceiverReport:
+				if t != nil {
+					v.heardReports(t, p.Reports)
 				}
 			case *rtcp.Goodbye:
 				// A puller (another node) leaving: its BYE names our SSRCs (see
@@ -245,6 +253,8 @@ type viewerTrack struct {
 
 	// What was written, for NACKs and sender reports (its own lock).
 	log sendLog
+	// What the viewer reports receiving (liveness.go; its own lock).
+	reach reach
 }
 
 type binding struct {

@@ -117,3 +117,112 @@ func TestViewerClosePathsFreeEverything(t *testing.T) {
 		})
 	}
 }
+
+// onWriter reports whether v is still one of its writer's viewers.
+func onWriter(v *viewer) bool {
+	for _, x := range *v.w.viewers.Load() {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestViewerUnreachedIsFreed: a viewer whose packets from the relay stop reaching it
+// while its own still reach the relay (its receive side cut: ICE checks, receiver
+// reports and NACKs still go out, so the relay's ICE sees it alive) is closed by the
+// relay within ViewerReportTimeout and a few report ticks, long before the viewer's
+// own ICE gives up (~30 s, after which it fell silent and the relay's ICE closed it:
+// before liveness from its reports, this test timed out). Its writer lets it go,
+// everything the relay ran for it ends, and the viewer that stays goes on.
+func TestViewerUnreachedIsFreed(t *testing.T) {
+	const timeout = 3 * time.Second
+	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
+	startPublisher(t, r, "oneway")
+	stay, _ := startViewer(t, r, "oneway")
+	receiving(t, stay, 5, "the viewer that stays")
+	sn, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &cutNet{Net: sn}
+	a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	runtime.GC()
+	base := runtime.NumGoroutine()
+
+	cv, rid := startViewerWith(t, a, r, "oneway")
+	receiving(t, cv, 5, "the viewer that goes")
+	v := serverViewer(t, r, "oneway", rid)
+	// Its reports must have reached the relay before the cut (pion reports every 1 s).
+	waitFor(t, slow(5*time.Second), "the viewer's first receiver report", func() bool {
+		return v.progressAt.Load() != 0
+	})
+	if !onWriter(v) {
+		t.Fatal("the viewer is on no writer before the cut")
+	}
+	cut := time.Now()
+	cn.in.Store(true)
+	// Bound: the timeout, the tick that notes the newest packet, reachTicks ticks and
+	// the close; far below the ~30 s it took before.
+	bound := timeout + (reachTicks+3)*reportInterval
+	waitFor(t, bound+slow(2*time.Second)-2*time.Second, "the relay closing the unreached viewer", func() bool {
+		return r.Viewers("oneway") == 1
+	})
+	took := time.Since(cut)
+	if took < timeout {
+		t.Fatalf("closed %v after the cut, before the %v timeout", took, timeout)
+	}
+	t.Logf("closed %v after the cut", took.Round(10*time.Millisecond))
+	if !v.closed.Load() || onWriter(v) {
+		t.Fatalf("closed %v, still on its writer %v", v.closed.Load(), onWriter(v))
+	}
+	time.Sleep(100 * time.Millisecond) // a writer's pass under way when it was removed
+	sent := v.sent[kindVideo].Load() + v.sent[kindAudio].Load()
+	receiving(t, stay, 5, "the viewer that stays, after")
+	if now := v.sent[kindVideo].Load() + v.sent[kindAudio].Load(); now != sent {
+		t.Fatalf("%d packets written to the closed viewer", now-sent)
+	}
+	_ = cv.Close()
+	rtctest.WaitGoroutines(t, base, nil)
+}
+
+// TestViewerReportTimeoutKeepsHealthyViewers: the report liveness closes no viewer
+// that is fine: one whose reports (and everything else it sends) are cut for less
+// than the timeout, one that receives nothing because nothing is sent (its publisher
+// gone for three times the timeout); both receive again afterwards.
+func TestViewerReportTimeoutKeepsHealthyViewers(t *testing.T) {
+	const timeout = 3 * time.Second
+	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
+	_, prid, stopPub := startPublisher(t, r, "fine")
+	sn, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &cutNet{Net: sn}
+	a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mute, _ := startViewerWith(t, a, r, "fine")
+	idle, _ := startViewer(t, r, "fine")
+	receiving(t, mute, 5, "the viewer going quiet")
+	receiving(t, idle, 5, "the viewer left idle")
+	time.Sleep(2 * reportInterval) // reports armed
+	cn.out.Store(true)
+	time.Sleep(timeout - time.Second)
+	cn.out.Store(false)
+	receiving(t, mute, 5, "the viewer that went quiet, after")
+	stopPub()
+	_ = r.Delete("fine", prid, RolePublisher)
+	time.Sleep(3 * timeout)
+	if n := r.Viewers("fine"); n != 2 {
+		t.Fatalf("%d viewers left, want 2", n)
+	}
+	startPublisher(t, r, "fine")
+	receiving(t, idle, 5, "the idle viewer, after its publisher came back")
+	receiving(t, mute, 5, "the viewer that went quiet, after its publisher came back")
+}

@@ -1,0 +1,119 @@
+package stream
+
+import (
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// A viewer's liveness from its receiver reports. ICE cannot tell that the relay's
+// packets no longer reach a viewer while the viewer's still reach the relay (a NAT
+// mapping that died one way, a tab whose browser keeps sending): pion counts every
+// packet received from the remote end as a sign of life, so the relay kept such a
+// viewer, and wrote to it, until the viewer's own ICE gave up and it fell silent
+// (~32 s with pion's defaults). A viewer's receiver reports name the newest sequence
+// number it received on each of the relay's SSRCs; when none of its tracks has
+// advanced for ViewerReportTimeout while a packet written that long ago is still not
+// reported, on reachTicks report-loop ticks in a row (a stall of the relay itself is
+// not held against the viewer: its reports wait in the socket meanwhile), the relay
+// closes it. A viewer that never sent a report about a track (a client without
+// receiver reports) is left to ICE.
+
+// defaultViewerReportTimeout: libwebrtc reports video every ~1 s and audio every 2.5 to
+// 7.5 s, pion every second; several seconds of margin over the slowest.
+const defaultViewerReportTimeout = 10 * time.Second
+
+// reachTicks is how many report-loop ticks in a row must find a viewer overdue.
+const reachTicks = 3
+
+// reach is what a viewer reported receiving on one track.
+type reach struct {
+	mu       sync.Mutex
+	armed    bool      // guarded by mu: the viewer has reported on this track
+	reported uint16    // guarded by mu: the newest sequence number it reports received
+	pend     bool      // guarded by mu: pendSeq, written at pendAt, is not reported yet
+	pendSeq  uint16    // guarded by mu
+	pendAt   time.Time // guarded by mu
+}
+
+// heard takes a receiver report's blocks about this track's SSRC; true if the newest
+// sequence number the viewer received advanced (or is the first it reported).
+func (t *viewerTrack) heard(blocks []rtcp.ReceptionReport, ssrc uint32) bool {
+	adv := false
+	r := &t.reach
+	for i := range blocks {
+		if blocks[i].SSRC != ssrc {
+			continue
+		}
+		seq := uint16(blocks[i].LastSequenceNumber)
+		r.mu.Lock()
+		if !r.armed || int16(seq-r.reported) > 0 {
+			r.armed, r.reported, adv = true, seq, true
+		}
+		if r.pend && int16(r.reported-r.pendSeq) >= 0 {
+			r.pend = false
+		}
+		r.mu.Unlock()
+	}
+	return adv
+}
+
+// overdue reports whether a packet written to this track more than d before now is
+// still not reported received. Called by the report loop each tick: it takes the
+// newest packet written as the one to wait for when none is awaited.
+func (t *viewerTrack) overdue(now time.Time, d time.Duration) bool {
+	t.log.mu.Lock()
+	out, at, written := t.log.lastOut, t.log.lastAt, t.log.packets > 0
+	t.log.mu.Unlock()
+	r := &t.reach
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.armed || !written {
+		return false
+	}
+	if r.pend && int16(r.reported-r.pendSeq) >= 0 {
+		r.pend = false
+	}
+	if !r.pend && int16(out-r.reported) > 0 {
+		r.pend, r.pendSeq, r.pendAt = true, out, at
+	}
+	return r.pend && now.Sub(r.pendAt) > d
+}
+
+// heardReports records the report blocks of an RTCP packet about track t's SSRC.
+func (v *viewer) heardReports(t *viewerTrack, blocks []rtcp.ReceptionReport) {
+	b := t.binding.Load()
+	if b == nil {
+		return
+	}
+	if t.heard(blocks, b.ssrc) {
+		v.progressAt.Store(time.Now().UnixNano())
+	}
+}
+
+// checkReach closes the viewer when its reports show that the relay's packets have
+// stopped reaching it (see above); called by the report loop each tick.
+func (v *viewer) checkReach(now time.Time) {
+	d := v.room.relay.opts.ViewerReportTimeout
+	if d < 0 || v.closed.Load() || !v.connected.Load() {
+		return
+	}
+	over := false
+	for _, t := range v.tracks {
+		if t != nil && t.overdue(now, d) {
+			over = true // every track's wait is updated, so no break
+		}
+	}
+	if !over || now.Sub(time.Unix(0, v.progressAt.Load())) <= d {
+		v.overdueTicks = 0
+		return
+	}
+	v.overdueTicks++
+	if v.overdueTicks < reachTicks {
+		return
+	}
+	v.room.relay.log.Info("viewer not receiving: closed", "stream", v.room.id, "session", v.id,
+		"reported_ago", now.Sub(time.Unix(0, v.progressAt.Load())).Round(time.Second))
+	go v.close()
+}
