@@ -55,7 +55,13 @@ type RedisBus struct {
 	subs map[string]*redisSub // by stream id
 
 	seenMu sync.Mutex
-	seen   map[string]int64 // guarded by seenMu: the newest seq a publication here got, by stream
+	seen   map[string]seenPub // guarded by seenMu: the newest seq a publication here got, by stream
+}
+
+// seenPub is a publication's seq and id.
+type seenPub struct {
+	seq int64
+	id  string
 }
 
 // maxSeen bounds RedisBus.seen (then it starts again empty: a retry without a bound
@@ -85,7 +91,7 @@ func NewRedisBus(rdb redis.UniversalClient, prefix string, now func() time.Time,
 	b := &RedisBus{
 		rdb: rdb, prefix: prefix, now: now, log: log, history: HistorySize,
 		ps: rdb.Subscribe(ctx), stop: cancel, done: make(chan struct{}), subs: map[string]*redisSub{},
-		seen: map[string]int64{},
+		seen: map[string]seenPub{},
 	}
 	b.lostLog = cart.NewOutageLog(log, "live: redis subscription", 0, nil)
 	go b.receiveLoop(ctx)
@@ -240,7 +246,7 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 		var err error
 		if tries > 0 {
 			// A try whose reply was lost may have run long ago (its record gone).
-			res, err = publishFindScript.Run(tctx, b.rdb, []string{keys[2], keys[1], keys[0]}, id, after).Slice()
+			res, err = publishFindScript.Run(tctx, b.rdb, []string{keys[2], keys[1]}, id, after.seq, after.id).Slice()
 			if err == nil {
 				if seq, _ := res[0].(int64); seq == 0 {
 					res, err = nil, nil
@@ -257,7 +263,7 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 			if seq == 0 {
 				return Record{}, nil // not newer (onlyNewer), or a pin since the stamp
 			}
-			b.noteSeq(sid, seq, keepMs > 0)
+			b.noteSeq(sid, seenPub{seq, id}, keepMs > 0)
 			if frame == "" {
 				frame = string(buildFrame(typ, seq, body)) // trimmed from the history since
 			}
@@ -281,27 +287,30 @@ func (b *RedisBus) publishSeen(ctx context.Context, sid, typ string, body []byte
 	}
 }
 
-// seenSeq is the newest seq a publication of this node got for the stream (0: none):
-// the stream had reached it before now.
-func (b *RedisBus) seenSeq(sid string) int64 {
+// seenSeq is the newest seq a publication of this node got for the stream (0: none),
+// and that publication's id: the stream had reached it before now, unless Redis lost
+// the stream's keys since (publish_find.lua checks that the history entry at that seq
+// is still that publication's).
+func (b *RedisBus) seenSeq(sid string) seenPub {
 	b.seenMu.Lock()
 	defer b.seenMu.Unlock()
 	return b.seen[sid]
 }
 
-// noteSeq records seq, a publication's, for seenSeq; ended forgets the stream.
-func (b *RedisBus) noteSeq(sid string, seq int64, ended bool) {
+// noteSeq records pub, a publication's seq and id, for seenSeq; ended forgets the
+// stream.
+func (b *RedisBus) noteSeq(sid string, pub seenPub, ended bool) {
 	b.seenMu.Lock()
 	defer b.seenMu.Unlock()
 	switch last, ok := b.seen[sid]; {
 	case ended:
 		delete(b.seen, sid)
-	case seq <= last:
+	case pub.seq <= last.seq:
 	case !ok && len(b.seen) >= maxSeen:
 		clear(b.seen)
 		fallthrough
 	default:
-		b.seen[sid] = seq
+		b.seen[sid] = pub
 	}
 }
 

@@ -164,6 +164,13 @@ func TestRedisClientAbortsOnClose(t *testing.T) {
 // again and returns what the publication, retried, ends with.
 func publishAfterLostReply(t *testing.T, bus *RedisBus, direct *redis.Client, p *deafProxy, sid string, body []byte, wantSeq int64, wantRecords int) (Record, error) {
 	t.Helper()
+	return publishAfterLostReplyThen(t, bus, direct, p, sid, body, wantSeq, nil, wantRecords)
+}
+
+// publishAfterLostReplyThen is publishAfterLostReply that calls then (if not nil) once
+// the first try has run, before the records are counted and deleted.
+func publishAfterLostReplyThen(t *testing.T, bus *RedisBus, direct *redis.Client, p *deafProxy, sid string, body []byte, wantSeq int64, then func(), wantRecords int) (Record, error) {
+	t.Helper()
 	ctx := context.Background()
 	p.setDeaf(true)
 	type result struct {
@@ -182,6 +189,9 @@ func publishAfterLostReply(t *testing.T, bus *RedisBus, direct *redis.Client, p 
 		if time.Now().After(deadline) {
 			t.Fatal("the first try never ran")
 		}
+	}
+	if then != nil {
+		then()
 	}
 	recs, err := direct.Keys(ctx, bus.key(sid, "pub:*")).Result()
 	if err != nil || len(recs) != wantRecords {

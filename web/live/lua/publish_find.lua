@@ -4,11 +4,15 @@
 -- after publish.lua's record of the id (60 s) is gone. The id is then found in the
 -- event's history entry (field p), as long as the history holds it.
 -- Only entries after ARGV[2] are read (the retry's node knew the stream had reached that
--- seq before the first try was sent: the event, if a try ran, came later), unless the
--- counter KEYS[3] is below it (Redis lost the stream's keys: read them all). Without a
--- bound, a retry read the whole history (~1,000 entries, ~4 ms of Redis's time).
--- KEYS[1] the publication's id key, KEYS[2] history stream, KEYS[3] seq counter;
--- ARGV[1] the id, ARGV[2] a seq the stream had reached before the first try (0: none)
+-- seq before the first try was sent: the event, if a try ran, came later), when the
+-- history entry at that seq is still the one the node got there (its publication id
+-- ARGV[3] in field p). Otherwise Redis lost the stream's keys since (a restart: seqs
+-- start again from 1, and once they pass the bound it no longer says where the try's
+-- event is) or trimmed that entry (everything left is later anyway): read them all.
+-- Without a bound, a retry read the whole history (~1,000 entries, ~4 ms of Redis's time).
+-- KEYS[1] the publication's id key, KEYS[2] history stream;
+-- ARGV[1] the id, ARGV[2] a seq the stream had reached before the first try (0: none),
+-- ARGV[3] the id of the publication that got that seq
 -- Returns {seq, frame} ({seq, ''} when only the record is left), or {0, ''}.
 local done = redis.call('GET', KEYS[1])
 if done then
@@ -20,8 +24,14 @@ if done then
 end
 local from = '-'
 local after = tonumber(ARGV[2] or '0')
-if after > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= after then
-  from = (after + 1) .. '-0'
+if after > 0 then
+  local e = redis.call('XRANGE', KEYS[2], after .. '-0', after .. '-0')
+  local f = e[1] and e[1][2] or {}
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'p' and f[i + 1] == ARGV[3] then
+      from = (after + 1) .. '-0'
+    end
+  end
 end
 local all = redis.call('XREVRANGE', KEYS[2], '+', from)
 for _, e in ipairs(all) do
