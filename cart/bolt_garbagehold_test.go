@@ -1,0 +1,117 @@
+package cart
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestBoltGarbageHoldStaysHeldUntilRestored: a hold record of which nothing can be read
+// (not even its buyer) keeps its units held: nothing is sold on top of them (the sale's
+// remaining + held + sold + returned stays its quantity), the sweeps and the sale's end
+// go on past it, and its units are not returned while it cannot be read (a release
+// would need its sale and quantity). Once the record is restored (a backup), the next
+// open puts its expiry back and the sweep returns its units, once. Its buyer, unknown,
+// is counted by no limit meanwhile; the hold is in no cart, so it cannot be bought:
+// what any buyer can buy stays within the limit.
+func TestBoltGarbageHoldStaysHeldUntilRestored(t *testing.T) {
+	f := newHoldFixture(t)
+	_, p2, s2 := f.secondSale(time.Hour) // quantity 5, limit 3
+	stockBefore := p2.Stock              // what the product had before the sale
+	hold := func(user string, q int) (string, error) {
+		id := newID()
+		_, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: id, UserID: user, SaleID: s2.ID, Quantity: q, ExpiresAt: f.now.Add(30 * time.Minute)}, f.now)
+		return id, err
+	}
+	alice, err := hold("alice", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold("bob", 1); err != nil {
+		t.Fatal(err)
+	}
+	var orig []byte
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHolds)
+		orig = append([]byte(nil), b.Get([]byte(alice))...)
+		return b.Put([]byte(alice), []byte("not json {"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reopen := func() *logRecords {
+		t.Helper()
+		logs := &logRecords{}
+		if err := f.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := OpenBoltLog(f.path, slog.New(logs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.st = st
+		t.Cleanup(func() { st.Close() })
+		return logs
+	}
+	// check: the sale's units add up, and with the product's stock to what it had.
+	check := func(when string, held, returned int) {
+		t.Helper()
+		s, err := f.st.GetSale(f.ctx, s2.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := f.st.GetProduct(f.ctx, p2.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Remaining+s.Held+s.Sold+s.Returned != s.Quantity || s.Held != held || s.Returned != returned ||
+			p.Stock+s.Remaining+s.Held+s.Sold != stockBefore {
+			t.Fatalf("%s: sale remaining %d held %d sold %d returned %d of %d, product stock %d of %d; want held %d, returned %d",
+				when, s.Remaining, s.Held, s.Sold, s.Returned, s.Quantity, p.Stock, stockBefore, held, returned)
+		}
+	}
+	logs := reopen()
+	if logs.has("ERROR", "hold record cannot be read", "hold="+alice, "buyer is unknown") != 1 ||
+		logs.has("ERROR", "the hold sweep no longer releases it", "hold="+alice) != 1 {
+		t.Fatalf("open did not log the garbage hold; records:\n%s", strings.Join(logs.recs, "\n"))
+	}
+	check("after the open", 3, 0)
+	if _, err := hold("carl", 2); err != nil {
+		t.Fatalf("carl holds the last 2: %v", err)
+	}
+	if _, err := hold("dora", 1); !errors.Is(err, ErrSoldOut) {
+		t.Fatalf("dora holds 1 of none left: %v, want ErrSoldOut", err)
+	}
+	if hs, err := f.st.ListHolds(f.ctx, "alice", f.now); err != nil || len(hs) != 0 {
+		t.Fatalf("alice's cart: %v, %v; want empty (her hold cannot be read)", hs, err)
+	}
+	later := f.now.Add(2 * time.Hour)
+	if _, err := f.st.AdvanceSales(f.ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := f.st.ReleaseExpiredHolds(f.ctx, later, 100); err != nil || n != 2 {
+		t.Fatalf("sweep: %d released, %v; want bob's and carl's", n, err)
+	}
+	check("after the sale's end and the sweep", 2, 3)
+	checkHoldIndexMatchesFile(t, f.st, "with the garbage hold")
+
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHolds).Put([]byte(alice), orig)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	if n, _, err := f.st.ReleaseExpiredHolds(f.ctx, later, 100); err != nil || n != 1 {
+		t.Fatalf("sweep after the restore: %d released, %v; want alice's", n, err)
+	}
+	check("after the restore and the sweep", 0, 5)
+	reopen()
+	if n, _, err := f.st.ReleaseExpiredHolds(f.ctx, later, 100); err != nil || n != 0 {
+		t.Fatalf("sweep after another open: %d released, %v; want none", n, err)
+	}
+	check("after another open", 0, 5)
+	checkHoldIndexMatchesFile(t, f.st, "after the restore")
+}
