@@ -27,7 +27,10 @@ const defaultViewerReportTimeout = 10 * time.Second
 // reachTicks is how many report-loop ticks in a row must find a viewer overdue.
 const reachTicks = 3
 
-// reach is what a viewer reported receiving on one track.
+// reach is what a viewer reported receiving on one track. Sequence numbers are
+// compared by their distance back from the newest one written (lastOut): a report
+// from before the viewer got anything (pion's says 0) is far back, or ahead of
+// anything written (ignored), and the first real report replaces it.
 type reach struct {
 	mu       sync.Mutex
 	armed    bool      // guarded by mu: the viewer has reported on this track
@@ -35,6 +38,14 @@ type reach struct {
 	pend     bool      // guarded by mu: pendSeq, written at pendAt, is not reported yet
 	pendSeq  uint16    // guarded by mu
 	pendAt   time.Time // guarded by mu
+}
+
+// newest is the track's newest output sequence number, when it was written, and
+// whether anything was.
+func (l *sendLog) newest() (uint16, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastOut, l.lastAt, l.packets > 0
 }
 
 // heard takes a receiver report's blocks about this track's SSRC; true if the newest
@@ -46,12 +57,16 @@ func (t *viewerTrack) heard(blocks []rtcp.ReceptionReport, ssrc uint32) bool {
 		if blocks[i].SSRC != ssrc {
 			continue
 		}
+		out, _, written := t.log.newest()
 		seq := uint16(blocks[i].LastSequenceNumber)
+		if !written || int16(out-seq) < 0 {
+			continue // nothing written yet, or ahead of what was: not a packet of ours
+		}
 		r.mu.Lock()
-		if !r.armed || int16(seq-r.reported) > 0 {
+		if !r.armed || out-seq < out-r.reported {
 			r.armed, r.reported, adv = true, seq, true
 		}
-		if r.pend && int16(r.reported-r.pendSeq) >= 0 {
+		if r.pend && out-r.reported <= out-r.pendSeq {
 			r.pend = false
 		}
 		r.mu.Unlock()
@@ -63,19 +78,17 @@ func (t *viewerTrack) heard(blocks []rtcp.ReceptionReport, ssrc uint32) bool {
 // still not reported received. Called by the report loop each tick: it takes the
 // newest packet written as the one to wait for when none is awaited.
 func (t *viewerTrack) overdue(now time.Time, d time.Duration) bool {
-	t.log.mu.Lock()
-	out, at, written := t.log.lastOut, t.log.lastAt, t.log.packets > 0
-	t.log.mu.Unlock()
+	out, at, written := t.log.newest()
 	r := &t.reach
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.armed || !written {
 		return false
 	}
-	if r.pend && int16(r.reported-r.pendSeq) >= 0 {
+	if r.pend && out-r.reported <= out-r.pendSeq {
 		r.pend = false
 	}
-	if !r.pend && int16(out-r.reported) > 0 {
+	if !r.pend && r.reported != out {
 		r.pend, r.pendSeq, r.pendAt = true, out, at
 	}
 	return r.pend && now.Sub(r.pendAt) > d
