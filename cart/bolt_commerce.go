@@ -53,7 +53,11 @@ const (
 // any user id (one may contain "\x00" or ':'), and the key stays valid UTF-8 for a
 // valid id (a hold record names its cart entry by this key in JSON).
 func userKey(user string, kind byte, rest string) []byte {
-	k := make([]byte, 0, 6+len(user)+len(rest)+17)
+	return appendUserKey(make([]byte, 0, 6+len(user)+len(rest)+17), user, kind, rest)
+}
+
+// appendUserKey appends userKey(user, kind, rest) to k.
+func appendUserKey(k []byte, user string, kind byte, rest string) []byte {
 	k = strconv.AppendInt(k, int64(len(user)), 10)
 	k = append(k, ':')
 	k = append(k, user...)
@@ -248,6 +252,89 @@ type dirtyKey struct {
 type txScratch struct {
 	cursors map[string]*bolt.Cursor
 	key     []byte
+	idemKey []byte // a checkout's userKey(user, 'i', key)
+	// vals is the chunk the transaction's hand-encoded values are cut from (value).
+	vals []byte
+}
+
+// bbolt keeps a value it is given (not a copy) until the commit, so each value a
+// transaction writes needs bytes of its own, but not an allocation of its own: the
+// records of holds, orders and idempotency keys, and the index entries of a checkout,
+// are cut from chunks of valueChunk bytes, a new chunk when less than valueRoom is left.
+const (
+	valueChunk = 16 << 10
+	valueRoom  = 1 << 10
+)
+
+// room makes sure the value chunk has valueRoom bytes left and returns where the next
+// value starts in it.
+func (sc *txScratch) room() int {
+	if cap(sc.vals)-len(sc.vals) < valueRoom {
+		sc.vals = make([]byte, 0, valueChunk)
+	}
+	return len(sc.vals)
+}
+
+// cut returns the value appended to the chunk since start (b is the chunk after the
+// append, which may have moved it to a larger array) and keeps b as the chunk. The
+// value's capacity ends with it, and later values are appended after it: nothing is
+// ever written over a value handed out.
+func (sc *txScratch) cut(b []byte, start int) []byte {
+	sc.vals = b
+	return b[start:len(b):len(b)]
+}
+
+// record encodes a record (a *boltHold, *Order or *boltIdem) as marshalRecord does,
+// into the value chunk.
+func (t *boltTx) record(v any) ([]byte, error) {
+	start := t.sc.room()
+	if b, ok := appendRecord(t.sc.vals, v); ok {
+		return t.sc.cut(b, start), nil
+	}
+	// A time json.Marshal refuses: its error. The copies keep v itself off the heap.
+	switch r := v.(type) {
+	case *boltHold:
+		c := *r
+		return json.Marshal(c)
+	case *Order:
+		c := *r
+		return json.Marshal(c)
+	case *boltIdem:
+		c := *r
+		return json.Marshal(c)
+	}
+	return nil, errors.New("bolt: a record of no known type")
+}
+
+// valueOf is s as a value, cut from the value chunk.
+func (t *boltTx) valueOf(s string) []byte {
+	start := t.sc.room()
+	return t.sc.cut(append(t.sc.vals, s...), start)
+}
+
+// appendIndex is appendIndex (the function) with the key made in the scratch key and
+// the value cut from the value chunk.
+func (t *boltTx) appendIndex(name []byte, prefix, value string) error {
+	b := t.b(name)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	t.sc.key = appendSeqHex(append(append(t.sc.key[:0], prefix...), 0), seq)
+	return b.Put(t.sc.key, t.valueOf(value))
+}
+
+// timeKey is timeKeyNanos(at, id) made in the scratch key (valid until the next call of
+// key, timeKey, idemTimeKey or appendIndex).
+func (t *boltTx) timeKey(at int64, id string) []byte {
+	t.sc.key = append(binary.BigEndian.AppendUint64(t.sc.key[:0], uint64(at)), id...)
+	return t.sc.key
+}
+
+// idemTimeKey is timeKey with the id as bytes (an idempotency key's userKey).
+func (t *boltTx) idemTimeKey(at int64, id []byte) []byte {
+	t.sc.key = append(binary.BigEndian.AppendUint64(t.sc.key[:0], uint64(at)), id...)
+	return t.sc.key
 }
 
 func newTxScratch() *txScratch { return &txScratch{cursors: map[string]*bolt.Cursor{}} }
@@ -304,7 +391,7 @@ func (t *boltTx) getRecAt(name, k []byte, v any) error {
 
 // putRec stores v's record under key in bucket name.
 func (t *boltTx) putRec(name []byte, key string, v any) error {
-	raw, err := marshalRecord(v)
+	raw, err := t.record(v)
 	if err != nil {
 		return err
 	}
@@ -788,12 +875,21 @@ func (t *boltTx) endStreamSales(streamID string, now time.Time) (out []Sale, ski
 
 // ---- holds ----
 
+// hold reads a hold's record. Its strings share one copy of the record
+// (decodeShared): one that outlives the call must be cloned.
 func (t *boltTx) hold(id string) (*boltHold, error) {
-	var h boltHold
-	if err := t.getRec(bucketHolds, id, &h); err != nil {
-		return nil, fmt.Errorf("hold %s: %w", id, err)
+	raw := t.get(bucketHolds, t.key(id))
+	if raw == nil {
+		return nil, fmt.Errorf("hold %s: %w", id, ErrNotFound)
 	}
-	return &h, nil
+	h := new(boltHold)
+	if !h.decodeShared(raw) {
+		*h = boltHold{}
+		if err := json.Unmarshal(raw, h); err != nil {
+			return nil, fmt.Errorf("hold %s: %w", id, err)
+		}
+	}
+	return h, nil
 }
 
 // HoldUnits takes units out of a product's stock or a sale's remaining for one user.
@@ -863,9 +959,10 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 	if err != nil {
 		return Hold{}, err
 	}
-	rec := boltHold{Hold: h, User: req.UserID, CartKey: string(appendSeqHex(userKey(req.UserID, kindCart, ""), seq))}
+	t.sc.key = appendSeqHex(appendUserKey(t.sc.key[:0], req.UserID, kindCart, ""), seq)
+	rec := boltHold{Hold: h, User: req.UserID, CartKey: string(t.sc.key)}
 	t.group.addCart(req.UserID, cartEntry{rec.CartKey, h.ID})
-	if err := t.b(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
+	if err := t.b(bucketHoldExpiry).Put(t.timeKey(h.ExpiresAt.UnixNano(), h.ID), nil); err != nil {
 		return Hold{}, err
 	}
 	return h, t.putRec(bucketHolds, h.ID, &rec)
@@ -895,7 +992,9 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 			sale.Remaining += h.Quantity
 		}
 		t.touchSale(sale)
-		t.group.addUnits(h.SaleID, h.User, -h.Quantity)
+		// The buyer's count may keep the key it is given (s.units): not a piece of
+		// the record (hold).
+		t.group.addUnits(h.SaleID, strings.Clone(h.User), -h.Quantity)
 	} else {
 		p, err := t.product(h.ProductID)
 		if err != nil {
@@ -906,7 +1005,7 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 		t.touchProduct(p)
 	}
 	h.Released = true
-	if err := t.del(bucketHoldExpiry, timeKey(h.ExpiresAt, h.ID)); err != nil {
+	if err := t.del(bucketHoldExpiry, t.timeKey(h.ExpiresAt.UnixNano(), h.ID)); err != nil {
 		return err
 	}
 	return t.putRec(bucketHolds, h.ID, h)
@@ -915,7 +1014,7 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 // dropHold removes a hold from the cart (its units must already be released or sold).
 func (t *boltTx) dropHold(h *boltHold) error {
 	t.group.dropCart(h.User, h.ID)
-	if err := t.del(bucketHoldExpiry, timeKey(h.ExpiresAt, h.ID)); err != nil {
+	if err := t.del(bucketHoldExpiry, t.timeKey(h.ExpiresAt.UnixNano(), h.ID)); err != nil {
 		return err
 	}
 	return t.del(bucketHolds, t.key(h.ID))
@@ -1039,7 +1138,8 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 	if t.group == nil {
 		return Order{}, false, errNoGroup // the idempotency index is the group's
 	}
-	idemKey := userKey(req.UserID, kindIdem, req.IdempotencyKey)
+	t.sc.idemKey = appendUserKey(t.sc.idemKey[:0], req.UserID, kindIdem, req.IdempotencyKey)
+	idemKey := t.sc.idemKey
 	if at, ok := t.group.idemAt(idemKey); ok {
 		seen, err := t.idemRecord(idemKey, at)
 		switch {
@@ -1076,13 +1176,13 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 			return Order{}, false, err
 		}
 	}
-	if err := t.putRec(bucketOrders, o.ID, o); err != nil {
+	if err := t.putRec(bucketOrders, o.ID, &o); err != nil {
 		return Order{}, false, err
 	}
 	if err := t.logOrder(o.ID, o.UserID); err != nil {
 		return Order{}, false, err
 	}
-	if _, err := appendIndex(t.b(bucketStreamOrders), o.StreamID, o.ID); err != nil {
+	if err := t.appendIndex(bucketStreamOrders, o.StreamID, o.ID); err != nil {
 		return Order{}, false, err
 	}
 	return o, true, t.putIdemRecord(idemKey, boltIdem{Fingerprint: req.Fingerprint, OrderID: o.ID, At: now.UTC()})

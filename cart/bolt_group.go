@@ -2,6 +2,7 @@ package cart
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -91,14 +92,23 @@ func (g *groupTx) flush() error {
 // group runs fn in the next group transaction and returns once it is durable (nil) or
 // failed.
 func (s *BoltStore) group(fn func(*groupTx) error) error {
-	c := &groupCall{fn: fn, done: make(chan error, 1)}
+	c := groupCalls.Get().(*groupCall)
+	c.fn = fn
+	err := errClosed
 	select {
 	case s.writes <- c:
+		err = <-c.done
 	case <-s.quit:
-		return errClosed
 	}
-	return <-c.done
+	c.fn = nil
+	groupCalls.Put(c)
+	return err
 }
+
+// groupCalls are calls with their done channel, reused: the writer sends on a call's
+// done channel exactly once and does not touch the call after that send, so once its
+// caller has received, the call is free.
+var groupCalls = sync.Pool{New: func() any { return &groupCall{done: make(chan error, 1)} }}
 
 // writeLoop is the one writer goroutine; it ends when the store is closed. Idle for
 // tuning.indexIdle with orders in order_log, it indexes them.

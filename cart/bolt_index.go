@@ -115,19 +115,19 @@ func loadIdemIndex(tx *bolt.Tx, h idemHasher) (map[idemSum]int64, [][]byte) {
 // idemRecord returns the idempotency record of key made at at (from the index).
 func (t *boltTx) idemRecord(key []byte, at int64) (boltIdem, error) {
 	var rec boltIdem
-	err := t.getRecAt(bucketIdemExpiry, timeKeyNanos(at, key), &rec)
+	err := t.getRecAt(bucketIdemExpiry, t.idemTimeKey(at, key), &rec)
 	return rec, err
 }
 
 // putIdemRecord stores the idempotency record of key as the value of its idem_expiry
 // entry and adds the key to the index.
 func (t *boltTx) putIdemRecord(key []byte, rec boltIdem) error {
-	raw, err := marshalRecord(rec)
+	raw, err := t.record(&rec)
 	if err != nil {
 		return err
 	}
 	at := rec.At.UnixNano()
-	if err := t.b(bucketIdemExpiry).Put(timeKeyNanos(at, key), raw); err != nil {
+	if err := t.b(bucketIdemExpiry).Put(t.idemTimeKey(at, key), raw); err != nil {
 		return err
 	}
 	t.group.setIdem(key, at, true)
@@ -136,7 +136,7 @@ func (t *boltTx) putIdemRecord(key []byte, rec boltIdem) error {
 
 // forgetIdem deletes the idempotency record of key made at at and forgets the key.
 func (t *boltTx) forgetIdem(key []byte, at int64) error {
-	if err := t.del(bucketIdemExpiry, timeKeyNanos(at, key)); err != nil {
+	if err := t.del(bucketIdemExpiry, t.idemTimeKey(at, key)); err != nil {
 		return err
 	}
 	if cur, ok := t.group.idemAt(key); ok && cur == at {
@@ -152,9 +152,9 @@ func (t *boltTx) logOrder(orderID, userID string) error {
 	if err != nil {
 		return err
 	}
-	v := make([]byte, 0, binary.MaxVarintLen64+len(orderID)+len(userID))
-	v = binary.AppendUvarint(v, uint64(len(orderID)))
-	v = append(append(v, orderID...), userID...)
+	start := t.sc.room()
+	v := binary.AppendUvarint(t.sc.vals, uint64(len(orderID)))
+	v = t.sc.cut(append(append(v, orderID...), userID...), start)
 	t.sc.key = binary.BigEndian.AppendUint64(t.sc.key[:0], seq)
 	if err := b.Put(t.sc.key, v); err != nil {
 		return err

@@ -221,6 +221,27 @@ func marshalRecord(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// appendRecord appends the record v (a *boltHold, *Order or *boltIdem) as
+// marshalRecord encodes it, by hand; ok is false, with b unchanged, for another type or
+// a time json.Marshal refuses (the caller then uses marshalRecord).
+func appendRecord(b []byte, v any) (out []byte, ok bool) {
+	switch r := v.(type) {
+	case *boltHold:
+		if jsonTimeOK(r.ExpiresAt) {
+			return r.appendJSON(b), true
+		}
+	case *Order:
+		if jsonTimeOK(r.CreatedAt) {
+			return r.appendJSON(b), true
+		}
+	case *boltIdem:
+		if jsonTimeOK(r.At) {
+			return r.appendJSON(b), true
+		}
+	}
+	return b, false
+}
+
 // unmarshalRecord decodes raw into v as json.Unmarshal does; holds and idempotency
 // records of the shape marshalRecord writes are read by hand.
 func unmarshalRecord(raw []byte, v any) error {
@@ -373,7 +394,12 @@ func fastBool(val []byte, out *bool) bool {
 // anything else is left to encoding/json.
 func fastTime(val []byte, out *time.Time) bool {
 	var s string
-	if !fastString(val, &s) || len(s) < len("2006-01-02T15:04:05Z") || s[len(s)-1] != 'Z' {
+	return fastString(val, &s) && canonicalTime(s, out)
+}
+
+// canonicalTime is fastTime of the string's value.
+func canonicalTime(s string, out *time.Time) bool {
+	if len(s) < len("2006-01-02T15:04:05Z") || s[len(s)-1] != 'Z' {
 		return false
 	}
 	t, err := time.Parse(time.RFC3339, s)
@@ -424,6 +450,79 @@ func (h *boltHold) decodeFast(raw []byte) bool {
 		}
 		return true
 	})
+}
+
+// decodeShared is decodeFast with one allocation for the record's strings: the plain
+// ones (printable ASCII, no escape: every one the store writes for UUIDs, user ids and
+// cart keys) are substrings of one copy of raw, so each keeps all of it alive. For
+// records read and dropped within a call (a hold a checkout orders); a string kept
+// longer must be cloned (releaseHold).
+func (h *boltHold) decodeShared(raw []byte) bool {
+	str := string(raw)
+	// sub sets *out to val decoded: a substring of str when val is plain. val is a
+	// slice of raw (scanFlatObject), at raw's capacity minus its own.
+	sub := func(val []byte, out *string) bool {
+		if v, ok := plainSub(str, raw, val); ok {
+			*out = v
+			return true
+		}
+		return fastString(val, out)
+	}
+	return scanFlatObject(raw, func(key, val []byte) bool {
+		var n int64
+		switch string(key) {
+		case "id":
+			return sub(val, &h.ID)
+		case "stream_id":
+			return sub(val, &h.StreamID)
+		case "product_id":
+			return sub(val, &h.ProductID)
+		case "sale_id":
+			return sub(val, &h.SaleID)
+		case "quantity":
+			if !fastInt(val, strconv.IntSize, &n) {
+				return false
+			}
+			h.Quantity = int(n)
+		case "unit_price_cents":
+			return fastInt(val, 64, &h.UnitPriceCents)
+		case "currency":
+			return sub(val, &h.Currency)
+		case "expires_at":
+			if v, ok := plainSub(str, raw, val); ok {
+				return canonicalTime(v, &h.ExpiresAt)
+			}
+			return fastTime(val, &h.ExpiresAt)
+		case "expired":
+			return fastBool(val, &h.Expired)
+		case "user":
+			return sub(val, &h.User)
+		case "released":
+			return fastBool(val, &h.Released)
+		case "cart_key":
+			return sub(val, &h.CartKey)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+// plainSub returns the string value val (a slice of raw, whose copy is str) as a
+// substring of str, when it is plain: printable ASCII without escapes, which JSON
+// decodes to itself.
+func plainSub(str string, raw, val []byte) (string, bool) {
+	if len(val) < 2 || val[0] != '"' || val[len(val)-1] != '"' {
+		return "", false
+	}
+	body := val[1 : len(val)-1]
+	for _, c := range body {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '\\' {
+			return "", false
+		}
+	}
+	at := cap(raw) - cap(val) + 1
+	return str[at : at+len(body)], true
 }
 
 func (r *boltIdem) decodeFast(raw []byte) bool {

@@ -114,6 +114,20 @@ func decodeBoth[T any](t *testing.T, raw []byte) {
 	if (errGot == nil) != (errWant == nil) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("%T from %q:\n got %+v (%v)\nwant %+v (%v)", got, raw, got, errGot, want, errWant)
 	}
+	if _, hold := any(got).(boltHold); hold {
+		sharedMatches(t, raw)
+	}
+}
+
+// sharedMatches checks boltHold.decodeShared against json.Unmarshal: where it decodes
+// raw, json.Unmarshal does too, to the same hold.
+func sharedMatches(t *testing.T, raw []byte) {
+	t.Helper()
+	var got, want boltHold
+	errWant := json.Unmarshal(raw, &want)
+	if got.decodeShared(raw) && (errWant != nil || !reflect.DeepEqual(got, want)) {
+		t.Fatalf("decodeShared from %q:\n got %+v\nwant %+v (%v)", raw, got, want, errWant)
+	}
 }
 
 func TestRecordDecodeMatchesEncodingJSON(t *testing.T) {
@@ -130,6 +144,19 @@ func TestRecordDecodeMatchesEncodingJSON(t *testing.T) {
 	var gotHold boltHold
 	if !gotHold.decodeFast(raw) || !reflect.DeepEqual(gotHold, h) {
 		t.Fatalf("fast path: %+v, want %+v", gotHold, h)
+	}
+	var shared boltHold
+	if !shared.decodeShared(raw) || !reflect.DeepEqual(shared, h) {
+		t.Fatalf("shared: %+v, want %+v", shared, h)
+	}
+	// A hold as HoldUnits writes it (its cart key a userKey): one allocation.
+	h.CartKey = string(appendSeqHex(userKey(h.User, kindCart, ""), 42))
+	raw, _ = marshalRecord(h)
+	if !shared.decodeShared(raw) || !reflect.DeepEqual(shared, h) {
+		t.Fatalf("shared: %+v, want %+v", shared, h)
+	}
+	if n := testing.AllocsPerRun(100, func() { shared.decodeShared(raw) }); n != 1 {
+		t.Errorf("decodeShared of a sale's hold: %v allocations, want 1 (the record's copy)", n)
 	}
 	raw, _ = marshalRecord(boltIdem{Fingerprint: "f", OrderID: h.ID, At: h.ExpiresAt})
 	var gotIdem boltIdem
