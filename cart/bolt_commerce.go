@@ -175,7 +175,9 @@ func (s *BoltStore) update(fn func(t *boltTx) error) error {
 func groupFn(fn func(t *boltTx) error, answer *error) func(*groupTx) error {
 	return func(g *groupTx) error {
 		*answer = nil
-		err := fn(&boltTx{tx: g.tx, products: g.products, sales: g.sales, group: g, sc: &g.sc})
+		t := &g.call // the calls of a group run one after another: one boltTx, reset
+		*t = boltTx{tx: g.tx, products: g.products, sales: g.sales, group: g, sc: &g.sc, dirty: t.dirty[:0]}
+		err := fn(t)
 		if err != nil && !isDomain(err) {
 			return err
 		}

@@ -48,6 +48,9 @@ type groupTx struct {
 	carts map[string][]cartEntry
 	units map[string]map[string]int
 	hc    holdChanges
+	// call is the boltTx of the call running (groupFn): reset for each call, its dirty
+	// list's array reused (changes copies what it lists).
+	call boltTx
 }
 
 func newGroupTx(tx *bolt.Tx, idem map[idemSum]int64, h idemHasher) *groupTx {
