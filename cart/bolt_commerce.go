@@ -1015,7 +1015,9 @@ func (t *boltTx) releaseHold(h *boltHold) error {
 
 // dropHold removes a hold from the cart (its units must already be released or sold).
 func (t *boltTx) dropHold(h *boltHold) error {
-	t.group.dropCart(h.User, h.ID)
+	// applyHolds stores the cart under the user it is given (a map assignment keeps
+	// the new key): not a piece of the record (hold).
+	t.group.dropCart(strings.Clone(h.User), h.ID)
 	if err := t.del(bucketHoldExpiry, t.timeKey(h.ExpiresAt.UnixNano(), h.ID)); err != nil {
 		return err
 	}
