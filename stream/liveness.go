@@ -91,6 +91,13 @@ func (t *viewerTrack) overdue(now time.Time, d time.Duration) bool {
 	if !r.pend && r.reported != out {
 		r.pend, r.pendSeq, r.pendAt = true, out, at
 	}
+	if r.pend && out == r.pendSeq && now.Sub(at) > reportInterval {
+		// Nothing written after the awaited packet for a tick: a receiver learns of a
+		// loss from the packets after it, so packets lost just before a pause (a mute,
+		// the publisher gone) cannot show in its reports, and a viewer that lost them
+		// is fine. The wait runs from when the stream goes on.
+		r.pendAt = now
+	}
 	return r.pend && now.Sub(r.pendAt) > d
 }
 

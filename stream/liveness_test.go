@@ -45,10 +45,19 @@ func TestReachFirstReportOfNothing(t *testing.T) {
 			if tr.overdue(t0.Add(2*d+time.Second), d) {
 				t.Fatal("overdue a second after the write")
 			}
-			if !tr.overdue(t0.Add(3*d+time.Second), d) {
+			// Nothing written after them (a pause): the viewer cannot tell it lost them.
+			if tr.overdue(t0.Add(3*d+time.Second), d) {
+				t.Fatal("overdue with nothing written after the unreported packets")
+			}
+			write(first+101, first+110, t0.Add(3*d+1500*time.Millisecond))
+			if tr.overdue(t0.Add(3*d+2*time.Second), d) {
+				t.Fatal("overdue a second after the stream went on")
+			}
+			write(first+111, first+120, t0.Add(4*d+1500*time.Millisecond))
+			if !tr.overdue(t0.Add(4*d+2*time.Second), d) {
 				t.Fatal("not overdue with packets unreported for over the timeout")
 			}
-			if !report(first+100) || tr.overdue(t0.Add(3*d+2*time.Second), d) {
+			if !report(first+120) || tr.overdue(t0.Add(4*d+3*time.Second), d) {
 				t.Fatal("still overdue after the viewer reported them")
 			}
 			if report(first + 90) {
