@@ -2,8 +2,10 @@ package main
 
 // Media mode: one WHIP publisher sending a synthetic 720p30 VP8 stream (~2 Mb/s, paced
 // like libwebrtc's sender unless -pace 0) plus Opus, and N WHEP viewers, each a real pion PeerConnection (ICE, DTLS, SRTP, NACK,
-// receiver reports). Every payload carries its send time, so relay latency is
-// measured end to end on one host clock.
+// receiver reports). Every payload carries its send time and a sequence number (a
+// stamp), so relay latency is measured end to end on one host clock and loss packet by
+// packet: a packet the publisher sent in the measured window is lost for a viewer that
+// has not received it within -max-late of its sending (retransmissions included).
 
 import (
 	"context"
@@ -38,6 +40,8 @@ type mediaConfig struct {
 	pacing             []float64
 	viewerSRTP         []dtls.SRTPProtectionProfile // nil: pion's default list
 	viewerGRO          bool
+	diag               bool
+	grace              time.Duration
 }
 
 func parseMediaFlags(args []string) (mediaConfig, error) {
@@ -63,6 +67,10 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 		"AES-CM/HMAC-SHA1-80) or sha1 (AES-CM/HMAC-SHA1-80 only: what Chromium ends up with, as it prefers it to GCM)")
 	fs.BoolVar(&c.viewerGRO, "viewer-gro", true, "viewers' sockets read the relay's UDP GSO trains whole (UDP_GRO, Linux): "+
 		"one recvmsg per train instead of per packet; every packet still goes through pion's ICE, SRTP and interceptors")
+	fs.BoolVar(&c.diag, "diag", false, "match every packet by payload, wait -grace for late ones, and report where the lost ones went "+
+		"(the kernel's UDP drop counters, the relay's /metrics)")
+	fs.DurationVar(&c.grace, "max-late", time.Second, "a packet counts as lost unless it reaches the viewer within this time of its "+
+		"sending (retransmissions included); the run waits this long after the window for the packets still in flight")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -161,6 +169,7 @@ func runMedia(args []string) error {
 		}
 		for _, r := range rs {
 			fmt.Println(r)
+			fmt.Print(r.diag)
 		}
 	}
 	return nil
@@ -175,6 +184,7 @@ type mediaResult struct {
 	pktsPerSec                   float64
 	lossPct, worstPct            float64
 	latP50, latP99, kfP50, kfP99 time.Duration
+	diag                         string
 }
 
 func (r mediaResult) String() string {
@@ -226,13 +236,20 @@ func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, 
 	for i, v := range viewers {
 		start[i] = v.Stats() // also drops warm-up latency samples
 	}
+	var c0 udpCounters
+	if cfg.diag {
+		c0 = readUDPCounters(cfg.serverPID, cfg.url+"/metrics")
+	}
+	for _, v := range viewers {
+		v.Record()
+	}
 	srv0, gen0, t0 := mediaProcCPU(cfg.serverPID), mediaProcCPU(os.Getpid()), time.Now()
 	sent0 := pub.PacketsSent.Load()
 	mediaSleep(ctx, cfg.duration)
 	srv1, gen1, wall := mediaProcCPU(cfg.serverPID), mediaProcCPU(os.Getpid()), time.Since(t0)
-	// Loss counts against what the publisher sent: the relay rewrites sequence numbers
-	// to stay continuous, so packets it drops leave no gap a viewer could count.
-	sent := int(pub.PacketsSent.Load() - sent0)
+	sent1 := pub.PacketsSent.Load()
+	end := time.Now()
+	sent := int(sent1 - sent0)
 	res.srvRSS = mediaProcRSS(cfg.serverPID)
 	if cfg.serverPID > 0 {
 		res.rssPerViewer = (res.srvRSS - rssBefore) / float64(len(viewers))
@@ -249,24 +266,40 @@ func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, 
 		g := (s.Audio.Packets - start[i].Audio.Packets) + (s.Video.Packets - start[i].Video.Packets)
 		e := sent
 		got, expected = got+g, expected+e
-		if e > 0 {
-			res.worstPct = max(res.worstPct, 100*float64(max(e-g, 0))/float64(e))
-		} else {
-			res.worstPct = 100
-		}
 		if !s.FirstKeyframeAt.IsZero() {
 			kf = append(kf, s.FirstKeyframeAt.Sub(s.ConnectedAt))
 		}
 	}
 	res.pktsPerSec = float64(got) / wall.Seconds()
+	countPct := 0.0
 	if expected > 0 {
-		res.lossPct = 100 * float64(max(expected-got, 0)) / float64(expected)
+		countPct = 100 * float64(max(expected-got, 0)) / float64(expected)
 	}
 	slices.Sort(lat)
 	res.latP50 = time.Duration(mediaPercentile(lat, 0.50)) * time.Microsecond
 	res.latP99 = time.Duration(mediaPercentile(lat, 0.99)) * time.Microsecond
 	slices.Sort(kf)
 	res.kfP50, res.kfP99 = mediaPercentile(kf, 0.50), mediaPercentile(kf, 0.99)
+
+	// Loss: every packet the publisher sent in the window (stamps sent0+1..sent1),
+	// matched by payload, that a viewer did not get within maxLate of its sending. The
+	// window's packets still in flight when it closes are waited for; retransmissions
+	// count when they come in time. (Counting packets received in the window against
+	// packets sent in it, as before, counted those in flight at its end as lost.)
+	mediaSleep(ctx, cfg.grace)
+	var c1 udpCounters
+	if cfg.diag {
+		c1 = readUDPCounters(cfg.serverPID, cfg.url+"/metrics")
+	}
+	recs := make([][]rtctest.Arrival, len(viewers))
+	for i, v := range viewers {
+		recs[i] = v.Recorded()
+	}
+	pl := matchPayloads(recs, uint32(sent0), uint32(sent1), end, cfg.grace)
+	res.lossPct, res.worstPct = pl.pct(), pl.worstPct()
+	if cfg.diag {
+		res.diag = diagReport(pl, countPct, cfg.grace, c0, c1)
+	}
 	return res
 }
 

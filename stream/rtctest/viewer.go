@@ -58,6 +58,8 @@ type Viewer struct {
 	firstVideoK bool                           // guarded by mu
 	latencies   []int32                        // guarded by mu
 	onPacket    func(kind webrtc.RTPCodecType) // optional hook, called outside mu
+	recording   bool                           // guarded by mu
+	record      []Arrival                      // guarded by mu
 	closed      atomic.Bool
 }
 
@@ -136,8 +138,14 @@ func (v *Viewer) read(t *webrtc.TrackRemote) {
 				}
 			}
 		}
-		if sent, _, ok := ReadStamp(payload); ok && v.keep {
-			v.latencies = append(v.latencies, int32(now.Sub(sent).Microseconds()))
+		if sent, seq, ok := ReadStamp(payload); ok {
+			if v.keep {
+				v.latencies = append(v.latencies, int32(now.Sub(sent).Microseconds()))
+			}
+			if v.recording {
+				v.record = append(v.record, Arrival{Stamp: seq, Video: kind == webrtc.RTPCodecTypeVideo, Seq: ks.lastExt,
+					At: now.UnixNano(), Latency: now.Sub(sent)})
+			}
 		}
 		hook := v.onPacket
 		v.mu.Unlock()
@@ -196,6 +204,34 @@ func (v *Viewer) Stats() ViewerStats {
 		FirstVideoKeyframe: v.firstVideoK}
 	v.latencies = nil
 	return s
+}
+
+// Arrival is one stamped packet a recording viewer received.
+type Arrival struct {
+	Stamp uint32 // the publisher's stamp sequence (PutStamp), shared by audio and video
+	Video bool
+	Seq   int64 // the viewer's RTP sequence number, unwrapped
+	At    int64 // arrival, Unix nanoseconds
+	// Latency is publisher send → arrival (a retransmission's includes its NACK's
+	// round trip).
+	Latency time.Duration
+}
+
+// Record starts recording every stamped packet's arrival (a load generator matches
+// them with what the publisher sent).
+func (v *Viewer) Record() {
+	v.mu.Lock()
+	v.recording, v.record = true, nil
+	v.mu.Unlock()
+}
+
+// Recorded stops recording and returns the arrivals since Record.
+func (v *Viewer) Recorded() []Arrival {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	r := v.record
+	v.recording, v.record = false, nil
+	return r
 }
 
 // OnPacket sets a hook called for every packet received.
