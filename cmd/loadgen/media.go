@@ -232,13 +232,13 @@ func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg m
 // measureMedia measures the server and the viewers for cfg.duration.
 func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, viewers []*rtctest.Viewer, rssBefore float64) mediaResult {
 	var res mediaResult
+	var c0 udpCounters
+	if cfg.diag { // first: a read of /metrics takes milliseconds
+		c0 = readUDPCounters(cfg.serverPID, cfg.url+"/metrics")
+	}
 	start := make([]rtctest.ViewerStats, len(viewers))
 	for i, v := range viewers {
 		start[i] = v.Stats() // also drops warm-up latency samples
-	}
-	var c0 udpCounters
-	if cfg.diag {
-		c0 = readUDPCounters(cfg.serverPID, cfg.url+"/metrics")
 	}
 	for _, v := range viewers {
 		v.Record()
