@@ -9,6 +9,7 @@ type metrics struct {
 	upstreams  prometheus.Gauge
 	forwarded  prometheus.Counter
 	dropped    prometheus.Counter
+	skipped    prometheus.Counter // video not forwarded while a viewer waited for a keyframe
 	resent     prometheus.Counter
 	batches    prometheus.Counter // viewers' writers' passes over their viewers
 	pli        prometheus.Counter
@@ -36,6 +37,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "livecart_media_packets_forwarded_total", Help: "RTP packets written to viewers."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_packets_dropped_total", Help: "RTP packets dropped because a viewer's queue was full."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livecart_media_packets_skipped_total", Help: "Video packets not forwarded to a viewer waiting for the next keyframe: after a drop " +
+				"(livecart_media_packets_dropped_total counts the packet that started it), or on joining when no cached group of pictures fits its queue."}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livecart_media_writer_batches_total", Help: "Passes of the viewers' writers over their viewers (packets forwarded / batches: packets per pass)."}),
 		resent: prometheus.NewCounter(prometheus.CounterOpts{
@@ -66,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.resent, m.batches, m.pli, m.late, m.direct, m.directDropped,
+	return []prometheus.Collector{m.publishers, m.viewers, m.upstreams, m.forwarded, m.dropped, m.skipped, m.resent, m.batches, m.pli, m.late, m.direct, m.directDropped,
 		m.sendWaits, m.sendErrors, m.sendCalls, m.sendMsgs}
 }
 

@@ -261,6 +261,7 @@ func (rm *room) fanout(pk *packet, g *gop) {
 				continue
 			default:
 				needKey = true
+				rm.relay.metrics.skipped.Inc()
 				continue
 			}
 			t.waitKey.Store(false)

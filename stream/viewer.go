@@ -180,6 +180,7 @@ func (v *viewer) write(e entry, sb *sendBatch) bool {
 	now := time.Now()
 	if p.kind == kindVideo && t.skipToKey {
 		if !p.keyStart || !e.rebase {
+			v.room.relay.metrics.skipped.Inc()
 			return false
 		}
 		t.skipToKey = false

@@ -236,7 +236,7 @@ func diagReport(pl payloadLoss, countPct float64, maxLate time.Duration, c0, c1 
 		c1.srvDrops-c0.srvDrops, c1.selfDrops-c0.selfDrops)
 	var rl []string
 	for _, k := range []string{"livecart_media_packets_forwarded_total", "livecart_media_packets_dropped_total",
-		"livecart_media_packets_late_total", "livecart_media_packets_resent_total", "livecart_media_direct_packets_dropped_total",
+		"livecart_media_packets_skipped_total", "livecart_media_packets_late_total", "livecart_media_packets_resent_total", "livecart_media_direct_packets_dropped_total",
 		"livecart_media_udp_send_waits_total", "livecart_media_udp_send_errors_total", "livecart_media_pli_total"} {
 		if v, ok := c1.relay[k]; ok {
 			rl = append(rl, fmt.Sprintf("%s %.0f", strings.TrimPrefix(k, "livecart_media_"), v-c0.relay[k]))
