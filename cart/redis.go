@@ -105,6 +105,8 @@ type RedisStore struct {
 	batch         *pipeBatcher   // checkout round trips shared by concurrent calls
 	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
 	cartSetsGone  atomic.Bool    // no user's cart index has its older form left (migrateCartSets)
+	plainClaims   atomic.Bool    // Redis takes SET … NX GET (≥ 7): new keys are claimed without a script (see claimPlain)
+	clock         redisClock     // Redis's clock, for the plain claims' pending marks
 	migrating     atomic.Bool    // migrateCartSets was started
 	closing       chan struct{}  // closed by Close: a running migration stops
 	closeOnce     sync.Once      // closes closing
@@ -197,8 +199,30 @@ func (s *RedisStore) loadScripts(ctx context.Context, c *redis.Client) error {
 		}
 	}
 	s.scriptsLoaded.Store(true)
+	s.checkVersion(ctx, c)
 	s.startMigration()
 	return nil
+}
+
+// checkVersion turns the plain claims on if Redis is 7 or newer (INFO's
+// redis_version), and takes a first sample of Redis's clock for them.
+func (s *RedisStore) checkVersion(ctx context.Context, c *redis.Client) {
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return
+	}
+	_, v, _ := strings.Cut(info, "redis_version:")
+	major, _, _ := strings.Cut(v, ".")
+	if n, err := strconv.Atoi(major); err != nil || n < 7 {
+		s.plainClaims.Store(false)
+		return
+	}
+	if s.clock.wantSample() {
+		sent := time.Now()
+		t, err := c.Time(ctx).Result()
+		s.clock.took(t, sent, err)
+	}
+	s.plainClaims.Store(true)
 }
 
 // startMigration runs migrateCartSets in the background unless it is done or running.

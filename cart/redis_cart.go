@@ -577,7 +577,24 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	ca := &claimCall{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
 		nowUS: now.UnixMicro(), ttl: idemPendingTTL.Milliseconds()}
 	ca.pipeCall.add = ca
+	// A new key is taken without a script where it can be (see claimPlain); a key in
+	// use goes by claim.lua from then on.
+	plain := s.plainClaims.Load() && s.cartSetsGone.Load()
 	for {
+		ca.withTime = s.clock.wantSample()
+		if plain {
+			plain = false
+			cart, used, err := s.claimPlain(ctx, ca.key, ih, token, fingerprint, ca.withTime)
+			if used {
+				ca.withTime = false
+			}
+			if err == nil {
+				return token, cart, nil, nil
+			}
+			if err != errClaimByScript {
+				return "", nil, nil, err
+			}
+		}
 		ca.old = "1" // the cart index's older form may be left (see migrateCartSets)
 		if s.cartSetsGone.Load() {
 			ca.old = ""
@@ -585,7 +602,15 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 		ca.args = [...]any{"evalsha", s.shas["claim"], 1, &ca.key, &ca.ih, &ca.token, &ca.fp, &ca.nowUS, &ca.ttl, &ca.sid, &ca.old}
 		ca.done = make(chan struct{})
 		s.batch.queue(&ca.pipeCall)
-		if err := wait(ctx, ca.done); err != nil {
+		err := wait(ctx, ca.done)
+		if ca.withTime {
+			if err != nil {
+				s.clock.took(time.Time{}, time.Time{}, err)
+			} else {
+				s.clock.took(ca.time.Val(), ca.sent, ca.time.Err())
+			}
+		}
+		if err != nil {
 			return "", nil, nil, err
 		}
 		cmd := ca.cmd
@@ -635,9 +660,20 @@ type claimCall struct {
 	cmd                          *redis.Cmd
 	key, ih, token, fp, sid, old string
 	nowUS, ttl                   int64
+	// withTime: the call carries a TIME for the plain claims' clock (see redisClock),
+	// sent before the pipeline went.
+	withTime bool
+	time     *redis.TimeCmd
+	sent     time.Time
 }
 
-func (c *claimCall) addTo(ctx context.Context, p redis.Pipeliner) { c.cmd = p.Do(ctx, c.args[:]...) }
+func (c *claimCall) addTo(ctx context.Context, p redis.Pipeliner) {
+	if c.withTime {
+		c.sent = time.Now()
+		c.time = p.Time(ctx)
+	}
+	c.cmd = p.Do(ctx, c.args[:]...)
+}
 
 // claimReply reads claim.lua's answer: "claimed" or "reclaimed" and the user's cart
 // (then listed in the user's order index: the given stream, else the cart's only one,
@@ -986,6 +1022,9 @@ type checkoutItem struct {
 	done   chan struct{}
 	r      scriptReply // set before done is closed, with err
 	err    error
+	// The order index's SADD (if index) and what it points to (see evalArgs).
+	sadd   [3]any
+	orders string
 }
 
 // checkoutScript runs the checkout script for c on one stream (index: list the stream
@@ -1026,7 +1065,9 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	pipe := s.rdb.Pipeline()
 	for _, it := range items {
 		if it.index {
-			pipe.SAdd(ctx, s.userBase(it.userID)+"orders", sid)
+			it.orders = s.userKey(it.userID, "orders")
+			it.sadd = [...]any{"sadd", &it.orders, &sid}
+			pipe.Do(ctx, it.sadd[:]...)
 		}
 	}
 	cmd := pipe.Do(ctx, args...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,8 @@ import (
 // LIVECART_BENCH_REDIS_URL, and dumps callgrind's counts after each step (callgrind
 // zeroes them at each dump): 2,000 distinct buyers hold one unit each, then claim their
 // idempotency keys, then run the stream's checkout scripts, then write the "done"
-// marks; twice, the second time as returning buyers of a new sale.
+// marks; twice (or LIVECART_PHASE_ROUNDS times), then as returning buyers of a new sale
+// in a new stream.
 //
 //	valgrind --tool=callgrind --callgrind-out-file=/tmp/p.cg redis-server --port 19278 --save '' --appendonly no &
 //	LIVECART_CALLGRIND_PID=<valgrind's pid> LIVECART_BENCH_REDIS_URL=redis://127.0.0.1:19278/0 \
@@ -50,7 +52,11 @@ func TestRedisPhaseInstructions(t *testing.T) {
 		wg.Wait()
 	}
 	ctx := context.Background()
-	for round := 1; round <= 2; round++ {
+	rounds := 2 // LIVECART_PHASE_ROUNDS: more rounds of returning buyers (each of a new stream)
+	if n, err := strconv.Atoi(os.Getenv("LIVECART_PHASE_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	for round := 1; round <= rounds; round++ {
 		now := time.Now().UTC()
 		sale := benchSale(t, st, now)
 		dump(fmt.Sprintf("r%d-setup", round))

@@ -1,0 +1,242 @@
+package cart
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The idempotency claim without a script (the usual case: a new key).
+//
+// A claim by lua/claim.lua is an EVALSHA of its own per checkout (the user's slot
+// shares no script call with other buyers), ~90–120k of redis-server's instructions of
+// which ~30k is the script call's frame. The plain claim sends two commands in the
+// shared pipeline instead:
+//
+//	SET <user>idem:<hash> pending|token|fp|until_ms NX GET PX 86400000
+//	HGETALL <user>gen
+//
+// SET … NX GET (Redis ≥ 7) takes a new key as claim.lua's own SET NX does, with the
+// same pending mark, and answers nil; a key in use answers its value and is left as
+// it is: the claim then runs claim.lua, which judges it as before (a retry, a
+// concurrent call, a stale mark, a done mark). until_ms is by Redis's clock, which the
+// node estimates from a TIME sent with a claim at most once a second (see
+// redisClock): the estimate is late by at most a round trip, never early, so a stale
+// mark is taken over a little later than claim.lua's own, never sooner.
+//
+// The cart index is read as cartStreams reads it: a stream whose "~" record (an order
+// emptied the cart there) carries its generation is left out of the cart. claim.lua
+// also drops such streams and every "~" record (one conditional HDEL, in the script);
+// the plain claim cannot do that without a script, so it leaves them (the stored
+// forms stay the same; nodes running claim.lua read and drop them as before) and asks
+// forget.lua to forget them off the request's path once pruneDeadAfter of them are
+// there: a returning buyer's index holds its live streams, their last "~" record and
+// at most pruneDeadAfter-1 streams it emptied.
+//
+// The order index: claim.lua lists the claimed stream (given, or the cart's only one)
+// in the user's order index; the plain claim leaves that to the checkout batch (its
+// SADD before the checkout script, as for a claim that listed another stream), so
+// the stream is still listed before the order is placed.
+//
+// Claims go by claim.lua when Redis is older than 7 (INFO's redis_version, or SET
+// answers a syntax error), while some user's cart index may still have its older form
+// (migrateCartSets not done), and while the node has no recent sample of Redis's clock.
+
+// pruneDeadAfter is how many emptied streams a plain claim leaves in a user's cart
+// index before it asks forget.lua to forget them.
+const pruneDeadAfter = 3
+
+// redisClock estimates Redis's clock from a TIME answered in a claim's pipeline.
+type redisClock struct {
+	sample atomic.Pointer[clockSample]
+	asking atomic.Bool // a claim's pipeline carries a TIME now
+}
+
+// clockSample is Redis's time (µs) as TIME answered it, and the node's (monotonic)
+// time before the command was sent: Redis read its clock after sent, so redisUS +
+// time.Since(sent) is never earlier than Redis's clock, but for the clocks' drift
+// (nowMS adds clockDriftPPM of the sample's age for it).
+type clockSample struct {
+	redisUS int64
+	sent    time.Time
+}
+
+const (
+	clockResample = time.Second     // a claim asks for a new sample when this one is older
+	maxClockAge   = 5 * time.Minute // plain claims stop using a sample older than this
+	clockMarginMS = 2               // added to the estimate: later, never earlier
+	clockDriftPPM = 200             // and this much of the sample's age (two clocks' drift)
+)
+
+// nowMS is Redis's clock in ms (as claim.lua computes now_ms), estimated never early;
+// false if there is no recent sample.
+func (c *redisClock) nowMS() (int64, bool) {
+	s := c.sample.Load()
+	if s == nil {
+		return 0, false
+	}
+	el := time.Since(s.sent)
+	if el > maxClockAge || el < 0 {
+		return 0, false
+	}
+	us := el.Microseconds()
+	return (s.redisUS+us+us*clockDriftPPM/1_000_000)/1000 + clockMarginMS, true
+}
+
+// wantSample reports whether the caller should send a TIME (at most one at a time).
+func (c *redisClock) wantSample() bool {
+	s := c.sample.Load()
+	if s != nil && time.Since(s.sent) < clockResample {
+		return false
+	}
+	return c.asking.CompareAndSwap(false, true)
+}
+
+// took records a TIME's answer (or, with err, only that none is in flight).
+func (c *redisClock) took(t time.Time, sent time.Time, err error) {
+	if err == nil && !t.IsZero() {
+		c.sample.Store(&clockSample{redisUS: t.UnixMicro(), sent: sent})
+	}
+	c.asking.Store(false)
+}
+
+// plainClaim is a plain claim's commands in the shared pipeline (its own pipeAdder)
+// and what their arguments point to (see evalArgs).
+type plainClaim struct {
+	pipeCall
+	set               [7]any
+	get               *redis.Cmd
+	gens              *redis.MapStringStringCmd
+	time              *redis.TimeCmd // nil unless the claim carries a clock sample
+	sent              time.Time      // when the commands were queued (before the pipeline went)
+	idemKey, mark     string
+	genKey            string
+	withTime          bool
+	pendingMS, dayMS  int64
+	userBase, sid, fp string
+}
+
+func (c *plainClaim) addTo(ctx context.Context, p redis.Pipeliner) {
+	if c.withTime {
+		c.sent = time.Now()
+		c.time = p.Time(ctx)
+	}
+	c.get = p.Do(ctx, c.set[:]...)
+	c.gens = p.HGetAll(ctx, c.genKey)
+}
+
+// errClaimByScript: the plain claim could not take the key; claim.lua judges it.
+var errClaimByScript = errors.New("claim by script")
+
+// claimPlain takes a new idempotency key without a script (see above): it answers
+// the user's cart, or errClaimByScript when claim.lua must run (the key is in use,
+// no recent clock sample, Redis too old), or an error. withTime: the claim carries a
+// TIME for the clock (the caller won wantSample); used: it did.
+func (s *RedisStore) claimPlain(ctx context.Context, userBase, ih, token, fp string, withTime bool) (cart *userCart, used bool, err error) {
+	untilMS, ok := s.clock.nowMS()
+	if !ok {
+		return nil, false, errClaimByScript
+	}
+	untilMS += idemPendingTTL.Milliseconds()
+	c := &plainClaim{withTime: withTime}
+	var num [20]byte
+	c.idemKey, c.genKey = userBase+"idem:"+ih, userBase+"gen"
+	c.mark = "pending|" + token + "|" + fp + "|" + string(strconv.AppendInt(num[:0], untilMS, 10))
+	c.dayMS = IdempotencyTTL.Milliseconds()
+	c.set = [...]any{"set", &c.idemKey, &c.mark, "nx", "get", "px", &c.dayMS}
+	c.pipeCall.add = c
+	c.done = make(chan struct{})
+	s.batch.queue(&c.pipeCall)
+	if err := wait(ctx, c.done); err != nil {
+		if withTime {
+			s.clock.took(time.Time{}, time.Time{}, err)
+		}
+		return nil, true, err
+	}
+	if withTime {
+		s.clock.took(c.time.Val(), c.sent, c.time.Err())
+	}
+	switch err := c.get.Err(); {
+	case err == nil: // the key was in use: its value came back, unchanged
+		return nil, true, errClaimByScript
+	case errors.Is(err, redis.Nil): // taken
+	case isSyntaxError(err): // Redis < 7 (SET … NX GET): claims go by the script
+		s.plainClaims.Store(false)
+		return nil, true, errClaimByScript
+	default:
+		return nil, true, unavailable(err)
+	}
+	if err := c.gens.Err(); err != nil {
+		// The key is taken and stays pending until its time, as after a claim.lua
+		// whose answer was lost.
+		return nil, true, unavailable(err)
+	}
+	cart, dead := cartFromIndex(c.gens.Val())
+	if len(dead) >= 2*pruneDeadAfter {
+		s.pruneDead(userBase, dead)
+	}
+	return cart, true, nil
+}
+
+// cartFromIndex is the cart of a user's cart index (its generation hash, read by a
+// plain claim), and the streams to forget (stream, generation pairs; "0" for a "~"
+// record whose stream is gone): the streams whose "~" record carries their
+// generation, as claim.lua leaves them out. indexed is left empty: the checkout batch
+// lists the stream in the order index (see above).
+func cartFromIndex(m map[string]string) (*userCart, []string) {
+	cart := &userCart{gens: m}
+	tilde := 0
+	for f := range m {
+		if strings.HasPrefix(f, "~") {
+			tilde++
+		}
+	}
+	if n := len(m) - tilde; n > 0 {
+		cart.sids = make([]string, 0, n)
+	}
+	var dead []string
+	var buf [64]byte
+	for f, g := range m {
+		if tilde == 0 {
+			cart.sids = append(cart.sids, f)
+			continue
+		}
+		if sid, ok := strings.CutPrefix(f, "~"); ok {
+			if _, ok := m[sid]; !ok { // its stream is gone: the record serves nothing
+				dead = append(dead, sid, "0")
+			}
+			continue
+		}
+		if e, ok := m[string(append(append(buf[:0], '~'), f...))]; ok && e == g {
+			dead = append(dead, f, g) // an order emptied the cart there since its last hold
+			continue
+		}
+		cart.sids = append(cart.sids, f)
+	}
+	sort.Strings(cart.sids)
+	return cart, dead
+}
+
+// pruneDead asks forget.lua, off the request's path, to forget the streams (pairs of
+// stream and generation) unless a hold came there since, and their "~" records.
+func (s *RedisStore) pruneDead(userBase string, pairs []string) {
+	args := make([]any, 0, 4+len(pairs))
+	args = append(args, "evalsha", s.shas["forget"], 1, userBase)
+	for i := range pairs {
+		args = append(args, &pairs[i]) // see evalArgs
+	}
+	s.batch.queue(&pipeCall{add: addFunc(func(ctx context.Context, p redis.Pipeliner) {
+		p.Do(ctx, args...) // best effort (NOSCRIPT too): the next claim asks again
+	})})
+}
+
+// isSyntaxError reports an error Redis answers for options it does not know.
+func isSyntaxError(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "syntax error") // (it drops "ERR ")
+}

@@ -1,0 +1,255 @@
+package cart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRedisStoreScriptClaims runs the shared suite with every claim by claim.lua (as
+// on a Redis older than 7); TestRedisStore runs it with the plain claims.
+func TestRedisStoreScriptClaims(t *testing.T) {
+	runStoreSuite(t, func(t *testing.T) Store {
+		st := openTestRedis(t, testRedisURL)
+		st.plainClaims.Store(false)
+		return st
+	})
+}
+
+// TestRedisPlainClaimMark: a new key is claimed without a script: its pending mark
+// is claim.lua's form with until by Redis's clock (never earlier than claim.lua's own
+// would be, and within a second of it), it lives 24 h, and the order index is left to
+// the checkout (which lists the stream before the order; claim.lua lists it itself).
+func TestRedisPlainClaimMark(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	if !st.plainClaims.Load() {
+		t.Fatal("plain claims are off on this Redis (want on: Redis ≥ 7)")
+	}
+	sale := e.sale(t, e.stream(t), 5, 5)
+	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+	ih := idemHash("u", "k")
+	before, err := st.rdb.Time(e.ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cart, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now)
+	if err != nil || len(cart.sids) != 1 || cart.sids[0] != sale.StreamID || cart.indexed != "" {
+		t.Fatalf("claim: got %+v %v, want the sale's stream, not yet indexed", cart, err)
+	}
+	after, err := st.rdb.Time(e.ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := st.userBase("u") + "idem:" + ih
+	v, err := st.rdb.Get(e.ctx, k).Result()
+	f := strings.Split(v, "|")
+	if err != nil || len(f) != 4 || f[0] != "pending" || f[2] != "fp" || len(f[1]) != 24 {
+		t.Fatalf("mark: got %q %v, want pending|token|fp|until", v, err)
+	}
+	until, _ := strconv.ParseInt(f[3], 10, 64)
+	lo, hi := before.UnixMilli()+idemPendingTTL.Milliseconds(), after.UnixMilli()+idemPendingTTL.Milliseconds()+1000
+	if until < lo || until > hi {
+		t.Errorf("mark's until %d: want within [%d, %d] (Redis's clock at the claim + %v, never earlier)", until, lo, hi, idemPendingTTL)
+	}
+	if ttl, err := st.rdb.PTTL(e.ctx, k).Result(); err != nil || ttl < IdempotencyTTL-time.Minute || ttl > IdempotencyTTL {
+		t.Errorf("mark's TTL: got %v %v, want 24 h", ttl, err)
+	}
+	if n, err := st.rdb.SCard(e.ctx, st.userBase("u")+"orders").Result(); err != nil || n != 0 {
+		t.Errorf("order index after the plain claim: %d members %v, want none (the checkout lists it)", n, err)
+	}
+	c := &checkoutCall{req: CheckoutRequest{OrderID: "o1", UserID: "u", IdempotencyKey: "k", Fingerprint: "fp"}, ih: ih, now: e.now, indexed: cart.indexed}
+	if res, err := st.checkout(e.ctx, c, cart); err != nil || !res.Created {
+		t.Fatalf("checkout: %+v %v", res, err)
+	}
+	if ok, err := st.rdb.SIsMember(e.ctx, st.userBase("u")+"orders", sale.StreamID).Result(); err != nil || !ok {
+		t.Errorf("order index after the checkout: %v %v, want the stream listed", ok, err)
+	}
+	if os, err := st.ListOrders(e.ctx, "u"); err != nil || len(os) != 1 || os[0].ID != "o1" {
+		t.Errorf("ListOrders: got %+v %v, want o1", os, err)
+	}
+}
+
+// TestRedisPlainClaimKeyInUse: a key a plain claim holds is judged by claim.lua for
+// the next call: the same body waits and conflicts (in progress), another body
+// conflicts, a mark past its time is taken over ("reclaimed"), and a done mark
+// answers its order (same body) or conflicts (another).
+func TestRedisPlainClaimKeyInUse(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sale := e.sale(t, e.stream(t), 5, 5)
+	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+	ih := idemHash("u", "k")
+	tok, _, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now)
+	if err != nil || tok == "" {
+		t.Fatalf("first claim: %q %v", tok, err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, _, _, err := st.claimIdem(ctx, "u", ih, "fp", "", e.now); !errors.Is(err, ErrConflict) {
+		t.Errorf("same key and body while pending: got %v, want conflict (in progress)", err)
+	}
+	if _, _, _, err := st.claimIdem(e.ctx, "u", ih, "other", "", e.now); !errors.Is(err, ErrConflict) {
+		t.Errorf("same key, other body while pending: got %v, want conflict", err)
+	}
+	expirePending(t, st, "u", ih)
+	tok2, cart, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now)
+	if err != nil || tok2 == tok || cart == nil || !cart.reclaimed {
+		t.Fatalf("claim after the mark's time: got %q %+v %v, want reclaimed", tok2, cart, err)
+	}
+	res, err := st.Checkout(e.ctx, CheckoutRequest{OrderID: "o2", UserID: "u", IdempotencyKey: "k2", Fingerprint: "fp"}, e.now)
+	if err != nil || !res.Created {
+		t.Fatalf("checkout with k2: %+v %v", res, err)
+	}
+	st.background.Wait() // the done mark
+	again, err := st.Checkout(e.ctx, CheckoutRequest{OrderID: "o3", UserID: "u", IdempotencyKey: "k2", Fingerprint: "fp"}, e.now)
+	if err != nil || again.Created || again.Order.ID != "o2" {
+		t.Errorf("k2 again, same body: got %+v %v, want o2", again.Order, err)
+	}
+	if _, err := st.Checkout(e.ctx, CheckoutRequest{OrderID: "o4", UserID: "u", IdempotencyKey: "k2", Fingerprint: "x"}, e.now); !errors.Is(err, ErrConflict) {
+		t.Errorf("k2 again, another body: got %v, want conflict", err)
+	}
+}
+
+// TestRedisPlainClaimPrunesEmptiedStreams: a plain claim leaves the streams an order
+// emptied (and their "~" records) in the user's cart index, out of its cart, until
+// pruneDeadAfter of them are there; then forget.lua forgets them, but not a stream
+// where a hold came after the claim read the index (it races the prune), and claim.lua
+// reads an index the plain claims left as they do.
+func TestRedisPlainClaimPrunesEmptiedStreams(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	gen := st.userBase("u") + "gen"
+	var sales []Sale
+	for i := 0; i <= pruneDeadAfter+1; i++ {
+		sales = append(sales, e.sale(t, e.stream(t), 5, 5))
+	}
+	buy := func(i int) {
+		t.Helper()
+		e.mustHold(t, "u", "", sales[i].ID, 1, time.Hour)
+		res, err := e.checkout("u", fmt.Sprint("k", i), nil, e.now)
+		if err != nil || !res.Created || res.Order.StreamID != sales[i].StreamID {
+			t.Fatalf("checkout %d: %+v %v", i, res.Order, err)
+		}
+		st.background.Wait()
+	}
+	for i := 0; i < pruneDeadAfter; i++ {
+		buy(i)
+	}
+	// pruneDeadAfter-1 emptied streams were read by the last claims: still there.
+	m, err := st.rdb.HGetAll(e.ctx, gen).Result()
+	if err != nil || len(m) != 2*pruneDeadAfter {
+		t.Fatalf("index after %d orders: got %v %v, want %d streams and their records", pruneDeadAfter, m, err, pruneDeadAfter)
+	}
+	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 0 {
+		t.Fatalf("cart streams: got %v, want none", sids)
+	}
+	// claim.lua reads the same cart from it (and would forget them): check by a
+	// copy under another user, so this user's index stays for the plain claims.
+	for f, v := range m {
+		st.rdb.HSet(e.ctx, st.userBase("w")+"gen", f, v)
+	}
+	st.plainClaims.Store(false)
+	_, wc, _, err := st.claimIdem(e.ctx, "w", idemHash("w", "k"), "f", "", e.now)
+	st.plainClaims.Store(true)
+	if err != nil || len(wc.sids) != 0 {
+		t.Fatalf("claim.lua on the plain claims' index: got %+v %v, want an empty cart", wc, err)
+	}
+	if n, _ := st.rdb.HLen(e.ctx, st.userBase("w")+"gen").Result(); n != 0 {
+		t.Errorf("claim.lua left %d fields, want none", n)
+	}
+
+	// The next claim reads pruneDeadAfter emptied streams and prunes them, but the
+	// first one gets a hold between the claim's read and the prune (held back here).
+	e.mustHold(t, "u", "", sales[pruneDeadAfter].ID, 1, time.Hour)
+	cart, dead := cartFromIndex(mustGens(t, st, gen))
+	if len(cart.sids) != 1 || cart.sids[0] != sales[pruneDeadAfter].StreamID || len(dead) != 2*pruneDeadAfter {
+		t.Fatalf("cart from the index: %+v, dead %v", cart, dead)
+	}
+	raced := e.mustHold(t, "u", "", sales[0].ID, 1, time.Hour)
+	st.pruneDead(st.userBase("u"), dead)
+	st.background.Wait()
+	for tries := 0; ; tries++ { // the prune is queued, nobody waits for it
+		m, _ = st.rdb.HGetAll(e.ctx, gen).Result()
+		if len(m) <= 3 || tries == 200 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := m[sales[0].StreamID]; !ok || len(m) != 3 {
+		t.Errorf("index after the prune: got %v, want the raced stream %s (and its old record) and the new one", m, sales[0].StreamID)
+	}
+	for i := 1; i < pruneDeadAfter; i++ {
+		if _, ok := m["~"+sales[i].StreamID]; ok {
+			t.Errorf("stream %d's record left after the prune", i)
+		}
+	}
+	hs, err := st.ListHolds(e.ctx, "u", e.now)
+	if err != nil || len(hs) != 2 {
+		t.Fatalf("holds: got %+v %v, want 2 (the raced one %s too)", hs, err, raced.ID)
+	}
+	// Through the whole path: the claim of a checkout with two streams in the cart.
+	res, err := st.Checkout(e.ctx, CheckoutRequest{OrderID: "o", UserID: "u", IdempotencyKey: "kk", Fingerprint: "f"}, e.now)
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("checkout of a cart of two streams: got %+v %v, want conflict (name one)", res.Order, err)
+	}
+	e.checkInvariants(t)
+}
+
+func mustGens(t *testing.T, st *RedisStore, key string) map[string]string {
+	t.Helper()
+	m, err := st.rdb.HGetAll(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestRedisSetNXGetSyntaxError: the error a Redis older than 7 answers for SET … NX
+// GET (a syntax error, as for any option it does not take) is what turns the plain
+// claims off (isSyntaxError); this Redis answers it for an unknown option.
+func TestRedisSetNXGetSyntaxError(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	err := st.rdb.Do(context.Background(), "set", st.prefix+"x", "v", "nx", "get", "px", 1000, "nosuchoption").Err()
+	if !isSyntaxError(err) {
+		t.Fatalf("SET with an unknown option: got %v, want a syntax error", err)
+	}
+	if isSyntaxError(errors.New("ERR wrong number of arguments")) {
+		t.Error("another error taken for a syntax error")
+	}
+}
+
+// TestRedisClockEstimateNeverEarly: the node's estimate of Redis's clock (for the
+// plain claims' marks) is never before Redis's own clock read before it, nor far
+// after the one read after it, and stale samples are not used.
+func TestRedisClockEstimateNeverEarly(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		before, err := st.rdb.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		est, ok := st.clock.nowMS()
+		after, err := st.rdb.Time(ctx).Result()
+		if err != nil || !ok {
+			t.Fatalf("estimate %v, TIME %v", ok, err)
+		}
+		if est < before.UnixMilli() {
+			t.Fatalf("estimate %d ms before Redis's clock read before it", before.UnixMilli()-est)
+		}
+		if est > after.UnixMilli()+1000 {
+			t.Fatalf("estimate %d ms after Redis's clock read after it", est-after.UnixMilli())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	var c redisClock
+	c.took(time.Now(), time.Now().Add(-maxClockAge-time.Second), nil)
+	if _, ok := c.nowMS(); ok {
+		t.Error("a sample older than maxClockAge was used")
+	}
+}
