@@ -573,28 +573,27 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	if d, ok := ctx.Deadline(); ok && d.Add(-idemAnswerMargin).Before(deadline) {
 		deadline = d.Add(-idemAnswerMargin)
 	}
+	// A new key is taken without a script where it can be (see claimPlain); a key in
+	// use goes by claim.lua.
+	if s.plainClaims.Load() && s.cartSetsGone.Load() {
+		withTime := s.clock.wantSample()
+		cart, used, err := s.claimPlain(ctx, userID, ih, token, fingerprint, withTime)
+		if err == nil {
+			return token, cart, nil, nil
+		}
+		if err != errClaimByScript {
+			return "", nil, nil, err
+		}
+		if withTime && !used {
+			s.clock.asking.Store(false) // the script's call below may carry it
+		}
+	}
 	// The call in the shared pipeline, and what its arguments point to (see evalArgs).
 	ca := &claimCall{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
 		nowUS: now.UnixMicro(), ttl: idemPendingTTL.Milliseconds()}
 	ca.pipeCall.add = ca
-	// A new key is taken without a script where it can be (see claimPlain); a key in
-	// use goes by claim.lua from then on.
-	plain := s.plainClaims.Load() && s.cartSetsGone.Load()
 	for {
 		ca.withTime = s.clock.wantSample()
-		if plain {
-			plain = false
-			cart, used, err := s.claimPlain(ctx, ca.key, ih, token, fingerprint, ca.withTime)
-			if used {
-				ca.withTime = false
-			}
-			if err == nil {
-				return token, cart, nil, nil
-			}
-			if err != errClaimByScript {
-				return "", nil, nil, err
-			}
-		}
 		ca.old = "1" // the cart index's older form may be left (see migrateCartSets)
 		if s.cartSetsGone.Load() {
 			ca.old = ""

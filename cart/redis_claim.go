@@ -111,6 +111,7 @@ func (c *redisClock) took(t time.Time, sent time.Time, err error) {
 type plainClaim struct {
 	pipeCall
 	set               [7]any
+	hgetall           [2]any
 	get               *redis.Cmd
 	gens              *redis.MapStringStringCmd
 	time              *redis.TimeCmd // nil unless the claim carries a clock sample
@@ -128,7 +129,8 @@ func (c *plainClaim) addTo(ctx context.Context, p redis.Pipeliner) {
 		c.time = p.Time(ctx)
 	}
 	c.get = p.Do(ctx, c.set[:]...)
-	c.gens = p.HGetAll(ctx, c.genKey)
+	c.gens = redis.NewMapStringStringCmd(ctx, c.hgetall[:]...)
+	p.Process(ctx, c.gens)
 }
 
 // errClaimByScript: the plain claim could not take the key; claim.lua judges it.
@@ -138,18 +140,23 @@ var errClaimByScript = errors.New("claim by script")
 // the user's cart, or errClaimByScript when claim.lua must run (the key is in use,
 // no recent clock sample, Redis too old), or an error. withTime: the claim carries a
 // TIME for the clock (the caller won wantSample); used: it did.
-func (s *RedisStore) claimPlain(ctx context.Context, userBase, ih, token, fp string, withTime bool) (cart *userCart, used bool, err error) {
+func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, token, fp string, withTime bool) (cart *userCart, used bool, err error) {
 	untilMS, ok := s.clock.nowMS()
 	if !ok {
 		return nil, false, errClaimByScript
 	}
 	untilMS += idemPendingTTL.Milliseconds()
 	c := &plainClaim{withTime: withTime}
+	// The two keys and the mark, made in one allocation.
 	var num [20]byte
-	c.idemKey, c.genKey = userBase+"idem:"+ih, userBase+"gen"
-	c.mark = "pending|" + token + "|" + fp + "|" + string(strconv.AppendInt(num[:0], untilMS, 10))
+	ub := len(s.prefix) + len(userID) + 5 // len(userBase)
+	all := s.prefix + "{u:" + userID + "}:gen" + s.prefix + "{u:" + userID + "}:idem:" + ih +
+		"pending|" + token + "|" + fp + "|" + string(strconv.AppendInt(num[:0], untilMS, 10))
+	c.genKey, all = all[:ub+3], all[ub+3:]
+	c.idemKey, c.mark = all[:ub+5+len(ih)], all[ub+5+len(ih):]
 	c.dayMS = IdempotencyTTL.Milliseconds()
 	c.set = [...]any{"set", &c.idemKey, &c.mark, "nx", "get", "px", &c.dayMS}
+	c.hgetall = [...]any{"hgetall", &c.genKey}
 	c.pipeCall.add = c
 	c.done = make(chan struct{})
 	s.batch.queue(&c.pipeCall)
@@ -179,7 +186,7 @@ func (s *RedisStore) claimPlain(ctx context.Context, userBase, ih, token, fp str
 	}
 	cart, dead := cartFromIndex(c.gens.Val())
 	if len(dead) >= 2*pruneDeadAfter {
-		s.pruneDead(userBase, dead)
+		s.pruneDead(c.genKey[:ub], dead)
 	}
 	return cart, true, nil
 }
