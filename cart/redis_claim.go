@@ -238,9 +238,18 @@ func (s *RedisStore) pruneDead(userBase string, pairs []string) {
 	for i := range pairs {
 		args = append(args, &pairs[i]) // see evalArgs
 	}
-	s.batch.queue(&pipeCall{add: addFunc(func(ctx context.Context, p redis.Pipeliner) {
-		p.Do(ctx, args...) // best effort (NOSCRIPT too): the next claim asks again
-	})})
+	var cmd *redis.Cmd
+	done := s.batch.send(func(ctx context.Context, p redis.Pipeliner) { cmd = p.Do(ctx, args...) })
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		<-done
+		if isNoScript(cmd.Err()) { // Redis restarted: load it again (else best effort: the next claim asks again)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.scripts["forget"].Run(ctx, s.rdb, []string{userBase}, args[4:]...)
+		}
+	}()
 }
 
 // isSyntaxError reports an error Redis answers for options it does not know.

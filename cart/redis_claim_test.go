@@ -253,3 +253,31 @@ func TestRedisClockEstimateNeverEarly(t *testing.T) {
 		t.Error("a sample older than maxClockAge was used")
 	}
 }
+
+// TestRedisForgetAfterScriptFlush: a plain claim's forget finds its script missing
+// after a Redis restart (NOSCRIPT) and loads it again, so emptied streams do not pile
+// up in the cart index; the claim's cart leaves them out either way.
+func TestRedisForgetAfterScriptFlush(t *testing.T) {
+	srv := newRedisServerIn(t, 16380, 16389)
+	srv.start()
+	st := openTestRedis(t, srv.url())
+	ctx := context.Background()
+	gen := st.userBase("u") + "gen"
+	for i := 0; i < pruneDeadAfter; i++ {
+		sid, g := fmt.Sprint("s", i), fmt.Sprint("g", i)
+		st.rdb.HSet(ctx, gen, sid, g, "~"+sid, g)
+	}
+	st.rdb.HSet(ctx, gen, "live", "g9", "~live", "g8", "~gone", "g7")
+	if err := st.rdb.ScriptFlush(ctx).Err(); err != nil { // as a restarted Redis
+		t.Fatal(err)
+	}
+	_, cart, _, err := st.claimIdem(ctx, "u", idemHash("u", "k"), "f", "", time.Now())
+	if err != nil || len(cart.sids) != 1 || cart.sids[0] != "live" {
+		t.Fatalf("claim: got %+v %v, want only the live stream", cart, err)
+	}
+	st.background.Wait()
+	m := mustGens(t, st, gen)
+	if len(m) != 2 || m["live"] != "g9" || m["~live"] != "g8" {
+		t.Errorf("index after the forget: got %v, want only live and its record", m)
+	}
+}
