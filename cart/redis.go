@@ -105,7 +105,7 @@ type RedisStore struct {
 	batch         *pipeBatcher   // checkout round trips shared by concurrent calls
 	scriptsLoaded atomic.Bool    // every script was loaded once (see loadScripts)
 	cartSetsGone  atomic.Bool    // no user's cart index has its older form left (migrateCartSets)
-	plainClaims   atomic.Bool    // Redis takes SET … NX GET (≥ 7): new keys are claimed without a script (see claimPlain)
+	plainClaims   atomic.Bool    // new keys are claimed without a script (see claimPlain); off in tests of claim.lua
 	clock         redisClock     // Redis's clock, for the plain claims' pending marks
 	migrating     atomic.Bool    // migrateCartSets was started
 	closing       chan struct{}  // closed by Close: a running migration stops
@@ -204,19 +204,9 @@ func (s *RedisStore) loadScripts(ctx context.Context, c *redis.Client) error {
 	return nil
 }
 
-// checkVersion turns the plain claims on if Redis is 7 or newer (INFO's
-// redis_version), and takes a first sample of Redis's clock for them.
+// checkVersion turns the plain claims on and takes a first sample of Redis's clock
+// for them (see claimPlain).
 func (s *RedisStore) checkVersion(ctx context.Context, c *redis.Client) {
-	info, err := c.Info(ctx, "server").Result()
-	if err != nil {
-		return
-	}
-	_, v, _ := strings.Cut(info, "redis_version:")
-	major, _, _ := strings.Cut(v, ".")
-	if n, err := strconv.Atoi(major); err != nil || n < 7 {
-		s.plainClaims.Store(false)
-		return
-	}
 	if s.clock.wantSample() {
 		sent := time.Now()
 		t, err := c.Time(ctx).Result()

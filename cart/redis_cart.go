@@ -494,7 +494,7 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 		}
 		return CheckoutResult{}, err
 	}
-	c := &checkoutCall{req: req, ih: ih, now: now, indexed: cart.indexed}
+	c := &checkoutCall{req: req, ih: ih, now: now, indexed: cart.indexed, orders: cart.orders}
 	var res CheckoutResult
 	err = s.checkoutTo(ctx, c, cart, &res)
 	s.settle(ctx, c, cart, token, &res, err)
@@ -566,7 +566,6 @@ var idemTTLSeconds = int64(IdempotencyTTL / time.Second)
 // the streams of the user's cart), or answers the order an earlier call with the key
 // placed, or ErrConflict.
 func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time) (string, *userCart, *CheckoutResult, error) {
-	token := randomToken()
 	deadline := time.Now().Add(idemWait)
 	// A caller with a deadline (an API request's bound) gets the answer for a key in
 	// progress (conflict) before it, rather than unavailable.
@@ -577,7 +576,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	// use goes by claim.lua.
 	if s.plainClaims.Load() && s.cartSetsGone.Load() {
 		withTime := s.clock.wantSample()
-		cart, used, err := s.claimPlain(ctx, userID, ih, token, fingerprint, withTime)
+		token, cart, used, err := s.claimPlain(ctx, userID, ih, fingerprint, withTime)
 		if err == nil {
 			return token, cart, nil, nil
 		}
@@ -588,6 +587,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			s.clock.asking.Store(false) // the script's call below may carry it
 		}
 	}
+	token := randomToken()
 	// The call in the shared pipeline, and what its arguments point to (see evalArgs).
 	ca := &claimCall{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
 		nowUS: now.UnixMicro(), ttl: idemPendingTTL.Milliseconds()}
@@ -731,6 +731,7 @@ type checkoutCall struct {
 	now     time.Time
 	emptied string // the stream where the order left the user's cart empty
 	indexed string // the stream the user's order index lists already (see claim.lua)
+	orders  string // the user's order index's key, if the claim made it
 	// What a script call's arguments point to (see evalArgs), set by args: now in UTC
 	// (go-redis writes it as formatTime does) and in µs. One script call at a time.
 	nowUTC time.Time
@@ -742,6 +743,7 @@ type userCart struct {
 	sids    []string
 	gens    map[string]string
 	indexed string // the stream the claim listed in the user's order index
+	orders  string // the user's order index's key, if the claim made it (plain claims)
 	// reclaimed: the claim took over the key from an attempt that died or lost its
 	// answer, which may have placed its order (see lua/claim.lua)
 	reclaimed bool
@@ -1064,7 +1066,9 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	pipe := s.rdb.Pipeline()
 	for _, it := range items {
 		if it.index {
-			it.orders = s.userKey(it.userID, "orders")
+			if it.orders = it.args.c.orders; it.orders == "" {
+				it.orders = s.userKey(it.userID, "orders")
+			}
 			it.sadd = [...]any{"sadd", &it.orders, &sid}
 			pipe.Do(ctx, it.sadd[:]...)
 		}

@@ -2,6 +2,8 @@ package cart
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"sort"
 	"strconv"
@@ -19,13 +21,13 @@ import (
 // which ~30k is the script call's frame. The plain claim sends two commands in the
 // shared pipeline instead:
 //
-//	SET <user>idem:<hash> pending|token|fp|until_ms NX GET PX 86400000
+//	SET <user>idem:<hash> pending|token|fp|until_ms NX PX 86400000
 //	HGETALL <user>gen
 //
-// SET … NX GET (Redis ≥ 7) takes a new key as claim.lua's own SET NX does, with the
-// same pending mark, and answers nil; a key in use answers its value and is left as
-// it is: the claim then runs claim.lua, which judges it as before (a retry, a
-// concurrent call, a stale mark, a done mark). until_ms is by Redis's clock, which the
+// SET … NX takes a new key as claim.lua's own SET NX does, with the same pending
+// mark, and answers OK; a key in use answers nil and is left as it is: the claim then
+// runs claim.lua, which judges it as before (a retry, a concurrent call, a stale
+// mark, a done mark). until_ms is by Redis's clock, which the
 // node estimates from a TIME sent with a claim at most once a second (see
 // redisClock): the estimate is late by at most a round trip, never early, so a stale
 // mark is taken over a little later than claim.lua's own, never sooner.
@@ -44,9 +46,8 @@ import (
 // SADD before the checkout script, as for a claim that listed another stream), so
 // the stream is still listed before the order is placed.
 //
-// Claims go by claim.lua when Redis is older than 7 (INFO's redis_version, or SET
-// answers a syntax error), while some user's cart index may still have its older form
-// (migrateCartSets not done), and while the node has no recent sample of Redis's clock.
+// Claims go by claim.lua while some user's cart index may still have its older form
+// (migrateCartSets not done) and while the node has no recent sample of Redis's clock.
 
 // pruneDeadAfter is how many emptied streams a plain claim leaves in a user's cart
 // index before it asks forget.lua to forget them.
@@ -110,17 +111,15 @@ func (c *redisClock) took(t time.Time, sent time.Time, err error) {
 // and what their arguments point to (see evalArgs).
 type plainClaim struct {
 	pipeCall
-	set               [7]any
-	hgetall           [2]any
-	get               *redis.Cmd
-	gens              *redis.MapStringStringCmd
-	time              *redis.TimeCmd // nil unless the claim carries a clock sample
-	sent              time.Time      // when the commands were queued (before the pipeline went)
-	idemKey, mark     string
-	genKey            string
-	withTime          bool
-	pendingMS, dayMS  int64
-	userBase, sid, fp string
+	set                   [6]any
+	hgetall               [2]any
+	get                   *redis.Cmd
+	gens                  *redis.MapStringStringCmd
+	time                  *redis.TimeCmd // nil unless the claim carries a clock sample
+	sent                  time.Time      // when the commands were queued (before the pipeline went)
+	idemKey, mark, genKey string
+	dayMS                 int64
+	withTime              bool
 }
 
 func (c *plainClaim) addTo(ctx context.Context, p redis.Pipeliner) {
@@ -137,25 +136,32 @@ func (c *plainClaim) addTo(ctx context.Context, p redis.Pipeliner) {
 var errClaimByScript = errors.New("claim by script")
 
 // claimPlain takes a new idempotency key without a script (see above): it answers
-// the user's cart, or errClaimByScript when claim.lua must run (the key is in use,
-// no recent clock sample, Redis too old), or an error. withTime: the claim carries a
-// TIME for the clock (the caller won wantSample); used: it did.
-func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, token, fp string, withTime bool) (cart *userCart, used bool, err error) {
+// the call's token and the user's cart, or errClaimByScript when claim.lua must run
+// (the key is in use, or no recent clock sample), or an error. withTime: the claim
+// carries a TIME for the clock (the caller won wantSample); used: it did.
+func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, withTime bool) (token string, cart *userCart, used bool, err error) {
 	untilMS, ok := s.clock.nowMS()
 	if !ok {
-		return nil, false, errClaimByScript
+		return "", nil, false, errClaimByScript
 	}
 	untilMS += idemPendingTTL.Milliseconds()
 	c := &plainClaim{withTime: withTime}
-	// The two keys and the mark, made in one allocation.
+	// The token, the three keys and the mark, made in one allocation.
 	var num [20]byte
+	var tok [24]byte
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	hex.Encode(tok[:], rnd[:])
 	ub := len(s.prefix) + len(userID) + 5 // len(userBase)
-	all := s.prefix + "{u:" + userID + "}:gen" + s.prefix + "{u:" + userID + "}:idem:" + ih +
-		"pending|" + token + "|" + fp + "|" + string(strconv.AppendInt(num[:0], untilMS, 10))
+	all := s.prefix + "{u:" + userID + "}:gen" + s.prefix + "{u:" + userID + "}:orders" +
+		s.prefix + "{u:" + userID + "}:idem:" + ih + "pending|" + string(tok[:]) + "|" + fp + "|" +
+		string(strconv.AppendInt(num[:0], untilMS, 10))
 	c.genKey, all = all[:ub+3], all[ub+3:]
+	orders, all := all[:ub+6], all[ub+6:]
 	c.idemKey, c.mark = all[:ub+5+len(ih)], all[ub+5+len(ih):]
+	token = c.mark[len("pending|") : len("pending|")+len(tok)]
 	c.dayMS = IdempotencyTTL.Milliseconds()
-	c.set = [...]any{"set", &c.idemKey, &c.mark, "nx", "get", "px", &c.dayMS}
+	c.set = [...]any{"set", &c.idemKey, &c.mark, "nx", "px", &c.dayMS}
 	c.hgetall = [...]any{"hgetall", &c.genKey}
 	c.pipeCall.add = c
 	c.done = make(chan struct{})
@@ -164,31 +170,31 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, token, fp strin
 		if withTime {
 			s.clock.took(time.Time{}, time.Time{}, err)
 		}
-		return nil, true, err
+		return "", nil, true, err
 	}
 	if withTime {
 		s.clock.took(c.time.Val(), c.sent, c.time.Err())
 	}
+	// (Compared, not errors.Is: go-redis answers redis.Nil itself, and errors.Is
+	// costs a reflection per call.)
 	switch err := c.get.Err(); {
-	case err == nil: // the key was in use: its value came back, unchanged
-		return nil, true, errClaimByScript
-	case errors.Is(err, redis.Nil): // taken
-	case isSyntaxError(err): // Redis < 7 (SET … NX GET): claims go by the script
-		s.plainClaims.Store(false)
-		return nil, true, errClaimByScript
+	case err == nil: // OK: taken
+	case err == redis.Nil: // the key is in use
+		return "", nil, true, errClaimByScript
 	default:
-		return nil, true, unavailable(err)
+		return "", nil, true, unavailable(err)
 	}
 	if err := c.gens.Err(); err != nil {
 		// The key is taken and stays pending until its time, as after a claim.lua
 		// whose answer was lost.
-		return nil, true, unavailable(err)
+		return "", nil, true, unavailable(err)
 	}
 	cart, dead := cartFromIndex(c.gens.Val())
+	cart.orders = orders
 	if len(dead) >= 2*pruneDeadAfter {
 		s.pruneDead(c.genKey[:ub], dead)
 	}
-	return cart, true, nil
+	return token, cart, true, nil
 }
 
 // cartFromIndex is the cart of a user's cart index (its generation hash, read by a
@@ -198,21 +204,17 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, token, fp strin
 // lists the stream in the order index (see above).
 func cartFromIndex(m map[string]string) (*userCart, []string) {
 	cart := &userCart{gens: m}
-	tilde := 0
-	for f := range m {
-		if strings.HasPrefix(f, "~") {
-			tilde++
-		}
-	}
-	if n := len(m) - tilde; n > 0 {
-		cart.sids = make([]string, 0, n)
+	if len(m) > 0 {
+		cart.sids = make([]string, 0, len(m))
 	}
 	var dead []string
 	var buf [64]byte
 	for f, g := range m {
-		if tilde == 0 {
-			cart.sids = append(cart.sids, f)
-			continue
+		if len(m) == 1 { // the usual new buyer's index: one stream, no "~" record
+			if !strings.HasPrefix(f, "~") {
+				cart.sids = append(cart.sids, f)
+			}
+			break
 		}
 		if sid, ok := strings.CutPrefix(f, "~"); ok {
 			if _, ok := m[sid]; !ok { // its stream is gone: the record serves nothing
@@ -250,9 +252,4 @@ func (s *RedisStore) pruneDead(userBase string, pairs []string) {
 			s.scripts["forget"].Run(ctx, s.rdb, []string{userBase}, args[4:]...)
 		}
 	}()
-}
-
-// isSyntaxError reports an error Redis answers for options it does not know.
-func isSyntaxError(err error) bool {
-	return err != nil && redis.HasErrorPrefix(err, "syntax error") // (it drops "ERR ")
 }
