@@ -63,9 +63,26 @@ type redisClock struct {
 // time before the command was sent: Redis read its clock after sent, so redisUS +
 // time.Since(sent) is never earlier than Redis's clock, but for the clocks' drift
 // (nowMS adds clockDriftPPM of the sample's age for it).
+//
+// The monotonic clock stops while the node's machine is suspended and Redis's clock
+// does not, so the sample's age is also taken by the wall clock (sentWall) and the
+// larger of the two is used: a wall clock stepped back leaves the monotonic age, a
+// suspend the wall clock's; an estimate early by a suspend would let a same-key
+// call take over a pending mark that is still in use.
 type clockSample struct {
-	redisUS int64
-	sent    time.Time
+	redisUS  int64
+	sent     time.Time
+	sentWall int64 // unix ns by the wall clock at sent
+}
+
+// age is how long ago the sample's TIME was sent: the larger of the monotonic and
+// the wall clock's elapsed time (see clockSample).
+func (s *clockSample) age() time.Duration {
+	el := time.Since(s.sent)
+	if w := time.Duration(time.Now().UnixNano() - s.sentWall); w > el {
+		el = w
+	}
+	return el
 }
 
 const (
@@ -82,7 +99,7 @@ func (c *redisClock) nowMS() (int64, bool) {
 	if s == nil {
 		return 0, false
 	}
-	el := time.Since(s.sent)
+	el := s.age()
 	if el > maxClockAge || el < 0 {
 		return 0, false
 	}
@@ -102,7 +119,7 @@ func (c *redisClock) wantSample() bool {
 // took records a TIME's answer (or, with err, only that none is in flight).
 func (c *redisClock) took(t time.Time, sent time.Time, err error) {
 	if err == nil && !t.IsZero() {
-		c.sample.Store(&clockSample{redisUS: t.UnixMicro(), sent: sent})
+		c.sample.Store(&clockSample{redisUS: t.UnixMicro(), sent: sent, sentWall: sent.UnixNano()})
 	}
 	c.asking.Store(false)
 }

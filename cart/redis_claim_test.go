@@ -238,6 +238,19 @@ func TestRedisClockEstimateNeverEarly(t *testing.T) {
 	if _, ok := c.nowMS(); ok {
 		t.Error("a sample older than maxClockAge was used")
 	}
+	// The node's machine suspended for 2 minutes after the sample: its monotonic clock
+	// did not move, its wall clock and Redis's did.
+	sent := time.Now()
+	redisNow := sent.UnixMicro()
+	c.sample.Store(&clockSample{redisUS: redisNow, sent: sent, sentWall: sent.Add(-2 * time.Minute).UnixNano()})
+	if est, ok := c.nowMS(); !ok || est < redisNow/1000+(2*time.Minute).Milliseconds() {
+		t.Errorf("after a suspend of 2 min: estimate %d ms (%v), want at least %d: early by the suspend",
+			est, ok, redisNow/1000+(2*time.Minute).Milliseconds())
+	}
+	c.sample.Store(&clockSample{redisUS: redisNow, sent: sent, sentWall: sent.Add(-maxClockAge - time.Minute).UnixNano()})
+	if _, ok := c.nowMS(); ok {
+		t.Error("a sample older than maxClockAge by the wall clock (a long suspend) was used")
+	}
 }
 
 // TestRedisForgetAfterScriptFlush: a plain claim's forget finds its script missing
