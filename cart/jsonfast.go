@@ -415,41 +415,7 @@ func canonicalTime(s string, out *time.Time) bool {
 }
 
 func (h *boltHold) decodeFast(raw []byte) bool {
-	return scanFlatObject(raw, func(key, val []byte) bool {
-		var n int64
-		switch string(key) {
-		case "id":
-			return fastString(val, &h.ID)
-		case "stream_id":
-			return fastString(val, &h.StreamID)
-		case "product_id":
-			return fastString(val, &h.ProductID)
-		case "sale_id":
-			return fastString(val, &h.SaleID)
-		case "quantity":
-			if !fastInt(val, strconv.IntSize, &n) {
-				return false
-			}
-			h.Quantity = int(n)
-		case "unit_price_cents":
-			return fastInt(val, 64, &h.UnitPriceCents)
-		case "currency":
-			return fastString(val, &h.Currency)
-		case "expires_at":
-			return fastTime(val, &h.ExpiresAt)
-		case "expired":
-			return fastBool(val, &h.Expired)
-		case "user":
-			return fastString(val, &h.User)
-		case "released":
-			return fastBool(val, &h.Released)
-		case "cart_key":
-			return fastString(val, &h.CartKey)
-		default:
-			return false
-		}
-		return true
-	})
+	return h.decodeWith(raw, fastString, fastTime)
 }
 
 // decodeShared is decodeFast with one allocation for the record's strings: the plain
@@ -459,8 +425,8 @@ func (h *boltHold) decodeFast(raw []byte) bool {
 // longer must be cloned (releaseHold).
 func (h *boltHold) decodeShared(raw []byte) bool {
 	str := string(raw)
-	// sub sets *out to val decoded: a substring of str when val is plain. val is a
-	// slice of raw (scanFlatObject), at raw's capacity minus its own.
+	// val is a slice of raw (scanFlatObject), at raw's capacity minus its own: a plain
+	// one is a substring of str.
 	sub := func(val []byte, out *string) bool {
 		if v, ok := plainSub(str, raw, val); ok {
 			*out = v
@@ -468,17 +434,29 @@ func (h *boltHold) decodeShared(raw []byte) bool {
 		}
 		return fastString(val, out)
 	}
+	tm := func(val []byte, out *time.Time) bool {
+		if v, ok := plainSub(str, raw, val); ok {
+			return canonicalTime(v, out)
+		}
+		return fastTime(val, out)
+	}
+	return h.decodeWith(raw, sub, tm)
+}
+
+// decodeWith decodes a hold record whose string fields str decodes and whose time tm
+// decodes (decodeFast, decodeShared); false leaves the record to encoding/json.
+func (h *boltHold) decodeWith(raw []byte, str func(val []byte, out *string) bool, tm func(val []byte, out *time.Time) bool) bool {
 	return scanFlatObject(raw, func(key, val []byte) bool {
 		var n int64
 		switch string(key) {
 		case "id":
-			return sub(val, &h.ID)
+			return str(val, &h.ID)
 		case "stream_id":
-			return sub(val, &h.StreamID)
+			return str(val, &h.StreamID)
 		case "product_id":
-			return sub(val, &h.ProductID)
+			return str(val, &h.ProductID)
 		case "sale_id":
-			return sub(val, &h.SaleID)
+			return str(val, &h.SaleID)
 		case "quantity":
 			if !fastInt(val, strconv.IntSize, &n) {
 				return false
@@ -487,20 +465,17 @@ func (h *boltHold) decodeShared(raw []byte) bool {
 		case "unit_price_cents":
 			return fastInt(val, 64, &h.UnitPriceCents)
 		case "currency":
-			return sub(val, &h.Currency)
+			return str(val, &h.Currency)
 		case "expires_at":
-			if v, ok := plainSub(str, raw, val); ok {
-				return canonicalTime(v, &h.ExpiresAt)
-			}
-			return fastTime(val, &h.ExpiresAt)
+			return tm(val, &h.ExpiresAt)
 		case "expired":
 			return fastBool(val, &h.Expired)
 		case "user":
-			return sub(val, &h.User)
+			return str(val, &h.User)
 		case "released":
 			return fastBool(val, &h.Released)
 		case "cart_key":
-			return sub(val, &h.CartKey)
+			return str(val, &h.CartKey)
 		default:
 			return false
 		}
