@@ -3,9 +3,6 @@ package stream
 import (
 	"testing"
 	"time"
-
-	"github.com/livecart/livecart/stream/rtctest"
-	"github.com/pion/transport/v2/stdnet"
 )
 
 // TestViewerTailLossBeforePauseStays: a viewer that lost the last packets written to it
@@ -38,15 +35,7 @@ func TestViewerTailLossBeforePauseStays(t *testing.T) {
 			const timeout = 3 * time.Second
 			r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 			_, prid, stopPub := startPublisher(t, r, "tail")
-			sn, err := stdnet.NewNet()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cn := &cutNet{Net: sn}
-			a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
-			if err != nil {
-				t.Fatal(err)
-			}
+			cn, a := newCutAPI(t)
 			cv, rid := startViewerWith(t, a, r, "tail")
 			receiving(t, cv, 5, "the viewer")
 			v := serverViewer(t, r, "tail", rid)

@@ -10,6 +10,7 @@ import (
 	"github.com/livecart/livecart/stream/rtctest"
 	"github.com/pion/transport/v2"
 	"github.com/pion/transport/v2/stdnet"
+	"github.com/pion/webrtc/v3"
 )
 
 // cutNet gives a viewer sockets whose traffic can be cut: what arrives (in) or what
@@ -17,6 +18,21 @@ import (
 type cutNet struct {
 	*stdnet.Net
 	in, out atomic.Bool
+}
+
+// newCutAPI is a pion API whose peers' sockets are a new cutNet's.
+func newCutAPI(t *testing.T) (*cutNet, *webrtc.API) {
+	t.Helper()
+	sn, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &cutNet{Net: sn}
+	a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cn, a
 }
 
 func (n *cutNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
@@ -76,15 +92,7 @@ func TestViewerClosePathsFreeEverything(t *testing.T) {
 			_, _, stopPub := startPublisher(t, r, "gone")
 			stay, _ := startViewer(t, r, "gone")
 			receiving(t, stay, 5, "the viewer that stays")
-			sn, err := stdnet.NewNet()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cn := &cutNet{Net: sn}
-			a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
-			if err != nil {
-				t.Fatal(err)
-			}
+			cn, a := newCutAPI(t)
 			ended := c.name == "end of stream"
 			if ended {
 				stopPub() // the stream's end takes every peer: count without them
@@ -141,15 +149,7 @@ func TestViewerUnreachedIsFreed(t *testing.T) {
 	startPublisher(t, r, "oneway")
 	stay, _ := startViewer(t, r, "oneway")
 	receiving(t, stay, 5, "the viewer that stays")
-	sn, err := stdnet.NewNet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cn := &cutNet{Net: sn}
-	a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cn, a := newCutAPI(t)
 	time.Sleep(200 * time.Millisecond)
 	runtime.GC()
 	base := runtime.NumGoroutine()
@@ -198,15 +198,7 @@ func TestViewerReportTimeoutKeepsHealthyViewers(t *testing.T) {
 	const timeout = 3 * time.Second
 	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 	_, prid, stopPub := startPublisher(t, r, "fine")
-	sn, err := stdnet.NewNet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cn := &cutNet{Net: sn}
-	a, err := rtctest.NewAPIWithOptions(rtctest.APIOptions{Net: cn})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cn, a := newCutAPI(t)
 	mute, _ := startViewerWith(t, a, r, "fine")
 	idle, _ := startViewer(t, r, "fine")
 	receiving(t, mute, 5, "the viewer going quiet")
