@@ -92,17 +92,7 @@ func TestPublishRunLongAgoIsFoundUnderAnyPrefix(t *testing.T) {
 }
 
 func publishRunLongAgo(t *testing.T, prefix string) {
-	r := startHangableRedis(t)
-	p := newDeafProxy(t, r.addr())
-	rdb, err := NewRedisClient("redis://" + p.ln.Addr().String() + "/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	direct := redis.NewClient(&redis.Options{Addr: r.addr()})
-	t.Cleanup(func() { direct.Close() })
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
+	_, p, direct, bus := busBehindDeafProxy(t, prefix)
 	ctx := context.Background()
 	sid := uuid.NewString()
 	body := []byte(`"text":"once","ts":"2026-12-03T08:00:00Z"}`)
@@ -156,6 +146,24 @@ func TestRedisClientAbortsOnClose(t *testing.T) {
 	if _, err := s.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("read after the client closed: %v, want a connection reset", err)
 	}
+}
+
+// busBehindDeafProxy is a bus under prefix whose Redis (one that can hang) it reaches
+// through a proxy that can go deaf, and a client that reaches the same Redis directly.
+func busBehindDeafProxy(t *testing.T, prefix string) (*hangableRedis, *deafProxy, *redis.Client, *RedisBus) {
+	t.Helper()
+	r := startHangableRedis(t)
+	p := newDeafProxy(t, r.addr())
+	rdb, err := NewRedisClient("redis://" + p.ln.Addr().String() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	direct := redis.NewClient(&redis.Options{Addr: r.addr()})
+	t.Cleanup(func() { direct.Close() })
+	bus := NewRedisBus(rdb, prefix, nil, nil)
+	t.Cleanup(func() { bus.Close() })
+	return r, p, direct, bus
 }
 
 // publishAfterLostReply publishes body on sid with the proxy p deaf, so the first try runs

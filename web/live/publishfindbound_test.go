@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 )
 
 // monitor streams what Redis runs (MONITOR; a script's commands too) into lines.
@@ -43,17 +42,7 @@ func monitor(t *testing.T, addr string) <-chan string {
 // entries, ~4 ms of Redis's time a retry): its XREVRANGE starts after seq 1. The
 // publication is still found (seq 2, once). (Before: XREVRANGE + -.)
 func TestPublishRetryReadsOnlyLaterHistory(t *testing.T) {
-	r := startHangableRedis(t)
-	p := newDeafProxy(t, r.addr())
-	rdb, err := NewRedisClient("redis://" + p.ln.Addr().String() + "/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	direct := redis.NewClient(&redis.Options{Addr: r.addr()})
-	t.Cleanup(func() { direct.Close() })
-	bus := NewRedisBus(rdb, "bound-"+uuid.NewString()[:8], nil, nil)
-	t.Cleanup(func() { bus.Close() })
+	r, p, direct, bus := busBehindDeafProxy(t, "bound-"+uuid.NewString()[:8])
 	ctx := context.Background()
 	sid := uuid.NewString()
 	body := []byte(`"text":"once","ts":"2026-12-03T08:00:00Z"}`)

@@ -43,18 +43,8 @@ func (r *hangableRedis) restart(t *testing.T) {
 // from before the restart, missed its event and published it again: seq 6, the
 // viewers got it twice.)
 func TestPublishRetryAfterRedisRestartFindsItsEvent(t *testing.T) {
-	r := startHangableRedis(t)
-	p := newDeafProxy(t, r.addr())
-	rdb, err := NewRedisClient("redis://" + p.ln.Addr().String() + "/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	direct := redis.NewClient(&redis.Options{Addr: r.addr()})
-	t.Cleanup(func() { direct.Close() })
 	prefix := "restart-" + uuid.NewString()[:8]
-	bus := NewRedisBus(rdb, prefix, nil, nil)
-	t.Cleanup(func() { bus.Close() })
+	r, p, direct, bus := busBehindDeafProxy(t, prefix)
 	other := NewRedisBus(direct, prefix, nil, nil) // another node
 	t.Cleanup(func() { other.Close() })
 	ctx := context.Background()
