@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v3"
 )
 
 // A viewer's liveness from its receiver reports. ICE cannot tell that the relay's
@@ -14,18 +15,24 @@ import (
 // viewer, and wrote to it, until the viewer's own ICE gave up and it fell silent
 // (~32 s with pion's defaults). A viewer's receiver reports name the newest sequence
 // number it received on each of the relay's SSRCs; when none of its tracks has
-// advanced for ViewerReportTimeout while a packet written that long ago is still not
-// reported, on reachTicks report-loop ticks in a row (a stall of the relay itself is
+// advanced for ViewerReportTimeout while a packet written that long ago (on audio,
+// audioReportFactor times that) is still not reported, on reachTicks report-loop ticks in a row (a stall of the relay itself is
 // not held against the viewer: its reports wait in the socket meanwhile), the relay
 // closes it. A viewer that never sent a report about a track (a client without
 // receiver reports) is left to ICE.
 
-// defaultViewerReportTimeout: libwebrtc reports video every ~1 s and audio every 2.5 to
-// 7.5 s, pion every second; several seconds of margin over the slowest.
+// defaultViewerReportTimeout: libwebrtc reports video every ~1 s, pion every second;
+// several seconds of margin over that (audio waits longer: audioReportFactor).
 const defaultViewerReportTimeout = 10 * time.Second
 
 // reachTicks is how many report-loop ticks in a row must find a viewer overdue.
 const reachTicks = 3
+
+// audioReportFactor: an audio track waits this many timeouts. libwebrtc reports on
+// audio alone only every 2.5 to 7.5 s, so a viewer that receives only audio (an
+// audio-only stream, or its video muted by the host or a moderator) can go 15 s
+// without a report after one report lost on the way; video reports come every second.
+const audioReportFactor = 3
 
 // reach is what a viewer reported receiving on one track. Sequence numbers are
 // compared by their distance back from the newest one written (lastOut): a report
@@ -121,7 +128,14 @@ func (v *viewer) checkReach(now time.Time) {
 	}
 	over := false
 	for _, t := range v.tracks {
-		if t != nil && t.overdue(now, d) {
+		if t == nil {
+			continue
+		}
+		td := d
+		if t.kind == webrtc.RTPCodecTypeAudio {
+			td = audioReportFactor * d
+		}
+		if t.overdue(now, td) {
 			over = true // every track's wait is updated, so no break
 		}
 	}

@@ -66,3 +66,54 @@ func TestReachFirstReportOfNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestAudioOnlyViewerWaitsLonger: a viewer that receives only audio (here its video
+// muted) is judged on its audio reports, which a browser sends only every 2.5 to 7.5 s,
+// so one report lost on the way leaves 15 s without one against the 10 s timeout. Its
+// audio track waits audioReportFactor timeouts: with its reports cut for longer than
+// the timeout and its ticks (which closed it before) it stays and receives; with them
+// cut for good it is closed, after audioReportFactor timeouts.
+func TestAudioOnlyViewerWaitsLonger(t *testing.T) {
+	const timeout = 2 * time.Second
+	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
+	startPublisher(t, r, "audio")
+	cn, a := newCutAPI(t)
+	cv, rid := startViewerWith(t, a, r, "audio")
+	receiving(t, cv, 5, "the viewer")
+	v := serverViewer(t, r, "audio", rid)
+	waitFor(t, slow(5*time.Second), "the viewer's first receiver report", func() bool {
+		return v.progressAt.Load() != 0
+	})
+	yes, no := true, false
+	r.SetMute("audio", &no, &yes)
+	time.Sleep(2 * reportInterval) // its reports of the last video are in
+
+	cutReports := func() time.Time {
+		cn.rtcpOut.Store(true)
+		return time.Now()
+	}
+	cut := cutReports()
+	// The video timeout, its ticks and some: long enough that it was closed before.
+	time.Sleep(timeout + (reachTicks+2)*reportInterval)
+	if v.closed.Load() || r.Viewers("audio") != 1 {
+		t.Fatalf("closed within %v of its reports' cut with only audio flowing: the audio timeout is %v", time.Since(cut).Round(100*time.Millisecond), audioReportFactor*timeout)
+	}
+	cn.rtcpOut.Store(false)
+	waitFor(t, slow(5*time.Second), "its reports again", func() bool {
+		return v.progressAt.Load() > cut.UnixNano()
+	})
+	before := cv.Stats().Audio.Packets
+	waitFor(t, slow(5*time.Second), "audio after the cut", func() bool {
+		return cv.Stats().Audio.Packets >= before+20
+	})
+
+	// Cut for good: closed, not before the audio timeout.
+	cut = cutReports()
+	bound := audioReportFactor*timeout + (reachTicks+3)*reportInterval
+	waitFor(t, bound+slow(2*time.Second), "the relay closing the viewer without reports", func() bool {
+		return r.Viewers("audio") == 0
+	})
+	if took := time.Since(cut); took < audioReportFactor*timeout {
+		t.Fatalf("closed %v after its reports' cut, before the audio timeout %v", took, audioReportFactor*timeout)
+	}
+}

@@ -82,7 +82,8 @@ type Options struct {
 	DisconnectedTimeout time.Duration
 	FailedTimeout       time.Duration
 	// ViewerReportTimeout: a viewer that has sent receiver reports and whose reports
-	// show none of the packets written to it over this long ago received (its path
+	// show none of the packets written to it over this long ago received (audio: three
+	// times as long, as browsers report on audio less often) (its path
 	// from the relay gone while its own packets still arrive, which ICE does not
 	// notice) is closed ~2 s later (liveness.go; default 10 s, negative: never).
 	// Ignored in Baseline.

@@ -18,6 +18,7 @@ import (
 type cutNet struct {
 	*stdnet.Net
 	in, out atomic.Bool
+	rtcpOut atomic.Bool // drop only the RTCP its peers send (their receiver reports)
 }
 
 // newCutAPI is a pion API whose peers' sockets are a new cutNet's.
@@ -66,10 +67,16 @@ func (c *cutConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *cutConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if c.net.out.Load() {
+	if c.net.out.Load() || c.net.rtcpOut.Load() && isRTCP(p) {
 		return len(p), nil
 	}
 	return c.UDPConn.WriteTo(p, addr)
+}
+
+// isRTCP tells an (S)RTCP packet from the others on a muxed socket (RFC 5761: RTP
+// version 2, the packet type 192 to 223; the header is in clear in SRTCP).
+func isRTCP(p []byte) bool {
+	return len(p) >= 2 && p[0]>>6 == 2 && p[1] >= 192 && p[1] <= 223
 }
 
 // TestViewerClosePathsFreeEverything: whichever way a viewer's session ends (DELETE,
