@@ -115,3 +115,86 @@ func TestBoltGarbageHoldStaysHeldUntilRestored(t *testing.T) {
 	check("after another open", 0, 5)
 	checkHoldIndexMatchesFile(t, f.st, "after the restore")
 }
+
+// TestBoltRestoredHoldOverTheLimitExpires: while a hold record cannot be read (nor its
+// buyer), its buyer's units are not counted and she can hold the sale's limit again.
+// Restoring the record must not give her both: the open that finds it again expires it
+// (its units go back with the next sweep, it stays listed as expired, a checkout of it
+// is hold_expired), since with it she would hold more than the limit. A restored hold
+// within the limit is put back as it was (TestBoltGarbageHoldStaysHeldUntilRestored).
+func TestBoltRestoredHoldOverTheLimitExpires(t *testing.T) {
+	f := newHoldFixture(t)
+	_, _, s2 := f.secondSale(time.Hour) // quantity 5, limit 3
+	hold := func(user string, q int) (string, error) {
+		id := newID()
+		_, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: id, UserID: user, SaleID: s2.ID, Quantity: q, ExpiresAt: f.now.Add(30 * time.Minute)}, f.now)
+		return id, err
+	}
+	reopen := func() {
+		t.Helper()
+		if err := f.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := OpenBoltLog(f.path, slog.New(&logRecords{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.st = st
+		t.Cleanup(func() { st.Close() })
+	}
+	first, err := hold("alice", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orig []byte
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHolds)
+		orig = append([]byte(nil), b.Get([]byte(first))...)
+		return b.Put([]byte(first), []byte("not json {"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	second, err := hold("alice", 3) // her first 2 are in no one's count
+	if err != nil {
+		t.Fatalf("alice holds 3 while her first hold cannot be read: %v", err)
+	}
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHolds).Put([]byte(first), orig)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	hs, err := f.st.ListHolds(f.ctx, "alice", f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{}
+	for _, h := range hs {
+		live[h.ID] = !h.Expired
+	}
+	if len(hs) != 2 || live[first] || !live[second] {
+		t.Fatalf("alice's cart after the restore: %+v; want the restored hold %s expired and %s live (5 units live of a limit of 3)", hs, first, second)
+	}
+	if _, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: newID(), UserID: "alice", HoldIDs: []string{first}, IdempotencyKey: "k", Fingerprint: "f"}, f.now); !errors.Is(err, ErrHoldExpired) {
+		t.Fatalf("checkout of the restored hold: %v, want ErrHoldExpired", err)
+	}
+	if _, _, err := f.st.ReleaseExpiredHolds(f.ctx, f.now, 100); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.st.GetSale(f.ctx, s2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Held != 3 || s.Remaining != 2 || s.Remaining+s.Held+s.Sold+s.Returned != s.Quantity {
+		t.Fatalf("sale after the sweep: remaining %d held %d sold %d returned %d of %d; want held 3 (alice's second), remaining 2",
+			s.Remaining, s.Held, s.Sold, s.Returned, s.Quantity)
+	}
+	if _, err := hold("alice", 1); !errors.Is(err, ErrLimitExceeded) {
+		t.Fatalf("alice holds a 4th unit: %v, want ErrLimitExceeded", err)
+	}
+	if _, err := hold("bob", 2); err != nil {
+		t.Fatalf("bob holds the 2 units that came back: %v", err)
+	}
+	checkHoldIndexMatchesFile(t, f.st, "after the restore")
+}

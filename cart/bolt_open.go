@@ -130,7 +130,7 @@ func (s *BoltStore) load(tx *bolt.Tx, path string, log *slog.Logger) (err error)
 	if err := repairHoldExpiry(tx, log, holds); err != nil {
 		return fmt.Errorf("embedded store %s: repairing: %w", path, err)
 	}
-	if err := restoreHoldExpiry(tx, log, holds.noExpiry); err != nil {
+	if err := restoreHoldExpiry(tx, log, holds); err != nil {
 		return fmt.Errorf("embedded store %s: repairing: %w", path, err)
 	}
 	s.setHoldIndex(holds)
@@ -457,8 +457,16 @@ func userOfKey(k []byte) (string, bool) {
 // product could not be read) once the sweep can release it again (the records it reads
 // were restored), logging each at error level. A file no open repaired has none such:
 // a hold's entry goes only when it is released (Released) or its record is deleted.
-func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, holds []boltHold) error {
-	for _, h := range holds {
+//
+// A restored hold of a live sale that puts its buyer over the sale's per-user limit
+// (while its record could not be read, nor its buyer, the buyer was counted without it and
+// could hold or buy the limit again) is put back expired (overLimitExpiry): its units go
+// back with the next sweep, it stays listed as expired and cannot be checked out, so
+// that the buyer never gets more than the limit. ix is what rebuildHoldIndex read: its units
+// count the restored holds.
+func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, ix holdIndex) error {
+	expired := map[saleUser]int{} // units of restored holds expired here, by sale and buyer
+	for _, h := range ix.noExpiry {
 		var sale Sale
 		var p Product
 		switch {
@@ -469,11 +477,33 @@ func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, holds []boltHold) error {
 		case h.SaleID == "" && getJSON(tx.Bucket(bucketProducts), h.ProductID, &p) != nil:
 			continue
 		}
-		log.Error("embedded store: put back a hold's expiry entry (an earlier start took it out, its records can be read again): the hold sweep releases it again",
-			"hold", h.ID)
+		k := saleUser{h.SaleID, h.User}
+		if units, counted := ix.units[h.SaleID]; counted && sale.Status != SaleEnded && units[h.User]-expired[k] > sale.PerUserLimit {
+			h.ExpiresAt = overLimitExpiry(h, sale)
+			expired[k] += h.Quantity
+			log.Error("embedded store: put back a hold whose record can be read again, expired: with it its buyer would hold more than the sale's per-user limit (the buyer held or bought more while it could not be read); the hold sweep returns its units",
+				"hold", h.ID, "sale", h.SaleID, "buyer", h.User, "units", units[h.User]-expired[k]+h.Quantity, "limit", sale.PerUserLimit)
+			if err := putJSON(tx.Bucket(bucketHolds), h.ID, &h); err != nil {
+				return err
+			}
+		} else {
+			log.Error("embedded store: put back a hold's expiry entry (an earlier start took it out, its records can be read again): the hold sweep releases it again",
+				"hold", h.ID)
+		}
 		if err := tx.Bucket(bucketHoldExpiry).Put(timeKey(h.ExpiresAt, h.ID), nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// overLimitExpiry is the expiry a restored hold over its buyer's limit is put back with
+// (restoreHoldExpiry): a time already past, so that the sweep releases it and a
+// checkout finds it expired: when its sale started (the hold was made later), or its
+// own expiry if that is earlier.
+func overLimitExpiry(h boltHold, sale Sale) time.Time {
+	if h.ExpiresAt.Before(sale.StartsAt) {
+		return h.ExpiresAt
+	}
+	return sale.StartsAt
 }
