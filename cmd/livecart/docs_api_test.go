@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pion/webrtc/v3"
 
 	"github.com/livecart/livecart/stream/rtctest"
 	"github.com/livecart/livecart/web/auth"
@@ -149,29 +149,14 @@ func docOffer(t *testing.T, publisher bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pc *webrtc.PeerConnection
-	if publisher {
-		p, err := rtctest.NewPublisher(api, rtctest.PublisherOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc = p.PC
-	} else {
-		v, err := rtctest.NewViewer(api, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc = v.PC
-	}
-	t.Cleanup(func() { pc.Close() })
-	offer, err := pc.CreateOffer(nil)
+	pc, err := rtctest.NewPeer(api, publisher)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
+	t.Cleanup(func() { pc.Close() })
+	offer, err := rtctest.Offer(context.Background(), pc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	<-gathered
-	return pc.LocalDescription().SDP
+	return offer
 }

@@ -88,23 +88,50 @@ func NewAPIWithOptions(o APIOptions) (*webrtc.API, error) {
 // Signal sends an offer to the server and returns its answer.
 type Signal func(ctx context.Context, offer string) (answer string, err error)
 
-// Connect runs offer/answer on pc with all candidates gathered first (no trickle): the
-// offer goes to signal, its answer becomes pc's remote description.
-func Connect(ctx context.Context, pc *webrtc.PeerConnection, signal Signal) error {
+// NewPeer returns a new publisher's peer (NewPublisher's: audio and video to send) or a
+// viewer's (NewViewer's), for a test that needs only its offer (Offer).
+func NewPeer(api *webrtc.API, publisher bool) (*webrtc.PeerConnection, error) {
+	if publisher {
+		p, err := NewPublisher(api, PublisherOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return p.PC, nil
+	}
+	v, err := NewViewer(api, false)
+	if err != nil {
+		return nil, err
+	}
+	return v.PC, nil
+}
+
+// Offer makes pc's offer, sets it as pc's local description and returns it once every
+// candidate is gathered (a complete offer: no trickle needed).
+func Offer(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
-		return err
+		return "", err
 	}
 	select {
 	case <-gathered:
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", ctx.Err()
 	}
-	answer, err := signal(ctx, pc.LocalDescription().SDP)
+	return pc.LocalDescription().SDP, nil
+}
+
+// Connect runs offer/answer on pc with all candidates gathered first (no trickle): the
+// offer goes to signal, its answer becomes pc's remote description.
+func Connect(ctx context.Context, pc *webrtc.PeerConnection, signal Signal) error {
+	offer, err := Offer(ctx, pc)
+	if err != nil {
+		return err
+	}
+	answer, err := signal(ctx, offer)
 	if err != nil {
 		return err
 	}
