@@ -2,7 +2,6 @@ package cart
 
 import (
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +21,7 @@ func TestBoltGarbageHoldStaysHeldUntilRestored(t *testing.T) {
 	f := newHoldFixture(t)
 	_, p2, s2 := f.secondSale(time.Hour) // quantity 5, limit 3
 	stockBefore := p2.Stock              // what the product had before the sale
-	hold := func(user string, q int) (string, error) {
-		id := newID()
-		_, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: id, UserID: user, SaleID: s2.ID, Quantity: q, ExpiresAt: f.now.Add(30 * time.Minute)}, f.now)
-		return id, err
-	}
+	hold := func(user string, q int) (string, error) { return f.holdIn(s2.ID, user, q) }
 	alice, err := hold("alice", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -34,28 +29,8 @@ func TestBoltGarbageHoldStaysHeldUntilRestored(t *testing.T) {
 	if _, err := hold("bob", 1); err != nil {
 		t.Fatal(err)
 	}
-	var orig []byte
-	if err := f.st.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHolds)
-		orig = append([]byte(nil), b.Get([]byte(alice))...)
-		return b.Put([]byte(alice), []byte("not json {"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	reopen := func() *logRecords {
-		t.Helper()
-		logs := &logRecords{}
-		if err := f.st.Close(); err != nil {
-			t.Fatal(err)
-		}
-		st, err := OpenBoltLog(f.path, slog.New(logs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.st = st
-		t.Cleanup(func() { st.Close() })
-		return logs
-	}
+	orig := f.garble(alice)
+	reopen := func() *logRecords { return f.reopenLogged(defaultTuning) }
 	// check: the sale's units add up, and with the product's stock to what it had.
 	check := func(when string, held, returned int) {
 		t.Helper()
@@ -98,11 +73,7 @@ func TestBoltGarbageHoldStaysHeldUntilRestored(t *testing.T) {
 	check("after the sale's end and the sweep", 2, 3)
 	checkHoldIndexMatchesFile(t, f.st, "with the garbage hold")
 
-	if err := f.st.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHolds).Put([]byte(alice), orig)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	f.restore(alice, orig)
 	reopen()
 	if n, _, err := f.st.ReleaseExpiredHolds(f.ctx, later, 100); err != nil || n != 1 {
 		t.Fatalf("sweep after the restore: %d released, %v; want alice's", n, err)
@@ -125,46 +96,19 @@ func TestBoltGarbageHoldStaysHeldUntilRestored(t *testing.T) {
 func TestBoltRestoredHoldOverTheLimitExpires(t *testing.T) {
 	f := newHoldFixture(t)
 	_, _, s2 := f.secondSale(time.Hour) // quantity 5, limit 3
-	hold := func(user string, q int) (string, error) {
-		id := newID()
-		_, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: id, UserID: user, SaleID: s2.ID, Quantity: q, ExpiresAt: f.now.Add(30 * time.Minute)}, f.now)
-		return id, err
-	}
-	reopen := func() {
-		t.Helper()
-		if err := f.st.Close(); err != nil {
-			t.Fatal(err)
-		}
-		st, err := OpenBoltLog(f.path, slog.New(&logRecords{}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.st = st
-		t.Cleanup(func() { st.Close() })
-	}
+	hold := func(user string, q int) (string, error) { return f.holdIn(s2.ID, user, q) }
 	first, err := hold("alice", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var orig []byte
-	if err := f.st.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHolds)
-		orig = append([]byte(nil), b.Get([]byte(first))...)
-		return b.Put([]byte(first), []byte("not json {"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	reopen()
+	orig := f.garble(first)
+	f.reopenLogged(defaultTuning)
 	second, err := hold("alice", 3) // her first 2 are in no one's count
 	if err != nil {
 		t.Fatalf("alice holds 3 while her first hold cannot be read: %v", err)
 	}
-	if err := f.st.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHolds).Put([]byte(first), orig)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	reopen()
+	f.restore(first, orig)
+	f.reopenLogged(defaultTuning)
 	hs, err := f.st.ListHolds(f.ctx, "alice", f.now)
 	if err != nil {
 		t.Fatal(err)
@@ -197,4 +141,35 @@ func TestBoltRestoredHoldOverTheLimitExpires(t *testing.T) {
 		t.Fatalf("bob holds the 2 units that came back: %v", err)
 	}
 	checkHoldIndexMatchesFile(t, f.st, "after the restore")
+}
+
+// holdIn holds q units of sale for user, for 30 minutes.
+func (f *holdFixture) holdIn(sale, user string, q int) (string, error) {
+	id := newID()
+	_, _, err := f.st.HoldUnits(f.ctx, HoldRequest{ID: id, UserID: user, SaleID: sale, Quantity: q, ExpiresAt: f.now.Add(30 * time.Minute)}, f.now)
+	return id, err
+}
+
+// garble overwrites the hold's record with bytes nothing can read and returns the record.
+func (f *holdFixture) garble(hold string) []byte {
+	f.t.Helper()
+	var orig []byte
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHolds)
+		orig = append([]byte(nil), b.Get([]byte(hold))...)
+		return b.Put([]byte(hold), []byte("not json {"))
+	}); err != nil {
+		f.t.Fatal(err)
+	}
+	return orig
+}
+
+// restore puts the hold's record back (from a backup).
+func (f *holdFixture) restore(hold string, rec []byte) {
+	f.t.Helper()
+	if err := f.st.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHolds).Put([]byte(hold), rec)
+	}); err != nil {
+		f.t.Fatal(err)
+	}
 }
