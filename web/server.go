@@ -434,10 +434,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 }
 
 // cors answers preflights and sets the CORS headers for allowed origins. WHIP/WHEP
-// OPTIONS go to their handlers, which add the ICE server Link headers.
+// OPTIONS go to their handlers, which add the ICE server Link headers. A preflight from
+// an origin not allowed is answered 403 forbidden, naming the setting (the mux would
+// answer it 405, as if the path took no preflight).
 func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
+		if origin != "" && !s.originAllowed(origin) && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			s.fail(w, r, errForbidden("origin "+origin+" is not allowed: http.cors_origins does not list it"))
+			return
+		}
 		if origin != "" && s.originAllowed(origin) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)

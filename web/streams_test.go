@@ -365,4 +365,22 @@ func TestCORSConfiguredOrigins(t *testing.T) {
 			t.Errorf("%s from another origin: got CORS headers %v", m, resp.Header)
 		}
 	}
+	// A preflight from another origin is refused as such (not 405, as if the path took
+	// no preflight), on the API and on WHIP/WHEP alike.
+	st := e.createStream("alice")
+	for _, path := range []string{"/api/checkout", "/whip/" + st.ID, "/whep/" + st.ID} {
+		req, _ := http.NewRequest("OPTIONS", e.srv.URL+path, nil)
+		req.Header.Set("Origin", "https://evil.example")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		e.expect(resp, raw, http.StatusForbidden, "forbidden", nil)
+		if !strings.Contains(string(raw), "cors_origins") {
+			t.Errorf("preflight of %s from another origin: got %s, want a message naming http.cors_origins", path, raw)
+		}
+	}
 }
