@@ -407,12 +407,17 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		token := ""
 		if h := r.Header.Get("Authorization"); h != "" {
 			// The scheme is case-insensitive (RFC 9110 §11.1).
-			scheme, t, ok := strings.Cut(h, " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") {
+			scheme, t, _ := strings.Cut(h, " ")
+			token = strings.TrimSpace(t)
+			switch {
+			case !strings.EqualFold(scheme, "Bearer"):
 				s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "Authorization must be Bearer"))
 				return
+			case token == "":
+				// "Bearer $TOKEN" with $TOKEN unset: say so, not that the scheme is wrong.
+				s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "the Bearer token is empty"))
+				return
 			}
-			token = strings.TrimSpace(t)
 		} else if strings.HasPrefix(r.URL.Path, "/ws/") {
 			token = r.URL.Query().Get("token")
 		}

@@ -308,12 +308,16 @@ func TestAuthorizationScheme(t *testing.T) {
 	for _, tc := range []struct {
 		header string
 		status int
+		msg    string // in the error's message
 	}{
-		{"Bearer " + tok, http.StatusCreated},
-		{"bearer " + tok, http.StatusCreated},
-		{"BEARER  " + tok, http.StatusCreated},
-		{"Basic YWxpY2U6eA==", http.StatusUnauthorized},
-		{"Bearer not-a-jwt", http.StatusUnauthorized},
+		{"Bearer " + tok, http.StatusCreated, ""},
+		{"bearer " + tok, http.StatusCreated, ""},
+		{"BEARER  " + tok, http.StatusCreated, ""},
+		{"Basic YWxpY2U6eA==", http.StatusUnauthorized, "must be Bearer"},
+		{"Bearer not-a-jwt", http.StatusUnauthorized, "invalid token"},
+		// "Bearer $TOKEN" with TOKEN unset (the header's trailing space is not sent).
+		{"Bearer", http.StatusUnauthorized, "token is empty"},
+		{"Bearer   ", http.StatusUnauthorized, "token is empty"},
 	} {
 		req, _ := http.NewRequest("POST", e.srv.URL+"/api/streams", strings.NewReader(`{"title":"x"}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -324,8 +328,8 @@ func TestAuthorizationScheme(t *testing.T) {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != tc.status {
-			t.Errorf("Authorization %.12q…: got %d %s, want %d", tc.header, resp.StatusCode, raw, tc.status)
+		if resp.StatusCode != tc.status || !strings.Contains(string(raw), tc.msg) {
+			t.Errorf("Authorization %.12q…: got %d %s, want %d with %q", tc.header, resp.StatusCode, raw, tc.status, tc.msg)
 		}
 	}
 }
