@@ -35,6 +35,7 @@ type wsConfig struct {
 	dialConc   int
 	timeout    time.Duration
 	reader     string // "epoll" or "gorilla"
+	sockTime   bool   // -reader epoll: also time arrivals by the kernel's receive stamp
 }
 
 // runWS connects N viewers to one stream and publishes `announce` events open loop
@@ -54,6 +55,7 @@ func runWS(args []string) error {
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.StringVar(&c.reader, "reader", defaultReader, "how viewers are read: epoll (raw sockets, one epoll loop per core; Linux) or gorilla (a goroutine per viewer)")
+	fs.BoolVar(&c.sockTime, "sock-time", true, "-reader epoll: also report latencies to the frame's arrival at the viewer's socket (the kernel's receive stamp, SO_TIMESTAMPNS), which leave out the load generator's own delay in reading it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,8 +100,14 @@ func newWSRun(c wsConfig) *wsRun {
 	r.events = int(c.rate * c.duration.Seconds())
 	n := max(runtime.GOMAXPROCS(0), 1)
 	for range n {
-		r.tallies = append(r.tallies, &tally{lastViewer: make([]int64, r.events), received: make([]int32, r.events),
-			lat: make([]uint32, 0, c.viewers*r.events/n+c.viewers)})
+		t := &tally{lastViewer: make([]int64, r.events), received: make([]int32, r.events),
+			lat: make([]uint32, 0, c.viewers*r.events/n+c.viewers)}
+		if c.sockTime && c.reader == "epoll" {
+			t.sockLastViewer = make([]int64, r.events)
+			t.sockLat = make([]uint32, 0, cap(t.lat))
+			t.readDelay = make([]uint32, 0, cap(t.lat))
+		}
+		r.tallies = append(r.tallies, t)
 	}
 	return r
 }
@@ -114,19 +122,41 @@ type tally struct {
 	lastViewer []int64      // per announce k: latest delivery latency (ns)
 	received   []int32      // per announce k: viewers that got it
 	lastDone   atomic.Int32 // received of the last announce, for waitDelivered meanwhile
+	// The same by the socket's receive stamp (-sock-time), and per delivery how long
+	// after it the reader had the frame (µs); deliveries without a stamp are left out.
+	sockLat        []uint32
+	sockLastViewer []int64
+	readDelay      []uint32
 }
 
-// announce counts the delivery of announce event k with latency lat (ns).
-func (t *tally) announce(k, lat int64) {
+// announce counts the delivery of announce event k sent at sentAt (unix ns) that
+// came at at.
+func (t *tally) announce(k, sentAt int64, at arrival) {
+	lat := at.app - sentAt
 	t.lat = append(t.lat, uint32(lat/1000))
-	if k >= 0 && k < int64(len(t.received)) {
+	known := k >= 0 && k < int64(len(t.received))
+	if known {
 		t.received[k]++
 		t.lastViewer[k] = max(t.lastViewer[k], lat)
 		if int(k) == len(t.received)-1 {
 			t.lastDone.Store(t.received[k])
 		}
 	}
+	if at.sock == 0 || t.sockLastViewer == nil {
+		return
+	}
+	sockLat := at.sock - sentAt
+	t.sockLat = append(t.sockLat, uint32(sockLat/1000))
+	t.readDelay = append(t.readDelay, uint32((at.app-at.sock)/1000))
+	if known {
+		t.sockLastViewer[k] = max(t.sockLastViewer[k], sockLat)
+	}
 }
+
+// arrival is when a frame came: app when the read that returned it did, sock when
+// its bytes had reached the viewer's socket by the kernel's receive stamp (unix ns;
+// sock 0: not known).
+type arrival struct{ app, sock int64 }
 
 // received is how many viewers have announce event k (once reading has stopped).
 func (r *wsRun) received(k int) int {
@@ -138,11 +168,15 @@ func (r *wsRun) received(k int) int {
 }
 
 // lastViewer is the latency of announce event k at the last viewer that got it (ns;
-// once reading has stopped).
-func (r *wsRun) lastViewer(k int) int64 {
+// once reading has stopped); sock: by the socket's receive stamps.
+func (r *wsRun) lastViewer(k int, sock bool) int64 {
 	var m int64
 	for _, t := range r.tallies {
-		m = max(m, t.lastViewer[k])
+		if sock {
+			m = max(m, t.sockLastViewer[k])
+		} else {
+			m = max(m, t.lastViewer[k])
+		}
 	}
 	return m
 }
@@ -188,7 +222,10 @@ type wsViewer struct {
 	dups     int64
 	conn     *websocket.Conn // -reader gorilla
 	unpinLat []uint32        // unpin latencies, µs
-	closed   error
+	// unpin latencies to the socket's receive stamp, µs, per round as unpinLat
+	// (-sock-time; 0: the frame had no stamp)
+	unpinSockLat []uint32
+	closed       error
 }
 
 func (r *wsRun) run(ctx context.Context) error {
@@ -279,7 +316,7 @@ func (r *wsRun) dial(ctx context.Context, u string) (*wsViewer, error) {
 		Seq  int64
 	}
 	if r.cfg.reader == "epoll" {
-		c, err := dialRaw(u, 20*time.Second)
+		c, err := dialRaw(u, 20*time.Second, r.cfg.sockTime)
 		if err != nil {
 			return nil, err
 		}
@@ -327,8 +364,8 @@ func (r *wsRun) startReading(viewers []*wsViewer) (stop func(), err error) {
 		r.tallies[0].mu = new(sync.Mutex)
 	}
 	if r.cfg.reader == "epoll" {
-		e, err := startEpollReaders(viewers, len(r.tallies), func(loop int, v *wsViewer, frame []byte, now int64) {
-			r.record(r.tallies[loop], v, frame, now)
+		e, err := startEpollReaders(viewers, len(r.tallies), func(loop int, v *wsViewer, frame []byte, at arrival) {
+			r.record(r.tallies[loop], v, frame, at)
 		})
 		if err != nil {
 			return nil, err
@@ -369,13 +406,13 @@ func (r *wsRun) read(v *wsViewer) {
 			v.closed = err
 			return
 		}
-		r.record(r.tallies[0], v, buf.Bytes(), time.Now().UnixNano())
+		r.record(r.tallies[0], v, buf.Bytes(), arrival{app: time.Now().UnixNano()})
 	}
 }
 
-// record checks one text frame a viewer got at now (unix ns): seq gaps and
-// duplicates, and the latency of announce and unpin events; t is the reader's tally.
-func (r *wsRun) record(t *tally, v *wsViewer, b []byte, now int64) {
+// record checks one text frame a viewer got at at: seq gaps and duplicates, and the
+// latency of announce and unpin events; t is the reader's tally.
+func (r *wsRun) record(t *tally, v *wsViewer, b []byte, at arrival) {
 	ev := parseEvent(b)
 	if ev.seq > 0 {
 		switch {
@@ -392,14 +429,21 @@ func (r *wsRun) record(t *tally, v *wsViewer, b []byte, now int64) {
 	case evAnnounce:
 		if t.mu != nil {
 			t.mu.Lock()
-			t.announce(ev.k, now-ev.sentAt)
+			t.announce(ev.k, ev.sentAt, at)
 			t.mu.Unlock()
 		} else {
-			t.announce(ev.k, now-ev.sentAt)
+			t.announce(ev.k, ev.sentAt, at)
 		}
 	case evUnpin:
-		if at := r.unpinAt.Load(); at > 0 {
-			v.unpinLat = append(v.unpinLat, uint32((now-at)/1000))
+		if sent := r.unpinAt.Load(); sent > 0 {
+			v.unpinLat = append(v.unpinLat, uint32((at.app-sent)/1000))
+			if t.sockLastViewer != nil { // stamping: one entry per round, as unpinLat
+				var lat uint32
+				if at.sock != 0 {
+					lat = uint32((at.sock - sent) / 1000)
+				}
+				v.unpinSockLat = append(v.unpinSockLat, lat)
+			}
 		}
 	}
 }
@@ -567,19 +611,10 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 	var last []uint32
 	missing := 0
 	for k := range sent {
-		last = append(last, uint32(r.lastViewer(k)/1000))
+		last = append(last, uint32(r.lastViewer(k, false)/1000))
 		missing += len(viewers) - r.received(k)
 	}
-	var unpinLast []uint32 // per round: the last viewer's latency
-	for i := range r.cfg.unpins {
-		var m uint32
-		for _, v := range viewers {
-			if i < len(v.unpinLat) {
-				m = max(m, v.unpinLat[i])
-			}
-		}
-		unpinLast = append(unpinLast, m)
-	}
+	unpinLast := r.unpinLast(viewers, func(v *wsViewer) []uint32 { return v.unpinLat })
 	deliveries := len(lat)
 	fmt.Printf("ws: %d viewers connected in %v; %d announce events at %.0f/s for %v\n", len(viewers), connect.Round(time.Millisecond), sent, r.cfg.rate, r.cfg.duration)
 	fmt.Printf("  deliveries %d (expected %d, missing %d), gaps %d, duplicates %d, viewers dropped %d\n", deliveries, sent*len(viewers), missing, gaps, dups, closed)
@@ -599,6 +634,53 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 		}
 		fmt.Printf("  server RSS %d MiB → %d MiB = %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(len(viewers), 1)))
 	}
+	if r.tallies[0].sockLastViewer != nil {
+		r.reportSocket(viewers, sent)
+	}
+}
+
+// reportSocket prints the latencies again, to each frame's arrival at the viewer's
+// socket (the kernel's receive stamp) instead of the reader's read of it, and how
+// long the reader took to get there: lines after all the others, so that the
+// fields of those keep their places.
+func (r *wsRun) reportSocket(viewers []*wsViewer, sent int) {
+	var lat, delay, unpin, last []uint32
+	for _, t := range r.tallies {
+		lat = append(lat, t.sockLat...)
+		delay = append(delay, t.readDelay...)
+	}
+	for _, v := range viewers {
+		for _, us := range v.unpinSockLat {
+			if us > 0 {
+				unpin = append(unpin, us)
+			}
+		}
+	}
+	for k := range sent {
+		last = append(last, uint32(r.lastViewer(k, true)/1000))
+	}
+	unpinLast := r.unpinLast(viewers, func(v *wsViewer) []uint32 { return v.unpinSockLat })
+	fmt.Printf("  socket arrival (kernel receive stamp), %d of the deliveries stamped:\n", len(lat))
+	fmt.Printf("  socket publish→arrival: %s\n", pct(lat))
+	fmt.Printf("  socket arrival→read (the load generator's delay): %s\n", pct(delay))
+	fmt.Printf("  socket last-viewer-has-event-k: %s\n", pct(last))
+	fmt.Printf("  socket unpin→arrival (%d deliveries): %s\n", len(unpin), pct(unpin))
+	fmt.Printf("  socket unpin→last-viewer, each round: %s\n", pct(unpinLast))
+}
+
+// unpinLast is, per unpin round, the latest of the viewers' latencies (µs) for it.
+func (r *wsRun) unpinLast(viewers []*wsViewer, lats func(*wsViewer) []uint32) []uint32 {
+	var out []uint32
+	for i := range r.cfg.unpins {
+		var m uint32
+		for _, v := range viewers {
+			if l := lats(v); i < len(l) {
+				m = max(m, l[i])
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // pct renders p50/p99/max of microsecond samples.

@@ -65,10 +65,10 @@ func TestRecordCounts(t *testing.T) {
 	ann := func(seq, k int, sent int64) []byte {
 		return fmt.Appendf(nil, `{"type":"announce","seq":%d,"ts":"x","text":"t=%d;k=%d"}`, seq, sent, k)
 	}
-	r.record(r.tallies[0], v, ann(4, 0, 1000), 3000)
-	r.record(r.tallies[0], v, ann(6, 1, 1000), 5000) // seq 5 missing
-	r.record(r.tallies[len(r.tallies)-1], v, ann(6, 1, 1000), 9000)
-	r.record(r.tallies[0], v, []byte(`{"type":"pong","ts":"x"}`), 9000)
+	r.record(r.tallies[0], v, ann(4, 0, 1000), arrival{app: 3000})
+	r.record(r.tallies[0], v, ann(6, 1, 1000), arrival{app: 5000}) // seq 5 missing
+	r.record(r.tallies[len(r.tallies)-1], v, ann(6, 1, 1000), arrival{app: 9000})
+	r.record(r.tallies[0], v, []byte(`{"type":"pong","ts":"x"}`), arrival{app: 9000})
 	if v.gaps != 1 || v.dups != 1 || v.last != 6 {
 		t.Fatalf("gaps %d dups %d last %d, want 1 1 6", v.gaps, v.dups, v.last)
 	}
@@ -80,7 +80,37 @@ func TestRecordCounts(t *testing.T) {
 	if len(lat) != 3 || lat[0] != 2 || lat[1] != 4 || lat[2] != 8 {
 		t.Fatalf("latencies %v µs, want [2 4 8]", lat)
 	}
-	if r.received(0) != 1 || r.received(1) != 2 || r.lastViewer(1) != 8000 || r.lastViewer(0) != 2000 {
-		t.Fatalf("received %d, %d; last viewer of k=1 %d ns", r.received(0), r.received(1), r.lastViewer(1))
+	if r.received(0) != 1 || r.received(1) != 2 || r.lastViewer(1, false) != 8000 || r.lastViewer(0, false) != 2000 {
+		t.Fatalf("received %d, %d; last viewer of k=1 %d ns", r.received(0), r.received(1), r.lastViewer(1, false))
+	}
+}
+
+// TestRecordSocketStamps: with stamps, record keeps the latencies to the socket's
+// stamp and the reader's delay beside the read-time ones; a frame without a stamp
+// counts in the read-time figures only, and an unpin round keeps its place.
+func TestRecordSocketStamps(t *testing.T) {
+	r := newWSRun(wsConfig{rate: 10, duration: 1e9, reader: "epoll", sockTime: true, unpins: 2})
+	v := &wsViewer{last: 3}
+	ann := func(seq, k int, sent int64) []byte {
+		return fmt.Appendf(nil, `{"type":"announce","seq":%d,"ts":"x","text":"t=%d;k=%d"}`, seq, sent, k)
+	}
+	tl := r.tallies[0]
+	r.record(tl, v, ann(4, 0, 1000), arrival{app: 9000, sock: 3000})
+	r.record(tl, v, ann(5, 1, 1000), arrival{app: 6000, sock: 5000})
+	r.record(tl, v, ann(6, 1, 1000), arrival{app: 7000}) // no stamp
+	r.unpinAt.Store(10_000)
+	r.record(tl, v, []byte(`{"type":"unpin","seq":7,"ts":"x"}`), arrival{app: 20_000}) // no stamp
+	r.record(tl, v, []byte(`{"type":"unpin","seq":8,"ts":"x"}`), arrival{app: 30_000, sock: 14_000})
+	if !slices.Equal(tl.lat, []uint32{8, 5, 6}) || !slices.Equal(tl.sockLat, []uint32{2, 4}) || !slices.Equal(tl.readDelay, []uint32{6, 1}) {
+		t.Fatalf("latencies %v, to the socket %v, reader's delay %v µs; want [8 5 6], [2 4], [6 1]", tl.lat, tl.sockLat, tl.readDelay)
+	}
+	if r.lastViewer(0, true) != 2000 || r.lastViewer(1, true) != 4000 || r.lastViewer(1, false) != 6000 {
+		t.Fatalf("last viewer: k=0 socket %d, k=1 socket %d, read %d ns; want 2000 4000 6000", r.lastViewer(0, true), r.lastViewer(1, true), r.lastViewer(1, false))
+	}
+	if !slices.Equal(v.unpinLat, []uint32{10, 20}) || !slices.Equal(v.unpinSockLat, []uint32{0, 4}) {
+		t.Fatalf("unpin %v, to the socket %v µs; want [10 20], [0 4]", v.unpinLat, v.unpinSockLat)
+	}
+	if got := r.unpinLast([]*wsViewer{v, {unpinSockLat: []uint32{7}}}, func(v *wsViewer) []uint32 { return v.unpinSockLat }); !slices.Equal(got, []uint32{7, 4}) {
+		t.Fatalf("unpin to the last socket per round: got %v, want [7 4]", got)
 	}
 }

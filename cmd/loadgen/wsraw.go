@@ -35,13 +35,15 @@ const defaultReader = "epoll"
 
 // rawWS is one client connection: a blocking handshake, then non-blocking reads.
 type rawWS struct {
-	fd  int
-	buf []byte // bytes read that do not make a whole frame yet
+	fd     int
+	buf    []byte // bytes read that do not make a whole frame yet
+	stamps bool   // SO_TIMESTAMPNS is on: reads take the kernel's receive time
 }
 
 // dialRaw opens a websocket to u (ws://host:port/path) and returns it with what the
-// server sent after the handshake still in buf.
-func dialRaw(u string, timeout time.Duration) (*rawWS, error) {
+// server sent after the handshake still in buf. With stamps, the kernel stamps each
+// packet's arrival (SO_TIMESTAMPNS) and recvStamped reads it.
+func dialRaw(u string, timeout time.Duration, stamps bool) (*rawWS, error) {
 	pu, err := url.Parse(u)
 	if err != nil {
 		return nil, err
@@ -54,10 +56,16 @@ func dialRaw(u string, timeout time.Duration) (*rawWS, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &rawWS{fd: fd}
+	w := &rawWS{fd: fd, stamps: stamps}
 	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+	if stamps {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("SO_TIMESTAMPNS: %w", err)
+		}
+	}
 	sa := &syscall.SockaddrInet4{Port: addr.Port}
 	copy(sa.Addr[:], addr.IP.To4())
 	if err := connect(fd, sa); err != nil {
@@ -287,11 +295,11 @@ type epollReaders struct {
 }
 
 // startEpollReaders spreads viewers over n loops; onText gets every text frame with
-// the time its read returned and the number of the loop that read it (0..n-1), so that
+// when it came (arrival) and the number of the loop that read it (0..n-1), so that
 // a loop can keep its own tallies. A viewer's end goes in its closed field (a
 // *websocket.CloseError, or io.ErrUnexpectedEOF for a socket closed without a close
 // frame); stop waits for the loops, after which closed may be read.
-func startEpollReaders(viewers []*wsViewer, n int, onText func(loop int, v *wsViewer, frame []byte, now int64)) (*epollReaders, error) {
+func startEpollReaders(viewers []*wsViewer, n int, onText func(loop int, v *wsViewer, frame []byte, at arrival)) (*epollReaders, error) {
 	e := &epollReaders{quit: make(chan struct{}), recvs: make([]int64, n), looks: make([]int64, n), waits: make([]int64, n)}
 	for i := range n {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -315,9 +323,9 @@ func startEpollReaders(viewers []*wsViewer, n int, onText func(loop int, v *wsVi
 		}
 		// Frames the viewer had read already (after readFirst) are announced by no
 		// edge: handle them now, before the loop starts.
-		buf := make([]byte, readBufSize)
+		scratch := &readScratch{buf: make([]byte, readBufSize)}
 		for _, v := range mine {
-			if err := v.raw.buffered(func(f []byte, now int64) { onText(i, v, f, now) }); err != nil {
+			if err := v.raw.buffered(func(f []byte, at arrival) { onText(i, v, f, at) }); err != nil {
 				v.closed = err
 				syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, v.raw.fd, nil)
 				e.ended.Add(1)
@@ -327,7 +335,7 @@ func startEpollReaders(viewers []*wsViewer, n int, onText func(loop int, v *wsVi
 		go func() {
 			defer e.wg.Done()
 			defer syscall.Close(epfd)
-			e.loop(i, epfd, mine, buf, onText)
+			e.loop(i, epfd, mine, scratch, onText)
 		}()
 	}
 	return e, nil
@@ -340,7 +348,7 @@ const epollET = 1 << 31
 // readBufSize is each loop's read buffer: one recv takes all a socket has.
 const readBufSize = 256 << 10
 
-func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onText func(int, *wsViewer, []byte, int64)) {
+func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, scratch *readScratch, onText func(int, *wsViewer, []byte, arrival)) {
 	events := make([]syscall.EpollEvent, 1024)
 	var recvs, looks, waits int64
 	defer func() { e.recvs[id], e.looks[id], e.waits[id] = recvs, looks, waits }()
@@ -364,7 +372,7 @@ func (e *epollReaders) loop(id, epfd int, viewers []*wsViewer, buf []byte, onTex
 		}
 		for _, ev := range events[:max(n, 0)] {
 			v := viewers[ev.Fd]
-			if err := v.raw.readAll(&buf, &recvs, func(frame []byte, now int64) { onText(id, v, frame, now) }); err != nil {
+			if err := v.raw.readAll(scratch, &recvs, func(frame []byte, at arrival) { onText(id, v, frame, at) }); err != nil {
 				v.closed = err
 				syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, v.raw.fd, nil)
 				e.ended.Add(1)
@@ -409,19 +417,92 @@ func (w *rawWS) recv(p []byte) (int, error) {
 	}
 }
 
+// recvStamped is recv as recvmsg(2) on a socket with SO_TIMESTAMPNS: sock is the
+// kernel's receive time (unix ns) that came with the bytes, 0 if none did. For TCP it
+// is the stamp of the last packet the call read from (tcp_recvmsg keeps the stamp of
+// each packet it copies from, and a packet merged into the one before it in the
+// receive queue passes its stamp on), so for every earlier byte of the call it is
+// late, never early: a frame's socket arrival is at or before it.
+func (w *rawWS) recvStamped(p []byte, oob *[oobWords]uint64) (n int, sock int64, err error) {
+	iov := syscall.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	msg := syscall.Msghdr{Iov: &iov, Control: (*byte)(unsafe.Pointer(&oob[0]))}
+	msg.Iovlen = 1
+	for {
+		msg.SetControllen(oobWords * 8)
+		r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(w.fd), uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
+		switch errno {
+		case 0:
+			if msg.Flags&syscall.MSG_CTRUNC != 0 {
+				return int(r), 0, nil
+			}
+			b := unsafe.Slice((*byte)(unsafe.Pointer(&oob[0])), min(int(msg.Controllen), oobWords*8))
+			return int(r), sockTime(b), nil
+		case syscall.EINTR:
+			continue
+		default:
+			return 0, 0, errno
+		}
+	}
+}
+
+// oobWords is the control buffer's size in 8-byte words: room for one SCM_TIMESTAMPNS
+// (a 16-byte header and a 16-byte timespec) with some to spare.
+const oobWords = 8
+
+// sockTime returns the SCM_TIMESTAMPNS receive time (unix ns) in the control messages
+// b, 0 if there is none or b is malformed.
+func sockTime(b []byte) int64 {
+	for len(b) >= syscall.SizeofCmsghdr {
+		var h syscall.Cmsghdr
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&h)), syscall.SizeofCmsghdr), b)
+		size := int(h.Len)
+		if size < syscall.SizeofCmsghdr || size > len(b) {
+			return 0
+		}
+		data := b[cmsgAlign(syscall.SizeofCmsghdr):size]
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(syscall.Timespec{})) {
+			var ts syscall.Timespec
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts)), data)
+			return ts.Nano()
+		}
+		b = b[min(cmsgAlign(size), len(b)):]
+	}
+	return 0
+}
+
+// cmsgAlign rounds n up as the kernel aligns control messages (CMSG_ALIGN: to a long).
+func cmsgAlign(n int) int {
+	const a = int(unsafe.Sizeof(uintptr(0)))
+	return (n + a - 1) &^ (a - 1)
+}
+
+// readScratch is one epoll loop's read buffers.
+type readScratch struct {
+	buf []byte
+	oob [oobWords]uint64 // the control message of a stamped read (words: aligned)
+}
+
 // readAll reads the socket until the kernel has nothing more (the epoll set is
 // edge-triggered: the next arrival reports it again) and handles the whole frames of
-// each read; text gets each text frame with the time its read returned.
-// recvs counts the recv calls that returned data.
-func (w *rawWS) readAll(bufp *[]byte, recvs *int64, text func(frame []byte, now int64)) error {
+// each read; text gets each text frame with when its read returned and, on a stamped
+// socket, the read's receive stamp. recvs counts the recv calls that returned data.
+func (w *rawWS) readAll(s *readScratch, recvs *int64, text func(frame []byte, at arrival)) error {
 	for {
-		buf := *bufp
+		buf := s.buf
 		if len(w.buf) > len(buf)/2 {
 			buf = make([]byte, 2*len(w.buf))
-			*bufp = buf
+			s.buf = buf
 		}
 		have := copy(buf, w.buf)
-		n, err := w.recv(buf[have:])
+		var n int
+		var sock int64
+		var err error
+		if w.stamps {
+			n, sock, err = w.recvStamped(buf[have:], &s.oob)
+		} else {
+			n, err = w.recv(buf[have:])
+		}
 		if err == syscall.EAGAIN {
 			return nil
 		}
@@ -432,8 +513,8 @@ func (w *rawWS) readAll(bufp *[]byte, recvs *int64, text func(frame []byte, now 
 			return io.ErrUnexpectedEOF
 		}
 		*recvs++
-		now := time.Now().UnixNano()
-		used, err := w.frames(buf[:have+n], func(f []byte) { text(f, now) })
+		at := arrival{app: time.Now().UnixNano(), sock: sock}
+		used, err := w.frames(buf[:have+n], func(f []byte) { text(f, at) })
 		w.buf = append(w.buf[:0], buf[used:have+n]...)
 		if err != nil || have+n < len(buf) {
 			// A short read took all the socket had: what comes later is a new edge.
@@ -442,10 +523,10 @@ func (w *rawWS) readAll(bufp *[]byte, recvs *int64, text func(frame []byte, now 
 	}
 }
 
-// buffered handles the whole frames already in w.buf.
-func (w *rawWS) buffered(text func(frame []byte, now int64)) error {
-	now := time.Now().UnixNano()
-	used, err := w.frames(w.buf, func(f []byte) { text(f, now) })
+// buffered handles the whole frames already in w.buf (read without a stamp).
+func (w *rawWS) buffered(text func(frame []byte, at arrival)) error {
+	at := arrival{app: time.Now().UnixNano()}
+	used, err := w.frames(w.buf, func(f []byte) { text(f, at) })
 	w.buf = append(w.buf[:0], w.buf[used:]...)
 	return err
 }

@@ -15,13 +15,13 @@ var errNoEpoll = errors.New("-reader epoll needs Linux")
 
 type rawWS struct{}
 
-func dialRaw(string, time.Duration) (*rawWS, error) { return nil, errNoEpoll }
-func (*rawWS) readFirst() ([]byte, error)           { return nil, errNoEpoll }
-func (*rawWS) Close() error                         { return nil }
+func dialRaw(string, time.Duration, bool) (*rawWS, error) { return nil, errNoEpoll }
+func (*rawWS) readFirst() ([]byte, error)                 { return nil, errNoEpoll }
+func (*rawWS) Close() error                               { return nil }
 
 type epollReaders struct{ recvs, looks, waits []int64 }
 
-func startEpollReaders([]*wsViewer, int, func(int, *wsViewer, []byte, int64)) (*epollReaders, error) {
+func startEpollReaders([]*wsViewer, int, func(int, *wsViewer, []byte, arrival)) (*epollReaders, error) {
 	return nil, errNoEpoll
 }
 

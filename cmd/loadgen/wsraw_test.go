@@ -4,12 +4,16 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -51,7 +55,7 @@ func TestRawClientReadsEveryFrame(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	raw, err := dialRaw("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/x", 5*time.Second)
+	raw, err := dialRaw("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/x", 5*time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func TestRawClientReadsEveryFrame(t *testing.T) {
 	var mu sync.Mutex
 	var got []int
 	done := make(chan struct{})
-	e, err := startEpollReaders([]*wsViewer{v}, 1, func(_ int, _ *wsViewer, f []byte, _ int64) {
+	e, err := startEpollReaders([]*wsViewer{v}, 1, func(_ int, _ *wsViewer, f []byte, _ arrival) {
 		mu.Lock()
 		defer mu.Unlock()
 		if string(f) == "last" {
@@ -99,5 +103,195 @@ func TestRawClientReadsEveryFrame(t *testing.T) {
 	}
 	if !websocket.IsCloseError(v.closed, websocket.CloseGoingAway) {
 		t.Fatalf("end: got %v, want close 1001", v.closed)
+	}
+}
+
+// TestSockTime parses control messages as the kernel lays them out, checked against
+// the syscall package's parser: the stamp alone, after another message, and broken
+// buffers (which give 0, never a wrong time or a loop without end).
+func TestSockTime(t *testing.T) {
+	stamp := func(sec, nsec int64) []byte {
+		b := make([]byte, syscall.CmsgSpace(int(unsafe.Sizeof(syscall.Timespec{}))))
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS
+		h.SetLen(syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))))
+		ts := syscall.NsecToTimespec(sec*1e9 + nsec)
+		copy(b[syscall.CmsgLen(0):], unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts)))
+		return b
+	}
+	const sec, nsec = 1764800000, 123456789
+	want := int64(sec*1e9 + nsec)
+	rights := syscall.UnixRights(7) // an SCM_RIGHTS message of 4 bytes: padded
+	cases := []struct {
+		name string
+		b    []byte
+		want int64
+	}{
+		{"stamp", stamp(sec, nsec), want},
+		{"after SCM_RIGHTS", append(append([]byte(nil), rights...), stamp(sec, nsec)...), want},
+		{"SCM_RIGHTS only", rights, 0},
+		{"empty", nil, 0},
+		{"truncated stamp", stamp(sec, nsec)[:syscall.CmsgLen(8)], 0},
+		{"header only", stamp(sec, nsec)[:syscall.SizeofCmsghdr], 0},
+	}
+	zeroLen := stamp(sec, nsec)
+	(*syscall.Cmsghdr)(unsafe.Pointer(&zeroLen[0])).SetLen(0)
+	cases = append(cases, struct {
+		name string
+		b    []byte
+		want int64
+	}{"length 0", zeroLen, 0})
+	for _, c := range cases {
+		if got := sockTime(c.b); got != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, got, c.want)
+		}
+		if c.want == 0 {
+			continue
+		}
+		msgs, err := syscall.ParseSocketControlMessage(c.b)
+		if err != nil {
+			t.Fatalf("%s: syscall's parse: %v", c.name, err)
+		}
+		last := msgs[len(msgs)-1]
+		ts := *(*syscall.Timespec)(unsafe.Pointer(&last.Data[0]))
+		if last.Header.Type != syscall.SCM_TIMESTAMPNS || ts.Nano() != c.want {
+			t.Errorf("%s: syscall's parse gives type %d, %d ns", c.name, last.Header.Type, ts.Nano())
+		}
+	}
+}
+
+// stampedPair is a client socket with SO_TIMESTAMPNS connected over loopback to the
+// server end's net.Conn.
+func stampedPair(t *testing.T) (*rawWS, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &rawWS{fd: fd, stamps: true}
+	t.Cleanup(func() { w.Close() })
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa := &syscall.SockaddrInet4{Port: ln.Addr().(*net.TCPAddr).Port, Addr: [4]byte{127, 0, 0, 1}}
+	if err := connect(fd, sa); err != nil {
+		t.Fatal(err)
+	}
+	srv := <-accepted
+	if srv == nil {
+		t.Fatal("no connection accepted")
+	}
+	t.Cleanup(func() { srv.Close() })
+	return w, srv
+}
+
+// waitReadable waits until the socket has at least n bytes to read.
+func waitReadable(t *testing.T, w *rawWS, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		var p [1 << 12]byte
+		got, _, _ := syscall.Recvfrom(w.fd, p[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if got >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d bytes arrived within 5s", n)
+}
+
+// TestRecvStampedIsTheLastPacketsTime checks on this kernel what the socket latency
+// rests on: a read that takes two writes' bytes, 30 ms apart, gets the later write's
+// time (the last packet read, so later than the first write's bytes arrived, never
+// earlier), and a read of only the first write's bytes a time no earlier than that
+// write; both before the read began (it is the arrival, not the read, that is stamped).
+func TestRecvStampedIsTheLastPacketsTime(t *testing.T) {
+	w, srv := stampedPair(t)
+	a, b := bytes.Repeat([]byte{'a'}, 100), bytes.Repeat([]byte{'b'}, 100)
+	var oob [oobWords]uint64
+	p := make([]byte, 4096)
+
+	beforeA := time.Now().UnixNano()
+	srv.Write(a)
+	time.Sleep(30 * time.Millisecond)
+	beforeB := time.Now().UnixNano()
+	srv.Write(b)
+	waitReadable(t, w, len(a)+len(b))
+	time.Sleep(20 * time.Millisecond)
+	now := time.Now().UnixNano()
+	n, sock, err := w.recvStamped(p, &oob)
+	if err != nil || n != len(a)+len(b) {
+		t.Fatalf("read: %d bytes, %v; want %d", n, err, len(a)+len(b))
+	}
+	if sock < beforeB || sock > now {
+		t.Fatalf("stamp of a read of both writes: %.3f ms after the first write, want between the second's %.3f and the read's start %.3f",
+			ms(time.Duration(sock-beforeA)), ms(time.Duration(beforeB-beforeA)), ms(time.Duration(now-beforeA)))
+	}
+
+	beforeA = time.Now().UnixNano()
+	srv.Write(a)
+	time.Sleep(30 * time.Millisecond)
+	srv.Write(b)
+	waitReadable(t, w, len(a)+len(b))
+	time.Sleep(20 * time.Millisecond)
+	now = time.Now().UnixNano()
+	n, sock, err = w.recvStamped(p[:len(a)], &oob)
+	if err != nil || n != len(a) || sock < beforeA || sock > now {
+		t.Fatalf("read of the first write: %d bytes (%v), stamp %.3f ms after it, read began %.3f ms after; want %d bytes, a stamp between",
+			n, err, ms(time.Duration(sock-beforeA)), ms(time.Duration(now-beforeA)), len(a))
+	}
+	t.Logf("a read of only the first write's bytes is stamped %.3f ms after that write (the second came 30 ms after it: a stamp past 30 ms means the kernel merged the two packets)", ms(time.Duration(sock-beforeA)))
+}
+
+// TestStampedReaderSocketBeforeApp runs the epoll reader on a stamped socket over
+// loopback: frames one at a time and in bursts that one read takes together; every
+// frame must have a stamp no earlier than its write began and no later than the
+// reader's own time for it.
+func TestStampedReaderSocketBeforeApp(t *testing.T) {
+	w, srv := stampedPair(t)
+	if err := syscall.SetNonblock(w.fd, true); err != nil {
+		t.Fatal(err)
+	}
+	const frames = 200
+	type got struct {
+		i  int
+		at arrival
+	}
+	ch := make(chan got, frames)
+	v := &wsViewer{raw: w}
+	e, err := startEpollReaders([]*wsViewer{v}, 1, func(_ int, _ *wsViewer, f []byte, at arrival) {
+		i, _ := leadingInt(f)
+		ch <- got{int(i), at}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.stop()
+	sentAt := make([]int64, frames)
+	for i := range frames {
+		if i%20 == 0 {
+			time.Sleep(2 * time.Millisecond) // bursts of 20 between pauses
+		}
+		payload := strconv.Itoa(i)
+		sentAt[i] = time.Now().UnixNano()
+		srv.Write(append([]byte{0x81, byte(len(payload))}, payload...))
+	}
+	for range frames {
+		select {
+		case g := <-ch:
+			if g.at.sock == 0 || g.at.sock < sentAt[g.i] || g.at.sock > g.at.app {
+				t.Errorf("frame %d: stamp %d, written at %d, read at %d: want written ≤ stamp ≤ read", g.i, g.at.sock, sentAt[g.i], g.at.app)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("frames missing after 5s")
+		}
 	}
 }
