@@ -55,7 +55,7 @@ func runWS(args []string) error {
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.StringVar(&c.reader, "reader", defaultReader, "how viewers are read: epoll (raw sockets, one epoll loop per core; Linux) or gorilla (a goroutine per viewer)")
-	fs.BoolVar(&c.sockTime, "sock-time", true, "-reader epoll: also report latencies to the frame's arrival at the viewer's socket (the kernel's receive stamp, SO_TIMESTAMPNS), which leave out the load generator's own delay in reading it")
+	fs.BoolVar(&c.sockTime, "sock-time", false, "-reader epoll: also report latencies to the frame's arrival at the viewer's socket (the kernel's receive stamp, SO_TIMESTAMPNS), which leave out the load generator's own delay in reading it; its reads become recvmsg, about 0.5 µs dearer each (BenchmarkRecv), so it is off by default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,6 +104,7 @@ func newWSRun(c wsConfig) *wsRun {
 			lat: make([]uint32, 0, c.viewers*r.events/n+c.viewers)}
 		if c.sockTime && c.reader == "epoll" {
 			t.sockLastViewer = make([]int64, r.events)
+			t.sockFirstViewer = make([]int64, r.events)
 			t.sockLat = make([]uint32, 0, cap(t.lat))
 			t.readDelay = make([]uint32, 0, cap(t.lat))
 		}
@@ -124,9 +125,10 @@ type tally struct {
 	lastDone   atomic.Int32 // received of the last announce, for waitDelivered meanwhile
 	// The same by the socket's receive stamp (-sock-time), and per delivery how long
 	// after it the reader had the frame (µs); deliveries without a stamp are left out.
-	sockLat        []uint32
-	sockLastViewer []int64
-	readDelay      []uint32
+	sockLat         []uint32
+	sockLastViewer  []int64
+	sockFirstViewer []int64 // per announce k: earliest (0: none yet)
+	readDelay       []uint32
 }
 
 // announce counts the delivery of announce event k sent at sentAt (unix ns) that
@@ -150,6 +152,9 @@ func (t *tally) announce(k, sentAt int64, at arrival) {
 	t.readDelay = append(t.readDelay, uint32((at.app-at.sock)/1000))
 	if known {
 		t.sockLastViewer[k] = max(t.sockLastViewer[k], sockLat)
+		if f := t.sockFirstViewer[k]; f == 0 || sockLat < f {
+			t.sockFirstViewer[k] = sockLat
+		}
 	}
 }
 
@@ -176,6 +181,18 @@ func (r *wsRun) lastViewer(k int, sock bool) int64 {
 			m = max(m, t.sockLastViewer[k])
 		} else {
 			m = max(m, t.lastViewer[k])
+		}
+	}
+	return m
+}
+
+// sockFirstViewer is the latency of announce event k to the first viewer's socket
+// (ns; 0: none; once reading has stopped).
+func (r *wsRun) sockFirstViewer(k int) int64 {
+	var m int64
+	for _, t := range r.tallies {
+		if f := t.sockFirstViewer[k]; f != 0 && (m == 0 || f < m) {
+			m = f
 		}
 	}
 	return m
@@ -644,7 +661,7 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 // long the reader took to get there: lines after all the others, so that the
 // fields of those keep their places.
 func (r *wsRun) reportSocket(viewers []*wsViewer, sent int) {
-	var lat, delay, unpin, last []uint32
+	var lat, delay, unpin, last, first, spread []uint32
 	for _, t := range r.tallies {
 		lat = append(lat, t.sockLat...)
 		delay = append(delay, t.readDelay...)
@@ -657,13 +674,19 @@ func (r *wsRun) reportSocket(viewers []*wsViewer, sent int) {
 		}
 	}
 	for k := range sent {
-		last = append(last, uint32(r.lastViewer(k, true)/1000))
+		l, f := r.lastViewer(k, true), r.sockFirstViewer(k)
+		if f == 0 {
+			continue
+		}
+		last, first, spread = append(last, uint32(l/1000)), append(first, uint32(f/1000)), append(spread, uint32((l-f)/1000))
 	}
 	unpinLast := r.unpinLast(viewers, func(v *wsViewer) []uint32 { return v.unpinSockLat })
 	fmt.Printf("  socket arrival (kernel receive stamp), %d of the deliveries stamped:\n", len(lat))
 	fmt.Printf("  socket publish→arrival: %s\n", pct(lat))
 	fmt.Printf("  socket arrival→read (the load generator's delay): %s\n", pct(delay))
 	fmt.Printf("  socket last-viewer-has-event-k: %s\n", pct(last))
+	fmt.Printf("  socket first-viewer-has-event-k: %s\n", pct(first))
+	fmt.Printf("  socket first→last viewer of event k (the fan-out's span): %s\n", pct(spread))
 	fmt.Printf("  socket unpin→arrival (%d deliveries): %s\n", len(unpin), pct(unpin))
 	fmt.Printf("  socket unpin→last-viewer, each round: %s\n", pct(unpinLast))
 }

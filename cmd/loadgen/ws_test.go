@@ -104,8 +104,12 @@ func TestRecordSocketStamps(t *testing.T) {
 	if !slices.Equal(tl.lat, []uint32{8, 5, 6}) || !slices.Equal(tl.sockLat, []uint32{2, 4}) || !slices.Equal(tl.readDelay, []uint32{6, 1}) {
 		t.Fatalf("latencies %v, to the socket %v, reader's delay %v µs; want [8 5 6], [2 4], [6 1]", tl.lat, tl.sockLat, tl.readDelay)
 	}
+	r.record(r.tallies[len(r.tallies)-1], &wsViewer{}, ann(5, 1, 1000), arrival{app: 3500, sock: 3000}) // another viewer, earlier
 	if r.lastViewer(0, true) != 2000 || r.lastViewer(1, true) != 4000 || r.lastViewer(1, false) != 6000 {
 		t.Fatalf("last viewer: k=0 socket %d, k=1 socket %d, read %d ns; want 2000 4000 6000", r.lastViewer(0, true), r.lastViewer(1, true), r.lastViewer(1, false))
+	}
+	if r.sockFirstViewer(0) != 2000 || r.sockFirstViewer(1) != 2000 || r.sockFirstViewer(2) != 0 {
+		t.Fatalf("first viewer's socket: k=0 %d, k=1 %d, k=2 %d ns; want 2000 2000 0", r.sockFirstViewer(0), r.sockFirstViewer(1), r.sockFirstViewer(2))
 	}
 	if !slices.Equal(v.unpinLat, []uint32{10, 20}) || !slices.Equal(v.unpinSockLat, []uint32{0, 4}) {
 		t.Fatalf("unpin %v, to the socket %v µs; want [10 20], [0 4]", v.unpinLat, v.unpinSockLat)
