@@ -55,7 +55,7 @@ func runWS(args []string) error {
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.StringVar(&c.reader, "reader", defaultReader, "how viewers are read: epoll (raw sockets, one epoll loop per core; Linux) or gorilla (a goroutine per viewer)")
-	fs.BoolVar(&c.sockTime, "sock-time", false, "-reader epoll: also report latencies to the frame's arrival at the viewer's socket (the kernel's receive stamp, SO_TIMESTAMPNS), which leave out the load generator's own delay in reading it; its reads become recvmsg, about 0.5 µs dearer each (BenchmarkRecv), so it is off by default")
+	fs.BoolVar(&c.sockTime, "sock-time", false, "-reader epoll: also report latencies to the frame's arrival at the viewer's socket (the kernel's receive stamp, SO_TIMESTAMPNS), which leave out the load generator's own delay in reading it; its reads become recvmsg, ~0.5 µs dearer each (BenchmarkRecv; ~1 µs more loadgen CPU per delivery in full runs), so it is off by default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
