@@ -82,6 +82,10 @@ local function hset(k, t)
   redis.call('HSET', k, unpack(a))
 end
 
+-- su_pad is the field that keeps a sale's per-user counts out of the listpack
+-- encoding (see sale_create.lua): longer than 64 bytes, value "0".
+local su_pad = '~ not a user: this field keeps the hash out of the listpack encoding ~'
+
 local touched = {products = {}, sales = {}}
 local function touch_product(id) touched.products[id] = true end
 local function touch_sale(id) touched.sales[id] = true end
