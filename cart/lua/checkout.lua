@@ -116,22 +116,30 @@ local function one_fields(d)
     sub(d, e + 1, f - 1), sub(d, g + 1, h - 1), sub(d, j + 1)
 end
 
--- order_one orders the cart's one live hold hid (its fields from one_pattern), the
--- usual checkout: what checkout_one does for a cart of one live hold, without its
--- tables (each costs Redis an allocation and a resize per item of a batch; the hold
--- is not unpacked into one either). The cart leaves with the hold.
-local function order_one(hid, pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
-  local q, k = num(qty)
+-- order_one orders the cart's one live hold hid, key hk (its fields from
+-- one_fields), the usual checkout: what checkout_one does for a cart of one live hold,
+-- without its tables (each costs Redis an allocation and a resize per item of a
+-- batch; the hold is not unpacked into one either). The cart leaves with the hold.
+-- Its quantity and price are converted by arithmetic (one strtod each; tonumber
+-- converts twice): the record is hold.lua's, and a malformed one fails the item (see
+-- item_error in lib.lua) before anything is written.
+local sale_keys = {} -- sale id → its key: one concatenation per batch, not per checkout
+local function order_one(hid, hk, pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+  local q, k = qty + 0
   if said ~= '' then -- the counters holding its units (see counter_of)
     touch_sale(said)
-    k = key('s', said)
+    k = sale_keys[said]
+    if not k then
+      k = key('s', said)
+      sale_keys[said] = k
+    end
   else
     touch_product(pid)
     k = key('p', pid)
   end
   local its = pid .. ',' .. said .. ',' .. qty .. ',' .. price
-  local tc = string.format('%d', q * num(price))
-  redis.call('DEL', key('h', hid), uk)
+  local tc = string.format('%d', q * price)
+  redis.call('DEL', hk, uk)
   deltas[k] = (deltas[k] or 0) + q
   unindexed[#unindexed + 1] = hid
   place_order(oid, tc, currency, now_at, now_us, seq, its, other, uid, ik, fp)
@@ -176,11 +184,12 @@ local function checkout_one(i, n)
   if not listed and mode == 'all' and #cart == 1 then
     -- A live hold of the current form (no state: "expired" once released) of the
     -- user, not due: ordered here; anything else takes the general path below.
-    local v = redis.call('HMGET', key('h', cart[1]), 'd', 'state')
+    local hk = key('h', cart[1])
+    local v = redis.call('HMGET', hk, 'd', 'state')
     if v[1] and not v[2] then
       local pid, said, qty, price, currency, exp_us, huid = one_fields(v[1])
       if huid == uid and num(exp_us) > now then
-        return order_one(cart[1], pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+        return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
       end
     end
   end
