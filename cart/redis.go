@@ -29,7 +29,9 @@ var _ Store = (*RedisStore)(nil)
 //	P{sid}:pins            list   pinned product ids in pin order
 //	P{sid}:sales           list   sale ids, oldest first
 //	P{sid}:s:<said>        hash   sale (remaining, held, sold, returned, status, ...)
-//	P{sid}:su:<said>       hash   user id → units of the sale held + bought
+//	P{sid}:su:<said>       hash   user id → units of the sale held + bought (and one
+//	                              padding field of value 0 that keeps it a hashtable:
+//	                              see lua/sale_create.lua)
 //	P{sid}:h:<hid>         hash   hold: d (its fields joined by "|", see lua/lib.lua),
 //	                              state "expired" once released (live until then);
 //	                              deleted when ordered or removed (before 2026-12-02: a
