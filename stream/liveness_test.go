@@ -78,12 +78,7 @@ func TestAudioOnlyViewerWaitsLonger(t *testing.T) {
 	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 	startPublisher(t, r, "audio")
 	cn, a := newCutAPI(t)
-	cv, rid := startViewerWith(t, a, r, "audio")
-	receiving(t, cv, 5, "the viewer")
-	v := serverViewer(t, r, "audio", rid)
-	waitFor(t, slow(5*time.Second), "the viewer's first receiver report", func() bool {
-		return v.progressAt.Load() != 0
-	})
+	cv, v := reportingViewer(t, a, r, "audio", "the viewer")
 	yes, no := true, false
 	r.SetMute("audio", &no, &yes)
 	time.Sleep(2 * reportInterval) // its reports of the last video are in

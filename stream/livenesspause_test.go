@@ -36,12 +36,7 @@ func TestViewerTailLossBeforePauseStays(t *testing.T) {
 			r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 			_, prid, stopPub := startPublisher(t, r, "tail")
 			cn, a := newCutAPI(t)
-			cv, rid := startViewerWith(t, a, r, "tail")
-			receiving(t, cv, 5, "the viewer")
-			v := serverViewer(t, r, "tail", rid)
-			waitFor(t, slow(5*time.Second), "the viewer's first receiver report", func() bool {
-				return v.progressAt.Load() != 0
-			})
+			cv, v := reportingViewer(t, a, r, "tail", "the viewer")
 			// The last packets before the pause are lost on the way to the viewer.
 			cn.in.Store(true)
 			time.Sleep(300 * time.Millisecond)

@@ -73,6 +73,20 @@ func (c *cutConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return c.UDPConn.WriteTo(p, addr)
 }
 
+// reportingViewer starts a viewer of sid on api a and waits until it receives and
+// its first receiver report has reached the relay (pion reports every second); it
+// returns the client and the relay's side of it.
+func reportingViewer(t *testing.T, a *webrtc.API, r *Relay, sid, what string) (*rtctest.Viewer, *viewer) {
+	t.Helper()
+	cv, rid := startViewerWith(t, a, r, sid)
+	receiving(t, cv, 5, what)
+	v := serverViewer(t, r, sid, rid)
+	waitFor(t, slow(5*time.Second), "the viewer's first receiver report", func() bool {
+		return v.progressAt.Load() != 0
+	})
+	return cv, v
+}
+
 // isRTCP tells an (S)RTCP packet from the others on a muxed socket (RFC 5761: RTP
 // version 2, the packet type 192 to 223; the header is in clear in SRTCP).
 func isRTCP(p []byte) bool {
@@ -161,13 +175,8 @@ func TestViewerUnreachedIsFreed(t *testing.T) {
 	runtime.GC()
 	base := runtime.NumGoroutine()
 
-	cv, rid := startViewerWith(t, a, r, "oneway")
-	receiving(t, cv, 5, "the viewer that goes")
-	v := serverViewer(t, r, "oneway", rid)
-	// Its reports must have reached the relay before the cut (pion reports every 1 s).
-	waitFor(t, slow(5*time.Second), "the viewer's first receiver report", func() bool {
-		return v.progressAt.Load() != 0
-	})
+	// Its reports must have reached the relay before the cut.
+	cv, v := reportingViewer(t, a, r, "oneway", "the viewer that goes")
 	if !onWriter(v) {
 		t.Fatal("the viewer is on no writer before the cut")
 	}
