@@ -106,7 +106,12 @@ func startViewer(t *testing.T, r *Relay, sid string) (*rtctest.Viewer, string) {
 
 func startViewerWith(t *testing.T, a *webrtc.API, r *Relay, sid string) (*rtctest.Viewer, string) {
 	t.Helper()
-	v, err := rtctest.NewViewer(a, false)
+	return startViewerWithOptions(t, a, rtctest.ViewerOptions{}, r, sid)
+}
+
+func startViewerWithOptions(t *testing.T, a *webrtc.API, o rtctest.ViewerOptions, r *Relay, sid string) (*rtctest.Viewer, string) {
+	t.Helper()
+	v, err := rtctest.NewViewerWithOptions(a, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,8 +44,13 @@ type APIOptions struct {
 	// pion one by one, which saves a load generator's viewers a system call and a
 	// wake-up per packet. Everything above the socket is unchanged.
 	GRO bool
+	// SocketTimes, when set, keeps the kernel receive time of the RTP packets arriving
+	// at the peers' sockets (SO_TIMESTAMPNS, Linux only), for viewers made with the same
+	// SocketTimes (ViewerOptions): they then also measure publisher send → arrival at
+	// their socket, without their own decryption and scheduling. Not with Net.
+	SocketTimes *SocketTimes
 	// Net, when set, is the network the peers' sockets come from (tests: one that
-	// loses packets). Not with GRO.
+	// loses packets). Not with GRO or SocketTimes.
 	Net transport.Net
 }
 
@@ -69,13 +74,13 @@ func NewAPIWithOptions(o APIOptions) (*webrtc.API, error) {
 		se.SetSRTPProtectionProfiles(srtp...)
 	}
 	if o.Net != nil {
-		if o.GRO {
-			return nil, errors.New("rtctest: GRO and Net both set")
+		if o.GRO || o.SocketTimes != nil {
+			return nil, errors.New("rtctest: Net set with GRO or SocketTimes")
 		}
 		se.SetNet(o.Net)
 	}
-	if o.GRO {
-		n, err := newGRONet()
+	if o.GRO || o.SocketTimes != nil {
+		n, err := newRecvNet(o.GRO, o.SocketTimes)
 		if err != nil {
 			return nil, err
 		}

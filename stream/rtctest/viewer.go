@@ -2,6 +2,7 @@ package rtctest
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +33,13 @@ type ViewerStats struct {
 	FirstKeyframeAt time.Time
 	// FirstVideoKeyframe: the first video packet started a keyframe (decodable at once).
 	FirstVideoKeyframe bool
-	// LatencyMicros holds publisher-send → viewer-receive times of stamped packets.
+	// LatencyMicros holds publisher-send → viewer-receive times of stamped packets
+	// (the receive: pion's track read returned the packet).
 	LatencyMicros []int32
+	// SockLatencyMicros holds publisher-send → arrival at the viewer's socket (the
+	// kernel's receive time) of the stamped packets whose arrival the socket kept
+	// (ViewerOptions.SocketTimes; none without).
+	SockLatencyMicros []int32
 }
 
 type kindState struct {
@@ -46,9 +52,10 @@ type kindState struct {
 
 // Viewer is a WHEP-style receive-only peer that records what arrives.
 type Viewer struct {
-	PC   *webrtc.PeerConnection
-	up   chan struct{}
-	keep bool // keep latency samples
+	PC    *webrtc.PeerConnection
+	up    chan struct{}
+	keep  bool         // keep latency samples
+	times *SocketTimes // the sockets' arrival times (nil: none)
 
 	mu          sync.Mutex
 	audio       kindState                      // guarded by mu
@@ -57,20 +64,35 @@ type Viewer struct {
 	firstKeyAt  time.Time                      // guarded by mu
 	firstVideoK bool                           // guarded by mu
 	latencies   []int32                        // guarded by mu
+	sockLat     []int32                        // guarded by mu
 	onPacket    func(kind webrtc.RTPCodecType) // optional hook, called outside mu
 	recording   bool                           // guarded by mu
 	record      []Arrival                      // guarded by mu
 	closed      atomic.Bool
 }
 
+// ViewerOptions configure NewViewerWithOptions.
+type ViewerOptions struct {
+	// KeepLatency records every stamped packet's latency (ViewerStats).
+	KeepLatency bool
+	// SocketTimes, the one the API was made with (APIOptions.SocketTimes), adds each
+	// stamped packet's arrival at the viewer's socket.
+	SocketTimes *SocketTimes
+}
+
 // NewViewer creates a receive-only peer for audio and video. keepLatency records every
 // stamped packet's latency.
 func NewViewer(api *webrtc.API, keepLatency bool) (*Viewer, error) {
+	return NewViewerWithOptions(api, ViewerOptions{KeepLatency: keepLatency})
+}
+
+// NewViewerWithOptions creates a receive-only peer for audio and video configured by o.
+func NewViewerWithOptions(api *webrtc.API, o ViewerOptions) (*Viewer, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	v := &Viewer{PC: pc, up: make(chan struct{}), keep: keepLatency}
+	v := &Viewer{PC: pc, up: make(chan struct{}), keep: o.KeepLatency, times: o.SocketTimes}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			_ = pc.Close()
@@ -86,7 +108,7 @@ func NewViewer(api *webrtc.API, keepLatency bool) (*Viewer, error) {
 			close(v.up)
 		}
 	})
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(t) })
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { v.read(t, v.socketOf(r)) })
 	return v, nil
 }
 
@@ -104,9 +126,28 @@ func (v *Viewer) Close() error {
 	return v.PC.Close()
 }
 
+// socketOf returns the arrival times of the socket the receiver's media comes through:
+// the local side of its ICE pair (connected by the time a track arrives); nil if none
+// are kept.
+func (v *Viewer) socketOf(r *webrtc.RTPReceiver) *arrivalRing {
+	if v.times == nil {
+		return nil
+	}
+	pair, err := r.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil {
+		return nil
+	}
+	ip, err := netip.ParseAddr(pair.Local.Address)
+	if err != nil {
+		return nil
+	}
+	return v.times.socket(netip.AddrPortFrom(ip, pair.Local.Port))
+}
+
 // read counts every packet of the track. It reads into one buffer and parses only the
-// header (no packet allocated per read): a load generator runs hundreds of these.
-func (v *Viewer) read(t *webrtc.TrackRemote) {
+// header (no packet allocated per read): a load generator runs hundreds of these. sock,
+// if not nil, has the packets' arrival times at the socket.
+func (v *Viewer) read(t *webrtc.TrackRemote, sock *arrivalRing) {
 	kind := t.Kind()
 	buf := make([]byte, 1500)
 	var h rtp.Header
@@ -119,6 +160,10 @@ func (v *Viewer) read(t *webrtc.TrackRemote) {
 		payload, ok := rtpPayload(&h, buf[:n])
 		if !ok {
 			continue
+		}
+		var sockAt int64 // Unix ns, 0: unknown
+		if sock != nil {
+			sockAt, _ = sock.lookup(h.SSRC, h.SequenceNumber)
 		}
 		v.mu.Lock()
 		ks := &v.audio
@@ -141,10 +186,13 @@ func (v *Viewer) read(t *webrtc.TrackRemote) {
 		if sent, seq, ok := ReadStamp(payload); ok {
 			if v.keep {
 				v.latencies = append(v.latencies, int32(now.Sub(sent).Microseconds()))
+				if sockAt != 0 {
+					v.sockLat = append(v.sockLat, int32((sockAt-sent.UnixNano())/1e3))
+				}
 			}
 			if v.recording {
 				v.record = append(v.record, Arrival{Stamp: seq, Video: kind == webrtc.RTPCodecTypeVideo, Seq: ks.lastExt,
-					At: now.UnixNano(), Latency: now.Sub(sent)})
+					At: now.UnixNano(), SockAt: sockAt, Latency: now.Sub(sent)})
 			}
 		}
 		hook := v.onPacket
@@ -201,8 +249,8 @@ func (v *Viewer) Stats() ViewerStats {
 	defer v.mu.Unlock()
 	s := ViewerStats{Audio: v.audio.KindStats, Video: v.video.KindStats,
 		ConnectedAt: v.connectedAt, FirstKeyframeAt: v.firstKeyAt, LatencyMicros: v.latencies,
-		FirstVideoKeyframe: v.firstVideoK}
-	v.latencies = nil
+		SockLatencyMicros: v.sockLat, FirstVideoKeyframe: v.firstVideoK}
+	v.latencies, v.sockLat = nil, nil
 	return s
 }
 
@@ -211,7 +259,10 @@ type Arrival struct {
 	Stamp uint32 // the publisher's stamp sequence (PutStamp), shared by audio and video
 	Video bool
 	Seq   int64 // the viewer's RTP sequence number, unwrapped
-	At    int64 // arrival, Unix nanoseconds
+	At    int64 // arrival (pion's track read returned it), Unix nanoseconds
+	// SockAt is its arrival at the viewer's socket (the kernel's receive time), Unix
+	// nanoseconds; 0 if unknown (no ViewerOptions.SocketTimes, or no longer kept).
+	SockAt int64
 	// Latency is publisher send → arrival (a retransmission's includes its NACK's
 	// round trip).
 	Latency time.Duration

@@ -13,4 +13,6 @@ var groStats struct {
 	reads, packets atomic.Int64
 }
 
-func newGRONet() (transport.Net, error) { return nil, errors.New("rtctest: UDP GRO needs Linux") }
+func newRecvNet(bool, *SocketTimes) (transport.Net, error) {
+	return nil, errors.New("rtctest: UDP GRO and socket receive times need Linux")
+}
