@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -40,6 +41,7 @@ type mediaConfig struct {
 	pacing             []float64
 	viewerSRTP         []dtls.SRTPProtectionProfile // nil: pion's default list
 	viewerGRO          bool
+	sockTimes          bool // viewers' sockets keep kernel receive times
 	diag               bool
 	grace              time.Duration
 }
@@ -67,6 +69,9 @@ func parseMediaFlags(args []string) (mediaConfig, error) {
 		"AES-CM/HMAC-SHA1-80) or sha1 (AES-CM/HMAC-SHA1-80 only: what Chromium ends up with, as it prefers it to GCM)")
 	fs.BoolVar(&c.viewerGRO, "viewer-gro", true, "viewers' sockets read the relay's UDP GSO trains whole (UDP_GRO, Linux): "+
 		"one recvmsg per train instead of per packet; every packet still goes through pion's ICE, SRTP and interceptors")
+	fs.BoolVar(&c.sockTimes, "viewer-sock-times", runtime.GOOS == "linux", "viewers' sockets keep each packet's kernel receive time "+
+		"(SO_TIMESTAMPNS, Linux) for the sock_p50/sock_p99 columns: publisher send → arrival at the viewer's socket, "+
+		"without the viewer's own SRTP and scheduling")
 	fs.BoolVar(&c.diag, "diag", false, "match every packet by payload, wait -grace for late ones, and report where the lost ones went "+
 		"(the kernel's UDP drop counters, the relay's /metrics)")
 	fs.DurationVar(&c.grace, "max-late", time.Second, "a packet counts as lost unless it reaches the viewer within this time of its "+
@@ -131,8 +136,13 @@ func runMedia(args []string) error {
 		return err
 	}
 	viewerAPI := api
-	if cfg.viewerSRTP != nil || cfg.viewerGRO {
-		viewerAPI, err = rtctest.NewAPIWithOptions(rtctest.APIOptions{SRTP: cfg.viewerSRTP, GRO: cfg.viewerGRO})
+	vopts := rtctest.ViewerOptions{KeepLatency: true}
+	if cfg.sockTimes {
+		vopts.SocketTimes = rtctest.NewSocketTimes()
+	}
+	if cfg.viewerSRTP != nil || cfg.viewerGRO || cfg.sockTimes {
+		viewerAPI, err = rtctest.NewAPIWithOptions(rtctest.APIOptions{SRTP: cfg.viewerSRTP, GRO: cfg.viewerGRO,
+			SocketTimes: vopts.SocketTimes})
 		if err != nil {
 			return err
 		}
@@ -159,11 +169,9 @@ func runMedia(args []string) error {
 
 	fmt.Printf("loadgen media: publish %s, watch %s, stream %s, %d kb/s VP8 %d fps + Opus, %v measured after %v warm-up, nproc %d\n",
 		cfg.url, cfg.viewURL, cfg.stream, cfg.bitrate/1000, cfg.fps, cfg.duration, cfg.warmup, mediaNumCPU())
-	fmt.Printf("%6s %5s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s\n",
-		"N", "pace", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
-		"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail")
+	fmt.Println(mediaHeader)
 	for _, n := range cfg.viewers {
-		rs, err := mediaRound(ctx, viewerAPI, client, cfg, pub, n)
+		rs, err := mediaRound(ctx, viewerAPI, vopts, client, cfg, pub, n)
 		if err != nil {
 			return err
 		}
@@ -175,6 +183,11 @@ func runMedia(args []string) error {
 	return nil
 }
 
+// mediaHeader names the columns of mediaResult.String.
+var mediaHeader = fmt.Sprintf("%6s %5s %8s %9s %10s %9s %10s %8s %8s %8s %8s %9s %9s %5s %9s %9s",
+	"N", "pace", "srv_cpu%", "srv_rss", "rss/view", "gen_cpu%", "pkts/s", "loss%", "worst%",
+	"lat_p50", "lat_p99", "kf_p50", "kf_p99", "fail", "sock_p50", "sock_p99")
+
 // mediaResult is one row of the report.
 type mediaResult struct {
 	n, failed                    int
@@ -183,21 +196,32 @@ type mediaResult struct {
 	srvRSS, rssPerViewer         float64 // MiB
 	pktsPerSec                   float64
 	lossPct, worstPct            float64
-	latP50, latP99, kfP50, kfP99 time.Duration
-	diag                         string
+	latP50, latP99, kfP50, kfP99 time.Duration // lat: publisher send → the viewer's read
+	// sockP50, sockP99: publisher send → arrival at the viewer's socket (kernel time);
+	// sockSamples is how many there were (0: the viewers' sockets keep no times).
+	sockP50, sockP99 time.Duration
+	sockSamples      int
+	diag             string
 }
 
+// String is the row: fixed fields, the newest appended at the end (scripts read them by
+// position).
 func (r mediaResult) String() string {
+	sock := fmt.Sprintf(" %9s %9s", "-", "-")
+	if r.sockSamples > 0 {
+		sock = fmt.Sprintf(" %7.1fms %7.1fms", ms(r.sockP50), ms(r.sockP99))
+	}
 	return fmt.Sprintf("%6d %5.1f %8.1f %8.1fM %9.2fM %9.1f %10.0f %8.3f %8.3f %7.1fms %7.1fms %8.0fms %8.0fms %5d",
 		r.n, r.pacing, r.srvCPU, r.srvRSS, r.rssPerViewer, r.genCPU, r.pktsPerSec, r.lossPct, r.worstPct,
-		ms(r.latP50), ms(r.latP99), ms(r.kfP50), ms(r.kfP99), r.failed)
+		ms(r.latP50), ms(r.latP99), ms(r.kfP50), ms(r.kfP99), r.failed) + sock
 }
 
 // mediaRound joins n viewers, measures at each pacing factor in turn, and makes them
 // leave.
-func mediaRound(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, pub *rtctest.Publisher, n int) ([]mediaResult, error) {
+func mediaRound(ctx context.Context, api *webrtc.API, vopts rtctest.ViewerOptions, client *http.Client, cfg mediaConfig,
+	pub *rtctest.Publisher, n int) ([]mediaResult, error) {
 	rssBefore := mediaProcRSS(cfg.serverPID)
-	viewers, locs, failed := joinViewers(ctx, api, client, cfg, n)
+	viewers, locs, failed := joinViewers(ctx, api, vopts, client, cfg, n)
 	defer func() {
 		var wg sync.WaitGroup
 		for i, v := range viewers {
@@ -257,12 +281,13 @@ func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, 
 	res.srvCPU = 100 * (srv1 - srv0) / wall.Seconds()
 	res.genCPU = 100 * (gen1 - gen0) / wall.Seconds()
 
-	var lat []int32
+	var lat, sock []int32
 	var kf []time.Duration
 	var got, expected int
 	for i, v := range viewers {
 		s := v.Stats()
 		lat = append(lat, s.LatencyMicros...)
+		sock = append(sock, s.SockLatencyMicros...)
 		g := (s.Audio.Packets - start[i].Audio.Packets) + (s.Video.Packets - start[i].Video.Packets)
 		e := sent
 		got, expected = got+g, expected+e
@@ -278,6 +303,10 @@ func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, 
 	slices.Sort(lat)
 	res.latP50 = time.Duration(mediaPercentile(lat, 0.50)) * time.Microsecond
 	res.latP99 = time.Duration(mediaPercentile(lat, 0.99)) * time.Microsecond
+	slices.Sort(sock)
+	res.sockP50 = time.Duration(mediaPercentile(sock, 0.50)) * time.Microsecond
+	res.sockP99 = time.Duration(mediaPercentile(sock, 0.99)) * time.Microsecond
+	res.sockSamples = len(sock)
 	slices.Sort(kf)
 	res.kfP50, res.kfP99 = mediaPercentile(kf, 0.50), mediaPercentile(kf, 0.99)
 
@@ -298,7 +327,7 @@ func measureMedia(ctx context.Context, cfg mediaConfig, pub *rtctest.Publisher, 
 	pl := matchPayloads(recs, uint32(sent0), uint32(sent1), end, cfg.grace)
 	res.lossPct, res.worstPct = pl.pct(), pl.worstPct()
 	if cfg.diag {
-		res.diag = diagReport(pl, countPct, cfg.grace, c0, c1)
+		res.diag = diagReport(pl, countPct, cfg.grace, c0, c1) + sockReport(recs)
 	}
 	return res
 }
@@ -312,7 +341,8 @@ func mediaPercentile[T any](sorted []T, q float64) T {
 }
 
 // joinViewers connects n viewers, joinParallel at a time.
-func joinViewers(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig, n int) ([]*rtctest.Viewer, []string, int) {
+func joinViewers(ctx context.Context, api *webrtc.API, vopts rtctest.ViewerOptions, client *http.Client, cfg mediaConfig,
+	n int) ([]*rtctest.Viewer, []string, int) {
 	var mu sync.Mutex
 	var viewers []*rtctest.Viewer
 	var locs []string
@@ -325,7 +355,7 @@ func joinViewers(ctx context.Context, api *webrtc.API, client *http.Client, cfg 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, loc, err := joinViewer(ctx, api, client, cfg)
+			v, loc, err := joinViewer(ctx, api, vopts, client, cfg)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -342,8 +372,9 @@ func joinViewers(ctx context.Context, api *webrtc.API, client *http.Client, cfg 
 	return viewers, locs, failed
 }
 
-func joinViewer(ctx context.Context, api *webrtc.API, client *http.Client, cfg mediaConfig) (*rtctest.Viewer, string, error) {
-	v, err := rtctest.NewViewer(api, true)
+func joinViewer(ctx context.Context, api *webrtc.API, vopts rtctest.ViewerOptions, client *http.Client,
+	cfg mediaConfig) (*rtctest.Viewer, string, error) {
+	v, err := rtctest.NewViewerWithOptions(api, vopts)
 	if err != nil {
 		return nil, "", err
 	}

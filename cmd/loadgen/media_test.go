@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,39 @@ func TestMatchPayloads(t *testing.T) {
 	pl = matchPayloads([][]rtctest.Arrival{recs[0][:2], recs[1][:1]}, 10, 12, end, time.Second)
 	if pl.byAll != 1 || pl.bySome != 0 || pl.missing != 2 {
 		t.Errorf("stamp 12 lost for both: byAll %d bySome %d missing %d, want 1 0 2", pl.byAll, pl.bySome, pl.missing)
+	}
+}
+
+// Scripts read the rows by field position (docs/bench-all.sh's readers: a row is a line
+// starting with spaces and a number): the fields before the socket latencies keep their
+// places, the socket latencies come last, "-" when the viewers' sockets kept no times.
+func TestMediaRowFields(t *testing.T) {
+	ms := time.Millisecond
+	r := mediaResult{n: 200, pacing: 2.5, srvCPU: 44.5, srvRSS: 120, rssPerViewer: 0.18, genCPU: 90, pktsPerSec: 54400,
+		latP50: 7100 * time.Microsecond, latP99: 25 * ms, kfP50: 150 * ms, kfP99: 700 * ms, failed: 1,
+		sockP50: 3200 * time.Microsecond, sockP99: 12 * ms, sockSamples: 1000}
+	head := strings.Fields(mediaHeader)
+	for _, c := range []struct {
+		r    mediaResult
+		want []string
+	}{
+		{r, []string{"200", "2.5", "44.5", "120.0M", "0.18M", "90.0", "54400", "0.000", "0.000",
+			"7.1ms", "25.0ms", "150ms", "700ms", "1", "3.2ms", "12.0ms"}},
+		{func() mediaResult { r := r; r.sockSamples = 0; return r }(), []string{"200", "2.5", "44.5", "120.0M", "0.18M", "90.0",
+			"54400", "0.000", "0.000", "7.1ms", "25.0ms", "150ms", "700ms", "1", "-", "-"}},
+	} {
+		row := c.r.String()
+		if got := strings.Fields(row); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("row %q:\n got fields %q\nwant %q", row, got, c.want)
+		}
+		if !strings.HasPrefix(row, "   200 ") {
+			t.Errorf("row %q does not start with spaces and N", row)
+		}
+		if len(head) != len(c.want) {
+			t.Errorf("header %q has %d fields, rows %d", mediaHeader, len(head), len(c.want))
+		}
+	}
+	if head[9] != "lat_p50" || head[10] != "lat_p99" || head[13] != "fail" || head[14] != "sock_p50" || head[15] != "sock_p99" {
+		t.Errorf("header %q: lat_p50, lat_p99, fail, sock_p50, sock_p99 not at fields 10, 11, 14, 15, 16", mediaHeader)
 	}
 }

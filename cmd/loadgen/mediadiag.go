@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -246,4 +247,34 @@ func diagReport(pl payloadLoss, countPct float64, maxLate time.Duration, c0, c1 
 		fmt.Fprintf(&b, "diag: relay: %s\n", strings.Join(rl, ", "))
 	}
 	return b.String()
+}
+
+// sockReport splits the latency of the stamped packets the viewers recorded (the window
+// and the -max-late after it) at the viewer's socket: publisher send → arrival at the
+// socket (the kernel's receive time: the publisher's write, the relay, loopback) and
+// arrival → the viewer's read (its own wait for a thread, SRTP and interceptors). Empty
+// if the sockets kept no times.
+func sockReport(recs [][]rtctest.Arrival) string {
+	var toSock, toRead []time.Duration
+	without := 0
+	for _, r := range recs {
+		for _, a := range r {
+			if a.SockAt == 0 {
+				without++
+				continue
+			}
+			sent := a.At - a.Latency.Nanoseconds()
+			toSock = append(toSock, time.Duration(a.SockAt-sent))
+			toRead = append(toRead, time.Duration(a.At-a.SockAt))
+		}
+	}
+	if len(toSock) == 0 {
+		return ""
+	}
+	q := func(d []time.Duration) string {
+		slices.Sort(d)
+		return fmt.Sprintf("p50 %.1f p99 %.1f max %.1f ms", ms(mediaPercentile(d, 0.50)), ms(mediaPercentile(d, 0.99)), ms(d[len(d)-1]))
+	}
+	return fmt.Sprintf("diag: %d stamped packets with a socket time (%d without): send → the viewer's socket %s; "+
+		"socket → the viewer's read %s\n", len(toSock), without, q(toSock), q(toRead))
 }
