@@ -25,7 +25,10 @@ import (
 //
 // Socket times (SocketTimes): SO_TIMESTAMPNS makes the kernel pass each datagram's
 // receive time (CLOCK_REALTIME, the clock of the publisher's stamps) with it; recvConn
-// keeps it for the socket's RTP packets (a GRO train's packets share one).
+// keeps it for the socket's RTP packets (a GRO train's packets share one). The kernel
+// turns stamping on arrival on a moment after the first socket on the machine asks
+// (deferred work flips a static key); datagrams read before that are stamped when read,
+// which only the first milliseconds of the first viewer can see.
 
 const (
 	solUDP = 17  // SOL_UDP

@@ -11,7 +11,8 @@ import (
 )
 
 // A socket with SocketTimes keeps the kernel's receive time of each RTP datagram: the
-// time it arrived, not the time it was read (the test reads 100 ms later). A GSO train
+// time it arrived, not the time it was read (the test reads 100 ms later, once the
+// kernel stamps on arrival). A GSO train
 // read whole through UDP_GRO gives its packets one time; RTCP is not kept. Closing the
 // socket forgets it.
 func TestRecvConnKeepsKernelArrival(t *testing.T) {
@@ -45,6 +46,7 @@ func TestRecvConnKeepsKernelArrival(t *testing.T) {
 			binary.BigEndian.PutUint32(b[8:], ssrc)
 			return b
 		}
+		waitArrivalStamps(t, snd, rc, ring, pkt(1, 1, 96))
 		before := time.Now().UnixNano()
 		if _, err := snd.Write(pkt(7, 1, 96)); err != nil {
 			t.Fatal(err)
@@ -99,6 +101,31 @@ func TestRecvConnKeepsKernelArrival(t *testing.T) {
 			t.Errorf("gro %v: %d sockets registered after close, want 0", gro, times.Sockets())
 		}
 	}
+}
+
+// waitArrivalStamps waits until the kernel stamps datagrams when they arrive. It turns
+// that on a moment after the first socket asks (a static key flipped by deferred work,
+// net_enable_timestamp); until then a datagram is stamped when it is read. probe is an
+// RTP packet (SSRC 1) sent until its time is kept on arrival.
+func waitArrivalStamps(t *testing.T, snd *net.UDPConn, rc *recvConn, ring *arrivalRing, probe []byte) {
+	t.Helper()
+	buf := make([]byte, 1500)
+	for try := range 100 {
+		binary.BigEndian.PutUint16(probe[2:], uint16(try))
+		sent := time.Now().UnixNano()
+		if _, err := snd.Write(probe); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		_ = rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := rc.ReadFrom(buf); err != nil {
+			t.Fatal(err)
+		}
+		if at, ok := ring.lookup(1, uint16(try)); ok && at-sent < int64(10*time.Millisecond) {
+			return
+		}
+	}
+	t.Fatal("the kernel still stamps datagrams when read, not when they arrive, after 100 probes")
 }
 
 // udpSegmentCmsg is a UDP_SEGMENT control message: send the buffer as segments of size.
