@@ -16,9 +16,9 @@ import (
 // (~32 s with pion's defaults). A viewer's receiver reports name the newest sequence
 // number it received on each of the relay's SSRCs; when none of its tracks has
 // advanced for ViewerReportTimeout while a packet written that long ago (on audio,
-// audioReportFactor times that) is still not reported, on reachTicks report-loop ticks in a row (a stall of the relay itself is
-// not held against the viewer: its reports wait in the socket meanwhile), the relay
-// closes it. A viewer that never sent a report about a track (a client without
+// audioReportFactor times that) is still not reported, on reachTicks report-loop ticks
+// in a row (a stall of the relay itself is not held against the viewer: its reports
+// wait in the socket meanwhile), the relay closes it. A viewer that never sent a report about a track (a client without
 // receiver reports) is left to ICE.
 
 // defaultViewerReportTimeout: libwebrtc reports video every ~1 s, pion every second;
