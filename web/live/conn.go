@@ -195,11 +195,29 @@ func parseSince(r *http.Request) (int64, bool, error) {
 	return n, true, nil
 }
 
+// setPresence writes rm's count to the shared Presence after a change of its
+// connections, unless a write that read the count after the change is done (or being
+// tried: a Redis that does not answer costs each join one write's bound, not one per
+// join before it).
 func (h *Hub) setPresence(rm *room) {
+	g := rm.presGen.Add(1)
+	rm.presMu.Lock()
+	defer rm.presMu.Unlock()
+	if rm.presDone >= g {
+		return
+	}
+	h.writePresence(rm, "live: presence")
+}
+
+// writePresence writes rm's count; the caller holds rm.presMu.
+func (h *Hub) writePresence(rm *room, what string) {
+	g := rm.presGen.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := h.cfg.Presence.SetLocal(ctx, rm.sid, rm.count()); err != nil {
-		h.cfg.Logger.Warn("live: presence", "stream", rm.sid, "err", err)
+	err := h.cfg.Presence.SetLocal(ctx, rm.sid, rm.count())
+	rm.presDone = g // tried: a failed write is mended by the next refresh, as before
+	if err != nil {
+		h.cfg.Logger.Warn(what, "stream", rm.sid, "err", err)
 	}
 }
 

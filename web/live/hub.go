@@ -681,11 +681,9 @@ func (h *Hub) refreshPresence() {
 		if h.stopping() {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := h.cfg.Presence.SetLocal(ctx, r.sid, r.count()); err != nil {
-			h.cfg.Logger.Warn("live: presence refresh", "stream", r.sid, "err", err)
-		}
-		cancel()
+		r.presMu.Lock() // after a join's or leave's write, never racing it
+		h.writePresence(r, "live: presence refresh")
+		r.presMu.Unlock()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"sync"
+	"sync/atomic"
 )
 
 // frame is one encoded event, shared by every connection that sends it.
@@ -40,6 +41,16 @@ type room struct {
 	// comparison found delivered (StaleStock's settled): it reads them no more. Used by
 	// the sweep's goroutine only.
 	settledSales map[string]bool
+
+	// Writes of the room's count to the shared Presence go one at a time, so that an
+	// older count never lands after a newer one (two joins or leaves racing would
+	// otherwise leave the wrong count in Redis until the next refresh, or, once the room
+	// is gone, until it expires), and are combined: presGen rises after every change of
+	// conns; a write covers every change counted in presGen when it read the count, and
+	// one waiting whose change is covered returns without writing (setPresence).
+	presGen  atomic.Uint64
+	presMu   sync.Mutex // held across a write of the count
+	presDone uint64     // presGen as of the count last written (or tried); guarded by presMu
 
 	mu sync.Mutex // guards below
 	// conns are the room's connections in no order (each knows its index: roomIdx),
