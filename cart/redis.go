@@ -84,6 +84,10 @@ type RedisOptions struct {
 	// network that drops packets): Ping has its own two connections with this read,
 	// write and dial timeout instead of the 3 s of the store's calls (default 500 ms).
 	PingTimeout time.Duration
+	// ClientName names the store's connections (its Ping's too) in Redis, as CLIENT
+	// LIST shows them, unless the URL names them (client_name=...): an operator finds a
+	// node's connections by it. Empty: unnamed.
+	ClientName string
 }
 
 // DefaultPingTimeout is RedisOptions.PingTimeout's default.
@@ -159,6 +163,9 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*RedisStore,
 	// (then ErrUnavailable) when every connection is busy.
 	o.PoolTimeout = 10 * time.Second
 	o.DisableIdentity = true
+	if o.ClientName == "" {
+		o.ClientName = opts.ClientName
+	}
 	if opts.PingTimeout <= 0 {
 		opts.PingTimeout = DefaultPingTimeout
 	}

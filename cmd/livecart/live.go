@@ -19,7 +19,7 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 	)
 	switch m.cfg.Store {
 	case "redis":
-		rdb, err := live.NewRedisClient(m.cfg.Redis.URL)
+		rdb, err := live.NewRedisClientNamed(m.cfg.Redis.URL, redisClientName(m.cfg.NodeID, "live"))
 		if err != nil {
 			return nil, fmt.Errorf("live: redis url: %w", err)
 		}

@@ -189,7 +189,8 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 		return cart.OpenBoltLog(filepath.Join(m.cfg.DataDir, "livecart.db"), m.log)
 	case "redis":
 		redis.SetLogger(redisLogger{m.log})
-		st, err := cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix, PingTimeout: m.cfg.Redis.PingTimeout})
+		st, err := cart.OpenRedis(ctx, m.cfg.Redis.URL, cart.RedisOptions{Prefix: m.cfg.Redis.Prefix, PingTimeout: m.cfg.Redis.PingTimeout,
+			ClientName: redisClientName(m.cfg.NodeID, "store")})
 		if err != nil {
 			return nil, err
 		}

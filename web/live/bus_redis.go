@@ -103,10 +103,17 @@ func NewRedisBus(rdb redis.UniversalClient, prefix string, now func() time.Time,
 // store's: go-redis by default sends a command again after a read timeout, and the
 // publish script run twice would give one event two seq numbers (viewers would see it
 // twice). A call whose reply is lost answers an error; what it did is in the history.
-func NewRedisClient(url string) (*redis.Client, error) {
+func NewRedisClient(url string) (*redis.Client, error) { return NewRedisClientNamed(url, "") }
+
+// NewRedisClientNamed is NewRedisClient with its connections named name in Redis (as
+// CLIENT LIST shows them) unless the URL names them (client_name=...).
+func NewRedisClientNamed(url, name string) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, err
+	}
+	if opt.ClientName == "" {
+		opt.ClientName = name
 	}
 	opt.MaxRetries = -1
 	opt.DialTimeout = 3 * time.Second
