@@ -144,6 +144,7 @@ type Hub struct {
 	stop      chan struct{}
 	loopDone  chan struct{}
 	sweepDone chan struct{}  // closed when sweepOverdueStock returns
+	presDone  chan struct{}  // closed when presenceLoop returns
 	conns     sync.WaitGroup // one per open connection
 	writers   *writerPool
 	// stockGate is cfg.Bus when it coalesces stock across nodes (and cfg.Stock is set).
@@ -177,6 +178,7 @@ func NewHub(cfg Config) *Hub {
 		stop:      make(chan struct{}),
 		loopDone:  make(chan struct{}),
 		sweepDone: make(chan struct{}),
+		presDone:  make(chan struct{}),
 		rooms:     map[string]*room{},
 		emitters:  map[string]*emitter{},
 		limiters:  map[string]*rate.Limiter{},
@@ -195,6 +197,7 @@ func NewHub(cfg Config) *Hub {
 	}
 	h.backgroundCtx, h.cancelBackground = context.WithCancel(context.Background())
 	go h.tickLoop()
+	go h.presenceLoop()
 	go h.sweepOverdueStock()
 	return h
 }
@@ -282,9 +285,9 @@ func (h *Hub) Close() error {
 	h.mu.Unlock()
 	close(h.stop)
 	loopsBy := time.Now().Add(closeLoopWait)
-	for _, done := range []<-chan struct{}{h.loopDone, h.sweepDone} {
+	for _, done := range []<-chan struct{}{h.loopDone, h.presDone, h.sweepDone} {
 		if !waitAtMost(done, time.Until(loopsBy)) {
-			h.cfg.Logger.Warn("live: close: tick loop or stock sweep stuck (redis?); not waiting")
+			h.cfg.Logger.Warn("live: close: viewer counts or stock sweep stuck (redis?); not waiting")
 		}
 	}
 	// Held-back and gated stock values are still published (viewers on other nodes
@@ -357,13 +360,34 @@ func (h *Hub) isClosed() bool {
 	return h.closed
 }
 
-// tickLoop announces viewer counts and refreshes presence until Close.
-func (h *Hub) tickLoop() {
-	defer close(h.loopDone)
+// presenceLoop announces viewer counts and refreshes this node's counts in the shared
+// Presence until Close. Apart from tickLoop: with Redis frozen each stream's calls wait
+// their bound (2 s), a round over many streams far longer than the pings' interval,
+// and the pings must go on meanwhile (a viewer not pinged for 2 intervals is dropped).
+func (h *Hub) presenceLoop() {
+	defer close(h.presDone)
 	t := time.NewTicker(h.cfg.ViewersInterval / 4)
 	defer t.Stop()
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.announceViewers()
+		case <-refresh.C:
+			h.refreshPresence()
+		}
+	}
+}
+
+// tickLoop pings the connections, drops those too far behind and forgets idle chat
+// limiters and emitters until Close; it never waits for Redis.
+func (h *Hub) tickLoop() {
+	defer close(h.loopDone)
+	forget := time.NewTicker(10 * time.Second)
+	defer forget.Stop()
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
 	// Clients that fell behind are dropped by the next event, or by this sweep when
@@ -378,15 +402,12 @@ func (h *Hub) tickLoop() {
 			for _, r := range h.roomList() {
 				r.pingAll()
 			}
-		case <-t.C:
-			h.announceViewers()
 		case <-behind.C:
 			now := h.cfg.Now()
 			for _, r := range h.roomList() {
 				r.dropBehind(now)
 			}
-		case <-refresh.C:
-			h.refreshPresence()
+		case <-forget.C:
 			h.forgetIdle()
 		}
 	}

@@ -118,7 +118,7 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	r.freeze()
 	defer r.thaw()
-	time.Sleep(300 * time.Millisecond) // the tick loop and the stock turn are stuck in Redis calls now
+	time.Sleep(300 * time.Millisecond) // the viewer counts and the stock turn are stuck in Redis calls now
 	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventStock, Data: cart.StockData{SaleID: s.ID, ProductID: pid, Remaining: 7}})
 
 	start := time.Now()
