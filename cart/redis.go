@@ -36,7 +36,9 @@ var _ Store = (*RedisStore)(nil)
 //	                              state "expired" once released (live until then);
 //	                              deleted when ordered or removed (before 2026-12-02: a
 //	                              field each, with id, stream_id, state "live")
-//	P{sid}:exp             zset   live hold id → expiry (µs)
+//	P{sid}:exp             zset   live hold id → expiry (µs): written until 2026-12-04
+//	                              (holddue says the same); release.lua still reads
+//	                              it and the checkout still cleans it while it exists
 //	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
 //	P{sid}:o:<oid>         hash   order: d (its fields joined by "|", see lua/checkout.lua;
 //	                              before 2026-12-02: a field each)

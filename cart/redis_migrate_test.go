@@ -210,3 +210,48 @@ func TestRedisCloseStopsMigration(t *testing.T) {
 		t.Errorf("keys after the second migration: got %d, want %d", n, users+1)
 	}
 }
+
+// TestRedisStreamExpirySetOlderForm: holds are due in the global holddue set only;
+// the stream's own expiry set (P{sid}:exp, written by every hold until 2026-12-04) is
+// no longer written, and what the older version left in it is still cleaned: an
+// ordered hold leaves it, a released one too, and the sweep still releases a hold
+// that only the set names.
+func TestRedisStreamExpirySetOlderForm(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	ctx := e.ctx
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	expKey := st.base(sid) + "exp"
+	e.mustHold(t, "new", "", sale.ID, 1, time.Hour)
+	if n := st.rdb.Exists(ctx, expKey).Val(); n != 0 {
+		t.Fatalf("after a new hold: the stream's expiry set exists, want it no longer written")
+	}
+	// As the older hold.lua left them: each hold in the stream's set too.
+	a := e.mustHold(t, "a", "", sale.ID, 1, time.Hour)
+	b := e.mustHold(t, "b", "", sale.ID, 1, time.Minute)
+	c := e.mustHold(t, "c", "", sale.ID, 1, time.Minute)
+	for _, h := range []Hold{a, b, c} {
+		st.rdb.ZAdd(ctx, expKey, redis.Z{Score: float64(h.ExpiresAt.UnixMicro()), Member: h.ID})
+	}
+	// c's sweep entry is lost (as after a crash of the older version between the two):
+	// only the stream's set names it.
+	st.rdb.ZRem(ctx, st.prefix+"holddue", dueMember(sid, c.ID))
+	if res, err := e.checkout("a", "k", nil, e.now); err != nil || !res.Created {
+		t.Fatalf("checkout: got %+v %v, want an order", res, err)
+	}
+	if err := st.rdb.ZScore(ctx, expKey, a.ID).Err(); err != redis.Nil {
+		t.Errorf("ordered hold in the stream's expiry set: got %v, want it gone", err)
+	}
+	n, _, err := st.ReleaseExpiredHolds(ctx, e.now.Add(2*time.Minute), 10)
+	if err != nil || n != 2 {
+		t.Fatalf("sweep: got %d released, %v; want 2 (b by holddue, c by the stream's set)", n, err)
+	}
+	if left := st.rdb.ZCard(ctx, expKey).Val(); left != 0 {
+		t.Errorf("stream's expiry set after the sweep: %d members left, want 0", left)
+	}
+	if s := e.getSale(t, sale.ID); s.Remaining != 8 || s.Held != 1 || s.Sold != 1 {
+		t.Errorf("sale after: got remaining %d held %d sold %d, want 8, 1, 1", s.Remaining, s.Held, s.Sold)
+	}
+	e.checkInvariants(t)
+}

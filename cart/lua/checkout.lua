@@ -18,13 +18,13 @@
 -- new one's items, total_cents, currency and expired hold ids (the caller knows the
 -- rest), or an earlier one's packed record (pack in lib.lua), "", "", "". (Flags "="
 -- say slots 3 and 6 to 11 are the previous item's: see the batch loop below.)
--- The sold counters, the stream's order list and its expiry index are written once,
--- after the batch, also when a checkout fails at runtime (item_error in lib.lua).
+-- The sold counters and the stream's order list are written once, after the batch,
+-- also when a checkout fails at runtime (item_error in lib.lua).
 local day = 86400000000
 local sid = string.match(B, '{(.*)}:$') -- the stream's id (its keys' hash tag)
 local deltas = {}  -- sale or product key → units moved from held to sold
 local ordered = {} -- the batch's new order ids, in order
-local unindexed = {} -- ordered hold ids, to leave the expiry index
+local unindexed = {} -- ordered hold ids, to leave the stream's older expiry set (if any)
 
 -- call_many runs cmd on the values vs after the arguments first (a key, or none), a
 -- thousand at a time (Lua's stack is bounded).
@@ -365,7 +365,9 @@ end
 if #ordered > 0 then
   call_many('RPUSH', key('orders'), ordered)
 end
-if #unindexed > 0 then
+-- The stream's expiry set is no longer written (see hold.lua); holds made before
+-- leave it here as before, while it exists.
+if #unindexed > 0 and redis.call('EXISTS', key('exp')) == 1 then
   call_many('ZREM', key('exp'), unindexed)
 end
 return flat_reply(out)

@@ -16,8 +16,10 @@
 -- The batch reads each sale and product once and keeps their counters here; they are
 -- written once, after the last hold (the script is atomic, so no one sees between),
 -- also when a hold fails at runtime (item_error in lib.lua).
+-- (The holds' expiries are only in the global holddue set, written beside the
+-- script: see holdBatch in redis_cart.go. The stream's own set, P{sid}:exp, is no
+-- longer written since 2026-12-04; release.lua still reads what older holds left.)
 local sales, products = {}, {}
-local expiries = {} -- score, hold id, ... of the new holds: one ZADD after the batch
 
 local function hmget(k, ...)
   local names = {...}
@@ -159,8 +161,6 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     p.stock, p.held = p.stock - q, p.held + q
     touch_product(pid)
   end
-  expiries[#expiries + 1] = exp_us
-  expiries[#expiries + 1] = hid
   redis.call('RPUSH', key('uh', uid), hid)
   return 'n', pid, price, currency
 end
@@ -184,9 +184,6 @@ end
 for id in pairs(touched.sales) do
   local s = sales[id]
   redis.call('HSET', key('s', id), 'remaining', string.format('%d', s.remaining), 'held', string.format('%d', s.held))
-end
-for i = 1, #expiries, 1000 do
-  redis.call('ZADD', key('exp'), unpack(expiries, i, math.min(i + 999, #expiries)))
 end
 for id in pairs(touched.products) do
   local p = products[id]
