@@ -250,12 +250,16 @@ func cartFromIndex(m map[string]string) (*userCart, []string) {
 }
 
 // pruneDead asks forget.lua, off the request's path, to forget the streams (pairs of
-// stream and generation) unless a hold came there since, and their "~" records.
+// stream and generation) unless a hold came there since, and their "~" records. Its
+// arguments: the streams, their "~" records' fields, the generations.
 func (s *RedisStore) pruneDead(userBase string, pairs []string) {
-	args := make([]any, 0, 4+len(pairs))
-	args = append(args, "evalsha", s.shas["forget"], 1, userBase)
-	for i := range pairs {
-		args = append(args, &pairs[i]) // see evalArgs
+	n := len(pairs) / 2
+	fields := make([]string, n)
+	args := make([]any, 4+3*n)
+	args[0], args[1], args[2], args[3] = "evalsha", s.shas["forget"], 1, userBase
+	for i := range n {
+		fields[i] = "~" + pairs[2*i]
+		args[4+i], args[4+n+i], args[4+2*n+i] = &pairs[2*i], &fields[i], &pairs[2*i+1] // see evalArgs
 	}
 	var cmd *redis.Cmd
 	done := s.batch.send(func(ctx context.Context, p redis.Pipeliner) { cmd = p.Do(ctx, args...) })
