@@ -531,11 +531,13 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 // the generation gen its claim read) records that the order emptied the user's cart
 // there (field "~"+stream id of the cart index), so the cart index forgets it (see
 // lua/claim.lua) and the user's next checkout elsewhere takes the one-stream path; if
-// it is lost, the next cart read prunes.
+// it is lost, the next cart read prunes. The mark keeps the key's time to live, 24 h
+// from its claim (SET … KEEPTTL: no expiry removed and set again, and nothing for
+// Redis to rewrite for its replicas as it does an EX).
 func (s *RedisStore) finishCheckout(userBase, ih, value, emptied, gen string) {
 	f := &doneMark{key: userBase + "idem:" + ih, value: value}
 	f.pipeCall.add = f // nobody waits (done nil)
-	f.set = [...]any{"set", &f.key, &f.value, "ex", &idemTTLSeconds}
+	f.set = [...]any{"set", &f.key, &f.value, "keepttl"}
 	if emptied != "" {
 		f.gen, f.field, f.g = userBase+"gen", "~"+emptied, gen
 		f.hset = [...]any{"hset", &f.gen, &f.field, &f.g}
@@ -547,7 +549,7 @@ func (s *RedisStore) finishCheckout(userBase, ih, value, emptied, gen string) {
 // what its commands point to (see evalArgs).
 type doneMark struct {
 	pipeCall
-	set                       [5]any
+	set                       [4]any
 	hset                      [4]any
 	key, value, gen, field, g string
 }
@@ -558,9 +560,6 @@ func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
 		p.Do(ctx, f.hset[:]...)
 	}
 }
-
-// idemTTLSeconds is IdempotencyTTL in seconds, as the done mark's SET gives it.
-var idemTTLSeconds = int64(IdempotencyTTL / time.Second)
 
 // claimIdem takes the user's idempotency key for this call (answering its token and
 // the streams of the user's cart), or answers the order an earlier call with the key

@@ -300,3 +300,27 @@ func TestRedisCheckoutKeyRecordOnlyWithOrder(t *testing.T) {
 	}
 	e.checkInvariants(t)
 }
+
+// TestRedisDoneMarkKeepsTheClaimsTTL: the done mark replaces the pending mark and
+// keeps its time to live (24 h from the claim), by the plain claim and by claim.lua.
+func TestRedisDoneMarkKeepsTheClaimsTTL(t *testing.T) {
+	for _, plain := range []bool{true, false} {
+		st := openTestRedis(t, testRedisURL)
+		st.plainClaims.Store(plain)
+		e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+		sale := e.sale(t, e.stream(t), 5, 5)
+		e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+		res, err := e.checkout("u", "k", nil, e.now)
+		if err != nil || !res.Created {
+			t.Fatalf("plain %v: checkout: %+v %v", plain, res, err)
+		}
+		st.background.Wait()
+		k := st.userBase("u") + "idem:" + idemHash("u", "k")
+		if v := st.rdb.Get(e.ctx, k).Val(); !strings.HasPrefix(v, "done|"+sale.StreamID+"|"+res.Order.ID+"|") {
+			t.Fatalf("plain %v: the key after the checkout: %q, want its done mark", plain, v)
+		}
+		if ttl := st.rdb.PTTL(e.ctx, k).Val(); ttl < IdempotencyTTL-time.Minute || ttl > IdempotencyTTL {
+			t.Fatalf("plain %v: the done mark's TTL: %v, want 24 h", plain, ttl)
+		}
+	}
+}
