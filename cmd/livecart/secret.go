@@ -11,6 +11,10 @@ import (
 	"strings"
 )
 
+// exampleSecret is the secret configs/node-a.yaml and node-b.yaml carry as written: a
+// node started with it warns (TestSecretWarnings keeps the two equal).
+const exampleSecret = "change-me-to-a-long-random-secret"
+
 // loadSecret returns the configured secret, else the one kept in the data dir; with
 // create it makes and saves one there on first start. generated reports whether the
 // secret came from the data dir (so the server prints ready links).

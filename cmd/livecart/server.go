@@ -75,6 +75,13 @@ func (m *Main) build(ctx context.Context) error {
 	}
 	m.printLinks = fromDataDir
 	m.auth = auth.New(secret, nil)
+	switch {
+	case m.cfg.Auth.Secret == exampleSecret:
+		m.log.Warn("auth.secret is the example configs' placeholder, which anyone can read: anyone can mint admin tokens; set a long random secret (the same on every node)")
+	case fromDataDir && m.cfg.Store == "redis":
+		m.log.Warn("auth secret made in this node's data dir: every node on this Redis must share it, else tokens minted with one are refused (401) by the others; set auth.secret or LIVECART_AUTH_SECRET, the same on every node",
+			"path", filepath.Join(m.cfg.DataDir, "secret"))
+	}
 
 	if m.store, err = m.openStore(ctx); err != nil {
 		return err
