@@ -489,13 +489,59 @@ func (r flatReply) item(i int) []string {
 	return r.slots[i*r.width : (i+1)*r.width]
 }
 
-// decodeFlat reads a batch script's reply.
+// decodeFlat reads a batch script's reply. An item whose first slot is "=" comes
+// short (each slot costs redis-server ~0.7k instructions to answer): the hold
+// script's is that one slot, standing for width empty strings (the last new hold's
+// answer again); the checkout script's is "=" and the dropped hold ids, standing for
+// "", "", "=", the ids, and empty strings (flags "=": the previous item's order).
+// Items are kept at full width in slots.
 func decodeFlat(name string, v any, width int) (flatReply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) < 2 || (len(a)-2)%width != 0 {
+	if !ok || len(a) < 2 {
 		return flatReply{}, fmt.Errorf("redis script %s: bad reply %T of %d", name, v, len(a))
 	}
-	r := flatReply{sales: records(a[0]), products: records(a[1]), slots: make([]string, len(a)-2), width: width}
+	r := flatReply{sales: records(a[0]), products: records(a[1]), width: width}
+	short := 0 // the short item's slots, if the script answers short items
+	switch name {
+	case "hold":
+		short = 1
+	case "checkout":
+		short = 2
+	}
+	n := 0 // the slots at full width
+	for i := 2; i < len(a); {
+		if s, _ := a[i].(string); short > 0 && s == "=" {
+			i += short
+		} else {
+			i += width
+		}
+		n += width
+	}
+	r.slots = make([]string, n)
+	for i, j := 2, 0; i < len(a); j += width {
+		if s, _ := a[i].(string); short > 0 && s == "=" {
+			if i+short > len(a) {
+				return flatReply{}, fmt.Errorf("redis script %s: bad reply: a short item cut at slot %d", name, i-2)
+			}
+			if short == 2 {
+				r.slots[j+2] = "="
+				if r.slots[j+3], ok = a[i+1].(string); !ok {
+					return flatReply{}, fmt.Errorf("redis script %s: bad reply: slot %d is %T", name, i-1, a[i+1])
+				}
+			}
+			i += short
+			continue
+		}
+		if i+width > len(a) {
+			return flatReply{}, fmt.Errorf("redis script %s: bad reply: an item cut at slot %d", name, i-2)
+		}
+		for k, x := range a[i : i+width] {
+			if r.slots[j+k], ok = x.(string); !ok {
+				return flatReply{}, fmt.Errorf("redis script %s: bad reply: slot %d is %T", name, i-2+k, x)
+			}
+		}
+		i += width
+	}
 	if len(r.sales) > 0 {
 		r.sale = make(map[string]Sale, len(r.sales))
 		for id, m := range r.sales {
@@ -507,13 +553,6 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 		for id, m := range r.products {
 			r.product[id] = productFromHash(m)
 		}
-	}
-	for i, x := range a[2:] {
-		s, ok := x.(string)
-		if !ok {
-			return flatReply{}, fmt.Errorf("redis script %s: bad reply: slot %d is %T", name, i, x)
-		}
-		r.slots[i] = s
 	}
 	return r, nil
 }

@@ -13,11 +13,13 @@ import (
 )
 
 // TestRedisBatchRepliesOnce: in a batch, a new hold answering what the last new hold
-// answered (product, price, currency) comes as four empty slots, and a placed order
-// answering the previous item's flags, touched records and order slots comes as flags
-// "=" and six empty slots (lua/hold.lua, lua/checkout.lua); the Go side answers every
-// item as if each carried its own (holdBatch, checkoutBatch). Failed before: every
-// item carried all its slots.
+// answered (product, price, currency) comes as the one slot "=" (four empty slots
+// once decoded), and a placed order answering the previous item's flags, touched
+// records and order slots comes as "=" and its dropped ids (flags "=" and six empty
+// slots once decoded; lua/hold.lua, lua/checkout.lua, decodeFlat); the Go side answers
+// every item as if each carried its own (holdBatch, checkoutBatch). Failed before:
+// every item carried all its slots; then (until 2026-12-04) every item carried its
+// full width of slots, empty ones included.
 func TestRedisBatchRepliesOnce(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
@@ -34,6 +36,24 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		}
 		args = append(args, uuid.NewString(), u, pid, said, "1", formatTime(exp), micros(exp), micros(e.now), fmt.Sprint(i))
 	}
+	raw := func(name string, args []any, want int) {
+		t.Helper()
+		a, err := st.scripts[name].Run(e.ctx, st.rdb, []string{st.base(sid)}, args...).Slice()
+		if err != nil || len(a) != want {
+			t.Fatalf("%s: raw reply of %d slots %v, want %d", name, len(a), err, want)
+		}
+	}
+	// The reply as it comes, for the same holds of a sale of their own (and their checkouts below).
+	sale2 := e.sale(t, sid, 10, 5)
+	var args2 []any
+	for i, u := range users {
+		said, pid := sale2.ID, ""
+		if i == 3 {
+			said, pid = "", p.ID
+		}
+		args2 = append(args2, uuid.NewString(), u+"2", pid, said, "1", formatTime(exp), micros(exp), micros(e.now), fmt.Sprint(i))
+	}
+	raw("hold", args2, 2+4+1+1+4+4)
 	r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +70,11 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 	for _, u := range users[:3] {
 		cargs = append(cargs, "9", u, idemHash(u, "k"), "{}", uuid.NewString(), micros(e.now), formatTime(e.now), "all", "", "1")
 	}
+	var cargs2 []any
+	for _, u := range users[:3] {
+		cargs2 = append(cargs2, "9", u+"2", idemHash(u+"2", "k"), "{}", uuid.NewString(), micros(e.now), formatTime(e.now), "all", "", "1")
+	}
+	raw("checkout", cargs2, 2+11+2+2)
 	r, err = st.runFlat(e.ctx, "checkout", sid, checkoutWidth, cargs...)
 	if err != nil {
 		t.Fatal(err)
@@ -176,5 +201,35 @@ func TestRedisIdemHashUnchanged(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = idemHash("buyer-123", "loadgen-1764682345-17") }); n != 1 {
 		t.Errorf("idemHash: %v allocations, want 1", n)
+	}
+}
+
+// TestDecodeFlatShortItems: short items ("=") are expanded to full width, and a reply
+// cut inside an item is an error, not a shorter item.
+func TestDecodeFlatShortItems(t *testing.T) {
+	none := []any{}
+	r, err := decodeFlat("checkout", []any{none, none, "", "", "cse", "h1", "", "p", "s", "it", "5", "EUR", "", "=", "h2"}, checkoutWidth)
+	if err != nil || len(r.slots) != 2*checkoutWidth {
+		t.Fatalf("checkout: got %d slots %v, want 2 items", len(r.slots), err)
+	}
+	if got, want := r.item(1), []string{"", "", "=", "h2", "", "", "", "", "", "", ""}; !slices.Equal(got, want) {
+		t.Errorf("checkout's short item: got %q, want %q", got, want)
+	}
+	r, err = decodeFlat("hold", []any{none, none, "n", "p", "5", "EUR", "=", "="}, holdWidth)
+	if err != nil || len(r.slots) != 3*holdWidth || !slices.Equal(r.item(2), []string{"", "", "", ""}) {
+		t.Fatalf("hold: got %q %v, want 3 items, the last two empty", r.slots, err)
+	}
+	for _, bad := range []struct {
+		name  string
+		slots []any
+		width int
+	}{
+		{"checkout", []any{none, none, "="}, checkoutWidth},
+		{"checkout", []any{none, none, "", "", "cse"}, checkoutWidth},
+		{"hold", []any{none, none, "=", "n", "p"}, holdWidth},
+	} {
+		if _, err := decodeFlat(bad.name, bad.slots, bad.width); err == nil {
+			t.Errorf("%s %q: no error, want one (an item cut short)", bad.name, bad.slots)
+		}
 	}
 }

@@ -17,7 +17,9 @@
 -- (their values, after the whole batch, are the reply's records), then the order: a
 -- new one's items, total_cents, currency and expired hold ids (the caller knows the
 -- rest), or an earlier one's packed record (pack in lib.lua), "", "", "". (Flags "="
--- say slots 3 and 6 to 11 are the previous item's: see the batch loop below.)
+-- say slots 3 and 6 to 11 are the previous item's: see the batch loop below; such an
+-- item with no error, message or cleared ids comes as two strings, "=" and the
+-- dropped ids: see decodeFlat in redis.go.)
 -- The sold counters and the stream's order list are written once, after the batch,
 -- also when a checkout fails at runtime (item_error in lib.lua).
 local day = 86400000000
@@ -319,7 +321,8 @@ end
 local out, all_products, all_sales = {'', ''}, {}, {} -- see flat_reply
 -- A checkout that placed its order and answers the previous item's flags, touched
 -- records and order slots (a storm's checkouts of one sale: the same item, total and
--- currency) answers flags "=" and "" in those six slots: the reply carries them once.
+-- currency) answers flags "=" and "" in those six slots: the reply carries them once;
+-- with no message and no cleared ids, it answers only "=" and its dropped ids.
 local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
 local i = 1
 while i <= #ARGV do
@@ -346,11 +349,15 @@ while i <= #ARGV do
     all_sales[id] = true
   end
   local k, products, sales = #out, ids_of(touched.products), ids_of(touched.sales)
-  out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
-  if e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and total == p9 and
-      currency == p10 and expired == p11 then
+  local same = e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and
+    total == p9 and currency == p10 and expired == p11
+  if same and m == '' and cleared == '' then
+    out[k + 1], out[k + 2] = '=', dropped
+  elseif same then
+    out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
     out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
   else
+    out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
     out[k + 3], out[k + 6], out[k + 7] = flags, products, sales
     out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
   end

@@ -5,9 +5,10 @@
 -- or is refused as a whole (nothing of it stays): concurrent holds of
 -- one stream share one call. Answers flat_reply (lib.lua) with 4 strings per hold:
 -- "n", product id, unit_price_cents, currency for a new hold (only what the caller
--- does not know), or "", "", "", "" for a new hold whose three are the last new
+-- does not know), or the one string "=" for a new hold whose three are the last new
 -- hold's of the batch (a storm's holds of one sale all answer the same: the reply
--- carries them once); "r", the packed record (pack in lib.lua), "", "" for a retry
+-- carries them once; see decodeFlat in redis.go); "r", the packed record (pack in
+-- lib.lua), "", "" for a retry
 -- of an existing one; "e", error code, message, "" for a refused or failed one.
 -- A hold id already recorded answers "r" (the same user) or conflict, whatever the
 -- stock says: a refusal looks for the record first, and a hold that passed every
@@ -165,21 +166,26 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   return 'n', pid, price, currency
 end
 
-local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold
+local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold (or "=")
 local lb, lc, ld -- the last new hold's answer
 for i = 1, #ARGV, 9 do
   local ok, a, b, c, d = pcall(hold_one, unpack(ARGV, i, i + 8))
+  local same = false
   if not ok then
     a, b, c, d = 'e', 'item_failed', item_error(a), ''
   elseif a == 'n' then
     if b == lb and c == lc and d == ld then
-      a, b, c, d = '', '', '', ''
+      same = true
     else
       lb, lc, ld = b, c, d
     end
   end
   local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
+  if same then
+    out[n + 1] = '='
+  else
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
+  end
 end
 for id in pairs(touched.sales) do
   local s = sales[id]
