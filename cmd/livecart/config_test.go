@@ -139,3 +139,18 @@ func TestAdvertiseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleNodeConfigsFollowTheirAddress: a third node started from node-b.yaml with
+// only its address changed in the environment (LIVECART_ADDR) advertises that address
+// to the other nodes, not node-b's: the examples leave advertise_url to its default.
+func TestExampleNodeConfigsFollowTheirAddress(t *testing.T) {
+	for _, name := range []string{"node-a.yaml", "node-b.yaml"} {
+		cfg, err := loadConfig(filepath.Join("..", "..", "configs", name), env(map[string]string{"LIVECART_ADDR": "10.0.0.3:9000"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := advertiseURL(cfg.Cluster.AdvertiseURL, cfg.Addr, os.Hostname); got != "http://10.0.0.3:9000" {
+			t.Errorf("configs/%s with LIVECART_ADDR=10.0.0.3:9000 advertises %q, want http://10.0.0.3:9000", name, got)
+		}
+	}
+}
