@@ -533,11 +533,13 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 // lua/claim.lua) and the user's next checkout elsewhere takes the one-stream path; if
 // it is lost, the next cart read prunes. The mark keeps the key's time to live, 24 h
 // from its claim (SET … KEEPTTL: no expiry removed and set again, and nothing for
-// Redis to rewrite for its replicas as it does an EX).
+// Redis to rewrite for its replicas as it does an EX), and replaces only a key that
+// exists (XX): a pending mark lost meanwhile (Redis restarted without it) is as a
+// mark that never landed, not a key made anew with no time to live.
 func (s *RedisStore) finishCheckout(userBase, ih, value, emptied, gen string) {
 	f := &doneMark{key: userBase + "idem:" + ih, value: value}
 	f.pipeCall.add = f // nobody waits (done nil)
-	f.set = [...]any{"set", &f.key, &f.value, "keepttl"}
+	f.set = [...]any{"set", &f.key, &f.value, "xx", "keepttl"}
 	if emptied != "" {
 		f.gen, f.field, f.g = userBase+"gen", "~"+emptied, gen
 		f.hset = [...]any{"hset", &f.gen, &f.field, &f.g}
@@ -549,7 +551,7 @@ func (s *RedisStore) finishCheckout(userBase, ih, value, emptied, gen string) {
 // what its commands point to (see evalArgs).
 type doneMark struct {
 	pipeCall
-	set                       [4]any
+	set                       [5]any
 	hset                      [4]any
 	key, value, gen, field, g string
 }

@@ -324,3 +324,20 @@ func TestRedisDoneMarkKeepsTheClaimsTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisDoneMarkNeverOutlivesItsKey: a done mark whose pending mark is gone (Redis
+// restarted or failed over without it between the claim and the mark, which lands
+// off the request's path) is not written: SET … KEEPTTL alone would make the key
+// anew with no time to live, kept forever. (A retry with the key then gets its order
+// from the stream's record, as when the mark never lands.)
+func TestRedisDoneMarkNeverOutlivesItsKey(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	ctx := context.Background()
+	ih := idemHash("u", "k")
+	k := st.userBase("u") + "idem:" + ih
+	st.finishCheckout(st.userBase("u"), ih, "done|s|o|1|f", "", "")
+	st.background.Wait()
+	if ttl, err := st.rdb.PTTL(ctx, k).Result(); err != nil || ttl != -2*time.Nanosecond {
+		t.Fatalf("the key after a done mark without its pending mark: PTTL %v %v, want no key (-2ns)", ttl, err)
+	}
+}
