@@ -98,7 +98,7 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !auth.ValidUserID(req.UserID) {
-		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("user_id must be 1..%d characters", auth.MaxUserIDLen)))
+		s.fail(w, r, errBadUserID())
 		return
 	}
 	if req.DurationS < minMuteSeconds || req.DurationS > maxMuteSeconds {
@@ -126,6 +126,12 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, data)
 }
 
+// errBadUserID refuses a user id no token carries (API.md: any string up to 128
+// characters), in a mute's body or an unmute's path alike.
+func errBadUserID() error {
+	return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("user_id must be 1..%d characters", auth.MaxUserIDLen))
+}
+
 func (s *Server) unmuteUser(w http.ResponseWriter, r *http.Request) {
 	id, st, err := s.liveAction(r)
 	if err != nil {
@@ -133,6 +139,10 @@ func (s *Server) unmuteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := r.PathValue("user_id")
+	if !auth.ValidUserID(user) { // as muteUser: no id a token may carry is refused, none other taken
+		s.fail(w, r, errBadUserID())
+		return
+	}
 	if err := s.deps.Live.Unmute(r.Context(), st.ID, user); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: unmute: %v", cart.ErrUnavailable, err))
 		return

@@ -182,6 +182,10 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 		{"unmute by viewer", "DELETE", mutes + "/u", viewer, nil, 403, "forbidden"},
 		{"unmute", "DELETE", mutes + "/u", mod, nil, 204, ""},
 		{"unmute not muted", "DELETE", mutes + "/nobody", mod, nil, 204, ""},
+		{"unmute a user id of 128 characters", "DELETE", mutes + "/" + strings.Repeat("é", 128), mod, nil, 204, ""},
+		{"unmute a user id of 129 characters", "DELETE", mutes + "/" + strings.Repeat("é", 129), mod, nil, 400, "bad_request"},
+		{"unmute a user id of 129 characters by viewer", "DELETE", mutes + "/" + strings.Repeat("é", 129), viewer, nil, 403, "forbidden"},
+		{"unmute a user id of 129 characters, unknown stream", "DELETE", "/api/streams/" + uuid.NewString() + "/mutes/" + strings.Repeat("u", 129), mod, nil, 404, "not_found"},
 		{"delete anonymous", "DELETE", chat + uuid.NewString(), "", nil, 401, "unauthorized"},
 		{"delete not a uuid", "DELETE", chat + "nope", viewer, nil, 404, "not_found"},
 		{"delete by viewer", "DELETE", chat + uuid.NewString(), viewer, nil, 403, "forbidden"},
@@ -202,7 +206,7 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 	for _, a := range audit {
 		actions = append(actions, a.Action)
 	}
-	if got, want := strings.Join(actions, ","), "mute,mute,mute,unmute,unmute,chat_delete"; got != want {
+	if got, want := strings.Join(actions, ","), "mute,mute,mute,unmute,unmute,unmute,chat_delete"; got != want {
 		t.Fatalf("audit actions: got %s, want %s", got, want)
 	}
 }
