@@ -173,3 +173,97 @@ func (f *holdFixture) restore(hold string, rec []byte) {
 		f.t.Fatal(err)
 	}
 }
+
+// TestBoltRestoredHoldOfAnEndedSale: a hold record restored after its sale ended is
+// checked against the sale's per-user limit as one of a live sale is (an ended sale's
+// holds stay valid until they expire or are bought at the sale's price, so one over
+// the limit would let its buyer buy more than the limit at that price). Over the
+// limit, it comes back expired and the sweep returns its units to the product
+// (counted in returned); within the limit, it comes back as it was and can be bought.
+func TestBoltRestoredHoldOfAnEndedSale(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		more    int  // units alice holds (and buys if buy) while her first hold cannot be read
+		buy     bool // she checks them out before the sale ends
+		expired bool // her restored hold comes back expired
+	}{
+		{"over the limit, bought", 3, true, true},
+		{"over the limit, held", 2, false, true},
+		{"within the limit", 1, true, false},
+		{"nothing more", 0, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newHoldFixture(t)
+			_, p2, s2 := f.secondSale(time.Hour) // quantity 5, limit 3
+			stockBefore := p2.Stock
+			first, err := f.holdIn(s2.ID, "alice", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig := f.garble(first)
+			f.reopenLogged(defaultTuning)
+			if tc.more > 0 {
+				if _, err := f.holdIn(s2.ID, "alice", tc.more); err != nil {
+					t.Fatalf("alice holds %d while her first hold cannot be read: %v", tc.more, err)
+				}
+			}
+			if tc.buy {
+				if _, err := f.st.Checkout(f.ctx, CheckoutRequest{OrderID: newID(), UserID: "alice", IdempotencyKey: "buy", Fingerprint: "f"}, f.now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, _, _, err := f.st.StopSale(f.ctx, s2.ID, f.now); err != nil {
+				t.Fatal(err)
+			}
+			f.restore(first, orig)
+			logs := f.reopenLogged(defaultTuning)
+			hs, err := f.st.ListHolds(f.ctx, "alice", f.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var restored *Hold
+			for i := range hs {
+				if hs[i].ID == first {
+					restored = &hs[i]
+				}
+			}
+			if restored == nil || restored.Expired != tc.expired {
+				t.Fatalf("alice's cart after the restore: %+v; want the restored hold %s with expired %v", hs, first, tc.expired)
+			}
+			if n := logs.has("ERROR", "more than the sale's per-user limit", "hold="+first); (n == 1) != tc.expired {
+				t.Fatalf("%d records of the restored hold put back expired, want expired %v; records:\n%s", n, tc.expired, strings.Join(logs.recs, "\n"))
+			}
+			_, err = f.st.Checkout(f.ctx, CheckoutRequest{OrderID: newID(), UserID: "alice", HoldIDs: []string{first}, IdempotencyKey: "restored", Fingerprint: "f"}, f.now)
+			if tc.expired && !errors.Is(err, ErrHoldExpired) || !tc.expired && err != nil {
+				t.Fatalf("checkout of the restored hold: %v, want expired %v", err, tc.expired)
+			}
+			if _, _, err := f.st.ReleaseExpiredHolds(f.ctx, f.now, 100); err != nil {
+				t.Fatal(err)
+			}
+			s, err := f.st.GetSale(f.ctx, s2.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.st.GetProduct(f.ctx, p2.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bought := 0
+			if tc.buy {
+				bought = tc.more
+			}
+			if !tc.expired {
+				bought += 2
+			}
+			if s.Status != SaleEnded || s.Sold != bought || s.Remaining+s.Held+s.Sold+s.Returned != s.Quantity ||
+				p.Stock+s.Remaining+s.Held+s.Sold != stockBefore {
+				t.Fatalf("after the sweep: sale %s remaining %d held %d sold %d returned %d of %d, product stock %d of %d; want sold %d",
+					s.Status, s.Remaining, s.Held, s.Sold, s.Returned, s.Quantity, p.Stock, stockBefore, bought)
+			}
+			if tc.expired && s.Held != tc.more-bought {
+				t.Fatalf("after the sweep: sale held %d, want %d (the restored hold's units returned)", s.Held, tc.more-bought)
+			}
+			checkHoldIndexMatchesFile(t, f.st, "after the restore")
+		})
+	}
+}

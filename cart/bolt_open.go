@@ -458,14 +458,19 @@ func userOfKey(k []byte) (string, bool) {
 // were restored), logging each at error level. A file no open repaired has none such:
 // a hold's entry goes only when it is released (Released) or its record is deleted.
 //
-// A restored hold of a live sale that puts its buyer over the sale's per-user limit
-// (while its record could not be read, nor its buyer, the buyer was counted without it and
+// A restored hold of a sale that puts its buyer over the sale's per-user limit (while
+// its record could not be read, nor its buyer, the buyer was counted without it and
 // could hold or buy the limit again) is put back expired (overLimitExpiry): its units go
 // back with the next sweep, it stays listed as expired and cannot be checked out, so
 // that the buyer never gets more than the limit. ix is what rebuildHoldIndex read: its units
-// count the restored holds.
+// count the restored holds of live sales. An ended sale's holds stay valid until they
+// expire or are bought at the sale's price, so a restored one is checked too; ix does
+// not count ended sales, so its buyer's units are counted here (endedSaleUnits), and
+// the units of one put back expired go back to the product with the sweep, as those of
+// any of an ended sale's holds that expire.
 func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, ix holdIndex) error {
 	expired := map[saleUser]int{} // units of restored holds expired here, by sale and buyer
+	ended := map[saleUser]int{}   // units of ended sales, by sale and buyer (endedSaleUnits)
 	for _, h := range ix.noExpiry {
 		var sale Sale
 		var p Product
@@ -478,11 +483,23 @@ func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, ix holdIndex) error {
 			continue
 		}
 		k := saleUser{h.SaleID, h.User}
-		if units, counted := ix.units[h.SaleID]; counted && sale.Status != SaleEnded && units[h.User]-expired[k] > sale.PerUserLimit {
+		units := 0
+		switch {
+		case h.SaleID == "":
+		case sale.Status == SaleEnded:
+			if _, ok := ended[k]; !ok {
+				ended[k] = endedSaleUnits(tx, ix, sale, h.User)
+			}
+			units = ended[k]
+		default:
+			units = ix.units[h.SaleID][h.User]
+		}
+		if h.SaleID != "" && units-expired[k] > sale.PerUserLimit {
+			units -= expired[k]
 			h.ExpiresAt = overLimitExpiry(h, sale)
 			expired[k] += h.Quantity
 			log.Error("embedded store: put back a hold whose record can be read again, expired: with it its buyer would hold more than the sale's per-user limit (the buyer held or bought more while it could not be read); the hold sweep returns its units",
-				"hold", h.ID, "sale", h.SaleID, "buyer", h.User, "units", units[h.User]-expired[k]+h.Quantity, "limit", sale.PerUserLimit)
+				"hold", h.ID, "sale", h.SaleID, "buyer", h.User, "units", units, "limit", sale.PerUserLimit, "sale_status", sale.Status)
 			if err := putJSON(tx.Bucket(bucketHolds), h.ID, &h); err != nil {
 				return err
 			}
@@ -495,6 +512,50 @@ func restoreHoldExpiry(tx *bolt.Tx, log *slog.Logger, ix holdIndex) error {
 		}
 	}
 	return nil
+}
+
+// endedSaleUnits counts the units of an ended sale its buyer holds (unreleased holds,
+// a restored one too) and bought, as rebuildHoldIndex counts a live sale's: a hold
+// record that cannot be read counts what can be read of it (its quantity, or its buyer
+// at the limit: countUnreadableHold), an order of the sale's stream that cannot be
+// read counts its buyer at the limit if she can be found. Only a restore at open asks
+// (rarely): it reads the buyer's holds and the stream's orders.
+func endedSaleUnits(tx *bolt.Tx, ix holdIndex, sale Sale, user string) int {
+	n, atLimit := 0, false
+	holds := tx.Bucket(bucketHolds)
+	for _, e := range ix.carts[user] {
+		var h boltHold
+		if getJSON(holds, e.id, &h) == nil && h.SaleID == sale.ID && !h.Released {
+			n += h.Quantity
+		}
+	}
+	for id := range ix.unreadable {
+		u, sid, q, released, ok := salvageHold(holds.Get([]byte(id)))
+		if ok && u == user && sid == sale.ID && !released {
+			n += q
+			atLimit = atLimit || q <= 0
+		}
+	}
+	prefix := []byte(sale.StreamID + "\x00")
+	c := tx.Bucket(bucketStreamOrders).Cursor()
+	for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+		var o Order
+		if err := getJSON(tx.Bucket(bucketOrders), string(id), &o); err != nil {
+			if buyer, ok := orderBuyer(tx, string(id)); ok && buyer == user {
+				atLimit = true
+			}
+			continue
+		}
+		for _, it := range o.Items {
+			if o.UserID == user && it.SaleID == sale.ID {
+				n += it.Quantity
+			}
+		}
+	}
+	if atLimit {
+		n = max(n, sale.PerUserLimit)
+	}
+	return n
 }
 
 // overLimitExpiry is the expiry a restored hold over its buyer's limit is put back with
