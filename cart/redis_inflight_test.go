@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,9 +271,37 @@ func TestRedisOvertakenBatchesKeepGuarantees(t *testing.T) {
 // claim in the second may run before the mark in the first (held back here by a
 // blocking command ahead of it). The retry then finds the key pending: it must wait
 // for the mark and answer the same order (200), not conflict or a second order.
+//
+// Nothing here waits for a time: the blocking commands are BLPOPs without a timeout
+// on lists of the test's own, answered only when the test pushes to them, so each
+// pipeline ends at the step the test chooses however slowly its goroutines run (a
+// fixed 1.2 s block let a starved test miss the moment only one sender was left).
 func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
+	// The store's client ends a pipeline's read after 3 s; the batcher here reads
+	// without a deadline, so a held pipeline lasts until the test releases it.
+	opts, err := redis.ParseURL(testRedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.ReadTimeout, opts.MaxRetries = -1, -1 // no read deadline; one attempt, as the store's
+	rdb := redis.NewClient(opts)
+	st.batch = &pipeBatcher{rdb: rdb, wg: &st.background}
 	ctx := context.Background()
+	firstGate, heldGate := st.prefix+"gate:first", st.prefix+"gate:held"
+	release := func(gate string) {
+		t.Helper()
+		if err := st.rdb.LPush(ctx, gate, "go").Err(); err != nil { // the store's own client
+			t.Fatalf("release %s: %v", gate, err)
+		}
+	}
+	t.Cleanup(func() { // a test that failed half-way leaves no pipeline blocked
+		st.rdb.LPush(ctx, firstGate, "go")
+		st.rdb.LPush(ctx, heldGate, "go")
+		st.background.Wait()
+		rdb.Close()
+	})
+
 	e := &env{st: st, ctx: ctx, now: time.Now().UTC(), putIn: map[string]int{}}
 	p := e.product(t, e.stream(t), 5)
 	e.mustHold(t, "u", p.ID, "", 1, time.Hour)
@@ -288,57 +317,56 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	if err != nil || !first.Created {
 		t.Fatalf("first call: %+v %v", first, err)
 	}
+	// The checkout's batch queues a call of its own after its answer (the ZREM of the
+	// holds it ordered): wait for the store's background work, so that no call but
+	// the test's goes in the pipelines below.
+	st.background.Wait()
 	b := st.batch
-	block := func(seconds string) <-chan struct{} { // BLPOP of an empty list: a late reply
-		return b.send(func(ctx context.Context, p redis.Pipeliner) { p.Do(ctx, "BLPOP", st.prefix+"empty", seconds) })
+	block := func(gate string) <-chan struct{} { // answered once gate gets an element
+		return b.send(func(ctx context.Context, p redis.Pipeliner) { p.Do(ctx, "BLPOP", gate, 0) })
 	}
-	// pendingIs waits until n calls wait for a pipeline.
-	pendingIs := func(n int, what string) {
+	// waitFor waits until cond holds under b.mu. Each step it waits for is bound to
+	// come (no pipeline ends before the test releases it); the deadline only stops a
+	// broken batcher from hanging the test.
+	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
 			b.mu.Lock()
-			got := len(b.pending)
+			ok := cond()
+			senders, pending := b.senders, len(b.pending)
 			b.mu.Unlock()
-			if got == n {
+			if ok {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d calls wait, want %d", what, got, n)
+				t.Fatalf("%s: never came (%d senders, %d calls wait)", what, senders, pending)
 			}
 		}
 	}
-	short := block("0.1") // the one pipeline at Redis
+	pendingIs := func(n int, what string) {
+		t.Helper()
+		waitFor(fmt.Sprintf("%s: %d calls wait", what, n), func() bool { return len(b.pending) == n })
+	}
+	short := block(firstGate) // the one pipeline at Redis, until the test releases it
 	pendingIs(0, "the first pipeline")
-	// The next pipeline: a longer block, then the done mark behind it (8 calls wait:
-	// it goes as the second at once).
-	// 1.2 s: long enough that a test goroutine starved by a loaded CI machine still sees
-	// the first pipeline's sender end before this one is answered (0.7 s was not), and
-	// short enough that the retry's 2 s wait for the done mark behind it still holds.
-	held := block("1.2")
+	// The next pipeline: a block, then the done mark behind it (8 calls wait: it goes
+	// as the second at once).
+	held := block(heldGate)
 	v := fmt.Sprintf("done|%s|%s|%d|%s", first.Order.StreamID, first.Order.ID, e.now.UnixMicro(), req.Fingerprint)
 	st.finishCheckout(st.userBase("u"), ih, v, "", "")
 	for range secondBatchMin - 2 {
 		b.send(func(ctx context.Context, p redis.Pipeliner) { p.Ping(ctx) })
 	}
 	pendingIs(0, "the second pipeline")
+	release(firstGate)
 	<-short // the first pipeline is answered: the retry's claim goes beside the mark's
 	// Its sender looks for more calls once more before it ends; wait for that, or it
-	// could take the retry's claim at once instead of leaving it to wait.
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		senders := b.senders
-		b.mu.Unlock()
-		if senders == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d senders after the first pipeline, want 1", senders)
-		}
-	}
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// could take the retry's claim at once instead of leaving it to wait. The second
+	// sender stays: its pipeline is held.
+	waitFor("the first pipeline's sender ends", func() bool { return b.senders == 1 })
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a bound against hanging only
 	defer cancel()
 	retry := make(chan CheckoutResult, 1)
-	start := time.Now()
 	go func() {
 		res, err := st.Checkout(rctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}, e.now)
 		if err != nil {
@@ -347,19 +375,20 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 		retry <- res
 	}()
 	pendingIs(1, "the retry's claim") // it waits: one pipeline is at Redis
-	pings := make([]<-chan struct{}, secondBatchMin-1)
-	for i := range pings { // with the claim, enough for a second pipeline
-		pings[i] = b.send(func(ctx context.Context, p redis.Pipeliner) { p.Ping(ctx) })
+	// With the claim, enough calls for a second pipeline: pings, then a read of the
+	// key (what the claim found: the mark had not landed) and the release of the held
+	// pipeline, so the done mark lands right after the claim, by Redis's order alone.
+	for range secondBatchMin - 3 {
+		b.send(func(ctx context.Context, p redis.Pipeliner) { p.Ping(ctx) })
 	}
-	for _, done := range pings {
-		select {
-		case <-done:
-		case <-held:
-			t.Fatal("the claim's pipeline waited for the done mark's: no overtaking to test")
-		}
+	var mark *redis.StringCmd
+	b.send(func(ctx context.Context, p redis.Pipeliner) { mark = p.Get(ctx, st.userBase("u")+"idem:"+ih) })
+	released := b.send(func(ctx context.Context, p redis.Pipeliner) { p.LPush(ctx, heldGate, "go") })
+	<-released
+	if got := mark.Val(); !strings.HasPrefix(got, "pending|") {
+		t.Fatalf("the key beside the retry's claim: %q (%v), want pending: the claim did not overtake the done mark", got, mark.Err())
 	}
 	res := <-retry
-	t.Logf("the retry answered after %v", time.Since(start))
 	<-held
 	if res.Created || res.Order.ID != first.Order.ID {
 		t.Fatalf("retry: order %q created %v, want %q again", res.Order.ID, res.Created, first.Order.ID)
