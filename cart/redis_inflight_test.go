@@ -14,18 +14,40 @@ import (
 )
 
 // batchOverlap wraps a streamQueues run so that a stream's batch that goes while no
-// other is at Redis waits (up to wait) for a second batch of the queue to start and
-// finish first: the second batch overtakes the first, the most two batches in flight
-// can reorder. It counts the batches that were overtaken and the most in flight.
+// other is at Redis waits for a second batch of the queue to start and finish first:
+// the second batch overtakes the first, the most two batches in flight can reorder.
+// It counts the batches that were overtaken and the most in flight.
+//
+// A lone batch waits for no time when a second one is sure to come: sure is how many
+// calls the test is sure to queue so far (expect adds a phase's: calls of goroutines
+// that wait for no batch of the phase before they queue theirs, so never for a later
+// phase's), so while at least secondBatchMin of them are still to be taken,
+// enough will wait for a second batch to go (the first lone batch is always one such,
+// so some batch is overtaken however slowly the test runs). Other lone batches wait
+// up to wait, for more reordering where it comes.
 type batchOverlap struct {
 	wait time.Duration
+	sure int
 
 	mu         sync.Mutex
 	inFlight   int
 	max        int
 	overtaken  int
 	batches    int
+	taken      int           // calls taken into batches
+	stuck      int           // lone batches whose sure second batch never came
 	nextFinish chan struct{} // closed when the next batch finishes
+}
+
+// sureWaitBound only stops a broken queue from hanging the test: a second batch
+// that is sure to come comes.
+const sureWaitBound = 30 * time.Second
+
+// expect adds n calls sure to be queued (a phase's, before it begins).
+func (o *batchOverlap) expect(n int) {
+	o.mu.Lock()
+	o.sure += n
+	o.mu.Unlock()
 }
 
 func wrapOverlap[T any](o *batchOverlap, run func(string, []T)) func(string, []T) {
@@ -34,8 +56,14 @@ func wrapOverlap[T any](o *batchOverlap, run func(string, []T)) func(string, []T
 		o.mu.Lock()
 		o.inFlight++
 		o.batches++
+		o.taken += len(calls)
 		o.max = max(o.max, o.inFlight)
 		alone, finished := o.inFlight == 1, o.nextFinish
+		wait := o.wait
+		sure := o.taken+secondBatchMin <= o.sure
+		if sure {
+			wait = sureWaitBound
+		}
 		o.mu.Unlock()
 		if alone {
 			select {
@@ -43,7 +71,12 @@ func wrapOverlap[T any](o *batchOverlap, run func(string, []T)) func(string, []T
 				o.mu.Lock()
 				o.overtaken++
 				o.mu.Unlock()
-			case <-time.After(o.wait):
+			case <-time.After(wait):
+				if sure {
+					o.mu.Lock()
+					o.stuck++
+					o.mu.Unlock()
+				}
 			}
 		}
 		run(sid, calls)
@@ -60,6 +93,9 @@ func (o *batchOverlap) check(t *testing.T, what string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	t.Logf("%s: %d batches, at most %d in flight, %d overtaken by a later one", what, o.batches, o.max, o.overtaken)
+	if o.stuck > 0 {
+		t.Errorf("%s: %d lone batches waited %v for a second batch that was sure to come", what, o.stuck, sureWaitBound)
+	}
 	if o.max != batchesInFlight || o.overtaken == 0 {
 		t.Errorf("%s: at most %d batches in flight and %d overtaken, want %d and some: the test did not reorder batches",
 			what, o.max, o.overtaken, batchesInFlight)
@@ -78,14 +114,6 @@ func (o *batchOverlap) check(t *testing.T, what string) {
 func TestRedisOvertakenBatchesKeepGuarantees(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	ctx := context.Background()
-	// The wait is long enough for a second batch to be sent and answered on a machine
-	// busy with the race detector and other packages' tests (30 ms was not, in CI).
-	holdsO, checkoutsO := &batchOverlap{wait: 300 * time.Millisecond}, &batchOverlap{wait: 300 * time.Millisecond}
-	st.holds.run = wrapOverlap(holdsO, st.holds.run)
-	st.checkouts.run = wrapOverlap(checkoutsO, st.checkouts.run)
-
-	e := &env{st: st, ctx: ctx, now: time.Now().UTC(), putIn: map[string]int{}}
-	sid := e.stream(t)
 	const (
 		buyers   = 40
 		perBuyer = 6 // concurrent holds of one unit of the sale, and of the product
@@ -93,11 +121,22 @@ func TestRedisOvertakenBatchesKeepGuarantees(t *testing.T) {
 		quantity = buyers*limit + 10 // every buyer can hold the limit, not more
 		stock    = 45                // fewer than the buyers want
 	)
+	holdsO, checkoutsO := &batchOverlap{wait: 300 * time.Millisecond}, &batchOverlap{wait: 300 * time.Millisecond}
+	// A batch takes at most 16 checkouts, so the first lone one leaves a second batch
+	// sure to come even if all the buyers' checkouts queued before it went (a starved
+	// sender): see batchOverlap.
+	st.checkouts.max = 16
+	st.holds.run = wrapOverlap(holdsO, st.holds.run)
+	st.checkouts.run = wrapOverlap(checkoutsO, st.checkouts.run)
+
+	e := &env{st: st, ctx: ctx, now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
 	sale := e.sale(t, sid, quantity, limit)
 	prod := e.product(t, sid, stock)
 	user := func(b int) string { return fmt.Sprintf("buyer-%d", b) }
 
 	// Phase 1: every buyer holds perBuyer units of the sale and of the product at once.
+	holdsO.expect(buyers * perBuyer * 2)
 	type held struct {
 		sale, prod []string
 	}
@@ -149,7 +188,9 @@ func TestRedisOvertakenBatchesKeepGuarantees(t *testing.T) {
 	e.checkInvariants(t)
 
 	// Phase 2: every buyer checks out with one key three times at once, and once with
-	// the same key and another body.
+	// the same key and another body. One checkout per buyer is sure to be queued (by
+	// the call that claims her key; the others with it wait for its order).
+	checkoutsO.expect(buyers)
 	type answer struct {
 		order   Order
 		created bool
@@ -236,6 +277,7 @@ func TestRedisOvertakenBatchesKeepGuarantees(t *testing.T) {
 
 	// Phase 3: the limit counts bought units: with units of the sale left, every buyer
 	// (each bought the limit) is refused more, concurrently.
+	holdsO.expect(buyers * (limit + 1))
 	more := make([]int, buyers)
 	for b := range buyers {
 		for range limit + 1 {
