@@ -260,7 +260,7 @@ func (h *Hub) Unmute(ctx context.Context, sid, userID string) error {
 // packets) must not hold up shutdown for its read timeouts and retries. What is left
 // behind ends when Redis answers or its client is closed (the owner does, next).
 const (
-	closeLoopWait  = 250 * time.Millisecond // the tick loop and the overdue sweep
+	closeLoopWait  = 250 * time.Millisecond // the tick loop, the viewer counts' loop and the overdue sweep
 	closeStockWait = time.Second            // held-back and gated stock values still published
 	closeTurnWait  = 100 * time.Millisecond // stock turns after they are cancelled
 	closeConnWait  = 500 * time.Millisecond // connections' goroutines (presence, unsubscribe)
@@ -287,7 +287,7 @@ func (h *Hub) Close() error {
 	loopsBy := time.Now().Add(closeLoopWait)
 	for _, done := range []<-chan struct{}{h.loopDone, h.presDone, h.sweepDone} {
 		if !waitAtMost(done, time.Until(loopsBy)) {
-			h.cfg.Logger.Warn("live: close: viewer counts or stock sweep stuck (redis?); not waiting")
+			h.cfg.Logger.Warn("live: close: tick loop, viewer counts or stock sweep stuck (redis?); not waiting")
 		}
 	}
 	// Held-back and gated stock values are still published (viewers on other nodes
