@@ -150,3 +150,18 @@ func TestNodeIDWithSpacesNamesItsConnections(t *testing.T) {
 		t.Fatalf("connections named after the node: got %v, want livecart:node_%s_1:store and :live", names, id)
 	}
 }
+
+// TestRedisClientName: every byte Redis refuses in a client name (outside '!'..'~')
+// becomes one '_'; the rest of the node id is kept.
+func TestRedisClientName(t *testing.T) {
+	for _, tc := range []struct{ node, want string }{
+		{"node-a", "livecart:node-a:live"},
+		{"node a\t1", "livecart:node_a_1:live"},
+		{"nœud", "livecart:n__ud:live"}, // œ is two bytes
+		{"a~!b", "livecart:a~!b:live"},
+	} {
+		if got := redisClientName(tc.node, "live"); got != tc.want {
+			t.Errorf("redisClientName(%q): got %q, want %q", tc.node, got, tc.want)
+		}
+	}
+}

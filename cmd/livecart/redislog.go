@@ -29,8 +29,9 @@ func redactURL(raw string) string {
 // redisClientName is the name a node's Redis connections carry (CLIENT LIST shows it):
 // livecart:<node id>:<use>, use being "store" (the cart store and its /readyz ping)
 // or "live" (the live channel: bus, presence, stock gate), so an operator finds one
-// node's connections. Redis refuses a name with spaces or control characters (and
-// with it the connection): such bytes of the node id become '_'.
+// node's connections. Redis refuses a name with a byte outside '!'..'~' (a space, a
+// control character, any byte of a non-ASCII character), and with it the connection:
+// such bytes of the node id become '_', one each.
 func redisClientName(node, use string) string {
 	b := []byte("livecart:" + node + ":" + use)
 	for i, c := range b {
