@@ -950,16 +950,6 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		t.touchSale(sale)
 		h.UnitPriceCents = sale.PriceCents
 	} else {
-		// An ended stream is over: its products are not held any more (its sales
-		// are ended, above). A sale hold needs no read of the stream: its end ended
-		// the sale in the same transaction.
-		st, err := t.stream(p.StreamID)
-		if err != nil {
-			return Hold{}, err
-		}
-		if st.Status == StreamEnded {
-			return Hold{}, fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
-		}
 		if p.Stock < req.Quantity {
 			return Hold{}, fmt.Errorf("%d units left: %w", p.Stock, ErrSoldOut)
 		}

@@ -25,7 +25,6 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"SaleLifecycle", testSaleLifecycle},
 		{"EndStreamEndsSales", testEndStreamEndsSales},
 		{"HoldPrecedence", testHoldPrecedence},
-		{"EndedStreamRefusesHolds", testEndedStreamRefusesHolds},
 		{"Storm", testStorm},
 		{"PerUserLimitConcurrent", testPerUserLimitConcurrent},
 		{"ExpiryReturnsUnits", testExpiryReturnsUnits},
@@ -351,48 +350,6 @@ func testEndStreamEndsSales(t *testing.T, e *env) {
 	}
 	if s := e.getSale(t, s.ID); s.Returned != 10 || s.Held != 0 {
 		t.Fatalf("sale after expiry: got returned %d held %d, want 10 0", s.Returned, s.Held)
-	}
-}
-
-// testEndedStreamRefusesHolds: a stream that has ended is over (API.md: ended is
-// final; WHIP, WHEP, new products and sales on it are conflict), so its products can
-// no longer be held: conflict, after not_found (unknown or hidden) and before
-// sold_out; its sales are ended (sale_not_active). Holds made before the end stay
-// valid and can be bought, as a sale's do.
-func testEndedStreamRefusesHolds(t *testing.T, e *env) {
-	sid := e.stream(t)
-	p := e.product(t, sid, 3)
-	hidden := e.product(t, sid, 3)
-	s := e.sale(t, sid, 3, 3)
-	before := e.mustHold(t, "u", p.ID, "", 1, time.Hour)
-	if _, _, _, err := e.st.SetProductHidden(e.ctx, hidden.ID, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.st.EndStream(e.ctx, sid, e.now); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name      string
-		pid, said string
-		qty       int
-		want      error
-	}{
-		{"hidden product", hidden.ID, "", 1, ErrNotFound},
-		{"product", p.ID, "", 1, ErrConflict},
-		{"product, more than its stock", p.ID, "", 3, ErrConflict},
-		{"sale", "", s.ID, 1, ErrSaleNotActive},
-	} {
-		_, err := e.hold("v", tc.pid, tc.said, tc.qty, time.Hour)
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s of the ended stream: got error %v, want %v", tc.name, err, tc.want)
-		}
-	}
-	if got := e.getProduct(t, p.ID); got.Stock != 2 || got.Held != 1 {
-		t.Fatalf("product after the refused holds: stock %d held %d, want 2 1", got.Stock, got.Held)
-	}
-	res, err := e.checkout("u", "k", []string{before.ID}, e.now)
-	if err != nil || len(res.Order.Items) != 1 {
-		t.Fatalf("checkout of a hold made before the end: %+v %v, want the order", res.Order, err)
 	}
 }
 

@@ -86,16 +86,6 @@ local function over_limit(s, hid, uid)
   return refuse(hid, uid, 'limit_exceeded', 'at most ' .. s.per_user_limit .. ' units of this sale per buyer')
 end
 
--- stream_ended: whether the batch's stream has ended (read once per batch, for
--- product holds only: a stream's end ends its sales in the same script).
-local ended
-local function stream_ended()
-  if ended == nil then
-    ended = redis.call('HGET', key('stream'), 'status') == 'ended'
-  end
-  return ended
-end
-
 local last_us, last_now -- the holds of a batch mostly share one now
 
 local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, seq)
@@ -142,8 +132,6 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
       return over_limit(s, hid, uid)
     end
     price = s.price_cents
-  elseif stream_ended() then
-    return refuse(hid, uid, 'conflict', 'the stream has ended')
   elseif p.stock < q then
     return refuse(hid, uid, 'sold_out', 'sold out')
   end
