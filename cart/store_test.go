@@ -351,6 +351,13 @@ func testEndStreamEndsSales(t *testing.T, e *env) {
 	if s := e.getSale(t, s.ID); s.Returned != 10 || s.Held != 0 {
 		t.Fatalf("sale after expiry: got returned %d held %d, want 10 0", s.Returned, s.Held)
 	}
+	// The sale is over, its product is not: API.md's hold errors are a closed list
+	// (not_found, sale_not_active, limit_exceeded, sold_out), none for an ended stream.
+	_, err = e.hold("v", "", s.ID, 1, time.Minute)
+	wantErr(t, "hold of the ended stream's sale", err, ErrSaleNotActive)
+	if _, err := e.hold("v", s.ProductID, "", 1, time.Minute); err != nil {
+		t.Fatalf("hold of the ended stream's product: %v, want it held", err)
+	}
 }
 
 func testHoldPrecedence(t *testing.T, e *env) {
