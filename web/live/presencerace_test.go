@@ -61,14 +61,21 @@ func TestPresenceConcurrentJoinsAndLeaves(t *testing.T) {
 				p.armed.Store(true)
 				// The first viewer's write (count 1) is held; the second's (count 2)
 				// goes first; then the first's is let go.
+				// The dials run in goroutines: one that fails ends its goroutine
+				// (t.Fatal) and sends nil, so the test fails instead of waiting forever.
 				first := make(chan *client, 1)
-				go func() { first <- ts.dial(t, sid, "") }()
-				<-p.entered
+				go func() {
+					var c *client
+					defer func() { first <- c }()
+					c = ts.dial(t, sid, "")
+				}()
+				recvOrFail(t, p.entered, "the first join's count write")
 				secondDone := make(chan *client, 1)
 				go func() {
-					c := ts.dial(t, sid, "")
+					var c *client
+					defer func() { secondDone <- c }()
+					c = ts.dial(t, sid, "")
 					c.next(t)
-					secondDone <- c
 				}()
 				// Give the second join time to write its count while the first's is held
 				// (before the fix it does; after it, it waits for the first's write).
@@ -78,8 +85,8 @@ func TestPresenceConcurrentJoinsAndLeaves(t *testing.T) {
 				case <-time.After(300 * time.Millisecond):
 				}
 				close(p.release)
-				(<-first).next(t)
-				<-secondDone
+				recvClient(t, first, "the first viewer").next(t)
+				recvClient(t, secondDone, "the second viewer's snapshot")
 				if n, err := p.Count(ctx, sid); err != nil || n != 2 {
 					t.Fatalf("shared count with 2 viewers joined: got %d (%v), want 2", n, err)
 				}
@@ -92,7 +99,7 @@ func TestPresenceConcurrentJoinsAndLeaves(t *testing.T) {
 			c2.next(t)
 			p.armed.Store(true)
 			c1.ws.Close()
-			<-p.entered
+			recvOrFail(t, p.entered, "the first leave's count write")
 			c2.ws.Close()
 			time.Sleep(300 * time.Millisecond) // the second leave's write, if it does not wait
 			close(p.release)
@@ -108,4 +115,30 @@ func TestPresenceConcurrentJoinsAndLeaves(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recvOrFail waits for ch to deliver or close, failing the test after 10 s.
+func recvOrFail(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10 s", what)
+	}
+}
+
+// recvClient waits for a client from a dialling goroutine: nil means its dial or read
+// failed (its goroutine has reported why).
+func recvClient(t *testing.T, ch <-chan *client, what string) *client {
+	t.Helper()
+	select {
+	case c := <-ch:
+		if c == nil {
+			t.Fatalf("%s: its goroutine failed", what)
+		}
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10 s", what)
+	}
+	return nil
 }
