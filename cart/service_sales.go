@@ -29,8 +29,10 @@ func (in NewSale) Validate() error {
 		return badRequest("price_cents must be ≥ 0")
 	case in.Quantity == nil:
 		return badRequest("quantity is required")
-	case *in.Quantity < 1 || *in.Quantity > 1_000_000:
-		return badRequest("quantity must be 1..1000000")
+	case *in.Quantity < 1:
+		// No upper bound (API.md: quantity ≥ 1): more units than the product has in
+		// stock, however many, is CreateSale's 409 conflict.
+		return badRequest("quantity must be ≥ 1")
 	case in.PerUserLimit != nil && (*in.PerUserLimit < 1 || *in.PerUserLimit > *in.Quantity):
 		return badRequest("per_user_limit must be 1..quantity")
 	case in.DurationS == nil:

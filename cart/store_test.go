@@ -268,6 +268,9 @@ func testSaleLifecycle(t *testing.T, e *env) {
 	p := e.product(t, sid, 10)
 	_, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 11, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
 	wantErr(t, "CreateSale over stock", err, ErrConflict)
+	// API.md bounds a sale's quantity only below: any number over the stock is a conflict.
+	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 1 << 62, PerUserLimit: 1 << 62, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
+	wantErr(t, "CreateSale of 2^62 units", err, ErrConflict)
 	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: e.stream(t), ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
 	wantErr(t, "CreateSale of another stream's product", err, ErrNotFound)
 
