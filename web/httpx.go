@@ -224,8 +224,14 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 }
 
 // decodeRaw strictly decodes the JSON body raw (checked by readBody) into v through
-// encoding/json: 400 for malformed JSON, unknown fields or trailing data.
+// encoding/json: 400 for malformed JSON, a body that is null, unknown fields or trailing
+// data.
 func decodeRaw(raw []byte, v any) error {
+	if string(bytes.Trim(raw, " \t\r\n")) == "null" {
+		// encoding/json decodes null into a struct as nothing at all: it would pass for {}
+		// (only an empty body means {}, where a route allows one).
+		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body must be a JSON object, not null")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

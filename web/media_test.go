@@ -286,6 +286,9 @@ func TestMediaMute(t *testing.T) {
 	e.expect(resp, raw, http.StatusForbidden, "forbidden", nil)
 	resp, raw = e.do("POST", path, e.token(auth.RoleCreator, "alice"), `{"video_muted": true, "extra": 1}`)
 	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
+	// null is no object: encoding/json alone would take it for {} (a 200 changing nothing).
+	resp, raw = e.do("POST", path, e.token(auth.RoleCreator, "alice"), "null")
+	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
 
 	var got struct {
 		AudioMuted bool `json:"audio_muted"`
