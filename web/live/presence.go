@@ -24,10 +24,16 @@ type Presence interface {
 type MemoryPresence struct {
 	now func() time.Time
 
-	mu        sync.Mutex // guards the maps
+	mu        sync.Mutex // guards the maps and pruneAt
 	counts    map[string]int
 	announced map[string]announcement
+	pruneAt   int // prune announced when it grows past this many entries
 }
+
+// announcedKeep is how long the last announcement of a stream without viewers here is
+// kept: far longer than any viewers interval, so that viewers who leave and come back
+// get no event early or twice (RedisPresence keeps it an hour).
+const announcedKeep = time.Minute
 
 type announcement struct {
 	count int
@@ -50,13 +56,29 @@ func (p *MemoryPresence) SetLocal(_ context.Context, sid string, n int) error {
 	defer p.mu.Unlock()
 	if n == 0 {
 		// No viewers here: nothing to announce to either (the hub announces the
-		// streams with connections). Its next viewer's count is announced anew.
+		// streams with connections). The last announcement stays: it still bounds
+		// when the next one may go out, and with which count.
 		delete(p.counts, sid)
-		delete(p.announced, sid)
+		p.pruneAnnounced()
 		return nil
 	}
 	p.counts[sid] = n
 	return nil
+}
+
+// pruneAnnounced drops the announcements older than announcedKeep of streams without
+// viewers here, once the map has doubled since the last pruning (amortised O(1)).
+func (p *MemoryPresence) pruneAnnounced() {
+	if len(p.announced) <= max(p.pruneAt, 64) {
+		return
+	}
+	now := p.now()
+	for sid, a := range p.announced {
+		if _, ok := p.counts[sid]; !ok && now.Sub(a.at) >= announcedKeep {
+			delete(p.announced, sid)
+		}
+	}
+	p.pruneAt = 2 * len(p.announced)
 }
 
 // Count implements Presence.

@@ -176,6 +176,24 @@ func TestPresenceConformance(t *testing.T) {
 		if ok, _ := b.Announce(ctx, sid, 8, time.Second); !ok {
 			t.Fatalf("Announce after the interval: got false, want true")
 		}
+		// The stream's last viewers leave and one comes back at once: the interval still
+		// holds (API.md: viewers events at most once a second, also as a resuming client
+		// reads them from the history), and so does the last count announced.
+		a.SetLocal(ctx, sid, 0)
+		b.SetLocal(ctx, sid, 0)
+		a.SetLocal(ctx, sid, 1)
+		if ok, _ := a.Announce(ctx, sid, 1, time.Second); ok {
+			t.Fatalf("Announce within the interval after the viewers left and came back: got true, want false")
+		}
+		clk.Add(1100 * time.Millisecond)
+		a.SetLocal(ctx, sid, 0)
+		a.SetLocal(ctx, sid, 8)
+		if ok, _ := a.Announce(ctx, sid, 8, time.Second); ok {
+			t.Fatalf("Announce of the count last announced, after the viewers left and came back: got true, want false")
+		}
+		if ok, _ := a.Announce(ctx, sid, 1, time.Second); !ok {
+			t.Fatalf("Announce of a new count after the interval: got false, want true")
+		}
 		if _, ok := a.(*RedisPresence); ok {
 			clk.Add(presenceTTL + time.Second) // b stops refreshing: it crashed
 			a.SetLocal(ctx, sid, 3)
