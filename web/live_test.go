@@ -185,6 +185,9 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 		{"unmute a user id of 128 characters", "DELETE", mutes + "/" + strings.Repeat("é", 128), mod, nil, 204, ""},
 		{"unmute a user id of 129 characters", "DELETE", mutes + "/" + strings.Repeat("é", 129), mod, nil, 400, "bad_request"},
 		{"unmute a user id of 129 characters by viewer", "DELETE", mutes + "/" + strings.Repeat("é", 129), viewer, nil, 403, "forbidden"},
+		// No token carries a user id that is not UTF-8 (nothing would be audited with
+		// replacement characters in its place).
+		{"unmute a user id that is not UTF-8", "DELETE", mutes + "/%FF%FE", mod, nil, 400, "bad_request"},
 		{"unmute a user id of 129 characters, unknown stream", "DELETE", "/api/streams/" + uuid.NewString() + "/mutes/" + strings.Repeat("u", 129), mod, nil, 404, "not_found"},
 		{"delete anonymous", "DELETE", chat + uuid.NewString(), "", nil, 401, "unauthorized"},
 		{"delete not a uuid", "DELETE", chat + "nope", viewer, nil, 404, "not_found"},

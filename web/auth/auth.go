@@ -67,9 +67,10 @@ type claims struct {
 // MaxUserIDLen bounds the sub claim, in characters (Unicode code points).
 const MaxUserIDLen = 128
 
-// ValidUserID reports whether id is a user id: 1..MaxUserIDLen characters.
+// ValidUserID reports whether id is a user id: 1..MaxUserIDLen characters of UTF-8
+// (a token's sub always is: JSON decoding leaves no other bytes).
 func ValidUserID(id string) bool {
-	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen
+	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen && utf8.ValidString(id)
 }
 
 // Authenticator verifies and mints tokens with one HS256 secret.
