@@ -132,6 +132,13 @@ func TestWHIPChecks(t *testing.T) {
 	if got := e.streamStatus(st.ID); got != cart.StreamIdle {
 		t.Errorf("status after failed WHIPs: got %s, want idle", got)
 	}
+	// The bound is inclusive: an offer of exactly MaxSDPBody bytes (padded with an
+	// attribute nobody reads) is taken.
+	pad := "a=x-pad:" + strings.Repeat("p", MaxSDPBody-len(offer)-len("a=x-pad:\r\n")) + "\r\n"
+	resp, raw := e.sdpReq("POST", "/whip/"+st.ID, owner, "application/sdp", offer+pad)
+	if len(offer+pad) != MaxSDPBody || resp.StatusCode != http.StatusCreated {
+		t.Errorf("offer of %d bytes (MaxSDPBody %d): got %d %.200s, want 201", len(offer+pad), MaxSDPBody, resp.StatusCode, raw)
+	}
 }
 
 func TestWHIPSessionLifecycle(t *testing.T) {
@@ -155,6 +162,12 @@ func TestWHIPSessionLifecycle(t *testing.T) {
 	}
 	if got := e.streamStatus(st.ID); got != cart.StreamLive {
 		t.Errorf("status after WHIP: got %s, want live", got)
+	}
+	var first StreamView
+	resp, raw = e.do("GET", "/api/streams/"+st.ID, "", nil)
+	e.expect(resp, raw, http.StatusOK, "", &first)
+	if first.StartedAt == nil || first.EndedAt != nil {
+		t.Fatalf("live stream: got started_at %v ended_at %v, want a time and null", first.StartedAt, first.EndedAt)
 	}
 
 	owner := e.token(auth.RoleCreator, "alice")
@@ -196,6 +209,13 @@ func TestWHIPSessionLifecycle(t *testing.T) {
 	e.expect(resp, raw, http.StatusCreated, "", nil)
 	if got := e.streamStatus(st.ID); got != cart.StreamLive {
 		t.Errorf("status after second WHIP: got %s, want live", got)
+	}
+	// API.md: started_at is set when it *first* goes live.
+	var again StreamView
+	resp, raw = e.do("GET", "/api/streams/"+st.ID, "", nil)
+	e.expect(resp, raw, http.StatusOK, "", &again)
+	if again.StartedAt == nil || !again.StartedAt.Equal(*first.StartedAt) {
+		t.Errorf("started_at after going live again: got %v, want the first time %v", again.StartedAt, first.StartedAt)
 	}
 }
 
