@@ -177,6 +177,8 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 		{"mute shortest", "POST", mutes, mod, map[string]any{"user_id": "u", "duration_s": 10}, 201, ""},
 		{"mute a user id of 128 characters", "POST", mutes, mod, map[string]any{"user_id": strings.Repeat("é", 128), "duration_s": 60}, 201, ""},
 		{"mute a user id of 129 characters", "POST", mutes, mod, map[string]any{"user_id": strings.Repeat("é", 129), "duration_s": 60}, 400, "bad_request"},
+		{"mute a user id not UTF-8", "POST", mutes, mod, "{\"user_id\":\"u\xff\",\"duration_s\":60}", 400, "bad_request"},
+		{"mute a user id of a lone surrogate escape", "POST", mutes, mod, `{"user_id":"u\ud800","duration_s":60}`, 400, "bad_request"},
 		{"mute longest by owner", "POST", mutes, owner, map[string]any{"user_id": "u", "duration_s": 86400}, 201, ""},
 		{"unmute anonymous", "DELETE", mutes + "/u", "", nil, 401, "unauthorized"},
 		{"unmute by viewer", "DELETE", mutes + "/u", viewer, nil, 403, "forbidden"},
@@ -188,6 +190,9 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 		// No token carries a user id that is not UTF-8 (nothing would be audited with
 		// replacement characters in its place).
 		{"unmute a user id that is not UTF-8", "DELETE", mutes + "/%FF%FE", mod, nil, 400, "bad_request"},
+		{"unmute a user id of an encoded surrogate", "DELETE", mutes + "/u%ED%A0%80", mod, nil, 400, "bad_request"},
+		{"unmute a user id not UTF-8 by viewer", "DELETE", mutes + "/u%FF", viewer, nil, 403, "forbidden"},
+		{"unmute a user id not UTF-8, unknown stream", "DELETE", "/api/streams/" + uuid.NewString() + "/mutes/u%FF", mod, nil, 404, "not_found"},
 		{"unmute a user id of 129 characters, unknown stream", "DELETE", "/api/streams/" + uuid.NewString() + "/mutes/" + strings.Repeat("u", 129), mod, nil, 404, "not_found"},
 		{"delete anonymous", "DELETE", chat + uuid.NewString(), "", nil, 401, "unauthorized"},
 		{"delete not a uuid", "DELETE", chat + "nope", viewer, nil, 404, "not_found"},

@@ -183,7 +183,7 @@ func (a *Authenticator) verify(token string) (Identity, claims, error) {
 // Mint signs a token for id that expires after ttl.
 func (a *Authenticator) Mint(id Identity, ttl time.Duration) (string, error) {
 	if !ValidUserID(id.UserID) {
-		return "", fmt.Errorf("user id must be 1..%d characters", MaxUserIDLen)
+		return "", fmt.Errorf("user id must be 1..%d characters of valid UTF-8", MaxUserIDLen)
 	}
 	if !id.Role.Valid() {
 		return "", fmt.Errorf("unknown role %q", id.Role)

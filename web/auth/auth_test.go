@@ -55,6 +55,8 @@ func TestUserIDCountsCharacters(t *testing.T) {
 		{strings.Repeat("é", 128), true},
 		{strings.Repeat("😀", 128), true},
 		{strings.Repeat("é", 129), false},
+		{"u\xff", false},         // not UTF-8: no token carries it (JSON would turn it into U+FFFD)
+		{"u\xed\xa0\x80", false}, // an encoded surrogate
 	} {
 		tok, err := a.Mint(Identity{UserID: tc.user, Name: "n", Role: RoleViewer}, time.Minute)
 		if (err == nil) != tc.ok {
