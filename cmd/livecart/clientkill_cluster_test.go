@@ -129,14 +129,15 @@ func TestNodeRedisConnectionsKilled(t *testing.T) {
 	call(t, "GET", b+"/api/streams/"+st.ID, "", nil, 200, nil)
 }
 
-// TestNodeIDWithSpacesNamesItsConnections: a node id with a space (which Redis refuses
-// in a client name, and with it the connection) still serves; its connections carry
-// the id with '_' in place of the space.
-func TestNodeIDWithSpacesNamesItsConnections(t *testing.T) {
+// TestNodeIDNamesItsConnections: a node's Redis connections carry its id (one with
+// every kind of byte node_id takes besides letters: '.', '_', '-' and digits), as
+// livecart:<id>:store and :live. (A node id with a space, which Redis would refuse in
+// a client name, is refused at start: TestConfigValidation.)
+func TestNodeIDNamesItsConnections(t *testing.T) {
 	prefix := fmt.Sprintf("lc-ckname-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
-	id := uuid.NewString()[:8]
-	b := startNode(t, "node "+id+"\t1", prefix)
+	id := "node_" + uuid.NewString()[:8] + ".1"
+	b := startNode(t, id, prefix)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	t.Cleanup(func() { rdb.Close() })
 	if got := readyz(b); got != 200 {
@@ -145,9 +146,9 @@ func TestNodeIDWithSpacesNamesItsConnections(t *testing.T) {
 	var st struct{ ID string }
 	call(t, "POST", b+"/api/streams", mint(t, auth.RoleCreator, "alice"), map[string]string{"title": "odd"}, 201, &st)
 	next(t, dialWS(t, b, st.ID, ""), "snapshot")
-	_, names := redisClientsNamed(t, rdb, "livecart:node_"+id+"_1:")
+	_, names := redisClientsNamed(t, rdb, "livecart:"+id+":")
 	if len(names) != 2 {
-		t.Fatalf("connections named after the node: got %v, want livecart:node_%s_1:store and :live", names, id)
+		t.Fatalf("connections named after the node: got %v, want livecart:%s:store and :live", names, id)
 	}
 }
 

@@ -212,6 +212,9 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("public_url %q: want http(s)://host[:port]", c.PublicURL))
 		}
 	}
+	if c.NodeID != "" && !validNodeID(c.NodeID) {
+		errs = append(errs, fmt.Errorf("node_id %q: want 1..%d characters, each a letter, digit, '.', '_' or '-' (unique per node)", c.NodeID, maxNodeIDLen))
+	}
 	if c.Cluster.AdvertiseURL != "" {
 		if err := checkAdvertiseURL(c.Cluster.AdvertiseURL); err != nil {
 			errs = append(errs, err)
@@ -276,6 +279,48 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// maxNodeIDLen bounds node_id (ASCII, so bytes and characters alike).
+const maxNodeIDLen = 64
+
+// validNodeID: 1..maxNodeIDLen ASCII letters, digits, '.', '_' and '-'. The id names
+// the node in Redis (its viewer counts' hash field, its media origin, its connections'
+// client name, which Redis refuses with a space or a non-ASCII byte), in logs and in
+// the conflict answered when a stream is published on another node.
+func validNodeID(id string) bool {
+	if id == "" || len(id) > maxNodeIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !nodeIDByte(id[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func nodeIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// defaultNodeID is the node id when none is configured: host-pid, a valid one (host's
+// other bytes become '_', and it is cut to fit; an empty host is "livecart").
+func defaultNodeID(host string, pid int) string {
+	suffix := "-" + strconv.Itoa(pid)
+	if host == "" {
+		host = "livecart"
+	}
+	b := []byte(host)
+	for i, c := range b {
+		if !nodeIDByte(c) {
+			b[i] = '_'
+		}
+	}
+	if n := maxNodeIDLen - len(suffix); len(b) > n {
+		b = b[:n]
+	}
+	return string(b) + suffix
 }
 
 // checkAdvertiseURL: http(s)://host[:port][/path], a host other nodes can dial (not

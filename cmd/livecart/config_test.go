@@ -100,6 +100,11 @@ func TestConfigValidation(t *testing.T) {
 		{"advertise url scheme", map[string]string{"LIVECART_ADVERTISE_URL": "10.0.0.7:8080"}, "", "advertise_url"},
 		{"advertise url unspecified host", nil, "cluster:\n  advertise_url: http://0.0.0.0:8080\n", "advertise_url"},
 		{"ping timeout too long", map[string]string{"LIVECART_STORE": "redis", "LIVECART_REDIS_PING_TIMEOUT": "5s"}, "", "ping_timeout"},
+		{"node id with a space", map[string]string{"LIVECART_NODE_ID": "node a"}, "", `node_id "node a"`},
+		{"node id with a slash", nil, "node_id: eu/1\n", `node_id "eu/1"`},
+		{"node id not ASCII", map[string]string{"LIVECART_NODE_ID": "nœud"}, "", "node_id"},
+		{"node id with a control character", map[string]string{"LIVECART_NODE_ID": "a\x00b"}, "", "node_id"},
+		{"node id too long", map[string]string{"LIVECART_NODE_ID": strings.Repeat("n", 65)}, "", "node_id"},
 		{"advertise url query", map[string]string{"LIVECART_ADVERTISE_URL": "http://a:1/?x=1"}, "", "advertise_url"},
 	}
 	for _, c := range cases {
@@ -151,6 +156,32 @@ func TestExampleNodeConfigsFollowTheirAddress(t *testing.T) {
 		}
 		if got := advertiseURL(cfg.Cluster.AdvertiseURL, cfg.Addr, os.Hostname); got != "http://10.0.0.3:9000" {
 			t.Errorf("configs/%s with LIVECART_ADDR=10.0.0.3:9000 advertises %q, want http://10.0.0.3:9000", name, got)
+		}
+	}
+}
+
+// TestNodeID: node_id takes 1..64 letters, digits, '.', '_' and '-' (the validation
+// cases refuse the others); the default (host-pid) is always one of those.
+func TestNodeID(t *testing.T) {
+	for _, id := range []string{"node-a", "n", "eu-west-1.pod_7", strings.Repeat("n", 64)} {
+		c, err := loadConfig("", env(map[string]string{"LIVECART_NODE_ID": id}))
+		if err != nil || c.NodeID != id {
+			t.Errorf("node_id %q: got %q, %v; want it taken", id, c.NodeID, err)
+		}
+	}
+	for _, tc := range []struct {
+		host string
+		pid  int
+		want string
+	}{
+		{"web-1.example.com", 4242, "web-1.example.com-4242"},
+		{"", 7, "livecart-7"},
+		{"my host/é", 9, "my_host___-9"},
+		{strings.Repeat("h", 64), 4194304, strings.Repeat("h", 56) + "-4194304"},
+	} {
+		got := defaultNodeID(tc.host, tc.pid)
+		if got != tc.want || !validNodeID(got) {
+			t.Errorf("defaultNodeID(%q, %d) = %q (valid %v), want %q, valid", tc.host, tc.pid, got, validNodeID(got), tc.want)
 		}
 	}
 }

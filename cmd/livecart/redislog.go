@@ -31,7 +31,8 @@ func redactURL(raw string) string {
 // or "live" (the live channel: bus, presence, stock gate), so an operator finds one
 // node's connections. Redis refuses a name with a byte outside '!'..'~' (a space, a
 // control character, any byte of a non-ASCII character), and with it the connection:
-// such bytes of the node id become '_', one each.
+// such bytes of the node id become '_', one each (node_id's validation and the default
+// id already keep them out; this guards a Config built without validate).
 func redisClientName(node, use string) string {
 	b := []byte("livecart:" + node + ":" + use)
 	for i, c := range b {

@@ -49,7 +49,7 @@ func NewMain(ctx context.Context, cfg Config, out io.Writer) (*Main, error) {
 	m := &Main{cfg: cfg, out: out, log: newLogger(cfg, out)}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
-		m.cfg.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		m.cfg.NodeID = defaultNodeID(host, os.Getpid())
 	}
 	if err := m.build(ctx); err != nil {
 		m.Close()
