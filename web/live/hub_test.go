@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,6 +126,7 @@ type client struct {
 	// closeCode is set when the reader ends: the close code, or -1.
 	closed    chan struct{}
 	closeCode int
+	pings     atomic.Int64 // pings received (each answered, as gorilla's default handler does)
 }
 
 func (ts *testServer) dial(t *testing.T, sid, query string) *client {
@@ -138,6 +140,14 @@ func (ts *testServer) dial(t *testing.T, sid, query string) *client {
 		t.Fatalf("dial %s: %v", u, err)
 	}
 	c := &client{t: t, ws: ws, msgs: make(chan msg, 10000), closed: make(chan struct{}), closeCode: -1}
+	ws.SetPingHandler(func(data string) error {
+		c.pings.Add(1)
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if _, ok := err.(net.Error); ok || err == websocket.ErrCloseSent {
+			return nil
+		}
+		return err
+	})
 	go c.read()
 	t.Cleanup(func() { ws.Close() })
 	return c
