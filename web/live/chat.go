@@ -81,7 +81,7 @@ func (c *conn) chat(ctx context.Context, text string) {
 		return
 	}
 	h := c.hub
-	until, muted, err := h.cfg.Bus.MutedUntil(ctx, c.sid, c.who.UserID)
+	until, muted, allowed, err := h.checkChat(ctx, c.sid, c.who.UserID)
 	if err != nil {
 		c.sendError("unavailable", "chat is unavailable; try again")
 		return
@@ -90,7 +90,7 @@ func (c *conn) chat(ctx context.Context, text string) {
 		c.sendError("muted", "you are muted until "+until.UTC().Format(time.RFC3339))
 		return
 	}
-	if !h.allowChat(c.who.UserID) {
+	if !allowed {
 		c.sendError("rate_limited", "too many messages; slow down")
 		return
 	}
@@ -98,4 +98,44 @@ func (c *conn) chat(ctx context.Context, text string) {
 	if _, err := h.publish(ctx, c.sid, EventChat, msg); err != nil {
 		c.sendError("unavailable", "chat is unavailable; try again")
 	}
+}
+
+// chatCheckTimeout bounds a chat message's check (mute and limit) on a Redis that does
+// not answer: the message is then refused as unavailable.
+const chatCheckTimeout = 2 * time.Second
+
+// checkChat reports whether userID is muted on sid (and until when) and, if not,
+// whether the message is within the user's chat limit on the stream. On a ChatGate
+// (Redis) both come from one call and the limit holds over every node. Should that
+// call fail while Redis still answers (the script refused: a failover's read-only
+// replica, a key of the wrong type), the mute is read as without a gate and the limit
+// is this node's own, so chat goes on, limited per node, rather than stop until the
+// gate works again; should Redis not answer within chatCheckTimeout, or not at all,
+// the message is refused (err), as every chat message is while Redis is down (it
+// could not be published either).
+func (h *Hub) checkChat(ctx context.Context, sid, userID string) (until time.Time, muted, allowed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, chatCheckTimeout)
+	defer cancel()
+	var gateErr error
+	if g, ok := h.cfg.Bus.(ChatGate); ok {
+		until, muted, allowed, gateErr = g.ChatCheck(ctx, sid, userID, h.cfg.ChatRate, h.cfg.ChatBurst)
+		if gateErr == nil {
+			h.chatGateFailing.Store(false)
+			return until, muted, allowed, nil
+		}
+		if ctx.Err() != nil {
+			return until, false, false, gateErr
+		}
+	}
+	until, muted, err = h.cfg.Bus.MutedUntil(ctx, sid, userID)
+	if err != nil {
+		return until, false, false, err // Redis is down: the outage is logged elsewhere
+	}
+	if gateErr != nil && !h.chatGateFailing.Swap(true) {
+		h.cfg.Logger.Warn("live: shared chat limit failed; each node's own limit holds until it works again", "stream", sid, "err", gateErr)
+	}
+	if muted {
+		return until, true, false, nil
+	}
+	return until, false, h.allowChat(sid, userID), nil
 }

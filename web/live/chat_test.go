@@ -87,6 +87,13 @@ func TestChatRateLimit(t *testing.T) {
 	if m := bob2.next(t); m.Code != "rate_limited" {
 		t.Fatalf("second connection: got %s %q, want error rate_limited", m.Type, m.Code)
 	}
+	// It is per stream: bob's limit on another stream is untouched.
+	elsewhere := ts.dial(t, "0b8d2a4c-5e6f-4a1b-8c9d-0e1f2a3b4c5d", "user=bob")
+	elsewhere.next(t)
+	elsewhere.send(t, map[string]string{"type": "chat", "text": "elsewhere"})
+	if m := elsewhere.next(t); m.Type != "chat" || m.Text != "elsewhere" {
+		t.Fatalf("another stream: got %s %q, want chat elsewhere", m.Type, m.Code)
+	}
 	clk.Add(time.Second)
 	bob.send(t, map[string]string{"type": "chat", "text": "again"})
 	if m := bob.nextOf(t, "chat"); m.Text != "again" {

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -68,7 +69,7 @@ type Config struct {
 	// CheckOrigin decides whether a browser's Origin may connect; nil allows any.
 	CheckOrigin func(r *http.Request) bool
 
-	ChatRate      rate.Limit    // chat messages a second per user (1)
+	ChatRate      rate.Limit    // chat messages a second per user and stream, over every node on a ChatGate (1)
 	ChatBurst     int           // (5)
 	MaxQueueBytes int           // a client this far behind is dropped (1 MiB)
 	MaxBehind     time.Duration // or this long behind (10 s)
@@ -156,12 +157,20 @@ type Hub struct {
 	backgroundMu     sync.Mutex // guards backgroundDone; orders background.Add before Wait
 	backgroundDone   bool
 
-	mu       sync.Mutex               // guards the maps and closed
-	rooms    map[string]*room         // streams with connections on this node
-	emitters map[string]*emitter      // streams with recent emits
-	limiters map[string]*rate.Limiter // chat limiters by user id
+	mu       sync.Mutex                // guards the maps and closed
+	rooms    map[string]*room          // streams with connections on this node
+	emitters map[string]*emitter       // streams with recent emits
+	limiters map[chatKey]*rate.Limiter // chat limiters by stream and user id
 	closed   bool
+
+	// chatGateFailing is set while the shared chat limit (ChatGate) fails and this
+	// node's limiters stand in: its warning is logged once per failure.
+	chatGateFailing atomic.Bool
 }
+
+// chatKey names a chat limiter: the limit is per user on each stream, as the shared
+// one (ChatGate) is.
+type chatKey struct{ sid, user string }
 
 var _ cart.Emitter = (*Hub)(nil)
 
@@ -181,7 +190,7 @@ func NewHub(cfg Config) *Hub {
 		presDone:  make(chan struct{}),
 		rooms:     map[string]*room{},
 		emitters:  map[string]*emitter{},
-		limiters:  map[string]*rate.Limiter{},
+		limiters:  map[chatKey]*rate.Limiter{},
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -725,12 +734,13 @@ func (h *Hub) forgetIdle() {
 	}
 }
 
-func (h *Hub) allowChat(userID string) bool {
+func (h *Hub) allowChat(sid, userID string) bool {
+	k := chatKey{sid, userID}
 	h.mu.Lock()
-	l := h.limiters[userID]
+	l := h.limiters[k]
 	if l == nil {
 		l = rate.NewLimiter(h.cfg.ChatRate, h.cfg.ChatBurst)
-		h.limiters[userID] = l
+		h.limiters[k] = l
 	}
 	h.mu.Unlock()
 	return l.AllowN(h.cfg.Now(), 1)
