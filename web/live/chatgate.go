@@ -42,7 +42,10 @@ func (b *RedisBus) ChatCheck(ctx context.Context, sid, userID string, limit rate
 	if err != nil {
 		return time.Time{}, false, false, err
 	}
-	code, _ := res[0].(int64)
+	code := int64(-1)
+	if len(res) > 0 {
+		code, _ = res[0].(int64)
+	}
 	switch {
 	case code == 0 && len(res) == 2:
 		s, _ := res[1].(string)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 )
 
 // chatNode is one node of the live channel on the shared Redis (keys under prefix),
@@ -248,5 +251,63 @@ func TestChatThroughARedisOutage(t *testing.T) {
 			t.Fatalf("after the outage: got %s %q, want chat or rate_limited", m.Type, m.Code)
 		}
 		break
+	}
+}
+
+// BenchmarkChatCheck: a chat message's Redis call on a private redis-server, the
+// shared limit's script (ChatCheck) against the mute read it replaces (MutedUntil);
+// redis-µs/op is the server's own time per call (INFO commandstats).
+func BenchmarkChatCheck(b *testing.B) {
+	r := startHangableRedis(b)
+	rdb, err := NewRedisClient("redis://" + r.addr() + "/0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rdb.Close()
+	bus := NewRedisBus(rdb, "bench", nil, nil)
+	defer bus.Close()
+	ctx := context.Background()
+	s := uuid.NewString()
+	serverUsec := func(cmd string) float64 {
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":"); ok {
+				for _, kv := range strings.Split(v, ",") {
+					if u, ok := strings.CutPrefix(kv, "usec="); ok {
+						f, _ := strconv.ParseFloat(u, 64)
+						return f
+					}
+				}
+			}
+		}
+		return 0
+	}
+	for _, bc := range []struct {
+		name, cmd string
+		call      func(i int) error
+	}{
+		{"gate", "evalsha", func(i int) error {
+			_, _, _, err := bus.ChatCheck(ctx, s, strconv.Itoa(i%1000), rate.Inf, 5)
+			return err
+		}},
+		{"mute-read", "get", func(i int) error {
+			_, _, err := bus.MutedUntil(ctx, s, strconv.Itoa(i%1000))
+			return err
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			rdb.ConfigResetStat(ctx)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := bc.call(i); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(serverUsec(bc.cmd)/float64(b.N), "redis-µs/op")
+		})
 	}
 }

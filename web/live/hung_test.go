@@ -24,7 +24,7 @@ type hangableRedis struct {
 	cmd  *exec.Cmd
 }
 
-func startHangableRedis(t *testing.T) *hangableRedis {
+func startHangableRedis(t testing.TB) *hangableRedis {
 	t.Helper()
 	if sigStop == nil {
 		t.Skip("freezing a process needs SIGSTOP")
