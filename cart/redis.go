@@ -40,10 +40,18 @@ var _ Store = (*RedisStore)(nil)
 //	                              (holddue says the same); release.lua still reads
 //	                              it and the checkout still cleans it while it exists
 //	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
-//	P{sid}:o:<oid>         hash   order: d (its fields joined by "|", see lua/checkout.lua;
-//	                              before 2026-12-02: a field each)
-//	P{sid}:orders          list   the stream's order ids
+//	P{sid}:uo:<uid>        hash   the user's orders in this stream: order id → its
+//	                              record d (its fields joined by "|", see
+//	                              lua/checkout.lua), "k:"+key hash → order id|at|
+//	                              fingerprint of an idempotency key (since 2026-12-04;
+//	                              read as a key for 24 h from at)
+//	P{sid}:orders          list   the stream's orders: "<oid> <uid>" (an older one: its id)
+//
+// The older form of a user's orders in a stream (written until 2026-12-04, and still
+// for a user whose uo:<uid> has it):
+//
 //	P{sid}:uo:<uid>        list   the user's order ids in this stream
+//	P{sid}:o:<oid>         hash   order: d (before 2026-12-02: a field each)
 //	P{sid}:idem:<hash>     string order id|at|fingerprint of an idempotency key (24 h)
 //
 // Global keys, each written by a single command outside the scripts, are only

@@ -627,7 +627,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 		if strings.HasPrefix(v, "done|") {
 			f := strings.SplitN(v, "|", 5)
 			if len(f) == 5 && f[4] == fingerprint {
-				o, err := s.getOrder(ctx, f[1], f[2])
+				o, err := s.getOrder(ctx, userID, f[1], f[2])
 				if err != nil {
 					return "", nil, nil, err
 				}
@@ -714,8 +714,19 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-func (s *RedisStore) getOrder(ctx context.Context, streamID, orderID string) (Order, error) {
-	m, err := s.rdb.HGetAll(ctx, s.base(streamID)+"o:"+orderID).Result()
+// getOrder reads the user's order in the stream: from the user's orders there (the
+// hash uo:<uid>, see lua/checkout.lua), else in the older form (the hash o:<oid>).
+func (s *RedisStore) getOrder(ctx context.Context, userID, streamID, orderID string) (Order, error) {
+	pipe := s.rdb.Pipeline()
+	d := pipe.HGet(ctx, s.base(streamID)+"uo:"+userID, orderID)
+	older := pipe.HGetAll(ctx, s.base(streamID)+"o:"+orderID)
+	pipe.Exec(ctx)
+	if err := d.Err(); err == nil {
+		return orderFromHash(map[string]string{"d": d.Val()}), nil
+	} else if err != redis.Nil && !redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return Order{}, unavailable(err)
+	}
+	m, err := older.Result()
 	if err != nil {
 		return Order{}, unavailable(err)
 	}

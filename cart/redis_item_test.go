@@ -96,8 +96,8 @@ func TestRedisHoldBatchItemFails(t *testing.T) {
 }
 
 // TestRedisCheckoutBatchItemFails: a checkout that fails at runtime in the middle of
-// a batch (a key of the wrong type: its idempotency record before any write, its
-// order list once its order is recorded) fails alone; the others place their orders
+// a batch (a key of the wrong type: its idempotency record, of the older form, before
+// any write; its order list once its order is recorded) fails alone; the others place their orders
 // and the sold and held counters match the orders and holds that exist.
 func TestRedisCheckoutBatchItemFails(t *testing.T) {
 	st := openTestRedis(t, itemTestRedisURL)
@@ -114,7 +114,12 @@ func TestRedisCheckoutBatchItemFails(t *testing.T) {
 			t.Fatalf("sale hold of %s: %v", u, err)
 		}
 	}
+	// bad-idem's orders here have the older form (a list), whose key records are
+	// strings: its record is a hash.
 	if err := st.rdb.HSet(e.ctx, st.base(sid)+"idem:"+idemHash("bad-idem", "k"), "x", "y").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.rdb.RPush(e.ctx, st.base(sid)+"uo:bad-idem", "an-older-order").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.rdb.Set(e.ctx, st.base(sid)+"uo:bad-orders", "x", 0).Err(); err != nil {

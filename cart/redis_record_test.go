@@ -2,6 +2,7 @@ package cart
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,6 +69,7 @@ func TestRedisOlderRecords(t *testing.T) {
 		t.Fatalf("checkout: got %+v %v, want 2 units of h1, h2 expired", res.Order, err)
 	}
 	o := res.Order
+	toOlderOrders(t, st, sid, "u|1")
 	toOlderForm(t, st, sid, st.base(sid)+"o:"+o.ID, expandOrder)
 	list, err := st.ListOrders(e.ctx, "u|1")
 	if err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], o) {
@@ -114,6 +116,103 @@ func TestRedisPackedUserIDs(t *testing.T) {
 		if err != nil || again.Created || !reflect.DeepEqual(again.Order, res.Order) {
 			t.Errorf("%q: replay: got %+v %v, want %+v", uid, again.Order, err, res.Order)
 		}
+	}
+	e.checkInvariants(t)
+}
+
+// toOlderOrders rewrites the user's orders in stream sid into the form written before
+// 2026-12-04 (see lua/checkout.lua): the list uo:<uid> of order ids, each order the
+// hash o:<oid> (field d), each key record the string idem:<hash> (24 h), the stream's
+// order list naming each by its id.
+func toOlderOrders(t *testing.T, st *RedisStore, sid, uid string) {
+	t.Helper()
+	ctx := t.Context()
+	uo := st.base(sid) + "uo:" + uid
+	m, err := st.rdb.HGetAll(ctx, uo).Result()
+	if err != nil || len(m) == 0 {
+		t.Fatalf("orders of %s: got %v %v, want the hash form", uid, m, err)
+	}
+	if err := st.rdb.Del(ctx, uo).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for f, v := range m {
+		if ih, ok := strings.CutPrefix(f, "k:"); ok {
+			err = st.rdb.Set(ctx, st.base(sid)+"idem:"+ih, v, IdempotencyTTL).Err()
+		} else if err = st.rdb.HSet(ctx, st.base(sid)+"o:"+f, "d", v).Err(); err == nil {
+			err = st.rdb.RPush(ctx, uo, f).Err()
+			if err == nil {
+				err = st.rdb.LRem(ctx, st.base(sid)+"orders", 0, f+" "+uid).Err()
+			}
+			if err == nil {
+				err = st.rdb.RPush(ctx, st.base(sid)+"orders", f).Err()
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRedisOlderOrderForm: a user whose orders in a stream have the form written
+// before 2026-12-04 (toOlderOrders) gets them listed and replayed, by the done mark
+// and by the key's record in the stream (the user's mark past its time and taken
+// over: cart.lua and the checkout script read it), and orders there again in that form; another user's orders in the
+// same stream have the newer form, and the stream lists both.
+func TestRedisOlderOrderForm(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC().Truncate(time.Second), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+	res, err := e.checkout("u", "k", nil, e.now)
+	if err != nil || !res.Created {
+		t.Fatalf("checkout: %+v %v", res, err)
+	}
+	st.background.Wait()
+	o := res.Order
+	toOlderOrders(t, st, sid, "u")
+	ih := idemHash("u", "k")
+	mark := st.userBase("u") + "idem:" + ih
+	replay := func(what string) {
+		t.Helper()
+		again, err := e.checkout("u", "k", nil, e.now.Add(time.Second))
+		if err != nil || again.Created || !reflect.DeepEqual(again.Order, o) {
+			t.Errorf("replay %s: got %+v created %v %v, want %+v", what, again.Order, again.Created, err, o)
+		}
+		st.background.Wait()
+	}
+	replay("by the done mark")
+	if err := st.rdb.Set(e.ctx, mark, "pending|tok|[]|1", IdempotencyTTL).Err(); err != nil {
+		t.Fatal(err)
+	}
+	replay("by the stream's record (the mark taken over)")
+
+	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+	res2, err := e.checkout("u", "k2", nil, e.now)
+	if err != nil || !res2.Created {
+		t.Fatalf("second checkout: %+v %v", res2, err)
+	}
+	if typ := st.rdb.Type(e.ctx, st.base(sid)+"uo:u").Val(); typ != "list" {
+		t.Errorf("u's orders after an order: a %s, want the older list", typ)
+	}
+	if n := st.rdb.Exists(e.ctx, st.base(sid)+"o:"+res2.Order.ID, st.base(sid)+"idem:"+idemHash("u", "k2")).Val(); n != 2 {
+		t.Errorf("the second order's record and key record in the older form: %d of 2", n)
+	}
+	e.mustHold(t, "v", "", sale.ID, 1, time.Hour)
+	res3, err := e.checkout("v", "k", nil, e.now)
+	if err != nil || !res3.Created {
+		t.Fatalf("v's checkout: %+v %v", res3, err)
+	}
+	if typ := st.rdb.Type(e.ctx, st.base(sid)+"uo:v").Val(); typ != "hash" {
+		t.Errorf("v's orders: a %s, want the hash", typ)
+	}
+	list, err := st.ListOrders(e.ctx, "u")
+	if err != nil || len(list) != 2 || !reflect.DeepEqual(list[0], o) || !reflect.DeepEqual(list[1], res2.Order) {
+		t.Errorf("ListOrders: got %+v %v, want %+v and %+v", list, err, o, res2.Order)
+	}
+	all, err := st.ListStreamOrders(e.ctx, sid)
+	if err != nil || len(all) != 3 || !reflect.DeepEqual(all[2], res3.Order) {
+		t.Errorf("ListStreamOrders: got %+v %v, want 3, v's last", all, err)
 	}
 	e.checkInvariants(t)
 }

@@ -126,7 +126,7 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		if len(ch.Sales) != 1 || ch.Sales[0].ID != sale.ID || !it.r.Swept || !it.r.Empty {
 			t.Errorf("checkout %d: changes %+v, swept %v, empty %v", i, ch, it.r.Swept, it.r.Empty)
 		}
-		stored, err := st.getOrder(e.ctx, sid, o.ID)
+		stored, err := st.getOrder(e.ctx, o.UserID, sid, o.ID)
 		if err != nil || fmt.Sprint(stored) != fmt.Sprint(o) {
 			t.Errorf("checkout %d: answered %+v, stored %+v (%v)", i, o, stored, err)
 		}

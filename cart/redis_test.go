@@ -271,32 +271,41 @@ func TestRedisReplyPacking(t *testing.T) {
 	}
 }
 
-// TestRedisCheckoutKeyRecordOnlyWithOrder: the checkout script takes a new key's
-// record in the stream by the SET NX that finds it new, before it knows whether an
-// order comes of it: a checkout that places none (its holds expired) leaves no record
-// there, so the key's next checkout orders; one that places its order keeps it.
+// TestRedisCheckoutKeyRecordOnlyWithOrder: the key's record in the stream is written
+// with the order, in the user's orders there (the hash uo:<uid>, field "k:"+hash): a
+// checkout that places none (its holds expired) leaves no record, so the key's next
+// checkout orders; one that places its order leaves it beside the order's record,
+// and no key or order of the older form.
 func TestRedisCheckoutKeyRecordOnlyWithOrder(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
 	sale := e.sale(t, e.stream(t), 5, 5)
-	record := st.base(sale.StreamID) + "idem:" + idemHash("u", "k")
+	orders := st.base(sale.StreamID) + "uo:u"
+	field := "k:" + idemHash("u", "k")
 	e.mustHold(t, "u", "", sale.ID, 1, time.Minute)
 	if _, err := e.checkout("u", "k", nil, e.now.Add(2*time.Minute)); !errors.Is(err, ErrHoldExpired) {
 		t.Fatalf("checkout of an expired hold: got %v, want ErrHoldExpired", err)
 	}
-	if n := st.rdb.Exists(e.ctx, record).Val(); n != 0 {
-		t.Fatalf("the key's record after a checkout that placed no order: %d, want none", n)
+	if n := st.rdb.Exists(e.ctx, orders).Val(); n != 0 {
+		t.Fatalf("the user's orders after a checkout that placed no order: %d keys, want none", n)
 	}
 	e.mustHold(t, "u", "", sale.ID, 1, time.Minute)
 	res, err := e.checkout("u", "k", nil, e.now)
 	if err != nil || !res.Created {
 		t.Fatalf("checkout with the key again: got %+v %v, want a new order", res, err)
 	}
-	if v := st.rdb.Get(e.ctx, record).Val(); !strings.HasPrefix(v, res.Order.ID+"|") {
+	if v := st.rdb.HGet(e.ctx, orders, field).Val(); !strings.HasPrefix(v, res.Order.ID+"|") {
 		t.Fatalf("the key's record after the order: %q, want %s|…", v, res.Order.ID)
 	}
-	if ttl := st.rdb.PTTL(e.ctx, record).Val(); ttl < 23*time.Hour {
-		t.Fatalf("the key's record's TTL: %v, want 24 h", ttl)
+	if v := st.rdb.HGet(e.ctx, orders, res.Order.ID).Val(); !strings.HasPrefix(v, res.Order.ID+"|"+sale.StreamID+"|") {
+		t.Fatalf("the order's record: %q", v)
+	}
+	older := []string{st.base(sale.StreamID) + "idem:" + idemHash("u", "k"), st.base(sale.StreamID) + "o:" + res.Order.ID}
+	if n := st.rdb.Exists(e.ctx, older...).Val(); n != 0 {
+		t.Fatalf("keys of the older form: %d, want none", n)
+	}
+	if l := st.rdb.LRange(e.ctx, st.base(sale.StreamID)+"orders", 0, -1).Val(); len(l) != 1 || l[0] != res.Order.ID+" u" {
+		t.Fatalf("the stream's orders: %q, want [%s u]", l, res.Order.ID)
 	}
 	e.checkInvariants(t)
 }

@@ -5,7 +5,11 @@
 -- id (see hold_of in lib.lua).
 local out = {''}
 if ARGV[2] ~= '' then
-  local rec = redis.call('GET', key('idem', ARGV[2]))
+  -- (in the user's orders here, or in the older form's string: see checkout.lua)
+  local rec = redis.pcall('HGET', key('uo', ARGV[1]), 'k:' .. ARGV[2])
+  if type(rec) == 'table' then
+    rec = redis.call('GET', key('idem', ARGV[2]))
+  end
   if rec then
     local at = string.match(rec, '^[^|]*|([^|]*)|')
     if num(ARGV[3]) - num(at) < 86400000000 then

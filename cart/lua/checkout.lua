@@ -8,8 +8,15 @@
 -- stream, "clear" only clears (the listed holds, or the whole cart when none are
 -- listed). Every attempt that gets past the key and the holds' existence clears
 -- every expired hold of the user here (answering swept). The key's record here
--- (order id|at_us|fingerprint, 24 h) makes a retry after a lost answer return the
--- same order.
+-- (order id|at_us|fingerprint) makes a retry after a lost answer return the same
+-- order (for 24 h: an older record is a key used again).
+-- The user's orders here (since 2026-12-04): the hash uo:<uid>, order id → the
+-- order's record d, and "k:" .. key hash → the key's record; one HSET writes both
+-- with the order. Before, uo:<uid> was a list of order ids, each order the hash
+-- o:<oid> (field d) and each key record the string idem:<hash> (24 h TTL); a user
+-- whose orders here have that form (uo:<uid> a list: the HGET that reads the key's
+-- record answers WRONGTYPE) gets it still. The stream's order list names a new
+-- order as "<oid> <uid>" (an older one as its id).
 -- Answers flat_reply (lib.lua) with 11 strings per checkout: error code ("" if
 -- none), message, flags (c: a new order, s: the user's cart here was swept of expired
 -- holds, e: the order emptied it, r: the order is an earlier one, packed), the dropped
@@ -71,28 +78,38 @@ local function counter_of(h)
   return key('p', h.product_id)
 end
 
--- taken is the key record the current checkout wrote at its start (SET NX: the usual
--- new key is taken by the command that reads it); place_order keeps it, and the batch
--- loop deletes it after a checkout that placed no order, so it stays only with its
--- order, as if written at the end.
-local taken
+-- key_record reads the record of idempotency key hash ih in the user's orders here
+-- (ouk, the key uo:<uid>): the record (or nil) and the form of the user's orders
+-- (true: the hash; false: the older list, see the top).
+local function key_record(ouk, ih)
+  local rec = redis.pcall('HGET', ouk, 'k:' .. ih)
+  if type(rec) ~= 'table' then
+    return rec, true
+  end
+  if not string.find(rec.err, 'WRONGTYPE', 1, true) then
+    error(rec)
+  end
+  return redis.call('GET', key('idem', ih)), false
+end
 
 -- place_order writes order oid, lists it for its user and remembers the idempotency key
--- ik with the request's fingerprint fp for 24 h (unless taken holds it already). One
--- field d: id|stream_id|total_cents|currency|status|created_at|created_us|seq|items|
--- expired|user_id (the user id last: it may hold a "|"); see expandOrder in
--- redis_decode.go. (Orders written before
--- 2026-12-02 have a field each.)
-local function place_order(oid, tc, currency, now_at, now_us, seq, its, expired, uid, ik, fp)
-  redis.call('HSET', key('o', oid), 'd', oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
-    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid)
-  ordered[#ordered + 1] = oid
-  redis.call('RPUSH', key('uo', uid), oid)
-  if taken == ik then -- written by the checkout's SET NX already: it stays
-    taken = nil
-  else
-    redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+-- hash ih with the request's fingerprint fp, in the user's orders here (ouk; hashed:
+-- their form, see key_record). The record d: id|stream_id|total_cents|currency|status|
+-- created_at|created_us|seq|items|expired|user_id (the user id last: it may hold a
+-- "|"); see expandOrder in redis_decode.go. (Orders written before 2026-12-02 have a
+-- field each.)
+local function place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, ih, fp)
+  local d = oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
+    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid
+  if hashed then
+    redis.call('HSET', ouk, oid, d, 'k:' .. ih, oid .. '|' .. now_us .. '|' .. fp)
+    ordered[#ordered + 1] = oid .. ' ' .. uid
+    return
   end
+  redis.call('HSET', key('o', oid), 'd', d)
+  ordered[#ordered + 1] = oid
+  redis.call('RPUSH', ouk, oid)
+  redis.call('SET', key('idem', ih), oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
 end
 
 -- one_fields reads what order_one needs of a hold's field d (see hold_record in
@@ -126,7 +143,7 @@ end
 -- converts twice): the record is hold.lua's, and a malformed one fails the item (see
 -- item_error in lib.lua) before anything is written.
 local sale_keys = {} -- sale id → its key: one concatenation per batch, not per checkout
-local function order_one(hid, hk, pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+local function order_one(hid, hk, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
   local q, k = qty + 0
   if said ~= '' then -- the counters holding its units (see counter_of)
     touch_sale(said)
@@ -144,7 +161,7 @@ local function order_one(hid, hk, pid, said, qty, price, currency, uk, ik, uid, 
   redis.call('DEL', hk, uk)
   deltas[k] = (deltas[k] or 0) + q
   unindexed[#unindexed + 1] = hid
-  place_order(oid, tc, currency, now_at, now_us, seq, its, other, uid, ik, fp)
+  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, other, uid, ih, fp)
   return '', '', 'cse', hid, '', its, tc, currency, other
 end
 
@@ -159,23 +176,25 @@ local function checkout_one(i, n)
     last_us, last_now = now_us, num(now_us)
   end
   local now = last_now
-  local ik = key('idem', ih)
+  local ouk, hashed = key('uo', uid), true
   if mode ~= 'clear' then
-    -- A new key (the usual case) is written here, by the command that finds it new
-    -- (see taken); a key in use is read.
-    local rec = nil
-    if redis.call('SET', ik, oid .. '|' .. now_us .. '|' .. fp, 'NX', 'PX', '86400000') then
-      taken = ik
-    else
-      rec = redis.call('GET', ik)
-    end
+    -- The key's record (the usual new key has none); it is written with the order.
+    local rec
+    rec, hashed = key_record(ouk, ih)
     if rec then
       local roid, at, rfp = string.match(rec, '^([^|]*)|([^|]*)|(.*)$')
       if now - num(at) < day then
         if rfp ~= fp then
           return failed('conflict', 'the idempotency key was used with another request')
         end
-        return '', '', 'r', '', '', pack(redis.call('HGETALL', key('o', roid)), true), '', '', ''
+        local packed
+        if hashed then
+          local d = redis.call('HGET', ouk, roid)
+          packed = d and '1:d' .. lp(d) .. d or ''
+        else
+          packed = pack(redis.call('HGETALL', key('o', roid)), true)
+        end
+        return '', '', 'r', '', '', packed, '', '', ''
       end
     end
   end
@@ -191,7 +210,7 @@ local function checkout_one(i, n)
     if v[1] and not v[2] then
       local pid, said, qty, price, currency, exp_us, huid = one_fields(v[1])
       if huid == uid and num(exp_us) > now then
-        return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ik, uid, fp, oid, now_us, now_at, other, seq)
+        return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
       end
     end
   end
@@ -298,7 +317,7 @@ local function checkout_one(i, n)
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
   local its, tc = table.concat(items, ';'), string.format('%d', total)
-  place_order(oid, tc, currency, now_at, now_us, seq, its, expired, uid, ik, fp)
+  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, ih, fp)
   return '', '', empty and 'cse' or 'cs', table.concat(dropped, ','), '', its, tc, currency, expired
 end
 
@@ -337,10 +356,6 @@ while i <= #ARGV do
   local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
   if not ok then
     e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
-  end
-  if taken then -- the checkout took its key but placed no order: the key is left as it was
-    redis.pcall('DEL', taken)
-    taken = nil
   end
   for id in pairs(touched.products) do
     all_products[id] = true

@@ -2,14 +2,38 @@
 -- list (read only): ARGV = list name, item kind, then ids to leave out. Answers the
 -- hashes of the items the stream's list names, in list order, each as a flat
 -- field/value array, but those of the ids left out.
+-- Orders (kind "o", see checkout.lua): the stream's list names a newer order as
+-- "<oid> <uid>", its record in the user's orders uo:<uid>; a user's orders (list
+-- name uo:<uid>) are that hash (its order fields; "k:" fields are key records) or,
+-- in the older form, a list of order ids. Each order answers {"d", record}.
 local skip = {}
 for i = 3, #ARGV do
   skip[ARGV[i]] = true
 end
-local out = {}
-for _, id in ipairs(redis.call('LRANGE', key(ARGV[1]), 0, -1)) do
-  if not skip[id] then
-    local a = redis.call('HGETALL', key(ARGV[2], id))
+local lk, kind, out = key(ARGV[1]), ARGV[2], {}
+if kind == 'o' and redis.call('TYPE', lk).ok == 'hash' then
+  local a = redis.call('HGETALL', lk)
+  for i = 1, #a, 2 do
+    if string.sub(a[i], 1, 2) ~= 'k:' and not skip[a[i]] then
+      out[#out + 1] = {'d', a[i + 1]}
+    end
+  end
+  return out
+end
+for _, id in ipairs(redis.call('LRANGE', lk, 0, -1)) do
+  local oid, uid
+  if kind == 'o' then
+    oid, uid = string.match(id, '^([^ ]*) (.*)$')
+  end
+  if oid then
+    if not skip[oid] then
+      local d = redis.call('HGET', key('uo', uid), oid)
+      if d then
+        out[#out + 1] = {'d', d}
+      end
+    end
+  elseif not skip[id] then
+    local a = redis.call('HGETALL', key(kind, id))
     if #a > 0 then
       out[#out + 1] = a
     end
