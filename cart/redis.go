@@ -32,14 +32,14 @@ var _ Store = (*RedisStore)(nil)
 //	P{sid}:su:<said>       hash   user id → units of the sale held + bought (and one
 //	                              padding field of value 0 that keeps it a hashtable:
 //	                              see lua/sale_create.lua)
-//	P{sid}:h:<hid>         hash   hold: d (its fields joined by "|", see lua/lib.lua),
-//	                              state "expired" once released (live until then);
-//	                              deleted when ordered or removed (before 2026-12-02: a
-//	                              field each, with id, stream_id, state "live")
 //	P{sid}:exp             zset   live hold id → expiry (µs): written until 2026-12-04
 //	                              (holddue says the same); release.lua still reads
 //	                              it and the checkout still cleans it while it exists
-//	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
+//	P{sid}:uh:<uid>        hash   the user's cart in this stream: hold id → the hold's
+//	                              record d (its fields joined by "|", see lua/lib.lua),
+//	                              "-"+d once released (live until then); the field
+//	                              goes when the hold is ordered or removed, the key
+//	                              when the cart is emptied (since 2026-12-04)
 //	P{sid}:uo:<uid>        hash   the user's orders in this stream: order id → its
 //	                              record d (its fields joined by "|", see
 //	                              lua/checkout.lua), "k:"+key hash → order id|at|
@@ -47,9 +47,16 @@ var _ Store = (*RedisStore)(nil)
 //	                              read as a key for 24 h from at)
 //	P{sid}:orders          list   the stream's orders: "<oid> <uid>" (an older one: its id)
 //
-// The older form of a user's orders in a stream (written until 2026-12-04, and still
-// for a user whose uo:<uid> has it):
+// The older form of a user's cart and of a user's orders in a stream (written until
+// 2026-12-04, and still for a user whose uh:<uid> or uo:<uid> has it, until the cart is
+// emptied; the orders' list stays; a node of an earlier version cannot read or write
+// the newer forms: its scripts answer WRONGTYPE on them, so nodes of both versions
+// must not serve one stream's sales at once):
 //
+//	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
+//	P{sid}:h:<hid>         hash   hold: d, state "expired" once released; deleted when
+//	                              ordered or removed (before 2026-12-02: a field each,
+//	                              with id, stream_id, state "live")
 //	P{sid}:uo:<uid>        list   the user's order ids in this stream
 //	P{sid}:o:<oid>         hash   order: d (before 2026-12-02: a field each)
 //	P{sid}:idem:<hash>     string order id|at|fingerprint of an idempotency key (24 h)
@@ -60,7 +67,8 @@ var _ Store = (*RedisStore)(nil)
 //
 //	Pstreams               zset   open stream ids → created (µs)
 //	Ppidx:<pid>, Psidx:<said>  string  stream id of a product / sale
-//	Pholddue               zset   "sid hid" → expiry (µs): the sweep of any node
+//	Pholddue               zset   "sid hid uid" → expiry (µs): the sweep of any node
+//	                              (before 2026-12-04: "sid hid")
 //	Psaledue               zset   "sid said" → next status change (µs)
 //	Pmigrated:cartsets     string "1" once no P{u:<uid>}:holds set is left (migrateCartSets)
 //

@@ -104,7 +104,7 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	for _, c := range calls {
 		r := &c.req
 		c.exp, c.expUS, c.nowUS, c.seq = r.ExpiresAt.UTC(), r.ExpiresAt.UnixMicro(), c.now.UnixMicro(), time.Now().UnixNano()
-		c.due = dueMember(sid, r.ID)
+		c.due = holdDueMember(sid, r.ID, r.UserID)
 		args = append(args, &r.ID, &r.UserID, &r.ProductID, &r.SaleID, &r.Quantity, &c.exp, &c.expUS, &c.nowUS, &c.seq)
 		dues = append(dues, &c.expUS, &c.due)
 		if !first[r.UserID] {
@@ -361,8 +361,8 @@ func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now 
 		return Changes{}, err
 	}
 	r, err := s.run(ctx, "hold_remove", sid, userID, holdID)
-	if err == nil {
-		s.forgetDue(ctx, sid, []string{holdID}) // best effort: a stale entry is harmless
+	if err == nil { // (its member either form: see holdDueMember)
+		s.forgetDue(ctx, sid, []string{holdID, holdID + " " + userID}) // best effort: a stale entry is harmless
 	}
 	return changesOf(&r), err
 }
@@ -373,18 +373,26 @@ func (s *RedisStore) streamOfHold(ctx context.Context, userID, holdID string) (s
 	if err != nil {
 		return "", err
 	}
+	// (In the user's cart there, or of the older form, its own key: see lua/lib.lua.
+	// A cart of the older form, a list, answers the HEXISTS WRONGTYPE.)
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(sids))
+	in := make([]*redis.BoolCmd, len(sids))
 	for i, sid := range sids {
+		in[i] = pipe.HExists(ctx, s.base(sid)+"uh:"+userID, holdID)
 		cmds[i] = pipe.Exists(ctx, s.base(sid)+"h:"+holdID)
 	}
 	if len(sids) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return "", unavailable(err)
-		}
+		pipe.Exec(ctx)
 	}
 	for i, c := range cmds {
-		if c.Val() == 1 {
+		if err := c.Err(); err != nil {
+			return "", unavailable(err)
+		}
+		if err := in[i].Err(); err != nil && !redis.HasErrorPrefix(err, "WRONGTYPE") {
+			return "", unavailable(err)
+		}
+		if c.Val() == 1 || in[i].Val() {
 			return sids[i], nil
 		}
 	}
@@ -1110,7 +1118,7 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 		for ids := it.r.Dropped; ids != ""; {
 			var id string
 			id, ids, _ = strings.Cut(ids, ",")
-			dropped = append(dropped, dueMember(sid, id))
+			dropped = append(dropped, holdDueMember(sid, id, it.userID))
 		}
 		close(it.done)
 	}

@@ -126,6 +126,12 @@ func (s *RedisStore) pin(ctx context.Context, op, streamID, productID string, ma
 // dueMember names a sale or hold in a global due set: "sid id".
 func dueMember(streamID, id string) string { return streamID + " " + id }
 
+// holdDueMember names a hold made since 2026-12-04 in holddue: "sid hid uid" (the sweep
+// finds it in its user's cart, see lua/lib.lua; an older member is "sid hid").
+func holdDueMember(streamID, holdID, userID string) string {
+	return streamID + " " + holdID + " " + userID
+}
+
 // CreateSale stores a new sale and takes its units out of the product's stock.
 func (s *RedisStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (Sale, Product, error) {
 	created, err := s.claimIndex(ctx, "sidx", sale.ID, sale.StreamID)

@@ -232,11 +232,14 @@ func TestRedisStreamExpirySetOlderForm(t *testing.T) {
 	b := e.mustHold(t, "b", "", sale.ID, 1, time.Minute)
 	c := e.mustHold(t, "c", "", sale.ID, 1, time.Minute)
 	for _, h := range []Hold{a, b, c} {
+		toOlderCart(t, st, sid, h.UserID) // (holds of that time were their own keys)
 		st.rdb.ZAdd(ctx, expKey, redis.Z{Score: float64(h.ExpiresAt.UnixMicro()), Member: h.ID})
 	}
 	// c's sweep entry is lost (as after a crash of the older version between the two):
 	// only the stream's set names it.
-	st.rdb.ZRem(ctx, st.prefix+"holddue", dueMember(sid, c.ID))
+	if n := st.rdb.ZRem(ctx, st.prefix+"holddue", holdDueMember(sid, c.ID, "c")).Val(); n != 1 {
+		t.Fatalf("c's sweep entry: %d removed, want 1", n)
+	}
 	if res, err := e.checkout("a", "k", nil, e.now); err != nil || !res.Created {
 		t.Fatalf("checkout: got %+v %v, want an order", res, err)
 	}

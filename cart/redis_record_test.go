@@ -2,6 +2,7 @@ package cart
 
 import (
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,7 @@ func TestRedisOlderRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	toOlderCart(t, st, sid, "u|1")
 	for _, h := range []Hold{h1, h2} {
 		toOlderForm(t, st, sid, st.base(sid)+"h:"+h.ID, func(m map[string]string) {
 			expandHold(m)
@@ -213,6 +215,103 @@ func TestRedisOlderOrderForm(t *testing.T) {
 	all, err := st.ListStreamOrders(e.ctx, sid)
 	if err != nil || len(all) != 3 || !reflect.DeepEqual(all[2], res3.Order) {
 		t.Errorf("ListStreamOrders: got %+v %v, want 3, v's last", all, err)
+	}
+	e.checkInvariants(t)
+}
+
+// toOlderCart rewrites the user's cart in stream sid into the form written before
+// 2026-12-04 (see lua/lib.lua): the list uh:<uid> of hold ids, oldest first, each hold
+// the hash h:<id> (d, and state "expired" once released).
+func toOlderCart(t *testing.T, st *RedisStore, sid, uid string) {
+	t.Helper()
+	ctx := t.Context()
+	uh := st.base(sid) + "uh:" + uid
+	m, err := st.rdb.HGetAll(ctx, uh).Result()
+	if err != nil || len(m) == 0 {
+		t.Fatalf("cart of %s: got %v %v, want the hash form", uid, m, err)
+	}
+	type hold struct{ id, d, state, created, seq string }
+	var hs []hold
+	for id, v := range m {
+		h := hold{id: id, d: v}
+		if d, ok := strings.CutPrefix(v, "-"); ok {
+			h.d, h.state = d, "expired"
+		}
+		f := strings.SplitN(h.d, "|", 10)
+		h.created, h.seq = f[7], f[8]
+		hs = append(hs, h)
+	}
+	sort.Slice(hs, func(i, j int) bool {
+		if hs[i].created != hs[j].created {
+			return hs[i].created < hs[j].created
+		}
+		return hs[i].seq < hs[j].seq
+	})
+	if err := st.rdb.Del(ctx, uh).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		args := []any{"d", h.d}
+		if h.state != "" {
+			args = append(args, "state", h.state)
+		}
+		if err := st.rdb.HSet(ctx, st.base(sid)+"h:"+h.id, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.rdb.RPush(ctx, uh, h.id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRedisOlderCartForm: a user's cart of the form written before 2026-12-04 (a list
+// of hold ids, each hold its own key: toOlderCart) takes new holds in that form, gives
+// them up by RemoveHold and by the sweep (whose entries name the user since), orders
+// them all, oldest first; the next hold there starts a cart of the newer form (a
+// hash), which RemoveHold finds too.
+func TestRedisOlderCartForm(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC().Truncate(time.Second), putIn: map[string]int{}}
+	sid := e.stream(t)
+	p := e.product(t, sid, 10)
+	uh := st.base(sid) + "uh:u"
+	h1 := e.mustHold(t, "u", p.ID, "", 1, time.Hour)
+	toOlderCart(t, st, sid, "u")
+	h2 := e.mustHold(t, "u", p.ID, "", 2, time.Hour)
+	h3 := e.mustHold(t, "u", p.ID, "", 3, time.Hour)
+	h4 := e.mustHold(t, "u", p.ID, "", 1, time.Second)
+	if typ := st.rdb.Type(e.ctx, uh).Val(); typ != "list" {
+		t.Fatalf("the cart after new holds: a %s, want the older list", typ)
+	}
+	if n := st.rdb.Exists(e.ctx, st.base(sid)+"h:"+h2.ID, st.base(sid)+"h:"+h3.ID).Val(); n != 2 {
+		t.Fatalf("the new holds' own keys: %d of 2", n)
+	}
+	if _, err := st.RemoveHold(e.ctx, "u", h2.ID, e.now); err != nil {
+		t.Fatalf("RemoveHold of a hold of the older form: %v", err)
+	}
+	if n, _, err := st.ReleaseExpiredHolds(e.ctx, e.now.Add(2*time.Second), 0); err != nil || n != 1 {
+		t.Fatalf("ReleaseExpiredHolds: %d %v, want h4 released", n, err)
+	}
+	if got := e.getProduct(t, p.ID); got.Stock != 6 || got.Held != 4 {
+		t.Errorf("product: stock %d held %d, want 6 4 (h1 and h3)", got.Stock, got.Held)
+	}
+	res, err := e.checkout("u", "k", nil, e.now.Add(2*time.Second))
+	if err != nil || len(res.Order.Items) != 2 || res.Order.Items[0].Quantity != 1 || res.Order.Items[1].Quantity != 3 ||
+		!reflect.DeepEqual(res.Order.ExpiredHoldIDs, []string{h4.ID}) {
+		t.Fatalf("checkout: %+v %v, want h1 and h3 in that order, h4 expired", res.Order, err)
+	}
+	if n := st.rdb.Exists(e.ctx, uh, st.base(sid)+"h:"+h1.ID, st.base(sid)+"h:"+h3.ID).Val(); n != 0 {
+		t.Errorf("after the order: %d of the cart and its holds' keys left, want none", n)
+	}
+	h5 := e.mustHold(t, "u", p.ID, "", 1, time.Hour)
+	if typ := st.rdb.Type(e.ctx, uh).Val(); typ != "hash" {
+		t.Fatalf("the cart after the order and a new hold: a %s, want the hash", typ)
+	}
+	if _, err := st.RemoveHold(e.ctx, "u", h5.ID, e.now); err != nil {
+		t.Fatalf("RemoveHold of a hold of the newer form: %v", err)
+	}
+	if got := e.getProduct(t, p.ID); got.Stock != 6 || got.Held != 0 || got.Sold != 4 {
+		t.Errorf("product: stock %d held %d sold %d, want 6 0 4", got.Stock, got.Held, got.Sold)
 	}
 	e.checkInvariants(t)
 }

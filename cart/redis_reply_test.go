@@ -134,14 +134,23 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 }
 
 // TestRedisHoldIDTaken: a hold whose id is recorded answers the stored hold to its
-// user (a retry) and conflict to anyone else, whatever the stock says, and leaves the
-// counters as they were (lua/hold.lua writes a hold by HSETNX instead of an EXISTS
-// per hold, and counts the user's units back when the id is taken).
+// user (a retry), whatever the stock says, and leaves the counters as they were
+// (lua/hold.lua writes a hold by HSETNX instead of an EXISTS per hold, and counts the
+// user's units back when the id is taken). A hold of the older form (its user's cart
+// a list, the hold its own key) answers conflict to anyone else; one of the newer
+// form is looked for in its user's cart only (hold ids are new UUIDs): another user's
+// hold with its id is that user's own.
 func TestRedisHoldIDTaken(t *testing.T) {
+	for _, older := range []bool{false, true} {
+		t.Run(fmt.Sprint("older=", older), func(t *testing.T) { testHoldIDTaken(t, older) })
+	}
+}
+
+func testHoldIDTaken(t *testing.T, older bool) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
 	sid := e.stream(t)
-	sale := e.sale(t, sid, 2, 2)
+	sale := e.sale(t, sid, 3, 3)
 	exp := e.now.Add(time.Hour)
 	hid := uuid.NewString()
 	hold := func(user string, qty int) []string {
@@ -155,6 +164,12 @@ func TestRedisHoldIDTaken(t *testing.T) {
 	if got := hold("a", 1); got[0] != "n" {
 		t.Fatalf("first hold answered %q", got)
 	}
+	if older { // (and b's cart of that form too: a list)
+		toOlderCart(t, st, sid, "a")
+		if err := st.rdb.RPush(e.ctx, st.base(sid)+"uh:b", "an-older-hold").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	counts := func() string {
 		s, err := st.GetSale(e.ctx, sale.ID)
 		if err != nil {
@@ -164,11 +179,23 @@ func TestRedisHoldIDTaken(t *testing.T) {
 		return fmt.Sprint(s.Remaining, s.Held, s.Sold, used)
 	}
 	before := counts()
-	for _, c := range []struct {
+	cases := []struct {
 		user string
 		qty  int
 		want string
-	}{{"a", 1, "r"}, {"a", 2, "r"}, {"a", 5, "r"}, {"b", 1, "e"}, {"b", 5, "e"}} {
+	}{{"a", 1, "r"}, {"a", 2, "r"}, {"a", 5, "r"}}
+	if older {
+		cases = append(cases, struct {
+			user string
+			qty  int
+			want string
+		}{"b", 1, "e"}, struct {
+			user string
+			qty  int
+			want string
+		}{"b", 5, "e"})
+	}
+	for _, c := range cases {
 		got := hold(c.user, c.qty)
 		if got[0] != c.want || (c.want == "e" && got[1] != "conflict") {
 			t.Errorf("hold of %s (%d) with a taken id answered %q, want %s", c.user, c.qty, got, c.want)
@@ -183,6 +210,21 @@ func TestRedisHoldIDTaken(t *testing.T) {
 			t.Errorf("hold of %s (%d) with a taken id: counters %s, were %s", c.user, c.qty, now, before)
 		}
 	}
+	if !older {
+		if got := hold("b", 1); got[0] != "n" {
+			t.Errorf("b's hold with a's hold's id answered %q, want a new hold of b's", got)
+		}
+		if got := hold("b", 1); got[0] != "r" {
+			t.Errorf("b's hold again answered %q, want b's hold (a retry)", got)
+		}
+		for _, u := range []string{"a", "b"} {
+			m, err := st.rdb.HGetAll(e.ctx, st.base(sid)+"uh:"+u).Result()
+			if d := m[hid]; err != nil || len(m) != 1 || !strings.HasSuffix(d, "|"+u) {
+				t.Errorf("%s's cart: %v %v, want its own hold %s", u, m, err, hid)
+			}
+		}
+	}
+	e.checkInvariants(t)
 }
 
 // TestRedisIdemHashUnchanged: idemHash, made in stack buffers, names a user's key as

@@ -47,14 +47,30 @@ local function call_many(cmd, first, vs)
   end
 end
 
--- A hold (nil if missing): its two fields (see hold_of in lib.lua), else the older
--- form's.
+-- A hold of a cart of the older form (nil if missing): its two fields (see hold_of in
+-- lib.lua), else the older record's.
 local function read_hold(id)
   local v = redis.call('HMGET', key('h', id), 'd', 'state')
   if v[1] then
     return unpack_hold(id, v[1], v[2])
   end
   return hold_of(id)
+end
+
+-- before: number strings of equal length compare as strings (times in µs, seqs).
+local function before(x, y)
+  if #x ~= #y then
+    return #x < #y
+  end
+  return x < y
+end
+
+-- by_creation orders holds oldest first (the order the older cart list kept).
+local function by_creation(a, b)
+  if a.created_us ~= b.created_us then
+    return before(a.created_us, b.created_us)
+  end
+  return before(a.seq, b.seq)
 end
 
 -- due_at: the hold is expired or due at now (its units go back at checkout).
@@ -135,8 +151,8 @@ local function one_fields(d)
     sub(d, e + 1, f - 1), sub(d, g + 1, h - 1), sub(d, j + 1)
 end
 
--- order_one orders the cart's one live hold hid, key hk (its fields from
--- one_fields), the usual checkout: what checkout_one does for a cart of one live hold,
+-- order_one orders the cart's one live hold hid, key hk (nil: a field of the cart
+-- uk, the newer form; its fields from one_fields), the usual checkout: what checkout_one does for a cart of one live hold,
 -- without its tables (each costs Redis an allocation and a resize per item of a
 -- batch; the hold is not unpacked into one either). The cart leaves with the hold.
 -- Its quantity and price are converted by arithmetic (one strtod each; tonumber
@@ -158,7 +174,11 @@ local function order_one(hid, hk, pid, said, qty, price, currency, uk, ouk, hash
   end
   local its = pid .. ',' .. said .. ',' .. qty .. ',' .. price
   local tc = string.format('%d', q * price)
-  redis.call('DEL', hk, uk)
+  if hk then
+    redis.call('DEL', hk, uk)
+  else
+    redis.call('DEL', uk)
+  end
   deltas[k] = (deltas[k] or 0) + q
   unindexed[#unindexed + 1] = hid
   place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, other, uid, ih, fp)
@@ -199,10 +219,22 @@ local function checkout_one(i, n)
     end
   end
 
+  -- The cart (see lib.lua): hold id → record, or the older list of hold ids.
   local uk = key('uh', uid)
-  local cart = redis.call('LRANGE', uk, '0', '-1')
+  local c = redis.pcall('HGETALL', uk)
   local listed = mode == 'ids' or n >= 10
-  if not listed and mode == 'all' and #cart == 1 then
+  local cart, incart -- the cart's hold ids; incart: id → hold (nil: the older form)
+  if c.err then
+    cart = redis.call('LRANGE', uk, '0', '-1')
+  elseif #c == 2 and not listed and mode == 'all' and string.byte(c[2]) ~= 45 then
+    -- One live hold (not "-": released), not due: ordered here; anything else takes
+    -- the general path below.
+    local pid, said, qty, price, currency, exp_us, huid = one_fields(c[2])
+    if huid == uid and num(exp_us) > now then
+      return order_one(c[1], nil, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
+    end
+  end
+  if c.err and not listed and mode == 'all' and #cart == 1 then
     -- A live hold of the current form (no state: "expired" once released) of the
     -- user, not due: ordered here; anything else takes the general path below.
     local hk = key('h', cart[1])
@@ -213,6 +245,24 @@ local function checkout_one(i, n)
         return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
       end
     end
+  end
+  if not c.err then
+    local hs = {}
+    incart = {}
+    for k = 1, #c, 2 do
+      local h = in_cart(uk, c[k], c[k + 1])
+      incart[c[k]] = h
+      hs[#hs + 1] = h
+    end
+    table.sort(hs, by_creation)
+    cart = {}
+    for k, h in ipairs(hs) do
+      cart[k] = h.id
+    end
+  end
+  local read_hold = read_hold
+  if incart then
+    read_hold = function(id) return incart[id] end
   end
   local holds, missing, seen = {}, false, {}
   local from, to = cart, #cart
@@ -281,7 +331,7 @@ local function checkout_one(i, n)
     total = total + q * num(h.unit_price_cents)
     currency = h.currency
     items[#items + 1] = h.product_id .. ',' .. h.sale_id .. ',' .. h.quantity .. ',' .. h.unit_price_cents
-    gone[#gone + 1] = key('h', h.id)
+    gone[#gone + 1] = incart and h.id or key('h', h.id)
     dropped[#dropped + 1] = h.id
   end
   -- The cart here is empty when every hold it listed has left it (the usual case): it
@@ -297,17 +347,25 @@ local function checkout_one(i, n)
       break
     end
   end
-  if empty then
-    gone[#gone + 1] = uk
+  if incart then -- the holds are the cart's fields
+    if empty then
+      redis.call('DEL', uk)
+    else
+      call_many('HDEL', uk, gone)
+    end
+  else
+    if empty then
+      gone[#gone + 1] = uk
+    end
+    call_many('DEL', nil, gone)
   end
-  call_many('DEL', nil, gone)
   for k, q in pairs(moved) do
     deltas[k] = (deltas[k] or 0) + q
   end
   for _, h in ipairs(live) do
     unindexed[#unindexed + 1] = h.id
   end
-  if not empty then
+  if not empty and not incart then
     for _, h in ipairs(live) do
       redis.call('LREM', uk, '0', h.id)
     end

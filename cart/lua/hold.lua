@@ -13,7 +13,8 @@
 -- A hold id already recorded answers "r" (the same user) or conflict, whatever the
 -- stock says: a refusal looks for the record first, and a hold that passed every
 -- check is written by HSETNX, which finds it (the counting undone) without an
--- EXISTS per hold. (Hold ids are new UUIDs; nothing retries a hold today.)
+-- EXISTS per hold. (Hold ids are new UUIDs; nothing retries a hold today. A hold
+-- of the newer form is looked for in its user's cart only: see recorded.)
 -- The batch reads each sale and product once and keeps their counters here; they are
 -- written once, after the last hold (the script is atomic, so no one sees between),
 -- also when a hold fails at runtime (item_error in lib.lua).
@@ -61,13 +62,19 @@ local function product_of(pid)
 end
 
 -- recorded answers for a hold id that is already recorded: the stored hold to its
--- user (a retry), conflict to anyone else; nothing if there is none.
+-- user (a retry), conflict to anyone else; nothing if there is none. (A hold of the
+-- newer form is found in its user's cart only: another user's hold id is not looked
+-- for. Hold ids are new UUIDs.)
 local function recorded(hid, uid)
-  local old = hold_of(hid)
+  local old = cart_hold(key('uh', uid), hid)
+  if old == false then -- the cart's older form
+    old = hold_of(hid)
+  end
   if not old then
     return nil
   end
   if old.user_id == uid then
+    old.cart, old.d = nil, nil -- (not record fields)
     return 'r', pack(old), '', '' -- the same call again (a retry): nothing more to do
   end
   return 'e', 'conflict', 'hold exists', ''
@@ -92,7 +99,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   if now_us ~= last_us then
     last_us, last_now = now_us, num(now_us)
   end
-  local q, now, hk = num(qty), last_now, key('h', hid)
+  local q, now = num(qty), last_now
   local s
   if said ~= '' then
     s = sale_of(said)
@@ -136,10 +143,15 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     return refuse(hid, uid, 'sold_out', 'sold out')
   end
   local currency = p.currency
-  -- One field (see hold_of in lib.lua); written only if the id is new. If not (or
-  -- if the key is not a hash: a runtime error), the user's count goes back as it
-  -- came, so nothing of this hold stays.
-  local set = redis.pcall('HSETNX', hk, 'd', hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid))
+  -- One field of the user's cart (see in_cart in lib.lua); written only if the id is
+  -- new. A cart of the older form (a list: WRONGTYPE) gets the hold as its own key
+  -- and its id. If the id is taken (or a key is not a hash: a runtime error), the
+  -- user's count goes back as it came, so nothing of this hold stays.
+  local ck, rec = key('uh', uid), hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid)
+  local set, listed = redis.pcall('HSETNX', ck, hid, rec), false
+  if type(set) == 'table' and string.find(set.err, 'WRONGTYPE', 1, true) then
+    set, listed = redis.pcall('HSETNX', key('h', hid), 'd', rec), true
+  end
   if set ~= 1 then
     if s then
       if used == q then
@@ -162,7 +174,9 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     p.stock, p.held = p.stock - q, p.held + q
     touch_product(pid)
   end
-  redis.call('RPUSH', key('uh', uid), hid)
+  if listed then
+    redis.call('RPUSH', ck, hid)
+  end
   return 'n', pid, price, currency
 end
 

@@ -42,11 +42,17 @@ local function hgetall(k)
   return t
 end
 
--- A hold's record is the hash h:<id> of two fields: d, its fields joined by "|" in
--- this order (the user id last: it may hold a "|"), and state "expired" once it is
--- released (it is live until then). One field instead of a dozen: Redis's HSET costs
--- per field. Its id and stream are its key's. Records written before 2026-12-02 have
--- a field each (and id, stream_id, state "live"); they are read the same.
+-- A hold's record d is its fields joined by "|" in this order (the user id last: it
+-- may hold a "|"). Since 2026-12-04 it is the value of field <hold id> in the user's
+-- cart here, the hash uh:<uid> (one key per user and stream: a hold is one HSETNX,
+-- a checkout reads the cart and its holds with one HGETALL); "-" .. d once the hold
+-- is released (expired; live until then: a record starts with a product id, never
+-- "-"). Before, the cart uh:<uid> was a list of hold ids and each hold the hash
+-- h:<id> of two fields: d, and state "expired" once released; a user whose cart here
+-- has that form (a list: the new form's commands answer WRONGTYPE) gets it still, until
+-- the cart is emptied. Records written before 2026-12-02 have a field each (and id,
+-- stream_id, state "live"); they are read the same. A hold's id and stream are its
+-- key's (or field's).
 local hold_pattern = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
 local function hold_record(pid, said, qty, price, currency, expires_at, exp_us, created_us, seq, uid)
@@ -61,7 +67,30 @@ local function unpack_hold(id, d, state)
     created_us = cre, seq = seq, state = state}
 end
 
--- hold_of reads hold id (nil if missing), either form.
+-- in_cart is the hold id of the user's cart uk of the newer form (see above), from
+-- its stored value v: its table has cart = uk and d, its record as stored.
+local function in_cart(uk, id, v)
+  local h
+  if string.byte(v) == 45 then -- '-': released
+    h = unpack_hold(id, string.sub(v, 2), 'expired')
+  else
+    h = unpack_hold(id, v, nil)
+  end
+  h.cart, h.d = uk, v
+  return h
+end
+
+-- cart_hold reads hold id in the user's cart uk: nil if missing, false if the cart has
+-- the older form (a list, or a key of another type: see above).
+local function cart_hold(uk, id)
+  local v = redis.pcall('HGET', uk, id)
+  if type(v) == 'table' then
+    return false
+  end
+  return v and in_cart(uk, id, v) or nil
+end
+
+-- hold_of reads hold id of the older forms (nil if missing).
 local function hold_of(id)
   local h = hgetall(key('h', id))
   if h and h.d then
@@ -217,14 +246,23 @@ local function release_hold(h)
     redis.call('HINCRBY', pk, 'stock', q)
     touch_product(h.product_id)
   end
-  redis.call('HSET', key('h', h.id), 'state', 'expired')
-  redis.call('ZREM', key('exp'), h.id)
+  if h.cart then
+    h.d = '-' .. h.d
+    redis.call('HSET', h.cart, h.id, h.d)
+  else
+    redis.call('HSET', key('h', h.id), 'state', 'expired')
+    redis.call('ZREM', key('exp'), h.id)
+  end
   h.state = 'expired'
   return true
 end
 
 -- drop_hold takes a hold out of the cart (after release_hold or ordering).
 local function drop_hold(h)
+  if h.cart then
+    redis.call('HDEL', h.cart, h.id)
+    return
+  end
   redis.call('DEL', key('h', h.id))
   redis.call('LREM', key('uh', h.user_id), '0', h.id)
   redis.call('ZREM', key('exp'), h.id)
