@@ -88,27 +88,25 @@ func rateLimited(w http.ResponseWriter, wait time.Duration) error {
 	return apiError(http.StatusTooManyRequests, "rate_limited", "too many requests, retry in "+strconv.Itoa(secs)+"s")
 }
 
-// limitIP applies the per-IP limit to every request but health, readiness and metrics.
-func (s *Server) limitIP(next http.Handler) http.Handler {
+// ipLimited applies the per-IP limit to every request but health, readiness and
+// metrics: it answers 429 and reports true when the request's IP is over it.
+func (s *Server) ipLimited(w http.ResponseWriter, r *http.Request) bool {
 	if s.perIP == nil {
-		return next
+		return false
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics":
-			next.ServeHTTP(w, r)
-			return
-		}
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		if ok, wait := s.perIP.allow(ip, s.deps.Now()); !ok {
-			s.fail(w, r, rateLimited(w, wait))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return false
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	if ok, wait := s.perIP.allow(ip, s.deps.Now()); !ok {
+		s.fail(w, r, rateLimited(w, wait))
+		return true
+	}
+	return false
 }
 
 // allowUser applies a per-user limit (holds, checkouts); it returns the 429 error to

@@ -158,8 +158,65 @@ func New(deps Deps) *Server {
 
 	s.mux = http.NewServeMux()
 	s.routes(s.mux)
-	s.handler = s.recoverer(s.instrument(s.cors(s.limitIP(s.authenticate(s.boundStore(s.rejectUncleanPaths(s.mux)))))))
+	s.handler = (*rootHandler)(s)
 	return s
+}
+
+// rootHandler is the Server's handler (Handler).
+type rootHandler Server
+
+// ServeHTTP runs a request through the server's layers, in this order: a handler's
+// panic answered 500 (recoverPanic), the request metrics (not for websockets: the hub
+// measures those), CORS, the per-IP limit, authentication, the store bound, unclean
+// paths, then the mux's route (serveLayers). Each layer is a call that returns before
+// the route runs, not a handler wrapping the next: a request parked in its route (every
+// hold and checkout waits for its store batch) is scanned by the collector at every
+// cycle, frame by frame, and a chain of wrapping handlers added two frames per layer
+// (its closure and HandlerFunc.ServeHTTP) to each of thousands of them in a sale storm.
+func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := (*Server)(h)
+	defer s.recoverPanic(w, r)
+	if strings.HasPrefix(r.URL.Path, "/ws/") {
+		// Websocket upgrades need the raw writer (Hijacker); they are measured by the hub.
+		s.serveLayers(w, r, nil)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	s.serveLayers(sw, r, sw)
+	s.countRequest(r, sw, start)
+}
+
+// serveLayers is ServeHTTP's CORS, per-IP limit, authentication, store bound and
+// unclean paths, then the mux; sw (nil for a websocket) records the mux's pattern.
+func (s *Server) serveLayers(w http.ResponseWriter, r *http.Request, sw *statusWriter) {
+	if s.corsAnswered(w, r) || s.ipLimited(w, r) {
+		return
+	}
+	ctx, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if d := s.deps.Options.StoreTimeout; d > 0 && strings.HasPrefix(r.URL.Path, "/api/") {
+		// The store bound: an /api/ request waits for the store (and the live
+		// channel) Options.StoreTimeout at most (storeCtx bounds the other calls).
+		if ctx == nil {
+			ctx = r.Context()
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	if ctx != nil {
+		r = r.WithContext(ctx) // one copy of the request for both
+	}
+	if s.uncleanAnswered(w, r) {
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+	if sw != nil {
+		sw.route = r.Pattern // the mux's match, for countRequest
+	}
 }
 
 // Handler returns the root handler.
@@ -242,28 +299,24 @@ func (s *Server) noop(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// rejectUncleanPaths answers an API path with an empty or dot segment
+// uncleanAnswered answers an API path with an empty or dot segment
 // ("/api/streams//end") as an id that is not a UUID, 404 not_found (401 first for an
 // anonymous request that needs a token), where net/http's mux would redirect to the
-// cleaned path, another endpoint. "/api" and the like, without their slash, too.
-func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		if !isAPIPath(p) || isCleanPath(p) {
-			next.ServeHTTP(w, r)
-			if sw, ok := w.(*statusWriter); ok {
-				sw.route = r.Pattern // the mux's match, for instrument
-			}
-			return
-		}
-		anonymousMay := r.Method == http.MethodGet || r.Method == http.MethodHead ||
-			r.Method == http.MethodOptions || strings.HasPrefix(p, "/whep/")
-		if identity(r).Anonymous() && !anonymousMay {
-			s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "sign in required"))
-			return
-		}
-		s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint (an empty or dot path segment)"))
-	})
+// cleaned path, another endpoint. "/api" and the like, without their slash, too. It
+// reports whether it answered.
+func (s *Server) uncleanAnswered(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	if !isAPIPath(p) || isCleanPath(p) {
+		return false
+	}
+	anonymousMay := r.Method == http.MethodGet || r.Method == http.MethodHead ||
+		r.Method == http.MethodOptions || strings.HasPrefix(p, "/whep/")
+	if identity(r).Anonymous() && !anonymousMay {
+		s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "sign in required"))
+		return true
+	}
+	s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint (an empty or dot path segment)"))
+	return true
 }
 
 // isAPIPath: under /api/, /whip/, /whep/ or /ws/, or one of those without its slash.
@@ -290,27 +343,9 @@ func isCleanPath(p string) bool {
 	return c == p
 }
 
-// boundStore gives /api/ requests a context that ends after Options.StoreTimeout: a
-// store (or live channel) that does not answer costs a request that long at most.
-// WHIP, WHEP and websockets are not bounded here: their sessions outlive the request;
-// their store calls are bounded one by one (storeCtx).
-func (s *Server) boundStore(next http.Handler) http.Handler {
-	d := s.deps.Options.StoreTimeout
-	if d <= 0 {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/api/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
-}
-
-// storeCtx bounds store calls made outside the /api/ routes' bound (boundStore): the
+// storeCtx bounds store calls made outside the /api/ routes' bound (serveLayers gives
+// /api/ requests a context that ends after Options.StoreTimeout: a store, or live
+// channel, that does not answer costs a request that long at most): the
 // WHIP, WHEP and websocket requests' (their sessions outlive the request, so its
 // context is not bounded) and the relay's publisher callbacks'. A store that does not
 // answer costs Options.StoreTimeout at most, then the call fails with the context's
@@ -395,77 +430,77 @@ func (r reservedEmit) cancel() {
 	}
 }
 
-// authenticate puts the caller's identity in the context. A presented but invalid token
-// is answered 401, except on WHIP where the bearer may be a stream key.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics": // need no token; a stale one is ignored
-			next.ServeHTTP(w, r)
-			return
+// authenticate returns the request's context with the caller's identity (nil: r's
+// own context, no token presented), or ok false once it answered a presented but
+// invalid token 401, except on WHIP where the bearer may be a stream key.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (ctx context.Context, ok bool) {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics": // need no token; a stale one is ignored
+		return nil, true
+	}
+	token := ""
+	if h := r.Header.Get("Authorization"); h != "" {
+		// The scheme is case-insensitive (RFC 9110 §11.1).
+		scheme, t, _ := strings.Cut(h, " ")
+		token = strings.TrimSpace(t)
+		switch {
+		case !strings.EqualFold(scheme, "Bearer"):
+			s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "Authorization must be Bearer"))
+			return nil, false
+		case token == "":
+			// "Bearer $TOKEN" with $TOKEN unset: say so, not that the scheme is wrong.
+			s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "the Bearer token is empty"))
+			return nil, false
 		}
-		token := ""
-		if h := r.Header.Get("Authorization"); h != "" {
-			// The scheme is case-insensitive (RFC 9110 §11.1).
-			scheme, t, _ := strings.Cut(h, " ")
-			token = strings.TrimSpace(t)
-			switch {
-			case !strings.EqualFold(scheme, "Bearer"):
-				s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "Authorization must be Bearer"))
-				return
-			case token == "":
-				// "Bearer $TOKEN" with $TOKEN unset: say so, not that the scheme is wrong.
-				s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "the Bearer token is empty"))
-				return
-			}
-		} else if strings.HasPrefix(r.URL.Path, "/ws/") {
-			token = r.URL.Query().Get("token")
-		}
-		if token == "" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		ctx := context.WithValue(r.Context(), bearerKey, token)
-		id, err := s.deps.Auth.Verify(token)
-		if err != nil && !strings.HasPrefix(r.URL.Path, "/whip/") {
-			s.fail(w, r, err)
-			return
-		}
-		if err == nil {
-			ctx = context.WithValue(ctx, identityKey, id)
-		}
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	} else if strings.HasPrefix(r.URL.Path, "/ws/") {
+		token = r.URL.Query().Get("token")
+	}
+	if token == "" {
+		return nil, true
+	}
+	ctx = context.WithValue(r.Context(), bearerKey, token)
+	id, err := s.deps.Auth.Verify(token)
+	if err != nil && !strings.HasPrefix(r.URL.Path, "/whip/") {
+		s.fail(w, r, err)
+		return nil, false
+	}
+	if err == nil {
+		ctx = context.WithValue(ctx, identityKey, id)
+	}
+	return ctx, true
 }
 
-// cors answers preflights and sets the CORS headers for allowed origins. WHIP/WHEP
-// OPTIONS go to their handlers, which add the ICE server Link headers. A preflight from
-// an origin not allowed is answered 403 forbidden, naming the setting (the mux would
-// answer it 405, as if the path took no preflight).
-func (s *Server) cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin != "" && !s.originAllowed(origin) && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+// corsAnswered sets the CORS headers for allowed origins and answers preflights,
+// reporting whether it answered. WHIP/WHEP OPTIONS go to their handlers, which add the
+// ICE server Link headers. A preflight from an origin not allowed is answered 403
+// forbidden, naming the setting (the mux would answer it 405, as if the path took no
+// preflight).
+func (s *Server) corsAnswered(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	if !s.originAllowed(origin) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			s.fail(w, r, errForbidden("origin "+origin+" is not allowed: http.cors_origins does not list it"))
-			return
+			return true
 		}
-		if origin != "" && s.originAllowed(origin) {
-			h := w.Header()
-			h.Set("Access-Control-Allow-Origin", origin)
-			h.Add("Vary", "Origin")
-			h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Retry-After")
-			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, If-Match")
-				h.Set("Access-Control-Max-Age", "600")
-				if !strings.HasPrefix(r.URL.Path, "/whip/") && !strings.HasPrefix(r.URL.Path, "/whep/") {
-					w.WriteHeader(http.StatusNoContent)
-					return
-				}
-			}
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Retry-After")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, If-Match")
+		h.Set("Access-Control-Max-Age", "600")
+		if !strings.HasPrefix(r.URL.Path, "/whip/") && !strings.HasPrefix(r.URL.Path, "/whep/") {
+			w.WriteHeader(http.StatusNoContent)
+			return true
 		}
-		next.ServeHTTP(w, r)
-	})
+	}
+	return false
 }
 
 func (s *Server) originAllowed(origin string) bool {
@@ -486,7 +521,7 @@ func (s *Server) originAllowed(origin string) bool {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
-	// route is the pattern the mux served the request with (rejectUncleanPaths sets
+	// route is the pattern the mux served the request with (serveLayers sets
 	// it), "" when the mux did not serve it.
 	route string
 }
@@ -500,32 +535,23 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (s *Server) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/ws/") {
-			// Websocket upgrades need the raw writer (Hijacker); they are measured by the hub.
-			next.ServeHTTP(w, r)
-			return
-		}
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == 0 {
-			sw.status = http.StatusOK
-		}
-		route := sw.route
-		if route == "" {
-			// Answered before the mux (401, 429, a preflight, an unclean path): the
-			// route it would have taken, as before.
-			_, route = s.mux.Handler(r)
-		}
-		if route == "" {
-			route = "unmatched"
-		}
-		m := s.routeMetrics(route, sw.status)
-		m.requests.Inc()
-		m.latency.Observe(time.Since(start).Seconds())
-	})
+// countRequest records a request sw answered (rootHandler) in the request metrics.
+func (s *Server) countRequest(r *http.Request, sw *statusWriter, start time.Time) {
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	route := sw.route
+	if route == "" {
+		// Answered before the mux (401, 429, a preflight, an unclean path): the
+		// route it would have taken, as before.
+		_, route = s.mux.Handler(r)
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	m := s.routeMetrics(route, sw.status)
+	m.requests.Inc()
+	m.latency.Observe(time.Since(start).Seconds())
 }
 
 // routeStatus names a series of Server.requests.
@@ -562,17 +588,14 @@ func (s *Server) routeMetrics(route string, status int) *routeMetric {
 	return m
 }
 
-func (s *Server) recoverer(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
-				s.fail(w, r, apiError(http.StatusInternalServerError, "internal", "internal error"))
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
+// recoverPanic, deferred by rootHandler, answers a handler's panic 500 internal and logs
+// it; http.ErrAbortHandler goes on up (net/http aborts the response).
+func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		s.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
+		s.fail(w, r, apiError(http.StatusInternalServerError, "internal", "internal error"))
+	}
 }
