@@ -344,4 +344,7 @@ func TestCheckoutFingerprintUnchanged(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = CheckoutInput{StreamID: id}.fingerprint() }); n != 1 {
 		t.Errorf("%v allocations, want 1 (the string)", n)
 	}
+	if n := testing.AllocsPerRun(100, func() { _ = CheckoutInput{}.fingerprint() }); n != 0 {
+		t.Errorf("empty body: %v allocations, want 0 (hashed once)", n)
+	}
 }
