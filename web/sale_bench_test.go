@@ -49,7 +49,9 @@ func newBenchRedisServer(b *testing.B) *benchServer {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { store.Close() })
-	return newBenchServerOn(b, store)
+	// As the binary on the Redis store: every /api/ request bounded by the Redis
+	// request timeout (3 s by default).
+	return newBenchServerWith(b, store, false, func(d *Deps) { d.Options.StoreTimeout = 3 * time.Second })
 }
 
 func newBenchServerOn(b *testing.B, store cart.Store) *benchServer {
@@ -58,10 +60,13 @@ func newBenchServerOn(b *testing.B, store cart.Store) *benchServer {
 
 // newBenchServerWith is newBenchServerOn, with withLive the live hub on an in-process
 // bus receiving the domain events, as the binary with the embedded store has it (every
-// hold and checkout emits the sale's stock).
-func newBenchServerWith(b *testing.B, store cart.Store, withLive bool) *benchServer {
+// hold and checkout emits the sale's stock); tweak adjusts the Deps.
+func newBenchServerWith(b *testing.B, store cart.Store, withLive bool, tweak ...func(*Deps)) *benchServer {
 	bs := &benchServer{a: auth.New([]byte("bench-secret-0123456789"), nil)}
 	deps := Deps{Store: store, Auth: bs.a, Logger: slog.New(slog.DiscardHandler)}
+	for _, f := range tweak {
+		f(&deps)
+	}
 	if withLive {
 		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil),
 			Stock: store, ViewersInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
