@@ -25,8 +25,10 @@ func (in NewSale) Validate() error {
 		return badRequest("product_id is required")
 	case in.PriceCents == nil:
 		return badRequest("price_cents is required")
-	case *in.PriceCents < 0 || *in.PriceCents > 1e12:
+	case *in.PriceCents < 0:
 		return badRequest("price_cents must be ≥ 0")
+	case *in.PriceCents > 1e12:
+		return badRequest("price_cents is too large")
 	case in.Quantity == nil:
 		return badRequest("quantity is required")
 	case *in.Quantity < 1:

@@ -348,3 +348,19 @@ func TestCheckoutFingerprintUnchanged(t *testing.T) {
 		t.Errorf("empty body: %v allocations, want 0 (hashed once)", n)
 	}
 }
+
+// TestNewSalePriceMessages: a sale's price out of range names the bound it broke, as a
+// product's does (a price over the cap said "must be ≥ 0").
+func TestNewSalePriceMessages(t *testing.T) {
+	q, d := 1, int64(60)
+	for _, tc := range []struct {
+		price int64
+		want  string
+	}{{-1, "price_cents must be ≥ 0"}, {2e12, "price_cents is too large"}} {
+		p := tc.price
+		err := NewSale{ProductID: uuid.NewString(), PriceCents: &p, Quantity: &q, DurationS: &d}.Validate()
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("price %d: got %v, want bad request %q", tc.price, err, tc.want)
+		}
+	}
+}
