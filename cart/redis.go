@@ -33,7 +33,7 @@ var _ Store = (*RedisStore)(nil)
 //	                              padding field of value 0 that keeps it a hashtable:
 //	                              see lua/sale_create.lua)
 //	P{sid}:exp             zset   live hold id → expiry (µs): written until 2026-12-04
-//	                              (holddue says the same); release.lua still reads
+//	                              (the due sets say the same); release.lua still reads
 //	                              it and the checkout still cleans it while it exists
 //	P{sid}:uh:<uid>        hash   the user's cart in this stream: hold id → the hold's
 //	                              record d (its fields joined by "|", see lua/lib.lua),
@@ -50,8 +50,10 @@ var _ Store = (*RedisStore)(nil)
 // The older form of a user's cart and of a user's orders in a stream (written until
 // 2026-12-04, and still for a user whose uh:<uid> or uo:<uid> has it, until the cart is
 // emptied; the orders' list stays; a node of an earlier version cannot read or write
-// the newer forms: its scripts answer WRONGTYPE on them, so nodes of both versions
-// must not serve one stream's sales at once):
+// the newer forms: its scripts answer WRONGTYPE on them, and it fails such a user's
+// cart and checkout requests in that stream (nothing sold twice: a hold it failed to
+// list comes back by the sweep), so replace the nodes of one Redis together; the
+// newer holds' sweep entries are in a set it does not sweep, see holdDueKey):
 //
 //	P{sid}:uh:<uid>        list   the user's hold ids in this stream (the cart)
 //	P{sid}:h:<hid>         hash   hold: d, state "expired" once released; deleted when
@@ -67,8 +69,9 @@ var _ Store = (*RedisStore)(nil)
 //
 //	Pstreams               zset   open stream ids → created (µs)
 //	Ppidx:<pid>, Psidx:<said>  string  stream id of a product / sale
-//	Pholddue               zset   "sid hid uid" → expiry (µs): the sweep of any node
-//	                              (before 2026-12-04: "sid hid")
+//	Pholddue:u             zset   "sid hid uid" → expiry (µs): the sweep of any node
+//	Pholddue               zset   "sid hid" → expiry (µs): holds made before 2026-12-04
+//	                              (still swept; the only set older nodes sweep)
 //	Psaledue               zset   "sid said" → next status change (µs)
 //	Pmigrated:cartsets     string "1" once no P{u:<uid>}:holds set is left (migrateCartSets)
 //

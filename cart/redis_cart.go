@@ -96,7 +96,7 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	base := s.base(sid)
 	args := s.evalArgs("hold", &base, 9*len(calls))
 	dues := make([]any, 2, 2+2*len(calls))
-	dues[0], dues[1] = "zadd", s.prefix+"holddue"
+	dues[0], dues[1] = "zadd", s.prefix+holdDueKey
 	// Each user's first hold of the batch: its id is the stream's new generation in
 	// the user's cart index (unique: a generation never comes back, see lua/claim.lua).
 	first := make(map[string]bool, len(calls))
@@ -361,8 +361,9 @@ func (s *RedisStore) RemoveHold(ctx context.Context, userID, holdID string, now 
 		return Changes{}, err
 	}
 	r, err := s.run(ctx, "hold_remove", sid, userID, holdID)
-	if err == nil { // (its member either form: see holdDueMember)
-		s.forgetDue(ctx, sid, []string{holdID, holdID + " " + userID}) // best effort: a stale entry is harmless
+	if err == nil { // (its member in either set: see holdDueMember; best effort: a stale entry is harmless)
+		s.forgetDue(ctx, holdDueKey, sid, []string{holdID + " " + userID})
+		s.forgetDue(ctx, olderHoldDueKey, sid, []string{holdID})
 	}
 	return changesOf(&r), err
 }
@@ -402,35 +403,40 @@ func (s *RedisStore) streamOfHold(ctx context.Context, userID, holdID string) (s
 // defaultReleaseBatch bounds a sweep when the caller gives no max.
 const defaultReleaseBatch = 1000
 
-// ReleaseExpiredHolds returns the units of due holds. The global holddue set says
-// which streams have holds that may be due; each stream's script releases them (a
-// hold once) and the entries are dropped after. Batches go on until max holds are
-// released or nothing due is left, so stale entries (ordered holds) cannot hide a due
-// hold from one call. Idempotency keys expire by TTL.
+// ReleaseExpiredHolds returns the units of due holds. The global due sets say which
+// streams have holds that may be due (holddue:u the holds made since 2026-12-04,
+// holddue the older ones); each stream's script releases them (a hold once) and the
+// entries are dropped after. Batches go on until max holds are released or nothing
+// due is left, so stale entries (ordered holds) cannot hide a due hold from one call.
+// Idempotency keys expire by TTL.
 func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max int) (int, Changes, error) {
 	if max <= 0 {
 		max = defaultReleaseBatch
 	}
 	released, ch := 0, Changes{}
-	for released < max {
-		n, c, more, err := s.releaseBatch(ctx, now, max-released)
-		released += n
-		ch.Products = append(ch.Products, c.Products...)
-		ch.Sales = append(ch.Sales, c.Sales...)
-		if err != nil || !more {
-			sortChanges(&ch)
-			return released, ch, err
+	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+		for released < max {
+			n, c, more, err := s.releaseBatch(ctx, key, now, max-released)
+			released += n
+			ch.Products = append(ch.Products, c.Products...)
+			ch.Sales = append(ch.Sales, c.Sales...)
+			if err != nil {
+				sortChanges(&ch)
+				return released, ch, err
+			}
+			if !more {
+				break
+			}
 		}
 	}
 	sortChanges(&ch)
 	return released, ch, nil
 }
 
-// releaseBatch releases up to max due holds among the first max due entries of
-// holddue; more says whether due entries may be left.
-func (s *RedisStore) releaseBatch(ctx context.Context, now time.Time, max int) (int, Changes, bool, error) {
-	dueKey := s.prefix + "holddue"
-	members, err := s.rdb.ZRangeByScore(ctx, dueKey, &redis.ZRangeBy{
+// releaseBatch releases up to max due holds among the first max due entries of the
+// due set key; more says whether due entries may be left.
+func (s *RedisStore) releaseBatch(ctx context.Context, key string, now time.Time, max int) (int, Changes, bool, error) {
+	members, err := s.rdb.ZRangeByScore(ctx, s.prefix+key, &redis.ZRangeBy{
 		Min: "-inf", Max: micros(now), Count: int64(max),
 	}).Result()
 	if err != nil {
@@ -450,7 +456,7 @@ func (s *RedisStore) releaseBatch(ctx context.Context, now time.Time, max int) (
 		released += r.N
 		ch = mergeChanges(ch, changesOf(&r))
 		if r.N < budget { // every listed hold was looked at: forget them
-			if err := s.forgetDue(ctx, g.streamID, g.ids); err != nil {
+			if err := s.forgetDue(ctx, key, g.streamID, g.ids); err != nil {
 				return released, ch, false, err
 			}
 		}
@@ -458,8 +464,8 @@ func (s *RedisStore) releaseBatch(ctx context.Context, now time.Time, max int) (
 	return released, ch, len(members) == max, nil
 }
 
-// forgetDue drops holds (released, ordered or removed) from the global sweep set.
-func (s *RedisStore) forgetDue(ctx context.Context, streamID string, holdIDs []string) error {
+// forgetDue drops holds (released, ordered or removed) from the global due set key.
+func (s *RedisStore) forgetDue(ctx context.Context, key, streamID string, holdIDs []string) error {
 	if len(holdIDs) == 0 {
 		return nil
 	}
@@ -467,7 +473,7 @@ func (s *RedisStore) forgetDue(ctx context.Context, streamID string, holdIDs []s
 	for i, id := range holdIDs {
 		members[i] = dueMember(streamID, id)
 	}
-	return unavailable(s.rdb.ZRem(ctx, s.prefix+"holddue", members...).Err())
+	return unavailable(s.rdb.ZRem(ctx, s.prefix+key, members...).Err())
 }
 
 // idempotency key states (the user's key P{u:<uid>}:idem:<hash>)
@@ -1124,7 +1130,7 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	}
 	if len(dropped) > 0 { // holds out of the carts need no sweep: one write per batch
 		zrem := make([]any, 2, 2+len(dropped))
-		zrem[0], zrem[1] = "zrem", s.prefix+"holddue"
+		zrem[0], zrem[1] = "zrem", s.prefix+holdDueKey
 		for i := range dropped {
 			zrem = append(zrem, &dropped[i]) // see evalArgs
 		}

@@ -126,8 +126,17 @@ func (s *RedisStore) pin(ctx context.Context, op, streamID, productID string, ma
 // dueMember names a sale or hold in a global due set: "sid id".
 func dueMember(streamID, id string) string { return streamID + " " + id }
 
-// holdDueMember names a hold made since 2026-12-04 in holddue: "sid hid uid" (the sweep
-// finds it in its user's cart, see lua/lib.lua; an older member is "sid hid").
+// The global sets of due holds. A hold made since 2026-12-04 is "sid hid uid" in
+// holddue:u (the sweep finds it in its user's cart, see lua/lib.lua); an older one is
+// "sid hid" in holddue, the only set a node of an earlier version sweeps: such a node
+// would take "hid uid" for a hold id, find no hold and drop the entry, so the units of
+// a newer hold would stay held.
+const (
+	holdDueKey      = "holddue:u"
+	olderHoldDueKey = "holddue"
+)
+
+// holdDueMember names a hold made since 2026-12-04 in holdDueKey: "sid hid uid".
 func holdDueMember(streamID, holdID, userID string) string {
 	return streamID + " " + holdID + " " + userID
 }

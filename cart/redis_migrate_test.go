@@ -237,7 +237,7 @@ func TestRedisStreamExpirySetOlderForm(t *testing.T) {
 	}
 	// c's sweep entry is lost (as after a crash of the older version between the two):
 	// only the stream's set names it.
-	if n := st.rdb.ZRem(ctx, st.prefix+"holddue", holdDueMember(sid, c.ID, "c")).Val(); n != 1 {
+	if n := st.rdb.ZRem(ctx, st.prefix+holdDueKey, holdDueMember(sid, c.ID, "c")).Val(); n != 1 {
 		t.Fatalf("c's sweep entry: %d removed, want 1", n)
 	}
 	if res, err := e.checkout("a", "k", nil, e.now); err != nil || !res.Created {
@@ -255,6 +255,46 @@ func TestRedisStreamExpirySetOlderForm(t *testing.T) {
 	}
 	if s := e.getSale(t, sale.ID); s.Remaining != 8 || s.Held != 1 || s.Sold != 1 {
 		t.Errorf("sale after: got remaining %d held %d sold %d, want 8, 1, 1", s.Remaining, s.Held, s.Sold)
+	}
+	e.checkInvariants(t)
+}
+
+// TestRedisOlderNodesSweepNoNewerHold: a hold of the newer form is due in holddue:u,
+// never in holddue, the only set a node of an earlier version sweeps (such a node took
+// a newer member's "hid uid" for a hold id, found none and dropped the entry, so the
+// hold's units stayed held for good); a hold of the older form due in holddue is still
+// released by this version's sweep, as is the newer one.
+func TestRedisOlderNodesSweepNoNewerHold(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	ctx := e.ctx
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	n := e.mustHold(t, "n", "", sale.ID, 2, time.Minute)
+	if c := st.rdb.ZCard(ctx, st.prefix+olderHoldDueKey).Val(); c != 0 {
+		t.Fatalf("after a new hold: %s has %d entries, want 0 (older nodes sweep it)", olderHoldDueKey, c)
+	}
+	if err := st.rdb.ZScore(ctx, st.prefix+holdDueKey, holdDueMember(sid, n.ID, "n")).Err(); err != nil {
+		t.Fatalf("new hold in %s: %v, want its entry", holdDueKey, err)
+	}
+	// A hold as the earlier version left it: its own key, "sid hid" in holddue.
+	o := e.mustHold(t, "o", "", sale.ID, 1, time.Minute)
+	toOlderCart(t, st, sid, "o")
+	if st.rdb.ZRem(ctx, st.prefix+holdDueKey, holdDueMember(sid, o.ID, "o")).Val() != 1 {
+		t.Fatal("the older hold's newer entry: none to move")
+	}
+	st.rdb.ZAdd(ctx, st.prefix+olderHoldDueKey, redis.Z{Score: float64(o.ExpiresAt.UnixMicro()), Member: dueMember(sid, o.ID)})
+	released, _, err := st.ReleaseExpiredHolds(ctx, e.now.Add(2*time.Minute), 10)
+	if err != nil || released != 2 {
+		t.Fatalf("sweep: got %d released, %v; want 2 (the newer and the older hold)", released, err)
+	}
+	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+		if c := st.rdb.ZCard(ctx, st.prefix+key).Val(); c != 0 {
+			t.Errorf("%s after the sweep: %d entries, want 0", key, c)
+		}
+	}
+	if s := e.getSale(t, sale.ID); s.Remaining != 10 || s.Held != 0 {
+		t.Errorf("sale after the sweep: remaining %d held %d, want 10, 0", s.Remaining, s.Held)
 	}
 	e.checkInvariants(t)
 }

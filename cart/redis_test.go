@@ -90,8 +90,10 @@ func TestRedisSweepByAnyNode(t *testing.T) {
 	if err != nil || n != 1 || len(ch.Sales) != 1 || ch.Sales[0].Remaining != 5 {
 		t.Fatalf("sweep by the other node: got %d %+v %v, want 1 released, remaining 5", n, ch, err)
 	}
-	if left, _ := b.rdb.ZCard(e.ctx, b.prefix+"holddue").Result(); left != 0 {
-		t.Fatalf("sweep set: got %d entries left, want 0", left)
+	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+		if left, _ := b.rdb.ZCard(e.ctx, b.prefix+key).Result(); left != 0 {
+			t.Fatalf("sweep set %s: got %d entries left, want 0", key, left)
+		}
 	}
 	e.st = b
 	e.checkInvariants(t)
@@ -114,7 +116,7 @@ func TestRedisKeysShareSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	global := map[string]bool{"streams": true, "holddue": true, "saledue": true, "pidx:" + sale.ProductID: true, "sidx:" + sale.ID: true,
+	global := map[string]bool{"streams": true, holdDueKey: true, "saledue": true, "pidx:" + sale.ProductID: true, "sidx:" + sale.ID: true,
 		"migrated:cartsets": true}
 	for _, k := range keys {
 		rest := strings.TrimPrefix(k, st.prefix)

@@ -1,7 +1,7 @@
 -- release: ARGV = now_us, max, hold, ... Gives back the units of the listed holds
 -- that are due, then of other due holds of the stream, at most max in all. The holds
 -- stay in their carts as expired. Answers n, the number released. A hold is listed
--- as "<hold id> <user id>" (its cart: see lib.lua; the holddue member of a hold made
+-- as "<hold id> <user id>" (its cart: see lib.lua; the holddue:u member of a hold made
 -- since 2026-12-04), or as its id (older).
 local now, max = num(ARGV[1]), num(ARGV[2])
 local n = 0
