@@ -41,6 +41,19 @@ func chatOnce(t *testing.T, c *client, text string) msg {
 
 // wantChat fails the test unless text sent from c is chatted (want "") or refused
 // with the error code want.
+// wantChatsAlternating sends n messages (prefix + 0, 1, ...) through a and b in turn
+// and wants each one chatted.
+func wantChatsAlternating(t *testing.T, a, b *client, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		wantChat(t, c, fmt.Sprint(prefix, i), "")
+	}
+}
+
 func wantChat(t *testing.T, c *client, text, want string) {
 	t.Helper()
 	m := chatOnce(t, c, text)
@@ -67,13 +80,7 @@ func TestChatLimitHoldsAcrossNodes(t *testing.T) {
 	bobA, bobB := a.dial(t, s1, "user=bob"), b.dial(t, s1, "user=bob")
 	bobA.nextOf(t, EventSnapshot)
 	bobB.nextOf(t, EventSnapshot)
-	for i := range 5 {
-		c := bobA
-		if i%2 == 1 {
-			c = bobB
-		}
-		wantChat(t, c, fmt.Sprint("m", i), "")
-	}
+	wantChatsAlternating(t, bobA, bobB, "m", 5)
 	wantChat(t, bobB, "m5", "rate_limited")
 	wantChat(t, bobA, "m6", "rate_limited")
 
@@ -101,13 +108,7 @@ func TestChatLimitHoldsAcrossNodes(t *testing.T) {
 	if err := b.hub.Unmute(ctx, s1, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 {
-		c := carolA
-		if i%2 == 1 {
-			c = carolB
-		}
-		wantChat(t, c, fmt.Sprint("c", i), "")
-	}
+	wantChatsAlternating(t, carolA, carolB, "c", 5)
 	wantChat(t, carolB, "c5", "rate_limited")
 }
 
