@@ -32,7 +32,11 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 		m.closers = append(m.closers, rb.Close)
 		bus, presence = rb, live.NewRedisPresence(rdb, m.cfg.Redis.Prefix, m.cfg.NodeID, nil)
 	default:
-		bus, presence = live.NewMemoryBus(nil, 0), live.NewMemoryPresence(nil)
+		mb := live.NewMemoryBus(nil, 0)
+		if st, ok := m.store.(live.SeqStore); ok { // the embedded store: seqs go on after a restart
+			mb.SetSeqStore(st)
+		}
+		bus, presence = mb, live.NewMemoryPresence(nil)
 	}
 	cfg := live.Config{
 		Bus:       bus,

@@ -11,10 +11,13 @@ import (
 // the Redis bus does).
 const endedHistory = 16
 
-// MemoryBus is the single-node Bus: seq, history and mutes in process.
+// MemoryBus is the single-node Bus: seq, history and mutes in process. With a
+// SeqStore (SetSeqStore) a stream's seq goes on, after a restart, above every seq an
+// earlier process gave its events.
 type MemoryBus struct {
 	now       func() time.Time
 	history   int
+	seqs      SeqStore      // nil: every stream's seq starts at 0 in each process
 	endedKeep time.Duration // how long an ended stream keeps its whole history
 	// afterFunc runs f after d (time.AfterFunc; tests run it when they choose).
 	afterFunc func(d time.Duration, f func())
@@ -27,12 +30,15 @@ type MemoryBus struct {
 var _ Bus = (*MemoryBus)(nil)
 
 type memStream struct {
-	mu      sync.Mutex // guards everything below; held while delivering, so order holds
-	seq     int64
-	hist    []Record // oldest first, at most 2×history
-	ended   bool     // the stream's end was published; its history is trimmed later
-	subs    map[int]func(Record)
-	nextSub int
+	mu       sync.Mutex // guards everything below; held while delivering, so order holds
+	sid      string
+	loaded   bool // seq and reserved are read from the SeqStore (or there is none)
+	seq      int64
+	reserved int64    // the SeqStore allows seqs up to this
+	hist     []Record // oldest first, at most 2×history
+	ended    bool     // the stream's end was published; its history is trimmed later
+	subs     map[int]func(Record)
+	nextSub  int
 }
 
 // NewMemoryBus returns a MemoryBus keeping at least history events per stream
@@ -54,17 +60,78 @@ func (b *MemoryBus) stream(sid string) *memStream {
 	defer b.mu.Unlock()
 	s := b.streams[sid]
 	if s == nil {
-		s = &memStream{subs: map[int]func(Record){}}
+		s = &memStream{sid: sid, subs: map[int]func(Record){}}
 		b.streams[sid] = s
 	}
 	return s
 }
 
+// SeqStore keeps, durably, how far each stream's seq may go (the embedded store), so
+// that a restarted node's events never take a seq an earlier process gave other events:
+// a viewer resuming from before the restart (?since=) is sent a snapshot, not the new
+// process's events of seqs after its own, nor nothing when they are equal.
+type SeqStore interface {
+	// ReservedSeq is the highest seq reserved for the stream's events (0: none).
+	ReservedSeq(ctx context.Context, sid string) (int64, error)
+	// ReserveSeq records, durably, that the stream's events may take seqs up to upTo.
+	ReserveSeq(ctx context.Context, sid string, upTo int64) error
+}
+
+// seqBlock is how many seqs a stream reserves at a time: one write of the SeqStore per
+// seqBlock events.
+const seqBlock = 1024
+
+// SetSeqStore makes the bus continue each stream's seq above its reserved one (call it
+// before the bus is used).
+func (b *MemoryBus) SetSeqStore(st SeqStore) { b.seqs = st }
+
+// load reads the stream's reserved seq once, under s.mu. A stream that had events in an
+// earlier process goes on at one past its reservation (reserved at once, so a later
+// process goes past it too): no seq up to it is reused, and a viewer with that very seq
+// is not taken as up to date (its events may not all have gone out). One that never had
+// events starts at 0 (the first event is 1).
+func (s *memStream) load(ctx context.Context, b *MemoryBus) error {
+	if s.loaded || b.seqs == nil {
+		return nil
+	}
+	r, err := b.seqs.ReservedSeq(ctx, s.sid)
+	if err != nil {
+		return err
+	}
+	if r > 0 {
+		s.seq, s.reserved = r+1, r+1
+		if err := s.reserve(ctx, b); err != nil {
+			return err
+		}
+	}
+	s.loaded = true
+	return nil
+}
+
+// reserve makes sure the next seq is reserved in the SeqStore, under s.mu.
+func (s *memStream) reserve(ctx context.Context, b *MemoryBus) error {
+	if b.seqs == nil || s.seq < s.reserved {
+		return nil
+	}
+	upTo := s.seq + seqBlock
+	if err := b.seqs.ReserveSeq(ctx, s.sid, upTo); err != nil {
+		return err
+	}
+	s.reserved = upTo
+	return nil
+}
+
 // Publish implements Bus.
-func (b *MemoryBus) Publish(_ context.Context, sid, typ string, body []byte) (Record, error) {
+func (b *MemoryBus) Publish(ctx context.Context, sid, typ string, body []byte) (Record, error) {
 	s := b.stream(sid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.load(ctx, b); err != nil {
+		return Record{}, err
+	}
+	if err := s.reserve(ctx, b); err != nil {
+		return Record{}, err
+	}
 	s.seq++
 	rec := Record{Seq: s.seq, Frame: buildFrame(typ, s.seq, body)}
 	s.hist = append(s.hist, rec)
@@ -94,10 +161,13 @@ func (s *memStream) trimEnded() {
 }
 
 // Subscribe implements Bus.
-func (b *MemoryBus) Subscribe(_ context.Context, sid string, fn func(Record)) (int64, func(), error) {
+func (b *MemoryBus) Subscribe(ctx context.Context, sid string, fn func(Record)) (int64, func(), error) {
 	s := b.stream(sid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.load(ctx, b); err != nil {
+		return 0, nil, err
+	}
 	id := s.nextSub
 	s.nextSub++
 	s.subs[id] = fn
@@ -110,10 +180,13 @@ func (b *MemoryBus) Subscribe(_ context.Context, sid string, fn func(Record)) (i
 }
 
 // Since implements Bus.
-func (b *MemoryBus) Since(_ context.Context, sid string, after, through int64) ([]Record, bool, error) {
+func (b *MemoryBus) Since(ctx context.Context, sid string, after, through int64) ([]Record, bool, error) {
 	s := b.stream(sid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.load(ctx, b); err != nil {
+		return nil, false, err
+	}
 	if through > s.seq || after < 0 {
 		return nil, false, nil
 	}
