@@ -98,7 +98,7 @@ func openFileError(path string, err error) error {
 // without, and reads the writer's in-memory indexes, in open's transaction.
 func (s *BoltStore) load(tx *bolt.Tx, path string, log *slog.Logger) (err error) {
 	layout2 := tx.Bucket(bucketOrderLog) == nil // or a new file
-	for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog, bucketWriter, bucketLiveSeq}, commerceBuckets...) {
+	for _, b := range append([][]byte{bucketStreams, bucketAudit, bucketMute, bucketOrigin, bucketOrderLog, bucketWriter, bucketLiveSeq, bucketChatMute}, commerceBuckets...) {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return fmt.Errorf("embedded store %s: not a livecart database (bucket %s: %w): restore it from a backup, or move it away to start with an empty store", path, b, err)
 		}

@@ -36,6 +36,11 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 		if st, ok := m.store.(live.SeqStore); ok { // the embedded store: seqs go on after a restart
 			mb.SetSeqStore(st)
 		}
+		if ms, ok := m.store.(live.MuteStore); ok { // and mutes hold
+			if err := mb.KeepMutes(ctx, ms); err != nil {
+				return nil, fmt.Errorf("live: chat mutes: %w", err)
+			}
+		}
 		bus, presence = mb, live.NewMemoryPresence(nil)
 	}
 	cfg := live.Config{

@@ -120,3 +120,54 @@ func dialWSURL(t *testing.T, url string) *websocket.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestChatMuteHoldsAfterRestartEmbedded: a mute on the embedded node outlives a restart
+// (it was kept in process only: the muted user chatted again after it), and an unmute
+// stays lifted.
+func TestChatMuteHoldsAfterRestartEmbedded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Auth.Secret = "restart-resume-secret-0123456789"
+	a := auth.New([]byte(cfg.Auth.Secret), nil)
+	mintAs := func(role auth.Role, user string) string {
+		tok, err := a.Mint(auth.Identity{UserID: user, Name: user, Role: role}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	creator, troll, pardoned := mintAs(auth.RoleCreator, "cleo"), mintAs(auth.RoleViewer, "troll"), mintAs(auth.RoleViewer, "pardoned")
+
+	base, stop := runMainUntil(t, "before the restart", cfg)
+	var st struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "mutes"}, 201, &st)
+	for _, u := range []string{"troll", "pardoned"} {
+		call(t, "POST", base+"/api/streams/"+st.ID+"/mutes", creator, map[string]any{"user_id": u, "duration_s": 600}, 201, nil)
+	}
+	call(t, "DELETE", base+"/api/streams/"+st.ID+"/mutes/pardoned", creator, nil, 204, nil)
+	stop()
+
+	base, _ = runMainUntil(t, "after the restart", cfg)
+	for _, tc := range []struct {
+		token, want string
+	}{{troll, "error"}, {pardoned, "chat"}} {
+		c := dialWS(t, base, st.ID, tc.token)
+		next(t, c, "snapshot")
+		if err := c.WriteJSON(map[string]string{"type": "chat", "text": "hello again"}); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			var f struct{ Type, Code, Text string }
+			if err := c.ReadJSON(&f); err != nil {
+				t.Fatalf("waiting for the answer to a chat message: %v", err)
+			}
+			if f.Type == "error" || f.Type == "chat" {
+				if f.Type != tc.want || (f.Type == "error" && f.Code != "muted") {
+					t.Fatalf("chat after the restart: got %s %q %q, want %s (muted for the muted user)", f.Type, f.Code, f.Text, tc.want)
+				}
+				break
+			}
+		}
+		c.Close()
+	}
+}

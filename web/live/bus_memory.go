@@ -13,7 +13,7 @@ const endedHistory = 16
 
 // MemoryBus is the single-node Bus: seq, history and mutes in process. With a
 // SeqStore (SetSeqStore) a stream's seq goes on, after a restart, above every seq an
-// earlier process gave its events.
+// earlier process gave its events; with a MuteStore (KeepMutes) mutes outlive it.
 type MemoryBus struct {
 	now       func() time.Time
 	history   int
@@ -25,6 +25,10 @@ type MemoryBus struct {
 	mu      sync.Mutex              // guards streams and mutes
 	streams map[string]*memStream   // by stream id
 	mutes   map[[2]string]time.Time // (stream, user) → until
+	// muteStore (KeepMutes) records the mutes durably; muteWrites orders its writes and
+	// the map's, and is not held by readers (a write waits for the disk).
+	muteStore  MuteStore
+	muteWrites sync.Mutex
 }
 
 var _ Bus = (*MemoryBus)(nil)
@@ -202,8 +206,39 @@ func (b *MemoryBus) Since(ctx context.Context, sid string, after, through int64)
 	return out, true, nil
 }
 
+// MuteStore keeps the chat mutes durably (the embedded store), so that a restart of
+// the single node lifts none.
+type MuteStore interface {
+	// SaveChatMute records userID's mute on the stream until then (zero: lifted).
+	SaveChatMute(ctx context.Context, sid, userID string, until, now time.Time) error
+	// ChatMutes calls fn with every mute that has not expired at now.
+	ChatMutes(ctx context.Context, now time.Time, fn func(sid, userID string, until time.Time)) error
+}
+
+// KeepMutes makes the bus record its mutes in ms and takes up those ms holds (call it
+// before the bus is used).
+func (b *MemoryBus) KeepMutes(ctx context.Context, ms MuteStore) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := ms.ChatMutes(ctx, b.now(), func(sid, userID string, until time.Time) {
+		b.mutes[[2]string{sid, userID}] = until
+	})
+	if err != nil {
+		return err
+	}
+	b.muteStore = ms
+	return nil
+}
+
 // Mute implements Bus.
-func (b *MemoryBus) Mute(_ context.Context, sid, userID string, until time.Time) error {
+func (b *MemoryBus) Mute(ctx context.Context, sid, userID string, until time.Time) error {
+	b.muteWrites.Lock() // the store and the map change in the same order
+	defer b.muteWrites.Unlock()
+	if b.muteStore != nil {
+		if err := b.muteStore.SaveChatMute(ctx, sid, userID, until, b.now()); err != nil {
+			return err
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -217,7 +252,14 @@ func (b *MemoryBus) Mute(_ context.Context, sid, userID string, until time.Time)
 }
 
 // Unmute implements Bus.
-func (b *MemoryBus) Unmute(_ context.Context, sid, userID string) error {
+func (b *MemoryBus) Unmute(ctx context.Context, sid, userID string) error {
+	b.muteWrites.Lock()
+	defer b.muteWrites.Unlock()
+	if b.muteStore != nil {
+		if err := b.muteStore.SaveChatMute(ctx, sid, userID, time.Time{}, b.now()); err != nil {
+			return err
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.mutes, [2]string{sid, userID})

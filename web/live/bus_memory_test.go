@@ -109,3 +109,41 @@ func memoryBusOn(st SeqStore) *MemoryBus {
 	b.SetSeqStore(st)
 	return b
 }
+
+// TestMemoryBusMutesOutliveRestart: on the embedded store's MuteStore a new bus (a
+// restarted node) takes up the mutes not yet expired; lifted and expired ones are gone.
+func TestMemoryBusMutesOutliveRestart(t *testing.T) {
+	st, err := cart.OpenBolt(filepath.Join(t.TempDir(), "livecart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	b := NewMemoryBus(func() time.Time { return now }, 0)
+	if err := b.KeepMutes(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	for user, d := range map[string]time.Duration{"long": time.Hour, "short": time.Minute, "lifted": time.Hour} {
+		if err := b.Mute(ctx, "s1", user, now.Add(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Unmute(ctx, "s1", "lifted"); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(2 * time.Minute)
+	b2 := NewMemoryBus(func() time.Time { return later }, 0)
+	if err := b2.KeepMutes(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]bool{"long": true, "short": false, "lifted": false, "other": false} {
+		until, muted, err := b2.MutedUntil(ctx, "s1", user)
+		if err != nil || muted != want {
+			t.Errorf("%s after the restart: got muted %v (until %v, %v), want %v", user, muted, until, err, want)
+		}
+		if want && !until.Equal(now.Add(time.Hour)) {
+			t.Errorf("%s: got until %v, want %v", user, until, now.Add(time.Hour))
+		}
+	}
+}
