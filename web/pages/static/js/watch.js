@@ -22,6 +22,7 @@ const state = {
   media: { audio_muted: false, video_muted: false },
   player: 'connecting',
   cart: [],
+  unlisted: new Set(), // product ids of sales the last product list lacked (hidden)
 };
 
 const ui = {
@@ -249,9 +250,18 @@ function tickSale(entry, sale) {
   }
 }
 
+// saleProductHidden: the sale's product is hidden (a moderator hid it: its sale cannot
+// be bought until it is shown, which a product event tells), or the last product list
+// lacked it (hidden before this page loaded it).
+function saleProductHidden(s) {
+  const p = state.products.get(s.product_id);
+  return p ? p.hidden : state.unlisted.has(s.product_id);
+}
+
 function visibleSales() {
   const now = clock.now();
-  return [...state.sales.values()].filter((s) => s.status !== 'ended' || now - Date.parse(s.ends_at) < endedShownMs)
+  return [...state.sales.values()]
+    .filter((s) => (s.status !== 'ended' || now - Date.parse(s.ends_at) < endedShownMs) && !saleProductHidden(s))
     .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
 }
 
@@ -279,7 +289,14 @@ function renderSales() {
 
 const refreshProducts = throttle(async () => {
   try {
-    for (const p of await api.products(sid)) state.products.set(p.id, p);
+    const list = await api.products(sid);
+    for (const p of list) state.products.set(p.id, p);
+    // Sales whose product the list lacks are of a hidden product: not shown, and not
+    // asked for again (a product event shows it; a snapshot forgets this).
+    const listed = new Set(list.map((p) => p.id));
+    for (const s of state.sales.values()) {
+      if (!listed.has(s.product_id) && !state.products.has(s.product_id)) state.unlisted.add(s.product_id);
+    }
     renderPinned();
     renderSales();
   } catch { /* next event retries */ }
@@ -447,6 +464,7 @@ const handlers = {
     for (const p of ev.pinned) state.products.set(p.id, p);
     state.pinned = ev.pinned.map((p) => p.id);
     state.sales = new Map(ev.sales.map((s) => [s.id, s]));
+    state.unlisted.clear(); // the events in between are gone: ask again
     state.viewers = ev.viewers;
     state.media = ev.media || state.media;
     renderStream();
@@ -465,6 +483,7 @@ const handlers = {
   },
   product(ev) {
     state.products.set(ev.product.id, ev.product);
+    state.unlisted.delete(ev.product.id);
     if (ev.product.hidden) state.pinned = state.pinned.filter((id) => id !== ev.product.id);
     renderPinned();
     renderSales();

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/livecart/livecart/web/pages/e2e"
+)
+
+// TestWatchPageHidesSaleOfHiddenProduct: a moderator hides a product that has a flash
+// sale running. The watch pages showed the sale's card on (its title, price and a Buy
+// now that can only fail with not_found), and a page opened after the hide, whose
+// product list lacks the product, fetched that list again every 2 s for as long as the
+// sale ran (thousands of viewers: thousands of requests a second). Now the card goes
+// at once, the page does not poll, and the card comes back when the product is shown.
+func TestWatchPageHidesSaleOfHiddenProduct(t *testing.T) {
+	f := newPagesFixture(t)
+	var p, sale struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "TEE-1", "title": "Regrettable tee", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 1500, "quantity": 10, "duration_s": 600}, &sale)
+	card := fmt.Sprintf(`document.querySelector('#sales .card[data-id=%s]')`, e2e.JSON(sale.ID))
+
+	before := f.open(t, "watch", f.viewer1, 1280, 860)
+	before.WaitFor("sale card", card, 10*time.Second)
+	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": true}, nil)
+	before.WaitFor("sale card gone after the hide", "!"+card+" && document.querySelector('#sales-panel').hidden", 3*time.Second)
+
+	after := f.open(t, "watch", f.viewer2, 1280, 860)
+	after.WaitFor("page connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	time.Sleep(2500 * time.Millisecond) // its first loads (one after the snapshot, 2 s apart at most)
+	e2e.MustEval[bool](after, `(() => {
+		window.productLoads = 0;
+		const f = window.fetch;
+		window.fetch = (...a) => { if (String(a[0]).endsWith('/products')) window.productLoads++; return f(...a); };
+		return true;
+	})()`)
+	time.Sleep(6500 * time.Millisecond) // the page re-renders its sales every 5 s
+	if e2e.MustEval[bool](after, "!!"+card) {
+		t.Errorf("a page opened after the hide shows the hidden product's sale: %s", e2e.MustEval[string](after, card+".innerText"))
+	}
+	if n := e2e.MustEval[float64](after, "window.productLoads"); n > 0 {
+		t.Errorf("a page opened after the hide loaded the product list %v times in 6.5 s, want 0 (nothing changed)", n)
+	}
+
+	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": false}, nil)
+	for _, tab := range []*e2e.Tab{before, after} {
+		tab.WaitFor("sale card back after the product is shown", card+" && "+card+".innerText.includes('Regrettable tee')", 3*time.Second)
+	}
+	for _, tab := range []*e2e.Tab{before, after} {
+		if issues := tab.Issues(); len(issues) > 0 {
+			t.Errorf("page logged errors: %q", issues)
+		}
+	}
+}
