@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 
 	"github.com/livecart/livecart/web/pages/e2e"
 )
@@ -12,8 +17,10 @@ import (
 // sale running. The watch pages showed the sale's card on (its title, price and a Buy
 // now that can only fail with not_found), and a page opened after the hide, whose
 // product list lacks the product, fetched that list again every 2 s for as long as the
-// sale ran (thousands of viewers: thousands of requests a second). Now the card goes
-// at once, the page does not poll, and the card comes back when the product is shown.
+// sale ran (thousands of viewers: thousands of requests a second); a product list
+// answered after the hide's event put the product back as it was. Now the card goes at
+// once and stays gone, the page does not poll, and the card comes back when the product
+// is shown.
 func TestWatchPageHidesSaleOfHiddenProduct(t *testing.T) {
 	f := newPagesFixture(t)
 	var p, sale struct{ ID string }
@@ -23,10 +30,28 @@ func TestWatchPageHidesSaleOfHiddenProduct(t *testing.T) {
 		"product_id": p.ID, "price_cents": 1500, "quantity": 10, "duration_s": 600}, &sale)
 	card := fmt.Sprintf(`document.querySelector('#sales .card[data-id=%s]')`, e2e.JSON(sale.ID))
 
-	before := f.open(t, "watch", f.viewer1, 1280, 860)
+	// This page's product lists answer 1.5 s late: the one it asks for at load arrives
+	// after the hide's event, with the product as it was before (it showed the card
+	// again, for good).
+	before := f.browser.NewTab(t, 1280, 860)
+	before.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+			const f = window.fetch;
+			window.fetch = (...a) => String(a[0]).endsWith('/products')
+				? f(...a).then((r) => new Promise((ok) => setTimeout(() => ok(r), 1500)))
+				: f(...a);
+		})()`})
+		return err
+	}))
+	before.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer1))
 	before.WaitFor("sale card", card, 10*time.Second)
 	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": true}, nil)
-	before.WaitFor("sale card gone after the hide", "!"+card+" && document.querySelector('#sales-panel').hidden", 3*time.Second)
+	gone := "!" + card + " && document.querySelector('#sales-panel').hidden"
+	before.WaitFor("sale card gone after the hide", gone, 3*time.Second)
+	time.Sleep(2 * time.Second) // the late product list has come
+	if !e2e.MustEval[bool](before, gone) {
+		t.Errorf("the sale card came back after the hide (a product list older than the hide): %s", e2e.MustEval[string](before, card+".innerText"))
+	}
 
 	after := f.open(t, "watch", f.viewer2, 1280, 860)
 	after.WaitFor("page connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)

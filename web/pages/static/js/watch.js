@@ -287,10 +287,23 @@ function renderSales() {
   if (list.some((s) => !state.products.has(s.product_id))) refreshProducts();
 }
 
+// Products changed by an event while a product list was on its way keep the event's
+// state: the list may be older (a hide, a stock change).
+let productEvents = 0;
+const productEventAt = new Map(); // product id → productEvents at its last event
+
+function setProductFromEvent(p) {
+  state.products.set(p.id, p);
+  productEventAt.set(p.id, ++productEvents);
+}
+
 const refreshProducts = throttle(async () => {
   try {
+    const asked = productEvents;
     const list = await api.products(sid);
-    for (const p of list) state.products.set(p.id, p);
+    for (const p of list) {
+      if ((productEventAt.get(p.id) || 0) <= asked) state.products.set(p.id, p);
+    }
     // Sales whose product the list lacks are of a hidden product: not shown, and not
     // asked for again (a product event shows it; a snapshot forgets this).
     const listed = new Set(list.map((p) => p.id));
@@ -461,7 +474,7 @@ const handlers = {
   },
   snapshot(ev) {
     state.stream = ev.stream;
-    for (const p of ev.pinned) state.products.set(p.id, p);
+    for (const p of ev.pinned) setProductFromEvent(p);
     state.pinned = ev.pinned.map((p) => p.id);
     state.sales = new Map(ev.sales.map((s) => [s.id, s]));
     state.unlisted.clear(); // the events in between are gone: ask again
@@ -473,7 +486,7 @@ const handlers = {
     renderSales();
   },
   pin(ev) {
-    state.products.set(ev.product.id, ev.product);
+    setProductFromEvent(ev.product);
     if (!state.pinned.includes(ev.product.id)) state.pinned.push(ev.product.id);
     renderPinned();
   },
@@ -482,7 +495,7 @@ const handlers = {
     renderPinned();
   },
   product(ev) {
-    state.products.set(ev.product.id, ev.product);
+    setProductFromEvent(ev.product);
     state.unlisted.delete(ev.product.id);
     if (ev.product.hidden) state.pinned = state.pinned.filter((id) => id !== ev.product.id);
     renderPinned();
@@ -497,7 +510,7 @@ const handlers = {
       // The product's own stock (units at its regular price).
       const p = state.products.get(ev.product_id);
       if (!p) return;
-      state.products.set(p.id, { ...p, stock: ev.remaining });
+      setProductFromEvent({ ...p, stock: ev.remaining });
       renderPinned();
       return;
     }
