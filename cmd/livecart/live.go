@@ -28,6 +28,9 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 			// The bus resubscribes by itself once Redis is up.
 			m.log.Warn("live: redis does not answer; live events wait for it", "err", err)
 		}
+		if err := m.claimNodeID(ctx, rdb); err != nil {
+			return nil, err
+		}
 		rb := live.NewRedisBus(rdb, m.cfg.Redis.Prefix, nil, m.log)
 		m.closers = append(m.closers, rb.Close)
 		bus, presence = rb, live.NewRedisPresence(rdb, m.cfg.Redis.Prefix, m.cfg.NodeID, nil)
