@@ -54,6 +54,9 @@ var errorMappings = []errorMapping{
 	{stream.ErrClosed, http.StatusServiceUnavailable, "unavailable"},
 }
 
+// unavailableMessage answers a backing store's (or the relay's) outage.
+const unavailableMessage = "temporarily unavailable; try again in a moment"
+
 // toAPIError classifies err; unknown errors become 500 internal.
 func toAPIError(err error) *APIError {
 	var ae *APIError
@@ -62,6 +65,11 @@ func toAPIError(err error) *APIError {
 	}
 	for _, m := range errorMappings {
 		if errors.Is(err, m.err) {
+			if m.status == http.StatusServiceUnavailable {
+				// The cause (Redis's address, a driver's error) is the operator's: it is
+				// logged (Server.fail), the client is told to come back.
+				return apiError(m.status, m.code, unavailableMessage)
+			}
 			return apiError(m.status, m.code, err.Error())
 		}
 	}

@@ -97,16 +97,21 @@ func mint(t *testing.T, role auth.Role, user string) string {
 	return tok
 }
 
-// wantUnavailable fails the test unless resp is 503 unavailable with Retry-After; it
-// closes the body.
+// wantUnavailable fails the test unless resp is 503 unavailable with Retry-After and a
+// message that tells the client nothing of the servers behind (Redis's address and
+// error, which it did: "redis: dial tcp 127.0.0.1:6379: connect: connection refused:
+// store unavailable"); it closes the body.
 func wantUnavailable(t *testing.T, what string, resp *http.Response) {
 	t.Helper()
-	var body struct{ Error struct{ Code string } }
+	var body struct{ Error struct{ Code, Message string } }
 	json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
 	if resp.StatusCode != 503 || body.Error.Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("%s: got %d %q Retry-After %q, want 503 unavailable with Retry-After",
 			what, resp.StatusCode, body.Error.Code, resp.Header.Get("Retry-After"))
+	}
+	if m := body.Error.Message; m == "" || strings.Contains(m, "127.0.0.1") || strings.Contains(m, "redis") || strings.Contains(m, "dial") {
+		t.Fatalf("%s: got message %q, want one naming no server, address or driver error", what, m)
 	}
 }
 
