@@ -103,7 +103,9 @@ func mint(t *testing.T, role auth.Role, user string) string {
 // store unavailable"); it closes the body.
 func wantUnavailable(t *testing.T, what string, resp *http.Response) {
 	t.Helper()
-	var body struct{ Error struct{ Code, Message string } }
+	var body struct {
+		Error struct{ Code, Message string }
+	}
 	json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
 	if resp.StatusCode != 503 || body.Error.Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
