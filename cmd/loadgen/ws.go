@@ -36,6 +36,7 @@ type wsConfig struct {
 	timeout    time.Duration
 	reader     string // "epoll" or "gorilla"
 	sockTime   bool   // -reader epoll: also time arrivals by the kernel's receive stamp
+	eventsOut  string // a file for one line per announce event (empty: none)
 }
 
 // runWS connects N viewers to one stream and publishes `announce` events open loop
@@ -56,6 +57,7 @@ func runWS(args []string) error {
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.StringVar(&c.reader, "reader", defaultReader, "how viewers are read: epoll (raw sockets, one epoll loop per core; Linux) or gorilla (a goroutine per viewer)")
 	fs.BoolVar(&c.sockTime, "sock-time", false, "-reader epoll: also report latencies to the frame's arrival at the viewer's socket (the kernel's receive stamp, SO_TIMESTAMPNS), which leave out the load generator's own delay in reading it; its reads become recvmsg, ~0.5 µs dearer each (BenchmarkRecv; ~1 µs more loadgen CPU per delivery in full runs), so it is off by default")
+	fs.StringVar(&c.eventsOut, "events-out", "", "write one line per announce event to this file (its send time and its latencies' spread over the viewers, by the read and, with -sock-time, the socket) and print the p99 per second of publishing: to tell a burst at one moment from a tail spread over the run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,11 +104,15 @@ func newWSRun(c wsConfig) *wsRun {
 	for range n {
 		t := &tally{lastViewer: make([]int64, r.events), received: make([]int32, r.events),
 			lat: make([]uint32, 0, c.viewers*r.events/n+c.viewers)}
-		if c.sockTime && c.reader == "epoll" {
+		stamped := c.sockTime && c.reader == "epoll"
+		if stamped {
 			t.sockLastViewer = make([]int64, r.events)
 			t.sockFirstViewer = make([]int64, r.events)
 			t.sockLat = make([]uint32, 0, cap(t.lat))
 			t.readDelay = make([]uint32, 0, cap(t.lat))
+		}
+		if c.eventsOut != "" {
+			t.byEvent = newEventLats(r.events, c.viewers/n+1, stamped)
 		}
 		r.tallies = append(r.tallies, t)
 	}
@@ -129,6 +135,7 @@ type tally struct {
 	sockLastViewer  []int64
 	sockFirstViewer []int64 // per announce k: earliest (0: none yet)
 	readDelay       []uint32
+	byEvent         *eventLats // -events-out: the latencies again, by event
 }
 
 // announce counts the delivery of announce event k sent at sentAt (unix ns) that
@@ -137,6 +144,9 @@ func (t *tally) announce(k, sentAt int64, at arrival) {
 	lat := at.app - sentAt
 	t.lat = append(t.lat, uint32(lat/1000))
 	known := k >= 0 && k < int64(len(t.received))
+	if known && t.byEvent != nil {
+		t.byEvent.add(int(k), sentAt, at)
+	}
 	if known {
 		t.received[k]++
 		t.lastViewer[k] = max(t.lastViewer[k], lat)
@@ -653,6 +663,11 @@ func (r *wsRun) report(viewers []*wsViewer, sent int, connect time.Duration, rss
 	}
 	if r.tallies[0].sockLastViewer != nil {
 		r.reportSocket(viewers, sent)
+	}
+	if r.cfg.eventsOut != "" {
+		if err := r.reportEvents(); err != nil {
+			fmt.Fprintln(os.Stderr, "events-out:", err)
+		}
 	}
 }
 

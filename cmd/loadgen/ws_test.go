@@ -118,3 +118,31 @@ func TestRecordSocketStamps(t *testing.T) {
 		t.Fatalf("unpin to the last socket per round: got %v, want [7 4]", got)
 	}
 }
+
+// TestEventsOut: -events-out keeps each announce event's latencies apart (over every
+// reader's tally) and the p99 per second of publishing groups the events by their
+// send time.
+func TestEventsOut(t *testing.T) {
+	r := newWSRun(wsConfig{rate: 10, duration: 2e9, viewers: 4, reader: "epoll", sockTime: true, eventsOut: "x"}) // 20 events
+	ann := func(k int, sent int64) []byte {
+		return fmt.Appendf(nil, `{"type":"announce","seq":%d,"ts":"x","text":"t=%d;k=%d"}`, k+1, sent, k)
+	}
+	const s = int64(1e9)
+	last := r.tallies[len(r.tallies)-1]
+	// event 0 sent at 0: 1, 3 ms by the read (two readers), 1 ms at the socket
+	r.record(r.tallies[0], &wsViewer{}, ann(0, 10*s), arrival{app: 10*s + 1e6, sock: 10*s + 1e6})
+	r.record(last, &wsViewer{}, ann(0, 10*s), arrival{app: 10*s + 3e6})
+	// event 12 sent 1.2 s later: 50 ms
+	r.record(last, &wsViewer{}, ann(12, 11*s+2e8), arrival{app: 11*s + 2e8 + 5e7, sock: 11*s + 2e8 + 4e7})
+	rows := eventRows(r.tallies)
+	if len(rows) != 2 || rows[0].k != 0 || rows[0].n != 2 || rows[0].read != [4]uint32{1000, 1000, 1000, 3000} || rows[0].sockSeen != 1 || rows[0].sock[3] != 1000 {
+		t.Fatalf("rows: got %+v, want event 0 with 2 deliveries, 1 and 3 ms, 1 stamped at 1 ms", rows)
+	}
+	if rows[1].k != 12 || rows[1].read[2] != 50000 || rows[1].sock[2] != 40000 {
+		t.Fatalf("event 12: got %+v, want 50 ms read, 40 ms socket", rows[1])
+	}
+	read, sock := perSecond(r.tallies, rows)
+	if !slices.Equal(read, []uint32{1000, 50000}) || !slices.Equal(sock, []uint32{1000, 40000}) {
+		t.Fatalf("p99 per second: got %v read, %v socket; want [1000 50000], [1000 40000] µs", read, sock)
+	}
+}
