@@ -85,10 +85,11 @@ type conn struct {
 	bc       *batchConn
 	roomIdx  int           // index in room.conns, guarded by room.mu
 	inRoom   bool          // in room.conns, guarded by room.mu
+	pingSlot int           // its ping tick (modulo the slots: room.pingShare); set by room.add, guarded by room.mu
 	deadline time.Time     // the write deadline set last; only the writer touches it
 	done     chan struct{} // closed when the reader stops
 
-	_ [40]byte // to connSize
+	_ [32]byte // to connSize
 }
 
 // refuseUpgrade answers a refused handshake (not a websocket request, an Origin not
@@ -616,13 +617,15 @@ func (c *conn) writeStep() bool {
 		c.writeCloseDirect(code, reason)
 		return false
 	}
+	if err := c.writeBatch(batch); err != nil {
+		return false
+	}
+	// After the data, as the shard does: a connection's first frame is its snapshot,
+	// also when its ping slot's tick comes while it joins.
 	if ping {
 		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
 			return false
 		}
-	}
-	if err := c.writeBatch(batch); err != nil {
-		return false
 	}
 	clear(batch)
 	if code != 0 {

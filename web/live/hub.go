@@ -78,7 +78,7 @@ type Config struct {
 	// snapshot read) on a bus or store that does not answer: the connection is then
 	// closed with 1013 (5 s).
 	JoinTimeout      time.Duration
-	PingInterval     time.Duration // websocket pings (30 s); a client silent for 2× is dropped
+	PingInterval     time.Duration // websocket pings (30 s), each connection in its own second of it (pingTick); a client silent for 2× is dropped
 	CoalesceInterval time.Duration // stock events per sale/product at most once per (100 ms)
 	ViewersInterval  time.Duration // viewers events at most once per (1 s)
 	// EmitQueueMax and EmitQueueBytes bound, per stream, the events waiting for a bus
@@ -391,14 +391,27 @@ func (h *Hub) presenceLoop() {
 	}
 }
 
+// pingTick is how often the hub pings a share of the connections: each connection in
+// the tick of its slot (conn.pingSlot), once per PingInterval. Pinging all at once took
+// a whole fan-out's time of the writer shards every interval (10,000 sends, then
+// 10,000 pongs to read), and the event published meanwhile reached its viewers that
+// much later: at 10,000 viewers × 10 events/s, 3 events in 300 at ~200 ms instead of
+// ~80 (docs/BENCHMARKS.md, live channel, session 16).
+const pingTick = time.Second
+
+// pingSlots is the number of ping ticks in an interval (1 for intervals under 2 s).
+func pingSlots(interval time.Duration) int { return max(1, int(interval/pingTick)) }
+
 // tickLoop pings the connections, drops those too far behind and forgets idle chat
 // limiters and emitters until Close; it never waits for Redis.
 func (h *Hub) tickLoop() {
 	defer close(h.loopDone)
 	forget := time.NewTicker(10 * time.Second)
 	defer forget.Stop()
-	ping := time.NewTicker(h.cfg.PingInterval)
+	slots := pingSlots(h.cfg.PingInterval)
+	ping := time.NewTicker(h.cfg.PingInterval / time.Duration(slots))
 	defer ping.Stop()
+	slot := 0
 	// Clients that fell behind are dropped by the next event, or by this sweep when
 	// none comes: within a tenth of MaxBehind.
 	behind := time.NewTicker(max(h.cfg.MaxBehind/10, 10*time.Millisecond))
@@ -409,8 +422,9 @@ func (h *Hub) tickLoop() {
 			return
 		case <-ping.C:
 			for _, r := range h.roomList() {
-				r.pingAll()
+				r.pingShare(slot, slots)
 			}
+			slot = (slot + 1) % slots
 		case <-behind.C:
 			now := h.cfg.Now()
 			for _, r := range h.roomList() {

@@ -59,6 +59,9 @@ type room struct {
 	out   fanOut // the connections of the event being delivered, by writer shard
 	last  int64  // seq of the last event delivered here; -1 before the first
 	ended bool   // a stream event said "ended"
+	// nextPingSlot is the ping slot of the next connection to join: the room's
+	// connections take the slots in turn, so each tick pings its share.
+	nextPingSlot int
 }
 
 // acquireRoom returns sid's room, subscribing to the bus when it is new.
@@ -186,6 +189,8 @@ func (r *room) add(c *conn) (last int64, ended bool) {
 	defer r.mu.Unlock()
 	if !c.inRoom {
 		c.inRoom, c.roomIdx = true, len(r.conns)
+		c.pingSlot = r.nextPingSlot
+		r.nextPingSlot++
 		r.conns = append(r.conns, c)
 	}
 	return r.last, r.ended
@@ -224,18 +229,21 @@ func (r *room) closeAll(code int, reason string, now bool) {
 	}
 }
 
-// pingAll has every connection pinged (one hub ticker, not one per conn): the shards
-// send the pings, one wake-up per shard, like an event.
-func (r *room) pingAll() {
+// pingShare has the connections of ping slot slot (of slots) pinged (one hub ticker,
+// not one per conn): the shards send the pings, one wake-up per shard, like an event.
+func (r *room) pingShare(slot, slots int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.conns {
-		if c.requestPing() {
+		if c.pingSlot%slots == slot && c.requestPing() {
 			r.out.add(c)
 		}
 	}
 	r.out.flush()
 }
+
+// pingAll has every connection pinged.
+func (r *room) pingAll() { r.pingShare(0, 1) }
 
 // dropBehind drops the connections more than MaxBehind behind (see conn.dropIfBehind).
 func (r *room) dropBehind(now time.Time) {
