@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/stream"
@@ -25,33 +26,36 @@ func apiError(status int, code, msg string) *APIError {
 	return &APIError{Status: status, Code: code, Message: msg}
 }
 
-// errorMapping maps a sentinel error to its HTTP status and API code.
+// errorMapping maps a sentinel error to its HTTP status and API code. named: the
+// sentinel's text only names the code ("conflict", "not found"), so the message leaves
+// it out (humanMessage).
 type errorMapping struct {
 	err    error
 	status int
 	code   string
+	named  bool
 }
 
 // errorMappings is the one place where domain errors meet HTTP. Rooms add their own
 // sentinels here. The first match wins.
 var errorMappings = []errorMapping{
-	{auth.ErrInvalidToken, http.StatusUnauthorized, "unauthorized"},
-	{cart.ErrBadRequest, http.StatusBadRequest, "bad_request"},
-	{cart.ErrNotFound, http.StatusNotFound, "not_found"},
-	{cart.ErrForbidden, http.StatusForbidden, "forbidden"},
-	{cart.ErrSoldOut, http.StatusConflict, "sold_out"},
-	{cart.ErrLimitExceeded, http.StatusConflict, "limit_exceeded"},
-	{cart.ErrSaleNotActive, http.StatusConflict, "sale_not_active"},
-	{cart.ErrHoldExpired, http.StatusConflict, "hold_expired"},
-	{cart.ErrConflict, http.StatusConflict, "conflict"},
-	{cart.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
-	{stream.ErrPublisherExists, http.StatusConflict, "conflict"},
-	{stream.ErrEnded, http.StatusConflict, "conflict"},
-	{stream.ErrBadOffer, http.StatusBadRequest, "bad_request"},
-	{stream.ErrNotFound, http.StatusNotFound, "not_found"},
-	{stream.ErrNotSupported, http.StatusUnprocessableEntity, "unprocessable"},
-	{stream.ErrClosed, http.StatusServiceUnavailable, "unavailable"},
+	{auth.ErrInvalidToken, http.StatusUnauthorized, "unauthorized", false},
+	{cart.ErrBadRequest, http.StatusBadRequest, "bad_request", true},
+	{cart.ErrNotFound, http.StatusNotFound, "not_found", true},
+	{cart.ErrForbidden, http.StatusForbidden, "forbidden", true},
+	{cart.ErrSoldOut, http.StatusConflict, "sold_out", true},
+	{cart.ErrLimitExceeded, http.StatusConflict, "limit_exceeded", true},
+	{cart.ErrSaleNotActive, http.StatusConflict, "sale_not_active", true},
+	{cart.ErrHoldExpired, http.StatusConflict, "hold_expired", true},
+	{cart.ErrConflict, http.StatusConflict, "conflict", true},
+	{cart.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", false},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", false},
+	{stream.ErrPublisherExists, http.StatusConflict, "conflict", false},
+	{stream.ErrEnded, http.StatusConflict, "conflict", false},
+	{stream.ErrBadOffer, http.StatusBadRequest, "bad_request", false},
+	{stream.ErrNotFound, http.StatusNotFound, "not_found", false},
+	{stream.ErrNotSupported, http.StatusUnprocessableEntity, "unprocessable", false},
+	{stream.ErrClosed, http.StatusServiceUnavailable, "unavailable", false},
 }
 
 // unavailableMessage answers a backing store's (or the relay's) outage.
@@ -70,8 +74,29 @@ func toAPIError(err error) *APIError {
 				// logged (Server.fail), the client is told to come back.
 				return apiError(m.status, m.code, unavailableMessage)
 			}
-			return apiError(m.status, m.code, err.Error())
+			msg := err.Error()
+			if m.named {
+				msg = humanMessage(msg, m.err.Error())
+			}
+			return apiError(m.status, m.code, msg)
 		}
 	}
 	return apiError(http.StatusInternalServerError, "internal", "internal error")
+}
+
+// humanMessage drops the words of the code's sentinel from msg, which the cart wraps as
+// "the cart is empty: conflict", "product p: not found" or "bad request: quantity must
+// be ≥ 1": the code already says it. A not-found keeps saying so ("product p not
+// found"); a message that is the sentinel alone, or has it elsewhere, stays as it is.
+func humanMessage(msg, sentinel string) string {
+	if rest, ok := strings.CutSuffix(msg, ": "+sentinel); ok && rest != "" {
+		if sentinel == cart.ErrNotFound.Error() {
+			return rest + " " + sentinel
+		}
+		return rest
+	}
+	if rest, ok := strings.CutPrefix(msg, sentinel+": "); ok && rest != "" {
+		return rest
+	}
+	return msg
 }
