@@ -358,6 +358,8 @@ func TestPagesEndToEnd(t *testing.T) {
 	}
 	for _, tab := range []*e2e.Tab{f.w1, f.w2} {
 		tab.WaitFor("sold out shown", saleCard+`.querySelector('.stock').textContent === 'Sold out' && `+saleCard+`.querySelector('.buy button').disabled`, 2*time.Second)
+		// At 0 left the stock bar is empty: no sliver of its fill shows.
+		tab.WaitFor("empty stock bar", saleCard+`.querySelector('.stockbar > span').getBoundingClientRect().width === 0`, 2*time.Second)
 	}
 
 	// Viewer 2 loses the server: the page says its numbers may be stale.
