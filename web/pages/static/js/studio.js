@@ -323,7 +323,8 @@ function bindSaleForm() {
       model.refreshProducts();
       say(out, sale.status === 'scheduled' ? `Sale scheduled: ${sale.quantity} units.` : `Sale started: ${sale.quantity} units.`, 'ok');
     } catch (err) {
-      const words = { conflict: 'Not enough stock for that many units.', not_found: 'That product is hidden or gone.' };
+      // A conflict is not always the stock (an ended stream, say): the server says which.
+      const words = { not_found: 'That product is hidden or gone.' };
       say(out, words[err.code] || `Could not start: ${err.message}`, 'bad');
     }
   });
