@@ -59,6 +59,8 @@ type Service struct {
 
 	// The sweep's failures while the store is down, logged once per 10 s.
 	advanceLog, releaseLog *OutageLog
+	// recent: the sales and products changed lately (RecentUnits), fed by emit.
+	recent recentUnits
 }
 
 // NewService returns a Service. events may be nil (no live channel); now nil means
@@ -119,6 +121,7 @@ func checkText(field, v string, required bool, max int) error {
 }
 
 func (s *Service) emit(ctx context.Context, streamID, typ string, data any) {
+	s.recent.note(streamID, data, s.now())
 	s.events.Emit(ctx, Event{StreamID: streamID, Type: typ, Data: data})
 }
 
