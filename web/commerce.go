@@ -19,7 +19,7 @@ func (s *Server) commerceRoutes(mux *http.ServeMux) {
 		Name: "livecart_commerce_total",
 		Help: "Holds and checkouts by outcome (created, replayed, or the API error code).",
 	}, []string{"op", "outcome"})
-	s.deps.Registry.MustRegister(s.commerce)
+	s.deps.Registry.MustRegister(s.commerce, newUnitCollector(s.deps.Commerce, s.log))
 	mux.HandleFunc("POST /api/streams/{sid}/products", s.createProduct)
 	mux.HandleFunc("GET /api/streams/{sid}/products", s.listProducts)
 	mux.HandleFunc("GET /api/products/{pid}", s.getProduct)
