@@ -1,7 +1,11 @@
 package cart
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"math"
 	"time"
 )
 
@@ -13,6 +17,51 @@ type NewSale struct {
 	PerUserLimit *int   `json:"per_user_limit"`
 	DurationS    *int64 `json:"duration_s"`
 	StartsInS    *int64 `json:"starts_in_s"`
+}
+
+// UnmarshalJSON decodes the body strictly (unknown fields refused) and takes a quantity
+// that is a positive integer too large for an int as the most units there can be:
+// API.md bounds a sale's quantity only below, so more than the product's stock, however
+// many, is CreateSale's 409 conflict, not a 400.
+func (in *NewSale) UnmarshalJSON(b []byte) error {
+	type fields NewSale // NewSale's fields without this method
+	var body struct {
+		*fields
+		Quantity json.RawMessage `json:"quantity"`
+	}
+	body.fields = (*fields)(in)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return err
+	}
+	in.Quantity = nil
+	if len(body.Quantity) == 0 || string(body.Quantity) == "null" {
+		return nil
+	}
+	var q int
+	if err := json.Unmarshal(body.Quantity, &q); err != nil {
+		if !positiveIntegerLiteral(body.Quantity) {
+			return fmt.Errorf("quantity: %w", err)
+		}
+		q = math.MaxInt
+	}
+	in.Quantity = &q
+	return nil
+}
+
+// positiveIntegerLiteral: b is a JSON number with digits only (no sign, fraction or
+// exponent) and not 0.
+func positiveIntegerLiteral(b []byte) bool {
+	if len(b) == 0 || b[0] < '1' || b[0] > '9' {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 const maxSaleSeconds = 30 * 24 * 3600

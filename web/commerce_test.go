@@ -215,6 +215,11 @@ func TestCommerceBadInput(t *testing.T) {
 		// has, however many, is the business rule's 409.
 		{"sale quantity over any stock", "POST", sales, owner, sale("quantity", 1_000_001), 409, "conflict"},
 		{"sale quantity huge", "POST", sales, owner, sale("quantity", int64(1)<<62), 409, "conflict"},
+		{"sale quantity beyond 64 bits", "POST", sales, owner, `{"product_id":"` + sh.product.ID + `","price_cents":1,"quantity":99999999999999999999,"duration_s":60}`, 409, "conflict"},
+		{"sale quantity beyond 64 bits, negative", "POST", sales, owner, `{"product_id":"` + sh.product.ID + `","price_cents":1,"quantity":-99999999999999999999,"duration_s":60}`, 400, "bad_request"},
+		{"sale quantity beyond 64 bits, fractional", "POST", sales, owner, `{"product_id":"` + sh.product.ID + `","price_cents":1,"quantity":99999999999999999999.5,"duration_s":60}`, 400, "bad_request"},
+		{"sale quantity beyond 64 bits, no duration", "POST", sales, owner, `{"product_id":"` + sh.product.ID + `","price_cents":1,"quantity":99999999999999999999}`, 400, "bad_request"},
+		{"sale quantity beyond 64 bits, unknown field", "POST", sales, owner, `{"product_id":"` + sh.product.ID + `","price_cents":1,"quantity":99999999999999999999,"duration_s":60,"x":1}`, 400, "bad_request"},
 		{"sale quantity huge, unknown product", "POST", sales, owner, sale("quantity", 1e9, "product_id", missing), 404, "not_found"},
 		{"sale limit over quantity", "POST", sales, owner, sale("per_user_limit", 2), 400, "bad_request"},
 		{"sale duration 0", "POST", sales, owner, sale("duration_s", 0), 400, "bad_request"},
