@@ -24,6 +24,15 @@ const clusterSecret = "cluster-test-secret-0123456789"
 // stop cleanly) and returns it once it listens.
 func startMain(t *testing.T, name string, cfg Config) *Main {
 	t.Helper()
+	m, _ := runMain(t, name, cfg)
+	return m
+}
+
+// runMain runs a real Main with cfg until stop is called or the test ends (stop waits for
+// it to end, fails the test if it does not end cleanly, and closes it; a second call does
+// nothing), and returns it once it listens.
+func runMain(t *testing.T, name string, cfg Config) (m *Main, stop func()) {
+	t.Helper()
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +44,12 @@ func startMain(t *testing.T, name string, cfg Config) *Main {
 	}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		select {
 		case err := <-done:
@@ -46,15 +60,16 @@ func startMain(t *testing.T, name string, cfg Config) *Main {
 			t.Errorf("%s did not stop within 15 s", name)
 		}
 		m.Close()
-	})
+	}
+	t.Cleanup(stop)
 	for range 1000 {
 		if m.Addr() != "" {
-			return m
+			return m, stop
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s did not listen within 10 s", name)
-	return nil
+	return nil, nil
 }
 
 // testConfig is the default config on loopback with a free HTTP and UDP port, its own

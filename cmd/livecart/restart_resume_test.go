@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,44 +12,12 @@ import (
 	"github.com/livecart/livecart/web/auth"
 )
 
-// runMainUntil runs a real Main with cfg until stop is called (which waits for it to end
-// and closes it), and returns its base URL.
+// runMainUntil runs a real Main with cfg until stop is called (runMain) and returns its
+// base URL.
 func runMainUntil(t *testing.T, name string, cfg Config) (base string, stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := NewMain(ctx, cfg, io.Discard)
-	if err != nil {
-		cancel()
-		t.Fatalf("%s: NewMain: %v", name, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s run: %v", name, err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("%s did not stop within 15 s", name)
-		}
-		m.Close()
-	}
-	t.Cleanup(stop)
-	for range 1000 {
-		if m.Addr() != "" {
-			return "http://" + m.Addr(), stop
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s did not listen within 10 s", name)
-	return "", nil
+	m, stop := runMain(t, name, cfg)
+	return "http://" + m.Addr(), stop
 }
 
 // TestResumeAfterRestartEmbedded: a single node on the embedded store restarts; a viewer

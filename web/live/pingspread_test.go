@@ -96,3 +96,7 @@ func TestSnapshotBeforeAnyPing(t *testing.T) {
 		}
 	}
 }
+
+// pingAll has every connection of the room pinged at once (the hub pings a share a
+// tick: pingShare).
+func (r *room) pingAll() { r.pingShare(0, 1) }

@@ -242,9 +242,6 @@ func (r *room) pingShare(slot, slots int) {
 	r.out.flush()
 }
 
-// pingAll has every connection pinged.
-func (r *room) pingAll() { r.pingShare(0, 1) }
-
 // dropBehind drops the connections more than MaxBehind behind (see conn.dropIfBehind).
 func (r *room) dropBehind(now time.Time) {
 	r.mu.Lock()
