@@ -187,8 +187,15 @@ function saleCard(sale) {
   return { el, parts, lastLevel: '' };
 }
 
+// saleOver: the sale has ended, by its event or by the clock: past its end time an
+// active sale can no longer be bought, even while the event saying so has not come (the
+// live channel down).
+function saleOver(sale) {
+  return sale.status === 'ended' || (sale.status === 'active' && clock.until(sale.ends_at) <= 0);
+}
+
 function saleLevel(sale) {
-  if (sale.status === 'ended') return 'ended';
+  if (saleOver(sale)) return 'ended';
   if (sale.status === 'scheduled') return 'scheduled';
   if (sale.remaining <= 0) return 'out';
   if (sale.remaining <= Math.max(5, Math.ceil(sale.quantity * 0.1))) return 'low';
@@ -238,10 +245,14 @@ function updateSaleCard(entry, sale) {
 
 function tickSale(entry, sale) {
   const { parts } = entry;
+  if (saleLevel(sale) !== entry.lastLevel) {
+    updateSaleCard(entry, sale); // its end time passed: over (and ticked again)
+    return;
+  }
   if (sale.status === 'scheduled') {
     setText(parts.when, 'Starts in');
     setText(parts.countdown, duration(clock.until(sale.starts_at)));
-  } else if (sale.status === 'active') {
+  } else if (sale.status === 'active' && !saleOver(sale)) {
     setText(parts.when, 'Ends in');
     setText(parts.countdown, duration(clock.until(sale.ends_at)));
   } else {
@@ -261,7 +272,7 @@ function saleProductHidden(s) {
 function visibleSales() {
   const now = clock.now();
   return [...state.sales.values()]
-    .filter((s) => (s.status !== 'ended' || now - Date.parse(s.ends_at) < endedShownMs) && !saleProductHidden(s))
+    .filter((s) => (!saleOver(s) || now - Date.parse(s.ends_at) < endedShownMs) && !saleProductHidden(s))
     .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
 }
 
