@@ -28,11 +28,17 @@ type pagesServer struct {
 
 func startPagesServer(t *testing.T) *pagesServer {
 	t.Helper()
+	m := startMain(t, "pages server", pagesConfig(t))
+	return &pagesServer{t: t, main: m, base: "http://" + m.Addr()}
+}
+
+// pagesConfig is the pages server's config: testConfig with a fixed secret (tokens
+// stay valid across a restart) and guest tokens on.
+func pagesConfig(t *testing.T) Config {
 	cfg := testConfig(t)
 	cfg.Auth.Secret = "pages-e2e-secret-0123456789abcdef"
 	cfg.GuestTokens = true
-	m := startMain(t, "pages server", cfg)
-	return &pagesServer{t: t, main: m, base: "http://" + m.Addr()}
+	return cfg
 }
 
 func freeUDPPort(t *testing.T) int {
@@ -97,7 +103,11 @@ type pagesFixture struct {
 }
 
 func newPagesFixture(t *testing.T) *pagesFixture {
-	srv := startPagesServer(t)
+	return newPagesFixtureOn(t, startPagesServer(t))
+}
+
+// newPagesFixtureOn is newPagesFixture on a server the test started.
+func newPagesFixtureOn(t *testing.T, srv *pagesServer) *pagesFixture {
 	f := &pagesFixture{
 		srv:       srv,
 		creator:   srv.token(auth.RoleCreator, "creator-1", "Cleo Creator"),

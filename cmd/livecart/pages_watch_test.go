@@ -50,3 +50,60 @@ func TestWatchPageSaleOverWhileDisconnected(t *testing.T) {
 		t.Errorf("page logged errors: %q", issues)
 	}
 }
+
+// TestWatchPageResyncsAfterFreshSnapshot: the server restarts while a watch page has
+// lost it; meanwhile a moderator deletes a chat line and hides a product whose flash sale
+// runs. The page resumes with the seq it had, which the restarted server cannot serve
+// from its history: it gets a fresh snapshot. The snapshot has no chat and names only
+// the pinned products, and the page kept the deleted line on screen and the hidden
+// product's sale card up (title, price and a Buy now that can only fail), since the
+// product as it knew it was not hidden. Now a fresh snapshot clears the chat (saying so)
+// and forgets the products it does not name until the product list is read again.
+func TestWatchPageResyncsAfterFreshSnapshot(t *testing.T) {
+	cfg := pagesConfig(t)
+	m, stop := runMain(t, "pages server", cfg)
+	f := newPagesFixtureOn(t, &pagesServer{t: t, main: m, base: "http://" + m.Addr()})
+	var p, sale struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "TEE-1", "title": "Regrettable tee", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 1500, "quantity": 10, "duration_s": 600}, &sale)
+	proxy := startCutProxy(t, m.Addr())
+	tab, card := f.watchVia(t, "http://"+proxy.addr(), f.viewer1, sale.ID, 1280, 860)
+	tab.WaitFor("product title on the sale card", card+`.innerText.includes('Regrettable tee')`, 5*time.Second)
+	tab.SetValue("#chat-text", "a line the moderator deletes")
+	clickAt(t, tab, "#chat form.row button[type=submit]")
+	line := `[...document.querySelectorAll('#chat li')].find((li) => li.textContent.includes('a line the moderator deletes'))`
+	tab.WaitFor("own chat line", line, 5*time.Second)
+	msgID := e2e.MustEval[string](tab, line+`.dataset.id`)
+
+	proxy.cut()
+	tab.WaitFor("reconnecting banner", `!document.querySelector('#conn').hidden`, 5*time.Second)
+	addr := m.Addr()
+	stop()
+	cfg.Addr = addr
+	m2, _ := runMain(t, "pages server after the restart", cfg)
+	f.srv.main = m2
+	f.srv.api("DELETE", "/api/streams/"+f.sid+"/chat/"+msgID, f.moderator, nil, nil)
+	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": true}, nil)
+	proxy.restore()
+
+	tab.WaitFor("reconnected", `document.querySelector('#conn').hidden`, 20*time.Second)
+	time.Sleep(time.Second) // the product list, if the page asks for it
+	if e2e.MustEval[bool](tab, "!!"+line) {
+		t.Errorf("the chat line deleted while the page was away is still shown after the fresh snapshot")
+	}
+	if e2e.MustEval[bool](tab, "!!"+card) {
+		t.Errorf("the sale of the product hidden while the page was away is still shown: %q", e2e.MustEval[string](tab, card+".innerText"))
+	}
+	if got := e2e.MustEval[string](tab, `document.querySelector('#chat .notice').textContent`); !containsFold(got, "reconnected") {
+		t.Errorf("chat notice after the fresh snapshot: got %q, want it to say the chat was cleared on reconnecting", got)
+	}
+
+	// Showing the product again brings its sale back, with its title.
+	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": false}, nil)
+	tab.WaitFor("sale card back once the product is shown", card+` && `+card+`.innerText.includes('Regrettable tee')`, 3*time.Second)
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}

@@ -17,6 +17,7 @@ export class Chat {
     this.opts = opts;
     this.messages = new Map();
     this.mutedUntil = 0;
+    this.snapshots = 0;
     this.build();
     this.refreshForm();
   }
@@ -106,6 +107,18 @@ export class Chat {
     li.remove();
     this.messages.delete(id);
     this.empty.hidden = this.messages.size > 0;
+  }
+
+  // snapshot takes the live channel's snapshot. It carries no chat: after the first (a
+  // resume the server's history could not serve) the lines on screen may have been
+  // deleted meanwhile, and no chat_delete will come for them, so they are cleared, and
+  // the reader told.
+  snapshot() {
+    if (this.snapshots++ === 0 || this.messages.size === 0) return;
+    for (const li of this.messages.values()) li.remove();
+    this.messages.clear();
+    this.empty.hidden = false;
+    this.notice('Reconnected — earlier messages are no longer shown.');
   }
 
   // muted applies a `mute` event: to this user it explains, to others nothing.

@@ -376,6 +376,7 @@ async function main() {
   }
   const chat = moderatingChat($('#chat'), { session, api, sid, live: () => live });
   live = new LiveChannel(sid, session.token, model.handlers({
+    snapshot: () => chat.snapshot(),
     chat: (ev) => chat.add(ev),
     chat_delete: (ev) => chat.remove(ev.id),
     mute: (ev) => chat.muted(ev),

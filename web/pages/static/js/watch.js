@@ -262,22 +262,27 @@ function tickSale(entry, sale) {
 }
 
 // saleProductHidden: the sale's product is hidden (a moderator hid it: its sale cannot
-// be bought until it is shown, which a product event tells), or the last product list
-// lacked it (hidden before this page loaded it).
+// be bought until it is shown, which a product event tells), or not known yet: the last
+// product list lacked it (hidden before this page loaded it), or the list is on its way.
 function saleProductHidden(s) {
   const p = state.products.get(s.product_id);
-  return p ? p.hidden : state.unlisted.has(s.product_id);
+  return p ? p.hidden : true;
 }
 
-function visibleSales() {
+// recentSales are the sales to show (their product allowing): not over, or over lately.
+function recentSales() {
   const now = clock.now();
-  return [...state.sales.values()]
-    .filter((s) => (!saleOver(s) || now - Date.parse(s.ends_at) < endedShownMs) && !saleProductHidden(s))
+  return [...state.sales.values()].filter((s) => !saleOver(s) || now - Date.parse(s.ends_at) < endedShownMs);
+}
+
+function visibleSales(recent) {
+  return recent.filter((s) => !saleProductHidden(s))
     .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
 }
 
 function renderSales() {
-  const list = visibleSales();
+  const recent = recentSales();
+  const list = visibleSales(recent);
   for (const [id, entry] of saleCards) {
     if (!list.some((s) => s.id === id)) {
       entry.el.remove();
@@ -295,13 +300,14 @@ function renderSales() {
   const order = list.map((s) => saleCards.get(s.id).el);
   if (order.some((el, i) => ui.sales.children[i] !== el)) ui.sales.replaceChildren(...order);
   ui.salesPanel.hidden = list.length === 0;
-  if (list.some((s) => !state.products.has(s.product_id))) refreshProducts();
+  if (recent.some((s) => !state.products.has(s.product_id) && !state.unlisted.has(s.product_id))) refreshProducts();
 }
 
 // Products changed by an event while a product list was on its way keep the event's
 // state: the list may be older (a hide, a stock change).
 let productEvents = 0;
 const productEventAt = new Map(); // product id → productEvents at its last event
+let resyncedAt = 0; // productEvents at the last fresh snapshot after the first
 
 function setProductFromEvent(p) {
   state.products.set(p.id, p);
@@ -312,6 +318,10 @@ const refreshProducts = throttle(async () => {
   try {
     const asked = productEvents;
     const list = await api.products(sid);
+    if (asked < resyncedAt) {
+      refreshProducts(); // asked before a fresh snapshot: older than what it forgot
+      return;
+    }
     for (const p of list) {
       if ((productEventAt.get(p.id) || 0) <= asked) state.products.set(p.id, p);
     }
@@ -478,6 +488,8 @@ function setSignInPrompts() {
   setText(ui.who, session.label());
 }
 
+let snapshots = 0;
+
 const handlers = {
   onStatus(s) {
     ui.conn.hidden = s !== 'reconnecting';
@@ -485,6 +497,15 @@ const handlers = {
   },
   snapshot(ev) {
     state.stream = ev.stream;
+    if (snapshots++ > 0) {
+      // A resume the history could not serve: the events missed are gone, so what the
+      // snapshot does not name (products not pinned, hidden meanwhile or not) is read
+      // again, and its sales wait for that read.
+      state.products.clear();
+      resyncedAt = ++productEvents;
+      refreshProducts();
+    }
+    chat.snapshot();
     for (const p of ev.pinned) setProductFromEvent(p);
     state.pinned = ev.pinned.map((p) => p.id);
     state.sales = new Map(ev.sales.map((s) => [s.id, s]));
