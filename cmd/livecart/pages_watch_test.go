@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -103,6 +104,41 @@ func TestWatchPageResyncsAfterFreshSnapshot(t *testing.T) {
 	// Showing the product again brings its sale back, with its title.
 	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": false}, nil)
 	tab.WaitFor("sale card back once the product is shown", card+` && `+card+`.innerText.includes('Regrettable tee')`, 3*time.Second)
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}
+
+// TestWatchPageProductCardKeepsOutcome: a pinned product's Buy now places the order and
+// says so on its card. The card was rebuilt on every change of the product, its stock
+// too: the order's own stock event replaced it at once, taking "Done! Order #…" with it
+// (and any other buyer's purchase did the same to a buy in flight, whose answer then
+// went to a card no longer on the page). Now the card is updated in place.
+func TestWatchPageProductCardKeepsOutcome(t *testing.T) {
+	f := newPagesFixture(t)
+	var p struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "CAP-1", "title": "Cap", "price_cents": 2000, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": p.ID}, nil)
+	tab := f.open(t, "watch", f.viewer1, 412, 915)
+	card := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(p.ID))
+	tab.WaitFor("pinned card", card+` && document.querySelector('#conn').hidden`, 10*time.Second)
+	e2e.MustEval[bool](tab, `(window.cardAtStart = `+card+`) !== null`)
+
+	clickAt(t, tab, fmt.Sprintf(`#pinned .card[data-id=%s] .buy button.primary`, e2e.JSON(p.ID)))
+	tab.WaitFor("stock 49 on the card", card+`.querySelector('.stock').textContent === '49 in stock'`, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if got := e2e.MustEval[string](tab, card+`.querySelector('.outcome').textContent`); !regexp.MustCompile(`Order #[0-9A-F]{8}`).MatchString(got) {
+		t.Errorf("the card's outcome after Buy now and the stock event: got %q, want the order", got)
+	}
+	if !e2e.MustEval[bool](tab, `window.cardAtStart === `+card) {
+		t.Errorf("the product's card was replaced by its stock change")
+	}
+
+	// Sold out by another buyer: the same card says so and cannot be bought.
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 1500, "quantity": 49, "duration_s": 600}, nil)
+	tab.WaitFor("sold out on the card", card+`.querySelector('.stock').textContent === 'Sold out' && `+card+`.querySelector('.buy button.primary').disabled`, 5*time.Second)
 	if issues := tab.Issues(); len(issues) > 0 {
 		t.Errorf("page logged errors: %q", issues)
 	}

@@ -110,44 +110,78 @@ function productImage(p) {
   return h('div', { class: 'noimg', 'aria-hidden': 'true', text: (p.title || '?').trim().charAt(0).toUpperCase() });
 }
 
+// Product cards are updated in place, never rebuilt: a buy's outcome (and a buy in
+// flight) stays on its card while the stock moves.
+const productCards = new Map(); // product id → {el, parts, imageUrl}
+
 function productCard(p) {
-  const out = h('p', { class: 'outcome', role: 'status', 'aria-live': 'assertive' });
+  const parts = {
+    img: productImage(p),
+    title: h('div', { class: 'title' }),
+    note: h('div', { class: 'note' }),
+    price: h('div', { class: 'price' }),
+    stock: h('div', { class: 'stock' }),
+    buy: h('button', { class: 'primary', type: 'button' }),
+    add: h('button', { type: 'button', text: 'Add to cart' }),
+    out: h('p', { class: 'outcome', role: 'status', 'aria-live': 'assertive' }),
+  };
+  parts.buy.addEventListener('click', () => buyNow(parts.buy, parts.out, { productId: p.id }));
+  parts.add.addEventListener('click', () => addToCart(parts.add, parts.out, state.products.get(p.id) || p));
+  const el = h('article', { class: 'card product', dataset: { id: p.id } },
+    parts.img,
+    h('div', {}, parts.title, parts.note, parts.price, parts.stock, h('div', { class: 'buy row' }, parts.buy, parts.add), parts.out));
+  return { el, parts, imageUrl: p.image_url || '' };
+}
+
+function updateProductCard(entry, p) {
+  const { el, parts } = entry;
+  if ((p.image_url || '') !== entry.imageUrl) {
+    const img = productImage(p);
+    parts.img.replaceWith(img);
+    parts.img = img;
+    entry.imageUrl = p.image_url || '';
+  } else if (!p.image_url) {
+    setText(parts.img, (p.title || '?').trim().charAt(0).toUpperCase());
+  }
+  el.setAttribute('aria-label', p.title);
+  setText(parts.title, p.title);
+  setText(parts.note, p.description || '');
+  parts.note.hidden = !p.description;
+  const price = money(p.price_cents, p.currency);
+  setText(parts.price, price);
   const soldOut = p.stock <= 0;
-  const stock = soldOut ? 'Sold out' : p.stock <= 5 ? `Only ${p.stock} left` : `${p.stock} in stock`;
-  const buy = h('button', {
-    class: 'primary', type: 'button', text: soldOut ? 'Sold out' : 'Buy now', disabled: soldOut,
-    'aria-label': `Buy ${p.title} now for ${money(p.price_cents, p.currency)}`,
-    onclick: () => buyNow(buy, out, { productId: p.id }),
-  });
-  const add = h('button', {
-    type: 'button', text: 'Add to cart', disabled: soldOut,
-    onclick: () => addToCart(add, out, p),
-  });
-  return h('article', { class: 'card product', dataset: { id: p.id }, 'aria-label': p.title },
-    productImage(p),
-    h('div', {},
-      h('div', { class: 'title', text: p.title }),
-      p.description ? h('div', { class: 'note', text: p.description }) : null,
-      h('div', { class: 'price', text: money(p.price_cents, p.currency) }),
-      h('div', { class: `stock ${soldOut ? 'out' : p.stock <= 5 ? 'low' : ''}`, text: stock }),
-      h('div', { class: 'buy row' }, buy, add),
-      out));
+  setText(parts.stock, soldOut ? 'Sold out' : p.stock <= 5 ? `Only ${p.stock} left` : `${p.stock} in stock`);
+  parts.stock.className = `stock ${soldOut ? 'out' : p.stock <= 5 ? 'low' : ''}`;
+  parts.buy.setAttribute('aria-label', `Buy ${p.title} now for ${price}`);
+  parts.add.setAttribute('aria-label', `Add ${p.title} to cart`);
+  if (!parts.buy.dataset.busy) {
+    setText(parts.buy, soldOut ? 'Sold out' : 'Buy now');
+    parts.buy.disabled = soldOut;
+  }
+  if (!parts.add.dataset.busy) parts.add.disabled = soldOut;
 }
 
 function renderPinned() {
   const want = state.pinned.filter((id) => state.products.has(id));
-  // Keep cards whose product did not change so focus and outcomes survive.
-  const existing = new Map([...ui.pinned.children].map((el) => [el.dataset.id, el]));
+  for (const [id, entry] of productCards) {
+    if (!want.includes(id)) {
+      entry.el.remove();
+      productCards.delete(id);
+    }
+  }
   const nodes = want.map((id) => {
     const p = state.products.get(id);
-    const key = JSON.stringify(p);
-    const old = existing.get(id);
-    if (old && old.dataset.key === key) return old;
-    const card = productCard(p);
-    card.dataset.key = key;
-    return card;
+    let entry = productCards.get(id);
+    if (!entry) {
+      entry = productCard(p);
+      productCards.set(id, entry);
+    }
+    updateProductCard(entry, p);
+    return entry.el;
   });
-  ui.pinned.replaceChildren(...nodes);
+  if (nodes.length !== ui.pinned.children.length || nodes.some((el, i) => ui.pinned.children[i] !== el)) {
+    ui.pinned.replaceChildren(...nodes);
+  }
   ui.pinnedEmpty.hidden = nodes.length > 0;
 }
 
@@ -367,6 +401,7 @@ async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
     btn.textContent = label;
     btn.disabled = false;
     renderSales();
+    renderPinned();
     loadCart();
   }
 }
@@ -374,6 +409,7 @@ async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
 async function addToCart(btn, out, p) {
   if (requireSignIn(out)) return;
   btn.disabled = true;
+  btn.dataset.busy = '1';
   try {
     await api.post('/api/cart/items', { product_id: p.id, quantity: 1 });
     out.className = 'outcome ok';
@@ -382,7 +418,9 @@ async function addToCart(btn, out, p) {
     out.className = 'outcome warn';
     out.textContent = describeBuyError(err);
   } finally {
+    delete btn.dataset.busy;
     btn.disabled = false;
+    renderPinned();
     loadCart();
   }
 }
