@@ -143,3 +143,59 @@ func TestWatchPageProductCardKeepsOutcome(t *testing.T) {
 		t.Errorf("page logged errors: %q", issues)
 	}
 }
+
+// TestWatchPageBuyNowAfterRefusedCheckout: Buy now holds a unit, then checks it out;
+// here the hold is taken and the checkout refused (the shop's checkout rate limit, as
+// it could be a 503). The page said only "Too many tries — wait a moment and try
+// again", and trying again held a second unit, which the sale's limit of one refused:
+// "Limit reached: 1 per person", to a buyer who had bought nothing. Now the page says
+// the unit is held in the cart, and the next Buy now checks out that unit.
+func TestWatchPageBuyNowAfterRefusedCheckout(t *testing.T) {
+	cfg := pagesConfig(t)
+	cfg.RateLimits.CheckoutsPerUserPerSecond = 0.5 // one checkout, then one per 2 s
+	m := startMain(t, "pages server", cfg)
+	f := newPagesFixtureOn(t, &pagesServer{t: t, main: m, base: "http://" + m.Addr()})
+	var p, cap, sale struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "TEE-1", "title": "Tee", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "CAP-1", "title": "Cap", "price_cents": 2000, "currency": "USD", "stock": 50}, &cap)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": cap.ID}, nil)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 1500, "quantity": 10, "per_user_limit": 1, "duration_s": 600}, &sale)
+	tab, card := f.watchVia(t, f.srv.base, f.viewer1, sale.ID, 412, 915)
+	capCard := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(cap.ID))
+	tab.WaitFor("pinned cap", capCard, 5*time.Second)
+
+	// The cap takes the one checkout the limit allows now.
+	clickAt(t, tab, fmt.Sprintf(`#pinned .card[data-id=%s] .buy button.primary`, e2e.JSON(cap.ID)))
+	tab.WaitFor("cap bought", `/Order #/.test(`+capCard+`.querySelector('.outcome').textContent)`, 5*time.Second)
+
+	// The sale's Buy now: held, then refused at checkout.
+	outcome := card + `.querySelector('.outcome')`
+	clickAt(t, tab, fmt.Sprintf(`#sales .sale[data-id=%s] .buy button`, e2e.JSON(sale.ID)))
+	tab.WaitFor("an answer", outcome+`.dataset.code`, 5*time.Second)
+	if code := e2e.MustEval[string](tab, outcome+`.dataset.code`); code != "rate_limited" {
+		t.Fatalf("the sale's checkout: got code %q, want rate_limited (the test's premise)", code)
+	}
+	if got := e2e.MustEval[string](tab, outcome+`.textContent`); !containsFold(got, "held") || !containsFold(got, "cart") {
+		t.Errorf("a unit held but not checked out: got %q, want it to say the unit is held in the cart", got)
+	}
+	tab.WaitFor("the held unit in the cart", `document.querySelectorAll('#cart-body li').length === 1`, 5*time.Second)
+
+	time.Sleep(2100 * time.Millisecond) // the checkout limit allows one again
+	clickAt(t, tab, fmt.Sprintf(`#sales .sale[data-id=%s] .buy button`, e2e.JSON(sale.ID)))
+	tab.WaitFor("an answer to the second tap", `!`+card+`.querySelector('.buy button').dataset.busy && `+outcome+`.textContent !== ''`, 5*time.Second)
+	if got := e2e.MustEval[string](tab, outcome+`.textContent`); !regexp.MustCompile(`Order #[0-9A-F]{8}`).MatchString(got) {
+		t.Errorf("Buy now again after the refused checkout: got %q, want the held unit ordered", got)
+	}
+	tab.WaitFor("cart empty after the order", `document.querySelector('#cart-body').textContent.includes('Your cart is empty')`, 5*time.Second)
+	var orders []struct{ ID string }
+	f.srv.api("GET", "/api/orders", f.viewer1, nil, &orders)
+	if len(orders) != 2 {
+		t.Errorf("viewer's orders: got %d, want 2 (the cap, the sale's unit)", len(orders))
+	}
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}

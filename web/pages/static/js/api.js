@@ -51,10 +51,11 @@ export class Api {
   products(sid) { return this.get(`/api/streams/${sid}/products`); }
   sales(sid) { return this.get(`/api/streams/${sid}/sales`); }
 
-  // buy holds one unit (of a sale or a product) and checks out exactly that hold.
-  async buy({ saleId, productId, quantity = 1, idempotencyKey }) {
+  // buy holds one unit (of a sale or a product) and checks out exactly that hold; with
+  // `held` (a hold of the buyer's, taken by an earlier try) it checks out that one.
+  async buy({ saleId, productId, quantity = 1, idempotencyKey, held }) {
     const item = saleId ? { sale_id: saleId, quantity } : { product_id: productId, quantity };
-    const hold = await this.post('/api/cart/items', item);
+    const hold = held || await this.post('/api/cart/items', item);
     const key = idempotencyKey || crypto.randomUUID();
     const body = { hold_ids: [hold.id] };
     try {

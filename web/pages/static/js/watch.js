@@ -6,7 +6,7 @@ import { Chat } from './chat.js';
 import { LiveChannel } from './live.js';
 import { WhepPlayer } from './media.js';
 import { Session, signInPrompt } from './session.js';
-import { $, Clock, duration, h, money, setText, shortId, sidFromPath, throttle } from './util.js';
+import { $, Clock, duration, h, money, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -379,6 +379,16 @@ function requireSignIn(out) {
   return true;
 }
 
+// A Buy now whose hold was taken but whose checkout was refused (rate limited, the shop
+// unavailable …) left the unit held in the cart: the next Buy now of the same sale or
+// product checks out that hold instead of taking another (which the sale's per-person
+// limit would refuse, to a buyer who has bought nothing).
+const heldByBuyNow = new Map(); // sale or product id → hold id
+
+function liveHold(id) {
+  return state.cart.find((it) => it.id === id && !it.expired && clock.until(it.expires_at) > 1000);
+}
+
 async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
   if (requireSignIn(out)) return;
   btn.disabled = true;
@@ -387,14 +397,26 @@ async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
   btn.textContent = 'Buying…';
   out.className = 'outcome';
   out.textContent = '';
+  delete out.dataset.code;
+  const key = saleId || productId;
+  const held = liveHold(heldByBuyNow.get(key));
   try {
-    const { order } = await api.buy({ saleId, productId });
+    const { order } = await api.buy({ saleId, productId, held });
+    heldByBuyNow.delete(key);
     out.className = 'outcome ok';
     out.textContent = `Done! Order #${shortId(order.id)} — ${money(order.total_cents, order.currency)}.`;
     out.dataset.order = order.id;
   } catch (err) {
-    out.className = `outcome ${err.code === 'sold_out' || err.code === 'hold_expired' ? 'bad' : 'warn'}`;
-    out.textContent = describeBuyError(err, perUserLimit);
+    const hold = err.hold || held;
+    if (hold && err.code !== 'hold_expired' && err.code !== 'not_found') {
+      heldByBuyNow.set(key, hold.id);
+      out.className = 'outcome warn';
+      out.textContent = `${describeBuyError(err, perUserLimit)} Your unit is held for you in your cart until ${timeOfDay(hold.expires_at)}: tap Buy now again, or check out in the cart.`;
+    } else {
+      heldByBuyNow.delete(key);
+      out.className = `outcome ${err.code === 'sold_out' || err.code === 'hold_expired' ? 'bad' : 'warn'}`;
+      out.textContent = describeBuyError(err, perUserLimit);
+    }
     out.dataset.code = err.code;
   } finally {
     delete btn.dataset.busy;
