@@ -54,7 +54,7 @@ export function renderSales(model, tbody, empty, stop) {
       h('td', { text: name }),
       h('td', { class: 'num', text: money(s.price_cents, cur) }),
       h('td', { class: 'num stock', text: `${s.remaining}/${s.quantity}` }),
-      h('td', { class: 'num', text: String(s.held) }),
+      h('td', { class: 'num opt', text: String(s.held) }),
       h('td', { class: 'num', text: String(s.sold) }),
       h('td', { class: 'sale-status', text: saleStatus(model, s) }),
       h('td', {}, btn));

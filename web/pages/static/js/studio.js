@@ -218,8 +218,8 @@ function renderProducts() {
         pinned ? h('span', { class: 'badge ok', text: 'pinned' }) : null),
       h('td', { class: 'num', text: money(p.price_cents, p.currency) }),
       h('td', { class: 'num stock', text: String(p.stock) }),
-      h('td', { class: 'num', text: String(p.held) }),
-      h('td', { class: 'num', text: String(p.sold) }),
+      h('td', { class: 'num opt', text: String(p.held) }),
+      h('td', { class: 'num opt', text: String(p.sold) }),
       h('td', {}, h('div', { class: 'row' }, pin, sale)));
   }));
   $('#products-empty').hidden = list.length > 0;

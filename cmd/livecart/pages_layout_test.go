@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/livecart/livecart/web/pages/e2e"
+)
+
+// offScreen lists what makes the page wider than its window: the page's overflow, and
+// each visible button, field or table cell that ends past the window's right edge.
+const offScreen = `(() => {
+	const W = document.documentElement.clientWidth;
+	const out = [];
+	if (document.documentElement.scrollWidth > W) out.push('page ' + document.documentElement.scrollWidth + ' px wide in a ' + W + ' px window');
+	for (const el of document.querySelectorAll('button, input, select, td, th')) {
+		if (el.offsetParent === null) continue;
+		const r = el.getBoundingClientRect();
+		if (r.right > W + 0.5) out.push(el.tagName.toLowerCase() + ' "' + (el.textContent || el.id).trim().slice(0, 30) + '" ends at ' + Math.round(r.right));
+	}
+	return out.slice(0, 8);
+})()`
+
+// TestConsolesFitNarrowScreens: the studio and the moderation console on a phone and a
+// tablet. Their columns took the width of their widest table (the sales table, the
+// audit log), so both pages were ~470 px wide on a 412 px phone and ~840 px on an
+// 800 px tablet: the moderator's Hide and Stop buttons and the studio's controls lay
+// off the right edge, reachable only by scrolling sideways. Now nothing is wider than
+// the window; wide tables scroll inside their panel.
+func TestConsolesFitNarrowScreens(t *testing.T) {
+	f := newPagesFixture(t)
+	var p, sale struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "AUR-42", "title": "Aurora runner sneakers, limited colourway", "price_cents": 12900, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": p.ID}, nil)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 7900, "quantity": 20, "duration_s": 600}, &sale)
+	for _, size := range []struct{ w, h int64 }{{360, 740}, {412, 915}, {800, 1000}} {
+		for _, page := range []struct{ name, token, ready string }{
+			{"studio", f.creator, `document.querySelector('#sales tr[data-status="active"]')`},
+			{"moderate", f.moderator, `document.querySelector('#sales tr[data-status="active"]') && document.querySelector('#audit tr[data-action="sale_create"]')`},
+			{"watch", f.viewer1, `document.querySelector('#sales .sale') && document.querySelector('#pinned .card')`},
+		} {
+			t.Run(fmt.Sprintf("%s %dx%d", page.name, size.w, size.h), func(t *testing.T) {
+				tab := f.open(t, page.name, page.token, size.w, size.h)
+				tab.WaitFor(page.name+" filled", page.ready, 10*time.Second)
+				if bad := e2e.MustEval[[]string](tab, offScreen); len(bad) > 0 {
+					t.Errorf("got %q, want nothing past the window's right edge", bad)
+				}
+				tab.Close()
+			})
+		}
+	}
+}
