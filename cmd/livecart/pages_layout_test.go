@@ -53,3 +53,33 @@ func TestConsolesFitNarrowScreens(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchBuyNowOnFirstScreen: on a phone the flash sale's Buy now is on the first
+// screen, no scrolling: a tap to open the page (or to sign in), a tap to buy. On a
+// 375×667 phone (and 360×640) the header took three rows and the video 58 % of the
+// height, and the sale card began at the bottom edge, its Buy now below it.
+func TestWatchBuyNowOnFirstScreen(t *testing.T) {
+	f := newPagesFixture(t)
+	var p, sale struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "AUR-42", "title": "Aurora runner sneakers, limited colourway", "price_cents": 12900, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 7900, "quantity": 20, "per_user_limit": 2, "duration_s": 600}, &sale)
+	for _, size := range []struct{ w, h int64 }{{360, 640}, {375, 667}, {412, 915}} {
+		for _, who := range []struct{ name, token string }{{"viewer", f.viewer1}, {"anonymous", ""}} {
+			t.Run(fmt.Sprintf("%s %dx%d", who.name, size.w, size.h), func(t *testing.T) {
+				tab := f.open(t, "watch", who.token, size.w, size.h)
+				btn := `document.querySelector('#sales .sale .buy button')`
+				tab.WaitFor("sale card", btn+` && document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+				got := e2e.MustEval[[]float64](tab, `[`+btn+`.getBoundingClientRect().bottom, window.innerHeight, document.querySelector('#player').getBoundingClientRect().height]`)
+				if got[0] > got[1] {
+					t.Errorf("Buy now ends at %.0f px, below the first screen (%.0f px high; video %.0f px high)", got[0], got[1], got[2])
+				}
+				if got[2] < got[1]*0.4 {
+					t.Errorf("video %.0f px high on a %.0f px screen, want at least 40 %%", got[2], got[1])
+				}
+				tab.Close()
+			})
+		}
+	}
+}
