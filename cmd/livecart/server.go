@@ -87,6 +87,11 @@ func (m *Main) build(ctx context.Context) error {
 		return err
 	}
 	m.closers = append(m.closers, m.store.Close)
+	if m.cfg.Store == "embedded" {
+		if err := m.idleUnpublishedStreams(ctx); err != nil {
+			return err
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -210,6 +215,28 @@ func (m *Main) openStore(ctx context.Context) (cart.Store, error) {
 	default:
 		return nil, fmt.Errorf("store %q is not available in this build", m.cfg.Store)
 	}
+}
+
+// idleUnpublishedStreams records idle every stream the embedded store has live. This
+// process is the only node on its data and its relay is new, so none has a publisher:
+// they were live when an earlier process was killed (kill -9, a crash, power loss)
+// before their publishers' leaves were recorded, and would stay live for ever, with no
+// media, until a publisher came and left again.
+func (m *Main) idleUnpublishedStreams(ctx context.Context) error {
+	streams, err := m.store.ListStreams(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range streams {
+		if st.Status != cart.StreamLive {
+			continue
+		}
+		if _, _, err := m.store.SetStreamLive(ctx, st.ID, "", false, time.Now()); err != nil {
+			return fmt.Errorf("record stream %s idle: %w", st.ID, err)
+		}
+		m.log.Info("stream idle: its publisher was lost with the previous process", "stream", st.ID)
+	}
+	return nil
 }
 
 // sweepStopWait bounds how long shutdown waits for the hold and sale sweep to stop.

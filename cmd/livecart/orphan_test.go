@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livecart/livecart/stream/rtctest"
+	"github.com/livecart/livecart/web/auth"
+)
+
+// A stream whose publisher's node dies (kill -9: no leave is recorded on the way out)
+// must not stay live for ever: nobody publishes it any more (API.md: when the publisher
+// leaves, connection lost included, it is idle again). It stayed "live" in the store, on
+// GET /api/streams/{sid} and on the viewers' screens, with no media, until a publisher
+// came back and left again.
+
+// buildBinary builds the livecart binary into a temporary dir once per test.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "livecart")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startKillableEmbedded runs bin on the embedded store in dataDir (an earlier process's
+// file, if any) and returns its base URL and the kill (SIGKILL, waited for).
+func startKillableEmbedded(t *testing.T, bin, dataDir, secret string) (base string, kill func()) {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "livecart.yaml")
+	if err := os.WriteFile(conf, []byte("log:\n  level: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	cmd := exec.Command(bin, "--config", conf)
+	cmd.Env = append(os.Environ(), "LIVECART_ADDR="+addr, "LIVECART_UDP_PORT="+strconv.Itoa(freeUDPPort(t)),
+		"LIVECART_AUTH_SECRET="+secret, "LIVECART_DATA_DIR="+dataDir, "LIVECART_STORE=embedded")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill = sync.OnceFunc(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	t.Cleanup(kill)
+	base = "http://" + addr
+	for i := 0; readyz(base) != 200; i++ {
+		if i > 300 {
+			t.Fatalf("embedded node did not get ready within 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return base, kill
+}
+
+// waitStatus polls base until the stream's status is want, failing after d.
+func waitStatus(t *testing.T, base, sid, want string, d time.Duration, why string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		got := streamStatus(t, base, sid)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: status after %v: got %q, want %q", why, d, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStreamIdleAfterKillEmbedded: the single embedded node is killed while a stream is
+// live and started again on its data: no publisher can be there (the relay is new), so
+// the stream is idle. It stayed live.
+func TestStreamIdleAfterKillEmbedded(t *testing.T) {
+	bin := buildBinary(t)
+	dataDir := t.TempDir()
+	const secret = "orphan-embedded-secret-0123456789"
+	creator, err := auth.New([]byte(secret), nil).Mint(auth.Identity{UserID: "cleo", Name: "Cleo", Role: auth.RoleCreator}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, kill := startKillableEmbedded(t, bin, dataDir, secret)
+	var st struct{ ID string }
+	call(t, "POST", base+"/api/streams", creator, map[string]string{"title": "crash"}, 201, &st)
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishSession(t, api, base, st.ID, creator)
+	waitStatus(t, base, st.ID, "live", 5*time.Second, "after the WHIP")
+	kill()
+
+	base, _ = startKillableEmbedded(t, bin, dataDir, secret)
+	waitStatus(t, base, st.ID, "idle", 5*time.Second, "after the restart that followed the kill")
+	// The stream goes live again when a publisher comes.
+	publishSession(t, api, base, st.ID, creator)
+	waitStatus(t, base, st.ID, "live", 5*time.Second, "after a new WHIP")
+}
