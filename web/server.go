@@ -45,6 +45,11 @@ type Options struct {
 	// (and the live channel): its context ends then, and a store call still waiting
 	// answers 503 unavailable. Zero: no bound beyond the store's own.
 	StoreTimeout time.Duration
+	// NodeRunning, when set, tells whether a node of the service runs (holds its node
+	// id's claim): a stream's origin claim that has gone stale is a dead node's only if
+	// that node is not running (ReleaseOrphanedStreams); a running node's renewals
+	// may just be late (its store calls wait in a sale storm).
+	NodeRunning func(ctx context.Context, nodeID string) (bool, error)
 }
 
 // Media is what the HTTP edge needs of the media relay (stream.Relay).

@@ -31,6 +31,7 @@ func (m *Main) buildLive(ctx context.Context, reg prometheus.Registerer) (*live.
 		if err := m.claimNodeID(ctx, rdb); err != nil {
 			return nil, err
 		}
+		m.nodeRunningFunc = m.nodeRunning(rdb)
 		rb := live.NewRedisBus(rdb, m.cfg.Redis.Prefix, nil, m.log)
 		m.closers = append(m.closers, rb.Close)
 		bus, presence = rb, live.NewRedisPresence(rdb, m.cfg.Redis.Prefix, m.cfg.NodeID, nil)

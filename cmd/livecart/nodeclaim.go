@@ -38,6 +38,15 @@ var dropClaim = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
+// nodeRunning tells whether a node holds the claim on nodeID (it runs, or was killed
+// less than nodeClaimTTL ago), through rdb (the live channel's client).
+func (m *Main) nodeRunning(rdb redis.UniversalClient) func(ctx context.Context, nodeID string) (bool, error) {
+	return func(ctx context.Context, nodeID string) (bool, error) {
+		n, err := rdb.Exists(ctx, m.cfg.Redis.Prefix+":node:"+nodeID).Result()
+		return n > 0, err
+	}
+}
+
 // errNodeIDInUse: another running node holds this node's id.
 var errNodeIDInUse = errors.New("in use by another running node on this Redis")
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/livecart/livecart/stream/rtctest"
 	"github.com/livecart/livecart/web/auth"
 )
@@ -104,4 +106,36 @@ func TestStreamIdleAfterKillEmbedded(t *testing.T) {
 	// The stream goes live again when a publisher comes.
 	publishSession(t, api, base, st.ID, creator)
 	waitStatus(t, base, st.ID, "live", 5*time.Second, "after a new WHIP")
+}
+
+// TestStreamIdleAfterPublisherNodeKilled: two nodes on one Redis; the node holding the
+// stream's publisher is killed. Its claim as the stream's origin is no longer renewed,
+// so the other node records the stream idle and tells its viewers. It stayed live.
+func TestStreamIdleAfterPublisherNodeKilled(t *testing.T) {
+	prefix := fmt.Sprintf("lc-orphan-%s", uuid.NewString()[:8])
+	cleanupPrefix(t, prefix)
+	a, kill := startKillableNode(t, "node-a", prefix)
+	b := startNode(t, "node-b", prefix)
+	creator := mint(t, auth.RoleCreator, "alice")
+	var st struct{ ID string }
+	call(t, "POST", b+"/api/streams", creator, map[string]string{"title": "orphan"}, 201, &st)
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishSession(t, api, a, st.ID, creator)
+	waitStatus(t, b, st.ID, "live", 5*time.Second, "after the WHIP on A")
+	viewer := dialWS(t, b, st.ID, "")
+	next(t, viewer, "snapshot")
+	statuses := streamStatuses(t, viewer)
+	kill()
+	killed := time.Now()
+	waitStatus(t, b, st.ID, "idle", 30*time.Second, "after the publisher's node was killed")
+	t.Logf("idle %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+	if got := nextStreamStatus(statuses, 5*time.Second); got != "idle" {
+		t.Fatalf("viewer on B: got stream event %q, want idle", got)
+	}
+	// The stream can go live again, on B.
+	publishSession(t, api, b, st.ID, creator)
+	waitStatus(t, b, st.ID, "live", 5*time.Second, "after a new WHIP on B")
 }

@@ -41,7 +41,9 @@ type Main struct {
 	ln net.Listener // guarded by mu; set once Run listens
 
 	printLinks bool
-	closers    []func() error // run in reverse order by Close
+	// nodeRunningFunc tells whether a node of the service runs (on Redis; nodeclaim.go).
+	nodeRunningFunc func(ctx context.Context, nodeID string) (bool, error)
+	closers         []func() error // run in reverse order by Close
 }
 
 // NewMain builds every part from cfg. Nothing listens until Run.
@@ -150,6 +152,7 @@ func (m *Main) build(ctx context.Context) error {
 	if m.cfg.Store == "redis" { // nodes share streams: each records the ones published on it
 		deps.Options.NodeID, deps.Options.AdvertiseURL = m.cfg.NodeID, m.advertiseURL
 		deps.Options.StoreTimeout = m.cfg.Redis.RequestTimeout
+		deps.Options.NodeRunning = m.nodeRunningFunc
 	}
 	m.web = web.New(deps)
 	srv.Store(m.web)
@@ -261,6 +264,8 @@ func (m *Main) Run(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); m.commerce.Run(sweepCtx) }()
+	orphansDone := make(chan struct{})
+	go func() { defer close(orphansDone); m.web.ReleaseOrphanedStreams(sweepCtx) }()
 	defer func() {
 		stopSweep()
 		// A sweep stuck in a call to a Redis that does not answer is not waited for:
@@ -269,6 +274,11 @@ func (m *Main) Run(ctx context.Context) error {
 		case <-sweepDone:
 		case <-time.After(sweepStopWait):
 			m.log.Warn("shutting down: hold sweep still in a store call; not waiting")
+		}
+		select {
+		case <-orphansDone:
+		case <-time.After(sweepStopWait):
+			m.log.Warn("shutting down: the look for orphaned live streams still in a store call; not waiting")
 		}
 	}()
 	errc := make(chan error, 1)
