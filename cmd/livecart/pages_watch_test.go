@@ -199,3 +199,34 @@ func TestWatchPageBuyNowAfterRefusedCheckout(t *testing.T) {
 		t.Errorf("page logged errors: %q", issues)
 	}
 }
+
+// TestWatchPageChatRefusalKeepsText: a chat message the server refuses (too fast here;
+// muted and unavailable alike) is put back in the field, and the notice says it was not
+// sent. The field was emptied on sending, so the refused text was lost with only
+// "Slow down — one message a second." to show for it.
+func TestWatchPageChatRefusalKeepsText(t *testing.T) {
+	f := newPagesFixture(t)
+	tab := f.open(t, "watch", f.viewer1, 1280, 860)
+	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	// Six lines at once: the burst of five passes, the sixth is refused (rate_limited).
+	e2e.MustEval[bool](tab, `(() => {
+		const input = document.querySelector('#chat-text');
+		const form = document.querySelector('#chat form.row');
+		for (let i = 1; i <= 6; i++) {
+			input.value = 'line ' + i;
+			form.requestSubmit();
+		}
+		return true;
+	})()`)
+	tab.WaitFor("the first five lines", `document.querySelectorAll('#chat li').length === 5`, 5*time.Second)
+	tab.WaitFor("a notice", `document.querySelector('#chat .notice').textContent !== ''`, 5*time.Second)
+	if got := e2e.MustEval[string](tab, `document.querySelector('#chat-text').value`); got != "line 6" {
+		t.Errorf("the chat field after the refusal: got %q, want the refused %q back", got, "line 6")
+	}
+	if got := e2e.MustEval[string](tab, `document.querySelector('#chat .notice').textContent`); !containsFold(got, "not sent") {
+		t.Errorf("the notice: got %q, want it to say the message was not sent", got)
+	}
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}

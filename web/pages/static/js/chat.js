@@ -18,6 +18,7 @@ export class Chat {
     this.messages = new Map();
     this.mutedUntil = 0;
     this.snapshots = 0;
+    this.pending = []; // texts sent and not yet back as chat events, oldest first
     this.build();
     this.refreshForm();
   }
@@ -62,6 +63,8 @@ export class Chat {
       this.notice('Not connected — your message was not sent. Reconnecting…');
       return;
     }
+    this.pending.push(text);
+    if (this.pending.length > 20) this.pending.shift();
     this.input.value = '';
     this.notice('');
   }
@@ -71,6 +74,10 @@ export class Chat {
   add(ev) {
     if (this.messages.has(ev.id)) return;
     const me = this.opts.me();
+    if (me && me.sub === ev.user_id) {
+      const i = this.pending.indexOf(ev.text);
+      if (i >= 0) this.pending.splice(i, 1);
+    }
     const li = h('li', { dataset: { id: ev.id, user: ev.user_id } },
       h('span', { class: 'name', text: ev.name || ev.user_id }),
       h('span', { class: 'text', text: ev.text }),
@@ -133,14 +140,25 @@ export class Chat {
     }
   }
 
-  // error shows an `error` event meant for this client.
+  // error shows an `error` event meant for this client. A refused message is put back
+  // in the field (when it is empty): the newest one sent, since refusals (too fast,
+  // muted) fall on the latest messages, and an error can overtake the echo of an
+  // earlier accepted one.
   error(ev) {
+    const until = /until (\S+)/.exec(ev.message || '');
+    const mutedUntil = until && !Number.isNaN(Date.parse(until[1])) ? new Date(until[1]).toLocaleTimeString() : '';
     const words = {
       unauthorized: 'Sign in to chat.',
-      muted: 'You are muted for now.',
-      rate_limited: 'Slow down — one message a second.',
-      bad_request: ev.message || 'That message could not be sent.',
+      muted: mutedUntil ? `You are muted until ${mutedUntil}: your message was not sent.` : 'You are muted for now: your message was not sent.',
+      rate_limited: 'Slow down: your message was not sent. Try again in a moment.',
+      unavailable: 'Chat is busy: your message was not sent. Try again in a moment.',
+      bad_request: `Your message was not sent: ${ev.message || 'it could not be read'}.`,
     };
+    const refused = ['muted', 'rate_limited', 'unavailable', 'bad_request'].includes(ev.code);
+    if (refused && this.pending.length > 0) {
+      const text = this.pending.pop();
+      if (this.input.value === '') this.input.value = text;
+    }
     this.notice(words[ev.code] || ev.message || ev.code);
   }
 }
