@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -228,5 +229,35 @@ func TestWatchPageChatRefusalKeepsText(t *testing.T) {
 	}
 	if issues := tab.Issues(); len(issues) > 0 {
 		t.Errorf("page logged errors: %q", issues)
+	}
+}
+
+// TestWatchPageOverlayLeavesAtFirstFrame: when the host goes live, the watch page's
+// "Connecting…" overlay leaves with the first frame. The player judged "playing" on a
+// one-second timer, so the dimmed overlay stayed over the moving picture for up to a
+// second more (281, 424 and 953 ms on three pages), on top of the real delay.
+func TestWatchPageOverlayLeavesAtFirstFrame(t *testing.T) {
+	f := newPagesFixture(t)
+	f.studio = f.open(t, "studio", f.creator, 1280, 900)
+	tabs := []*e2e.Tab{
+		f.open(t, "watch", f.viewer1, 412, 915),
+		f.open(t, "watch", f.viewer2, 412, 915),
+		f.open(t, "watch", "", 412, 915),
+	}
+	for _, tab := range tabs {
+		tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+		markFirstFrame(t, tab)
+		markWhen(t, tab, "overlayGone", `document.querySelector('#overlay').hidden`)
+	}
+	f.goLive(t)
+	var lags []float64
+	for _, tab := range tabs {
+		first := waitMark(t, tab, "firstFrameAt", 15*time.Second)
+		lags = append(lags, waitMark(t, tab, "overlayGone", 15*time.Second)-first)
+	}
+	if slices.Max(lags) > 300 {
+		t.Errorf("first frame → overlay gone: got %v ms, want each ≤ 300 ms", rounded(lags))
+	} else {
+		t.Logf("first frame → overlay gone: %v ms", rounded(lags))
 	}
 }

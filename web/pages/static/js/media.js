@@ -120,6 +120,7 @@ export class WhepPlayer {
       if (!media.getTracks().includes(e.track)) media.addTrack(e.track);
       if (this.video.srcObject !== media) this.video.srcObject = media;
       this.video.play().catch(() => this.onState('blocked'));
+      if (e.track.kind === 'video') this.awaitFirstFrame(pc);
     };
     pc.onconnectionstatechange = () => this.onConnectionState(pc);
     try {
@@ -159,6 +160,24 @@ export class WhepPlayer {
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
+  // awaitFirstFrame reports playing when the session's first frame is shown: the
+  // once-a-second watch alone left the overlay up to a second over a moving picture.
+  awaitFirstFrame(pc) {
+    const v = this.video;
+    const shown = () => {
+      if (this.pc === pc && !this.stopped && v.videoWidth > 0) this.markPlaying();
+    };
+    if (v.requestVideoFrameCallback) v.requestVideoFrameCallback(shown);
+    else v.addEventListener('playing', shown, { once: true });
+  }
+
+  markPlaying() {
+    if (this.stalledFor !== 0 || this.attempt !== 0 || !this.playing) this.onState('playing');
+    this.playing = true;
+    this.attempt = 0;
+    this.stalledFor = 0;
+  }
+
   // watch reports playing once frames advance and starts over after a long stall.
   watch() {
     if (this.stopped || !this.pc) return;
@@ -166,10 +185,7 @@ export class WhepPlayer {
     const moving = this.video.videoWidth > 0 && t !== this.lastTime;
     this.lastTime = t;
     if (moving) {
-      if (this.stalledFor !== 0 || this.attempt !== 0 || !this.playing) this.onState('playing');
-      this.playing = true;
-      this.attempt = 0;
-      this.stalledFor = 0;
+      this.markPlaying();
       return;
     }
     this.playing = false;
