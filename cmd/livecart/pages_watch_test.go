@@ -261,3 +261,32 @@ func TestWatchPageOverlayLeavesAtFirstFrame(t *testing.T) {
 		t.Logf("first frame → overlay gone: %v ms", rounded(lags))
 	}
 }
+
+// TestWatchPageCartHoldExpires: a hold in the cart expires while the page is open. Its
+// timer said "expired", but the cart's button still offered "Check out $25.00" (the
+// total counted it) until the cart was read again, up to 30 s later, and a tap could
+// only fail with hold_expired. Now the cart is redrawn when a hold expires.
+func TestWatchPageCartHoldExpires(t *testing.T) {
+	cfg := pagesConfig(t)
+	cfg.Cart.HoldTTL = 3 * time.Second
+	m := startMain(t, "pages server", cfg)
+	f := newPagesFixtureOn(t, &pagesServer{t: t, main: m, base: "http://" + m.Addr()})
+	var p struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "CAP-1", "title": "Cap", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": p.ID}, nil)
+	tab := f.open(t, "watch", f.viewer1, 1280, 860)
+	tab.WaitFor("pinned card", fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(p.ID)), 10*time.Second)
+	clickAt(t, tab, fmt.Sprintf(`#pinned .card[data-id=%s] .buy button:nth-child(2)`, e2e.JSON(p.ID)))
+	checkout := `document.querySelector('#cart-body .actions button')`
+	tab.WaitFor("hold in the cart", checkout+` && !`+checkout+`.disabled && /held 0:0[0-9]/.test(document.querySelector('#cart-body .timer').textContent)`, 5*time.Second)
+
+	tab.WaitFor("hold expired in the cart", `document.querySelector('#cart-body .timer.expired')`, 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if e2e.MustEval[bool](tab, `!`+checkout+`.disabled`) {
+		t.Errorf("the cart's only hold expired: got %q enabled, want check out disabled", e2e.MustEval[string](tab, checkout+`.textContent`))
+	}
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}

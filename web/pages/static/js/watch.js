@@ -482,10 +482,12 @@ function holdTitle(it) {
 function renderCart() {
   const items = state.cart;
   if (items.length === 0) {
+    cartLive = [];
     ui.cartBody.replaceChildren(h('p', { class: 'empty', text: 'Your cart is empty.' }), cartOut);
     return;
   }
   const live = items.filter((it) => !it.expired && clock.until(it.expires_at) > 0);
+  cartLive = live;
   const total = live.reduce((n, it) => n + it.unit_price_cents * it.quantity, 0);
   const currency = items[0].currency;
   const rows = items.map((it) => h('li', { dataset: { id: it.id } },
@@ -521,7 +523,15 @@ async function checkoutCart(btn) {
   }
 }
 
+// cartLive: the holds the cart drew as live; one expiring redraws the cart, so its
+// total and Check out leave the expired hold out at once.
+let cartLive = [];
+
 function tickCart() {
+  if (cartLive.some((it) => clock.until(it.expires_at) <= 0)) {
+    renderCart(); // ticks again, with the expired hold left out
+    return;
+  }
   for (const el of ui.cartBody.querySelectorAll('.timer')) {
     const left = clock.until(el.dataset.expires);
     if (left > 0) {
