@@ -83,3 +83,26 @@ func TestWatchBuyNowOnFirstScreen(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchPageBuyButtonsNamed: each Buy now says, to a screen reader, what it buys and
+// for how much. The flash sale's was only "Buy now", beside the pinned product's "Buy
+// Cap now for $25.00": a keyboard or screen-reader user heard two "Buy now"s and could
+// not tell which bought the sale's unit.
+func TestWatchPageBuyButtonsNamed(t *testing.T) {
+	f := newPagesFixture(t)
+	var p, cap struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "AUR-42", "title": "Aurora runner", "price_cents": 12900, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "CAP-1", "title": "Cap", "price_cents": 2500, "currency": "USD", "stock": 50}, &cap)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": cap.ID}, nil)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 7900, "quantity": 20, "duration_s": 600}, nil)
+	tab := f.open(t, "watch", f.viewer1, 1280, 860)
+	tab.WaitFor("sale and pinned cards", `document.querySelector('#sales .sale .title').textContent === 'Aurora runner' && document.querySelector('#pinned .card')`, 10*time.Second)
+	names := e2e.MustEval[[]string](tab, `[...document.querySelectorAll('.card .buy button.primary')].map((b) => b.getAttribute('aria-label') || b.textContent.trim())`)
+	want := []string{"Buy Aurora runner now for $79.00", "Buy Cap now for $25.00"}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("Buy now buttons' names: got %q, want %q", names, want)
+	}
+}

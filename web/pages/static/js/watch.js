@@ -152,7 +152,7 @@ function updateProductCard(entry, p) {
   const soldOut = p.stock <= 0;
   setText(parts.stock, soldOut ? 'Sold out' : p.stock <= 5 ? `Only ${p.stock} left` : `${p.stock} in stock`);
   parts.stock.className = `stock ${soldOut ? 'out' : p.stock <= 5 ? 'low' : ''}`;
-  parts.buy.setAttribute('aria-label', `Buy ${p.title} now for ${price}`);
+  parts.buy.setAttribute('aria-label', soldOut ? `${p.title}: Sold out` : `Buy ${p.title} now for ${price}`);
   parts.add.setAttribute('aria-label', `Add ${p.title} to cart`);
   if (!parts.buy.dataset.busy) {
     setText(parts.buy, soldOut ? 'Sold out' : 'Buy now');
@@ -264,9 +264,11 @@ function updateSaleCard(entry, sale) {
   parts.stock.className = `stock ${level === 'out' || level === 'ended' ? 'out' : level === 'low' ? 'low' : ''}`;
   setText(parts.cap, sale.per_user_limit ? `Limit ${sale.per_user_limit} per person` : '');
   parts.buy.disabled = level !== 'ok' && level !== 'low';
-  if (!parts.buy.dataset.busy) {
-    setText(parts.buy, level === 'out' ? 'Sold out' : level === 'ended' ? 'Sale over' : level === 'scheduled' ? 'Starts soon' : 'Buy now');
-  }
+  const label = level === 'out' ? 'Sold out' : level === 'ended' ? 'Sale over' : level === 'scheduled' ? 'Starts soon' : 'Buy now';
+  const title = p ? p.title : 'the flash sale';
+  // Its name says what it buys (the pinned products' Buy now are beside it).
+  parts.buy.setAttribute('aria-label', parts.buy.disabled ? `${title}: ${label}` : `Buy ${title} now for ${money(sale.price_cents, cur)}`);
+  if (!parts.buy.dataset.busy) setText(parts.buy, label);
   el.dataset.remaining = String(sale.remaining);
   el.dataset.status = sale.status;
   el.classList.toggle('soldout', level === 'out');
