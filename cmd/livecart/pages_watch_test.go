@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 
 	"github.com/livecart/livecart/web/pages/e2e"
 )
@@ -285,6 +290,51 @@ func TestWatchPageCartHoldExpires(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if e2e.MustEval[bool](tab, `!`+checkout+`.disabled`) {
 		t.Errorf("the cart's only hold expired: got %q enabled, want check out disabled", e2e.MustEval[string](tab, checkout+`.textContent`))
+	}
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}
+
+// setOnline tells the tab's page it is offline or online (navigator.onLine and the
+// offline/online events, as a phone losing its network does).
+func setOnline(t *testing.T, tab *e2e.Tab, online bool) {
+	t.Helper()
+	tab.Run(5*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.OverrideNetworkState, network.OverrideNetworkStateParams{
+			Offline: !online, DownloadThroughput: -1, UploadThroughput: -1})
+		return err
+	}))
+}
+
+// TestWatchPageOfflineMarksStale: the phone says it has lost its network. The page
+// kept its numbers as current, with no banner, until its socket failed or stayed silent
+// for 35 s. Now it shows the reconnecting banner (numbers may be out of date) at once,
+// waits for the network, and resumes from its seq when it is back.
+func TestWatchPageOfflineMarksStale(t *testing.T) {
+	f := newPagesFixture(t)
+	var p struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "CAP-1", "title": "Cap", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
+	proxy := startCutProxy(t, f.srv.main.Addr())
+	tab := f.openAt(t, "http://"+proxy.addr(), "watch", f.viewer1, 412, 915)
+	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+
+	setOnline(t, tab, false)
+	stale := `!document.querySelector('#conn').hidden && document.querySelector('#main').classList.contains('stale')`
+	tab.WaitFor("reconnecting banner once offline", stale, 2*time.Second)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": p.ID}, nil)
+	time.Sleep(1500 * time.Millisecond)
+	if !e2e.MustEval[bool](tab, stale) {
+		t.Errorf("the banner left while the page was still offline")
+	}
+
+	setOnline(t, tab, true)
+	card := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(p.ID))
+	tab.WaitFor("caught up once online", `document.querySelector('#conn').hidden && `+card, 5*time.Second)
+	ws := proxy.requestLines("/ws/")
+	if len(ws) < 2 || !regexp.MustCompile(`[?&]since=[1-9][0-9]*`).MatchString(ws[len(ws)-1]) {
+		t.Errorf("got websocket requests %q, want the last one to resume with since=<seq>", ws)
 	}
 	if issues := tab.Issues(); len(issues) > 0 {
 		t.Errorf("page logged errors: %q", issues)

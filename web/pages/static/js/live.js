@@ -27,6 +27,9 @@ export class LiveChannel {
       if (document.visibilityState === 'visible' && !this.isOpen()) this.reconnectNow();
     });
     window.addEventListener('online', () => this.reconnectNow());
+    // A device that says it lost its network: what is shown may be out of date from
+    // now, not only once the socket notices (a silent one: up to 35 s).
+    window.addEventListener('offline', () => this.reconnectNow());
   }
 
   stop() {
@@ -58,6 +61,10 @@ export class LiveChannel {
 
   connect() {
     if (this.closed || this.ended) return;
+    if (navigator.onLine === false) {
+      this.scheduleReconnect(); // the online event comes sooner
+      return;
+    }
     this.status(this.attempt === 0 && this.seq === 0 ? 'connecting' : 'reconnecting');
     let ws;
     try {
