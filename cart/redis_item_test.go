@@ -1,8 +1,10 @@
 package cart
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +14,7 @@ import (
 
 // itemTestRedisURL: the batch item tests plant keys of the wrong type, in a db of
 // their own (under a random prefix still).
-const itemTestRedisURL = "redis://127.0.0.1:6379/12"
+var itemTestRedisURL = cmp.Or(os.Getenv("LIVECART_TEST_REDIS_URL"), "redis://127.0.0.1:6379/12")
 
 // wantItemFailed checks that err is the plain error of a batch item that failed at
 // runtime (500 for that caller): not a business error, not ErrUnavailable.

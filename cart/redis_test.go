@@ -1,12 +1,14 @@
 package cart
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,9 @@ import (
 
 // testRedisURL is the shared Redis every developer machine and CI runs. Tests use a
 // random key prefix each and delete their keys after; they never flush.
-const testRedisURL = "redis://127.0.0.1:6379/0"
+// LIVECART_TEST_REDIS_URL moves them (and the item tests) to another db, say one
+// parallel worker's own.
+var testRedisURL = cmp.Or(os.Getenv("LIVECART_TEST_REDIS_URL"), "redis://127.0.0.1:6379/0")
 
 // openTestRedis opens a RedisStore on url with a fresh random prefix and deletes the
 // prefix's keys when the test ends. A Redis that does not answer fails the test.
