@@ -68,7 +68,7 @@ func appendUserKey(k []byte, user string, kind byte, rest string) []byte {
 var commerceBuckets = [][]byte{
 	bucketProducts, bucketStreamProducts, bucketPins, bucketSales, bucketStreamSales,
 	bucketLiveSales, bucketHolds, bucketHoldExpiry, bucketOrders,
-	bucketStreamOrders, bucketIdemExpiry, bucketUsers,
+	bucketStreamOrders, bucketIdemExpiry, bucketUsers, bucketPutIn,
 }
 
 // boltHold is a hold as stored: Released means its units are back (expired, still in
@@ -501,6 +501,9 @@ func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, erro
 			}
 		}
 		if _, err := appendIndex(t.b(bucketStreamProducts), p.StreamID, p.ID); err != nil {
+			return err
+		}
+		if err := t.b(bucketPutIn).Put([]byte(p.ID), strconv.AppendInt(nil, int64(p.Stock), 10)); err != nil {
 			return err
 		}
 		cp := p

@@ -26,6 +26,9 @@ var _ Store = (*RedisStore)(nil)
 //	P{sid}:audit           list   audit entries (JSON)
 //	P{sid}:products        list   product ids, oldest first
 //	P{sid}:p:<pid>         hash   product (stock, held, sold, hidden, ...)
+//	P{sid}:putin           hash   product id → units put in (its stock at creation),
+//	                              written with the product (since 2026-12-05: an
+//	                              older product has none, its units put in unknown)
 //	P{sid}:pins            list   pinned product ids in pin order
 //	P{sid}:sales           list   sale ids, oldest first
 //	P{sid}:s:<said>        hash   sale (remaining, held, sold, returned, status, ...)

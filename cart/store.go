@@ -18,6 +18,10 @@ import (
 //	per sale:    Quantity = Remaining + Held + Sold + Returned
 //	per product: units put in = Stock + Held + Sold + Σ over its sales (Quantity − Returned)
 //
+// A product's units put in are its Stock at creation (no call adds units to a product
+// from outside; one that does must add them to the units put in, in the same step);
+// both stores keep them beside the product, written with it (GetProductUnits).
+//
 // The store does not validate shapes or ranges (the Service does); it enforces the
 // business rules that need the stored state. Time is always passed in (now).
 type Store interface {
@@ -83,6 +87,12 @@ type Store interface {
 	CreateProduct(ctx context.Context, p Product) (Product, error)
 	// GetProduct returns the product (hidden or not), or ErrNotFound.
 	GetProduct(ctx context.Context, id string) (Product, error)
+	// GetProductUnits returns, for each of the ids that names a product (the others
+	// are left out), in the order given, the product with the numbers of its invariant,
+	// each product read with its sales at one moment (one read transaction, or one
+	// script of its stream), so the invariant holds in what it returns unless the
+	// store's numbers are wrong.
+	GetProductUnits(ctx context.Context, ids []string) ([]ProductUnits, error)
 	// ListProducts returns all the stream's products, hidden ones too, oldest first
 	// (empty, not nil, for an unknown stream).
 	ListProducts(ctx context.Context, streamID string) ([]Product, error)
@@ -112,6 +122,9 @@ type Store interface {
 	CreateSale(ctx context.Context, s Sale, now time.Time) (Sale, Product, error)
 	// GetSale returns the sale, or ErrNotFound.
 	GetSale(ctx context.Context, id string) (Sale, error)
+	// GetSales returns the sales of these ids, in the order given, leaving out the ids
+	// that name none (one call for many: the unit gauges of /metrics).
+	GetSales(ctx context.Context, ids []string) ([]Sale, error)
 	// ListSales returns the stream's sales, oldest first (empty, not nil).
 	ListSales(ctx context.Context, streamID string) ([]Sale, error)
 	// StopSale ends a scheduled or active sale now: its Remaining units go back to the
@@ -215,6 +228,29 @@ type CheckoutResult struct {
 type Changes struct {
 	Products []Product
 	Sales    []Sale
+}
+
+// ProductUnits is a product with the numbers of its invariant, as GetProductUnits
+// reads them together: units put in = Stock + Held + Sold + InSales.
+type ProductUnits struct {
+	Product Product
+	// PutIn is the units put into the product (its Stock at creation), if PutInKnown:
+	// a product created by a livecart before 2026-12-05 has none kept.
+	PutIn      int
+	PutInKnown bool
+	// InSales is Σ over the product's sales (Quantity − Returned): its units that went
+	// into sales and did not come back (free, held or sold there).
+	InSales int
+}
+
+// InvariantOK says whether PutIn = Stock + Held + Sold + InSales; known is false (and
+// ok too) when the units put in are not known.
+func (u ProductUnits) InvariantOK() (ok, known bool) {
+	if !u.PutInKnown {
+		return false, false
+	}
+	p := u.Product
+	return u.PutIn == p.Stock+p.Held+p.Sold+u.InSales, true
 }
 
 // SaleUpdate is a sale whose status changed, with its product after the change.

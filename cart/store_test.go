@@ -22,6 +22,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		fn   func(t *testing.T, e *env)
 	}{
 		{"ProductsAndPins", testProductsAndPins},
+		{"ProductUnits", testProductUnits},
 		{"SaleLifecycle", testSaleLifecycle},
 		{"EndStreamEndsSales", testEndStreamEndsSales},
 		{"HoldPrecedence", testHoldPrecedence},
@@ -181,6 +182,38 @@ func checkStreamInvariants(t *testing.T, st Store, streamID string, putIn map[st
 			t.Errorf("product %s has a negative count: %+v", p.ID, p)
 		}
 	}
+	checkStoreUnits(t, st, products, inSales, putIn)
+}
+
+// checkStoreUnits: the store's own numbers of each product's invariant
+// (GetProductUnits) are those of its listing, its units put in are those the test put
+// in (known), and the invariant holds in them.
+func checkStoreUnits(t *testing.T, st Store, products []Product, inSales, putIn map[string]int) {
+	t.Helper()
+	ids := make([]string, len(products))
+	for i, p := range products {
+		ids[i] = p.ID
+	}
+	units, err := st.GetProductUnits(context.Background(), ids)
+	if err != nil {
+		t.Fatalf("GetProductUnits: %v", err)
+	}
+	if len(units) != len(products) {
+		t.Fatalf("GetProductUnits of %d products: got %d", len(products), len(units))
+	}
+	for i, u := range units {
+		p := products[i]
+		if u.Product != p || u.InSales != inSales[p.ID] {
+			t.Errorf("GetProductUnits %s: got %+v in sales %d, want %+v in sales %d (as listed)", p.ID, u.Product, u.InSales, p, inSales[p.ID])
+		}
+		want, ok := putIn[p.ID]
+		if ok && (!u.PutInKnown || u.PutIn != want) {
+			t.Errorf("product %s: the store's units put in: got %d (known %v), want %d", p.ID, u.PutIn, u.PutInKnown, want)
+		}
+		if ok, known := u.InvariantOK(); known && !ok {
+			t.Errorf("product %s: the store's units put in %d != stock %d + held %d + sold %d + in sales %d", p.ID, u.PutIn, p.Stock, p.Held, p.Sold, u.InSales)
+		}
+	}
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
@@ -252,6 +285,79 @@ func testProductsAndPins(t *testing.T, e *env) {
 	}
 	if pinned, _ = e.st.ListPinned(e.ctx, uuid.NewString()); pinned == nil || len(pinned) != 0 {
 		t.Fatalf("ListPinned of unknown stream: got %v, want empty non-nil", pinned)
+	}
+}
+
+// testProductUnits: GetProductUnits answers each product known, in the order asked,
+// with its units put in and the units in its sales (quantity − returned, across
+// sales, stopped ones and units returned after the end), read with the product;
+// GetSales answers the sales known, in order.
+func testProductUnits(t *testing.T, e *env) {
+	sid, other := e.stream(t), e.stream(t)
+	a, b, c := e.product(t, sid, 10), e.product(t, sid, 7), e.product(t, other, 3)
+	newSale := func(q int) Sale {
+		t.Helper()
+		s, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: a.ID, PriceCents: 500,
+			Quantity: q, PerUserLimit: q, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+		if err != nil {
+			t.Fatalf("CreateSale: %v", err)
+		}
+		return s
+	}
+	s1 := newSale(4)
+	e.mustHold(t, "u1", "", s1.ID, 1, time.Minute)
+	e.mustHold(t, "u2", a.ID, "", 2, time.Hour)
+	if _, err := e.checkout("u2", "k", nil, e.now); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newSale(3)
+	for _, s := range []Sale{s2, s1} {
+		if _, _, _, err := e.st.StopSale(e.ctx, s.ID, e.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string, want []ProductUnits) {
+		t.Helper()
+		got, err := e.st.GetProductUnits(e.ctx, []string{a.ID, uuid.NewString(), c.ID, b.ID})
+		if err != nil {
+			t.Fatalf("%s: GetProductUnits: %v", when, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: GetProductUnits: got %d products, want %d", when, len(got), len(want))
+		}
+		for i := range want {
+			g, w := got[i], want[i]
+			if g.Product.ID != w.Product.ID || g.Product.Stock != w.Product.Stock || g.Product.Held != w.Product.Held ||
+				g.Product.Sold != w.Product.Sold || g.PutIn != w.PutIn || !g.PutInKnown || g.InSales != w.InSales {
+				t.Errorf("%s: GetProductUnits[%d]: got %s stock %d held %d sold %d put in %d (known %v) in sales %d; want %s %d %d %d, %d, %d",
+					when, i, g.Product.ID, g.Product.Stock, g.Product.Held, g.Product.Sold, g.PutIn, g.PutInKnown, g.InSales,
+					w.Product.ID, w.Product.Stock, w.Product.Held, w.Product.Sold, w.PutIn, w.InSales)
+			}
+			if ok, known := g.InvariantOK(); !ok || !known {
+				t.Errorf("%s: %s: InvariantOK got %v %v, want true true", when, g.Product.ID, ok, known)
+			}
+		}
+	}
+	units := func(p Product, stock, held, sold, putIn, inSales int) ProductUnits {
+		p.Stock, p.Held, p.Sold = stock, held, sold
+		return ProductUnits{Product: p, PutIn: putIn, PutInKnown: true, InSales: inSales}
+	}
+	// a: 10 − 4 (s1) − 2 (held, then sold) − 3 (s2) + 3 (s2 stopped) + 3 (s1's remaining).
+	check("sales stopped", []ProductUnits{units(a, 7, 0, 2, 10, 1), units(c, 3, 0, 0, 3, 0), units(b, 7, 0, 0, 7, 0)})
+	if n, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(2*time.Minute), 100); err != nil || n != 1 {
+		t.Fatalf("ReleaseExpiredHolds: %d %v, want 1", n, err)
+	}
+	check("the ended sale's hold expired", []ProductUnits{units(a, 8, 0, 2, 10, 0), units(c, 3, 0, 0, 3, 0), units(b, 7, 0, 0, 7, 0)})
+
+	sales, err := e.st.GetSales(e.ctx, []string{s2.ID, uuid.NewString(), s1.ID})
+	if err != nil || len(sales) != 2 || sales[0] != e.getSale(t, s2.ID) || sales[1] != e.getSale(t, s1.ID) {
+		t.Fatalf("GetSales: got %+v %v, want s2 and s1 as GetSale has them", sales, err)
+	}
+	if sales, err := e.st.GetSales(e.ctx, nil); err != nil || sales == nil || len(sales) != 0 {
+		t.Fatalf("GetSales of none: got %v %v, want empty", sales, err)
+	}
+	if us, err := e.st.GetProductUnits(e.ctx, []string{uuid.NewString()}); err != nil || us == nil || len(us) != 0 {
+		t.Fatalf("GetProductUnits of an unknown id: got %v %v, want empty", us, err)
 	}
 }
 

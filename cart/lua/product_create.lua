@@ -21,5 +21,8 @@ p.held = '0'
 p.sold = '0'
 p.hidden = '0'
 hset(key('p', p.id), p)
+-- The units put in (its stock now), for the invariant (see units.lua); apart from
+-- the product's hash, which every hold's reply carries.
+redis.call('HSET', key('putin'), p.id, p.stock)
 redis.call('RPUSH', key('products'), p.id)
 return reply({product = p})
