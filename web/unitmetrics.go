@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -29,8 +28,11 @@ var (
 		"1 when the sale's quantity = remaining + held + sold + returned in the store, else 0.",
 		[]string{"stream_id", "sale_id"}, nil)
 	productUnitsDesc = prometheus.NewDesc("livecart_product_units",
-		"A product's own units (at its own price) by state, as the store has them.",
+		"A product's units by state, as the store has them: its own (stock, held, sold: at its own price), in_sales (the sum over its sales of quantity - returned) and put_in (its stock at creation; absent for a product created before 2026-12-05); put_in = stock + held + sold + in_sales.",
 		[]string{"stream_id", "product_id", "state"}, nil)
+	productInvariantDesc = prometheus.NewDesc("livecart_product_invariant_ok",
+		"1 when the product's units put in = stock + held + sold + the sum over its sales of (quantity - returned) in the store (the product and its sales read at one moment), else 0; absent when the store does not know its units put in (created before 2026-12-05).",
+		[]string{"stream_id", "product_id"}, nil)
 )
 
 // unitCollector exports the unit gauges of one Service's recent sales and products.
@@ -49,11 +51,13 @@ func (c *unitCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- saleUnitsDesc
 	ch <- saleInvariantDesc
 	ch <- productUnitsDesc
+	ch <- productInvariantDesc
 }
 
-// Collect reads every recent sale and product from the store within c.timeout. A read
-// that fails (other than not found) ends the reads: the series not read yet are left
-// out of this scrape, which never fails for it.
+// Collect reads every recent sale and product from the store within c.timeout (one
+// batch read of the sales, one of the products with their sales). A read that fails
+// ends the reads: the series not read yet are left out of this scrape, which never
+// fails for it.
 func (c *unitCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -69,24 +73,27 @@ func (c *unitCollector) Collect(ch chan<- prometheus.Metric) {
 	c.outage.OK()
 }
 
-func (c *unitCollector) collectSales(ctx context.Context, ch chan<- prometheus.Metric, sales []cart.Touched) error {
-	store, old := c.svc.Store(), c.svc.Now().Add(-endedSaleKept)
-	for _, t := range sales {
-		sale, err := store.GetSale(ctx, t.ID)
-		gone := errors.Is(err, cart.ErrNotFound)
-		if err != nil && !gone {
-			return err
-		}
-		if (gone || sale.Status == cart.SaleEnded) && t.At.Before(old) {
+func (c *unitCollector) collectSales(ctx context.Context, ch chan<- prometheus.Metric, recent []cart.Touched) error {
+	if len(recent) == 0 {
+		return nil
+	}
+	sales, err := c.svc.Store().GetSales(ctx, touchedIDs(recent))
+	if err != nil {
+		return err
+	}
+	found := make(map[string]cart.Sale, len(sales))
+	for _, sale := range sales {
+		found[sale.ID] = sale
+	}
+	old := c.svc.Now().Add(-endedSaleKept)
+	for _, t := range recent {
+		sale, ok := found[t.ID]
+		if (!ok || sale.Status == cart.SaleEnded) && t.At.Before(old) {
 			c.svc.ForgetSale(t.ID, t.At) // still shown this once, if there
 		}
-		if gone {
-			continue
-		}
-		for _, v := range []struct {
-			state string
-			n     int
-		}{{"quantity", sale.Quantity}, {"remaining", sale.Remaining}, {"held", sale.Held}, {"sold", sale.Sold}, {"returned", sale.Returned}} {
+	}
+	for _, sale := range sales {
+		for _, v := range []unitState{{"quantity", sale.Quantity}, {"remaining", sale.Remaining}, {"held", sale.Held}, {"sold", sale.Sold}, {"returned", sale.Returned}} {
 			ch <- prometheus.MustNewConstMetric(saleUnitsDesc, prometheus.GaugeValue, float64(v.n), sale.StreamID, sale.ID, v.state)
 		}
 		ok := 0.0
@@ -98,25 +105,59 @@ func (c *unitCollector) collectSales(ctx context.Context, ch chan<- prometheus.M
 	return nil
 }
 
-func (c *unitCollector) collectProducts(ctx context.Context, ch chan<- prometheus.Metric, products []cart.Touched) error {
-	store, old := c.svc.Store(), c.svc.Now().Add(-endedSaleKept)
-	for _, t := range products {
-		p, err := store.GetProduct(ctx, t.ID)
-		if errors.Is(err, cart.ErrNotFound) {
-			if t.At.Before(old) {
-				c.svc.ForgetProduct(t.ID, t.At)
-			}
-			continue
+// collectProducts exports each product's units and, when the store knows its units
+// put in, its invariant, from one read of the product with its sales.
+func (c *unitCollector) collectProducts(ctx context.Context, ch chan<- prometheus.Metric, recent []cart.Touched) error {
+	if len(recent) == 0 {
+		return nil
+	}
+	units, err := c.svc.Store().GetProductUnits(ctx, touchedIDs(recent))
+	if err != nil {
+		return err
+	}
+	found := make(map[string]bool, len(units))
+	for _, u := range units {
+		found[u.Product.ID] = true
+	}
+	old := c.svc.Now().Add(-endedSaleKept)
+	for _, t := range recent {
+		if !found[t.ID] && t.At.Before(old) {
+			c.svc.ForgetProduct(t.ID, t.At)
 		}
-		if err != nil {
-			return err
+	}
+	for _, u := range units {
+		p := u.Product
+		states := []unitState{{"stock", p.Stock}, {"held", p.Held}, {"sold", p.Sold}, {"in_sales", u.InSales}}
+		if u.PutInKnown {
+			states = append(states, unitState{"put_in", u.PutIn})
 		}
-		for _, v := range []struct {
-			state string
-			n     int
-		}{{"stock", p.Stock}, {"held", p.Held}, {"sold", p.Sold}} {
+		for _, v := range states {
 			ch <- prometheus.MustNewConstMetric(productUnitsDesc, prometheus.GaugeValue, float64(v.n), p.StreamID, p.ID, v.state)
+		}
+		if ok, known := u.InvariantOK(); known {
+			ch <- prometheus.MustNewConstMetric(productInvariantDesc, prometheus.GaugeValue, bool01(ok), p.StreamID, p.ID)
 		}
 	}
 	return nil
+}
+
+// unitState is one series of a unit gauge: its state label and value.
+type unitState struct {
+	state string
+	n     int
+}
+
+func touchedIDs(ts []cart.Touched) []string {
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+	}
+	return ids
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

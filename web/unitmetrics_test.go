@@ -2,9 +2,15 @@ package web
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,29 +23,36 @@ import (
 	"github.com/livecart/livecart/web/auth"
 )
 
-// redisDB5 opens a Redis store on db 5 under a key prefix of its own (deleted
-// afterwards) and returns a tweak putting it in a test server, and a way to open another
-// store on the same keys (another node).
-func redisDB5(t *testing.T) (tweak func(*Deps), another func() cart.Store) {
+// redisTestStore opens a Redis store on db 5 (LIVECART_TEST_REDIS_URL moves it, to a
+// parallel worker's own db) under a key prefix of its own (deleted afterwards) and
+// returns a tweak putting it in a test server, a way to open another store on the
+// same keys (another node), and a client of that db with the prefix's ":" (a key is
+// prefix + "{" + stream id + "}:" + name).
+func redisTestStore(t *testing.T) (tweak func(*Deps), another func() cart.Store, rdb *redis.Client, prefix string) {
 	ctx := context.Background()
-	prefix := "unitmetrics-" + uuid.NewString()[:8]
+	url := cmp.Or(os.Getenv("LIVECART_TEST_REDIS_URL"), "redis://127.0.0.1:6379/5")
+	prefix = "unitmetrics-" + uuid.NewString()[:8]
 	open := func() cart.Store {
-		st, err := cart.OpenRedis(ctx, "redis://127.0.0.1:6379/5", cart.RedisOptions{Prefix: prefix})
+		st, err := cart.OpenRedis(ctx, url, cart.RedisOptions{Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
 		return st
 	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb = redis.NewClient(opts)
 	t.Cleanup(func() {
-		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: 5})
 		defer rdb.Close()
 		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
 			rdb.Del(ctx, iter.Val())
 		}
 	})
-	return func(d *Deps) { d.Store = open() }, open
+	return func(d *Deps) { d.Store = open() }, open, rdb, prefix + ":"
 }
 
 // scrape returns /metrics as series → value ("name{labels}" as written, labels sorted).
@@ -67,6 +80,10 @@ func saleSeries(s cart.Sale, state string) string {
 
 func productSeries(p cart.Product, state string) string {
 	return fmt.Sprintf(`livecart_product_units{product_id=%q,state=%q,stream_id=%q}`, p.ID, state, p.StreamID)
+}
+
+func productInvariantSeries(p cart.Product) string {
+	return fmt.Sprintf(`livecart_product_invariant_ok{product_id=%q,stream_id=%q}`, p.ID, p.StreamID)
 }
 
 func invariantSeries(s cart.Sale) string {
@@ -100,6 +117,15 @@ func (e *testEnv) checkUnits(m map[string]string, sale cart.Sale, p cart.Product
 	if got := m[invariantSeries(sale)]; got != "1" {
 		e.t.Errorf("%s: got %q, want 1", invariantSeries(sale), got)
 	}
+	// The shop's product: 10 put in, the sale's 5 in sales.
+	for state, want := range map[string]string{"in_sales": "5", "put_in": "10"} {
+		if got := m[productSeries(p, state)]; got != want {
+			e.t.Errorf("%s: got %q, want %s", productSeries(p, state), got, want)
+		}
+	}
+	if got := m[productInvariantSeries(p)]; got != "1" {
+		e.t.Errorf("%s: got %q, want 1", productInvariantSeries(p), got)
+	}
 }
 
 // TestUnitMetrics: after holds and a checkout, /metrics has the store's units of the
@@ -109,11 +135,15 @@ func (e *testEnv) checkUnits(m map[string]string, sale cart.Sale, p cart.Product
 func TestUnitMetrics(t *testing.T) {
 	for _, store := range []string{"bolt", "redis"} {
 		t.Run(store, func(t *testing.T) {
-			var another func() cart.Store
-			var tweaks []func(*Deps)
+			var (
+				another func() cart.Store
+				tweaks  []func(*Deps)
+				rdb     *redis.Client
+				prefix  string
+			)
 			if store == "redis" {
 				var tw func(*Deps)
-				tw, another = redisDB5(t)
+				tw, another, rdb, prefix = redisTestStore(t)
 				tweaks = append(tweaks, tw)
 			}
 			e := newTestEnv(t, tweaks...)
@@ -140,6 +170,33 @@ func TestUnitMetrics(t *testing.T) {
 			resp, raw = b.do("POST", "/api/cart/items", dave, map[string]any{"product_id": sh.product.ID, "quantity": 1})
 			b.expect(resp, raw, http.StatusCreated, "", &h)
 			e.checkUnits(e.scrape(), sh.sale, sh.product, [5]int{5, 0, 3, 2, 0}, [3]int{1, 4, 0})
+
+			// A unit the store's numbers lost: the invariant says 0.
+			pk := prefix + "{" + sh.st.ID + "}:p:" + sh.product.ID
+			if err := rdb.HIncrBy(context.Background(), pk, "stock", -1).Err(); err != nil {
+				t.Fatal(err)
+			}
+			m := e.scrape()
+			if got := m[productInvariantSeries(sh.product)]; got != "0" {
+				t.Errorf("a unit lost from the stock: %s got %q, want 0", productInvariantSeries(sh.product), got)
+			}
+			if got := m[productSeries(sh.product, "stock")]; got != "0" {
+				t.Errorf("a unit lost from the stock: stock got %q, want 0", got)
+			}
+			// A product stored without its units put in (an older version): no
+			// invariant, no put_in, the other series as before.
+			if err := rdb.HDel(context.Background(), prefix+"{"+sh.st.ID+"}:putin", sh.product.ID).Err(); err != nil {
+				t.Fatal(err)
+			}
+			m = e.scrape()
+			for _, k := range []string{productInvariantSeries(sh.product), productSeries(sh.product, "put_in")} {
+				if got, ok := m[k]; ok {
+					t.Errorf("units put in unknown: %s got %q, want no series", k, got)
+				}
+			}
+			if got := m[productSeries(sh.product, "held")]; got != "4" {
+				t.Errorf("units put in unknown: held got %q, want 4", got)
+			}
 		})
 	}
 }
@@ -208,5 +265,64 @@ func TestRecentUnitsBounded(t *testing.T) {
 	}
 	if got := m[productSeries(last, "stock")]; got != "1" {
 		t.Fatalf("newest product's stock: got %q, want 1", got)
+	}
+}
+
+// TestUnitMetricsOlderFile: on a data file written before the units put in were kept
+// (the embedded store's layout fixture), a product changed here has its units series
+// and no invariant (unknown, never a wrong 0), and a product created here has both.
+func TestUnitMetricsOlderFile(t *testing.T) {
+	gz, err := os.ReadFile(filepath.Join("..", "cart", "testdata", "bolt-layout3.db.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "older.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := cart.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := newTestEnv(t, func(d *Deps) { d.Store = st })
+	// The fixture's product of 5 units: 1 sold, 3 held until 2026-12-01 (a cart
+	// sweeps them back first), now 1 held here.
+	const sid, older = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000003"
+	zoe := e.token(auth.RoleViewer, "zoe")
+	resp, body := e.do("GET", "/api/cart", zoe, nil)
+	e.expect(resp, body, http.StatusOK, "", nil)
+	var h cart.Hold
+	resp, body = e.do("POST", "/api/cart/items", zoe, map[string]any{"product_id": older, "quantity": 1})
+	e.expect(resp, body, http.StatusCreated, "", &h)
+	var p cart.Product
+	resp, body = e.do("POST", "/api/streams/"+sid+"/products", e.token(auth.RoleAdmin, "root"),
+		map[string]any{"sku": "N", "title": "new", "price_cents": 100, "currency": "EUR", "stock": 7})
+	e.expect(resp, body, http.StatusCreated, "", &p)
+	m := e.scrape()
+	old := cart.Product{ID: older, StreamID: sid}
+	for state, want := range map[string]string{"stock": "3", "held": "1", "sold": "1", "in_sales": "0"} {
+		if got := m[productSeries(old, state)]; got != want {
+			t.Errorf("older product: %s got %q, want %s", productSeries(old, state), got, want)
+		}
+	}
+	for _, k := range []string{productInvariantSeries(old), productSeries(old, "put_in")} {
+		if got, ok := m[k]; ok {
+			t.Errorf("older product: %s got %q, want no series", k, got)
+		}
+	}
+	if got := m[productInvariantSeries(p)]; got != "1" {
+		t.Errorf("new product: %s got %q, want 1", productInvariantSeries(p), got)
+	}
+	if got := m[productSeries(p, "put_in")]; got != "7" {
+		t.Errorf("new product: put_in got %q, want 7", got)
 	}
 }
