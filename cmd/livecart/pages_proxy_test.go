@@ -17,10 +17,11 @@ type cutProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool                  // guarded by mu
-	conns map[net.Conn]struct{} // guarded by mu
-	lines []string              // guarded by mu: first line of each proxied connection
+	mu     sync.Mutex
+	down   bool                  // guarded by mu
+	frozen bool                  // guarded by mu: bytes are read and dropped, nothing closed
+	conns  map[net.Conn]struct{} // guarded by mu
+	lines  []string              // guarded by mu: first line of each proxied connection
 }
 
 func startCutProxy(t *testing.T, target string) *cutProxy {
@@ -82,10 +83,40 @@ func (p *cutProxy) serve(c net.Conn) {
 	p.lines = append(p.lines, strings.TrimSpace(line))
 	p.mu.Unlock()
 	go func() {
-		io.Copy(up, io.MultiReader(bytes.NewReader([]byte(line)), br))
+		p.pipe(up, io.MultiReader(bytes.NewReader([]byte(line)), br))
 		up.Close()
 	}()
-	io.Copy(c, up)
+	p.pipe(c, up)
+}
+
+// pipe copies src to dst, dropping what it reads while the proxy is frozen.
+func (p *cutProxy) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.isFrozen() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *cutProxy) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen
+}
+
+// freeze drops every byte in both directions, closing nothing: to each side the other
+// falls silent, as on a network that lost the route (a half-open connection).
+func (p *cutProxy) freeze(on bool) {
+	p.mu.Lock()
+	p.frozen = on
+	p.mu.Unlock()
 }
 
 // cut drops every connection and refuses new ones until restore.

@@ -340,3 +340,40 @@ func TestWatchPageOfflineMarksStale(t *testing.T) {
 		t.Errorf("page logged errors: %q", issues)
 	}
 }
+
+// TestWatchPageSilentConnectionReplaced: the route to the server is lost without the
+// connection closing (a phone between networks): nothing comes any more. The page
+// pinged after 15 s of silence and gave the connection up after 35 s, showing its
+// numbers as current all that while, and a moderator's unpin meanwhile reached it only
+// after that. Now an unanswered ping gives it up within about 15 s: the banner shows,
+// and the page resumes from its seq once the route is back.
+func TestWatchPageSilentConnectionReplaced(t *testing.T) {
+	f := newPagesFixture(t)
+	var p struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "CAP-1", "title": "Cap", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/pins", f.creator, map[string]string{"product_id": p.ID}, nil)
+	proxy := startCutProxy(t, f.srv.main.Addr())
+	tab := f.openAt(t, "http://"+proxy.addr(), "watch", f.viewer1, 412, 915)
+	card := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(p.ID))
+	tab.WaitFor("connected with the pinned card", `document.querySelector('#conn').hidden && `+card, 10*time.Second)
+
+	proxy.freeze(true)
+	f.srv.api("DELETE", "/api/streams/"+f.sid+"/pins/"+p.ID, f.moderator, nil, nil)
+	// Pinged after 7 s of silence, given up 4 s later, each on a check every 2 s: at
+	// most 15 s after the last frame.
+	took := tab.WaitFor("reconnecting banner on the silent connection", `!document.querySelector('#conn').hidden`, 25*time.Second)
+	if took > 18*time.Second {
+		t.Errorf("silent connection given up after %v, want ≤ 18 s", took.Round(100*time.Millisecond))
+	} else {
+		t.Logf("silent connection given up after %v", took.Round(100*time.Millisecond))
+	}
+	time.Sleep(3 * time.Second) // its next tries are lost too
+	proxy.freeze(false)
+	back := tab.WaitFor("caught up: the unpin applied", `document.querySelector('#conn').hidden && !`+card, 20*time.Second)
+	t.Logf("caught up %v after the route came back", back.Round(100*time.Millisecond))
+	ws := proxy.requestLines("/ws/")
+	if len(ws) < 2 || !regexp.MustCompile(`[?&]since=[1-9][0-9]*`).MatchString(ws[len(ws)-1]) {
+		t.Errorf("got websocket requests %q, want the last one to resume with since=<seq>", ws)
+	}
+}

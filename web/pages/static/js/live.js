@@ -15,6 +15,7 @@ export class LiveChannel {
     this.ended = false;
     this.closed = false;
     this.lastFrame = 0;
+    this.pingSentAt = 0; // our ping not answered yet (no frame since)
     this.timer = null;
     this.keepalive = null;
   }
@@ -22,7 +23,7 @@ export class LiveChannel {
   start() {
     this.closed = false;
     this.connect();
-    this.keepalive = setInterval(() => this.checkAlive(), 5000);
+    this.keepalive = setInterval(() => this.checkAlive(), 2000);
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && !this.isOpen()) this.reconnectNow();
     });
@@ -74,9 +75,11 @@ export class LiveChannel {
       return;
     }
     this.ws = ws;
+    this.connectStartedAt = Date.now();
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.lastFrame = Date.now();
+      this.pingSentAt = 0;
       // A resume with nothing missed sends no frame: being open is enough.
       this.attempt = 0;
       this.status('open');
@@ -84,6 +87,7 @@ export class LiveChannel {
     ws.onmessage = (m) => {
       if (this.ws !== ws) return;
       this.lastFrame = Date.now();
+      this.pingSentAt = 0;
       let ev;
       try { ev = JSON.parse(m.data); } catch { return; }
       this.receive(ev);
@@ -143,14 +147,20 @@ export class LiveChannel {
     this.connect();
   }
 
-  // checkAlive pings an idle connection and replaces one that stopped answering.
+  // checkAlive pings a connection silent for 7 s and replaces it when nothing answers
+  // within 4 s (or a handshake unanswered for 10 s): a connection whose route is gone
+  // can stay open, silent, for minutes, while the page shows its numbers as current.
   checkAlive() {
+    const now = Date.now();
+    if (this.ws && this.ws.readyState === WebSocket.CONNECTING && now - this.connectStartedAt > 10000) {
+      this.reconnectNow(); // a handshake lost on the way answers never
+      return;
+    }
     if (!this.isOpen()) return;
-    const idle = Date.now() - this.lastFrame;
-    if (idle > 35000) {
-      this.reconnectNow();
-    } else if (idle > 15000) {
-      this.send({ type: 'ping' });
+    if (this.pingSentAt) {
+      if (now - this.pingSentAt > 4000) this.reconnectNow();
+    } else if (now - this.lastFrame > 7000) {
+      if (this.send({ type: 'ping' })) this.pingSentAt = now;
     }
   }
 
