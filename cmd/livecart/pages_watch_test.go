@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/livecart/livecart/web/pages/e2e"
@@ -376,4 +377,39 @@ func TestWatchPageSilentConnectionReplaced(t *testing.T) {
 	if len(ws) < 2 || !regexp.MustCompile(`[?&]since=[1-9][0-9]*`).MatchString(ws[len(ws)-1]) {
 		t.Errorf("got websocket requests %q, want the last one to resume with since=<seq>", ws)
 	}
+}
+
+// TestWatchPagePlayByKeyboard: when the browser refuses to start the video by itself,
+// the page offers to start it, and a keyboard can: the offer was the overlay's text
+// "Tap to play", a click on a div that no key reaches. Now it is a button.
+func TestWatchPagePlayByKeyboard(t *testing.T) {
+	f := newPagesFixture(t)
+	tab := f.browser.NewTab(t, 1280, 860)
+	// This browser starts no video without a user's gesture.
+	tab.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+			window.gesturePlays = 0;
+			const play = HTMLMediaElement.prototype.play;
+			HTMLMediaElement.prototype.play = function () {
+				if (!navigator.userActivation.isActive) return Promise.reject(new DOMException('no gesture', 'NotAllowedError'));
+				window.gesturePlays++;
+				return play.call(this);
+			};
+			document.addEventListener('DOMContentLoaded', () => { document.querySelector('#video').autoplay = false; });
+		})()`})
+		return err
+	}))
+	tab.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer1))
+	tab.WaitFor("play refused", `document.querySelector('#overlay').textContent.includes('Tap to play') || (document.querySelector('#play') && !document.querySelector('#play').hidden)`, 10*time.Second)
+	for i := 0; i < 30; i++ {
+		tab.Run(5*time.Second, chromedp.KeyEvent("\t"))
+		if e2e.MustEval[bool](tab, `/play/i.test(document.activeElement.textContent) && document.activeElement.tagName === 'BUTTON'`) {
+			break
+		}
+	}
+	if !e2e.MustEval[bool](tab, `/play/i.test(document.activeElement.textContent) && document.activeElement.tagName === 'BUTTON'`) {
+		t.Fatalf("no play button reached by Tab (focus on %q)", e2e.MustEval[string](tab, `document.activeElement.outerHTML.slice(0, 80)`))
+	}
+	tab.Run(5*time.Second, chromedp.KeyEvent("\r"))
+	tab.WaitFor("play started by the key", `window.gesturePlays > 0`, 3*time.Second)
 }

@@ -72,6 +72,7 @@ export class WhepPlayer {
     this.expectVideo = false;
     this.lastTime = -1;
     this.stalledFor = 0;
+    this.blocked = false; // the browser refused to play without a user's gesture
   }
 
   start() {
@@ -119,7 +120,11 @@ export class WhepPlayer {
     pc.ontrack = (e) => {
       if (!media.getTracks().includes(e.track)) media.addTrack(e.track);
       if (this.video.srcObject !== media) this.video.srcObject = media;
-      this.video.play().catch(() => this.onState('blocked'));
+      this.video.play().catch(() => {
+        if (this.pc !== pc || this.stopped) return;
+        this.blocked = true;
+        this.onState('blocked');
+      });
       if (e.track.kind === 'video') this.awaitFirstFrame(pc);
     };
     pc.onconnectionstatechange = () => this.onConnectionState(pc);
@@ -129,7 +134,7 @@ export class WhepPlayer {
         deleteResource(this.resource);
         return;
       }
-      this.onState('waiting');
+      this.onState(this.blocked ? 'blocked' : 'waiting');
     } catch (err) {
       if (this.pc !== pc) return;
       if (err instanceof HttpError && (err.status === 409 || err.status === 404)) {
@@ -178,9 +183,18 @@ export class WhepPlayer {
     this.stalledFor = 0;
   }
 
-  // watch reports playing once frames advance and starts over after a long stall.
+  // resume plays after a refusal, from a user's gesture (a tap or a key on a button).
+  resume() {
+    return this.video.play().then(() => {
+      this.blocked = false;
+      this.onState('waiting');
+    }).catch(() => {});
+  }
+
+  // watch reports playing once frames advance and starts over after a long stall (a
+  // video the browser refused to play is not stalled: it waits for resume).
   watch() {
-    if (this.stopped || !this.pc) return;
+    if (this.stopped || !this.pc || this.blocked) return;
     const t = this.video.currentTime;
     const moving = this.video.videoWidth > 0 && t !== this.lastTime;
     this.lastTime = t;

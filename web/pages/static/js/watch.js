@@ -36,6 +36,7 @@ const ui = {
   video: $('#video'),
   overlay: $('#overlay'),
   unmute: $('#unmute'),
+  play: $('#play'),
   salesPanel: $('#sales-panel'),
   sales: $('#sales'),
   pinned: $('#pinned'),
@@ -68,7 +69,7 @@ function overlayText() {
   if (st && st.status === 'ended') return 'This stream has ended. Thanks for watching!';
   if (state.media.video_muted) return 'The video is paused for a moment.';
   if (state.player === 'playing') return '';
-  if (state.player === 'blocked') return 'Tap to play';
+  if (state.player === 'blocked') return 'Your browser is waiting for a tap to start the video.';
   if (st && st.status === 'idle') return 'The host will be live soon — stay here, the video starts by itself.';
   if (state.player === 'retrying') return 'Reconnecting video…';
   return 'Connecting…';
@@ -79,6 +80,7 @@ function renderOverlay() {
   ui.overlay.hidden = text === '';
   setText(ui.overlay, text);
   ui.unmute.hidden = !(state.player === 'playing' && ui.video.muted && !state.media.audio_muted);
+  ui.play.hidden = !(state.player === 'blocked' && !(state.stream && state.stream.status === 'ended'));
 }
 
 const player = new WhepPlayer(ui.video, `/whep/${encodeURIComponent(sid)}`, {
@@ -93,8 +95,10 @@ ui.unmute.addEventListener('click', () => {
   ui.video.play().catch(() => {});
   renderOverlay();
 });
+// A browser that refused to start the video by itself starts it from a tap or a key.
+ui.play.addEventListener('click', () => player.resume());
 ui.overlay.addEventListener('click', () => {
-  if (state.player === 'blocked') ui.video.play().then(() => { state.player = 'playing'; renderOverlay(); }).catch(() => {});
+  if (state.player === 'blocked') player.resume();
 });
 ui.video.addEventListener('loadedmetadata', () => {
   ui.player.classList.toggle('landscape', ui.video.videoWidth > ui.video.videoHeight);
