@@ -32,6 +32,63 @@ type saleConfig struct {
 	duration time.Duration
 	storms   int        // with duration: at least this many storms of each kind per run
 	cpu      []cpuWatch // processes whose CPU time is read around each storm
+	ctl      []ctlWatch // perf control fifos switched on around each storm of a kind
+}
+
+// ctlWatch is a perf control fifo (perf stat/record --control fifo:CTL,ACK -D -1) that
+// the target's storms of one kind (noop or sale) enable and then disable again:
+// -perfctl target/kind=CTL:ACK, so perf counts only those storms.
+type ctlWatch struct {
+	target, kind string
+	ctl, ack     string
+}
+
+type ctlList []ctlWatch
+
+func (l *ctlList) String() string { return fmt.Sprint(*l) }
+func (l *ctlList) Set(v string) error {
+	name, paths, ok := strings.Cut(v, "=")
+	t, kind, ok2 := strings.Cut(name, "/")
+	ctl, ack, ok3 := strings.Cut(paths, ":")
+	if !ok || !ok2 || !ok3 || (kind != "noop" && kind != "sale") {
+		return fmt.Errorf("-perfctl %q: want target/noop=CTL:ACK or target/sale=CTL:ACK", v)
+	}
+	*l = append(*l, ctlWatch{t, kind, ctl, ack})
+	return nil
+}
+
+// ctlFiles are the -perfctl fifos, opened on first use (an open waits for perf) and
+// kept open: path → file. Used by the run's one goroutine only.
+var ctlFiles = map[string]*os.File{}
+
+// perfCtl sends cmd (enable, disable) to each fifo of the target's storms of kind and
+// waits for perf's ack.
+func perfCtl(cfg saleConfig, t, kind, cmd string) error {
+	for _, w := range cfg.ctl {
+		if w.target != t || w.kind != kind {
+			continue
+		}
+		c, a := ctlFiles[w.ctl], ctlFiles[w.ack]
+		if c == nil {
+			var err error
+			if c, err = os.OpenFile(w.ctl, os.O_WRONLY, 0); err != nil {
+				return fmt.Errorf("-perfctl: %w", err)
+			}
+			if a, err = os.OpenFile(w.ack, os.O_RDONLY, 0); err != nil {
+				c.Close()
+				return fmt.Errorf("-perfctl: %w", err)
+			}
+			ctlFiles[w.ctl], ctlFiles[w.ack] = c, a
+		}
+		if _, err := fmt.Fprintln(c, cmd); err != nil {
+			return fmt.Errorf("-perfctl %s: %w", w.ctl, err)
+		}
+		var buf [16]byte
+		if _, err := a.Read(buf[:]); err != nil {
+			return fmt.Errorf("-perfctl %s: %w", w.ack, err)
+		}
+	}
+	return nil
 }
 
 // cpuWatch is a process to charge a target's storms to: -cpu target=pid or
@@ -49,8 +106,10 @@ func (l *cpuList) Set(v string) error {
 	w := cpuWatch{}
 	if pid == "idle" {
 		w.pid = -1 // the machine's idle time (all cores), from /proc/stat
+	} else if pid == "self" {
+		w.pid = os.Getpid() // the load generator itself
 	} else if _, err := fmt.Sscan(pid, &w.pid); !ok || err != nil || w.pid <= 0 {
-		return fmt.Errorf("-cpu %q: want target=pid or target/label=pid", v)
+		return fmt.Errorf("-cpu %q: want target=pid, target/label=pid, target/label=idle or target/label=self", v)
 	}
 	w.target, w.label, _ = strings.Cut(name, "/")
 	if w.label == "" {
@@ -103,8 +162,10 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 		targets targetList
 		buyers  string
 		cpu     cpuList
+		ctl     ctlList
 	)
-	fs.Var(&cpu, "cpu", "target=pid or target/label=pid (repeatable): report that process's CPU µs per request during the target's noop and sale storms (utime+stime from /proc); target/label=idle: the machine's idle time (all cores) instead")
+	fs.Var(&ctl, "perfctl", "target/noop=CTL:ACK or target/sale=CTL:ACK (repeatable): perf --control fifos enabled around the target's storms of that kind only")
+	fs.Var(&cpu, "cpu", "target=pid or target/label=pid (repeatable): report that process's CPU µs per request during the target's noop and sale storms (utime+stime from /proc); target/label=idle: the machine's idle time (all cores) instead; target/label=self: the load generator's own")
 	fs.Var(&targets, "target", "name=URL of a running server (repeatable), e.g. embedded=http://127.0.0.1:8080")
 	fs.StringVar(&cfg.secret, "secret", os.Getenv("LIVECART_AUTH_SECRET"), "the servers' auth secret (mints the tokens)")
 	fs.StringVar(&buyers, "buyers", "1000,5000", "comma-separated numbers of concurrent buyers")
@@ -122,6 +183,7 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 	}
 	cfg.targets = targets
 	cfg.cpu = cpu
+	cfg.ctl = ctl
 	if cfg.secret == "" {
 		return cfg, errors.New("-secret (or LIVECART_AUTH_SECRET) is required to mint tokens")
 	}
@@ -159,6 +221,8 @@ type runResult struct {
 	// cpuNoop, cpuSale: CPU µs per request of each watched process (by label) during
 	// the noop storms and during the sale storms
 	cpuNoop, cpuSale map[string]float64
+	// noopReqs, saleReqs: the requests of the run's noop and sale storms
+	noopReqs, saleReqs int
 }
 
 func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
@@ -254,6 +318,14 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 			labels = append(labels, w.label)
 		}
 	}
+	if len(cfg.ctl) > 0 {
+		var nn, ns int
+		for _, r := range results {
+			nn += r.noopReqs
+			ns += r.saleReqs
+		}
+		fmt.Printf("%-10s %7d %-8s noop %d, sale %d (all runs, the -perfctl windows)\n", t.name, n, "requests", nn, ns)
+	}
 	for _, l := range labels {
 		noop, _ := median(func(r runResult) float64 { return r.cpuNoop[l] })
 		sale, each := median(func(r runResult) float64 { return r.cpuSale[l] })
@@ -320,6 +392,9 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target
 		if first || moreNoop() {
 			noopStorms++
 			// Noop: two authenticated requests per buyer, like hold + checkout.
+			if err := perfCtl(cfg, t.name, "noop", "enable"); err != nil {
+				return res, err
+			}
 			before := cpu()
 			noopWall += phaseInto(ctx, &noopLat, tokens, cfg.ramp, func(tok string, rec func(time.Duration, bool)) {
 				for i := 0; i < 2; i++ {
@@ -329,12 +404,25 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target
 				}
 			})
 			charge(noopCPU, before)
+			if err := perfCtl(cfg, t.name, "noop", "disable"); err != nil {
+				return res, err
+			}
 		}
 		if first || moreSale() {
+			var ctlErr error
 			st, err := saleStorm(ctx, cfg, client, base, creator, tokens, quantity, &holdLat, &coLat, func() func() {
+				ctlErr = perfCtl(cfg, t.name, "sale", "enable")
 				before := cpu()
-				return func() { charge(saleCPU, before) }
+				return func() {
+					charge(saleCPU, before)
+					if err := perfCtl(cfg, t.name, "sale", "disable"); ctlErr == nil {
+						ctlErr = err
+					}
+				}
 			})
+			if err == nil {
+				err = ctlErr
+			}
 			if err != nil {
 				return res, err
 			}
@@ -352,6 +440,7 @@ func oneRun(cfg saleConfig, a *auth.Authenticator, client *http.Client, t target
 		}
 	}
 	res.noop = noopLat.stats(noopWall)
+	res.noopReqs, res.saleReqs = len(noopLat.d), len(holdLat.d)+len(coLat.d)
 	both := latencies{d: append(slices.Clone(holdLat.d), coLat.d...), ok: holdLat.ok + coLat.ok, fail: holdLat.fail + coLat.fail}
 	res.sale = both.stats(saleWall)
 	res.hold = holdLat.stats(holdWall)
