@@ -19,6 +19,11 @@ type Record struct {
 	// Lost is set (with Seq = the first seq the bus could deliver again) when events
 	// were lost for good (history trimmed during an outage): viewers must resync.
 	Lost bool
+	// Reset is set (with Seq = the stream's last seq now) when the stream's event log
+	// restarted (Redis lost its data: the seq went back): the records delivered before
+	// do not lead to the ones after. Viewers must start again from a snapshot at Seq;
+	// the records after Seq follow.
+	Reset bool
 }
 
 // Bus carries a stream's events to every node in seq order. The memory implementation

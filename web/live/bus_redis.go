@@ -71,7 +71,14 @@ const maxSeen = 10_000
 var _ Bus = (*RedisBus)(nil)
 
 type redisSub struct {
-	last    int64         // last seq delivered; -1 until the subscription is confirmed
+	last int64 // last seq delivered; -1 until the subscription is confirmed
+	// lastFrame is the frame at last (nil: unknown, or none): a restarted log's event
+	// at that seq is another frame (its ts).
+	lastFrame []byte
+	// msgSeq is the seq of the channel's last message since the subscription was
+	// (re)confirmed (0: none yet). Messages come in publication order, so their seq
+	// rises; one not above it belongs to a restarted log.
+	msgSeq  int64
 	initial int64         // last at confirmation: new subscribers get every later record
 	ready   chan struct{} // closed at confirmation
 	stale   bool          // a gap could not be filled yet: retry
@@ -451,7 +458,7 @@ func (b *RedisBus) receiveLoop(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				b.catchUp(ctx, streamOf(m.Channel))
+				b.catchUp(ctx, streamOf(m.Channel), true)
 			}
 		case *redis.Message:
 			b.onMessage(ctx, streamOf(m.Channel), m.Payload)
@@ -477,7 +484,7 @@ func (b *RedisBus) retryStale(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	for _, sid := range sids {
-		if !b.catchUp(ctx, sid) {
+		if !b.catchUp(ctx, sid, false) {
 			return // Redis does not answer: the next tick tries again
 		}
 	}
@@ -490,40 +497,86 @@ func (b *RedisBus) retryStale(ctx context.Context) {
 const lockedCallTimeout = 500 * time.Millisecond
 
 // catchUp initialises a new subscription, or delivers what history holds beyond the
-// last delivered seq (after a resubscription).
+// last delivered seq (after a resubscription: confirmed).
 // It reports false when Redis did not answer.
-func (b *RedisBus) catchUp(ctx context.Context, sid string) bool {
+func (b *RedisBus) catchUp(ctx context.Context, sid string, confirmed bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.subs[sid]
 	if s == nil {
 		return true
 	}
+	if confirmed {
+		s.msgSeq = 0
+	}
 	if s.last < 0 {
-		rctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
-		n, err := b.rdb.Get(rctx, b.key(sid, "seq")).Int64()
-		cancel()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		n, frame, err := b.readHead(ctx, sid)
+		if err != nil {
 			b.log.Warn("live: read seq", "stream", sid, "err", err)
 			return false // retried on the next tick
 		}
-		s.last, s.initial = n, n
+		s.last, s.initial, s.lastFrame = n, n, frame
 		close(s.ready)
 		return true
 	}
 	return b.fill(ctx, sid, s, "+")
 }
 
-// fill delivers the history records after s.last up to through ("+": all). Called
-// with b.mu held.
-func (b *RedisBus) fill(ctx context.Context, sid string, s *redisSub, through string) bool {
+// readHead reads the stream's last seq and, when its history holds it, that event's
+// frame, in one atomic step (bounded: b.mu is held).
+func (b *RedisBus) readHead(ctx context.Context, sid string) (int64, []byte, error) {
 	rctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
-	entries, err := b.rdb.XRange(rctx, b.key(sid, "history"), strconv.FormatInt(s.last+1, 10), through).Result()
+	defer cancel()
+	var get *redis.StringCmd
+	var top *redis.XMessageSliceCmd
+	_, err := b.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
+		get = p.Get(rctx, b.key(sid, "seq"))
+		top = p.XRevRangeN(rctx, b.key(sid, "history"), "+", "-", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, nil, err
+	}
+	n, err := get.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, nil, err
+	}
+	var frame []byte
+	if es := top.Val(); len(es) == 1 && es[0].ID == strconv.FormatInt(n, 10)+"-0" {
+		f, _ := es[0].Values["f"].(string)
+		frame = []byte(f)
+	}
+	return n, frame, nil
+}
+
+// fill delivers the history records after s.last up to through ("+": all). It reads
+// the entry at s.last too: if that is not the frame delivered there, or history holds
+// nothing from s.last on, the stream's log restarted (Redis lost its data) and the
+// subscribers start again from its head (restart). Called with b.mu held.
+func (b *RedisBus) fill(ctx context.Context, sid string, s *redisSub, through string) bool {
+	from := s.last + 1
+	if s.last > 0 {
+		from = s.last
+	}
+	rctx, cancel := context.WithTimeout(ctx, lockedCallTimeout)
+	entries, err := b.rdb.XRange(rctx, b.key(sid, "history"), strconv.FormatInt(from, 10), through).Result()
 	cancel()
 	if err != nil {
 		b.log.Warn("live: read history", "stream", sid, "err", err)
 		s.stale = true
 		return false
+	}
+	if from == s.last {
+		if len(entries) == 0 {
+			return b.restart(ctx, sid, s) // the log is behind what was delivered
+		}
+		if entries[0].ID == strconv.FormatInt(s.last, 10)+"-0" {
+			frame, _ := entries[0].Values["f"].(string)
+			if s.lastFrame != nil && frame != string(s.lastFrame) {
+				return b.restart(ctx, sid, s) // another event at that seq
+			}
+			entries = entries[1:]
+		} // else s.last was trimmed away: what follows is checked as before
 	}
 	for _, e := range entries {
 		seq, err := strconv.ParseInt(strings.TrimSuffix(e.ID, "-0"), 10, 64)
@@ -540,9 +593,29 @@ func (b *RedisBus) fill(ctx context.Context, sid string, s *redisSub, through st
 	return true
 }
 
+// restart makes the subscribers of a stream whose log restarted (its seq went back:
+// Redis restarted from an older snapshot, or lost its data) start again from the
+// log's head: they get a Reset record at its seq, then the records after it. Called
+// with b.mu held; false when Redis did not answer (retried as a gap).
+func (b *RedisBus) restart(ctx context.Context, sid string, s *redisSub) bool {
+	n, frame, err := b.readHead(ctx, sid)
+	if err != nil {
+		b.log.Warn("live: read seq", "stream", sid, "err", err)
+		s.stale = true
+		return false
+	}
+	b.log.Warn("live: the stream's event log restarted (redis lost its data?); its viewers start again from a snapshot",
+		"stream", sid, "delivered", s.last, "seq", n)
+	s.last, s.lastFrame, s.stale = n, frame, false
+	for _, fn := range s.fns {
+		fn(Record{Seq: n, Reset: true})
+	}
+	return true
+}
+
 func (b *RedisBus) deliver(s *redisSub, rec Record) {
 	if !rec.Lost {
-		s.last = rec.Seq
+		s.last, s.lastFrame = rec.Seq, rec.Frame
 	}
 	for _, fn := range s.fns {
 		fn(rec)
@@ -558,8 +631,21 @@ func (b *RedisBus) onMessage(ctx context.Context, sid, payload string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.subs[sid]
-	if s == nil || s.last < 0 || head.Seq <= s.last {
-		return // not ours yet, or already delivered from history
+	if s == nil || s.last < 0 {
+		return // not ours yet
+	}
+	prev := s.msgSeq
+	s.msgSeq = head.Seq
+	if head.Seq <= s.last {
+		switch {
+		case prev > 0 && head.Seq <= prev:
+			b.restart(ctx, sid, s) // the seq went back
+		case prev == 0:
+			// The first since the subscription: delivered from history, unless the log
+			// restarted since (fill checks the entry at s.last).
+			b.fill(ctx, sid, s, strconv.FormatInt(s.last, 10))
+		}
+		return // else already delivered from history
 	}
 	if head.Seq > s.last+1 || s.stale {
 		// A gap: fill it from history (which holds this record too).

@@ -264,18 +264,23 @@ func (c *conn) start(ctx context.Context, rm *room, since int64, hasSince, ended
 }
 
 func (c *conn) snapshotFrame(ctx context.Context, seq int64) (*frame, error) {
-	snap, err := c.snaps.Snapshot(ctx, c.sid)
+	return c.hub.snapshotFrame(ctx, c.snaps, c.sid, seq)
+}
+
+// snapshotFrame reads sid's state from snaps into a snapshot frame at seq.
+func (h *Hub) snapshotFrame(ctx context.Context, snaps SnapshotSource, sid string, seq int64) (*frame, error) {
+	snap, err := snaps.Snapshot(ctx, sid)
 	if err != nil {
 		return nil, err
 	}
-	snap.Viewers = c.hub.Viewers(ctx, c.sid)
+	snap.Viewers = h.Viewers(ctx, sid)
 	if snap.Pinned == nil {
 		snap.Pinned = []cart.Product{}
 	}
 	if snap.Sales == nil {
 		snap.Sales = []cart.Sale{}
 	}
-	now := c.hub.cfg.Now()
+	now := h.cfg.Now()
 	body, err := encodeBody(now, snap)
 	if err != nil {
 		return nil, err

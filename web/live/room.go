@@ -62,6 +62,12 @@ type room struct {
 	// nextPingSlot is the ping slot of the next connection to join: the room's
 	// connections take the slots in turn, so each tick pings its share.
 	nextPingSlot int
+	// After the stream's event log restarted (Record.Reset, restart), the events
+	// delivered wait in pending while resyncing, until the snapshot is read;
+	// resyncGen counts the restarts (a later one supersedes a read under way).
+	resyncing bool
+	resyncGen uint64
+	pending   []*frame
 }
 
 // acquireRoom returns sid's room, subscribing to the bus when it is new.
@@ -131,11 +137,21 @@ func (r *room) deliver(rec Record) {
 		r.closeAll(websocket.CloseTryAgainLater, "events lost; reconnect", true)
 		return
 	}
+	if rec.Reset {
+		r.restart(rec.Seq)
+		return
+	}
 	f := newFrame(rec.Seq, rec.Frame, now)
 	ended := isStreamEnded(rec.Frame)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hub.metrics.events.Inc()
+	if r.resyncing {
+		r.last = rec.Seq
+		r.ended = r.ended || ended
+		r.pending = append(r.pending, f)
+		return
+	}
 	r.hub.metrics.deliveries.Add(float64(len(r.conns)))
 	r.last = rec.Seq
 	if ended {
@@ -150,6 +166,61 @@ func (r *room) deliver(rec Record) {
 			r.out.add(c)
 		}
 		if ended {
+			c.closeAfterQueue(websocket.CloseNormalClosure, "stream ended")
+		}
+	}
+	r.out.flush()
+}
+
+// restart starts the room's connections again from a snapshot at seq: the stream's
+// event log restarted (Record.Reset: Redis lost its data, and the seq went back), so
+// what they have does not lead to the events that follow. Closing them instead would
+// not do: a client resuming with its since from the old log, once the new log's seq has
+// passed it, would be served the new events after it and miss those before. The events
+// delivered meanwhile wait until the snapshot is read, then follow it.
+func (r *room) restart(seq int64) {
+	r.hub.metrics.logRestarts.Inc()
+	r.mu.Lock()
+	r.last = seq
+	r.resyncGen++
+	g := r.resyncGen
+	r.resyncing, r.pending = true, nil
+	r.mu.Unlock()
+	if !r.hub.goBackground(func() { r.resync(g, seq) }) {
+		r.closeAll(websocket.CloseGoingAway, "server shutting down", true)
+	}
+}
+
+// resync reads the snapshot at seq for restart g and queues it on every connection,
+// then the events delivered since; if the read fails, the connections are closed
+// with 1013 (as a join that cannot read it).
+func (r *room) resync(g uint64, seq int64) {
+	h := r.hub
+	ctx, cancel := context.WithTimeout(h.backgroundCtx, h.cfg.JoinTimeout)
+	f, err := h.snapshotFrame(ctx, r.snapshots(), r.sid, seq)
+	cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.resyncGen != g {
+		return // a later restart reads its own
+	}
+	frames := append([]*frame{f}, r.pending...)
+	r.resyncing, r.pending = false, nil
+	if err != nil {
+		h.cfg.Logger.Warn("live: snapshot after the event log restarted", "stream", r.sid, "err", err)
+		for _, c := range r.conns {
+			c.drop(websocket.CloseTryAgainLater, "unavailable")
+		}
+		return
+	}
+	h.metrics.deliveries.Add(float64(len(r.conns) * len(frames)))
+	for _, c := range r.conns {
+		for _, fr := range frames {
+			if c.put(fr) {
+				r.out.add(c)
+			}
+		}
+		if r.ended {
 			c.closeAfterQueue(websocket.CloseNormalClosure, "stream ended")
 		}
 	}
