@@ -82,32 +82,51 @@ var errNoRawConn = errors.New("live: no raw connection")
 // the socket did not take (nil when all went out); it stays valid after scratch is
 // reused. scratch joins several frames.
 func (b *batchConn) tryWrite(frames []*frame, scratch *[]byte) (rest []byte, err error) {
-	if b.fd < 0 {
-		return nil, errNoRawConn
-	}
-	if b.closed {
-		return nil, net.ErrClosed
+	if err := b.sendable(); err != nil {
+		return nil, err
 	}
 	buf := frames[0].wire
 	if len(frames) > 1 {
-		j := (*scratch)[:0]
-		for _, f := range frames {
-			j = append(j, f.wire...)
-		}
+		j := appendFrames((*scratch)[:0], frames)
 		*scratch, buf = j, j
 	}
 	sent, errno := sendNow(b.fd, buf)
 	if errno != 0 {
 		return nil, errno
 	}
-	if sent == len(buf) {
-		return nil, nil
+	return restAfter(buf, sent, len(frames) > 1), nil
+}
+
+// sendable says whether the shard may send on b now (the caller holds mu): not without
+// a descriptor, nor once Close has begun.
+func (b *batchConn) sendable() error {
+	if b.fd < 0 {
+		return errNoRawConn
 	}
-	rest = buf[sent:]
-	if len(frames) > 1 {
-		rest = append([]byte(nil), rest...)
+	if b.closed {
+		return net.ErrClosed
 	}
-	return rest, nil
+	return nil
+}
+
+// appendFrames appends frames' wire bytes to dst.
+func appendFrames(dst []byte, frames []*frame) []byte {
+	for _, f := range frames {
+		dst = append(dst, f.wire...)
+	}
+	return dst
+}
+
+// restAfter is what a send of buf that took sent bytes left: nil when all went out; a
+// copy when buf is scratch space (joined), else part of a frame's immutable wire bytes.
+func restAfter(buf []byte, sent int, joined bool) []byte {
+	if sent >= len(buf) {
+		return nil
+	}
+	if joined {
+		return append([]byte(nil), buf[sent:]...)
+	}
+	return buf[sent:]
 }
 
 // finishWrite sends, waiting up to deadline, what tryWrite left, then releases mu,

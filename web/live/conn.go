@@ -453,12 +453,24 @@ func (c *conn) prefetch() {
 // send. What the socket does not take goes to the writer goroutine, with bc.mu still
 // held so that nothing (a pong from the reader, a ping) lands inside the frame.
 func (c *conn) flushFast(scratch *[]byte) {
+	batch, ok := c.flushBegin()
+	if !ok {
+		return
+	}
+	rest, err := c.bcMem.tryWrite(batch, scratch)
+	c.flushEnd(batch, rest, err)
+}
+
+// flushBegin takes c's queue for the shard to send. When ok, bc.mu is held, and
+// flushEnd must follow with the send's outcome (the shard may send several
+// connections' batches, each under its bc.mu, before it ends them).
+func (c *conn) flushBegin() (batch []*frame, ok bool) {
 	bc := &c.bcMem // c.bc, without loading the pointer
 	c.mu.Lock()
 	c.inShard = false
 	if c.inWriter || c.closeCode != 0 || (len(c.queue) == 0 && !c.pingDue) {
 		c.mu.Unlock()
-		return
+		return nil, false
 	}
 	// Someone else is writing (a pong, a ping, a blocked write): let the writer wait.
 	// Taking bc.mu under c.mu keeps the batches in queue order.
@@ -466,9 +478,9 @@ func (c *conn) flushFast(scratch *[]byte) {
 		c.inWriter = true
 		c.mu.Unlock()
 		c.signal()
-		return
+		return nil, false
 	}
-	batch := c.queue
+	batch = c.queue
 	c.queue, c.spare = c.spare[:0], nil
 	c.queuedBytes = 0
 	if c.pingDue { // after the data: a ping is a whole frame, never inside one
@@ -478,8 +490,14 @@ func (c *conn) flushFast(scratch *[]byte) {
 	c.shardBusy = true
 	c.sendingAt = oldestAt(batch)
 	c.mu.Unlock()
+	return batch, true
+}
 
-	rest, err := bc.tryWrite(batch, scratch)
+// flushEnd ends the shard's send of batch (from flushBegin): rest is what the socket
+// did not take (nil: all went out), err why the send failed. The rest goes to the
+// writer goroutine with bc.mu; otherwise bc.mu is released.
+func (c *conn) flushEnd(batch []*frame, rest []byte, err error) {
+	bc := &c.bcMem
 	var restAt time.Time
 	if rest != nil {
 		total := 0

@@ -90,6 +90,11 @@ type Config struct {
 	// Writers is the number of writer shards that send events to the connections
 	// (GOMAXPROCS).
 	Writers int
+	// SendBatch is how many connections' sends a writer shard hands io_uring per
+	// io_uring_enter (Linux): 0 leaves it to LIVECART_LIVE_IOURING (unset: 256; 0 or
+	// off: no io_uring); below 0, no io_uring: one sendto(2) per connection, as also
+	// where io_uring_setup fails.
+	SendBatch int
 }
 
 func (c *Config) setDefaults() {
@@ -134,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Writers <= 0 {
 		c.Writers = runtime.GOMAXPROCS(0)
+	}
+	if c.SendBatch == 0 {
+		c.SendBatch = ringBatchFromEnv()
 	}
 }
 
@@ -183,7 +191,7 @@ func NewHub(cfg Config) *Hub {
 	h := &Hub{
 		cfg:       cfg,
 		metrics:   newMetrics(cfg.Metrics),
-		writers:   newWriterPool(cfg.Writers),
+		writers:   newWriterPool(cfg.Writers, cfg.SendBatch),
 		stop:      make(chan struct{}),
 		loopDone:  make(chan struct{}),
 		sweepDone: make(chan struct{}),
