@@ -173,10 +173,16 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) {
 			toSubmit -= uint32(got)
 		} else if errno != syscall.EINTR && errno != syscall.EAGAIN && errno != syscall.EBUSY {
 			// The ring failed (it does not in practice). The sends not submitted
-			// are taken back; those already completed are reaped below; the ring is
-			// not used again (broken), and the rest count as failed (EIO).
+			// (the last toSubmit: the kernel takes them in order) are taken back and
+			// answer EAGAIN, so their bytes go to their writer goroutines as a full
+			// socket's would; those already completed are reaped below; the ring is
+			// not used again (broken). A submitted send whose completion never came
+			// counts as failed (EIO): it may have sent part of its bytes.
 			r.broken = true
 			atomic.StoreUint32(r.sqTail, tail+n-toSubmit)
+			for i := n - toSubmit; i < n; i++ {
+				res[i] = -int32(syscall.EAGAIN)
+			}
 		}
 		head := *r.cqHead
 		ctail := atomic.LoadUint32(r.cqTail)

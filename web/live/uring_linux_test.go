@@ -223,3 +223,35 @@ func TestRingBatchFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestRingBrokenFallsBack: when io_uring_enter fails (the ring's descriptor made
+// /dev/null behind the shard's back, so the call answers an error), the sends of
+// that batch go to their writer goroutines as a full socket's would and the rest of
+// the pass, and later passes, use sendNow: every client still gets every event once,
+// in order, and none is dropped (the batch's connections were closed with EIO before).
+func TestRingBrokenFallsBack(t *testing.T) {
+	if r := newSendRing(4); r == nil {
+		t.Skip("io_uring_setup refused here")
+	} else {
+		r.close()
+	}
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, Writers: 1, SendBatch: 4})
+	null, err := syscall.Open("/dev/null", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(null)
+	s := ts.hub.writers.shards[0]
+	if s.ring == nil {
+		t.Fatal("the shard has no ring")
+	}
+	// The shard is idle (no client yet): its next io_uring_enter meets /dev/null.
+	if err := syscall.Dup3(null, s.ring.fd, syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	fanOutExactlyOnce(t, ts)
+	ts.hub.Close() // the shard's goroutine has ended: its fields are ours to read
+	if !s.ring.broken {
+		t.Fatal("the ring is not marked broken after io_uring_enter failed")
+	}
+}

@@ -113,6 +113,10 @@ func (s *writerShard) flushRing(list []*conn) {
 		if i+1 < len(list) {
 			list[i+1].prefetch()
 		}
+		if s.ring.broken { // failed in this pass (sendAll): the rest with sendNow
+			c.flushFast(&s.scratch)
+			continue
+		}
 		batch, ok := c.flushBegin()
 		if !ok {
 			continue
