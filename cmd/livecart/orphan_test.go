@@ -5,8 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,26 +39,8 @@ func startKillableEmbedded(t *testing.T, bin, dataDir, secret string) (base stri
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	cmd := exec.Command(bin, "--config", conf)
-	cmd.Env = append(os.Environ(), "LIVECART_ADDR="+addr, "LIVECART_UDP_PORT="+strconv.Itoa(freeUDPPort(t)),
+	return startKillableProcess(t, "embedded node", bin, conf, addr,
 		"LIVECART_AUTH_SECRET="+secret, "LIVECART_DATA_DIR="+dataDir, "LIVECART_STORE=embedded")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	kill = sync.OnceFunc(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	t.Cleanup(kill)
-	base = "http://" + addr
-	for i := 0; readyz(base) != 200; i++ {
-		if i > 300 {
-			t.Fatalf("embedded node did not get ready within 30 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return base, kill
 }
 
 // waitStatus polls base until the stream's status is want, failing after d.

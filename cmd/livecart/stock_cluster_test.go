@@ -285,10 +285,21 @@ func startKillableNodeWith(t *testing.T, name, prefix string, env ...string) (ba
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("store: redis\nredis:\n  url: redis://127.0.0.1:6379/0\n  prefix: %s\nlog:\n  level: warn\n", prefix)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	env = append([]string{"LIVECART_AUTH_SECRET=" + clusterSecret, "LIVECART_NODE_ID=" + name,
+		"LIVECART_DATA_DIR=" + filepath.Join(dir, "data")}, env...)
+	return startKillableProcess(t, name, bin, conf, addr, env...)
+}
+
+// startKillableProcess runs bin --config conf serving on addr (a free UDP port for its
+// media), with env (KEY=value) over the test's own environment, waits up to 30 s for
+// its /readyz, and returns its base URL and the kill (SIGKILL, waited for; also at the
+// test's end). Its log goes to the test's stderr.
+func startKillableProcess(t *testing.T, name, bin, conf, addr string, env ...string) (base string, kill func()) {
+	t.Helper()
 	cmd := exec.Command(bin, "--config", conf)
-	cmd.Env = append(os.Environ(), "LIVECART_ADDR="+addr, "LIVECART_UDP_PORT="+strconv.Itoa(freeUDPPort(t)),
-		"LIVECART_AUTH_SECRET="+clusterSecret, "LIVECART_NODE_ID="+name, "LIVECART_DATA_DIR="+filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(), "LIVECART_ADDR="+addr, "LIVECART_UDP_PORT="+strconv.Itoa(freeUDPPort(t)))
 	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
