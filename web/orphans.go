@@ -72,10 +72,11 @@ func (s *Server) releaseOrphans(ctx context.Context, release bool) bool {
 		case !release || o.Session == "" || o.Seen.After(s.deps.Now().Add(-orphanAfter)):
 			continue
 		}
-		if gone, err := s.originGone(ctx, st.ID, o); err != nil || !gone {
-			if err != nil {
-				return false
-			}
+		gone, err := s.originGone(ctx, st.ID, o)
+		if err != nil {
+			return false
+		}
+		if !gone {
 			continue
 		}
 		lctx, cancel := s.storeCtx(ctx)

@@ -96,11 +96,8 @@ func (c *unitCollector) collectSales(ctx context.Context, ch chan<- prometheus.M
 		for _, v := range []unitState{{"quantity", sale.Quantity}, {"remaining", sale.Remaining}, {"held", sale.Held}, {"sold", sale.Sold}, {"returned", sale.Returned}} {
 			ch <- prometheus.MustNewConstMetric(saleUnitsDesc, prometheus.GaugeValue, float64(v.n), sale.StreamID, sale.ID, v.state)
 		}
-		ok := 0.0
-		if sale.Quantity == sale.Remaining+sale.Held+sale.Sold+sale.Returned {
-			ok = 1
-		}
-		ch <- prometheus.MustNewConstMetric(saleInvariantDesc, prometheus.GaugeValue, ok, sale.StreamID, sale.ID)
+		ok := sale.Quantity == sale.Remaining+sale.Held+sale.Sold+sale.Returned
+		ch <- prometheus.MustNewConstMetric(saleInvariantDesc, prometheus.GaugeValue, bool01(ok), sale.StreamID, sale.ID)
 	}
 	return nil
 }

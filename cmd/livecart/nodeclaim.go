@@ -42,10 +42,13 @@ return 0`)
 // less than nodeClaimTTL ago), through rdb (the live channel's client).
 func (m *Main) nodeRunning(rdb redis.UniversalClient) func(ctx context.Context, nodeID string) (bool, error) {
 	return func(ctx context.Context, nodeID string) (bool, error) {
-		n, err := rdb.Exists(ctx, m.cfg.Redis.Prefix+":node:"+nodeID).Result()
+		n, err := rdb.Exists(ctx, m.nodeClaimKey(nodeID)).Result()
 		return n > 0, err
 	}
 }
+
+// nodeClaimKey is the Redis key of the claim on a node id.
+func (m *Main) nodeClaimKey(nodeID string) string { return m.cfg.Redis.Prefix + ":node:" + nodeID }
 
 // errNodeIDInUse: another running node holds this node's id.
 var errNodeIDInUse = errors.New("in use by another running node on this Redis")
@@ -55,7 +58,7 @@ var errNodeIDInUse = errors.New("in use by another running node on this Redis")
 // Close (before rdb closes). A Redis that does not answer does not stop the start (the
 // node serves 503 until it does): the claim is taken once it answers.
 func (m *Main) claimNodeID(ctx context.Context, rdb redis.UniversalClient) error {
-	key := m.cfg.Redis.Prefix + ":node:" + m.cfg.NodeID
+	key := m.nodeClaimKey(m.cfg.NodeID)
 	b := make([]byte, 16)
 	rand.Read(b)
 	token := hex.EncodeToString(b)

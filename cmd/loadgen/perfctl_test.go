@@ -70,10 +70,8 @@ func TestPerfCtl(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctlFiles[ctl].Close()
-	ctlFiles[ack].Close()
-	delete(ctlFiles, ctl)
-	delete(ctlFiles, ack)
+	cfg.ctlFiles[ctl].Close()
+	cfg.ctlFiles[ack].Close()
 	if cmds := <-got; !slices.Equal(cmds, []string{"enable", "disable", "enable"}) {
 		t.Errorf("perf got %q, want enable, disable, enable", cmds)
 	}

@@ -33,6 +33,9 @@ type saleConfig struct {
 	storms   int        // with duration: at least this many storms of each kind per run
 	cpu      []cpuWatch // processes whose CPU time is read around each storm
 	ctl      []ctlWatch // perf control fifos switched on around each storm of a kind
+	// ctlFiles are ctl's fifos, opened on first use (an open waits for perf) and kept
+	// open: path → file. Used by the run's one goroutine only.
+	ctlFiles map[string]*os.File
 }
 
 // ctlWatch is a perf control fifo (perf stat/record --control fifo:CTL,ACK -D -1) that
@@ -57,10 +60,6 @@ func (l *ctlList) Set(v string) error {
 	return nil
 }
 
-// ctlFiles are the -perfctl fifos, opened on first use (an open waits for perf) and
-// kept open: path → file. Used by the run's one goroutine only.
-var ctlFiles = map[string]*os.File{}
-
 // perfCtl sends cmd (enable, disable) to each fifo of the target's storms of kind and
 // waits for perf's ack.
 func perfCtl(cfg saleConfig, t, kind, cmd string) error {
@@ -68,7 +67,7 @@ func perfCtl(cfg saleConfig, t, kind, cmd string) error {
 		if w.target != t || w.kind != kind {
 			continue
 		}
-		c, a := ctlFiles[w.ctl], ctlFiles[w.ack]
+		c, a := cfg.ctlFiles[w.ctl], cfg.ctlFiles[w.ack]
 		if c == nil {
 			var err error
 			if c, err = os.OpenFile(w.ctl, os.O_WRONLY, 0); err != nil {
@@ -78,7 +77,7 @@ func perfCtl(cfg saleConfig, t, kind, cmd string) error {
 				c.Close()
 				return fmt.Errorf("-perfctl: %w", err)
 			}
-			ctlFiles[w.ctl], ctlFiles[w.ack] = c, a
+			cfg.ctlFiles[w.ctl], cfg.ctlFiles[w.ack] = c, a
 		}
 		if _, err := fmt.Fprintln(c, cmd); err != nil {
 			return fmt.Errorf("-perfctl %s: %w", w.ctl, err)
@@ -183,7 +182,7 @@ func parseSaleFlags(args []string) (saleConfig, error) {
 	}
 	cfg.targets = targets
 	cfg.cpu = cpu
-	cfg.ctl = ctl
+	cfg.ctl, cfg.ctlFiles = ctl, map[string]*os.File{}
 	if cfg.secret == "" {
 		return cfg, errors.New("-secret (or LIVECART_AUTH_SECRET) is required to mint tokens")
 	}
