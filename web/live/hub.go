@@ -141,7 +141,10 @@ func (c *Config) setDefaults() {
 		c.Writers = runtime.GOMAXPROCS(0)
 	}
 	if c.SendBatch == 0 {
-		c.SendBatch = ringBatchFromEnv()
+		var err error
+		if c.SendBatch, err = ringBatchFromEnv(); err != nil {
+			c.Logger.Warn("live: " + err.Error())
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -71,18 +72,19 @@ const ringBatchDefault = 256
 // ringBatchFromEnv reads LIVECART_LIVE_IOURING: unset, "1" or "on": io_uring sends
 // with ringBatchDefault per io_uring_enter; "0" or "off": sendto(2), one per
 // connection; a number from 2 to 4096: io_uring with that many per io_uring_enter.
-func ringBatchFromEnv() int {
+// Any other value gives ringBatchDefault and an error saying what was wrong.
+func ringBatchFromEnv() (int, error) {
 	v := os.Getenv("LIVECART_LIVE_IOURING")
 	switch v {
 	case "", "1", "on", "true":
-		return ringBatchDefault
+		return ringBatchDefault, nil
 	case "0", "off", "false":
-		return 0
+		return 0, nil
 	}
 	if n, err := strconv.Atoi(v); err == nil && n >= 2 && n <= 4096 {
-		return n
+		return n, nil
 	}
-	return ringBatchDefault
+	return ringBatchDefault, fmt.Errorf("LIVECART_LIVE_IOURING=%q: want on, off or a batch size from 2 to 4096; using %d", v, ringBatchDefault)
 }
 
 // newSendRing sets up a ring for batches of up to n sends; nil when the kernel

@@ -218,8 +218,12 @@ func TestRingBatchFromEnv(t *testing.T) {
 	for v, want := range map[string]int{"": ringBatchDefault, "1": ringBatchDefault, "on": ringBatchDefault,
 		"0": 0, "off": 0, "64": 64, "2": 2, "4096": 4096, "5000": ringBatchDefault, "x": ringBatchDefault} {
 		t.Setenv("LIVECART_LIVE_IOURING", v)
-		if got := ringBatchFromEnv(); got != want {
+		got, err := ringBatchFromEnv()
+		if got != want {
 			t.Errorf("LIVECART_LIVE_IOURING=%q: got %d, want %d", v, got, want)
+		}
+		if bad := v == "5000" || v == "x"; (err != nil) != bad {
+			t.Errorf("LIVECART_LIVE_IOURING=%q: error %v, want one: %v", v, err, bad)
 		}
 	}
 }
