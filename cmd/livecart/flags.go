@@ -33,6 +33,9 @@ func runToken(args []string, getenv func(string) string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 { // parsing stopped there: the flags after it would be lost
+		return fmt.Errorf("token: unexpected argument %q (quote a --name with spaces)", fs.Arg(0))
+	}
 	if *user == "" {
 		return errors.New("token: --user is required")
 	}

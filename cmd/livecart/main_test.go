@@ -192,3 +192,23 @@ func TestTokenSubcommand(t *testing.T) {
 		t.Fatal("got no error without --user")
 	}
 }
+
+// An unquoted display name (--name Ann Lee) ends flag parsing at "Lee": the flags after it
+// were silently dropped, so `--user ann --name Ann Lee --role admin` printed a viewer
+// token and exit 0. Any argument left over is now refused and nothing is printed.
+func TestTokenSubcommandRefusesStrayArguments(t *testing.T) {
+	e := env(map[string]string{"LIVECART_AUTH_SECRET": "0123456789abcdef0123"})
+	for _, args := range [][]string{
+		{"--user", "ann", "--name", "Ann", "Lee", "--role", "admin"},
+		{"--role", "admin", "--user", "ann", "extra"},
+	} {
+		var out bytes.Buffer
+		err := runToken(args, e, &out)
+		if err == nil || !strings.Contains(err.Error(), "unexpected argument") {
+			t.Errorf("%q: got error %v and output %q, want an unexpected argument error", args, err, out.String())
+		}
+		if out.Len() != 0 {
+			t.Errorf("%q: printed %q, want no token", args, out.String())
+		}
+	}
+}
