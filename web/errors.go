@@ -90,8 +90,8 @@ func toAPIError(err error) *APIError {
 // found"); a message that is the sentinel alone, or has it elsewhere, stays as it is.
 func humanMessage(msg, sentinel string) string {
 	if rest, ok := strings.CutSuffix(msg, ": "+sentinel); ok && rest != "" {
-		if sentinel == cart.ErrNotFound.Error() {
-			return rest + " " + sentinel
+		if sentinel == cart.ErrNotFound.Error() && !strings.HasSuffix(rest, " "+sentinel) {
+			return rest + " " + sentinel // the Redis scripts' "product not found" says it already
 		}
 		return rest
 	}

@@ -116,3 +116,36 @@ func TestLiveHiddenProductNotLeaked(t *testing.T) {
 		t.Fatalf("got %s, want the product shown again with its 10 units", f.raw)
 	}
 }
+
+// TestHiddenProductRefusalMessage: on either store, holding a hidden product (directly or
+// through its sale) or selling it again is not_found with a readable message. The Redis
+// scripts' "product not found" came out as "product not found not found".
+func TestHiddenProductRefusalMessage(t *testing.T) {
+	for _, store := range []string{"bolt", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			var tweaks []func(*Deps)
+			if store == "redis" {
+				tweaks = append(tweaks, redisStore(t))
+			}
+			e := newTestEnv(t, tweaks...)
+			sh := e.shop()
+			owner, bob := e.token(auth.RoleCreator, "alice"), e.token(auth.RoleViewer, "bob")
+			resp, raw := e.do("PATCH", "/api/products/"+sh.product.ID, owner, map[string]bool{"hidden": true})
+			e.expect(resp, raw, http.StatusOK, "", nil)
+			for _, c := range []struct {
+				path, token string
+				body        map[string]any
+			}{
+				{"/api/cart/items", bob, map[string]any{"product_id": sh.product.ID, "quantity": 1}},
+				{"/api/cart/items", bob, map[string]any{"sale_id": sh.sale.ID, "quantity": 1}},
+				{"/api/streams/" + sh.st.ID + "/sales", owner, map[string]any{"product_id": sh.product.ID, "price_cents": 1, "quantity": 1, "duration_s": 60}},
+			} {
+				resp, raw := e.do("POST", c.path, c.token, c.body)
+				e.expect(resp, raw, http.StatusNotFound, "not_found", nil)
+				if strings.Contains(string(raw), "not found not found") {
+					t.Errorf("POST %s %v: message repeats itself: %s", c.path, c.body, raw)
+				}
+			}
+		})
+	}
+}
