@@ -262,6 +262,10 @@ func (c Config) validate() error {
 	if c.Live.EmitQueueMax < 1 || c.Live.EmitQueueMax > 1<<20 || c.Live.EmitQueueBytes < 1<<10 || c.Live.EmitQueueBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("live emit_queue_max %d, emit_queue_bytes %d: want 1..1048576 and 1 KiB..1 GiB", c.Live.EmitQueueMax, c.Live.EmitQueueBytes))
 	}
+	if r := c.RateLimits; r.PerIPPerSecond < 0 || r.PerIPBurst < 0 || r.HoldsPerUserPerSecond < 0 || r.CheckoutsPerUserPerSecond < 0 {
+		// A negative limit was taken as 0, off, without a word.
+		errs = append(errs, errors.New("rate_limits: want 0 (off) or more for each"))
+	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("http shutdown_timeout must be positive"))
 	}
