@@ -232,7 +232,11 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 // a WHEP resource id is unguessable and needs no bearer.
 func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, m, err := s.authorizeSession(r, k)
+		st, m, origin, err := s.authorizeSession(r, k)
+		if err == nil && origin != "" {
+			s.forwardSession(w, r, origin, "")
+			return
+		}
 		if err == nil {
 			err = m.Delete(st.ID, r.PathValue("rid"), k.role)
 		}
@@ -248,7 +252,7 @@ func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 // (422, RFC 9725 §4.3.2).
 func (s *Server) mediaPatch(k mediaKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, m, err := s.authorizeSession(r, k)
+		st, m, origin, err := s.authorizeSession(r, k)
 		rid := r.PathValue("rid")
 		var frag string
 		if err == nil {
@@ -258,6 +262,10 @@ func (s *Server) mediaPatch(k mediaKind) http.HandlerFunc {
 			if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag(rid) {
 				err = apiError(http.StatusPreconditionFailed, "precondition_failed", "If-Match does not match the session's ETag")
 			}
+		}
+		if err == nil && origin != "" {
+			s.forwardSession(w, r, origin, frag)
+			return
 		}
 		if err == nil {
 			err = m.Patch(st.ID, rid, k.role, frag)
@@ -335,22 +343,85 @@ func (s *Server) authorizeMedia(r *http.Request, k mediaKind) (cart.Stream, erro
 
 // authorizeSession runs the checks of a request on a session (DELETE, PATCH) in the
 // API's order: 401 (bearer), 404 (stream, then session), 403 (checkMediaAccess).
-func (s *Server) authorizeSession(r *http.Request, k mediaKind) (cart.Stream, Media, error) {
-	st, err := s.mediaStream(r, k)
+// origin is set when the session is a WHIP session of another node (sessionElsewhere):
+// the request is to be passed on there.
+func (s *Server) authorizeSession(r *http.Request, k mediaKind) (st cart.Stream, m Media, origin string, err error) {
+	st, err = s.mediaStream(r, k)
 	if err == nil && k.role == stream.RolePublisher && identity(r).Anonymous() && !auth.KeyEqual(bearer(r), st.StreamKey) {
 		err = apiError(http.StatusUnauthorized, "unauthorized", "bearer is neither a valid token nor the stream key")
 	}
-	var m Media
 	if err == nil {
 		m, err = s.media()
 	}
 	if err == nil && !m.Exists(st.ID, r.PathValue("rid"), k.role) {
-		err = apiError(http.StatusNotFound, "not_found", "no such media session")
+		if k.role == stream.RolePublisher {
+			origin = s.sessionElsewhere(r, st.ID, r.PathValue("rid"))
+		}
+		if origin == "" {
+			err = apiError(http.StatusNotFound, "not_found", "no such media session")
+		}
 	}
 	if err == nil {
 		err = s.checkMediaAccess(r, k, st)
 	}
-	return st, m, err
+	return st, m, origin, err
+}
+
+// forwardedHeader marks a session request one node passed on to another, which then
+// answers it itself.
+const forwardedHeader = "X-Livecart-Forwarded-By"
+
+// sessionElsewhere returns the base URL of the node that holds the stream's WHIP
+// session rid, "" when that is not another node (or not known). Any node answers a
+// publisher's WHIP, and so the DELETE or PATCH of its session too: behind a load
+// balancer they may reach another node than the POST did. A request already passed
+// on is not passed on again.
+func (s *Server) sessionElsewhere(r *http.Request, sid, rid string) string {
+	if !s.clustered() || r.Header.Get(forwardedHeader) != "" {
+		return ""
+	}
+	ctx, cancel := s.storeCtx(r.Context())
+	defer cancel()
+	o, err := s.deps.Store.MediaOrigin(ctx, sid, s.deps.Now())
+	if err != nil || o.Session != rid || o.NodeID == s.deps.Options.NodeID || o.URL == "" {
+		return ""
+	}
+	return o.URL
+}
+
+// forwardClient passes session requests on to other nodes (no keep-alive, as the
+// cascade's: they are rare).
+var forwardClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}, Timeout: 10 * time.Second}
+
+// forwardSession passes r, a DELETE or PATCH (its fragment frag, already read) of a
+// session, on to origin and answers with origin's answer; 503 unavailable when origin
+// does not answer.
+func (s *Server) forwardSession(w http.ResponseWriter, r *http.Request, origin, frag string) {
+	target := strings.TrimRight(origin, "/") + r.URL.EscapedPath()
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, target, strings.NewReader(frag))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "If-Match"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(forwardedHeader, s.deps.Options.NodeID)
+	resp, err := forwardClient.Do(req)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %s %s: %v", cart.ErrUnavailable, r.Method, target, err))
+		return
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", "ETag", "Retry-After"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, io.LimitReader(resp.Body, MaxSDPBody))
 }
 
 // mediaStream: WHIP needs a bearer (401), then the stream must exist (404).
