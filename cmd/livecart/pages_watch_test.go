@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,9 +340,11 @@ func TestWatchPageOfflineMarksStale(t *testing.T) {
 	card := fmt.Sprintf(`document.querySelector('#pinned .card[data-id=%s]')`, e2e.JSON(p.ID))
 	tab.WaitFor("caught up once online", `document.querySelector('#conn').hidden && `+card, 5*time.Second)
 	ws := proxy.requestLines("/ws/")
-	if len(ws) < 2 || !regexp.MustCompile(`[?&]since=[1-9][0-9]*`).MatchString(ws[len(ws)-1]) {
-		t.Errorf("got websocket requests %q, want the last one to resume with since=<seq>", ws)
+	if len(ws) < 2 || !regexp.MustCompile(`[?&]since=[1-9][0-9]*`).MatchString(ws[len(ws)-1]) ||
+		!regexp.MustCompile(`[?&]since_ts=[^&\s]+`).MatchString(ws[len(ws)-1]) {
+		t.Fatalf("got websocket requests %q, want the last one to resume with since=<seq>&since_ts=<its ts>", ws)
 	}
+	resumeServedFromHistory(t, f.srv.main.Addr(), ws[len(ws)-1])
 	if issues := tab.Issues(); len(issues) > 0 {
 		t.Errorf("page logged errors: %q", issues)
 	}
@@ -415,4 +420,33 @@ func TestWatchPagePlayByKeyboard(t *testing.T) {
 	}
 	tab.Run(5*time.Second, chromedp.KeyEvent("\r"))
 	tab.WaitFor("play started by the key", `window.gesturePlays > 0`, 3*time.Second)
+}
+
+// resumeServedFromHistory dials the page's resume request again (its request line) and
+// checks that the server serves it from history: the first frame is the event after
+// since, not a snapshot, so the since_ts the page sent is the ts the server has for
+// its event at since.
+func resumeServedFromHistory(t *testing.T, addr, requestLine string) {
+	t.Helper()
+	fields := strings.Fields(requestLine)
+	if len(fields) < 2 {
+		t.Fatalf("request line %q", requestLine)
+	}
+	u, err := url.Parse(fields[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	since, err := strconv.ParseInt(u.Query().Get("since"), 10, 64)
+	if err != nil {
+		t.Fatalf("since in %q: %v", requestLine, err)
+	}
+	c := dialWSURL(t, "ws://"+addr+fields[1])
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var first struct {
+		Type string
+		Seq  int64
+	}
+	if err := c.ReadJSON(&first); err != nil || first.Type == "snapshot" || first.Seq != since+1 {
+		t.Fatalf("the page's resume %s again: got %s seq %d (%v), want the event at seq %d from history", fields[1], first.Type, first.Seq, err, since+1)
+	}
 }

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,4 +113,27 @@ func buildUnsequenced(typ string, body []byte) []byte {
 type frameHead struct {
 	Type string `json:"type"`
 	Seq  int64  `json:"seq"`
+}
+
+// frameTs returns the ts of a sequenced frame ({"type":..,"seq":N,"ts":"..",..}) as a
+// slice of it, nil when it has none. Two events given the same seq by two logs (Redis
+// lost the stream's log, or restarted from an older snapshot; the embedded node
+// restored an older data file) are told apart by it: each event's ts is the time its
+// node made it, to the nanosecond.
+func frameTs(frame []byte) []byte {
+	i := bytes.Index(frame, []byte(`,"seq":`))
+	if i < 0 {
+		return nil
+	}
+	rest := frame[i+len(`,"seq":`):]
+	j := bytes.IndexByte(rest, ',')
+	if j < 0 || !bytes.HasPrefix(rest[j:], []byte(`,"ts":"`)) {
+		return nil
+	}
+	rest = rest[j+len(`,"ts":"`):]
+	k := bytes.IndexByte(rest, '"')
+	if k <= 0 {
+		return nil
+	}
+	return rest[:k:k]
 }

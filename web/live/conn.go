@@ -118,7 +118,7 @@ func writeAPIError(w http.ResponseWriter, status int, code, msg string) {
 // ServeWS upgrades the request and serves sid's events until the connection ends.
 // The web layer has already checked that the stream exists and who is asking.
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt ServeOptions) {
-	since, hasSince, err := parseSince(r)
+	res, err := parseSince(r)
 	if err != nil {
 		writeAPIError(w, http.StatusBadRequest, "bad_request", "since must be a non-negative integer")
 		return
@@ -155,7 +155,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		h.conns.Done()
 		return
 	}
-	if err := c.start(jctx, rm, since, hasSince, opt.Ended); err != nil {
+	if err := c.start(jctx, rm, res, opt.Ended); err != nil {
 		h.cfg.Logger.Warn("live: start", "stream", sid, "err", err)
 		c.writeCloseDirect(websocket.CloseTryAgainLater, "unavailable")
 		c.finish(rm, cancel)
@@ -184,16 +184,26 @@ func (c *conn) finish(rm *room, cancel context.CancelFunc) {
 	c.hub.conns.Done()
 }
 
-func parseSince(r *http.Request) (int64, bool, error) {
-	s := r.URL.Query().Get("since")
+// resume is what a client resuming asks for: the events after since (has), and, with
+// hasTs, only if its event at since is the history's (its ts is sinceTs).
+type resume struct {
+	since   int64
+	has     bool
+	sinceTs string
+	hasTs   bool
+}
+
+func parseSince(r *http.Request) (resume, error) {
+	q := r.URL.Query()
+	s := q.Get("since")
 	if s == "" {
-		return 0, false, nil
+		return resume{}, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
-		return 0, false, errors.New("bad since")
+		return resume{}, errors.New("bad since")
 	}
-	return n, true, nil
+	return resume{since: n, has: true, sinceTs: q.Get("since_ts"), hasTs: q.Has("since_ts")}, nil
 }
 
 // setPresence writes rm's count to the shared Presence after a change of its
@@ -223,28 +233,30 @@ func (h *Hub) writePresence(rm *room, what string) {
 }
 
 // start registers c in the room and queues its first frames: the missed events when
-// since can be served from history, else a snapshot.
-func (c *conn) start(ctx context.Context, rm *room, since int64, hasSince, ended bool) error {
-	last, roomEnded := rm.add(c)
+// the resume can be served from history, else a snapshot.
+func (c *conn) start(ctx context.Context, rm *room, res resume, ended bool) error {
+	last, lastTs, roomEnded := rm.add(c)
 	if c.hub.isClosed() { // Close may have listed the room's connections before this one
 		c.drop(websocket.CloseGoingAway, "server shutting down")
 	}
 	c.hub.setPresence(rm)
 	var first []*frame
-	if hasSince && since <= last {
-		recs, ok, err := c.hub.cfg.Bus.Since(ctx, c.sid, since, last)
+	resumed := false
+	if res.has && res.since <= last {
+		recs, ok, err := c.history(ctx, res, last)
 		if err != nil {
 			return err
 		}
 		if ok {
+			resumed = true
 			now := c.hub.cfg.Now()
 			for _, rec := range recs {
 				first = append(first, newFrame(rec.Seq, rec.Frame, now))
 			}
 		}
 	}
-	if first == nil && !(hasSince && since == last) {
-		f, err := c.snapshotFrame(ctx, last)
+	if !resumed {
+		f, err := c.hub.snapshotFrame(ctx, c.snaps, c.sid, last, rm.seqTs(ctx, last, lastTs))
 		if err != nil {
 			return err
 		}
@@ -263,17 +275,36 @@ func (c *conn) start(ctx context.Context, rm *room, since int64, hasSince, ended
 	return nil
 }
 
-func (c *conn) snapshotFrame(ctx context.Context, seq int64) (*frame, error) {
-	return c.hub.snapshotFrame(ctx, c.snaps, c.sid, seq)
+// history returns the records after res.since up to last, ok false when the bus's
+// history cannot serve them. With since_ts (res.hasTs) it must also hold the event at
+// since with that very ts: a client whose event at since is another log's (Redis lost
+// the stream's log or went back to an older snapshot, the embedded node restored an
+// older data file, and the new log's seq has passed since) would otherwise be sent
+// events that do not follow its own. At since 0 (no event: nothing to check) it
+// cannot.
+func (c *conn) history(ctx context.Context, res resume, last int64) ([]Record, bool, error) {
+	if !res.hasTs {
+		return c.hub.cfg.Bus.Since(ctx, c.sid, res.since, last)
+	}
+	if res.since == 0 {
+		return nil, false, nil
+	}
+	recs, ok, err := c.hub.cfg.Bus.Since(ctx, c.sid, res.since-1, last)
+	if err != nil || !ok || len(recs) == 0 || string(frameTs(recs[0].Frame)) != res.sinceTs {
+		return nil, false, err
+	}
+	return recs[1:], true, nil
 }
 
-// snapshotFrame reads sid's state from snaps into a snapshot frame at seq.
-func (h *Hub) snapshotFrame(ctx context.Context, snaps SnapshotSource, sid string, seq int64) (*frame, error) {
+// snapshotFrame reads sid's state from snaps into a snapshot frame at seq, with seqTs,
+// the ts of the event at seq (none when nil).
+func (h *Hub) snapshotFrame(ctx context.Context, snaps SnapshotSource, sid string, seq int64, seqTs []byte) (*frame, error) {
 	snap, err := snaps.Snapshot(ctx, sid)
 	if err != nil {
 		return nil, err
 	}
 	snap.Viewers = h.Viewers(ctx, sid)
+	snap.SeqTs = string(seqTs)
 	if snap.Pinned == nil {
 		snap.Pinned = []cart.Product{}
 	}

@@ -31,6 +31,10 @@ type Snapshot struct {
 	Sales   []cart.Sale    `json:"sales"`
 	Viewers int            `json:"viewers"`
 	Media   MediaState     `json:"media"`
+	// SeqTs is the ts of the event at the snapshot's seq (the hub fills it; empty, and
+	// left out, when there is none or it is no longer known): a client resuming from
+	// the snapshot sends it as since_ts.
+	SeqTs string `json:"seq_ts,omitempty"`
 }
 
 // MediaState is whether the stream's audio and video are muted for viewers.

@@ -98,6 +98,7 @@ type msg struct {
 	Type      string          `json:"type"`
 	Seq       int64           `json:"seq"`
 	TS        string          `json:"ts"`
+	SeqTs     string          `json:"seq_ts"`
 	Code      string          `json:"code"`
 	Text      string          `json:"text"`
 	Count     int             `json:"count"`

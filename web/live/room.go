@@ -58,7 +58,10 @@ type room struct {
 	conns []*conn
 	out   fanOut // the connections of the event being delivered, by writer shard
 	last  int64  // seq of the last event delivered here; -1 before the first
-	ended bool   // a stream event said "ended"
+	// lastTs is the ts of the event at last (a slice of its frame; nil: not known
+	// here, as after a subscription or a restart: read from the bus when needed).
+	lastTs []byte
+	ended  bool // a stream event said "ended"
 	// nextPingSlot is the ping slot of the next connection to join: the room's
 	// connections take the slots in turn, so each tick pings its share.
 	nextPingSlot int
@@ -132,7 +135,7 @@ func (r *room) deliver(rec Record) {
 	now := r.hub.cfg.Now()
 	if rec.Lost {
 		r.mu.Lock()
-		r.last = rec.Seq - 1
+		r.last, r.lastTs = rec.Seq-1, nil
 		r.mu.Unlock()
 		r.closeAll(websocket.CloseTryAgainLater, "events lost; reconnect", true)
 		return
@@ -146,14 +149,15 @@ func (r *room) deliver(rec Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hub.metrics.events.Inc()
+	ts := frameTs(rec.Frame)
 	if r.resyncing {
-		r.last = rec.Seq
+		r.last, r.lastTs = rec.Seq, ts
 		r.ended = r.ended || ended
 		r.pending = append(r.pending, f)
 		return
 	}
 	r.hub.metrics.deliveries.Add(float64(len(r.conns)))
-	r.last = rec.Seq
+	r.last, r.lastTs = rec.Seq, ts
 	if ended {
 		r.ended = true
 	}
@@ -181,7 +185,7 @@ func (r *room) deliver(rec Record) {
 func (r *room) restart(seq int64) {
 	r.hub.metrics.logRestarts.Inc()
 	r.mu.Lock()
-	r.last = seq
+	r.last, r.lastTs = seq, nil
 	r.resyncGen++
 	g := r.resyncGen
 	r.resyncing, r.pending = true, nil
@@ -197,7 +201,7 @@ func (r *room) restart(seq int64) {
 func (r *room) resync(g uint64, seq int64) {
 	h := r.hub
 	ctx, cancel := context.WithTimeout(h.backgroundCtx, h.cfg.JoinTimeout)
-	f, err := h.snapshotFrame(ctx, r.snapshots(), r.sid, seq)
+	f, err := h.snapshotFrame(ctx, r.snapshots(), r.sid, seq, r.seqTs(ctx, seq, nil))
 	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -253,9 +257,31 @@ func (r *room) snapshots() SnapshotSource {
 	return r.hub.cfg.Snapshots
 }
 
-// add registers c and returns the seq of the last event already delivered here: c
-// gets every later one.
-func (r *room) add(c *conn) (last int64, ended bool) {
+// seqTs is the ts of the stream's event at seq (known: the room's, nil when it was
+// not known here), read from the bus's history when not known, and kept by the room if
+// it still is at seq. nil at seq 0, or when the history no longer holds it (a new
+// process's first seq on the embedded node, an ended stream's expired log): a
+// snapshot then carries none.
+func (r *room) seqTs(ctx context.Context, seq int64, known []byte) []byte {
+	if known != nil || seq <= 0 {
+		return known
+	}
+	recs, ok, err := r.hub.cfg.Bus.Since(ctx, r.sid, seq-1, seq)
+	if err != nil || !ok || len(recs) != 1 {
+		return nil
+	}
+	ts := frameTs(recs[0].Frame)
+	r.mu.Lock()
+	if r.last == seq && r.lastTs == nil && !r.resyncing {
+		r.lastTs = ts
+	}
+	r.mu.Unlock()
+	return ts
+}
+
+// add registers c and returns the seq of the last event already delivered here (and
+// its ts, nil when not known here): c gets every later one.
+func (r *room) add(c *conn) (last int64, lastTs []byte, ended bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !c.inRoom {
@@ -264,7 +290,7 @@ func (r *room) add(c *conn) (last int64, ended bool) {
 		r.nextPingSlot++
 		r.conns = append(r.conns, c)
 	}
-	return r.last, r.ended
+	return r.last, r.lastTs, r.ended
 }
 
 func (r *room) remove(c *conn) int {

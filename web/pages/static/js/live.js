@@ -1,6 +1,7 @@
 // LiveChannel keeps one websocket to /ws/{sid}: it reconnects with backoff, resumes
-// from the last seq it applied (?since=), notices gaps and stalls, and hands each
-// event to the page's handler for its type.
+// from the last seq it applied (?since=, with that event's ts as since_ts: a server
+// whose log restarted since answers a snapshot, not another log's events), notices
+// gaps and stalls, and hands each event to the page's handler for its type.
 
 export class LiveChannel {
   // handlers: { [type]: fn(event) }, plus onStatus(status, detail) where status is
@@ -10,6 +11,7 @@ export class LiveChannel {
     this.token = token || '';
     this.handlers = handlers;
     this.seq = 0;
+    this.seqTs = ''; // the ts of the event at seq (a snapshot's seq_ts)
     this.ws = null;
     this.attempt = 0;
     this.ended = false;
@@ -51,7 +53,10 @@ export class LiveChannel {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const q = new URLSearchParams();
     if (this.token) q.set('token', this.token);
-    if (this.seq > 0) q.set('since', String(this.seq));
+    if (this.seq > 0) {
+      q.set('since', String(this.seq));
+      q.set('since_ts', this.seqTs);
+    }
     const qs = q.toString();
     return `${proto}//${location.host}/ws/${encodeURIComponent(this.sid)}${qs ? '?' + qs : ''}`;
   }
@@ -112,6 +117,7 @@ export class LiveChannel {
     }
     if (ev.type === 'snapshot' || typeof ev.seq === 'number') {
       this.seq = typeof ev.seq === 'number' ? ev.seq : this.seq;
+      this.seqTs = (ev.type === 'snapshot' ? ev.seq_ts : ev.ts) || '';
     }
     const fn = this.handlers[ev.type];
     if (fn) {
