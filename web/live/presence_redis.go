@@ -3,7 +3,6 @@ package live
 import (
 	"context"
 	_ "embed"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,15 +11,19 @@ import (
 var (
 	//go:embed lua/count.lua
 	countLua string
+	//go:embed lua/setcount.lua
+	setCountLua string
 	//go:embed lua/announce.lua
 	announceLua string
 
 	countScript    = redis.NewScript(countLua)
+	setCountScript = redis.NewScript(setCountLua)
 	announceScript = redis.NewScript(announceLua)
 )
 
 // presenceTTL is how long a node's count stands without a refresh (the hub refreshes
-// every 10 s), so a crashed node's viewers disappear.
+// every 10 s), so a crashed node's viewers disappear: 20 to 30 s after it died, timed
+// by Redis's clock (whatever the nodes' clocks say).
 const presenceTTL = 30 * time.Second
 
 // RedisPresence keeps each node's count per stream in a hash field with an expiry.
@@ -28,7 +31,8 @@ type RedisPresence struct {
 	rdb    redis.UniversalClient
 	prefix string
 	node   string
-	now    func() time.Time
+	now    func() time.Time // the viewers events' interval (Announce)
+	ttl    time.Duration    // presenceTTL; tests shorten it
 }
 
 var _ Presence = (*RedisPresence)(nil)
@@ -38,7 +42,7 @@ func NewRedisPresence(rdb redis.UniversalClient, prefix, node string, now func()
 	if now == nil {
 		now = time.Now
 	}
-	return &RedisPresence{rdb: rdb, prefix: prefix, node: node, now: now}
+	return &RedisPresence{rdb: rdb, prefix: prefix, node: node, now: now, ttl: presenceTTL}
 }
 
 func (p *RedisPresence) key(sid, name string) string { return p.prefix + ":live:{" + sid + "}:" + name }
@@ -49,17 +53,12 @@ func (p *RedisPresence) SetLocal(ctx context.Context, sid string, n int) error {
 	if n == 0 {
 		return p.rdb.HDel(ctx, k, p.node).Err()
 	}
-	exp := p.now().Add(presenceTTL).UnixMilli()
-	pipe := p.rdb.TxPipeline()
-	pipe.HSet(ctx, k, p.node, strconv.Itoa(n)+":"+strconv.FormatInt(exp, 10))
-	pipe.PExpire(ctx, k, 2*presenceTTL)
-	_, err := pipe.Exec(ctx)
-	return err
+	return setCountScript.Run(ctx, p.rdb, []string{k}, p.node, n, p.ttl.Milliseconds()).Err()
 }
 
 // Count implements Presence.
 func (p *RedisPresence) Count(ctx context.Context, sid string) (int, error) {
-	return countScript.Run(ctx, p.rdb, []string{p.key(sid, "viewers")}, p.now().UnixMilli()).Int()
+	return countScript.Run(ctx, p.rdb, []string{p.key(sid, "viewers")}).Int()
 }
 
 // Announce implements Presence.

@@ -195,7 +195,9 @@ func TestPresenceConformance(t *testing.T) {
 			t.Fatalf("Announce of a new count after the interval: got false, want true")
 		}
 		if _, ok := a.(*RedisPresence); ok {
-			clk.Add(presenceTTL + time.Second) // b stops refreshing: it crashed
+			// b stops refreshing (it crashed): its count goes once it has stood the
+			// TTL, by Redis's clock (the test's presences stand 1 s).
+			time.Sleep(1100 * time.Millisecond)
 			a.SetLocal(ctx, sid, 3)
 			if n, _ := a.Count(ctx, sid); n != 3 {
 				t.Fatalf("after b expired: got %d, want 3", n)
@@ -211,8 +213,41 @@ func TestPresenceConformance(t *testing.T) {
 		rdb, prefix := testRedis(t, "livetest")
 		cleanupPrefix(t, rdb, prefix)
 		clk := &clock{t: time.Now()}
-		run(t, NewRedisPresence(rdb, prefix, "a", clk.Now), NewRedisPresence(rdb, prefix, "b", clk.Now), clk)
+		a, b := NewRedisPresence(rdb, prefix, "a", clk.Now), NewRedisPresence(rdb, prefix, "b", clk.Now)
+		a.ttl, b.ttl = time.Second, time.Second
+		run(t, a, b, clk)
 	})
+}
+
+// TestRedisPresenceDeadNodeGoesWhateverItsClock: node b, whose clock is an hour ahead,
+// counts 5 viewers, then dies (no refresh). Its count must go once it has stood the
+// TTL by Redis's clock, as a node's with the right time does. (Before: its count's
+// expiry was b's time + 30 s, compared with a's time: its dead viewers were counted
+// for an hour more.)
+func TestRedisPresenceDeadNodeGoesWhateverItsClock(t *testing.T) {
+	rdb, prefix := testRedis(t, "livetest")
+	cleanupPrefix(t, rdb, prefix)
+	ctx := context.Background()
+	sid := uuid.NewString()
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	a, b := NewRedisPresence(rdb, prefix, "a", nil), NewRedisPresence(rdb, prefix, "b", ahead)
+	a.ttl, b.ttl = time.Second, time.Second
+	if err := b.SetLocal(ctx, sid, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetLocal(ctx, sid, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Count(ctx, sid); err != nil || n != 8 {
+		t.Fatalf("both alive: got %d (%v), want 8", n, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := a.SetLocal(ctx, sid, 3); err != nil { // a refreshes; b is dead
+		t.Fatal(err)
+	}
+	if n, err := a.Count(ctx, sid); err != nil || n != 3 {
+		t.Fatalf("after b died and its count stood the TTL: got %d (%v), want 3", n, err)
+	}
 }
 
 // redisNode is one server instance on the shared Redis.

@@ -1,8 +1,10 @@
--- Sum the per-node viewer counts of a stream that have not expired; drop the others.
--- KEYS[1] hash node → "count:expires_ms"; ARGV[1] now in ms
+-- Sum the per-node viewer counts of a stream that have not expired (by Redis's time,
+-- as setcount.lua sets them); drop the others.
+-- KEYS[1] hash node → "count:expires_ms"
 local all = redis.call('HGETALL', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local total = 0
-local now = tonumber(ARGV[1])
 for i = 1, #all, 2 do
   local c, exp = string.match(all[i + 1], '^(%d+):(%d+)$')
   if c and tonumber(exp) > now then
