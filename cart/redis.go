@@ -145,6 +145,9 @@ type RedisStore struct {
 	// afterHoldNoScript, if set (tests only), runs when a hold batch found its script
 	// missing, before it runs the script again.
 	afterHoldNoScript func()
+	// streamKeyedIndex, if set (tests only), makes hold batches write the cart index's
+	// earlier form (stream → generation), as nodes before 2026-12-06 did.
+	streamKeyedIndex bool
 }
 
 // OpenRedis prepares a store on the Redis at url (redis://host:port/db). It does not

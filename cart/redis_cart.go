@@ -98,7 +98,8 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	dues := make([]any, 2, 2+2*len(calls))
 	dues[0], dues[1] = "zadd", s.prefix+holdDueKey
 	// Each user's first hold of the batch: its id is the stream's new generation in
-	// the user's cart index (unique: a generation never comes back, see lua/claim.lua).
+	// the user's cart index (unique: a generation never comes back, see lua/claim.lua):
+	// the field <generation> = "+" .. stream id (see cartFromIndex).
 	first := make(map[string]bool, len(calls))
 	var users []*holdCall
 	for _, c := range calls {
@@ -119,9 +120,14 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	for i, c := range users {
 		keys[i], gens[i] = s.userKey(c.req.UserID, "gen"), &c.req.ID
 	}
+	plus := "+" + sid // the value of each user's field (one string per batch)
 	addToCarts := func(p redis.Pipeliner) {
 		for i := range users {
-			p.Do(ctx, "hset", &keys[i], &sid, gens[i])
+			if s.streamKeyedIndex {
+				p.Do(ctx, "hset", &keys[i], &sid, gens[i])
+				continue
+			}
+			p.Do(ctx, "hset", &keys[i], gens[i], &plus)
 		}
 	}
 	pipe := s.rdb.Pipeline()
@@ -220,7 +226,8 @@ type cartOf struct {
 }
 
 // cartStreams lists the streams where the user has holds (or had, until pruned) and
-// their generations (see lua/prune.lua).
+// the index's fields that name them (see cartFromIndex and lua/prune.lua; "~" records
+// left out).
 func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, map[string]string, error) {
 	var members *redis.StringSliceCmd
 	var gens *redis.MapStringStringCmd
@@ -235,15 +242,21 @@ func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, 
 		return nil, nil, unavailable(err)
 	}
 	gen, gone := map[string]string{}, map[string]string{}
+	var sids []string
 	for f, g := range gens.Val() {
-		if sid, ok := strings.CutPrefix(f, "~"); ok {
-			gone[sid] = g // an order emptied the cart there (see lua/claim.lua)
+		if sid, ok := strings.CutPrefix(g, "+"); ok { // a generation's field (see cartFromIndex)
+			sids = append(sids, sid)
+			gen[f] = g
+		} else if sid, ok := strings.CutPrefix(f, "~"); ok {
+			gone[sid] = g // an order emptied the cart there (the earlier form, see lua/claim.lua)
 		} else {
 			gen[f] = g
 		}
 	}
-	sids := make([]string, 0, len(gen))
 	for sid, g := range gen {
+		if strings.HasPrefix(g, "+") {
+			continue
+		}
 		if e, ok := gone[sid]; !ok || e != g { // else an order emptied it since its last hold
 			sids = append(sids, sid)
 		}
@@ -254,20 +267,25 @@ func (s *RedisStore) cartStreams(ctx context.Context, userID string) ([]string, 
 		}
 	}
 	sort.Strings(sids)
-	return sids, gen, nil
+	return slices.Compact(sids), gen, nil
 }
 
 // pruneCarts forgets, off the request's path, the streams where the user's cart was
 // read empty, so a buyer of many streams does not make every cart read visit all.
+// gens: the index's fields as read (see cartStreams): a generation's field of such a
+// stream goes as itself and "+", the stream's field of the earlier form as the stream
+// and its generation ("0" if neither names it).
 func (s *RedisStore) pruneCarts(userID string, cs []cartOf, gens map[string]string) {
 	var args []any
 	for _, c := range cs {
 		if len(c.holds) == 0 && c.idem == "" {
-			gen := gens[c.streamID]
-			if gen == "" {
-				gen = "0"
+			fields := indexFields(gens, c.streamID, nil)
+			for _, f := range fields {
+				args = append(args, f, "+")
 			}
-			args = append(args, c.streamID, gen)
+			if gen, ok := gens[c.streamID]; ok || len(fields) == 0 {
+				args = append(args, c.streamID, cmp.Or(gen, "0"))
+			}
 		}
 	}
 	if len(args) == 0 {
@@ -280,6 +298,17 @@ func (s *RedisStore) pruneCarts(userID string, cs []cartOf, gens map[string]stri
 		defer cancel()
 		s.scripts["prune"].Run(ctx, s.rdb, []string{s.userBase(userID)}, args...)
 	}()
+}
+
+// indexFields appends to fields the generations' fields of stream sid in a user's cart
+// index as read (field → value; see cartFromIndex).
+func indexFields(gens map[string]string, sid string, fields []string) []string {
+	for f, g := range gens {
+		if len(g) == len(sid)+1 && g[0] == '+' && g[1:] == sid {
+			fields = append(fields, f)
+		}
+	}
+	return fields
 }
 
 // carts reads the user's holds in the streams sids (and the record of idemHash
@@ -525,11 +554,7 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 	case err == nil:
 		var at [20]byte
 		v := "done|" + res.Order.StreamID + "|" + res.Order.ID + "|" + string(strconv.AppendInt(at[:0], c.now.UnixMicro(), 10)) + "|" + c.req.Fingerprint
-		gen := ""
-		if c.emptied != "" { // the stream leaves the cart's index unless a hold came since
-			gen = cmp.Or(cart.gens[c.emptied], "0")
-		}
-		s.finishCheckout(ub, c.ih, v, c.emptied, gen)
+		s.finishCheckout(ub, c.ih, v, c.emptied, cart.gens)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
 		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, c.ih, token)
@@ -541,22 +566,38 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 // "pending" and waits for it; if it never lands (Redis down), the pending mark
 // runs out of its time, the retry takes the key over ("reclaimed") and the order's
 // stream, whose script recorded the key with the order, answers it with the same
-// order, even if the stream has left the cart index since. A stream emptied (with
-// the generation gen its claim read) records that the order emptied the user's cart
-// there (field "~"+stream id of the cart index), so the cart index forgets it (see
-// lua/claim.lua) and the user's next checkout elsewhere takes the one-stream path; if
-// it is lost, the next cart read prunes. The mark keeps the key's time to live, 24 h
-// from its claim (SET … KEEPTTL: no expiry removed and set again, and nothing for
-// Redis to rewrite for its replicas as it does an EX), and replaces only a key that
-// exists (XX): a pending mark lost meanwhile (Redis restarted without it) is as a
-// mark that never landed, not a key made anew with no time to live.
-func (s *RedisStore) finishCheckout(userBase, ih, value, emptied, gen string) {
+// order, even if the stream has left the cart index since. A stream emptied leaves
+// the user's cart index unless a hold came since (so the user's next checkout
+// elsewhere takes the one-stream path): the generations' fields of it that the claim
+// read (gens, see cartFromIndex) are deleted (a hold that raced the order added a
+// field of its own); a field of the earlier form (stream → generation) gets its "~"
+// record instead (the generation the claim read; "0" if neither form named the
+// stream), so the cart index forgets it (see lua/claim.lua). If it is lost, the next
+// cart read prunes. The mark keeps the key's time to live, 24 h from its claim (SET …
+// KEEPTTL: no expiry removed and set again, and nothing for Redis to rewrite for its
+// replicas as it does an EX), and replaces only a key that exists (XX): a pending
+// mark lost meanwhile (Redis restarted without it) is as a mark that never landed,
+// not a key made anew with no time to live.
+func (s *RedisStore) finishCheckout(userBase, ih, value, emptied string, gens map[string]string) {
 	f := &doneMark{key: userBase + "idem:" + ih, value: value}
 	f.pipeCall.add = f // nobody waits (done nil)
 	f.set = [...]any{"set", &f.key, &f.value, "xx", "keepttl"}
 	if emptied != "" {
-		f.gen, f.field, f.g = userBase+"gen", "~"+emptied, gen
-		f.hset = [...]any{"hset", &f.gen, &f.field, &f.g}
+		f.gen = userBase + "gen"
+		f.fields = indexFields(gens, emptied, f.one[:0])
+		if gen, ok := gens[emptied]; ok || len(f.fields) == 0 {
+			f.field, f.g = "~"+emptied, cmp.Or(gen, "0")
+			f.hset = [...]any{"hset", &f.gen, &f.field, &f.g}
+		}
+		if len(f.fields) == 1 {
+			f.hdel1 = [...]any{"hdel", &f.gen, &f.fields[0]}
+			f.hdel = f.hdel1[:]
+		} else if len(f.fields) > 1 {
+			f.hdel = append(f.hdel, "hdel", &f.gen)
+			for i := range f.fields {
+				f.hdel = append(f.hdel, &f.fields[i])
+			}
+		}
 	}
 	s.batch.queue(&f.pipeCall)
 }
@@ -567,12 +608,19 @@ type doneMark struct {
 	pipeCall
 	set                       [5]any
 	hset                      [4]any
+	hdel1                     [3]any
+	hdel                      []any
 	key, value, gen, field, g string
+	fields                    []string
+	one                       [1]string
 }
 
 func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
 	p.Do(ctx, f.set[:]...)
-	if f.gen != "" {
+	if f.hdel != nil {
+		p.Do(ctx, f.hdel...)
+	}
+	if f.field != "" {
 		p.Do(ctx, f.hset[:]...)
 	}
 }
@@ -708,15 +756,20 @@ func claimReply(cmd *redis.Cmd, streamID string) (string, *userCart, error) {
 	if n := (len(raw) - 1) / 2; n > 0 {
 		cart.sids = make([]string, 0, n)
 	}
-	for i := 1; i+1 < len(raw); i += 2 {
-		sid, _ := raw[i].(string)
+	for i := 1; i+1 < len(raw); i += 2 { // the index's fields and values (see cartFromIndex)
+		f, _ := raw[i].(string)
 		gen, _ := raw[i+1].(string)
+		sid := f
+		if s, ok := strings.CutPrefix(gen, "+"); ok {
+			sid = s
+		}
 		cart.sids = append(cart.sids, sid)
-		cart.gens[sid] = gen
+		cart.gens[f] = gen
 	}
 	sort.Strings(cart.sids)
+	cart.sids = slices.Compact(cart.sids)
 	cart.indexed = streamID
-	if streamID == "" && len(cart.sids) == 1 {
+	if streamID == "" && len(raw) == 3 { // one field: the script listed its stream
 		cart.indexed = cart.sids[0]
 	}
 	return v, cart, nil
@@ -764,7 +817,8 @@ type checkoutCall struct {
 	nowUS  int64
 }
 
-// userCart is the streams of a user's cart and their generations, as claim read them.
+// userCart is the streams of a user's cart and the cart index's fields that name
+// them, as claim read them (field → value, see cartFromIndex).
 type userCart struct {
 	sids    []string
 	gens    map[string]string

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,7 +33,11 @@ import (
 // redisClock): the estimate is late by at most a round trip, never early, so a stale
 // mark is taken over a little later than claim.lua's own, never sooner.
 //
-// The cart index is read as cartStreams reads it: a stream whose "~" record (an order
+// The cart index is read as cartStreams reads it (see cartFromIndex). Since
+// 2026-12-06 its fields name generations, and the order that empties a stream's cart
+// deletes those its claim read (see finishCheckout): nothing is left to forget. What
+// follows is about the index's earlier form, which nodes before then wrote and which
+// is still read: a stream whose "~" record (an order
 // emptied the cart there) carries its generation is left out of the cart. claim.lua
 // also drops such streams and every "~" record (one conditional HDEL, in the script);
 // the plain claim cannot do that without a script, so it leaves them (the stored
@@ -216,9 +221,18 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, with
 
 // cartFromIndex is the cart of a user's cart index (its generation hash, read by a
 // plain claim), and the streams to forget (stream, generation pairs; "0" for a "~"
-// record whose stream is gone): the streams whose "~" record carries their
-// generation, as claim.lua leaves them out. indexed is left empty: the checkout batch
-// lists the stream in the order index (see above).
+// record whose stream is gone). indexed is left empty: the checkout batch lists the
+// stream in the order index (see above).
+//
+// The index has two forms of field. Since 2026-12-06 a hold batch adds the field
+// <generation> = "+" .. stream id (a stream has one per hold batch that added to the
+// user's cart there), and the order that empties the cart there deletes the fields its
+// claim read (see finishCheckout): a hold that raced it added a field of its own,
+// which stays, so nothing is left to forget. Before, the field was the stream id (its
+// value the last generation) and an order that emptied the cart recorded it in a "~"
+// record; those streams whose "~" record carries their generation are left out, as
+// claim.lua leaves them out, and forgotten by forget.lua. (Generations are hold ids
+// and "0", never "+…"; stream ids never start with "~".)
 func cartFromIndex(m map[string]string) (*userCart, []string) {
 	cart := &userCart{gens: m}
 	if len(m) > 0 {
@@ -227,7 +241,11 @@ func cartFromIndex(m map[string]string) (*userCart, []string) {
 	var dead []string
 	var buf [64]byte
 	for f, g := range m {
-		if len(m) == 1 { // the usual new buyer's index: one stream, no "~" record
+		if sid, ok := strings.CutPrefix(g, "+"); ok { // a generation's field (the usual new buyer's one)
+			cart.sids = append(cart.sids, sid)
+			continue
+		}
+		if len(m) == 1 { // an index of the earlier form with one stream, no "~" record
 			if !strings.HasPrefix(f, "~") {
 				cart.sids = append(cart.sids, f)
 			}
@@ -245,7 +263,10 @@ func cartFromIndex(m map[string]string) (*userCart, []string) {
 		}
 		cart.sids = append(cart.sids, f)
 	}
-	sort.Strings(cart.sids)
+	if len(cart.sids) > 1 {
+		sort.Strings(cart.sids)
+		cart.sids = slices.Compact(cart.sids) // (a stream with fields of several hold batches)
+	}
 	return cart, dead
 }
 

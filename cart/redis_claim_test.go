@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,13 +116,15 @@ func TestRedisPlainClaimKeyInUse(t *testing.T) {
 	}
 }
 
-// TestRedisPlainClaimPrunesEmptiedStreams: a plain claim leaves the streams an order
+// TestRedisPlainClaimPrunesEmptiedStreams (the cart index's earlier form, which
+// nodes before 2026-12-06 wrote): a plain claim leaves the streams an order
 // emptied (and their "~" records) in the user's cart index, out of its cart, until
 // pruneDeadAfter of them are there; then forget.lua forgets them, but not a stream
 // where a hold came after the claim read the index (it races the prune), and claim.lua
 // reads an index the plain claims left as they do.
 func TestRedisPlainClaimPrunesEmptiedStreams(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
+	st.streamKeyedIndex = true // the earlier form of the index (nodes before 2026-12-06)
 	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
 	gen := st.userBase("u") + "gen"
 	var sales []Sale
@@ -279,4 +282,118 @@ func TestRedisForgetAfterScriptFlush(t *testing.T) {
 	if len(m) != 2 || m["live"] != "g9" || m["~live"] != "g8" {
 		t.Errorf("index after the forget: got %v, want only live and its record", m)
 	}
+}
+
+// TestRedisCartIndexGenerationFields: a hold batch adds the field <generation> =
+// "+stream" to the user's cart index, and the order that empties the cart there
+// deletes the fields its claim read, so a returning buyer's index holds only its live
+// streams (no "~" record, nothing for forget.lua); a hold that raced the order keeps
+// its stream; a field read empty by a cart read is pruned; an index with fields of
+// both forms is read the same by the plain claim, claim.lua and cartStreams, and
+// claim.lua lists a one-stream cart in the order index.
+func TestRedisCartIndexGenerationFields(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	gen := st.userBase("u") + "gen"
+	var sales []Sale
+	for i := 0; i < 2*pruneDeadAfter; i++ {
+		sales = append(sales, e.sale(t, e.stream(t), 5, 5))
+	}
+	// A returning buyer of many streams: its index is one field while it holds, and
+	// gone once each order emptied its cart.
+	for i := 0; i < 2*pruneDeadAfter; i++ {
+		h := e.mustHold(t, "u", "", sales[i].ID, 1, time.Hour)
+		if m := mustGens(t, st, gen); len(m) != 1 || m[h.ID] != "+"+sales[i].StreamID {
+			t.Fatalf("index after hold %d: got %v, want %s = +%s", i, m, h.ID, sales[i].StreamID)
+		}
+		res, err := e.checkout("u", fmt.Sprint("k", i), nil, e.now)
+		if err != nil || !res.Created || res.Order.StreamID != sales[i].StreamID {
+			t.Fatalf("checkout %d: %+v %v", i, res.Order, err)
+		}
+		st.background.Wait()
+		if m := mustGens(t, st, gen); len(m) != 0 {
+			t.Fatalf("index after order %d: got %v, want none", i, m)
+		}
+	}
+	if ords, err := st.ListOrders(e.ctx, "u"); err != nil || len(ords) != 2*pruneDeadAfter {
+		t.Fatalf("orders: got %d %v, want %d", len(ords), err, 2*pruneDeadAfter)
+	}
+
+	// A hold that races the order: the claim read the first hold's field, the second
+	// hold (another batch) added its own before the done mark, which leaves it.
+	a, b := sales[0], sales[1]
+	h1 := e.mustHold(t, "u", "", a.ID, 1, time.Hour)
+	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "race"), "f", "", e.now)
+	if err != nil || len(cart.sids) != 1 || cart.sids[0] != a.StreamID {
+		t.Fatalf("claim: got %+v %v, want %s", cart, err, a.StreamID)
+	}
+	h2 := e.mustHold(t, "u", "", a.ID, 1, time.Hour)
+	st.finishCheckout(st.userBase("u"), idemHash("u", "race"), "done|x", a.StreamID, cart.gens)
+	st.background.Wait()
+	if m := mustGens(t, st, gen); len(m) != 1 || m[h2.ID] != "+"+a.StreamID {
+		t.Fatalf("index after a raced order: got %v, want only the later hold's %s", m, h2.ID)
+	}
+	hs, err := st.ListHolds(e.ctx, "u", e.now)
+	if err != nil || len(hs) != 2 {
+		t.Fatalf("holds: got %+v %v, want %s and %s", hs, err, h1.ID, h2.ID)
+	}
+
+	// Both forms at once: b by the earlier form (stream → generation), a by fields.
+	st.streamKeyedIndex = true
+	e.mustHold(t, "u", "", b.ID, 1, time.Hour)
+	st.streamKeyedIndex = false
+	m := mustGens(t, st, gen)
+	if len(m) != 2 || m[b.StreamID] == "" {
+		t.Fatalf("index of both forms: got %v", m)
+	}
+	want := []string{a.StreamID, b.StreamID}
+	slices.Sort(want)
+	if c, dead := cartFromIndex(m); !slices.Equal(c.sids, want) || len(dead) != 0 {
+		t.Errorf("plain claim's cart: got %v (dead %v), want %v", c.sids, dead, want)
+	}
+	if sids, _, err := st.cartStreams(e.ctx, "u"); err != nil || !slices.Equal(sids, want) {
+		t.Errorf("cartStreams: got %v %v, want %v", sids, err, want)
+	}
+	for f, v := range m { // claim.lua on a copy under another user
+		st.rdb.HSet(e.ctx, st.userBase("w")+"gen", f, v)
+	}
+	st.plainClaims.Store(false)
+	_, wc, _, err := st.claimIdem(e.ctx, "w", idemHash("w", "k"), "f", "", e.now)
+	st.plainClaims.Store(true)
+	if err != nil || !slices.Equal(wc.sids, want) {
+		t.Fatalf("claim.lua's cart: got %+v %v, want %v", wc, err, want)
+	}
+
+	// A stream of one field: claim.lua lists it in the order index, and the order
+	// deletes the field.
+	st.plainClaims.Store(false)
+	defer st.plainClaims.Store(true)
+	c := sales[2]
+	hv := e.mustHold(t, "v", "", c.ID, 1, time.Hour)
+	res, err := e.checkout("v", "k", nil, e.now)
+	if err != nil || !res.Created || res.Order.StreamID != c.StreamID {
+		t.Fatalf("checkout by claim.lua: %+v %v", res.Order, err)
+	}
+	st.background.Wait()
+	if ok, _ := st.rdb.SIsMember(e.ctx, st.userBase("v")+"orders", c.StreamID).Result(); !ok {
+		t.Errorf("claim.lua did not list %s in the order index", c.StreamID)
+	}
+	if m := mustGens(t, st, st.userBase("v")+"gen"); len(m) != 0 {
+		t.Errorf("v's index after the order: got %v, want none (hold %s)", m, hv.ID)
+	}
+
+	// A field whose cart is read empty (its order's done mark lost) is pruned by the
+	// next cart read of two streams.
+	st.rdb.HSet(e.ctx, gen, "lost", "+"+sales[3].StreamID)
+	if _, err := st.ListHolds(e.ctx, "u", e.now); err != nil {
+		t.Fatal(err)
+	}
+	st.background.Wait()
+	if ok, _ := st.rdb.HExists(e.ctx, gen, "lost").Result(); ok {
+		t.Error("a field read empty was not pruned")
+	}
+	if m := mustGens(t, st, gen); len(m) != 2 {
+		t.Errorf("index after the prune: got %v, want a's and b's fields", m)
+	}
+	e.checkInvariants(t)
 }

@@ -1,7 +1,6 @@
 package cart
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -98,11 +97,7 @@ func TestRedisPhaseInstructions(t *testing.T) {
 		par(func(i int) {
 			u := fmt.Sprint("u", i)
 			v := "done|" + res[i].Order.StreamID + "|" + res[i].Order.ID + "|" + micros(now) + "|{}"
-			gen := ""
-			if cs[i].emptied != "" {
-				gen = cmp.Or(cls[i].cart.gens[cs[i].emptied], "0")
-			}
-			st.finishCheckout(st.userBase(u), cls[i].ih, v, cs[i].emptied, gen)
+			st.finishCheckout(st.userBase(u), cls[i].ih, v, cs[i].emptied, cls[i].cart.gens)
 		})
 		st.background.Wait()
 		dump(fmt.Sprintf("r%d-finish", round))

@@ -218,7 +218,7 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatalf("claim: got %+v %v, want only %s", cart, err, b.StreamID)
 	}
 	// A stale generation (a hold came after the claim) does not forget the stream.
-	st.finishCheckout(st.userBase("u"), "x", "done", b.StreamID, "0")
+	st.finishCheckout(st.userBase("u"), "x", "done", b.StreamID, map[string]string{"stale": "+" + b.StreamID})
 	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 {
 		t.Fatalf("cart streams after an emptied record with a stale generation: got %v, want %s kept", sids, b.StreamID)
@@ -240,13 +240,14 @@ func TestRedisEmptiedRecordAfterPrune(t *testing.T) {
 	if err != nil || len(cart.sids) != 1 {
 		t.Fatalf("claim: got %+v %v, want one stream", cart, err)
 	}
-	old := cart.gens[a.StreamID]
-	st.rdb.HDel(e.ctx, st.userBase("u")+"gen", a.StreamID) // as a prune would
+	for f := range cart.gens {
+		st.rdb.HDel(e.ctx, st.userBase("u")+"gen", f) // as a prune would
+	}
 	h, err := e.hold("u", "", a.ID, 1, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.finishCheckout(st.userBase("u"), "x", "done", a.StreamID, old) // lands late
+	st.finishCheckout(st.userBase("u"), "x", "done", a.StreamID, cart.gens) // lands late
 	st.background.Wait()
 	holds, err := st.ListHolds(e.ctx, "u", e.now)
 	if err != nil || len(holds) != 2 {
@@ -350,7 +351,7 @@ func TestRedisDoneMarkNeverOutlivesItsKey(t *testing.T) {
 	ctx := context.Background()
 	ih := idemHash("u", "k")
 	k := st.userBase("u") + "idem:" + ih
-	st.finishCheckout(st.userBase("u"), ih, "done|s|o|1|f", "", "")
+	st.finishCheckout(st.userBase("u"), ih, "done|s|o|1|f", "", nil)
 	st.background.Wait()
 	if ttl, err := st.rdb.PTTL(ctx, k).Result(); err != nil || ttl != -2*time.Nanosecond {
 		t.Fatalf("the key after a done mark without its pending mark: PTTL %v %v, want no key (-2ns)", ttl, err)

@@ -24,6 +24,11 @@
 -- hold since and is forgotten here. A hold that raced the order changed the
 -- generation, so its stream stays. Every "~" record is used or stale once read: one
 -- HDEL drops them with the forgotten streams (stream ids never start with "~").
+-- Since 2026-12-06 a hold batch adds the field <generation> = "+" .. stream id
+-- instead (one per batch that added to the user's cart there), and the order that
+-- empties the cart deletes the fields its claim read (see finishCheckout in
+-- redis_cart.go): such a field is answered as it is (field, value), the caller takes
+-- the stream from the value. (Generations are hold ids and "0": never "+…".)
 local ik = key('idem', ARGV[1])
 local out = {'claimed', nil, nil} -- room for one stream (no rehash when it comes)
 local t = redis.call('TIME')
@@ -61,7 +66,13 @@ end
 local seen = ARGV[7] == '1' and {} or nil -- the older form may still exist (see migrate_holds.lua)
 for i = 1, #gens, 2 do
   local sid, gen = gens[i], gens[i + 1]
-  if string.byte(sid) ~= 126 then
+  if string.byte(gen) == 43 then -- '+': a generation's field
+    if seen then
+      seen[string.sub(gen, 2)] = true
+    end
+    out[#out + 1] = sid
+    out[#out + 1] = gen
+  elseif string.byte(sid) ~= 126 then
     if seen then
       seen[sid] = true
     end
@@ -91,6 +102,9 @@ end
 local ix = ARGV[6]
 if ix == '' and #out == 3 then
   ix = out[2]
+  if string.byte(out[3]) == 43 then
+    ix = string.sub(out[3], 2)
+  end
 end
 if claimed and ix ~= '' then
   redis.call('SADD', key('orders'), ix)
