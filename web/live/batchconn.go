@@ -62,7 +62,10 @@ func (b *batchConn) init(c net.Conn) {
 	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			raw.Control(func(fd uintptr) { b.fd = int(fd) })
+			raw.Control(func(fd uintptr) {
+				b.fd = int(fd)
+				limitUnsent(b.fd)
+			})
 		}
 	}
 }

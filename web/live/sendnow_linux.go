@@ -3,7 +3,24 @@ package live
 import (
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
+
+// maxUnsent bounds the bytes a connection's socket keeps that the client's window has
+// not let out yet (TCP_NOTSENT_LOWAT): past it a send takes nothing (EAGAIN) and the
+// frames wait in the connection's own queue, where MaxBehind and MaxQueueBytes see
+// them. Without it the kernel's send buffer, autotuned up to 4 MiB, took a client
+// that stopped reading (its window shut) everything for minutes at a few events a
+// second, and it stayed connected and counted as a viewer all that time. 128 KiB is
+// a second of a busy stream's frames many times over for a client that reads.
+const maxUnsent = 128 << 10
+
+// limitUnsent sets the socket fd's TCP_NOTSENT_LOWAT to maxUnsent (best effort: a
+// kernel without it keeps its own bound).
+func limitUnsent(fd int) {
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, maxUnsent)
+}
 
 // rawSends: the shards send with sendNow on the socket's descriptor.
 const rawSends = true
