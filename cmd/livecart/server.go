@@ -282,7 +282,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- m.httpSrv.Serve(ln) }()
+	// One read(2) less per request whose handler parks (every hold and checkout): see
+	// web.LazyBackgroundReads.
+	go func() { errc <- m.httpSrv.Serve(web.LazyBackgroundReads(m.httpSrv, ln)) }()
 	select {
 	case err := <-errc:
 		return err
