@@ -6,7 +6,7 @@ import { Chat } from './chat.js';
 import { LiveChannel } from './live.js';
 import { WhepPlayer } from './media.js';
 import { Session, signInPrompt } from './session.js';
-import { $, Clock, duration, h, money, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, Clock, duration, h, money, newestOnly, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -21,7 +21,9 @@ const state = {
   viewers: 0,
   media: { audio_muted: false, video_muted: false },
   player: 'connecting',
-  cart: [],
+  cart: [], // the signed-in user's holds on this stream, live and expired
+  bought: new Map(), // sale id → units the user has ordered from it (their orders)
+  limitHit: new Set(), // sale ids the server refused for the limit since the last count
   unlisted: new Set(), // product ids of sales the last product list lacked (hidden)
 };
 
@@ -266,9 +268,17 @@ function updateSaleCard(entry, sale) {
   };
   setText(parts.stock, words[level]);
   parts.stock.className = `stock ${level === 'out' || level === 'ended' ? 'out' : level === 'low' ? 'low' : ''}`;
-  setText(parts.cap, sale.per_user_limit ? `Limit ${sale.per_user_limit} per person` : '');
-  parts.buy.disabled = level !== 'ok' && level !== 'low';
-  const label = level === 'out' ? 'Sold out' : level === 'ended' ? 'Sale over' : level === 'scheduled' ? 'Starts soon' : 'Buy now';
+  const used = unitsOfSale(sale.id);
+  const reached = limitReached(sale);
+  let cap = sale.per_user_limit ? `Limit ${sale.per_user_limit} per person` : '';
+  if (cap && used > 0) cap += ` · you have ${used}`;
+  setText(parts.cap, cap);
+  // At the limit, Buy now can only check out a unit held already (a refused checkout's).
+  const limited = reached && !heldOfSale(sale.id);
+  parts.buy.disabled = (level !== 'ok' && level !== 'low') || limited;
+  el.classList.toggle('limited', limited && (level === 'ok' || level === 'low'));
+  const label = level === 'out' ? 'Sold out' : level === 'ended' ? 'Sale over' : level === 'scheduled' ? 'Starts soon'
+    : limited ? 'Limit reached' : 'Buy now';
   const title = p ? p.title : 'the flash sale';
   // Its name says what it buys (the pinned products' Buy now are beside it).
   parts.buy.setAttribute('aria-label', parts.buy.disabled ? `${title}: ${label}` : `Buy ${title} now for ${money(sale.price_cents, cur)}`);
@@ -378,6 +388,27 @@ const refreshProducts = throttle(async () => {
 
 // ---- buying ----
 
+// A sale's per-person limit counts the buyer's held and bought units of it (API.md):
+// the page knows both (its cart and its orders), so Buy now shows the limit reached
+// before the tap instead of after a refused hold.
+function liveSaleHolds(saleId) {
+  return state.cart.filter((it) => it.sale_id === saleId && !it.expired && clock.until(it.expires_at) > 0);
+}
+
+function unitsOfSale(saleId) {
+  return liveSaleHolds(saleId).reduce((n, it) => n + it.quantity, 0) + (state.bought.get(saleId) || 0);
+}
+
+function limitReached(sale) {
+  if (!sale.per_user_limit || !session.me()) return false;
+  return state.limitHit.has(sale.id) || unitsOfSale(sale.id) >= sale.per_user_limit;
+}
+
+// heldOfSale: a hold of the sale Buy now can check out (one unit, not about to expire).
+function heldOfSale(saleId) {
+  return liveSaleHolds(saleId).find((it) => it.quantity === 1 && clock.until(it.expires_at) > 1000);
+}
+
 function requireSignIn(out) {
   if (session.me()) return false;
   out.className = 'outcome warn';
@@ -405,10 +436,13 @@ async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
   out.textContent = '';
   delete out.dataset.code;
   const key = saleId || productId;
-  const held = liveHold(heldByBuyNow.get(key));
+  const sale = saleId && state.sales.get(saleId);
+  const held = liveHold(heldByBuyNow.get(key)) || (sale && limitReached(sale) ? heldOfSale(saleId) : undefined);
   try {
     const { order } = await api.buy({ saleId, productId, held });
     heldByBuyNow.delete(key);
+    countOrder(order);
+    if (held) state.cart = state.cart.filter((it) => it.id !== held.id);
     out.className = 'outcome ok';
     out.textContent = `Done! Order #${shortId(order.id)} — ${money(order.total_cents, order.currency)}.`;
     out.dataset.order = order.id;
@@ -420,6 +454,7 @@ async function buyNow(btn, out, { saleId, productId, perUserLimit }) {
       out.textContent = `${describeBuyError(err, perUserLimit)} Your unit is held for you in your cart until ${timeOfDay(hold.expires_at)}: tap Buy now again, or check out in the cart.`;
     } else {
       heldByBuyNow.delete(key);
+      if (err.code === 'limit_exceeded' && saleId) state.limitHit.add(saleId);
       out.className = `outcome ${err.code === 'sold_out' || err.code === 'hold_expired' ? 'bad' : 'warn'}`;
       out.textContent = describeBuyError(err, perUserLimit);
     }
@@ -471,12 +506,38 @@ async function loadCart() {
     return;
   }
   delete ui.cartBody.dataset.prompt;
+  const orders = loadOrders();
   try {
-    const cart = await api.get('/api/cart');
-    state.cart = cart.items.filter((it) => it.stream_id === sid);
-    renderCart();
+    const cart = await fetchCart();
+    if (cart) {
+      state.cart = cart.items.filter((it) => it.stream_id === sid);
+      renderCart();
+    }
   } catch (err) {
     if (err.status === 401) cartPrompt();
+  }
+  await orders;
+}
+
+const fetchCart = newestOnly(() => api.get('/api/cart'));
+const fetchOrders = newestOnly(() => api.get('/api/orders'));
+
+// loadOrders counts the units the user bought from each sale of this stream.
+async function loadOrders() {
+  let list;
+  try {
+    list = await fetchOrders();
+  } catch { return; /* the counts so far stay; the server still says limit_exceeded */ }
+  if (!list) return; // a newer load has answered
+  state.bought = new Map();
+  state.limitHit.clear();
+  for (const o of list) if (o.stream_id === sid) countOrder(o);
+  renderSales();
+}
+
+function countOrder(order) {
+  for (const it of order.items) {
+    if (it.sale_id) state.bought.set(it.sale_id, (state.bought.get(it.sale_id) || 0) + it.quantity);
   }
 }
 
@@ -487,6 +548,7 @@ function holdTitle(it) {
 
 function renderCart() {
   const items = state.cart;
+  renderSales(); // the sales' limits count the live holds
   if (items.length === 0) {
     cartLive = [];
     ui.cartBody.replaceChildren(h('p', { class: 'empty', text: 'Your cart is empty.' }), cartOut);
