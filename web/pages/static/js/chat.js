@@ -3,6 +3,7 @@
 import { h, setText, timeOfDay } from './util.js';
 
 const maxMessages = 200;
+const maxNames = 5000;
 
 export const muteChoices = [
   [10, '10 seconds'], [60, '1 minute'], [300, '5 minutes'], [600, '10 minutes'],
@@ -16,6 +17,7 @@ export class Chat {
     this.root = root;
     this.opts = opts;
     this.messages = new Map();
+    this.names = new Map(); // user id → display name, from their chat lines
     this.mutedUntil = 0;
     this.snapshots = 0;
     this.pending = []; // texts sent and not yet back as chat events, oldest first
@@ -71,15 +73,31 @@ export class Chat {
 
   notice(text) { setText(this.noticeEl, text); }
 
+  // nameOf is the display name the chat has seen for a user id (their own for the
+  // signed-in user), or the id itself when none was seen.
+  nameOf(userId) {
+    const me = this.opts.me();
+    if (me && me.sub === userId && me.name) return me.name;
+    return this.names.get(userId) || userId;
+  }
+
+  learnName(userId, name) {
+    if (!name || !userId) return;
+    this.names.delete(userId); // newest last: the oldest are forgotten first
+    this.names.set(userId, name);
+    if (this.names.size > maxNames) this.names.delete(this.names.keys().next().value);
+  }
+
   add(ev) {
     if (this.messages.has(ev.id)) return;
+    this.learnName(ev.user_id, ev.name);
     const me = this.opts.me();
     if (me && me.sub === ev.user_id) {
       const i = this.pending.indexOf(ev.text);
       if (i >= 0) this.pending.splice(i, 1);
     }
     const li = h('li', { dataset: { id: ev.id, user: ev.user_id } },
-      h('span', { class: 'name', text: ev.name || ev.user_id }),
+      h('span', { class: 'name', text: ev.name || ev.user_id, title: ev.user_id }),
       h('span', { class: 'text', text: ev.text }),
       h('span', { class: 'sr-only', text: ` at ${timeOfDay(ev.ts)}` }));
     if (this.opts.moderate) {
@@ -88,11 +106,11 @@ export class Chat {
       li.append(h('span', { class: 'tools' },
         h('button', {
           class: 'small', type: 'button', text: 'Mute', 'aria-label': `Mute ${label}`,
-          onclick: () => mod.mute(ev.user_id, Number(this.muteFor.value)),
+          onclick: () => mod.mute(ev.user_id, Number(this.muteFor.value), label),
         }),
         h('button', {
           class: 'small danger', type: 'button', text: 'Delete', 'aria-label': `Delete message from ${label}`,
-          onclick: () => mod.remove(ev.id),
+          onclick: () => mod.remove(ev.id, label),
         })));
     }
     if (me && me.sub === ev.user_id) li.classList.add('mine');

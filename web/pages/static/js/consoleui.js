@@ -77,20 +77,22 @@ export function moderatingChat(root, { session, api, sid, live, out }) {
     me: () => session.me(),
     send: (text) => live().send({ type: 'chat', text }),
     moderate: {
-      async mute(userId, seconds) {
+      // The notices name people by their display name (ids are for machines).
+      async mute(userId, seconds, name = chat.nameOf(userId)) {
         try {
           const res = await api.post(`/api/streams/${sid}/mutes`, { user_id: userId, duration_s: seconds });
-          report(`Muted ${userId} until ${new Date(res.until).toLocaleTimeString()}.`);
+          report(`Muted ${name} until ${new Date(res.until).toLocaleTimeString()}.`);
         } catch (err) {
-          report(`Could not mute: ${err.message}`);
+          report(`Could not mute ${name}: ${err.message}`);
         }
       },
-      async remove(id) {
+      async remove(id, name) {
         try {
           await api.del(`/api/streams/${sid}/chat/${id}`);
           chat.remove(id);
+          report(name ? `Deleted a message from ${name}.` : 'Message deleted.');
         } catch (err) {
-          report(`Could not delete: ${err.message}`);
+          report(`Could not delete${name ? ` ${name}'s message` : ''}: ${err.message}`);
         }
       },
     },

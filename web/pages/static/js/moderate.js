@@ -12,6 +12,9 @@ const session = new Session();
 const api = new Api(session.token);
 const model = new StreamModel(sid, api);
 let live = null;
+let chat = null;
+// nameOf names a user id for people: the display name the chat has seen for it.
+const nameOf = (userId) => (chat ? chat.nameOf(userId) : userId);
 const out = $('#controls-out');
 
 function say(text, kind = '') {
@@ -155,22 +158,31 @@ function renderMutes(entries) {
   const now = model.clock.now();
   const active = [...until].filter(([, t]) => t > now);
   $('#mutes').replaceChildren(...active.map(([user, t]) => {
+    const name = nameOf(user);
     const btn = h('button', {
-      class: 'small', type: 'button', text: 'Unmute', 'aria-label': `Unmute ${user}`,
+      class: 'small', type: 'button', text: 'Unmute', 'aria-label': `Unmute ${name}`,
       onclick: async () => {
         btn.disabled = true;
         try {
           await api.del(`/api/streams/${sid}/mutes/${encodeURIComponent(user)}`);
-          say(`Unmuted ${user}.`, 'ok');
+          say(`Unmuted ${name}.`, 'ok');
         } catch (err) {
-          say(`Could not unmute: ${err.message}`, 'bad');
+          say(`Could not unmute ${name}: ${err.message}`, 'bad');
         }
         loadAudit();
       },
     });
-    return h('li', { dataset: { user } }, h('span', {}, h('b', { text: user }), ` until ${new Date(t).toLocaleTimeString()}`), btn);
+    return h('li', { dataset: { user } }, h('span', {}, h('b', { text: name, title: user }), ` until ${new Date(t).toLocaleTimeString()}`), btn);
   }));
   $('#mutes-empty').hidden = active.length > 0;
+}
+
+// auditTarget shows what an entry acted on: a person (mute, unmute) by name, anything
+// else by its short id; the whole id in the title.
+function auditTarget(e) {
+  const id = String(e.target || '');
+  if (e.action === 'mute' || e.action === 'unmute') return h('span', { text: shortTarget(nameOf(id)), title: `${nameOf(id)} (${id})` });
+  return h('code', { text: shortTarget(id), title: id });
 }
 
 const fetchAudit = newestOnly(() => api.get(`/api/streams/${sid}/audit`));
@@ -189,9 +201,9 @@ async function loadAudit() {
   list.reverse();
   $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
     h('td', { class: 'when', text: timeOfDay(e.at) }),
-    h('td', { class: 'who' }, e.actor_id, h('div', { class: 'note', text: e.actor_role })),
+    h('td', { class: 'who', title: e.actor_id }, nameOf(e.actor_id), h('div', { class: 'note', text: e.actor_role })),
     h('td', { class: 'what' }, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
-    h('td', { class: 'target' }, h('code', { text: shortTarget(e.target), title: String(e.target || '') })))));
+    h('td', { class: 'target' }, auditTarget(e)))));
   $('#audit-empty').hidden = list.length > 0;
 }
 
@@ -219,7 +231,7 @@ async function main() {
   } catch (err) {
     return gate(err.status === 404 ? 'Stream not found.' : `Could not load the stream: ${err.message}`);
   }
-  const chat = moderatingChat($('#chat'), { session, api, sid, live: () => live });
+  chat = moderatingChat($('#chat'), { session, api, sid, live: () => live });
   live = new LiveChannel(sid, session.token, model.handlers({
     snapshot: () => chat.snapshot(),
     chat: (ev) => chat.add(ev),
