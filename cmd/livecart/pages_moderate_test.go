@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"testing"
 	"time"
 
@@ -72,5 +73,32 @@ func TestModeratorNoticesNamePeople(t *testing.T) {
 		if issues := tb.Issues(); len(issues) > 0 {
 			t.Errorf("page logged errors: %q", issues)
 		}
+	}
+}
+
+// TestModeratorAuditLogReadableOnPhone: the audit log on a 390 px phone. A mute's (and
+// a sale's) details were ISO timestamps, cut by the narrow Action column over five lines
+// ("until=/2026-/12-/06T00/:50:2…"). Now times in the details read as the time of day,
+// and the log still fits the phone.
+func TestModeratorAuditLogReadableOnPhone(t *testing.T) {
+	f := newPagesFixture(t)
+	var p struct{ ID string }
+	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{
+		"sku": "AUR-42", "title": "Aurora runner", "price_cents": 12900, "currency": "USD", "stock": 50}, &p)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/sales", f.creator, map[string]any{
+		"product_id": p.ID, "price_cents": 7900, "quantity": 20, "duration_s": 600}, nil)
+	f.srv.api("POST", "/api/streams/"+f.sid+"/mutes", f.moderator, map[string]any{"user_id": "viewer-1", "duration_s": 300}, nil)
+	f.srv.api("DELETE", "/api/streams/"+f.sid+"/mutes/viewer-1", f.moderator, nil, nil)
+	mod := f.open(t, "moderate", f.moderator, 390, 844)
+	mod.WaitFor("audit log", `document.querySelectorAll('#audit tr').length >= 4`, 10*time.Second)
+	iso := regexp.MustCompile(`\d{4}-\d\d-\d\dT`)
+	for _, action := range []string{"mute", "sale_create"} {
+		details := e2e.MustEval[string](mod, `document.querySelector('#audit tr[data-action="`+action+`"] td.what .note').textContent`)
+		if iso.MatchString(details) {
+			t.Errorf("the %s entry's details: got %q, want times of day, not ISO timestamps", action, details)
+		}
+	}
+	if bad := e2e.MustEval[[]string](mod, offScreen); len(bad) > 0 {
+		t.Errorf("got %q, want nothing past the window's right edge", bad)
 	}
 }

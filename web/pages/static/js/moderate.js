@@ -138,9 +138,13 @@ async function endStream() {
 
 // ---- audit ----
 
+// A time in the details (a mute's until, a sale's ends_at) reads as the time of day.
+const isoTime = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
+
 function describeDetails(d) {
   if (!d || typeof d !== 'object') return '';
   const short = (v) => {
+    if (typeof v === 'string' && isoTime.test(v) && timeOfDay(v)) return timeOfDay(v);
     const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
     return text.length > 24 ? `${text.slice(0, 23)}…` : text;
   };
