@@ -85,6 +85,7 @@ type conn struct {
 	bc       *batchConn
 	roomIdx  int           // index in room.conns, guarded by room.mu
 	inRoom   bool          // in room.conns, guarded by room.mu
+	beats    bool          // the client asked for heartbeats (?heartbeat=1); set before it joins
 	pingSlot int           // its ping tick (modulo the slots: room.pingShare); set by room.add, guarded by room.mu
 	deadline time.Time     // the write deadline set last; only the writer touches it
 	done     chan struct{} // closed when the reader stops
@@ -128,7 +129,8 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 		snaps = h.cfg.Snapshots
 	}
 	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, shard: h.writers.pick(),
-		done: make(chan struct{}), inWriter: true, writerOn: true, kick: true}
+		done: make(chan struct{}), inWriter: true, writerOn: true, kick: true,
+		beats: r.URL.Query().Get("heartbeat") == "1"}
 	c.bc = &c.bcMem
 	hw := &hijackWriter{ResponseWriter: w, hj: http.NewResponseController(w), bc: c.bc}
 	ws, err := h.upgrader.Upgrade(hw, r, nil)

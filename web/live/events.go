@@ -19,6 +19,11 @@ const (
 	EventAnnounce   = "announce"    // AnnounceData
 	EventError      = "error"       // ErrorData, to one client, no seq
 	EventPong       = "pong"        // no fields, no seq
+	// EventHeartbeat (no fields, no seq) goes, on a stream silent for
+	// Config.HeartbeatAfter, to the connections that asked for it (?heartbeat=1): a
+	// page can tell a live connection from a dead one without pinging (a ping costs the
+	// server ~30 times a heartbeat's share of a fan-out; docs/BENCHMARKS.md).
+	EventHeartbeat = "heartbeat"
 )
 
 // ChatData is the payload of a chat event.

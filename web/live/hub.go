@@ -99,6 +99,9 @@ type Config struct {
 	// off: no io_uring); below 0, no io_uring: one sendto(2) per connection, as also
 	// where io_uring_setup fails.
 	SendBatch int
+	// HeartbeatAfter: a stream that has sent its connections nothing for this long
+	// sends those that asked (?heartbeat=1) a heartbeat event, on the ping tick (5 s).
+	HeartbeatAfter time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -128,6 +131,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = 30 * time.Second
+	}
+	if c.HeartbeatAfter == 0 {
+		c.HeartbeatAfter = 5 * time.Second
 	}
 	if c.CoalesceInterval == 0 {
 		c.CoalesceInterval = 100 * time.Millisecond
@@ -436,8 +442,11 @@ func (h *Hub) tickLoop() {
 		case <-h.stop:
 			return
 		case <-ping.C:
+			now := h.cfg.Now()
+			var beat *frame
 			for _, r := range h.roomList() {
 				r.pingShare(slot, slots)
+				beat = r.heartbeat(now, beat)
 			}
 			slot = (slot + 1) % slots
 		case <-behind.C:

@@ -61,6 +61,8 @@ type room struct {
 	// lastTs is the ts of the event at last (a slice of its frame; nil: not known
 	// here, as after a subscription or a restart: read from the bus when needed).
 	lastTs []byte
+	// sentAt is when the room last sent its connections an event or a heartbeat.
+	sentAt time.Time
 	ended  bool // a stream event said "ended"
 	// nextPingSlot is the ping slot of the next connection to join: the room's
 	// connections take the slots in turn, so each tick pings its share.
@@ -158,6 +160,7 @@ func (r *room) deliver(rec Record) {
 	}
 	r.hub.metrics.deliveries.Add(float64(len(r.conns)))
 	r.last, r.lastTs = rec.Seq, ts
+	r.sentAt = now
 	if ended {
 		r.ended = true
 	}
@@ -337,6 +340,33 @@ func (r *room) pingShare(slot, slots int) {
 		}
 	}
 	r.out.flush()
+}
+
+// heartbeat sends a heartbeat event to the connections that asked for one when the room
+// has sent nothing for HeartbeatAfter: one fan-out, like an event (the shards send it,
+// one wake-up each), where the pages would otherwise each ping. beat is the tick's
+// frame, built by the first room that needs it; heartbeat returns it.
+func (r *room) heartbeat(now time.Time, beat *frame) *frame {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.sentAt) < r.hub.cfg.HeartbeatAfter || r.resyncing || r.ended {
+		return beat
+	}
+	r.sentAt = now
+	for _, c := range r.conns {
+		if !c.beats {
+			continue
+		}
+		if beat == nil {
+			body, _ := encodeBody(now, nil)
+			beat = newFrame(0, buildUnsequenced(EventHeartbeat, body), now)
+		}
+		if c.put(beat) {
+			r.out.add(c)
+		}
+	}
+	r.out.flush()
+	return beat
 }
 
 // dropBehind drops the connections more than MaxBehind behind (see conn.dropIfBehind).

@@ -53,6 +53,10 @@ export class LiveChannel {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const q = new URLSearchParams();
     if (this.token) q.set('token', this.token);
+    // The server sends a heartbeat on a silent stream (every ~5 s), so a live
+    // connection is never silent for the 7 s that make us ping: a ping costs the
+    // server far more than its share of a heartbeat (docs/BENCHMARKS.md, Pages).
+    q.set('heartbeat', '1');
     if (this.seq > 0) {
       q.set('since', String(this.seq));
       q.set('since_ts', this.seqTs);
@@ -156,6 +160,8 @@ export class LiveChannel {
   // checkAlive pings a connection silent for 7 s and replaces it when nothing answers
   // within 4 s (or a handshake unanswered for 10 s): a connection whose route is gone
   // can stay open, silent, for minutes, while the page shows its numbers as current.
+  // A live one is not silent that long (events, or the server's heartbeats), so only
+  // a server that stopped heartbeats (an older one) or a dead route gets pinged.
   checkAlive() {
     const now = Date.now();
     if (this.ws && this.ws.readyState === WebSocket.CONNECTING && now - this.connectStartedAt > 10000) {
