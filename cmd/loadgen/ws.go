@@ -37,6 +37,7 @@ type wsConfig struct {
 	reader     string // "epoll" or "gorilla"
 	sockTime   bool   // -reader epoll: also time arrivals by the kernel's receive stamp
 	eventsOut  string // a file for one line per announce event (empty: none)
+	query      string // added to the viewers' websocket URLs (pings -heartbeat)
 }
 
 // runWS connects N viewers to one stream and publishes `announce` events open loop
@@ -312,7 +313,7 @@ func (r *wsRun) connect(ctx context.Context) ([]*wsViewer, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			u := "ws" + strings.TrimPrefix(servers[i%len(servers)], "http") + "/ws/" + r.sid
+			u := "ws" + strings.TrimPrefix(servers[i%len(servers)], "http") + "/ws/" + r.sid + r.cfg.query
 			v, err := r.dial(ctx, u)
 			if v != nil {
 				viewers[i] = v
