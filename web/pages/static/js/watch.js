@@ -500,13 +500,15 @@ function cartPrompt() {
   }
 }
 
-async function loadCart() {
+// loadCart reads the cart, and the user's orders (for the sales' per-person limits)
+// unless withOrders is false.
+async function loadCart(withOrders = true) {
   if (!session.me()) {
     cartPrompt();
     return;
   }
   delete ui.cartBody.dataset.prompt;
-  const orders = loadOrders();
+  const orders = withOrders ? loadOrders() : null;
   try {
     const cart = await fetchCart();
     if (cart) {
@@ -737,7 +739,9 @@ setInterval(() => {
   tickCart();
 }, 250);
 setInterval(renderSales, 5000); // drop ended sales after a while
-setInterval(loadCart, 30000);
+// Every 30 s the cart, and the orders only while a sale of this stream is not over
+// (bought elsewhere counts toward its limit): no order reads between sales.
+setInterval(() => loadCart([...state.sales.values()].some((s) => s.status !== 'ended')), 30000);
 
 async function main() {
   if (!sid) {
