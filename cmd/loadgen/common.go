@@ -112,3 +112,12 @@ func idleTime() time.Duration {
 	iow, _ := strconv.ParseInt(f[5], 10, 64)
 	return time.Duration(idle+iow) * time.Second / 100
 }
+
+// joinFloats formats each of v with format and joins them with sep.
+func joinFloats(v []float64, format, sep string) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(parts, sep)
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,7 +116,7 @@ func runPings(args []string) error {
 	if *every <= 0 {
 		unit = "ms CPU/s quiet"
 	}
-	fmt.Printf("median %.2f %s (rounds: %s)\n", perPing[len(perPing)/2], unit, fmtFloats(perPing))
+	fmt.Printf("median %.2f %s (rounds: %s)\n", perPing[len(perPing)/2], unit, joinFloats(perPing, "%.2f", " "))
 	closeViewers(viewers)
 	wg.Wait()
 	return nil
@@ -143,12 +142,4 @@ func pingAll(ctx context.Context, viewers []*wsViewer, every, d time.Duration) i
 		time.Sleep(time.Millisecond)
 	}
 	return sent
-}
-
-func fmtFloats(xs []float64) string {
-	s := make([]string, len(xs))
-	for i, x := range xs {
-		s[i] = strconv.FormatFloat(x, 'f', 2, 64)
-	}
-	return strings.Join(s, " ")
 }

@@ -279,13 +279,7 @@ func benchTarget(cfg saleConfig, a *auth.Authenticator, t target, n int) error {
 	if broken {
 		check += " INVARIANT BROKEN"
 	}
-	list := func(v []float64, format string) string {
-		parts := make([]string, len(v))
-		for i, x := range v {
-			parts[i] = fmt.Sprintf(format, x)
-		}
-		return strings.Join(parts, ",")
-	}
+	list := func(v []float64, format string) string { return joinFloats(v, format, ",") }
 	storms, _ := median(func(r runResult) float64 { return float64(r.storms) })
 	for _, row := range []struct {
 		op   string
