@@ -2,36 +2,18 @@ package live
 
 import (
 	"context"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 )
 
 // restart kills the private redis-server and starts an empty one on its port (no
 // persistence: every key is lost, as after a crash without the append-only file).
 func (r *hangableRedis) restart(t *testing.T) {
 	t.Helper()
-	r.cmd.Process.Signal(sigCont)
-	r.cmd.Process.Kill()
-	r.cmd.Wait()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--dir", t.TempDir(), "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
-	defer rdb.Close()
-	for i := 0; rdb.Ping(context.Background()).Err() != nil; i++ {
-		if i > 200 {
-			t.Fatal("restarted redis-server did not answer")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	r.restartFromDir(t, t.TempDir())
 }
 
 // TestPublishRetryAfterRedisRestartFindsItsEvent: the node had got seq 3 for a stream
