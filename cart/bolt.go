@@ -45,6 +45,8 @@ type BoltStore struct {
 	// lock, so every order listed here is in that transaction (bolt_index.go).
 	loggedMu sync.RWMutex
 	logged   map[string][]orderRef
+	// media records where WHEP sessions live (mediasession.go).
+	media mediaSessions
 	// carts lists each user's holds, units counts each buyer's units held and bought
 	// in each live sale (bolt_holds.go). The writer owns both and changes them after
 	// each commit, carts under cartsMu (ListHolds reads it under the read lock).

@@ -79,6 +79,17 @@ type Store interface {
 	// ErrNotFound if the stream is unknown; ErrConflict if it has ended (an ended
 	// stream is published nowhere, whatever was recorded).
 	MediaOrigin(ctx context.Context, streamID string, now time.Time) (MediaOrigin, error)
+	// PutMediaSession records that the stream's WHEP session lives on the node at url
+	// until now + ttl (a second put renews it), so that a DELETE or PATCH of it reaching
+	// another node can be passed on there. Media sessions never outlive their node, so
+	// the embedded store (one node) keeps them in memory; the Redis store (shared by
+	// nodes) ignores now and lets Redis's clock expire them.
+	PutMediaSession(ctx context.Context, streamID, session, url string, now time.Time, ttl time.Duration) error
+	// MediaSession returns the url recorded for the stream's session, "" when none is
+	// (never put, dropped, or lapsed by now).
+	MediaSession(ctx context.Context, streamID, session string, now time.Time) (string, error)
+	// DropMediaSession forgets the session's url (nothing when none is recorded).
+	DropMediaSession(ctx context.Context, streamID, session string) error
 
 	// CreateProduct stores a new product (p.ID set by the caller; Held, Sold = 0) and
 	// returns it. ErrNotFound if the stream is unknown; ErrConflict if the stream has

@@ -43,6 +43,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"EdgeCases", testEdgeCases},
 		{"MediaMute", testMediaMute},
 		{"MediaOrigin", testMediaOrigin},
+		{"MediaSession", testMediaSession},
 		{"StreamLiveNewestIntentWins", testStreamLiveNewestIntentWins},
 	}
 	for _, tc := range tests {
@@ -1093,6 +1094,55 @@ func testMediaMute(t *testing.T, e *env) {
 	wantErr(t, "SetMediaMute of an unknown stream", err, ErrNotFound)
 	_, err = e.st.MediaMute(e.ctx, uuid.NewString())
 	wantErr(t, "MediaMute of an unknown stream", err, ErrNotFound)
+}
+
+// testMediaSession: a WHEP session's node is found from its stream and session until
+// dropped or lapsed (on the real clock: the Redis store expires it by Redis's), and
+// sessions of the same id in two streams are told apart.
+func testMediaSession(t *testing.T, e *env) {
+	s1, s2 := e.stream(t), e.stream(t)
+	get := func(sid, rid string) string {
+		t.Helper()
+		url, err := e.st.MediaSession(e.ctx, sid, rid, time.Now())
+		if err != nil {
+			t.Fatalf("MediaSession(%s, %s): %v", sid, rid, err)
+		}
+		return url
+	}
+	put := func(sid, rid, url string, ttl time.Duration) {
+		t.Helper()
+		if err := e.st.PutMediaSession(e.ctx, sid, rid, url, time.Now(), ttl); err != nil {
+			t.Fatalf("PutMediaSession(%s, %s): %v", sid, rid, err)
+		}
+	}
+	if got := get(s1, "r1"); got != "" {
+		t.Fatalf("a session never put: got %q, want none", got)
+	}
+	put(s1, "r1", "http://10.0.0.1:8080", time.Minute)
+	put(s2, "r1", "http://10.0.0.2:8080", time.Minute)
+	if got := get(s1, "r1"); got != "http://10.0.0.1:8080" {
+		t.Fatalf("stream 1's session: got %q", got)
+	}
+	if got := get(s2, "r1"); got != "http://10.0.0.2:8080" {
+		t.Fatalf("stream 2's session of the same id: got %q", got)
+	}
+	if err := e.st.DropMediaSession(e.ctx, s1, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(s1, "r1"); got != "" {
+		t.Fatalf("a dropped session: got %q, want none", got)
+	}
+	if got := get(s2, "r1"); got != "http://10.0.0.2:8080" {
+		t.Fatalf("the other stream's session after a drop: got %q", got)
+	}
+	put(s1, "r2", "http://10.0.0.1:8080", 50*time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for get(s1, "r2") != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("a session put for 50 ms is still found after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func testMediaOrigin(t *testing.T, e *env) {

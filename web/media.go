@@ -205,6 +205,9 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 			}
 		} else {
 			answer, rid, err = m.Subscribe(r.Context(), st.ID, offer)
+			if err == nil {
+				s.recordViewerSession(r.Context(), st.ID, rid)
+			}
 		}
 		if err != nil {
 			s.fail(w, r, err)
@@ -243,6 +246,9 @@ func (s *Server) mediaDelete(k mediaKind) http.HandlerFunc {
 		if err != nil {
 			s.fail(w, r, err)
 			return
+		}
+		if k.role != stream.RolePublisher {
+			s.forgetViewerSession(r.Context(), st.ID, r.PathValue("rid"))
 		}
 		w.WriteHeader(http.StatusOK)
 	}
@@ -356,6 +362,8 @@ func (s *Server) authorizeSession(r *http.Request, k mediaKind) (st cart.Stream,
 	if err == nil && !m.Exists(st.ID, r.PathValue("rid"), k.role) {
 		if k.role == stream.RolePublisher {
 			origin = s.sessionElsewhere(r, st.ID, r.PathValue("rid"))
+		} else {
+			origin = s.viewerSessionElsewhere(r, st.ID, r.PathValue("rid"))
 		}
 		if origin == "" {
 			err = apiError(http.StatusNotFound, "not_found", "no such media session")
@@ -387,6 +395,58 @@ func (s *Server) sessionElsewhere(r *http.Request, sid, rid string) string {
 		return ""
 	}
 	return o.URL
+}
+
+// viewerSessionTTL bounds how long a node's WHEP session is found from the other
+// nodes (recordViewerSession): a DELETE or PATCH of a session older than this that
+// reaches another node is answered 404 there.
+const viewerSessionTTL = 24 * time.Hour
+
+// recordViewerSession notes in the store, when nodes share one, that the stream's WHEP
+// session rid lives on this node, so that its DELETE or PATCH reaching another node
+// (behind a load balancer) is passed on here. Best effort: a store that does not answer
+// leaves the session working, only not found from other nodes.
+func (s *Server) recordViewerSession(ctx context.Context, sid, rid string) {
+	if !s.clustered() {
+		return
+	}
+	url := s.deps.Options.AdvertiseURL()
+	if url == "" {
+		return
+	}
+	ctx, cancel := s.storeCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	if err := s.deps.Store.PutMediaSession(ctx, sid, rid, url, s.deps.Now(), viewerSessionTTL); err != nil {
+		s.log.Warn("WHEP session not recorded for the other nodes", "stream", sid, "session", rid, "err", err)
+	}
+}
+
+// forgetViewerSession drops what recordViewerSession noted, once the session is deleted.
+func (s *Server) forgetViewerSession(ctx context.Context, sid, rid string) {
+	if !s.clustered() {
+		return
+	}
+	ctx, cancel := s.storeCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	if err := s.deps.Store.DropMediaSession(ctx, sid, rid); err != nil {
+		s.log.Debug("WHEP session record not dropped (it lapses by itself)", "stream", sid, "session", rid, "err", err)
+	}
+}
+
+// viewerSessionElsewhere returns the base URL of the node that holds the stream's WHEP
+// session rid, "" when that is not another node (or not known). A request already
+// passed on is not passed on again.
+func (s *Server) viewerSessionElsewhere(r *http.Request, sid, rid string) string {
+	if !s.clustered() || r.Header.Get(forwardedHeader) != "" {
+		return ""
+	}
+	ctx, cancel := s.storeCtx(r.Context())
+	defer cancel()
+	url, err := s.deps.Store.MediaSession(ctx, sid, rid, s.deps.Now())
+	if err != nil || url == "" || url == s.deps.Options.AdvertiseURL() {
+		return ""
+	}
+	return url
 }
 
 // forwardClient passes session requests on to other nodes (no keep-alive, as the
