@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -30,10 +31,22 @@ const (
 	bearerKey
 )
 
+// verified is what the request's bearer token verified as: who, and until when.
+type verified struct {
+	id    auth.Identity
+	until time.Time
+}
+
 // identity returns who made the request; the zero Identity is anonymous.
 func identity(r *http.Request) auth.Identity {
-	id, _ := r.Context().Value(identityKey).(auth.Identity)
-	return id
+	v, _ := r.Context().Value(identityKey).(verified)
+	return v.id
+}
+
+// identityUntil returns when the request's token expires (zero when anonymous).
+func identityUntil(r *http.Request) time.Time {
+	v, _ := r.Context().Value(identityKey).(verified)
+	return v.until
 }
 
 // bearer returns the raw bearer token the request presented, if any.

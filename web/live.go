@@ -46,6 +46,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	}
 	s.deps.Live.ServeWS(w, r, st.ID, live.ServeOptions{
 		Who:       identity(r),
+		WhoUntil:  identityUntil(r),
 		Ended:     st.Status == cart.StreamEnded,
 		Snapshots: live.SnapshotFunc(s.liveSnapshot),
 	})

@@ -464,13 +464,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (ctx conte
 		return nil, true
 	}
 	ctx = context.WithValue(r.Context(), bearerKey, token)
-	id, err := s.deps.Auth.Verify(token)
+	id, until, err := s.deps.Auth.VerifyUntil(token)
 	if err != nil && !strings.HasPrefix(r.URL.Path, "/whip/") {
 		s.fail(w, r, err)
 		return nil, false
 	}
 	if err == nil {
-		ctx = context.WithValue(ctx, identityKey, id)
+		ctx = context.WithValue(ctx, identityKey, verified{id, until})
 	}
 	return ctx, true
 }

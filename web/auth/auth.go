@@ -121,6 +121,12 @@ func New(secret []byte, now func() time.Time) *Authenticator {
 // decoding and the HMAC (most of an authenticated request's own cost); outside them,
 // or unknown, it is parsed and checked in full.
 func (a *Authenticator) Verify(token string) (Identity, error) {
+	id, _, err := a.VerifyUntil(token)
+	return id, err
+}
+
+// VerifyUntil is Verify that also returns when the token expires (its exp).
+func (a *Authenticator) VerifyUntil(token string) (Identity, time.Time, error) {
 	key := tokenKey(token)
 	a.vmu.RLock()
 	v := a.verified[key]
@@ -130,12 +136,12 @@ func (a *Authenticator) Verify(token string) (Identity, error) {
 		// As the parser's validator checks them (no leeway): exp in the future, nbf
 		// (if any) not.
 		if now.Before(v.exp) && (!v.hasNbf || !now.Before(v.nbf)) {
-			return v.id, nil
+			return v.id, v.exp, nil
 		}
 	}
 	id, c, err := a.verify(token)
 	if err != nil || c.ExpiresAt == nil {
-		return id, err
+		return id, time.Time{}, err
 	}
 	v = &verifiedToken{id: id, exp: c.ExpiresAt.Time}
 	if c.NotBefore != nil {
@@ -147,7 +153,7 @@ func (a *Authenticator) Verify(token string) (Identity, error) {
 	}
 	a.verified[key] = v
 	a.vmu.Unlock()
-	return id, nil
+	return id, v.exp, nil
 }
 
 // tokenKey is the key of a token in Authenticator.verified: its SHA-256, through a

@@ -72,6 +72,10 @@ func (c *conn) chat(ctx context.Context, text string) {
 		c.sendError("unauthorized", "sign in to chat")
 		return
 	}
+	if !c.whoUntil.IsZero() && !c.hub.cfg.Now().Before(c.whoUntil) {
+		c.sendError("unauthorized", "your sign-in has expired; sign in again to chat")
+		return
+	}
 	if strings.TrimSpace(text) == "" {
 		c.sendError("bad_request", "text must not be empty")
 		return

@@ -24,8 +24,11 @@ const maxQueueFrames = 8192
 
 // ServeOptions describe the connecting viewer.
 type ServeOptions struct {
-	Who   auth.Identity // zero: anonymous (may listen, not chat)
-	Ended bool          // the stream has ended: send the snapshot (or history), then close
+	Who auth.Identity // zero: anonymous (may listen, not chat)
+	// WhoUntil is when Who's token expires (zero: never); from then on the
+	// connection may still listen but not chat.
+	WhoUntil time.Time
+	Ended    bool // the stream has ended: send the snapshot (or history), then close
 	// Snapshots reads the stream's state for this connection; nil: the hub's Config.Snapshots.
 	Snapshots SnapshotSource
 }
@@ -80,6 +83,7 @@ type conn struct {
 
 	sid      string
 	who      auth.Identity
+	whoUntil time.Time // ServeOptions.WhoUntil
 	snaps    SnapshotSource
 	ws       *websocket.Conn
 	bc       *batchConn
@@ -90,7 +94,7 @@ type conn struct {
 	deadline time.Time     // the write deadline set last; only the writer touches it
 	done     chan struct{} // closed when the reader stops
 
-	_ [32]byte // to connSize
+	_ [8]byte // to connSize
 }
 
 // refuseUpgrade answers a refused handshake (not a websocket request, an Origin not
@@ -128,7 +132,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, sid string, opt Se
 	if snaps == nil {
 		snaps = h.cfg.Snapshots
 	}
-	c := &conn{hub: h, sid: sid, who: opt.Who, snaps: snaps, shard: h.writers.pick(),
+	c := &conn{hub: h, sid: sid, who: opt.Who, whoUntil: opt.WhoUntil, snaps: snaps, shard: h.writers.pick(),
 		done: make(chan struct{}), inWriter: true, writerOn: true, kick: true,
 		beats: r.URL.Query().Get("heartbeat") == "1"}
 	c.bc = &c.bcMem
