@@ -515,11 +515,16 @@ const (
 )
 
 // idemHash names an idempotency key of a user.
-func idemHash(userID, key string) string {
+func idemHash(userID, key string) string { return idemField(userID, key)[2:] }
+
+// idemField is the field "k:" + idemHash(userID, key) of the key's record in the
+// user's orders of a stream (see lua/checkout.lua): one string for both.
+func idemField(userID, key string) string {
 	var buf [256]byte // on the stack for the usual ids and keys
 	h := sha256.Sum256(append(append(append(buf[:0], userID...), 0), key...))
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], h[:])
+	var out [2 + 2*sha256.Size]byte
+	out[0], out[1] = 'k', ':'
+	hex.Encode(out[2:], h[:])
 	return string(out[:])
 }
 
@@ -529,7 +534,8 @@ func idemHash(userID, key string) string {
 // after a crash in between return the same order. Keys older than 24 h (by now) are
 // forgotten; Redis drops them by TTL.
 func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
-	ih := idemHash(req.UserID, req.IdempotencyKey)
+	kf := idemField(req.UserID, req.IdempotencyKey)
+	ih := kf[2:]
 	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now)
 	if err != nil || done != nil {
 		if done != nil {
@@ -537,7 +543,7 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 		}
 		return CheckoutResult{}, err
 	}
-	c := &checkoutCall{req: req, ih: ih, now: now, indexed: cart.indexed, orders: cart.orders}
+	c := &checkoutCall{req: req, ih: ih, kf: kf, now: now, indexed: cart.indexed, orders: cart.orders}
 	var res CheckoutResult
 	err = s.checkoutTo(ctx, c, cart, &res)
 	s.settle(ctx, c, cart, token, &res, err)
@@ -807,6 +813,7 @@ func (s *RedisStore) getOrder(ctx context.Context, userID, streamID, orderID str
 type checkoutCall struct {
 	req     CheckoutRequest
 	ih      string // the idempotency key's hash
+	kf      string // its field in the user's orders of a stream, "k:" + ih (see lua/checkout.lua); set by args
 	now     time.Time
 	emptied string // the stream where the order left the user's cart empty
 	indexed string // the stream the user's order index lists already (see claim.lua)
@@ -1038,13 +1045,16 @@ type checkoutArgs struct {
 // args are the checkout script's arguments.
 func (c *checkoutCall) args(mode, otherExpired string, ids []string) checkoutArgs {
 	c.nowUTC, c.nowUS = c.now.UTC(), c.now.UnixMicro()
+	if c.kf == "" {
+		c.kf = "k:" + c.ih
+	}
 	return checkoutArgs{c: c, n: 9 + len(ids), ids: ids, seq: time.Now().UnixNano(), mode: mode, otherExpired: otherExpired}
 }
 
 // appendTo appends the arguments, the values by pointer (see evalArgs).
 func (a *checkoutArgs) appendTo(args []any) []any {
 	c := a.c
-	args = append(args, &c.req.UserID, &c.ih, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &c.nowUTC, &a.mode, &a.otherExpired, &a.seq)
+	args = append(args, &c.req.UserID, &c.kf, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &c.nowUTC, &a.mode, &a.otherExpired, &a.seq)
 	for i := range a.ids {
 		args = append(args, &a.ids[i])
 	}

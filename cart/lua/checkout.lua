@@ -1,7 +1,8 @@
 -- checkout: a batch of checkouts of one stream, each checked and recorded in turn
 -- exactly as if it ran alone (concurrent checkouts of one stream share one call, as
 -- holds do). ARGV = for each checkout: the count of its arguments, then its arguments:
--- user id, idempotency key hash, fingerprint, order id, now_us, now (RFC 3339), mode,
+-- user id, the idempotency key's field "k:" .. its hash (see key_record), fingerprint,
+-- order id, now_us, now (RFC 3339), mode,
 -- expired hold ids cleared elsewhere (joined by ","), seq (the node's clock, orders
 -- orders placed at one now), hold id...
 -- mode "ids" orders exactly the listed holds, "all" the user's whole cart in this
@@ -94,38 +95,39 @@ local function counter_of(h)
   return key('p', h.product_id)
 end
 
--- key_record reads the record of idempotency key hash ih in the user's orders here
--- (ouk, the key uo:<uid>): the record (or nil) and the form of the user's orders
--- (true: the hash; false: the older list, see the top).
-local function key_record(ouk, ih)
-  local rec = redis.pcall('HGET', ouk, 'k:' .. ih)
+-- key_record reads the record of the idempotency key whose field is kf ("k:" .. its
+-- hash, made by the caller: no concatenation here) in the user's orders here (ouk,
+-- the key uo:<uid>): the record (or nil) and the form of the user's orders (true: the
+-- hash; false: the older list, see the top).
+local function key_record(ouk, kf)
+  local rec = redis.pcall('HGET', ouk, kf)
   if type(rec) ~= 'table' then
     return rec, true
   end
   if not string.find(rec.err, 'WRONGTYPE', 1, true) then
     error(rec)
   end
-  return redis.call('GET', key('idem', ih)), false
+  return redis.call('GET', key('idem', string.sub(kf, 3))), false
 end
 
 -- place_order writes order oid, lists it for its user and remembers the idempotency key
--- hash ih with the request's fingerprint fp, in the user's orders here (ouk; hashed:
+-- (its field kf) with the request's fingerprint fp, in the user's orders here (ouk; hashed:
 -- their form, see key_record). The record d: id|stream_id|total_cents|currency|status|
 -- created_at|created_us|seq|items|expired|user_id (the user id last: it may hold a
 -- "|"); see expandOrder in redis_decode.go. (Orders written before 2026-12-02 have a
 -- field each.)
-local function place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, ih, fp)
+local function place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, kf, fp)
   local d = oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
     now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid
   if hashed then
-    redis.call('HSET', ouk, oid, d, 'k:' .. ih, oid .. '|' .. now_us .. '|' .. fp)
+    redis.call('HSET', ouk, oid, d, kf, oid .. '|' .. now_us .. '|' .. fp)
     ordered[#ordered + 1] = oid .. ' ' .. uid
     return
   end
   redis.call('HSET', key('o', oid), 'd', d)
   ordered[#ordered + 1] = oid
   redis.call('RPUSH', ouk, oid)
-  redis.call('SET', key('idem', ih), oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
+  redis.call('SET', key('idem', string.sub(kf, 3)), oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
 end
 
 -- one_fields reads what order_one needs of a hold's field d (see hold_record in
@@ -159,21 +161,29 @@ end
 -- converts twice): the record is hold.lua's, and a malformed one fails the item (see
 -- item_error in lib.lua) before anything is written.
 local sale_keys = {} -- sale id → its key: one concatenation per batch, not per checkout
-local function order_one(hid, hk, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
-  local q, k = qty + 0
+-- The records the batch touched (flat_reply answers them, see the batch loop). The
+-- usual checkout marks its sale or product there itself and says which in one_product
+-- and one_sale (the item's slots 6 and 7), not through touched: no table to empty and
+-- list per item.
+local all_products, all_sales = {}, {}
+local one_product, one_sale -- the item's, set by order_one (nil: the item's are in touched)
+local function order_one(hid, hk, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
+  local q, p, k = qty + 0, price + 0
   if said ~= '' then -- the counters holding its units (see counter_of)
-    touch_sale(said)
+    all_sales[said], one_product, one_sale = true, '', said
     k = sale_keys[said]
     if not k then
       k = key('s', said)
       sale_keys[said] = k
     end
   else
-    touch_product(pid)
+    all_products[pid], one_product, one_sale = true, pid, ''
     k = key('p', pid)
   end
   local its = pid .. ',' .. said .. ',' .. qty .. ',' .. price
-  local tc = string.format('%d', q * price)
+  -- (one unit: its price as the hold recorded it, hold.lua's copy of the sale's or
+  -- product's integer; no string.format, ~1k of Redis's instructions)
+  local tc = q == 1 and price or string.format('%d', q * p)
   if hk then
     redis.call('DEL', hk, uk)
   else
@@ -181,7 +191,7 @@ local function order_one(hid, hk, pid, said, qty, price, currency, uk, ouk, hash
   end
   deltas[k] = (deltas[k] or 0) + q
   unindexed[#unindexed + 1] = hid
-  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, other, uid, ih, fp)
+  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, other, uid, kf, fp)
   return '', '', 'cse', hid, '', its, tc, currency, other
 end
 
@@ -191,7 +201,7 @@ end
 local last_us, last_now -- the checkouts of a batch mostly share one now
 
 local function checkout_one(i, n)
-  local uid, ih, fp, oid, now_us, now_at, mode, other, seq = unpack(ARGV, i, i + 8)
+  local uid, kf, fp, oid, now_us, now_at, mode, other, seq = unpack(ARGV, i, i + 8)
   if now_us ~= last_us then -- (tonumber of a time in µs is two strtod: once per batch)
     last_us, last_now = now_us, num(now_us)
   end
@@ -200,7 +210,7 @@ local function checkout_one(i, n)
   if mode ~= 'clear' then
     -- The key's record (the usual new key has none); it is written with the order.
     local rec
-    rec, hashed = key_record(ouk, ih)
+    rec, hashed = key_record(ouk, kf)
     if rec then
       local roid, at, rfp = string.match(rec, '^([^|]*)|([^|]*)|(.*)$')
       if now - num(at) < day then
@@ -230,8 +240,10 @@ local function checkout_one(i, n)
     -- One live hold (not "-": released), not due: ordered here; anything else takes
     -- the general path below.
     local pid, said, qty, price, currency, exp_us, huid = one_fields(c[2])
-    if huid == uid and num(exp_us) > now then
-      return order_one(c[1], nil, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
+    -- Not due: the times in µs compare as strings (see before; a tonumber of one is a
+    -- strtod of ~1.7k of Redis's instructions).
+    if huid == uid and before(now_us, exp_us) then
+      return order_one(c[1], nil, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
     end
   end
   if c.err and not listed and mode == 'all' and #cart == 1 then
@@ -241,8 +253,8 @@ local function checkout_one(i, n)
     local v = redis.call('HMGET', hk, 'd', 'state')
     if v[1] and not v[2] then
       local pid, said, qty, price, currency, exp_us, huid = one_fields(v[1])
-      if huid == uid and num(exp_us) > now then
-        return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ouk, hashed, ih, uid, fp, oid, now_us, now_at, other, seq)
+      if huid == uid and before(now_us, exp_us) then
+        return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
       end
     end
   end
@@ -375,7 +387,7 @@ local function checkout_one(i, n)
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
   local its, tc = table.concat(items, ';'), string.format('%d', total)
-  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, ih, fp)
+  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, kf, fp)
   return '', '', empty and 'cse' or 'cs', table.concat(dropped, ','), '', its, tc, currency, expired
 end
 
@@ -395,7 +407,7 @@ local function ids_of(set)
   return table.concat(out, ',')
 end
 
-local out, all_products, all_sales = {'', ''}, {}, {} -- see flat_reply
+local out = {'', ''} -- see flat_reply
 -- A checkout that placed its order and answers the previous item's flags, touched
 -- records and order slots (a storm's checkouts of one sale: the same item, total and
 -- currency) answers flags "=" and "" in those six slots: the reply carries them once;
@@ -404,24 +416,24 @@ local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
 local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  -- each item's own touched records: the same two tables, emptied (not new ones)
-  for id in pairs(touched.products) do
-    touched.products[id] = nil
-  end
-  for id in pairs(touched.sales) do
-    touched.sales[id] = nil
-  end
+  one_product = nil
   local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
   if not ok then
     e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
   end
-  for id in pairs(touched.products) do
-    all_products[id] = true
+  local k, products, sales = #out, one_product, one_sale
+  if not products then
+    -- The item's touched records (the other paths' and lib.lua's, in touched): the
+    -- batch's, and the same two tables emptied for the next item (not new ones).
+    local tp, ts = touched.products, touched.sales
+    products, sales = ids_of(tp), ids_of(ts)
+    for id in pairs(tp) do
+      all_products[id], tp[id] = true, nil
+    end
+    for id in pairs(ts) do
+      all_sales[id], ts[id] = true, nil
+    end
   end
-  for id in pairs(touched.sales) do
-    all_sales[id] = true
-  end
-  local k, products, sales = #out, ids_of(touched.products), ids_of(touched.sales)
   local same = e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and
     total == p9 and currency == p10 and expired == p11
   if same and m == '' and cleared == '' then

@@ -115,7 +115,9 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   local price = p.price_cents
   local uk, used
   if s then
-    if not sale_active(s, now) then
+    -- A sale takes holds while it is not ended and now is inside StartsAt..EndsAt
+    -- (its times are the numbers sale_of made: no tonumber of each per hold).
+    if s.status == 'ended' or now < s.starts_us or now >= s.ends_us then
       return refuse(hid, uid, 'sale_not_active', 'the sale is not active')
     end
     -- The user's units of the sale: read only when sold out (to tell limit_exceeded
@@ -149,7 +151,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   -- user's count goes back as it came, so nothing of this hold stays.
   local ck, rec = key('uh', uid), hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid)
   local set, listed = redis.pcall('HSETNX', ck, hid, rec), false
-  if type(set) == 'table' and string.find(set.err, 'WRONGTYPE', 1, true) then
+  if set ~= 1 and type(set) == 'table' and string.find(set.err, 'WRONGTYPE', 1, true) then
     set, listed = redis.pcall('HSETNX', key('h', hid), 'd', rec), true
   end
   if set ~= 1 then

@@ -195,11 +195,6 @@ local function fail(code, msg)
   return reply({e = code, m = msg})
 end
 
--- A sale takes holds while it is not ended and now is inside StartsAt..EndsAt.
-local function sale_active(s, now)
-  return s.status ~= 'ended' and num(s.starts_us) <= now and now < num(s.ends_us)
-end
-
 -- end_sale ends a scheduled or active sale: its remaining units go back to the
 -- product's stock and count as returned. False if it had ended already.
 local function end_sale(id)
