@@ -131,10 +131,12 @@ local function place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, 
 end
 
 -- one_fields reads what order_one needs of a hold's field d (see hold_record in
--- lib.lua): product id, sale id, quantity, unit price, currency, expires_us, user id
--- (nothing if d has fewer than 10 fields). By plain finds of the separators: a Lua
--- pattern of ten fields ([^|]*) tests every character against its class (~14k of
--- redis-server's instructions per record with its captures; these ~11k).
+-- lib.lua): product id, sale id, quantity, unit price, currency, expires_us, and
+-- where expires_us ends (nothing if d has fewer than 8 fields). By plain finds of the
+-- separators: a Lua pattern of ten fields ([^|]*) tests every character against its
+-- class (~14k of redis-server's instructions per record with its captures; these
+-- ~11k). The user id (see user_of) is not read: a hold of the user's cart hash was
+-- recorded there by hold.lua for that user.
 local find, sub = string.find, string.sub
 local function one_fields(d)
   local a = find(d, '|', 1, true)
@@ -144,13 +146,19 @@ local function one_fields(d)
   local f = e and find(d, '|', e + 1, true)
   local g = f and find(d, '|', f + 1, true)
   local h = g and find(d, '|', g + 1, true)
-  local i = h and find(d, '|', h + 1, true)
-  local j = i and find(d, '|', i + 1, true)
-  if not j then
+  if not h then
     return nil
   end
   return sub(d, 1, a - 1), sub(d, a + 1, b - 1), sub(d, b + 1, c - 1), sub(d, c + 1, e - 1),
-    sub(d, e + 1, f - 1), sub(d, g + 1, h - 1), sub(d, j + 1)
+    sub(d, e + 1, f - 1), sub(d, g + 1, h - 1), h
+end
+
+-- user_of is the user id of record d whose expires_us ends at h (see one_fields; nil
+-- if d has fewer than 10 fields): the older cart's holds are keys of their own.
+local function user_of(d, h)
+  local i = find(d, '|', h + 1, true)
+  local j = i and find(d, '|', i + 1, true)
+  return j and sub(d, j + 1)
 end
 
 -- order_one orders the cart's one live hold hid, key hk (nil: a field of the cart
@@ -239,10 +247,10 @@ local function checkout_one(i, n)
   elseif #c == 2 and not listed and mode == 'all' and string.byte(c[2]) ~= 45 then
     -- One live hold (not "-": released), not due: ordered here; anything else takes
     -- the general path below.
-    local pid, said, qty, price, currency, exp_us, huid = one_fields(c[2])
+    local pid, said, qty, price, currency, exp_us = one_fields(c[2])
     -- Not due: the times in µs compare as strings (see before; a tonumber of one is a
     -- strtod of ~1.7k of Redis's instructions).
-    if huid == uid and before(now_us, exp_us) then
+    if pid and before(now_us, exp_us) then
       return order_one(c[1], nil, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
     end
   end
@@ -252,8 +260,8 @@ local function checkout_one(i, n)
     local hk = key('h', cart[1])
     local v = redis.call('HMGET', hk, 'd', 'state')
     if v[1] and not v[2] then
-      local pid, said, qty, price, currency, exp_us, huid = one_fields(v[1])
-      if huid == uid and before(now_us, exp_us) then
+      local pid, said, qty, price, currency, exp_us, h = one_fields(v[1])
+      if pid and user_of(v[1], h) == uid and before(now_us, exp_us) then
         return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
       end
     end
@@ -415,7 +423,7 @@ local out = {'', ''} -- see flat_reply
 local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
 local i = 1
 while i <= #ARGV do
-  local n = tonumber(ARGV[i])
+  local n = ARGV[i] + 0 -- (one strtod; tonumber converts twice)
   one_product = nil
   local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
   if not ok then

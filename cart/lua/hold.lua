@@ -99,7 +99,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   if now_us ~= last_us then
     last_us, last_now = now_us, num(now_us)
   end
-  local q, now = num(qty), last_now
+  local q, now = qty + 0, last_now -- (one strtod; tonumber converts twice)
   local s
   if said ~= '' then
     s = sale_of(said)
