@@ -31,6 +31,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"ExpiryReturnsUnits", testExpiryReturnsUnits},
 		{"ExpiredAfterSaleEndIsReturned", testExpiredAfterSaleEnd},
 		{"CheckoutExpiredHold", testCheckoutExpiredHold},
+		{"UsualCheckouts", testUsualCheckouts},
 		{"CheckoutCart", testCheckoutCart},
 		{"CheckoutClearsWholeCart", testCheckoutClearsWholeCart},
 		{"ConcurrentCreateSameID", testConcurrentCreateSameID},
@@ -691,6 +692,69 @@ func testCheckoutExpiredHold(t *testing.T, e *env) {
 	h3, _ := e.hold("v", "", s.ID, 1, time.Hour)
 	_, err = e.checkout("u", "k5", []string{h3.ID}, e.now)
 	wantErr(t, "checkout of another user's hold", err, ErrNotFound)
+}
+
+// testUsualCheckouts: a checkout of the whole cart (no hold_ids) of one live hold, the
+// storm's checkout (the Redis store's script orders it on a path of its own): its
+// total for one unit and for several, of a sale and at the product's price; the record
+// it changed, in the answer and as read after; a hold due at the checkout's now (to
+// the µs) is expired, one µs before it is not.
+func testUsualCheckouts(t *testing.T, e *env) {
+	sid := e.stream(t)
+	s := e.sale(t, sid, 20, 5)
+	p := e.product(t, sid, 10)
+	cases := []struct {
+		user, pid, said string
+		qty             int
+		at              time.Duration // the checkout's now after the hold's (its ttl is a minute)
+		total           int64
+		err             error
+	}{
+		{"one", "", s.ID, 1, 0, 500, nil},
+		{"three", "", s.ID, 3, 0, 1500, nil},
+		{"product", p.ID, "", 2, 0, 2000, nil},
+		{"due", "", s.ID, 1, time.Minute, 0, ErrHoldExpired},
+		{"justlive", "", s.ID, 1, time.Minute - time.Microsecond, 500, nil},
+		{"productdue", p.ID, "", 1, time.Minute, 0, ErrHoldExpired},
+	}
+	sold := map[string]int{}
+	for _, c := range cases {
+		h := e.mustHold(t, c.user, c.pid, c.said, c.qty, time.Minute)
+		res, err := e.checkout(c.user, "k", nil, e.now.Add(c.at))
+		if c.err != nil {
+			wantErr(t, c.user, err, c.err)
+			if holds, _ := e.st.ListHolds(e.ctx, c.user, e.now.Add(c.at)); len(holds) != 0 {
+				t.Fatalf("%s: %d holds left in the cart, want the expired one cleared", c.user, len(holds))
+			}
+			continue
+		}
+		o := res.Order
+		if err != nil || !res.Created || o.TotalCents != c.total || len(o.Items) != 1 || o.Items[0].Quantity != c.qty ||
+			o.Items[0].ProductID != h.ProductID || o.Items[0].SaleID != c.said || o.Items[0].UnitPriceCents*int64(c.qty) != c.total {
+			t.Fatalf("%s: got %+v %v, want an order of %d units, total %d", c.user, o, err, c.qty, c.total)
+		}
+		id := c.said
+		if id == "" {
+			id = c.pid
+		}
+		sold[id] += c.qty
+		switch ch := res.Changes; {
+		case c.said != "" && (len(ch.Sales) != 1 || len(ch.Products) != 0 || ch.Sales[0].ID != s.ID || ch.Sales[0].Sold != sold[s.ID]):
+			t.Fatalf("%s: changes %+v, want the sale with %d sold", c.user, ch, sold[s.ID])
+		case c.said == "" && (len(ch.Products) != 1 || len(ch.Sales) != 0 || ch.Products[0].ID != p.ID || ch.Products[0].Held != 0):
+			t.Fatalf("%s: changes %+v, want the product with nothing held", c.user, ch)
+		}
+		orders, err := e.st.ListOrders(e.ctx, c.user)
+		if err != nil || len(orders) != 1 || orders[0].ID != o.ID || orders[0].TotalCents != c.total || !orders[0].CreatedAt.Equal(e.now.Add(c.at)) {
+			t.Fatalf("%s: orders %+v %v, want the one of total %d", c.user, orders, err, c.total)
+		}
+	}
+	if got := e.getSale(t, s.ID); got.Sold != sold[s.ID] || got.Held != 0 {
+		t.Fatalf("sale: got %+v, want %d sold, 0 held", got, sold[s.ID])
+	}
+	if got := e.getProduct(t, p.ID); got.Stock != 10-sold[p.ID] || got.Held != 0 {
+		t.Fatalf("product: got %+v, want stock %d, 0 held", got, 10-sold[p.ID])
+	}
 }
 
 // testHoldFields: HoldUnits answers the whole hold (a sale hold names the sale's
