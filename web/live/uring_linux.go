@@ -33,6 +33,7 @@ type sendRing struct {
 
 	ringMem, sqeMem []byte // the mappings, for close
 	broken          bool   // io_uring_enter failed: the shard sends with sendNow
+	sqeFlags        uint8  // each SQE's flags; 0 (the tests set IOSQE_ASYNC)
 }
 
 // The kernel ABI (include/uapi/linux/io_uring.h).
@@ -43,6 +44,7 @@ const (
 	ioringSetupSubmitAll   = 1 << 7
 	ioringSetupCoopTaskrun = 1 << 8
 	ioringEnterGetEvents   = 1 << 0
+	ioSQEAsync             = 1 << 4 // IOSQE_ASYNC: the tests' late completions
 	ioringOpSend           = 26
 	sqeSize                = 64
 	cqeSize                = 16
@@ -157,6 +159,7 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) {
 		sqe := unsafe.Add(r.sqes, uintptr(idx)*sqeSize)
 		*(*[sqeSize]byte)(sqe) = [sqeSize]byte{}
 		*(*uint8)(sqe) = ioringOpSend
+		*(*uint8)(unsafe.Add(sqe, 1)) = r.sqeFlags
 		*(*int32)(unsafe.Add(sqe, 4)) = int32(fds[i])
 		b := bufs[i]
 		*(*uint64)(unsafe.Add(sqe, 16)) = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
@@ -168,9 +171,26 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) {
 	for i := range res[:n] {
 		res[i] = -int32(syscall.EIO) // until its CQE says otherwise
 	}
+	// The submission is a raw system call: every send carries MSG_DONTWAIT, so none
+	// waits and in practice all have completed when it returns. A plain Syscall6 of
+	// ~1 ms (256 sends and their loopback receive work) sat in _Psyscall long enough
+	// for sysmon to retake the P every time, which woke another thread and kept
+	// sysmon polling every 20 µs (docs/BENCHMARKS.md, Live channel, session 18:
+	// ~0.15 µs per delivery). Only completions still missing after it (a send the
+	// kernel finished in a worker) are waited for, with the plain Syscall6 and
+	// GETEVENTS, as is a submission that made no progress.
 	toSubmit, done := n, uint32(0)
+	wait := false
 	for done < n {
-		got, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(n-done), ioringEnterGetEvents, 0, 0)
+		var got uintptr
+		var errno syscall.Errno
+		if toSubmit > 0 && !wait {
+			got, _, errno = syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
+			wait = errno != 0 || got == 0 // EINTR, EAGAIN, EBUSY: retry waiting
+		} else {
+			got, _, errno = syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(n-done), ioringEnterGetEvents, 0, 0)
+			wait = false
+		}
 		if errno == 0 {
 			toSubmit -= uint32(got)
 		} else if errno != syscall.EINTR && errno != syscall.EAGAIN && errno != syscall.EBUSY {

@@ -265,3 +265,43 @@ func TestRingBrokenFallsBack(t *testing.T) {
 		t.Fatal("the ring is not marked broken after io_uring_enter failed")
 	}
 }
+
+// TestSendRingWaitsForLateCompletions: sendAll's submission is a raw io_uring_enter that
+// does not wait; a send the kernel finishes after it returns (here every send is made
+// IOSQE_ASYNC, so the kernel's worker runs it) is waited for before sendAll returns.
+// Every result is the send's own and every peer gets its bytes.
+func TestSendRingWaitsForLateCompletions(t *testing.T) {
+	r := newSendRing(16)
+	if r == nil {
+		t.Skip("io_uring_setup refused here")
+	}
+	defer r.close()
+	r.sqeFlags = ioSQEAsync
+	const pairs = 12
+	fds := make([]int, pairs)
+	clis := make([]*net.TCPConn, pairs)
+	for i := range fds {
+		_, fds[i], clis[i] = tcpPair(t)
+	}
+	res := make([]int32, pairs)
+	for round := range 20 {
+		bufs := make([][]byte, pairs)
+		for i := range bufs {
+			bufs[i] = []byte(fmt.Sprintf("round %d to %d", round, i))
+		}
+		r.sendAll(fds, bufs, res)
+		if r.broken {
+			t.Fatalf("round %d: the ring broke", round)
+		}
+		for i, c := range clis {
+			if res[i] != int32(len(bufs[i])) {
+				t.Fatalf("round %d, socket %d: result %d, want %d", round, i, res[i], len(bufs[i]))
+			}
+			got := make([]byte, len(bufs[i]))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, bufs[i]) {
+				t.Fatalf("round %d, socket %d: peer got %q (%v), want %q", round, i, got, err, bufs[i])
+			}
+		}
+	}
+}
