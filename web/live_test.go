@@ -93,6 +93,8 @@ func TestLiveConnectChecks(t *testing.T) {
 		{"bad token", "/ws/" + st.ID + "?token=garbage", http.StatusUnauthorized},
 		{"since not a number", "/ws/" + st.ID + "?since=x", http.StatusBadRequest},
 		{"since negative", "/ws/" + st.ID + "?since=-1", http.StatusBadRequest},
+		{"since negative beyond 64 bits", "/ws/" + st.ID + "?since=-99999999999999999999", http.StatusBadRequest},
+		{"since fractional", "/ws/" + st.ID + "?since=1.5", http.StatusBadRequest},
 		{"not a websocket request", "/ws/" + st.ID, http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

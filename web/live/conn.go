@@ -206,6 +206,10 @@ func parseSince(r *http.Request) (resume, error) {
 		return resume{}, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && n > 0 {
+		// A whole number beyond 64 bits is newer than any seq: a fresh snapshot.
+		err = nil
+	}
 	if err != nil || n < 0 {
 		return resume{}, errors.New("bad since")
 	}

@@ -332,7 +332,8 @@ func TestResume(t *testing.T) {
 	for range 40 {
 		announce(ts.hub, sid, "x")
 	}
-	for _, tc := range []struct{ query string }{{"since=1"}, {"since=999"}} {
+	// A since beyond 64 bits is a whole number newer than the last seq, as 999 is.
+	for _, tc := range []struct{ query string }{{"since=1"}, {"since=999"}, {"since=99999999999999999999"}} {
 		c := ts.dial(t, sid, tc.query)
 		if m := c.next(t); m.Type != EventSnapshot || m.Seq != 46 {
 			t.Errorf("%s: got %s seq %d, want snapshot seq 46", tc.query, m.Type, m.Seq)
