@@ -221,6 +221,47 @@ func TestLiveModerationCheckOrder(t *testing.T) {
 	}
 }
 
+// TestUnmuteDotUserIDs: "." and ".." are user ids like any other (API.md: any string
+// up to 128 characters). A mute of one is lifted through the path's encoded dots
+// (/mutes/%2E%2E): it answered 404 "an empty or dot path segment", so the user stayed
+// muted until the mute ran out (up to 24 h). A literal dot segment stays 404
+// (TestEmptyPathSegmentIsNotFound).
+func TestUnmuteDotUserIDs(t *testing.T) {
+	e := newLiveEnv(t)
+	st := e.createStream("creator-1")
+	mod := e.token(auth.RoleModerator, "mod-1")
+	watcher := e.dialWS(st.ID, "")
+	readFrame(t, watcher)
+	for _, c := range []struct{ id, escaped string }{{".", "%2E"}, {"..", "%2e%2E"}} {
+		resp, raw := e.do("POST", "/api/streams/"+st.ID+"/mutes", mod, map[string]any{"user_id": c.id, "duration_s": 60})
+		e.expect(resp, raw, 201, "", nil)
+		ws := e.dialWS(st.ID, e.token(auth.RoleViewer, c.id))
+		readFrame(t, ws)
+		ws.WriteJSON(map[string]string{"type": "chat", "text": "muted"})
+		if f := readType(t, ws, "error"); f.Code != "muted" {
+			t.Fatalf("%q muted: got error %q, want muted", c.id, f.Code)
+		}
+		resp, raw = e.do("DELETE", "/api/streams/"+st.ID+"/mutes/"+c.escaped, mod, nil)
+		if resp.StatusCode != 204 {
+			t.Fatalf("unmute %q as /mutes/%s: got %d %s, want 204", c.id, c.escaped, resp.StatusCode, raw)
+		}
+		ws.WriteJSON(map[string]string{"type": "chat", "text": "back"})
+		if f := readType(t, watcher, "chat"); f.UserID != c.id || f.Text != "back" {
+			t.Fatalf("after unmuting %q the watcher got %+v, want its chat back", c.id, f)
+		}
+	}
+	var audit []struct{ Action, Target string }
+	resp, raw := e.do("GET", "/api/streams/"+st.ID+"/audit", mod, nil)
+	e.expect(resp, raw, 200, "", &audit)
+	var got []string
+	for _, a := range audit {
+		got = append(got, a.Action+" "+a.Target)
+	}
+	if want := "mute .,unmute .,mute ..,unmute .."; strings.Join(got, ",") != want {
+		t.Fatalf("audit: got %s, want %s", strings.Join(got, ","), want)
+	}
+}
+
 func TestLiveChatMuteDelete(t *testing.T) {
 	e := newLiveEnv(t)
 	st := e.createStream("creator-1")

@@ -308,10 +308,12 @@ func (s *Server) noop(w http.ResponseWriter, r *http.Request) {
 // ("/api/streams//end") as an id that is not a UUID, 404 not_found (401 first for an
 // anonymous request that needs a token), where net/http's mux would redirect to the
 // cleaned path, another endpoint. "/api" and the like, without their slash, too. It
-// reports whether it answered.
+// reports whether it answered. It judges the path as sent, as the mux does: an encoded
+// dot (%2E) is part of a segment's value, so "/mutes/%2E%2E" names the user "..", which
+// is a user id like any other.
 func (s *Server) uncleanAnswered(w http.ResponseWriter, r *http.Request) bool {
 	p := r.URL.Path
-	if !isAPIPath(p) || isCleanPath(p) {
+	if !isAPIPath(p) || isCleanPath(r.URL.EscapedPath()) {
 		return false
 	}
 	anonymousMay := r.Method == http.MethodGet || r.Method == http.MethodHead ||
