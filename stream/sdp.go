@@ -31,12 +31,45 @@ func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
 	return kinds, nil
 }
 
-// CheckOffer reports whether offer is an SDP offer the relay can take (it parses and
-// has audio or video), as Publish and Subscribe judge it, else ErrBadOffer: the HTTP
-// edge judges the request's shape before the stream's state.
-func CheckOffer(offer string) error {
-	_, err := offerKinds(offer)
-	return err
+// CheckOffer reports whether offer is an SDP offer the relay can take from the role,
+// else ErrBadOffer: it parses and has an audio or video section going the role's way
+// (a publisher's sends: sendonly or sendrecv; a viewer's receives: recvonly or
+// sendrecv; not rejected with port 0). The HTTP edge judges the request's shape before
+// the stream's state: a viewer's offer sent to WHIP would take the stream live with
+// nothing to relay, and refuse the real publisher while it stays.
+func CheckOffer(offer string, role Role) error {
+	if _, err := offerKinds(offer); err != nil {
+		return err
+	}
+	var sd sdp.SessionDescription
+	_ = sd.UnmarshalString(offer) // parsed above
+	session := sdpDirection(sd.Attributes, "sendrecv")
+	for _, m := range sd.MediaDescriptions {
+		if webrtc.NewRTPCodecType(m.MediaName.Media) == 0 || m.MediaName.Port.Value == 0 {
+			continue
+		}
+		switch dir := sdpDirection(m.Attributes, session); {
+		case dir == "sendrecv",
+			dir == "sendonly" && role == RolePublisher,
+			dir == "recvonly" && role == RoleViewer:
+			return nil
+		}
+	}
+	if role == RolePublisher {
+		return fmt.Errorf("%w: no audio or video section that sends (a publisher's offer is sendonly or sendrecv)", ErrBadOffer)
+	}
+	return fmt.Errorf("%w: no audio or video section that receives (a viewer's offer is recvonly or sendrecv)", ErrBadOffer)
+}
+
+// sdpDirection is the direction attribute among attrs (RFC 8866), else def.
+func sdpDirection(attrs []sdp.Attribute, def string) string {
+	for _, a := range attrs {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			return a.Key
+		}
+	}
+	return def
 }
 
 // applyTrickle adds the candidates of an RFC 8840 SDP fragment. A fragment whose

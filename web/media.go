@@ -172,7 +172,7 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 			offer, err = readSDP(w, r, contentTypeSDP)
 		}
 		if err == nil {
-			err = stream.CheckOffer(offer) // 400 before the 409s below
+			err = stream.CheckOffer(offer, k.role) // 400 before the 409s below
 		}
 		if err == nil && st.Status == cart.StreamEnded {
 			err = apiError(http.StatusConflict, "conflict", "stream has ended")

@@ -117,6 +117,9 @@ func TestWHIPChecks(t *testing.T) {
 		{"wrong content type", "/whip/" + st.ID, owner, "application/json", offer, 415, "unsupported_media_type"},
 		{"too large", "/whip/" + st.ID, owner, "application/sdp", strings.Repeat("a", MaxSDPBody+1), 413, "payload_too_large"},
 		{"bad sdp", "/whip/" + st.ID, owner, "application/sdp", "v=0\r\nnonsense", 400, "bad_request"},
+		// A viewer's offer (it only receives) publishes nothing: it took the stream live
+		// with no media and refused the real publisher 409 while it stayed.
+		{"an offer that sends nothing", "/whip/" + st.ID, owner, "application/sdp", sdpOffer(t, false), 400, "bad_request"},
 	}
 	for _, tt := range tests {
 		resp, raw := e.sdpReq("POST", tt.path, tt.token, tt.ct, tt.body)
@@ -227,6 +230,9 @@ func TestWHEPSessionLifecycle(t *testing.T) {
 	resp, raw = e.sdpReq("POST", "/whep/"+uuid.NewString(), "", "application/sdp", sdpOffer(t, false))
 	e.expect(resp, raw, http.StatusNotFound, "not_found", nil)
 	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", "garbage")
+	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
+	// A publisher's offer (it only sends) receives nothing: it was answered 201 sendrecv.
+	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", sdpOffer(t, true))
 	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
 
 	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", sdpOffer(t, false))
