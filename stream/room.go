@@ -382,6 +382,9 @@ func negotiate(ctx context.Context, pc *webrtc.PeerConnection, offer string) (st
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
 	}
+	if !acceptsMedia(answer.SDP) {
+		return "", fmt.Errorf("%w: no audio or video codec in common", ErrBadOffer)
+	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)

@@ -61,6 +61,24 @@ func CheckOffer(offer string, role Role) error {
 	return fmt.Errorf("%w: no audio or video section that receives (a viewer's offer is recvonly or sendrecv)", ErrBadOffer)
 }
 
+// acceptsMedia reports whether an answer takes an audio or video section of the offer
+// (not rejected with port 0, nor inactive): one that rejects them all, as for an offer
+// of codecs the relay does not have, would open a session with nothing to relay.
+func acceptsMedia(answer string) bool {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil {
+		return false
+	}
+	session := sdpDirection(sd.Attributes, "sendrecv")
+	for _, m := range sd.MediaDescriptions {
+		if webrtc.NewRTPCodecType(m.MediaName.Media) != 0 && m.MediaName.Port.Value != 0 &&
+			sdpDirection(m.Attributes, session) != "inactive" {
+			return true
+		}
+	}
+	return false
+}
+
 // sdpDirection is the direction attribute among attrs (RFC 8866), else def.
 func sdpDirection(attrs []sdp.Attribute, def string) string {
 	for _, a := range attrs {

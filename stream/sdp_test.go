@@ -43,3 +43,23 @@ func TestCheckOfferDirection(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptsMedia: an answer that rejects every audio and video section (port 0) or
+// leaves them inactive takes no media.
+func TestAcceptsMedia(t *testing.T) {
+	head := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	for _, tc := range []struct {
+		name, answer string
+		want         bool
+	}{
+		{"audio taken", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n", true},
+		{"all rejected", head + "m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nm=video 0 UDP/TLS/RTP/SAVPF 0\r\n", false},
+		{"one of two rejected", head + "m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n", true},
+		{"inactive", head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\n", false},
+		{"data only", head + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", false},
+	} {
+		if got := acceptsMedia(tc.answer); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,11 @@ func sdpOffer(t *testing.T, publisher bool) string {
 		t.Fatal(err)
 	}
 	return offer
+}
+
+// unknownCodecs renames every codec of an offer to one nobody has.
+func unknownCodecs(offer string) string {
+	return regexp.MustCompile(`(?m)^a=rtpmap:(\d+) [^/\r\n]+/`).ReplaceAllString(offer, "a=rtpmap:$1 x-unknown/")
 }
 
 // sdpReq sends a WHIP/WHEP request with a raw body and content type.
@@ -120,6 +126,9 @@ func TestWHIPChecks(t *testing.T) {
 		// A viewer's offer (it only receives) publishes nothing: it took the stream live
 		// with no media and refused the real publisher 409 while it stayed.
 		{"an offer that sends nothing", "/whip/" + st.ID, owner, "application/sdp", sdpOffer(t, false), 400, "bad_request"},
+		// An offer of codecs the relay does not take: every section of the answer is
+		// rejected (port 0), so nothing could be relayed.
+		{"no codec in common", "/whip/" + st.ID, owner, "application/sdp", unknownCodecs(offer), 400, "bad_request"},
 	}
 	for _, tt := range tests {
 		resp, raw := e.sdpReq("POST", tt.path, tt.token, tt.ct, tt.body)
@@ -233,6 +242,8 @@ func TestWHEPSessionLifecycle(t *testing.T) {
 	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
 	// A publisher's offer (it only sends) receives nothing: it was answered 201 sendrecv.
 	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", sdpOffer(t, true))
+	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
+	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", unknownCodecs(sdpOffer(t, false)))
 	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
 
 	resp, raw = e.sdpReq("POST", "/whep/"+st.ID, "", "application/sdp", sdpOffer(t, false))
