@@ -841,7 +841,7 @@ func mediaMuteFromHash(m map[string]string) MediaMute {
 
 // EndStream ends the stream and its scheduled and active sales.
 func (s *RedisStore) EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error) {
-	r, err := s.run(ctx, "stream_end", id, formatTime(now))
+	r, err := s.run(ctx, "stream_end", id, formatTime(now), micros(now))
 	if err != nil {
 		return Stream{}, nil, err
 	}

@@ -213,7 +213,7 @@ func (s *RedisStore) StopSale(ctx context.Context, id string, now time.Time) (Sa
 	if err != nil {
 		return Sale{}, Product{}, false, err
 	}
-	r, err := s.run(ctx, "sale_stop", sid, id)
+	r, err := s.run(ctx, "sale_stop", sid, id, formatTime(now), micros(now))
 	if err != nil {
 		return Sale{}, Product{}, false, err
 	}

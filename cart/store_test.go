@@ -25,6 +25,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"ProductUnits", testProductUnits},
 		{"SaleLifecycle", testSaleLifecycle},
 		{"EndStreamEndsSales", testEndStreamEndsSales},
+		{"StopAndEndSetEndsAt", testStopAndEndSetEndsAt},
 		{"HoldPrecedence", testHoldPrecedence},
 		{"Storm", testStorm},
 		{"PerUserLimitConcurrent", testPerUserLimitConcurrent},
@@ -435,6 +436,60 @@ func testSaleLifecycle(t *testing.T, e *env) {
 	if list, _ := e.st.ListSales(e.ctx, sid); len(list) != 3 || list[0].ID != s.ID {
 		t.Fatalf("ListSales: got %d, want 3 oldest first", len(list))
 	}
+}
+
+// testStopAndEndSetEndsAt: a sale stopped, or ended with its stream, before its
+// planned end ends then: its ends_at is the stop's time, on every store (the Redis store
+// kept the planned end, so a sale stopped after a minute of ten said it ended nine
+// minutes later, and the watch page showed it that much longer). One ended by its
+// time keeps it.
+func testStopAndEndSetEndsAt(t *testing.T, e *env) {
+	sid := e.stream(t)
+	check := func(what string, got Sale, want time.Time) {
+		t.Helper()
+		if !got.EndsAt.Equal(want) {
+			t.Errorf("%s: got ends_at %s, want %s", what, got.EndsAt, want)
+		}
+		if stored := e.getSale(t, got.ID); !stored.EndsAt.Equal(want) {
+			t.Errorf("%s, read again: got ends_at %s, want %s", what, stored.EndsAt, want)
+		}
+	}
+	active := e.sale(t, sid, 5, 1)
+	stopAt := e.now.Add(10 * time.Second)
+	stopped, _, _, err := e.st.StopSale(e.ctx, active.ID, stopAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("active sale stopped", stopped, stopAt)
+	again, _, _, _ := e.st.StopSale(e.ctx, active.ID, stopAt.Add(time.Minute))
+	check("stopped again", again, stopAt)
+
+	p := e.product(t, sid, 3)
+	sch, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 3, PerUserLimit: 1,
+		StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stopped, _, _, err = e.st.StopSale(e.ctx, sch.ID, stopAt); err != nil {
+		t.Fatal(err)
+	}
+	check("scheduled sale stopped", stopped, stopAt)
+
+	timed := e.sale(t, sid, 2, 1)
+	if _, err := e.st.AdvanceSales(e.ctx, timed.EndsAt.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	check("sale ended by its time", e.getSale(t, timed.ID), timed.EndsAt)
+
+	sid2 := e.stream(t)
+	onEnd := e.sale(t, sid2, 4, 1)
+	endAt := e.now.Add(30 * time.Second)
+	_, sales, err := e.st.EndStream(e.ctx, sid2, endAt)
+	if err != nil || len(sales) != 1 {
+		t.Fatalf("EndStream: got %d sales %v, want 1", len(sales), err)
+	}
+	check("sale ended with its stream", sales[0], endAt)
+	_ = onEnd
 }
 
 func testEndStreamEndsSales(t *testing.T, e *env) {

@@ -196,8 +196,11 @@ local function fail(code, msg)
 end
 
 -- end_sale ends a scheduled or active sale: its remaining units go back to the
--- product's stock and count as returned. False if it had ended already.
-local function end_sale(id)
+-- product's stock and count as returned. False if it had ended already. Ended before
+-- its planned end by a stop or its stream's end at now_us (a string of micros; now_at
+-- the same time in RFC 3339), it ends then: ends_at and ends_us become now's, as the
+-- embedded store's endSale does. Ended by its time, now_us is nil.
+local function end_sale(id, now_us, now_at)
   local sk = key('s', id)
   local s = hgetall(sk)
   if s == nil or s.status == 'ended' then
@@ -205,6 +208,9 @@ local function end_sale(id)
   end
   local rem = num(s.remaining)
   redis.call('HSET', sk, 'status', 'ended', 'remaining', '0')
+  if now_us and num(now_us) < num(s.ends_us) then
+    redis.call('HSET', sk, 'ends_at', now_at, 'ends_us', now_us)
+  end
   redis.call('HINCRBY', sk, 'returned', rem)
   redis.call('HINCRBY', key('p', s.product_id), 'stock', rem)
   touch_sale(id)
