@@ -109,7 +109,12 @@ func TestEndAnsweredLateStillTold(t *testing.T) {
 	base, proxy, thaw := startStallingServer(t, "lc-late", func(cmd [][]byte) bool {
 		keys, args, ok := scriptCall(cmd)
 		sid := armed.Load()
-		return ok && sid != nil && len(keys) == 1 && len(args) == 1 && bytes.HasSuffix(keys[0], []byte("{"+*sid+"}:"))
+		// stream_end's call: ARGV = now (RFC 3339), now_us.
+		if !ok || sid == nil || len(keys) != 1 || len(args) != 2 || !bytes.HasSuffix(keys[0], []byte("{"+*sid+"}:")) {
+			return false
+		}
+		_, err := time.Parse(time.RFC3339Nano, string(args[0]))
+		return err == nil
 	})
 
 	creator := mint(t, auth.RoleCreator, "alice")
