@@ -369,6 +369,7 @@ func TestCascadeStaleOrigin(t *testing.T) {
 // still ends that session on the origin (it used to DELETE on the spent context: the
 // session stayed until its ICE timeouts), and pulls on its next try.
 func TestCascadeUnreadableAnswerEndsOriginSession(t *testing.T) {
+	t.Parallel() // waits out timeouts: see TestMain
 	d, r := newCluster(t, "a", "b")
 	d.mu.Lock()
 	d.spoil["a"] = 1
@@ -391,6 +392,7 @@ func TestCascadeUnreadableAnswerEndsOriginSession(t *testing.T) {
 // once the answer arrives, instead of leaving it to its ICE timeouts (about 15 s): the
 // origin is down to the one session b pulls through within a couple of seconds.
 func TestCascadeLateAnswerEndsOriginSession(t *testing.T) {
+	t.Parallel() // waits out timeouts: see TestMain
 	d, r := newClusterWith(t, Options{UpstreamTimeout: slow(time.Second)}, "a", "b")
 	d.mu.Lock()
 	d.late["a"] = slow(1500 * time.Millisecond)

@@ -74,6 +74,7 @@ func TestReachFirstReportOfNothing(t *testing.T) {
 // the timeout and its ticks (which closed it before) it stays and receives; with them
 // cut for good it is closed, after audioReportFactor timeouts.
 func TestAudioOnlyViewerWaitsLonger(t *testing.T) {
+	t.Parallel() // waits out timeouts: see TestMain
 	const timeout = 2 * time.Second
 	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 	startPublisher(t, r, "audio")

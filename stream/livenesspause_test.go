@@ -14,6 +14,7 @@ import (
 // taken as unreported for over the timeout and the relay closed it ~13 s into a pause
 // with the default 10 s.)
 func TestViewerTailLossBeforePauseStays(t *testing.T) {
+	t.Parallel() // waits out timeouts: see TestMain
 	for _, c := range []struct {
 		name   string
 		pause  func(r *Relay, stopPub func(), prid string)
@@ -32,6 +33,7 @@ func TestViewerTailLossBeforePauseStays(t *testing.T) {
 		}, func(r *Relay) {}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each waits out 3 timeouts on its own relay
 			const timeout = 3 * time.Second
 			r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 			_, prid, stopPub := startPublisher(t, r, "tail")

@@ -211,6 +211,7 @@ func TestViewerUnreachedIsFreed(t *testing.T) {
 // than the timeout, one that receives nothing because nothing is sent (its publisher
 // gone for three times the timeout); both receive again afterwards.
 func TestViewerReportTimeoutKeepsHealthyViewers(t *testing.T) {
+	t.Parallel() // waits out timeouts: see TestMain
 	const timeout = 3 * time.Second
 	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 	_, prid, stopPub := startPublisher(t, r, "fine")
