@@ -186,6 +186,7 @@ func TestChatLimitFallsBackToTheNodesOwn(t *testing.T) {
 // connection refused), at once; chat works again once Redis is back, without
 // waiting for anything but Redis.
 func TestChatThroughARedisOutage(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r, rdb, bus := startHangableBus(t, "chatout")
 	ts := newTestServer(t, Config{Bus: bus, Presence: NewRedisPresence(rdb, "chatout", "node-a", nil),
 		ViewersInterval: time.Hour, ChatRate: 0.1, ChatBurst: 5})

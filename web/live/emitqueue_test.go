@@ -33,6 +33,7 @@ func (h *Hub) queued(sid string) (int, int) {
 // queued one of its product; an announce over the bound is refused with ErrBacklog at
 // once. After the thaw the viewer gets each product's newest value and pin state.
 func TestEmitQueueBoundedWhileRedisFrozen(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r, _, bus := startHangableBus(t, "emitq-"+uuid.NewString()[:8])
 	const maxEvents, maxBytes = 8, 4 << 10
 	ts := newTestServer(t, Config{Bus: bus, EmitQueueMax: maxEvents, EmitQueueBytes: maxBytes})
@@ -124,6 +125,7 @@ func sameMap[K comparable, V comparable](a, b map[K]V) bool {
 // viewer after the thaw: the comparison finds them never delivered and publishes the
 // store's sales.
 func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := "emitr-" + uuid.NewString()[:8]
 	r, rdb, bus, store := startHangableStore(t, prefix)
 	ctx := context.Background()
@@ -173,6 +175,7 @@ func TestEmitQueueOverflowLeftToRescue(t *testing.T) {
 // stream's end went out with the queue after the thaw and the viewer was closed
 // without the sale's end.)
 func TestStreamEndNeverAheadOfRescuedSaleEnd(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := "emite-" + uuid.NewString()[:8]
 	r, rdb, bus, store := startHangableStore(t, prefix)
 	ctx := context.Background()
@@ -271,6 +274,7 @@ func TestStockEventSizeWithoutEncoding(t *testing.T) {
 // hidden one on screen and the stream live. The store is on a Redis of its own that
 // keeps answering (the changes are in).
 func TestEmitQueueFullOfModerationLosesNoState(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := "emitm-" + uuid.NewString()[:8]
 	r, rdb, bus := startHangableBus(t, prefix)
 	ctx := context.Background()

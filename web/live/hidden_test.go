@@ -17,6 +17,7 @@ import (
 // emitted them, then dies; node A's node-death rescue must not publish them either.
 // The unhiding `product` event carries the current state.
 func TestHiddenProductEventsNotPublished(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	for _, redisBus := range []bool{false, true} {
 		name := "memory"
 		if redisBus {

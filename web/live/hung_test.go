@@ -136,6 +136,7 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 // on a new connection, ran twice once Redis thawed: seq 3 after two events; with no
 // retry at all the event's Publish failed although it had gone out.)
 func TestPublishRunsOnce(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r, rdb, bus := startHangableBus(t, "once")
 	ctx := context.Background()
 	sid := uuid.NewString()

@@ -80,6 +80,7 @@ func (p *deafProxy) setDeaf(deaf bool) {
 // and the event is in the history once. (Before: the retry published it again, seq 2,
 // a second copy for the viewers.)
 func TestPublishRunLongAgoIsFoundByItsRetry(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	publishRunLongAgo(t, "find-"+uuid.NewString()[:8])
 }
 
@@ -88,6 +89,7 @@ func TestPublishRunLongAgoIsFoundByItsRetry(t *testing.T) {
 // id, not a piece of the key, and the retry finds it. (Before: the entry kept
 // "x:live:{sid}:pub:<id>", the retry found nothing and published the event again.)
 func TestPublishRunLongAgoIsFoundUnderAnyPrefix(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	publishRunLongAgo(t, "pub:find-"+uuid.NewString()[:8])
 }
 

@@ -42,6 +42,7 @@ func monitor(t *testing.T, addr string) <-chan string {
 // entries, ~4 ms of Redis's time a retry): its XREVRANGE starts after seq 1. The
 // publication is still found (seq 2, once). (Before: XREVRANGE + -.)
 func TestPublishRetryReadsOnlyLaterHistory(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r, p, direct, bus := busBehindDeafProxy(t, "bound-"+uuid.NewString()[:8])
 	ctx := context.Background()
 	sid := uuid.NewString()

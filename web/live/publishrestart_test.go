@@ -25,6 +25,7 @@ func (r *hangableRedis) restart(t *testing.T) {
 // from before the restart, missed its event and published it again: seq 6, the
 // viewers got it twice.)
 func TestPublishRetryAfterRedisRestartFindsItsEvent(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := "restart-" + uuid.NewString()[:8]
 	r, p, direct, bus := busBehindDeafProxy(t, prefix)
 	other := NewRedisBus(direct, prefix, nil, nil) // another node

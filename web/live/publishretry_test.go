@@ -184,6 +184,7 @@ func describe(ms []msg) []string {
 // they were made, with consecutive seqs, each once. (Before: each publication gave up
 // after 5 tries within a second, logged, and the events were lost.)
 func TestModerationEventsOutAfterRedisCut(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r := startHangableRedis(t)
 	prefix := "cut-" + uuid.NewString()[:8]
 	p := newCutProxy(t, r.addr())
@@ -227,6 +228,7 @@ func TestModerationEventsOutAfterRedisCut(t *testing.T) {
 // publication whose try timed out is sent again with its id until Redis answers, and
 // the script runs it once.
 func TestModerationEventsOutAfterRedisFreeze(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r := startHangableRedis(t)
 	prefix := "freeze-" + uuid.NewString()[:8]
 	rdbA, err := NewRedisClient("redis://" + r.addr() + "/0")

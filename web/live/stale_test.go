@@ -42,6 +42,7 @@ func lostHold(t *testing.T, ctx context.Context, store cart.Store, s cart.Sale) 
 // store's reads counted on both); once node A is gone, node B does it every second
 // and still publishes a value a dying node left stale, within the usual two seconds.
 func TestStaleCompareOneNodePerSecond(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-staleturn")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -116,6 +117,7 @@ func (h *countingHandler) count() (records, streams int) {
 // seconds. Before, the pass stopped at the first failing stream (one failure logged a
 // second, the good stream compared only when it came first).
 func TestStaleCompareGoesOnPastFailingStream(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-stalefail")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()

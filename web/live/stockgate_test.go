@@ -151,6 +151,7 @@ func TestStockGateTurns(t *testing.T) {
 // A value A did not read after that change must not cover it: viewers end with the
 // store's final value, every round.
 func TestStockTurnWithoutStoreReadPublishesNothing(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-stockread")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -266,6 +267,7 @@ func TestStockGateTurnCoversNeedAfterLostCount(t *testing.T) {
 // that remains of it). Node B, with a viewer of the stream, publishes the store's value
 // within StockRescueAfter and a sweep, once, and the key is overdue no more.
 func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-stockdue")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -304,6 +306,7 @@ func TestOverdueStockPublishedByAnotherNode(t *testing.T) {
 // store's value within about two seconds (it compares the store with the value last
 // delivered to the viewers), once.
 func TestUncountedStockChangePublished(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-stockseen")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -333,6 +336,7 @@ func TestUncountedStockChangePublished(t *testing.T) {
 // store's stock of the product (a stock event without sale_id) within about two
 // seconds. A hidden product's stock is not published.
 func TestLostProductEventStockPublished(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-prodseen")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -372,6 +376,7 @@ func TestLostProductEventStockPublished(t *testing.T) {
 // once. A sale event read from the store before a newer one went out is dropped,
 // not published after it.
 func TestLostSaleEventRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-saleseen")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -621,6 +626,7 @@ const pinRecordWait = StockRescueAfter + 20*time.Millisecond
 // store's pins and sales as delivered; after it, a pin or sale never delivered is
 // returned (its event was lost).
 func TestRescuedPinNeverUndoesNewer(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-pinseen")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()
@@ -717,6 +723,7 @@ func TestRescuedPinNeverUndoesNewer(t *testing.T) {
 // rescue went out after the newer event, a hidden product shown again until the next
 // comparison.)
 func TestRescuedProductNeverUndoesNewer(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-productseen")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()

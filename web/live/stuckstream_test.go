@@ -112,6 +112,7 @@ func (b *stuckSeenBus) PublishSeen(ctx context.Context, sid, typ string, body []
 // bound. (Before: the sweep waited for the stuck emitter, here until Close; with
 // Redis back, ~6 s at most.)
 func TestStuckStreamStallsNoRescue(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	rdb, prefix := testRedis(t, "livetest-stuckrescue")
 	cleanupPrefix(t, rdb, prefix)
 	ctx := context.Background()

@@ -18,6 +18,7 @@ import (
 // could drop one here; a node that stops pinging while its round over 4 streams waits
 // (8 s) drops them all within ~3.3 s of the freeze, well inside the 5 s frozen.
 func TestPingsGoOnWhileRedisIsFrozen(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	r, rdb, bus := startHangableBus(t, "tickstall")
 	const (
 		ping   = 1500 * time.Millisecond
