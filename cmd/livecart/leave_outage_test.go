@@ -180,6 +180,7 @@ func startLiveStream(t *testing.T, redisAddr, prefix string) *liveStream {
 // viewer (stream event). Before, the failed write was dropped: the stream stayed live
 // for ever with no media flowing.
 func TestPublisherLeaveRecordedAfterOutage(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	_, addr := freezableRedis(t)
 	var armed atomic.Pointer[string]
 	var cut atomic.Bool
@@ -237,6 +238,7 @@ func TestPublisherLeaveRecordedAfterOutage(t *testing.T) {
 // session). Before, the late leave recorded the stream idle while the new publisher's
 // media flowed. The new publisher's own leave then turns it idle.
 func TestStaleLeaveNeverUndoesReturnedPublisher(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	_, addr := freezableRedis(t)
 	var armed atomic.Pointer[string]
 	release := make(chan struct{})

@@ -22,10 +22,7 @@ import (
 // TestServeAndSIGTERM builds the real binary, starts it with no config on a temp data
 // dir, checks the banner links and health endpoints, then SIGTERMs it: exit 0.
 func TestServeAndSIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "livecart")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := builtBinary(t)
 	dir := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Dir = dir

@@ -18,6 +18,7 @@ import (
 // Once the first node has stopped, the id is free at once; a claim left by a process
 // that was killed lapses and the node starts then.
 func TestNodeIDInUse(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := fmt.Sprintf("lc-nodeid-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
 	cfg := redisConfig(t, "redis://127.0.0.1:6379/0", prefix)

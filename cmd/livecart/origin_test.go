@@ -137,6 +137,7 @@ func afterOutage(t *testing.T, c *muteCluster, v *rtctest.Viewer) {
 // TestCascadeThroughRedisOutage: Redis is down longer than a claim's lease (5 s) while
 // a stream is published on A and watched on B: A keeps its publisher, B its upstream.
 func TestCascadeThroughRedisOutage(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	port := freeTCPPort(t)
 	start, kill := privateRedis(t, port)
 	c, v := outageCluster(t, port)
@@ -157,6 +158,7 @@ func TestCascadeThroughRedisOutage(t *testing.T) {
 // looks stale to B after 5 s; A is not gone though (its media still flows), and B
 // keeps its working upstream instead of closing it and pulling again once A renews.
 func TestCascadeThroughRedisWriteStall(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	port := freeTCPPort(t)
 	privateRedis(t, port)
 	c, v := outageCluster(t, port)

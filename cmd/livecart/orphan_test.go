@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,16 +18,6 @@ import (
 // leaves, connection lost included, it is idle again). It stayed "live" in the store, on
 // GET /api/streams/{sid} and on the viewers' screens, with no media, until a publisher
 // came back and left again.
-
-// buildBinary builds the livecart binary into a temporary dir once per test.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "livecart")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // startKillableEmbedded runs bin on the embedded store in dataDir (an earlier process's
 // file, if any) and returns its base URL and the kill (SIGKILL, waited for).
@@ -63,7 +52,7 @@ func waitStatus(t *testing.T, base, sid, want string, d time.Duration, why strin
 // live and started again on its data: no publisher can be there (the relay is new), so
 // the stream is idle. It stayed live.
 func TestStreamIdleAfterKillEmbedded(t *testing.T) {
-	bin := buildBinary(t)
+	bin := builtBinary(t)
 	dataDir := t.TempDir()
 	const secret = "orphan-embedded-secret-0123456789"
 	creator, err := auth.New([]byte(secret), nil).Mint(auth.Identity{UserID: "cleo", Name: "Cleo", Role: auth.RoleCreator}, time.Hour)
@@ -92,6 +81,7 @@ func TestStreamIdleAfterKillEmbedded(t *testing.T) {
 // stream's publisher is killed. Its claim as the stream's origin is no longer renewed,
 // so the other node records the stream idle and tells its viewers. It stayed live.
 func TestStreamIdleAfterPublisherNodeKilled(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := fmt.Sprintf("lc-orphan-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
 	a, kill := startKillableNode(t, "node-a", prefix)

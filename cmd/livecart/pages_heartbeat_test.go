@@ -21,6 +21,7 @@ import (
 // while they come; TestWatchPageSilentConnectionReplaced checks that a dead route is
 // still given up within ~15 s.
 func TestWatchPageQuietStreamNoPings(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	f := newPagesFixture(t)
 	tab := f.browser.NewTab(t, 412, 915)
 	tab.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {

@@ -22,6 +22,7 @@ import (
 // once and stays gone, the page does not poll, and the card comes back when the product
 // is shown.
 func TestWatchPageHidesSaleOfHiddenProduct(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	f := newPagesFixture(t)
 	var p, sale struct{ ID string }
 	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{

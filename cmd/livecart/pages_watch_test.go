@@ -357,6 +357,7 @@ func TestWatchPageOfflineMarksStale(t *testing.T) {
 // after that. Now an unanswered ping gives it up within about 15 s: the banner shows,
 // and the page resumes from its seq once the route is back.
 func TestWatchPageSilentConnectionReplaced(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	f := newPagesFixture(t)
 	var p struct{ ID string }
 	f.srv.api("POST", "/api/streams/"+f.sid+"/products", f.creator, map[string]any{

@@ -96,6 +96,7 @@ const pinRescueWithin = 3500 * time.Millisecond
 // TestUnpinOfDyingNodeRescued: node A unpins a pinned product and dies before the
 // unpin event is out. The viewer on node B gets the unpin.
 func TestUnpinOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-unpindie", publishing("unpin"))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid, wb := pinnedStream(t, b, b, creator)
@@ -115,6 +116,7 @@ func TestUnpinOfDyingNodeRescued(t *testing.T) {
 // unpin and the hide's own product event (hidden: the comparison covers a product's
 // fields), and nothing else of the hidden product before or after them.
 func TestHideOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-hidedie", publishing("product", `"hidden":true`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	_, pid, wb := pinnedStream(t, b, b, creator)
@@ -156,6 +158,7 @@ func TestHideOfDyingNodeRescued(t *testing.T) {
 // TestPinOfDyingNodeRescued: node A pins a product and dies before the pin event is
 // out. The viewer on node B gets the pin.
 func TestPinOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-pindie", publishing("pin"))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid := newStreamProduct(t, b, creator, "pins", 100)
@@ -175,6 +178,7 @@ func TestPinOfDyingNodeRescued(t *testing.T) {
 // TestSaleCreatedOfDyingNodeRescued: node A creates a sale and dies before the sale
 // event is out. The viewer on node B gets the sale (active).
 func TestSaleCreatedOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-newsaledie", publishing("sale", `"status":"active"`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	sid, pid := newStreamProduct(t, b, creator, "sales", 100)
@@ -195,6 +199,7 @@ func TestSaleCreatedOfDyingNodeRescued(t *testing.T) {
 // ends both) and dies before the sale's ended event is out (nor the stream's). The
 // viewer on node B gets the sale ended, then the stream ended, then a normal close.
 func TestStreamEndOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-enddie", publishing("sale", `"status":"ended"`))
 	creator := mint(t, auth.RoleCreator, "alice")
 	st, sale := newStockSale(t, b, creator, 100, 50)

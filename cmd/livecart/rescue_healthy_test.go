@@ -102,6 +102,7 @@ func checkNoRepeat(t *testing.T, who string, frames []frame) map[string]bool {
 // is the one before plus one, each gets one stream event and a normal close, and the
 // pins the viewers end with are the store's.
 func TestHealthyClusterRescuesNothing(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	prefix := fmt.Sprintf("lc-healthy-%s", uuid.NewString()[:8])
 	cleanupPrefix(t, prefix)
 	nodes := []string{startNode(t, "node-a", prefix), startNode(t, "node-b", prefix)}
@@ -220,6 +221,7 @@ func newDelayProxy(t *testing.T, target string, d time.Duration, slow func(cmd [
 // viewers a second time: a pin of a pinned product, a sale created twice, a second
 // stream end.
 func TestSlowPublicationNotRepeated(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	for _, tc := range []struct {
 		name  string
 		slow  func(cmd [][]byte) bool

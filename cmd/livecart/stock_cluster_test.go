@@ -276,10 +276,7 @@ func startKillableNode(t *testing.T, name, prefix string) (base string, kill fun
 func startKillableNodeWith(t *testing.T, name, prefix string, env ...string) (base string, kill func()) {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "livecart")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := builtBinary(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	conf := filepath.Join(dir, "livecart.yaml")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("store: redis\nredis:\n  url: redis://127.0.0.1:6379/0\n  prefix: %s\nlog:\n  level: warn\n", prefix)), 0o600); err != nil {
@@ -404,6 +401,7 @@ func TestStockValueAfterNodeKilled(t *testing.T) {
 // the viewer on node B still gets the store's value, about a second or two later
 // (node B compares the store with the value last delivered to the viewers).
 func TestStockChangeOfDyingNodePublished(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-stockdie", func(cmd [][]byte) bool {
 		// The gate's turn (stock_gate.lua): its first key is the versions hash.
 		keys, _, ok := scriptCall(cmd)
@@ -429,6 +427,7 @@ func TestStockChangeOfDyingNodePublished(t *testing.T) {
 // and is killed. The viewer on node B still gets the product's stock, 80 (a stock event
 // without sale_id), about a second or two later.
 func TestProductEventOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	// A publication (publish.lua) of a product event carrying stock 80.
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-proddie", publishing("product", `"stock":80,`))
 	creator := mint(t, auth.RoleCreator, "alice")
@@ -474,6 +473,7 @@ func sendAside(method, url, token string, body any) {
 // loses Redis as it publishes the sale's ended event, and is killed. The viewer on node
 // B still gets the sale ended (the store's sale), about two seconds later.
 func TestSaleEventOfDyingNodeRescued(t *testing.T) {
+	t.Parallel() // waits on timers and its own servers: see TestMain
 	// A publication (publish.lua) of a sale event saying it ended.
 	a, b, killAWhenFrozen := startDyingPair(t, "lc-saledie", publishing("sale", `"status":"ended"`))
 	creator := mint(t, auth.RoleCreator, "alice")
