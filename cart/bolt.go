@@ -53,6 +53,9 @@ type BoltStore struct {
 	cartsMu sync.RWMutex
 	carts   map[string][]cartEntry
 	units   map[string]map[string]int
+	// vals is the value chunk the writer's last group transaction cut values from
+	// (txScratch.vals), emptied: the next group's first chunk (see keepVals).
+	vals []byte
 	// commitFault (tests) is an error the writer reports after a commit that landed,
 	// as bbolt does when the fdatasync of the meta page it wrote fails;
 	// commitFaultBefore one its transaction returns before committing (nothing lands,
