@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -31,9 +32,19 @@ func (in NewItem) Validate() error {
 	return checkID("product", in.ProductID)
 }
 
-// Cart is the body of GET /api/cart.
+// Cart is the body of GET /api/cart. TotalCents adds up the live holds' prices
+// whatever their currency (as API.md says); Totals has one entry per currency, in the
+// order the holds list them, so a cart holding products of streams of different
+// currencies has a meaningful total.
 type Cart struct {
-	Items      []Hold `json:"items"`
+	Items      []Hold          `json:"items"`
+	TotalCents int64           `json:"total_cents"`
+	Totals     []CurrencyTotal `json:"totals"`
+}
+
+// CurrencyTotal is what a cart's live holds of one currency cost.
+type CurrencyTotal struct {
+	Currency   string `json:"currency"`
 	TotalCents int64  `json:"total_cents"`
 }
 
@@ -65,11 +76,19 @@ func (s *Service) Cart(ctx context.Context, userID string) (Cart, error) {
 	if err != nil {
 		return Cart{}, err
 	}
-	c := Cart{Items: holds}
+	c := Cart{Items: holds, Totals: []CurrencyTotal{}}
 	for _, h := range holds {
-		if !h.Expired {
-			c.TotalCents += int64(h.Quantity) * h.UnitPriceCents
+		if h.Expired {
+			continue
 		}
+		cents := int64(h.Quantity) * h.UnitPriceCents
+		c.TotalCents += cents
+		i := slices.IndexFunc(c.Totals, func(t CurrencyTotal) bool { return t.Currency == h.Currency })
+		if i < 0 {
+			i = len(c.Totals)
+			c.Totals = append(c.Totals, CurrencyTotal{Currency: h.Currency})
+		}
+		c.Totals[i].TotalCents += cents
 	}
 	return c, nil
 }

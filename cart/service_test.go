@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -362,5 +363,42 @@ func TestNewSalePriceMessages(t *testing.T) {
 		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("price %d: got %v, want bad request %q", tc.price, err, tc.want)
 		}
+	}
+}
+
+// TestServiceCartTotalsPerCurrency: a cart holding products of two streams priced in
+// different currencies has one total per currency (total_cents still adds them all,
+// as API.md says); an expired hold counts in neither.
+func TestServiceCartTotalsPerCurrency(t *testing.T) {
+	svc, _, clk, sid := newTestService(t)
+	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
+	sid2 := uuid.NewString()
+	if err := svc.store.CreateStream(ctx, Stream{ID: sid2, CreatorID: "c", Status: StreamLive, CreatedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	eur, err := svc.CreateProduct(ctx, a, sid, NewProduct{SKU: "e", Title: "t", PriceCents: ptr[int64](1000), Currency: "EUR", Stock: ptr(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usd, err := svc.CreateProduct(ctx, a, sid2, NewProduct{SKU: "u", Title: "t", PriceCents: ptr[int64](700), Currency: "USD", Stock: ptr(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range []NewItem{{ProductID: eur.ID, Quantity: ptr(2)}, {ProductID: usd.ID, Quantity: ptr(1)}, {ProductID: eur.ID, Quantity: ptr(1)}} {
+		if _, err := svc.AddToCart(ctx, "u", it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := svc.Cart(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CurrencyTotal{{"EUR", 3000}, {"USD", 700}}
+	if c.TotalCents != 3700 || !slices.Equal(c.Totals, want) {
+		t.Fatalf("cart: total_cents %d totals %+v, want 3700 and %+v", c.TotalCents, c.Totals, want)
+	}
+	clk.Advance(time.Hour) // every hold expires
+	if c, err = svc.Cart(ctx, "u"); err != nil || c.TotalCents != 0 || len(c.Totals) != 0 || c.Totals == nil {
+		t.Fatalf("cart of expired holds: total_cents %d totals %#v (%v), want 0 and []", c.TotalCents, c.Totals, err)
 	}
 }

@@ -90,8 +90,8 @@ func TestCommerceFlow(t *testing.T) {
 	var c cart.Cart
 	resp, raw = e.do("GET", "/api/cart", bob, nil)
 	e.expect(resp, raw, http.StatusOK, "", &c)
-	if len(c.Items) != 2 || c.TotalCents != 2000 {
-		t.Fatalf("cart: got %d items total %d, want 2 and 2000", len(c.Items), c.TotalCents)
+	if len(c.Items) != 2 || c.TotalCents != 2000 || len(c.Totals) != 1 || c.Totals[0] != (cart.CurrencyTotal{Currency: c.Items[0].Currency, TotalCents: 2000}) {
+		t.Fatalf("cart: got %d items total %d totals %+v, want 2 and 2000 in one currency", len(c.Items), c.TotalCents, c.Totals)
 	}
 	var o cart.Order
 	resp, raw = e.doKey("POST", "/api/checkout", bob, "order-1", "")
