@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,19 +23,7 @@ func TestWHEPSessionOnAnyNode(t *testing.T) {
 	}
 	do := func(base, method, ctype, body string, want int) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s on %s: got %d %s, want %d", method, path, base, resp.StatusCode, raw, want)
-		}
+		sessionRequest(t, method, base+path, "", ctype, body, want)
 	}
 	restart := "a=ice-ufrag:newufrag\r\na=ice-pwd:newpassword0123456789abcd\r\n"
 	do(c.a, "PATCH", "application/trickle-ice-sdpfrag", restart, http.StatusUnprocessableEntity)

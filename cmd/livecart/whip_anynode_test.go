@@ -26,20 +26,7 @@ func TestWHIPSessionOnAnyNode(t *testing.T) {
 	}
 	do := func(method, token, ctype, body string, want int) {
 		t.Helper()
-		req, _ := http.NewRequest(method, c.b+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s on B: got %d %s, want %d", method, path, resp.StatusCode, raw, want)
-		}
+		sessionRequest(t, method, c.b+path, token, ctype, body, want)
 	}
 	restart := "a=ice-ufrag:newufrag\r\na=ice-pwd:newpassword0123456789abcd\r\n"
 	do("PATCH", c.creator, "application/trickle-ice-sdpfrag", restart, http.StatusUnprocessableEntity)
@@ -47,4 +34,26 @@ func TestWHIPSessionOnAnyNode(t *testing.T) {
 	do("DELETE", c.creator, "", "", http.StatusOK)
 	waitStatus(t, c.a, c.sid, "idle", 5*time.Second, "publisher's session deleted through B")
 	do("DELETE", c.creator, "", "", http.StatusNotFound)
+}
+
+// sessionRequest sends a request on a media session's URL (token and ctype may be
+// empty) and fails the test unless it is answered want.
+func sessionRequest(t *testing.T, method, url, token, ctype, body string, want int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: got %d %s, want %d", method, url, resp.StatusCode, raw, want)
+	}
 }
