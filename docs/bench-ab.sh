@@ -4,7 +4,7 @@
 # the embedded store and on Redis dbs 11 and 12), 1,000 and 5,000 buyers, 3 runs, CPU of
 # each server and of redis-server; then 1,000 buyers arriving over 1 s. Live: 4 pairs of
 # 10,000 viewers x 10/s, old and new alternating. Media: 3 pairs at 200 viewers.
-# Usage: bash docs/bench-ab.sh OLDCOMMIT OUTDIR  (about 12 minutes; uses Redis dbs 11 and 12,
+# Usage: bash docs/bench-ab.sh OLDCOMMIT OUTDIR  (about 11 minutes; uses Redis dbs 11 and 12,
 # TCP 18088, 18181-18184, 18480, UDP 18444-18448, 28643; run it on a quiet machine)
 # Summarise with: bash docs/bench-summary.sh OUTDIR
 set -u
