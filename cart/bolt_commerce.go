@@ -1247,8 +1247,10 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 		return nil, nil, fmt.Errorf("every hold in the cart has expired: %w", ErrHoldExpired)
 	case len(live) == 0:
 		return nil, nil, fmt.Errorf("the cart is empty: %w", ErrConflict)
+	case len(streams) > 1 && req.HoldIDs != nil:
+		return nil, nil, fmt.Errorf("%s: %w", msgHoldsOfSeveralStreams, ErrConflict)
 	case len(streams) > 1:
-		return nil, nil, fmt.Errorf("the cart holds items of several streams; say which stream_id: %w", ErrConflict)
+		return nil, nil, fmt.Errorf("%s: %w", msgCartOfSeveralStreams, ErrConflict)
 	}
 	return live, expired, nil
 }

@@ -15,3 +15,10 @@ var (
 	ErrHoldExpired   = errors.New("hold expired")      // hold_expired (409)
 	ErrUnavailable   = errors.New("store unavailable") // unavailable (503)
 )
+
+// The conflicts of a checkout whose live holds span several streams (an order is of one
+// stream), worded alike by both stores.
+const (
+	msgCartOfSeveralStreams  = "the cart holds items of several streams; say which one in stream_id"
+	msgHoldsOfSeveralStreams = "hold_ids names holds of several streams; an order is of one stream, so list one stream's holds"
+)

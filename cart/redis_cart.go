@@ -969,7 +969,7 @@ func (s *RedisStore) checkoutCart(ctx context.Context, c *checkoutCall, cs []car
 	}
 	switch {
 	case len(live) > 1:
-		return res, fmt.Errorf("the cart holds items of several streams; name one: %w", ErrConflict)
+		return res, fmt.Errorf("%s: %w", msgCartOfSeveralStreams, ErrConflict)
 	case len(live) == 0 && len(cleared) > 0:
 		return res, fmt.Errorf("every hold in the cart has expired: %w", ErrHoldExpired)
 	case len(live) == 0:
@@ -1020,7 +1020,7 @@ func (s *RedisStore) checkoutIDs(ctx context.Context, c *checkoutCall, cs []cart
 	if expired {
 		return res, fmt.Errorf("some holds have expired: %w", ErrHoldExpired)
 	}
-	return res, fmt.Errorf("the holds are of several streams: %w", ErrConflict)
+	return res, fmt.Errorf("%s: %w", msgHoldsOfSeveralStreams, ErrConflict)
 }
 
 func mergeChanges(a, b Changes) Changes {

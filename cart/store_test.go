@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -934,6 +935,9 @@ func testCheckoutCart(t *testing.T, e *env) {
 	b1, _ := e.hold("u", pb.ID, "", 3, time.Hour)
 	_, err = e.checkout("u", "k2", nil, e.now.Add(time.Second))
 	wantErr(t, "several streams", err, ErrConflict)
+	if !strings.Contains(err.Error(), msgCartOfSeveralStreams) {
+		t.Errorf("a cart of several streams: got %q, want it to say %q", err, msgCartOfSeveralStreams)
+	}
 	res, err := e.st.Checkout(e.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", StreamID: sa, IdempotencyKey: "k3", Fingerprint: "f"}, e.now.Add(time.Second))
 	if err != nil || !res.Created || res.Order.StreamID != sa || len(res.Order.Items) != 1 || res.Order.Items[0].Quantity != 2 ||
 		res.Order.TotalCents != 2000 || res.Order.Currency != "EUR" || res.Order.Status != "placed" {
@@ -1148,6 +1152,9 @@ func testEdgeCases(t *testing.T, e *env) {
 	hb, _ := e.hold("u", pb.ID, "", 1, time.Hour)
 	_, err := e.checkout("u", "k1", []string{ha.ID, hb.ID}, e.now)
 	wantErr(t, "hold_ids of several streams", err, ErrConflict)
+	if !strings.Contains(err.Error(), msgHoldsOfSeveralStreams) {
+		t.Errorf("hold_ids of several streams: got %q, want it to say %q (not to name a stream_id)", err, msgHoldsOfSeveralStreams)
+	}
 	_, err = e.st.Checkout(e.ctx, CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", StreamID: sa, HoldIDs: []string{hb.ID}, IdempotencyKey: "k2", Fingerprint: "x"}, e.now)
 	wantErr(t, "hold_ids of another stream than stream_id", err, ErrNotFound)
 	res, err := e.checkout("u", "k3", []string{ha.ID, ha.ID}, e.now)

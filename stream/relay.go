@@ -33,6 +33,7 @@ import (
 var (
 	ErrPublisherExists = errors.New("stream already has a publisher")
 	ErrBadOffer        = errors.New("malformed or unusable SDP offer")
+	ErrBadFragment     = errors.New("malformed or unusable trickle ICE fragment")
 	ErrNotFound        = errors.New("media session not found")
 	ErrNotSupported    = errors.New("not supported (ICE restart)")
 	ErrClosed          = errors.New("relay closed")

@@ -114,12 +114,12 @@ func applyTrickle(pc *webrtc.PeerConnection, frag string) error {
 			cands = append(cands, webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a="), SDPMid: &m})
 		case line == "", strings.HasPrefix(line, "a="), strings.HasPrefix(line, "m="):
 		default:
-			return fmt.Errorf("%w: unexpected line in sdpfrag", ErrBadOffer)
+			return fmt.Errorf("%w: unexpected line %q", ErrBadFragment, line)
 		}
 	}
 	for _, c := range cands {
 		if err := pc.AddICECandidate(c); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadOffer, err)
+			return fmt.Errorf("%w: %v", ErrBadFragment, err)
 		}
 	}
 	return nil

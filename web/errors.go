@@ -53,6 +53,7 @@ var errorMappings = []errorMapping{
 	{stream.ErrPublisherExists, http.StatusConflict, "conflict", false},
 	{stream.ErrEnded, http.StatusConflict, "conflict", false},
 	{stream.ErrBadOffer, http.StatusBadRequest, "bad_request", false},
+	{stream.ErrBadFragment, http.StatusBadRequest, "bad_request", false},
 	{stream.ErrNotFound, http.StatusNotFound, "not_found", false},
 	{stream.ErrNotSupported, http.StatusUnprocessableEntity, "unprocessable", false},
 	{stream.ErrClosed, http.StatusServiceUnavailable, "unavailable", false},

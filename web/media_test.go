@@ -190,6 +190,12 @@ func TestWHIPSessionLifecycle(t *testing.T) {
 	e.expect(resp, raw, http.StatusUnsupportedMediaType, "unsupported_media_type", nil)
 	resp, raw = e.sdpReq("PATCH", loc, key, "application/trickle-ice-sdpfrag", "a=ice-ufrag:restart\r\na=ice-pwd:newpassword\r\n")
 	e.expect(resp, raw, http.StatusUnprocessableEntity, "unprocessable", nil)
+	// A fragment that is not one is a bad fragment, not a bad "SDP offer".
+	resp, raw = e.sdpReq("PATCH", loc, key, "application/trickle-ice-sdpfrag", "hello\r\n")
+	e.expect(resp, raw, http.StatusBadRequest, "bad_request", nil)
+	if !strings.Contains(string(raw), "trickle ICE fragment") || strings.Contains(string(raw), "offer") {
+		t.Fatalf("PATCH of a bad fragment: got %s, want it named a trickle ICE fragment", raw)
+	}
 
 	resp, raw = e.sdpReq("DELETE", loc, "", "", "")
 	e.expect(resp, raw, http.StatusUnauthorized, "unauthorized", nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -52,6 +53,11 @@ func (c *conn) handleMessage(ctx context.Context, data []byte) {
 	var m clientMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&m); err != nil || dec.More() {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			c.sendError("bad_request", fmt.Sprintf("field %s must be a string", typeErr.Field))
+			return
+		}
 		c.sendError("bad_request", "a frame must be one JSON object")
 		return
 	}

@@ -25,17 +25,20 @@ func TestChatRules(t *testing.T) {
 		frame    any
 		wantType string
 		wantCode string
+		wantMsg  string // a part of the error's message ("" = any)
 	}{
-		{"anonymous", watcher, map[string]string{"type": "chat", "text": "hi"}, "error", "unauthorized"},
-		{"empty", alice, map[string]string{"type": "chat", "text": "  "}, "error", "bad_request"},
-		{"too long", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 501)}, "error", "bad_request"},
-		{"unknown type", alice, map[string]string{"type": "dance"}, "error", "bad_request"},
-		{"not json", alice, "garbage", "error", "bad_request"},
-		{"not utf-8", alice, "{\"type\":\"chat\",\"text\":\"bad \xff\xfe here\"}", "error", "bad_request"},
-		{"lone surrogate escape", alice, `{"type":"chat","text":"bad \ud83d here"}`, "error", "bad_request"},
-		{"ping", watcher, map[string]string{"type": "ping"}, "pong", ""},
-		{"surrogate pair escape", alice, `{"type":"chat","text":"\ud83d\ude00 \\ud800"}`, "chat", ""},
-		{"longest", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 500)}, "chat", ""},
+		{"anonymous", watcher, map[string]string{"type": "chat", "text": "hi"}, "error", "unauthorized", ""},
+		{"empty", alice, map[string]string{"type": "chat", "text": "  "}, "error", "bad_request", ""},
+		{"too long", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 501)}, "error", "bad_request", ""},
+		{"unknown type", alice, map[string]string{"type": "dance"}, "error", "bad_request", ""},
+		{"not json", alice, "garbage", "error", "bad_request", "one JSON object"},
+		{"text not a string", alice, `{"type":"chat","text":5}`, "error", "bad_request", "field text must be a string"},
+		{"type not a string", alice, `{"type":["chat"]}`, "error", "bad_request", "field type must be a string"},
+		{"not utf-8", alice, "{\"type\":\"chat\",\"text\":\"bad \xff\xfe here\"}", "error", "bad_request", ""},
+		{"lone surrogate escape", alice, `{"type":"chat","text":"bad \ud83d here"}`, "error", "bad_request", ""},
+		{"ping", watcher, map[string]string{"type": "ping"}, "pong", "", ""},
+		{"surrogate pair escape", alice, `{"type":"chat","text":"\ud83d\ude00 \\ud800"}`, "chat", "", ""},
+		{"longest", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 500)}, "chat", "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,8 +48,8 @@ func TestChatRules(t *testing.T) {
 				tc.from.send(t, tc.frame)
 			}
 			m := tc.from.next(t)
-			if m.Type != tc.wantType || m.Code != tc.wantCode {
-				t.Fatalf("got %s %q, want %s %q", m.Type, m.Code, tc.wantType, tc.wantCode)
+			if m.Type != tc.wantType || m.Code != tc.wantCode || !strings.Contains(m.Message, tc.wantMsg) {
+				t.Fatalf("got %s %q %q, want %s %q %q", m.Type, m.Code, m.Message, tc.wantType, tc.wantCode, tc.wantMsg)
 			}
 			if tc.wantType != "chat" && m.Seq != 0 {
 				t.Errorf("%s carries seq %d, want none", m.Type, m.Seq)

@@ -100,6 +100,7 @@ type msg struct {
 	TS        string          `json:"ts"`
 	SeqTs     string          `json:"seq_ts"`
 	Code      string          `json:"code"`
+	Message   string          `json:"message"`
 	Text      string          `json:"text"`
 	Count     int             `json:"count"`
 	Viewers   int             `json:"viewers"`
