@@ -1,14 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
 
 	"github.com/livecart/livecart/web/pages/e2e"
 )
@@ -24,17 +19,14 @@ func TestWatchPageQuietStreamNoPings(t *testing.T) {
 	t.Parallel() // waits on timers and its own servers: see TestMain
 	f := newPagesFixture(t)
 	tab := f.browser.NewTab(t, 412, 915)
-	tab.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+	tab.AddInitScript(`(() => {
 			window.pingsSent = 0;
 			const send = WebSocket.prototype.send;
 			WebSocket.prototype.send = function (data) {
 				if (typeof data === 'string' && data.includes('"ping"')) window.pingsSent++;
 				return send.call(this, data);
 			};
-		})()`})
-		return err
-	}))
+		})()`)
 	tab.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer1))
 	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
 	time.Sleep(13 * time.Second) // the page pinged after 7 s of silence, checked every 2 s

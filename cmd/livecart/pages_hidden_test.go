@@ -1,14 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
 
 	"github.com/livecart/livecart/web/pages/e2e"
 )
@@ -35,15 +30,12 @@ func TestWatchPageHidesSaleOfHiddenProduct(t *testing.T) {
 	// after the hide's event, with the product as it was before (it showed the card
 	// again, for good).
 	before := f.browser.NewTab(t, 1280, 860)
-	before.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+	before.AddInitScript(`(() => {
 			const f = window.fetch;
 			window.fetch = (...a) => String(a[0]).endsWith('/products')
 				? f(...a).then((r) => new Promise((ok) => setTimeout(() => ok(r), 1500)))
 				: f(...a);
-		})()`})
-		return err
-	}))
+		})()`)
 	before.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer1))
 	before.WaitFor("sale card", card, 10*time.Second)
 	f.srv.api("PATCH", "/api/products/"+p.ID, f.moderator, map[string]bool{"hidden": true}, nil)

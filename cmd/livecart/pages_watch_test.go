@@ -13,7 +13,6 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/livecart/livecart/web/pages/e2e"
@@ -395,8 +394,7 @@ func TestWatchPagePlayByKeyboard(t *testing.T) {
 	f := newPagesFixture(t)
 	tab := f.browser.NewTab(t, 1280, 860)
 	// This browser starts no video without a user's gesture.
-	tab.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+	tab.AddInitScript(`(() => {
 			window.gesturePlays = 0;
 			const play = HTMLMediaElement.prototype.play;
 			HTMLMediaElement.prototype.play = function () {
@@ -405,9 +403,7 @@ func TestWatchPagePlayByKeyboard(t *testing.T) {
 				return play.call(this);
 			};
 			document.addEventListener('DOMContentLoaded', () => { document.querySelector('#video').autoplay = false; });
-		})()`})
-		return err
-	}))
+		})()`)
 	tab.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer1))
 	tab.WaitFor("play refused", `document.querySelector('#overlay').textContent.includes('Tap to play') || (document.querySelector('#play') && !document.querySelector('#play').hidden)`, 10*time.Second)
 	for i := 0; i < 30; i++ {

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
 	"github.com/pion/webrtc/v3"
 	"github.com/pion/webrtc/v3/pkg/media"
 
@@ -271,10 +268,7 @@ func TestBrowserDecodesDirectVideo(t *testing.T) {
 			publishVP8(t, srv.base, st.ID, creator, frames)
 
 			tab := b.NewTab(t, 800, 600)
-			tab.Run(5*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-				_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: capturePeers})
-				return err
-			}))
+			tab.AddInitScript(capturePeers)
 			tab.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", srv.base, st.ID, srv.token(auth.RoleViewer, "v1", "Vera")))
 			const want = 30 // a second of video
 			tab.WaitFor("frames decoded and shown", fmt.Sprintf(`(() => {

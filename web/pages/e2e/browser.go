@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -159,6 +161,16 @@ func (tab *Tab) Run(timeout time.Duration, actions ...chromedp.Action[chromedp.V
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		tab.t.Fatalf("chromedp: %v (page issues: %v)", err, tab.Issues())
 	}
+}
+
+// AddInitScript makes src run in every document the tab loads from now on, before the
+// page's own scripts (to count or stand in for browser APIs).
+func (tab *Tab) AddInitScript(src string) {
+	tab.t.Helper()
+	tab.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src})
+		return err
+	}))
 }
 
 // Navigate opens url and waits for the page's body.
