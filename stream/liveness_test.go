@@ -75,7 +75,14 @@ func TestReachFirstReportOfNothing(t *testing.T) {
 // cut for good it is closed, after audioReportFactor timeouts.
 func TestAudioOnlyViewerWaitsLonger(t *testing.T) {
 	t.Parallel() // waits out timeouts: see TestMain
-	const timeout = 2 * time.Second
+	// The timeout leaves room on a loaded machine (CI runs this beside other tests with
+	// -race): the awaited packet may have been written up to a tick before the cut, so
+	// the audio track closes at the earliest (audioReportFactor*timeout + (reachTicks-1)
+	// ticks - 1 tick) after the cut, 13 s; the cut below ends at timeout + reachTicks+2
+	// ticks, 9 s, and leaves the viewer 4 s for a report to come through. (With 2 s it
+	// had 0 to 1.5 s and once timed out in CI.) Closing on the video timeout, as before,
+	// happens by timeout + reachTicks+1 ticks, 8 s, so the test still catches it.
+	const timeout = 4 * time.Second
 	r, _ := newTestRelay(t, Options{ViewerReportTimeout: timeout})
 	startPublisher(t, r, "audio")
 	cn, a := newCutAPI(t)
