@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/livecart/livecart/web/auth"
 	"github.com/livecart/livecart/web/pages/e2e"
 )
 
@@ -237,6 +238,41 @@ func TestWatchPageChatRefusalKeepsText(t *testing.T) {
 	}
 	if got := e2e.MustEval[string](tab, `document.querySelector('#chat .notice').textContent`); !containsFold(got, "not sent") {
 		t.Errorf("the notice: got %q, want it to say the message was not sent", got)
+	}
+	if issues := tab.Issues(); len(issues) > 0 {
+		t.Errorf("page logged errors: %q", issues)
+	}
+}
+
+// TestWatchPageChatAfterSignInExpired: a viewer whose token expires while the watch page
+// is open sends a chat line; the server refuses it (unauthorized) and keeps the channel.
+// The page said "Sign in to chat." to someone it still showed as signed in and lost the
+// text; now the notice says the sign-in expired and the line is back in the field.
+func TestWatchPageChatAfterSignInExpired(t *testing.T) {
+	f := newPagesFixture(t)
+	const ttl = 3 * time.Second
+	tok, err := f.srv.main.auth.Mint(auth.Identity{UserID: "viewer-3", Name: "Valerie", Role: auth.RoleViewer}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(ttl)
+	tab := f.open(t, "watch", tok, 1280, 860)
+	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	time.Sleep(time.Until(expires) + 1500*time.Millisecond) // JWT expiry is in whole seconds
+	e2e.MustEval[bool](tab, `(() => {
+		document.querySelector('#chat-text').value = 'still there?';
+		document.querySelector('#chat form.row').requestSubmit();
+		return true;
+	})()`)
+	tab.WaitFor("a notice", `document.querySelector('#chat .notice').textContent !== ''`, 5*time.Second)
+	if got := e2e.MustEval[string](tab, `document.querySelector('#chat .notice').textContent`); !containsFold(got, "expired") || !containsFold(got, "not sent") {
+		t.Errorf("the notice: got %q, want it to say the sign-in expired and the message was not sent", got)
+	}
+	if got := e2e.MustEval[string](tab, `document.querySelector('#chat-text').value`); got != "still there?" {
+		t.Errorf("the chat field after the refusal: got %q, want the refused line back", got)
+	}
+	if n := e2e.MustEval[float64](tab, `document.querySelectorAll('#chat li').length`); n != 0 {
+		t.Errorf("chat lines shown: got %v, want none (the line was refused)", n)
 	}
 	if issues := tab.Issues(); len(issues) > 0 {
 		t.Errorf("page logged errors: %q", issues)

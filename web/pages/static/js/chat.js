@@ -161,18 +161,20 @@ export class Chat {
   // error shows an `error` event meant for this client. A refused message is put back
   // in the field (when it is empty): the newest one sent, since refusals (too fast,
   // muted) fall on the latest messages, and an error can overtake the echo of an
-  // earlier accepted one.
+  // earlier accepted one. A signed-in user's message refused as unauthorized (its token
+  // expired while the page was open) is put back as well, ready to send once signed in again.
   error(ev) {
     const until = /until (\S+)/.exec(ev.message || '');
     const mutedUntil = until && !Number.isNaN(Date.parse(until[1])) ? new Date(until[1]).toLocaleTimeString() : '';
     const words = {
-      unauthorized: 'Sign in to chat.',
+      // Signed in when the page opened: the token has since expired (the channel stays).
+      unauthorized: this.opts.me() ? 'Your sign-in has expired: your message was not sent. Sign in again to chat.' : 'Sign in to chat.',
       muted: mutedUntil ? `You are muted until ${mutedUntil}: your message was not sent.` : 'You are muted for now: your message was not sent.',
       rate_limited: 'Slow down: your message was not sent. Try again in a moment.',
       unavailable: 'Chat is busy: your message was not sent. Try again in a moment.',
       bad_request: `Your message was not sent: ${ev.message || 'it could not be read'}.`,
     };
-    const refused = ['muted', 'rate_limited', 'unavailable', 'bad_request'].includes(ev.code);
+    const refused = ['muted', 'rate_limited', 'unavailable', 'bad_request', 'unauthorized'].includes(ev.code);
     if (refused && this.pending.length > 0) {
       const text = this.pending.pop();
       if (this.input.value === '') this.input.value = text;
