@@ -248,6 +248,10 @@ func decodeRaw(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return apiError(http.StatusBadRequest, "bad_request", typeErrorMessage(te, v))
+		}
 		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: "+err.Error())
 	}
 	if dec.More() {
@@ -257,6 +261,100 @@ func decodeRaw(raw []byte, v any) error {
 		return apiError(http.StatusBadRequest, "bad_request", "trailing data after JSON object")
 	}
 	return exactFieldNames(raw, v)
+}
+
+// typeErrorMessage says, in the API's words, which field of the body v decodes into had
+// a value of the wrong JSON type: encoding/json's own text names Go types ("Go struct
+// field NewProduct.price_cents of type int64").
+func typeErrorMessage(te *json.UnmarshalTypeError, v any) string {
+	if te.Field == "" {
+		return "the body must be a JSON object, not " + jsonValueKind(te.Value)
+	}
+	t := jsonFieldType(reflect.TypeOf(v), te.Field)
+	if t == nil {
+		t = te.Type
+	}
+	want := jsonTypeName(t)
+	number, isNumber := strings.CutPrefix(te.Value, "number ")
+	switch {
+	case !isNumber:
+		return fmt.Sprintf("field %s must be %s", te.Field, want)
+	case want == "a whole number" && strings.Trim(number, "-0123456789") == "":
+		return fmt.Sprintf("field %s is out of range: %s", te.Field, number)
+	default:
+		return fmt.Sprintf("field %s must be %s, not %s", te.Field, want, number)
+	}
+}
+
+// jsonValueKind names the JSON value encoding/json's UnmarshalTypeError.Value describes
+// ("number", "number 1.5", "string", "bool", "array", "object") with its article.
+func jsonValueKind(value string) string {
+	switch {
+	case strings.HasPrefix(value, "number"):
+		return "a number"
+	case value == "bool":
+		return "true or false"
+	case value == "array" || value == "object":
+		return "an " + value
+	default:
+		return "a " + value
+	}
+}
+
+// jsonTypeName says what JSON value decodes into t ("a string", "a whole number", ...).
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(jsonTypeName(t.Elem()), "a "), "an ") + "s"
+	default:
+		return "an object"
+	}
+}
+
+// jsonFieldType returns the type of the field at the dotted JSON path (as encoding/json's
+// UnmarshalTypeError.Field names it) within t, or nil if there is none.
+func jsonFieldType(t reflect.Type, path string) reflect.Type {
+	for _, name := range strings.Split(path, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice) {
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			return nil
+		}
+		t = structFieldType(t, name)
+	}
+	return t
+}
+
+// structFieldType returns the type of struct type t's field whose JSON name is name
+// (embedded structs without a tag lend theirs), or nil.
+func structFieldType(t reflect.Type, name string) reflect.Type {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case tag == "-":
+		case f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct:
+			if ft := structFieldType(f.Type, name); ft != nil {
+				return ft
+			}
+		case tag == name || (tag == "" && f.IsExported() && f.Name == name):
+			return f.Type
+		}
+	}
+	return nil
 }
 
 // exactFieldNames rejects the keys of a JSON object body that name a field of v only when

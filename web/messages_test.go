@@ -53,3 +53,46 @@ func TestErrorMessagesDoNotRepeatTheCode(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongJSONTypesNameTheField: a body field of the wrong JSON type is a 400 whose
+// message names the field and the kind of value it takes in the API's words, not Go's
+// ("Go struct field NewProduct.price_cents of type int64"); a body that is not an
+// object says so.
+func TestWrongJSONTypesNameTheField(t *testing.T) {
+	e := newTestEnv(t)
+	sh := e.shop()
+	owner, mod, bob := e.token(auth.RoleCreator, "alice"), e.token(auth.RoleModerator, "mia"), e.token(auth.RoleViewer, "bob")
+	products := "/api/streams/" + sh.st.ID + "/products"
+	product := func(price string) string {
+		return `{"sku":"S","title":"T","price_cents":` + price + `,"currency":"EUR","stock":1}`
+	}
+	for _, tc := range []struct {
+		name, method, path, token, body, message string
+	}{
+		{"stream title a number", "POST", "/api/streams", owner, `{"title":5}`, "field title must be a string"},
+		{"stream body an array", "POST", "/api/streams", owner, `[]`, "the body must be a JSON object, not an array"},
+		{"stream body a string", "POST", "/api/streams", owner, `"x"`, "the body must be a JSON object, not a string"},
+		{"price with a fraction", "POST", products, owner, product("1000.5"), "field price_cents must be a whole number, not 1000.5"},
+		{"price with an exponent", "POST", products, owner, product("1e3"), "field price_cents must be a whole number, not 1e3"},
+		{"price beyond 64 bits", "POST", products, owner, product("99999999999999999999"), "field price_cents is out of range: 99999999999999999999"},
+		{"price a string", "POST", products, owner, product(`"1000"`), "field price_cents must be a whole number"},
+		{"hold quantity a string", "POST", "/api/cart/items", bob, `{"product_id":"` + sh.product.ID + `","quantity":"1"}`, "field quantity must be a whole number"},
+		{"hold_ids a string", "POST", "/api/checkout", bob, `{"hold_ids":"x"}`, "field hold_ids must be an array of strings"},
+		{"hold_ids of numbers", "POST", "/api/checkout", bob, `{"hold_ids":[5]}`, "field hold_ids must be an array of strings"},
+		{"hidden a string", "PATCH", "/api/products/" + sh.product.ID, mod, `{"hidden":"yes"}`, "field hidden must be true or false"},
+		{"media mute a number", "POST", "/api/streams/" + sh.st.ID + "/media", mod, `{"audio_muted":1}`, "field audio_muted must be true or false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, raw := e.doHeaders(tc.method, tc.path, tc.token, tc.body, "Idempotency-Key", uuid.NewString())
+			var er struct {
+				Error struct{ Code, Message string }
+			}
+			if err := json.Unmarshal(raw, &er); err != nil {
+				t.Fatalf("decode %s: %v", raw, err)
+			}
+			if resp.StatusCode != http.StatusBadRequest || er.Error.Code != "bad_request" || er.Error.Message != tc.message {
+				t.Fatalf("got %d %q %q, want 400 bad_request %q", resp.StatusCode, er.Error.Code, er.Error.Message, tc.message)
+			}
+		})
+	}
+}
