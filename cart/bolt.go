@@ -170,7 +170,7 @@ func (s *BoltStore) SetStreamLive(ctx context.Context, id, session string, live 
 			}
 		}
 		if rec.Status == StreamEnded {
-			return fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
+			return errStreamEnded
 		}
 		switch {
 		case live && session != "" && rec.PublisherLeft == session:

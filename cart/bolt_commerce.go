@@ -486,7 +486,7 @@ func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, erro
 			return err
 		}
 		if st.Status == StreamEnded {
-			return fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
+			return errStreamEnded
 		}
 		if t.exists('p', p.ID) {
 			return fmt.Errorf("product %s exists: %w", p.ID, ErrConflict)
@@ -618,7 +618,7 @@ func (s *BoltStore) PinProduct(ctx context.Context, streamID, productID string, 
 			case p.Hidden:
 				return fmt.Errorf("product %s is hidden: %w", productID, ErrConflict)
 			case st.Status == StreamEnded:
-				return fmt.Errorf("stream %s has ended: %w", streamID, ErrConflict)
+				return errStreamEnded
 			case len(ids) >= maxPins:
 				return fmt.Errorf("at most %d products can be pinned: %w", maxPins, ErrConflict)
 			}
@@ -696,7 +696,7 @@ func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (S
 			return err
 		}
 		if st.Status == StreamEnded {
-			return fmt.Errorf("stream %s has ended: %w", st.ID, ErrConflict)
+			return errStreamEnded
 		}
 		if t.exists('s', sale.ID) {
 			return fmt.Errorf("sale %s exists: %w", sale.ID, ErrConflict)
@@ -942,10 +942,10 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		}
 		had := t.group.saleUnits(sale.ID, req.UserID)
 		if had+req.Quantity > sale.PerUserLimit {
-			return Hold{}, fmt.Errorf("the sale allows %d units per buyer, you have %d: %w", sale.PerUserLimit, had, ErrLimitExceeded)
+			return Hold{}, fmt.Errorf("at most %d units of this sale per buyer: %w", sale.PerUserLimit, ErrLimitExceeded)
 		}
 		if sale.Remaining < req.Quantity {
-			return Hold{}, fmt.Errorf("%d units left: %w", sale.Remaining, ErrSoldOut)
+			return Hold{}, ErrSoldOut
 		}
 		t.group.addUnits(sale.ID, req.UserID, req.Quantity)
 		sale.Remaining -= req.Quantity
@@ -954,7 +954,7 @@ func (t *boltTx) holdUnits(req HoldRequest, now time.Time) (Hold, error) {
 		h.UnitPriceCents = sale.PriceCents
 	} else {
 		if p.Stock < req.Quantity {
-			return Hold{}, fmt.Errorf("%d units left: %w", p.Stock, ErrSoldOut)
+			return Hold{}, ErrSoldOut
 		}
 		p.Stock -= req.Quantity
 		p.Held += req.Quantity
@@ -1152,7 +1152,7 @@ func (t *boltTx) checkout(req CheckoutRequest, now time.Time) (Order, bool, erro
 		switch {
 		case err == nil && now.Sub(seen.At) < IdempotencyTTL:
 			if seen.Fingerprint != req.Fingerprint {
-				return Order{}, false, fmt.Errorf("this Idempotency-Key was used with another body: %w", ErrConflict)
+				return Order{}, false, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
 			}
 			var o Order
 			if err := t.getRec(bucketOrders, seen.OrderID, &o); err != nil {
@@ -1242,7 +1242,7 @@ func (t *boltTx) checkoutHolds(req CheckoutRequest, now time.Time) ([]*boltHold,
 	}
 	switch {
 	case req.HoldIDs != nil && len(expired) > 0:
-		return nil, nil, fmt.Errorf("holds %v have expired: %w", expired, ErrHoldExpired)
+		return nil, nil, fmt.Errorf("%s%s: %w", msgHoldsExpired, strings.Join(expired, ", "), ErrHoldExpired)
 	case len(live) == 0 && len(expired) > 0:
 		return nil, nil, fmt.Errorf("every hold in the cart has expired: %w", ErrHoldExpired)
 	case len(live) == 0:

@@ -88,7 +88,7 @@ func boltLiveStream(tx *bolt.Tx, id string) (Stream, error) {
 		return st, err
 	}
 	if st.Status == StreamEnded {
-		return st, fmt.Errorf("stream %s has ended: %w", id, ErrConflict)
+		return st, errStreamEnded
 	}
 	return st, nil
 }

@@ -1,6 +1,9 @@
 package cart
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the commerce domain. Stores and the service wrap them with %w and
 // a human message; the HTTP edge maps them to the API's error codes with errors.Is.
@@ -22,3 +25,13 @@ const (
 	msgCartOfSeveralStreams  = "the cart holds items of several streams; say which one in stream_id"
 	msgHoldsOfSeveralStreams = "hold_ids names holds of several streams; an order is of one stream, so list one stream's holds"
 )
+
+// Other business errors both stores word alike (web's TestStoresWordErrorsAlike compares
+// them); the Redis store's Lua scripts and its claim say the same.
+const (
+	msgHoldsExpired         = "holds have expired: " // then their ids, ", "-separated
+	msgIdempotencyKeyReused = "the idempotency key was used with another request"
+)
+
+// errStreamEnded refuses a change to a stream that has ended.
+var errStreamEnded = fmt.Errorf("stream has ended: %w", ErrConflict)

@@ -720,6 +720,10 @@ func (s *RedisStore) remember(id, streamID string) {
 	s.streamOf[id] = streamID
 }
 
+// indexKinds names what the stream indexes' ids are of (in a not-found, as the embedded
+// store says it: "sale <id>").
+var indexKinds = map[string]string{"pidx": "product", "sidx": "sale"}
+
 // streamOfID finds the stream of a product ("pidx") or sale ("sidx") id.
 func (s *RedisStore) streamOfID(ctx context.Context, index, id string) (string, error) {
 	s.mu.RLock()
@@ -730,7 +734,7 @@ func (s *RedisStore) streamOfID(ctx context.Context, index, id string) (string, 
 	}
 	sid, err := s.rdb.Get(ctx, s.prefix+index+":"+id).Result()
 	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("%s: %w", id, ErrNotFound)
+		return "", fmt.Errorf("%s %s: %w", indexKinds[index], id, ErrNotFound)
 	}
 	if err != nil {
 		return "", unavailable(err)

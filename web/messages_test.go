@@ -1,9 +1,11 @@
 package web
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -92,6 +94,92 @@ func TestWrongJSONTypesNameTheField(t *testing.T) {
 			}
 			if resp.StatusCode != http.StatusBadRequest || er.Error.Code != "bad_request" || er.Error.Message != tc.message {
 				t.Fatalf("got %d %q %q, want 400 bad_request %q", resp.StatusCode, er.Error.Code, er.Error.Message, tc.message)
+			}
+		})
+	}
+}
+
+// TestStoresWordErrorsAlike: the business errors read the same on the embedded and the
+// Redis store (an outside test sees one API, whichever store serves it): a product of
+// another currency, an unknown or hidden product to pin, a sale over the product's
+// stock, an unknown sale, a hold of an unknown product, over the sale's per-buyer limit,
+// sold out or of a scheduled sale, an Idempotency-Key used with another body, a change
+// to an ended stream, and holds that expired before their checkout.
+func TestStoresWordErrorsAlike(t *testing.T) {
+	for _, store := range []string{"bolt", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			clk := &stepClock{t: time.Now()}
+			tweaks := []func(*Deps){func(d *Deps) { d.Now = clk.Now }}
+			if store == "redis" {
+				tweaks = append(tweaks, redisStore(t))
+			}
+			e := newTestEnv(t, tweaks...)
+			sh := e.shop() // MUG-1: 10 units, 5 of them in a sale of at most 2 per buyer; 2 left below
+			owner, mod, bob := e.token(auth.RoleCreator, "alice"), e.token(auth.RoleModerator, "mia"), e.token(auth.RoleViewer, "bob")
+			sid := sh.st.ID
+			var hidden, scheduled struct{ ID string }
+			resp, raw := e.do("POST", "/api/streams/"+sid+"/products", owner, map[string]any{"sku": "CAP", "title": "Cap", "price_cents": 500, "currency": "EUR", "stock": 3})
+			e.expect(resp, raw, http.StatusCreated, "", &hidden)
+			resp, raw = e.do("PATCH", "/api/products/"+hidden.ID, mod, map[string]bool{"hidden": true})
+			e.expect(resp, raw, http.StatusOK, "", nil)
+			resp, raw = e.do("POST", "/api/streams/"+sid+"/sales", owner, map[string]any{"product_id": sh.product.ID, "price_cents": 1, "quantity": 1, "duration_s": 60, "starts_in_s": 60})
+			e.expect(resp, raw, http.StatusCreated, "", &scheduled)
+			ended := e.createStream("alice")
+			resp, raw = e.do("POST", "/api/streams/"+ended.ID+"/end", owner, nil)
+			e.expect(resp, raw, http.StatusOK, "", nil)
+			resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"product_id": sh.product.ID, "quantity": 1})
+			e.expect(resp, raw, http.StatusCreated, "", nil)
+			resp, raw = e.doHeaders("POST", "/api/checkout", bob, "", "Idempotency-Key", "k1")
+			e.expect(resp, raw, http.StatusCreated, "", nil)
+			var late struct{ ID string }
+			resp, raw = e.do("POST", "/api/cart/items", bob, map[string]any{"product_id": sh.product.ID, "quantity": 1})
+			e.expect(resp, raw, http.StatusCreated, "", &late)
+			missing := uuid.NewString()
+			for _, tc := range []struct {
+				name, method, path, token, key string
+				body                           any
+				status                         int
+				code, message                  string
+				later                          time.Duration
+			}{
+				{"other currency", "POST", "/api/streams/" + sid + "/products", owner, "",
+					map[string]any{"sku": "X", "title": "X", "price_cents": 1, "currency": "USD", "stock": 1},
+					409, "conflict", "the stream's products are priced in EUR", 0},
+				{"pin unknown product", "POST", "/api/streams/" + sid + "/pins", owner, "", map[string]string{"product_id": missing},
+					404, "not_found", "product " + missing + " not found", 0},
+				{"pin hidden product", "POST", "/api/streams/" + sid + "/pins", owner, "", map[string]string{"product_id": hidden.ID},
+					409, "conflict", "product " + hidden.ID + " is hidden", 0},
+				{"sale over stock", "POST", "/api/streams/" + sid + "/sales", owner, "",
+					map[string]any{"product_id": sh.product.ID, "price_cents": 1, "quantity": 9, "duration_s": 60},
+					409, "conflict", "product has 2 units in stock, the sale wants 9", 0},
+				{"unknown sale", "POST", "/api/sales/" + missing + "/stop", owner, "", nil, 404, "not_found", "sale " + missing + " not found", 0},
+				{"hold of an unknown product", "POST", "/api/cart/items", bob, "", map[string]any{"product_id": missing, "quantity": 1},
+					404, "not_found", "product " + missing + " not found", 0},
+				{"over the per-buyer limit", "POST", "/api/cart/items", bob, "", map[string]any{"sale_id": sh.sale.ID, "quantity": 3},
+					409, "limit_exceeded", "at most 2 units of this sale per buyer", 0},
+				{"sold out", "POST", "/api/cart/items", bob, "", map[string]any{"product_id": sh.product.ID, "quantity": 4},
+					409, "sold_out", "sold out", 0},
+				{"scheduled sale", "POST", "/api/cart/items", bob, "", map[string]any{"sale_id": scheduled.ID, "quantity": 1},
+					409, "sale_not_active", "sale " + scheduled.ID + " is not active", 0},
+				{"key used with another body", "POST", "/api/checkout", bob, "k1", map[string]any{"stream_id": sid},
+					409, "conflict", "the idempotency key was used with another request", 0},
+				{"ended stream", "POST", "/api/streams/" + ended.ID + "/products", owner, "",
+					map[string]any{"sku": "X", "title": "X", "price_cents": 1, "currency": "EUR", "stock": 1},
+					409, "conflict", "stream has ended", 0},
+				{"expired hold_ids", "POST", "/api/checkout", bob, "k2", map[string]any{"hold_ids": []string{late.ID}},
+					409, "hold_expired", "holds have expired: " + late.ID, 11 * time.Minute},
+			} {
+				clk.Add(tc.later)
+				resp, raw := e.doHeaders(tc.method, tc.path, tc.token, tc.body, "Idempotency-Key", cmp.Or(tc.key, uuid.NewString()))
+				var er struct {
+					Error struct{ Code, Message string }
+				}
+				if err := json.Unmarshal(raw, &er); err != nil {
+					t.Fatalf("%s: decode %s: %v", tc.name, raw, err)
+				}
+				if resp.StatusCode != tc.status || er.Error.Code != tc.code || er.Error.Message != tc.message {
+					t.Errorf("%s: got %d %q %q, want %d %q %q", tc.name, resp.StatusCode, er.Error.Code, er.Error.Message, tc.status, tc.code, tc.message)
+				}
 			}
 		})
 	}

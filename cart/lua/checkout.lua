@@ -295,14 +295,14 @@ local function checkout_one(i, n)
       seen[id] = true
       local h = read_hold(id)
       if not h or h.user_id ~= uid then
-        missing = true
+        missing = missing or id
       else
         holds[#holds + 1] = h
       end
     end
   end
   if missing and mode == 'ids' then
-    return failed('not_found', 'hold not found')
+    return failed('not_found', 'hold ' .. missing)
   end
 
   local live, expired_ids = {}, {}
@@ -337,7 +337,7 @@ local function checkout_one(i, n)
   if #live == 0 or (mode == 'ids' and #expired_ids > 0) then
     local swept = table.concat(dropped, ',')
     if #expired_ids > 0 then
-      return failed('hold_expired', 'hold expired: ' .. table.concat(expired_ids, ', '), swept, true)
+      return failed('hold_expired', 'holds have expired: ' .. table.concat(expired_ids, ', '), swept, true)
     end
     return failed('conflict', 'the cart is empty', swept, true)
   end

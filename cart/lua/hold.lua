@@ -104,13 +104,13 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   if said ~= '' then
     s = sale_of(said)
     if not s then
-      return refuse(hid, uid, 'not_found', 'sale not found')
+      return refuse(hid, uid, 'not_found', 'sale ' .. said)
     end
     pid = s.product_id
   end
   local p = product_of(pid)
   if not p or p.hidden == '1' then
-    return refuse(hid, uid, 'not_found', 'product not found')
+    return refuse(hid, uid, 'not_found', 'product ' .. pid)
   end
   local price = p.price_cents
   local uk, used
@@ -118,7 +118,7 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
     -- A sale takes holds while it is not ended and now is inside StartsAt..EndsAt
     -- (its times are the numbers sale_of made: no tonumber of each per hold).
     if s.status == 'ended' or now < s.starts_us or now >= s.ends_us then
-      return refuse(hid, uid, 'sale_not_active', 'the sale is not active')
+      return refuse(hid, uid, 'sale_not_active', 'sale ' .. said .. ' is not active')
     end
     -- The user's units of the sale: read only when sold out (to tell limit_exceeded
     -- from sold_out); else counted up at once and counted back if over the limit

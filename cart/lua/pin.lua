@@ -3,7 +3,7 @@
 local op, pid, max = ARGV[1], ARGV[2], num(ARGV[3])
 local p = hgetall(key('p', pid))
 if not p then
-  return fail('not_found', 'product not found')
+  return fail('not_found', 'product ' .. pid)
 end
 local pins = redis.call('LRANGE', key('pins'), 0, -1)
 local pinned = false
@@ -15,7 +15,7 @@ end
 local changed = false
 if op == 'pin' and not pinned then
   if p.hidden == '1' then
-    return fail('conflict', 'a hidden product cannot be pinned')
+    return fail('conflict', 'product ' .. pid .. ' is hidden')
   end
   if redis.call('HGET', key('stream'), 'status') == 'ended' then
     return fail('conflict', 'stream has ended')

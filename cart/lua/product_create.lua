@@ -14,7 +14,7 @@ if redis.call('EXISTS', key('p', p.id)) == 1 then
   return fail('conflict', 'product exists')
 end
 if (st.currency or '') ~= '' and st.currency ~= p.currency then
-  return fail('conflict', 'the stream sells in ' .. st.currency)
+  return fail('conflict', "the stream's products are priced in " .. st.currency)
 end
 redis.call('HSET', key('stream'), 'currency', p.currency)
 p.held = '0'

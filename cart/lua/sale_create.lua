@@ -9,7 +9,7 @@ local q = num(s.quantity)
 local pk = key('p', s.product_id)
 local p = hgetall(pk)
 if not p or p.hidden == '1' then
-  return fail('not_found', 'product not found')
+  return fail('not_found', 'product ' .. s.product_id)
 end
 local st = hgetall(key('stream'))
 if not st or st.status == 'ended' then
@@ -19,7 +19,7 @@ if redis.call('EXISTS', key('s', s.id)) == 1 then
   return fail('conflict', 'sale exists')
 end
 if num(p.stock) < q then
-  return fail('conflict', 'the product has only ' .. p.stock .. ' units in stock')
+  return fail('conflict', 'product has ' .. p.stock .. ' units in stock, the sale wants ' .. s.quantity)
 end
 redis.call('HINCRBY', pk, 'stock', -q)
 s.status = 'active'
