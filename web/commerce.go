@@ -315,6 +315,10 @@ func (s *Server) stopSale(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errForbidden("only the stream's owner, moderators and admins may stop a sale"))
 		return
 	}
+	if err := decodeNoFields(w, r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if sale, err = s.deps.Commerce.StopSale(r.Context(), actor(id), sale.ID); err != nil {
 		s.fail(w, r, err)
 		return

@@ -146,6 +146,14 @@ func decodeJSONOrEmpty(w http.ResponseWriter, r *http.Request, v any) error {
 	return decodeBody(w, r, v, true)
 }
 
+// decodeNoFields checks the body of a request that takes no fields (ending a stream,
+// stopping a sale): none or {} (what the pages send), else as decodeJSON would judge
+// it: an unknown field, or anything that is not an object, is 400; over 64 KiB 413;
+// not JSON's content type 415.
+func decodeNoFields(w http.ResponseWriter, r *http.Request) error {
+	return decodeJSONOrEmpty(w, r, &struct{}{})
+}
+
 // fastDecoder is a request body that can decode its usual compact form by hand
 // (cart.NewItem); DecodeFastJSON returns false for anything else, which then goes
 // through encoding/json.

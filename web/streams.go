@@ -139,6 +139,9 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) endStream(w http.ResponseWriter, r *http.Request) {
 	id, st, err := s.authorizeStream(r, canModerate)
+	if err == nil {
+		err = decodeNoFields(w, r)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
 )
 
@@ -385,6 +386,49 @@ func TestCORSConfiguredOrigins(t *testing.T) {
 		e.expect(resp, raw, http.StatusForbidden, "forbidden", nil)
 		if !strings.Contains(string(raw), "cors_origins") {
 			t.Errorf("preflight of %s from another origin: got %s, want a message naming http.cors_origins", path, raw)
+		}
+	}
+}
+
+// TestBodylessPostsDecodeStrictly: ending a stream and stopping a sale take no fields.
+// No body or {} (what the pages send) is fine; a body with a field (every field is
+// unknown there), or that is not a JSON object, is 400, over 64 KiB 413, another content
+// type 415, as for every other JSON body, and the refused request ends nothing.
+func TestBodylessPostsDecodeStrictly(t *testing.T) {
+	e := newTestEnv(t)
+	sh := e.shop()
+	owner := e.token(auth.RoleCreator, "alice")
+	for _, path := range []string{"/api/sales/" + sh.sale.ID + "/stop", "/api/streams/" + sh.st.ID + "/end"} {
+		for _, c := range []struct {
+			name, body, ct string
+			status         int
+			code           string
+		}{
+			{"a field", `{"reason":"spam"}`, "application/json", 400, "bad_request"},
+			{"an array", `[]`, "application/json", 400, "bad_request"},
+			{"not json", `end it`, "application/json", 400, "bad_request"},
+			{"huge", `{"x":"` + strings.Repeat("a", 70<<10) + `"}`, "application/json", 413, "payload_too_large"},
+			{"another content type", `{}`, "text/plain", 415, "unsupported_media_type"},
+		} {
+			resp, raw := e.doHeaders("POST", path, owner, c.body, "Content-Type", c.ct)
+			if resp.StatusCode != c.status || !strings.Contains(string(raw), `"code":"`+c.code+`"`) {
+				t.Errorf("POST %s with %s: got %d %s, want %d %s", path, c.name, resp.StatusCode, raw, c.status, c.code)
+			}
+		}
+		var sale cart.Sale
+		resp, raw := e.do("GET", "/api/sales/"+sh.sale.ID, "", nil)
+		e.expect(resp, raw, http.StatusOK, "", &sale)
+		var st cart.Stream
+		resp, raw = e.do("GET", "/api/streams/"+sh.st.ID, "", nil)
+		e.expect(resp, raw, http.StatusOK, "", &st)
+		if sale.Status == cart.SaleEnded || st.Status == cart.StreamEnded {
+			t.Fatalf("after refused requests to %s: sale %s, stream %s; want neither ended", path, sale.Status, st.Status)
+		}
+	}
+	for _, body := range []any{"{}", nil} {
+		for _, path := range []string{"/api/sales/" + sh.sale.ID + "/stop", "/api/streams/" + sh.st.ID + "/end"} {
+			resp, raw := e.do("POST", path, owner, body)
+			e.expect(resp, raw, http.StatusOK, "", nil)
 		}
 	}
 }
