@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -42,6 +43,10 @@ func (in *NewSale) UnmarshalJSON(b []byte) error {
 	var q int
 	if err := json.Unmarshal(body.Quantity, &q); err != nil {
 		if !positiveIntegerLiteral(body.Quantity) {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				te.Field = "quantity" // decoded on its own: say which field it was
+			}
 			return fmt.Errorf("quantity: %w", err)
 		}
 		q = math.MaxInt

@@ -278,7 +278,10 @@ func typeErrorMessage(te *json.UnmarshalTypeError, v any) string {
 	if te.Field == "" {
 		return "the body must be a JSON object, not " + jsonValueKind(te.Value)
 	}
-	t := jsonFieldType(reflect.TypeOf(v), te.Field)
+	// The bodies are flat objects: the field is the path's last name (encoding/json
+	// puts the Go names of embedded structs before it: "fields.product_id").
+	field := te.Field[strings.LastIndexByte(te.Field, '.')+1:]
+	t := jsonFieldType(reflect.TypeOf(v), field)
 	if t == nil {
 		t = te.Type
 	}
@@ -286,11 +289,11 @@ func typeErrorMessage(te *json.UnmarshalTypeError, v any) string {
 	number, isNumber := strings.CutPrefix(te.Value, "number ")
 	switch {
 	case !isNumber:
-		return fmt.Sprintf("field %s must be %s", te.Field, want)
+		return fmt.Sprintf("field %s must be %s", field, want)
 	case want == "a whole number" && strings.Trim(number, "-0123456789") == "":
-		return fmt.Sprintf("field %s is out of range: %s", te.Field, number)
+		return fmt.Sprintf("field %s is out of range: %s", field, number)
 	default:
-		return fmt.Sprintf("field %s must be %s, not %s", te.Field, want, number)
+		return fmt.Sprintf("field %s must be %s, not %s", field, want, number)
 	}
 }
 

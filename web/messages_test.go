@@ -68,6 +68,10 @@ func TestWrongJSONTypesNameTheField(t *testing.T) {
 	product := func(price string) string {
 		return `{"sku":"S","title":"T","price_cents":` + price + `,"currency":"EUR","stock":1}`
 	}
+	sales, pid := "/api/streams/"+sh.st.ID+"/sales", `"`+sh.product.ID+`"`
+	sale := func(productID, quantity, duration string) string {
+		return `{"product_id":` + productID + `,"price_cents":1,"quantity":` + quantity + `,"duration_s":` + duration + `}`
+	}
 	for _, tc := range []struct {
 		name, method, path, token, body, message string
 	}{
@@ -78,6 +82,11 @@ func TestWrongJSONTypesNameTheField(t *testing.T) {
 		{"price with an exponent", "POST", products, owner, product("1e3"), "field price_cents must be a whole number, not 1e3"},
 		{"price beyond 64 bits", "POST", products, owner, product("99999999999999999999"), "field price_cents is out of range: 99999999999999999999"},
 		{"price a string", "POST", products, owner, product(`"1000"`), "field price_cents must be a whole number"},
+		{"sale product_id a number", "POST", sales, owner, sale(`5`, `1`, `60`), "field product_id must be a string"},
+		{"sale duration with a fraction", "POST", sales, owner, sale(pid, `1`, `1.5`), "field duration_s must be a whole number, not 1.5"},
+		{"sale quantity a string", "POST", sales, owner, sale(pid, `"x"`, `60`), "field quantity must be a whole number"},
+		{"sale quantity with a fraction", "POST", sales, owner, sale(pid, `1.5`, `60`), "field quantity must be a whole number, not 1.5"},
+		{"sale quantity below 64 bits", "POST", sales, owner, sale(pid, `-99999999999999999999`, `60`), "field quantity is out of range: -99999999999999999999"},
 		{"hold quantity a string", "POST", "/api/cart/items", bob, `{"product_id":"` + sh.product.ID + `","quantity":"1"}`, "field quantity must be a whole number"},
 		{"hold_ids a string", "POST", "/api/checkout", bob, `{"hold_ids":"x"}`, "field hold_ids must be an array of strings"},
 		{"hold_ids of numbers", "POST", "/api/checkout", bob, `{"hold_ids":[5]}`, "field hold_ids must be an array of strings"},
