@@ -5,8 +5,10 @@ package auth
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -170,6 +172,13 @@ func tokenKey(token string) [sha256.Size]byte {
 func (a *Authenticator) verify(token string) (Identity, claims, error) {
 	var c claims
 	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Type.Kind() == reflect.String && typeErr.Field != "" {
+		// A host backend's numeric user id in sub, say: name the claim, not Go's types.
+		// (encoding/json names RegisteredClaims' sub "RegisteredClaims.sub".)
+		claim := typeErr.Field[strings.LastIndexByte(typeErr.Field, '.')+1:]
+		return Identity{}, c, fmt.Errorf("%w: claim %s must be a string", ErrInvalidToken, claim)
+	}
 	if err != nil {
 		return Identity{}, c, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}

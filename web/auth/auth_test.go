@@ -191,3 +191,29 @@ func TestVerifyMemoryBounded(t *testing.T) {
 		t.Fatalf("first token after the memory was emptied: got %+v %v", id, err)
 	}
 }
+
+// TestClaimOfTheWrongTypeSaysWhich: a token whose sub, name or role is not a string (a
+// host backend putting its numeric user id in sub) is refused with a message naming
+// the claim, not encoding/json's Go types ("cannot unmarshal number into Go struct
+// field claims.sub of type string").
+func TestClaimOfTheWrongTypeSaysWhich(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, tc := range []struct {
+		claims jwt.MapClaims
+		want   string
+	}{
+		{jwt.MapClaims{"sub": 42, "role": "viewer", "exp": exp}, "invalid token: claim sub must be a string"},
+		{jwt.MapClaims{"sub": "u", "name": []string{"Una"}, "role": "viewer", "exp": exp}, "invalid token: claim name must be a string"},
+		{jwt.MapClaims{"sub": "u", "role": 1, "exp": exp}, "invalid token: claim role must be a string"},
+	} {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, tc.claims).SignedString([]byte("secret-0123456789"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Verify(tok)
+		if !errors.Is(err, ErrInvalidToken) || err.Error() != tc.want {
+			t.Errorf("%v: got %v, want %q", tc.claims, err, tc.want)
+		}
+	}
+}
