@@ -260,7 +260,8 @@ func decodeRaw(raw []byte, v any) error {
 		if errors.As(err, &te) {
 			return apiError(http.StatusBadRequest, "bad_request", typeErrorMessage(te, v))
 		}
-		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: "+err.Error())
+		// Without encoding/json's "json: " (an unknown field reads as exactFieldNames says it).
+		return apiError(http.StatusBadRequest, "bad_request", "invalid JSON: "+strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
 		return apiError(http.StatusBadRequest, "bad_request", "trailing data after JSON object")

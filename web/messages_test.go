@@ -78,6 +78,8 @@ func TestWrongJSONTypesNameTheField(t *testing.T) {
 		{"stream title a number", "POST", "/api/streams", owner, `{"title":5}`, "field title must be a string"},
 		{"stream body an array", "POST", "/api/streams", owner, `[]`, "the body must be a JSON object, not an array"},
 		{"stream body a string", "POST", "/api/streams", owner, `"x"`, "the body must be a JSON object, not a string"},
+		{"unknown field", "POST", "/api/streams", owner, `{"title":"x","color":"red"}`, `invalid JSON: unknown field "color"`},
+		{"field name in another case", "POST", "/api/streams", owner, `{"Title":"x"}`, `invalid JSON: unknown field "Title"`},
 		{"price with a fraction", "POST", products, owner, product("1000.5"), "field price_cents must be a whole number, not 1000.5"},
 		{"price with an exponent", "POST", products, owner, product("1e3"), "field price_cents must be a whole number, not 1e3"},
 		{"price beyond 64 bits", "POST", products, owner, product("99999999999999999999"), "field price_cents is out of range: 99999999999999999999"},
