@@ -363,11 +363,13 @@ func TestStateEventBesideReservedPlacesGoesOutAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Within a second: a rescue comes StockRescueAfter (1 s) after the change at the
+	// soonest, and is counted below; 0.5 s left a loaded -race run little room.
 	start := time.Now()
 	ts.hub.Emit(ctx, cart.Event{StreamID: sid, Type: cart.EventProduct, Data: cart.ProductData{Product: p}})
 	m := c.nextOf(t, "product")
-	if took := time.Since(start); m.Product.ID != p.ID || took > 500*time.Millisecond {
-		t.Fatalf("product event %s after %v, want %s within 0.5 s", m.Product.ID, took, p.ID)
+	if took := time.Since(start); m.Product.ID != p.ID || took > time.Second {
+		t.Fatalf("product event %s after %v, want %s within 1 s", m.Product.ID, took, p.ID)
 	}
 	if got := overflowCount(t, ts.hub, "rescued"); got != rescued {
 		t.Fatalf("%v events left to the comparison, want none", got-rescued)
