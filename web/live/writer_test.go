@@ -36,9 +36,10 @@ func waitWriter(t *testing.T, c *conn, want bool, what string) {
 // that keep up (events and pings sent by the shards) hold one goroutine each, the
 // reader; a writer goroutine is not parked per connection.
 func TestIdleConnectionsHaveOnlyAReader(t *testing.T) {
-	// Pings every 250 ms: a client is dropped after 2 intervals without a pong, which a
-	// loaded CI machine (-race, other packages' tests) can take with shorter ones.
-	ts := newTestServer(t, Config{ViewersInterval: time.Hour, PingInterval: 250 * time.Millisecond, Writers: 2})
+	// Pings every 500 ms: a client is dropped after 2 intervals without a pong, which a
+	// loaded CI machine (-race, other packages' tests) can take with shorter ones (it
+	// did at 50-100 ms; 250 ms left one stall of a quarter second).
+	ts := newTestServer(t, Config{ViewersInterval: time.Hour, PingInterval: 500 * time.Millisecond, Writers: 2})
 	time.Sleep(50 * time.Millisecond) // the hub's own goroutines are up
 	base := runtime.NumGoroutine()
 	const n = 30
@@ -55,7 +56,7 @@ func TestIdleConnectionsHaveOnlyAReader(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(600 * time.Millisecond) // two ping ticks, sent by the shards
+	time.Sleep(1100 * time.Millisecond) // two ping ticks, sent by the shards
 	for _, c := range cs {
 		waitWriter(t, onlyConn(t, ts.hub, c.ws), false, "idle connection")
 	}
@@ -185,7 +186,7 @@ func TestDropWithHandoffPendingClosesAfterTheFrame(t *testing.T) {
 // non-blocking sends; its writer goroutine sends everything instead, and the
 // connection lives on (it was closed at the first event after the snapshot).
 func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
-	h := NewHub(Config{ViewersInterval: time.Hour, PingInterval: 250 * time.Millisecond,
+	h := NewHub(Config{ViewersInterval: time.Hour, PingInterval: 500 * time.Millisecond, // see TestIdleConnectionsHaveOnlyAReader
 		Bus: NewMemoryBus(nil, 0), Presence: NewMemoryPresence(nil),
 		Snapshots: SnapshotFunc(func(_ context.Context, sid string) (Snapshot, error) {
 			return Snapshot{Stream: map[string]string{"id": sid, "status": "live"}}, nil
@@ -207,7 +208,7 @@ func TestConnWithoutFileDescriptorIsServed(t *testing.T) {
 	if m := c.next(t); m.Type != EventSnapshot {
 		t.Fatalf("first frame: got %s, want snapshot", m.Type)
 	}
-	time.Sleep(600 * time.Millisecond) // two pings meanwhile
+	time.Sleep(1100 * time.Millisecond) // two pings meanwhile
 	for i := range 3 {
 		announce(h, sid, fmt.Sprint(i))
 		if m := c.nextOf(t, EventAnnounce); m.Seq != int64(i+1) {
