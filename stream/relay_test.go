@@ -367,7 +367,21 @@ func TestMutePerKind(t *testing.T) {
 		if am != (kind == "audio") || vm != (kind == "video") {
 			t.Fatalf("SetMute %s: got audio %v video %v", kind, am, vm)
 		}
-		time.Sleep(100 * time.Millisecond) // packets already on the wire
+		// Packets already on the wire before the mute come in first: wait until the muted
+		// kind has been quiet for 300 ms (15 fps video and 50 pps audio never are), not
+		// a fixed 100 ms that a loaded -race run's late reads overran.
+		mutedOf := func(s rtctest.ViewerStats) int {
+			if kind == "video" {
+				return s.Video.Packets
+			}
+			return s.Audio.Packets
+		}
+		last, quiet := mutedOf(v.Stats()), time.Now()
+		for deadline := time.Now().Add(slow(3 * time.Second)); time.Since(quiet) < 300*time.Millisecond && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if n := mutedOf(v.Stats()); n != last {
+				last, quiet = n, time.Now()
+			}
+		}
 		before := v.Stats()
 		time.Sleep(400 * time.Millisecond)
 		after := v.Stats()
