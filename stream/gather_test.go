@@ -51,8 +51,13 @@ func TestSendGatherBatchesViewers(t *testing.T) {
 			}
 		})
 	}
-	if perCall[true] < 2*perCall[false] {
-		t.Fatalf("messages per sendmmsg: %.1f with the gather, %.1f without; want at least twice as many",
+	// Without the gather each writer's pass is one sendmmsg for its share of the 6
+	// viewers (GOMAXPROCS writers: 3 each on CI's two cores), with it one call takes
+	// every viewer's copies: on two cores the ratio is about the writer count, 2.06 to
+	// 2.15 measured, quiet or loaded, so "twice as many" failed on a small dip. A gather
+	// that does not gather gives about 1.
+	if perCall[true] < 1.5*perCall[false] {
+		t.Fatalf("messages per sendmmsg: %.1f with the gather, %.1f without; want at least 1.5 times as many",
 			perCall[true], perCall[false])
 	}
 }
