@@ -108,7 +108,10 @@ func checkID(what, id string) error {
 
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
-func checkText(field, v string, required bool, max int) error {
+// checkText checks a text field: present if required, at most max characters, valid
+// UTF-8, and no control characters (a NUL or an escape sequence in a title shows as
+// garbage on every viewer's page); a multiline field may hold line breaks and tabs.
+func checkText(field, v string, required bool, max int, multiline bool) error {
 	switch {
 	case required && strings.TrimSpace(v) == "":
 		return badRequest("%s is required", field)
@@ -116,8 +119,24 @@ func checkText(field, v string, required bool, max int) error {
 		return badRequest("%s is longer than %d characters", field, max)
 	case !utf8.ValidString(v):
 		return badRequest("%s is not valid UTF-8", field)
+	case HasControl(v, multiline):
+		return badRequest("%s must not contain control characters", field)
 	}
 	return nil
+}
+
+// HasControl reports whether s holds a control character (C0, DEL or C1); with
+// multiline, line feeds, carriage returns and tabs are allowed.
+func HasControl(s string, multiline bool) bool {
+	for _, r := range s {
+		if multiline && (r == '\n' || r == '\r' || r == '\t') {
+			continue
+		}
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) emit(ctx context.Context, streamID, typ string, data any) {

@@ -18,11 +18,11 @@ type NewProduct struct {
 // Validate checks shapes and ranges (ErrBadRequest).
 func (in NewProduct) Validate() error {
 	for _, f := range []struct {
-		name, v  string
-		required bool
-		max      int
-	}{{"sku", in.SKU, true, 64}, {"title", in.Title, true, 200}, {"description", in.Description, false, 5000}, {"image_url", in.ImageURL, false, 2048}} {
-		if err := checkText(f.name, f.v, f.required, f.max); err != nil {
+		name, v             string
+		required, multiline bool
+		max                 int
+	}{{"sku", in.SKU, true, false, 64}, {"title", in.Title, true, false, 200}, {"description", in.Description, false, true, 5000}, {"image_url", in.ImageURL, false, false, 2048}} {
+		if err := checkText(f.name, f.v, f.required, f.max, f.multiline); err != nil {
 			return err
 		}
 	}

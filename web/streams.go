@@ -103,6 +103,10 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "title must be 1..200 characters"))
 		return
 	}
+	if cart.HasControl(req.Title, false) {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "title must not contain control characters"))
+		return
+	}
 	st := cart.Stream{
 		ID: uuid.NewString(), Title: req.Title, CreatorID: id.UserID, Status: cart.StreamIdle,
 		StreamKey: newStreamKey(), CreatedAt: s.deps.Now().UTC(),

@@ -88,6 +88,8 @@ func TestStreamErrors(t *testing.T) {
 		{"field name in another case", "POST", "/api/streams", creator, `{"Title":"x"}`, 400, "bad_request"},
 		{"not json", "POST", "/api/streams", creator, `{"title":`, 400, "bad_request"},
 		{"not utf-8", "POST", "/api/streams", creator, "{\"title\":\"bad \xff here\"}", 400, "bad_request"},
+		{"control character in title", "POST", "/api/streams", creator, `{"title":"drop\u0007"}`, 400, "bad_request"},
+		{"line break in title", "POST", "/api/streams", creator, `{"title":"two\nlines"}`, 400, "bad_request"},
 		{"lone surrogate escape", "POST", "/api/streams", creator, `{"title":"bad \ud800 here"}`, 400, "bad_request"},
 		{"lone low surrogate escape", "POST", "/api/streams", creator, `{"title":"bad \udc00\ud83d"}`, 400, "bad_request"},
 		{"trailing data", "POST", "/api/streams", creator, `{"title":"x"} {}`, 400, "bad_request"},
