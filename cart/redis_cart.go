@@ -532,8 +532,10 @@ func idemField(userID, key string) string {
 // progress (so concurrent calls with one key place one order) and then remembers the
 // order; the stream's own record, written by the script with the order, makes a retry
 // after a crash in between return the same order. Keys older than 24 h (by now) are
-// forgotten; Redis drops them by TTL.
+// forgotten; Redis drops them by TTL. The request's fingerprint is kept as
+// storedFingerprint makes it.
 func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
+	req.Fingerprint = storedFingerprint(req.Fingerprint)
 	kf := idemField(req.UserID, req.IdempotencyKey)
 	ih := kf[2:]
 	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now)
@@ -548,6 +550,26 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	err = s.checkoutTo(ctx, c, cart, &res)
 	s.settle(ctx, c, cart, token, &res, err)
 	return res, err
+}
+
+// storedFingerprint is a checkout's fingerprint as the Redis store writes it in the
+// key's marks and the stream's key record: "" for the usual body's (the empty body,
+// every storm checkout's), which was written in full (64 hex digits) before
+// 2026-12-06; any other as it is. The full form is 64 bytes that redis-server copied,
+// parsed and hashed four times per checkout (the claim's mark, the checkout script's
+// argument and its key record, the done mark). Marks and records of either form are
+// compared by sameFingerprint (and by checkout.lua, see empty_fp there).
+func storedFingerprint(fp string) string {
+	if fp == emptyCheckoutFingerprint {
+		return ""
+	}
+	return fp
+}
+
+// sameFingerprint says whether a stored fingerprint (a mark's or a key record's, of
+// either form) is fp, a request's as storedFingerprint made it.
+func sameFingerprint(stored, fp string) bool {
+	return stored == fp || (fp == "" && stored == emptyCheckoutFingerprint)
 }
 
 // settle remembers the order under the call's key, or frees the key if nothing was
@@ -694,7 +716,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 		}
 		if strings.HasPrefix(v, "done|") {
 			f := strings.SplitN(v, "|", 5)
-			if len(f) == 5 && f[4] == fingerprint {
+			if len(f) == 5 && sameFingerprint(f[4], fingerprint) {
 				o, err := s.getOrder(ctx, userID, f[1], f[2])
 				if err != nil {
 					return "", nil, nil, err
@@ -703,7 +725,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			}
 			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
 		}
-		if f := strings.SplitN(v, "|", 4); len(f) < 3 || f[2] != fingerprint { // pending|token|fp|until
+		if f := strings.SplitN(v, "|", 4); len(f) < 3 || !sameFingerprint(f[2], fingerprint) { // pending|token|fp|until
 			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
 		}
 		if time.Now().After(deadline) {

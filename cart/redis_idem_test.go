@@ -3,11 +3,13 @@ package cart
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRedisRetryAfterLostAnswerFindsOrder: a checkout whose order was placed but whose
@@ -145,5 +147,91 @@ func TestRedisSameKeyInProgressAnswersConflictBeforeDeadline(t *testing.T) {
 	_, err := st.Checkout(ctx, CheckoutRequest{OrderID: "o", UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}, e.now)
 	if took := time.Since(start); !errors.Is(err, ErrConflict) || took > 500*time.Millisecond {
 		t.Fatalf("same key while in progress, 500 ms deadline: got %v after %v, want conflict before the deadline", err, took)
+	}
+}
+
+// TestRedisUsualFingerprintBothForms: the usual body's fingerprint (the empty body's) is
+// kept as "" in the key's marks and the stream's key record (storedFingerprint); marks
+// and records written before, with it in full, still answer a retry with that body,
+// and a retry with another body is still a conflict, by the plain claim and by
+// claim.lua.
+func TestRedisUsualFingerprintBothForms(t *testing.T) {
+	for _, plain := range []bool{true, false} {
+		st := openTestRedis(t, testRedisURL)
+		st.plainClaims.Store(plain)
+		ctx := context.Background()
+		e := &env{st: st, ctx: ctx, now: time.Now().UTC(), putIn: map[string]int{}}
+		sale := e.sale(t, e.stream(t), 5, 5)
+		e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+		req := CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k", Fingerprint: emptyCheckoutFingerprint}
+		first, err := st.Checkout(ctx, req, e.now)
+		if err != nil || !first.Created {
+			t.Fatalf("plain %v: checkout: %+v %v", plain, first, err)
+		}
+		st.background.Wait()
+		ih := idemHash("u", "k")
+		k := st.userBase("u") + "idem:" + ih
+		rk := st.base(sale.StreamID) + "uo:u"
+		mark, rec := st.rdb.Get(ctx, k).Val(), st.rdb.HGet(ctx, rk, "k:"+ih).Val()
+		if !strings.HasPrefix(mark, "done|") || !strings.HasSuffix(mark, "|") || !strings.HasSuffix(rec, "|") {
+			t.Fatalf("plain %v: the done mark %q and the key record %q: want each to end in an empty fingerprint", plain, mark, rec)
+		}
+		retry := func(what, fp string) (CheckoutResult, error) {
+			r := req
+			r.OrderID, r.Fingerprint = uuid.NewString(), fp
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			return st.Checkout(rctx, r, e.now.Add(time.Second))
+		}
+		same := func(what string) {
+			t.Helper()
+			if again, err := retry(what, emptyCheckoutFingerprint); err != nil || again.Created || again.Order.ID != first.Order.ID {
+				t.Fatalf("plain %v, %s: the same body again: got order %q created %v %v, want %q", plain, what, again.Order.ID, again.Created, err, first.Order.ID)
+			}
+			if _, err := retry(what, "another body"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "another request") {
+				t.Fatalf("plain %v, %s: another body: got %v, want a conflict (used with another request)", plain, what, err)
+			}
+		}
+		same("the done mark of the short form")
+		// The forms written before: the fingerprint in full.
+		full := strings.TrimSuffix(mark, "|") + "|" + emptyCheckoutFingerprint
+		if err := st.rdb.Set(ctx, k, full, redis.KeepTTL).Err(); err != nil {
+			t.Fatal(err)
+		}
+		same("a done mark of the full form")
+		// The stream's key record of the full form, the key's mark a pending one that ran
+		// out (an attempt whose done mark was lost): the retry takes the key over and the
+		// checkout script judges by the record.
+		if err := st.rdb.HSet(ctx, rk, "k:"+ih, strings.TrimSuffix(rec, "|")+"|"+emptyCheckoutFingerprint).Err(); err != nil {
+			t.Fatal(err)
+		}
+		stale := func() {
+			st.background.Wait()
+			if err := st.rdb.Set(ctx, k, "pending|tok|x|0", IdempotencyTTL).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stale()
+		if again, err := retry("a key record of the full form", emptyCheckoutFingerprint); err != nil || again.Created || again.Order.ID != first.Order.ID {
+			t.Fatalf("plain %v, a key record of the full form: the same body again: got order %q created %v %v, want %q", plain, again.Order.ID, again.Created, err, first.Order.ID)
+		}
+		stale()
+		if _, err := retry("a key record of the full form", "another body"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "another request") {
+			t.Fatalf("plain %v, a key record of the full form: another body: got %v, want a conflict (used with another request)", plain, err)
+		}
+		// A pending mark of the full form: the same body waits for it (in progress),
+		// another body is refused at once.
+		st.background.Wait()
+		pending := "pending|tok|" + emptyCheckoutFingerprint + "|" + fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())
+		if err := st.rdb.Set(ctx, k, pending, IdempotencyTTL).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := retry("a pending mark of the full form", emptyCheckoutFingerprint); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "in progress") {
+			t.Fatalf("plain %v, a pending mark of the full form: the same body: got %v, want a conflict (in progress)", plain, err)
+		}
+		if _, err := retry("a pending mark of the full form", "another body"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "another request") {
+			t.Fatalf("plain %v, a pending mark of the full form: another body: got %v, want a conflict (used with another request)", plain, err)
+		}
+		e.checkInvariants(t)
 	}
 }

@@ -51,8 +51,8 @@ func TestRedisPhaseInstructions(t *testing.T) {
 		wg.Wait()
 	}
 	ctx := context.Background()
-	// the usual checkout's fingerprint (an empty body's), as the servers pass it
-	fp := emptyCheckoutFingerprint
+	// the usual checkout's fingerprint (an empty body's), as Checkout passes it on
+	fp := storedFingerprint(emptyCheckoutFingerprint)
 	rounds := 2 // LIVECART_PHASE_ROUNDS: more rounds of returning buyers (each of a new stream)
 	if n, err := strconv.Atoi(os.Getenv("LIVECART_PHASE_ROUNDS")); err == nil && n > 0 {
 		rounds = n
