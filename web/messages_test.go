@@ -42,15 +42,9 @@ func TestErrorMessagesDoNotRepeatTheCode(t *testing.T) {
 		{"unknown sale", "POST", "/api/sales/" + missing + "/stop", owner, nil, 404, "not_found", "sale " + missing + " not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, raw := e.doHeaders(tc.method, tc.path, tc.token, tc.body, "Idempotency-Key", uuid.NewString())
-			var er struct {
-				Error struct{ Code, Message string }
-			}
-			if err := json.Unmarshal(raw, &er); err != nil {
-				t.Fatalf("decode %s: %v", raw, err)
-			}
-			if resp.StatusCode != tc.status || er.Error.Code != tc.code || er.Error.Message != tc.message {
-				t.Fatalf("got %d %q %q, want %d %q %q", resp.StatusCode, er.Error.Code, er.Error.Message, tc.status, tc.code, tc.message)
+			status, code, message := apiErrorOf(t, e, tc.method, tc.path, tc.token, tc.body)
+			if status != tc.status || code != tc.code || message != tc.message {
+				t.Fatalf("got %d %q %q, want %d %q %q", status, code, message, tc.status, tc.code, tc.message)
 			}
 		})
 	}
@@ -96,15 +90,9 @@ func TestWrongJSONTypesNameTheField(t *testing.T) {
 		{"media mute a number", "POST", "/api/streams/" + sh.st.ID + "/media", mod, `{"audio_muted":1}`, "field audio_muted must be true or false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, raw := e.doHeaders(tc.method, tc.path, tc.token, tc.body, "Idempotency-Key", uuid.NewString())
-			var er struct {
-				Error struct{ Code, Message string }
-			}
-			if err := json.Unmarshal(raw, &er); err != nil {
-				t.Fatalf("decode %s: %v", raw, err)
-			}
-			if resp.StatusCode != http.StatusBadRequest || er.Error.Code != "bad_request" || er.Error.Message != tc.message {
-				t.Fatalf("got %d %q %q, want 400 bad_request %q", resp.StatusCode, er.Error.Code, er.Error.Message, tc.message)
+			status, code, message := apiErrorOf(t, e, tc.method, tc.path, tc.token, tc.body)
+			if status != http.StatusBadRequest || code != "bad_request" || message != tc.message {
+				t.Fatalf("got %d %q %q, want 400 bad_request %q", status, code, message, tc.message)
 			}
 		})
 	}
@@ -194,4 +182,18 @@ func TestStoresWordErrorsAlike(t *testing.T) {
 			}
 		})
 	}
+}
+
+// apiErrorOf makes a request (with a fresh Idempotency-Key) and returns its status and
+// the code and message of its error body.
+func apiErrorOf(t *testing.T, e *testEnv, method, path, token string, body any) (status int, code, message string) {
+	t.Helper()
+	resp, raw := e.doHeaders(method, path, token, body, "Idempotency-Key", uuid.NewString())
+	var er struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(raw, &er); err != nil {
+		t.Fatalf("decode %s: %v", raw, err)
+	}
+	return resp.StatusCode, er.Error.Code, er.Error.Message
 }
