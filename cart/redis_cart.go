@@ -723,10 +723,10 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 				}
 				return "", nil, &CheckoutResult{Order: o}, nil
 			}
-			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
+			return "", nil, nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
 		}
 		if f := strings.SplitN(v, "|", 4); len(f) < 3 || !sameFingerprint(f[2], fingerprint) { // pending|token|fp|until
-			return "", nil, nil, fmt.Errorf("the idempotency key was used with another request: %w", ErrConflict)
+			return "", nil, nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
 		}
 		if time.Now().After(deadline) {
 			return "", nil, nil, fmt.Errorf("a checkout with this idempotency key is in progress: %w", ErrConflict)

@@ -11,9 +11,15 @@ import (
 // offerKinds parses an offer and lists the media kinds it carries (audio, video).
 // An offer that does not parse or has neither kind is ErrBadOffer.
 func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
+	_, kinds, err := parseOffer(offer)
+	return kinds, err
+}
+
+// parseOffer is offerKinds that also returns the parsed offer.
+func parseOffer(offer string) (*sdp.SessionDescription, []webrtc.RTPCodecType, error) {
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadOffer, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadOffer, err)
 	}
 	var kinds []webrtc.RTPCodecType
 	seen := map[webrtc.RTPCodecType]bool{}
@@ -26,9 +32,9 @@ func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
 		kinds = append(kinds, k)
 	}
 	if len(kinds) == 0 {
-		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
+		return nil, nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
 	}
-	return kinds, nil
+	return &sd, kinds, nil
 }
 
 // CheckOffer reports whether offer is an SDP offer the relay can take from the role,
@@ -38,11 +44,10 @@ func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
 // the stream's state: a viewer's offer sent to WHIP would take the stream live with
 // nothing to relay, and refuse the real publisher while it stays.
 func CheckOffer(offer string, role Role) error {
-	if _, err := offerKinds(offer); err != nil {
+	sd, _, err := parseOffer(offer)
+	if err != nil {
 		return err
 	}
-	var sd sdp.SessionDescription
-	_ = sd.UnmarshalString(offer) // parsed above
 	session := sdpDirection(sd.Attributes, "sendrecv")
 	for _, m := range sd.MediaDescriptions {
 		if webrtc.NewRTPCodecType(m.MediaName.Media) == 0 || m.MediaName.Port.Value == 0 {
