@@ -577,15 +577,14 @@ func sameFingerprint(stored, fp string) bool {
 //
 //go:noinline
 func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart, token string, res *CheckoutResult, err error) {
-	ub := s.userBase(c.req.UserID)
 	switch {
 	case err == nil:
 		var at [20]byte
 		v := "done|" + res.Order.StreamID + "|" + res.Order.ID + "|" + string(strconv.AppendInt(at[:0], c.now.UnixMicro(), 10)) + "|" + c.req.Fingerprint
-		s.finishCheckout(ub, c.ih, v, c.emptied, cart.gens)
+		s.finishCheckout(c.req.UserID, cart, c.ih, v, c.emptied)
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
-		s.scripts["unclaim"].Run(ctx, s.rdb, []string{ub}, c.ih, token)
+		s.scripts["unclaim"].Run(ctx, s.rdb, []string{s.userBase(c.req.UserID)}, c.ih, token)
 	}
 }
 
@@ -606,12 +605,21 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 // replicas as it does an EX), and replaces only a key that exists (XX): a pending
 // mark lost meanwhile (Redis restarted without it) is as a mark that never landed,
 // not a key made anew with no time to live.
-func (s *RedisStore) finishCheckout(userBase, ih, value, emptied string, gens map[string]string) {
-	f := &doneMark{key: userBase + "idem:" + ih, value: value}
+//
+// The key's and the cart index's names are the plain claim's (cart.idemKey,
+// cart.genKey: no string made again per checkout), else made here.
+func (s *RedisStore) finishCheckout(userID string, cart *userCart, ih, value, emptied string) {
+	gens := cart.gens
+	f := &doneMark{key: cart.idemKey, value: value}
+	if f.key == "" {
+		f.key = s.userKey(userID, "idem:"+ih)
+	}
 	f.pipeCall.add = f // nobody waits (done nil)
 	f.set = [...]any{"set", &f.key, &f.value, "xx", "keepttl"}
 	if emptied != "" {
-		f.gen = userBase + "gen"
+		if f.gen = cart.genKey; f.gen == "" {
+			f.gen = s.userKey(userID, "gen")
+		}
 		f.fields = indexFields(gens, emptied, f.one[:0])
 		if gen, ok := gens[emptied]; ok || len(f.fields) == 0 {
 			f.field, f.g = "~"+emptied, cmp.Or(gen, "0")
@@ -853,6 +861,9 @@ type userCart struct {
 	gens    map[string]string
 	indexed string // the stream the claim listed in the user's order index
 	orders  string // the user's order index's key, if the claim made it (plain claims)
+	// The user's key and cart index's names, if the claim made them (plain claims):
+	// the done mark's (see finishCheckout).
+	idemKey, genKey string
 	// reclaimed: the claim took over the key from an attempt that died or lost its
 	// answer, which may have placed its order (see lua/claim.lua)
 	reclaimed bool

@@ -212,7 +212,7 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, with
 		return "", nil, true, unavailable(err)
 	}
 	cart, dead := cartFromIndex(c.gens.Val())
-	cart.orders = orders
+	cart.orders, cart.idemKey, cart.genKey = orders, c.idemKey, c.genKey
 	if len(dead) >= 2*pruneDeadAfter {
 		s.pruneDead(c.genKey[:ub], dead)
 	}

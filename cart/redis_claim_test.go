@@ -328,7 +328,7 @@ func TestRedisCartIndexGenerationFields(t *testing.T) {
 		t.Fatalf("claim: got %+v %v, want %s", cart, err, a.StreamID)
 	}
 	h2 := e.mustHold(t, "u", "", a.ID, 1, time.Hour)
-	st.finishCheckout(st.userBase("u"), idemHash("u", "race"), "done|x", a.StreamID, cart.gens)
+	st.finishCheckout("u", cart, idemHash("u", "race"), "done|x", a.StreamID)
 	st.background.Wait()
 	if m := mustGens(t, st, gen); len(m) != 1 || m[h2.ID] != "+"+a.StreamID {
 		t.Fatalf("index after a raced order: got %v, want only the later hold's %s", m, h2.ID)

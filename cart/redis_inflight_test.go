@@ -395,7 +395,7 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	// as the second at once).
 	held := block(heldGate)
 	v := fmt.Sprintf("done|%s|%s|%d|%s", first.Order.StreamID, first.Order.ID, e.now.UnixMicro(), req.Fingerprint)
-	st.finishCheckout(st.userBase("u"), ih, v, "", nil)
+	st.finishCheckout("u", &userCart{}, ih, v, "")
 	for range secondBatchMin - 2 {
 		b.send(func(ctx context.Context, p redis.Pipeliner) { p.Ping(ctx) })
 	}

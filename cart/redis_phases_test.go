@@ -99,7 +99,7 @@ func TestRedisPhaseInstructions(t *testing.T) {
 		par(func(i int) {
 			u := fmt.Sprint("u", i)
 			v := "done|" + res[i].Order.StreamID + "|" + res[i].Order.ID + "|" + micros(now) + "|" + fp
-			st.finishCheckout(st.userBase(u), cls[i].ih, v, cs[i].emptied, cls[i].cart.gens)
+			st.finishCheckout(u, cls[i].cart, cls[i].ih, v, cs[i].emptied)
 		})
 		st.background.Wait()
 		dump(fmt.Sprintf("r%d-finish", round))

@@ -218,7 +218,7 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatalf("claim: got %+v %v, want only %s", cart, err, b.StreamID)
 	}
 	// A stale generation (a hold came after the claim) does not forget the stream.
-	st.finishCheckout(st.userBase("u"), "x", "done", b.StreamID, map[string]string{"stale": "+" + b.StreamID})
+	st.finishCheckout("u", &userCart{gens: map[string]string{"stale": "+" + b.StreamID}}, "x", "done", b.StreamID)
 	st.background.Wait()
 	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 1 {
 		t.Fatalf("cart streams after an emptied record with a stale generation: got %v, want %s kept", sids, b.StreamID)
@@ -247,7 +247,7 @@ func TestRedisEmptiedRecordAfterPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.finishCheckout(st.userBase("u"), "x", "done", a.StreamID, cart.gens) // lands late
+	st.finishCheckout("u", &userCart{gens: cart.gens}, "x", "done", a.StreamID) // lands late
 	st.background.Wait()
 	holds, err := st.ListHolds(e.ctx, "u", e.now)
 	if err != nil || len(holds) != 2 {
@@ -351,7 +351,7 @@ func TestRedisDoneMarkNeverOutlivesItsKey(t *testing.T) {
 	ctx := context.Background()
 	ih := idemHash("u", "k")
 	k := st.userBase("u") + "idem:" + ih
-	st.finishCheckout(st.userBase("u"), ih, "done|s|o|1|f", "", nil)
+	st.finishCheckout("u", &userCart{}, ih, "done|s|o|1|f", "")
 	st.background.Wait()
 	if ttl, err := st.rdb.PTTL(ctx, k).Result(); err != nil || ttl != -2*time.Nanosecond {
 		t.Fatalf("the key after a done mark without its pending mark: PTTL %v %v, want no key (-2ns)", ttl, err)
