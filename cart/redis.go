@@ -72,9 +72,12 @@ var _ Store = (*RedisStore)(nil)
 //
 //	Pstreams               zset   open stream ids → created (µs)
 //	Ppidx:<pid>, Psidx:<said>  string  stream id of a product / sale
-//	Pholddue:u             zset   "sid hid uid" → expiry (µs): the sweep of any node
+//	Pholddue:b             zset   "sid hid len:uid hid len:uid ..." → the first expiry
+//	                              (µs) of a batch of holds: the sweep of any node (see
+//	                              holdBatchDueKey)
+//	Pholddue:u             zset   "sid hid uid" → expiry (µs): holds made 2026-12-04 to
+//	                              12-06 (still swept; older nodes sweep only holddue)
 //	Pholddue               zset   "sid hid" → expiry (µs): holds made before 2026-12-04
-//	                              (still swept; the only set older nodes sweep)
 //	Psaledue               zset   "sid said" → next status change (µs)
 //	Pmigrated:cartsets     string "1" once no P{u:<uid>}:holds set is left (migrateCartSets)
 //
@@ -435,6 +438,7 @@ type scriptReply struct {
 	Swept    bool                 `json:"swept"`
 	Empty    bool                 `json:"empty"`
 	N        int                  `json:"n"`
+	Later    string               `json:"later"`
 	Advanced map[string]struct {
 		Changed bool   `json:"changed"`
 		Next    string `json:"next"`

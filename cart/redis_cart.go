@@ -79,35 +79,37 @@ type holdCall struct {
 	ch   Changes
 	err  error
 	// What the batch's commands point to (see evalArgs): ExpiresAt in UTC (go-redis
-	// writes it as formatTime does), its µs, now's µs, seq, the sweep's member.
+	// writes it as formatTime does), its µs, now's µs, seq.
 	exp               time.Time
 	expUS, nowUS, seq int64
-	due               string
 }
 
 // holdBatch runs one script call for the calls and answers each, in one round trip:
-// the sweep learns of the holds before the script runs, so no crash can leave a hold
-// that no sweep finds (the sweep entry of a refused hold stays; the sweeper drops it
-// in a batch when it is due); the carts learn of the stream right after it (a crash
-// in between leaves an unacknowledged hold out of the cart until it expires).
+// the sweep learns of the holds before the script runs (one entry for the batch, due
+// at its first expiry, see holdBatchDueKey), so no crash can leave a hold that no
+// sweep finds (a refused hold stays in the entry; the sweep skips it); the carts learn
+// of the stream right after it (a crash in between leaves an unacknowledged hold out
+// of the cart until it expires).
 func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	base := s.base(sid)
 	args := s.evalArgs("hold", &base, 9*len(calls))
-	dues := make([]any, 2, 2+2*len(calls))
-	dues[0], dues[1] = "zadd", s.prefix+holdDueKey
 	// Each user's first hold of the batch: its id is the stream's new generation in
 	// the user's cart index (unique: a generation never comes back, see lua/claim.lua):
 	// the field <generation> = "+" .. stream id (see cartFromIndex).
 	first := make(map[string]bool, len(calls))
 	var users []*holdCall
-	for _, c := range calls {
+	ids, uids := make([]string, len(calls)), make([]string, len(calls))
+	var dueUS int64
+	for i, c := range calls {
 		r := &c.req
 		c.exp, c.expUS, c.nowUS, c.seq = r.ExpiresAt.UTC(), r.ExpiresAt.UnixMicro(), c.now.UnixMicro(), time.Now().UnixNano()
-		c.due = holdDueMember(sid, r.ID, r.UserID)
 		args = append(args, &r.ID, &r.UserID, &r.ProductID, &r.SaleID, &r.Quantity, &c.exp, &c.expUS, &c.nowUS, &c.seq)
-		dues = append(dues, &c.expUS, &c.due)
+		ids[i], uids[i] = r.ID, r.UserID
+		if i == 0 || c.expUS < dueUS {
+			dueUS = c.expUS
+		}
 		if !first[r.UserID] {
 			first[r.UserID] = true
 			users = append(users, c)
@@ -130,8 +132,9 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 			p.Do(ctx, "hset", &keys[i], gens[i], &plus)
 		}
 	}
+	due := holdBatchMember(sid, ids, uids)
 	pipe := s.rdb.Pipeline()
-	pipe.Do(ctx, dues...)
+	pipe.Do(ctx, "zadd", s.prefix+holdBatchDueKey, &dueUS, &due)
 	cmd := pipe.Do(ctx, args...)
 	addToCarts(pipe)
 	_, err := pipe.Exec(ctx)
@@ -432,20 +435,29 @@ func (s *RedisStore) streamOfHold(ctx context.Context, userID, holdID string) (s
 // defaultReleaseBatch bounds a sweep when the caller gives no max.
 const defaultReleaseBatch = 1000
 
+// releaseArgs bounds the holds one release script call looks at (holddue:b entries
+// name up to maxHoldBatch holds each).
+const releaseArgs = 500
+
 // ReleaseExpiredHolds returns the units of due holds. The global due sets say which
-// streams have holds that may be due (holddue:u the holds made since 2026-12-04,
-// holddue the older ones); each stream's script releases them (a hold once) and the
-// entries are dropped after. Batches go on until max holds are released or nothing
-// due is left, so stale entries (ordered holds) cannot hide a due hold from one call.
-// Idempotency keys expire by TTL.
+// streams have holds that may be due (see holdBatchDueKey: holddue:b the batches of
+// holds made since 2026-12-06, holddue:u and holddue the holds made before, one entry
+// each); each stream's script releases them (a hold once) and the entries are dropped
+// after (a batch's holds not due yet get an entry of their own first). Batches go on
+// until max holds are released or nothing due is left, so stale entries (ordered
+// holds) cannot hide a due hold from one call. Idempotency keys expire by TTL.
 func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max int) (int, Changes, error) {
 	if max <= 0 {
 		max = defaultReleaseBatch
 	}
 	released, ch := 0, Changes{}
-	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+	for _, key := range []string{holdBatchDueKey, holdDueKey, olderHoldDueKey} {
 		for released < max {
-			n, c, more, err := s.releaseBatch(ctx, key, now, max-released)
+			release := s.releaseBatch
+			if key == holdBatchDueKey {
+				release = s.releaseHoldBatches
+			}
+			n, c, more, err := release(ctx, key, now, max-released)
 			released += n
 			ch.Products = append(ch.Products, c.Products...)
 			ch.Sales = append(ch.Sales, c.Sales...)
@@ -488,6 +500,142 @@ func (s *RedisStore) releaseBatch(ctx context.Context, key string, now time.Time
 			if err := s.forgetDue(ctx, key, g.streamID, g.ids); err != nil {
 				return released, ch, false, err
 			}
+		}
+	}
+	return released, ch, len(members) == max, nil
+}
+
+// releaseHoldBatches releases up to max due holds of the first max due entries of
+// holddue:b (key; see holdBatchDueKey); more says whether due entries may be left.
+// The holds of an entry that are live and not due yet (the entry is due at its first
+// hold's expiry) go in a new entry, due at the first of theirs, before it is dropped.
+// An entry not of the batch form is dropped.
+func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now time.Time, max int) (int, Changes, bool, error) {
+	key = s.prefix + key
+	members, err := s.rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{
+		Min: "-inf", Max: micros(now), Count: int64(max),
+	}).Result()
+	if err != nil {
+		return 0, Changes{}, false, unavailable(err)
+	}
+	// An entry whose holds' carts are all gone (every hold ordered or removed, the
+	// usual case) goes without a script: one EXISTS of the carts per entry, pipelined
+	// (the carts of a stream share its slot). No hold of it can appear later: a
+	// hold's entry is written before its script runs, and is due only at its expiry. An
+	// entry with a cart left (a hold in it, or another of the user's; or a cart of the
+	// older form, a list) goes to the release script, which looks at each hold.
+	type entry struct {
+		m     string
+		sid   string
+		holds []string // "hid uid" each (see lua/release.lua)
+		carts *redis.IntCmd
+	}
+	var entries []*entry
+	var gone []any // entries to drop at once: malformed, or every cart gone
+	pipe := s.rdb.Pipeline()
+	for _, m := range members {
+		sid, holds, ok := parseHoldBatch(m)
+		if !ok {
+			gone = append(gone, m)
+			continue
+		}
+		keys, cart := make([]string, len(holds)), s.base(sid)+"uh:"
+		for i, h := range holds {
+			_, uid, _ := strings.Cut(h, " ")
+			keys[i] = cart + uid
+		}
+		e := &entry{m: m, sid: sid, holds: holds, carts: pipe.Exists(ctx, keys...)}
+		entries = append(entries, e)
+	}
+	if len(entries) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, Changes{}, false, unavailable(err)
+		}
+	}
+	type group struct {
+		sid     string
+		members []any
+		holds   []string // "hid uid" each (see lua/release.lua)
+	}
+	groups, index := []*group{}, map[string]*group{}
+	for _, e := range entries {
+		if e.carts.Val() == 0 {
+			gone = append(gone, e.m)
+			continue
+		}
+		g := index[e.sid]
+		if g == nil {
+			g = &group{sid: e.sid}
+			index[e.sid] = g
+			groups = append(groups, g)
+		}
+		g.members = append(g.members, e.m)
+		g.holds = append(g.holds, e.holds...)
+	}
+	if len(gone) > 0 {
+		if err := s.rdb.ZRem(ctx, key, gone...).Err(); err != nil {
+			return 0, Changes{}, false, unavailable(err)
+		}
+	}
+	released, ch := 0, Changes{}
+	for _, g := range groups {
+		if released >= max {
+			break
+		}
+		// The group's holds, at most releaseArgs per script call (a call blocks Redis);
+		// every listed hold looked at unless a call used up its budget.
+		sid, looked := g.sid, true
+		var ids, uids []string // the holds not due yet
+		var dueUS int64
+		for from := 0; from < len(g.holds) && looked; from += releaseArgs {
+			chunk := g.holds[from:min(from+releaseArgs, len(g.holds))]
+			budget := max - released
+			args := make([]any, 2, 2+len(chunk))
+			args[0], args[1] = micros(now), budget
+			for _, h := range chunk {
+				args = append(args, h)
+			}
+			r, err := s.run(ctx, "release", sid, args...)
+			if err != nil {
+				return released, ch, false, err
+			}
+			released += r.N
+			ch = mergeChanges(ch, changesOf(&r))
+			if r.N >= budget { // some listed holds may not have been looked at: the entries stay
+				looked = false
+			}
+			for later := r.Later; later != ""; {
+				var one string
+				one, later, _ = strings.Cut(later, ",")
+				i, at, _ := strings.Cut(one, " ")
+				k, us := atoi64(i), atoi64(at)
+				if k < 1 || int(k) > len(chunk) {
+					return released, ch, false, fmt.Errorf("redis script release: bad later %q", one)
+				}
+				id, uid, _ := strings.Cut(chunk[k-1], " ")
+				ids, uids = append(ids, id), append(uids, uid)
+				if len(ids) == 1 || us < dueUS {
+					dueUS = us
+				}
+			}
+		}
+		if !looked {
+			continue
+		}
+		// Every listed hold was looked at: the ones not due yet get an entry of their
+		// own, then the group's entries go.
+		pipe := s.rdb.Pipeline()
+		gone := g.members
+		if len(ids) > 0 {
+			m := holdBatchMember(sid, ids, uids)
+			pipe.ZAdd(ctx, key, redis.Z{Score: float64(dueUS), Member: m})
+			gone = slices.DeleteFunc(gone, func(x any) bool { return x == any(m) }) // (the same entry, due later)
+		}
+		if len(gone) > 0 {
+			pipe.ZRem(ctx, key, gone...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return released, ch, false, unavailable(err)
 		}
 	}
 	return released, ch, len(members) == max, nil
@@ -1207,7 +1355,6 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	default:
 		r, err = decodeFlat("checkout", cmd.Val(), checkoutWidth)
 	}
-	var dropped []string
 	var prev []string // the previous item's slots (flags "=" stand for some of them)
 	for i, it := range items {
 		if res := r.item(i); res != nil {
@@ -1218,23 +1365,11 @@ func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 			prev = res
 		}
 		it.r, it.err = checkoutResult(r, i, err, sid, it.args.c)
-		for ids := it.r.Dropped; ids != ""; {
-			var id string
-			id, ids, _ = strings.Cut(ids, ",")
-			dropped = append(dropped, holdDueMember(sid, id, it.userID))
-		}
 		close(it.done)
 	}
-	if len(dropped) > 0 { // holds out of the carts need no sweep: one write per batch
-		zrem := make([]any, 2, 2+len(dropped))
-		zrem[0], zrem[1] = "zrem", s.prefix+holdDueKey
-		for i := range dropped {
-			zrem = append(zrem, &dropped[i]) // see evalArgs
-		}
-		s.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-			p.Do(ctx, zrem...)
-		})
-	}
+	// The holds that left the carts keep their sweep entries (one per hold batch, see
+	// holdBatchDueKey): the sweep finds them gone and skips them, as it does a hold
+	// made before 2026-12-06 whose entry (in holddue:u) is its own.
 }
 
 // checkoutResult is the reply of the i-th checkout of a batch, shaped as the reply of

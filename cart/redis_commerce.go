@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -126,15 +127,74 @@ func (s *RedisStore) pin(ctx context.Context, op, streamID, productID string, ma
 // dueMember names a sale or hold in a global due set: "sid id".
 func dueMember(streamID, id string) string { return streamID + " " + id }
 
-// The global sets of due holds. A hold made since 2026-12-04 is "sid hid uid" in
-// holddue:u (the sweep finds it in its user's cart, see lua/lib.lua); an older one is
-// "sid hid" in holddue, the only set a node of an earlier version sweeps: such a node
-// would take "hid uid" for a hold id, find no hold and drop the entry, so the units of
-// a newer hold would stay held.
+// The global sets of due holds. Since 2026-12-06 a batch of holds (one hold script
+// call) is one entry of holddue:b, "sid" followed by " hid len:uid" per hold (see
+// holdBatchMember), due at the batch's first expiry: the sweep releases those of its
+// holds that are due and still live, skips the ones ordered, removed or released (each
+// is looked for in its user's cart, see lua/release.lua), and puts the ones not yet
+// due in an entry of their own. Before, a hold was an entry of its own: "sid hid uid"
+// in holddue:u (made 2026-12-04 to 12-06; the checkout dropped it) or "sid hid" in
+// holddue (older). Each set is swept only by the versions that write it or came after:
+// a node of an earlier version would take the newer entry for a hold id, find no hold
+// and drop the entry, so the units of a newer hold would stay held.
 const (
+	holdBatchDueKey = "holddue:b"
 	holdDueKey      = "holddue:u"
 	olderHoldDueKey = "holddue"
 )
+
+// holdBatchMember is the holddue:b entry of holds of stream sid (their ids and
+// users'): "sid hid len:uid hid len:uid ..." (a user id may hold anything; hold ids
+// and stream ids hold no space).
+func holdBatchMember(sid string, ids, users []string) string {
+	n := len(sid)
+	for i := range ids {
+		n += len(ids[i]) + len(users[i]) + 8
+	}
+	b := make([]byte, 0, n)
+	b = append(b, sid...)
+	for i := range ids {
+		b = append(b, ' ')
+		b = append(b, ids[i]...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(len(users[i])), 10)
+		b = append(b, ':')
+		b = append(b, users[i]...)
+	}
+	return string(b)
+}
+
+// parseHoldBatch reads a holddue:b entry (see holdBatchMember): its stream, and its
+// holds as the release script takes them, "hid uid" each. ok false: not of that form.
+func parseHoldBatch(m string) (sid string, holds []string, ok bool) {
+	sid, rest, ok := strings.Cut(m, " ")
+	if !ok || sid == "" {
+		return "", nil, false
+	}
+	for rest != "" {
+		id, r, ok := strings.Cut(rest, " ")
+		if !ok || id == "" {
+			return "", nil, false
+		}
+		ln, r, ok := strings.Cut(r, ":")
+		n, err := strconv.Atoi(ln)
+		if !ok || err != nil || n < 0 || n > len(r) {
+			return "", nil, false
+		}
+		holds = append(holds, id+" "+r[:n])
+		rest = r[n:]
+		if rest != "" {
+			if rest[0] != ' ' {
+				return "", nil, false
+			}
+			rest = rest[1:]
+			if rest == "" {
+				return "", nil, false
+			}
+		}
+	}
+	return sid, holds, len(holds) > 0
+}
 
 // holdDueMember names a hold made since 2026-12-04 in holdDueKey: "sid hid uid".
 func holdDueMember(streamID, holdID, userID string) string {

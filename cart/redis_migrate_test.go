@@ -237,7 +237,7 @@ func TestRedisStreamExpirySetOlderForm(t *testing.T) {
 	}
 	// c's sweep entry is lost (as after a crash of the older version between the two):
 	// only the stream's set names it.
-	if n := st.rdb.ZRem(ctx, st.prefix+holdDueKey, holdDueMember(sid, c.ID, "c")).Val(); n != 1 {
+	if n := st.rdb.ZRem(ctx, st.prefix+holdBatchDueKey, holdBatchMember(sid, []string{c.ID}, []string{"c"})).Val(); n != 1 {
 		t.Fatalf("c's sweep entry: %d removed, want 1", n)
 	}
 	if res, err := e.checkout("a", "k", nil, e.now); err != nil || !res.Created {
@@ -259,11 +259,12 @@ func TestRedisStreamExpirySetOlderForm(t *testing.T) {
 	e.checkInvariants(t)
 }
 
-// TestRedisOlderNodesSweepNoNewerHold: a hold of the newer form is due in holddue:u,
-// never in holddue, the only set a node of an earlier version sweeps (such a node took
-// a newer member's "hid uid" for a hold id, found none and dropped the entry, so the
-// hold's units stayed held for good); a hold of the older form due in holddue is still
-// released by this version's sweep, as is the newer one.
+// TestRedisOlderNodesSweepNoNewerHold: a hold of the newest form is due in holddue:b,
+// never in holddue:u or holddue, the sets nodes of earlier versions sweep (such a node
+// took a newer member for a hold id, found none and dropped the entry, so the hold's
+// units stayed held for good); holds of the older forms due in holddue:u (made
+// 2026-12-04 to 12-06) and holddue (its own key, before) are still released by this
+// version's sweep, as is the newer one.
 func TestRedisOlderNodesSweepNoNewerHold(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
@@ -271,24 +272,32 @@ func TestRedisOlderNodesSweepNoNewerHold(t *testing.T) {
 	sid := e.stream(t)
 	sale := e.sale(t, sid, 10, 5)
 	n := e.mustHold(t, "n", "", sale.ID, 2, time.Minute)
-	if c := st.rdb.ZCard(ctx, st.prefix+olderHoldDueKey).Val(); c != 0 {
-		t.Fatalf("after a new hold: %s has %d entries, want 0 (older nodes sweep it)", olderHoldDueKey, c)
+	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+		if c := st.rdb.ZCard(ctx, st.prefix+key).Val(); c != 0 {
+			t.Fatalf("after a new hold: %s has %d entries, want 0 (older nodes sweep it)", key, c)
+		}
 	}
-	if err := st.rdb.ZScore(ctx, st.prefix+holdDueKey, holdDueMember(sid, n.ID, "n")).Err(); err != nil {
-		t.Fatalf("new hold in %s: %v, want its entry", holdDueKey, err)
+	if err := st.rdb.ZScore(ctx, st.prefix+holdBatchDueKey, holdBatchMember(sid, []string{n.ID}, []string{"n"})).Err(); err != nil {
+		t.Fatalf("new hold in %s: %v, want its entry", holdBatchDueKey, err)
 	}
+	// A hold as the version of 2026-12-04 left it: "sid hid uid" in holddue:u.
+	u := e.mustHold(t, "u", "", sale.ID, 1, time.Minute)
+	if st.rdb.ZRem(ctx, st.prefix+holdBatchDueKey, holdBatchMember(sid, []string{u.ID}, []string{"u"})).Val() != 1 {
+		t.Fatal("the 12-04 hold's newer entry: none to move")
+	}
+	st.rdb.ZAdd(ctx, st.prefix+holdDueKey, redis.Z{Score: float64(u.ExpiresAt.UnixMicro()), Member: holdDueMember(sid, u.ID, "u")})
 	// A hold as the earlier version left it: its own key, "sid hid" in holddue.
 	o := e.mustHold(t, "o", "", sale.ID, 1, time.Minute)
 	toOlderCart(t, st, sid, "o")
-	if st.rdb.ZRem(ctx, st.prefix+holdDueKey, holdDueMember(sid, o.ID, "o")).Val() != 1 {
+	if st.rdb.ZRem(ctx, st.prefix+holdBatchDueKey, holdBatchMember(sid, []string{o.ID}, []string{"o"})).Val() != 1 {
 		t.Fatal("the older hold's newer entry: none to move")
 	}
 	st.rdb.ZAdd(ctx, st.prefix+olderHoldDueKey, redis.Z{Score: float64(o.ExpiresAt.UnixMicro()), Member: dueMember(sid, o.ID)})
 	released, _, err := st.ReleaseExpiredHolds(ctx, e.now.Add(2*time.Minute), 10)
-	if err != nil || released != 2 {
-		t.Fatalf("sweep: got %d released, %v; want 2 (the newer and the older hold)", released, err)
+	if err != nil || released != 3 {
+		t.Fatalf("sweep: got %d released, %v; want 3 (the newer and the two older holds)", released, err)
 	}
-	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+	for _, key := range []string{holdBatchDueKey, holdDueKey, olderHoldDueKey} {
 		if c := st.rdb.ZCard(ctx, st.prefix+key).Val(); c != 0 {
 			t.Errorf("%s after the sweep: %d entries, want 0", key, c)
 		}

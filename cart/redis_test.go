@@ -90,11 +90,17 @@ func TestRedisSweepByAnyNode(t *testing.T) {
 	if err := b.rdb.ZAdd(e.ctx, b.prefix+"holddue", stale...).Err(); err != nil {
 		t.Fatal(err)
 	}
+	for i := range stale { // and as many batches of holds that are gone
+		stale[i].Member = holdBatchMember(sale.StreamID, []string{fmt.Sprint("gone-", i), fmt.Sprint("also-gone-", i)}, []string{"u", "v"})
+	}
+	if err := b.rdb.ZAdd(e.ctx, b.prefix+holdBatchDueKey, stale...).Err(); err != nil {
+		t.Fatal(err)
+	}
 	n, ch, err := b.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 10)
 	if err != nil || n != 1 || len(ch.Sales) != 1 || ch.Sales[0].Remaining != 5 {
 		t.Fatalf("sweep by the other node: got %d %+v %v, want 1 released, remaining 5", n, ch, err)
 	}
-	for _, key := range []string{holdDueKey, olderHoldDueKey} {
+	for _, key := range []string{holdBatchDueKey, holdDueKey, olderHoldDueKey} {
 		if left, _ := b.rdb.ZCard(e.ctx, b.prefix+key).Result(); left != 0 {
 			t.Fatalf("sweep set %s: got %d entries left, want 0", key, left)
 		}
@@ -120,7 +126,7 @@ func TestRedisKeysShareSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	global := map[string]bool{"streams": true, holdDueKey: true, "saledue": true, "pidx:" + sale.ProductID: true, "sidx:" + sale.ID: true,
+	global := map[string]bool{"streams": true, holdBatchDueKey: true, "saledue": true, "pidx:" + sale.ProductID: true, "sidx:" + sale.ID: true,
 		"migrated:cartsets": true}
 	for _, k := range keys {
 		rest := strings.TrimPrefix(k, st.prefix)

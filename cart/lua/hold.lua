@@ -18,9 +18,10 @@
 -- The batch reads each sale and product once and keeps their counters here; they are
 -- written once, after the last hold (the script is atomic, so no one sees between),
 -- also when a hold fails at runtime (item_error in lib.lua).
--- (The holds' expiries are only in the global holddue:u set, written beside the
--- script: see holdBatch in redis_cart.go. The stream's own set, P{sid}:exp, is no
--- longer written since 2026-12-04; release.lua still reads what older holds left.)
+-- (The holds' expiries are only in the global holddue:b set, one entry per batch
+-- written beside the script: see holdBatch in redis_cart.go. The stream's own set,
+-- P{sid}:exp, is no longer written since 2026-12-04; release.lua still reads what
+-- older holds left.)
 local sales, products = {}, {}
 
 local function hmget(k, ...)

@@ -1,15 +1,20 @@
 -- release: ARGV = now_us, max, hold, ... Gives back the units of the listed holds
 -- that are due, then of other due holds of the stream, at most max in all. The holds
--- stay in their carts as expired. Answers n, the number released. A hold is listed
--- as "<hold id> <user id>" (its cart: see lib.lua; the holddue:u member of a hold made
--- since 2026-12-04), or as its id (older).
+-- stay in their carts as expired. Answers n, the number released, and later: the
+-- listed holds that are live and not due, "<i> <expires_us>" each (i: its place in
+-- the list, from 1), joined by "," (absent if none). A hold is listed as "<hold id>
+-- <user id>" (its cart: see lib.lua; made since 2026-12-04), or as its id (older).
 local now, max = num(ARGV[1]), num(ARGV[2])
 local n = 0
-local function try(arg)
+local later = {}
+local function try(arg, i)
   local id, uid = string.match(arg, '^(%S+) (.*)$')
   local h
   if id then
     h = cart_hold(key('uh', uid), id)
+    if h == nil then -- not in its user's cart (a hash): ordered, removed or never made
+      return
+    end
   else
     id = arg
   end
@@ -25,17 +30,19 @@ local function try(arg)
   if due(h, now) then
     release_hold(h)
     n = n + 1
+  elseif i then
+    later[#later + 1] = i .. ' ' .. h.exp_us
   end
 end
 for i = 3, #ARGV do
   if n >= max then
     break
   end
-  try(ARGV[i])
+  try(ARGV[i], i - 2)
 end
 if n < max then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('exp'), '-inf', ARGV[1], 'LIMIT', 0, max - n)) do
     try(id)
   end
 end
-return reply({n = n})
+return reply({n = n, later = #later > 0 and table.concat(later, ',') or nil})
