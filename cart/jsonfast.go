@@ -515,18 +515,30 @@ func (r *boltIdem) decodeFast(raw []byte) bool {
 }
 
 // DecodeFastJSON decodes the compact body a client sends for a hold
-// ({"sale_id":"…","quantity":1}, keys in any order, no whitespace, plain ASCII
-// strings) as json.Decoder with DisallowUnknownFields would. It returns false, with in
-// unspecified, for any other input: the caller then decodes raw with encoding/json,
-// which gives its answer and error message.
+// ({"sale_id":"…","quantity":1}, keys in any order, each once, no whitespace, plain
+// ASCII strings) as json.Decoder with DisallowUnknownFields would. It returns false,
+// with in unspecified, for any other input (a key given twice too, which the API
+// refuses): the caller then decodes raw with encoding/json, which gives its answer and
+// error message.
 func (in *NewItem) DecodeFastJSON(raw []byte) bool {
+	var seen uint8
+	once := func(bit uint8) bool {
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	}
 	return scanFlatObject(raw, func(key, val []byte) bool {
 		switch string(key) {
 		case "product_id":
-			return plainString(val, &in.ProductID)
+			return once(1) && plainString(val, &in.ProductID)
 		case "sale_id":
-			return plainString(val, &in.SaleID)
+			return once(2) && plainString(val, &in.SaleID)
 		case "quantity":
+			if !once(4) {
+				return false
+			}
 			var n int64
 			if !fastInt(val, strconv.IntSize, &n) {
 				return false

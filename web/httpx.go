@@ -371,7 +371,10 @@ func structFieldType(t reflect.Type, name string) reflect.Type {
 
 // exactFieldNames rejects the keys of a JSON object body that name a field of v only when
 // case is ignored: encoding/json takes "Title" for "title", but the API's field names are
-// exact (snake_case), so another spelling is an unknown field.
+// exact (snake_case), so another spelling is an unknown field. It also rejects a key
+// given twice ({"quantity":1,"quantity":5}): encoding/json keeps the last value, another
+// parser the first, so the request means what its reader chooses (RFC 8259 §4: names
+// SHOULD be unique); the API refuses it, naming the key.
 func exactFieldNames(raw []byte, v any) error {
 	t := reflect.TypeOf(v)
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -387,6 +390,7 @@ func exactFieldNames(raw []byte, v any) error {
 		return nil // not an object (null): Decode has judged it
 	}
 	names := jsonFieldNames(t)
+	seen := make(map[string]bool, len(names))
 	for dec.More() {
 		tok, err := dec.Token()
 		k, ok := tok.(string)
@@ -396,6 +400,10 @@ func exactFieldNames(raw []byte, v any) error {
 		if !names[k] {
 			return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid JSON: unknown field %q", k))
 		}
+		if seen[k] {
+			return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid JSON: duplicate field %q", k))
+		}
+		seen[k] = true
 		var skip json.RawMessage
 		if dec.Decode(&skip) != nil {
 			return nil

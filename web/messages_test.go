@@ -98,6 +98,40 @@ func TestWrongJSONTypesNameTheField(t *testing.T) {
 	}
 }
 
+// TestDuplicateFieldsNameTheField: a body that gives a field twice is 400 bad_request
+// naming it. encoding/json kept the last value (another reader the first), so
+// {"quantity":1,"quantity":5} held 5 units; now no decoding path takes either: the
+// hold's hand-written one, encoding/json's for every other body, a name spelt with an
+// escape, a field of a body whose fields are all optional.
+func TestDuplicateFieldsNameTheField(t *testing.T) {
+	e := newTestEnv(t)
+	sh := e.shop()
+	owner, mod, bob := e.token(auth.RoleCreator, "alice"), e.token(auth.RoleModerator, "mia"), e.token(auth.RoleViewer, "bob")
+	pid := `"` + sh.product.ID + `"`
+	for _, tc := range []struct {
+		name, method, path, token, body, message string
+	}{
+		{"stream title", "POST", "/api/streams", owner, `{"title":"a","title":"b"}`, `invalid JSON: duplicate field "title"`},
+		{"product price", "POST", "/api/streams/" + sh.st.ID + "/products", owner,
+			`{"sku":"S","title":"T","price_cents":100,"currency":"EUR","stock":5,"price_cents":1}`, `invalid JSON: duplicate field "price_cents"`},
+		{"hold quantity (fast path)", "POST", "/api/cart/items", bob, `{"product_id":` + pid + `,"quantity":1,"quantity":5}`, `invalid JSON: duplicate field "quantity"`},
+		{"hold product_id (fast path)", "POST", "/api/cart/items", bob, `{"product_id":` + pid + `,"product_id":` + pid + `,"quantity":1}`, `invalid JSON: duplicate field "product_id"`},
+		{"hold quantity, spaced", "POST", "/api/cart/items", bob, `{"product_id": ` + pid + `, "quantity": 1, "quantity": 5}`, `invalid JSON: duplicate field "quantity"`},
+		{"hold quantity, once escaped", "POST", "/api/cart/items", bob, `{"product_id":` + pid + `,"qu\u0061ntity":1,"quantity":5}`, `invalid JSON: duplicate field "quantity"`},
+		{"pin product_id", "POST", "/api/streams/" + sh.st.ID + "/pins", owner, `{"product_id":` + pid + `,"product_id":` + pid + `}`, `invalid JSON: duplicate field "product_id"`},
+		{"hide", "PATCH", "/api/products/" + sh.product.ID, mod, `{"hidden":false,"hidden":true}`, `invalid JSON: duplicate field "hidden"`},
+		{"media mute", "POST", "/api/streams/" + sh.st.ID + "/media", mod, `{"audio_muted":true,"audio_muted":false}`, `invalid JSON: duplicate field "audio_muted"`},
+		{"checkout hold_ids", "POST", "/api/checkout", bob, `{"hold_ids":[],"hold_ids":[]}`, `invalid JSON: duplicate field "hold_ids"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, code, message := apiErrorOf(t, e, tc.method, tc.path, tc.token, tc.body)
+			if status != http.StatusBadRequest || code != "bad_request" || message != tc.message {
+				t.Fatalf("got %d %q %q, want 400 bad_request %q", status, code, message, tc.message)
+			}
+		})
+	}
+}
+
 // TestStoresWordErrorsAlike: the business errors read the same on the embedded and the
 // Redis store (an outside test sees one API, whichever store serves it): a product of
 // another currency, an unknown or hidden product to pin, a sale over the product's
