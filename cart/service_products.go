@@ -2,6 +2,8 @@ package cart
 
 import (
 	"context"
+	"net/url"
+	"strings"
 )
 
 // NewProduct is the body of POST /api/streams/{sid}/products.
@@ -26,6 +28,9 @@ func (in NewProduct) Validate() error {
 			return err
 		}
 	}
+	if in.ImageURL != "" && !webImageURL(in.ImageURL) {
+		return badRequest("image_url must be an absolute http or https URL")
+	}
 	switch {
 	case in.PriceCents == nil:
 		return badRequest("price_cents is required")
@@ -41,6 +46,18 @@ func (in NewProduct) Validate() error {
 		return badRequest("stock must be 0..1000000")
 	}
 	return nil
+}
+
+// webImageURL tells whether s is an absolute http or https URL with a host (the scheme
+// in any case) and no white space: what a page can load as an image. Anything else —
+// javascript: and data: URLs, a relative path (relative to which site?), a scheme-less
+// //host/x — the pages would show as a broken image at best, so it is refused.
+func webImageURL(s string) bool {
+	if strings.ContainsAny(s, " \t\r\n") {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Opaque == "" && u.Hostname() != ""
 }
 
 // CreateProduct validates and stores a product of the stream.

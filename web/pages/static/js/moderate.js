@@ -5,7 +5,7 @@ import { bindHeader, gate, moderatingChat, renderSales, tickSales } from './cons
 import { LiveChannel } from './live.js';
 import { StreamModel } from './model.js';
 import { Session } from './session.js';
-import { $, h, money, newestOnly, setText, shortTarget, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, h, imageSrc, money, newestOnly, setText, shortTarget, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -58,7 +58,7 @@ function renderPins() {
     const un = h('button', { class: 'small', type: 'button', text: 'Unpin', 'aria-label': `Unpin ${p.title}`, onclick: () => unpin(p, un) });
     const hide = h('button', { class: 'small danger', type: 'button', text: 'Hide', 'aria-label': `Hide ${p.title}`, onclick: () => setHidden(p, true, hide) });
     return h('li', { class: 'card', dataset: { id: p.id } },
-      p.image_url ? h('img', { src: p.image_url, alt: '' }) : h('div', { class: 'noimg', 'aria-hidden': 'true', text: p.title.charAt(0).toUpperCase() }),
+      imageSrc(p.image_url) ? h('img', { src: imageSrc(p.image_url), alt: '' }) : h('div', { class: 'noimg', 'aria-hidden': 'true', text: p.title.charAt(0).toUpperCase() }),
       h('div', {},
         h('div', { class: 'title', text: p.title }),
         h('div', { class: 'note', text: `${money(p.price_cents, p.currency)} · ${p.stock} in stock` }),

@@ -87,6 +87,23 @@ export function shortTarget(t) {
   return s.length > 16 ? `${s.slice(0, 15)}…` : s;
 }
 
+// imageSrc is the address a page may load a product's image from, or '' for none: an
+// absolute https URL as it is, an http one upgraded to https (as a browser upgrades an
+// image on a secure page; the pages' Content-Security-Policy loads images over https
+// only). Anything else — a javascript: or data: URL, a relative path — is never put in
+// a page: the server refuses them, but a product stored before it did may hold one.
+export function imageSrc(url) {
+  if (typeof url !== 'string' || url === '') return '';
+  let u;
+  try {
+    u = new URL(url); // no base: a relative path throws
+  } catch {
+    return '';
+  }
+  if (u.protocol === 'http:') u.protocol = 'https:';
+  return u.protocol === 'https:' && u.hostname !== '' ? u.href : '';
+}
+
 export function timeOfDay(ts) {
   const d = new Date(ts);
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString();

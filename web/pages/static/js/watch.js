@@ -6,7 +6,7 @@ import { Chat } from './chat.js';
 import { LiveChannel } from './live.js';
 import { WhepPlayer } from './media.js';
 import { Session, signInPrompt } from './session.js';
-import { $, Clock, duration, h, money, newestOnly, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, Clock, duration, h, imageSrc, money, newestOnly, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -112,13 +112,14 @@ ui.video.addEventListener('resize', () => {
 // ---- products and pins ----
 
 function productImage(p) {
-  if (p.image_url) return h('img', { src: p.image_url, alt: '', loading: 'lazy' });
+  const src = imageSrc(p.image_url);
+  if (src) return h('img', { src, alt: '', loading: 'lazy' });
   return h('div', { class: 'noimg', 'aria-hidden': 'true', text: (p.title || '?').trim().charAt(0).toUpperCase() });
 }
 
 // Product cards are updated in place, never rebuilt: a buy's outcome (and a buy in
 // flight) stays on its card while the stock moves.
-const productCards = new Map(); // product id → {el, parts, imageUrl}
+const productCards = new Map(); // product id → {el, parts, imageUrl (its imageSrc)}
 
 function productCard(p) {
   const parts = {
@@ -136,17 +137,18 @@ function productCard(p) {
   const el = h('article', { class: 'card product', dataset: { id: p.id } },
     parts.img,
     h('div', {}, parts.title, parts.note, parts.price, parts.stock, h('div', { class: 'buy row' }, parts.buy, parts.add), parts.out));
-  return { el, parts, imageUrl: p.image_url || '' };
+  return { el, parts, imageUrl: imageSrc(p.image_url) };
 }
 
 function updateProductCard(entry, p) {
   const { el, parts } = entry;
-  if ((p.image_url || '') !== entry.imageUrl) {
+  const src = imageSrc(p.image_url);
+  if (src !== entry.imageUrl) {
     const img = productImage(p);
     parts.img.replaceWith(img);
     parts.img = img;
-    entry.imageUrl = p.image_url || '';
-  } else if (!p.image_url) {
+    entry.imageUrl = src;
+  } else if (!src) {
     setText(parts.img, (p.title || '?').trim().charAt(0).toUpperCase());
   }
   el.setAttribute('aria-label', p.title);
@@ -249,7 +251,7 @@ function updateSaleCard(entry, sale) {
   const cur = p ? p.currency : '';
   setText(parts.price, money(sale.price_cents, cur));
   setText(parts.was, p && p.price_cents > sale.price_cents ? money(p.price_cents, cur) : '');
-  if (p && p.image_url && parts.img.tagName !== 'IMG') {
+  if (p && imageSrc(p.image_url) && parts.img.tagName !== 'IMG') {
     const img = productImage(p);
     parts.img.replaceWith(img);
     parts.img = img;
