@@ -73,6 +73,7 @@ func TestMediaAndWebsocketBoundedOnFrozenRedis(t *testing.T) {
 			t.Fatalf("%s: %v", r.what, err)
 		}
 		took := time.Since(start)
+		t.Logf("%s with Redis frozen answered after %v", r.what, took.Round(time.Millisecond))
 		wantUnavailable(t, r.what+" with Redis frozen", resp)
 		if took > frozenAnswerWithin {
 			t.Fatalf("%s with Redis frozen answered after %v, want within %v", r.what, took, frozenAnswerWithin)
@@ -123,6 +124,7 @@ func TestPublisherRefusedWhenStreamCannotGoLive(t *testing.T) {
 	start := time.Now()
 	_, err := tryPublish(t, api, base, id, creator)
 	took := time.Since(start)
+	t.Logf("WHIP while the stream cannot be recorded live answered after %v", took.Round(time.Millisecond))
 	select {
 	case <-proxy.tripped:
 	default:

@@ -33,7 +33,9 @@ func timedRequest(t *testing.T, method, url, token string, body any, header map[
 	defer resp.Body.Close()
 	var e struct{ Error struct{ Code string } }
 	json.NewDecoder(resp.Body).Decode(&e)
-	return resp.StatusCode, e.Error.Code, resp.Header.Get("Retry-After") != "", time.Since(start)
+	took := time.Since(start)
+	t.Logf("%s %s answered %d after %v", method, url, resp.StatusCode, took.Round(time.Millisecond)) // how near the bounds (go test -v)
+	return resp.StatusCode, e.Error.Code, resp.Header.Get("Retry-After") != "", took
 }
 
 // startStallingServer starts a server on a private Redis (freezableRedis, key prefix
