@@ -101,7 +101,11 @@ func TestShutdownWithHungRedis(t *testing.T) {
 	m.Close()
 	took := time.Since(start)
 	t.Logf("Run returned after %v, Close after %v in all", ran, took)
-	if took > 4*time.Second {
+	// The drain waits out its own bounds with Redis hung: the hold sweep's 0.5 s in Run;
+	// the hub's 1.85 s and the node claim's release (1 s) in Close. ~3.35 s (3.36 s on a
+	// loaded 2-core PVM guest, 0.64 s short of the 4 s this was); 5 s leaves slack and
+	// still fails the drain this test was written for (6.5 s; the hub alone up to 21 s).
+	if took > 5*time.Second {
 		t.Fatalf("shutdown with Redis hung took %v (Run %v), want a few seconds at most", took, ran)
 	}
 }

@@ -125,8 +125,12 @@ func TestHubCloseWithHungRedis(t *testing.T) {
 	ts.hub.Close()
 	took := time.Since(start)
 	t.Logf("Close took %v with Redis hung", took)
-	if took > 2500*time.Millisecond {
-		t.Fatalf("Close took %v with Redis hung, want about 2 s at most", took)
+	// Close waits out its own bounds here (1.85 s in all: it took 1.87 s on a loaded
+	// 2-core PVM guest, 0.63 s short of the 2.5 s this was); a second of slack keeps the
+	// bound below one read timeout of Redis's client (3 s), let alone the 21 s.
+	designed := closeLoopWait + closeStockWait + closeTurnWait + closeConnWait
+	if limit := designed + time.Second; took > limit {
+		t.Fatalf("Close took %v with Redis hung, want its own bounds (%v) and slack, %v at most", took, designed, limit)
 	}
 }
 
