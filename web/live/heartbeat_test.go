@@ -1,6 +1,7 @@
 package live
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,5 +55,43 @@ func TestHeartbeatOnlyOnSilentStreamsAndWhenAsked(t *testing.T) {
 	case m := <-plain.msgs:
 		t.Errorf("a connection that did not ask got %s after the events, want nothing", m.Type)
 	default:
+	}
+}
+
+// TestHeartbeatOnTheNearestTick: the heartbeat goes out on the ping tick nearest to
+// HeartbeatAfter of silence, so a client sees silences of HeartbeatAfter ± half a tick.
+// It went on the first tick past HeartbeatAfter: silences of 5–6 s against the watch
+// page's 7 s before it pings, which a heartbeat delivered a second late on a loaded
+// machine turned into a ping. The hub's clock is the test's: the stream has been silent
+// for 4.4 s (more than half a tick short of 5 s: no heartbeat on the next ticks), then
+// for 4.6 s (within half a tick: a heartbeat on the next one).
+func TestHeartbeatOnTheNearestTick(t *testing.T) {
+	t.Parallel() // waits on the hub's ticks: see TestMain
+	start := time.Now()
+	var elapsed atomic.Int64
+	now := func() time.Time { return start.Add(time.Duration(elapsed.Load())) }
+	ts := newTestServer(t, Config{Now: now, PingInterval: time.Second, HeartbeatAfter: 5 * time.Second, ViewersInterval: time.Hour})
+	c := ts.dial(t, sid, "heartbeat=1")
+	if m := c.next(t); m.Type != EventSnapshot {
+		t.Fatalf("first frame: got %s, want snapshot", m.Type)
+	}
+	announce(ts.hub, sid, "the last event") // sent at the clock's start
+	if m := c.next(t); m.Type != EventAnnounce {
+		t.Fatalf("got %s, want the announce event", m.Type)
+	}
+	elapsed.Store(int64(4400 * time.Millisecond))
+	select {
+	case m := <-c.msgs:
+		t.Fatalf("after 4.4 s of silence (5 s less 0.6 s, two ticks of 1 s): got %s, want nothing yet", m.Type)
+	case <-time.After(2500 * time.Millisecond):
+	}
+	elapsed.Store(int64(4600 * time.Millisecond))
+	select {
+	case m := <-c.msgs:
+		if m.Type != EventHeartbeat {
+			t.Fatalf("after 4.6 s of silence: got %s, want a heartbeat", m.Type)
+		}
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatal("after 4.6 s of silence (5 s less 0.4 s): no heartbeat on the next two ticks of 1 s, want one on the nearest tick")
 	}
 }

@@ -100,7 +100,8 @@ type Config struct {
 	// where io_uring_setup fails.
 	SendBatch int
 	// HeartbeatAfter: a stream that has sent its connections nothing for this long
-	// sends those that asked (?heartbeat=1) a heartbeat event, on the ping tick (5 s).
+	// sends those that asked (?heartbeat=1) a heartbeat event, on the ping tick nearest
+	// to it (5 s).
 	HeartbeatAfter time.Duration
 }
 
@@ -430,8 +431,14 @@ func (h *Hub) tickLoop() {
 	forget := time.NewTicker(10 * time.Second)
 	defer forget.Stop()
 	slots := pingSlots(h.cfg.PingInterval)
-	ping := time.NewTicker(h.cfg.PingInterval / time.Duration(slots))
+	tick := h.cfg.PingInterval / time.Duration(slots)
+	ping := time.NewTicker(tick)
 	defer ping.Stop()
+	// A silent stream's heartbeat goes out on the tick nearest to HeartbeatAfter of
+	// silence (up to half a tick early, at most a tenth of HeartbeatAfter), not on the
+	// first tick past it: the silences a client sees are 5 s ± half a tick, where they
+	// were 5–6 s against the watch page's 7 s before it pings.
+	beatAfter := h.cfg.HeartbeatAfter - min(tick/2, h.cfg.HeartbeatAfter/10)
 	slot := 0
 	// Clients that fell behind are dropped by the next event, or by this sweep when
 	// none comes: within a tenth of MaxBehind.
@@ -446,7 +453,7 @@ func (h *Hub) tickLoop() {
 			var beat *frame
 			for _, r := range h.roomList() {
 				r.pingShare(slot, slots)
-				beat = r.heartbeat(now, beat)
+				beat = r.heartbeat(now, beatAfter, beat)
 			}
 			slot = (slot + 1) % slots
 		case <-behind.C:

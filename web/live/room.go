@@ -343,13 +343,14 @@ func (r *room) pingShare(slot, slots int) {
 }
 
 // heartbeat sends a heartbeat event to the connections that asked for one when the room
-// has sent nothing for HeartbeatAfter: one fan-out, like an event (the shards send it,
-// one wake-up each), where the pages would otherwise each ping. beat is the tick's
-// frame, built by the first room that needs it; heartbeat returns it.
-func (r *room) heartbeat(now time.Time, beat *frame) *frame {
+// has sent nothing for after (HeartbeatAfter, less the tick's rounding: tickLoop): one
+// fan-out, like an event (the shards send it, one wake-up each), where the pages would
+// otherwise each ping. beat is the tick's frame, built by the first room that needs it;
+// heartbeat returns it.
+func (r *room) heartbeat(now time.Time, after time.Duration, beat *frame) *frame {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now.Sub(r.sentAt) < r.hub.cfg.HeartbeatAfter || r.resyncing || r.ended {
+	if now.Sub(r.sentAt) < after || r.resyncing || r.ended {
 		return beat
 	}
 	r.sentAt = now
