@@ -377,12 +377,22 @@ func TestCascadeUnreadableAnswerEndsOriginSession(t *testing.T) {
 	startPublisher(t, r["a"], "s1")
 	v, _ := startViewer(t, r["b"], "s1")
 	receiving(t, v, 20, "media on b after a failed first pull")
-	d.mu.Lock()
-	opened := d.opened["a"]
-	d.mu.Unlock()
-	if opened != 2 || d.openSessions("a") != 1 || r["a"].Viewers("s1") != 1 {
-		t.Errorf("a after a failed pull and a good one: %d sessions opened, %d open, %d WHEP sessions; want 2, 1, 1",
-			opened, d.openSessions("a"), r["a"].Viewers("s1"))
+	// The spoilt answer comes UpstreamTimeout after a's session was made, so b's next
+	// pull can bring media before the first session is ended (on a loaded machine a's
+	// session takes a second or more to make): wait for it, well within the ICE
+	// timeouts (10 s) that would end it otherwise.
+	opened := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.opened["a"]
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for opened() != 2 || d.openSessions("a") != 1 || r["a"].Viewers("s1") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a 5 s after b's media came through a good pull: %d sessions opened, %d open, %d WHEP sessions; want 2, 1, 1",
+				opened(), d.openSessions("a"), r["a"].Viewers("s1"))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
