@@ -124,6 +124,15 @@ func newPagesFixtureOn(t *testing.T, srv *pagesServer) *pagesFixture {
 	return f
 }
 
+// watchConnected holds once a watch page's live channel has applied its first snapshot.
+// #conn is hidden while the page first connects too, and #status is filled by its REST
+// read of the stream, so those two alone can hold before the websocket has even opened:
+// a page taken offline then had no seq to resume from (TestWatchPageOfflineMarksStale
+// failed so on the loaded 2-core PVM guest). A snapshot's viewers count its own
+// connection; "0 watching" is only the page's text before one.
+const watchConnected = `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…' && ` +
+	`document.querySelector('#viewers').textContent !== '0 watching'`
+
 func (f *pagesFixture) open(t *testing.T, page, token string, w, h int64) *e2e.Tab {
 	return f.openAt(t, f.srv.base, page, token, w, h)
 }
@@ -262,7 +271,7 @@ func TestPagesEndToEnd(t *testing.T) {
 	proxy := startCutProxy(t, f.srv.main.Addr())
 
 	f.w1 = f.open(t, "watch", f.viewer1, 1280, 860)
-	f.w1.WaitFor("watch page connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	f.w1.WaitFor("watch page connected", watchConnected, 10*time.Second)
 	f.studio = f.open(t, "studio", f.creator, 1440, 1000)
 	f.studio.WaitFor("OBS settings", fmt.Sprintf(`document.querySelector('#whip-url').value.endsWith('/whip/' + %s) && document.querySelector('#stream-key').value.length > 8`, e2e.JSON(f.sid)), 5*time.Second)
 	f.mod = f.open(t, "moderate", f.moderator, 1440, 1000)
@@ -472,7 +481,7 @@ func TestPagesLatency(t *testing.T) {
 	const runs = 5
 	f := newPagesFixture(t)
 	f.w1 = f.open(t, "watch", f.viewer1, 1280, 860)
-	f.w1.WaitFor("watch page connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	f.w1.WaitFor("watch page connected", watchConnected, 10*time.Second)
 	f.studio = f.open(t, "studio", f.creator, 1440, 1000)
 	f.studio.WaitFor("camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
 

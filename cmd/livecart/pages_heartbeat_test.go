@@ -40,7 +40,7 @@ func TestWatchPageQuietStreamNoPings(t *testing.T) {
 			};
 		})()`)
 	tab.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer1))
-	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	tab.WaitFor("connected", watchConnected, 10*time.Second)
 	e2e.MustEval[bool](tab, `window.countSilence = true`)
 	time.Sleep(13 * time.Second) // the page pinged after 7 s of silence, checked every 2 s
 	// The heartbeats' cadence against the page's 7 s: how near the run came to a ping.

@@ -63,7 +63,7 @@ func TestWatchPageHidesSaleOfHiddenProduct(t *testing.T) {
 			};
 		})()`)
 	after.Navigate(fmt.Sprintf("%s/watch/%s?token=%s", f.srv.base, f.sid, f.viewer2))
-	after.WaitFor("page connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	after.WaitFor("page connected", watchConnected, 10*time.Second)
 	after.WaitFor("its first two product lists answered", `window.productLoads >= 2 && window.productLoadsOpen === 0`, 15*time.Second)
 	first := e2e.MustEval[float64](after, "window.productLoads")
 	time.Sleep(6500 * time.Millisecond) // the page re-renders its sales every 5 s

@@ -70,7 +70,7 @@ func TestWatchBuyNowOnFirstScreen(t *testing.T) {
 			t.Run(fmt.Sprintf("%s %dx%d", who.name, size.w, size.h), func(t *testing.T) {
 				tab := f.open(t, "watch", who.token, size.w, size.h)
 				btn := `document.querySelector('#sales .sale .buy button')`
-				tab.WaitFor("sale card", btn+` && document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+				tab.WaitFor("sale card", btn+` && `+watchConnected, 10*time.Second)
 				got := e2e.MustEval[[]float64](tab, `[`+btn+`.getBoundingClientRect().bottom, window.innerHeight, document.querySelector('#player').getBoundingClientRect().height]`)
 				if got[0] > got[1] {
 					t.Errorf("Buy now ends at %.0f px, below the first screen (%.0f px high; video %.0f px high)", got[0], got[1], got[2])

@@ -220,7 +220,7 @@ func TestWatchPageBuyNowAfterRefusedCheckout(t *testing.T) {
 func TestWatchPageChatRefusalKeepsText(t *testing.T) {
 	f := newPagesFixture(t)
 	tab := f.open(t, "watch", f.viewer1, 1280, 860)
-	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	tab.WaitFor("connected", watchConnected, 10*time.Second)
 	// Six lines at once: the burst of five passes, the sixth is refused (rate_limited).
 	e2e.MustEval[bool](tab, `(() => {
 		const input = document.querySelector('#chat-text');
@@ -257,7 +257,7 @@ func TestWatchPageChatAfterSignInExpired(t *testing.T) {
 	}
 	expires := time.Now().Add(ttl)
 	tab := f.open(t, "watch", tok, 1280, 860)
-	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	tab.WaitFor("connected", watchConnected, 10*time.Second)
 	time.Sleep(time.Until(expires) + 1500*time.Millisecond) // JWT expiry is in whole seconds
 	e2e.MustEval[bool](tab, `(() => {
 		document.querySelector('#chat-text').value = 'still there?';
@@ -292,7 +292,7 @@ func TestWatchPageOverlayLeavesAtFirstFrame(t *testing.T) {
 		f.open(t, "watch", "", 412, 915),
 	}
 	for _, tab := range tabs {
-		tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+		tab.WaitFor("connected", watchConnected, 10*time.Second)
 		markFirstFrame(t, tab)
 		markWhen(t, tab, "overlayGone", `document.querySelector('#overlay').hidden`)
 	}
@@ -360,7 +360,7 @@ func TestWatchPageOfflineMarksStale(t *testing.T) {
 		"sku": "CAP-1", "title": "Cap", "price_cents": 2500, "currency": "USD", "stock": 50}, &p)
 	proxy := startCutProxy(t, f.srv.main.Addr())
 	tab := f.openAt(t, "http://"+proxy.addr(), "watch", f.viewer1, 412, 915)
-	tab.WaitFor("connected", `document.querySelector('#conn').hidden && document.querySelector('#status').textContent !== '…'`, 10*time.Second)
+	tab.WaitFor("connected", watchConnected, 10*time.Second)
 
 	setOnline(t, tab, false)
 	stale := `!document.querySelector('#conn').hidden && document.querySelector('#main').classList.contains('stale')`
