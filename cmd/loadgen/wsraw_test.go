@@ -218,35 +218,51 @@ func TestRecvStampedIsTheLastPacketsTime(t *testing.T) {
 	a, b := bytes.Repeat([]byte{'a'}, 100), bytes.Repeat([]byte{'b'}, 100)
 	var oob [oobWords]uint64
 	p := make([]byte, 4096)
-
-	beforeA := time.Now().UnixNano()
-	srv.Write(a)
-	time.Sleep(30 * time.Millisecond)
-	beforeB := time.Now().UnixNano()
-	srv.Write(b)
-	waitReadable(t, w, len(a)+len(b))
-	time.Sleep(20 * time.Millisecond)
-	now := time.Now().UnixNano()
-	n, sock, err := w.recvStamped(p, &oob)
-	if err != nil || n != len(a)+len(b) {
-		t.Fatalf("read: %d bytes, %v; want %d", n, err, len(a)+len(b))
+	// round writes a, then b 30 ms later, waits for both to arrive and reads want bytes
+	// (a read of both, or of a's only) with recvStamped, then the rest. It returns the
+	// stamp and the times the writes and the read began. A read may come with no stamp
+	// at all (0: seen once in ~10 runs of the suite on a loaded 2-core PVM guest, Linux
+	// 6.18; loadgen then takes its own time, ws.go): the test tries up to three rounds
+	// for a stamped one. Every stamp the kernel gives is judged.
+	round := func(want int) (sock, beforeA, beforeB, now int64) {
+		for try := 1; ; try++ {
+			beforeA = time.Now().UnixNano()
+			srv.Write(a)
+			time.Sleep(30 * time.Millisecond)
+			beforeB = time.Now().UnixNano()
+			srv.Write(b)
+			waitReadable(t, w, len(a)+len(b))
+			time.Sleep(20 * time.Millisecond)
+			now = time.Now().UnixNano()
+			n, s, err := w.recvStamped(p[:want], &oob)
+			if err != nil || n != want {
+				t.Fatalf("read: %d bytes, %v; want %d", n, err, want)
+			}
+			if rest := len(a) + len(b) - want; rest > 0 {
+				if n, _, err := w.recvStamped(p[:rest], &oob); err != nil || n != rest {
+					t.Fatalf("read of the rest: %d bytes, %v; want %d", n, err, rest)
+				}
+			}
+			if s != 0 {
+				return s, beforeA, beforeB, now
+			}
+			t.Logf("a read of %d bytes came with no stamp (try %d)", want, try)
+			if try == 3 {
+				t.Fatalf("three reads of %d bytes came with no stamp, want a stamp (SO_TIMESTAMPNS)", want)
+			}
+		}
 	}
+
+	sock, beforeA, beforeB, now := round(len(a) + len(b))
 	if sock < beforeB || sock > now {
 		t.Fatalf("stamp of a read of both writes: %.3f ms after the first write, want between the second's %.3f and the read's start %.3f",
 			ms(time.Duration(sock-beforeA)), ms(time.Duration(beforeB-beforeA)), ms(time.Duration(now-beforeA)))
 	}
 
-	beforeA = time.Now().UnixNano()
-	srv.Write(a)
-	time.Sleep(30 * time.Millisecond)
-	srv.Write(b)
-	waitReadable(t, w, len(a)+len(b))
-	time.Sleep(20 * time.Millisecond)
-	now = time.Now().UnixNano()
-	n, sock, err = w.recvStamped(p[:len(a)], &oob)
-	if err != nil || n != len(a) || sock < beforeA || sock > now {
-		t.Fatalf("read of the first write: %d bytes (%v), stamp %.3f ms after it, read began %.3f ms after; want %d bytes, a stamp between",
-			n, err, ms(time.Duration(sock-beforeA)), ms(time.Duration(now-beforeA)), len(a))
+	sock, beforeA, _, now = round(len(a))
+	if sock < beforeA || sock > now {
+		t.Fatalf("read of the first write: stamp %.3f ms after it, read began %.3f ms after; want a stamp between",
+			ms(time.Duration(sock-beforeA)), ms(time.Duration(now-beforeA)))
 	}
 	t.Logf("a read of only the first write's bytes is stamped %.3f ms after that write (the second came 30 ms after it: a stamp past 30 ms means the kernel merged the two packets)", ms(time.Duration(sock-beforeA)))
 }
