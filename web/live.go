@@ -201,6 +201,10 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("text must be 1..%d characters", live.MaxChatRunes)))
 		return
 	}
+	if cart.HasControl(req.Text, true) {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "text must not contain control characters (line breaks and tabs are fine)"))
+		return
+	}
 	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventAnnounce, Data: req}); err != nil {
 		s.fail(w, r, err)
 		return

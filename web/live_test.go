@@ -310,6 +310,10 @@ func TestLiveChatMuteDelete(t *testing.T) {
 		t.Fatalf("after unmute the watcher got %q, want back (never the muted text)", f.Text)
 	}
 
+	// An announce is text on every viewer's screen, as a chat message: no control
+	// characters (line breaks and tabs are fine), and nothing goes out.
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/announce", mod, map[string]string{"text": "sale\x00\x1b[2J"})
+	e.expect(resp, raw, 400, "bad_request", nil)
 	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/announce", mod, map[string]string{"text": "flash sale soon"})
 	e.expect(resp, raw, 204, "", nil)
 	if f := readType(t, watcher, "announce"); f.Text != "flash sale soon" {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+
+	"github.com/livecart/livecart/cart"
 )
 
 // MaxChatRunes bounds a chat message (Unicode code points).
@@ -52,7 +54,7 @@ func (c *conn) handleMessage(ctx context.Context, data []byte) {
 	}
 	var m clientMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&m); err != nil || dec.More() {
+	if err := dec.Decode(&m); err != nil || dec.More() || !isObject(data) {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
 			c.sendError("bad_request", fmt.Sprintf("field %s must be a string", typeErr.Field))
@@ -69,6 +71,13 @@ func (c *conn) handleMessage(ctx context.Context, data []byte) {
 	default:
 		c.sendError("bad_request", fmt.Sprintf("unknown message type %q", m.Type))
 	}
+}
+
+// isObject reports whether data, which decoded into a clientMessage, is a JSON object:
+// encoding/json takes a null for one and leaves the message empty.
+func isObject(data []byte) bool {
+	d := bytes.TrimLeft(data, " \t\r\n")
+	return len(d) > 0 && d[0] == '{'
 }
 
 // chat checks and publishes a chat message: signed in, well formed, not muted, not
@@ -88,6 +97,12 @@ func (c *conn) chat(ctx context.Context, text string) {
 	}
 	if n := utf8.RuneCountInString(text); n > MaxChatRunes {
 		c.sendError("bad_request", fmt.Sprintf("text has %d characters; at most %d", n, MaxChatRunes))
+		return
+	}
+	if cart.HasControl(text, true) {
+		// A NUL, a bell or an escape sequence shows as garbage (or worse, in a
+		// terminal) on every viewer's screen; line breaks and tabs are text.
+		c.sendError("bad_request", "text must not contain control characters (line breaks and tabs are fine)")
 		return
 	}
 	h := c.hub

@@ -36,9 +36,17 @@ func TestChatRules(t *testing.T) {
 		{"type not a string", alice, `{"type":["chat"]}`, "error", "bad_request", "field type must be a string"},
 		{"not utf-8", alice, "{\"type\":\"chat\",\"text\":\"bad \xff\xfe here\"}", "error", "bad_request", ""},
 		{"lone surrogate escape", alice, `{"type":"chat","text":"bad \ud83d here"}`, "error", "bad_request", ""},
+		{"null frame", alice, `null`, "error", "bad_request", "one JSON object"},
+		{"null frame with spaces", alice, " null ", "error", "bad_request", "one JSON object"},
+		{"control characters", alice, `{"type":"chat","text":"a\u0000b\u001b[2Jc"}`, "error", "bad_request", "control characters"},
+		{"bell", alice, `{"type":"chat","text":"ding\u0007"}`, "error", "bad_request", "control characters"},
+		{"raw DEL", alice, "{\"type\":\"chat\",\"text\":\"del\x7f\"}", "error", "bad_request", "control characters"},
+		{"C1 control", alice, `{"type":"chat","text":"next\u0085line"}`, "error", "bad_request", "control characters"},
 		{"ping", watcher, map[string]string{"type": "ping"}, "pong", "", ""},
+		{"ping with other fields", watcher, `{"type":"ping","id":7}`, "pong", "", ""},
 		{"surrogate pair escape", alice, `{"type":"chat","text":"\ud83d\ude00 \\ud800"}`, "chat", "", ""},
 		{"longest", alice, map[string]string{"type": "chat", "text": strings.Repeat("é", 500)}, "chat", "", ""},
+		{"line break and tab", alice, map[string]string{"type": "chat", "text": "two\nlines\tand a tab"}, "chat", "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +69,9 @@ func TestChatRules(t *testing.T) {
 	}
 	if m := watcher.nextOf(t, "chat"); len([]rune(m.Text)) != 500 {
 		t.Errorf("watcher got a chat of %d characters, want 500", len([]rune(m.Text)))
+	}
+	if m := watcher.nextOf(t, "chat"); m.Text != "two\nlines\tand a tab" {
+		t.Errorf("watcher got a chat %q, want the line break and tab kept", m.Text)
 	}
 	alice.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3})
 	if m := alice.next(t); m.Code != "bad_request" {
