@@ -29,7 +29,7 @@ func (in NewProduct) Validate() error {
 		}
 	}
 	if in.ImageURL != "" && !webImageURL(in.ImageURL) {
-		return badRequest("image_url must be an absolute http or https URL")
+		return badRequest("image_url must be an http or https URL (or a relative reference without a scheme)")
 	}
 	switch {
 	case in.PriceCents == nil:
@@ -48,16 +48,24 @@ func (in NewProduct) Validate() error {
 	return nil
 }
 
-// webImageURL tells whether s is an absolute http or https URL with a host (the scheme
-// in any case) and no white space: what a page can load as an image. Anything else —
-// javascript: and data: URLs, a relative path (relative to which site?), a scheme-less
-// //host/x — the pages would show as a broken image at best, so it is refused.
+// webImageURL tells whether s may be kept as a product's image: an http or https URL
+// with a host (the scheme in any case), or a reference without a scheme ("/img/cap.png",
+// "//cdn.example/cap.png": harmless; the pages load only absolute https images and show
+// the title's initial for anything else), and no white space. A URL of another scheme
+// (javascript:, data:, ftp:, an opaque "https:cap.png") is refused.
 func webImageURL(s string) bool {
 	if strings.ContainsAny(s, " \t\r\n") {
 		return false
 	}
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Opaque == "" && u.Hostname() != ""
+	switch {
+	case err != nil || u.Opaque != "":
+		return false
+	case u.Scheme == "":
+		return true
+	default:
+		return (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != ""
+	}
 }
 
 // CreateProduct validates and stores a product of the stream.

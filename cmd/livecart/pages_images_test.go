@@ -15,10 +15,11 @@ import (
 // TestPagesShowOnlyWebImages: a product's image_url reaches an <img src> of the watch
 // and moderate pages only as an https URL (an http one upgraded, as a browser upgrades
 // an image on a secure page: the pages' Content-Security-Policy loads images over
-// https only). The server now refuses any other image_url (TestCommerceBadInput), but a
-// product stored before it did may hold a javascript: or data: URL or a relative path,
-// which the pages put into src as they were: such a product shows its title's initial,
-// as one without an image does.
+// https only). The server keeps a relative image_url and now refuses one of another
+// scheme (TestCommerceBadInput), but a product stored before it did may hold a
+// javascript: or data: URL, which the pages put into src as they were: such a product,
+// like one with a relative image_url, shows its title's initial, as one without an image
+// does.
 func TestPagesShowOnlyWebImages(t *testing.T) {
 	f := newPagesFixture(t)
 	cases := []struct{ url, want, id string }{
