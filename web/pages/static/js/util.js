@@ -90,8 +90,9 @@ export function shortTarget(t) {
 // imageSrc is the address a page may load a product's image from, or '' for none: an
 // absolute https URL as it is, an http one upgraded to https (as a browser upgrades an
 // image on a secure page; the pages' Content-Security-Policy loads images over https
-// only). Anything else — a javascript: or data: URL, a relative path — is never put in
-// a page: the server refuses them, but a product stored before it did may hold one.
+// only). Anything else — a relative reference (the server keeps one as given), or a
+// javascript: or data: URL (refused now, but a product stored before may hold one) — is
+// never put in a page.
 export function imageSrc(url) {
   if (typeof url !== 'string' || url === '') return '';
   let u;
