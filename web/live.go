@@ -202,7 +202,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cart.HasControl(req.Text, true) {
-		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "text must not contain control characters (line breaks and tabs are fine)"))
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", live.MsgTextControl))
 		return
 	}
 	if err := s.emitChecked(r.Context(), cart.Event{StreamID: st.ID, Type: live.EventAnnounce, Data: req}); err != nil {

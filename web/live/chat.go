@@ -19,6 +19,9 @@ import (
 // MaxChatRunes bounds a chat message (Unicode code points).
 const MaxChatRunes = 500
 
+// MsgTextControl refuses a chat message or an announcement holding a control character.
+const MsgTextControl = "text must not contain control characters (line breaks and tabs are fine)"
+
 // clientMessage is what a client may send.
 type clientMessage struct {
 	Type string `json:"type"`
@@ -102,7 +105,7 @@ func (c *conn) chat(ctx context.Context, text string) {
 	if cart.HasControl(text, true) {
 		// A NUL, a bell or an escape sequence shows as garbage (or worse, in a
 		// terminal) on every viewer's screen; line breaks and tabs are text.
-		c.sendError("bad_request", "text must not contain control characters (line breaks and tabs are fine)")
+		c.sendError("bad_request", MsgTextControl)
 		return
 	}
 	h := c.hub
