@@ -15,6 +15,7 @@ type publisher struct {
 	id        string
 	upstream  bool // pulled from the origin node, not a local WHIP session (cascade.go)
 	pc        *webrtc.PeerConnection
+	cands     *candidateSet // the remote candidates it was given (nil: an upstream's)
 	videoSSRC atomic.Uint32
 	closeOnce sync.Once
 }
@@ -24,7 +25,7 @@ func (p *publisher) close() {
 }
 
 // publish negotiates the stream's single publisher.
-func (rm *room) publish(ctx context.Context, offer string, _ []webrtc.RTPCodecType) (string, string, error) {
+func (rm *room) publish(ctx context.Context, offer string, _ []webrtc.RTPCodecType, cands *candidateSet) (string, string, error) {
 	rm.mu.Lock()
 	switch {
 	case rm.ended:
@@ -37,7 +38,7 @@ func (rm *room) publish(ctx context.Context, offer string, _ []webrtc.RTPCodecTy
 	rm.publishing = true
 	rm.mu.Unlock()
 
-	p, answer, err := rm.newPublisher(ctx, offer)
+	p, answer, err := rm.newPublisher(ctx, offer, cands)
 
 	rm.mu.Lock()
 	rm.publishing = false
@@ -62,12 +63,12 @@ func (rm *room) publish(ctx context.Context, offer string, _ []webrtc.RTPCodecTy
 	return answer, p.id, nil
 }
 
-func (rm *room) newPublisher(ctx context.Context, offer string) (*publisher, string, error) {
+func (rm *room) newPublisher(ctx context.Context, offer string, cands *candidateSet) (*publisher, string, error) {
 	pc, err := rm.relay.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", err
 	}
-	p := &publisher{id: newResourceID(), pc: pc}
+	p := &publisher{id: newResourceID(), pc: pc, cands: cands}
 	pc.OnTrack(func(t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) { rm.readTrack(p, t, recv) })
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {

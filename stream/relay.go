@@ -103,6 +103,12 @@ type Options struct {
 	// answer; default 5 s). An answer that comes back later is still awaited for as
 	// long again, in the background, and the session it names is ended at once.
 	UpstreamTimeout time.Duration
+	// MaxRemoteCandidates bounds the distinct remote ICE candidates one session may be
+	// given, in its offer and trickle PATCHes together (default
+	// DefaultMaxRemoteCandidates): an offer over it is ErrBadOffer, a fragment that
+	// would pass it ErrBadFragment (both ErrTooManyCandidates), and nothing of either
+	// is taken.
+	MaxRemoteCandidates int
 	// SendGather, when positive, is how long the UDP send batcher lets a batch grow
 	// once a packet is queued (Go's timers wake an idle process with ~1 ms granularity,
 	// so the wait may be up to ~1 ms) or until 512 datagrams are queued: a paced
@@ -162,6 +168,9 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.ViewerReportTimeout == 0 {
 		opts.ViewerReportTimeout = defaultViewerReportTimeout
+	}
+	if opts.MaxRemoteCandidates <= 0 {
+		opts.MaxRemoteCandidates = DefaultMaxRemoteCandidates
 	}
 	if opts.PullInterval <= 0 {
 		opts.PullInterval = defaultPullInterval
@@ -386,20 +395,39 @@ func (r *Relay) Subscribe(ctx context.Context, streamID, offer string) (answer, 
 	return r.join(ctx, streamID, offer, (*room).subscribe)
 }
 
-// join runs the steps WHIP and WHEP share: check the offer, find or make the room,
-// negotiate, and forget the room again if the negotiation left it empty.
+// CheckOffer is the package's CheckOffer and the relay's bound on the offer's remote
+// candidates (Options.MaxRemoteCandidates): the HTTP edge judges an offer's shape
+// before the stream's state.
+func (r *Relay) CheckOffer(offer string, role Role) error {
+	if err := CheckOffer(offer, role); err != nil {
+		return err
+	}
+	_, _, err := screenOffer(offer, r.opts.MaxRemoteCandidates)
+	return err
+}
+
+// join runs the steps WHIP and WHEP share: check the offer and its candidates, find or
+// make the room, negotiate, and forget the room again if the negotiation left it empty.
 func (r *Relay) join(ctx context.Context, streamID, offer string,
-	negotiate func(rm *room, ctx context.Context, offer string, kinds []webrtc.RTPCodecType) (string, string, error),
+	negotiate func(rm *room, ctx context.Context, offer string, kinds []webrtc.RTPCodecType, cands *candidateSet) (string, string, error),
 ) (answer, resourceID string, err error) {
 	kinds, err := offerKinds(offer)
 	if err != nil {
 		return "", "", err
 	}
+	offer, keys, err := screenOffer(offer, r.opts.MaxRemoteCandidates)
+	if err != nil {
+		return "", "", err
+	}
+	cands := newCandidateSet(r.opts.MaxRemoteCandidates)
+	if err := cands.add(keys); err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
 	rm, err := r.room(streamID)
 	if err != nil {
 		return "", "", err
 	}
-	answer, resourceID, err = negotiate(rm, ctx, offer, kinds)
+	answer, resourceID, err = negotiate(rm, ctx, offer, kinds, cands)
 	if err != nil {
 		r.dropRoomIfIdle(rm)
 		return "", "", err
@@ -417,17 +445,19 @@ func (r *Relay) Delete(streamID, resourceID string, role Role) error {
 }
 
 // Patch applies a trickle-ICE SDP fragment (RFC 8840) to one session. An ICE restart
-// (new ufrag) is not supported: ErrNotSupported.
+// (new ufrag) is not supported: ErrNotSupported. A fragment that would pass the
+// session's bound on remote candidates is ErrBadFragment (ErrTooManyCandidates) and
+// none of its candidates is taken.
 func (r *Relay) Patch(streamID, resourceID string, role Role, frag string) error {
 	rm := r.existingRoom(streamID)
 	if rm == nil {
 		return ErrNotFound
 	}
-	pc := rm.sessionPC(resourceID, role)
+	pc, cands := rm.session(resourceID, role)
 	if pc == nil {
 		return ErrNotFound
 	}
-	return applyTrickle(pc, frag)
+	return applyTrickle(pc, frag, cands)
 }
 
 // Exists tells whether a session of the role is open.

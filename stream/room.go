@@ -338,15 +338,22 @@ func (rm *room) deleteSession(id string, role Role) error {
 }
 
 func (rm *room) sessionPC(id string, role Role) *webrtc.PeerConnection {
+	pc, _ := rm.session(id, role)
+	return pc
+}
+
+// session returns the peer connection of the session of the role and the remote
+// candidates it was given (nil, nil: no such session).
+func (rm *room) session(id string, role Role) (*webrtc.PeerConnection, *candidateSet) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if role == RolePublisher && rm.pub != nil && rm.pub.id == id {
-		return rm.pub.pc
+		return rm.pub.pc, rm.pub.cands
 	}
 	if v := rm.viewers[id]; role == RoleViewer && v != nil {
-		return v.pc
+		return v.pc, v.cands
 	}
-	return nil
+	return nil, nil
 }
 
 // end closes every peer; the room is already out of the relay's map.

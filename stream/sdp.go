@@ -96,15 +96,19 @@ func sdpDirection(attrs []sdp.Attribute, def string) string {
 }
 
 // applyTrickle adds the candidates of an RFC 8840 SDP fragment. A fragment whose
-// ice-ufrag differs from the session's asks for an ICE restart: ErrNotSupported.
-func applyTrickle(pc *webrtc.PeerConnection, frag string) error {
+// ice-ufrag differs from the session's asks for an ICE restart: ErrNotSupported. The
+// useless candidates (candidateKey) are left out; one that would give the session
+// more remote candidates than cands takes is ErrBadFragment and adds none (cands nil:
+// no bound, an upstream's session).
+func applyTrickle(pc *webrtc.PeerConnection, frag string, cands *candidateSet) error {
 	remote := pc.RemoteDescription()
 	if remote == nil {
 		return ErrNotFound
 	}
 	current := sdpAttr(remote.SDP, "ice-ufrag")
 	mid := ""
-	var cands []webrtc.ICECandidateInit
+	var adds []webrtc.ICECandidateInit
+	var keys []string
 	for _, line := range strings.Split(frag, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
@@ -115,14 +119,25 @@ func applyTrickle(pc *webrtc.PeerConnection, frag string) error {
 		case strings.HasPrefix(line, "a=mid:"):
 			mid = strings.TrimPrefix(line, "a=mid:")
 		case strings.HasPrefix(line, "a=candidate:"):
+			value := strings.TrimPrefix(line, "a=")
+			key, useless := candidateKey(value)
+			if useless {
+				continue
+			}
 			m := mid
-			cands = append(cands, webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a="), SDPMid: &m})
+			adds = append(adds, webrtc.ICECandidateInit{Candidate: value, SDPMid: &m})
+			keys = append(keys, key)
 		case line == "", strings.HasPrefix(line, "a="), strings.HasPrefix(line, "m="):
 		default:
 			return fmt.Errorf("%w: unexpected line %q", ErrBadFragment, line)
 		}
 	}
-	for _, c := range cands {
+	if cands != nil {
+		if err := cands.add(keys); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadFragment, err)
+		}
+	}
+	for _, c := range adds {
 		if err := pc.AddICECandidate(c); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadFragment, err)
 		}

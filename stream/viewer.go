@@ -24,6 +24,7 @@ type viewer struct {
 	id        string
 	room      *room
 	pc        *webrtc.PeerConnection
+	cands     *candidateSet   // the remote candidates it was given
 	tracks    [3]*viewerTrack // by kind; nil when not negotiated (or Baseline)
 	q         chan entry      // drained by the viewer's writer w (writers.go)
 	w         *writer
@@ -44,12 +45,12 @@ type viewer struct {
 
 // subscribe negotiates a viewer. It is in the room (inactive) from the start, so the
 // fan-out sees it as soon as its connection is up.
-func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPCodecType) (string, string, error) {
+func (rm *room) subscribe(ctx context.Context, offer string, kinds []webrtc.RTPCodecType, cands *candidateSet) (string, string, error) {
 	pc, err := rm.relay.viewAPI.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", "", err
 	}
-	v := &viewer{id: newResourceID(), room: rm, pc: pc}
+	v := &viewer{id: newResourceID(), room: rm, pc: pc, cands: cands}
 	if !rm.relay.opts.Baseline {
 		v.q = make(chan entry, rm.relay.opts.QueueLen)
 	}

@@ -172,7 +172,7 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 			offer, err = readSDP(w, r, contentTypeSDP)
 		}
 		if err == nil {
-			err = stream.CheckOffer(offer, k.role) // 400 before the 409s below
+			err = s.checkOffer(offer, k.role) // 400 before the 409s below
 		}
 		if err == nil && st.Status == cart.StreamEnded {
 			err = apiError(http.StatusConflict, "conflict", "stream has ended")
@@ -229,6 +229,16 @@ func (s *Server) mediaOffer(k mediaKind) http.HandlerFunc {
 			_ = m.Delete(st.ID, rid, k.role)
 		}
 	}
+}
+
+// checkOffer judges an offer's shape: the relay's check (which bounds its ICE
+// candidates too), or the package's when no relay is wired (the request then answers
+// 503 further on).
+func (s *Server) checkOffer(offer string, role stream.Role) error {
+	if s.deps.Media != nil {
+		return s.deps.Media.CheckOffer(offer, role)
+	}
+	return stream.CheckOffer(offer, role)
 }
 
 // mediaDelete ends a session: 200. WHIP needs the owner's token or the stream key;

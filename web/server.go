@@ -56,6 +56,9 @@ type Options struct {
 type Media interface {
 	// EndStream closes the publisher and every viewer of the stream.
 	EndStream(streamID string)
+	// CheckOffer tells whether an offer is one the relay takes from the role (its
+	// shape, its direction, its number of ICE candidates), else stream.ErrBadOffer.
+	CheckOffer(offer string, role stream.Role) error
 	// Publish and Subscribe answer a WHIP or WHEP offer; the resource id names the
 	// session in its Location.
 	Publish(ctx context.Context, streamID, offer string) (answer, resourceID string, err error)

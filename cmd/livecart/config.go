@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/livecart/livecart/stream"
 )
 
 // Config is every setting of the server. Defaults come from defaultConfig, then the YAML
@@ -64,6 +66,10 @@ type Config struct {
 		// instead of AES-CM/HMAC-SHA1-80, about 5 times dearer per packet for the relay.
 		ViewerGCMOnly bool     `yaml:"viewer_gcm_only"`
 		ICEServers    []string `yaml:"ice_servers"`
+		// MaxICECandidates bounds the distinct remote ICE candidates one WHIP or WHEP
+		// session may give, in its offer and trickle PATCHes together (50): the relay
+		// checks every one, so a made-up list would aim it at others' addresses.
+		MaxICECandidates int `yaml:"max_ice_candidates"`
 	} `yaml:"media"`
 
 	Live struct {
@@ -102,6 +108,9 @@ type Config struct {
 	} `yaml:"log"`
 }
 
+// maxICECandidates bounds media.max_ice_candidates: far above any real peer's.
+const maxICECandidates = 1000
+
 // maxLiveWriters bounds live.writers: a shard per core is the point; far more only
 // adds idle goroutines and wake-ups.
 const maxLiveWriters = 1024
@@ -119,6 +128,7 @@ func defaultConfig() Config {
 	c.Cart.SaleHoldTTL = 2 * time.Minute
 	c.Cart.MaxPins = 5
 	c.Media.UDPPort = 8443
+	c.Media.MaxICECandidates = stream.DefaultMaxRemoteCandidates
 	c.Live.ChatPerSecond = 1
 	c.Live.ChatBurst = 5
 	c.Live.Writers = runtime.GOMAXPROCS(0)
@@ -249,6 +259,9 @@ func (c Config) validate() error {
 	}
 	if c.Media.UDPPort < 1 || c.Media.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("media udp_port %d: want 1..65535", c.Media.UDPPort))
+	}
+	if c.Media.MaxICECandidates < 1 || c.Media.MaxICECandidates > maxICECandidates {
+		errs = append(errs, fmt.Errorf("media max_ice_candidates %d: want 1..%d", c.Media.MaxICECandidates, maxICECandidates))
 	}
 	if c.Media.PublicIP != "" && net.ParseIP(c.Media.PublicIP) == nil {
 		errs = append(errs, fmt.Errorf("media public_ip %q is not an IP address", c.Media.PublicIP))

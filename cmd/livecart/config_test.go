@@ -106,6 +106,8 @@ func TestConfigValidation(t *testing.T) {
 		{"node id with a control character", map[string]string{"LIVECART_NODE_ID": "a\x00b"}, "", "node_id"},
 		{"node id too long", map[string]string{"LIVECART_NODE_ID": strings.Repeat("n", 65)}, "", "node_id"},
 		{"advertise url query", map[string]string{"LIVECART_ADVERTISE_URL": "http://a:1/?x=1"}, "", "advertise_url"},
+		{"no ICE candidates", nil, "media:\n  max_ice_candidates: 0\n", "max_ice_candidates 0"},
+		{"too many ICE candidates", nil, "media:\n  max_ice_candidates: 5000\n", "max_ice_candidates 5000"},
 		{"negative per-IP rate", nil, "rate_limits:\n  per_ip_per_second: -5\n", "rate_limits"},
 		{"negative per-IP burst", nil, "rate_limits:\n  per_ip_per_second: 5\n  per_ip_burst: -1\n", "rate_limits"},
 		{"negative hold rate", nil, "rate_limits:\n  holds_per_user_per_second: -1\n", "rate_limits"},

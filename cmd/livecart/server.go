@@ -182,7 +182,7 @@ func (m *Main) buildMedia(reg prometheus.Registerer, onPublisher func(string, st
 	opts := stream.Options{
 		UDPPort: m.cfg.Media.UDPPort, ListenIP: host, PublicIP: m.cfg.Media.PublicIP,
 		Logger: m.log, Baseline: m.cfg.Media.Baseline, OnPublisher: onPublisher, Registerer: reg,
-		ViewerGCMOnly: m.cfg.Media.ViewerGCMOnly,
+		ViewerGCMOnly: m.cfg.Media.ViewerGCMOnly, MaxRemoteCandidates: m.cfg.Media.MaxICECandidates,
 	}
 	if m.cfg.Store == "redis" {
 		opts.Upstream, opts.OnUpstream = web.NewCascade(m.store, m.cfg.NodeID, nil), onUpstream
