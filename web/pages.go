@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/web/auth"
 	"github.com/livecart/livecart/web/pages"
 )
@@ -59,6 +60,10 @@ func (s *Server) createGuest(w http.ResponseWriter, r *http.Request) {
 	name := strings.Join(strings.Fields(req.Name), " ")
 	if name == "" || utf8.RuneCountInString(name) > maxGuestName || !utf8.ValidString(name) {
 		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "name must be 1..40 characters"))
+		return
+	}
+	if cart.HasControl(name, false) {
+		s.fail(w, r, apiError(http.StatusBadRequest, "bad_request", "name must not contain control characters"))
 		return
 	}
 	var b [8]byte

@@ -23,6 +23,8 @@ func TestGuestTokens(t *testing.T) {
 		{map[string]string{"name": "  Ann   Lee "}, http.StatusCreated, ""},
 		{map[string]string{"name": "   "}, http.StatusBadRequest, "bad_request"},
 		{map[string]string{"name": strings.Repeat("é", 41)}, http.StatusBadRequest, "bad_request"},
+		{map[string]string{"name": "Ann\x1b[2J"}, http.StatusBadRequest, "bad_request"},
+		{map[string]string{"name": "Ann\u009b"}, http.StatusBadRequest, "bad_request"},
 		{map[string]any{"name": "Ann", "role": "admin"}, http.StatusBadRequest, "bad_request"},
 		{"", http.StatusBadRequest, "bad_request"},
 	}

@@ -70,9 +70,42 @@ type claims struct {
 const MaxUserIDLen = 128
 
 // ValidUserID reports whether id is a user id: 1..MaxUserIDLen characters of UTF-8
-// (a token's sub always is: JSON decoding leaves no other bytes).
+// (a token's sub always is: JSON decoding leaves no other bytes) without a control
+// character (C0, DEL, C1). The id reaches every viewer verbatim (chat events' user_id),
+// and logs and moderation paths: a NUL, a bell or an escape sequence there is no
+// one's id, and cleaning it would make two users one.
 func ValidUserID(id string) bool {
-	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen && utf8.ValidString(id)
+	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen && utf8.ValidString(id) && !hasControl(id)
+}
+
+// hasControl reports whether s holds a control character: C0, DEL or C1 (as
+// cart.HasControl; auth stands below cart and imports nothing of it).
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, isControl) >= 0
+}
+
+func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
+
+// displayName is a token's name as the server shows it: a line break or tab becomes a
+// space and the other control characters are dropped (a name is only shown, so the
+// token stays good: the host shop's backend may pass a name field as its users typed
+// it); blank, it is the user id (as livecart token names it).
+func displayName(name, sub string) string {
+	if hasControl(name) {
+		name = strings.Map(func(r rune) rune {
+			switch {
+			case r == '\n' || r == '\r' || r == '\t':
+				return ' '
+			case isControl(r):
+				return -1
+			}
+			return r
+		}, name)
+	}
+	if strings.TrimSpace(name) == "" {
+		return sub
+	}
+	return name
 }
 
 // Authenticator verifies and mints tokens with one HS256 secret.
@@ -183,22 +216,18 @@ func (a *Authenticator) verify(token string) (Identity, claims, error) {
 		return Identity{}, c, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if !ValidUserID(c.Subject) {
-		return Identity{}, c, fmt.Errorf("%w: sub must be 1..%d characters", ErrInvalidToken, MaxUserIDLen)
+		return Identity{}, c, fmt.Errorf("%w: sub must be 1..%d characters, none a control character", ErrInvalidToken, MaxUserIDLen)
 	}
 	if !c.Role.Valid() {
 		return Identity{}, c, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
 	}
-	name := c.Name
-	if strings.TrimSpace(name) == "" {
-		name = c.Subject // no display name: show the user id, as `livecart token` does
-	}
-	return Identity{UserID: c.Subject, Name: name, Role: c.Role}, c, nil
+	return Identity{UserID: c.Subject, Name: displayName(c.Name, c.Subject), Role: c.Role}, c, nil
 }
 
 // Mint signs a token for id that expires after ttl.
 func (a *Authenticator) Mint(id Identity, ttl time.Duration) (string, error) {
 	if !ValidUserID(id.UserID) {
-		return "", fmt.Errorf("user id must be 1..%d characters of valid UTF-8", MaxUserIDLen)
+		return "", fmt.Errorf("user id must be 1..%d characters of valid UTF-8, none a control character", MaxUserIDLen)
 	}
 	if !id.Role.Valid() {
 		return "", fmt.Errorf("unknown role %q", id.Role)

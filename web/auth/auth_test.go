@@ -44,6 +44,39 @@ func TestNameDefaultsToUserID(t *testing.T) {
 	}
 }
 
+// TestNameControlCharacters: a name claim's control characters never reach what the
+// server shows (chat events' name): a line break or tab becomes a space, the others
+// are dropped, and a name left blank is the user id. The token stays good: the name is
+// only shown. Mint refuses a user id with a control character (no token would verify).
+func TestNameControlCharacters(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	for _, tc := range []struct{ name, want string }{
+		{"Eve\x1b[2J\x07", "Eve[2J"},
+		{"Ann\nBoleyn\tII", "Ann Boleyn II"},
+		{"Nul\x00l", "Null"},
+		{"C1\u0085\u009b!", "C1!"},
+		{"\x00\x1b\r\n", "shop-user-7"},
+		{"José \u202eevil", "José \u202eevil"}, // a bidi control is no control character: the pages isolate it
+	} {
+		tok, err := a.Mint(Identity{UserID: "shop-user-7", Name: tc.name, Role: RoleViewer}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := a.Verify(tok)
+		if err != nil {
+			t.Fatalf("name %q: got %v, want the token good", tc.name, err)
+		}
+		if id.Name != tc.want {
+			t.Errorf("name %q: shown as %q, want %q", tc.name, id.Name, tc.want)
+		}
+	}
+	for _, user := range []string{"u\x00", "u\x1b", "u\n", "u\x7f", "u\u0080"} {
+		if _, err := a.Mint(Identity{UserID: user, Name: "n", Role: RoleViewer}, time.Minute); err == nil {
+			t.Errorf("Mint of user id %q: got a token, want an error", user)
+		}
+	}
+}
+
 // TestUserIDCountsCharacters: a sub is any string up to 128 characters (code points),
 // however many bytes they take.
 func TestUserIDCountsCharacters(t *testing.T) {
@@ -93,6 +126,11 @@ func TestVerifyRejects(t *testing.T) {
 		"no sub":         sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"role": "viewer", "exp": exp}),
 		"long sub":       sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": strings.Repeat("x", 129), "role": "viewer", "exp": exp}),
 		"long wide sub":  sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": strings.Repeat("é", 129), "role": "viewer", "exp": exp}),
+		"sub with NUL":   sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u\x00", "role": "viewer", "exp": exp}),
+		"sub with ESC":   sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u\x1b[2J", "role": "viewer", "exp": exp}),
+		"sub with line":  sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u\nadmin", "role": "viewer", "exp": exp}),
+		"sub with DEL":   sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u\x7f", "role": "viewer", "exp": exp}),
+		"sub with C1":    sign(jwt.SigningMethodHS256, []byte("secret-0123456789"), jwt.MapClaims{"sub": "u\u009b2J", "role": "viewer", "exp": exp}),
 	}
 	for name, tok := range cases {
 		if _, err := a.Verify(tok); !errors.Is(err, ErrInvalidToken) {
