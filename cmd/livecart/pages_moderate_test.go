@@ -33,6 +33,9 @@ func TestModeratorNoticesNamePeople(t *testing.T) {
 	}
 	clickAt(t, mod, `#chat li[data-user="viewer-1"] button.danger`)
 	mod.WaitFor("line deleted", `!`+line, 5*time.Second)
+	// The chat_delete event may take the line away before the DELETE's answer comes back
+	// and the notice is written.
+	mod.WaitFor("delete notice", notice+` !== ''`, 5*time.Second)
 	if got := e2e.MustEval[string](mod, notice); !containsFold(got, "Vera") || containsFold(got, "viewer-1") {
 		t.Errorf("the notice after a delete: got %q, want it to name Vera (not viewer-1)", got)
 	}

@@ -96,9 +96,13 @@ export class Chat {
       const i = this.pending.indexOf(ev.text);
       if (i >= 0) this.pending.splice(i, 1);
     }
+    // The name and the text are each a <bdi> (direction from their own first strong
+    // letter, bidi-isolated): a bidi control in either (U+202A–U+202E, U+2066–U+2069,
+    // unclosed) cannot reorder the other, the line's time or its buttons, and a
+    // right-to-left message still reads right to left.
     const li = h('li', { dataset: { id: ev.id, user: ev.user_id } },
-      h('span', { class: 'name', text: ev.name || ev.user_id, title: ev.user_id }),
-      h('span', { class: 'text', text: ev.text }),
+      h('bdi', { class: 'name', text: ev.name || ev.user_id, title: ev.user_id }),
+      h('bdi', { class: 'text', text: ev.text }),
       h('span', { class: 'sr-only', text: ` at ${timeOfDay(ev.ts)}` }));
     if (this.opts.moderate) {
       const mod = this.opts.moderate;

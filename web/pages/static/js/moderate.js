@@ -176,7 +176,7 @@ function renderMutes(entries) {
         loadAudit();
       },
     });
-    return h('li', { dataset: { user } }, h('span', {}, h('b', { text: name, title: user }), ` until ${new Date(t).toLocaleTimeString()}`), btn);
+    return h('li', { dataset: { user } }, h('span', {}, h('b', { title: user }, h('bdi', { text: name })), ` until ${new Date(t).toLocaleTimeString()}`), btn);
   }));
   $('#mutes-empty').hidden = active.length > 0;
 }
@@ -185,7 +185,7 @@ function renderMutes(entries) {
 // else by its short id; the whole id in the title.
 function auditTarget(e) {
   const id = String(e.target || '');
-  if (e.action === 'mute' || e.action === 'unmute') return h('span', { text: shortTarget(nameOf(id)), title: `${nameOf(id)} (${id})` });
+  if (e.action === 'mute' || e.action === 'unmute') return h('bdi', { text: shortTarget(nameOf(id)), title: `${nameOf(id)} (${id})` });
   return h('code', { text: shortTarget(id), title: id });
 }
 
@@ -205,7 +205,7 @@ async function loadAudit() {
   list.reverse();
   $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
     h('td', { class: 'when', text: timeOfDay(e.at) }),
-    h('td', { class: 'who', title: e.actor_id }, nameOf(e.actor_id), h('div', { class: 'note', text: e.actor_role })),
+    h('td', { class: 'who', title: e.actor_id }, h('bdi', { text: nameOf(e.actor_id) }), h('div', { class: 'note', text: e.actor_role })),
     h('td', { class: 'what' }, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
     h('td', { class: 'target' }, auditTarget(e)))));
   $('#audit-empty').hidden = list.length > 0;
