@@ -128,10 +128,9 @@ func (s *Server) muteUser(w http.ResponseWriter, r *http.Request) {
 }
 
 // errBadUserID refuses a user id no token carries (API.md: any string up to 128
-// characters; a token's is valid UTF-8 without control characters), in a mute's body
-// or an unmute's path alike.
+// characters; a token's is valid UTF-8), in a mute's body or an unmute's path alike.
 func errBadUserID() error {
-	return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("user_id must be 1..%d characters of valid UTF-8, none a control character", auth.MaxUserIDLen))
+	return apiError(http.StatusBadRequest, "bad_request", fmt.Sprintf("user_id must be 1..%d characters of valid UTF-8", auth.MaxUserIDLen))
 }
 
 func (s *Server) unmuteUser(w http.ResponseWriter, r *http.Request) {

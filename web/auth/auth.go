@@ -70,12 +70,12 @@ type claims struct {
 const MaxUserIDLen = 128
 
 // ValidUserID reports whether id is a user id: 1..MaxUserIDLen characters of UTF-8
-// (a token's sub always is: JSON decoding leaves no other bytes) without a control
-// character (C0, DEL, C1). The id reaches every viewer verbatim (chat events' user_id),
-// and logs and moderation paths: a NUL, a bell or an escape sequence there is no
-// one's id, and cleaning it would make two users one.
+// (a token's sub always is: JSON decoding leaves no other bytes). The shared contract
+// says a user id is any string up to 128 characters, so a control character in it is
+// taken as any other: the id is data (JSON-escaped in events, quoted in logs, shown by
+// the pages as text), never shown as a name on its own — a name is (displayName).
 func ValidUserID(id string) bool {
-	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen && utf8.ValidString(id) && !hasControl(id)
+	return id != "" && utf8.RuneCountInString(id) <= MaxUserIDLen && utf8.ValidString(id)
 }
 
 // hasControl reports whether s holds a control character: C0, DEL or C1 (as
@@ -89,23 +89,33 @@ func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
 // displayName is a token's name as the server shows it: a line break or tab becomes a
 // space and the other control characters are dropped (a name is only shown, so the
 // token stays good: the host shop's backend may pass a name field as its users typed
-// it); blank, it is the user id (as livecart token names it).
+// it); blank, it is the user id shown the same way (as livecart token names it), or the
+// id as it is when nothing of it is left.
 func displayName(name, sub string) string {
-	if hasControl(name) {
-		name = strings.Map(func(r rune) rune {
-			switch {
-			case r == '\n' || r == '\r' || r == '\t':
-				return ' '
-			case isControl(r):
-				return -1
-			}
-			return r
-		}, name)
+	if shown := shownText(name); strings.TrimSpace(shown) != "" {
+		return shown
 	}
-	if strings.TrimSpace(name) == "" {
-		return sub
+	if shown := shownText(sub); strings.TrimSpace(shown) != "" {
+		return shown
 	}
-	return name
+	return sub
+}
+
+// shownText is s with each line break or tab a space and the other control characters
+// left out.
+func shownText(s string) string {
+	if !hasControl(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case isControl(r):
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // Authenticator verifies and mints tokens with one HS256 secret.
@@ -216,7 +226,7 @@ func (a *Authenticator) verify(token string) (Identity, claims, error) {
 		return Identity{}, c, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if !ValidUserID(c.Subject) {
-		return Identity{}, c, fmt.Errorf("%w: sub must be 1..%d characters, none a control character", ErrInvalidToken, MaxUserIDLen)
+		return Identity{}, c, fmt.Errorf("%w: sub must be 1..%d characters", ErrInvalidToken, MaxUserIDLen)
 	}
 	if !c.Role.Valid() {
 		return Identity{}, c, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
@@ -227,7 +237,7 @@ func (a *Authenticator) verify(token string) (Identity, claims, error) {
 // Mint signs a token for id that expires after ttl.
 func (a *Authenticator) Mint(id Identity, ttl time.Duration) (string, error) {
 	if !ValidUserID(id.UserID) {
-		return "", fmt.Errorf("user id must be 1..%d characters of valid UTF-8, none a control character", MaxUserIDLen)
+		return "", fmt.Errorf("user id must be 1..%d characters of valid UTF-8", MaxUserIDLen)
 	}
 	if !id.Role.Valid() {
 		return "", fmt.Errorf("unknown role %q", id.Role)
