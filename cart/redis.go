@@ -39,13 +39,15 @@ var _ Store = (*RedisStore)(nil)
 //	                              (the due sets say the same); release.lua still reads
 //	                              it and the checkout still cleans it while it exists
 //	P{sid}:uh:<uid>        hash   the user's cart in this stream: hold id → the hold's
-//	                              record d (its fields joined by "|", see lua/lib.lua),
+//	                              record d (its fields joined by "|", see lua/lib.lua;
+//	                              since 2026-12-06 without its user and expires_at),
 //	                              "-"+d once released (live until then); the field
 //	                              goes when the hold is ordered or removed, the key
 //	                              when the cart is emptied (since 2026-12-04)
 //	P{sid}:uo:<uid>        hash   the user's orders in this stream: order id → its
 //	                              record d (its fields joined by "|", see
-//	                              lua/checkout.lua), "k:"+key hash → order id|at|
+//	                              lua/checkout.lua; since 2026-12-06 without its id,
+//	                              stream, user and created_at), "k:"+key hash → order id|at|
 //	                              fingerprint of an idempotency key (since 2026-12-04;
 //	                              read as a key for 24 h from at)
 //	P{sid}:orders          list   the stream's orders: "<oid> <uid>" (an older one: its id)
@@ -63,7 +65,8 @@ var _ Store = (*RedisStore)(nil)
 //	                              ordered or removed (before 2026-12-02: a field each,
 //	                              with id, stream_id, state "live")
 //	P{sid}:uo:<uid>        list   the user's order ids in this stream
-//	P{sid}:o:<oid>         hash   order: d (before 2026-12-02: a field each)
+//	P{sid}:o:<oid>         hash   order: d (before 2026-12-02: a field each; since
+//	                              2026-12-06 without its id, stream and created_at)
 //	P{sid}:idem:<hash>     string order id|at|fingerprint of an idempotency key (24 h)
 //
 // Global keys, each written by a single command outside the scripts, are only
@@ -708,7 +711,8 @@ func (s *RedisStore) list(ctx context.Context, streamID, listName, kind string, 
 	ms := rows(v)
 	if kind == "o" {
 		for _, m := range ms {
-			expandOrder(m) // before sorting by created_us
+			m["stream_id"] = streamID // (the record's newer form leaves it out)
+			expandOrder(m)            // before sorting by created_us
 		}
 	}
 	return ms, nil

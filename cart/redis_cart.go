@@ -78,9 +78,7 @@ type holdCall struct {
 	hold Hold
 	ch   Changes
 	err  error
-	// What the batch's commands point to (see evalArgs): ExpiresAt in UTC (go-redis
-	// writes it as formatTime does), its µs, now's µs, seq.
-	exp               time.Time
+	// What the batch's commands point to (see evalArgs): ExpiresAt's µs, now's µs, seq.
 	expUS, nowUS, seq int64
 }
 
@@ -94,7 +92,7 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	base := s.base(sid)
-	args := s.evalArgs("hold", &base, 9*len(calls))
+	args := s.evalArgs("hold", &base, 8*len(calls))
 	// Each user's first hold of the batch: its id is the stream's new generation in
 	// the user's cart index (unique: a generation never comes back, see lua/claim.lua):
 	// the field <generation> = "+" .. stream id (see cartFromIndex).
@@ -104,8 +102,8 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	var dueUS int64
 	for i, c := range calls {
 		r := &c.req
-		c.exp, c.expUS, c.nowUS, c.seq = r.ExpiresAt.UTC(), r.ExpiresAt.UnixMicro(), c.now.UnixMicro(), time.Now().UnixNano()
-		args = append(args, &r.ID, &r.UserID, &r.ProductID, &r.SaleID, &r.Quantity, &c.exp, &c.expUS, &c.nowUS, &c.seq)
+		c.expUS, c.nowUS, c.seq = r.ExpiresAt.UnixMicro(), c.now.UnixMicro(), time.Now().UnixNano()
+		args = append(args, &r.ID, &r.UserID, &r.ProductID, &r.SaleID, &r.Quantity, &c.expUS, &c.nowUS, &c.seq)
 		ids[i], uids[i] = r.ID, r.UserID
 		if i == 0 || c.expUS < dueUS {
 			dueUS = c.expUS
@@ -199,12 +197,15 @@ func holdResult(r flatReply, i int, err error, sid string, req HoldRequest, now 
 			return Hold{}, Changes{}, err
 		}
 		m["id"], m["stream_id"] = req.ID, sid
+		if m["user_id"] == "" { // (not in the record's newer form: the cart's)
+			m["user_id"] = req.UserID
+		}
 		h = holdFromHash(m, now)
 	case res[0] == "n": // a new hold: the request, and what the script chose
 		h = Hold{
 			ID: req.ID, UserID: req.UserID, StreamID: sid, ProductID: res[1], SaleID: req.SaleID,
 			Quantity: req.Quantity, UnitPriceCents: atoi64(res[2]), Currency: res[3],
-			ExpiresAt: req.ExpiresAt.UTC().Round(0), Expired: req.ExpiresAt.UnixMicro() <= now.UnixMicro(),
+			ExpiresAt: time.UnixMicro(req.ExpiresAt.UnixMicro()).UTC(), Expired: req.ExpiresAt.UnixMicro() <= now.UnixMicro(),
 		}
 	default:
 		return Hold{}, Changes{}, fmt.Errorf("redis script hold: bad result %q", res[0])
@@ -344,6 +345,7 @@ func (s *RedisStore) carts(ctx context.Context, userID, idemHash string, sids []
 			out[i].idem, _ = list[0].(string)
 			out[i].holds = rows(list[1:])
 			for _, m := range out[i].holds {
+				m["user_id"] = userID // (the record's newer form leaves it out: the cart's)
 				expandHold(m)
 				m["stream_id"] = sids[i]
 			}
@@ -973,7 +975,7 @@ func (s *RedisStore) getOrder(ctx context.Context, userID, streamID, orderID str
 	older := pipe.HGetAll(ctx, s.base(streamID)+"o:"+orderID)
 	pipe.Exec(ctx)
 	if err := d.Err(); err == nil {
-		return orderFromHash(map[string]string{"d": d.Val()}), nil
+		return orderFromHash(map[string]string{"d": d.Val(), "id": orderID, "stream_id": streamID, "user_id": userID}), nil
 	} else if err != redis.Nil && !redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return Order{}, unavailable(err)
 	}
@@ -984,6 +986,7 @@ func (s *RedisStore) getOrder(ctx context.Context, userID, streamID, orderID str
 	if len(m) == 0 {
 		return Order{}, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
 	}
+	m["id"], m["stream_id"] = orderID, streamID // (the record's newer form leaves them out)
 	return orderFromHash(m), nil
 }
 
@@ -996,8 +999,9 @@ type checkoutCall struct {
 	emptied string // the stream where the order left the user's cart empty
 	indexed string // the stream the user's order index lists already (see claim.lua)
 	orders  string // the user's order index's key, if the claim made it
-	// What a script call's arguments point to (see evalArgs), set by args: now in UTC
-	// (go-redis writes it as formatTime does) and in µs. One script call at a time.
+	// Set by args: now in µs, what a script call's arguments point to (see evalArgs;
+	// one script call at a time), and in UTC, to the µs (a new order's created_at, as
+	// its record keeps it).
 	nowUTC time.Time
 	nowUS  int64
 }
@@ -1225,17 +1229,19 @@ type checkoutArgs struct {
 
 // args are the checkout script's arguments.
 func (c *checkoutCall) args(mode, otherExpired string, ids []string) checkoutArgs {
-	c.nowUTC, c.nowUS = c.now.UTC(), c.now.UnixMicro()
+	// (in µs, as the order's record keeps it: see lua/checkout.lua)
+	c.nowUS = c.now.UnixMicro()
+	c.nowUTC = time.UnixMicro(c.nowUS).UTC()
 	if c.kf == "" {
 		c.kf = "k:" + c.ih
 	}
-	return checkoutArgs{c: c, n: 9 + len(ids), ids: ids, seq: time.Now().UnixNano(), mode: mode, otherExpired: otherExpired}
+	return checkoutArgs{c: c, n: 8 + len(ids), ids: ids, seq: time.Now().UnixNano(), mode: mode, otherExpired: otherExpired}
 }
 
 // appendTo appends the arguments, the values by pointer (see evalArgs).
 func (a *checkoutArgs) appendTo(args []any) []any {
 	c := a.c
-	args = append(args, &c.req.UserID, &c.kf, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &c.nowUTC, &a.mode, &a.otherExpired, &a.seq)
+	args = append(args, &c.req.UserID, &c.kf, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &a.mode, &a.otherExpired, &a.seq)
 	for i := range a.ids {
 		args = append(args, &a.ids[i])
 	}
@@ -1393,6 +1399,8 @@ func checkoutResult(r flatReply, i int, err error, sid string, c *checkoutCall) 
 		if err != nil {
 			return scriptReply{}, err
 		}
+		// (the record's newer form leaves out its stream and user: the key's)
+		m["stream_id"], m["user_id"] = sid, c.req.UserID
 		out.Order = m
 	case out.Created: // a new order: the script said what the request does not
 		out.hasOrder = true

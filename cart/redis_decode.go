@@ -126,14 +126,26 @@ func saleFromHash(m map[string]string) Sale {
 	}
 }
 
-// expandHold turns a hold record's packed field d (see lua/lib.lua, hold_of) into its
-// fields; a record of the older form (a field each) stays as it is.
+// expandHold turns a hold record's packed field d (see hold_record in lua/lib.lua)
+// into its fields; a record of the older form (a field each) stays as it is. The newer
+// d (its first field the order item "product,sale,quantity,price", since 2026-12-06)
+// leaves out its user (the reader puts it in m) and expires_at (see holdFromHash).
 func expandHold(m map[string]string) {
 	d, ok := m["d"]
 	if !ok {
 		return
 	}
 	delete(m, "d")
+	if item, rest, ok := strings.Cut(d, "|"); ok && strings.IndexByte(item, ',') >= 0 {
+		it := strings.SplitN(item, ",", 4)
+		f := strings.SplitN(rest, "|", 4)
+		if len(it) != 4 || len(f) != 4 {
+			return
+		}
+		m["product_id"], m["sale_id"], m["quantity"], m["unit_price_cents"] = it[0], it[1], it[2], it[3]
+		m["currency"], m["exp_us"], m["created_us"], m["seq"] = f[0], f[1], f[2], f[3]
+		return
+	}
 	f := strings.SplitN(d, "|", 10)
 	if len(f) != 10 {
 		return
@@ -142,14 +154,32 @@ func expandHold(m map[string]string) {
 	m["expires_at"], m["exp_us"], m["created_us"], m["seq"], m["user_id"] = f[5], f[6], f[7], f[8], f[9]
 }
 
-// expandOrder turns an order record's packed field d (see lua/checkout.lua) into its
-// fields; a record of the older form (a field each) stays as it is.
+// expandOrder turns an order record's packed field d (see place_order in
+// lua/checkout.lua) into its fields; a record of the older form (a field each) stays
+// as it is. The newer d ("|" first, since 2026-12-06) leaves out what its place says:
+// the reader puts the order's id, stream and user in m (d names the user only in an
+// o:<oid> record); created_at is created_us's.
 func expandOrder(m map[string]string) {
 	d, ok := m["d"]
 	if !ok {
 		return
 	}
 	delete(m, "d")
+	if rest, ok := strings.CutPrefix(d, "|"); ok {
+		f := strings.SplitN(rest, "|", 7)
+		if len(f) < 6 {
+			return
+		}
+		m["total_cents"], m["currency"], m["created_us"], m["seq"], m["items"], m["expired"] = f[0], f[1], f[2], f[3], f[4], f[5]
+		if _, ok := m["status"]; !ok { // a later status change is a field of its own
+			m["status"] = "placed"
+		}
+		m["created_at"] = formatTime(time.UnixMicro(atoi64(f[2])))
+		if len(f) == 7 {
+			m["user_id"] = f[6]
+		}
+		return
+	}
 	f := strings.SplitN(d, "|", 11)
 	if len(f) != 11 {
 		return
@@ -175,9 +205,18 @@ func holdFromHash(m map[string]string, now time.Time) Hold {
 		Quantity:       atoi(m["quantity"]),
 		UnitPriceCents: atoi64(m["unit_price_cents"]),
 		Currency:       m["currency"],
-		ExpiresAt:      parseTime(m["expires_at"]),
+		ExpiresAt:      holdExpiry(m),
 		Expired:        m["state"] == "expired" || atoi64(m["exp_us"]) <= now.UnixMicro(),
 	}
+}
+
+// holdExpiry is a hold's expires_at: its record's, else (the newer record, or an older
+// cart's hold made since 2026-12-06, see lua/lib.lua) its expires_us's, to the µs.
+func holdExpiry(m map[string]string) time.Time {
+	if at := m["expires_at"]; at != "" {
+		return parseTime(at)
+	}
+	return time.UnixMicro(atoi64(m["exp_us"])).UTC()
 }
 
 // orderFromHash decodes an order; items are "product,sale,quantity,price;…".

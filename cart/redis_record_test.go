@@ -122,6 +122,63 @@ func TestRedisPackedUserIDs(t *testing.T) {
 	e.checkInvariants(t)
 }
 
+// previousHoldRecord is hold record d (see hold_record in lua/lib.lua) of user uid in
+// the form written from 2026-12-02 to 12-06 (a released one's "-" kept):
+// product_id|sale_id|quantity|unit_price_cents|currency|expires_at|expires_us|
+// created_us|seq|user_id. A record of that form stays as it is.
+func previousHoldRecord(d, uid string) string {
+	released, d := strings.HasPrefix(d, "-"), strings.TrimPrefix(d, "-")
+	item, rest, _ := strings.Cut(d, "|")
+	if strings.IndexByte(item, ',') < 0 {
+		return map[bool]string{true: "-"}[released] + d
+	}
+	it, f := strings.SplitN(item, ",", 4), strings.SplitN(rest, "|", 4)
+	at := formatTime(time.UnixMicro(atoi64(f[1])))
+	out := strings.Join([]string{it[0], it[1], it[2], it[3], f[0], at, f[1], f[2], f[3], uid}, "|")
+	if released {
+		return "-" + out
+	}
+	return out
+}
+
+// previousOrderRecord is order oid's record d (see place_order in lua/checkout.lua) in
+// the form written from 2026-12-02 to 12-06: id|stream_id|total_cents|currency|status|
+// created_at|created_us|seq|items|expired|user_id. A record of that form stays as it is.
+func previousOrderRecord(d, oid, sid, uid string) string {
+	rest, ok := strings.CutPrefix(d, "|")
+	if !ok {
+		return d
+	}
+	f := strings.SplitN(rest, "|", 7)
+	at := formatTime(time.UnixMicro(atoi64(f[2])))
+	return strings.Join([]string{oid, sid, f[0], f[1], "placed", at, f[2], f[3], f[4], f[5], uid}, "|")
+}
+
+// toPreviousRecords rewrites the records of the user's cart and orders in stream sid
+// (the hashes uh:<uid> and uo:<uid>) into the form written from 2026-12-02 to 12-06
+// (previousHoldRecord, previousOrderRecord).
+func toPreviousRecords(t *testing.T, st *RedisStore, sid, uid string) {
+	t.Helper()
+	ctx := t.Context()
+	for _, k := range []string{"uh:", "uo:"} {
+		m, err := st.rdb.HGetAll(ctx, st.base(sid)+k+uid).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range m {
+			switch {
+			case k == "uh:":
+				v = previousHoldRecord(v, uid)
+			case !strings.HasPrefix(f, "k:"):
+				v = previousOrderRecord(v, f, sid, uid)
+			}
+			if err := st.rdb.HSet(ctx, st.base(sid)+k+uid, f, v).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // toOlderOrders rewrites the user's orders in stream sid into the form written before
 // 2026-12-04 (see lua/checkout.lua): the list uo:<uid> of order ids, each order the
 // hash o:<oid> (field d), each key record the string idem:<hash> (24 h), the stream's
@@ -140,7 +197,7 @@ func toOlderOrders(t *testing.T, st *RedisStore, sid, uid string) {
 	for f, v := range m {
 		if ih, ok := strings.CutPrefix(f, "k:"); ok {
 			err = st.rdb.Set(ctx, st.base(sid)+"idem:"+ih, v, IdempotencyTTL).Err()
-		} else if err = st.rdb.HSet(ctx, st.base(sid)+"o:"+f, "d", v).Err(); err == nil {
+		} else if err = st.rdb.HSet(ctx, st.base(sid)+"o:"+f, "d", previousOrderRecord(v, f, sid, uid)).Err(); err == nil {
 			err = st.rdb.RPush(ctx, uo, f).Err()
 			if err == nil {
 				err = st.rdb.LRem(ctx, st.base(sid)+"orders", 0, f+" "+uid).Err()
@@ -237,6 +294,7 @@ func toOlderCart(t *testing.T, st *RedisStore, sid, uid string) {
 		if d, ok := strings.CutPrefix(v, "-"); ok {
 			h.d, h.state = d, "expired"
 		}
+		h.d = previousHoldRecord(h.d, uid)
 		f := strings.SplitN(h.d, "|", 10)
 		h.created, h.seq = f[7], f[8]
 		hs = append(hs, h)
@@ -312,6 +370,111 @@ func TestRedisOlderCartForm(t *testing.T) {
 	}
 	if got := e.getProduct(t, p.ID); got.Stock != 6 || got.Held != 0 || got.Sold != 4 {
 		t.Errorf("product: stock %d held %d sold %d, want 6 0 4", got.Stock, got.Held, got.Sold)
+	}
+	e.checkInvariants(t)
+}
+
+// TestRedisRecordForms: a hold's record in the user's cart and an order's in the
+// user's orders have the form of 2026-12-06 (see hold_record in lua/lib.lua and
+// place_order in lua/checkout.lua): what their field, key and times in µs say already
+// left out.
+func TestRedisRecordForms(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	h := e.mustHold(t, "u|1", "", sale.ID, 2, time.Minute)
+	exp := e.now.Add(time.Minute)
+	if !h.ExpiresAt.Equal(exp.Truncate(time.Microsecond)) || h.ExpiresAt != time.UnixMicro(exp.UnixMicro()).UTC() {
+		t.Errorf("the hold's expires_at: %v, want %v to the µs", h.ExpiresAt, exp)
+	}
+	d := st.rdb.HGet(e.ctx, st.base(sid)+"uh:u|1", h.ID).Val()
+	want := sale.ProductID + "," + sale.ID + ",2,500|EUR|" + micros(exp) + "|" + micros(e.now) + "|"
+	if !strings.HasPrefix(d, want) || strings.Count(d, "|") != 4 {
+		t.Errorf("the hold's record: %q, want %s<seq>", d, want)
+	}
+	res, err := e.checkout("u|1", "k", nil, e.now)
+	if err != nil || !res.Created || res.Order.CreatedAt != time.UnixMicro(e.now.UnixMicro()).UTC() {
+		t.Fatalf("checkout: %+v %v, want an order created at %v to the µs", res.Order, err, e.now)
+	}
+	d = st.rdb.HGet(e.ctx, st.base(sid)+"uo:u|1", res.Order.ID).Val()
+	want = "|1000|EUR|" + micros(e.now) + "|"
+	if !strings.HasPrefix(d, want) || !strings.HasSuffix(d, "|"+sale.ProductID+","+sale.ID+",2,500|") || strings.Count(d, "|") != 6 {
+		t.Errorf("the order's record: %q, want %s<seq>|%s,%s,2,500|", d, want, sale.ProductID, sale.ID)
+	}
+	got, err := st.getOrder(e.ctx, "u|1", sid, res.Order.ID)
+	if err != nil || !reflect.DeepEqual(got, res.Order) {
+		t.Errorf("getOrder: %+v %v, want %+v", got, err, res.Order)
+	}
+	e.checkInvariants(t)
+}
+
+// TestRedisPreviousRecordsAfterUpgrade: holds and orders recorded in the form written
+// from 2026-12-02 to 12-06 (toPreviousRecords: every field in the record, expires_at
+// and created_at in RFC 3339) are listed, retried, released, checked out (the usual
+// checkout of one such hold takes the general path), read and replayed as before,
+// beside records of the newer form.
+func TestRedisPreviousRecordsAfterUpgrade(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	p := e.product(t, sid, 10)
+	h1 := e.mustHold(t, "u|1", "", sale.ID, 2, time.Hour)
+	h2 := e.mustHold(t, "u|1", p.ID, "", 1, time.Hour)
+	h3 := e.mustHold(t, "u|1", "", sale.ID, 1, time.Second)
+	e.mustHold(t, "w", "", sale.ID, 1, time.Hour)
+	toPreviousRecords(t, st, sid, "u|1")
+	toPreviousRecords(t, st, sid, "w")
+	if d := st.rdb.HGet(e.ctx, st.base(sid)+"uh:u|1", h1.ID).Val(); !strings.HasPrefix(d, sale.ProductID+"|"+sale.ID+"|2|500|EUR|20") {
+		t.Fatalf("h1's record: %q, want the previous form", d)
+	}
+	holds, err := st.ListHolds(e.ctx, "u|1", e.now)
+	if err != nil || len(holds) != 3 || !reflect.DeepEqual(holds, []Hold{h1, h2, h3}) {
+		t.Errorf("ListHolds: got %+v %v, want %+v", holds, err, []Hold{h1, h2, h3})
+	}
+	again, _, err := st.HoldUnits(e.ctx, HoldRequest{ID: h1.ID, UserID: "u|1", SaleID: sale.ID, Quantity: 2, ExpiresAt: e.now.Add(time.Hour)}, e.now)
+	if err != nil || !reflect.DeepEqual(again, h1) {
+		t.Errorf("the hold again (a retry): got %+v %v, want %+v", again, err, h1)
+	}
+	at := e.now.Add(2 * time.Second)
+	if n, _, err := st.ReleaseExpiredHolds(e.ctx, at, 0); err != nil || n != 1 {
+		t.Errorf("ReleaseExpiredHolds: got %d %v, want 1 (h3)", n, err)
+	}
+	rw, err := e.checkout("w", "k", nil, at)
+	if err != nil || !rw.Created || len(rw.Order.Items) != 1 ||
+		rw.Order.Items[0] != (OrderItem{ProductID: sale.ProductID, SaleID: sale.ID, Quantity: 1, UnitPriceCents: 500}) {
+		t.Fatalf("w's checkout: %+v %v, want its one unit", rw.Order, err)
+	}
+	ru, err := e.checkout("u|1", "k", nil, at)
+	if err != nil || !ru.Created || len(ru.Order.Items) != 2 || ru.Order.TotalCents != 2000 ||
+		!reflect.DeepEqual(ru.Order.ExpiredHoldIDs, []string{h3.ID}) {
+		t.Fatalf("u|1's checkout: %+v %v, want h1 and h2, h3 expired", ru.Order, err)
+	}
+	toPreviousRecords(t, st, sid, "u|1")
+	toPreviousRecords(t, st, sid, "w")
+	if d := st.rdb.HGet(e.ctx, st.base(sid)+"uo:w", rw.Order.ID).Val(); !strings.HasPrefix(d, rw.Order.ID+"|"+sid+"|500|EUR|placed|") {
+		t.Fatalf("w's order's record: %q, want the previous form", d)
+	}
+	for _, o := range []Order{rw.Order, ru.Order} {
+		list, err := st.ListOrders(e.ctx, o.UserID)
+		if err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], o) {
+			t.Errorf("ListOrders(%s): got %+v %v, want %+v", o.UserID, list, err, o)
+		}
+		if got, err := st.getOrder(e.ctx, o.UserID, sid, o.ID); err != nil || !reflect.DeepEqual(got, o) {
+			t.Errorf("getOrder(%s): got %+v %v, want %+v", o.UserID, got, err, o)
+		}
+		r, err := e.checkout(o.UserID, "k", nil, at.Add(time.Second))
+		if err != nil || r.Created || !reflect.DeepEqual(r.Order, o) {
+			t.Errorf("replay (%s): got %+v created %v %v, want %+v", o.UserID, r.Order, r.Created, err, o)
+		}
+	}
+	all, err := st.ListStreamOrders(e.ctx, sid)
+	if err != nil || len(all) != 2 || !reflect.DeepEqual(all, []Order{rw.Order, ru.Order}) {
+		t.Errorf("ListStreamOrders: got %+v %v, want w's and u|1's", all, err)
+	}
+	if got := e.getSale(t, sale.ID); got.Sold != 3 || got.Held != 0 || got.Remaining != 7 {
+		t.Errorf("sale: sold %d held %d remaining %d, want 3 0 7", got.Sold, got.Held, got.Remaining)
 	}
 	e.checkInvariants(t)
 }

@@ -310,8 +310,8 @@ func TestRedisCheckoutKeyRecordOnlyWithOrder(t *testing.T) {
 	if v := st.rdb.HGet(e.ctx, orders, field).Val(); !strings.HasPrefix(v, res.Order.ID+"|") {
 		t.Fatalf("the key's record after the order: %q, want %s|…", v, res.Order.ID)
 	}
-	if v := st.rdb.HGet(e.ctx, orders, res.Order.ID).Val(); !strings.HasPrefix(v, res.Order.ID+"|"+sale.StreamID+"|") {
-		t.Fatalf("the order's record: %q", v)
+	if v := st.rdb.HGet(e.ctx, orders, res.Order.ID).Val(); !strings.HasPrefix(v, "|500|EUR|"+micros(e.now)+"|") {
+		t.Fatalf("the order's record: %q, want |500|EUR|%s|…", v, micros(e.now))
 	}
 	older := []string{st.base(sale.StreamID) + "idem:" + idemHash("u", "k"), st.base(sale.StreamID) + "o:" + res.Order.ID}
 	if n := st.rdb.Exists(e.ctx, older...).Val(); n != 0 {

@@ -2,7 +2,7 @@
 -- exactly as if it ran alone (concurrent checkouts of one stream share one call, as
 -- holds do). ARGV = for each checkout: the count of its arguments, then its arguments:
 -- user id, the idempotency key's field "k:" .. its hash (see key_record), fingerprint,
--- order id, now_us, now (RFC 3339), mode,
+-- order id, now_us, mode,
 -- expired hold ids cleared elsewhere (joined by ","), seq (the node's clock, orders
 -- orders placed at one now), hold id...
 -- mode "ids" orders exactly the listed holds, "all" the user's whole cart in this
@@ -116,33 +116,48 @@ end
 
 -- place_order writes order oid, lists it for its user and remembers the idempotency key
 -- (its field kf) with the request's fingerprint fp, in the user's orders here (ouk; hashed:
--- their form, see key_record). The record d: id|stream_id|total_cents|currency|status|
--- created_at|created_us|seq|items|expired|user_id (the user id last: it may hold a
--- "|"); see expandOrder in redis_decode.go. (Orders written before 2026-12-02 have a
--- field each.)
-local function place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, kf, fp)
-  local d = oid .. '|' .. sid .. '|' .. tc .. '|' .. currency .. '|placed|' ..
-    now_at .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired .. '|' .. uid
+-- their form, see key_record). The record d (since 2026-12-06): "|" then
+-- total_cents|currency|created_us|seq|items|expired, status "placed": what its field
+-- (the order id), its key (the stream; the user, uo:<uid>) and created_us (created_at)
+-- do not say already; as the field d of the older form's o:<oid>, "|" .. user_id
+-- follows (the user id last: it may hold a "|"). Before, d was
+-- id|stream_id|total_cents|currency|status|created_at|created_us|seq|items|expired|
+-- user_id (an order id never starts with "|"); see expandOrder in redis_decode.go.
+-- (Orders written before 2026-12-02 have a field each.)
+local function place_order(ouk, hashed, oid, tc, currency, now_us, seq, its, expired, uid, kf, fp)
+  local d = '|' .. tc .. '|' .. currency .. '|' .. now_us .. '|' .. seq .. '|' .. its .. '|' .. expired
   if hashed then
     redis.call('HSET', ouk, oid, d, kf, oid .. '|' .. now_us .. '|' .. fp)
     ordered[#ordered + 1] = oid .. ' ' .. uid
     return
   end
-  redis.call('HSET', key('o', oid), 'd', d)
+  redis.call('HSET', key('o', oid), 'd', d .. '|' .. uid)
   ordered[#ordered + 1] = oid
   redis.call('RPUSH', ouk, oid)
   redis.call('SET', key('idem', string.sub(kf, 3)), oid .. '|' .. now_us .. '|' .. fp, 'PX', '86400000')
 end
 
--- one_fields reads what order_one needs of a hold's field d (see hold_record in
--- lib.lua): product id, sale id, quantity, unit price, currency, expires_us, and
--- where expires_us ends (nothing if d has fewer than 8 fields). By plain finds of the
--- separators: a Lua pattern of ten fields ([^|]*) tests every character against its
--- class (~14k of redis-server's instructions per record with its captures; these
--- ~11k). The user id (see user_of) is not read: a hold of the user's cart hash was
--- recorded there by hold.lua for that user.
+-- one_fields reads what order_one needs of a hold's field d of the newer form (see
+-- hold_record in lib.lua): its order item (product,sale,quantity,price, as the order
+-- keeps it), currency and expires_us; nothing for a record of the older form (a
+-- product id holds no ","). By plain finds of the separators: a Lua pattern tests
+-- every character against its class. The user is the cart's.
 local find, sub = string.find, string.sub
 local function one_fields(d)
+  local a = find(d, '|', 1, true)
+  local b = a and find(d, '|', a + 1, true)
+  local c = b and find(d, '|', b + 1, true)
+  local comma = c and find(d, ',', 1, true)
+  if not comma or comma > a then
+    return nil
+  end
+  return sub(d, 1, a - 1), sub(d, a + 1, b - 1), sub(d, b + 1, c - 1)
+end
+
+-- older_fields reads the same of a record of the older form (pid|said|qty|price|
+-- currency|expires_at|expires_us|...: an older cart's holds are keys of their own),
+-- and where expires_us ends (nothing if d has fewer than 8 fields).
+local function older_fields(d)
   local a = find(d, '|', 1, true)
   local b = a and find(d, '|', a + 1, true)
   local c = b and find(d, '|', b + 1, true)
@@ -153,58 +168,66 @@ local function one_fields(d)
   if not h then
     return nil
   end
-  return sub(d, 1, a - 1), sub(d, a + 1, b - 1), sub(d, b + 1, c - 1), sub(d, c + 1, e - 1),
-    sub(d, e + 1, f - 1), sub(d, g + 1, h - 1), h
+  return sub(d, 1, e - 1):gsub('|', ','), sub(d, e + 1, f - 1), sub(d, g + 1, h - 1), h
 end
 
--- user_of is the user id of record d whose expires_us ends at h (see one_fields; nil
--- if d has fewer than 10 fields): the older cart's holds are keys of their own.
+-- user_of is the user id of record d of the older form whose expires_us ends at h
+-- (see older_fields; nil if d has fewer than 10 fields).
 local function user_of(d, h)
   local i = find(d, '|', h + 1, true)
   local j = i and find(d, '|', i + 1, true)
   return j and sub(d, j + 1)
 end
 
--- order_one orders the cart's one live hold hid, key hk (nil: a field of the cart
--- uk, the newer form; its fields from one_fields), the usual checkout: what checkout_one does for a cart of one live hold,
--- without its tables (each costs Redis an allocation and a resize per item of a
--- batch; the hold is not unpacked into one either). The cart leaves with the hold.
--- Its quantity and price are converted by arithmetic (one strtod each; tonumber
--- converts twice): the record is hold.lua's, and a malformed one fails the item (see
+-- item_of is what order_one needs of an order item it (see one_fields): its product
+-- and sale ids, quantity, total and the key of the counters holding its units (see
+-- counter_of); once per batch (a storm's checkouts of one sale share one item). Its
+-- quantity and price are converted by arithmetic (one strtod each; tonumber converts
+-- twice): the record is hold.lua's, and a malformed one fails the item (see
 -- item_error in lib.lua) before anything is written.
-local sale_keys = {} -- sale id → its key: one concatenation per batch, not per checkout
+local items_of = {}
+local function item_of(it)
+  local t = items_of[it]
+  if t then
+    return t
+  end
+  local pid, said, qty, price = string.match(it, '^([^,]*),([^,]*),([^,]*),([^,]*)$')
+  local q = qty + 0
+  -- (one unit: its price as the hold recorded it, hold.lua's copy of the sale's or
+  -- product's integer; no string.format, ~1k of Redis's instructions)
+  t = {pid = pid, said = said, q = q, tc = q == 1 and price or string.format('%d', q * (price + 0)),
+    k = said ~= '' and key('s', said) or key('p', pid)}
+  items_of[it] = t
+  return t
+end
+
+-- order_one orders the cart's one live hold hid, key hk (nil: a field of the cart
+-- uk, the newer form), order item it and currency (see one_fields), the usual
+-- checkout: what checkout_one does for a cart of one live hold, without its tables
+-- (each costs Redis an allocation and a resize per item of a batch; the hold is not
+-- unpacked into one either). The cart leaves with the hold.
 -- The records the batch touched (flat_reply answers them, see the batch loop). The
 -- usual checkout marks its sale or product there itself and says which in one_product
 -- and one_sale (the item's slots 6 and 7), not through touched: no table to empty and
 -- list per item.
 local all_products, all_sales = {}, {}
 local one_product, one_sale -- the item's, set by order_one (nil: the item's are in touched)
-local function order_one(hid, hk, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
-  local q, p, k = qty + 0, price + 0
-  if said ~= '' then -- the counters holding its units (see counter_of)
-    all_sales[said], one_product, one_sale = true, '', said
-    k = sale_keys[said]
-    if not k then
-      k = key('s', said)
-      sale_keys[said] = k
-    end
+local function order_one(hid, hk, it, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, other, seq)
+  local t = item_of(it)
+  if t.said ~= '' then -- the counters holding its units (see counter_of)
+    all_sales[t.said], one_product, one_sale = true, '', t.said
   else
-    all_products[pid], one_product, one_sale = true, pid, ''
-    k = key('p', pid)
+    all_products[t.pid], one_product, one_sale = true, t.pid, ''
   end
-  local its = pid .. ',' .. said .. ',' .. qty .. ',' .. price
-  -- (one unit: its price as the hold recorded it, hold.lua's copy of the sale's or
-  -- product's integer; no string.format, ~1k of Redis's instructions)
-  local tc = q == 1 and price or string.format('%d', q * p)
   if hk then
     redis.call('DEL', hk, uk)
   else
     redis.call('DEL', uk)
   end
-  deltas[k] = (deltas[k] or 0) + q
+  deltas[t.k] = (deltas[t.k] or 0) + t.q
   unindexed[#unindexed + 1] = hid
-  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, other, uid, kf, fp)
-  return '', '', 'cse', hid, '', its, tc, currency, other
+  place_order(ouk, hashed, oid, t.tc, currency, now_us, seq, it, other, uid, kf, fp)
+  return '', '', 'cse', hid, '', it, t.tc, currency, other
 end
 
 -- checkout_one runs the checkout whose n arguments start at ARGV[i]. It answers 9
@@ -213,7 +236,7 @@ end
 local last_us, last_now -- the checkouts of a batch mostly share one now
 
 local function checkout_one(i, n)
-  local uid, kf, fp, oid, now_us, now_at, mode, other, seq = unpack(ARGV, i, i + 8)
+  local uid, kf, fp, oid, now_us, mode, other, seq = unpack(ARGV, i, i + 7)
   if now_us ~= last_us then -- (tonumber of a time in µs is two strtod: once per batch)
     last_us, last_now = now_us, num(now_us)
   end
@@ -230,11 +253,13 @@ local function checkout_one(i, n)
           return failed('conflict', 'the idempotency key was used with another request')
         end
         local packed
+        -- (with its id: the record's newer form leaves it out)
         if hashed then
           local d = redis.call('HGET', ouk, roid)
-          packed = d and '1:d' .. lp(d) .. d or ''
+          packed = d and '1:d' .. lp(d) .. d .. '2:id' .. lp(roid) .. roid or ''
         else
           packed = pack(redis.call('HGETALL', key('o', roid)), true)
+          packed = packed and packed .. '2:id' .. lp(roid) .. roid
         end
         return '', '', 'r', '', '', packed, '', '', ''
       end
@@ -244,18 +269,18 @@ local function checkout_one(i, n)
   -- The cart (see lib.lua): hold id → record, or the older list of hold ids.
   local uk = key('uh', uid)
   local c = redis.pcall('HGETALL', uk)
-  local listed = mode == 'ids' or n >= 10
+  local listed = mode == 'ids' or n >= 9
   local cart, incart -- the cart's hold ids; incart: id → hold (nil: the older form)
   if c.err then
     cart = redis.call('LRANGE', uk, '0', '-1')
   elseif #c == 2 and not listed and mode == 'all' and string.byte(c[2]) ~= 45 then
     -- One live hold (not "-": released), not due: ordered here; anything else takes
     -- the general path below.
-    local pid, said, qty, price, currency, exp_us = one_fields(c[2])
+    local it, currency, exp_us = one_fields(c[2])
     -- Not due: the times in µs compare as strings (see before; a tonumber of one is a
     -- strtod of ~1.7k of Redis's instructions).
-    if pid and before(now_us, exp_us) then
-      return order_one(c[1], nil, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
+    if it and before(now_us, exp_us) then
+      return order_one(c[1], nil, it, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, other, seq)
     end
   end
   if c.err and not listed and mode == 'all' and #cart == 1 then
@@ -264,9 +289,9 @@ local function checkout_one(i, n)
     local hk = key('h', cart[1])
     local v = redis.call('HMGET', hk, 'd', 'state')
     if v[1] and not v[2] then
-      local pid, said, qty, price, currency, exp_us, h = one_fields(v[1])
-      if pid and user_of(v[1], h) == uid and before(now_us, exp_us) then
-        return order_one(cart[1], hk, pid, said, qty, price, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, now_at, other, seq)
+      local it, currency, exp_us, h = older_fields(v[1])
+      if it and user_of(v[1], h) == uid and before(now_us, exp_us) then
+        return order_one(cart[1], hk, it, currency, uk, ouk, hashed, kf, uid, fp, oid, now_us, other, seq)
       end
     end
   end
@@ -274,7 +299,7 @@ local function checkout_one(i, n)
     local hs = {}
     incart = {}
     for k = 1, #c, 2 do
-      local h = in_cart(uk, c[k], c[k + 1])
+      local h = in_cart(uk, c[k], c[k + 1], uid)
       incart[c[k]] = h
       hs[#hs + 1] = h
     end
@@ -291,7 +316,7 @@ local function checkout_one(i, n)
   local holds, missing, seen = {}, false, {}
   local from, to = cart, #cart
   if listed then
-    from, to = {unpack(ARGV, i + 9, i + n - 1)}, n - 9
+    from, to = {unpack(ARGV, i + 8, i + n - 1)}, n - 8
   end
   for k = 1, to do
     local id = from[k]
@@ -399,7 +424,7 @@ local function checkout_one(i, n)
     expired = other .. (expired ~= '' and ',' or '') .. expired
   end
   local its, tc = table.concat(items, ';'), string.format('%d', total)
-  place_order(ouk, hashed, oid, tc, currency, now_at, now_us, seq, its, expired, uid, kf, fp)
+  place_order(ouk, hashed, oid, tc, currency, now_us, seq, its, expired, uid, kf, fp)
   return '', '', empty and 'cse' or 'cs', table.concat(dropped, ','), '', its, tc, currency, expired
 end
 

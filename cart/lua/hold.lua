@@ -1,6 +1,5 @@
--- hold: ARGV = 9 values per hold: hold id, user id, product id, sale id, quantity,
--- expires_at (RFC 3339), expires_us, now_us, seq (the node's clock, orders holds made
--- at one now). Exactly one of product id and sale id is set. Each hold, in turn,
+-- hold: ARGV = 8 values per hold: hold id, user id, product id, sale id, quantity,
+-- expires_us, now_us, seq (the node's clock, orders holds made at one now). Exactly one of product id and sale id is set. Each hold, in turn,
 -- takes its units out of the product's stock or the sale's remaining and is recorded,
 -- or is refused as a whole (nothing of it stays): concurrent holds of
 -- one stream share one call. Answers flat_reply (lib.lua) with 4 strings per hold:
@@ -67,7 +66,7 @@ end
 -- newer form is found in its user's cart only: another user's hold id is not looked
 -- for. Hold ids are new UUIDs.)
 local function recorded(hid, uid)
-  local old = cart_hold(key('uh', uid), hid)
+  local old = cart_hold(key('uh', uid), hid, uid)
   if old == false then -- the cart's older form
     old = hold_of(hid)
   end
@@ -96,7 +95,7 @@ end
 
 local last_us, last_now -- the holds of a batch mostly share one now
 
-local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, seq)
+local function hold_one(hid, uid, pid, said, qty, exp_us, now_us, seq)
   if now_us ~= last_us then
     last_us, last_now = now_us, num(now_us)
   end
@@ -150,9 +149,10 @@ local function hold_one(hid, uid, pid, said, qty, expires_at, exp_us, now_us, se
   -- new. A cart of the older form (a list: WRONGTYPE) gets the hold as its own key
   -- and its id. If the id is taken (or a key is not a hash: a runtime error), the
   -- user's count goes back as it came, so nothing of this hold stays.
-  local ck, rec = key('uh', uid), hold_record(pid, said, qty, price, currency, expires_at, exp_us, now_us, seq, uid)
-  local set, listed = redis.pcall('HSETNX', ck, hid, rec), false
+  local ck = key('uh', uid)
+  local set, listed = redis.pcall('HSETNX', ck, hid, hold_record(pid, said, qty, price, currency, exp_us, now_us, seq)), false
   if set ~= 1 and type(set) == 'table' and string.find(set.err, 'WRONGTYPE', 1, true) then
+    local rec = older_hold_record(pid, said, qty, price, currency, exp_us, now_us, seq, uid)
     set, listed = redis.pcall('HSETNX', key('h', hid), 'd', rec), true
   end
   if set ~= 1 then
@@ -185,8 +185,8 @@ end
 
 local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold (or "=")
 local lb, lc, ld -- the last new hold's answer
-for i = 1, #ARGV, 9 do
-  local ok, a, b, c, d = pcall(hold_one, unpack(ARGV, i, i + 8))
+for i = 1, #ARGV, 8 do
+  local ok, a, b, c, d = pcall(hold_one, unpack(ARGV, i, i + 7))
   local same = false
   if not ok then
     a, b, c, d = 'e', 'item_failed', item_error(a), ''

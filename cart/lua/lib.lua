@@ -42,52 +42,76 @@ local function hgetall(k)
   return t
 end
 
--- A hold's record d is its fields joined by "|" in this order (the user id last: it
--- may hold a "|"). Since 2026-12-04 it is the value of field <hold id> in the user's
--- cart here, the hash uh:<uid> (one key per user and stream: a hold is one HSETNX,
--- a checkout reads the cart and its holds with one HGETALL); "-" .. d once the hold
--- is released (expired; live until then: a record starts with a product id, never
--- "-"). Before, the cart uh:<uid> was a list of hold ids and each hold the hash
--- h:<id> of two fields: d, and state "expired" once released; a user whose cart here
--- has that form (a list: the new form's commands answer WRONGTYPE) gets it still, until
--- the cart is emptied. Records written before 2026-12-02 have a field each (and id,
--- stream_id, state "live"); they are read the same. A hold's id and stream are its
--- key's (or field's).
+-- A hold's record d, since 2026-12-06, is product_id,sale_id,quantity,unit_price_cents
+-- (its order item, as an order's items keep it) then currency, expires_us,
+-- created_us and seq, joined by "|": what its field (the hold id), its key (the stream;
+-- the user, uh:<uid>) and expires_us (expires_at, to the µs) do not say already. It
+-- is the value of field <hold id> in the user's cart here, the hash uh:<uid> (one key
+-- per user and stream: a hold is one HSETNX, a checkout reads the cart and its holds
+-- with one HGETALL); "-" .. d once the hold is released (expired; live until then: a
+-- record starts with a product id, never "-"). From 2026-12-02 to 12-06 d was
+-- product_id|sale_id|quantity|unit_price_cents|currency|expires_at|expires_us|
+-- created_us|seq|user_id (the user id last: it may hold a "|"; a product id holds no
+-- ","), which the cart may still hold; a hold of the older cart (below) still has
+-- it, with expires_at "" since 2026-12-06 (read as expires_us's). Before 2026-12-04,
+-- the cart uh:<uid> was a list of hold ids and each hold the hash h:<id> of two
+-- fields: d, and state "expired" once released; a user whose cart here has that form
+-- (a list: the new form's commands answer WRONGTYPE) gets it still, until the cart is
+-- emptied. Records written before 2026-12-02 have a field each (and id, stream_id,
+-- state "live"); they are read the same. A hold's id and stream are its key's (or
+-- field's).
+local hold_form = '^([^,|]*),([^,|]*),([^,|]*),([^,|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$'
 local hold_pattern = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
-local function hold_record(pid, said, qty, price, currency, expires_at, exp_us, created_us, seq, uid)
-  return pid .. '|' .. said .. '|' .. qty .. '|' .. price .. '|' .. currency .. '|' .. expires_at ..
-    '|' .. exp_us .. '|' .. created_us .. '|' .. seq .. '|' .. uid
+-- hold_record is a new hold's d in the user's cart (the newer form above).
+local function hold_record(pid, said, qty, price, currency, exp_us, created_us, seq)
+  return pid .. ',' .. said .. ',' .. qty .. ',' .. price .. '|' .. currency .. '|' .. exp_us ..
+    '|' .. created_us .. '|' .. seq
 end
 
-local function unpack_hold(id, d, state)
-  local pid, said, qty, price, cur, exp_at, exp_us, cre, seq, uid = string.match(d, hold_pattern)
-  return {id = id, user_id = uid, product_id = pid, sale_id = said, quantity = qty,
-    unit_price_cents = price, currency = cur, expires_at = exp_at, exp_us = exp_us,
-    created_us = cre, seq = seq, state = state}
+-- older_hold_record is a new hold's d in the older cart's h:<id> (the 10 fields above).
+local function older_hold_record(pid, said, qty, price, currency, exp_us, created_us, seq, uid)
+  return pid .. '|' .. said .. '|' .. qty .. '|' .. price .. '|' .. currency .. '||' .. exp_us ..
+    '|' .. created_us .. '|' .. seq .. '|' .. uid
 end
 
--- in_cart is the hold id of the user's cart uk of the newer form (see above), from
+-- unpack_hold is the hold id of record d, of either form; a record of the newer form
+-- is user uid's (its cart's).
+local function unpack_hold(id, d, state, uid)
+  local pid, said, qty, price, cur, exp_us, cre, seq = string.match(d, hold_form)
+  if pid then
+    return {id = id, user_id = uid, product_id = pid, sale_id = said, quantity = qty,
+      unit_price_cents = price, currency = cur, exp_us = exp_us, created_us = cre, seq = seq,
+      state = state}
+  end
+  local exp_at, u
+  pid, said, qty, price, cur, exp_at, exp_us, cre, seq, u = string.match(d, hold_pattern)
+  return {id = id, user_id = u, product_id = pid, sale_id = said, quantity = qty,
+    unit_price_cents = price, currency = cur, expires_at = exp_at ~= '' and exp_at or nil,
+    exp_us = exp_us, created_us = cre, seq = seq, state = state}
+end
+
+-- in_cart is the hold id of user uid's cart uk of the newer form (see above), from
 -- its stored value v: its table has cart = uk and d, its record as stored.
-local function in_cart(uk, id, v)
+local function in_cart(uk, id, v, uid)
   local h
   if string.byte(v) == 45 then -- '-': released
-    h = unpack_hold(id, string.sub(v, 2), 'expired')
+    h = unpack_hold(id, string.sub(v, 2), 'expired', uid)
   else
-    h = unpack_hold(id, v, nil)
+    h = unpack_hold(id, v, nil, uid)
   end
   h.cart, h.d = uk, v
   return h
 end
 
--- cart_hold reads hold id in the user's cart uk: nil if missing, false if the cart has
+-- cart_hold reads hold id in user uid's cart uk: nil if missing, false if the cart has
 -- the older form (a list, or a key of another type: see above).
-local function cart_hold(uk, id)
+local function cart_hold(uk, id, uid)
   local v = redis.pcall('HGET', uk, id)
   if type(v) == 'table' then
     return false
   end
-  return v and in_cart(uk, id, v) or nil
+  return v and in_cart(uk, id, v, uid) or nil
 end
 
 -- hold_of reads hold id of the older forms (nil if missing).

@@ -11,7 +11,7 @@ local function try(arg, i)
   local id, uid = string.match(arg, '^(%S+) (.*)$')
   local h
   if id then
-    h = cart_hold(key('uh', uid), id)
+    h = cart_hold(key('uh', uid), id, uid)
     if h == nil then -- not in its user's cart (a hash): ordered, removed or never made
       return
     end
