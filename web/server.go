@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,12 +248,18 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.pageRoutes(mux)
 }
 
-// notFound answers API paths (/api/, WHIP, WHEP, /ws/, health) no route takes: 405
-// method_not_allowed with Allow when the path has routes for other methods, else 404
+// notFound answers API paths (/api/, WHIP, WHEP, /ws/, health) no route takes: an
+// OPTIONS request (not a CORS preflight: corsAnswered takes those) 204 with Allow, as
+// RFC 9110 §9.3.7 has it and WHIP and WHEP answer theirs; another method 405
+// method_not_allowed with Allow when the path has routes for other methods; else 404
 // not_found.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	if allow := s.allowedMethods(r); len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		s.fail(w, r, apiError(http.StatusMethodNotAllowed, "method_not_allowed",
 			r.Method+" is not allowed here; allowed: "+strings.Join(allow, ", ")))
 		return
@@ -260,18 +267,23 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, apiError(http.StatusNotFound, "not_found", "no such endpoint"))
 }
 
-// allowedMethods lists the methods that have a route (other than the catch-alls, the
-// patterns without a method) for r's path.
+// allowedMethods lists the methods r's path answers (RFC 9110's Allow): those with a
+// route (other than the catch-alls, the patterns without a method), HEAD with GET (the
+// mux routes HEAD to a GET pattern), and OPTIONS (notFound answers it where a route
+// is). None when no route takes the path.
 func (s *Server) allowedMethods(r *http.Request) []string {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodPut, http.MethodOptions} {
-		if m == r.Method {
-			continue
-		}
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
 		if _, pattern := s.mux.Handler(probe); strings.Contains(pattern, " ") {
 			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
 		}
+	}
+	if len(allow) > 0 && !slices.Contains(allow, http.MethodOptions) {
+		allow = append(allow, http.MethodOptions)
 	}
 	return allow
 }

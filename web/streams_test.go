@@ -186,7 +186,8 @@ func TestMethodNotAllowedNamesTheMethods(t *testing.T) {
 	e := newTestEnv(t)
 	resp, raw := e.do("PATCH", "/api/streams", e.token(auth.RoleCreator, "alice"), nil)
 	e.expect(resp, raw, 405, "method_not_allowed", nil)
-	if got, want := resp.Header.Get("Allow"), "GET, POST"; got != want {
+	// HEAD with GET (the mux answers it), OPTIONS (answered below): RFC 9110's Allow.
+	if got, want := resp.Header.Get("Allow"), "GET, HEAD, POST, OPTIONS"; got != want {
 		t.Errorf("got Allow %q, want %q", got, want)
 	}
 	st := e.createStream("alice")
@@ -194,6 +195,45 @@ func TestMethodNotAllowedNamesTheMethods(t *testing.T) {
 	e.expect(resp, raw, 405, "method_not_allowed", nil)
 	if got, want := resp.Header.Get("Allow"), "POST, OPTIONS"; got != want {
 		t.Errorf("WHIP: got Allow %q, want %q", got, want)
+	}
+	resp, raw = e.do("HEAD", "/api/checkout", "", nil)
+	if resp.StatusCode != 405 || len(raw) != 0 || resp.Header.Get("Allow") != "POST, OPTIONS" {
+		t.Errorf("HEAD /api/checkout: got %d Allow %q body %q, want 405 Allow \"POST, OPTIONS\" and no body",
+			resp.StatusCode, resp.Header.Get("Allow"), raw)
+	}
+}
+
+// TestOptionsNamesTheMethods: a plain OPTIONS (no CORS preflight) on a path of the API
+// answers 204 with Allow, as WHIP and WHEP do theirs (RFC 9110 §9.3.7), not 405 "OPTIONS
+// is not allowed here" on the paths whose preflights are answered; a path with no route
+// stays 404.
+func TestOptionsNamesTheMethods(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.createStream("alice")
+	for _, c := range []struct{ path, allow string }{
+		{"/api/streams", "GET, HEAD, POST, OPTIONS"},
+		{"/api/streams/" + st.ID, "GET, HEAD, OPTIONS"},
+		{"/api/checkout", "POST, OPTIONS"},
+		{"/api/cart/items/" + st.ID, "DELETE, OPTIONS"},
+		{"/api/products/" + st.ID, "GET, HEAD, PATCH, OPTIONS"},
+		{"/healthz", "GET, HEAD, OPTIONS"},
+		{"/metrics", "GET, HEAD, OPTIONS"},
+		{"/ws/" + st.ID, "GET, HEAD, OPTIONS"},
+		{"/whip/" + st.ID, "POST, OPTIONS"},
+	} {
+		resp, raw := e.do("OPTIONS", c.path, "", nil)
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Allow") != c.allow || len(raw) != 0 {
+			t.Errorf("OPTIONS %s: got %d Allow %q body %s, want 204 Allow %q", c.path, resp.StatusCode,
+				resp.Header.Get("Allow"), raw, c.allow)
+		}
+	}
+	resp, raw := e.do("OPTIONS", "/api/nothing", "", nil)
+	e.expect(resp, raw, 404, "not_found", nil)
+	// A preflight is still CORS's answer.
+	resp, raw = e.doHeaders("OPTIONS", "/api/streams", "", nil, "Origin", "https://shop.example",
+		"Access-Control-Request-Method", "POST")
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Errorf("preflight: got %d %v %s", resp.StatusCode, resp.Header, raw)
 	}
 }
 
