@@ -127,7 +127,7 @@ func TestLiveConnectChecks(t *testing.T) {
 func TestLiveRefusedUpgradeIsAPIError(t *testing.T) {
 	e := newTestEnv(t, func(d *Deps) {
 		hub := live.NewHub(live.Config{Bus: live.NewMemoryBus(nil, 0), Presence: live.NewMemoryPresence(nil),
-			ViewersInterval: time.Hour, CheckOrigin: live.OriginChecker([]string{"https://shop.example"})})
+			ViewersInterval: time.Hour, CheckOrigin: live.OriginChecker([]string{"https://shop.example", "HTTPS://App.Example:8443"})})
 		t.Cleanup(func() { hub.Close() })
 		d.Live, d.Events, d.Presence = hub, hub, hub
 	})
@@ -136,6 +136,13 @@ func TestLiveRefusedUpgradeIsAPIError(t *testing.T) {
 	ws, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Origin": {"https://shop.example"}})
 	if err != nil {
 		t.Fatalf("dial from an allowed origin: %v", err)
+	}
+	ws.Close()
+	// The list in another case than the browser's (lowercase) Origin: allowed, as CORS
+	// allows it (it was refused 403).
+	ws, _, err = websocket.DefaultDialer.Dial(u, http.Header{"Origin": {"https://app.example:8443"}})
+	if err != nil {
+		t.Fatalf("dial from an allowed origin listed in capitals: %v", err)
 	}
 	ws.Close()
 	_, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Origin": {"https://evil.example"}})

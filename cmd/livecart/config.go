@@ -222,6 +222,14 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("public_url %q: want http(s)://host[:port]", c.PublicURL))
 		}
 	}
+	for _, l := range []struct {
+		setting string
+		list    []string
+	}{{"http cors_origins", c.HTTP.CORSOrigins}, {"live allowed_origins", c.Live.AllowedOrigins}} {
+		if err := checkOrigins(l.setting, l.list); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.NodeID != "" && !validNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node_id %q: want 1..%d characters, each a letter, digit, '.', '_' or '-' (unique per node)", c.NodeID, maxNodeIDLen))
 	}
@@ -296,6 +304,36 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// checkOrigins refuses the entries of an origin list (http.cors_origins,
+// live.allowed_origins) that no browser's Origin header can equal, so never allow
+// anything: a browser sends scheme://host[:port], without a path (not even the "/" a
+// pasted URL ends with), query, fragment or user, and has no wildcards. "*" allows any
+// origin, and "null" is the origin a sandboxed or local page sends.
+func checkOrigins(setting string, list []string) error {
+	var bad []string
+	for _, o := range list {
+		if !validOrigin(o) {
+			bad = append(bad, strconv.Quote(o))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s %s: want an origin as a browser sends it, scheme://host[:port] "+
+		"(no path, not even a trailing /), or \"*\" for any", setting, strings.Join(bad, ", "))
+}
+
+// validOrigin: "*", "null", or scheme://host[:port] and nothing else.
+func validOrigin(o string) bool {
+	if o == "*" || o == "null" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Scheme != "" && u.Host != "" && u.Opaque == "" && u.User == nil &&
+		u.Path == "" && u.RawPath == "" && !u.ForceQuery && u.RawQuery == "" && u.Fragment == "" &&
+		!strings.ContainsAny(o, "*# \t") && strings.EqualFold(u.Scheme+"://"+u.Host, o)
 }
 
 // maxNodeIDLen bounds node_id (ASCII, so bytes and characters alike).

@@ -112,6 +112,15 @@ func TestConfigValidation(t *testing.T) {
 		{"negative per-IP burst", nil, "rate_limits:\n  per_ip_per_second: 5\n  per_ip_burst: -1\n", "rate_limits"},
 		{"negative hold rate", nil, "rate_limits:\n  holds_per_user_per_second: -1\n", "rate_limits"},
 		{"negative checkout rate", nil, "rate_limits:\n  checkouts_per_user_per_second: -0.5\n", "rate_limits"},
+		// Origins no browser sends, so never matched (they were taken and allowed nothing).
+		{"cors origin with a trailing slash", nil, "http:\n  cors_origins: [\"https://shop.example/\"]\n", `http cors_origins "https://shop.example/"`},
+		{"cors origin without a scheme", nil, "http:\n  cors_origins: [\"*\", \"shop.example\"]\n", `http cors_origins "shop.example"`},
+		{"cors origin with a path", nil, "http:\n  cors_origins: [\"https://shop.example/app\"]\n", "cors_origins"},
+		{"cors origin with a wildcard", nil, "http:\n  cors_origins: [\"https://*.shop.example\"]\n", "cors_origins"},
+		{"cors origin with a query", nil, "http:\n  cors_origins: [\"https://shop.example?x=1\"]\n", "cors_origins"},
+		{"cors origin empty", nil, "http:\n  cors_origins: [\"\"]\n", "cors_origins"},
+		{"websocket origin with a trailing slash", nil, "live:\n  allowed_origins: [\"https://shop.example/\"]\n", `live allowed_origins "https://shop.example/"`},
+		{"websocket origin with a user", nil, "live:\n  allowed_origins: [\"https://me@shop.example\"]\n", "allowed_origins"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -124,6 +133,19 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("got %v, want an error mentioning %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestConfigOriginsTaken: the origin lists take what browsers send (scheme://host[:port],
+// any scheme: an app's webview sends capacitor://localhost), "*" and "null", in any case.
+func TestConfigOriginsTaken(t *testing.T) {
+	list := `["*", "null", "https://shop.example", "http://127.0.0.1:8080", "HTTPS://Shop.Example:8443", "capacitor://localhost", "https://[::1]:443"]`
+	c, err := loadConfig(writeFile(t, "http:\n  cors_origins: "+list+"\nlive:\n  allowed_origins: "+list+"\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.HTTP.CORSOrigins) != 7 || len(c.Live.AllowedOrigins) != 7 {
+		t.Fatalf("got %q and %q, want the 7 origins in both", c.HTTP.CORSOrigins, c.Live.AllowedOrigins)
 	}
 }
 

@@ -241,7 +241,8 @@ func (h *Hub) checkOrigin(r *http.Request) bool {
 }
 
 // OriginChecker allows requests without Origin and those whose Origin is listed
-// ("*" allows any).
+// ("*" allows any), in any case, as the CORS check does (a browser sends the scheme and
+// host in lowercase; a list may spell them otherwise).
 func OriginChecker(allowed []string) func(*http.Request) bool {
 	return func(r *http.Request) bool {
 		o := r.Header.Get("Origin")
@@ -249,7 +250,7 @@ func OriginChecker(allowed []string) func(*http.Request) bool {
 			return true
 		}
 		for _, a := range allowed {
-			if a == "*" || a == o {
+			if a == "*" || strings.EqualFold(a, o) {
 				return true
 			}
 		}
