@@ -183,13 +183,19 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 // hands back with putBody once done with them (encoding/json and the fast decoders copy
 // what they keep).
 func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte, raw, trimmed []byte, err error) {
+	bp = bodyBufs.Get().(*[]byte)
+	if r.ContentLength > MaxJSONBody {
+		// Refused unread: a client that waits for "100 Continue" (curl does above 1 MB)
+		// is not asked to send it, and none is left sending while the server closes the
+		// connection on it (the client may then see a reset, not the 413).
+		return bp, nil, nil, errBodyTooLarge()
+	}
 	var body io.Reader = r.Body
-	if r.ContentLength < 0 || r.ContentLength > MaxJSONBody {
+	if r.ContentLength < 0 {
 		// A body of a known length within the bound cannot exceed it: net/http reads no
 		// more than Content-Length.
 		body = http.MaxBytesReader(w, r.Body, MaxJSONBody)
 	}
-	bp = bodyBufs.Get().(*[]byte)
 	raw, err = readAll(body, (*bp)[:0])
 	if cap(raw) <= 4096 {
 		*bp = raw[:0]
@@ -197,7 +203,7 @@ func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte,
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return bp, nil, nil, apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxJSONBody))
+			return bp, nil, nil, errBodyTooLarge()
 		}
 		return bp, nil, nil, apiError(http.StatusBadRequest, "bad_request", "cannot read body")
 	}
@@ -222,6 +228,11 @@ func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte,
 		return bp, nil, nil, apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
 	}
 	return bp, raw, trimmed, nil
+}
+
+// errBodyTooLarge: a JSON body over MaxJSONBody (declared or read).
+func errBodyTooLarge() error {
+	return apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxJSONBody))
 }
 
 // putBody hands a buffer of readBody back.

@@ -1,11 +1,13 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/livecart/livecart/cart"
+	"github.com/livecart/livecart/web/auth"
 	"github.com/livecart/livecart/web/live"
 )
 
@@ -235,4 +238,33 @@ func itemString(in cart.NewItem) string {
 		q = fmt.Sprint(*in.Quantity)
 	}
 	return fmt.Sprintf("{%q %q %s}", in.ProductID, in.SaleID, q)
+}
+
+// TestOversizeBodyRefusedUnread: a JSON body whose Content-Length is over 64 KiB is
+// refused 413 before it is read, so a client that asks "Expect: 100-continue" (curl does
+// above 1 MB) gets the 413 at once and is not asked to send it (it got "100 Continue"
+// and the server waited for the whole gigabyte). The hold and checkout readers too.
+func TestOversizeBodyRefusedUnread(t *testing.T) {
+	e := newTestEnv(t)
+	creator, viewer := e.token(auth.RoleCreator, "alice"), e.token(auth.RoleViewer, "bob")
+	for _, c := range []struct{ path, token string }{
+		{"/api/streams", creator}, {"/api/cart/items", viewer}, {"/api/checkout", viewer},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+			"Idempotency-Key: k\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n", c.path, c.token)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(raw), `"payload_too_large"`) {
+			t.Errorf("%s: got %d %s, want 413 payload_too_large at once (no 100 Continue)", c.path, resp.StatusCode, raw)
+		}
+	}
 }
