@@ -178,7 +178,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 
 // readBody reads a JSON request body and checks it as decodeJSON does before decoding:
 // 413 over MaxJSONBody, 400 when empty (unless emptyOK: then trimmed is empty and err
-// nil), 415 unless the content type is JSON, 400 when not UTF-8. trimmed is raw without
+// nil), 415 unless the content type is JSON and the content coding none (or identity),
+// 400 when not UTF-8. trimmed is raw without
 // JSON's white space around it. Both are in the pooled buffer bp, which the caller
 // hands back with putBody once done with them (encoding/json and the fast decoders copy
 // what they keep).
@@ -221,6 +222,12 @@ func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte,
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return bp, nil, nil, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		}
+	}
+	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && (len(ce) > 1 || !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		// A compressed body is not decoded here: it would be refused as not UTF-8 (a
+		// gzip one), or taken as it is under a coding it does not have (RFC 9110 §8.4).
+		return bp, nil, nil, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Encoding "+strings.Join(ce, ", ")+" is not supported: send the body uncompressed")
 	}
 	if !live.ValidJSONText(raw) {
 		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes,
