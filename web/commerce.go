@@ -88,6 +88,7 @@ func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	w.Header().Set("Location", "/api/products/"+p.ID)
 	writeJSON(w, http.StatusCreated, p)
 }
 
@@ -260,6 +261,7 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	w.Header().Set("Location", "/api/sales/"+sale.ID)
 	writeJSON(w, http.StatusCreated, sale)
 }
 

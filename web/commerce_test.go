@@ -501,3 +501,37 @@ func TestAdminMayDoEverything(t *testing.T) {
 		t.Fatalf("admin's audit entries: got %s, want %s", got, want)
 	}
 }
+
+// TestCreatedNamesItsLocation: a 201 of a stream, product or sale carries Location, the
+// path that reads what was made (RFC 9110 §15.3.2; it had none, so a client had the body's
+// id to go by only), and GET of it answers the same resource.
+func TestCreatedNamesItsLocation(t *testing.T) {
+	e := newTestEnv(t)
+	owner := e.token(auth.RoleCreator, "alice")
+	resp, raw := e.do("POST", "/api/streams", owner, map[string]string{"title": "located"})
+	var st StreamView
+	e.expect(resp, raw, http.StatusCreated, "", &st)
+	created := []struct{ loc, id string }{{resp.Header.Get("Location"), st.ID}}
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/products", owner, map[string]any{"sku": "L-1", "title": "Lamp",
+		"price_cents": 900, "currency": "EUR", "stock": 3})
+	var p cart.Product
+	e.expect(resp, raw, http.StatusCreated, "", &p)
+	created = append(created, struct{ loc, id string }{resp.Header.Get("Location"), p.ID})
+	resp, raw = e.do("POST", "/api/streams/"+st.ID+"/sales", owner, map[string]any{"product_id": p.ID,
+		"price_cents": 500, "quantity": 2, "duration_s": 60})
+	var sale cart.Sale
+	e.expect(resp, raw, http.StatusCreated, "", &sale)
+	created = append(created, struct{ loc, id string }{resp.Header.Get("Location"), sale.ID})
+	for i, want := range []string{"/api/streams/" + st.ID, "/api/products/" + p.ID, "/api/sales/" + sale.ID} {
+		if created[i].loc != want {
+			t.Errorf("Location %q, want %q", created[i].loc, want)
+			continue
+		}
+		var got struct{ ID string }
+		resp, raw = e.do("GET", created[i].loc, "", nil)
+		e.expect(resp, raw, http.StatusOK, "", &got)
+		if got.ID != created[i].id {
+			t.Errorf("GET %s: got id %q, want %q", created[i].loc, got.ID, created[i].id)
+		}
+	}
+}

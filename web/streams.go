@@ -116,6 +116,9 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("stream created", "stream", st.ID, "creator", id.UserID)
+	// Location names the created resource (RFC 9110 §15.3.2), here and for products and
+	// sales: a path on this server, whatever public_url says.
+	w.Header().Set("Location", "/api/streams/"+st.ID)
 	writeJSON(w, http.StatusCreated, s.streamView(r.Context(), st, id))
 }
 
