@@ -461,9 +461,14 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (ctx conte
 		return nil, true
 	}
 	token := ""
-	if h := r.Header.Get("Authorization"); h != "" {
+	if hs := r.Header["Authorization"]; len(hs) > 1 {
+		// Not a list field (RFC 9110 §11.6.2): which credentials count is anyone's guess
+		// (a proxy adding its own, say), so neither does.
+		s.fail(w, r, apiError(http.StatusUnauthorized, "unauthorized", "more than one Authorization header"))
+		return nil, false
+	} else if len(hs) == 1 && hs[0] != "" {
 		// The scheme is case-insensitive (RFC 9110 §11.1).
-		scheme, t, _ := strings.Cut(h, " ")
+		scheme, t, _ := strings.Cut(hs[0], " ")
 		token = strings.TrimSpace(t)
 		switch {
 		case !strings.EqualFold(scheme, "Bearer"):

@@ -344,7 +344,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 // TestAuthorizationScheme: the scheme of Authorization is case-insensitive (RFC 9110
-// §11.1); any other scheme is 401.
+// §11.1); any other scheme is 401, and so are two Authorization headers.
 func TestAuthorizationScheme(t *testing.T) {
 	e := newTestEnv(t)
 	tok := e.token(auth.RoleCreator, "alice")
@@ -373,6 +373,24 @@ func TestAuthorizationScheme(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status || !strings.Contains(string(raw), tc.msg) {
 			t.Errorf("Authorization %.12q…: got %d %s, want %d with %q", tc.header, resp.StatusCode, raw, tc.status, tc.msg)
+		}
+	}
+	// Two Authorization headers (a proxy adding its own): 401, not the first one taken
+	// (alice's stream was created), on a read that needs no token too.
+	viewer := e.token(auth.RoleViewer, "bob")
+	for _, c := range []struct{ method, path, body string }{{"POST", "/api/streams", `{"title":"x"}`}, {"GET", "/api/streams", ""}} {
+		req, _ := http.NewRequest(c.method, e.srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Add("Authorization", "Bearer "+tok)
+		req.Header.Add("Authorization", "Bearer "+viewer)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(raw), "more than one Authorization header") {
+			t.Errorf("%s %s with two Authorization headers: got %d %s, want 401", c.method, c.path, resp.StatusCode, raw)
 		}
 	}
 }
