@@ -1,10 +1,13 @@
 package web
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -79,4 +82,62 @@ func TestTokenControlCharacters(t *testing.T) {
 	}
 	resp, raw = e.do("DELETE", "/api/streams/"+st.ID+"/mutes/"+url.PathEscape(sub), mod, nil)
 	e.expect(resp, raw, http.StatusNoContent, "", nil)
+}
+
+// TestNameBoundedInChat: a token's name claim is bounded by nothing but the size of a
+// request's header (net/http's 1 MiB: a bigger token is answered 431 before livecart
+// sees it), so a name of 700,000 characters came with a good token and went, whole, to
+// every viewer in each chat event its holder sent. The name shown is now at most
+// auth.MaxNameLen characters; the token stays good (REST and websocket) and the chat
+// event is a few hundred bytes.
+func TestNameBoundedInChat(t *testing.T) {
+	e := newLiveEnv(t)
+	st := e.createStream("creator-1")
+	sign := func(name string) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": "eve", "name": name, "role": "viewer", "exp": time.Now().Add(time.Hour).Unix(),
+		}).SignedString([]byte("test-secret-0123456789"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	huge := sign(strings.Repeat("Eve the Great ", 50000)) // 700,000 characters
+	resp, raw := e.do("GET", "/api/cart", huge, nil)
+	e.expect(resp, raw, http.StatusOK, "", nil)
+	// Over net/http's bound the token never reaches livecart.
+	resp, _ = e.do("GET", "/api/cart", sign(strings.Repeat("x", 1<<20)), nil)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a token of over 1 MiB: got %d, want 431 from net/http", resp.StatusCode)
+	}
+
+	watcher := e.dialWS(st.ID, "")
+	readFrame(t, watcher)
+	eve := e.dialWS(st.ID, url.QueryEscape(huge))
+	readFrame(t, eve)
+	if err := eve.WriteJSON(map[string]string{"type": "chat", "text": "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	var chat struct{ Type, Name, Text string }
+	var frame []byte
+	for chat.Type != "chat" {
+		watcher.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := watcher.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		frame = b
+		if err := json.Unmarshal(b, &chat); err != nil {
+			t.Fatalf("frame %.200q: %v", b, err)
+		}
+	}
+	if want := strings.Repeat("Eve the Great ", 4) + "Eve the…"; chat.Name != want || chat.Text != "hi" {
+		t.Errorf("chat event: got name %q text %q, want name %q text hi", chat.Name, chat.Text, want)
+	}
+	if n := utf8.RuneCountInString(chat.Name); n > auth.MaxNameLen {
+		t.Errorf("chat event's name: %d characters, want at most %d", n, auth.MaxNameLen)
+	}
+	if len(frame) > 512 {
+		t.Errorf("chat event of %d bytes, want a few hundred", len(frame))
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -86,20 +87,95 @@ func hasControl(s string) bool {
 
 func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
 
+// MaxNameLen bounds a name as the server shows it (Identity.Name, a chat event's name),
+// in characters (code points). A token's name claim has no bound of its own: a token is
+// bounded only by the size of a request's header (net/http's MaxHeaderBytes, 1 MiB, the
+// websocket's ?token= too), so a name of hundreds of kilobytes would be sent to every
+// viewer with each chat message of its holder.
+const MaxNameLen = 64
+
 // displayName is a token's name as the server shows it: a line break or tab becomes a
 // space and the other control characters are dropped (a name is only shown, so the
 // token stays good: the host shop's backend may pass a name field as its users typed
 // it); blank, it is the user id shown the same way (as livecart token names it), or the
-// id as it is when nothing of it is left.
+// id as it is when nothing of it is left. Either is cut to MaxNameLen characters
+// (boundName).
 func displayName(name, sub string) string {
 	if shown := shownText(name); strings.TrimSpace(shown) != "" {
-		return shown
+		return boundName(shown)
 	}
 	if shown := shownText(sub); strings.TrimSpace(shown) != "" {
-		return shown
+		return boundName(shown)
 	}
-	return sub
+	return boundName(sub)
 }
+
+// boundName is s when it has at most MaxNameLen characters; else its beginning, cut
+// where a character begins a new grapheme (a letter is not parted from its accents, an
+// emoji from its modifiers or the rest of a ZWJ sequence, a flag's two letters from
+// each other), without the spaces before the cut, and "…": MaxNameLen characters at
+// most. A first grapheme longer than that (a letter under hundreds of accents) is cut
+// as characters.
+func boundName(s string) string {
+	if utf8.RuneCountInString(s) <= MaxNameLen {
+		return s
+	}
+	keep := MaxNameLen - 1 // and the ellipsis
+	var runes [MaxNameLen]rune
+	var ends [MaxNameLen]int // byte offset in s after runes[i]
+	i := 0
+	for off, r := range s {
+		if i == MaxNameLen {
+			break
+		}
+		runes[i] = r
+		ends[i] = off + utf8.RuneLen(r)
+		i++
+	}
+	// runes[keep] is the first left out: back off while it continues the grapheme of
+	// the one before it.
+	k := keep
+	for k > 0 && joins(runes[:k], runes[k]) {
+		k--
+	}
+	if k == 0 {
+		k = keep
+	}
+	return strings.TrimRightFunc(s[:ends[k-1]], unicode.IsSpace) + "…"
+}
+
+// joins reports whether next continues the grapheme cluster that ends before[len-1]
+// (approximately Unicode's extended grapheme clusters, UAX #29: enough to cut a name
+// between graphemes, not to count them).
+func joins(before []rune, next rune) bool {
+	prev := before[len(before)-1]
+	switch {
+	case prev == zwj: // a ZWJ sequence (👩‍💻) goes on
+		return true
+	case next == zwj, unicode.In(next, unicode.Mn, unicode.Me, unicode.Mc):
+		return true
+	case next >= 0xFE00 && next <= 0xFE0F, next >= 0xE0100 && next <= 0xE01EF: // variation selectors
+		return true
+	case next >= 0x1F3FB && next <= 0x1F3FF: // emoji skin tone modifiers
+		return true
+	case next >= 0xE0020 && next <= 0xE007F: // tags (subdivision flags)
+		return true
+	case next >= 0x1160 && next <= 0x11FF, next >= 0xD7B0 && next <= 0xD7FF: // Hangul medial vowels and final consonants
+		return true
+	case isRegionalIndicator(prev) && isRegionalIndicator(next):
+		// A flag is a pair: next is the second of one when an odd number of them end before.
+		n := 0
+		for j := len(before) - 1; j >= 0 && isRegionalIndicator(before[j]); j-- {
+			n++
+		}
+		return n%2 == 1
+	}
+	return false
+}
+
+const zwj = '\u200d'
+
+func isRegionalIndicator(r rune) bool { return r >= 0x1F1E6 && r <= 0x1F1FF }
 
 // shownText is s with each line break or tab a space and the other control characters
 // left out.

@@ -3,9 +3,11 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -88,6 +90,82 @@ func TestNameControlCharacters(t *testing.T) {
 		id, err := a.Verify(tok)
 		if err != nil || id.UserID != tc.user || id.Name != tc.want {
 			t.Errorf("user id %q, name %q: got %+v %v, want that id shown as %q", tc.user, tc.name, id, err, tc.want)
+		}
+	}
+}
+
+// TestNameBounded: a name is shown as at most MaxNameLen characters. A name claim has
+// no bound of its own (a token is bounded only by a request header's 1 MiB), and the
+// name goes to every viewer with each chat message: a longer one is cut between
+// graphemes and ends in "…"; the token stays good and the user id is kept whole.
+func TestNameBounded(t *testing.T) {
+	a := New([]byte("secret-0123456789"), nil)
+	a62, a63 := strings.Repeat("a", 62), strings.Repeat("a", 63)
+	family := "\U0001F469\u200d\U0001F469\u200d\U0001F467" // 👩‍👩‍👧: five code points, one grapheme
+	for _, tc := range []struct{ what, name, want string }{
+		{"at the bound", strings.Repeat("b", MaxNameLen), strings.Repeat("b", MaxNameLen)},
+		{"one over", strings.Repeat("b", MaxNameLen+1), strings.Repeat("b", MaxNameLen-1) + "…"},
+		{"50 KB", strings.Repeat("Eve ", 12800), strings.Repeat("Eve ", 15) + "Eve…"},
+		{"CJK", strings.Repeat("名", 100), strings.Repeat("名", 63) + "…"},
+		{"accent at the cut", a62 + "e\u0301xyz", a62 + "…"},
+		{"accent kept whole", strings.Repeat("a", 61) + "e\u0301xyz", strings.Repeat("a", 61) + "e\u0301…"},
+		{"ZWJ sequence at the cut", strings.Repeat("a", 60) + family + "tail", strings.Repeat("a", 60) + "…"},
+		{"skin tone at the cut", a62 + "\U0001F44D\U0001F3FDzz", a62 + "…"},
+		{"variation selector at the cut", a62 + "\u2764\ufe0fzz", a62 + "…"},
+		{"flag at the cut", a62 + "\U0001F1EB\U0001F1F7zz", a62 + "…"},
+		{"flag before the cut", strings.Repeat("a", 61) + "\U0001F1EB\U0001F1F7\U0001F1E9\U0001F1EA", strings.Repeat("a", 61) + "\U0001F1EB\U0001F1F7…"},
+		{"spaces before the cut", strings.Repeat("a", 60) + "      bbbb", strings.Repeat("a", 60) + "…"},
+		{"one grapheme of 200 characters", "a" + strings.Repeat("\u0301", 199), "a" + strings.Repeat("\u0301", 62) + "…"},
+		{"bidi override kept", "\u202e" + a63 + "z", "\u202e" + strings.Repeat("a", 62) + "…"},
+	} {
+		tok, err := a.Mint(Identity{UserID: "shop-user-7", Name: tc.name, Role: RoleViewer}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := a.Verify(tok)
+		if err != nil {
+			t.Fatalf("%s: got %v, want the token good", tc.what, err)
+		}
+		if id.Name != tc.want || id.UserID != "shop-user-7" {
+			t.Errorf("%s: shown as %q (user %q), want %q", tc.what, id.Name, id.UserID, tc.want)
+		}
+		if n := utf8.RuneCountInString(id.Name); n > MaxNameLen || !utf8.ValidString(id.Name) {
+			t.Errorf("%s: %d characters (valid UTF-8: %v), want at most %d", tc.what, n, utf8.ValidString(id.Name), MaxNameLen)
+		}
+	}
+	// Without a name, a user id of 128 characters is shown cut the same way, and kept whole.
+	user := strings.Repeat("u", MaxUserIDLen)
+	tok, err := a.Mint(Identity{UserID: user, Role: RoleViewer}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := a.Verify(tok); err != nil || id.UserID != user || id.Name != strings.Repeat("u", MaxNameLen-1)+"…" {
+		t.Errorf("user id of %d characters without a name: got %+v %v, want it kept and shown cut", MaxUserIDLen, id, err)
+	}
+}
+
+// TestBoundNameAlwaysBounded: whatever the characters around the cut, the name shown is
+// valid UTF-8 of at most MaxNameLen characters, the beginning of the name and "…".
+func TestBoundNameAlwaysBounded(t *testing.T) {
+	pieces := []string{"a", " ", "é", "e\u0301", "\u0301", "\u200d", "\U0001F469", "\U0001F3FD", "\ufe0f",
+		"\U0001F1EB", "\U0001F1F7", "\U000E0067", "\u1100", "\u1161", "\u11A8", "名", "\u202e", "\u0915\u093f"}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		for n := rnd.IntN(120); n >= 0; n-- {
+			b.WriteString(pieces[rnd.IntN(len(pieces))])
+		}
+		s := b.String()
+		got := boundName(s)
+		if utf8.RuneCountInString(s) <= MaxNameLen {
+			if got != s {
+				t.Fatalf("%q: got %q, want it as it is", s, got)
+			}
+			continue
+		}
+		head, cut := strings.CutSuffix(got, "…")
+		if !cut || !strings.HasPrefix(s, head) || utf8.RuneCountInString(got) > MaxNameLen || !utf8.ValidString(got) {
+			t.Fatalf("%q: got %q, want a beginning of it and … in at most %d characters", s, got, MaxNameLen)
 		}
 	}
 }
