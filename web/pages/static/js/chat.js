@@ -1,6 +1,6 @@
 // Chat panel shared by the watch, studio and moderation pages. Messages arrive as
 // `chat` events and leave on `chat_delete`; sending goes over the live channel.
-import { h, setText, timeOfDay } from './util.js';
+import { h, setParts, timeOfDay } from './util.js';
 
 const maxMessages = 200;
 const maxNames = 5000;
@@ -71,7 +71,8 @@ export class Chat {
     this.notice('');
   }
 
-  notice(text) { setText(this.noticeEl, text); }
+  // notice shows a sentence: strings and nodes, a person's name in a bdi() (util.js).
+  notice(...parts) { setParts(this.noticeEl, ...parts); }
 
   // nameOf is the display name the chat has seen for a user id (their own for the
   // signed-in user), or the id itself when none was seen.

@@ -1,14 +1,14 @@
 // Pieces the studio and the moderation console share: the header, the connection
 // banner, the sales table, the moderating chat and the gate for the wrong token.
 import { Chat } from './chat.js';
-import { $, duration, h, money, setText, shortId } from './util.js';
+import { $, bdi, duration, h, money, setParts, setText, shortId } from './util.js';
 
 export function bindHeader(model, session) {
   const title = $('#title');
   const status = $('#status');
   const conn = $('#conn');
   const main = $('#main');
-  setText($('#who'), session.label());
+  setParts($('#who'), session.label());
   model.on('stream', () => {
     const st = model.stream;
     setText(title, st.title);
@@ -45,7 +45,7 @@ export function renderSales(model, tbody, empty, stop) {
   const cur = model.currency();
   tbody.replaceChildren(...list.map((s) => {
     const p = model.products.get(s.product_id);
-    const name = p ? p.title : shortId(s.product_id);
+    const name = p ? p.title : shortId(s.product_id); // alone in its cell: a paragraph of its own
     const btn = s.status === 'ended' ? null : h('button', {
       class: 'small danger', type: 'button', text: 'Stop', 'aria-label': `Stop sale of ${name}`,
       onclick: () => stop(s, btn),
@@ -72,27 +72,28 @@ export function tickSales(model, tbody) {
 
 // moderatingChat is the chat panel with mute and delete on each message.
 export function moderatingChat(root, { session, api, sid, live, out }) {
-  const report = (text) => chat.notice(text);
+  const report = (...parts) => chat.notice(...parts);
   const chat = new Chat(root, {
     me: () => session.me(),
     send: (text) => live().send({ type: 'chat', text }),
     moderate: {
-      // The notices name people by their display name (ids are for machines).
+      // The notices name people by their display name (ids are for machines), each in
+      // a <bdi>: a bidi control in a name reorders nothing of the sentence.
       async mute(userId, seconds, name = chat.nameOf(userId)) {
         try {
           const res = await api.post(`/api/streams/${sid}/mutes`, { user_id: userId, duration_s: seconds });
-          report(`Muted ${name} until ${new Date(res.until).toLocaleTimeString()}.`);
+          report('Muted ', bdi(name), ` until ${new Date(res.until).toLocaleTimeString()}.`);
         } catch (err) {
-          report(`Could not mute ${name}: ${err.message}`);
+          report('Could not mute ', bdi(name), `: ${err.message}`);
         }
       },
       async remove(id, name) {
         try {
           await api.del(`/api/streams/${sid}/chat/${id}`);
           chat.remove(id);
-          report(name ? `Deleted a message from ${name}.` : 'Message deleted.');
+          report(...(name ? ['Deleted a message from ', bdi(name), '.'] : ['Message deleted.']));
         } catch (err) {
-          report(`Could not delete${name ? ` ${name}'s message` : ''}: ${err.message}`);
+          report(...(name ? ['Could not delete ', bdi(name), "'s message"] : ['Could not delete']), `: ${err.message}`);
         }
       },
     },

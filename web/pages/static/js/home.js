@@ -1,7 +1,7 @@
 // The front page: streams that are live or about to start, refreshed every few seconds.
 import { Api } from './api.js';
 import { Session } from './session.js';
-import { $, h, setText, timeOfDay } from './util.js';
+import { $, h, setParts, setText, timeOfDay } from './util.js';
 
 const session = new Session();
 const api = new Api(session.token);
@@ -30,6 +30,6 @@ async function load() {
   }
 }
 
-setText($('#who'), session.me() ? session.label() : '');
+setParts($('#who'), session.me() ? session.label() : []);
 load();
 setInterval(load, 5000);

@@ -5,7 +5,7 @@ import { bindHeader, gate, moderatingChat, renderSales, tickSales } from './cons
 import { LiveChannel } from './live.js';
 import { StreamModel } from './model.js';
 import { Session } from './session.js';
-import { $, h, imageSrc, money, newestOnly, setText, shortTarget, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, bdi, h, imageSrc, isolate, money, newestOnly, setText, shortTarget, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -17,9 +17,10 @@ let chat = null;
 const nameOf = (userId) => (chat ? chat.nameOf(userId) : userId);
 const out = $('#controls-out');
 
+// say shows a sentence (a string, or strings and nodes: a name or a title in a bdi()).
 function say(text, kind = '') {
   out.className = `outcome ${kind}`;
-  out.textContent = text;
+  out.replaceChildren(...[text].flat());
 }
 
 // ---- pins and products ----
@@ -30,7 +31,7 @@ async function unpin(p, btn) {
     const res = await api.del(`/api/streams/${sid}/pins/${p.id}`);
     model.pinned = res.pinned.map((x) => x.id);
     model.emit('pins');
-    say(`Unpinned ${p.title}.`, 'ok');
+    say(['Unpinned ', bdi(p.title), '.'], 'ok');
   } catch (err) {
     btn.disabled = false;
     say(`Could not unpin: ${err.message}`, 'bad');
@@ -45,7 +46,7 @@ async function setHidden(p, hidden, btn) {
     if (hidden) model.pinned = model.pinned.filter((id) => id !== np.id);
     model.emit('products');
     model.emit('pins');
-    say(`${hidden ? 'Hid' : 'Showed'} ${p.title}.`, 'ok');
+    say([hidden ? 'Hid ' : 'Showed ', bdi(p.title), '.'], 'ok');
   } catch (err) {
     btn.disabled = false;
     say(`Could not change: ${err.message}`, 'bad');
@@ -141,14 +142,16 @@ async function endStream() {
 // A time in the details (a mute's until, a sale's ends_at) reads as the time of day.
 const isoTime = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
 
+// describeDetails is an entry's details as words: key=value, each value (a product's
+// sku, say) in a <bdi>.
 function describeDetails(d) {
-  if (!d || typeof d !== 'object') return '';
+  if (!d || typeof d !== 'object') return [];
   const short = (v) => {
     if (typeof v === 'string' && isoTime.test(v) && timeOfDay(v)) return timeOfDay(v);
     const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
     return text.length > 24 ? `${text.slice(0, 23)}…` : text;
   };
-  return Object.entries(d).map(([k, v]) => `${k}=${short(v)}`).join(' ');
+  return Object.entries(d).flatMap(([k, v], i) => [`${i > 0 ? ' ' : ''}${k}=`, bdi(short(v))]);
 }
 
 // renderMutes lists who is muted now, from the audit log (the latest mute or unmute of
@@ -169,9 +172,9 @@ function renderMutes(entries) {
         btn.disabled = true;
         try {
           await api.del(`/api/streams/${sid}/mutes/${encodeURIComponent(user)}`);
-          say(`Unmuted ${name}.`, 'ok');
+          say(['Unmuted ', bdi(name), '.'], 'ok');
         } catch (err) {
-          say(`Could not unmute ${name}: ${err.message}`, 'bad');
+          say(['Could not unmute ', bdi(name), `: ${err.message}`], 'bad');
         }
         loadAudit();
       },
@@ -185,7 +188,7 @@ function renderMutes(entries) {
 // else by its short id; the whole id in the title.
 function auditTarget(e) {
   const id = String(e.target || '');
-  if (e.action === 'mute' || e.action === 'unmute') return h('bdi', { text: shortTarget(nameOf(id)), title: `${nameOf(id)} (${id})` });
+  if (e.action === 'mute' || e.action === 'unmute') return h('bdi', { text: shortTarget(nameOf(id)), title: `${isolate(nameOf(id))} (${isolate(id)})` });
   return h('code', { text: shortTarget(id), title: id });
 }
 
@@ -206,7 +209,7 @@ async function loadAudit() {
   $('#audit').replaceChildren(...list.map((e) => h('tr', { dataset: { action: e.action } },
     h('td', { class: 'when', text: timeOfDay(e.at) }),
     h('td', { class: 'who', title: e.actor_id }, h('bdi', { text: nameOf(e.actor_id) }), h('div', { class: 'note', text: e.actor_role })),
-    h('td', { class: 'what' }, h('b', { text: e.action }), h('div', { class: 'note', text: describeDetails(e.details) })),
+    h('td', { class: 'what' }, h('b', { text: e.action }), h('div', { class: 'note' }, describeDetails(e.details))),
     h('td', { class: 'target' }, auditTarget(e)))));
   $('#audit-empty').hidden = list.length > 0;
 }

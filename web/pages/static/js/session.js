@@ -1,6 +1,6 @@
 // Session: the page's token (from ?token= by link, kept in sessionStorage), who it
 // says we are, and the sign-in prompt (a guest name form when the server allows it).
-import { claims, h, metaContent, storeToken, takeToken, forgetToken } from './util.js';
+import { bdi, claims, h, metaContent, storeToken, takeToken, forgetToken } from './util.js';
 
 export class Session {
   constructor() {
@@ -27,9 +27,11 @@ export class Session {
 
   onChange(fn) { this.listeners.push(fn); }
 
+  // label is who is signed in, for setParts: the name (as the server shows it) in a
+  // <bdi>, so a bidi control in it cannot move the role.
   label() {
-    if (!this.claims) return 'Not signed in';
-    return `${this.claims.name || this.claims.sub} · ${this.claims.role}`;
+    if (!this.claims) return ['Not signed in'];
+    return [bdi(this.claims.name || this.claims.sub), ` · ${this.claims.role}`];
   }
 }
 

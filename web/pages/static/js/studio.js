@@ -6,7 +6,7 @@ import { LiveChannel } from './live.js';
 import { WhipPublisher } from './media.js';
 import { StreamModel } from './model.js';
 import { Session } from './session.js';
-import { $, copyText, h, money, parseMoney, setText, sidFromPath } from './util.js';
+import { $, bdi, copyText, h, isolate, money, parseMoney, setText, sidFromPath } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -30,9 +30,10 @@ const cam = {
   next: null, // a prepared WhipPublisher, ready for the next Go live
 };
 
+// say shows a sentence (a string, or strings and nodes: a title in a bdi()).
 function say(el, text, kind = '') {
   el.className = `outcome ${kind}`;
-  el.textContent = text;
+  el.replaceChildren(...[text].flat());
 }
 
 async function openCamera() {
@@ -214,7 +215,7 @@ function renderProducts() {
       },
     });
     return h('tr', { dataset: { id: p.id, pinned: String(pinned) } },
-      h('td', {}, p.title, p.hidden ? h('span', { class: 'badge warn', text: ' hidden' }) : null,
+      h('td', {}, bdi(p.title), p.hidden ? h('span', { class: 'badge warn', text: ' hidden' }) : null,
         pinned ? h('span', { class: 'badge ok', text: 'pinned' }) : null),
       h('td', { class: 'num', text: money(p.price_cents, p.currency) }),
       h('td', { class: 'num stock', text: String(p.stock) }),
@@ -225,7 +226,7 @@ function renderProducts() {
   $('#products-empty').hidden = list.length > 0;
   const select = $('#s-product');
   const chosen = select.value;
-  select.replaceChildren(...list.filter((p) => !p.hidden).map((p) => h('option', { value: p.id, text: `${p.title} (${p.stock} in stock)` })));
+  select.replaceChildren(...list.filter((p) => !p.hidden).map((p) => h('option', { value: p.id, text: `${isolate(p.title)} (${p.stock} in stock)` })));
   if (chosen) select.value = chosen;
   const cur = model.currency();
   const curInput = $('#p-currency');
@@ -274,7 +275,7 @@ function bindProductForm() {
       const p = await api.post(`/api/streams/${sid}/products`, body);
       model.products.set(p.id, p);
       model.emit('products');
-      say(out, `Added ${p.title}.`, 'ok');
+      say(out, ['Added ', bdi(p.title), '.'], 'ok');
       form.reset();
       renderProducts();
     } catch (err) {

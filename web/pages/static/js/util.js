@@ -152,7 +152,8 @@ export function forgetToken() {
   try { sessionStorage.removeItem(tokenKey); } catch { /* storage off */ }
 }
 
-// claims decodes (does not verify) a JWT's payload for display: {sub, name, role, exp}.
+// claims decodes (does not verify) a JWT's payload for display: {sub, name, role, exp},
+// its name as the server shows it (shownName; the user id's when it has none).
 export function claims(token) {
   if (!token) return null;
   try {
@@ -161,6 +162,7 @@ export function claims(token) {
     const bytes = Uint8Array.from(json, (ch) => ch.charCodeAt(0));
     const c = JSON.parse(new TextDecoder().decode(bytes));
     if (c.exp && c.exp * 1000 < Date.now()) return null;
+    c.name = shownName(c.name) || shownName(c.sub) || String(c.sub ?? ''); // as the server shows it
     return c;
   } catch {
     return null;
@@ -207,6 +209,60 @@ export function newestOnly(load) {
 // setText updates an element's text only when it changed (keeps aria-live quiet).
 export function setText(el, text) {
   if (el && el.textContent !== String(text)) el.textContent = String(text);
+}
+
+// bdi is user text (a name, a product's title) as a part of a sentence: a <bdi>, its
+// direction from its own first strong letter and bidi-isolated, so a bidi control in it
+// (an unclosed U+202E) reorders nothing of the sentence around it ("Muted <name> until
+// 12:00." stays in that order), and a right-to-left name reads right to left. The
+// sentence's text (textContent) is the same as without it.
+export function bdi(text) {
+  return h('bdi', { text: String(text ?? '') });
+}
+
+// isolate is user text for a place that takes no element (an <option>, a title
+// attribute, the document's title): between U+2068 FIRST STRONG ISOLATE and U+2069 POP
+// DIRECTIONAL ISOLATE, which isolate it as <bdi> does.
+export function isolate(text) {
+  return `\u2068${String(text ?? '')}\u2069`;
+}
+
+// setParts is setText for a sentence of strings and nodes (user text in bdi()): the
+// element's content is replaced only when its text changed.
+export function setParts(el, ...parts) {
+  if (!el) return;
+  const list = parts.flat().filter((p) => p !== null && p !== undefined && p !== false && p !== '');
+  const text = list.map((p) => (p instanceof Node ? p.textContent : String(p))).join('');
+  if (el.textContent === text && el.childNodes.length === list.length) return;
+  el.replaceChildren(...list.map((p) => (p instanceof Node ? p : String(p))));
+}
+
+// maxName is the server's bound on a name it shows (API.md: 64 characters).
+const maxName = 64;
+
+// shownName is a token's name as the server shows it (API.md): a line break or tab a
+// space, other control characters left out, blank → '' (the caller shows the user id),
+// and over 64 characters cut between graphemes and ended with "…". The page shows its
+// own user's name from the token's claims, as the server shows it to everyone else.
+export function shownName(name) {
+  const t = String(name ?? '').replace(/[\n\r\t]/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, '');
+  if (t.trim() === '') return '';
+  let n = 0;
+  for (const ch of t) if (ch && ++n > maxName) break; // code points, up to one over
+  if (n <= maxName) return t;
+  const graphemes = typeof Intl.Segmenter === 'function'
+    ? (function* () { for (const g of new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(t)) yield g.segment; })()
+    : t;
+  let out = '';
+  n = 0;
+  for (const g of graphemes) {
+    const len = [...g].length;
+    if (n + len > maxName - 1) break;
+    out += g;
+    n += len;
+  }
+  if (out === '') out = [...t.slice(0, 2 * maxName)].slice(0, maxName - 1).join(''); // one long grapheme
+  return `${out.trimEnd()}…`;
 }
 
 export function metaContent(name) {

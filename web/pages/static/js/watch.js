@@ -6,7 +6,7 @@ import { Chat } from './chat.js';
 import { LiveChannel } from './live.js';
 import { WhepPlayer } from './media.js';
 import { Session, signInPrompt } from './session.js';
-import { $, Clock, duration, h, imageSrc, money, newestOnly, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
+import { $, bdi, Clock, duration, h, imageSrc, isolate, money, newestOnly, setParts, setText, shortId, sidFromPath, throttle, timeOfDay } from './util.js';
 
 const sid = sidFromPath();
 const session = new Session();
@@ -54,7 +54,7 @@ function renderStream() {
   const st = state.stream;
   if (!st) return;
   setText(ui.title, st.title);
-  document.title = `${st.title} · livecart`;
+  document.title = `${isolate(st.title)} · livecart`;
   const label = { live: 'LIVE', idle: 'Starting soon', ended: 'Ended' }[st.status] || st.status;
   setText(ui.status, label);
   ui.status.className = `badge ${st.status === 'live' ? 'live' : st.status === 'ended' ? 'ended' : ''}`;
@@ -289,7 +289,7 @@ function updateSaleCard(entry, sale) {
   el.dataset.status = sale.status;
   el.classList.toggle('soldout', level === 'out');
   if (entry.lastLevel !== level && (level === 'low' || level === 'out')) {
-    setText(ui.announce, `${p ? p.title : 'Flash sale'}: ${words[level]}`);
+    setParts(ui.announce, p ? bdi(p.title) : 'Flash sale', `: ${words[level]}`);
   }
   entry.lastLevel = level;
   tickSale(entry, sale);
@@ -550,6 +550,12 @@ function holdTitle(it) {
   return (p ? p.title : 'Item') + (it.sale_id ? ' (flash sale)' : '');
 }
 
+// holdTitleParts is holdTitle for a sentence: the product's title in a <bdi>.
+function holdTitleParts(it) {
+  const p = state.products.get(it.product_id);
+  return [p ? bdi(p.title) : 'Item', it.sale_id ? ' (flash sale)' : ''];
+}
+
 function renderCart() {
   const items = state.cart;
   renderSales(); // the sales' limits count the live holds
@@ -563,7 +569,7 @@ function renderCart() {
   const total = live.reduce((n, it) => n + it.unit_price_cents * it.quantity, 0);
   const currency = items[0].currency;
   const rows = items.map((it) => h('li', { dataset: { id: it.id } },
-    h('span', {}, `${it.quantity} × ${holdTitle(it)} `, h('b', { text: money(it.unit_price_cents, it.currency) })),
+    h('span', {}, `${it.quantity} × `, holdTitleParts(it), ' ', h('b', { text: money(it.unit_price_cents, it.currency) })),
     h('span', { class: 'timer', dataset: { expires: it.expires_at }, 'aria-label': 'Held for' }),
     h('button', {
       class: 'small', type: 'button', text: 'Remove', 'aria-label': `Remove ${holdTitle(it)}`,
@@ -627,7 +633,7 @@ const chat = new Chat($('#chat'), {
 function setSignInPrompts() {
   chat.opts.signIn = signInPrompt(session, api, 'chat');
   chat.refreshForm();
-  setText(ui.who, session.label());
+  setParts(ui.who, session.label());
 }
 
 let snapshots = 0;
