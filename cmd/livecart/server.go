@@ -159,6 +159,10 @@ func (m *Main) build(ctx context.Context) error {
 	m.httpSrv = &http.Server{
 		Handler:           m.web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		// A request's line and headers (net/http's default is 1 MiB): a token of
+		// that size (a forged one too) is a full HMAC per request and a name of
+		// hundreds of kilobytes; a real request's are a few kilobytes.
+		MaxHeaderBytes: maxHeaderBytes,
 		// The whole request, body too. (A handler still running then has its context
 		// cancelled by net/http's background read: API requests end within
 		// redis.request_timeout, WHIP and WHEP within a few seconds.)
@@ -168,6 +172,10 @@ func (m *Main) build(ctx context.Context) error {
 	}
 	return nil
 }
+
+// maxHeaderBytes bounds a request's line and headers (net/http adds 4 KiB of slack and
+// answers 431 beyond).
+const maxHeaderBytes = 64 << 10
 
 // buildMedia opens the WebRTC relay on the configured UDP port. It listens on the HTTP
 // listen host; ICE candidates carry public_ip when set.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,5 +225,42 @@ func TestSlowRequestBodyCut(t *testing.T) {
 	_, err = io.ReadAll(c) // whatever the answer, then the close
 	if took := time.Since(start); err != nil || took > 1500*time.Millisecond {
 		t.Fatalf("a body that never completes: connection still open after %v (%v), want closed within 1.5 s", took, err)
+	}
+}
+
+// TestRequestHeadersBounded: a request's line and headers are bounded (64 KiB, net/http
+// adds 4 KiB of slack): a token of 100 KB in the Authorization header or the
+// websocket's ?token= → 431 before any handler; a real request's few kilobytes and a
+// 60 KB header are served as before.
+func TestRequestHeadersBounded(t *testing.T) {
+	addr := startMain(t, "server", testConfig(t)).Addr()
+	get := func(path string, hdr http.Header) int {
+		req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	big := strings.Repeat("a", 100_000)
+	if code := get("/api/cart", http.Header{"Authorization": {"Bearer " + big}}); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a 100 KB Authorization header: %d, want 431", code)
+	}
+	if code := get("/ws/00000000-0000-0000-0000-000000000000?token="+big, nil); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a 100 KB ?token=: %d, want 431", code)
+	}
+	if code := get("/api/cart", http.Header{"Authorization": {"Bearer " + big[:60_000]}}); code != http.StatusUnauthorized {
+		t.Errorf("a 60 KB Authorization header (a bad token): %d, want 401", code)
+	}
+	if code := get("/healthz", http.Header{"X-Pad": {big[:4_000]}}); code != http.StatusOK {
+		t.Errorf("a request with 4 KB of headers: %d, want 200", code)
 	}
 }

@@ -89,9 +89,9 @@ func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
 
 // MaxNameLen bounds a name as the server shows it (Identity.Name, a chat event's name),
 // in characters (code points). A token's name claim has no bound of its own: a token is
-// bounded only by the size of a request's header (net/http's MaxHeaderBytes, 1 MiB, the
-// websocket's ?token= too), so a name of hundreds of kilobytes would be sent to every
-// viewer with each chat message of its holder.
+// bounded only by the size of a request's line and headers (the server's MaxHeaderBytes,
+// 64 KiB, the websocket's ?token= too), so a name of tens of kilobytes would be sent to
+// every viewer with each chat message of its holder.
 const MaxNameLen = 64
 
 // displayName is a token's name as the server shows it: a line break or tab becomes a
