@@ -85,8 +85,9 @@ func TestTokenControlCharacters(t *testing.T) {
 }
 
 // TestNameBoundedInChat: a token's name claim is bounded by nothing but the size of a
-// request's header (net/http's 1 MiB: a bigger token is answered 431 before livecart
-// sees it), so a name of 700,000 characters came with a good token and went, whole, to
+// request's header (here net/http's default, 1 MiB: a bigger token is answered 431
+// before livecart sees it; the livecart binary's bound is 64 KiB, see
+// TestRequestHeadersBounded), so a name of 700,000 characters came with a good token and went, whole, to
 // every viewer in each chat event its holder sent. The name shown is now at most
 // auth.MaxNameLen characters; the token stays good (REST and websocket) and the chat
 // event is a few hundred bytes.
