@@ -522,11 +522,20 @@ func (s *Server) checkMediaAccess(r *http.Request, k mediaKind, st cart.Stream) 
 	return nil
 }
 
-// readSDP reads a size-limited body of the wanted content type.
+// readSDP reads a size-limited body of the wanted content type, as readBody does JSON:
+// one declared over the bound is refused unread (no "100 Continue" asked for it), one
+// with a content coding is 415.
 func readSDP(w http.ResponseWriter, r *http.Request, want string) (string, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != want {
 		return "", apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+want)
+	}
+	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && (len(ce) > 1 || !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		return "", apiError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Encoding "+strings.Join(ce, ", ")+" is not supported: send the body uncompressed")
+	}
+	if r.ContentLength > MaxSDPBody {
+		return "", apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxSDPBody))
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSDPBody))
 	if err != nil {

@@ -1,10 +1,13 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -361,5 +364,40 @@ func TestMediaMute(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("got %d media audit entries, want 2", n)
+	}
+}
+
+// TestSDPBodyRefusals: an SDP body declared over 64 KiB is refused 413 before it is read
+// (a client asking "Expect: 100-continue" was answered "100 Continue" and the server
+// waited for the whole body), and one with a content coding is 415 naming it (a plain
+// offer labelled gzip was taken, 201), as for JSON bodies; no session is made.
+func TestSDPBodyRefusals(t *testing.T) {
+	e := newMediaEnv(t)
+	st := e.createStream("alice")
+	owner := e.token(auth.RoleCreator, "alice")
+	for _, path := range []string{"/whip/" + st.ID, "/whep/" + st.ID} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/sdp\r\n"+
+			"Content-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n", path, owner)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(raw), `"payload_too_large"`) {
+			t.Errorf("%s: got %d %s, want 413 payload_too_large at once (no 100 Continue)", path, resp.StatusCode, raw)
+		}
+		resp, raw = e.sdpReq("POST", path, owner, "application/sdp", sdpOffer(t, strings.HasPrefix(path, "/whip/")), "Content-Encoding", "gzip")
+		if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(string(raw), "Content-Encoding gzip") {
+			t.Errorf("%s gzip: got %d %s, want 415 naming the coding", path, resp.StatusCode, raw)
+		}
+	}
+	if got := e.streamStatus(st.ID); got != cart.StreamIdle {
+		t.Errorf("stream %s after the refusals, want idle", got)
 	}
 }
