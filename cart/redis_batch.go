@@ -29,6 +29,15 @@ type pipeBatcher struct {
 type pipeCall struct {
 	add  pipeAdder
 	done chan struct{} // closed once the batch's answers are in the call's Cmds; nil: nobody waits
+	// signal: done is buffered (1) and kept for the call's next use: the batch sends it
+	// one value instead of closing it (a pooled call's, see plainClaims).
+	signal bool
+}
+
+// pipeReleaser is the pipeAdder of a call nobody waits for (done nil) that its batch
+// hands back once done with it (into a pool, see doneMarks).
+type pipeReleaser interface {
+	release()
 }
 
 // pipeAdder queues one call's commands into a batch's pipeline. A call's own struct
@@ -94,7 +103,15 @@ func (b *pipeBatcher) drain() {
 		pipe.Exec(ctx) // every Cmd carries its own answer or error
 		cancel()
 		for _, c := range batch {
-			if c.done != nil {
+			// The last use of c here: its waiter, or its pool, may use it again at once.
+			switch {
+			case c.done == nil:
+				if r, ok := c.add.(pipeReleaser); ok {
+					r.release()
+				}
+			case c.signal:
+				c.done <- struct{}{}
+			default:
 				close(c.done)
 			}
 		}

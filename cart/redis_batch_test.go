@@ -72,7 +72,7 @@ func TestRedisCheckoutBatch(t *testing.T) {
 		if c.ids != nil {
 			mode = "ids"
 		}
-		items[i] = &checkoutItem{userID: c.user, index: true, args: call.args(mode, "", c.ids), done: make(chan struct{})}
+		items[i] = &checkoutItem{userID: c.user, index: true, args: call.args(mode, "", c.ids), done: make(chan struct{}, 1)}
 	}
 	st.checkoutBatch(sid, items)
 

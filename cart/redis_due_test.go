@@ -37,7 +37,7 @@ func holdBatchOf(t *testing.T, st *RedisStore, sid string, now time.Time, reqs .
 	t.Helper()
 	calls := make([]*holdCall, len(reqs))
 	for i, r := range reqs {
-		calls[i] = &holdCall{req: r, now: now, done: make(chan struct{})}
+		calls[i] = &holdCall{req: r, now: now, done: make(chan struct{}, 1)}
 	}
 	st.holdBatch(sid, calls)
 	out := make([]Hold, len(calls))
@@ -86,7 +86,7 @@ func TestRedisHoldBatchOneDueEntry(t *testing.T) {
 	}
 	calls := make([]*holdCall, len(reqs))
 	for i, r := range reqs {
-		calls[i] = &holdCall{req: r, now: e.now, done: make(chan struct{})}
+		calls[i] = &holdCall{req: r, now: e.now, done: make(chan struct{}, 1)}
 	}
 	st.holdBatch(sid, calls)
 	for i, c := range calls[:3] {

@@ -278,7 +278,7 @@ func TestRedisOrderOneMatchesGeneralPath(t *testing.T) {
 				IdempotencyKey: key, Fingerprint: fmt.Sprint(c.ids)}, ih: idemHash(c.user, key), now: at}
 			args := call.args(mode, c.other, c.ids)
 			args.seq = seqs
-			out[i] = &checkoutItem{userID: c.user, index: true, args: args, done: make(chan struct{})}
+			out[i] = &checkoutItem{userID: c.user, index: true, args: args, done: make(chan struct{}, 1)}
 		}
 		return out
 	}

@@ -66,7 +66,7 @@ func TestRedisHoldBatchItemFails(t *testing.T) {
 	calls := make([]*holdCall, len(reqs))
 	for i, r := range reqs {
 		r.ExpiresAt = e.now.Add(time.Hour)
-		calls[i] = &holdCall{req: r, now: e.now, done: make(chan struct{})}
+		calls[i] = &holdCall{req: r, now: e.now, done: make(chan struct{}, 1)}
 	}
 	st.holdBatch(sid, calls)
 
@@ -137,7 +137,7 @@ func TestRedisCheckoutBatchItemFails(t *testing.T) {
 	for i, u := range users {
 		call := &checkoutCall{req: CheckoutRequest{OrderID: uuid.NewString(), UserID: u, IdempotencyKey: "k",
 			Fingerprint: fmt.Sprint([]string(nil))}, ih: idemHash(u, "k"), now: at}
-		items[i] = &checkoutItem{userID: u, index: true, args: call.args("all", "", nil), done: make(chan struct{})}
+		items[i] = &checkoutItem{userID: u, index: true, args: call.args("all", "", nil), done: make(chan struct{}, 1)}
 	}
 	st.checkoutBatch(sid, items)
 

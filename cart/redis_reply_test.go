@@ -96,7 +96,7 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 	// Through the batches: every item's own answer.
 	calls := make([]*holdCall, 3)
 	for i := range calls {
-		calls[i] = &holdCall{req: HoldRequest{ID: uuid.NewString(), UserID: fmt.Sprint("f", i), SaleID: sale.ID, Quantity: 1, ExpiresAt: exp}, now: e.now, done: make(chan struct{})}
+		calls[i] = &holdCall{req: HoldRequest{ID: uuid.NewString(), UserID: fmt.Sprint("f", i), SaleID: sale.ID, Quantity: 1, ExpiresAt: exp}, now: e.now, done: make(chan struct{}, 1)}
 	}
 	st.holdBatch(sid, calls)
 	items := make([]*checkoutItem, 3)
@@ -109,7 +109,7 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		}
 		call := &checkoutCall{req: CheckoutRequest{OrderID: uuid.NewString(), UserID: c.req.UserID, IdempotencyKey: "k", Fingerprint: "{}"},
 			ih: idemHash(c.req.UserID, "k"), now: e.now}
-		items[i] = &checkoutItem{userID: c.req.UserID, index: true, args: call.args("all", "", nil), done: make(chan struct{})}
+		items[i] = &checkoutItem{userID: c.req.UserID, index: true, args: call.args("all", "", nil), done: make(chan struct{}, 1)}
 	}
 	st.checkoutBatch(sid, items)
 	st.background.Wait()
