@@ -707,12 +707,22 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 		}
 		return CheckoutResult{}, err
 	}
-	c := &checkoutCall{req: req, ih: ih, kf: kf, now: now, indexed: cart.indexed, orders: cart.orders}
+	c := checkoutCalls.Get().(*checkoutCall)
+	c.req, c.ih, c.kf, c.now, c.indexed, c.orders = req, ih, kf, now, cart.indexed, cart.orders
 	var res CheckoutResult
 	err = s.checkoutTo(ctx, c, cart, &res)
 	s.settle(ctx, c, cart, token, &res, err)
+	if !c.left {
+		*c = checkoutCall{}
+		checkoutCalls.Put(c)
+	}
 	return res, err
 }
+
+// checkoutCalls are Checkout's calls. A call goes back once settled, unless one of
+// its script runs was left waiting (left: that batch may still read the call's
+// arguments). One heap object of ~240 bytes less per checkout.
+var checkoutCalls = sync.Pool{New: func() any { return new(checkoutCall) }}
 
 // storedFingerprint is a checkout's fingerprint as the Redis store writes it in the
 // key's marks and the stream's key record: "" for the usual body's (the empty body,
@@ -1031,6 +1041,7 @@ type checkoutCall struct {
 	// its record keeps it).
 	nowUTC time.Time
 	nowUS  int64
+	left   bool // a script run of the call stopped waiting for its batch (see checkoutCalls)
 }
 
 // userCart is the streams of a user's cart and the cart index's fields that name
@@ -1354,7 +1365,9 @@ func (s *RedisStore) checkoutScript(ctx context.Context, c *checkoutCall, sid st
 		it.pooled = true
 		return it, it.err
 	case <-ctx.Done():
-		// Not put back (its batch may still answer into it): an empty reply.
+		// Not put back (its batch may still answer into it, and read c's arguments):
+		// an empty reply.
+		c.left = true
 		return &checkoutItem{}, unavailable(ctx.Err())
 	}
 }
