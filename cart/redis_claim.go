@@ -146,9 +146,9 @@ type plainClaim struct {
 }
 
 // plainClaims are claimPlain's claims, each its own pipeAdder with its done channel
-// (buffered and sent one value, see pipeCall.signal). A claim goes back once answered: its batch
-// touches it no more after the send, and claimPlain keeps only its Cmds and strings.
-// One heap object of ~290 bytes and a channel less per checkout.
+// (buffered and sent one value, see pipeCall.signal). A claim goes back once
+// answered: its batch touches it no more after the send, and claimPlain keeps only
+// its Cmds and strings. One heap object of ~290 bytes and a channel less per checkout.
 var plainClaims = sync.Pool{New: func() any {
 	c := &plainClaim{pipeCall: pipeCall{done: make(chan struct{}, 1), signal: true}}
 	c.add = c
