@@ -134,6 +134,23 @@ func indexValues(b *bolt.Bucket, prefix string) []string {
 	return prefixValues(b, []byte(prefix+"\x00"))
 }
 
+// indexFirstCount returns the first value under prefix + "\x00" and how many values
+// there are, counting no further than upTo (all of them when upTo ≤ 0).
+func indexFirstCount(b *bolt.Bucket, prefix string, upTo int) (first string, n int) {
+	p := []byte(prefix + "\x00")
+	c := b.Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if n == 0 {
+			first = string(v)
+		}
+		n++
+		if upTo > 0 && n >= upTo {
+			break
+		}
+	}
+	return first, n
+}
+
 // prefixValues lists the values of the keys that start with p, in key order.
 func prefixValues(b *bolt.Bucket, p []byte) []string {
 	out := []string{}
@@ -478,7 +495,7 @@ func (t *boltTx) stream(id string) (Stream, error) {
 // ---- products and pins ----
 
 // CreateProduct stores a new product.
-func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, error) {
+func (s *BoltStore) CreateProduct(ctx context.Context, p Product, maxProducts int) (Product, error) {
 	p.Held, p.Sold = 0, 0
 	err := s.update(func(t *boltTx) error {
 		st, err := t.stream(p.StreamID)
@@ -491,13 +508,16 @@ func (s *BoltStore) CreateProduct(ctx context.Context, p Product) (Product, erro
 		if t.exists('p', p.ID) {
 			return fmt.Errorf("product %s exists: %w", p.ID, ErrConflict)
 		}
-		if ids := indexValues(t.b(bucketStreamProducts), p.StreamID); len(ids) > 0 {
-			first, err := t.product(ids[0])
+		if firstID, n := indexFirstCount(t.b(bucketStreamProducts), p.StreamID, maxProducts); n > 0 {
+			first, err := t.product(firstID)
 			if err != nil {
 				return err
 			}
 			if first.Currency != p.Currency {
 				return fmt.Errorf("the stream's products are priced in %s: %w", first.Currency, ErrConflict)
+			}
+			if maxProducts > 0 && n >= maxProducts {
+				return errMaxProducts(maxProducts)
 			}
 		}
 		if _, err := appendIndex(t.b(bucketStreamProducts), p.StreamID, p.ID); err != nil {
@@ -676,7 +696,7 @@ func (s *BoltStore) ListPinned(ctx context.Context, streamID string) ([]Product,
 // ---- sales ----
 
 // CreateSale stores a new sale and takes its units out of the product's stock.
-func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (Sale, Product, error) {
+func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time, maxSales int) (Sale, Product, error) {
 	sale.Remaining, sale.Held, sale.Sold, sale.Returned = sale.Quantity, 0, 0, 0
 	sale.Status = SaleActive
 	if sale.StartsAt.After(now) {
@@ -700,6 +720,9 @@ func (s *BoltStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (S
 		}
 		if t.exists('s', sale.ID) {
 			return fmt.Errorf("sale %s exists: %w", sale.ID, ErrConflict)
+		}
+		if _, n := indexFirstCount(t.b(bucketStreamSales), sale.StreamID, maxSales); maxSales > 0 && n >= maxSales {
+			return errMaxSales(maxSales)
 		}
 		if p.Stock < sale.Quantity {
 			return fmt.Errorf("product has %d units in stock, the sale wants %d: %w", p.Stock, sale.Quantity, ErrConflict)

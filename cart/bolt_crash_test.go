@@ -176,12 +176,12 @@ func stormStore(t *testing.T, path string) (*BoltStore, Sale, func(format string
 	if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamIdle, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR", PriceCents: 100, Stock: 1_000_000})
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR", PriceCents: 100, Stock: 1_000_000}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sale, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, PriceCents: 50,
-		Quantity: 500_000, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+		Quantity: 500_000, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

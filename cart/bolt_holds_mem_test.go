@@ -32,11 +32,11 @@ func TestBoltAbandonedHoldMemory(t *testing.T) {
 	if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamLive, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateProduct(ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: n}); err != nil {
+	if _, err := st.CreateProduct(ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: n}, 0); err != nil {
 		t.Fatal(err)
 	}
 	sale, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid, PriceCents: 1,
-		Quantity: n, PerUserLimit: 1, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now)
+		Quantity: n, PerUserLimit: 1, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestBoltHoldIndexStorm(t *testing.T) {
 	const limit = 3
 	p, _ := f.st.GetProduct(f.ctx, f.product)
 	other, _, err := f.st.CreateSale(f.ctx, Sale{ID: newID(), StreamID: p.StreamID, ProductID: p.ID, PriceCents: 1,
-		Quantity: 100, PerUserLimit: limit, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now)
+		Quantity: 100, PerUserLimit: limit, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

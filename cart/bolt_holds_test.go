@@ -24,7 +24,7 @@ func newHoldFixture(t *testing.T) *holdFixture {
 		t.Fatal(err)
 	}
 	s, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: p.StreamID, ProductID: p.ID, PriceCents: 1,
-		Quantity: 100, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now)
+		Quantity: 100, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(time.Hour)}, f.now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,7 +158,7 @@ func BenchmarkBoltCommitFailStall(b *testing.B) {
 			if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamLive, CreatedAt: now}); err != nil {
 				b.Fatal(err)
 			}
-			p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1 << 30})
+			p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1 << 30}, 0)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -32,7 +32,7 @@ func newIndexFixture(t *testing.T, tuning boltTuning) *indexFixture {
 	if err := f.st.CreateStream(f.ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamLive, CreatedAt: f.now}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1000})
+	p, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1000}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,12 +54,12 @@ func writeLayoutFixture(t testing.TB, st Store) {
 		}
 	}
 	must(st.CreateStream(ctx, Stream{ID: lfStream, Title: "layout", CreatorID: "c", Status: StreamLive, CreatedAt: now}))
-	_, err := st.CreateProduct(ctx, Product{ID: lfProduct, StreamID: lfStream, SKU: "A", Title: "a", PriceCents: 100, Currency: "EUR", Stock: 20})
+	_, err := st.CreateProduct(ctx, Product{ID: lfProduct, StreamID: lfStream, SKU: "A", Title: "a", PriceCents: 100, Currency: "EUR", Stock: 20}, 0)
 	must(err)
-	_, err = st.CreateProduct(ctx, Product{ID: lfPlain, StreamID: lfStream, SKU: "B", Title: "b", PriceCents: 300, Currency: "EUR", Stock: 5})
+	_, err = st.CreateProduct(ctx, Product{ID: lfPlain, StreamID: lfStream, SKU: "B", Title: "b", PriceCents: 300, Currency: "EUR", Stock: 5}, 0)
 	must(err)
 	_, _, err = st.CreateSale(ctx, Sale{ID: lfSale, StreamID: lfStream, ProductID: lfProduct, PriceCents: 50,
-		Quantity: 10, PerUserLimit: 2, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now)
+		Quantity: 10, PerUserLimit: 2, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now, 0)
 	must(err)
 	hold := func(n int, user, productID, saleID string, q int, ttl time.Duration) {
 		t.Helper()

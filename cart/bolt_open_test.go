@@ -74,7 +74,7 @@ func TestBoltOpenRepairs(t *testing.T) {
 		if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamLive, CreatedAt: now}); err != nil {
 			t.Fatal(err)
 		}
-		p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1000})
+		p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 1000}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +84,7 @@ func TestBoltOpenRepairs(t *testing.T) {
 	sid2, pid2 := mk()
 	sale := func(sid, pid string) string {
 		s, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid, PriceCents: 1,
-			Quantity: 100, PerUserLimit: 2, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now)
+			Quantity: 100, PerUserLimit: 2, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -62,12 +62,12 @@ func benchStormGroups(b *testing.B, buyers, group, warm int) {
 		if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamLive, CreatedAt: now}); err != nil {
 			b.Fatal(err)
 		}
-		p, err := st.CreateProduct(ctx, Product{ID: newID(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: buyers})
+		p, err := st.CreateProduct(ctx, Product{ID: newID(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: buyers}, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
 		s, _, err := st.CreateSale(ctx, Sale{ID: newID(), StreamID: sid, ProductID: p.ID, PriceCents: 50,
-			Quantity: buyers, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+			Quantity: buyers, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func BenchmarkBoltListOrdersFullLog(b *testing.B) {
 		b.Fatal(err)
 	}
 	n := defaultTuning.indexBatch - 1
-	p, err := st.CreateProduct(ctx, Product{ID: newID(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: n})
+	p, err := st.CreateProduct(ctx, Product{ID: newID(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: n}, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

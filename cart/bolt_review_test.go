@@ -68,12 +68,12 @@ func (f *holdFixture) secondSale(endsIn time.Duration) (string, Product, Sale) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: p.StreamID, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10})
+	p2, err := f.st.CreateProduct(f.ctx, Product{ID: uuid.NewString(), StreamID: p.StreamID, SKU: "s2", Title: "t", PriceCents: 1, Currency: "EUR", Stock: 10}, 0)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	s2, _, err := f.st.CreateSale(f.ctx, Sale{ID: uuid.NewString(), StreamID: p.StreamID, ProductID: p2.ID, PriceCents: 1,
-		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(endsIn)}, f.now)
+		Quantity: 5, PerUserLimit: 3, StartsAt: f.now.Add(-time.Minute), EndsAt: f.now.Add(endsIn)}, f.now, 0)
 	if err != nil {
 		f.t.Fatal(err)
 	}

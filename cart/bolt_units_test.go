@@ -17,7 +17,7 @@ func TestBoltProductUnitsOfOlderFile(t *testing.T) {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: lfStream, Currency: "EUR", Stock: 6})
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: lfStream, Currency: "EUR", Stock: 6}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,11 +32,11 @@ func TestBoltGroupsShareValueChunk(t *testing.T) {
 	if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamLive, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateProduct(ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 7, Currency: "EUR", Stock: 20 * n}); err != nil {
+	if _, err := st.CreateProduct(ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 7, Currency: "EUR", Stock: 20 * n}, 0); err != nil {
 		t.Fatal(err)
 	}
 	sale, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid, PriceCents: 5,
-		Quantity: 10 * n, PerUserLimit: 10, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now)
+		Quantity: 10 * n, PerUserLimit: 10, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

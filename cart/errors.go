@@ -33,5 +33,15 @@ const (
 	msgIdempotencyKeyReused = "the idempotency key was used with another request"
 )
 
+// The bounds of a stream's products and sales (ServiceConfig.MaxProducts, MaxSales),
+// worded alike by both stores: "a stream has at most 500 sales".
+const (
+	msgMaxProducts = "a stream has at most %d products"
+	msgMaxSales    = "a stream has at most %d sales"
+)
+
+func errMaxProducts(n int) error { return fmt.Errorf(msgMaxProducts+": %w", n, ErrConflict) }
+func errMaxSales(n int) error    { return fmt.Errorf(msgMaxSales+": %w", n, ErrConflict) }
+
 // errStreamEnded refuses a change to a stream that has ended.
 var errStreamEnded = fmt.Errorf("stream has ended: %w", ErrConflict)

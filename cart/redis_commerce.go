@@ -35,12 +35,12 @@ func (s *RedisStore) claimIndex(ctx context.Context, index, id, streamID string)
 }
 
 // CreateProduct stores a new product.
-func (s *RedisStore) CreateProduct(ctx context.Context, p Product) (Product, error) {
+func (s *RedisStore) CreateProduct(ctx context.Context, p Product, maxProducts int) (Product, error) {
 	created, err := s.claimIndex(ctx, "pidx", p.ID, p.StreamID)
 	if err != nil {
 		return Product{}, err
 	}
-	r, err := s.run(ctx, "product_create", p.StreamID, productHash(p)...)
+	r, err := s.run(ctx, "product_create", p.StreamID, append([]any{maxProducts}, productHash(p)...)...)
 	if err != nil {
 		if created && !errors.Is(err, ErrUnavailable) {
 			s.rdb.Del(ctx, s.prefix+"pidx:"+p.ID)
@@ -202,7 +202,7 @@ func holdDueMember(streamID, holdID, userID string) string {
 }
 
 // CreateSale stores a new sale and takes its units out of the product's stock.
-func (s *RedisStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (Sale, Product, error) {
+func (s *RedisStore) CreateSale(ctx context.Context, sale Sale, now time.Time, maxSales int) (Sale, Product, error) {
 	created, err := s.claimIndex(ctx, "sidx", sale.ID, sale.StreamID)
 	if err != nil {
 		return Sale{}, Product{}, err
@@ -216,7 +216,7 @@ func (s *RedisStore) CreateSale(ctx context.Context, sale Sale, now time.Time) (
 	if err := s.rdb.ZAdd(ctx, s.prefix+"saledue", due).Err(); err != nil {
 		return Sale{}, Product{}, unavailable(err)
 	}
-	args := append([]any{micros(now)}, saleHash(sale)...)
+	args := append([]any{micros(now), maxSales}, saleHash(sale)...)
 	r, err := s.run(ctx, "sale_create", sale.StreamID, args...)
 	if err != nil {
 		if !errors.Is(err, ErrUnavailable) {

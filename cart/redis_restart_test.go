@@ -317,7 +317,7 @@ func TestRedisStoreOpensBeforeRedis(t *testing.T) {
 	if err := st.CreateStream(ctx, Stream{ID: sid, Title: "t", CreatorID: "c", Status: StreamIdle, CreatedAt: now}); err != nil {
 		t.Fatalf("CreateStream after Redis came up: %v", err)
 	}
-	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 3})
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 3}, 0)
 	if err != nil {
 		t.Fatalf("CreateProduct: %v", err)
 	}

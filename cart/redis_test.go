@@ -270,7 +270,7 @@ func TestRedisReplyPacking(t *testing.T) {
 	sid := e.stream(t)
 	title, desc := `12:ab 3:"x" \ / é 💡`, "4:\n\t:5:"
 	p, err := st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "1:", Title: title,
-		Description: desc, PriceCents: 5, Currency: "EUR", Stock: 1})
+		Description: desc, PriceCents: 5, Currency: "EUR", Stock: 1}, 0)
 	if err != nil || p.Title != title || p.Description != desc || p.SKU != "1:" || p.Stock != 1 {
 		t.Fatalf("CreateProduct: got %q %q %q stock %d %v, want %q %q %q 1", p.Title, p.Description, p.SKU, p.Stock, err, title, desc, "1:")
 	}

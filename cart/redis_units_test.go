@@ -21,7 +21,7 @@ func TestRedisProductUnitsOfOlderRecord(t *testing.T) {
 	}
 	delete(e.putIn, old.ID)
 	s, _, err := st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: old.ID, PriceCents: 1,
-		Quantity: 5, PerUserLimit: 5, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+		Quantity: 5, PerUserLimit: 5, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

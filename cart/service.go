@@ -12,11 +12,23 @@ import (
 	"github.com/google/uuid"
 )
 
+// The default bounds of a stream's products and sales: far above a real event's
+// (hundreds of products, dozens of sales).
+const (
+	DefaultMaxProducts = 1000
+	DefaultMaxSales    = 500
+)
+
 // ServiceConfig tunes the commerce service. Zero values take the defaults.
 type ServiceConfig struct {
-	HoldTTL       time.Duration // product holds (default 10m)
-	SaleHoldTTL   time.Duration // sale holds (default 2m)
-	MaxPins       int           // pinned products per stream (default 5)
+	HoldTTL     time.Duration // product holds (default 10m)
+	SaleHoldTTL time.Duration // sale holds (default 2m)
+	MaxPins     int           // pinned products per stream (default 5)
+	// MaxProducts and MaxSales bound a stream's products (hidden ones too) and sales
+	// (ended ones too): every viewer's page lists the products, and every websocket
+	// connect's snapshot carries all the sales (defaults 1000 and 500).
+	MaxProducts   int
+	MaxSales      int
 	SweepInterval time.Duration // how often Run advances sales and sweeps holds (default 250ms)
 	SweepBatch    int           // holds released per store call (default 500)
 }
@@ -30,6 +42,12 @@ func (c ServiceConfig) withDefaults() ServiceConfig {
 	}
 	if c.MaxPins <= 0 {
 		c.MaxPins = 5
+	}
+	if c.MaxProducts <= 0 {
+		c.MaxProducts = DefaultMaxProducts
+	}
+	if c.MaxSales <= 0 {
+		c.MaxSales = DefaultMaxSales
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 250 * time.Millisecond

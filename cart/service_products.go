@@ -75,7 +75,7 @@ func (s *Service) CreateProduct(ctx context.Context, a Actor, streamID string, i
 	}
 	return change(ctx, s.log, func(ctx context.Context) (Product, error) {
 		p, err := s.store.CreateProduct(ctx, Product{ID: newID(), StreamID: streamID, SKU: in.SKU, Title: in.Title,
-			Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock})
+			Description: in.Description, PriceCents: *in.PriceCents, Currency: in.Currency, ImageURL: in.ImageURL, Stock: *in.Stock}, s.cfg.MaxProducts)
 		if err != nil {
 			return Product{}, err
 		}

@@ -121,7 +121,7 @@ func (s *Service) CreateSale(ctx context.Context, a Actor, streamID string, in N
 	c, err := change(ctx, s.log, func(ctx context.Context) (saleChange, error) {
 		sale, p, err := s.store.CreateSale(ctx, Sale{ID: newID(), StreamID: streamID, ProductID: in.ProductID,
 			PriceCents: *in.PriceCents, Quantity: *in.Quantity, PerUserLimit: limit, StartsAt: starts,
-			EndsAt: starts.Add(time.Duration(*in.DurationS) * time.Second)}, now)
+			EndsAt: starts.Add(time.Duration(*in.DurationS) * time.Second)}, now, s.cfg.MaxSales)
 		if err != nil {
 			return saleChange{}, err
 		}

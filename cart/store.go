@@ -93,9 +93,12 @@ type Store interface {
 
 	// CreateProduct stores a new product (p.ID set by the caller; Held, Sold = 0) and
 	// returns it. ErrNotFound if the stream is unknown; ErrConflict if the stream has
-	// ended, the id exists, or p.Currency differs from the currency of the stream's
-	// other products.
-	CreateProduct(ctx context.Context, p Product) (Product, error)
+	// ended, the id exists, p.Currency differs from the currency of the stream's other
+	// products, or the stream has maxProducts products already (hidden ones count: they
+	// are stored and listed too), counted in the creation's transaction or script, so
+	// creations racing each other cannot pass the bound. maxProducts ≤ 0: no bound (the
+	// service always passes cart.max_products_per_stream).
+	CreateProduct(ctx context.Context, p Product, maxProducts int) (Product, error)
 	// GetProduct returns the product (hidden or not), or ErrNotFound.
 	GetProduct(ctx context.Context, id string) (Product, error)
 	// GetProductUnits returns, for each of the ids that names a product (the others
@@ -129,8 +132,10 @@ type Store interface {
 	// after now, else active; Remaining = Quantity) and takes its Quantity units out of
 	// the product's stock, returning both after the change. ErrNotFound if the product
 	// is unknown, hidden or of another stream; ErrConflict if the stream has ended or
-	// the product's stock is below Quantity.
-	CreateSale(ctx context.Context, s Sale, now time.Time) (Sale, Product, error)
+	// the product's stock is below Quantity, or the stream has maxSales sales already
+	// (ended ones count: ListSales lists them all), counted in the creation's
+	// transaction or script like CreateProduct's bound. maxSales ≤ 0: no bound.
+	CreateSale(ctx context.Context, s Sale, now time.Time, maxSales int) (Sale, Product, error)
 	// GetSale returns the sale, or ErrNotFound.
 	GetSale(ctx context.Context, id string) (Sale, error)
 	// GetSales returns the sales of these ids, in the order given, leaving out the ids

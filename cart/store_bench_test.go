@@ -80,12 +80,12 @@ func benchSale(b testing.TB, st Store, now time.Time) Sale {
 	if err := st.CreateStream(ctx, Stream{ID: sid, Status: StreamLive, CreatedAt: now}); err != nil {
 		b.Fatal(err)
 	}
-	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: 1_000_000})
+	p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, PriceCents: 100, Currency: "EUR", Stock: 1_000_000}, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	s, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, PriceCents: 50,
-		Quantity: 1_000_000, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+		Quantity: 1_000_000, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -37,6 +37,8 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"CheckoutCart", testCheckoutCart},
 		{"CheckoutClearsWholeCart", testCheckoutClearsWholeCart},
 		{"ConcurrentCreateSameID", testConcurrentCreateSameID},
+		{"StreamBounds", testStreamBounds},
+		{"StreamBoundsConcurrent", testStreamBoundsConcurrent},
 		{"HoldFields", testHoldFields},
 		{"CheckoutRacingExpiry", testCheckoutRacingExpiry},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
@@ -82,7 +84,7 @@ func (e *env) stream(t *testing.T) string {
 
 func (e *env) product(t *testing.T, streamID string, stock int) Product {
 	t.Helper()
-	p, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: streamID, SKU: "sku", Title: "thing", PriceCents: 1000, Currency: "EUR", Stock: stock})
+	p, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: streamID, SKU: "sku", Title: "thing", PriceCents: 1000, Currency: "EUR", Stock: stock}, 0)
 	if err != nil {
 		t.Fatalf("CreateProduct: %v", err)
 	}
@@ -97,7 +99,7 @@ func (e *env) sale(t *testing.T, streamID string, quantity, limit int) Sale {
 	t.Helper()
 	p := e.product(t, streamID, quantity)
 	s, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: streamID, ProductID: p.ID, PriceCents: 500,
-		Quantity: quantity, PerUserLimit: limit, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+		Quantity: quantity, PerUserLimit: limit, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, 0)
 	if err != nil {
 		t.Fatalf("CreateSale: %v", err)
 	}
@@ -231,9 +233,9 @@ func testProductsAndPins(t *testing.T, e *env) {
 	sid, other := e.stream(t), e.stream(t)
 	a, b, c := e.product(t, sid, 5), e.product(t, sid, 5), e.product(t, sid, 5)
 	foreign := e.product(t, other, 1)
-	_, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "USD", Stock: 1})
+	_, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "USD", Stock: 1}, 0)
 	wantErr(t, "CreateProduct in another currency", err, ErrConflict)
-	_, err = e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: uuid.NewString(), Currency: "EUR"})
+	_, err = e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: uuid.NewString(), Currency: "EUR"}, 0)
 	wantErr(t, "CreateProduct on an unknown stream", err, ErrNotFound)
 
 	list, err := e.st.ListProducts(e.ctx, sid)
@@ -302,7 +304,7 @@ func testProductUnits(t *testing.T, e *env) {
 	newSale := func(q int) Sale {
 		t.Helper()
 		s, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: a.ID, PriceCents: 500,
-			Quantity: q, PerUserLimit: q, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+			Quantity: q, PerUserLimit: q, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, 0)
 		if err != nil {
 			t.Fatalf("CreateSale: %v", err)
 		}
@@ -376,16 +378,16 @@ func ids(ps []Product) []string {
 func testSaleLifecycle(t *testing.T, e *env) {
 	sid := e.stream(t)
 	p := e.product(t, sid, 10)
-	_, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 11, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
+	_, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 11, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now, 0)
 	wantErr(t, "CreateSale over stock", err, ErrConflict)
 	// API.md bounds a sale's quantity only below: any number over the stock is a conflict.
-	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 1 << 62, PerUserLimit: 1 << 62, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
+	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 1 << 62, PerUserLimit: 1 << 62, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now, 0)
 	wantErr(t, "CreateSale of 2^62 units", err, ErrConflict)
-	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: e.stream(t), ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now)
+	_, _, err = e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: e.stream(t), ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Minute)}, e.now, 0)
 	wantErr(t, "CreateSale of another stream's product", err, ErrNotFound)
 
 	s, prod, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, PriceCents: 1, Quantity: 6, PerUserLimit: 3,
-		StartsAt: e.now.Add(time.Minute), EndsAt: e.now.Add(2 * time.Minute)}, e.now)
+		StartsAt: e.now.Add(time.Minute), EndsAt: e.now.Add(2 * time.Minute)}, e.now, 0)
 	if err != nil || s.Status != SaleScheduled || s.Remaining != 6 || prod.Stock != 4 {
 		t.Fatalf("CreateSale: got status %q remaining %d stock %d err %v, want scheduled 6 4", s.Status, s.Remaining, prod.Stock, err)
 	}
@@ -428,7 +430,7 @@ func testSaleLifecycle(t *testing.T, e *env) {
 	if err != nil || changed || again != stopped {
 		t.Fatalf("StopSale again: got changed=%v %v, want unchanged", changed, err)
 	}
-	sch, _, _ := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 3, PerUserLimit: 1, StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now)
+	sch, _, _ := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 3, PerUserLimit: 1, StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now, 0)
 	if stopped, _, _, err = e.st.StopSale(e.ctx, sch.ID, e.now); err != nil || stopped.Status != SaleEnded || stopped.Returned != 3 {
 		t.Fatalf("StopSale scheduled: got %+v %v", stopped, err)
 	}
@@ -467,7 +469,7 @@ func testStopAndEndSetEndsAt(t *testing.T, e *env) {
 
 	p := e.product(t, sid, 3)
 	sch, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 3, PerUserLimit: 1,
-		StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now)
+		StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +511,7 @@ func testEndStreamEndsSales(t *testing.T, e *env) {
 	if p := e.getProduct(t, s.ProductID); p.Stock != 7 {
 		t.Fatalf("product stock after end: got %d, want 7", p.Stock)
 	}
-	_, err = e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR"})
+	_, err = e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR"}, 0)
 	wantErr(t, "CreateProduct on ended stream", err, ErrConflict)
 	// The hold expires after the end: its units go back to the product as returned.
 	if n, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100); err != nil || n != 1 {
@@ -533,7 +535,7 @@ func testHoldPrecedence(t *testing.T, e *env) {
 	s := e.sale(t, sid, 3, 2)
 	hidden := e.sale(t, sid, 3, 2)
 	e.st.SetProductHidden(e.ctx, hidden.ProductID, true)
-	sched, _, _ := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now)
+	sched, _, _ := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 1, PerUserLimit: 1, StartsAt: e.now.Add(time.Hour), EndsAt: e.now.Add(2 * time.Hour)}, e.now, 0)
 	if _, err := e.hold("full", "", s.ID, 2, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -854,14 +856,14 @@ func testConcurrentCreateSameID(t *testing.T, e *env) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.st.CreateProduct(e.ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 1})
+			_, err := e.st.CreateProduct(e.ctx, Product{ID: pid, StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 1}, 0)
 			if err == nil {
 				okP.Add(1)
 			} else if !errors.Is(err, ErrConflict) {
 				t.Errorf("CreateProduct: got %v, want nil or ErrConflict", err)
 			}
 			_, _, err = e.st.CreateSale(e.ctx, Sale{ID: said, StreamID: sid, ProductID: base.ID, PriceCents: 50, Quantity: 1,
-				PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now)
+				PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, 0)
 			if err == nil {
 				okS.Add(1)
 			} else if !errors.Is(err, ErrConflict) {
@@ -878,6 +880,155 @@ func testConcurrentCreateSameID(t *testing.T, e *env) {
 	e.mu.Unlock()
 	if p := e.getProduct(t, base.ID); p.Stock != 999 {
 		t.Fatalf("base product stock: got %d, want 999 (one sale of 1)", p.Stock)
+	}
+}
+
+// testStreamBounds: a stream holds at most maxProducts products, hidden ones too, and
+// maxSales sales, stopped ones too (ErrConflict, worded alike by both stores); a refused
+// creation leaves nothing (no product, sale or id, the stock untouched); another
+// stream's count is its own; a bound ≤ 0 is none.
+func testStreamBounds(t *testing.T, e *env) {
+	sid, other := e.stream(t), e.stream(t)
+	newProduct := func(streamID string, maxProducts int) (Product, error) {
+		p, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: streamID, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 100}, maxProducts)
+		if err == nil {
+			e.mu.Lock()
+			e.putIn[p.ID] = p.Stock
+			e.mu.Unlock()
+		}
+		return p, err
+	}
+	var ps []Product
+	for i := range 3 {
+		p, err := newProduct(sid, 3)
+		if err != nil {
+			t.Fatalf("product %d of at most 3: %v", i+1, err)
+		}
+		ps = append(ps, p)
+	}
+	if _, _, _, err := e.st.SetProductHidden(e.ctx, ps[2].ID, true); err != nil {
+		t.Fatalf("SetProductHidden: %v", err)
+	}
+	refused := Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 1}
+	_, err := e.st.CreateProduct(e.ctx, refused, 3)
+	wantErr(t, "4th product of at most 3 (one hidden)", err, ErrConflict)
+	if want := "a stream has at most 3 products"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("4th product: got %v, want %q", err, want)
+	}
+	if _, err := e.st.GetProduct(e.ctx, refused.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused product: GetProduct got %v, want ErrNotFound", err)
+	}
+	if got, err := e.st.ListProducts(e.ctx, sid); err != nil || len(got) != 3 {
+		t.Fatalf("ListProducts after the refusal: got %d, %v; want 3", len(got), err)
+	}
+	if _, err := newProduct(other, 1); err != nil {
+		t.Fatalf("another stream's first product of at most 1: %v", err)
+	}
+	if _, err := newProduct(sid, 0); err != nil {
+		t.Fatalf("4th product, no bound: %v", err)
+	}
+	_, err = newProduct(sid, 4)
+	wantErr(t, "5th product of at most 4", err, ErrConflict)
+
+	newSale := func(id string, maxSales int) (Sale, error) {
+		s, _, err := e.st.CreateSale(e.ctx, Sale{ID: id, StreamID: sid, ProductID: ps[0].ID, PriceCents: 50, Quantity: 10,
+			PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, maxSales)
+		return s, err
+	}
+	var sales []Sale
+	for i := range 3 {
+		s, err := newSale(uuid.NewString(), 3)
+		if err != nil {
+			t.Fatalf("sale %d of at most 3: %v", i+1, err)
+		}
+		sales = append(sales, s)
+	}
+	if _, _, _, err := e.st.StopSale(e.ctx, sales[0].ID, e.now); err != nil {
+		t.Fatalf("StopSale: %v", err)
+	}
+	refusedID := uuid.NewString()
+	_, err = newSale(refusedID, 3)
+	wantErr(t, "4th sale of at most 3 (one stopped)", err, ErrConflict)
+	if want := "a stream has at most 3 sales"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("4th sale: got %v, want %q", err, want)
+	}
+	if _, err := e.st.GetSale(e.ctx, refusedID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused sale: GetSale got %v, want ErrNotFound", err)
+	}
+	if got, err := e.st.ListSales(e.ctx, sid); err != nil || len(got) != 3 {
+		t.Fatalf("ListSales after the refusal: got %d, %v; want 3", len(got), err)
+	}
+	// 100 put in, 3 sales of 10, the stopped one's 10 back: 80; the refused took none.
+	if p := e.getProduct(t, ps[0].ID); p.Stock != 80 {
+		t.Fatalf("stock after the refused sale: got %d, want 80", p.Stock)
+	}
+	if _, err := newSale(uuid.NewString(), 0); err != nil {
+		t.Fatalf("4th sale, no bound: %v", err)
+	}
+	_, err = newSale(uuid.NewString(), 4)
+	wantErr(t, "5th sale of at most 4", err, ErrConflict)
+}
+
+// testStreamBoundsConcurrent: the bound is counted with the creation, atomically: 20
+// creations at once with 10 places left → exactly 10 succeed, products and sales alike.
+func testStreamBoundsConcurrent(t *testing.T, e *env) {
+	const bound, before, racers = 20, 10, 20
+	sid := e.stream(t)
+	base := e.product(t, sid, 1000)
+	for range before - 1 {
+		e.product(t, sid, 1)
+	}
+	for range before {
+		if _, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: base.ID, PriceCents: 50, Quantity: 1,
+			PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, bound); err != nil {
+			t.Fatalf("CreateSale before the race: %v", err)
+		}
+	}
+	var okP, okS atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range racers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			p, err := e.st.CreateProduct(e.ctx, Product{ID: uuid.NewString(), StreamID: sid, SKU: "s", Title: "t", PriceCents: 100, Currency: "EUR", Stock: 1}, bound)
+			switch {
+			case err == nil:
+				okP.Add(1)
+				e.mu.Lock()
+				e.putIn[p.ID] = 1
+				e.mu.Unlock()
+			case !errors.Is(err, ErrConflict):
+				t.Errorf("CreateProduct: got %v, want nil or ErrConflict", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: base.ID, PriceCents: 50, Quantity: 1,
+				PerUserLimit: 1, StartsAt: e.now, EndsAt: e.now.Add(time.Hour)}, e.now, bound)
+			switch {
+			case err == nil:
+				okS.Add(1)
+			case !errors.Is(err, ErrConflict):
+				t.Errorf("CreateSale: got %v, want nil or ErrConflict", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if okP.Load() != bound-before || okS.Load() != bound-before {
+		t.Fatalf("creations that succeeded: got %d products and %d sales, want %d and %d", okP.Load(), okS.Load(), bound-before, bound-before)
+	}
+	if ps, err := e.st.ListProducts(e.ctx, sid); err != nil || len(ps) != bound {
+		t.Fatalf("ListProducts: got %d, %v; want %d", len(ps), err, bound)
+	}
+	if ss, err := e.st.ListSales(e.ctx, sid); err != nil || len(ss) != bound {
+		t.Fatalf("ListSales: got %d, %v; want %d", len(ss), err, bound)
+	}
+	if p := e.getProduct(t, base.ID); p.Stock != 1000-bound {
+		t.Fatalf("base product stock: got %d, want %d (%d sales of 1)", p.Stock, 1000-bound, bound)
 	}
 }
 
@@ -1170,7 +1321,7 @@ func testEdgeCases(t *testing.T, e *env) {
 
 	// A sale whose whole window passed before anyone advanced it ends with every unit back.
 	late, _, err := e.st.CreateSale(e.ctx, Sale{ID: uuid.NewString(), StreamID: sa, ProductID: pa.ID, PriceCents: 1, Quantity: 2, PerUserLimit: 1,
-		StartsAt: e.now.Add(time.Minute), EndsAt: e.now.Add(2 * time.Minute)}, e.now)
+		StartsAt: e.now.Add(time.Minute), EndsAt: e.now.Add(2 * time.Minute)}, e.now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

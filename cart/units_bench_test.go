@@ -25,12 +25,12 @@ func BenchmarkScrapeReads(b *testing.B) {
 					b.Fatal(err)
 				}
 				for range 32 {
-					p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR", Stock: 100})
+					p, err := st.CreateProduct(ctx, Product{ID: uuid.NewString(), StreamID: sid, Currency: "EUR", Stock: 100}, 0)
 					if err != nil {
 						b.Fatal(err)
 					}
 					s, _, err := st.CreateSale(ctx, Sale{ID: uuid.NewString(), StreamID: sid, ProductID: p.ID, Quantity: 10,
-						PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+						PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour)}, now, 0)
 					if err != nil {
 						b.Fatal(err)
 					}

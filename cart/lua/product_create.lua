@@ -1,6 +1,8 @@
--- product_create: ARGV = field, value, ... of the new product (stock included).
+-- product_create: ARGV = max_products (the stream's bound, ≤ 0 for none), then field,
+-- value, ... of the new product (stock included).
+local max = num(ARGV[1])
 local p = {}
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   p[ARGV[i]] = ARGV[i + 1]
 end
 local st = hgetall(key('stream'))
@@ -15,6 +17,10 @@ if redis.call('EXISTS', key('p', p.id)) == 1 then
 end
 if (st.currency or '') ~= '' and st.currency ~= p.currency then
   return fail('conflict', "the stream's products are priced in " .. st.currency)
+end
+-- Hidden products count: they are stored and listed too.
+if max > 0 and redis.call('LLEN', key('products')) >= max then
+  return fail('conflict', 'a stream has at most ' .. max .. ' products')
 end
 redis.call('HSET', key('stream'), 'currency', p.currency)
 p.held = '0'

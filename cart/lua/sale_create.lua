@@ -1,8 +1,10 @@
--- sale_create: ARGV = now_us, then field, value, ... of the new sale (id, product_id,
--- quantity, starts_us, ends_us, ...). The quantity leaves the product's stock.
+-- sale_create: ARGV = now_us, max_sales (the stream's bound, ≤ 0 for none), then field,
+-- value, ... of the new sale (id, product_id, quantity, starts_us, ends_us, ...). The
+-- quantity leaves the product's stock.
 local now = num(ARGV[1])
+local max = num(ARGV[2])
 local s = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   s[ARGV[i]] = ARGV[i + 1]
 end
 local q = num(s.quantity)
@@ -17,6 +19,10 @@ if not st or st.status == 'ended' then
 end
 if redis.call('EXISTS', key('s', s.id)) == 1 then
   return fail('conflict', 'sale exists')
+end
+-- Ended sales count: they are stored and listed too.
+if max > 0 and redis.call('LLEN', key('sales')) >= max then
+  return fail('conflict', 'a stream has at most ' .. max .. ' sales')
 end
 if num(p.stock) < q then
   return fail('conflict', 'product has ' .. p.stock .. ' units in stock, the sale wants ' .. s.quantity)

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/livecart/livecart/cart"
 	"github.com/livecart/livecart/stream"
 )
 
@@ -56,6 +57,10 @@ type Config struct {
 		HoldTTL     time.Duration `yaml:"hold_ttl"`
 		SaleHoldTTL time.Duration `yaml:"sale_hold_ttl"`
 		MaxPins     int           `yaml:"max_pins"`
+		// MaxProductsPerStream and MaxSalesPerStream bound a stream's products (hidden
+		// ones too) and sales (ended ones too): one more is refused with 409 conflict.
+		MaxProductsPerStream int `yaml:"max_products_per_stream"`
+		MaxSalesPerStream    int `yaml:"max_sales_per_stream"`
 	} `yaml:"cart"`
 
 	Media struct {
@@ -108,6 +113,11 @@ type Config struct {
 	} `yaml:"log"`
 }
 
+// maxPerStream bounds cart.max_products_per_stream and max_sales_per_stream: every
+// viewer's page lists the products, and every websocket connect's snapshot carries all
+// the sales (5,000 of them made a 1.74 MB snapshot).
+const maxPerStream = 100_000
+
 // maxICECandidates bounds media.max_ice_candidates: far above any real peer's.
 const maxICECandidates = 1000
 
@@ -127,6 +137,8 @@ func defaultConfig() Config {
 	c.Cart.HoldTTL = 10 * time.Minute
 	c.Cart.SaleHoldTTL = 2 * time.Minute
 	c.Cart.MaxPins = 5
+	c.Cart.MaxProductsPerStream = cart.DefaultMaxProducts
+	c.Cart.MaxSalesPerStream = cart.DefaultMaxSales
 	c.Media.UDPPort = 8443
 	c.Media.MaxICECandidates = stream.DefaultMaxRemoteCandidates
 	c.Live.ChatPerSecond = 1
@@ -264,6 +276,12 @@ func (c Config) validate() error {
 	}
 	if c.Cart.MaxPins < 1 || c.Cart.MaxPins > 50 {
 		errs = append(errs, fmt.Errorf("cart max_pins %d: want 1..50", c.Cart.MaxPins))
+	}
+	if c.Cart.MaxProductsPerStream < 1 || c.Cart.MaxProductsPerStream > maxPerStream {
+		errs = append(errs, fmt.Errorf("cart max_products_per_stream %d: want 1..%d", c.Cart.MaxProductsPerStream, maxPerStream))
+	}
+	if c.Cart.MaxSalesPerStream < 1 || c.Cart.MaxSalesPerStream > maxPerStream {
+		errs = append(errs, fmt.Errorf("cart max_sales_per_stream %d: want 1..%d", c.Cart.MaxSalesPerStream, maxPerStream))
 	}
 	if c.Media.UDPPort < 1 || c.Media.UDPPort > 65535 {
 		errs = append(errs, fmt.Errorf("media udp_port %d: want 1..65535", c.Media.UDPPort))

@@ -94,6 +94,10 @@ func TestConfigValidation(t *testing.T) {
 		{"short secret", map[string]string{"LIVECART_AUTH_SECRET": "short"}, "", "secret"},
 		{"bad public url", map[string]string{"LIVECART_PUBLIC_URL": "ftp://x"}, "", "public_url"},
 		{"bad yaml type", nil, "cart:\n  max_pins: many\n", "line 2"},
+		{"no products per stream", nil, "cart:\n  max_products_per_stream: 0\n", "max_products_per_stream 0"},
+		{"too many products per stream", nil, "cart:\n  max_products_per_stream: 100001\n", "max_products_per_stream 100001"},
+		{"no sales per stream", nil, "cart:\n  max_sales_per_stream: -1\n", "max_sales_per_stream -1"},
+		{"too many sales per stream", nil, "cart:\n  max_sales_per_stream: 1000000\n", "max_sales_per_stream 1000000"},
 		{"writers not a number", map[string]string{"LIVECART_LIVE_WRITERS": "four"}, "", "LIVECART_LIVE_WRITERS"},
 		{"no writers", map[string]string{"LIVECART_LIVE_WRITERS": "0"}, "", "live writers 0"},
 		{"too many writers", nil, "live:\n  writers: 5000\n", "live writers 5000"},
@@ -211,5 +215,24 @@ func TestNodeID(t *testing.T) {
 		if got != tc.want || !validNodeID(got) {
 			t.Errorf("defaultNodeID(%q, %d) = %q (valid %v), want %q, valid", tc.host, tc.pid, got, validNodeID(got), tc.want)
 		}
+	}
+}
+
+// TestStreamBoundsConfig: cart.max_products_per_stream and max_sales_per_stream default to
+// the service's bounds (1,000 and 500) and are taken from the file.
+func TestStreamBoundsConfig(t *testing.T) {
+	c, err := loadConfig("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cart.MaxProductsPerStream != 1000 || c.Cart.MaxSalesPerStream != 500 {
+		t.Fatalf("defaults: got %d products and %d sales, want 1000 and 500", c.Cart.MaxProductsPerStream, c.Cart.MaxSalesPerStream)
+	}
+	c, err = loadConfig(writeFile(t, "cart:\n  max_products_per_stream: 40\n  max_sales_per_stream: 7\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cart.MaxProductsPerStream != 40 || c.Cart.MaxSalesPerStream != 7 {
+		t.Fatalf("from the file: got %d products and %d sales, want 40 and 7", c.Cart.MaxProductsPerStream, c.Cart.MaxSalesPerStream)
 	}
 }

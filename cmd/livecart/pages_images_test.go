@@ -32,7 +32,7 @@ func TestPagesShowOnlyWebImages(t *testing.T) {
 	for i := range cases {
 		// Straight into the store, as a product created before the server checked.
 		p, err := f.srv.main.store.CreateProduct(context.Background(), cart.Product{ID: uuid.NewString(), StreamID: f.sid,
-			SKU: "S", Title: "Cap", PriceCents: 100, Currency: "USD", ImageURL: cases[i].url, Stock: 5})
+			SKU: "S", Title: "Cap", PriceCents: 100, Currency: "USD", ImageURL: cases[i].url, Stock: 5}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -123,6 +123,7 @@ func (m *Main) build(ctx context.Context) error {
 	// After deps.Events is set: the commerce service emits through it.
 	m.commerce = cart.NewService(m.store, deps.Events, cart.ServiceConfig{
 		HoldTTL: m.cfg.Cart.HoldTTL, SaleHoldTTL: m.cfg.Cart.SaleHoldTTL, MaxPins: m.cfg.Cart.MaxPins,
+		MaxProducts: m.cfg.Cart.MaxProductsPerStream, MaxSales: m.cfg.Cart.MaxSalesPerStream,
 	}, time.Now, m.log)
 	deps.Commerce = m.commerce
 	// The relay reports publishers to the web server, which is built after it.

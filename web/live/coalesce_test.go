@@ -136,7 +136,7 @@ func newStreamWithProduct(t *testing.T, ctx context.Context, store cart.Store) (
 		t.Fatal(err)
 	}
 	if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "P",
-		PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
+		PriceCents: 100, Currency: "EUR", Stock: 1000}, 0); err != nil {
 		t.Fatal(err)
 	}
 	return sid, pid
@@ -147,7 +147,7 @@ func newActiveSale(t testing.TB, ctx context.Context, store cart.Store, sid, pid
 	t.Helper()
 	now := time.Now()
 	s, _, err := store.CreateSale(ctx, cart.Sale{ID: uuid.NewString(), StreamID: sid, ProductID: pid,
-		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now)
+		PriceCents: 50, Quantity: 10, PerUserLimit: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -316,7 +316,7 @@ func TestEmitQueueFullOfModerationLosesNoState(t *testing.T) {
 	}
 
 	created, err := store.CreateProduct(ctx, cart.Product{ID: uuid.NewString(), StreamID: sid, SKU: "N", Title: "new one",
-		PriceCents: 200, Currency: "EUR", Stock: 5})
+		PriceCents: 200, Currency: "EUR", Stock: 5}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -359,7 +359,7 @@ func TestStateEventBesideReservedPlacesGoesOutAtOnce(t *testing.T) {
 	}
 	rescued := overflowCount(t, ts.hub, "rescued")
 	p, err := store.CreateProduct(ctx, cart.Product{ID: uuid.NewString(), StreamID: sid, SKU: "N", Title: "new one",
-		PriceCents: 200, Currency: "EUR", Stock: 5})
+		PriceCents: 200, Currency: "EUR", Stock: 5}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

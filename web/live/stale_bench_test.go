@@ -60,7 +60,7 @@ func BenchmarkStaleStockCompare(b *testing.B) {
 			for i := range size.products {
 				pid := uuid.NewString()
 				if _, err := store.CreateProduct(ctx, cart.Product{ID: pid, StreamID: sid, SKU: "S", Title: "Product",
-					Description: "A product of the bench stream", PriceCents: 100, Currency: "EUR", Stock: 1000}); err != nil {
+					Description: "A product of the bench stream", PriceCents: 100, Currency: "EUR", Stock: 1000}, 0); err != nil {
 					b.Fatal(err)
 				}
 				if i < size.sales {

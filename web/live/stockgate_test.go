@@ -346,7 +346,7 @@ func TestLostProductEventStockPublished(t *testing.T) {
 	sid, pid := newStreamWithProduct(t, ctx, store)
 	hiddenID := uuid.NewString()
 	if _, err := store.CreateProduct(ctx, cart.Product{ID: hiddenID, StreamID: sid, SKU: "H", Title: "H",
-		PriceCents: 100, Currency: "EUR", Stock: 50}); err != nil {
+		PriceCents: 100, Currency: "EUR", Stock: 50}, 0); err != nil {
 		t.Fatal(err)
 	}
 	viewer := b.watch(t, sid)
