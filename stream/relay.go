@@ -420,9 +420,7 @@ func (r *Relay) join(ctx context.Context, streamID, offer string,
 		return "", "", err
 	}
 	cands := newCandidateSet(r.opts.MaxRemoteCandidates)
-	if err := cands.add(keys); err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrBadOffer, err)
-	}
+	_ = cands.add(keys) // distinct and within the bound: screenOffer refused more
 	rm, err := r.room(streamID)
 	if err != nil {
 		return "", "", err

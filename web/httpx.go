@@ -223,11 +223,8 @@ func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte,
 			return bp, nil, nil, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		}
 	}
-	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && (len(ce) > 1 || !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
-		// A compressed body is not decoded here: it would be refused as not UTF-8 (a
-		// gzip one), or taken as it is under a coding it does not have (RFC 9110 §8.4).
-		return bp, nil, nil, apiError(http.StatusUnsupportedMediaType, "unsupported_media_type",
-			"Content-Encoding "+strings.Join(ce, ", ")+" is not supported: send the body uncompressed")
+	if err := checkNoCoding(r); err != nil {
+		return bp, nil, nil, err
 	}
 	if !live.ValidJSONText(raw) {
 		// JSON is UTF-8 (RFC 8259); decoding would store U+FFFD in place of the bad bytes,
@@ -235,6 +232,17 @@ func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) (bp *[]byte,
 		return bp, nil, nil, apiError(http.StatusBadRequest, "bad_request", "invalid JSON: the body is not valid UTF-8, or escapes a lone surrogate")
 	}
 	return bp, raw, trimmed, nil
+}
+
+// checkNoCoding refuses a request body with a content coding other than identity: 415.
+// A compressed body is not decoded here: it would be refused as not UTF-8 (a gzip one),
+// or taken as it is under a coding it does not have (RFC 9110 §8.4).
+func checkNoCoding(r *http.Request) error {
+	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && (len(ce) > 1 || !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Encoding "+strings.Join(ce, ", ")+" is not supported: send the body uncompressed")
+	}
+	return nil
 }
 
 // errBodyTooLarge: a JSON body over MaxJSONBody (declared or read).

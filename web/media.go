@@ -530,9 +530,8 @@ func readSDP(w http.ResponseWriter, r *http.Request, want string) (string, error
 	if err != nil || mt != want {
 		return "", apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+want)
 	}
-	if ce := r.Header["Content-Encoding"]; len(ce) > 0 && (len(ce) > 1 || !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
-		return "", apiError(http.StatusUnsupportedMediaType, "unsupported_media_type",
-			"Content-Encoding "+strings.Join(ce, ", ")+" is not supported: send the body uncompressed")
+	if err := checkNoCoding(r); err != nil {
+		return "", err
 	}
 	if r.ContentLength > MaxSDPBody {
 		return "", apiError(http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body over %d bytes", MaxSDPBody))
