@@ -98,6 +98,9 @@ var _ Store = (*RedisStore)(nil)
 //	                              evening): moved into gen once, at open (migrateCartSets)
 //	P{u:<uid>}:orders      set    stream ids where the user has orders
 //	P{u:<uid>}:idem:<hash> string pending|token|fp|until_ms or done|sid|oid|at|fp of a key
+//	                              (since 2026-12-06 an order leaves its pending mark;
+//	                              a done mark is written by a retry that took over a
+//	                              mark run out and found the order, see claimIdem)
 const defaultRedisPrefix = "livecart:"
 
 //go:embed lua/*.lua

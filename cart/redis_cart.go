@@ -691,9 +691,10 @@ func idemField(userID, key string) string {
 }
 
 // Checkout places an order from the user's holds. The user's key marks a checkout in
-// progress (so concurrent calls with one key place one order) and then remembers the
-// order; the stream's own record, written by the script with the order, makes a retry
-// after a crash in between return the same order. Keys older than 24 h (by now) are
+// progress (so concurrent calls with one key place one order, in whatever stream) and
+// keeps that pending mark for 24 h; the stream's own record of the key, written by the
+// script with the order, is what makes a retry return the same order (see claimIdem:
+// no done mark is written after the order). Keys older than 24 h (by now) are
 // forgotten; Redis drops them by TTL. The request's fingerprint is kept as
 // storedFingerprint makes it.
 func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time.Time) (CheckoutResult, error) {
@@ -744,50 +745,62 @@ func sameFingerprint(stored, fp string) bool {
 	return stored == fp || (fp == "" && stored == emptyCheckoutFingerprint)
 }
 
-// settle remembers the order under the call's key, or frees the key if nothing was
-// ordered. (Not inlined, as Checkout's frame is on the stack through the checkout.)
+// settle leaves the order to the stream's record of the key and forgets the stream
+// from the user's cart index if the order emptied it there, or frees the key if
+// nothing was ordered. (Not inlined, as Checkout's frame is on the stack through the
+// checkout.)
 //
 //go:noinline
 func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart, token string, res *CheckoutResult, err error) {
 	switch {
 	case err == nil:
-		var at [20]byte
-		v := "done|" + res.Order.StreamID + "|" + res.Order.ID + "|" + string(strconv.AppendInt(at[:0], c.now.UnixMicro(), 10)) + "|" + c.req.Fingerprint
-		s.finishCheckout(c.req.UserID, cart, c.ih, v, c.emptied)
+		// No done mark: the key keeps its pending mark, and the stream's record of the
+		// key (written by the script with the order) answers a retry (see claimIdem).
+		// What is left is the cart index's fields of a stream the order emptied.
+		if c.emptied != "" {
+			s.finishCheckout(c.req.UserID, cart, c.ih, "", c.emptied)
+		}
 	case !errors.Is(err, ErrUnavailable):
 		// Nothing was ordered: the key is free for another attempt.
 		s.scripts["unclaim"].Run(ctx, s.rdb, []string{s.userBase(c.req.UserID)}, c.ih, token)
 	}
 }
 
-// finishCheckout remembers the placed order under its key, off the request's path
-// (one round trip less per checkout). Until it lands, a call with the same key finds
-// "pending" and waits for it; if it never lands (Redis down), the pending mark
-// runs out of its time, the retry takes the key over ("reclaimed") and the order's
-// stream, whose script recorded the key with the order, answers it with the same
-// order, even if the stream has left the cart index since. A stream emptied leaves
-// the user's cart index unless a hold came since (so the user's next checkout
-// elsewhere takes the one-stream path): the generations' fields of it that the claim
-// read (gens, see cartFromIndex) are deleted (a hold that raced the order added a
-// field of its own); a field of the earlier form (stream → generation) gets its "~"
-// record instead (the generation the claim read; "0" if neither form named the
-// stream), so the cart index forgets it (see lua/claim.lua). If it is lost, the next
-// cart read prunes. The mark keeps the key's time to live, 24 h from its claim (SET …
-// KEEPTTL: no expiry removed and set again, and nothing for Redis to rewrite for its
-// replicas as it does an EX), and replaces only a key that exists (XX): a pending
-// mark lost meanwhile (Redis restarted without it) is as a mark that never landed,
-// not a key made anew with no time to live.
+// finishCheckout writes, off the request's path, a done mark of the key (value: done|
+// sid|oid|at_us|fp, unless "") and forgets the stream emptied (unless "") from the
+// user's cart index.
+//
+// The done mark. Since 2026-12-06 a checkout that places its order writes none: its
+// key keeps its pending mark (24 h), and the stream's record of the key, which the
+// checkout script writes with the order, is what a retry finds (see claimIdem: a key
+// with a pending mark, whose time ran out or not, is looked for in the streams of the
+// user's order index, which lists the stream before the order is placed). A retry
+// that found the order so and took the key over (its mark had run out) writes the
+// done mark, so later ones read it (lazyDoneMark); a done mark written before, or by a
+// node of before, is read as ever. The mark keeps the key's time to live, 24 h from
+// its claim (SET … KEEPTTL), and replaces only a key that exists (XX): a mark lost
+// meanwhile (Redis restarted without it) is not made anew with no time to live.
+//
+// The stream emptied leaves the user's cart index unless a hold came since (so the
+// user's next checkout elsewhere takes the one-stream path): the generations' fields
+// of it that the claim read (gens, see cartFromIndex) are deleted (a hold that raced
+// the order added a field of its own); a field of the earlier form (stream →
+// generation) gets its "~" record instead (the generation the claim read; "0" if
+// neither form named the stream), so the cart index forgets it (see lua/claim.lua).
+// If it is lost, the next cart read prunes.
 //
 // The key's and the cart index's names are the plain claim's (cart.idemKey,
 // cart.genKey: no string made again per checkout), else made here.
 func (s *RedisStore) finishCheckout(userID string, cart *userCart, ih, value, emptied string) {
 	gens := cart.gens
 	f := doneMarks.Get().(*doneMark) // nobody waits (done nil); its batch puts it back
-	f.key, f.value = cart.idemKey, value
-	if f.key == "" {
-		f.key = s.userKey(userID, "idem:"+ih)
+	if value != "" {
+		f.key, f.value = cart.idemKey, value
+		if f.key == "" {
+			f.key = s.userKey(userID, "idem:"+ih)
+		}
+		f.set = [...]any{"set", &f.key, &f.value, "xx", "keepttl"}
 	}
-	f.set = [...]any{"set", &f.key, &f.value, "xx", "keepttl"}
 	if emptied != "" {
 		if f.gen = cart.genKey; f.gen == "" {
 			f.gen = s.userKey(userID, "gen")
@@ -839,7 +852,9 @@ func (f *doneMark) release() {
 }
 
 func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
-	p.Do(ctx, f.set[:]...)
+	if f.value != "" {
+		p.Do(ctx, f.set[:]...)
+	}
 	if f.hdel != nil {
 		p.Do(ctx, f.hdel...)
 	}
@@ -850,7 +865,13 @@ func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
 
 // claimIdem takes the user's idempotency key for this call (answering its token and
 // the streams of the user's cart), or answers the order an earlier call with the key
-// placed, or ErrConflict.
+// placed, or ErrConflict. A key in use is judged by its mark: a done mark names its
+// order; a pending mark is a checkout in progress or one that placed its order (an
+// order leaves its pending mark, see settle), told apart by the key's record in the
+// streams of the user's order index, which lists a stream before an order is placed
+// there: found, it answers (keyRecordAnswer); not found, a call with another body is
+// a conflict and one with the same body waits for it, as for a checkout in progress,
+// until the mark runs out and the key is taken over.
 func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time) (string, *userCart, *CheckoutResult, error) {
 	deadline := time.Now().Add(idemWait)
 	// A caller with a deadline (an API request's bound) gets the answer for a key in
@@ -862,7 +883,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	// use goes by claim.lua.
 	if s.plainClaims.Load() && s.cartSetsGone.Load() {
 		withTime := s.clock.wantSample()
-		token, cart, used, err := s.claimPlain(ctx, userID, ih, fingerprint, withTime)
+		token, cart, used, err := s.claimPlain(ctx, userID, ih, fingerprint, now, withTime)
 		if err == nil {
 			return token, cart, nil, nil
 		}
@@ -873,7 +894,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			s.clock.asking.Store(false) // the script's call below may carry it
 		}
 	}
-	token := randomToken()
+	token := tokenAt(randomToken(), now)
 	// The call in the shared pipeline, and what its arguments point to (see evalArgs).
 	ca := &claimCall{key: s.userBase(userID), ih: ih, token: token, fp: fingerprint, sid: streamID,
 		nowUS: now.UnixMicro(), ttl: idemPendingTTL.Milliseconds()}
@@ -907,6 +928,14 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			return "", nil, nil, err
 		}
 		if cart != nil {
+			if cart.reclaimed {
+				// The key's mark ran out: an attempt that died or lost its answer, or one
+				// that placed its order (no done mark follows an order, see settle). The
+				// stream's record of the key answers, if there is one.
+				if res, err := s.keyRecordAnswer(ctx, userID, ih, fingerprint, cart.sids, now, true); res != nil || err != nil {
+					return "", nil, res, err
+				}
+			}
 			return token, cart, nil, nil
 		}
 		if strings.HasPrefix(v, "done|") {
@@ -919,6 +948,12 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 				return "", nil, &CheckoutResult{Order: o}, nil
 			}
 			return "", nil, nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
+		}
+		// A pending mark: a checkout in progress, or one that placed its order (no done
+		// mark follows, see settle), with this body or another: the stream's record of
+		// the key answers, if there is one.
+		if res, err := s.keyRecordAnswer(ctx, userID, ih, fingerprint, nil, now, false); res != nil || err != nil {
+			return "", nil, res, err
 		}
 		if f := strings.SplitN(v, "|", 4); len(f) < 3 || !sameFingerprint(f[2], fingerprint) { // pending|token|fp|until
 			return "", nil, nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
@@ -996,6 +1031,14 @@ func claimReply(cmd *redis.Cmd, streamID string) (string, *userCart, error) {
 		cart.indexed = cart.sids[0]
 	}
 	return v, cart, nil
+}
+
+// tokenAt is a claim's token: random, then ":" and the call's now in µs (by the node's
+// clock, as the stream's record of the key and a done mark have it), by which
+// claim.lua forgets a pending mark 24 h old as it does a done mark (an order leaves
+// its pending mark, see settle). A token never holds "|".
+func tokenAt(random string, now time.Time) string {
+	return random + ":" + strconv.FormatInt(now.UnixMicro(), 10)
 }
 
 func randomToken() string {
@@ -1135,22 +1178,57 @@ func (s *RedisStore) checkoutAny(ctx context.Context, c *checkoutCall, cart *use
 // its order ("" if none): its stream may have left the cart index since (the cart was
 // read empty there), but the order index lists it before the order is placed.
 func (s *RedisStore) keyRecordStream(ctx context.Context, c *checkoutCall, cartSids []string) (string, error) {
-	ordered, err := s.rdb.SMembers(ctx, s.userBase(c.req.UserID)+"orders").Result()
+	sid, _, err := s.keyRecord(ctx, c.req.UserID, c.ih, cartSids, c.now)
+	return sid, err
+}
+
+// keyRecord finds the record of the key ih (order id|at_us|fingerprint, of the last
+// 24 h by now) in the streams of the user's order index and sids, and its stream ("",
+// "" if none).
+func (s *RedisStore) keyRecord(ctx context.Context, userID, ih string, sids []string, now time.Time) (sid, rec string, err error) {
+	ordered, err := s.rdb.SMembers(ctx, s.userBase(userID)+"orders").Result()
 	if err != nil {
-		return "", unavailable(err)
+		return "", "", unavailable(err)
 	}
-	sids := append(slices.Clone(cartSids), ordered...)
-	slices.Sort(sids)
-	cs, err := s.carts(ctx, c.req.UserID, c.ih, slices.Compact(sids), c.now)
+	all := append(slices.Clone(sids), ordered...)
+	slices.Sort(all)
+	cs, err := s.carts(ctx, userID, ih, slices.Compact(all), now)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, cart := range cs {
 		if cart.idem != "" {
-			return cart.streamID, nil
+			return cart.streamID, cart.idem, nil
 		}
 	}
-	return "", nil
+	return "", "", nil
+}
+
+// keyRecordAnswer answers a call with key ih and fingerprint fp from the key's record
+// in the user's streams (see keyRecord): the order it names, or a conflict if it was
+// placed with another body; nil and nil if no stream has the record. took: the call
+// took the key over (its pending mark had run out); it writes the done mark, so a
+// later call with the key reads it instead of looking again.
+func (s *RedisStore) keyRecordAnswer(ctx context.Context, userID, ih, fp string, sids []string, now time.Time, took bool) (*CheckoutResult, error) {
+	sid, rec, err := s.keyRecord(ctx, userID, ih, sids, now)
+	if err != nil || rec == "" {
+		return nil, err
+	}
+	f := strings.SplitN(rec, "|", 3)
+	if len(f) != 3 {
+		return nil, fmt.Errorf("redis: the record of an idempotency key in stream %s: %q", sid, rec)
+	}
+	if took {
+		s.finishCheckout(userID, &userCart{}, ih, "done|"+sid+"|"+rec, "")
+	}
+	if !sameFingerprint(f[2], fp) {
+		return nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
+	}
+	o, err := s.getOrder(ctx, userID, sid, f[0])
+	if err != nil {
+		return nil, err
+	}
+	return &CheckoutResult{Order: o}, nil
 }
 
 // checkoutCart orders the user's whole cart: it must have live holds of exactly one

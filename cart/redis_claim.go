@@ -172,7 +172,7 @@ var errClaimByScript = errors.New("claim by script")
 // the call's token and the user's cart, or errClaimByScript when claim.lua must run
 // (the key is in use, or no recent clock sample), or an error. withTime: the claim
 // carries a TIME for the clock (the caller won wantSample); used: it did.
-func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, withTime bool) (token string, cart *userCart, used bool, err error) {
+func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, now time.Time, withTime bool) (token string, cart *userCart, used bool, err error) {
 	untilMS, ok := s.clock.nowMS()
 	if !ok {
 		return "", nil, false, errClaimByScript
@@ -180,20 +180,22 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, with
 	untilMS += idemPendingTTL.Milliseconds()
 	c := plainClaims.Get().(*plainClaim)
 	c.withTime = withTime
-	// The token, the three keys and the mark, made in one allocation.
-	var num [20]byte
+	// The token (<random>:<now_us>, see tokenAt), the three keys and the mark, made in
+	// one allocation.
+	var num, at [20]byte
 	var tok [24]byte
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	hex.Encode(tok[:], rnd[:])
+	nowUS := strconv.AppendInt(at[:0], now.UnixMicro(), 10)
 	ub := len(s.prefix) + len(userID) + 5 // len(userBase)
 	all := s.prefix + "{u:" + userID + "}:gen" + s.prefix + "{u:" + userID + "}:orders" +
-		s.prefix + "{u:" + userID + "}:idem:" + ih + "pending|" + string(tok[:]) + "|" + fp + "|" +
+		s.prefix + "{u:" + userID + "}:idem:" + ih + "pending|" + string(tok[:]) + ":" + string(nowUS) + "|" + fp + "|" +
 		string(strconv.AppendInt(num[:0], untilMS, 10))
 	c.genKey, all = all[:ub+3], all[ub+3:]
 	orders, all := all[:ub+6], all[ub+6:]
 	c.idemKey, c.mark = all[:ub+5+len(ih)], all[ub+5+len(ih):]
-	token = c.mark[len("pending|") : len("pending|")+len(tok)]
+	token = c.mark[len("pending|") : len("pending|")+len(tok)+1+len(nowUS)]
 	c.dayMS = IdempotencyTTL.Milliseconds()
 	c.set = [...]any{"set", &c.idemKey, &c.mark, "nx", "px", &c.dayMS}
 	c.hgetall = [...]any{"hgetall", &c.genKey}

@@ -49,8 +49,8 @@ func TestRedisPlainClaimMark(t *testing.T) {
 	k := st.userBase("u") + "idem:" + ih
 	v, err := st.rdb.Get(e.ctx, k).Result()
 	f := strings.Split(v, "|")
-	if err != nil || len(f) != 4 || f[0] != "pending" || f[2] != "fp" || len(f[1]) != 24 {
-		t.Fatalf("mark: got %q %v, want pending|token|fp|until", v, err)
+	if err != nil || len(f) != 4 || f[0] != "pending" || f[2] != "fp" || f[1] != tokenAt(f[1][:min(24, len(f[1]))], e.now) {
+		t.Fatalf("mark: got %q %v, want pending|<24 hex digits>:%d|fp|until", v, err, e.now.UnixMicro())
 	}
 	until, _ := strconv.ParseInt(f[3], 10, 64)
 	lo, hi := before.UnixMilli()+idemPendingTTL.Milliseconds(), after.UnixMilli()+idemPendingTTL.Milliseconds()+1000

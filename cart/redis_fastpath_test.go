@@ -423,8 +423,12 @@ func TestRedisOrderOneMatchesGeneralPathCheckout(t *testing.T) {
 // withoutSeq blanks the seq of every order record in a keyDump value (the 4th of its
 // packed fields, the node's clock when the order was placed).
 func withoutSeq(v string) string {
-	return orderSeq.ReplaceAllString(v, "${1}seq")
+	return pendingMark.ReplaceAllString(orderSeq.ReplaceAllString(v, "${1}seq"), "${1}token${2}until")
 }
+
+// pendingMark matches a key's pending mark's random token and until_ms (by the node's
+// estimate of Redis's clock), which an order leaves (see settle).
+var pendingMark = regexp.MustCompile(`("pending\|)[0-9a-f]+(:[0-9]+\|[^|"]*\|)[0-9]+`)
 
 // orderSeq matches an order record's fields up to its seq (its 4th after the leading
 // "|", after total_cents, currency, created_us), and the seq.

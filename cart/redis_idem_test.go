@@ -173,8 +173,8 @@ func TestRedisUsualFingerprintBothForms(t *testing.T) {
 		k := st.userBase("u") + "idem:" + ih
 		rk := st.base(sale.StreamID) + "uo:u"
 		mark, rec := st.rdb.Get(ctx, k).Val(), st.rdb.HGet(ctx, rk, "k:"+ih).Val()
-		if !strings.HasPrefix(mark, "done|") || !strings.HasSuffix(mark, "|") || !strings.HasSuffix(rec, "|") {
-			t.Fatalf("plain %v: the done mark %q and the key record %q: want each to end in an empty fingerprint", plain, mark, rec)
+		if f := strings.Split(mark, "|"); len(f) != 4 || f[0] != "pending" || f[2] != "" || !strings.HasSuffix(rec, "|") {
+			t.Fatalf("plain %v: the pending mark %q (an order leaves it) and the key record %q: want each with an empty fingerprint", plain, mark, rec)
 		}
 		retry := func(what, fp string) (CheckoutResult, error) {
 			r := req
@@ -192,9 +192,16 @@ func TestRedisUsualFingerprintBothForms(t *testing.T) {
 				t.Fatalf("plain %v, %s: another body: got %v, want a conflict (used with another request)", plain, what, err)
 			}
 		}
+		same("the pending mark of the short form")
+		expirePending(t, st, "u", ih)
+		same("the pending mark of the short form run out") // the retry writes the done mark
+		st.background.Wait()
+		if v := st.rdb.Get(ctx, k).Val(); v != "done|"+sale.StreamID+"|"+rec {
+			t.Fatalf("plain %v: the done mark %q, want done|%s|%s", plain, v, sale.StreamID, rec)
+		}
 		same("the done mark of the short form")
 		// The forms written before: the fingerprint in full.
-		full := strings.TrimSuffix(mark, "|") + "|" + emptyCheckoutFingerprint
+		full := "done|" + sale.StreamID + "|" + rec + emptyCheckoutFingerprint
 		if err := st.rdb.Set(ctx, k, full, redis.KeepTTL).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -219,11 +226,17 @@ func TestRedisUsualFingerprintBothForms(t *testing.T) {
 		if _, err := retry("a key record of the full form", "another body"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "another request") {
 			t.Fatalf("plain %v, a key record of the full form: another body: got %v, want a conflict (used with another request)", plain, err)
 		}
-		// A pending mark of the full form: the same body waits for it (in progress),
-		// another body is refused at once.
+		// A pending mark of the full form, with the key's record: the record answers.
 		st.background.Wait()
 		pending := "pending|tok|" + emptyCheckoutFingerprint + "|" + fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())
 		if err := st.rdb.Set(ctx, k, pending, IdempotencyTTL).Err(); err != nil {
+			t.Fatal(err)
+		}
+		same("a pending mark of the full form and the key's record")
+		// Without a record (another key, in progress): the same body waits for it (in
+		// progress), another body is refused at once.
+		req.IdempotencyKey = "k2"
+		if err := st.rdb.Set(ctx, st.userBase("u")+"idem:"+idemHash("u", "k2"), pending, IdempotencyTTL).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := retry("a pending mark of the full form", emptyCheckoutFingerprint); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "in progress") {

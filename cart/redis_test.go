@@ -323,9 +323,13 @@ func TestRedisCheckoutKeyRecordOnlyWithOrder(t *testing.T) {
 	e.checkInvariants(t)
 }
 
-// TestRedisDoneMarkKeepsTheClaimsTTL: the done mark replaces the pending mark and
-// keeps its time to live (24 h from the claim), by the plain claim and by claim.lua.
-func TestRedisDoneMarkKeepsTheClaimsTTL(t *testing.T) {
+// TestRedisOrderLeavesItsPendingMark: an order leaves its key's pending mark as it is
+// (24 h from its claim), by the plain claim and by claim.lua: no done mark follows. A
+// retry while the mark is live answers the order from the stream's record of the key
+// and leaves the mark; a retry after it ran out takes the key over, answers the order
+// so and writes the done mark, which keeps the key's time to live; later retries read
+// it. Another body is a conflict in each state.
+func TestRedisOrderLeavesItsPendingMark(t *testing.T) {
 	for _, plain := range []bool{true, false} {
 		st := openTestRedis(t, testRedisURL)
 		st.plainClaims.Store(plain)
@@ -338,12 +342,39 @@ func TestRedisDoneMarkKeepsTheClaimsTTL(t *testing.T) {
 		}
 		st.background.Wait()
 		k := st.userBase("u") + "idem:" + idemHash("u", "k")
-		if v := st.rdb.Get(e.ctx, k).Val(); !strings.HasPrefix(v, "done|"+sale.StreamID+"|"+res.Order.ID+"|") {
-			t.Fatalf("plain %v: the key after the checkout: %q, want its done mark", plain, v)
+		mark := func(what, prefix string) {
+			t.Helper()
+			st.background.Wait()
+			if v := st.rdb.Get(e.ctx, k).Val(); !strings.HasPrefix(v, prefix) {
+				t.Fatalf("plain %v, %s: the key: %q, want %s…", plain, what, v, prefix)
+			}
+			if ttl := st.rdb.PTTL(e.ctx, k).Val(); ttl < IdempotencyTTL-time.Minute || ttl > IdempotencyTTL {
+				t.Fatalf("plain %v, %s: the key's TTL: %v, want 24 h", plain, what, ttl)
+			}
 		}
-		if ttl := st.rdb.PTTL(e.ctx, k).Val(); ttl < IdempotencyTTL-time.Minute || ttl > IdempotencyTTL {
-			t.Fatalf("plain %v: the done mark's TTL: %v, want 24 h", plain, ttl)
+		retry := func(what string) {
+			t.Helper()
+			e.mustHold(t, "u", "", sale.ID, 1, time.Hour) // the cart changed: the same order still
+			again, err := e.checkout("u", "k", nil, e.now.Add(time.Minute))
+			if err != nil || again.Created || again.Order.ID != res.Order.ID || again.Order.StreamID != sale.StreamID || len(again.Order.Items) != 1 {
+				t.Fatalf("plain %v, %s: the same body again: got %+v created %v %v, want order %s", plain, what, again.Order, again.Created, err, res.Order.ID)
+			}
+			if _, err := e.checkout("u", "k", []string{"other"}, e.now.Add(time.Minute)); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "another request") {
+				t.Fatalf("plain %v, %s: another body: got %v, want a conflict (used with another request)", plain, what, err)
+			}
 		}
+		mark("after the order", "pending|")
+		retry("the pending mark live")
+		mark("after a retry while the mark is live", "pending|")
+		expirePending(t, st, "u", idemHash("u", "k"))
+		retry("the pending mark run out")
+		mark("after a retry that took the key over", "done|"+sale.StreamID+"|"+res.Order.ID+"|")
+		retry("the done mark")
+		mark("after a retry of the done mark", "done|"+sale.StreamID+"|"+res.Order.ID+"|")
+		if got := e.getSale(t, sale.ID); got.Sold != 1 {
+			t.Fatalf("plain %v: sold %d, want 1", plain, got.Sold)
+		}
+		e.checkInvariants(t)
 	}
 }
 

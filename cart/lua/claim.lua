@@ -1,16 +1,17 @@
 -- lib: core
 -- claim: KEYS[1] = the user's key base "<prefix>{u:<user id>}:"; ARGV = key hash,
--- token, fingerprint, now_us, pending ms, stream id or "", "1" if the cart index's
+-- token (<random>:<now_us> since 2026-12-06), fingerprint, now_us, pending ms,
+-- stream id or "", "1" if the cart index's
 -- older form may still exist (until migrate_holds.lua ran for every user). Takes the
 -- idempotency key for one checkout ("pending|token|fp|until_ms", by Redis's clock) unless
 -- a checkout holds it (until until_ms) or placed an order with it in the last 24 h
 -- ("done|sid|oid|at_us|fp"). Answers "claimed" or the key's value, then the streams
 -- of the user's cart, each followed by its generation (the caller knows which stream
 -- the user's order index now lists for a claimed checkout: see below). A pending mark
--- past its time is a checkout that died or lost its answer: it may have placed its
--- order without the done mark, so its key is taken over with "reclaimed" (the caller
--- looks for the key's record in the user's streams first). The mark stays 24 h for
--- that.
+-- past its time is a checkout that died or lost its answer, or (since 2026-12-06, the
+-- usual) one that placed its order, after which no done mark is written: its key is
+-- taken over with "reclaimed" (the caller looks for the key's record in the user's
+-- streams first, and answers the order it finds). The mark stays 24 h for that.
 -- A claimed checkout of the given stream, or else of the cart's only stream, lists
 -- that stream in the user's order index here, before its order is placed (a claim
 -- that places no order leaves a harmless entry that lists nothing).
@@ -40,8 +41,13 @@ if not claimed then
   v = redis.call('GET', ik)
   local at = v and string.match(v, '^done|[^|]*|[^|]*|([^|]*)|')
   local till = v and string.match(v, '^pending|[^|]*|[^|]*|(%d+)$')
-  stale = till and num(till) <= now_ms
-  claimed = not v or stale or (at and num(ARGV[4]) - num(at) >= 86400000000)
+  -- A pending mark claimed 24 h before the call's now (its token's at_us, by the
+  -- nodes' clock as a done mark's at_us) is forgotten, as a done mark of then is (an
+  -- order leaves its pending mark). (Marks of before 2026-12-06 have no at_us.)
+  local cat = till and string.match(v, '^pending|[^|:]*:(%d+)|')
+  local aged = cat and num(ARGV[4]) - num(cat) >= 86400000000
+  stale = till and not aged and num(till) <= now_ms
+  claimed = not v or stale or aged or (at and num(ARGV[4]) - num(at) >= 86400000000)
   if claimed then
     redis.call('SET', ik, mark, 'PX', '86400000')
   end
