@@ -4,7 +4,9 @@
 -- user id, the idempotency key's field "k:" .. its hash (see key_record), fingerprint,
 -- order id, now_us, mode,
 -- expired hold ids cleared elsewhere (joined by ","), seq (the node's clock, orders
--- orders placed at one now), hold id...
+-- orders placed at one now), hold id...; or, the usual checkout's short form (since
+-- 2026-12-06; count 5): user id, key field, order id, now_us, seq, with fingerprint
+-- "", mode "all" and no expired hold ids (three arguments fewer per checkout).
 -- mode "ids" orders exactly the listed holds, "all" the user's whole cart in this
 -- stream, "clear" only clears (the listed holds, or the whole cart when none are
 -- listed). Every attempt that gets past the key and the holds' existence clears
@@ -236,7 +238,13 @@ end
 local last_us, last_now -- the checkouts of a batch mostly share one now
 
 local function checkout_one(i, n)
-  local uid, kf, fp, oid, now_us, mode, other, seq = unpack(ARGV, i, i + 7)
+  local uid, kf, fp, oid, now_us, mode, other, seq
+  if n == 5 then -- the usual checkout's short form (see the top)
+    uid, kf, oid, now_us, seq = unpack(ARGV, i, i + 4)
+    fp, mode, other = '', 'all', ''
+  else
+    uid, kf, fp, oid, now_us, mode, other, seq = unpack(ARGV, i, i + 7)
+  end
   if now_us ~= last_us then -- (tonumber of a time in µs is two strtod: once per batch)
     last_us, last_now = now_us, num(now_us)
   end
