@@ -281,3 +281,65 @@ func TestDecodeFlatShortItems(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisCheckoutShortForm: the usual checkout (mode "all", fingerprint "", no
+// expired holds cleared elsewhere, no hold ids) goes to the checkout script as 5
+// arguments, any other as 8 and its hold ids (checkoutCall.args); in one batch, an
+// item of each form with the same values answers the same and places the same order.
+func TestRedisCheckoutShortForm(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
+	call := func(u, fp string) *checkoutCall {
+		return &checkoutCall{req: CheckoutRequest{OrderID: uuid.NewString(), UserID: u, IdempotencyKey: "k", Fingerprint: fp},
+			ih: idemHash(u, "k"), now: e.now}
+	}
+	for _, c := range []struct {
+		fp, mode, other string
+		ids             []string
+		want            int
+	}{
+		{"", "all", "", nil, 5},
+		{"x", "all", "", nil, 8},
+		{"", "all", "h1", nil, 8},
+		{"", "ids", "", []string{"h1", "h2"}, 10},
+		{"", "clear", "", nil, 8},
+		{"", "clear", "", []string{"h1"}, 9},
+	} {
+		a := call("a", c.fp).args(c.mode, c.other, c.ids)
+		if got := len(a.appendTo(nil)); a.n != c.want || got != c.want {
+			t.Errorf("args of fingerprint %q mode %q other %q ids %q: n %d, %d arguments; want %d", c.fp, c.mode, c.other, c.ids, a.n, got, c.want)
+		}
+	}
+
+	sid := e.stream(t)
+	sale := e.sale(t, sid, 10, 5)
+	users := []string{"short", "long"}
+	for _, u := range users {
+		e.mustHold(t, u, "", sale.ID, 2, time.Hour)
+	}
+	short, long := call("short", ""), call("long", "")
+	short.args("all", "", nil) // (its kf)
+	long.args("all", "", nil)
+	now := micros(e.now)
+	r, err := st.runFlat(e.ctx, "checkout", sid, checkoutWidth,
+		"5", "short", short.kf, short.req.OrderID, now, "1",
+		"8", "long", long.kf, "", long.req.OrderID, now, "all", "", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*checkoutCall{short, long} {
+		got := r.item(i)
+		if got[0] != "" || got[3] == "" {
+			t.Fatalf("checkout %d answered %q, want an order", i, got)
+		}
+		o, err := st.getOrder(e.ctx, c.req.UserID, sid, c.req.OrderID)
+		want := OrderItem{ProductID: sale.ProductID, SaleID: sale.ID, Quantity: 2, UnitPriceCents: 500}
+		if err != nil || o.TotalCents != 1000 || len(o.Items) != 1 || o.Items[0] != want {
+			t.Errorf("order of %s: %+v %v", c.req.UserID, o, err)
+		}
+	}
+	if got := r.item(1); got[2] != "=" { // the same flags, records and order slots as the first
+		t.Errorf("the long form's answer %q, want the short form's (flags \"=\")", got)
+	}
+	e.checkInvariants(t)
+}
