@@ -107,6 +107,13 @@ type Config struct {
 
 	GuestTokens bool `yaml:"guest_tokens"`
 
+	GC struct {
+		// HeapFloorMiB keeps the collector's next heap goal at least this many MiB above
+		// the live heap (gcfloor.go): fewer collections while the live heap is small, as
+		// in a sale storm; none changed once GOGC's own headroom is larger. 0 = off.
+		HeapFloorMiB int `yaml:"heap_floor_mib"`
+	} `yaml:"gc"`
+
 	Log struct {
 		Level  string `yaml:"level"`  // debug | info | warn | error
 		Format string `yaml:"format"` // text | json
@@ -120,6 +127,10 @@ const maxPerStream = 100_000
 
 // maxICECandidates bounds media.max_ice_candidates: far above any real peer's.
 const maxICECandidates = 1000
+
+// maxHeapFloorMiB bounds gc.heap_floor_mib: 16 GiB of heap the collector leaves
+// uncollected is more than any node of this service should hold.
+const maxHeapFloorMiB = 16 << 10
 
 // maxLiveWriters bounds live.writers: a shard per core is the point; far more only
 // adds idle goroutines and wake-ups.
@@ -148,6 +159,7 @@ func defaultConfig() Config {
 	c.Live.EmitQueueBytes = 1 << 20
 	c.HTTP.ShutdownTimeout = 10 * time.Second
 	c.HTTP.ReadTimeout = 30 * time.Second
+	c.GC.HeapFloorMiB = defaultHeapFloorMiB
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -212,6 +224,13 @@ func applyEnv(c *Config, getenv func(string) string) error {
 			return fmt.Errorf("LIVECART_UDP_PORT: %q is not a port number", v)
 		}
 		c.Media.UDPPort = n
+	}
+	if v := getenv("LIVECART_GC_HEAP_FLOOR_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("LIVECART_GC_HEAP_FLOOR_MIB: %q is not a whole number of MiB", v)
+		}
+		c.GC.HeapFloorMiB = n
 	}
 	if v := getenv("LIVECART_LIVE_WRITERS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -310,6 +329,9 @@ func (c Config) validate() error {
 	}
 	if c.HTTP.ReadTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("http read_timeout %v: want at least 100ms", c.HTTP.ReadTimeout))
+	}
+	if c.GC.HeapFloorMiB < 0 || c.GC.HeapFloorMiB > maxHeapFloorMiB {
+		errs = append(errs, fmt.Errorf("gc heap_floor_mib %d: want 0 (off)..%d", c.GC.HeapFloorMiB, maxHeapFloorMiB))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

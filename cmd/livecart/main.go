@@ -37,6 +37,10 @@ func run(args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	// Process-wide (GOGC is the process's), so here and not in NewMain.
+	floor := startGCFloor(uint64(cfg.GC.HeapFloorMiB) << 20)
+	defer floor.stop()
+	m.log.Info("gc heap floor", "mib", cfg.GC.HeapFloorMiB, "on", floor != nil)
 	err = m.Run(ctx)
 	if cerr := m.Close(); err == nil {
 		err = cerr
