@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,6 +124,8 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// inFlight counts the requests being served, websockets not (InFlight).
+	inFlight atomic.Int64
 	// routeMetric: the series of requests and latency in use (routeMetrics).
 	routeMu     sync.RWMutex
 	routeMetric map[routeStatus]*routeMetric
@@ -190,11 +193,18 @@ func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveLayers(w, r, nil)
 		return
 	}
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	s.serveLayers(sw, r, sw)
 	s.countRequest(r, sw, start)
 }
+
+// InFlight is the number of HTTP requests being served (parked ones too: every hold
+// and checkout waits for its store batch), websockets not counted. The collector's heap
+// floor grows with it (cmd/livecart's gcfloor.go).
+func (s *Server) InFlight() int { return int(s.inFlight.Load()) }
 
 // serveLayers is ServeHTTP's CORS, per-IP limit, authentication, store bound and
 // unclean paths, then the mux; sw (nil for a websocket) records the mux's pattern.

@@ -27,6 +27,7 @@ func TestFloorPercent(t *testing.T) {
 		{"nearly empty heap: capped", 64 * mib, 1 * mib, 100, maxFloorPercent},
 		{"nothing scanned yet: capped", 64 * mib, 0, 100, maxFloorPercent},
 		{"configured above the cap", 64 * mib, 1 * mib, 2000, 2000},
+		{"no floor (no request in flight)", 0, 1 * mib, 100, 100},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,26 +48,34 @@ type gcFloorReport struct {
 }
 
 const (
-	gcFloorChildEnv = "LIVECART_TEST_GCFLOOR_CHILD" // the floor in MiB; the child runs when set
+	// gcFloorChildEnv is "MAXMIB,REQUESTS" (the floor's bound and the requests in
+	// flight it sees); the child runs when set.
+	gcFloorChildEnv = "LIVECART_TEST_GCFLOOR_CHILD"
 	gcFloorTestMiB  = 64
 )
 
 // TestGCFloor runs one allocation load (512 MiB in 64 KiB pieces, 16 MiB kept live)
-// without and with a 64 MiB floor, each in a child process (GOGC is the process's and
-// this package's tests run in parallel), and checks what the floor is for: far fewer
-// collections, a goal at least live + floor while GOGC's would be less, and GOGC back
-// to the configured 100 once the live heap is above the floor.
+// without the floor, with a 64 MiB one and 1,024 requests in flight (64 MiB of floor),
+// and with none in flight, each in a child process (GOGC is the process's and this
+// package's tests run in parallel), and checks what the floor is for: far fewer
+// collections, a goal at least live + floor while GOGC's would be less, GOGC back to the
+// configured 100 once the live heap is above the floor, and nothing when idle.
 func TestGCFloor(t *testing.T) {
 	if os.Getenv(gcFloorChildEnv) != "" {
 		t.Skip("the child process runs TestGCFloorChild only")
 	}
-	off := runGCFloorChild(t, 0)
-	on := runGCFloorChild(t, gcFloorTestMiB)
-	t.Logf("off: %+v", off)
-	t.Logf("on:  %+v", on)
+	off := runGCFloorChild(t, 0, 0)
+	on := runGCFloorChild(t, gcFloorTestMiB, gcFloorTestMiB<<20/floorPerRequest)
+	idle := runGCFloorChild(t, gcFloorTestMiB, 0)
+	t.Logf("off:  %+v", off)
+	t.Logf("on:   %+v", on)
+	t.Logf("idle: %+v", idle)
 	const floor = gcFloorTestMiB << 20
 	if off.Cycles == 0 || on.Cycles*2 >= off.Cycles {
 		t.Errorf("collections during the load: %d with the floor, %d without; want fewer than half", on.Cycles, off.Cycles)
+	}
+	if on.Cycles*2 >= idle.Cycles || idle.GOGC != 100 {
+		t.Errorf("with no request in flight: %d collections (%d with 1,024), GOGC %d; want the configured 100's", idle.Cycles, on.Cycles, idle.GOGC)
 	}
 	if on.Goal < on.Live+floor {
 		t.Errorf("with the floor: goal %d, want at least live %d + floor %d", on.Goal, on.Live, floor)
@@ -85,10 +94,12 @@ func TestGCFloor(t *testing.T) {
 	}
 }
 
-func runGCFloorChild(t *testing.T, floorMiB int) gcFloorReport {
+func runGCFloorChild(t *testing.T, floorMiB, requests int) gcFloorReport {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestGCFloorChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), gcFloorChildEnv+"="+strconv.Itoa(floorMiB), "GOGC=100", "GOMEMLIMIT=off")
+	// One P: the collector's pacing follows the allocation closely, so the counts
+	// repeat (23 and 7–8 in five runs; with two Ps 17–20 and 6–8, and 10 once).
+	cmd.Env = append(os.Environ(), gcFloorChildEnv+"="+strconv.Itoa(floorMiB)+","+strconv.Itoa(requests), "GOGC=100", "GOMEMLIMIT=off", "GOMAXPROCS=1")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("child with floor %d MiB: %v\n%s", floorMiB, err, out)
@@ -113,11 +124,13 @@ func TestGCFloorChild(t *testing.T) {
 	if v == "" {
 		t.Skip("run by TestGCFloor")
 	}
-	floorMiB, err := strconv.Atoi(v)
-	if err != nil {
-		t.Fatal(err)
+	maxPart, reqPart, _ := strings.Cut(v, ",")
+	floorMiB, err1 := strconv.Atoi(maxPart)
+	requests, err2 := strconv.Atoi(reqPart)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("%s=%q: want MAXMIB,REQUESTS", gcFloorChildEnv, v)
 	}
-	f := startGCFloor(uint64(floorMiB) << 20)
+	f := startGCFloor(uint64(floorMiB)<<20, func() int { return requests })
 	if (f == nil) != (floorMiB == 0) {
 		t.Fatalf("startGCFloor(%d MiB) = %v", floorMiB, f)
 	}

@@ -38,9 +38,9 @@ func run(args []string, getenv func(string) string) error {
 		return err
 	}
 	// Process-wide (GOGC is the process's), so here and not in NewMain.
-	floor := startGCFloor(uint64(cfg.GC.HeapFloorMiB) << 20)
+	floor := startGCFloor(uint64(cfg.GC.HeapFloorMiB)<<20, m.web.InFlight)
 	defer floor.stop()
-	m.log.Info("gc heap floor", "mib", cfg.GC.HeapFloorMiB, "on", floor != nil)
+	m.log.Info("gc heap floor", "max_mib", cfg.GC.HeapFloorMiB, "kib_per_request", floorPerRequest>>10, "on", floor != nil)
 	err = m.Run(ctx)
 	if cerr := m.Close(); err == nil {
 		err = cerr
