@@ -56,7 +56,6 @@ type gcFloor struct {
 	set     int
 	stopped atomic.Bool
 	tuned   atomic.Uint64 // cycles tuned, for tests
-	percent atomic.Int64  // the GOGC last set, for tests
 }
 
 // gcSentinel is the garbage whose cleanup marks the end of a cycle: 32 bytes, so not a
@@ -74,7 +73,6 @@ func startGCFloor(maxFloor uint64, load func() int) *gcFloor {
 		return nil
 	}
 	f := &gcFloor{maxFloor: maxFloor, load: load, configured: int(configured), set: int(configured)}
-	f.percent.Store(int64(configured))
 	for _, name := range gcFloorMetrics {
 		f.samples = append(f.samples, metrics.Sample{Name: name})
 	}
@@ -102,7 +100,6 @@ func (f *gcFloor) tune() {
 	if p := floorPercent(floor, scan, f.configured); p != f.set {
 		debug.SetGCPercent(p)
 		f.set = p
-		f.percent.Store(int64(p))
 	}
 	f.tuned.Add(1)
 }
