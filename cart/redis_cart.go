@@ -776,7 +776,7 @@ func (s *RedisStore) settle(ctx context.Context, c *checkoutCall, cart *userCart
 // with a pending mark, whose time ran out or not, is looked for in the streams of the
 // user's order index, which lists the stream before the order is placed). A retry
 // that found the order so and took the key over (its mark had run out) writes the
-// done mark, so later ones read it (lazyDoneMark); a done mark written before, or by a
+// done mark, so later ones read it (keyRecordAnswer); a done mark written before, or by a
 // node of before, is read as ever. The mark keeps the key's time to live, 24 h from
 // its claim (SET … KEEPTTL), and replaces only a key that exists (XX): a mark lost
 // meanwhile (Redis restarted without it) is not made anew with no time to live.
@@ -939,15 +939,12 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 			return token, cart, nil, nil
 		}
 		if strings.HasPrefix(v, "done|") {
-			f := strings.SplitN(v, "|", 5)
-			if len(f) == 5 && sameFingerprint(f[4], fingerprint) {
-				o, err := s.getOrder(ctx, userID, f[1], f[2])
-				if err != nil {
-					return "", nil, nil, err
-				}
-				return "", nil, &CheckoutResult{Order: o}, nil
+			f := strings.SplitN(v, "|", 5) // done|sid|oid|at_us|fp
+			if len(f) != 5 {
+				return "", nil, nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
 			}
-			return "", nil, nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
+			res, err := s.keyOrder(ctx, userID, f[1], f[2], f[4], fingerprint)
+			return "", nil, res, err
 		}
 		// A pending mark: a checkout in progress, or one that placed its order (no done
 		// mark follows, see settle), with this body or another: the stream's record of
@@ -1221,10 +1218,17 @@ func (s *RedisStore) keyRecordAnswer(ctx context.Context, userID, ih, fp string,
 	if took {
 		s.finishCheckout(userID, &userCart{}, ih, "done|"+sid+"|"+rec, "")
 	}
-	if !sameFingerprint(f[2], fp) {
+	return s.keyOrder(ctx, userID, sid, f[0], f[2], fp)
+}
+
+// keyOrder answers a call with fingerprint fp whose key names order oid of stream sid,
+// placed with fingerprint stored (a done mark's or the stream's record of the key):
+// that order, or a conflict if it was placed with another body.
+func (s *RedisStore) keyOrder(ctx context.Context, userID, sid, oid, stored, fp string) (*CheckoutResult, error) {
+	if !sameFingerprint(stored, fp) {
 		return nil, fmt.Errorf("%s: %w", msgIdempotencyKeyReused, ErrConflict)
 	}
-	o, err := s.getOrder(ctx, userID, sid, f[0])
+	o, err := s.getOrder(ctx, userID, sid, oid)
 	if err != nil {
 		return nil, err
 	}
