@@ -22,6 +22,7 @@ import (
 var orderOneConditions = [][2]string{
 	{"elseif #c == 2 and not listed and mode == 'all' and string.byte(c[2]) ~= 45 then", "elseif false then"},
 	{"if c.err and not listed and mode == 'all' and #cart == 1 then", "if false then"},
+	{"if A[i] == '5' then -- the usual checkout's short form: usual_one first", "if false then"},
 }
 
 // generalCheckoutScript is lua/checkout.lua (with lib.lua) without the order_one fast

@@ -198,7 +198,8 @@ local function item_of(it)
   -- (one unit: its price as the hold recorded it, hold.lua's copy of the sale's or
   -- product's integer; no string.format, ~1k of Redis's instructions)
   t = {pid = pid, said = said, q = q, tc = q == 1 and price or string.format('%d', q * (price + 0)),
-    k = said ~= '' and key('s', said) or key('p', pid)}
+    k = said ~= '' and key('s', said) or key('p', pid),
+    one_product = said ~= '' and '' or pid, one_sale = said} -- (the item's slots 6 and 7)
   items_of[it] = t
   return t
 end
@@ -436,6 +437,61 @@ local function checkout_one(i, n)
   return '', '', empty and 'cse' or 'cs', table.concat(dropped, ','), '', its, tc, currency, expired
 end
 
+-- usual_one is the usual checkout (the short form, see the top) at ARGV[i] when it
+-- is the common case: no key record, the user's cart here of the newer form with one
+-- live hold of the newer record form, not due; what order_one does for it, without
+-- its function calls and tables. It answers the dropped hold id, the order item, its
+-- total, currency and the touched product and sale ids (one of them ""), or nothing
+-- (having written nothing) when anything differs: then checkout_one runs the item.
+local A, pcall_r, call_r, byte = ARGV, redis.pcall, redis.call, string.byte
+local function usual_one(i)
+  local uid = A[i]
+  local ouk = B .. 'uo:' .. uid
+  local kf = A[i + 1]
+  -- A key record (a string) or the older orders (an error): the general path.
+  if pcall_r('HGET', ouk, kf) then
+    return nil
+  end
+  local uk = B .. 'uh:' .. uid
+  local c = pcall_r('HGETALL', uk)
+  local d = c[2] -- (nil for an empty cart or an error)
+  if not d or c[3] or byte(d) == 45 then
+    return nil
+  end
+  -- one_fields, inline: item|currency|expires_us|...
+  local a = find(d, '|', 1, true)
+  local comma = find(d, ',', 1, true)
+  if not a or not comma or comma > a then
+    return nil
+  end
+  local b = find(d, '|', a + 1, true)
+  local e = b and find(d, '|', b + 1, true)
+  if not e then
+    return nil
+  end
+  local now_us, exp_us = A[i + 3], sub(d, b + 1, e - 1)
+  -- not due (see before)
+  if #now_us > #exp_us or (#now_us == #exp_us and now_us >= exp_us) then
+    return nil
+  end
+  local it, currency = sub(d, 1, a - 1), sub(d, a + 1, b - 1)
+  local t = items_of[it] or item_of(it)
+  if t.said ~= '' then
+    all_sales[t.said] = true
+  else
+    all_products[t.pid] = true
+  end
+  call_r('DEL', uk)
+  local k = t.k
+  deltas[k] = (deltas[k] or 0) + t.q
+  local hid, oid, tc = c[1], A[i + 2], t.tc
+  unindexed[#unindexed + 1] = hid
+  call_r('HSET', ouk, oid, '|' .. tc .. '|' .. currency .. '|' .. now_us .. '|' .. A[i + 4] .. '|' .. it .. '|',
+    kf, oid .. '|' .. now_us .. '|')
+  ordered[#ordered + 1] = oid .. ' ' .. uid
+  return hid, it, tc, currency, t.one_product, t.one_sale
+end
+
 -- ids_of joins the ids of a set ("" if empty).
 local function ids_of(set)
   local first = next(set)
@@ -459,39 +515,64 @@ local out = {'', ''} -- see flat_reply
 -- with no message and no cleared ids, it answers only "=" and its dropped ids.
 local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
 local i = 1
-while i <= #ARGV do
-  local n = ARGV[i] + 0 -- (one strtod; tonumber converts twice)
-  one_product = nil
-  local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
-  if not ok then
-    e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
-  end
-  local k, products, sales = #out, one_product, one_sale
-  if not products then
-    -- The item's touched records (the other paths' and lib.lua's, in touched): the
-    -- batch's, and the same two tables emptied for the next item (not new ones).
-    local tp, ts = touched.products, touched.sales
-    products, sales = ids_of(tp), ids_of(ts)
-    for id in pairs(tp) do
-      all_products[id], tp[id] = true, nil
+local nargs = #ARGV
+while i <= nargs do
+  local n, ok, e, done = 5, nil, nil, false
+  if A[i] == '5' then -- the usual checkout's short form: usual_one first
+    local hid, it, tc, cur, prod, sale
+    ok, hid, it, tc, cur, prod, sale = pcall(usual_one, i + 1)
+    if ok and hid then
+      local k = #out
+      if p3 == 'cse' and prod == p6 and sale == p7 and it == p8 and tc == p9 and cur == p10 and p11 == '' then
+        out[k + 1], out[k + 2] = '=', hid
+      else
+        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = '', '', 'cse', hid, '', prod
+        out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = sale, it, tc, cur, ''
+        p3, p6, p7, p8, p9, p10, p11 = 'cse', prod, sale, it, tc, cur, ''
+      end
+      done = true
+    elseif not ok then
+      e = hid -- (failed at runtime: as checkout_one failing)
     end
-    for id in pairs(ts) do
-      all_sales[id], ts[id] = true, nil
-    end
-  end
-  local same = e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and
-    total == p9 and currency == p10 and expired == p11
-  if same and m == '' and cleared == '' then
-    out[k + 1], out[k + 2] = '=', dropped
-  elseif same then
-    out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
-    out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
   else
-    out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
-    out[k + 3], out[k + 6], out[k + 7] = flags, products, sales
-    out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
+    n = A[i] + 0 -- (one strtod; tonumber converts twice)
   end
-  p3, p6, p7, p8, p9, p10, p11 = flags, products, sales, order, total, currency, expired
+  if not done then
+    one_product = nil
+    local m, flags, dropped, cleared, order, total, currency, expired
+    if ok ~= false then
+      ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
+    end
+    if not ok then
+      e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
+    end
+    local k, products, sales = #out, one_product, one_sale
+    if not products then
+      -- The item's touched records (the other paths' and lib.lua's, in touched): the
+      -- batch's, and the same two tables emptied for the next item (not new ones).
+      local tp, ts = touched.products, touched.sales
+      products, sales = ids_of(tp), ids_of(ts)
+      for id in pairs(tp) do
+        all_products[id], tp[id] = true, nil
+      end
+      for id in pairs(ts) do
+        all_sales[id], ts[id] = true, nil
+      end
+    end
+    local same = e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and
+      total == p9 and currency == p10 and expired == p11
+    if same and m == '' and cleared == '' then
+      out[k + 1], out[k + 2] = '=', dropped
+    elseif same then
+      out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
+      out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
+    else
+      out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
+      out[k + 3], out[k + 6], out[k + 7] = flags, products, sales
+      out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
+    end
+    p3, p6, p7, p8, p9, p10, p11 = flags, products, sales, order, total, currency, expired
+  end
   i = i + n + 1
 end
 touched.products, touched.sales = all_products, all_sales
