@@ -129,11 +129,13 @@ const DefaultPingTimeout = 500 * time.Millisecond
 // RedisStore is the Store on Redis (github.com/redis/go-redis/v9). Every change of
 // stock is one Lua script; any node may sweep expired holds and advance sales.
 type RedisStore struct {
-	rdb     *redis.Client
-	ping    *redis.Client // Ping's own connections, with short timeouts
-	prefix  string
-	scripts map[string]*redis.Script
-	shas    map[string]*string // each script's SHA (see evalArgs)
+	lastSeq  atomic.Int64 // the last batch's seq base (see seqBase)
+	fixedSeq int64        // tests: every batch's seq base (0: the clock)
+	rdb      *redis.Client
+	ping     *redis.Client // Ping's own connections, with short timeouts
+	prefix   string
+	scripts  map[string]*redis.Script
+	shas     map[string]*string // each script's SHA (see evalArgs)
 
 	mu       sync.RWMutex
 	streamOf map[string]string // guarded by mu: product/sale id → stream id (never changes)

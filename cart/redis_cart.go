@@ -90,8 +90,27 @@ type holdCall struct {
 	hold Hold
 	ch   Changes
 	err  error
-	// What the batch's commands point to (see evalArgs): ExpiresAt's µs, now's µs, seq.
-	expUS, nowUS, seq int64
+	// What the batch's commands point to (see evalArgs): ExpiresAt's µs, now's µs, and
+	// the count of its group (see holdBatch) if it starts one.
+	expUS, nowUS int64
+	group        int
+}
+
+// seqBase is a batch's seq base (the scripts' ARGV[1], see seq_suffixes in
+// lua/lib.lua): the node's clock in µs, at least one more than the last batch's, so an
+// item's seq (the base and 3 digits of its place in the batch) grows with the clock in
+// ns as each item's own clock did before (19 digits, an int64).
+func (s *RedisStore) seqBase() int64 {
+	if s.fixedSeq != 0 {
+		return s.fixedSeq
+	}
+	for {
+		last := s.lastSeq.Load()
+		b := max(time.Now().UnixMicro(), last+1)
+		if s.lastSeq.CompareAndSwap(last, b) {
+			return b
+		}
+	}
 }
 
 // holdBatch runs one script call for the calls and answers each, in one round trip:
@@ -103,8 +122,12 @@ type holdCall struct {
 func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	base := s.base(sid)
-	args := s.evalArgs("hold", &base, 8*len(calls))
+	base, seq := s.base(sid), s.seqBase()
+	// The seq base, then groups of holds of one target and quantity (a storm's holds of
+	// one sale: one group), each its count, product id, sale id and quantity, then 4
+	// values per hold (see lua/hold.lua).
+	args := append(s.evalArgs("hold", &base, 5+4*len(calls)), &seq)
+	var group *holdCall // the first hold of the current group
 	// Each user's first hold of the batch: its id is the stream's new generation in
 	// the user's cart index (unique: a generation never comes back, see lua/claim.lua):
 	// the field <generation> = "+" .. stream id (see cartFromIndex).
@@ -114,8 +137,13 @@ func (s *RedisStore) holdBatch(sid string, calls []*holdCall) {
 	var dueUS int64
 	for i, c := range calls {
 		r := &c.req
-		c.expUS, c.nowUS, c.seq = r.ExpiresAt.UnixMicro(), c.now.UnixMicro(), time.Now().UnixNano()
-		args = append(args, &r.ID, &r.UserID, &r.ProductID, &r.SaleID, &r.Quantity, &c.expUS, &c.nowUS, &c.seq)
+		c.expUS, c.nowUS = r.ExpiresAt.UnixMicro(), c.now.UnixMicro()
+		if g := group; g == nil || g.req.ProductID != r.ProductID || g.req.SaleID != r.SaleID || g.req.Quantity != r.Quantity {
+			group = c
+			args = append(args, &c.group, &r.ProductID, &r.SaleID, &r.Quantity)
+		}
+		group.group++
+		args = append(args, &r.ID, &r.UserID, &c.expUS, &c.nowUS)
 		ids[i], uids[i] = r.ID, r.UserID
 		if i == 0 || c.expUS < dueUS {
 			dueUS = c.expUS
@@ -1339,9 +1367,8 @@ func mergeChanges(a, b Changes) Changes {
 // in a batch of the stream's checkouts.
 type checkoutArgs struct {
 	c    *checkoutCall
-	n    int // how many: 8 + the hold ids, or 5 (the usual checkout's short form)
+	n    int // how many: 7 + the hold ids, or 4 (the usual checkout's short form)
 	ids  []string
-	seq  int64  // the node's clock when the arguments were made (seq in the script)
 	mode string // "all", "ids" or "clear" (see lua/checkout.lua)
 	// otherExpired: the expired hold ids cleared in other streams, joined by ","
 	otherExpired string
@@ -1355,23 +1382,23 @@ func (c *checkoutCall) args(mode, otherExpired string, ids []string) checkoutArg
 	if c.kf == "" {
 		c.kf = "k:" + c.ih
 	}
-	n := 8 + len(ids)
+	n := 7 + len(ids)
 	if mode == "all" && otherExpired == "" && c.req.Fingerprint == "" && len(ids) == 0 {
-		n = 5 // the usual checkout's short form (see appendTo)
+		n = 4 // the usual checkout's short form (see appendTo)
 	}
-	return checkoutArgs{c: c, n: n, ids: ids, seq: time.Now().UnixNano(), mode: mode, otherExpired: otherExpired}
+	return checkoutArgs{c: c, n: n, ids: ids, mode: mode, otherExpired: otherExpired}
 }
 
 // appendTo appends the arguments, the values by pointer (see evalArgs). The usual
 // checkout (mode "all", the usual body's fingerprint "", no expired holds cleared
-// elsewhere, no hold ids) leaves those three out: 5 arguments, not 8 (each argument
+// elsewhere, no hold ids) leaves those three out: 4 arguments, not 7 (each argument
 // costs redis-server ~0.9k instructions to parse, intern in Lua and free).
 func (a *checkoutArgs) appendTo(args []any) []any {
 	c := a.c
-	if a.n == 5 {
-		return append(args, &c.req.UserID, &c.kf, &c.req.OrderID, &c.nowUS, &a.seq)
+	if a.n == 4 {
+		return append(args, &c.req.UserID, &c.kf, &c.req.OrderID, &c.nowUS)
 	}
-	args = append(args, &c.req.UserID, &c.kf, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &a.mode, &a.otherExpired, &a.seq)
+	args = append(args, &c.req.UserID, &c.kf, &c.req.Fingerprint, &c.req.OrderID, &c.nowUS, &a.mode, &a.otherExpired)
 	for i := range a.ids {
 		args = append(args, &a.ids[i])
 	}
@@ -1438,6 +1465,7 @@ type checkoutItem struct {
 	// The order index's SADD (if index) and what it points to (see evalArgs).
 	sadd   [3]any
 	orders string
+	run    int // -k if it starts a run of k short items in its batch's arguments
 }
 
 // checkoutScript runs the checkout script for c on one stream (index: list the stream
@@ -1486,14 +1514,27 @@ func (it *checkoutItem) release() {
 func (s *RedisStore) checkoutBatch(sid string, items []*checkoutItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n := 0
+	n := 1
 	for _, it := range items {
 		n += 1 + it.args.n
 	}
-	base := s.base(sid)
-	args := s.evalArgs("checkout", &base, n)
+	base, seq := s.base(sid), s.seqBase()
+	// The seq base, then each checkout's count and arguments, or "-k" and the short
+	// form's arguments of a run of k usual checkouts (see lua/checkout.lua).
+	args := append(s.evalArgs("checkout", &base, n), &seq)
+	var run *checkoutItem // the first of the current run of short items
 	for _, it := range items {
-		args = append(args, it.args.n)
+		switch {
+		case it.args.n != 4:
+			run = nil
+			args = append(args, it.args.n)
+		case run == nil:
+			run, it.run = it, 0
+			args = append(args, &it.run)
+		}
+		if run != nil {
+			run.run--
+		}
 		args = it.args.appendTo(args)
 	}
 	pipe := s.rdb.Pipeline()

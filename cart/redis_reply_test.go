@@ -34,8 +34,9 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		if i == 3 { // a product hold between sale holds: the next sale hold answers in full
 			said, pid = "", p.ID
 		}
-		args = append(args, uuid.NewString(), u, pid, said, "1", micros(exp), micros(e.now), fmt.Sprint(i))
+		args = append(args, "1", pid, said, "1", uuid.NewString(), u, micros(exp), micros(e.now))
 	}
+	args = append([]any{"17650000000000"}, args...) // the seq base, then groups of one hold
 	raw := func(name string, args []any, want int) {
 		t.Helper()
 		a, err := st.scripts[name].Run(e.ctx, st.rdb, []string{st.base(sid)}, args...).Slice()
@@ -51,8 +52,9 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		if i == 3 {
 			said, pid = "", p.ID
 		}
-		args2 = append(args2, uuid.NewString(), u+"2", pid, said, "1", micros(exp), micros(e.now), fmt.Sprint(i))
+		args2 = append(args2, "1", pid, said, "1", uuid.NewString(), u+"2", micros(exp), micros(e.now))
 	}
+	args2 = append([]any{"17650000000000"}, args2...)
 	raw("hold", args2, 2+4+1+1+4+4)
 	r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, args...)
 	if err != nil {
@@ -66,13 +68,13 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		}
 	}
 
-	var cargs []any
+	cargs := []any{"17650000000000"} // the seq base
 	for _, u := range users[:3] {
-		cargs = append(cargs, "8", u, idemHash(u, "k"), "{}", uuid.NewString(), micros(e.now), "all", "", "1")
+		cargs = append(cargs, "7", u, idemHash(u, "k"), "{}", uuid.NewString(), micros(e.now), "all", "")
 	}
-	var cargs2 []any
+	cargs2 := []any{"17650000000000"}
 	for _, u := range users[:3] {
-		cargs2 = append(cargs2, "8", u+"2", idemHash(u+"2", "k"), "{}", uuid.NewString(), micros(e.now), "all", "", "1")
+		cargs2 = append(cargs2, "7", u+"2", idemHash(u+"2", "k"), "{}", uuid.NewString(), micros(e.now), "all", "")
 	}
 	raw("checkout", cargs2, 2+11+2+2)
 	r, err = st.runFlat(e.ctx, "checkout", sid, checkoutWidth, cargs...)
@@ -156,7 +158,7 @@ func testHoldIDTaken(t *testing.T, older bool) {
 	hid := uuid.NewString()
 	hold := func(user string, qty int) []string {
 		t.Helper()
-		r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, hid, user, "", sale.ID, fmt.Sprint(qty), micros(exp), micros(e.now), "1")
+		r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, "17650000000000", "1", "", sale.ID, fmt.Sprint(qty), hid, user, micros(exp), micros(e.now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,12 +300,12 @@ func TestRedisCheckoutShortForm(t *testing.T) {
 		ids             []string
 		want            int
 	}{
-		{"", "all", "", nil, 5},
-		{"x", "all", "", nil, 8},
-		{"", "all", "h1", nil, 8},
-		{"", "ids", "", []string{"h1", "h2"}, 10},
-		{"", "clear", "", nil, 8},
-		{"", "clear", "", []string{"h1"}, 9},
+		{"", "all", "", nil, 4},
+		{"x", "all", "", nil, 7},
+		{"", "all", "h1", nil, 7},
+		{"", "ids", "", []string{"h1", "h2"}, 9},
+		{"", "clear", "", nil, 7},
+		{"", "clear", "", []string{"h1"}, 8},
 	} {
 		a := call("a", c.fp).args(c.mode, c.other, c.ids)
 		if got := len(a.appendTo(nil)); a.n != c.want || got != c.want {
@@ -322,8 +324,8 @@ func TestRedisCheckoutShortForm(t *testing.T) {
 	long.args("all", "", nil)
 	now := micros(e.now)
 	r, err := st.runFlat(e.ctx, "checkout", sid, checkoutWidth,
-		"5", "short", short.kf, short.req.OrderID, now, "1",
-		"8", "long", long.kf, "", long.req.OrderID, now, "all", "", "1")
+		"17650000000000", "-1", "short", short.kf, short.req.OrderID, now,
+		"7", "long", long.kf, "", long.req.OrderID, now, "all", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,15 @@
 -- checkout: a batch of checkouts of one stream, each checked and recorded in turn
 -- exactly as if it ran alone (concurrent checkouts of one stream share one call, as
--- holds do). ARGV = for each checkout: the count of its arguments, then its arguments:
+-- holds do). ARGV = the batch's seq base (see seq_suffixes in lib.lua: a checkout's
+-- seq, the node's clock, orders orders placed at one now, is the base and its place in
+-- the batch), then for each checkout: the count of its arguments, then its arguments:
 -- user id, the idempotency key's field "k:" .. its hash (see key_record), fingerprint,
 -- order id, now_us, mode,
--- expired hold ids cleared elsewhere (joined by ","), seq (the node's clock, orders
--- orders placed at one now), hold id...; or, the usual checkout's short form (since
--- 2026-12-06; count 5): user id, key field, order id, now_us, seq, with fingerprint
--- "", mode "all" and no expired hold ids (three arguments fewer per checkout).
+-- expired hold ids cleared elsewhere (joined by ","), hold id...; or, for a run of k
+-- usual checkouts in the short form, "-k" and 4 arguments each: user id, key field,
+-- order id, now_us, with fingerprint "", mode "all" and no expired hold ids (since
+-- 2026-12-06: before, each checkout had its count and its own seq; the short form
+-- was count 5 with the seq last).
 -- mode "ids" orders exactly the listed holds, "all" the user's whole cart in this
 -- stream, "clear" only clears (the listed holds, or the whole cart when none are
 -- listed). Every attempt that gets past the key and the holds' existence clears
@@ -233,18 +236,18 @@ local function order_one(hid, hk, it, currency, uk, ouk, hashed, kf, uid, fp, oi
   return '', '', 'cse', hid, '', it, t.tc, currency, other
 end
 
--- checkout_one runs the checkout whose n arguments start at ARGV[i]. It answers 9
--- strings: error code, message, flags, dropped, cleared, then the order's 4 (see the
--- top).
+-- checkout_one runs the checkout whose n arguments start at ARGV[i] (n 0: the short
+-- form's 4), its seq seq. It answers 9 strings: error code, message, flags, dropped,
+-- cleared, then the order's 4 (see the top).
 local last_us, last_now -- the checkouts of a batch mostly share one now
 
-local function checkout_one(i, n)
-  local uid, kf, fp, oid, now_us, mode, other, seq
-  if n == 5 then -- the usual checkout's short form (see the top)
-    uid, kf, oid, now_us, seq = unpack(ARGV, i, i + 4)
+local function checkout_one(i, n, seq)
+  local uid, kf, fp, oid, now_us, mode, other
+  if n == 0 then -- the usual checkout's short form (see the top)
+    uid, kf, oid, now_us = unpack(ARGV, i, i + 3)
     fp, mode, other = '', 'all', ''
   else
-    uid, kf, fp, oid, now_us, mode, other, seq = unpack(ARGV, i, i + 7)
+    uid, kf, fp, oid, now_us, mode, other = unpack(ARGV, i, i + 6)
   end
   if now_us ~= last_us then -- (tonumber of a time in µs is two strtod: once per batch)
     last_us, last_now = now_us, num(now_us)
@@ -278,7 +281,7 @@ local function checkout_one(i, n)
   -- The cart (see lib.lua): hold id → record, or the older list of hold ids.
   local uk = key('uh', uid)
   local c = redis.pcall('HGETALL', uk)
-  local listed = mode == 'ids' or n >= 9
+  local listed = mode == 'ids' or n >= 8
   local cart, incart -- the cart's hold ids; incart: id → hold (nil: the older form)
   if c.err then
     cart = redis.call('LRANGE', uk, '0', '-1')
@@ -325,7 +328,7 @@ local function checkout_one(i, n)
   local holds, missing, seen = {}, false, {}
   local from, to = cart, #cart
   if listed then
-    from, to = {unpack(ARGV, i + 8, i + n - 1)}, n - 8
+    from, to = {unpack(ARGV, i + 7, i + n - 1)}, n - 7
   end
   for k = 1, to do
     local id = from[k]
@@ -443,11 +446,15 @@ end
 -- its function calls and tables. It answers the dropped hold id, the order item, its
 -- total, currency and the touched product and sale ids (one of them ""), or nothing
 -- (having written nothing) when anything differs: then checkout_one runs the item.
+-- It raises no error of its own (it is called without pcall: an item that would fail
+-- goes to checkout_one, which fails it), only Redis refusing work (see item_error).
 local A, pcall_r, call_r, byte = ARGV, redis.pcall, redis.call, string.byte
-local function usual_one(i)
-  local uid = A[i]
+local function usual_one(i, base, sj)
+  local uid, kf, oid, now_us = A[i], A[i + 1], A[i + 2], A[i + 3]
+  if not now_us then
+    return nil
+  end
   local ouk = B .. 'uo:' .. uid
-  local kf = A[i + 1]
   -- A key record (a string) or the older orders (an error): the general path.
   if pcall_r('HGET', ouk, kf) then
     return nil
@@ -469,13 +476,20 @@ local function usual_one(i)
   if not e then
     return nil
   end
-  local now_us, exp_us = A[i + 3], sub(d, b + 1, e - 1)
+  local exp_us = sub(d, b + 1, e - 1)
   -- not due (see before)
   if #now_us > #exp_us or (#now_us == #exp_us and now_us >= exp_us) then
     return nil
   end
   local it, currency = sub(d, 1, a - 1), sub(d, a + 1, b - 1)
-  local t = items_of[it] or item_of(it)
+  local t = items_of[it]
+  if not t then
+    local ok
+    ok, t = pcall(item_of, it)
+    if not ok then
+      return nil
+    end
+  end
   if t.said ~= '' then
     all_sales[t.said] = true
   else
@@ -484,9 +498,9 @@ local function usual_one(i)
   call_r('DEL', uk)
   local k = t.k
   deltas[k] = (deltas[k] or 0) + t.q
-  local hid, oid, tc = c[1], A[i + 2], t.tc
+  local hid, tc = c[1], t.tc
   unindexed[#unindexed + 1] = hid
-  call_r('HSET', ouk, oid, '|' .. tc .. '|' .. currency .. '|' .. now_us .. '|' .. A[i + 4] .. '|' .. it .. '|',
+  call_r('HSET', ouk, oid, '|' .. tc .. '|' .. currency .. '|' .. now_us .. '|' .. base .. sj .. '|' .. it .. '|',
     kf, oid .. '|' .. now_us .. '|')
   ordered[#ordered + 1] = oid .. ' ' .. uid
   return hid, it, tc, currency, t.one_product, t.one_sale
@@ -514,14 +528,24 @@ local out = {'', ''} -- see flat_reply
 -- currency) answers flags "=" and "" in those six slots: the reply carries them once;
 -- with no message and no cleared ids, it answers only "=" and its dropped ids.
 local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
-local i = 1
-local nargs = #ARGV
+local nargs, base, sfx = #ARGV, A[1], seq_suffixes()
+local i, run, j = 2, 0, 0 -- the next argument; the short items left in the current run; the item's place
 while i <= nargs do
-  local n, ok, e, done = 5, nil, nil, false
-  if A[i] == '5' then -- the usual checkout's short form: usual_one first
+  local n, at, done = 0, i, false -- (n 0: the short form)
+  if run == 0 and byte(A[i]) == 45 then -- "-k": a run of k short items
+    run, at = -(A[i] + 0), i + 1
+    if run < 1 then
+      error('checkout: a run of ' .. A[i])
+    end
+  end
+  j = j + 1
+  local sj = sfx[j] or seq_suffix(j)
+  if run > 0 then -- the usual checkout's short form: usual_one first
+    run = run - 1
+    i = at + 4
     local hid, it, tc, cur, prod, sale
-    ok, hid, it, tc, cur, prod, sale = pcall(usual_one, i + 1)
-    if ok and hid then
+    hid, it, tc, cur, prod, sale = usual_one(at, base, sj)
+    if hid then
       local k = #out
       if p3 == 'cse' and prod == p6 and sale == p7 and it == p8 and tc == p9 and cur == p10 and p11 == '' then
         out[k + 1], out[k + 2] = '=', hid
@@ -531,18 +555,14 @@ while i <= nargs do
         p3, p6, p7, p8, p9, p10, p11 = 'cse', prod, sale, it, tc, cur, ''
       end
       done = true
-    elseif not ok then
-      e = hid -- (failed at runtime: as checkout_one failing)
     end
   else
-    n = A[i] + 0 -- (one strtod; tonumber converts twice)
+    n, at = A[i] + 0, i + 1 -- (one strtod; tonumber converts twice)
+    i = at + n
   end
   if not done then
     one_product = nil
-    local m, flags, dropped, cleared, order, total, currency, expired
-    if ok ~= false then
-      ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, i + 1, n)
-    end
+    local ok, e, m, flags, dropped, cleared, order, total, currency, expired = pcall(checkout_one, at, n, base .. sj)
     if not ok then
       e, m, flags, dropped, cleared, order, total, currency, expired = 'item_failed', item_error(e), '', '', '', '', '', '', ''
     end
@@ -573,7 +593,6 @@ while i <= nargs do
     end
     p3, p6, p7, p8, p9, p10, p11 = flags, products, sales, order, total, currency, expired
   end
-  i = i + n + 1
 end
 touched.products, touched.sales = all_products, all_sales
 for k, q in pairs(deltas) do

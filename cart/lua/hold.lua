@@ -1,5 +1,9 @@
--- hold: ARGV = 8 values per hold: hold id, user id, product id, sale id, quantity,
--- expires_us, now_us, seq (the node's clock, orders holds made at one now). Exactly one of product id and sale id is set. Each hold, in turn,
+-- hold: ARGV = the batch's seq base (see seq_of in lib.lua), then groups of holds of
+-- one target: the group's count k, product id, sale id, quantity, then 4 values per
+-- hold: hold id, user id, expires_us, now_us (since 2026-12-06; before, 8 values per
+-- hold with its own target, quantity and seq: a storm's holds of one sale say those
+-- once per batch). A hold's seq (the node's clock, orders holds made at one now) is
+-- the base and its place in the batch. Exactly one of product id and sale id is set. Each hold, in turn,
 -- takes its units out of the product's stock or the sale's remaining and is recorded,
 -- or is refused as a whole (nothing of it stays): concurrent holds of
 -- one stream share one call. Answers flat_reply (lib.lua) with 4 strings per hold:
@@ -183,86 +187,99 @@ local function hold_one(hid, uid, pid, said, qty, exp_us, now_us, seq)
   return 'n', pid, price, currency
 end
 
--- usual_hold is the hold at ARGV[i] when it is the common case: a hold of a sale that
--- is active, of a product that is not hidden, with the units left and the user under
--- the limit, a new hold id and the cart of the newer form; what hold_one does for it,
--- without its function calls. Anything else (before a write) goes to hold_one.
-local A, call_r, pcall_r = ARGV, redis.call, redis.pcall
-local function usual_hold(i)
-  local said = A[i + 3]
+local A, pcall_r = ARGV, redis.pcall
+local base, sfx = A[1], seq_suffixes() -- the batch's seq base, the items' places
+local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold (or "=")
+local lb, lc, ld -- the last new hold's answer
+local i, j, nargs = 2, 0, #ARGV
+while i <= nargs do
+  local k, tp, said, qty = A[i] + 0, A[i + 1], A[i + 2], A[i + 3]
+  i = i + 4
+  -- The usual hold (a sale's, active, its product not hidden, units left, the user
+  -- under the limit, a new hold id, the cart of the newer form) runs inline below,
+  -- what hold_one does for it without its function calls: the group's sale, product,
+  -- quantity and the record's first part once. Anything else goes to hold_one (before
+  -- any write, or with this hold's count undone).
   local s = said ~= '' and sales[said]
   if s == nil then
     s = sale_of(said)
   end
-  local seq = A[i + 7]
-  if not s or not seq then
-    return hold_one(unpack(A, i, i + 7))
+  local q, p = s and tonumber(qty)
+  if q then
+    p = products[s.product_id]
+    if p == nil then
+      p = product_of(s.product_id)
+    end
+    if not p or p.hidden == '1' or s.status == 'ended' then
+      q = nil
+    end
   end
-  local now_us = A[i + 6]
-  if now_us ~= last_us then
-    last_us, last_now = now_us, num(now_us)
+  local pid, price, currency, uk, limit, starts, ends, pre
+  if q then
+    pid, price, currency, uk, limit, starts, ends = s.product_id, s.price_cents, p.currency, s.uk, s.limit, s.starts_us, s.ends_us
+    pre = pid .. ',' .. said .. ',' .. qty .. ',' .. price .. '|' .. currency .. '|'
   end
-  local now, qty = last_now, A[i + 4]
-  local q = qty + 0
-  local pid = s.product_id
-  local p = products[pid]
-  if p == nil then
-    p = product_of(pid)
-  end
-  if not p or p.hidden == '1' or s.status == 'ended' or now < s.starts_us or now >= s.ends_us or
-    s.remaining < q then
-    return hold_one(unpack(A, i, i + 7))
-  end
-  local hid, uid = A[i], A[i + 1]
-  local uk = s.uk
-  local used = call_r('HINCRBY', uk, uid, qty)
-  if used > s.limit then
-    if used == q then
-      call_r('HDEL', uk, uid)
+  for _ = 1, k do
+    j = j + 1
+    local hid, uid, exp_us, now_us = A[i], A[i + 1], A[i + 2], A[i + 3]
+    local sj = sfx[j] or seq_suffix(j)
+    i = i + 4
+    local ok, a, b, c, d, used
+    if q and now_us then
+      if now_us ~= last_us then
+        last_us, last_now = now_us, num(now_us)
+      end
+      if last_now >= starts and last_now < ends and s.remaining >= q then
+        used = pcall_r('HINCRBY', uk, uid, qty)
+        if type(used) ~= 'number' then
+          used = nil -- (an error: nothing counted) hold_one below
+        elseif used > limit then
+          if used == q then
+            redis.call('HDEL', uk, uid)
+          else
+            redis.call('HINCRBY', uk, uid, -q)
+          end
+          ok, a, b, c, d = pcall(over_limit, s, hid, uid)
+        else
+          local set = pcall_r('HSETNX', B .. 'uh:' .. uid, hid, pre .. exp_us .. '|' .. now_us .. '|' .. base .. sj)
+          if set == 1 then
+            s.remaining, s.held = s.remaining - q, s.held + q
+            touched.sales[said] = true
+            ok, a, b, c, d = true, 'n', pid, price, currency
+          else
+            -- taken (its record answers), or the older cart or an error (hold_one
+            -- below, as for any hold): the count undone first
+            if used == q then
+              redis.call('HDEL', uk, uid)
+            else
+              redis.call('HINCRBY', uk, uid, -q)
+            end
+            if set == 0 then
+              ok, a, b, c, d = pcall(recorded, hid, uid)
+            end
+          end
+        end
+      end
+    end
+    if ok == nil then
+      ok, a, b, c, d = pcall(hold_one, hid, uid, tp, said, qty, exp_us, now_us, base .. sj)
+    end
+    local same = false
+    if not ok then
+      a, b, c, d = 'e', 'item_failed', item_error(a), ''
+    elseif a == 'n' then
+      if b == lb and c == lc and d == ld then
+        same = true
+      else
+        lb, lc, ld = b, c, d
+      end
+    end
+    local n = #out
+    if same then
+      out[n + 1] = '='
     else
-      call_r('HINCRBY', uk, uid, -q)
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
     end
-    return over_limit(s, hid, uid)
-  end
-  local price, currency, exp_us = s.price_cents, p.currency, A[i + 5]
-  local set = pcall_r('HSETNX', B .. 'uh:' .. uid, hid,
-    pid .. ',' .. said .. ',' .. qty .. ',' .. price .. '|' .. currency .. '|' .. exp_us .. '|' .. now_us .. '|' .. seq)
-  if set ~= 1 then
-    -- taken, or the older cart (undone, then hold_one as for any hold), or an error
-    if used == q then
-      call_r('HDEL', uk, uid)
-    else
-      call_r('HINCRBY', uk, uid, -q)
-    end
-    if set == 0 then
-      return recorded(hid, uid)
-    end
-    return hold_one(unpack(A, i, i + 7))
-  end
-  s.remaining, s.held = s.remaining - q, s.held + q
-  touched.sales[said] = true
-  return 'n', pid, price, currency
-end
-
-local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold (or "=")
-local lb, lc, ld -- the last new hold's answer
-for i = 1, #ARGV, 8 do
-  local ok, a, b, c, d = pcall(usual_hold, i)
-  local same = false
-  if not ok then
-    a, b, c, d = 'e', 'item_failed', item_error(a), ''
-  elseif a == 'n' then
-    if b == lb and c == lc and d == ld then
-      same = true
-    else
-      lb, lc, ld = b, c, d
-    end
-  end
-  local n = #out
-  if same then
-    out[n + 1] = '='
-  else
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
   end
 end
 for id in pairs(touched.sales) do
