@@ -1,8 +1,10 @@
 package cart
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -285,8 +287,9 @@ func TestDecodeFlatShortItems(t *testing.T) {
 }
 
 // TestRedisCheckoutShortForm: the usual checkout (mode "all", fingerprint "", no
-// expired holds cleared elsewhere, no hold ids) goes to the checkout script as 5
-// arguments, any other as 8 and its hold ids (checkoutCall.args); in one batch, an
+// expired holds cleared elsewhere, no hold ids) goes to the checkout script as 4
+// arguments (in a run, "-k" before them), any other as its count, 7 and its hold ids
+// (checkoutCall.args); in one batch, an
 // item of each form with the same values answers the same and places the same order.
 func TestRedisCheckoutShortForm(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
@@ -342,6 +345,69 @@ func TestRedisCheckoutShortForm(t *testing.T) {
 	}
 	if got := r.item(1); got[2] != "=" { // the same flags, records and order slots as the first
 		t.Errorf("the long form's answer %q, want the short form's (flags \"=\")", got)
+	}
+	e.checkInvariants(t)
+}
+
+// TestRedisHoldGroupsAndSeqs: holdBatch sends the holds of one target and quantity in a
+// row as one group (the target and quantity once, lua/hold.lua) and each hold's seq is
+// the batch's seq base and its place: a batch of holds of two sales, a product and
+// quantities changing between neighbours answers each hold its own, in the batch's
+// order by (created_us, seq) as ListHolds sorts them, the counters in step; a refused
+// hold (over the limit) in the middle of a group refuses that hold only; the next
+// batch's seqs come after.
+func TestRedisHoldGroupsAndSeqs(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sid := e.stream(t)
+	a, b := e.sale(t, sid, 20, 3), e.sale(t, sid, 20, 3)
+	p := e.product(t, sid, 20)
+	exp := e.now.Add(time.Hour)
+	type h struct {
+		user, pid, said string
+		qty             int
+		err             error
+	}
+	batch := func(hs []h) []*holdCall {
+		calls := make([]*holdCall, len(hs))
+		for i, x := range hs {
+			calls[i] = &holdCall{req: HoldRequest{ID: uuid.NewString(), UserID: x.user, ProductID: x.pid, SaleID: x.said, Quantity: x.qty, ExpiresAt: exp},
+				now: e.now, done: make(chan struct{}, 1)}
+		}
+		st.holdBatch(sid, calls)
+		for i, c := range calls {
+			if !errors.Is(c.err, hs[i].err) || (c.err == nil && (c.hold.ID != c.req.ID || c.hold.Quantity != hs[i].qty || c.hold.SaleID != hs[i].said)) {
+				t.Errorf("hold %d %+v: %+v %v, want error %v", i, hs[i], c.hold, c.err, hs[i].err)
+			}
+		}
+		return calls
+	}
+	first := batch([]h{
+		{user: "u", said: a.ID, qty: 1}, {user: "v", said: a.ID, qty: 1}, {user: "u", said: a.ID, qty: 2},
+		{user: "u", said: a.ID, qty: 1, err: ErrLimitExceeded}, {user: "w", said: a.ID, qty: 1},
+		{user: "u", pid: p.ID, qty: 1}, {user: "u", said: b.ID, qty: 2}, {user: "u", said: a.ID, qty: 3, err: ErrLimitExceeded},
+		{user: "v", said: b.ID, qty: 3}, {user: "u", said: b.ID, qty: 1},
+	})
+	second := batch([]h{{user: "u", pid: p.ID, qty: 2}})
+	want := []string{}
+	for _, c := range append(first, second...) {
+		if c.err == nil && c.req.UserID == "u" {
+			want = append(want, fmt.Sprint(c.req.ID, " ", cmp.Or(c.req.SaleID, c.req.ProductID), " ", c.req.Quantity))
+		}
+	}
+	hs, err := st.ListHolds(e.ctx, "u", e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, x := range hs {
+		got = append(got, fmt.Sprint(x.ID, " ", cmp.Or(x.SaleID, x.ProductID), " ", x.Quantity))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("u's holds in the order %q, want the batches' %q", got, want)
+	}
+	if n := len(want); n != 6 {
+		t.Errorf("%d holds of u, want 6", n)
 	}
 	e.checkInvariants(t)
 }
