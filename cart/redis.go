@@ -511,9 +511,11 @@ func unpackOne(s string) (string, string, error) {
 type flatReply struct {
 	sales, products map[string]hashReply // by id
 	// sale and product are sales and products decoded, once per batch: every item of
-	// a batch answers the same few records (a storm's 200 holds one sale)
-	sale    map[string]Sale
-	product map[string]Product
+	// a batch answers the same few records (a storm's 200 holds one sale). Each is a
+	// slice of one (its capacity one: an append copies it), shared by the items'
+	// Changes that name only it: read only.
+	sale    map[string][]Sale
+	product map[string][]Product
 	slots   []string
 	width   int
 }
@@ -580,15 +582,19 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 		i += width
 	}
 	if len(r.sales) > 0 {
-		r.sale = make(map[string]Sale, len(r.sales))
+		r.sale = make(map[string][]Sale, len(r.sales))
+		all := make([]Sale, 0, len(r.sales))
 		for id, m := range r.sales {
-			r.sale[id] = saleFromHash(m)
+			all = append(all, saleFromHash(m))
+			r.sale[id] = all[len(all)-1 : len(all) : len(all)]
 		}
 	}
 	if len(r.products) > 0 {
-		r.product = make(map[string]Product, len(r.products))
+		r.product = make(map[string][]Product, len(r.products))
+		all := make([]Product, 0, len(r.products))
 		for id, m := range r.products {
-			r.product[id] = productFromHash(m)
+			all = append(all, productFromHash(m))
+			r.product[id] = all[len(all)-1 : len(all) : len(all)]
 		}
 	}
 	return r, nil

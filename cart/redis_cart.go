@@ -250,11 +250,12 @@ func holdResult(r flatReply, i int, err error, sid string, req HoldRequest, now 
 	default:
 		return Hold{}, Changes{}, fmt.Errorf("redis script hold: bad result %q", res[0])
 	}
+	// The batch's record, shared by its holds (read only, see flatReply).
 	ch := Changes{}
 	if s, ok := r.sale[h.SaleID]; ok && h.SaleID != "" {
-		ch.Sales = []Sale{s}
+		ch.Sales = s
 	} else if p, ok := r.product[h.ProductID]; ok && h.SaleID == "" {
-		ch.Products = []Product{p}
+		ch.Products = p
 	}
 	return h, ch, nil
 }
@@ -1607,24 +1608,41 @@ func checkoutResult(r flatReply, i int, err error, sid string, c *checkoutCall) 
 			ExpiredHoldIDs: append([]string{}, splitList(res[10], ",")...),
 		}
 	}
-	// The products and sales it touched, decoded once per batch (see flatReply).
-	ch := Changes{}
-	for ids := res[5]; ids != ""; {
-		var id string
-		id, ids, _ = strings.Cut(ids, ",")
-		ch.Products = append(ch.Products, r.product[id])
-	}
-	for ids := res[6]; ids != ""; {
-		var id string
-		id, ids, _ = strings.Cut(ids, ",")
-		ch.Sales = append(ch.Sales, r.sale[id])
-	}
+	// The products and sales it touched, decoded once per batch (see flatReply): one
+	// alone is the batch's record, shared (read only); more are copied, then sorted.
+	ch := Changes{Products: changed(r.product, res[5]), Sales: changed(r.sale, res[6])}
 	sortChanges(&ch)
 	out.batched, out.changes = true, ch
 	if out.Err == "" {
 		return out, nil
 	}
 	return out, batchItemError("checkout", out.Err, out.Msg)
+}
+
+// changed is the records of a reply slot's comma-separated ids (a zero record for an
+// id the reply has none of): one id's is the batch's own slice (see flatReply), several
+// are copied into a slice of their own.
+func changed[T any](recs map[string][]T, ids string) []T {
+	if ids == "" {
+		return nil
+	}
+	if strings.IndexByte(ids, ',') < 0 {
+		if one, ok := recs[ids]; ok {
+			return one
+		}
+	}
+	var out []T
+	for ids != "" {
+		var id string
+		id, ids, _ = strings.Cut(ids, ",")
+		if one, ok := recs[id]; ok {
+			out = append(out, one[0])
+		} else {
+			var zero T
+			out = append(out, zero)
+		}
+	}
+	return out
 }
 
 // checkoutWidth is the number of strings per checkout in the checkout script's reply.

@@ -411,3 +411,56 @@ func TestRedisHoldGroupsAndSeqs(t *testing.T) {
 	}
 	e.checkInvariants(t)
 }
+
+// TestFlatReplySharesRecords: a batch's sale and product records are decoded once and
+// each handed out as a slice of one that the items naming only it share (one heap
+// copy of the record per batch, not per hold or checkout), its capacity one so that an
+// append copies it; an item naming several gets a sorted slice of its own, and an id
+// the reply has no record of a zero record (as before).
+func TestFlatReplySharesRecords(t *testing.T) {
+	rec := func(kv ...string) []any {
+		out := make([]any, len(kv))
+		for i, s := range kv {
+			out[i] = s
+		}
+		return out
+	}
+	sales := []any{rec("id", "s2", "remaining", "7"), rec("id", "s1", "remaining", "3")}
+	products := []any{rec("id", "p1", "stock", "4")}
+	r, err := decodeFlat("hold", []any{sales, products, "n", "p1", "5", "EUR", "=", "n", "p1", "5", "EUR"}, holdWidth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := HoldRequest{ID: "h", UserID: "u", ProductID: "p1", SaleID: "s1", Quantity: 1, ExpiresAt: time.Now().Add(time.Minute)}
+	_, a, err1 := holdResult(r, 0, nil, "st", req, time.Now())
+	_, b, err2 := holdResult(r, 2, nil, "st", req, time.Now())
+	if err1 != nil || err2 != nil || len(a.Sales) != 1 || a.Sales[0].Remaining != 3 || a.Products != nil {
+		t.Fatalf("hold changes %+v %v %v, want sale s1 with 3 remaining", a, err1, err2)
+	}
+	if &a.Sales[0] != &b.Sales[0] || cap(a.Sales) != 1 {
+		t.Errorf("two holds of one sale in a batch: records at %p and %p (capacity %d), want one shared, capacity 1", &a.Sales[0], &b.Sales[0], cap(a.Sales))
+	}
+	if grown := append(a.Sales, Sale{ID: "x"}); &grown[0] == &a.Sales[0] || b.Sales[0].ID != "s1" {
+		t.Errorf("an append to a shared slice wrote into the batch's record")
+	}
+	req.SaleID = ""
+	if _, c, err := holdResult(r, 0, nil, "st", req, time.Now()); err != nil || len(c.Products) != 1 || c.Products[0].Stock != 4 || c.Sales != nil {
+		t.Errorf("product hold changes %+v %v, want product p1 with stock 4", c, err)
+	}
+
+	if got := changed(r.sale, "s1"); len(got) != 1 || &got[0] != &a.Sales[0] {
+		t.Errorf("changed(s1) = %+v, want the batch's record", got)
+	}
+	got := changed(r.sale, "s2,s1,gone")
+	if len(got) != 3 || got[0].ID != "s2" || got[1].ID != "s1" || got[2] != (Sale{}) || &got[1] == &a.Sales[0] {
+		t.Errorf("changed(s2,s1,gone) = %+v, want copies of s2 and s1 and a zero record", got)
+	}
+	ch := Changes{Sales: got}
+	sortChanges(&ch)
+	if ch.Sales[0].ID != "" || ch.Sales[1].ID != "s1" || r.sale["s1"][0].ID != "s1" || r.sale["s2"][0].ID != "s2" {
+		t.Errorf("sorting a checkout's own changes: %+v; the batch's records s1 %+v, s2 %+v", ch.Sales, r.sale["s1"], r.sale["s2"])
+	}
+	if changed(r.sale, "") != nil || len(changed(r.product, "gone")) != 1 {
+		t.Errorf("changed of no id, or of one id with no record: want nil and one zero record")
+	}
+}

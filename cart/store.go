@@ -240,7 +240,7 @@ type CheckoutResult struct {
 }
 
 // Changes are the products and sales a call touched, as they are after the change
-// (the values live events carry).
+// (the values live events carry). Read only: the calls of one batch may share them.
 type Changes struct {
 	Products []Product
 	Sales    []Sale
