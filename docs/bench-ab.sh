@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Compares two builds at equal load in one run: OLD (a commit, built from a clean export)
-# against NEW (this checkout). Sales: one `loadgen sale` with four targets (old and new on
-# the embedded store and on Redis dbs 11 and 12), 1,000 and 5,000 buyers, 3 runs, CPU of
-# each server and of redis-server; then 1,000 buyers arriving over 1 s. Live: 4 pairs of
-# 10,000 viewers x 10/s, old and new alternating. Media: 3 pairs at 200 viewers.
-# Usage: bash docs/bench-ab.sh OLDCOMMIT OUTDIR  (about 11 minutes; uses Redis dbs 11 and 12,
+# against NEW (this checkout). Sales: `loadgen sale` with four targets (old and new on the
+# embedded store and on Redis dbs 11 and 12), 1,000 and 5,000 buyers, 3 runs, CPU of each
+# server and of redis-server, once old first (sale.txt) and once new first (sale-ba.txt);
+# then 1,000 buyers arriving over 1 s. Live: 4 pairs of 10,000 viewers x 10/s, old and new
+# alternating. Media: 3 pairs at 200 viewers.
+# Usage: bash docs/bench-ab.sh OLDCOMMIT OUTDIR  (about 14 minutes; uses Redis dbs 11 and 12,
 # TCP 18088, 18181-18184, 18480, UDP 18444-18448, 28643; run it on a quiet machine)
 # Summarise with: bash docs/bench-summary.sh OUTDIR
 set -u
@@ -30,6 +31,12 @@ RP=$(pgrep -f "redis-server.*6379" | head -1)
 T="-target old-emb=http://127.0.0.1:18181 -target new-emb=http://127.0.0.1:18182 -target old-redis=http://127.0.0.1:18183 -target new-redis=http://127.0.0.1:18184"
 $LG sale $T -secret $S -buyers 1000,5000 -runs 3 -cpu old-emb=$P1 -cpu new-emb=$P2 -cpu old-redis=$P3 -cpu new-redis=$P4 \
   -cpu old-redis/redis-server=$RP -cpu new-redis/redis-server=$RP > "$OUT/sale.txt" 2>&1
+# The same with new before old: of two targets on one store, the second one read ~1-2 µs
+# more server and redis-server CPU per sale request (helper 3, session 24), so each
+# binary runs once in each place.
+T2="-target new-emb=http://127.0.0.1:18182 -target old-emb=http://127.0.0.1:18181 -target new-redis=http://127.0.0.1:18184 -target old-redis=http://127.0.0.1:18183"
+$LG sale $T2 -secret $S -buyers 1000,5000 -runs 3 -cpu old-emb=$P1 -cpu new-emb=$P2 -cpu old-redis=$P3 -cpu new-redis=$P4 \
+  -cpu old-redis/redis-server=$RP -cpu new-redis/redis-server=$RP > "$OUT/sale-ba.txt" 2>&1
 $LG sale $T -secret $S -buyers 1000 -runs 3 -ramp 1s > "$OUT/sale-ramp.txt" 2>&1
 kill $P1 $P2 $P3 $P4; wait $P1 $P2 $P3 $P4 2>/dev/null; rm -rf "$D"
 # live
