@@ -439,7 +439,6 @@ type scriptReply struct {
 	Pins     string               `json:"pins"`
 	Ended    string               `json:"ended"`
 	Cleared  string               `json:"cleared"`
-	Dropped  string               `json:"dropped"`
 	Changed  bool                 `json:"changed"`
 	Unpinned bool                 `json:"unpinned"`
 	Created  bool                 `json:"created"`
@@ -528,11 +527,12 @@ func (r flatReply) item(i int) []string {
 	return r.slots[i*r.width : (i+1)*r.width]
 }
 
-// decodeFlat reads a batch script's reply. An item whose first slot is "=" comes
-// short (each slot costs redis-server ~0.7k instructions to answer): the hold
-// script's is that one slot, standing for width empty strings (the last new hold's
-// answer again); the checkout script's is "=" and the dropped hold ids, standing for
-// "", "", "=", the ids, and empty strings (flags "=": the previous item's order).
+// decodeFlat reads a batch script's reply. A run of k items whose first slot would
+// be "=" comes as the one string "=<k>" (each slot costs redis-server ~0.7k
+// instructions to answer; since 2026-12-06, before each such item came alone): the
+// hold script's stand for width empty strings each (the last new hold's answer
+// again); the checkout script's for "", "", "=" and empty strings (flags "=": the
+// previous item's order; their dropped hold ids, which no caller reads, left out).
 // Items are kept at full width in slots.
 func decodeFlat(name string, v any, width int) (flatReply, error) {
 	a, ok := v.([]any)
@@ -540,35 +540,32 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 		return flatReply{}, fmt.Errorf("redis script %s: bad reply %T of %d", name, v, len(a))
 	}
 	r := flatReply{sales: records(a[0]), products: records(a[1]), width: width}
-	short := 0 // the short item's slots, if the script answers short items
-	switch name {
-	case "hold":
-		short = 1
-	case "checkout":
-		short = 2
-	}
-	n := 0 // the slots at full width
+	short := name == "hold" || name == "checkout" // the script answers runs "=<k>"
+	n := 0                                        // the slots at full width
 	for i := 2; i < len(a); {
-		if s, _ := a[i].(string); short > 0 && s == "=" {
-			i += short
-		} else {
-			i += width
+		if k := shortRun(a[i], short); k != 0 {
+			if k < 0 {
+				return flatReply{}, fmt.Errorf("redis script %s: bad reply: a run %q at slot %d", name, a[i], i-2)
+			}
+			i++
+			n += k * width
+			continue
 		}
+		i += width
 		n += width
 	}
 	r.slots = make([]string, n)
-	for i, j := 2, 0; i < len(a); j += width {
-		if s, _ := a[i].(string); short > 0 && s == "=" {
-			if i+short > len(a) {
-				return flatReply{}, fmt.Errorf("redis script %s: bad reply: a short item cut at slot %d", name, i-2)
-			}
-			if short == 2 {
-				r.slots[j+2] = "="
-				if r.slots[j+3], ok = a[i+1].(string); !ok {
-					return flatReply{}, fmt.Errorf("redis script %s: bad reply: slot %d is %T", name, i-1, a[i+1])
+	for i, j := 2, 0; i < len(a); {
+		if k := shortRun(a[i], short); k > 0 {
+			if name == "checkout" {
+				for ; k > 0; k-- {
+					r.slots[j+2] = "="
+					j += width
 				}
+			} else {
+				j += k * width
 			}
-			i += short
+			i++
 			continue
 		}
 		if i+width > len(a) {
@@ -580,6 +577,7 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 			}
 		}
 		i += width
+		j += width
 	}
 	if len(r.sales) > 0 {
 		r.sale = make(map[string][]Sale, len(r.sales))
@@ -598,6 +596,20 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 		}
 	}
 	return r, nil
+}
+
+// shortRun is the number of items a reply slot v stands for when it is a run "=<k>"
+// of a script answering runs (short): 0 if it is not one, -1 if its count is bad.
+func shortRun(v any, short bool) int {
+	s, _ := v.(string)
+	if !short || len(s) == 0 || s[0] != '=' {
+		return 0
+	}
+	k, err := strconv.Atoi(s[1:])
+	if err != nil || k < 1 || k > 1<<20 {
+		return -1
+	}
+	return k
 }
 
 // records reads a list of flat field/value arrays into records by their "id".

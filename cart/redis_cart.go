@@ -1588,7 +1588,8 @@ func checkoutResult(r flatReply, i int, err error, sid string, c *checkoutCall) 
 		return scriptReply{}, fmt.Errorf("redis script checkout: %d results, want more than %d", len(r.slots)/checkoutWidth, i)
 	}
 	flags := res[2]
-	out := scriptReply{Err: res[0], Msg: res[1], Dropped: res[3], Cleared: res[4],
+	// (res[3], the dropped hold ids, is read by no caller: a run of short items leaves them out)
+	out := scriptReply{Err: res[0], Msg: res[1], Cleared: res[4],
 		Created: strings.IndexByte(flags, 'c') >= 0, Swept: strings.IndexByte(flags, 's') >= 0,
 		Empty: strings.IndexByte(flags, 'e') >= 0}
 	switch {

@@ -22,7 +22,7 @@ import (
 var orderOneConditions = [][2]string{
 	{"elseif #c == 2 and not listed and mode == 'all' and string.byte(c[2]) ~= 45 then", "elseif false then"},
 	{"if c.err and not listed and mode == 'all' and #cart == 1 then", "if false then"},
-	{"hid, it, tc, cur, prod, sale = usual_one(at, base, sj)", ""},
+	{"local it, tc, cur, prod, sale = usual_one(at, base, sj)", "local it, tc, cur, prod, sale"},
 }
 
 // generalCheckoutScript is lua/checkout.lua (with lib.lua) without the order_one fast
@@ -131,8 +131,8 @@ func itemAnswer(it *checkoutItem, values bool) string {
 	}
 	o, _ := json.Marshal(it.r.orderOf())
 	c, _ := json.Marshal(touched)
-	return fmt.Sprintf("err=%v e=%q m=%q dropped=%q cleared=%q created=%v swept=%v empty=%v\n order=%s\n touched=%s",
-		it.err, it.r.Err, it.r.Msg, it.r.Dropped, it.r.Cleared, it.r.Created, it.r.Swept, it.r.Empty, o, c)
+	return fmt.Sprintf("err=%v e=%q m=%q cleared=%q created=%v swept=%v empty=%v\n order=%s\n touched=%s",
+		it.err, it.r.Err, it.r.Msg, it.r.Cleared, it.r.Created, it.r.Swept, it.r.Empty, o, c)
 }
 
 // TestRedisOrderOneMatchesGeneralPath: lua/checkout.lua's order_one (the usual

@@ -14,14 +14,15 @@ import (
 	"github.com/google/uuid"
 )
 
-// TestRedisBatchRepliesOnce: in a batch, a new hold answering what the last new hold
-// answered (product, price, currency) comes as the one slot "=" (four empty slots
-// once decoded), and a placed order answering the previous item's flags, touched
-// records and order slots comes as "=" and its dropped ids (flags "=" and six empty
-// slots once decoded; lua/hold.lua, lua/checkout.lua, decodeFlat); the Go side answers
+// TestRedisBatchRepliesOnce: in a batch, new holds answering what the last new hold
+// answered (product, price, currency) come as one slot "=<k>" per run (four empty slots
+// each once decoded), and placed orders answering the previous item's flags, touched
+// records and order slots come as one slot "=<k>" per run (flags "=" and empty slots
+// once decoded; lua/hold.lua, lua/checkout.lua, decodeFlat); the Go side answers
 // every item as if each carried its own (holdBatch, checkoutBatch). Failed before:
 // every item carried all its slots; then (until 2026-12-04) every item carried its
-// full width of slots, empty ones included.
+// full width of slots, empty ones included; then (until 2026-12-06) each short item
+// was a slot of its own ("=", and a checkout's dropped hold ids).
 func TestRedisBatchRepliesOnce(t *testing.T) {
 	st := openTestRedis(t, testRedisURL)
 	e := &env{st: st, ctx: t.Context(), now: time.Now().UTC(), putIn: map[string]int{}}
@@ -57,7 +58,7 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 		args2 = append(args2, "1", pid, said, "1", uuid.NewString(), u+"2", micros(exp), micros(e.now))
 	}
 	args2 = append([]any{"17650000000000"}, args2...)
-	raw("hold", args2, 2+4+1+1+4+4)
+	raw("hold", args2, 2+4+1+4+4) // (the two "=" in a row as one run "=2")
 	r, err := st.runFlat(e.ctx, "hold", sid, holdWidth, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -78,14 +79,14 @@ func TestRedisBatchRepliesOnce(t *testing.T) {
 	for _, u := range users[:3] {
 		cargs2 = append(cargs2, "7", u+"2", idemHash(u+"2", "k"), "{}", uuid.NewString(), micros(e.now), "all", "")
 	}
-	raw("checkout", cargs2, 2+11+2+2)
+	raw("checkout", cargs2, 2+11+1) // (the two short items as one run "=2")
 	r, err = st.runFlat(e.ctx, "checkout", sid, checkoutWidth, cargs...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
 		got := r.item(i)
-		if got[0] != "" || got[3] == "" {
+		if got[0] != "" || got[2] == "" {
 			t.Fatalf("checkout %d answered %q, want an order", i, got)
 		}
 		wantFlags, rest := "cse", []string{"", sale.ID, sale.ProductID + "," + sale.ID + ",1,500", "500", "EUR", ""}
@@ -256,32 +257,43 @@ func TestRedisIdemHashUnchanged(t *testing.T) {
 	}
 }
 
-// TestDecodeFlatShortItems: short items ("=") are expanded to full width, and a reply
-// cut inside an item is an error, not a shorter item.
+// TestDecodeFlatShortItems: a run of short items ("=<k>") is expanded to k items at
+// full width, and a reply cut inside an item or with a bad count is an error, not a
+// shorter item.
 func TestDecodeFlatShortItems(t *testing.T) {
 	none := []any{}
-	r, err := decodeFlat("checkout", []any{none, none, "", "", "cse", "h1", "", "p", "s", "it", "5", "EUR", "", "=", "h2"}, checkoutWidth)
-	if err != nil || len(r.slots) != 2*checkoutWidth {
-		t.Fatalf("checkout: got %d slots %v, want 2 items", len(r.slots), err)
+	r, err := decodeFlat("checkout", []any{none, none, "", "", "cse", "h1", "", "p", "s", "it", "5", "EUR", "", "=2",
+		"", "", "cse", "h4", "", "p", "s", "it", "5", "EUR", "", "=1"}, checkoutWidth)
+	if err != nil || len(r.slots) != 5*checkoutWidth {
+		t.Fatalf("checkout: got %d slots %v, want 5 items", len(r.slots), err)
 	}
-	if got, want := r.item(1), []string{"", "", "=", "h2", "", "", "", "", "", "", ""}; !slices.Equal(got, want) {
-		t.Errorf("checkout's short item: got %q, want %q", got, want)
+	for _, i := range []int{1, 2, 4} {
+		if got, want := r.item(i), []string{"", "", "=", "", "", "", "", "", "", "", ""}; !slices.Equal(got, want) {
+			t.Errorf("checkout's short item %d: got %q, want %q", i, got, want)
+		}
 	}
-	r, err = decodeFlat("hold", []any{none, none, "n", "p", "5", "EUR", "=", "="}, holdWidth)
-	if err != nil || len(r.slots) != 3*holdWidth || !slices.Equal(r.item(2), []string{"", "", "", ""}) {
-		t.Fatalf("hold: got %q %v, want 3 items, the last two empty", r.slots, err)
+	if got := r.item(3); got[3] != "h4" {
+		t.Errorf("checkout's item 3 after a run: got %q, want h4's", got)
+	}
+	r, err = decodeFlat("hold", []any{none, none, "n", "p", "5", "EUR", "=2", "e", "conflict", "m", "", "=1"}, holdWidth)
+	if err != nil || len(r.slots) != 5*holdWidth || !slices.Equal(r.item(2), []string{"", "", "", ""}) ||
+		!slices.Equal(r.item(4), []string{"", "", "", ""}) || r.item(3)[1] != "conflict" {
+		t.Fatalf("hold: got %q %v, want 5 items, the 2nd, 3rd and 5th empty", r.slots, err)
 	}
 	for _, bad := range []struct {
 		name  string
 		slots []any
 		width int
 	}{
-		{"checkout", []any{none, none, "="}, checkoutWidth},
 		{"checkout", []any{none, none, "", "", "cse"}, checkoutWidth},
-		{"hold", []any{none, none, "=", "n", "p"}, holdWidth},
+		{"checkout", []any{none, none, "="}, checkoutWidth},
+		{"checkout", []any{none, none, "=0"}, checkoutWidth},
+		{"checkout", []any{none, none, "=x"}, checkoutWidth},
+		{"hold", []any{none, none, "=-1"}, holdWidth},
+		{"hold", []any{none, none, "=1", "n", "p"}, holdWidth},
 	} {
 		if _, err := decodeFlat(bad.name, bad.slots, bad.width); err == nil {
-			t.Errorf("%s %q: no error, want one (an item cut short)", bad.name, bad.slots)
+			t.Errorf("%s %q: no error, want one (an item cut short or a bad run)", bad.name, bad.slots)
 		}
 	}
 }
@@ -334,7 +346,7 @@ func TestRedisCheckoutShortForm(t *testing.T) {
 	}
 	for i, c := range []*checkoutCall{short, long} {
 		got := r.item(i)
-		if got[0] != "" || got[3] == "" {
+		if got[0] != "" || got[2] == "" {
 			t.Fatalf("checkout %d answered %q, want an order", i, got)
 		}
 		o, err := st.getOrder(e.ctx, c.req.UserID, sid, c.req.OrderID)
@@ -427,7 +439,7 @@ func TestFlatReplySharesRecords(t *testing.T) {
 	}
 	sales := []any{rec("id", "s2", "remaining", "7"), rec("id", "s1", "remaining", "3")}
 	products := []any{rec("id", "p1", "stock", "4")}
-	r, err := decodeFlat("hold", []any{sales, products, "n", "p1", "5", "EUR", "=", "n", "p1", "5", "EUR"}, holdWidth)
+	r, err := decodeFlat("hold", []any{sales, products, "n", "p1", "5", "EUR", "=1", "n", "p1", "5", "EUR"}, holdWidth)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,13 +26,14 @@
 -- Answers flat_reply (lib.lua) with 11 strings per checkout: error code ("" if
 -- none), message, flags (c: a new order, s: the user's cart here was swept of expired
 -- holds, e: the order emptied it, r: the order is an earlier one, packed), the dropped
--- hold ids, the cleared ones, the ids of the products and of the sales it touched
+-- hold ids (the usual path's: "", no caller reads them), the cleared ones, the ids of
+-- the products and of the sales it touched
 -- (their values, after the whole batch, are the reply's records), then the order: a
 -- new one's items, total_cents, currency and expired hold ids (the caller knows the
 -- rest), or an earlier one's packed record (pack in lib.lua), "", "", "". (Flags "="
--- say slots 3 and 6 to 11 are the previous item's: see the batch loop below; such an
--- item with no error, message or cleared ids comes as two strings, "=" and the
--- dropped ids: see decodeFlat in redis.go.)
+-- say slots 3 and 6 to 11 are the previous item's: see the batch loop below; k such
+-- items in a row with no error, message or cleared ids come as one string "=<k>"
+-- (their dropped ids left out): see decodeFlat in redis.go.)
 -- The sold counters and the stream's order list are written once, after the batch,
 -- also when a checkout fails at runtime (item_error in lib.lua).
 local day = 86400000000
@@ -443,15 +444,23 @@ end
 -- usual_one is the usual checkout (the short form, see the top) at ARGV[i] when it
 -- is the common case: no key record, the user's cart here of the newer form with one
 -- live hold of the newer record form, not due; what order_one does for it, without
--- its function calls and tables. It answers the dropped hold id, the order item, its
--- total, currency and the touched product and sale ids (one of them ""), or nothing
+-- its function calls and tables. It answers the order item, its total, currency and
+-- the touched product and sale ids (one of them ""), or nothing
 -- (having written nothing) when anything differs: then checkout_one runs the item.
 -- It raises no error of its own (it is called without pcall: an item that would fail
 -- goes to checkout_one, which fails it), only Redis refusing work (see item_error).
 local A, pcall_r, call_r, byte = ARGV, redis.pcall, redis.call, string.byte
+local exp_set -- the stream's older expiry set exists (nil: not asked yet)
 local function usual_one(i, base, sj)
   local uid, kf, oid, now_us = A[i], A[i + 1], A[i + 2], A[i + 3]
   if not now_us then
+    return nil
+  end
+  -- (a stream with the older expiry set needs the hold's id: the general path)
+  if exp_set == nil then
+    exp_set = call_r('EXISTS', B .. 'exp') == 1
+  end
+  if exp_set then
     return nil
   end
   local ouk = B .. 'uo:' .. uid
@@ -460,9 +469,11 @@ local function usual_one(i, base, sj)
     return nil
   end
   local uk = B .. 'uh:' .. uid
-  local c = pcall_r('HGETALL', uk)
-  local d = c[2] -- (nil for an empty cart or an error)
-  if not d or c[3] or byte(d) == 45 then
+  -- The cart's records only: the hold's id (its field) is not needed here (no reply
+  -- slot carries it, and no expiry set lists it).
+  local c = pcall_r('HVALS', uk)
+  local d = c[1] -- (nil for an empty cart or an error)
+  if not d or c[2] or byte(d) == 45 then
     return nil
   end
   -- one_fields, inline: item|currency|expires_us|...
@@ -498,12 +509,11 @@ local function usual_one(i, base, sj)
   call_r('DEL', uk)
   local k = t.k
   deltas[k] = (deltas[k] or 0) + t.q
-  local hid, tc = c[1], t.tc
-  unindexed[#unindexed + 1] = hid
+  local tc = t.tc
   call_r('HSET', ouk, oid, '|' .. tc .. '|' .. currency .. '|' .. now_us .. '|' .. base .. sj .. '|' .. it .. '|',
     kf, oid .. '|' .. now_us .. '|')
   ordered[#ordered + 1] = oid .. ' ' .. uid
-  return hid, it, tc, currency, t.one_product, t.one_sale
+  return it, tc, currency, t.one_product, t.one_sale
 end
 
 -- ids_of joins the ids of a set ("" if empty).
@@ -526,8 +536,11 @@ local out = {'', ''} -- see flat_reply
 -- A checkout that placed its order and answers the previous item's flags, touched
 -- records and order slots (a storm's checkouts of one sale: the same item, total and
 -- currency) answers flags "=" and "" in those six slots: the reply carries them once;
--- with no message and no cleared ids, it answers only "=" and its dropped ids.
+-- with no message and no cleared ids, it is one of a run of such items, answered as
+-- one string "=<k>" (k of them: no dropped ids, which no caller reads; since
+-- 2026-12-06: before, each was "=" and its dropped ids).
 local p3, p6, p7, p8, p9, p10, p11 -- the previous item's slots 3 and 6 to 11
+local reps = 0 -- the current run of such items (not in out yet)
 local nargs, base, sfx = #ARGV, A[1], seq_suffixes()
 local i, run, j = 2, 0, 0 -- the next argument; the short items left in the current run; the item's place
 while i <= nargs do
@@ -543,14 +556,16 @@ while i <= nargs do
   if run > 0 then -- the usual checkout's short form: usual_one first
     run = run - 1
     i = at + 4
-    local hid, it, tc, cur, prod, sale
-    hid, it, tc, cur, prod, sale = usual_one(at, base, sj)
-    if hid then
-      local k = #out
+    local it, tc, cur, prod, sale = usual_one(at, base, sj)
+    if it then
       if p3 == 'cse' and prod == p6 and sale == p7 and it == p8 and tc == p9 and cur == p10 and p11 == '' then
-        out[k + 1], out[k + 2] = '=', hid
+        reps = reps + 1
       else
-        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = '', '', 'cse', hid, '', prod
+        local k = #out
+        if reps > 0 then
+          out[k + 1], k, reps = '=' .. reps, k + 1, 0
+        end
+        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = '', '', 'cse', '', '', prod
         out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = sale, it, tc, cur, ''
         p3, p6, p7, p8, p9, p10, p11 = 'cse', prod, sale, it, tc, cur, ''
       end
@@ -582,17 +597,24 @@ while i <= nargs do
     local same = e == '' and flags == p3 and products == p6 and sales == p7 and order == p8 and
       total == p9 and currency == p10 and expired == p11
     if same and m == '' and cleared == '' then
-      out[k + 1], out[k + 2] = '=', dropped
-    elseif same then
-      out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
-      out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
+      reps = reps + 1
     else
+      if reps > 0 then
+        out[k + 1], k, reps = '=' .. reps, k + 1, 0
+      end
       out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
-      out[k + 3], out[k + 6], out[k + 7] = flags, products, sales
-      out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
+      if same then
+        out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
+      else
+        out[k + 3], out[k + 6], out[k + 7] = flags, products, sales
+        out[k + 8], out[k + 9], out[k + 10], out[k + 11] = order, total, currency, expired
+      end
     end
     p3, p6, p7, p8, p9, p10, p11 = flags, products, sales, order, total, currency, expired
   end
+end
+if reps > 0 then
+  out[#out + 1] = '=' .. reps
 end
 touched.products, touched.sales = all_products, all_sales
 for k, q in pairs(deltas) do
@@ -604,7 +626,7 @@ if #ordered > 0 then
 end
 -- The stream's expiry set is no longer written (see hold.lua); holds made before
 -- leave it here as before, while it exists.
-if #unindexed > 0 and redis.call('EXISTS', key('exp')) == 1 then
+if #unindexed > 0 and (exp_set or (exp_set == nil and redis.call('EXISTS', key('exp')) == 1)) then
   call_many('ZREM', key('exp'), unindexed)
 end
 return flat_reply(out)

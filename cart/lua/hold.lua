@@ -8,9 +8,9 @@
 -- or is refused as a whole (nothing of it stays): concurrent holds of
 -- one stream share one call. Answers flat_reply (lib.lua) with 4 strings per hold:
 -- "n", product id, unit_price_cents, currency for a new hold (only what the caller
--- does not know), or the one string "=" for a new hold whose three are the last new
--- hold's of the batch (a storm's holds of one sale all answer the same: the reply
--- carries them once; see decodeFlat in redis.go); "r", the packed record (pack in
+-- does not know), or, for k new holds in a row whose three are the last new hold's
+-- of the batch, the one string "=<k>" (a storm's holds of one sale all answer the
+-- same: the reply carries them once; see decodeFlat in redis.go); "r", the packed record (pack in
 -- lib.lua), "", "" for a retry
 -- of an existing one; "e", error code, message, "" for a refused or failed one.
 -- A hold id already recorded answers "r" (the same user) or conflict, whatever the
@@ -189,8 +189,11 @@ end
 
 local A, pcall_r = ARGV, redis.pcall
 local base, sfx = A[1], seq_suffixes() -- the batch's seq base, the items' places
-local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold (or "=")
+local out = {'', ''} -- flat_reply's two lists of records, then 4 strings per hold (or "=<k>")
 local lb, lc, ld -- the last new hold's answer
+-- k new holds in a row answering the last new hold's answer come as one string "=<k>"
+-- (since 2026-12-06: before, each was "="); reps counts the current run.
+local reps = 0
 local i, j, nargs = 2, 0, #ARGV
 while i <= nargs do
   local k, tp, said, qty = A[i] + 0, A[i + 1], A[i + 2], A[i + 3]
@@ -274,13 +277,19 @@ while i <= nargs do
         lb, lc, ld = b, c, d
       end
     end
-    local n = #out
     if same then
-      out[n + 1] = '='
+      reps = reps + 1
     else
+      local n = #out
+      if reps > 0 then
+        out[n + 1], n, reps = '=' .. reps, n + 1, 0
+      end
       out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
     end
   end
+end
+if reps > 0 then
+  out[#out + 1] = '=' .. reps
 end
 for id in pairs(touched.sales) do
   local s = sales[id]
