@@ -97,6 +97,16 @@ local function over_limit(s, hid, uid)
   return refuse(hid, uid, 'limit_exceeded', 'at most ' .. s.per_user_limit .. ' units of this sale per buyer')
 end
 
+-- uncount takes a refused hold's q units back out of the user's count of the sale
+-- (uk), which HINCRBY made used: the field goes when they were all of it.
+local function uncount(uk, uid, used, q)
+  if used == q then
+    redis.call('HDEL', uk, uid)
+  else
+    redis.call('HINCRBY', uk, uid, -q)
+  end
+end
+
 local last_us, last_now -- the holds of a batch mostly share one now
 
 local function hold_one(hid, uid, pid, said, qty, exp_us, now_us, seq)
@@ -137,11 +147,7 @@ local function hold_one(hid, uid, pid, said, qty, exp_us, now_us, seq)
     end
     used = redis.call('HINCRBY', uk, uid, qty)
     if used > limit then
-      if used == q then
-        redis.call('HDEL', uk, uid)
-      else
-        redis.call('HINCRBY', uk, uid, -q)
-      end
+      uncount(uk, uid, used, q)
       return over_limit(s, hid, uid)
     end
     price = s.price_cents
@@ -161,11 +167,7 @@ local function hold_one(hid, uid, pid, said, qty, exp_us, now_us, seq)
   end
   if set ~= 1 then
     if s then
-      if used == q then
-        redis.call('HDEL', uk, uid)
-      else
-        redis.call('HINCRBY', uk, uid, -q)
-      end
+      uncount(uk, uid, used, q)
     end
     if set == 0 then
       return recorded(hid, uid)
@@ -237,11 +239,7 @@ while i <= nargs do
         if type(used) ~= 'number' then
           used = nil -- (an error: nothing counted) hold_one below
         elseif used > limit then
-          if used == q then
-            redis.call('HDEL', uk, uid)
-          else
-            redis.call('HINCRBY', uk, uid, -q)
-          end
+          uncount(uk, uid, used, q)
           ok, a, b, c, d = pcall(over_limit, s, hid, uid)
         else
           local set = pcall_r('HSETNX', B .. 'uh:' .. uid, hid, pre .. exp_us .. '|' .. now_us .. '|' .. base .. sj)
@@ -252,11 +250,7 @@ while i <= nargs do
           else
             -- taken (its record answers), or the older cart or an error (hold_one
             -- below, as for any hold): the count undone first
-            if used == q then
-              redis.call('HDEL', uk, uid)
-            else
-              redis.call('HINCRBY', uk, uid, -q)
-            end
+            uncount(uk, uid, used, q)
             if set == 0 then
               ok, a, b, c, d = pcall(recorded, hid, uid)
             end
