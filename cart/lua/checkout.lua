@@ -561,10 +561,8 @@ while i <= nargs do
       if p3 == 'cse' and prod == p6 and sale == p7 and it == p8 and tc == p9 and cur == p10 and p11 == '' then
         reps = reps + 1
       else
+        reps = end_run(out, reps)
         local k = #out
-        if reps > 0 then
-          out[k + 1], k, reps = '=' .. reps, k + 1, 0
-        end
         out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = '', '', 'cse', '', '', prod
         out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = sale, it, tc, cur, ''
         p3, p6, p7, p8, p9, p10, p11 = 'cse', prod, sale, it, tc, cur, ''
@@ -599,9 +597,8 @@ while i <= nargs do
     if same and m == '' and cleared == '' then
       reps = reps + 1
     else
-      if reps > 0 then
-        out[k + 1], k, reps = '=' .. reps, k + 1, 0
-      end
+      reps = end_run(out, reps)
+      k = #out
       out[k + 1], out[k + 2], out[k + 4], out[k + 5] = e, m, dropped, cleared
       if same then
         out[k + 3], out[k + 6], out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11] = '=', '', '', '', '', '', ''
@@ -613,9 +610,7 @@ while i <= nargs do
     p3, p6, p7, p8, p9, p10, p11 = flags, products, sales, order, total, currency, expired
   end
 end
-if reps > 0 then
-  out[#out + 1] = '=' .. reps
-end
+end_run(out, reps)
 touched.products, touched.sales = all_products, all_sales
 for k, q in pairs(deltas) do
   redis.call('HINCRBY', k, 'held', string.format('%d', -q))

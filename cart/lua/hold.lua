@@ -1,4 +1,4 @@
--- hold: ARGV = the batch's seq base (see seq_of in lib.lua), then groups of holds of
+-- hold: ARGV = the batch's seq base (see seq_suffixes in lib.lua), then groups of holds of
 -- one target: the group's count k, product id, sale id, quantity, then 4 values per
 -- hold: hold id, user id, expires_us, now_us (since 2026-12-06; before, 8 values per
 -- hold with its own target, quantity and seq: a storm's holds of one sale say those
@@ -274,17 +274,13 @@ while i <= nargs do
     if same then
       reps = reps + 1
     else
+      reps = end_run(out, reps)
       local n = #out
-      if reps > 0 then
-        out[n + 1], n, reps = '=' .. reps, n + 1, 0
-      end
       out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
     end
   end
 end
-if reps > 0 then
-  out[#out + 1] = '=' .. reps
-end
+end_run(out, reps)
 for id in pairs(touched.sales) do
   local s = sales[id]
   redis.call('HSET', key('s', id), 'remaining', string.format('%d', s.remaining), 'held', string.format('%d', s.held))

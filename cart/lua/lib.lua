@@ -347,6 +347,16 @@ local function item_error(r)
   return msg
 end
 
+-- end_run ends a run of k repeated answers of a batch script (hold, checkout): out
+-- gets the one string "=<k>" for them (see decodeFlat in redis.go) if there are any. It
+-- answers 0, the next run's count.
+local function end_run(out, k)
+  if k > 0 then
+    out[#out + 1] = '=' .. k
+  end
+  return 0
+end
+
 -- flat_reply answers a batch script (hold, checkout) without JSON: an array of the
 -- touched sales' records, then the touched products' records (each the flat
 -- field/value array HGETALL answers), then out's strings (each item's fixed number
