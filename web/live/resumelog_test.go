@@ -88,13 +88,21 @@ func TestResumeAfterRedisLostTheLogGetsSnapshot(t *testing.T) {
 			for i := tc.saved + 1; i <= 7; i++ {
 				announce(a.hub, sid, fmt.Sprint("new", i))
 			}
-			// Node B follows the new log: a snapshot, then its events up to seq 7.
+			// Node B follows the new log: a snapshot, then its events up to seq 7. When
+			// node B's subscription comes back after node A announced all of them, the
+			// snapshot is at seq 7 itself (with seq 7's ts) and no event follows.
 			var ts7 string
 			sawSnap := false
 			for ts7 == "" {
 				switch m := stay.next(t); {
 				case m.Type == EventSnapshot:
 					sawSnap = true
+					if m.Seq == 7 {
+						if m.SeqTs == "" {
+							t.Fatal("node B's snapshot at seq 7 has no seq_ts")
+						}
+						ts7 = m.SeqTs
+					}
 				case m.Type == EventAnnounce && m.Seq == 7:
 					if m.Text != "new7" {
 						t.Fatalf("node B at seq 7: %q, want new7", m.Text)
