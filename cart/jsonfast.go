@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -534,7 +535,7 @@ func (in *NewItem) DecodeFastJSON(raw []byte) bool {
 		case "product_id":
 			return once(1) && plainString(val, &in.ProductID)
 		case "sale_id":
-			return once(2) && plainString(val, &in.SaleID)
+			return once(2) && saleIDString(val, &in.SaleID)
 		case "quantity":
 			if !once(4) {
 				return false
@@ -549,6 +550,26 @@ func (in *NewItem) DecodeFastJSON(raw []byte) bool {
 		}
 		return false
 	})
+}
+
+// lastSaleID is the sale id a hold's body named last (decoded by plainString).
+var lastSaleID atomic.Pointer[string]
+
+// saleIDString is plainString of a hold's sale id, which answers the string of the
+// last one when the body names the same sale: a storm's holds all name it, and
+// each made a string of it (a heap object per hold).
+func saleIDString(val []byte, out *string) bool {
+	if p := lastSaleID.Load(); p != nil && len(val) == len(*p)+2 && val[0] == '"' && val[len(val)-1] == '"' &&
+		string(val[1:len(val)-1]) == *p {
+		*out = *p // the same bytes, which plainString took before
+		return true
+	}
+	if !plainString(val, out) {
+		return false
+	}
+	id := *out
+	lastSaleID.Store(&id)
+	return true
 }
 
 // plainString decodes a JSON string of printable ASCII without escapes.

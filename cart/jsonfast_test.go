@@ -251,3 +251,58 @@ func TestAppendIndexKey(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNewItemSaleIDShared: holds naming the sale the one before named share its id's
+// string (no heap copy per hold), and one naming another sale, or the same id
+// written otherwise, decodes as before.
+func TestNewItemSaleIDShared(t *testing.T) {
+	const a, b = "0190f3a4-1b2c-7d3e-8f40-123456789abc", "0190f3a4-1b2c-7d3e-8f40-123456789abd"
+	for _, tc := range []struct{ body, want string }{
+		{`{"sale_id":"` + a + `","quantity":1}`, a},
+		{`{"quantity":2,"sale_id":"` + a + `"}`, a},
+		{`{"sale_id":"` + b + `","quantity":1}`, b},
+		{`{"sale_id":"` + a + `","quantity":1}`, a},
+		{`{"sale_id":"x` + a + `","quantity":1}`, "x" + a},
+	} {
+		var in NewItem
+		if !in.DecodeFastJSON([]byte(tc.body)) || in.SaleID != tc.want {
+			t.Fatalf("%s: sale_id %q, want %q", tc.body, in.SaleID, tc.want)
+		}
+	}
+	for _, bad := range []string{`{"sale_id":"x` + a + `,"quantity":1}`, `{"sale_id":` + a + `,"quantity":1}`, `{"sale_id":"` + a[:35] + `\"","quantity":1}`} {
+		var in NewItem
+		if in.DecodeFastJSON([]byte(bad)) {
+			t.Fatalf("%s: decoded as %+v", bad, in)
+		}
+	}
+	body := []byte(`{"sale_id":"` + a + `","quantity":1}`)
+	var in NewItem
+	in.DecodeFastJSON(body)
+	// One allocation left: the quantity's int.
+	if n := testing.AllocsPerRun(100, func() { in = NewItem{}; in.DecodeFastJSON(body) }); n != 1 {
+		t.Fatalf("DecodeFastJSON of the last sale's hold: %v allocations, want 1", n)
+	}
+}
+
+// BenchmarkDecodeNewItem: a hold's body, naming the sale the one before named (a
+// storm's), and naming another sale each time (as every hold did before lastSaleID).
+func BenchmarkDecodeNewItem(b *testing.B) {
+	bodies := [2][]byte{[]byte(`{"sale_id":"0190f3a4-1b2c-7d3e-8f40-123456789abc","quantity":1}`),
+		[]byte(`{"sale_id":"0190f3a4-1b2c-7d3e-8f40-123456789abd","quantity":1}`)}
+	for _, bc := range []struct {
+		name string
+		step int
+	}{{"same-sale", 0}, {"other-sale-each", 1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				var in NewItem
+				if !in.DecodeFastJSON(bodies[i&1]) {
+					b.Fatal("not decoded")
+				}
+				i += bc.step
+			}
+		})
+	}
+}
