@@ -730,14 +730,17 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	req.Fingerprint = storedFingerprint(req.Fingerprint)
 	kf := idemField(req.UserID, req.IdempotencyKey)
 	ih := kf[2:]
-	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now)
+	// The call first: a plain claim answers the cart into it (c.cart).
+	c := checkoutCalls.Get().(*checkoutCall)
+	token, cart, done, err := s.claimIdemInto(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now, &c.cart)
 	if err != nil || done != nil {
+		*c = checkoutCall{}
+		checkoutCalls.Put(c)
 		if done != nil {
 			return *done, nil
 		}
 		return CheckoutResult{}, err
 	}
-	c := checkoutCalls.Get().(*checkoutCall)
 	c.req, c.ih, c.kf, c.now, c.indexed, c.orders = req, ih, kf, now, cart.indexed, cart.orders
 	var res CheckoutResult
 	err = s.checkoutTo(ctx, c, cart, &res)
@@ -751,7 +754,8 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 
 // checkoutCalls are Checkout's calls. A call goes back once settled, unless one of
 // its script runs was left waiting (left: that batch may still read the call's
-// arguments). One heap object of ~240 bytes less per checkout.
+// arguments). One heap object of ~240 bytes less per checkout, and the plain claim's
+// cart (userCart, its cart field) another.
 var checkoutCalls = sync.Pool{New: func() any { return new(checkoutCall) }}
 
 // storedFingerprint is a checkout's fingerprint as the Redis store writes it in the
@@ -902,6 +906,12 @@ func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
 // a conflict and one with the same body waits for it, as for a checkout in progress,
 // until the mark runs out and the key is taken over.
 func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time) (string, *userCart, *CheckoutResult, error) {
+	return s.claimIdemInto(ctx, userID, ih, fingerprint, streamID, now, nil)
+}
+
+// claimIdemInto is claimIdem where a plain claim answers into (if not nil) as the
+// user's cart: Checkout's call holds it (a claim by script answers a cart of its own).
+func (s *RedisStore) claimIdemInto(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time, into *userCart) (string, *userCart, *CheckoutResult, error) {
 	deadline := time.Now().Add(idemWait)
 	// A caller with a deadline (an API request's bound) gets the answer for a key in
 	// progress (conflict) before it, rather than unavailable.
@@ -912,7 +922,7 @@ func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, str
 	// use goes by claim.lua.
 	if s.plainClaims.Load() && s.cartSetsGone.Load() {
 		withTime := s.clock.wantSample()
-		token, cart, used, err := s.claimPlain(ctx, userID, ih, fingerprint, now, withTime)
+		token, cart, used, err := s.claimPlain(ctx, userID, ih, fingerprint, now, withTime, into)
 		if err == nil {
 			return token, cart, nil, nil
 		}
@@ -1102,9 +1112,10 @@ type checkoutCall struct {
 	ih      string // the idempotency key's hash
 	kf      string // its field in the user's orders of a stream, "k:" + ih (see lua/checkout.lua); set by args
 	now     time.Time
-	emptied string // the stream where the order left the user's cart empty
-	indexed string // the stream the user's order index lists already (see claim.lua)
-	orders  string // the user's order index's key, if the claim made it
+	cart    userCart // the plain claim's answer (see Checkout)
+	emptied string   // the stream where the order left the user's cart empty
+	indexed string   // the stream the user's order index lists already (see claim.lua)
+	orders  string   // the user's order index's key, if the claim made it
 	// Set by args: now in µs, what a script call's arguments point to (see evalArgs;
 	// one script call at a time), and in UTC, to the µs (a new order's created_at, as
 	// its record keeps it).
@@ -1126,6 +1137,7 @@ type userCart struct {
 	// reclaimed: the claim took over the key from an attempt that died or lost its
 	// answer, which may have placed its order (see lua/claim.lua)
 	reclaimed bool
+	one       [1]string // sids' array when the index has one field (fromIndex)
 }
 
 // checkout picks the stream the request orders from and runs its checkout script.

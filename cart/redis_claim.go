@@ -136,7 +136,7 @@ type plainClaim struct {
 	pipeCall
 	set                   [6]any
 	hgetall               [2]any
-	get                   *redis.Cmd
+	get                   *redis.StatusCmd // (not Do's Cmd: its "OK" would be boxed)
 	gens                  *redis.MapStringStringCmd
 	time                  *redis.TimeCmd // nil unless the claim carries a clock sample
 	sent                  time.Time      // when the commands were queued (before the pipeline went)
@@ -160,7 +160,8 @@ func (c *plainClaim) addTo(ctx context.Context, p redis.Pipeliner) {
 		c.sent = time.Now()
 		c.time = p.Time(ctx)
 	}
-	c.get = p.Do(ctx, c.set[:]...)
+	c.get = redis.NewStatusCmd(ctx, c.set[:]...)
+	p.Process(ctx, c.get)
 	c.gens = redis.NewMapStringStringCmd(ctx, c.hgetall[:]...)
 	p.Process(ctx, c.gens)
 }
@@ -171,8 +172,9 @@ var errClaimByScript = errors.New("claim by script")
 // claimPlain takes a new idempotency key without a script (see above): it answers
 // the call's token and the user's cart, or errClaimByScript when claim.lua must run
 // (the key is in use, or no recent clock sample), or an error. withTime: the claim
-// carries a TIME for the clock (the caller won wantSample); used: it did.
-func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, now time.Time, withTime bool) (token string, cart *userCart, used bool, err error) {
+// carries a TIME for the clock (the caller won wantSample); used: it did. The cart
+// answered is into (the caller's, see Checkout), or a new one if into is nil.
+func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, now time.Time, withTime bool, into *userCart) (token string, cart *userCart, used bool, err error) {
 	untilMS, ok := s.clock.nowMS()
 	if !ok {
 		return "", nil, false, errClaimByScript
@@ -228,7 +230,10 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, now 
 		// whose answer was lost.
 		return "", nil, true, unavailable(err)
 	}
-	cart, dead := cartFromIndex(gens.Val())
+	if cart = into; cart == nil {
+		cart = new(userCart)
+	}
+	dead := cart.fromIndex(gens.Val())
 	cart.orders, cart.idemKey, cart.genKey = orders, idemKey, genKey
 	if len(dead) >= 2*pruneDeadAfter {
 		s.pruneDead(genKey[:ub], dead)
@@ -251,8 +256,18 @@ func (s *RedisStore) claimPlain(ctx context.Context, userID, ih, fp string, now 
 // claim.lua leaves them out, and forgotten by forget.lua. (Generations are hold ids
 // and "0", never "+…"; stream ids never start with "~".)
 func cartFromIndex(m map[string]string) (*userCart, []string) {
-	cart := &userCart{gens: m}
-	if len(m) > 0 {
+	cart := new(userCart)
+	return cart, cart.fromIndex(m)
+}
+
+// fromIndex is cartFromIndex into cart (which it overwrites but for orders, idemKey,
+// genKey and reclaimed): the usual index of one field puts its stream in cart.one,
+// not in a slice of its own.
+func (cart *userCart) fromIndex(m map[string]string) []string {
+	cart.gens, cart.sids, cart.indexed = m, nil, ""
+	if len(m) == 1 {
+		cart.sids = cart.one[:0]
+	} else if len(m) > 0 {
 		cart.sids = make([]string, 0, len(m))
 	}
 	var dead []string
@@ -284,7 +299,7 @@ func cartFromIndex(m map[string]string) (*userCart, []string) {
 		sort.Strings(cart.sids)
 		cart.sids = slices.Compact(cart.sids) // (a stream with fields of several hold batches)
 	}
-	return cart, dead
+	return dead
 }
 
 // pruneDead asks forget.lua, off the request's path, to forget the streams (pairs of

@@ -397,3 +397,27 @@ func TestRedisCartIndexGenerationFields(t *testing.T) {
 	}
 	e.checkInvariants(t)
 }
+
+// TestRedisPlainClaimInto: a plain claim answers the cart in the caller's userCart (a
+// one-stream cart's stream in its own array, no slice of its own) and the key in use
+// after it goes to claim.lua (the SET's nil answer), which answers a cart of its own.
+func TestRedisPlainClaimInto(t *testing.T) {
+	st := openTestRedis(t, testRedisURL)
+	e := &env{st: st, ctx: context.Background(), now: time.Now().UTC(), putIn: map[string]int{}}
+	sale := e.sale(t, e.stream(t), 5, 5)
+	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
+	ih := idemHash("u", "k")
+	var into userCart
+	_, cart, done, err := st.claimIdemInto(e.ctx, "u", ih, "fp", "", e.now, &into)
+	if err != nil || done != nil || cart != &into {
+		t.Fatalf("claim: got %p %v %v, want the caller's cart %p", cart, done, err, &into)
+	}
+	if len(cart.sids) != 1 || cart.sids[0] != sale.StreamID || &cart.sids[0] != &into.one[0] || cart.genKey == "" || cart.idemKey == "" {
+		t.Fatalf("claim's cart: %+v, want the sale's stream in its one, the key's names", cart)
+	}
+	var other userCart
+	_, cart, _, err = st.claimIdemInto(e.ctx, "u", ih, "other", "", e.now, &other)
+	if !errors.Is(err, ErrConflict) || cart != nil || other.sids != nil {
+		t.Fatalf("claim of a key in use with another body: %+v %v (into %+v), want a conflict from claim.lua", cart, err, other)
+	}
+}
