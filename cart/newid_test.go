@@ -1,7 +1,6 @@
 package cart
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -31,55 +30,4 @@ func TestNewIDIsV7(t *testing.T) {
 			t.Fatalf("%q: time %d ms, want within [%d, now]", id, ms, before)
 		}
 	}
-}
-
-// TestNewIDConcurrent: ids made at once on several goroutines are all different, and
-// each goroutine's increase; newID makes one allocation (its text; without -race).
-func TestNewIDConcurrent(t *testing.T) {
-	const workers, each = 8, 5000
-	ids := make([][]string, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for range each {
-				ids[w] = append(ids[w], newID())
-			}
-		})
-	}
-	wg.Wait()
-	seen := make(map[string]bool, workers*each)
-	for _, list := range ids {
-		for i, id := range list {
-			if seen[id] {
-				t.Fatalf("%q made twice", id)
-			}
-			seen[id] = true
-			if i > 0 && id <= list[i-1] {
-				t.Fatalf("%q after %q: not increasing", id, list[i-1])
-			}
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { _ = newID() }); n != 1 && !raceEnabled {
-		t.Fatalf("newID: %v allocations, want 1", n)
-	}
-}
-
-// BenchmarkNewID: newID on both cores at once, as a storm's holds and checkouts make
-// ids; BenchmarkNewIDLibrary is what newID was (uuid.NewV7's UUID, then its text).
-func BenchmarkNewID(b *testing.B) {
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			_ = newID()
-		}
-	})
-}
-
-func BenchmarkNewIDLibrary(b *testing.B) {
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			_ = uuid.Must(uuid.NewV7()).String()
-		}
-	})
 }

@@ -2,12 +2,10 @@ package cart
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -188,37 +186,4 @@ func (s *Service) audit(ctx context.Context, a Actor, streamID, action, target s
 
 // newID returns a new UUID. Version 7 (time-ordered) keeps the store's inserts of holds
 // and orders near the end of their B-tree instead of scattered over it.
-//
-// It is uuid.NewV7's UUID (48 bits of Unix ms, then 12 bits of the sub-ms time kept
-// increasing, then random bits), made in one allocation (its text): uuid.NewV7 reads
-// its random bits into a heap copy (through an io.Reader) and orders its times under
-// a mutex, which every hold and checkout of a storm took on both cores.
-func newID() string {
-	var u uuid.UUID
-	rand.Read(u[8:]) // the random bits (crypto/rand's own reader: u stays on the stack)
-	ms, seq := v7Time()
-	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	u[6] = 0x70 | 0x0f&byte(seq>>8) // version 7
-	u[7] = byte(seq)
-	u[8] = 0x80 | 0x3f&u[8] // variant 10 (RFC 9562)
-	return u.String()
-}
-
-// lastV7 is the last (ms << 12 | seq) v7Time answered.
-var lastV7 atomic.Int64
-
-// v7Time returns the time in ms and the sub-ms part in units of 256 ns (0–3906), as
-// uuid.NewV7 takes them: (ms << 12 | seq) is greater than any v7Time answered before
-// (a later time, or the one before plus one).
-func v7Time() (ms, seq int64) {
-	nano := time.Now().UnixNano()
-	ms = nano / 1e6
-	t := ms<<12 | (nano-ms*1e6)>>8
-	for {
-		last := lastV7.Load()
-		next := max(t, last+1)
-		if lastV7.CompareAndSwap(last, next) {
-			return next >> 12, next & 0xfff
-		}
-	}
-}
+func newID() string { return uuid.Must(uuid.NewV7()).String() }

@@ -1,5 +1,0 @@
-//go:build !race
-
-package cart
-
-const raceEnabled = false
