@@ -579,23 +579,23 @@ func decodeFlat(name string, v any, width int) (flatReply, error) {
 		i += width
 		j += width
 	}
-	if len(r.sales) > 0 {
-		r.sale = make(map[string][]Sale, len(r.sales))
-		all := make([]Sale, 0, len(r.sales))
-		for id, m := range r.sales {
-			all = append(all, saleFromHash(m))
-			r.sale[id] = all[len(all)-1 : len(all) : len(all)]
-		}
-	}
-	if len(r.products) > 0 {
-		r.product = make(map[string][]Product, len(r.products))
-		all := make([]Product, 0, len(r.products))
-		for id, m := range r.products {
-			all = append(all, productFromHash(m))
-			r.product[id] = all[len(all)-1 : len(all) : len(all)]
-		}
-	}
+	r.sale, r.product = decodeRecords(r.sales, saleFromHash), decodeRecords(r.products, productFromHash)
 	return r, nil
+}
+
+// decodeRecords decodes a reply's records once, each as a slice of one (capacity one:
+// an append copies it) into one array for all (see flatReply.sale); nil for none.
+func decodeRecords[T any](recs map[string]hashReply, decode func(map[string]string) T) map[string][]T {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make(map[string][]T, len(recs))
+	all := make([]T, 0, len(recs))
+	for id, m := range recs {
+		all = append(all, decode(m))
+		out[id] = all[len(all)-1 : len(all) : len(all)]
+	}
+	return out
 }
 
 // shortRun is the number of items a reply slot v stands for when it is a run "=<k>"
