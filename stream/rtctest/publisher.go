@@ -46,7 +46,11 @@ type Publisher struct {
 
 	// KeyframeRequests counts PLI/FIR received.
 	KeyframeRequests atomic.Int64
-	// PacketsSent counts RTP packets written.
+	// PacketsSent counts RTP packets written, each counted as it is stamped, before
+	// its write: a packet stamped n is written only after PacketsSent reads n. A
+	// window opened by Record and then PacketsSent.Load (stamps from the load + 1 on)
+	// thus misses none; counted after the write, a packet written just before Record
+	// could reach the viewer unrecorded and still be the window's first stamp.
 	PacketsSent atomic.Int64
 }
 
@@ -167,12 +171,12 @@ func (p *Publisher) Run(ctx context.Context) {
 			fill(payload)
 			payload[0] = 0xfc // Opus TOC: CELT FB 20 ms, one frame
 			p.seq++
+			p.PacketsSent.Add(1) // before the write: see PacketsSent
 			now := time.Now()
 			PutStamp(payload, now, p.seq)
 			ats := ats0 + uint32(aclock.next(now))*960
 			_ = p.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: false,
 				SequenceNumber: aseq, Timestamp: ats}, Payload: payload})
-			p.PacketsSent.Add(1)
 			aseq++
 		}
 	}
@@ -243,9 +247,9 @@ func (p *Publisher) sendPaced(tick bool) {
 			p.budget -= len(pk.Payload) + 12
 		}
 		p.seq++
+		p.PacketsSent.Add(1) // before the write: see PacketsSent
 		PutStamp(pk.Payload, time.Now(), p.seq)
 		_ = p.video.WriteRTP(pk)
-		p.PacketsSent.Add(1)
 		sent++
 	}
 	clear(p.pending[:sent])
