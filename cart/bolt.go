@@ -204,6 +204,13 @@ func (s *BoltStore) SetMediaMute(ctx context.Context, id string, audio, video *b
 		if m, err = boltMediaMute(tx, id); err != nil {
 			return err
 		}
+		var st Stream
+		if err := getJSON(tx.Bucket(bucketStreams), id, &st); err != nil {
+			return err
+		}
+		if st.Status == StreamEnded {
+			return errStreamEnded
+		}
 		if audio != nil {
 			m.AudioMuted = *audio
 		}

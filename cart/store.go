@@ -49,7 +49,8 @@ type Store interface {
 	EndStream(ctx context.Context, id string, now time.Time) (Stream, []Sale, error)
 	// SetMediaMute changes the stream's media mute for the kinds given (nil leaves a
 	// kind as it is) in one atomic step and returns the state after the change.
-	// ErrNotFound if the stream is unknown.
+	// ErrNotFound if the stream is unknown; ErrConflict if it has ended (nothing is
+	// changed: its media is over).
 	SetMediaMute(ctx context.Context, streamID string, audio, video *bool) (MediaMute, error)
 	// MediaMute returns the stream's media mute (both false until set). ErrNotFound if
 	// the stream is unknown.

@@ -1369,6 +1369,15 @@ func testMediaMute(t *testing.T, e *env) {
 	}
 	_, err := e.st.SetMediaMute(e.ctx, uuid.NewString(), &yes, nil)
 	wantErr(t, "SetMediaMute of an unknown stream", err, ErrNotFound)
+	// An ended stream's media is over: refused, the state it ended with kept.
+	if _, _, err := e.st.EndStream(e.ctx, sid, e.now); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.st.SetMediaMute(e.ctx, sid, &yes, &no)
+	wantErr(t, "SetMediaMute of an ended stream", err, ErrConflict)
+	if got, err := e.st.MediaMute(e.ctx, sid); err != nil || got != (MediaMute{VideoMuted: true}) {
+		t.Fatalf("MediaMute of the ended stream: got %+v %v, want the state it ended with", got, err)
+	}
 	_, err = e.st.MediaMute(e.ctx, uuid.NewString())
 	wantErr(t, "MediaMute of an unknown stream", err, ErrNotFound)
 }

@@ -324,6 +324,9 @@ func (s *Server) setMediaMute(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = decodeJSONOrEmpty(w, r, &req)
 	}
+	if err == nil && st.Status == cart.StreamEnded {
+		err = apiError(http.StatusConflict, "conflict", "stream has ended") // its media is over (the store checks again)
+	}
 	var m Media
 	if err == nil {
 		m, err = s.media()

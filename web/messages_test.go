@@ -199,6 +199,8 @@ func TestStoresWordErrorsAlike(t *testing.T) {
 				{"ended stream", "POST", "/api/streams/" + ended.ID + "/products", owner, "",
 					map[string]any{"sku": "X", "title": "X", "price_cents": 1, "currency": "EUR", "stock": 1},
 					409, "conflict", "stream has ended", 0},
+				{"media of an ended stream", "POST", "/api/streams/" + ended.ID + "/media", mod, "", map[string]bool{"audio_muted": true},
+					409, "conflict", "stream has ended", 0},
 				{"expired hold_ids", "POST", "/api/checkout", bob, "k2", map[string]any{"hold_ids": []string{late.ID}},
 					409, "hold_expired", "holds have expired: " + late.ID, 11 * time.Minute},
 			} {

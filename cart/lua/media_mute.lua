@@ -2,6 +2,9 @@
 if redis.call('EXISTS', key('stream')) == 0 then
   return fail('not_found', 'stream not found')
 end
+if redis.call('HGET', key('stream'), 'status') == 'ended' then
+  return fail('conflict', 'stream has ended')
+end
 if ARGV[1] ~= '' then
   redis.call('HSET', key('stream'), 'audio_muted', ARGV[1])
 end
