@@ -732,7 +732,7 @@ func (s *RedisStore) Checkout(ctx context.Context, req CheckoutRequest, now time
 	ih := kf[2:]
 	// The call first: a plain claim answers the cart into it (c.cart).
 	c := checkoutCalls.Get().(*checkoutCall)
-	token, cart, done, err := s.claimIdemInto(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now, &c.cart)
+	token, cart, done, err := s.claimIdem(ctx, req.UserID, ih, req.Fingerprint, req.StreamID, now, &c.cart)
 	if err != nil || done != nil {
 		*c = checkoutCall{}
 		checkoutCalls.Put(c)
@@ -904,14 +904,10 @@ func (f *doneMark) addTo(ctx context.Context, p redis.Pipeliner) {
 // streams of the user's order index, which lists a stream before an order is placed
 // there: found, it answers (keyRecordAnswer); not found, a call with another body is
 // a conflict and one with the same body waits for it, as for a checkout in progress,
-// until the mark runs out and the key is taken over.
-func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time) (string, *userCart, *CheckoutResult, error) {
-	return s.claimIdemInto(ctx, userID, ih, fingerprint, streamID, now, nil)
-}
-
-// claimIdemInto is claimIdem where a plain claim answers into (if not nil) as the
-// user's cart: Checkout's call holds it (a claim by script answers a cart of its own).
-func (s *RedisStore) claimIdemInto(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time, into *userCart) (string, *userCart, *CheckoutResult, error) {
+// until the mark runs out and the key is taken over. A plain claim answers the cart
+// into into if not nil (Checkout's call holds it); a claim by script, or a nil into,
+// answers a cart of its own.
+func (s *RedisStore) claimIdem(ctx context.Context, userID, ih, fingerprint, streamID string, now time.Time, into *userCart) (string, *userCart, *CheckoutResult, error) {
 	deadline := time.Now().Add(idemWait)
 	// A caller with a deadline (an API request's bound) gets the answer for a key in
 	// progress (conflict) before it, rather than unavailable.

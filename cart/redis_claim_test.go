@@ -38,7 +38,7 @@ func TestRedisPlainClaimMark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, cart, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now)
+	_, cart, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now, nil)
 	if err != nil || len(cart.sids) != 1 || cart.sids[0] != sale.StreamID || cart.indexed != "" {
 		t.Fatalf("claim: got %+v %v, want the sale's stream, not yet indexed", cart, err)
 	}
@@ -85,20 +85,20 @@ func TestRedisPlainClaimKeyInUse(t *testing.T) {
 	sale := e.sale(t, e.stream(t), 5, 5)
 	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
 	ih := idemHash("u", "k")
-	tok, _, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now)
+	tok, _, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now, nil)
 	if err != nil || tok == "" {
 		t.Fatalf("first claim: %q %v", tok, err)
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, _, _, err := st.claimIdem(ctx, "u", ih, "fp", "", e.now); !errors.Is(err, ErrConflict) {
+	if _, _, _, err := st.claimIdem(ctx, "u", ih, "fp", "", e.now, nil); !errors.Is(err, ErrConflict) {
 		t.Errorf("same key and body while pending: got %v, want conflict (in progress)", err)
 	}
-	if _, _, _, err := st.claimIdem(e.ctx, "u", ih, "other", "", e.now); !errors.Is(err, ErrConflict) {
+	if _, _, _, err := st.claimIdem(e.ctx, "u", ih, "other", "", e.now, nil); !errors.Is(err, ErrConflict) {
 		t.Errorf("same key, other body while pending: got %v, want conflict", err)
 	}
 	expirePending(t, st, "u", ih)
-	tok2, cart, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now)
+	tok2, cart, _, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now, nil)
 	if err != nil || tok2 == tok || cart == nil || !cart.reclaimed {
 		t.Fatalf("claim after the mark's time: got %q %+v %v, want reclaimed", tok2, cart, err)
 	}
@@ -157,7 +157,7 @@ func TestRedisPlainClaimPrunesEmptiedStreams(t *testing.T) {
 		st.rdb.HSet(e.ctx, st.userBase("w")+"gen", f, v)
 	}
 	st.plainClaims.Store(false)
-	_, wc, _, err := st.claimIdem(e.ctx, "w", idemHash("w", "k"), "f", "", e.now)
+	_, wc, _, err := st.claimIdem(e.ctx, "w", idemHash("w", "k"), "f", "", e.now, nil)
 	st.plainClaims.Store(true)
 	if err != nil || len(wc.sids) != 0 {
 		t.Fatalf("claim.lua on the plain claims' index: got %+v %v, want an empty cart", wc, err)
@@ -273,7 +273,7 @@ func TestRedisForgetAfterScriptFlush(t *testing.T) {
 	if err := st.rdb.ScriptFlush(ctx).Err(); err != nil { // as a restarted Redis
 		t.Fatal(err)
 	}
-	_, cart, _, err := st.claimIdem(ctx, "u", idemHash("u", "k"), "f", "", time.Now())
+	_, cart, _, err := st.claimIdem(ctx, "u", idemHash("u", "k"), "f", "", time.Now(), nil)
 	if err != nil || len(cart.sids) != 1 || cart.sids[0] != "live" {
 		t.Fatalf("claim: got %+v %v, want only the live stream", cart, err)
 	}
@@ -323,7 +323,7 @@ func TestRedisCartIndexGenerationFields(t *testing.T) {
 	// hold (another batch) added its own before the done mark, which leaves it.
 	a, b := sales[0], sales[1]
 	h1 := e.mustHold(t, "u", "", a.ID, 1, time.Hour)
-	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "race"), "f", "", e.now)
+	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "race"), "f", "", e.now, nil)
 	if err != nil || len(cart.sids) != 1 || cart.sids[0] != a.StreamID {
 		t.Fatalf("claim: got %+v %v, want %s", cart, err, a.StreamID)
 	}
@@ -358,7 +358,7 @@ func TestRedisCartIndexGenerationFields(t *testing.T) {
 		st.rdb.HSet(e.ctx, st.userBase("w")+"gen", f, v)
 	}
 	st.plainClaims.Store(false)
-	_, wc, _, err := st.claimIdem(e.ctx, "w", idemHash("w", "k"), "f", "", e.now)
+	_, wc, _, err := st.claimIdem(e.ctx, "w", idemHash("w", "k"), "f", "", e.now, nil)
 	st.plainClaims.Store(true)
 	if err != nil || !slices.Equal(wc.sids, want) {
 		t.Fatalf("claim.lua's cart: got %+v %v, want %v", wc, err, want)
@@ -408,7 +408,7 @@ func TestRedisPlainClaimInto(t *testing.T) {
 	e.mustHold(t, "u", "", sale.ID, 1, time.Hour)
 	ih := idemHash("u", "k")
 	var into userCart
-	_, cart, done, err := st.claimIdemInto(e.ctx, "u", ih, "fp", "", e.now, &into)
+	_, cart, done, err := st.claimIdem(e.ctx, "u", ih, "fp", "", e.now, &into)
 	if err != nil || done != nil || cart != &into {
 		t.Fatalf("claim: got %p %v %v, want the caller's cart %p", cart, done, err, &into)
 	}
@@ -416,7 +416,7 @@ func TestRedisPlainClaimInto(t *testing.T) {
 		t.Fatalf("claim's cart: %+v, want the sale's stream in its one, the key's names", cart)
 	}
 	var other userCart
-	_, cart, _, err = st.claimIdemInto(e.ctx, "u", ih, "other", "", e.now, &other)
+	_, cart, _, err = st.claimIdem(e.ctx, "u", ih, "other", "", e.now, &other)
 	if !errors.Is(err, ErrConflict) || cart != nil || other.sids != nil {
 		t.Fatalf("claim of a key in use with another body: %+v %v (into %+v), want a conflict from claim.lua", cart, err, other)
 	}

@@ -30,7 +30,7 @@ func TestRedisRetryAfterLostAnswerFindsOrder(t *testing.T) {
 	// The first attempt: claimed and ordered, then nothing more (no done mark).
 	req := CheckoutRequest{OrderID: "order-1", UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}
 	ih := idemHash(req.UserID, req.IdempotencyKey)
-	_, cart, _, err := st.claimIdem(ctx, "u", ih, req.Fingerprint, "", e.now)
+	_, cart, _, err := st.claimIdem(ctx, "u", ih, req.Fingerprint, "", e.now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestRedisSameKeyInProgressAnswersConflictBeforeDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	ih := idemHash("u", "k")
-	if _, _, _, err := st.claimIdem(context.Background(), "u", ih, "f", "", e.now); err != nil {
+	if _, _, _, err := st.claimIdem(context.Background(), "u", ih, "f", "", e.now, nil); err != nil {
 		t.Fatal(err) // the first call: claimed, still in progress
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

@@ -350,7 +350,7 @@ func TestRedisRetryOvertakingDoneMarkGetsOrder(t *testing.T) {
 	req := CheckoutRequest{OrderID: uuid.NewString(), UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}
 	ih := idemHash(req.UserID, req.IdempotencyKey)
 	// The first call, up to its done mark.
-	_, cart, _, err := st.claimIdem(ctx, "u", ih, req.Fingerprint, "", e.now)
+	_, cart, _, err := st.claimIdem(ctx, "u", ih, req.Fingerprint, "", e.now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,11 +86,11 @@ func TestRedisMigratesCartSets(t *testing.T) {
 		}
 	}
 	// The claims (which no longer read the set) see what the set said.
-	_, c1, _, err := st2.claimIdem(ctx, "u1", idemHash("u1", "k"), "f", "", e.now)
+	_, c1, _, err := st2.claimIdem(ctx, "u1", idemHash("u1", "k"), "f", "", e.now, nil)
 	if err != nil || !maps.Equal(c1.gens, map[string]string{"s1": "0", "s2": "g2"}) {
 		t.Errorf("u1 claim: got %+v %v, want s1 (0) and s2 (g2)", c1, err)
 	}
-	_, c2, _, err := st2.claimIdem(ctx, "u2", idemHash("u2", "k"), "f", "", e.now)
+	_, c2, _, err := st2.claimIdem(ctx, "u2", idemHash("u2", "k"), "f", "", e.now, nil)
 	if err != nil || len(c2.sids) != 0 {
 		t.Errorf("u2 claim: got %+v %v, want no stream (emptied)", c2, err)
 	}
@@ -109,7 +109,7 @@ func TestRedisClaimReadsCartSetsUntilMigrated(t *testing.T) {
 	ctx := context.Background()
 	st.cartSetsGone.Store(false)
 	st.rdb.SAdd(ctx, st.userBase("u")+"holds", "s1")
-	_, c, _, err := st.claimIdem(ctx, "u", idemHash("u", "k"), "f", "", time.Now())
+	_, c, _, err := st.claimIdem(ctx, "u", idemHash("u", "k"), "f", "", time.Now(), nil)
 	if err != nil || !maps.Equal(c.gens, map[string]string{"s1": "0"}) {
 		t.Fatalf("claim before the migration: got %+v %v, want s1 (0)", c, err)
 	}
@@ -147,7 +147,7 @@ func TestRedisMigrationErrorLeavesNoMarker(t *testing.T) {
 	if v := admin.Get(ctx, prefix+"migrated:cartsets").Val(); v != "" {
 		t.Errorf("marker after a failed migration: got %q, want none (u1's set was not moved)", v)
 	}
-	_, c, _, err := st.claimIdem(ctx, "u1", idemHash("u1", "k"), "f", "", time.Now())
+	_, c, _, err := st.claimIdem(ctx, "u1", idemHash("u1", "k"), "f", "", time.Now(), nil)
 	if err != nil || !maps.Equal(c.gens, map[string]string{"s1": "0"}) {
 		t.Errorf("claim after a failed migration: got %+v %v, want s1 (0)", c, err)
 	}

@@ -42,7 +42,7 @@ func TestRedisRetryWhileMarkLiveFindsOrder(t *testing.T) {
 	e.mustHold(t, "u", p1.ID, "", 1, time.Hour)
 	req := CheckoutRequest{OrderID: "order-1", UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}
 	ih := idemHash("u", "k")
-	_, cart, _, err := a.claimIdem(ctx, "u", ih, "f", "", e.now)
+	_, cart, _, err := a.claimIdem(ctx, "u", ih, "f", "", e.now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRedisNodeDiesBetweenClaimAndCheckout(t *testing.T) {
 	p := e.product(t, e.stream(t), 5)
 	e.mustHold(t, "u", p.ID, "", 1, time.Hour)
 	ih := idemHash("u", "k")
-	if _, _, _, err := a.claimIdem(ctx, "u", ih, "f", "", e.now); err != nil {
+	if _, _, _, err := a.claimIdem(ctx, "u", ih, "f", "", e.now, nil); err != nil {
 		t.Fatal(err)
 	}
 	req := CheckoutRequest{OrderID: "order-1", UserID: "u", IdempotencyKey: "k", Fingerprint: "f"}

@@ -77,7 +77,7 @@ func TestRedisPhaseInstructions(t *testing.T) {
 		par(func(i int) {
 			u := fmt.Sprint("u", i)
 			ih := idemHash(u, fmt.Sprint("k", round))
-			_, cart, _, err := st.claimIdem(ctx, u, ih, fp, "", now)
+			_, cart, _, err := st.claimIdem(ctx, u, ih, fp, "", now, nil)
 			if err != nil {
 				t.Error(err)
 			}

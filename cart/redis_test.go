@@ -219,7 +219,7 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 	}
 	// The next claim sees only b (a plain claim leaves a's records to a later prune,
 	// and the order index to the checkout; claim.lua forgets a and lists b).
-	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "k2"), "f", "", e.now)
+	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "k2"), "f", "", e.now, nil)
 	if err != nil || len(cart.sids) != 1 || cart.sids[0] != b.StreamID || (cart.indexed != b.StreamID && cart.indexed != "") {
 		t.Fatalf("claim: got %+v %v, want only %s", cart, err, b.StreamID)
 	}
@@ -242,7 +242,7 @@ func TestRedisEmptiedRecordAfterPrune(t *testing.T) {
 	if _, err := e.hold("u", "", a.ID, 1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "k"), "f", "", e.now)
+	_, cart, _, err := st.claimIdem(e.ctx, "u", idemHash("u", "k"), "f", "", e.now, nil)
 	if err != nil || len(cart.sids) != 1 {
 		t.Fatalf("claim: got %+v %v, want one stream", cart, err)
 	}
