@@ -343,8 +343,8 @@ func (t *boltTx) appendIndex(name []byte, prefix, value string) error {
 	return b.Put(t.sc.key, t.valueOf(value))
 }
 
-// timeKey is timeKeyNanos(at, id) made in the scratch key (valid until the next call of
-// key, timeKey, idemTimeKey or appendIndex).
+// timeKey is the time (Unix nanoseconds, big-endian) followed by the id, made in the
+// scratch key (valid until the next call of key, timeKey, idemTimeKey or appendIndex).
 func (t *boltTx) timeKey(at int64, id string) []byte {
 	t.sc.key = append(binary.BigEndian.AppendUint64(t.sc.key[:0], uint64(at)), id...)
 	return t.sc.key

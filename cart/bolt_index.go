@@ -89,13 +89,6 @@ func applyIdem(base map[idemSum]int64, changes map[idemSum]idemRef) {
 	}
 }
 
-// timeKeyNanos is timeKey with the time as Unix nanoseconds and the id as bytes.
-func timeKeyNanos(at int64, id []byte) []byte {
-	k := make([]byte, 8, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(at))
-	return append(k, id...)
-}
-
 // loadIdemIndex reads the idempotency index from idem_expiry, and the keys too short
 // to hold a time (none but in a damaged file; open removes them).
 func loadIdemIndex(tx *bolt.Tx, h idemHasher) (map[idemSum]int64, [][]byte) {

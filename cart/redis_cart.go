@@ -520,8 +520,8 @@ func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max
 // releaseBatch releases up to max due holds among the first max due entries of the
 // due set key; more says whether due entries may be left.
 func (s *RedisStore) releaseBatch(ctx context.Context, key string, now time.Time, max int) (int, Changes, bool, error) {
-	members, err := s.rdb.ZRangeByScore(ctx, s.prefix+key, &redis.ZRangeBy{
-		Min: "-inf", Max: micros(now), Count: int64(max),
+	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.prefix + key, Start: "-inf", Stop: micros(now), ByScore: true, Count: int64(max),
 	}).Result()
 	if err != nil {
 		return 0, Changes{}, false, unavailable(err)
@@ -555,8 +555,8 @@ func (s *RedisStore) releaseBatch(ctx context.Context, key string, now time.Time
 // An entry not of the batch form is dropped.
 func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now time.Time, max int) (int, Changes, bool, error) {
 	key = s.prefix + key
-	members, err := s.rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{
-		Min: "-inf", Max: micros(now), Count: int64(max),
+	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: key, Start: "-inf", Stop: micros(now), ByScore: true, Count: int64(max),
 	}).Result()
 	if err != nil {
 		return 0, Changes{}, false, unavailable(err)

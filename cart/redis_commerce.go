@@ -288,8 +288,8 @@ const advanceBatch = 1000
 // then pointed at each sale's next change.
 func (s *RedisStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpdate, error) {
 	dueKey := s.prefix + "saledue"
-	members, err := s.rdb.ZRangeByScore(ctx, dueKey, &redis.ZRangeBy{
-		Min: "-inf", Max: micros(now), Count: advanceBatch,
+	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: dueKey, Start: "-inf", Stop: micros(now), ByScore: true, Count: advanceBatch,
 	}).Result()
 	if err != nil {
 		return nil, unavailable(err)

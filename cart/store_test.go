@@ -1075,13 +1075,13 @@ func testCheckoutCart(t *testing.T, e *env) {
 	pa, pb := e.product(t, sa, 10), e.product(t, sb, 10)
 	_, err := e.checkout("u", "k0", nil, e.now)
 	wantErr(t, "empty cart", err, ErrConflict)
-	ex, _ := e.hold("u", pa.ID, "", 1, time.Second)
+	e.mustHold(t, "u", pa.ID, "", 1, time.Second)
 	_, err = e.checkout("u", "k1", nil, e.now.Add(time.Second))
 	wantErr(t, "only expired", err, ErrHoldExpired)
 	if p := e.getProduct(t, pa.ID); p.Stock != 10 || p.Held != 0 {
 		t.Fatalf("stock after expired checkout: got %d held %d, want 10 0", p.Stock, p.Held)
 	}
-	ex, _ = e.hold("u", pa.ID, "", 1, time.Second)
+	ex := e.mustHold(t, "u", pa.ID, "", 1, time.Second)
 	a1, _ := e.hold("u", pa.ID, "", 2, time.Hour)
 	b1, _ := e.hold("u", pb.ID, "", 3, time.Hour)
 	_, err = e.checkout("u", "k2", nil, e.now.Add(time.Second))

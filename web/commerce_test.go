@@ -157,6 +157,9 @@ func TestCommerceFlow(t *testing.T) {
 		t.Fatalf("audit: got %s, want %s", got, want)
 	}
 	resp, raw = e.do("GET", "/metrics", "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: got %d", resp.StatusCode)
+	}
 	for _, want := range []string{`livecart_commerce_total{op="hold",outcome="limit_exceeded"} 1`,
 		`livecart_commerce_total{op="checkout",outcome="replayed"} 1`, `livecart_commerce_total{op="hold",outcome="created"} 2`} {
 		if !strings.Contains(string(raw), want) {

@@ -58,7 +58,7 @@ func TestNodeRedisConnectionsKilled(t *testing.T) {
 	wb := dialWS(t, b, st.ID, "")
 	snap := next(t, wb, "snapshot")
 	// The viewer's join used B's store and live connections: both are named.
-	ids, names := redisClientsNamed(t, rdb, "livecart:"+nodeB+":")
+	_, names := redisClientsNamed(t, rdb, "livecart:"+nodeB+":")
 	if names["livecart:"+nodeB+":store"] == 0 || names["livecart:"+nodeB+":live"] == 0 {
 		t.Fatalf("B's Redis connections by name: got %v, want store and live ones (livecart:<node id>:...)", names)
 	}
@@ -85,7 +85,7 @@ func TestNodeRedisConnectionsKilled(t *testing.T) {
 	killed := 0
 	for range 3 { // kill them a few times while the announces go out
 		time.Sleep(60 * time.Millisecond)
-		ids, _ = redisClientsNamed(t, rdb, "livecart:"+nodeB+":")
+		ids, _ := redisClientsNamed(t, rdb, "livecart:"+nodeB+":")
 		for _, id := range ids {
 			if rdb.ClientKillByFilter(context.Background(), "ID", id).Err() == nil {
 				killed++

@@ -41,9 +41,9 @@ func TestResumeAfterRestartEmbedded(t *testing.T) {
 	call(t, "POST", base+"/api/streams/"+st.ID+"/products", creator, map[string]any{
 		"sku": "s", "title": "Shoe", "price_cents": 1000, "currency": "USD", "stock": 50}, 201, &p)
 	c := dialWS(t, base, st.ID, "")
-	seq := next(t, c, "snapshot").Seq
+	next(t, c, "snapshot")
 	call(t, "POST", base+"/api/streams/"+st.ID+"/pins", creator, map[string]string{"product_id": p.ID}, 200, nil)
-	seq = next(t, c, "pin").Seq // the viewer applied every event up to the pin
+	seq := next(t, c, "pin").Seq // the viewer applied every event up to the pin
 	c.Close()
 	stop()
 
