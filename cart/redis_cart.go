@@ -561,16 +561,46 @@ func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now tim
 	if err != nil {
 		return 0, Changes{}, false, unavailable(err)
 	}
-	// An entry whose holds' carts are all gone (every hold ordered or removed, the
-	// usual case) goes without a script: one EXISTS of the carts per entry, pipelined
-	// (the carts of a stream share its slot). No hold of it can appear later: a
-	// hold's entry is written before its script runs, and is due only at its expiry. An
-	// entry with a cart left (a hold in it, or another of the user's; or a cart of the
-	// older form, a list) goes to the release script, which looks at each hold.
+	groups, err := s.dueHoldGroups(ctx, key, members)
+	if err != nil {
+		return 0, Changes{}, false, err
+	}
+	released, ch := 0, Changes{}
+	for _, g := range groups {
+		if released >= max {
+			break
+		}
+		n, gch, err := s.releaseHoldGroup(ctx, key, g, now, max-released)
+		released += n
+		ch = mergeChanges(ch, gch)
+		if err != nil {
+			return released, ch, false, err
+		}
+	}
+	return released, ch, len(members) == max, nil
+}
+
+// dueHoldGroup is a stream's due entries of holddue:b that still have a cart, and
+// their holds.
+type dueHoldGroup struct {
+	sid     string
+	members []any
+	holds   []string // "hid uid" each (see lua/release.lua)
+}
+
+// dueHoldGroups drops, from the due set key, the members (due entries) that are
+// malformed or whose holds' carts are all gone, and groups the rest by stream.
+// An entry whose holds' carts are all gone (every hold ordered or removed, the
+// usual case) goes without a script: one EXISTS of the carts per entry, pipelined
+// (the carts of a stream share its slot). No hold of it can appear later: a
+// hold's entry is written before its script runs, and is due only at its expiry. An
+// entry with a cart left (a hold in it, or another of the user's; or a cart of the
+// older form, a list) goes to the release script, which looks at each hold.
+func (s *RedisStore) dueHoldGroups(ctx context.Context, key string, members []string) ([]*dueHoldGroup, error) {
 	type entry struct {
 		m     string
 		sid   string
-		holds []string // "hid uid" each (see lua/release.lua)
+		holds []string
 		carts *redis.IntCmd
 	}
 	var entries []*entry
@@ -587,20 +617,14 @@ func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now tim
 			_, uid, _ := strings.Cut(h, " ")
 			keys[i] = cart + uid
 		}
-		e := &entry{m: m, sid: sid, holds: holds, carts: pipe.Exists(ctx, keys...)}
-		entries = append(entries, e)
+		entries = append(entries, &entry{m: m, sid: sid, holds: holds, carts: pipe.Exists(ctx, keys...)})
 	}
 	if len(entries) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
-			return 0, Changes{}, false, unavailable(err)
+			return nil, unavailable(err)
 		}
 	}
-	type group struct {
-		sid     string
-		members []any
-		holds   []string // "hid uid" each (see lua/release.lua)
-	}
-	groups, index := []*group{}, map[string]*group{}
+	groups, index := []*dueHoldGroup{}, map[string]*dueHoldGroup{}
 	for _, e := range entries {
 		if e.carts.Val() == 0 {
 			gone = append(gone, e.m)
@@ -608,7 +632,7 @@ func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now tim
 		}
 		g := index[e.sid]
 		if g == nil {
-			g = &group{sid: e.sid}
+			g = &dueHoldGroup{sid: e.sid}
 			index[e.sid] = g
 			groups = append(groups, g)
 		}
@@ -617,71 +641,67 @@ func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now tim
 	}
 	if len(gone) > 0 {
 		if err := s.rdb.ZRem(ctx, key, gone...).Err(); err != nil {
-			return 0, Changes{}, false, unavailable(err)
+			return nil, unavailable(err)
 		}
 	}
+	return groups, nil
+}
+
+// releaseHoldGroup runs the release script over a group's holds, at most releaseArgs
+// per call (a call blocks Redis) and at most budget released. When every listed hold
+// was looked at (no call used up its budget), the ones not due yet get an entry of
+// their own in the due set key, due at the first of them, and the group's entries go;
+// otherwise the entries stay for the next sweep.
+func (s *RedisStore) releaseHoldGroup(ctx context.Context, key string, g *dueHoldGroup, now time.Time, budget int) (int, Changes, error) {
 	released, ch := 0, Changes{}
-	for _, g := range groups {
-		if released >= max {
-			break
+	var ids, uids []string // the holds not due yet
+	var dueUS int64
+	for from := 0; from < len(g.holds); from += releaseArgs {
+		chunk := g.holds[from:min(from+releaseArgs, len(g.holds))]
+		left := budget - released
+		args := make([]any, 2, 2+len(chunk))
+		args[0], args[1] = micros(now), left
+		for _, h := range chunk {
+			args = append(args, h)
 		}
-		// The group's holds, at most releaseArgs per script call (a call blocks Redis);
-		// every listed hold looked at unless a call used up its budget.
-		sid, looked := g.sid, true
-		var ids, uids []string // the holds not due yet
-		var dueUS int64
-		for from := 0; from < len(g.holds) && looked; from += releaseArgs {
-			chunk := g.holds[from:min(from+releaseArgs, len(g.holds))]
-			budget := max - released
-			args := make([]any, 2, 2+len(chunk))
-			args[0], args[1] = micros(now), budget
-			for _, h := range chunk {
-				args = append(args, h)
+		r, err := s.run(ctx, "release", g.sid, args...)
+		if err != nil {
+			return released, ch, err
+		}
+		released += r.N
+		ch = mergeChanges(ch, changesOf(&r))
+		if r.N >= left { // some listed holds may not have been looked at: the entries stay
+			return released, ch, nil
+		}
+		for later := r.Later; later != ""; {
+			var one string
+			one, later, _ = strings.Cut(later, ",")
+			i, at, _ := strings.Cut(one, " ")
+			k, us := atoi64(i), atoi64(at)
+			if k < 1 || int(k) > len(chunk) {
+				return released, ch, fmt.Errorf("redis script release: bad later %q", one)
 			}
-			r, err := s.run(ctx, "release", sid, args...)
-			if err != nil {
-				return released, ch, false, err
+			id, uid, _ := strings.Cut(chunk[k-1], " ")
+			ids, uids = append(ids, id), append(uids, uid)
+			if len(ids) == 1 || us < dueUS {
+				dueUS = us
 			}
-			released += r.N
-			ch = mergeChanges(ch, changesOf(&r))
-			if r.N >= budget { // some listed holds may not have been looked at: the entries stay
-				looked = false
-			}
-			for later := r.Later; later != ""; {
-				var one string
-				one, later, _ = strings.Cut(later, ",")
-				i, at, _ := strings.Cut(one, " ")
-				k, us := atoi64(i), atoi64(at)
-				if k < 1 || int(k) > len(chunk) {
-					return released, ch, false, fmt.Errorf("redis script release: bad later %q", one)
-				}
-				id, uid, _ := strings.Cut(chunk[k-1], " ")
-				ids, uids = append(ids, id), append(uids, uid)
-				if len(ids) == 1 || us < dueUS {
-					dueUS = us
-				}
-			}
-		}
-		if !looked {
-			continue
-		}
-		// Every listed hold was looked at: the ones not due yet get an entry of their
-		// own, then the group's entries go.
-		pipe := s.rdb.Pipeline()
-		gone := g.members
-		if len(ids) > 0 {
-			m := holdBatchMember(sid, ids, uids)
-			pipe.ZAdd(ctx, key, redis.Z{Score: float64(dueUS), Member: m})
-			gone = slices.DeleteFunc(gone, func(x any) bool { return x == any(m) }) // (the same entry, due later)
-		}
-		if len(gone) > 0 {
-			pipe.ZRem(ctx, key, gone...)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return released, ch, false, unavailable(err)
 		}
 	}
-	return released, ch, len(members) == max, nil
+	pipe := s.rdb.Pipeline()
+	gone := g.members
+	if len(ids) > 0 {
+		m := holdBatchMember(g.sid, ids, uids)
+		pipe.ZAdd(ctx, key, redis.Z{Score: float64(dueUS), Member: m})
+		gone = slices.DeleteFunc(gone, func(x any) bool { return x == any(m) }) // (the same entry, due later)
+	}
+	if len(gone) > 0 {
+		pipe.ZRem(ctx, key, gone...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return released, ch, unavailable(err)
+	}
+	return released, ch, nil
 }
 
 // forgetDue drops holds (released, ordered or removed) from the global due set key.
