@@ -148,8 +148,8 @@ func TestRedisPlainClaimPrunesEmptiedStreams(t *testing.T) {
 	if err != nil || len(m) != 2*pruneDeadAfter {
 		t.Fatalf("index after %d orders: got %v %v, want %d streams and their records", pruneDeadAfter, m, err, pruneDeadAfter)
 	}
-	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 0 {
-		t.Fatalf("cart streams: got %v, want none", sids)
+	if sids, _, err := st.cartStreams(e.ctx, "u"); err != nil || len(sids) != 0 {
+		t.Fatalf("cart streams: got %v %v, want none", sids, err)
 	}
 	// claim.lua reads the same cart from it (and would forget them): check by a
 	// copy under another user, so this user's index stays for the plain claims.
@@ -384,13 +384,15 @@ func TestRedisCartIndexGenerationFields(t *testing.T) {
 
 	// A field whose cart is read empty (its order's done mark lost) is pruned by the
 	// next cart read of two streams.
-	st.rdb.HSet(e.ctx, gen, "lost", "+"+sales[3].StreamID)
+	if err := st.rdb.HSet(e.ctx, gen, "lost", "+"+sales[3].StreamID).Err(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.ListHolds(e.ctx, "u", e.now); err != nil {
 		t.Fatal(err)
 	}
 	st.background.Wait()
-	if ok, _ := st.rdb.HExists(e.ctx, gen, "lost").Result(); ok {
-		t.Error("a field read empty was not pruned")
+	if ok, err := st.rdb.HExists(e.ctx, gen, "lost").Result(); err != nil || ok {
+		t.Errorf("a field read empty: HEXISTS got %v %v, want false (pruned)", ok, err)
 	}
 	if m := mustGens(t, st, gen); len(m) != 2 {
 		t.Errorf("index after the prune: got %v, want a's and b's fields", m)

@@ -208,8 +208,8 @@ func TestRedisCheckoutForgetsEmptiedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.background.Wait()
-	if sids, _, _ := st.cartStreams(e.ctx, "u"); len(sids) != 0 {
-		t.Fatalf("cart streams after the order emptied the cart: got %v, want none", sids)
+	if sids, _, err := st.cartStreams(e.ctx, "u"); err != nil || len(sids) != 0 {
+		t.Fatalf("cart streams after the order emptied the cart: got %v %v, want none", sids, err)
 	}
 	if _, err := e.hold("u", "", b.ID, 1, time.Hour); err != nil {
 		t.Fatal(err)

@@ -176,8 +176,8 @@ func TestServiceEventsAndAudit(t *testing.T) {
 	if got := rec.types(); got != "product,unpin" {
 		t.Fatalf("hide pinned: got events %q, want product,unpin", got)
 	}
-	if list, _ := svc.ListProducts(ctx, sid, false); len(list) != 0 {
-		t.Fatalf("public list with hidden: got %d, want 0", len(list))
+	if list, err := svc.ListProducts(ctx, sid, false); err != nil || len(list) != 0 {
+		t.Fatalf("public list with hidden: got %d %v, want 0", len(list), err)
 	}
 	svc.SetHidden(ctx, a, p.ID, false)
 	sale, err := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](50), Quantity: ptr(4), DurationS: ptr[int64](600), StartsInS: ptr[int64](10)})
@@ -300,16 +300,21 @@ func TestServiceCheckoutClearsExpired(t *testing.T) {
 	ctx, a := context.Background(), Actor{ID: "c", Role: "creator"}
 	p, _ := svc.CreateProduct(ctx, a, sid, NewProduct{SKU: "s", Title: "t", PriceCents: ptr[int64](100), Currency: "EUR", Stock: ptr(10)})
 	sale, _ := svc.CreateSale(ctx, a, sid, NewSale{ProductID: p.ID, PriceCents: ptr[int64](50), Quantity: ptr(4), DurationS: ptr[int64](3600)})
-	svc.AddToCart(ctx, "u", NewItem{SaleID: sale.ID, Quantity: ptr(1)}) // 2m: expires first
-	live, _ := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(1)})
+	if _, err := svc.AddToCart(ctx, "u", NewItem{SaleID: sale.ID, Quantity: ptr(1)}); err != nil { // 2m: expires first
+		t.Fatal(err)
+	}
+	live, err := svc.AddToCart(ctx, "u", NewItem{ProductID: p.ID, Quantity: ptr(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	clk.Advance(3 * time.Minute)
 	o, _, err := svc.Checkout(ctx, "u", "k", CheckoutInput{HoldIDs: []string{live.ID}})
 	if err != nil || len(o.Items) != 1 {
 		t.Fatalf("checkout: got %+v %v", o, err)
 	}
-	c, _ := svc.Cart(ctx, "u")
-	if len(c.Items) != 0 {
-		t.Fatalf("cart after checkout: got %+v, want empty (expired hold cleared)", c.Items)
+	c, err := svc.Cart(ctx, "u")
+	if err != nil || len(c.Items) != 0 {
+		t.Fatalf("cart after checkout: got %+v %v, want empty (expired hold cleared)", c.Items, err)
 	}
 	if got, _ := svc.GetSale(ctx, sale.ID); got.Remaining != 4 || got.Held != 0 {
 		t.Fatalf("sale: got remaining %d held %d, want 4 0", got.Remaining, got.Held)

@@ -410,8 +410,8 @@ func testSaleLifecycle(t *testing.T, e *env) {
 	if err != nil || len(ups) != 1 || ups[0].Sale.Status != SaleEnded || ups[0].Sale.Returned != 4 || ups[0].Product.Stock != 8 {
 		t.Fatalf("AdvanceSales at end: got %+v %v, want ended, returned 4, stock 8", ups, err)
 	}
-	if ups, _ = e.st.AdvanceSales(e.ctx, e.now.Add(time.Hour)); len(ups) != 0 {
-		t.Fatalf("AdvanceSales again: got %d updates, want 0", len(ups))
+	if ups, err = e.st.AdvanceSales(e.ctx, e.now.Add(time.Hour)); err != nil || len(ups) != 0 {
+		t.Fatalf("AdvanceSales again: got %d updates %v, want 0", len(ups), err)
 	}
 	_, err = e.hold("v", "", s.ID, 1, time.Minute)
 	wantErr(t, "hold ended", err, ErrSaleNotActive)
@@ -505,8 +505,8 @@ func testEndStreamEndsSales(t *testing.T, e *env) {
 	if err != nil || st.Status != StreamEnded || len(sales) != 1 || sales[0].Status != SaleEnded || sales[0].Returned != 7 {
 		t.Fatalf("EndStream: got %s %+v %v, want ended with one sale returned 7", st.Status, sales, err)
 	}
-	if _, sales, _ = e.st.EndStream(e.ctx, sid, e.now); len(sales) != 0 {
-		t.Fatalf("EndStream again: got %d sales, want 0", len(sales))
+	if _, sales, err = e.st.EndStream(e.ctx, sid, e.now); err != nil || len(sales) != 0 {
+		t.Fatalf("EndStream again: got %d sales %v, want 0", len(sales), err)
 	}
 	if p := e.getProduct(t, s.ProductID); p.Stock != 7 {
 		t.Fatalf("product stock after end: got %d, want 7", p.Stock)
@@ -708,11 +708,13 @@ func testExpiryReturnsUnits(t *testing.T, e *env) {
 
 func testExpiredAfterSaleEnd(t *testing.T, e *env) {
 	s := e.sale(t, e.stream(t), 10, 5)
-	e.hold("u", "", s.ID, 4, time.Minute)
+	e.mustHold(t, "u", "", s.ID, 4, time.Minute)
 	if _, _, _, err := e.st.StopSale(e.ctx, s.ID, e.now); err != nil {
 		t.Fatal(err)
 	}
-	e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100)
+	if _, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 100); err != nil {
+		t.Fatal(err)
+	}
 	got := e.getSale(t, s.ID)
 	if got.Returned != 10 || got.Remaining != 0 || got.Held != 0 {
 		t.Fatalf("got %+v, want returned 10", got)
@@ -728,8 +730,8 @@ func testCheckoutExpiredHold(t *testing.T, e *env) {
 	h2, _ := e.hold("u", "", s.ID, 1, time.Hour)
 	_, err := e.checkout("u", "k", []string{h1.ID, h2.ID}, e.now.Add(time.Minute))
 	wantErr(t, "checkout expired hold_ids", err, ErrHoldExpired)
-	if orders, _ := e.st.ListOrders(e.ctx, "u"); len(orders) != 0 {
-		t.Fatalf("orders: got %d, want 0", len(orders))
+	if orders, err := e.st.ListOrders(e.ctx, "u"); err != nil || len(orders) != 0 {
+		t.Fatalf("orders: got %d %v, want 0", len(orders), err)
 	}
 	got := e.getSale(t, s.ID)
 	if got.Sold != 0 || got.Held != 1 || got.Remaining != 9 {
@@ -781,8 +783,8 @@ func testUsualCheckouts(t *testing.T, e *env) {
 		res, err := e.checkout(c.user, "k", nil, e.now.Add(c.at))
 		if c.err != nil {
 			wantErr(t, c.user, err, c.err)
-			if holds, _ := e.st.ListHolds(e.ctx, c.user, e.now.Add(c.at)); len(holds) != 0 {
-				t.Fatalf("%s: %d holds left in the cart, want the expired one cleared", c.user, len(holds))
+			if holds, err := e.st.ListHolds(e.ctx, c.user, e.now.Add(c.at)); err != nil || len(holds) != 0 {
+				t.Fatalf("%s: %d holds left in the cart (%v), want the expired one cleared", c.user, len(holds), err)
 			}
 			continue
 		}
@@ -1040,8 +1042,8 @@ func testCheckoutClearsWholeCart(t *testing.T, e *env) {
 	sa, sb := e.stream(t), e.stream(t)
 	pa, pb := e.product(t, sa, 10), e.product(t, sb, 10)
 	u := "clear-" + uuid.NewString()
-	ex, _ := e.hold(u, pa.ID, "", 2, time.Second)
-	live, _ := e.hold(u, pa.ID, "", 1, time.Hour)
+	ex := e.mustHold(t, u, pa.ID, "", 2, time.Second)
+	live := e.mustHold(t, u, pa.ID, "", 1, time.Hour)
 	at := e.now.Add(2 * time.Second)
 	res, err := e.checkout(u, "k1", []string{live.ID}, at)
 	if err != nil || !res.Created || len(res.Order.ExpiredHoldIDs) != 0 {
@@ -1050,21 +1052,24 @@ func testCheckoutClearsWholeCart(t *testing.T, e *env) {
 	if !res.CartCleared {
 		t.Fatalf("one-stream checkout: got CartCleared false, want true")
 	}
-	if holds, _ := e.st.ListHolds(e.ctx, u, at); len(holds) != 0 {
-		t.Fatalf("cart after checkout: got %+v, want empty (expired hold %s cleared)", holds, ex.ID)
+	if holds, err := e.st.ListHolds(e.ctx, u, at); err != nil || len(holds) != 0 {
+		t.Fatalf("cart after checkout: got %+v %v, want empty (expired hold %s cleared)", holds, err, ex.ID)
 	}
 	if p := e.getProduct(t, pa.ID); p.Stock != 9 || p.Held != 0 || p.Sold != 1 {
 		t.Fatalf("product: got stock %d held %d sold %d, want 9 0 1", p.Stock, p.Held, p.Sold)
 	}
 	// Two streams: whatever the store answers, CartCleared must be true to its word.
-	e.hold(u, pa.ID, "", 1, time.Second)
-	lb, _ := e.hold(u, pb.ID, "", 1, time.Hour)
+	e.mustHold(t, u, pa.ID, "", 1, time.Second)
+	lb := e.mustHold(t, u, pb.ID, "", 1, time.Hour)
 	at = at.Add(2 * time.Second)
 	res, err = e.checkout(u, "k2", []string{lb.ID}, at)
 	if err != nil || len(res.Order.Items) != 1 {
 		t.Fatalf("checkout stream b: got %+v %v", res.Order, err)
 	}
-	holds, _ := e.st.ListHolds(e.ctx, u, at)
+	holds, err := e.st.ListHolds(e.ctx, u, at)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if res.CartCleared && len(holds) != 0 {
 		t.Fatalf("CartCleared true but the cart still lists %+v", holds)
 	}
@@ -1198,7 +1203,7 @@ func testIdempotencyConcurrent(t *testing.T, e *env) {
 		t.Fatalf("orders: got %d, want 1", len(o))
 	}
 	// The same key and body again, even after the cart changed: the same order.
-	e.hold("u", "", s.ID, 1, time.Hour)
+	e.mustHold(t, "u", "", s.ID, 1, time.Hour)
 	res, err := e.checkout("u", "same-key", nil, e.now.Add(time.Hour))
 	if err != nil || res.Created || res.Order.ID != orderID {
 		t.Fatalf("replay: got %s created=%v %v, want %s", res.Order.ID, res.Created, err, orderID)
@@ -1209,7 +1214,9 @@ func testIdempotencyConcurrent(t *testing.T, e *env) {
 	_, err = e.checkout("v", "same-key", nil, e.now)
 	wantErr(t, "other user's same key (empty cart)", err, ErrConflict)
 	// After 24 h the key is forgotten.
-	e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(IdempotencyTTL+2*time.Hour), 100)
+	if _, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(IdempotencyTTL+2*time.Hour), 100); err != nil {
+		t.Fatal(err)
+	}
 	h, _ := e.hold("u", "", s.ID, 1, 48*time.Hour)
 	res, err = e.checkout("u", "same-key", nil, e.now.Add(IdempotencyTTL+time.Hour))
 	if err != nil || !res.Created || res.Order.ID == orderID || res.Order.Items[0].Quantity != 1 {
@@ -1230,16 +1237,21 @@ func testRemoveHold(t *testing.T, e *env) {
 	_, err = e.st.RemoveHold(e.ctx, "u", h.ID, e.now)
 	wantErr(t, "remove twice", err, ErrNotFound)
 	// An expired (released) hold is removed without giving units twice.
-	h2, _ := e.hold("u", "", s.ID, 2, time.Minute)
-	e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 10)
+	h2 := e.mustHold(t, "u", "", s.ID, 2, time.Minute)
+	if _, _, err := e.st.ReleaseExpiredHolds(e.ctx, e.now.Add(time.Minute), 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.getSale(t, s.ID); got.Remaining != 10 {
+		t.Fatalf("remaining after the sweep: got %d, want 10 (the expired hold released)", got.Remaining)
+	}
 	if _, err := e.st.RemoveHold(e.ctx, "u", h2.ID, e.now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.getSale(t, s.ID); got.Remaining != 10 {
 		t.Fatalf("remaining: got %d, want 10", got.Remaining)
 	}
-	if holds, _ := e.st.ListHolds(e.ctx, "u", e.now); len(holds) != 0 {
-		t.Fatalf("cart: got %d holds, want 0", len(holds))
+	if holds, err := e.st.ListHolds(e.ctx, "u", e.now); err != nil || len(holds) != 0 {
+		t.Fatalf("cart: got %d holds %v, want 0", len(holds), err)
 	}
 }
 

@@ -141,8 +141,12 @@ func TestMuteAndExpiry(t *testing.T) {
 	if m := watcher.next(t); m.Type != "chat" || m.Text != "back" {
 		t.Fatalf("watcher: got %s %q, want chat back (never the muted text)", m.Type, m.Text)
 	}
-	ts.hub.Mute(ctx, sid, "carol", clk.Now().Add(time.Hour))
-	ts.hub.Unmute(ctx, sid, "carol")
+	if err := ts.hub.Mute(ctx, sid, "carol", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.hub.Unmute(ctx, sid, "carol"); err != nil {
+		t.Fatal(err)
+	}
 	carol.send(t, map[string]string{"type": "chat", "text": "free"})
 	if m := carol.next(t); m.Type != "chat" {
 		t.Fatalf("after unmute: got %s %q, want chat", m.Type, m.Code)

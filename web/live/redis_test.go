@@ -115,17 +115,21 @@ func TestBusConformance(t *testing.T) {
 		if u, muted, err := bus.MutedUntil(ctx, sid, "u1"); err != nil || !muted || !u.Equal(until.Truncate(time.Millisecond)) && !u.Equal(until) {
 			t.Fatalf("MutedUntil: got %v %v %v, want muted until %v", u, muted, err, until)
 		}
-		if _, muted, _ := bus.MutedUntil(ctx, sid, "u2"); muted {
-			t.Fatalf("u2 muted, want not")
+		if _, muted, err := bus.MutedUntil(ctx, sid, "u2"); err != nil || muted {
+			t.Fatalf("u2: got muted %v %v, want not", muted, err)
 		}
 		clk.Add(11 * time.Second)
-		if _, muted, _ := bus.MutedUntil(ctx, sid, "u1"); muted {
-			t.Fatalf("u1 muted after expiry, want not")
+		if _, muted, err := bus.MutedUntil(ctx, sid, "u1"); err != nil || muted {
+			t.Fatalf("u1 after expiry: got muted %v %v, want not", muted, err)
 		}
-		bus.Mute(ctx, sid, "u1", clk.Now().Add(time.Hour))
-		bus.Unmute(ctx, sid, "u1")
-		if _, muted, _ := bus.MutedUntil(ctx, sid, "u1"); muted {
-			t.Fatalf("u1 muted after Unmute, want not")
+		if err := bus.Mute(ctx, sid, "u1", clk.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := bus.Unmute(ctx, sid, "u1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, muted, err := bus.MutedUntil(ctx, sid, "u1"); err != nil || muted {
+			t.Fatalf("u1 after Unmute: got muted %v %v, want not", muted, err)
 		}
 	})
 }
@@ -144,8 +148,8 @@ func TestBusHistoryBounded(t *testing.T) {
 		if err != nil || !ok || len(recs) != HistorySize {
 			t.Fatalf("last %d: got %d ok=%v err=%v", HistorySize, len(recs), ok, err)
 		}
-		if _, ok, _ := bus.Since(ctx, sid, 0, n); ok {
-			t.Fatalf("since 0 after %d events: ok, want too old", n)
+		if _, ok, err := bus.Since(ctx, sid, 0, n); err != nil || ok {
+			t.Fatalf("since 0 after %d events: got ok=%v err=%v, want too old", n, ok, err)
 		}
 	})
 }
@@ -154,8 +158,22 @@ func TestPresenceConformance(t *testing.T) {
 	run := func(t *testing.T, a, b Presence, clk *clock) {
 		ctx := context.Background()
 		sid := uuid.NewString()
-		a.SetLocal(ctx, sid, 3)
-		b.SetLocal(ctx, sid, 4)
+		set := func(p Presence, n int) {
+			t.Helper()
+			if err := p.SetLocal(ctx, sid, n); err != nil {
+				t.Fatalf("SetLocal(%d): %v", n, err)
+			}
+		}
+		announce := func(p Presence, n int) bool {
+			t.Helper()
+			ok, err := p.Announce(ctx, sid, n, time.Second)
+			if err != nil {
+				t.Fatalf("Announce(%d): %v", n, err)
+			}
+			return ok
+		}
+		set(a, 3)
+		set(b, 4)
 		want := 7
 		if _, ok := a.(*MemoryPresence); ok {
 			want = 4 // one node: the last count set
@@ -163,44 +181,44 @@ func TestPresenceConformance(t *testing.T) {
 		if n, err := a.Count(ctx, sid); err != nil || n != want {
 			t.Fatalf("Count: got %d %v, want %d", n, err, want)
 		}
-		if ok, _ := a.Announce(ctx, sid, 7, time.Second); !ok {
+		if !announce(a, 7) {
 			t.Fatalf("first Announce: got false, want true")
 		}
-		if ok, _ := b.Announce(ctx, sid, 8, time.Second); ok {
+		if announce(b, 8) {
 			t.Fatalf("Announce within the interval: got true, want false")
 		}
 		clk.Add(1100 * time.Millisecond)
-		if ok, _ := b.Announce(ctx, sid, 7, time.Second); ok {
+		if announce(b, 7) {
 			t.Fatalf("Announce of an unchanged count: got true, want false")
 		}
-		if ok, _ := b.Announce(ctx, sid, 8, time.Second); !ok {
+		if !announce(b, 8) {
 			t.Fatalf("Announce after the interval: got false, want true")
 		}
 		// The stream's last viewers leave and one comes back at once: the interval still
 		// holds (API.md: viewers events at most once a second, also as a resuming client
 		// reads them from the history), and so does the last count announced.
-		a.SetLocal(ctx, sid, 0)
-		b.SetLocal(ctx, sid, 0)
-		a.SetLocal(ctx, sid, 1)
-		if ok, _ := a.Announce(ctx, sid, 1, time.Second); ok {
+		set(a, 0)
+		set(b, 0)
+		set(a, 1)
+		if announce(a, 1) {
 			t.Fatalf("Announce within the interval after the viewers left and came back: got true, want false")
 		}
 		clk.Add(1100 * time.Millisecond)
-		a.SetLocal(ctx, sid, 0)
-		a.SetLocal(ctx, sid, 8)
-		if ok, _ := a.Announce(ctx, sid, 8, time.Second); ok {
+		set(a, 0)
+		set(a, 8)
+		if announce(a, 8) {
 			t.Fatalf("Announce of the count last announced, after the viewers left and came back: got true, want false")
 		}
-		if ok, _ := a.Announce(ctx, sid, 1, time.Second); !ok {
+		if !announce(a, 1) {
 			t.Fatalf("Announce of a new count after the interval: got false, want true")
 		}
 		if _, ok := a.(*RedisPresence); ok {
 			// b stops refreshing (it crashed): its count goes once it has stood the
 			// TTL, by Redis's clock (the test's presences stand 1 s).
 			time.Sleep(1100 * time.Millisecond)
-			a.SetLocal(ctx, sid, 3)
-			if n, _ := a.Count(ctx, sid); n != 3 {
-				t.Fatalf("after b expired: got %d, want 3", n)
+			set(a, 3)
+			if n, err := a.Count(ctx, sid); err != nil || n != 3 {
+				t.Fatalf("after b expired: got %d %v, want 3", n, err)
 			}
 		}
 	}
