@@ -517,12 +517,18 @@ func (s *RedisStore) ReleaseExpiredHolds(ctx context.Context, now time.Time, max
 	return released, ch, nil
 }
 
+// dueMembers returns the first max members of the sorted set key (a due set: scored by
+// the time in µs they are due at) that are due at now.
+func (s *RedisStore) dueMembers(ctx context.Context, key string, now time.Time, max int) ([]string, error) {
+	return s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: key, Start: "-inf", Stop: micros(now), ByScore: true, Count: int64(max),
+	}).Result()
+}
+
 // releaseBatch releases up to max due holds among the first max due entries of the
 // due set key; more says whether due entries may be left.
 func (s *RedisStore) releaseBatch(ctx context.Context, key string, now time.Time, max int) (int, Changes, bool, error) {
-	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.prefix + key, Start: "-inf", Stop: micros(now), ByScore: true, Count: int64(max),
-	}).Result()
+	members, err := s.dueMembers(ctx, s.prefix+key, now, max)
 	if err != nil {
 		return 0, Changes{}, false, unavailable(err)
 	}
@@ -555,9 +561,7 @@ func (s *RedisStore) releaseBatch(ctx context.Context, key string, now time.Time
 // An entry not of the batch form is dropped.
 func (s *RedisStore) releaseHoldBatches(ctx context.Context, key string, now time.Time, max int) (int, Changes, bool, error) {
 	key = s.prefix + key
-	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: key, Start: "-inf", Stop: micros(now), ByScore: true, Count: int64(max),
-	}).Result()
+	members, err := s.dueMembers(ctx, key, now, max)
 	if err != nil {
 		return 0, Changes{}, false, unavailable(err)
 	}

@@ -288,9 +288,7 @@ const advanceBatch = 1000
 // then pointed at each sale's next change.
 func (s *RedisStore) AdvanceSales(ctx context.Context, now time.Time) ([]SaleUpdate, error) {
 	dueKey := s.prefix + "saledue"
-	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: dueKey, Start: "-inf", Stop: micros(now), ByScore: true, Count: advanceBatch,
-	}).Result()
+	members, err := s.dueMembers(ctx, dueKey, now, advanceBatch)
 	if err != nil {
 		return nil, unavailable(err)
 	}
